@@ -1,0 +1,40 @@
+# Everything runs through uv with the committed lock file. A fresh machine needs only
+# python3 with pip and venv: uv itself is installed into .uv/ on first use.
+UV_VERSION := 0.13.8
+UV := .uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+RUN := $(UV) run --frozen
+
+.PHONY: demo test test-fast lint typecheck sync airflow bench clean
+
+demo: .venv/.synced
+	$(RUN) summitwatch demo
+
+test: .venv/.synced lint typecheck
+	$(RUN) pytest
+
+test-fast: .venv/.synced
+	$(RUN) pytest -m "not slow"
+
+lint: .venv/.synced
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: .venv/.synced
+	$(RUN) mypy
+
+sync: .venv/.synced
+
+bench: .venv/.synced
+	$(RUN) python benchmarks/extraction.py
+
+$(UV):
+	python3 -m venv .uv
+	.uv/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	touch $@
+
+clean:
+	rm -rf .venv .uv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""``summitwatch init``: schema, seed corpus and configured feeds, all idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.db import repo
+from pipeline.db.engine import make_engine, session_factory, upgrade_schema
+from pipeline.db.schema import Article
+from pipeline.feeds import load_feed_registry
+from pipeline.ingest import build_candidate, store_candidate
+from pipeline.seeds import load_seed_documents
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class InitReport:
+    revision_before: str | None
+    revision_after: str | None
+    seeds_added: int
+    seeds_present: int
+    feeds_added: int
+    feeds_updated: int
+
+
+def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
+    """Create or upgrade the schema, load the seed corpus and the feed list from config."""
+    registry = load_feed_registry(settings.feeds_file) if load_feeds else None
+    engine = make_engine(settings.db_url)
+    try:
+        before, after = upgrade_schema(engine)
+        with session_factory(engine)() as session:
+            added, present = load_seeds(session, settings)
+            feeds_added = feeds_updated = 0
+            for entry in registry.feeds if registry else []:
+                _, created = repo.upsert_feed(
+                    session,
+                    entry.url,
+                    name=entry.name,
+                    outlet=entry.outlet,
+                    lang=entry.lang,
+                    reason=entry.reason,
+                    enabled=entry.enabled,
+                )
+                feeds_added += created
+                feeds_updated += not created
+            session.commit()
+    finally:
+        engine.dispose()
+    return InitReport(before, after, added, present, feeds_added, feeds_updated)
+
+
+def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:
+    """Store each seed document once (keyed by ``seed:<name>``); returns (added, present)."""
+    added = present = 0
+    for document in load_seed_documents():
+        key = f"seed:{document.name}"
+        if session.scalar(select(Article.id).where(Article.source_id == key, Article.is_seed)):
+            present += 1
+            continue
+        candidate = build_candidate(
+            settings,
+            url=document.url,
+            title=document.title,
+            text=document.text,
+            published_at=document.published_at,
+            source_id=key,
+        )
+        store_candidate(session, candidate, via="seed", is_seed=True)
+        added += 1
+    return added, present

@@ -1,0 +1,435 @@
+"""The ``summitwatch`` command: a thin shell over the pipeline.
+
+Settings are built once here and passed down; this is the only place that configures
+logging. Machine-readable output goes to stdout, progress and messages to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy.orm import Session
+
+from pipeline.errors import SummitwatchError
+from pipeline.settings import Settings, load_settings
+
+log = logging.getLogger("pipeline")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        overrides: dict[str, Any] = {}
+        if args.db:
+            overrides["db_url"] = args.db
+        settings = load_settings(overrides=overrides)
+        handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+        return handler(args, settings)
+    except SummitwatchError as exc:
+        print(f"summitwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("summitwatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `summitwatch articles | head` closes stdout early; that is not an error.
+        sys.stderr.close()
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="summitwatch",
+        description="Monitor news coverage of Russia-China summitry.",
+    )
+    parser.add_argument("--db", metavar="URL", help="database URL (overrides SUMMITWATCH_DB_URL)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create or upgrade the schema, load seeds and feeds")
+    init.set_defaults(handler=cmd_init)
+
+    run = commands.add_parser("run", help="poll all due feeds and process new items")
+    run.add_argument("--once", action="store_true", help="one cycle, then exit")
+    run.set_defaults(handler=cmd_run)
+
+    imp = commands.add_parser("import", help="ingest pre-fetched items from a JSON Lines file")
+    imp.add_argument("file", help="JSON Lines file, or - for stdin")
+    imp.add_argument("--json", action="store_true", help="one JSON result per input line")
+    imp.set_defaults(handler=cmd_import)
+
+    ext = commands.add_parser("extract", help="print the article text of HTML files")
+    ext.add_argument("files", nargs="+", help="HTML files, or - for stdin")
+    ext.add_argument("--json", action="store_true", help="one JSON line per file")
+    ext.set_defaults(handler=cmd_extract)
+
+    arts = commands.add_parser("articles", help="browse stored articles")
+    arts.add_argument("--lang", help="ISO 639-1 code, e.g. en, ru, zh")
+    arts.add_argument("--since", type=_parse_since, help="published on or after (YYYY-MM-DD)")
+    arts.add_argument("--q", help="text that must appear in the title or text")
+    arts.add_argument("--duplicates", action="store_true", help="also list duplicate copies")
+    arts.add_argument("--no-seeds", action="store_true", help="leave out the seed corpus")
+    arts.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    arts.add_argument("--json", action="store_true", help="one JSON line per article")
+    arts.set_defaults(handler=cmd_articles)
+
+    feeds = commands.add_parser("feeds", help="manage feeds")
+    feed_commands = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    add = feed_commands.add_parser("add", help="add (or re-enable) a feed")
+    add.add_argument("url")
+    add.add_argument("--name")
+    add.add_argument("--outlet")
+    add.add_argument("--lang")
+    add.set_defaults(handler=cmd_feeds_add)
+    lst = feed_commands.add_parser("list", help="list feeds with their polling state")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=cmd_feeds_list)
+    opml_in = feed_commands.add_parser("import-opml", help="add the feeds of an OPML file")
+    opml_in.add_argument("file")
+    opml_in.set_defaults(handler=cmd_feeds_import_opml)
+    opml_out = feed_commands.add_parser("export-opml", help="print the feed list as OPML")
+    opml_out.set_defaults(handler=cmd_feeds_export_opml)
+
+    demo = commands.add_parser("demo", help="the full pipeline offline on the bundled site")
+    demo.add_argument("--port", type=int, default=8765, help="port for the fixture site")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def _parse_since(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# Shared plumbing ---------------------------------------------------------------------------
+
+
+@contextmanager
+def open_session(settings: Settings, *, migrate: bool = False) -> Iterator[Session]:
+    """A session on the configured database; checks (or upgrades) the schema first."""
+    from pipeline.db.engine import make_engine, require_current_schema, session_factory, upgrade_schema
+
+    engine = make_engine(settings.db_url)
+    try:
+        if migrate:
+            upgrade_schema(engine)
+        else:
+            require_current_schema(engine)
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _http_client(settings: Settings) -> Any:
+    from pipeline.http import HttpClient
+
+    return HttpClient(settings.http, allow_private_networks=settings.allow_private_networks)
+
+
+# Commands ----------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.bootstrap import initialise
+
+    report = initialise(settings)
+    _stderr(f"database: {_safe_url(settings.db_url)}")
+    _stderr(f"schema: {report.revision_before or 'empty'} -> {report.revision_after}")
+    _stderr(f"seed corpus: {report.seeds_added} added, {report.seeds_present} already present")
+    _stderr(f"feeds from {settings.feeds_file}: {report.feeds_added} added, {report.feeds_updated} updated")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.db import repo
+    from pipeline.db.schema import utcnow
+    from pipeline.ingest import run_cycle
+
+    with open_session(settings) as session, _http_client(settings) as client:
+        while True:
+            started = time.monotonic()
+            summary = run_cycle(session, client, settings, progress=_stderr)
+            counts = summary.counts()
+            _stderr(
+                f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
+                f"({counts['feeds_not_modified']} not modified, {counts['feeds_unchanged']} unchanged, "
+                f"{counts['feeds_error']} failed); {counts['new']} new, {counts['duplicate']} duplicate, "
+                f"{counts['error']} failed items"
+            )
+            if args.once:
+                return 1 if counts["feeds_error"] and counts["feeds_error"] == len(summary.polls) else 0
+            # Wake up when the next feed is due (checked every 30 s, so new feeds are seen).
+            due = repo.due_feed_ids(session, utcnow() + timedelta(seconds=30), limit=1)
+            time.sleep(1 if due else 30)
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.ingest import import_lines
+
+    stream: TextIO = sys.stdin if args.file == "-" else _open_text(args.file)
+    counts: dict[str, int] = {"new": 0, "duplicate": 0, "error": 0}
+    with open_session(settings) as session, stream:
+        for done, outcome in enumerate(import_lines(session, settings, stream, source=args.file), 1):
+            result = outcome.result
+            counts[result.status] += 1
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "id": outcome.input_id,
+                            "article_id": result.article_id,
+                            "status": result.status,
+                            "duplicate_of": result.duplicate_of,
+                            "similarity": result.similarity,
+                            "lang": result.lang,
+                            "topics": [],
+                            "watch": [],
+                            "error": result.error,
+                        },
+                        ensure_ascii=False,
+                    ),
+                    flush=True,
+                )
+            elif result.status == "error":
+                _stderr(f"  ! {result.error}")
+            if done % 100 == 0:
+                _stderr(f"... {done} lines: {_tally(counts)}")
+    _stderr(f"imported {args.file}: {_tally(counts)}")
+    return 0
+
+
+def _tally(counts: dict[str, int]) -> str:
+    return f"{counts['new']} new, {counts['duplicate']} duplicate, {counts['error']} failed"
+
+
+def _open_text(path: str) -> TextIO:
+    try:
+        return open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SummitwatchError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.extract import extract_page
+    from pipeline.language import detect_language
+
+    failures = 0
+    for name in args.files:
+        try:
+            body = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            page_error: str | None = f"cannot read file: {exc.strerror}"
+            text, title, date, lang = "", None, None, None
+        else:
+            page = extract_page(body, max_bytes=settings.http.max_bytes)
+            text, title, date, page_error = page.text, page.title, page.date, page.error
+            lang = detect_language(text, hint=page.lang_hint).lang if text else None
+        failures += bool(page_error)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "file": name,
+                        "text": text,
+                        "title": title,
+                        "date": date,
+                        "lang": lang,
+                        "error": page_error,
+                    },
+                    ensure_ascii=False,
+                ),
+                flush=True,
+            )
+        elif page_error:
+            _stderr(f"{name}: {page_error}")
+        else:
+            if len(args.files) > 1:
+                print(f"==> {name} <==")
+            print(text)
+    return 1 if failures == len(args.files) else 0
+
+
+def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.db import repo
+
+    wanted = repo.ArticleFilter(
+        lang=args.lang,
+        since=args.since,
+        text=args.q,
+        include_duplicates=args.duplicates,
+        include_seeds=not args.no_seeds,
+        limit=max(1, args.limit),
+    )
+    with open_session(settings) as session:
+        rows = repo.search_articles(session, wanted)
+        copies = repo.copies_of(session, [row.id for row in rows])
+        for row in rows:
+            row_copies = copies.get(row.id, [])
+            if args.json:
+                print(json.dumps(_article_json(row, row_copies), ensure_ascii=False))
+                continue
+            moment = row.published_at or row.first_seen_at
+            marker = (
+                "seed" if row.is_seed else (f"dup of {row.duplicate_of_id}" if row.duplicate_of_id else "")
+            )
+            extra = f" (+{len(row_copies)} copies)" if row_copies else ""
+            print(
+                f"{row.id:>6}  {moment:%Y-%m-%d}  {row.lang:<3} {marker:<12} {(row.title or '')[:70]}{extra}"
+            )
+            if row.url:
+                print(f"{'':>8}{row.url}")
+        if not rows and not args.json:
+            _stderr("no articles match")
+    return 0
+
+
+def _article_json(row: Any, row_copies: list[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "url": row.url,
+        "title": row.title,
+        "lang": row.lang,
+        "published_at": row.published_at.isoformat() if row.published_at else None,
+        "first_seen_at": row.first_seen_at.isoformat(),
+        "feed_id": row.feed_id,
+        "is_seed": row.is_seed,
+        "duplicate_of": row.duplicate_of_id,
+        "similarity": row.similarity,
+        "words": row.word_count,
+        "copies": [{"id": c.id, "url": c.url, "similarity": c.similarity} for c in row_copies],
+        "text": row.text[:500],
+    }
+
+
+def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.db import repo
+    from pipeline.feeds import FeedEntry
+
+    try:
+        FeedEntry.model_validate(
+            {"url": args.url, "name": "x", "outlet": "x", "lang": "en", "reason": "x" * 10}
+        )
+    except ValueError:
+        raise SummitwatchError(f"not an absolute http(s) URL: {args.url!r}") from None
+    with open_session(settings) as session:
+        feed, created = repo.upsert_feed(
+            session, args.url, name=args.name, outlet=args.outlet, lang=args.lang
+        )
+        session.commit()
+        _stderr(f"{'added' if created else 'updated'} feed {feed.id}: {feed.url}")
+    return 0
+
+
+def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.db import repo
+
+    with open_session(settings) as session:
+        for feed in repo.list_feeds(session):
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "id": feed.id,
+                            "url": feed.url,
+                            "name": feed.name,
+                            "outlet": feed.outlet,
+                            "lang": feed.lang,
+                            "enabled": feed.enabled,
+                            "failures": feed.failure_count,
+                            "last_error": feed.last_error,
+                            "last_polled_at": feed.last_polled_at.isoformat()
+                            if feed.last_polled_at
+                            else None,
+                            "next_poll_at": feed.next_poll_at.isoformat() if feed.next_poll_at else None,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+                continue
+            state = (
+                "disabled"
+                if not feed.enabled
+                else (f"{feed.failure_count} failures" if feed.failure_count else "ok")
+            )
+            polled = f"{feed.last_polled_at:%Y-%m-%d %H:%M}" if feed.last_polled_at else "never polled"
+            print(
+                f"{feed.id:>4}  {feed.lang or '?':<3} {state:<12} {polled:<17} {feed.name or ''} <{feed.url}>"
+            )
+    return 0
+
+
+def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.db import repo
+    from pipeline.feeds import parse_opml
+
+    try:
+        body = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise SummitwatchError(f"cannot read {args.file}: {exc.strerror}") from None
+    entries = parse_opml(body)
+    added = 0
+    with open_session(settings) as session:
+        for entry in entries:
+            if not entry["url"].startswith(("http://", "https://")):
+                _stderr(f"  skipped {entry['url']!r}: not an http(s) URL")
+                continue
+            _, created = repo.upsert_feed(
+                session, entry["url"], name=entry.get("name"), lang=entry.get("lang")
+            )
+            added += created
+        session.commit()
+    _stderr(f"{args.file}: {len(entries)} feeds, {added} new")
+    return 0
+
+
+def cmd_feeds_export_opml(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.db import repo
+    from pipeline.feeds import to_opml
+
+    with open_session(settings) as session:
+        feeds = [
+            {"url": f.url, "name": f.name, "lang": f.lang, "outlet": f.outlet}
+            for f in repo.list_feeds(session)
+        ]
+    sys.stdout.write(to_opml(feeds).decode("utf-8"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(settings, port=args.port, out=_stderr)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Storage: the ORM schema, engines and sessions, migrations and queries."""

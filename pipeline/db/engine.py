@@ -1,0 +1,85 @@
+"""Engines, sessions and schema migrations. Callers own the engine and its sessions."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(db_url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``db_url`` with the per-dialect settings summitwatch relies on."""
+    if db_url.startswith("sqlite"):
+        engine = create_engine(db_url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(db_url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web UI read while a poll writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to ``engine`` (objects stay usable after commit)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest migration; returns (revision before, revision after)."""
+    before = current_revision(engine)
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot migrate the database: {exc.orig}") from None
+    return before, current_revision(engine)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (None for an empty database)."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {exc.orig}") from None
+
+
+def head_revision() -> str | None:
+    """The newest migration shipped with this version."""
+    script = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://")))
+    return script.get_current_head()
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Stop with a clear message when the database is missing or behind the code."""
+    current = current_revision(engine)
+    if current != head_revision():
+        raise DatabaseError(
+            f"database schema is at {current or 'nothing'}, expected {head_revision()}: "
+            "run `summitwatch init` first"
+        )

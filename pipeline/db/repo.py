@@ -1,0 +1,244 @@
+"""Queries and idempotent writes. Every function takes the caller's session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pipeline.db.schema import Article, Feed, FetchFailure, Sighting, utcnow
+
+# Feeds ----------------------------------------------------------------------------------
+
+
+def upsert_feed(
+    session: Session,
+    url: str,
+    *,
+    name: str | None = None,
+    outlet: str | None = None,
+    lang: str | None = None,
+    reason: str | None = None,
+    enabled: bool = True,
+) -> tuple[Feed, bool]:
+    """Insert a feed or update its descriptive fields; returns (feed, created)."""
+    feed = session.scalar(select(Feed).where(Feed.url == url))
+    created = feed is None
+    if feed is None:
+        feed = Feed(url=url, failure_count=0, enabled=enabled)
+        session.add(feed)
+    for attribute, value in (("name", name), ("outlet", outlet), ("lang", lang), ("reason", reason)):
+        if value is not None:
+            setattr(feed, attribute, value)
+    feed.enabled = enabled
+    session.flush()
+    return feed, created
+
+
+def list_feeds(session: Session) -> Sequence[Feed]:
+    return session.scalars(select(Feed).order_by(Feed.id)).all()
+
+
+def due_feed_ids(session: Session, now: datetime, *, limit: int | None = None) -> list[int]:
+    """Enabled feeds whose next poll time has come (or that were never polled)."""
+    query = (
+        select(Feed.id)
+        .where(Feed.enabled.is_(True))
+        .where(or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now))
+        .order_by(Feed.next_poll_at.is_not(None), Feed.next_poll_at, Feed.id)
+    )
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+# Articles -------------------------------------------------------------------------------
+
+
+def article_by_canonical_url(session: Session, canonical_url: str) -> Article | None:
+    return session.scalar(select(Article).where(Article.canonical_url == canonical_url))
+
+
+def original_by_content_hash(session: Session, content_hash: str) -> Article | None:
+    """The earliest stored article with this text hash (an original, not a duplicate row)."""
+    return session.scalar(
+        select(Article)
+        .where(Article.content_hash == content_hash)
+        .order_by(Article.duplicate_of_id.is_not(None), Article.id)
+        .limit(1)
+    )
+
+
+def insert_article(session: Session, article: Article) -> Article | None:
+    """Insert ``article`` in a savepoint; ``None`` when a concurrent writer stored its URL first."""
+    try:
+        with session.begin_nested():
+            session.add(article)
+            session.flush()
+    except IntegrityError:
+        return None
+    return article
+
+
+def add_sighting(session: Session, article_id: int, via: str, url: str, seen_at: datetime) -> bool:
+    """Record that ``article_id`` was seen via ``via`` under ``url``; False if already known."""
+    exists = session.scalar(
+        select(Sighting.id).where(Sighting.article_id == article_id, Sighting.via == via, Sighting.url == url)
+    )
+    if exists:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(Sighting(article_id=article_id, via=via, url=url, seen_at=seen_at))
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ArticleFilter:
+    """What ``summitwatch articles`` asks for."""
+
+    lang: str | None = None
+    since: datetime | None = None
+    text: str | None = None
+    include_duplicates: bool = False
+    include_seeds: bool = True
+    limit: int = 50
+
+
+def search_articles(session: Session, wanted: ArticleFilter) -> Sequence[Article]:
+    """Stored articles, newest first, filtered by language, date and a text substring."""
+    query = select(Article)
+    if wanted.lang:
+        query = query.where(Article.lang == wanted.lang)
+    if wanted.since:
+        moment = func.coalesce(Article.published_at, Article.first_seen_at)
+        query = query.where(moment >= wanted.since)
+    if wanted.text:
+        pattern = f"%{_escape_like(wanted.text)}%"
+        query = query.where(
+            or_(Article.title.ilike(pattern, escape="\\"), Article.text.ilike(pattern, escape="\\"))
+        )
+    if not wanted.include_duplicates:
+        query = query.where(Article.duplicate_of_id.is_(None))
+    if not wanted.include_seeds:
+        query = query.where(Article.is_seed.is_(False))
+    order = func.coalesce(Article.published_at, Article.first_seen_at)
+    return session.scalars(query.order_by(order.desc(), Article.id.desc()).limit(wanted.limit)).all()
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:
+    """Duplicate rows pointing at each of ``article_ids``."""
+    if not article_ids:
+        return {}
+    rows = session.scalars(
+        select(Article).where(Article.duplicate_of_id.in_(article_ids)).order_by(Article.id)
+    ).all()
+    grouped: dict[int, list[Article]] = {}
+    for row in rows:
+        assert row.duplicate_of_id is not None
+        grouped.setdefault(row.duplicate_of_id, []).append(row)
+    return grouped
+
+
+def counts_by_language(session: Session) -> list[tuple[str, int, int, int]]:
+    """(lang, stored originals, duplicates, seeds) per language."""
+    rows = session.execute(
+        select(
+            Article.lang,
+            func.sum(_as_int(Article.duplicate_of_id.is_(None) & Article.is_seed.is_(False))),
+            func.sum(_as_int(Article.duplicate_of_id.is_not(None))),
+            func.sum(_as_int(Article.is_seed.is_(True))),
+        )
+        .group_by(Article.lang)
+        .order_by(Article.lang)
+    ).all()
+    return [(lang, int(a or 0), int(b or 0), int(c or 0)) for lang, a, b, c in rows]
+
+
+def _as_int(condition: Any) -> Any:
+    return case((condition, 1), else_=0).cast(Integer)
+
+
+# Failures -------------------------------------------------------------------------------
+
+
+def record_failure(
+    session: Session,
+    *,
+    stage: str,
+    target: str,
+    error: str,
+    permanent: bool,
+    retry_after: timedelta | None,
+    feed_id: int | None = None,
+    item: dict[str, Any] | None = None,
+    retry_limit: int = 5,
+) -> FetchFailure:
+    """Record (or update) a failure; transient ones get a next retry time until the limit."""
+    now = utcnow()
+    failure = session.scalar(
+        select(FetchFailure).where(FetchFailure.stage == stage, FetchFailure.target == target)
+    )
+    if failure is None:
+        failure = FetchFailure(
+            stage=stage,
+            target=target,
+            feed_id=feed_id,
+            error=error,
+            attempts=0,
+            first_failed_at=now,
+            item=item,
+        )
+        session.add(failure)
+    failure.attempts = (failure.attempts or 0) + 1
+    failure.error = error
+    failure.last_failed_at = now
+    failure.resolved_at = None
+    failure.permanent = permanent or failure.attempts >= retry_limit
+    if item is not None:
+        failure.item = item
+    failure.next_retry_at = (
+        None if failure.permanent or retry_after is None else now + retry_after * failure.attempts
+    )
+    session.flush()
+    return failure
+
+
+def resolve_failure(session: Session, stage: str, target: str) -> None:
+    session.execute(
+        update(FetchFailure)
+        .where(FetchFailure.stage == stage, FetchFailure.target == target)
+        .where(FetchFailure.resolved_at.is_(None))
+        .values(resolved_at=utcnow(), next_retry_at=None)
+    )
+
+
+def failures_due(session: Session, stage: str, now: datetime, limit: int = 100) -> Sequence[FetchFailure]:
+    return session.scalars(
+        select(FetchFailure)
+        .where(FetchFailure.stage == stage, FetchFailure.resolved_at.is_(None))
+        .where(FetchFailure.permanent.is_(False), FetchFailure.next_retry_at <= now)
+        .order_by(FetchFailure.next_retry_at)
+        .limit(limit)
+    ).all()
+
+
+def open_failures(session: Session, limit: int = 100) -> Sequence[FetchFailure]:
+    return session.scalars(
+        select(FetchFailure)
+        .where(FetchFailure.resolved_at.is_(None))
+        .order_by(FetchFailure.last_failed_at.desc())
+        .limit(limit)
+    ).all()

@@ -1,0 +1,149 @@
+"""The ORM schema. Alembic migrations in ``migrations/`` create and upgrade it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# One naming convention from the first migration on, so constraints can be altered by name
+# on both SQLite (batch mode) and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on SQLite and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Feed(Base):
+    """A polled feed, with its conditional-GET validators and failure state."""
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    name: Mapped[str | None] = mapped_column(String(300))
+    outlet: Mapped[str | None] = mapped_column(String(300))
+    lang: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    etag: Mapped[str | None] = mapped_column(String(1024))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Article(Base):
+    """One stored article (or seed document); duplicates point at their earlier copy."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    canonical_url: Mapped[str | None] = mapped_column(String(2048), unique=True)
+    source_id: Mapped[str | None] = mapped_column(String(512))
+    title: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str] = mapped_column(String(16), index=True)
+    lang_confidence: Mapped[float | None] = mapped_column(Float)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("articles.id", ondelete="SET NULL"), index=True
+    )
+    similarity: Mapped[float | None] = mapped_column(Float)
+    is_seed: Mapped[bool] = mapped_column(Boolean, default=False)
+    word_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    feed: Mapped[Feed | None] = relationship()
+    duplicate_of: Mapped[Article | None] = relationship(remote_side=[id])
+
+
+class Sighting(Base):
+    """Every time an article was seen: which feed or import, under which URL, when."""
+
+    __tablename__ = "sightings"
+    __table_args__ = (UniqueConstraint("article_id", "via", "url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    via: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class FetchFailure(Base):
+    """An item that failed (feed, page, extraction, import line), kept for retry or report."""
+
+    __tablename__ = "fetch_failures"
+    __table_args__ = (UniqueConstraint("stage", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(2048))
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    error: Mapped[str] = mapped_column(Text)
+    permanent: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    item: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    first_failed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_failed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+Index("ix_fetch_failures_retry", FetchFailure.resolved_at, FetchFailure.next_retry_at)

@@ -1,0 +1,40 @@
+"""The few error types users see.
+
+Two levels: a bad *item* is recorded and skipped (:class:`ItemError` and subclasses);
+a bad *configuration* or unreachable database stops the run (:class:`ConfigError`,
+:class:`DatabaseError`).
+"""
+
+from __future__ import annotations
+
+
+class SummitwatchError(Exception):
+    """Base class of everything summitwatch raises on purpose."""
+
+
+class ConfigError(SummitwatchError):
+    """A setting or configuration file is invalid; the message names the key."""
+
+
+class DatabaseError(SummitwatchError):
+    """The database cannot be reached or is not at the expected schema."""
+
+
+class ItemError(SummitwatchError):
+    """One item (feed, page, import line) failed; the run goes on.
+
+    ``permanent`` errors (not HTML, blocked address, malformed input) are quarantined and
+    never retried; the others (timeouts, 5xx) are retried on a later cycle.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class FetchError(ItemError):
+    """An HTTP fetch failed (timeout, refused, too large, bad status, blocked host)."""
+
+
+class ExtractionError(ItemError):
+    """A page yielded no article text."""

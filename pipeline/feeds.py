@@ -1,0 +1,210 @@
+"""Feeds: the feed registry (``config/feeds.yaml``, OPML) and parsing feed bytes into items.
+
+A pure stage: bytes in, :class:`FeedItem` records out. Fetching is done by ``pipeline.http``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import defusedxml.ElementTree as SafeET
+import feedparser
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import ConfigError
+from pipeline.records import FeedItem
+
+# feedparser tolerates a clock-skewed feed; anything further ahead than this is not a date.
+FUTURE_TOLERANCE = timedelta(hours=6)
+# Entity declarations are how XML bombs expand; no real news feed needs them.
+_ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
+
+
+class FeedEntry(BaseModel):
+    """One entry of ``config/feeds.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    name: str = Field(min_length=1)
+    outlet: str = Field(min_length=1)
+    lang: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+    reason: str = Field(min_length=10)
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
+class FeedRegistry(BaseModel):
+    """The whole feed list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feeds: list[FeedEntry]
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_urls(cls, value: list[FeedEntry]) -> list[FeedEntry]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.url in seen:
+                raise ValueError(f"feed {entry.url} is listed twice")
+            seen.add(entry.url)
+        return value
+
+
+def load_feed_registry(path: Path) -> FeedRegistry:
+    """Read and validate a feeds YAML file; :class:`ConfigError` names the bad entry."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {"feeds": []}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read feed list: {exc}") from None
+    try:
+        return FeedRegistry.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(f"{path}: invalid feed list:\n  " + "\n  ".join(problems)) from None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """The result of parsing one feed body."""
+
+    title: str | None
+    items: list[FeedItem]
+    warnings: list[str] = field(default_factory=list)
+
+
+class FeedParseError(ValueError):
+    """The body is not a usable feed (not XML/RSS/Atom, or refused as dangerous)."""
+
+
+def parse_feed(
+    body: bytes,
+    *,
+    feed_url: str,
+    content_type: str | None = None,
+    now: datetime | None = None,
+    max_items: int = 200,
+) -> ParsedFeed:
+    """Parse RSS 0.9x/1.0/2.0 or Atom bytes into items.
+
+    The HTTP content type (with its charset) is passed on to feedparser, which weighs it
+    against the XML declaration. Items get absolute URLs; dates in the future beyond a small
+    tolerance are dropped (the first-seen time is used instead).
+    """
+    head = body[:65536]
+    if _ENTITY_DECLARATION.search(head):
+        raise FeedParseError("feed declares XML entities (possible entity-expansion bomb)")
+    headers = {"content-type": content_type} if content_type else {}
+    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False)
+    warnings: list[str] = []
+    if parsed.get("bozo"):
+        warnings.append(f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}")
+    if not parsed.get("version") and not parsed.entries:
+        reason = warnings[0] if warnings else "no RSS or Atom structure found"
+        raise FeedParseError(f"not a feed: {reason}")
+    now = now or datetime.now(UTC)
+    items = []
+    for entry in parsed.entries[:max_items]:
+        link = _entry_link(entry)
+        items.append(
+            FeedItem(
+                url=urljoin(feed_url, link) if link else None,
+                title=_clean(entry.get("title")),
+                published_at=_entry_date(entry, now),
+                feed_url=feed_url,
+                summary=_clean(entry.get("summary")),
+                guid=_clean(entry.get("id")),
+            )
+        )
+    return ParsedFeed(title=_clean(parsed.feed.get("title")), items=items, warnings=warnings)
+
+
+def _entry_link(entry: Any) -> str | None:
+    link = entry.get("link")
+    if link:
+        return str(link).strip()
+    for candidate in entry.get("links", []):
+        if candidate.get("rel", "alternate") == "alternate" and candidate.get("href"):
+            return str(candidate["href"]).strip()
+    guid = entry.get("id")
+    if guid and str(guid).startswith(("http://", "https://")):
+        return str(guid).strip()
+    return None
+
+
+def _entry_date(entry: Any, now: datetime) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if isinstance(value, time.struct_time):
+            moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
+            if moment > now + FUTURE_TOLERANCE:
+                return None
+            return moment
+    return None
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = re.sub(r"\s+", " ", str(value)).strip()
+    return text or None
+
+
+# OPML --------------------------------------------------------------------------------------
+
+
+def parse_opml(body: bytes) -> list[dict[str, str]]:
+    """Feeds listed in an OPML document: ``[{"url", "name", "lang"?}]``."""
+    try:
+        root = SafeET.fromstring(body)
+    except Exception as exc:  # defusedxml raises several unrelated types
+        raise ConfigError(f"cannot read OPML: {type(exc).__name__}: {exc}") from None
+    feeds = []
+    for outline in root.iter("outline"):
+        url = outline.get("xmlUrl") or outline.get("xmlurl")
+        if not url:
+            continue
+        name = outline.get("title") or outline.get("text") or url
+        entry = {"url": url.strip(), "name": name.strip()}
+        lang = outline.get("language")
+        if lang:
+            entry["lang"] = lang.strip()
+        feeds.append(entry)
+    return feeds
+
+
+def to_opml(feeds: list[dict[str, Any]], *, title: str = "summitwatch feeds") -> bytes:
+    """An OPML 2.0 document listing ``feeds`` (``url``, ``name``, optional ``lang``, ``outlet``)."""
+    root = ET.Element("opml", version="2.0")
+    head = ET.SubElement(root, "head")
+    ET.SubElement(head, "title").text = title
+    body = ET.SubElement(root, "body")
+    for feed in feeds:
+        attributes = {"type": "rss", "text": feed.get("name") or feed["url"], "xmlUrl": feed["url"]}
+        if feed.get("name"):
+            attributes["title"] = feed["name"]
+        if feed.get("lang"):
+            attributes["language"] = feed["lang"]
+        if feed.get("outlet"):
+            attributes["description"] = feed["outlet"]
+        ET.SubElement(body, "outline", attributes)
+    ET.indent(root)
+    document = ET.tostring(root, encoding="unicode")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + document + "\n").encode("utf-8")

@@ -1,0 +1,595 @@
+"""Ingestion: the stages composed into "a feed item goes in, a stored article comes out".
+
+This is the orchestration layer shared by the CLI (``run``, ``import``, ``demo``) and the
+Airflow tasks. Stages stay pure; this module owns the order, the database writes and the
+three outcomes of an item: stored (``new``), rejected as expected (``duplicate``), or
+failed (``error``, recorded in ``fetch_failures`` and retried or quarantined).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from pipeline import dedup
+from pipeline.db import repo
+from pipeline.db.schema import Article, Feed, utcnow
+from pipeline.errors import ExtractionError, FetchError, ItemError
+from pipeline.extract import extract_page
+from pipeline.feeds import FeedParseError, parse_feed
+from pipeline.http import HttpClient
+from pipeline.language import detect_language, normalise_code
+from pipeline.records import ArticleCandidate, FeedItem, Fingerprint
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["new", "duplicate", "error"]
+ProgressCallback = Callable[[str], None]
+PAGE_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+)
+MAX_URL_LENGTH = 2048
+_WORD = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|\w+", re.UNICODE)
+
+
+@dataclass
+class ItemResult:
+    """What happened to one item."""
+
+    status: Status
+    article_id: int | None = None
+    duplicate_of: int | None = None
+    similarity: float | None = None
+    lang: str | None = None
+    error: str | None = None
+    url: str | None = None
+    title: str | None = None
+
+
+@dataclass
+class PollResult:
+    """What happened to one feed in one cycle."""
+
+    feed_id: int
+    feed_url: str
+    outcome: Literal["fetched", "not_modified", "unchanged", "error"]
+    items: list[ItemResult] = field(default_factory=list)
+    error: str | None = None
+
+    def counts(self) -> Counter[str]:
+        return Counter(item.status for item in self.items)
+
+
+@dataclass
+class CycleSummary:
+    """Totals over one polling cycle."""
+
+    polls: list[PollResult] = field(default_factory=list)
+    retried: list[ItemResult] = field(default_factory=list)
+
+    def counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for poll in self.polls:
+            total.update(poll.counts())
+            total[f"feeds_{poll.outcome}"] += 1
+        total.update(item.status for item in self.retried)
+        return total
+
+    def new_by_language(self) -> Counter[str]:
+        return Counter(
+            item.lang or "und" for poll in self.polls for item in [*poll.items] if item.status == "new"
+        ) + Counter(item.lang or "und" for item in self.retried if item.status == "new")
+
+
+# Building a candidate (pure stages) -------------------------------------------------------
+
+
+def build_candidate(
+    settings: Settings,
+    *,
+    url: str | None,
+    title: str | None,
+    html: bytes | None = None,
+    text: str | None = None,
+    published_at: datetime | None = None,
+    content_type: str | None = None,
+    lang_hint: str | None = None,
+    feed_url: str | None = None,
+    source_id: str | None = None,
+    now: datetime | None = None,
+) -> ArticleCandidate:
+    """Extract (if HTML), detect the language and fingerprint one item.
+
+    Raises :class:`ExtractionError` when there is no usable text.
+    """
+    now = now or utcnow()
+    extracted_date: str | None = None
+    if text is None:
+        if html is None:
+            raise ExtractionError("item has neither html nor text", permanent=True)
+        page = extract_page(html, url=url, content_type=content_type, max_bytes=settings.http.max_bytes)
+        if page.error:
+            raise ExtractionError(page.error, permanent=True)
+        text = page.text
+        title = title or page.title
+        lang_hint = page.lang_hint or lang_hint
+        extracted_date = page.date
+        if len(text.strip()) < settings.poll.min_text_chars:
+            raise ExtractionError(
+                f"extracted text too short ({len(text.strip())} characters, minimum "
+                f"{settings.poll.min_text_chars})",
+                permanent=True,
+            )
+    text = _tidy_text(text)
+    if not text:
+        raise ExtractionError("empty text", permanent=True)
+    published = published_at or _parse_date(extracted_date)
+    if published is not None and published > now + timedelta(hours=6):
+        published = None
+    guess = detect_language(
+        f"{title or ''}\n{text}",
+        hint=normalise_code(lang_hint),
+        min_letters=settings.language.min_letters,
+        min_confidence=settings.language.min_confidence,
+    )
+    fingerprint = Fingerprint(
+        canonical_url=dedup.canonical_url(url) if url else None,
+        content_hash=dedup.content_hash(text),
+    )
+    return ArticleCandidate(
+        url=url,
+        title=(title or "").strip() or None,
+        text=text,
+        lang=guess.lang,
+        published_at=published,
+        feed_url=feed_url,
+        source_id=source_id,
+        fingerprint=fingerprint,
+        extra={"lang_confidence": guess.confidence},
+    )
+
+
+def _tidy_text(text: str) -> str:
+    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.replace("\r", "\n").split("\n")]
+    tidy = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", tidy).strip()
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def count_words(text: str) -> int:
+    """Words in space-separated scripts, characters in Chinese/Japanese."""
+    return len(_WORD.findall(text))
+
+
+# Storing (exact deduplication) -----------------------------------------------------------
+
+
+def store_candidate(
+    session: Session,
+    candidate: ArticleCandidate,
+    *,
+    via: str,
+    feed_id: int | None = None,
+    seen_at: datetime | None = None,
+    is_seed: bool = False,
+) -> ItemResult:
+    """Store ``candidate`` unless it is already known; always record the sighting.
+
+    Exact duplicates: the same canonical URL (polled twice, or the same link in two
+    feeds) adds only a sighting. The same text under another URL (syndication) is stored
+    as a row pointing at the earliest copy. The same text with no URL (a re-imported line)
+    adds only a sighting.
+    """
+    seen_at = seen_at or utcnow()
+    assert candidate.fingerprint is not None
+    canonical = candidate.fingerprint.canonical_url
+    content_hash = candidate.fingerprint.content_hash
+    sighting_url = candidate.url or f"text:{content_hash[:16]}"
+    if canonical:
+        existing = repo.article_by_canonical_url(session, canonical)
+        if existing is not None:
+            repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
+            return _duplicate_result(existing, existing, candidate)
+    original = repo.original_by_content_hash(session, content_hash)
+    if original is not None and canonical is None:
+        repo.add_sighting(session, original.id, via, sighting_url, seen_at)
+        return _duplicate_result(original, original, candidate)
+    article = Article(
+        url=candidate.url,
+        canonical_url=canonical,
+        source_id=candidate.source_id,
+        title=candidate.title,
+        text=candidate.text,
+        lang=candidate.lang,
+        lang_confidence=candidate.extra.get("lang_confidence"),
+        published_at=candidate.published_at,
+        first_seen_at=seen_at,
+        feed_id=feed_id,
+        content_hash=content_hash,
+        duplicate_of_id=original.id if original is not None else None,
+        similarity=1.0 if original is not None else None,
+        is_seed=is_seed,
+        word_count=count_words(candidate.text),
+    )
+    stored = repo.insert_article(session, article)
+    if stored is None:
+        # Another worker stored the same URL between our lookup and insert.
+        assert canonical is not None
+        winner = repo.article_by_canonical_url(session, canonical)
+        assert winner is not None
+        repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
+        return _duplicate_result(winner, winner, candidate)
+    repo.add_sighting(session, stored.id, via, sighting_url, seen_at)
+    if original is not None:
+        return ItemResult(
+            "duplicate",
+            stored.id,
+            original.id,
+            1.0,
+            stored.lang,
+            url=candidate.url,
+            title=candidate.title,
+        )
+    return ItemResult("new", stored.id, None, None, stored.lang, url=candidate.url, title=candidate.title)
+
+
+def _duplicate_result(article: Article, original: Article, candidate: ArticleCandidate) -> ItemResult:
+    target = original.duplicate_of_id or original.id
+    return ItemResult(
+        "duplicate", article.id, target, 1.0, article.lang, url=candidate.url, title=candidate.title
+    )
+
+
+# Feeds and pages --------------------------------------------------------------------------
+
+
+def poll_feed(
+    session: Session,
+    client: HttpClient,
+    settings: Settings,
+    feed_id: int,
+    *,
+    now: datetime | None = None,
+    progress: ProgressCallback | None = None,
+) -> PollResult:
+    """Poll one feed: conditional GET, skip an unchanged body, then ingest each new item.
+
+    The feed's validators (ETag, Last-Modified, body hash) are saved only after every item
+    was handled, so a crash mid-feed means the next poll sees the items again; those
+    already stored cost one indexed lookup each.
+    """
+    now = now or utcnow()
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        raise ValueError(f"no feed with id {feed_id}")
+    feed.last_polled_at = now
+    try:
+        response = client.get(feed.url, etag=feed.etag, last_modified=feed.last_modified, accept=FEED_ACCEPT)
+    except FetchError as exc:
+        return _feed_failed(session, settings, feed, str(exc), now)
+    feed.last_status = response.status
+    if response.not_modified:
+        _feed_succeeded(settings, feed, now)
+        session.commit()
+        return PollResult(feed.id, feed.url, "not_modified")
+    body_hash = hashlib.sha256(response.body).hexdigest()
+    if body_hash == feed.body_hash:
+        # Some servers ignore validators or send new ones for the same bytes.
+        feed.etag = response.headers.get("etag")
+        feed.last_modified = response.headers.get("last-modified")
+        _feed_succeeded(settings, feed, now)
+        session.commit()
+        return PollResult(feed.id, feed.url, "unchanged")
+    try:
+        parsed = parse_feed(
+            response.body,
+            feed_url=response.final_url,
+            content_type=response.content_type,
+            now=now,
+            max_items=settings.poll.max_items_per_feed,
+        )
+    except FeedParseError as exc:
+        return _feed_failed(session, settings, feed, str(exc), now, permanent=True)
+    for warning in parsed.warnings:
+        log.info("feed %s: %s", feed.url, warning)
+    result = PollResult(feed.id, feed.url, "fetched")
+    for item in parsed.items:
+        outcome = ingest_item(session, client, settings, item, feed=feed, now=now)
+        session.commit()
+        result.items.append(outcome)
+        if progress:
+            progress(_describe_item(outcome))
+    feed.etag = response.headers.get("etag")
+    feed.last_modified = response.headers.get("last-modified")
+    feed.body_hash = body_hash
+    if parsed.title and not feed.name:
+        feed.name = parsed.title[:300]
+    _feed_succeeded(settings, feed, now)
+    session.commit()
+    return result
+
+
+def _feed_succeeded(settings: Settings, feed: Feed, now: datetime) -> None:
+    feed.failure_count = 0
+    feed.last_error = None
+    feed.next_poll_at = now + timedelta(minutes=settings.poll.interval_minutes)
+
+
+def _feed_failed(
+    session: Session, settings: Settings, feed: Feed, error: str, now: datetime, *, permanent: bool = False
+) -> PollResult:
+    feed.failure_count = (feed.failure_count or 0) + 1
+    feed.last_error = error
+    feed.next_poll_at = now + feed_backoff(settings, feed.failure_count)
+    repo.record_failure(
+        session,
+        stage="feed",
+        target=feed.url,
+        error=error,
+        permanent=False,
+        retry_after=None,
+        feed_id=feed.id,
+        retry_limit=10**6,
+    )
+    session.commit()
+    log.warning("feed %s failed (%d in a row): %s", feed.url, feed.failure_count, error)
+    return PollResult(feed.id, feed.url, "error", error=error)
+
+
+def feed_backoff(settings: Settings, failures: int) -> timedelta:
+    """Exponential backoff after ``failures`` consecutive failures, capped."""
+    minutes = settings.poll.backoff_base_minutes * (2 ** min(max(failures - 1, 0), 20))
+    return min(timedelta(minutes=minutes), timedelta(hours=settings.poll.backoff_max_hours))
+
+
+def ingest_item(
+    session: Session,
+    client: HttpClient,
+    settings: Settings,
+    item: FeedItem,
+    *,
+    feed: Feed | None,
+    now: datetime,
+) -> ItemResult:
+    """Fetch, extract and store one feed item; failures are recorded, never raised."""
+    via = f"feed:{feed.id}" if feed else "retry"
+    url = item.url
+    if not url:
+        return ItemResult("error", error="feed item has no link", title=item.title)
+    if len(url) > MAX_URL_LENGTH:
+        return ItemResult("error", error="link longer than 2048 characters", title=item.title)
+    canonical = dedup.canonical_url(url)
+    known = repo.article_by_canonical_url(session, canonical)
+    if known is not None:
+        repo.add_sighting(session, known.id, via, url, now)
+        return ItemResult(
+            "duplicate",
+            known.id,
+            known.duplicate_of_id or known.id,
+            1.0,
+            known.lang,
+            url=url,
+            title=item.title,
+        )
+    try:
+        response = client.get(url, accept=PAGE_ACCEPT)
+        candidate = build_candidate(
+            settings,
+            url=url,
+            title=item.title,
+            html=response.body,
+            published_at=item.published_at,
+            content_type=response.content_type,
+            lang_hint=feed.lang if feed else None,
+            feed_url=item.feed_url,
+            now=now,
+        )
+    except ItemError as exc:
+        payload = {
+            "url": url,
+            "title": item.title,
+            "feed_url": item.feed_url,
+            "published_at": item.published_at.isoformat() if item.published_at else None,
+        }
+        repo.record_failure(
+            session,
+            stage="page",
+            target=url,
+            error=str(exc),
+            permanent=exc.permanent,
+            retry_after=timedelta(minutes=settings.poll.backoff_base_minutes),
+            feed_id=feed.id if feed else None,
+            item=payload,
+            retry_limit=settings.poll.page_retry_limit,
+        )
+        return ItemResult("error", error=str(exc), url=url, title=item.title)
+    result = store_candidate(session, candidate, via=via, feed_id=feed.id if feed else None, seen_at=now)
+    repo.resolve_failure(session, "page", url)
+    return result
+
+
+def retry_failed_pages(
+    session: Session, client: HttpClient, settings: Settings, *, now: datetime | None = None
+) -> list[ItemResult]:
+    """Retry pages whose transient failure is due again (timeouts, 5xx)."""
+    now = now or utcnow()
+    results = []
+    for failure in repo.failures_due(session, "page", now):
+        payload = failure.item or {"url": failure.target}
+        feed = session.get(Feed, failure.feed_id) if failure.feed_id else None
+        item = FeedItem(
+            url=payload.get("url") or failure.target,
+            title=payload.get("title"),
+            published_at=_parse_date(payload.get("published_at")),
+            feed_url=payload.get("feed_url"),
+        )
+        results.append(ingest_item(session, client, settings, item, feed=feed, now=now))
+        session.commit()
+    return results
+
+
+def run_cycle(
+    session: Session,
+    client: HttpClient,
+    settings: Settings,
+    *,
+    feed_ids: Iterable[int] | None = None,
+    now: datetime | None = None,
+    progress: ProgressCallback | None = None,
+) -> CycleSummary:
+    """Poll every due feed (or ``feed_ids``) once, then retry failed pages that are due."""
+    now = now or utcnow()
+    ids = list(feed_ids) if feed_ids is not None else repo.due_feed_ids(session, now)
+    summary = CycleSummary()
+    for position, feed_id in enumerate(ids, 1):
+        poll = poll_feed(session, client, settings, feed_id, now=now, progress=progress)
+        summary.polls.append(poll)
+        if progress:
+            progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
+    summary.retried = retry_failed_pages(session, client, settings, now=now)
+    return summary
+
+
+def _describe_poll(poll: PollResult) -> str:
+    if poll.outcome == "error":
+        return f"{poll.feed_url}: FAILED: {poll.error}"
+    if poll.outcome != "fetched":
+        return f"{poll.feed_url}: {poll.outcome.replace('_', ' ')}, nothing to do"
+    counts = poll.counts()
+    return (
+        f"{poll.feed_url}: {len(poll.items)} items, {counts['new']} new, "
+        f"{counts['duplicate']} duplicate, {counts['error']} failed"
+    )
+
+
+def _describe_item(item: ItemResult) -> str:
+    label = item.title or item.url or "(untitled)"
+    if item.status == "error":
+        return f"  ! {label[:80]}: {item.error}"
+    return f"  {'+' if item.status == 'new' else '='} [{item.lang}] {label[:80]}"
+
+
+# Import files -----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    """One line of an import file and what became of it."""
+
+    line_number: int
+    input_id: Any
+    result: ItemResult
+
+
+def import_lines(
+    session: Session,
+    settings: Settings,
+    lines: Iterable[str],
+    *,
+    source: str,
+    now: datetime | None = None,
+) -> Iterator[ImportResult]:
+    """Ingest pre-fetched JSON lines through the same stages, one commit per line."""
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        input_id: Any = None
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict):
+                raise ExtractionError("line is not a JSON object", permanent=True)
+            input_id = record.get("id")
+            candidate = _candidate_from_record(settings, record, now or utcnow())
+            feed_id = _feed_id_for(session, record.get("feed"))
+            result = store_candidate(
+                session, candidate, via="import", feed_id=feed_id, seen_at=now or utcnow()
+            )
+            repo.resolve_failure(session, "import", f"{source}:{number}")
+        except (ValueError, ItemError) as exc:
+            message = f"line {number}: {_short_error(exc)}"
+            repo.record_failure(
+                session,
+                stage="import",
+                target=f"{source}:{number}",
+                error=message,
+                permanent=True,
+                retry_after=None,
+                item={"line": raw[:2000]},
+            )
+            result = ItemResult("error", error=message)
+        session.commit()
+        yield ImportResult(number, input_id, result)
+
+
+def _short_error(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({exc.msg} at column {exc.colno})"
+    return str(exc)
+
+
+def _candidate_from_record(settings: Settings, record: dict[str, Any], now: datetime) -> ArticleCandidate:
+    unknown = set(record) - {"id", "url", "title", "html", "text", "published", "feed", "lang"}
+    if unknown:
+        raise ExtractionError(f"unknown fields: {', '.join(sorted(unknown))}", permanent=True)
+    url = record.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise ExtractionError("'url' must be an http(s) URL", permanent=True)
+    if url and len(url) > MAX_URL_LENGTH:
+        raise ExtractionError("'url' longer than 2048 characters", permanent=True)
+    html, text = record.get("html"), record.get("text")
+    if html is not None and not isinstance(html, str):
+        raise ExtractionError("'html' must be a string", permanent=True)
+    if text is not None and not isinstance(text, str):
+        raise ExtractionError("'text' must be a string", permanent=True)
+    if not (html or text):
+        raise ExtractionError("needs 'html' or 'text'", permanent=True)
+    published = record.get("published")
+    published_at = None
+    if published is not None:
+        if not isinstance(published, str):
+            raise ExtractionError("'published' must be an ISO 8601 string", permanent=True)
+        published_at = _parse_date(published)
+        if published_at is None:
+            raise ExtractionError(f"'published' is not an ISO 8601 date: {published!r}", permanent=True)
+    title = record.get("title")
+    return build_candidate(
+        settings,
+        url=url,
+        title=title if isinstance(title, str) else None,
+        html=html.encode("utf-8") if html and not text else None,
+        text=text or None,
+        published_at=published_at,
+        content_type="text/html; charset=utf-8",
+        lang_hint=record.get("lang") if isinstance(record.get("lang"), str) else None,
+        source_id=str(record["id"])[:512] if record.get("id") is not None else None,
+        now=now,
+    )
+
+
+def _feed_id_for(session: Session, feed: Any) -> int | None:
+    if not isinstance(feed, str) or not feed:
+        return None
+    from sqlalchemy import or_, select
+
+    return session.scalar(select(Feed.id).where(or_(Feed.url == feed, Feed.name == feed)).limit(1))

@@ -1,0 +1,115 @@
+"""Language detection with langdetect, made deterministic.
+
+langdetect samples n-grams at random; with its module-level factory the answer for a
+short or mixed text can change from run to run. Here the profiles are loaded in sorted
+order into a private factory with a fixed seed, so the same text gives the same answer in
+every process on every machine. Texts with too few letters to tell get ``und``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipeline.records import LanguageGuess
+
+UNDETERMINED = "und"
+SEED = 20240516
+# langdetect reports Chinese as zh-cn / zh-tw; analysts filter on one code.
+_CODE_MAP = {"zh-cn": "zh", "zh-tw": "zh"}
+# Scripts that identify a language (family) on their own when langdetect is unsure.
+_SCRIPT_LANG = {"HANGUL": "ko", "HIRAGANA": "ja", "KATAKANA": "ja", "THAI": "th", "HEBREW": "he"}
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _factory() -> Any:
+    """Build the detector factory once per process, on first use (never at import)."""
+    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+    from langdetect.utils.lang_profile import LangProfile
+
+    factory = DetectorFactory()
+    files = sorted(p for p in Path(PROFILES_DIRECTORY).iterdir() if not p.name.startswith("."))
+    for index, profile_file in enumerate(files):
+        data = json.loads(profile_file.read_text(encoding="utf-8"))
+        factory.add_profile(LangProfile(**data), index, len(files))
+    factory.set_seed(SEED)
+    return factory
+
+
+def count_letters(text: str) -> int:
+    """Letters (any script) in ``text``; digits, punctuation and spaces don't count."""
+    return sum(1 for char in text if char.isalpha())
+
+
+def detect_language(
+    text: str,
+    *,
+    hint: str | None = None,
+    min_letters: int = 20,
+    min_confidence: float = 0.70,
+) -> LanguageGuess:
+    """Detect the language of ``text``.
+
+    Returns ``und`` with confidence 0 when the text has fewer than ``min_letters`` letters.
+    When langdetect's best guess is below ``min_confidence``, the page's declared
+    language (``hint``) wins if langdetect ranked it at all; otherwise ``und``.
+    """
+    sample = text[:20_000]
+    letters = count_letters(sample)
+    if letters < min_letters:
+        return LanguageGuess(UNDETERMINED, 0.0)
+    from langdetect.lang_detect_exception import LangDetectException
+
+    try:
+        with _lock:
+            detector = _factory().create()
+            detector.append(sample)
+            ranked = detector.get_probabilities()
+    except LangDetectException:
+        return LanguageGuess(UNDETERMINED, 0.0)
+    if not ranked:
+        return LanguageGuess(UNDETERMINED, 0.0)
+    best = ranked[0]
+    code = _CODE_MAP.get(best.lang, best.lang)
+    if best.prob >= min_confidence:
+        return LanguageGuess(code, round(best.prob, 4))
+    normalised_hint = normalise_code(hint)
+    for candidate in ranked:
+        if normalised_hint and _CODE_MAP.get(candidate.lang, candidate.lang) == normalised_hint:
+            return LanguageGuess(normalised_hint, round(candidate.prob, 4))
+    script = dominant_script_language(sample)
+    if script:
+        return LanguageGuess(script, round(best.prob, 4))
+    return LanguageGuess(UNDETERMINED, round(best.prob, 4))
+
+
+def normalise_code(code: str | None) -> str | None:
+    """``en-US`` → ``en``, ``zh-Hans`` → ``zh``; ``None`` for empty or malformed codes."""
+    if not code:
+        return None
+    primary = code.strip().replace("_", "-").split("-")[0].lower()
+    return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None
+
+
+def dominant_script_language(text: str) -> str | None:
+    """A language implied by the script of most letters (Hangul → ko, kana → ja...)."""
+    counts: dict[str, int] = {}
+    letters = 0
+    for char in text[:5000]:
+        if not char.isalpha():
+            continue
+        letters += 1
+        name = unicodedata.name(char, "")
+        for script, lang in _SCRIPT_LANG.items():
+            if name.startswith(script):
+                counts[lang] = counts.get(lang, 0) + 1
+                break
+    if not counts or not letters:
+        return None
+    lang, count = max(counts.items(), key=lambda kv: kv[1])
+    return lang if count / letters > 0.3 else None

@@ -1,0 +1,201 @@
+"""One validated settings object, built once at the edge (CLI entry point, first line of a task).
+
+Sources, later ones winning: the packaged defaults below, ``<config dir>/settings.yaml``
+(only the keys it sets), then environment variables. Environment variables are
+``SUMMITWATCH_<KEY>`` for top-level keys and ``SUMMITWATCH_<SECTION>__<KEY>`` for nested
+ones (``SUMMITWATCH_HTTP__TIMEOUT_SECONDS=20``); Slack uses the standard
+``SLACK_BOT_TOKEN``, ``SLACK_CHANNEL``, ``SLACK_WEBHOOK_URL`` and ``SLACK_API_URL``.
+Unknown keys are rejected, and a bad value stops with one message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "SUMMITWATCH_"
+# Variables with this prefix belong to the test suite and benchmarks, not the product.
+ENV_IGNORED_PREFIXES = ("SUMMITWATCH_TEST_", "SUMMITWATCH_BENCH_")
+SLACK_ENV = {
+    "SLACK_BOT_TOKEN": "bot_token",
+    "SLACK_CHANNEL": "channel",
+    "SLACK_WEBHOOK_URL": "webhook_url",
+    "SLACK_API_URL": "api_url",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    """Limits for every request the HTTP seam makes."""
+
+    connect_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)
+    max_redirects: int = Field(5, ge=0, le=20)
+    user_agent: str = Field(
+        "summitwatch/0.1 (news monitoring; +https://github.com/summitwatch/summitwatch)",
+        min_length=3,
+    )
+
+
+class PollSettings(_Section):
+    """How often feeds are polled and how failures back off."""
+
+    interval_minutes: int = Field(15, ge=1, le=1440)
+    backoff_base_minutes: int = Field(15, ge=1, le=1440)
+    backoff_max_hours: int = Field(24, ge=1, le=24 * 14)
+    max_items_per_feed: int = Field(200, ge=1, le=10_000)
+    page_retry_limit: int = Field(5, ge=1, le=50)
+    min_text_chars: int = Field(200, ge=0, le=100_000)
+
+
+class LanguageSettings(_Section):
+    """Language detection thresholds."""
+
+    min_letters: int = Field(20, ge=1, le=10_000)
+    min_confidence: float = Field(0.70, ge=0.0, le=1.0)
+
+
+class SlackSettings(_Section):
+    """Where digests go. With neither a token nor a webhook, digests go to stdout."""
+
+    bot_token: SecretStr | None = None
+    channel: str | None = None
+    webhook_url: SecretStr | None = None
+    api_url: str | None = None
+
+
+class Settings(_Section):
+    """Every setting summitwatch reads, validated."""
+
+    db_url: str = "sqlite:///summitwatch.db"
+    config_dir: Path = Path("config")
+    allow_private_networks: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    web_base_url: str | None = None
+    http: HttpSettings = HttpSettings()
+    poll: PollSettings = PollSettings()
+    language: LanguageSettings = LanguageSettings()
+    slack: SlackSettings = SlackSettings()
+
+    @field_validator("db_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a SQLAlchemy URL starting with sqlite:// or postgresql+psycopg://")
+        return value
+
+    @property
+    def feeds_file(self) -> Path:
+        return self.config_dir / "feeds.yaml"
+
+    @property
+    def topics_file(self) -> Path:
+        return self.config_dir / "topics.yaml"
+
+
+def default_config_dir() -> Path:
+    """``./config`` when present, else the ``config/`` shipped beside the package."""
+    local = Path("config")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build the settings from defaults, ``settings.yaml``, the environment and ``overrides``.
+
+    Raises :class:`ConfigError` naming the offending key on any invalid or unknown value.
+    """
+    env = dict(os.environ if environ is None else environ)
+    from_env = _settings_from_env(env)
+    config_dir = Path(str(from_env.pop("config_dir", None) or default_config_dir()))
+    merged: dict[str, Any] = {}
+    settings_file = config_dir / "settings.yaml"
+    if settings_file.is_file():
+        merged = _read_yaml_mapping(settings_file)
+    _deep_merge(merged, from_env)
+    _deep_merge(merged, dict(overrides or {}))
+    merged["config_dir"] = config_dir
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, settings_file)) from None
+
+
+def _settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_IGNORED_PREFIXES):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        _set_path(result, path, value)
+    for name, key in SLACK_ENV.items():
+        if env.get(name):
+            _set_path(result, ["slack", key], env[name])
+    return result
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    node = target
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _describe(exc: ValidationError, settings_file: Path) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(tuple(str(p) for p in error["loc"][:-1]))
+            message = f"unknown setting; allowed here: {', '.join(allowed)}"
+        elif error["type"] == "literal_error":
+            message = f"{message}"
+        lines.append(f"setting '{key}' ({env_name} or {settings_file}): {message}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _allowed_keys(section_path: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in section_path:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return sorted(model.model_fields)
+        model = annotation
+    return sorted(model.model_fields)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.dedup import canonical_url, content_hash, normalise_text
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("HTTPS://Example.COM/news/1", "http://example.com/news/1"),
+        ("http://example.com/news/1/", "http://example.com/news/1"),
+        ("http://example.com/news/1#comments", "http://example.com/news/1"),
+        ("http://example.com/news/1?utm_source=rss&utm_medium=feed", "http://example.com/news/1"),
+        ("http://example.com/a?id=2&fbclid=xyz&b=1", "http://example.com/a?b=1&id=2"),
+        ("http://example.com:80/a", "http://example.com/a"),
+        ("https://example.com:443/a", "http://example.com/a"),
+        ("http://example.com//a//b", "http://example.com/a/b"),
+        ("http://example.com/a/index.html", "http://example.com/a"),
+        ("http://пример.рф/статья", "http://xn--e1afmkfd.xn--p1ai/%D1%81%D1%82%D0%B0%D1%82%D1%8C%D1%8F"),
+        ("http://example.com/%7Euser", "http://example.com/~user"),
+    ],
+)
+def test_same_page_same_canonical_url(a: str, b: str) -> None:
+    assert canonical_url(a) == canonical_url(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("http://example.com/news/1", "http://example.com/news/2"),
+        ("http://example.com/a?id=1", "http://example.com/a?id=2"),
+        ("http://example.com/a", "http://www.example.com/a"),
+        ("http://example.com:8080/a", "http://example.com/a"),
+    ],
+)
+def test_different_pages_stay_different(a: str, b: str) -> None:
+    assert canonical_url(a) != canonical_url(b)
+
+
+def test_content_hash_ignores_layout_not_words() -> None:
+    text = "Putin and Xi met in Beijing.\n\nThey signed 20 agreements."
+    assert content_hash(text) == content_hash("  putin and XI met in Beijing!  They signed 20 agreements ")
+    assert content_hash(text) != content_hash("Putin and Xi met in Moscow. They signed 20 agreements.")
+
+
+def test_normalise_text_handles_cjk_and_compatibility_forms() -> None:
+    assert normalise_text("习近平，普京！") == "习近平 普京"
+    assert normalise_text("ＡＢＣ　１２３") == "abc 123"

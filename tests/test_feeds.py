@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.feeds import FeedParseError, load_feed_registry, parse_feed, parse_opml, to_opml
+
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+FEED_URL = "http://news.example/feed"
+
+RSS091 = b"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd">
+<rss version="0.91"><channel><title>Old</title><link>http://news.example/</link><description>d</description>
+<item><title>Caf\xe9 talks</title><link>http://news.example/a</link><description>x</description></item>
+</channel></rss>"""
+
+RSS10 = """<?xml version="1.0" encoding="utf-8"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"
+ xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel rdf:about="http://news.example/"><title>RDF</title><link>http://news.example/</link><description>d</description>
+<items><rdf:Seq><rdf:li rdf:resource="http://news.example/b"/></rdf:Seq></items></channel>
+<item rdf:about="http://news.example/b"><title>Встреча в Кремле</title><link>http://news.example/b</link>
+<dc:date>2026-11-02T10:00:00+03:00</dc:date></item>
+</rdf:RDF>""".encode()
+
+RSS20 = """<?xml version="1.0" encoding="windows-1251"?>
+<rss version="2.0"><channel><title>Лента</title><link>http://news.example/</link><description>d</description>
+<item><title>Сила Сибири 2: новые переговоры</title><link>/news/psib2?utm_source=rss</link>
+<guid>n-1</guid><pubDate>Mon, 02 Nov 2026 08:30:00 +0300</pubDate></item>
+<item><title>Из будущего</title><link>http://news.example/future</link><pubDate>Sat, 01 Nov 2031 08:30:00 GMT</pubDate></item>
+<item><title>Без даты</title><link>http://news.example/nodate</link></item>
+</channel></rss>""".encode("cp1251")
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Atom</title><id>urn:x</id><updated>2026-11-03T00:00:00Z</updated>
+<entry><title>普京与习近平会谈</title><id>urn:1</id><link rel="alternate" href="http://news.example/zh/1"/>
+<published>2026-11-03T09:00:00+08:00</published><updated>2026-11-03T10:00:00+08:00</updated></entry>
+</feed>""".encode()
+
+
+def test_rss_091_latin1() -> None:
+    parsed = parse_feed(RSS091, feed_url=FEED_URL, now=NOW)
+    assert [i.title for i in parsed.items] == ["Café talks"]
+    assert parsed.items[0].published_at is None
+
+
+def test_rss_10_rdf_with_dc_date() -> None:
+    parsed = parse_feed(RSS10, feed_url=FEED_URL, now=NOW)
+    item = parsed.items[0]
+    assert item.title == "Встреча в Кремле"
+    assert item.published_at == datetime(2026, 11, 2, 7, 0, tzinfo=UTC)
+
+
+def test_rss_20_windows_1251_relative_links_and_dates() -> None:
+    parsed = parse_feed(RSS20, feed_url=FEED_URL, now=NOW)
+    assert parsed.title == "Лента"
+    first, future, undated = parsed.items
+    assert first.title == "Сила Сибири 2: новые переговоры"
+    assert first.url == "http://news.example/news/psib2?utm_source=rss"
+    assert first.published_at == datetime(2026, 11, 2, 5, 30, tzinfo=UTC)
+    assert future.published_at is None  # a date years ahead is not trusted
+    assert undated.published_at is None
+
+
+def test_atom_prefers_published() -> None:
+    parsed = parse_feed(ATOM, feed_url=FEED_URL, now=NOW)
+    assert parsed.items[0].url == "http://news.example/zh/1"
+    assert parsed.items[0].title == "普京与习近平会谈"
+    assert parsed.items[0].published_at == datetime(2026, 11, 3, 1, 0, tzinfo=UTC)
+
+
+def test_charset_from_http_header_when_xml_declares_none() -> None:
+    body = """<?xml version="1.0"?><rss version="2.0"><channel><title>Новости</title>
+<item><title>Юань и рубль</title><link>http://news.example/c</link></item></channel></rss>""".encode("koi8-r")
+    parsed = parse_feed(body, feed_url=FEED_URL, content_type="text/xml; charset=koi8-r", now=NOW)
+    assert parsed.items[0].title == "Юань и рубль"
+
+
+def test_gb18030_feed() -> None:
+    body = """<?xml version="1.0" encoding="gb18030"?><rss version="2.0"><channel><title>新闻</title>
+<item><title>西伯利亚力量2号管道</title><link>http://news.example/zh/2</link></item></channel></rss>""".encode("gb18030")
+    assert parse_feed(body, feed_url=FEED_URL, now=NOW).items[0].title == "西伯利亚力量2号管道"
+
+
+def test_xml_bomb_refused() -> None:
+    bomb = b"""<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>
+<rss version="2.0"><channel><title>&lol2;</title></channel></rss>"""
+    with pytest.raises(FeedParseError, match="entit"):
+        parse_feed(bomb, feed_url=FEED_URL, now=NOW)
+
+
+@pytest.mark.parametrize("body", [b"<html><body><p>Not a feed</p></body></html>", b"", b"\x89PNG\r\n\x1a\n\0\0"])
+def test_not_a_feed(body: bytes) -> None:
+    with pytest.raises(FeedParseError, match="not a feed"):
+        parse_feed(body, feed_url=FEED_URL, now=NOW)
+
+
+def test_max_items() -> None:
+    items = "".join(f"<item><title>t{i}</title><link>http://n.example/{i}</link></item>" for i in range(50))
+    body = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'.encode()
+    assert len(parse_feed(body, feed_url=FEED_URL, now=NOW, max_items=10).items) == 10
+
+
+def test_opml_round_trip() -> None:
+    feeds = [
+        {"url": "https://tass.com/rss/v2.xml", "name": "TASS", "lang": "en", "outlet": "TASS"},
+        {"url": "http://example.com/a?b=1&c=2", "name": "Amp & <co>"},
+    ]
+    back = parse_opml(to_opml(feeds))
+    assert back == [
+        {"url": "https://tass.com/rss/v2.xml", "name": "TASS", "lang": "en"},
+        {"url": "http://example.com/a?b=1&c=2", "name": "Amp & <co>"},
+    ]
+
+
+def test_opml_bomb_and_garbage_refused() -> None:
+    with pytest.raises(ConfigError):
+        parse_opml(b'<!DOCTYPE x [<!ENTITY a "aaaa">]><opml><body><outline xmlUrl="&a;"/></body></opml>')
+    with pytest.raises(ConfigError):
+        parse_opml(b"not xml at all")
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "config" / "feeds.yaml"
+REGISTRY = load_feed_registry(SHIPPED)
+
+
+@pytest.mark.parametrize("entry", REGISTRY.feeds, ids=lambda e: e.name)
+def test_shipped_feed_entry(entry: object) -> None:
+    from pipeline.feeds import FeedEntry
+
+    assert isinstance(entry, FeedEntry)
+    assert entry.url.startswith(("http://", "https://"))
+    assert entry.lang in {"en", "ru", "zh"}
+    assert len(entry.reason) >= 30, "each feed says why it is on the list"
+
+
+def test_shipped_feeds_cover_three_languages() -> None:
+    langs = {entry.lang for entry in REGISTRY.feeds}
+    assert {"en", "ru", "zh"} <= langs
+
+
+def test_bad_feed_list_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds:\n  - url: ftp://x\n    name: X\n    outlet: X\n    lang: en\n    reason: just a test entry\n")
+    with pytest.raises(ConfigError, match=r"feeds\.0\.url"):
+        load_feed_registry(path)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.language import detect_language, normalise_code
+
+SAMPLES = {
+    "en": "Vladimir Putin and Xi Jinping signed a joint statement on deepening their partnership in Beijing.",
+    "ru": "Владимир Путин и Си Цзиньпин подписали совместное заявление об углублении партнёрства в Пекине.",
+    "zh": "俄罗斯总统普京与中国国家主席习近平在北京签署了关于深化全面战略协作伙伴关系的联合声明。",
+    "de": "Wladimir Putin und Xi Jinping unterzeichneten in Peking eine gemeinsame Erklärung zur Partnerschaft.",
+    "fr": "Vladimir Poutine et Xi Jinping ont signé à Pékin une déclaration commune sur leur partenariat.",
+    "ja": "プーチン大統領と習近平国家主席は北京で共同声明に署名し、両国の協力を深めることで合意した。",
+}
+
+
+@pytest.mark.parametrize(("lang", "text"), SAMPLES.items())
+def test_detects_language(lang: str, text: str) -> None:
+    assert detect_language(text).lang == lang
+
+
+@pytest.mark.parametrize("text", ["", "   ", "12:45 — 2026", "OK", "Xi!", "👍👍👍"])
+def test_too_short_is_undetermined(text: str) -> None:
+    guess = detect_language(text)
+    assert guess.lang == "und"
+    assert guess.confidence == 0.0
+
+
+def test_same_answer_in_other_processes() -> None:
+    # Ambiguous short mixed text is where langdetect's random sampling shows.
+    text = "Putin Xi Beijing Moscow gas pipeline Сила Сибири 2 summit talks"
+    here = [detect_language(text, min_letters=5) for _ in range(5)]
+    assert len(set(here)) == 1
+    code = (
+        "from pipeline.language import detect_language;"
+        f"g = detect_language({text!r}, min_letters=5); print(g.lang, g.confidence)"
+    )
+    outputs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(3)
+    }
+    assert outputs == {f"{here[0].lang} {here[0].confidence}\n"}
+
+
+@pytest.mark.parametrize(("raw", "code"), [("en-US", "en"), ("zh_Hans", "zh"), ("RU", "ru"), ("", None), ("x1", None)])
+def test_normalise_code(raw: str, code: str | None) -> None:
+    assert normalise_code(raw) == code

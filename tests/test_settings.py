@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.settings import load_settings
+
+
+def test_defaults_are_safe(tmp_path: Path) -> None:
+    settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(tmp_path)})
+    assert settings.db_url == "sqlite:///summitwatch.db"
+    assert settings.allow_private_networks is False
+    assert settings.http.max_bytes == 10_000_000
+    assert settings.slack.bot_token is None
+
+
+def test_environment_overrides_yaml(tmp_path: Path) -> None:
+    (tmp_path / "settings.yaml").write_text("poll:\n  interval_minutes: 30\nhttp:\n  max_redirects: 2\n")
+    settings = load_settings(
+        {
+            "SUMMITWATCH_CONFIG_DIR": str(tmp_path),
+            "SUMMITWATCH_POLL__INTERVAL_MINUTES": "5",
+            "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+            "SLACK_BOT_TOKEN": "xoxb-secret-token",
+        }
+    )
+    assert settings.poll.interval_minutes == 5
+    assert settings.http.max_redirects == 2
+    assert settings.allow_private_networks is True
+    assert settings.slack.bot_token is not None
+    assert "xoxb-secret-token" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"SUMMITWATCH_POLL__INTERVAL_MINUTES": "0"}, "poll.interval_minutes"),
+        ({"SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "maybe"}, "allow_private_networks"),
+        ({"SUMMITWATCH_DB_URL": "mysql://x"}, "db_url"),
+        ({"SUMMITWATCH_LOG_LEVEL": "LOUD"}, "log_level"),
+        ({"SUMMITWATCH_HTTP__TIMEOUT": "3"}, "http.timeout"),
+    ],
+)
+def test_bad_value_names_the_key(tmp_path: Path, environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"SUMMITWATCH_CONFIG_DIR": str(tmp_path), **environ})
+    assert f"'{named}'" in str(caught.value)
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+    (tmp_path / "settings.yaml").write_text("http:\n  max_byte: 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"SUMMITWATCH_CONFIG_DIR": str(tmp_path)})
+    message = str(caught.value)
+    assert "http.max_byte" in message
+    assert "max_bytes" in message
+
+
+def test_literal_error_lists_allowed_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"SUMMITWATCH_CONFIG_DIR": str(tmp_path), "SUMMITWATCH_LOG_LEVEL": "LOUD"})
+    assert "'DEBUG'" in str(caught.value)
+
+
+def test_shipped_settings_file_is_valid() -> None:
+    config = Path(__file__).resolve().parent.parent / "config"
+    settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(config)})
+    assert settings.poll.min_text_chars == 150
