@@ -422,6 +422,7 @@ def ingest_item(
             feed_id=feed.id if feed else None,
             item=payload,
             retry_limit=settings.poll.page_retry_limit,
+            now=now,
         )
         return ItemResult("error", error=str(exc), url=url, title=item.title)
     result = store_candidate(session, candidate, via=via, feed_id=feed.id if feed else None, seen_at=now)

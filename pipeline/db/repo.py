@@ -185,9 +185,10 @@ def record_failure(
     feed_id: int | None = None,
     item: dict[str, Any] | None = None,
     retry_limit: int = 5,
+    now: datetime | None = None,
 ) -> FetchFailure:
     """Record (or update) a failure; transient ones get a next retry time until the limit."""
-    now = utcnow()
+    now = now or utcnow()
     failure = session.scalar(
         select(FetchFailure).where(FetchFailure.stage == stage, FetchFailure.target == target)
     )

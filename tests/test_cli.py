@@ -1,0 +1,133 @@
+"""The console script, run as a user runs it (a subprocess), on SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+SCRIPT = str(Path(sys.executable).parent / "summitwatch")
+TEXT_EN = (
+    "Vladimir Putin and Xi Jinping met in Beijing and agreed to expand settlements in yuan and roubles. "
+    "The leaders also discussed the Power of Siberia 2 pipeline and joint naval exercises in the Pacific, "
+    "according to a joint statement released by both governments after the talks ended on Thursday."
+)
+
+
+def sw(*args: str, db: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+        **(env or {}),
+    }
+    return subprocess.run([SCRIPT, *args], input=stdin, capture_output=True, text=True, env=environ,
+                          cwd=db.parent, timeout=120)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "cli.db"
+    done = sw("init", db=path)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def test_init_reports_and_is_idempotent(db: Path) -> None:
+    again = sw("init", db=db)
+    assert again.returncode == 0
+    assert "seed corpus: 0 added, 5 already present" in again.stderr
+
+
+def test_commands_need_init_first(tmp_path: Path) -> None:
+    done = sw("articles", db=tmp_path / "empty.db")
+    assert done.returncode == 2
+    assert "run `summitwatch init` first" in done.stderr
+
+
+def test_bad_setting_stops_with_the_key_named(tmp_path: Path) -> None:
+    done = sw("init", db=tmp_path / "x.db", env={"SUMMITWATCH_POLL__INTERVAL_MINUTES": "never"})
+    assert done.returncode == 2
+    assert "poll.interval_minutes" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_import_json_contract(db: Path, tmp_path: Path) -> None:
+    lines = [
+        {"id": 1, "url": "https://news.example/1", "title": "Talks", "text": TEXT_EN},
+        {"id": "two", "url": "https://copy.example/1", "text": TEXT_EN},
+        {"id": 3},
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    done = sw("import", str(path), "--json", db=db)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["id"] for r in rows] == [1, "two", 3]
+    assert [r["status"] for r in rows] == ["new", "duplicate", "error"]
+    keys = {"id", "article_id", "status", "duplicate_of", "similarity", "lang", "topics", "watch", "error"}
+    assert all(set(r) == keys for r in rows)
+    assert rows[1]["duplicate_of"] == rows[0]["article_id"]
+    assert rows[0]["lang"] == "en"
+    assert "1 new, 1 duplicate, 1 failed" in done.stderr
+    again = sw("import", str(path), "--json", db=db)
+    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["duplicate", "duplicate", "error"]
+
+
+def test_import_from_stdin(db: Path) -> None:
+    done = sw("import", "-", db=db, stdin=json.dumps({"text": TEXT_EN}) + "\n")
+    assert done.returncode == 0
+    assert "1 new" in done.stderr
+
+
+def test_articles_filters_and_json(db: Path) -> None:
+    sw("import", "-", db=db, stdin=json.dumps({"url": "https://n.example/x", "text": TEXT_EN,
+                                               "published": "2026-11-02T00:00:00Z"}) + "\n")
+    listed = sw("articles", "--json", "--no-seeds", db=db)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["url"] for r in rows] == ["https://n.example/x"]
+    assert sw("articles", "--json", "--no-seeds", "--since", "2026-11-03", db=db).stdout == ""
+    assert sw("articles", "--json", "--lang", "ru", db=db).stdout == ""
+    found = sw("articles", "--q", "Power of Siberia", "--json", "--no-seeds", db=db)
+    assert len(found.stdout.splitlines()) == 1
+    assert sw("articles", "--q", "100%_literal", "--json", db=db).stdout == ""
+    seeds = [json.loads(line) for line in sw("articles", "--json", db=db).stdout.splitlines()]
+    assert sum(r["is_seed"] for r in seeds) == 5
+    human = sw("articles", "--limit", "3", db=db)
+    assert human.returncode == 0 and len(human.stdout.splitlines()) >= 3
+
+
+def test_feeds_add_list_and_opml_round_trip(db: Path, tmp_path: Path) -> None:
+    assert sw("feeds", "add", "https://example.org/rss", "--name", "Example", "--lang", "en", db=db).returncode == 0
+    assert sw("feeds", "add", "not a url", db=db).returncode == 2
+    listed = [json.loads(line) for line in sw("feeds", "list", "--json", db=db).stdout.splitlines()]
+    assert "https://example.org/rss" in {f["url"] for f in listed}
+    exported = sw("feeds", "export-opml", db=db).stdout
+    assert exported.startswith("<?xml")
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(exported.replace("https://example.org/rss", "https://example.org/other"))
+    other = tmp_path / "other.db"
+    sw("init", db=other)
+    done = sw("feeds", "import-opml", str(opml), db=other)
+    assert done.returncode == 0, done.stderr
+    assert "1 new" in done.stderr
+
+
+def test_extract_many_files_json(tmp_path: Path) -> None:
+    good = tmp_path / "a.html"
+    good.write_text(f"<html lang='en'><head><title>T</title></head><body><article><h1>T</h1><p>{TEXT_EN}</p>"
+                    f"<p>{TEXT_EN}</p></article></body></html>")
+    binary = tmp_path / "b.html"
+    binary.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
+    done = sw("extract", "--json", str(good), str(binary), str(tmp_path / "missing.html"), db=tmp_path / "unused.db")
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["file"] for r in rows] == [str(good), str(binary), str(tmp_path / "missing.html")]
+    assert "Power of Siberia 2" in rows[0]["text"] and rows[0]["lang"] == "en" and rows[0]["error"] is None
+    assert rows[1]["error"] and rows[1]["text"] == ""
+    assert "cannot read" in rows[2]["error"]

@@ -1,0 +1,100 @@
+"""Schema and migrations behave the same on SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect, select
+
+from pipeline.bootstrap import initialise
+from pipeline.db import repo
+from pipeline.db.engine import current_revision, head_revision, make_engine, require_current_schema, session_factory
+from pipeline.db.schema import Article, Feed, Sighting
+from pipeline.errors import DatabaseError
+from pipeline.settings import Settings
+
+
+def test_init_is_idempotent(settings: Settings) -> None:
+    first = initialise(settings)
+    assert first.revision_before is None
+    assert first.revision_after == head_revision()
+    assert first.seeds_added == 5
+    assert first.feeds_added >= 20
+    second = initialise(settings)
+    assert (second.seeds_added, second.seeds_present) == (0, 5)
+    assert second.feeds_added == 0
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        assert session.scalar(select(Article.id).where(~Article.is_seed).limit(1)) is None
+        seeds = session.scalars(select(Article).where(Article.is_seed)).all()
+        assert len(seeds) == 5
+        assert len(session.scalars(select(Feed)).all()) == first.feeds_added
+        assert len(session.scalars(select(Sighting)).all()) == 5
+    engine.dispose()
+
+
+def test_seed_html_page_becomes_clean_text(settings: Settings) -> None:
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        page = session.scalar(select(Article).where(Article.source_id == "seed:002_757e41e2329b2dfd"))
+        assert page is not None
+        assert page.title == "The Future According to Xi and Putin"
+        assert page.url == "https://www.chinafile.com/conversation/future-according-xi-and-putin"
+        assert page.published_at == datetime(2024, 5, 28, 16, 47, tzinfo=UTC)
+        assert page.lang == "en"
+        for junk in ("<div", "</p>", "class=", "layout:", "---", "&#38;", "views-field", "](http"):
+            assert junk not in page.text
+        assert "nuclear security guarantee" in page.text
+        assert page.word_count > 1000
+        wix = session.scalar(select(Article).where(Article.source_id == "seed:004_865bbbfa3529be1a"))
+        assert wix is not None
+        assert not wix.text.lower().startswith("top of page")
+        assert not wix.text.lower().endswith("bottom of page")
+    engine.dispose()
+
+
+def test_schema_has_the_documented_tables(settings: Settings) -> None:
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    tables = set(inspect(engine).get_table_names())
+    assert {"feeds", "articles", "sightings", "fetch_failures", "alembic_version"} <= tables
+    article_columns = {c["name"] for c in inspect(engine).get_columns("articles")}
+    assert {"url", "canonical_url", "title", "text", "lang", "published_at", "first_seen_at", "feed_id",
+            "content_hash", "duplicate_of_id"} <= article_columns
+    feed_columns = {c["name"] for c in inspect(engine).get_columns("feeds")}
+    assert {"etag", "last_modified", "failure_count", "next_poll_at", "body_hash"} <= feed_columns
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_unmigrated_database_is_a_clear_error(settings: Settings) -> None:
+    engine = make_engine(settings.db_url)
+    with pytest.raises(DatabaseError, match="summitwatch init"):
+        require_current_schema(engine)
+    engine.dispose()
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(DatabaseError, match="cannot connect"):
+        current_revision(engine)
+
+
+def test_timestamps_round_trip_as_utc(settings: Settings) -> None:
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    moment = datetime(2026, 11, 2, 5, 30, tzinfo=UTC)
+    with session_factory(engine)() as session:
+        feed, created = repo.upsert_feed(session, "http://news.example/feed", name="x")
+        assert created
+        feed.next_poll_at = moment
+        session.commit()
+        assert repo.due_feed_ids(session, moment) == [feed.id]
+        assert repo.due_feed_ids(session, datetime(2026, 11, 2, 5, 29, tzinfo=UTC)) == []
+    with session_factory(engine)() as session:
+        stored = session.get(Feed, feed.id)
+        assert stored is not None and stored.next_poll_at == moment
+        assert stored.next_poll_at.tzinfo is not None
+    engine.dispose()

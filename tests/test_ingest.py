@@ -1,0 +1,213 @@
+"""Feed to database, end to end, against a real local HTTP server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pipeline.db import repo
+from pipeline.db.schema import Article, Feed, FetchFailure, Sighting
+from pipeline.http import HttpClient
+from pipeline.ingest import feed_backoff, import_lines, poll_feed, retry_failed_pages, run_cycle
+from pipeline.settings import Settings
+from tests.local_server import LocalServer, Reply
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+BODY_EN = (
+    "Russian President Vladimir Putin and Chinese President Xi Jinping held talks in Beijing on Thursday, "
+    "their first meeting since the spring. The two leaders discussed the Power of Siberia 2 gas pipeline, "
+    "which would carry fifty billion cubic metres a year from the Yamal fields through Mongolia to northern "
+    "China. Officials said pricing remained the main obstacle. Trade between the two countries rose again, "
+    "with most payments now settled in yuan and roubles rather than dollars, according to officials in Moscow."
+)
+BODY_RU = (
+    "Президент России Владимир Путин и председатель КНР Си Цзиньпин провели переговоры в Пекине. Стороны "
+    "обсудили строительство газопровода «Сила Сибири 2», который должен пройти через Монголию, а также "
+    "расчёты в национальных валютах. По словам помощника президента, товарооборот двух стран продолжает "
+    "расти, хотя платежи через китайские банки по-прежнему сталкиваются с трудностями из-за санкций."
+)
+
+
+def page(title: str, body: str, lang: str) -> bytes:
+    paragraphs = "".join(f"<p>{s.strip()}.</p>" for s in body.split(".") if s.strip())
+    return (
+        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<nav><a href='/'>Home</a> <a href='/world'>World</a> <a href='/sport'>Sport</a></nav>"
+        f"<article><h1>{title}</h1>{paragraphs}</article>"
+        f"<footer>Copyright 2026 Example News. All rights reserved.</footer></body></html>"
+    ).encode()
+
+
+class FeedSite:
+    """A feed with validators and a few pages, served by :class:`LocalServer`."""
+
+    def __init__(self) -> None:
+        self.items = [("/a", "Putin and Xi talk gas"), ("/b", "Переговоры в Пекине"), ("/missing", "Gone")]
+        self.pages = {"/a": page("Putin and Xi talk gas", BODY_EN, "en"),
+                      "/b": page("Переговоры в Пекине", BODY_RU, "ru")}
+        self.honour_validators = True
+        self.server = LocalServer({"/feed": self.feed, "/a": self.page, "/b": self.page})
+
+    def feed_body(self) -> bytes:
+        items = "".join(
+            f"<item><title>{title}</title><link>{self.server.url(path)}?utm_source=rss</link>"
+            f"<pubDate>Thu, 19 Nov 2026 10:00:00 GMT</pubDate></item>"
+            for path, title in self.items
+        )
+        return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Test</title>{items}</channel></rss>'.encode()
+
+    def feed(self, handler: object) -> Reply:
+        body = self.feed_body()
+        etag = '"' + hashlib.md5(body).hexdigest() + '"'  # noqa: S324
+        sent = getattr(handler, "headers").get("If-None-Match")  # noqa: B009
+        if self.honour_validators and sent == etag:
+            return Reply(304, b"", {"ETag": etag})
+        return Reply(200, body, {"ETag": etag, "Content-Type": "application/rss+xml"})
+
+    def page(self, handler: object) -> Reply:
+        path = getattr(handler, "path").split("?")[0]  # noqa: B009
+        return Reply(200, self.pages[path], {"Content-Type": "text/html; charset=utf-8"})
+
+
+def count(session: Session, model: type, *where: object) -> int:
+    return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def add_feed(session: Session, url: str) -> int:
+    feed, _ = repo.upsert_feed(session, url, name="test feed", lang="en")
+    session.commit()
+    return feed.id
+
+
+def test_second_poll_is_304_and_stores_nothing(session: Session, settings: Settings) -> None:
+    site = FeedSite()
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        first = poll_feed(session, client, settings, feed_id, now=NOW)
+        assert first.outcome == "fetched"
+        assert [r.status for r in first.items] == ["new", "new", "error"]
+        assert [r.lang for r in first.items[:2]] == ["en", "ru"]
+        assert count(session, Article) == 2
+        feed = session.get(Feed, feed_id)
+        assert feed is not None and feed.etag and feed.next_poll_at == NOW + timedelta(minutes=15)
+
+        second = poll_feed(session, client, settings, feed_id, now=NOW + timedelta(minutes=15))
+        assert second.outcome == "not_modified"
+        assert site.server.hits[-1]["headers"].get("If-None-Match") == feed.etag
+        assert count(session, Article) == 2
+        page_hits = [h for h in site.server.hits if h["path"].startswith(("/a", "/b"))]
+        assert len(page_hits) == 2
+
+        # A server that ignores validators: the body hash still spares the work.
+        site.honour_validators = False
+        third = poll_feed(session, client, settings, feed_id, now=NOW + timedelta(minutes=30))
+        assert third.outcome == "unchanged"
+        assert count(session, Article) == 2
+
+
+def test_missing_page_recorded_and_run_goes_on(session: Session, settings: Settings) -> None:
+    site = FeedSite()
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        add_feed(session, site.server.url("/feed"))
+        summary = run_cycle(session, client, settings, now=NOW)
+    counts = summary.counts()
+    assert (counts["new"], counts["error"]) == (2, 1)
+    failure = session.scalar(select(FetchFailure).where(FetchFailure.stage == "page"))
+    assert failure is not None
+    assert "HTTP 404" in failure.error and failure.permanent
+    assert failure.item is not None and failure.item["title"] == "Gone"
+
+
+def test_same_story_in_two_feeds_is_stored_once(session: Session, settings: Settings) -> None:
+    site, other = FeedSite(), FeedSite()
+    with site.server, other.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        # The second site republishes the first site's links (syndication of the same URLs).
+        other.feed_body = site.feed_body  # type: ignore[method-assign]
+        first = add_feed(session, site.server.url("/feed"))
+        second = add_feed(session, other.server.url("/feed"))
+        run_cycle(session, client, settings, feed_ids=[first, second], now=NOW)
+    assert count(session, Article) == 2
+    assert count(session, Sighting) == 4
+    vias = set(session.scalars(select(Sighting.via)))
+    assert vias == {f"feed:{first}", f"feed:{second}"}
+
+
+def test_syndicated_copy_under_new_url_points_at_original(session: Session, settings: Settings) -> None:
+    site = FeedSite()
+    site.items.append(("/copy", "Putin and Xi talk gas (syndicated)"))
+    site.pages["/copy"] = site.pages["/a"].replace(b"<nav>", b"<nav><a href='/partner'>Partner</a>")
+    site.server.routes["/copy"] = site.page
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        result = poll_feed(session, client, settings, add_feed(session, site.server.url("/feed")), now=NOW)
+    original, copy = result.items[0], result.items[3]
+    assert copy.status == "duplicate"
+    assert copy.duplicate_of == original.article_id
+    stored = session.get(Article, copy.article_id)
+    assert stored is not None and stored.duplicate_of_id == original.article_id and stored.similarity == 1.0
+
+
+def test_broken_feed_backs_off_exponentially(session: Session, settings: Settings) -> None:
+    server = LocalServer({"/feed": lambda h: Reply(200, b"<html>not a feed</html>", {"Content-Type": "text/html"})})
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, server.url("/feed"))
+        for attempt in range(1, 4):
+            result = poll_feed(session, client, settings, feed_id, now=NOW)
+            assert result.outcome == "error" and "not a feed" in (result.error or "")
+            feed = session.get(Feed, feed_id)
+            assert feed is not None and feed.failure_count == attempt
+            assert feed.next_poll_at == NOW + feed_backoff(settings, attempt)
+    assert feed_backoff(settings, 1) == timedelta(minutes=15)
+    assert feed_backoff(settings, 3) == timedelta(minutes=60)
+    assert feed_backoff(settings, 30) == timedelta(hours=24)
+
+
+def test_transient_page_failure_is_retried(session: Session, settings: Settings) -> None:
+    site = FeedSite()
+    state = {"fail": True}
+
+    def flaky(handler: object) -> Reply:
+        if state["fail"]:
+            return Reply(503, b"busy")
+        return site.page(handler)
+
+    site.server.routes["/a"] = flaky
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        first = poll_feed(session, client, settings, add_feed(session, site.server.url("/feed")), now=NOW)
+        assert first.items[0].status == "error" and "503" in (first.items[0].error or "")
+        assert retry_failed_pages(session, client, settings, now=NOW) == []  # not due yet
+        state["fail"] = False
+        retried = retry_failed_pages(session, client, settings, now=NOW + timedelta(hours=1))
+    assert [r.status for r in retried] == ["new"]
+    failure = session.scalar(select(FetchFailure).where(FetchFailure.target.contains("/a")))
+    assert failure is not None and failure.resolved_at is not None
+
+
+def test_import_twice_stores_nothing_new(session: Session, settings: Settings) -> None:
+    lines = [
+        json.dumps({"id": "a1", "url": "https://news.example/a?utm_source=x", "title": "Talks", "text": BODY_EN}),
+        json.dumps({"id": "a2", "title": "Переговоры", "text": BODY_RU, "published": "2026-11-01T08:00:00+03:00"}),
+        json.dumps({"id": "a3", "url": "https://other.example/copy", "text": BODY_EN}),
+        "{not json",
+        json.dumps({"id": "a5", "url": "https://news.example/empty"}),
+        json.dumps(["a list"]),
+        json.dumps({"id": "a7", "html": page("Талант", BODY_RU, "ru").decode()}),
+    ]
+    first = list(import_lines(session, settings, lines, source="batch.jsonl", now=NOW))
+    assert [r.result.status for r in first] == ["new", "new", "duplicate", "error", "error", "error", "duplicate"]
+    assert first[2].result.duplicate_of == first[0].result.article_id
+    assert first[6].result.duplicate_of == first[1].result.article_id
+    assert "not valid JSON" in (first[3].result.error or "")
+    assert first[1].result.lang == "ru"
+    stored = session.get(Article, first[1].result.article_id)
+    assert stored is not None and stored.published_at == datetime(2026, 11, 1, 5, 0, tzinfo=UTC)
+    articles = count(session, Article)
+    second = list(import_lines(session, settings, lines, source="batch.jsonl", now=NOW))
+    assert count(session, Article) == articles
+    assert [r.result.status for r in second] == ["duplicate", "duplicate", "duplicate", "error", "error", "error", "duplicate"]
+    assert [r.result.article_id for r in second[:3]] == [r.result.article_id for r in first[:3]]
+    assert count(session, FetchFailure, FetchFailure.stage == "import") == 3
