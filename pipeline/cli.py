@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     arts.add_argument("--since", type=_parse_since, help="published on or after (YYYY-MM-DD)")
     arts.add_argument("--q", help="text that must appear in the title or text")
     arts.add_argument("--duplicates", action="store_true", help="also list duplicate copies")
-    arts.add_argument("--no-seeds", action="store_true", help="leave out the seed corpus")
+    arts.add_argument("--seeds", action="store_true", help="also list the seed corpus")
     arts.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     arts.add_argument("--json", action="store_true", help="one JSON line per article")
     arts.set_defaults(handler=cmd_articles)
@@ -281,7 +281,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
         since=args.since,
         text=args.q,
         include_duplicates=args.duplicates,
-        include_seeds=not args.no_seeds,
+        include_seeds=args.seeds,
         limit=max(1, args.limit),
     )
     with open_session(settings) as session:

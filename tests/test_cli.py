@@ -89,15 +89,15 @@ def test_import_from_stdin(db: Path) -> None:
 def test_articles_filters_and_json(db: Path) -> None:
     sw("import", "-", db=db, stdin=json.dumps({"url": "https://n.example/x", "text": TEXT_EN,
                                                "published": "2026-11-02T00:00:00Z"}) + "\n")
-    listed = sw("articles", "--json", "--no-seeds", db=db)
+    listed = sw("articles", "--json", db=db)
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["url"] for r in rows] == ["https://n.example/x"]
-    assert sw("articles", "--json", "--no-seeds", "--since", "2026-11-03", db=db).stdout == ""
+    assert sw("articles", "--json", "--since", "2026-11-03", db=db).stdout == ""
     assert sw("articles", "--json", "--lang", "ru", db=db).stdout == ""
-    found = sw("articles", "--q", "Power of Siberia", "--json", "--no-seeds", db=db)
+    found = sw("articles", "--q", "Power of Siberia", "--json", db=db)
     assert len(found.stdout.splitlines()) == 1
     assert sw("articles", "--q", "100%_literal", "--json", db=db).stdout == ""
-    seeds = [json.loads(line) for line in sw("articles", "--json", db=db).stdout.splitlines()]
+    seeds = [json.loads(line) for line in sw("articles", "--json", "--seeds", db=db).stdout.splitlines()]
     assert sum(r["is_seed"] for r in seeds) == 5
     human = sw("articles", "--limit", "3", db=db)
     assert human.returncode == 0 and len(human.stdout.splitlines()) >= 3
