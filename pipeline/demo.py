@@ -1,36 +1,59 @@
-"""``summitwatch demo``: the whole path offline, on the bundled fixture site."""
+"""``summitwatch demo``: the real Airflow pipeline, offline, on the bundled fixture site.
+
+The demo serves ``pipeline/data/demo_site`` on 127.0.0.1, registers its feeds, and runs
+the project's DAGs with Airflow's own ``airflow dags test`` (a complete DAG run in one
+process, on a local Airflow metadata database), so what a new user sees is the pipeline
+that runs in production, not a parallel code path. Airflow runs in a subprocess: the
+``pipeline`` package never imports Airflow.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
+from pipeline.errors import SummitwatchError
 from pipeline.fixture_site import FixtureServer
-from pipeline.http import HttpClient
-from pipeline.ingest import run_cycle
 from pipeline.settings import Settings
 
 DEMO_OUTLET_PREFIX = "demo: "
+DAGS = ("summitwatch_ingest",)
+_TASK_DONE = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
+
+
+def dags_folder() -> Path:
+    """The project's ``dags/`` folder, beside the package."""
+    folder = Path(__file__).resolve().parent.parent / "dags"
+    if not folder.is_dir():
+        raise SummitwatchError(f"the DAG folder {folder} is missing")
+    return folder
 
 
 def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None] = print) -> int:
-    """Serve the fixture site on 127.0.0.1, poll its feeds once, and report what was stored."""
-    # The fixture site lives on loopback, which the SSRF guard refuses by default.
+    """Serve the fixture site, run the DAGs against it, and report what was stored."""
     settings = settings.model_copy(update={"allow_private_networks": True})
     report = initialise(settings, load_feeds=False)
     out(
-        f"database {settings.db_url}: schema {report.revision_after}, "
-        f"{report.seeds_added + report.seeds_present} seed documents"
+        f"database {make_url(settings.db_url).render_as_string(hide_password=True)}: "
+        f"schema {report.revision_after}, {report.seeds_added + report.seeds_present} seed documents"
     )
+    airflow_home = Path(os.environ.get("AIRFLOW_HOME") or ".airflow-demo").resolve()
+    environment = _airflow_environment(settings, airflow_home)
+    _prepare_airflow(environment, airflow_home, out)
     engine = make_engine(settings.db_url)
     try:
-        with (
-            FixtureServer(port=port) as server,
-            session_factory(engine)() as session,
-            HttpClient(settings.http, allow_private_networks=True) as client,
-        ):
+        with FixtureServer(port=port) as server, session_factory(engine)() as session:
             out(f"fixture site on http://{server.base}/ with {len(server.site.feeds)} feeds")
             feed_ids = []
             for feed in server.site.feeds:
@@ -44,26 +67,104 @@ def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None]
                 )
                 feed_ids.append(row.id)
             session.commit()
-            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=out)
-            counts = summary.counts()
-            out("")
-            out(
-                f"this run: {counts['new']} new, {counts['duplicate']} duplicate, "
-                f"{counts['error']} failed items; {counts['feeds_not_modified']} feeds not modified"
+            before = _totals(session)
+            for dag_id in DAGS:
+                _run_dag(dag_id, {"feed_ids": feed_ids}, environment, airflow_home, out)
+            session.expire_all()
+            after = _totals(session)
+            not_modified = sum(
+                1 for feed in repo.list_feeds(session) if feed.id in feed_ids and feed.last_status == 304
             )
             out("")
-            out(f"{'language':<10}{'articles':>10}{'duplicates':>12}{'seeds':>8}")
-            for lang, originals, duplicates, seeds in repo.counts_by_language(session):
-                out(f"{lang:<10}{originals:>10}{duplicates:>12}{seeds:>8}")
-            failures = repo.open_failures(session)
-            if failures:
-                out("")
-                out(f"{len(failures)} items recorded with errors:")
-                for failure in failures:
-                    state = "quarantined" if failure.permanent else "will retry"
-                    out(f"  [{failure.stage}, {state}] {failure.error}")
-            out("")
-            out("browse: summitwatch articles --lang ru   |   summitwatch articles --q 'Power of Siberia'")
+            out(
+                f"this run: {after[0] - before[0]} new, {after[1] - before[1]} duplicate, "
+                f"{after[2] - before[2]} failed items; {not_modified} feeds not modified"
+            )
+            _report(session, out)
     finally:
         engine.dispose()
     return 0
+
+
+def _airflow_environment(settings: Settings, airflow_home: Path) -> dict[str, str]:
+    url = make_url(settings.db_url)
+    if url.drivername.startswith("sqlite") and url.database and not os.path.isabs(url.database):
+        # The DAG tasks must open the same file whatever their working directory.
+        url = url.set(database=str(Path(url.database).resolve()))
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "SUMMITWATCH_DB_URL": url.render_as_string(hide_password=False),
+        "SUMMITWATCH_CONFIG_DIR": str(settings.config_dir.resolve()),
+        "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+    }
+
+
+def _airflow_command() -> str:
+    candidate = Path(sys.executable).parent / "airflow"
+    return str(candidate) if candidate.exists() else "airflow"
+
+
+def _prepare_airflow(environment: dict[str, str], airflow_home: Path, out: Callable[[str], None]) -> None:
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    marker = airflow_home / ".summitwatch-migrated"
+    if marker.exists():
+        return
+    out(f"preparing the Airflow metadata database in {airflow_home} (first run only)...")
+    done = subprocess.run(
+        [_airflow_command(), "db", "migrate"], env=environment, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SummitwatchError(f"airflow db migrate failed:\n{_tail(done.stdout + done.stderr)}")
+    marker.write_text("ok\n")
+
+
+def _run_dag(
+    dag_id: str, conf: dict[str, object], environment: dict[str, str], airflow_home: Path,
+    out: Callable[[str], None],
+) -> None:
+    out(f"running DAG {dag_id} with Airflow (airflow dags test)...")
+    log_path = airflow_home / f"demo-{dag_id}.log"
+    command = [_airflow_command(), "dags", "test", dag_id, "--conf", json.dumps(conf)]
+    with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            match = _TASK_DONE.search(line)
+            if match:
+                task_id, index = match.groups()
+                out(f"  task {task_id}{'' if index == '-1' else f'[{index}]'} done")
+        status = process.wait()
+    text = log_path.read_text(encoding="utf-8")
+    if status != 0 or "state=success" not in text:
+        raise SummitwatchError(f"DAG {dag_id} failed (full log: {log_path}):\n{_tail(text)}")
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _totals(session: Session) -> tuple[int, int, int]:
+    rows = repo.counts_by_language(session)
+    failures = len(repo.open_failures(session, limit=100_000))
+    return sum(r[1] for r in rows), sum(r[2] for r in rows), failures
+
+
+def _report(session: Session, out: Callable[[str], None]) -> None:
+    out("")
+    out(f"{'language':<10}{'articles':>10}{'duplicates':>12}{'seeds':>8}")
+    for lang, originals, duplicates, seeds in repo.counts_by_language(session):
+        out(f"{lang:<10}{originals:>10}{duplicates:>12}{seeds:>8}")
+    failures = repo.open_failures(session)
+    if failures:
+        out("")
+        out(f"{len(failures)} items recorded with errors:")
+        for failure in failures:
+            state = "quarantined" if failure.permanent else "will retry"
+            out(f"  [{failure.stage}, {state}] {failure.error}")
+    out("")
+    out("browse: summitwatch articles --lang ru   |   summitwatch articles --q 'Power of Siberia'")

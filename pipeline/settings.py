@@ -51,7 +51,9 @@ class HttpSettings(_Section):
 class PollSettings(_Section):
     """How often feeds are polled and how failures back off."""
 
+    schedule: str = Field("*/15 * * * *", pattern=r"^(@(hourly|daily|weekly)|(\S+\s+){4}\S+)$")
     interval_minutes: int = Field(15, ge=1, le=1440)
+    batch_size: int = Field(25, ge=1, le=10_000)
     backoff_base_minutes: int = Field(15, ge=1, le=1440)
     backoff_max_hours: int = Field(24, ge=1, le=24 * 14)
     max_items_per_feed: int = Field(200, ge=1, le=10_000)

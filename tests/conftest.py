@@ -90,3 +90,9 @@ def session(settings: Settings) -> Iterator[Session]:
 def fixture_site() -> Iterator[FixtureServer]:
     with FixtureServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Airflow home (metadata database migrated on first use) for the whole session."""
+    return tmp_path_factory.mktemp("airflow-home")

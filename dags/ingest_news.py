@@ -1,0 +1,63 @@
+"""summitwatch_ingest: poll the news feeds, store new articles, update the coverage Asset.
+
+Every 15 minutes by default (``poll.schedule`` in config/settings.yaml). The due feeds
+are split into batches and polled by mapped tasks; each task calls one ``pipeline``
+function and passes only ids and counts through XCom. Writes are idempotent, so retries
+are safe. A manual run may pass ``{"feed_ids": [...]}`` to poll just those feeds.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from pipeline.settings import load_settings
+
+COVERAGE = Asset("summitwatch://coverage")
+SCHEDULE = load_settings().poll.schedule
+
+RETRIES = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+@dag(
+    dag_id="summitwatch_ingest",
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=RETRIES,
+    dagrun_timeout=timedelta(hours=1),
+    params={"feed_ids": []},
+    tags=["summitwatch"],
+    doc_md=__doc__,
+)
+def summitwatch_ingest() -> None:
+    @task
+    def plan_batches(params: dict | None = None) -> list[list[int]]:
+        from pipeline.tasks import plan_feed_batches
+
+        return plan_feed_batches((params or {}).get("feed_ids") or None)
+
+    @task(max_active_tis_per_dagrun=8, execution_timeout=timedelta(minutes=30))
+    def poll_batch(feed_ids: list[int]) -> dict[str, int]:
+        from pipeline.tasks import poll_feed_batch
+
+        return poll_feed_batch(feed_ids)
+
+    @task(outlets=[COVERAGE], trigger_rule="all_done")
+    def finish(results: list[dict[str, int]]) -> dict[str, int]:
+        from pipeline.tasks import finish_ingest
+
+        return finish_ingest(list(results))
+
+    finish(poll_batch.expand(feed_ids=plan_batches()))
+
+
+summitwatch_ingest()

@@ -1,0 +1,102 @@
+"""The bodies of the Airflow tasks, without Airflow.
+
+Each function is what one task does: it builds its own settings, engine, session and
+HTTP client (a task is the caller that owns those lifecycles), calls the pipeline, and
+returns a small JSON-serialisable result (ids and counts) for XCom. Every write is
+idempotent, so a retried task repeats no work that was committed and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from pipeline.db import repo
+from pipeline.db.engine import make_engine, require_current_schema, session_factory
+from pipeline.db.schema import utcnow
+from pipeline.http import HttpClient
+from pipeline.ingest import retry_failed_pages, run_cycle
+from pipeline.settings import Settings, load_settings
+
+# Airflow's default max_map_length is 1024; staying far below it leaves room for growth
+# and keeps the grid readable. Batches grow instead of the mapped count.
+MAX_MAPPED_BATCHES = 64
+FAULT_ENV = "SUMMITWATCH_TEST_FAIL_ONCE"
+
+
+@contextmanager
+def task_session(settings: Settings) -> Iterator[Session]:
+    """A session on the configured database, which must be at the current schema."""
+    engine = make_engine(settings.db_url)
+    try:
+        require_current_schema(engine)
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def plan_feed_batches(
+    feed_ids: Sequence[int] | None = None, *, batch_size: int | None = None, settings: Settings | None = None
+) -> list[list[int]]:
+    """Split the due feeds (or ``feed_ids``) into batches for dynamic task mapping."""
+    settings = settings or load_settings()
+    size = batch_size or settings.poll.batch_size
+    with task_session(settings) as session:
+        ids = list(feed_ids) if feed_ids else repo.due_feed_ids(session, utcnow())
+    if not ids:
+        return []
+    batches = min(MAX_MAPPED_BATCHES, math.ceil(len(ids) / size))
+    per_batch = math.ceil(len(ids) / batches)
+    return [ids[start : start + per_batch] for start in range(0, len(ids), per_batch)]
+
+
+def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None) -> dict[str, int]:
+    """Poll each feed of one batch and ingest its new items; returns counts."""
+    settings = settings or load_settings()
+    with task_session(settings) as session, HttpClient(
+        settings.http, allow_private_networks=settings.allow_private_networks
+    ) as client:
+        summary = run_cycle(session, client, settings, feed_ids=list(feed_ids))
+    counts = summary.counts()
+    _maybe_fail_once("poll_feed_batch")
+    return {key: int(value) for key, value in counts.items()}
+
+
+def finish_ingest(batch_results: Sequence[dict[str, int]], *, settings: Settings | None = None) -> dict[str, int]:
+    """Retry failed pages that are due and total the cycle; the DAG then updates its Asset."""
+    settings = settings or load_settings()
+    with task_session(settings) as session, HttpClient(
+        settings.http, allow_private_networks=settings.allow_private_networks
+    ) as client:
+        retried = retry_failed_pages(session, client, settings)
+    totals: dict[str, int] = {}
+    for result in batch_results:
+        if not result:
+            continue  # a batch that failed for good has no XCom; its errors are recorded
+        for key, value in result.items():
+            totals[key] = totals.get(key, 0) + int(value)
+    totals["retried"] = len(retried)
+    totals["retried_new"] = sum(1 for item in retried if item.status == "new")
+    return totals
+
+
+def _maybe_fail_once(step: str) -> None:
+    """Fault injection for the retry tests: fail the first attempt of ``step`` after its work.
+
+    ``SUMMITWATCH_TEST_FAIL_ONCE=<step>:<marker file>``. The failure comes after the
+    work was committed, which is the hard case for idempotency.
+    """
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec.startswith(f"{step}:"):
+        return
+    marker = Path(spec.split(":", 1)[1])
+    if marker.exists():
+        return
+    marker.write_text("failed once\n")
+    raise RuntimeError(f"injected failure in {step} (first attempt)")
