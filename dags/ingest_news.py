@@ -15,20 +15,20 @@ from airflow.sdk import Asset, dag, task
 
 from pipeline.settings import load_settings
 
-COVERAGE = Asset("summitwatch://coverage")
-SCHEDULE = load_settings().poll.schedule
+COVERAGE = Asset(name="summitwatch_coverage", uri="summitwatch://coverage")
+SETTINGS = load_settings()  # reads config/settings.yaml and the environment; no network, no database
 
 RETRIES = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
+    "retries": SETTINGS.airflow.retries,
+    "retry_delay": timedelta(seconds=SETTINGS.airflow.retry_delay_seconds),
     "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=10),
+    "max_retry_delay": timedelta(minutes=SETTINGS.airflow.max_retry_delay_minutes),
 }
 
 
 @dag(
     dag_id="summitwatch_ingest",
-    schedule=SCHEDULE,
+    schedule=SETTINGS.poll.schedule,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -61,6 +61,14 @@ class PollSettings(_Section):
     min_text_chars: int = Field(200, ge=0, le=100_000)
 
 
+class AirflowSettings(_Section):
+    """How the DAGs retry their tasks."""
+
+    retries: int = Field(3, ge=0, le=20)
+    retry_delay_seconds: int = Field(30, ge=0, le=3600)
+    max_retry_delay_minutes: int = Field(10, ge=1, le=1440)
+
+
 class LanguageSettings(_Section):
     """Language detection thresholds."""
 
@@ -88,6 +96,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     poll: PollSettings = PollSettings()
     language: LanguageSettings = LanguageSettings()
+    airflow: AirflowSettings = AirflowSettings()
     slack: SlackSettings = SlackSettings()
 
     @field_validator("db_url")
