@@ -69,6 +69,8 @@ def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:
             published_at=document.published_at,
             source_id=key,
         )
-        store_candidate(session, candidate, via="seed", is_seed=True)
+        store_candidate(
+            session, candidate, via="seed", neardup_params=settings.neardup_params(), is_seed=True
+        )
         added += 1
     return added, present

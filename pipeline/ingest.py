@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from pipeline import dedup
+from pipeline import dedup, neardup
 from pipeline.db import repo
 from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import ExtractionError, FetchError, ItemError
@@ -28,6 +28,7 @@ from pipeline.extract import extract_page
 from pipeline.feeds import FeedParseError, parse_feed
 from pipeline.http import HttpClient
 from pipeline.language import detect_language, normalise_code
+from pipeline.neardup import NearDupParams
 from pipeline.records import ArticleCandidate, FeedItem, Fingerprint
 from pipeline.settings import Settings
 
@@ -190,16 +191,23 @@ def store_candidate(
     candidate: ArticleCandidate,
     *,
     via: str,
+    neardup_params: NearDupParams,
     feed_id: int | None = None,
     seen_at: datetime | None = None,
     is_seed: bool = False,
 ) -> ItemResult:
     """Store ``candidate`` unless it is already known; always record the sighting.
 
-    Exact duplicates: the same canonical URL (polled twice, or the same link in two
-    feeds) adds only a sighting. The same text under another URL (syndication) is stored
-    as a row pointing at the earliest copy. The same text with no URL (a re-imported line)
-    adds only a sighting.
+    In order:
+
+    * the same canonical URL (polled twice, the same link in two feeds) adds only a
+      sighting; if the text changed, the old text is kept as a version and replaced;
+    * the same normalised text with no URL (a re-imported line) adds only a sighting;
+    * the same text under another URL (syndication) is stored pointing at the earliest
+      copy, with similarity 1.0;
+    * a near duplicate (MinHash LSH candidates, each verified) is stored pointing at the
+      earliest copy of the closest match, with its similarity;
+    * anything else is new coverage.
     """
     seen_at = seen_at or utcnow()
     assert candidate.fingerprint is not None
@@ -210,11 +218,23 @@ def store_candidate(
         existing = repo.article_by_canonical_url(session, canonical)
         if existing is not None:
             repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
+            if existing.content_hash != content_hash and not existing.is_seed:
+                _replace_with_new_version(session, existing, candidate, neardup_params, seen_at)
             return _duplicate_result(existing, existing, candidate)
     original = repo.original_by_content_hash(session, content_hash)
     if original is not None and canonical is None:
         repo.add_sighting(session, original.id, via, sighting_url, seen_at)
         return _duplicate_result(original, original, candidate)
+    shingled = neardup.profile(candidate.text, candidate.lang, neardup_params)
+    signature = neardup.signature(shingled.shingles, neardup_params) if shingled.shingles else []
+    duplicate_of: int | None = None
+    similarity: float | None = None
+    if original is not None:
+        duplicate_of, similarity = original.duplicate_of_id or original.id, 1.0
+    elif signature:
+        match = _closest_near_duplicate(session, shingled, signature, neardup_params)
+        if match is not None:
+            duplicate_of, similarity = match
     article = Article(
         url=candidate.url,
         canonical_url=canonical,
@@ -227,8 +247,8 @@ def store_candidate(
         first_seen_at=seen_at,
         feed_id=feed_id,
         content_hash=content_hash,
-        duplicate_of_id=original.id if original is not None else None,
-        similarity=1.0 if original is not None else None,
+        duplicate_of_id=duplicate_of,
+        similarity=similarity,
         is_seed=is_seed,
         word_count=count_words(candidate.text),
     )
@@ -241,17 +261,67 @@ def store_candidate(
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
         return _duplicate_result(winner, winner, candidate)
     repo.add_sighting(session, stored.id, via, sighting_url, seen_at)
-    if original is not None:
-        return ItemResult(
-            "duplicate",
+    if signature:
+        repo.store_signature(
+            session,
             stored.id,
-            original.id,
-            1.0,
-            stored.lang,
-            url=candidate.url,
-            title=candidate.title,
+            neardup_params.scheme,
+            neardup.signature_to_bytes(signature),
+            neardup.band_keys(signature, neardup_params),
         )
-    return ItemResult("new", stored.id, None, None, stored.lang, url=candidate.url, title=candidate.title)
+    status: Status = "duplicate" if duplicate_of is not None else "new"
+    return ItemResult(
+        status, stored.id, duplicate_of, similarity, stored.lang, url=candidate.url, title=candidate.title
+    )
+
+
+def _closest_near_duplicate(
+    session: Session, shingled: neardup.ShingleProfile, signature: list[int], params: NearDupParams
+) -> tuple[int, float] | None:
+    """The earliest copy of the best verified LSH candidate, with its similarity."""
+    keys = neardup.band_keys(signature, params)
+    best: tuple[float, float, int] | None = None
+    best_article: Article | None = None
+    for candidate_id in repo.band_candidates(session, keys, params.scheme):
+        other = session.get(Article, candidate_id)
+        if other is None:
+            continue
+        verdict = neardup.verify_profiles(shingled, neardup.profile(other.text, other.lang, params), params)
+        if not verdict.is_duplicate:
+            continue
+        rank = (round(verdict.jaccard, 3), round(verdict.similarity, 3), -candidate_id)
+        if best is None or rank > best:
+            best, best_article = rank, other
+    if best is None or best_article is None:
+        return None
+    return best_article.duplicate_of_id or best_article.id, round(best[1], 4)
+
+
+def _replace_with_new_version(
+    session: Session,
+    article: Article,
+    candidate: ArticleCandidate,
+    params: NearDupParams,
+    seen_at: datetime,
+) -> None:
+    """The page behind a known URL changed: keep the old text as a version, store the new."""
+    assert candidate.fingerprint is not None
+    repo.add_version(session, article, seen_at)
+    article.text = candidate.text
+    article.title = candidate.title or article.title
+    article.content_hash = candidate.fingerprint.content_hash
+    article.word_count = count_words(candidate.text)
+    shingled = neardup.profile(candidate.text, candidate.lang, params)
+    if shingled.shingles:
+        signature = neardup.signature(shingled.shingles, params)
+        repo.store_signature(
+            session,
+            article.id,
+            params.scheme,
+            neardup.signature_to_bytes(signature),
+            neardup.band_keys(signature, params),
+        )
+    session.flush()
 
 
 def _duplicate_result(article: Article, original: Article, candidate: ArticleCandidate) -> ItemResult:
@@ -425,7 +495,14 @@ def ingest_item(
             now=now,
         )
         return ItemResult("error", error=str(exc), url=url, title=item.title)
-    result = store_candidate(session, candidate, via=via, feed_id=feed.id if feed else None, seen_at=now)
+    result = store_candidate(
+        session,
+        candidate,
+        via=via,
+        neardup_params=settings.neardup_params(),
+        feed_id=feed.id if feed else None,
+        seen_at=now,
+    )
     repo.resolve_failure(session, "page", url)
     return result
 
@@ -512,6 +589,7 @@ def import_lines(
     now: datetime | None = None,
 ) -> Iterator[ImportResult]:
     """Ingest pre-fetched JSON lines through the same stages, one commit per line."""
+    params = settings.neardup_params()
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -524,7 +602,12 @@ def import_lines(
             candidate = _candidate_from_record(settings, record, now or utcnow())
             feed_id = _feed_id_for(session, record.get("feed"))
             result = store_candidate(
-                session, candidate, via="import", feed_id=feed_id, seen_at=now or utcnow()
+                session,
+                candidate,
+                via="import",
+                neardup_params=params,
+                feed_id=feed_id,
+                seen_at=now or utcnow(),
             )
             repo.resolve_failure(session, "import", f"{source}:{number}")
         except (ValueError, ItemError) as exc:

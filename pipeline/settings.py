@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from pipeline.errors import ConfigError
+from pipeline.neardup import NearDupParams
 
 ENV_PREFIX = "SUMMITWATCH_"
 # Variables with this prefix belong to the test suite and benchmarks, not the product.
@@ -97,6 +98,18 @@ class Settings(_Section):
     poll: PollSettings = PollSettings()
     language: LanguageSettings = LanguageSettings()
     airflow: AirflowSettings = AirflowSettings()
+    near_duplicates: dict[str, int | float] = Field(default_factory=dict)
+
+    @field_validator("near_duplicates")
+    @classmethod
+    def _valid_near_duplicate_params(cls, value: dict[str, int | float]) -> dict[str, int | float]:
+        NearDupParams.from_mapping(value)  # raises ValueError naming the parameter
+        return value
+
+    def neardup_params(self) -> NearDupParams:
+        """The near-duplicate parameters (defaults overridden by ``config/dedup.yaml``)."""
+        return NearDupParams.from_mapping(self.near_duplicates)
+
     slack: SlackSettings = SlackSettings()
 
     @field_validator("db_url")
@@ -137,6 +150,9 @@ def load_settings(
     settings_file = config_dir / "settings.yaml"
     if settings_file.is_file():
         merged = _read_yaml_mapping(settings_file)
+    dedup_file = config_dir / "dedup.yaml"
+    if dedup_file.is_file():
+        merged.setdefault("near_duplicates", _read_yaml_mapping(dedup_file))
     _deep_merge(merged, from_env)
     _deep_merge(merged, dict(overrides or {}))
     merged["config_dir"] = config_dir
@@ -187,18 +203,26 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def _describe(exc: ValidationError, settings_file: Path) -> str:
-    lines = []
+    lines: list[str] = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"])
+        # Union members appear as extra location parts ("int", "float"); they name no key.
+        loc = [str(part) for part in error["loc"] if str(part) not in _TYPE_NAMES]
+        key = ".".join(loc)
+        env_name = ENV_PREFIX + "__".join(part.upper() for part in loc)
+        source = (
+            settings_file.with_name("dedup.yaml") if loc and loc[0] == "near_duplicates" else settings_file
+        )
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            allowed = _allowed_keys(tuple(str(p) for p in error["loc"][:-1]))
+            allowed = _allowed_keys(tuple(loc[:-1]))
             message = f"unknown setting; allowed here: {', '.join(allowed)}"
-        elif error["type"] == "literal_error":
-            message = f"{message}"
-        lines.append(f"setting '{key}' ({env_name} or {settings_file}): {message}")
+        line = f"setting '{key}' ({env_name} or {source}): {message}"
+        if not any(existing.startswith(f"setting '{key}' ") for existing in lines):
+            lines.append(line)
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+_TYPE_NAMES = frozenset({"int", "float", "str", "bool"})
 
 
 def _allowed_keys(section_path: tuple[str, ...]) -> list[str]:

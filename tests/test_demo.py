@@ -65,10 +65,13 @@ def test_demo_stores_the_site_as_expected(
         failures = session.scalars(select(FetchFailure)).all()
         assert len(failures) == len(EXPECTED["broken_items"])
         assert all(f.permanent for f in failures)
+        for pair in EXPECTED["near_duplicates"]:
+            copy, original = stored[pair["page"]], stored[pair["near_duplicate_of"]]
+            assert copy.duplicate_of_id == original.id
+            assert copy.similarity is not None and 0.5 < copy.similarity < 1.0
         originals = [a for a in stored.values() if a.duplicate_of_id is None]
-        assert len(originals) == len(stored) - len(EXPECTED["exact_duplicates"]) - len(
-            EXPECTED["near_duplicates"]
-        ) + _near_duplicates_not_yet_linked(stored)
+        expected_copies = len(EXPECTED["exact_duplicates"]) + len(EXPECTED["near_duplicates"])
+        assert len(originals) == len(stored) - expected_copies
         for case in EXPECTED["date_cases"]["future_pub_date"]:
             article = stored[case["link"].split("/", 3)[3]]
             assert article.published_at is not None and article.published_at.year == 2026
@@ -78,9 +81,3 @@ def test_demo_stores_the_site_as_expected(
     again: list[str] = []
     run_demo(settings, port=port, out=again.append)
     assert any("0 new, 0 duplicate, 0 failed items; 6 feeds not modified" in line for line in again)
-
-
-def _near_duplicates_not_yet_linked(stored: dict[str, Article]) -> int:
-    return sum(
-        stored[case["page"]].duplicate_of_id is None for case in EXPECTED["near_duplicates"]
-    )

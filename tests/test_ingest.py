@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from pipeline.settings import Settings
 from tests.local_server import LocalServer, Reply
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 BODY_EN = (
     "Russian President Vladimir Putin and Chinese President Xi Jinping held talks in Beijing on Thursday, "
@@ -48,8 +50,10 @@ class FeedSite:
 
     def __init__(self) -> None:
         self.items = [("/a", "Putin and Xi talk gas"), ("/b", "Переговоры в Пекине"), ("/missing", "Gone")]
-        self.pages = {"/a": page("Putin and Xi talk gas", BODY_EN, "en"),
-                      "/b": page("Переговоры в Пекине", BODY_RU, "ru")}
+        self.pages = {
+            "/a": page("Putin and Xi talk gas", BODY_EN, "en"),
+            "/b": page("Переговоры в Пекине", BODY_RU, "ru"),
+        }
         self.honour_validators = True
         self.server = LocalServer({"/feed": self.feed, "/a": self.page, "/b": self.page})
 
@@ -152,7 +156,9 @@ def test_syndicated_copy_under_new_url_points_at_original(session: Session, sett
 
 
 def test_broken_feed_backs_off_exponentially(session: Session, settings: Settings) -> None:
-    server = LocalServer({"/feed": lambda h: Reply(200, b"<html>not a feed</html>", {"Content-Type": "text/html"})})
+    server = LocalServer(
+        {"/feed": lambda h: Reply(200, b"<html>not a feed</html>", {"Content-Type": "text/html"})}
+    )
     with server, HttpClient(settings.http, allow_private_networks=True) as client:
         feed_id = add_feed(session, server.url("/feed"))
         for attempt in range(1, 4):
@@ -189,8 +195,12 @@ def test_transient_page_failure_is_retried(session: Session, settings: Settings)
 
 def test_import_twice_stores_nothing_new(session: Session, settings: Settings) -> None:
     lines = [
-        json.dumps({"id": "a1", "url": "https://news.example/a?utm_source=x", "title": "Talks", "text": BODY_EN}),
-        json.dumps({"id": "a2", "title": "Переговоры", "text": BODY_RU, "published": "2026-11-01T08:00:00+03:00"}),
+        json.dumps(
+            {"id": "a1", "url": "https://news.example/a?utm_source=x", "title": "Talks", "text": BODY_EN}
+        ),
+        json.dumps(
+            {"id": "a2", "title": "Переговоры", "text": BODY_RU, "published": "2026-11-01T08:00:00+03:00"}
+        ),
         json.dumps({"id": "a3", "url": "https://other.example/copy", "text": BODY_EN}),
         "{not json",
         json.dumps({"id": "a5", "url": "https://news.example/empty"}),
@@ -198,7 +208,15 @@ def test_import_twice_stores_nothing_new(session: Session, settings: Settings) -
         json.dumps({"id": "a7", "html": page("Талант", BODY_RU, "ru").decode()}),
     ]
     first = list(import_lines(session, settings, lines, source="batch.jsonl", now=NOW))
-    assert [r.result.status for r in first] == ["new", "new", "duplicate", "error", "error", "error", "duplicate"]
+    assert [r.result.status for r in first] == [
+        "new",
+        "new",
+        "duplicate",
+        "error",
+        "error",
+        "error",
+        "duplicate",
+    ]
     assert first[2].result.duplicate_of == first[0].result.article_id
     assert first[6].result.duplicate_of == first[1].result.article_id
     assert "not valid JSON" in (first[3].result.error or "")
@@ -208,6 +226,64 @@ def test_import_twice_stores_nothing_new(session: Session, settings: Settings) -
     articles = count(session, Article)
     second = list(import_lines(session, settings, lines, source="batch.jsonl", now=NOW))
     assert count(session, Article) == articles
-    assert [r.result.status for r in second] == ["duplicate", "duplicate", "duplicate", "error", "error", "error", "duplicate"]
+    assert [r.result.status for r in second] == [
+        "duplicate",
+        "duplicate",
+        "duplicate",
+        "error",
+        "error",
+        "error",
+        "duplicate",
+    ]
     assert [r.result.article_id for r in second[:3]] == [r.result.article_id for r in first[:3]]
     assert count(session, FetchFailure, FetchFailure.stage == "import") == 3
+
+
+def test_near_duplicates_found_through_the_database_index(session: Session, settings: Settings) -> None:
+    from pipeline.db.schema import ArticleBand, ArticleSignature
+
+    stories = [json.loads(line) for line in (FIXTURES / "dedup" / "stories.jsonl").read_text().splitlines()]
+    clusters: dict[str, list[dict[str, str]]] = {}
+    for story in stories:
+        clusters.setdefault(story["cluster"], []).append(story)
+    groups = [members for members in clusters.values() if len(members) >= 3][:6]
+    lines = [
+        json.dumps(
+            {"id": member["id"], "url": f"https://n{i}.example/{member['id']}", "text": member["text"]}
+        )
+        for members in groups
+        for i, member in enumerate(members)
+    ]
+    results = list(import_lines(session, settings, lines, source="stories", now=NOW))
+    first_of_cluster: dict[str, int] = {}
+    for line, outcome in zip(lines, results, strict=True):
+        cluster = next(s["cluster"] for s in stories if s["id"] == json.loads(line)["id"])
+        if cluster not in first_of_cluster:
+            assert outcome.result.status == "new"
+            first_of_cluster[cluster] = outcome.result.article_id or 0
+        else:
+            assert outcome.result.status == "duplicate", line[:120]
+            assert outcome.result.duplicate_of == first_of_cluster[cluster]
+            assert outcome.result.similarity is not None and 0.5 < outcome.result.similarity <= 1.0
+    assert count(session, ArticleSignature) == len(lines)
+    assert count(session, ArticleBand) == len(lines) * settings.neardup_params().bands
+
+
+def test_changed_page_under_known_url_becomes_a_version(session: Session, settings: Settings) -> None:
+    from pipeline.db.schema import ArticleVersion
+
+    url = "https://news.example/live/summit"
+    first = list(
+        import_lines(session, settings, [json.dumps({"url": url, "text": BODY_EN})], source="a", now=NOW)
+    )
+    updated = BODY_EN + " Update: the Kremlin later said a pricing deal was close but not yet signed."
+    second = list(
+        import_lines(session, settings, [json.dumps({"url": url, "text": updated})], source="b", now=NOW)
+    )
+    assert second[0].result.status == "duplicate"
+    assert second[0].result.article_id == first[0].result.article_id
+    assert count(session, Article) == 1
+    article = session.get(Article, first[0].result.article_id)
+    assert article is not None and article.text.endswith("not yet signed.")
+    versions = session.scalars(select(ArticleVersion)).all()
+    assert [v.text for v in versions] == [BODY_EN]

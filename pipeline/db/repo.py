@@ -7,11 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, case, func, or_, select, update
+from sqlalchemy import Integer, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pipeline.db.schema import Article, Feed, FetchFailure, Sighting, utcnow
+from pipeline.db.schema import (
+    Article,
+    ArticleBand,
+    ArticleSignature,
+    ArticleVersion,
+    Feed,
+    FetchFailure,
+    Sighting,
+    utcnow,
+)
 
 # Feeds ----------------------------------------------------------------------------------
 
@@ -243,3 +252,49 @@ def open_failures(session: Session, limit: int = 100) -> Sequence[FetchFailure]:
         .order_by(FetchFailure.last_failed_at.desc())
         .limit(limit)
     ).all()
+
+
+# Near-duplicate index ---------------------------------------------------------------------
+
+
+def band_candidates(session: Session, keys: Sequence[int], scheme: str) -> list[int]:
+    """Ids of articles signed under ``scheme`` that share at least one band key."""
+    if not keys:
+        return []
+    query = (
+        select(ArticleBand.article_id)
+        .join(ArticleSignature, ArticleSignature.article_id == ArticleBand.article_id)
+        .where(ArticleBand.band_key.in_(list(keys)), ArticleSignature.scheme == scheme)
+        .distinct()
+        .order_by(ArticleBand.article_id)
+    )
+    return list(session.scalars(query))
+
+
+def store_signature(
+    session: Session, article_id: int, scheme: str, signature: bytes, keys: Sequence[int]
+) -> None:
+    """Index ``article_id`` under ``keys``, replacing what it had (idempotent)."""
+    session.execute(delete(ArticleBand).where(ArticleBand.article_id == article_id))
+    existing = session.get(ArticleSignature, article_id)
+    if existing is None:
+        session.add(ArticleSignature(article_id=article_id, scheme=scheme, signature=signature))
+    else:
+        existing.scheme, existing.signature = scheme, signature
+    session.add_all(ArticleBand(band_key=key, article_id=article_id) for key in sorted(set(keys)))
+    session.flush()
+
+
+def add_version(session: Session, article: Article, seen_at: datetime) -> ArticleVersion:
+    """Keep the current text of ``article`` as an earlier version before it is replaced."""
+    version = ArticleVersion(
+        article_id=article.id,
+        title=article.title,
+        text=article.text,
+        content_hash=article.content_hash,
+        seen_at=article.first_seen_at,
+        replaced_at=seen_at,
+    )
+    session.add(version)
+    session.flush()
+    return version

@@ -1,0 +1,575 @@
+"""Near-duplicate detection: shingles, MinHash signatures, LSH band keys, verification.
+
+A pure stage: texts in, integers and verdicts out. The database stores each article's
+signature and band keys; the repository asks "which stored articles share a band key
+with this one?" and hands the candidates' texts back to :func:`verify`.
+
+How a new article is judged
+---------------------------
+1. :func:`shingles` folds the text (NFKC, case-folded, punctuation removed, every run of
+   digits replaced by one placeholder) and cuts it into overlapping n-grams: of *words*
+   for scripts written with spaces, of *characters* for Chinese and Japanese (and of
+   characters for Thai, Lao, Khmer and Burmese, with a longer n because their letters
+   are alphabetic). The script is read from the characters, not from the language tag.
+2. :func:`signature` reduces the shingle set to ``num_perm`` MinHash values; two
+   signatures agree in a position with probability equal to the Jaccard similarity of
+   the two shingle sets (:func:`estimate_jaccard`).
+3. :func:`band_keys` cuts the signature into ``bands`` bands of ``rows`` values and hashes
+   each band (with its index) to one signed 64-bit key. Two articles become candidates
+   when they share at least one key: probability ``1 - (1 - J**rows)**bands``
+   (:func:`candidate_probability`).
+4. :func:`verify` decides a candidate pair exactly, on the shingles (see there): most of
+   the smaller text must be in the larger one, *and* the opening of one text must be in
+   the other, so that a shared footer or disclaimer alone never makes two stories one.
+
+Everything is deterministic across processes, machines and Python versions: shingles
+and bands are hashed with personalised BLAKE2b, and the MinHash permutations are
+derived from ``seed`` with BLAKE2b, never with Python's salted ``hash()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, Protocol
+
+ShingleMode = Literal["words", "cjk_chars", "brahmic_chars"]
+
+# Digit runs become one placeholder: a story updated in place changes its figures
+# ("12 killed" -> "15 killed") and timestamps, and should stay the same story.
+NUMBER_PLACEHOLDER = "#"
+
+_MERSENNE_61 = (1 << 61) - 1
+_MASK_32 = 0xFFFFFFFF
+_SHINGLE_PERSON = b"sw-shingle"
+_BAND_PERSON = b"sw-band"
+_PERM_PERSON = b"sw-minhash"
+
+# Scripts written without spaces between words. Han, kana, bopomofo: one character is
+# roughly a morpheme, so short character n-grams work. Thai, Lao, Khmer and Burmese are
+# alphabetic (a syllable is 2-4 letters), so they get longer n-grams. Tibetan is not
+# here: its tsheg mark separates syllables, which then behave like words.
+_CJK_RANGES = (
+    (0x2E80, 0x2FDF),  # CJK radicals, Kangxi radicals
+    (0x3005, 0x3007),  # 々 〆 〇
+    (0x3021, 0x3029),  # Hangzhou numerals
+    (0x3031, 0x3035),  # kana repeat marks
+    (0x3038, 0x303C),
+    (0x3040, 0x30FF),  # hiragana, katakana
+    (0x3100, 0x312F),  # bopomofo
+    (0x31A0, 0x31BF),  # bopomofo extended
+    (0x31F0, 0x31FF),  # katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0x20000, 0x3134F),  # CJK extensions B-G
+)
+_BRAHMIC_UNSPACED_RANGES = (
+    (0x0E00, 0x0E7F),  # Thai
+    (0x0E80, 0x0EFF),  # Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x19E0, 0x19FF),  # Khmer symbols
+    (0x1A20, 0x1AAF),  # Tai Tham
+    (0xA9E0, 0xA9FF),  # Myanmar extended-B
+    (0xAA60, 0xAA7F),  # Myanmar extended-A
+)
+# A language tag counts as a hint only: it doubles the weight of its script's letters.
+_CJK_LANGS = frozenset({"zh", "ja", "yue", "wuu", "lzh", "zh-cn", "zh-tw", "zh-hans", "zh-hant"})
+_BRAHMIC_LANGS = frozenset({"th", "lo", "km", "my"})
+
+_SEPARATOR, _WORD_CHAR, _CJK_CHAR, _BRAHMIC_CHAR = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class NearDupParams:
+    """Every knob of near-duplicate detection; overridden from ``config/dedup.yaml``.
+
+    Defaults and why (J = Jaccard similarity of two shingle sets; the figures quoted
+    are from the labelled set in ``tests/fixtures/dedup``):
+
+    * ``num_perm=126``, ``bands=42``, ``rows=3``: the LSH S-curve
+      ``P(candidate) = 1 - (1 - J**3)**42`` is 0.04 at J=0.1, 0.29 at J=0.2, 0.68 at
+      J=0.3, 0.94 at J=0.4, 0.996 at J=0.5 and 1.0 from J=0.6 (midpoint near
+      ``(1/42)**(1/3) = 0.29``). The curve sits that low because verification accepts
+      pairs by *containment*: a syndicated copy cut to 60 % with a new headline and a
+      credit line has containment ~0.7 but J ~0.4, and copies of one story measured
+      J >= 0.29. Different stories measured J <= 0.12 (P <= 0.07), so
+      the candidates to fetch and verify stay few. 126 values of 32 bits are 504 bytes
+      per article; 42 band keys are 42 index rows.
+    * ``word_k=3``: word 3-grams. A copy edit or a swapped word costs only three
+      shingles, so edited copies keep a high similarity, while three-word runs are
+      specific enough that different stories about one summit share few of them
+      (the names "president vladimir putin" are one or two shingles, not the story).
+    * ``cjk_n=3``: Chinese/Japanese character 3-grams (about one to two words).
+    * ``brahmic_n=5``: Thai/Lao/Khmer/Burmese letter 5-grams (about one to two syllables).
+    * ``min_words=40`` / ``min_chars=80``: shorter texts (a headline, a caption, a
+      teaser) get no signature; two teasers sharing a sentence are not the same story,
+      and exact hashing still catches identical ones.
+    * ``containment_threshold=0.6``: at least 60 % of the *smaller* text's shingles are
+      in the larger. Copies measured >= 0.67 against their original (truncated and
+      syndicated copies are the lowest); different stories on one summit <= 0.23, even
+      when they quote the same joint statement. Only a shared boilerplate block gets
+      higher (up to 0.69 for short stories under a footer about 1.5 times their length),
+      which is what the next rule is for.
+    * ``opening_fraction=0.5`` / ``opening_threshold=0.4``: at least 40 % of the first
+      half (by position) of one text's shingles must be in the other. Copies keep the
+      story's opening: truncation keeps it, updates and corrections are appended after
+      it, syndication only adds a dateline, and even a rewritten first paragraph leaves
+      the rest of the first half (copies measured >= 0.51). Boilerplate left by
+      extraction (disclaimers, "about the author", newsletter pitches) sits at the end,
+      so stories sharing only a footer measured <= 0.34: it protects them while each
+      story is more than about 30 % of its text.
+    * ``min_overlap=30``: the shared part must itself be a passage (about 30 words or
+      30 CJK characters), so that a short text cannot ride on a few shared phrases.
+    * ``seed=1``: derives the MinHash permutations. Changing it, or any shingling or
+      banding parameter, invalidates stored signatures; see :attr:`scheme`.
+    """
+
+    num_perm: int = 126
+    bands: int = 42
+    rows: int = 3
+    word_k: int = 3
+    cjk_n: int = 3
+    brahmic_n: int = 5
+    min_words: int = 40
+    min_chars: int = 80
+    containment_threshold: float = 0.6
+    opening_fraction: float = 0.5
+    opening_threshold: float = 0.4
+    min_overlap: int = 30
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        for name in (
+            "num_perm",
+            "bands",
+            "rows",
+            "word_k",
+            "cjk_n",
+            "brahmic_n",
+            "min_overlap",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("min_words", "min_chars", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("containment_threshold", "opening_fraction", "opening_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not 0.0 < float(value) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(
+                f"bands * rows ({self.bands} * {self.rows}) must not exceed num_perm ({self.num_perm})"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> NearDupParams:
+        """Defaults overridden by ``values`` (e.g. parsed YAML); unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown near-duplicate parameter(s): {', '.join(unknown)}")
+        return dataclasses.replace(cls(), **values)  # type: ignore[arg-type]
+
+    @property
+    def scheme(self) -> str:
+        """A short name of everything that makes signatures and band keys comparable.
+
+        Store it next to the signatures: rows signed under another scheme must be
+        re-signed before their band keys are compared with new ones. Thresholds are not
+        part of it, since they only affect verification.
+        """
+        return (
+            f"mh1-p{self.num_perm}-b{self.bands}x{self.rows}-w{self.word_k}"
+            f"-c{self.cjk_n}-t{self.brahmic_n}-m{self.min_words}.{self.min_chars}-s{self.seed}"
+        )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The exact verdict on a candidate pair.
+
+    ``similarity`` is the containment: the share of the smaller text's shingles found
+    in the larger (1.0 for a truncated copy). ``jaccard``, ``opening`` (the larger of
+    the two shares of a text's opening half found in the other) and ``overlap``
+    (shared shingles) explain it. ``reason`` is ``duplicate`` or why not:
+    ``too_short``, ``small_overlap``, ``low_containment``, ``different_opening``.
+    """
+
+    similarity: float
+    is_duplicate: bool
+    reason: str
+    jaccard: float = 0.0
+    opening: float = 0.0
+    overlap: int = 0
+
+
+@lru_cache(maxsize=16384)
+def _char_class(char: str) -> int:
+    code = ord(char)
+    for low, high in _CJK_RANGES:
+        if low <= code <= high:
+            return _CJK_CHAR
+    for low, high in _BRAHMIC_UNSPACED_RANGES:
+        if low <= code <= high:
+            # Thai/Khmer vowel signs are combining marks; they are letters here.
+            return _BRAHMIC_CHAR
+    category = unicodedata.category(char)
+    # Letters, combining marks (Devanagari vowel signs, Arabic harakat) and digits
+    # belong to words; punctuation, symbols, spaces and "_" separate them.
+    if category[0] in "LMN":
+        return _WORD_CHAR
+    return _SEPARATOR
+
+
+def _tokenise(text: str) -> tuple[list[str], list[bool]]:
+    """Split folded text into words and single unspaced-script characters.
+
+    Returns the tokens and, for each, whether it is a single unspaced character.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    tokens: list[str] = []
+    unspaced: list[bool] = []
+    word: list[str] = []
+
+    def flush() -> None:
+        if word:
+            token = "".join(word)
+            tokens.append(NUMBER_PLACEHOLDER if token.isdecimal() else token)
+            unspaced.append(False)
+            word.clear()
+
+    for char in folded:
+        kind = _char_class(char)
+        if kind == _WORD_CHAR:
+            word.append(char)
+            continue
+        flush()
+        if kind != _SEPARATOR:
+            tokens.append(char)
+            unspaced.append(True)
+    flush()
+    return tokens, unspaced
+
+
+def _mode_of(text: str, lang: str | None) -> ShingleMode:
+    cjk = brahmic = words = 0
+    in_word = False
+    for char in unicodedata.normalize("NFKC", text):
+        kind = _char_class(char)
+        if kind == _WORD_CHAR:
+            if not in_word:
+                words += 1
+            in_word = True
+            continue
+        in_word = False
+        if kind == _CJK_CHAR:
+            cjk += 1
+        elif kind == _BRAHMIC_CHAR:
+            brahmic += 1
+    hint = (lang or "").lower()
+    cjk_weight = 2.0 if hint in _CJK_LANGS or hint.startswith("zh-") else 1.0
+    brahmic_weight = 2.0 if hint in _BRAHMIC_LANGS else 1.0
+    # A CJK character carries about as much as a word; a Thai letter about a quarter.
+    cjk_score = cjk * cjk_weight
+    brahmic_score = brahmic / 4 * brahmic_weight
+    if cjk_score > words and cjk_score >= brahmic_score:
+        return "cjk_chars"
+    if brahmic_score > words:
+        return "brahmic_chars"
+    return "words"
+
+
+def shingle_mode(text: str, lang: str | None = None) -> ShingleMode:
+    """How ``text`` is cut into shingles, read from its characters.
+
+    ``words`` for scripts with spaces, ``cjk_chars`` for Chinese/Japanese,
+    ``brahmic_chars`` for Thai, Lao, Khmer and Burmese. ``lang`` is only a hint: an
+    English article quoting a Chinese sentence stays ``words`` whatever its tag says.
+    """
+    return _mode_of(text, lang)
+
+
+def _shingle_hash(gram: str) -> int:
+    digest = hashlib.blake2b(gram.encode("utf-8"), digest_size=8, person=_SHINGLE_PERSON).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _grams(text: str, lang: str | None, params: NearDupParams) -> list[str]:
+    mode = _mode_of(text, lang)
+    tokens, unspaced = _tokenise(text)
+    if mode == "words":
+        size, minimum = params.word_k, params.min_words
+    else:
+        size = params.cjk_n if mode == "cjk_chars" else params.brahmic_n
+        minimum = params.min_chars
+        # Length in characters: unspaced characters count one, other words their length.
+        length = sum(1 if single else len(tok) for tok, single in zip(tokens, unspaced, strict=True))
+        if length < minimum:
+            return []
+        minimum = 0
+    if len(tokens) < max(minimum, 1):
+        return []
+    if len(tokens) <= size:
+        return ["\x1f".join(tokens)]
+    return ["\x1f".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
+
+
+def shingles(text: str, lang: str | None, params: NearDupParams) -> set[int]:
+    """The set of 64-bit hashed shingles of ``text`` (empty if too short to judge).
+
+    Word k-grams (``word_k``) for spaced scripts; character n-grams for Chinese and
+    Japanese (``cjk_n``) and Thai, Lao, Khmer, Burmese (``brahmic_n``), over which
+    spaces are ignored and Latin words or numbers inside count as one token. A text of
+    fewer than ``min_words`` words (``min_chars`` characters for unspaced scripts)
+    returns an empty set: it gets no signature.
+    """
+    return {_shingle_hash(gram) for gram in _grams(text, lang, params)}
+
+
+@dataclass(frozen=True)
+class ShingleProfile:
+    """What verification needs of one text: all its shingles and its opening's.
+
+    Build it once per text with :func:`profile` when one text is verified against many
+    candidates; ``shingles`` is also the input of :func:`signature`.
+    """
+
+    shingles: frozenset[int]
+    opening: frozenset[int]
+
+
+def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfile:
+    """The shingle profile of ``text`` (empty sets if too short to judge)."""
+    sequence = [_shingle_hash(gram) for gram in _grams(text, lang, params)]
+    head = max(1, math.ceil(len(sequence) * params.opening_fraction)) if sequence else 0
+    return ShingleProfile(frozenset(sequence), frozenset(sequence[:head]))
+
+
+@lru_cache(maxsize=8)
+def _permutations(seed: int, num_perm: int) -> tuple[tuple[int, int], ...]:
+    perms = []
+    for index in range(num_perm):
+        digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=16, person=_PERM_PERSON).digest()
+        a = int.from_bytes(digest[:8], "big") % (_MERSENNE_61 - 1) + 1
+        b = int.from_bytes(digest[8:], "big") % _MERSENNE_61
+        perms.append((a, b))
+    return tuple(perms)
+
+
+def signature(shingle_set: Iterable[int], params: NearDupParams) -> list[int]:
+    """MinHash signature: ``num_perm`` unsigned 32-bit ints, or ``[]`` for no shingles.
+
+    Position i is the minimum of ``(a_i * x + b_i) mod (2**61 - 1)`` over the shingles
+    x, truncated to 32 bits (4 bytes per value as :func:`signature_to_bytes`).
+    """
+    values = [x % _MERSENNE_61 for x in shingle_set]
+    if not values:
+        return []
+    return [
+        min((a * x + b) % _MERSENNE_61 for x in values) & _MASK_32
+        for a, b in _permutations(params.seed, params.num_perm)
+    ]
+
+
+def signature_to_bytes(sig: Sequence[int]) -> bytes:
+    """Pack a signature for a BLOB/BYTEA column (4 bytes per value, big-endian)."""
+    return b"".join(value.to_bytes(4, "big") for value in sig)
+
+
+def signature_from_bytes(data: bytes) -> list[int]:
+    """Inverse of :func:`signature_to_bytes`."""
+    if len(data) % 4:
+        raise ValueError("a packed signature has a multiple of 4 bytes")
+    return [int.from_bytes(data[i : i + 4], "big") for i in range(0, len(data), 4)]
+
+
+def band_keys(sig: Sequence[int], params: NearDupParams) -> list[int]:
+    """One signed 64-bit key per band (fits BIGINT), or ``[]`` for an empty signature.
+
+    The band's index is hashed with its values, so equal values in different bands
+    never give equal keys and one indexed column holds all bands.
+    """
+    if not sig:
+        return []
+    if len(sig) != params.num_perm:
+        raise ValueError(f"signature has {len(sig)} values, expected {params.num_perm}")
+    keys = []
+    for band in range(params.bands):
+        chunk = sig[band * params.rows : (band + 1) * params.rows]
+        payload = band.to_bytes(2, "big") + b"".join(v.to_bytes(4, "big") for v in chunk)
+        digest = hashlib.blake2b(payload, digest_size=8, person=_BAND_PERSON).digest()
+        keys.append(int.from_bytes(digest, "big", signed=True))
+    return keys
+
+
+def estimate_jaccard(sig_a: Sequence[int], sig_b: Sequence[int]) -> float:
+    """Share of positions where two signatures agree: an estimate of their Jaccard."""
+    if not sig_a or not sig_b:
+        return 0.0
+    if len(sig_a) != len(sig_b):
+        raise ValueError("signatures of different lengths are not comparable")
+    return sum(1 for a, b in zip(sig_a, sig_b, strict=True) if a == b) / len(sig_a)
+
+
+def candidate_probability(jaccard: float, params: NearDupParams) -> float:
+    """Probability that two texts of this Jaccard similarity share a band key."""
+    return 1.0 - (1.0 - jaccard**params.rows) ** params.bands
+
+
+def verify_profiles(a: ShingleProfile, b: ShingleProfile, params: NearDupParams) -> Verification:
+    """The decision of :func:`verify` on precomputed profiles."""
+    if not a.shingles or not b.shingles:
+        return Verification(0.0, False, "too_short")
+    overlap = len(a.shingles & b.shingles)
+    jaccard = overlap / (len(a.shingles) + len(b.shingles) - overlap)
+    containment = overlap / min(len(a.shingles), len(b.shingles))
+    opening = max(
+        len(a.opening & b.shingles) / len(a.opening),
+        len(b.opening & a.shingles) / len(b.opening),
+    )
+    if overlap < params.min_overlap:
+        reason = "small_overlap"
+    elif containment < params.containment_threshold:
+        reason = "low_containment"
+    elif opening < params.opening_threshold:
+        reason = "different_opening"
+    else:
+        return Verification(containment, True, "duplicate", jaccard, opening, overlap)
+    return Verification(containment, False, reason, jaccard, opening, overlap)
+
+
+def verify(
+    text_a: str,
+    text_b: str,
+    lang_a: str | None,
+    lang_b: str | None,
+    params: NearDupParams,
+) -> Verification:
+    """Decide exactly whether two texts are copies of one story.
+
+    Duplicate when all three hold:
+
+    * ``overlap >= min_overlap``: the shared shingles form at least a passage;
+    * containment ``|A∩B| / min(|A|, |B|) >= containment_threshold``: most of the
+      smaller text is in the larger. Unlike Jaccard this stays high for a truncated
+      copy, a copy with an appended update or correction, or an excerpt of a seed
+      document republished whole;
+    * opening ``>= opening_threshold``: for at least one of the texts, that share of
+      the shingles of its first ``opening_fraction`` (by position) is in the other. A
+      copy keeps the story's opening, or at least most of it when the first paragraph
+      is rewritten; re-ordered paragraphs are still found because the test is
+      membership, not position, in the other text.
+
+    The opening rule is the guard against a long common block deciding alone: two
+    short, distinct stories under one heavy site footer (disclaimer, "about the
+    author") share a large part of their shingles, but none of their openings. It
+    fails if a shared block sits at the *start* of both texts, or if the block is
+    more than about twice the length of the stories, so boilerplate must still be
+    removed upstream.
+    """
+    return verify_profiles(profile(text_a, lang_a, params), profile(text_b, lang_b, params), params)
+
+
+class CandidateIndex(Protocol):
+    """What :func:`find_duplicate` needs of an index: the database repository's too."""
+
+    def candidates(self, sig: Sequence[int]) -> set[int]:
+        """Ids of stored articles sharing at least one band key with ``sig``."""
+        ...
+
+
+class MemoryIndex:
+    """An in-memory LSH index over band keys: the reference for the database index.
+
+    Semantics the database table must reproduce: an article is stored under each of its
+    band keys; ``candidates(sig)`` is every stored article sharing at least one key;
+    an article without a signature (too short) is never stored; adding an id again
+    replaces its keys.
+    """
+
+    def __init__(self, params: NearDupParams) -> None:
+        self.params = params
+        self._buckets: dict[int, set[int]] = {}
+        self._keys_by_id: dict[int, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys_by_id)
+
+    def __contains__(self, article_id: object) -> bool:
+        return article_id in self._keys_by_id
+
+    def add(self, article_id: int, sig: Sequence[int]) -> None:
+        """Store ``article_id`` under the band keys of ``sig`` (nothing if empty)."""
+        self.remove(article_id)
+        keys = band_keys(sig, self.params)
+        if not keys:
+            return
+        self._keys_by_id[article_id] = keys
+        for key in keys:
+            self._buckets.setdefault(key, set()).add(article_id)
+
+    def remove(self, article_id: int) -> None:
+        """Forget ``article_id`` (no error if absent)."""
+        for key in self._keys_by_id.pop(article_id, []):
+            bucket = self._buckets[key]
+            bucket.discard(article_id)
+            if not bucket:
+                del self._buckets[key]
+
+    def candidates(self, sig: Sequence[int]) -> set[int]:
+        """Ids of stored articles sharing at least one band key with ``sig``."""
+        found: set[int] = set()
+        for key in band_keys(sig, self.params):
+            found |= self._buckets.get(key, set())
+        return found
+
+
+def find_duplicate(
+    text: str,
+    lang: str | None,
+    index: CandidateIndex,
+    texts_by_id: Mapping[int, str],
+    params: NearDupParams,
+    *,
+    langs_by_id: Mapping[int, str | None] | None = None,
+    sig: Sequence[int] | None = None,
+) -> tuple[int, float] | None:
+    """The stored article ``text`` near-duplicates, as ``(id, similarity)``, or None.
+
+    Every LSH candidate is verified. Among the verified ones the most alike wins
+    (highest Jaccard, then highest containment, both rounded to 3 decimals) and ties go
+    to the smallest id, i.e. the earliest copy. The similarity returned is the
+    containment (:attr:`Verification.similarity`). Candidates missing from
+    ``texts_by_id`` are skipped; ``langs_by_id`` gives their language hints. Pass ``sig``
+    when the caller has already computed the signature of ``text`` (to store it).
+    """
+    own = profile(text, lang, params)
+    if sig is None:
+        sig = signature(own.shingles, params)
+    if not sig or not own.shingles:
+        return None
+    best: tuple[float, float, int] | None = None
+    for candidate_id in sorted(index.candidates(sig)):
+        other_text = texts_by_id.get(candidate_id)
+        if other_text is None:
+            continue
+        other_lang = langs_by_id.get(candidate_id) if langs_by_id is not None else None
+        verdict = verify_profiles(own, profile(other_text, other_lang, params), params)
+        if not verdict.is_duplicate:
+            continue
+        rank = (round(verdict.jaccard, 3), round(verdict.similarity, 3))
+        if best is None or rank > best[:2]:
+            best = (*rank, candidate_id)
+    return None if best is None else (best[2], best[1])
