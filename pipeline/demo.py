@@ -122,15 +122,21 @@ def _prepare_airflow(environment: dict[str, str], airflow_home: Path, out: Calla
 
 
 def _run_dag(
-    dag_id: str, conf: dict[str, object], environment: dict[str, str], airflow_home: Path,
+    dag_id: str,
+    conf: dict[str, object],
+    environment: dict[str, str],
+    airflow_home: Path,
     out: Callable[[str], None],
 ) -> None:
     out(f"running DAG {dag_id} with Airflow (airflow dags test)...")
     log_path = airflow_home / f"demo-{dag_id}.log"
     command = [_airflow_command(), "dags", "test", dag_id, "--conf", json.dumps(conf)]
-    with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
-        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as process:
+    with (
+        log_path.open("w", encoding="utf-8") as log,
+        subprocess.Popen(
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process,
+    ):
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)

@@ -69,7 +69,7 @@ def _html_to_text(body: str, *, title: Any) -> str:
     html_start = re.search(r"<(div|p|article|section|html|body)\b", body, re.IGNORECASE)
     fragment = body[html_start.start() :] if html_start else body
     document = f"<html><head><title>{title or ''}</title></head><body>{fragment}</body></html>"
-    page = extract_page(document.encode("utf-8"), content_type="text/html; charset=utf-8")
+    page = extract_page(document.encode("utf-8"), content_type="text/html; charset=utf-8", favor_recall=True)
     if page.error or not page.text.strip():
         raise ValueError(f"seed HTML yielded no text: {page.error}")
     return str(page.text)

@@ -59,21 +59,25 @@ def plan_feed_batches(
 def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None) -> dict[str, int]:
     """Poll each feed of one batch and ingest its new items; returns counts."""
     settings = settings or load_settings()
-    with task_session(settings) as session, HttpClient(
-        settings.http, allow_private_networks=settings.allow_private_networks
-    ) as client:
+    with (
+        task_session(settings) as session,
+        HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
+    ):
         summary = run_cycle(session, client, settings, feed_ids=list(feed_ids))
     counts = summary.counts()
     _maybe_fail_once("poll_feed_batch")
     return {key: int(value) for key, value in counts.items()}
 
 
-def finish_ingest(batch_results: Sequence[dict[str, int]], *, settings: Settings | None = None) -> dict[str, int]:
+def finish_ingest(
+    batch_results: Sequence[dict[str, int]], *, settings: Settings | None = None
+) -> dict[str, int]:
     """Retry failed pages that are due and total the cycle; the DAG then updates its Asset."""
     settings = settings or load_settings()
-    with task_session(settings) as session, HttpClient(
-        settings.http, allow_private_networks=settings.allow_private_networks
-    ) as client:
+    with (
+        task_session(settings) as session,
+        HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
+    ):
         retried = retry_failed_pages(session, client, settings)
     totals: dict[str, int] = {}
     for result in batch_results:

@@ -50,22 +50,26 @@ def temporary_cluster() -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     subprocess.run(
-        [*prefix, initdb, "-D", str(data), "-U", "summitwatch", "--auth=trust", "-E", "UTF8",
-         "--no-sync"],
-        check=True, capture_output=True, env=env,
+        [*prefix, initdb, "-D", str(data), "-U", "summitwatch", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+        env=env,
     )
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {workdir} -c fsync=off -c full_page_writes=off"
     subprocess.run(
         [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"],
-        check=True, capture_output=True, env=env,
+        check=True,
+        capture_output=True,
+        env=env,
     )
     try:
         url = f"postgresql+psycopg://summitwatch@127.0.0.1:{port}/postgres"
         _wait(port)
         yield url
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, env=env)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, env=env
+        )
         shutil.rmtree(workdir, ignore_errors=True)
 
 

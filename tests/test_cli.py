@@ -20,15 +20,18 @@ TEXT_EN = (
 )
 
 
-def sw(*args: str, db: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def sw(
+    *args: str, db: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     environ = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
         "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
         "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
         **(env or {}),
     }
-    return subprocess.run([SCRIPT, *args], input=stdin, capture_output=True, text=True, env=environ,
-                          cwd=db.parent, timeout=120)
+    return subprocess.run(
+        [SCRIPT, *args], input=stdin, capture_output=True, text=True, env=environ, cwd=db.parent, timeout=120
+    )
 
 
 @pytest.fixture
@@ -77,7 +80,11 @@ def test_import_json_contract(db: Path, tmp_path: Path) -> None:
     assert rows[0]["lang"] == "en"
     assert "1 new, 1 duplicate, 1 failed" in done.stderr
     again = sw("import", str(path), "--json", db=db)
-    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["duplicate", "duplicate", "error"]
+    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == [
+        "duplicate",
+        "duplicate",
+        "error",
+    ]
 
 
 def test_import_from_stdin(db: Path) -> None:
@@ -87,8 +94,13 @@ def test_import_from_stdin(db: Path) -> None:
 
 
 def test_articles_filters_and_json(db: Path) -> None:
-    sw("import", "-", db=db, stdin=json.dumps({"url": "https://n.example/x", "text": TEXT_EN,
-                                               "published": "2026-11-02T00:00:00Z"}) + "\n")
+    sw(
+        "import",
+        "-",
+        db=db,
+        stdin=json.dumps({"url": "https://n.example/x", "text": TEXT_EN, "published": "2026-11-02T00:00:00Z"})
+        + "\n",
+    )
     listed = sw("articles", "--json", db=db)
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["url"] for r in rows] == ["https://n.example/x"]
@@ -104,7 +116,10 @@ def test_articles_filters_and_json(db: Path) -> None:
 
 
 def test_feeds_add_list_and_opml_round_trip(db: Path, tmp_path: Path) -> None:
-    assert sw("feeds", "add", "https://example.org/rss", "--name", "Example", "--lang", "en", db=db).returncode == 0
+    assert (
+        sw("feeds", "add", "https://example.org/rss", "--name", "Example", "--lang", "en", db=db).returncode
+        == 0
+    )
     assert sw("feeds", "add", "not a url", db=db).returncode == 2
     listed = [json.loads(line) for line in sw("feeds", "list", "--json", db=db).stdout.splitlines()]
     assert "https://example.org/rss" in {f["url"] for f in listed}
@@ -121,11 +136,15 @@ def test_feeds_add_list_and_opml_round_trip(db: Path, tmp_path: Path) -> None:
 
 def test_extract_many_files_json(tmp_path: Path) -> None:
     good = tmp_path / "a.html"
-    good.write_text(f"<html lang='en'><head><title>T</title></head><body><article><h1>T</h1><p>{TEXT_EN}</p>"
-                    f"<p>{TEXT_EN}</p></article></body></html>")
+    good.write_text(
+        f"<html lang='en'><head><title>T</title></head><body><article><h1>T</h1><p>{TEXT_EN}</p>"
+        f"<p>{TEXT_EN}</p></article></body></html>"
+    )
     binary = tmp_path / "b.html"
     binary.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
-    done = sw("extract", "--json", str(good), str(binary), str(tmp_path / "missing.html"), db=tmp_path / "unused.db")
+    done = sw(
+        "extract", "--json", str(good), str(binary), str(tmp_path / "missing.html"), db=tmp_path / "unused.db"
+    )
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["file"] for r in rows] == [str(good), str(binary), str(tmp_path / "missing.html")]
     assert "Power of Siberia 2" in rows[0]["text"] and rows[0]["lang"] == "en" and rows[0]["error"] is None

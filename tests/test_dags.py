@@ -73,10 +73,15 @@ def test_dag_files_import_cleanly(airflow_env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
-    backend: str, airflow_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest,
+    backend: str,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    db_url = f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    db_url = (
+        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
     monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
     marker = tmp_path / "failed-once"
     monkeypatch.setenv("SUMMITWATCH_TEST_FAIL_ONCE", f"poll_feed_batch:{marker}")
@@ -84,7 +89,10 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
     initialise(settings, load_feeds=False)
     engine = make_engine(db_url)
     with FixtureServer() as site, session_factory(engine)() as session:
-        feed_ids = [repo.upsert_feed(session, site.url(f.path), name=f.name, lang=f.lang)[0].id for f in site.site.feeds]
+        feed_ids = [
+            repo.upsert_feed(session, site.url(f.path), name=f.name, lang=f.lang)[0].id
+            for f in site.site.feeds
+        ]
         session.commit()
         dag = load_dag("summitwatch_ingest")
         run = dag.test(run_conf={"feed_ids": feed_ids})

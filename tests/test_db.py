@@ -9,7 +9,13 @@ from sqlalchemy import inspect, select
 
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
-from pipeline.db.engine import current_revision, head_revision, make_engine, require_current_schema, session_factory
+from pipeline.db.engine import (
+    current_revision,
+    head_revision,
+    make_engine,
+    require_current_schema,
+    session_factory,
+)
 from pipeline.db.schema import Article, Feed, Sighting
 from pipeline.errors import DatabaseError
 from pipeline.settings import Settings
@@ -61,8 +67,18 @@ def test_schema_has_the_documented_tables(settings: Settings) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"feeds", "articles", "sightings", "fetch_failures", "alembic_version"} <= tables
     article_columns = {c["name"] for c in inspect(engine).get_columns("articles")}
-    assert {"url", "canonical_url", "title", "text", "lang", "published_at", "first_seen_at", "feed_id",
-            "content_hash", "duplicate_of_id"} <= article_columns
+    assert {
+        "url",
+        "canonical_url",
+        "title",
+        "text",
+        "lang",
+        "published_at",
+        "first_seen_at",
+        "feed_id",
+        "content_hash",
+        "duplicate_of_id",
+    } <= article_columns
     feed_columns = {c["name"] for c in inspect(engine).get_columns("feeds")}
     assert {"etag", "last_modified", "failure_count", "next_poll_at", "body_hash"} <= feed_columns
     assert current_revision(engine) == head_revision()

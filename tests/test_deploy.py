@@ -16,15 +16,24 @@ from tests.conftest import REPO_ROOT
 # status, so the binary is called directly.
 COMPOSE = str(Path(importlib.util.find_spec("compose").origin).parent / "docker-compose")  # type: ignore[arg-type,union-attr]
 SERVICES = {
-    "postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-    "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+    "postgres",
+    "redis",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
 }
 
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [COMPOSE, "--project-directory", str(REPO_ROOT), "--env-file", str(env_file), "config"],
-        capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
     )
 
 

@@ -81,7 +81,9 @@ def test_charset_from_http_header_when_xml_declares_none() -> None:
 
 def test_gb18030_feed() -> None:
     body = """<?xml version="1.0" encoding="gb18030"?><rss version="2.0"><channel><title>新闻</title>
-<item><title>西伯利亚力量2号管道</title><link>http://news.example/zh/2</link></item></channel></rss>""".encode("gb18030")
+<item><title>西伯利亚力量2号管道</title><link>http://news.example/zh/2</link></item></channel></rss>""".encode(
+        "gb18030"
+    )
     assert parse_feed(body, feed_url=FEED_URL, now=NOW).items[0].title == "西伯利亚力量2号管道"
 
 
@@ -92,7 +94,9 @@ def test_xml_bomb_refused() -> None:
         parse_feed(bomb, feed_url=FEED_URL, now=NOW)
 
 
-@pytest.mark.parametrize("body", [b"<html><body><p>Not a feed</p></body></html>", b"", b"\x89PNG\r\n\x1a\n\0\0"])
+@pytest.mark.parametrize(
+    "body", [b"<html><body><p>Not a feed</p></body></html>", b"", b"\x89PNG\r\n\x1a\n\0\0"]
+)
 def test_not_a_feed(body: bytes) -> None:
     with pytest.raises(FeedParseError, match="not a feed"):
         parse_feed(body, feed_url=FEED_URL, now=NOW)
@@ -144,6 +148,8 @@ def test_shipped_feeds_cover_three_languages() -> None:
 
 def test_bad_feed_list_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "feeds.yaml"
-    path.write_text("feeds:\n  - url: ftp://x\n    name: X\n    outlet: X\n    lang: en\n    reason: just a test entry\n")
+    path.write_text(
+        "feeds:\n  - url: ftp://x\n    name: X\n    outlet: X\n    lang: en\n    reason: just a test entry\n"
+    )
     with pytest.raises(ConfigError, match=r"feeds\.0\.url"):
         load_feed_registry(path)

@@ -45,6 +45,8 @@ def test_same_answer_in_other_processes() -> None:
     assert outputs == {f"{here[0].lang} {here[0].confidence}\n"}
 
 
-@pytest.mark.parametrize(("raw", "code"), [("en-US", "en"), ("zh_Hans", "zh"), ("RU", "ru"), ("", None), ("x1", None)])
+@pytest.mark.parametrize(
+    ("raw", "code"), [("en-US", "en"), ("zh_Hans", "zh"), ("RU", "ru"), ("", None), ("x1", None)]
+)
 def test_normalise_code(raw: str, code: str | None) -> None:
     assert normalise_code(raw) == code

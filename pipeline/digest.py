@@ -1,0 +1,633 @@
+"""Digests: detected changes and their articles in, Slack messages and plain text out.
+
+A pure stage: it formats, it does not query or send. The caller (CLI ``digest``, the
+digest DAG) gathers the unreported changes, each with its recent trend and its top new
+articles, calls :func:`build_change_digest` (or :func:`build_summary_digest` on the
+summary schedule), stores the :class:`Digest` in the outbox (:meth:`Digest.to_json`), and
+hands its messages to ``pipeline.slack`` or prints :func:`render_plain`.
+
+Every message respects Slack's Block Kit limits (at most 50 blocks, section text at most
+3000 characters, header text at most 150) and a per-message size budget; what does not
+fit the first message goes to follow-ups that the Slack seam threads under it. Text from
+articles is escaped for mrkdwn (``&``, ``<``, ``>``), so a title can neither break a link
+nor ping ``<!channel>``. Every message carries a plain ``text`` fallback next to its
+blocks (notifications and screen readers use it).
+
+Changes are duck-typed (:class:`ChangeLike`): stages do not import each other, and
+``pipeline.coverage.Change`` has the fields needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal, Protocol
+from urllib.parse import quote, urlencode, urlsplit
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_CONTEXT_ELEMENTS = 10
+# Slack accepts 40,000 characters of top-level text but shows notifications from the
+# start of it; the fallback only needs to say what the message is.
+MAX_FALLBACK_TEXT = 3000
+# Slack documents no total-size limit for blocks, but very large messages are refused
+# or collapsed; a modest budget also keeps each message readable on a phone.
+DEFAULT_MESSAGE_BUDGET = 12_000
+TITLE_CHARS = 200
+EVIDENCE_CHARS = 280
+SOURCE_CHARS = 60
+MAX_LINK_URL = 1500
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+ARROWS = {"up": "↑", "down": "↓"}
+EMOJI = {"up": ":chart_with_upwards_trend:", "down": ":chart_with_downwards_trend:"}
+Block = dict[str, Any]
+_SMALL_WORDS = frozenset({"a", "an", "and", "of", "the", "to", "in", "on", "for", "with"})
+
+
+class ChangeLike(Protocol):
+    """What the digest needs from a detected change (``pipeline.coverage.Change`` fits)."""
+
+    @property
+    def series(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def baseline(self) -> float: ...
+    @property
+    def explanation(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class DigestArticle:
+    """One article shown in a digest. ``copies`` counts its folded duplicates."""
+
+    article_id: int | str
+    title: str | None
+    url: str | None
+    source: str | None = None
+    lang: str | None = None
+    evidence: str | None = None
+    copies: int = 0
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DigestChange:
+    """A change with what the digest shows about it: the trend and the top new articles."""
+
+    change: ChangeLike
+    trend_bins: Sequence[tuple[datetime, int]]
+    articles: Sequence[DigestArticle] = ()
+
+
+@dataclass(frozen=True)
+class SeriesTotal:
+    """One series in the summary digest: articles in the period, the period before, trend."""
+
+    series: str
+    count: int
+    previous_count: int | None = None
+    trend_bins: Sequence[tuple[datetime, int]] = ()
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """One Slack message: a plain ``text`` fallback and Block Kit ``blocks``."""
+
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload fields (``text``, ``blocks``) as JSON-ready data."""
+        return {"text": self.text, "blocks": self.blocks}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SlackMessage:
+        """Rebuild a message stored with :meth:`to_json`."""
+        return cls(text=str(data["text"]), blocks=list(data.get("blocks") or []))
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A digest ready to deliver: the first message is the parent, the rest follow-ups.
+
+    ``digest_key`` identifies what the digest reports (the set of changes, or the summary
+    period), so the outbox can refuse to store the same digest twice; ``content_hash``
+    identifies the exact messages. ``text`` is the whole digest as plain text.
+    """
+
+    kind: Literal["changes", "summary"]
+    digest_key: str
+    text: str
+    messages: list[SlackMessage]
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the messages, stable across runs and machines."""
+        payload = json.dumps([m.to_json() for m in self.messages], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything needed to deliver the digest later, for the outbox."""
+        return {
+            "kind": self.kind,
+            "digest_key": self.digest_key,
+            "content_hash": self.content_hash,
+            "text": self.text,
+            "messages": [m.to_json() for m in self.messages],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Digest:
+        """Rebuild a digest stored with :meth:`to_json`: deliver the stored messages,
+        never rebuilt ones, so a retry sends exactly what the first attempt started."""
+        kind = data["kind"]
+        if kind not in ("changes", "summary"):
+            raise ValueError(f"unknown digest kind {kind!r}")
+        return cls(
+            kind=kind,
+            digest_key=str(data["digest_key"]),
+            text=str(data["text"]),
+            messages=[SlackMessage.from_json(m) for m in data["messages"]],
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Public builders
+# ---------------------------------------------------------------------------------------
+
+
+def build_change_digest(
+    changes: Sequence[DigestChange],
+    *,
+    web_base_url: str | None,
+    generated_at: datetime,
+    labels: Mapping[str, str] | None = None,
+    message_budget: int = DEFAULT_MESSAGE_BUDGET,
+) -> Digest:
+    """The digest for ``changes`` (at least one): an overview, then a section per change.
+
+    Watch items come before topics, then changes are in time order. ``labels`` maps series
+    names to display names (default: the slug, humanised). ``web_base_url`` adds links to
+    the web UI's article list for each series.
+    """
+    if not changes:
+        raise ValueError("a change digest needs at least one change")
+    labels = labels or {}
+    ordered = sorted(
+        changes, key=lambda c: (not c.change.series.startswith("watch:"), c.change.at, c.change.series)
+    )
+    key_source = "\n".join(
+        sorted(f"{c.change.series}|{_iso(c.change.at)}|{c.change.direction}" for c in ordered)
+    )
+    digest_key = "changes:" + hashlib.sha256(key_source.encode("utf-8")).hexdigest()[:32]
+
+    if len(ordered) == 1:
+        only = ordered[0].change
+        title = f"Coverage change: {_label(only.series, labels)} {ARROWS.get(only.direction, '')}"
+    else:
+        ups = sum(1 for c in ordered if c.change.direction == "up")
+        title = f"Coverage changed in {len(ordered)} series ({ups} up, {len(ordered) - ups} down)"
+    generated = f"Generated {_when(generated_at)}"
+    intro = [_Unit([_header(title)], title), _Unit([_context([generated])], generated)]
+    overview_lines = [_overview_line(c.change, labels) for c in ordered]
+    units = intro + _line_sections(overview_lines) if len(ordered) > 1 else intro
+    for item in ordered:
+        units.append(_change_unit(item, labels, web_base_url))
+    return _assemble("changes", digest_key, units, continuation=f"{title} (continued)", budget=message_budget)
+
+
+def build_summary_digest(
+    series_totals: Sequence[SeriesTotal],
+    top_articles: Sequence[DigestArticle],
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    web_base_url: str | None,
+    changes: Sequence[ChangeLike] = (),
+    labels: Mapping[str, str] | None = None,
+    message_budget: int = DEFAULT_MESSAGE_BUDGET,
+) -> Digest:
+    """The scheduled summary: articles per series in the period, its changes, top articles.
+
+    Series are listed by count (busiest first) with the previous period's count and a
+    sparkline; series without coverage are named on one line at the end.
+    """
+    labels = labels or {}
+    span = period_end - period_start
+    if span == timedelta(days=1):
+        title = f"Daily coverage summary: {period_start.day} {period_start:%B %Y}"
+    elif span == timedelta(days=7):
+        title = f"Weekly coverage summary: week to {period_end.day} {period_end:%B %Y}"
+    else:
+        title = f"Coverage summary: {_when(period_start)} – {_when(period_end)}"
+    digest_key = f"summary:{_iso(period_start)}/{_iso(period_end)}"
+    total = sum(s.count for s in series_totals)
+    period = f"{_when(period_start)} – {_when(period_end)} · {_plural(total, 'new article')}"
+    units = [_Unit([_header(title)], title), _Unit([_context([period])], period)]
+
+    active = sorted((s for s in series_totals if s.count > 0), key=lambda s: (-s.count, s.series))
+    silent = sorted(s.series for s in series_totals if s.count == 0)
+    lines = []
+    for item in active:
+        previous = "" if item.previous_count is None else f" (previous period {item.previous_count})"
+        spark = f" `{sparkline([c for _, c in item.trend_bins])}`" if item.trend_bins else ""
+        name = _label(item.series, labels)
+        link_target = _series_url(web_base_url, item.series, period_start)
+        shown = _link(link_target, name) if link_target else f"*{_escape(name)}*"
+        lines.append(
+            (
+                f"{shown} ({_kind(item.series)}): {item.count}{previous}{spark}",
+                f"{name} ({_kind(item.series)}): {item.count}{previous}"
+                + (f" {sparkline([c for _, c in item.trend_bins])}" if item.trend_bins else ""),
+            )
+        )
+    if silent:
+        names = ", ".join(_label(s, labels) for s in silent)
+        lines.append((f"_No new coverage:_ {_escape(names)}", f"No new coverage: {names}"))
+    if not lines:
+        lines.append(("_No series configured._", "No series configured."))
+    units += _line_sections(lines, heading=("*Coverage by series*", "\nCoverage by series"))
+
+    if changes:
+        change_lines = [
+            (
+                f"{EMOJI.get(c.direction, '')} *{_escape(_label(c.series, labels))}*: "
+                f"{_escape(c.explanation)}",
+                f"{ARROWS.get(c.direction, '')} {_label(c.series, labels)}: {c.explanation}",
+            )
+            for c in sorted(changes, key=lambda c: (c.at, c.series))
+        ]
+        units.append(_Unit([{"type": "divider"}], ""))
+        units += _line_sections(change_lines, heading=("*Changes reported*", "\nChanges reported"))
+    if top_articles:
+        units.append(_Unit([{"type": "divider"}], ""))
+        units += _line_sections(
+            [_article_lines(a) for a in top_articles], heading=("*Top new articles*", "\nTop new articles")
+        )
+    if web_base_url:
+        text = f"<{_safe_url(web_base_url.rstrip('/') + '/articles')}|Browse all articles in summitwatch>"
+        units.append(_Unit([_context([text])], f"Browse all articles: {web_base_url.rstrip('/')}/articles"))
+    return _assemble("summary", digest_key, units, continuation=f"{title} (continued)", budget=message_budget)
+
+
+def render_plain(digest: Digest) -> str:
+    """The whole digest as plain text, for stdout, a file or ``--dry-run``."""
+    return digest.text
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """``[0, 1, 4, 8]`` → ``▁▂▅█``: a bar per count, scaled to the largest.
+
+    A zero is always the lowest bar and any non-zero count is at least the second, so
+    silence and a little coverage look different.
+    """
+    if not counts:
+        return ""
+    top = max(counts)
+    if top <= 0:
+        return SPARK_CHARS[0] * len(counts)
+    levels = len(SPARK_CHARS) - 1
+    return "".join(
+        SPARK_CHARS[0] if count <= 0 else SPARK_CHARS[max(1, -(-count * levels // top))] for count in counts
+    )
+
+
+def latest_summary_period(now: datetime, *, every: timedelta, at: time) -> tuple[datetime, datetime]:
+    """The most recent summary period that has ended by ``now``: ``(start, end)``.
+
+    Periods end at ``at`` (UTC) every ``every``; weekly ones end on Mondays. The caller
+    keys the summary digest by this period, so asking again before the next slot gives
+    the same period and the outbox refuses a second summary.
+    """
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    # An anchor on a Monday makes weekly periods end on Mondays; daily ones don't care.
+    anchor = datetime(1970, 1, 5, at.hour, at.minute, tzinfo=UTC)
+    end = now - (now - anchor) % every
+    return end - every, end
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as markup (``&``, ``<``, ``>``)."""
+    return _escape(text)
+
+
+# ---------------------------------------------------------------------------------------
+# Units and packing
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Unit:
+    """Blocks that belong together (kept in one message when they fit) and their plain text."""
+
+    blocks: list[Block]
+    plain: str
+
+
+def _change_unit(item: DigestChange, labels: Mapping[str, str], web_base_url: str | None) -> _Unit:
+    change = item.change
+    name = _label(change.series, labels)
+    counts = [count for _, count in item.trend_bins]
+    trend = ""
+    if counts:
+        trend = (
+            f"`{sparkline(counts)}` {_trend_label(item.trend_bins)}, "
+            f"max {max(counts)} per {_bin_label(item.trend_bins)}"
+        )
+    direction_word = "up" if change.direction == "up" else "down"
+    mrkdwn_lines = [
+        f"{EMOJI.get(change.direction, '')} *{_escape(name)}* ({_kind(change.series)}) · *{direction_word}*",
+        _escape(change.explanation),
+    ]
+    plain_lines = [
+        f"{ARROWS.get(change.direction, '')} {name} ({_kind(change.series)}), {direction_word}",
+        change.explanation,
+    ]
+    if trend:
+        mrkdwn_lines.append(trend)
+        plain_lines.append(trend.replace("`", ""))
+    blocks: list[Block] = [{"type": "divider"}, _section("\n".join(mrkdwn_lines))]
+    plain = ["", *plain_lines]
+    if item.articles:
+        article_lines = [_article_lines(a) for a in item.articles]
+        for text in _pack_lines([m for m, _ in article_lines]):
+            blocks.append(_section(text))
+        plain += [p for _, p in article_lines]
+    elif change.direction == "up":
+        plain.append("(no articles to show)")
+    link = _series_url(web_base_url, change.series, change.at - timedelta(days=7))
+    if link:
+        blocks.append(_context([_link(link, f"All {name} articles in summitwatch")]))
+        plain.append(f"All articles: {link}")
+    return _Unit(blocks, "\n".join(plain))
+
+
+def _overview_line(change: ChangeLike, labels: Mapping[str, str]) -> tuple[str, str]:
+    name = _label(change.series, labels)
+    counts = f"{change.count} vs {_number(change.baseline)} expected"
+    return (
+        f"{EMOJI.get(change.direction, '')} *{_escape(name)}* ({_kind(change.series)}): {counts}",
+        f"{ARROWS.get(change.direction, '')} {name} ({_kind(change.series)}): {counts}",
+    )
+
+
+def _article_lines(article: DigestArticle) -> tuple[str, str]:
+    """One article as (mrkdwn, plain), shrunk until the mrkdwn fits a section."""
+    title_chars, evidence_chars = TITLE_CHARS, EVIDENCE_CHARS
+    while True:
+        mrkdwn, plain = _article_text(article, title_chars, evidence_chars)
+        if len(mrkdwn) <= MAX_SECTION_TEXT or title_chars <= 20:
+            return mrkdwn[:MAX_SECTION_TEXT], plain
+        title_chars, evidence_chars = title_chars // 2, evidence_chars // 2
+
+
+def _article_text(article: DigestArticle, title_chars: int, evidence_chars: int) -> tuple[str, str]:
+    title = _clip(
+        _one_line(article.title) or _one_line(article.url) or f"Article {article.article_id}", title_chars
+    )
+    url = (
+        article.url if article.url and _is_web_url(article.url) and len(article.url) <= MAX_LINK_URL else None
+    )
+    details = [
+        d
+        for d in (
+            _clip(_one_line(article.source), SOURCE_CHARS),
+            _one_line(article.lang),
+            _plural(article.copies, "copy", "copies", prefix="+") if article.copies > 0 else "",
+        )
+        if d
+    ]
+    detail_text = " · ".join(details)
+    shown = _link(url, title) if url else f"*{_escape(title)}*"
+    mrkdwn = f"• {shown}" + (f" — {_escape(detail_text)}" if detail_text else "")
+    plain = (
+        f"- {title}"
+        + (f" — {detail_text}" if detail_text else "")
+        + (f"\n  {article.url}" if article.url else "")
+    )
+    evidence = _clip(_one_line(article.evidence), evidence_chars)
+    if evidence:
+        mrkdwn += f"\n> {_escape(evidence)}"
+        plain += f"\n  “{evidence}”"
+    return mrkdwn, plain
+
+
+def _line_sections(lines: Sequence[tuple[str, str]], heading: tuple[str, str] | None = None) -> list[_Unit]:
+    """Lines packed into as few sections as the section limit allows, one unit per section."""
+    mrkdwn = [m for m, _ in lines]
+    plain = [p for _, p in lines]
+    if heading:
+        mrkdwn, plain = [heading[0], *mrkdwn], [heading[1], *plain]
+    units = []
+    cursor = 0
+    for group in _group_lines(mrkdwn):
+        # The plain text follows the same split, so each message's fallback matches its blocks.
+        units.append(_Unit([_section("\n".join(group))], "\n".join(plain[cursor : cursor + len(group)])))
+        cursor += len(group)
+    return units
+
+
+def _pack_lines(lines: Sequence[str]) -> list[str]:
+    """Join lines with newlines into texts of at most ``MAX_SECTION_TEXT`` characters."""
+    return ["\n".join(group) for group in _group_lines(lines)]
+
+
+def _group_lines(lines: Sequence[str]) -> list[list[str]]:
+    groups: list[list[str]] = []
+    length = 0
+    for line in lines:
+        line = line[:MAX_SECTION_TEXT]
+        if groups and length + 1 + len(line) <= MAX_SECTION_TEXT:
+            groups[-1].append(line)
+            length += 1 + len(line)
+        else:
+            groups.append([line])
+            length = len(line)
+    return groups
+
+
+def _assemble(
+    kind: Literal["changes", "summary"],
+    digest_key: str,
+    units: Sequence[_Unit],
+    *,
+    continuation: str,
+    budget: int,
+) -> Digest:
+    """Pack units into messages under the block limit and the size budget."""
+    reserved_blocks = 1  # the "continued" context block at the top of each follow-up
+    reserved_chars = 200
+    pages: list[list[_Unit]] = [[]]
+    for unit in units:
+        pieces = [unit] if _fits_alone(unit, budget, reserved_blocks, reserved_chars) else _split_unit(unit)
+        for piece in pieces:
+            page = pages[-1]
+            block_count = sum(len(u.blocks) for u in page) + len(piece.blocks) + reserved_blocks
+            chars = sum(_block_chars(u.blocks) for u in page) + _block_chars(piece.blocks) + reserved_chars
+            if page and (block_count > MAX_BLOCKS or chars > budget):
+                pages.append([])
+            pages[-1].append(piece)
+    messages = []
+    total = len(pages)
+    plain_parts: list[str] = []
+    for number, page in enumerate(pages, start=1):
+        blocks: list[Block] = []
+        plain: list[str] = []
+        if number > 1:
+            label = f"{continuation} · part {number} of {total}"
+            blocks.append(_context([_escape(label)]))
+            plain.append(label)
+        for position, unit in enumerate(page):
+            # A divider opening a follow-up separates nothing.
+            opens_page = position == 0 and number > 1
+            divider_first = unit.blocks[:1] == [{"type": "divider"}]
+            blocks += unit.blocks[1:] if opens_page and divider_first else unit.blocks
+            if unit.plain:
+                plain.append(unit.plain)
+        text = "\n".join(plain).strip("\n")
+        plain_parts.append(text)
+        messages.append(SlackMessage(text=_clip(text, MAX_FALLBACK_TEXT), blocks=blocks))
+    return Digest(kind=kind, digest_key=digest_key, text="\n\n".join(plain_parts) + "\n", messages=messages)
+
+
+def _fits_alone(unit: _Unit, budget: int, reserved_blocks: int, reserved_chars: int) -> bool:
+    return (
+        len(unit.blocks) + reserved_blocks <= MAX_BLOCKS
+        and _block_chars(unit.blocks) + reserved_chars <= budget
+    )
+
+
+def _split_unit(unit: _Unit) -> list[_Unit]:
+    # Too big for any one message: let its blocks travel separately (the plain text stays
+    # with the first so nothing is lost from the fallback).
+    return [_Unit([block], unit.plain if i == 0 else "") for i, block in enumerate(unit.blocks)]
+
+
+def _block_chars(blocks: Sequence[Block]) -> int:
+    return len(json.dumps(blocks, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------------------------
+# Blocks and text helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _header(text: str) -> Block:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _clip(text, MAX_HEADER_TEXT), "emoji": True},
+    }
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION_TEXT]}}
+
+
+def _context(texts: Sequence[str]) -> Block:
+    elements = [{"type": "mrkdwn", "text": t[:MAX_SECTION_TEXT]} for t in texts[:MAX_CONTEXT_ELEMENTS]]
+    return {"type": "context", "elements": elements}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, title: str) -> str:
+    # "|" ends the URL part of a Slack link, so a title may not contain one either.
+    return f"<{_safe_url(url)}|{_escape(title).replace('|', '¦')}>"
+
+
+def _safe_url(url: str) -> str:
+    """The URL as Slack wants it inside ``<…|…>``: characters that would end the link
+    (``|``, ``<``, ``>``, spaces) percent-encoded, and ``&`` escaped like all mrkdwn text."""
+    return quote(url, safe=":/?#[]@!$&'()*+,;=%~-._").replace("&", "&amp;")
+
+
+def _is_web_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _series_url(web_base_url: str | None, series: str, since: datetime) -> str | None:
+    if not web_base_url or ":" not in series:
+        return None
+    kind, slug = series.split(":", 1)
+    query = urlencode({kind: slug, "since": f"{since.astimezone(UTC):%Y-%m-%d}"})
+    return f"{web_base_url.rstrip('/')}/articles?{query}"
+
+
+def _label(series: str, labels: Mapping[str, str]) -> str:
+    if series in labels:
+        return labels[series]
+    words = series.split(":", 1)[-1].replace("_", " ").split()
+    if not words:
+        return series
+    # Title case reads right for named things ("Power of Siberia 2", "Middle East").
+    return " ".join(w if i and w in _SMALL_WORDS else w[:1].upper() + w[1:] for i, w in enumerate(words))
+
+
+def _kind(series: str) -> str:
+    return "watch item" if series.startswith("watch:") else "topic"
+
+
+def _one_line(text: str | None) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def _plural(count: int, singular: str, plural: str | None = None, *, prefix: str = "") -> str:
+    noun = singular if count == 1 else (plural or singular + "s")
+    return f"{prefix}{count} {noun}"
+
+
+def _number(value: float) -> str:
+    if value == 0:
+        return "0"
+    if value < 0.095:
+        return f"{value:.2f}"
+    if value < 10:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+def _iso(moment: datetime) -> str:
+    return (moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+def _when(moment: datetime) -> str:
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _bin_label(bins: Sequence[tuple[datetime, int]]) -> str:
+    if len(bins) < 2:
+        return "bin"
+    size = bins[1][0] - bins[0][0]
+    if size == timedelta(days=1):
+        return "day"
+    hours = size / timedelta(hours=1)
+    return f"{hours:g} h"
+
+
+def _trend_label(bins: Sequence[tuple[datetime, int]]) -> str:
+    if len(bins) < 2:
+        return "trend"
+    span = (bins[-1][0] - bins[0][0]) + (bins[1][0] - bins[0][0])
+    days = span / timedelta(days=1)
+    return f"last {days:g} days" if days >= 2 else f"last {span / timedelta(hours=1):g} h"

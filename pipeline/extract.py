@@ -1,0 +1,992 @@
+"""Article extraction: the bytes of one fetched page in, its main text and metadata out.
+
+A pure stage: no network, no database, no other pipeline stage. :func:`extract_page` never
+raises on bad input; every problem ends up in :attr:`ExtractedPage.error`.
+
+The work happens in four steps:
+
+1. **Refuse what is not HTML.** Magic bytes (PDF, images, archives, media, ...) and the
+   HTTP content type are checked first; whatever the type, a body without a single HTML
+   tag near its start is refused too (plain text, XML feeds, JSON, error messages).
+2. **Decode.** A byte-order mark wins. Otherwise valid UTF-8 that contains non-ASCII bytes
+   is taken as UTF-8 whatever the page claims (legacy-encoded text practically never
+   validates as UTF-8, while "says windows-1251 but was re-saved as UTF-8" is common).
+   Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
+   order; each must decode strictly *and* look plausible next to what charset_normalizer
+   detects, because single-byte codecs decode anything and so prove nothing. Failing all
+   that, charset_normalizer guesses from the page's text (tags stripped).
+3. **Extract** with trafilatura: precision mode first, balanced mode when that finds
+   too little, and a re-run when the article is split over several look-alike
+   containers (see :func:`_extract_text`).
+4. **Clean up** the text with language-independent rules, which compare lines with the
+   page's own metadata and links rather than with word lists: leading lines repeating
+   the headline, giving the publication date or naming the author are dropped, and so
+   are closing lines that are (mostly) the text of a link or button on the page,
+   closing lists made of such links, copyright notices and bylines.
+
+Oversize bodies are **truncated** to ``max_bytes`` and extracted anyway (HTML parsers
+recover from a cut-off document, and the article text is almost always in the first
+megabytes); the truncation is logged, and a multi-byte character cut in half at the end
+does not count against the declared charset.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import logging
+import re
+from collections.abc import Collection, Iterator
+from copy import deepcopy
+from typing import Any, Final, NamedTuple
+
+import charset_normalizer
+import lxml.etree
+import lxml.html
+import trafilatura
+from trafilatura.settings import Document
+
+from pipeline.records import ExtractedPage
+
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- tunables
+
+# A precision-mode result shorter than this (in characters) is suspicious: the strict
+# filters may have thrown the article away with the boilerplate. The balanced mode is then
+# tried as well (see _extract_text). Two short paragraphs' worth.
+SHORT_TEXT_CHARS: Final = 600
+# ... and the balanced result replaces it only if it is at least this many times longer,
+# so that a genuinely short article keeps its precise extraction.
+FALLBACK_MIN_GAIN: Final = 2.0
+# Continuation containers (article bodies split into chunks around ad slots) are looked
+# for at most this many levels above the container holding the extracted paragraphs.
+TWIN_MAX_LEVELS: Final = 3
+# Continuations must add at least this many characters of paragraph text, together.
+TWIN_MIN_NEW_CHARS: Final = 200
+# Extracted lines at least this long anchor the search for the article container.
+ANCHOR_LINE_CHARS: Final = 60
+# At most this many lines are removed from the end of the text by the trailing cleanup.
+MAX_TRAILING_DROP: Final = 12
+# A trailing line counts as a link (and is dropped) when links' text covers this share of it.
+TRAILING_LINK_SHARE: Final = 0.5
+# In a closing list, an item whose text is this much link counts as a link; a list of
+# such items is a related-links box (the items are often "Kicker: <a>headline</a>").
+LIST_ITEM_LINK_SHARE: Final = 0.3
+# At most this many lines (headline, dateline, byline) are removed from the start.
+MAX_LEADING_DROP: Final = 3
+# A leading line naming the publication date is a dateline only if this short.
+DATELINE_MAX_CHARS: Final = 100
+# A closing list longer than this is content (a long enumeration), not a related-links box.
+MAX_LINK_BOX_ITEMS: Final = 30
+# Lines with more words than this are prose, never "a link" (also bounds the lookup cost).
+LINK_LINE_MAX_WORDS: Final = 60
+# A one-word link text is kept for matching only if this long (CJK headlines have no spaces).
+MIN_ANCHOR_CHARS: Final = 8
+# A line naming the author is a byline (not a sentence mentioning them) if this short.
+BYLINE_MAX_WORDS: Final = 12
+# A line of at most this many words left at the end after dropping a box is its heading.
+ORPHAN_HEADING_WORDS: Final = 5
+
+# --------------------------------------------------------------------------- sniffing
+
+# (prefix, description) of binary formats a crawler meets in place of an article page.
+_MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
+    (b"%PDF-", "PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF87a", "GIF image"),
+    (b"GIF89a", "GIF image"),
+    (b"II*\x00", "TIFF image"),
+    (b"MM\x00*", "TIFF image"),
+    (b"\x00\x00\x01\x00", "icon"),
+    (b"PK\x03\x04", "ZIP archive (or office document)"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"BZh", "bzip2-compressed data"),
+    (b"\xfd7zXZ\x00", "xz-compressed data"),
+    (b"(\xb5/\xfd", "zstd-compressed data"),
+    (b"7z\xbc\xaf\x27\x1c", "7z archive"),
+    (b"Rar!\x1a\x07", "RAR archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "OLE document (old MS Office)"),
+    (b"{\\rtf", "RTF document"),
+    (b"\x7fELF", "executable"),
+    (b"\x00asm", "WebAssembly module"),
+    (b"wOFF", "web font"),
+    (b"wOF2", "web font"),
+    (b"OggS", "Ogg media"),
+    (b"fLaC", "FLAC audio"),
+    (b"ID3", "MP3 audio"),
+    (b"\x1aE\xdf\xa3", "Matroska/WebM media"),
+    (b"SQLite format 3\x00", "SQLite database"),
+    (b"%!PS", "PostScript document"),
+)
+
+_HTML_MIMES: Final = frozenset({"text/html", "application/xhtml+xml", "application/vnd.wap.xhtml+xml"})
+# Types that say "not an article page" outright, even if the body had a tag or two in it.
+_NON_HTML_MIME_PREFIXES: Final = ("image/", "audio/", "video/", "font/", "model/", "multipart/")
+_NON_HTML_MIMES: Final = frozenset(
+    {
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-tar",
+        "application/x-7z-compressed",
+        "application/x-rar-compressed",
+        "application/vnd.rar",
+        "application/x-bzip2",
+        "application/json",
+        "application/ld+json",
+        "application/javascript",
+        "application/x-javascript",
+        "text/javascript",
+        "text/css",
+        "text/csv",
+        "text/calendar",
+        "application/msword",
+        "application/rtf",
+        "application/postscript",
+        "application/x-shockwave-flash",
+        "application/wasm",
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/feed+json",
+        "application/x-font-woff",
+        "application/vnd.ms-fontobject",
+    }
+)
+# Office documents and friends ("application/vnd.openxmlformats-...", "vnd.ms-excel", ...).
+_NON_HTML_MIME_RE: Final = re.compile(r"^application/vnd\.(?!wap\.xhtml)")
+
+# Enough of a tag vocabulary to tell markup from plain text, XML feeds and binary noise.
+_LOOKS_LIKE_HTML_RE: Final = re.compile(
+    rb"<(?:!doctype\s+html|html|head|body|title|meta|p|div|article|main|section|br|h[1-6]"
+    rb"|table|span|a\s|img\s|ul|script)\b",
+    re.IGNORECASE,
+)
+# C0 controls other than tab, LF, FF, CR and ESC (ISO-2022 uses ESC) never occur in text.
+_CONTROL_BYTES: Final = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
+
+# --------------------------------------------------------------------------- charsets
+
+_BOMS: Final[tuple[tuple[bytes, str], ...]] = (
+    # UTF-32 first: its little-endian BOM starts with the UTF-16 one.
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_HTTP_CHARSET_RE: Final = re.compile(r"""charset\s*=\s*["']?\s*([^\s"';,]+)""", re.IGNORECASE)
+# Covers <meta charset="x"> and <meta http-equiv="Content-Type" content="text/html; charset=x">.
+_META_CHARSET_RE: Final = re.compile(
+    rb"""<meta\b[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:+-]{1,40})""", re.IGNORECASE
+)
+_XML_DECL_RE: Final = re.compile(
+    rb"""^\s*<\?xml\b[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9_.:+-]{1,40})""", re.IGNORECASE
+)
+# How far into the page the charset declarations are looked for. WHATWG pre-scans only
+# 1024 bytes, but real pages put kilobytes of scripts before their <meta charset>.
+_DECLARATION_SCAN_BYTES: Final = 65_536
+# How much of the page charset_normalizer gets to look at (after stripping the tags).
+_DETECTION_SAMPLE_BYTES: Final = 262_144
+# Switch away from a declared (strictly decodable) charset only if it reads this much
+# messier, by charset_normalizer's mess ratio, than the detected one.
+_MESS_MARGIN: Final = 0.1
+
+# Labels whose WHATWG meaning differs from Python's codec of the same name; mostly "the
+# label names a subset, browsers decode with the superset" (latin-1 pages are cp1252).
+_CHARSET_ALIASES: Final[dict[str, str | None]] = {
+    **dict.fromkeys(
+        (
+            "iso-8859-1",
+            "iso8859-1",
+            "iso_8859-1",
+            "latin1",
+            "latin-1",
+            "l1",
+            "ascii",
+            "us-ascii",
+            "ansi_x3.4-1968",
+            "windows-1252",
+            "x-cp1252",
+            "cp819",
+            "ibm819",
+        ),
+        "cp1252",
+    ),
+    **dict.fromkeys(
+        (
+            "gb2312",
+            "gbk",
+            "x-gbk",
+            "gb_2312-80",
+            "gb_2312",
+            "csgb2312",
+            "chinese",
+            "iso-ir-58",
+            "cp936",
+            "ms936",
+            "windows-936",
+            "euc-cn",
+            "gb18030",
+        ),
+        "gb18030",
+    ),
+    **dict.fromkeys(("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5"), "big5hkscs"),
+    **dict.fromkeys(
+        (
+            "shift_jis",
+            "shift-jis",
+            "sjis",
+            "x-sjis",
+            "ms_kanji",
+            "csshiftjis",
+            "windows-31j",
+            "ms932",
+            "cp932",
+        ),
+        "cp932",
+    ),
+    **dict.fromkeys(
+        (
+            "euc-kr",
+            "ks_c_5601-1987",
+            "ks_c_5601-1989",
+            "ksc5601",
+            "korean",
+            "windows-949",
+            "cp949",
+            "csksc56011987",
+            "iso-ir-149",
+        ),
+        "cp949",
+    ),
+    **dict.fromkeys(("iso-8859-9", "iso8859-9", "latin5", "l5"), "cp1254"),
+    **dict.fromkeys(("tis-620", "iso-8859-11", "windows-874", "dos-874"), "cp874"),
+    **dict.fromkeys(("x-mac-cyrillic", "x-mac-ukrainian"), "mac-cyrillic"),
+    "iso-8859-8-i": "iso-8859-8",
+    # A <meta> claiming UTF-16/32 in a page without a BOM is wrong by construction (the
+    # ASCII meta tag could not have been read otherwise); browsers treat it as UTF-8.
+    **dict.fromkeys(("utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le", "utf-32be"), "utf-8"),
+    # Never honoured: a known script-injection vector and no real page uses them.
+    **dict.fromkeys(("utf-7", "x-user-defined", "replacement"), None),
+}
+
+# --------------------------------------------------------------------------- text helpers
+
+_WORD_RE: Final = re.compile(r"\w+")
+_ISO_DATE_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INVALID_XML_CHARS_RE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_NUMBER_RE: Final = re.compile(r"\d+")
+_SENTENCE_END_RE: Final = re.compile(r"[.!?。！？]\W*$")
+_LIST_MARKER_RE: Final = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)])\s+")
+# "©", "(c) 2019", "Copyright" (the English word is used as a legal term in many languages).
+_COPYRIGHT_RE: Final = re.compile(r"©|\(c\)\s*(?:19|20)\d\d|\bcopyright\b", re.IGNORECASE)
+
+_XML_LANG: Final = "{http://www.w3.org/XML/1998/namespace}lang"
+# ISO 639-2/3 codes sometimes put in lang attributes, for the languages we expect most.
+_LANG3_TO_1: Final = {
+    "eng": "en",
+    "rus": "ru",
+    "zho": "zh",
+    "chi": "zh",
+    "cmn": "zh",
+    "yue": "zh",
+    "deu": "de",
+    "ger": "de",
+    "fra": "fr",
+    "fre": "fr",
+    "spa": "es",
+    "por": "pt",
+    "ita": "it",
+    "jpn": "ja",
+    "kor": "ko",
+    "ara": "ar",
+    "ukr": "uk",
+    "pol": "pl",
+    "tur": "tr",
+    "nld": "nl",
+    "dut": "nl",
+    "fas": "fa",
+    "per": "fa",
+    "hin": "hi",
+    "vie": "vi",
+    "kaz": "kk",
+    "bel": "be",
+    "mon": "mn",
+}
+# Withdrawn ISO 639-1 codes that old sites still use.
+_LANG_RENAMED: Final = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "mo": "ro", "sh": "sr"}
+
+
+def _norm(text: str) -> str:
+    """Word tokens of ``text``, case-folded and space-joined: a markup-proof comparison key."""
+    return " ".join(_WORD_RE.findall(text)).casefold()
+
+
+# =========================================================================== public API
+
+
+def extract_page(
+    body: bytes,
+    *,
+    url: str | None = None,
+    content_type: str | None = None,
+    max_bytes: int = 5_000_000,
+    favor_recall: bool = False,
+) -> ExtractedPage:
+    """Extract the main text, title, date and declared language of one HTML page.
+
+    Args:
+        body: the raw response body, in whatever encoding the server sent.
+        url: the page's URL, if known; helps date extraction and link resolution.
+        content_type: the HTTP ``Content-Type`` header, if known (its ``charset``
+            parameter is one of the charset candidates; its type decides, together with
+            the magic bytes, whether the body is HTML at all).
+        max_bytes: bodies longer than this are cut to this length before extraction.
+        favor_recall: use trafilatura's balanced mode with comment-like blocks kept,
+            for pages known to be wanted whole (the seed corpus: a multi-author
+            conversation page whose contributions sit in comment-like containers).
+
+    Returns:
+        An :class:`ExtractedPage`. On failure ``text`` is empty and ``error`` says why
+        (non-HTML content, empty body, no main text found, ...); title, date and
+        language hint are kept whenever the page could be parsed.
+
+    Raises:
+        TypeError: ``body`` is not bytes-like (a caller bug, not bad input).
+        ValueError: ``max_bytes`` is not positive.
+    """
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise TypeError(f"body must be bytes, not {type(body).__name__}")
+    if max_bytes <= 0:
+        raise ValueError("max_bytes must be positive")
+    data = bytes(body)
+    try:
+        return _extract_page(
+            data, url=url, content_type=content_type, max_bytes=max_bytes, favor_recall=favor_recall
+        )
+    except Exception as exc:
+        # Unexpected: a bug here or in a library. Bad input must not crash the pipeline,
+        # but the traceback has to reach the logs or the bug would never be fixed.
+        logger.exception("extraction failed unexpectedly for %s", url or "<no url>")
+        return ExtractedPage(text="", error=f"extraction failed: {type(exc).__name__}: {exc}")
+
+
+# =========================================================================== the stage
+
+
+def _extract_page(
+    data: bytes, *, url: str | None, content_type: str | None, max_bytes: int, favor_recall: bool = False
+) -> ExtractedPage:
+    if not data.strip():
+        return ExtractedPage(text="", error="empty body")
+    if len(data) > max_bytes:
+        logger.info("body of %s truncated from %d to %d bytes", url, len(data), max_bytes)
+        data = data[:max_bytes]
+
+    mime, http_charset = _parse_content_type(content_type)
+    refusal = _refuse_non_html(data, mime)
+    if refusal is not None:
+        return ExtractedPage(text="", error=refusal)
+
+    html, encoding = _decode_html(data, http_charset)
+    tree = _parse_html(html)
+    if tree is None:
+        return ExtractedPage(text="", error="no HTML document could be parsed")
+
+    lang_hint = _lang_hint(tree)
+    meta = _metadata(tree, url)
+    text = _extract_text(tree, url, favor_recall=favor_recall)
+    if text:
+        text = _clean_text(text, tree, meta)
+    logger.debug("extracted %d chars from %s (%s)", len(text), url, encoding)
+    return ExtractedPage(
+        text=text,
+        title=meta.title,
+        date=meta.date,
+        lang_hint=lang_hint,
+        error=None if text else "no main text found",
+    )
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _parse_content_type(content_type: str | None) -> tuple[str, str | None]:
+    """Split a Content-Type header into (lower-case media type, charset parameter)."""
+    if not content_type:
+        return "", None
+    mime = content_type.split(";", 1)[0].strip().lower()
+    match = _HTTP_CHARSET_RE.search(content_type)
+    return mime, match.group(1) if match else None
+
+
+def _refuse_non_html(data: bytes, mime: str) -> str | None:
+    """Say why ``data`` is not an HTML page, or return None if it may be one."""
+    head = data[:4096]
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return f"not HTML: {what}"
+    if head[4:8] == b"ftyp":
+        return "not HTML: MP4/HEIF media"
+    if head.startswith(b"RIFF") and head[8:12] in (b"WEBP", b"WAVE", b"AVI "):
+        return f"not HTML: RIFF {head[8:12].decode('ascii').strip()} data"
+    if mime.startswith(_NON_HTML_MIME_PREFIXES) or mime in _NON_HTML_MIMES:
+        return f"not HTML: content type {mime}"
+    if _NON_HTML_MIME_RE.match(mime):
+        return f"not HTML: content type {mime}"
+    if not any(head.startswith(bom) for bom, _ in _BOMS) and not _looks_like_utf16(head):
+        stripped = head.lstrip()
+        controls = sum(stripped.count(bytes([c])) for c in _CONTROL_BYTES)
+        if controls > max(2, len(stripped) // 100):
+            return "not HTML: binary data"
+    if not _looks_like_html(data):
+        # Whatever the type says (text/plain, XML feeds, octet-stream, an error message
+        # sent as text/html), a body without a single HTML tag is no article page.
+        return f"not HTML: no HTML markup (content type {mime or 'unknown'})"
+    return None
+
+
+def _looks_like_html(data: bytes) -> bool:
+    head = data[:8192]
+    wide = next((codec for bom, codec in _BOMS if head.startswith(bom)), None)
+    if wide is None and _looks_like_utf16(head):
+        wide = "utf-16-le" if head[1:2] == b"\x00" else "utf-16-be"
+    if wide is not None:
+        # UTF-16/32 markup: bring the ASCII tags back to single bytes for the pattern.
+        head = head.decode(wide, "ignore").encode("ascii", "ignore")
+    return _LOOKS_LIKE_HTML_RE.search(head) is not None
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """BOM-less UTF-16 markup: every other byte of the ASCII-heavy start is NUL."""
+    sample = head[:512]
+    if len(sample) < 16:
+        return False
+    nul_even = sample[0::2].count(0)
+    nul_odd = sample[1::2].count(0)
+    half = len(sample) // 2
+    return max(nul_even, nul_odd) > 0.5 * half and min(nul_even, nul_odd) < 0.05 * half
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str]:
+    """Decode an HTML body to text, returning ``(text, codec name)``.
+
+    See the module docstring for the order of evidence. Undecodable bytes left after
+    choosing a codec become U+FFFD; this function does not raise on bad input.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, "replace"), encoding
+    if _looks_like_utf16(data[:512]):
+        encoding = "utf-16-le" if data[1:2] == b"\x00" else "utf-16-be"
+        return data.decode(encoding, "replace"), encoding
+
+    is_ascii = data.isascii()
+    utf8_ok = _decodes_strictly(data, "utf-8")
+    if utf8_ok and not is_ascii:
+        return data.decode("utf-8", "replace"), "utf-8"
+
+    for label in _declared_charsets(data, http_charset):
+        codec = _normalise_charset(label)
+        if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
+            # Unusable label; or UTF-8, which already failed validation above; or a codec
+            # (EBCDIC, ...) in which the ASCII markup we read the label from is impossible.
+            continue
+        if not _decodes_strictly(data, codec):
+            logger.debug("declared charset %s does not decode the page", label)
+            continue
+        if is_ascii:
+            # Any ASCII-compatible codec reads ASCII alike, except 7-bit ones with escape
+            # sequences (ISO-2022-JP), for which the label is the only evidence there is.
+            return data.decode(codec, "replace"), codec
+        guessed = _plausible_or_guess(data, codec)
+        if guessed != codec:
+            logger.debug("declared charset %s implausible, detected %s", label, guessed)
+        return data.decode(guessed, "replace"), guessed
+
+    if is_ascii:
+        return data.decode("ascii"), "ascii"
+    guess = _detect_charset(data)
+    if guess is not None:
+        return data.decode(guess, "replace"), guess
+    return data.decode("utf-8", "replace"), "utf-8"
+
+
+def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:
+    """Charset labels the page declares, strongest first: HTTP, <meta>, XML declaration."""
+    if http_charset:
+        yield http_charset
+    head = data[:_DECLARATION_SCAN_BYTES]
+    meta = _META_CHARSET_RE.search(head)
+    if meta:
+        yield meta.group(1).decode("ascii")
+    xml = _XML_DECL_RE.match(head)
+    if xml:
+        yield xml.group(1).decode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _normalise_charset(label: str) -> str | None:
+    """Map a charset label to a Python codec name, or None if it is unknown or unusable."""
+    key = label.strip().strip("\"'").lower()
+    if key in _CHARSET_ALIASES:
+        return _CHARSET_ALIASES[key]
+    try:
+        info = codecs.lookup(key)
+    except LookupError:
+        return None
+    # codecs.lookup also knows bytes-to-bytes codecs (base64, zlib, ...): not charsets.
+    if not getattr(info, "_is_text_encoding", True):
+        return None
+    return _CHARSET_ALIASES.get(info.name, info.name)
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_compatible(codec: str) -> bool:
+    probe = b'<meta charset="x"> <p>Az09</p>'
+    try:
+        return probe.decode(codec) == probe.decode("ascii")
+    except (UnicodeDecodeError, LookupError):
+        return False
+
+
+def _decodes_strictly(data: bytes, encoding: str) -> bool:
+    """Whether ``data`` is valid in ``encoding``, forgiving a cut-off final character
+    (the body may have been truncated to max_bytes in the middle of one)."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        decoder.decode(data, final=False)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def _text_sample(data: bytes) -> bytes:
+    """The page with its tags removed: markup is ASCII and only dilutes the evidence."""
+    head = data[:_DETECTION_SAMPLE_BYTES]
+    if len(data) > len(head):
+        # End on a space or tag start, never inside a multi-byte character: a cut-off
+        # final character disqualifies the right codec (no CJK trail byte is 0x20 or "<").
+        cut = max(head.rfind(b" "), head.rfind(b"<"))
+        head = head[:cut] if cut > 0 else head
+    sample = re.sub(rb"\s+", b" ", re.sub(rb"<[^<>]{0,4096}>", b" ", head))
+    # Too little text left (a page that is all markup and scripts): use everything.
+    return sample if len(sample) >= 256 else head
+
+
+def _detect_charset(data: bytes) -> str | None:
+    best = charset_normalizer.from_bytes(_text_sample(data)).best()
+    return best.encoding if best is not None else None
+
+
+def _same_codec(a: str, b: str) -> bool:
+    try:
+        return codecs.lookup(a).name == codecs.lookup(b).name
+    except LookupError:
+        return False
+
+
+def _plausible_or_guess(data: bytes, declared: str) -> str:
+    """Return ``declared`` unless charset_normalizer finds it clearly worse than its guess.
+
+    A strict decode proves little for single-byte codecs (they map every byte) and not
+    much for some CJK ones (GBK text happens to be valid EUC-KR), so the declared codec's
+    mess ratio (odd character mixes, mixed scripts) is compared with the best guess's.
+    """
+    sample = _text_sample(data)
+    guess = charset_normalizer.from_bytes(sample).best()
+    if guess is None or _same_codec(guess.encoding, declared):
+        return declared
+    if sample.decode(declared, "replace") == str(guess):
+        return declared  # both codecs agree on this page
+    declared_match = charset_normalizer.from_bytes(sample, cp_isolation=[declared]).best()
+    if declared_match is None:
+        return guess.encoding  # the declared codec reads as gibberish (mess above 20 %)
+    if declared_match.chaos - guess.chaos >= _MESS_MARGIN:
+        return guess.encoding
+    return declared
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse_html(html: str) -> Any:
+    """Parse decoded HTML into an lxml tree (None if there is no document at all).
+
+    The tree is built from UTF-8 bytes with the parser's encoding pinned: given a ``str``,
+    libxml2 may still obey a ``<meta charset>`` in the page and re-decode it into
+    mojibake, and it rejects strings that carry an XML encoding declaration.
+    """
+    cleaned = _INVALID_XML_CHARS_RE.sub("", html)
+    if not cleaned.strip():
+        return None
+    parser = lxml.html.HTMLParser(
+        encoding="utf-8",
+        collect_ids=False,
+        default_doctype=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+    try:
+        tree = lxml.html.document_fromstring(cleaned.encode("utf-8", "replace"), parser=parser)
+    except (lxml.etree.ParserError, ValueError) as exc:
+        logger.debug("HTML parsing failed: %s", exc)
+        return None
+    if tree is None or len(tree) == 0:
+        return None
+    return tree
+
+
+def _lang_hint(tree: Any) -> str | None:
+    """The language the page declares (``<html lang>``, Content-Language, og:locale)."""
+    candidates: list[str] = [tree.get("lang") or "", tree.get(_XML_LANG) or ""]
+    body = tree.find("body")
+    if body is not None:
+        candidates.append(body.get("lang") or "")
+    for meta in tree.iterfind(".//meta"):
+        key = (meta.get("http-equiv") or meta.get("name") or meta.get("property") or "").lower()
+        if key in {"content-language", "language", "dc.language", "og:locale"}:
+            candidates.append(meta.get("content") or "")
+    for value in candidates:
+        code = _normalise_lang(value)
+        if code is not None:
+            return code
+    return None
+
+
+def _normalise_lang(value: str) -> str | None:
+    """``"en-US"`` -> ``"en"``, ``"zh_Hans_CN"`` -> ``"zh"``, ``"rus"`` -> ``"ru"``."""
+    first = value.split(",")[0].strip().replace("_", "-")
+    primary = first.split("-")[0].lower()
+    if not primary.isascii() or not primary.isalpha():
+        return None
+    if len(primary) == 2:
+        return _LANG_RENAMED.get(primary, primary)
+    if len(primary) == 3:
+        return _LANG3_TO_1.get(primary)
+    return None
+
+
+class _Meta(NamedTuple):
+    title: str | None = None
+    date: str | None = None  # ISO YYYY-MM-DD
+    authors: tuple[str, ...] = ()
+
+
+def _metadata(tree: Any, url: str | None) -> _Meta:
+    """Title, publication date and author names from trafilatura/htmldate."""
+    try:
+        doc = trafilatura.extract_metadata(tree, default_url=url)
+    except Exception:
+        # Metadata is a side dish: a library bug on an odd date string must not cost the
+        # article text. Logged with its traceback so that it gets fixed, not hidden.
+        logger.warning("metadata extraction failed for %s", url or "<no url>", exc_info=True)
+        return _Meta()
+    title = " ".join(doc.title.split()) if doc.title else None
+    date = doc.date if doc.date and _ISO_DATE_RE.match(doc.date) else None
+    # trafilatura joins several authors with "; ".
+    authors = tuple(a for a in (_norm(part) for part in (doc.author or "").split(";")) if " " in a)
+    return _Meta(title or None, date, authors)
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _trafilatura_text(tree: Any, url: str | None, *, precision: bool, comments: bool = False) -> str:
+    """One trafilatura run over ``tree`` (which trafilatura copies, not modifies)."""
+    doc = trafilatura.bare_extraction(
+        tree,
+        url=url,
+        include_comments=comments,  # reader comments are not the article, unless all is wanted
+        favor_precision=precision,
+        with_metadata=False,  # done once, separately
+    )
+    if not isinstance(doc, Document) or not doc.text:
+        return ""
+    if comments and doc.comments:
+        # bare_extraction keeps comment-like blocks apart; extract() would append them.
+        return f"{doc.text.strip()}\n{doc.comments.strip()}"
+    return doc.text.strip()
+
+
+def _extract_text(tree: Any, url: str | None, *, favor_recall: bool = False) -> str:
+    """Main text of the page, by a cascade of trafilatura runs.
+
+    1. Precision mode: trafilatura's stricter filters drop most of the teasers, share
+       bars and newsletter boxes that its default mode keeps.
+    2. If that leaves almost nothing (under SHORT_TEXT_CHARS), the strict filters may
+       have eaten the article: the balanced mode (which also has trafilatura's own
+       baseline and recall rescues) runs too, and wins if it finds several times more.
+    3. Articles split into sibling chunks (a container per few paragraphs, ads between)
+       come out truncated, because trafilatura keeps only the first matching container:
+       such continuation containers are merged into the first and extraction re-run.
+    """
+    precision = not favor_recall
+    text = _trafilatura_text(tree, url, precision=precision, comments=favor_recall)
+    if precision and len(text) < SHORT_TEXT_CHARS:
+        balanced = _trafilatura_text(tree, url, precision=False)
+        if len(balanced) >= FALLBACK_MIN_GAIN * max(len(text), 1):
+            text, precision = balanced, False
+    if text:
+        merged_tree = _merge_continuations(tree, text)
+        if merged_tree is not None:
+            merged = _trafilatura_text(merged_tree, url, precision=precision, comments=favor_recall)
+            if len(merged) > len(text):
+                text = merged
+    return text
+
+
+def _merge_continuations(tree: Any, text: str) -> Any:
+    """A copy of ``tree`` with the article's continuation containers merged into the
+    first one, or None if the article does not look split.
+
+    The container is the lowest common ancestor of the <p> elements whose text the
+    extraction kept. Its "twins" are elements with the same tag and class attribute
+    within TWIN_MAX_LEVELS levels above it, wrapped in the same chain of (tag, class)
+    elements up to the common ancestor, that hold paragraphs the extraction missed.
+    A twin under a branch with its own <h1> is another article (infinite scroll), not a
+    continuation.
+    """
+    wanted = {_norm(line) for line in text.splitlines() if len(line) >= ANCHOR_LINE_CHARS}
+    if len(wanted) < 2:
+        return None
+    hits = [p for p in tree.iter("p") if _norm(p.text_content()) in wanted]
+    if len(hits) < 2:
+        return None
+    container = _common_ancestor(hits)
+    css_class = (container.get("class") or "").strip()
+    if not css_class or container.tag in ("html", "body"):
+        return None
+
+    extracted = _norm(text)
+    twins: list[Any] = []
+    ancestor = container
+    for _ in range(TWIN_MAX_LEVELS):
+        parent = ancestor.getparent()
+        if parent is None or parent.tag in ("html", "body"):
+            break
+        ancestor = parent
+        signature = _path_signature(container, ancestor)
+        twins = [
+            el
+            for el in ancestor.iter(container.tag)
+            if el is not container
+            and el.get("class", "").strip() == css_class
+            and not _is_related(el, container)
+            and _path_signature(el, ancestor) == signature
+            and _branch_is_continuation(el, ancestor)
+        ]
+        if twins:
+            break
+    # Look-alikes that hold nothing new (empty placeholders, repeated pull quotes) are not
+    # continuations; and the continuations together must add a real amount of text.
+    gains = [(twin, _new_paragraph_chars(twin, extracted)) for twin in twins]
+    twins = [twin for twin, gain in gains if gain > 0]
+    if sum(gain for _, gain in gains) < TWIN_MIN_NEW_CHARS:
+        return None
+
+    root = tree.getroottree()
+    paths = [root.getpath(container)] + [root.getpath(twin) for twin in twins]
+    copy = deepcopy(tree)
+    first, *rest = (copy.getroottree().xpath(path)[0] for path in paths)
+    for twin in rest:
+        for child in list(twin):
+            first.append(child)  # moves the child; document order is kept
+        if twin.text and twin.text.strip():
+            # loose text directly in the twin (before its first child) would be lost
+            extra = lxml.html.Element("p")
+            extra.text = twin.text
+            first.append(extra)
+    logger.debug("merged %d continuation containers <%s class=%r>", len(rest), container.tag, css_class)
+    return copy
+
+
+def _common_ancestor(elements: list[Any]) -> Any:
+    first = elements[0]
+    chain = [first, *first.iterancestors()]
+    depth = {id(el): i for i, el in enumerate(chain)}
+    best = 0
+    for el in elements[1:]:
+        for anc in (el, *el.iterancestors()):
+            if id(anc) in depth:
+                best = max(best, depth[id(anc)])
+                break
+    return chain[best]
+
+
+def _is_related(a: Any, b: Any) -> bool:
+    """Whether one of the two elements contains the other."""
+    return any(anc is b for anc in a.iterancestors()) or any(anc is a for anc in b.iterancestors())
+
+
+def _path_signature(el: Any, ancestor: Any) -> list[tuple[str, str]]:
+    """(tag, class) of ``el`` and its ancestors below ``ancestor``: two chunks of one
+    article are wrapped alike, a look-alike box elsewhere on the page is not."""
+    out = []
+    for node in (el, *el.iterancestors()):
+        if node is ancestor:
+            break
+        out.append((str(node.tag), (node.get("class") or "").strip()))
+    return out
+
+
+def _branch_is_continuation(el: Any, ancestor: Any) -> bool:
+    """False if ``el`` sits in its own headed section under ``ancestor`` (a second article)."""
+    branch = el
+    for anc in el.iterancestors():
+        if anc is ancestor:
+            break
+        branch = anc
+    return branch.find(".//h1") is None
+
+
+def _new_paragraph_chars(el: Any, extracted: str) -> int:
+    total = 0
+    for p in el.iter("p"):
+        key = _norm(p.text_content())
+        if key and key not in extracted:
+            total += len(key)
+    return total
+
+
+# --------------------------------------------------------------------------- cleanup
+
+
+def _clean_text(text: str, tree: Any, meta: _Meta) -> str:
+    """Drop leading headline/dateline/byline lines and trailing site furniture.
+
+    Every rule is language-independent: it compares with the page's own <h1>, title,
+    publication date, author and link texts, or looks at digits and punctuation only.
+    """
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    headlines = {_norm(h.text_content()) for h in tree.iter("h1")}
+    if meta.title:
+        headlines.add(_norm(meta.title))
+    headlines.discard("")
+    # The extraction often starts with the page's headline and/or a "date, time, author"
+    # line: metadata (kept in .title/.date), not article text. Only at the very start: a
+    # heading further down is content.
+    for _ in range(MAX_LEADING_DROP):
+        first = lines[0]
+        if len(lines) > 1 and (
+            _norm(first) in headlines or _is_dateline(first, meta.date) or _is_byline(first, meta.authors)
+        ):
+            lines.pop(0)
+        else:
+            break
+    lines = _drop_trailing_junk(lines, _anchor_texts(tree), meta.authors)
+    return "\n".join(lines)
+
+
+def _is_byline(line: str, authors: tuple[str, ...]) -> bool:
+    """A short line, not a sentence, naming the article's author ("By Anna Reporter")."""
+    if not authors or len(_WORD_RE.findall(line)) > BYLINE_MAX_WORDS or _SENTENCE_END_RE.search(line):
+        return False
+    key = f" {_norm(line)} "
+    return any(f" {author} " in key for author in authors)
+
+
+def _is_dateline(line: str, date: str | None) -> bool:
+    """A short line, not a sentence, naming the publication date's year and day."""
+    if date is None or len(line) > DATELINE_MAX_CHARS or _SENTENCE_END_RE.search(line):
+        return False
+    numbers = {int(n) for n in _NUMBER_RE.findall(line)}
+    year, _month, day = (int(part) for part in date.split("-"))
+    return year in numbers and day in numbers
+
+
+def _drop_trailing_junk(
+    lines: list[str], anchors: Collection[str], authors: tuple[str, ...] = ()
+) -> list[str]:
+    """Remove site furniture trafilatura let through at the end of the article.
+
+    From the end backwards: lines that are (mostly) the text of a link on the page, a
+    copyright notice or a byline; a closing list whose items are mostly links, as a whole (a
+    related-articles box; a bullet or two may carry extra text); and finally the short
+    heading such a box leaves orphaned ("Related", "More from us").
+    """
+    budget = MAX_TRAILING_DROP
+    dropped = False
+    while len(lines) > 1 and budget > 0:
+        if _is_trailing_junk(lines[-1], anchors) or _is_byline(lines[-1], authors):
+            lines = lines[:-1]
+        elif (block := _trailing_list_block(lines)) and _mostly_links(lines[-block:], anchors):
+            lines = lines[:-block]
+        else:
+            break
+        budget -= 1
+        dropped = True
+    if dropped and len(lines) > 1 and _is_orphan_heading(lines[-1]):
+        lines = lines[:-1]
+    return lines
+
+
+def _trailing_list_block(lines: list[str]) -> int:
+    """How many of the last lines are list items (rendered by trafilatura as "- item");
+    0 if none, if the text is nothing but the list, or if it is too long to be a box."""
+    count = 0
+    for line in reversed(lines):
+        if not _LIST_MARKER_RE.match(line):
+            break
+        count += 1
+    return count if count < len(lines) and count <= MAX_LINK_BOX_ITEMS else 0
+
+
+def _mostly_links(items: list[str], anchors: Collection[str]) -> bool:
+    linked = sum(_link_share(item, anchors) >= LIST_ITEM_LINK_SHARE for item in items)
+    return linked * 2 > len(items)
+
+
+def _is_orphan_heading(line: str) -> bool:
+    """A few words with no sentence punctuation: the title of a box that was removed."""
+    return len(_WORD_RE.findall(line)) <= ORPHAN_HEADING_WORDS and not _SENTENCE_END_RE.search(line)
+
+
+def _anchor_texts(tree: Any) -> set[str]:
+    """Normalised texts of the page's links and buttons ("Share this", "Subscribe") that
+    are long enough to be unambiguous."""
+    out: set[str] = set()
+    for a in tree.iter("a", "button"):
+        key = _norm(a.text_content())
+        # Two words or more, or one long "word" (CJK text has no spaces): a lone short
+        # word ("Home", "More") would match ordinary prose.
+        if " " in key or len(key) >= MIN_ANCHOR_CHARS:
+            out.add(key)
+    return out
+
+
+def _is_trailing_junk(line: str, anchors: Collection[str]) -> bool:
+    """A closing line that is a bare link (related articles, "follow us on ...") or a
+    copyright notice: site furniture trafilatura let through at the article's end."""
+    if _COPYRIGHT_RE.search(line) and len(line) < 300:
+        return True
+    return _link_share(line, anchors) >= TRAILING_LINK_SHARE
+
+
+def _link_share(line: str, anchors: Collection[str]) -> float:
+    """Share of the line's text (by characters) that is the text of some link on the page.
+
+    Every run of consecutive words is looked up, longest first, so the cost depends on the
+    line's length only, never on the number of links; long lines are prose, not links.
+    """
+    words = _norm(_LIST_MARKER_RE.sub("", line)).split()
+    if not words or len(words) > LINK_LINE_MAX_WORDS:
+        return 0.0
+    covered = [False] * len(words)
+    i = 0
+    while i < len(words):
+        for j in range(len(words), i, -1):
+            if " ".join(words[i:j]) in anchors:
+                covered[i:j] = [True] * (j - i)
+                i = j
+                break
+        else:
+            i += 1
+    total = sum(len(w) + 1 for w in words)
+    return sum(len(w) + 1 for w, c in zip(words, covered, strict=True) if c) / total

@@ -1,0 +1,315 @@
+"""Digests: Block Kit limits, splitting into follow-ups, escaping, folding, sparklines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from pipeline.digest import (
+    Digest,
+    DigestArticle,
+    DigestChange,
+    SeriesTotal,
+    build_change_digest,
+    build_summary_digest,
+    escape_mrkdwn,
+    latest_summary_period,
+    render_plain,
+    sparkline,
+)
+from tests.slack_server import block_kit_problems
+
+NOW = datetime(2025, 5, 8, 7, 0, tzinfo=UTC)
+WEB = "https://summitwatch.example.org"
+
+
+@dataclass(frozen=True)
+class FakeChange:
+    series: str
+    at: datetime
+    direction: str
+    count: int
+    baseline: float
+    explanation: str
+
+
+def change(series: str = "watch:power_of_siberia_2", direction: str = "up", count: int = 8) -> FakeChange:
+    return FakeChange(
+        series,
+        NOW,
+        direction,
+        count,
+        0.02,
+        f"{count} articles in the last 24 h after none in the previous 28 days (0.02 expected; p = 1e-12)",
+    )
+
+
+def trend(counts: list[int]) -> list[tuple[datetime, int]]:
+    return [(NOW - timedelta(days=len(counts) - i), c) for i, c in enumerate(counts)]
+
+
+def article(number: int, **overrides: object) -> DigestArticle:
+    values: dict[str, object] = {
+        "article_id": number,
+        "title": f"Gazprom and CNPC agree on Power of Siberia 2 terms ({number})",
+        "url": f"https://news.example.com/{number}",
+        "source": "Reuters",
+        "lang": "en",
+        "evidence": "the Power of Siberia 2 pipeline through Mongolia",
+        "copies": 0,
+    }
+    values.update(overrides)
+    return DigestArticle(**values)  # type: ignore[arg-type]
+
+
+def all_blocks_text(digest: Digest) -> str:
+    return json.dumps([m.blocks for m in digest.messages], ensure_ascii=False)
+
+
+def assert_within_limits(digest: Digest) -> None:
+    for message in digest.messages:
+        assert block_kit_problems(message.blocks) == []
+        assert len(message.blocks) <= 50
+        assert 0 < len(message.text) <= 3000
+        for block in message.blocks:
+            if block["type"] == "section":
+                assert len(block["text"]["text"]) <= 3000
+            if block["type"] == "header":
+                assert len(block["text"]["text"]) <= 150
+
+
+# --- sparkline --------------------------------------------------------------------------
+
+
+def test_sparkline_scales_to_the_largest_and_keeps_zero_lowest() -> None:
+    assert sparkline([0, 1, 4, 8]) == "▁▂▅█"
+    assert sparkline([0, 0, 0]) == "▁▁▁"
+    assert sparkline([5]) == "█"
+    assert sparkline([]) == ""
+    assert sparkline([1, 100])[0] == "▂"  # a little coverage is never drawn as none
+
+
+# --- one change -------------------------------------------------------------------------
+
+
+def test_change_digest_shows_counts_trend_articles_and_links() -> None:
+    articles = [article(1, copies=3), article(2, lang="ru", source="РИА Новости", copies=1, evidence=None)]
+    digest = build_change_digest(
+        [DigestChange(change(), trend([0] * 12 + [1, 8]), articles)], web_base_url=WEB, generated_at=NOW
+    )
+    assert len(digest.messages) == 1
+    assert_within_limits(digest)
+    blocks = all_blocks_text(digest)
+    assert digest.messages[0].blocks[0]["type"] == "header"
+    assert "Power of Siberia 2" in digest.messages[0].blocks[0]["text"]["text"]
+    assert "8 articles in the last 24 h" in blocks
+    assert "▁▁▁▁▁▁▁▁▁▁▁▁▂█" in blocks
+    assert "last 14 days, max 8 per day" in blocks
+    assert "<https://news.example.com/1|Gazprom and CNPC agree on Power of Siberia 2 terms (1)>" in blocks
+    assert "Reuters · en · +3 copies" in blocks
+    assert "РИА Новости · ru · +1 copy" in blocks
+    assert "> the Power of Siberia 2 pipeline through Mongolia" in blocks
+    assert f"<{WEB}/articles?watch=power_of_siberia_2&amp;since=2025-05-01|" in blocks
+    plain = render_plain(digest)
+    assert "8 articles in the last 24 h" in plain
+    assert "https://news.example.com/1" in plain
+    assert "+3 copies" in plain
+    assert f"{WEB}/articles?watch=power_of_siberia_2&since=2025-05-01" in plain
+
+
+def test_without_web_ui_there_is_no_web_link() -> None:
+    digest = build_change_digest(
+        [DigestChange(change(), trend([0, 8]), [])], web_base_url=None, generated_at=NOW
+    )
+    assert "summitwatch.example.org" not in all_blocks_text(digest)
+    assert "/articles?" not in digest.text
+
+
+def test_titles_and_urls_are_escaped_for_mrkdwn() -> None:
+    hostile = article(
+        1,
+        title="Gas & oil: <!channel> talks > expectations | Reuters",
+        url="https://news.example.com/a?b=1&c=<2>|3",
+        source="A&B <Media>",
+        evidence="<@U123> said *everything* & more",
+    )
+    digest = build_change_digest(
+        [DigestChange(change(), trend([1]), [hostile])], web_base_url=None, generated_at=NOW
+    )
+    section = next(
+        b["text"]["text"] for b in digest.messages[0].blocks if "news.example.com" in json.dumps(b)
+    )
+    assert "<!channel>" not in section
+    assert "<@U123>" not in section
+    assert "Gas &amp; oil: &lt;!channel&gt; talks &gt; expectations ¦ Reuters" in section
+    assert "<https://news.example.com/a?b=1&amp;c=%3C2%3E%7C3|" in section
+    assert "A&amp;B &lt;Media&gt;" in section
+    assert "&lt;@U123&gt; said *everything* &amp; more" in section
+    assert escape_mrkdwn("a<b>&c") == "a&lt;b&gt;&amp;c"
+
+
+def test_non_web_urls_are_not_linked() -> None:
+    digest = build_change_digest(
+        [DigestChange(change(), trend([1]), [article(1, url="javascript:alert(1)")])],
+        web_base_url=None,
+        generated_at=NOW,
+    )
+    assert "javascript:" not in all_blocks_text(digest)
+    assert "*Gazprom and CNPC agree" in all_blocks_text(digest)
+
+
+# --- limits and splitting ---------------------------------------------------------------
+
+
+def test_many_changes_with_long_titles_split_into_follow_ups_within_limits() -> None:
+    long_title = "Сила Сибири 2 & <газ> " * 40
+    changes = [
+        DigestChange(
+            change(series=f"topic:series_{n:02d}", direction="up" if n % 3 else "down", count=n + 3),
+            trend(list(range(14))),
+            [
+                article(n * 10 + k, title=long_title, evidence="evidence & more " * 40, copies=k)
+                for k in range(5)
+            ],
+        )
+        for n in range(60)
+    ]
+    digest = build_change_digest(changes, web_base_url=WEB, generated_at=NOW)
+    assert len(digest.messages) > 3
+    assert_within_limits(digest)
+    total = len(digest.messages)
+    for number, message in enumerate(digest.messages[1:], start=2):
+        first = message.blocks[0]
+        assert first["type"] == "context"
+        assert f"part {number} of {total}" in first["elements"][0]["text"]
+    everything = all_blocks_text(digest)
+    for n in range(60):
+        assert f"Series {n:02d}" in everything  # every change made it into some message
+    # The overview in the parent names all of them even though details overflow.
+    parent = json.dumps(digest.messages[0].blocks, ensure_ascii=False)
+    assert "Series 00" in parent
+    assert "Series 59" in parent
+    assert "Series 59" in digest.text
+
+
+def test_a_long_series_label_is_clipped_in_the_header() -> None:
+    label = "Power of Siberia 2 " * 20
+    digest = build_change_digest(
+        [DigestChange(change(), trend([1]), [])],
+        web_base_url=None,
+        generated_at=NOW,
+        labels={"watch:power_of_siberia_2": label},
+    )
+    header = digest.messages[0].blocks[0]["text"]["text"]
+    assert len(header) <= 150
+    assert header.endswith("…")
+
+
+def test_a_huge_single_change_still_fits() -> None:
+    articles = [
+        article(k, title="x" * 5000, evidence="y" * 5000, url="https://e.com/" + "z" * 3000)
+        for k in range(40)
+    ]
+    digest = build_change_digest(
+        [DigestChange(change(), trend([1] * 60), articles)], web_base_url=WEB, generated_at=NOW
+    )
+    assert_within_limits(digest)
+
+
+def test_a_tight_budget_moves_change_sections_into_follow_ups() -> None:
+    changes = [DigestChange(change(series=f"topic:t{n}"), trend([1, 2]), [article(n)]) for n in range(4)]
+    digest = build_change_digest(changes, web_base_url=None, generated_at=NOW, message_budget=1500)
+    assert len(digest.messages) >= 3
+    assert_within_limits(digest)
+    # A follow-up never starts with a divider.
+    assert all(m.blocks[1]["type"] != "divider" for m in digest.messages[1:])
+
+
+# --- identity ---------------------------------------------------------------------------
+
+
+def test_digest_key_names_the_changes_and_content_hash_the_messages() -> None:
+    first = DigestChange(change("watch:power_of_siberia_2"), trend([1]), [article(1)])
+    second = DigestChange(change("topic:energy"), trend([1]), [article(2)])
+    a = build_change_digest([first, second], web_base_url=None, generated_at=NOW)
+    b = build_change_digest([second, first], web_base_url=None, generated_at=NOW)
+    assert a.digest_key == b.digest_key
+    assert a.digest_key.startswith("changes:")
+    assert a.content_hash == b.content_hash
+    retitled = DigestChange(first.change, first.trend_bins, [article(1, title="Updated title")])
+    c = build_change_digest([retitled, second], web_base_url=None, generated_at=NOW)
+    assert c.digest_key == a.digest_key
+    assert c.content_hash != a.content_hash
+    restored = Digest.from_json(json.loads(json.dumps(a.to_json())))
+    assert restored == a
+    assert restored.content_hash == a.content_hash
+
+
+def test_an_empty_change_digest_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        build_change_digest([], web_base_url=None, generated_at=NOW)
+
+
+# --- summary ----------------------------------------------------------------------------
+
+
+def test_summary_digest_lists_series_changes_and_top_articles() -> None:
+    totals = [
+        SeriesTotal("topic:energy", 12, 9, trend([3, 4, 12])),
+        SeriesTotal("topic:military", 30, 31, trend([20, 31, 30])),
+        SeriesTotal("watch:arctic_route", 0, 2),
+        SeriesTotal("watch:peace_plan", 0, 0),
+    ]
+    digest = build_summary_digest(
+        totals,
+        [article(1, copies=2)],
+        period_start=NOW - timedelta(days=1),
+        period_end=NOW,
+        web_base_url=WEB,
+        changes=[change()],
+    )
+    assert digest.kind == "summary"
+    assert digest.digest_key == f"summary:{(NOW - timedelta(days=1)).isoformat()}/{NOW.isoformat()}"
+    assert_within_limits(digest)
+    header = digest.messages[0].blocks[0]["text"]["text"]
+    assert header == "Daily coverage summary: 7 May 2025"
+    text = digest.text
+    assert text.index("Military") < text.index("Energy")  # busiest first
+    assert "Energy (topic): 12 (previous period 9) ▃▄█" in text
+    assert "No new coverage: Arctic Route, Peace Plan" in text
+    assert "8 articles in the last 24 h" in text
+    assert "+2 copies" in text
+
+
+def test_big_summary_stays_within_limits() -> None:
+    totals = [SeriesTotal(f"topic:t{n}", n, n, trend(list(range(30)))) for n in range(200)]
+    articles = [article(n, title="t" * 400) for n in range(100)]
+    digest = build_summary_digest(
+        totals, articles, period_start=NOW - timedelta(days=7), period_end=NOW, web_base_url=WEB
+    )
+    assert len(digest.messages) > 1
+    assert_within_limits(digest)
+    assert digest.messages[0].blocks[0]["text"]["text"] == "Weekly coverage summary: week to 8 May 2025"
+
+
+@pytest.mark.parametrize(
+    ("now", "every", "expected_end"),
+    [
+        (datetime(2025, 5, 8, 7, 0, tzinfo=UTC), timedelta(days=1), datetime(2025, 5, 8, 7, 0, tzinfo=UTC)),
+        (datetime(2025, 5, 8, 6, 59, tzinfo=UTC), timedelta(days=1), datetime(2025, 5, 7, 7, 0, tzinfo=UTC)),
+        (datetime(2025, 5, 8, 12, 0, tzinfo=UTC), timedelta(days=7), datetime(2025, 5, 5, 7, 0, tzinfo=UTC)),
+        (
+            datetime(2025, 5, 8, 12, 0, tzinfo=UTC),
+            timedelta(hours=12),
+            datetime(2025, 5, 8, 7, 0, tzinfo=UTC),
+        ),
+    ],
+)
+def test_latest_summary_period(now: datetime, every: timedelta, expected_end: datetime) -> None:
+    start, end = latest_summary_period(now, every=every, at=time(7, 0))
+    assert end == expected_end
+    assert start == end - every
+    assert end.weekday() == 0 or every != timedelta(days=7)  # weekly summaries end on Mondays

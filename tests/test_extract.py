@@ -1,0 +1,592 @@
+"""Tests of the article-extraction stage (pipeline.extract)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pipeline.extract as extract_module
+from pipeline.extract import extract_page
+from pipeline.records import ExtractedPage
+
+BENCHMARK = Path(__file__).resolve().parent.parent.parent / "shared" / "extraction-benchmark"
+
+# --------------------------------------------------------------------------- test pages
+
+ARTICLE_PARAGRAPHS = [
+    "The two foreign ministers met on Thursday in the northern city of Harbin to prepare the "
+    "summit planned for the autumn, officials from both delegations said after the talks.",
+    "According to the published agenda, the meeting covered energy supplies, the new rail "
+    "corridor along the Amur river and a joint statement on regional security.",
+    "Neither side gave a date for the summit itself. A spokeswoman said only that the "
+    "preparations were proceeding on schedule and that more meetings would follow.",
+    "Trade between the two countries rose by eleven percent last year, driven mostly by "
+    "deliveries of oil, gas and agricultural products, according to customs statistics.",
+]
+HEADLINE = "Foreign ministers prepare autumn summit in Harbin"
+
+
+def boilerplate_page(*, extra_head: str = "", lang: str = "en") -> str:
+    """A news page with the usual furniture around a four-paragraph article."""
+    paragraphs = "\n".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    return f"""<!DOCTYPE html>
+<html lang="{lang}">
+<head>
+<meta charset="utf-8">
+<title>{HEADLINE} | Daily Observer</title>
+<meta property="og:title" content="{HEADLINE}">
+<meta property="article:published_time" content="2024-05-16T08:30:00+00:00">
+{extra_head}
+</head>
+<body>
+<header class="site-header">
+  <nav class="main-nav"><ul>
+    <li><a href="/">Home</a></li><li><a href="/world">World news</a></li>
+    <li><a href="/business">Business and markets</a></li><li><a href="/subscribe">Subscribe today</a></li>
+  </ul></nav>
+</header>
+<main>
+<article class="article">
+  <h1>{HEADLINE}</h1>
+  <div class="byline">By Anna Reporter, <time datetime="2024-05-16">16 May 2024</time></div>
+  <div class="article-body">
+{paragraphs}
+  </div>
+  <div class="share-bar"><a href="/share/fb">Share on Facebook</a> <a href="/share/x">Share on X</a></div>
+</article>
+<section id="comments" class="comments">
+  <h2>Comments</h2>
+  <div class="comment"><p>Reader comment: this summit will change nothing at all, mark my words.</p></div>
+  <div class="comment"><p>Reader comment: finally some good news about the rail corridor project.</p></div>
+</section>
+<aside class="sidebar">
+  <h3>Most read</h3>
+  <ul><li><a href="/a1">Markets fall sharply after weak industrial data from the region</a></li>
+      <li><a href="/a2">Ten things to know about the new visa rules for travellers</a></li></ul>
+</aside>
+</main>
+<footer class="site-footer"><p>© 2024 Daily Observer Media Group. All rights reserved.</p>
+<p><a href="/privacy">Privacy policy</a> · <a href="/terms">Terms of use</a></p></footer>
+</body>
+</html>"""
+
+
+RUSSIAN_PARAGRAPHS = [
+    "Министры иностранных дел двух стран встретились в четверг в Харбине, чтобы обсудить "
+    "подготовку осеннего саммита, сообщили представители обеих делегаций после переговоров.",
+    "Согласно опубликованной повестке, стороны обсудили поставки энергоносителей, строительство "
+    "нового железнодорожного коридора вдоль Амура и совместное заявление о региональной безопасности.",
+    "Дата самого саммита пока не названа. Официальный представитель министерства сказала лишь, "
+    "что подготовка идёт по плану и что в ближайшие месяцы состоятся новые встречи.",
+]
+CHINESE_PARAGRAPHS = [
+    "两国外长周四在哈尔滨举行会谈，就今年秋季峰会的筹备工作交换了意见。双方代表团在会后表示，会谈气氛友好务实。",
+    "根据公布的议程，双方讨论了能源供应、沿黑龙江修建新铁路走廊以及关于地区安全的联合声明等问题。",
+    "外交部发言人表示，峰会的具体日期尚未确定，但筹备工作正在按计划推进，今后几个月还将举行更多会晤。",
+    # 镕 and 喆 are in GBK but not in GB 2312: a page labelled gb2312 still uses them.
+    "前总理朱镕基和学者张喆也出席了当天的招待会。",
+]
+
+
+def page_with(paragraphs: list[str], *, title: str, meta: str = "", lang: str = "") -> str:
+    lang_attr = f' lang="{lang}"' if lang else ""
+    body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
+    return f"""<html{lang_attr}><head>{meta}<title>{title}</title></head>
+<body><div class="menu"><a href="/">Главная</a> <a href="/news">Новости</a></div>
+<article><h1>{title}</h1>
+{body}
+</article></body></html>"""
+
+
+# --------------------------------------------------------------------------- main text
+
+
+def test_article_text_without_boilerplate_keeps_title_and_date() -> None:
+    page = extract_page(boilerplate_page().encode("utf-8"), url="https://example.com/news/1")
+
+    assert page.error is None
+    for paragraph in ARTICLE_PARAGRAPHS:
+        assert paragraph in page.text
+    for junk in (
+        "Subscribe today",
+        "Reader comment",
+        "Share on Facebook",
+        "Most read",
+        "Markets fall sharply",
+        "All rights reserved",
+        "Privacy policy",
+    ):
+        assert junk not in page.text
+    # The headline is metadata, not the first line of the text.
+    assert not page.text.startswith(HEADLINE)
+    assert page.title == HEADLINE
+    assert page.date == "2024-05-16"
+    assert page.lang_hint == "en"
+
+
+def test_returns_extracted_page_record() -> None:
+    page = extract_page(boilerplate_page().encode("utf-8"))
+    assert isinstance(page, ExtractedPage)
+    assert page.text.splitlines()[0] == ARTICLE_PARAGRAPHS[0]
+
+
+def test_article_split_into_chunks_is_extracted_whole() -> None:
+    """Body chunks in identical wrappers with ads in between (as on some magazine sites)."""
+    chunks = [ARTICLE_PARAGRAPHS[:2], ARTICLE_PARAGRAPHS[2:3], ARTICLE_PARAGRAPHS[3:]]
+    html_chunks = "\n".join(
+        '<div class="chunk grid"><div class="body__inner article-text">'
+        + "".join(f"<p>{p}</p>" for p in chunk)
+        + '</div><div class="ad-rail">Advertisement</div></div>'
+        for chunk in chunks
+    )
+    html = f"""<html><head><title>{HEADLINE}</title></head><body>
+    <div class="page"><h1>{HEADLINE}</h1><div class="chunks">{html_chunks}</div></div>
+    <footer><p>About us</p></footer></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    for paragraph in ARTICLE_PARAGRAPHS:
+        assert paragraph in page.text
+    assert "Advertisement" not in page.text
+
+
+def test_second_article_below_is_not_merged() -> None:
+    """Infinite-scroll pages append the next story in the same wrapper, under its own <h1>."""
+    first = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    other = (
+        "<p>In an unrelated story, the city council approved a new budget for public transport "
+        "on Tuesday after a long debate about ticket prices and the future of night buses.</p>"
+        "<p>The council also voted to rename two streets in the old town after local writers, "
+        "a decision that will take effect at the beginning of next year.</p>"
+    )
+    html = f"""<html><head><title>{HEADLINE}</title></head><body><div class="feed">
+    <div class="story"><h1>{HEADLINE}</h1><div class="story-body text">{first}</div></div>
+    <div class="story"><h1>Council approves transport budget</h1>
+    <div class="story-body text">{other}</div></div>
+    </div></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert ARTICLE_PARAGRAPHS[0] in page.text
+    assert "city council" not in page.text
+
+
+def test_headline_and_closing_link_box_inside_the_body_are_dropped() -> None:
+    """Furniture inside the article container, where trafilatura keeps it: the headline on
+    top; a list of partly linked teasers, a "follow us" line and a copyright at the end."""
+    teasers = [  # about 40 % link text each: a box, though no item alone is "a link"
+        ("Markets: stocks slide as investors weigh", "the latest trade figures"),
+        ("Energy: pipeline talks stall over the", "price of gas deliveries"),
+        ("Travel: the new visa rules and what they", "mean for travellers"),
+    ]
+    related = "".join(
+        f'<li>{kicker} <a href="/s/{i}">{rest}</a></li>' for i, (kicker, rest) in enumerate(teasers)
+    )
+    follow = (
+        '<p>Follow our coverage on <a href="/fb">Facebook and Instagram</a>'
+        ' or <a href="/x">the X platform</a>.</p>'
+    )
+    body = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    html = f"""<html><head><title>{HEADLINE} - Daily Observer</title></head><body>
+    <div class="nav"><a href="/">Home</a></div>
+    <article><div class="article-body"><h1>{HEADLINE}</h1>{body}<ul>{related}</ul>{follow}
+    <p>© 2024 Daily Observer Media Group</p></div></article>
+    </body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.text.startswith(ARTICLE_PARAGRAPHS[0])
+    assert page.text.endswith(ARTICLE_PARAGRAPHS[-1])
+    assert page.title is not None
+    assert HEADLINE in page.title
+
+
+def test_closing_list_of_real_content_is_kept() -> None:
+    """A list that is article text (no links) survives the trailing cleanup."""
+    points = ["energy supplies for the coming winter", "the rail corridor along the river", "visa rules"]
+    items = "".join(f"<li>{p}</li>" for p in points)
+    body = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    html = f"""<html><head><title>{HEADLINE}</title></head><body>
+    <article><div class="article-body">{body}<p>The agenda in short:</p><ul>{items}</ul></div></article>
+    </body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.text.endswith("- visa rules")
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        pytest.param("16.05.2024, 08:30", id="dateline"),
+        pytest.param("2024年5月16日 08:30", id="cjk-dateline"),
+        pytest.param("Text: Anna Reporter", id="byline"),
+    ],
+)
+def test_dateline_or_byline_at_the_start_is_dropped(first_line: str) -> None:
+    body = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    html = f"""<html><head><title>{HEADLINE}</title><meta name="author" content="Anna Reporter">
+    <meta property="article:published_time" content="2024-05-16T08:30:00+00:00"></head><body>
+    <article><div class="article-body"><p>{first_line}</p>{body}<p>Anna Reporter</p></div></article>
+    </body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.date == "2024-05-16"
+    assert page.text == "\n".join(ARTICLE_PARAGRAPHS)
+
+
+def test_a_sentence_with_the_date_or_author_is_kept() -> None:
+    opening = "On 16 May 2024 Anna Reporter travelled to Harbin."
+    body = "".join(f"<p>{p}</p>" for p in [opening, *ARTICLE_PARAGRAPHS])
+    html = f"""<html><head><title>{HEADLINE}</title><meta name="author" content="Anna Reporter">
+    <meta property="article:published_time" content="2024-05-16T08:30:00+00:00"></head><body>
+    <article><div class="article-body">{body}</div></article></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.text.startswith(opening)
+
+
+def test_cascade_falls_back_to_balanced_mode_when_precision_finds_too_little(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[bool] = []
+
+    def fake_run(tree: Any, url: str | None, *, precision: bool, comments: bool = False) -> str:
+        calls.append(precision)
+        return "A lone teaser line." if precision else "\n".join(ARTICLE_PARAGRAPHS * 3)
+
+    monkeypatch.setattr(extract_module, "_trafilatura_text", fake_run)
+    page = extract_page(boilerplate_page().encode("utf-8"))
+
+    assert calls[:2] == [True, False]
+    assert page.text.startswith(ARTICLE_PARAGRAPHS[0])
+
+
+def test_cascade_keeps_precision_result_when_it_is_substantial(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+
+    def fake_run(tree: Any, url: str | None, *, precision: bool, comments: bool = False) -> str:
+        calls.append(precision)
+        return "\n".join(ARTICLE_PARAGRAPHS) if precision else "\n".join(ARTICLE_PARAGRAPHS * 5)
+
+    monkeypatch.setattr(extract_module, "_trafilatura_text", fake_run)
+    page = extract_page(boilerplate_page().encode("utf-8"))
+
+    assert False not in calls  # the balanced mode never ran
+    assert page.text == "\n".join(ARTICLE_PARAGRAPHS)
+
+
+# --------------------------------------------------------------------------- charsets
+
+
+@pytest.mark.parametrize(
+    ("meta", "content_type"),
+    [
+        pytest.param('<meta charset="windows-1251">', None, id="declared-correctly"),
+        pytest.param('<meta charset="utf-8">', None, id="meta-says-utf8"),
+        pytest.param("", None, id="no-declaration"),
+        pytest.param("", "text/html; charset=UTF-8", id="http-says-utf8"),
+        pytest.param(
+            '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">',
+            None,
+            id="meta-says-latin1",
+        ),
+        pytest.param(
+            '<meta charset="windows-1251">', "text/html; charset=iso-8859-1", id="http-says-latin1-meta-right"
+        ),
+    ],
+)
+def test_russian_windows_1251_decodes_whatever_the_declaration(meta: str, content_type: str | None) -> None:
+    html = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta=meta, lang="ru")
+    body = html.encode("windows-1251")
+
+    page = extract_page(body, content_type=content_type)
+
+    assert page.error is None
+    for paragraph in RUSSIAN_PARAGRAPHS:
+        assert paragraph in page.text
+    assert page.title == "Подготовка саммита"
+    assert page.lang_hint == "ru"
+
+
+def test_russian_koi8_r_without_declaration() -> None:
+    body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита").encode("koi8-r")
+    page = extract_page(body)
+    assert RUSSIAN_PARAGRAPHS[1] in page.text
+
+
+@pytest.mark.parametrize(
+    ("meta", "content_type"),
+    [
+        pytest.param('<meta charset="gb2312">', None, id="labelled-gb2312"),
+        pytest.param('<meta charset="GBK">', "text/html", id="labelled-gbk"),
+        pytest.param("", None, id="no-declaration"),
+        pytest.param('<meta charset="utf-8">', None, id="meta-says-utf8"),
+        pytest.param("", "text/html; charset=windows-1252", id="http-says-cp1252"),
+    ],
+)
+def test_chinese_gbk_decodes(meta: str, content_type: str | None) -> None:
+    body = page_with(CHINESE_PARAGRAPHS, title="峰会筹备工作", meta=meta, lang="zh-CN").encode("gbk")
+
+    page = extract_page(body, content_type=content_type)
+
+    assert page.error is None
+    for paragraph in CHINESE_PARAGRAPHS:
+        assert paragraph in page.text
+    assert page.title == "峰会筹备工作"
+    assert page.lang_hint == "zh"
+
+
+def test_utf8_page_mislabelled_as_legacy_charset() -> None:
+    """Re-saved as UTF-8 but still labelled windows-1251: valid UTF-8 wins."""
+    meta = '<meta charset="windows-1251">'
+    body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta=meta).encode("utf-8")
+    page = extract_page(body, content_type="text/html; charset=windows-1251")
+    assert RUSSIAN_PARAGRAPHS[0] in page.text
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")],
+)
+def test_byte_order_mark_wins(encoding: str, bom: bytes) -> None:
+    html = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta='<meta charset="koi8-r">')
+    page = extract_page(bom + html.encode(encoding))
+    assert RUSSIAN_PARAGRAPHS[2] in page.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom(encoding: str) -> None:
+    html = page_with(CHINESE_PARAGRAPHS, title="峰会筹备工作")
+    page = extract_page(html.encode(encoding))
+    assert CHINESE_PARAGRAPHS[0] in page.text
+
+
+def test_xml_declaration_charset_is_used() -> None:
+    html = '<?xml version="1.0" encoding="windows-1251"?>\n' + page_with(
+        RUSSIAN_PARAGRAPHS, title="Подготовка саммита"
+    )
+    page = extract_page(html.encode("windows-1251"), content_type="application/xhtml+xml")
+    assert RUSSIAN_PARAGRAPHS[0] in page.text
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", None, id="pdf"),
+        pytest.param(b"%PDF-1.4\n" + bytes(range(256)) * 8, "application/pdf", id="pdf-with-type"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64), "text/html", id="png-as-html"),
+        pytest.param(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64), None, id="jpeg"),
+        pytest.param(b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), None, id="docx-zip"),
+        pytest.param(b"\x1f\x8b\x08\x00" + bytes(64), "text/html", id="still-gzipped"),
+        pytest.param(b"<html><body><p>" + b"x" * 500 + b"</p></body></html>", "image/png", id="image-type"),
+        pytest.param(random.Random(7).randbytes(4096), None, id="random-binary"),
+        pytest.param(b'{"id": 1, "title": "not a page"}', "application/json", id="json"),
+        pytest.param(
+            b"<?xml version='1.0'?><rss><channel><item/></channel></rss>", "application/rss+xml", id="feed"
+        ),
+        pytest.param(b"Just some plain text, no markup at all.\n" * 20, "text/plain", id="plain-text"),
+    ],
+)
+def test_non_html_is_refused_with_an_error(body: bytes, content_type: str | None) -> None:
+    page = extract_page(body, content_type=content_type)
+    assert page.text == ""
+    assert page.error is not None
+    assert page.error.startswith("not HTML")
+
+
+def test_html_served_as_octet_stream_is_accepted() -> None:
+    page = extract_page(boilerplate_page().encode("utf-8"), content_type="application/octet-stream")
+    assert page.error is None
+    assert ARTICLE_PARAGRAPHS[0] in page.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"   \n\t  ", id="whitespace"),
+        pytest.param(b"<html></html>", id="empty-document"),
+        pytest.param(b"<html><body><div><span>", id="unclosed-tags"),
+        pytest.param(b"<<<>>><</p>&&&;;", id="garbage-markup"),
+        pytest.param(b"\xfe\xfe\xfe\xfe\x81\x82", id="garbage-bytes"),
+        pytest.param(b"just a line of plain text, not a page", id="no-markup"),
+    ],
+)
+def test_empty_or_garbage_body_gives_error_not_exception(body: bytes) -> None:
+    page = extract_page(body)
+    assert page.text == ""
+    assert page.error
+
+
+@pytest.mark.parametrize("label", ["no-such-charset", "base64", "utf-7", "x-user-defined", "cp037"])
+def test_unusable_charset_labels_are_ignored(label: str) -> None:
+    html = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta=f'<meta charset="{label}">')
+    page = extract_page(html.encode("windows-1251"), content_type=f"text/html; charset={label}")
+    assert page.error is None
+    assert RUSSIAN_PARAGRAPHS[0] in page.text
+
+
+def test_wrong_argument_types_are_caller_bugs() -> None:
+    with pytest.raises(TypeError):
+        extract_page("<html></html>")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_bytes"):
+        extract_page(b"<html></html>", max_bytes=0)
+
+
+def test_unexpected_failure_is_logged_and_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(tree: Any, url: str | None, *, favor_recall: bool = False) -> str:
+        raise RuntimeError("bug in the cascade")
+
+    monkeypatch.setattr(extract_module, "_extract_text", broken)
+    with caplog.at_level(logging.ERROR, logger="pipeline.extract"):
+        page = extract_page(boilerplate_page().encode("utf-8"), url="https://example.com/x")
+
+    assert page.text == ""
+    assert page.error is not None
+    assert "RuntimeError" in page.error
+    records = [r for r in caplog.records if r.name == "pipeline.extract" and r.levelno == logging.ERROR]
+    assert records
+    assert records[0].exc_info is not None  # the traceback reaches the log
+
+
+# --------------------------------------------------------------------------- size cap
+
+
+def test_oversize_body_is_truncated_then_extracted() -> None:
+    """One long article: what lies beyond max_bytes is not extracted, the rest is."""
+    paragraphs = [
+        f"Paragraph {i} of the long report on the summit preparations and the talks." for i in range(3000)
+    ]
+    html = f"<html><head><title>{HEADLINE}</title></head><body><article><h1>{HEADLINE}</h1>"
+    html += "".join(f"<p>{p}</p>" for p in paragraphs) + "</article></body></html>"
+    body = html.encode("utf-8")
+    cap = 20_000
+
+    page = extract_page(body, max_bytes=cap)
+    whole = extract_page(body)
+
+    assert page.error is None
+    assert paragraphs[0] in page.text
+    assert paragraphs[2999] not in page.text
+    assert paragraphs[2999] in whole.text
+    assert len(page.text.encode("utf-8")) < cap
+
+
+@pytest.mark.parametrize(
+    ("encoding", "meta", "expected"),
+    [("utf-8", '<meta charset="utf-8">', "utf-8"), ("gbk", '<meta charset="gb2312">', "gb18030")],
+)
+def test_cut_inside_a_multibyte_character_keeps_the_charset(encoding: str, meta: str, expected: str) -> None:
+    """A size cap falling inside a multi-byte sequence must not disqualify the page's charset."""
+    paragraphs = RUSSIAN_PARAGRAPHS if encoding == "utf-8" else CHINESE_PARAGRAPHS
+    body = page_with(paragraphs * 3, title="Test", meta=meta).encode(encoding)
+    cap = next(n for n in range(len(body) - 40, 0, -1) if not _decodes(body[:n], encoding))
+
+    text, codec = extract_module._decode_html(body[:cap])
+    page = extract_page(body, max_bytes=cap)
+
+    assert codec == expected
+    assert paragraphs[0] in text
+    assert paragraphs[0] in page.text
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- language hint
+
+
+@pytest.mark.parametrize(
+    ("head", "html_lang", "expected"),
+    [
+        ("", "en-US", "en"),
+        ("", "zh-Hans-CN", "zh"),
+        ("", "ru_RU", "ru"),
+        ("", "iw", "he"),
+        ("", "rus", "ru"),
+        ("", "x-default", None),
+        ('<meta http-equiv="Content-Language" content="de-AT, en">', "", "de"),
+        ('<meta property="og:locale" content="fr_FR">', "", "fr"),
+        ("", "", None),
+    ],
+)
+def test_lang_hint_is_normalised(head: str, html_lang: str, expected: str | None) -> None:
+    html = boilerplate_page(extra_head=head, lang=html_lang)
+    if not html_lang:
+        html = html.replace(' lang=""', "")
+    assert extract_page(html.encode("utf-8")).lang_hint == expected
+
+
+# --------------------------------------------------------------------------- quality gate
+
+# Measured with trafilatura 2.3.1 / lxml 6.1.3 on the first 40 documents (sorted ids):
+# F1 0.9795 (bare trafilatura.extract: 0.9511; with include_comments=False: 0.9619). The
+# floor is that minus 0.0035: room for harmless library drift, while losing the
+# continuation merge (0.9727) or the whole cleanup (0.9777) fails it.
+QUALITY_GATE_DOCS = 40
+QUALITY_GATE_F1_FLOOR = 0.976
+
+
+def _load_evaluator() -> Any:
+    spec = importlib.util.spec_from_file_location("extraction_benchmark_evaluate", BENCHMARK / "evaluate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quality_gate_on_benchmark_pages() -> None:
+    if not (BENCHMARK / "evaluate.py").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"extraction benchmark missing at {BENCHMARK}")
+        pytest.skip(f"extraction benchmark not available at {BENCHMARK}")
+    evaluator = _load_evaluator()
+    truth = evaluator.load_truth(BENCHMARK)
+    ids = sorted(truth)[:QUALITY_GATE_DOCS]
+    predictions = {}
+    for doc_id in ids:
+        body = gzip.decompress((BENCHMARK / "html" / f"{doc_id}.html.gz").read_bytes())
+        predictions[doc_id] = extract_page(body).text
+
+    scores = evaluator.evaluate({k: truth[k] for k in ids}, predictions, n_bootstrap=0)
+
+    assert scores["f1"] >= QUALITY_GATE_F1_FLOOR, scores
+    assert all(predictions.values()), "some benchmark page gave no text"
+
+
+def test_favor_recall_keeps_comment_like_contributions() -> None:
+    contributions = "".join(
+        f"<div class='comment'><h3>Contributor {i}</h3><p>{paragraph}</p></div>"
+        for i, paragraph in enumerate(ARTICLE_PARAGRAPHS)
+    )
+    html = (
+        "<html><head><title>A conversation</title></head><body><article><h1>A conversation</h1>"
+        f"<p>{ARTICLE_PARAGRAPHS[0]}</p><p>{ARTICLE_PARAGRAPHS[1]}</p></article>"
+        f"<section class='comments'>{contributions}</section></body></html>"
+    ).encode()
+    default = extract_page(html)
+    whole = extract_page(html, favor_recall=True)
+    assert ARTICLE_PARAGRAPHS[-1] not in default.text
+    assert ARTICLE_PARAGRAPHS[-1] in whole.text
