@@ -11,7 +11,7 @@ from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory, upgrade_schema
 from pipeline.db.schema import Article
 from pipeline.feeds import load_feed_registry
-from pipeline.ingest import build_candidate, store_candidate
+from pipeline.ingest import IngestContext, build_candidate, store_candidate
 from pipeline.seeds import load_seed_documents
 from pipeline.settings import Settings
 
@@ -56,6 +56,7 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
 def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:
     """Store each seed document once (keyed by ``seed:<name>``); returns (added, present)."""
     added = present = 0
+    context = IngestContext.from_settings(settings)
     for document in load_seed_documents():
         key = f"seed:{document.name}"
         if session.scalar(select(Article.id).where(Article.source_id == key, Article.is_seed)):
@@ -69,8 +70,6 @@ def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:
             published_at=document.published_at,
             source_id=key,
         )
-        store_candidate(
-            session, candidate, via="seed", neardup_params=settings.neardup_params(), is_seed=True
-        )
+        store_candidate(session, candidate, via="seed", context=context, is_seed=True)
         added += 1
     return added, present

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from sqlalchemy.orm import Session
 
 from pipeline.errors import SummitwatchError
+from pipeline.records import to_json
 from pipeline.settings import Settings, load_settings
 
 log = logging.getLogger("pipeline")
@@ -79,7 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--json", action="store_true", help="one JSON line per file")
     ext.set_defaults(handler=cmd_extract)
 
+    cls = commands.add_parser("classify", help="classify JSON lines {id, title, text}; stores nothing")
+    cls.add_argument("file", nargs="?", default="-", help="JSON Lines file, or - for stdin (default)")
+    cls.set_defaults(handler=cmd_classify)
+
+    recls = commands.add_parser("reclassify", help="re-apply config/topics.yaml to every stored article")
+    recls.set_defaults(handler=cmd_reclassify)
+
     arts = commands.add_parser("articles", help="browse stored articles")
+    arts.add_argument("--topic", help="a topic slug, e.g. energy")
+    arts.add_argument("--watch", help="a watch item slug, e.g. power_of_siberia_2")
     arts.add_argument("--lang", help="ISO 639-1 code, e.g. en, ru, zh")
     arts.add_argument("--since", type=_parse_since, help="published on or after (YYYY-MM-DD)")
     arts.add_argument("--q", help="text that must appear in the title or text")
@@ -206,8 +216,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                             "duplicate_of": result.duplicate_of,
                             "similarity": result.similarity,
                             "lang": result.lang,
-                            "topics": [],
-                            "watch": [],
+                            "topics": [to_json(hit) for hit in result.topics],
+                            "watch": [to_json(hit) for hit in result.watch],
                             "error": result.error,
                         },
                         ensure_ascii=False,
@@ -274,9 +284,21 @@ def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.classify import load_registry
     from pipeline.db import repo
 
+    if args.topic or args.watch:
+        registry = load_registry(settings.topics_file)
+        topics = sorted(entry.slug for entry in registry.topics)
+        watch = sorted(entry.slug for entry in registry.watch)
+        if args.topic and args.topic not in topics:
+            raise SummitwatchError(f"unknown topic {args.topic!r}; topics: {', '.join(topics)}")
+        if args.watch and args.watch not in watch:
+            raise SummitwatchError(f"unknown watch item {args.watch!r}; watch items: {', '.join(watch)}")
+
     wanted = repo.ArticleFilter(
+        topic=args.topic,
+        watch=args.watch,
         lang=args.lang,
         since=args.since,
         text=args.q,
@@ -286,11 +308,14 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     )
     with open_session(settings) as session:
         rows = repo.search_articles(session, wanted)
-        copies = repo.copies_of(session, [row.id for row in rows])
+        ids = [row.id for row in rows]
+        copies = repo.copies_of(session, ids)
+        labels = repo.labels_of(session, ids)
         for row in rows:
             row_copies = copies.get(row.id, [])
+            topics, watch = labels[row.id]
             if args.json:
-                print(json.dumps(_article_json(row, row_copies), ensure_ascii=False))
+                print(json.dumps(_article_json(row, row_copies, topics, watch), ensure_ascii=False))
                 continue
             moment = row.published_at or row.first_seen_at
             marker = (
@@ -307,7 +332,8 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _article_json(row: Any, row_copies: list[Any]) -> dict[str, Any]:
+def _article_json(row: Any, row_copies: list[Any], topics: list[Any], watch: list[Any]) -> dict[str, Any]:
+    original = row.duplicate_of
     return {
         "id": row.id,
         "url": row.url,
@@ -318,11 +344,79 @@ def _article_json(row: Any, row_copies: list[Any]) -> dict[str, Any]:
         "feed_id": row.feed_id,
         "is_seed": row.is_seed,
         "duplicate_of": row.duplicate_of_id,
+        "duplicate_of_title": original.title if original is not None else None,
+        "duplicate_of_url": original.url if original is not None else None,
         "similarity": row.similarity,
+        "relevant": row.relevant,
+        "topics": [{"topic": t.topic, "score": t.score, "evidence": t.evidence} for t in topics],
+        "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
         "words": row.word_count,
         "copies": [{"id": c.id, "url": c.url, "similarity": c.similarity} for c in row_copies],
         "text": row.text[:500],
     }
+
+
+def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.classify import classify, load_registry
+    from pipeline.language import detect_language
+
+    registry = load_registry(settings.topics_file)
+    stream: TextIO = sys.stdin if args.file == "-" else _open_text(args.file)
+    failures = 0
+    with stream:
+        for number, raw in enumerate(stream, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                    raise ValueError("expected an object with a string 'text'")
+            except ValueError as exc:
+                failures += 1
+                print(json.dumps({"id": None, "line": number, "error": str(exc)}), flush=True)
+                continue
+            title = record.get("title") if isinstance(record.get("title"), str) else None
+            lang = record.get("lang") or detect_language(f"{title or ''}\n{record['text']}").lang
+            verdict = classify(registry, title=title, text=record["text"], lang=lang)
+            print(
+                json.dumps(
+                    {
+                        "id": record.get("id"),
+                        "lang": lang,
+                        "relevant": verdict.relevant,
+                        "topics": [to_json(hit) for hit in verdict.topics],
+                        "watch": [to_json(hit) for hit in verdict.watch],
+                    },
+                    ensure_ascii=False,
+                ),
+                flush=True,
+            )
+    if failures:
+        _stderr(f"{failures} lines could not be read")
+    return 0
+
+
+def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.classify import load_registry
+    from pipeline.db import repo
+    from pipeline.db.schema import Article, utcnow
+    from pipeline.ingest import classify_article
+
+    registry = load_registry(settings.topics_file)
+    done = relevant = 0
+    now = utcnow()
+    with open_session(settings) as session:
+        for batch in repo.article_ids_in_batches(session):
+            for article_id in batch:
+                article = session.get(Article, article_id)
+                if article is None:
+                    continue
+                relevant += classify_article(session, article, registry, now).relevant
+                done += 1
+            session.commit()
+            _stderr(f"... {done} articles re-classified")
+    _stderr(f"re-classified {done} articles ({relevant} about Russia-China relations)")
+    return 0
 
 
 def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from pipeline import dedup, neardup
+from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.db import repo
 from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import ExtractionError, FetchError, ItemError
@@ -29,7 +30,7 @@ from pipeline.feeds import FeedParseError, parse_feed
 from pipeline.http import HttpClient
 from pipeline.language import detect_language, normalise_code
 from pipeline.neardup import NearDupParams
-from pipeline.records import ArticleCandidate, FeedItem, Fingerprint
+from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,21 @@ class ItemResult:
     error: str | None = None
     url: str | None = None
     title: str | None = None
+    topics: list[TopicHit] = field(default_factory=list)
+    watch: list[WatchHit] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """What every item of a run needs, built once per run (or task) from the settings."""
+
+    settings: Settings
+    neardup_params: NearDupParams
+    registry: TopicRegistry
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestContext:
+        return cls(settings, settings.neardup_params(), load_registry(settings.topics_file))
 
 
 @dataclass
@@ -191,7 +207,7 @@ def store_candidate(
     candidate: ArticleCandidate,
     *,
     via: str,
-    neardup_params: NearDupParams,
+    context: IngestContext,
     feed_id: int | None = None,
     seen_at: datetime | None = None,
     is_seed: bool = False,
@@ -208,7 +224,10 @@ def store_candidate(
     * a near duplicate (MinHash LSH candidates, each verified) is stored pointing at the
       earliest copy of the closest match, with its similarity;
     * anything else is new coverage.
+
+    Every stored row (original or copy) is classified; only originals count as coverage.
     """
+    neardup_params = context.neardup_params
     seen_at = seen_at or utcnow()
     assert candidate.fingerprint is not None
     canonical = candidate.fingerprint.canonical_url
@@ -220,6 +239,7 @@ def store_candidate(
             repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
             if existing.content_hash != content_hash and not existing.is_seed:
                 _replace_with_new_version(session, existing, candidate, neardup_params, seen_at)
+                classify_article(session, existing, context.registry, seen_at)
             return _duplicate_result(existing, existing, candidate)
     original = repo.original_by_content_hash(session, content_hash)
     if original is not None and canonical is None:
@@ -269,10 +289,28 @@ def store_candidate(
             neardup.signature_to_bytes(signature),
             neardup.band_keys(signature, neardup_params),
         )
+    verdict = classify_article(session, stored, context.registry, seen_at)
     status: Status = "duplicate" if duplicate_of is not None else "new"
     return ItemResult(
-        status, stored.id, duplicate_of, similarity, stored.lang, url=candidate.url, title=candidate.title
+        status,
+        stored.id,
+        duplicate_of,
+        similarity,
+        stored.lang,
+        url=candidate.url,
+        title=candidate.title,
+        topics=verdict.topics,
+        watch=verdict.watch,
     )
+
+
+def classify_article(
+    session: Session, article: Article, registry: TopicRegistry, now: datetime
+) -> Classification:
+    """Classify a stored article and save its topics, watch items and evidence."""
+    verdict = classify(registry, title=article.title, text=article.text, lang=article.lang)
+    repo.replace_classification(session, article, verdict, now)
+    return verdict
 
 
 def _closest_near_duplicate(
@@ -342,6 +380,7 @@ def poll_feed(
     *,
     now: datetime | None = None,
     progress: ProgressCallback | None = None,
+    context: IngestContext | None = None,
 ) -> PollResult:
     """Poll one feed: conditional GET, skip an unchanged body, then ingest each new item.
 
@@ -384,8 +423,9 @@ def poll_feed(
     for warning in parsed.warnings:
         log.info("feed %s: %s", feed.url, warning)
     result = PollResult(feed.id, feed.url, "fetched")
+    context = context or IngestContext.from_settings(settings)
     for item in parsed.items:
-        outcome = ingest_item(session, client, settings, item, feed=feed, now=now)
+        outcome = ingest_item(session, client, settings, item, feed=feed, now=now, context=context)
         session.commit()
         result.items.append(outcome)
         if progress:
@@ -441,6 +481,7 @@ def ingest_item(
     *,
     feed: Feed | None,
     now: datetime,
+    context: IngestContext | None = None,
 ) -> ItemResult:
     """Fetch, extract and store one feed item; failures are recorded, never raised."""
     via = f"feed:{feed.id}" if feed else "retry"
@@ -499,7 +540,7 @@ def ingest_item(
         session,
         candidate,
         via=via,
-        neardup_params=settings.neardup_params(),
+        context=context or IngestContext.from_settings(settings),
         feed_id=feed.id if feed else None,
         seen_at=now,
     )
@@ -508,12 +549,20 @@ def ingest_item(
 
 
 def retry_failed_pages(
-    session: Session, client: HttpClient, settings: Settings, *, now: datetime | None = None
+    session: Session,
+    client: HttpClient,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    context: IngestContext | None = None,
 ) -> list[ItemResult]:
     """Retry pages whose transient failure is due again (timeouts, 5xx)."""
     now = now or utcnow()
     results = []
-    for failure in repo.failures_due(session, "page", now):
+    due = repo.failures_due(session, "page", now)
+    if due and context is None:
+        context = IngestContext.from_settings(settings)
+    for failure in due:
         payload = failure.item or {"url": failure.target}
         feed = session.get(Feed, failure.feed_id) if failure.feed_id else None
         item = FeedItem(
@@ -522,7 +571,7 @@ def retry_failed_pages(
             published_at=_parse_date(payload.get("published_at")),
             feed_url=payload.get("feed_url"),
         )
-        results.append(ingest_item(session, client, settings, item, feed=feed, now=now))
+        results.append(ingest_item(session, client, settings, item, feed=feed, now=now, context=context))
         session.commit()
     return results
 
@@ -540,12 +589,13 @@ def run_cycle(
     now = now or utcnow()
     ids = list(feed_ids) if feed_ids is not None else repo.due_feed_ids(session, now)
     summary = CycleSummary()
+    context = IngestContext.from_settings(settings)
     for position, feed_id in enumerate(ids, 1):
-        poll = poll_feed(session, client, settings, feed_id, now=now, progress=progress)
+        poll = poll_feed(session, client, settings, feed_id, now=now, progress=progress, context=context)
         summary.polls.append(poll)
         if progress:
             progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
-    summary.retried = retry_failed_pages(session, client, settings, now=now)
+    summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
     return summary
 
 
@@ -587,9 +637,10 @@ def import_lines(
     *,
     source: str,
     now: datetime | None = None,
+    context: IngestContext | None = None,
 ) -> Iterator[ImportResult]:
     """Ingest pre-fetched JSON lines through the same stages, one commit per line."""
-    params = settings.neardup_params()
+    context = context or IngestContext.from_settings(settings)
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -605,7 +656,7 @@ def import_lines(
                 session,
                 candidate,
                 via="import",
-                neardup_params=params,
+                context=context,
                 feed_id=feed_id,
                 seen_at=now or utcnow(),
             )

@@ -150,3 +150,45 @@ def test_extract_many_files_json(tmp_path: Path) -> None:
     assert "Power of Siberia 2" in rows[0]["text"] and rows[0]["lang"] == "en" and rows[0]["error"] is None
     assert rows[1]["error"] and rows[1]["text"] == ""
     assert "cannot read" in rows[2]["error"]
+
+
+def test_classify_contract(tmp_path: Path) -> None:
+    lines = [
+        {"id": "a", "title": "Power of Siberia 2 talks stall on price",
+         "text": "Gazprom and CNPC failed again to agree a price for the Power of Siberia 2 pipeline, which would "
+                 "carry Russian gas to China through Mongolia. Putin and Xi discussed the project in Beijing."},
+        {"id": "b", "title": "Ак Барс обыграл Металлург", "text": "Казанский «Ак Барс» в овертайме обыграл "
+         "магнитогорский «Металлург» в матче регулярного чемпионата КХЛ. Шайбу забросил нападающий команды."},
+        "not an object",
+    ]
+    stdin = "\n".join(json.dumps(line) for line in lines) + "\n"
+    done = sw("classify", db=tmp_path / "unused.db", stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert rows[0]["id"] == "a" and rows[0]["lang"] == "en"
+    assert "energy" in {t["topic"] for t in rows[0]["topics"]}
+    assert [w["item"] for w in rows[0]["watch"]] == ["power_of_siberia_2"]
+    assert rows[0]["watch"][0]["evidence"], "evidence is shown"
+    assert all(set(t) == {"topic", "score", "evidence"} for t in rows[0]["topics"])
+    assert rows[1]["topics"] == [] and rows[1]["watch"] == [] and rows[1]["lang"] == "ru"
+    assert "error" in rows[2]
+    assert not (tmp_path / "unused.db").exists(), "classify stores nothing"
+
+
+def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
+    text = ("Russian and Chinese warships began joint naval exercises in the Sea of Japan on Monday, the defence "
+            "ministries in Moscow and Beijing said. The Joint Sea drills include anti-submarine warfare and air "
+            "defence and follow joint bomber patrols by the two air forces over the Pacific last month.")
+    imported = sw("import", "-", "--json", db=db, stdin=json.dumps({"id": 1, "url": "https://n.example/drill",
+                                                                      "text": text}) + "\n")
+    row = json.loads(imported.stdout)
+    assert "military" in {t["topic"] for t in row["topics"]}
+    assert "joint_exercises" in {w["item"] for w in row["watch"]}
+    found = [json.loads(line) for line in sw("articles", "--watch", "joint_exercises", "--json", db=db).stdout.splitlines()]
+    assert [r["url"] for r in found] == ["https://n.example/drill"]
+    assert found[0]["topics"] and found[0]["watch"][0]["evidence"]
+    assert sw("articles", "--topic", "energy", "--json", db=db).stdout == ""
+    bad = sw("articles", "--topic", "sport", db=db)
+    assert bad.returncode == 2 and "energy" in bad.stderr
+    again = sw("reclassify", db=db)
+    assert again.returncode == 0 and "re-classified 6 articles" in again.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,12 +15,15 @@ from pipeline.db.schema import (
     Article,
     ArticleBand,
     ArticleSignature,
+    ArticleTopic,
     ArticleVersion,
+    ArticleWatch,
     Feed,
     FetchFailure,
     Sighting,
     utcnow,
 )
+from pipeline.records import Classification
 
 # Feeds ----------------------------------------------------------------------------------
 
@@ -114,6 +117,8 @@ def add_sighting(session: Session, article_id: int, via: str, url: str, seen_at:
 class ArticleFilter:
     """What ``summitwatch articles`` asks for."""
 
+    topic: str | None = None
+    watch: str | None = None
     lang: str | None = None
     since: datetime | None = None
     text: str | None = None
@@ -123,8 +128,16 @@ class ArticleFilter:
 
 
 def search_articles(session: Session, wanted: ArticleFilter) -> Sequence[Article]:
-    """Stored articles, newest first, filtered by language, date and a text substring."""
+    """Stored articles, newest first, filtered by topic, watch item, language, date and text."""
     query = select(Article)
+    if wanted.topic:
+        query = query.where(
+            Article.id.in_(select(ArticleTopic.article_id).where(ArticleTopic.topic == wanted.topic))
+        )
+    if wanted.watch:
+        query = query.where(
+            Article.id.in_(select(ArticleWatch.article_id).where(ArticleWatch.item == wanted.watch))
+        )
     if wanted.lang:
         query = query.where(Article.lang == wanted.lang)
     if wanted.since:
@@ -298,3 +311,58 @@ def add_version(session: Session, article: Article, seen_at: datetime) -> Articl
     session.add(version)
     session.flush()
     return version
+
+
+# Classification ---------------------------------------------------------------------------
+
+
+def replace_classification(
+    session: Session, article: Article, verdict: Classification, now: datetime
+) -> None:
+    """Store ``verdict`` as the article's topics and watch items, replacing earlier ones."""
+    session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == article.id))
+    session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == article.id))
+    session.add_all(
+        ArticleTopic(article_id=article.id, topic=hit.topic, score=hit.score, evidence=list(hit.evidence))
+        for hit in verdict.topics
+    )
+    session.add_all(
+        ArticleWatch(article_id=article.id, item=hit.item, evidence=list(hit.evidence))
+        for hit in verdict.watch
+    )
+    article.relevant = verdict.relevant
+    article.classified_at = now
+    session.flush()
+
+
+def labels_of(
+    session: Session, article_ids: Sequence[int]
+) -> dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]]:
+    """Topics and watch items of each of ``article_ids``."""
+    result: dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]] = {i: ([], []) for i in article_ids}
+    if not article_ids:
+        return result
+    for topic in session.scalars(
+        select(ArticleTopic)
+        .where(ArticleTopic.article_id.in_(article_ids))
+        .order_by(ArticleTopic.score.desc())
+    ):
+        result[topic.article_id][0].append(topic)
+    for watch in session.scalars(select(ArticleWatch).where(ArticleWatch.article_id.in_(article_ids))):
+        result[watch.article_id][1].append(watch)
+    return result
+
+
+def article_ids_in_batches(session: Session, batch_size: int = 500) -> Iterator[list[int]]:
+    """Every article id, in ascending batches (for re-classification of history)."""
+    last = 0
+    while True:
+        batch = list(
+            session.scalars(
+                select(Article.id).where(Article.id > last).order_by(Article.id).limit(batch_size)
+            )
+        )
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]

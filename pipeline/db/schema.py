@@ -110,6 +110,8 @@ class Article(Base):
     similarity: Mapped[float | None] = mapped_column(Float)
     is_seed: Mapped[bool] = mapped_column(Boolean, default=False)
     word_count: Mapped[int] = mapped_column(Integer, default=0)
+    relevant: Mapped[bool | None] = mapped_column(Boolean)
+    classified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     feed: Mapped[Feed | None] = relationship()
     duplicate_of: Mapped[Article | None] = relationship(remote_side=[id])
@@ -184,3 +186,24 @@ class ArticleVersion(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
     replaced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ArticleTopic(Base):
+    """A topic assigned to an article, with its score and the evidence that decided it."""
+
+    __tablename__ = "article_topics"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    score: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[list[str]] = mapped_column(JSON)
+
+
+class ArticleWatch(Base):
+    """A watch item an article mentions, with its evidence."""
+
+    __tablename__ = "article_watch"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    item: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    evidence: Mapped[list[str]] = mapped_column(JSON)
