@@ -12,6 +12,7 @@ from pipeline.db.engine import make_engine, session_factory, upgrade_schema
 from pipeline.db.schema import Article
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import IngestContext, build_candidate, store_candidate
+from pipeline.reporting import history_start
 from pipeline.seeds import load_seed_documents
 from pipeline.settings import Settings
 
@@ -33,6 +34,7 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
     try:
         before, after = upgrade_schema(engine)
         with session_factory(engine)() as session:
+            history_start(session)  # collection starts now, unless it started earlier
             added, present = load_seeds(session, settings)
             feeds_added = feeds_updated = 0
             for entry in registry.feeds if registry else []:

@@ -99,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     arts.add_argument("--json", action="store_true", help="one JSON line per article")
     arts.set_defaults(handler=cmd_articles)
 
+    cov = commands.add_parser("coverage", help="coverage per topic and watch item, with detected changes")
+    cov.add_argument("--days", type=int, help="how many days to show (default from config/digest.yaml)")
+    cov.add_argument("--json", action="store_true", help="one JSON line per series")
+    cov.set_defaults(handler=cmd_coverage)
+
+    dig = commands.add_parser("digest", help="build and send the digest for changes not yet reported")
+    dig.add_argument(
+        "--dry-run", action="store_true", help="print what would be sent; send and store nothing"
+    )
+    dig.add_argument("--json", action="store_true", help="with --dry-run: the Slack payloads as JSON")
+    dig.set_defaults(handler=cmd_digest)
+
     feeds = commands.add_parser("feeds", help="manage feeds")
     feed_commands = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
     add = feed_commands.add_parser("add", help="add (or re-enable) a feed")
@@ -289,12 +301,14 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.topic or args.watch:
         registry = load_registry(settings.topics_file)
-        topics = sorted(entry.slug for entry in registry.topics)
-        watch = sorted(entry.slug for entry in registry.watch)
-        if args.topic and args.topic not in topics:
-            raise SummitwatchError(f"unknown topic {args.topic!r}; topics: {', '.join(topics)}")
-        if args.watch and args.watch not in watch:
-            raise SummitwatchError(f"unknown watch item {args.watch!r}; watch items: {', '.join(watch)}")
+        topic_slugs = sorted(entry.slug for entry in registry.topics)
+        watch_slugs = sorted(entry.slug for entry in registry.watch)
+        if args.topic and args.topic not in topic_slugs:
+            raise SummitwatchError(f"unknown topic {args.topic!r}; topics: {', '.join(topic_slugs)}")
+        if args.watch and args.watch not in watch_slugs:
+            raise SummitwatchError(
+                f"unknown watch item {args.watch!r}; watch items: {', '.join(watch_slugs)}"
+            )
 
     wanted = repo.ArticleFilter(
         topic=args.topic,
@@ -417,6 +431,77 @@ def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
             _stderr(f"... {done} articles re-classified")
     _stderr(f"re-classified {done} articles ({relevant} about Russia-China relations)")
     return 0
+
+
+def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.coverage import coverage_json
+    from pipeline.db.schema import utcnow
+    from pipeline.digest import sparkline
+    from pipeline.reporting import compute_coverage, load_reporting_config
+
+    config, _ = load_reporting_config(settings)
+    days = args.days or config.coverage_days
+    now = utcnow()
+    with open_session(settings) as session:
+        report = compute_coverage(session, settings, now=now)
+    since = now - timedelta(days=days)
+    for name, bins in report.bins.items():
+        shown = [(start, count) for start, count in bins if start >= since - config.bin_size]
+        changes = [c for c in report.changes[name] if c.at >= since]
+        if args.json:
+            print(json.dumps(coverage_json(name, shown, changes), ensure_ascii=False))
+            continue
+        total = sum(count for _, count in shown)
+        print(f"{name:<32} {total:>5}  {sparkline([count for _, count in shown][-56:])}")
+        for change in changes:
+            arrow = "up" if change.direction == "up" else "down"
+            print(f"{'':>4}{change.at:%Y-%m-%d %H:%M} {arrow}: {change.explanation}")
+    if not args.json:
+        _stderr(
+            f"last {days} days, {config.bin_size / timedelta(hours=1):g}-hour bins; "
+            f"history since {report.history_start:%Y-%m-%d %H:%M} UTC"
+        )
+    return 0
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.digest import render_plain
+    from pipeline.reporting import deliver_pending, destination_name, prepare_digests
+    from pipeline.slack import slack_target
+
+    target = slack_target(settings.slack)
+    destination = destination_name(target)
+    with open_session(settings) as session:
+        if args.dry_run:
+            digests = prepare_digests(session, settings, destination, dry_run=True)
+            session.rollback()
+            if not digests:
+                _stderr("nothing to send: no unreported changes and no summary due")
+            for digest in digests:
+                if args.json:
+                    print(
+                        json.dumps(
+                            {
+                                "digest_key": digest.digest_key,
+                                "kind": digest.kind,
+                                "messages": [m.to_json() for m in digest.messages],
+                            },
+                            ensure_ascii=False,
+                        )
+                    )
+                else:
+                    print(render_plain(digest))
+                    print()
+            return 0
+        digests = prepare_digests(session, settings, destination)
+        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir, out=print)
+    _stderr(
+        f"{len(digests)} digests built; delivered to {destination}: {len(report.sent)} sent, "
+        f"{len(report.pending)} still pending, {len(report.failed)} failed"
+    )
+    for error in report.errors:
+        _stderr(f"  ! {error}")
+    return 1 if report.pending or report.failed else 0
 
 
 def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,18 +17,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
+from pipeline.db.schema import Article
 from pipeline.errors import SummitwatchError
 from pipeline.fixture_site import FixtureServer
+from pipeline.reporting import extend_history
 from pipeline.settings import Settings
 
 DEMO_OUTLET_PREFIX = "demo: "
-DAGS = ("summitwatch_ingest",)
+
 _TASK_DONE = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 
 
@@ -50,6 +53,7 @@ def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None]
     )
     airflow_home = Path(os.environ.get("AIRFLOW_HOME") or ".airflow-demo").resolve()
     environment = _airflow_environment(settings, airflow_home)
+    environment["SUMMITWATCH_DIGEST_DIR"] = str(Path(settings.digest_dir).resolve())
     _prepare_airflow(environment, airflow_home, out)
     engine = make_engine(settings.db_url)
     try:
@@ -68,8 +72,10 @@ def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None]
                 feed_ids.append(row.id)
             session.commit()
             before = _totals(session)
-            for dag_id in DAGS:
-                _run_dag(dag_id, {"feed_ids": feed_ids}, environment, airflow_home, out)
+            _run_dag("summitwatch_ingest", {"feed_ids": feed_ids}, environment, airflow_home, out)
+            session.expire_all()
+            _backfill_history(session, feed_ids)
+            _run_dag("summitwatch_digest", {}, environment, airflow_home, out)
             session.expire_all()
             after = _totals(session)
             not_modified = sum(
@@ -152,6 +158,18 @@ def _run_dag(
 
 def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _backfill_history(session: Session, feed_ids: list[int]) -> None:
+    """Treat the bundled site's archive as history collected from its first article on.
+
+    Its articles are weeks old; without this the change detector would still be in its
+    warm-up and the demo could show no digest.
+    """
+    earliest = session.scalar(select(func.min(Article.published_at)).where(Article.feed_id.in_(feed_ids)))
+    if earliest is not None:
+        extend_history(session, earliest)
+        session.commit()
 
 
 def _totals(session: Session) -> tuple[int, int, int]:

@@ -94,6 +94,7 @@ class Settings(_Section):
     allow_private_networks: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     web_base_url: str | None = None
+    digest_dir: Path = Path("summitwatch-digests")
     http: HttpSettings = HttpSettings()
     poll: PollSettings = PollSettings()
     language: LanguageSettings = LanguageSettings()

@@ -104,3 +104,40 @@ def _maybe_fail_once(step: str) -> None:
         return
     marker.write_text("failed once\n")
     raise RuntimeError(f"injected failure in {step} (first attempt)")
+
+
+def prepare_digests(*, settings: Settings | None = None) -> dict[str, int]:
+    """Detect coverage changes and queue the digests they call for (idempotent)."""
+    from pipeline.reporting import destination_name
+    from pipeline.reporting import prepare_digests as queue_digests
+    from pipeline.slack import slack_target
+
+    settings = settings or load_settings()
+    destination = destination_name(slack_target(settings.slack))
+    with task_session(settings) as session:
+        digests = queue_digests(session, settings, destination)
+    return {"digests_queued": len(digests)}
+
+
+def deliver_digests(
+    *, slack: dict[str, str] | None = None, settings: Settings | None = None
+) -> dict[str, int]:
+    """Deliver every pending digest through the outbox; raises if some must be retried.
+
+    ``slack`` overrides the Slack settings (from an Airflow connection): ``bot_token``,
+    ``channel``, ``webhook_url``, ``api_url``.
+    """
+    from pipeline.reporting import DeliveryFailed, deliver_pending, destination_name
+    from pipeline.slack import slack_target
+
+    settings = settings or load_settings(overrides={"slack": slack} if slack else None)
+    target = slack_target(settings.slack)
+    destination = destination_name(target)
+    with task_session(settings) as session:
+        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    _maybe_fail_once("deliver_digests")
+    if report.pending:
+        # Transient (Slack down, rate limited past the retries): let Airflow retry; the
+        # outbox resumes after the last part that reached Slack.
+        raise DeliveryFailed("; ".join(report.errors))
+    return {"sent": len(report.sent), "failed": len(report.failed)}

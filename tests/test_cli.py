@@ -154,11 +154,18 @@ def test_extract_many_files_json(tmp_path: Path) -> None:
 
 def test_classify_contract(tmp_path: Path) -> None:
     lines = [
-        {"id": "a", "title": "Power of Siberia 2 talks stall on price",
-         "text": "Gazprom and CNPC failed again to agree a price for the Power of Siberia 2 pipeline, which would "
-                 "carry Russian gas to China through Mongolia. Putin and Xi discussed the project in Beijing."},
-        {"id": "b", "title": "Ак Барс обыграл Металлург", "text": "Казанский «Ак Барс» в овертайме обыграл "
-         "магнитогорский «Металлург» в матче регулярного чемпионата КХЛ. Шайбу забросил нападающий команды."},
+        {
+            "id": "a",
+            "title": "Power of Siberia 2 talks stall on price",
+            "text": "Gazprom and CNPC failed again to agree a price for the Power of Siberia 2 pipeline, which would "
+            "carry Russian gas to China through Mongolia. Putin and Xi discussed the project in Beijing.",
+        },
+        {
+            "id": "b",
+            "title": "Ак Барс обыграл Металлург",
+            "text": "Казанский «Ак Барс» в овертайме обыграл "
+            "магнитогорский «Металлург» в матче регулярного чемпионата КХЛ. Шайбу забросил нападающий команды.",
+        },
         "not an object",
     ]
     stdin = "\n".join(json.dumps(line) for line in lines) + "\n"
@@ -176,15 +183,25 @@ def test_classify_contract(tmp_path: Path) -> None:
 
 
 def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
-    text = ("Russian and Chinese warships began joint naval exercises in the Sea of Japan on Monday, the defence "
-            "ministries in Moscow and Beijing said. The Joint Sea drills include anti-submarine warfare and air "
-            "defence and follow joint bomber patrols by the two air forces over the Pacific last month.")
-    imported = sw("import", "-", "--json", db=db, stdin=json.dumps({"id": 1, "url": "https://n.example/drill",
-                                                                      "text": text}) + "\n")
+    text = (
+        "Russian and Chinese warships began joint naval exercises in the Sea of Japan on Monday, the defence "
+        "ministries in Moscow and Beijing said. The Joint Sea drills include anti-submarine warfare and air "
+        "defence and follow joint bomber patrols by the two air forces over the Pacific last month."
+    )
+    imported = sw(
+        "import",
+        "-",
+        "--json",
+        db=db,
+        stdin=json.dumps({"id": 1, "url": "https://n.example/drill", "text": text}) + "\n",
+    )
     row = json.loads(imported.stdout)
     assert "military" in {t["topic"] for t in row["topics"]}
     assert "joint_exercises" in {w["item"] for w in row["watch"]}
-    found = [json.loads(line) for line in sw("articles", "--watch", "joint_exercises", "--json", db=db).stdout.splitlines()]
+    found = [
+        json.loads(line)
+        for line in sw("articles", "--watch", "joint_exercises", "--json", db=db).stdout.splitlines()
+    ]
     assert [r["url"] for r in found] == ["https://n.example/drill"]
     assert found[0]["topics"] and found[0]["watch"][0]["evidence"]
     assert sw("articles", "--topic", "energy", "--json", db=db).stdout == ""

@@ -207,3 +207,56 @@ class ArticleWatch(Base):
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
     item: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     evidence: Mapped[list[str]] = mapped_column(JSON)
+
+
+class PipelineState(Base):
+    """Small facts about the installation itself, e.g. when collection started."""
+
+    __tablename__ = "pipeline_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class CoverageChange(Base):
+    """A detected change in a coverage series; ``digest_id`` is set once it was reported."""
+
+    __tablename__ = "coverage_changes"
+    __table_args__ = (UniqueConstraint("series", "at", "direction"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series: Mapped[str] = mapped_column(String(128), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    direction: Mapped[str] = mapped_column(String(8))
+    count: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    explanation: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"), index=True)
+
+
+class DigestOutbox(Base):
+    """A digest to deliver, keyed by what it reports and where it goes: the exactly-once ledger.
+
+    Delivery resumes from ``parts_sent`` (and threads under ``thread_ts``), so a retried
+    task never posts a part twice; a Slack outage leaves the row pending for the next run.
+    """
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("digest_key", "destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest_key: Mapped[str] = mapped_column(String(200))
+    destination: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    parts_total: Mapped[int] = mapped_column(Integer)
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0)
+    thread_ts: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,83 @@
+"""summitwatch_digest: detect coverage changes and deliver the Slack digest.
+
+Runs whenever summitwatch_ingest updates the coverage Asset, and on the summary schedule
+(daily at 07:00 UTC by default, ``digest.summary`` in config/digest.yaml) so the summary
+goes out even on a day without changes. Delivery goes through the digest outbox in the
+database: a retried task resumes where the last one stopped and never posts a part twice.
+Slack credentials come from the ``summitwatch_slack`` Airflow connection (password: bot
+token; extra: {"channel": ..., "webhook_url": ...}; host: API base URL) or the
+environment (SLACK_BOT_TOKEN, SLACK_CHANNEL, SLACK_WEBHOOK_URL, SLACK_API_URL).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
+from pipeline.coverage import load_detector_config
+from pipeline.settings import load_settings
+
+COVERAGE = Asset(name="summitwatch_coverage", uri="summitwatch://coverage")
+SETTINGS = load_settings()  # reads config/settings.yaml and the environment; no network, no database
+SUMMARY = load_detector_config(SETTINGS.config_dir / "digest.yaml").digest
+# Five minutes after the summary period closes, so the last articles are in.
+SUMMARY_CRON = f"{(SUMMARY.summary_at.minute + 5) % 60} {SUMMARY.summary_at.hour} * * " + (
+    "1" if SUMMARY.summary_every >= timedelta(days=7) else "*"
+)
+SLACK_CONNECTION = "summitwatch_slack"
+
+
+@dag(
+    dag_id="summitwatch_digest",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(SUMMARY_CRON, timezone="UTC"), assets=[COVERAGE]
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "retries": SETTINGS.airflow.retries,
+        "retry_delay": timedelta(seconds=SETTINGS.airflow.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=SETTINGS.airflow.max_retry_delay_minutes),
+    },
+    tags=["summitwatch"],
+    doc_md=__doc__,
+)
+def summitwatch_digest() -> None:
+    @task
+    def detect_and_queue() -> dict[str, int]:
+        from pipeline.tasks import prepare_digests
+
+        return prepare_digests()
+
+    @task
+    def deliver(queued: dict[str, int]) -> dict[str, int]:
+        from pipeline.tasks import deliver_digests
+
+        return deliver_digests(slack=_slack_connection())
+
+    deliver(detect_and_queue())
+
+
+def _slack_connection() -> dict[str, str] | None:
+    """Slack settings from the Airflow connection, if one is defined."""
+    from airflow.sdk import BaseHook
+
+    try:
+        connection = BaseHook.get_connection(SLACK_CONNECTION)
+    except Exception:  # not defined: fall back to the environment
+        return None
+    extra = connection.extra_dejson or {}
+    values = {
+        "bot_token": connection.password,
+        "channel": extra.get("channel"),
+        "webhook_url": extra.get("webhook_url"),
+        "api_url": connection.host or extra.get("api_url"),
+    }
+    return {key: value for key, value in values.items() if value} or None
+
+
+summitwatch_digest()

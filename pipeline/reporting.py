@@ -1,0 +1,502 @@
+"""Coverage series, change detection and the digest outbox.
+
+This is the orchestration behind ``summitwatch coverage``, ``summitwatch digest`` and the
+``summitwatch_digest`` DAG. The statistics are in :mod:`pipeline.coverage`, the message
+layout in :mod:`pipeline.digest` and the Slack calls in :mod:`pipeline.slack`; this module
+reads the database, stores what was detected, and keeps the outbox that makes delivery
+exactly-once: a digest is written to ``digests`` (unique per digest key and destination)
+in the same transaction that marks its changes as reported, and every part that reaches
+Slack is committed before the next is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pipeline.classify import TopicRegistry, load_registry
+from pipeline.coverage import (
+    Change,
+    DetectorConfig,
+    bin_counts,
+    detect_changes,
+    floor_to_bin,
+    load_detector_config,
+    series_name,
+    unreported_changes,
+)
+from pipeline.db.schema import (
+    Article,
+    ArticleTopic,
+    ArticleWatch,
+    CoverageChange,
+    DigestOutbox,
+    Feed,
+    PipelineState,
+    utcnow,
+)
+from pipeline.digest import (
+    Digest,
+    DigestArticle,
+    DigestChange,
+    SeriesTotal,
+    build_change_digest,
+    build_summary_digest,
+    latest_summary_period,
+    render_plain,
+)
+from pipeline.errors import SummitwatchError
+from pipeline.settings import Settings
+from pipeline.slack import SlackDeliveryError, SlackTarget
+
+log = logging.getLogger(__name__)
+HISTORY_START = "history_start"
+
+
+class DeliveryFailed(SummitwatchError):
+    """Some digests could not be delivered now; they stay pending for the next run."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One coverage series: a topic or watch item and when its new articles appeared."""
+
+    name: str
+    label: str
+    moments: list[datetime]
+
+
+@dataclass
+class CoverageReport:
+    """Bins and detected changes of every series over the whole history."""
+
+    history_start: datetime
+    bins: dict[str, list[tuple[datetime, int]]]
+    changes: dict[str, list[Change]]
+    labels: dict[str, str]
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery pass did."""
+
+    sent: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def load_reporting_config(settings: Settings) -> tuple[DetectorConfig, TopicRegistry]:
+    """The detector configuration, checked against the topic registry it refers to."""
+    registry = load_registry(settings.topics_file)
+    config = load_detector_config(settings.config_dir / "digest.yaml")
+    config.check_series(
+        [series_name("topic", e.slug) for e in registry.topics]
+        + [series_name("watch", e.slug) for e in registry.watch]
+    )
+    return config, registry
+
+
+# History -------------------------------------------------------------------------------
+
+
+def history_start(session: Session, now: datetime | None = None) -> datetime:
+    """When this installation started collecting (recorded on first use)."""
+    row = session.get(PipelineState, HISTORY_START)
+    if row is None:
+        moment = now or utcnow()
+        session.add(PipelineState(key=HISTORY_START, value=moment.isoformat()))
+        session.flush()
+        return moment
+    return datetime.fromisoformat(row.value)
+
+
+def extend_history(session: Session, earliest: datetime) -> None:
+    """Back-filled articles (imports with past dates) extend the collected history."""
+    current = history_start(session, earliest)
+    if earliest < current:
+        row = session.get(PipelineState, HISTORY_START)
+        assert row is not None
+        row.value = earliest.isoformat()
+        session.flush()
+
+
+# Series and changes ---------------------------------------------------------------------
+
+
+def _moment(published_at: datetime | None, first_seen_at: datetime) -> datetime:
+    # Publication time, unless the feed gave none (or one after we saw the article).
+    if published_at is None or published_at > first_seen_at:
+        return first_seen_at
+    return published_at
+
+
+def load_series(session: Session, registry: TopicRegistry) -> list[Series]:
+    """Every topic and watch-item series: new (non-duplicate, non-seed) articles' moments."""
+    moments: dict[str, list[datetime]] = {}
+    originals = (Article.duplicate_of_id.is_(None), Article.is_seed.is_(False))
+    topic_rows = session.execute(
+        select(ArticleTopic.topic, Article.published_at, Article.first_seen_at)
+        .join(Article, Article.id == ArticleTopic.article_id)
+        .where(*originals)
+    )
+    for topic, published, seen in topic_rows:
+        moments.setdefault(series_name("topic", topic), []).append(_moment(published, seen))
+    watch_rows = session.execute(
+        select(ArticleWatch.item, Article.published_at, Article.first_seen_at)
+        .join(Article, Article.id == ArticleWatch.article_id)
+        .where(*originals)
+    )
+    for item, published, seen in watch_rows:
+        moments.setdefault(series_name("watch", item), []).append(_moment(published, seen))
+    result = []
+    for kind, entries in (("topic", registry.topics), ("watch", registry.watch)):
+        for entry in entries:
+            name = series_name(kind, entry.slug)  # type: ignore[arg-type]
+            label = entry.slug.replace("_", " ").capitalize()
+            result.append(Series(name, label, sorted(moments.get(name, []))))
+    return result
+
+
+def compute_coverage(session: Session, settings: Settings, *, now: datetime | None = None) -> CoverageReport:
+    """Bin every series over the whole history and detect its changes (stores nothing)."""
+    now = now or utcnow()
+    config, registry = load_reporting_config(settings)
+    start = history_start(session, now)
+    all_series = load_series(session, registry)
+    earliest = min([start, *(m for s in all_series for m in s.moments[:1])])
+    first_bin = floor_to_bin(earliest, config.bin_size)
+    report = CoverageReport(start, {}, {}, {})
+    for series in all_series:
+        bins = bin_counts(series.moments, start=first_bin, end=now, bin_size=config.bin_size)
+        report.bins[series.name] = bins
+        report.labels[series.name] = series.label
+        report.changes[series.name] = detect_changes(
+            series.name, bins, config.params_for(series.name), history_start=start, now=now
+        )
+    return report
+
+
+def store_changes(session: Session, report: CoverageReport) -> list[CoverageChange]:
+    """Upsert the detected changes on (series, at, direction); returns the stored rows."""
+    rows = []
+    for changes in report.changes.values():
+        for change in changes:
+            row = session.scalar(
+                select(CoverageChange).where(
+                    CoverageChange.series == change.series,
+                    CoverageChange.at == change.at,
+                    CoverageChange.direction == change.direction,
+                )
+            )
+            if row is None:
+                row = CoverageChange(series=change.series, at=change.at, direction=change.direction)
+                session.add(row)
+            row.count, row.baseline, row.score = change.count, change.baseline, change.score
+            row.explanation, row.detail = change.explanation, change.to_json()
+            rows.append(row)
+    session.flush()
+    return rows
+
+
+# Building digests -----------------------------------------------------------------------
+
+
+def destination_name(target: SlackTarget | None) -> str:
+    """Where digests go, as recorded in the outbox."""
+    if target is None:
+        return "file"
+    if target.kind == "web_api":
+        return f"slack:{target.channel}"
+    return "slack-webhook"
+
+
+def prepare_digests(
+    session: Session,
+    settings: Settings,
+    destination: str,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> list[Digest]:
+    """Detect changes and put the digests they call for in the outbox.
+
+    A change digest for the changes not reported yet, and the scheduled summary when its
+    period has ended and it was not sent. With ``dry_run`` nothing is written: the
+    digests are only built and returned.
+    """
+    now = now or utcnow()
+    config, _registry = load_reporting_config(settings)
+    report = compute_coverage(session, settings, now=now)
+    digests: list[Digest] = []
+    rows = store_changes(session, report) if not dry_run else []
+    reported = session.execute(
+        select(CoverageChange.series, CoverageChange.at, CoverageChange.direction).where(
+            CoverageChange.digest_id.is_not(None)
+        )
+    ).all()
+    detected = [change for changes in report.changes.values() for change in changes]
+    fresh = unreported_changes(detected, [(r[0], r[1], r[2]) for r in reported], config)
+    if fresh:
+        items = [_digest_change(session, report, config, change) for change in fresh]
+        digest = build_change_digest(
+            items, web_base_url=settings.web_base_url, generated_at=now, labels=report.labels
+        )
+        digests.append(digest)
+        if not dry_run:
+            outbox = _enqueue(session, digest, destination)
+            keys = {change.key for change in fresh}
+            for row in rows:
+                if (row.series, row.at.isoformat(), row.direction) in keys and row.digest_id is None:
+                    row.digest_id = outbox.id
+    if config.digest.summary_enabled:
+        start, end = latest_summary_period(
+            now, every=config.digest.summary_every, at=config.digest.summary_at
+        )
+        key = f"summary:{start.isoformat()}/{end.isoformat()}"
+        already = session.scalar(
+            select(DigestOutbox.id).where(
+                DigestOutbox.digest_key == key, DigestOutbox.destination == destination
+            )
+        )
+        if already is None and end > report.history_start:
+            summary = _summary_digest(session, report, settings, start, end)
+            digests.append(summary)
+            if not dry_run:
+                _enqueue(session, summary, destination)
+    if not dry_run:
+        session.commit()
+    return digests
+
+
+def _enqueue(session: Session, digest: Digest, destination: str) -> DigestOutbox:
+    existing = session.scalar(
+        select(DigestOutbox).where(
+            DigestOutbox.digest_key == digest.digest_key, DigestOutbox.destination == destination
+        )
+    )
+    if existing is not None:
+        return existing
+    row = DigestOutbox(
+        digest_key=digest.digest_key,
+        destination=destination,
+        kind=digest.kind,
+        payload=digest.to_json(),
+        status="pending",
+        parts_total=len(digest.messages),
+        parts_sent=0,
+        attempts=0,
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        # A concurrent run queued the same digest first.
+        winner = session.scalar(
+            select(DigestOutbox).where(
+                DigestOutbox.digest_key == digest.digest_key, DigestOutbox.destination == destination
+            )
+        )
+        assert winner is not None
+        return winner
+    return row
+
+
+def _digest_change(
+    session: Session, report: CoverageReport, config: DetectorConfig, change: Change
+) -> DigestChange:
+    bins = report.bins.get(change.series, [])
+    trend_start = change.at - timedelta(days=config.digest.trend_days)
+    trend = [(start, count) for start, count in bins if trend_start <= start < change.at]
+    window_start = change.at - change.window
+    articles = top_articles(
+        session, change.series, since=window_start, until=change.at, limit=config.digest.articles_per_change
+    )
+    return DigestChange(change=change, trend_bins=trend, articles=articles)
+
+
+def top_articles(
+    session: Session, series: str | None, *, since: datetime, until: datetime, limit: int
+) -> list[DigestArticle]:
+    """The most-copied new articles of ``series`` (or all) in [since, until), with evidence."""
+    moment = func.coalesce(Article.published_at, Article.first_seen_at)
+    query = select(Article).where(
+        Article.duplicate_of_id.is_(None), Article.is_seed.is_(False), moment >= since, moment < until
+    )
+    evidence_of: dict[int, list[str]] = {}
+    if series:
+        kind, slug = series.split(":", 1)
+        label_table = ArticleTopic if kind == "topic" else ArticleWatch
+        column = ArticleTopic.topic if kind == "topic" else ArticleWatch.item
+        labelled = session.execute(
+            select(label_table.article_id, label_table.evidence).where(column == slug)
+        ).all()
+        evidence_of = {row[0]: list(row[1]) for row in labelled}
+        query = query.where(Article.id.in_(list(evidence_of)))
+    else:
+        query = query.where(Article.relevant.is_(True))
+    candidates = session.scalars(query).all()
+    copies = Counter(
+        session.scalars(
+            select(Article.duplicate_of_id).where(Article.duplicate_of_id.in_([a.id for a in candidates]))
+        )
+    )
+    ranked = sorted(
+        candidates, key=lambda a: (-copies[a.id], -_moment(a.published_at, a.first_seen_at).timestamp())
+    )
+    feeds = {
+        f.id: f
+        for f in session.scalars(select(Feed).where(Feed.id.in_({a.feed_id for a in ranked if a.feed_id})))
+    }
+    result = []
+    for article in ranked[:limit]:
+        evidence = evidence_of.get(article.id) or []
+        result.append(
+            DigestArticle(
+                article_id=article.id,
+                title=article.title,
+                url=article.url,
+                source=_source(article, feeds),
+                lang=article.lang,
+                evidence=evidence[0] if evidence else None,
+                copies=copies[article.id],
+                published_at=article.published_at,
+            )
+        )
+    return result
+
+
+def _source(article: Article, feeds: dict[int, Feed]) -> str | None:
+    feed = feeds.get(article.feed_id) if article.feed_id else None
+    if feed is not None and (feed.outlet or feed.name):
+        return (feed.outlet or feed.name or "").removeprefix("demo: ")
+    return urlsplit(article.url).hostname if article.url else None
+
+
+def _summary_digest(
+    session: Session, report: CoverageReport, settings: Settings, start: datetime, end: datetime
+) -> Digest:
+    span = end - start
+    totals = []
+    for name, bins in report.bins.items():
+        count = sum(c for s, c in bins if start <= s < end)
+        previous = sum(c for s, c in bins if start - span <= s < start)
+        trend = [(s, c) for s, c in bins if end - timedelta(days=14) <= s < end]
+        totals.append(SeriesTotal(name, count, previous, trend))
+    changes = [c for changes in report.changes.values() for c in changes if start <= c.at < end]
+    articles = top_articles(session, None, since=start, until=end, limit=8)
+    return build_summary_digest(
+        totals,
+        articles,
+        period_start=start,
+        period_end=end,
+        web_base_url=settings.web_base_url,
+        changes=changes,
+        labels=report.labels,
+    )
+
+
+# Delivering -------------------------------------------------------------------------------
+
+
+def deliver_pending(
+    session: Session,
+    target: SlackTarget | None,
+    destination: str,
+    *,
+    digest_dir: Path,
+    out: Callable[[str], None] | None = None,
+) -> DeliveryReport:
+    """Send every pending digest for ``destination``, resuming where a failed try stopped.
+
+    Without a Slack target the digest is written to ``digest_dir`` (and to ``out``).
+    Permanent Slack errors other than bad configuration quarantine the digest; transient
+    ones (and a bad token or channel, which an operator fixes) leave it pending.
+    """
+    report = DeliveryReport()
+    pending = session.scalars(
+        select(DigestOutbox)
+        .where(DigestOutbox.destination == destination, DigestOutbox.status == "pending")
+        .order_by(DigestOutbox.id)
+    ).all()
+    for row in pending:
+        digest = Digest.from_json(row.payload)
+        row.attempts += 1
+        session.commit()
+        try:
+            if target is None:
+                _write_digest_file(digest, row, digest_dir, out)
+                row.parts_sent = row.parts_total
+            else:
+                _send_to_slack(session, target, row, digest)
+        except SlackDeliveryError as exc:
+            row.last_error = str(exc)
+            if exc.permanent and not exc.bad_configuration:
+                row.status = "failed"
+                report.failed.append(row.id)
+            else:
+                report.pending.append(row.id)
+            report.errors.append(f"digest {row.id}: {exc}")
+            session.commit()
+            log.warning("digest %s not delivered: %s", row.id, exc)
+            continue
+        row.status, row.sent_at, row.last_error = "sent", utcnow(), None
+        session.commit()
+        report.sent.append(row.id)
+    return report
+
+
+def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, digest: Digest) -> None:
+    def on_sent(index: int, ts: str) -> None:
+        # Committed at once: a crash after this point resumes after this part.
+        row.parts_sent = index + 1
+        if index == 0 and ts:
+            row.thread_ts = ts
+        session.commit()
+
+    target.post(
+        digest.messages,
+        already_sent=row.parts_sent,
+        thread_ts=row.thread_ts,
+        on_sent=on_sent,
+        digest_key=row.digest_key,
+        reconcile=row.attempts > 1,
+    )
+
+
+def _write_digest_file(
+    digest: Digest, row: DigestOutbox, digest_dir: Path, out: Callable[[str], None] | None
+) -> None:
+    digest_dir.mkdir(parents=True, exist_ok=True)
+    text = render_plain(digest)
+    path = digest_dir / f"digest-{row.id:06d}-{digest.kind}.txt"
+    path.write_text(text + "\n", encoding="utf-8")
+    if out:
+        out(text)
+        out(f"(written to {path})")
+
+
+def outbox_summary(session: Session) -> dict[str, Any]:
+    """Digest counts by status, for reports and tests."""
+    rows = session.execute(select(DigestOutbox.status, func.count()).group_by(DigestOutbox.status)).all()
+    return {status: int(count) for status, count in rows}
+
+
+def pending_ids(session: Session, destination: str) -> Sequence[int]:
+    return session.scalars(
+        select(DigestOutbox.id).where(
+            DigestOutbox.destination == destination, DigestOutbox.status == "pending"
+        )
+    ).all()

@@ -1,0 +1,178 @@
+"""Coverage, change detection and digest delivery end to end, through the outbox, against a
+fake Slack Web API speaking the real protocol (slack-sdk), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pipeline.coverage import coverage_json
+from pipeline.db.schema import CoverageChange, DigestOutbox
+from pipeline.ingest import import_lines
+from pipeline.reporting import (
+    compute_coverage,
+    deliver_pending,
+    destination_name,
+    extend_history,
+    prepare_digests,
+)
+from pipeline.settings import Settings
+from pipeline.slack import slack_target
+from tests.conftest import make_settings
+from tests.slack_server import FakeSlack
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "classify"
+CHANNEL = "C0DIGEST"
+
+
+def pos2_articles() -> list[dict[str, str]]:
+    rows = [
+        json.loads(line)
+        for name in ("eval", "dev")
+        for line in (FIXTURES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    return [r for r in rows if "power_of_siberia_2" in r["watch"]]
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as server:
+        yield server
+
+
+@pytest.fixture
+def slack_settings(db_url: str, slack: FakeSlack, tmp_path: Path) -> Settings:
+    return make_settings(
+        db_url,
+        slack={"bot_token": slack.token, "channel": CHANNEL, "api_url": slack.api_url},
+        digest_dir=str(tmp_path / "digests"),
+    )
+
+
+def backfill_burst(session: Session, settings: Settings) -> list[int]:
+    """30 days of (silent) history, then a burst of Power of Siberia 2 coverage in one day."""
+    extend_history(session, NOW - timedelta(days=30))
+    lines = [
+        json.dumps(
+            {
+                "id": article["id"],
+                "url": f"https://news.example/{article['id']}",
+                "title": article["title"],
+                "text": article["text"],
+                "published": (NOW - timedelta(hours=2 + 2 * i)).isoformat(),
+            }
+        )
+        for i, article in enumerate(pos2_articles())
+    ]
+    results = list(import_lines(session, settings, lines, source="burst", now=NOW))
+    return [r.result.article_id or 0 for r in results if r.result.status == "new"]
+
+
+def test_coverage_json_shape_and_a_detected_burst(session: Session, settings: Settings) -> None:
+    stored = backfill_burst(session, settings)
+    assert len(stored) >= 8
+    report = compute_coverage(session, settings, now=NOW)
+    line = coverage_json(
+        "watch:power_of_siberia_2",
+        report.bins["watch:power_of_siberia_2"],
+        report.changes["watch:power_of_siberia_2"],
+    )
+    assert set(line) == {"series", "bins", "changes"}
+    assert sum(count for _, count in line["bins"]) >= 8
+    assert all(isinstance(start, str) and isinstance(count, int) for start, count in line["bins"])
+    ups = [c for c in line["changes"] if c["direction"] == "up"]
+    assert len(ups) == 1, "one burst, one change"
+    assert {"at", "direction", "count", "baseline", "explanation"} <= set(ups[0])
+    assert "articles in the last 24 h" in ups[0]["explanation"]
+    quiet = report.changes["watch:arctic_route"]
+    assert quiet == []
+
+
+def test_digest_is_posted_once_and_survives_a_slack_outage(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=2)
+    destination = destination_name(target)
+    assert destination == f"slack:{CHANNEL}"
+
+    # Slack is down for longer than the client retries: the digest stays pending.
+    slack.fail_next(50, status=503, method="chat.postMessage")
+    digests = prepare_digests(session, slack_settings, destination, now=NOW)
+    assert [d.kind for d in digests] == ["changes", "summary"]
+    first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert first.sent == [] and len(first.pending) == 2
+    assert slack.posted_to(CHANNEL) == []
+    assert (
+        session.scalar(
+            select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id.is_(None))
+        )
+        == 0
+    )
+
+    # The next run: Slack is back; the pending digests go out, nothing new is queued.
+    slack.recover()
+    again = prepare_digests(session, slack_settings, destination, now=NOW + timedelta(minutes=15))
+    assert again == []
+    second = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert len(second.sent) == 2
+    posted = slack.posted_to(CHANNEL)
+    parents = [m for m in posted if m.thread_ts is None]
+    assert len(parents) == 2
+    assert any(
+        "Power of Siberia 2" in (m.text or "") or "Power of siberia 2" in (m.text or "") for m in posted
+    )
+    assert all(m.text for m in posted), "every message has a plain-text fallback"
+
+    # A third run (a retried task, a re-run DAG) posts nothing more.
+    prepare_digests(session, slack_settings, destination, now=NOW + timedelta(minutes=30))
+    third = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert third.sent == []
+    assert len(slack.posted_to(CHANNEL)) == len(posted)
+    rows = session.scalars(select(DigestOutbox)).all()
+    assert {r.status for r in rows} == {"sent"}
+    assert all(r.parts_sent == r.parts_total for r in rows)
+
+
+def test_bad_channel_keeps_the_digest_pending(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    backfill_burst(session, slack_settings)
+    wrong = slack_settings.model_copy(
+        update={"slack": slack_settings.slack.model_copy(update={"channel": "C0NOPE"})}
+    )
+    target = slack_target(wrong.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(target)
+    prepare_digests(session, wrong, destination, now=NOW)
+    report = deliver_pending(session, target, destination, digest_dir=wrong.digest_dir)
+    assert report.sent == [] and report.pending
+    assert "channel_not_found" in report.errors[0]
+    assert slack.token not in " ".join(report.errors)
+
+
+def test_without_slack_digests_go_to_files(session: Session, settings: Settings, tmp_path: Path) -> None:
+    backfill_burst(session, settings)
+    printed: list[str] = []
+    prepare_digests(session, settings, "file", now=NOW)
+    report = deliver_pending(session, None, "file", digest_dir=tmp_path / "out", out=printed.append)
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(report.sent) == len(files) == 2
+    assert "last 24 h" in files[0].read_text()
+    assert any("last 24 h" in text for text in printed)
+
+
+def test_dry_run_writes_nothing(session: Session, settings: Settings) -> None:
+    backfill_burst(session, settings)
+    session.commit()
+    digests = prepare_digests(session, settings, "file", now=NOW, dry_run=True)
+    session.rollback()
+    assert digests and digests[0].kind == "changes"
+    assert session.scalar(select(func.count()).select_from(DigestOutbox)) == 0
+    assert session.scalar(select(func.count()).select_from(CoverageChange)) == 0
