@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,13 +63,17 @@ def test_dag_files_import_cleanly(airflow_env: dict[str, str]) -> None:
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    assert "summitwatch_ingest" in bag.dag_ids
+    assert {"summitwatch_ingest", "summitwatch_digest"} <= set(bag.dag_ids)
     ingest = bag.get_dag("summitwatch_ingest")
     assert ingest.catchup is False
     assert ingest.max_active_runs == 1
     assert {t.task_id for t in ingest.tasks} == {"plan_batches", "poll_batch", "finish"}
     finish = ingest.get_task("finish")
     assert [outlet.name for outlet in finish.outlets] == ["summitwatch_coverage"]
+    digest = bag.get_dag("summitwatch_digest")
+    assert digest.catchup is False
+    assert {t.task_id for t in digest.tasks} == {"detect_and_queue", "deliver"}
+    assert "summitwatch_coverage" in repr(digest.timetable.asset_condition)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -103,4 +108,60 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
         # 20 pages on the site; the retry repeated the whole batch and stored nothing twice.
         assert stored == 20
         assert sightings == 5 + 21
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_digest_dag_delivers_exactly_once_despite_a_retry(
+    backend: str,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.db.schema import DigestOutbox
+    from pipeline.ingest import import_lines
+    from pipeline.reporting import extend_history
+    from tests.slack_server import FakeSlack
+    from tests.test_reporting import pos2_articles
+
+    db_url = (
+        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    marker = tmp_path / "failed-once"
+    monkeypatch.setenv("SUMMITWATCH_TEST_FAIL_ONCE", f"deliver_digests:{marker}")
+    settings = make_settings(db_url)
+    initialise(settings, load_feeds=False)
+    now = datetime.now(UTC)
+    engine = make_engine(db_url)
+    with FakeSlack() as slack, session_factory(engine)() as session:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", slack.token)
+        monkeypatch.setenv("SLACK_CHANNEL", "C0DIGEST")
+        monkeypatch.setenv("SLACK_API_URL", slack.api_url)
+        extend_history(session, now - timedelta(days=30))
+        lines = [
+            json.dumps(
+                {
+                    "url": f"https://n.example/{a['id']}",
+                    "title": a["title"],
+                    "text": a["text"],
+                    "published": (now - timedelta(hours=3 + i)).isoformat(),
+                }
+            )
+            for i, a in enumerate(pos2_articles())
+        ]
+        assert all(
+            r.result.status == "new" for r in import_lines(session, settings, lines, source="t", now=now)
+        )
+        run = load_dag("summitwatch_digest").test()
+        assert str(run.state) in {"success", "DagRunState.SUCCESS"}
+        assert marker.exists(), "the deliver task failed once and was retried"
+        session.expire_all()
+        rows = session.scalars(select(DigestOutbox)).all()
+        assert rows and {r.status for r in rows} == {"sent"}
+        parents = [m for m in slack.posted_to("C0DIGEST") if m.thread_ts is None]
+        assert len(parents) == len(rows), "each digest posted exactly once"
     engine.dispose()

@@ -37,13 +37,17 @@ def test_demo_stores_the_site_as_expected(
     tmp_path: Path, airflow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", str(airflow_home))
-    settings = make_settings(f"sqlite:///{tmp_path / 'demo.db'}")
+    settings = make_settings(f"sqlite:///{tmp_path / 'demo.db'}", digest_dir=str(tmp_path / "digests"))
     port = free_port()
     lines: list[str] = []
     assert run_demo(settings, port=port, out=lines.append) == 0
     output = "\n".join(lines)
     assert "language" in output and "articles" in output
-    assert "task poll_batch[0] done" in output, "the demo runs the real Airflow DAG"
+    assert "task poll_batch[0] done" in output, "the demo runs the real Airflow DAGs"
+    assert "task deliver done" in output
+    digests = sorted((tmp_path / "digests").iterdir())
+    assert [d.name.split("-")[-1] for d in digests] == ["changes.txt", "summary.txt"]
+    assert "articles in the last 24 h" in digests[0].read_text()
 
     engine = make_engine(settings.db_url)
     with session_factory(engine)() as session:
@@ -83,3 +87,4 @@ def test_demo_stores_the_site_as_expected(
     again: list[str] = []
     run_demo(settings, port=port, out=again.append)
     assert any("0 new, 0 duplicate, 0 failed items; 6 feeds not modified" in line for line in again)
+    assert len(list((tmp_path / "digests").iterdir())) == 2, "nothing is reported twice"
