@@ -10,6 +10,7 @@ ENV SUMMITWATCH_CONFIG_DIR=/opt/summitwatch/config \
 COPY --chown=airflow:root pyproject.toml README.md /opt/summitwatch/
 COPY --chown=airflow:root pipeline /opt/summitwatch/pipeline
 COPY --chown=airflow:root config /opt/summitwatch/config
+COPY --chown=airflow:root sql /opt/summitwatch/sql
 # Pinning apache-airflow alongside keeps pip from moving the image's Airflow.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /opt/summitwatch
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.db import repo
-from pipeline.db.engine import make_engine, session_factory, upgrade_schema
+from pipeline.db.engine import apply_views, make_engine, session_factory, upgrade_schema, views_file
 from pipeline.db.schema import Article
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import IngestContext, build_candidate, store_candidate
@@ -33,6 +33,7 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
     engine = make_engine(settings.db_url)
     try:
         before, after = upgrade_schema(engine)
+        apply_views(engine, views_file(settings.config_dir))
         with session_factory(engine)() as session:
             history_start(session)  # collection starts now, unless it started earlier
             added, present = load_seeds(session, settings)

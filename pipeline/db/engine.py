@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,42 @@ def require_current_schema(engine: Engine) -> None:
             f"database schema is at {current or 'nothing'}, expected {head_revision()}: "
             "run `summitwatch init` first"
         )
+
+
+_VIEW = re.compile(r"CREATE VIEW (\w+) AS", re.IGNORECASE)
+
+
+def views_file(config_dir: Path | None = None) -> Path:
+    """``sql/views.sql``: beside the config directory (an installed image), else the repository's."""
+    if config_dir is not None:
+        beside_config = config_dir.resolve().parent / "sql" / "views.sql"
+        if beside_config.is_file():
+            return beside_config
+    return Path(__file__).resolve().parent.parent.parent / "sql" / "views.sql"
+
+
+def apply_views(engine: Engine, path: Path | None = None) -> list[str]:
+    """(Re-)create the analyst views of ``sql/views.sql``; returns their names."""
+    path = path or views_file()
+    if not path.is_file():
+        raise DatabaseError(f"the view definitions {path} are missing")
+    sqlite = engine.dialect.name == "sqlite"
+    source = path.read_text(encoding="utf-8")
+    source = re.sub(
+        r"\{day\((.*?)\)\}(?= AS day)", r"date(\1)" if sqlite else r"((\1) AT TIME ZONE 'UTC')::date", source
+    )
+    source = source.replace("{false}", "0" if sqlite else "false")
+    statements = [
+        statement.strip()
+        for statement in re.split(
+            r";\s*\n", "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("--"))
+        )
+        if statement.strip()
+    ]
+    names = [match.group(1) for statement in statements if (match := _VIEW.search(statement))]
+    with engine.begin() as connection:
+        for name in reversed(names):
+            connection.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    return names

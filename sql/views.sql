@@ -1,0 +1,71 @@
+-- Views for analysts, created (and re-created) by `summitwatch init` on SQLite and
+-- PostgreSQL alike. {day(x)} is replaced by the database's "calendar day (UTC) of x".
+-- Query them with sqlite3 or psql; see sql/queries.sql for examples.
+
+-- New coverage: stored articles that are neither seeds nor copies of an earlier article.
+CREATE VIEW v_news AS
+SELECT a.id,
+       COALESCE(a.published_at, a.first_seen_at) AS moment,
+       {day(COALESCE(a.published_at, a.first_seen_at))} AS day,
+       a.lang,
+       a.title,
+       a.url,
+       f.outlet,
+       f.name AS feed,
+       a.relevant,
+       (SELECT COUNT(*) FROM articles c WHERE c.duplicate_of_id = a.id) AS copies,
+       a.word_count
+FROM articles a
+LEFT JOIN feeds f ON f.id = a.feed_id
+WHERE a.duplicate_of_id IS NULL AND a.is_seed = {false};
+
+-- One row per article and topic, with the score and the evidence (a JSON list of sentences).
+CREATE VIEW v_article_topics AS
+SELECT n.id AS article_id, t.topic, t.score, n.moment, n.day, n.lang, n.title, n.url, n.outlet,
+       t.evidence
+FROM v_news n
+JOIN article_topics t ON t.article_id = n.id;
+
+-- One row per article and watch item.
+CREATE VIEW v_article_watch AS
+SELECT n.id AS article_id, w.item, n.moment, n.day, n.lang, n.title, n.url, n.outlet, w.evidence
+FROM v_news n
+JOIN article_watch w ON w.article_id = n.id;
+
+-- Daily coverage per topic and per watch item (the series the change detector watches).
+CREATE VIEW v_daily_coverage AS
+SELECT 'topic:' || topic AS series, day, COUNT(*) AS articles
+FROM v_article_topics
+GROUP BY topic, day
+UNION ALL
+SELECT 'watch:' || item AS series, day, COUNT(*) AS articles
+FROM v_article_watch
+GROUP BY item, day;
+
+-- Every copy with what it duplicates (exact: similarity 1; near duplicates below 1).
+CREATE VIEW v_duplicates AS
+SELECT c.id AS copy_id, c.url AS copy_url, c.title AS copy_title, c.lang AS copy_lang,
+       o.id AS original_id, o.url AS original_url, o.title AS original_title,
+       o.is_seed AS original_is_seed, c.similarity, c.first_seen_at AS copy_seen_at
+FROM articles c
+JOIN articles o ON o.id = c.duplicate_of_id;
+
+-- Feed health: failures, last error, when it is polled next, what it brought.
+CREATE VIEW v_feed_health AS
+SELECT f.id, f.name, f.outlet, f.lang, f.url, f.enabled, f.failure_count, f.last_status,
+       f.last_error, f.last_polled_at, f.next_poll_at,
+       (SELECT COUNT(*) FROM articles a WHERE a.feed_id = f.id) AS articles
+FROM feeds f;
+
+-- Items that failed and are not resolved: retried later, or quarantined when permanent.
+CREATE VIEW v_open_failures AS
+SELECT stage, target, error, permanent, attempts, first_failed_at, last_failed_at, next_retry_at
+FROM fetch_failures
+WHERE resolved_at IS NULL;
+
+-- Detected coverage changes and the digest that reported each.
+CREATE VIEW v_coverage_changes AS
+SELECT ch.series, ch.at, ch.direction, ch.count, ch.baseline, ch.explanation,
+       d.id AS digest_id, d.status AS digest_status, d.sent_at
+FROM coverage_changes ch
+LEFT JOIN digests d ON d.id = ch.digest_id;
