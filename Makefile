@@ -38,3 +38,11 @@ $(UV):
 
 clean:
 	rm -rf .venv .uv .pytest_cache .mypy_cache .ruff_cache
+
+# A local Airflow (API server, scheduler, DAG processor, triggerer in one process) with
+# this project's DAGs and config, on SQLite: http://localhost:8080 (login printed at start).
+airflow: .venv/.synced
+	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False SUMMITWATCH_CONFIG_DIR=$(CURDIR)/config \
+	SUMMITWATCH_DB_URL=sqlite:///$(CURDIR)/summitwatch.db \
+	sh -c '$(RUN) summitwatch init && exec $(RUN) airflow standalone'

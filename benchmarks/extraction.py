@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {
         "benchmark": {
-            "data_dir": str(args.data_dir),
+            # Relative to the repository, so the results name no machine's paths.
+            "data_dir": os.path.relpath(args.data_dir.resolve(), REPO_ROOT),
             "n_documents": len(ids),
             "limit": args.limit or None,
             "scored_by": "evaluate.py --predictions FILE --json",
