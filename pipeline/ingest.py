@@ -12,8 +12,11 @@ import hashlib
 import json
 import logging
 import re
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -136,7 +139,8 @@ def build_candidate(
     if text is None:
         if html is None:
             raise ExtractionError("item has neither html nor text", permanent=True)
-        page = extract_page(html, url=url, content_type=content_type, max_bytes=settings.http.max_bytes)
+        with time_limit(settings.poll.extract_timeout_seconds):
+            page = extract_page(html, url=url, content_type=content_type, max_bytes=settings.http.max_bytes)
         if page.error:
             raise ExtractionError(page.error, permanent=True)
         text = page.text
@@ -176,6 +180,36 @@ def build_candidate(
         fingerprint=fingerprint,
         extra={"lang_confidence": guess.confidence},
     )
+
+
+class _TimeLimitExceeded(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Stop the block after ``seconds`` of wall time with a permanent :class:`ExtractionError`.
+
+    Pathological pages (hundreds of thousands of links or unclosed tags) can keep the
+    HTML parser busy for minutes. The limit uses SIGALRM, so it applies in the main
+    thread (the CLI, an Airflow task process); elsewhere the block runs unbounded.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _TimeLimitExceeded
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _TimeLimitExceeded:
+        raise ExtractionError(f"extraction took longer than {seconds:g} s", permanent=True) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _tidy_text(text: str) -> str:

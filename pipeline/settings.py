@@ -60,6 +60,7 @@ class PollSettings(_Section):
     max_items_per_feed: int = Field(200, ge=1, le=10_000)
     page_retry_limit: int = Field(5, ge=1, le=50)
     min_text_chars: int = Field(200, ge=0, le=100_000)
+    extract_timeout_seconds: float = Field(20.0, ge=0, le=600)
 
 
 class AirflowSettings(_Section):

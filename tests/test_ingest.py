@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -287,3 +288,19 @@ def test_changed_page_under_known_url_becomes_a_version(session: Session, settin
     assert article is not None and article.text.endswith("not yet signed.")
     versions = session.scalars(select(ArticleVersion)).all()
     assert [v.text for v in versions] == [BODY_EN]
+
+
+def test_extraction_time_limit_quarantines_a_pathological_page() -> None:
+    import time as time_module
+
+    from pipeline.errors import ExtractionError
+    from pipeline.ingest import time_limit
+
+    started = time_module.monotonic()
+    with pytest.raises(ExtractionError, match=r"longer than 0\.2 s") as caught, time_limit(0.2):
+        time_module.sleep(5)
+    assert caught.value.permanent
+    assert time_module.monotonic() - started < 2
+    with time_limit(1.0):
+        total = sum(range(1000))
+    assert total == 499500
