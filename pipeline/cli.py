@@ -148,18 +148,10 @@ def _parse_since(value: str) -> datetime:
 @contextmanager
 def open_session(settings: Settings, *, migrate: bool = False) -> Iterator[Session]:
     """A session on the configured database; checks (or upgrades) the schema first."""
-    from pipeline.db.engine import make_engine, require_current_schema, session_factory, upgrade_schema
+    from pipeline.db.engine import open_session as open_database
 
-    engine = make_engine(settings.db_url)
-    try:
-        if migrate:
-            upgrade_schema(engine)
-        else:
-            require_current_schema(engine)
-        with session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
+    with open_database(settings.db_url, migrate=migrate) as session:
+        yield session
 
 
 def _stderr(message: str) -> None:

@@ -85,6 +85,7 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.formatting import format_number
 
 Direction = Literal["up", "down"]
 Bins = Sequence[tuple[datetime, int]]
@@ -777,24 +778,25 @@ def _make_change(series: str, at: datetime, candidate: _Candidate) -> Change:
         if candidate.empty_baseline:
             explanation = (
                 f"{count_text} in the last {window_text} after none in the previous {days_text} "
-                f"({_fmt_number(candidate.expected)} expected; p {p_text})"
+                f"({format_number(candidate.expected)} expected; p {p_text})"
             )
         else:
             explanation = (
-                f"{count_text} in the last {window_text} against {_fmt_number(candidate.baseline_rate)}/day "
-                f"over the previous {days_text} ({_fmt_number(candidate.expected)} expected; p {p_text})"
+                f"{count_text} in the last {window_text} against "
+                f"{format_number(candidate.baseline_rate)}/day over the previous {days_text} "
+                f"({format_number(candidate.expected)} expected; p {p_text})"
             )
         if candidate.reference:
             previous = candidate.reference
             explanation += (
-                f", and above the {_fmt_number(previous.rate)}/day ({previous.count} in "
+                f", and above the {format_number(previous.rate)}/day ({previous.count} in "
                 f"{_fmt_window(previous.window)}) that raised the alert of {previous.at:%Y-%m-%d %H:%M} UTC"
             )
     else:
         explanation = (
-            f"{count_text} in the last {window_text} against {_fmt_number(candidate.baseline_rate)}/day "
-            f"over the previous {days_text}, at least {_fmt_number(candidate.low_half_rate or 0.0)}/day "
-            f"in each half ({_fmt_number(candidate.expected)} expected; p {p_text})"
+            f"{count_text} in the last {window_text} against {format_number(candidate.baseline_rate)}/day "
+            f"over the previous {days_text}, at least {format_number(candidate.low_half_rate or 0.0)}/day "
+            f"in each half ({format_number(candidate.expected)} expected; p {p_text})"
         )
     return Change(
         series=series,
@@ -890,16 +892,6 @@ def lower_tail_probability(x: int, mean: float, size: float) -> float:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _fmt_number(value: float) -> str:
-    if value == 0:
-        return "0"
-    if value < 0.095:
-        return f"{value:.2f}"
-    if value < 10:
-        return f"{value:.1f}"
-    return f"{value:.0f}"
 
 
 def _fmt_p(log_p: float) -> str:

@@ -28,6 +28,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
+from pipeline.formatting import format_number
+
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
 MAX_HEADER_TEXT = 150
@@ -374,7 +376,7 @@ def _change_unit(item: DigestChange, labels: Mapping[str, str], web_base_url: st
 
 def _overview_line(change: ChangeLike, labels: Mapping[str, str]) -> tuple[str, str]:
     name = _label(change.series, labels)
-    counts = f"{change.count} vs {_number(change.baseline)} expected"
+    counts = f"{change.count} vs {format_number(change.baseline)} expected"
     return (
         f"{EMOJI.get(change.direction, '')} *{_escape(name)}* ({_kind(change.series)}): {counts}",
         f"{ARROWS.get(change.direction, '')} {name} ({_kind(change.series)}): {counts}",
@@ -594,16 +596,6 @@ def _clip(text: str, limit: int) -> str:
 def _plural(count: int, singular: str, plural: str | None = None, *, prefix: str = "") -> str:
     noun = singular if count == 1 else (plural or singular + "s")
     return f"{prefix}{count} {noun}"
-
-
-def _number(value: float) -> str:
-    if value == 0:
-        return "0"
-    if value < 0.095:
-        return f"{value:.2f}"
-    if value < 10:
-        return f"{value:.1f}"
-    return f"{value:.0f}"
 
 
 def _iso(moment: datetime) -> str:

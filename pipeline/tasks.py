@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from pipeline.db import repo
-from pipeline.db.engine import make_engine, require_current_schema, session_factory
+from pipeline.db.engine import open_session
 from pipeline.db.schema import utcnow
 from pipeline.http import HttpClient
 from pipeline.ingest import retry_failed_pages, run_cycle
@@ -29,16 +29,9 @@ MAX_MAPPED_BATCHES = 64
 FAULT_ENV = "SUMMITWATCH_TEST_FAIL_ONCE"
 
 
-@contextmanager
-def task_session(settings: Settings) -> Iterator[Session]:
+def task_session(settings: Settings) -> AbstractContextManager[Session]:
     """A session on the configured database, which must be at the current schema."""
-    engine = make_engine(settings.db_url)
-    try:
-        require_current_schema(engine)
-        with session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
+    return open_session(settings.db_url)
 
 
 def plan_feed_batches(

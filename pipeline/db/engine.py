@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,21 @@ def apply_views(engine: Engine, path: Path | None = None) -> list[str]:
         for statement in statements:
             connection.exec_driver_sql(statement)
     return names
+
+
+@contextmanager
+def open_session(db_url: str, *, migrate: bool = False) -> Iterator[Session]:
+    """A session on ``db_url`` after checking (or, with ``migrate``, upgrading) the schema.
+
+    The engine lives as long as the block: callers (a CLI command, a task) own it.
+    """
+    engine = make_engine(db_url)
+    try:
+        if migrate:
+            upgrade_schema(engine)
+        else:
+            require_current_schema(engine)
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
