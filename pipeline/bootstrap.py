@@ -12,7 +12,6 @@ from pipeline.db.engine import apply_views, make_engine, session_factory, upgrad
 from pipeline.db.schema import Article
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import IngestContext, build_candidate, store_candidate
-from pipeline.reporting import history_start
 from pipeline.seeds import load_seed_documents
 from pipeline.settings import Settings
 
@@ -35,7 +34,7 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
         before, after = upgrade_schema(engine)
         apply_views(engine, views_file(settings.config_dir))
         with session_factory(engine)() as session:
-            history_start(session)  # collection starts now, unless it started earlier
+            repo.history_start(session)  # collection starts now, unless it started earlier
             added, present = load_seeds(session, settings)
             feeds_added = feeds_updated = 0
             for entry in registry.feeds if registry else []:

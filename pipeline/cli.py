@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="poll all due feeds and process new items")
     run.add_argument("--once", action="store_true", help="one cycle, then exit")
+    run.add_argument("--all", action="store_true", help="poll every enabled feed now, due or not")
     run.set_defaults(handler=cmd_run)
 
     imp = commands.add_parser("import", help="ingest pre-fetched items from a JSON Lines file")
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     opml_out = feed_commands.add_parser("export-opml", help="print the feed list as OPML")
     opml_out.set_defaults(handler=cmd_feeds_export_opml)
 
+    serve = commands.add_parser("serve", help="the read-only web UI")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.set_defaults(handler=cmd_serve)
+
     demo = commands.add_parser("demo", help="the full pipeline offline on the bundled site")
     demo.add_argument("--port", type=int, default=8765, help="port for the fixture site")
     demo.set_defaults(handler=cmd_demo)
@@ -186,7 +192,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     with open_session(settings) as session, _http_client(settings) as client:
         while True:
             started = time.monotonic()
-            summary = run_cycle(session, client, settings, progress=_stderr)
+            feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if args.all else None
+            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_stderr)
             counts = summary.counts()
             _stderr(
                 f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
@@ -587,6 +594,28 @@ def cmd_feeds_export_opml(args: argparse.Namespace, settings: Settings) -> int:
             for f in repo.list_feeds(session)
         ]
     sys.stdout.write(to_opml(feeds).decode("utf-8"))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from pipeline.web import create_app
+
+    if not 0 < args.port < 65536:
+        raise SummitwatchError(f"--port must be between 1 and 65535, not {args.port}")
+    with open_session(settings):
+        pass  # stops here, saying why, when the database is unreachable or not initialised
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        lifespan="on",
+        ws="none",
+        log_level="debug" if args.verbose else "info",
+    )
     return 0
 
 

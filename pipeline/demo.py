@@ -27,7 +27,6 @@ from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article
 from pipeline.errors import SummitwatchError
 from pipeline.fixture_site import FixtureServer
-from pipeline.reporting import extend_history
 from pipeline.settings import Settings
 
 DEMO_OUTLET_PREFIX = "demo: "
@@ -168,7 +167,7 @@ def _backfill_history(session: Session, feed_ids: list[int]) -> None:
     """
     earliest = session.scalar(select(func.min(Article.published_at)).where(Article.feed_id.in_(feed_ids)))
     if earliest is not None:
-        extend_history(session, earliest)
+        repo.extend_history(session, earliest)
         session.commit()
 
 

@@ -695,6 +695,9 @@ def import_lines(
                 seen_at=now or utcnow(),
             )
             repo.resolve_failure(session, "import", f"{source}:{number}")
+            if result.status == "new" and candidate.published_at is not None:
+                # Importing past articles back-fills the coverage history.
+                repo.extend_history(session, candidate.published_at)
         except (ValueError, ItemError) as exc:
             message = f"line {number}: {_short_error(exc)}"
             repo.record_failure(

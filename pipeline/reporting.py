@@ -35,6 +35,7 @@ from pipeline.coverage import (
     series_name,
     unreported_changes,
 )
+from pipeline.db.repo import history_start
 from pipeline.db.schema import (
     Article,
     ArticleTopic,
@@ -42,7 +43,6 @@ from pipeline.db.schema import (
     CoverageChange,
     DigestOutbox,
     Feed,
-    PipelineState,
     utcnow,
 )
 from pipeline.digest import (
@@ -60,7 +60,6 @@ from pipeline.settings import Settings
 from pipeline.slack import SlackDeliveryError, SlackTarget
 
 log = logging.getLogger(__name__)
-HISTORY_START = "history_start"
 
 
 class DeliveryFailed(SummitwatchError):
@@ -105,30 +104,6 @@ def load_reporting_config(settings: Settings) -> tuple[DetectorConfig, TopicRegi
         + [series_name("watch", e.slug) for e in registry.watch]
     )
     return config, registry
-
-
-# History -------------------------------------------------------------------------------
-
-
-def history_start(session: Session, now: datetime | None = None) -> datetime:
-    """When this installation started collecting (recorded on first use)."""
-    row = session.get(PipelineState, HISTORY_START)
-    if row is None:
-        moment = now or utcnow()
-        session.add(PipelineState(key=HISTORY_START, value=moment.isoformat()))
-        session.flush()
-        return moment
-    return datetime.fromisoformat(row.value)
-
-
-def extend_history(session: Session, earliest: datetime) -> None:
-    """Back-filled articles (imports with past dates) extend the collected history."""
-    current = history_start(session, earliest)
-    if earliest < current:
-        row = session.get(PipelineState, HISTORY_START)
-        assert row is not None
-        row.value = earliest.isoformat()
-        session.flush()
 
 
 # Series and changes ---------------------------------------------------------------------

@@ -210,3 +210,35 @@ def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
     assert bad.returncode == 2 and "energy" in bad.stderr
     again = sw("reclassify", db=db)
     assert again.returncode == 0 and "re-classified 6 articles" in again.stderr
+
+
+def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
+    import shutil
+
+    from pipeline.fixture_site import FixtureServer
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "feeds.yaml").write_text("feeds: []\n")  # no real feeds: tests stay on 127.0.0.1
+    env = {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+    db = tmp_path / "run.db"
+    with FixtureServer() as site:
+        assert sw("init", db=db, env=env).returncode == 0
+        feed_url = site.url(site.site.feeds[0].path)
+        assert sw("feeds", "add", feed_url, db=db, env=env).returncode == 0
+        first = sw("run", "--once", db=db, env=env)
+        assert first.returncode == 0, first.stderr
+        assert "1 feeds polled" in first.stderr and "0 not modified" in first.stderr
+        stored = len(sw("articles", "--json", "--duplicates", db=db, env=env).stdout.splitlines())
+        assert stored >= 3
+        not_due = sw("run", "--once", db=db, env=env)
+        assert "0 feeds polled" in not_due.stderr, "a feed is not polled before it is due"
+        second = sw("run", "--once", "--all", db=db, env=env)
+        assert "1 not modified" in second.stderr and "0 new" in second.stderr
+        assert len(sw("articles", "--json", "--duplicates", db=db, env=env).stdout.splitlines()) == stored
+        statuses = [r["status"] for r in site.requests if r["path"] == site.site.feeds[0].path]
+        assert statuses == [200, 200] or statuses == [200, 304]
+        assert statuses[-1] == 304
+    # Without the explicit setting, loopback feeds are refused (SSRF guard).
+    guarded = sw("run", "--once", "--all", db=db, env={"SUMMITWATCH_CONFIG_DIR": str(config)})
+    assert "non-public" in guarded.stderr

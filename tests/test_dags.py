@@ -121,9 +121,9 @@ def test_digest_dag_delivers_exactly_once_despite_a_retry(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from pipeline.db.repo import extend_history
     from pipeline.db.schema import DigestOutbox
     from pipeline.ingest import import_lines
-    from pipeline.reporting import extend_history
     from tests.slack_server import FakeSlack
     from tests.test_reporting import pos2_articles
 

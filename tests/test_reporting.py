@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.coverage import coverage_json
+from pipeline.db.repo import extend_history
 from pipeline.db.schema import CoverageChange, DigestOutbox
 from pipeline.ingest import import_lines
 from pipeline.reporting import (
     compute_coverage,
     deliver_pending,
     destination_name,
-    extend_history,
     prepare_digests,
 )
 from pipeline.settings import Settings

@@ -20,6 +20,7 @@ from pipeline.db.schema import (
     ArticleWatch,
     Feed,
     FetchFailure,
+    PipelineState,
     Sighting,
     utcnow,
 )
@@ -366,3 +367,29 @@ def article_ids_in_batches(session: Session, batch_size: int = 500) -> Iterator[
             return
         yield batch
         last = batch[-1]
+
+
+# Installation state -----------------------------------------------------------------------
+
+HISTORY_START = "history_start"
+
+
+def history_start(session: Session, now: datetime | None = None) -> datetime:
+    """When this installation started collecting (recorded on first use)."""
+    row = session.get(PipelineState, HISTORY_START)
+    if row is None:
+        moment = now or utcnow()
+        session.add(PipelineState(key=HISTORY_START, value=moment.isoformat()))
+        session.flush()
+        return moment
+    return datetime.fromisoformat(row.value)
+
+
+def extend_history(session: Session, earliest: datetime) -> None:
+    """Back-filled articles (imports with past dates) extend the collected history."""
+    current = history_start(session, earliest)
+    if earliest < current:
+        row = session.get(PipelineState, HISTORY_START)
+        assert row is not None
+        row.value = earliest.isoformat()
+        session.flush()

@@ -1,0 +1,567 @@
+"""The read-only web UI (`summitwatch serve`).
+
+Pages, filters, errors and the JSON API run through Starlette's TestClient against a
+populated database on SQLite and PostgreSQL. The whole UI also runs in a real browser
+(Debian's chromium through Playwright, JavaScript off) against a real uvicorn server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from pipeline import cli
+from pipeline.bootstrap import initialise
+from pipeline.db import repo
+from pipeline.db.engine import head_revision, make_engine, session_factory
+from pipeline.ingest import import_lines
+from pipeline.reporting import prepare_digests
+from pipeline.settings import Settings
+from pipeline.web import create_app
+from tests.conftest import REPO_ROOT, make_settings
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+EVAL = REPO_ROOT / "tests" / "fixtures" / "classify" / "eval.jsonl"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOSTILE_TITLE = '<script>alert("title")</script> Power of Siberia 2: <b>talks</b> resume'
+HOSTILE_TEXT = (
+    'Gazprom said on Thursday that the <img src=x onerror=alert("evidence")> Power of Siberia 2 pipeline '
+    "to China would carry 50 billion cubic metres of gas a year once Moscow and Beijing agree on a price.\n\n"
+    "Vladimir Putin and Xi Jinping discussed the route across Mongolia when they met in Beijing, "
+    "and both sides said technical talks between Gazprom and CNPC would resume next month. "
+    "Russian officials described the project as a pillar of the energy partnership with China."
+)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What :func:`populate` stored: article ids by role."""
+
+    pos2: list[int]  # Power of Siberia 2 articles, in a burst on the last day
+    others: list[int]
+    original: int  # has one exact copy
+    copy: int
+    hostile: int  # markup in its title and evidence
+    changed: int  # its page changed: one earlier version
+
+
+def eval_articles() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in EVAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def populate(settings: Settings) -> Corpus:
+    """Seeds, three feeds (one failing) and eval articles: a month of background coverage,
+    a burst of Power of Siberia 2 coverage, an exact copy, a hostile article, a changed page."""
+    initialise(settings, load_feeds=False)
+    rows = eval_articles()
+    pos2 = [r for r in rows if "power_of_siberia_2" in r["watch"]]
+    others = [r for i, r in enumerate(rows) if i % 6 == 0 and r not in pos2]
+    feed_names = {"en": "Eurasia Ledger", "ru": "Вестник Востока"}
+
+    def line(row: dict[str, Any], published: datetime, **extra: Any) -> str:
+        record = {
+            "id": row["id"],
+            "url": f"https://{row['lang']}.news.example/{row['id']}",
+            "title": row["title"],
+            "text": row["text"],
+            "published": published.isoformat(),
+        }
+        if row["lang"] in feed_names:
+            record["feed"] = feed_names[row["lang"]]
+        return json.dumps({**record, **extra}, ensure_ascii=False)
+
+    lines = [line(r, NOW - timedelta(hours=3 + 2 * i)) for i, r in enumerate(pos2)]
+    lines += [line(r, NOW - timedelta(hours=30 + 19 * i)) for i, r in enumerate(others)]
+    lines.append(line(pos2[0], NOW - timedelta(hours=1), id="copy", url="https://mirror.example/pos2-copy"))
+    lines.append(
+        json.dumps(
+            {
+                "id": "hostile",
+                "url": "https://hostile.example/pos2",
+                "title": HOSTILE_TITLE,
+                "text": HOSTILE_TEXT,
+                "published": (NOW - timedelta(hours=2)).isoformat(),
+            }
+        )
+    )
+    changed = others[0]
+    lines.append(line(changed, NOW - timedelta(hours=30), text=changed["text"] + "\n\nCorrection: updated."))
+
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            repo.extend_history(session, NOW - timedelta(days=30))
+            ledger, _ = repo.upsert_feed(
+                session, "https://ledger.example/rss.xml", name="Eurasia Ledger", outlet="Eurasia Ledger"
+            )
+            ledger.lang, ledger.last_status = "en", 200
+            ledger.last_polled_at, ledger.next_poll_at = (
+                NOW - timedelta(minutes=10),
+                NOW + timedelta(minutes=5),
+            )
+            repo.upsert_feed(session, "https://vestnik.example/rss", name="Вестник Востока", lang="ru")
+            broken, _ = repo.upsert_feed(session, "https://broken.example/feed.xml", name="Broken Wire")
+            broken.failure_count, broken.last_status = 3, 503
+            broken.last_error = "HTTP 503 from https://broken.example/feed.xml <Service Unavailable>"
+            broken.last_polled_at, broken.next_poll_at = NOW - timedelta(hours=1), NOW + timedelta(hours=2)
+            session.commit()
+            results = list(import_lines(session, settings, lines, source="web-test", now=NOW))
+    finally:
+        engine.dispose()
+    ids = {r.input_id: r.result.article_id for r in results}
+    statuses = {r.input_id: r.result.status for r in results}
+    assert statuses["copy"] == "duplicate" and statuses["hostile"] == "new", statuses
+    assert all(ids[r["id"]] for r in pos2 + others)
+    return Corpus(
+        pos2=[ids[r["id"]] for r in pos2],
+        others=[ids[r["id"]] for r in others],
+        original=ids[pos2[0]["id"]],
+        copy=ids["copy"],
+        hostile=ids["hostile"],
+        changed=ids[changed["id"]],
+    )
+
+
+@contextmanager
+def web_client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        yield client
+
+
+def ids_on_page(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'href="/articles/(\d+)">details', html)]
+
+
+# Fast tests: TestClient, SQLite and PostgreSQL ------------------------------------------------
+
+
+def test_article_list_filters_and_pages(settings: Settings) -> None:
+    corpus = populate(settings)
+    with web_client(settings) as client:
+        home = client.get("/")
+        assert home.status_code == 200
+        assert home.headers["content-type"].startswith("text/html")
+        listed = ids_on_page(home.text)
+        assert len(listed) == 20, "the CLI's default page size"
+        assert corpus.copy not in listed, "copies are folded into their original"
+        assert 'class="badge watch"' in home.text and 'class="badge topic"' in home.text
+        assert "Eurasia Ledger" in home.text, "the outlet of the feed"
+        assert client.get("/articles").text.count("details #") == 20, "/articles is the same page"
+
+        # The copy shows on its original's row, and as a row of its own with duplicates=1.
+        pos2 = client.get("/articles", params={"watch": "power_of_siberia_2"}).text
+        assert set(ids_on_page(pos2)) == {*corpus.pos2, corpus.hostile}
+        assert f'href="/articles/{corpus.original}#copies">+1 copy</a>' in pos2
+        with_copies = client.get("/articles", params={"watch": "power_of_siberia_2", "duplicates": "1"})
+        assert corpus.copy in ids_on_page(with_copies.text)
+        assert f'copy of <a href="/articles/{corpus.original}">' in with_copies.text
+        # The form's selections survive the round trip.
+        assert '<option value="power_of_siberia_2" selected>' in pos2
+
+        # Filters combine; an empty form field means "any".
+        english = client.get("/", params={"topic": "energy", "lang": "en", "watch": "", "q": ""})
+        assert english.status_code == 200
+        for article_id in ids_on_page(english.text):
+            detail = client.get(f"/articles/{article_id}").text
+            assert "badge topic" in detail and ">en" in detail
+        since = client.get("/", params={"since": (NOW - timedelta(days=1)).date().isoformat()})
+        assert set(ids_on_page(since.text)) >= set(corpus.pos2)
+        assert not set(ids_on_page(since.text)) & set(corpus.others[3:])
+        assert ids_on_page(client.get("/", params={"q": "Mongolia"}).text)
+        assert not ids_on_page(client.get("/", params={"q": "no such words at all"}).text)
+        seeds = client.get("/", params={"seeds": "1", "limit": "200"}).text
+        assert seeds.count(">seed<") == 5
+
+        # Pages are consecutive slices of the same ordering, with links between them.
+        first = client.get("/", params={"limit": "3"}).text
+        second = client.get("/", params={"limit": "3", "page": "2"}).text
+        six = ids_on_page(client.get("/", params={"limit": "6"}).text)
+        assert ids_on_page(first) + ids_on_page(second) == six
+        assert 'href="?limit=3&amp;page=2"' in first
+        assert 'href="?limit=3"' in second and 'href="?limit=3&amp;page=3"' in second
+        last = client.get("/", params={"watch": "power_of_siberia_2", "limit": "200"}).text
+        assert "Older" not in last
+
+
+def test_api_returns_what_the_cli_prints(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = populate(settings)
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
+    cases: list[dict[str, str]] = [
+        {},
+        {"watch": "power_of_siberia_2"},
+        {"topic": "energy", "lang": "en"},
+        {"watch": "power_of_siberia_2", "duplicates": "1"},
+        {"q": "Mongolia", "since": "2026-11-01"},
+        {"seeds": "1", "limit": "50"},
+    ]
+    with web_client(settings) as client:
+        for params in cases:
+            response = client.get("/api/articles", params=params)
+            assert response.status_code == 200, params
+            assert response.headers["content-type"] == "application/json"
+            body = response.json()
+            argv = ["--db", settings.db_url, "articles", "--json"]
+            for name, value in params.items():
+                argv += [f"--{name}"] if name in ("duplicates", "seeds") else [f"--{name}", value]
+            assert cli.main(argv) == 0
+            printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            assert body["articles"] == printed, params
+        everything = client.get(
+            "/api/articles", params={"watch": "power_of_siberia_2", "limit": "200"}
+        ).json()
+        assert {a["id"] for a in everything["articles"]} == {*corpus.pos2, corpus.hostile}
+        assert everything["next"] is None
+        paged = client.get("/api/articles", params={"limit": "2"}).json()
+        assert paged["page"] == 1 and paged["limit"] == 2
+        assert paged["next"] == "/api/articles?limit=2&page=2"
+        assert len(client.get(paged["next"]).json()["articles"]) == 2
+        original = next(a for a in everything["articles"] if a["id"] == corpus.original)
+        assert original["copies"] == [
+            {"id": corpus.copy, "url": "https://mirror.example/pos2-copy", "similarity": 1.0}
+        ]
+        assert original["watch"][0]["item"] == "power_of_siberia_2" and original["watch"][0]["evidence"]
+
+
+def test_article_coverage_and_feed_pages(settings: Settings) -> None:
+    corpus = populate(settings)
+    with web_client(settings) as client:
+        original = client.get(f"/articles/{corpus.original}")
+        assert original.status_code == 200
+        html = original.text
+        assert "Power of Siberia 2" in html
+        assert '<a class="badge watch" href="/articles?watch=power_of_siberia_2"' in html
+        assert html.count("<q>") >= 2, "evidence sentences for its topics and watch item"
+        assert re.search(r'class="badge topic"[^>]*>energy <span class="score">\d\.\d\d</span>', html)
+        assert f'href="/articles/{corpus.copy}">#{corpus.copy}</a>' in html
+        assert "https://mirror.example/pos2-copy" in html
+        copy = client.get(f"/articles/{corpus.copy}").text
+        assert f'<a href="/articles/{corpus.original}">#{corpus.original}' in copy
+        assert "similarity 1.00" in copy
+        changed = client.get(f"/articles/{corpus.changed}").text
+        assert "Earlier versions" in changed and "Correction: updated." in changed
+
+        coverage = client.get("/coverage")
+        assert coverage.status_code == 200
+        assert '<svg class="sparkline"' in coverage.text
+        assert coverage.text.count("<svg") == 15, "ten topics and five watch items"
+        assert 'href="/articles?watch=power_of_siberia_2&amp;since=' in coverage.text
+        assert "articles in the last 24 h" in coverage.text, "the change's explanation"
+        assert '<rect class="up"' in coverage.text, "the burst's day is marked"
+        assert client.get("/coverage", params={"days": "7"}).text.count('<rect class="') == 15 * 7
+
+        feeds = client.get("/feeds")
+        assert feeds.status_code == 200
+        assert "Broken Wire" in feeds.text and '<span class="state failing">failing</span>' in feeds.text
+        assert "HTTP 503 from https://broken.example/feed.xml &lt;Service Unavailable&gt;" in feeds.text
+        assert f"{NOW + timedelta(hours=2):%Y-%m-%d %H:%M} UTC" in feeds.text, "next poll"
+
+        health = client.get("/healthz")
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok", "schema": head_revision()}
+
+
+def test_hostile_titles_and_evidence_are_escaped(settings: Settings) -> None:
+    corpus = populate(settings)
+    with web_client(settings) as client:
+        pages = [
+            client.get("/", params={"watch": "power_of_siberia_2"}).text,
+            client.get(f"/articles/{corpus.hostile}").text,
+        ]
+    for html in pages:
+        assert "<script" not in html
+        assert "&lt;script&gt;alert(&#34;title&#34;)&lt;/script&gt;" in html
+        assert "<b>talks</b>" not in html and "&lt;b&gt;talks&lt;/b&gt;" in html
+    detail = pages[1]
+    assert "<img" not in detail
+    assert "&lt;img src=x onerror=alert(&#34;evidence&#34;)&gt;" in detail
+    assert re.search(r"<q>[^<]*&lt;img src=x", detail), "the evidence sentence, escaped"
+
+
+def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
+    initialise(settings, load_feeds=False)
+    with web_client(settings) as client:
+        bad = {
+            "topic=sports": "unknown topic 'sports'; topics: diplomacy, energy",
+            "watch=pipelines": "unknown watch item 'pipelines'; watch items: arctic_route",
+            "since=yesterday": "since: not a date: 'yesterday' (use YYYY-MM-DD)",
+            "since=2026-02-30": "since: not a date",
+            "page=two": "page: not a whole number: 'two'",
+            "page=0": "page: must be between 1",
+            "limit=100000": "limit: must be between 1 and 200",
+            "duplicates=maybe": "duplicates: expected 1 or 0",
+            "lang=%3Cscript%3E": "lang: not a language code",
+            "page=4000&limit=200": "too deep",
+        }
+        for query, message in bad.items():
+            page = client.get(f"/articles?{query}")
+            assert page.status_code == 400, query
+            assert page.headers["content-type"].startswith("text/html")
+            assert message.replace("'", "&#39;") in page.text, (query, page.text)
+            api = client.get(f"/api/articles?{query}")
+            assert api.status_code == 400
+            assert message in api.json()["error"]
+        assert client.get("/coverage?days=x").status_code == 400
+        assert client.get("/coverage?days=0").status_code == 400
+
+        missing = client.get("/articles/999999")
+        assert missing.status_code == 404 and "There is no article 999999." in missing.text
+        assert client.get("/articles/99999999999999999999").status_code == 404
+        assert client.get("/articles/abc").status_code == 404
+        assert client.get("/nowhere").status_code == 404
+        assert client.get("/api/nowhere").json() == {"error": "Not Found"}
+
+        # Read-only: GET and HEAD only, everywhere.
+        assert client.head("/").status_code == 200
+        for path in ("/", "/articles", "/articles/1", "/api/articles", "/coverage", "/feeds", "/healthz"):
+            for method in ("POST", "PUT", "DELETE", "PATCH"):
+                response = client.request(method, path)
+                assert response.status_code == 405, (method, path)
+                assert "GET" in response.headers["allow"]
+
+        # Everything is served from here: one local stylesheet, no scripts, a strict CSP.
+        home = client.get("/")
+        assert "<script" not in home.text
+        assert re.findall(r'(?:href|src)="(?:https?:)?//', home.text) == []
+        assert '<link rel="stylesheet" href="/static/style.css">' in home.text
+        css = client.get("/static/style.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert "url(" not in css.text and "@import" not in css.text
+        policy = home.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src" not in policy
+        assert home.headers["x-content-type-options"] == "nosniff"
+        assert missing.headers["content-security-policy"] == policy
+
+
+def test_digest_links_open_the_article_list(settings: Settings) -> None:
+    """The digest links to {web_base_url}/articles?watch=…&since=…; those pages list the burst."""
+    corpus = populate(settings)
+    linked = settings.model_copy(update={"web_base_url": "http://testserver"})
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            digests = prepare_digests(session, linked, "file", now=NOW, dry_run=True)
+            session.rollback()
+    finally:
+        engine.dispose()
+    links = sorted({link for d in digests for link in re.findall(r"All articles: (\S+)", d.text)})
+    assert any("watch=power_of_siberia_2" in link for link in links), links
+    with web_client(settings) as client:
+        for link in links:
+            page = client.get(link)
+            assert page.status_code == 200, link
+            assert "details #" in page.text, link
+        pos2 = next(link for link in links if "watch=power_of_siberia_2" in link)
+        assert corpus.original in ids_on_page(client.get(pos2).text)
+
+
+def test_app_connects_only_when_started(tmp_path: Path) -> None:
+    """Creating the app touches nothing; starting it on an empty database fails clearly."""
+    path = tmp_path / "never.db"
+    settings = make_settings(f"sqlite:///{path}")
+    app = create_app(settings)
+    assert isinstance(app, Starlette)
+    assert not path.exists()
+    with pytest.raises(Exception, match=r"run `summitwatch init` first"):
+        with TestClient(app):
+            pass
+
+
+# The serve command --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def summitwatch(db: Path, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+    script = str(Path(sys.executable).parent / "summitwatch")
+    return subprocess.Popen(
+        [script, "--db", f"sqlite:///{db}", *args],
+        env=environ,
+        cwd=db.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_serve_needs_an_initialised_database(tmp_path: Path) -> None:
+    done = summitwatch(tmp_path / "empty.db", "serve", "--port", str(free_port()))
+    _, stderr = done.communicate(timeout=60)
+    assert done.returncode == 2
+    assert "run `summitwatch init` first" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_serve_runs_uvicorn_until_interrupted(sqlite_url: str, tmp_path: Path) -> None:
+    db = Path(sqlite_url.removeprefix("sqlite:///"))
+    initialise(make_settings(sqlite_url), load_feeds=False)
+    port = free_port()
+    server = summitwatch(db, "serve", "--port", str(port))
+    try:
+        health = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                    health = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert health == {"status": "ok", "schema": head_revision()}
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}/" in stderr
+    assert "Application shutdown complete" in stderr
+
+
+# The browser test -----------------------------------------------------------------------------
+
+
+@contextmanager
+def running_server(app: Starlette) -> Iterator[str]:
+    """``app`` under a real uvicorn server on a free 127.0.0.1 port, in a thread."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", ws="none", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+    assert not thread.is_alive(), "the server did not stop"
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser test needs {CHROMIUM} in CI (apt-get install chromium)")
+        pytest.skip(f"no {CHROMIUM}: install Debian's chromium to run the browser test")
+    return CHROMIUM
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, path
+
+
+@pytest.mark.slow
+def test_browse_in_a_real_browser(chromium: Path, sqlite_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    settings = make_settings(sqlite_url)
+    corpus = populate(settings)
+    problems: list[str] = []
+    with running_server(create_app(settings, clock=lambda: NOW)) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            # Everything works without JavaScript.
+            context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}"))
+            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+            page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+            page.on(
+                "request",
+                lambda request: None if request.url.startswith(base) else problems.append(request.url),
+            )
+
+            page.goto(f"{base}/")
+            assert page.title() == "Articles · summitwatch"
+            assert page.locator("table.articles tbody tr").count() == 20
+            page.screenshot(path=tmp_path / "articles.png", full_page=True)
+
+            # Filter by watch item through the form.
+            page.select_option('select[name="watch"]', "power_of_siberia_2")
+            page.get_by_role("button", name="Filter").click()
+            page.wait_for_url(re.compile(r"watch=power_of_siberia_2"))
+            rows = page.locator("table.articles tbody tr")
+            assert rows.count() == len(corpus.pos2) + 1
+            assert rows.filter(has=page.locator(".badge.watch", has_text="power of siberia 2")).count() == (
+                rows.count()
+            )
+            assert page.locator('select[name="watch"]').input_value() == "power_of_siberia_2"
+
+            # The hostile title shows as text and runs nothing.
+            hostile = page.locator("tr", has=page.locator(f'a[href="/articles/{corpus.hostile}"]'))
+            assert '<script>alert("title")</script>' in hostile.locator(".title").inner_text()
+
+            # Open an article and see its evidence.
+            page.locator(f'a[href="/articles/{corpus.original}"]', has_text="details").click()
+            page.wait_for_url(f"{base}/articles/{corpus.original}")
+            assert "Power of Siberia 2" in page.locator("h1").inner_text()
+            evidence = page.locator("ul.evidence q")
+            assert evidence.count() >= 2
+            assert evidence.first.is_visible()
+            assert page.locator("#copies table tbody tr").count() == 1
+            page.screenshot(path=tmp_path / "article.png", full_page=True)
+
+            page.get_by_role("link", name="Coverage").click()
+            page.wait_for_url(f"{base}/coverage")
+            row = page.locator("#watch-power_of_siberia_2")
+            assert row.locator("svg.sparkline rect").count() == 30
+            assert row.locator("a.change.up").count() >= 1
+            assert "articles in the last 24 h" in page.locator("ol.changes-list").inner_text()
+            page.screenshot(path=tmp_path / "coverage.png", full_page=True)
+
+            page.get_by_role("link", name="Feeds").click()
+            page.wait_for_url(f"{base}/feeds")
+            broken = page.locator("tr", has_text="Broken Wire")
+            assert "failing" in broken.inner_text() and "HTTP 503" in broken.inner_text()
+            page.screenshot(path=tmp_path / "feeds.png", full_page=True)
+            context.close()
+        finally:
+            browser.close()
+    for name in ("articles", "article", "coverage", "feeds"):
+        assert_png(tmp_path / f"{name}.png")
+    assert problems == []
