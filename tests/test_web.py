@@ -33,10 +33,12 @@ from pipeline import cli
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
 from pipeline.db.engine import head_revision, make_engine, session_factory
+from pipeline.errors import DatabaseError
 from pipeline.ingest import import_lines
 from pipeline.reporting import prepare_digests
 from pipeline.settings import Settings
 from pipeline.web import create_app
+from pipeline.web.app import web_url
 from tests.conftest import REPO_ROOT, make_settings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -113,6 +115,7 @@ def populate(settings: Settings) -> Corpus:
             }
         )
     )
+    lines.append(json.dumps({"id": "broken", "url": "https://n.example/empty"}))  # an open failure
     changed = others[0]
     lines.append(line(changed, NOW - timedelta(hours=30), text=changed["text"] + "\n\nCorrection: updated."))
 
@@ -140,6 +143,7 @@ def populate(settings: Settings) -> Corpus:
     ids = {r.input_id: r.result.article_id for r in results}
     statuses = {r.input_id: r.result.status for r in results}
     assert statuses["copy"] == "duplicate" and statuses["hostile"] == "new", statuses
+    assert statuses["broken"] == "error"
     assert all(ids[r["id"]] for r in pos2 + others)
     return Corpus(
         pos2=[ids[r["id"]] for r in pos2],
@@ -285,6 +289,8 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert "Broken Wire" in feeds.text and '<span class="state failing">failing</span>' in feeds.text
         assert "HTTP 503 from https://broken.example/feed.xml &lt;Service Unavailable&gt;" in feeds.text
         assert f"{NOW + timedelta(hours=2):%Y-%m-%d %H:%M} UTC" in feeds.text, "next poll"
+        assert "needs &#39;html&#39; or &#39;text&#39;" in feeds.text, "the open import failure"
+        assert "quarantined" in feeds.text
 
         health = client.get("/healthz")
         assert health.status_code == 200
@@ -392,9 +398,23 @@ def test_app_connects_only_when_started(tmp_path: Path) -> None:
     app = create_app(settings)
     assert isinstance(app, Starlette)
     assert not path.exists()
-    with pytest.raises(Exception, match=r"run `summitwatch init` first"):
+    with pytest.raises(DatabaseError, match=r"run `summitwatch init` first"):
         with TestClient(app):
             pass
+
+
+def test_only_web_addresses_become_links() -> None:
+    assert web_url("https://news.example/a?b=1") == "https://news.example/a?b=1"
+    assert web_url("http://news.example/") == "http://news.example/"
+    for hostile in (
+        "javascript:alert(1)",
+        "data:text/html,<b>x</b>",
+        "//evil.example/",
+        "https://",
+        "",
+        None,
+    ):
+        assert web_url(hostile) is None, hostile
 
 
 # The serve command --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.classify import Entry, TopicRegistry
+from pipeline.cli import _article_json
 from pipeline.coverage import Change
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
@@ -260,9 +261,7 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
         raise BadRequest(f"unknown topic {topic!r}; topics: {', '.join(_slugs(registry.topics))}")
     watch = _text(params, "watch")
     if watch is not None and watch not in _slugs(registry.watch):
-        raise BadRequest(
-            f"unknown watch item {watch!r}; watch items: {', '.join(_slugs(registry.watch))}"
-        )
+        raise BadRequest(f"unknown watch item {watch!r}; watch items: {', '.join(_slugs(registry.watch))}")
     lang = _text(params, "lang")
     if lang is not None and not _LANG.match(lang):
         raise BadRequest(f"lang: not a language code: {lang!r} (use e.g. en, ru, zh)")
@@ -394,7 +393,9 @@ def _load_related(session: Session, articles: Sequence[Article]) -> None:
     for article in articles:
         set_committed_value(article, "feed", feeds.get(article.feed_id) if article.feed_id else None)
         set_committed_value(
-            article, "duplicate_of", originals.get(article.duplicate_of_id) if article.duplicate_of_id else None
+            article,
+            "duplicate_of",
+            originals.get(article.duplicate_of_id) if article.duplicate_of_id else None,
         )
 
 
@@ -444,22 +445,27 @@ class SeriesView:
         changed = {(c.at - timedelta(seconds=1)).astimezone(UTC).date(): c.direction for c in self.changes}
         bars = []
         for index, (day, count) in enumerate(self.days):
-            height = 1.0 if count <= 0 else max(3.0, count / top * (SPARK_HEIGHT - 2))
-            css = "zero" if count <= 0 else changed.get(day, "count")
+            direction = changed.get(day)
+            # An empty day is a hairline; one with a change (a fall to silence) a little more.
+            silent = 2.0 if direction else 1.0
+            height = max(3.0, count / top * (SPARK_HEIGHT - 2)) if count > 0 else silent
+            label = f"{day:%Y-%m-%d}: {count} article{'' if count == 1 else 's'}"
             bars.append(
                 Bar(
                     x=index * SPARK_STEP,
                     y=SPARK_HEIGHT - height,
                     width=SPARK_STEP - 1,
                     height=height,
-                    label=f"{day:%Y-%m-%d}: {count} article{'' if count == 1 else 's'}",
-                    css=css,
+                    label=f"{label}, change {direction}" if direction else label,
+                    css=direction or ("count" if count > 0 else "zero"),
                 )
             )
         return bars
 
 
-def daily_counts(bins: Sequence[tuple[datetime, int]], first_day: date, last_day: date) -> list[tuple[date, int]]:
+def daily_counts(
+    bins: Sequence[tuple[datetime, int]], first_day: date, last_day: date
+) -> list[tuple[date, int]]:
     """Sum ``bins`` (of any size up to a day) per UTC day from ``first_day`` to ``last_day``."""
     totals: dict[date, int] = {}
     for start, count in bins:
@@ -467,7 +473,9 @@ def daily_counts(bins: Sequence[tuple[datetime, int]], first_day: date, last_day
         if first_day <= day <= last_day:
             totals[day] = totals.get(day, 0) + count
     span = (last_day - first_day).days + 1
-    return [(first_day + timedelta(days=i), totals.get(first_day + timedelta(days=i), 0)) for i in range(span)]
+    return [
+        (first_day + timedelta(days=i), totals.get(first_day + timedelta(days=i), 0)) for i in range(span)
+    ]
 
 
 # Views -------------------------------------------------------------------------------------
@@ -518,7 +526,9 @@ class _Site:
                 .order_by(ArticleVersion.replaced_at.desc(), ArticleVersion.id.desc())
             ).all()
             sightings = session.scalars(
-                select(Sighting).where(Sighting.article_id == article.id).order_by(Sighting.seen_at, Sighting.id)
+                select(Sighting)
+                .where(Sighting.article_id == article.id)
+                .order_by(Sighting.seen_at, Sighting.id)
             ).all()
             registry = resources.registry
             return self.render(
@@ -600,8 +610,6 @@ class _Site:
 
     def api_articles(self, request: Request) -> Response:
         """The article list as JSON: each article as a line of ``summitwatch articles --json``."""
-        from pipeline.cli import _article_json
-
         resources = _resources(request)
         query = parse_list_query(request.query_params, resources.registry)
         with resources.sessions() as session:
@@ -633,13 +641,17 @@ class _Site:
         message = "The database cannot be read right now; try again shortly."
         if _wants_json(request):
             return JSONResponse({"error": message}, status_code=503)
-        return self.render(request, "error.html", status_code=503, title="Database unavailable", message=message)
+        return self.render(
+            request, "error.html", status_code=503, title="Database unavailable", message=message
+        )
 
     def configuration_error(self, request: Request, exc: Exception) -> Response:
         message = f"summitwatch cannot show this page: {exc}"
         if _wants_json(request):
             return JSONResponse({"error": message}, status_code=500)
-        return self.render(request, "error.html", status_code=500, title="Configuration error", message=message)
+        return self.render(
+            request, "error.html", status_code=500, title="Configuration error", message=message
+        )
 
     def render(
         self,
@@ -674,4 +686,3 @@ def _wants_json(request: Request) -> bool:
 def paragraphs(text: str) -> list[str]:
     """The article text split at blank lines (single line breaks are kept by the stylesheet)."""
     return [part.strip() for part in re.split(r"\n\s*\n", text) if part.strip()]
-
