@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from pipeline import dedup, neardup
@@ -153,7 +154,8 @@ def build_candidate(
                 f"{settings.poll.min_text_chars})",
                 permanent=True,
             )
-    text = _tidy_text(text)
+    text = _tidy_text(clean_string(text))
+    title = clean_string(title) if title else title
     if not text:
         raise ExtractionError("empty text", permanent=True)
     published = published_at or _parse_date(extracted_date)
@@ -210,6 +212,19 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_string(value: str) -> str:
+    """Drop what no database should store: NUL and other control characters, lone surrogates.
+
+    PostgreSQL refuses NUL in text and any database driver refuses unpaired surrogates
+    (which JSON input can carry as ``\\ud800``); either would otherwise fail the item late.
+    """
+    value = _CONTROL.sub("", value)
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _tidy_text(text: str) -> str:
@@ -459,8 +474,14 @@ def poll_feed(
     result = PollResult(feed.id, feed.url, "fetched")
     context = context or IngestContext.from_settings(settings)
     for item in parsed.items:
-        outcome = ingest_item(session, client, settings, item, feed=feed, now=now, context=context)
-        session.commit()
+        try:
+            outcome = ingest_item(session, client, settings, item, feed=feed, now=now, context=context)
+            session.commit()
+        except SQLAlchemyError as exc:
+            # One item the database refuses must not cost the rest of the feed.
+            session.rollback()
+            log.exception("feed %s: item %s could not be stored", feed.url, item.url)
+            outcome = ItemResult("error", error=f"could not be stored: {type(exc).__name__}", url=item.url)
         result.items.append(outcome)
         if progress:
             progress(_describe_item(outcome))
@@ -524,6 +545,8 @@ def ingest_item(
         return ItemResult("error", error="feed item has no link", title=item.title)
     if len(url) > MAX_URL_LENGTH:
         return ItemResult("error", error="link longer than 2048 characters", title=item.title)
+    if _CONTROL.search(url) or any(char.isspace() for char in url):
+        return ItemResult("error", error="link contains control characters or spaces", title=item.title)
     canonical = dedup.canonical_url(url)
     known = repo.article_by_canonical_url(session, canonical)
     if known is not None:
@@ -698,8 +721,12 @@ def import_lines(
             if result.status == "new" and candidate.published_at is not None:
                 # Importing past articles back-fills the coverage history.
                 repo.extend_history(session, candidate.published_at)
-        except (ValueError, ItemError) as exc:
+        except (ValueError, ItemError, RecursionError, SQLAlchemyError) as exc:
+            # The line's partial writes are discarded; earlier lines are committed already.
+            session.rollback()
             message = f"line {number}: {_short_error(exc)}"
+            if isinstance(exc, SQLAlchemyError):
+                log.exception("import %s line %d could not be stored", source, number)
             repo.record_failure(
                 session,
                 stage="import",
@@ -707,16 +734,20 @@ def import_lines(
                 error=message,
                 permanent=True,
                 retry_after=None,
-                item={"line": raw[:2000]},
+                item={"line": clean_string(raw[:2000])},
             )
             result = ItemResult("error", error=message)
         session.commit()
         yield ImportResult(number, input_id, result)
 
 
-def _short_error(exc: Exception) -> str:
+def _short_error(exc: BaseException) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"not valid JSON ({exc.msg} at column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, SQLAlchemyError):
+        return f"could not be stored: {type(exc).__name__}"
     return str(exc)
 
 
@@ -725,7 +756,12 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
     if unknown:
         raise ExtractionError(f"unknown fields: {', '.join(sorted(unknown))}", permanent=True)
     url = record.get("url")
-    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+    if url is not None and (
+        not isinstance(url, str)
+        or not url.startswith(("http://", "https://"))
+        or _CONTROL.search(url)
+        or any(char.isspace() for char in url)
+    ):
         raise ExtractionError("'url' must be an http(s) URL", permanent=True)
     if url and len(url) > MAX_URL_LENGTH:
         raise ExtractionError("'url' longer than 2048 characters", permanent=True)

@@ -304,3 +304,30 @@ def test_extraction_time_limit_quarantines_a_pathological_page() -> None:
     with time_limit(1.0):
         total = sum(range(1000))
     assert total == 499500
+
+
+def test_hostile_import_lines_are_recorded_and_the_rest_stored(session: Session, settings: Settings) -> None:
+    lines = [
+        json.dumps(
+            {"id": "nul", "url": "https://n.example/nul", "title": "Null\x00byte", "text": BODY_EN + "\x00"}
+        ),
+        json.dumps({"id": "surrogate", "title": "Half \ud800 pair", "text": BODY_RU + " \ud83d"}),
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"id": "ctl-url", "url": "https://n.example/a\nb", "text": BODY_EN}),
+        json.dumps({"id": "big", "html": "<html><body>" + "<div><p>x</p>" * 200_000 + "</body></html>"}),
+        json.dumps(
+            {"id": "ok", "url": "https://n.example/fine", "text": BODY_EN.replace("Thursday", "Friday")}
+        ),
+    ]
+    results = list(import_lines(session, settings, lines, source="hostile", now=NOW))
+    by_id = {r.input_id: r.result for r in results}
+    assert by_id["nul"].status == "new"
+    stored = session.get(Article, by_id["nul"].article_id)
+    assert stored is not None and "\x00" not in stored.text and stored.title == "Nullbyte"
+    assert by_id["surrogate"].status == "new"
+    assert results[2].result.status == "error" and "nested too deeply" in (results[2].result.error or "")
+    assert by_id["ctl-url"].status == "error"
+    assert by_id["big"].status in {"new", "error"}  # odd but harmless: it must just not stop the run
+    assert by_id["ok"].status in {"new", "duplicate"}
+    errors = sum(r.result.status == "error" for r in results)
+    assert count(session, FetchFailure, FetchFailure.stage == "import") == errors
