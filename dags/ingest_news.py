@@ -45,7 +45,9 @@ def summitwatch_ingest() -> None:
 
         return plan_feed_batches((params or {}).get("feed_ids") or None)
 
-    @task(max_active_tis_per_dagrun=8, execution_timeout=timedelta(minutes=30))
+    @task(
+        max_active_tis_per_dagrun=SETTINGS.airflow.max_parallel_polls, execution_timeout=timedelta(minutes=30)
+    )
     def poll_batch(feed_ids: list[int]) -> dict[str, int]:
         from pipeline.tasks import poll_feed_batch
 

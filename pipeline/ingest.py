@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -369,14 +370,15 @@ def _closest_near_duplicate(
     keys = neardup.band_keys(signature, params)
     best: tuple[float, float, int] | None = None
     best_article: Article | None = None
-    for candidate_id in repo.band_candidates(session, keys, params.scheme):
-        other = session.get(Article, candidate_id)
-        if other is None:
-            continue
+    candidate_ids = repo.band_candidates(session, keys, params.scheme)
+    candidates = (
+        session.scalars(select(Article).where(Article.id.in_(candidate_ids))).all() if candidate_ids else []
+    )
+    for other in sorted(candidates, key=lambda article: article.id):
         verdict = neardup.verify_profiles(shingled, neardup.profile(other.text, other.lang, params), params)
         if not verdict.is_duplicate:
             continue
-        rank = (round(verdict.jaccard, 3), round(verdict.similarity, 3), -candidate_id)
+        rank = (round(verdict.jaccard, 3), round(verdict.similarity, 3), -other.id)
         if best is None or rank > best:
             best, best_article = rank, other
     if best is None or best_article is None:
@@ -548,17 +550,13 @@ def ingest_item(
     if _CONTROL.search(url) or any(char.isspace() for char in url):
         return ItemResult("error", error="link contains control characters or spaces", title=item.title)
     canonical = dedup.canonical_url(url)
-    known = repo.article_by_canonical_url(session, canonical)
+    known = repo.known_url(session, canonical)
     if known is not None:
-        repo.add_sighting(session, known.id, via, url, now)
+        # Already stored: a sighting, no fetch. (Only ids and language are loaded.)
+        article_id, duplicate_of_id, lang = known
+        repo.add_sighting(session, article_id, via, url, now)
         return ItemResult(
-            "duplicate",
-            known.id,
-            known.duplicate_of_id or known.id,
-            1.0,
-            known.lang,
-            url=url,
-            title=item.title,
+            "duplicate", article_id, duplicate_of_id or article_id, 1.0, lang, url=url, title=item.title
         )
     try:
         response = client.get(url, accept=PAGE_ACCEPT)
@@ -798,6 +796,4 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
 def _feed_id_for(session: Session, feed: Any) -> int | None:
     if not isinstance(feed, str) or not feed:
         return None
-    from sqlalchemy import or_, select
-
     return session.scalar(select(Feed.id).where(or_(Feed.url == feed, Feed.name == feed)).limit(1))

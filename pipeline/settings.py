@@ -69,6 +69,7 @@ class AirflowSettings(_Section):
     retries: int = Field(3, ge=0, le=20)
     retry_delay_seconds: int = Field(30, ge=0, le=3600)
     max_retry_delay_minutes: int = Field(10, ge=1, le=1440)
+    max_parallel_polls: int = Field(16, ge=1, le=1024)
 
 
 class LanguageSettings(_Section):

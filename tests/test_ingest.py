@@ -331,3 +331,35 @@ def test_hostile_import_lines_are_recorded_and_the_rest_stored(session: Session,
     assert by_id["ok"].status in {"new", "duplicate"}
     errors = sum(r.result.status == "error" for r in results)
     assert count(session, FetchFailure, FetchFailure.stage == "import") == errors
+
+
+def test_band_lookup_starts_from_the_band_keys(session: Session, settings: Settings) -> None:
+    """A regression guard: the candidate query must not scan every stored signature."""
+    from sqlalchemy import text
+
+    from pipeline.db.schema import ArticleSignature
+
+    params = settings.neardup_params()
+    session.add_all(
+        Article(id=i, text="x", lang="en", content_hash=f"{i:064x}", is_seed=False, word_count=1)
+        for i in range(1, 201)
+    )
+    session.flush()
+    session.add_all(
+        ArticleSignature(article_id=i, scheme=params.scheme, signature=b"\0") for i in range(1, 201)
+    )
+    for i in range(1, 201):
+        repo.store_signature(session, i, params.scheme, b"\0", [i * 1000 + band for band in range(3)])
+    session.commit()
+    assert repo.band_candidates(session, [5000, 5001, 7002, 999_999], params.scheme) == [5, 7]
+    assert repo.band_candidates(session, [5000], "another-scheme") == []
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        plan = " ".join(
+            str(row[-1])
+            for row in session.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT DISTINCT article_id FROM article_bands WHERE band_key IN (1, 2)"
+                )
+            )
+        )
+        assert "article_bands" in plan and "SCAN" not in plan.replace("SCAN CONSTANT ROW", "")

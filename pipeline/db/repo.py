@@ -77,6 +77,16 @@ def article_by_canonical_url(session: Session, canonical_url: str) -> Article | 
     return session.scalar(select(Article).where(Article.canonical_url == canonical_url))
 
 
+def known_url(session: Session, canonical_url: str) -> tuple[int, int | None, str] | None:
+    """(id, duplicate_of_id, lang) of the article stored under ``canonical_url``, if any."""
+    row = session.execute(
+        select(Article.id, Article.duplicate_of_id, Article.lang).where(
+            Article.canonical_url == canonical_url
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
 def original_by_content_hash(session: Session, content_hash: str) -> Article | None:
     """The earliest stored article with this text hash (an original, not a duplicate row)."""
     return session.scalar(
@@ -272,17 +282,27 @@ def open_failures(session: Session, limit: int = 100) -> Sequence[FetchFailure]:
 
 
 def band_candidates(session: Session, keys: Sequence[int], scheme: str) -> list[int]:
-    """Ids of articles signed under ``scheme`` that share at least one band key."""
+    """Ids of articles signed under ``scheme`` that share at least one band key.
+
+    Two index-driven steps, so the plan never depends on table statistics: the band keys
+    (primary-key prefix of ``article_bands``), then the scheme of just those articles.
+    A single join let both SQLite and an unanalysed PostgreSQL start from the signatures
+    and probe every stored article (15 s per lookup at 1M signatures instead of 2 ms).
+    """
     if not keys:
         return []
-    query = (
-        select(ArticleBand.article_id)
-        .join(ArticleSignature, ArticleSignature.article_id == ArticleBand.article_id)
-        .where(ArticleBand.band_key.in_(list(keys)), ArticleSignature.scheme == scheme)
-        .distinct()
-        .order_by(ArticleBand.article_id)
+    sharing = list(
+        session.scalars(select(ArticleBand.article_id).where(ArticleBand.band_key.in_(list(keys))).distinct())
     )
-    return list(session.scalars(query))
+    if not sharing:
+        return []
+    return list(
+        session.scalars(
+            select(ArticleSignature.article_id)
+            .where(ArticleSignature.article_id.in_(sharing), ArticleSignature.scheme == scheme)
+            .order_by(ArticleSignature.article_id)
+        )
+    )
 
 
 def store_signature(
