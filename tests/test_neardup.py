@@ -499,3 +499,18 @@ def test_quality_gate(lang: str) -> None:
     assert metrics["expected_duplicates"] >= 90
     assert metrics["precision"] >= PRECISION_FLOOR, metrics
     assert metrics["recall"] >= RECALL_FLOOR, metrics
+
+
+def test_vectorised_signature_equals_the_reference_definition() -> None:
+    import random
+
+    from pipeline.neardup import NearDupParams, signature, signature_reference
+
+    rng = random.Random(7)
+    params = NearDupParams()
+    edge = [0, 1, 2**61 - 2, 2**61 - 1, 2**61, 2**64 - 1, 2**63]
+    for trial in range(60):
+        size = rng.choice([1, 2, 5, 100, 2049, 5000])
+        values = {rng.getrandbits(64) for _ in range(size)} | set(rng.sample(edge, 2))
+        assert signature(values, params) == signature_reference(values, params), trial
+    assert signature(set(), params) == []
