@@ -57,6 +57,16 @@ def list_feeds(session: Session) -> Sequence[Feed]:
     return session.scalars(select(Feed).order_by(Feed.id)).all()
 
 
+def feed_urls(session: Session, feed_ids: Sequence[int]) -> dict[int, str]:
+    """The URL of each of ``feed_ids``."""
+    if not feed_ids:
+        return {}
+    return {
+        row[0]: row[1]
+        for row in session.execute(select(Feed.id, Feed.url).where(Feed.id.in_(list(feed_ids))))
+    }
+
+
 def due_feed_ids(session: Session, now: datetime, *, limit: int | None = None) -> list[int]:
     """Enabled feeds whose next poll time has come (or that were never polled)."""
     query = (
