@@ -338,6 +338,9 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"{row.id:>6}  {moment:%Y-%m-%d}  {row.lang:<3} {marker:<12} {(row.title or '')[:70]}{extra}"
             )
+            if topics or watch:
+                tags = [t.topic for t in topics] + [f"watch:{w.item}" for w in watch]
+                print(f"{'':>8}[{', '.join(tags)}]")
             if row.url:
                 print(f"{'':>8}{row.url}")
         if not rows and not args.json:

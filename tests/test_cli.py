@@ -206,6 +206,8 @@ def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
     assert [r["url"] for r in found] == ["https://n.example/drill"]
     assert found[0]["topics"] and found[0]["watch"][0]["evidence"]
     assert sw("articles", "--topic", "energy", "--json", db=db).stdout == ""
+    human = sw("articles", "--watch", "joint_exercises", db=db).stdout
+    assert "military" in human and "watch:joint_exercises" in human
     bad = sw("articles", "--topic", "sport", db=db)
     assert bad.returncode == 2 and "energy" in bad.stderr
     again = sw("reclassify", db=db)
