@@ -23,9 +23,9 @@ COVERAGE = Asset(name="summitwatch_coverage", uri="summitwatch://coverage")
 SETTINGS = load_settings()  # reads config/settings.yaml and the environment; no network, no database
 SUMMARY = load_detector_config(SETTINGS.config_dir / "digest.yaml").digest
 # Five minutes after the summary period closes, so the last articles are in.
-SUMMARY_CRON = f"{(SUMMARY.summary_at.minute + 5) % 60} {SUMMARY.summary_at.hour} * * " + (
-    "1" if SUMMARY.summary_every >= timedelta(days=7) else "*"
-)
+_RUN_AT = (SUMMARY.summary_at.hour * 60 + SUMMARY.summary_at.minute + 5) % (24 * 60)
+_WEEKDAY = "1" if SUMMARY.summary_every >= timedelta(days=7) else "*"
+SUMMARY_CRON = f"{_RUN_AT % 60} {_RUN_AT // 60} * * {_WEEKDAY}"
 SLACK_CONNECTION = "summitwatch_slack"
 
 
@@ -51,7 +51,8 @@ def summitwatch_digest() -> None:
     def detect_and_queue() -> dict[str, int]:
         from pipeline.tasks import prepare_digests
 
-        return prepare_digests()
+        # The same Slack settings as delivery, so the outbox rows name the same destination.
+        return prepare_digests(slack=_slack_connection())
 
     @task
     def deliver(queued: dict[str, int]) -> dict[str, int]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import SummitwatchError
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except SummitwatchError as exc:
         print(f"summitwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyArgumentError as exc:
+        print(f"summitwatch: error: invalid database URL: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("summitwatch: interrupted", file=sys.stderr)
@@ -249,7 +253,8 @@ def _tally(counts: dict[str, int]) -> str:
 
 def _open_text(path: str) -> TextIO:
     try:
-        return open(path, encoding="utf-8", errors="replace")
+        # utf-8-sig: files saved by Windows tools start with a byte-order mark.
+        return open(path, encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise SummitwatchError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -374,7 +379,7 @@ def _article_json(row: Any, row_copies: list[Any], topics: list[Any], watch: lis
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.classify import classify, load_registry
-    from pipeline.language import detect_language
+    from pipeline.language import detect_language, normalise_code
 
     registry = load_registry(settings.topics_file)
     stream: TextIO = sys.stdin if args.file == "-" else _open_text(args.file)
@@ -383,16 +388,20 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
         for number, raw in enumerate(stream, 1):
             if not raw.strip():
                 continue
+            record: Any = None
             try:
                 record = json.loads(raw)
                 if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                     raise ValueError("expected an object with a string 'text'")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 failures += 1
-                print(json.dumps({"id": None, "line": number, "error": str(exc)}), flush=True)
+                input_id = record.get("id") if isinstance(record, dict) else None
+                print(json.dumps({"id": input_id, "line": number, "error": str(exc)}), flush=True)
                 continue
             title = record.get("title") if isinstance(record.get("title"), str) else None
-            lang = record.get("lang") or detect_language(f"{title or ''}\n{record['text']}").lang
+            given = record.get("lang")
+            lang = normalise_code(given) if isinstance(given, str) else None
+            lang = lang or detect_language(f"{title or ''}\n{record['text']}").lang
             verdict = classify(registry, title=title, text=record["text"], lang=lang)
             print(
                 json.dumps(

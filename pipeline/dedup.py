@@ -9,9 +9,10 @@ import contextlib
 import hashlib
 import re
 import unicodedata
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 # Query parameters that identify a campaign, a click or a session, never the article.
+# Generic names (source, from, ref, id...) are left alone: sites use them for content.
 TRACKING_PARAMS = frozenset(
     {
         "fbclid",
@@ -22,27 +23,20 @@ TRACKING_PARAMS = frozenset(
         "yclid",
         "ysclid",
         "igshid",
+        "twclid",
         "mc_cid",
         "mc_eid",
         "_hsenc",
         "_hsmi",
         "mkt_tok",
-        "ref",
         "ref_src",
         "ref_url",
-        "referrer",
         "cmpid",
-        "cmp",
         "ito",
         "ocid",
         "ncid",
         "sr_share",
-        "share",
         "spm",
-        "from",
-        "source",
-        "src",
-        "via",
         "at_medium",
         "at_campaign",
         "guccounter",
@@ -50,23 +44,27 @@ TRACKING_PARAMS = frozenset(
         "guce_referrer_sig",
         "s_cid",
         "wt.mc_id",
-        "rss",
-        "rssfeed",
-        "feed",
-        "outputtype",
         "utm",
     }
 )
-TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_", "hmsr", "hmpl", "hmcu", "hmkw", "hmci")
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hmsr", "hmpl", "hmcu", "hmkw", "hmci")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Characters that are unsafe raw in a URL component; percent-encoded when they appear.
+_SAFE_RAW = "/:@!$&'()*+,;=-._~%"
 
 
 def canonical_url(url: str) -> str:
     """Return the form of ``url`` under which two sightings of one page compare equal.
 
-    Lower-cases scheme and host, drops default ports, ``www.``-agnostic hosts are *not*
-    merged (they can be different sites), removes fragments, tracking parameters and a
-    trailing slash, sorts the remaining query, and normalises percent-encoding.
+    Lower-cases scheme and host, treats http and https alike, drops default ports,
+    removes fragments (except ``#!`` routes), tracking parameters and a trailing slash,
+    sorts the remaining query, and normalises percent-encoding as RFC 3986 section 6.2.2
+    says: hex digits upper-cased and only unreserved characters decoded, so that ``%2F``
+    stays distinct from ``/`` and bytes in legacy encodings (windows-1251, GBK) survive.
+    ``www.`` is not stripped: it can be a different site. Raises ValueError for a URL
+    that cannot be parsed (e.g. a port out of range).
     """
     raw = url.strip()
     parts = urlsplit(raw)
@@ -81,16 +79,32 @@ def canonical_url(url: str) -> str:
     netloc = host
     if port and DEFAULT_PORTS.get(parts.scheme.lower()) != port:
         netloc = f"{host}:{port}"
-    path = quote(unquote(parts.path or "/"), safe="/:@!$&'()*+,;=-._~%")
+    path = _normalise_escapes(quote(parts.path or "/", safe=_SAFE_RAW))
     path = re.sub(r"/{2,}", "/", path)
     if len(path) > 1:
         path = path.rstrip("/")
     for suffix in ("/index.html", "/index.htm", "/index.php"):
         if path.endswith(suffix):
             path = path[: -len(suffix)] or "/"
-    query_pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)]
-    query = urlencode(sorted(query_pairs), doseq=True)
-    return urlunsplit((scheme, netloc, path, query, ""))
+    pairs = []
+    for piece in parts.query.split("&"):
+        if not piece:
+            continue
+        key = piece.split("=", 1)[0]
+        if _is_tracking(unquote(key)):
+            continue
+        pairs.append(_normalise_escapes(quote(piece, safe=_SAFE_RAW + "?")))
+    query = "&".join(sorted(pairs))
+    fragment = parts.fragment if parts.fragment.startswith("!") else ""
+    return urlunsplit((scheme, netloc, path, query, fragment))
+
+
+def _normalise_escapes(component: str) -> str:
+    def repair(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
+
+    return _PERCENT.sub(repair, component)
 
 
 def _is_tracking(key: str) -> bool:

@@ -25,6 +25,8 @@ from pipeline.records import FeedItem
 
 # feedparser tolerates a clock-skewed feed; anything further ahead than this is not a date.
 FUTURE_TOLERANCE = timedelta(hours=6)
+# Dates before this are placeholders of broken systems (1970-01-01, 0001-01-01), not news.
+EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
 # Entity declarations are how XML bombs expand; no real news feed needs them.
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
 
@@ -125,7 +127,7 @@ def parse_feed(
         link = _entry_link(entry)
         items.append(
             FeedItem(
-                url=urljoin(feed_url, link) if link else None,
+                url=_absolute(feed_url, link),
                 title=_clean(entry.get("title")),
                 published_at=_entry_date(entry, now),
                 feed_url=feed_url,
@@ -153,17 +155,31 @@ def _entry_date(entry: Any, now: datetime) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = entry.get(key)
         if isinstance(value, time.struct_time):
-            moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
-            if moment > now + FUTURE_TOLERANCE:
+            try:
+                moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (ValueError, OverflowError, OSError):
+                return None  # "0000-00-00" and other impossible dates
+            if moment > now + FUTURE_TOLERANCE or moment < EARLIEST_DATE:
                 return None
             return moment
     return None
 
 
+def _absolute(feed_url: str, link: str | None) -> str | None:
+    if not link:
+        return None
+    try:
+        return urljoin(feed_url, link)
+    except ValueError:
+        return link  # refused later, per item, with its reason
+
+
 def _clean(value: Any) -> str | None:
     if value is None:
         return None
-    text = re.sub(r"\s+", " ", str(value)).strip()
+    # NUL and other control characters: PostgreSQL refuses NUL, and none belong in a title.
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", str(value))
+    text = re.sub(r"\s+", " ", text).strip()
     return text or None
 
 

@@ -107,7 +107,12 @@ class HttpClient:
         deadline = time.monotonic() + self.settings.timeout_seconds * 2
         current = url
         for _hop in range(self.settings.max_redirects + 1):
-            self._check_url(current)
+            try:
+                self._check_url(current)
+            except ValueError as exc:  # urlsplit's port parsing and friends
+                raise FetchError(
+                    f"refusing {_redact(current)}: malformed URL ({exc})", permanent=True
+                ) from None
             try:
                 with self._client.stream("GET", current, headers=headers) as response:
                     if response.status_code in REDIRECT_STATUSES:
@@ -117,7 +122,12 @@ class HttpClient:
                                 f"HTTP {response.status_code} without Location from {current}",
                                 permanent=True,
                             )
-                        current = urljoin(current, location)
+                        try:
+                            current = urljoin(current, location)
+                        except ValueError:
+                            raise FetchError(
+                                f"malformed redirect from {_redact(current)}", permanent=True
+                            ) from None
                         continue
                     body = self._read_capped(response, current, deadline)
                     kept = {
@@ -127,13 +137,15 @@ class HttpClient:
                     }
                     result = HttpResponse(url, current, response.status_code, body, kept)
             except httpx.TimeoutException:
-                raise FetchError(f"timed out fetching {current}") from None
+                raise FetchError(f"timed out fetching {_redact(current)}") from None
+            except httpx.InvalidURL as exc:
+                raise FetchError(f"invalid URL {_redact(current)}: {exc}", permanent=True) from None
             except httpx.HTTPError as exc:
-                raise FetchError(f"cannot fetch {current}: {type(exc).__name__}: {exc}") from None
+                raise FetchError(f"cannot fetch {_redact(current)}: {type(exc).__name__}") from None
             if result.status == 304 or 200 <= result.status < 300:
                 return result
             raise FetchError(
-                f"HTTP {result.status} from {current}",
+                f"HTTP {result.status} from {_redact(current)}",
                 permanent=result.status not in TRANSIENT_STATUSES,
             )
         raise FetchError(f"more than {self.settings.max_redirects} redirects from {url}", permanent=True)
@@ -143,16 +155,16 @@ class HttpClient:
         limit = self.settings.max_bytes
         if declared and declared.isdigit() and int(declared) > limit:
             raise FetchError(
-                f"{url} is {int(declared):,} bytes, over the {limit:,}-byte limit", permanent=True
+                f"{_redact(url)} is {int(declared):,} bytes, over the {limit:,}-byte limit", permanent=True
             )
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > limit:
-                raise FetchError(f"{url} is over the {limit:,}-byte limit", permanent=True)
+                raise FetchError(f"{_redact(url)} is over the {limit:,}-byte limit", permanent=True)
             if time.monotonic() > deadline:
-                raise FetchError(f"timed out reading {url} (body too slow)")
+                raise FetchError(f"timed out reading {_redact(url)} (body too slow)")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -165,12 +177,39 @@ class HttpClient:
         if self.allow_private_networks:
             return
         for address in _resolve(parts.hostname, parts.port or 443):
-            if not address.is_global or address.is_multicast:
+            if not _is_public(address):
                 raise FetchError(
-                    f"refusing {url}: {parts.hostname} resolves to non-public {address} "
+                    f"refusing {_redact(url)}: {parts.hostname} resolves to non-public {address} "
                     "(set SUMMITWATCH_ALLOW_PRIVATE_NETWORKS=true to allow)",
                     permanent=True,
                 )
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global unicast, also after unwrapping IPv4 addresses embedded in IPv6 forms."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
+        if address in _NAT64 or int(address) >> 32 == 0:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        return all(inner is None or _is_public(inner) for inner in embedded)
+    return True
+
+
+def _redact(url: str) -> str:
+    """A URL fit for logs and error messages: no credentials, no query string."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url.split("?", 1)[0].split("@")[-1]
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
 
 
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -14,6 +14,7 @@ import logging
 import re
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from pipeline import dedup, neardup
 from pipeline.classify import TopicRegistry, classify, load_registry
@@ -31,7 +32,7 @@ from pipeline.db import repo
 from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
-from pipeline.feeds import FeedParseError, parse_feed
+from pipeline.feeds import EARLIEST_DATE, FeedParseError, parse_feed
 from pipeline.http import HttpClient
 from pipeline.language import detect_language, normalise_code
 from pipeline.neardup import NearDupParams
@@ -185,7 +186,8 @@ def build_candidate(
     )
 
 
-class _TimeLimitExceeded(Exception):
+class _TimeLimitExceeded(BaseException):
+    # BaseException: library code that catches Exception must not swallow the time limit.
     pass
 
 
@@ -204,6 +206,11 @@ def time_limit(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: object) -> None:
         raise _TimeLimitExceeded
 
+    outer_remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    if outer_remaining and outer_remaining <= seconds:
+        yield  # an outer timer (Airflow's execution_timeout) fires first anyway
+        return
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -213,6 +220,9 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_remaining:
+            # Give the outer timer (e.g. Airflow's execution_timeout) its remaining time back.
+            signal.setitimer(signal.ITIMER_REAL, max(outer_remaining - (time.monotonic() - started), 0.001))
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -241,7 +251,9 @@ def _parse_date(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # Placeholder dates of broken systems (1970-01-01, 0001-01-01) are no dates at all.
+    return moment if moment >= EARLIEST_DATE else None
 
 
 def count_words(text: str) -> int:
@@ -287,7 +299,11 @@ def store_candidate(
         existing = repo.article_by_canonical_url(session, canonical)
         if existing is not None:
             repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
-            if existing.content_hash != content_hash and not existing.is_seed:
+            if (
+                existing.content_hash != content_hash
+                and not existing.is_seed
+                and not repo.had_version(session, existing.id, content_hash)
+            ):
                 _replace_with_new_version(session, existing, candidate, neardup_params, seen_at)
                 classify_article(session, existing, context.registry, seen_at)
             return _duplicate_result(existing, existing, candidate)
@@ -456,8 +472,7 @@ def poll_feed(
     body_hash = hashlib.sha256(response.body).hexdigest()
     if body_hash == feed.body_hash:
         # Some servers ignore validators or send new ones for the same bytes.
-        feed.etag = response.headers.get("etag")
-        feed.last_modified = response.headers.get("last-modified")
+        feed.etag, feed.last_modified = _validators(response.headers)
         _feed_succeeded(settings, feed, now)
         session.commit()
         return PollResult(feed.id, feed.url, "unchanged")
@@ -479,25 +494,39 @@ def poll_feed(
         try:
             outcome = ingest_item(session, client, settings, item, feed=feed, now=now, context=context)
             session.commit()
-        except SQLAlchemyError as exc:
-            # One item the database refuses must not cost the rest of the feed.
+        except Exception as exc:
+            # One item the database refuses (or a bug it triggers) must not cost the rest of
+            # the feed, nor leave the feed unsaved and failing on every later cycle.
             session.rollback()
-            log.exception("feed %s: item %s could not be stored", feed.url, item.url)
-            outcome = ItemResult("error", error=f"could not be stored: {type(exc).__name__}", url=item.url)
+            log.exception("feed %s: item %s failed", feed.url, item.url)
+            outcome = ItemResult("error", error=f"could not be processed: {type(exc).__name__}", url=item.url)
         result.items.append(outcome)
         if progress:
             progress(_describe_item(outcome))
-    feed.etag = response.headers.get("etag")
-    feed.last_modified = response.headers.get("last-modified")
+    feed.etag, feed.last_modified = _validators(response.headers)
     feed.body_hash = body_hash
     if parsed.title and not feed.name:
-        feed.name = parsed.title[:300]
+        feed.name = clean_string(parsed.title)[:300]
     _feed_succeeded(settings, feed, now)
     session.commit()
     return result
 
 
+def _session_of(feed: Feed) -> Session:
+    session = object_session(feed)
+    assert session is not None
+    return session
+
+
+def _validators(headers: dict[str, str]) -> tuple[str | None, str | None]:
+    """ETag and Last-Modified to send next time; absurdly long or binary ones are dropped."""
+    etag, modified = clean_string(headers.get("etag") or ""), clean_string(headers.get("last-modified") or "")
+    return (etag if 0 < len(etag) <= 1024 else None), (modified if 0 < len(modified) <= 128 else None)
+
+
 def _feed_succeeded(settings: Settings, feed: Feed, now: datetime) -> None:
+    if feed.failure_count:
+        repo.resolve_failure(_session_of(feed), "feed", feed.url)
     feed.failure_count = 0
     feed.last_error = None
     feed.next_poll_at = now + timedelta(minutes=settings.poll.interval_minutes)
@@ -549,15 +578,26 @@ def ingest_item(
         return ItemResult("error", error="link longer than 2048 characters", title=item.title)
     if _CONTROL.search(url) or any(char.isspace() for char in url):
         return ItemResult("error", error="link contains control characters or spaces", title=item.title)
-    canonical = dedup.canonical_url(url)
+    try:
+        canonical = dedup.canonical_url(url)
+    except ValueError as exc:  # e.g. a port out of range
+        return ItemResult("error", error=f"malformed link: {exc}", url=url, title=item.title)
+    if len(canonical) > MAX_URL_LENGTH:
+        return ItemResult("error", error="link longer than 2048 characters", url=url, title=item.title)
     known = repo.known_url(session, canonical)
     if known is not None:
         # Already stored: a sighting, no fetch. (Only ids and language are loaded.)
         article_id, duplicate_of_id, lang = known
         repo.add_sighting(session, article_id, via, url, now)
+        repo.resolve_failure(session, "page", url)
         return ItemResult(
             "duplicate", article_id, duplicate_of_id or article_id, 1.0, lang, url=url, title=item.title
         )
+    earlier = repo.open_failure(session, "page", url)
+    if earlier is not None and (earlier.permanent or (earlier.next_retry_at or now) > now):
+        # Quarantined, or waiting for its retry time: not fetched again on every feed change.
+        state = "quarantined" if earlier.permanent else "retry pending"
+        return ItemResult("error", error=f"{state}: {earlier.error}", url=url, title=item.title)
     try:
         response = client.get(url, accept=PAGE_ACCEPT)
         candidate = build_candidate(
@@ -639,6 +679,7 @@ def run_cycle(
     feed_ids: Iterable[int] | None = None,
     now: datetime | None = None,
     progress: ProgressCallback | None = None,
+    retry_pages: bool = True,
 ) -> CycleSummary:
     """Poll every due feed (or ``feed_ids``) once, then retry failed pages that are due."""
     now = now or utcnow()
@@ -646,11 +687,21 @@ def run_cycle(
     summary = CycleSummary()
     context = IngestContext.from_settings(settings)
     for position, feed_id in enumerate(ids, 1):
-        poll = poll_feed(session, client, settings, feed_id, now=now, progress=progress, context=context)
+        try:
+            poll = poll_feed(session, client, settings, feed_id, now=now, progress=progress, context=context)
+        except Exception as exc:
+            # A bug on one feed must not stop the cycle; the feed backs off like a failure.
+            session.rollback()
+            log.exception("feed %s failed unexpectedly", feed_id)
+            feed = session.get(Feed, feed_id)
+            if feed is None:
+                continue
+            poll = _feed_failed(session, settings, feed, f"unexpected {type(exc).__name__}: {exc}", now)
         summary.polls.append(poll)
         if progress:
             progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
-    summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
+    if retry_pages:
+        summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
     return summary
 
 

@@ -60,6 +60,8 @@ from pipeline.settings import Settings
 from pipeline.slack import SlackDeliveryError, SlackTarget
 
 log = logging.getLogger(__name__)
+# Change detection looks back at most this far (the baseline is 28 days; years are plenty).
+MAX_HISTORY = timedelta(days=2 * 365)
 
 
 class DeliveryFailed(SummitwatchError):
@@ -150,6 +152,8 @@ def compute_coverage(session: Session, settings: Settings, *, now: datetime | No
     start = history_start(session, now)
     all_series = load_series(session, registry)
     earliest = min([start, *(m for s in all_series for m in s.moments[:1])])
+    # Bounded, so one article with an absurd date cannot make every run bin decades.
+    earliest = max(earliest, now - MAX_HISTORY)
     first_bin = floor_to_bin(earliest, config.bin_size)
     report = CoverageReport(start, {}, {}, {})
     for series in all_series:

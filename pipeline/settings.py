@@ -180,8 +180,14 @@ def _settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
     node = target
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
+    for depth, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = "__".join(p.upper() for p in path[: depth + 1])
+            raise ConfigError(
+                f"setting '{'.'.join(path[: depth + 1])}' is a section: set {ENV_PREFIX}{where}__<KEY>"
+            )
+        node = child
     node[path[-1]] = value
 
 

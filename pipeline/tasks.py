@@ -22,7 +22,7 @@ from pipeline.db.engine import open_session
 from pipeline.db.schema import utcnow
 from pipeline.http import HttpClient
 from pipeline.ingest import retry_failed_pages, run_cycle
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, SlackSettings, load_settings
 
 # Airflow's default max_map_length is 1024; staying far below it leaves room for growth
 # and keeps the grid readable. Batches grow instead of the mapped count.
@@ -70,7 +70,8 @@ def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None
         task_session(settings) as session,
         HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
     ):
-        summary = run_cycle(session, client, settings, feed_ids=list(feed_ids))
+        # Failed pages are retried once per cycle, by the finish task, not by every batch.
+        summary = run_cycle(session, client, settings, feed_ids=list(feed_ids), retry_pages=False)
     counts = summary.counts()
     _maybe_fail_once("poll_feed_batch")
     return {key: int(value) for key, value in counts.items()}
@@ -97,6 +98,18 @@ def finish_ingest(
     return totals
 
 
+def _with_slack(settings: Settings, slack: dict[str, str] | None) -> Settings:
+    """``settings`` with the Slack values of an Airflow connection, validated like the rest."""
+    if not slack:
+        return settings
+    merged = {**settings.slack.model_dump(mode="json"), **slack}
+    for secret in ("bot_token", "webhook_url"):
+        value = getattr(settings.slack, secret)
+        if secret not in slack and value is not None:
+            merged[secret] = value.get_secret_value()
+    return settings.model_copy(update={"slack": SlackSettings.model_validate(merged)})
+
+
 def _maybe_fail_once(step: str) -> None:
     """Fault injection for the retry tests: fail the first attempt of ``step`` after its work.
 
@@ -113,13 +126,19 @@ def _maybe_fail_once(step: str) -> None:
     raise RuntimeError(f"injected failure in {step} (first attempt)")
 
 
-def prepare_digests(*, settings: Settings | None = None) -> dict[str, int]:
-    """Detect coverage changes and queue the digests they call for (idempotent)."""
+def prepare_digests(
+    *, slack: dict[str, str] | None = None, settings: Settings | None = None
+) -> dict[str, int]:
+    """Detect coverage changes and queue the digests they call for (idempotent).
+
+    ``slack`` overrides the Slack settings as in :func:`deliver_digests`; both tasks must
+    see the same ones, since the outbox is keyed by destination.
+    """
     from pipeline.reporting import destination_name
     from pipeline.reporting import prepare_digests as queue_digests
     from pipeline.slack import slack_target
 
-    settings = settings or load_settings()
+    settings = _with_slack(settings or load_settings(), slack)
     destination = destination_name(slack_target(settings.slack))
     with task_session(settings) as session:
         digests = queue_digests(session, settings, destination)
@@ -137,7 +156,7 @@ def deliver_digests(
     from pipeline.reporting import DeliveryFailed, deliver_pending, destination_name
     from pipeline.slack import slack_target
 
-    settings = settings or load_settings(overrides={"slack": slack} if slack else None)
+    settings = _with_slack(settings or load_settings(), slack)
     target = slack_target(settings.slack)
     destination = destination_name(target)
     with task_session(settings) as session:

@@ -47,3 +47,27 @@ def test_content_hash_ignores_layout_not_words() -> None:
 def test_normalise_text_handles_cjk_and_compatibility_forms() -> None:
     assert normalise_text("习近平，普京！") == "习近平 普京"
     assert normalise_text("ＡＢＣ　１２３") == "abc 123"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # Legacy-encoded slugs must not collapse into replacement characters.
+        ("http://ru.example/%EF%F0%E8%E2%E5%F2.html", "http://ru.example/%E0%E1%E2%E3%E4%E5.html"),
+        ("http://ru.example/a%2Fb", "http://ru.example/a/b"),
+        ("http://cn.example/list?source=123", "http://cn.example/list?source=456"),
+        ("http://app.example/#!/story/1", "http://app.example/#!/story/2"),
+    ],
+)
+def test_distinct_urls_are_not_merged(a: str, b: str) -> None:
+    assert canonical_url(a) != canonical_url(b)
+
+
+def test_percent_encoding_is_normalised_not_decoded() -> None:
+    assert canonical_url("http://x.example/%7euser/%e4%b8%ad") == "http://x.example/~user/%E4%B8%AD"
+    assert canonical_url("http://x.example/中") == canonical_url("http://x.example/%E4%B8%AD")
+
+
+def test_unparseable_url_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        canonical_url("http://x.example:99999/a")

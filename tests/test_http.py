@@ -125,3 +125,27 @@ def test_only_http_urls(url: str) -> None:
     with client() as http, pytest.raises(FetchError) as caught:
         http.get(url)
     assert caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::a00:1]/",  # NAT64 form of 10.0.0.1
+        "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+        "http://[::ffff:169.254.169.254]/",  # IPv4-mapped metadata address
+        "http://[::127.0.0.1]/",  # IPv4-compatible loopback
+        "http://x.example:99999/",  # port out of range: refused, not a crash
+    ],
+)
+def test_embedded_private_addresses_and_malformed_urls_are_refused(url: str) -> None:
+    with client(private=False) as http, pytest.raises(FetchError) as caught:
+        http.get(url)
+    assert caught.value.permanent
+
+
+def test_credentials_in_urls_stay_out_of_errors() -> None:
+    with LocalServer({"/x": lambda h: Reply(500, b"no")}) as server, client() as http:
+        secret_url = server.url("/x") + "?apikey=s3cretKEY"
+        with pytest.raises(FetchError) as caught:
+            http.get(secret_url)
+    assert "s3cretKEY" not in str(caught.value)

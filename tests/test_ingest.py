@@ -363,3 +363,46 @@ def test_band_lookup_starts_from_the_band_keys(session: Session, settings: Setti
             )
         )
         assert "article_bands" in plan and "SCAN" not in plan.replace("SCAN CONSTANT ROW", "")
+
+
+def test_broken_items_do_not_jam_the_feed(session: Session, settings: Settings) -> None:
+    site = FeedSite()
+    base_body = site.feed_body
+
+    def hostile_feed() -> bytes:
+        extra = (
+            b"<item><title>Zero date</title><link>http://x.example:99999/a</link>"
+            b"<pubDate>Mon, 01 Jan 0001 00:00:00 GMT</pubDate></item>"
+        )
+        return base_body().replace(b"</channel>", extra + b"</channel>")
+
+    site.feed_body = hostile_feed  # type: ignore[method-assign]
+    long_etag = '"' + "e" * 1500 + '"'
+    site.server.routes["/feed"] = lambda h: Reply(
+        200, hostile_feed(), {"ETag": long_etag, "Content-Type": "application/rss+xml"}
+    )
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        first = poll_feed(session, client, settings, feed_id, now=NOW)
+        assert [r.status for r in first.items] == ["new", "new", "error", "error"]
+        feed = session.get(Feed, feed_id)
+        assert feed is not None and feed.next_poll_at is not None and feed.body_hash
+        assert feed.etag is None  # too long to keep; the body hash still spares work
+        # The quarantined 404 is not fetched again when the feed changes.
+        hits_before = sum(1 for h in site.server.hits if h["path"].startswith("/missing"))
+        site.items.append(("/b", "Same page again"))
+        poll_feed(session, client, settings, feed_id, now=NOW + timedelta(hours=1))
+        assert sum(1 for h in site.server.hits if h["path"].startswith("/missing")) == hits_before
+
+
+def test_reimporting_old_text_does_not_create_versions(session: Session, settings: Settings) -> None:
+    from pipeline.db.schema import ArticleVersion
+
+    url = "https://news.example/story"
+    lines = [
+        json.dumps({"url": url, "text": BODY_EN}),
+        json.dumps({"url": url, "text": BODY_EN + " Update: more."}),
+    ]
+    for _ in range(3):
+        list(import_lines(session, settings, lines, source="twice", now=NOW))
+    assert count(session, ArticleVersion) == 1

@@ -33,3 +33,48 @@ def test_batches_group_hosts_and_stay_under_the_mapping_limit(tmp_path: Path) ->
     outlets_per_batch = [len({outlet_of[i] for i in batch}) for batch in batches]
     assert sum(n > 1 for n in outlets_per_batch) <= 2
     assert plan_feed_batches([7, 3], settings=settings) == [[3, 7]]
+
+
+def test_queue_and_deliver_use_the_same_slack_destination(tmp_path: Path) -> None:
+    """The digest DAG's two tasks get Slack from the Airflow connection: both must use it."""
+    import json
+    from datetime import timedelta
+
+    from pipeline.db.repo import extend_history
+    from pipeline.db.schema import DigestOutbox, utcnow
+    from pipeline.ingest import import_lines
+    from pipeline.tasks import deliver_digests, prepare_digests
+    from tests.slack_server import FakeSlack
+    from tests.test_reporting import pos2_articles
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}", digest_dir=str(tmp_path / "files"))
+    initialise(settings, load_feeds=False)
+    now = utcnow()
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        extend_history(session, now - timedelta(days=30))
+        lines = [
+            json.dumps(
+                {
+                    "url": f"https://n.example/{a['id']}",
+                    "text": a["text"],
+                    "published": (now - timedelta(hours=2 + i)).isoformat(),
+                }
+            )
+            for i, a in enumerate(pos2_articles())
+        ]
+        list(import_lines(session, settings, lines, source="t", now=now))
+    with FakeSlack() as slack:
+        connection = {"bot_token": slack.token, "channel": "C0DIGEST", "api_url": slack.api_url}
+        assert prepare_digests(slack=connection, settings=settings)["digests_queued"] >= 1
+        result = deliver_digests(slack=connection, settings=settings)
+        assert result["sent"] >= 1
+        assert slack.posted_to("C0DIGEST")
+    with session_factory(engine)() as session:
+        from sqlalchemy import select
+
+        rows = session.scalars(select(DigestOutbox)).all()
+        assert {r.destination for r in rows} == {"slack:C0DIGEST"}
+        assert {r.status for r in rows} == {"sent"}
+    engine.dispose()
+    assert not (tmp_path / "files").exists()

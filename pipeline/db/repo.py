@@ -269,6 +269,15 @@ def resolve_failure(session: Session, stage: str, target: str) -> None:
     )
 
 
+def open_failure(session: Session, stage: str, target: str) -> FetchFailure | None:
+    """The unresolved failure recorded for ``target``, if any."""
+    return session.scalar(
+        select(FetchFailure).where(
+            FetchFailure.stage == stage, FetchFailure.target == target, FetchFailure.resolved_at.is_(None)
+        )
+    )
+
+
 def failures_due(session: Session, stage: str, now: datetime, limit: int = 100) -> Sequence[FetchFailure]:
     return session.scalars(
         select(FetchFailure)
@@ -327,6 +336,18 @@ def store_signature(
         existing.scheme, existing.signature = scheme, signature
     session.add_all(ArticleBand(band_key=key, article_id=article_id) for key in sorted(set(keys)))
     session.flush()
+
+
+def had_version(session: Session, article_id: int, content_hash: str) -> bool:
+    """Whether ``article_id`` once had this text (re-imports of old lines change nothing)."""
+    return (
+        session.scalar(
+            select(ArticleVersion.id)
+            .where(ArticleVersion.article_id == article_id, ArticleVersion.content_hash == content_hash)
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def add_version(session: Session, article: Article, seen_at: datetime) -> ArticleVersion:
