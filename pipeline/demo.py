@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.schema import Article
+from pipeline.db.schema import Article, DigestOutbox
 from pipeline.errors import SummitwatchError
 from pipeline.fixture_site import FixtureServer
 from pipeline.settings import Settings
@@ -86,6 +86,10 @@ def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None]
                 f"{after[2] - before[2]} failed items; {not_modified} feeds not modified"
             )
             _report(session, out)
+            _report_digests(session, settings, out)
+            out("")
+            out("browse: summitwatch articles --watch power_of_siberia_2   |   summitwatch coverage")
+            out("        summitwatch serve   (web UI on http://127.0.0.1:8000)")
     finally:
         engine.dispose()
     return 0
@@ -171,6 +175,17 @@ def _backfill_history(session: Session, feed_ids: list[int]) -> None:
         session.commit()
 
 
+def _report_digests(session: Session, settings: Settings, out: Callable[[str], None]) -> None:
+    rows = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).all()
+    if not rows:
+        return
+    out("")
+    out("digests:")
+    for row in rows:
+        where = f"written to {settings.digest_dir}/" if row.destination == "file" else f"to {row.destination}"
+        out(f"  {row.kind:<8} {row.status:<8} {where}  ({row.parts_total} message(s))")
+
+
 def _totals(session: Session) -> tuple[int, int, int]:
     rows = repo.counts_by_language(session)
     failures = len(repo.open_failures(session, limit=100_000))
@@ -189,5 +204,3 @@ def _report(session: Session, out: Callable[[str], None]) -> None:
         for failure in failures:
             state = "quarantined" if failure.permanent else "will retry"
             out(f"  [{failure.stage}, {state}] {failure.error}")
-    out("")
-    out("browse: summitwatch articles --lang ru   |   summitwatch articles --q 'Power of Siberia'")
