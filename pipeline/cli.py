@@ -450,11 +450,12 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.digest import sparkline
     from pipeline.reporting import compute_coverage, load_reporting_config
 
-    config, _ = load_reporting_config(settings)
+    loaded = load_reporting_config(settings)
+    config = loaded[0]
     days = args.days or config.coverage_days
     now = utcnow()
     with open_session(settings) as session:
-        report = compute_coverage(session, settings, now=now)
+        report = compute_coverage(session, settings, now=now, loaded=loaded)
     since = now - timedelta(days=days)
     for name, bins in report.bins.items():
         shown = [(start, count) for start, count in bins if start >= since - config.bin_size]

@@ -306,19 +306,24 @@ def store_candidate(
             ):
                 _replace_with_new_version(session, existing, candidate, neardup_params, seen_at)
                 classify_article(session, existing, context.registry, seen_at)
-            return _duplicate_result(existing, existing, candidate)
+            return _duplicate_result(
+                existing.id, existing.duplicate_of_id, existing.lang, url=candidate.url, title=candidate.title
+            )
     original = repo.original_by_content_hash(session, content_hash)
     if original is not None and canonical is None:
         repo.add_sighting(session, original.id, via, sighting_url, seen_at)
-        return _duplicate_result(original, original, candidate)
+        return _duplicate_result(
+            original.id, original.duplicate_of_id, original.lang, url=candidate.url, title=candidate.title
+        )
     shingled = neardup.profile(candidate.text, candidate.lang, neardup_params)
     signature = neardup.signature(shingled.shingles, neardup_params) if shingled.shingles else []
+    keys = neardup.band_keys(signature, neardup_params) if signature else []
     duplicate_of: int | None = None
     similarity: float | None = None
     if original is not None:
         duplicate_of, similarity = original.duplicate_of_id or original.id, 1.0
     elif signature:
-        match = _closest_near_duplicate(session, shingled, signature, neardup_params)
+        match = _closest_near_duplicate(session, shingled, keys, neardup_params)
         if match is not None:
             duplicate_of, similarity = match
     article = Article(
@@ -345,15 +350,13 @@ def store_candidate(
         winner = repo.article_by_canonical_url(session, canonical)
         assert winner is not None
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
-        return _duplicate_result(winner, winner, candidate)
+        return _duplicate_result(
+            winner.id, winner.duplicate_of_id, winner.lang, url=candidate.url, title=candidate.title
+        )
     repo.add_sighting(session, stored.id, via, sighting_url, seen_at)
     if signature:
         repo.store_signature(
-            session,
-            stored.id,
-            neardup_params.scheme,
-            neardup.signature_to_bytes(signature),
-            neardup.band_keys(signature, neardup_params),
+            session, stored.id, neardup_params.scheme, neardup.signature_to_bytes(signature), keys
         )
     verdict = classify_article(session, stored, context.registry, seen_at)
     status: Status = "duplicate" if duplicate_of is not None else "new"
@@ -380,10 +383,9 @@ def classify_article(
 
 
 def _closest_near_duplicate(
-    session: Session, shingled: neardup.ShingleProfile, signature: list[int], params: NearDupParams
+    session: Session, shingled: neardup.ShingleProfile, keys: list[int], params: NearDupParams
 ) -> tuple[int, float] | None:
-    """The earliest copy of the best verified LSH candidate, with its similarity."""
-    keys = neardup.band_keys(signature, params)
+    """The earliest copy of the best verified LSH candidate (sharing a band key), with its similarity."""
     best: tuple[float, float, int] | None = None
     best_article: Article | None = None
     candidate_ids = repo.band_candidates(session, keys, params.scheme)
@@ -419,21 +421,16 @@ def _replace_with_new_version(
     shingled = neardup.profile(candidate.text, candidate.lang, params)
     if shingled.shingles:
         signature = neardup.signature(shingled.shingles, params)
-        repo.store_signature(
-            session,
-            article.id,
-            params.scheme,
-            neardup.signature_to_bytes(signature),
-            neardup.band_keys(signature, params),
-        )
+        keys = neardup.band_keys(signature, params)
+        repo.store_signature(session, article.id, params.scheme, neardup.signature_to_bytes(signature), keys)
     session.flush()
 
 
-def _duplicate_result(article: Article, original: Article, candidate: ArticleCandidate) -> ItemResult:
-    target = original.duplicate_of_id or original.id
-    return ItemResult(
-        "duplicate", article.id, target, 1.0, article.lang, url=candidate.url, title=candidate.title
-    )
+def _duplicate_result(
+    article_id: int, duplicate_of_id: int | None, lang: str, *, url: str | None, title: str | None
+) -> ItemResult:
+    """An item already stored under ``article_id``: it duplicates that article's original."""
+    return ItemResult("duplicate", article_id, duplicate_of_id or article_id, 1.0, lang, url=url, title=title)
 
 
 # Feeds and pages --------------------------------------------------------------------------
@@ -590,9 +587,7 @@ def ingest_item(
         article_id, duplicate_of_id, lang = known
         repo.add_sighting(session, article_id, via, url, now)
         repo.resolve_failure(session, "page", url)
-        return ItemResult(
-            "duplicate", article_id, duplicate_of_id or article_id, 1.0, lang, url=url, title=item.title
-        )
+        return _duplicate_result(article_id, duplicate_of_id, lang, url=url, title=item.title)
     earlier = repo.open_failure(session, "page", url)
     if earlier is not None and (earlier.permanent or (earlier.next_retry_at or now) > now):
         # Quarantined, or waiting for its retry time: not fetched again on every feed change.

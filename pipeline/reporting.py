@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
@@ -118,37 +118,48 @@ def _moment(published_at: datetime | None, first_seen_at: datetime) -> datetime:
     return published_at
 
 
+# The label table and slug column of each kind of series.
+_LABELS: dict[Literal["topic", "watch"], tuple[type[ArticleTopic] | type[ArticleWatch], Any]] = {
+    "topic": (ArticleTopic, ArticleTopic.topic),
+    "watch": (ArticleWatch, ArticleWatch.item),
+}
+
+
 def load_series(session: Session, registry: TopicRegistry) -> list[Series]:
     """Every topic and watch-item series: new (non-duplicate, non-seed) articles' moments."""
     moments: dict[str, list[datetime]] = {}
     originals = (Article.duplicate_of_id.is_(None), Article.is_seed.is_(False))
-    topic_rows = session.execute(
-        select(ArticleTopic.topic, Article.published_at, Article.first_seen_at)
-        .join(Article, Article.id == ArticleTopic.article_id)
-        .where(*originals)
-    )
-    for topic, published, seen in topic_rows:
-        moments.setdefault(series_name("topic", topic), []).append(_moment(published, seen))
-    watch_rows = session.execute(
-        select(ArticleWatch.item, Article.published_at, Article.first_seen_at)
-        .join(Article, Article.id == ArticleWatch.article_id)
-        .where(*originals)
-    )
-    for item, published, seen in watch_rows:
-        moments.setdefault(series_name("watch", item), []).append(_moment(published, seen))
+    for kind, (table, slug_column) in _LABELS.items():
+        rows = session.execute(
+            select(slug_column, Article.published_at, Article.first_seen_at)
+            .join(Article, Article.id == table.article_id)
+            .where(*originals)
+        )
+        for slug, published, seen in rows:
+            moments.setdefault(series_name(kind, slug), []).append(_moment(published, seen))
     result = []
     for kind, entries in (("topic", registry.topics), ("watch", registry.watch)):
         for entry in entries:
-            name = series_name(kind, entry.slug)  # type: ignore[arg-type]
+            name = series_name(kind, entry.slug)
             label = entry.slug.replace("_", " ").capitalize()
             result.append(Series(name, label, sorted(moments.get(name, []))))
     return result
 
 
-def compute_coverage(session: Session, settings: Settings, *, now: datetime | None = None) -> CoverageReport:
-    """Bin every series over the whole history and detect its changes (stores nothing)."""
+def compute_coverage(
+    session: Session,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    loaded: tuple[DetectorConfig, TopicRegistry] | None = None,
+) -> CoverageReport:
+    """Bin every series over the whole history and detect its changes (stores nothing).
+
+    ``loaded`` is what :func:`load_reporting_config` returned, for callers that hold it
+    already (the web app, the digest); otherwise the configuration is read here.
+    """
     now = now or utcnow()
-    config, registry = load_reporting_config(settings)
+    config, registry = loaded or load_reporting_config(settings)
     start = history_start(session, now)
     all_series = load_series(session, registry)
     earliest = min([start, *(m for s in all_series for m in s.moments[:1])])
@@ -215,8 +226,9 @@ def prepare_digests(
     digests are only built and returned.
     """
     now = now or utcnow()
-    config, _registry = load_reporting_config(settings)
-    report = compute_coverage(session, settings, now=now)
+    loaded = load_reporting_config(settings)
+    config = loaded[0]
+    report = compute_coverage(session, settings, now=now, loaded=loaded)
     digests: list[Digest] = []
     rows = store_changes(session, report) if not dry_run else []
     reported = session.execute(
@@ -317,8 +329,7 @@ def top_articles(
     evidence_of: dict[int, list[str]] = {}
     if series:
         kind, slug = series.split(":", 1)
-        label_table = ArticleTopic if kind == "topic" else ArticleWatch
-        column = ArticleTopic.topic if kind == "topic" else ArticleWatch.item
+        label_table, column = _LABELS["topic" if kind == "topic" else "watch"]
         labelled = session.execute(
             select(label_table.article_id, label_table.evidence).where(column == slug)
         ).all()

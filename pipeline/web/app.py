@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.classify import Entry, TopicRegistry
 from pipeline.cli import _article_json
-from pipeline.coverage import Change
+from pipeline.coverage import Change, DetectorConfig
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
 from pipeline.db.schema import Article, ArticleTopic, ArticleVersion, ArticleWatch, Feed, Sighting, utcnow
@@ -88,6 +88,7 @@ class Resources:
     sessions: sessionmaker[Session]
     registry: TopicRegistry
     coverage_days: int
+    detector: DetectorConfig
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
@@ -134,7 +135,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 def _start(settings: Settings, engine: Engine) -> Resources:
     require_current_schema(engine)
     config, registry = load_reporting_config(settings)
-    return Resources(engine, session_factory(engine), registry, config.coverage_days)
+    return Resources(engine, session_factory(engine), registry, config.coverage_days, config)
 
 
 class SecurityHeaders:
@@ -552,7 +553,9 @@ class _Site:
         )
         now = self.clock()
         with resources.sessions() as session:
-            report = compute_coverage(session, self.settings, now=now)
+            report = compute_coverage(
+                session, self.settings, now=now, loaded=(resources.detector, resources.registry)
+            )
             session.rollback()  # compute_coverage may note when history started; the UI writes nothing
         last_day = now.astimezone(UTC).date()
         first_day = last_day - timedelta(days=days - 1)
