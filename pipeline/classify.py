@@ -40,6 +40,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.records import Classification, TopicHit, WatchHit
+from pipeline.sentences import split_sentences
 
 __all__ = [
     "TOPIC_SLUGS",
@@ -120,16 +121,6 @@ _CHAR_MAP = str.maketrans(
         _SEPARATOR: " ",
     }
 )
-
-# A sentence ends at . ! ? … (then closing quotes/brackets) when the next word starts a new
-# sentence, and always at CJK full stops, which NFKC leaves alone in the *original* text.
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'»”’)\]]*(?=\s+[\"'«“(\[]?[^\W_a-zа-я])|[。！？；]+[”’」』)）]*")
-# Words whose final period does not end a sentence (compared lower-cased).
-_ABBREVIATION_WORDS = (
-    "mr mrs ms dr st gen lt col capt no vs jr sr prof gov sen rep u.s e.g i.e etc "
-    "г гг т.е им ул тыс млн млрд руб долл см"
-)
-_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 
 
 # ---------------------------------------------------------------------------- records
@@ -542,30 +533,6 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_CHAR_MAP)
 
 
-def _split_sentences(text: str) -> list[str]:
-    sentences: list[str] = []
-    for paragraph in re.split(r"\n\s*\n|\n", text):
-        paragraph = " ".join(paragraph.split())
-        if not paragraph:
-            continue
-        start = 0
-        for match in _SENTENCE_END.finditer(paragraph):
-            end = match.end()
-            if paragraph[match.start()] == ".":
-                # "Mr. Xi", "U.S. officials", "V. Putin", "в 2014 г. Китай": no new sentence.
-                word = paragraph[start : match.start()].rsplit(" ", 1)[-1].lower()
-                if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-                    continue
-            piece = paragraph[start:end].strip()
-            if piece:
-                sentences.append(piece)
-            start = end
-        rest = paragraph[start:].strip()
-        if rest:
-            sentences.append(rest)
-    return sentences
-
-
 @dataclass(frozen=True)
 class _Document:
     """An article cut into sentences (title first), normalised and joined for matching."""
@@ -577,7 +544,7 @@ class _Document:
 
     @classmethod
     def build(cls, title: str | None, text: str) -> _Document:
-        sentences = _split_sentences(text)
+        sentences = split_sentences(text)
         heading = " ".join(title.split()) if title else ""
         has_title = bool(heading)
         if has_title:

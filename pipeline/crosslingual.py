@@ -1,0 +1,383 @@
+"""Is one article a translation of another? Sentence alignment plus language-free evidence.
+
+A pure stage over vectors and texts. Whole-document similarity cannot separate a
+translation from another outlet's report of the same event in another language: both
+are about the same people, place and day. What a translation has, and a separate report
+has not, is *the same sentences in the same order*: most sentences of the shorter text
+have a mutual best match in the other text, those matches are close, and they run in
+order. Numbers and amounts (whatever the script and unit words: "50 billion", "50 млрд",
+"500亿") and named entities (through a small trilingual gazetteer) must agree too.
+
+:func:`verify_translation` measures all of it and decides with explicit thresholds
+(``translations`` in ``config/semantic.yaml``); the measurements are returned so the
+decision can be stored and shown.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from numpy.typing import NDArray
+
+from pipeline.errors import ConfigError
+
+Matrix = NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TranslationParams:
+    """Thresholds of the translation test (``translations`` in ``config/semantic.yaml``)."""
+
+    sentence_similarity: float = 0.5
+    min_aligned_share: float = 0.6
+    min_aligned_sentences: int = 2
+    min_order: float = 0.8
+    min_number_agreement: float = 0.5
+    max_length_ratio: float = 3.0
+
+
+@dataclass(frozen=True)
+class Side:
+    """One article as the translation test sees it."""
+
+    lang: str
+    text: str
+    sentences: Matrix  # one L2-normalised row per unit (title first when has_title)
+    has_title: bool = False
+
+
+@dataclass(frozen=True)
+class TranslationVerdict:
+    """The measurements behind a translation decision, and the decision."""
+
+    is_translation: bool
+    reason: str
+    aligned: int
+    share: float
+    mean_similarity: float
+    order: float
+    number_agreement: float | None
+    numbers_compared: int
+    entity_agreement: float | None
+    length_ratio: float
+    pairs: tuple[tuple[int, int, float], ...] = field(default=())
+
+    def as_detail(self) -> dict[str, Any]:
+        """A JSON-ready record of the decision, stored with the copy."""
+        return {
+            "method": "sentence-alignment",
+            "reason": self.reason,
+            "aligned_sentences": self.aligned,
+            "aligned_share": round(self.share, 3),
+            "mean_similarity": round(self.mean_similarity, 3),
+            "order": round(self.order, 3),
+            "number_agreement": None if self.number_agreement is None else round(self.number_agreement, 3),
+            "numbers_compared": self.numbers_compared,
+            "entity_agreement": None if self.entity_agreement is None else round(self.entity_agreement, 3),
+            "length_ratio": round(self.length_ratio, 2),
+        }
+
+
+def mutual_best_matches(a: Matrix, b: Matrix, threshold: float) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, cosine) where row i of ``a`` and row j of ``b`` are each other's best match."""
+    if a.size == 0 or b.size == 0:
+        return []
+    similarity = a @ b.T
+    best_in_b = similarity.argmax(axis=1)
+    best_in_a = similarity.argmax(axis=0)
+    pairs = []
+    for i, j in enumerate(best_in_b):
+        value = float(similarity[i, j])
+        if best_in_a[j] == i and value >= threshold:
+            pairs.append((i, int(j), value))
+    return pairs
+
+
+def order_consistency(pairs: Sequence[tuple[int, int, float]]) -> float:
+    """Share of aligned pairs on one increasing path (longest increasing subsequence of j by i)."""
+    if not pairs:
+        return 0.0
+    tails: list[int] = []
+    for _, j, _ in sorted(pairs):
+        position = bisect.bisect_left(tails, j)
+        if position == len(tails):
+            tails.append(j)
+        else:
+            tails[position] = j
+    return len(tails) / len(pairs)
+
+
+def verify_translation(
+    a: Side, b: Side, params: TranslationParams, gazetteer: Gazetteer | None = None
+) -> TranslationVerdict:
+    """Decide whether ``a`` and ``b`` (in different languages) are translations of each other.
+
+    Partial and abridged translations count: shares are taken over the shorter side.
+    """
+    pairs = mutual_best_matches(a.sentences, b.sentences, params.sentence_similarity)
+    shorter = min(len(a.sentences), len(b.sentences))
+    aligned = len(pairs)
+    share = aligned / shorter if shorter else 0.0
+    mean_similarity = sum(p[2] for p in pairs) / aligned if aligned else 0.0
+    order = order_consistency(pairs)
+    numbers_a, numbers_b = extract_numbers(a.text), extract_numbers(b.text)
+    number_agreement, compared = _agreement(numbers_a, numbers_b)
+    entity_agreement = None
+    if gazetteer is not None:
+        entity_agreement, _ = _agreement(
+            gazetteer.entities(a.text, a.lang), gazetteer.entities(b.text, b.lang)
+        )
+    weight_a, weight_b = content_weight(a.text), content_weight(b.text)
+    length_ratio = max(weight_a, weight_b) / max(min(weight_a, weight_b), 1.0)
+
+    failures = []
+    if aligned < min(params.min_aligned_sentences, shorter) or aligned == 0:
+        failures.append(f"{aligned} aligned sentences")
+    if share < params.min_aligned_share:
+        failures.append(f"aligned share {share:.2f} < {params.min_aligned_share:g}")
+    if order < params.min_order:
+        failures.append(f"order {order:.2f} < {params.min_order:g}")
+    if number_agreement is not None and number_agreement < params.min_number_agreement:
+        failures.append(f"numbers agree {number_agreement:.2f} < {params.min_number_agreement:g}")
+    # A long text is never a translation of a much shorter one *in full*; as an abridged
+    # translation it must still align most of the shorter side, checked above. What the
+    # ratio guards is a short text (a brief) that happens to echo a few sentences of a
+    # long one: then at least a third of the longer text's lead must align too.
+    if length_ratio > params.max_length_ratio and aligned < 3:
+        failures.append(f"length ratio {length_ratio:.1f} with only {aligned} aligned sentences")
+    is_translation = not failures
+    reason = (
+        f"{aligned} of {shorter} sentences align in order (mean similarity {mean_similarity:.2f})"
+        + (f", {compared} numbers agree {number_agreement:.0%}" if number_agreement is not None else "")
+        if is_translation
+        else "not a translation: " + "; ".join(failures)
+    )
+    return TranslationVerdict(
+        is_translation,
+        reason,
+        aligned,
+        share,
+        mean_similarity,
+        order,
+        number_agreement,
+        compared,
+        entity_agreement,
+        length_ratio,
+        tuple(sorted(pairs, key=lambda p: -p[2])[:5]),
+    )
+
+
+def _agreement(left: set[str], right: set[str]) -> tuple[float | None, int]:
+    """Share of the smaller set found in the other; ``None`` when it has fewer than two items."""
+    small, large = (left, right) if len(left) <= len(right) else (right, left)
+    if len(small) < 2:
+        return None, len(small)
+    return len(small & large) / len(small), len(small)
+
+
+# Length -----------------------------------------------------------------------------------
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+def content_weight(text: str) -> float:
+    """Text length comparable across scripts: letters, with a CJK character worth about three."""
+    cjk = len(_CJK.findall(text))
+    letters = sum(1 for char in text if char.isalpha()) - cjk
+    return letters + 3.0 * cjk
+
+
+# Numbers ----------------------------------------------------------------------------------
+
+_MULTIPLIERS: Mapping[str, float] = {
+    # English
+    "thousand": 1e3,
+    "k": 1e3,
+    "million": 1e6,
+    "millions": 1e6,
+    "mln": 1e6,
+    "mn": 1e6,
+    "m": 1e6,
+    "billion": 1e9,
+    "billions": 1e9,
+    "bln": 1e9,
+    "bn": 1e9,
+    "b": 1e9,
+    "trillion": 1e12,
+    "tn": 1e12,
+    # Russian (stems: тысяча, тысячи, тысяч; миллион, миллиона, ...)
+    "тыс": 1e3,
+    "тысяч": 1e3,
+    "тысячи": 1e3,
+    "тысяча": 1e3,
+    "млн": 1e6,
+    "миллион": 1e6,
+    "миллиона": 1e6,
+    "миллионов": 1e6,
+    "млрд": 1e9,
+    "миллиард": 1e9,
+    "миллиарда": 1e9,
+    "миллиардов": 1e9,
+    "трлн": 1e12,
+    "триллион": 1e12,
+    "триллиона": 1e12,
+    "триллионов": 1e12,
+    # Chinese (no spaces: the unit follows the digits directly)
+    "千": 1e3,
+    "万": 1e4,
+    "萬": 1e4,
+    "亿": 1e8,
+    "億": 1e8,
+    "万亿": 1e12,
+    "兆": 1e12,
+}
+_MONTHS: Mapping[str, int] = {
+    **{
+        name: number
+        for number, names in enumerate(
+            [
+                "january jan январ",
+                "february feb феврал",
+                "march mar март",
+                "april apr апрел",
+                "may ма",
+                "june jun июн",
+                "july jul июл",
+                "august aug август",
+                "september sep sept сентябр",
+                "october oct октябр",
+                "november nov ноябр",
+                "december dec декабр",
+            ],
+            start=1,
+        )
+        for name in names.split()
+    }
+}
+_NUMBER = re.compile(
+    r"(?<![0-9A-Za-zА-Яа-яЁё])(?<!\d[.,])(\d{1,3}(?:[ \u00a0\u202f,]\d{3})+|\d+)(?:[.,](\d+))?"
+    r"\s*(%|процент\w*|percent|per cent|万亿|[千万萬亿億兆]|[a-zа-я]+\b)?",
+    re.IGNORECASE,
+)
+_MONTH_WORD = re.compile(r"\b([a-zа-я]+)\b", re.IGNORECASE)
+_CJK_DATE = re.compile(r"(\d{1,2})月")
+
+
+def extract_numbers(text: str) -> set[str]:
+    """Numbers in ``text`` as language-free keys: values with their multiplier applied.
+
+    "50 billion", "50 млрд", "500亿" and "50,000,000,000" all become ``5e+10``; "3.5%" and
+    "3,5 процента" become ``3.5%``; month names become ``month:5`` (as does "5月"). Single
+    digits are dropped: they are spelled out as often as not, so they prove nothing.
+    """
+    normalised = unicodedata.normalize("NFKC", text)
+    keys: set[str] = set()
+    for match in _NUMBER.finditer(normalised):
+        whole, fraction, unit = match.group(1), match.group(2), (match.group(3) or "").lower()
+        digits = re.sub(r"[ \u00a0\u202f,]", "", whole)
+        thousands_grouped = digits != whole
+        if fraction is not None and thousands_grouped:
+            continue  # "1,234.5" style mixing is rare in news; skip rather than misread
+        if fraction is not None and len(fraction) == 3 and not unit and not thousands_grouped:
+            # "1,500" or "1.500": a thousands separator, not a decimal fraction.
+            value = float(digits + fraction)
+        else:
+            value = float(f"{digits}.{fraction}") if fraction is not None else float(digits)
+        if unit.startswith(("%", "процент", "percent", "per cent")):
+            keys.add(f"{_round(value)}%")
+            continue
+        multiplier = _MULTIPLIERS.get(unit, 1.0)
+        if multiplier == 1.0:
+            if value < 10:
+                continue
+            # Plain numbers (years, counts, days) are kept exactly.
+            keys.add(f"{value:g}" if value < 1e6 else _round(value))
+        else:
+            keys.add(_round(value * multiplier))
+    for match in _MONTH_WORD.finditer(normalised):
+        month = _month_of(match.group(1).lower())
+        if month:
+            keys.add(f"month:{month}")
+    for match in _CJK_DATE.finditer(normalised):
+        month_number = int(match.group(1))
+        if 1 <= month_number <= 12:
+            keys.add(f"month:{month_number}")
+    return keys
+
+
+def _month_of(word: str) -> int | None:
+    if len(word) < 3:
+        return None
+    if word in _MONTHS:
+        return _MONTHS[word]
+    for stem, number in _MONTHS.items():
+        # Russian month names inflect ("мая", "июня", "сентября"): compare stems. "ма" needs
+        # the exact genitive/nominative forms, or "мало"/"масштаб" would count as May.
+        if len(stem) >= 4 and stem[0] in "абвгдежзийклмнопрстуфхцчшщъыьэюя" and word.startswith(stem):
+            return number
+    if word in ("мая", "май", "маю"):
+        return 5
+    return None
+
+
+def _round(value: float) -> str:
+    """Three significant digits: translations round amounts the same way often enough."""
+    if value == 0:
+        return "0"
+    digits = 3 - math.floor(math.log10(abs(value))) - 1
+    return f"{round(value, digits):g}"
+
+
+# Named entities ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gazetteer:
+    """Names that mean the same thing in every language, each with patterns per language."""
+
+    patterns: Mapping[str, Mapping[str, re.Pattern[str]]]  # entity -> lang -> one compiled pattern
+
+    def entities(self, text: str, lang: str) -> set[str]:
+        """The gazetteer entries named in ``text`` (patterns of ``lang``, else of every language)."""
+        folded = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е")
+        found = set()
+        for entity, by_lang in self.patterns.items():
+            chosen = [by_lang[lang]] if lang in by_lang else list(by_lang.values())
+            if any(pattern.search(folded) for pattern in chosen):
+                found.add(entity)
+        return found
+
+
+def load_gazetteer(path: Path) -> Gazetteer:
+    """Read ``gazetteer.yaml``: ``{entity: {lang: [pattern, ...]}}``; every pattern is checked."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("entities"), dict):
+        raise ConfigError(f"{path}: expected a mapping with an 'entities' section")
+    compiled: dict[str, dict[str, re.Pattern[str]]] = {}
+    for entity, by_lang in raw["entities"].items():
+        if not isinstance(by_lang, dict) or not by_lang:
+            raise ConfigError(f"{path}: entities.{entity}: expected {{lang: [patterns]}}")
+        compiled[str(entity)] = {}
+        for lang, patterns in by_lang.items():
+            if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+                raise ConfigError(f"{path}: entities.{entity}.{lang}: expected a list of patterns")
+            body = "|".join(f"(?:{p})" for p in patterns)
+            # Spaced scripts match whole words; Chinese and Japanese have no word spaces.
+            source = body if lang in ("zh", "ja") else rf"(?<!\w)(?:{body})"
+            try:
+                compiled[str(entity)][str(lang)] = re.compile(source.casefold())
+            except re.error as exc:
+                raise ConfigError(f"{path}: entities.{entity}.{lang}: bad pattern: {exc}") from None
+    return Gazetteer(compiled)

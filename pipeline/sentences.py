@@ -1,0 +1,46 @@
+"""Cutting article text into sentences, the unit of evidence and of cross-language alignment.
+
+Shared by the classifier (evidence sentences) and the semantic layer (sentence vectors),
+so both see the same sentences. Pure and deterministic: paragraphs are split on line
+breaks, then sentences at terminal punctuation when the next word starts a new sentence
+(Latin, Cyrillic and other cased scripts) and always at CJK full stops.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ! ? … (then closing quotes/brackets) when the next word starts a new
+# sentence, and always at CJK full stops, which NFKC leaves alone in the *original* text.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'»”’)\]]*(?=\s+[\"'«“(\[]?[^\W_a-zа-я])|[。！？；]+[”’」』)）]*")
+# Words whose final period does not end a sentence (compared lower-cased).
+_ABBREVIATION_WORDS = (
+    "mr mrs ms dr st gen lt col capt no vs jr sr prof gov sen rep u.s e.g i.e etc "
+    "г гг т.е им ул тыс млн млрд руб долл см"
+)
+_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` in order, whitespace collapsed; empty pieces dropped."""
+    sentences: list[str] = []
+    for paragraph in re.split(r"\n\s*\n|\n", text):
+        paragraph = " ".join(paragraph.split())
+        if not paragraph:
+            continue
+        start = 0
+        for match in _SENTENCE_END.finditer(paragraph):
+            end = match.end()
+            if paragraph[match.start()] == ".":
+                # "Mr. Xi", "U.S. officials", "V. Putin", "в 2014 г. Китай": no new sentence.
+                word = paragraph[start : match.start()].rsplit(" ", 1)[-1].lower()
+                if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                    continue
+            piece = paragraph[start:end].strip()
+            if piece:
+                sentences.append(piece)
+            start = end
+        rest = paragraph[start:].strip()
+        if rest:
+            sentences.append(rest)
+    return sentences
