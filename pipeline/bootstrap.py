@@ -11,7 +11,7 @@ from pipeline.db import repo
 from pipeline.db.engine import apply_views, make_engine, session_factory, upgrade_schema, views_file
 from pipeline.db.schema import Article
 from pipeline.feeds import load_feed_registry
-from pipeline.ingest import IngestContext, build_candidate, store_candidate
+from pipeline.ingest import IngestContext, build_candidate, index_articles, store_candidate
 from pipeline.seeds import load_seed_documents
 from pipeline.settings import Settings
 
@@ -24,6 +24,7 @@ class InitReport:
     seeds_present: int
     feeds_added: int
     feeds_updated: int
+    vectors_missing: int = 0
 
 
 def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
@@ -36,6 +37,7 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
         with session_factory(engine)() as session:
             repo.history_start(session)  # collection starts now, unless it started earlier
             added, present = load_seeds(session, settings)
+            missing = _index_seeds(session, settings)
             feeds_added = feeds_updated = 0
             for entry in registry.feeds if registry else []:
                 _, created = repo.upsert_feed(
@@ -52,7 +54,7 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
             session.commit()
     finally:
         engine.dispose()
-    return InitReport(before, after, added, present, feeds_added, feeds_updated)
+    return InitReport(before, after, added, present, feeds_added, feeds_updated, missing)
 
 
 def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:
@@ -75,3 +77,18 @@ def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:
         store_candidate(session, candidate, via="seed", context=context, is_seed=True)
         added += 1
     return added, present
+
+
+def _index_seeds(session: Session, settings: Settings) -> int:
+    """Give seeds stored before vectors existed their vectors; count other articles without.
+
+    Seeds are few and always translation candidates, so they are indexed here; a large
+    archive is back-filled by ``summitwatch reindex``, with progress, when convenient.
+    """
+    context = IngestContext.from_settings(settings)
+    model = context.sentence_encoder.name
+    seeds = set(session.scalars(select(Article.id).where(Article.is_seed.is_(True))))
+    missing = repo.article_ids_without_vectors(session, model, limit=10**9)
+    index_articles(session, context, [article_id for article_id in missing if article_id in seeds])
+    session.flush()
+    return sum(1 for article_id in missing if article_id not in seeds)

@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     recls = commands.add_parser("reclassify", help="re-apply config/topics.yaml to every stored article")
     recls.set_defaults(handler=cmd_reclassify)
 
+    reindex = commands.add_parser(
+        "reindex", help="compute the multilingual vectors of stored articles that lack them"
+    )
+    reindex.add_argument(
+        "--all", action="store_true", help="recompute every article's vectors, not only missing ones"
+    )
+    reindex.add_argument("--batch-size", type=int, default=200, help="articles per commit (default 200)")
+    reindex.set_defaults(handler=cmd_reindex)
+
     arts = commands.add_parser("articles", help="browse stored articles")
     arts.add_argument("--topic", help="a topic slug, e.g. energy")
     arts.add_argument("--watch", help="a watch item slug, e.g. power_of_siberia_2")
@@ -185,6 +194,11 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     _stderr(f"schema: {report.revision_before or 'empty'} -> {report.revision_after}")
     _stderr(f"seed corpus: {report.seeds_added} added, {report.seeds_present} already present")
     _stderr(f"feeds from {settings.feeds_file}: {report.feeds_added} added, {report.feeds_updated} updated")
+    if report.vectors_missing:
+        _stderr(
+            f"{report.vectors_missing} stored articles have no multilingual vectors yet: run "
+            "`summitwatch reindex` to back-fill them (translations of them are not linked until then)"
+        )
     return 0
 
 
@@ -229,6 +243,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                             "article_id": result.article_id,
                             "status": result.status,
                             "duplicate_of": result.duplicate_of,
+                            "copy_kind": result.copy_kind,
                             "similarity": result.similarity,
                             "lang": result.lang,
                             "topics": [to_json(hit) for hit in result.topics],
@@ -336,12 +351,12 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps(_article_json(row, row_copies, topics, watch), ensure_ascii=False))
                 continue
             moment = row.published_at or row.first_seen_at
-            marker = (
-                "seed" if row.is_seed else (f"dup of {row.duplicate_of_id}" if row.duplicate_of_id else "")
-            )
+            marker = "seed" if row.is_seed else ""
+            if row.duplicate_of_id:
+                marker = f"{row.copy_kind or 'copy'} of {row.duplicate_of_id}"
             extra = f" (+{len(row_copies)} copies)" if row_copies else ""
             print(
-                f"{row.id:>6}  {moment:%Y-%m-%d}  {row.lang:<3} {marker:<12} {(row.title or '')[:70]}{extra}"
+                f"{row.id:>6}  {moment:%Y-%m-%d}  {row.lang:<3} {marker:<18} {(row.title or '')[:70]}{extra}"
             )
             if topics or watch:
                 tags = [t.topic for t in topics] + [f"watch:{w.item}" for w in watch]
@@ -367,12 +382,17 @@ def _article_json(row: Any, row_copies: list[Any], topics: list[Any], watch: lis
         "duplicate_of": row.duplicate_of_id,
         "duplicate_of_title": original.title if original is not None else None,
         "duplicate_of_url": original.url if original is not None else None,
+        "copy_kind": row.copy_kind,
+        "link_detail": row.link_detail,
         "similarity": row.similarity,
         "relevant": row.relevant,
         "topics": [{"topic": t.topic, "score": t.score, "evidence": t.evidence} for t in topics],
         "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
         "words": row.word_count,
-        "copies": [{"id": c.id, "url": c.url, "similarity": c.similarity} for c in row_copies],
+        "copies": [
+            {"id": c.id, "url": c.url, "lang": c.lang, "copy_kind": c.copy_kind, "similarity": c.similarity}
+            for c in row_copies
+        ],
         "text": row.text[:500],
     }
 
@@ -441,6 +461,26 @@ def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
             session.commit()
             _stderr(f"... {done} articles re-classified")
     _stderr(f"re-classified {done} articles ({relevant} about Russia-China relations)")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.ingest import IngestContext, reindex_vectors
+
+    context = IngestContext.from_settings(settings)
+    _stderr(f"encoder: {settings.encoder.model} (loading)")
+    started = time.monotonic()
+    with open_session(settings) as session:
+        total = reindex_vectors(
+            session,
+            context,
+            recompute=args.all,
+            batch_size=max(1, args.batch_size),
+            progress=lambda done: _stderr(f"... {done} articles indexed ({time.monotonic() - started:.0f}s)"),
+        )
+    _stderr(
+        f"indexed {total} articles with {context.sentence_encoder.name} in {time.monotonic() - started:.1f}s"
+    )
     return 0
 
 

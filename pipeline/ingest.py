@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -418,6 +418,58 @@ def store_candidate(
         watch=verdict.watch,
         copy_kind=copy_kind,
     )
+
+
+def reindex_vectors(
+    session: Session,
+    context: IngestContext,
+    *,
+    recompute: bool = False,
+    batch_size: int = 200,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Compute the vectors of stored articles lacking them (``recompute``: of every article).
+
+    Commits after each batch, so an interrupted back-fill resumes where it stopped. Returns
+    how many articles were indexed.
+    """
+    model = context.sentence_encoder.name
+    done = 0
+    last = 0
+    while True:
+        if recompute:
+            ids = list(
+                session.scalars(
+                    select(Article.id).where(Article.id > last).order_by(Article.id).limit(batch_size)
+                )
+            )
+        else:
+            ids = repo.article_ids_without_vectors(session, model, after_id=last, limit=batch_size)
+        if not ids:
+            return done
+        for article in session.scalars(select(Article).where(Article.id.in_(ids)).order_by(Article.id)):
+            vectors = context.embed(article.title, article.text)
+            _store_vectors(
+                session, article.id, vectors, article.lang, article.published_at or article.first_seen_at
+            )
+        session.commit()
+        done += len(ids)
+        last = ids[-1]
+        if progress:
+            progress(done)
+
+
+def index_articles(session: Session, context: IngestContext, article_ids: Sequence[int]) -> None:
+    """Compute and store the vectors of ``article_ids`` (replacing any they had)."""
+    if not article_ids:
+        return
+    for article in session.scalars(
+        select(Article).where(Article.id.in_(list(article_ids))).order_by(Article.id)
+    ):
+        vectors = context.embed(article.title, article.text)
+        _store_vectors(
+            session, article.id, vectors, article.lang, article.published_at or article.first_seen_at
+        )
 
 
 def classify_article(
@@ -884,8 +936,13 @@ def import_lines(
     now: datetime | None = None,
     context: IngestContext | None = None,
 ) -> Iterator[ImportResult]:
-    """Ingest pre-fetched JSON lines through the same stages, one commit per line."""
+    """Ingest pre-fetched JSON lines through the same stages, one commit per line.
+
+    Fields other than the documented ones are ignored, each name reported once (as a
+    warning) the first time it appears.
+    """
     context = context or IngestContext.from_settings(settings)
+    reported: set[str] = set()
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -895,6 +952,15 @@ def import_lines(
             if not isinstance(record, dict):
                 raise ExtractionError("line is not a JSON object", permanent=True)
             input_id = record.get("id")
+            unknown = sorted(set(record) - IMPORT_FIELDS - reported)
+            if unknown:
+                reported.update(unknown)
+                log.warning(
+                    "import %s line %d: ignoring unknown field(s) %s (reported once)",
+                    source,
+                    number,
+                    ", ".join(repr(name[:60]) for name in unknown[:20]),
+                )
             candidate = _candidate_from_record(settings, record, now or utcnow())
             feed_id = _feed_id_for(session, record.get("feed"))
             result = store_candidate(
@@ -939,10 +1005,10 @@ def _short_error(exc: BaseException) -> str:
     return str(exc)
 
 
+IMPORT_FIELDS = frozenset({"id", "url", "title", "html", "text", "published", "feed", "lang"})
+
+
 def _candidate_from_record(settings: Settings, record: dict[str, Any], now: datetime) -> ArticleCandidate:
-    unknown = set(record) - {"id", "url", "title", "html", "text", "published", "feed", "lang"}
-    if unknown:
-        raise ExtractionError(f"unknown fields: {', '.join(sorted(unknown))}", permanent=True)
     url = record.get("url")
     if url is not None and (
         not isinstance(url, str)

@@ -74,9 +74,21 @@ def test_import_json_contract(db: Path, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["id"] for r in rows] == [1, "two", 3]
     assert [r["status"] for r in rows] == ["new", "duplicate", "error"]
-    keys = {"id", "article_id", "status", "duplicate_of", "similarity", "lang", "topics", "watch", "error"}
+    keys = {
+        "id",
+        "article_id",
+        "status",
+        "duplicate_of",
+        "copy_kind",
+        "similarity",
+        "lang",
+        "topics",
+        "watch",
+        "error",
+    }
     assert all(set(r) == keys for r in rows)
     assert rows[1]["duplicate_of"] == rows[0]["article_id"]
+    assert [r["copy_kind"] for r in rows] == [None, "exact", None]
     assert rows[0]["lang"] == "en"
     assert "1 new, 1 duplicate, 1 failed" in done.stderr
     again = sw("import", str(path), "--json", db=db)
@@ -85,6 +97,44 @@ def test_import_json_contract(db: Path, tmp_path: Path) -> None:
         "duplicate",
         "error",
     ]
+
+
+def test_import_ignores_unknown_fields_and_reports_them_once(db: Path) -> None:
+    lines = [
+        {"id": 1, "text": TEXT_EN, "author": "A. Writer", "tags": ["x"]},
+        {"id": 2, "text": TEXT_EN + " Second.", "author": "B. Writer", "source_domain": "news.example"},
+    ]
+    done = sw("import", "-", "--json", db=db, stdin="\n".join(json.dumps(line) for line in lines) + "\n")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["new", "duplicate"]
+    assert done.stderr.count("'author'") == 1
+    assert done.stderr.count("'tags'") == 1
+    assert done.stderr.count("'source_domain'") == 1
+
+
+def test_reindex_backfills_what_init_reports_missing(db: Path) -> None:
+    import sqlite3
+
+    sw("import", "-", db=db, stdin=json.dumps({"url": "https://a.example/1", "text": TEXT_EN}) + "\n")
+    with sqlite3.connect(db) as connection:
+        connection.execute("DELETE FROM article_vectors")
+    init = sw("init", db=db)
+    assert init.returncode == 0, init.stderr
+    assert "1 stored articles have no multilingual vectors yet" in init.stderr
+    with sqlite3.connect(db) as connection:
+        # init indexes the seeds itself: they are always translation candidates.
+        seeds = connection.execute(
+            "SELECT count(*) FROM article_vectors JOIN articles ON articles.id = article_id WHERE is_seed"
+        ).fetchone()[0]
+    assert seeds == 5
+    done = sw("reindex", db=db)
+    assert done.returncode == 0, done.stderr
+    assert "indexed 1 articles with use-multilingual-v3" in done.stderr
+    assert "no multilingual vectors" not in sw("init", db=db).stderr
+    articles = sw("articles", "--json", "--duplicates", db=db)
+    row = json.loads(articles.stdout.splitlines()[0])
+    assert row["copy_kind"] is None and row["link_detail"] is None
 
 
 def test_import_from_stdin(db: Path) -> None:

