@@ -45,7 +45,9 @@ def test_another_outlets_report_of_the_same_talks_is_not_a_translation(key: str)
 
 def test_a_partial_translation_counts() -> None:
     first_paragraphs = "\n\n".join(STORY["ru"]["text"].split("\n\n")[:2])
-    verdict = verify_translation(side("en"), side("ru", text=first_paragraphs), TranslationParams(), GAZETTEER)
+    verdict = verify_translation(
+        side("en"), side("ru", text=first_paragraphs), TranslationParams(), GAZETTEER
+    )
     assert verdict.is_translation, verdict.reason
 
 

@@ -61,7 +61,9 @@ def test_a_translation_outside_the_window_is_new_coverage(session: Session, sett
 
 
 def test_linking_can_be_switched_off(session: Session, settings: Settings) -> None:
-    off = settings.model_copy(update={"translations": settings.translations.model_copy(update={"enabled": False})})
+    off = settings.model_copy(
+        update={"translations": settings.translations.model_copy(update={"enabled": False})}
+    )
     results = [r.result for r in import_lines(session, off, [line("en"), line("ru")], source="t", now=NOW)]
     assert [r.status for r in results] == ["new", "new"]
 
