@@ -154,6 +154,7 @@ class Entry:
     kind: Literal["topic", "watch"]
     description: str
     threshold: float
+    label: str
     patterns: tuple[Pattern, ...]
     exclude: tuple[Pattern, ...]
     requires: tuple[Pattern, ...]
@@ -489,7 +490,7 @@ class _RegistryParser:
             key = f"{section}.{slug}"
             if not isinstance(slug, str) or not _SLUG.match(slug):
                 raise self.fail(key, "slugs are lower_snake_case ASCII, 2 to 64 characters")
-            optional = ["exclude", "requires"] + (["implies"] if kind == "watch" else [])
+            optional = ["label", "exclude", "requires"] + (["implies"] if kind == "watch" else [])
             body = self.mapping(
                 definition,
                 key,
@@ -505,6 +506,9 @@ class _RegistryParser:
                     kind=kind,
                     description=self.text(body["description"], f"{key}.description").strip(),
                     threshold=self.number(body["threshold"], f"{key}.threshold", low=0.1, high=100),
+                    label=self.text(body["label"], f"{key}.label").strip()
+                    if "label" in body
+                    else slug.replace("_", " ").capitalize(),
                     patterns=self.pattern_table(
                         body["patterns"], f"{key}.patterns", weighted=True, every_language=True
                     ),

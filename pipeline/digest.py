@@ -70,7 +70,10 @@ class ChangeLike(Protocol):
 
 @dataclass(frozen=True)
 class DigestArticle:
-    """One article shown in a digest. ``copies`` counts its folded duplicates."""
+    """One article shown in a digest. ``copies`` counts its folded duplicates.
+
+    ``also_in`` lists its translations (language, URL), shown as "also in: ru, zh".
+    """
 
     article_id: int | str
     title: str | None
@@ -80,6 +83,15 @@ class DigestArticle:
     evidence: str | None = None
     copies: int = 0
     published_at: datetime | None = None
+    also_in: Sequence[tuple[str, str | None]] = ()
+
+
+@dataclass(frozen=True)
+class DigestStory:
+    """One event's articles (any outlet or language) and the series they moved."""
+
+    articles: Sequence[DigestArticle]
+    series: Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -175,12 +187,17 @@ def build_change_digest(
     generated_at: datetime,
     labels: Mapping[str, str] | None = None,
     message_budget: int = DEFAULT_MESSAGE_BUDGET,
+    stories: Sequence[DigestStory] | None = None,
 ) -> Digest:
     """The digest for ``changes`` (at least one): an overview, then a section per change.
 
     Watch items come before topics, then changes are in time order. ``labels`` maps series
     names to display names (default: the slug, humanised). ``web_base_url`` adds links to
     the web UI's article list for each series.
+
+    With ``stories``, articles are not listed under each change: every story is shown
+    once after the changes, with the series it moved and those series' figures, then its
+    articles, so an article that counted for two series appears once.
     """
     if not changes:
         raise ValueError("a change digest needs at least one change")
@@ -204,7 +221,13 @@ def build_change_digest(
     overview_lines = [_overview_line(c.change, labels) for c in ordered]
     units = intro + _line_sections(overview_lines) if len(ordered) > 1 else intro
     for item in ordered:
-        units.append(_change_unit(item, labels, web_base_url))
+        units.append(_change_unit(item, labels, web_base_url, with_articles=stories is None))
+    if stories:
+        by_series = {c.change.series: c.change for c in ordered}
+        heading = f"{_plural(len(stories), 'story', 'stories')} behind these changes"
+        units.append(_Unit([{"type": "divider"}, _section(f"*{_escape(heading)}*")], f"\n{heading}"))
+        for number, story in enumerate(stories, 1):
+            units.append(_story_unit(number, story, by_series, labels))
     return _assemble("changes", digest_key, units, continuation=f"{title} (continued)", budget=message_budget)
 
 
@@ -336,7 +359,39 @@ class _Unit:
     plain: str
 
 
-def _change_unit(item: DigestChange, labels: Mapping[str, str], web_base_url: str | None) -> _Unit:
+def _story_unit(
+    number: int, story: DigestStory, changes: Mapping[str, ChangeLike], labels: Mapping[str, str]
+) -> _Unit:
+    moved = []
+    for series in story.series:
+        change = changes.get(series)
+        figures = f" {change.count} vs {format_number(change.baseline)} expected" if change else ""
+        arrow = ARROWS.get(change.direction, "") if change else ""
+        moved.append(f"{_label(series, labels)} {arrow}{figures}".strip())
+    languages = sorted(
+        {a.lang for a in story.articles if a.lang} | {lang for a in story.articles for lang, _ in a.also_in}
+    )
+    outlets = len({a.source for a in story.articles if a.source})
+    facts = [_plural(len(story.articles), "article")]
+    if outlets > 1:
+        facts.append(f"{outlets} outlets")
+    if languages:
+        facts.append(", ".join(languages))
+    heading = f"Story {number} · {' · '.join(facts)}"
+    moved_text = "Moved: " + "; ".join(moved) if moved else ""
+    mrkdwn = [f"*{_escape(heading)}*"] + ([_escape(moved_text)] if moved_text else [])
+    plain = ["", heading] + ([moved_text] if moved_text else [])
+    blocks: list[Block] = [_section("\n".join(mrkdwn))]
+    article_lines = [_article_lines(a) for a in story.articles]
+    for text in _pack_lines([m for m, _ in article_lines]):
+        blocks.append(_section(text))
+    plain += [p for _, p in article_lines]
+    return _Unit(blocks, "\n".join(plain))
+
+
+def _change_unit(
+    item: DigestChange, labels: Mapping[str, str], web_base_url: str | None, *, with_articles: bool = True
+) -> _Unit:
     change = item.change
     name = _label(change.series, labels)
     counts = [count for _, count in item.trend_bins]
@@ -360,12 +415,12 @@ def _change_unit(item: DigestChange, labels: Mapping[str, str], web_base_url: st
         plain_lines.append(trend.replace("`", ""))
     blocks: list[Block] = [{"type": "divider"}, _section("\n".join(mrkdwn_lines))]
     plain = ["", *plain_lines]
-    if item.articles:
+    if item.articles and with_articles:
         article_lines = [_article_lines(a) for a in item.articles]
         for text in _pack_lines([m for m, _ in article_lines]):
             blocks.append(_section(text))
         plain += [p for _, p in article_lines]
-    elif change.direction == "up":
+    elif change.direction == "up" and with_articles:
         plain.append("(no articles to show)")
     link = _series_url(web_base_url, change.series, change.at - timedelta(days=7))
     if link:
@@ -417,6 +472,15 @@ def _article_text(article: DigestArticle, title_chars: int, evidence_chars: int)
         + (f" — {detail_text}" if detail_text else "")
         + (f"\n  {article.url}" if article.url else "")
     )
+    if article.also_in:
+        linked = [
+            _link(link, lang) if link and _is_web_url(link) and len(link) <= MAX_LINK_URL else _escape(lang)
+            for lang, link in article.also_in
+        ]
+        mrkdwn += f" · also in: {', '.join(linked)}"
+        plain += "\n  also in: " + ", ".join(
+            f"{lang} {link}" if link else lang for lang, link in article.also_in
+        )
     evidence = _clip(_one_line(article.evidence), evidence_chars)
     if evidence:
         mrkdwn += f"\n> {_escape(evidence)}"

@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from pipeline.db.repo import history_start
 from pipeline.db.schema import (
     Article,
     ArticleTopic,
+    ArticleVector,
     ArticleWatch,
     CoverageChange,
     DigestOutbox,
@@ -49,15 +50,18 @@ from pipeline.digest import (
     Digest,
     DigestArticle,
     DigestChange,
+    DigestStory,
     SeriesTotal,
     build_change_digest,
     build_summary_digest,
     latest_summary_period,
     render_plain,
 )
+from pipeline.encoder import document_from_bytes
 from pipeline.errors import SummitwatchError
 from pipeline.settings import Settings
 from pipeline.slack import SlackDeliveryError, SlackTarget
+from pipeline.stories import StoryItem, group_stories
 
 log = logging.getLogger(__name__)
 # Change detection looks back at most this far (the baseline is 28 days; years are plenty).
@@ -141,7 +145,7 @@ def load_series(session: Session, registry: TopicRegistry) -> list[Series]:
     for kind, entries in (("topic", registry.topics), ("watch", registry.watch)):
         for entry in entries:
             name = series_name(kind, entry.slug)
-            label = entry.slug.replace("_", " ").capitalize()
+            label = entry.label
             result.append(Series(name, label, sorted(moments.get(name, []))))
     return result
 
@@ -241,7 +245,11 @@ def prepare_digests(
     if fresh:
         items = [_digest_change(session, report, config, change) for change in fresh]
         digest = build_change_digest(
-            items, web_base_url=settings.web_base_url, generated_at=now, labels=report.labels
+            items,
+            web_base_url=settings.web_base_url,
+            generated_at=now,
+            labels=report.labels,
+            stories=digest_stories(session, settings, items),
         )
         digests.append(digest)
         if not dry_run:
@@ -318,6 +326,59 @@ def _digest_change(
     return DigestChange(change=change, trend_bins=trend, articles=articles)
 
 
+def digest_stories(session: Session, settings: Settings, items: Sequence[DigestChange]) -> list[DigestStory]:
+    """The articles of ``items`` grouped into stories, each article once.
+
+    An article listed under several changes (one event moving two series) belongs to one
+    story, which names every series it moved.
+    """
+    articles: dict[int, DigestArticle] = {}
+    series_of: dict[int, list[str]] = {}
+    for item in items:
+        for article in item.articles:
+            key = int(article.article_id)
+            articles.setdefault(key, article)
+            if item.change.series not in series_of.setdefault(key, []):
+                series_of[key].append(item.change.series)
+    if not articles:
+        return []
+    vectors = {
+        article_id: document_from_bytes(document)
+        for article_id, document in session.execute(
+            select(ArticleVector.article_id, ArticleVector.document).where(
+                ArticleVector.article_id.in_(list(articles))
+            )
+        )
+    }
+    moments = dict(
+        session.execute(
+            select(Article.id, func.coalesce(Article.published_at, Article.first_seen_at)).where(
+                Article.id.in_(list(articles))
+            )
+        ).all()
+    )
+    grouped = group_stories(
+        [StoryItem(i, vectors.get(i), _aware(moments[i])) for i in articles],
+        similarity=settings.stories.similarity,
+        window_hours=settings.stories.window_hours,
+    )
+    stories = []
+    for ids in grouped:
+        series: list[str] = []
+        for article_id in ids:
+            series += [name for name in series_of[article_id] if name not in series]
+        # The most-copied article leads its story; then by time.
+        lead_first = sorted(
+            ids, key=lambda i: (-(articles[i].copies + len(articles[i].also_in)), ids.index(i))
+        )
+        stories.append(DigestStory([articles[i] for i in lead_first], series))
+    return stories
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def top_articles(
     session: Session, series: str | None, *, since: datetime, until: datetime, limit: int
 ) -> list[DigestArticle]:
@@ -338,11 +399,19 @@ def top_articles(
     else:
         query = query.where(Article.relevant.is_(True))
     candidates = session.scalars(query).all()
-    copies = Counter(
-        session.scalars(
-            select(Article.duplicate_of_id).where(Article.duplicate_of_id.in_([a.id for a in candidates]))
-        )
+    copies: Counter[int] = Counter()
+    translations: dict[int, list[tuple[str, str | None]]] = {}
+    copy_rows = session.execute(
+        select(Article.duplicate_of_id, Article.copy_kind, Article.lang, Article.url)
+        .where(Article.duplicate_of_id.in_([a.id for a in candidates]))
+        .order_by(Article.id)
     )
+    for root, copy_kind, lang, url in copy_rows:
+        if root is None:
+            continue
+        copies[root] += 1
+        if copy_kind == "translation":
+            translations.setdefault(root, []).append((lang, url))
     ranked = sorted(
         candidates, key=lambda a: (-copies[a.id], -_moment(a.published_at, a.first_seen_at).timestamp())
     )
@@ -361,11 +430,23 @@ def top_articles(
                 source=_source(article, feeds),
                 lang=article.lang,
                 evidence=evidence[0] if evidence else None,
-                copies=copies[article.id],
+                copies=copies[article.id] - len(translations.get(article.id, [])),
                 published_at=article.published_at,
+                also_in=_one_per_language(translations.get(article.id, []), article.lang),
             )
         )
     return result
+
+
+def _one_per_language(
+    translations: Sequence[tuple[str, str | None]], own_lang: str
+) -> list[tuple[str, str | None]]:
+    """The first translation in each other language, by language code."""
+    chosen: dict[str, str | None] = {}
+    for lang, url in translations:
+        if lang != own_lang and lang not in chosen:
+            chosen[lang] = url
+    return sorted(chosen.items())
 
 
 def _source(article: Article, feeds: dict[int, Feed]) -> str | None:

@@ -313,3 +313,37 @@ def test_latest_summary_period(now: datetime, every: timedelta, expected_end: da
     assert end == expected_end
     assert start == end - every
     assert end.weekday() == 0 or every != timedelta(days=7)  # weekly summaries end on Mondays
+
+
+# --- stories ------------------------------------------------------------------------------
+
+
+def test_a_story_that_moved_two_series_is_shown_once_with_both() -> None:
+    from pipeline.digest import DigestStory
+
+    shared = article(1, also_in=[("ru", "https://ru.example/1"), ("zh", None)])
+    changes = [
+        DigestChange(change("topic:ukraine"), trend([0, 5]), [shared, article(2)]),
+        DigestChange(change("topic:world_order", count=4), trend([0, 4]), [shared]),
+    ]
+    stories = [DigestStory([shared, article(2)], ["topic:ukraine", "topic:world_order"])]
+    digest = build_change_digest(
+        changes,
+        web_base_url=WEB,
+        generated_at=NOW,
+        labels={"topic:world_order": "World order"},
+        stories=stories,
+    )
+    assert_within_limits(digest)
+    text = render_plain(digest)
+    blocks = all_blocks_text(digest)
+    for shown in (text, blocks):
+        assert shown.count("https://news.example.com/1") == 1
+        assert shown.count("https://news.example.com/2") == 1
+    assert "1 story behind these changes" in text
+    assert "Moved: Ukraine ↑ 8 vs 0.02 expected; World order ↑ 4 vs 0.02 expected" in text
+    assert "also in: ru https://ru.example/1, zh" in text
+    assert "also in: <https://ru.example/1|ru>, zh" in blocks
+    # Without stories the old layout lists articles under each change.
+    per_change = render_plain(build_change_digest(changes, web_base_url=WEB, generated_at=NOW))
+    assert per_change.count("https://news.example.com/1") == 2

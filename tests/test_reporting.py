@@ -176,3 +176,24 @@ def test_dry_run_writes_nothing(session: Session, settings: Settings) -> None:
     assert digests and digests[0].kind == "changes"
     assert session.scalar(select(func.count()).select_from(DigestOutbox)) == 0
     assert session.scalar(select(func.count()).select_from(CoverageChange)) == 0
+
+
+def test_a_burst_that_moves_two_series_lists_each_article_once(session: Session, settings: Settings) -> None:
+    stored = backfill_burst(session, settings)
+    digests = prepare_digests(session, settings, "file", now=NOW, dry_run=True)
+    changes_digest = next(d for d in digests if d.kind == "changes")
+    text = changes_digest.text
+    # Both series moved, named as config/topics.yaml labels them.
+    assert "Power of Siberia 2 (watch item), up" in text and "Energy (topic), up" in text
+    assert "behind these changes" in text
+    stories = text.split("behind these changes", 1)[1]
+    assert stories.count("Moved: Energy ↑") >= 1
+    listed = [url for url in (f"https://news.example/{i}" for i in _input_ids()) if url + "\n" in text]
+    assert listed, "the burst's articles are shown"
+    for url in listed:
+        assert text.count(url + "\n") == 1, f"{url} listed more than once"
+    assert len(stored) >= 8
+
+
+def _input_ids() -> list[str]:
+    return [article["id"] for article in pos2_articles()]
