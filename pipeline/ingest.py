@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-import numpy as np
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
@@ -40,6 +39,7 @@ from pipeline.language import detect_language, normalise_code
 from pipeline.neardup import NearDupParams
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.settings import Settings
+from pipeline.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class IngestContext:
     registry: TopicRegistry
     gazetteer: Gazetteer
     translation_params: TranslationParams
+    vector_indexes: dict[str, VectorIndex] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
@@ -100,6 +101,12 @@ class IngestContext:
     @property
     def sentence_encoder(self) -> encoder.SentenceEncoder:
         return encoder.load_encoder(self.settings.encoder.model, threads=self.settings.encoder.threads)
+
+    def vector_index(self, model: str) -> VectorIndex:
+        """The run's view of the stored document vectors of ``model``."""
+        if model not in self.vector_indexes:
+            self.vector_indexes[model] = VectorIndex(model)
+        return self.vector_indexes[model]
 
     def embed(self, title: str | None, text: str) -> encoder.ArticleVectors:
         """The vectors of an article, with the configured limits."""
@@ -587,21 +594,22 @@ def _closest_translation(
         return None
     params = context.settings.translations
     window = timedelta(days=params.window_days)
-    stored = repo.vector_candidates(
-        session, model=vectors.model, not_lang=candidate.lang, start=moment - window, end=moment + window
+    shortlist = context.vector_index(vectors.model).nearest(
+        session,
+        vectors.document,
+        start=moment - window,
+        end=moment + window,
+        not_lang=candidate.lang,
+        min_score=params.candidate_similarity,
+        limit=params.max_candidates,
     )
-    if not stored:
-        return None
-    documents = np.stack([encoder.document_from_bytes(row.document) for row in stored])
-    scores = documents @ vectors.document
-    order = np.argsort(-scores, kind="stable")[: params.max_candidates]
-    shortlist = [(stored[i], float(scores[i])) for i in order if scores[i] >= params.candidate_similarity]
     if not shortlist:
         return None
-    loaded = repo.sentence_vectors(session, [row.article_id for row, _ in shortlist])
+    loaded = repo.sentence_vectors(session, [row.article_id for row in shortlist])
     new_side = crosslingual.Side(candidate.lang, candidate.text, vectors.sentences, vectors.has_title)
     best: tuple[float, int, float, crosslingual.TranslationVerdict] | None = None
-    for row, score in shortlist:
+    for row in shortlist:
+        score = row.score
         if row.article_id not in loaded:
             continue
         stored_vectors, text = loaded[row.article_id]
@@ -624,7 +632,7 @@ def _closest_translation(
     if best is None:
         return None
     _, article_id, score, verdict = best
-    root = next(row.root_id for row, _ in shortlist if row.article_id == article_id)
+    root = next(row.root_id for row in shortlist if row.article_id == article_id)
     detail = {**verdict.as_detail(), "matched_article_id": article_id, "document_similarity": round(score, 3)}
     return root, round(verdict.mean_similarity, 4), detail
 

@@ -91,3 +91,89 @@ def test_reindex_backfills_missing_vectors(session: Session, settings: Settings)
     assert session.scalar(select(func.count()).select_from(ArticleVector)) == 2
     assert reindex_vectors(session, context) == 0
     assert reindex_vectors(session, context, recompute=True) == 2
+
+
+def _store_vector(
+    session: Session, article_id: int, lang: str, moment: datetime, vector: list[float]
+) -> None:
+    import numpy as np
+
+    from pipeline.encoder import document_to_bytes
+
+    array = np.array(vector + [0.0] * (512 - len(vector)), dtype=np.float32)
+    session.add(
+        Article(
+            id=article_id,
+            text=f"article {article_id}",
+            lang=lang,
+            first_seen_at=moment,
+            content_hash=f"h{article_id}",
+            is_seed=False,
+            word_count=2,
+        )
+    )
+    session.flush()
+    repo.store_vectors(
+        session,
+        article_id,
+        model="m",
+        lang=lang,
+        moment=moment,
+        document=document_to_bytes(array / np.linalg.norm(array)),
+        sentences=b"",
+        sentence_count=0,
+        has_title=False,
+    )
+
+
+def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, settings: Settings) -> None:
+    import numpy as np
+
+    from pipeline.db.engine import make_engine, session_factory
+    from pipeline.vectorindex import VectorIndex
+
+    _store_vector(session, 1, "en", NOW, [1, 0])
+    _store_vector(session, 2, "ru", NOW - timedelta(days=2), [0.9, 0.1])
+    _store_vector(session, 3, "ru", NOW - timedelta(days=30), [1, 0])  # outside the window
+    _store_vector(session, 4, "zh", NOW, [0, 1])  # far in meaning
+    session.commit()
+    index = VectorIndex("m", max_days=20)
+    query = np.zeros(512, dtype=np.float32)
+    query[0] = 1.0
+
+    def ids(not_lang: str = "de") -> list[int]:
+        found = index.nearest(
+            session,
+            query,
+            start=NOW - timedelta(days=7),
+            end=NOW + timedelta(days=7),
+            not_lang=not_lang,
+            min_score=0.5,
+            limit=5,
+        )
+        return [c.article_id for c in found]
+
+    assert ids() == [1, 2]
+    assert ids(not_lang="en") == [2]
+    # Another worker stores a row in a day this reader has loaded already.
+    other = make_engine(settings.db_url)
+    with session_factory(other)() as writer:
+        _store_vector(writer, 5, "fr", NOW - timedelta(hours=1), [1, 0.05])
+        writer.commit()
+    other.dispose()
+    assert ids() == [1, 5, 2]
+    # Far-away days are read when asked for, and old ones are dropped beyond max_days.
+    assert [
+        c.article_id
+        for c in index.nearest(
+            session,
+            query,
+            start=NOW - timedelta(days=31),
+            end=NOW - timedelta(days=29),
+            not_lang="en",
+            min_score=0.5,
+            limit=5,
+        )
+    ] == [3]
+    assert len(index._days) <= 20
+    assert ids() == [1, 5, 2]

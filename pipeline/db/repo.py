@@ -393,42 +393,65 @@ def store_vectors(
 
 
 @dataclass(frozen=True)
-class VectorCandidate:
-    """A stored article that may be a translation's original: its document vector and root."""
+class VectorRow:
+    """A stored document vector with what the candidate lookup filters and links on."""
 
     article_id: int
     root_id: int
     lang: str
+    moment: datetime
     document: bytes
+    model: str
 
 
-def vector_candidates(
-    session: Session, *, model: str, not_lang: str, start: datetime, end: datetime, limit: int = 200_000
-) -> list[VectorCandidate]:
-    """Articles in other languages whose moment is in [start, end], plus every seed.
-
-    The time range is served by the (model, moment) index of ``article_vectors``, so the
-    cost follows the number of articles in the window, not the size of the archive.
-    """
+def _vector_rows(session: Session, condition: Any, *extra: Any) -> list[VectorRow]:
     root = func.coalesce(Article.duplicate_of_id, Article.id)
-    columns = (ArticleVector.article_id, root, ArticleVector.lang, ArticleVector.document)
-    in_window = (
-        select(*columns)
+    query = (
+        select(
+            ArticleVector.article_id,
+            root,
+            ArticleVector.lang,
+            ArticleVector.moment,
+            ArticleVector.document,
+            ArticleVector.model,
+        )
         .join(Article, Article.id == ArticleVector.article_id)
-        .where(ArticleVector.model == model, ArticleVector.moment >= start, ArticleVector.moment <= end)
-        .where(ArticleVector.lang != not_lang)
-        .limit(limit)
+        .where(condition, *extra)
+        .order_by(ArticleVector.article_id)
     )
-    seeds = (
-        select(*columns)
-        .join(Article, Article.id == ArticleVector.article_id)
-        .where(Article.is_seed.is_(True), ArticleVector.model == model, ArticleVector.lang != not_lang)
+    return [VectorRow(*row) for row in session.execute(query)]
+
+
+def vectors_between(session: Session, model: str, start: datetime, end: datetime) -> list[VectorRow]:
+    """Document vectors under ``model`` whose moment is in [start, end).
+
+    Served by the (model, moment) index, so the cost follows the rows in the range, not
+    the size of the archive.
+    """
+    return _vector_rows(
+        session, ArticleVector.model == model, ArticleVector.moment >= start, ArticleVector.moment < end
     )
-    found: dict[int, VectorCandidate] = {}
-    for query in (in_window, seeds):
-        for article_id, root_id, lang, document in session.execute(query):
-            found[article_id] = VectorCandidate(article_id, root_id, lang, document)
-    return list(found.values())
+
+
+def vectors_after(session: Session, model: str, after_id: int) -> list[VectorRow]:
+    """Document vectors of articles with an id above ``after_id`` (stored since a reader last looked).
+
+    Only the primary-key range is given to the database: with the model in the WHERE
+    clause too, SQLite walks the whole (model, moment) index instead.
+    """
+    return [row for row in _vector_rows(session, ArticleVector.article_id > after_id) if row.model == model]
+
+
+def seed_vectors(session: Session, model: str) -> list[VectorRow]:
+    """Document vectors of the seed corpus (indexed by ``is_seed``; seeds are few)."""
+    seed_ids = list(session.scalars(select(Article.id).where(Article.is_seed == True)))  # noqa: E712
+    if not seed_ids:
+        return []
+    return _vector_rows(session, ArticleVector.article_id.in_(seed_ids), ArticleVector.model == model)
+
+
+def max_article_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(Article.id))) or 0)
 
 
 def sentence_vectors(session: Session, article_ids: Sequence[int]) -> dict[int, tuple[ArticleVector, str]]:

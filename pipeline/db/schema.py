@@ -112,7 +112,7 @@ class Article(Base):
     copy_kind: Mapped[str | None] = mapped_column(String(16))
     # Why a copy was linked (the measurements behind the decision), for analysts to check.
     link_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    is_seed: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_seed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     word_count: Mapped[int] = mapped_column(Integer, default=0)
     relevant: Mapped[bool | None] = mapped_column(Boolean)
     classified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

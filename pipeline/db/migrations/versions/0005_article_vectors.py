@@ -43,6 +43,8 @@ def upgrade() -> None:
     with op.batch_alter_table("articles", schema=None) as batch_op:
         batch_op.add_column(sa.Column("copy_kind", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("link_detail", sa.JSON(), nullable=True))
+        # Seeds are translation candidates whatever their date: found through this index.
+        batch_op.create_index(batch_op.f("ix_articles_is_seed"), ["is_seed"], unique=False)
     # Copies stored before this revision were found by text: the same text is "exact",
     # anything else a MinHash "near" duplicate.
     op.execute(
@@ -53,6 +55,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("articles", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_articles_is_seed"))
         batch_op.drop_column("link_detail")
         batch_op.drop_column("copy_kind")
     with op.batch_alter_table("article_vectors", schema=None) as batch_op:

@@ -1,0 +1,176 @@
+"""The candidate lookup for translations: stored document vectors near a moment in time.
+
+The database is the shared index (``article_vectors``, every worker sees the same rows);
+each process keeps, for the run it serves, the days it has read, so a cycle of hundreds
+of items reads each day's vectors once instead of once per item. What others stored in
+the meantime is picked up on every lookup by one primary-key range query (rows with an
+id above the largest this reader has seen), so a translation stored by another worker a
+second ago is a candidate too.
+
+Scoring is a matrix product per day (float32), so a lookup over a window of tens of
+thousands of vectors costs milliseconds once the days are loaded.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.orm import Session
+
+from pipeline.db import repo
+from pipeline.encoder import document_from_bytes
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stored article close to the query: its id, the root of its copy cluster, its score."""
+
+    article_id: int
+    root_id: int
+    lang: str
+    score: float
+
+
+@dataclass
+class _Day:
+    """The vectors of one day, appended to as rows arrive, stacked into arrays on use."""
+
+    rows: list[repo.VectorRow] = field(default_factory=list)
+    _arrays: tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]] | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        return [row.article_id for row in self.rows]
+
+    def add(self, row: repo.VectorRow) -> None:
+        self.rows.append(row)
+        self._arrays = None
+
+    def arrays(self, dim: int) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]]:
+        """(vectors, moments as POSIX seconds, languages), one entry per row."""
+        if self._arrays is None:
+            vectors = (
+                np.stack([document_from_bytes(row.document) for row in self.rows])
+                if self.rows
+                else np.zeros((0, dim), dtype=np.float32)
+            )
+            moments = np.array([_aware(row.moment).timestamp() for row in self.rows], dtype=np.float64)
+            langs = np.array([row.lang for row in self.rows], dtype=np.str_)
+            self._arrays = (vectors, moments, langs)
+        return self._arrays
+
+
+class VectorIndex:
+    """Document vectors of one model, read from the database by day as lookups need them."""
+
+    def __init__(self, model: str, *, max_days: int = 62) -> None:
+        self.model = model
+        self.max_days = max_days
+        self._days: OrderedDict[date, _Day] = OrderedDict()
+        self._seeds: _Day | None = None
+        self._seen: set[int] = set()
+        self._max_id = -1
+
+    def nearest(
+        self,
+        session: Session,
+        query: NDArray[np.float32],
+        *,
+        start: datetime,
+        end: datetime,
+        not_lang: str,
+        min_score: float,
+        limit: int,
+    ) -> list[Candidate]:
+        """The ``limit`` stored articles closest to ``query`` with a moment in [start, end]
+        (and every seed), in another language than ``not_lang``, scoring at least ``min_score``.
+        """
+        self._load(session, start, end)
+        low, high = _aware(start).timestamp(), _aware(end).timestamp()
+        days = [self._days[day] for day in _days(start, end)]
+        if self._seeds is not None:
+            days.append(self._seeds)
+        found: dict[int, Candidate] = {}
+        for day in days:
+            if not day.rows:
+                continue
+            vectors, moments, langs = day.arrays(query.shape[0])
+            scores = vectors @ query
+            keep = (scores >= min_score) & (langs != not_lang)
+            if day is not self._seeds:
+                keep &= (moments >= low) & (moments <= high)
+            positions = np.flatnonzero(keep)
+            if len(positions) > limit:
+                positions = positions[np.argpartition(-scores[positions], limit - 1)[:limit]]
+            for position in positions:
+                row = day.rows[position]
+                found[row.article_id] = Candidate(
+                    row.article_id, row.root_id, row.lang, float(scores[position])
+                )
+        ranked = sorted(found.values(), key=lambda c: (-c.score, c.article_id))
+        return ranked[:limit]
+
+    def _load(self, session: Session, start: datetime, end: datetime) -> None:
+        if self._seeds is None:
+            self._seeds = _Day()
+            for row in repo.seed_vectors(session, self.model):
+                self._seeds.add(row)
+                self._seen.add(row.article_id)
+            self._max_id = max(self._max_id, repo.max_article_id(session))
+        wanted = _days(start, end)
+        for day in wanted:
+            if day in self._days:
+                self._days.move_to_end(day)
+        missing = [day for day in wanted if day not in self._days]
+        for first, last in _runs(missing):
+            for day in range_of_days(first, last):
+                self._days[day] = _Day()
+            lower = datetime.combine(first, time(), UTC)
+            upper = datetime.combine(last + timedelta(days=1), time(), UTC)
+            self._add(repo.vectors_between(session, self.model, lower, upper))
+        # Rows stored since this reader last looked, by this process or another.
+        self._add(repo.vectors_after(session, self.model, self._max_id))
+        # A back-fill over months would otherwise keep every day it touched in memory.
+        while len(self._days) > max(self.max_days, len(wanted)):
+            _, evicted = self._days.popitem(last=False)
+            self._seen.difference_update(evicted.ids)
+
+    def _add(self, rows: Iterable[repo.VectorRow]) -> None:
+        for row in rows:
+            self._max_id = max(self._max_id, row.article_id)
+            if row.article_id in self._seen:
+                continue
+            day = self._days.get(_aware(row.moment).date())
+            if day is not None:
+                day.add(row)
+                self._seen.add(row.article_id)
+            # Rows of days not loaded yet are read with their day when a lookup needs it.
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _days(start: datetime, end: datetime) -> list[date]:
+    return range_of_days(_aware(start).astimezone(UTC).date(), _aware(end).astimezone(UTC).date())
+
+
+def range_of_days(first: date, last: date) -> list[date]:
+    """Every day from ``first`` to ``last``, inclusive."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Consecutive days as (first, last) runs, so each run is one range query."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
