@@ -38,8 +38,10 @@ class TranslationParams:
     """Thresholds of the translation test (``translations`` in ``config/semantic.yaml``)."""
 
     sentence_similarity: float = 0.5
+    min_margin: float = 0.15
+    max_position_shift: float = 0.3
     min_aligned_share: float = 0.6
-    min_aligned_sentences: int = 2
+    min_aligned_sentences: int = 3
     min_order: float = 0.8
     min_number_agreement: float = 0.5
     max_length_ratio: float = 3.0
@@ -87,18 +89,35 @@ class TranslationVerdict:
         }
 
 
-def mutual_best_matches(a: Matrix, b: Matrix, threshold: float) -> list[tuple[int, int, float]]:
-    """Pairs (i, j, cosine) where row i of ``a`` and row j of ``b`` are each other's best match."""
+def mutual_best_matches(
+    a: Matrix, b: Matrix, threshold: float, *, margin: float = 0.0, max_shift: float = 1.0
+) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, cosine) where row i of ``a`` and row j of ``b`` are each other's best match.
+
+    ``margin``: the pair must beat every other candidate of either sentence by this much
+    (a translated sentence stands out from its neighbours; a sentence that is merely on
+    the same subject is about as close to several). ``max_shift``: the two sentences'
+    relative positions (index / length) differ by at most this much, since a translation
+    keeps its order.
+    """
     if a.size == 0 or b.size == 0:
         return []
     similarity = a @ b.T
     best_in_b = similarity.argmax(axis=1)
     best_in_a = similarity.argmax(axis=0)
+    rows, cols = similarity.shape
     pairs = []
     for i, j in enumerate(best_in_b):
         value = float(similarity[i, j])
-        if best_in_a[j] == i and value >= threshold:
-            pairs.append((i, int(j), value))
+        if best_in_a[j] != i or value < threshold:
+            continue
+        runner_up = max(
+            float(np.delete(similarity[i], j).max()) if cols > 1 else -1.0,
+            float(np.delete(similarity[:, j], i).max()) if rows > 1 else -1.0,
+        )
+        if value - runner_up < margin or abs(i / rows - j / cols) > max_shift:
+            continue
+        pairs.append((i, int(j), value))
     return pairs
 
 
@@ -123,7 +142,13 @@ def verify_translation(
 
     Partial and abridged translations count: shares are taken over the shorter side.
     """
-    pairs = mutual_best_matches(a.sentences, b.sentences, params.sentence_similarity)
+    pairs = mutual_best_matches(
+        a.sentences,
+        b.sentences,
+        params.sentence_similarity,
+        margin=params.min_margin,
+        max_shift=params.max_position_shift,
+    )
     shorter = min(len(a.sentences), len(b.sentences))
     aligned = len(pairs)
     share = aligned / shorter if shorter else 0.0

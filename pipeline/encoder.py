@@ -28,9 +28,11 @@ matters at the similarity thresholds used (the cosine error is below 0.005).
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
@@ -164,6 +166,32 @@ class ArticleVectors:
     has_title: bool
 
 
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+@lru_cache(maxsize=1)
+def _to_simplified() -> Callable[[str], str]:
+    import opencc  # loaded on first Chinese text
+
+    return cast(Callable[[str], str], opencc.OpenCC("t2s").convert)
+
+
+def encoder_text(unit: str) -> str:
+    """The form of a unit the encoder reads best; the stored text is never changed.
+
+    * Traditional Chinese becomes simplified (the model saw far more simplified text: a
+      traditional-script translation otherwise scores well below its simplified twin).
+    * A shouted line (a headline or a legal preamble in capitals) becomes lower case: the
+      model's vocabulary is cased, and capitals split into rare pieces.
+    """
+    if _HAN.search(unit):
+        unit = _to_simplified()(unit)
+    letters = [char for char in unit if char.isalpha() and char.lower() != char.upper()]
+    if len(letters) >= 8 and sum(1 for char in letters if char.isupper()) / len(letters) > 0.8:
+        unit = unit.lower()
+    return unit
+
+
 def article_units(
     title: str | None, text: str, *, max_sentences: int, max_chars: int
 ) -> tuple[list[str], bool]:
@@ -202,7 +230,7 @@ def embed_article(
     units, has_title = article_units(title, text, max_sentences=max_sentences, max_chars=max_chars)
     if not units:
         units = [text[:max_chars] or (title or "")]
-    sentences = encoder.encode(units)
+    sentences = encoder.encode([encoder_text(unit) for unit in units])
     lead = sentences[: lead_sentences + (1 if has_title else 0)]
     document = _normalised(lead.mean(axis=0, keepdims=True))[0]
     return ArticleVectors(encoder.name, document, sentences, tuple(units), has_title)

@@ -63,6 +63,10 @@ def detect_language(
     letters = count_letters(sample)
     if letters < min_letters:
         return LanguageGuess(UNDETERMINED, 0.0)
+    if _mostly_chinese(sample):
+        # langdetect's profiles are simplified Chinese: traditional text comes out as
+        # Korean (with confidence 1.0). Han characters without Hangul or kana are Chinese.
+        return LanguageGuess("zh", 0.99)
     from langdetect.lang_detect_exception import LangDetectException
 
     try:
@@ -86,6 +90,19 @@ def detect_language(
     if script:
         return LanguageGuess(script, round(best.prob, 4))
     return LanguageGuess(UNDETERMINED, round(best.prob, 4))
+
+
+def _mostly_chinese(text: str) -> bool:
+    han = kana_or_hangul = letters = 0
+    for char in text[:5000]:
+        if not char.isalpha():
+            continue
+        letters += 1
+        if "\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff":
+            han += 1
+        elif "\u3040" <= char <= "\u30ff" or "\uac00" <= char <= "\ud7af" or "\u1100" <= char <= "\u11ff":
+            kana_or_hangul += 1
+    return letters > 0 and han / letters > 0.5 and kana_or_hangul / letters < 0.02
 
 
 def normalise_code(code: str | None) -> str | None:

@@ -98,8 +98,10 @@ class TranslationSettings(_Section):
     candidate_similarity: float = Field(0.35, ge=-1.0, le=1.0)
     max_candidates: int = Field(12, ge=1, le=1000)
     sentence_similarity: float = Field(0.5, ge=0.0, le=1.0)
+    min_margin: float = Field(0.15, ge=0.0, le=2.0)
+    max_position_shift: float = Field(0.3, ge=0.0, le=1.0)
     min_aligned_share: float = Field(0.6, gt=0.0, le=1.0)
-    min_aligned_sentences: int = Field(2, ge=1, le=100)
+    min_aligned_sentences: int = Field(3, ge=1, le=100)
     min_order: float = Field(0.8, ge=0.0, le=1.0)
     min_number_agreement: float = Field(0.5, ge=0.0, le=1.0)
     max_length_ratio: float = Field(3.0, ge=1.0, le=100.0)
@@ -175,6 +177,8 @@ class Settings(_Section):
         t = self.translations
         return TranslationParams(
             sentence_similarity=t.sentence_similarity,
+            min_margin=t.min_margin,
+            max_position_shift=t.max_position_shift,
             min_aligned_share=t.min_aligned_share,
             min_aligned_sentences=t.min_aligned_sentences,
             min_order=t.min_order,

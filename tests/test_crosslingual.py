@@ -121,3 +121,22 @@ def test_a_broken_gazetteer_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("entities:\n  putin:\n    en: ['(unclosed']\n")
     with pytest.raises(crosslingual.ConfigError, match=r"entities.putin.en: bad pattern"):
         crosslingual.load_gazetteer(path)
+
+
+@pytest.mark.slow
+def test_quality_gate_on_the_tuning_half_of_the_real_pairs() -> None:
+    """Regression floor on the ``dev`` half of tests/fixtures/xlingual (what the thresholds
+    were chosen on, so this guards against regressions; it is not a quality estimate)."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.translation_quality import load, pair_scores, pair_table
+    from pipeline.settings import load_settings
+
+    settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(REPO / "config")})
+    items, pairs = load("dev")
+    table = pair_table(pair_scores(items, pairs, settings), raw_threshold=0.5)
+    overall = table["summitwatch"]["all"]
+    assert overall["precision"] is not None and overall["precision"] >= 0.95
+    assert overall["recall"] >= 0.15
+    assert table["minhash"]["all"]["tp"] == 0

@@ -50,3 +50,14 @@ def test_same_answer_in_other_processes() -> None:
 )
 def test_normalise_code(raw: str, code: str | None) -> None:
     assert normalise_code(raw) == code
+
+
+def test_traditional_chinese_is_chinese_not_korean() -> None:
+    from pipeline.language import detect_language
+
+    traditional = "習近平在俄羅斯媒體發表署名文章，開啟中俄友好合作、共同發展新篇章。應普京總統邀請，我即將對俄羅斯聯邦進行國事訪問。"
+    assert detect_language(traditional).lang == "zh"
+    japanese = "習近平国家主席はロシアのプーチン大統領と北京で会談し、両国の協力について話し合いました。"
+    assert detect_language(japanese).lang == "ja"
+    korean = "시진핑 주석은 베이징에서 푸틴 대통령과 회담을 갖고 양국 협력에 대해 논의했다."
+    assert detect_language(korean).lang == "ko"

@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Cross-language linking quality on real articles: recall and precision per language pair.
+
+Data: ``tests/fixtures/xlingual`` (real news excerpts in en, ru, zh and a few other
+languages; labelled pairs: ``translation``, ``same_event`` — another outlet's own report
+of the same occasion, the hard negative — and ``different``), split by event into a
+``dev`` half (what the thresholds may be tuned on) and a ``heldout`` half (never tuned
+on). See that folder's README.
+
+Two measurements per split:
+
+* **pairs**: every labelled pair judged on its own by
+  - summitwatch: the candidate floor on document vectors, then
+    :func:`pipeline.crosslingual.verify_translation` (sentence alignment, numbers, names);
+  - raw embedding: document-vector cosine above a threshold chosen on ``dev`` for the
+    best F1 (the same threshold is then applied to ``heldout``);
+  - MinHash: the same-language near-duplicate test applied across languages (shingles
+    of different scripts and words never match: 0 by construction, measured anyway).
+* **stream**: every article of the split imported in shuffled order through the real
+  ingest path (``pipeline.ingest.import_lines`` on a fresh SQLite database: extraction
+  of nothing, language detection, exact + near + cross-language dedupe). A labelled
+  translation pair is *found* when both articles end up in one copy cluster. A link
+  the pipeline made (``copy_kind = translation``) is *correct* when the two articles
+  are translations by the labels (transitively: two renderings of one original are
+  translations of each other); any other link is a false one.
+
+Writes ``benchmarks/results/translation_quality.json`` and prints Markdown tables.
+
+Usage::
+
+    python benchmarks/translation_quality.py                 # both splits
+    python benchmarks/translation_quality.py --split dev     # tuning half only
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
+
+from sqlalchemy import select  # noqa: E402
+
+from pipeline import crosslingual, encoder, neardup  # noqa: E402
+from pipeline.db.engine import make_engine, session_factory, upgrade_schema  # noqa: E402
+from pipeline.db.schema import Article  # noqa: E402
+from pipeline.ingest import import_lines  # noqa: E402
+from pipeline.settings import load_settings  # noqa: E402
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "xlingual"
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "translation_quality.json"
+# Articles without a date on the page are imported as published on this day, so that a
+# missing date neither helps nor hurts the time window (all undated ones share it).
+UNDATED = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    lang: str
+    title: str | None
+    text: str
+    published: str | None
+    event: str
+    split: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: str
+    b: str
+    label: str
+    partial: bool
+    split: str
+
+
+def load(split: str) -> tuple[dict[str, Item], list[Pair]]:
+    items = {}
+    for line in (FIXTURES / "articles.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["split"] == split:
+            items[row["id"]] = Item(
+                row["id"],
+                row["lang"],
+                row.get("title"),
+                row["text"],
+                row.get("published"),
+                row["event"],
+                split,
+            )
+    pairs = []
+    for line in (FIXTURES / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["split"] == split:
+            pairs.append(Pair(row["a"], row["b"], row["label"], bool(row.get("partial")), split))
+    return items, pairs
+
+
+def lang_pair(a: str, b: str) -> str:
+    major = {"en", "ru", "zh"}
+    if a in major and b in major:
+        return "–".join(sorted((a, b)))
+    return "other"
+
+
+def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision is not None and recall is not None and precision + recall
+        else None
+    )
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+# Pair-level ---------------------------------------------------------------------------------
+
+
+def pair_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any) -> list[dict[str, Any]]:
+    model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
+    limits = settings.encoder
+    vectors = {
+        key: encoder.embed_article(
+            model,
+            item.title,
+            item.text,
+            max_sentences=limits.max_sentences,
+            max_chars=limits.max_sentence_chars,
+            lead_sentences=limits.lead_sentences,
+        )
+        for key, item in items.items()
+    }
+    gazetteer = crosslingual.load_gazetteer(settings.gazetteer_file)
+    params = settings.translation_params()
+    floor = settings.translations.candidate_similarity
+    neardup_params = neardup.NearDupParams.from_mapping(settings.near_duplicates)
+    rows = []
+    for pair in pairs:
+        a, b = items[pair.a], items[pair.b]
+        va, vb = vectors[pair.a], vectors[pair.b]
+        document = float(va.document @ vb.document)
+        verdict = crosslingual.verify_translation(
+            crosslingual.Side(a.lang, a.text, va.sentences, va.has_title),
+            crosslingual.Side(b.lang, b.text, vb.sentences, vb.has_title),
+            params,
+            gazetteer,
+        )
+        minhash = neardup.verify_profiles(
+            neardup.profile(f"{a.title or ''}\n{a.text}", a.lang, neardup_params),
+            neardup.profile(f"{b.title or ''}\n{b.text}", b.lang, neardup_params),
+            neardup_params,
+        ).is_duplicate
+        rows.append(
+            {
+                "a": pair.a,
+                "b": pair.b,
+                "label": pair.label,
+                "partial": pair.partial,
+                "langs": lang_pair(a.lang, b.lang),
+                "document_similarity": round(document, 4),
+                "summitwatch": document >= floor and verdict.is_translation,
+                "minhash": minhash,
+                "detail": verdict.as_detail(),
+            }
+        )
+    return rows
+
+
+def best_threshold(rows: Iterable[dict[str, Any]]) -> float:
+    """The document-similarity threshold with the best F1 for ``translation`` (ties: higher)."""
+    rows = list(rows)
+    best = (-1.0, 1.0)
+    for threshold in sorted({r["document_similarity"] for r in rows}):
+        tp = sum(1 for r in rows if r["label"] == "translation" and r["document_similarity"] >= threshold)
+        fp = sum(1 for r in rows if r["label"] != "translation" and r["document_similarity"] >= threshold)
+        fn = sum(1 for r in rows if r["label"] == "translation" and r["document_similarity"] < threshold)
+        f1 = prf(tp, fp, fn)["f1"] or 0.0
+        if f1 >= best[0]:
+            best = (f1, threshold)
+    return best[1]
+
+
+def pair_table(rows: Sequence[dict[str, Any]], raw_threshold: float) -> dict[str, dict[str, Any]]:
+    systems = {
+        "summitwatch": lambda r: r["summitwatch"],
+        "raw_embedding": lambda r: r["document_similarity"] >= raw_threshold,
+        "minhash": lambda r: r["minhash"],
+    }
+    table: dict[str, dict[str, Any]] = {}
+    groups = sorted({r["langs"] for r in rows}) + ["all"]
+    for name, decide in systems.items():
+        table[name] = {}
+        for group in groups:
+            chosen = [r for r in rows if group == "all" or r["langs"] == group]
+            tp = sum(1 for r in chosen if r["label"] == "translation" and decide(r))
+            fp = sum(1 for r in chosen if r["label"] != "translation" and decide(r))
+            fn = sum(1 for r in chosen if r["label"] == "translation" and not decide(r))
+            table[name][group] = prf(tp, fp, fn)
+            table[name][group]["negatives"] = sum(1 for r in chosen if r["label"] != "translation")
+    return table
+
+
+# Stream -------------------------------------------------------------------------------------
+
+
+def translation_groups(items: dict[str, Item], pairs: Sequence[Pair]) -> dict[str, int]:
+    """Union-find over labelled translation pairs: article id -> group number."""
+    parent = {key: key for key in items}
+
+    def find(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for pair in pairs:
+        if pair.label == "translation":
+            parent[find(pair.a)] = find(pair.b)
+    roots: dict[str, int] = {}
+    return {key: roots.setdefault(find(key), len(roots)) for key in items}
+
+
+def stream(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, seed: int) -> dict[str, Any]:
+    order = sorted(items)
+    random.Random(seed).shuffle(order)
+    lines = []
+    for key in order:
+        item = items[key]
+        published = item.published or UNDATED.date().isoformat()
+        if len(published) == 10:
+            published += "T12:00:00+00:00"
+        lines.append(
+            json.dumps(
+                {"id": key, "title": item.title, "text": item.text, "published": published},
+                ensure_ascii=False,
+            )
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        local = settings.model_copy(update={"db_url": f"sqlite:///{folder}/stream.db"})
+        engine = make_engine(local.db_url)
+        upgrade_schema(engine)
+        started = time.perf_counter()
+        with session_factory(engine)() as session:
+            results = list(import_lines(session, local, lines, source="benchmark", now=datetime.now(UTC)))
+            elapsed = time.perf_counter() - started
+            by_input = {r.input_id: r.result for r in results}
+            article_of = {key: by_input[key].article_id for key in items if by_input[key].article_id}
+            rows = session.execute(
+                select(
+                    Article.id, Article.duplicate_of_id, Article.copy_kind, Article.lang, Article.link_detail
+                )
+            ).all()
+        engine.dispose()
+    key_of = {article_id: key for key, article_id in article_of.items()}
+    root_of = {row[0]: row[1] or row[0] for row in rows}
+    groups = translation_groups(items, pairs)
+    found = missed = 0
+    missed_pairs = []
+    per_langs: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # tp, fp, fn
+    for pair in pairs:
+        if pair.label != "translation":
+            continue
+        a, b = article_of.get(pair.a), article_of.get(pair.b)
+        linked = a is not None and b is not None and root_of.get(a) == root_of.get(b)
+        langs = lang_pair(items[pair.a].lang, items[pair.b].lang)
+        if linked:
+            found += 1
+            per_langs[langs][0] += 1
+        else:
+            missed += 1
+            per_langs[langs][2] += 1
+            missed_pairs.append((pair.a, pair.b, pair.partial))
+    correct = wrong = 0
+    wrong_links = []
+    for article_id, duplicate_of, copy_kind, lang, detail in rows:
+        if copy_kind != "translation":
+            continue
+        matched = (detail or {}).get("matched_article_id", duplicate_of)
+        a, b = key_of.get(article_id), key_of.get(matched)
+        if a is None or b is None:
+            continue
+        langs = lang_pair(items[a].lang, items[b].lang)
+        if groups[a] == groups[b]:
+            correct += 1
+        else:
+            wrong += 1
+            per_langs[langs][1] += 1
+            label = next(
+                (p.label for p in pairs if {p.a, p.b} == {a, b}),
+                "unlabelled, same event" if items[a].event == items[b].event else "unlabelled, other event",
+            )
+            wrong_links.append({"article": a, "linked_to": b, "label": label, "detail": detail})
+    by_langs = {langs: prf(tp, fp, fn) for langs, (tp, fp, fn) in sorted(per_langs.items())}
+    return {
+        "articles": len(items),
+        "seconds": round(elapsed, 1),
+        "translation_pairs": found + missed,
+        "pairs_found": found,
+        "pair_recall": found / (found + missed) if found + missed else None,
+        "links_made": correct + wrong,
+        "links_correct": correct,
+        "link_precision": correct / (correct + wrong) if correct + wrong else None,
+        "by_language_pair": by_langs,
+        "missed": missed_pairs,
+        "false_links": wrong_links,
+    }
+
+
+# Output -------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=("dev", "heldout", "both"), default="both")
+    parser.add_argument("--seed", type=int, default=7, help="shuffle seed of the stream order")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    # SUMMITWATCH_* variables of the environment apply, to try other thresholds.
+    settings = load_settings({**os.environ, "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config")})
+    splits = ["dev", "heldout"] if args.split == "both" else [args.split]
+
+    dev_items, dev_pairs = load("dev")
+    dev_rows = pair_scores(dev_items, dev_pairs, settings)
+    raw_threshold = best_threshold(dev_rows)
+    result: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/translation_quality.py", *(argv or sys.argv[1:])]),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "settings": {
+            "translations": settings.translations.model_dump(),
+            "encoder": settings.encoder.model_dump(),
+        },
+        "raw_embedding_threshold_from_dev": raw_threshold,
+        "splits": {},
+    }
+    for split in splits:
+        items, pairs = (dev_items, dev_pairs) if split == "dev" else load(split)
+        rows = dev_rows if split == "dev" else pair_scores(items, pairs, settings)
+        table = pair_table(rows, raw_threshold)
+        streamed = stream(items, pairs, settings, args.seed)
+        result["splits"][split] = {"pairs": table, "stream": streamed, "pair_rows": rows}
+        print(f"\n## {split}: {len(items)} articles, {len(pairs)} labelled pairs\n")
+        print("| system | language pair | precision | recall | F1 | negatives |")
+        print("|---|---|---:|---:|---:|---:|")
+        for system, groups in table.items():
+            for group, scores in groups.items():
+                print(
+                    f"| {system} | {group} | {fmt(scores['precision'])} | {fmt(scores['recall'])} | "
+                    f"{fmt(scores['f1'])} | {scores['negatives']} |"
+                )
+        print(
+            f"\nstream ({streamed['articles']} articles, shuffled, {streamed['seconds']} s): "
+            f"pair recall {fmt(streamed['pair_recall'])} ({streamed['pairs_found']}/"
+            f"{streamed['translation_pairs']}), link precision {fmt(streamed['link_precision'])} "
+            f"({streamed['links_correct']}/{streamed['links_made']})"
+        )
+        for link in streamed["false_links"]:
+            print(f"  false link: {link['article']} -> {link['linked_to']} ({link['label']})")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
