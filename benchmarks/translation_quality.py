@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -203,7 +202,7 @@ def pair_table(rows: Sequence[dict[str, Any]], raw_threshold: float) -> dict[str
         "minhash": lambda r: r["minhash"],
     }
     table: dict[str, dict[str, Any]] = {}
-    groups = sorted({r["langs"] for r in rows}) + ["all"]
+    groups = [*sorted({r["langs"] for r in rows}), "all"]
     for name, decide in systems.items():
         table[name] = {}
         for group in groups:
@@ -288,7 +287,7 @@ def stream(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, seed: i
             missed_pairs.append((pair.a, pair.b, pair.partial))
     correct = wrong = 0
     wrong_links = []
-    for article_id, duplicate_of, copy_kind, lang, detail in rows:
+    for article_id, duplicate_of, copy_kind, _lang, detail in rows:
         if copy_kind != "translation":
             continue
         matched = (detail or {}).get("matched_article_id", duplicate_of)
