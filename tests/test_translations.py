@@ -177,3 +177,15 @@ def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, 
     ] == [3]
     assert len(index._days) <= 20
     assert ids() == [1, 5, 2]
+
+
+def test_a_translation_counts_once_in_coverage(session: Session, settings: Settings) -> None:
+    from pipeline.reporting import compute_coverage
+
+    lines = [line("en", hours=-5), line("ru", hours=-4), line("zh", hours=-3)]
+    results = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert [r.status for r in results] == ["new", "duplicate", "duplicate"]
+    labelled = {hit.topic for hit in results[0].topics} | {f"watch:{w.item}" for w in results[0].watch}
+    assert "trade_finance" in labelled, "the story is about yuan payments"
+    report = compute_coverage(session, settings, now=NOW)
+    assert sum(count for _, count in report.bins["topic:trade_finance"]) == 1
