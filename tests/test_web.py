@@ -252,7 +252,13 @@ def test_api_returns_what_the_cli_prints(
         assert len(client.get(paged["next"]).json()["articles"]) == 2
         original = next(a for a in everything["articles"] if a["id"] == corpus.original)
         assert original["copies"] == [
-            {"id": corpus.copy, "url": "https://mirror.example/pos2-copy", "similarity": 1.0}
+            {
+                "id": corpus.copy,
+                "url": "https://mirror.example/pos2-copy",
+                "lang": "en",
+                "copy_kind": "exact",
+                "similarity": 1.0,
+            }
         ]
         assert original["watch"][0]["item"] == "power_of_siberia_2" and original["watch"][0]["evidence"]
 
