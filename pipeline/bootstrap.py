@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.db import repo
+from pipeline.db import fulltext, repo
 from pipeline.db.engine import apply_views, make_engine, session_factory, upgrade_schema, views_file
 from pipeline.db.schema import Article
 from pipeline.feeds import load_feed_registry
@@ -25,6 +25,7 @@ class InitReport:
     feeds_added: int
     feeds_updated: int
     vectors_missing: int = 0
+    search_reindexed: int | None = None
 
 
 def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
@@ -36,6 +37,8 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
         apply_views(engine, views_file(settings.config_dir))
         with session_factory(engine)() as session:
             repo.history_start(session)  # collection starts now, unless it started earlier
+            # A newer analyser (pipeline.search.SCHEME) re-indexes what is stored.
+            reindexed = fulltext.ensure_current(session)
             added, present = load_seeds(session, settings)
             missing = _index_seeds(session, settings)
             feeds_added = feeds_updated = 0
@@ -54,7 +57,7 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
             session.commit()
     finally:
         engine.dispose()
-    return InitReport(before, after, added, present, feeds_added, feeds_updated, missing)
+    return InitReport(before, after, added, present, feeds_added, feeds_updated, missing, reindexed)
 
 
 def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:

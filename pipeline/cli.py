@@ -101,16 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--batch-size", type=int, default=200, help="articles per commit (default 200)")
     reindex.set_defaults(handler=cmd_reindex)
 
-    arts = commands.add_parser("articles", help="browse stored articles")
+    arts = commands.add_parser("articles", help="browse and search stored articles")
     arts.add_argument("--topic", help="a topic slug, e.g. energy")
     arts.add_argument("--watch", help="a watch item slug, e.g. power_of_siberia_2")
     arts.add_argument("--lang", help="ISO 639-1 code, e.g. en, ru, zh")
+    arts.add_argument("--feed", help="a feed id, or a feed's name or outlet")
     arts.add_argument("--since", type=_parse_since, help="published on or after (YYYY-MM-DD)")
-    arts.add_argument("--q", help="text that must appear in the title or text")
-    arts.add_argument("--duplicates", action="store_true", help="also list duplicate copies")
+    arts.add_argument("--until", type=_parse_until, help="published on or before (YYYY-MM-DD)")
+    arts.add_argument("--q", help='full-text search: words, "phrases", -exclusions, OR (see README)')
+    arts.add_argument(
+        "--sort", choices=["relevance", "newest"], default="relevance", help="order of search results"
+    )
+    arts.add_argument("--duplicates", action="store_true", help="list copies and translations separately")
     arts.add_argument("--seeds", action="store_true", help="also list the seed corpus")
     arts.add_argument("--limit", type=int, default=20, help="how many (default 20)")
-    arts.add_argument("--json", action="store_true", help="one JSON line per article")
+    output = arts.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON line per article")
+    output.add_argument("--csv", action="store_true", help="CSV with a header line")
     arts.set_defaults(handler=cmd_articles)
 
     cov = commands.add_parser("coverage", help="coverage per topic and watch item, with detected changes")
@@ -161,6 +168,12 @@ def _parse_since(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _parse_until(value: str) -> datetime:
+    """The end of the given day (a bare date includes that whole day), as an exclusive bound."""
+    moment = _parse_since(value)
+    return moment + timedelta(days=1) if len(value.strip()) == 10 else moment
+
+
 # Shared plumbing ---------------------------------------------------------------------------
 
 
@@ -193,6 +206,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     _stderr(f"database: {_safe_url(settings.db_url)}")
     _stderr(f"schema: {report.revision_before or 'empty'} -> {report.revision_after}")
     _stderr(f"seed corpus: {report.seeds_added} added, {report.seeds_present} already present")
+    if report.search_reindexed is not None:
+        _stderr(f"search index: rebuilt for {report.search_reindexed} articles")
     _stderr(f"feeds from {settings.feeds_file}: {report.feeds_added} added, {report.feeds_updated} updated")
     if report.vectors_missing:
         _stderr(
@@ -315,6 +330,7 @@ def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import browse
     from pipeline.classify import load_registry
     from pipeline.db import repo
 
@@ -333,68 +349,49 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
         topic=args.topic,
         watch=args.watch,
         lang=args.lang,
+        feed=args.feed,
         since=args.since,
+        until=args.until,
         text=args.q,
         include_duplicates=args.duplicates,
         include_seeds=args.seeds,
+        sort=args.sort,
         limit=max(1, args.limit),
     )
     with open_session(settings) as session:
-        rows = repo.search_articles(session, wanted)
-        ids = [row.id for row in rows]
-        copies = repo.copies_of(session, ids)
-        labels = repo.labels_of(session, ids)
-        for row in rows:
-            row_copies = copies.get(row.id, [])
-            topics, watch = labels[row.id]
+        page = browse.list_articles(session, wanted)
+        if args.csv:
+            sys.stdout.write(browse.csv_text(page.rows))
+            return 0
+        for row in page.rows:
             if args.json:
-                print(json.dumps(_article_json(row, row_copies, topics, watch), ensure_ascii=False))
+                print(json.dumps(browse.row_json(row), ensure_ascii=False))
                 continue
-            moment = row.published_at or row.first_seen_at
-            marker = "seed" if row.is_seed else ""
-            if row.duplicate_of_id:
-                marker = f"{row.copy_kind or 'copy'} of {row.duplicate_of_id}"
-            extra = f" (+{len(row_copies)} copies)" if row_copies else ""
-            print(
-                f"{row.id:>6}  {moment:%Y-%m-%d}  {row.lang:<3} {marker:<18} {(row.title or '')[:70]}{extra}"
-            )
-            if topics or watch:
-                tags = [t.topic for t in topics] + [f"watch:{w.item}" for w in watch]
+            article = row.article
+            marker = "seed" if article.is_seed else ""
+            if article.duplicate_of_id:
+                marker = f"{article.copy_kind or 'copy'} of {article.duplicate_of_id}"
+            extra = f" (+{len(row.copies)} copies)" if row.copies else ""
+            head = f"{article.id:>6}  {row.moment:%Y-%m-%d}  {article.lang:<3} {marker:<18}"
+            print(f"{head} {row.title[:70]}{extra}")
+            if row.topics or row.watch:
+                tags = [t.topic for t in row.topics] + [f"watch:{w.item}" for w in row.watch]
                 print(f"{'':>8}[{', '.join(tags)}]")
-            if row.url:
-                print(f"{'':>8}{row.url}")
-        if not rows and not args.json:
+            if row.snippet is not None and row.snippet.text:
+                via = f"(in copy {row.matched_in.id}, {row.matched_in.lang}) " if row.matched_in else ""
+                print(f"{'':>8}{via}{_marked(row.snippet)}")
+            if article.url:
+                print(f"{'':>8}{article.url}")
+        if not page.rows and not args.json:
             _stderr("no articles match")
     return 0
 
 
-def _article_json(row: Any, row_copies: list[Any], topics: list[Any], watch: list[Any]) -> dict[str, Any]:
-    original = row.duplicate_of
-    return {
-        "id": row.id,
-        "url": row.url,
-        "title": row.title,
-        "lang": row.lang,
-        "published_at": row.published_at.isoformat() if row.published_at else None,
-        "first_seen_at": row.first_seen_at.isoformat(),
-        "feed_id": row.feed_id,
-        "is_seed": row.is_seed,
-        "duplicate_of": row.duplicate_of_id,
-        "duplicate_of_title": original.title if original is not None else None,
-        "duplicate_of_url": original.url if original is not None else None,
-        "copy_kind": row.copy_kind,
-        "link_detail": row.link_detail,
-        "similarity": row.similarity,
-        "relevant": row.relevant,
-        "topics": [{"topic": t.topic, "score": t.score, "evidence": t.evidence} for t in topics],
-        "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
-        "words": row.word_count,
-        "copies": [
-            {"id": c.id, "url": c.url, "lang": c.lang, "copy_kind": c.copy_kind, "similarity": c.similarity}
-            for c in row_copies
-        ],
-        "text": row.text[:500],
-    }
+def _marked(text: Any) -> str:
+    """A snippet for the terminal: matched words in bold on a terminal, plain in a pipe."""
+    if not sys.stdout.isatty():
+        return str(text.text)
+    return "".join(f"\033[1m{part}\033[0m" if hit else part for part, hit in text.parts)
 
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:

@@ -20,6 +20,10 @@ class DatabaseError(SummitwatchError):
     """The database cannot be reached or is not at the expected schema."""
 
 
+class FilterError(SummitwatchError):
+    """A list filter or search query that cannot be used; the message says which and why."""
+
+
 class ItemError(SummitwatchError):
     """One item (feed, page, import line) failed; the run goes on.
 

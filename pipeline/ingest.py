@@ -26,10 +26,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
-from pipeline import crosslingual, dedup, encoder, neardup
+from pipeline import crosslingual, dedup, encoder, importers, neardup
 from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
-from pipeline.db import repo
+from pipeline.db import fulltext, repo
 from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
@@ -406,6 +406,7 @@ def store_candidate(
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
         return _duplicate_result(winner.id, winner.duplicate_of_id, winner.lang, winner.copy_kind, candidate)
     repo.add_sighting(session, stored.id, via, sighting_url, seen_at)
+    fulltext.index_article(session, stored.id, stored.title, stored.text)
     if signature:
         repo.store_signature(
             session, stored.id, neardup_params.scheme, neardup.signature_to_bytes(signature), keys
@@ -527,6 +528,7 @@ def _replace_with_new_version(
     params = context.neardup_params
     vectors = context.embed(article.title, candidate.text)
     _store_vectors(session, article.id, vectors, article.lang, article.published_at or article.first_seen_at)
+    fulltext.index_article(session, article.id, article.title, article.text)
     shingled = neardup.profile(candidate.text, candidate.lang, params)
     if shingled.shingles:
         signature = neardup.signature(shingled.shingles, params)
@@ -951,7 +953,7 @@ def import_lines(
     """
     context = context or IngestContext.from_settings(settings)
     reported: set[str] = set()
-    for number, raw in enumerate(lines, 1):
+    for number, raw in enumerate(importers.expand_lines(lines), 1):
         if not raw.strip():
             continue
         input_id: Any = None
@@ -959,6 +961,7 @@ def import_lines(
             record = json.loads(raw)
             if not isinstance(record, dict):
                 raise ExtractionError("line is not a JSON object", permanent=True)
+            record = importers.to_native(record)  # news-please and JSON Feed items
             input_id = record.get("id")
             unknown = sorted(set(record) - IMPORT_FIELDS - reported)
             if unknown:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, case, delete, func, or_, select, update
+from sqlalchemy import Float, Integer, case, cast, delete, func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -137,21 +137,67 @@ def add_sighting(session: Session, article_id: int, via: str, url: str, seen_at:
 
 @dataclass(frozen=True)
 class ArticleFilter:
-    """What ``summitwatch articles`` asks for."""
+    """What ``summitwatch articles``, ``/articles`` and ``/api/articles`` ask for.
+
+    ``text`` is a search query (:mod:`pipeline.search` syntax). Without
+    ``include_duplicates``, copies and translations are folded into their original: a
+    story is listed once, by its original, and a search finds it through any of its copies.
+    ``until`` is exclusive.
+    """
 
     topic: str | None = None
     watch: str | None = None
     lang: str | None = None
+    feed: str | None = None
     since: datetime | None = None
+    until: datetime | None = None
     text: str | None = None
     include_duplicates: bool = False
     include_seeds: bool = True
+    sort: str = "relevance"  # with a query; "newest" orders by date regardless
     limit: int = 50
+    offset: int = 0
 
 
-def search_articles(session: Session, wanted: ArticleFilter) -> Sequence[Article]:
-    """Stored articles, newest first, filtered by topic, watch item, language, date and text."""
-    query = select(Article)
+@dataclass(frozen=True)
+class Found:
+    """One listed article and, for a search, its score (higher is better)."""
+
+    article: Article
+    score: float | None
+
+
+SORTS = ("relevance", "newest")
+
+
+def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
+    """Stored articles matching ``wanted``: best first for a search, else newest first.
+
+    Raises :class:`pipeline.errors.FilterError` for a query that cannot be run or an
+    unknown feed.
+    """
+    from pipeline import search
+    from pipeline.db import fulltext
+
+    score: Any = None
+    if wanted.text is not None:
+        parsed = search.parse_query(wanted.text)
+        matched = fulltext.matches(session, parsed)
+        if wanted.include_duplicates:
+            query = select(Article, matched.c.score).join(matched, matched.c.article_id == Article.id)
+            score = matched.c.score
+        else:
+            story = func.coalesce(Article.duplicate_of_id, Article.id)
+            best = (
+                select(story.label("story"), func.max(matched.c.score).label("score"))
+                .join(matched, matched.c.article_id == Article.id)
+                .group_by(story)
+                .subquery("stories")
+            )
+            query = select(Article, best.c.score).join(best, best.c.story == Article.id)
+            score = best.c.score
+    else:
+        query = select(Article, cast(null(), Float))
     if wanted.topic:
         query = query.where(
             Article.id.in_(select(ArticleTopic.article_id).where(ArticleTopic.topic == wanted.topic))
@@ -162,24 +208,44 @@ def search_articles(session: Session, wanted: ArticleFilter) -> Sequence[Article
         )
     if wanted.lang:
         query = query.where(Article.lang == wanted.lang)
+    if wanted.feed:
+        query = query.where(Article.feed_id.in_(feed_ids_named(session, wanted.feed)))
+    moment = func.coalesce(Article.published_at, Article.first_seen_at)
     if wanted.since:
-        moment = func.coalesce(Article.published_at, Article.first_seen_at)
         query = query.where(moment >= wanted.since)
-    if wanted.text:
-        pattern = f"%{_escape_like(wanted.text)}%"
-        query = query.where(
-            or_(Article.title.ilike(pattern, escape="\\"), Article.text.ilike(pattern, escape="\\"))
-        )
+    if wanted.until:
+        query = query.where(moment < wanted.until)
     if not wanted.include_duplicates:
         query = query.where(Article.duplicate_of_id.is_(None))
     if not wanted.include_seeds:
         query = query.where(Article.is_seed.is_(False))
-    order = func.coalesce(Article.published_at, Article.first_seen_at)
-    return session.scalars(query.order_by(order.desc(), Article.id.desc()).limit(wanted.limit)).all()
+    order: list[Any] = [moment.desc(), Article.id.desc()]
+    if score is not None and wanted.sort == "relevance":
+        order.insert(0, score.desc())
+    rows = session.execute(query.order_by(*order).offset(wanted.offset).limit(wanted.limit)).all()
+    return [Found(row[0], row[1]) for row in rows]
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def search_articles(session: Session, wanted: ArticleFilter) -> Sequence[Article]:
+    """The articles of :func:`find_articles`, without scores."""
+    return [found.article for found in find_articles(session, wanted)]
+
+
+def feed_ids_named(session: Session, name: str) -> list[int]:
+    """Feeds matching ``name``: a feed id, or a feed's name, outlet or URL (any case)."""
+    from pipeline.errors import FilterError
+
+    conditions = [
+        func.lower(Feed.name) == name.lower(),
+        func.lower(Feed.outlet) == name.lower(),
+        Feed.url == name,
+    ]
+    if name.isascii() and name.isdigit() and int(name) < 2**31:
+        conditions.append(Feed.id == int(name))
+    ids = list(session.scalars(select(Feed.id).where(or_(*conditions)).order_by(Feed.id)))
+    if not ids:
+        raise FilterError(f"no feed or outlet is called {name!r} (see `summitwatch feeds list`)")
+    return ids
 
 
 def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:

@@ -11,6 +11,7 @@ from other hosts, and a Content-Security-Policy tells the browser so.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,10 +22,9 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import jinja2
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders, QueryParams
@@ -36,14 +36,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline import browse
 from pipeline.classify import Entry, TopicRegistry
-from pipeline.cli import _article_json
 from pipeline.coverage import Change, DetectorConfig
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
-from pipeline.db.schema import Article, ArticleTopic, ArticleVersion, ArticleWatch, Feed, Sighting, utcnow
-from pipeline.errors import SummitwatchError
-from pipeline.reporting import compute_coverage, load_reporting_config
+from pipeline.db.schema import Article, ArticleVersion, CoverageChange, DigestOutbox, Sighting, utcnow
+from pipeline.errors import FilterError, SummitwatchError
+from pipeline.reporting import compute_coverage, load_reporting_config, top_articles
 from pipeline.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -55,7 +55,9 @@ MAX_LIMIT = 200
 # repo.search_articles has no offset, so a page is cut from the newest matching rows;
 # pages deeper than this are refused with a hint to narrow the filters.
 MAX_WINDOW = 5000
-MAX_QUERY_CHARS = 500
+MAX_QUERY_CHARS = 500  # as pipeline.search.MAX_QUERY_CHARS
+MAX_EXPORT = 5000  # rows in one CSV or JSON Lines export
+FORMATS = ("html", "csv", "jsonl")
 MAX_COVERAGE_DAYS = 365
 SPARK_HEIGHT = 32  # the coverage sparkline, in SVG units: a bar per day
 SPARK_STEP = 6
@@ -116,6 +118,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         Route("/articles/{article_id:int}", site.article_detail, methods=["GET"], name="article"),
         Route("/coverage", site.coverage, methods=["GET"], name="coverage"),
         Route("/feeds", site.feeds, methods=["GET"], name="feeds"),
+        Route("/digests", site.digests, methods=["GET"], name="digests"),
+        Route("/digests/{digest_id:int}", site.digest_detail, methods=["GET"], name="digest"),
         Route("/healthz", site.healthz, methods=["GET"], name="healthz"),
         Route("/api/articles", site.api_articles, methods=["GET"], name="api_articles"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
@@ -171,6 +175,8 @@ def _template_environment() -> jinja2.Environment:
     environment.filters["when"] = lambda moment: f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
     environment.filters["web_url"] = web_url
     environment.filters["label"] = lambda slug: slug.replace("_", " ")
+    # A window ending at 00:00 ends on the day before (for an inclusive "until" day).
+    environment.filters["end_day"] = lambda moment: f"{moment - timedelta(seconds=1):%Y-%m-%d}"
     return environment
 
 
@@ -190,13 +196,20 @@ def web_url(url: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class ListQuery:
-    """The article filters of ``/``, ``/articles`` and ``/api/articles`` (as the CLI's)."""
+    """The article filters of ``/``, ``/articles`` and ``/api/articles`` (as the CLI's flags).
+
+    :meth:`link` writes them back as a stable query string: the same filters always give
+    the same URL, so a result can be pasted into Slack and opened by someone else.
+    """
 
     topic: str | None = None
     watch: str | None = None
     lang: str | None = None
+    feed: str | None = None
     since: date | None = None
+    until: date | None = None
     q: str | None = None
+    sort: str = "relevance"
     duplicates: bool = False
     seeds: bool = False
     page: int = 1
@@ -211,29 +224,37 @@ class ListQuery:
         """Whether anything narrows or widens the default list."""
         return self != ListQuery(page=self.page, limit=self.limit)
 
-    def to_filter(self) -> repo.ArticleFilter:
-        """The repository filter for this page, plus one row to tell whether more follow."""
+    def to_filter(self, *, limit: int | None = None) -> repo.ArticleFilter:
+        """The repository filter for this page (``limit`` rows from the page's offset)."""
         return repo.ArticleFilter(
             topic=self.topic,
             watch=self.watch,
             lang=self.lang,
-            since=datetime.combine(self.since, datetime.min.time(), tzinfo=UTC) if self.since else None,
+            feed=self.feed,
+            since=_day_start(self.since),
+            until=_day_start(self.until + timedelta(days=1)) if self.until else None,
             text=self.q,
             include_duplicates=self.duplicates,
             include_seeds=self.seeds,
-            limit=self.offset + self.limit + 1,
+            sort=self.sort,
+            limit=limit or self.limit,
+            offset=self.offset,
         )
 
     def link(self, **changes: Any) -> str:
         """The query string (``?…``, or ``""``) for these filters with ``changes`` applied."""
         target = replace(self, **changes)
         params: list[tuple[str, str]] = []
-        for name in ("topic", "watch", "lang", "q"):
+        for name in ("q", "topic", "watch", "lang", "feed"):
             value = getattr(target, name)
             if value:
                 params.append((name, value))
         if target.since:
             params.append(("since", target.since.isoformat()))
+        if target.until:
+            params.append(("until", target.until.isoformat()))
+        if target.sort != "relevance":
+            params.append(("sort", target.sort))
         if target.duplicates:
             params.append(("duplicates", "1"))
         if target.seeds:
@@ -243,6 +264,15 @@ class ListQuery:
         if target.page != 1:
             params.append(("page", str(target.page)))
         return f"?{urlencode(params)}" if params else ""
+
+    def export_link(self, fmt: str) -> str:
+        """This result (from its first row, up to the export limit) as ``fmt``."""
+        link = self.link(page=1, limit=DEFAULT_LIMIT)
+        return f"{link}&format={fmt}" if link else f"?format={fmt}"
+
+
+def _day_start(day: date | None) -> datetime | None:
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC) if day else None
 
 
 class BadRequest(HTTPException):
@@ -266,24 +296,24 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
     lang = _text(params, "lang")
     if lang is not None and not _LANG.match(lang):
         raise BadRequest(f"lang: not a language code: {lang!r} (use e.g. en, ru, zh)")
-    since = _text(params, "since")
-    since_day: date | None = None
-    if since is not None:
-        try:
-            if not _DAY.match(since):
-                raise ValueError(since)
-            since_day = date.fromisoformat(since)
-        except ValueError:
-            raise BadRequest(f"since: not a date: {since!r} (use YYYY-MM-DD)") from None
+    feed = _text(params, "feed")
+    if feed is not None and len(feed) > 300:
+        raise BadRequest("feed: longer than 300 characters")
     q = _text(params, "q")
     if q is not None and len(q) > MAX_QUERY_CHARS:
         raise BadRequest(f"q: longer than {MAX_QUERY_CHARS} characters")
+    sort = _text(params, "sort") or "relevance"
+    if sort not in repo.SORTS:
+        raise BadRequest(f"sort: expected one of {', '.join(repo.SORTS)}, not {sort!r}")
     query = ListQuery(
         topic=topic,
         watch=watch,
         lang=lang,
-        since=since_day,
+        feed=feed,
+        since=_date(params, "since"),
+        until=_date(params, "until"),
         q=q,
+        sort=sort,
         duplicates=_flag(params, "duplicates"),
         seeds=_flag(params, "seeds"),
         page=_integer(params, "page", default=1, low=1, high=MAX_WINDOW),
@@ -291,10 +321,30 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
     )
     if query.offset + query.limit > MAX_WINDOW:
         raise BadRequest(
-            f"page {query.page} is too deep (only the newest {MAX_WINDOW} matches can be paged "
+            f"page {query.page} is too deep (only the first {MAX_WINDOW} matches can be paged "
             "through): narrow the list with since, q or another filter"
         )
     return query
+
+
+def parse_format(params: QueryParams) -> str:
+    """``format``: html (default), csv or jsonl."""
+    fmt = _text(params, "format") or "html"
+    if fmt not in FORMATS:
+        raise BadRequest(f"format: expected one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt
+
+
+def _date(params: QueryParams, name: str) -> date | None:
+    value = _text(params, name)
+    if value is None:
+        return None
+    try:
+        if not _DAY.match(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name}: not a date: {value!r} (use YYYY-MM-DD)") from None
 
 
 def _slugs(entries: Sequence[Entry]) -> list[str]:
@@ -331,73 +381,19 @@ def _integer(params: QueryParams, name: str, *, default: int, low: int, high: in
 
 
 @dataclass(frozen=True)
-class ArticleRow:
-    """One article with its copies and labels, as the list shows it."""
-
-    article: Article
-    copies: list[Article]
-    topics: list[ArticleTopic]
-    watch: list[ArticleWatch]
-
-    @property
-    def moment(self) -> datetime:
-        return self.article.published_at or self.article.first_seen_at
-
-    @property
-    def source(self) -> str | None:
-        """The outlet (or feed name), else the host of the article's URL."""
-        return source_name(self.article)
-
-
-@dataclass(frozen=True)
 class ResultPage:
     query: ListQuery
-    rows: list[ArticleRow]
+    rows: list[browse.ArticleRow]
     has_more: bool
 
 
-def source_name(article: Article) -> str | None:
-    """Where an article comes from: its feed's outlet or name, else its URL's host."""
-    feed = article.feed
-    if feed is not None and (feed.outlet or feed.name):
-        return feed.outlet or feed.name
-    if article.url:
-        try:
-            return urlsplit(article.url).hostname
-        except ValueError:
-            return None
-    return None
+source_name = browse.source_name
 
 
-def search(session: Session, query: ListQuery) -> ResultPage:
-    """One page of :func:`repo.search_articles` with copies, labels, feeds and originals."""
-    found = repo.search_articles(session, query.to_filter())
-    window = list(found[query.offset : query.offset + query.limit])
-    ids = [article.id for article in window]
-    copies = repo.copies_of(session, ids)
-    labels = repo.labels_of(session, ids)
-    _load_related(session, window)
-    rows = [ArticleRow(a, copies.get(a.id, []), *labels[a.id]) for a in window]
-    return ResultPage(query, rows, has_more=len(found) > query.offset + query.limit)
-
-
-def _load_related(session: Session, articles: Sequence[Article]) -> None:
-    # Two queries instead of a lazy load per row for `article.feed` and `.duplicate_of`.
-    feed_ids = {a.feed_id for a in articles if a.feed_id is not None}
-    original_ids = {a.duplicate_of_id for a in articles if a.duplicate_of_id is not None}
-    feeds = {f.id: f for f in session.scalars(select(Feed).where(Feed.id.in_(feed_ids)))} if feed_ids else {}
-    originals = (
-        {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(original_ids)))}
-        if original_ids
-        else {}
-    )
-    for article in articles:
-        set_committed_value(article, "feed", feeds.get(article.feed_id) if article.feed_id else None)
-        set_committed_value(
-            article,
-            "duplicate_of",
-            originals.get(article.duplicate_of_id) if article.duplicate_of_id else None,
-        )
+def search(session: Session, query: ListQuery, *, limit: int | None = None) -> ResultPage:
+    """One page of the article list (:func:`browse.list_articles`) for ``query``."""
+    found = browse.list_articles(session, query.to_filter(limit=limit))
+    return ResultPage(query, found.rows, found.has_more)
 
 
 @dataclass(frozen=True)
@@ -408,6 +404,7 @@ class Bar:
     height: float
     label: str
     css: str
+    day: date
 
 
 @dataclass(frozen=True)
@@ -439,6 +436,10 @@ class SeriesView:
     def spark_width(self) -> int:
         return len(self.days) * SPARK_STEP
 
+    def day_link(self, day: date) -> str:
+        """The articles of this series on ``day`` (a bar of the chart)."""
+        return f"?{urlencode({self.kind: self.slug, 'since': day.isoformat(), 'until': day.isoformat()})}"
+
     def bars(self) -> list[Bar]:
         """An inline-SVG bar per day, scaled to the busiest day; days with a change stand out."""
         top = max((count for _, count in self.days), default=0)
@@ -459,6 +460,7 @@ class SeriesView:
                     height=height,
                     label=f"{label}, change {direction}" if direction else label,
                     css=direction or ("count" if count > 0 else "zero"),
+                    day=day,
                 )
             )
         return bars
@@ -479,6 +481,61 @@ def daily_counts(
     ]
 
 
+@dataclass(frozen=True)
+class DigestView:
+    """One digest (one ``digest_key``) and its delivery to each destination (outbox rows)."""
+
+    key: str
+    kind: str
+    created_at: datetime
+    deliveries: list[DigestOutbox]
+    changes: int
+
+    @property
+    def id(self) -> int:
+        return self.deliveries[0].id
+
+    @property
+    def headline(self) -> str:
+        text = str(self.deliveries[0].payload.get("text") or "")
+        return next((line.strip() for line in text.splitlines() if line.strip()), self.key)
+
+    @property
+    def status(self) -> str:
+        states = {row.status for row in self.deliveries}
+        return states.pop() if len(states) == 1 else "mixed"
+
+
+def digest_views(session: Session, rows: Sequence[DigestOutbox]) -> list[DigestView]:
+    """Outbox rows grouped by digest (one per destination), newest digest first."""
+    grouped: dict[str, list[DigestOutbox]] = {}
+    for row in rows:
+        grouped.setdefault(row.digest_key, []).append(row)
+    ids = [row.id for row in rows]
+    counts = (
+        dict(
+            session.execute(
+                select(CoverageChange.digest_id, func.count())
+                .where(CoverageChange.digest_id.in_(ids))
+                .group_by(CoverageChange.digest_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    views = [
+        DigestView(
+            key,
+            group[0].kind,
+            min(row.created_at for row in group),
+            sorted(group, key=lambda row: row.destination),
+            sum(counts.get(row.id, 0) for row in group),
+        )
+        for key, group in grouped.items()
+    ]
+    return sorted(views, key=lambda view: (view.created_at, view.id), reverse=True)
+
+
 # Views -------------------------------------------------------------------------------------
 
 
@@ -497,20 +554,55 @@ class _Site:
     def article_list(self, request: Request) -> Response:
         resources = _resources(request)
         query = parse_list_query(request.query_params, resources.registry)
+        fmt = parse_format(request.query_params)
+        if fmt != "html":
+            return self.export(request, query, fmt)
         with resources.sessions() as session:
-            page = search(session, query)
+            error = None
+            try:
+                page = search(session, query)
+            except FilterError as exc:
+                # The form stays on screen with the reason, so the query can be fixed.
+                error, page = str(exc), ResultPage(query, [], has_more=False)
             languages = [lang for lang, *_ in repo.counts_by_language(session)]
             if query.lang and query.lang not in languages:
                 languages.append(query.lang)
             return self.render(
                 request,
                 "articles.html",
+                status_code=400 if error else 200,
                 page=page,
                 query=query,
+                error=error,
                 languages=languages,
+                feeds=repo.list_feeds(session),
                 topics=resources.registry.topics,
                 watch_items=resources.registry.watch,
             )
+
+    def export(self, request: Request, query: ListQuery, fmt: str) -> Response:
+        """The result of ``query`` from its first row as CSV or JSON Lines (up to MAX_EXPORT rows)."""
+        resources = _resources(request)
+        wanted = replace(query, page=1)
+        with resources.sessions() as session:
+            try:
+                explicit = "limit" in request.query_params
+                page = search(session, wanted, limit=None if explicit else MAX_EXPORT)
+            except FilterError as exc:
+                raise BadRequest(str(exc)) from None
+        name = "summitwatch-articles"
+        if fmt == "csv":
+            return Response(
+                browse.csv_text(page.rows),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": f'attachment; filename="{name}.csv"'},
+            )
+        lines = "".join(json.dumps(browse.row_json(row), ensure_ascii=False) + "\n" for row in page.rows)
+        return Response(
+            lines,
+            media_type="application/x-ndjson; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{name}.jsonl"'},
+        )
 
     def article_detail(self, request: Request) -> Response:
         resources = _resources(request)
@@ -601,6 +693,57 @@ class _Site:
                 now=self.clock(),
             )
 
+    def digests(self, request: Request) -> Response:
+        resources = _resources(request)
+        with resources.sessions() as session:
+            rows = session.scalars(
+                select(DigestOutbox)
+                .order_by(DigestOutbox.created_at.desc(), DigestOutbox.id.desc())
+                .limit(600)
+            ).all()
+            return self.render(request, "digests.html", digests=digest_views(session, rows))
+
+    def digest_detail(self, request: Request) -> Response:
+        resources = _resources(request)
+        digest_id: int = request.path_params["digest_id"]
+        with resources.sessions() as session:
+            row = session.get(DigestOutbox, digest_id) if digest_id <= MAX_ID else None
+            if row is None:
+                raise HTTPException(404, f"There is no digest {digest_id}.")
+            deliveries = session.scalars(
+                select(DigestOutbox)
+                .where(DigestOutbox.digest_key == row.digest_key)
+                .order_by(DigestOutbox.id)
+            ).all()
+            [view] = digest_views(session, deliveries)
+            changes = session.scalars(
+                select(CoverageChange)
+                .where(CoverageChange.digest_id.in_([d.id for d in deliveries]))
+                .order_by(CoverageChange.at, CoverageChange.series)
+            ).all()
+            labels = {f"{e.kind}:{e.slug}": e.slug.replace("_", " ") for e in resources.registry.entries}
+            shown = []
+            for change in changes:
+                hours = float(change.detail.get("window_hours") or 24)
+                since = change.at - timedelta(hours=hours)
+                articles = top_articles(session, change.series, since=since, until=change.at, limit=10)
+                kind, slug = change.series.split(":", 1)
+                link = urlencode(
+                    {
+                        kind: slug,
+                        "since": f"{since:%Y-%m-%d}",
+                        "until": f"{change.at - timedelta(seconds=1):%Y-%m-%d}",
+                    }
+                )
+                shown.append((change, labels.get(change.series, slug), articles, f"?{link}"))
+            return self.render(
+                request,
+                "digest.html",
+                digest=view,
+                text=str(row.payload.get("text") or ""),
+                changes=shown,
+            )
+
     # JSON
 
     def healthz(self, request: Request) -> Response:
@@ -612,12 +755,21 @@ class _Site:
         return JSONResponse({"status": "ok", "schema": revision})
 
     def api_articles(self, request: Request) -> Response:
-        """The article list as JSON: each article as a line of ``summitwatch articles --json``."""
+        """The article list as JSON: each article as a line of ``summitwatch articles --json``.
+
+        ``format=csv`` or ``format=jsonl`` exports the result instead, as ``/articles`` does.
+        """
         resources = _resources(request)
         query = parse_list_query(request.query_params, resources.registry)
+        fmt = parse_format(request.query_params)
+        if fmt != "html":
+            return self.export(request, query, fmt)
         with resources.sessions() as session:
-            page = search(session, query)
-            articles = [_article_json(r.article, r.copies, r.topics, r.watch) for r in page.rows]
+            try:
+                page = search(session, query)
+            except FilterError as exc:
+                raise BadRequest(str(exc)) from None
+            articles = [browse.row_json(row) for row in page.rows]
         next_link = f"{request.url.path}{query.link(page=query.page + 1)}" if page.has_more else None
         return JSONResponse(
             {"articles": articles, "page": query.page, "limit": query.limit, "next": next_link}

@@ -1,0 +1,265 @@
+"""The article list as analysts browse it: ``summitwatch articles``, ``/articles`` and ``/api/articles``.
+
+One function builds a result page (articles with their copies, labels, feed and, for a
+search, a highlighted snippet) and the three output forms are made from it: the table
+or page, JSON lines and CSV. The CLI and the web layer only parse their flags.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from pipeline import search
+from pipeline.db import repo
+from pipeline.db.schema import Article, ArticleTopic, ArticleWatch, Feed
+
+UNTITLED_WORDS = 12
+UNTITLED_CHARS = 80
+_WORDS = re.compile(r"\S+")
+_HAN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def display_title(article: Article) -> str:
+    """The headline, or for an article without one its opening words (ending in "…")."""
+    if article.title and article.title.strip():
+        return article.title.strip()
+    return opening_words(article.text)
+
+
+def opening_words(text: str) -> str:
+    """The first words of ``text`` on one line: a dozen words, or 80 characters of Chinese."""
+    flat = " ".join(text.split())
+    if not flat:
+        return "(no text)"
+    words = _WORDS.findall(flat)
+    opening = " ".join(words[:UNTITLED_WORDS])
+    if len(opening) > UNTITLED_CHARS or _HAN.search(opening):
+        opening = opening[:UNTITLED_CHARS]
+    return opening + ("…" if len(opening) < len(flat) else "")
+
+
+def source_name(article: Article) -> str | None:
+    """Where an article comes from: its feed's outlet or name, else its URL's host."""
+    feed = article.feed
+    if feed is not None and (feed.outlet or feed.name):
+        return feed.outlet or feed.name
+    if article.url:
+        try:
+            return urlsplit(article.url).hostname
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    """One listed article with its copies and labels; for a search its score and snippet.
+
+    ``matched_in`` is the copy (e.g. a translation) whose text matched when the original's
+    own title and text do not: the story was found through it.
+    """
+
+    article: Article
+    copies: list[Article]
+    topics: list[ArticleTopic]
+    watch: list[ArticleWatch]
+    score: float | None = None
+    title_marks: search.Highlighted | None = None
+    snippet: search.Highlighted | None = None
+    matched_in: Article | None = None
+
+    @property
+    def moment(self) -> datetime:
+        return self.article.published_at or self.article.first_seen_at
+
+    @property
+    def source(self) -> str | None:
+        return source_name(self.article)
+
+    @property
+    def title(self) -> str:
+        return display_title(self.article)
+
+    @property
+    def untitled(self) -> bool:
+        return not (self.article.title and self.article.title.strip())
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    rows: list[ArticleRow]
+    has_more: bool
+
+
+def list_articles(session: Session, wanted: repo.ArticleFilter) -> ResultPage:
+    """One page of :func:`repo.find_articles` (``wanted.limit`` rows from ``wanted.offset``)."""
+    query = search.parse_query(wanted.text) if wanted.text is not None else None
+    found = repo.find_articles(session, _one_more(wanted))
+    window = found[: wanted.limit]
+    articles = [item.article for item in window]
+    ids = [article.id for article in articles]
+    copies = repo.copies_of(session, ids)
+    labels = repo.labels_of(session, ids)
+    load_related(session, articles + [copy for row in copies.values() for copy in row])
+    rows = []
+    for item in window:
+        article = item.article
+        row_copies = copies.get(article.id, [])
+        topics, watch = labels[article.id]
+        if query is None:
+            rows.append(ArticleRow(article, row_copies, topics, watch))
+            continue
+        title_marks = search.highlight(display_title(article), query)
+        matched_in = None
+        text_marks = search.snippet(article.text, query)
+        if not (title_marks.hits or text_marks.hits):
+            for copy in row_copies:
+                copy_marks = search.snippet(copy.text, query)
+                if copy_marks.hits or search.highlight(copy.title or "", query).hits:
+                    matched_in, text_marks = copy, copy_marks
+                    break
+        rows.append(
+            ArticleRow(article, row_copies, topics, watch, item.score, title_marks, text_marks, matched_in)
+        )
+    return ResultPage(rows, has_more=len(found) > wanted.limit)
+
+
+def _one_more(wanted: repo.ArticleFilter) -> repo.ArticleFilter:
+    return replace(wanted, limit=wanted.limit + 1)
+
+
+def load_related(session: Session, articles: Sequence[Article]) -> None:
+    """Load ``feed`` and ``duplicate_of`` of ``articles`` in two queries, not one per row."""
+    feed_ids = {a.feed_id for a in articles if a.feed_id is not None}
+    original_ids = {a.duplicate_of_id for a in articles if a.duplicate_of_id is not None}
+    feeds = {f.id: f for f in session.scalars(select(Feed).where(Feed.id.in_(feed_ids)))} if feed_ids else {}
+    originals = (
+        {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(original_ids)))}
+        if original_ids
+        else {}
+    )
+    for article in articles:
+        set_committed_value(article, "feed", feeds.get(article.feed_id) if article.feed_id else None)
+        set_committed_value(
+            article,
+            "duplicate_of",
+            originals.get(article.duplicate_of_id) if article.duplicate_of_id else None,
+        )
+
+
+# Output forms ----------------------------------------------------------------------------------
+
+
+def article_json(
+    row: Article, row_copies: list[Article], topics: list[ArticleTopic], watch: list[ArticleWatch]
+) -> dict[str, Any]:
+    """One article as a line of ``summitwatch articles --json`` (and an item of ``/api/articles``)."""
+    original = row.duplicate_of
+    return {
+        "id": row.id,
+        "url": row.url,
+        "title": row.title,
+        "display_title": display_title(row),
+        "lang": row.lang,
+        "published_at": row.published_at.isoformat() if row.published_at else None,
+        "first_seen_at": row.first_seen_at.isoformat(),
+        "feed_id": row.feed_id,
+        "source": source_name(row),
+        "is_seed": row.is_seed,
+        "duplicate_of": row.duplicate_of_id,
+        "duplicate_of_title": original.title if original is not None else None,
+        "duplicate_of_url": original.url if original is not None else None,
+        "copy_kind": row.copy_kind,
+        "link_detail": row.link_detail,
+        "similarity": row.similarity,
+        "relevant": row.relevant,
+        "topics": [{"topic": t.topic, "score": t.score, "evidence": t.evidence} for t in topics],
+        "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
+        "words": row.word_count,
+        "copies": [
+            {"id": c.id, "url": c.url, "lang": c.lang, "similarity": c.similarity} for c in row_copies
+        ],
+        "text": row.text[:500],
+    }
+
+
+def row_json(row: ArticleRow) -> dict[str, Any]:
+    """:func:`article_json` plus, for a search, the score and the snippet with its highlights."""
+    data = article_json(row.article, row.copies, row.topics, row.watch)
+    if row.snippet is not None:
+        data["score"] = row.score
+        data["snippet"] = row.snippet.text
+        data["highlights"] = row.snippet.ranges()
+        data["matched_in"] = (
+            {"id": row.matched_in.id, "lang": row.matched_in.lang} if row.matched_in is not None else None
+        )
+    return data
+
+
+CSV_COLUMNS = (
+    "id",
+    "published_at",
+    "first_seen_at",
+    "lang",
+    "title",
+    "url",
+    "source",
+    "feed_id",
+    "topics",
+    "watch",
+    "is_seed",
+    "duplicate_of",
+    "copies",
+    "score",
+    "snippet",
+)
+
+
+def csv_text(rows: Iterable[ArticleRow]) -> str:
+    """The rows as CSV (a header line first); cells that a spreadsheet would run as a formula are quoted."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        article = row.article
+        writer.writerow(
+            [
+                _cell(value)
+                for value in (
+                    article.id,
+                    article.published_at.isoformat() if article.published_at else "",
+                    article.first_seen_at.isoformat(),
+                    article.lang,
+                    row.title,
+                    article.url or "",
+                    row.source or "",
+                    article.feed_id if article.feed_id is not None else "",
+                    ";".join(t.topic for t in row.topics),
+                    ";".join(w.item for w in row.watch),
+                    int(article.is_seed),
+                    article.duplicate_of_id if article.duplicate_of_id is not None else "",
+                    len(row.copies),
+                    f"{row.score:.4f}" if row.score is not None else "",
+                    row.snippet.text if row.snippet is not None else "",
+                )
+            ]
+        )
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    # A title like "=HYPERLINK(...)" must stay text when the export is opened in a spreadsheet.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -1,0 +1,154 @@
+"""Article dumps of other tools, read as ``summitwatch import`` lines.
+
+``summitwatch import`` takes JSON Lines of its own shape (``id``, ``url``, ``title``,
+``html``, ``text``, ``published``, ``feed``, ``lang``). It also takes, detected per
+line or per file:
+
+* **news-please** articles (one JSON object per line, a JSON array, or one pretty-printed
+  object per file): ``url``, ``title``, ``maintext`` (else ``description``),
+  ``date_publish``, ``language``;
+* **JSON Feed 1.1**: a whole feed document (``{"version": "https://jsonfeed.org/version/1.1",
+  "items": [...]}``, in a file or on one line) or its items one per line: ``id``, ``url``
+  (else ``external_url``), ``title``, ``content_text`` (else ``content_html``, extracted
+  like a page; else ``summary``), ``date_published``, ``language`` (else the feed's);
+  the feed's ``feed_url`` names the feed the items came from.
+
+Each foreign record is mapped to the native shape here (see the README table); fields
+that the mapping does not use are dropped, as a foreign format has many of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+NEWS_PLEASE_FIELDS = frozenset({"maintext", "date_publish", "source_domain", "date_download", "localpath"})
+JSON_FEED_ITEM_FIELDS = frozenset({"content_html", "content_text", "date_published", "external_url"})
+
+
+def record_format(record: dict[str, Any]) -> str:
+    """``"jsonfeed"`` (a whole feed), ``"jsonfeed-item"``, ``"news-please"`` or ``"native"``."""
+    version = record.get("version")
+    if isinstance(version, str) and version.startswith(JSON_FEED_VERSION) and "items" in record:
+        return "jsonfeed"
+    if "text" in record or "html" in record:
+        return "native"
+    if NEWS_PLEASE_FIELDS & record.keys():
+        return "news-please"
+    if JSON_FEED_ITEM_FIELDS & record.keys():
+        return "jsonfeed-item"
+    return "native"
+
+
+def to_native(record: dict[str, Any], *, feed_language: Any = None, feed_url: Any = None) -> dict[str, Any]:
+    """``record`` in the native import shape (unchanged when it already is)."""
+    kind = record_format(record)
+    if kind == "news-please":
+        return _drop_none(
+            {
+                "id": record.get("id", record.get("filename")),
+                "url": record.get("url"),
+                "title": record.get("title"),
+                "text": record.get("maintext") or record.get("description"),
+                "published": _iso(record.get("date_publish")),
+                "lang": record.get("language"),
+            }
+        )
+    if kind == "jsonfeed-item":
+        text = record.get("content_text")
+        html = record.get("content_html")
+        return _drop_none(
+            {
+                "id": record.get("id"),
+                "url": record.get("url") or record.get("external_url"),
+                "title": record.get("title"),
+                "text": text if text else (None if html else record.get("summary")),
+                "html": html if not text else None,
+                "published": _iso(record.get("date_published")),
+                "lang": record.get("language") or feed_language,
+                "feed": feed_url,
+            }
+        )
+    return record
+
+
+def _drop_none(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def _iso(value: Any) -> Any:
+    """news-please writes ``2024-05-16 08:00:00``; a date the importer then reads as ISO 8601."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        return value  # the importer reports it as not a date
+
+
+def expand_lines(lines: Iterable[str]) -> Iterator[str]:
+    """The input as one JSON record per line.
+
+    A file that is one JSON document (a JSON array, a pretty-printed object, a JSON Feed)
+    is split into its records; JSON Lines pass through unchanged, so errors keep their
+    line numbers. A JSON Feed document on one line becomes its items.
+    """
+    iterator = iter(lines)
+    first = next(iterator, None)
+    if first is None:
+        return
+    stripped = first.lstrip("\ufeff").strip()
+    if stripped.startswith("[") or (stripped.startswith("{") and not _is_json(stripped)):
+        # One JSON document spread over the file.
+        whole = first + "".join(iterator)
+        try:
+            document = json.loads(whole.lstrip("\ufeff"))
+        except (ValueError, RecursionError):
+            yield from whole.splitlines()  # not one document: each line gets its own error
+            return
+        yield from _records_of(document)
+        return
+    for line in _chain(first, iterator):
+        yield from _expand_line(line)
+
+
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _expand_line(line: str) -> Iterator[str]:
+    if '"items"' in line and "jsonfeed.org" in line:
+        try:
+            document = json.loads(line)
+        except (ValueError, RecursionError):
+            document = None
+        if isinstance(document, dict) and record_format(document) == "jsonfeed":
+            yield from _records_of(document)
+            return
+    yield line
+
+
+def _records_of(document: Any) -> Iterator[str]:
+    if isinstance(document, dict) and record_format(document) == "jsonfeed":
+        items = document.get("items")
+        language, feed_url = document.get("language"), document.get("feed_url")
+        for item in items if isinstance(items, list) else [items]:
+            native = (
+                to_native(item, feed_language=language, feed_url=feed_url) if isinstance(item, dict) else item
+            )
+            yield json.dumps(native, ensure_ascii=False)
+        return
+    for record in document if isinstance(document, list) else [document]:
+        yield json.dumps(record, ensure_ascii=False)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True

@@ -1,0 +1,462 @@
+"""Full-text search: one analyser for documents and queries, the query language, snippets.
+
+The language processing happens here, in Python, so that SQLite (FTS5) and PostgreSQL
+(tsvector) index exactly the same tokens and a query finds the same articles on both:
+
+* words are NFKC-normalised and case-folded (``str.casefold``, so ``ПУТИН`` = ``путин``
+  and ``STRASSE`` = ``straße``; the dot of Turkish ``İ`` is dropped so it folds to ``i``),
+  ``ё`` is read as ``е``, and each word is stemmed with the Snowball stemmer of its
+  *script* (Latin: English, Cyrillic: Russian, Greek, Arabic, Armenian, Devanagari:
+  Hindi, Tamil). Queries carry no language, so the script is the only thing a query and
+  a document agree on;
+* Chinese (and Japanese kana) runs become one token per character: the bigram starting
+  at that character, or the character itself at the end of a run. Every substring of a
+  run is then a phrase of bigrams (``天然气`` = ``天然 然气``), and a single character a
+  prefix (``气*``). A query's unquoted Chinese is split into words by a segmenter
+  (jieba) and each word must occur, so ``能源合作`` (能源 + 合作) finds ``能源领域合作``
+  while the index itself never depends on how a segmenter cut a document.
+
+Query syntax (both databases)::
+
+    pipelines siberia        every word (AND), inflected forms match
+    "power of siberia"       a phrase: the words in this order
+    -ukraine  -"joint drill" leave out articles with this word or phrase
+    gas OR oil               either (binds tighter than AND: gas OR oil pipeline)
+
+Anything else (``*``, ``(``, ``:``, ``^``, ``NEAR``) is just text: it cannot reach the
+database's own query language.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import FilterError
+
+SCHEME = "fts1"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+MAX_QUERY_CHARS = 500
+MAX_QUERY_TERMS = 32
+MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
+# PostgreSQL stores positions up to 16383; both databases index the same leading tokens
+# so that phrases match alike. The title comes first, then one gap, then the text.
+MAX_TITLE_TOKENS = 256
+MAX_POSITION = 16383
+
+# Han ideographs (with extensions and compatibility forms) and Japanese kana: scripts
+# written without spaces between words.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_TOKEN = re.compile(
+    rf"(?P<cjk>[{_CJK}]+)"
+    rf"|(?P<word>(?:[^\W_{_CJK}]|[\u0300-\u036f])+(?:['’](?:[^\W_{_CJK}]|[\u0300-\u036f])+)*)"
+)
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# The Snowball stemmer for each script (first letter of a word decides).
+_SCRIPT_STEMMERS: tuple[tuple[int, int, str], ...] = (
+    (0x0041, 0x024F, "english"),
+    (0x1E00, 0x1EFF, "english"),
+    (0x0370, 0x03FF, "greek"),
+    (0x1F00, 0x1FFF, "greek"),
+    (0x0400, 0x052F, "russian"),
+    (0x0530, 0x058F, "armenian"),
+    (0x0600, 0x06FF, "arabic"),
+    (0x0900, 0x097F, "hindi"),
+    (0x0B80, 0x0BFF, "tamil"),
+)
+
+
+class QueryError(FilterError):
+    """A search query that cannot be run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Token:
+    """One index token and where it came from in the original text."""
+
+    term: str
+    start: int
+    end: int
+
+
+# Analysis -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _stemmer(language: str) -> Any:
+    import Stemmer  # PyStemmer: the Snowball stemmers in C, loaded on first use
+
+    return Stemmer.Stemmer(language)
+
+
+def _language_of(word: str) -> str | None:
+    code = ord(word[0])
+    for low, high, language in _SCRIPT_STEMMERS:
+        if low <= code <= high:
+            return language
+    return None
+
+
+@functools.lru_cache(maxsize=262_144)
+def normalise_word(word: str) -> str:
+    """The index term of one word (not Chinese): folded, normalised and stemmed."""
+    folded = unicodedata.normalize("NFKC", word.casefold()).replace("\u0307", "")
+    folded = folded.replace("ё", "е").replace("’", "'")[:MAX_TOKEN_CHARS]
+    if not folded or folded.isdigit():
+        return folded
+    language = _language_of(folded)
+    stem = _stemmer(language).stemWord(folded) if language else folded
+    # Apostrophes would split the token again in the database (and "russia's" is "russia").
+    return str(stem).replace("'", "") or folded.replace("'", "")
+
+
+def _cjk_char(char: str) -> str:
+    return unicodedata.normalize("NFKC", char)
+
+
+def tokens(text: str) -> list[Token]:
+    """The index tokens of ``text`` with their character offsets in ``text``."""
+    found: list[Token] = []
+    for match in _TOKEN.finditer(text):
+        start = match.start()
+        if match.lastgroup == "cjk":
+            run = match.group()
+            for i in range(len(run)):
+                piece = run[i : i + 2]
+                found.append(Token("".join(_cjk_char(c) for c in piece), start + i, start + i + len(piece)))
+            continue
+        term = normalise_word(match.group())
+        if term:
+            found.append(Token(term, start, match.end()))
+    return found
+
+
+def terms(text: str) -> list[str]:
+    """The index terms of ``text`` in order (what the database stores)."""
+    return [token.term for token in tokens(text)]
+
+
+@dataclass(frozen=True)
+class IndexedText:
+    """The two token streams stored for one article (title, then text)."""
+
+    title: list[str]
+    body: list[str]
+
+    def fts5_columns(self) -> tuple[str, str]:
+        """The streams as FTS5 column values: terms separated by spaces (``ascii`` tokenizer)."""
+        return " ".join(self.title), " ".join(self.body)
+
+    def tsvector_literal(self) -> str:
+        """The streams as a PostgreSQL ``tsvector`` literal with positions and weights.
+
+        The title is weight A, the text weight D; one unused position separates them so
+        that no phrase spans the two (as FTS5 matches phrases within one column).
+        """
+        positions: dict[str, list[str]] = {}
+        for index, term in enumerate(self.title, 1):
+            positions.setdefault(term, []).append(f"{index}A")
+        offset = len(self.title) + 2
+        for index, term in enumerate(self.body):
+            positions.setdefault(term, []).append(str(offset + index))
+        return " ".join(f"{_quote_lexeme(term)}:{','.join(places)}" for term, places in positions.items())
+
+
+def index_text(title: str | None, text: str) -> IndexedText:
+    """What to index for an article: its title and text terms, capped alike on both databases."""
+    title_terms = terms(title or "")[:MAX_TITLE_TOKENS]
+    room = MAX_POSITION - len(title_terms) - 1
+    return IndexedText(title_terms, terms(text)[:room])
+
+
+def _quote_lexeme(term: str) -> str:
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+# Queries ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """Terms that must follow each other; ``prefix``: the last one is a prefix (a Chinese character)."""
+
+    terms: tuple[str, ...]
+    prefix: bool = False
+
+    def fts5(self) -> str:
+        return '"' + " ".join(self.terms) + '"' + ("*" if self.prefix else "")
+
+    def tsquery(self) -> str:
+        parts = [_quote_lexeme(term) for term in self.terms]
+        if self.prefix:
+            parts[-1] += ":*"
+        return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
+
+
+# One query word: every phrase in it must match (a hyphenated word is one phrase; an
+# unquoted Chinese run is a phrase per segmented word).
+Unit = tuple[Phrase, ...]
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A parsed query: every group must match (a group is alternatives joined by OR), no exclusion may."""
+
+    text: str
+    groups: tuple[tuple[Unit, ...], ...]
+    excluded: tuple[Unit, ...]
+
+    def fts5(self) -> str:
+        """The FTS5 MATCH expression (only quoted strings, AND, OR, NOT and parentheses)."""
+        positive = " AND ".join(
+            _join((_join((p.fts5() for p in unit), "AND") for unit in group), "OR") for group in self.groups
+        )
+        if not self.excluded:
+            return positive
+        negative = _join((_join((p.fts5() for p in unit), "AND") for unit in self.excluded), "OR")
+        return f"({positive}) NOT {negative}"
+
+    def tsquery(self) -> str:
+        """The PostgreSQL ``tsquery`` text (quoted lexemes, so no dictionary or parser is applied)."""
+        parts = [
+            _join((_join((p.tsquery() for p in unit), "&") for unit in group), "|") for group in self.groups
+        ]
+        parts += ["!" + _join((p.tsquery() for p in unit), "&") for unit in self.excluded]
+        return " & ".join(parts)
+
+    def highlight_terms(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """Terms to mark in a snippet: exact terms, and prefixes (single Chinese characters)."""
+        exact: set[str] = set()
+        prefixes: set[str] = set()
+        for group in self.groups:
+            for unit in group:
+                for phrase in unit:
+                    exact.update(phrase.terms[:-1] if phrase.prefix else phrase.terms)
+                    if phrase.prefix:
+                        prefixes.add(phrase.terms[-1])
+        return frozenset(exact), tuple(sorted(prefixes))
+
+
+def _join(parts: Any, operator: str) -> str:
+    items = list(parts)
+    if len(items) == 1:
+        return str(items[0])
+    return "(" + f" {operator} ".join(items) + ")"
+
+
+_QUERY_PART = re.compile(r'(?P<neg>-)?"(?P<phrase>[^"]*)"?|(?P<word>\S+)')
+
+
+def parse_query(text: str) -> SearchQuery:
+    """Parse a search box query; :class:`QueryError` says what is wrong with it."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    cleaned = _CONTROL.sub(" ", text).replace("“", '"').replace("”", '"').replace("„", '"')
+    groups: list[list[Unit]] = []
+    excluded: list[Unit] = []
+    pending_or = False
+    count = 0
+    for match in _QUERY_PART.finditer(cleaned):
+        word = match.group("word")
+        if word == "OR":
+            pending_or = bool(groups)
+            continue
+        negative = bool(match.group("neg"))
+        if match.group("phrase") is not None:
+            unit = _phrase_unit(match.group("phrase"))
+        else:
+            assert word is not None
+            if word.startswith("-") and len(word) > 1:
+                negative, word = True, word[1:]
+                if word.startswith('"'):  # -"a b" is matched by the phrase branch; this is -"
+                    word = word.strip('"')
+            unit = _word_unit(word)
+        if not unit:
+            pending_or = False
+            continue
+        count += 1
+        if count > MAX_QUERY_TERMS:
+            raise QueryError(f"the query has more than {MAX_QUERY_TERMS} words or phrases")
+        if negative:
+            excluded.append(unit)
+        elif pending_or:
+            groups[-1].append(unit)
+        else:
+            groups.append([unit])
+        pending_or = False
+    if not groups:
+        if excluded:
+            raise QueryError("the query only excludes: add a word that must appear")
+        raise QueryError("the query has no words to search for")
+    return SearchQuery(text, tuple(tuple(group) for group in groups), tuple(excluded))
+
+
+def _phrase_unit(text: str) -> Unit:
+    """A quoted phrase: the document tokens of the text, in order.
+
+    A phrase ending in Chinese ends in that run's last character, which in a document
+    may start a bigram (the run goes on there): it is matched as a prefix.
+    """
+    found = [token.term for token in tokens(text)]
+    if not found:
+        return ()
+    last = found[-1]
+    return (Phrase(tuple(found), prefix=len(last) == 1 and bool(_CJK_CHAR.match(last))),)
+
+
+def _word_unit(word: str) -> Unit:
+    """An unquoted word: a phrase of its tokens (``power-of-siberia``); Chinese is split
+    into words, each a phrase of its own."""
+    pieces: list[Phrase] = []
+    run: list[str] = []  # the terms of the current non-Chinese stretch
+    for match in _TOKEN.finditer(word):
+        if match.lastgroup == "cjk":
+            if run:
+                pieces.append(Phrase(tuple(run)))
+                run = []
+            pieces.extend(_cjk_phrase(segment) for segment in _segment(match.group()))
+            continue
+        term = normalise_word(match.group())
+        if term:
+            run.append(term)
+    if run:
+        pieces.append(Phrase(tuple(run)))
+    return tuple(pieces)
+
+
+def _cjk_phrase(word: str) -> Phrase:
+    chars = [_cjk_char(c) for c in word]
+    if len(chars) == 1:
+        return Phrase((chars[0],), prefix=True)
+    return Phrase(tuple(chars[i] + chars[i + 1] for i in range(len(chars) - 1)))
+
+
+def _segment(run: str) -> list[str]:
+    """A Chinese run of a query split into words (jieba's dictionary and HMM, via rjieba)."""
+    import rjieba  # loaded on first use: the dictionary is built then
+
+    words: list[str] = []
+    single = False
+    for word in rjieba.cut(run):
+        # Characters the dictionary left on their own side by side are read together:
+        # they are mostly abbreviations (中俄 "China-Russia", 俄乌), not separate words.
+        if len(word) == 1 and single:
+            words[-1] += word
+            continue
+        words.append(word)
+        single = len(word) == 1
+    return words
+
+
+# Snippets -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Highlighted:
+    """Text cut into plain and matched parts; markup is added by the template, after escaping."""
+
+    parts: tuple[tuple[str, bool], ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(part for part, _ in self.parts)
+
+    @property
+    def hits(self) -> int:
+        return sum(1 for _, hit in self.parts if hit)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """Character ranges of the matched parts within :attr:`text`."""
+        spans = []
+        offset = 0
+        for part, hit in self.parts:
+            if hit:
+                spans.append((offset, offset + len(part)))
+            offset += len(part)
+        return spans
+
+
+def _matches(term: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> bool:
+    return term in exact or any(term.startswith(prefix) for prefix in prefixes)
+
+
+def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
+    exact, prefixes = query.highlight_terms()
+    spans: list[tuple[int, int, str]] = []
+    for token in tokens(text):
+        if _matches(token.term, exact, prefixes):
+            if spans and token.start < spans[-1][1]:  # overlapping Chinese bigrams merge
+                start, _, term = spans[-1]
+                spans[-1] = (start, max(token.end, spans[-1][1]), term)
+            else:
+                spans.append((token.start, token.end, token.term))
+    return spans
+
+
+def highlight(text: str, query: SearchQuery) -> Highlighted:
+    """All of ``text`` with the words that match ``query`` marked (the original words, not stems)."""
+    return _cut(text, 0, len(text), _hit_spans(text, query))
+
+
+def snippet(text: str, query: SearchQuery, *, width: int = 240) -> Highlighted:
+    """The passage of ``text`` (about ``width`` characters) with the most distinct matched terms."""
+    spans = _hit_spans(text, query)
+    if not spans:
+        end = _word_boundary(text, min(len(text), width))
+        return _cut(text, 0, end, [], ellipsis_after=end < len(text))
+    best_start, best_score = spans[0][0], -1
+    for index, (start, _, _) in enumerate(spans):
+        inside = {term for s, e, term in spans[index:] if e <= start + width}
+        score = len(inside) * 100 + sum(1 for s, e, _ in spans[index:] if e <= start + width)
+        if score > best_score:
+            best_start, best_score = start, score
+    start = _word_boundary(text, max(0, best_start - width // 6), backwards=True)
+    end = _word_boundary(text, min(len(text), start + width))
+    shown = [(s, e, t) for s, e, t in spans if s >= start and e <= end]
+    return _cut(text, start, end, shown, ellipsis_before=start > 0, ellipsis_after=end < len(text))
+
+
+def _word_boundary(text: str, index: int, *, backwards: bool = False) -> int:
+    """Move ``index`` to a space nearby (at most 20 characters), so words are not cut."""
+    step = -1 if backwards else 1
+    for moved in range(20):
+        at = index + step * moved
+        if at <= 0 or at >= len(text):
+            return max(0, min(len(text), at))
+        if text[at].isspace():
+            return at + 1 if backwards else at
+    return index
+
+
+def _cut(
+    text: str,
+    start: int,
+    end: int,
+    spans: list[tuple[int, int, str]],
+    *,
+    ellipsis_before: bool = False,
+    ellipsis_after: bool = False,
+) -> Highlighted:
+    parts: list[tuple[str, bool]] = []
+    if ellipsis_before:
+        parts.append(("…", False))
+    cursor = start
+    for span_start, span_end, _ in spans:
+        if span_start > cursor:
+            parts.append((text[cursor:span_start], False))
+        parts.append((text[span_start:span_end], True))
+        cursor = span_end
+    if end > cursor:
+        parts.append((text[cursor:end], False))
+    if ellipsis_after:
+        parts.append(("…", False))
+    return Highlighted(tuple(_tidy(parts)))
+
+
+def _tidy(parts: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    # Line breaks inside a snippet read as spaces in a one-line result list.
+    return [(re.sub(r"\s+", " ", part), hit) for part, hit in parts if part]

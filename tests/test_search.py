@@ -1,0 +1,329 @@
+"""Full-text search: the analyser, the query language, snippets, and the index on SQLite and PostgreSQL.
+
+The labelled fixtures in tests/fixtures/search/ (articles and queries with the articles
+each must find, written for these tests) run on both databases: the same query must
+find the same articles on both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pipeline import search
+from pipeline.browse import list_articles
+from pipeline.db import fulltext, repo
+from pipeline.db.engine import alembic_config, make_engine, session_factory, upgrade_schema
+from pipeline.db.schema import Article
+from pipeline.errors import FilterError
+from pipeline.ingest import import_lines
+from pipeline.settings import Settings
+from tests.conftest import REPO_ROOT
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "search"
+
+
+def fixture_articles() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (FIXTURES / "articles.jsonl").read_text("utf-8").splitlines()]
+
+
+def fixture_queries() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (FIXTURES / "queries.jsonl").read_text("utf-8").splitlines()]
+
+
+def import_fixtures(session: Session, settings: Settings) -> dict[int, str]:
+    """Store the fixture articles; returns fixture id by database id."""
+    lines = [
+        json.dumps(
+            {
+                "id": a["id"],
+                "url": f"https://news.example/{a['id']}",
+                "title": a["title"],
+                "text": a["text"],
+                "lang": a["lang"],
+                "published": f"2026-11-{1 + i % 28:02d}T10:00:00+00:00",
+            },
+            ensure_ascii=False,
+        )
+        for i, a in enumerate(fixture_articles())
+    ]
+    results = list(import_lines(session, settings, lines, source="search-fixtures"))
+    assert [r.result.status for r in results] == ["new"] * len(lines)
+    return {r.result.article_id: r.input_id for r in results if r.result.article_id is not None}
+
+
+def found(session: Session, names: dict[int, str], query: str, **filters: Any) -> list[str]:
+    wanted = repo.ArticleFilter(text=query, include_seeds=False, limit=100, **filters)
+    return [names.get(f.article.id, str(f.article.id)) for f in repo.find_articles(session, wanted)]
+
+
+# The analyser ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("pipelines", "the pipeline"),
+        ("negotiations", "negotiating"),
+        ("Сибирь", "Сибири"),
+        ("ПУТИН", "путин"),
+        ("Путина", "путину"),
+        ("Ёлки", "елки"),
+        ("İSTANBUL", "istanbul"),
+        ("STRASSE", "straße"),
+        ("ＧＡＳ", "gas"),
+        ("Russia's", "russia"),
+    ],
+)
+def test_inflected_and_folded_forms_share_terms(one: str, other: str) -> None:
+    assert search.terms(one)[-1] == search.terms(other)[-1]
+
+
+def test_different_words_keep_different_terms() -> None:
+    assert search.terms("pipeline")[0] != search.terms("pipe")[0]
+    assert search.terms("Сибирь")[0] != search.terms("Сирия")[0]
+
+
+def test_chinese_runs_are_indexed_as_bigrams_with_the_last_character() -> None:
+    assert search.terms("能源领域合作") == ["能源", "源领", "领域", "域合", "合作", "作"]
+    assert search.terms("中 俄") == ["中", "俄"]
+
+
+def test_token_offsets_point_at_the_original_words() -> None:
+    text = "The PIPELINES of Сибири и 能源合作."
+    assert [text[t.start : t.end] for t in search.tokens(text)] == [
+        "The",
+        "PIPELINES",
+        "of",
+        "Сибири",
+        "и",
+        "能源",
+        "源合",
+        "合作",
+        "作",
+    ]
+
+
+def test_query_syntax() -> None:
+    query = search.parse_query('"power of siberia" gas OR oil -ukraine')
+    assert query.fts5() == '("power of siberia" AND ("gas" OR "oil")) NOT "ukrain"'
+    assert query.tsquery() == "('power' <-> 'of' <-> 'siberia') & ('gas' | 'oil') & !'ukrain'"
+
+
+def test_unquoted_chinese_is_split_into_words_that_must_all_occur() -> None:
+    query = search.parse_query("能源合作")
+    assert query.fts5() == '("能源" AND "合作")'
+    # A quoted run is one substring; its last character may start the next bigram.
+    assert search.parse_query('"天然气"').tsquery() == "('天然' <-> '然气' <-> '气':*)"
+    # Characters the segmenter leaves alone side by side stay together (an abbreviation).
+    assert search.parse_query("中俄").fts5() == '"中俄"'
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        'a" OR "b',
+        "NEAR(a b)",
+        "title:gas",
+        "^gas*",
+        "gas AND NOT oil",
+        "'; DROP TABLE articles; --",
+        "gas\\' oil\\\\",
+        "a\x00b",
+        "(((gas",
+        '"""gas',
+    ],
+)
+def test_hostile_queries_only_quote_terms(hostile: str) -> None:
+    query = search.parse_query(hostile)
+    # Outside quoted strings only the operators this module writes appear.
+    outside = "".join(query.fts5().split('"')[0::2])
+    assert set(outside) <= set("()*ANDORT ")
+    for phrase in [p for group in query.groups for unit in group for p in unit]:
+        assert all('"' not in term and "'" not in term and "\x00" not in term for term in phrase.terms)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("", "no words"),
+        ("*** ((( ", "no words"),
+        ("-gas", "only excludes"),
+        ("x" * 10_000, "longer than"),
+        (" ".join(f"w{i}" for i in range(40)), "more than"),
+    ],
+)
+def test_queries_that_cannot_run_say_why(query: str, message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        search.parse_query(query)
+
+
+def test_snippet_marks_the_original_words_around_the_best_passage() -> None:
+    body = "Filler words here. " * 30 + "The PIPELINE to China, Сибири. " + "More filler. " * 30
+    snippet = search.snippet(body, search.parse_query("pipelines Сибирь"))
+    assert [part for part, hit in snippet.parts if hit] == ["PIPELINE", "Сибири"]
+    assert snippet.text.startswith("…") and snippet.text.endswith("…")
+    assert len(snippet.text) < 300
+    start, end = snippet.ranges()[0]
+    assert snippet.text[start:end] == "PIPELINE"
+
+
+def test_snippet_of_chinese_marks_the_matched_characters() -> None:
+    snippet = search.snippet("双方将深化能源领域合作。", search.parse_query("能源合作"))
+    assert [part for part, hit in snippet.parts if hit] == ["能源", "合作"]
+
+
+def test_index_streams_are_capped_alike_for_both_databases() -> None:
+    indexed = search.index_text("title " * 400, "word " * 20_000)
+    assert len(indexed.title) == search.MAX_TITLE_TOKENS
+    assert len(indexed.title) + 1 + len(indexed.body) == search.MAX_POSITION
+    literal = search.index_text("Gas deal", "gas it's").tsvector_literal()
+    assert literal == "'gas':1A,4 'deal':2A 'it':5"
+
+
+# The index in the database -------------------------------------------------------------------
+
+
+@pytest.fixture
+def indexed(session: Session, settings: Settings) -> dict[int, str]:
+    names = import_fixtures(session, settings)
+    session.commit()
+    return names
+
+
+@pytest.mark.parametrize("case", fixture_queries(), ids=lambda case: case["q"])
+def test_labelled_queries_find_exactly_their_articles(
+    session: Session, indexed: dict[int, str], case: dict[str, Any]
+) -> None:
+    assert sorted(found(session, indexed, case["q"])) == sorted(case["expected"])
+
+
+def test_ranking_puts_title_matches_first(session: Session, indexed: dict[int, str]) -> None:
+    # "pipeline" is in the title of one article and only the text of the other.
+    assert found(session, indexed, "pipelines") == ["en-pipeline", "en-hockey"]
+
+
+def test_search_combines_with_the_filters(session: Session, indexed: dict[int, str]) -> None:
+    from datetime import UTC, datetime
+
+    since = datetime(2026, 11, 5, tzinfo=UTC)
+    assert found(session, indexed, "pipelines", since=since) == ["en-hockey"]
+    assert found(session, indexed, "pipelines", until=since) == ["en-pipeline"]
+    in_ru = set(found(session, indexed, "путин OR putin", lang="ru"))
+    assert in_ru == {"ru-putin"}
+    assert found(session, indexed, "pipelines", sort="newest") == ["en-hockey", "en-pipeline"]
+
+
+def test_hostile_queries_reach_the_database_safely(session: Session, indexed: dict[int, str]) -> None:
+    for hostile in ['a" OR "b', "NEAR(gas oil)", "gas:*", "'; DROP TABLE articles; --", "\\", "a\x00b", '"']:
+        with contextlib.suppress(FilterError):
+            found(session, indexed, hostile)
+    # Quotes only delimit phrases: this is pipeline OR hockey.
+    assert sorted(found(session, indexed, 'pipeline" OR "hockey')) == ["en-hockey", "en-pipeline"]
+
+
+def test_the_index_follows_new_versions(
+    session: Session, settings: Settings, indexed: dict[int, str]
+) -> None:
+    line = json.dumps(
+        {
+            "url": "https://news.example/en-drills",
+            "title": "Navies end their exercise",
+            "text": "The frigates returned to port after a week of manoeuvres in the Sea of Japan.",
+            "lang": "en",
+        }
+    )
+    [outcome] = import_lines(session, settings, [line], source="update")
+    assert outcome.result.status == "duplicate"
+    assert found(session, indexed, "frigates") == ["en-drills"]
+    assert found(session, indexed, "warships") == []
+
+
+def test_copies_are_found_through_their_original(session: Session, settings: Settings) -> None:
+    names = import_fixtures(session, settings)
+    [copy] = import_lines(
+        session,
+        settings,
+        [
+            json.dumps(
+                {
+                    "url": "https://mirror.example/drills",
+                    "title": "Russian and Chinese warships hold joint drills",
+                    "text": fixture_articles()[1]["text"],
+                }
+            )
+        ],
+        source="copy",
+    )
+    assert copy.result.status == "duplicate"
+    names[copy.result.article_id] = "copy"
+    assert found(session, names, "warships") == ["en-drills"]
+    assert sorted(found(session, names, "warships", include_duplicates=True)) == ["copy", "en-drills"]
+
+
+def test_the_same_queries_find_the_same_articles_on_both_databases(
+    sqlite_url: str, postgres_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import make_settings
+
+    results = []
+    for url in (sqlite_url, postgres_url):
+        settings = make_settings(url)
+        engine = make_engine(url)
+        upgrade_schema(engine)
+        with session_factory(engine)() as session:
+            names = import_fixtures(session, settings)
+            results.append(
+                {case["q"]: sorted(found(session, names, case["q"])) for case in fixture_queries()}
+            )
+        engine.dispose()
+    assert results[0] == results[1]
+
+
+def test_migration_back_fills_the_index(db_url: str, settings: Settings) -> None:
+    from alembic import command
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0005")
+    with session_factory(engine)() as session:
+        session.add(
+            Article(
+                id=7,
+                title="Old article",
+                text="Pipelines stored before the index existed.",
+                lang="en",
+                content_hash="0" * 64,
+                is_seed=False,
+                word_count=5,
+            )
+        )
+        session.commit()
+    upgrade_schema(engine)
+    with session_factory(engine)() as session:
+        assert [f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="pipeline"))] == [7]
+        # A changed analyser version makes init rebuild it.
+        session.execute(text("UPDATE pipeline_state SET value = 'old' WHERE key = 'search_scheme'"))
+        assert fulltext.ensure_current(session) == 1
+        assert fulltext.ensure_current(session) is None
+        session.execute(text("DELETE FROM articles WHERE id = 7"))
+        assert repo.find_articles(session, repo.ArticleFilter(text="pipeline")) == []
+    engine.dispose()
+
+
+def test_list_rows_carry_snippets_and_untitled_articles_their_opening_words(
+    session: Session, indexed: dict[int, str]
+) -> None:
+    page = list_articles(session, repo.ArticleFilter(text="lorries", include_seeds=False))
+    [row] = page.rows
+    assert row.untitled and row.title.startswith("Officials in Harbin said the cross-border bridge")
+    assert row.title.endswith("…")
+    assert row.snippet is not None
+    assert [part for part, hit in row.snippet.parts if hit] == ["lorries"]
+    zh = list_articles(session, repo.ArticleFilter(text="木材", include_seeds=False)).rows[0]
+    assert zh.title.startswith("黑河口岸") and len(zh.title) <= 81
