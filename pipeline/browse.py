@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,9 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from pipeline import search
+from pipeline import nearby, search
 from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleTopic, ArticleWatch, Feed
+from pipeline.encoder import DEFAULT_MODEL
 
 UNTITLED_WORDS = 12
 UNTITLED_CHARS = 80
@@ -37,15 +38,15 @@ def display_title(article: Article) -> str:
     return opening_words(article.text)
 
 
-def opening_words(text: str) -> str:
+def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:
     """The first words of ``text`` on one line: a dozen words, or 80 characters of Chinese."""
     flat = " ".join(text.split())
     if not flat:
         return "(no text)"
-    words = _WORDS.findall(flat)
-    opening = " ".join(words[:UNTITLED_WORDS])
-    if len(opening) > UNTITLED_CHARS or _HAN.search(opening):
-        opening = opening[:UNTITLED_CHARS]
+    most = UNTITLED_CHARS * words // UNTITLED_WORDS
+    opening = " ".join(_WORDS.findall(flat)[:words])
+    if len(opening) > most or _HAN.search(opening):
+        opening = opening[:most]
     return opening + ("…" if len(opening) < len(flat) else "")
 
 
@@ -78,6 +79,7 @@ class ArticleRow:
     title_marks: search.Highlighted | None = None
     snippet: search.Highlighted | None = None
     matched_in: Article | None = None
+    cross_language: bool = False  # found by meaning in another language, not by its words
 
     @property
     def moment(self) -> datetime:
@@ -100,13 +102,79 @@ class ArticleRow:
 class ResultPage:
     rows: list[ArticleRow]
     has_more: bool
+    cross_language: list[ArticleRow] = field(default_factory=list)
 
 
-def list_articles(session: Session, wanted: repo.ArticleFilter) -> ResultPage:
-    """One page of :func:`repo.find_articles` (``wanted.limit`` rows from ``wanted.offset``)."""
+@dataclass(frozen=True)
+class CrossLanguage:
+    """How a search also looks in other languages: the encoder and how many results to add."""
+
+    model: str = DEFAULT_MODEL
+    threads: int = 1
+    limit: int = 10
+    max_candidates: int = nearby.MAX_CANDIDATES
+
+
+def warm_up(options: CrossLanguage) -> None:
+    """Load what the first search would otherwise wait for: the segmenter and the encoder."""
+    search.parse_query("能源合作")
+    nearby.encode_query("warm up", options.model, options.threads)
+
+
+def list_articles(
+    session: Session, wanted: repo.ArticleFilter, *, cross_language: CrossLanguage | None = None
+) -> ResultPage:
+    """One page of :func:`repo.find_articles` (``wanted.limit`` rows from ``wanted.offset``).
+
+    With ``cross_language``, the first page of a search also carries the articles in
+    other scripts nearest the query by meaning (:mod:`pipeline.nearby`).
+    """
     query = search.parse_query(wanted.text) if wanted.text is not None else None
     found = repo.find_articles(session, _one_more(wanted))
     window = found[: wanted.limit]
+    rows = _rows(session, window, query)
+    extra: list[ArticleRow] = []
+    if cross_language is not None and wanted.text is not None and wanted.offset == 0:
+        extra = _cross_language(session, wanted, cross_language)
+    return ResultPage(rows, has_more=len(found) > wanted.limit, cross_language=extra)
+
+
+def _cross_language(session: Session, wanted: repo.ArticleFilter, options: CrossLanguage) -> list[ArticleRow]:
+    assert wanted.text is not None
+    model, vector = nearby.encode_query(wanted.text, options.model, options.threads)
+    neighbours = nearby.nearest(
+        session,
+        vector,
+        model=model,
+        start=wanted.since,
+        end=wanted.until,
+        max_candidates=options.max_candidates,
+        min_similarity=nearby.MIN_QUERY_SIMILARITY,
+        langs_excluded_by_script=nearby.script_of_query(wanted.text),
+        limit=options.limit * 3,
+    )
+    similarity: dict[int, float] = {}
+    for neighbour in neighbours:
+        listed = neighbour.article_id if wanted.include_duplicates else neighbour.root_id
+        similarity.setdefault(listed, neighbour.similarity)
+    if not similarity:
+        return []
+    ids = tuple(similarity)
+    # The list's filters apply; what the words already found is not repeated.
+    allowed = repo.find_articles(session, replace(wanted, text=None, ids=ids, limit=len(ids), offset=0))
+    by_words = {
+        f.article.id for f in repo.find_articles(session, replace(wanted, ids=ids, limit=len(ids), offset=0))
+    }
+    kept = sorted(
+        (repo.Found(f.article, similarity[f.article.id]) for f in allowed if f.article.id not in by_words),
+        key=lambda f: -(f.score or 0.0),
+    )[: options.limit]
+    return [replace(row, cross_language=True) for row in _rows(session, kept, None, opening=True)]
+
+
+def _rows(
+    session: Session, window: Sequence[repo.Found], query: search.SearchQuery | None, *, opening: bool = False
+) -> list[ArticleRow]:
     articles = [item.article for item in window]
     ids = [article.id for article in articles]
     copies = repo.copies_of(session, ids)
@@ -117,6 +185,10 @@ def list_articles(session: Session, wanted: repo.ArticleFilter) -> ResultPage:
         article = item.article
         row_copies = copies.get(article.id, [])
         topics, watch = labels[article.id]
+        if opening:
+            lead = search.Highlighted(((opening_words(article.text, words=40), False),))
+            rows.append(ArticleRow(article, row_copies, topics, watch, item.score, snippet=lead))
+            continue
         if query is None:
             rows.append(ArticleRow(article, row_copies, topics, watch))
             continue
@@ -132,7 +204,7 @@ def list_articles(session: Session, wanted: repo.ArticleFilter) -> ResultPage:
         rows.append(
             ArticleRow(article, row_copies, topics, watch, item.score, title_marks, text_marks, matched_in)
         )
-    return ResultPage(rows, has_more=len(found) > wanted.limit)
+    return rows
 
 
 def _one_more(wanted: repo.ArticleFilter) -> repo.ArticleFilter:
@@ -195,9 +267,14 @@ def article_json(
 
 
 def row_json(row: ArticleRow) -> dict[str, Any]:
-    """:func:`article_json` plus, for a search, the score and the snippet with its highlights."""
+    """:func:`article_json` plus, for a search, how it matched, its score and the snippet.
+
+    ``match`` is ``"text"`` (its words) or ``"cross-language"`` (its meaning, in another
+    language; ``score`` is then the cosine similarity to the query).
+    """
     data = article_json(row.article, row.copies, row.topics, row.watch)
     if row.snippet is not None:
+        data["match"] = "cross-language" if row.cross_language else "text"
         data["score"] = row.score
         data["snippet"] = row.snippet.text
         data["highlights"] = row.snippet.ranges()
@@ -223,6 +300,7 @@ CSV_COLUMNS = (
     "copies",
     "score",
     "snippet",
+    "match",
 )
 
 
@@ -252,6 +330,7 @@ def csv_text(rows: Iterable[ArticleRow]) -> str:
                     len(row.copies),
                     f"{row.score:.4f}" if row.score is not None else "",
                     row.snippet.text if row.snippet is not None else "",
+                    ("cross-language" if row.cross_language else "text") if row.snippet is not None else "",
                 )
             ]
         )

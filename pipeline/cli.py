@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     arts.add_argument(
         "--sort", choices=["relevance", "newest"], default="relevance", help="order of search results"
     )
+    arts.add_argument(
+        "--no-cross-language",
+        action="store_true",
+        help="with --q: do not add articles in other languages found by meaning",
+    )
     arts.add_argument("--duplicates", action="store_true", help="list copies and translations separately")
     arts.add_argument("--seeds", action="store_true", help="also list the seed corpus")
     arts.add_argument("--limit", type=int, default=20, help="how many (default 20)")
@@ -358,12 +363,17 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
         sort=args.sort,
         limit=max(1, args.limit),
     )
+    cross_language = (
+        None
+        if args.no_cross_language or args.q is None
+        else browse.CrossLanguage(model=settings.encoder.model, threads=settings.encoder.threads)
+    )
     with open_session(settings) as session:
-        page = browse.list_articles(session, wanted)
+        page = browse.list_articles(session, wanted, cross_language=cross_language)
         if args.csv:
-            sys.stdout.write(browse.csv_text(page.rows))
+            sys.stdout.write(browse.csv_text([*page.rows, *page.cross_language]))
             return 0
-        for row in page.rows:
+        for row in [*page.rows, *page.cross_language]:
             if args.json:
                 print(json.dumps(browse.row_json(row), ensure_ascii=False))
                 continue
@@ -371,6 +381,8 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
             marker = "seed" if article.is_seed else ""
             if article.duplicate_of_id:
                 marker = f"{article.copy_kind or 'copy'} of {article.duplicate_of_id}"
+            if row.cross_language:
+                marker = f"xlang {row.score:.2f}"
             extra = f" (+{len(row.copies)} copies)" if row.copies else ""
             head = f"{article.id:>6}  {row.moment:%Y-%m-%d}  {article.lang:<3} {marker:<18}"
             print(f"{head} {row.title[:70]}{extra}")
@@ -382,8 +394,13 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{'':>8}{via}{_marked(row.snippet)}")
             if article.url:
                 print(f"{'':>8}{article.url}")
-        if not page.rows and not args.json:
+        if not page.rows and not page.cross_language and not args.json:
             _stderr("no articles match")
+        elif page.cross_language and not args.json:
+            _stderr(
+                f"{len(page.cross_language)} of these (xlang) are in other languages, found by meaning "
+                "(--no-cross-language leaves them out)"
+            )
     return 0
 
 
@@ -656,6 +673,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise SummitwatchError(f"--port must be between 1 and 65535, not {args.port}")
     with open_session(settings):
         pass  # stops here, saying why, when the database is unreachable or not initialised
+    from pipeline.browse import CrossLanguage, warm_up
+
+    # Loaded now, not by the first search (the encoder's table takes seconds to read).
+    _stderr("loading the search segmenter and the multilingual encoder ...")
+    warm_up(CrossLanguage(model=settings.encoder.model, threads=settings.encoder.threads))
     host = f"[{args.host}]" if ":" in args.host else args.host
     _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
     uvicorn.run(

@@ -45,6 +45,7 @@ MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches f
 # so that phrases match alike. The title comes first, then one gap, then the text.
 MAX_TITLE_TOKENS = 256
 MAX_POSITION = 16383
+MAX_SNIPPET_SCAN = 50_000  # characters of a text searched for the snippet's passage
 
 # Han ideographs (with extensions and compatibility forms) and Japanese kana: scripts
 # written without spaces between words.
@@ -385,15 +386,27 @@ def _matches(term: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> boo
 
 
 def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
+    # The snippet of every listed article is cut here: only matches build anything.
     exact, prefixes = query.highlight_terms()
+    chinese = bool(prefixes) or any(_CJK_CHAR.match(term[:1]) for term in exact)
     spans: list[tuple[int, int, str]] = []
-    for token in tokens(text):
-        if _matches(token.term, exact, prefixes):
-            if spans and token.start < spans[-1][1]:  # overlapping Chinese bigrams merge
-                start, _, term = spans[-1]
-                spans[-1] = (start, max(token.end, spans[-1][1]), term)
-            else:
-                spans.append((token.start, token.end, token.term))
+    for match in _TOKEN.finditer(text, 0, MAX_SNIPPET_SCAN):
+        if match.lastgroup == "cjk":
+            if not chinese:
+                continue
+            run, start = match.group(), match.start()
+            for i in range(len(run)):
+                term = "".join(_cjk_char(c) for c in run[i : i + 2])
+                if _matches(term, exact, prefixes):
+                    end = start + i + len(term)
+                    if spans and start + i < spans[-1][1]:  # overlapping bigrams merge
+                        spans[-1] = (spans[-1][0], max(end, spans[-1][1]), spans[-1][2])
+                    else:
+                        spans.append((start + i, end, term))
+            continue
+        term = normalise_word(match.group())
+        if term in exact:
+            spans.append((match.start(), match.end(), term))
     return spans
 
 

@@ -327,3 +327,63 @@ def test_list_rows_carry_snippets_and_untitled_articles_their_opening_words(
     assert [part for part, hit in row.snippet.parts if hit] == ["lorries"]
     zh = list_articles(session, repo.ArticleFilter(text="木材", include_seeds=False)).rows[0]
     assert zh.title.startswith("黑河口岸") and len(zh.title) <= 81
+
+
+# Search by meaning ---------------------------------------------------------------------------
+
+
+def test_cross_language_results_add_other_scripts_and_can_be_turned_off(
+    session: Session, indexed: dict[int, str]
+) -> None:
+    from pipeline.browse import CrossLanguage
+
+    wanted = repo.ArticleFilter(text="yuan payments", include_seeds=False)
+    page = list_articles(session, wanted, cross_language=CrossLanguage())
+    assert [indexed[row.article.id] for row in page.rows] == ["en-yuan"]
+    extra = [indexed[row.article.id] for row in page.cross_language]
+    assert "ru-yuan" in extra
+    assert all(row.cross_language and row.article.lang != "en" for row in page.cross_language)
+    assert all(row.score is not None and row.score >= 0.27 for row in page.cross_language)
+    # The list's filters apply to them too, and the switch turns them off.
+    only_zh = list_articles(session, replace_filter(wanted, lang="zh"), cross_language=CrossLanguage())
+    assert all(row.article.lang == "zh" for row in only_zh.cross_language)
+    assert list_articles(session, wanted).cross_language == []
+    # A Russian query is completed by coverage in English and Chinese, never in Russian.
+    russian = list_articles(
+        session, replace_filter(wanted, text="газопровод"), cross_language=CrossLanguage()
+    )
+    assert {indexed[row.article.id] for row in russian.rows} == {"ru-siberia", "ru-siberia-record"}
+    assert "en-pipeline" in {indexed[row.article.id] for row in russian.cross_language}
+    assert all(row.article.lang != "ru" for row in russian.cross_language)
+
+
+def replace_filter(wanted: repo.ArticleFilter, **changes: Any) -> repo.ArticleFilter:
+    from dataclasses import replace
+
+    return replace(wanted, **changes)
+
+
+def test_related_coverage_is_other_stories_not_copies(session: Session, settings: Settings) -> None:
+    from pipeline import nearby
+
+    names = import_fixtures(session, settings)
+    drills = fixture_articles()[1]
+    [copy] = import_lines(
+        session,
+        settings,
+        [
+            json.dumps(
+                {"url": "https://mirror.example/drills", "title": drills["title"], "text": drills["text"]}
+            )
+        ],
+        source="copy",
+    )
+    assert copy.result.status == "duplicate"
+    original = next(article_id for article_id, name in names.items() if name == "en-drills")
+    related = nearby.related_to(session, session.get(Article, original))
+    related_names = [names.get(n.root_id) for n in related]
+    assert related_names, "the fixtures hold other military stories"
+    assert copy.result.article_id not in {n.article_id for n in related} and original not in related_names
+    assert {"ru-patrol", "zh-exercise"} & set(related_names)
+    assert [n.similarity for n in related] == sorted((n.similarity for n in related), reverse=True)
+    assert len({n.root_id for n in related}) == len(related), "one row per story"

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -591,3 +592,51 @@ def test_browse_in_a_real_browser(chromium: Path, sqlite_url: str, tmp_path: Pat
     for name in ("articles", "article", "coverage", "feeds"):
         assert_png(tmp_path / f"{name}.png")
     assert problems == []
+
+
+def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Settings) -> None:
+    corpus = populate(settings)
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            digests = prepare_digests(session, settings, "slack:#russia-china", now=NOW)
+            # The same digests also queued for a second destination, already delivered there.
+            session.execute(
+                text(
+                    "INSERT INTO digests (digest_key, destination, kind, payload, status, parts_total, "
+                    "parts_sent, attempts, created_at) SELECT digest_key, 'file', kind, payload, 'sent', "
+                    "parts_total, parts_total, 1, created_at FROM digests"
+                )
+            )
+            session.execute(
+                text("UPDATE digests SET attempts = 2, last_error = :e WHERE destination <> 'file'"),
+                {"e": "Slack <unavailable> & retrying"},
+            )
+            outbox = session.execute(text("SELECT id, destination, status FROM digests ORDER BY id")).all()
+            session.commit()
+    finally:
+        engine.dispose()
+    assert digests and outbox
+    with web_client(settings) as client:
+        history = client.get("/digests")
+        assert history.status_code == 200
+        assert (
+            history.text.count('class="delivery sent"') >= 1
+            and history.text.count('class="delivery pending"') >= 1
+        )
+        assert "Slack &lt;unavailable&gt; &amp; retrying" in history.text
+        first = outbox[0][0]
+        detail = client.get(f"/digests/{first}")
+        assert detail.status_code == 200
+        assert "slack:#russia-china" in detail.text and "file" in detail.text
+        # Its changes with their explanations and top articles, linked to the window's list.
+        assert "Power of Siberia 2" in detail.text or "power of siberia 2" in detail.text
+        assert any(f'href="/articles/{article_id}"' in detail.text for article_id in corpus.pos2)
+        windows = re.findall(r'href="(/articles\?watch=power_of_siberia_2&amp;since=[^"]+)"', detail.text)
+        assert windows
+        listed: set[int] = set()
+        for window in windows:
+            listed |= set(ids_on_page(client.get(window.replace("&amp;", "&")).text))
+        # The window's articles: Power of Siberia 2 coverage of the day that changed.
+        assert listed and listed <= {*corpus.pos2, corpus.hostile}, windows
+        assert client.get("/digests/999999").status_code == 404

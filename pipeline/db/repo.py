@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Float, Integer, case, cast, delete, func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from pipeline.db.schema import (
     Article,
@@ -157,6 +159,7 @@ class ArticleFilter:
     sort: str = "relevance"  # with a query; "newest" orders by date regardless
     limit: int = 50
     offset: int = 0
+    ids: tuple[int, ...] | None = None  # only these articles (e.g. the neighbours of a vector)
 
 
 @dataclass(frozen=True)
@@ -198,32 +201,56 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
             score = best.c.score
     else:
         query = select(Article, cast(null(), Float))
+    plain = _not_indexed if _is_sqlite(session) else _as_is
+    if wanted.ids is not None:
+        query = query.where(Article.id.in_(list(wanted.ids)))
     if wanted.topic:
+        # Topics are broad (a tenth to a third of all articles): walk the date order and
+        # test membership. Watch items are narrow: start from their few articles.
         query = query.where(
-            Article.id.in_(select(ArticleTopic.article_id).where(ArticleTopic.topic == wanted.topic))
+            plain(Article.id).in_(select(ArticleTopic.article_id).where(ArticleTopic.topic == wanted.topic))
         )
     if wanted.watch:
         query = query.where(
             Article.id.in_(select(ArticleWatch.article_id).where(ArticleWatch.item == wanted.watch))
         )
     if wanted.lang:
-        query = query.where(Article.lang == wanted.lang)
+        query = query.where(plain(Article.lang) == wanted.lang)
     if wanted.feed:
-        query = query.where(Article.feed_id.in_(feed_ids_named(session, wanted.feed)))
+        query = query.where(plain(Article.feed_id).in_(feed_ids_named(session, wanted.feed)))
     moment = func.coalesce(Article.published_at, Article.first_seen_at)
     if wanted.since:
         query = query.where(moment >= wanted.since)
     if wanted.until:
         query = query.where(moment < wanted.until)
     if not wanted.include_duplicates:
-        query = query.where(Article.duplicate_of_id.is_(None))
+        query = query.where(plain(Article.duplicate_of_id).is_(None))
     if not wanted.include_seeds:
-        query = query.where(Article.is_seed.is_(False))
+        query = query.where(plain(Article.is_seed).is_(False))
     order: list[Any] = [moment.desc(), Article.id.desc()]
     if score is not None and wanted.sort == "relevance":
         order.insert(0, score.desc())
     rows = session.execute(query.order_by(*order).offset(wanted.offset).limit(wanted.limit)).all()
     return [Found(row[0], row[1]) for row in rows]
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _not_indexed(column: Any) -> Any:
+    """``+column``: SQLite then uses no index for this condition.
+
+    Without statistics SQLite drives the newest-first list from the index of an equality
+    (``duplicate_of_id IS NULL``, ``lang = 'ru'``) and sorts every row it finds (tens of
+    thousands); walking the ``(moment, id)`` index backwards stops after one page.
+    PostgreSQL plans from statistics and has no unary plus for text, so it gets the column.
+    """
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+
+
+def _as_is(column: Any) -> Any:
+    return column
 
 
 def search_articles(session: Session, wanted: ArticleFilter) -> Sequence[Article]:

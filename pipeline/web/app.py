@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,20 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline import browse
+from pipeline import browse, nearby
 from pipeline.classify import Entry, TopicRegistry
 from pipeline.coverage import Change, DetectorConfig
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
-from pipeline.db.schema import Article, ArticleVersion, CoverageChange, DigestOutbox, Sighting, utcnow
+from pipeline.db.schema import (
+    Article,
+    ArticleVector,
+    ArticleVersion,
+    CoverageChange,
+    DigestOutbox,
+    Sighting,
+    utcnow,
+)
 from pipeline.errors import FilterError, SummitwatchError
 from pipeline.reporting import compute_coverage, load_reporting_config, top_articles
 from pipeline.settings import Settings
@@ -91,6 +99,7 @@ class Resources:
     registry: TopicRegistry
     coverage_days: int
     detector: DetectorConfig
+    cross_language: browse.CrossLanguage
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
@@ -139,7 +148,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 def _start(settings: Settings, engine: Engine) -> Resources:
     require_current_schema(engine)
     config, registry = load_reporting_config(settings)
-    return Resources(engine, session_factory(engine), registry, config.coverage_days, config)
+    cross_language = browse.CrossLanguage(model=settings.encoder.model, threads=settings.encoder.threads)
+    return Resources(engine, session_factory(engine), registry, config.coverage_days, config, cross_language)
 
 
 class SecurityHeaders:
@@ -210,6 +220,7 @@ class ListQuery:
     until: date | None = None
     q: str | None = None
     sort: str = "relevance"
+    xlang: bool = True  # a search also finds coverage in other languages, by meaning
     duplicates: bool = False
     seeds: bool = False
     page: int = 1
@@ -255,6 +266,8 @@ class ListQuery:
             params.append(("until", target.until.isoformat()))
         if target.sort != "relevance":
             params.append(("sort", target.sort))
+        if not target.xlang:
+            params.append(("xlang", "0"))
         if target.duplicates:
             params.append(("duplicates", "1"))
         if target.seeds:
@@ -314,6 +327,7 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
         until=_date(params, "until"),
         q=q,
         sort=sort,
+        xlang=_flag(params, "xlang", default=True),
         duplicates=_flag(params, "duplicates"),
         seeds=_flag(params, "seeds"),
         page=_integer(params, "page", default=1, low=1, high=MAX_WINDOW),
@@ -356,8 +370,10 @@ def _text(params: QueryParams, name: str) -> str | None:
     return value or None
 
 
-def _flag(params: QueryParams, name: str) -> bool:
+def _flag(params: QueryParams, name: str, *, default: bool = False) -> bool:
     value = params.get(name, "").strip().lower()
+    if not value:
+        return default
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -385,15 +401,23 @@ class ResultPage:
     query: ListQuery
     rows: list[browse.ArticleRow]
     has_more: bool
+    cross_language: list[browse.ArticleRow] = field(default_factory=list)
 
 
 source_name = browse.source_name
 
 
-def search(session: Session, query: ListQuery, *, limit: int | None = None) -> ResultPage:
+def search(
+    session: Session,
+    query: ListQuery,
+    *,
+    limit: int | None = None,
+    cross_language: browse.CrossLanguage | None = None,
+) -> ResultPage:
     """One page of the article list (:func:`browse.list_articles`) for ``query``."""
-    found = browse.list_articles(session, query.to_filter(limit=limit))
-    return ResultPage(query, found.rows, found.has_more)
+    options = cross_language if query.xlang else None
+    found = browse.list_articles(session, query.to_filter(limit=limit), cross_language=options)
+    return ResultPage(query, found.rows, found.has_more, found.cross_language)
 
 
 @dataclass(frozen=True)
@@ -482,6 +506,27 @@ def daily_counts(
 
 
 @dataclass(frozen=True)
+class RelatedItem:
+    """A story in "related coverage" on an article page."""
+
+    id: int
+    display_title: str
+    lang: str
+    source: str | None
+    moment: datetime
+
+    @classmethod
+    def of(cls, article: Article) -> RelatedItem:
+        return cls(
+            article.id,
+            browse.display_title(article),
+            article.lang,
+            browse.source_name(article),
+            article.published_at or article.first_seen_at,
+        )
+
+
+@dataclass(frozen=True)
 class DigestView:
     """One digest (one ``digest_key``) and its delivery to each destination (outbox rows)."""
 
@@ -560,7 +605,7 @@ class _Site:
         with resources.sessions() as session:
             error = None
             try:
-                page = search(session, query)
+                page = search(session, query, cross_language=resources.cross_language)
             except FilterError as exc:
                 # The form stays on screen with the reason, so the query can be fixed.
                 error, page = str(exc), ResultPage(query, [], has_more=False)
@@ -587,17 +632,23 @@ class _Site:
         with resources.sessions() as session:
             try:
                 explicit = "limit" in request.query_params
-                page = search(session, wanted, limit=None if explicit else MAX_EXPORT)
+                page = search(
+                    session,
+                    wanted,
+                    limit=None if explicit else MAX_EXPORT,
+                    cross_language=resources.cross_language,
+                )
             except FilterError as exc:
                 raise BadRequest(str(exc)) from None
         name = "summitwatch-articles"
+        rows = [*page.rows, *page.cross_language]
         if fmt == "csv":
             return Response(
-                browse.csv_text(page.rows),
+                browse.csv_text(rows),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": f'attachment; filename="{name}.csv"'},
             )
-        lines = "".join(json.dumps(browse.row_json(row), ensure_ascii=False) + "\n" for row in page.rows)
+        lines = "".join(json.dumps(browse.row_json(row), ensure_ascii=False) + "\n" for row in rows)
         return Response(
             lines,
             media_type="application/x-ndjson; charset=utf-8",
@@ -624,10 +675,26 @@ class _Site:
                 .order_by(Sighting.seen_at, Sighting.id)
             ).all()
             registry = resources.registry
+            neighbours = nearby.related_to(session, article)
+            related_articles = {
+                a.id: a
+                for a in session.scalars(
+                    select(Article).where(Article.id.in_([n.root_id for n in neighbours]))
+                )
+            }
+            browse.load_related(session, list(related_articles.values()))
+            related = [
+                (RelatedItem.of(related_articles[n.root_id]), n.similarity)
+                for n in neighbours
+                if n.root_id in related_articles
+            ]
             return self.render(
                 request,
                 "article.html",
                 article=article,
+                display_title=browse.display_title(article),
+                related=related,
+                has_vector=session.get(ArticleVector, article.id) is not None,
                 source=source_name(article),
                 paragraphs=paragraphs(article.text),
                 topics=topics,
@@ -766,10 +833,11 @@ class _Site:
             return self.export(request, query, fmt)
         with resources.sessions() as session:
             try:
-                page = search(session, query)
+                page = search(session, query, cross_language=resources.cross_language)
             except FilterError as exc:
                 raise BadRequest(str(exc)) from None
-            articles = [browse.row_json(row) for row in page.rows]
+            # Articles found by meaning in other languages follow, marked "match": "cross-language".
+            articles = [browse.row_json(row) for row in [*page.rows, *page.cross_language]]
         next_link = f"{request.url.path}{query.link(page=query.page + 1)}" if page.has_more else None
         return JSONResponse(
             {"articles": articles, "page": query.page, "limit": query.limit, "next": next_link}
