@@ -92,7 +92,7 @@ _SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -445,18 +445,18 @@ def main() -> None:
     RESULTS.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print()
     print(
-        "| database | search p50/p95 ms | list p50/p95 ms | serve xlang on p50/p95 | serve xlang off p50/p95 | index size | recall@20 clean | recall@20 in 100k |"
+        "| database | search p50/p95 ms | list p50/p95 ms | serve xlang on p50/p95 "
+        "| serve xlang off p50/p95 | index size | recall@20 clean | recall@20 in 100k |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for backend, figures in report["backends"].items():
-        print(
-            f"| {backend} | {figures['search']['p50_ms']} / {figures['search']['p95_ms']} "
-            f"| {figures['list']['p50_ms']} / {figures['list']['p95_ms']} "
-            f"| {figures['serve_search_xlang_on']['p50_ms']} / {figures['serve_search_xlang_on']['p95_ms']} "
-            f"| {figures['serve_search_xlang_off']['p50_ms']} / {figures['serve_search_xlang_off']['p95_ms']} "
-            f"| {figures['index_bytes'] / 2**20:.0f} MiB "
-            f"| {figures['recall_first_page_clean']['all']} | {figures['recall_first_page_in_haystack']['all']} |"
-        )
+        cells = [backend]
+        for key in ("search", "list", "serve_search_xlang_on", "serve_search_xlang_off"):
+            cells.append(f"{figures[key]['p50_ms']} / {figures[key]['p95_ms']}")
+        cells.append(f"{figures['index_bytes'] / 2**20:.0f} MiB")
+        cells.append(str(figures["recall_first_page_clean"]["all"]))
+        cells.append(str(figures["recall_first_page_in_haystack"]["all"]))
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -385,7 +385,8 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 marker = f"xlang {row.score:.2f}"
             extra = f" (+{len(row.copies)} copies)" if row.copies else ""
             head = f"{article.id:>6}  {row.moment:%Y-%m-%d}  {article.lang:<3} {marker:<18}"
-            print(f"{head} {row.title[:70]}{extra}")
+            title = row.title if len(row.title) <= 80 else row.title[:79] + "…"
+            print(f"{head} {title}{extra}")
             if row.topics or row.watch:
                 tags = [t.topic for t in row.topics] + [f"watch:{w.item}" for w in row.watch]
                 print(f"{'':>8}[{', '.join(tags)}]")

@@ -115,6 +115,7 @@ def normalise_word(word: str) -> str:
     return str(stem).replace("'", "") or folded.replace("'", "")
 
 
+@functools.lru_cache(maxsize=65_536)
 def _cjk_char(char: str) -> str:
     return unicodedata.normalize("NFKC", char)
 
@@ -137,8 +138,19 @@ def tokens(text: str) -> list[Token]:
 
 
 def terms(text: str) -> list[str]:
-    """The index terms of ``text`` in order (what the database stores)."""
-    return [token.term for token in tokens(text)]
+    """The index terms of ``text`` in order (what the database stores): :func:`tokens`
+    without the offsets, which indexing does not need."""
+    found: list[str] = []
+    for match in _TOKEN.finditer(text):
+        if match.lastgroup == "cjk":
+            chars = [_cjk_char(c) for c in match.group()]
+            found.extend(chars[i] + chars[i + 1] for i in range(len(chars) - 1))
+            found.append(chars[-1])
+            continue
+        term = normalise_word(match.group())
+        if term:
+            found.append(term)
+    return found
 
 
 @dataclass(frozen=True)
@@ -271,10 +283,8 @@ def parse_query(text: str) -> SearchQuery:
             unit = _phrase_unit(match.group("phrase"))
         else:
             assert word is not None
-            if word.startswith("-") and len(word) > 1:
+            if word.startswith("-") and len(word) > 1:  # (-"a phrase" is the branch above)
                 negative, word = True, word[1:]
-                if word.startswith('"'):  # -"a b" is matched by the phrase branch; this is -"
-                    word = word.strip('"')
             unit = _word_unit(word)
         if not unit:
             pending_or = False
@@ -427,7 +437,9 @@ def snippet(text: str, query: SearchQuery, *, width: int = 240) -> Highlighted:
         score = len(inside) * 100 + sum(1 for s, e, _ in spans[index:] if e <= start + width)
         if score > best_score:
             best_start, best_score = start, score
-    start = _word_boundary(text, max(0, best_start - width // 6), backwards=True)
+    # A little context before the first match; the whole window when the text ends sooner.
+    start = max(0, min(best_start - width // 6, len(text) - width))
+    start = _word_boundary(text, start, backwards=True) if start > 0 else 0
     end = _word_boundary(text, min(len(text), start + width))
     shown = [(s, e, t) for s, e, t in spans if s >= start and e <= end]
     return _cut(text, start, end, shown, ellipsis_before=start > 0, ellipsis_after=end < len(text))

@@ -110,6 +110,12 @@ def test_token_offsets_point_at_the_original_words() -> None:
     ]
 
 
+def test_index_terms_are_the_tokens_a_query_and_a_snippet_see() -> None:
+    for article in fixture_articles():
+        for part in (article["title"] or "", article["text"]):
+            assert search.terms(part) == [token.term for token in search.tokens(part)]
+
+
 def test_query_syntax() -> None:
     query = search.parse_query('"power of siberia" gas OR oil -ukraine')
     assert query.fts5() == '("power of siberia" AND ("gas" OR "oil")) NOT "ukrain"'
@@ -387,3 +393,57 @@ def test_related_coverage_is_other_stories_not_copies(session: Session, settings
     assert {"ru-patrol", "zh-exercise"} & set(related_names)
     assert [n.similarity for n in related] == sorted((n.similarity for n in related), reverse=True)
     assert len({n.root_id for n in related}) == len(related), "one row per story"
+
+
+def test_cli_search_table_csv_and_switches(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import cli
+    from tests.conftest import make_settings
+
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
+    settings = make_settings(sqlite_url)
+    engine = make_engine(sqlite_url)
+    upgrade_schema(engine)
+    with session_factory(engine)() as session:
+        import_fixtures(session, settings)
+        [formula] = import_lines(
+            session,
+            settings,
+            [
+                json.dumps(
+                    {
+                        "url": "https://sheet.example/1",
+                        "title": '=HYPERLINK("http://evil.example","lorries")',
+                        "text": "Lorries queued for two days at the Zabaikalsk crossing as customs checks slowed.",
+                    }
+                )
+            ],
+            source="formula",
+        )
+        assert formula.result.status == "new"
+    engine.dispose()
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = cli.main(["--db", sqlite_url, "articles", *argv])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    status, out, _ = run("--q", "lorries", "--no-cross-language")
+    assert status == 0
+    # The untitled article is listed by its opening words, with the matching passage.
+    assert "Officials in Harbin said the cross-border bridge carried a record number of…" in out
+    assert "the cross-border bridge carried a record number of lorries in October" in out
+    status, out, _ = run("--q", "lorries", "--no-cross-language", "--csv")
+    rows = out.splitlines()
+    assert rows[0].startswith("id,published_at,first_seen_at,lang,title,url")
+    assert len(rows) == 3
+    assert "'=HYPERLINK(" in out, "a formula stays text in a spreadsheet"
+    status, out, err = run("--q", "yuan payments")
+    assert "xlang 0." in out and "Расчеты в юанях растут" in out and "found by meaning" in err
+    status, out, _ = run("--q", "yuan payments", "--no-cross-language")
+    assert "xlang" not in out and "Yuan payments grow" in out
+    status, _, err = run("--q", "x" * 10_000)
+    assert status == 2 and "longer than 500 characters" in err and "Traceback" not in err
+    status, _, err = run("--q", '"', "--json")
+    assert status == 2 and "no words" in err
