@@ -113,6 +113,7 @@ class CrossLanguage:
     threads: int = 1
     limit: int = 10
     max_candidates: int = nearby.MAX_CANDIDATES
+    cache: nearby.VectorCache | None = None  # a long-running process (serve) keeps vectors
 
 
 def warm_up(options: CrossLanguage) -> None:
@@ -135,7 +136,10 @@ def list_articles(
     rows = _rows(session, window, query)
     extra: list[ArticleRow] = []
     if cross_language is not None and wanted.text is not None and wanted.offset == 0:
-        extra = _cross_language(session, wanted, cross_language)
+        shown = {row.article.id for row in rows}
+        extra = [
+            row for row in _cross_language(session, wanted, cross_language) if row.article.id not in shown
+        ]
     return ResultPage(rows, has_more=len(found) > wanted.limit, cross_language=extra)
 
 
@@ -152,6 +156,7 @@ def _cross_language(session: Session, wanted: repo.ArticleFilter, options: Cross
         min_similarity=nearby.MIN_QUERY_SIMILARITY,
         langs_excluded_by_script=nearby.script_of_query(wanted.text),
         limit=options.limit * 3,
+        cache=options.cache,
     )
     similarity: dict[int, float] = {}
     for neighbour in neighbours:
@@ -160,13 +165,11 @@ def _cross_language(session: Session, wanted: repo.ArticleFilter, options: Cross
     if not similarity:
         return []
     ids = tuple(similarity)
-    # The list's filters apply; what the words already found is not repeated.
+    # The list's filters apply. Articles in another script than the query's cannot have
+    # matched its words, so nothing here repeats the full-text results.
     allowed = repo.find_articles(session, replace(wanted, text=None, ids=ids, limit=len(ids), offset=0))
-    by_words = {
-        f.article.id for f in repo.find_articles(session, replace(wanted, ids=ids, limit=len(ids), offset=0))
-    }
     kept = sorted(
-        (repo.Found(f.article, similarity[f.article.id]) for f in allowed if f.article.id not in by_words),
+        (repo.Found(f.article, similarity[f.article.id]) for f in allowed),
         key=lambda f: -(f.score or 0.0),
     )[: options.limit]
     return [replace(row, cross_language=True) for row in _rows(session, kept, None, opening=True)]

@@ -19,9 +19,13 @@ and the encoder runs once per query (about 15 ms on one core once loaded).
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -70,6 +74,86 @@ class Neighbour:
     similarity: float
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """The document vectors searched: ids, story (original) ids, languages, float32 matrix."""
+
+    ids: list[int]
+    roots: list[int]
+    langs: list[str]
+    matrix: np.ndarray
+
+
+def load_candidates(
+    session: Session,
+    *,
+    model: str,
+    start: datetime | None,
+    end: datetime | None,
+    max_candidates: int = MAX_CANDIDATES,
+) -> Candidates:
+    """The newest ``max_candidates`` document vectors of ``model`` in [start, end)."""
+    root = func.coalesce(Article.duplicate_of_id, Article.id)
+    query = (
+        select(ArticleVector.article_id, root, ArticleVector.lang, ArticleVector.document)
+        .join(Article, Article.id == ArticleVector.article_id)
+        .where(ArticleVector.model == model)
+    )
+    if start is not None:
+        query = query.where(ArticleVector.moment >= start)
+    if end is not None:
+        query = query.where(ArticleVector.moment < end)
+    rows = session.execute(query.order_by(ArticleVector.moment.desc()).limit(max_candidates)).all()
+    if not rows:
+        return Candidates([], [], [], np.zeros((0, 0), dtype=np.float32))
+    matrix = np.frombuffer(b"".join(row[3] for row in rows), dtype="<f2").reshape(len(rows), -1)
+    return Candidates(
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        [row[2] for row in rows],
+        matrix.astype(np.float32),
+    )
+
+
+class VectorCache:
+    """Candidate vectors kept between searches for ``ttl`` seconds (the web app holds one).
+
+    Reading 20,000 vectors costs far more than scoring them; a search then sees articles
+    stored up to ``ttl`` seconds ago. At most ``entries`` date ranges are kept (about
+    40 MB each at 20,000 vectors of 512 dimensions).
+    """
+
+    def __init__(self, *, ttl: float = 60.0, entries: int = 4) -> None:
+        self.ttl = ttl
+        self.entries = entries
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[Any, ...], tuple[float, Candidates]] = OrderedDict()
+
+    def get(
+        self,
+        session: Session,
+        *,
+        model: str,
+        start: datetime | None,
+        end: datetime | None,
+        max_candidates: int = MAX_CANDIDATES,
+    ) -> Candidates:
+        key = (str(session.get_bind().engine.url), model, start, end, max_candidates)
+        now = time.monotonic()
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and now - kept[0] < self.ttl:
+                self._kept.move_to_end(key)
+                return kept[1]
+        loaded = load_candidates(session, model=model, start=start, end=end, max_candidates=max_candidates)
+        with self._lock:
+            self._kept[key] = (now, loaded)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.entries:
+                self._kept.popitem(last=False)
+        return loaded
+
+
 def nearest(
     session: Session,
     vector: np.ndarray,
@@ -82,41 +166,31 @@ def nearest(
     exclude_roots: Sequence[int] = (),
     langs_excluded_by_script: str | None = None,
     limit: int = 20,
+    cache: VectorCache | None = None,
 ) -> list[Neighbour]:
     """The stories nearest ``vector`` (the best member of each), most similar first.
 
-    Reads at most ``max_candidates`` vectors, the newest in [start, end).
+    Scores at most ``max_candidates`` vectors, the newest in [start, end).
     """
-    root = func.coalesce(Article.duplicate_of_id, Article.id)
-    query = (
-        select(ArticleVector.article_id, root, ArticleVector.lang, ArticleVector.document)
-        .join(Article, Article.id == ArticleVector.article_id)
-        .where(ArticleVector.model == model)
-    )
-    if start is not None:
-        query = query.where(ArticleVector.moment >= start)
-    if end is not None:
-        query = query.where(ArticleVector.moment < end)
-    rows = session.execute(query.order_by(ArticleVector.moment.desc()).limit(max_candidates)).all()
-    excluded = set(exclude_roots)
-    kept = [
-        row
-        for row in rows
-        if row[1] not in excluded
-        and (langs_excluded_by_script is None or script_of_lang(row[2]) != langs_excluded_by_script)
-    ]
-    if not kept:
+    if cache is not None:
+        found = cache.get(session, model=model, start=start, end=end, max_candidates=max_candidates)
+    else:
+        found = load_candidates(session, model=model, start=start, end=end, max_candidates=max_candidates)
+    if not found.ids:
         return []
-    matrix = np.frombuffer(b"".join(row[3] for row in kept), dtype="<f2").reshape(len(kept), -1)
-    scores = matrix.astype(np.float32) @ np.asarray(vector, dtype=np.float32)
+    scores = found.matrix @ np.asarray(vector, dtype=np.float32)
+    excluded = set(exclude_roots)
     best: dict[int, Neighbour] = {}
     for index in np.argsort(-scores):
         score = float(scores[index])
         if score < min_similarity or len(best) >= limit:
             break
-        article_id, root_id, lang, _ = kept[index]
-        if root_id not in best:
-            best[root_id] = Neighbour(article_id, root_id, lang, round(score, 4))
+        root_id, lang = found.roots[index], found.langs[index]
+        if root_id in excluded or root_id in best:
+            continue
+        if langs_excluded_by_script is not None and script_of_lang(lang) == langs_excluded_by_script:
+            continue
+        best[root_id] = Neighbour(found.ids[index], root_id, lang, round(score, 4))
     return list(best.values())
 
 

@@ -187,7 +187,7 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
         parsed = search.parse_query(wanted.text)
         matched = fulltext.matches(session, parsed)
         if wanted.include_duplicates:
-            query = select(Article, matched.c.score).join(matched, matched.c.article_id == Article.id)
+            query = select(Article.id, matched.c.score).join(matched, matched.c.article_id == Article.id)
             score = matched.c.score
         else:
             story = func.coalesce(Article.duplicate_of_id, Article.id)
@@ -197,10 +197,10 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
                 .group_by(story)
                 .subquery("stories")
             )
-            query = select(Article, best.c.score).join(best, best.c.story == Article.id)
+            query = select(Article.id, best.c.score).join(best, best.c.story == Article.id)
             score = best.c.score
     else:
-        query = select(Article, cast(null(), Float))
+        query = select(Article.id, cast(null(), Float))
     plain = _not_indexed if _is_sqlite(session) else _as_is
     if wanted.ids is not None:
         query = query.where(Article.id.in_(list(wanted.ids)))
@@ -230,8 +230,14 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     order: list[Any] = [moment.desc(), Article.id.desc()]
     if score is not None and wanted.sort == "relevance":
         order.insert(0, score.desc())
+    # Ids first, rows after: sorting thousands of matches must not carry their texts along.
     rows = session.execute(query.order_by(*order).offset(wanted.offset).limit(wanted.limit)).all()
-    return [Found(row[0], row[1]) for row in rows]
+    if not rows:
+        return []
+    loaded = {
+        a.id: a for a in session.scalars(select(Article).where(Article.id.in_([row[0] for row in rows])))
+    }
+    return [Found(loaded[row[0]], row[1]) for row in rows if row[0] in loaded]
 
 
 def _is_sqlite(session: Session) -> bool:
@@ -287,6 +293,11 @@ def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Ar
         assert row.duplicate_of_id is not None
         grouped.setdefault(row.duplicate_of_id, []).append(row)
     return grouped
+
+
+def languages(session: Session) -> list[str]:
+    """The languages of stored articles (read from the language index, not the table)."""
+    return sorted(session.scalars(select(Article.lang).distinct()))
 
 
 def counts_by_language(session: Session) -> list[tuple[str, int, int, int]]:

@@ -148,7 +148,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 def _start(settings: Settings, engine: Engine) -> Resources:
     require_current_schema(engine)
     config, registry = load_reporting_config(settings)
-    cross_language = browse.CrossLanguage(model=settings.encoder.model, threads=settings.encoder.threads)
+    cross_language = browse.CrossLanguage(
+        model=settings.encoder.model, threads=settings.encoder.threads, cache=nearby.VectorCache()
+    )
     return Resources(engine, session_factory(engine), registry, config.coverage_days, config, cross_language)
 
 
@@ -609,7 +611,7 @@ class _Site:
             except FilterError as exc:
                 # The form stays on screen with the reason, so the query can be fixed.
                 error, page = str(exc), ResultPage(query, [], has_more=False)
-            languages = [lang for lang, *_ in repo.counts_by_language(session)]
+            languages = repo.languages(session)
             if query.lang and query.lang not in languages:
                 languages.append(query.lang)
             return self.render(
