@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--all", action="store_true", help="poll every enabled feed now, due or not")
     run.set_defaults(handler=cmd_run)
 
-    imp = commands.add_parser("import", help="ingest pre-fetched items from a JSON Lines file")
-    imp.add_argument("file", help="JSON Lines file, or - for stdin")
+    imp = commands.add_parser(
+        "import", help="ingest pre-fetched items (JSON Lines, news-please JSON or a JSON Feed 1.1)"
+    )
+    imp.add_argument("file", help="the file, or - for stdin")
     imp.add_argument("--json", action="store_true", help="one JSON result per input line")
     imp.set_defaults(handler=cmd_import)
 
