@@ -263,7 +263,8 @@ def article_json(
         "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
         "words": row.word_count,
         "copies": [
-            {"id": c.id, "url": c.url, "lang": c.lang, "similarity": c.similarity} for c in row_copies
+            {"id": c.id, "url": c.url, "lang": c.lang, "copy_kind": c.copy_kind, "similarity": c.similarity}
+            for c in row_copies
         ],
         "text": row.text[:500],
     }
