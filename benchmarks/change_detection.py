@@ -1,9 +1,12 @@
 """Change detection on synthetic coverage streams, beside Huginn's peak detector.
 
 Usage: ``python benchmarks/change_detection.py [--replicas N] [--seed-base N] [--output FILE]
-[--no-write]``. Prints Markdown tables and writes ``benchmarks/results/change_detection.json``.
+[--without-silence-test] [--no-write]``. Prints Markdown tables and writes
+``benchmarks/results/change_detection.json``.
 ``--seed-base 1`` (or any non-zero value) draws other streams: parameters are chosen on
 those, and the published figures come from the default streams.
+``--without-silence-test`` turns the silence test off everywhere (falls come from the
+trend windows alone, as before it existed): ``results/change_detection_no_silence.json``.
 
 Streams (seeded, one per replica): 6-hour bins over 100 days; the system's history
 starts at day 0 and the event starts at day 60, after warm-up and a full baseline.
@@ -62,6 +65,7 @@ Detectors:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -79,7 +83,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.coverage import DetectorParams, detect_changes, load_detector_config  # noqa: E402
+from pipeline.coverage import (  # noqa: E402
+    DetectorConfig,
+    DetectorParams,
+    detect_changes,
+    load_detector_config,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "change_detection.json"
 BIN = timedelta(hours=6)
@@ -414,9 +423,8 @@ def _gamma_unit(rng: random.Random, cv: float) -> float:
     return rng.gammavariate(1 / cv**2, cv**2)
 
 
-def run_replay(replicas: int, config_path: Path, seed_base: int = 0) -> dict[str, Any]:
-    """Replay ``replicas`` installations through the detector with the shipped config."""
-    config = load_detector_config(config_path)
+def run_replay(replicas: int, config: DetectorConfig, seed_base: int = 0) -> dict[str, Any]:
+    """Replay ``replicas`` installations through the detector with this configuration."""
     onset = REPLAY_ONSET_DAY * BINS_PER_DAY
     first_monitored = MONITOR_FROM_DAY * BINS_PER_DAY - 1
     delays: list[float] = []
@@ -539,12 +547,24 @@ def main(argv: list[str] | None = None) -> int:
         "--seed-base", type=int, default=0, help="0: the published streams; other values: other streams"
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument(
+        "--without-silence-test",
+        action="store_true",
+        help="report_silence: false everywhere (falls from the trend windows alone)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; do not write the JSON")
     args = parser.parse_args(argv)
-    params = load_detector_config(args.config).defaults
+    config = load_detector_config(args.config)
+    if args.without_silence_test:
+        config = dataclasses.replace(
+            config,
+            defaults=dataclasses.replace(config.defaults, report_silence=False),
+            series={k: dataclasses.replace(v, report_silence=False) for k, v in config.series.items()},
+        )
+    params = config.defaults
     started = time.perf_counter()
     result = run(args.replicas, params, args.seed_base)
-    result["replay"] = run_replay(args.replicas, args.config, args.seed_base)
+    result["replay"] = run_replay(args.replicas, config, args.seed_base)
     report = {
         "benchmark": "change_detection",
         "replicas": args.replicas,
