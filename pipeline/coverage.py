@@ -64,14 +64,13 @@ the baseline window (default 28 days) that ends where the tested window starts.
   weekend too harshly.
 * **One event fires once.** A silence run that began before the last reported fall is
   part of that fall and is not tested again. After an alert the same direction is silent
-  for ``cooldown``,
-  and until the baseline window has moved past the alert, a new alert in that direction
-  must also beat the rate of the window that raised it (the new normal): a step is
-  reported when it happens, not again when the 3- and 7-day windows fill up with it, and
-  a climb is reported again only if it keeps climbing well past that level. An alert in
-  one direction clears the other direction's reference level. A reported silence leaves
-  a level of zero, which no window can fall below; a later silence run (coverage came
-  back in between) is judged against its own baseline.
+  for ``cooldown``, and until the baseline window has moved past the alert, a new alert
+  in that direction must also beat the rate of the window that raised it (the new
+  normal): a step is reported when it happens, not again when the 3- and 7-day windows
+  fill up with it, and a climb is reported again only if it keeps climbing well past
+  that level. An alert in one direction clears the other direction's reference level. A
+  reported silence leaves a level of zero, which no window can fall below; a later
+  silence run (coverage came back in between) is judged against its own baseline.
 * **Warm-up is about the system, not the series.** Nothing is tested until ``warmup``
   has passed since ``history_start`` (when summitwatch started collecting), and a window
   is only tested once at least as many days of baseline exist as the window is long. A
@@ -730,7 +729,8 @@ def detect_changes(
                 and (last_down is None or t - silence >= last_down)
             ):
                 falls.append((silence, silent_bins[index], True))
-            threshold = math.log(params.significance / (len(drop_windows) + params.report_silence))
+            tests = len(drop_windows) + (1 if params.report_silence else 0)
+            threshold = math.log(params.significance / tests)
             for window, size, silent in falls:
                 count, exposure = window_sum(end - size, end)
                 base_first = end - size - baseline_bins
@@ -1002,7 +1002,7 @@ def _fmt_p(log_p: float) -> str:
 
 
 def _window_phrase(window: timedelta, at: datetime, *, current: bool) -> str:
-    """ "in the last 3 days" for the latest bin; otherwise the window's dates (UTC)."""
+    """The window as "in the last 3 days" at the latest bin, otherwise by its dates (UTC)."""
     if current:
         return f"in the last {_fmt_window(window)}"
     return f"in the {_fmt_window(window)} from {at - window:%Y-%m-%d %H:%M} to {at:%Y-%m-%d %H:%M} UTC"
