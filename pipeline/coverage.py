@@ -33,22 +33,44 @@ the baseline window (default 28 days) that ends where the tested window starts.
   its baseline the same way): a series that already swings from day to day needs a bigger
   jump. The one-sided tail is summed exactly in log space (no normal approximation, no
   scipy). A window is flagged when the tail probability is below ``significance`` divided
-  by the number of windows tested in that direction (Bonferroni: ``significance`` is per
-  evaluation and direction).
+  by the number of tests in that direction (Bonferroni: ``significance`` is per
+  evaluation and direction; falls count the silence test below as one more).
 * **Effect size, not just significance.** A rise also needs at least ``min_count``
   articles in the window and ``min_ratio`` times the expected count; a fall needs a
   baseline of at least ``min_drop_rate`` per day and at most ``drop_ratio`` times the
-  expected count. Falls are tested on the trend windows only: a quiet day is not a quiet
-  thread.
+  expected count. Falls are tested on the trend windows and on the current silence (see
+  below), never on the 24 h window: a quiet day is not a quiet thread.
 * **Robust baseline for falls.** A fall is measured against the *lower* of the two halves
   of the baseline window, so coverage returning to normal after a one-off spike is not
   reported as a thread going quiet; only coverage that was sustained and then stopped is.
-* **One event fires once.** After an alert the same direction is silent for ``cooldown``,
-  and until the baseline window has moved past the alert, a new alert in that direction
-  must also beat the rate of the window that raised it (the new normal): a step is
-  reported when it happens, not again when the 3- and 7-day windows fill up with it, and
-  a climb is reported again only if it keeps climbing well past that level. An alert in
-  one direction clears the other direction's reference level.
+* **A thread that stops.** The fixed windows are blunt for a moderately busy thread that
+  falls silent: at 2.5 articles a day, four silent days (about 10 expected) are not
+  significant in a 3-day window once the over-dispersion and the quieter-half baseline
+  are allowed for, and a 7-day window is still half full of normal days. So the current
+  run of empty bins is tested as a window of its own, whatever its length (at least
+  ``min_silence``): ``P(0 articles in the run)`` under the same posterior predictive,
+  against the 28 days before the run began. The statistic grows with the run, so it
+  crosses the threshold once, at the first bin where the silence is significant. Its
+  baseline is the whole window when its halves agree (a one-sided binomial test on how
+  their articles split, at 5 %) and the quieter half otherwise, so a burst in the
+  baseline cannot make a lull look like a stop; both halves must still reach
+  ``min_drop_rate``, so sparse series never report silence. Since a negative binomial
+  gives zero at least the Poisson probability ``exp(-mu)``, a silence can only be
+  significant once ``mu >= ln(tests / significance)``, about 6.4 expected articles at the
+  defaults: the minimum expected count comes from the test itself. Runs shorter than
+  ``min_silence`` (default 3 days, the shortest trend window) are not tested: the
+  day-to-day model treats days as exchangeable, so it cannot know that a weekend (two
+  days, and the nights around them) is quieter than the week, and would judge a quiet
+  weekend too harshly.
+* **One event fires once.** A silence run that began before the last reported fall is
+  part of that fall and is not tested again. After an alert the same direction is silent
+  for ``cooldown``, and until the baseline window has moved past the alert, a new alert
+  in that direction must also beat the rate of the window that raised it (the new
+  normal): a step is reported when it happens, not again when the 3- and 7-day windows
+  fill up with it, and a climb is reported again only if it keeps climbing well past
+  that level. An alert in one direction clears the other direction's reference level. A
+  reported silence leaves a level of zero, which no window can fall below; a later
+  silence run (coverage came back in between) is judged against its own baseline.
 * **Warm-up is about the system, not the series.** Nothing is tested until ``warmup``
   has passed since ``history_start`` (when summitwatch started collecting), and a window
   is only tested once at least as many days of baseline exist as the window is long. A
@@ -60,14 +82,18 @@ the baseline window (default 28 days) that ends where the tested window starts.
 Why not CUSUM: a CUSUM with a moving baseline needs a frozen reference to accumulate
 against, and its statistic does not turn into a sentence an analyst can check. The
 multi-scale window test is a discrete scan over the chosen scales and every alert reads
-"N articles in the last W against R/day over the previous D days".
+"N articles in the last W against R/day over the previous D days". That wording is for
+a change at the most recent judged bin; an older one (a replay, a back-fill, a summary of
+yesterday) names its window's dates instead: "N articles in the 4 days from 2025-03-10
+18:00 to 2025-03-14 18:00 UTC against …".
 ``benchmarks/change_detection.py`` measures detection delay and false alarms on steps,
 spikes, slow climbs, drops and noise, beside Huginn's peak detector.
 
 The result is deterministic and replayable: running :func:`detect_changes` over the whole
 history at any later time gives the same changes (the state carried from bin to bin is
-derived from the series only), so the caller can store them keyed by ``(series, at,
-direction)`` and report the ones not yet reported (see :func:`unreported_changes`).
+derived from the series only; only the wording of the window moves from "the last W" to
+its dates), so the caller can store them keyed by ``(series, at, direction)`` and report
+the ones not yet reported (see :func:`unreported_changes`).
 """
 
 from __future__ import annotations
@@ -98,6 +124,9 @@ _DURATION_UNITS = {"m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 8
 # Tail sums stop when the remaining terms cannot change the result at double precision.
 _TAIL_EPSILON = 1e-17
 _TAIL_MAX_TERMS = 200_000
+# The two halves of a baseline count as one level unless a one-sided binomial test on how
+# their articles split rejects that at this level (see _halves_agree).
+_HALVES_AGREE = 0.05
 
 
 # ---------------------------------------------------------------------------------------
@@ -129,6 +158,8 @@ class DetectorParams:
     overdispersion: float = 0.1
     estimate_dispersion: bool = True
     report_drops: bool = True
+    report_silence: bool = True
+    min_silence: timedelta = timedelta(days=3)
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -144,7 +175,7 @@ class DetectorParams:
 
     @property
     def drop_windows(self) -> tuple[timedelta, ...]:
-        """The windows tested for falls (the trend windows)."""
+        """The fixed windows tested for falls (the trend windows; the silence run is extra)."""
         return _unique(self.trend_windows)
 
 
@@ -168,7 +199,7 @@ def _param_problems(params: DetectorParams) -> list[tuple[str, str]]:
             problems.append((key, f"must be a positive multiple of bin_size ({_fmt_duration(bin_size)})"))
     if not params.trend_windows:
         problems.append(("trend_windows", "must list at least one window"))
-    for key in ("warmup", "cooldown", "settle"):
+    for key in ("warmup", "cooldown", "settle", "min_silence"):
         if getattr(params, key) < timedelta(0):
             problems.append((key, "must not be negative"))
     if not 0 < params.significance < 0.5:
@@ -240,9 +271,17 @@ _TOP_KEYS = {"coverage_days", "detector", "series", "digest"}
 _DIGEST_KEYS = {"articles_per_change", "trend_days", "summary"}
 _SUMMARY_KEYS = {"enabled", "every", "at"}
 _PARAM_FIELDS = {f.name: f for f in dataclasses.fields(DetectorParams)}
-_DURATION_FIELDS = {"bin_size", "recent_window", "baseline_window", "warmup", "cooldown", "settle"}
+_DURATION_FIELDS = {
+    "bin_size",
+    "recent_window",
+    "baseline_window",
+    "warmup",
+    "cooldown",
+    "settle",
+    "min_silence",
+}
 _INT_FIELDS = {"min_count"}
-_BOOL_FIELDS = {"enabled", "estimate_dispersion", "report_drops"}
+_BOOL_FIELDS = {"enabled", "estimate_dispersion", "report_drops", "report_silence"}
 
 
 def load_detector_config(path: str | Path) -> DetectorConfig:
@@ -582,6 +621,13 @@ def detect_changes(
         count_prefix.append(count_prefix[-1] + (count if observed > 0 else 0))
         exposure_prefix.append(exposure_prefix[-1] + observed)
 
+    # silent_bins[i]: how many bins up to and including bins[i] have no articles in a row.
+    silent_bins: list[int] = []
+    run = 0
+    for _, count in bins:
+        run = run + 1 if count == 0 else 0
+        silent_bins.append(run)
+
     def window_sum(first: int, last: int) -> tuple[int, float]:
         """Count and observed days of bins[first:last] (clipped to the bins given)."""
         first, last = max(first, 0), max(last, 0)
@@ -624,7 +670,7 @@ def detect_changes(
     last_alert: dict[Direction, datetime] = {}
     alerted = [False] * len(bins)
     references: dict[Direction, _Reference] = {}
-    changes: list[Change] = []
+    fired: list[tuple[datetime, _Candidate]] = []
 
     for index, start in enumerate(starts):
         t = start + bin_size
@@ -672,8 +718,20 @@ def detect_changes(
                     )
 
         if params.report_drops and not _cooling(last_alert.get("down"), t, params.cooldown):
-            threshold = math.log(params.significance / len(drop_windows))
-            for window, size in drop_windows:
+            falls = [(window, size, False) for window, size in drop_windows]
+            silence = silent_bins[index] * bin_size
+            last_down = last_alert.get("down")
+            # The silence test covers the current run of empty bins, however long. A run
+            # that began before the last fall was reported is part of that event.
+            if (
+                params.report_silence
+                and silence >= max(params.min_silence, bin_size)
+                and (last_down is None or t - silence >= last_down)
+            ):
+                falls.append((silence, silent_bins[index], True))
+            tests = len(drop_windows) + (1 if params.report_silence else 0)
+            threshold = math.log(params.significance / tests)
+            for window, size, silent in falls:
                 count, exposure = window_sum(end - size, end)
                 base_first = end - size - baseline_bins
                 half = baseline_bins // 2
@@ -684,13 +742,26 @@ def detect_changes(
                     continue
                 # The lower half sets the level: a one-off spike in the baseline must not
                 # make the return to normal look like a thread going quiet.
-                low_count, low_days = min(older, newer, key=lambda half_sum: half_sum[0] / half_sum[1])
-                shape = prior_shape + low_count
-                rate = shape / (params.prior_days + low_days)
+                (low_count, low_days), (high_count, high_days) = sorted(
+                    (older, newer), key=lambda half_sum: half_sum[0] / half_sum[1]
+                )
                 if low_count / low_days < params.min_drop_rate:
                     continue
+                level_count, level_days = low_count, low_days
+                if silent and _halves_agree(low_count, low_days, high_count, high_days):
+                    # A silence is judged against the whole baseline when its halves tell
+                    # the same story: twice the data, and no downward bias from taking
+                    # the lower of two noisy halves.
+                    level_count, level_days = low_count + high_count, low_days + high_days
+                shape = prior_shape + level_count
+                rate = shape / (params.prior_days + level_days)
                 reference = references.get("down")
-                effective_rate = min(rate, reference.rate) if reference is not None else rate
+                effective_rate = rate
+                # A new fall must also beat the level that raised the last one. A silence
+                # run that started after a reported silence follows renewed coverage, so
+                # a zero reference does not block it.
+                if reference is not None and not (silent and reference.rate == 0):
+                    effective_rate = min(rate, reference.rate)
                 expected = effective_rate * window_days
                 if expected <= 0 or count > params.drop_ratio * expected:
                     continue
@@ -720,7 +791,7 @@ def detect_changes(
                 continue
             # The strongest evidence wins; on a tie the shorter window reads more naturally.
             best = min(mine, key=lambda c: (c.log_p, c.window))
-            changes.append(_make_change(series, t, best))
+            fired.append((t, best))
             last_alert[direction] = t
             if direction == "up":
                 window_bins = round(best.window / bin_size)
@@ -737,7 +808,10 @@ def detect_changes(
             )
             other: Direction = "down" if direction == "up" else "up"
             references.pop(other, None)
-    return changes
+    # "In the last 4 days" is only true of the most recent judged bin; older changes are
+    # worded with their dates, so a digest or listing that shows them later stays right.
+    latest = floor_to_bin(now - params.settle, bin_size)
+    return [_make_change(series, t, best, current=t == latest) for t, best in fired]
 
 
 def unreported_changes(
@@ -769,20 +843,20 @@ def _cooling(last: datetime | None, t: datetime, cooldown: timedelta) -> bool:
     return last is not None and t - last < cooldown
 
 
-def _make_change(series: str, at: datetime, candidate: _Candidate) -> Change:
-    window_text = _fmt_window(candidate.window)
+def _make_change(series: str, at: datetime, candidate: _Candidate, *, current: bool) -> Change:
+    window_text = _window_phrase(candidate.window, at, current=current)
     days_text = _fmt_days(candidate.baseline_days)
     p_text = _fmt_p(candidate.log_p)
     count_text = _plural(candidate.count, "article")
     if candidate.direction == "up":
         if candidate.empty_baseline:
             explanation = (
-                f"{count_text} in the last {window_text} after none in the previous {days_text} "
+                f"{count_text} {window_text} after none in the previous {days_text} "
                 f"({format_number(candidate.expected)} expected; p {p_text})"
             )
         else:
             explanation = (
-                f"{count_text} in the last {window_text} against "
+                f"{count_text} {window_text} against "
                 f"{format_number(candidate.baseline_rate)}/day over the previous {days_text} "
                 f"({format_number(candidate.expected)} expected; p {p_text})"
             )
@@ -794,7 +868,7 @@ def _make_change(series: str, at: datetime, candidate: _Candidate) -> Change:
             )
     else:
         explanation = (
-            f"{count_text} in the last {window_text} against {format_number(candidate.baseline_rate)}/day "
+            f"{count_text} {window_text} against {format_number(candidate.baseline_rate)}/day "
             f"over the previous {days_text}, at least {format_number(candidate.low_half_rate or 0.0)}/day "
             f"in each half ({format_number(candidate.expected)} expected; p {p_text})"
         )
@@ -875,6 +949,31 @@ def _log_lower_tail(x: int, mean: float, size: float) -> float:
     return min(0.0, _log_sum_exp([_nb_log_pmf(k, mean, size) for k in range(x + 1)]))
 
 
+def _halves_agree(low_count: int, low_days: float, high_count: int, high_days: float) -> bool:
+    """Whether the busier half's share of the baseline's articles is within chance.
+
+    Under one rate the busier half holds Binomial(n, its share of the observed days) of
+    the n articles; it disagrees when that tail is below ``_HALVES_AGREE``.
+    """
+    total = low_count + high_count
+    share = high_days / (low_days + high_days)
+    return _log_binomial_upper_tail(high_count, total, share) > math.log(_HALVES_AGREE)
+
+
+def _log_binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """``log P(X >= k)`` for X binomial (n, p), summed exactly."""
+    if k <= 0:
+        return 0.0
+    if k > n:
+        return -math.inf
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * log_p + (n - j) * log_q
+        for j in range(k, n + 1)
+    ]
+    return min(0.0, _log_sum_exp(terms))
+
+
 def upper_tail_probability(x: int, mean: float, size: float) -> float:
     """``P(X >= x)``, X negative binomial (mean, size); exposed for tests and benchmarks."""
     return math.exp(_log_upper_tail(x, mean, size))
@@ -900,6 +999,13 @@ def _fmt_p(log_p: float) -> str:
         return "< 1e-300"
     p = 10**log10_p
     return f"= {p:.1g}" if p >= 1e-3 else f"= {p:.0e}".replace("e-0", "e-")
+
+
+def _window_phrase(window: timedelta, at: datetime, *, current: bool) -> str:
+    """The window as "in the last 3 days" at the latest bin, otherwise by its dates (UTC)."""
+    if current:
+        return f"in the last {_fmt_window(window)}"
+    return f"in the {_fmt_window(window)} from {at - window:%Y-%m-%d %H:%M} to {at:%Y-%m-%d %H:%M} UTC"
 
 
 def _fmt_window(window: timedelta) -> str:

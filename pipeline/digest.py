@@ -221,7 +221,7 @@ def build_change_digest(
     overview_lines = [_overview_line(c.change, labels) for c in ordered]
     units = intro + _line_sections(overview_lines) if len(ordered) > 1 else intro
     for item in ordered:
-        units.append(_change_unit(item, labels, web_base_url, with_articles=stories is None))
+        units.append(_change_unit(item, labels, web_base_url, generated_at, with_articles=stories is None))
     if stories:
         by_series = {c.change.series: c.change for c in ordered}
         heading = f"{_plural(len(stories), 'story', 'stories')} behind these changes"
@@ -390,7 +390,12 @@ def _story_unit(
 
 
 def _change_unit(
-    item: DigestChange, labels: Mapping[str, str], web_base_url: str | None, *, with_articles: bool = True
+    item: DigestChange,
+    labels: Mapping[str, str],
+    web_base_url: str | None,
+    generated_at: datetime,
+    *,
+    with_articles: bool = True,
 ) -> _Unit:
     change = item.change
     name = _label(change.series, labels)
@@ -398,7 +403,7 @@ def _change_unit(
     trend = ""
     if counts:
         trend = (
-            f"`{sparkline(counts)}` {_trend_label(item.trend_bins)}, "
+            f"`{sparkline(counts)}` {_trend_label(item.trend_bins, generated_at)}, "
             f"max {max(counts)} per {_bin_label(item.trend_bins)}"
         )
     direction_word = "up" if change.direction == "up" else "down"
@@ -681,9 +686,19 @@ def _bin_label(bins: Sequence[tuple[datetime, int]]) -> str:
     return f"{hours:g} h"
 
 
-def _trend_label(bins: Sequence[tuple[datetime, int]]) -> str:
+def _trend_label(bins: Sequence[tuple[datetime, int]], generated_at: datetime) -> str:
+    """ "last 14 days" when the trend runs up to the digest; otherwise "14 days to <date>".
+
+    The trend ends where its change was detected; a change reported a bin or more after
+    that (a back-fill, a digest that waited for Slack) gets the date, not "last".
+    """
     if len(bins) < 2:
         return "trend"
-    span = (bins[-1][0] - bins[0][0]) + (bins[1][0] - bins[0][0])
+    step = bins[1][0] - bins[0][0]
+    span = (bins[-1][0] - bins[0][0]) + step
     days = span / timedelta(days=1)
-    return f"last {days:g} days" if days >= 2 else f"last {span / timedelta(hours=1):g} h"
+    length = f"{days:g} days" if days >= 2 else f"{span / timedelta(hours=1):g} h"
+    end = bins[-1][0] + step
+    if generated_at - end < 2 * step:
+        return f"last {length}"
+    return f"{length} to {_when(end)}"

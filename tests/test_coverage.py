@@ -119,9 +119,27 @@ def test_burst_after_weeks_of_silence_fires_once_with_numbers() -> None:
     assert change.count == 8
     assert change.at == START + 40 * DAY + 12 * timedelta(hours=1)  # the end of the bin that held them
     assert change.baseline < 0.05
-    assert change.explanation.startswith("8 articles in the last 24 h after none in the previous 28 days")
+    # Judged later, the change names its window's dates rather than "the last 24 h".
+    assert change.explanation.startswith(
+        "8 articles in the 24 h from 2025-04-11 12:00 to 2025-04-12 12:00 UTC "
+        "after none in the previous 28 days"
+    )
     assert "expected" in change.explanation
     assert change.score > 6
+
+
+def test_only_a_change_at_the_latest_judged_bin_says_in_the_last() -> None:
+    bins = daily_bins([0] * 40 + [8] + [0] * 10)
+    burst_end = START + 40 * DAY + 12 * timedelta(hours=1)
+    current = detect_changes("watch:x", bins, PARAMS, history_start=START, now=burst_end + timedelta(hours=1))
+    assert current[0].explanation.startswith("8 articles in the last 24 h after none in the previous 28 days")
+    # Six hours on, the next bin has been judged: the same change, worded with its dates.
+    later = detect_changes("watch:x", bins, PARAMS, history_start=START, now=burst_end + timedelta(hours=7))
+    assert later[0].key == current[0].key
+    assert later[0].explanation.startswith(
+        "8 articles in the 24 h from 2025-04-11 12:00 to 2025-04-12 12:00 UTC"
+    )
+    assert "in the last" not in later[0].explanation
 
 
 def test_one_isolated_article_after_weeks_of_nothing_is_not_a_change() -> None:
@@ -133,10 +151,16 @@ def test_one_isolated_article_after_weeks_of_nothing_is_not_a_change() -> None:
 def test_explanation_quotes_baseline_rate_and_window() -> None:
     rng = random.Random(7)
     bins = spread_bins([4.0] * 40 + [30.0] + [4.0] * 5, rng)
-    changes = detect(bins, series="topic:military")
-    assert [c.direction for c in changes] == ["up"]
+    ups = [c for c in detect(bins, series="topic:military") if c.direction == "up"]
+    assert len(ups) == 1
+    assert START + 40 * DAY < ups[0].at <= START + 41 * DAY
+    # Judged as soon as the bin settled, the change is the latest: "in the last 24 h".
+    now = ups[0].at + PARAMS.settle
+    changes = detect_changes("topic:military", bins, PARAMS, history_start=START, now=now)
+    changes = [c for c in changes if c.direction == "up"]
+    assert [c.key for c in changes] == [ups[0].key]
     text = changes[0].explanation
-    assert f"{changes[0].count} articles in the last" in text
+    assert f"{changes[0].count} articles in the last 24 h" in text
     assert "/day over the previous 28 days" in text
     assert f"{changes[0].baseline:.0f} expected" in text or f"{changes[0].baseline:.1f} expected" in text
 
@@ -171,6 +195,157 @@ def test_thread_going_quiet_is_a_fall() -> None:
     assert START + 40 * DAY < downs[0].at <= START + 44 * DAY
     assert downs[0].count == 0
     assert "at least 4.0/day in each half" in downs[0].explanation
+
+
+def news_like_bins(rate: float, days: int, rng: random.Random, *, cv: float) -> list[tuple[datetime, int]]:
+    """Poisson counts at ``rate`` per day times a Gamma day factor (mean 1, this CV), with
+    weekends at half the weekday level: bursty coverage with a weekly rhythm."""
+    daily = []
+    for day in range(days):
+        weekday = (START + day * DAY).weekday()
+        daily.append(rate * rng.gammavariate(1 / cv**2, cv**2) * (0.5 if weekday >= 5 else 1.2))
+    return spread_bins(daily, rng)
+
+
+def falls(bins: list[tuple[datetime, int]], params: DetectorParams = PARAMS) -> list[Change]:
+    return [c for c in detect(bins, params, series="topic:taiwan_asia") if c.direction == "down"]
+
+
+SILENT_FROM = START + 42 * DAY
+
+
+def test_thread_at_two_and_a_half_a_day_going_silent_is_reported_within_four_days() -> None:
+    # Six weeks of Poisson coverage at 2.5/day, then four silent days (10 expected).
+    reported, delays = 0, []
+    for seed in range(20):
+        downs = falls(spread_bins([2.5] * 42 + [0.0] * 4, random.Random(seed)))
+        in_time = [c for c in downs if SILENT_FROM < c.at <= SILENT_FROM + 4 * DAY]
+        reported += bool(in_time)
+        delays += [(c.at - SILENT_FROM) / DAY for c in in_time[:1]]
+        assert all(c.count == 0 for c in in_time)
+    # The benchmark measures about 97 % at this rate; the trend windows alone caught 9 of these 20.
+    assert reported >= 18
+    assert max(delays) <= 4
+
+
+def test_silence_reads_as_zero_in_the_last_days_against_the_rate() -> None:
+    rng = random.Random(5)
+    bins = spread_bins([2.5] * 42 + [0.0] * 6, rng)
+    first = falls(bins)[0]
+    assert first.count == 0
+    assert first.window >= 3 * DAY  # no silence shorter than min_silence is tested
+    current = detect_changes(
+        "topic:taiwan_asia", bins, PARAMS, history_start=START, now=first.at + PARAMS.settle
+    )
+    text = next(c for c in current if c.direction == "down").explanation
+    days = first.window / DAY
+    assert text.startswith(f"0 articles in the last {round(days, 1):g} days against ")
+    assert f"{first.baseline_rate:.1f}/day over the previous 28 days" in text
+    assert f"{first.baseline:.1f} expected" in text or f"{first.baseline:.0f} expected" in text
+    # The expected count is a baseline rate (the whole window's or its quieter half's)
+    # over the silent span, and silence needs at least ln(3 / 0.005) of it.
+    assert math.log(3 / PARAMS.significance) <= first.baseline <= 1.05 * first.baseline_rate * days
+
+
+def test_a_long_silence_is_one_fall_and_a_later_one_is_another() -> None:
+    steady = [2, 3] * 21
+    assert len(falls(daily_bins(steady + [0] * 20))) == 1  # not again as the 7-day window fills
+    # Coverage comes back for 20 days and stops again: a new silence, reported as
+    # promptly as the first although the first one's level (zero) still stands.
+    twice = falls(daily_bins(steady + [0] * 5 + [2, 3] * 10 + [0] * 7))
+    assert len(twice) == 2
+    second_silence = START + (42 + 5 + 20) * DAY
+    assert second_silence < twice[1].at <= second_silence + 4 * DAY
+
+
+def test_sparse_series_going_silent_is_not_a_fall() -> None:
+    for seed in range(10):
+        assert falls(spread_bins([0.3] * 42 + [0.0] * 21, random.Random(seed))) == []
+    # Even with the minimum rate lowered, a sparse silence needs ~6.4 expected articles.
+    params = dataclasses.replace(PARAMS, min_drop_rate=0.0)
+    assert falls(daily_bins([1, 0, 0] * 14 + [0] * 10), params) == []
+
+
+def test_busy_series_with_ordinary_noise_reports_no_silence() -> None:
+    for seed in range(10):
+        assert falls(spread_bins([2.5] * 120, random.Random(100 + seed))) == []
+
+
+def test_bursty_noise_with_a_weekly_rhythm_rarely_fires_falls() -> None:
+    # Day factor with CV 0.6 and weekends at 40 % of weekdays: many quiet weekends. The
+    # estimated over-dispersion and the 3-day minimum keep silences from firing on them;
+    # with neither (Poisson model, silences from 6 h) the same streams fire far more often.
+    streams = [news_like_bins(3.0, 120, random.Random(200 + seed), cv=0.6) for seed in range(10)]
+    shipped = sum(len(falls(bins)) for bins in streams)
+    naive = dataclasses.replace(
+        PARAMS, estimate_dispersion=False, overdispersion=0.0, min_silence=timedelta(hours=6)
+    )
+    naive_count = sum(len(falls(bins, naive)) for bins in streams)
+    without_silence = sum(
+        len(falls(bins, dataclasses.replace(PARAMS, report_silence=False))) for bins in streams
+    )
+    assert shipped <= without_silence + 2  # the silence test adds next to nothing here
+    assert shipped <= 8  # ten series over four months
+    assert naive_count >= 3 * shipped
+
+
+# Articles per day per series in a replayed installation; Taiwan & Asia falls silent.
+REPLAY_RATES = {
+    "topic:diplomacy": 6.0,
+    "topic:ukraine": 4.0,
+    "topic:energy": 3.0,
+    "topic:trade_finance": 3.0,
+    "topic:taiwan_asia": 2.5,
+    "topic:military": 2.0,
+    "topic:world_order": 2.0,
+    "topic:middle_east": 1.0,
+    "topic:technology": 1.0,
+    "topic:people_culture": 0.8,
+    "watch:peace_plan": 0.5,
+    "watch:power_of_siberia_2": 0.3,
+    "watch:yuan_settlement": 0.3,
+    "watch:joint_exercises": 0.2,
+    "watch:arctic_route": 0.1,
+}
+
+
+def replay(seed: int, *, days: int = 46, silent_from: int = 42) -> dict[str, list[tuple[datetime, int]]]:
+    """Six weeks of every series (Poisson, weekends at 60 %), Taiwan & Asia silent at the end."""
+    rng = random.Random(seed)
+    streams = {}
+    for series, rate in REPLAY_RATES.items():
+        daily = [
+            0.0
+            if series == "topic:taiwan_asia" and day >= silent_from
+            else rate * (0.6 if (START + day * DAY).weekday() >= 5 else 1.16)
+            for day in range(days)
+        ]
+        streams[series] = spread_bins(daily, rng)
+    return streams
+
+
+def test_replayed_installation_reports_the_silent_thread_and_little_else() -> None:
+    config = load_detector_config(REPO / "config" / "digest.yaml")
+    reported, rises_elsewhere, falls_elsewhere = 0, [], 0
+    for seed in range(5):
+        streams = replay(seed)
+        now = START + 46 * DAY + timedelta(hours=1)
+        changes = {
+            series: detect_changes(series, bins, config.params_for(series), history_start=START, now=now)
+            for series, bins in streams.items()
+        }
+        silent = [c for c in changes.pop("topic:taiwan_asia") if c.at > SILENT_FROM]
+        if silent:
+            assert [c.direction for c in silent] == ["down"]
+            assert silent[0].at <= SILENT_FROM + 4 * DAY
+            reported += 1
+        rises_elsewhere.append(sum(c.direction == "up" for cs in changes.values() for c in cs))
+        falls_elsewhere += sum(c.direction == "down" for cs in changes.values() for c in cs)
+    assert reported >= 4
+    # Rises elsewhere are the rise test's own false alarms (no rise is tested differently
+    # for this); the benchmark's replay measures at most two in 93 % of installations.
+    assert sum(r <= 2 for r in rises_elsewhere) >= 4
+    assert falls_elsewhere <= 1
 
 
 def test_end_of_a_one_off_spike_is_not_a_fall() -> None:
@@ -222,7 +397,13 @@ def test_only_settled_bins_are_judged_and_replay_is_stable() -> None:
     assert just_before == []  # the bin ended less than `settle` ago
     settled = detect_changes("watch:x", bins, PARAMS, history_start=START, now=burst_end + timedelta(hours=1))
     later = detect_changes("watch:x", bins, PARAMS, history_start=START, now=START + 60 * DAY)
-    assert settled == later  # replaying later gives the same change at the same time
+    # Replaying later gives the same change at the same time; only "the last 24 h" has
+    # become the window's dates.
+    assert [dataclasses.replace(c, explanation="") for c in settled] == [
+        dataclasses.replace(c, explanation="") for c in later
+    ]
+    assert len(later) == 1
+    assert later == detect_changes("watch:x", bins, PARAMS, history_start=START, now=START + 90 * DAY)
 
 
 def test_unreported_changes_treat_a_shifted_detection_as_the_same_event() -> None:
@@ -271,6 +452,8 @@ def test_shipped_config_loads_with_overrides() -> None:
     assert config.defaults.recent_window == DAY
     assert config.params_for("watch:power_of_siberia_2").min_count == 2
     assert config.params_for("watch:power_of_siberia_2").report_drops is False
+    assert config.defaults.report_silence is True
+    assert config.defaults.min_silence == 3 * DAY
     assert config.params_for("topic:energy") == config.defaults
     assert config.digest.summary_at == time(7, 0, tzinfo=UTC)
     assert config.digest.summary_every == DAY
@@ -297,6 +480,8 @@ def test_missing_config_file_means_defaults(tmp_path: Path) -> None:
         ({"detector": {"cooldown": "soon"}}, "'detector.cooldown'"),
         ({"detector": {"significance": 0.9}}, "'detector.significance'"),
         ({"detector": {"min_count": 2.5}}, "'detector.min_count'"),
+        ({"detector": {"min_silence": "-1d"}}, "'detector.min_silence'"),
+        ({"series": {"topic:energy": {"report_silence": "no"}}}, "'series.topic:energy.report_silence'"),
         ({"digest": {"summary": {"at": "25:00"}}}, "'digest.summary.at'"),
         ({"digest": {"sumary": {}}}, "'digest.sumary'"),
     ],

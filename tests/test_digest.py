@@ -120,6 +120,27 @@ def test_change_digest_shows_counts_trend_articles_and_links() -> None:
     assert f"{WEB}/articles?watch=power_of_siberia_2&since=2025-05-01" in plain
 
 
+def test_a_change_reported_days_later_gets_a_dated_trend() -> None:
+    earlier = NOW - timedelta(days=3)
+    old = FakeChange(
+        "topic:taiwan_asia",
+        earlier,
+        "down",
+        0,
+        10.0,
+        "0 articles in the 4 days from 2025-05-01 06:00 to 2025-05-05 06:00 UTC against 2.5/day "
+        "over the previous 28 days, at least 2.3/day in each half (10 expected; p = 4e-4)",
+    )
+    bins = [(earlier - timedelta(days=14 - i), 3 if i < 10 else 0) for i in range(14)]
+    digest = build_change_digest([DigestChange(old, bins, [])], web_base_url=None, generated_at=NOW)
+    plain = render_plain(digest)
+    assert f"14 days to {earlier:%Y-%m-%d %H:%M} UTC, max 3 per day" in plain
+    assert "last 14 days" not in plain
+    assert "↓ Taiwan Asia (topic), down" in plain
+    assert "0 articles in the 4 days from 2025-05-01 06:00" in plain
+    assert "(no articles to show)" not in plain  # a fall has no new articles to list
+
+
 def test_without_web_ui_there_is_no_web_link() -> None:
     digest = build_change_digest(
         [DigestChange(change(), trend([0, 8]), [])], web_base_url=None, generated_at=NOW

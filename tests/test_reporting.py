@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.coverage import coverage_json
 from pipeline.db.repo import extend_history
-from pipeline.db.schema import CoverageChange, DigestOutbox
+from pipeline.db.schema import Article, ArticleTopic, CoverageChange, DigestOutbox
 from pipeline.ingest import import_lines
 from pipeline.reporting import (
     compute_coverage,
@@ -90,7 +90,10 @@ def test_coverage_json_shape_and_a_detected_burst(session: Session, settings: Se
     ups = [c for c in line["changes"] if c["direction"] == "up"]
     assert len(ups) == 1, "one burst, one change"
     assert {"at", "direction", "count", "baseline", "explanation"} <= set(ups[0])
-    assert "articles in the last 24 h" in ups[0]["explanation"]
+    # The change ended a day before NOW: its explanation gives the window's dates.
+    assert ups[0]["at"] == "2026-11-19T12:00:00+00:00"
+    assert "articles in the 24 h from 2026-11-18 12:00 to 2026-11-19 12:00 UTC" in ups[0]["explanation"]
+    assert "in the last" not in ups[0]["explanation"]
     quiet = report.changes["watch:arctic_route"]
     assert quiet == []
 
@@ -164,8 +167,10 @@ def test_without_slack_digests_go_to_files(session: Session, settings: Settings,
     report = deliver_pending(session, None, "file", digest_dir=tmp_path / "out", out=printed.append)
     files = sorted((tmp_path / "out").iterdir())
     assert len(report.sent) == len(files) == 2
-    assert "last 24 h" in files[0].read_text()
-    assert any("last 24 h" in text for text in printed)
+    # The burst's change ended a day before NOW, so it is told with its dates.
+    assert "articles in the 24 h from 2026-11-18 12:00 to 2026-11-19 12:00 UTC" in files[0].read_text()
+    assert any("articles in the 24 h from" in text for text in printed)
+    assert not any("3 articles in the last 24 h" in text for text in printed)
 
 
 def test_dry_run_writes_nothing(session: Session, settings: Settings) -> None:
@@ -197,3 +202,73 @@ def test_a_burst_that_moves_two_series_lists_each_article_once(session: Session,
 
 def _input_ids() -> list[str]:
     return [article["id"] for article in pos2_articles()]
+
+
+SILENT_FROM = NOW - timedelta(days=4)
+
+
+def store_taiwan_silence(session: Session) -> None:
+    """Six weeks of coverage: Taiwan & Asia at 2.5 articles a day (2 and 3 on alternate
+    days) until four days before NOW, energy at a steady 4 a day throughout."""
+    start = NOW - timedelta(days=46)
+    extend_history(session, start)
+    moments: list[tuple[str, datetime]] = []
+    for day in range(46):
+        midnight = start.replace(hour=0) + timedelta(days=day)
+        hours = (8, 12, 16) if day % 2 else (9, 15)
+        moments += [("taiwan_asia", midnight + timedelta(hours=h)) for h in hours]
+        moments += [("energy", midnight + timedelta(hours=h)) for h in (3, 9, 15, 21)]
+    number = 0
+    for topic, moment in moments:
+        if (topic == "taiwan_asia" and moment >= SILENT_FROM) or moment >= NOW:
+            continue
+        number += 1
+        article = Article(
+            url=f"https://news.example/{topic}/{number}",
+            canonical_url=f"https://news.example/{topic}/{number}",
+            title=f"{topic} {number}",
+            text=f"Article {number} about {topic}.",
+            lang="en",
+            published_at=moment,
+            first_seen_at=moment,
+            content_hash=f"{number:064x}",
+        )
+        session.add(article)
+        session.flush()
+        session.add(ArticleTopic(article_id=article.id, topic=topic, score=1.0, evidence=[]))
+    session.flush()
+
+
+def test_a_busy_topic_going_silent_is_reported_and_worded_by_date_once_past(
+    session: Session, settings: Settings
+) -> None:
+    store_taiwan_silence(session)
+    report = compute_coverage(session, settings, now=NOW)
+    assert report.changes["topic:energy"] == []
+    changes = report.changes["topic:taiwan_asia"]
+    assert [c.direction for c in changes] == ["down"]
+    fall = changes[0]
+    assert SILENT_FROM < fall.at <= SILENT_FROM + timedelta(days=4)
+    assert fall.count == 0
+
+    # Judged when it happened, the digest says "in the last ..." like the analyst reads it.
+    current = prepare_digests(session, settings, "file", now=fall.at + timedelta(hours=1), dry_run=True)
+    assert current[0].kind == "changes"
+    text = current[0].text
+    assert "↓ Taiwan & Asia (topic), down" in text
+    assert "0 articles in the last " in text
+    assert "/day over the previous 28 days" in text
+
+    # A day later (a digest that went out late, a summary), the same change is dated.
+    later = prepare_digests(session, settings, "file", now=fall.at + timedelta(days=1), dry_run=True)
+    text = later[0].text
+    start = fall.at - fall.window
+    assert (
+        f"0 articles in the {_days(fall.window)} from {start:%Y-%m-%d %H:%M} to {fall.at:%Y-%m-%d %H:%M} UTC"
+        in text
+    )
+    assert "in the last" not in text
+
+
+def _days(window: timedelta) -> str:
+    return f"{round(window / timedelta(days=1), 1):g} days"
