@@ -8,6 +8,7 @@ visible where an operator looks (command output, ``feeds list``, the web UI, the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -18,8 +19,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -338,5 +341,155 @@ def test_cli_run_and_dag_poll_task_at_once_on_postgres(
         cli_new = int(re.findall(r"; (\d+) new, \d+ duplicate, 0 failed items", output)[-1])
         assert totals.get("error", 0) == 0, totals
         assert cli_new + totals.get("new", 0) == site.count, (output, totals)
+        assert_each_item_stored_once(engine, site)
+    engine.dispose()
+
+
+# Slack down for an hour ---------------------------------------------------------------------
+
+
+def test_slack_down_for_an_hour_then_each_digest_posted_once(tmp_path: Path) -> None:
+    """Slack answers 503 to everything for an hour of digest runs (every 15 minutes): the
+    digest stays pending and says why; when Slack is back it is delivered, once."""
+    from pipeline import tasks
+    from pipeline.db.schema import DigestOutbox
+    from pipeline.ingest import import_lines
+    from pipeline.reporting import DeliveryFailed
+    from tests.slack_server import FakeSlack
+    from tests.test_reporting import pos2_articles
+
+    db_url = f"sqlite:///{tmp_path / 'digest.db'}"
+    engine = make_engine(db_url)
+    upgrade_schema(engine)
+    now = datetime.now(UTC)
+    with FakeSlack() as slack, session_factory(engine)() as session:
+        slack_connection = {"bot_token": slack.token, "channel": "C0DIGEST", "api_url": slack.api_url}
+        settings = make_settings(db_url, digest_dir=str(tmp_path / "digests"))
+        repo.extend_history(session, now - timedelta(days=30))
+        lines = [
+            json.dumps(
+                {
+                    "url": f"https://n.example/{a['id']}",
+                    "title": a["title"],
+                    "text": a["text"],
+                    "published": (now - timedelta(hours=3 + i)).isoformat(),
+                }
+            )
+            for i, a in enumerate(pos2_articles())
+        ]
+        statuses = [r.result.status for r in import_lines(session, settings, lines, source="t", now=now)]
+        assert statuses.count("new") >= 5, "a burst of coverage: a digest is due"
+        slack.fail_next(10_000, 503)  # down: every request fails
+        for quarter in range(4):  # the digest DAG runs every 15 minutes for an hour
+            assert tasks.prepare_digests(slack=slack_connection, settings=settings)["digests_queued"] >= 0
+            with pytest.raises(DeliveryFailed, match="503") as failed:
+                tasks.deliver_digests(slack=slack_connection, settings=settings)
+            session.expire_all()
+            rows = session.scalars(select(DigestOutbox)).all()
+            assert rows and {row.status for row in rows} == {"pending"}, "kept for later, not dropped"
+            assert all("503" in (row.last_error or "") for row in rows), "the reason is visible"
+            assert all(row.attempts == quarter + 1 for row in rows)
+        assert slack.messages == [], "nothing reached the channel while Slack was down"
+        assert str(failed.value) and slack.token not in str(failed.value)
+        slack.recover()
+        delivered = tasks.deliver_digests(slack=slack_connection, settings=settings)
+        assert delivered["sent"] == len(rows)
+        again = tasks.deliver_digests(slack=slack_connection, settings=settings)
+        assert again["sent"] == 0
+        session.expire_all()
+        rows = session.scalars(select(DigestOutbox)).all()
+        assert {row.status for row in rows} == {"sent"}
+        posted = slack.posted_to("C0DIGEST")
+        assert len(posted) == sum(row.parts_total for row in rows), "every part once, none twice"
+        assert len([m for m in posted if m.thread_ts is None]) == len(rows), "one parent per digest"
+        assert len({(m.text, m.thread_ts is None) for m in posted}) == len(posted)
+    engine.dispose()
+
+
+# A feed failing for days --------------------------------------------------------------------
+
+
+def test_feed_failing_for_days_backs_off_shows_it_and_recovers(tmp_path: Path, config_dir: Path) -> None:
+    """A feed answers 503 for three days (simulated clock, a cycle whenever a feed is due):
+    its polls back off exponentially up to the cap, the failure shows in ``feeds list`` and
+    on the web UI's feeds page, a healthy feed is polled on schedule meanwhile (every six
+    hours here), and when the feed is back its items are stored, each once."""
+    from pipeline.http import HttpClient
+    from pipeline.ingest import run_cycle
+    from pipeline.web import create_app
+    from tests.test_web import running_server
+
+    db_url = f"sqlite:///{tmp_path / 'days.db'}"
+    settings = make_settings(db_url, config_dir=str(config_dir), poll={"interval_minutes": 360})
+    start = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+    with NewsSite(3, feeds=2) as site:
+        engine = prepare(db_url, config_dir, site)
+        failing_url, healthy_url = site.url("/feed0"), site.url("/feed1")
+        broken = {"on": True}
+
+        def feed0_down(handler: object) -> Reply:
+            return Reply(503, b"down") if broken["on"] else site._feed(handler)
+
+        site.server.routes["/feed0"] = feed0_down
+        waits: list[timedelta] = []
+        now = start
+        with (
+            session_factory(engine)() as session,
+            HttpClient(settings.http, allow_private_networks=True) as client,
+        ):
+            failing = session.scalars(select(Feed).where(Feed.url == failing_url)).one()
+            while now < start + timedelta(days=3):
+                summary = run_cycle(session, client, settings, now=now)
+                if any(poll.feed_url == failing_url for poll in summary.polls):
+                    session.refresh(failing)
+                    assert failing.next_poll_at is not None
+                    waits.append(failing.next_poll_at - now)
+                now = min(feed.next_poll_at for feed in repo.list_feeds(session) if feed.next_poll_at)
+            polls_of = {
+                url: sum(1 for hit in site.server.hits if hit["path"] == path)
+                for url, path in ((failing_url, "/feed0"), (healthy_url, "/feed1"))
+            }
+            assert polls_of[healthy_url] == 3 * 4, "the healthy feed polled every six hours"
+            base, cap = timedelta(minutes=15), timedelta(hours=settings.poll.backoff_max_hours)
+            assert waits == [min(base * 2**n, cap) for n in range(len(waits))], waits
+            assert waits[-1] == cap and waits[-2] == cap, "the backoff reached its cap and stays there"
+            assert polls_of[failing_url] == len(waits) == 9, "nine tries in three days, not 288"
+            session.refresh(failing)
+            failures = failing.failure_count
+            assert failures == 9 and "HTTP 503" in (failing.last_error or "")
+
+            # Visible in `feeds list` ...
+            listed = sw("feeds", "list", db_url=db_url, config=config_dir)
+            assert listed.returncode == 0, listed.stderr
+            row = next(line for line in listed.stdout.splitlines() if failing_url in line)
+            assert f"{failures} failures" in row
+            assert f"next {failing.next_poll_at:%Y-%m-%d %H:%M}" in row
+            assert "last error: HTTP 503" in listed.stdout
+            as_json = [
+                json.loads(line)
+                for line in sw(
+                    "feeds", "list", "--json", db_url=db_url, config=config_dir
+                ).stdout.splitlines()
+            ]
+            entry = next(e for e in as_json if e["url"] == failing_url)
+            assert entry["failures"] == failures and "HTTP 503" in entry["last_error"]
+            assert entry["next_poll_at"] == failing.next_poll_at.isoformat()
+            # ... and on the web UI's feeds page.
+            with running_server(create_app(settings, clock=lambda: now)) as base_url:
+                page = httpx.get(f"{base_url}/feeds", timeout=30).text
+            row_html = next(chunk for chunk in page.split("<tr") if failing_url in chunk)
+            assert "failing" in row_html and f">{failures}<" in row_html
+            assert f"{failing.next_poll_at:%Y-%m-%d %H:%M} UTC" in row_html and "HTTP 503" in row_html
+            assert "1 failing" in page
+
+            # Back on day four: the next due poll succeeds and stores every item, once.
+            broken["on"] = False
+            stored_before = stored_count(engine)
+            now = failing.next_poll_at
+            run_cycle(session, client, settings, now=now)
+            session.refresh(failing)
+            assert failing.failure_count == 0 and failing.last_error is None
+            assert failing.next_poll_at == now + timedelta(hours=6)
+        assert stored_before == 3, "the healthy feed's items, stored on the first cycle"
         assert_each_item_stored_once(engine, site)
     engine.dispose()
