@@ -3,7 +3,8 @@
 Every request is bounded: connect and read timeouts plus an overall deadline, a cap on
 the body size (streamed, so a 1 GB page costs at most ``max_bytes`` of memory), a
 redirect limit, and an SSRF guard that refuses loopback, private, link-local and other
-non-public addresses unless explicitly allowed.
+non-public addresses unless explicitly allowed (link-local ones, where cloud metadata
+services answer, are refused even then).
 
 The guard sits in the transport, where connections are opened: a host name is resolved
 once, every address it resolves to is checked, and the socket is opened to one of those
@@ -167,11 +168,7 @@ class HttpClient:
                     }
                     result = HttpResponse(url, current, response.status_code, body, kept)
             except RefusedAddress as exc:
-                raise FetchError(
-                    f"refusing {_redact(current)}: {exc.host} resolves to non-public {exc.address} "
-                    "(set SUMMITWATCH_ALLOW_PRIVATE_NETWORKS=true to allow)",
-                    permanent=True,
-                ) from None
+                raise FetchError(_refusal_message(current, exc.host, exc.address), permanent=True) from None
             except httpx.TimeoutException:
                 raise FetchError(f"timed out fetching {_redact(current)}") from None
             except httpx.InvalidURL as exc:
@@ -221,12 +218,8 @@ class HttpClient:
             raise FetchError(f"refusing {url!r}: no host", permanent=True)
         _ = parts.port  # raises ValueError for a port out of range
         literal = _literal_address(parts.hostname)
-        if literal is not None and not self.allow_private_networks and not _is_public(literal):
-            raise FetchError(
-                f"refusing {_redact(url)}: {parts.hostname} resolves to non-public {literal} "
-                "(set SUMMITWATCH_ALLOW_PRIVATE_NETWORKS=true to allow)",
-                permanent=True,
-            )
+        if literal is not None and _refused(literal, allow_private_networks=self.allow_private_networks):
+            raise FetchError(_refusal_message(url, parts.hostname, literal), permanent=True)
 
 
 class RefusedAddress(Exception):
@@ -243,7 +236,7 @@ class GuardedBackend(httpcore.NetworkBackend):
 
     httpcore asks for ``connect_tcp(host, port)`` with the URL's host; this backend
     resolves the host once (``resolver``), refuses the connection if any address is not
-    public (unless private networks are allowed), and asks ``inner`` to connect to one
+    public (unless private networks are allowed; link-local never), and asks ``inner`` to connect to one
     of the checked addresses. httpcore then starts TLS on that stream with the original
     host name as SNI and for certificate verification.
     """
@@ -259,10 +252,9 @@ class GuardedBackend(httpcore.NetworkBackend):
         """The addresses ``host`` resolves to, each checked; raises :class:`RefusedAddress`."""
         literal = _literal_address(host)
         addresses = [literal] if literal is not None else _resolve(self._resolver, host, port)
-        if not self._allow_private_networks:
-            for address in addresses:
-                if not _is_public(address):
-                    raise RefusedAddress(host, address)
+        for address in addresses:
+            if _refused(address, allow_private_networks=self._allow_private_networks):
+                raise RefusedAddress(host, address)
         return addresses
 
     def connect_tcp(
@@ -317,16 +309,46 @@ class _GuardedTransport(httpx.HTTPTransport):
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _refused(address: IPAddress, *, allow_private_networks: bool) -> bool:
+    """Whether the guard refuses ``address``. Link-local addresses (where cloud metadata
+    services answer, 169.254.169.254) are refused even when private networks are allowed:
+    no feed lives there."""
+    if _is_link_local(address):
+        return True
+    return not allow_private_networks and not _is_public(address)
+
+
+def _refusal_message(url: str, host: str, address: IPAddress) -> str:
+    if _is_link_local(address):
+        hint = "link-local addresses are never fetched"
+    else:
+        hint = "set SUMMITWATCH_ALLOW_PRIVATE_NETWORKS=true to allow"
+    return f"refusing {_redact(url)}: {host} resolves to non-public {address} ({hint})"
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries: mapped, 6to4, Teredo, NAT64, IPv4-compatible."""
+    embedded = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
+    if address in _NAT64 or int(address) >> 32 == 0:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [inner for inner in embedded if inner is not None]
+
+
+def _is_public(address: IPAddress) -> bool:
     """Global unicast, also after unwrapping IPv4 addresses embedded in IPv6 forms."""
     if not address.is_global or address.is_multicast:
         return False
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
-        if address in _NAT64 or int(address) >> 32 == 0:
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        return all(inner is None or _is_public(inner) for inner in embedded)
+        return all(_is_public(inner) for inner in _embedded_ipv4(address))
     return True
+
+
+def _is_link_local(address: IPAddress) -> bool:
+    if address.is_link_local:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        return any(inner.is_link_local for inner in _embedded_ipv4(address))
+    return False
 
 
 def _redact(url: str) -> str:

@@ -297,3 +297,21 @@ def test_credentials_in_urls_stay_out_of_errors() -> None:
         with pytest.raises(FetchError) as caught:
             http.get(secret_url)
     assert "s3cretKEY" not in str(caught.value)
+
+
+def test_link_local_is_refused_even_when_private_networks_are_allowed() -> None:
+    """Cloud metadata lives at link-local addresses; a feed never does."""
+    routes = {"/r": lambda h: Reply(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})}
+    with LocalServer(routes) as server:
+        resolver = ScriptedResolver(["169.254.169.254"])
+        internet = FakeInternet({})
+        with HttpClient(
+            LIMITS, allow_private_networks=True, resolver=resolver, network_backend=internet
+        ) as http:
+            with pytest.raises(FetchError, match="link-local addresses are never fetched") as caught:
+                http.get(server.url("/r"))
+            assert caught.value.permanent
+            for url in ("http://[fe80::1]/", "http://[::ffff:169.254.169.254]/", "http://metadata.test/"):
+                with pytest.raises(FetchError, match="non-public"):
+                    http.get(url)
+        assert internet.connects == [("127.0.0.1", server.port)], "only the loopback server was reached"
