@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,11 +57,10 @@ def article_text(number: int) -> str:
 
 
 class NewsSite:
-    """A feed of ``count`` items whose pages answer after ``page_delay`` seconds."""
+    """A feed (or ``feeds`` feeds) of the same ``count`` items, each a distinct article page."""
 
-    def __init__(self, count: int, *, page_delay: float = 0.0, feeds: int = 1, rendezvous: int = 1) -> None:
+    def __init__(self, count: int, *, feeds: int = 1, rendezvous: int = 1) -> None:
         self.count = count
-        self.page_delay = page_delay
         # With rendezvous=N each page is answered only once N clients asked for it (or after
         # a timeout): N runs then fetch and store every item at the same moment.
         self._barriers = {i: threading.Barrier(rendezvous, timeout=30) for i in range(count)}
@@ -97,7 +95,7 @@ class NewsSite:
             f"<html lang='en'><head><title>Report {number}</title></head><body><article>"
             f"<h1>Report {number}</h1><p>{article_text(number)}</p></article></body></html>"
         )
-        return Reply(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"}, delay=self.page_delay)
+        return Reply(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"})
 
     def url(self, path: str) -> str:
         return self.server.url(path)
@@ -175,19 +173,6 @@ def stored_count(engine: Engine) -> int:
             connection.scalar(select(func.count()).select_from(Article).where(Article.is_seed.is_(False)))
             or 0
         )
-
-
-def wait_for_articles(
-    engine: Engine, at_least: int, process: subprocess.Popen[bytes], seconds: float = 240
-) -> int:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        count = stored_count(engine)
-        if count >= at_least:
-            return count
-        assert process.poll() is None, "the run ended before the fault could be injected"
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {at_least} articles stored after {seconds} s")
 
 
 def assert_each_item_stored_once(engine: Engine, site: NewsSite) -> None:
