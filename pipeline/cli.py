@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import SummitwatchError
@@ -48,6 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SQLAlchemyArgumentError as exc:
         print(f"summitwatch: error: invalid database URL: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyOperationalError as exc:
+        # The database went away mid-command; every item is committed on its own, so a
+        # re-run carries on where this one stopped.
+        from pipeline.db.engine import driver_reason
+
+        print(
+            f"summitwatch: error: database unavailable: {driver_reason(exc)}; run again once it is back",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("summitwatch: interrupted", file=sys.stderr)
@@ -624,9 +635,14 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                 else (f"{feed.failure_count} failures" if feed.failure_count else "ok")
             )
             polled = f"{feed.last_polled_at:%Y-%m-%d %H:%M}" if feed.last_polled_at else "never polled"
+            due = f"next {feed.next_poll_at:%Y-%m-%d %H:%M}" if feed.enabled and feed.next_poll_at else ""
             print(
-                f"{feed.id:>4}  {feed.lang or '?':<3} {state:<12} {polled:<17} {feed.name or ''} <{feed.url}>"
+                f"{feed.id:>4}  {feed.lang or '?':<3} {state:<12} {polled:<17} {due:<21} "
+                f"{feed.name or ''} <{feed.url}>"
             )
+            if feed.failure_count and feed.last_error:
+                # A failing feed backs off (next poll) and says why.
+                print(f"{'':>10}last error: {feed.last_error}")
     return 0
 
 

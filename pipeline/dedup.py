@@ -49,6 +49,7 @@ TRACKING_PARAMS = frozenset(
 )
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hmsr", "hmpl", "hmcu", "hmkw", "hmci")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_INDEX_PAGES = ("/index.html", "/index.htm", "/index.php")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Characters that are unsafe raw in a URL component; percent-encoded when they appear.
@@ -76,16 +77,16 @@ def canonical_url(url: str) -> str:
     with contextlib.suppress(UnicodeError):
         host = host.encode("idna").decode("ascii") if host else host
     port = parts.port
-    netloc = host
+    netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     if port and DEFAULT_PORTS.get(parts.scheme.lower()) != port:
-        netloc = f"{host}:{port}"
+        netloc = f"{netloc}:{port}"
     path = _normalise_escapes(quote(parts.path or "/", safe=_SAFE_RAW))
     path = re.sub(r"/{2,}", "/", path)
     if len(path) > 1:
         path = path.rstrip("/")
-    for suffix in ("/index.html", "/index.htm", "/index.php"):
-        if path.endswith(suffix):
-            path = path[: -len(suffix)] or "/"
+    # Until none is left: ".../index.html/index.htm" must canonicalise in one go (idempotence).
+    while path.endswith(_INDEX_PAGES):
+        path = path[: -len(next(s for s in _INDEX_PAGES if path.endswith(s)))] or "/"
     pairs = []
     for piece in parts.query.split("&"):
         if not piece:

@@ -6,6 +6,7 @@ A pure stage: bytes in, :class:`FeedItem` records out. Fetching is done by ``pip
 from __future__ import annotations
 
 import calendar
+import io
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -18,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import defusedxml.ElementTree as SafeET
 import feedparser
 import yaml
+from feedparser.encodings import convert_to_utf8
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import ConfigError
@@ -27,8 +29,16 @@ from pipeline.records import FeedItem
 FUTURE_TOLERANCE = timedelta(hours=6)
 # Dates before this are placeholders of broken systems (1970-01-01, 0001-01-01), not news.
 EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
-# Entity declarations are how XML bombs expand; no real news feed needs them.
-_ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
+# Entity declarations are how XML bombs expand and how XXE reads local files; no real news
+# feed needs them, nor a DOCTYPE with an internal subset (where declarations live). Both are
+# refused wherever they appear: looked for in the document as the parser will decode it,
+# and in the raw bytes read as UTF-8/ASCII, UTF-16 and UTF-32 (either byte order), so
+# neither an encoding nor padding (whitespace, comments, 64 KB of anything) hides them.
+_DANGEROUS_IN_DECODED = re.compile(rb"<!(?:ENTITY|DOCTYPE[^\[<>]{0,4096}\[)", re.IGNORECASE)
+# "<!ENTITY" with up to three NUL bytes after each character: its UTF-16 and UTF-32 forms.
+_DANGEROUS_IN_RAW = re.compile(
+    b"".join(re.escape(char.encode()) + rb"\x00{0,3}" for char in "<!ENTITY"), re.IGNORECASE
+)
 
 
 class FeedEntry(BaseModel):
@@ -110,11 +120,10 @@ def parse_feed(
     against the XML declaration. Items get absolute URLs; dates in the future beyond a small
     tolerance are dropped (the first-seen time is used instead).
     """
-    head = body[:65536]
-    if _ENTITY_DECLARATION.search(head):
-        raise FeedParseError("feed declares XML entities (possible entity-expansion bomb)")
     headers = {"content-type": content_type} if content_type else {}
-    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False)
+    refuse_entity_declarations(body, headers)
+    # A stream, never bytes: feedparser treats a bytes argument naming a file as that file.
+    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
     warnings: list[str] = []
     if parsed.get("bozo"):
         warnings.append(f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}")
@@ -136,6 +145,21 @@ def parse_feed(
             )
         )
     return ParsedFeed(title=_clean(parsed.feed.get("title")), items=items, warnings=warnings)
+
+
+def refuse_entity_declarations(body: bytes, headers: dict[str, str]) -> None:
+    """Raise :class:`FeedParseError` if ``body`` declares XML entities or an internal DTD subset.
+
+    The document is decoded exactly as feedparser will decode it (HTTP charset, BOM, XML
+    declaration), so a bomb in UTF-16, UTF-32, EBCDIC or UTF-7 is seen like one in UTF-8.
+    """
+    if _DANGEROUS_IN_RAW.search(body) or _DANGEROUS_IN_DECODED.search(
+        convert_to_utf8(dict(headers), body, {})
+    ):
+        raise FeedParseError(
+            "feed declares XML entities or a DTD internal subset (possible entity-expansion "
+            "bomb or external-entity read); refused"
+        )
 
 
 def _entry_link(entry: Any) -> str | None:

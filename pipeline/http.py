@@ -3,18 +3,29 @@
 Every request is bounded: connect and read timeouts plus an overall deadline, a cap on
 the body size (streamed, so a 1 GB page costs at most ``max_bytes`` of memory), a
 redirect limit, and an SSRF guard that refuses loopback, private, link-local and other
-non-public addresses (re-checked on every redirect hop) unless explicitly allowed.
+non-public addresses unless explicitly allowed (link-local ones, where cloud metadata
+services answer, are refused even then).
+
+The guard sits in the transport, where connections are opened: a host name is resolved
+once, every address it resolves to is checked, and the socket is opened to one of those
+checked addresses. Nothing resolves the name a second time, so a DNS answer that changes
+between the check and the connection (DNS rebinding) cannot reach an internal address.
+TLS still runs against the host name: the name goes out as SNI and the certificate is
+verified for it. Every redirect hop opens its connection through the same guard.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from pipeline.errors import FetchError
@@ -23,6 +34,15 @@ from pipeline.settings import HttpSettings
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Statuses worth retrying later; every other 4xx means the URL itself is bad.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Resolves a host name (never an address literal) for a port to address strings.
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The operating system's resolver (``getaddrinfo``), stream sockets only."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 @dataclass(frozen=True)
@@ -61,16 +81,27 @@ class HttpClient:
         settings: HttpSettings,
         *,
         allow_private_networks: bool = False,
-        transport: httpx.BaseTransport | None = None,
+        resolver: Resolver = system_resolver,
+        network_backend: httpcore.NetworkBackend | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``resolver`` turns host names into addresses (the one lookup per connection);
+        ``network_backend`` opens sockets to the checked addresses; ``ssl_context``
+        decides which certificates are trusted (default: the certifi bundle).
+        """
         self.settings = settings
         self.allow_private_networks = allow_private_networks
         timeout = httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds)
+        backend = GuardedBackend(
+            resolver,
+            allow_private_networks=allow_private_networks,
+            inner=network_backend or httpcore.SyncBackend(),
+        )
         self._client = httpx.Client(
             timeout=timeout,
             follow_redirects=False,
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
-            transport=transport,
+            transport=_GuardedTransport(backend, ssl_context or httpx.create_ssl_context(trust_env=False)),
             trust_env=False,
         )
 
@@ -136,11 +167,18 @@ class HttpClient:
                         if name in response.headers
                     }
                     result = HttpResponse(url, current, response.status_code, body, kept)
+            except RefusedAddress as exc:
+                raise FetchError(_refusal_message(current, exc.host, exc.address), permanent=True) from None
             except httpx.TimeoutException:
                 raise FetchError(f"timed out fetching {_redact(current)}") from None
             except httpx.InvalidURL as exc:
                 raise FetchError(f"invalid URL {_redact(current)}: {exc}", permanent=True) from None
             except httpx.HTTPError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    # Checked for the URL's host name, never for the address connected to.
+                    raise FetchError(
+                        f"cannot fetch {_redact(current)}: TLS certificate verification failed"
+                    ) from None
                 raise FetchError(f"cannot fetch {_redact(current)}: {type(exc).__name__}") from None
             if result.status == 304 or 200 <= result.status < 300:
                 return result
@@ -169,35 +207,148 @@ class HttpClient:
         return b"".join(chunks)
 
     def _check_url(self, url: str) -> None:
+        """Refuse what needs no lookup: other schemes, no host, a bad port, a private literal.
+
+        Host names are checked where the connection is opened (:class:`GuardedBackend`).
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise FetchError(f"refusing {url!r}: only http and https are fetched", permanent=True)
         if not parts.hostname:
             raise FetchError(f"refusing {url!r}: no host", permanent=True)
-        if self.allow_private_networks:
-            return
-        for address in _resolve(parts.hostname, parts.port or 443):
-            if not _is_public(address):
-                raise FetchError(
-                    f"refusing {_redact(url)}: {parts.hostname} resolves to non-public {address} "
-                    "(set SUMMITWATCH_ALLOW_PRIVATE_NETWORKS=true to allow)",
-                    permanent=True,
+        _ = parts.port  # raises ValueError for a port out of range
+        literal = _literal_address(parts.hostname)
+        if literal is not None and _refused(literal, allow_private_networks=self.allow_private_networks):
+            raise FetchError(_refusal_message(url, parts.hostname, literal), permanent=True)
+
+
+class RefusedAddress(Exception):
+    """A host resolved to an address the SSRF guard refuses; nothing was connected."""
+
+    def __init__(self, host: str, address: IPAddress) -> None:
+        super().__init__(f"{host} resolves to non-public {address}")
+        self.host = host
+        self.address = address
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """Opens every TCP connection to an address it resolved and checked itself.
+
+    httpcore asks for ``connect_tcp(host, port)`` with the URL's host; this backend
+    resolves the host once (``resolver``), refuses the connection if any address is not
+    public (unless private networks are allowed; link-local never), and asks ``inner`` to connect to one
+    of the checked addresses. httpcore then starts TLS on that stream with the original
+    host name as SNI and for certificate verification.
+    """
+
+    def __init__(
+        self, resolver: Resolver, *, allow_private_networks: bool, inner: httpcore.NetworkBackend
+    ) -> None:
+        self._resolver = resolver
+        self._allow_private_networks = allow_private_networks
+        self._inner = inner
+
+    def vetted_addresses(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses ``host`` resolves to, each checked; raises :class:`RefusedAddress`."""
+        literal = _literal_address(host)
+        addresses = [literal] if literal is not None else _resolve(self._resolver, host, port)
+        for address in addresses:
+            if _refused(address, allow_private_networks=self._allow_private_networks):
+                raise RefusedAddress(host, address)
+        return addresses
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in self.vetted_addresses(host, port)[:_MAX_ADDRESSES_TRIED]:
+            try:
+                return self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
                 )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # vetted_addresses never returns an empty list
+        raise failure
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("unix sockets are never used for fetching")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+# A host with many addresses must not multiply the connect timeout without bound.
+_MAX_ADDRESSES_TRIED = 3
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport with the connection pool opening connections through ``backend``."""
+
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        # httpx builds its pool without a way to pass a network backend; replace it with
+        # the same pool on the guarded backend (proxies are never used: trust_env=False).
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend)
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _refused(address: IPAddress, *, allow_private_networks: bool) -> bool:
+    """Whether the guard refuses ``address``. Link-local addresses (where cloud metadata
+    services answer, 169.254.169.254) are refused even when private networks are allowed:
+    no feed lives there."""
+    if _is_link_local(address):
+        return True
+    return not allow_private_networks and not _is_public(address)
+
+
+def _refusal_message(url: str, host: str, address: IPAddress) -> str:
+    if _is_link_local(address):
+        hint = "link-local addresses are never fetched"
+    else:
+        hint = "set SUMMITWATCH_ALLOW_PRIVATE_NETWORKS=true to allow"
+    return f"refusing {_redact(url)}: {host} resolves to non-public {address} ({hint})"
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries: mapped, 6to4, Teredo, NAT64, IPv4-compatible."""
+    embedded = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
+    if address in _NAT64 or int(address) >> 32 == 0:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [inner for inner in embedded if inner is not None]
+
+
+def _is_public(address: IPAddress) -> bool:
     """Global unicast, also after unwrapping IPv4 addresses embedded in IPv6 forms."""
     if not address.is_global or address.is_multicast:
         return False
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
-        if address in _NAT64 or int(address) >> 32 == 0:
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        return all(inner is None or _is_public(inner) for inner in embedded)
+        return all(_is_public(inner) for inner in _embedded_ipv4(address))
     return True
+
+
+def _is_link_local(address: IPAddress) -> bool:
+    if address.is_link_local:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        return any(inner.is_link_local for inner in _embedded_ipv4(address))
+    return False
 
 
 def _redact(url: str) -> str:
@@ -212,21 +363,32 @@ def _redact(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}{query}"
 
 
-def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _literal_address(host: str) -> IPAddress | None:
     try:
-        literal = ipaddress.ip_address(host.strip("[]"))
+        return _unmapped(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))
     except ValueError:
-        pass
-    else:
-        return [literal]
+        return None
+
+
+def _unmapped(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _resolve(resolver: Resolver, host: str, port: int) -> list[IPAddress]:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        answers = resolver(host, port)
+    except (OSError, UnicodeError) as exc:
         raise FetchError(f"cannot resolve {host}: {exc}") from None
-    addresses = []
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        addresses.append(address)
+    addresses: list[IPAddress] = []
+    for answer in answers:
+        try:
+            address = _unmapped(ipaddress.ip_address(answer.split("%", 1)[0]))
+        except ValueError:
+            raise FetchError(f"cannot resolve {host}: resolver answered {answer!r}") from None
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise FetchError(f"cannot resolve {host}: no addresses")
     return addresses

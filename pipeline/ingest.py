@@ -23,15 +23,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
 from pipeline import crosslingual, dedup, encoder, importers, neardup
 from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
+from pipeline.db.engine import driver_reason, require_database
 from pipeline.db.schema import Article, Feed, utcnow
-from pipeline.errors import ExtractionError, FetchError, ItemError
+from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, parse_feed
 from pipeline.http import HttpClient
@@ -691,23 +692,40 @@ def poll_feed(
         return _feed_failed(session, settings, feed, str(exc), now, permanent=True)
     for warning in parsed.warnings:
         log.info("feed %s: %s", feed.url, warning)
+    # The poll itself is recorded now: a pending update of the feed row would otherwise
+    # hold SQLite's write lock through every page fetch of the first item.
+    session.commit()
     result = PollResult(feed.id, feed.url, "fetched")
     context = context or IngestContext.from_settings(settings)
+    complete = True
     for item in parsed.items:
         try:
             outcome = ingest_item(session, client, settings, item, feed=feed, now=now, context=context)
             session.commit()
         except Exception as exc:
-            # One item the database refuses (or a bug it triggers) must not cost the rest of
-            # the feed, nor leave the feed unsaved and failing on every later cycle.
-            session.rollback()
-            log.exception("feed %s: item %s failed", feed.url, item.url)
+            # The database gone (restart, network) is no fault of the item: stop the run.
+            require_database(session)
             outcome = ItemResult("error", error=f"could not be processed: {type(exc).__name__}", url=item.url)
+            if isinstance(exc, OperationalError):
+                # Transient (a lock held too long, a connection cut and restored): the feed
+                # is not marked as read, so the next poll offers the item again.
+                complete = False
+                log.warning(
+                    "feed %s: item %s: database error, offered again next poll: %s",
+                    feed.url,
+                    item.url,
+                    driver_reason(exc),
+                )
+            else:
+                # One item the database refuses (or a bug it triggers) must not cost the rest
+                # of the feed, nor leave the feed unsaved and failing on every later cycle.
+                log.exception("feed %s: item %s failed", feed.url, item.url)
         result.items.append(outcome)
         if progress:
             progress(_describe_item(outcome))
-    feed.etag, feed.last_modified = _validators(response.headers)
-    feed.body_hash = body_hash
+    if complete:
+        feed.etag, feed.last_modified = _validators(response.headers)
+        feed.body_hash = body_hash
     if parsed.title and not feed.name:
         feed.name = clean_string(parsed.title)[:300]
     _feed_succeeded(settings, feed, now)
@@ -890,9 +908,12 @@ def run_cycle(
     for position, feed_id in enumerate(ids, 1):
         try:
             poll = poll_feed(session, client, settings, feed_id, now=now, progress=progress, context=context)
+        except DatabaseError:
+            raise
         except Exception as exc:
-            # A bug on one feed must not stop the cycle; the feed backs off like a failure.
-            session.rollback()
+            # A bug on one feed must not stop the cycle (the database being gone must);
+            # the feed backs off like a failure.
+            require_database(session)
             log.exception("feed %s failed unexpectedly", feed_id)
             feed = session.get(Feed, feed_id)
             if feed is None:

@@ -9,10 +9,8 @@ idempotent, so a retried task repeats no work that was committed and duplicates 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -27,7 +25,6 @@ from pipeline.settings import Settings, SlackSettings, load_settings
 # Airflow's default max_map_length is 1024; staying far below it leaves room for growth
 # and keeps the grid readable. Batches grow instead of the mapped count.
 MAX_MAPPED_BATCHES = 64
-FAULT_ENV = "SUMMITWATCH_TEST_FAIL_ONCE"
 
 
 def task_session(settings: Settings) -> AbstractContextManager[Session]:
@@ -73,7 +70,6 @@ def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None
         # Failed pages are retried once per cycle, by the finish task, not by every batch.
         summary = run_cycle(session, client, settings, feed_ids=list(feed_ids), retry_pages=False)
     counts = summary.counts()
-    _maybe_fail_once("poll_feed_batch")
     return {key: int(value) for key, value in counts.items()}
 
 
@@ -108,22 +104,6 @@ def _with_slack(settings: Settings, slack: dict[str, str] | None) -> Settings:
         if secret not in slack and value is not None:
             merged[secret] = value.get_secret_value()
     return settings.model_copy(update={"slack": SlackSettings.model_validate(merged)})
-
-
-def _maybe_fail_once(step: str) -> None:
-    """Fault injection for the retry tests: fail the first attempt of ``step`` after its work.
-
-    ``SUMMITWATCH_TEST_FAIL_ONCE=<step>:<marker file>``. The failure comes after the
-    work was committed, which is the hard case for idempotency.
-    """
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith(f"{step}:"):
-        return
-    marker = Path(spec.split(":", 1)[1])
-    if marker.exists():
-        return
-    marker.write_text("failed once\n")
-    raise RuntimeError(f"injected failure in {step} (first attempt)")
 
 
 def prepare_digests(
@@ -161,7 +141,6 @@ def deliver_digests(
     destination = destination_name(target)
     with task_session(settings) as session:
         report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
-    _maybe_fail_once("deliver_digests")
     if report.pending:
         # Transient (Slack down, rate limited past the retries): let Airflow retry; the
         # outbox resumes after the last part that reached Slack.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +25,9 @@ Route = Callable[[BaseHTTPRequestHandler], Reply]
 class LocalServer:
     """``with LocalServer({"/feed": handler}) as server: server.url("/feed")``."""
 
-    def __init__(self, routes: dict[str, Route]) -> None:
+    def __init__(self, routes: dict[str, Route], *, tls: ssl.SSLContext | None = None) -> None:
         self.routes = routes
+        self.scheme = "https" if tls else "http"
         self.hits: list[dict[str, Any]] = []
         owner = self
 
@@ -56,10 +58,16 @@ class LocalServer:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def url(self, path: str, *, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def __enter__(self) -> LocalServer:
         self._thread.start()

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+import pipeline.tasks
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Sighting
 from pipeline.fixture_site import FixtureServer
 from tests.conftest import REPO_ROOT, make_settings
+from tests.faults import FailsOnceAfterWork
 
 DAGS = REPO_ROOT / "dags"
 pytestmark = pytest.mark.slow
@@ -88,8 +90,9 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
         f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     )
     monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
-    marker = tmp_path / "failed-once"
-    monkeypatch.setenv("SUMMITWATCH_TEST_FAIL_ONCE", f"poll_feed_batch:{marker}")
+    # dag.test() runs each task in this process, so the task body it imports is the wrapper.
+    injected = FailsOnceAfterWork(pipeline.tasks.poll_feed_batch)
+    monkeypatch.setattr(pipeline.tasks, "poll_feed_batch", injected)
     settings = make_settings(db_url)
     initialise(settings, load_feeds=False)
     engine = make_engine(db_url)
@@ -102,7 +105,8 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
         dag = load_dag("summitwatch_ingest")
         run = dag.test(run_conf={"feed_ids": feed_ids})
         assert str(run.state) in {"success", "DagRunState.SUCCESS"}
-        assert marker.exists(), "the injected failure happened, so the task was retried"
+        assert injected.failures == 1, "the first attempt committed its work, then failed"
+        assert injected.calls == 2, "and the task was retried"
         stored = session.scalar(select(func.count()).select_from(Article).where(Article.is_seed.is_(False)))
         sightings = session.scalar(select(func.count()).select_from(Sighting))
         # 20 pages on the site; the retry repeated the whole batch and stored nothing twice.
@@ -131,8 +135,8 @@ def test_digest_dag_delivers_exactly_once_despite_a_retry(
         f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     )
     monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
-    marker = tmp_path / "failed-once"
-    monkeypatch.setenv("SUMMITWATCH_TEST_FAIL_ONCE", f"deliver_digests:{marker}")
+    injected = FailsOnceAfterWork(pipeline.tasks.deliver_digests)
+    monkeypatch.setattr(pipeline.tasks, "deliver_digests", injected)
     settings = make_settings(db_url)
     initialise(settings, load_feeds=False)
     now = datetime.now(UTC)
@@ -158,7 +162,7 @@ def test_digest_dag_delivers_exactly_once_despite_a_retry(
         )
         run = load_dag("summitwatch_digest").test()
         assert str(run.state) in {"success", "DagRunState.SUCCESS"}
-        assert marker.exists(), "the deliver task failed once and was retried"
+        assert injected.failures == 1 and injected.calls == 2, "the deliver task failed once and was retried"
         session.expire_all()
         rows = session.scalars(select(DigestOutbox)).all()
         assert rows and {r.status for r in rows} == {"sent"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 import pipeline.extract as extract_module
 from pipeline.extract import extract_page
 from pipeline.records import ExtractedPage
+from tests.optional_suites import require
 
 BENCHMARK = Path(__file__).resolve().parent.parent.parent / "shared" / "extraction-benchmark"
 
@@ -559,9 +559,7 @@ def _load_evaluator() -> Any:
 @pytest.mark.slow
 def test_quality_gate_on_benchmark_pages() -> None:
     if not (BENCHMARK / "evaluate.py").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"extraction benchmark missing at {BENCHMARK}")
-        pytest.skip(f"extraction benchmark not available at {BENCHMARK}")
+        require("extraction-benchmark", f"not found at {BENCHMARK}")
     evaluator = _load_evaluator()
     truth = evaluator.load_truth(BENCHMARK)
     ids = sorted(truth)[:QUALITY_GATE_DOCS]

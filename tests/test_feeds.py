@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import codecs
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,3 +154,108 @@ def test_bad_feed_list_is_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"feeds\.0\.url"):
         load_feed_registry(path)
+
+
+# XML hardening: entity declarations refused wherever they are -----------------------------
+
+NORMAL = (
+    '<?xml version="1.0" encoding="{encoding}"?><rss version="2.0"><channel><title>Feed</title>'
+    "<item><title>Summit in Beijing</title><link>http://news.example/a</link></item></channel></rss>"
+)
+LAUGHS = (
+    '<?xml version="1.0" encoding="{encoding}"?><!DOCTYPE rss [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10 if n > 1 else "&lol;" * 10}">' for n in range(1, 10))
+    + ']><rss version="2.0"><channel><title>&lol9;</title></channel></rss>'
+)
+# (declared encoding, Python codec, byte-order mark)
+ENCODINGS = [
+    ("utf-8", "utf-8", b""),
+    ("utf-8", "utf-8", codecs.BOM_UTF8),
+    ("utf-16", "utf-16-le", codecs.BOM_UTF16_LE),
+    ("utf-16", "utf-16-be", codecs.BOM_UTF16_BE),
+    ("utf-16", "utf-16-le", b""),
+    ("utf-16", "utf-16-be", b""),
+    ("utf-32", "utf-32-le", codecs.BOM_UTF32_LE),
+    ("utf-32", "utf-32-be", codecs.BOM_UTF32_BE),
+    ("utf-32", "utf-32-le", b""),
+    ("utf-32", "utf-32-be", b""),
+    ("utf-7", "utf-7", b""),
+    ("cp037", "cp037", b""),  # EBCDIC
+]
+ENCODING_IDS = [f"{codec}{'-bom' if bom else ''}" for _, codec, bom in ENCODINGS]
+
+
+def encoded(template: str, declared: str, codec: str, bom: bytes) -> bytes:
+    return bom + template.format(encoding=declared).encode(codec)
+
+
+@pytest.mark.parametrize(("declared", "codec", "bom"), ENCODINGS, ids=ENCODING_IDS)
+def test_normal_feed_parses_in_every_encoding(declared: str, codec: str, bom: bytes) -> None:
+    parsed = parse_feed(encoded(NORMAL, declared, codec, bom), feed_url=FEED_URL, now=NOW)
+    assert [(i.title, i.url) for i in parsed.items] == [("Summit in Beijing", "http://news.example/a")]
+
+
+@pytest.mark.parametrize(("declared", "codec", "bom"), ENCODINGS, ids=ENCODING_IDS)
+def test_billion_laughs_refused_in_every_encoding(declared: str, codec: str, bom: bytes) -> None:
+    with pytest.raises(FeedParseError, match="declares XML entities"):
+        parse_feed(encoded(LAUGHS, declared, codec, bom), feed_url=FEED_URL, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "padding", [" " * 100_000, "<!-- " + "x" * 100_000 + " -->", "\n<!-- pad -->" * 8000]
+)
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16-le", "utf-32-be"])
+def test_declarations_past_any_padding_are_refused(padding: str, codec: str) -> None:
+    head = '<?xml version="1.0"?>' if codec == "utf-8" else ""
+    body = (head + padding + LAUGHS.split("?>", 1)[1]).encode(codec)
+    assert len(body) > 100_000
+    with pytest.raises(FeedParseError, match="declares XML entities"):
+        parse_feed(body, feed_url=FEED_URL, now=NOW)
+    # The same padding in front of a normal feed is harmless.
+    declaration = f'<?xml version="1.0" encoding="{codec[:6]}"?>'
+    normal = (declaration + padding + NORMAL.split("?>", 1)[1]).encode(codec)
+    assert parse_feed(normal, feed_url=FEED_URL, now=NOW).items[0].title == "Summit in Beijing"
+
+
+def test_entity_declaration_at_the_end_is_refused() -> None:
+    body = NORMAL.format(encoding="utf-8") + "\n" + "<!-- more -->\n" * 20_000 + '<!ENTITY late "x">'
+    assert len(body) > 200_000
+    with pytest.raises(FeedParseError, match="declares XML entities"):
+        parse_feed(body.encode(), feed_url=FEED_URL, now=NOW)
+
+
+def test_internal_subset_without_entities_is_refused() -> None:
+    body = '<!DOCTYPE rss [<!ATTLIST item xmlns CDATA "urn:x">]>' + NORMAL.split("?>", 1)[1]
+    with pytest.raises(FeedParseError, match="internal subset"):
+        parse_feed(body.encode(), feed_url=FEED_URL, now=NOW)
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16", "utf-32"])
+def test_xxe_to_a_local_file_is_refused(tmp_path: Path, codec: str) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-MARKER")
+    body = (
+        f'<?xml version="1.0" encoding="{codec}"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "{secret.as_uri()}">]>'
+        '<rss version="2.0"><channel><title>t</title><item><title>&xxe;</title>'
+        "<link>http://news.example/x</link></item></channel></rss>"
+    ).encode(codec)
+    with pytest.raises(FeedParseError, match="declares XML entities") as caught:
+        parse_feed(body, feed_url=FEED_URL, now=NOW)
+    assert "TOP-SECRET-MARKER" not in str(caught.value)
+
+
+def test_a_body_naming_a_local_file_is_not_read_as_that_file(tmp_path: Path) -> None:
+    """feedparser opens a bytes argument that names a file; the body is data, never a path."""
+    local = tmp_path / "local-feed.xml"
+    local.write_bytes(NORMAL.format(encoding="utf-8").encode())
+    with pytest.raises(FeedParseError, match="not a feed"):
+        parse_feed(str(local).encode(), feed_url=FEED_URL, now=NOW)
+
+
+def test_utf7_hidden_declarations_are_refused() -> None:
+    """In UTF-7, "<" may be written as "+ADw-": no byte pattern finds it, decoding does."""
+    declaration, rest = LAUGHS.format(encoding="utf-7").split("?>", 1)
+    body = (declaration + "?>").encode() + rest.encode("utf-7").replace(b"<", b"+ADw-")
+    assert b"<!" not in body
+    with pytest.raises(FeedParseError, match="declares XML entities"):
+        parse_feed(body, feed_url=FEED_URL, now=NOW)

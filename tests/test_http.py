@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+import ssl
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpcore
 import pytest
 
 from pipeline.errors import FetchError
@@ -101,21 +105,165 @@ def test_private_addresses_refused_by_default() -> None:
                 http.get(url)
 
 
-class LoopbackOnlyClient(HttpClient):
-    """Trusts the test server's loopback address but guards every other host for real."""
+class FakeInternet(httpcore.NetworkBackend):
+    """Stands in for the internet below the HTTP client: connections to a few public
+    addresses are routed to local servers; any other address is connected for real
+    (loopback reaches the local servers directly). Every connection is recorded."""
 
-    def _check_url(self, url: str) -> None:
-        if url.startswith("http://127.0.0.1:"):
-            return
-        super()._check_url(url)
+    def __init__(self, routes: dict[tuple[str, int], int]) -> None:
+        self.routes = routes
+        self.connects: list[tuple[str, int]] = []
+        self._real = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        self.connects.append((host, port))
+        if (host, port) in self.routes:
+            return self._real.connect_tcp("127.0.0.1", self.routes[host, port], timeout=timeout)
+        if host != "127.0.0.1":
+            raise httpcore.ConnectError(f"no route to {host} in the test network")
+        return self._real.connect_tcp(host, port, timeout=timeout)
+
+
+class ScriptedResolver:
+    """A DNS resolver whose answers change from one lookup to the next, like a rebinding attack."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.lookups: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append(host)
+        return self.answers[min(len(self.lookups), len(self.answers)) - 1]
+
+
+PUBLIC = "93.184.215.14"  # a global unicast address; the fake internet routes it locally
+
+
+def test_dns_rebinding_cannot_reach_a_private_address() -> None:
+    """The first answer is public, every later one is loopback: the client connects to
+    the address it checked and never asks again."""
+    with (
+        LocalServer({"/secret": lambda h: Reply(200, b"internal admin")}) as internal,
+        LocalServer({"/secret": lambda h: Reply(200, b"public page")}) as public,
+    ):
+        resolver = ScriptedResolver([PUBLIC], ["127.0.0.1"])
+        internet = FakeInternet({(PUBLIC, internal.port): public.port})
+        with HttpClient(LIMITS, resolver=resolver, network_backend=internet) as http:
+            response = http.get(internal.url("/secret", host="rebind.test"))
+        assert response.body == b"public page"
+        assert resolver.lookups == ["rebind.test"], "one lookup, the checked one"
+        assert internet.connects == [(PUBLIC, internal.port)]
+        assert internal.hits == []
+        assert public.hits[0]["headers"]["Host"] == f"rebind.test:{internal.port}"
+
+
+def test_a_private_answer_is_refused_before_connecting() -> None:
+    with LocalServer({"/x": lambda h: Reply(200, b"internal")}) as internal:
+        for answers in (["127.0.0.1"], [PUBLIC, "10.0.0.7"], ["::ffff:169.254.169.254"], ["64:ff9b::a00:1"]):
+            resolver = ScriptedResolver(answers, [PUBLIC])
+            internet = FakeInternet({})
+            with HttpClient(LIMITS, resolver=resolver, network_backend=internet) as http:
+                with pytest.raises(FetchError, match="non-public") as caught:
+                    http.get(internal.url("/x", host="intranet.test"))
+            assert caught.value.permanent
+            assert resolver.lookups == ["intranet.test"]
+            assert internet.connects == []
+        assert internal.hits == []
 
 
 def test_every_redirect_hop_is_guarded() -> None:
-    with LocalServer({"/r": lambda h: Reply(302, b"", {"Location": "http://10.0.0.1/admin"})}) as server:
-        with LoopbackOnlyClient(LIMITS, allow_private_networks=False) as http:
+    routes = {
+        "/to-metadata": lambda h: Reply(302, b"", {"Location": "http://169.254.169.254/latest/meta-data"}),
+        "/to-name": lambda h: Reply(302, b"", {"Location": "http://internal.test/admin"}),
+    }
+    with LocalServer(routes) as public:
+        resolver = ScriptedResolver([PUBLIC])
+        internet = FakeInternet({(PUBLIC, 80): public.port})
+        with HttpClient(LIMITS, resolver=resolver, network_backend=internet) as http:
+            with pytest.raises(FetchError, match=r"non-public 169\.254\.169\.254"):
+                http.get("http://news.test/to-metadata")
+            resolver.answers = [[PUBLIC], ["10.0.0.1"]]
+            resolver.lookups.clear()
             with pytest.raises(FetchError, match=r"non-public 10\.0\.0\.1"):
-                http.get(server.url("/r"))
-        assert len(server.hits) == 1
+                http.get("http://news.test/to-name")
+        assert len(public.hits) == 2
+        assert set(internet.connects) == {(PUBLIC, 80)}
+
+
+def test_host_names_are_resolved_by_the_given_resolver_only() -> None:
+    """With private networks allowed, a name only the test resolver knows still connects:
+    the connection goes to the resolved address, with the name kept in the Host header."""
+    with LocalServer({"/feed": lambda h: Reply(200, b"<rss/>")}) as server:
+        resolver = ScriptedResolver(["127.0.0.1"])
+        with HttpClient(LIMITS, allow_private_networks=True, resolver=resolver) as http:
+            assert http.get(server.url("/feed", host="feeds.intranet.test")).body == b"<rss/>"
+        assert server.hits[0]["headers"]["Host"] == f"feeds.intranet.test:{server.port}"
+        with HttpClient(LIMITS, allow_private_networks=True, resolver=ScriptedResolver([])) as http:
+            with pytest.raises(FetchError, match="cannot resolve") as caught:
+                http.get(server.url("/feed", host="nowhere.test"))
+        assert not caught.value.permanent
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for ``feeds.test`` (and nothing else): (cert, key) files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "feeds.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("feeds.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+def test_tls_verifies_the_host_name_not_the_pinned_address(certificate: tuple[Path, Path]) -> None:
+    cert_file, key_file = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    names_asked: list[str | None] = []
+    server_tls.sni_callback = lambda sock, name, context: names_asked.append(name)
+    trust = ssl.create_default_context(cafile=str(cert_file))
+    resolver = ScriptedResolver(["127.0.0.1"])
+    with LocalServer({"/feed": lambda h: Reply(200, b"<rss/>")}, tls=server_tls) as server:
+        with HttpClient(LIMITS, allow_private_networks=True, resolver=resolver, ssl_context=trust) as http:
+            assert http.get(server.url("/feed", host="feeds.test")).body == b"<rss/>"
+            assert names_asked == ["feeds.test"], "the name goes out as SNI, not the address"
+            for wrong in ("other.test", "127.0.0.1"):
+                with pytest.raises(FetchError, match="certificate verification failed"):
+                    http.get(server.url("/feed", host=wrong))
+        with HttpClient(LIMITS, allow_private_networks=True, resolver=resolver) as untrusting:
+            with pytest.raises(FetchError, match="certificate verification failed"):
+                untrusting.get(server.url("/feed", host="feeds.test"))
+    assert len(server.hits) == 1, "only the verified connection sent a request"
 
 
 @pytest.mark.parametrize(
@@ -149,3 +297,21 @@ def test_credentials_in_urls_stay_out_of_errors() -> None:
         with pytest.raises(FetchError) as caught:
             http.get(secret_url)
     assert "s3cretKEY" not in str(caught.value)
+
+
+def test_link_local_is_refused_even_when_private_networks_are_allowed() -> None:
+    """Cloud metadata lives at link-local addresses; a feed never does."""
+    routes = {"/r": lambda h: Reply(302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})}
+    with LocalServer(routes) as server:
+        resolver = ScriptedResolver(["169.254.169.254"])
+        internet = FakeInternet({})
+        with HttpClient(
+            LIMITS, allow_private_networks=True, resolver=resolver, network_backend=internet
+        ) as http:
+            with pytest.raises(FetchError, match="link-local addresses are never fetched") as caught:
+                http.get(server.url("/r"))
+            assert caught.value.permanent
+            for url in ("http://[fe80::1]/", "http://[::ffff:169.254.169.254]/", "http://metadata.test/"):
+                with pytest.raises(FetchError, match="non-public"):
+                    http.get(url)
+        assert internet.connects == [("127.0.0.1", server.port)], "only the loopback server was reached"

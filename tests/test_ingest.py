@@ -406,3 +406,54 @@ def test_reimporting_old_text_does_not_create_versions(session: Session, setting
     for _ in range(3):
         list(import_lines(session, settings, lines, source="twice", now=NOW))
     assert count(session, ArticleVersion) == 1
+
+
+def test_hostile_feeds_are_refused_and_store_nothing(
+    session: Session, settings: Settings, tmp_path: Path
+) -> None:
+    """XML bombs in UTF-16 and behind padding, and an XXE to a local file: each feed fails
+    with a clear error, no page is fetched and nothing is stored."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-MARKER")
+    item = "<item><title>{title}</title><link>/a</link></item>"
+    laughs = (
+        '<!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(
+            f'<!ENTITY {c} "{(p + ";") * 10}">' for p, c in zip(["&a", "&b", "&c", "&d"], "bcde", strict=True)
+        )
+        + "]>"
+    )
+    bodies = {
+        "/utf16": (
+            laughs + '<rss version="2.0"><channel>' + item.format(title="&e;") + "</channel></rss>"
+        ).encode("utf-16"),
+        "/padded": (
+            '<?xml version="1.0"?>'
+            + "<!-- padding -->" * 10_000
+            + laughs
+            + '<rss version="2.0"><channel>'
+            + item.format(title="&e;")
+            + "</channel></rss>"
+        ).encode(),
+        "/xxe": (
+            f'<?xml version="1.0" encoding="utf-32"?><!DOCTYPE rss [<!ENTITY x SYSTEM "{secret.as_uri()}">]>'
+            '<rss version="2.0"><channel>' + item.format(title="&x;") + "</channel></rss>"
+        ).encode("utf-32"),
+    }
+    routes = {
+        path: (lambda h, body=body: Reply(200, body, {"Content-Type": "application/rss+xml"}))
+        for path, body in bodies.items()
+    }
+    routes["/a"] = lambda h: Reply(200, page("Putin and Xi talk gas", BODY_EN, "en"))
+    server = LocalServer(routes)
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_ids = [add_feed(session, server.url(path)) for path in bodies]
+        summary = run_cycle(session, client, settings, feed_ids=feed_ids, now=NOW)
+    assert [poll.outcome for poll in summary.polls] == ["error"] * 3
+    for feed_id in feed_ids:
+        feed = session.get(Feed, feed_id)
+        assert feed is not None and feed.failure_count == 1
+        assert "declares XML entities" in (feed.last_error or "")
+        assert "TOP-SECRET-MARKER" not in (feed.last_error or "")
+    assert session.scalar(select(func.count()).select_from(Article)) == 0
+    assert [hit["path"] for hit in server.hits] == list(bodies), "no item page was fetched"

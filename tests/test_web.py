@@ -41,6 +41,7 @@ from pipeline.settings import Settings
 from pipeline.web import create_app
 from pipeline.web.app import web_url
 from tests.conftest import REPO_ROOT, make_settings
+from tests.optional_suites import require
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EVAL = REPO_ROOT / "tests" / "fixtures" / "classify" / "eval.jsonl"
@@ -511,9 +512,7 @@ def running_server(app: Starlette) -> Iterator[str]:
 @pytest.fixture
 def chromium() -> Path:
     if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser test needs {CHROMIUM} in CI (apt-get install chromium)")
-        pytest.skip(f"no {CHROMIUM}: install Debian's chromium to run the browser test")
+        require("chromium", f"no {CHROMIUM}")
     return CHROMIUM
 
 
@@ -640,3 +639,10 @@ def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Se
         # The window's articles: Power of Siberia 2 coverage of the day that changed.
         assert listed and listed <= {*corpus.pos2, corpus.hostile}, windows
         assert client.get("/digests/999999").status_code == 404
+
+
+def test_web_ui_does_not_import_the_cli() -> None:
+    """The web layer and the CLI are both thin shells; what they share lives in pipeline."""
+    probe = "import sys, pipeline.web.app; print(sorted(m for m in sys.modules if m == 'pipeline.cli'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

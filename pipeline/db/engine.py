@@ -13,8 +13,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import DatabaseError
@@ -143,3 +143,27 @@ def open_session(db_url: str, *, migrate: bool = False) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def require_database(session: Session) -> None:
+    """Raise :class:`DatabaseError` unless the database answers now.
+
+    Called after a statement failed: if the database itself is gone (stopped, restarting,
+    network cut), the item is not at fault, and the run must stop rather than mark every
+    remaining item as failed. The session is rolled back first (its transaction is lost).
+    """
+    try:
+        session.rollback()
+        session.execute(text("SELECT 1"))
+        session.rollback()
+    except DBAPIError as exc:
+        raise DatabaseError(
+            f"the database is unavailable ({driver_reason(exc)}); what was committed is kept, "
+            "run again once it is back"
+        ) from None
+
+
+def driver_reason(exc: DBAPIError) -> str:
+    """The first line of the driver's message: no SQL, no parameters."""
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0] if lines else type(exc.orig).__name__
