@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import SummitwatchError
 from pipeline.records import to_json
+from pipeline.redaction import install_log_redaction, redact_optional, redact_text, redact_url
 from pipeline.settings import Settings, load_settings
 
 log = logging.getLogger("pipeline")
@@ -36,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Every record that reaches a handler, ours or a library's (httpx request lines,
+    # SQLAlchemy statements at -v), has the credentials in its URLs redacted.
+    install_log_redaction(logging.getLogger().handlers)
     try:
         overrides: dict[str, Any] = {}
         if args.db:
@@ -177,6 +181,11 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _progress(message: str) -> None:
+    """Progress lines quote feed and page URLs and errors: shown redacted."""
+    _stderr(redact_text(message))
+
+
 def _http_client(settings: Settings) -> Any:
     from pipeline.http import HttpClient
 
@@ -211,7 +220,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         while True:
             started = time.monotonic()
             feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if args.all else None
-            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_stderr)
+            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_progress)
             counts = summary.counts()
             _stderr(
                 f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
@@ -362,7 +371,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 tags = [t.topic for t in topics] + [f"watch:{w.item}" for w in watch]
                 print(f"{'':>8}[{', '.join(tags)}]")
             if row.url:
-                print(f"{'':>8}{row.url}")
+                print(f"{'':>8}{redact_url(row.url)}")
         if not rows and not args.json:
             _stderr("no articles match")
     return 0
@@ -372,7 +381,7 @@ def _article_json(row: Any, row_copies: list[Any], topics: list[Any], watch: lis
     original = row.duplicate_of
     return {
         "id": row.id,
-        "url": row.url,
+        "url": redact_optional(row.url),
         "title": row.title,
         "lang": row.lang,
         "published_at": row.published_at.isoformat() if row.published_at else None,
@@ -381,7 +390,7 @@ def _article_json(row: Any, row_copies: list[Any], topics: list[Any], watch: lis
         "is_seed": row.is_seed,
         "duplicate_of": row.duplicate_of_id,
         "duplicate_of_title": original.title if original is not None else None,
-        "duplicate_of_url": original.url if original is not None else None,
+        "duplicate_of_url": redact_optional(original.url) if original is not None else None,
         "copy_kind": row.copy_kind,
         "link_detail": row.link_detail,
         "similarity": row.similarity,
@@ -390,7 +399,13 @@ def _article_json(row: Any, row_copies: list[Any], topics: list[Any], watch: lis
         "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
         "words": row.word_count,
         "copies": [
-            {"id": c.id, "url": c.url, "lang": c.lang, "copy_kind": c.copy_kind, "similarity": c.similarity}
+            {
+                "id": c.id,
+                "url": redact_optional(c.url),
+                "lang": c.lang,
+                "copy_kind": c.copy_kind,
+                "similarity": c.similarity,
+            }
             for c in row_copies
         ],
         "text": row.text[:500],
@@ -565,13 +580,13 @@ def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
             {"url": args.url, "name": "x", "outlet": "x", "lang": "en", "reason": "x" * 10}
         )
     except ValueError:
-        raise SummitwatchError(f"not an absolute http(s) URL: {args.url!r}") from None
+        raise SummitwatchError(f"not an absolute http(s) URL: {redact_url(args.url)!r}") from None
     with open_session(settings) as session:
         feed, created = repo.upsert_feed(
             session, args.url, name=args.name, outlet=args.outlet, lang=args.lang
         )
         session.commit()
-        _stderr(f"{'added' if created else 'updated'} feed {feed.id}: {feed.url}")
+        _stderr(f"{'added' if created else 'updated'} feed {feed.id}: {redact_url(feed.url)}")
     return 0
 
 
@@ -585,7 +600,7 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                     json.dumps(
                         {
                             "id": feed.id,
-                            "url": feed.url,
+                            "url": redact_url(feed.url),
                             "name": feed.name,
                             "outlet": feed.outlet,
                             "lang": feed.lang,
@@ -607,9 +622,8 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                 else (f"{feed.failure_count} failures" if feed.failure_count else "ok")
             )
             polled = f"{feed.last_polled_at:%Y-%m-%d %H:%M}" if feed.last_polled_at else "never polled"
-            print(
-                f"{feed.id:>4}  {feed.lang or '?':<3} {state:<12} {polled:<17} {feed.name or ''} <{feed.url}>"
-            )
+            shown = redact_url(feed.url)
+            print(f"{feed.id:>4}  {feed.lang or '?':<3} {state:<12} {polled:<17} {feed.name or ''} <{shown}>")
     return 0
 
 
@@ -626,7 +640,7 @@ def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
     with open_session(settings) as session:
         for entry in entries:
             if not entry["url"].startswith(("http://", "https://")):
-                _stderr(f"  skipped {entry['url']!r}: not an http(s) URL")
+                _stderr(f"  skipped {redact_url(entry['url'])!r}: not an http(s) URL")
                 continue
             _, created = repo.upsert_feed(
                 session, entry["url"], name=entry.get("name"), lang=entry.get("lang")

@@ -99,7 +99,7 @@ _PARAM_SEPARATORS = re.compile(r"([&;])")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>`{}|\\^()]+")
 # A parameter anywhere in text, for what the URL pattern cut short (a URL in parentheses
 # with a ")" in a value, a query quoted on its own).
-_PARAM_IN_TEXT = re.compile(r"(?<=[?&;#])([^\s=&;#?\"'<>]+)=([^\s&;#\"'<>]+)")
+_PARAM_IN_TEXT = re.compile(r"(?<=[?&;#])([^\s=&;#?\"'<>]+)=([^\s&;#\"'<>]+?)(?=[.,:!?]*(?:$|[\s&;#\"'<>]))")
 # Slack credentials that may turn up in text without a URL around them.
 _SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
 _SLACK_WEBHOOK = re.compile(r"(hooks\.slack(?:-gov)?\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+")
@@ -136,7 +136,7 @@ def redact_text(text: str) -> str:
     """``text`` with every URL in it redacted (:func:`redact_url`) and Slack tokens and
     webhook paths masked. For log lines and error messages."""
     if "://" in text:
-        text = _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+        text = _URL_IN_TEXT.sub(_redact_url_match, text)
     if "=" in text:
         text = _PARAM_IN_TEXT.sub(_redact_param_match, text)
     if "xox" in text:
@@ -164,6 +164,13 @@ def _redact_userinfo(head: str) -> str:
     if at <= 0 or authority[:at] == MARKER:
         return head
     return head[:authority_start] + MARKER + authority[at:] + head[authority_end:]
+
+
+def _redact_url_match(match: re.Match[str]) -> str:
+    # Punctuation that ends a sentence ("cannot fetch URL: timeout") is not part of the URL.
+    url = match.group(0)
+    kept = url.rstrip(".,:;!?")
+    return redact_url(kept) + url[len(kept) :]
 
 
 def _redact_param_match(match: re.Match[str]) -> str:
