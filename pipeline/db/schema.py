@@ -297,7 +297,9 @@ class DigestOutbox(Base):
     """A digest to deliver, keyed by what it reports and where it goes: the exactly-once ledger.
 
     Delivery resumes from ``parts_sent`` (and threads under ``thread_ts``), so a retried
-    task never posts a part twice; a Slack outage leaves the row pending for the next run.
+    task never posts a confirmed part twice; ``unconfirmed_since`` marks a part whose post
+    may have reached Slack without its answer reaching us. A Slack outage leaves the row
+    pending for the next run.
     """
 
     __tablename__ = "digests"
@@ -312,6 +314,10 @@ class DigestOutbox(Base):
     parts_total: Mapped[int] = mapped_column(Integer)
     parts_sent: Mapped[int] = mapped_column(Integer, default=0)
     thread_ts: Mapped[str | None] = mapped_column(String(64))
+    # Set before part ``parts_sent`` is first posted, cleared when Slack confirms it: when
+    # set, that part may be in the channel without being recorded here, and the next
+    # attempt looks for it (from this time on) before posting it.
+    unconfirmed_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
