@@ -689,7 +689,7 @@ def poll_feed(
     except FeedParseError as exc:
         return _feed_failed(session, settings, feed, str(exc), now, permanent=True)
     for warning in parsed.warnings:
-        log.info("feed %s: %s", redact_url(feed.url), warning)
+        log.info("feed %s: %s", redact_url(feed.url), redact_text(warning))
     result = PollResult(feed.id, feed.url, "fetched")
     context = context or IngestContext.from_settings(settings)
     for item in parsed.items:

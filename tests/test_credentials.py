@@ -240,3 +240,21 @@ def test_the_http_client_alone_keeps_credentials_out_of_library_logs(
     request_lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert len(request_lines) == 4  # the redirect is two requests
     assert leaks(caplog.text) == []
+
+
+def test_a_bad_feed_list_does_not_echo_credentials(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.feeds import load_feed_registry
+
+    entry = (
+        f"  - url: https://{USER}:{PASSWORD}@feeds.example.org/rss?access_token={FEED_TOKEN}\n"
+        "    name: Wire\n    outlet: Wire\n    lang: en\n    reason: the wire service, for its summit coverage\n"
+    )
+    listed_twice = tmp_path / "twice.yaml"
+    listed_twice.write_text("feeds:\n" + entry + entry)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("feeds:\n" + entry + "   oops: [\n")
+    for path, expected in ((listed_twice, "is listed twice"), (broken, "cannot read feed list")):
+        with pytest.raises(ConfigError, match=expected) as failure:
+            load_feed_registry(path)
+        assert leaks(str(failure.value)) == []
