@@ -24,6 +24,7 @@ from pipeline import nearby, search
 from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleTopic, ArticleWatch, Feed
 from pipeline.encoder import DEFAULT_MODEL
+from pipeline.redaction import redact_optional
 
 UNTITLED_WORDS = 12
 UNTITLED_CHARS = 80
@@ -243,7 +244,7 @@ def article_json(
     original = row.duplicate_of
     return {
         "id": row.id,
-        "url": row.url,
+        "url": redact_optional(row.url),
         "title": row.title,
         "display_title": display_title(row),
         "lang": row.lang,
@@ -254,7 +255,7 @@ def article_json(
         "is_seed": row.is_seed,
         "duplicate_of": row.duplicate_of_id,
         "duplicate_of_title": original.title if original is not None else None,
-        "duplicate_of_url": original.url if original is not None else None,
+        "duplicate_of_url": redact_optional(original.url) if original is not None else None,
         "copy_kind": row.copy_kind,
         "link_detail": row.link_detail,
         "similarity": row.similarity,
@@ -263,7 +264,13 @@ def article_json(
         "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
         "words": row.word_count,
         "copies": [
-            {"id": c.id, "url": c.url, "lang": c.lang, "copy_kind": c.copy_kind, "similarity": c.similarity}
+            {
+                "id": c.id,
+                "url": redact_optional(c.url),
+                "lang": c.lang,
+                "copy_kind": c.copy_kind,
+                "similarity": c.similarity,
+            }
             for c in row_copies
         ],
         "text": row.text[:500],
@@ -324,7 +331,7 @@ def csv_text(rows: Iterable[ArticleRow]) -> str:
                     article.first_seen_at.isoformat(),
                     article.lang,
                     row.title,
-                    article.url or "",
+                    redact_optional(article.url) or "",
                     row.source or "",
                     article.feed_id if article.feed_id is not None else "",
                     ";".join(t.topic for t in row.topics),

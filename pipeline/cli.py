@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import SummitwatchError
 from pipeline.records import to_json
+from pipeline.redaction import install_log_redaction, redact_text, redact_url
 from pipeline.settings import Settings, load_settings
 
 log = logging.getLogger("pipeline")
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Every record that reaches a handler, ours or a library's (httpx request lines,
+    # SQLAlchemy statements at -v), has the credentials in its URLs redacted.
+    install_log_redaction(logging.getLogger().handlers)
     try:
         overrides: dict[str, Any] = {}
         if args.db:
@@ -208,6 +212,11 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _progress(message: str) -> None:
+    """Progress lines quote feed and page URLs and errors: shown redacted."""
+    _stderr(redact_text(message))
+
+
 def _http_client(settings: Settings) -> Any:
     from pipeline.http import HttpClient
 
@@ -244,7 +253,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         while True:
             started = time.monotonic()
             feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if args.all else None
-            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_stderr)
+            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_progress)
             counts = summary.counts()
             _stderr(
                 f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
@@ -407,7 +416,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 via = f"(in copy {row.matched_in.id}, {row.matched_in.lang}) " if row.matched_in else ""
                 print(f"{'':>8}{via}{_marked(row.snippet)}")
             if article.url:
-                print(f"{'':>8}{article.url}")
+                print(f"{'':>8}{redact_url(article.url)}")
         if not page.rows and not page.cross_language and not args.json:
             _stderr("no articles match")
         elif page.cross_language and not args.json:
@@ -593,13 +602,13 @@ def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
             {"url": args.url, "name": "x", "outlet": "x", "lang": "en", "reason": "x" * 10}
         )
     except ValueError:
-        raise SummitwatchError(f"not an absolute http(s) URL: {args.url!r}") from None
+        raise SummitwatchError(f"not an absolute http(s) URL: {redact_url(args.url)!r}") from None
     with open_session(settings) as session:
         feed, created = repo.upsert_feed(
             session, args.url, name=args.name, outlet=args.outlet, lang=args.lang
         )
         session.commit()
-        _stderr(f"{'added' if created else 'updated'} feed {feed.id}: {feed.url}")
+        _stderr(f"{'added' if created else 'updated'} feed {feed.id}: {redact_url(feed.url)}")
     return 0
 
 
@@ -613,7 +622,7 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                     json.dumps(
                         {
                             "id": feed.id,
-                            "url": feed.url,
+                            "url": redact_url(feed.url),
                             "name": feed.name,
                             "outlet": feed.outlet,
                             "lang": feed.lang,
@@ -638,7 +647,7 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
             due = f"next {feed.next_poll_at:%Y-%m-%d %H:%M}" if feed.enabled and feed.next_poll_at else ""
             print(
                 f"{feed.id:>4}  {feed.lang or '?':<3} {state:<12} {polled:<17} {due:<21} "
-                f"{feed.name or ''} <{feed.url}>"
+                f"{feed.name or ''} <{redact_url(feed.url)}>"
             )
             if feed.failure_count and feed.last_error:
                 # A failing feed backs off (next poll) and says why.
@@ -659,7 +668,7 @@ def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
     with open_session(settings) as session:
         for entry in entries:
             if not entry["url"].startswith(("http://", "https://")):
-                _stderr(f"  skipped {entry['url']!r}: not an http(s) URL")
+                _stderr(f"  skipped {redact_url(entry['url'])!r}: not an http(s) URL")
                 continue
             _, created = repo.upsert_feed(
                 session, entry["url"], name=entry.get("name"), lang=entry.get("lang")

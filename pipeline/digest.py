@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 from pipeline.formatting import format_number
+from pipeline.redaction import redact_optional
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -202,6 +203,7 @@ def build_change_digest(
     if not changes:
         raise ValueError("a change digest needs at least one change")
     labels = labels or {}
+    web_base_url = redact_optional(web_base_url)  # digests never carry credentials
     ordered = sorted(
         changes, key=lambda c: (not c.change.series.startswith("watch:"), c.change.at, c.change.series)
     )
@@ -248,6 +250,7 @@ def build_summary_digest(
     sparkline; series without coverage are named on one line at the end.
     """
     labels = labels or {}
+    web_base_url = redact_optional(web_base_url)  # digests never carry credentials
     span = period_end - period_start
     if span == timedelta(days=1):
         title = f"Daily coverage summary: {period_start.day} {period_start:%B %Y}"
@@ -454,12 +457,12 @@ def _article_lines(article: DigestArticle) -> tuple[str, str]:
 
 
 def _article_text(article: DigestArticle, title_chars: int, evidence_chars: int) -> tuple[str, str]:
+    # An article link may carry a subscriber key or signature: digests show it redacted.
+    shown_url = redact_optional(article.url)
     title = _clip(
-        _one_line(article.title) or _one_line(article.url) or f"Article {article.article_id}", title_chars
+        _one_line(article.title) or _one_line(shown_url) or f"Article {article.article_id}", title_chars
     )
-    url = (
-        article.url if article.url and _is_web_url(article.url) and len(article.url) <= MAX_LINK_URL else None
-    )
+    url = shown_url if shown_url and _is_web_url(shown_url) and len(shown_url) <= MAX_LINK_URL else None
     details = [
         d
         for d in (
@@ -475,17 +478,16 @@ def _article_text(article: DigestArticle, title_chars: int, evidence_chars: int)
     plain = (
         f"- {title}"
         + (f" — {detail_text}" if detail_text else "")
-        + (f"\n  {article.url}" if article.url else "")
+        + (f"\n  {shown_url}" if shown_url else "")
     )
     if article.also_in:
+        also_in = [(lang, redact_optional(link)) for lang, link in article.also_in]
         linked = [
             _link(link, lang) if link and _is_web_url(link) and len(link) <= MAX_LINK_URL else _escape(lang)
-            for lang, link in article.also_in
+            for lang, link in also_in
         ]
         mrkdwn += f" · also in: {', '.join(linked)}"
-        plain += "\n  also in: " + ", ".join(
-            f"{lang} {link}" if link else lang for lang, link in article.also_in
-        )
+        plain += "\n  also in: " + ", ".join(f"{lang} {link}" if link else lang for lang, link in also_in)
     evidence = _clip(_one_line(article.evidence), evidence_chars)
     if evidence:
         mrkdwn += f"\n> {_escape(evidence)}"

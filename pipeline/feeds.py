@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import ConfigError
 from pipeline.records import FeedItem
+from pipeline.redaction import redact_text
 
 # feedparser tolerates a clock-skewed feed; anything further ahead than this is not a date.
 FUTURE_TOLERANCE = timedelta(hours=6)
@@ -85,12 +86,21 @@ def load_feed_registry(path: Path) -> FeedRegistry:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {"feeds": []}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read feed list: {exc}") from None
+        raise ConfigError(f"{path}: cannot read feed list: {_yaml_problem(exc)}") from None
     try:
         return FeedRegistry.model_validate(data)
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError(f"{path}: invalid feed list:\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(redact_text(f"{path}: invalid feed list:\n  " + "\n  ".join(problems))) from None
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """What is wrong and where, without the quoted source line: it may hold a feed URL with
+    credentials, cut where no redaction rule can recognise them."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem or 'invalid YAML'} at line {mark.line + 1}, column {mark.column + 1}"
+    return redact_text(str(exc))
 
 
 @dataclass(frozen=True)

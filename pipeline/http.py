@@ -29,6 +29,7 @@ import httpcore
 import httpx
 
 from pipeline.errors import FetchError
+from pipeline.redaction import install_log_redaction, redact_url
 from pipeline.settings import HttpSettings
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -91,6 +92,8 @@ class HttpClient:
         """
         self.settings = settings
         self.allow_private_networks = allow_private_networks
+        # httpx logs every request line with its URL (credentials included) at INFO.
+        install_log_redaction()
         timeout = httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds)
         backend = GuardedBackend(
             resolver,
@@ -150,7 +153,7 @@ class HttpClient:
                         location = response.headers.get("location")
                         if not location:
                             raise FetchError(
-                                f"HTTP {response.status_code} without Location from {current}",
+                                f"HTTP {response.status_code} without Location from {_redact(current)}",
                                 permanent=True,
                             )
                         try:
@@ -186,7 +189,9 @@ class HttpClient:
                 f"HTTP {result.status} from {_redact(current)}",
                 permanent=result.status not in TRANSIENT_STATUSES,
             )
-        raise FetchError(f"more than {self.settings.max_redirects} redirects from {url}", permanent=True)
+        raise FetchError(
+            f"more than {self.settings.max_redirects} redirects from {_redact(url)}", permanent=True
+        )
 
     def _read_capped(self, response: httpx.Response, url: str, deadline: float) -> bytes:
         declared = response.headers.get("content-length")
@@ -213,9 +218,9 @@ class HttpClient:
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise FetchError(f"refusing {url!r}: only http and https are fetched", permanent=True)
+            raise FetchError(f"refusing {_redact(url)!r}: only http and https are fetched", permanent=True)
         if not parts.hostname:
-            raise FetchError(f"refusing {url!r}: no host", permanent=True)
+            raise FetchError(f"refusing {_redact(url)!r}: no host", permanent=True)
         _ = parts.port  # raises ValueError for a port out of range
         literal = _literal_address(parts.hostname)
         if literal is not None and _refused(literal, allow_private_networks=self.allow_private_networks):
@@ -352,15 +357,8 @@ def _is_link_local(address: IPAddress) -> bool:
 
 
 def _redact(url: str) -> str:
-    """A URL fit for logs and error messages: no credentials, no query string."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return url.split("?", 1)[0].split("@")[-1]
-    query = "?…" if parts.query else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
+    """A URL fit for logs and error messages (the one rule in :mod:`pipeline.redaction`)."""
+    return redact_url(url)
 
 
 def _literal_address(host: str) -> IPAddress | None:

@@ -39,6 +39,7 @@ from pipeline.http import HttpClient
 from pipeline.language import detect_language, normalise_code
 from pipeline.neardup import NearDupParams
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
+from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.settings import Settings
 from pipeline.vectorindex import VectorIndex
 
@@ -691,7 +692,7 @@ def poll_feed(
     except FeedParseError as exc:
         return _feed_failed(session, settings, feed, str(exc), now, permanent=True)
     for warning in parsed.warnings:
-        log.info("feed %s: %s", feed.url, warning)
+        log.info("feed %s: %s", redact_url(feed.url), redact_text(warning))
     # The poll itself is recorded now: a pending update of the feed row would otherwise
     # hold SQLite's write lock through every page fetch of the first item.
     session.commit()
@@ -712,14 +713,14 @@ def poll_feed(
                 complete = False
                 log.warning(
                     "feed %s: item %s: database error, offered again next poll: %s",
-                    feed.url,
-                    item.url,
+                    redact_url(feed.url),
+                    redact_optional(item.url),
                     driver_reason(exc),
                 )
             else:
                 # One item the database refuses (or a bug it triggers) must not cost the rest
                 # of the feed, nor leave the feed unsaved and failing on every later cycle.
-                log.exception("feed %s: item %s failed", feed.url, item.url)
+                log.exception("feed %s: item %s failed", redact_url(feed.url), redact_optional(item.url))
         result.items.append(outcome)
         if progress:
             progress(_describe_item(outcome))
@@ -756,6 +757,7 @@ def _feed_succeeded(settings: Settings, feed: Feed, now: datetime) -> None:
 def _feed_failed(
     session: Session, settings: Settings, feed: Feed, error: str, now: datetime, *, permanent: bool = False
 ) -> PollResult:
+    error = redact_text(error)  # shown, logged and stored: never with credentials
     feed.failure_count = (feed.failure_count or 0) + 1
     feed.last_error = error
     feed.next_poll_at = now + feed_backoff(settings, feed.failure_count)
@@ -770,7 +772,7 @@ def _feed_failed(
         retry_limit=10**6,
     )
     session.commit()
-    log.warning("feed %s failed (%d in a row): %s", feed.url, feed.failure_count, error)
+    log.warning("feed %s failed (%d in a row): %s", redact_url(feed.url), feed.failure_count, error)
     return PollResult(feed.id, feed.url, "error", error=error)
 
 
@@ -928,21 +930,22 @@ def run_cycle(
 
 
 def _describe_poll(poll: PollResult) -> str:
+    shown = redact_url(poll.feed_url)
     if poll.outcome == "error":
-        return f"{poll.feed_url}: FAILED: {poll.error}"
+        return f"{shown}: FAILED: {redact_text(poll.error or '')}"
     if poll.outcome != "fetched":
-        return f"{poll.feed_url}: {poll.outcome.replace('_', ' ')}, nothing to do"
+        return f"{shown}: {poll.outcome.replace('_', ' ')}, nothing to do"
     counts = poll.counts()
     return (
-        f"{poll.feed_url}: {len(poll.items)} items, {counts['new']} new, "
+        f"{shown}: {len(poll.items)} items, {counts['new']} new, "
         f"{counts['duplicate']} duplicate, {counts['error']} failed"
     )
 
 
 def _describe_item(item: ItemResult) -> str:
-    label = item.title or item.url or "(untitled)"
+    label = item.title or redact_optional(item.url) or "(untitled)"
     if item.status == "error":
-        return f"  ! {label[:80]}: {item.error}"
+        return f"  ! {label[:80]}: {redact_text(item.error or '')}"
     return f"  {'+' if item.status == 'new' else '='} [{item.lang}] {label[:80]}"
 
 

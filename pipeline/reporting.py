@@ -514,6 +514,8 @@ def deliver_pending(
                 _send_to_slack(session, target, row, digest)
         except SlackDeliveryError as exc:
             row.last_error = str(exc)
+            if not exc.in_doubt:
+                row.unconfirmed_since = None  # the part is certainly not in the channel
             if exc.permanent and not exc.bad_configuration:
                 row.status = "failed"
                 report.failed.append(row.id)
@@ -530,11 +532,19 @@ def deliver_pending(
 
 
 def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, digest: Digest) -> None:
+    def on_posting(index: int, at: datetime) -> None:
+        # Committed before the post: if the answer never arrives (or this process dies),
+        # the next attempt knows to look for the part from this time on.
+        if row.unconfirmed_since is None:
+            row.unconfirmed_since = at
+            session.commit()
+
     def on_sent(index: int, ts: str) -> None:
         # Committed at once: a crash after this point resumes after this part.
         row.parts_sent = index + 1
         if index == 0 and ts:
             row.thread_ts = ts
+        row.unconfirmed_since = None
         session.commit()
 
     target.post(
@@ -542,8 +552,10 @@ def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, dig
         already_sent=row.parts_sent,
         thread_ts=row.thread_ts,
         on_sent=on_sent,
+        on_posting=on_posting,
         digest_key=row.digest_key,
-        reconcile=row.attempts > 1,
+        destination=row.destination,
+        unconfirmed_since=row.unconfirmed_since,
     )
 
 

@@ -4,25 +4,35 @@ Callers own the clients: build one per task with :func:`make_web_client` (bot to
 ``chat.postMessage``) or :func:`make_webhook_client` (incoming webhook), or let
 :func:`slack_target` pick from the settings, and pass it in.
 
-Delivery is built for an outbox that sends each digest exactly once:
+Delivery is built for an outbox that puts each digest part in the channel exactly once:
 
 * :func:`post_messages` posts ``messages[already_sent:]``, threading follow-ups under the
-  parent's ``ts``, and calls ``on_sent(index, ts)`` after each message Slack accepted, so
-  the caller commits progress part by part. A retried task passes the stored
-  ``already_sent`` and ``thread_ts`` and never posts a committed part again.
-* The one window left, a crash (or a lost response) after Slack accepted a message but
-  before ``on_sent`` was committed, is closed by message metadata: with ``digest_key``
-  every message carries ``{digest_key, part}`` metadata, and ``reconcile=True`` first
-  looks for parts already in the channel (``conversations.history``/``replies``, which
-  need the ``channels:history`` or ``groups:history`` scope; without it delivery goes
-  on, at least once).
-* Rate limits (429) are retried after ``Retry-After``; 500/502/503/504 with exponential
-  backoff; connection failures only when the request cannot have reached Slack (a
-  connection that drops after the request was sent raises instead, since retrying a
-  post blindly could duplicate it). When retries run out the error is transient and the
-  digest stays pending.
+  parent's ``ts``. ``on_posting(index, at)`` runs before a part's first try (the outbox
+  records that a post is in flight) and ``on_sent(index, ts)`` after Slack confirmed it
+  (the outbox commits it). A retried task passes the stored ``already_sent``,
+  ``thread_ts`` and ``unconfirmed_since`` and never posts a confirmed part again.
+* Every part carries message metadata (event type ``summitwatch_digest``; digest key,
+  destination, part number), so a part can be recognised in the channel.
+* When the answer to a post is lost (a 5xx from a gateway, a timeout, a connection closed
+  after the request went out), Slack may or may not have the message. It is never posted
+  again blindly: with ``read_back`` the part is first looked for in the channel
+  (``conversations.history`` for the parent, ``conversations.replies`` for a follow-up,
+  bounded by ``oldest`` = the first try minus a margin, page by page) and only posted
+  again if it is not there. The same happens when a previous run ended between a post
+  and its confirmation (``unconfirmed_since``).
+* Reading needs the ``channels:history`` (public channel) or ``groups:history`` (private
+  channel) scope. :meth:`SlackTarget.delivery_guarantee` checks the token's scopes once
+  (the ``x-oauth-scopes`` header of ``auth.test``) and says which are missing. Without
+  them, and always with incoming webhooks (which cannot read), a part whose answer was
+  lost is posted again: delivery is at-least-once in that window, and each such case is
+  logged with the digest key and part.
+* slack-sdk's retry handlers retry 429 (nothing was posted) after ``Retry-After``, and
+  connection failures only when the request cannot have reached Slack. Server errors
+  are retried by slack-sdk only for methods that read; a post's server error is handled
+  here as described above.
 * Errors are :class:`SlackDeliveryError`: ``permanent`` when retrying cannot help (bad
-  token, unknown channel, invalid blocks), transient otherwise.
+  token, unknown channel, invalid blocks), transient otherwise; ``in_doubt`` when the
+  part being delivered may already be in the channel.
 
 Secrets never reach logs or exception messages: slack-sdk logs through a logger that
 redacts the token and webhook URL, and every message raised here is redacted too.
@@ -32,10 +42,11 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPException
 from typing import Any, Literal
 from urllib.error import URLError
@@ -65,10 +76,13 @@ logger = logging.getLogger(__name__)
 
 METADATA_EVENT_TYPE = "summitwatch_digest"
 REDACTED = "[redacted]"
+HISTORY_SCOPES = ("channels:history", "groups:history")
 # Slack's own signals that a request may succeed later.
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+# Errors after which, in Slack's words, "some aspect of the operation" may have succeeded.
+IN_DOUBT_ERRORS = frozenset({"internal_error", "fatal_error"})
 # Errors that mean the Slack settings are wrong (not the digest): fix the configuration,
 # the digests wait.
 CONFIGURATION_ERRORS = frozenset(
@@ -99,7 +113,15 @@ CONFIGURATION_ERRORS = frozenset(
     }
 )
 SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
-HISTORY_PAGES = 5
+# Methods without side effects: slack-sdk may repeat them after a server error.
+READ_ONLY_METHODS = frozenset({"auth.test", "conversations.history", "conversations.replies"})
+# The channel is searched from the first try minus this margin (clocks disagree a little).
+READ_BACK_MARGIN = timedelta(minutes=5)
+READ_BACK_PAGE_SIZE = 200
+READ_BACK_PAGES = 25
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
+UNCONFIRMED = "a previous attempt posted it and never got Slack's answer"
+WEBHOOK_CANNOT_READ = "an incoming webhook cannot read the channel"
 
 
 class SlackDeliveryError(SummitwatchError):
@@ -109,7 +131,9 @@ class SlackDeliveryError(SummitwatchError):
     invalid blocks); otherwise the failure is transient (rate limit or server errors that
     outlasted the retries, connection failures) and the digest should stay pending.
     ``error_code`` is Slack's error string when there is one; ``delivered`` counts the
-    messages of the digest delivered before the failure.
+    messages of the digest delivered before the failure. ``in_doubt``: the part being
+    delivered may be in the channel already (its answer was lost and it could not be
+    looked up), so the next attempt must look before posting it.
     """
 
     def __init__(
@@ -120,12 +144,14 @@ class SlackDeliveryError(SummitwatchError):
         error_code: str | None = None,
         delivered: int = 0,
         thread_ts: str | None = None,
+        in_doubt: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.error_code = error_code
         self.delivered = delivered
         self.thread_ts = thread_ts
+        self.in_doubt = in_doubt
 
     @property
     def bad_configuration(self) -> bool:
@@ -138,15 +164,31 @@ class DeliveryResult:
     """What a delivery achieved: ``sent`` messages of the digest are now in Slack.
 
     ``thread_ts`` is the parent's ``ts`` (``None`` for webhooks, which cannot thread);
-    ``timestamps`` are the ``ts`` of the messages this call posted or found.
+    ``timestamps`` are the ``ts`` of the messages this call posted or found;
+    ``recovered`` are the parts found in the channel instead of being posted again.
     """
 
     sent: int
     thread_ts: str | None
     timestamps: tuple[str, ...] = ()
+    recovered: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """Whether delivery can look in the channel for a part whose answer was lost.
+
+    Without it delivery is at-least-once in that window; ``missing`` names the scopes
+    that would make it exactly once and ``reason`` says why it is unavailable.
+    """
+
+    available: bool
+    missing: tuple[str, ...] = ()
+    reason: str = ""
 
 
 OnSent = Callable[[int, str], None]
+OnPosting = Callable[[int, datetime], None]
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,7 +205,8 @@ def make_web_client(
     backoff_factor: float = 0.5,
     max_retry_after: float = 60.0,
 ) -> WebClient:
-    """A Web API client with bounded retries for 429, 5xx and pre-send connection errors.
+    """A Web API client with bounded retries for 429, pre-send connection errors and
+    (for methods that only read) 5xx.
 
     ``api_url`` overrides ``https://slack.com/api/`` (``SLACK_API_URL``: GovSlack, tests).
     A ``Retry-After`` longer than ``max_retry_after`` seconds is not waited for: the call
@@ -213,19 +256,97 @@ def check_auth(client: WebClient) -> dict[str, str]:
     return {k: str(response.get(k, "")) for k in ("team", "team_id", "user", "user_id", "bot_id", "url")}
 
 
+def check_read_back(client: WebClient, channel: str) -> ReadBack:
+    """Can this token read ``channel``'s history? From the scopes ``auth.test`` reports in
+    its ``x-oauth-scopes`` header; when only one history scope is granted (which one is
+    needed depends on the channel being public or private) or the header is absent, one
+    ``conversations.history`` call settles it. Raises :class:`SlackDeliveryError` when
+    Slack cannot be asked (down, bad token)."""
+    try:
+        response = client.auth_test()
+    except Exception as exc:
+        raise _delivery_error(exc, client, "auth.test", delivered=0, thread_ts=None) from None
+    granted = _granted_scopes(response.headers)
+    if granted is not None:
+        have = [scope for scope in HISTORY_SCOPES if scope in granted]
+        if len(have) == len(HISTORY_SCOPES):
+            return ReadBack(True)
+        if not have:
+            listed = ", ".join(sorted(granted)) or "none"
+            return ReadBack(
+                False, HISTORY_SCOPES, f"the bot token's scopes ({listed}) include no history scope"
+            )
+    try:
+        client.conversations_history(channel=channel, limit=1)
+    except SlackApiError as exc:
+        data = exc.response.data if isinstance(exc.response.data, dict) else {}
+        code = str(data.get("error") or "")
+        if code == "missing_scope":
+            needed = str(data.get("needed") or "channels:history or groups:history")
+            return ReadBack(False, tuple(needed.split(",")), f"the bot token lacks {needed} for {channel}")
+        error = _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None)
+        if error.permanent:
+            return ReadBack(False, (), f"conversations.history on {channel} is refused ({code or error})")
+        raise error from None
+    except Exception as exc:
+        raise _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None) from None
+    return ReadBack(True)
+
+
 @dataclass
 class SlackTarget:
-    """Where digests go: the Web API (token + channel, threads) or an incoming webhook."""
+    """Where digests go: the Web API (token + channel, threads) or an incoming webhook.
+
+    ``max_retries`` and ``retry_delay`` bound the tries of a part whose answer is lost;
+    ``read_back_delay`` is how long to give Slack before looking for such a part.
+    """
 
     kind: Literal["web_api", "webhook"]
     channel: str | None = None
     web_client: WebClient | None = field(default=None, repr=False)
     webhook_client: WebhookClient | None = field(default=None, repr=False)
+    max_retries: int = 3
+    retry_delay: float = 0.5
+    read_back_delay: float = 2.0
+    _read_back: ReadBack | None = field(default=None, init=False, repr=False)
 
     @property
     def can_thread(self) -> bool:
         """Webhooks cannot thread or report a ``ts``; follow-ups become separate messages."""
         return self.kind == "web_api"
+
+    def delivery_guarantee(self) -> ReadBack:
+        """Whether a part whose answer was lost can be looked up before posting it again.
+
+        Checked once per target (the first call asks Slack for the token's scopes) and
+        said once in the log: exactly once, or at-least-once and what is missing.
+        """
+        if self._read_back is None:
+            if self.web_client is not None and self.channel:
+                read_back = check_read_back(self.web_client, self.channel)
+            else:
+                read_back = ReadBack(False, (), "incoming webhooks cannot read the channel")
+            if read_back.available:
+                logger.info(
+                    "Slack delivery to %s: a part whose answer is lost is looked up in the channel "
+                    "before it is posted again (exactly once)",
+                    self.channel,
+                )
+            else:
+                fix = (
+                    f"grant the bot token {' and '.join(read_back.missing)}"
+                    if read_back.missing
+                    else "use a bot token with channels:history (public) or groups:history (private)"
+                )
+                logger.warning(
+                    "Slack delivery is at-least-once when Slack's answer to a post is lost (a timeout, "
+                    "a gateway error): %s, so such a part is posted again and may appear twice; each "
+                    "case is logged. For exactly once, %s.",
+                    read_back.reason,
+                    fix,
+                )
+            self._read_back = read_back
+        return self._read_back
 
     def post(
         self,
@@ -234,10 +355,18 @@ class SlackTarget:
         already_sent: int = 0,
         thread_ts: str | None = None,
         on_sent: OnSent,
+        on_posting: OnPosting | None = None,
         digest_key: str | None = None,
-        reconcile: bool = False,
+        destination: str | None = None,
+        unconfirmed_since: datetime | None = None,
     ) -> DeliveryResult:
         """Deliver ``messages[already_sent:]`` through whichever client this target has."""
+        try:
+            read_back = self.delivery_guarantee()
+        except SlackDeliveryError as exc:
+            exc.delivered = already_sent
+            exc.in_doubt = unconfirmed_since is not None
+            raise
         if self.web_client is not None and self.channel:
             return post_messages(
                 self.web_client,
@@ -246,12 +375,26 @@ class SlackTarget:
                 already_sent=already_sent,
                 thread_ts=thread_ts,
                 on_sent=on_sent,
+                on_posting=on_posting,
                 digest_key=digest_key,
-                reconcile=reconcile,
+                destination=destination,
+                read_back=read_back.available,
+                unconfirmed_since=unconfirmed_since,
+                max_retries=self.max_retries,
+                retry_delay=self.retry_delay,
+                read_back_delay=self.read_back_delay,
             )
         if self.webhook_client is not None:
             return post_webhook_messages(
-                self.webhook_client, messages, already_sent=already_sent, on_sent=on_sent
+                self.webhook_client,
+                messages,
+                already_sent=already_sent,
+                on_sent=on_sent,
+                on_posting=on_posting,
+                digest_key=digest_key,
+                unconfirmed_since=unconfirmed_since,
+                max_retries=self.max_retries,
+                retry_delay=self.retry_delay,
             )
         raise ConfigError("Slack target has no client")
 
@@ -263,11 +406,12 @@ def slack_target(
     max_retries: int = 3,
     backoff_factor: float = 0.5,
     max_retry_after: float = 60.0,
+    read_back_delay: float = 2.0,
 ) -> SlackTarget | None:
     """The Slack destination configured in ``settings``, or ``None`` (digests go to stdout).
 
     A bot token needs a channel. With both a token and a webhook, the Web API wins
-    because it can thread follow-ups and reconcile after a crash.
+    because it can thread follow-ups and look for parts whose answer was lost.
     """
     if settings.bot_token is not None:
         if not settings.channel:
@@ -280,7 +424,14 @@ def slack_target(
             backoff_factor=backoff_factor,
             max_retry_after=max_retry_after,
         )
-        return SlackTarget(kind="web_api", channel=settings.channel, web_client=client)
+        return SlackTarget(
+            kind="web_api",
+            channel=settings.channel,
+            web_client=client,
+            max_retries=max_retries,
+            retry_delay=backoff_factor,
+            read_back_delay=read_back_delay,
+        )
     if settings.webhook_url is not None:
         webhook = make_webhook_client(
             settings.webhook_url,
@@ -289,7 +440,9 @@ def slack_target(
             backoff_factor=backoff_factor,
             max_retry_after=max_retry_after,
         )
-        return SlackTarget(kind="webhook", webhook_client=webhook)
+        return SlackTarget(
+            kind="webhook", webhook_client=webhook, max_retries=max_retries, retry_delay=backoff_factor
+        )
     return None
 
 
@@ -306,46 +459,52 @@ def post_messages(
     already_sent: int = 0,
     thread_ts: str | None = None,
     on_sent: OnSent,
+    on_posting: OnPosting | None = None,
     digest_key: str | None = None,
-    reconcile: bool = False,
-    oldest: datetime | None = None,
+    destination: str | None = None,
+    read_back: bool = False,
+    unconfirmed_since: datetime | None = None,
+    max_retries: int = 3,
+    retry_delay: float = 0.5,
+    read_back_delay: float = 2.0,
 ) -> DeliveryResult:
     """Post ``messages[already_sent:]`` with ``chat.postMessage``; follow-ups in the thread.
 
     ``messages[0]`` is the parent; every later message is posted with ``thread_ts`` (the
-    parent's ts: the one passed in, or the one Slack returns for the parent).
-    ``on_sent(index, ts)`` runs after each accepted message; if it raises, delivery stops
-    and the exception propagates (the message is in Slack; with ``digest_key`` and
-    ``reconcile`` the next attempt finds it). ``oldest`` bounds the history search of
-    ``reconcile`` (default: the last 200 messages).
+    parent's ts: the one passed in, the one Slack returns, or the one found in the
+    channel). ``on_posting(index, at)`` runs before a part's first try, ``on_sent(index,
+    ts)`` after it is confirmed; if either raises, delivery stops and the exception
+    propagates. With ``digest_key`` every part carries metadata naming it.
 
-    Raises :class:`SlackDeliveryError` (``permanent`` or transient) with ``delivered``.
+    A part whose answer is lost is looked for in the channel when ``read_back`` (the
+    token can read the history) and ``digest_key`` are given, and posted again only if
+    it is not there; otherwise it is posted again with a warning (at-least-once). At most
+    ``max_retries`` more tries, ``retry_delay`` seconds apart and doubling.
+    ``unconfirmed_since``: a previous attempt began posting part ``already_sent`` at that
+    time and never saw the answer; it is looked for first.
+
+    Raises :class:`SlackDeliveryError` (``permanent`` or transient, ``in_doubt``) with
+    ``delivered``.
     """
     if not 0 <= already_sent <= len(messages):
         raise ValueError(f"already_sent={already_sent} is outside 0..{len(messages)}")
     if already_sent > 0 and thread_ts is None and already_sent < len(messages):
         raise ValueError("resuming after the parent needs its thread_ts")
-    found: dict[int, str] = {}
-    if reconcile and digest_key and already_sent < len(messages):
-        found = _find_delivered_quietly(client, channel, digest_key, thread_ts=thread_ts, oldest=oldest)
-        if thread_ts is None and 0 in found:
-            thread_ts = found[0]
-    posted: list[str] = []
-    sent = already_sent
-    for index in range(already_sent, len(messages)):
-        if index in found:
-            ts = found[index]
-            logger.info("digest part %d of %d was already in Slack (ts %s)", index + 1, len(messages), ts)
-        else:
-            ts = _post_one(
-                client, channel, messages[index], index, len(messages), thread_ts, digest_key, sent
-            )
-        if index == 0:
-            thread_ts = ts
-        posted.append(ts)
-        on_sent(index, ts)
-        sent = index + 1
-    return DeliveryResult(sent=sent, thread_ts=thread_ts, timestamps=tuple(posted))
+    delivery = _WebDelivery(
+        client=client,
+        channel=channel,
+        messages=messages,
+        thread_ts=thread_ts,
+        on_sent=on_sent,
+        on_posting=on_posting,
+        digest_key=digest_key,
+        destination=destination,
+        read_back=read_back,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        read_back_delay=read_back_delay,
+    )
+    return delivery.run(already_sent, unconfirmed_since)
 
 
 def post_webhook_messages(
@@ -354,150 +513,372 @@ def post_webhook_messages(
     *,
     already_sent: int = 0,
     on_sent: OnSent,
+    on_posting: OnPosting | None = None,
+    digest_key: str | None = None,
+    unconfirmed_since: datetime | None = None,
+    max_retries: int = 3,
+    retry_delay: float = 0.5,
 ) -> DeliveryResult:
     """Post ``messages[already_sent:]`` to an incoming webhook, one after another.
 
     Webhooks cannot thread and return no ``ts``: follow-ups arrive as separate messages
-    and ``on_sent`` receives ``""`` as the ts. A crash between Slack's "ok" and the
-    caller's commit can repeat one message (no history to reconcile against).
+    and ``on_sent`` receives ``""`` as the ts. Nor can a webhook read the channel: a part
+    whose answer is lost (or left unconfirmed by a previous attempt) is posted again, and
+    each such case is logged with the digest key and part (at-least-once in that window).
     """
     if not 0 <= already_sent <= len(messages):
         raise ValueError(f"already_sent={already_sent} is outside 0..{len(messages)}")
-    sent = already_sent
-    for index in range(already_sent, len(messages)):
-        message = messages[index]
+    label = digest_key or "(no key)"
+    total = len(messages)
+    for index in range(already_sent, total):
+        in_doubt = index == already_sent and unconfirmed_since is not None
+        if in_doubt:
+            _log_reposting(label, index, total, UNCONFIRMED, WEBHOOK_CANNOT_READ)
         try:
-            response = client.send(text=message.text, blocks=message.blocks or None)
-        except Exception as exc:
-            raise _delivery_error(exc, client, "incoming webhook", delivered=sent, thread_ts=None) from None
-        if response.status_code != 200:
-            body = (response.body or "").strip()[:100]
-            status = response.status_code
-            transient = status == 429 or status >= 500
-            code = None if transient else body or None
-            raise SlackDeliveryError(
-                _redact(f"Slack incoming webhook answered HTTP {status}: {body or 'no body'}", client),
-                permanent=not transient,
-                error_code=code,
-                delivered=sent,
-            ) from None
-        logger.info("digest part %d of %d sent to the incoming webhook", index + 1, len(messages))
-        on_sent(index, "")
-        sent = index + 1
-    return DeliveryResult(sent=sent, thread_ts=None, timestamps=())
-
-
-def find_delivered_parts(
-    client: WebClient,
-    channel: str,
-    digest_key: str,
-    *,
-    thread_ts: str | None = None,
-    oldest: datetime | None = None,
-) -> dict[int, str]:
-    """``{part index: ts}`` of the parts of ``digest_key`` already in ``channel``.
-
-    Reads the message metadata that :func:`post_messages` attaches: the parent from
-    ``conversations.history`` (unless ``thread_ts`` is known), follow-ups from
-    ``conversations.replies``. Raises :class:`SlackDeliveryError`.
-    """
-    found: dict[int, str] = {}
-    try:
-        if thread_ts is None:
-            cursor: str | None = None
-            for _ in range(HISTORY_PAGES):
-                arguments: dict[str, Any] = {"channel": channel, "limit": 200, "include_all_metadata": True}
-                if oldest is not None:
-                    arguments["oldest"] = f"{oldest.timestamp():.6f}"
-                if cursor:
-                    arguments["cursor"] = cursor
-                page = client.conversations_history(**arguments)
-                for message in page.get("messages") or []:
-                    part = _part_of(message, digest_key)
-                    if part == 0:
-                        found[0] = str(message["ts"])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-                if 0 in found or not cursor:
-                    break
-            thread_ts = found.get(0)
-        if thread_ts is not None:
-            found.setdefault(0, thread_ts)
-            cursor = None
-            for _ in range(HISTORY_PAGES):
-                arguments = {"channel": channel, "ts": thread_ts, "limit": 200, "include_all_metadata": True}
-                if cursor:
-                    arguments["cursor"] = cursor
-                page = client.conversations_replies(**arguments)
-                for message in page.get("messages") or []:
-                    part = _part_of(message, digest_key)
-                    if part is not None and part > 0:
-                        found[part] = str(message["ts"])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-                if not cursor:
-                    break
-    except Exception as exc:
-        raise _delivery_error(
-            exc, client, "conversations history", delivered=0, thread_ts=thread_ts
-        ) from None
-    return found
-
-
-def _find_delivered_quietly(
-    client: WebClient, channel: str, digest_key: str, *, thread_ts: str | None, oldest: datetime | None
-) -> dict[int, str]:
-    try:
-        return find_delivered_parts(client, channel, digest_key, thread_ts=thread_ts, oldest=oldest)
-    except SlackDeliveryError as exc:
-        if not exc.permanent:
+            _send_webhook_part(
+                client, messages[index], index, total, label, max_retries, retry_delay, on_posting
+            )
+        except SlackDeliveryError as exc:
+            exc.delivered = index
+            exc.in_doubt = exc.in_doubt or in_doubt
             raise
-        # Most often a missing history scope: deliver anyway (at least once) rather than
-        # hold every digest back.
-        logger.warning("cannot check Slack for already-delivered parts (%s); sending without the check", exc)
-        return {}
+        logger.info("digest part %d of %d sent to the incoming webhook", index + 1, total)
+        on_sent(index, "")
+    return DeliveryResult(sent=total, thread_ts=None, timestamps=())
 
 
-def _post_one(
-    client: WebClient,
-    channel: str,
+def _send_webhook_part(
+    client: WebhookClient,
     message: SlackMessage,
     index: int,
     total: int,
-    thread_ts: str | None,
-    digest_key: str | None,
-    delivered: int,
-) -> str:
-    arguments: dict[str, Any] = {"channel": channel, "text": message.text, "unfurl_links": False}
-    if message.blocks:
-        arguments["blocks"] = message.blocks
-    if index > 0:
-        arguments["thread_ts"] = thread_ts
-    if digest_key:
-        arguments["metadata"] = {
-            "event_type": METADATA_EVENT_TYPE,
-            "event_payload": {"digest_key": digest_key, "part": index, "parts": total},
-        }
-    try:
-        response = client.chat_postMessage(**arguments)
-    except Exception as exc:
-        raise _delivery_error(
-            exc, client, "chat.postMessage", delivered=delivered, thread_ts=thread_ts
+    label: str,
+    max_retries: int,
+    retry_delay: float,
+    on_posting: OnPosting | None,
+) -> None:
+    """Send one part; a lost answer is logged and the part sent again (no read-back)."""
+    doubt = ""
+    for attempt in range(max_retries + 1):
+        if attempt:
+            _log_reposting(label, index, total, doubt, WEBHOOK_CANNOT_READ)
+            _pause(retry_delay, attempt)
+        elif on_posting is not None:
+            on_posting(index, datetime.now(UTC))
+        try:
+            response = client.send(text=message.text, blocks=message.blocks or None)
+        except Exception as exc:
+            if not _may_have_posted(exc):
+                error = _delivery_error(exc, client, "incoming webhook", delivered=index, thread_ts=None)
+                error.in_doubt = attempt > 0
+                raise error from None
+            doubt = _describe_loss(exc)
+            continue
+        status = response.status_code
+        if status == 200:
+            return
+        if status in SERVER_ERROR_STATUSES:
+            doubt = f"Slack answered HTTP {status}"
+            continue
+        body = (response.body or "").strip()[:100]
+        transient = status == 429 or status >= 500
+        raise SlackDeliveryError(
+            _redact(f"Slack incoming webhook answered HTTP {status}: {body or 'no body'}", client),
+            permanent=not transient,
+            error_code=None if transient else body or None,
+            delivered=index,
+            in_doubt=attempt > 0,
         ) from None
-    ts = str(response.get("ts") or "")
-    if not ts:
-        raise SlackDeliveryError("chat.postMessage returned no ts", permanent=False, delivered=delivered)
-    logger.info("digest part %d of %d posted to %s (ts %s)", index + 1, total, channel, ts)
-    return ts
+    _log_reposting(label, index, total, doubt, WEBHOOK_CANNOT_READ, final=True)
+    raise SlackDeliveryError(
+        f"incoming webhook: the answer to part {index + 1} of {total} was lost "
+        f"{max_retries + 1} times ({doubt})",
+        permanent=False,
+        delivered=index,
+        in_doubt=True,
+    )
 
 
-def _part_of(message: dict[str, Any], digest_key: str) -> int | None:
+def find_posted_part(
+    client: WebClient,
+    channel: str,
+    digest_key: str,
+    part: int,
+    *,
+    oldest: datetime,
+    thread_ts: str | None = None,
+    destination: str | None = None,
+) -> str | None:
+    """The ``ts`` of digest ``part`` if it is in ``channel`` (posted after ``oldest``), else None.
+
+    Reads the message metadata that :func:`post_messages` attaches: the parent (part 0)
+    from ``conversations.history``, a follow-up from ``conversations.replies`` of the
+    thread ``thread_ts``; page by page (at most ``READ_BACK_PAGES`` of
+    ``READ_BACK_PAGE_SIZE``), 429s waited out by the client's rate-limit handler. Raises
+    :class:`SlackDeliveryError` when the history cannot be read.
+    """
+    arguments: dict[str, Any] = {
+        "channel": channel,
+        "limit": READ_BACK_PAGE_SIZE,
+        "include_all_metadata": True,
+        "oldest": f"{oldest.timestamp():.6f}",
+    }
+    if part > 0:
+        if thread_ts is None:
+            raise ValueError("looking for a follow-up needs the parent's thread_ts")
+        arguments["ts"] = thread_ts
+    method = "conversations.replies" if part > 0 else "conversations.history"
+    read = 0
+    try:
+        for _ in range(READ_BACK_PAGES):
+            if part > 0:
+                page = client.conversations_replies(**arguments)
+            else:
+                page = client.conversations_history(**arguments)
+            for message in page.get("messages") or []:
+                read += 1
+                if _is_part(message, digest_key, part, destination):
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+            arguments["cursor"] = cursor
+    except Exception as exc:
+        raise _delivery_error(exc, client, method, delivered=part, thread_ts=thread_ts) from None
+    logger.warning(
+        "digest %s part %d: %d messages read in %s since %s without reaching the end; taken as not posted",
+        digest_key,
+        part + 1,
+        read,
+        channel,
+        f"{oldest:%Y-%m-%d %H:%M:%S} UTC",
+    )
+    return None
+
+
+class _InDoubt(Exception):
+    """The answer to a post was lost: the message may or may not be in the channel."""
+
+
+@dataclass
+class _WebDelivery:
+    """One call of :func:`post_messages`: the parts in order, each confirmed or found."""
+
+    client: WebClient
+    channel: str
+    messages: Sequence[SlackMessage]
+    thread_ts: str | None
+    on_sent: OnSent
+    on_posting: OnPosting | None
+    digest_key: str | None
+    destination: str | None
+    read_back: bool
+    max_retries: int
+    retry_delay: float
+    read_back_delay: float
+
+    def run(self, already_sent: int, unconfirmed_since: datetime | None) -> DeliveryResult:
+        timestamps: list[str] = []
+        recovered: list[int] = []
+        for index in range(already_sent, len(self.messages)):
+            since = unconfirmed_since if index == already_sent else None
+            ts, found = self._deliver(index, since)
+            if index == 0:
+                self.thread_ts = ts
+            timestamps.append(ts)
+            if found:
+                recovered.append(index)
+            self.on_sent(index, ts)
+        return DeliveryResult(
+            sent=len(self.messages),
+            thread_ts=self.thread_ts,
+            timestamps=tuple(timestamps),
+            recovered=tuple(recovered),
+        )
+
+    def _deliver(self, index: int, unconfirmed_since: datetime | None) -> tuple[str, bool]:
+        """Post part ``index`` or find it in the channel: ``(ts, found)``."""
+        first_try = unconfirmed_since
+        in_doubt = unconfirmed_since is not None
+        reason = ""
+        try:
+            if unconfirmed_since is not None:
+                found = self._look_for(index, unconfirmed_since, UNCONFIRMED, final=False)
+                if found:
+                    return found, True
+            for attempt in range(self.max_retries + 1):
+                if attempt:
+                    _pause(self.retry_delay, attempt)
+                now = datetime.now(UTC)
+                if first_try is None:
+                    first_try = now
+                    if self.on_posting is not None:
+                        self.on_posting(index, now)
+                try:
+                    return self._post(index), False
+                except _InDoubt as doubt:
+                    in_doubt = True
+                    final = attempt == self.max_retries
+                    found = self._look_for(index, first_try, str(doubt), final=final)
+                    if found:
+                        return found, True
+                    reason = str(doubt)
+            raise SlackDeliveryError(
+                f"chat.postMessage: the answer to part {index + 1} of {len(self.messages)} was lost "
+                f"{self.max_retries + 1} times ({reason})",
+                permanent=False,
+                delivered=index,
+                thread_ts=self.thread_ts,
+                in_doubt=True,
+            )
+        except SlackDeliveryError as exc:
+            exc.in_doubt = exc.in_doubt or in_doubt
+            raise
+
+    def _post(self, index: int) -> str:
+        message = self.messages[index]
+        arguments: dict[str, Any] = {"channel": self.channel, "text": message.text, "unfurl_links": False}
+        if message.blocks:
+            arguments["blocks"] = message.blocks
+        if index > 0:
+            arguments["thread_ts"] = self.thread_ts
+        if self.digest_key:
+            payload: dict[str, Any] = {
+                "digest_key": self.digest_key,
+                "part": index,
+                "parts": len(self.messages),
+            }
+            if self.destination:
+                payload["destination"] = self.destination
+            arguments["metadata"] = {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
+        try:
+            response = self.client.chat_postMessage(**arguments)
+        except Exception as exc:
+            if _may_have_posted(exc):
+                raise _InDoubt(_describe_loss(exc)) from None
+            raise _delivery_error(
+                exc, self.client, "chat.postMessage", delivered=index, thread_ts=self.thread_ts
+            ) from None
+        ts = str(response.get("ts") or "")
+        if not ts:
+            raise _InDoubt("chat.postMessage answered without a ts")
+        logger.info(
+            "digest part %d of %d posted to %s (ts %s)", index + 1, len(self.messages), self.channel, ts
+        )
+        return ts
+
+    def _look_for(self, index: int, since: datetime, doubt: str, *, final: bool) -> str | None:
+        """The part's ts if it is in the channel; ``None`` otherwise (it is posted again,
+        unless this was the ``final`` try: then the next attempt decides)."""
+        label = self.digest_key or "(no key)"
+        total = len(self.messages)
+        if not (self.read_back and self.digest_key):
+            why = "the channel history cannot be read" if self.digest_key else "it carries no digest key"
+            _log_reposting(label, index, total, doubt, why, final=final)
+            return None
+        # Give Slack a moment: a gateway may answer before Slack has stored the message.
+        time.sleep(self.read_back_delay)
+        found = find_posted_part(
+            self.client,
+            self.channel,
+            self.digest_key,
+            index,
+            oldest=since - READ_BACK_MARGIN,
+            thread_ts=self.thread_ts if index > 0 else None,
+            destination=self.destination,
+        )
+        if found:
+            logger.info(
+                "digest %s part %d of %d: %s, but it is in %s (ts %s): not posted again",
+                label,
+                index + 1,
+                total,
+                doubt,
+                self.channel,
+                found,
+            )
+        else:
+            logger.info(
+                "digest %s part %d of %d: %s and it is not in %s: %s",
+                label,
+                index + 1,
+                total,
+                doubt,
+                self.channel,
+                "left for the next attempt" if final else "posting it again",
+            )
+        return found
+
+
+def _log_reposting(label: str, index: int, total: int, doubt: str, why: str, *, final: bool = False) -> None:
+    """Each part that may reach the channel twice is logged: digest key, part, why."""
+    logger.warning(
+        "digest %s part %d of %d: %s; it may already be in the channel, but %s, so it %s "
+        "and may appear twice (at-least-once)",
+        label,
+        index + 1,
+        total,
+        doubt,
+        why,
+        "will be posted again by the next attempt" if final else "is posted again",
+    )
+
+
+def _pause(delay: float, attempt: int) -> None:
+    time.sleep(delay * 2 ** (attempt - 1) * (1.0 + 0.5 * random.random()))  # noqa: S311 - jitter
+
+
+def _may_have_posted(exc: Exception) -> bool:
+    """Whether Slack may have acted on a request that failed with ``exc``.
+
+    Only a clear answer says no: a Slack error code (other than the ones Slack says may
+    have done part of the work) or a 4xx. urllib raises ``URLError`` only while connecting
+    or sending, before Slack could act; anything after the request went out (a timeout,
+    a reset, a closed connection, an unreadable answer) leaves it in doubt.
+    """
+    if isinstance(exc, SlackApiError):
+        response = exc.response
+        status = int(getattr(response, "status_code", 0) or 0)
+        data = getattr(response, "data", None)
+        code = str(data.get("error") or "") if isinstance(data, dict) else ""
+        if status >= 500 or code in IN_DOUBT_ERRORS:
+            return True
+        # A 200 whose body is not Slack's JSON (a proxy's page) is no answer either.
+        return status == 200 and not _ERROR_CODE.fullmatch(code)
+    return not isinstance(exc, URLError | SlackClientError)
+
+
+def _describe_loss(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        status = int(getattr(exc.response, "status_code", 0) or 0)
+        data = getattr(exc.response, "data", None)
+        code = data.get("error") if isinstance(data, dict) else None
+        return f"Slack answered HTTP {status}" + (
+            f" ({code})" if code and _ERROR_CODE.fullmatch(str(code)) else ""
+        )
+    if isinstance(exc, TimeoutError):
+        return "no answer before the timeout"
+    if isinstance(exc, HTTPException | ConnectionError):
+        return f"the connection closed before the answer ({type(exc).__name__})"
+    return f"the answer was lost ({type(exc).__name__})"
+
+
+def _is_part(message: Mapping[str, Any], digest_key: str, part: int, destination: str | None) -> bool:
     metadata = message.get("metadata") or {}
     if metadata.get("event_type") != METADATA_EVENT_TYPE:
-        return None
+        return False
     payload = metadata.get("event_payload") or {}
-    if payload.get("digest_key") != digest_key:
-        return None
-    part = payload.get("part")
-    return part if isinstance(part, int) else None
+    if payload.get("digest_key") != digest_key or payload.get("part") != part:
+        return False
+    return destination is None or payload.get("destination") in (None, destination)
+
+
+def _granted_scopes(headers: Mapping[str, Any] | None) -> frozenset[str] | None:
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-oauth-scopes":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            return frozenset(scope.strip() for scope in str(raw).split(",") if scope.strip())
+    return None
 
 
 def _delivery_error(
@@ -512,6 +893,8 @@ def _delivery_error(
         details = ""
         if isinstance(data, dict) and data.get("errors"):
             details = f" ({'; '.join(str(e) for e in list(data['errors'])[:3])})"
+        if isinstance(data, dict) and code == "missing_scope" and data.get("needed"):
+            details = f" (needs {data['needed']})"
         transient = status == 429 or status >= 500 or code in TRANSIENT_ERRORS
         if status == 429:
             message = f"Slack kept rate-limiting {what} (HTTP 429) after the retries"
@@ -589,7 +972,12 @@ class _RateLimitHandler(RateLimitErrorRetryHandler):
 
 
 class _ServerErrorHandler(ServerErrorRetryHandler):
-    """Retry 500, 502, 503 and 504 (slack-sdk's own handler only knows 500 and 503)."""
+    """Retry 500, 502, 503 and 504 of the methods that only read.
+
+    A server error may come from a gateway after Slack took the request: repeating a
+    post (``chat.postMessage``, an incoming webhook) could put it in the channel twice,
+    so posts are never repeated here; the delivery code looks in the channel first.
+    """
 
     def _can_retry(
         self,
@@ -599,7 +987,9 @@ class _ServerErrorHandler(ServerErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        return response is not None and response.status_code in SERVER_ERROR_STATUSES
+        if response is None or response.status_code not in SERVER_ERROR_STATUSES:
+            return False
+        return urlsplit(request.url).path.rsplit("/", 1)[-1] in READ_ONLY_METHODS
 
 
 def _retry_after(response: HttpResponse) -> float:

@@ -1,6 +1,9 @@
 -- Views for analysts, created (and re-created) by `summitwatch init` on SQLite and
 -- PostgreSQL alike. {day(x)} is replaced by the database's "calendar day (UTC) of x".
 -- Query them with sqlite3 or psql; see sql/queries.sql for examples.
+-- URLs are shown in their display form (display_url, display_target): credentials in
+-- the userinfo or in secret-looking query parameters are replaced by REDACTED. The real
+-- URL stays in the tables (feeds.url, articles.url) for polling and export.
 
 -- New coverage: stored articles that are neither seeds nor copies of an earlier article.
 CREATE VIEW v_news AS
@@ -9,7 +12,7 @@ SELECT a.id,
        {day(COALESCE(a.published_at, a.first_seen_at))} AS day,
        a.lang,
        a.title,
-       a.url,
+       a.display_url AS url,
        f.outlet,
        f.name AS feed,
        a.relevant,
@@ -44,22 +47,23 @@ GROUP BY item, day;
 
 -- Every copy with what it duplicates (exact: similarity 1; near duplicates below 1).
 CREATE VIEW v_duplicates AS
-SELECT c.id AS copy_id, c.url AS copy_url, c.title AS copy_title, c.lang AS copy_lang,
-       o.id AS original_id, o.url AS original_url, o.title AS original_title,
+SELECT c.id AS copy_id, c.display_url AS copy_url, c.title AS copy_title, c.lang AS copy_lang,
+       o.id AS original_id, o.display_url AS original_url, o.title AS original_title,
        o.is_seed AS original_is_seed, c.similarity, c.first_seen_at AS copy_seen_at
 FROM articles c
 JOIN articles o ON o.id = c.duplicate_of_id;
 
 -- Feed health: failures, last error, when it is polled next, what it brought.
 CREATE VIEW v_feed_health AS
-SELECT f.id, f.name, f.outlet, f.lang, f.url, f.enabled, f.failure_count, f.last_status,
-       f.last_error, f.last_polled_at, f.next_poll_at,
+SELECT f.id, f.name, f.outlet, f.lang, f.display_url AS url, f.enabled, f.failure_count,
+       f.last_status, f.last_error, f.last_polled_at, f.next_poll_at,
        (SELECT COUNT(*) FROM articles a WHERE a.feed_id = f.id) AS articles
 FROM feeds f;
 
 -- Items that failed and are not resolved: retried later, or quarantined when permanent.
 CREATE VIEW v_open_failures AS
-SELECT stage, target, error, permanent, attempts, first_failed_at, last_failed_at, next_retry_at
+SELECT stage, display_target AS target, error, permanent, attempts, first_failed_at, last_failed_at,
+       next_retry_at
 FROM fetch_failures
 WHERE resolved_at IS NULL;
 

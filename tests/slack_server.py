@@ -2,30 +2,50 @@
 
 ``with FakeSlack() as slack: WebClient(token=slack.token, base_url=slack.api_url)``.
 
-It behaves like Slack where the digest code depends on it: Bearer-token auth
-(``not_authed``/``invalid_auth``), channel checks (``channel_not_found``,
-``not_in_channel``), ``text`` or ``blocks`` required (``no_text``), Block Kit limits
-(more than 50 blocks, section text over 3000 characters, header text over 150, ...:
-``invalid_blocks`` with Slack's ``errors`` list), ``thread_ts`` that must name a message,
-message metadata (kept, and returned by ``conversations.history``/``replies`` with
-``include_all_metadata``). Every accepted message is recorded with its ``ts`` and
-``thread_ts``. Answers have Slack's JSON shape (``{"ok": false, "error": "..."}``).
+It behaves like Slack where the digest code depends on it:
 
-Fault injection: :meth:`FakeSlack.fail_next` makes the next N requests answer 429 with a
-``Retry-After`` header, or 503 (or any status); ``drop_after_accept`` makes the next
-``chat.postMessage`` be accepted and recorded but the connection closed without an
-answer, the way a response lost on the network looks to the client.
+* Bearer-token auth (``not_authed``/``invalid_auth``), and the token's scopes: every
+  answer to an authenticated call carries ``x-oauth-scopes`` (what the token has) and
+  ``x-accepted-oauth-scopes`` (what the method needs); a method whose scope is missing
+  answers ``missing_scope`` with ``needed`` and ``provided``. Reading a public channel
+  needs ``channels:history``, a private one ``groups:history``.
+* Channels (``channel_not_found``, ``not_in_channel``), ``text`` or ``blocks`` required
+  (``no_text``), Block Kit limits (more than 50 blocks, section text over 3000 characters,
+  header text over 150, ...: ``invalid_blocks`` with Slack's ``errors`` list), ``thread_ts``
+  that must name a message, message ``metadata`` (``event_type`` + ``event_payload``).
+* Every accepted message is stored with its ``ts``, ``thread_ts`` and metadata.
+  ``conversations.history`` (top-level messages, newest first) and
+  ``conversations.replies`` (a thread, parent first) serve them with ``oldest``/``latest``
+  (exclusive unless ``inclusive``), ``limit`` and ``cursor`` pagination (``has_more``,
+  ``response_metadata.next_cursor``) and metadata only with ``include_all_metadata``.
+* Answers have Slack's JSON shape (``{"ok": false, "error": "..."}``); webhooks answer
+  plain text.
+
+Fault injection:
+
+* :meth:`FakeSlack.fail_next`: the next N requests (to one method) answer 429 with
+  ``Retry-After``, or 503 (or any status), without doing anything.
+* :meth:`FakeSlack.rate_limit`: at most N calls of a method per window; past that, 429
+  with the ``Retry-After`` that ends the window (history methods are rate-limited).
+* :meth:`FakeSlack.lose_answer`: the next post (or the post of a given digest part) is
+  delivered and stored, and then the answer is lost: ``"503"`` (a gateway error page),
+  ``"drop"`` (the connection closes without an answer) or ``"timeout"`` (the answer comes
+  after the client stopped waiting). The fake cannot be told apart from a Slack that
+  took the message: only reading the channel shows it.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 MAX_BLOCKS = 50
@@ -35,7 +55,14 @@ MAX_FIELD_TEXT = 2000
 MAX_HEADER_TEXT = 150
 MAX_CONTEXT_ELEMENTS = 10
 MAX_MESSAGE_TEXT = 40_000
+MAX_PAGE = 999
 BLOCK_TYPES = {"section", "header", "divider", "context", "actions", "image", "rich_text", "markdown"}
+HISTORY_SCOPES = {"channels:history", "groups:history"}
+ALL_SCOPES = frozenset({"chat:write", "channels:history", "groups:history", "channels:read", "groups:read"})
+# The scope each method needs; for history, which one depends on the channel.
+METHOD_SCOPES = {"auth.test": None, "chat.postMessage": "chat:write"}
+LossMode = Literal["503", "drop", "timeout"]
+GATEWAY_PAGE = "<html><body><h1>503 Service Unavailable</h1>upstream timed out</body></html>"
 
 
 @dataclass
@@ -43,6 +70,20 @@ class Fault:
     status: int
     retry_after: int | None = None
     method: str | None = None  # only requests to this API method (or "webhook")
+
+
+@dataclass
+class LostAnswer:
+    mode: LossMode
+    part: int | None = None  # only the post whose metadata names this digest part
+    delay: float = 0.0  # "timeout": how long the answer takes
+
+
+@dataclass
+class RateLimit:
+    calls: int
+    window: float
+    seen: deque[float] = field(default_factory=deque)
 
 
 @dataclass
@@ -57,26 +98,49 @@ class Posted:
     metadata: dict[str, Any] | None = None
     via: str = "chat.postMessage"
 
+    @property
+    def part(self) -> int | None:
+        """The digest part named in the metadata, if any."""
+        payload = (self.metadata or {}).get("event_payload") or {}
+        part = payload.get("part")
+        return part if isinstance(part, int) else None
+
+
+@dataclass
+class Call:
+    """One request the fake received: the API method, its parameters, the status answered
+    (0 when the connection was dropped)."""
+
+    method: str
+    params: dict[str, Any]
+    status: int = 0
+
 
 @dataclass
 class FakeSlack:
-    """The fake server. Mutate ``tokens``/``channels`` before use; read ``messages``."""
+    """The fake server. Mutate ``tokens``/``channels``/``scopes`` before use; read ``messages``."""
 
     token: str = "xoxb-test-0000000000-fake-token-AbCdEf"
     tokens: set[str] = field(default_factory=set)
     # Channel id -> name; the bot is a member of these.
-    channels: dict[str, str] = field(default_factory=lambda: {"C0DIGEST": "summitwatch"})
+    channels: dict[str, str] = field(
+        default_factory=lambda: {"C0DIGEST": "summitwatch", "C0CLOSED": "summit-analysts"}
+    )
+    # Private channels (reading them needs groups:history); the others are public.
+    private_channels: set[str] = field(default_factory=lambda: {"C0CLOSED"})
     # Channels that exist but the bot has not joined.
     other_channels: dict[str, str] = field(default_factory=lambda: {"C0PRIVATE": "analysts-private"})
     webhook_path: str = "/services/T0000/B0000/webhooksecretXYZ123"
-    history_scope: bool = True
+    scopes: set[str] = field(default_factory=lambda: set(ALL_SCOPES))
 
     def __post_init__(self) -> None:
         self.tokens.add(self.token)
         self.messages: list[Posted] = []
         self.requests: list[tuple[str, int]] = []  # (method, status answered)
+        self.log: list[Call] = []
         self._faults: deque[Fault] = deque()
-        self._drop_next_post = False
+        self._losses: list[LostAnswer] = []
+        self._limits: dict[str, RateLimit] = {}
         self._last_ts = 0.0
         self._lock = threading.Lock()
         owner = self
@@ -94,6 +158,9 @@ class FakeSlack:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A late answer ("timeout") must not hold up shutdown.
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
         # A short poll interval: shutdown() waits up to one interval, once per test.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -120,6 +187,18 @@ class FakeSlack:
     def webhook_url(self) -> str:
         return self.base + self.webhook_path
 
+    @property
+    def history_scope(self) -> bool:
+        """Whether the token can read channel history (both history scopes)."""
+        return self.scopes >= HISTORY_SCOPES
+
+    @history_scope.setter
+    def history_scope(self, granted: bool) -> None:
+        if granted:
+            self.scopes |= HISTORY_SCOPES
+        else:
+            self.scopes -= HISTORY_SCOPES
+
     # --- fault injection ---------------------------------------------------------------
 
     def fail_next(
@@ -131,20 +210,46 @@ class FakeSlack:
                 self._faults.append(Fault(status, retry_after, method))
 
     def recover(self) -> None:
-        """Forget pending faults: Slack is back."""
+        """Forget pending faults, losses and rate limits: Slack is back."""
         with self._lock:
             self._faults.clear()
+            self._losses.clear()
+            self._limits.clear()
+
+    def rate_limit(self, method: str, calls: int, per_seconds: float) -> None:
+        """At most ``calls`` requests to ``method`` per ``per_seconds``; beyond, 429 + Retry-After."""
+        with self._lock:
+            self._limits[method] = RateLimit(calls, per_seconds)
+
+    def lose_answer(self, mode: LossMode = "503", *, part: int | None = None, delay: float = 0.0) -> None:
+        """Deliver the next ``chat.postMessage`` (or the one carrying digest ``part``) and
+        lose its answer: ``"503"``, ``"drop"`` or ``"timeout"`` (answer after ``delay`` s)."""
+        with self._lock:
+            self._losses.append(LostAnswer(mode, part, delay))
 
     def drop_after_accept(self) -> None:
         """Accept and record the next ``chat.postMessage`` but close without answering."""
-        self._drop_next_post = True
+        self.lose_answer("drop")
 
     def calls(self, method: str) -> int:
         """How many requests reached ``method`` (faults included)."""
-        return sum(1 for name, _ in self.requests if name == method)
+        return sum(1 for call in self.log if call.method == method)
+
+    def calls_to(self, method: str) -> list[Call]:
+        """The requests that reached ``method``, in order, with their parameters."""
+        return [call for call in self.log if call.method == method]
 
     def posted_to(self, channel: str) -> list[Posted]:
         return [m for m in self.messages if m.channel == channel]
+
+    def parts_posted(self, channel: str, digest_key: str) -> list[int]:
+        """The digest parts in ``channel`` for ``digest_key``, in posting order (duplicates kept)."""
+        return [
+            m.part
+            for m in self.posted_to(channel)
+            if m.part is not None
+            and ((m.metadata or {}).get("event_payload") or {}).get("digest_key") == digest_key
+        ]
 
     # --- request handling --------------------------------------------------------------
 
@@ -153,16 +258,23 @@ class FakeSlack:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
         method = "webhook" if path.path.startswith("/services/") else path.path.removeprefix("/api/")
+        params = {} if method == "webhook" else self._params(request, path.query, raw)
+        call = Call(method, params)
+        with self._lock:
+            self.log.append(call)
         fault = self._take_fault(method)
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             error = "ratelimited" if fault.status == 429 else "service_unavailable"
-            self._reply(request, method, fault.status, {"ok": False, "error": error}, headers)
+            self._reply(request, call, fault.status, {"ok": False, "error": error}, headers)
+            return
+        wait = self._over_limit(method)
+        if wait is not None:
+            self._reply(request, call, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)})
             return
         if method == "webhook":
-            self._webhook(request, path.path, raw)
+            self._webhook(request, call, path.path, raw)
             return
-        params = self._params(request, path.query, raw)
         handlers = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -171,19 +283,36 @@ class FakeSlack:
         }
         handler = handlers.get(method)
         if handler is None:
-            self._reply(request, method, 404, {"ok": False, "error": "unknown_method"})
+            self._reply(request, call, 404, {"ok": False, "error": "unknown_method"})
             return
         auth_error = self._check_auth(request)
         if auth_error:
-            self._reply(request, method, 200, {"ok": False, "error": auth_error})
+            self._reply(request, call, 200, {"ok": False, "error": auth_error})
+            return
+        needed = self._needed_scope(method, params)
+        headers = {"x-oauth-scopes": ",".join(sorted(self.scopes)), "x-accepted-oauth-scopes": needed or ""}
+        if needed and needed not in self.scopes:
+            body = {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": needed,
+                "provided": ",".join(sorted(self.scopes)),
+            }
+            self._reply(request, call, 200, body, headers)
             return
         status, body = handler(params)
-        if method == "chat.postMessage" and body.get("ok") and self._drop_next_post:
-            self._drop_next_post = False
-            self.requests.append((method, 0))
+        loss = self._take_loss(params) if method == "chat.postMessage" and body.get("ok") else None
+        if loss is None:
+            self._reply(request, call, status, body, headers)
+        elif loss.mode == "503":
+            self._reply(request, call, 503, GATEWAY_PAGE)
+        elif loss.mode == "drop":
+            self._record(call, 0)
             request.close_connection = True
-            return
-        self._reply(request, method, status, body)
+        else:
+            time.sleep(loss.delay)
+            with contextlib.suppress(OSError):  # the client gave up long ago
+                self._reply(request, call, status, body, headers)
 
     def _next_ts(self) -> str:
         # Real Slack ts values are epoch seconds with microseconds, unique per channel.
@@ -197,6 +326,36 @@ class FakeSlack:
                     del self._faults[index]
                     return fault
         return None
+
+    def _take_loss(self, params: dict[str, Any]) -> LostAnswer | None:
+        metadata = params.get("metadata") if isinstance(params.get("metadata"), dict) else {}
+        part = (metadata.get("event_payload") or {}).get("part")
+        with self._lock:
+            for index, loss in enumerate(self._losses):
+                if loss.part is None or loss.part == part:
+                    del self._losses[index]
+                    return loss
+        return None
+
+    def _over_limit(self, method: str) -> int | None:
+        """Seconds to wait when ``method`` is over its rate limit, else ``None`` (and counted)."""
+        with self._lock:
+            limit = self._limits.get(method)
+            if limit is None:
+                return None
+            now = time.monotonic()
+            while limit.seen and now - limit.seen[0] >= limit.window:
+                limit.seen.popleft()
+            if len(limit.seen) >= limit.calls:
+                return max(1, math.ceil(limit.window - (now - limit.seen[0])))
+            limit.seen.append(now)
+            return None
+
+    def _needed_scope(self, method: str, params: dict[str, Any]) -> str | None:
+        if method in ("conversations.history", "conversations.replies"):
+            channel, _ = self._channel_id(params.get("channel"))
+            return "groups:history" if channel in self.private_channels else "channels:history"
+        return METHOD_SCOPES.get(method)
 
     @staticmethod
     def _params(request: BaseHTTPRequestHandler, query: str, raw: bytes) -> dict[str, Any]:
@@ -223,15 +382,20 @@ class FakeSlack:
             return "invalid_auth"
         return None
 
+    def _record(self, call: Call, status: int) -> None:
+        with self._lock:
+            call.status = status
+            self.requests.append((call.method, status))
+
     def _reply(
         self,
         request: BaseHTTPRequestHandler,
-        method: str,
+        call: Call,
         status: int,
         body: dict[str, Any] | str,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.requests.append((method, status))
+        self._record(call, status)
         is_text = isinstance(body, str)
         payload = (body if isinstance(body, str) else json.dumps(body)).encode("utf-8")
         request.send_response(status)
@@ -302,39 +466,62 @@ class FakeSlack:
         return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def _history(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        if not self.history_scope:
-            return 200, {"ok": False, "error": "missing_scope", "needed": "channels:history"}
         channel, error = self._channel_id(params.get("channel"))
         if error or channel is None:
             return 200, {"ok": False, "error": error or "channel_not_found"}
-        oldest = float(params.get("oldest") or 0)
-        top_level = [
-            m for m in self.messages if m.channel == channel and m.thread_ts is None and float(m.ts) >= oldest
-        ]
-        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
-        messages = [self._as_history(m, with_metadata) for m in reversed(top_level)]
-        return 200, {"ok": True, "messages": messages[: int(params.get("limit") or 100)], "has_more": False}
+        top_level = [m for m in self.messages if m.channel == channel and m.thread_ts is None]
+        newest_first = sorted(self._in_range(top_level, params), key=lambda m: float(m.ts), reverse=True)
+        return self._page(newest_first, params)
 
     def _replies(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        if not self.history_scope:
-            return 200, {"ok": False, "error": "missing_scope", "needed": "channels:history"}
         channel, error = self._channel_id(params.get("channel"))
         if error or channel is None:
             return 200, {"ok": False, "error": error or "channel_not_found"}
         parent_ts = params.get("ts")
-        thread = [
-            m
-            for m in self.messages
-            if m.channel == channel and (m.ts == parent_ts or m.thread_ts == parent_ts)
+        parent = [
+            m for m in self.messages if m.channel == channel and m.ts == parent_ts and m.thread_ts is None
         ]
-        if not thread:
+        if not parent:
             return 200, {"ok": False, "error": "thread_not_found"}
+        replies = [m for m in self.messages if m.channel == channel and m.thread_ts == parent_ts]
+        # The parent comes first, then the replies in the range, oldest first.
+        in_range = sorted(self._in_range(replies, params), key=lambda m: float(m.ts))
+        return self._page(parent + in_range, params)
+
+    @staticmethod
+    def _in_range(messages: list[Posted], params: dict[str, Any]) -> list[Posted]:
+        inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or "inf")
+        return [
+            m
+            for m in messages
+            if (oldest <= float(m.ts) if inclusive else oldest < float(m.ts))
+            and (float(m.ts) <= latest if inclusive else float(m.ts) < latest)
+        ]
+
+    def _page(self, messages: list[Posted], params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            limit = min(MAX_PAGE, max(1, int(params.get("limit") or 100)))
+            start = (
+                int(base64.b64decode(params["cursor"]).decode().removeprefix("offset:"))
+                if params.get("cursor")
+                else 0
+            )
+        except (ValueError, UnicodeDecodeError):
+            return 200, {"ok": False, "error": "invalid_cursor"}
         with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
-        return 200, {
+        page = messages[start : start + limit]
+        has_more = start + limit < len(messages)
+        body: dict[str, Any] = {
             "ok": True,
-            "messages": [self._as_history(m, with_metadata) for m in thread],
-            "has_more": False,
+            "messages": [self._as_history(m, with_metadata) for m in page],
+            "has_more": has_more,
         }
+        if has_more:
+            cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode()
+            body["response_metadata"] = {"next_cursor": cursor}
+        return 200, body
 
     @staticmethod
     def _as_history(message: Posted, with_metadata: bool) -> dict[str, Any]:
@@ -345,27 +532,38 @@ class FakeSlack:
             item["metadata"] = message.metadata
         return item
 
-    def _webhook(self, request: BaseHTTPRequestHandler, path: str, raw: bytes) -> None:
+    def _webhook(self, request: BaseHTTPRequestHandler, call: Call, path: str, raw: bytes) -> None:
         # Incoming webhooks answer in plain text: "ok" or the error string.
         if path != self.webhook_path:
-            self._reply(request, "webhook", 404, "no_service")
+            self._reply(request, call, 404, "no_service")
             return
         try:
             body = json.loads(raw.decode("utf-8") or "{}")
         except json.JSONDecodeError:
-            self._reply(request, "webhook", 400, "invalid_payload")
+            self._reply(request, call, 400, "invalid_payload")
             return
         text, blocks = body.get("text"), body.get("blocks")
         if not text and not blocks:
-            self._reply(request, "webhook", 400, "no_text")
+            self._reply(request, call, 400, "no_text")
             return
         if blocks is not None and block_kit_problems(blocks):
-            self._reply(request, "webhook", 400, "invalid_blocks")
+            self._reply(request, call, 400, "invalid_blocks")
             return
         with self._lock:
             ts = self._next_ts()
             self.messages.append(Posted("webhook", ts, text, blocks, via="webhook"))
-        self._reply(request, "webhook", 200, "ok")
+        loss = self._take_loss({})
+        if loss is not None and loss.mode == "503":
+            self._reply(request, call, 503, GATEWAY_PAGE)
+            return
+        if loss is not None and loss.mode == "drop":
+            self._record(call, 0)
+            request.close_connection = True
+            return
+        if loss is not None:
+            time.sleep(loss.delay)
+        with contextlib.suppress(OSError):
+            self._reply(request, call, 200, "ok")
 
 
 def block_kit_problems(blocks: Any) -> list[str]:

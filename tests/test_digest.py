@@ -368,3 +368,32 @@ def test_a_story_that_moved_two_series_is_shown_once_with_both() -> None:
     # Without stories the old layout lists articles under each change.
     per_change = render_plain(build_change_digest(changes, web_base_url=WEB, generated_at=NOW))
     assert per_change.count("https://news.example.com/1") == 2
+
+
+def test_credentials_in_article_links_and_the_web_base_url_are_redacted() -> None:
+    secret_article = article(
+        1,
+        url="https://paywall.example.com/story?id=7&key=sub-KEY-4242",
+        title=None,
+        also_in=[("ru", "https://paywall.example.com/ru/7?key=sub-KEY-4242")],
+    )
+    web = "https://viewer:pw-0099@summitwatch.example.org"
+    for digest in (
+        build_change_digest(
+            [DigestChange(change(), trend([1, 8]), [secret_article])], web_base_url=web, generated_at=NOW
+        ),
+        build_summary_digest(
+            [SeriesTotal("topic:energy", 3, 1)],
+            [secret_article],
+            period_start=NOW - timedelta(days=1),
+            period_end=NOW,
+            web_base_url=web,
+        ),
+    ):
+        everything = all_blocks_text(digest) + digest.text + json.dumps([m.text for m in digest.messages])
+        assert "sub-KEY-4242" not in everything
+        assert "pw-0099" not in everything
+        assert "viewer" not in everything
+        assert "paywall.example.com/story?id=7&amp;key=REDACTED" in all_blocks_text(digest)
+        assert "https://paywall.example.com/story?id=7&key=REDACTED" in digest.text
+        assert "https://REDACTED@summitwatch.example.org/articles" in digest.text

@@ -102,7 +102,7 @@ def test_digest_is_posted_once_and_survives_a_slack_outage(
     session: Session, slack_settings: Settings, slack: FakeSlack
 ) -> None:
     backfill_burst(session, slack_settings)
-    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=2)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=2, read_back_delay=0.01)
     destination = destination_name(target)
     assert destination == f"slack:{CHANNEL}"
 
@@ -142,6 +142,45 @@ def test_digest_is_posted_once_and_survives_a_slack_outage(
     rows = session.scalars(select(DigestOutbox)).all()
     assert {r.status for r in rows} == {"sent"}
     assert all(r.parts_sent == r.parts_total for r in rows)
+
+
+def test_a_lost_answer_and_an_unreadable_channel_still_deliver_each_part_once(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    backfill_burst(session, slack_settings)
+    target = slack_target(
+        slack_settings.slack, backoff_factor=0.01, max_retries=1, timeout=1.0, read_back_delay=0.01
+    )
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    first_key = session.scalars(select(DigestOutbox.digest_key).order_by(DigestOutbox.id)).first()
+
+    # Slack takes the first digest's parent but the answer is lost, and the history cannot
+    # be read for now: the digest stays pending, marked as possibly posted.
+    slack.lose_answer("drop", part=0)
+    slack.fail_next(10, status=503, method="conversations.history")
+    first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert len(first.pending) == 1 and len(first.sent) == 1
+    row = session.scalars(select(DigestOutbox).where(DigestOutbox.digest_key == first_key)).one()
+    assert row.status == "pending"
+    assert row.parts_sent == 0
+    assert row.unconfirmed_since is not None
+    assert slack.parts_posted(CHANNEL, first_key) == [0]
+
+    # The next run looks first, finds the parent, threads the rest under it.
+    slack.recover()
+    second = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert second.sent == [row.id]
+    session.refresh(row)
+    assert (row.status, row.parts_sent, row.unconfirmed_since) == ("sent", row.parts_total, None)
+    assert slack.parts_posted(CHANNEL, first_key) == list(range(row.parts_total))
+    parent = next(
+        m
+        for m in slack.posted_to(CHANNEL)
+        if m.part == 0 and m.metadata and m.metadata["event_payload"]["digest_key"] == first_key
+    )
+    assert row.thread_ts == parent.ts
+    assert slack.calls("auth.test") == 1  # the scopes were checked once, at start
 
 
 def test_bad_channel_keeps_the_digest_pending(

@@ -7,25 +7,31 @@ import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from pipeline.digest import DigestArticle, DigestChange, SlackMessage, build_change_digest
 from pipeline.errors import ConfigError
 from pipeline.settings import SlackSettings
 from pipeline.slack import (
+    METADATA_EVENT_TYPE,
+    READ_BACK_MARGIN,
     SlackDeliveryError,
+    SlackTarget,
     check_auth,
-    find_delivered_parts,
+    check_read_back,
+    find_posted_part,
     make_web_client,
     make_webhook_client,
     post_messages,
     post_webhook_messages,
     slack_target,
 )
-from tests.slack_server import FakeSlack
+from tests.slack_server import FakeSlack, Posted
 
 CHANNEL = "C0DIGEST"
 
@@ -53,18 +59,51 @@ def messages(count: int) -> list[SlackMessage]:
 
 
 class Progress:
-    """What an outbox row would hold: parts committed and the parent's ts."""
+    """What an outbox row would hold: parts committed, the parent's ts, and since when the
+    next part's post is in flight without an answer."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.thread_ts: str | None = None
+        self.unconfirmed_since: datetime | None = None
         self.calls: list[tuple[int, str]] = []
+        self.postings: list[int] = []
 
     def __call__(self, index: int, ts: str) -> None:
         self.calls.append((index, ts))
         self.sent = index + 1
+        self.unconfirmed_since = None
         if index == 0:
             self.thread_ts = ts
+
+    def posting(self, index: int, at: datetime) -> None:
+        self.postings.append(index)
+        self.unconfirmed_since = self.unconfirmed_since or at
+
+    def resume(self) -> dict[str, Any]:
+        """The arguments a retried delivery gets from the outbox."""
+        return {
+            "already_sent": self.sent,
+            "thread_ts": self.thread_ts,
+            "unconfirmed_since": self.unconfirmed_since,
+            "on_sent": self,
+            "on_posting": self.posting,
+        }
+
+
+def target_for(slack: FakeSlack, channel: str = CHANNEL, **options: float) -> SlackTarget:
+    """The target the outbox uses, from settings, with fast retries and a 1 s timeout."""
+    settings: dict[str, Any] = {"backoff_factor": 0.01, "timeout": 1.0, "read_back_delay": 0.05}
+    settings.update(options)
+    target = slack_target(
+        SlackSettings(bot_token=SecretStr(slack.token), channel=channel, api_url=slack.api_url), **settings
+    )
+    assert target is not None
+    return target
+
+
+def digest_parts(slack: FakeSlack, key: str, channel: str = CHANNEL) -> list[int]:
+    return slack.parts_posted(channel, key)
 
 
 # --- happy path -------------------------------------------------------------------------
@@ -147,24 +186,50 @@ def test_a_retry_after_longer_than_allowed_is_not_waited_for(slack: FakeSlack) -
     assert not failure.value.permanent  # the digest stays pending
 
 
-def test_server_errors_are_retried_with_backoff(slack: FakeSlack) -> None:
+def test_a_server_error_on_a_post_is_looked_up_before_posting_again(slack: FakeSlack) -> None:
+    # The 503s come before Slack stored anything: the look-ups find nothing, the part is
+    # posted again, and it is in the channel once.
     slack.fail_next(2, 503, method="chat.postMessage")
-    result = post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress())
+    result = post_messages(
+        client_for(slack),
+        CHANNEL,
+        messages(1),
+        on_sent=Progress(),
+        digest_key="k",
+        read_back=True,
+        read_back_delay=0,
+    )
     assert result.sent == 1
+    assert result.recovered == ()
     assert slack.calls("chat.postMessage") == 3
-    assert len(slack.messages) == 1
+    assert slack.calls("conversations.history") == 2
+    assert digest_parts(slack, "k") == [0]
 
 
-def test_server_errors_that_outlast_the_retries_are_transient(slack: FakeSlack) -> None:
+def test_lost_answers_that_outlast_the_retries_leave_the_part_in_doubt(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
     slack.fail_next(10, 502, method="chat.postMessage")
     progress = Progress()
-    with pytest.raises(SlackDeliveryError, match="HTTP 502") as failure:
-        post_messages(client_for(slack, max_retries=2), CHANNEL, messages(2), on_sent=progress)
+    with pytest.raises(SlackDeliveryError, match="was lost 3 times") as failure:
+        post_messages(
+            client_for(slack),
+            CHANNEL,
+            messages(2),
+            on_sent=progress,
+            digest_key="k",
+            max_retries=2,
+            retry_delay=0,
+        )
     assert not failure.value.permanent
+    assert failure.value.in_doubt  # the next attempt must look before posting
     assert failure.value.delivered == 0
     assert slack.calls("chat.postMessage") == 3
     assert progress.calls == []
     assert slack.messages == []
+    # Without read-back each lost answer is logged as possibly doubling the part.
+    assert caplog.text.count("digest k part 1 of 2: Slack answered HTTP 502") == 3
+    assert caplog.text.count("will be posted again by the next attempt") == 1
 
 
 def test_unreachable_slack_is_transient() -> None:
@@ -224,32 +289,34 @@ def test_partial_send_resumes_without_duplicates(slack: FakeSlack) -> None:
     def commit_then_break_slack(index: int, ts: str) -> None:
         progress(index, ts)
         if index == 0:
-            slack.fail_next(10, 503, method="chat.postMessage")
+            slack.fail_next(10, 503)  # posts and look-ups alike
 
     with pytest.raises(SlackDeliveryError) as failure:
-        post_messages(client, CHANNEL, messages(3), on_sent=commit_then_break_slack)
+        post_messages(
+            client,
+            CHANNEL,
+            messages(3),
+            on_sent=commit_then_break_slack,
+            on_posting=progress.posting,
+            digest_key="k",
+            read_back=True,
+            read_back_delay=0,
+        )
     assert not failure.value.permanent
+    assert failure.value.in_doubt
     assert failure.value.delivered == 1
     assert progress.sent == 1
+    assert progress.unconfirmed_since is not None  # part 2 is in flight as far as the outbox knows
     assert len(slack.messages) == 1
 
     slack.recover()
-    result = post_messages(
-        client,
-        CHANNEL,
-        messages(3),
-        already_sent=progress.sent,
-        thread_ts=progress.thread_ts,
-        on_sent=progress,
-    )
+    result = post_messages(client, CHANNEL, messages(3), digest_key="k", read_back=True, **progress.resume())  # type: ignore[arg-type]
     assert result.sent == 3
     posted = slack.posted_to(CHANNEL)
     assert [m.text for m in posted] == ["part 0", "part 1", "part 2"]
     assert [m.thread_ts for m in posted[1:]] == [posted[0].ts] * 2
     # Nothing left to send: a second retry posts nothing.
-    again = post_messages(
-        client, CHANNEL, messages(3), already_sent=3, thread_ts=progress.thread_ts, on_sent=progress
-    )
+    again = post_messages(client, CHANNEL, messages(3), digest_key="k", read_back=True, **progress.resume())  # type: ignore[arg-type]
     assert again.sent == 3
     assert len(slack.messages) == 3
 
@@ -259,7 +326,90 @@ def test_resuming_after_the_parent_needs_its_ts(slack: FakeSlack) -> None:
         post_messages(client_for(slack), CHANNEL, messages(3), already_sent=1, on_sent=Progress())
 
 
-def test_crash_before_commit_is_reconciled_from_message_metadata(slack: FakeSlack) -> None:
+@pytest.mark.parametrize("mode", ["503", "drop", "timeout"])
+@pytest.mark.parametrize("lost", [0, 1, 3], ids=["parent", "middle", "last"])
+def test_a_lost_answer_never_puts_a_part_in_the_channel_twice(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture, mode: str, lost: int
+) -> None:
+    """Slack stores the part, then the answer is lost (a gateway 503, a dropped connection,
+    an answer after the client's timeout): the part is found in the channel, not posted
+    again, and the follow-ups thread under the parent Slack really has."""
+    caplog.set_level(logging.INFO, logger="pipeline.slack")
+    slack.lose_answer(mode, part=lost, delay=1.6)  # type: ignore[arg-type]
+    target = target_for(slack)
+    progress = Progress()
+    started = datetime.now(UTC)
+    result = target.post(
+        messages(4),
+        on_sent=progress,
+        on_posting=progress.posting,
+        digest_key="changes:k1",
+        destination="slack:C0DIGEST",
+    )
+
+    assert digest_parts(slack, "changes:k1") == [0, 1, 2, 3]  # every part once, in order
+    assert slack.calls("chat.postMessage") == 4  # the lost one was not posted again
+    assert result.sent == 4
+    assert result.recovered == (lost,)
+    parent, *follow_ups = slack.posted_to(CHANNEL)
+    assert result.thread_ts == parent.ts
+    assert [m.thread_ts for m in follow_ups] == [parent.ts] * 3
+    assert progress.calls == [(m.part, m.ts) for m in slack.posted_to(CHANNEL)]
+    assert progress.unconfirmed_since is None
+    # The look-up read the right conversation, with metadata, from just before the first try.
+    method = "conversations.history" if lost == 0 else "conversations.replies"
+    (lookup,) = slack.calls_to(method)
+    assert str(lookup.params["include_all_metadata"]).lower() in ("1", "true")
+    oldest = float(lookup.params["oldest"])
+    assert (
+        (started - READ_BACK_MARGIN).timestamp() - 1
+        <= oldest
+        <= started.timestamp() - READ_BACK_MARGIN.total_seconds() + 5
+    )
+    if lost > 0:
+        assert lookup.params["ts"] == parent.ts
+    assert f"digest changes:k1 part {lost + 1} of 4" in caplog.text
+    assert "not posted again" in caplog.text
+    metadata = slack.posted_to(CHANNEL)[lost].metadata
+    assert metadata == {
+        "event_type": METADATA_EVENT_TYPE,
+        "event_payload": {
+            "digest_key": "changes:k1",
+            "part": lost,
+            "parts": 4,
+            "destination": "slack:C0DIGEST",
+        },
+    }
+
+
+def test_a_part_of_another_digest_or_destination_is_not_taken_for_ours(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    post_messages(
+        client,
+        CHANNEL,
+        messages(1),
+        on_sent=Progress(),
+        digest_key="changes:other",
+        destination="slack:C0DIGEST",
+    )
+    post_messages(
+        client, CHANNEL, messages(1), on_sent=Progress(), digest_key="changes:k2", destination="slack:C0ELSE"
+    )
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert (
+        find_posted_part(client, CHANNEL, "changes:k2", 0, oldest=since, destination="slack:C0DIGEST") is None
+    )
+    assert (
+        find_posted_part(client, CHANNEL, "changes:k2", 0, oldest=since, destination="slack:C0ELSE")
+        == slack.messages[1].ts
+    )
+    assert (
+        find_posted_part(client, CHANNEL, "changes:k2", 0, oldest=datetime.now(UTC) + timedelta(minutes=1))
+        is None
+    )
+
+
+def test_a_crash_between_post_and_commit_is_resolved_from_the_channel(slack: FakeSlack) -> None:
     client = client_for(slack)
     progress = Progress()
 
@@ -269,63 +419,185 @@ def test_crash_before_commit_is_reconciled_from_message_metadata(slack: FakeSlac
         progress(index, ts)
 
     with pytest.raises(RuntimeError):
-        post_messages(client, CHANNEL, messages(3), on_sent=commit_fails_on_part_1, digest_key="changes:abc")
+        post_messages(
+            client,
+            CHANNEL,
+            messages(3),
+            on_sent=commit_fails_on_part_1,
+            on_posting=progress.posting,
+            digest_key="changes:abc",
+        )
     assert progress.sent == 1
+    assert progress.unconfirmed_since is not None
     assert len(slack.messages) == 2
 
     result = post_messages(
         client,
         CHANNEL,
         messages(3),
-        already_sent=progress.sent,
-        thread_ts=progress.thread_ts,
-        on_sent=progress,
         digest_key="changes:abc",
-        reconcile=True,
-    )
+        read_back=True,
+        read_back_delay=0,
+        **progress.resume(),
+    )  # type: ignore[arg-type]
     assert result.sent == 3
+    assert result.recovered == (1,)
     assert [m.text for m in slack.messages] == ["part 0", "part 1", "part 2"]  # part 1 not posted twice
     assert [index for index, _ in progress.calls] == [0, 1, 2]
+    assert slack.calls("conversations.history") == 0  # the parent's ts was known: only its thread was read
 
 
-def test_lost_response_for_the_parent_is_reconciled(slack: FakeSlack) -> None:
-    client = client_for(slack)
-    slack.drop_after_accept()  # Slack posts the parent, the answer never arrives
+def test_a_busy_channel_is_read_page_by_page_through_rate_limits(slack: FakeSlack) -> None:
+    """The parent's answer is lost and the process stops; by the next run 450 other
+    messages arrived. The look-up pages through them, waiting out the 429s."""
+    client = client_for(slack, max_retries=3)
     progress = Progress()
+    slack.lose_answer("drop", part=0)
     with pytest.raises(SlackDeliveryError) as failure:
-        post_messages(client, CHANNEL, messages(2), on_sent=progress, digest_key="changes:lost")
-    assert not failure.value.permanent
-    assert progress.sent == 0
-    assert len(slack.messages) == 1
-    assert slack.calls("chat.postMessage") == 1  # an ambiguous failure is not blindly retried
+        post_messages(
+            client,
+            CHANNEL,
+            messages(2),
+            on_sent=progress,
+            on_posting=progress.posting,
+            digest_key="changes:busy",
+            max_retries=0,
+        )
+    assert failure.value.in_doubt
+    for n in range(450):
+        with slack._lock:
+            slack.messages.append(Posted(CHANNEL, slack._next_ts(), f"chatter {n}", None))
+    slack.rate_limit("conversations.history", calls=2, per_seconds=1.0)
 
-    oldest = datetime.now(UTC) - timedelta(hours=1)
-    assert find_delivered_parts(client, CHANNEL, "changes:lost", oldest=oldest) == {0: slack.messages[0].ts}
     result = post_messages(
         client,
         CHANNEL,
         messages(2),
-        on_sent=progress,
-        digest_key="changes:lost",
-        reconcile=True,
-        oldest=oldest,
-    )
-    assert result.sent == 2
-    assert result.thread_ts == slack.messages[0].ts
-    assert [m.text for m in slack.messages] == ["part 0", "part 1"]
-    assert slack.messages[1].thread_ts == slack.messages[0].ts
+        digest_key="changes:busy",
+        read_back=True,
+        read_back_delay=0,
+        **progress.resume(),
+    )  # type: ignore[arg-type]
+    assert result.recovered == (0,)
+    assert digest_parts(slack, "changes:busy") == [0, 1]
+    history = slack.calls_to("conversations.history")
+    assert [call.status for call in history].count(429) >= 1
+    assert [call.status for call in history if call.status == 200] == [200, 200, 200]  # three pages of 200
+    assert "cursor" not in history[0].params and all("cursor" in c.params for c in history[1:])
+    assert len({c.params["oldest"] for c in history}) == 1
 
 
-def test_without_history_scope_reconcile_degrades_to_at_least_once(
+def test_a_429_storm_still_delivers_each_part_once(slack: FakeSlack) -> None:
+    target = target_for(slack, max_retries=2, max_retry_after=2)
+    progress = Progress()
+    # Posts rate-limited: 429 means not posted, slack-sdk waits and posts again.
+    slack.fail_next(2, 429, retry_after=1, method="chat.postMessage")
+    # Part 2's answer is lost and the thread cannot be read for a while: no blind repost.
+    slack.lose_answer("503", part=1)
+    slack.fail_next(6, 429, retry_after=1, method="conversations.replies")
+    with pytest.raises(SlackDeliveryError, match="rate-limiting") as failure:
+        target.post(messages(3), on_sent=progress, on_posting=progress.posting, digest_key="changes:storm")
+    assert failure.value.in_doubt
+    assert not failure.value.permanent
+    assert digest_parts(slack, "changes:storm") == [0, 1]
+    # The storm passes; the next run finds part 2 and posts part 3.
+    slack.recover()
+    target.post(messages(3), digest_key="changes:storm", **progress.resume())  # type: ignore[arg-type]
+    assert digest_parts(slack, "changes:storm") == [0, 1, 2]
+    assert progress.sent == 3
+
+
+def test_the_server_error_retry_handler_never_reposts(slack: FakeSlack) -> None:
+    """slack-sdk's own retries: a post's 5xx is never repeated by the client, a read's is."""
+    client = client_for(slack, max_retries=3)
+    slack.lose_answer("503")
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel=CHANNEL, text="once")
+    assert slack.calls("chat.postMessage") == 1
+    assert len(slack.messages) == 1
+    slack.fail_next(2, 503, method="chat.postMessage")
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel=CHANNEL, text="not stored")
+    assert slack.calls("chat.postMessage") == 2
+    slack.fail_next(2, 503, method="conversations.history")
+    assert client.conversations_history(channel=CHANNEL)["ok"]
+    assert slack.calls("conversations.history") == 3
+    webhook = make_webhook_client(slack.webhook_url, backoff_factor=0.01)
+    slack.lose_answer("503")
+    assert webhook.send(text="once").status_code == 503
+    assert slack.calls("webhook") == 1
+    assert [m.text for m in slack.messages] == ["once", "once"]
+
+
+# --- scopes: exactly once or at-least-once, said at start -------------------------------
+
+
+def test_scopes_come_from_the_token_and_are_checked_once(
     slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    slack.history_scope = False
-    caplog.set_level(logging.WARNING, logger="pipeline.slack")
-    result = post_messages(
-        client_for(slack), CHANNEL, messages(2), on_sent=Progress(), digest_key="changes:x", reconcile=True
-    )
-    assert result.sent == 2
-    assert "missing_scope" in caplog.text
+    caplog.set_level(logging.INFO, logger="pipeline.slack")
+    target = target_for(slack)
+    target.post(messages(1), on_sent=Progress(), digest_key="a")
+    target.post(messages(2), on_sent=Progress(), digest_key="b")
+    assert slack.calls("auth.test") == 1
+    assert slack.calls("conversations.history") == 0  # both history scopes granted: no probe
+    assert caplog.text.count("(exactly once)") == 1
+    assert "at-least-once" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("scopes", "channel", "available", "named"),
+    [
+        ({"chat:write", "channels:history", "groups:history"}, CHANNEL, True, ()),
+        ({"chat:write", "channels:history"}, CHANNEL, True, ()),
+        ({"chat:write", "channels:history"}, "C0CLOSED", False, ("groups:history",)),
+        ({"chat:write", "groups:history"}, "C0CLOSED", True, ()),
+        ({"chat:write"}, CHANNEL, False, ("channels:history", "groups:history")),
+    ],
+)
+def test_which_history_scope_a_channel_needs(
+    slack: FakeSlack, scopes: set[str], channel: str, available: bool, named: tuple[str, ...]
+) -> None:
+    slack.scopes = scopes
+    read_back = check_read_back(client_for(slack), channel)
+    assert read_back.available is available
+    assert read_back.missing == named
+
+
+def test_without_the_history_scope_it_says_so_once_and_logs_each_doubtful_part(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack.scopes = {"chat:write"}
+    caplog.set_level(logging.INFO)
+    target = target_for(slack)
+    slack.lose_answer("503", part=1)
+    target.post(messages(3), on_sent=Progress(), digest_key="changes:noscope")
+    target.post(messages(1), on_sent=Progress(), digest_key="changes:second")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    start = [w for w in warnings if w.startswith("Slack delivery is at-least-once")]
+    assert len(start) == 1
+    assert "channels:history and groups:history" in start[0]
+    doubtful = [w for w in warnings if w.startswith("digest changes:noscope part 2 of 3")]
+    assert len(doubtful) == 1
+    assert "may appear twice" in doubtful[0]
+    # At-least-once, as announced: the lost part is there twice, nothing is missing.
+    assert digest_parts(slack, "changes:noscope") == [0, 1, 1, 2]
+    assert slack.calls("conversations.history") + slack.calls("conversations.replies") == 0
+    assert slack.token not in caplog.text
+
+
+def test_a_webhook_says_at_least_once_and_logs_a_lost_answer(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.slack")
+    target = slack_target(SlackSettings(webhook_url=SecretStr(slack.webhook_url)), backoff_factor=0.01)
+    assert target is not None
+    slack.lose_answer("drop")
+    target.post(messages(2), on_sent=Progress(), digest_key="changes:hook")
+    assert "incoming webhooks cannot read the channel" in caplog.text
+    assert "digest changes:hook part 1 of 2: the connection closed before the answer" in caplog.text
+    assert [m.text for m in slack.messages] == ["part 0", "part 0", "part 1"]
+    assert "webhooksecretXYZ123" not in caplog.text
 
 
 # --- secrets ----------------------------------------------------------------------------
@@ -336,7 +608,7 @@ def test_the_token_never_reaches_logs_or_errors(slack: FakeSlack, caplog: pytest
     client = client_for(slack)
     slack.fail_next(1, 429, retry_after=1, method="chat.postMessage")
     slack.fail_next(1, 503, method="chat.postMessage")
-    post_messages(client, CHANNEL, messages(2), on_sent=Progress(), digest_key="k", reconcile=True)
+    post_messages(client, CHANNEL, messages(2), on_sent=Progress(), digest_key="k", read_back=True)
     errors = []
     for channel in ("C0NOSUCH", "C0PRIVATE"):
         with pytest.raises(SlackDeliveryError) as failure:

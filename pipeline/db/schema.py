@@ -20,8 +20,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
+
+from pipeline.redaction import redact_optional, redact_text
 
 # One naming convention from the first migration on, so constraints can be altered by name
 # on both SQLite (batch mode) and PostgreSQL.
@@ -71,6 +73,9 @@ class Feed(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(String(2048), unique=True)
+    # What is shown (feeds list, web UI, SQL views): the URL with credentials redacted.
+    # ``url`` stays real: it is what is polled and exported.
+    display_url: Mapped[str | None] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(String(300))
     outlet: Mapped[str | None] = mapped_column(String(300))
     lang: Mapped[str | None] = mapped_column(String(16))
@@ -86,6 +91,15 @@ class Feed(Base):
     next_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
+    @validates("url")
+    def _keep_display_url(self, key: str, value: str) -> str:
+        self.display_url = redact_optional(value)
+        return value
+
+    @validates("last_error")
+    def _redact_error(self, key: str, value: str | None) -> str | None:
+        return None if value is None else redact_text(value)
+
 
 class Article(Base):
     """One stored article (or seed document); duplicates point at their earlier copy."""
@@ -94,6 +108,7 @@ class Article(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str | None] = mapped_column(String(2048))
+    display_url: Mapped[str | None] = mapped_column(Text)  # ``url`` redacted, for display
     canonical_url: Mapped[str | None] = mapped_column(String(2048), unique=True)
     source_id: Mapped[str | None] = mapped_column(String(512))
     title: Mapped[str | None] = mapped_column(Text)
@@ -120,6 +135,11 @@ class Article(Base):
     feed: Mapped[Feed | None] = relationship()
     duplicate_of: Mapped[Article | None] = relationship(remote_side=[id])
 
+    @validates("url")
+    def _keep_display_url(self, key: str, value: str | None) -> str | None:
+        self.display_url = redact_optional(value)
+        return value
+
 
 class Sighting(Base):
     """Every time an article was seen: which feed or import, under which URL, when."""
@@ -142,7 +162,9 @@ class FetchFailure(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stage: Mapped[str] = mapped_column(String(32))
+    # The real URL (or import line): failures are looked up and retried by it.
     target: Mapped[str] = mapped_column(String(2048))
+    display_target: Mapped[str | None] = mapped_column(Text)  # ``target`` redacted, for display
     feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
     error: Mapped[str] = mapped_column(Text)
     permanent: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -152,6 +174,16 @@ class FetchFailure(Base):
     last_failed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    @validates("target")
+    def _keep_display_target(self, key: str, value: str) -> str:
+        self.display_target = redact_optional(value)
+        return value
+
+    @validates("error")
+    def _redact_error(self, key: str, value: str) -> str:
+        # Error texts quote URLs; the stored text is only ever shown, so it is kept redacted.
+        return redact_text(value)
 
 
 Index("ix_fetch_failures_retry", FetchFailure.resolved_at, FetchFailure.next_retry_at)
@@ -265,7 +297,9 @@ class DigestOutbox(Base):
     """A digest to deliver, keyed by what it reports and where it goes: the exactly-once ledger.
 
     Delivery resumes from ``parts_sent`` (and threads under ``thread_ts``), so a retried
-    task never posts a part twice; a Slack outage leaves the row pending for the next run.
+    task never posts a confirmed part twice; ``unconfirmed_since`` marks a part whose post
+    may have reached Slack without its answer reaching us. A Slack outage leaves the row
+    pending for the next run.
     """
 
     __tablename__ = "digests"
@@ -280,7 +314,15 @@ class DigestOutbox(Base):
     parts_total: Mapped[int] = mapped_column(Integer)
     parts_sent: Mapped[int] = mapped_column(Integer, default=0)
     thread_ts: Mapped[str | None] = mapped_column(String(64))
+    # Set before part ``parts_sent`` is first posted, cleared when Slack confirms it: when
+    # set, that part may be in the channel without being recorded here, and the next
+    # attempt looks for it (from this time on) before posting it.
+    unconfirmed_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    @validates("last_error")
+    def _redact_error(self, key: str, value: str | None) -> str | None:
+        return None if value is None else redact_text(value)

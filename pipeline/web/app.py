@@ -51,6 +51,7 @@ from pipeline.db.schema import (
     utcnow,
 )
 from pipeline.errors import FilterError, SummitwatchError
+from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.reporting import compute_coverage, load_reporting_config, top_articles
 from pipeline.settings import Settings
 
@@ -186,6 +187,9 @@ def _template_environment() -> jinja2.Environment:
     environment.filters["day"] = lambda moment: f"{moment:%Y-%m-%d}" if moment else ""
     environment.filters["when"] = lambda moment: f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
     environment.filters["web_url"] = web_url
+    # URLs and error texts are shown with credentials redacted (hrefs too: web_url).
+    environment.filters["redact"] = redact_optional
+    environment.filters["redact_text"] = lambda text: redact_text(text) if text else text
     environment.filters["label"] = lambda slug: slug.replace("_", " ")
     # A window ending at 00:00 ends on the day before (for an inclusive "until" day).
     environment.filters["end_day"] = lambda moment: f"{moment - timedelta(seconds=1):%Y-%m-%d}"
@@ -193,14 +197,15 @@ def _template_environment() -> jinja2.Environment:
 
 
 def web_url(url: str | None) -> str | None:
-    """``url`` when it is an http(s) address safe to put in a link, else ``None``."""
+    """``url`` when it is an http(s) address safe to put in a link (credentials redacted),
+    else ``None``."""
     if not url:
         return None
     try:
         parts = urlsplit(url)
     except ValueError:
         return None
-    return url if parts.scheme in ("http", "https") and parts.netloc else None
+    return redact_url(url) if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 # Query parameters --------------------------------------------------------------------------
