@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Boolean, bindparam, text
 from sqlalchemy.orm import Session
 
 from pipeline import search
 from pipeline.browse import list_articles
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import alembic_config, make_engine, session_factory, upgrade_schema
-from pipeline.db.schema import Article
+from pipeline.db.schema import Article, UtcDateTime
 from pipeline.errors import FilterError
 from pipeline.ingest import import_lines
 from pipeline.settings import Settings
@@ -296,30 +297,30 @@ def test_migration_back_fills_the_index(db_url: str, settings: Settings) -> None
     from alembic import command
 
     engine = make_engine(db_url)
-    command.upgrade(alembic_config(engine), "0005")
-    with session_factory(engine)() as session:
-        session.add(
-            Article(
-                id=7,
-                title="Old article",
-                text="Pipelines stored before the index existed.",
-                lang="en",
-                content_hash="0" * 64,
-                is_seed=False,
-                word_count=5,
+    try:
+        command.upgrade(alembic_config(engine), "0005")
+        # Raw SQL: the ORM model describes the newest schema, not the one at 0005.
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO articles (id, title, text, lang, content_hash, is_seed, word_count, first_seen_at)"
+                    " VALUES (7, 'Old article', 'Pipelines stored before the index existed.', 'en', :hash, :seed, 5, :seen)"
+                ).bindparams(bindparam("seen", type_=UtcDateTime()), bindparam("seed", type_=Boolean())),
+                {"hash": "0" * 64, "seed": False, "seen": datetime.now(UTC)},
             )
-        )
-        session.commit()
-    upgrade_schema(engine)
-    with session_factory(engine)() as session:
-        assert [f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="pipeline"))] == [7]
-        # A changed analyser version makes init rebuild it.
-        session.execute(text("UPDATE pipeline_state SET value = 'old' WHERE key = 'search_scheme'"))
-        assert fulltext.ensure_current(session) == 1
-        assert fulltext.ensure_current(session) is None
-        session.execute(text("DELETE FROM articles WHERE id = 7"))
-        assert repo.find_articles(session, repo.ArticleFilter(text="pipeline")) == []
-    engine.dispose()
+        upgrade_schema(engine)
+        with session_factory(engine)() as session:
+            assert [
+                f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="pipeline"))
+            ] == [7]
+            # A changed analyser version makes init rebuild it.
+            session.execute(text("UPDATE pipeline_state SET value = 'old' WHERE key = 'search_scheme'"))
+            assert fulltext.ensure_current(session) == 1
+            assert fulltext.ensure_current(session) is None
+            session.execute(text("DELETE FROM articles WHERE id = 7"))
+            assert repo.find_articles(session, repo.ArticleFilter(text="pipeline")) == []
+    finally:
+        engine.dispose()
 
 
 def test_list_rows_carry_snippets_and_untitled_articles_their_opening_words(
