@@ -448,3 +448,28 @@ def test_cli_search_table_csv_and_switches(
     assert status == 2 and "longer than 500 characters" in err and "Traceback" not in err
     status, _, err = run("--q", '"', "--json")
     assert status == 2 and "no words" in err
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"lang": "zh"},
+        {"lang": "ru", "offset": 1},
+        {"include_duplicates": True, "lang": "en"},
+    ],
+)
+def test_ranking_inside_the_index_gives_the_page_a_full_ranking_would(
+    session: Session, indexed: dict[int, str], monkeypatch: pytest.MonkeyPatch, filters: dict[str, Any]
+) -> None:
+    # Rank only the best match or so first: the language filters then leave the page short
+    # and the search must widen until it is exact.
+    monkeypatch.setattr(repo, "RANKED_FIRST", 1)
+    query = "the OR в OR 的"
+    wanted = repo.ArticleFilter(text=query, include_seeds=False, limit=1, **filters)
+    everything = repo.ArticleFilter(text=query, include_seeds=False, limit=1000)
+    assert len(repo.find_articles(session, everything)) > 8  # more matches than the first ranking keeps
+    quick = [(f.article.id, f.score) for f in repo.find_articles(session, wanted)]
+    full = [(f.article.id, f.score) for f in repo._found(session, wanted, best=None)]
+    assert quick == full
+    assert quick, "every filter here has matches"

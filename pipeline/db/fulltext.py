@@ -104,20 +104,28 @@ def ensure_current(session: Session) -> int | None:
     return count
 
 
-def matches(session: Session, query: search.SearchQuery) -> Subquery:
-    """The articles matching ``query`` as a subquery of (``article_id``, ``score``), higher is better."""
+def matches(session: Session, query: search.SearchQuery, *, best: int | None = None) -> Subquery:
+    """The articles matching ``query`` as a subquery of (``article_id``, ``score``), higher is better.
+
+    ``best``: only the ``best`` highest-scoring matches. A common word matches half the
+    archive; ranking inside the index and keeping a few hundred spares the join, the
+    folding of copies and the sort every one of those rows would otherwise go through.
+    """
+    limit = -1 if best is None else int(best)
     if _is_sqlite(session):
         # bm25() is negative, lower is better; the title column weighs TITLE_WEIGHT. The
-        # LIMIT keeps SQLite from flattening the subquery into the join, where bm25()
+        # LIMIT also keeps SQLite from flattening the subquery into the join, where bm25()
         # cannot run.
+        order = f"ORDER BY bm25(article_fts, {TITLE_WEIGHT}, 1.0) " if best is not None else ""
         statement: Any = text(
             f"SELECT rowid AS article_id, -bm25(article_fts, {TITLE_WEIGHT}, 1.0) AS score "  # noqa: S608
-            "FROM article_fts WHERE article_fts MATCH :match LIMIT -1"
+            f"FROM article_fts WHERE article_fts MATCH :match {order}LIMIT {limit}"
         ).bindparams(match=query.fts5())
     else:
+        tail = f" ORDER BY score DESC LIMIT {limit}" if best is not None else ""
         statement = text(
-            "SELECT article_id, ts_rank('{0.1, 0.2, 0.4, 1.0}', vector, CAST(:match AS tsquery)) AS score "
-            "FROM article_search WHERE vector @@ CAST(:match AS tsquery)"
+            "SELECT article_id, ts_rank('{0.1, 0.2, 0.4, 1.0}', vector, CAST(:match AS tsquery)) AS score "  # noqa: S608
+            f"FROM article_search WHERE vector @@ CAST(:match AS tsquery){tail}"
         ).bindparams(match=query.tsquery())
     subquery: Subquery = statement.columns(article_id=Integer, score=Float).subquery("matches")
     return subquery

@@ -173,32 +173,63 @@ class Found:
 SORTS = ("relevance", "newest")
 
 
+#: A relevance-ordered search first ranks this many matches inside the full-text index
+#: (at least eight times the rows the page needs) and widens only when the filters leave
+#: the page short.
+RANKED_FIRST = 400
+_RANKED_ALL_BEYOND = 50_000
+
+
 def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     """Stored articles matching ``wanted``: best first for a search, else newest first.
 
     Raises :class:`pipeline.errors.FilterError` for a query that cannot be run or an
     unknown feed.
     """
+    if wanted.text is None or wanted.sort != "relevance":
+        return _found(session, wanted, best=None)
+    # The page is exact with the best N matches as long as it fills up: a story ranks by
+    # its best copy, and every story outside the N scores below all inside.
+    best: int | None = max(RANKED_FIRST, 8 * (wanted.offset + wanted.limit))
+    while True:
+        if best is not None and best > _RANKED_ALL_BEYOND:
+            best = None
+        found = _found(session, wanted, best=best)
+        if best is None or len(found) >= wanted.limit or not _ranking_truncated(session, wanted, best):
+            return found
+        best *= 8
+
+
+def _ranking_truncated(session: Session, wanted: ArticleFilter, best: int) -> bool:
+    from pipeline import search
+    from pipeline.db import fulltext
+
+    assert wanted.text is not None
+    matched = fulltext.matches(session, search.parse_query(wanted.text), best=best)
+    return int(session.scalar(select(func.count()).select_from(matched)) or 0) >= best
+
+
+def _found(session: Session, wanted: ArticleFilter, *, best: int | None) -> list[Found]:
     from pipeline import search
     from pipeline.db import fulltext
 
     score: Any = None
     if wanted.text is not None:
         parsed = search.parse_query(wanted.text)
-        matched = fulltext.matches(session, parsed)
+        matched = fulltext.matches(session, parsed, best=best)
         if wanted.include_duplicates:
             query = select(Article.id, matched.c.score).join(matched, matched.c.article_id == Article.id)
             score = matched.c.score
         else:
             story = func.coalesce(Article.duplicate_of_id, Article.id)
-            best = (
+            stories = (
                 select(story.label("story"), func.max(matched.c.score).label("score"))
                 .join(matched, matched.c.article_id == Article.id)
                 .group_by(story)
                 .subquery("stories")
             )
-            query = select(Article.id, best.c.score).join(best, best.c.story == Article.id)
-            score = best.c.score
+            query = select(Article.id, stories.c.score).join(stories, stories.c.story == Article.id)
+            score = stories.c.score
     else:
         query = select(Article.id, cast(null(), Float))
     plain = _not_indexed if _is_sqlite(session) else _as_is
