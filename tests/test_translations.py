@@ -189,3 +189,25 @@ def test_a_translation_counts_once_in_coverage(session: Session, settings: Setti
     assert "trade_finance" in labelled, "the story is about yuan payments"
     report = compute_coverage(session, settings, now=NOW)
     assert sum(count for _, count in report.bins["topic:trade_finance"]) == 1
+
+
+def test_the_article_page_lists_translations_with_their_reason(session: Session, settings: Settings) -> None:
+    from starlette.testclient import TestClient
+
+    from pipeline.web import create_app
+
+    lines = [line("en", hours=-30), line("ru", hours=-28), line("zh")]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+    session.commit()
+    original, zh = results["en"].article_id, results["zh"].article_id
+    stored_zh = session.get(Article, zh)
+    assert stored_zh is not None and stored_zh.link_detail is not None
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        page = client.get(f"/articles/{original}")
+        assert page.status_code == 200
+        assert "Also in: ru, zh" in page.text
+        assert page.text.count(">translation</td>") == 2
+        copy_page = client.get(f"/articles/{zh}")
+        assert copy_page.status_code == 200
+        assert f'A translation (zh) of\n  <a href="/articles/{original}"' in copy_page.text
+        assert stored_zh.link_detail["reason"] in copy_page.text
