@@ -20,7 +20,9 @@ from pipeline.db.schema import Article, PipelineState
 
 SCHEME_KEY = "search_scheme"
 # BM25 weights of the FTS5 columns (title, text) and the matching ts_rank weights {D, C, B, A}:
-# a match in the title counts more.
+# a match in the title counts more. ts_rank divides by 1 + log(length) (normalisation 1),
+# as BM25 normalises by length: a long article repeating a word does not outrank a short
+# one about it.
 TITLE_WEIGHT = 3.0
 BATCH = 500
 
@@ -124,7 +126,7 @@ def matches(session: Session, query: search.SearchQuery, *, best: int | None = N
     else:
         tail = f" ORDER BY score DESC LIMIT {limit}" if best is not None else ""
         statement = text(
-            "SELECT article_id, ts_rank('{0.1, 0.2, 0.4, 1.0}', vector, CAST(:match AS tsquery)) AS score "  # noqa: S608
+            "SELECT article_id, ts_rank('{0.1, 0.2, 0.4, 1.0}', vector, CAST(:match AS tsquery), 1) AS score "  # noqa: S608
             f"FROM article_search WHERE vector @@ CAST(:match AS tsquery){tail}"
         ).bindparams(match=query.tsquery())
     subquery: Subquery = statement.columns(article_id=Integer, score=Float).subquery("matches")
