@@ -194,7 +194,9 @@ def _backfill_history(session: Session, feed_ids: list[int]) -> None:
         session.commit()
 
 
-def _report_digests(session: Session, settings: Settings, out: Callable[[str], None], *, after_id: int) -> None:
+def _report_digests(
+    session: Session, settings: Settings, out: Callable[[str], None], *, after_id: int
+) -> None:
     """List every digest, then print the change digests this run produced in full."""
     rows = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).all()
     if not rows:

@@ -34,16 +34,40 @@ PLACEHOLDER = "{BASE}"
 # A fixed modification time (moved with the dates) keeps Last-Modified stable across runs.
 SITE_MTIME = 1_763_900_000.0
 
-_EN_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_EN_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 _EN_MONTH_ABBR = [month[:3] for month in _EN_MONTHS]
-_RU_MONTHS = "января февраля марта апреля мая июня июля августа сентября октября ноября декабря".split()
-_EN_DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+_RU_MONTHS = [
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+]
+_EN_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _EN_DAY_ABBR = [day[:3] for day in _EN_DAYS]
-_RU_DAYS = "понедельник вторник среда четверг пятница суббота воскресенье".split()
+_RU_DAYS = ["понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье"]
 # After "в"/"во" ("on Tuesday"): the feminine names take the accusative.
-_RU_DAYS_ON = "понедельник вторник среду четверг пятницу субботу воскресенье".split()
+_RU_DAYS_ON = ["понедельник", "вторник", "среду", "четверг", "пятницу", "субботу", "воскресенье"]
 _ZH_DAYS = "一二三四五六日"
 
 
@@ -53,8 +77,8 @@ def _alternatives(words: list[str]) -> str:
 
 # One pass over the text, so nothing is shifted twice. Longer forms come first.
 _DATES = re.compile(
-    rf"(?P<rfc_wd>{_alternatives(_EN_DAY_ABBR)}), (?P<rfc_d>\d{{2}}) (?P<rfc_m>{_alternatives(_EN_MONTH_ABBR)})"
-    rf" (?P<rfc_y>\d{{4}})"
+    rf"(?P<rfc_wd>{_alternatives(_EN_DAY_ABBR)}), (?P<rfc_d>\d{{2}})"
+    rf" (?P<rfc_m>{_alternatives(_EN_MONTH_ABBR)}) (?P<rfc_y>\d{{4}})"
     rf"|(?<!\d)(?P<iso_y>\d{{4}})-(?P<iso_m>\d{{2}})-(?P<iso_d>\d{{2}})(?!\d)"
     rf"|/(?P<path_y>\d{{4}})/(?P<path_m>\d{{2}})/(?P<path_d>\d{{2}})/"
     rf"|(?<![\d.])(?P<dot_d>\d{{2}})\.(?P<dot_m>\d{{2}})\.(?P<dot_y>\d{{4}})(?!\d)"
@@ -106,7 +130,7 @@ class DateShift:
             return None
         return self.day(written) if written >= self.shift_from else None
 
-    def _replace(self, match: re.Match[str]) -> str:  # noqa: PLR0911 - one branch per written form
+    def _replace(self, match: re.Match[str]) -> str:
         g = match.groupdict()
         original = match.group(0)
         if g["rfc_wd"]:
@@ -210,9 +234,11 @@ def _encoding(entry: dict[str, Any]) -> str | None:
     for parameter in entry["content_type"].split(";")[1:]:
         key, _, value = parameter.strip().partition("=")
         if key.lower() == "charset":
-            return value.strip('"')
+            return str(value.strip('"'))
     if entry["content_type"].startswith(("text/", "application/rss", "application/atom", "application/rdf")):
-        raise ValueError(f"demo site manifest: {entry['path']} needs an encoding (its content_type has no charset)")
+        raise ValueError(
+            f"demo site manifest: {entry['path']} needs an encoding (its content_type has no charset)"
+        )
     return None
 
 

@@ -20,9 +20,27 @@ ROOT = resources.files("pipeline") / "data" / "demo_site"
 EXPECTED: dict[str, Any] = yaml.safe_load((ROOT / "expected.yaml").read_text(encoding="utf-8"))
 REFERENCE = date.fromisoformat(EXPECTED["date_cases"]["shift"]["reference_date"])
 # Served on the reference day, a month later, across a new year, and before the reference.
-DAYS = [REFERENCE, REFERENCE + timedelta(days=27), REFERENCE + timedelta(days=400), REFERENCE - timedelta(days=3)]
-RU_DAYS = "Понедельник Вторник Среда Четверг Пятница Суббота Воскресенье".split()
-RU_MONTHS = "января февраля марта апреля мая июня июля августа сентября октября ноября декабря".split()
+DAYS = [
+    REFERENCE,
+    REFERENCE + timedelta(days=27),
+    REFERENCE + timedelta(days=400),
+    REFERENCE - timedelta(days=3),
+]
+RU_DAYS = ["Понедельник", "Вторник", "Среда", "Четверг", "Пятница", "Суббота", "Воскресенье"]
+RU_MONTHS = [
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+]
 ZH_DAYS = "一二三四五六日"
 
 
@@ -110,10 +128,14 @@ def test_weekday_names_in_the_text_move_with_the_dates() -> None:
     assert "signed a joint statement in Beijing on Saturday" in moved
     assert "31 October 2026, 09:40 GMT" in moved
     assert "travel on to Harbin on Sunday" in moved
-    russian = text_of(FixtureSite(today=REFERENCE - timedelta(days=1)), "pages/ru/putin-si-pekin-sovmestnoe-zayavlenie.html")
+    russian = text_of(
+        FixtureSite(today=REFERENCE - timedelta(days=1)), "pages/ru/putin-si-pekin-sovmestnoe-zayavlenie.html"
+    )
     assert "Понедельник, 26 октября 2026" in russian
     assert "Во вторник российский президент отправится" in russian, "the preposition follows the new day"
-    chinese = text_of(FixtureSite(today=REFERENCE + timedelta(days=10)), "pages/zh/zhong-e-yuanshou-beijing-huiwu.html")
+    chinese = text_of(
+        FixtureSite(today=REFERENCE + timedelta(days=10)), "pages/zh/zhong-e-yuanshou-beijing-huiwu.html"
+    )
     assert "<p>11月6日，国家主席习近平" in chinese, "a date without a year moves too"
 
 
@@ -131,13 +153,22 @@ def test_date_shift_rules() -> None:
     shift = DateShift(days=3, shift_from=date(2026, 10, 1), default_year=2026)
     assert shift.apply("Thu, 29 Oct 2026 08:00:00 +0300") == "Sun, 01 Nov 2026 08:00:00 +0300"
     assert shift.apply("2026-12-30T23:00:00Z; /2026/12/30/") == "2027-01-02T23:00:00Z; /2027/01/02/"
-    assert shift.apply("30.10.2026, 30 октября, October 30, 2026, Oct 30") == "02.11.2026, 2 ноября, November 2, 2026, Nov 2"
+    assert (
+        shift.apply("30.10.2026, 30 октября, October 30, 2026, Oct 30")
+        == "02.11.2026, 2 ноября, November 2, 2026, Nov 2"
+    )
     assert shift.apply("2026年10月30日 星期五, 10月30日") == "2026年11月2日 星期一, 11月2日"
-    assert shift.apply("в субботу, в пятницу; Суббота, 31 октября 2026") == "во вторник, в понедельник; Вторник, 3 ноября 2026"
+    assert (
+        shift.apply("в субботу, в пятницу; Суббота, 31 октября 2026")
+        == "во вторник, в понедельник; Вторник, 3 ноября 2026"
+    )
     # Before shift_from, not a date, or not a weekday: untouched.
     unchanged = "30.09.2026, 2025-10-30, v=2026.10.3, 0451-00000000, деловая среда, 每周五班"
     assert shift.apply(unchanged) == unchanged
-    assert shift.moment(datetime.fromisoformat("2026-10-30T23:30:00+03:00")).isoformat() == "2026-11-02T23:30:00+03:00"
+    assert (
+        shift.moment(datetime.fromisoformat("2026-10-30T23:30:00+03:00")).isoformat()
+        == "2026-11-02T23:30:00+03:00"
+    )
 
 
 def test_server_sends_shifted_bytes_with_stable_validators() -> None:
