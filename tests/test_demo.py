@@ -21,6 +21,7 @@ from pipeline.demo import run_demo
 from pipeline.fixture_site import FixtureSite
 from pipeline.web import create_app
 from tests.conftest import make_settings
+from tests.test_cli import sw
 
 EXPECTED: dict[str, Any] = yaml.safe_load(
     (resources.files("pipeline") / "data" / "demo_site" / "expected.yaml").read_text(encoding="utf-8")
@@ -114,10 +115,10 @@ def test_demo_stores_the_site_as_expected(
         )
         assert len(originals) == len(stored) - expected_copies
         for case in EXPECTED["date_cases"]["future_pub_date"]:
-            # The feed's date is years ahead; the page's own date is used.
+            # The feed's date is years ahead; the page's own date (its day) is used.
             article = stored[case["link"].split("/", 3)[3]]
             page_date = site.shift.moment(datetime.fromisoformat(case["page_published_at"]))
-            assert article.published_at == page_date
+            assert article.published_at is not None and article.published_at.date() == page_date.date()
         newest = max(a.published_at for a in stored.values() if a.published_at is not None)
         assert timedelta(0) < datetime.now(UTC) - newest < timedelta(days=2, hours=1), (
             "the site's news is recent"
@@ -145,6 +146,12 @@ def test_demo_stores_the_site_as_expected(
         assert change.explanation in shown, "the same explanation, with the window's dates"
         name = re.search(r"<strong>(.+?)</strong>", shown)
         assert name and name.group(1) in overview, "the same display name as in the digest"
+    # So does `summitwatch coverage`, under the same display names.
+    printed = sw("coverage", db=tmp_path / "demo.db").stdout
+    for change in reported:
+        assert f"{change.at:%Y-%m-%d %H:%M} {change.direction}: {change.explanation}" in printed
+    for name in overview:
+        assert re.search(rf"^{re.escape(name)} \((topic|watch):\w+\) ", printed, re.MULTILINE), name
 
     # A second run: every feed answers 304 and nothing new is stored.
     again: list[str] = []
