@@ -57,6 +57,10 @@ def test_demo_stores_the_site_as_expected(
     digests = sorted((tmp_path / "digests").iterdir())
     assert [d.name.split("-")[-1] for d in digests] == ["changes.txt", "summary.txt"]
     changes_digest = digests[0].read_text()
+    if datetime.now(UTC).hour >= 8:
+        # The daily summary (config/digest.yaml: the day to 07:00 UTC) holds the site's
+        # newest article, from the day before.
+        assert " · 0 new articles" not in digests[1].read_text()
     # The demo prints the change digest it wrote, line by line.
     for line in changes_digest.splitlines():
         assert (f"  | {line}" if line else "  |") in lines

@@ -180,7 +180,7 @@ def test_server_sends_shifted_bytes_with_stable_validators() -> None:
             etag = response.headers["ETag"]
             last_modified = response.headers["Last-Modified"]
             assert response.headers["Content-Type"] == "application/rss+xml; charset=windows-1251"
-        assert "Tue, 01 Dec 2026 09:20:00 +0300".encode("cp1251") in body
+        assert "Tue, 01 Dec 2026 14:20:00 +0300".encode("cp1251") in body
         assert "Вестник Востока".encode("cp1251") in body
         request = urllib.request.Request(server.url(path), headers={"If-None-Match": etag})
         with pytest.raises(urllib.error.HTTPError) as not_modified:
