@@ -53,7 +53,7 @@ def run_demo(
     """Serve the fixture site, run the DAGs against it, and report what was stored.
 
     The site's dates follow ``today`` (default: the current UTC date), so its newest
-    articles are a day or two old and the coverage page's window holds what the digest
+    article is about a day old and the coverage page's window holds what the digest
     reports. The digests this run produced are printed.
     """
     settings = settings.model_copy(update={"allow_private_networks": True})
