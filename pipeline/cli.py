@@ -541,7 +541,8 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(coverage_json(name, shown, changes), ensure_ascii=False))
             continue
         total = sum(count for _, count in shown)
-        print(f"{name:<32} {total:>5}  {sparkline([count for _, count in shown][-56:])}")
+        heading = f"{report.labels.get(name, name)} ({name})"
+        print(f"{heading:<52} {total:>5}  {sparkline([count for _, count in shown][-56:])}")
         for change in changes:
             arrow = "up" if change.direction == "up" else "down"
             print(f"{'':>4}{change.at:%Y-%m-%d %H:%M} {arrow}: {change.explanation}")

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -26,7 +27,7 @@ from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, DigestOutbox
 from pipeline.errors import SummitwatchError
-from pipeline.fixture_site import FixtureServer
+from pipeline.fixture_site import FixtureServer, FixtureSite
 from pipeline.settings import Settings
 
 DEMO_OUTLET_PREFIX = "demo: "
@@ -42,8 +43,19 @@ def dags_folder() -> Path:
     return folder
 
 
-def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None] = print) -> int:
-    """Serve the fixture site, run the DAGs against it, and report what was stored."""
+def run_demo(
+    settings: Settings,
+    *,
+    port: int = 8765,
+    out: Callable[[str], None] = print,
+    today: date | None = None,
+) -> int:
+    """Serve the fixture site, run the DAGs against it, and report what was stored.
+
+    The site's dates follow ``today`` (default: the current UTC date), so its newest
+    article is about a day old and the coverage page's window holds what the digest
+    reports. The digests this run produced are printed.
+    """
     settings = settings.model_copy(update={"allow_private_networks": True})
     report = initialise(settings, load_feeds=False)
     out(
@@ -56,8 +68,14 @@ def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None]
     _prepare_airflow(environment, airflow_home, out)
     engine = make_engine(settings.db_url)
     try:
-        with FixtureServer(port=port) as server, session_factory(engine)() as session:
-            out(f"fixture site on http://{server.base}/ with {len(server.site.feeds)} feeds")
+        with (
+            FixtureServer(FixtureSite(today=today), port=port) as server,
+            session_factory(engine)() as session,
+        ):
+            out(
+                f"fixture site on http://{server.base}/ with {len(server.site.feeds)} feeds, "
+                f"dated as of {server.site.today:%Y-%m-%d}"
+            )
             feed_ids = []
             for feed in server.site.feeds:
                 row, _ = repo.upsert_feed(
@@ -71,6 +89,7 @@ def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None]
                 feed_ids.append(row.id)
             session.commit()
             before = _totals(session)
+            last_digest = session.scalar(select(func.max(DigestOutbox.id))) or 0
             _run_dag("summitwatch_ingest", {"feed_ids": feed_ids}, environment, airflow_home, out)
             session.expire_all()
             _backfill_history(session, feed_ids)
@@ -86,10 +105,10 @@ def run_demo(settings: Settings, *, port: int = 8765, out: Callable[[str], None]
                 f"{after[2] - before[2]} failed items; {not_modified} feeds not modified"
             )
             _report(session, out)
-            _report_digests(session, settings, out)
+            _report_digests(session, settings, out, after_id=last_digest)
             out("")
             out("browse: summitwatch articles --watch power_of_siberia_2   |   summitwatch coverage")
-            out("        summitwatch serve   (web UI on http://127.0.0.1:8000)")
+            out("        summitwatch serve   (web UI on http://127.0.0.1:8000; the changes on /coverage)")
     finally:
         engine.dispose()
     return 0
@@ -166,8 +185,8 @@ def _tail(text: str, lines: int = 25) -> str:
 def _backfill_history(session: Session, feed_ids: list[int]) -> None:
     """Treat the bundled site's archive as history collected from its first article on.
 
-    Its articles are weeks old; without this the change detector would still be in its
-    warm-up and the demo could show no digest.
+    Its articles go back more than two weeks; without this the change detector would
+    still be in its warm-up and the demo could show no digest.
     """
     earliest = session.scalar(select(func.min(Article.published_at)).where(Article.feed_id.in_(feed_ids)))
     if earliest is not None:
@@ -175,7 +194,10 @@ def _backfill_history(session: Session, feed_ids: list[int]) -> None:
         session.commit()
 
 
-def _report_digests(session: Session, settings: Settings, out: Callable[[str], None]) -> None:
+def _report_digests(
+    session: Session, settings: Settings, out: Callable[[str], None], *, after_id: int
+) -> None:
+    """List every digest, then print the change digests this run produced in full."""
     rows = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).all()
     if not rows:
         return
@@ -183,7 +205,14 @@ def _report_digests(session: Session, settings: Settings, out: Callable[[str], N
     out("digests:")
     for row in rows:
         where = f"written to {settings.digest_dir}/" if row.destination == "file" else f"to {row.destination}"
-        out(f"  {row.kind:<8} {row.status:<8} {where}  ({row.parts_total} message(s))")
+        new = "  (new)" if row.id > after_id else ""
+        out(f"  {row.kind:<8} {row.status:<8} {where}  ({row.parts_total} message(s)){new}")
+    for row in rows:
+        if row.id > after_id and row.kind == "changes":
+            out("")
+            out(f"digest {row.id} ({row.kind}):")
+            for line in str(row.payload.get("text") or "").splitlines():
+                out(f"  | {line}" if line else "  |")
 
 
 def _totals(session: Session) -> tuple[int, int, int]:

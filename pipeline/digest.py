@@ -243,11 +243,14 @@ def build_summary_digest(
     changes: Sequence[ChangeLike] = (),
     labels: Mapping[str, str] | None = None,
     message_budget: int = DEFAULT_MESSAGE_BUDGET,
+    article_count: int | None = None,
 ) -> Digest:
     """The scheduled summary: articles per series in the period, its changes, top articles.
 
     Series are listed by count (busiest first) with the previous period's count and a
-    sparkline; series without coverage are named on one line at the end.
+    sparkline; series without coverage are named on one line at the end. ``article_count``
+    is the number of new articles in the period (one article can move several series);
+    without it, the series counts are added up.
     """
     labels = labels or {}
     web_base_url = redact_optional(web_base_url)  # digests never carry credentials
@@ -259,7 +262,7 @@ def build_summary_digest(
     else:
         title = f"Coverage summary: {_when(period_start)} – {_when(period_end)}"
     digest_key = f"summary:{_iso(period_start)}/{_iso(period_end)}"
-    total = sum(s.count for s in series_totals)
+    total = sum(s.count for s in series_totals) if article_count is None else article_count
     period = f"{_when(period_start)} – {_when(period_end)} · {_plural(total, 'new article')}"
     units = [_Unit([_header(title)], title), _Unit([_context([period])], period)]
 

@@ -269,7 +269,7 @@ def prepare_digests(
             )
         )
         if already is None and end > report.history_start:
-            summary = _summary_digest(session, report, settings, start, end)
+            summary = _summary_digest(session, report, settings, loaded[1], start, end)
             digests.append(summary)
             if not dry_run:
                 _enqueue(session, summary, destination)
@@ -457,13 +457,22 @@ def _source(article: Article, feeds: dict[int, Feed]) -> str | None:
 
 
 def _summary_digest(
-    session: Session, report: CoverageReport, settings: Settings, start: datetime, end: datetime
+    session: Session,
+    report: CoverageReport,
+    settings: Settings,
+    registry: TopicRegistry,
+    start: datetime,
+    end: datetime,
 ) -> Digest:
     span = end - start
+    # Counted by each article's own time: the period (to 07:00, say) need not start or end
+    # on a bin edge, and the top articles below are chosen by the same times.
+    moments = {series.name: series.moments for series in load_series(session, registry)}
     totals = []
     for name, bins in report.bins.items():
-        count = sum(c for s, c in bins if start <= s < end)
-        previous = sum(c for s, c in bins if start - span <= s < start)
+        times = moments.get(name, [])
+        count = sum(1 for moment in times if start <= moment < end)
+        previous = sum(1 for moment in times if start - span <= moment < start)
         trend = [(s, c) for s, c in bins if end - timedelta(days=14) <= s < end]
         totals.append(SeriesTotal(name, count, previous, trend))
     changes = [c for changes in report.changes.values() for c in changes if start <= c.at < end]
@@ -476,7 +485,19 @@ def _summary_digest(
         web_base_url=settings.web_base_url,
         changes=changes,
         labels=report.labels,
+        article_count=_new_article_count(session, start, end),
     )
+
+
+def _new_article_count(session: Session, start: datetime, end: datetime) -> int:
+    """New (non-copy, non-seed) articles of the period in at least one series, each once."""
+    labelled = select(ArticleTopic.article_id).union(select(ArticleWatch.article_id))
+    rows = session.execute(
+        select(Article.published_at, Article.first_seen_at).where(
+            Article.duplicate_of_id.is_(None), Article.is_seed.is_(False), Article.id.in_(labelled)
+        )
+    )
+    return sum(1 for published, seen in rows if start <= _moment(published, seen) < end)
 
 
 # Delivering -------------------------------------------------------------------------------

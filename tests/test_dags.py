@@ -109,9 +109,9 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
         assert injected.calls == 2, "and the task was retried"
         stored = session.scalar(select(func.count()).select_from(Article).where(Article.is_seed.is_(False)))
         sightings = session.scalar(select(func.count()).select_from(Sighting))
-        # 20 pages on the site; the retry repeated the whole batch and stored nothing twice.
-        assert stored == 20
-        assert sightings == 5 + 21
+        # 21 pages on the site; the retry repeated the whole batch and stored nothing twice.
+        assert stored == 21
+        assert sightings == 5 + 22
     engine.dispose()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import socket
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,15 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import select
+from starlette.testclient import TestClient
 
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.schema import Article, FetchFailure, Sighting
+from pipeline.db.schema import Article, CoverageChange, FetchFailure, Sighting
 from pipeline.demo import run_demo
+from pipeline.fixture_site import FixtureSite
+from pipeline.web import create_app
 from tests.conftest import make_settings
+from tests.test_cli import sw
 
 EXPECTED: dict[str, Any] = yaml.safe_load(
     (resources.files("pipeline") / "data" / "demo_site" / "expected.yaml").read_text(encoding="utf-8")
@@ -41,19 +47,37 @@ def test_demo_stores_the_site_as_expected(
     settings = make_settings(f"sqlite:///{tmp_path / 'demo.db'}", digest_dir=str(tmp_path / "digests"))
     port = free_port()
     lines: list[str] = []
-    assert run_demo(settings, port=port, out=lines.append) == 0
+    today = datetime.now(UTC).date()
+    site = FixtureSite(today=today)  # the site as the demo serves it today
+    assert run_demo(settings, port=port, out=lines.append, today=today) == 0
     output = "\n".join(lines)
     assert "language" in output and "articles" in output
     assert "task poll_batch[0] done" in output, "the demo runs the real Airflow DAGs"
     assert "task deliver done" in output
     digests = sorted((tmp_path / "digests").iterdir())
     assert [d.name.split("-")[-1] for d in digests] == ["changes.txt", "summary.txt"]
-    # The bundled site's news is dated; once the clock has passed it, the changes are
-    # told with their window's dates rather than as "the last 24 h".
+    changes_digest = digests[0].read_text()
+    if datetime.now(UTC).hour >= 8:
+        # The daily summary (config/digest.yaml: the day to 07:00 UTC) holds the site's
+        # newest article, from the day before.
+        assert " · 0 new articles" not in digests[1].read_text()
+    # The demo prints the change digest it wrote, line by line.
+    for line in changes_digest.splitlines():
+        assert (f"  | {line}" if line else "  |") in lines
+    # The site's dates follow today, but its burst is days old: the changes are told with
+    # their window's dates rather than as "the last 24 h".
     assert re.search(
-        r"articles in the (last 24 h|24 h from \d{4}-\d\d-\d\d \d\d:\d\d to \d{4}-\d\d-\d\d \d\d:\d\d UTC) ",
-        digests[0].read_text(),
+        r"articles in the 24 h from \d{4}-\d\d-\d\d \d\d:\d\d to \d{4}-\d\d-\d\d \d\d:\d\d UTC ",
+        changes_digest,
     )
+    assert "in the last 24 h" not in changes_digest
+    # The translated republication is folded under its original: listed once, "also in: ru".
+    for pair in EXPECTED["translations"]:
+        original_url = f"http://127.0.0.1:{port}/{pair['translation_of']}"
+        translation_url = f"http://127.0.0.1:{port}/{pair['page']}"
+        assert changes_digest.count(original_url) == 1
+        assert f"also in: ru {translation_url}" in changes_digest
+        assert changes_digest.count(translation_url) == 1
 
     engine = make_engine(settings.db_url)
     with session_factory(engine)() as session:
@@ -68,6 +92,14 @@ def test_demo_stores_the_site_as_expected(
         for pair in EXPECTED["exact_duplicates"]:
             copy, original = stored[pair["page"]], stored[pair["duplicate_of"]]
             assert copy.duplicate_of_id == original.id
+        for pair in EXPECTED["translations"]:
+            copy, original = stored[pair["page"]], stored[pair["translation_of"]]
+            assert copy.duplicate_of_id == original.id and copy.copy_kind == "translation"
+        for group in EXPECTED["same_event_reports"]:
+            # Same summit, different texts: not copies of each other (a translation of
+            # one of them may point at it, but no report points at another report).
+            reports = {stored[path].id for path in group["pages"]}
+            assert all(stored[path].duplicate_of_id not in reports for path in group["pages"])
         for case in EXPECTED["url_duplicates"]:
             article = stored[case["page"]]
             sightings = session.scalars(select(Sighting).where(Sighting.article_id == article.id)).all()
@@ -82,15 +114,51 @@ def test_demo_stores_the_site_as_expected(
             assert copy.duplicate_of_id == (other.id if copy is one else one.id)
             assert copy.similarity is not None and 0.5 < copy.similarity < 1.0
         originals = [a for a in stored.values() if a.duplicate_of_id is None]
-        expected_copies = len(EXPECTED["exact_duplicates"]) + len(EXPECTED["near_duplicates"])
+        expected_copies = sum(
+            len(EXPECTED[key]) for key in ("exact_duplicates", "near_duplicates", "translations")
+        )
         assert len(originals) == len(stored) - expected_copies
         for case in EXPECTED["date_cases"]["future_pub_date"]:
+            # The feed's date is years ahead; the page's own date (its day) is used.
             article = stored[case["link"].split("/", 3)[3]]
-            assert article.published_at is not None and article.published_at.year == 2026
+            page_date = site.shift.moment(datetime.fromisoformat(case["page_published_at"]))
+            assert article.published_at is not None and article.published_at.date() == page_date.date()
+        newest = max(a.published_at for a in stored.values() if a.published_at is not None)
+        assert timedelta(0) < datetime.now(UTC) - newest < timedelta(days=2, hours=1), (
+            "the site's news is recent"
+        )
+        reported = session.scalars(select(CoverageChange).where(CoverageChange.digest_id.is_not(None))).all()
     engine.dispose()
+    # The digest's overview: one line per change, by display name.
+    overview = re.findall(r"^[↑↓] (.+) \((?:topic|watch item)\): \d+ vs ", changes_digest, re.MULTILINE)
+    assert len(overview) == len(reported) >= 1
+
+    # The coverage page (`summitwatch serve`, /coverage) shows the changes the digest reported.
+    with TestClient(create_app(settings)) as client:
+        coverage = client.get("/coverage")
+    assert coverage.status_code == 200
+    assert "No changes detected" not in coverage.text
+    for change in reported:
+        entry = re.search(
+            rf'<li id="change-{change.series.replace(":", "-")}-\d+" class="{change.direction}">(.*?)</li>',
+            coverage.text,
+            re.DOTALL,
+        )
+        assert entry, f"{change.series} is not on the coverage page"
+        shown = html.unescape(entry.group(1))
+        assert f"{change.at:%Y-%m-%d %H:%M} UTC" in shown
+        assert change.explanation in shown, "the same explanation, with the window's dates"
+        name = re.search(r"<strong>(.+?)</strong>", shown)
+        assert name and name.group(1) in overview, "the same display name as in the digest"
+    # So does `summitwatch coverage`, under the same display names.
+    printed = sw("coverage", db=tmp_path / "demo.db").stdout
+    for change in reported:
+        assert f"{change.at:%Y-%m-%d %H:%M} {change.direction}: {change.explanation}" in printed
+    for name in overview:
+        assert re.search(rf"^{re.escape(name)} \((topic|watch):\w+\) ", printed, re.MULTILINE), name
 
     # A second run: every feed answers 304 and nothing new is stored.
     again: list[str] = []
-    run_demo(settings, port=port, out=again.append)
+    run_demo(settings, port=port, out=again.append, today=today)
     assert any("0 new, 0 duplicate, 0 failed items; 6 feeds not modified" in line for line in again)
     assert len(list((tmp_path / "digests").iterdir())) == 2, "nothing is reported twice"

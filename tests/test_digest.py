@@ -303,6 +303,11 @@ def test_summary_digest_lists_series_changes_and_top_articles() -> None:
     assert "No new coverage: Arctic Route, Peace Plan" in text
     assert "8 articles in the last 24 h" in text
     assert "+2 copies" in text
+    assert "2025-05-07 07:00 UTC – 2025-05-08 07:00 UTC · 42 new articles" in text, "the series added up"
+    counted = build_summary_digest(
+        totals, [], period_start=NOW - timedelta(days=1), period_end=NOW, web_base_url=WEB, article_count=35
+    )
+    assert "· 35 new articles" in counted.text, "distinct articles, when the caller counted them"
 
 
 def test_big_summary_stays_within_limits() -> None:

@@ -311,3 +311,34 @@ def test_a_busy_topic_going_silent_is_reported_and_worded_by_date_once_past(
 
 def _days(window: timedelta) -> str:
     return f"{round(window / timedelta(days=1), 1):g} days"
+
+
+def test_summary_counts_articles_by_their_own_time(session: Session, settings: Settings) -> None:
+    # The daily summary runs to 07:00 UTC, inside a 6-hour bin (06:00-12:00): an article
+    # at 08:00 belongs to the period, one at 06:30 to the period before.
+    extend_history(session, NOW - timedelta(days=30))
+    period_start = datetime(2026, 11, 19, 7, 0, tzinfo=UTC)
+    inside, before = pos2_articles()[:2]
+    lines = [
+        json.dumps(
+            {
+                "url": f"https://news.example/{article['id']}",
+                "title": article["title"],
+                "text": article["text"],
+                "published": moment.isoformat(),
+            }
+        )
+        for article, moment in (
+            (inside, period_start + timedelta(hours=1)),
+            (before, period_start - timedelta(minutes=30)),
+        )
+    ]
+    results = list(import_lines(session, settings, lines, source="summary", now=NOW))
+    assert [r.result.status for r in results] == ["new", "new"]
+    digests = prepare_digests(session, settings, "file", now=NOW, dry_run=True)
+    summary = next(d for d in digests if d.kind == "summary")
+    # One article, however many series it moved.
+    assert "2026-11-19 07:00 UTC – 2026-11-20 07:00 UTC · 1 new article\n" in summary.text
+    assert "Power of Siberia 2 (watch item): 1 (previous period 1)" in summary.text
+    silent = next(line for line in summary.text.splitlines() if line.startswith("No new coverage"))
+    assert "Power of Siberia 2" not in silent

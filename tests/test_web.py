@@ -191,7 +191,8 @@ def test_article_list_filters_and_pages(settings: Settings) -> None:
         assert corpus.copy in ids_on_page(with_copies.text)
         assert f'copy of <a href="/articles/{corpus.original}">' in with_copies.text
         # The form's selections survive the round trip.
-        assert '<option value="power_of_siberia_2" selected>' in pos2
+        assert '<option value="power_of_siberia_2" selected>Power of Siberia 2</option>' in pos2
+        assert '<option value="taiwan_asia">Taiwan &amp; Asia</option>' in pos2, "display names from config"
 
         # Filters combine; an empty form field means "any".
         english = client.get("/", params={"topic": "energy", "lang": "en", "watch": "", "q": ""})
@@ -274,7 +275,9 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert "Power of Siberia 2" in html
         assert '<a class="badge watch" href="/articles?watch=power_of_siberia_2"' in html
         assert html.count("<q>") >= 2, "evidence sentences for its topics and watch item"
-        assert re.search(r'class="badge topic"[^>]*>energy <span class="score">\d\.\d\d</span>', html)
+        # Topics and watch items show their display names from config/topics.yaml.
+        assert re.search(r'class="badge topic"[^>]*>Energy <span class="score">\d\.\d\d</span>', html)
+        assert re.search(r'class="badge watch"[^>]*>Power of Siberia 2</a>', html)
         assert f'href="/articles/{corpus.copy}">#{corpus.copy}</a>' in html
         assert "https://mirror.example/pos2-copy" in html
         copy = client.get(f"/articles/{corpus.copy}").text
@@ -553,7 +556,7 @@ def test_browse_in_a_real_browser(chromium: Path, sqlite_url: str, tmp_path: Pat
             page.wait_for_url(re.compile(r"watch=power_of_siberia_2"))
             rows = page.locator("table.articles tbody tr")
             assert rows.count() == len(corpus.pos2) + 1
-            assert rows.filter(has=page.locator(".badge.watch", has_text="power of siberia 2")).count() == (
+            assert rows.filter(has=page.locator(".badge.watch", has_text="Power of Siberia 2")).count() == (
                 rows.count()
             )
             assert page.locator('select[name="watch"]').input_value() == "power_of_siberia_2"
@@ -629,7 +632,7 @@ def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Se
         assert detail.status_code == 200
         assert "slack:#russia-china" in detail.text and "file" in detail.text
         # Its changes with their explanations and top articles, linked to the window's list.
-        assert "Power of Siberia 2" in detail.text or "power of siberia 2" in detail.text
+        assert "<strong>Power of Siberia 2</strong>" in detail.text, "the display name from config"
         assert any(f'href="/articles/{article_id}"' in detail.text for article_id in corpus.pos2)
         windows = re.findall(r'href="(/articles\?watch=power_of_siberia_2&amp;since=[^"]+)"', detail.text)
         assert windows

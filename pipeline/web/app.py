@@ -190,10 +190,17 @@ def _template_environment() -> jinja2.Environment:
     # URLs and error texts are shown with credentials redacted (hrefs too: web_url).
     environment.filters["redact"] = redact_optional
     environment.filters["redact_text"] = lambda text: redact_text(text) if text else text
-    environment.filters["label"] = lambda slug: slug.replace("_", " ")
+    environment.filters["label"] = _display_name
     # A window ending at 00:00 ends on the day before (for an inclusive "until" day).
     environment.filters["end_day"] = lambda moment: f"{moment - timedelta(seconds=1):%Y-%m-%d}"
     return environment
+
+
+@jinja2.pass_context
+def _display_name(context: jinja2.runtime.Context, slug: str) -> str:
+    """A topic's or watch item's display name (``label`` in ``config/topics.yaml``)."""
+    names: dict[str, str] = context.get("display_names") or {}
+    return names.get(slug) or slug.replace("_", " ")
 
 
 def web_url(url: str | None) -> str | None:
@@ -795,7 +802,7 @@ class _Site:
                 .where(CoverageChange.digest_id.in_([d.id for d in deliveries]))
                 .order_by(CoverageChange.at, CoverageChange.series)
             ).all()
-            labels = {f"{e.kind}:{e.slug}": e.slug.replace("_", " ") for e in resources.registry.entries}
+            labels = {f"{e.kind}:{e.slug}": e.label for e in resources.registry.entries}
             shown = []
             for change in changes:
                 hours = float(change.detail.get("window_hours") or 24)
@@ -894,10 +901,13 @@ class _Site:
     ) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
         path = request.url.path
+        # Error pages can render before the lifespan loaded the registry.
+        resources: Resources | None = getattr(request.state, "resources", None)
         html = self.templates.get_template(template).render(
             root=root,
             path=path[len(root) :] if root and path.startswith(root) else path,
             generated_at=self.clock(),
+            display_names={e.slug: e.label for e in resources.registry.entries} if resources else {},
             **context,
         )
         return HTMLResponse(html, status_code=status_code, headers=headers)
