@@ -358,7 +358,11 @@ def markdown(reports: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         )
         + " |"
     )
-    with_vectors = {n: r["articles_per_second_with_vectors"] for n, r in reports.items() if r.get("articles_per_second_with_vectors")}
+    with_vectors = {
+        n: r["articles_per_second_with_vectors"]
+        for n, r in reports.items()
+        if r.get("articles_per_second_with_vectors")
+    }
     if with_vectors:
         lines.append(
             "| articles/s, vectors already computed (as in ingest) | "
@@ -401,7 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (predictor, with_vectors) in predictors.items():
         report, predictions = evaluate(predictor, articles, watch_slugs, args.seconds)
         if with_vectors is not None and args.seconds:
-            report["articles_per_second_with_vectors"] = round(throughput(with_vectors, articles, args.seconds), 1)
+            report["articles_per_second_with_vectors"] = round(
+                throughput(with_vectors, articles, args.seconds), 1
+            )
         reports[name] = report
         all_mistakes[name] = mistakes(articles, predictions)
 
@@ -413,7 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fixtures.resolve().is_relative_to(ROOT)
         else fixtures.name,
         "run": args.run,
-        "command": "python benchmarks/classification.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/classification.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "articles": len(articles),
         "by_lang": langs,
         "negatives": sum(not a["topics"] for a in articles),
