@@ -228,6 +228,8 @@ def test_classify_contract(tmp_path: Path) -> None:
     assert [w["item"] for w in rows[0]["watch"]] == ["power_of_siberia_2"]
     assert rows[0]["watch"][0]["evidence"], "evidence is shown"
     assert all(set(t) == {"topic", "score", "evidence"} for t in rows[0]["topics"])
+    assert all(0 < t["score"] <= 1 for t in rows[0]["topics"]) and 0 < rows[0]["watch"][0]["score"] <= 1
+    assert isinstance(rows[0]["abstained"], list)
     assert rows[1]["topics"] == [] and rows[1]["watch"] == [] and rows[1]["lang"] == "ru"
     assert "error" in rows[2]
     assert not (tmp_path / "unused.db").exists(), "classify stores nothing"
@@ -262,6 +264,23 @@ def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
     assert bad.returncode == 2 and "energy" in bad.stderr
     again = sw("reclassify", db=db)
     assert again.returncode == 0 and "re-classified 6 articles" in again.stderr
+    assert "... 6/6 articles re-classified" in again.stderr, "progress is shown"
+
+
+def test_train_classifier_writes_the_artefact_and_reports_cross_validation(tmp_path: Path) -> None:
+    fixtures = REPO_ROOT / "tests" / "fixtures" / "classify"
+    lines = (fixtures / "real_train.jsonl").read_text(encoding="utf-8").splitlines()
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(lines[::15]) + "\n", encoding="utf-8")
+    output = tmp_path / "heads.npz"
+    done = sw("train-classifier", "--train", str(train), "--output", str(output), db=tmp_path / "unused.db")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["articles"] == len(lines[::15]) and len(summary["fingerprint"]) == 16
+    assert {"rules", "encoder", "hybrid", "thresholds"} <= set(summary["cross_validation"])
+    assert output.is_file() and "cross-validation by outlet" in done.stderr
+    missing = sw("train-classifier", "--train", str(tmp_path / "nope.jsonl"), db=tmp_path / "unused.db")
+    assert missing.returncode == 2 and "no such training file" in missing.stderr
 
 
 def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
