@@ -66,7 +66,6 @@ __all__ = [
     "TrainingArticle",
     "classify_hybrid",
     "classify_with_heads",
-    "cross_validate",
     "load_heads",
     "read_training_articles",
     "save_heads",
@@ -85,6 +84,8 @@ SIMILAR = 0.45
 #: Title plus this many body sentences make the lead.
 LEAD = 2
 FOLDS = 5
+#: L2 penalty of the article heads, chosen by cross-validation by outlet on the training set.
+DEFAULT_L2 = 0.0003
 ARTEFACT_VERSION = 1
 
 LABEL_FEATURES = (
@@ -677,7 +678,7 @@ def train_heads(
     encoder: SentenceEncoder,
     articles: Sequence[TrainingArticle],
     *,
-    l2: float = 0.0003,
+    l2: float = DEFAULT_L2,
     abstain_margin: float = 0.1,
     max_false_positive_rate: float = 0.05,
     progress: Callable[[str], None] | None = None,
@@ -851,18 +852,14 @@ def train_heads(
     # Final fit on everything.
     say("final fit on all training articles")
     final = _fit_heads(prepared, labels, l2)
-    full_logits = np.clip(features @ final.weights.T + final.bias, -8, 8)
-    full_relevance = np.clip(features @ final.relevance_weights + final.relevance_bias, -8, 8)
     # The combiners are fitted on out-of-fold logits: in-sample logits of the final heads
     # are overconfident, and the combiners must learn how far to trust a head on new text.
-    del full_logits
     combiners = {}
     for name, (rows, targets) in row_sets.items():
         weights, bias = _fit_combiner(rows, targets)
         combiners[name] = Combiner(weights, bias, thresholds[name])
     weights, bias = _fit_combiner(relevance_rows, gold_relevant)
     combiners["relevance"] = Combiner(weights, bias, thresholds["relevance"])
-    del full_relevance
     heads = LabelHeads(
         model=encoder.name,
         labels=labels,
@@ -880,8 +877,3 @@ def train_heads(
         prototypes=base.prototypes,
     )
     return heads, report
-
-
-def cross_validate(*args: Any, **kwargs: Any) -> CrossValidation:
-    """The cross-validation report of :func:`train_heads` alone."""
-    return train_heads(*args, **kwargs)[1]
