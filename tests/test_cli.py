@@ -313,3 +313,42 @@ def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
     # Without the explicit setting, loopback feeds are refused (SSRF guard).
     guarded = sw("run", "--once", "--all", db=db, env={"SUMMITWATCH_CONFIG_DIR": str(config)})
     assert "non-public" in guarded.stderr
+
+
+@pytest.mark.slow
+def test_a_new_watch_item_covers_the_history_after_reclassify(tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    from tests.test_topic_heads import LUNAR_STATION
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    env = {"SUMMITWATCH_CONFIG_DIR": str(config)}
+    db = tmp_path / "history.db"
+    assert sw("init", db=db, env=env).returncode == 0
+    article = {
+        "id": 1,
+        "url": "https://n.example/moon",
+        "title": "Russia and China pick a site for their Moon base",
+        "text": "Roscosmos and the China National Space Administration said the International Lunar "
+        "Research Station would be built near the lunar south pole, and Russia will supply a nuclear "
+        "power unit for it. Moscow and Beijing invited more countries to join the project.",
+    }
+    imported = sw("import", "-", "--json", db=db, env=env, stdin=json.dumps(article) + "\n")
+    assert imported.returncode == 0, imported.stderr
+    assert "lunar_station" not in {w["item"] for w in json.loads(imported.stdout)["watch"]}
+
+    topics = config / "topics.yaml"
+    data = yaml.safe_load(topics.read_text(encoding="utf-8"))
+    data["watch"]["lunar_station"] = LUNAR_STATION
+    topics.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    again = sw("reclassify", db=db, env=env)
+    assert again.returncode == 0, again.stderr
+    found = [
+        json.loads(line)
+        for line in sw("articles", "--watch", "lunar_station", "--json", db=db, env=env).stdout.splitlines()
+    ]
+    assert [row["url"] for row in found] == [article["url"]]
+    assert found[0]["watch"][0]["evidence"]
