@@ -9,7 +9,9 @@ patterns. The heads add what the encoder knows:
 * **Article heads.** One L2-regularised logistic regression per label (and one for
   relevance) on the article's vectors: the document vector (title and lead) and the mean
   of all its sentence vectors. Deterministic full-batch training in numpy, balanced
-  class weights, so a head's logit 0 is its own decision boundary.
+  class weights, so a head's logit 0 is its own decision boundary. Each head is also
+  applied to every sentence on its own: the strongest sentence and the share of
+  sentences the head calls positive say how much of the article carries the label.
 * **Prototypes.** Each entry's ``match`` examples in ``config/topics.yaml``, encoded at
   load. Sentence-level features say how much of the article carries the label: the most
   similar sentence, the most similar title or lead sentence, and the share of sentences
@@ -17,7 +19,8 @@ patterns. The heads add what the encoder knows:
 * **Combiners.** A small logistic regression per kind (topics, watch items, watch items
   without a trained head, relevance) turns the rules' numbers (assigned or not, score
   over threshold, share of sentences hit, a hit in the title or lead) and the encoder's
-  numbers (head logit, prototype similarities) into a calibrated probability. So a rule
+  numbers (head logit, sentence logits, prototype similarities) into a calibrated
+  probability. So a rule
   hit carried by one listed word, with a low head logit and no similar sentences, is
   vetoed (topic = subject, not mention), and a watch item the patterns missed is
   recovered when the head and the sentences carry it.
@@ -37,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,8 +73,6 @@ __all__ = [
     "save_heads",
     "train_heads",
 ]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_HEADS = Path(__file__).resolve().parent / "data" / "topic_heads.npz"
 
