@@ -658,7 +658,7 @@ class CrossValidation:
 
     folds: int
     articles: int
-    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    rows: dict[str, Any] = field(default_factory=dict)
 
 
 def _fingerprint(registry: TopicRegistry, articles: Sequence[TrainingArticle], model: str, l2: float) -> str:
@@ -825,6 +825,20 @@ def train_heads(
         ),
     }
     report.rows["thresholds"] = thresholds
+    # Calibration: among out-of-fold label probabilities in each fifth of [0, 1], the share
+    # that were gold labels (a calibrated score says how often it is right).
+    probabilities = np.concatenate([topic_probabilities.ravel(), watch_probabilities.ravel()])
+    gold_all = np.concatenate([gold_topics.ravel(), gold_watch.ravel()])
+    calibration = {}
+    for low in (0.0, 0.2, 0.4, 0.6, 0.8):
+        in_bin = (probabilities >= low) & (probabilities < low + 0.2 if low < 0.8 else probabilities <= 1.0)
+        if in_bin.any():
+            calibration[f"{low:.1f}-{low + 0.2:.1f}"] = {
+                "pairs": int(in_bin.sum()),
+                "mean_probability": round(float(probabilities[in_bin].mean()), 3),
+                "gold_share": round(float(gold_all[in_bin].mean()), 3),
+            }
+    report.rows["hybrid_calibration"] = calibration
     said = relevance_oof >= relevance_threshold
     report.rows["hybrid_relevance"] = {
         "precision": round(float((said * gold_relevant).sum() / max(1, said.sum())), 3),
