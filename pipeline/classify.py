@@ -49,12 +49,16 @@ __all__ = [
     "Examples",
     "Pattern",
     "RelevanceGate",
+    "RuleScore",
+    "RuleView",
     "Scoring",
     "TopicRegistry",
     "classify",
     "keyword_baseline",
     "load_registry",
     "relevance_score",
+    "rule_view",
+    "trim_evidence",
 ]
 
 #: The topic slugs of DESIGN.md. Fixed: digests, coverage series and the database use them.
@@ -629,6 +633,7 @@ class _Scored:
     entry: Entry
     score: float
     evidence: list[str]
+    sentences: frozenset[int] = frozenset()
 
 
 def _score_entry(
@@ -665,14 +670,14 @@ def _score_entry(
             per_sentence[index] = per_sentence.get(index, 0.0) + gain
     score = sum(per_sentence.values())
     if score < entry.threshold:
-        return _Scored(entry, score, [])
+        return _Scored(entry, score, [], frozenset(per_sentence))
 
     ranked = sorted(per_sentence.items(), key=lambda item: (-item[1], item[0]))
     evidence = [
         _trim(doc.sentences[index], min(hits[index].values()), scoring.evidence_chars)
         for index, _ in ranked[: scoring.max_evidence]
     ]
-    return _Scored(entry, score, evidence)
+    return _Scored(entry, score, evidence, frozenset(per_sentence))
 
 
 def _trim(sentence: str, offset: int, limit: int) -> str:
@@ -690,6 +695,11 @@ def _trim(sentence: str, offset: int, limit: int) -> str:
     return ("…" if start > 0 else "") + sentence[start:end].strip() + ("…" if end < len(sentence) else "")
 
 
+def trim_evidence(sentence: str, limit: int) -> str:
+    """A sentence as evidence: cut to about ``limit`` characters from its start."""
+    return _trim(sentence, 0, limit)
+
+
 def _confidence(score: float, threshold: float) -> float:
     """Map a raw score onto (0, 1): 0.5 at the threshold, approaching 1 as it grows."""
     return round(score / (score + threshold), 3)
@@ -698,34 +708,91 @@ def _confidence(score: float, threshold: float) -> float:
 # ---------------------------------------------------------------------------- public API
 
 
+@dataclass(frozen=True)
+class RuleScore:
+    """What the rules found for one entry in one article (assigned or not)."""
+
+    slug: str
+    score: float
+    threshold: float
+    hit_sentences: frozenset[int]
+    evidence: list[str]
+
+    @property
+    def assigned(self) -> bool:
+        """The score reached the entry's threshold (before the relevance gate)."""
+        return bool(self.evidence)
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """Everything the rules say about an article: the gate's verdict and every entry's score.
+
+    ``sentences`` are the units the rules read (title first when there is one), the same
+    cut as the encoder's (:func:`pipeline.sentences.split_sentences`).
+    """
+
+    relevant: bool
+    gate_score: float
+    off_topic: float
+    sentences: tuple[str, ...]
+    has_title: bool
+    patterns_apply: bool
+    entries: Mapping[str, RuleScore]
+
+
+def rule_view(registry: TopicRegistry, *, title: str | None, text: str, lang: str) -> RuleView:
+    """Run the rules on one article and keep every number, for explaining and for the hybrid.
+
+    ``patterns_apply`` is false when ``lang`` is a language the registry has no patterns
+    for (every language's patterns are tried, but they rarely match such a text).
+    """
+    langs = registry.languages_for(lang)
+    doc = _Document.build(title, text)
+    gate = _apply_gate(registry.gate, doc, langs)
+    entries: dict[str, RuleScore] = {}
+    for entry in registry.entries:
+        scored = _score_entry(entry, doc, langs, registry.scoring, gate.actor_sentences)
+        entries[entry.slug] = RuleScore(
+            entry.slug, scored.score, entry.threshold, scored.sentences, scored.evidence
+        )
+    return RuleView(
+        relevant=gate.relevant,
+        gate_score=gate.score,
+        off_topic=gate.off_topic,
+        sentences=doc.sentences,
+        has_title=doc.has_title,
+        patterns_apply=len(langs) == 1,
+        entries=MappingProxyType(entries),
+    )
+
+
 def classify(registry: TopicRegistry, *, title: str | None, text: str, lang: str) -> Classification:
-    """Classify one article into topics and watch items, with evidence.
+    """Classify one article into topics and watch items, with evidence, by the rules alone.
 
     Pure and deterministic. ``lang`` is an ISO code; ``und`` or a language the registry
     has no patterns for applies every language's patterns. An article that does not pass
     the relevance gate comes back with ``relevant=False`` and no labels. Evidence is the
     deciding sentences (trimmed to ``scoring.evidence_chars``), most decisive first, at
     most ``scoring.max_evidence`` per label. Topics and watch items are ordered by score.
+    The pipeline runs :func:`pipeline.topic_heads.classify_hybrid`, which starts from these.
     """
-    langs = registry.languages_for(lang)
-    doc = _Document.build(title, text)
-    gate = _apply_gate(registry.gate, doc, langs)
-    if not gate.relevant:
+    view = rule_view(registry, title=title, text=text, lang=lang)
+    if not view.relevant:
         return Classification(topics=[], watch=[], relevant=False)
 
-    scoring = registry.scoring
     topics: dict[str, TopicHit] = {}
     for entry in registry.topics:
-        scored = _score_entry(entry, doc, langs, scoring, gate.actor_sentences)
-        if scored.evidence:
+        scored = view.entries[entry.slug]
+        if scored.assigned:
             topics[entry.slug] = TopicHit(
                 entry.slug, _confidence(scored.score, entry.threshold), scored.evidence
             )
 
     watch: list[tuple[float, WatchHit]] = []
     for entry in registry.watch:
-        scored = _score_entry(entry, doc, langs, scoring, gate.actor_sentences)
-        if not scored.evidence:
+        scored = view.entries[entry.slug]
+        if not scored.assigned:
             continue
         confidence = _confidence(scored.score, entry.threshold)
         watch.append((confidence, WatchHit(entry.slug, scored.evidence)))

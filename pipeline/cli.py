@@ -106,8 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     cls.add_argument("file", nargs="?", default="-", help="JSON Lines file, or - for stdin (default)")
     cls.set_defaults(handler=cmd_classify)
 
-    recls = commands.add_parser("reclassify", help="re-apply config/topics.yaml to every stored article")
+    recls = commands.add_parser(
+        "reclassify", help="re-apply config/topics.yaml and the classifier to every stored article"
+    )
     recls.set_defaults(handler=cmd_reclassify)
+
+    train = commands.add_parser(
+        "train-classifier", help="rebuild the classifier's learned layer (pipeline/data/topic_heads.npz)"
+    )
+    train.add_argument(
+        "--train",
+        type=Path,
+        action="append",
+        help="labelled JSON Lines file (repeatable; default: tests/fixtures/classify/real_train.jsonl "
+        "and dev.jsonl)",
+    )
+    train.add_argument("--output", type=Path, help="where to write (default: the packaged artefact)")
+    train.set_defaults(handler=cmd_train_classifier)
 
     reindex = commands.add_parser(
         "reindex", help="compute the multilingual vectors of stored articles that lack them"
@@ -435,10 +450,12 @@ def _marked(text: Any) -> str:
 
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.classify import classify, load_registry
+    from pipeline.ingest import IngestContext
     from pipeline.language import detect_language, normalise_code
+    from pipeline.topic_heads import classify_hybrid
 
-    registry = load_registry(settings.topics_file)
+    context = IngestContext.from_settings(settings)
+    registry = context.registry
     stream: TextIO = sys.stdin if args.file == "-" else _open_text(args.file)
     failures = 0
     with stream:
@@ -459,7 +476,14 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
             given = record.get("lang")
             lang = normalise_code(given) if isinstance(given, str) else None
             lang = lang or detect_language(f"{title or ''}\n{record['text']}").lang
-            verdict = classify(registry, title=title, text=record["text"], lang=lang)
+            verdict = classify_hybrid(
+                registry,
+                context.classifier_heads,
+                title=title,
+                text=record["text"],
+                lang=lang,
+                vectors=context.embed(title, record["text"]),
+            )
             print(
                 json.dumps(
                     {
@@ -468,6 +492,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
                         "relevant": verdict.relevant,
                         "topics": [to_json(hit) for hit in verdict.topics],
                         "watch": [to_json(hit) for hit in verdict.watch],
+                        "abstained": verdict.abstained,
                     },
                     ensure_ascii=False,
                 ),
@@ -479,25 +504,72 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.classify import load_registry
+    from sqlalchemy import func, select
+
     from pipeline.db import repo
     from pipeline.db.schema import Article, utcnow
-    from pipeline.ingest import classify_article
+    from pipeline.ingest import IngestContext, classify_article
 
-    registry = load_registry(settings.topics_file)
+    context = IngestContext.from_settings(settings)
+    _stderr(f"loading the encoder ({settings.encoder.model}) and the classifier's learned layer")
+    heads = context.classifier_heads
     done = relevant = 0
     now = utcnow()
+    started = time.monotonic()
     with open_session(settings) as session:
+        total = session.scalar(select(func.count()).select_from(Article)) or 0
         for batch in repo.article_ids_in_batches(session):
             for article_id in batch:
                 article = session.get(Article, article_id)
                 if article is None:
                     continue
-                relevant += classify_article(session, article, registry, now).relevant
+                vectors = context.stored_vectors(session, article)
+                relevant += classify_article(session, article, context.registry, now, heads, vectors).relevant
                 done += 1
             session.commit()
-            _stderr(f"... {done} articles re-classified")
+            _stderr(f"... {done}/{total} articles re-classified ({time.monotonic() - started:.0f}s)")
     _stderr(f"re-classified {done} articles ({relevant} about Russia-China relations)")
+    return 0
+
+
+def cmd_train_classifier(args: argparse.Namespace, settings: Settings) -> int:
+    from threadpoolctl import threadpool_limits
+
+    from pipeline.classify import load_registry
+    from pipeline.encoder import load_encoder
+    from pipeline.errors import ConfigError
+    from pipeline.topic_heads import DEFAULT_HEADS, read_training_articles, save_heads, train_heads
+
+    fixtures = Path("tests") / "fixtures" / "classify"
+    paths = args.train or [fixtures / "real_train.jsonl", fixtures / "dev.jsonl"]
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: no such training file (run from the repository root, or pass --train)"
+            )
+    registry = load_registry(settings.topics_file)
+    articles = read_training_articles(paths)
+    encoder = load_encoder(settings.encoder.model, threads=settings.encoder.threads)
+    started = time.monotonic()
+    # One BLAS thread: sums in a fixed order, so the same inputs give the same file.
+    with threadpool_limits(limits=1):
+        heads, report = train_heads(
+            registry,
+            encoder,
+            articles,
+            progress=lambda m: _stderr(f"{m} ({time.monotonic() - started:.0f}s)"),
+        )
+    output = args.output or DEFAULT_HEADS
+    save_heads(heads, output)
+    for name, row in report.rows.items():
+        _stderr(f"cross-validation by outlet, {report.folds} folds, {name}: {json.dumps(row)}")
+    summary = {
+        "output": str(output),
+        "fingerprint": heads.fingerprint,
+        "articles": len(articles),
+        "cross_validation": {"folds": report.folds, "by": "outlet", **report.rows},
+    }
+    print(json.dumps(summary))
     return 0
 
 

@@ -41,6 +41,7 @@ from pipeline.neardup import NearDupParams
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.settings import Settings
+from pipeline.topic_heads import LabelHeads, classify_hybrid, load_heads
 from pipeline.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class IngestContext:
     gazetteer: Gazetteer
     translation_params: TranslationParams
     vector_indexes: dict[str, VectorIndex] = field(default_factory=dict)
+    loaded_heads: dict[str, LabelHeads] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
@@ -103,6 +105,36 @@ class IngestContext:
     @property
     def sentence_encoder(self) -> encoder.SentenceEncoder:
         return encoder.load_encoder(self.settings.encoder.model, threads=self.settings.encoder.threads)
+
+    @property
+    def classifier_heads(self) -> LabelHeads:
+        """The classifier's learned layer for the configured encoder, loaded on first use."""
+        model = self.sentence_encoder.name
+        if model not in self.loaded_heads:
+            self.loaded_heads[model] = load_heads(self.registry, encoder=self.sentence_encoder)
+        return self.loaded_heads[model]
+
+    def stored_vectors(self, session: Session, article: Article) -> encoder.ArticleVectors:
+        """The article's stored vectors (computed and stored if it has none under this encoder)."""
+        model = self.sentence_encoder.name
+        row = repo.sentence_vectors(session, [article.id]).get(article.id)
+        limits = self.settings.encoder
+        if row is not None and row[0].model == model:
+            units, has_title = encoder.article_units(
+                article.title,
+                article.text,
+                max_sentences=limits.max_sentences,
+                max_chars=limits.max_sentence_chars,
+            )
+            sentences = encoder.sentences_from_bytes(row[0].sentences, self.sentence_encoder.dim)
+            if len(units) == len(sentences) and has_title == row[0].has_title:
+                document = encoder.document_from_bytes(row[0].document)
+                return encoder.ArticleVectors(model, document, sentences, tuple(units), has_title)
+        vectors = self.embed(article.title, article.text)
+        _store_vectors(
+            session, article.id, vectors, article.lang, article.published_at or article.first_seen_at
+        )
+        return vectors
 
     def vector_index(self, model: str) -> VectorIndex:
         """The run's view of the stored document vectors of ``model``."""
@@ -346,8 +378,10 @@ def store_candidate(
                 and not existing.is_seed
                 and not repo.had_version(session, existing.id, content_hash)
             ):
-                _replace_with_new_version(session, existing, candidate, context, seen_at)
-                classify_article(session, existing, context.registry, seen_at)
+                vectors = _replace_with_new_version(session, existing, candidate, context, seen_at)
+                classify_article(
+                    session, existing, context.registry, seen_at, context.classifier_heads, vectors
+                )
                 return _duplicate_result(
                     existing.id, existing.duplicate_of_id, existing.lang, "version", candidate
                 )
@@ -414,7 +448,7 @@ def store_candidate(
             session, stored.id, neardup_params.scheme, neardup.signature_to_bytes(signature), keys
         )
     _store_vectors(session, stored.id, vectors, candidate.lang, moment)
-    verdict = classify_article(session, stored, context.registry, seen_at)
+    verdict = classify_article(session, stored, context.registry, seen_at, context.classifier_heads, vectors)
     status: Status = "duplicate" if duplicate_of is not None else "new"
     return ItemResult(
         status,
@@ -483,10 +517,24 @@ def index_articles(session: Session, context: IngestContext, article_ids: Sequen
 
 
 def classify_article(
-    session: Session, article: Article, registry: TopicRegistry, now: datetime
+    session: Session,
+    article: Article,
+    registry: TopicRegistry,
+    now: datetime,
+    heads: LabelHeads | None = None,
+    vectors: encoder.ArticleVectors | None = None,
 ) -> Classification:
-    """Classify a stored article and save its topics, watch items and evidence."""
-    verdict = classify(registry, title=article.title, text=article.text, lang=article.lang)
+    """Classify a stored article and save its topics, watch items and evidence.
+
+    With ``heads`` and the article's ``vectors`` the hybrid classifier decides (what ingest
+    and ``reclassify`` run); without, the rules alone.
+    """
+    if heads is not None and vectors is not None:
+        verdict = classify_hybrid(
+            registry, heads, title=article.title, text=article.text, lang=article.lang, vectors=vectors
+        )
+    else:
+        verdict = classify(registry, title=article.title, text=article.text, lang=article.lang)
     repo.replace_classification(session, article, verdict, now)
     return verdict
 
@@ -519,8 +567,11 @@ def _replace_with_new_version(
     candidate: ArticleCandidate,
     context: IngestContext,
     seen_at: datetime,
-) -> None:
-    """The page behind a known URL changed: keep the old text as a version, store the new."""
+) -> encoder.ArticleVectors:
+    """The page behind a known URL changed: keep the old text as a version, store the new.
+
+    Returns the new text's vectors.
+    """
     assert candidate.fingerprint is not None
     repo.add_version(session, article, seen_at)
     article.text = candidate.text
@@ -537,6 +588,7 @@ def _replace_with_new_version(
         keys = neardup.band_keys(signature, params)
         repo.store_signature(session, article.id, params.scheme, neardup.signature_to_bytes(signature), keys)
     session.flush()
+    return vectors
 
 
 def _duplicate_result(

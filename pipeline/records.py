@@ -102,16 +102,22 @@ class TopicHit:
 
 @dataclass(frozen=True)
 class WatchHit:
-    """A watch item an article mentions, with its evidence."""
+    """A watch item an article is about, with its evidence and (from the hybrid) its probability."""
 
     item: str
     evidence: list[str]
+    score: float | None = None
 
 
 @dataclass(frozen=True)
 class Classification:
-    """The classifier's verdict on one article."""
+    """The classifier's verdict on one article.
+
+    ``abstained`` names labels the classifier would not decide: their probability fell
+    just below the threshold (not assigned; worth an analyst's look).
+    """
 
     topics: list[TopicHit]
     watch: list[WatchHit]
     relevant: bool
+    abstained: list[str] = field(default_factory=list)

@@ -188,3 +188,38 @@ def test_held_out_headlines_are_not_in_the_older_sets_or_registry_examples() -> 
         for line in (item["title"], item["text"].splitlines()[0]):
             if line:
                 assert normalise(line) not in older | examples, item["id"]
+
+
+def trigrams(text: str) -> set[str]:
+    squeezed = normalise(text).replace(" ", "")
+    return {squeezed[i : i + 3] for i in range(max(1, len(squeezed) - 2))}
+
+
+def test_registry_examples_are_not_rewordings_of_held_out_sentences() -> None:
+    """Fuzzy as well as exact: an example sharing most of its character trigrams with a
+    held-out headline or sentence, in much the same order, is a rewording of it."""
+    from difflib import SequenceMatcher
+
+    from pipeline.sentences import split_sentences
+
+    held_out = [
+        unit
+        for name in ("real_heldout.jsonl", "eval.jsonl")
+        for item in read(name)
+        for unit in ([item["title"]] if item["title"] else []) + split_sentences(item["text"])
+    ]
+    indexed = [(unit, trigrams(unit)) for unit in held_out]
+    close = []
+    for source in (REGISTRY.gate, *REGISTRY.entries):
+        for per_language in source.examples.values():
+            for example in (*per_language.match, *per_language.no_match):
+                for sentence in split_sentences(example):
+                    grams = trigrams(sentence)
+                    if len(grams) < 8:
+                        continue
+                    for unit, unit_grams in indexed:
+                        if len(grams & unit_grams) >= 0.75 * len(grams):
+                            ratio = SequenceMatcher(None, normalise(sentence), normalise(unit)).ratio()
+                            if ratio >= 0.6:
+                                close.append((sentence, round(ratio, 2)))
+    assert not close, close

@@ -228,6 +228,8 @@ def test_classify_contract(tmp_path: Path) -> None:
     assert [w["item"] for w in rows[0]["watch"]] == ["power_of_siberia_2"]
     assert rows[0]["watch"][0]["evidence"], "evidence is shown"
     assert all(set(t) == {"topic", "score", "evidence"} for t in rows[0]["topics"])
+    assert all(0 < t["score"] <= 1 for t in rows[0]["topics"]) and 0 < rows[0]["watch"][0]["score"] <= 1
+    assert isinstance(rows[0]["abstained"], list)
     assert rows[1]["topics"] == [] and rows[1]["watch"] == [] and rows[1]["lang"] == "ru"
     assert "error" in rows[2]
     assert not (tmp_path / "unused.db").exists(), "classify stores nothing"
@@ -262,6 +264,23 @@ def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
     assert bad.returncode == 2 and "energy" in bad.stderr
     again = sw("reclassify", db=db)
     assert again.returncode == 0 and "re-classified 6 articles" in again.stderr
+    assert "... 6/6 articles re-classified" in again.stderr, "progress is shown"
+
+
+def test_train_classifier_writes_the_artefact_and_reports_cross_validation(tmp_path: Path) -> None:
+    fixtures = REPO_ROOT / "tests" / "fixtures" / "classify"
+    lines = (fixtures / "real_train.jsonl").read_text(encoding="utf-8").splitlines()
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(lines[::15]) + "\n", encoding="utf-8")
+    output = tmp_path / "heads.npz"
+    done = sw("train-classifier", "--train", str(train), "--output", str(output), db=tmp_path / "unused.db")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["articles"] == len(lines[::15]) and len(summary["fingerprint"]) == 16
+    assert {"rules", "encoder", "hybrid", "thresholds"} <= set(summary["cross_validation"])
+    assert output.is_file() and "cross-validation by outlet" in done.stderr
+    missing = sw("train-classifier", "--train", str(tmp_path / "nope.jsonl"), db=tmp_path / "unused.db")
+    assert missing.returncode == 2 and "no such training file" in missing.stderr
 
 
 def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
@@ -294,3 +313,42 @@ def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
     # Without the explicit setting, loopback feeds are refused (SSRF guard).
     guarded = sw("run", "--once", "--all", db=db, env={"SUMMITWATCH_CONFIG_DIR": str(config)})
     assert "non-public" in guarded.stderr
+
+
+@pytest.mark.slow
+def test_a_new_watch_item_covers_the_history_after_reclassify(tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    from tests.test_topic_heads import LUNAR_STATION
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    env = {"SUMMITWATCH_CONFIG_DIR": str(config)}
+    db = tmp_path / "history.db"
+    assert sw("init", db=db, env=env).returncode == 0
+    article = {
+        "id": 1,
+        "url": "https://n.example/moon",
+        "title": "Russia and China pick a site for their Moon base",
+        "text": "Roscosmos and the China National Space Administration said the International Lunar "
+        "Research Station would be built near the lunar south pole, and Russia will supply a nuclear "
+        "power unit for it. Moscow and Beijing invited more countries to join the project.",
+    }
+    imported = sw("import", "-", "--json", db=db, env=env, stdin=json.dumps(article) + "\n")
+    assert imported.returncode == 0, imported.stderr
+    assert "lunar_station" not in {w["item"] for w in json.loads(imported.stdout)["watch"]}
+
+    topics = config / "topics.yaml"
+    data = yaml.safe_load(topics.read_text(encoding="utf-8"))
+    data["watch"]["lunar_station"] = LUNAR_STATION
+    topics.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    again = sw("reclassify", db=db, env=env)
+    assert again.returncode == 0, again.stderr
+    found = [
+        json.loads(line)
+        for line in sw("articles", "--watch", "lunar_station", "--json", db=db, env=env).stdout.splitlines()
+    ]
+    assert [row["url"] for row in found] == [article["url"]]
+    assert found[0]["watch"][0]["evidence"]

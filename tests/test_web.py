@@ -88,7 +88,9 @@ def populate(settings: Settings) -> Corpus:
     initialise(settings, load_feeds=False)
     rows = eval_articles()
     pos2 = [r for r in rows if "power_of_siberia_2" in r["watch"]]
-    others = [r for i, r in enumerate(rows) if i % 6 == 0 and r not in pos2]
+    # Near-misses are left out: these tests are about browsing, and a near-miss labelled
+    # either way by the classifier (its own tests measure that) would change the filters.
+    others = [r for i, r in enumerate(rows) if i % 6 == 0 and r not in pos2 and "near-miss" not in r["note"]]
     feed_names = {"en": "Eurasia Ledger", "ru": "Вестник Востока"}
 
     def line(row: dict[str, Any], published: datetime, **extra: Any) -> str:
