@@ -19,8 +19,9 @@ import bisect
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,38 @@ class TranslationParams:
 
 @dataclass(frozen=True)
 class Side:
-    """One article as the translation test sees it."""
+    """One article as the translation test sees it.
+
+    The language-free evidence of its text (numbers, length, gazetteer names) is computed
+    on first use and kept: the new article of an ingest is one ``Side`` checked against
+    every candidate, so its text is read once, not once per candidate.
+    """
 
     lang: str
     text: str
     sentences: Matrix  # one L2-normalised row per unit (title first when has_title)
     has_title: bool = False
+    _entities: dict[int, tuple[Gazetteer, frozenset[str]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @cached_property
+    def numbers(self) -> frozenset[str]:
+        """:func:`extract_numbers` of the text."""
+        return frozenset(extract_numbers(self.text))
+
+    @cached_property
+    def weight(self) -> float:
+        """:func:`content_weight` of the text."""
+        return content_weight(self.text)
+
+    def entities(self, gazetteer: Gazetteer) -> frozenset[str]:
+        """The ``gazetteer`` entries named in the text."""
+        cached = self._entities.get(id(gazetteer))
+        if cached is None or cached[0] is not gazetteer:
+            cached = (gazetteer, frozenset(gazetteer.entities(self.text, self.lang)))
+            self._entities[id(gazetteer)] = cached
+        return cached[1]
 
 
 @dataclass(frozen=True)
@@ -106,14 +133,18 @@ def mutual_best_matches(
     best_in_b = similarity.argmax(axis=1)
     best_in_a = similarity.argmax(axis=0)
     rows, cols = similarity.shape
+    # A pair is each side's best match, so the best other candidate of either sentence is
+    # the second-largest value of its row or column (ties included).
+    second_in_row = np.partition(similarity, cols - 2, axis=1)[:, cols - 2] if cols > 1 else None
+    second_in_col = np.partition(similarity, rows - 2, axis=0)[rows - 2] if rows > 1 else None
     pairs = []
     for i, j in enumerate(best_in_b):
         value = float(similarity[i, j])
         if best_in_a[j] != i or value < threshold:
             continue
         runner_up = max(
-            float(np.delete(similarity[i], j).max()) if cols > 1 else -1.0,
-            float(np.delete(similarity[:, j], i).max()) if rows > 1 else -1.0,
+            float(second_in_row[i]) if second_in_row is not None else -1.0,
+            float(second_in_col[j]) if second_in_col is not None else -1.0,
         )
         if value - runner_up < margin or abs(i / rows - j / cols) > max_shift:
             continue
@@ -154,14 +185,11 @@ def verify_translation(
     share = aligned / shorter if shorter else 0.0
     mean_similarity = sum(p[2] for p in pairs) / aligned if aligned else 0.0
     order = order_consistency(pairs)
-    numbers_a, numbers_b = extract_numbers(a.text), extract_numbers(b.text)
-    number_agreement, compared = _agreement(numbers_a, numbers_b)
+    number_agreement, compared = _agreement(a.numbers, b.numbers)
     entity_agreement = None
     if gazetteer is not None:
-        entity_agreement, _ = _agreement(
-            gazetteer.entities(a.text, a.lang), gazetteer.entities(b.text, b.lang)
-        )
-    weight_a, weight_b = content_weight(a.text), content_weight(b.text)
+        entity_agreement, _ = _agreement(a.entities(gazetteer), b.entities(gazetteer))
+    weight_a, weight_b = a.weight, b.weight
     length_ratio = max(weight_a, weight_b) / max(min(weight_a, weight_b), 1.0)
 
     failures = []
@@ -201,7 +229,7 @@ def verify_translation(
     )
 
 
-def _agreement(left: set[str], right: set[str]) -> tuple[float | None, int]:
+def _agreement(left: Set[str], right: Set[str]) -> tuple[float | None, int]:
     """Share of the smaller set found in the other; ``None`` when it has fewer than two items."""
     small, large = (left, right) if len(left) <= len(right) else (right, left)
     if len(small) < 2:
@@ -339,15 +367,23 @@ def extract_numbers(text: str) -> set[str]:
     return keys
 
 
+# Russian month names inflect ("мая", "июня", "сентября"): they are compared by stem. "ма"
+# needs the exact genitive/nominative forms, or "мало"/"масштаб" would count as May.
+_RUSSIAN_STEMS = tuple(
+    (stem, number)
+    for stem, number in _MONTHS.items()
+    if len(stem) >= 4 and stem[0] in "абвгдежзийклмнопрстуфхцчшщъыьэюя"
+)
+
+
+@lru_cache(maxsize=8192)  # news repeats its words; a text has hundreds, a stream a few thousand
 def _month_of(word: str) -> int | None:
     if len(word) < 3:
         return None
     if word in _MONTHS:
         return _MONTHS[word]
-    for stem, number in _MONTHS.items():
-        # Russian month names inflect ("мая", "июня", "сентября"): compare stems. "ма" needs
-        # the exact genitive/nominative forms, or "мало"/"масштаб" would count as May.
-        if len(stem) >= 4 and stem[0] in "абвгдежзийклмнопрстуфхцчшщъыьэюя" and word.startswith(stem):
+    for stem, number in _RUSSIAN_STEMS:
+        if word.startswith(stem):
             return number
     if word in ("мая", "май", "маю"):
         return 5

@@ -20,6 +20,13 @@ A model is loaded lazily, on the first :func:`load_encoder` call, once per proce
 import: DAG files import ``pipeline`` on every parse). Vectors are stored with the model's
 ``name``; vectors of different models are never compared.
 
+Loading the encoder also limits the process's BLAS pool to ``encoder.threads`` (default 1):
+the products the semantic layer computes (a sentence-by-sentence similarity matrix, a
+window of document vectors times a query) are small, and splitting them over threads costs
+more than it saves — measured on two cores, a 41 x 41 sentence similarity takes ten times
+longer with two BLAS threads than with one (``benchmarks/semantic_cost.py``). Workers
+parallelise across processes instead.
+
 Storage forms: a document vector is float16 (1 KB at 512 dimensions); sentence vectors are
 int8 with one float16 scale per sentence (about 0.5 KB each). Both lose nothing that
 matters at the similarity thresholds used (the cosine error is below 0.005).
@@ -102,6 +109,23 @@ class SentenceTransformersEncoder:
 
 _CACHE: dict[tuple[str, int], SentenceEncoder] = {}
 _CACHE_LOCK = threading.Lock()
+_BLAS_LIMIT: list[int] = []  # the limit set in this process, once
+_BLAS_LOCK = threading.Lock()
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Limit the process's BLAS thread pool to ``threads``, once per process.
+
+    Later calls change nothing: the first limit set (by the first encoder loaded) stays,
+    so a second model loaded with another thread count cannot flip the process's pool.
+    """
+    with _BLAS_LOCK:
+        if _BLAS_LIMIT:
+            return
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
+        _BLAS_LIMIT.append(threads)
 
 
 def load_encoder(model: str = DEFAULT_MODEL, *, threads: int = 1) -> SentenceEncoder:
@@ -110,6 +134,7 @@ def load_encoder(model: str = DEFAULT_MODEL, *, threads: int = 1) -> SentenceEnc
     Raises :class:`ConfigError` naming the setting when the model cannot be loaded.
     """
     key = (model, threads)
+    limit_blas_threads(threads)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:

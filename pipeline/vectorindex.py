@@ -54,8 +54,9 @@ class _Day:
     def arrays(self, dim: int) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]]:
         """(vectors, moments as POSIX seconds, languages), one entry per row."""
         if self._arrays is None:
+            # One decode of the day's bytes, not one small array per row.
             vectors = (
-                np.stack([document_from_bytes(row.document) for row in self.rows])
+                document_from_bytes(b"".join(row.document for row in self.rows)).reshape(len(self.rows), -1)
                 if self.rows
                 else np.zeros((0, dim), dtype=np.float32)
             )
@@ -106,7 +107,9 @@ class VectorIndex:
                 keep &= (moments >= low) & (moments <= high)
             positions = np.flatnonzero(keep)
             if len(positions) > limit:
-                positions = positions[np.argpartition(-scores[positions], limit - 1)[:limit]]
+                # The best ``limit`` by (score, lower id first), whatever order the rows came in.
+                ids = np.array([day.rows[position].article_id for position in positions])
+                positions = positions[np.lexsort((ids, -scores[positions]))[:limit]]
             for position in positions:
                 row = day.rows[position]
                 found[row.article_id] = Candidate(

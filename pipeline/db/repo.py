@@ -540,6 +540,8 @@ class VectorRow:
 
 
 def _vector_rows(session: Session, condition: Any, *extra: Any) -> list[VectorRow]:
+    """Rows in the order the database finds them: the lookup ranks by score, then id, so no
+    ORDER BY (which would sort a whole window of rows in a temporary B-tree)."""
     root = func.coalesce(Article.duplicate_of_id, Article.id)
     query = (
         select(
@@ -552,7 +554,6 @@ def _vector_rows(session: Session, condition: Any, *extra: Any) -> list[VectorRo
         )
         .join(Article, Article.id == ArticleVector.article_id)
         .where(condition, *extra)
-        .order_by(ArticleVector.article_id)
     )
     return [VectorRow(*row) for row in session.execute(query)]
 
