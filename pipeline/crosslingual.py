@@ -18,7 +18,9 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -68,12 +70,12 @@ class Side:
     @cached_property
     def numbers(self) -> frozenset[str]:
         """:func:`extract_numbers` of the text."""
-        return frozenset(extract_numbers(self.text))
+        return _numbers_of(self.text)
 
     @cached_property
     def weight(self) -> float:
         """:func:`content_weight` of the text."""
-        return content_weight(self.text)
+        return _weight_of(self.text)
 
     def entities(self, gazetteer: Gazetteer) -> frozenset[str]:
         """The ``gazetteer`` entries named in the text."""
@@ -227,6 +229,21 @@ def verify_translation(
         length_ratio,
         tuple(sorted(pairs, key=lambda p: -p[2])[:5]),
     )
+
+
+# A stored article is a candidate for every new article of its story that arrives within the
+# window, so the evidence of recent texts is kept (a few hundred texts, a few MB at most).
+_RECENT_TEXTS = 512
+
+
+@lru_cache(maxsize=_RECENT_TEXTS)
+def _numbers_of(text: str) -> frozenset[str]:
+    return frozenset(extract_numbers(text))
+
+
+@lru_cache(maxsize=_RECENT_TEXTS)
+def _weight_of(text: str) -> float:
+    return content_weight(text)
 
 
 def _agreement(left: Set[str], right: Set[str]) -> tuple[float | None, int]:
@@ -406,9 +423,31 @@ class Gazetteer:
     """Names that mean the same thing in every language, each with patterns per language."""
 
     patterns: Mapping[str, Mapping[str, re.Pattern[str]]]  # entity -> lang -> one compiled pattern
+    _recent: OrderedDict[tuple[str, str], frozenset[str]] = field(
+        default_factory=OrderedDict, init=False, repr=False, compare=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def entities(self, text: str, lang: str) -> set[str]:
-        """The gazetteer entries named in ``text`` (patterns of ``lang``, else of every language)."""
+        """The gazetteer entries named in ``text`` (patterns of ``lang``, else of every language).
+
+        Answers for recent texts are kept: a stored article is checked against each new
+        article of its story, and a text scan runs every pattern.
+        """
+        key = (lang, text)
+        with self._lock:
+            known = self._recent.get(key)
+            if known is not None:
+                self._recent.move_to_end(key)
+                return set(known)
+        found = self._scan(text, lang)
+        with self._lock:
+            self._recent[key] = frozenset(found)
+            while len(self._recent) > _RECENT_TEXTS:
+                self._recent.popitem(last=False)
+        return found
+
+    def _scan(self, text: str, lang: str) -> set[str]:
         folded = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е")
         found = set()
         for entity, by_lang in self.patterns.items():

@@ -130,3 +130,13 @@ def test_a_deployment_can_plug_in_another_model() -> None:
 def test_a_bad_model_setting_is_a_clear_error(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         encoder.load_encoder(spec)
+
+
+def test_loading_the_encoder_limits_the_blas_pool_once_per_process() -> None:
+    from threadpoolctl import threadpool_info
+
+    encoder.load_encoder()
+    encoder.limit_blas_threads(4)  # a later call does not change the process's pool
+    pools = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert pools, "numpy's BLAS is visible to threadpoolctl"
+    assert all(pool["num_threads"] == 1 for pool in pools)

@@ -179,6 +179,26 @@ def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, 
     assert ids() == [1, 5, 2]
 
 
+def test_the_vector_index_ranks_ties_by_id_whatever_order_rows_arrive_in(session: Session) -> None:
+    import numpy as np
+
+    from pipeline.vectorindex import VectorIndex
+
+    # The same vector three times, the higher ids earlier: the database returns a day's
+    # rows by moment, so here the highest id first.
+    for hours, article_id in enumerate([21, 22, 23], 1):
+        _store_vector(session, article_id, "ru", NOW - timedelta(hours=hours), [1, 0])
+    _store_vector(session, 24, "ru", NOW - timedelta(hours=5), [0.8, 0.6])
+    session.commit()
+    query = np.zeros(512, dtype=np.float32)
+    query[0] = 1.0
+    found = VectorIndex("m").nearest(
+        session, query, start=NOW - timedelta(days=1), end=NOW, not_lang="en", min_score=0.5, limit=2
+    )
+    assert [c.article_id for c in found] == [21, 22]
+    assert [round(c.score, 3) for c in found] == [1.0, 1.0]
+
+
 def test_a_translation_counts_once_in_coverage(session: Session, settings: Settings) -> None:
     from pipeline.reporting import compute_coverage
 
