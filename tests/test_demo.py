@@ -129,8 +129,8 @@ def test_demo_stores_the_site_as_expected(
         )
         reported = session.scalars(select(CoverageChange).where(CoverageChange.digest_id.is_not(None))).all()
     engine.dispose()
-    # The digest's overview: one line per change, by display name.
-    overview = re.findall(r"^[↑↓] (.+) \((?:topic|watch item)\): \d+ vs ", changes_digest, re.MULTILINE)
+    # The digest's sections: one per change, headed by the series' display name.
+    overview = re.findall(r"^[↑↓] (.+) \((?:topic|watch item)\), (?:up|down)", changes_digest, re.MULTILINE)
     assert len(overview) == len(reported) >= 1
 
     # The coverage page (`summitwatch serve`, /coverage) shows the changes the digest reported.
