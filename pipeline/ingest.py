@@ -36,7 +36,7 @@ from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemErro
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, parse_feed
 from pipeline.http import HttpClient
-from pipeline.language import detect_language, normalise_code
+from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.redaction import redact_optional, redact_text, redact_url
@@ -181,6 +181,7 @@ def build_candidate(
     """
     now = now or utcnow()
     extracted_date: str | None = None
+    page_lang: str | None = None
     if text is None:
         if html is None:
             raise ExtractionError("item has neither html nor text", permanent=True)
@@ -190,7 +191,7 @@ def build_candidate(
             raise ExtractionError(page.error, permanent=True)
         text = page.text
         title = title or page.title
-        lang_hint = page.lang_hint or lang_hint
+        page_lang = page.lang_hint
         extracted_date = page.date
         if len(text.strip()) < settings.poll.min_text_chars:
             raise ExtractionError(
@@ -207,9 +208,10 @@ def build_candidate(
         published = None
     guess = detect_language(
         f"{title or ''}\n{text}",
-        hint=normalise_code(lang_hint),
+        priors=[page_lang, lang_hint],  # what the page declares, then the feed (or import line)
         min_letters=settings.language.min_letters,
         min_confidence=settings.language.min_confidence,
+        sample_chars=settings.language.sample_chars,
     )
     fingerprint = Fingerprint(
         canonical_url=dedup.canonical_url(url) if url else None,

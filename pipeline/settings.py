@@ -78,6 +78,7 @@ class LanguageSettings(_Section):
 
     min_letters: int = Field(20, ge=1, le=10_000)
     min_confidence: float = Field(0.70, ge=0.0, le=1.0)
+    sample_chars: int = Field(1500, ge=100, le=1_000_000)
 
 
 class EncoderSettings(_Section):
