@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from pipeline.crosslingual import TranslationParams
 from pipeline.errors import ConfigError
-from pipeline.neardup import NearDupParams
+
+if TYPE_CHECKING:
+    # numpy comes with these; only the commands that deduplicate need them.
+    from pipeline.crosslingual import TranslationParams
+    from pipeline.neardup import NearDupParams
 
 ENV_PREFIX = "SUMMITWATCH_"
 # Variables with this prefix belong to the test suite and benchmarks, not the product.
@@ -145,11 +148,15 @@ class Settings(_Section):
     @field_validator("near_duplicates")
     @classmethod
     def _valid_near_duplicate_params(cls, value: dict[str, int | float]) -> dict[str, int | float]:
+        from pipeline.neardup import NearDupParams
+
         NearDupParams.from_mapping(value)  # raises ValueError naming the parameter
         return value
 
     def neardup_params(self) -> NearDupParams:
         """The near-duplicate parameters (defaults overridden by ``config/dedup.yaml``)."""
+        from pipeline.neardup import NearDupParams
+
         return NearDupParams.from_mapping(self.near_duplicates)
 
     slack: SlackSettings = SlackSettings()
@@ -175,6 +182,8 @@ class Settings(_Section):
 
     def translation_params(self) -> TranslationParams:
         """The thresholds of the translation test."""
+        from pipeline.crosslingual import TranslationParams
+
         t = self.translations
         return TranslationParams(
             sentence_similarity=t.sentence_similarity,
