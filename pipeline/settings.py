@@ -47,6 +47,9 @@ class HttpSettings(_Section):
     timeout_seconds: float = Field(30.0, gt=0, le=600)
     max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)
     max_redirects: int = Field(5, ge=0, le=20)
+    # Pages of a feed are fetched ahead while earlier ones are processed.
+    max_concurrency: int = Field(8, ge=1, le=256)
+    per_host_concurrency: int = Field(2, ge=1, le=64)
     user_agent: str = Field(
         "summitwatch/0.1 (news monitoring; +https://github.com/summitwatch/summitwatch)",
         min_length=3,
@@ -64,6 +67,7 @@ class PollSettings(_Section):
     max_items_per_feed: int = Field(200, ge=1, le=10_000)
     page_retry_limit: int = Field(5, ge=1, le=50)
     min_text_chars: int = Field(200, ge=0, le=100_000)
+    items_per_commit: int = Field(25, ge=1, le=10_000)
     extract_timeout_seconds: float = Field(20.0, ge=0, le=600)
 
 
