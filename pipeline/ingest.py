@@ -936,8 +936,8 @@ def _ingest_feed_items(
         def fetch_ahead(position: int) -> None:
             nonlocal next_to_submit
             limit = min(len(items), position + window)
-            if next_to_submit >= limit:
-                return
+            if next_to_submit >= limit or next_to_submit - position > window // 2:
+                return  # enough in flight; refilled half a window at a time (one lookup each)
             upcoming = list(range(max(next_to_submit, position), limit))
             next_to_submit = limit
             canonicals = {index: _screen_item(items[index])[0] for index in upcoming}
