@@ -39,6 +39,8 @@ Usage::
 
     python benchmarks/cycle_speed.py                   # 8 feeds, ~150 articles, best of 3
     python benchmarks/cycle_speed.py --repeat 2 --label before
+    git archive OLD pipeline config | tar -x -C /tmp/old    # earlier code, same run:
+    python benchmarks/cycle_speed.py --baseline-src /tmp/old --baseline-label OLD
 """
 
 from __future__ import annotations
@@ -452,7 +454,7 @@ def profiled_run() -> None:
             module_name, _, class_name = where.partition(":")
             owner: Any = importlib.import_module(module_name)
             if class_name:
-                owner = getattr(owner, class_name)
+                owner = getattr(owner, class_name, None)
             clock.wrap(owner, name, stage)
     from sqlalchemy import event
     from sqlalchemy.orm import Session
@@ -484,7 +486,8 @@ def profiled_run() -> None:
 # Orchestration ------------------------------------------------------------------------------
 
 
-def environment(db_url: str, config_dir: Path) -> dict[str, str]:
+def environment(db_url: str, config_dir: Path, source: Path | None = None) -> dict[str, str]:
+    """The child's environment; ``source``: run the ``pipeline`` package of that checkout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))}
     env.update(
         {
@@ -494,6 +497,8 @@ def environment(db_url: str, config_dir: Path) -> dict[str, str]:
             "PYTHONHASHSEED": "0",
         }
     )
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     return env
 
 
@@ -512,12 +517,18 @@ def timed_process(
     return wall, cpu, done
 
 
-def prepare_database(work: Path, base: str, site: dict[str, Any]) -> tuple[Path, Path]:
-    """An initialised template database (schema, seeds, benchmark feeds) and its config dir."""
+def prepare_database(
+    work: Path, base: str, site: dict[str, Any], source: Path | None = None
+) -> tuple[Path, Path]:
+    """An initialised template database (schema, seeds, benchmark feeds) and its config dir.
+
+    ``source``: a checkout of other code (its ``pipeline`` and ``config``) to prepare for.
+    """
     import yaml
 
-    config_dir = work / "config"
-    shutil.copytree(REPO_ROOT / "config", config_dir)
+    name = "baseline-" if source else ""
+    config_dir = work / f"{name}config"
+    shutil.copytree((source or REPO_ROOT) / "config", config_dir)
     feeds = [
         {
             "url": f"{base}/{feed['path']}",
@@ -532,8 +543,8 @@ def prepare_database(work: Path, base: str, site: dict[str, Any]) -> tuple[Path,
     (config_dir / "feeds.yaml").write_text(
         yaml.safe_dump({"feeds": feeds}, allow_unicode=True), encoding="utf-8"
     )
-    template = work / "template.db"
-    timed_process([str(SUMMITWATCH), "init"], environment(f"sqlite:///{template}", config_dir))
+    template = work / f"{name}template.db"
+    timed_process([str(SUMMITWATCH), "init"], environment(f"sqlite:///{template}", config_dir, source))
     return template, config_dir
 
 
@@ -575,6 +586,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (best is kept)")
     parser.add_argument("--label", default="current", help="name of this run in the results file")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="a checkout of earlier code (its pipeline/ and config/) run as a third side, for before/after",
+    )
+    parser.add_argument("--baseline-label", help="what the baseline checkout is (e.g. a commit)")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", nargs="*", help=argparse.SUPPRESS)
@@ -603,6 +620,10 @@ def main() -> int:
             bare_runs: list[tuple[float, float, dict[str, Any]]] = []
             ours_runs: list[tuple[float, float]] = []
             stored: dict[str, int] = {}
+            baseline_runs: list[tuple[float, float]] = []
+            baseline_stored: dict[str, int] = {}
+            if args.baseline_src:
+                baseline_template, baseline_config = prepare_database(work, base, site, args.baseline_src)
             for repetition in range(args.repeat):
                 wall, cpu, done = timed_process(bare_command, environment("sqlite://", config_dir))
                 bare_runs.append((wall, cpu, json.loads(done.stdout)))
@@ -611,10 +632,16 @@ def main() -> int:
                 wall, cpu, done = timed_process(run_command, environment(f"sqlite:///{database}", config_dir))
                 ours_runs.append((wall, cpu))
                 stored = count_stored(database)
-                print(
-                    f"run {repetition + 1}: bare {bare_runs[-1][0]:.2f} s, summitwatch {wall:.2f} s",
-                    file=sys.stderr,
-                )
+                line = f"run {repetition + 1}: bare {bare_runs[-1][0]:.2f} s, summitwatch {wall:.2f} s"
+                if args.baseline_src:
+                    database = work / f"baseline-{repetition}.db"
+                    shutil.copyfile(baseline_template, database)
+                    env = environment(f"sqlite:///{database}", baseline_config, args.baseline_src)
+                    wall, cpu, done = timed_process(run_command, env)
+                    baseline_runs.append((wall, cpu))
+                    baseline_stored = count_stored(database)
+                    line += f", baseline code {wall:.2f} s"
+                print(line, file=sys.stderr)
             database = work / "profiled.db"
             shutil.copyfile(template, database)
             _, _, done = timed_process(
@@ -657,6 +684,21 @@ def main() -> int:
             "stored": stored,
             "profile": profile,
         },
+        **(
+            {
+                "baseline_code": {
+                    "source": args.baseline_label or str(args.baseline_src),
+                    "best_seconds": round(min(baseline_runs)[0], 3),
+                    "runs_seconds": [round(run[0], 3) for run in baseline_runs],
+                    "cpu_seconds": round(min(baseline_runs)[1], 3),
+                    "ratio": round(min(baseline_runs)[0] / best_bare[0], 2),
+                    "cpu_ratio": round(min(baseline_runs)[1] / best_bare[1], 2),
+                    "stored": baseline_stored,
+                }
+            }
+            if baseline_runs
+            else {}
+        ),
         "ratio": round(best_ours[0] / best_bare[0], 2),
         # CPU seconds of the best runs: less sensitive to other jobs on the machine than wall time.
         "cpu_ratio": round(best_ours[1] / best_bare[1], 2),
@@ -688,6 +730,8 @@ def print_tables(result: dict[str, Any]) -> None:
             f"| {side['articles_per_hour_per_core']:,} |"
         )
     print(f"\nratio: {result['ratio']:.2f}x (CPU {result['cpu_ratio']:.2f}x); stored: {ours['stored']}")
+    if "baseline_code" in result:
+        print(f"baseline code: {result['baseline_code']}")
     print(f"session flushes: {ours['profile']['session_flushes']}")
     print("\n| stage (summitwatch, profiled run) | s |\n|---|---:|")
     for stage, seconds in sorted(ours["profile"]["stage_seconds"].items(), key=lambda kv: -kv[1]):

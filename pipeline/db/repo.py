@@ -655,9 +655,14 @@ def article_ids_without_vectors(
 def replace_classification(
     session: Session, article: Article, verdict: Classification, now: datetime
 ) -> None:
-    """Store ``verdict`` as the article's topics and watch items, replacing earlier ones."""
-    session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == article.id))
-    session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == article.id))
+    """Store ``verdict`` as the article's topics and watch items, replacing earlier ones.
+
+    An article never classified (``classified_at`` unset: topics are only written here,
+    together with it) has nothing to replace; its rows go out with the next flush.
+    """
+    if article.classified_at is not None:
+        session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == article.id))
+        session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == article.id))
     session.add_all(
         ArticleTopic(article_id=article.id, topic=hit.topic, score=hit.score, evidence=list(hit.evidence))
         for hit in verdict.topics
