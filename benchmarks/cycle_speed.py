@@ -29,7 +29,10 @@ two best times is the headline. Then, once each, outside the timed runs:
   wrapping the functions the ingest layer calls (page fetches done ahead in other threads
   are listed apart, ``(threads)``: they overlap the main thread's work; ``fetch_wait`` is
   the main thread waiting for a page), and the number of session flushes;
-* **start-up**: ``summitwatch --help`` and ``summitwatch feeds list``, best of 5.
+* **start-up**: ``summitwatch --help`` and ``summitwatch feeds list``, best of 5;
+* a **pool check**: extraction + language detection of every page in this process, one
+  after another, on 2 threads and on 2 worker processes (started by fork and by spawn,
+  start-up timed apart): what a bounded pool would save on those stages.
 
 Articles per hour per core = items / CPU seconds (user + system) of the process, × 3600.
 
@@ -483,6 +486,49 @@ def profiled_run() -> None:
     )
 
 
+# Would a pool pay for the CPU-bound stages? ---------------------------------------------------
+
+
+def _extract_and_detect(page: bytes) -> str:
+    from pipeline.extract import extract_page
+    from pipeline.language import detect_language
+
+    return detect_language(extract_page(page).text).lang
+
+
+def _warm(_: int) -> str:
+    return _extract_and_detect(
+        b"<html><body><article><p>" + b"Warm up the extraction and the language profiles. " * 20 + b"</p>"
+        b"</article></body></html>"
+    )
+
+
+def pool_check(root: Path) -> dict[str, Any]:
+    """Extraction + language of every page: one after another, 2 threads, 2 processes (fork, spawn)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    pages = [path.read_bytes() for path in sorted(root.rglob("*.html"))]
+    _warm(0)
+    timings: dict[str, Any] = {"pages": len(pages)}
+    began = time.perf_counter()
+    expected = [_extract_and_detect(page) for page in pages]
+    timings["sequential_seconds"] = round(time.perf_counter() - began, 3)
+    with ThreadPoolExecutor(2) as threads:
+        began = time.perf_counter()
+        assert list(threads.map(_extract_and_detect, pages)) == expected
+        timings["threads_2_seconds"] = round(time.perf_counter() - began, 3)
+    for method in ("fork", "spawn"):
+        began = time.perf_counter()
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as processes:
+            list(processes.map(_warm, range(2)))
+            ready = time.perf_counter() - began
+            assert list(processes.map(_extract_and_detect, pages, chunksize=8)) == expected
+        timings[f"processes_2_{method}_seconds"] = round(time.perf_counter() - began, 3)
+        timings[f"processes_2_{method}_start_seconds"] = round(ready, 3)
+    return timings
+
+
 # Orchestration ------------------------------------------------------------------------------
 
 
@@ -648,6 +694,7 @@ def main() -> int:
                 [sys.executable, __file__, "--profiled-run"], environment(f"sqlite:///{database}", config_dir)
             )
             profile = json.loads(done.stdout.strip().splitlines()[-1])
+            pools = pool_check(work / "site")
             startup_env = environment(f"sqlite:///{template}", config_dir)
             startup = {
                 "help": best_of([str(SUMMITWATCH), "--help"], startup_env, 5),
@@ -703,6 +750,8 @@ def main() -> int:
         # CPU seconds of the best runs: less sensitive to other jobs on the machine than wall time.
         "cpu_ratio": round(best_ours[1] / best_bare[1], 2),
         "startup_seconds": startup,
+        # In this process, pages from disk: what a pool would save on extraction + language.
+        "cpu_pool_check": pools,
     }
     previous: dict[str, Any] = {}
     if args.output.exists():
@@ -740,6 +789,7 @@ def print_tables(result: dict[str, Any]) -> None:
     for stage, seconds in bare["stage_seconds"].items():
         print(f"| {stage} | {seconds:.2f} |")
     print(f"\nstart-up: {result['startup_seconds']}")
+    print(f"extraction + language pool check: {result['cpu_pool_check']}")
 
 
 if __name__ == "__main__":
