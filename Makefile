@@ -32,8 +32,10 @@ $(UV):
 	python3 -m venv .uv
 	.uv/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode compiled once at install: every `summitwatch` start would otherwise compile the
+# libraries' sources again wherever .pyc files cannot be written (PYTHONDONTWRITEBYTECODE).
 .venv/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	touch $@
 
 clean:

@@ -2,6 +2,10 @@
 
 Settings are built once here and passed down; this is the only place that configures
 logging. Machine-readable output goes to stdout, progress and messages to stderr.
+
+Each command imports what it uses when it runs: ``summitwatch --help`` and the short
+commands must not pay for the database layer, the HTTP client, the extraction cascade or
+the encoder (``benchmarks/cycle_speed.py`` times the start-up).
 """
 
 from __future__ import annotations
@@ -15,16 +19,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
-
-from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
-from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.errors import SummitwatchError
 from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
-from pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline")
 
@@ -42,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SQLAlchemy statements at -v), has the credentials in its URLs redacted.
     install_log_redaction(logging.getLogger().handlers)
     try:
+        from pipeline.settings import load_settings
+
         overrides: dict[str, Any] = {}
         if args.db:
             overrides["db_url"] = args.db
@@ -51,19 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SummitwatchError as exc:
         print(f"summitwatch: error: {exc}", file=sys.stderr)
         return 2
-    except SQLAlchemyArgumentError as exc:
-        print(f"summitwatch: error: invalid database URL: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyOperationalError as exc:
-        # The database went away mid-command; every item is committed on its own, so a
-        # re-run carries on where this one stopped.
-        from pipeline.db.engine import driver_reason
-
-        print(
-            f"summitwatch: error: database unavailable: {driver_reason(exc)}; run again once it is back",
-            file=sys.stderr,
-        )
-        return 2
     except KeyboardInterrupt:
         print("summitwatch: interrupted", file=sys.stderr)
         return 130
@@ -71,6 +64,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `summitwatch articles | head` closes stdout early; that is not an error.
         sys.stderr.close()
         return 0
+    except Exception as exc:
+        message = _database_error(exc)
+        if message is None:
+            raise
+        print(f"summitwatch: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _database_error(exc: Exception) -> str | None:
+    """The message for a database error, or ``None`` for anything else.
+
+    SQLAlchemy is imported only by the commands that use the database, so an error can
+    only be one of its own when it is loaded.
+    """
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None:
+        return None
+    if isinstance(exc, errors.ArgumentError):
+        return f"invalid database URL: {exc}"
+    if isinstance(exc, errors.OperationalError):
+        # The database went away mid-command; every item is committed on its own, so a
+        # re-run carries on where this one stopped.
+        from pipeline.db.engine import driver_reason
+
+        return f"database unavailable: {driver_reason(exc)}; run again once it is back"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

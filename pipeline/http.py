@@ -19,8 +19,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from email.message import Message
 from urllib.parse import urljoin, urlsplit
@@ -225,6 +227,90 @@ class HttpClient:
         literal = _literal_address(parts.hostname)
         if literal is not None and _refused(literal, allow_private_networks=self.allow_private_networks):
             raise FetchError(_refusal_message(url, parts.hostname, literal), permanent=True)
+
+
+class PendingPage:
+    """A page being fetched: :meth:`result` waits for it and gives the response or raises."""
+
+    def __init__(self, fetch: Future[HttpResponse] | Callable[[], HttpResponse]) -> None:
+        self._fetch = fetch
+
+    def ready(self) -> bool:
+        """Whether :meth:`result` would return without waiting for the network."""
+        return isinstance(self._fetch, Future) and self._fetch.done()
+
+    def wait(self) -> None:
+        """Wait until the page is in (or its fetch failed); fetches it now if one at a time."""
+        if isinstance(self._fetch, Future):
+            wait([self._fetch])
+        else:
+            try:
+                response = self._fetch()
+            except Exception as exc:  # kept for result(), as a future keeps it
+                error = exc
+
+                def fail() -> HttpResponse:
+                    raise error
+
+                self._fetch = fail
+            else:
+                self._fetch = lambda: response
+
+    def result(self) -> HttpResponse:
+        if isinstance(self._fetch, Future):
+            return self._fetch.result()
+        return self._fetch()
+
+
+class PageFetcher:
+    """Fetch many URLs through one :class:`HttpClient` concurrently, politely.
+
+    At most ``max_concurrency`` requests are in flight in all, and at most ``per_host`` to
+    any one host (keyed by the host of the URL asked for). :meth:`submit` returns a future
+    at once; its result is the :class:`HttpResponse` or the :class:`FetchError` that
+    :meth:`HttpClient.get` would give. Callers consume the futures in their own order, so
+    what is done with the pages does not depend on which answered first. With
+    ``max_concurrency`` 1 every fetch runs in the calling thread, when its result is asked
+    for.
+    """
+
+    def __init__(self, client: HttpClient, *, max_concurrency: int, per_host: int) -> None:
+        self.client = client
+        self.per_host = max(1, per_host)
+        self._pool = (
+            ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fetch")
+            if max_concurrency > 1
+            else None
+        )
+        self._hosts: dict[str, threading.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> PageFetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for the requests in flight; those not started are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, url: str, *, accept: str | None = None) -> PendingPage:
+        """Start fetching ``url`` (one at a time: when the result is asked for)."""
+        if self._pool is None:
+            return PendingPage(lambda: self.client.get(url, accept=accept))
+        return PendingPage(self._pool.submit(self._polite_get, url, accept))
+
+    def _polite_get(self, url: str, accept: str | None) -> HttpResponse:
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            host = ""
+        with self._lock:
+            gate = self._hosts.setdefault(host, threading.Semaphore(self.per_host))
+        with gate:
+            return self.client.get(url, accept=accept)
 
 
 class RefusedAddress(Exception):

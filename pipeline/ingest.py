@@ -35,8 +35,8 @@ from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, parse_feed
-from pipeline.http import HttpClient
-from pipeline.language import detect_language, normalise_code
+from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage
+from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.redaction import redact_optional, redact_text, redact_url
@@ -213,6 +213,7 @@ def build_candidate(
     """
     now = now or utcnow()
     extracted_date: str | None = None
+    page_lang: str | None = None
     if text is None:
         if html is None:
             raise ExtractionError("item has neither html nor text", permanent=True)
@@ -222,7 +223,7 @@ def build_candidate(
             raise ExtractionError(page.error, permanent=True)
         text = page.text
         title = title or page.title
-        lang_hint = page.lang_hint or lang_hint
+        page_lang = page.lang_hint
         extracted_date = page.date
         if len(text.strip()) < settings.poll.min_text_chars:
             raise ExtractionError(
@@ -239,9 +240,10 @@ def build_candidate(
         published = None
     guess = detect_language(
         f"{title or ''}\n{text}",
-        hint=normalise_code(lang_hint),
+        priors=[page_lang, lang_hint],  # what the page declares, then the feed (or import line)
         min_letters=settings.language.min_letters,
         min_confidence=settings.language.min_confidence,
+        sample_chars=settings.language.sample_chars,
     )
     fingerprint = Fingerprint(
         canonical_url=dedup.canonical_url(url) if url else None,
@@ -441,13 +443,20 @@ def store_candidate(
         assert winner is not None
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
         return _duplicate_result(winner.id, winner.duplicate_of_id, winner.lang, winner.copy_kind, candidate)
-    repo.add_sighting(session, stored.id, via, sighting_url, seen_at)
+    # A new row: its sighting, signature and vectors are only added (nothing to replace) and
+    # written together with the next flush.
+    repo.add_sighting(session, stored.id, via, sighting_url, seen_at, new_article=True)
     fulltext.index_article(session, stored.id, stored.title, stored.text)
     if signature:
         repo.store_signature(
-            session, stored.id, neardup_params.scheme, neardup.signature_to_bytes(signature), keys
+            session,
+            stored.id,
+            neardup_params.scheme,
+            neardup.signature_to_bytes(signature),
+            keys,
+            new_article=True,
         )
-    _store_vectors(session, stored.id, vectors, candidate.lang, moment)
+    _store_vectors(session, stored.id, vectors, candidate.lang, moment, new_article=True)
     verdict = classify_article(session, stored, context.registry, seen_at, context.classifier_heads, vectors)
     status: Status = "duplicate" if duplicate_of is not None else "new"
     return ItemResult(
@@ -618,7 +627,13 @@ def _duplicate_result(
 
 
 def _store_vectors(
-    session: Session, article_id: int, vectors: encoder.ArticleVectors, lang: str, moment: datetime
+    session: Session,
+    article_id: int,
+    vectors: encoder.ArticleVectors,
+    lang: str,
+    moment: datetime,
+    *,
+    new_article: bool = False,
 ) -> None:
     repo.store_vectors(
         session,
@@ -630,6 +645,7 @@ def _store_vectors(
         sentences=encoder.sentences_to_bytes(vectors.sentences),
         sentence_count=len(vectors.units),
         has_title=vectors.has_title,
+        new_article=new_article,
     )
 
 
@@ -750,32 +766,17 @@ def poll_feed(
     session.commit()
     result = PollResult(feed.id, feed.url, "fetched")
     context = context or IngestContext.from_settings(settings)
-    complete = True
-    for item in parsed.items:
-        try:
-            outcome = ingest_item(session, client, settings, item, feed=feed, now=now, context=context)
-            session.commit()
-        except Exception as exc:
-            # The database gone (restart, network) is no fault of the item: stop the run.
-            require_database(session)
-            outcome = ItemResult("error", error=f"could not be processed: {type(exc).__name__}", url=item.url)
-            if isinstance(exc, OperationalError):
-                # Transient (a lock held too long, a connection cut and restored): the feed
-                # is not marked as read, so the next poll offers the item again.
-                complete = False
-                log.warning(
-                    "feed %s: item %s: database error, offered again next poll: %s",
-                    redact_url(feed.url),
-                    redact_optional(item.url),
-                    driver_reason(exc),
-                )
-            else:
-                # One item the database refuses (or a bug it triggers) must not cost the rest
-                # of the feed, nor leave the feed unsaved and failing on every later cycle.
-                log.exception("feed %s: item %s failed", redact_url(feed.url), redact_optional(item.url))
-        result.items.append(outcome)
-        if progress:
-            progress(_describe_item(outcome))
+    complete = _ingest_feed_items(
+        session,
+        client,
+        settings,
+        feed,
+        parsed.items,
+        now=now,
+        context=context,
+        result=result,
+        progress=progress,
+    )
     if complete:
         feed.etag, feed.last_modified = _validators(response.headers)
         feed.body_hash = body_hash
@@ -845,20 +846,51 @@ def ingest_item(
     context: IngestContext | None = None,
 ) -> ItemResult:
     """Fetch, extract and store one feed item; failures are recorded, never raised."""
-    via = f"feed:{feed.id}" if feed else "retry"
+    return _finish_item(
+        session,
+        settings,
+        item,
+        lambda: client.get(item.url or "", accept=PAGE_ACCEPT),
+        feed=feed,
+        now=now,
+        context=context,
+    )
+
+
+def _screen_item(item: FeedItem) -> tuple[str | None, ItemResult | None]:
+    """The canonical URL of a feed item, or the error result of an unusable link."""
     url = item.url
     if not url:
-        return ItemResult("error", error="feed item has no link", title=item.title)
+        return None, ItemResult("error", error="feed item has no link", title=item.title)
     if len(url) > MAX_URL_LENGTH:
-        return ItemResult("error", error="link longer than 2048 characters", title=item.title)
+        return None, ItemResult("error", error="link longer than 2048 characters", title=item.title)
     if _CONTROL.search(url) or any(char.isspace() for char in url):
-        return ItemResult("error", error="link contains control characters or spaces", title=item.title)
+        return None, ItemResult("error", error="link contains control characters or spaces", title=item.title)
     try:
         canonical = dedup.canonical_url(url)
     except ValueError as exc:  # e.g. a port out of range
-        return ItemResult("error", error=f"malformed link: {exc}", url=url, title=item.title)
+        return None, ItemResult("error", error=f"malformed link: {exc}", url=url, title=item.title)
     if len(canonical) > MAX_URL_LENGTH:
-        return ItemResult("error", error="link longer than 2048 characters", url=url, title=item.title)
+        return None, ItemResult("error", error="link longer than 2048 characters", url=url, title=item.title)
+    return canonical, None
+
+
+def _finish_item(
+    session: Session,
+    settings: Settings,
+    item: FeedItem,
+    fetch: Callable[[], HttpResponse],
+    *,
+    feed: Feed | None,
+    now: datetime,
+    context: IngestContext | None = None,
+) -> ItemResult:
+    """One item, its page obtained by ``fetch`` if it must be; failures recorded, never raised."""
+    via = f"feed:{feed.id}" if feed else "retry"
+    canonical, refused = _screen_item(item)
+    if refused is not None or canonical is None or item.url is None:
+        return refused or ItemResult("error", error="feed item has no link", title=item.title)
+    url = item.url
     known = repo.known_url(session, canonical)
     if known is not None:
         # Already stored: a sighting, no fetch. (Only ids and language are loaded.)
@@ -872,7 +904,7 @@ def ingest_item(
         state = "quarantined" if earlier.permanent else "retry pending"
         return ItemResult("error", error=f"{state}: {earlier.error}", url=url, title=item.title)
     try:
-        response = client.get(url, accept=PAGE_ACCEPT)
+        response = fetch()
         candidate = build_candidate(
             settings,
             url=url,
@@ -912,8 +944,159 @@ def ingest_item(
         feed_id=feed.id if feed else None,
         seen_at=now,
     )
-    repo.resolve_failure(session, "page", url)
+    if earlier is not None:
+        repo.resolve_failure(session, "page", url)
     return result
+
+
+# Seconds a batch of items may keep its transaction open (on SQLite, the write lock).
+BATCH_SECONDS = 2.0
+
+
+def _ingest_feed_items(
+    session: Session,
+    client: HttpClient,
+    settings: Settings,
+    feed: Feed,
+    items: Sequence[FeedItem],
+    *,
+    now: datetime,
+    context: IngestContext,
+    result: PollResult,
+    progress: ProgressCallback | None,
+) -> bool:
+    """Ingest a feed's items in order, pages fetched ahead, committed in batches.
+
+    Pages are fetched concurrently (``http.max_concurrency`` in all, ``http.per_host_
+    concurrency`` per host), a window ahead of the item being processed; items are
+    extracted and stored one after another in feed order, so the outcome never depends on
+    which page answered first. A batch of up to ``poll.items_per_commit`` items (or
+    :data:`BATCH_SECONDS` of work) is one transaction. When an item fails inside a batch,
+    the batch is rolled back and its items are done again one by one, each committed on
+    its own, so one bad item costs nobody else. Returns False when an item met a transient
+    database error: the feed is then not marked as read and offers it again next poll.
+    """
+    http = settings.http
+    window = http.max_concurrency * 2
+    complete = True
+    fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
+    with fetcher:
+        ahead: dict[int, PendingPage] = {}
+        retried: set[int] = set()  # pages with an earlier failure: fetched (if due) in turn
+        next_to_submit = 0
+
+        def fetch_ahead(position: int) -> None:
+            nonlocal next_to_submit
+            limit = min(len(items), position + window)
+            if next_to_submit >= limit or next_to_submit - position > window // 2:
+                return  # enough in flight; refilled half a window at a time (one lookup each)
+            upcoming = list(range(max(next_to_submit, position), limit))
+            next_to_submit = limit
+            canonicals = {index: _screen_item(items[index])[0] for index in upcoming}
+            known = repo.known_urls(session, [c for c in canonicals.values() if c])
+            # A page that failed before is fetched (or not) when its turn comes, as before.
+            failed = repo.open_failure_targets(session, "page", [items[i].url or "" for i in upcoming])
+            for index, canonical in canonicals.items():
+                url = items[index].url
+                if url in failed:
+                    retried.add(index)
+                elif canonical and url and canonical not in known:
+                    ahead[index] = fetcher.submit(url, accept=PAGE_ACCEPT)
+
+        def process(index: int) -> ItemResult:
+            item = items[index]
+            page = ahead.get(index)
+            fetch = page.result if page else (lambda: client.get(item.url or "", accept=PAGE_ACCEPT))
+            return _finish_item(session, settings, item, fetch, feed=feed, now=now, context=context)
+
+        def report(outcomes: list[ItemResult]) -> None:
+            for outcome in outcomes:
+                result.items.append(outcome)
+                if progress:
+                    progress(_describe_item(outcome))
+
+        batch: list[tuple[int, ItemResult]] = []
+        started = time.monotonic()
+
+        def settle(failed: int | None = None) -> None:
+            """Commit the batch; if an item (``failed``) or the commit fails, redo it item by item."""
+            nonlocal batch, complete
+            positions = [done for done, _ in batch] + ([failed] if failed is not None else [])
+            if failed is None:
+                try:
+                    session.commit()
+                except Exception:
+                    failed = -1
+                else:
+                    report([outcome for _, outcome in batch])
+            if failed is not None:
+                # Roll the batch back (the database gone stops the run here), then do its
+                # items again one at a time.
+                require_database(session)
+                outcomes = []
+                for position in positions:
+                    outcome, committed = _process_alone(session, feed, items[position], process, position)
+                    complete = complete and committed
+                    outcomes.append(outcome)
+                report(outcomes)
+            for position in positions:
+                ahead.pop(position, None)  # the page is no longer needed
+            batch = []
+
+        for index in range(len(items)):
+            fetch_ahead(index)
+            page = ahead.get(index)
+            if batch and (index in retried or (page is not None and not page.ready())):
+                # Never wait for the network inside an open transaction (on SQLite, the
+                # write lock that every other writer waits for): commit what is done first.
+                settle()
+            if not batch:
+                if page is not None:
+                    page.wait()
+                if index not in retried:  # (a retried page is fetched in process())
+                    repo.begin_write(session)
+                started = time.monotonic()
+            try:
+                batch.append((index, process(index)))
+            except Exception:
+                settle(failed=index)
+                continue
+            if len(batch) >= settings.poll.items_per_commit or time.monotonic() - started >= BATCH_SECONDS:
+                settle()
+        settle()
+    return complete
+
+
+def _process_alone(
+    session: Session,
+    feed: Feed,
+    item: FeedItem,
+    process: Callable[[int], ItemResult],
+    position: int,
+) -> tuple[ItemResult, bool]:
+    """One item in a transaction of its own; (outcome, False) after a transient database error."""
+    try:
+        outcome = process(position)
+        session.commit()
+        return outcome, True
+    except Exception as exc:
+        # The database gone (restart, network) is no fault of the item: stop the run.
+        require_database(session)
+        outcome = ItemResult("error", error=f"could not be processed: {type(exc).__name__}", url=item.url)
+        if isinstance(exc, OperationalError):
+            # Transient (a lock held too long, a connection cut and restored): the feed
+            # is not marked as read, so the next poll offers the item again.
+            log.warning(
+                "feed %s: item %s: database error, offered again next poll: %s",
+                redact_url(feed.url),
+                redact_optional(item.url),
+                driver_reason(exc),
+            )
+            return outcome, False
+        # One item the database refuses (or a bug it triggers) must not cost the rest
+        # of the feed, nor leave the feed unsaved and failing on every later cycle.
+        log.exception("feed %s: item %s failed", redact_url(feed.url), redact_optional(item.url))
+        return outcome, True
 
 
 def retry_failed_pages(

@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from pipeline.crosslingual import TranslationParams
 from pipeline.errors import ConfigError
-from pipeline.neardup import NearDupParams
+
+if TYPE_CHECKING:
+    # numpy comes with these; only the commands that deduplicate need them.
+    from pipeline.crosslingual import TranslationParams
+    from pipeline.neardup import NearDupParams
 
 ENV_PREFIX = "SUMMITWATCH_"
 # Variables with this prefix belong to the test suite and benchmarks, not the product.
@@ -44,6 +47,9 @@ class HttpSettings(_Section):
     timeout_seconds: float = Field(30.0, gt=0, le=600)
     max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)
     max_redirects: int = Field(5, ge=0, le=20)
+    # Pages of a feed are fetched ahead while earlier ones are processed.
+    max_concurrency: int = Field(8, ge=1, le=256)
+    per_host_concurrency: int = Field(2, ge=1, le=64)
     user_agent: str = Field(
         "summitwatch/0.1 (news monitoring; +https://github.com/summitwatch/summitwatch)",
         min_length=3,
@@ -61,6 +67,7 @@ class PollSettings(_Section):
     max_items_per_feed: int = Field(200, ge=1, le=10_000)
     page_retry_limit: int = Field(5, ge=1, le=50)
     min_text_chars: int = Field(200, ge=0, le=100_000)
+    items_per_commit: int = Field(25, ge=1, le=10_000)
     extract_timeout_seconds: float = Field(20.0, ge=0, le=600)
 
 
@@ -78,6 +85,7 @@ class LanguageSettings(_Section):
 
     min_letters: int = Field(20, ge=1, le=10_000)
     min_confidence: float = Field(0.70, ge=0.0, le=1.0)
+    sample_chars: int = Field(1500, ge=100, le=1_000_000)
 
 
 class EncoderSettings(_Section):
@@ -144,11 +152,15 @@ class Settings(_Section):
     @field_validator("near_duplicates")
     @classmethod
     def _valid_near_duplicate_params(cls, value: dict[str, int | float]) -> dict[str, int | float]:
+        from pipeline.neardup import NearDupParams
+
         NearDupParams.from_mapping(value)  # raises ValueError naming the parameter
         return value
 
     def neardup_params(self) -> NearDupParams:
         """The near-duplicate parameters (defaults overridden by ``config/dedup.yaml``)."""
+        from pipeline.neardup import NearDupParams
+
         return NearDupParams.from_mapping(self.near_duplicates)
 
     slack: SlackSettings = SlackSettings()
@@ -174,6 +186,8 @@ class Settings(_Section):
 
     def translation_params(self) -> TranslationParams:
         """The thresholds of the translation test."""
+        from pipeline.crosslingual import TranslationParams
+
         t = self.translations
         return TranslationParams(
             sentence_similarity=t.sentence_similarity,

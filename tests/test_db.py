@@ -114,3 +114,10 @@ def test_timestamps_round_trip_as_utc(settings: Settings) -> None:
         assert stored is not None and stored.next_poll_at == moment
         assert stored.next_poll_at.tzinfo is not None
     engine.dispose()
+
+
+def test_head_revision_read_from_the_files_is_alembics() -> None:
+    from pipeline.db.engine import _alembic_head, head_revision
+
+    assert head_revision() is not None
+    assert head_revision() == _alembic_head()

@@ -124,34 +124,39 @@ def config_dir(tmp_path: Path) -> Path:
     return config
 
 
-def cli_env(db_url: str, config: Path) -> dict[str, str]:
+def cli_env(db_url: str, config: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
         "SUMMITWATCH_DB_URL": db_url,
         "SUMMITWATCH_CONFIG_DIR": str(config),
         "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+        **(extra or {}),
     }
 
 
-def sw(*args: str, db_url: str, config: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def sw(
+    *args: str, db_url: str, config: Path, timeout: float = 300, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SCRIPT, *args],
         capture_output=True,
         text=True,
-        env=cli_env(db_url, config),
+        env=cli_env(db_url, config, extra_env),
         cwd=config.parent,
         timeout=timeout,
     )
 
 
-def start_run(db_url: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_run(
+    db_url: str, config: Path, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``summitwatch run --once --all`` in the background, its stderr going to ``log``."""
     with log.open("wb") as stderr:
         return subprocess.Popen(
             [SCRIPT, "run", "--once", "--all"],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env=cli_env(db_url, config),
+            env=cli_env(db_url, config, extra_env),
             cwd=config.parent,
         )
 
@@ -192,15 +197,21 @@ def assert_each_item_stored_once(engine: Engine, site: NewsSite) -> None:
 # kill -9 mid-batch -------------------------------------------------------------------------
 
 
+# One item per transaction, pages fetched one at a time: the kill point is exact.
+ONE_BY_ONE = {"SUMMITWATCH_POLL__ITEMS_PER_COMMIT": "1", "SUMMITWATCH_HTTP__MAX_CONCURRENCY": "1"}
+
+
+@pytest.mark.parametrize("mode", ["one-by-one", "batched"])
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_killed_mid_batch_then_rerun_stores_each_item_once(
-    backend: str, tmp_path: Path, config_dir: Path, request: pytest.FixtureRequest
+    backend: str, mode: str, tmp_path: Path, config_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     db_url = (
         f"sqlite:///{tmp_path / 'killed.db'}"
         if backend == "sqlite"
         else request.getfixturevalue("postgres_url")
     )
+    extra_env = ONE_BY_ONE if mode == "one-by-one" else None
     with NewsSite(12) as site:
         engine = prepare(db_url, config_dir, site)
         run: subprocess.Popen[bytes] | None = None
@@ -210,15 +221,24 @@ def test_killed_mid_batch_then_rerun_stores_each_item_once(
                 run.send_signal(signal.SIGKILL)  # mid-item: page 6 fetched, never stored
 
         site.on_page = kill_at_page_six
-        run = start_run(db_url, config_dir, tmp_path / "first.log")
+        run = start_run(db_url, config_dir, tmp_path / "first.log", extra_env)
         run.wait(timeout=300)
         assert run.returncode == -signal.SIGKILL
-        assert stored_count(engine) == 6, "pages 0-5 were committed before the kill"
+        stored = stored_count(engine)
+        if mode == "one-by-one":
+            assert stored == 6, "pages 0-5 were committed before the kill"
+        else:
+            # Pages are fetched ahead and items committed in batches: what the kill left is
+            # whole batches, the first items of the feed in order, and never page 6 or later.
+            assert stored < 6
+            with engine.connect() as connection:
+                urls = set(connection.scalars(select(Article.url).where(Article.is_seed.is_(False))))
+            assert urls == {site.url(f"/news/{i}") for i in range(stored)}
         site.on_page = None
-        again = sw("run", "--once", "--all", db_url=db_url, config=config_dir)
+        again = sw("run", "--once", "--all", db_url=db_url, config=config_dir, extra_env=extra_env)
         assert again.returncode == 0, again.stderr
-        # The kill left the feed unread: the re-run sees every item, the first six as known.
-        assert "6 new, 6 duplicate, 0 failed items" in again.stderr
+        # The kill left the feed unread: the re-run sees every item, those stored as known.
+        assert f"{12 - stored} new, {stored} duplicate, 0 failed items" in again.stderr
         assert_each_item_stored_once(engine, site)
     engine.dispose()
 
@@ -238,13 +258,21 @@ def restartable_postgres() -> Iterator[Cluster]:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("back_before_noticed", [True, False], ids=["quick-restart", "down-until-exit"])
+@pytest.mark.parametrize("mode", ["one-by-one", "batched"])
 def test_postgres_restarted_mid_run(
-    back_before_noticed: bool, tmp_path: Path, config_dir: Path, restartable_postgres: Cluster
+    back_before_noticed: bool, mode: str, tmp_path: Path, config_dir: Path, restartable_postgres: Cluster
 ) -> None:
-    """The server stops while the run waits for page 4 (its transaction open). Either it is
-    back before the run's next statement (the run finishes, the item is offered again next
-    poll) or it is still down (the run stops with one clear line). A re-run stores the rest."""
+    """The server stops when page 4 is asked for, and comes back at once or stays down.
+
+    One item at a time, the run is then waiting for that page with no transaction open (it
+    never waits for the network inside one): a quick restart goes unnoticed and every item
+    is stored; a server still down stops the run with one clear line. In batches, pages are
+    fetched ahead, so the restart meets the run mid-batch: it either finishes (the batch
+    done again item by item, at most the item met by the outage offered again next poll) or,
+    the server not back yet when it checks, stops with the same clear line. A re-run stores
+    the rest, each item once."""
     cluster = restartable_postgres
+    extra_env = ONE_BY_ONE if mode == "one-by-one" else None
     with NewsSite(10) as site:
         engine = prepare(cluster.url, config_dir, site)
         engine.dispose()
@@ -257,21 +285,29 @@ def test_postgres_restarted_mid_run(
 
         site.on_page = restart_at_page_four
         log = tmp_path / "first.log"
-        run = start_run(cluster.url, config_dir, log)
+        run = start_run(cluster.url, config_dir, log, extra_env)
         run.wait(timeout=300)
         output = log.read_text()
         assert "Traceback" not in output, output
-        if back_before_noticed:
-            assert run.returncode == 0, output
-            assert "database error, offered again next poll" in output
-            assert "9 new, 0 duplicate, 1 failed items" in output
-        else:
-            assert run.returncode == 2, output
+        stopped = run.returncode == 2
+        if stopped:
             assert (
                 output.strip().splitlines()[-1].startswith("summitwatch: error: the database is unavailable")
-            )
+            ), output
+        if not back_before_noticed:
+            assert stopped, output
             cluster.start()
-        assert stored_count(engine) in (4, 9)
+            assert stored_count(engine) < 10  # what the outage cut short was not committed
+        elif mode == "one-by-one":
+            assert run.returncode == 0, output
+            assert "10 new, 0 duplicate, 0 failed items" in output
+            assert stored_count(engine) == 10
+        elif not stopped:
+            assert run.returncode == 0, output
+            counts = re.search(r"(\d+) new, 0 duplicate, (\d+) failed items", output)
+            assert counts is not None, output
+            assert int(counts[1]) + int(counts[2]) == 10 and int(counts[2]) <= 1, output
+            assert stored_count(engine) == int(counts[1])
         site.on_page = None
         again = sw("run", "--once", "--all", db_url=cluster.url, config=config_dir)
         assert again.returncode == 0, again.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import ssl
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +14,7 @@ import httpcore
 import pytest
 
 from pipeline.errors import FetchError
-from pipeline.http import HttpClient
+from pipeline.http import HttpClient, PageFetcher
 from pipeline.settings import HttpSettings
 from tests.local_server import LocalServer, Reply
 
@@ -315,3 +317,43 @@ def test_link_local_is_refused_even_when_private_networks_are_allowed() -> None:
                 with pytest.raises(FetchError, match="non-public"):
                     http.get(url)
         assert internet.connects == [("127.0.0.1", server.port)], "only the loopback server was reached"
+
+
+def test_page_fetcher_keeps_per_host_and_global_limits() -> None:
+    in_flight: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    peak_total = [0]
+    lock = threading.Lock()
+
+    def slow_page(handler: object) -> Reply:
+        host = str(getattr(handler, "headers")["Host"]).split(":")[0]  # noqa: B009
+        with lock:
+            in_flight[host] = in_flight.get(host, 0) + 1
+            peak[host] = max(peak.get(host, 0), in_flight[host])
+            peak_total[0] = max(peak_total[0], sum(in_flight.values()))
+        time.sleep(0.15)
+        with lock:
+            in_flight[host] -= 1
+        return Reply(200, handler.path.encode(), {"Content-Type": "text/plain"})  # type: ignore[attr-defined]
+
+    routes = {f"/p{n}": slow_page for n in range(12)}
+    with LocalServer(routes) as server, client() as http:
+        urls = [server.url(f"/p{n}", host=("127.0.0.1", "localhost")[n % 2]) for n in range(12)]
+        with PageFetcher(http, max_concurrency=3, per_host=2) as fetcher:
+            calls = [fetcher.submit(url) for url in urls]
+            bodies = [call.result().body for call in calls]
+    # Results come back for the URL asked, in the order asked, whatever answered first.
+    assert bodies == [f"/p{n}".encode() for n in range(12)]
+    assert max(peak.values()) == 2, peak  # never more than 2 to one host...
+    assert peak_total[0] == 3, peak_total  # ...nor more than 3 in all, and the pool was used
+
+
+def test_page_fetcher_with_one_at_a_time_fetches_in_the_caller() -> None:
+    with LocalServer({"/a": lambda h: Reply(200, b"a"), "/b": lambda h: Reply(404, b"")}) as server:
+        with client() as http, PageFetcher(http, max_concurrency=1, per_host=1) as fetcher:
+            first, missing = fetcher.submit(server.url("/a")), fetcher.submit(server.url("/b"))
+            assert server.hits == []  # nothing fetched before it is asked for
+            assert not first.ready()
+            assert first.result().body == b"a"
+            with pytest.raises(FetchError):
+                missing.result()

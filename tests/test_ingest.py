@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -457,3 +458,31 @@ def test_hostile_feeds_are_refused_and_store_nothing(
         assert "TOP-SECRET-MARKER" not in (feed.last_error or "")
     assert session.scalar(select(func.count()).select_from(Article)) == 0
     assert [hit["path"] for hit in server.hits] == list(bodies), "no item page was fetched"
+
+
+def test_pages_fetched_ahead_are_stored_in_feed_order(session: Session, settings: Settings) -> None:
+    # The first page answers last, its syndicated copy (later in the feed) first: the first
+    # item is still the original and the copy points at it, as when fetched one by one.
+    site = FeedSite()
+    site.items.append(("/copy", "Putin and Xi talk gas (syndicated)"))
+    site.pages["/copy"] = site.pages["/a"].replace(b"<nav>", b"<nav><a href='/partner'>Partner</a>")
+    spans: dict[str, list[float]] = {}
+
+    def timed_page(handler: object) -> Reply:
+        path = getattr(handler, "path").split("?")[0]  # noqa: B009
+        started = time.monotonic()
+        if path == "/a":
+            time.sleep(0.5)
+        spans[path] = [started, time.monotonic()]
+        return Reply(200, site.pages[path], {"Content-Type": "text/html; charset=utf-8"})
+
+    site.server.routes.update({"/a": timed_page, "/b": timed_page, "/copy": timed_page})
+    assert settings.http.max_concurrency > 1 and settings.poll.items_per_commit > 1
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        result = poll_feed(session, client, settings, add_feed(session, site.server.url("/feed")), now=NOW)
+    assert spans["/copy"][0] < spans["/a"][1], "the copy was fetched while the first page was slow"
+    assert [item.status for item in result.items] == ["new", "new", "error", "duplicate"]
+    original, copy = result.items[0], result.items[3]
+    assert copy.duplicate_of == original.article_id
+    assert original.article_id is not None and copy.article_id is not None
+    assert original.article_id < result.items[1].article_id < copy.article_id  # type: ignore[operator]

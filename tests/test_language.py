@@ -61,3 +61,29 @@ def test_traditional_chinese_is_chinese_not_korean() -> None:
     assert detect_language(japanese).lang == "ja"
     korean = "시진핑 주석은 베이징에서 푸틴 대통령과 회담을 갖고 양국 협력에 대해 논의했다."
     assert detect_language(korean).lang == "ko"
+
+
+def test_declared_language_is_a_prior_not_the_answer() -> None:
+    english = (
+        "Vladimir Putin and Xi Jinping signed a joint statement on deepening their partnership in Beijing."
+    )
+    russian = SAMPLES["ru"]
+    # A feed that declares the wrong language does not change a clear answer.
+    assert detect_language(english, priors=["ru"]).lang == "en"
+    assert detect_language(russian, priors=["en", "zh"]).lang == "ru"
+    # A headline langdetect cannot place on its own is settled by what the source declares.
+    headline = "Cumbre Putin Xi en Moscú"
+    assert detect_language(headline, min_letters=5).lang == "und"
+    assert detect_language(headline, min_letters=5, priors=["es"]).lang == "es"
+    # ...but only towards a language the text supports: a German prior does not make it German.
+    assert detect_language(headline, min_letters=5, priors=["de"]).lang == "und"
+
+
+def test_only_a_bounded_sample_is_read() -> None:
+    english = SAMPLES["en"] + " "
+    russian = SAMPLES["ru"] + " "
+    text = english * 20 + russian * 200
+    assert detect_language(text, sample_chars=1500).lang == "en"
+    assert detect_language(text, sample_chars=50_000).lang == "ru"
+    # Cut at a space, never inside a word; short texts are read whole.
+    assert detect_language(SAMPLES["de"], sample_chars=100).lang == "de"

@@ -6,18 +6,19 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import DatabaseError
+
+if TYPE_CHECKING:
+    # Alembic loads only to migrate: every other command checks the schema without it.
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -47,6 +48,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -55,6 +58,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
     """Bring the schema to the newest migration; returns (revision before, revision after)."""
+    from alembic import command
+
     before = current_revision(engine)
     try:
         command.upgrade(alembic_config(engine), "head")
@@ -64,16 +69,52 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The schema revision the database is at (None for an empty database)."""
+    """The schema revision the database is at (None for an empty database).
+
+    Read from Alembic's ``alembic_version`` table directly (importing Alembic costs more
+    than a short command does).
+    """
     try:
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table(VERSION_TABLE):
+                return None
+            versions = list(connection.scalars(text("SELECT version_num FROM alembic_version")))
     except OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {exc.orig}") from None
+    if len(versions) > 1:
+        raise DatabaseError(f"the database records several schema revisions: {', '.join(sorted(versions))}")
+    return versions[0] if versions else None
 
 
+VERSION_TABLE = "alembic_version"
+_REVISION = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=\s*(?:[\"']([^\"']+)[\"']|None)", re.MULTILINE)
+
+
+@lru_cache(maxsize=1)
 def head_revision() -> str | None:
-    """The newest migration shipped with this version."""
+    """The newest migration shipped with this version: the one no other migration follows.
+
+    Read from the ``revision``/``down_revision`` lines of the migration files; if they do
+    not form one chain, Alembic decides.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or down is None:
+            return _alembic_head()
+        revisions.add(revision.group(1))
+        if down.group(1):
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else _alembic_head()
+
+
+def _alembic_head() -> str | None:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://")))
     return script.get_current_head()
 

@@ -100,6 +100,28 @@ def known_url(session: Session, canonical_url: str) -> tuple[int, int | None, st
     return (row[0], row[1], row[2], row[3]) if row is not None else None
 
 
+def known_urls(session: Session, canonical_urls: Sequence[str]) -> set[str]:
+    """Which of ``canonical_urls`` are stored already (one query per 500)."""
+    wanted = sorted(set(canonical_urls))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found.update(session.scalars(select(Article.canonical_url).where(Article.canonical_url.in_(chunk))))
+    return found
+
+
+def begin_write(session: Session) -> None:
+    """Open the session's write transaction now, so the savepoints inside it stay nested.
+
+    SQLite's Python driver begins a transaction only at the first data change; a
+    ``SAVEPOINT`` issued before that starts the transaction itself, and releasing it
+    commits everything. One statement that changes nothing avoids that, so a batch of items
+    is one transaction. Other databases begin transactions themselves: nothing to do.
+    """
+    if _is_sqlite(session):
+        session.execute(update(PipelineState).where(PipelineState.key.is_(None)).values(value=""))
+
+
 def original_by_content_hash(session: Session, content_hash: str) -> Article | None:
     """The earliest stored article with this text hash (an original, not a duplicate row)."""
     return session.scalar(
@@ -121,8 +143,17 @@ def insert_article(session: Session, article: Article) -> Article | None:
     return article
 
 
-def add_sighting(session: Session, article_id: int, via: str, url: str, seen_at: datetime) -> bool:
-    """Record that ``article_id`` was seen via ``via`` under ``url``; False if already known."""
+def add_sighting(
+    session: Session, article_id: int, via: str, url: str, seen_at: datetime, *, new_article: bool = False
+) -> bool:
+    """Record that ``article_id`` was seen via ``via`` under ``url``; False if already known.
+
+    ``new_article``: the article was inserted in this transaction, so it has no sightings
+    yet; the row is only added, written with the session's next flush.
+    """
+    if new_article:
+        session.add(Sighting(article_id=article_id, via=via, url=url, seen_at=seen_at))
+        return True
     exists = session.scalar(
         select(Sighting.id).where(Sighting.article_id == article_id, Sighting.via == via, Sighting.url == url)
     )
@@ -405,6 +436,24 @@ def resolve_failure(session: Session, stage: str, target: str) -> None:
     )
 
 
+def open_failure_targets(session: Session, stage: str, targets: Sequence[str]) -> set[str]:
+    """Which of ``targets`` have an unresolved failure at ``stage`` (one query per 500)."""
+    wanted = sorted(set(targets))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found.update(
+            session.scalars(
+                select(FetchFailure.target).where(
+                    FetchFailure.stage == stage,
+                    FetchFailure.target.in_(chunk),
+                    FetchFailure.resolved_at.is_(None),
+                )
+            )
+        )
+    return found
+
+
 def open_failure(session: Session, stage: str, target: str) -> FetchFailure | None:
     """The unresolved failure recorded for ``target``, if any."""
     return session.scalar(
@@ -461,17 +510,28 @@ def band_candidates(session: Session, keys: Sequence[int], scheme: str) -> list[
 
 
 def store_signature(
-    session: Session, article_id: int, scheme: str, signature: bytes, keys: Sequence[int]
+    session: Session,
+    article_id: int,
+    scheme: str,
+    signature: bytes,
+    keys: Sequence[int],
+    *,
+    new_article: bool = False,
 ) -> None:
-    """Index ``article_id`` under ``keys``, replacing what it had (idempotent)."""
-    session.execute(delete(ArticleBand).where(ArticleBand.article_id == article_id))
-    existing = session.get(ArticleSignature, article_id)
+    """Index ``article_id`` under ``keys``, replacing what it had (idempotent).
+
+    ``new_article``: inserted in this transaction, so there is nothing to replace. The rows
+    are written with the session's next flush, in one multi-row insert per table.
+    """
+    existing = None
+    if not new_article:
+        session.execute(delete(ArticleBand).where(ArticleBand.article_id == article_id))
+        existing = session.get(ArticleSignature, article_id)
     if existing is None:
         session.add(ArticleSignature(article_id=article_id, scheme=scheme, signature=signature))
     else:
         existing.scheme, existing.signature = scheme, signature
     session.add_all(ArticleBand(band_key=key, article_id=article_id) for key in sorted(set(keys)))
-    session.flush()
 
 
 def had_version(session: Session, article_id: int, content_hash: str) -> bool:
@@ -515,16 +575,19 @@ def store_vectors(
     sentences: bytes,
     sentence_count: int,
     has_title: bool,
+    new_article: bool = False,
 ) -> None:
-    """Store (or replace) the vectors of ``article_id``."""
-    row = session.get(ArticleVector, article_id)
+    """Store (or replace) the vectors of ``article_id`` (written with the next flush).
+
+    ``new_article``: inserted in this transaction, so it has no vectors to replace.
+    """
+    row = None if new_article else session.get(ArticleVector, article_id)
     if row is None:
         row = ArticleVector(article_id=article_id)
         session.add(row)
     row.model, row.lang, row.moment = model, lang, moment
     row.document, row.sentences = document, sentences
     row.sentence_count, row.has_title = sentence_count, has_title
-    session.flush()
 
 
 @dataclass(frozen=True)
@@ -624,9 +687,14 @@ def article_ids_without_vectors(
 def replace_classification(
     session: Session, article: Article, verdict: Classification, now: datetime
 ) -> None:
-    """Store ``verdict`` as the article's topics and watch items, replacing earlier ones."""
-    session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == article.id))
-    session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == article.id))
+    """Store ``verdict`` as the article's topics and watch items, replacing earlier ones.
+
+    An article never classified (``classified_at`` unset: topics are only written here,
+    together with it) has nothing to replace; its rows go out with the next flush.
+    """
+    if article.classified_at is not None:
+        session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == article.id))
+        session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == article.id))
     session.add_all(
         ArticleTopic(article_id=article.id, topic=hit.topic, score=hit.score, evidence=list(hit.evidence))
         for hit in verdict.topics
@@ -637,7 +705,6 @@ def replace_classification(
     )
     article.relevant = verdict.relevant
     article.classified_at = now
-    session.flush()
 
 
 def labels_of(

@@ -1,0 +1,796 @@
+#!/usr/bin/env python3
+"""One polling cycle: ``summitwatch run --once --all`` beside the bare libraries, same feeds, same run.
+
+Everything runs on this machine, offline:
+
+* a **feed server** (``http.server`` in its own process on 127.0.0.1) serves ``--feeds``
+  RSS feeds (default 8) linking about 150 **real** article texts rendered as HTML pages
+  with the boilerplate a news site has (navigation, related links, footer). The texts are
+  the tuning (non-held-out) real excerpts of the repository: ``tests/fixtures/classify/
+  real_train.jsonl`` and the ``dev`` half of ``tests/fixtures/xlingual/articles.jsonl``
+  (whole events, so translations of one another are in the mix), in en/ru/zh and
+  ar/de/es/fr/it/ja/ko/nl/pl/pt/th. A few pages are syndicated: the same text under a
+  second outlet's URL. Feeds and pages carry an ETag and answer conditional requests.
+* **bare**: a fresh Python process doing the essential work with the bare libraries,
+  one item after another: ``urllib`` fetch, ``feedparser``, ``trafilatura.extract``,
+  ``langdetect.detect`` and one call of the product's encoder
+  (``pipeline.encoder.load_encoder()``) per article on its title and lead paragraph.
+  Nothing is stored, nothing is deduplicated or classified.
+* **summitwatch**: ``summitwatch run --once --all`` as a subprocess on a copy of a
+  database initialised beforehand (schema + seed corpus + the benchmark feeds, SQLite):
+  every stage, the extraction cascade, language, exact + near + cross-language dedupe,
+  classification and storage.
+
+Both are timed from process start to exit (imports and model loading included), best of
+``--repeat``; they alternate so machine load hits both alike, and the **ratio** of the
+two best times is the headline. Then, once each, outside the timed runs:
+
+* a **profile** of the summitwatch run: each stage's *exclusive* wall time, found by
+  wrapping the functions the ingest layer calls (page fetches done ahead in other threads
+  are listed apart, ``(threads)``: they overlap the main thread's work; ``fetch_wait`` is
+  the main thread waiting for a page), and the number of session flushes;
+* **start-up**: ``summitwatch --help`` and ``summitwatch feeds list``, best of 5;
+* a **pool check**: extraction + language detection of every page in this process, one
+  after another, on 2 threads and on 2 worker processes (started by fork and by spawn,
+  start-up timed apart): what a bounded pool would save on those stages.
+
+Articles per hour per core = items / CPU seconds (user + system) of the process, × 3600.
+
+Writes ``benchmarks/results/cycle_speed.json`` (``--output``) and prints Markdown tables.
+
+Usage::
+
+    python benchmarks/cycle_speed.py                   # 8 feeds, ~150 articles, best of 3
+    python benchmarks/cycle_speed.py --repeat 2 --label before
+    git archive OLD pipeline config | tar -x -C /tmp/old    # earlier code, same run:
+    python benchmarks/cycle_speed.py --baseline-src /tmp/old --baseline-label OLD
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import html
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
+
+REAL_TRAIN = REPO_ROOT / "tests" / "fixtures" / "classify" / "real_train.jsonl"
+XLINGUAL = REPO_ROOT / "tests" / "fixtures" / "xlingual" / "articles.jsonl"
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "cycle_speed.json"
+SUMMITWATCH = Path(sys.executable).with_name("summitwatch")
+# Items are dated a few minutes apart from this moment (2026-11-25 08:00 UTC).
+SITE_TIME = 1_795_680_000.0
+MIN_TEXT_CHARS = 300
+OUTLETS = (
+    ("wire-en", "en"),
+    ("daily-en", "en"),
+    ("vestnik-ru", "ru"),
+    ("obozrenie-ru", "ru"),
+    ("ribao-zh", "zh"),
+    ("shibao-zh", "zh"),
+    ("world-mixed", None),
+    ("global-mixed", None),
+)
+
+
+# The articles -------------------------------------------------------------------------------
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def select_articles(target: int = 150) -> list[dict[str, Any]]:
+    """About ``target`` real texts, deterministic: whole xlingual dev events, then real_train by language."""
+    chosen: list[dict[str, Any]] = []
+    by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _load(XLINGUAL):
+        if row.get("split") == "dev" and len(row["text"]) >= MIN_TEXT_CHARS:
+            by_event[row["event"]].append(row)
+    for event in sorted(by_event):
+        rows = by_event[event]
+        if len({row["lang"] for row in rows}) < 2:
+            continue
+        chosen.extend(sorted(rows, key=lambda row: row["id"]))
+        if len(chosen) >= target * 2 // 5:
+            break
+    train = [row for row in _load(REAL_TRAIN) if len(row["text"]) >= MIN_TEXT_CHARS]
+    languages = sorted({row["lang"] for row in train})
+    queues = {
+        lang: sorted((r for r in train if r["lang"] == lang), key=lambda r: r["id"]) for lang in languages
+    }
+    # Round robin over languages, the big three twice per round: mostly en/ru/zh, every language present.
+    order = [*languages, "en", "ru", "zh"]
+    while len(chosen) < target and any(queues.values()):
+        for lang in order:
+            if queues.get(lang) and len(chosen) < target:
+                chosen.append(queues[lang].pop(0))
+    return [
+        {
+            "id": row["id"],
+            "lang": row["lang"],
+            "title": (row.get("title") or "").strip() or _first_line(row["text"]),
+            "text": row["text"],
+        }
+        for row in chosen
+    ]
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().split("\n", 1)[0]
+    return line[:110].rsplit(" ", 1)[0] if len(line) > 110 and " " in line[:110] else line[:110]
+
+
+def article_page(article: dict[str, Any], outlet: str, published: str, related: list[str]) -> bytes:
+    """One article in a news-site template, with navigation, related links and a footer."""
+    paragraphs = "\n".join(
+        f"<p>{html.escape(p.strip())}</p>" for p in article["text"].split("\n") if p.strip()
+    )
+    links = "\n".join(
+        f'<li><a href="/{outlet}/related/{k}.html">{html.escape(t)}</a></li>' for k, t in enumerate(related)
+    )
+    title = html.escape(article["title"])
+    return f"""<!DOCTYPE html>
+<html lang="{html.escape(article["lang"])}"><head><meta charset="utf-8">
+<title>{title} | {outlet}</title>
+<meta property="og:title" content="{title}">
+<meta name="author" content="Staff correspondent">
+<meta property="article:published_time" content="{published}">
+</head><body>
+<header><nav><a href="/">Home</a> <a href="/world">World</a> <a href="/economy">Economy</a>
+<a href="/energy">Energy</a> <a href="/opinion">Opinion</a> <a href="/subscribe">Subscribe</a></nav></header>
+<main><article>
+<h1>{title}</h1>
+<p class="byline">By Staff correspondent, {outlet}</p>
+<time datetime="{published}">{published[:10]}</time>
+{paragraphs}
+</article>
+<aside><h2>Related</h2><ul>{links}</ul></aside></main>
+<footer><p>&copy; 2026 {outlet}. All rights reserved.</p>
+<p><a href="/privacy">Privacy</a> | <a href="/terms">Terms</a> | <a href="/contact">Contact</a></p></footer>
+</body></html>""".encode()
+
+
+def build_site(root: Path, feeds: int, articles: list[dict[str, Any]], syndicated: int) -> dict[str, Any]:
+    """Write feeds and pages under ``root``: each article goes to a feed of its language."""
+    outlets = [OUTLETS[index % len(OUTLETS)] for index in range(feeds)]
+    entries: list[list[tuple[str, str, float]]] = [[] for _ in outlets]
+    placed: Counter[str] = Counter()
+    for number, article in enumerate(articles):
+        homes = (
+            [i for i, (_, lang) in enumerate(outlets) if lang == article["lang"]]
+            or [i for i, (_, lang) in enumerate(outlets) if lang is None]
+            or list(range(len(outlets)))
+        )
+        feed_index = homes[number % len(homes)]
+        copies = [feed_index]
+        if number % max(len(articles) // max(syndicated, 1), 1) == 0 and placed["syndicated"] < syndicated:
+            copies.append((feed_index + 3) % len(outlets))  # another outlet carries the same text
+            placed["syndicated"] += 1
+        for copy, index in enumerate(copies):
+            outlet = outlets[index][0]
+            moment = SITE_TIME + 300 * number + 60 * copy
+            published = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(moment))
+            slug = hashlib.sha1(f"{article['id']}-{index}".encode()).hexdigest()[:12]
+            path = f"{outlet}/news/{time.strftime('%Y/%m/%d', time.gmtime(moment))}/{slug}.html"
+            related = [a["title"] for a in articles[number + 1 : number + 6]]
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(article_page(article, outlet, published, related))
+            entries[index].append((article["title"], path, moment))
+            placed[article["lang"]] += 1
+    (root / "feeds").mkdir(parents=True, exist_ok=True)
+    feed_list = []
+    for index, (outlet, lang) in enumerate(outlets):
+        path = f"feeds/{outlet}-{index}.xml"
+        (root / path).write_bytes(rss(outlet, lang, sorted(entries[index], key=lambda e: -e[2])))
+        feed_list.append({"path": path, "lang": lang, "items": len(entries[index])})
+    return {
+        "feeds": feed_list,
+        "articles": len(articles),
+        "items": sum(len(e) for e in entries),
+        "syndicated_copies": placed["syndicated"],
+        "items_by_language": {k: v for k, v in sorted(placed.items()) if k != "syndicated"},
+    }
+
+
+def rss(outlet: str, lang: str | None, entries: list[tuple[str, str, float]]) -> bytes:
+    items = "".join(
+        f"<item><title>{html.escape(title)}</title><link>{{BASE}}/{path}</link>"
+        f'<guid isPermaLink="true">{{BASE}}/{path}</guid><pubDate>{formatdate(moment, usegmt=True)}</pubDate>'
+        f"<description>{html.escape(title)}</description></item>"
+        for title, path, moment in entries
+    )
+    language = f"<language>{lang}</language>" if lang else ""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
+        f"<title>{outlet}</title><link>{{BASE}}/{outlet}/</link>{language}"
+        f"<description>{outlet} news</description>{items}</channel></rss>"
+    ).encode()
+
+
+# The feed server ----------------------------------------------------------------------------
+
+
+def serve(root: Path, port_file: Path) -> None:
+    """Serve ``root`` until killed, with ETags and conditional GET (``--serve ROOT --port-file F``)."""
+    cache: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        wbufsize = -1  # one write per response: no delayed-ACK stall between headers and body
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:
+            relative = urlsplit(self.path).path.lstrip("/")
+            file = (root / relative).resolve()
+            if not file.is_relative_to(root) or not file.is_file():
+                self._send(404, b"not found", "text/plain", {})
+                return
+            with lock:
+                body = cache.get(relative)
+                if body is None:
+                    body = file.read_bytes().replace(b"{BASE}", f"http://{self.headers.get('Host')}".encode())
+                    cache[relative] = body
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            headers = {"ETag": etag, "Last-Modified": formatdate(SITE_TIME, usegmt=True)}
+            if self.headers.get("If-None-Match") == etag:
+                self._send(304, b"", None, headers)
+                return
+            is_feed = relative.startswith("feeds/")
+            kind = "application/rss+xml; charset=utf-8" if is_feed else "text/html; charset=utf-8"
+            self._send(200, body, kind, headers)
+
+        def _send(self, status: int, body: bytes, kind: str | None, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            if kind:
+                self.send_header("Content-Type", kind)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    port_file.write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
+@contextmanager
+def feed_server(root: Path) -> Iterator[str]:
+    port_file = root.parent / "port"
+    port_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(root), "--port-file", str(port_file)]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the feed server did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text()}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# The bare libraries -------------------------------------------------------------------------
+
+
+def bare_cycle(feed_urls: list[str]) -> dict[str, Any]:
+    """The essential work with the bare libraries, sequential; prints and returns the stage times."""
+    started = time.perf_counter()
+    import urllib.request
+
+    import feedparser
+    import langdetect
+    import trafilatura
+
+    from pipeline.encoder import load_encoder
+
+    stages: defaultdict[str, float] = defaultdict(float)
+    stages["imports"] = time.perf_counter() - started
+
+    def timed(stage: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            stages[stage] += time.perf_counter() - began
+
+    def fetch(url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return bytes(response.read())
+
+    encoder = timed("encoder_load", load_encoder)
+    counts: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
+    for feed_url in feed_urls:
+        body = timed("fetch", fetch, feed_url)
+        parsed = timed("feed_parse", feedparser.parse, body)
+        for entry in parsed.entries:
+            counts["items"] += 1
+            page = timed("fetch", fetch, entry.link)
+            text = timed("extract", trafilatura.extract, page)
+            if not text:
+                counts["no_text"] += 1
+                continue
+            try:
+                lang = timed("language", langdetect.detect, text)
+            except langdetect.LangDetectException:
+                lang = "und"
+            languages[lang] += 1
+            lead = text.split("\n", 1)[0]
+            timed("encoder", encoder.encode, [entry.get("title", ""), lead])
+            counts["articles"] += 1
+    stages["total"] = time.perf_counter() - started
+    return {
+        "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+        "counts": dict(counts),
+        "languages": dict(languages),
+    }
+
+
+# The summitwatch run, profiled --------------------------------------------------------------
+
+
+class StageClock:
+    """Exclusive wall time per stage; a wrapped call inside another counts only once (per thread)."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.calls: Counter[str] = Counter()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _stack(self) -> list[float]:
+        if not hasattr(self._local, "children"):
+            self._local.children = []
+        children: list[float] = self._local.children
+        return children
+
+    def wrap(self, owner: Any, name: str, stage: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        clock = self
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            children = clock._stack()
+            children.append(0.0)
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - began
+                nested = children.pop()
+                if children:
+                    children[-1] += elapsed
+                in_main = threading.current_thread() is threading.main_thread()
+                label = stage if in_main else f"{stage} (threads)"
+                with clock._lock:
+                    clock.seconds[label] += elapsed - nested
+                    clock.calls[label] += 1
+
+        setattr(owner, name, timed)
+
+
+STAGES: dict[str, list[tuple[str, str]]] = {
+    # stage: [(module or module:Class, function)], looked up where the ingest layer uses them
+    "fetch": [("pipeline.http:HttpClient", "get")],
+    # Waiting in the main thread for a page fetched ahead (when pages are fetched concurrently).
+    "fetch_wait": [("pipeline.http:PendingPage", "wait"), ("pipeline.http:PendingPage", "result")],
+    "feed_parse": [("pipeline.ingest", "parse_feed")],
+    "extract": [("pipeline.ingest", "extract_page")],
+    "language": [("pipeline.ingest", "detect_language")],
+    "dedupe.exact": [
+        ("pipeline.db.repo", "known_url"),
+        ("pipeline.db.repo", "article_by_canonical_url"),
+        ("pipeline.db.repo", "original_by_content_hash"),
+        ("pipeline.db.repo", "known_urls"),
+        ("pipeline.db.repo", "open_failure_targets"),
+    ],
+    "dedupe.near": [
+        ("pipeline.neardup", "profile"),
+        ("pipeline.neardup", "signature"),
+        ("pipeline.neardup", "band_keys"),
+        ("pipeline.ingest", "_closest_near_duplicate"),
+    ],
+    "encoder": [("pipeline.ingest:IngestContext", "embed")],
+    "dedupe.translation": [("pipeline.ingest", "_closest_translation")],
+    "classify": [("pipeline.ingest", "classify")],
+    "store": [
+        ("sqlalchemy.orm:Session", "flush"),
+        ("sqlalchemy.orm:Session", "commit"),
+        ("pipeline.db.repo", "insert_article"),
+        ("pipeline.db.repo", "begin_write"),
+        ("pipeline.db.repo", "add_sighting"),
+        ("pipeline.db.repo", "store_signature"),
+        ("pipeline.db.repo", "store_vectors"),
+        ("pipeline.db.repo", "replace_classification"),
+        ("pipeline.db.fulltext", "index_article"),
+    ],
+}
+
+
+def profiled_run() -> None:
+    """``summitwatch run --once --all`` in this process with every stage timed; prints JSON."""
+    began = time.perf_counter()
+    import importlib
+
+    from pipeline import cli
+
+    clock = StageClock()
+    flushes = Counter[str]()
+    imported = time.perf_counter() - began
+    for stage, targets in STAGES.items():
+        for where, name in targets:
+            module_name, _, class_name = where.partition(":")
+            owner: Any = importlib.import_module(module_name)
+            if class_name:
+                owner = getattr(owner, class_name, None)
+            clock.wrap(owner, name, stage)
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    @event.listens_for(Session, "after_flush")
+    def count_flush(session: Session, context: Any) -> None:
+        flushes["flushes"] += 1
+
+    status = cli.main(["run", "--once", "--all"])
+    wall = time.perf_counter() - began
+    seconds = dict(clock.seconds)
+    seconds["startup_imports"] = imported
+    # Work in fetch threads overlaps the main thread's: "other" is what the main thread
+    # spent outside every timed stage.
+    seconds["other"] = wall - sum(v for k, v in seconds.items() if not k.endswith("(threads)"))
+    print(
+        json.dumps(
+            {
+                "status": status,
+                "wall_seconds": round(wall, 3),
+                "stage_seconds": {k: round(v, 3) for k, v in sorted(seconds.items())},
+                "stage_calls": dict(clock.calls),
+                "session_flushes": flushes["flushes"],
+            }
+        )
+    )
+
+
+# Would a pool pay for the CPU-bound stages? ---------------------------------------------------
+
+
+def _extract_and_detect(page: bytes) -> str:
+    from pipeline.extract import extract_page
+    from pipeline.language import detect_language
+
+    return detect_language(extract_page(page).text).lang
+
+
+def _warm(_: int) -> str:
+    return _extract_and_detect(
+        b"<html><body><article><p>" + b"Warm up the extraction and the language profiles. " * 20 + b"</p>"
+        b"</article></body></html>"
+    )
+
+
+def pool_check(root: Path) -> dict[str, Any]:
+    """Extraction + language of every page: one after another, 2 threads, 2 processes (fork, spawn)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    pages = [path.read_bytes() for path in sorted(root.rglob("*.html"))]
+    _warm(0)
+    timings: dict[str, Any] = {"pages": len(pages)}
+    began = time.perf_counter()
+    expected = [_extract_and_detect(page) for page in pages]
+    timings["sequential_seconds"] = round(time.perf_counter() - began, 3)
+    with ThreadPoolExecutor(2) as threads:
+        began = time.perf_counter()
+        assert list(threads.map(_extract_and_detect, pages)) == expected
+        timings["threads_2_seconds"] = round(time.perf_counter() - began, 3)
+    for method in ("fork", "spawn"):
+        began = time.perf_counter()
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as processes:
+            list(processes.map(_warm, range(2)))
+            ready = time.perf_counter() - began
+            assert list(processes.map(_extract_and_detect, pages, chunksize=8)) == expected
+        timings[f"processes_2_{method}_seconds"] = round(time.perf_counter() - began, 3)
+        timings[f"processes_2_{method}_start_seconds"] = round(ready, 3)
+    return timings
+
+
+# Orchestration ------------------------------------------------------------------------------
+
+
+def environment(db_url: str, config_dir: Path, source: Path | None = None) -> dict[str, str]:
+    """The child's environment; ``source``: run the ``pipeline`` package of that checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))}
+    env.update(
+        {
+            "SUMMITWATCH_DB_URL": db_url,
+            "SUMMITWATCH_CONFIG_DIR": str(config_dir),
+            "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+            "PYTHONHASHSEED": "0",
+        }
+    )
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    return env
+
+
+def timed_process(
+    command: list[str], env: dict[str, str]
+) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall and CPU (user + system) seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return wall, cpu, done
+
+
+def prepare_database(
+    work: Path, base: str, site: dict[str, Any], source: Path | None = None
+) -> tuple[Path, Path]:
+    """An initialised template database (schema, seeds, benchmark feeds) and its config dir.
+
+    ``source``: a checkout of other code (its ``pipeline`` and ``config``) to prepare for.
+    """
+    import yaml
+
+    name = "baseline-" if source else ""
+    config_dir = work / f"{name}config"
+    shutil.copytree((source or REPO_ROOT) / "config", config_dir)
+    feeds = [
+        {
+            "url": f"{base}/{feed['path']}",
+            "name": Path(feed["path"]).stem,
+            "outlet": Path(feed["path"]).stem,
+            # A mixed feed declares English though it carries many languages, as real ones do.
+            "lang": feed["lang"] or "en",
+            "reason": "benchmark feed",
+        }
+        for feed in site["feeds"]
+    ]
+    (config_dir / "feeds.yaml").write_text(
+        yaml.safe_dump({"feeds": feeds}, allow_unicode=True), encoding="utf-8"
+    )
+    template = work / f"{name}template.db"
+    timed_process([str(SUMMITWATCH), "init"], environment(f"sqlite:///{template}", config_dir, source))
+    return template, config_dir
+
+
+def count_stored(db_path: Path) -> dict[str, int]:
+    import sqlite3
+
+    with sqlite3.connect(db_path) as connection:
+        new, copies = connection.execute(
+            "SELECT sum(duplicate_of_id IS NULL), sum(duplicate_of_id IS NOT NULL) FROM articles"
+            " WHERE NOT is_seed"
+        ).fetchone()
+        kinds = dict(
+            connection.execute(
+                "SELECT coalesce(copy_kind, 'original'), count(*) FROM articles WHERE NOT is_seed GROUP BY 1"
+            ).fetchall()
+        )
+        failures = connection.execute("SELECT count(*) FROM fetch_failures WHERE stage = 'page'").fetchone()[
+            0
+        ]
+    return {
+        "stored_originals": int(new or 0),
+        "stored_copies": int(copies or 0),
+        "page_failures": int(failures),
+        **kinds,
+    }
+
+
+def best_of(command: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
+    times = [timed_process(command, env)[:2] for _ in range(runs)]
+    walls = [wall for wall, _ in times]
+    return {"best_seconds": round(min(walls), 3), "runs_seconds": [round(w, 3) for w in walls]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--feeds", type=int, default=8)
+    parser.add_argument("--articles", type=int, default=150)
+    parser.add_argument("--syndicated", type=int, default=6, help="articles also carried by a second outlet")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (best is kept)")
+    parser.add_argument("--label", default="current", help="name of this run in the results file")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="a checkout of earlier code (its pipeline/ and config/) run as a third side, for before/after",
+    )
+    parser.add_argument("--baseline-label", help="what the baseline checkout is (e.g. a commit)")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--profiled-run", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve.resolve(), args.port_file)
+        return 0
+    if args.bare is not None:
+        print(json.dumps(bare_cycle(args.bare)))
+        return 0
+    if args.profiled_run:
+        profiled_run()
+        return 0
+
+    load = os.getloadavg()
+    articles = select_articles(args.articles)
+    with tempfile.TemporaryDirectory(prefix="cycle-speed-") as temporary:
+        work = Path(temporary)
+        site = build_site(work / "site", args.feeds, articles, args.syndicated)
+        with feed_server(work / "site") as base:
+            feed_urls = [f"{base}/{feed['path']}" for feed in site["feeds"]]
+            template, config_dir = prepare_database(work, base, site)
+            bare_command = [sys.executable, __file__, "--bare", *feed_urls]
+            run_command = [str(SUMMITWATCH), "run", "--once", "--all"]
+            bare_runs: list[tuple[float, float, dict[str, Any]]] = []
+            ours_runs: list[tuple[float, float]] = []
+            stored: dict[str, int] = {}
+            baseline_runs: list[tuple[float, float]] = []
+            baseline_stored: dict[str, int] = {}
+            if args.baseline_src:
+                baseline_template, baseline_config = prepare_database(work, base, site, args.baseline_src)
+            for repetition in range(args.repeat):
+                wall, cpu, done = timed_process(bare_command, environment("sqlite://", config_dir))
+                bare_runs.append((wall, cpu, json.loads(done.stdout)))
+                database = work / f"run-{repetition}.db"
+                shutil.copyfile(template, database)
+                wall, cpu, done = timed_process(run_command, environment(f"sqlite:///{database}", config_dir))
+                ours_runs.append((wall, cpu))
+                stored = count_stored(database)
+                line = f"run {repetition + 1}: bare {bare_runs[-1][0]:.2f} s, summitwatch {wall:.2f} s"
+                if args.baseline_src:
+                    database = work / f"baseline-{repetition}.db"
+                    shutil.copyfile(baseline_template, database)
+                    env = environment(f"sqlite:///{database}", baseline_config, args.baseline_src)
+                    wall, cpu, done = timed_process(run_command, env)
+                    baseline_runs.append((wall, cpu))
+                    baseline_stored = count_stored(database)
+                    line += f", baseline code {wall:.2f} s"
+                print(line, file=sys.stderr)
+            database = work / "profiled.db"
+            shutil.copyfile(template, database)
+            _, _, done = timed_process(
+                [sys.executable, __file__, "--profiled-run"], environment(f"sqlite:///{database}", config_dir)
+            )
+            profile = json.loads(done.stdout.strip().splitlines()[-1])
+            pools = pool_check(work / "site")
+            startup_env = environment(f"sqlite:///{template}", config_dir)
+            startup = {
+                "help": best_of([str(SUMMITWATCH), "--help"], startup_env, 5),
+                "feeds_list": best_of([str(SUMMITWATCH), "feeds", "list"], startup_env, 5),
+            }
+    best_bare = min(bare_runs, key=lambda run: run[0])
+    best_ours = min(ours_runs, key=lambda run: run[0])
+    items = site["items"]
+    result = {
+        "benchmark": "cycle_speed",
+        "label": args.label,
+        "command": " ".join(["python", "benchmarks/cycle_speed.py", *sys.argv[1:]]),
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in load],
+            "note": "shared 2-core machine, other jobs running: compare the ratios (same run)",
+            "database": "SQLite, initialised beforehand (schema, seeds, feeds), a fresh copy per run",
+        },
+        "site": site,
+        "bare": {
+            "best_seconds": round(best_bare[0], 3),
+            "runs_seconds": [round(run[0], 3) for run in bare_runs],
+            "cpu_seconds": round(best_bare[1], 3),
+            "articles_per_hour_per_core": round(items / best_bare[1] * 3600),
+            **best_bare[2],
+        },
+        "summitwatch": {
+            "best_seconds": round(best_ours[0], 3),
+            "runs_seconds": [round(run[0], 3) for run in ours_runs],
+            "cpu_seconds": round(best_ours[1], 3),
+            "articles_per_hour_per_core": round(items / best_ours[1] * 3600),
+            "stored": stored,
+            "profile": profile,
+        },
+        **(
+            {
+                "baseline_code": {
+                    "source": args.baseline_label or str(args.baseline_src),
+                    "best_seconds": round(min(baseline_runs)[0], 3),
+                    "runs_seconds": [round(run[0], 3) for run in baseline_runs],
+                    "cpu_seconds": round(min(baseline_runs)[1], 3),
+                    "ratio": round(min(baseline_runs)[0] / best_bare[0], 2),
+                    "cpu_ratio": round(min(baseline_runs)[1] / best_bare[1], 2),
+                    "stored": baseline_stored,
+                }
+            }
+            if baseline_runs
+            else {}
+        ),
+        "ratio": round(best_ours[0] / best_bare[0], 2),
+        # CPU seconds of the best runs: less sensitive to other jobs on the machine than wall time.
+        "cpu_ratio": round(best_ours[1] / best_bare[1], 2),
+        "startup_seconds": startup,
+        # In this process, pages from disk: what a pool would save on extraction + language.
+        "cpu_pool_check": pools,
+    }
+    previous: dict[str, Any] = {}
+    if args.output.exists():
+        previous = json.loads(args.output.read_text(encoding="utf-8"))
+    runs = previous.get("runs", {})
+    runs[args.label] = result
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps({"benchmark": "cycle_speed", "runs": runs}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    print_tables(result)
+    return 0
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    bare, ours = result["bare"], result["summitwatch"]
+    print(f"\n{result['site']['items']} items in {len(result['site']['feeds'])} feeds ({result['label']})\n")
+    print("| pipeline | best s | runs | CPU s | articles/hour/core |")
+    print("|---|---:|---|---:|---:|")
+    for name, side in (("bare libraries", bare), ("summitwatch run --once --all", ours)):
+        runs = ", ".join(f"{s:.2f}" for s in side["runs_seconds"])
+        print(
+            f"| {name} | {side['best_seconds']:.2f} | {runs} | {side['cpu_seconds']:.2f} "
+            f"| {side['articles_per_hour_per_core']:,} |"
+        )
+    print(f"\nratio: {result['ratio']:.2f}x (CPU {result['cpu_ratio']:.2f}x); stored: {ours['stored']}")
+    if "baseline_code" in result:
+        print(f"baseline code: {result['baseline_code']}")
+    print(f"session flushes: {ours['profile']['session_flushes']}")
+    print("\n| stage (summitwatch, profiled run) | s |\n|---|---:|")
+    for stage, seconds in sorted(ours["profile"]["stage_seconds"].items(), key=lambda kv: -kv[1]):
+        print(f"| {stage} | {seconds:.2f} |")
+    print("\n| stage (bare) | s |\n|---|---:|")
+    for stage, seconds in bare["stage_seconds"].items():
+        print(f"| {stage} | {seconds:.2f} |")
+    print(f"\nstart-up: {result['startup_seconds']}")
+    print(f"extraction + language pool check: {result['cpu_pool_check']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
