@@ -63,10 +63,8 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +72,8 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
+
+import site_server  # noqa: E402  (beside this script: the local site's server process)
 
 REAL_TRAIN = REPO_ROOT / "tests" / "fixtures" / "classify" / "real_train.jsonl"
 XLINGUAL = REPO_ROOT / "tests" / "fixtures" / "xlingual" / "articles.jsonl"
@@ -238,7 +238,7 @@ def serve(root: Path, port_file: Path) -> None:
     cache: dict[str, bytes] = {}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(site_server.QuietHandler):
         protocol_version = "HTTP/1.1"
         wbufsize = -1  # one write per response: no delayed-ACK stall between headers and body
         disable_nagle_algorithm = True
@@ -247,7 +247,7 @@ def serve(root: Path, port_file: Path) -> None:
             relative = urlsplit(self.path).path.lstrip("/")
             file = (root / relative).resolve()
             if not file.is_relative_to(root) or not file.is_file():
-                self._send(404, b"not found", "text/plain", {})
+                self.send(404, b"not found", "text/plain", {})
                 return
             with lock:
                 body = cache.get(relative)
@@ -257,49 +257,18 @@ def serve(root: Path, port_file: Path) -> None:
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             headers = {"ETag": etag, "Last-Modified": formatdate(SITE_TIME, usegmt=True)}
             if self.headers.get("If-None-Match") == etag:
-                self._send(304, b"", None, headers)
+                self.send(304, b"", None, headers)
                 return
             is_feed = relative.startswith("feeds/")
             kind = "application/rss+xml; charset=utf-8" if is_feed else "text/html; charset=utf-8"
-            self._send(200, body, kind, headers)
+            self.send(200, body, kind, headers)
 
-        def _send(self, status: int, body: bytes, kind: str | None, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            if kind:
-                self.send_header("Content-Type", kind)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if body:
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    port_file.write_text(str(server.server_address[1]))
-    server.serve_forever()
+    site_server.serve_forever(Handler, port_file)
 
 
-@contextmanager
-def feed_server(root: Path) -> Iterator[str]:
-    port_file = root.parent / "port"
-    port_file.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(root), "--port-file", str(port_file)]
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the feed server did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text()}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def feed_server(root: Path) -> AbstractContextManager[str]:
+    """This script's site served from a process of its own; yields the base URL."""
+    return site_server.server_process(__file__, root)
 
 
 # The bare libraries -------------------------------------------------------------------------
