@@ -79,6 +79,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
 
+import measure  # noqa: E402  (beside this script: latency summaries and RSS)
 import numpy as np  # noqa: E402  (datasketch's dependency, in the dev group)
 from sqlalchemy import Engine, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
@@ -218,30 +219,8 @@ def page_files(limit: int | None) -> list[Path]:
 # Statistics -------------------------------------------------------------------------------
 
 
-def summary(values_ms: Sequence[float]) -> dict[str, float]:
-    """p50/p95/mean/max of a list of milliseconds (nearest-rank percentiles)."""
-    if not values_ms:
-        return {"n": 0}
-    ordered = sorted(values_ms)
-
-    def rank(q: float) -> float:
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-    return {
-        "n": len(ordered),
-        "p50": round(rank(0.50), 4),
-        "p95": round(rank(0.95), 4),
-        "mean": round(statistics.fmean(ordered), 4),
-        "max": round(ordered[-1], 4),
-    }
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+summary = measure.summary
+rss_bytes = measure.rss_bytes
 
 
 # Database backends ------------------------------------------------------------------------
