@@ -470,6 +470,7 @@ def test_ranking_inside_the_index_gives_the_page_a_full_ranking_would(
     everything = repo.ArticleFilter(text=query, include_seeds=False, limit=1000)
     assert len(repo.find_articles(session, everything)) > 8  # more matches than the first ranking keeps
     quick = [(f.article.id, f.score) for f in repo.find_articles(session, wanted)]
-    full = [(f.article.id, f.score) for f in repo._found(session, wanted, best=None)]
+    ranked_all = fulltext.matches(session, search.parse_query(query))
+    full = [(f.article.id, f.score) for f in repo._found(session, wanted, ranked_all)]
     assert quick == full
     assert quick, "every filter here has matches"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Integer, case, cast, delete, func, null, or_, select, update
+from sqlalchemy import Float, Integer, Subquery, case, cast, delete, func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
@@ -217,37 +217,32 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     Raises :class:`pipeline.errors.FilterError` for a query that cannot be run or an
     unknown feed.
     """
-    if wanted.text is None or wanted.sort != "relevance":
-        return _found(session, wanted, best=None)
-    # The page is exact with the best N matches as long as it fills up: a story ranks by
-    # its best copy, and every story outside the N scores below all inside.
-    best: int | None = max(RANKED_FIRST, 8 * (wanted.offset + wanted.limit))
-    while True:
-        if best is not None and best > _RANKED_ALL_BEYOND:
-            best = None
-        found = _found(session, wanted, best=best)
-        if best is None or len(found) >= wanted.limit or not _ranking_truncated(session, wanted, best):
-            return found
-        best *= 8
-
-
-def _ranking_truncated(session: Session, wanted: ArticleFilter, best: int) -> bool:
     from pipeline import search
     from pipeline.db import fulltext
 
-    assert wanted.text is not None
-    matched = fulltext.matches(session, search.parse_query(wanted.text), best=best)
-    return int(session.scalar(select(func.count()).select_from(matched)) or 0) >= best
+    if wanted.text is None:
+        return _found(session, wanted, None)
+    parsed = search.parse_query(wanted.text)
+    if wanted.sort == "relevance":
+        # The page is exact with the best N matches as long as it fills up: a story ranks
+        # by its best copy, and every story outside the N scores below all inside.
+        best = max(RANKED_FIRST, 8 * (wanted.offset + wanted.limit))
+        while best <= _RANKED_ALL_BEYOND:
+            matched = fulltext.matches(session, parsed, best=best)
+            found = _found(session, wanted, matched)
+            if (
+                len(found) >= wanted.limit
+                or (session.scalar(select(func.count()).select_from(matched)) or 0) < best
+            ):
+                return found
+            best *= 8
+    return _found(session, wanted, fulltext.matches(session, parsed))
 
 
-def _found(session: Session, wanted: ArticleFilter, *, best: int | None) -> list[Found]:
-    from pipeline import search
-    from pipeline.db import fulltext
-
+def _found(session: Session, wanted: ArticleFilter, matched: Subquery | None) -> list[Found]:
+    """The page of ``wanted``; ``matched`` is the full-text subquery of its query (or None)."""
     score: Any = None
-    if wanted.text is not None:
-        parsed = search.parse_query(wanted.text)
-        matched = fulltext.matches(session, parsed, best=best)
+    if matched is not None:
         if wanted.include_duplicates:
             query = select(Article.id, matched.c.score).join(matched, matched.c.article_id == Article.id)
             score = matched.c.score
