@@ -254,6 +254,15 @@ def build_predictors(
             vector_cache[article["id"]] = computed
             return computed
 
+        def with_and_without_stored_vectors(
+            decide: Callable[[Article, Any], Classification],
+        ) -> tuple[Predictor, Predictor]:
+            """The classifier as ``summitwatch classify`` runs it (encoding), and as ingest does."""
+            return (
+                lambda a: decide(a, vectors(a, cached=False)),
+                lambda a: decide(a, vectors(a, cached=True)),
+            )
+
     for name in names:
         if name == "rules":
             built[name] = (
@@ -266,32 +275,14 @@ def build_predictors(
                 None,
             )
         elif name == "encoder":
-            built[name] = (
-                lambda a: classify_with_heads(
-                    heads, title=a["title"], text=a["text"], vectors=vectors(a, cached=False)
-                ),
-                lambda a: classify_with_heads(
-                    heads, title=a["title"], text=a["text"], vectors=vectors(a, cached=True)
-                ),
+            built[name] = with_and_without_stored_vectors(
+                lambda a, found: classify_with_heads(heads, title=a["title"], text=a["text"], vectors=found)
             )
         elif name == "hybrid":
-            built[name] = (
-                lambda a: classify_hybrid(
-                    registry,
-                    heads,
-                    title=a["title"],
-                    text=a["text"],
-                    lang=a["lang"],
-                    vectors=vectors(a, cached=False),
-                ),
-                lambda a: classify_hybrid(
-                    registry,
-                    heads,
-                    title=a["title"],
-                    text=a["text"],
-                    lang=a["lang"],
-                    vectors=vectors(a, cached=True),
-                ),
+            built[name] = with_and_without_stored_vectors(
+                lambda a, found: classify_hybrid(
+                    registry, heads, title=a["title"], text=a["text"], lang=a["lang"], vectors=found
+                )
             )
         else:
             raise SystemExit(f"unknown classifier {name!r} (rules, keyword, encoder, hybrid)")
