@@ -317,12 +317,18 @@ def test_postgres_restarted_mid_run(
 
 # Two ingest runs at once --------------------------------------------------------------------
 
+# Both runs fetch one page at a time, in feed order, so that each page's rendezvous pairs
+# the two runs' requests for that page. With pages fetched ahead, each run could hold its
+# host slots on pages the other has not reached yet, and both would wait out the
+# rendezvous instead of meeting in it.
+IN_TURN = {"SUMMITWATCH_HTTP__MAX_CONCURRENCY": "1"}
+
 
 def test_two_cli_runs_at_once_on_sqlite(tmp_path: Path, config_dir: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'overlap.db'}"
     with NewsSite(12, rendezvous=2) as site:
         engine = prepare(db_url, config_dir, site)
-        runs = [start_run(db_url, config_dir, tmp_path / f"run{n}.log") for n in range(2)]
+        runs = [start_run(db_url, config_dir, tmp_path / f"run{n}.log", extra_env=IN_TURN) for n in range(2)]
         for run in runs:
             run.wait(timeout=600)
         logs = [(tmp_path / f"run{n}.log").read_text() for n in range(2)]
@@ -345,25 +351,29 @@ def test_cli_run_and_dag_poll_task_at_once_on_postgres(
 
     with NewsSite(12, rendezvous=2) as site:
         engine = prepare(postgres_url, config_dir, site)
-        with engine.connect() as connection:
-            feed_ids = list(connection.scalars(select(Feed.id)))
-        log = tmp_path / "cli.log"
-        run = start_run(postgres_url, config_dir, log)
         try:
-            settings = make_settings(postgres_url, config_dir=str(config_dir))
-            batches = tasks.plan_feed_batches(feed_ids, settings=settings)
-            results = [tasks.poll_feed_batch(batch, settings=settings) for batch in batches]
-            totals = tasks.finish_ingest(results, settings=settings)
+            with engine.connect() as connection:
+                feed_ids = list(connection.scalars(select(Feed.id)))
+            log = tmp_path / "cli.log"
+            run = start_run(postgres_url, config_dir, log, extra_env=IN_TURN)
+            try:
+                settings = make_settings(
+                    postgres_url, config_dir=str(config_dir), http={"max_concurrency": 1}
+                )
+                batches = tasks.plan_feed_batches(feed_ids, settings=settings)
+                results = [tasks.poll_feed_batch(batch, settings=settings) for batch in batches]
+                totals = tasks.finish_ingest(results, settings=settings)
+            finally:
+                run.wait(timeout=600)
+            output = log.read_text()
+            assert run.returncode == 0, output
+            assert site.page_hits() == 2 * site.count, "both fetched every page at the same moment"
+            cli_new = int(re.findall(r"; (\d+) new, \d+ duplicate, 0 failed items", output)[-1])
+            assert totals.get("error", 0) == 0, totals
+            assert cli_new + totals.get("new", 0) == site.count, (output, totals)
+            assert_each_item_stored_once(engine, site)
         finally:
-            run.wait(timeout=600)
-        output = log.read_text()
-        assert run.returncode == 0, output
-        assert site.page_hits() == 2 * site.count, "both fetched every page at the same moment"
-        cli_new = int(re.findall(r"; (\d+) new, \d+ duplicate, 0 failed items", output)[-1])
-        assert totals.get("error", 0) == 0, totals
-        assert cli_new + totals.get("new", 0) == site.count, (output, totals)
-        assert_each_item_stored_once(engine, site)
-    engine.dispose()
+            engine.dispose()
 
 
 # Slack down for an hour ---------------------------------------------------------------------
