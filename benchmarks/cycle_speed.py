@@ -395,8 +395,11 @@ STAGES: dict[str, list[tuple[str, str]]] = {
         ("pipeline.ingest", "_closest_near_duplicate"),
     ],
     "encoder": [("pipeline.ingest:IngestContext", "embed")],
+    # Waiting for a prepare worker's result (extraction, language and vectors done there).
+    "prepare_wait": [("pipeline.prepare:PreparePool", "collect")],
+    "workers_start": [("pipeline.prepare:PreparePool", "start_for")],
     "dedupe.translation": [("pipeline.ingest", "_closest_translation")],
-    "classify": [("pipeline.ingest", "classify")],
+    "classify": [("pipeline.ingest", "classify"), ("pipeline.ingest:IngestContext", "verdict")],
     "store": [
         ("sqlalchemy.orm:Session", "flush"),
         ("sqlalchemy.orm:Session", "commit"),

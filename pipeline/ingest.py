@@ -8,6 +8,7 @@ failed (``error``, recorded in ``fetch_failures`` and retried or quarantined).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,8 +16,9 @@ import re
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,7 @@ from pipeline.feeds import EARLIEST_DATE, FeedParseError, parse_feed
 from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
+from pipeline.prepare import PageJob, Prepared, PreparePool, classified, page_candidate, prepare_page
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.settings import Settings
@@ -76,6 +79,10 @@ class ItemResult:
     copy_kind: CopyKind | None = None
 
 
+# Vectors offered ahead and not yet taken that are kept (the oldest are dropped).
+OFFERED_LIMIT = 64
+
+
 @dataclass(frozen=True)
 class IngestContext:
     """What every item of a run needs, built once per run (or task) from the settings.
@@ -89,8 +96,11 @@ class IngestContext:
     registry: TopicRegistry
     gazetteer: Gazetteer
     translation_params: TranslationParams
+    pool: PreparePool
     vector_indexes: dict[str, VectorIndex] = field(default_factory=dict)
     loaded_heads: dict[str, LabelHeads] = field(default_factory=dict)
+    # What a prepare worker computed (vectors, verdict), waiting for its article to be stored.
+    offered: OrderedDict[tuple[str | None, str], Prepared] = field(default_factory=OrderedDict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
@@ -100,6 +110,44 @@ class IngestContext:
             load_registry(settings.topics_file),
             crosslingual.load_gazetteer(settings.gazetteer_file),
             settings.translation_params(),
+            PreparePool(settings, settings.poll.workers),
+        )
+
+    def close(self) -> None:
+        """Stop the prepare workers, if any were started."""
+        self.pool.close()
+
+    def offer(self, prepared: Prepared) -> None:
+        """What a worker computed for a candidate; :meth:`embed` and :meth:`verdict` take it."""
+        if prepared.candidate is None:
+            return
+        self.offered[(prepared.candidate.title, prepared.candidate.text)] = prepared
+        while len(self.offered) > OFFERED_LIMIT:  # an item that turned out to be a copy
+            self.offered.popitem(last=False)
+
+    def prepare_here(self, job: PageJob) -> Future[Prepared]:
+        """A worker's job done in this process: what :func:`prepare_page` and the classifier give."""
+        done: Future[Prepared] = Future()
+        try:
+            prepared = classified(prepare_page(self.settings, job), self.registry, self.classifier_heads)
+        except Exception as exc:  # raised in the job's own turn, not in the current item's
+            done.set_exception(exc)
+        else:
+            done.set_result(prepared)
+        return done
+
+    def verdict(self, article: Article, vectors: encoder.ArticleVectors) -> Classification:
+        """The hybrid classifier's verdict on a new article (a worker's, when it computed one)."""
+        offered = self.offered.pop((article.title, article.text), None)
+        if offered is not None and offered.classification is not None and offered.vectors is vectors:
+            return offered.classification
+        return classify_hybrid(
+            self.registry,
+            self.classifier_heads,
+            title=article.title,
+            text=article.text,
+            lang=article.lang,
+            vectors=vectors,
         )
 
     @property
@@ -143,7 +191,10 @@ class IngestContext:
         return self.vector_indexes[model]
 
     def embed(self, title: str | None, text: str) -> encoder.ArticleVectors:
-        """The vectors of an article, with the configured limits."""
+        """The vectors of an article, with the configured limits (those offered, if any)."""
+        offered = self.offered.get((title, text))
+        if offered is not None and offered.vectors is not None:
+            return offered.vectors
         limits = self.settings.encoder
         return encoder.embed_article(
             self.sentence_encoder,
@@ -457,7 +508,8 @@ def store_candidate(
             new_article=True,
         )
     _store_vectors(session, stored.id, vectors, candidate.lang, moment, new_article=True)
-    verdict = classify_article(session, stored, context.registry, seen_at, context.classifier_heads, vectors)
+    verdict = context.verdict(stored, vectors)
+    repo.replace_classification(session, stored, verdict, seen_at)
     status: Status = "duplicate" if duplicate_of is not None else "new"
     return ItemResult(
         status,
@@ -765,18 +817,23 @@ def poll_feed(
     # hold SQLite's write lock through every page fetch of the first item.
     session.commit()
     result = PollResult(feed.id, feed.url, "fetched")
+    own = context is None
     context = context or IngestContext.from_settings(settings)
-    complete = _ingest_feed_items(
-        session,
-        client,
-        settings,
-        feed,
-        parsed.items,
-        now=now,
-        context=context,
-        result=result,
-        progress=progress,
-    )
+    try:
+        complete = _ingest_feed_items(
+            session,
+            client,
+            settings,
+            feed,
+            parsed.items,
+            now=now,
+            context=context,
+            result=result,
+            progress=progress,
+        )
+    finally:
+        if own:
+            context.close()
     if complete:
         feed.etag, feed.last_modified = _validators(response.headers)
         feed.body_hash = body_hash
@@ -884,8 +941,13 @@ def _finish_item(
     feed: Feed | None,
     now: datetime,
     context: IngestContext | None = None,
+    prepared: Callable[[], ArticleCandidate] | None = None,
 ) -> ItemResult:
-    """One item, its page obtained by ``fetch`` if it must be; failures recorded, never raised."""
+    """One item, its page obtained by ``fetch`` if it must be; failures recorded, never raised.
+
+    ``prepared``: the item's candidate as a prepare worker built it (raising what building
+    it raised), used instead of fetching and extracting here.
+    """
     via = f"feed:{feed.id}" if feed else "retry"
     canonical, refused = _screen_item(item)
     if refused is not None or canonical is None or item.url is None:
@@ -904,18 +966,12 @@ def _finish_item(
         state = "quarantined" if earlier.permanent else "retry pending"
         return ItemResult("error", error=f"{state}: {earlier.error}", url=url, title=item.title)
     try:
-        response = fetch()
-        candidate = build_candidate(
-            settings,
-            url=url,
-            title=item.title,
-            html=response.body,
-            published_at=item.published_at,
-            content_type=response.content_type,
-            lang_hint=feed.lang if feed else None,
-            feed_url=item.feed_url,
-            now=now,
-        )
+        if prepared is not None:
+            candidate = prepared()
+        else:
+            response = fetch()
+            lang_hint = feed.lang if feed else None
+            candidate = page_candidate(settings, item, response.body, response.content_type, lang_hint, now)
     except ItemError as exc:
         payload = {
             "url": url,
@@ -979,9 +1035,13 @@ def _ingest_feed_items(
     http = settings.http
     window = http.max_concurrency * 2
     complete = True
+    use_workers = context.pool.start_for(len(items))  # (before the fetch threads start)
     fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
     with fetcher:
         ahead: dict[int, PendingPage] = {}
+        # Items handed to a prepare worker (extraction, language, vectors), in feed order.
+        jobs: dict[int, tuple[PageJob, Future[Prepared]]] = {}
+        next_job = 0
         retried: set[int] = set()  # pages with an earlier failure: fetched (if due) in turn
         next_to_submit = 0
 
@@ -1003,11 +1063,49 @@ def _ingest_feed_items(
                 elif canonical and url and canonical not in known:
                     ahead[index] = fetcher.submit(url, accept=PAGE_ACCEPT)
 
+        def hand_out(position: int) -> None:
+            """Give the workers the pages fetched so far, in feed order, after ``position``.
+
+            (The item at ``position`` is being done here: handing it out now would only
+            have this process wait for it.)
+            """
+            nonlocal next_job
+            next_job = max(next_job, position + 1)
+            while use_workers and next_job < next_to_submit:  # (the pages asked for so far)
+                page = ahead.get(next_job)
+                if page is not None and next_job not in retried:
+                    if not page.ready():
+                        return  # handed out in order: the rest wait for this page
+                    try:
+                        response = page.result()
+                    except Exception:  # raised again in the item's turn
+                        response = None
+                    if response is not None:
+                        job = PageJob(items[next_job], response.body, response.content_type, feed.lang, now)
+                        jobs[next_job] = (job, context.pool.submit(job))
+                next_job += 1
+
         def process(index: int) -> ItemResult:
             item = items[index]
+            hand_out(index)
             page = ahead.get(index)
             fetch = page.result if page else (lambda: client.get(item.url or "", accept=PAGE_ACCEPT))
-            return _finish_item(session, settings, item, fetch, feed=feed, now=now, context=context)
+            job = jobs.get(index)
+            if job is not None and context.pool.take_back(job[1]):
+                job = None  # no worker has started it: done here rather than waited for
+            # While a worker is still on this item, take back later jobs no worker has
+            # started, newest first, and do them here: neither side idles while the other
+            # has work, and the results are the same whoever computes them.
+            for later in sorted((k for k in jobs if k > index), reverse=True):
+                if job is None or job[1].done():
+                    break
+                queued, future = jobs[later]
+                if context.pool.take_back(future):
+                    jobs[later] = (queued, context.prepare_here(queued))
+            prepared = functools.partial(_collect, context, *job) if job else None
+            return _finish_item(
+                session, settings, item, fetch, feed=feed, now=now, context=context, prepared=prepared
+            )
 
         def report(outcomes: list[ItemResult]) -> None:
             for outcome in outcomes:
@@ -1041,6 +1139,7 @@ def _ingest_feed_items(
                 report(outcomes)
             for position in positions:
                 ahead.pop(position, None)  # the page is no longer needed
+                jobs.pop(position, None)
             batch = []
 
         for index in range(len(items)):
@@ -1065,6 +1164,13 @@ def _ingest_feed_items(
                 settle()
         settle()
     return complete
+
+
+def _collect(context: IngestContext, job: PageJob, future: Future[Prepared]) -> ArticleCandidate:
+    """A worker's candidate for ``job``; its vectors and verdict are offered to the context."""
+    prepared = context.pool.collect(job, future)
+    context.offer(prepared)
+    return prepared.unwrap()
 
 
 def _process_alone(
@@ -1142,25 +1248,30 @@ def run_cycle(
     ids = list(feed_ids) if feed_ids is not None else repo.due_feed_ids(session, now)
     summary = CycleSummary()
     context = IngestContext.from_settings(settings)
-    for position, feed_id in enumerate(ids, 1):
-        try:
-            poll = poll_feed(session, client, settings, feed_id, now=now, progress=progress, context=context)
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            # A bug on one feed must not stop the cycle (the database being gone must);
-            # the feed backs off like a failure.
-            require_database(session)
-            log.exception("feed %s failed unexpectedly", feed_id)
-            feed = session.get(Feed, feed_id)
-            if feed is None:
-                continue
-            poll = _feed_failed(session, settings, feed, f"unexpected {type(exc).__name__}: {exc}", now)
-        summary.polls.append(poll)
-        if progress:
-            progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
-    if retry_pages:
-        summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
+    try:
+        for position, feed_id in enumerate(ids, 1):
+            try:
+                poll = poll_feed(
+                    session, client, settings, feed_id, now=now, progress=progress, context=context
+                )
+            except DatabaseError:
+                raise
+            except Exception as exc:
+                # A bug on one feed must not stop the cycle (the database being gone must);
+                # the feed backs off like a failure.
+                require_database(session)
+                log.exception("feed %s failed unexpectedly", feed_id)
+                feed = session.get(Feed, feed_id)
+                if feed is None:
+                    continue
+                poll = _feed_failed(session, settings, feed, f"unexpected {type(exc).__name__}: {exc}", now)
+            summary.polls.append(poll)
+            if progress:
+                progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
+        if retry_pages:
+            summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
+    finally:
+        context.close()
     return summary
 
 

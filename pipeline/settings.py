@@ -69,6 +69,7 @@ class PollSettings(_Section):
     min_text_chars: int = Field(200, ge=0, le=100_000)
     items_per_commit: int = Field(25, ge=1, le=10_000)
     extract_timeout_seconds: float = Field(20.0, ge=0, le=600)
+    workers: int = Field(1, ge=0, le=16)
 
 
 class AirflowSettings(_Section):

@@ -1,0 +1,243 @@
+"""The CPU-bound stages of a feed item, done ahead in worker processes.
+
+Extraction, language detection, the encoder's vectors and the classifier's verdict depend on
+the page alone, not on the database: they can run in another process while this one
+deduplicates and stores the item before. When the workers fall behind, this process takes
+back a job none of them has started and does it itself, so neither side waits while the
+other has work. On two cores that is the difference between one core working and
+two (``benchmarks/cycle_speed.py``). Threads would not do: the stages hold the interpreter
+lock for most of their time, and an encoder thread next to a busy main thread runs many
+times slower than alone.
+
+:class:`PreparePool` owns the workers (``poll.workers``, started on first use and kept for
+the run). Items still go into the database one after another in feed order, so the
+outcome never depends on which worker finished first; a page a worker could not handle
+comes back as an error value, exactly the error the same stages raise in this process.
+
+Workers are started by ``fork`` when the process has no other thread (the CLI between two
+feeds): it is instant and shares the libraries already imported. Forking a process whose
+other threads may hold locks is unsafe, so anywhere else they are started by ``spawn``
+(about a second, once per run). A worker that dies (a parser crash, the kernel's
+out-of-memory killer) breaks the pool: each item it held is tried again alone in a fresh
+pool, and one whose worker dies again is recorded as failed, permanently, so a page that
+kills its parser is never tried in the main process.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pipeline import encoder
+from pipeline.errors import ExtractionError, ItemError
+from pipeline.records import ArticleCandidate, Classification, FeedItem
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.classify import TopicRegistry
+    from pipeline.topic_heads import LabelHeads
+
+log = logging.getLogger(__name__)
+
+# A feed with fewer items than this is prepared in the process, unless the workers are
+# already running: starting them and loading the encoder there costs more than it saves
+# on a handful of items.
+MIN_PAGES_FOR_WORKERS = 8
+
+WORKER_DIED = "the worker reading this page stopped (a parser crash or out of memory)"
+
+
+@dataclass(frozen=True)
+class PageJob:
+    """What a worker needs to prepare one feed item: the item, its page and the moment."""
+
+    item: FeedItem
+    body: bytes
+    content_type: str | None
+    lang_hint: str | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prepared item: its candidate and vectors, or the error that stopped it."""
+
+    candidate: ArticleCandidate | None = None
+    vectors: encoder.ArticleVectors | None = None
+    classification: Classification | None = None
+    error: str | None = None
+    permanent: bool = True
+
+    def unwrap(self) -> ArticleCandidate:
+        """The candidate; raises the :class:`ExtractionError` when there is none."""
+        if self.candidate is None:
+            raise ExtractionError(self.error or "no text", permanent=self.permanent)
+        return self.candidate
+
+
+def page_candidate(
+    settings: Settings,
+    item: FeedItem,
+    body: bytes,
+    content_type: str | None,
+    lang_hint: str | None,
+    now: datetime,
+) -> ArticleCandidate:
+    """A feed item's candidate from its page: extraction and language (raises :class:`ItemError`)."""
+    from pipeline.ingest import build_candidate  # the ingest layer imports this module
+
+    return build_candidate(
+        settings,
+        url=item.url,
+        title=item.title,
+        html=body,
+        published_at=item.published_at,
+        content_type=content_type,
+        lang_hint=lang_hint,
+        feed_url=item.feed_url,
+        now=now,
+    )
+
+
+def prepare_page(settings: Settings, job: PageJob) -> Prepared:
+    """Extract, detect the language and compute the vectors of one page (in any process)."""
+    try:
+        candidate = page_candidate(settings, job.item, job.body, job.content_type, job.lang_hint, job.now)
+    except ItemError as exc:
+        return Prepared(error=str(exc), permanent=exc.permanent)
+    limits = settings.encoder
+    vectors = encoder.embed_article(
+        encoder.load_encoder(limits.model, threads=limits.threads),
+        candidate.title,
+        candidate.text,
+        max_sentences=limits.max_sentences,
+        max_chars=limits.max_sentence_chars,
+        lead_sentences=limits.lead_sentences,
+    )
+    return Prepared(candidate, vectors)
+
+
+# In a worker: the settings it was started with, then the classifier it loaded.
+_WORKER_SETTINGS: list[Settings] = []
+_WORKER_CLASSIFIER: list[tuple[TopicRegistry, LabelHeads]] = []
+
+
+def _start_worker(settings: Settings) -> None:
+    _WORKER_SETTINGS[:] = [settings]
+    _WORKER_CLASSIFIER.clear()
+
+
+def _classifier() -> tuple[TopicRegistry, LabelHeads]:
+    if not _WORKER_CLASSIFIER:
+        from pipeline.classify import load_registry
+        from pipeline.topic_heads import load_heads
+
+        settings = _WORKER_SETTINGS[0]
+        registry = load_registry(settings.topics_file)
+        model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
+        _WORKER_CLASSIFIER.append((registry, load_heads(registry, encoder=model)))
+    return _WORKER_CLASSIFIER[0]
+
+
+def classified(prepared: Prepared, registry: TopicRegistry, heads: LabelHeads) -> Prepared:
+    """``prepared`` with the hybrid classifier's verdict on its candidate (pure, like the rest)."""
+    from pipeline.topic_heads import classify_hybrid
+
+    candidate, vectors = prepared.candidate, prepared.vectors
+    if candidate is None or vectors is None:
+        return prepared
+    verdict = classify_hybrid(
+        registry, heads, title=candidate.title, text=candidate.text, lang=candidate.lang, vectors=vectors
+    )
+    return Prepared(candidate, vectors, verdict)
+
+
+def _prepare_in_worker(job: PageJob) -> Prepared:
+    return classified(prepare_page(_WORKER_SETTINGS[0], job), *_classifier())
+
+
+def _warm_up() -> bool:
+    """Load what the first page needs (encoder, classifier, language profiles) before it arrives."""
+    from pipeline.language import detect_language
+
+    _classifier()
+    detect_language("Warm-up text for the language profiles of this worker process.")
+    return True
+
+
+class PreparePool:
+    """Worker processes that prepare pages ahead; see the module's notes."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.settings = settings
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def start_for(self, pages: int) -> bool:
+        """Whether a feed of ``pages`` items is prepared in workers; starts them if so.
+
+        Called before the feed's pages are fetched, while the process may have no other
+        thread, so that the workers can be forked.
+        """
+        if self.workers < 1 or (self._executor is None and pages < MIN_PAGES_FOR_WORKERS):
+            return False
+        self._ensure()
+        return True
+
+    def submit(self, job: PageJob) -> Future[Prepared]:
+        """Hand ``job`` to a worker (to a fresh pool if the workers died since)."""
+        try:
+            return self._ensure().submit(_prepare_in_worker, job)
+        except BrokenProcessPool:
+            self._discard()
+            return self._ensure().submit(_prepare_in_worker, job)
+
+    def take_back(self, future: Future[Prepared]) -> bool:
+        """Withdraw a job no worker has started (True), to do it in this process instead."""
+        return not future.done() and future.cancel()
+
+    def collect(self, job: PageJob, future: Future[Prepared]) -> Prepared:
+        """The result of ``future``; a job whose worker died is tried once more, alone."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self._discard()
+        log.warning("a prepare worker stopped; trying %s again alone", job.item.url)
+        try:
+            return self._ensure().submit(_prepare_in_worker, job).result()
+        except BrokenProcessPool:
+            self._discard()
+        return Prepared(error=WORKER_DIED, permanent=True)
+
+    def close(self) -> None:
+        """Stop the workers (they are started again if the pool is used again)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _discard(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # fork is instant and shares what is imported, but copying a process whose
+            # other threads may hold locks is unsafe: then the workers start afresh.
+            method = "fork" if threading.active_count() == 1 else "spawn"
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context(method),
+                initializer=_start_worker,
+                initargs=(self.settings,),
+            )
+            for _ in range(self.workers):
+                self._executor.submit(_warm_up)
+            log.info("started %d prepare worker(s) by %s", self.workers, method)
+        return self._executor

@@ -1,0 +1,188 @@
+"""Prepare workers: pages extracted, detected, embedded and classified in other processes.
+
+The console script runs a feed of real excerpts with and without workers: what it stores
+must be the same. A worker killed under a job is replaced and the job done again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.db import repo
+from pipeline.db.engine import make_engine, session_factory, upgrade_schema
+from pipeline.prepare import MIN_PAGES_FOR_WORKERS, PageJob, PreparePool
+from pipeline.records import FeedItem
+from pipeline.settings import Settings
+from tests.conftest import REPO_ROOT, make_settings
+from tests.local_server import LocalServer, Reply
+
+SCRIPT = str(Path(sys.executable).parent / "summitwatch")
+REAL = REPO_ROOT / "tests" / "fixtures" / "classify" / "real_train.jsonl"
+NOW = datetime(2026, 11, 19, 12, tzinfo=UTC)
+
+
+def excerpts(count: int) -> list[dict[str, str]]:
+    """``count`` real excerpts, en/ru/zh in turn, long enough to be articles."""
+    rows = [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_lang = {
+        lang: [r for r in rows if r["lang"] == lang and len(r["text"]) > 400] for lang in ("en", "ru", "zh")
+    }
+    chosen = []
+    for index in range(count):
+        queue = by_lang[("en", "ru", "zh")[index % 3]]
+        chosen.append(queue[index // 3])
+    return chosen
+
+
+def html_page(row: dict[str, str]) -> bytes:
+    title = (row.get("title") or row["text"][:60]).replace("<", " ")
+    paragraphs = "".join(f"<p>{p}</p>" for p in row["text"].replace("<", " ").split("\n") if p.strip())
+    return (
+        f"<!doctype html><html lang='{row['lang']}'><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><nav><a href='/'>Home</a></nav><article><h1>{title}</h1>{paragraphs}</article>"
+        "<footer>All rights reserved.</footer></body></html>"
+    ).encode()
+
+
+def site(rows: list[dict[str, str]]) -> LocalServer:
+    """A feed of the pages, the first one carried twice (a syndicated copy under a second URL)."""
+    pages = {f"/p{i}": html_page(row) for i, row in enumerate(rows)}
+    pages["/copy"] = pages["/p0"].replace(b"<nav>", b"<nav><a href='/partner'>Partner</a>")
+    server: LocalServer
+
+    def feed(handler: object) -> Reply:
+        items = "".join(
+            f"<item><title>{path}</title><link>{server.url(path)}</link>"
+            f"<pubDate>Thu, 19 Nov 2026 {10 + n // 60:02d}:{n % 60:02d}:00 GMT</pubDate></item>"
+            for n, path in enumerate(pages)
+        )
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+        return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+    def page(handler: object) -> Reply:
+        path = getattr(handler, "path").split("?")[0]  # noqa: B009
+        return Reply(200, pages[path], {"Content-Type": "text/html; charset=utf-8"})
+
+    server = LocalServer({"/feed": feed, **dict.fromkeys(pages, page)})
+    return server
+
+
+def run_cli(db: Path, workers: int, feed_url: str) -> str:
+    """``summitwatch -v run --once --all`` on a new database holding one feed; its stderr."""
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+        "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+        "SUMMITWATCH_POLL__WORKERS": str(workers),
+    }
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade_schema(engine)
+    with session_factory(engine)() as session:
+        repo.upsert_feed(session, feed_url, name="feed", lang="en")
+        session.commit()
+    engine.dispose()
+    done = subprocess.run(
+        [SCRIPT, "-v", "run", "--once", "--all"], capture_output=True, text=True, env=environ, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def stored(db: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT a.url, a.title, a.lang, a.copy_kind, o.url, a.text, v.document, v.sentences,"
+            " (SELECT group_concat(t.topic || ':' || t.score || ':' || t.evidence, ',') FROM"
+            "  (SELECT * FROM article_topics WHERE article_id = a.id ORDER BY topic) t),"
+            " (SELECT group_concat(w.item || ':' || w.evidence, ',') FROM"
+            "  (SELECT * FROM article_watch WHERE article_id = a.id ORDER BY item) w)"
+            " FROM articles a LEFT JOIN articles o ON o.id = a.duplicate_of_id"
+            " LEFT JOIN article_vectors v ON v.article_id = a.id"
+            " WHERE NOT a.is_seed ORDER BY a.url"
+        ).fetchall()
+
+
+@pytest.mark.slow
+def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
+    rows = excerpts(MIN_PAGES_FOR_WORKERS + 4)
+    with site(rows) as server:
+        alone = run_cli(tmp_path / "alone.db", 0, server.url("/feed"))
+        pooled = run_cli(tmp_path / "pooled.db", 1, server.url("/feed"))
+    assert "prepare worker" not in alone
+    assert "started 1 prepare worker(s) by fork" in pooled  # the CLI has no other thread then
+    one, two = stored(tmp_path / "alone.db"), stored(tmp_path / "pooled.db")
+    assert len(one) == len(rows) + 1
+    assert [row[3] for row in one].count("exact") == 1 or [row[3] for row in one].count("near") == 1
+    assert {row[2] for row in one} == {"en", "ru", "zh"}
+    assert all(row[6] and row[7] for row in one), "every article has its vectors"
+    assert any(row[8] for row in one), "some articles have topics"
+    assert one == two
+
+
+def job_for(settings: Settings, text: str) -> PageJob:
+    body = f"<html><body><article><h1>Talks</h1><p>{text}</p></article></body></html>".encode()
+    return PageJob(FeedItem("http://example.org/a", "Talks"), body, "text/html", "en", NOW)
+
+
+TEXT = (
+    "Vladimir Putin and Xi Jinping met in Beijing and agreed to expand settlements in yuan and roubles. "
+    "The leaders also discussed the Power of Siberia 2 pipeline and joint naval exercises in the Pacific."
+)
+
+
+def worker_pids() -> set[int]:
+    import multiprocessing
+
+    return {child.pid for child in multiprocessing.active_children() if child.pid}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_under_a_job_is_replaced_and_the_job_done_again(db_url: str) -> None:
+    settings = make_settings(db_url)
+    pool = PreparePool(settings, 1)
+    try:
+        assert not pool.start_for(MIN_PAGES_FOR_WORKERS - 1), "a short feed is prepared in the process"
+        assert pool.start_for(MIN_PAGES_FOR_WORKERS)
+        job = job_for(settings, TEXT)
+        first = pool.collect(job, pool.submit(job))
+        assert first.candidate is not None and first.vectors is not None and first.classification is not None
+        before = worker_pids()
+        assert before
+        for pid in before:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        again = pool.collect(job, pool.submit(job))
+        assert again.error is None and again.candidate == first.candidate
+        assert again.vectors is not None and (again.vectors.document == first.vectors.document).all()
+        assert worker_pids().isdisjoint(before), "the dead worker was replaced"
+    finally:
+        pool.close()
+    assert not worker_pids()
+
+
+def test_a_page_without_text_comes_back_as_the_same_error(db_url: str) -> None:
+    settings = make_settings(db_url)
+    pool = PreparePool(settings, 1)
+    try:
+        pool.start_for(MIN_PAGES_FOR_WORKERS)
+        job = PageJob(
+            FeedItem("http://example.org/a", "Talks"), b"<html><body></body></html>", None, "en", NOW
+        )
+        prepared = pool.collect(job, pool.submit(job))
+    finally:
+        pool.close()
+    assert prepared.candidate is None and prepared.permanent
+    with pytest.raises(Exception, match="text") as raised:
+        prepared.unwrap()
+    assert type(raised.value).__name__ == "ExtractionError"
