@@ -1035,7 +1035,8 @@ def _ingest_feed_items(
     http = settings.http
     window = http.max_concurrency * 2
     complete = True
-    use_workers = context.pool.start_for(len(items))  # (before the fetch threads start)
+    # (Before the fetch threads start, so that the workers can be forked.)
+    use_workers = context.pool.start_for(len(items), lambda: (context.registry, context.classifier_heads))
     fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
     with fetcher:
         ahead: dict[int, PendingPage] = {}

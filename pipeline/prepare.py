@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 # on a handful of items.
 MIN_PAGES_FOR_WORKERS = 8
 
+WARM_UP_TEXT = "Text that makes the language detector load its profiles before the first page."
 WORKER_DIED = "the worker reading this page stopped (a parser crash or out of memory)"
 
 
@@ -129,8 +131,8 @@ _WORKER_CLASSIFIER: list[tuple[TopicRegistry, LabelHeads]] = []
 
 
 def _start_worker(settings: Settings) -> None:
+    # (A forked worker keeps the classifier its parent loaded; a spawned one loads its own.)
     _WORKER_SETTINGS[:] = [settings]
-    _WORKER_CLASSIFIER.clear()
 
 
 def _classifier() -> tuple[TopicRegistry, LabelHeads]:
@@ -167,7 +169,7 @@ def _warm_up() -> bool:
     from pipeline.language import detect_language
 
     _classifier()
-    detect_language("Warm-up text for the language profiles of this worker process.")
+    detect_language(WARM_UP_TEXT)
     return True
 
 
@@ -179,14 +181,22 @@ class PreparePool:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
 
-    def start_for(self, pages: int) -> bool:
+    def start_for(self, pages: int, classifier: Callable[[], tuple[TopicRegistry, LabelHeads]]) -> bool:
         """Whether a feed of ``pages`` items is prepared in workers; starts them if so.
 
         Called before the feed's pages are fetched, while the process may have no other
-        thread, so that the workers can be forked.
+        thread, so that the workers can be forked. Before a fork, this process loads what
+        a worker needs (the ``classifier`` with its encoder, the language profiles): it
+        needs them too, to do the jobs it takes back, and forked workers share them
+        instead of loading their own.
         """
         if self.workers < 1 or (self._executor is None and pages < MIN_PAGES_FOR_WORKERS):
             return False
+        if self._executor is None and threading.active_count() == 1:
+            from pipeline.language import detect_language
+
+            _WORKER_CLASSIFIER[:] = [classifier()]
+            detect_language(WARM_UP_TEXT)
         self._ensure()
         return True
 

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.classify import TopicRegistry, load_registry
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory, upgrade_schema
+from pipeline.encoder import load_encoder
 from pipeline.prepare import MIN_PAGES_FOR_WORKERS, PageJob, PreparePool
 from pipeline.records import FeedItem
 from pipeline.settings import Settings
+from pipeline.topic_heads import LabelHeads, load_heads
 from tests.conftest import REPO_ROOT, make_settings
 from tests.local_server import LocalServer, Reply
 
@@ -141,6 +144,11 @@ TEXT = (
 )
 
 
+def classifier() -> tuple[TopicRegistry, LabelHeads]:
+    registry = load_registry(REPO_ROOT / "config" / "topics.yaml")
+    return registry, load_heads(registry, encoder=load_encoder())
+
+
 def worker_pids() -> set[int]:
     import multiprocessing
 
@@ -152,8 +160,10 @@ def test_a_worker_killed_under_a_job_is_replaced_and_the_job_done_again(db_url: 
     settings = make_settings(db_url)
     pool = PreparePool(settings, 1)
     try:
-        assert not pool.start_for(MIN_PAGES_FOR_WORKERS - 1), "a short feed is prepared in the process"
-        assert pool.start_for(MIN_PAGES_FOR_WORKERS)
+        assert not pool.start_for(MIN_PAGES_FOR_WORKERS - 1, classifier), (
+            "a short feed is prepared in the process"
+        )
+        assert pool.start_for(MIN_PAGES_FOR_WORKERS, classifier)
         job = job_for(settings, TEXT)
         first = pool.collect(job, pool.submit(job))
         assert first.candidate is not None and first.vectors is not None and first.classification is not None
@@ -175,7 +185,7 @@ def test_a_page_without_text_comes_back_as_the_same_error(db_url: str) -> None:
     settings = make_settings(db_url)
     pool = PreparePool(settings, 1)
     try:
-        pool.start_for(MIN_PAGES_FOR_WORKERS)
+        pool.start_for(MIN_PAGES_FOR_WORKERS, classifier)
         job = PageJob(
             FeedItem("http://example.org/a", "Talks"), b"<html><body></body></html>", None, "en", NOW
         )
