@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 # on a handful of items.
 MIN_PAGES_FOR_WORKERS = 8
 
+# How often a worker checks that the process that started it is still there.
+PARENT_CHECK_SECONDS = 0.5
 WARM_UP_TEXT = "Text that makes the language detector load its profiles before the first page."
 WORKER_DIED = "the worker reading this page stopped (a parser crash or out of memory)"
 
@@ -130,9 +134,21 @@ _WORKER_SETTINGS: list[Settings] = []
 _WORKER_CLASSIFIER: list[tuple[TopicRegistry, LabelHeads]] = []
 
 
-def _start_worker(settings: Settings) -> None:
+def _start_worker(settings: Settings, parent: int) -> None:
     # (A forked worker keeps the classifier its parent loaded; a spawned one loads its own.)
     _WORKER_SETTINGS[:] = [settings]
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when its parent is gone (killed, say, before it could stop its pool).
+
+    A worker waits for jobs on a pipe whose other end it holds too, so it would otherwise
+    wait for ever once the parent died without closing the pool.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def _classifier() -> tuple[TopicRegistry, LabelHeads]:
@@ -245,7 +261,7 @@ class PreparePool:
                 self.workers,
                 mp_context=multiprocessing.get_context(method),
                 initializer=_start_worker,
-                initargs=(self.settings,),
+                initargs=(self.settings, os.getpid()),
             )
             for _ in range(self.workers):
                 self._executor.submit(_warm_up)

@@ -57,7 +57,7 @@ def html_page(row: dict[str, str]) -> bytes:
     ).encode()
 
 
-def site(rows: list[dict[str, str]]) -> LocalServer:
+def site(rows: list[dict[str, str]], page_delay: float = 0.0) -> LocalServer:
     """A feed of the pages, the first one carried twice (a syndicated copy under a second URL)."""
     pages = {f"/p{i}": html_page(row) for i, row in enumerate(rows)}
     pages["/copy"] = pages["/p0"].replace(b"<nav>", b"<nav><a href='/partner'>Partner</a>")
@@ -74,29 +74,40 @@ def site(rows: list[dict[str, str]]) -> LocalServer:
 
     def page(handler: object) -> Reply:
         path = getattr(handler, "path").split("?")[0]  # noqa: B009
-        return Reply(200, pages[path], {"Content-Type": "text/html; charset=utf-8"})
+        return Reply(200, pages[path], {"Content-Type": "text/html; charset=utf-8"}, delay=page_delay)
 
     server = LocalServer({"/feed": feed, **dict.fromkeys(pages, page)})
     return server
 
 
-def run_cli(db: Path, workers: int, feed_url: str) -> str:
-    """``summitwatch -v run --once --all`` on a new database holding one feed; its stderr."""
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
-        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
-        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
-        "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
-        "SUMMITWATCH_POLL__WORKERS": str(workers),
-    }
+def new_database(db: Path, feed_url: str) -> None:
     engine = make_engine(f"sqlite:///{db}")
     upgrade_schema(engine)
     with session_factory(engine)() as session:
         repo.upsert_feed(session, feed_url, name="feed", lang="en")
         session.commit()
     engine.dispose()
+
+
+def cli_env(db: Path, workers: int) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+        "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+        "SUMMITWATCH_POLL__WORKERS": str(workers),
+    }
+
+
+def run_cli(db: Path, workers: int, feed_url: str) -> str:
+    """``summitwatch -v run --once --all`` on a new database holding one feed; its stderr."""
+    new_database(db, feed_url)
     done = subprocess.run(
-        [SCRIPT, "-v", "run", "--once", "--all"], capture_output=True, text=True, env=environ, timeout=300
+        [SCRIPT, "-v", "run", "--once", "--all"],
+        capture_output=True,
+        text=True,
+        env=cli_env(db, workers),
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return done.stderr
@@ -196,3 +207,44 @@ def test_a_page_without_text_comes_back_as_the_same_error(db_url: str) -> None:
     with pytest.raises(Exception, match="text") as raised:
         prepared.unwrap()
     assert type(raised.value).__name__ == "ExtractionError"
+
+
+def processes_using(db: Path) -> set[int]:
+    """The processes whose environment names ``db`` (a run and the workers it started)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(db).encode() in (entry / "environ").read_bytes():
+                    found.add(int(entry.name))
+            except OSError:
+                continue  # ended meanwhile, or not ours
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds processes through /proc")
+def test_workers_end_when_their_run_is_killed(tmp_path: Path) -> None:
+    # kill -9 leaves the run no chance to stop its pool: the worker must notice by itself.
+    db = tmp_path / "killed.db"
+    with site(excerpts(MIN_PAGES_FOR_WORKERS + 4), page_delay=0.5) as server:
+        new_database(db, server.url("/feed"))
+        run = subprocess.Popen(
+            [SCRIPT, "run", "--once", "--all"],
+            env=cli_env(db, 1),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(processes_using(db)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            workers = processes_using(db) - {run.pid}
+            assert workers, "the run started a worker"
+        finally:
+            run.kill()
+            run.wait()
+        deadline = time.monotonic() + 10
+        while processes_using(db) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not processes_using(db), "no worker outlives its run"
