@@ -28,7 +28,10 @@ two best times is the headline. Then, once each, outside the timed runs:
 * a **profile** of the summitwatch run: each stage's *exclusive* wall time, found by
   wrapping the functions the ingest layer calls (page fetches done ahead in other threads
   are listed apart, ``(threads)``: they overlap the main thread's work; ``fetch_wait`` is
-  the main thread waiting for a page), and the number of session flushes;
+  the main thread waiting for a page), and the number of session flushes. Stages a
+  prepare worker does are not in it: ``prepare_wait`` is the main process waiting for a
+  worker, ``workers_start`` loading the models before forking one, and extract /
+  language / encoder / classify count only the items the main process did itself;
 * **start-up**: ``summitwatch --help`` and ``summitwatch feeds list``, best of 5;
 * a **pool check**: extraction + language detection of every page in this process, one
   after another, on 2 threads and on 2 worker processes (started by fork and by spawn,
