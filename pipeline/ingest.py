@@ -1035,8 +1035,11 @@ def _ingest_feed_items(
     http = settings.http
     window = http.max_concurrency * 2
     complete = True
-    # (Before the fetch threads start, so that the workers can be forked.)
-    use_workers = context.pool.start_for(len(items), lambda: (context.registry, context.classifier_heads))
+    # Workers for the items not stored yet (a changed feed body often lists only known
+    # ones), started before the fetch threads so that they can be forked.
+    linked = {canonical for canonical, _ in map(_screen_item, items) if canonical}
+    fresh = len(linked - repo.known_urls(session, sorted(linked)))
+    use_workers = context.pool.start_for(fresh, lambda: (context.registry, context.classifier_heads))
     fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
     with fetcher:
         ahead: dict[int, PendingPage] = {}

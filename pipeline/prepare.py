@@ -198,7 +198,8 @@ class PreparePool:
         self._executor: ProcessPoolExecutor | None = None
 
     def start_for(self, pages: int, classifier: Callable[[], tuple[TopicRegistry, LabelHeads]]) -> bool:
-        """Whether a feed of ``pages`` items is prepared in workers; starts them if so.
+        """Whether a feed with ``pages`` items to prepare (not stored yet) is prepared in
+        workers; starts them if so.
 
         Called before the feed's pages are fetched, while the process may have no other
         thread, so that the workers can be forked. Before a fork, this process loads what

@@ -62,14 +62,16 @@ def site(rows: list[dict[str, str]], page_delay: float = 0.0) -> LocalServer:
     pages = {f"/p{i}": html_page(row) for i, row in enumerate(rows)}
     pages["/copy"] = pages["/p0"].replace(b"<nav>", b"<nav><a href='/partner'>Partner</a>")
     server: LocalServer
+    polls = [0]
 
     def feed(handler: object) -> Reply:
+        polls[0] += 1  # the body changes on every poll (a build number), the items do not
         items = "".join(
             f"<item><title>{path}</title><link>{server.url(path)}</link>"
             f"<pubDate>Thu, 19 Nov 2026 {10 + n // 60:02d}:{n % 60:02d}:00 GMT</pubDate></item>"
             for n, path in enumerate(pages)
         )
-        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><generator>build {polls[0]}</generator>{items}</channel></rss>'
         return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
 
     def page(handler: object) -> Reply:
@@ -133,8 +135,17 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
     with site(rows) as server:
         alone = run_cli(tmp_path / "alone.db", 0, server.url("/feed"))
         pooled = run_cli(tmp_path / "pooled.db", 1, server.url("/feed"))
+        again = subprocess.run(
+            [SCRIPT, "-v", "run", "--once", "--all"],
+            capture_output=True,
+            text=True,
+            env=cli_env(tmp_path / "pooled.db", 1),
+            timeout=300,
+        )
     assert "prepare worker" not in alone
     assert "started 1 prepare worker(s) by fork" in pooled  # the CLI has no other thread then
+    assert again.returncode == 0 and "0 new" in again.stderr
+    assert "prepare worker" not in again.stderr, "a changed feed of known items starts no worker"
     one, two = stored(tmp_path / "alone.db"), stored(tmp_path / "pooled.db")
     assert len(one) == len(rows) + 1
     assert [row[3] for row in one].count("exact") == 1 or [row[3] for row in one].count("near") == 1
