@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -112,6 +113,7 @@ class CrossLanguage:
 
     model: str = DEFAULT_MODEL
     threads: int = 1
+    cache_dir: Path | None = None  # the encoder's cache (``encoder.cache_dir``)
     limit: int = 10
     max_candidates: int = nearby.MAX_CANDIDATES
     cache: nearby.VectorCache | None = None  # a long-running process (serve) keeps vectors
@@ -120,7 +122,7 @@ class CrossLanguage:
 def warm_up(options: CrossLanguage) -> None:
     """Load what the first search would otherwise wait for: the segmenter and the encoder."""
     search.parse_query("能源合作")
-    nearby.encode_query("warm up", options.model, options.threads)
+    nearby.encode_query("warm up", options.model, options.threads, options.cache_dir)
 
 
 def list_articles(
@@ -146,7 +148,7 @@ def list_articles(
 
 def _cross_language(session: Session, wanted: repo.ArticleFilter, options: CrossLanguage) -> list[ArticleRow]:
     assert wanted.text is not None
-    model, vector = nearby.encode_query(wanted.text, options.model, options.threads)
+    model, vector = nearby.encode_query(wanted.text, options.model, options.threads, options.cache_dir)
     neighbours = nearby.nearest(
         session,
         vector,

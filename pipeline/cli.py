@@ -422,7 +422,11 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     cross_language = (
         None
         if args.no_cross_language or args.q is None
-        else browse.CrossLanguage(model=settings.encoder.model, threads=settings.encoder.threads)
+        else browse.CrossLanguage(
+            model=settings.encoder.model,
+            threads=settings.encoder.threads,
+            cache_dir=settings.encoder.cache_path,
+        )
     )
     with open_session(settings) as session:
         page = browse.list_articles(session, wanted, cross_language=cross_language)
@@ -568,7 +572,9 @@ def cmd_train_classifier(args: argparse.Namespace, settings: Settings) -> int:
             )
     registry = load_registry(settings.topics_file)
     articles = read_training_articles(paths)
-    encoder = load_encoder(settings.encoder.model, threads=settings.encoder.threads)
+    encoder = load_encoder(
+        settings.encoder.model, threads=settings.encoder.threads, cache_dir=settings.encoder.cache_path
+    )
     started = time.monotonic()
     # One BLAS thread: sums in a fixed order, so the same inputs give the same file.
     with threadpool_limits(limits=1):
@@ -797,7 +803,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     # Loaded now, not by the first search (the encoder's table takes seconds to read).
     _stderr("loading the search segmenter and the multilingual encoder ...")
-    warm_up(CrossLanguage(model=settings.encoder.model, threads=settings.encoder.threads))
+    limits = settings.encoder
+    warm_up(CrossLanguage(model=limits.model, threads=limits.threads, cache_dir=limits.cache_path))
     host = f"[{args.host}]" if ":" in args.host else args.host
     _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
     uvicorn.run(

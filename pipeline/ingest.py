@@ -152,14 +152,17 @@ class IngestContext:
 
     @property
     def sentence_encoder(self) -> encoder.SentenceEncoder:
-        return encoder.load_encoder(self.settings.encoder.model, threads=self.settings.encoder.threads)
+        limits = self.settings.encoder
+        return encoder.load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
 
     @property
     def classifier_heads(self) -> LabelHeads:
         """The classifier's learned layer for the configured encoder, loaded on first use."""
         model = self.sentence_encoder.name
         if model not in self.loaded_heads:
-            self.loaded_heads[model] = load_heads(self.registry, encoder=self.sentence_encoder)
+            self.loaded_heads[model] = load_heads(
+                self.registry, encoder=self.sentence_encoder, cache_dir=self.settings.encoder.cache_path
+            )
         return self.loaded_heads[model]
 
     def stored_vectors(self, session: Session, article: Article) -> encoder.ArticleVectors:

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -194,9 +195,11 @@ def nearest(
     return list(best.values())
 
 
-def encode_query(text: str, model: str, threads: int = 1) -> tuple[str, np.ndarray]:
+def encode_query(
+    text: str, model: str, threads: int = 1, cache_dir: Path | None = None
+) -> tuple[str, np.ndarray]:
     """The query's vector under the configured encoder, with the encoder's name."""
-    loaded = encoder.load_encoder(model, threads=threads)
+    loaded = encoder.load_encoder(model, threads=threads, cache_dir=cache_dir)
     return loaded.name, loaded.encode([text])[0]
 
 

@@ -119,7 +119,7 @@ def prepare_page(settings: Settings, job: PageJob) -> Prepared:
         return Prepared(error=str(exc), permanent=exc.permanent)
     limits = settings.encoder
     vectors = encoder.embed_article(
-        encoder.load_encoder(limits.model, threads=limits.threads),
+        encoder.load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path),
         candidate.title,
         candidate.text,
         max_sentences=limits.max_sentences,
@@ -158,8 +158,10 @@ def _classifier() -> tuple[TopicRegistry, LabelHeads]:
 
         settings = _WORKER_SETTINGS[0]
         registry = load_registry(settings.topics_file)
-        model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
-        _WORKER_CLASSIFIER.append((registry, load_heads(registry, encoder=model)))
+        limits = settings.encoder
+        model = encoder.load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
+        heads = load_heads(registry, encoder=model, cache_dir=limits.cache_path)
+        _WORKER_CLASSIFIER.append((registry, heads))
     return _WORKER_CLASSIFIER[0]
 
 

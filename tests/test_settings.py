@@ -68,3 +68,14 @@ def test_shipped_settings_file_is_valid() -> None:
     config = Path(__file__).resolve().parent.parent / "config"
     settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(config)})
     assert settings.poll.min_text_chars == 150
+
+
+def test_encoder_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {"SUMMITWATCH_CONFIG_DIR": str(tmp_path)}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert load_settings(base).encoder.cache_path == tmp_path / "xdg" / "summitwatch"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert load_settings(base).encoder.cache_path == Path.home() / ".cache" / "summitwatch"
+    chosen = load_settings({**base, "SUMMITWATCH_ENCODER__CACHE_DIR": str(tmp_path / "models")})
+    assert chosen.encoder.cache_path == tmp_path / "models"
+    assert load_settings({**base, "SUMMITWATCH_ENCODER__CACHE_DIR": ""}).encoder.cache_path is None

@@ -150,7 +150,10 @@ def _start(settings: Settings, engine: Engine) -> Resources:
     require_current_schema(engine)
     config, registry = load_reporting_config(settings)
     cross_language = browse.CrossLanguage(
-        model=settings.encoder.model, threads=settings.encoder.threads, cache=nearby.VectorCache()
+        model=settings.encoder.model,
+        threads=settings.encoder.threads,
+        cache_dir=settings.encoder.cache_path,
+        cache=nearby.VectorCache(),
     )
     return Resources(engine, session_factory(engine), registry, config.coverage_days, config, cross_language)
 
