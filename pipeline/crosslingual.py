@@ -236,14 +236,68 @@ def verify_translation(
 _RECENT_TEXTS = 512
 
 
-@lru_cache(maxsize=_RECENT_TEXTS)
+class _Recent:
+    """A bounded, thread-safe map of recent texts to what was computed from them."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_NUMBERS = _Recent(_RECENT_TEXTS)
+_WEIGHTS = _Recent(_RECENT_TEXTS)
+
+
 def _numbers_of(text: str) -> frozenset[str]:
-    return frozenset(extract_numbers(text))
+    found: frozenset[str] | None = _NUMBERS.get(text)
+    if found is None:
+        found = frozenset(extract_numbers(text))
+        _NUMBERS.put(text, found)
+    return found
 
 
-@lru_cache(maxsize=_RECENT_TEXTS)
 def _weight_of(text: str) -> float:
-    return content_weight(text)
+    weight: float | None = _WEIGHTS.get(text)
+    if weight is None:
+        weight = content_weight(text)
+        _WEIGHTS.put(text, weight)
+    return weight
+
+
+@dataclass(frozen=True)
+class TextEvidence:
+    """The language-free evidence of one text: its numbers, length weight and gazetteer names."""
+
+    numbers: frozenset[str]
+    weight: float
+    entities: frozenset[str]
+
+
+def text_evidence(text: str, lang: str, gazetteer: Gazetteer) -> TextEvidence:
+    """What the translation test reads of ``text`` (computed once per text, then kept)."""
+    return TextEvidence(_numbers_of(text), _weight_of(text), frozenset(gazetteer.entities(text, lang)))
+
+
+def remember_evidence(text: str, lang: str, evidence: TextEvidence, gazetteer: Gazetteer) -> None:
+    """Keep ``evidence`` computed in another process as if :func:`text_evidence` had run here."""
+    _NUMBERS.put(text, evidence.numbers)
+    _WEIGHTS.put(text, evidence.weight)
+    gazetteer.remember(text, lang, evidence.entities)
 
 
 def _agreement(left: Set[str], right: Set[str]) -> tuple[float | None, int]:
@@ -446,6 +500,13 @@ class Gazetteer:
             while len(self._recent) > _RECENT_TEXTS:
                 self._recent.popitem(last=False)
         return found
+
+    def remember(self, text: str, lang: str, entities: frozenset[str]) -> None:
+        """Keep the answer for ``text`` found elsewhere (a prepare worker's scan)."""
+        with self._lock:
+            self._recent[(lang, text)] = entities
+            while len(self._recent) > _RECENT_TEXTS:
+                self._recent.popitem(last=False)
 
     def _scan(self, text: str, lang: str) -> set[str]:
         folded = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е")

@@ -40,7 +40,15 @@ from pipeline.feeds import EARLIEST_DATE, FeedParseError, parse_feed
 from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
-from pipeline.prepare import PageJob, Prepared, PreparePool, classified, page_candidate, prepare_page
+from pipeline.prepare import (
+    PageJob,
+    Prepared,
+    PreparePool,
+    TextWork,
+    classified,
+    page_candidate,
+    prepare_page,
+)
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.settings import Settings
@@ -129,12 +137,19 @@ class IngestContext:
         """A worker's job done in this process: what :func:`prepare_page` and the classifier give."""
         done: Future[Prepared] = Future()
         try:
-            prepared = classified(prepare_page(self.settings, job), self.registry, self.classifier_heads)
+            prepared = classified(
+                prepare_page(self.settings, job, self.gazetteer), self.registry, self.classifier_heads
+            )
         except Exception as exc:  # raised in the job's own turn, not in the current item's
             done.set_exception(exc)
         else:
             done.set_result(prepared)
         return done
+
+    def text_work(self, candidate: ArticleCandidate) -> TextWork | None:
+        """What a worker computed of ``candidate``'s text (shingles, evidence, search terms)."""
+        offered = self.offered.get((candidate.title, candidate.text))
+        return offered.text if offered is not None else None
 
     def verdict(self, article: Article, vectors: encoder.ArticleVectors) -> Classification:
         """The hybrid classifier's verdict on a new article (a worker's, when it computed one)."""
@@ -450,9 +465,13 @@ def store_candidate(
         return _duplicate_result(
             original.id, original.duplicate_of_id, original.lang, original.copy_kind, candidate
         )
-    shingled = neardup.profile(candidate.text, candidate.lang, neardup_params)
-    signature = neardup.signature(shingled.shingles, neardup_params) if shingled.shingles else []
-    keys = neardup.band_keys(signature, neardup_params) if signature else []
+    ahead = context.text_work(candidate)  # computed with the vectors (None for imports, seeds)
+    if ahead is not None:
+        crosslingual.remember_evidence(candidate.text, candidate.lang, ahead.evidence, context.gazetteer)
+    near = (
+        ahead.near if ahead is not None else neardup.index_of(candidate.text, candidate.lang, neardup_params)
+    )
+    shingled, signature, keys = near.profile, near.signature, near.keys
     duplicate_of: int | None = None
     similarity: float | None = None
     copy_kind: CopyKind | None = None
@@ -489,6 +508,9 @@ def store_candidate(
         is_seed=is_seed,
         word_count=count_words(candidate.text),
     )
+    # Classified before the insert, so that the row is written once, verdict included.
+    verdict = context.verdict(article, vectors)
+    article.relevant, article.classified_at = verdict.relevant, seen_at
     stored = repo.insert_article(session, article)
     if stored is None:
         # Another worker stored the same URL between our lookup and insert.
@@ -500,7 +522,9 @@ def store_candidate(
     # A new row: its sighting, signature and vectors are only added (nothing to replace) and
     # written together with the next flush.
     repo.add_sighting(session, stored.id, via, sighting_url, seen_at, new_article=True)
-    fulltext.index_article(session, stored.id, stored.title, stored.text)
+    fulltext.index_article(
+        session, stored.id, stored.title, stored.text, indexed=ahead.indexed if ahead is not None else None
+    )
     if signature:
         repo.store_signature(
             session,
@@ -511,8 +535,7 @@ def store_candidate(
             new_article=True,
         )
     _store_vectors(session, stored.id, vectors, candidate.lang, moment, new_article=True)
-    verdict = context.verdict(stored, vectors)
-    repo.replace_classification(session, stored, verdict, seen_at)
+    repo.replace_classification(session, stored, verdict, seen_at, new_article=True)
     status: Status = "duplicate" if duplicate_of is not None else "new"
     return ItemResult(
         status,
@@ -646,11 +669,10 @@ def _replace_with_new_version(
     vectors = context.embed(article.title, candidate.text)
     _store_vectors(session, article.id, vectors, article.lang, article.published_at or article.first_seen_at)
     fulltext.index_article(session, article.id, article.title, article.text)
-    shingled = neardup.profile(candidate.text, candidate.lang, params)
-    if shingled.shingles:
-        signature = neardup.signature(shingled.shingles, params)
-        keys = neardup.band_keys(signature, params)
-        repo.store_signature(session, article.id, params.scheme, neardup.signature_to_bytes(signature), keys)
+    near = neardup.index_of(candidate.text, candidate.lang, params)
+    if near.signature:
+        signature = neardup.signature_to_bytes(near.signature)
+        repo.store_signature(session, article.id, params.scheme, signature, near.keys)
     session.flush()
     return vectors
 
@@ -1042,7 +1064,9 @@ def _ingest_feed_items(
     # ones), started before the fetch threads so that they can be forked.
     linked = {canonical for canonical, _ in map(_screen_item, items) if canonical}
     fresh = len(linked - repo.known_urls(session, sorted(linked)))
-    use_workers = context.pool.start_for(fresh, lambda: (context.registry, context.classifier_heads))
+    use_workers = context.pool.start_for(
+        fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
+    )
     fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
     with fetcher:
         ahead: dict[int, PendingPage] = {}

@@ -371,6 +371,22 @@ def _permutations(seed: int, num_perm: int) -> tuple[tuple[int, int], ...]:
     return tuple(perms)
 
 
+@dataclass(frozen=True)
+class TextIndex:
+    """A text's shingle profile, MinHash signature and band keys (empty when too short)."""
+
+    profile: ShingleProfile
+    signature: list[int]
+    keys: list[int]
+
+
+def index_of(text: str, lang: str | None, params: NearDupParams) -> TextIndex:
+    """What near-duplicate lookup and storage need of ``text``, computed once."""
+    shingled = profile(text, lang, params)
+    sig = signature(shingled.shingles, params) if shingled.shingles else []
+    return TextIndex(shingled, sig, band_keys(sig, params) if sig else [])
+
+
 def signature(shingle_set: Iterable[int], params: NearDupParams) -> list[int]:
     """MinHash signature: ``num_perm`` unsigned 32-bit ints, or ``[]`` for no shingles.
 

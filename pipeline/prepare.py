@@ -38,8 +38,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipeline import encoder
+from pipeline.crosslingual import Gazetteer, TextEvidence, load_gazetteer, text_evidence
 from pipeline.errors import ExtractionError, ItemError
+from pipeline.neardup import TextIndex, index_of
 from pipeline.records import ArticleCandidate, Classification, FeedItem
+from pipeline.search import IndexedText, index_text
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,6 +74,15 @@ class PageJob:
 
 
 @dataclass(frozen=True)
+class TextWork:
+    """What deduplication and the search index read of a candidate's text, computed ahead."""
+
+    near: TextIndex  # shingles, MinHash signature, band keys
+    evidence: TextEvidence  # numbers, length, gazetteer names (the translation test)
+    indexed: IndexedText  # full-text search terms
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A prepared item: its candidate and vectors, or the error that stopped it."""
 
@@ -79,6 +91,7 @@ class Prepared:
     classification: Classification | None = None
     error: str | None = None
     permanent: bool = True
+    text: TextWork | None = None
 
     def unwrap(self) -> ArticleCandidate:
         """The candidate; raises the :class:`ExtractionError` when there is none."""
@@ -111,7 +124,16 @@ def page_candidate(
     )
 
 
-def prepare_page(settings: Settings, job: PageJob) -> Prepared:
+def text_work(settings: Settings, candidate: ArticleCandidate, gazetteer: Gazetteer) -> TextWork:
+    """The text stages of ``candidate`` that need no database (in any process)."""
+    return TextWork(
+        index_of(candidate.text, candidate.lang, settings.neardup_params()),
+        text_evidence(candidate.text, candidate.lang, gazetteer),
+        index_text(candidate.title, candidate.text),
+    )
+
+
+def prepare_page(settings: Settings, job: PageJob, gazetteer: Gazetteer) -> Prepared:
     """Extract, detect the language and compute the vectors of one page (in any process)."""
     try:
         candidate = page_candidate(settings, job.item, job.body, job.content_type, job.lang_hint, job.now)
@@ -126,12 +148,13 @@ def prepare_page(settings: Settings, job: PageJob) -> Prepared:
         max_chars=limits.max_sentence_chars,
         lead_sentences=limits.lead_sentences,
     )
-    return Prepared(candidate, vectors)
+    return Prepared(candidate, vectors, text=text_work(settings, candidate, gazetteer))
 
 
-# In a worker: the settings it was started with, then the classifier it loaded.
+# In a worker: the settings it was started with, then the classifier and gazetteer it loaded.
 _WORKER_SETTINGS: list[Settings] = []
 _WORKER_CLASSIFIER: list[tuple[TopicRegistry, LabelHeads]] = []
+_WORKER_GAZETTEER: list[Gazetteer] = []
 
 
 def _start_worker(settings: Settings, parent: int) -> None:
@@ -165,6 +188,12 @@ def _classifier() -> tuple[TopicRegistry, LabelHeads]:
     return _WORKER_CLASSIFIER[0]
 
 
+def _gazetteer() -> Gazetteer:
+    if not _WORKER_GAZETTEER:
+        _WORKER_GAZETTEER.append(load_gazetteer(_WORKER_SETTINGS[0].gazetteer_file))
+    return _WORKER_GAZETTEER[0]
+
+
 def classified(prepared: Prepared, registry: TopicRegistry, heads: LabelHeads) -> Prepared:
     """``prepared`` with the hybrid classifier's verdict on its candidate (pure, like the rest)."""
     from pipeline.topic_heads import classify_hybrid
@@ -175,11 +204,11 @@ def classified(prepared: Prepared, registry: TopicRegistry, heads: LabelHeads) -
     verdict = classify_hybrid(
         registry, heads, title=candidate.title, text=candidate.text, lang=candidate.lang, vectors=vectors
     )
-    return Prepared(candidate, vectors, verdict)
+    return Prepared(candidate, vectors, verdict, text=prepared.text)
 
 
 def _prepare_in_worker(job: PageJob) -> Prepared:
-    return classified(prepare_page(_WORKER_SETTINGS[0], job), *_classifier())
+    return classified(prepare_page(_WORKER_SETTINGS[0], job, _gazetteer()), *_classifier())
 
 
 def _warm_up() -> bool:
@@ -187,6 +216,7 @@ def _warm_up() -> bool:
     from pipeline.language import detect_language
 
     _classifier()
+    _gazetteer()
     detect_language(WARM_UP_TEXT)
     return True
 
@@ -199,7 +229,12 @@ class PreparePool:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
 
-    def start_for(self, pages: int, classifier: Callable[[], tuple[TopicRegistry, LabelHeads]]) -> bool:
+    def start_for(
+        self,
+        pages: int,
+        classifier: Callable[[], tuple[TopicRegistry, LabelHeads]],
+        gazetteer: Gazetteer | None = None,
+    ) -> bool:
         """Whether a feed with ``pages`` items to prepare (not stored yet) is prepared in
         workers; starts them if so.
 
@@ -215,6 +250,7 @@ class PreparePool:
             from pipeline.language import detect_language
 
             _WORKER_CLASSIFIER[:] = [classifier()]
+            _WORKER_GAZETTEER[:] = [gazetteer] if gazetteer is not None else []
             detect_language(WARM_UP_TEXT)
         self._ensure()
         return True

@@ -122,9 +122,15 @@ def stored(db: Path) -> list[tuple[object, ...]]:
             " (SELECT group_concat(t.topic || ':' || t.score || ':' || t.evidence, ',') FROM"
             "  (SELECT * FROM article_topics WHERE article_id = a.id ORDER BY topic) t),"
             " (SELECT group_concat(w.item || ':' || w.evidence, ',') FROM"
-            "  (SELECT * FROM article_watch WHERE article_id = a.id ORDER BY item) w)"
+            "  (SELECT * FROM article_watch WHERE article_id = a.id ORDER BY item) w),"
+            # What the workers compute of the text besides: shingles, evidence, search terms.
+            " s.signature, (SELECT group_concat(band_key, ',') FROM"
+            "  (SELECT band_key FROM article_bands WHERE article_id = a.id ORDER BY band_key)),"
+            " (SELECT f.title || '|' || f.body FROM article_fts f WHERE f.rowid = a.id),"
+            " a.link_detail, a.similarity, a.relevant, a.word_count"
             " FROM articles a LEFT JOIN articles o ON o.id = a.duplicate_of_id"
             " LEFT JOIN article_vectors v ON v.article_id = a.id"
+            " LEFT JOIN article_signatures s ON s.article_id = a.id"
             " WHERE NOT a.is_seed ORDER BY a.url"
         ).fetchall()
 
@@ -152,6 +158,7 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
     assert {row[2] for row in one} == {"en", "ru", "zh"}
     assert all(row[6] and row[7] for row in one), "every article has its vectors"
     assert any(row[8] for row in one), "some articles have topics"
+    assert all(row[10] and row[11] and row[12] for row in one), "signatures, bands and search terms"
     assert one == two
 
 

@@ -35,21 +35,34 @@ def _is_sqlite(bind: Session | Connection) -> bool:
     )
 
 
-def index_article(session: Session, article_id: int, title: str | None, body: str) -> None:
-    """Index (or re-index) one article's title and text."""
-    write_rows(session.connection(), [(article_id, title, body)])
+def index_article(
+    session: Session,
+    article_id: int,
+    title: str | None,
+    body: str,
+    *,
+    indexed: search.IndexedText | None = None,
+) -> None:
+    """Index (or re-index) one article's title and text (``indexed``: their terms, if known)."""
+    _write_indexed(session.connection(), [(article_id, indexed or search.index_text(title, body))])
 
 
 def write_rows(connection: Connection, rows: list[tuple[int, str | None, str]]) -> None:
     """Replace the index entries of ``rows`` (article id, title, text)."""
+    _write_indexed(
+        connection, [(article_id, search.index_text(title, body)) for article_id, title, body in rows]
+    )
+
+
+def _write_indexed(connection: Connection, rows: list[tuple[int, search.IndexedText]]) -> None:
     if not rows:
         return
-    ids = [{"id": article_id} for article_id, _, _ in rows]
+    ids = [{"id": article_id} for article_id, _ in rows]
     if connection.dialect.name == "sqlite":
         connection.execute(text("DELETE FROM article_fts WHERE rowid = :id"), ids)
         values = []
-        for article_id, title, body in rows:
-            title_terms, body_terms = search.index_text(title, body).fts5_columns()
+        for article_id, indexed in rows:
+            title_terms, body_terms = indexed.fts5_columns()
             values.append({"id": article_id, "title": title_terms, "body": body_terms})
         connection.execute(
             text("INSERT INTO article_fts (rowid, title, body) VALUES (:id, :title, :body)"), values
@@ -58,10 +71,7 @@ def write_rows(connection: Connection, rows: list[tuple[int, str | None, str]]) 
     connection.execute(text("DELETE FROM article_search WHERE article_id = :id"), ids)
     connection.execute(
         text("INSERT INTO article_search (article_id, vector) VALUES (:id, CAST(:vector AS tsvector))"),
-        [
-            {"id": article_id, "vector": search.index_text(title, body).tsvector_literal()}
-            for article_id, title, body in rows
-        ],
+        [{"id": article_id, "vector": indexed.tsvector_literal()} for article_id, indexed in rows],
     )
 
 

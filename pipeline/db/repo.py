@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Integer, Subquery, case, cast, delete, func, null, or_, select, update
+from sqlalchemy import Float, Integer, Subquery, case, cast, delete, func, insert, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
@@ -149,10 +149,11 @@ def add_sighting(
     """Record that ``article_id`` was seen via ``via`` under ``url``; False if already known.
 
     ``new_article``: the article was inserted in this transaction, so it has no sightings
-    yet; the row is only added, written with the session's next flush.
+    yet; the row is inserted directly (no lookup, no unit-of-work bookkeeping).
     """
     if new_article:
-        session.add(Sighting(article_id=article_id, via=via, url=url, seen_at=seen_at))
+        row = {"article_id": article_id, "via": via, "url": url, "seen_at": seen_at}
+        session.execute(insert(Sighting), [row])
         return True
     exists = session.scalar(
         select(Sighting.id).where(Sighting.article_id == article_id, Sighting.via == via, Sighting.url == url)
@@ -516,8 +517,16 @@ def store_signature(
     """Index ``article_id`` under ``keys``, replacing what it had (idempotent).
 
     ``new_article``: inserted in this transaction, so there is nothing to replace. The rows
-    are written with the session's next flush, in one multi-row insert per table.
+    are inserted directly, one multi-row insert per table.
     """
+    if new_article:
+        session.execute(
+            insert(ArticleSignature), [{"article_id": article_id, "scheme": scheme, "signature": signature}]
+        )
+        if keys:
+            bands = [{"band_key": key, "article_id": article_id} for key in sorted(set(keys))]
+            session.execute(insert(ArticleBand), bands)
+        return
     existing = None
     if not new_article:
         session.execute(delete(ArticleBand).where(ArticleBand.article_id == article_id))
@@ -574,9 +583,23 @@ def store_vectors(
 ) -> None:
     """Store (or replace) the vectors of ``article_id`` (written with the next flush).
 
-    ``new_article``: inserted in this transaction, so it has no vectors to replace.
+    ``new_article``: inserted in this transaction, so it has no vectors to replace (the row
+    is inserted directly).
     """
-    row = None if new_article else session.get(ArticleVector, article_id)
+    if new_article:
+        values = {
+            "article_id": article_id,
+            "model": model,
+            "lang": lang,
+            "moment": moment,
+            "document": document,
+            "sentences": sentences,
+            "sentence_count": sentence_count,
+            "has_title": has_title,
+        }
+        session.execute(insert(ArticleVector), [values])
+        return
+    row = session.get(ArticleVector, article_id)
     if row is None:
         row = ArticleVector(article_id=article_id)
         session.add(row)
@@ -680,26 +703,32 @@ def article_ids_without_vectors(
 
 
 def replace_classification(
-    session: Session, article: Article, verdict: Classification, now: datetime
+    session: Session, article: Article, verdict: Classification, now: datetime, *, new_article: bool = False
 ) -> None:
     """Store ``verdict`` as the article's topics and watch items, replacing earlier ones.
 
     An article never classified (``classified_at`` unset: topics are only written here,
-    together with it) has nothing to replace; its rows go out with the next flush.
+    together with it), or ``new_article`` (inserted in this transaction, its verdict set on
+    it before), has nothing to replace; its rows are inserted directly.
     """
-    if article.classified_at is not None:
+    if article.classified_at is not None and not new_article:
         session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == article.id))
         session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == article.id))
-    session.add_all(
-        ArticleTopic(article_id=article.id, topic=hit.topic, score=hit.score, evidence=list(hit.evidence))
+    topics = [
+        {"article_id": article.id, "topic": hit.topic, "score": hit.score, "evidence": list(hit.evidence)}
         for hit in verdict.topics
-    )
-    session.add_all(
-        ArticleWatch(article_id=article.id, item=hit.item, evidence=list(hit.evidence))
-        for hit in verdict.watch
-    )
-    article.relevant = verdict.relevant
-    article.classified_at = now
+    ]
+    watch = [
+        {"article_id": article.id, "item": hit.item, "evidence": list(hit.evidence)} for hit in verdict.watch
+    ]
+    if topics:
+        session.execute(insert(ArticleTopic), topics)
+    if watch:
+        session.execute(insert(ArticleWatch), watch)
+    if article.relevant != verdict.relevant:
+        article.relevant = verdict.relevant
+    if article.classified_at != now:
+        article.classified_at = now
 
 
 def labels_of(
