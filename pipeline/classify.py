@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline import yamlfile
 from pipeline.errors import ConfigError
 from pipeline.records import Classification, TopicHit, WatchHit
 from pipeline.sentences import split_sentences
@@ -246,7 +247,7 @@ def load_registry(path: Path) -> TopicRegistry:
     that do not compile.
     """
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the topic registry ({exc})") from exc
     except yaml.YAMLError as exc:

@@ -110,6 +110,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline import yamlfile
 from pipeline.errors import ConfigError
 from pipeline.formatting import format_number
 
@@ -294,7 +295,7 @@ def load_detector_config(path: str | Path) -> DetectorConfig:
     if not path.is_file():
         return DetectorConfig()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if data is None:

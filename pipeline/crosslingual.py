@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
+from pipeline import yamlfile
 from pipeline.errors import ConfigError
 
 Matrix = NDArray[np.float32]
@@ -521,7 +522,7 @@ class Gazetteer:
 def load_gazetteer(path: Path) -> Gazetteer:
     """Read ``gazetteer.yaml``: ``{entity: {lang: [pattern, ...]}}``; every pattern is checked."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("entities"), dict):

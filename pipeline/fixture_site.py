@@ -28,7 +28,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
+from pipeline import yamlfile
 
 PLACEHOLDER = "{BASE}"
 # A fixed modification time (moved with the dates) keeps Last-Modified stable across runs.
@@ -201,7 +201,7 @@ class FixtureSite:
 
     def __init__(self, root: Traversable | None = None, *, today: date | None = None) -> None:
         self.root = root or resources.files("pipeline") / "data" / "demo_site"
-        manifest = yaml.safe_load((self.root / "manifest.yaml").read_text(encoding="utf-8"))
+        manifest = yamlfile.safe_load((self.root / "manifest.yaml").read_text(encoding="utf-8"))
         self.feeds = [SiteFeed(f["path"], f["name"], f["outlet"], f["lang"]) for f in manifest["feeds"]]
         entries = [*manifest["feeds"], *manifest.get("pages", [])]
         self.content_types: dict[str, str] = {entry["path"]: entry["content_type"] for entry in entries}

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from pipeline import yamlfile
 from pipeline.extract import extract_page
 
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
@@ -45,7 +44,7 @@ def parse_seed(name: str, raw: str) -> SeedDocument:
     body = raw
     match = _FRONT_MATTER.match(raw)
     if match:
-        loaded = yaml.safe_load(match.group(1))
+        loaded = yamlfile.safe_load(match.group(1))
         meta = loaded if isinstance(loaded, dict) else {}
         body = raw[match.end() :]
     if re.search(r"<(div|p|article|span)\b", body, re.IGNORECASE):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from pipeline import yamlfile
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if data is None:

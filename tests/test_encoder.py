@@ -200,3 +200,6 @@ def test_constant_vectors_are_encoded_once_per_model_and_text(tmp_path: Path) ->
     assert model.calls == 2 and edited.shape == (2, 4)
     encoder.encode_constant(model, texts, None)  # no cache: always encoded
     assert model.calls == 3
+    for index in range(encoder.CONSTANT_FOLDERS + 3):  # edits over time: only the newest are kept
+        encoder.encode_constant(model, [f"example {index}"], tmp_path)
+    assert len(list(tmp_path.glob("constant-*"))) == encoder.CONSTANT_FOLDERS

@@ -79,3 +79,21 @@ def test_encoder_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     chosen = load_settings({**base, "SUMMITWATCH_ENCODER__CACHE_DIR": str(tmp_path / "models")})
     assert chosen.encoder.cache_path == tmp_path / "models"
     assert load_settings({**base, "SUMMITWATCH_ENCODER__CACHE_DIR": ""}).encoder.cache_path is None
+
+
+def test_configuration_yaml_is_read_by_the_c_parser_with_the_same_result() -> None:
+    import yaml
+
+    from pipeline import yamlfile
+
+    assert yamlfile._LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    config = Path(__file__).resolve().parent.parent / "config"
+    files = sorted(config.glob("*.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert yamlfile.safe_load(text) == yaml.safe_load(text), path.name
+    with pytest.raises(yaml.YAMLError):
+        yamlfile.safe_load("feeds: [unclosed")
+    with pytest.raises(yaml.YAMLError):  # a safe loader: no Python objects
+        yamlfile.safe_load("!!python/object/apply:os.system ['true']")
