@@ -25,6 +25,7 @@ kills its parser is never tried in the main process.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -296,6 +297,11 @@ class PreparePool:
             # fork is instant and shares what is imported, but copying a process whose
             # other threads may hold locks is unsafe: then the workers start afresh.
             method = "fork" if threading.active_count() == 1 else "spawn"
+            if method == "fork":
+                # What exists now (libraries, models) is kept for good: the collector stops
+                # walking it, in this process and in the workers, which would otherwise
+                # copy the pages it touches (Python's gc module documentation).
+                gc.freeze()
             self._executor = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context(method),

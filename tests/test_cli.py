@@ -42,6 +42,29 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
+def test_the_command_freezes_what_is_left_before_the_interpreter_exits(db: Path) -> None:
+    """The console entry point runs the command, then spares the exit its last collection."""
+    probe = (
+        "import gc, sys\n"
+        "from pipeline import cli\n"
+        "sys.argv = ['summitwatch', 'feeds', 'list']\n"
+        "status = cli.console()\n"
+        "print(status, gc.get_freeze_count() > 1000)\n"
+    )
+    environ = {
+        **os.environ,
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["0", "True"]
+    listed = sw("feeds", "list", db=db)  # the installed command is that entry point
+    assert listed.returncode == 0 and listed.stdout.strip()
+
+
 def test_init_reports_and_is_idempotent(db: Path) -> None:
     again = sw("init", db=db)
     assert again.returncode == 0
