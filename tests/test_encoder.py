@@ -194,12 +194,15 @@ def test_constant_vectors_are_encoded_once_per_model_and_text(tmp_path: Path) ->
     texts = ["gas pipeline through Mongolia", "joint naval drills"]
     first = encoder.encode_constant(model, texts, tmp_path)
     again = encoder.encode_constant(model, texts, tmp_path)
-    assert model.calls == 1
+    assert model.calls == 3  # the texts once, the probe sentence with each look-up
     assert np.array_equal(first, again) and again.dtype == np.float32
     edited = encoder.encode_constant(model, [*texts[:1], "joint air patrols"], tmp_path)
-    assert model.calls == 2 and edited.shape == (2, 4)
-    encoder.encode_constant(model, texts, None)  # no cache: always encoded
-    assert model.calls == 3
+    assert model.calls == 5 and edited.shape == (2, 4)
+    encoder.encode_constant(model, texts, None)  # no cache: always encoded, no probe
+    assert model.calls == 6
+    retrained = CountingEncoder()  # same name, other weights: its own vectors
+    retrained.encode = lambda texts: CountingEncoder.encode(retrained, texts)[:, ::-1].copy()  # type: ignore[method-assign]
+    assert not np.array_equal(encoder.encode_constant(retrained, texts, tmp_path), first)
     for index in range(encoder.CONSTANT_FOLDERS + 3):  # edits over time: only the newest are kept
         encoder.encode_constant(model, [f"example {index}"], tmp_path)
     assert len(list(tmp_path.glob("constant-*"))) == encoder.CONSTANT_FOLDERS
