@@ -575,7 +575,7 @@ def cmd_train_classifier(args: argparse.Namespace, settings: Settings) -> int:
     from threadpoolctl import threadpool_limits
 
     from pipeline.classify import load_registry
-    from pipeline.encoder import load_encoder
+    from pipeline.encoder import load_configured
     from pipeline.errors import ConfigError
     from pipeline.topic_heads import DEFAULT_HEADS, read_training_articles, save_heads, train_heads
 
@@ -588,9 +588,7 @@ def cmd_train_classifier(args: argparse.Namespace, settings: Settings) -> int:
             )
     registry = load_registry(settings.topics_file)
     articles = read_training_articles(paths)
-    encoder = load_encoder(
-        settings.encoder.model, threads=settings.encoder.threads, cache_dir=settings.encoder.cache_path
-    )
+    encoder = load_configured(settings.encoder)
     started = time.monotonic()
     # One BLAS thread: sums in a fixed order, so the same inputs give the same file.
     with threadpool_limits(limits=1):

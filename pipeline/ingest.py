@@ -167,8 +167,7 @@ class IngestContext:
 
     @property
     def sentence_encoder(self) -> encoder.SentenceEncoder:
-        limits = self.settings.encoder
-        return encoder.load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
+        return encoder.load_configured(self.settings.encoder)
 
     @property
     def classifier_heads(self) -> LabelHeads:
@@ -519,8 +518,8 @@ def store_candidate(
         assert winner is not None
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
         return _duplicate_result(winner.id, winner.duplicate_of_id, winner.lang, winner.copy_kind, candidate)
-    # A new row: its sighting, signature and vectors are only added (nothing to replace) and
-    # written together with the next flush.
+    # A new row: its sighting, signature, vectors and labels are only inserted (nothing to
+    # replace), directly, without the look-ups and deletes a replacement needs.
     repo.add_sighting(session, stored.id, via, sighting_url, seen_at, new_article=True)
     fulltext.index_article(
         session, stored.id, stored.title, stored.text, indexed=ahead.indexed if ahead is not None else None

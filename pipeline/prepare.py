@@ -142,7 +142,7 @@ def prepare_page(settings: Settings, job: PageJob, gazetteer: Gazetteer) -> Prep
         return Prepared(error=str(exc), permanent=exc.permanent)
     limits = settings.encoder
     vectors = encoder.embed_article(
-        encoder.load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path),
+        encoder.load_configured(limits),
         candidate.title,
         candidate.text,
         max_sentences=limits.max_sentences,
@@ -182,9 +182,8 @@ def _classifier() -> tuple[TopicRegistry, LabelHeads]:
 
         settings = _WORKER_SETTINGS[0]
         registry = load_registry(settings.topics_file)
-        limits = settings.encoder
-        model = encoder.load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
-        heads = load_heads(registry, encoder=model, cache_dir=limits.cache_path)
+        model = encoder.load_configured(settings.encoder)
+        heads = load_heads(registry, encoder=model, cache_dir=settings.encoder.cache_path)
         _WORKER_CLASSIFIER.append((registry, heads))
     return _WORKER_CLASSIFIER[0]
 

@@ -527,10 +527,8 @@ def store_signature(
             bands = [{"band_key": key, "article_id": article_id} for key in sorted(set(keys))]
             session.execute(insert(ArticleBand), bands)
         return
-    existing = None
-    if not new_article:
-        session.execute(delete(ArticleBand).where(ArticleBand.article_id == article_id))
-        existing = session.get(ArticleSignature, article_id)
+    session.execute(delete(ArticleBand).where(ArticleBand.article_id == article_id))
+    existing = session.get(ArticleSignature, article_id)
     if existing is None:
         session.add(ArticleSignature(article_id=article_id, scheme=scheme, signature=signature))
     else:
@@ -581,7 +579,7 @@ def store_vectors(
     has_title: bool,
     new_article: bool = False,
 ) -> None:
-    """Store (or replace) the vectors of ``article_id`` (written with the next flush).
+    """Store (or replace) the vectors of ``article_id`` (a replacement goes out with the next flush).
 
     ``new_article``: inserted in this transaction, so it has no vectors to replace (the row
     is inserted directly).
@@ -725,10 +723,8 @@ def replace_classification(
         session.execute(insert(ArticleTopic), topics)
     if watch:
         session.execute(insert(ArticleWatch), watch)
-    if article.relevant != verdict.relevant:
-        article.relevant = verdict.relevant
-    if article.classified_at != now:
-        article.classified_at = now
+    article.relevant = verdict.relevant  # (the same values again write nothing)
+    article.classified_at = now
 
 
 def labels_of(
