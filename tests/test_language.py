@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipeline import language
 from pipeline.language import detect_language, normalise_code
 
 SAMPLES = {
@@ -87,3 +91,84 @@ def test_only_a_bounded_sample_is_read() -> None:
     assert detect_language(text, sample_chars=50_000).lang == "ru"
     # Cut at a space, never inside a word; short texts are read whole.
     assert detect_language(SAMPLES["de"], sample_chars=100).lang == "de"
+
+
+# The detector's own loader and loop, against langdetect's stock ones ----------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _stock_factory() -> Any:
+    """langdetect's factory loaded by langdetect itself, profiles in the same order."""
+    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+    from langdetect.utils.lang_profile import LangProfile
+
+    factory = DetectorFactory()
+    files = sorted(p for p in Path(PROFILES_DIRECTORY).iterdir() if not p.name.startswith("."))
+    for index, profile_file in enumerate(files):
+        data = json.loads(profile_file.read_text(encoding="utf-8"))
+        factory.add_profile(LangProfile(**data), index, len(files))
+    factory.set_seed(language.SEED)
+    return factory
+
+
+def _texts() -> list[str]:
+    """Real texts in many languages and scripts (tuning fixtures only), plus short ones."""
+    texts = list(SAMPLES.values())
+    for name in ("xlingual/articles.jsonl", "classify/real_train.jsonl"):
+        for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if row.get("split", "dev") == "dev":
+                texts.append(row["text"])
+    texts += [
+        "NATO USA EU summit: PUTIN XI",
+        "ООН и ШОС: Путин",
+        "iPhone 15 Pro Max review",
+        "x" * 40,
+        "https://example.org/a?b=c mail me@example.org São Paulo Việt Nam Tiếng Việt",
+    ]
+    return texts
+
+
+def test_ngram_table_holds_langdetects_numbers() -> None:
+    stock = _stock_factory()
+    ours = language._factory()
+    assert ours.langlist == stock.langlist
+    assert len(ours.word_lang_prob_map) == len(stock.word_lang_prob_map) > 50_000
+    mismatched = [
+        gram for gram, row in stock.word_lang_prob_map.items() if ours.word_lang_prob_map[gram] != row
+    ]
+    assert mismatched == []
+    assert "zz unknown" not in ours.word_lang_prob_map
+
+
+@pytest.mark.slow
+def test_detector_gives_langdetects_probabilities_exactly() -> None:
+    stock = _stock_factory()
+    ours = language._factory()
+    priors_cases: list[tuple[str, ...]] = [(), ("en",), ("ru", "zh")]
+    texts = _texts()
+    assert len(texts) > 300
+    grams = {gram: gram for gram in ours.word_lang_prob_map}
+    compared = 0
+    for index, text in enumerate(texts):
+        sample = language._bounded(text, language.DEFAULT_SAMPLE_CHARS)
+        expected_grams = stock.create()
+        expected_grams.append(sample)
+        expected_grams.cleaning_text()
+        ours_grams = language._detector_class()(ours)
+        ours_grams.append(sample)
+        ours_grams.cleaning_text()
+        assert ours_grams.text == expected_grams.text
+        assert language.extract_ngrams(ours_grams.text, grams) == expected_grams._extract_ngrams(), text[:80]
+        priors = priors_cases[index % len(priors_cases)]
+        answers = []
+        for factory, make in ((stock, stock.create), (ours, lambda: language._detector_class()(ours))):
+            detector = make()
+            if priors:
+                detector.set_prior_map(language._prior_map(tuple(factory.get_lang_list()), priors))
+            detector.append(sample)
+            answers.append([(guess.lang, guess.prob) for guess in detector.get_probabilities()])
+        assert answers[0] == answers[1], text[:80]
+        compared += 1
+    assert compared == len(texts)
