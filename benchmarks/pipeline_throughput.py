@@ -34,13 +34,24 @@ Measured, in this order:
 Per worker = articles / busy time of one worker (sum of the ``poll_batch`` task
 durations, or the bare call's wall time).
 
-Writes ``benchmarks/results/pipeline_throughput.json`` and prints Markdown tables.
+For a load replay (many feeds through the DAG), options leave parts out or add some:
+``--skip-bare`` leaves out 1 and 2, ``--skip-repoll`` leaves out 2; ``--resources``
+samples the resident memory (``/proc``, every 0.5 s) of the Airflow components' process
+trees while the DAG runs, and measures the summitwatch database the DAG wrote (size and
+rows); ``--bare-libraries`` then runs the bare-library loop of ``cycle_speed.py`` (fetch,
+feedparser, trafilatura, langdetect, one encoder call per article, nothing stored) over
+the same feeds, in a process of its own, for the ratio of the DAG's wall time to it.
+
+Writes ``benchmarks/results/pipeline_throughput.json`` (``--output``) and prints Markdown
+tables.
 
 Usage::
 
     python benchmarks/pipeline_throughput.py                     # 24 feeds x 25 items
     python benchmarks/pipeline_throughput.py --feeds 8 --items 10 --skip-airflow
     python benchmarks/pipeline_throughput.py --airflow-mode dags-test
+    python benchmarks/pipeline_throughput.py --feeds 500 --items 50 --skip-bare --resources \\
+        --bare-libraries --airflow-timeout 6000 --output benchmarks/results/load_replay_dag.json
 """
 
 from __future__ import annotations
@@ -461,10 +472,17 @@ def airflow_environment(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # A queued task's workload token is valid for task_queued_timeout (default 600 s): a
+        # mapped task waiting longer than that for a free slot fails its first try ("Invalid
+        # auth token") and starts again only after the retry delay.
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(max(600, round(args.airflow_timeout))),
         "SUMMITWATCH_DB_URL": db_url,
         "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
         "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
         "SUMMITWATCH_POLL__BATCH_SIZE": str(batch_size),
+        # A feed polled once is not due again while the benchmark runs, however long the
+        # scheduled run takes: the triggered run after it then finds nothing to poll.
+        "SUMMITWATCH_POLL__INTERVAL_MINUTES": "1440",
         "PYTHONPATH": str(REPO_ROOT),
     }
 
@@ -497,12 +515,16 @@ def run_airflow_local_executor(
     processes: dict[str, subprocess.Popen[bytes]] = {}
     logs = home / "logs-bench"
     logs.mkdir(parents=True, exist_ok=True)
+    sampler: TreeSampler | None = None
     try:
         for component in ("api-server", "dag-processor", "scheduler"):
             with (logs / f"{component}.log").open("wb") as log:
                 processes[component] = subprocess.Popen(
                     [airflow_command(), component], env=env, stdout=log, stderr=subprocess.STDOUT
                 )
+        if args.resources:
+            sampler = TreeSampler({name: process.pid for name, process in processes.items()})
+            sampler.start()
         deadline = time.monotonic() + 240
         while not metadata_query(metadata_url, "SELECT 1 FROM dag WHERE dag_id = %s", (DAG_ID,)):
             dead = [name for name, process in processes.items() if process.poll() is not None]
@@ -523,6 +545,8 @@ def run_airflow_local_executor(
             time.sleep(2)
         finished_at = time.time()
     finally:
+        if sampler is not None:
+            sampler.stop()
         for process in processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -536,6 +560,8 @@ def run_airflow_local_executor(
     result["parallelism"] = args.parallelism
     result["db_migrate_seconds"] = round(migrate_seconds, 1)
     result["trigger_to_all_runs_done_seconds"] = round(finished_at - triggered_at, 1)
+    if sampler is not None:
+        result["peak_rss"] = sampler.result()
     return result
 
 
@@ -600,6 +626,234 @@ def collect_airflow(metadata_url: str) -> dict[str, Any]:
     }
 
 
+# Resources --------------------------------------------------------------------------------
+
+
+# Titles Airflow gives its processes: a task runner "airflow worker -- <task instance id>",
+# a LocalExecutor worker (which supervises the task runners it forks) the longer prefix.
+TASK_TITLE = "airflow worker -- "
+EXECUTOR_TITLE = "airflow worker -- LocalExecutor"
+
+
+def proc_status(pid: int) -> tuple[int, int] | None:
+    """``(parent pid, VmRSS in kB)`` of a process, None if it is gone or has no memory."""
+    parent, rss = 0, None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("PPid:"):
+                    parent = int(line.split()[1])
+                elif line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None if rss is None else (parent, rss)
+
+
+def proc_pss_kb(pid: int) -> int:
+    """Proportional set size of a process (shared pages split between their users), kB."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def proc_title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return ""
+
+
+class TreeSampler:
+    """Peak resident memory of the process trees under ``roots``, sampled from ``/proc``.
+
+    Every ``interval`` seconds a background thread walks each root's descendants and reads
+    their VmRSS; every ``pss_every``-th walk also reads their PSS, which splits the pages
+    that forked processes share between them instead of counting them in each. A *task
+    process* is the topmost process of a subtree titled ``airflow worker -- <id>`` (a task
+    runner); ``task_with_children`` adds what it started (its prepare workers).
+    """
+
+    def __init__(self, roots: dict[str, int], interval: float = 0.5, pss_every: int = 4) -> None:
+        self.roots = roots
+        self.interval = interval
+        self.pss_every = pss_every
+        self.samples = 0
+        self.peaks: dict[str, tuple[float, str]] = {}
+        # (seconds, largest task process, scheduler tree, all trees), MB
+        self.timeline: list[tuple[float, float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._started = 0.0
+        self._cpu_seconds = 0.0
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            began = time.thread_time()
+            self.sample()
+            self._cpu_seconds += time.thread_time() - began
+            self._stop.wait(self.interval)
+
+    def _peak(self, key: str, mb: float, detail: str = "") -> None:
+        if mb > self.peaks.get(key, (0.0, ""))[0]:
+            self.peaks[key] = (mb, detail)
+
+    def sample(self) -> None:
+        """One walk over the trees: updates the peaks and the timeline."""
+        parents: dict[int, int] = {}
+        rss_kb: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            found = proc_status(int(entry)) if entry.isdigit() else None
+            if found:
+                parents[int(entry)], rss_kb[int(entry)] = found
+        children: defaultdict[int, list[int]] = defaultdict(list)
+        for pid, parent in parents.items():
+            children[parent].append(pid)
+        with_pss = self.samples % self.pss_every == 0
+        self.samples += 1
+        tasks: defaultdict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        trees: dict[str, float] = {}
+        total_pss = 0.0
+        largest_task = 0.0
+        for component, root in self.roots.items():
+            tree_rss = tree_pss = 0.0
+            stack: list[tuple[int, int | None]] = [(root, None)] if root in rss_kb else []
+            while stack:
+                pid, task = stack.pop()
+                mb = rss_kb[pid] / 1024
+                pss = proc_pss_kb(pid) / 1024 if with_pss else 0.0
+                tree_rss += mb
+                tree_pss += pss
+                title = proc_title(pid)
+                if task is not None:
+                    role = "a task process's child"
+                elif title.startswith(EXECUTOR_TITLE):
+                    role = "LocalExecutor worker"
+                elif title.startswith(TASK_TITLE):
+                    task, role = pid, "task process"
+                    largest_task = max(largest_task, mb)
+                    self._peak("task_process_mb", mb)
+                else:
+                    role = component if pid == root else f"{component}'s child: {title[:60]}"
+                if task is not None:
+                    tasks[task][0] += mb
+                    tasks[task][1] += pss
+                self._peak("largest_process_mb", mb, role)
+                stack.extend((child, task) for child in children.get(pid, ()))
+            trees[component] = tree_rss
+            self._peak(f"tree_mb.{component}", tree_rss)
+            if with_pss:
+                self._peak(f"tree_pss_mb.{component}", tree_pss)
+                total_pss += tree_pss
+        for task_rss, task_pss in tasks.values():
+            self._peak("task_with_children_mb", task_rss)
+            if with_pss:
+                self._peak("task_with_children_pss_mb", task_pss)
+        self._peak("all_trees_mb", sum(trees.values()))
+        if with_pss:
+            self._peak("all_trees_pss_mb", total_pss)
+        self.timeline.append(
+            (
+                time.monotonic() - self._started,
+                largest_task,
+                trees.get("scheduler", 0.0),
+                sum(trees.values()),
+            )
+        )
+
+    def result(self, bucket_seconds: float = 30.0) -> dict[str, Any]:
+        """The peaks (MB) and, per ``bucket_seconds``, the largest values sampled in it."""
+        buckets: dict[int, list[float]] = {}
+        for seconds, *values in self.timeline:
+            key = int(seconds // bucket_seconds)
+            buckets[key] = [max(pair) for pair in zip(buckets.get(key, [0.0] * 3), values, strict=True)]
+        peaks = {key: round(mb, 1) for key, (mb, _) in sorted(self.peaks.items())}
+        return {
+            "interval_seconds": self.interval,
+            "pss_every_nth_sample": self.pss_every,
+            "samples": self.samples,
+            "sampler_cpu_seconds": round(self._cpu_seconds, 2),
+            **peaks,
+            "largest_process": self.peaks.get("largest_process_mb", (0.0, ""))[1],
+            "timeline_columns": ["seconds", "largest_task_process_mb", "scheduler_tree_mb", "all_trees_mb"],
+            "timeline": [
+                [round(bucket * bucket_seconds), *(round(v, 1) for v in values)]
+                for bucket, values in sorted(buckets.items())
+            ],
+        }
+
+
+def database_report(db_url: str) -> dict[str, Any]:
+    """Size of the summitwatch database, its largest tables and what it holds."""
+    import psycopg
+
+    conninfo = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(conninfo) as connection:
+        size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+        kinds = connection.execute(
+            "SELECT coalesce(copy_kind, 'original'), count(*) FROM articles WHERE NOT is_seed GROUP BY 1"
+        ).fetchall()
+        counts = connection.execute(
+            "SELECT (SELECT count(*) FROM articles WHERE is_seed), (SELECT count(*) FROM sightings),"
+            " (SELECT count(*) FROM article_vectors), (SELECT count(*) FROM article_bands)"
+        ).fetchone()
+        tables = connection.execute(
+            "SELECT relname, pg_total_relation_size(c.oid) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 2 DESC LIMIT 6"
+        ).fetchall()
+    assert size is not None
+    assert counts is not None
+    by_kind = {str(kind): int(number) for kind, number in kinds}
+    originals = by_kind.get("original", 0)
+    return {
+        "database_mb": round(size[0] / 1e6, 1),
+        "articles_stored": sum(by_kind.values()),
+        "stored_originals": originals,
+        "stored_copies": sum(by_kind.values()) - originals,
+        "copies_by_kind": {kind: n for kind, n in sorted(by_kind.items()) if kind != "original"},
+        "seed_articles": int(counts[0]),
+        "sightings": int(counts[1]),
+        "article_vectors_rows": int(counts[2]),
+        "article_bands_rows": int(counts[3]),
+        "largest_tables_mb": {str(name): round(int(bytes_) / 1e6, 1) for name, bytes_ in tables},
+    }
+
+
+def run_bare_libraries(base: str, site: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The bare-library loop of ``cycle_speed.py`` over this site's feeds, in a fresh process."""
+    import cycle_speed
+    import load_replay
+
+    urls = [f"{base}/{path}" for path in site["feeds"]]
+    env = cycle_speed.environment("sqlite://", REPO_ROOT / "config")
+    command = [sys.executable, cycle_speed.__file__, "--bare", *urls]
+    bare = load_replay.measured(command, env, work)
+    detail = json.loads(bare.pop("stdout"))
+    items = int(detail["counts"].get("items", 0))
+    return {
+        **bare,
+        "items": items,
+        "items_per_hour": per_hour(items, bare["wall_seconds"]),
+        "stage_seconds": detail["stage_seconds"],
+        "counts": detail["counts"],
+    }
+
+
 # Running ----------------------------------------------------------------------------------
 
 
@@ -621,64 +875,98 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["setup"]["pages_by_kind"] = site["pages_by_kind"]
         with temporary_cluster() as server_url, feed_server(work / "site") as base:
             result["setup"]["database"] = "temporary PostgreSQL (fsync off), tests/postgres_server.py"
-            bare_url = create_database(server_url, "sw_bare")
-            feed_ids = prepare_summitwatch(bare_url, base, site)
-            print(f"bare pipeline: {len(feed_ids)} feeds x {args.items} items...", flush=True)
-            bare = run_bare(bare_url, feed_ids, stages=True)
-            bare["items"] = count_items(bare_url)
-            processed = bare["items"]["items_processed"]
-            bare["articles_per_hour_per_worker"] = per_hour(processed, bare["wall_seconds"])
-            bare["ms_per_article"] = round(bare["wall_seconds"] / max(1, processed) * 1000, 1)
-            result["bare"] = bare
-            # What one poll_feed_batch call costs with no feed (engine, schema check, HTTP
-            # client, failed-page retry query): subtracted from the re-poll figures.
-            fixed = min(run_bare(bare_url, [], stages=False)["wall_seconds"] for _ in range(3))
-            repolls: dict[str, Any] = {"fixed_overhead_seconds_per_call": fixed}
-            for mode, label in (
-                ("etag", "304_not_modified"),
-                ("ignore", "same_body_no_validators"),
-                ("touch", "new_body_same_items"),
-            ):
-                set_mode(base, mode)
-                repoll = run_bare(bare_url, feed_ids, stages=False)
-                repoll["ms_per_feed"] = round(repoll["wall_seconds"] / len(feed_ids) * 1000, 2)
-                net = max(0.0, repoll["wall_seconds"] - fixed)
-                repoll["ms_per_feed_net_of_fixed_overhead"] = round(net / len(feed_ids) * 1000, 2)
-                repolls[label] = repoll
-            set_mode(base, "etag")
-            result["repoll"] = repolls
+            if not args.skip_bare:
+                result.update(run_bare_side(server_url, base, site, args))
             if not args.skip_airflow:
-                dag_url = create_database(server_url, "sw_dag")
-                prepare_summitwatch(dag_url, base, site)
-                metadata_url = create_database(server_url, "airflow")
-                home = work / "airflow"
-                home.mkdir()
-                print(f"airflow ({args.airflow_mode})...", flush=True)
-                try:
-                    if args.airflow_mode == "local-executor":
-                        airflow = run_airflow_local_executor(home, metadata_url, dag_url, args)
-                    else:
-                        airflow = run_airflow_dags_test(home, metadata_url, dag_url, args)
-                except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    airflow = {"error": str(exc)[-3000:]}
-                    kept = Path(tempfile.mkdtemp(prefix="throughput-airflow-logs-"))
-                    shutil.copytree(
-                        home, kept / "airflow", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock")
+                result["airflow"] = run_airflow_side(server_url, base, site, work, args)
+            if args.bare_libraries:
+                print(f"bare libraries: {len(site['feeds'])} feeds x {args.items} items...", flush=True)
+                bare_libraries = run_bare_libraries(base, site, work)
+                airflow = result.get("airflow", {})
+                if "dag_wall_seconds" in airflow:
+                    bare_wall = bare_libraries["wall_seconds"]
+                    bare_libraries["ratio_dag_wall"] = round(airflow["dag_wall_seconds"] / bare_wall, 2)
+                    bare_libraries["ratio_poll_span"] = round(
+                        airflow["poll_batch_span_seconds"] / bare_wall, 2
                     )
-                    airflow["logs_kept_in"] = str(kept)
-                if "error" not in airflow:
-                    airflow["items"] = count_items(dag_url)
-                    processed = airflow["items"]["items_processed"]
-                    airflow["articles_per_hour_per_worker"] = per_hour(
-                        processed, airflow["poll_batch_busy_seconds"]
-                    )
-                    airflow["articles_per_hour_wall"] = per_hour(
-                        processed, airflow["poll_batch_span_seconds"]
-                    )
-                result["airflow"] = airflow
+                result["bare_libraries"] = bare_libraries
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def run_bare_side(
+    server_url: str, base: str, site: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The bare ``poll_feed_batch`` run with its stage split, then (unless skipped) the re-polls."""
+    bare_url = create_database(server_url, "sw_bare")
+    feed_ids = prepare_summitwatch(bare_url, base, site)
+    print(f"bare pipeline: {len(feed_ids)} feeds x {args.items} items...", flush=True)
+    bare = run_bare(bare_url, feed_ids, stages=True)
+    bare["items"] = count_items(bare_url)
+    processed = bare["items"]["items_processed"]
+    bare["articles_per_hour_per_worker"] = per_hour(processed, bare["wall_seconds"])
+    bare["ms_per_article"] = round(bare["wall_seconds"] / max(1, processed) * 1000, 1)
+    if args.skip_repoll:
+        return {"bare": bare}
+    # What one poll_feed_batch call costs with no feed (engine, schema check, HTTP
+    # client, failed-page retry query): subtracted from the re-poll figures.
+    fixed = min(run_bare(bare_url, [], stages=False)["wall_seconds"] for _ in range(3))
+    repolls: dict[str, Any] = {"fixed_overhead_seconds_per_call": fixed}
+    for mode, label in (
+        ("etag", "304_not_modified"),
+        ("ignore", "same_body_no_validators"),
+        ("touch", "new_body_same_items"),
+    ):
+        set_mode(base, mode)
+        repoll = run_bare(bare_url, feed_ids, stages=False)
+        repoll["ms_per_feed"] = round(repoll["wall_seconds"] / len(feed_ids) * 1000, 2)
+        net = max(0.0, repoll["wall_seconds"] - fixed)
+        repoll["ms_per_feed_net_of_fixed_overhead"] = round(net / len(feed_ids) * 1000, 2)
+        repolls[label] = repoll
+    set_mode(base, "etag")
+    return {"bare": bare, "repoll": repolls}
+
+
+def run_airflow_side(
+    server_url: str, base: str, site: dict[str, Any], work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The DAG run on a fresh summitwatch database (and, with ``--resources``, its size)."""
+    dag_url = create_database(server_url, "sw_dag")
+    prepare_summitwatch(dag_url, base, site)
+    before = database_report(dag_url)["database_mb"] if args.resources else None
+    metadata_url = create_database(server_url, "airflow")
+    home = work / "airflow"
+    home.mkdir()
+    print(f"airflow ({args.airflow_mode})...", flush=True)
+    try:
+        if args.airflow_mode == "local-executor":
+            airflow = run_airflow_local_executor(home, metadata_url, dag_url, args)
+        else:
+            airflow = run_airflow_dags_test(home, metadata_url, dag_url, args)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        airflow = {"error": str(exc)[-3000:]}
+        kept = Path(tempfile.mkdtemp(prefix="throughput-airflow-logs-"))
+        shutil.copytree(home, kept / "airflow", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
+        airflow["logs_kept_in"] = str(kept)
+    if "error" in airflow:
+        return airflow
+    airflow["items"] = count_items(dag_url)
+    processed = airflow["items"]["items_processed"]
+    airflow["articles_per_hour_per_worker"] = per_hour(processed, airflow["poll_batch_busy_seconds"])
+    airflow["articles_per_hour_wall"] = per_hour(processed, airflow["poll_batch_span_seconds"])
+    if args.resources or args.bare_libraries:
+        # The runs that polled (unpausing also starts the latest scheduled run, which does
+        # the work; the triggered run after it finds no feed due): start to end of each.
+        polled = {
+            t["run_id"] for t in airflow["tasks"] if t["task_id"] == "poll_batch" and t["duration_seconds"]
+        }
+        walls = [r["wall_seconds"] for r in airflow["runs"] if r["run_id"] in polled and r["wall_seconds"]]
+        airflow["dag_wall_seconds"] = round(sum(walls), 1)
+        airflow["articles_per_hour_dag_wall"] = per_hour(processed, airflow["dag_wall_seconds"])
+    if args.resources:
+        airflow["database"] = {**database_report(dag_url), "database_mb_before_run": before}
+    return airflow
 
 
 def environment() -> dict[str, Any]:
@@ -700,13 +988,14 @@ def environment() -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     lines = ["| run | articles | worker busy s | articles/hour/worker | wall s | articles/hour (wall) |"]
     lines.append("|---|---:|---:|---:|---:|---:|")
-    bare = result["bare"]
-    processed = bare["items"]["items_processed"]
-    lines.append(
-        f"| bare `poll_feed_batch`, 1 process | {processed} | {bare['wall_seconds']:.1f} "
-        f"| {bare['articles_per_hour_per_worker']:,} | {bare['wall_seconds']:.1f} "
-        f"| {bare['articles_per_hour_per_worker']:,} |"
-    )
+    bare = result.get("bare")
+    if bare:
+        processed = bare["items"]["items_processed"]
+        lines.append(
+            f"| bare `poll_feed_batch`, 1 process | {processed} | {bare['wall_seconds']:.1f} "
+            f"| {bare['articles_per_hour_per_worker']:,} | {bare['wall_seconds']:.1f} "
+            f"| {bare['articles_per_hour_per_worker']:,} |"
+        )
     airflow = result.get("airflow")
     if airflow and "error" not in airflow:
         items = airflow["items"]["items_processed"]
@@ -719,12 +1008,30 @@ def markdown(result: dict[str, Any]) -> str:
         )
     elif airflow:
         lines.append(f"| Airflow: failed ({airflow['error'][:200]!r}) ||||||")
+    libraries = result.get("bare_libraries")
+    if libraries:
+        lines.append(
+            f"| bare libraries (`cycle_speed.py --bare`), 1 process | {libraries['items']} "
+            f"| {libraries['wall_seconds']:.1f} | {libraries['items_per_hour']:,} "
+            f"| {libraries['wall_seconds']:.1f} | {libraries['items_per_hour']:,} |"
+        )
+    if bare:
+        lines += stage_lines(bare)
+    if "repoll" in result:
+        lines += repoll_lines(result["repoll"])
+    if airflow and "error" not in airflow:
+        lines += load_lines(airflow, libraries)
+    return "\n".join(lines)
+
+
+def stage_lines(bare: dict[str, Any]) -> list[str]:
+    processed = bare["items"]["items_processed"]
     split = bare.get("stage_seconds", {})
     total = sum(split.values())
     stages: dict[str, float] = {}
     for stage, seconds in split.items():
         stages[stage.split(".")[0]] = stages.get(stage.split(".")[0], 0.0) + seconds
-    lines += ["", "Per-stage split (bare run, exclusive time):", "", "| stage | s | share | ms/article |"]
+    lines = ["", "Per-stage split (bare run, exclusive time):", "", "| stage | s | share | ms/article |"]
     lines.append("|---|---:|---:|---:|")
 
     def row(name: str, seconds: float) -> str:
@@ -744,9 +1051,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"LSH lookups: {lookups}; candidates verified: {verified} ({verified / lookups:.1f} per lookup)."
         )
-    repoll = result.get("repoll", {})
+    return lines
+
+
+def repoll_lines(repoll: dict[str, Any]) -> list[str]:
     fixed = repoll.get("fixed_overhead_seconds_per_call", 0.0)
-    lines += [
+    lines = [
         "",
         f"Re-polling the same feeds (bare; one call's fixed overhead, {fixed * 1000:.0f} ms, subtracted):",
         "",
@@ -756,7 +1066,43 @@ def markdown(result: dict[str, Any]) -> str:
     for label, entry in repoll.items():
         if isinstance(entry, dict):
             lines.append(f"| {label} | {entry['ms_per_feed_net_of_fixed_overhead']:.1f} |")
-    return "\n".join(lines)
+    return lines
+
+
+def load_lines(airflow: dict[str, Any], libraries: dict[str, Any] | None) -> list[str]:
+    """The DAG's wall time, peak memory and database, and the ratio to the bare libraries."""
+    if not {"dag_wall_seconds", "peak_rss", "database"} & airflow.keys():
+        return []
+    lines = [""]
+    if "dag_wall_seconds" in airflow:
+        lines.append(
+            f"DAG runs that polled, start to end: {airflow['dag_wall_seconds']:.1f} s "
+            f"({airflow['articles_per_hour_dag_wall']:,} articles/hour)."
+        )
+    if libraries and "ratio_dag_wall" in libraries:
+        lines.append(
+            f"Bare libraries: {libraries['wall_seconds']:.1f} s; DAG wall / bare: "
+            f"**{libraries['ratio_dag_wall']}x** (poll_batch span / bare: {libraries['ratio_poll_span']}x)."
+        )
+    rss = airflow.get("peak_rss")
+    if rss:
+        lines.append(
+            f"Peak RSS: largest task process {rss.get('task_process_mb', 0):.0f} MB, with its children "
+            f"{rss.get('task_with_children_mb', 0):.0f} MB "
+            f"(PSS {rss.get('task_with_children_pss_mb', 0):.0f}); "
+            f"scheduler tree {rss.get('tree_mb.scheduler', 0):.0f} MB (PSS "
+            f"{rss.get('tree_pss_mb.scheduler', 0):.0f}); all three components "
+            f"{rss.get('all_trees_mb', 0):.0f} MB (PSS {rss.get('all_trees_pss_mb', 0):.0f}); "
+            f"{rss['samples']} samples."
+        )
+    database = airflow.get("database")
+    if database:
+        lines.append(
+            f"Database after the run: {database['database_mb']:.1f} MB (before: "
+            f"{database['database_mb_before_run']:.1f} MB); {database['stored_originals']:,} originals + "
+            f"{database['stored_copies']:,} copies stored."
+        )
+    return lines
 
 
 def main() -> int:
@@ -768,6 +1114,20 @@ def main() -> int:
     parser.add_argument("--airflow-mode", choices=("local-executor", "dags-test"), default="local-executor")
     parser.add_argument("--airflow-timeout", type=float, default=1200)
     parser.add_argument("--skip-airflow", action="store_true")
+    parser.add_argument(
+        "--skip-bare", action="store_true", help="leave out the bare poll_feed_batch run and the re-polls"
+    )
+    parser.add_argument("--skip-repoll", action="store_true", help="leave out the re-poll measurements")
+    parser.add_argument(
+        "--resources",
+        action="store_true",
+        help="peak RSS of the Airflow process trees during the DAG run, size and rows of its database",
+    )
+    parser.add_argument(
+        "--bare-libraries",
+        action="store_true",
+        help="time cycle_speed.py's bare-library loop over the same feeds (ratio to the DAG's wall time)",
+    )
     parser.add_argument("--output", default=str(RESULTS))
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port-file", default=None, help=argparse.SUPPRESS)
