@@ -737,7 +737,7 @@ def main() -> int:
         **(
             {
                 "baseline_code": {
-                    "source": args.baseline_label or str(args.baseline_src),
+                    "source": args.baseline_label or "another checkout (no --baseline-label given)",
                     "best_seconds": round(min(baseline_runs)[0], 3),
                     "median_seconds": round(statistics.median(run[0] for run in baseline_runs), 3),
                     "median_ratio": round(
