@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pipeline.collector import batch_collection
 from pipeline.errors import SummitwatchError
 from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
@@ -34,27 +35,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline")
 
 
-# Allocations between two collections of the youngest generation (Python's default: 700).
-# A command is a batch job: a polling cycle allocates millions of short-lived objects, and
-# at the default the collector runs a few hundred times, walking the young objects each
-# time (0.3 s of a cycle's main process; at this threshold 0.05 s). Reference counting
-# still frees everything at once; only cycles wait a little longer.
-COLLECT_EVERY = 20_000
-
-
 def console() -> int:
     """The ``summitwatch`` command: :func:`main`, with the collector set for a batch job.
 
-    Collections are rarer (:data:`COLLECT_EVERY`; forked prepare workers inherit it). And
-    a polling cycle leaves a few hundred thousand objects behind (libraries, models,
-    caches), which the interpreter's last garbage collection walks on the way out: 0.3-0.4 s
-    after ``run --once`` (``benchmarks/cycle_speed.py``). Freezing them first skips that
+    Collections are rarer (:func:`pipeline.collector.batch_collection`). And a polling
+    cycle leaves a few hundred thousand objects behind (libraries, models, caches), which
+    the interpreter's last garbage collection walks on the way out: 0.3-0.4 s after
+    ``run --once`` (``benchmarks/cycle_speed.py``). Freezing them first skips that
     walk and nothing else: files, connections and every exit handler are closed and run as
     before. (Only here, never in :func:`main`, which tests call in-process.)
     """
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(COLLECT_EVERY, older, oldest)
-    status = main()
+    with batch_collection():
+        status = main()
     gc.freeze()
     return status
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from pipeline.collector import batch_collection
 from pipeline.db import repo
 from pipeline.db.engine import open_session
 from pipeline.db.schema import utcnow
@@ -61,9 +62,14 @@ def _host(url: str) -> str:
 
 
 def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None) -> dict[str, int]:
-    """Poll each feed of one batch and ingest its new items; returns counts."""
+    """Poll each feed of one batch and ingest its new items; returns counts.
+
+    The collector runs as in the ``summitwatch`` command (:mod:`pipeline.collector`) while
+    the batch is polled; the task process's own setting is restored afterwards.
+    """
     settings = settings or load_settings()
     with (
+        batch_collection(),
         task_session(settings) as session,
         HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
     ):

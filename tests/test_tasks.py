@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from pipeline.bootstrap import initialise
+from pipeline.collector import COLLECT_EVERY
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.tasks import MAX_MAPPED_BATCHES, plan_feed_batches
-from tests.conftest import make_settings
+from pipeline.db.schema import Article, Feed
+from pipeline.tasks import MAX_MAPPED_BATCHES, plan_feed_batches, poll_feed_batch
+from tests.conftest import REPO_ROOT, make_settings
+from tests.test_faults import NewsSite, prepare
 
 
 def test_batches_group_hosts_and_stay_under_the_mapping_limit(tmp_path: Path) -> None:
@@ -78,3 +84,39 @@ def test_queue_and_deliver_use_the_same_slack_destination(tmp_path: Path) -> Non
         assert {r.status for r in rows} == {"sent"}
     engine.dispose()
     assert not (tmp_path / "files").exists()
+
+
+def test_a_poll_task_collects_rarely_and_gives_the_process_its_setting_back(tmp_path: Path) -> None:
+    """The DAG's poll task runs with the command's collector setting, then restores the host's."""
+    db_url = f"sqlite:///{tmp_path / 'poll.db'}"
+    collections: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(gc.get_threshold()[0])
+
+    before = gc.get_threshold()
+    assert before[0] < COLLECT_EVERY  # (pytest runs with the interpreter's default)
+    during: list[int] = []
+    with NewsSite(6) as site:
+        # Called by the server while the task is in the middle of an item.
+        site.on_page = lambda number: during.append(gc.get_threshold()[0])
+        engine = prepare(db_url, REPO_ROOT / "config", site)
+        with engine.connect() as connection:
+            feed_ids = [int(i) for i in connection.scalars(select(Feed.id))]
+        gc.callbacks.append(watch)
+        try:
+            counts = poll_feed_batch(feed_ids, settings=make_settings(db_url))
+        finally:
+            gc.callbacks.remove(watch)
+        with engine.connect() as connection:
+            stored = connection.scalar(
+                select(func.count()).select_from(Article).where(Article.is_seed.is_(False))
+            )
+        engine.dispose()
+    assert counts.get("new") == 6 and stored == 6
+    assert len(during) == 6 and set(during) == {COLLECT_EVERY}
+    # At the default threshold the poll starts the collector dozens of times; at the task's,
+    # a few times at most.
+    assert len(collections) <= 3, collections
+    assert gc.get_threshold() == before
