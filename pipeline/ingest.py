@@ -966,23 +966,32 @@ def _finish_item(
     now: datetime,
     context: IngestContext | None = None,
     prepared: Callable[[], ArticleCandidate] | None = None,
+    failed_before: bool | None = None,
+    stored: tuple[repo.KnownArticle, bool] | None = None,
 ) -> ItemResult:
     """One item, its page obtained by ``fetch`` if it must be; failures recorded, never raised.
 
     ``prepared``: the item's candidate as a prepare worker built it (raising what building
-    it raised), used instead of fetching and extracting here.
+    it raised), used instead of fetching and extracting here. ``failed_before``: whether
+    the page had an unresolved failure when the caller looked that up for many items at
+    once; False spares a stored item's poll the update that would resolve it.
+    ``stored``: the stored article under the item's URL and whether this feed's sighting
+    of it exists, looked up by the caller for many items at once; a feed whose items are
+    all stored then costs no query per item.
     """
     via = f"feed:{feed.id}" if feed else "retry"
     canonical, refused = _screen_item(item)
     if refused is not None or canonical is None or item.url is None:
         return refused or ItemResult("error", error="feed item has no link", title=item.title)
     url = item.url
-    known = repo.known_url(session, canonical)
+    known = stored[0] if stored is not None else repo.known_url(session, canonical)
     if known is not None:
         # Already stored: a sighting, no fetch. (Only ids and language are loaded.)
         article_id, duplicate_of_id, lang, copy_kind = known
-        repo.add_sighting(session, article_id, via, url, now)
-        repo.resolve_failure(session, "page", url)
+        if stored is None or not stored[1]:
+            repo.add_sighting(session, article_id, via, url, now)
+        if failed_before is not False:  # (a failure recorded since is resolved by its retry)
+            repo.resolve_failure(session, "page", url)
         return _duplicate_result(article_id, duplicate_of_id, lang, copy_kind, FeedItem(url, item.title))
     earlier = repo.open_failure(session, "page", url)
     if earlier is not None and (earlier.permanent or (earlier.next_retry_at or now) > now):
@@ -1074,6 +1083,10 @@ def _ingest_feed_items(
         next_job = 0
         retried: set[int] = set()  # pages with an earlier failure: fetched (if due) in turn
         next_to_submit = 0
+        # Items stored already when their window was looked up: (article, sighting exists).
+        # (Stored articles stay; an item stored since is found by its own look-up.)
+        stored: dict[int, tuple[repo.KnownArticle, bool]] = {}
+        via = f"feed:{feed.id}"
 
         def fetch_ahead(position: int) -> None:
             nonlocal next_to_submit
@@ -1083,11 +1096,15 @@ def _ingest_feed_items(
             upcoming = list(range(max(next_to_submit, position), limit))
             next_to_submit = limit
             canonicals = {index: _screen_item(items[index])[0] for index in upcoming}
-            known = repo.known_urls(session, [c for c in canonicals.values() if c])
+            known = repo.known_articles(session, [c for c in canonicals.values() if c])
+            seen = [(known[c][0], items[i].url or "") for i, c in canonicals.items() if c in known]
+            sighted = repo.sighted(session, via, seen) if seen else set()
             # A page that failed before is fetched (or not) when its turn comes, as before.
             failed = repo.open_failure_targets(session, "page", [items[i].url or "" for i in upcoming])
             for index, canonical in canonicals.items():
                 url = items[index].url
+                if canonical in known and url:
+                    stored[index] = (known[canonical], (known[canonical][0], url) in sighted)
                 if url in failed:
                     retried.add(index)
                 elif canonical and url and canonical not in known:
@@ -1134,7 +1151,17 @@ def _ingest_feed_items(
                     jobs[later] = (queued, context.prepare_here(queued))
             prepared = functools.partial(_collect, context, *job) if job else None
             return _finish_item(
-                session, settings, item, fetch, feed=feed, now=now, context=context, prepared=prepared
+                session,
+                settings,
+                item,
+                fetch,
+                feed=feed,
+                now=now,
+                context=context,
+                prepared=prepared,
+                # (fetch_ahead looked these up for the item's window before its turn)
+                failed_before=index in retried,
+                stored=stored.get(index),
             )
 
         def report(outcomes: list[ItemResult]) -> None:
@@ -1159,11 +1186,15 @@ def _ingest_feed_items(
                     report([outcome for _, outcome in batch])
             if failed is not None:
                 # Roll the batch back (the database gone stops the run here), then do its
-                # items again one at a time.
+                # items again one at a time. What the window look-ups saw of the batch went
+                # with it: those items look themselves up again.
                 require_database(session)
+                stored.clear()
                 outcomes = []
                 for position in positions:
-                    outcome, committed = _process_alone(session, feed, items[position], process, position)
+                    outcome, committed = _process_alone(
+                        session, feed, items[position], process, position, fetches=position in retried
+                    )
                     complete = complete and committed
                     outcomes.append(outcome)
                 report(outcomes)
@@ -1209,9 +1240,19 @@ def _process_alone(
     item: FeedItem,
     process: Callable[[int], ItemResult],
     position: int,
+    *,
+    fetches: bool = False,
 ) -> tuple[ItemResult, bool]:
-    """One item in a transaction of its own; (outcome, False) after a transient database error."""
+    """One item in a transaction of its own; (outcome, False) after a transient database error.
+
+    The transaction is opened first, as a batch's is: on SQLite the item's first savepoint
+    would otherwise begin it, and releasing that savepoint would commit half an item.
+    Unless the item ``fetches`` its page itself (one that failed before): the write lock is
+    never held while waiting for the network, as in a batch.
+    """
     try:
+        if not fetches:
+            repo.begin_write(session)
         outcome = process(position)
         session.commit()
         return outcome, True

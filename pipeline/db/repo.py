@@ -86,11 +86,15 @@ def due_feed_ids(session: Session, now: datetime, *, limit: int | None = None) -
 # Articles -------------------------------------------------------------------------------
 
 
+# (id, duplicate_of_id, lang, copy_kind) of a stored article, as the ingest path reads it.
+KnownArticle = tuple[int, int | None, str, str | None]
+
+
 def article_by_canonical_url(session: Session, canonical_url: str) -> Article | None:
     return session.scalar(select(Article).where(Article.canonical_url == canonical_url))
 
 
-def known_url(session: Session, canonical_url: str) -> tuple[int, int | None, str, str | None] | None:
+def known_url(session: Session, canonical_url: str) -> KnownArticle | None:
     """(id, duplicate_of_id, lang, copy_kind) of the article stored under ``canonical_url``."""
     row = session.execute(
         select(Article.id, Article.duplicate_of_id, Article.lang, Article.copy_kind).where(
@@ -107,6 +111,38 @@ def known_urls(session: Session, canonical_urls: Sequence[str]) -> set[str]:
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         found.update(session.scalars(select(Article.canonical_url).where(Article.canonical_url.in_(chunk))))
+    return found
+
+
+def known_articles(session: Session, canonical_urls: Sequence[str]) -> dict[str, KnownArticle]:
+    """:func:`known_url` for many URLs at once (one query per 500): canonical URL -> row."""
+    wanted = sorted(set(canonical_urls))
+    found: dict[str, KnownArticle] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = session.execute(
+            select(
+                Article.canonical_url, Article.id, Article.duplicate_of_id, Article.lang, Article.copy_kind
+            ).where(Article.canonical_url.in_(chunk))
+        )
+        for canonical, article_id, duplicate_of_id, lang, copy_kind in rows:
+            if canonical is not None:
+                found[canonical] = (article_id, duplicate_of_id, lang, copy_kind)
+    return found
+
+
+def sighted(session: Session, via: str, seen: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which (article id, URL) pairs of ``seen`` already have a sighting via ``via``."""
+    wanted = set(seen)
+    ids = sorted({article_id for article_id, _ in wanted})
+    found: set[tuple[int, str]] = set()
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(Sighting.article_id, Sighting.url).where(
+                Sighting.via == via, Sighting.article_id.in_(ids[start : start + 500])
+            )
+        )
+        found.update((article_id, url) for article_id, url in rows if (article_id, url) in wanted)
     return found
 
 
