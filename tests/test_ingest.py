@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from pipeline.db import repo
@@ -119,10 +119,8 @@ def test_second_poll_is_304_and_stores_nothing(session: Session, settings: Setti
 def test_changed_feed_of_stored_items_resolves_only_failures_that_exist(
     session: Session, settings: Settings
 ) -> None:
-    """A changed feed whose items are stored costs a look-up and a sighting check per item:
-    no update of the failures table, unless a stored page still has an open failure."""
-    from sqlalchemy import event
-
+    """A changed feed whose items are stored is looked up a window at a time: no update of
+    the failures table, unless a stored page still has an open failure."""
     site = FeedSite()
     with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
         feed_id = add_feed(session, site.server.url("/feed"))
@@ -135,10 +133,13 @@ def test_changed_feed_of_stored_items_resolves_only_failures_that_exist(
         )
         session.commit()
         updates: list[str] = []
+        lookups: list[str] = []
 
         def watch(conn: object, cursor: object, statement: str, *args: object) -> None:
             if statement.lstrip().upper().startswith("UPDATE FETCH_FAILURES"):
                 updates.append(statement)
+            if "articles.canonical_url = " in statement or "sightings.article_id = " in statement:
+                lookups.append(statement)  # an item's own look-up, not its window's
 
         engine = session.get_bind()
         event.listen(engine, "before_cursor_execute", watch)
@@ -151,10 +152,32 @@ def test_changed_feed_of_stored_items_resolves_only_failures_that_exist(
     assert later.outcome == "fetched"
     assert [r.status for r in later.items] == ["duplicate", "duplicate", "error", "duplicate"]
     assert len(updates) == 1, updates  # the open failure of /a, and nothing for /b
+    assert len(lookups) == 1, lookups  # /missing, which is not stored; the others were known
     failure = session.scalar(select(FetchFailure).where(FetchFailure.target == stale))
     assert failure is not None and failure.resolved_at is not None
     missing = session.scalar(select(FetchFailure).where(FetchFailure.target.contains("/missing")))
     assert missing is not None and missing.resolved_at is None
+
+
+def refuse_inserts(session: Session, table: str, condition: str) -> None:
+    """Make the database refuse, with a run-time error, inserts into ``table`` meeting ``condition``.
+
+    (On SQLite a run-time error, not a constraint violation, which the code forgives as a
+    concurrent writer's row.)
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        statements = [
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} WHEN {condition} BEGIN SELECT json('{{'); END"
+        ]
+    else:
+        statements = [
+            f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF {condition} THEN "
+            "RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ]
+    for statement in statements:
+        session.execute(text(statement))
+    session.commit()
 
 
 def test_a_batch_redone_after_a_failure_looks_its_items_up_again(
@@ -163,8 +186,6 @@ def test_a_batch_redone_after_a_failure_looks_its_items_up_again(
     """Pages are looked up a window at a time, inside the open batch; when the batch is rolled
     back, what those look-ups saw of it is gone too. A repeated link redone after the rollback
     points at the article as stored again, not at the row that was rolled back."""
-    from sqlalchemy import text
-
     site = FeedSite()
     url = site.server.url
     site.pages["/refuse"] = page("Переговоры в Пекине", BODY_RU, "ru")
@@ -192,20 +213,7 @@ def test_a_batch_redone_after_a_failure_looks_its_items_up_again(
     with site.server, HttpClient(two_pages.http, allow_private_networks=True) as client:
         one = poll_feed(session, client, two_pages, add_feed(session, url("/one")), now=NOW)
         assert [r.status for r in one.items] == ["new"]
-        if session.get_bind().dialect.name == "sqlite":
-            refuse = [
-                "CREATE TRIGGER refuse BEFORE INSERT ON sightings WHEN NEW.url LIKE '%refuse%' "
-                "BEGIN SELECT json('{'); END"  # a run-time error: not a constraint the code forgives
-            ]
-        else:
-            refuse = [
-                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.url LIKE '%refuse%' THEN "
-                "RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER refuse BEFORE INSERT ON sightings FOR EACH ROW EXECUTE FUNCTION refuse()",
-            ]
-        for statement in refuse:
-            session.execute(text(statement))
-        session.commit()
+        refuse_inserts(session, "sightings", "NEW.url LIKE '%refuse%'")
         two = poll_feed(session, client, two_pages, add_feed(session, url("/two")), now=NOW)
     assert [r.status for r in two.items] == ["new", "error", "error", "error", "duplicate", "error"]
     first, again = two.items[0], two.items[4]
@@ -221,24 +229,9 @@ def test_an_item_the_database_refuses_leaves_nothing_half_stored(
     """An item that fails in its batch is done again alone, in a transaction of its own: when
     it fails again, none of its rows stay (on SQLite the item's first savepoint must not be
     what opens, and then commits, that transaction)."""
-    from sqlalchemy import text
-
     site = FeedSite()
     site.items = [("/a", "Putin and Xi talk gas"), ("/b", "Переговоры в Пекине")]
-    if session.get_bind().dialect.name == "sqlite":
-        refuse = [
-            "CREATE TRIGGER refuse BEFORE INSERT ON article_vectors WHEN NEW.lang = 'ru' "
-            "BEGIN SELECT json('{'); END"
-        ]
-    else:
-        refuse = [
-            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.lang = 'ru' THEN "
-            "RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER refuse BEFORE INSERT ON article_vectors FOR EACH ROW EXECUTE FUNCTION refuse()",
-        ]
-    for statement in refuse:
-        session.execute(text(statement))
-    session.commit()
+    refuse_inserts(session, "article_vectors", "NEW.lang = 'ru'")
     with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
         result = poll_feed(session, client, settings, add_feed(session, site.server.url("/feed")), now=NOW)
     assert [r.status for r in result.items] == ["new", "error"]
