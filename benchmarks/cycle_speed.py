@@ -392,6 +392,8 @@ STAGES: dict[str, list[tuple[str, str]]] = {
         ("pipeline.db.repo", "article_by_canonical_url"),
         ("pipeline.db.repo", "original_by_content_hash"),
         ("pipeline.db.repo", "known_urls"),
+        ("pipeline.db.repo", "known_articles"),
+        ("pipeline.db.repo", "sighted"),
         ("pipeline.db.repo", "open_failure_targets"),
     ],
     "dedupe.near": [

@@ -18,6 +18,14 @@ from contextlib import contextmanager
 COLLECT_EVERY = 20_000
 
 
+def use_batch_threshold() -> tuple[int, int, int]:
+    """Collect the youngest generation every :data:`COLLECT_EVERY` allocations from now on
+    (or as rarely as already set); returns the threshold there was."""
+    earlier = gc.get_threshold()
+    gc.set_threshold(max(COLLECT_EVERY, earlier[0]), *earlier[1:])
+    return earlier
+
+
 @contextmanager
 def batch_collection() -> Iterator[None]:
     """Collect the youngest generation every :data:`COLLECT_EVERY` allocations inside the block.
@@ -25,8 +33,7 @@ def batch_collection() -> Iterator[None]:
     The earlier threshold is restored on the way out, however the block ends, so that a
     host process (an Airflow task runner, a test session) keeps its own setting.
     """
-    earlier = gc.get_threshold()
-    gc.set_threshold(max(COLLECT_EVERY, earlier[0]), *earlier[1:])
+    earlier = use_batch_threshold()
     try:
         yield
     finally:

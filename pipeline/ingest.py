@@ -956,6 +956,11 @@ def _screen_item(item: FeedItem) -> tuple[str | None, ItemResult | None]:
     return canonical, None
 
 
+def _via(feed: Feed | None) -> str:
+    """How an item reached the pipeline, as its sighting records it."""
+    return f"feed:{feed.id}" if feed else "retry"
+
+
 def _finish_item(
     session: Session,
     settings: Settings,
@@ -979,7 +984,7 @@ def _finish_item(
     of it exists, looked up by the caller for many items at once; a feed whose items are
     all stored then costs no query per item.
     """
-    via = f"feed:{feed.id}" if feed else "retry"
+    via = _via(feed)
     canonical, refused = _screen_item(item)
     if refused is not None or canonical is None or item.url is None:
         return refused or ItemResult("error", error="feed item has no link", title=item.title)
@@ -1086,7 +1091,7 @@ def _ingest_feed_items(
         # Items stored already when their window was looked up: (article, sighting exists).
         # (Stored articles stay; an item stored since is found by its own look-up.)
         stored: dict[int, tuple[repo.KnownArticle, bool]] = {}
-        via = f"feed:{feed.id}"
+        via = _via(feed)
 
         def fetch_ahead(position: int) -> None:
             nonlocal next_to_submit

@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipeline import encoder
-from pipeline.collector import COLLECT_EVERY
+from pipeline.collector import use_batch_threshold
 from pipeline.crosslingual import Gazetteer, TextEvidence, load_gazetteer, text_evidence
 from pipeline.errors import ExtractionError, ItemError
 from pipeline.neardup import TextIndex, index_of
@@ -163,8 +163,7 @@ def _start_worker(settings: Settings, parent: int) -> None:
     # (A forked worker keeps the classifier its parent loaded; a spawned one loads its own.)
     _WORKER_SETTINGS[:] = [settings]
     # A worker does batch work only (a spawned one does not inherit its parent's setting).
-    threshold, older, oldest = gc.get_threshold()
-    gc.set_threshold(max(COLLECT_EVERY, threshold), older, oldest)
+    use_batch_threshold()
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
 
 

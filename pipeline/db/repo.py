@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Float, Integer, Subquery, case, cast, delete, func, insert, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -89,6 +89,17 @@ def due_feed_ids(session: Session, now: datetime, *, limit: int | None = None) -
 # (id, duplicate_of_id, lang, copy_kind) of a stored article, as the ingest path reads it.
 KnownArticle = tuple[int, int | None, str, str | None]
 
+# Values per ``IN (...)`` list of the look-ups for many keys at once.
+IN_CHUNK = 500
+Key = TypeVar("Key", str, int)
+
+
+def _chunks(values: Iterable[Key]) -> Iterator[list[Key]]:
+    """``values`` without repeats, sorted, in lists of at most :data:`IN_CHUNK` (one query each)."""
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), IN_CHUNK):
+        yield wanted[start : start + IN_CHUNK]
+
 
 def article_by_canonical_url(session: Session, canonical_url: str) -> Article | None:
     return session.scalar(select(Article).where(Article.canonical_url == canonical_url))
@@ -106,20 +117,16 @@ def known_url(session: Session, canonical_url: str) -> KnownArticle | None:
 
 def known_urls(session: Session, canonical_urls: Sequence[str]) -> set[str]:
     """Which of ``canonical_urls`` are stored already (one query per 500)."""
-    wanted = sorted(set(canonical_urls))
     found: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in _chunks(canonical_urls):
         found.update(session.scalars(select(Article.canonical_url).where(Article.canonical_url.in_(chunk))))
     return found
 
 
 def known_articles(session: Session, canonical_urls: Sequence[str]) -> dict[str, KnownArticle]:
     """:func:`known_url` for many URLs at once (one query per 500): canonical URL -> row."""
-    wanted = sorted(set(canonical_urls))
     found: dict[str, KnownArticle] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in _chunks(canonical_urls):
         rows = session.execute(
             select(
                 Article.canonical_url, Article.id, Article.duplicate_of_id, Article.lang, Article.copy_kind
@@ -134,12 +141,11 @@ def known_articles(session: Session, canonical_urls: Sequence[str]) -> dict[str,
 def sighted(session: Session, via: str, seen: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
     """Which (article id, URL) pairs of ``seen`` already have a sighting via ``via``."""
     wanted = set(seen)
-    ids = sorted({article_id for article_id, _ in wanted})
     found: set[tuple[int, str]] = set()
-    for start in range(0, len(ids), 500):
+    for chunk in _chunks(article_id for article_id, _ in wanted):
         rows = session.execute(
             select(Sighting.article_id, Sighting.url).where(
-                Sighting.via == via, Sighting.article_id.in_(ids[start : start + 500])
+                Sighting.via == via, Sighting.article_id.in_(chunk)
             )
         )
         found.update((article_id, url) for article_id, url in rows if (article_id, url) in wanted)
@@ -470,10 +476,8 @@ def resolve_failure(session: Session, stage: str, target: str) -> None:
 
 def open_failure_targets(session: Session, stage: str, targets: Sequence[str]) -> set[str]:
     """Which of ``targets`` have an unresolved failure at ``stage`` (one query per 500)."""
-    wanted = sorted(set(targets))
     found: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in _chunks(targets):
         found.update(
             session.scalars(
                 select(FetchFailure.target).where(
