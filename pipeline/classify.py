@@ -32,6 +32,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -134,13 +135,19 @@ _CHAR_MAP = str.maketrans(
 # eq=False: patterns are dict keys on the hot path; identity hashing is enough and cheap.
 @dataclass(frozen=True, eq=False)
 class Pattern:
-    """One compiled pattern of the registry, with the key path it was declared at."""
+    """One compiled pattern of the registry, with the key path it was declared at.
+
+    ``needles``: lower-case strings of which every match contains one (see
+    :func:`pattern_needles`), or None when the pattern's syntax does not say. A text
+    that contains none of them is not searched at all.
+    """
 
     key: str
     lang: str
     weight: float
     source: str
     regex: re.Pattern[str]
+    needles: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -338,7 +345,9 @@ class _RegistryParser:
                     weight = self.number(item[0], f"{item_key}[0]", low=0.1, high=10)
                     item = item[1]
                 source = self.text(item, item_key)
-                patterns.append(Pattern(item_key, lang, weight, source, self.compile(source, lang, item_key)))
+                regex = self.compile(source, lang, item_key)
+                needles = pattern_needles(_normalise(source))
+                patterns.append(Pattern(item_key, lang, weight, source, regex, needles))
         if every_language:
             missing = [lang for lang in self.languages if lang not in value]
             if missing:
@@ -537,6 +546,155 @@ class _RegistryParser:
 # ---------------------------------------------------------------------------- documents
 
 
+# ---------------------------------------------------------------------------- needles
+#
+# Most patterns match nothing in most articles, and a case-insensitive search of a long
+# alternation tries every position of the text. A substring test on the lower-cased text
+# is much cheaper, so each pattern carries the literal strings one of which any match must
+# contain, read from its source: the literal start of each alternative. The test only
+# skips searches that cannot succeed, so the hits are the same as without it.
+
+# Characters with no meaning in a pattern outside a class (verbose mode is not used).
+_PLAIN_RUN = re.compile(r"[^\\()\[\]{}|.^$?*+]*")
+_QUANTIFIERS = frozenset("?*+{")
+_LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
+
+
+def _closing(source: str, start: int) -> int | None:
+    """Index just past the group opened at ``source[start]``, or None if it is not closed."""
+    depth, in_class, i = 0, False, start
+    while i < len(source):
+        char = source[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+def _alternatives(source: str) -> list[str] | None:
+    """The top-level ``|`` alternatives of ``source``, or None if its brackets do not balance."""
+    parts: list[str] = []
+    depth, in_class, start, i = 0, False, 0, 0
+    while i < len(source):
+        char = source[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == "|" and depth == 0:
+            parts.append(source[start:i])
+            start = i + 1
+        i += 1
+    if depth or in_class:
+        return None
+    parts.append(source[start:])
+    return parts
+
+
+def _alternative_needles(alternative: str) -> set[str] | None:
+    i = 0
+    while alternative.startswith(_LOOKAROUNDS, i):  # zero-width: the match starts after it
+        end = _closing(alternative, i)
+        if end is None:
+            return None
+        i = end
+    if alternative.startswith("(", i):
+        end = _closing(alternative, i)
+        if end is None or (end < len(alternative) and alternative[end] in _QUANTIFIERS):
+            return None  # an optional or repeated group proves nothing
+        inner = alternative[i + 1 : end - 1]
+        if inner.startswith("?:"):
+            inner = inner[2:]
+        elif inner.startswith("?"):
+            return None  # inline flags, named groups, conditionals: not read here
+        found = _needles(inner)
+        return set(found) if found is not None else None
+    run = _PLAIN_RUN.match(alternative, i)
+    literal = run.group() if run else ""
+    end = i + len(literal)
+    if end < len(alternative) and alternative[end] in _QUANTIFIERS:
+        literal = literal[:-1]  # "athletes?": the last character may be absent
+    if not literal:
+        return None
+    return {literal}
+
+
+def _needles(source: str) -> tuple[str, ...] | None:
+    alternatives = _alternatives(source)
+    if alternatives is None:
+        return None
+    needles: set[str] = set()
+    for alternative in alternatives:
+        found = _alternative_needles(alternative)
+        if not found:
+            return None
+        needles |= found
+    return tuple(sorted(needles))
+
+
+def pattern_needles(source: str) -> tuple[str, ...] | None:
+    """Lower-case strings of which every case-insensitive match of ``source`` contains one.
+
+    None when the pattern does not say: an alternative that starts with a class, an
+    escape, an optional group or anything else not read here, or a character whose case
+    folding :func:`fold_lower` cannot follow.
+    """
+    needles = _needles(source)
+    if needles is None:
+        return None
+    lowered = [fold_lower(needle) for needle in needles]
+    if any(needle is None for needle in lowered):
+        return None
+    return tuple(sorted({needle for needle in lowered if needle is not None}))
+
+
+@lru_cache(maxsize=4096)
+def _folds_simply(char: str) -> bool:
+    """True if ``char``'s case partners are exactly the characters with its lower case.
+
+    ``re.IGNORECASE`` also pairs characters that share an upper case but not a lower
+    case (``ſ`` and ``s``, ``ς`` and ``σ``, ``ı`` and ``i``); at least one of each such
+    pair fails this test, as does any character whose case maps to several characters.
+    """
+    lower, upper = char.lower(), char.upper()
+    return len(lower) == 1 and len(upper) == 1 and upper.lower() == lower
+
+
+def fold_lower(text: str) -> str | None:
+    """``text`` lower-cased character by character (no context rules, same length), or
+    None if one of its characters does not fold simply (see :func:`_folds_simply`)."""
+    if text.isascii():
+        return text.lower()
+    table: dict[int, str] = {}
+    for char in set(text):
+        if not _folds_simply(char):
+            return None
+        lower = char.lower()
+        if lower != char:
+            table[ord(char)] = lower
+    return text.translate(table)
+
+
 def _normalise(text: str) -> str:
     """NFKC, ё→е, straight quotes and hyphens: one spelling per character for matching."""
     return unicodedata.normalize("NFKC", text).translate(_CHAR_MAP)
@@ -550,6 +708,9 @@ class _Document:
     has_title: bool
     joined: str
     starts: tuple[int, ...]
+    # ``joined`` lower-cased character by character, for the needle test; None when a
+    # character of it folds in ways a plain lower-casing does not follow.
+    lowered: str | None = None
 
     @classmethod
     def build(cls, title: str | None, text: str) -> _Document:
@@ -564,7 +725,8 @@ class _Document:
         for sentence in normalised:
             starts.append(offset)
             offset += len(sentence) + 1
-        return cls(tuple(sentences), has_title, _SEPARATOR.join(normalised), tuple(starts))
+        joined = _SEPARATOR.join(normalised)
+        return cls(tuple(sentences), has_title, joined, tuple(starts), fold_lower(joined))
 
     def sentence_of(self, position: int) -> int:
         return bisect.bisect_right(self.starts, position) - 1
@@ -575,7 +737,11 @@ class _Document:
     def hits(self, patterns: Iterable[Pattern]) -> dict[int, dict[Pattern, int]]:
         """{sentence index: {pattern: offset of its first match in that sentence}}."""
         found: dict[int, dict[Pattern, int]] = {}
+        lowered = self.lowered
         for pattern in patterns:
+            needles = pattern.needles
+            if lowered is not None and needles is not None and not any(n in lowered for n in needles):
+                continue  # no match can exist: most patterns, on most articles
             for match in pattern.regex.finditer(self.joined):
                 index = self.sentence_of(match.start())
                 found.setdefault(index, {}).setdefault(pattern, match.start() - self.starts[index])

@@ -556,3 +556,89 @@ def test_quality_gate_on_the_held_out_eval_set() -> None:
     assert watch >= WATCH_MACRO_F1_FLOOR, f"watch macro-F1 {watch:.3f}"
     assert topics > base_topics
     assert watch > base_watch
+
+
+# ------------------------------------------------------------------- needle pre-test
+
+
+def _every_pattern(registry: TopicRegistry) -> list[Pattern]:
+    gate = registry.gate
+    patterns = [*gate.russia, *gate.china, *gate.partnership, *gate.off_topic]
+    for entry in registry.entries:
+        patterns += [*entry.patterns, *entry.exclude, *entry.requires]
+    return patterns
+
+
+def _tuning_texts() -> Iterator[tuple[str | None, str]]:
+    for name in ("real_train.jsonl", "dev.jsonl"):
+        for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            yield row.get("title"), row["text"]
+    xlingual = ROOT / "tests" / "fixtures" / "xlingual" / "articles.jsonl"
+    for line in xlingual.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["split"] == "dev":
+            yield row["title"], row["text"]
+
+
+# Characters that re.IGNORECASE pairs with letters of another lower case (long s, final
+# sigma, dotless i, dotted capital I, rounded ve), or that fold to several characters.
+_FOLDING_TRAPS = [
+    (None, "The Ruſſian delegation met Xi Jinping; Poſſibly a ſtate viſit to Beijing"),
+    ("İSTANBUL TALKS", "Putin and Xi discussed the pıpeline, Moscow and Beijing said"),
+    (None, "ΟΔΟΣ ΜΕΤΑΞΥ ΡΩΣΙΑΣ ΚΑΙ ΚΙΝΑΣ: οδος, Ρωσία και Κίνα, μεταξυ τους"),
+    (None, "Россия и Китай: газопроᲀод «Сила Сибири — 2», Пекин и Москва"),
+    (None, "Straße nach Peking: Russland und China, Gazprom und CNPC, Kreml und Xi"),
+    ("RUSSIA AND CHINA", "KREMLIN: POWER OF SIBERIA 2 PIPELINE, JOINT STATEMENT IN BEIJING"),
+]
+
+
+def test_the_needle_pretest_never_changes_a_hit() -> None:
+    """Every pattern of the registry, on real articles and on case-folding traps, finds
+    the same sentences and offsets with the pre-test as by searching every text."""
+    from pipeline.classify import _Document
+
+    patterns = _every_pattern(REGISTRY)
+    assert sum(p.needles is not None for p in patterns) >= 0.9 * len(patterns)
+    skipped = 0
+    for title, text in [*_tuning_texts(), *_FOLDING_TRAPS]:
+        doc = _Document.build(title, text)
+        searched = dataclasses.replace(doc, lowered=None)
+        for pattern in patterns:
+            assert doc.hits([pattern]) == searched.hits([pattern]), (pattern.key, title, text[:80])
+            skipped += doc.lowered is not None and pattern.needles is not None and not doc.hits([pattern])
+    assert skipped > 10_000  # the pre-test does skip most searches
+
+
+@pytest.mark.parametrize(
+    ("source", "needles"),
+    [
+        ("tennis|hockey|figure skat\\w*", ("figure skat", "hockey", "tennis")),
+        ("athletes?|olymp\\w*", ("athlete", "olymp")),
+        ("(?<!east )(?<!south )china|xi", ("china", "xi")),
+        ("(phone|telephone) talks|held talks", ("held talks", "phone", "telephone")),
+        ("(?:Joint) Sea", ("joint",)),
+        ("中(?=[俄美欧])|(?<=[访来])华", ("中", "华")),
+        ("Газопровод\\w*", ("газопровод",)),
+        ("(морск\\w* )?пояс\\w*", None),  # an optional group proves nothing
+        ("west|(?-i:US)", None),  # inline flags are not read
+        ("\\d{4} drills", None),
+        ("[ck]remlin", None),
+        ("russia|", None),
+        ("(unbalanced", None),
+        ("Ruſſia", None),  # long s pairs with s: a lower-casing cannot follow it
+    ],
+)
+def test_pattern_needles(source: str, needles: tuple[str, ...] | None) -> None:
+    from pipeline.classify import pattern_needles
+
+    assert pattern_needles(source) == needles
+
+
+def test_fold_lower_keeps_length_or_gives_up() -> None:
+    from pipeline.classify import fold_lower
+
+    assert fold_lower("Putin AND Xi") == "putin and xi"
+    assert fold_lower("ΟΔΟΣ Москва") == "οδοσ москва"  # no final-sigma context rule
+    for trap in ("İstanbul", "Ruſſia", "οδος", "Straße", "pıpeline"):
+        assert fold_lower(trap) is None, trap
