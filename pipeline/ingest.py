@@ -973,6 +973,7 @@ def _finish_item(
     prepared: Callable[[], ArticleCandidate] | None = None,
     failed_before: bool | None = None,
     stored: tuple[repo.KnownArticle, bool] | None = None,
+    absent: bool = False,
 ) -> ItemResult:
     """One item, its page obtained by ``fetch`` if it must be; failures recorded, never raised.
 
@@ -982,14 +983,17 @@ def _finish_item(
     once; False spares a stored item's poll the update that would resolve it.
     ``stored``: the stored article under the item's URL and whether this feed's sighting
     of it exists, looked up by the caller for many items at once; a feed whose items are
-    all stored then costs no query per item.
+    all stored then costs no query per item. ``absent``: that look-up found neither an
+    article under the item's URL nor an open failure of its page, and no earlier item of
+    the feed has that URL, so neither is looked up again (an article another process
+    stores meanwhile is still found before the insert, by :func:`store_candidate`).
     """
     via = _via(feed)
     canonical, refused = _screen_item(item)
     if refused is not None or canonical is None or item.url is None:
         return refused or ItemResult("error", error="feed item has no link", title=item.title)
     url = item.url
-    known = stored[0] if stored is not None else repo.known_url(session, canonical)
+    known = stored[0] if stored is not None else None if absent else repo.known_url(session, canonical)
     if known is not None:
         # Already stored: a sighting, no fetch. (Only ids and language are loaded.)
         article_id, duplicate_of_id, lang, copy_kind = known
@@ -998,7 +1002,7 @@ def _finish_item(
         if failed_before is not False:  # (a failure recorded since is resolved by its retry)
             repo.resolve_failure(session, "page", url)
         return _duplicate_result(article_id, duplicate_of_id, lang, copy_kind, FeedItem(url, item.title))
-    earlier = repo.open_failure(session, "page", url)
+    earlier = None if absent else repo.open_failure(session, "page", url)
     if earlier is not None and (earlier.permanent or (earlier.next_retry_at or now) > now):
         # Quarantined, or waiting for its retry time: not fetched again on every feed change.
         state = "quarantined" if earlier.permanent else "retry pending"
@@ -1091,6 +1095,15 @@ def _ingest_feed_items(
         # Items stored already when their window was looked up: (article, sighting exists).
         # (Stored articles stay; an item stored since is found by its own look-up.)
         stored: dict[int, tuple[repo.KnownArticle, bool]] = {}
+        # Items the window look-up found neither stored nor failed, first of their URL in
+        # the feed (a repeated link is looked up in its turn: its first may be stored by then).
+        absent: set[int] = set()
+        first_of: dict[str, int] = {}
+        for index, item in enumerate(items):
+            first_of.setdefault(item.url or "", index)
+            canonical = _screen_item(item)[0]
+            if canonical:
+                first_of.setdefault(canonical, index)
         via = _via(feed)
 
         def fetch_ahead(position: int) -> None:
@@ -1114,6 +1127,8 @@ def _ingest_feed_items(
                     retried.add(index)
                 elif canonical and url and canonical not in known:
                     ahead[index] = fetcher.submit(url, accept=PAGE_ACCEPT)
+                    if first_of[url] == index and first_of[canonical] == index:
+                        absent.add(index)
 
         def hand_out(position: int) -> None:
             """Give the workers the pages fetched so far, in feed order, after ``position``.
@@ -1167,6 +1182,7 @@ def _ingest_feed_items(
                 # (fetch_ahead looked these up for the item's window before its turn)
                 failed_before=index in retried,
                 stored=stored.get(index),
+                absent=index in absent,
             )
 
         def report(outcomes: list[ItemResult]) -> None:
@@ -1195,6 +1211,7 @@ def _ingest_feed_items(
                 # with it: those items look themselves up again.
                 require_database(session)
                 stored.clear()
+                absent.clear()
                 outcomes = []
                 for position in positions:
                     outcome, committed = _process_alone(

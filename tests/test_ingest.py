@@ -13,6 +13,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from pipeline.db import repo
+from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Feed, FetchFailure, Sighting
 from pipeline.http import HttpClient
 from pipeline.ingest import feed_backoff, import_lines, poll_feed, retry_failed_pages, run_cycle
@@ -157,6 +158,107 @@ def test_changed_feed_of_stored_items_resolves_only_failures_that_exist(
     assert failure is not None and failure.resolved_at is not None
     missing = session.scalar(select(FetchFailure).where(FetchFailure.target.contains("/missing")))
     assert missing is not None and missing.resolved_at is None
+
+
+def test_new_items_of_a_window_are_not_looked_up_one_by_one(session: Session, settings: Settings) -> None:
+    """The window look-up that found a page neither stored nor failed is its item's look-up:
+    a new page costs no URL or failure query of its own. A link the feed repeats is looked
+    up in its turn, and is then a sighting of the article its first occurrence stored."""
+    site = FeedSite()
+    site.items.insert(2, ("/a", "Putin and Xi talk gas (repeated)"))
+    lookups: list[str] = []
+
+    def watch(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "articles.canonical_url = " in statement or "fetch_failures.target = " in statement:
+            lookups.append(statement)
+
+    engine = session.get_bind()
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        event.listen(engine, "before_cursor_execute", watch)
+        try:
+            result = poll_feed(session, client, settings, feed_id, now=NOW)
+        finally:
+            event.remove(engine, "before_cursor_execute", watch)
+    assert [r.status for r in result.items] == ["new", "new", "duplicate", "error"]
+    assert result.items[2].article_id == result.items[0].article_id
+    # /a and /b: store_candidate's own guard against a row stored by another process since;
+    # the repeated /a: its URL look-up (stored, so no failure look-up); /missing: the
+    # failure it records.
+    by_url = [s for s in lookups if "articles.canonical_url = " in s]
+    assert len(by_url) == 3, by_url
+    by_failure = [s for s in lookups if "fetch_failures.target = " in s]
+    assert len(by_failure) == 1, by_failure
+    assert count(session, Article) == 2
+    assert count(session, Sighting) == 2  # the repeat is the same sighting (same feed, same link)
+
+
+def test_a_page_stored_by_another_process_after_the_window_look_up(
+    session: Session, settings: Settings
+) -> None:
+    """Another process stores /b after this one's window look-up found it absent: /b is a
+    sighting of that article, neither a second row nor an error."""
+    site = FeedSite()
+    other = make_engine(settings.db_url)
+    stored_elsewhere: list[int] = []
+    serve_page = site.page
+
+    def page_stored_meanwhile(handler: object) -> Reply:
+        if getattr(handler, "path").startswith("/b") and not stored_elsewhere:  # noqa: B009
+            with session_factory(other)() as elsewhere:
+                row = Article(
+                    url=site.server.url("/b"),
+                    canonical_url=site.server.url("/b"),
+                    title="Переговоры в Пекине",
+                    text=BODY_RU,
+                    lang="ru",
+                    content_hash="f" * 64,
+                    is_seed=False,
+                    word_count=len(BODY_RU.split()),
+                )
+                elsewhere.add(row)
+                elsewhere.commit()
+                stored_elsewhere.append(row.id)
+        return serve_page(handler)
+
+    site.server.routes["/b"] = page_stored_meanwhile
+    try:
+        with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+            feed_id = add_feed(session, site.server.url("/feed"))
+            result = poll_feed(session, client, settings, feed_id, now=NOW)
+    finally:
+        other.dispose()
+    assert stored_elsewhere
+    assert [r.status for r in result.items] == ["new", "duplicate", "error"]
+    assert result.items[1].article_id == stored_elsewhere[0]
+    assert count(session, Article, Article.canonical_url == site.server.url("/b")) == 1
+    assert count(session, Sighting, Sighting.article_id == stored_elsewhere[0]) == 1
+
+
+def test_storing_a_new_article_leaves_nothing_to_flush(session: Session, settings: Settings) -> None:
+    """A new article's row carries its verdict when inserted; nothing marks it changed after,
+    so the next item's first query has nothing to flush (no unit-of-work pass per item)."""
+    site = FeedSite()
+    rows = [json.loads(line) for line in (FIXTURES / "classify" / "dev.jsonl").read_text().splitlines()]
+    texts = [row["text"] for row in rows if row["lang"] == "en" and len(row["text"]) > 400][:6]
+    site.items = [(f"/p{n}", f"Story {n}") for n in range(len(texts))]
+    for n, body in enumerate(texts):
+        site.pages[f"/p{n}"] = page(f"Story {n}", body, "en")
+        site.server.routes[f"/p{n}"] = site.page
+    flushes: list[int] = []
+
+    def before_flush(flushing: Session, *args: object) -> None:
+        flushes.append(sum(isinstance(row, Article) for row in flushing.dirty))
+
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        event.listen(session, "before_flush", before_flush)
+        try:
+            result = poll_feed(session, client, settings, feed_id, now=NOW)
+        finally:
+            event.remove(session, "before_flush", before_flush)
+    assert [r.status for r in result.items] == ["new"] * 6
+    assert sum(flushes) == 0, flushes  # (the feed's own row is updated, as it should be)
 
 
 def refuse_inserts(session: Session, table: str, condition: str) -> None:

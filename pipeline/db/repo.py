@@ -763,8 +763,11 @@ def replace_classification(
         session.execute(insert(ArticleTopic), topics)
     if watch:
         session.execute(insert(ArticleWatch), watch)
-    article.relevant = verdict.relevant  # (the same values again write nothing)
-    article.classified_at = now
+    if article.relevant != verdict.relevant or article.classified_at != now:
+        # (Assigning the same values writes nothing, yet marks the row changed: every
+        # later query of the transaction would flush it again first.)
+        article.relevant = verdict.relevant
+        article.classified_at = now
 
 
 def labels_of(
