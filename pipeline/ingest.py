@@ -16,15 +16,16 @@ import re
 import signal
 import threading
 import time
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
@@ -89,6 +90,18 @@ class ItemResult:
 
 # Vectors offered ahead and not yet taken that are kept (the oldest are dropped).
 OFFERED_LIMIT = 64
+# Articles stored by this run whose sentence vectors (as stored) and text are kept, for the
+# translation check of the items after them (the oldest are dropped; a few MB).
+RECENT_LIMIT = 1024
+
+
+class StoredSide(NamedTuple):
+    """What the translation check reads of a stored article: its sentence vectors as stored."""
+
+    model: str
+    sentences: bytes
+    has_title: bool
+    text: str
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,10 @@ class IngestContext:
     loaded_heads: dict[str, LabelHeads] = field(default_factory=dict)
     # What a prepare worker computed (vectors, verdict), waiting for its article to be stored.
     offered: OrderedDict[tuple[str | None, str], Prepared] = field(default_factory=OrderedDict)
+    # Articles this run stored (by id), for the translation check of later items.
+    recent: OrderedDict[int, StoredSide] = field(default_factory=OrderedDict)
+    # Sessions whose rollbacks drop what this context keeps of rows written through them.
+    watched: weakref.WeakSet[Session] = field(default_factory=weakref.WeakSet)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
@@ -132,6 +149,25 @@ class IngestContext:
         self.offered[(prepared.candidate.title, prepared.candidate.text)] = prepared
         while len(self.offered) > OFFERED_LIMIT:  # an item that turned out to be a copy
             self.offered.popitem(last=False)
+
+    def remember_stored(self, session: Session, row: repo.VectorRow, side: StoredSide) -> None:
+        """A new article's vectors as just stored through ``session``: the vector index and
+        the translation check see them without reading them back."""
+        if session not in self.watched:
+            # A rollback takes the rows away, and on SQLite their ids may come back for
+            # other articles: what was kept of them goes too.
+            event.listen(session, "after_soft_rollback", self._forget_uncommitted)
+            self.watched.add(session)
+        index = self.vector_indexes.get(row.model)
+        if index is not None:
+            index.add([row])
+        self.recent[row.article_id] = side
+        while len(self.recent) > RECENT_LIMIT:
+            self.recent.popitem(last=False)
+
+    def _forget_uncommitted(self, session: Session, previous: object) -> None:
+        self.recent.clear()
+        self.vector_indexes.clear()  # (read again, day by day, by the next lookup)
 
     def prepare_here(self, job: PageJob) -> Future[Prepared]:
         """A worker's job done in this process: what :func:`prepare_page` and the classifier give."""
@@ -533,7 +569,21 @@ def store_candidate(
             keys,
             new_article=True,
         )
-    _store_vectors(session, stored.id, vectors, candidate.lang, moment, new_article=True)
+    document, sentences = _store_vectors(
+        session, stored.id, vectors, candidate.lang, moment, new_article=True
+    )
+    context.remember_stored(
+        session,
+        repo.VectorRow(
+            stored.id,
+            duplicate_of or stored.id,
+            candidate.lang,
+            moment.astimezone(UTC),
+            document,
+            vectors.model,
+        ),
+        StoredSide(vectors.model, sentences, vectors.has_title, candidate.text),
+    )
     repo.replace_classification(session, stored, verdict, seen_at, new_article=True)
     status: Status = "duplicate" if duplicate_of is not None else "new"
     return ItemResult(
@@ -710,19 +760,23 @@ def _store_vectors(
     moment: datetime,
     *,
     new_article: bool = False,
-) -> None:
+) -> tuple[bytes, bytes]:
+    """Store the vectors of ``article_id``; returns them as stored (document, sentences)."""
+    document = encoder.document_to_bytes(vectors.document)
+    sentences = encoder.sentences_to_bytes(vectors.sentences)
     repo.store_vectors(
         session,
         article_id,
         model=vectors.model,
         lang=lang,
         moment=moment,
-        document=encoder.document_to_bytes(vectors.document),
-        sentences=encoder.sentences_to_bytes(vectors.sentences),
+        document=document,
+        sentences=sentences,
         sentence_count=len(vectors.units),
         has_title=vectors.has_title,
         new_article=new_article,
     )
+    return document, sentences
 
 
 def _closest_translation(
@@ -753,21 +807,24 @@ def _closest_translation(
     )
     if not shortlist:
         return None
-    loaded = repo.sentence_vectors(session, [row.article_id for row in shortlist])
+    loaded = {row.article_id: context.recent.get(row.article_id) for row in shortlist}
+    unread = [article_id for article_id, side in loaded.items() if side is None]
+    for article_id, (stored_vectors, text) in repo.sentence_vectors(session, unread).items():
+        loaded[article_id] = StoredSide(
+            stored_vectors.model, stored_vectors.sentences, stored_vectors.has_title, text
+        )
     new_side = crosslingual.Side(candidate.lang, candidate.text, vectors.sentences, vectors.has_title)
     best: tuple[float, int, float, crosslingual.TranslationVerdict] | None = None
     for row in shortlist:
         score = row.score
-        if row.article_id not in loaded:
-            continue
-        stored_vectors, text = loaded[row.article_id]
-        if stored_vectors.model != vectors.model:
+        stored_side = loaded.get(row.article_id)
+        if stored_side is None or stored_side.model != vectors.model:
             continue
         other = crosslingual.Side(
             row.lang,
-            text,
-            encoder.sentences_from_bytes(stored_vectors.sentences, vectors.document.shape[0]),
-            stored_vectors.has_title,
+            stored_side.text,
+            encoder.sentences_from_bytes(stored_side.sentences, vectors.document.shape[0]),
+            stored_side.has_title,
         )
         verdict = crosslingual.verify_translation(
             new_side, other, context.translation_params, context.gazetteer

@@ -2,10 +2,12 @@
 
 The database is the shared index (``article_vectors``, every worker sees the same rows);
 each process keeps, for the run it serves, the days it has read, so a cycle of hundreds
-of items reads each day's vectors once instead of once per item. What others stored in
-the meantime is picked up on every lookup by one primary-key range query (rows with an
-id above the largest this reader has seen), so a translation stored by another worker a
-second ago is a candidate too.
+of items reads each day's vectors once instead of once per item. What this process
+stores is added as it is stored (:meth:`VectorIndex.add`). What others stored in the
+meantime is picked up by one primary-key range query (rows with an id above the largest
+this reader has seen), run by a lookup at most every ``refresh_seconds`` (default 1 s), so
+a translation another worker committed a second ago is a candidate too. (Its rows were
+invisible for as long as its batch was open anyway: up to 2 s.)
 
 Scoring is a matrix product per day (float32), so a lookup over a window of tens of
 thousands of vectors costs milliseconds once the days are loaded.
@@ -13,6 +15,7 @@ thousands of vectors costs milliseconds once the days are loaded.
 
 from __future__ import annotations
 
+import time as _time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -69,13 +72,19 @@ class _Day:
 class VectorIndex:
     """Document vectors of one model, read from the database by day as lookups need them."""
 
-    def __init__(self, model: str, *, max_days: int = 62) -> None:
+    def __init__(self, model: str, *, max_days: int = 62, refresh_seconds: float = 1.0) -> None:
         self.model = model
         self.max_days = max_days
+        self.refresh_seconds = refresh_seconds
         self._days: OrderedDict[date, _Day] = OrderedDict()
         self._seeds: _Day | None = None
         self._seen: set[int] = set()
         self._max_id = -1
+        self._refreshed = -float("inf")  # (monotonic clock) when rows of others were last read
+
+    def add(self, rows: Iterable[repo.VectorRow]) -> None:
+        """Rows this process has just stored (of days not read yet: read with their day)."""
+        self._add((row for row in rows if row.model == self.model), read=False)
 
     def nearest(
         self,
@@ -136,16 +145,24 @@ class VectorIndex:
             lower = datetime.combine(first, time(), UTC)
             upper = datetime.combine(last + timedelta(days=1), time(), UTC)
             self._add(repo.vectors_between(session, self.model, lower, upper))
-        # Rows stored since this reader last looked, by this process or another.
-        self._add(repo.vectors_after(session, self.model, self._max_id))
+        # Rows stored since this reader last looked, by another process (or by this one,
+        # already added), at most every refresh_seconds.
+        now = _time.monotonic()
+        if now - self._refreshed >= self.refresh_seconds:
+            self._add(repo.vectors_after(session, self.model, self._max_id))
+            self._refreshed = now
         # A back-fill over months would otherwise keep every day it touched in memory.
         while len(self._days) > max(self.max_days, len(wanted)):
             _, evicted = self._days.popitem(last=False)
             self._seen.difference_update(evicted.ids)
 
-    def _add(self, rows: Iterable[repo.VectorRow]) -> None:
+    def _add(self, rows: Iterable[repo.VectorRow], *, read: bool = True) -> None:
+        """``read``: rows read from the database, which move the range query's start. (Rows
+        this process stored do not: another's, committed earlier with lower ids, are
+        still to be read.)"""
         for row in rows:
-            self._max_id = max(self._max_id, row.article_id)
+            if read:
+                self._max_id = max(self._max_id, row.article_id)
             if row.article_id in self._seen:
                 continue
             day = self._days.get(_aware(row.moment).date())

@@ -137,7 +137,7 @@ def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, 
     _store_vector(session, 3, "ru", NOW - timedelta(days=30), [1, 0])  # outside the window
     _store_vector(session, 4, "zh", NOW, [0, 1])  # far in meaning
     session.commit()
-    index = VectorIndex("m", max_days=20)
+    index = VectorIndex("m", max_days=20, refresh_seconds=0)  # others' rows on every lookup
     query = np.zeros(512, dtype=np.float32)
     query[0] = 1.0
 
@@ -177,6 +177,50 @@ def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, 
     ] == [3]
     assert len(index._days) <= 20
     assert ids() == [1, 5, 2]
+
+
+def test_the_vector_index_sees_its_own_rows_at_once_and_others_after_the_refresh(
+    session: Session, settings: Settings
+) -> None:
+    """Rows this process stores are added as stored; rows another process stored are read at
+    most every refresh_seconds, and an own row with a higher id does not hide them."""
+    import numpy as np
+
+    from pipeline.db.engine import make_engine, session_factory
+    from pipeline.encoder import document_to_bytes
+    from pipeline.vectorindex import VectorIndex
+
+    _store_vector(session, 1, "en", NOW, [1, 0])
+    session.commit()
+    index = VectorIndex("m", refresh_seconds=3600)
+    query = np.zeros(512, dtype=np.float32)
+    query[0] = 1.0
+
+    def ids() -> list[int]:
+        found = index.nearest(
+            session,
+            query,
+            start=NOW - timedelta(days=1),
+            end=NOW + timedelta(days=1),
+            not_lang="de",
+            min_score=0.5,
+            limit=5,
+        )
+        return [c.article_id for c in found]
+
+    assert ids() == [1]
+    other = make_engine(settings.db_url)
+    with session_factory(other)() as writer:
+        _store_vector(writer, 5, "fr", NOW - timedelta(hours=1), [1, 0.05])
+        writer.commit()
+    other.dispose()
+    own = np.zeros(512, dtype=np.float32)
+    own[:2] = [1, 0.1]
+    _store_vector(session, 9, "ru", NOW, [1, 0.1])
+    index.add([repo.VectorRow(9, 9, "ru", NOW, document_to_bytes(own / np.linalg.norm(own)), "m")])
+    assert ids() == [1, 9]  # its own row at once; the other's not before the refresh
+    index._refreshed -= 3600  # (the refresh interval has passed)
+    assert ids() == [1, 5, 9]
 
 
 def test_the_vector_index_ranks_ties_by_id_whatever_order_rows_arrive_in(session: Session) -> None:
@@ -231,3 +275,32 @@ def test_the_article_page_lists_translations_with_their_reason(session: Session,
         assert copy_page.status_code == 200
         assert f'A translation (zh) of\n  <a href="/articles/{original}"' in copy_page.text
         assert stored_zh.link_detail["reason"] in copy_page.text
+
+
+def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
+    session: Session, settings: Settings
+) -> None:
+    """Vectors kept for articles stored in a transaction are dropped when it is rolled back
+    (their ids may be given to other articles), and kept when it commits."""
+    from pipeline.ingest import StoredSide
+
+    context = IngestContext.from_settings(settings)
+    try:
+        index = context.vector_index("m")
+
+        def remember(article_id: int) -> None:
+            _store_vector(session, article_id, "en", NOW, [1, 0])
+            row = repo.VectorRow(article_id, article_id, "en", NOW, b"\0" * 1024, "m")
+            context.remember_stored(session, row, StoredSide("m", b"", False, "text"))
+
+        remember(1)
+        session.commit()
+        assert list(context.recent) == [1]
+        assert context.vector_indexes == {"m": index}
+        remember(2)
+        session.rollback()
+        assert not context.recent
+        assert not context.vector_indexes  # read again from the database when next asked
+        assert session.get(Article, 1) is not None and session.get(Article, 2) is None
+    finally:
+        context.close()
