@@ -30,7 +30,7 @@ import bisect
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -560,8 +560,10 @@ _QUANTIFIERS = frozenset("?*+{")
 _LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
 
 
-def _closing(source: str, start: int) -> int | None:
-    """Index just past the group opened at ``source[start]``, or None if it is not closed."""
+def _structure(source: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, group depth before it) of the characters of ``source`` from
+    ``start`` that are outside escapes and character classes, then ``(len, "", depth)``,
+    with depth -1 if a class is left open."""
     depth, in_class, i = 0, False, start
     while i < len(source):
         char = source[i]
@@ -572,42 +574,35 @@ def _closing(source: str, start: int) -> int | None:
             in_class = char != "]"
         elif char == "[":
             in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+        else:
+            yield i, char, depth
+            depth += (char == "(") - (char == ")")
         i += 1
+    yield len(source), "", -1 if in_class else depth
+
+
+def _closing(source: str, start: int) -> int | None:
+    """Index just past the group opened at ``source[start]``, or None if it is not closed."""
+    for i, char, depth in _structure(source, start):
+        if char == ")" and depth == 1:
+            return i + 1
     return None
 
 
 def _alternatives(source: str) -> list[str] | None:
     """The top-level ``|`` alternatives of ``source``, or None if its brackets do not balance."""
     parts: list[str] = []
-    depth, in_class, start, i = 0, False, 0, 0
-    while i < len(source):
-        char = source[i]
-        if char == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth < 0:
+    begin = 0
+    for i, char, depth in _structure(source):
+        if not char:
+            if depth != 0:
                 return None
+        elif char == ")" and depth == 0:
+            return None
         elif char == "|" and depth == 0:
-            parts.append(source[start:i])
-            start = i + 1
-        i += 1
-    if depth or in_class:
-        return None
-    parts.append(source[start:])
+            parts.append(source[begin:i])
+            begin = i + 1
+    parts.append(source[begin:])
     return parts
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -16,7 +18,7 @@ from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Feed, FetchFailure, Sighting
 from pipeline.http import HttpClient
-from pipeline.ingest import feed_backoff, import_lines, poll_feed, retry_failed_pages, run_cycle
+from pipeline.ingest import PollResult, feed_backoff, import_lines, poll_feed, retry_failed_pages, run_cycle
 from pipeline.settings import Settings
 from tests.local_server import LocalServer, Reply
 
@@ -160,6 +162,19 @@ def test_changed_feed_of_stored_items_resolves_only_failures_that_exist(
     assert missing is not None and missing.resolved_at is None
 
 
+def first_poll(
+    session: Session, settings: Settings, site: FeedSite, listener: tuple[Any, str, Callable[..., None]]
+) -> PollResult:
+    """The first poll of ``site``'s feed, with ``listener`` (target, event, function) listening."""
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        event.listen(*listener)
+        try:
+            return poll_feed(session, client, settings, feed_id, now=NOW)
+        finally:
+            event.remove(*listener)
+
+
 def test_new_items_of_a_window_are_not_looked_up_one_by_one(session: Session, settings: Settings) -> None:
     """The window look-up that found a page neither stored nor failed is its item's look-up:
     a new page costs no URL or failure query of its own. A link the feed repeats is looked
@@ -172,14 +187,7 @@ def test_new_items_of_a_window_are_not_looked_up_one_by_one(session: Session, se
         if "articles.canonical_url = " in statement or "fetch_failures.target = " in statement:
             lookups.append(statement)
 
-    engine = session.get_bind()
-    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
-        feed_id = add_feed(session, site.server.url("/feed"))
-        event.listen(engine, "before_cursor_execute", watch)
-        try:
-            result = poll_feed(session, client, settings, feed_id, now=NOW)
-        finally:
-            event.remove(engine, "before_cursor_execute", watch)
+    result = first_poll(session, settings, site, (session.get_bind(), "before_cursor_execute", watch))
     assert [r.status for r in result.items] == ["new", "new", "duplicate", "error"]
     assert result.items[2].article_id == result.items[0].article_id
     # /a and /b: store_candidate's own guard against a row stored by another process since;
@@ -250,13 +258,7 @@ def test_storing_a_new_article_leaves_nothing_to_flush(session: Session, setting
     def before_flush(flushing: Session, *args: object) -> None:
         flushes.append(sum(isinstance(row, Article) for row in flushing.dirty))
 
-    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
-        feed_id = add_feed(session, site.server.url("/feed"))
-        event.listen(session, "before_flush", before_flush)
-        try:
-            result = poll_feed(session, client, settings, feed_id, now=NOW)
-        finally:
-            event.remove(session, "before_flush", before_flush)
+    result = first_poll(session, settings, site, (session, "before_flush", before_flush))
     assert [r.status for r in result.items] == ["new"] * 6
     assert sum(flushes) == 0, flushes  # (the feed's own row is updated, as it should be)
 
