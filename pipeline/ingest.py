@@ -166,8 +166,13 @@ class IngestContext:
             self.recent.popitem(last=False)
 
     def _forget_uncommitted(self, session: Session, previous: object) -> None:
+        self.forget_kept()
+
+    def forget_kept(self) -> None:
+        """Drop what this run keeps of stored vectors (after a rollback, or when an article's
+        vectors are replaced): the next lookup reads them again, day by day."""
         self.recent.clear()
-        self.vector_indexes.clear()  # (read again, day by day, by the next lookup)
+        self.vector_indexes.clear()
 
     def prepare_here(self, job: PageJob) -> Future[Prepared]:
         """A worker's job done in this process: what :func:`prepare_page` and the classifier give."""
@@ -233,7 +238,7 @@ class IngestContext:
                 return encoder.ArticleVectors(model, document, sentences, tuple(units), has_title)
         vectors = self.embed(article.title, article.text)
         _store_vectors(
-            session, article.id, vectors, article.lang, article.published_at or article.first_seen_at
+            session, self, article.id, vectors, article.lang, article.published_at or article.first_seen_at
         )
         return vectors
 
@@ -570,7 +575,7 @@ def store_candidate(
             new_article=True,
         )
     document, sentences = _store_vectors(
-        session, stored.id, vectors, candidate.lang, moment, new_article=True
+        session, context, stored.id, vectors, candidate.lang, moment, new_article=True
     )
     context.remember_stored(
         session,
@@ -630,7 +635,12 @@ def reindex_vectors(
         for article in session.scalars(select(Article).where(Article.id.in_(ids)).order_by(Article.id)):
             vectors = context.embed(article.title, article.text)
             _store_vectors(
-                session, article.id, vectors, article.lang, article.published_at or article.first_seen_at
+                session,
+                context,
+                article.id,
+                vectors,
+                article.lang,
+                article.published_at or article.first_seen_at,
             )
         session.commit()
         done += len(ids)
@@ -648,7 +658,7 @@ def index_articles(session: Session, context: IngestContext, article_ids: Sequen
     ):
         vectors = context.embed(article.title, article.text)
         _store_vectors(
-            session, article.id, vectors, article.lang, article.published_at or article.first_seen_at
+            session, context, article.id, vectors, article.lang, article.published_at or article.first_seen_at
         )
 
 
@@ -716,7 +726,9 @@ def _replace_with_new_version(
     article.word_count = count_words(candidate.text)
     params = context.neardup_params
     vectors = context.embed(article.title, candidate.text)
-    _store_vectors(session, article.id, vectors, article.lang, article.published_at or article.first_seen_at)
+    _store_vectors(
+        session, context, article.id, vectors, article.lang, article.published_at or article.first_seen_at
+    )
     fulltext.index_article(session, article.id, article.title, article.text)
     near = neardup.index_of(candidate.text, candidate.lang, params)
     if near.signature:
@@ -754,6 +766,7 @@ def _duplicate_result(
 
 def _store_vectors(
     session: Session,
+    context: IngestContext,
     article_id: int,
     vectors: encoder.ArticleVectors,
     lang: str,
@@ -761,7 +774,13 @@ def _store_vectors(
     *,
     new_article: bool = False,
 ) -> tuple[bytes, bytes]:
-    """Store the vectors of ``article_id``; returns them as stored (document, sentences)."""
+    """Store the vectors of ``article_id``; returns them as stored (document, sentences).
+
+    Replacing an article's vectors drops what ``context`` keeps of stored vectors, which
+    may hold the old ones (a new article's are kept by the caller).
+    """
+    if not new_article:
+        context.forget_kept()
     document = encoder.document_to_bytes(vectors.document)
     sentences = encoder.sentences_to_bytes(vectors.sentences)
     repo.store_vectors(

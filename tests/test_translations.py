@@ -281,8 +281,12 @@ def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
     session: Session, settings: Settings
 ) -> None:
     """Vectors kept for articles stored in a transaction are dropped when it is rolled back
-    (their ids may be given to other articles), and kept when it commits."""
-    from pipeline.ingest import StoredSide
+    (their ids may be given to other articles), kept when it commits, and dropped when an
+    article's vectors are replaced."""
+    import numpy as np
+
+    from pipeline.encoder import ArticleVectors
+    from pipeline.ingest import StoredSide, _store_vectors
 
     context = IngestContext.from_settings(settings)
     try:
@@ -302,5 +306,14 @@ def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
         assert not context.recent
         assert not context.vector_indexes  # read again from the database when next asked
         assert session.get(Article, 1) is not None and session.get(Article, 2) is None
+        # Replacing a kept article's vectors (a new version, a re-index) drops them too.
+        remember(3)
+        session.commit()
+        assert list(context.recent) == [3]
+        unit = np.zeros((1, 512), dtype=np.float32)
+        unit[0, 0] = 1.0
+        replaced = ArticleVectors("m", unit[0], unit, ("text",), False)
+        _store_vectors(session, context, 3, replaced, "en", NOW)
+        assert not context.recent
     finally:
         context.close()
