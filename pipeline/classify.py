@@ -574,6 +574,11 @@ def _structure(source: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
             in_class = char != "]"
         elif char == "[":
             in_class = True
+            # A "]" first in a class ("[]a]", "[^]a]") is one of its characters.
+            i += 2 if source.startswith("^", i + 1) else 1
+            if source.startswith("]", i):
+                i += 1
+            continue
         else:
             yield i, char, depth
             depth += (char == "(") - (char == ")")
@@ -651,9 +656,12 @@ def pattern_needles(source: str) -> tuple[str, ...] | None:
     """Lower-case strings of which every case-insensitive match of ``source`` contains one.
 
     None when the pattern does not say: an alternative that starts with a class, an
-    escape, an optional group or anything else not read here, or a character whose case
-    folding :func:`fold_lower` cannot follow.
+    escape, an optional group or anything else not read here, a comment group (whose
+    text may hold any bracket), or a character whose case folding :func:`fold_lower`
+    cannot follow.
     """
+    if "(?#" in source:
+        return None
     needles = _needles(source)
     if needles is None:
         return None

@@ -88,6 +88,15 @@ class ItemResult:
     copy_kind: CopyKind | None = None
 
 
+def _forget_on_rollback(context: weakref.ref[IngestContext]) -> Callable[[Session, object], None]:
+    def forget(session: Session, previous: object) -> None:
+        alive = context()
+        if alive is not None:
+            alive.forget_kept()
+
+    return forget
+
+
 # Vectors offered ahead and not yet taken that are kept (the oldest are dropped).
 OFFERED_LIMIT = 64
 # Articles stored by this run whose sentence vectors (as stored) and text are kept, for the
@@ -124,8 +133,11 @@ class IngestContext:
     offered: OrderedDict[tuple[str | None, str], Prepared] = field(default_factory=OrderedDict)
     # Articles this run stored (by id), for the translation check of later items.
     recent: OrderedDict[int, StoredSide] = field(default_factory=OrderedDict)
-    # Sessions whose rollbacks drop what this context keeps of rows written through them.
-    watched: weakref.WeakSet[Session] = field(default_factory=weakref.WeakSet)
+    # Sessions whose rollbacks drop what this context keeps of rows written through them,
+    # with the listener each was given (removed by close()).
+    watched: weakref.WeakKeyDictionary[Session, Callable[[Session, object], None]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
@@ -139,8 +151,11 @@ class IngestContext:
         )
 
     def close(self) -> None:
-        """Stop the prepare workers, if any were started."""
+        """Stop the prepare workers, if any were started, and stop listening to sessions."""
         self.pool.close()
+        for session, listener in list(self.watched.items()):
+            event.remove(session, "after_soft_rollback", listener)
+        self.watched.clear()
 
     def offer(self, prepared: Prepared) -> None:
         """What a worker computed for a candidate; :meth:`embed` and :meth:`verdict` take it."""
@@ -155,18 +170,17 @@ class IngestContext:
         the translation check see them without reading them back."""
         if session not in self.watched:
             # A rollback takes the rows away, and on SQLite their ids may come back for
-            # other articles: what was kept of them goes too.
-            event.listen(session, "after_soft_rollback", self._forget_uncommitted)
-            self.watched.add(session)
+            # other articles: what was kept of them goes too. (The listener holds the
+            # context weakly: a long-lived session must not keep every run's context.)
+            listener = _forget_on_rollback(weakref.ref(self))
+            event.listen(session, "after_soft_rollback", listener)
+            self.watched[session] = listener
         index = self.vector_indexes.get(row.model)
         if index is not None:
             index.add([row])
         self.recent[row.article_id] = side
         while len(self.recent) > RECENT_LIMIT:
             self.recent.popitem(last=False)
-
-    def _forget_uncommitted(self, session: Session, previous: object) -> None:
-        self.forget_kept()
 
     def forget_kept(self) -> None:
         """Drop what this run keeps of stored vectors (after a rollback, or when an article's

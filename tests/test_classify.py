@@ -627,6 +627,9 @@ def test_the_needle_pretest_never_changes_a_hit() -> None:
         ("russia|", None),
         ("(unbalanced", None),
         ("Ruſſia", None),  # long s pairs with s: a lower-casing cannot follow it
+        ("foo[](]|bar[])]", ("bar", "foo")),  # a "]" first in a class is a character of it
+        ("foo[^](]|bar", ("bar", "foo")),
+        ("foo(?#[)|bar][])]", None),  # a comment may hold any bracket
     ],
 )
 def test_pattern_needles(source: str, needles: tuple[str, ...] | None) -> None:

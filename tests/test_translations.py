@@ -317,3 +317,43 @@ def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
         assert not context.recent
     finally:
         context.close()
+
+
+def test_a_long_lived_session_does_not_keep_each_runs_context(session: Session, settings: Settings) -> None:
+    """`summitwatch run` keeps one session for every cycle and builds a context per cycle:
+    the session's rollback listener must not keep a finished context (and its kept vectors)
+    alive, and closing the context removes the listener."""
+    import gc
+    import weakref
+
+    from sqlalchemy import event
+
+    from pipeline.ingest import StoredSide
+
+    def one_run() -> tuple[weakref.ref[IngestContext], object]:
+        context = IngestContext.from_settings(settings)
+        _store_vector(session, 7, "en", NOW, [1, 0])
+        row = repo.VectorRow(7, 7, "en", NOW, b"\0" * 1024, "m")
+        context.remember_stored(session, row, StoredSide("m", b"", False, "text"))
+        session.commit()
+        (listener,) = context.watched.values()
+        context.close()
+        assert not event.contains(session, "after_soft_rollback", listener)
+        return weakref.ref(context), listener
+
+    ref, _ = one_run()
+    gc.collect()
+    assert ref() is None
+    # Not closed (a run that crashed): the listener holds the context weakly.
+    context = IngestContext.from_settings(settings)
+    context.remember_stored(
+        session,
+        repo.VectorRow(999_999, 999_999, "en", NOW, b"\0" * 1024, "m"),
+        StoredSide("m", b"", False, "t"),
+    )
+    unclosed = weakref.ref(context)
+    context.pool.close()
+    del context
+    gc.collect()
+    assert unclosed() is None
+    session.rollback()  # the orphaned listener finds no context, and does nothing
