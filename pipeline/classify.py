@@ -627,8 +627,7 @@ def _alternative_needles(alternative: str) -> set[str] | None:
             inner = inner[2:]
         elif inner.startswith("?"):
             return None  # inline flags, named groups, conditionals: not read here
-        found = _needles(inner)
-        return set(found) if found is not None else None
+        return _needles(inner)
     run = _PLAIN_RUN.match(alternative, i)
     literal = run.group() if run else ""
     end = i + len(literal)
@@ -639,7 +638,7 @@ def _alternative_needles(alternative: str) -> set[str] | None:
     return {literal}
 
 
-def _needles(source: str) -> tuple[str, ...] | None:
+def _needles(source: str) -> set[str] | None:
     alternatives = _alternatives(source)
     if alternatives is None:
         return None
@@ -649,7 +648,7 @@ def _needles(source: str) -> tuple[str, ...] | None:
         if not found:
             return None
         needles |= found
-    return tuple(sorted(needles))
+    return needles
 
 
 def pattern_needles(source: str) -> tuple[str, ...] | None:
@@ -665,10 +664,10 @@ def pattern_needles(source: str) -> tuple[str, ...] | None:
     needles = _needles(source)
     if needles is None:
         return None
-    lowered = [fold_lower(needle) for needle in needles]
-    if any(needle is None for needle in lowered):
+    lowered = {fold_lower(needle) for needle in needles}
+    if None in lowered:
         return None
-    return tuple(sorted({needle for needle in lowered if needle is not None}))
+    return tuple(sorted(needle for needle in lowered if needle is not None))
 
 
 @lru_cache(maxsize=4096)

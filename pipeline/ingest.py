@@ -1169,7 +1169,9 @@ def _ingest_feed_items(
     complete = True
     # Workers for the items not stored yet (a changed feed body often lists only known
     # ones), started before the fetch threads so that they can be forked.
-    linked = {canonical for canonical, _ in map(_screen_item, items) if canonical}
+    # Each item's canonical URL (None for one refused), screened once for the feed.
+    canonicals = [_screen_item(item)[0] for item in items]
+    linked = {canonical for canonical in canonicals if canonical}
     fresh = len(linked - repo.known_urls(session, sorted(linked)))
     use_workers = context.pool.start_for(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
@@ -1189,9 +1191,8 @@ def _ingest_feed_items(
         # the feed (a repeated link is looked up in its turn: its first may be stored by then).
         absent: set[int] = set()
         first_of: dict[str, int] = {}
-        for index, item in enumerate(items):
+        for index, (item, canonical) in enumerate(zip(items, canonicals, strict=True)):
             first_of.setdefault(item.url or "", index)
-            canonical = _screen_item(item)[0]
             if canonical:
                 first_of.setdefault(canonical, index)
         via = _via(feed)
@@ -1203,13 +1204,13 @@ def _ingest_feed_items(
                 return  # enough in flight; refilled half a window at a time (one lookup each)
             upcoming = list(range(max(next_to_submit, position), limit))
             next_to_submit = limit
-            canonicals = {index: _screen_item(items[index])[0] for index in upcoming}
-            known = repo.known_articles(session, [c for c in canonicals.values() if c])
-            seen = [(known[c][0], items[i].url or "") for i, c in canonicals.items() if c in known]
+            looked_up = {index: canonicals[index] for index in upcoming}
+            known = repo.known_articles(session, [c for c in looked_up.values() if c])
+            seen = [(known[c][0], items[i].url or "") for i, c in looked_up.items() if c in known]
             sighted = repo.sighted(session, via, seen) if seen else set()
             # A page that failed before is fetched (or not) when its turn comes, as before.
             failed = repo.open_failure_targets(session, "page", [items[i].url or "" for i in upcoming])
-            for index, canonical in canonicals.items():
+            for index, canonical in looked_up.items():
                 url = items[index].url
                 if canonical in known and url:
                     stored[index] = (known[canonical], (known[canonical][0], url) in sighted)
