@@ -264,6 +264,15 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _preload_encoder(settings: Settings) -> None:
+    """Load the sentence encoder on the second core while this command imports the rest:
+    a polling cycle or an import with anything new needs it (a cycle where every feed
+    answers 304 loads it for nothing, in the background)."""
+    from pipeline import encoder
+
+    encoder.preload(settings.encoder)
+
+
 def _progress(message: str) -> None:
     """Progress lines quote feed and page URLs and errors: shown redacted."""
     _stderr(redact_text(message))
@@ -297,6 +306,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    _preload_encoder(settings)
     from pipeline.db import repo
     from pipeline.db.schema import utcnow
     from pipeline.ingest import run_cycle
@@ -321,6 +331,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    _preload_encoder(settings)
     from pipeline.ingest import import_lines
 
     stream: TextIO = sys.stdin if args.file == "-" else _open_text(args.file)

@@ -190,6 +190,41 @@ def load_configured(limits: EncoderSettings) -> SentenceEncoder:
     return load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
 
 
+_PRELOADS: list[threading.Thread] = []
+
+
+def preload(limits: EncoderSettings) -> None:
+    """Start loading the packaged encoder in a background thread, once per process.
+
+    For a command that is about to need the encoder (``run``, ``import``) and still has
+    its libraries to import. Most of a load is the tokenizer reading its vocabulary in C++
+    (0.2 s) without holding the interpreter lock, so it runs on the second core while the
+    main thread imports. :func:`load_encoder` then finds the model loaded, or waits for the
+    thread under its lock. A failed preload changes nothing: the next load reports the
+    error. Other models (``sentence-transformers:``, a factory) load on first use only:
+    importing a framework in a thread next to the main thread's imports is not worth the
+    risk.
+    """
+    if limits.model != DEFAULT_MODEL or _PRELOADS or (limits.model, limits.threads) in _CACHE:
+        return
+    thread = threading.Thread(target=_preload, args=(limits,), name="summitwatch-encoder-preload")
+    _PRELOADS.append(thread)
+    thread.start()
+
+
+def finish_preload() -> None:
+    """Wait for :func:`preload`'s thread, if one runs (before a fork: see ``pipeline.prepare``)."""
+    for thread in _PRELOADS:
+        thread.join()
+
+
+def _preload(limits: EncoderSettings) -> None:
+    try:
+        load_configured(limits)
+    except Exception as exc:  # the load in the caller's turn raises it again, in context
+        log.debug("encoder preload failed: %s", exc)
+
+
 def _build(model: str, threads: int, cache_dir: Path | None) -> SentenceEncoder:
     if model == DEFAULT_MODEL:
         return Usem3Encoder(threads=threads, cache_dir=cache_dir)

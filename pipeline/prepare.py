@@ -249,6 +249,8 @@ class PreparePool:
         """
         if self.workers < 1 or (self._executor is None and pages < MIN_PAGES_FOR_WORKERS):
             return False
+        if self._executor is None:
+            encoder.finish_preload()  # with its thread running, the workers would start afresh
         if self._executor is None and threading.active_count() == 1:
             from pipeline.language import detect_language
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from pipeline import encoder
 from pipeline.collector import batch_collection
 from pipeline.db import repo
 from pipeline.db.engine import open_session
@@ -68,6 +69,7 @@ def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None
     the batch is polled; the task process's own setting is restored afterwards.
     """
     settings = settings or load_settings()
+    encoder.preload(settings.encoder)  # on the second core, while the session and feeds start
     with (
         batch_collection(),
         task_session(settings) as session,

