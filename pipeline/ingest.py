@@ -29,7 +29,7 @@ from sqlalchemy import event, or_, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
-from pipeline import crosslingual, dedup, encoder, importers, neardup
+from pipeline import crosslingual, dedup, encoder, importers, language, neardup
 from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
@@ -141,6 +141,7 @@ class IngestContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
+        language.use_cache(settings.encoder.cache_path)
         return cls(
             settings,
             settings.neardup_params(),

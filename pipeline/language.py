@@ -17,6 +17,8 @@ test compares them on hundreds of real texts); a detection costs about half as m
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 import unicodedata
 from collections import Counter
@@ -35,6 +37,7 @@ _CODE_MAP = {"zh-cn": "zh", "zh-tw": "zh"}
 # Scripts that identify a language (family) on their own when langdetect is unsure.
 _SCRIPT_LANG = {"HANGUL": "ko", "HIRAGANA": "ja", "KATAKANA": "ja", "THAI": "th", "HEBREW": "he"}
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
 # Characters read by default: a few hundred words, enough for any language the profiles know.
 DEFAULT_SAMPLE_CHARS = 1500
 # A declared language starts with this much more weight than each of the ~55 others (about
@@ -42,6 +45,23 @@ DEFAULT_SAMPLE_CHARS = 1500
 # Chosen on the tuning excerpts (benchmarks/language_accuracy.py), where 4, 20 and 100
 # cost nothing when the declaration is wrong.
 PRIOR_WEIGHT = 20.0
+
+
+# Where the n-gram table is kept between runs (:func:`use_cache`); empty: built every time.
+_CACHE_FOLDER: list[Path] = []
+# Bumped whenever the cached table's layout changes: older files are then rebuilt.
+TABLE_FORMAT = 1
+_SEPARATOR = "\x00"  # between the n-grams of the cached table (no n-gram contains it)
+
+
+def use_cache(folder: Path | None) -> None:
+    """Keep the detector's n-gram table in ``folder`` between runs (None: build it each time).
+
+    Takes effect for the first detection of the process (the table is built once). Set by
+    the commands and tasks from ``encoder.cache_dir``, which holds the encoder's unpacked
+    weights for the same reason.
+    """
+    _CACHE_FOLDER[:] = [folder] if folder is not None else []
 
 
 @lru_cache(maxsize=1)
@@ -52,17 +72,106 @@ def _factory() -> Any:
     n-grams, one profile at a time. Here the same probabilities are computed with numpy,
     one pass per profile, into a sparse table (:class:`NgramTable`): the same numbers in
     about a third of the time (0.10 s against 0.28 s of CPU, before the first page) and
-    two thirds of the memory.
+    two thirds of the memory. With a cache folder (:func:`use_cache`) the table is read
+    back from there in a fifth of that, until langdetect's profiles change.
     """
     from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 
     files = sorted(p for p in Path(PROFILES_DIRECTORY).iterdir() if not p.name.startswith("."))
-    profiles = [json.loads(profile_file.read_text(encoding="utf-8")) for profile_file in files]
+    target = _table_file(files, _CACHE_FOLDER[0]) if _CACHE_FOLDER else None
+    cached = _read_table(target) if target is not None else None
+    if cached is not None:
+        langlist, table = cached
+    else:
+        profiles = [json.loads(profile_file.read_text(encoding="utf-8")) for profile_file in files]
+        langlist = [profile["name"] for profile in profiles]
+        table = NgramTable.from_profiles(profiles)
+        if target is not None:
+            _write_table(target, langlist, table)
     factory = DetectorFactory()
-    factory.langlist = [profile["name"] for profile in profiles]
-    factory.word_lang_prob_map = NgramTable.from_profiles(profiles)
+    factory.langlist = langlist
+    factory.word_lang_prob_map = table
     factory.set_seed(SEED)
     return factory
+
+
+def _table_file(files: Sequence[Path], folder: Path) -> Path | None:
+    """The cache file of the table built from these exact profile files."""
+    import hashlib
+
+    try:
+        identity = [
+            TABLE_FORMAT,
+            sys.version,
+            *((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files),
+        ]
+    except OSError:
+        return None
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+    return folder / f"langdetect-{key}.npz"
+
+
+def _read_table(path: Path) -> tuple[list[str], NgramTable] | None:
+    """The languages and table kept at ``path``; None when missing or not whole."""
+    import numpy as np
+
+    try:
+        # (Opened here: numpy leaves its own handle open when the archive is damaged.)
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
+            languages = stored["languages"].tobytes().decode("utf-8").split(_SEPARATOR)
+            grams = stored["grams"].tobytes().decode("utf-8").split(_SEPARATOR)
+            starts, columns, values = stored["starts"], stored["columns"], stored["values"]
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # damaged: whatever numpy or zipfile raise
+        log.info("language table cache %s unreadable (%s); building it again", path, exc)
+        return None
+    whole = (
+        starts.shape == (len(grams) + 1,)
+        and starts.dtype == np.int64
+        and columns.shape == values.shape == (int(starts[-1]),)
+        and values.dtype == np.float64
+        and (columns.size == 0 or 0 <= int(columns.min()) <= int(columns.max()) < len(languages))
+    )
+    if not whole:
+        log.info("language table cache %s does not fit its profiles; building it again", path)
+        return None
+    rows = dict(zip(grams, range(len(grams)), strict=True))
+    return languages, NgramTable(rows, len(languages), starts, columns, values)
+
+
+def _utf8(text: str) -> Any:
+    import numpy as np
+
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def _write_table(path: Path, languages: Sequence[str], table: NgramTable) -> None:
+    """Keep ``table`` at ``path`` (written whole, then renamed; errors only logged)."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    if any(_SEPARATOR in text for text in chain(languages, table.rows)):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        log.info("language table cache %s not writable (%s)", path.parent, exc)
+        return
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **table.arrays(), languages=_utf8(_SEPARATOR.join(languages)))
+        os.replace(staging, path)
+    except OSError as exc:
+        log.info("language table cache %s not written (%s)", path, exc)
+        Path(staging).unlink(missing_ok=True)
+        return
+    for old in path.parent.glob("langdetect-*.npz"):  # tables of earlier profiles
+        if old != path:
+            old.unlink(missing_ok=True)
 
 
 class NgramTable(Mapping[str, list[float]]):
@@ -108,6 +217,15 @@ class NgramTable(Mapping[str, list[float]]):
     def rows(self) -> dict[str, int]:
         """Each known n-gram's row."""
         return self._rows
+
+    def arrays(self) -> dict[str, Any]:
+        """The table as arrays (n-grams in row order, joined as UTF-8), for ``np.savez``."""
+        return {
+            "grams": _utf8(_SEPARATOR.join(self._rows)),
+            "starts": self._starts,
+            "columns": self._columns,
+            "values": self._values,
+        }
 
     def dense(self, rows: Any) -> Any:
         """The probabilities of ``rows`` (an int array), one dense row of languages each."""

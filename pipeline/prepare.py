@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pipeline import encoder
+from pipeline import encoder, language
 from pipeline.collector import use_batch_threshold
 from pipeline.crosslingual import Gazetteer, TextEvidence, load_gazetteer, text_evidence
 from pipeline.errors import ExtractionError, ItemError
@@ -162,6 +162,7 @@ _WORKER_GAZETTEER: list[Gazetteer] = []
 def _start_worker(settings: Settings, parent: int) -> None:
     # (A forked worker keeps the classifier its parent loaded; a spawned one loads its own.)
     _WORKER_SETTINGS[:] = [settings]
+    language.use_cache(settings.encoder.cache_path)
     # A worker does batch work only (a spawned one does not inherit its parent's setting).
     use_batch_threshold()
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()

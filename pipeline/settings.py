@@ -98,8 +98,9 @@ class EncoderSettings(_Section):
     max_sentences: int = Field(40, ge=1, le=1000)
     max_sentence_chars: int = Field(600, ge=50, le=20_000)
     lead_sentences: int = Field(6, ge=0, le=1000)
-    # Where a model's unpacked weights and constant vectors are kept between runs: "auto"
-    # ($XDG_CACHE_HOME/summitwatch, else ~/.cache/summitwatch), a folder, or "" for none.
+    # Where a model's unpacked weights, constant vectors and the language table are kept
+    # between runs: "auto" ($XDG_CACHE_HOME/summitwatch, else ~/.cache/summitwatch), a
+    # folder, or "" for none.
     cache_dir: str = Field("auto", max_length=4096)
 
     @property

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline import language
@@ -172,3 +175,115 @@ def test_detector_gives_langdetects_probabilities_exactly() -> None:
         assert answers[0] == answers[1], text[:80]
         compared += 1
     assert compared == len(texts)
+
+
+# The n-gram table kept between runs ---------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The table is built again by the next detection, and by the one after the test."""
+    monkeypatch.setattr(language, "_CACHE_FOLDER", [])
+    language._factory.cache_clear()
+    yield
+    language._factory.cache_clear()
+
+
+def _table_of(factory: Any) -> tuple[list[str], list[str], list[Any]]:
+    table = factory.word_lang_prob_map
+    return factory.langlist, list(table.rows), list(table.arrays().values())
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Two factories' tables: same languages, n-grams in the same rows, equal arrays."""
+    (languages, grams, arrays), (other_languages, other_grams, other_arrays) = (
+        _table_of(left),
+        _table_of(right),
+    )
+    return (
+        languages == other_languages
+        and grams == other_grams
+        and all(
+            a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(arrays, other_arrays, strict=True)
+        )
+    )
+
+
+def test_the_table_is_kept_and_read_back_exactly(
+    tmp_path: Path, fresh_table: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = language._factory()
+    language._factory.cache_clear()
+    language.use_cache(tmp_path)
+    assert _same(language._factory(), built)  # built again, and written
+    (kept,) = tmp_path.glob("langdetect-*.npz")
+    language._factory.cache_clear()
+
+    def no_build(profiles: Any) -> Any:
+        raise AssertionError("the table was built, not read from the cache")
+
+    monkeypatch.setattr(language.NgramTable, "from_profiles", classmethod(lambda cls, p: no_build(p)))
+    assert _same(language._factory(), built)
+    assert detect_language(SAMPLES["ru"]).lang == "ru"
+    assert list(tmp_path.glob("langdetect-*.npz")) == [kept]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong shape"])
+def test_a_damaged_table_is_built_again_and_replaced(tmp_path: Path, fresh_table: None, damage: str) -> None:
+    language.use_cache(tmp_path)
+    expected = language._factory()
+    (kept,) = tmp_path.glob("langdetect-*.npz")
+    if damage == "garbage":
+        kept.write_bytes(b"not a numpy archive")
+    elif damage == "truncated":
+        kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])
+    else:
+        with np.load(kept) as stored:
+            arrays = dict(stored)
+        arrays["starts"] = arrays["starts"][:-5]
+        with kept.open("wb") as out:
+            np.savez(out, **arrays)
+    language._factory.cache_clear()
+    assert _same(language._factory(), expected)
+    language._factory.cache_clear()
+    assert _same(language._factory(), expected)  # rewritten whole, and read back
+
+
+def test_an_unwritable_cache_only_means_building_the_table(tmp_path: Path, fresh_table: None) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    language.use_cache(blocked / "summitwatch")
+    assert detect_language(SAMPLES["en"]).lang == "en"
+    assert list(tmp_path.iterdir()) == [blocked]
+
+
+def test_the_cached_table_follows_the_profiles(tmp_path: Path) -> None:
+    from langdetect.detector_factory import PROFILES_DIRECTORY
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for name in ("en", "ru"):
+        (profiles / name).write_bytes((Path(PROFILES_DIRECTORY) / name).read_bytes())
+    files = sorted(profiles.iterdir())
+    first = language._table_file(files, tmp_path)
+    assert language._table_file(files, tmp_path) == first
+    (profiles / "ru").write_bytes((profiles / "ru").read_bytes() + b" ")
+    assert language._table_file(files, tmp_path) != first
+    assert language._table_file([*files, profiles / "missing"], tmp_path) is None
+
+
+def test_a_run_keeps_the_table_in_the_encoder_cache_folder(tmp_path: Path) -> None:
+    code = (
+        "from pipeline.ingest import IngestContext\n"
+        "from pipeline.language import detect_language\n"
+        "from pipeline.settings import load_settings\n"
+        "IngestContext.from_settings(load_settings()).close()\n"
+        "print(detect_language('Путин и Си Цзиньпин провели переговоры в Пекине').lang)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    for _ in range(2):  # the second process reads what the first kept
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        assert done.stdout.strip() == "ru"
+    assert len(list((tmp_path / "summitwatch").glob("langdetect-*.npz"))) == 1
