@@ -141,6 +141,7 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
     with site(rows) as server:
         alone = run_cli(tmp_path / "alone.db", 0, server.url("/feed"))
         pooled = run_cli(tmp_path / "pooled.db", 1, server.url("/feed"))
+        two_workers = run_cli(tmp_path / "two.db", 2, server.url("/feed"))
         again = subprocess.run(
             [SCRIPT, "-v", "run", "--once", "--all"],
             capture_output=True,
@@ -150,6 +151,7 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
         )
     assert "prepare worker" not in alone
     assert "started 1 prepare worker(s) by fork" in pooled  # the CLI has no other thread then
+    assert "started 2 prepare worker(s) by fork" in two_workers
     assert again.returncode == 0 and "0 new" in again.stderr
     assert "prepare worker" not in again.stderr, "a changed feed of known items starts no worker"
     one, two = stored(tmp_path / "alone.db"), stored(tmp_path / "pooled.db")
@@ -160,6 +162,7 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
     assert any(row[8] for row in one), "some articles have topics"
     assert all(row[10] and row[11] and row[12] for row in one), "signatures, bands and search terms"
     assert one == two
+    assert stored(tmp_path / "two.db") == one  # whichever worker does which page
 
 
 def job_for(settings: Settings, text: str) -> PageJob:
