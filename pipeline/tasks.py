@@ -70,13 +70,18 @@ def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None
     """
     settings = settings or load_settings()
     encoder.preload(settings.encoder)  # on the second core, while the session and feeds start
-    with (
-        batch_collection(),
-        task_session(settings) as session,
-        HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
-    ):
-        # Failed pages are retried once per cycle, by the finish task, not by every batch.
-        summary = run_cycle(session, client, settings, feed_ids=list(feed_ids), retry_pages=False)
+    try:
+        with (
+            batch_collection(),
+            task_session(settings) as session,
+            HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
+        ):
+            # Failed pages are retried once per cycle, by the finish task, not by every batch.
+            summary = run_cycle(session, client, settings, feed_ids=list(feed_ids), retry_pages=False)
+    finally:
+        # Airflow ends a task's process without waiting for its threads: a load cut short
+        # would leave a half-written cache folder behind.
+        encoder.finish_preload()
     counts = summary.counts()
     return {key: int(value) for key, value in counts.items()}
 

