@@ -217,11 +217,9 @@ def _prepare_in_worker(job: PageJob) -> Prepared:
 
 def _warm_up() -> bool:
     """Load what the first page needs (encoder, classifier, language profiles) before it arrives."""
-    from pipeline.language import detect_language
-
     _classifier()
     _gazetteer()
-    detect_language(WARM_UP_TEXT)
+    language.detect_language(WARM_UP_TEXT)
     return True
 
 
@@ -252,12 +250,10 @@ class PreparePool:
             return False
         if self._executor is None:
             encoder.finish_preload()  # with its thread running, the workers would start afresh
-        if self._executor is None and threading.active_count() == 1:
-            from pipeline.language import detect_language
-
-            _WORKER_CLASSIFIER[:] = [classifier()]
-            _WORKER_GAZETTEER[:] = [gazetteer] if gazetteer is not None else []
-            detect_language(WARM_UP_TEXT)
+            if threading.active_count() == 1:
+                _WORKER_CLASSIFIER[:] = [classifier()]
+                _WORKER_GAZETTEER[:] = [gazetteer] if gazetteer is not None else []
+                language.detect_language(WARM_UP_TEXT)
         self._ensure()
         return True
 
