@@ -16,6 +16,13 @@ Two measurements per split:
     best F1 (the same threshold is then applied to ``heldout``);
   - MinHash: the same-language near-duplicate test applied across languages (shingles
     of different scripts and words never match: 0 by construction, measured anyway).
+* **long texts**: the excerpts are short (about 5 to 15 sentences), and full articles
+  behave differently, so each split also builds longer pairs by joining ``k`` (2, 3, 4)
+  labelled pairs of one language pair from different events, side by side: joined
+  translation pairs are a translation, joined ``same_event``/``different`` pairs are not.
+  The combinations are drawn with a fixed seed. Scored for summitwatch and for the
+  previous rule (the full sentence margin at every length, aligned share 0.6, no run
+  test), which the excerpts alone could not tell apart from the current one.
 * **stream**: every article of the split imported in shuffled order through the real
   ingest path (``pipeline.ingest.import_lines`` on a fresh SQLite database: extraction
   of nothing, language detection, exact + near + cross-language dedupe). A labelled
@@ -44,7 +51,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -215,6 +222,115 @@ def pair_table(rows: Sequence[dict[str, Any]], raw_threshold: float) -> dict[str
     return table
 
 
+# Long texts ---------------------------------------------------------------------------------
+
+LONG_SIZES = (2, 3, 4)
+LONG_TRANSLATIONS_PER_LANGS = 12
+LONG_NEGATIVES_PER_LANGS = 40
+
+
+def long_pairs(
+    items: dict[str, Item], pairs: Sequence[Pair], size: int, seed: int
+) -> list[tuple[bool, tuple[tuple[str, str], ...]]]:
+    """Joined pairs: ``size`` labelled pairs of one language pair, each from another event.
+
+    Returns (is_translation, ((a, b), ...)) with every ``a`` in the same language and every
+    ``b`` in the other; at most a fixed number of distinct combinations per language pair.
+    """
+    rng = random.Random(f"{seed}-{size}")
+    chosen: list[tuple[bool, tuple[tuple[str, str], ...]]] = []
+    for positive, limit in ((True, LONG_TRANSLATIONS_PER_LANGS), (False, LONG_NEGATIVES_PER_LANGS)):
+        by_langs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        for pair in pairs:
+            if (pair.label == "translation") != positive:
+                continue
+            a, b = pair.a, pair.b
+            if items[a].lang == items[b].lang:
+                continue
+            if items[a].lang > items[b].lang:
+                a, b = b, a
+            by_langs[(items[a].lang, items[b].lang)].append((a, b))
+        for langs in sorted(by_langs):
+            candidates = sorted(by_langs[langs])
+            seen: set[frozenset[tuple[str, str]]] = set()
+            for _ in range(limit * 4):
+                if len(seen) >= limit:
+                    break
+                rng.shuffle(candidates)
+                combination: list[tuple[str, str]] = []
+                events: set[str] = set()
+                for a, b in candidates:
+                    if items[a].event in events or items[b].event in events:
+                        continue
+                    combination.append((a, b))
+                    events |= {items[a].event, items[b].event}
+                    if len(combination) == size:
+                        break
+                key = frozenset(combination)
+                if len(combination) == size and key not in seen:
+                    seen.add(key)
+                    chosen.append((positive, tuple(combination)))
+    return chosen
+
+
+def long_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, seed: int) -> dict[str, Any]:
+    model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
+    limits = settings.encoder
+    gazetteer = crosslingual.load_gazetteer(settings.gazetteer_file)
+    params = settings.translation_params()
+    systems = {
+        "summitwatch": params,
+        "previous_rule": replace(
+            params,
+            short_text_sentences=1000,
+            long_text_sentences=1000,
+            min_aligned_share=0.6,
+            min_run_share=0.0,
+        ),
+    }
+    sides: dict[tuple[str, ...], crosslingual.Side] = {}
+
+    def side(keys: tuple[str, ...]) -> crosslingual.Side:
+        if keys not in sides:
+            text = "\n\n".join(
+                (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text for key in keys
+            )
+            vectors = encoder.embed_article(
+                model,
+                None,
+                text,
+                max_sentences=limits.max_sentences,
+                max_chars=limits.max_sentence_chars,
+                lead_sentences=limits.lead_sentences,
+            )
+            sides[keys] = crosslingual.Side(items[keys[0]].lang, text, vectors.sentences, False)
+        return sides[keys]
+
+    result: dict[str, Any] = {}
+    for size in LONG_SIZES:
+        joined = long_pairs(items, pairs, size, seed)
+        entry: dict[str, Any] = {
+            "translations": sum(1 for positive, _ in joined if positive),
+            "negatives": sum(1 for positive, _ in joined if not positive),
+            "shorter_side_units_median": None,
+        }
+        units = []
+        for name, system in systems.items():
+            tp = fp = fn = 0
+            for positive, combination in joined:
+                a = side(tuple(a for a, _ in combination))
+                b = side(tuple(b for _, b in combination))
+                units.append(min(len(a.sentences), len(b.sentences)))
+                linked = crosslingual.verify_translation(a, b, system, gazetteer).is_translation
+                tp += positive and linked
+                fp += linked and not positive
+                fn += positive and not linked
+            entry[name] = prf(tp, fp, fn)
+        entry["shorter_side_units_median"] = sorted(units)[len(units) // 2] if units else None
+        result[str(size)] = entry
+    return result
+
+
 # Stream -------------------------------------------------------------------------------------
 
 
@@ -356,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = dev_rows if split == "dev" else pair_scores(items, pairs, settings)
         table = pair_table(rows, raw_threshold)
         streamed = stream(items, pairs, settings, args.seed)
-        result["splits"][split] = {"pairs": table, "stream": streamed, "pair_rows": rows}
+        joined = long_scores(items, pairs, settings, args.seed)
+        result["splits"][split] = {"pairs": table, "long": joined, "stream": streamed, "pair_rows": rows}
         print(f"\n## {split}: {len(items)} articles, {len(pairs)} labelled pairs\n")
         print("| system | language pair | precision | recall | F1 | negatives |")
         print("|---|---|---:|---:|---:|---:|")
@@ -365,6 +482,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"| {system} | {group} | {fmt(scores['precision'])} | {fmt(scores['recall'])} | "
                     f"{fmt(scores['f1'])} | {scores['negatives']} |"
+                )
+        print("\n| joined pairs | shorter side, units (median) | system | precision | recall | wrong links |")
+        print("|---:|---:|---|---:|---:|---:|")
+        for size, entry in joined.items():
+            for system in ("summitwatch", "previous_rule"):
+                scores = entry[system]
+                print(
+                    f"| {size} | {entry['shorter_side_units_median']} | {system} | "
+                    f"{fmt(scores['precision'])} | "
+                    f"{fmt(scores['recall'])} ({scores['tp']}/{entry['translations']}) | "
+                    f"{scores['fp']} of {entry['negatives']} |"
                 )
         print(
             f"\nstream ({streamed['articles']} articles, shuffled, {streamed['seconds']} s): "

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
@@ -123,12 +131,24 @@ class TranslationSettings(_Section):
     max_candidates: int = Field(12, ge=1, le=1000)
     sentence_similarity: float = Field(0.5, ge=0.0, le=1.0)
     min_margin: float = Field(0.15, ge=0.0, le=2.0)
+    short_text_sentences: int = Field(8, ge=1, le=1000)
+    long_text_sentences: int = Field(12, ge=1, le=1000)
     max_position_shift: float = Field(0.3, ge=0.0, le=1.0)
-    min_aligned_share: float = Field(0.6, gt=0.0, le=1.0)
+    min_aligned_share: float = Field(0.5, gt=0.0, le=1.0)
     min_aligned_sentences: int = Field(3, ge=1, le=100)
     min_order: float = Field(0.8, ge=0.0, le=1.0)
+    min_run_share: float = Field(0.5, ge=0.0, le=1.0)
     min_number_agreement: float = Field(0.5, ge=0.0, le=1.0)
     max_length_ratio: float = Field(3.0, ge=1.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _margin_lengths_in_order(self) -> TranslationSettings:
+        if self.long_text_sentences < self.short_text_sentences:
+            raise ValueError(
+                f"long_text_sentences ({self.long_text_sentences}) must be at least "
+                f"short_text_sentences ({self.short_text_sentences})"
+            )
+        return self
 
 
 class StorySettings(_Section):
@@ -208,10 +228,13 @@ class Settings(_Section):
         return TranslationParams(
             sentence_similarity=t.sentence_similarity,
             min_margin=t.min_margin,
+            short_text_sentences=t.short_text_sentences,
+            long_text_sentences=t.long_text_sentences,
             max_position_shift=t.max_position_shift,
             min_aligned_share=t.min_aligned_share,
             min_aligned_sentences=t.min_aligned_sentences,
             min_order=t.min_order,
+            min_run_share=t.min_run_share,
             min_number_agreement=t.min_number_agreement,
             max_length_ratio=t.max_length_ratio,
         )
