@@ -4,8 +4,11 @@ A pure stage over vectors and texts. Whole-document similarity cannot separate a
 translation from another outlet's report of the same event in another language: both
 are about the same people, place and day. What a translation has, and a separate report
 has not, is *the same sentences in the same order*: most sentences of the shorter text
-have a mutual best match in the other text, those matches are close, and they run in
-order. Numbers and amounts (whatever the script and unit words: "50 billion", "50 млрд",
+have a mutual best match in the other text, and the matches run in order and in runs
+(consecutive sentences matching consecutive sentences), where two reports quoting one
+statement match in isolated places. In a short text each match must also stand out from
+its runners-up; in a long one that margin fades out (see :func:`required_margin`).
+Numbers and amounts (whatever the script and unit words: "50 billion", "50 млрд",
 "500亿") and named entities (through a small trilingual gazetteer) must agree too.
 
 :func:`verify_translation` measures all of it and decides with explicit thresholds
@@ -228,7 +231,8 @@ def verify_translation(
     share = aligned / shorter if shorter else 0.0
     mean_similarity = sum(p[2] for p in pairs) / aligned if aligned else 0.0
     order = order_consistency(pairs)
-    run_share = in_runs(pairs) / shorter if shorter else 0.0
+    runs = in_runs(pairs)
+    run_share = runs / shorter if shorter else 0.0
     number_agreement, compared = _agreement(a.numbers, b.numbers)
     entity_agreement = None
     if gazetteer is not None:
@@ -255,7 +259,8 @@ def verify_translation(
         failures.append(f"length ratio {length_ratio:.1f} with only {aligned} aligned sentences")
     is_translation = not failures
     reason = (
-        f"{aligned} of {shorter} sentences align in order (mean similarity {mean_similarity:.2f})"
+        f"{aligned} of {shorter} sentences align in order, {runs} of them in runs "
+        f"(mean similarity {mean_similarity:.2f})"
         + (f", {compared} numbers agree {number_agreement:.0%}" if number_agreement is not None else "")
         if is_translation
         else "not a translation: " + "; ".join(failures)
