@@ -162,14 +162,7 @@ def measure_pages(settings: Settings, limit: int | None) -> dict[str, Any]:
     extract_ms, embed_ms, warm_ms, bare_ms, units, stored, text_bytes = [], [], [], [], [], [], []
 
     def embed(title: str | None, body: str) -> encoder.ArticleVectors:
-        return encoder.embed_article(
-            model,
-            title,
-            body,
-            max_sentences=limits.max_sentences,
-            max_chars=limits.max_sentence_chars,
-            lead_sentences=limits.lead_sentences,
-        )
+        return encoder.embed_configured(model, title, body, limits)
 
     for number, html in enumerate(pages):
         started = time.perf_counter()
@@ -244,14 +237,7 @@ def load_fixture(settings: Settings) -> list[tuple[dict[str, Any], encoder.Artic
     return [
         (
             row,
-            encoder.embed_article(
-                model,
-                row.get("title"),
-                row["text"],
-                max_sentences=limits.max_sentences,
-                max_chars=limits.max_sentence_chars,
-                lead_sentences=limits.lead_sentences,
-            ),
+            encoder.embed_configured(model, row.get("title"), row["text"], limits),
         )
         for row in rows
     ]
@@ -362,14 +348,7 @@ def measure_verification(engine: Engine, fixture: Fixture, settings: Settings) -
             recomputed_verdicts = []
             for article_id in shortlist:
                 article = articles[article_id]
-                again = encoder.embed_article(
-                    model,
-                    article.title,
-                    article.text,
-                    max_sentences=limits.max_sentences,
-                    max_chars=limits.max_sentence_chars,
-                    lead_sentences=limits.lead_sentences,
-                )
+                again = encoder.embed_configured(model, article.title, article.text, limits)
                 other = crosslingual.Side(article.lang, article.text, again.sentences, again.has_title)
                 recomputed_verdicts.append(
                     crosslingual.verify_translation(new_side, other, params, gazetteer)

@@ -142,15 +142,7 @@ def pair_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any) ->
     model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
     limits = settings.encoder
     vectors = {
-        key: encoder.embed_article(
-            model,
-            item.title,
-            item.text,
-            max_sentences=limits.max_sentences,
-            max_chars=limits.max_sentence_chars,
-            lead_sentences=limits.lead_sentences,
-        )
-        for key, item in items.items()
+        key: encoder.embed_configured(model, item.title, item.text, limits) for key, item in items.items()
     }
     gazetteer = crosslingual.load_gazetteer(settings.gazetteer_file)
     params = settings.translation_params()
@@ -295,14 +287,7 @@ def long_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, se
             text = "\n\n".join(
                 (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text for key in keys
             )
-            vectors = encoder.embed_article(
-                model,
-                None,
-                text,
-                max_sentences=limits.max_sentences,
-                max_chars=limits.max_sentence_chars,
-                lead_sentences=limits.lead_sentences,
-            )
+            vectors = encoder.embed_configured(model, None, text, limits)
             sides[keys] = crosslingual.Side(items[keys[0]].lang, text, vectors.sentences, False)
         return sides[keys]
 

@@ -501,6 +501,20 @@ def embed_article(
     return ArticleVectors(encoder.name, document, sentences, tuple(units), has_title)
 
 
+def embed_configured(
+    encoder: SentenceEncoder, title: str | None, text: str, limits: EncoderSettings
+) -> ArticleVectors:
+    """:func:`embed_article` with the limits of the ``encoder`` settings."""
+    return embed_article(
+        encoder,
+        title,
+        text,
+        max_sentences=limits.max_sentences,
+        max_chars=limits.max_sentence_chars,
+        lead_sentences=limits.lead_sentences,
+    )
+
+
 # Storage forms ----------------------------------------------------------------------------
 
 

@@ -269,14 +269,7 @@ class IngestContext:
         if offered is not None and offered.vectors is not None:
             return offered.vectors
         limits = self.settings.encoder
-        return encoder.embed_article(
-            self.sentence_encoder,
-            title,
-            text,
-            max_sentences=limits.max_sentences,
-            max_chars=limits.max_sentence_chars,
-            lead_sentences=limits.lead_sentences,
-        )
+        return encoder.embed_configured(self.sentence_encoder, title, text, limits)
 
 
 @dataclass

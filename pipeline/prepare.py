@@ -142,13 +142,8 @@ def prepare_page(settings: Settings, job: PageJob, gazetteer: Gazetteer) -> Prep
     except ItemError as exc:
         return Prepared(error=str(exc), permanent=exc.permanent)
     limits = settings.encoder
-    vectors = encoder.embed_article(
-        encoder.load_configured(limits),
-        candidate.title,
-        candidate.text,
-        max_sentences=limits.max_sentences,
-        max_chars=limits.max_sentence_chars,
-        lead_sentences=limits.lead_sentences,
+    vectors = encoder.embed_configured(
+        encoder.load_configured(limits), candidate.title, candidate.text, limits
     )
     return Prepared(candidate, vectors, text=text_work(settings, candidate, gazetteer))
 
