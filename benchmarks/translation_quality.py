@@ -20,9 +20,11 @@ Two measurements per split:
   behave differently, so each split also builds longer pairs by joining ``k`` (2, 3, 4)
   labelled pairs of one language pair from different events, side by side: joined
   translation pairs are a translation, joined ``same_event``/``different`` pairs are not.
-  The combinations are drawn with a fixed seed. Scored for summitwatch and for the
+  Pairs joined two at a time are scored on every combination; three and four at a time,
+  on combinations drawn with a fixed seed. Scored for summitwatch and for the
   previous rule (the full sentence margin at every length, aligned share 0.6, no run
-  test), which the excerpts alone could not tell apart from the current one.
+  test, no sentence-level number check), which the excerpts alone could not tell apart
+  from the current one.
 * **stream**: every article of the split imported in shuffled order through the real
   ingest path (``pipeline.ingest.import_lines`` on a fresh SQLite database: extraction
   of nothing, language detection, exact + near + cross-language dedupe). A labelled
@@ -53,6 +55,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +64,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
 
+import numpy as np  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from pipeline import crosslingual, encoder, neardup  # noqa: E402
@@ -217,8 +222,32 @@ def pair_table(rows: Sequence[dict[str, Any]], raw_threshold: float) -> dict[str
 # Long texts ---------------------------------------------------------------------------------
 
 LONG_SIZES = (2, 3, 4)
+# Pairs joined two at a time are scored exhaustively (every combination from different
+# events); three and four at a time, on this many combinations per language pair.
 LONG_TRANSLATIONS_PER_LANGS = 12
-LONG_NEGATIVES_PER_LANGS = 40
+LONG_NEGATIVES_PER_LANGS = 100
+
+
+def _by_language_pair(
+    items: dict[str, Item], pairs: Sequence[Pair], positive: bool
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Labelled cross-language pairs (translations, or the others), oriented by language."""
+    by_langs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for pair in pairs:
+        if (pair.label == "translation") != positive:
+            continue
+        a, b = pair.a, pair.b
+        if items[a].lang == items[b].lang:
+            continue
+        if items[a].lang > items[b].lang:
+            a, b = b, a
+        by_langs[(items[a].lang, items[b].lang)].append((a, b))
+    return by_langs
+
+
+def _distinct_events(items: dict[str, Item], combination: Sequence[tuple[str, str]]) -> bool:
+    events = [{items[a].event, items[b].event} for a, b in combination]
+    return all(not (first & second) for first, second in combinations(events, 2))
 
 
 def long_pairs(
@@ -227,37 +256,33 @@ def long_pairs(
     """Joined pairs: ``size`` labelled pairs of one language pair, each from another event.
 
     Returns (is_translation, ((a, b), ...)) with every ``a`` in the same language and every
-    ``b`` in the other; at most a fixed number of distinct combinations per language pair.
+    ``b`` in the other. Size 2: every such combination; larger sizes: at most a fixed
+    number of distinct combinations per language pair, drawn with ``seed``.
     """
     rng = random.Random(f"{seed}-{size}")
     chosen: list[tuple[bool, tuple[tuple[str, str], ...]]] = []
     for positive, limit in ((True, LONG_TRANSLATIONS_PER_LANGS), (False, LONG_NEGATIVES_PER_LANGS)):
-        by_langs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-        for pair in pairs:
-            if (pair.label == "translation") != positive:
-                continue
-            a, b = pair.a, pair.b
-            if items[a].lang == items[b].lang:
-                continue
-            if items[a].lang > items[b].lang:
-                a, b = b, a
-            by_langs[(items[a].lang, items[b].lang)].append((a, b))
+        by_langs = _by_language_pair(items, pairs, positive)
         for langs in sorted(by_langs):
             candidates = sorted(by_langs[langs])
+            if size == 2:
+                chosen += [
+                    (positive, combination)
+                    for combination in combinations(candidates, 2)
+                    if _distinct_events(items, combination)
+                ]
+                continue
             seen: set[frozenset[tuple[str, str]]] = set()
             for _ in range(limit * 4):
                 if len(seen) >= limit:
                     break
                 rng.shuffle(candidates)
                 combination: list[tuple[str, str]] = []
-                events: set[str] = set()
                 for a, b in candidates:
-                    if items[a].event in events or items[b].event in events:
-                        continue
-                    combination.append((a, b))
-                    events |= {items[a].event, items[b].event}
-                    if len(combination) == size:
-                        break
+                    if _distinct_events(items, [*combination, (a, b)]):
+                        combination.append((a, b))
+                        if len(combination) == size:
+                            break
                 key = frozenset(combination)
                 if len(combination) == size and key not in seen:
                     seen.add(key)
@@ -266,10 +291,18 @@ def long_pairs(
 
 
 def long_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, seed: int) -> dict[str, Any]:
+    """Recall and wrong links on joined pairs, for summitwatch and the previous rule.
+
+    A joined text's rows are its parts' rows one after another (what encoding the joined
+    text gives, each part being at most ``max_sentences`` units), cut at ``max_sentences``;
+    its document vector is the mean of its lead, as for any article, and a pair below the
+    candidate floor is not verified (the ingest path would not shortlist it).
+    """
     model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
     limits = settings.encoder
     gazetteer = crosslingual.load_gazetteer(settings.gazetteer_file)
     params = settings.translation_params()
+    floor = settings.translations.candidate_similarity
     systems = {
         "summitwatch": params,
         "previous_rule": replace(
@@ -278,38 +311,47 @@ def long_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, se
             long_text_sentences=1000,
             min_aligned_share=0.6,
             min_run_share=0.0,
+            min_sentence_number_agreement=0.0,
         ),
     }
-    sides: dict[tuple[str, ...], crosslingual.Side] = {}
 
-    def side(keys: tuple[str, ...]) -> crosslingual.Side:
-        if keys not in sides:
-            text = "\n\n".join(
-                (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text for key in keys
-            )
-            vectors = encoder.embed_configured(model, None, text, limits)
-            sides[keys] = crosslingual.Side(items[keys[0]].lang, text, vectors.sentences, False)
-        return sides[keys]
+    @cache
+    def rows_of(key: str) -> Any:
+        text = (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text
+        return encoder.embed_configured(model, None, text, limits).sentences
+
+    @cache
+    def side(keys: tuple[str, ...]) -> tuple[crosslingual.Side, Any]:
+        text = "\n\n".join(
+            (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text for key in keys
+        )
+        rows = np.vstack([rows_of(key) for key in keys])[: limits.max_sentences]
+        lead = rows[: limits.lead_sentences].mean(axis=0)
+        return crosslingual.Side(items[keys[0]].lang, text, rows, False), lead / np.linalg.norm(lead)
 
     result: dict[str, Any] = {}
     for size in LONG_SIZES:
         joined = long_pairs(items, pairs, size, seed)
         entry: dict[str, Any] = {
+            "combinations": "all" if size == 2 else "sampled",
             "translations": sum(1 for positive, _ in joined if positive),
             "negatives": sum(1 for positive, _ in joined if not positive),
-            "shorter_side_units_median": None,
         }
         units = []
-        for name, system in systems.items():
-            tp = fp = fn = 0
-            for positive, combination in joined:
-                a = side(tuple(a for a, _ in combination))
-                b = side(tuple(b for _, b in combination))
-                units.append(min(len(a.sentences), len(b.sentences)))
-                linked = crosslingual.verify_translation(a, b, system, gazetteer).is_translation
-                tp += positive and linked
-                fp += linked and not positive
-                fn += positive and not linked
+        counts = {name: [0, 0, 0] for name in systems}  # tp, fp, fn
+        for positive, combination in joined:
+            a, lead_a = side(tuple(a for a, _ in combination))
+            b, lead_b = side(tuple(b for _, b in combination))
+            units.append(min(len(a.sentences), len(b.sentences)))
+            shortlisted = float(lead_a @ lead_b) >= floor
+            for name, system in systems.items():
+                linked = (
+                    shortlisted and crosslingual.verify_translation(a, b, system, gazetteer).is_translation
+                )
+                counts[name][0] += positive and linked
+                counts[name][1] += linked and not positive
+                counts[name][2] += positive and not linked
+        for name, (tp, fp, fn) in counts.items():
             entry[name] = prf(tp, fp, fn)
         entry["shorter_side_units_median"] = sorted(units)[len(units) // 2] if units else None
         result[str(size)] = entry
@@ -474,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for system in ("summitwatch", "previous_rule"):
                 scores = entry[system]
                 print(
-                    f"| {size} | {entry['shorter_side_units_median']} | {system} | "
+                    f"| {size} ({entry['combinations']}) | {entry['shorter_side_units_median']} | {system} | "
                     f"{fmt(scores['precision'])} | "
                     f"{fmt(scores['recall'])} ({scores['tp']}/{entry['translations']}) | "
                     f"{scores['fp']} of {entry['negatives']} |"

@@ -132,13 +132,14 @@ class TranslationSettings(_Section):
     sentence_similarity: float = Field(0.5, ge=0.0, le=1.0)
     min_margin: float = Field(0.15, ge=0.0, le=2.0)
     short_text_sentences: int = Field(8, ge=1, le=1000)
-    long_text_sentences: int = Field(12, ge=1, le=1000)
+    long_text_sentences: int = Field(24, ge=1, le=1000)
     max_position_shift: float = Field(0.3, ge=0.0, le=1.0)
     min_aligned_share: float = Field(0.5, gt=0.0, le=1.0)
     min_aligned_sentences: int = Field(3, ge=1, le=100)
     min_order: float = Field(0.8, ge=0.0, le=1.0)
     min_run_share: float = Field(0.5, ge=0.0, le=1.0)
     min_number_agreement: float = Field(0.5, ge=0.0, le=1.0)
+    min_sentence_number_agreement: float = Field(0.5, ge=0.0, le=1.0)
     max_length_ratio: float = Field(3.0, ge=1.0, le=100.0)
 
     @model_validator(mode="after")
@@ -236,6 +237,7 @@ class Settings(_Section):
             min_order=t.min_order,
             min_run_share=t.min_run_share,
             min_number_agreement=t.min_number_agreement,
+            min_sentence_number_agreement=t.min_sentence_number_agreement,
             max_length_ratio=t.max_length_ratio,
         )
 
