@@ -304,8 +304,8 @@ def measure_verification(engine: Engine, fixture: Fixture, settings: Settings) -
 
     def forget_texts() -> None:
         """Drop the kept text evidence: every candidate is read as for the first time."""
-        crosslingual._numbers_of.cache_clear()
-        crosslingual._weight_of.cache_clear()
+        crosslingual._NUMBERS.clear()
+        crosslingual._WEIGHTS.clear()
         gazetteer._recent.clear()
 
     def with_stored_vectors(

@@ -364,6 +364,10 @@ class _Recent:
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
 
 _NUMBERS = _Recent(_RECENT_TEXTS)
 _WEIGHTS = _Recent(_RECENT_TEXTS)
