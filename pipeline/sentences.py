@@ -12,7 +12,9 @@ import re
 
 # A sentence ends at . ! ? … (then closing quotes/brackets) when the next word starts a new
 # sentence, and always at CJK full stops, which NFKC leaves alone in the *original* text.
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'»”’)\]]*(?=\s+[\"'«“(\[]?[^\W_a-zа-я])|[。！？；]+[”’」』)）]*")
+# Semicolons end no sentence in any script: a Chinese list joined by "；" is one sentence,
+# as its English rendering joined by ";" or "," is, so a translation keeps one unit for one.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'»”’)\]]*(?=\s+[\"'«“(\[]?[^\W_a-zа-я])|[。！？]+[”’」』)）]*")
 # Words whose final period does not end a sentence (compared lower-cased).
 _ABBREVIATION_WORDS = (
     "mr mrs ms dr st gen lt col capt no vs jr sr prof gov sen rep u.s e.g i.e etc "

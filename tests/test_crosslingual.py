@@ -408,3 +408,52 @@ def test_margin_lengths_out_of_order_are_a_configuration_error() -> None:
         load_settings(environment)
     environment["SUMMITWATCH_TRANSLATIONS__LONG_TEXT_SENTENCES"] = "36"
     assert load_settings(environment).translation_params().long_text_sentences == 36
+
+
+_MINISTERS_EN = """The foreign ministers of China and Russia met in Moscow on Thursday.
+They agreed to expand grain trade, extend the power line to Heilongjiang and open two new border crossings.
+The Chinese minister said the two countries are good neighbours and partners.
+Both sides will work together at the United Nations, in the SCO and in BRICS.
+The Russian minister thanked his guest for the visit.
+They will prepare the leaders' next meeting, draft a joint statement and review the trade plan.
+The talks also covered Central Asia, the Arctic and shipping on the Northern Sea Route.
+The ministers agreed to add flights, ease visas for students and hold a culture year.
+The Chinese minister invited his counterpart to Beijing in the spring.
+The foreign ministry said the talks were frank and friendly."""
+_MINISTERS_ZH = """中俄两国外长星期四在莫斯科举行会晤。
+双方同意扩大粮食贸易；将输电线路延伸至黑龙江；开通两个新的边境口岸。
+中方外长表示，两国是好邻居、好伙伴。
+双方将在联合国、上合组织和金砖国家框架内加强合作。
+俄方外长感谢客人到访。
+双方将筹备两国领导人下次会晤；起草联合声明；审议贸易规划。
+会谈还涉及中亚局势；北极事务；以及北方海航道航运。
+两国外长同意增加航班；为留学生简化签证；举办文化年。
+中方外长邀请对方今年春天访问北京。
+外交部表示，会谈坦诚友好。"""
+
+
+def test_a_semicolon_ends_no_sentence_in_any_script() -> None:
+    from pipeline.sentences import split_sentences
+
+    assert split_sentences("双方同意扩大粮食贸易；开通新的口岸。会谈友好。") == [
+        "双方同意扩大粮食贸易；开通新的口岸。",
+        "会谈友好。",
+    ]
+    assert split_sentences("Trade grew; talks went well. Next.") == ["Trade grew; talks went well.", "Next."]
+
+
+def test_a_chinese_translation_that_lists_with_semicolons_keeps_one_unit_per_sentence() -> None:
+    model = encoder.load_encoder()
+    english = encoder.embed_article(
+        model, "Chinese and Russian foreign ministers meet in Moscow", _MINISTERS_EN
+    )
+    chinese = encoder.embed_article(model, "中俄外长在莫斯科会晤", _MINISTERS_ZH)
+    assert len(english.units) == len(chinese.units) == 11
+    verdict = verify_translation(
+        Side("en", _MINISTERS_EN, english.sentences, True),
+        Side("zh", _MINISTERS_ZH, chinese.sentences, True),
+        TranslationParams(),
+        GAZETTEER,
+    )
+    assert verdict.is_translation, verdict.reason
+    assert verdict.run_share >= 0.8
