@@ -96,7 +96,11 @@ class Side:
                 break
             if any(char.isalnum() for char in sentence):
                 numbers.append(frozenset(extract_numbers(sentence)))
-        return tuple(numbers + [frozenset()] * (rows - len(numbers)))
+        if len(numbers) < rows:
+            # Rows stored when sentences were cut differently (before `reindex`): which
+            # sentence a row is cannot be told, so no sentence's numbers are compared.
+            return (frozenset(),) * rows
+        return tuple(numbers)
 
     @cached_property
     def weight(self) -> float:

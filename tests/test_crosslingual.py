@@ -383,6 +383,9 @@ def test_unit_numbers_skip_the_title_and_follow_the_rows() -> None:
     )
     cut = Side("en", text, np.zeros((2, 8), dtype=np.float32))
     assert cut.unit_numbers == (frozenset({"2.45e+11"}), frozenset())
+    # More rows than the text has sentences: rows of another cut, not compared.
+    other_cut = Side("en", text, np.zeros((5, 8), dtype=np.float32), has_title=True)
+    assert other_cut.unit_numbers == (frozenset(),) * 5
 
 
 def test_the_detail_of_a_link_records_the_margin_and_the_runs() -> None:
