@@ -315,16 +315,17 @@ def long_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, se
         ),
     }
 
+    def page(key: str) -> str:
+        """The article as one text: its title as the first paragraph."""
+        return (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text
+
     @cache
     def rows_of(key: str) -> Any:
-        text = (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text
-        return encoder.embed_configured(model, None, text, limits).sentences
+        return encoder.embed_configured(model, None, page(key), limits).sentences
 
     @cache
     def side(keys: tuple[str, ...]) -> tuple[crosslingual.Side, Any]:
-        text = "\n\n".join(
-            (f"{items[key].title}\n\n" if items[key].title else "") + items[key].text for key in keys
-        )
+        text = "\n\n".join(page(key) for key in keys)
         rows = np.vstack([rows_of(key) for key in keys])[: limits.max_sentences]
         lead = rows[: limits.lead_sentences].mean(axis=0)
         return crosslingual.Side(items[keys[0]].lang, text, rows, False), lead / np.linalg.norm(lead)

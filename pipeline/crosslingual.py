@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
-from pipeline.sentences import split_sentences
+from pipeline.sentences import content_sentences
 
 Matrix = NDArray[np.float32]
 
@@ -85,22 +85,18 @@ class Side:
     def unit_numbers(self) -> tuple[frozenset[str], ...]:
         """The numbers of each row's unit (none for the title), in row order.
 
-        The units are the text's sentences as the encoder cut them (``split_sentences``,
-        those with a letter or digit), so row i's numbers are those of the sentence whose
-        vector row i is.
+        The units are the text's sentences as the encoder cut them
+        (:func:`pipeline.sentences.content_sentences`), so row i's numbers are those of the
+        sentence whose vector row i is.
         """
         rows = len(self.sentences)
-        numbers: list[frozenset[str]] = [frozenset()] if self.has_title and rows else []
-        for sentence in split_sentences(self.text):
-            if len(numbers) >= rows:
-                break
-            if any(char.isalnum() for char in sentence):
-                numbers.append(frozenset(extract_numbers(sentence)))
-        if len(numbers) < rows:
+        title = 1 if self.has_title and rows else 0
+        body = content_sentences(self.text)[: rows - title]
+        if title + len(body) < rows:
             # Rows stored when sentences were cut differently (before `reindex`): which
             # sentence a row is cannot be told, so no sentence's numbers are compared.
             return (frozenset(),) * rows
-        return tuple(numbers)
+        return (frozenset(),) * title + tuple(frozenset(extract_numbers(sentence)) for sentence in body)
 
     @cached_property
     def weight(self) -> float:

@@ -60,7 +60,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.errors import ConfigError
-from pipeline.sentences import split_sentences
+from pipeline.sentences import content_sentences
 
 if TYPE_CHECKING:
     from pipeline.settings import EncoderSettings
@@ -469,11 +469,7 @@ def article_units(
     heading = " ".join(title.split()) if title else ""
     if heading:
         units.append(heading[:max_chars])
-    for sentence in split_sentences(text):
-        if len(units) >= max_sentences + (1 if heading else 0):
-            break
-        if any(char.isalnum() for char in sentence):
-            units.append(sentence[:max_chars])
+    units.extend(sentence[:max_chars] for sentence in content_sentences(text)[:max_sentences])
     return units, bool(heading)
 
 

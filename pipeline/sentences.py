@@ -46,3 +46,12 @@ def split_sentences(text: str) -> list[str]:
         if rest:
             sentences.append(rest)
     return sentences
+
+
+def content_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` with a letter or digit: the units an article is encoded in.
+
+    Shared by the encoder (one vector per unit) and the translation test (the numbers of
+    the unit behind each vector row), so that row i means the same sentence to both.
+    """
+    return [sentence for sentence in split_sentences(text) if any(char.isalnum() for char in sentence)]

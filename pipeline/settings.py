@@ -222,23 +222,16 @@ class Settings(_Section):
         return self.config_dir / "gazetteer.yaml"
 
     def translation_params(self) -> TranslationParams:
-        """The thresholds of the translation test."""
+        """The thresholds of the translation test: each of its fields from ``translations``."""
+        from dataclasses import fields
+
         from pipeline.crosslingual import TranslationParams
 
-        t = self.translations
         return TranslationParams(
-            sentence_similarity=t.sentence_similarity,
-            min_margin=t.min_margin,
-            short_text_sentences=t.short_text_sentences,
-            long_text_sentences=t.long_text_sentences,
-            max_position_shift=t.max_position_shift,
-            min_aligned_share=t.min_aligned_share,
-            min_aligned_sentences=t.min_aligned_sentences,
-            min_order=t.min_order,
-            min_run_share=t.min_run_share,
-            min_number_agreement=t.min_number_agreement,
-            min_sentence_number_agreement=t.min_sentence_number_agreement,
-            max_length_ratio=t.max_length_ratio,
+            **{
+                threshold.name: getattr(self.translations, threshold.name)
+                for threshold in fields(TranslationParams)
+            }
         )
 
 
