@@ -21,6 +21,11 @@ _ABBREVIATION_WORDS = (
     "г гг т.е им ул тыс млн млрд руб долл см"
 )
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+# Abbreviated months end no sentence when a day or year follows: "BEIJING, Dec. 31
+# (Xinhua) --" is one dateline (its Chinese rendering "新华社北京12月31日电" is one unit
+# too), while "... signed in Dec. The talks ..." still ends a sentence.
+_MONTH_WORDS = "jan feb mar apr jun jul aug sep sept oct nov dec янв февр сент окт нояб дек"
+_MONTHS = frozenset(_MONTH_WORDS.split())
 
 
 def split_sentences(text: str) -> list[str]:
@@ -37,6 +42,8 @@ def split_sentences(text: str) -> list[str]:
                 # "Mr. Xi", "U.S. officials", "V. Putin", "в 2014 г. Китай": no new sentence.
                 word = paragraph[start : match.start()].rsplit(" ", 1)[-1].lower()
                 if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                    continue
+                if word in _MONTHS and paragraph[end:].lstrip()[:1].isdigit():
                     continue
             piece = paragraph[start:end].strip()
             if piece:

@@ -445,6 +445,25 @@ def test_a_semicolon_ends_no_sentence_in_any_script() -> None:
     assert split_sentences("Trade grew; talks went well. Next.") == ["Trade grew; talks went well.", "Next."]
 
 
+def test_an_abbreviated_month_before_a_date_ends_no_sentence() -> None:
+    from pipeline.sentences import split_sentences
+
+    # A wire dateline is one unit, as its Chinese rendering "新华社北京12月31日电" is.
+    assert split_sentences("BEIJING, Dec. 31 (Xinhua) -- Xi sent greetings. Putin replied.") == [
+        "BEIJING, Dec. 31 (Xinhua) -- Xi sent greetings.",
+        "Putin replied.",
+    ]
+    assert split_sentences("Talks on Sept. 3, 2024 ended. МОСКВА, 7 дек. 2023 года прошла встреча.") == [
+        "Talks on Sept. 3, 2024 ended.",
+        "МОСКВА, 7 дек. 2023 года прошла встреча.",
+    ]
+    # Without a day or year after it, the month's period may end the sentence.
+    assert split_sentences("The deal was signed in Dec. The talks went on.") == [
+        "The deal was signed in Dec.",
+        "The talks went on.",
+    ]
+
+
 def test_a_chinese_translation_that_lists_with_semicolons_keeps_one_unit_per_sentence() -> None:
     model = encoder.load_encoder()
     english = encoder.embed_article(
