@@ -193,22 +193,18 @@ def align_blocks(a: Matrix, b: Matrix, threshold: float, similarity: Matrix | No
     if rows > cols:  # the loop runs over rows: fewer iterations the other way round
         flipped = align_blocks(b, a, threshold, None if similarity is None else similarity.T)
         return [(i0, i1, j0, j1, value) for j0, j1, i0, i1, value in flipped]
-    similarity = np.asarray(a @ b.T if similarity is None else similarity, dtype=np.float64)
-    single = np.where(similarity >= threshold, similarity - threshold, -np.inf)
+    cosine: NDArray[np.float64] = np.asarray(a @ b.T if similarity is None else similarity, dtype=np.float64)
+    single = np.where(cosine >= threshold, cosine - threshold, -np.inf)
     merged_a = merged_b = None
     if rows > 1:  # rows i, i+1 of ``a`` with row j of ``b``
         norm = np.sqrt(np.maximum(2.0 + 2.0 * np.einsum("ij,ij->i", a[:-1], a[1:]), 1e-12))
-        merged_a = (similarity[:-1] + similarity[1:]) / norm[:, None]
+        merged_a = (cosine[:-1] + cosine[1:]) / norm[:, None]
     if cols > 1:  # row i of ``a`` with rows j, j+1 of ``b``
         norm = np.sqrt(np.maximum(2.0 + 2.0 * np.einsum("ij,ij->i", b[:-1], b[1:]), 1e-12))
-        merged_b = (similarity[:, :-1] + similarity[:, 1:]) / norm[None, :]
-    weight_a = (
-        None if merged_a is None else _merge_weights(merged_a, similarity[:-1], similarity[1:], threshold)
-    )
+        merged_b = (cosine[:, :-1] + cosine[:, 1:]) / norm[None, :]
+    weight_a = None if merged_a is None else _merge_weights(merged_a, cosine[:-1], cosine[1:], threshold)
     weight_b = (
-        None
-        if merged_b is None
-        else _merge_weights(merged_b, similarity[:, :-1], similarity[:, 1:], threshold)
+        None if merged_b is None else _merge_weights(merged_b, cosine[:, :-1], cosine[:, 1:], threshold)
     )
 
     # best[i, j]: the heaviest chain within a's first i and b's first j sentences. Row i is
@@ -234,7 +230,7 @@ def align_blocks(a: Matrix, b: Matrix, threshold: float, similarity: Matrix | No
         elif value == best[i - 1, j]:
             i -= 1
         elif value == best[i - 1, j - 1] + single[i - 1, j - 1]:
-            blocks.append((i - 1, i, j - 1, j, float(similarity[i - 1, j - 1])))
+            blocks.append((i - 1, i, j - 1, j, float(cosine[i - 1, j - 1])))
             i, j = i - 1, j - 1
         elif i >= 2 and weight_a is not None and value == best[i - 2, j - 1] + weight_a[i - 2, j - 1]:
             blocks.append((i - 2, i, j - 1, j, float(merged_a[i - 2, j - 1])))  # type: ignore[index]
