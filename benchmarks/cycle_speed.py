@@ -529,12 +529,17 @@ def environment(db_url: str, config_dir: Path, source: Path | None = None) -> di
 
 
 def timed_process(
-    command: list[str], env: dict[str, str]
+    command: list[str], env: dict[str, str], cwd: Path | None = None
 ) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Wall and CPU (user + system) seconds of one child process."""
+    """Wall and CPU (user + system) seconds of one child process.
+
+    ``cwd``: where it runs. An earlier checkout's side must run *in* that checkout:
+    ``python -m`` puts the working directory before ``PYTHONPATH`` on the import path, so
+    from this checkout it would import this checkout's ``pipeline``.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -571,7 +576,7 @@ def prepare_database(
     )
     template = work / f"{name}template.db"
     init = [sys.executable, "-m", "pipeline.cli", "init"] if source else [str(SUMMITWATCH), "init"]
-    timed_process(init, environment(f"sqlite:///{template}", config_dir, source))
+    timed_process(init, environment(f"sqlite:///{template}", config_dir, source), cwd=source)
     return template, config_dir
 
 
@@ -624,6 +629,8 @@ def main() -> int:
     parser.add_argument("--bare", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--profiled-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline_src:
+        args.baseline_src = args.baseline_src.resolve()  # its side runs with it as working directory
     if args.serve:
         serve(args.serve.resolve(), args.port_file)
         return 0
@@ -679,7 +686,7 @@ def main() -> int:
                 database = work / f"baseline-{repetition}.db"
                 shutil.copyfile(baseline_template, database)
                 env = environment(f"sqlite:///{database}", baseline_config, args.baseline_src)
-                wall, cpu, _ = timed_process(baseline_command, env)
+                wall, cpu, _ = timed_process(baseline_command, env, cwd=args.baseline_src)
                 baseline_runs.append((wall, cpu))
                 baseline_stored = count_stored(database)
                 return f"baseline code {wall:.2f} s"
