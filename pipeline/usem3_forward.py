@@ -45,7 +45,7 @@ BRANCH_DIM = 256
 ORDERS = ((2, 0), (3, 1), (5, 2))
 MAX_LEFT = max(left for _, left in ORDERS)
 MAX_RIGHT = max(n - 1 - left for n, left in ORDERS)
-# Per-piece floats kept: the three branch inputs, then each branch's first-layer blocks.
+# Per-piece floats computed: the three branch inputs, then each branch's first-layer blocks.
 INPUT_WIDTH = BRANCH_DIM * len(ORDERS)
 BLOCKS_WIDTH = BRANCH_DIM * sum(n for n, _ in ORDERS)
 # Pieces per micro-batch of the contextual part: the wheel's choice (a cache-sized working
