@@ -11,6 +11,10 @@ Everything runs on this machine, offline:
   (whole events, so translations of one another are in the mix), in en/ru/zh and
   ar/de/es/fr/it/ja/ko/nl/pl/pt/th. A few pages are syndicated: the same text under a
   second outlet's URL. Feeds and pages carry an ETag and answer conditional requests.
+  ``--texts full`` takes whole articles instead: the reference texts of
+  ``../shared/extraction-benchmark`` (English news and features, median about 3,200
+  characters against the excerpts' 800), where every per-sentence and per-character
+  stage costs what it costs on a long article.
 * **bare**: a fresh Python process doing the essential work with the bare libraries,
   one item after another: ``urllib`` fetch, ``feedparser``, ``trafilatura.extract``,
   ``langdetect.detect`` and one call of the product's encoder
@@ -45,6 +49,7 @@ Usage::
 
     python benchmarks/cycle_speed.py                   # 8 feeds, ~150 articles, best of 3
     python benchmarks/cycle_speed.py --repeat 2 --label before
+    python benchmarks/cycle_speed.py --texts full --label full  # whole articles
     git archive OLD pipeline config | tar -x -C /tmp/old    # earlier code, same run:
     python benchmarks/cycle_speed.py --baseline-src /tmp/old --baseline-label OLD
 """
@@ -81,6 +86,7 @@ if str(REPO_ROOT) not in sys.path:
 import site_server  # noqa: E402  (beside this script: the local site's server process)
 
 REAL_TRAIN = REPO_ROOT / "tests" / "fixtures" / "classify" / "real_train.jsonl"
+FULL_TEXTS = REPO_ROOT.parent / "shared" / "extraction-benchmark" / "ground-truth.json"
 XLINGUAL = REPO_ROOT / "tests" / "fixtures" / "xlingual" / "articles.jsonl"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "cycle_speed.json"
 SUMMITWATCH = Path(sys.executable).with_name("summitwatch")
@@ -141,6 +147,33 @@ def select_articles(target: int = 150) -> list[dict[str, Any]]:
         }
         for row in chosen
     ]
+
+
+def select_full_articles(target: int = 150) -> list[dict[str, Any]]:
+    """About ``target`` whole real articles: the extraction benchmark's reference texts.
+
+    Their median length is about 3,200 characters (the excerpts': about 800), so every
+    per-character and per-sentence stage is loaded as a long article loads it. They carry
+    no language label: ``langdetect`` (seeded) on the first 2,000 characters picks the
+    feed, and only the feed (the pipeline detects again).
+    """
+    from langdetect import DetectorFactory, detect
+    from langdetect.lang_detect_exception import LangDetectException
+
+    DetectorFactory.seed = 0
+    chosen: list[dict[str, Any]] = []
+    for key, row in sorted(json.loads(FULL_TEXTS.read_text(encoding="utf-8")).items()):
+        text = (row.get("articleBody") or "").strip()
+        if len(text) < MIN_TEXT_CHARS:
+            continue
+        try:
+            lang = detect(text[:2000]).split("-")[0]
+        except LangDetectException:
+            lang = "und"
+        chosen.append({"id": key[:16], "lang": lang, "title": _first_line(text), "text": text})
+        if len(chosen) >= target:
+            break
+    return chosen
 
 
 def _first_line(text: str) -> str:
@@ -614,6 +647,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--feeds", type=int, default=8)
     parser.add_argument("--articles", type=int, default=150)
+    parser.add_argument(
+        "--texts",
+        choices=("excerpts", "full"),
+        default="excerpts",
+        help="the repository's real excerpts (default) or whole real articles (the extraction benchmark's)",
+    )
     parser.add_argument("--syndicated", type=int, default=6, help="articles also carried by a second outlet")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (best is kept)")
     parser.add_argument("--label", default="current", help="name of this run in the results file")
@@ -648,7 +687,7 @@ def main() -> int:
     for source in (REPO_ROOT, *([args.baseline_src] if args.baseline_src else [])):
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(source) / "pipeline")], check=True)
     load = os.getloadavg()
-    articles = select_articles(args.articles)
+    articles = (select_full_articles if args.texts == "full" else select_articles)(args.articles)
     with tempfile.TemporaryDirectory(prefix="cycle-speed-") as temporary:
         work = Path(temporary)
         site = build_site(work / "site", args.feeds, articles, args.syndicated)
@@ -725,6 +764,7 @@ def main() -> int:
             "note": "shared 2-core machine, other jobs running: compare the ratios (same run)",
             "database": "SQLite, initialised beforehand (schema, seeds, feeds), a fresh copy per run",
         },
+        "texts": args.texts,
         "site": site,
         "bare": {
             "best_seconds": round(best_bare[0], 3),

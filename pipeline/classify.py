@@ -742,9 +742,15 @@ class _Document:
         lowered = self.lowered
         for pattern in patterns:
             needles = pattern.needles
-            if lowered is not None and needles is not None and not any(n in lowered for n in needles):
-                continue  # no match can exist: most patterns, on most articles
-            for match in pattern.regex.finditer(self.joined):
+            matches: Iterable[re.Match[str]]
+            if lowered is not None and needles is not None:
+                starts = _needle_starts(lowered, needles)
+                if not starts:
+                    continue  # no match can exist: most patterns, on most articles
+                matches = _matches_from(pattern.regex, self.joined, starts)
+            else:
+                matches = pattern.regex.finditer(self.joined)
+            for match in matches:
                 index = self.sentence_of(match.start())
                 found.setdefault(index, {}).setdefault(pattern, match.start() - self.starts[index])
         return found
@@ -754,6 +760,36 @@ class _Document:
 
 
 # ---------------------------------------------------------------------------- scoring
+
+
+def _needle_starts(lowered: str, needles: Sequence[str]) -> list[int]:
+    """Every position of ``lowered`` where one of ``needles`` starts, in order."""
+    starts: set[int] = set()
+    for needle in needles:
+        at = lowered.find(needle)
+        while at >= 0:
+            starts.add(at)
+            at = lowered.find(needle, at + 1)
+    return sorted(starts)
+
+
+def _matches_from(regex: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
+    """What ``regex.finditer(text)`` yields, when every match begins at one of ``starts``.
+
+    A pattern's needles are the literal starts of its alternatives (after any lookaround),
+    so its matches can only begin where a needle does: trying the pattern there alone,
+    left to right and never inside the previous match, is the scan the regular expression
+    engine would make, without its attempts at every other position of a long text. The
+    lookbehind of a whole-word pattern still sees the character before a start.
+    """
+    resume = 0
+    for start in starts:
+        if start < resume:
+            continue
+        match = regex.match(text, start)
+        if match is not None:
+            yield match
+            resume = max(match.end(), start + 1)
 
 
 def _strongest(hits: Mapping[Pattern, int] | None) -> float:

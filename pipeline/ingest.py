@@ -248,6 +248,9 @@ class IngestContext:
                 max_chars=limits.max_sentence_chars,
             )
             sentences = encoder.sentences_from_bytes(row[0].sentences, self.sentence_encoder.dim)
+            # Stored under a higher max_sentences: the units are the first ones of those
+            # stored (each unit's vector is its own), so a lowered limit re-encodes nothing.
+            sentences = sentences[: len(units)]
             if len(units) == len(sentences) and has_title == row[0].has_title:
                 document = encoder.document_from_bytes(row[0].document)
                 return encoder.ArticleVectors(model, document, sentences, tuple(units), has_title)
@@ -847,12 +850,11 @@ def _closest_translation(
         stored_side = loaded.get(row.article_id)
         if stored_side is None or stored_side.model != vectors.model:
             continue
-        other = crosslingual.Side(
-            row.lang,
-            stored_side.text,
-            encoder.sentences_from_bytes(stored_side.sentences, vectors.document.shape[0]),
-            stored_side.has_title,
-        )
+        rows = encoder.sentences_from_bytes(stored_side.sentences, vectors.document.shape[0])
+        # Both sides cover the same extent: rows stored under a higher max_sentences are cut
+        # to the units the new article has at most (the alignment compares relative positions).
+        rows = rows[: context.settings.encoder.max_sentences + (1 if stored_side.has_title else 0)]
+        other = crosslingual.Side(row.lang, stored_side.text, rows, stored_side.has_title)
         verdict = crosslingual.verify_translation(
             new_side, other, context.translation_params, context.gazetteer
         )

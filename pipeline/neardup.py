@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,11 @@ _CJK_LANGS = frozenset({"zh", "ja", "yue", "wuu", "lzh", "zh-cn", "zh-tw", "zh-h
 _BRAHMIC_LANGS = frozenset({"th", "lo", "km", "my"})
 
 _SEPARATOR, _WORD_CHAR, _CJK_CHAR, _BRAHMIC_CHAR = 0, 1, 2, 3
+# Each class as one marker letter: a text's classes become a string of its length, whose
+# words (runs of "w") and single unspaced characters regular expressions find in C.
+_MARKS = "swcb"
+_TOKEN_RUNS = re.compile("w+|[cb]")
+_WORD_RUNS = re.compile("w+")
 
 
 @dataclass(frozen=True)
@@ -236,51 +242,36 @@ def _char_class(char: str) -> int:
     return _SEPARATOR
 
 
+def _marks(text: str) -> str:
+    """The class of each character of ``text`` as its marker letter (``_MARKS``)."""
+    return text.translate({ord(char): _MARKS[_char_class(char)] for char in set(text)})
+
+
 def _tokenise(text: str) -> tuple[list[str], list[bool]]:
     """Split folded text into words and single unspaced-script characters.
 
-    Returns the tokens and, for each, whether it is a single unspaced character.
+    Returns the tokens and, for each, whether it is a single unspaced character. A word
+    is a run of word characters (letters, marks, digits); an all-digit word becomes
+    :data:`NUMBER_PLACEHOLDER`; anything else separates.
     """
     folded = unicodedata.normalize("NFKC", text).casefold()
+    marks = _marks(folded)
     tokens: list[str] = []
     unspaced: list[bool] = []
-    word: list[str] = []
-
-    def flush() -> None:
-        if word:
-            token = "".join(word)
-            tokens.append(NUMBER_PLACEHOLDER if token.isdecimal() else token)
-            unspaced.append(False)
-            word.clear()
-
-    for char in folded:
-        kind = _char_class(char)
-        if kind == _WORD_CHAR:
-            word.append(char)
-            continue
-        flush()
-        if kind != _SEPARATOR:
-            tokens.append(char)
-            unspaced.append(True)
-    flush()
+    for run in _TOKEN_RUNS.finditer(marks):
+        start, end = run.span()
+        token = folded[start:end]
+        single = marks[start] != "w"
+        tokens.append(NUMBER_PLACEHOLDER if not single and token.isdecimal() else token)
+        unspaced.append(single)
     return tokens, unspaced
 
 
 def _mode_of(text: str, lang: str | None) -> ShingleMode:
-    cjk = brahmic = words = 0
-    in_word = False
-    for char in unicodedata.normalize("NFKC", text):
-        kind = _char_class(char)
-        if kind == _WORD_CHAR:
-            if not in_word:
-                words += 1
-            in_word = True
-            continue
-        in_word = False
-        if kind == _CJK_CHAR:
-            cjk += 1
-        elif kind == _BRAHMIC_CHAR:
-            brahmic += 1
+    marks = _marks(unicodedata.normalize("NFKC", text))
+    words = len(_WORD_RUNS.findall(marks))
+    cjk = marks.count("c")
+    brahmic = marks.count("b")
     hint = (lang or "").lower()
     cjk_weight = 2.0 if hint in _CJK_LANGS or hint.startswith("zh-") else 1.0
     brahmic_weight = 2.0 if hint in _BRAHMIC_LANGS else 1.0
@@ -398,13 +389,14 @@ def signature(shingle_set: Iterable[int], params: NearDupParams) -> list[int]:
     values = np.fromiter((x % _MERSENNE_61 for x in shingle_set), dtype=np.uint64)
     if values.size == 0:
         return []
-    a, b = _permutation_arrays(params.seed, params.num_perm)
+    a_high, a_low, b = _permutation_arrays(params.seed, params.num_perm)
     best = np.full(params.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
     # Chunks bound the temporaries (num_perm x chunk) whatever the text's length.
     for start in range(0, values.size, _CHUNK):
         chunk = values[None, start : start + _CHUNK]
-        hashed = _mod_mersenne(_mulmod_mersenne(a, chunk) + b)
-        np.minimum(best, hashed.min(axis=1), out=best)
+        hashed = _mulmod_unreduced(a_high, a_low, chunk)
+        hashed += b  # < 2**63 + 2**34: no overflow; reduced once, below
+        np.minimum(best, _mod_mersenne(hashed).min(axis=1), out=best)
     return [int(value) & _MASK_32 for value in best]
 
 
@@ -426,11 +418,14 @@ _LOW_29 = np.uint64((1 << 29) - 1)
 
 
 @lru_cache(maxsize=8)
-def _permutation_arrays(seed: int, num_perm: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+def _permutation_arrays(
+    seed: int, num_perm: int
+) -> tuple[NDArray[np.uint64], NDArray[np.uint64], NDArray[np.uint64]]:
+    """The permutations' ``a`` split in its high and low 32 bits, and ``b``, as columns."""
     perms = _permutations(seed, num_perm)
     a = np.array([p[0] for p in perms], dtype=np.uint64)[:, None]
     b = np.array([p[1] for p in perms], dtype=np.uint64)[:, None]
-    return a, b
+    return a >> np.uint64(32), a & _LOW_32, b
 
 
 def _fold(value: NDArray[np.uint64]) -> NDArray[np.uint64]:
@@ -444,19 +439,26 @@ def _mod_mersenne(value: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return np.where(folded >= _P, folded - _P, folded)
 
 
-def _mulmod_mersenne(a: NDArray[np.uint64], x: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """``(a * x) mod (2**61 - 1)`` for a, x < 2**61, without 128-bit integers.
+def _mulmod_unreduced(
+    a_high: NDArray[np.uint64], a_low: NDArray[np.uint64], x: NDArray[np.uint64]
+) -> NDArray[np.uint64]:
+    """A value below 2**62 + 2**61 + 2**34 congruent to ``a * x`` modulo 2**61 - 1, for
+    a, x < 2**61 (``a`` given as its high and low 32 bits), without 128-bit integers.
 
     With a = ah*2**32 + al and x = xh*2**32 + xl: the partial products fit in 64 bits, and
-    2**64 = 8, 2**61 = 1 modulo the prime.
+    2**64 = 8, 2**61 = 1 modulo the prime. The caller reduces once, after adding ``b``.
     """
-    ah, al = a >> np.uint64(32), a & _LOW_32
-    xh, xl = x >> np.uint64(32), x & _LOW_32
-    high = (ah * xh) << np.uint64(3)  # ah*xh < 2**58; times 2**64 is times 8
-    middle = ah * xl + al * xh  # < 2**62; times 2**32 splits at bit 29
-    middle = (middle >> np.uint64(29)) + ((middle & _LOW_29) << np.uint64(32))
-    low = al * xl  # < 2**64
-    return _mod_mersenne(_fold(low) + _fold(middle) + high)
+    x_high, x_low = x >> np.uint64(32), x & _LOW_32
+    total = _fold(a_low * x_low)  # al*xl < 2**64; folded < 2**61 + 8
+    middle = a_high * x_low + a_low * x_high  # < 2**62; times 2**32 splits at bit 29
+    total += middle >> np.uint64(29)
+    middle &= _LOW_29
+    middle <<= np.uint64(32)
+    total += middle  # < 2**62 + 2**34
+    high = a_high * x_high  # < 2**58; times 2**64 is times 8
+    high <<= np.uint64(3)
+    total += high
+    return total
 
 
 def signature_to_bytes(sig: Sequence[int]) -> bytes:

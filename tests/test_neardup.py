@@ -6,8 +6,10 @@ import importlib.util
 import itertools
 import json
 import os
+import random
 import subprocess
 import sys
+import unicodedata
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
@@ -514,3 +516,59 @@ def test_vectorised_signature_equals_the_reference_definition() -> None:
         values = {rng.getrandbits(64) for _ in range(size)} | set(rng.sample(edge, 2))
         assert signature(values, params) == signature_reference(values, params), trial
     assert signature(set(), params) == []
+
+
+def _tokenise_by_character(text: str) -> tuple[list[str], list[bool]]:
+    """The tokeniser's definition, one character at a time (the oracle of the fast one)."""
+    from pipeline.neardup import _SEPARATOR, _WORD_CHAR, _char_class
+
+    tokens: list[str] = []
+    unspaced: list[bool] = []
+    word = ""
+    for char in unicodedata.normalize("NFKC", text).casefold() + " ":
+        kind = _char_class(char)
+        if kind == _WORD_CHAR:
+            word += char
+            continue
+        if word:
+            tokens.append(NUMBER_PLACEHOLDER if word.isdecimal() else word)
+            unspaced.append(False)
+            word = ""
+        if kind != _SEPARATOR:
+            tokens.append(char)
+            unspaced.append(True)
+    return tokens, unspaced
+
+
+def test_tokens_and_modes_match_the_per_character_definition() -> None:
+    from pipeline.neardup import _char_class, _mode_of, _tokenise
+
+    rng = random.Random(7)
+    planes = [(0x20, 0x7E), (0x80, 0x2FFF), (0x3000, 0xFFFF), (0x10000, 0x2FFFF)]
+    texts = [
+        "Путин и Си Цзиньпин: 2026 — «Сила Сибири 2»",
+        "中俄两国元首在北京签署联合声明，2026年。",
+        "ประธานาธิบดีปูตินเยือนจีน 16 พ.ค.",
+        "नरेंद्र मोदी ने कहा",
+        "ﾊﾟｰﾄﾅｰｼｯﾌﾟ ＡＢＣ１２３",
+        "e\u0301te\u0301 l'été ǅ ß",
+        *(
+            "".join(chr(rng.randint(*rng.choice(planes))) for _ in range(rng.randint(0, 120)))
+            for _ in range(400)
+        ),
+    ]
+    for text in texts:
+        assert _tokenise(text) == _tokenise_by_character(text), text
+        folded = unicodedata.normalize("NFKC", text)
+        kinds = [_char_class(char) for char in folded]
+        words = sum(1 for i, kind in enumerate(kinds) if kind == 1 and (i == 0 or kinds[i - 1] != 1))
+        for lang in (None, "zh", "th", "en"):
+            expected_cjk = kinds.count(2) * (2.0 if lang == "zh" else 1.0)
+            expected_brahmic = kinds.count(3) / 4 * (2.0 if lang == "th" else 1.0)
+            mode = _mode_of(text, lang)
+            if expected_cjk > words and expected_cjk >= expected_brahmic:
+                assert mode == "cjk_chars", text
+            elif expected_brahmic > words:
+                assert mode == "brahmic_chars", text
+            else:
+                assert mode == "words", text

@@ -357,3 +357,58 @@ def test_a_long_lived_session_does_not_keep_each_runs_context(session: Session, 
     gc.collect()
     assert unclosed() is None
     session.rollback()  # the orphaned listener finds no context, and does nothing
+
+
+def _capped(settings: Settings, max_sentences: int) -> Settings:
+    encoder_settings = settings.encoder.model_copy(update={"max_sentences": max_sentences})
+    return settings.model_copy(update={"encoder": encoder_settings})
+
+
+def test_vectors_stored_under_a_higher_limit_are_read_as_their_first_units(
+    session: Session, settings: Settings
+) -> None:
+    stored = next(
+        iter(import_lines(session, _capped(settings, 40), [line("en")], source="t", now=NOW))
+    ).result
+    row_before = session.get(ArticleVector, stored.article_id)
+    assert row_before is not None and row_before.sentence_count == 6  # the title and 5 sentences
+    kept = row_before.sentences
+    article = session.get(Article, stored.article_id)
+    assert article is not None
+    vectors = IngestContext.from_settings(_capped(settings, 2)).stored_vectors(session, article)
+    from pipeline.encoder import sentences_from_bytes
+
+    assert len(vectors.units) == 3 and vectors.has_title
+    assert (vectors.sentences == sentences_from_bytes(kept, vectors.sentences.shape[1])[:3]).all()
+    session.expire_all()
+    row_after = session.get(ArticleVector, stored.article_id)
+    assert row_after is not None and row_after.sentences == kept  # nothing encoded or stored again
+
+
+# Three dev-half translation pairs (tests/fixtures/xlingual), each side joined in order: a
+# text of about 20 sentences in English and 34 in Chinese.
+JOINED_PAIRS = (("xl-0130", "xl-0131"), ("xl-0161", "xl-0160"), ("xl-0165", "xl-0166"))
+
+
+def _joined(side: int, key: str) -> str:
+    lines = (Path(__file__).parent / "fixtures" / "xlingual" / "articles.jsonl").read_text().splitlines()
+    rows = {row["id"]: row for row in map(json.loads, lines)}
+    picked = [rows[pair[side]] for pair in JOINED_PAIRS]
+    assert all(row["split"] == "dev" for row in picked)
+    record = {"id": key, "url": f"https://{key}.example/joined", "title": picked[0]["title"]}
+    text = "\n".join(row["text"] for row in picked)
+    return json.dumps({**record, "text": text, "published": NOW.isoformat()})
+
+
+def test_a_translation_is_found_when_the_original_was_stored_under_a_higher_limit(
+    session: Session, settings: Settings
+) -> None:
+    # The stored side (34 sentences stored) is cut to the units the new side can have (6
+    # sentences and the title): relative positions are compared over the same extent.
+    stored = next(iter(import_lines(session, _capped(settings, 40), [_joined(1, "zh")], source="t", now=NOW)))
+    row = session.get(ArticleVector, stored.result.article_id)
+    assert row is not None and row.sentence_count > 30
+    result = next(
+        iter(import_lines(session, _capped(settings, 6), [_joined(0, "en")], source="t", now=NOW))
+    ).result
+    assert result.copy_kind == "translation" and result.duplicate_of == stored.result.article_id
