@@ -50,7 +50,7 @@ Usage::
     python benchmarks/cycle_speed.py                   # 8 feeds, ~150 articles, best of 3
     python benchmarks/cycle_speed.py --repeat 2 --label before
     python benchmarks/cycle_speed.py --texts full --label full  # whole articles
-    git archive OLD pipeline config | tar -x -C /tmp/old    # earlier code, same run:
+    git archive OLD pipeline config sql | tar -x -C /tmp/old  # earlier code, same run:
     python benchmarks/cycle_speed.py --baseline-src /tmp/old --baseline-label OLD
 """
 
