@@ -77,6 +77,28 @@ class Side:
     )
 
     @cached_property
+    def extent(self) -> tuple[bool, float, tuple[float, ...]]:
+        """Whether the rows stop before the text does (the encoder reads the first
+        ``max_sentences``), the share of the text's characters they cover, and where each
+        row's sentence starts, as a share of them."""
+        rows = len(self.sentences)
+        title = 1 if self.has_title and rows else 0
+        sentences = content_sentences(self.text)
+        total = sum(len(sentence) for sentence in sentences) or 1
+        starts: list[float] = []
+        offset = 0
+        for sentence in sentences[: rows - title]:
+            starts.append(offset / total)
+            offset += len(sentence)
+        return len(sentences) > rows - title, offset / total, tuple(starts)
+
+    def units_within(self, share: float) -> int:
+        """Rows whose sentence starts within the first ``share`` of the text's characters
+        (the title counts)."""
+        title = 1 if self.has_title and len(self.sentences) else 0
+        return title + sum(1 for start in self.extent[2] if start < share)
+
+    @cached_property
     def numbers(self) -> frozenset[str]:
         """:func:`extract_numbers` of the text."""
         return _numbers_of(self.text)
@@ -260,7 +282,9 @@ def verify_translation(
 ) -> TranslationVerdict:
     """Decide whether ``a`` and ``b`` (in different languages) are translations of each other.
 
-    Partial and abridged translations count: shares are taken over the shorter side.
+    Partial and abridged translations count: shares are taken over the shorter side, or,
+    when a side's rows stop before its text does, over the units within the stretch of
+    the story both sides' rows cover.
     """
     shorter = min(len(a.sentences), len(b.sentences))
     margin = required_margin(shorter, params)
@@ -272,11 +296,21 @@ def verify_translation(
         max_shift=params.max_position_shift,
     )
     aligned = len(pairs)
-    share = aligned / shorter if shorter else 0.0
     mean_similarity = sum(p[2] for p in pairs) / aligned if aligned else 0.0
     order = order_consistency(pairs)
     runs = in_runs(pairs)
-    run_share = runs / shorter if shorter else 0.0
+    covered = shorter
+    if (aligned < params.min_aligned_share * shorter or runs < params.min_run_share * shorter) and (
+        a.extent[0] and b.extent[0]
+    ):
+        # Both cut at the same number of sentences, two translations cover different
+        # stretches of the story when one language uses more sentences: only the units
+        # within the shorter stretch can have a counterpart, and the shares count those.
+        # (Not when one side is whole: a brief would then be judged on its first lines.)
+        stretch = min(a.extent[1], b.extent[1])
+        covered = max(1, min(shorter, a.units_within(stretch), b.units_within(stretch)))
+    share = min(1.0, aligned / covered) if shorter else 0.0
+    run_share = min(1.0, runs / covered) if shorter else 0.0
     number_agreement, compared = _agreement(a.numbers, b.numbers)
     entity_agreement = None
     if gazetteer is not None:
@@ -311,7 +345,7 @@ def verify_translation(
             )
     is_translation = not failures
     reason = (
-        f"{aligned} of {shorter} sentences align in order, {runs} of them in runs "
+        f"{aligned} of {covered} sentences align in order, {runs} of them in runs "
         f"(mean similarity {mean_similarity:.2f})"
         + (f", {compared} numbers agree {number_agreement:.0%}" if number_agreement is not None else "")
         if is_translation

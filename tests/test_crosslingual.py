@@ -479,3 +479,56 @@ def test_a_chinese_translation_that_lists_with_semicolons_keeps_one_unit_per_sen
     )
     assert verdict.is_translation, verdict.reason
     assert verdict.run_share >= 0.8
+
+
+# Three dev-half translation pairs, each side joined in order: 19 English sentences, 34
+# Chinese ones (the translator split them more finely).
+_JOINED = (("xl-0130", "xl-0131"), ("xl-0161", "xl-0160"), ("xl-0165", "xl-0166"))
+
+
+def _joined_side(index: int, lang: str, max_sentences: int) -> Side:
+    lines = (REPO / "tests" / "fixtures" / "xlingual" / "articles.jsonl").read_text(encoding="utf-8")
+    rows = {row["id"]: row for row in map(json.loads, lines.splitlines())}
+    assert all(rows[pair[index]]["split"] == "dev" for pair in _JOINED)
+    text = "\n".join(rows[pair[index]]["text"] for pair in _JOINED)
+    vectors = encoder.embed_article(encoder.load_encoder(), None, text, max_sentences=max_sentences)
+    return Side(lang, text, vectors.sentences)
+
+
+def test_two_cut_sides_are_compared_over_the_stretch_both_cover() -> None:
+    params = TranslationParams()
+    english, chinese = _joined_side(0, "en", 14), _joined_side(1, "zh", 14)
+    assert english.extent[0] and chinese.extent[0]  # both texts go on after 14 sentences
+    # 14 Chinese sentences reach less than half as far into the story as 14 English ones.
+    assert chinese.extent[1] < 0.5 < 0.8 < english.extent[1]
+    verdict = verify_translation(english, chinese, params, GAZETTEER)
+    assert verdict.is_translation, verdict.reason
+    covered = english.units_within(chinese.extent[1])
+    assert covered < 14 and f"of {covered} sentences" in verdict.reason
+    assert verdict.aligned / 14 < params.min_aligned_share  # over all 14: rejected
+
+
+def test_a_whole_side_keeps_the_shares_over_the_shorter_side() -> None:
+    # A whole text against a cut one: the shares stay over the shorter side's units (a
+    # brief must not be judged on its first lines alone).
+    english, chinese = _joined_side(0, "en", 40), _joined_side(1, "zh", 14)
+    assert not english.extent[0] and chinese.extent[0]
+    verdict = verify_translation(english, chinese, TranslationParams(), GAZETTEER)
+    assert verdict.share == pytest.approx(
+        verdict.aligned / min(len(english.sentences), len(chinese.sentences))
+    )
+
+
+def test_extent_and_units_within_read_the_characters_of_the_whole_text() -> None:
+    text = "Alpha beta gamma delta. Epsilon zeta eta theta. Iota kappa lambda mu. Nu xi omicron pi."
+    rows = np.eye(3, 4, dtype=np.float32)  # a title and two sentences encoded
+    side = Side("en", text, rows, has_title=True)
+    cut, covered, starts = side.extent
+    sentences = encoder.content_sentences(text)
+    total = sum(map(len, sentences))
+    assert cut and len(sentences) == 4
+    assert covered == pytest.approx((len(sentences[0]) + len(sentences[1])) / total)
+    assert starts == pytest.approx((0.0, len(sentences[0]) / total))
+    assert side.units_within(0.01) == 2 and side.units_within(1.0) == 3
+    whole = Side("en", text, np.eye(4, 4, dtype=np.float32))
+    assert whole.extent[0] is False and whole.extent[1] == pytest.approx(1.0)
