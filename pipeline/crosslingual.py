@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -59,6 +59,14 @@ class TranslationParams:
     max_length_ratio: float = 3.0
 
 
+class Extent(NamedTuple):
+    """Where a side's rows stop in its text: the encoder reads the first ``max_sentences``."""
+
+    cut: bool  # the text goes on after the last row's sentence
+    covered: float  # the share of the text's characters the rows' sentences hold
+    starts: tuple[float, ...]  # where each row's sentence starts, as a share of them
+
+
 @dataclass(frozen=True)
 class Side:
     """One article as the translation test sees it.
@@ -77,26 +85,30 @@ class Side:
     )
 
     @cached_property
-    def extent(self) -> tuple[bool, float, tuple[float, ...]]:
-        """Whether the rows stop before the text does (the encoder reads the first
-        ``max_sentences``), the share of the text's characters they cover, and where each
-        row's sentence starts, as a share of them."""
+    def text_sentences(self) -> list[str]:
+        """The text's sentences as the encoder cuts them (:func:`content_sentences`):
+        row i after the title is the vector of the i-th."""
+        return content_sentences(self.text)
+
+    @cached_property
+    def extent(self) -> Extent:
+        """How much of the text the rows cover (see :class:`Extent`)."""
         rows = len(self.sentences)
         title = 1 if self.has_title and rows else 0
-        sentences = content_sentences(self.text)
+        sentences = self.text_sentences
         total = sum(len(sentence) for sentence in sentences) or 1
         starts: list[float] = []
         offset = 0
         for sentence in sentences[: rows - title]:
             starts.append(offset / total)
             offset += len(sentence)
-        return len(sentences) > rows - title, offset / total, tuple(starts)
+        return Extent(len(sentences) > rows - title, offset / total, tuple(starts))
 
     def units_within(self, share: float) -> int:
         """Rows whose sentence starts within the first ``share`` of the text's characters
         (the title counts)."""
         title = 1 if self.has_title and len(self.sentences) else 0
-        return title + sum(1 for start in self.extent[2] if start < share)
+        return title + sum(1 for start in self.extent.starts if start < share)
 
     @cached_property
     def numbers(self) -> frozenset[str]:
@@ -113,7 +125,7 @@ class Side:
         """
         rows = len(self.sentences)
         title = 1 if self.has_title and rows else 0
-        body = content_sentences(self.text)[: rows - title]
+        body = self.text_sentences[: rows - title]
         if title + len(body) < rows:
             # Rows stored when sentences were cut differently (before `reindex`): which
             # sentence a row is cannot be told, so no sentence's numbers are compared.
@@ -301,13 +313,13 @@ def verify_translation(
     runs = in_runs(pairs)
     covered = shorter
     if (aligned < params.min_aligned_share * shorter or runs < params.min_run_share * shorter) and (
-        a.extent[0] and b.extent[0]
+        a.extent.cut and b.extent.cut
     ):
         # Both cut at the same number of sentences, two translations cover different
         # stretches of the story when one language uses more sentences: only the units
         # within the shorter stretch can have a counterpart, and the shares count those.
         # (Not when one side is whole: a brief would then be judged on its first lines.)
-        stretch = min(a.extent[1], b.extent[1])
+        stretch = min(a.extent.covered, b.extent.covered)
         covered = max(1, min(shorter, a.units_within(stretch), b.units_within(stretch)))
     share = min(1.0, aligned / covered) if shorter else 0.0
     run_share = min(1.0, runs / covered) if shorter else 0.0

@@ -498,12 +498,12 @@ def _joined_side(index: int, lang: str, max_sentences: int) -> Side:
 def test_two_cut_sides_are_compared_over_the_stretch_both_cover() -> None:
     params = TranslationParams()
     english, chinese = _joined_side(0, "en", 14), _joined_side(1, "zh", 14)
-    assert english.extent[0] and chinese.extent[0]  # both texts go on after 14 sentences
+    assert english.extent.cut and chinese.extent.cut  # both texts go on after 14 sentences
     # 14 Chinese sentences reach less than half as far into the story as 14 English ones.
-    assert chinese.extent[1] < 0.5 < 0.8 < english.extent[1]
+    assert chinese.extent.covered < 0.5 < 0.8 < english.extent.covered
     verdict = verify_translation(english, chinese, params, GAZETTEER)
     assert verdict.is_translation, verdict.reason
-    covered = english.units_within(chinese.extent[1])
+    covered = english.units_within(chinese.extent.covered)
     assert covered < 14 and f"of {covered} sentences" in verdict.reason
     assert verdict.aligned / 14 < params.min_aligned_share  # over all 14: rejected
 
@@ -512,7 +512,7 @@ def test_a_whole_side_keeps_the_shares_over_the_shorter_side() -> None:
     # A whole text against a cut one: the shares stay over the shorter side's units (a
     # brief must not be judged on its first lines alone).
     english, chinese = _joined_side(0, "en", 40), _joined_side(1, "zh", 14)
-    assert not english.extent[0] and chinese.extent[0]
+    assert not english.extent.cut and chinese.extent.cut
     verdict = verify_translation(english, chinese, TranslationParams(), GAZETTEER)
     assert verdict.share == pytest.approx(
         verdict.aligned / min(len(english.sentences), len(chinese.sentences))
@@ -531,4 +531,4 @@ def test_extent_and_units_within_read_the_characters_of_the_whole_text() -> None
     assert starts == pytest.approx((0.0, len(sentences[0]) / total))
     assert side.units_within(0.01) == 2 and side.units_within(1.0) == 3
     whole = Side("en", text, np.eye(4, 4, dtype=np.float32))
-    assert whole.extent[0] is False and whole.extent[1] == pytest.approx(1.0)
+    assert whole.extent.cut is False and whole.extent.covered == pytest.approx(1.0)
