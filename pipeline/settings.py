@@ -32,7 +32,7 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     # numpy comes with these; only the commands that deduplicate need them.
     from pipeline.crosslingual import TranslationParams
-    from pipeline.neardup import NearDupParams
+    from pipeline.neardup_params import NearDupParams
 
 ENV_PREFIX = "SUMMITWATCH_"
 # Variables with this prefix belong to the test suite and benchmarks, not the product.
@@ -189,14 +189,14 @@ class Settings(_Section):
     @field_validator("near_duplicates")
     @classmethod
     def _valid_near_duplicate_params(cls, value: dict[str, int | float]) -> dict[str, int | float]:
-        from pipeline.neardup import NearDupParams
+        from pipeline.neardup_params import NearDupParams
 
         NearDupParams.from_mapping(value)  # raises ValueError naming the parameter
         return value
 
     def neardup_params(self) -> NearDupParams:
         """The near-duplicate parameters (defaults overridden by ``config/dedup.yaml``)."""
-        from pipeline.neardup import NearDupParams
+        from pipeline.neardup_params import NearDupParams
 
         return NearDupParams.from_mapping(self.near_duplicates)
 

