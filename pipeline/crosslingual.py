@@ -84,6 +84,11 @@ class Side:
         default_factory=dict, init=False, repr=False, compare=False
     )
 
+    @property
+    def title_rows(self) -> int:
+        """1 when the first row is the title's vector, else 0."""
+        return 1 if self.has_title and len(self.sentences) else 0
+
     @cached_property
     def text_sentences(self) -> list[str]:
         """The text's sentences as the encoder cuts them (:func:`content_sentences`):
@@ -93,8 +98,7 @@ class Side:
     @cached_property
     def extent(self) -> Extent:
         """How much of the text the rows cover (see :class:`Extent`)."""
-        rows = len(self.sentences)
-        title = 1 if self.has_title and rows else 0
+        rows, title = len(self.sentences), self.title_rows
         sentences = self.text_sentences
         total = sum(len(sentence) for sentence in sentences) or 1
         starts: list[float] = []
@@ -107,8 +111,7 @@ class Side:
     def units_within(self, share: float) -> int:
         """Rows whose sentence starts within the first ``share`` of the text's characters
         (the title counts)."""
-        title = 1 if self.has_title and len(self.sentences) else 0
-        return title + sum(1 for start in self.extent.starts if start < share)
+        return self.title_rows + sum(1 for start in self.extent.starts if start < share)
 
     @cached_property
     def numbers(self) -> frozenset[str]:
@@ -123,8 +126,7 @@ class Side:
         (:func:`pipeline.sentences.content_sentences`), so row i's numbers are those of the
         sentence whose vector row i is.
         """
-        rows = len(self.sentences)
-        title = 1 if self.has_title and rows else 0
+        rows, title = len(self.sentences), self.title_rows
         body = self.text_sentences[: rows - title]
         if title + len(body) < rows:
             # Rows stored when sentences were cut differently (before `reindex`): which
