@@ -73,8 +73,17 @@ from pipeline.db.schema import Article  # noqa: E402
 from pipeline.ingest import import_lines  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
 
-FIXTURES = REPO_ROOT / "tests" / "fixtures" / "xlingual"
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "translation_quality.json"
+# The labelled sets: real excerpts (the default), and whole articles with their full and
+# abridged translations (``--set full``; no joined pairs: its texts are long already).
+SETS = {
+    "excerpts": REPO_ROOT / "tests" / "fixtures" / "xlingual",
+    "full": REPO_ROOT / "tests" / "fixtures" / "xlingual_full",
+}
+FIXTURES = SETS["excerpts"]
+RESULTS = {
+    "excerpts": REPO_ROOT / "benchmarks" / "results" / "translation_quality.json",
+    "full": REPO_ROOT / "benchmarks" / "results" / "translation_quality_full.json",
+}
 # Articles without a date on the page are imported as published on this day, so that a
 # missing date neither helps nor hurts the time window (all undated ones share it).
 UNDATED = datetime(2024, 1, 1, tzinfo=UTC)
@@ -100,9 +109,9 @@ class Pair:
     split: str
 
 
-def load(split: str) -> tuple[dict[str, Item], list[Pair]]:
+def load(split: str, fixtures: Path = FIXTURES) -> tuple[dict[str, Item], list[Pair]]:
     items = {}
-    for line in (FIXTURES / "articles.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (fixtures / "articles.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         if row["split"] == split:
             items[row["id"]] = Item(
@@ -115,7 +124,7 @@ def load(split: str) -> tuple[dict[str, Item], list[Pair]]:
                 split,
             )
     pairs = []
-    for line in (FIXTURES / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (fixtures / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         if row["split"] == split:
             pairs.append(Pair(row["a"], row["b"], row["label"], bool(row.get("partial")), split))
@@ -475,14 +484,25 @@ def fmt(value: float | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("dev", "heldout", "both"), default="both")
+    parser.add_argument(
+        "--set",
+        choices=tuple(SETS),
+        default="excerpts",
+        help="real excerpts (tests/fixtures/xlingual) or whole articles with their translations "
+        "(tests/fixtures/xlingual_full)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="shuffle seed of the stream order")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--output", type=Path, help="default: benchmarks/results/translation_quality[_full].json"
+    )
     args = parser.parse_args(argv)
+    fixtures = SETS[args.set]
+    output: Path = args.output or RESULTS[args.set]
     # SUMMITWATCH_* variables of the environment apply, to try other thresholds.
     settings = load_settings({**os.environ, "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config")})
     splits = ["dev", "heldout"] if args.split == "both" else [args.split]
 
-    dev_items, dev_pairs = load("dev")
+    dev_items, dev_pairs = load("dev", fixtures)
     dev_rows = pair_scores(dev_items, dev_pairs, settings)
     raw_threshold = best_threshold(dev_rows)
     result: dict[str, Any] = {
@@ -496,11 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "splits": {},
     }
     for split in splits:
-        items, pairs = (dev_items, dev_pairs) if split == "dev" else load(split)
+        items, pairs = (dev_items, dev_pairs) if split == "dev" else load(split, fixtures)
         rows = dev_rows if split == "dev" else pair_scores(items, pairs, settings)
         table = pair_table(rows, raw_threshold)
         streamed = stream(items, pairs, settings, args.seed)
-        joined = long_scores(items, pairs, settings, args.seed)
+        joined = long_scores(items, pairs, settings, args.seed) if args.set == "excerpts" else {}
         result["splits"][split] = {"pairs": table, "long": joined, "stream": streamed, "pair_rows": rows}
         print(f"\n## {split}: {len(items)} articles, {len(pairs)} labelled pairs\n")
         print("| system | language pair | precision | recall | F1 | negatives |")
@@ -511,8 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"| {system} | {group} | {fmt(scores['precision'])} | {fmt(scores['recall'])} | "
                     f"{fmt(scores['f1'])} | {scores['negatives']} |"
                 )
-        print("\n| joined pairs | shorter side, units (median) | system | precision | recall | wrong links |")
-        print("|---:|---:|---|---:|---:|---:|")
+        if joined:
+            header = (
+                "| joined pairs | shorter side, units (median) | system | precision | recall | wrong links |"
+            )
+            print(f"\n{header}")
+            print("|---:|---:|---|---:|---:|---:|")
         for size, entry in joined.items():
             for system in ("summitwatch", "previous_rule"):
                 scores = entry[system]
@@ -530,9 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for link in streamed["false_links"]:
             print(f"  false link: {link['article']} -> {link['linked_to']} ({link['label']})")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\nwritten to {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\nwritten to {output}")
     return 0
 
 

@@ -114,6 +114,15 @@ class Side:
         return self.title_rows + sum(1 for start in self.extent.starts if start < share)
 
     @cached_property
+    def list_rows(self) -> frozenset[int]:
+        """Rows whose units are items of a list or a table (:func:`list_items`)."""
+        rows, title = len(self.sentences), self.title_rows
+        body = self.text_sentences[: rows - title]
+        if title + len(body) < rows:
+            return frozenset()  # rows of another cut (before `reindex`): unknown, none
+        return frozenset(title + index for index in list_items(body))
+
+    @cached_property
     def numbers(self) -> frozenset[str]:
         """:func:`extract_numbers` of the text."""
         return _numbers_of(self.text)
@@ -165,6 +174,7 @@ class TranslationVerdict:
     pairs: tuple[tuple[int, int, float], ...] = field(default=())
     margin: float = 0.0
     run_share: float = 0.0
+    list_units: int = 0  # the shorter side's list items left out of the shares
 
     def as_detail(self) -> dict[str, Any]:
         """A JSON-ready record of the decision, stored with the copy."""
@@ -181,7 +191,40 @@ class TranslationVerdict:
             "length_ratio": round(self.length_ratio, 2),
             "margin": round(self.margin, 3),
             "share_in_runs": round(self.run_share, 3),
+            "list_items_left_out": self.list_units,
         }
+
+
+# A sentence of prose ends in terminal punctuation (closing quotes and brackets aside), in
+# any script that has it; a colon or semicolon counts (a sentence introducing a list).
+_CLOSERS = "\"'»”’)]」』）"
+_TERMINAL = frozenset(".!?…:;。！？：；؟۔।॥։።។။")
+# This many lines in a row without it are a list or a table: tour dates, signed documents,
+# results, a block of related headlines.
+LIST_MIN_ITEMS = 3
+
+
+def list_items(sentences: Sequence[str]) -> set[int]:
+    """Indices of the ``sentences`` that are items of a list or a table.
+
+    An item is a unit without terminal punctuation in a block of at least
+    :data:`LIST_MIN_ITEMS` such units in a row. Two reports of one event often print the
+    same list (a tour's dates, the documents signed, a results table) under prose each
+    wrote itself; item by item the lists align like a translation, so they are left out
+    of the shares that decide one (a translation's prose aligns as well as its lists).
+    A single unpunctuated line (a heading, a byline) is not a list.
+    """
+    items: set[int] = set()
+    block: list[int] = []
+    for index, sentence in enumerate([*sentences, "."]):
+        stripped = sentence.rstrip().rstrip(_CLOSERS)
+        if stripped and stripped[-1] not in _TERMINAL:
+            block.append(index)
+            continue
+        if len(block) >= LIST_MIN_ITEMS:
+            items.update(block)
+        block = []
+    return items
 
 
 def mutual_best_matches(
@@ -314,6 +357,7 @@ def verify_translation(
     order = order_consistency(pairs)
     runs = in_runs(pairs)
     covered = shorter
+    limit_a, limit_b = len(a.sentences), len(b.sentences)
     if (aligned < params.min_aligned_share * shorter or runs < params.min_run_share * shorter) and (
         a.extent.cut and b.extent.cut
     ):
@@ -322,9 +366,22 @@ def verify_translation(
         # within the shorter stretch can have a counterpart, and the shares count those.
         # (Not when one side is whole: a brief would then be judged on its first lines.)
         stretch = min(a.extent.covered, b.extent.covered)
-        covered = max(1, min(shorter, a.units_within(stretch), b.units_within(stretch)))
-    share = min(1.0, aligned / covered) if shorter else 0.0
-    run_share = min(1.0, runs / covered) if shorter else 0.0
+        limit_a, limit_b = a.units_within(stretch), b.units_within(stretch)
+        covered = max(1, min(shorter, limit_a, limit_b))
+    counted, counted_runs, list_units = aligned, runs, 0
+    if a.list_rows or b.list_rows:
+        # Lists and tables are left out of the shares (see :func:`list_items`), when the
+        # shorter side keeps enough prose to be judged on.
+        prose = min(
+            limit_a - sum(1 for row in a.list_rows if row < limit_a),
+            limit_b - sum(1 for row in b.list_rows if row < limit_b),
+        )
+        if prose >= params.min_aligned_sentences:
+            prose_pairs = [p for p in pairs if p[0] not in a.list_rows and p[1] not in b.list_rows]
+            list_units = covered - min(covered, prose)
+            counted, counted_runs, covered = len(prose_pairs), in_runs(prose_pairs), min(covered, prose)
+    share = min(1.0, counted / covered) if shorter else 0.0
+    run_share = min(1.0, counted_runs / covered) if shorter else 0.0
     number_agreement, compared = _agreement(a.numbers, b.numbers)
     entity_agreement = None
     if gazetteer is not None:
@@ -333,8 +390,8 @@ def verify_translation(
     length_ratio = max(weight_a, weight_b) / max(min(weight_a, weight_b), 1.0)
 
     failures = []
-    if aligned < min(params.min_aligned_sentences, shorter) or aligned == 0:
-        failures.append(f"{aligned} aligned sentences")
+    if counted < min(params.min_aligned_sentences, shorter) or counted == 0:
+        failures.append(f"{counted} aligned sentences" + (" outside lists" if list_units else ""))
     if share < params.min_aligned_share:
         failures.append(f"aligned share {share:.2f} < {params.min_aligned_share:g}")
     if order < params.min_order:
@@ -359,8 +416,9 @@ def verify_translation(
             )
     is_translation = not failures
     reason = (
-        f"{aligned} of {covered} sentences align in order, {runs} of them in runs "
+        f"{counted} of {covered} sentences align in order, {counted_runs} of them in runs "
         f"(mean similarity {mean_similarity:.2f})"
+        + (f", {list_units} list items left out" if list_units else "")
         + (f", {compared} numbers agree {number_agreement:.0%}" if number_agreement is not None else "")
         if is_translation
         else "not a translation: " + "; ".join(failures)
@@ -379,6 +437,7 @@ def verify_translation(
         tuple(sorted(pairs, key=lambda p: -p[2])[:5]),
         margin,
         run_share,
+        list_units,
     )
 
 

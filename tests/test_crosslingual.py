@@ -145,6 +145,30 @@ def test_quality_gate_on_the_tuning_half_of_the_real_pairs() -> None:
     assert table["minhash"]["all"]["tp"] == 0
 
 
+@pytest.mark.slow
+def test_whole_articles_on_the_tuning_half_of_the_full_translations() -> None:
+    """Regression floor on the ``dev`` half of tests/fixtures/xlingual_full: whole articles,
+    their full and abridged translations, and the other outlet's report of each event in
+    every other language (two of which print the same list of tour dates)."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.translation_quality import SETS, load, pair_scores, pair_table
+    from pipeline.settings import load_settings
+
+    settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(REPO / "config")})
+    items, pairs = load("dev", SETS["full"])
+    assert len(items) == 30 and sum(p.label == "translation" for p in pairs) == 30
+    rows = pair_scores(items, pairs, settings)
+    linked_reports = [(r["a"], r["b"]) for r in rows if r["label"] != "translation" and r["summitwatch"]]
+    assert linked_reports == []
+    overall = pair_table(rows, raw_threshold=0.5)["summitwatch"]["all"]
+    assert overall["recall"] >= 0.9
+    assert any(
+        r["detail"]["list_items_left_out"] for r in rows if r["label"] == "translation" and r["summitwatch"]
+    )
+
+
 def _reference_pairs(a: np.ndarray, b: np.ndarray, threshold: float, margin: float, max_shift: float) -> list:
     """The definition of a mutual best match, spelled out sentence by sentence."""
     similarity = a @ b.T
@@ -532,3 +556,65 @@ def test_extent_and_units_within_read_the_characters_of_the_whole_text() -> None
     assert side.units_within(0.01) == 2 and side.units_within(1.0) == 3
     whole = Side("en", text, np.eye(4, 4, dtype=np.float32))
     assert whole.extent.cut is False and whole.extent.covered == pytest.approx(1.0)
+
+
+def test_list_items_are_blocks_of_unpunctuated_lines() -> None:
+    sentences = [
+        "The band will tour next year.",
+        "Tickets go on sale on Friday.",
+        "The dates:",
+        "June 9 -- West Palm Beach, FL",
+        "June 10 -- Tampa, FL",
+        "6月14日——佐治亚州阿尔法利塔",
+        "The tour ends in Houston.",
+        "By Jane Doe",
+        "Staff writer",
+    ]
+    assert crosslingual.list_items(sentences) == {3, 4, 5}
+    # Closing quotes and brackets after the punctuation, and every script's full stop.
+    prose = ["«Мы рады».", "他说：“很好。”", "(End.)", "هل توافق؟", "यह वाक्य है।", "Он сказал:"]
+    assert crosslingual.list_items(prose) == set()
+    assert crosslingual.list_items(["one", "two", "three"]) == {0, 1, 2}
+    assert crosslingual.list_items([]) == set()
+
+
+def _listed(prose: int, items: int) -> str:
+    lines = [f"Paragraph {n} of the report says something of its own." for n in range(prose)]
+    lines += [f"Stop {n} -- City {n}" for n in range(items)]
+    return "\n".join(lines)
+
+
+def test_a_list_both_reports_print_is_left_out_of_the_shares() -> None:
+    """Two outlets' reports of one tour print its dates: the list aligns item by item
+    like a translation, the prose each wrote does not."""
+    rng = np.random.default_rng(8)
+    text = _listed(8, 12)
+    first = _unit(rng.normal(size=(20, 64)))
+    second = _unit(rng.normal(size=(20, 64)))
+    second[8:] = _unit(first[8:] + 0.05 * rng.normal(size=(12, 64)))
+    a, b = Side("en", text, first), Side("ru", text, second)
+    assert a.list_rows == frozenset(range(8, 20))
+    verdict = verify_translation(a, b, TranslationParams())
+    assert verdict.aligned == 12 and verdict.list_units == 12
+    assert verdict.share == 0.0 and not verdict.is_translation
+    assert "0 aligned sentences outside lists" in verdict.reason
+    # Counted over every unit, the same pair would pass: 12 of 20 align, all in runs.
+    counted_whole = verify_translation(Side("en", "x", first), Side("ru", "x", second), TranslationParams())
+    assert counted_whole.is_translation and counted_whole.list_units == 0
+    # A translation's prose aligns too: linked, the list left out of its shares.
+    second[:8] = _unit(first[:8] + 0.05 * rng.normal(size=(8, 64)))
+    translated = verify_translation(a, Side("ru", text, second), TranslationParams())
+    assert translated.is_translation, translated.reason
+    assert translated.share == 1.0 and translated.as_detail()["list_items_left_out"] == 12
+    assert "8 of 8 sentences align" in translated.reason and "12 list items left out" in translated.reason
+
+
+def test_a_text_without_enough_prose_is_judged_on_all_its_units() -> None:
+    """A script without sentence punctuation (Thai), or a text that is nearly all list:
+    every unit counts, as before."""
+    rng = np.random.default_rng(9)
+    first = _unit(rng.normal(size=(12, 64)))
+    second = _unit(first + 0.05 * rng.normal(size=(12, 64)))
+    for text in (_listed(0, 12), _listed(2, 10)):
+        verdict = verify_translation(Side("th", text, first), Side("en", text, second), TranslationParams())
+        assert verdict.is_translation and verdict.list_units == 0 and verdict.share == 1.0
