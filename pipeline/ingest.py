@@ -535,10 +535,15 @@ def store_candidate(
             (duplicate_of, similarity), copy_kind = match, "near"
     vectors = context.embed(candidate.title, candidate.text)
     moment = candidate.published_at or seen_at
+    translation: TranslationLink | None = None
     if duplicate_of is None and context.settings.translations.enabled:
         translation = _closest_translation(session, candidate, vectors, moment, context)
         if translation is not None:
-            duplicate_of, similarity, link_detail = translation
+            duplicate_of, similarity, link_detail = (
+                translation.root,
+                translation.similarity,
+                translation.detail,
+            )
             copy_kind = "translation"
     article = Article(
         url=candidate.url,
@@ -570,6 +575,8 @@ def store_candidate(
         assert winner is not None
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
         return _duplicate_result(winner.id, winner.duplicate_of_id, winner.lang, winner.copy_kind, candidate)
+    if translation is not None:
+        translation.merge_into_root(session, stored.id)
     # A new row: its sighting, signature, vectors and labels are only inserted (nothing to
     # replace), directly, without the look-ups and deletes a replacement needs.
     repo.add_sighting(session, stored.id, via, sighting_url, seen_at, new_article=True)
@@ -815,12 +822,13 @@ def _closest_translation(
     vectors: encoder.ArticleVectors,
     moment: datetime,
     context: IngestContext,
-) -> tuple[int, float, dict[str, Any]] | None:
+) -> TranslationLink | None:
     """The root of the stored article ``candidate`` translates, its similarity and the evidence.
 
     Candidates are articles in other languages published within the window around
     ``moment`` (and every seed); the closest by document vector are verified by sentence
-    alignment. ``None`` when none is a translation.
+    alignment. ``None`` when none is a translation. When the candidate translates texts of
+    several clusters, the link names the earliest root and the clusters to fold into it.
     """
     if candidate.lang == "und":
         return None
@@ -844,7 +852,7 @@ def _closest_translation(
             stored_vectors.model, stored_vectors.sentences, stored_vectors.has_title, text
         )
     new_side = crosslingual.Side(candidate.lang, candidate.text, vectors.sentences, vectors.has_title)
-    best: tuple[float, int, float, crosslingual.TranslationVerdict] | None = None
+    verified: list[tuple[float, int, float, crosslingual.TranslationVerdict]] = []
     for row in shortlist:
         score = row.score
         stored_side = loaded.get(row.article_id)
@@ -858,17 +866,63 @@ def _closest_translation(
         verdict = crosslingual.verify_translation(
             new_side, other, context.translation_params, context.gazetteer
         )
-        if not verdict.is_translation:
-            continue
-        rank = verdict.share * verdict.mean_similarity
-        if best is None or (rank, -row.article_id) > (best[0], -best[1]):
-            best = (rank, row.article_id, score, verdict)
-    if best is None:
+        if verdict.is_translation:
+            verified.append((verdict.share * verdict.mean_similarity, row.article_id, score, verdict))
+    if not verified:
         return None
-    _, article_id, score, verdict = best
-    root = next(row.root_id for row in shortlist if row.article_id == article_id)
+    # The best verified match of each cluster (clusters as the database has them now).
+    verified.sort(key=lambda found: (-found[0], found[1]))
+    roots = repo.current_roots(session, [found[1] for found in verified])
+    best_of: dict[int, tuple[int, float, crosslingual.TranslationVerdict]] = {}
+    for _, article_id, score, verdict in verified:
+        best_of.setdefault(roots[article_id].root_id, (article_id, score, verdict))
+    # A translation of two clusters' texts makes them one story in several languages: the
+    # article joins the earliest, and the later ones (not seeds) are folded into it once it
+    # is stored, whatever order the three arrived in.
+    root = min(best_of)
+    article_id, score, verdict = best_of[root]
+    merged = {
+        other: best_of[other] for other in best_of if other != root and not roots[best_of[other][0]].is_seed
+    }
     detail = {**verdict.as_detail(), "matched_article_id": article_id, "document_similarity": round(score, 3)}
-    return root, round(verdict.mean_similarity, 4), detail
+    return TranslationLink(root, round(verdict.mean_similarity, 4), detail, merged)
+
+
+@dataclass(frozen=True)
+class TranslationLink:
+    """A new article's translation link, and the other clusters its text joins to it."""
+
+    root: int
+    similarity: float
+    detail: dict[str, Any]
+    # root of another cluster -> (its article matched, document similarity, the verdict)
+    merged: dict[int, tuple[int, float, crosslingual.TranslationVerdict]]
+
+    def merge_into_root(self, session: Session, article_id: int) -> None:
+        """Fold the other clusters into this link's root, the new article (``article_id``,
+        stored) being the evidence: it translates a text of each."""
+        if not self.merged:
+            return
+        folded = {
+            other: (
+                round(verdict.mean_similarity, 4),
+                {
+                    **verdict.as_detail(),
+                    "reason": f"joined through article {article_id}, a translation of both: {verdict.reason}",
+                    "matched_article_id": article_id,
+                    "aligned_article_id": matched,  # the article of this cluster it aligned with
+                    "document_similarity": round(score, 3),
+                },
+            )
+            for other, (matched, score, verdict) in self.merged.items()
+        }
+        repo.merge_clusters(session, self.root, folded)
+        log.info(
+            "article %d translates texts of clusters %s: folded into cluster %d",
+            article_id,
+            ", ".join(str(other) for other in sorted(self.merged)),
+            self.root,
+        )
 
 
 # Feeds and pages --------------------------------------------------------------------------

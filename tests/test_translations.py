@@ -6,16 +6,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from pipeline import crosslingual
 from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleVector
 from pipeline.ingest import IngestContext, import_lines, reindex_vectors
 from pipeline.settings import Settings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-STORY = json.loads((Path(__file__).parent / "fixtures" / "semantic" / "story_yuan.json").read_text())
+FIXTURES = Path(__file__).parent / "fixtures"
+STORY = json.loads((FIXTURES / "semantic" / "story_yuan.json").read_text())
 
 
 def line(key: str, *, hours: float = 0, **extra: object) -> str:
@@ -78,6 +81,86 @@ def test_a_translation_of_a_seed_is_a_copy_of_the_seed(session: Session, setting
     session.commit()
     result = next(iter(import_lines(session, settings, [line("zh")], source="t", now=NOW))).result
     assert result.copy_kind == "translation" and result.duplicate_of == seed.article_id
+
+
+# Whole articles of the tuning half of the whole-article set: an English report and its
+# Russian and Chinese translations, the two translations too loosely aligned with each other
+# to be linked directly (each is linked with the English).
+WHOLE = {
+    row["id"]: row
+    for row in map(json.loads, (FIXTURES / "xlingual_full" / "articles.jsonl").read_text().splitlines())
+    if row["split"] == "dev"
+}
+
+
+def whole_line(key: str, *, url: str | None = None) -> str:
+    record = {"id": url or key, "url": url or f"https://{key}.example/story", "text": WHOLE[key]["text"]}
+    return json.dumps({**record, "published": NOW.isoformat()})
+
+
+def test_a_translation_of_two_clusters_folds_them_into_the_earliest(
+    session: Session, settings: Settings
+) -> None:
+    """Russian, then Chinese (not linked to the Russian), then a copy of the Chinese, then
+    the English they both translate: one story, whatever the order it arrived in."""
+    context = IngestContext.from_settings(settings)
+    sides = {}
+    for key in ("xf-07-ru", "xf-07-zh"):
+        vectors = context.embed(None, WHOLE[key]["text"])
+        sides[key] = crosslingual.Side(
+            WHOLE[key]["lang"], WHOLE[key]["text"], vectors.sentences, vectors.has_title
+        )
+    premise = crosslingual.verify_translation(
+        sides["xf-07-ru"], sides["xf-07-zh"], context.translation_params
+    )
+    assert not premise.is_translation  # what makes the order matter
+
+    lines = [
+        whole_line("xf-07-ru"),
+        whole_line("xf-07-zh"),
+        whole_line("xf-07-zh", url="https://mirror.example/zh"),
+        whole_line("xf-07-en"),
+    ]
+    results = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    ru, zh, mirror, en = results
+    assert [r.status for r in results] == ["new", "new", "duplicate", "duplicate"]
+    assert mirror.copy_kind == "exact" and mirror.duplicate_of == zh.article_id
+    assert en.copy_kind == "translation" and en.duplicate_of == ru.article_id
+    session.expire_all()
+    folded = session.get(Article, zh.article_id)
+    assert folded is not None and folded.duplicate_of_id == ru.article_id
+    assert folded.copy_kind == "translation" and folded.link_detail is not None
+    assert folded.link_detail["matched_article_id"] == en.article_id
+    assert folded.link_detail["aligned_article_id"] == zh.article_id
+    assert folded.link_detail["reason"].startswith(f"joined through article {en.article_id}")
+    # Every copy points at the root, the copy of the folded cluster included.
+    copies = repo.copies_of(session, [ru.article_id])[ru.article_id]
+    assert sorted(c.id for c in copies) == sorted([zh.article_id, mirror.article_id, en.article_id])
+    assert (
+        session.scalar(select(func.count()).select_from(Article).where(Article.duplicate_of_id.is_(None)))
+        == 1
+    )
+
+
+def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings: Settings) -> None:
+    zh = next(iter(import_lines(session, settings, [whole_line("xf-07-zh")], source="t", now=NOW))).result
+    seed = next(
+        iter(import_lines(session, settings, [whole_line("xf-07-ru")], source="seed", now=NOW))
+    ).result
+    session.execute(Article.__table__.update().where(Article.id == seed.article_id).values(is_seed=True))
+    session.commit()
+    en = next(iter(import_lines(session, settings, [whole_line("xf-07-en")], source="t", now=NOW))).result
+    assert en.copy_kind == "translation" and en.duplicate_of == zh.article_id
+    session.expire_all()
+    kept = session.get(Article, seed.article_id)
+    assert kept is not None and kept.duplicate_of_id is None and kept.is_seed
+
+
+def test_clusters_fold_only_into_an_earlier_root(session: Session) -> None:
+    with pytest.raises(ValueError, match="only into an earlier root"):
+        repo.merge_clusters(session, 5, {3: (0.8, {})})
+    with pytest.raises(ValueError, match="only into an earlier root"):
+        repo.merge_clusters(session, 5, {})
 
 
 def test_reindex_backfills_missing_vectors(session: Session, settings: Settings) -> None:

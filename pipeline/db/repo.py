@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -379,6 +379,71 @@ def feed_ids_named(session: Session, name: str) -> list[int]:
     if not ids:
         raise FilterError(f"no feed or outlet is called {name!r} (see `summitwatch feeds list`)")
     return ids
+
+
+@dataclass(frozen=True)
+class ClusterRoot:
+    """The root of a stored article's copy cluster, as the database has it now."""
+
+    root_id: int
+    is_seed: bool
+
+
+def current_roots(session: Session, article_ids: Iterable[int]) -> dict[int, ClusterRoot]:
+    """The root of each article's copy cluster, read from the database (not from a cache).
+
+    Clusters can be merged while a process runs (see :func:`merge_clusters`), so a root
+    kept in memory can have become a copy. A copy stored by another process against a root
+    that was merged at the same time points one step short; that step is followed too.
+    """
+    ids = sorted(set(article_ids))
+    if not ids:
+        return {}
+    first = dict(
+        session.execute(
+            select(Article.id, func.coalesce(Article.duplicate_of_id, Article.id)).where(Article.id.in_(ids))
+        ).all()
+    )
+    roots = {
+        row.id: (row.duplicate_of_id, row.is_seed)
+        for row in session.execute(
+            select(Article.id, Article.duplicate_of_id, Article.is_seed).where(
+                Article.id.in_(set(first.values()))
+            )
+        )
+    }
+    found: dict[int, ClusterRoot] = {}
+    for article_id, root in first.items():
+        further, is_seed = roots[root]
+        found[article_id] = ClusterRoot(further or root, bool(is_seed) and further is None)
+    return found
+
+
+def merge_clusters(session: Session, into: int, merged: Mapping[int, tuple[float, dict[str, Any]]]) -> None:
+    """Fold the copy clusters rooted at the keys of ``merged`` into the one rooted at ``into``.
+
+    Each merged root becomes a translation copy of ``into`` with its similarity and
+    detail (the values of ``merged``); its copies
+    point at ``into``, so every copy still points at its cluster's root. Roots are only
+    ever folded into an earlier one (a lower id), so merges never make a cycle.
+    """
+    roots = sorted(merged)
+    if not roots or roots[0] <= into:
+        raise ValueError(f"clusters {roots} cannot be folded into {into}: only into an earlier root")
+    session.execute(
+        update(Article)
+        .where(Article.duplicate_of_id.in_(roots))
+        .values(duplicate_of_id=into)
+        .execution_options(synchronize_session="fetch")
+    )
+    for root in roots:
+        similarity, detail = merged[root]
+        session.execute(
+            update(Article)
+            .where(Article.id == root, Article.duplicate_of_id.is_(None))
+            .values(duplicate_of_id=into, copy_kind="translation", similarity=similarity, link_detail=detail)
+            .execution_options(synchronize_session="fetch")
+        )
 
 
 def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:
