@@ -916,13 +916,14 @@ class TranslationLink:
             )
             for other, (matched, score, verdict) in self.merged.items()
         }
-        repo.merge_clusters(session, self.root, folded)
-        log.info(
-            "article %d translates texts of clusters %s: folded into cluster %d",
-            article_id,
-            ", ".join(str(other) for other in sorted(self.merged)),
-            self.root,
-        )
+        done = repo.merge_clusters(session, self.root, folded)
+        if done:
+            log.info(
+                "article %d translates texts of clusters %s: folded into cluster %d",
+                article_id,
+                ", ".join(str(other) for other in done),
+                self.root,
+            )
 
 
 # Feeds and pages --------------------------------------------------------------------------
@@ -1504,9 +1505,20 @@ def run_cycle(
                 progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
         if retry_pages:
             summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
+        flatten_copy_chains(session)
     finally:
         context.close()
     return summary
+
+
+def flatten_copy_chains(session: Session) -> int:
+    """Repair copies left one step short of their root by a concurrent fold, and commit
+    (:func:`pipeline.db.repo.flatten_copy_chains`); how many were re-pointed."""
+    changed = repo.flatten_copy_chains(session)
+    if changed:
+        log.warning("re-pointed %d copies whose original had been folded into another cluster", changed)
+    session.commit()
+    return changed
 
 
 def _describe_poll(poll: PollResult) -> str:
@@ -1608,6 +1620,7 @@ def import_lines(
             result = ItemResult("error", error=message)
         session.commit()
         yield ImportResult(number, input_id, result)
+    flatten_copy_chains(session)
 
 
 def _short_error(exc: BaseException) -> str:

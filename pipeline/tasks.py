@@ -21,7 +21,7 @@ from pipeline.db import repo
 from pipeline.db.engine import open_session
 from pipeline.db.schema import utcnow
 from pipeline.http import HttpClient
-from pipeline.ingest import retry_failed_pages, run_cycle
+from pipeline.ingest import flatten_copy_chains, retry_failed_pages, run_cycle
 from pipeline.settings import Settings, SlackSettings, load_settings
 
 # Airflow's default max_map_length is 1024; staying far below it leaves room for growth
@@ -96,6 +96,7 @@ def finish_ingest(
         HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
     ):
         retried = retry_failed_pages(session, client, settings)
+        flatten_copy_chains(session)  # batches run in parallel: a fold in one can race a copy in another
     totals: dict[str, int] = {}
     for result in batch_results:
         if not result:

@@ -31,7 +31,11 @@ from pipeline.encoder import document_from_bytes
 
 @dataclass(frozen=True)
 class Candidate:
-    """A stored article close to the query: its id, the root of its copy cluster, its score."""
+    """A stored article close to the query: its id, the root of its copy cluster, its score.
+
+    ``root_id`` is the root when the row was read: a later fold can have changed it, so
+    linking reads roots from the database (:func:`pipeline.db.repo.current_roots`).
+    """
 
     article_id: int
     root_id: int

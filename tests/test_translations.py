@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from pipeline import crosslingual
 from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleVector
-from pipeline.ingest import IngestContext, import_lines, reindex_vectors
+from pipeline.ingest import IngestContext, flatten_copy_chains, import_lines, reindex_vectors
 from pipeline.settings import Settings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -111,7 +111,7 @@ def test_a_translation_of_two_clusters_folds_them_into_the_earliest(
             WHOLE[key]["lang"], WHOLE[key]["text"], vectors.sentences, vectors.has_title
         )
     premise = crosslingual.verify_translation(
-        sides["xf-07-ru"], sides["xf-07-zh"], context.translation_params
+        sides["xf-07-ru"], sides["xf-07-zh"], context.translation_params, context.gazetteer
     )
     assert not premise.is_translation  # what makes the order matter
 
@@ -154,6 +154,62 @@ def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings:
     session.expire_all()
     kept = session.get(Article, seed.article_id)
     assert kept is not None and kept.duplicate_of_id is None and kept.is_seed
+
+
+def _bare(session: Session, article_id: int, *, of: int | None = None, seed: bool = False) -> None:
+    session.add(
+        Article(
+            id=article_id,
+            text=f"article {article_id}",
+            lang="en",
+            first_seen_at=NOW,
+            content_hash=f"h{article_id}",
+            duplicate_of_id=of,
+            copy_kind="exact" if of else None,
+            is_seed=seed,
+        )
+    )
+    session.flush()
+
+
+def _parents(session: Session) -> dict[int, int | None]:
+    session.expire_all()
+    return dict(session.execute(select(Article.id, Article.duplicate_of_id).order_by(Article.id)).all())
+
+
+def test_a_fold_checks_its_rows_again_and_moves_every_copy(session: Session) -> None:
+    for article_id in (1, 2, 5, 10):
+        _bare(session, article_id)
+    _bare(session, 3, seed=True)
+    _bare(session, 4, of=2)
+    _bare(session, 6, of=5)
+    _bare(session, 11, of=10)
+    detail = {"reason": "aligned"}
+    # Another process folded 11's cluster first, or 3 is a seed: nothing happens.
+    assert repo.merge_clusters(session, 11, {12: (0.8, detail)}) == []
+    assert repo.merge_clusters(session, 1, {3: (0.8, detail)}) == []
+    assert repo.merge_clusters(session, 1, {2: (0.8, detail), 5: (0.7, detail), 11: (0.7, detail)}) == [2, 5]
+    parents = _parents(session)
+    assert parents == {1: None, 2: 1, 3: None, 4: 1, 5: 1, 6: 1, 10: None, 11: 10}
+    folded = session.get(Article, 2)
+    assert folded is not None and folded.copy_kind == "translation" and folded.similarity == 0.8
+    assert folded.link_detail == {"reason": "aligned", "folded_into": 1, "moved_copy_ids": [4]}
+
+
+def test_a_copy_left_short_of_its_root_by_a_concurrent_fold_is_repaired(session: Session) -> None:
+    _bare(session, 1)
+    _bare(session, 2, of=1)
+    _bare(session, 3, of=2)  # stored against 2 while 2 was being folded into 1
+    _bare(session, 4, of=3)
+    assert repo.current_roots(session, [1, 2]) == {
+        1: repo.ClusterRoot(1, is_seed=False),
+        2: repo.ClusterRoot(1, is_seed=False),
+    }
+    # One step short: the root is followed, and never folded on the strength of that read.
+    assert repo.current_roots(session, [3]) == {3: repo.ClusterRoot(1, is_seed=True)}
+    assert flatten_copy_chains(session) == 3
+    assert _parents(session) == {1: None, 2: 1, 3: 1, 4: 1}
+    assert flatten_copy_chains(session) == 0
 
 
 def test_clusters_fold_only_into_an_earlier_root(session: Session) -> None:

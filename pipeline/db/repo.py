@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Float, Integer, Subquery, case, cast, delete, func, insert, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -392,9 +392,11 @@ class ClusterRoot:
 def current_roots(session: Session, article_ids: Iterable[int]) -> dict[int, ClusterRoot]:
     """The root of each article's copy cluster, read from the database (not from a cache).
 
-    Clusters can be merged while a process runs (see :func:`merge_clusters`), so a root
-    kept in memory can have become a copy. A copy stored by another process against a root
-    that was merged at the same time points one step short; that step is followed too.
+    Clusters can be folded together while a process runs (see :func:`merge_clusters`), so
+    a root kept in memory can have become a copy. A copy that another process stored
+    against a root folded at the same moment points one step short until
+    :func:`flatten_copy_chains` runs; that step is followed here, and such a root is
+    reported as a seed, so that nothing is folded on the strength of a stale read.
     """
     ids = sorted(set(article_ids))
     if not ids:
@@ -415,35 +417,99 @@ def current_roots(session: Session, article_ids: Iterable[int]) -> dict[int, Clu
     found: dict[int, ClusterRoot] = {}
     for article_id, root in first.items():
         further, is_seed = roots[root]
-        found[article_id] = ClusterRoot(further or root, bool(is_seed) and further is None)
+        found[article_id] = ClusterRoot(further or root, bool(is_seed) or further is not None)
     return found
 
 
-def merge_clusters(session: Session, into: int, merged: Mapping[int, tuple[float, dict[str, Any]]]) -> None:
+def merge_clusters(
+    session: Session, into: int, merged: Mapping[int, tuple[float, dict[str, Any]]]
+) -> list[int]:
     """Fold the copy clusters rooted at the keys of ``merged`` into the one rooted at ``into``.
 
-    Each merged root becomes a translation copy of ``into`` with its similarity and
-    detail (the values of ``merged``); its copies
-    point at ``into``, so every copy still points at its cluster's root. Roots are only
-    ever folded into an earlier one (a lower id), so merges never make a cycle.
+    Each folded root becomes a translation copy of ``into`` with its similarity and detail
+    (the values of ``merged``; the detail also lists the copies moved with it, so a fold
+    can be traced and undone by hand), and its copies point at ``into``: every copy still
+    points at its cluster's root. Roots are only ever folded into an earlier one (a lower
+    id), so folds never make a cycle.
+
+    The rows are locked (on PostgreSQL; SQLite has one writer at a time) and checked again:
+    a root that another process has folded or that is a seed stays as it is, and nothing
+    is folded into a row that is no longer a root. Returns the roots folded.
     """
     roots = sorted(merged)
     if not roots or roots[0] <= into:
         raise ValueError(f"clusters {roots} cannot be folded into {into}: only into an earlier root")
-    session.execute(
-        update(Article)
-        .where(Article.duplicate_of_id.in_(roots))
-        .values(duplicate_of_id=into)
-        .execution_options(synchronize_session="fetch")
-    )
+    state = {
+        row.id: (row.duplicate_of_id, row.is_seed)
+        for row in session.execute(
+            select(Article.id, Article.duplicate_of_id, Article.is_seed)
+            .where(Article.id.in_([into, *roots]))
+            .order_by(Article.id)
+            .with_for_update()
+        )
+    }
+    if into not in state or state[into][0] is not None:
+        return []
+    folded = []
     for root in roots:
+        parent, is_seed = state.get(root, (None, True))
+        if parent is not None or is_seed:
+            continue
+        moved = list(
+            session.scalars(select(Article.id).where(Article.duplicate_of_id == root).order_by(Article.id))
+        )
         similarity, detail = merged[root]
         session.execute(
             update(Article)
-            .where(Article.id == root, Article.duplicate_of_id.is_(None))
-            .values(duplicate_of_id=into, copy_kind="translation", similarity=similarity, link_detail=detail)
+            .where(Article.duplicate_of_id == root)
+            .values(duplicate_of_id=into)
             .execution_options(synchronize_session="fetch")
         )
+        session.execute(
+            update(Article)
+            .where(Article.id == root)
+            .values(
+                duplicate_of_id=into,
+                copy_kind="translation",
+                similarity=similarity,
+                link_detail={**detail, "folded_into": into, "moved_copy_ids": moved},
+            )
+            .execution_options(synchronize_session="fetch")
+        )
+        folded.append(root)
+    return folded
+
+
+def flatten_copy_chains(session: Session) -> int:
+    """Point every copy whose original is itself a copy at that copy's root; rows changed.
+
+    A fold and a new copy of the folded root, committed by two processes at the same
+    moment, leave the copy one step short of the root. Run at the end of each run and
+    import; a chain is a few rows at most, so this finds nothing nearly always.
+    """
+    parent = aliased(Article)
+    changed = 0
+    for _ in range(16):  # each pass shortens every chain by one step
+        rows = session.execute(
+            select(Article.id, parent.duplicate_of_id)
+            .join(parent, Article.duplicate_of_id == parent.id)
+            .where(parent.duplicate_of_id.is_not(None))
+        ).all()
+        if not rows:
+            break
+        by_root: dict[int, list[int]] = {}
+        for article_id, root in rows:
+            assert root is not None  # selected so
+            by_root.setdefault(root, []).append(article_id)
+        for root, article_ids in sorted(by_root.items()):
+            session.execute(
+                update(Article)
+                .where(Article.id.in_(article_ids))
+                .values(duplicate_of_id=root)
+                .execution_options(synchronize_session="fetch")
+            )
+        changed += len(rows)
+    return changed
 
 
 def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:
