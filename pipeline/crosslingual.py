@@ -116,6 +116,8 @@ class Side:
     @cached_property
     def list_rows(self) -> frozenset[int]:
         """Rows whose units are items of a list or a table (:func:`list_items`)."""
+        if not may_hold_a_list(self.text):
+            return frozenset()  # nearly every text: its sentences need not be cut here
         rows, title = len(self.sentences), self.title_rows
         body = self.text_sentences[: rows - title]
         if title + len(body) < rows:
@@ -225,6 +227,25 @@ def list_items(sentences: Sequence[str]) -> set[int]:
             items.update(block)
         block = []
     return items
+
+
+def may_hold_a_list(text: str) -> bool:
+    """Whether ``text`` has :data:`LIST_MIN_ITEMS` lines in a row without terminal
+    punctuation: a list item is always a whole line (a sentence that ends within a line
+    ends in punctuation), so a text without such lines has no list. A cheap test on the
+    raw text, before cutting it into sentences."""
+    block = 0
+    for line in text.splitlines():
+        stripped = line.rstrip().rstrip(_CLOSERS)
+        if not stripped or not any(char.isalnum() for char in stripped):
+            continue  # blank lines and rules between items (units need a letter or digit)
+        if stripped[-1] in _TERMINAL:
+            block = 0
+            continue
+        block += 1
+        if block >= LIST_MIN_ITEMS:
+            return True
+    return False
 
 
 def mutual_best_matches(

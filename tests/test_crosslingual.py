@@ -578,6 +578,25 @@ def test_list_items_are_blocks_of_unpunctuated_lines() -> None:
     assert crosslingual.list_items([]) == set()
 
 
+def test_a_text_without_three_unpunctuated_lines_in_a_row_has_no_list() -> None:
+    """The cheap test on the raw text (which spares cutting every candidate's text into
+    sentences) never misses a list :func:`list_items` would find."""
+    texts = [
+        json.loads(line)["text"]
+        for name in ("xlingual", "xlingual_full")
+        for line in (REPO / "tests" / "fixtures" / name / "articles.jsonl").read_text().splitlines()
+    ]
+    texts += ["Intro. Tail one\nTail two\n\n—\nTail three", "A.\nB\nC.\nD\nE", "一。\n二\n\n三\n四"]
+    found = 0
+    for text in texts:
+        has_list = bool(crosslingual.list_items(crosslingual.content_sentences(text)))
+        assert crosslingual.may_hold_a_list(text) or not has_list, text[:80]
+        found += has_list
+    assert found >= 5
+    assert crosslingual.may_hold_a_list("Intro. Tail one\nTail two\n\n—\nTail three")
+    assert not crosslingual.may_hold_a_list("A.\nB\nC.\nD\nE")
+
+
 def _listed(prose: int, items: int) -> str:
     lines = [f"Paragraph {n} of the report says something of its own." for n in range(prose)]
     lines += [f"Stop {n} -- City {n}" for n in range(items)]
