@@ -130,3 +130,41 @@ def test_readme_counts_match_the_files() -> None:
     for label in ("translation", "same_event", "different"):
         row = f"| {label} | {counts[('dev', label)]} | {counts[('heldout', label)]} | {labels[label]} |"
         assert row in readme, row
+
+
+FULL = Path(__file__).resolve().parent / "fixtures" / "xlingual_full"
+
+
+def _load_full(name: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line) for line in (FULL / name).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+
+
+def test_the_whole_article_set_is_well_formed_and_split_by_event() -> None:
+    articles = _load_full("articles.jsonl")
+    pairs = _load_full("pairs.jsonl")
+    by_id = {article["id"]: article for article in articles}
+    assert len(by_id) == len(articles) == 60
+    assert Counter(article["lang"] for article in articles) == {"en": 20, "ru": 20, "zh": 20}
+    for article in articles:
+        assert article["split"] in SPLITS and len(article["text"]) >= 500, article["id"]
+        if article["lang"] != "en":
+            assert _script_share(article["text"], SCRIPTS[article["lang"]]) > 0.5, article["id"]
+    events: dict[str, set[str]] = defaultdict(set)
+    for article in articles:
+        events[article["event"]].add(article["split"])
+    assert all(len(splits) == 1 for splits in events.values())  # no event straddles the halves
+    for split in SPLITS:
+        chosen = [pair for pair in pairs if pair["split"] == split]
+        assert Counter(pair["label"] for pair in chosen) == {"translation": 30, "same_event": 30}
+        assert sum(pair["partial"] for pair in chosen) == 10
+    for pair in pairs:
+        a, b = by_id[pair["a"]], by_id[pair["b"]]
+        assert (
+            a["lang"] != b["lang"] and a["event"] == b["event"] and a["split"] == b["split"] == pair["split"]
+        )
+        # A translation's two sides render one original: its number; a same-event pair, two.
+        same_original = a["id"][:5] == b["id"][:5]
+        assert same_original == (pair["label"] == "translation"), pair
+        assert not pair["partial"] or "abridged" in by_id[pair["a" if a["lang"] == "ru" else "b"]]["source"]
