@@ -206,6 +206,12 @@ _TERMINAL = frozenset(".!?…:;。！？：；؟۔।॥։።។။")
 LIST_MIN_ITEMS = 3
 
 
+def _unpunctuated(text: str) -> bool:
+    """Whether ``text`` ends without terminal punctuation (closing quotes aside)."""
+    stripped = text.rstrip().rstrip(_CLOSERS)
+    return bool(stripped) and stripped[-1] not in _TERMINAL
+
+
 def list_items(sentences: Sequence[str]) -> set[int]:
     """Indices of the ``sentences`` that are items of a list or a table.
 
@@ -219,8 +225,7 @@ def list_items(sentences: Sequence[str]) -> set[int]:
     items: set[int] = set()
     block: list[int] = []
     for index, sentence in enumerate([*sentences, "."]):
-        stripped = sentence.rstrip().rstrip(_CLOSERS)
-        if stripped and stripped[-1] not in _TERMINAL:
+        if _unpunctuated(sentence):
             block.append(index)
             continue
         if len(block) >= LIST_MIN_ITEMS:
@@ -236,10 +241,9 @@ def may_hold_a_list(text: str) -> bool:
     raw text, before cutting it into sentences."""
     block = 0
     for line in text.splitlines():
-        stripped = line.rstrip().rstrip(_CLOSERS)
-        if not stripped or not any(char.isalnum() for char in stripped):
+        if not any(char.isalnum() for char in line):
             continue  # blank lines and rules between items (units need a letter or digit)
-        if stripped[-1] in _TERMINAL:
+        if not _unpunctuated(line):
             block = 0
             continue
         block += 1

@@ -1478,7 +1478,9 @@ def run_cycle(
     progress: ProgressCallback | None = None,
     retry_pages: bool = True,
 ) -> CycleSummary:
-    """Poll every due feed (or ``feed_ids``) once, then retry failed pages that are due."""
+    """Poll every due feed (or ``feed_ids``) once, then retry failed pages that are due and
+    repair copy chains. ``retry_pages=False``: the caller finishes the cycle itself (the
+    DAG's last task does both once for all its batches)."""
     now = now or utcnow()
     ids = list(feed_ids) if feed_ids is not None else repo.due_feed_ids(session, now)
     summary = CycleSummary()
@@ -1505,7 +1507,7 @@ def run_cycle(
                 progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
         if retry_pages:
             summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
-        flatten_copy_chains(session)
+            flatten_copy_chains(session)
     finally:
         context.close()
     return summary
