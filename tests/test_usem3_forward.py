@@ -92,3 +92,49 @@ def test_the_product_encoder_uses_this_pass() -> None:
         model.encode(units),
         encoder._normalised(PieceForward(model._model).encode(units)),  # type: ignore[attr-defined]
     )
+
+
+def test_a_pieces_row_is_the_same_bits_whatever_is_computed_with_it(backend: object) -> None:
+    forward = PieceForward(backend)
+    pieces = np.array(sorted({p for u in real_units()[:20] for p in backend.sp.encode(u)}), dtype=np.int64)  # type: ignore[attr-defined]
+    assert len(pieces) > 100
+    together = forward.piece_rows(pieces)
+    assert together.shape == (len(pieces), usem3_forward.ROW_WIDTH)
+    for position in (0, 5, 11, 12, 57, len(pieces) - 1):
+        alone = forward.piece_rows(pieces[position : position + 1])
+        assert np.array_equal(alone[0], together[position])
+        shifted = forward.piece_rows(pieces[::-1])  # every row at another position
+        assert np.array_equal(shifted[len(pieces) - 1 - position], together[position])
+
+
+def test_a_small_cache_gives_up_old_pieces_and_the_same_vectors(
+    backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    units = real_units()
+    # (Batches are cut at the piece budget, so both sides run with the same one.)
+    monkeypatch.setattr(usem3_forward, "PIECE_BUDGET", 200)
+    roomy = PieceForward(backend, cache_mb=1024)
+    reference = [roomy.encode(units[i : i + 4]) for i in range(0, len(units), 4)]
+    small = PieceForward(backend, cache_mb=0)  # the floor: one batch's pieces
+    assert small.cache.capacity == 200
+    for _ in range(2):  # the second round finds few of its pieces still kept
+        for index, i in enumerate(range(0, len(units), 4)):
+            assert np.array_equal(small.encode(units[i : i + 4]), reference[index])
+            assert len(small.cache) <= small.cache.capacity
+    assert small.cache.computed > roomy.cache.computed  # it computed pieces again
+    assert roomy.cache.reused > 0
+
+
+def test_a_text_with_more_pieces_than_the_cache_holds_is_computed_without_it(
+    backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_unit = " ".join(real_units())
+    monkeypatch.setattr(usem3_forward, "PIECE_BUDGET", 50)
+    reference = PieceForward(backend, cache_mb=1024).encode([long_unit, "Си Цзиньпин"])
+    small = PieceForward(backend, cache_mb=0)
+    assert len(set(backend.sp.encode(long_unit))) > small.cache.capacity == 50  # type: ignore[attr-defined]
+    assert np.array_equal(small.encode([long_unit, "Си Цзиньпин"]), reference)
+    # The long text's pieces were not kept; the short one's (a batch of its own) were.
+    short = backend.sp.encode("Си Цзиньпин", add_bos=True, add_eos=True)  # type: ignore[attr-defined]
+    assert len(small.cache) == len(set(short))
+    assert_same_model(reference, backend.encode([long_unit, "Си Цзиньпин"]))  # type: ignore[attr-defined]
