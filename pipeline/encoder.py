@@ -170,6 +170,14 @@ def limit_blas_threads(threads: int) -> None:
 
     Later calls change nothing: the first limit set (by the first encoder loaded) stays,
     so a second model loaded with another thread count cannot flip the process's pool.
+
+    Then one product of (128 x 256) by (256 x 768), whose result is dropped: in a
+    process limited to one thread, the bundled OpenBLAS (0.3.31, Haswell kernels) runs
+    matrix products at a third of their speed until the process has run one with more
+    than 256 columns (and more than a few rows): a (384 x 1280) by (1280 x 256) product
+    took 25 ms before and 7 ms after, on a 2-core machine. The encoder's first product
+    used to be that wide by chance; since its per-piece rows are vector-matrix products
+    (:mod:`pipeline.usem3_forward`), its first is not.
     """
     with _BLAS_LOCK:
         if _BLAS_LIMIT:
@@ -178,6 +186,7 @@ def limit_blas_threads(threads: int) -> None:
 
         threadpool_limits(limits=threads, user_api="blas")
         _BLAS_LIMIT.append(threads)
+        np.ones((128, 256), dtype=np.float32) @ np.ones((256, 768), dtype=np.float32)
 
 
 def load_encoder(
