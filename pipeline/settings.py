@@ -106,9 +106,6 @@ class EncoderSettings(_Section):
     max_sentences: int = Field(40, ge=1, le=1000)  # encoder.DEFAULT_MAX_SENTENCES
     max_sentence_chars: int = Field(600, ge=50, le=20_000)
     lead_sentences: int = Field(6, ge=0, le=1000)
-    # The packaged model's per-piece cache, per process (pipeline/usem3_forward.py); it
-    # never holds less than one article's pieces (27 MB).
-    piece_cache_mb: float = Field(64, ge=0, le=65_536)  # usem3_forward.DEFAULT_CACHE_MB
     # Where a model's unpacked weights, constant vectors and the language table are kept
     # between runs: "auto" ($XDG_CACHE_HOME/summitwatch, else ~/.cache/summitwatch), a
     # folder, or "" for none.

