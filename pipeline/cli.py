@@ -170,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--batch-size", type=int, default=200, help="articles per commit (default 200)")
     reindex.set_defaults(handler=cmd_reindex)
 
+    unlink = commands.add_parser(
+        "unlink", help="separate a wrongly linked copy from its original: it counts as coverage again"
+    )
+    unlink.add_argument(
+        "article_id", type=int, help="the copy's article id (as `articles --duplicates` shows)"
+    )
+    unlink.add_argument("--reason", help="why, kept with the record of the link")
+    unlink.add_argument("--json", action="store_true", help="print what changed as JSON")
+    unlink.set_defaults(handler=cmd_unlink)
+
     arts = commands.add_parser("articles", help="browse and search stored articles")
     arts.add_argument("--topic", help="a topic slug, e.g. energy")
     arts.add_argument("--watch", help="a watch item slug, e.g. power_of_siberia_2")
@@ -642,6 +652,44 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     _stderr(
         f"indexed {total} articles with {context.sentence_encoder.name} in {time.monotonic() - started:.1f}s"
     )
+    return 0
+
+
+def cmd_unlink(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.db import repo
+    from pipeline.db.schema import utcnow
+
+    with open_session(settings) as session:
+        try:
+            done = repo.unlink_copy(session, args.article_id, utcnow(), reason=args.reason)
+        except repo.NotACopy as exc:
+            session.rollback()
+            _stderr(f"error: {exc}")
+            return 1
+        session.commit()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "article_id": done.article_id,
+                    "was_copy_of": done.was_copy_of,
+                    "copy_kind": done.copy_kind,
+                    "restored_copy_ids": done.restored_copy_ids,
+                }
+            )
+        )
+    else:
+        restored = (
+            f"; {len(done.restored_copy_ids)} of its former copies point at it again: "
+            + ", ".join(map(str, done.restored_copy_ids))
+            if done.restored_copy_ids
+            else ""
+        )
+        print(
+            f"article {done.article_id} is an original again (it was a {done.copy_kind or 'copy'} "
+            f"copy of {done.was_copy_of}){restored}. Coverage counts it from the next report; "
+            "no fold joins it to another cluster again."
+        )
     return 0
 
 

@@ -878,11 +878,15 @@ def _closest_translation(
         best_of.setdefault(roots[article_id].root_id, (article_id, score, verdict))
     # A translation of two clusters' texts makes them one story in several languages: the
     # article joins the earliest, and the later ones (not seeds) are folded into it once it
-    # is stored, whatever order the three arrived in.
+    # is stored, whatever order the three arrived in. Clusters an analyst separated by hand
+    # are never joined again: then the article only joins the earliest.
     root = min(best_of)
     article_id, score, verdict = best_of[root]
+    pinned = any(roots[matched].pinned for matched, _, _ in best_of.values())
     merged = {
-        other: best_of[other] for other in best_of if other != root and not roots[best_of[other][0]].is_seed
+        other: best_of[other]
+        for other in best_of
+        if other != root and not pinned and not roots[best_of[other][0]].is_seed
     }
     detail = {**verdict.as_detail(), "matched_article_id": article_id, "document_similarity": round(score, 3)}
     return TranslationLink(root, round(verdict.mean_similarity, 4), detail, merged)

@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 from pipeline import crosslingual
 from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleVector
-from pipeline.ingest import IngestContext, flatten_copy_chains, import_lines, reindex_vectors
+from pipeline.ingest import (
+    IngestContext,
+    _closest_translation,
+    flatten_copy_chains,
+    import_lines,
+    reindex_vectors,
+)
+from pipeline.records import ArticleCandidate
 from pipeline.settings import Settings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -140,6 +147,60 @@ def test_a_translation_of_two_clusters_folds_them_into_the_earliest(
         session.scalar(select(func.count()).select_from(Article).where(Article.duplicate_of_id.is_(None)))
         == 1
     )
+
+
+def test_a_folded_cluster_separated_by_hand_gets_its_copies_back_and_stays_apart(
+    session: Session, settings: Settings
+) -> None:
+    lines = [
+        whole_line("xf-07-ru"),
+        whole_line("xf-07-zh"),
+        whole_line("xf-07-zh", url="https://mirror.example/zh"),
+        whole_line("xf-07-en"),
+    ]
+    ru, zh, mirror, en = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert _parents(session)[zh.article_id] == ru.article_id  # folded (see above)
+    assert ru.article_id is not None and zh.article_id is not None and en.article_id is not None
+
+    done = repo.unlink_copy(session, zh.article_id, NOW, reason="a different text")
+    session.commit()
+    assert done == repo.Unlinked(zh.article_id, ru.article_id, "translation", [mirror.article_id])
+    parents = _parents(session)
+    assert parents[zh.article_id] is None
+    assert parents[mirror.article_id] == zh.article_id  # the copy the fold had moved
+    assert parents[en.article_id] == ru.article_id  # what no one separated stays
+    separated = session.get(Article, zh.article_id)
+    assert separated is not None and separated.copy_kind is None and separated.similarity is None
+    record = (separated.link_detail or {})["unlinked"]
+    assert record["copy_of"] == ru.article_id and record["reason"] == "a different text"
+    assert record["link_detail"]["folded_into"] == ru.article_id  # what the link said, kept
+    assert record["restored_copy_ids"] == [mirror.article_id]
+
+    # No fold joins it again: not through a later translation of both, not directly.
+    assert repo.current_roots(session, [zh.article_id])[zh.article_id].pinned
+    context = IngestContext.from_settings(settings)
+    text = WHOLE["xf-07-en"]["text"]
+    candidate = ArticleCandidate(url=None, title=None, text=text, lang="en", published_at=NOW)
+    link = _closest_translation(session, candidate, context.embed(None, text), NOW, context)
+    assert link is not None and link.root == ru.article_id and link.merged == {}
+    assert repo.merge_clusters(session, ru.article_id, {zh.article_id: (0.9, {})}) == []
+    assert _parents(session)[zh.article_id] is None
+    # Nor is anything folded into it.
+    assert repo.merge_clusters(session, zh.article_id, {zh.article_id + 100: (0.9, {})}) == []
+
+
+def test_only_a_copy_can_be_separated(session: Session) -> None:
+    _bare(session, 1)
+    _bare(session, 2, of=1)
+    with pytest.raises(repo.NotACopy, match="not a copy"):
+        repo.unlink_copy(session, 1, NOW)
+    with pytest.raises(repo.NotACopy, match="no article with id 99"):
+        repo.unlink_copy(session, 99, NOW)
+    done = repo.unlink_copy(session, 2, NOW)
+    assert done == repo.Unlinked(2, 1, "exact", [])
+    assert _parents(session) == {1: None, 2: None}
+    with pytest.raises(repo.NotACopy, match="not a copy"):
+        repo.unlink_copy(session, 2, NOW)
 
 
 def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings: Settings) -> None:

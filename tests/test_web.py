@@ -310,6 +310,31 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert health.json() == {"status": "ok", "schema": head_revision()}
 
 
+def test_a_copy_separated_by_hand_is_shown_as_an_original(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = populate(settings)
+    argv = ["--db", settings.db_url, "unlink", str(corpus.copy), "--reason", "<b>own</b> rewrite", "--json"]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "article_id": corpus.copy,
+        "was_copy_of": corpus.original,
+        "copy_kind": "exact",
+        "restored_copy_ids": [],
+    }
+    assert cli.main(argv[:4]) == 1  # not a copy any more
+    assert f"article {corpus.copy} is not a copy" in capsys.readouterr().err
+    with web_client(settings) as client:
+        page = client.get(f"/articles/{corpus.copy}").text
+        assert f'Separated by hand from <a href="/articles/{corpus.original}">#{corpus.original}</a>' in page
+        assert "&lt;b&gt;own&lt;/b&gt; rewrite" in page and "<b>own</b>" not in page
+        assert "do not count as new coverage" not in page
+        original = client.get(f"/articles/{corpus.original}").text
+        assert f'href="/articles/{corpus.copy}">#{corpus.copy}</a>' not in original
+        listed = client.get("/api/articles", params={"limit": "200"}).json()["articles"]
+        assert corpus.copy in [row["id"] for row in listed]  # an original: listed on its own
+
+
 def test_hostile_titles_and_evidence_are_escaped(settings: Settings) -> None:
     corpus = populate(settings)
     with web_client(settings) as client:

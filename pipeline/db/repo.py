@@ -383,10 +383,20 @@ def feed_ids_named(session: Session, name: str) -> list[int]:
 
 @dataclass(frozen=True)
 class ClusterRoot:
-    """The root of a stored article's copy cluster, as the database has it now."""
+    """The root of a stored article's copy cluster, as the database has it now.
+
+    ``pinned``: the root was separated from another cluster by hand (:func:`unlink_copy`):
+    no fold joins it to another cluster again, in either direction.
+    """
 
     root_id: int
     is_seed: bool
+    pinned: bool = False
+
+
+def _pinned(link_detail: Any) -> bool:
+    """Whether a root's ``link_detail`` says it was separated by hand."""
+    return isinstance(link_detail, dict) and "unlinked" in link_detail
 
 
 def current_roots(session: Session, article_ids: Iterable[int]) -> dict[int, ClusterRoot]:
@@ -407,17 +417,17 @@ def current_roots(session: Session, article_ids: Iterable[int]) -> dict[int, Clu
         ).all()
     )
     roots = {
-        row.id: (row.duplicate_of_id, row.is_seed)
+        row.id: (row.duplicate_of_id, row.is_seed, _pinned(row.link_detail))
         for row in session.execute(
-            select(Article.id, Article.duplicate_of_id, Article.is_seed).where(
+            select(Article.id, Article.duplicate_of_id, Article.is_seed, Article.link_detail).where(
                 Article.id.in_(set(first.values()))
             )
         )
     }
     found: dict[int, ClusterRoot] = {}
     for article_id, root in first.items():
-        further, is_seed = roots[root]
-        found[article_id] = ClusterRoot(further or root, bool(is_seed) or further is not None)
+        further, is_seed, pinned = roots[root]
+        found[article_id] = ClusterRoot(further or root, bool(is_seed) or further is not None, pinned)
     return found
 
 
@@ -433,27 +443,28 @@ def merge_clusters(
     id), so folds never make a cycle.
 
     The rows are locked (on PostgreSQL; SQLite has one writer at a time) and checked again:
-    a root that another process has folded or that is a seed stays as it is, and nothing
-    is folded into a row that is no longer a root. Returns the roots folded.
+    a root that another process has folded, that is a seed or that was separated by hand
+    (:func:`unlink_copy`) stays as it is, and nothing is folded into a row that is no
+    longer a root or was separated by hand. Returns the roots folded.
     """
     roots = sorted(merged)
     if not roots or roots[0] <= into:
         raise ValueError(f"clusters {roots} cannot be folded into {into}: only into an earlier root")
     state = {
-        row.id: (row.duplicate_of_id, row.is_seed)
+        row.id: (row.duplicate_of_id, bool(row.is_seed), _pinned(row.link_detail))
         for row in session.execute(
-            select(Article.id, Article.duplicate_of_id, Article.is_seed)
+            select(Article.id, Article.duplicate_of_id, Article.is_seed, Article.link_detail)
             .where(Article.id.in_([into, *roots]))
             .order_by(Article.id)
             .with_for_update()
         )
     }
-    if into not in state or state[into][0] is not None:
+    if into not in state or state[into][0] is not None or state[into][2]:
         return []
     folded = []
     for root in roots:
-        parent, is_seed = state.get(root, (None, True))
-        if parent is not None or is_seed:
+        parent, is_seed, pinned = state.get(root, (None, True, False))
+        if parent is not None or is_seed or pinned:
             continue
         moved = list(
             session.scalars(select(Article.id).where(Article.duplicate_of_id == root).order_by(Article.id))
@@ -510,6 +521,80 @@ def flatten_copy_chains(session: Session) -> int:
             )
         changed += len(rows)
     return changed
+
+
+@dataclass(frozen=True)
+class Unlinked:
+    """What :func:`unlink_copy` changed."""
+
+    article_id: int
+    was_copy_of: int
+    copy_kind: str | None
+    restored_copy_ids: list[int]
+
+
+class NotACopy(LookupError):
+    """The article to separate does not exist, or is not a copy."""
+
+
+def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str | None = None) -> Unlinked:
+    """Separate a copy from its cluster by hand (a wrong link): it becomes an original again.
+
+    It counts as coverage from then on, and no fold joins it to another cluster again
+    (see :func:`merge_clusters`). A root that a fold had made a copy (its ``link_detail``
+    names ``folded_into`` and the ``moved_copy_ids``) gets back those of its copies that
+    still point where the fold put them. What the link said is kept in ``link_detail``
+    under ``unlinked``, beside the moment, the ``reason`` given and what was restored. Not
+    committed here.
+
+    Raises :class:`NotACopy` for an unknown article or one that is not a copy.
+    """
+    row = session.execute(
+        select(
+            Article.id, Article.duplicate_of_id, Article.copy_kind, Article.similarity, Article.link_detail
+        )
+        .where(Article.id == article_id)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotACopy(f"no article with id {article_id}")
+    if row.duplicate_of_id is None:
+        raise NotACopy(f"article {article_id} is not a copy: it is an original already")
+    root = row.duplicate_of_id
+    detail = row.link_detail if isinstance(row.link_detail, dict) else {}
+    moved = [int(i) for i in detail.get("moved_copy_ids") or [] if isinstance(i, int)]
+    restored: list[int] = []
+    if detail.get("folded_into") == root and moved:
+        restored = sorted(
+            session.scalars(
+                select(Article.id)
+                .where(Article.id.in_(moved), Article.duplicate_of_id == root)
+                .with_for_update()
+            )
+        )
+        if restored:
+            session.execute(
+                update(Article)
+                .where(Article.id.in_(restored))
+                .values(duplicate_of_id=article_id)
+                .execution_options(synchronize_session="fetch")
+            )
+    record = {
+        "copy_of": root,
+        "copy_kind": row.copy_kind,
+        "similarity": row.similarity,
+        "at": now.isoformat(),
+        "reason": reason,
+        "restored_copy_ids": restored,
+        "link_detail": row.link_detail,
+    }
+    session.execute(
+        update(Article)
+        .where(Article.id == article_id)
+        .values(duplicate_of_id=None, copy_kind=None, similarity=None, link_detail={"unlinked": record})
+        .execution_options(synchronize_session="fetch")
+    )
+    return Unlinked(article_id, root, row.copy_kind, restored)
 
 
 def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:
