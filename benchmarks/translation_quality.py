@@ -25,6 +25,14 @@ Two measurements per split:
   previous rule (the full sentence margin at every length, aligned share 0.6, no run
   test, no sentence-level number check), which the excerpts alone could not tell apart
   from the current one.
+* **restructured** (``--set full`` only): real translators merge and split sentences,
+  where the whole articles' translations mostly keep their originals' sentences. Each
+  translation is rewritten with a share (0.3, 0.5) of the adjacent sentences of a
+  paragraph merged into one (a full stop becomes a comma; seeded), then scored pair by
+  pair and with two articles of different events joined side by side (over 40 sentences
+  a side, so the encoder's cut applies), against the same join of the two articles'
+  same-event reports by the other outlet. Scored for summitwatch and for the rule
+  without its step over a merged sentence (``split_similarity: 0``).
 * **stream**: every article of the split imported in shuffled order through the real
   ingest path (``pipeline.ingest.import_lines`` on a fresh SQLite database: extraction
   of nothing, language detection, exact + near + cross-language dedupe). A labelled
@@ -67,7 +75,7 @@ if str(REPO_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from pipeline import crosslingual, encoder, neardup  # noqa: E402
+from pipeline import crosslingual, encoder, neardup, sentences  # noqa: E402
 from pipeline.db.engine import make_engine, session_factory, upgrade_schema  # noqa: E402
 from pipeline.db.schema import Article  # noqa: E402
 from pipeline.ingest import import_lines  # noqa: E402
@@ -368,6 +376,108 @@ def long_scores(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, se
     return result
 
 
+# Restructured translations (whole articles) -------------------------------------------------
+
+MERGE_RATES = (0.3, 0.5)
+_MERGEABLE_END = ("。", ".")
+
+
+def merge_sentences(text: str, lang: str, rate: float, rng: random.Random) -> str:
+    """``text`` with a share ``rate`` of its paragraphs' adjacent sentences merged into one."""
+    comma, space = ("，", "") if lang in ("zh", "ja") else (",", " ")
+    paragraphs = []
+    for paragraph in text.split("\n"):
+        merged: list[str] = []
+        for sentence in sentences.split_sentences(paragraph):
+            if merged and merged[-1].endswith(_MERGEABLE_END) and rng.random() < rate:
+                merged[-1] = merged[-1][:-1] + comma + space + sentence
+            else:
+                merged.append(sentence)
+        paragraphs.append(space.join(merged))
+    return "\n".join(paragraphs)
+
+
+def restructured_scores(
+    items: dict[str, Item], pairs: Sequence[Pair], settings: Any, seed: int
+) -> dict[str, Any]:
+    """Translations with merged sentences, pair by pair and two articles joined (see the
+    module's notes). Every translation's original is the article of its group in English."""
+    model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
+    limits = settings.encoder
+    gazetteer = crosslingual.load_gazetteer(settings.gazetteer_file)
+    params = settings.translation_params()
+    systems = {"summitwatch": params, "without_split_step": replace(params, split_similarity=0.0)}
+    floor = settings.translations.candidate_similarity
+    groups = translation_groups(items, pairs)
+    members: dict[int, dict[str, str]] = defaultdict(dict)
+    for key, group in groups.items():
+        members[group][items[key].lang] = key
+    partner: dict[int, int] = {}
+    for pair in pairs:
+        if pair.label == "same_event":
+            partner[groups[pair.a]] = groups[pair.b]
+            partner[groups[pair.b]] = groups[pair.a]
+    originals = sorted(group for group, langs in members.items() if "en" in langs and group in partner)
+    result: dict[str, Any] = {}
+    for rate in MERGE_RATES:
+
+        def text_of(key: str, rate: float = rate) -> str:
+            item = items[key]
+            if item.lang == "en":
+                return item.text
+            return merge_sentences(item.text, item.lang, rate, random.Random(f"{seed}-{key}-{rate}"))
+
+        def side(keys: Sequence[str], text_of: Any = text_of) -> tuple[crosslingual.Side, Any]:
+            text = "\n\n".join(text_of(key) for key in keys)
+            vectors = encoder.embed_configured(model, items[keys[0]].title, text, limits)
+            return crosslingual.Side(items[keys[0]].lang, text, vectors.sentences, vectors.has_title), vectors
+
+        cases: list[tuple[str, bool, crosslingual.Side, crosslingual.Side, bool]] = []
+        for pair in pairs:
+            if items[pair.a].lang == items[pair.b].lang:
+                continue
+            (a, va), (b, vb) = side([pair.a]), side([pair.b])
+            shortlisted = float(va.document @ vb.document) >= floor
+            cases.append(("pairs", pair.label == "translation", a, b, shortlisted))
+        for first, second in combinations(originals, 2):
+            if partner[first] == second:
+                continue  # the two halves must be different events
+            english = [members[first]["en"], members[second]["en"]]
+            a, va = side(english)
+            for lang in ("ru", "zh"):
+                if lang not in members[first] or lang not in members[second]:
+                    continue
+                for positive, (one, two) in (
+                    (True, (first, second)),
+                    (False, (partner[first], partner[second])),
+                ):
+                    if lang not in members[one] or lang not in members[two]:
+                        continue
+                    b, vb = side([members[one][lang], members[two][lang]])
+                    shortlisted = float(va.document @ vb.document) >= floor
+                    cases.append(("joined_2", positive, a, b, shortlisted))
+        entry: dict[str, Any] = {}
+        for kind in ("pairs", "joined_2"):
+            chosen = [case for case in cases if case[0] == kind]
+            entry[kind] = {
+                "translations": sum(1 for case in chosen if case[1]),
+                "negatives": sum(1 for case in chosen if not case[1]),
+            }
+            for name, system in systems.items():
+                tp = fp = fn = 0
+                for _, positive, a, b, shortlisted in chosen:
+                    linked = (
+                        shortlisted
+                        and crosslingual.verify_translation(a, b, system, gazetteer).is_translation
+                    )
+                    tp += positive and linked
+                    fp += linked and not positive
+                    fn += positive and not linked
+                entry[kind][name] = prf(tp, fp, fn)
+        result[str(rate)] = entry
+    return result
+
+
 # Stream -------------------------------------------------------------------------------------
 
 
@@ -521,7 +631,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = pair_table(rows, raw_threshold)
         streamed = stream(items, pairs, settings, args.seed)
         joined = long_scores(items, pairs, settings, args.seed) if args.set == "excerpts" else {}
-        result["splits"][split] = {"pairs": table, "long": joined, "stream": streamed, "pair_rows": rows}
+        merged = restructured_scores(items, pairs, settings, args.seed) if args.set == "full" else {}
+        result["splits"][split] = {
+            "pairs": table,
+            "long": joined,
+            "restructured": merged,
+            "stream": streamed,
+            "pair_rows": rows,
+        }
         print(f"\n## {split}: {len(items)} articles, {len(pairs)} labelled pairs\n")
         print("| system | language pair | precision | recall | F1 | negatives |")
         print("|---|---|---:|---:|---:|---:|")
@@ -546,6 +663,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{fmt(scores['recall'])} ({scores['tp']}/{entry['translations']}) | "
                     f"{scores['fp']} of {entry['negatives']} |"
                 )
+        if merged:
+            print("\n| sentences merged | compared | system | precision | recall | wrong links |")
+            print("|---:|---|---|---:|---:|---:|")
+        for rate, entry in merged.items():
+            for kind, scores in entry.items():
+                for system in ("summitwatch", "without_split_step"):
+                    counts = scores[system]
+                    print(
+                        f"| {rate} | {kind} | {system} | {fmt(counts['precision'])} | "
+                        f"{fmt(counts['recall'])} ({counts['tp']}/{scores['translations']}) | "
+                        f"{counts['fp']} of {scores['negatives']} |"
+                    )
         print(
             f"\nstream ({streamed['articles']} articles, shuffled, {streamed['seconds']} s): "
             f"pair recall {fmt(streamed['pair_recall'])} ({streamed['pairs_found']}/"

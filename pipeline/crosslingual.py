@@ -54,6 +54,7 @@ class TranslationParams:
     min_aligned_sentences: int = 3
     min_order: float = 0.8
     min_run_share: float = 0.5
+    split_similarity: float = 0.0
     min_number_agreement: float = 0.5
     min_sentence_number_agreement: float = 0.5
     max_length_ratio: float = 3.0
@@ -324,15 +325,42 @@ def required_margin(shorter: int, params: TranslationParams) -> float:
     return params.min_margin * (high - shorter) / (high - low)
 
 
-def in_runs(pairs: Sequence[tuple[int, int, float]]) -> int:
+def in_runs(
+    pairs: Sequence[tuple[int, int, float]],
+    similarity: Matrix | None = None,
+    split_similarity: float = 0.0,
+) -> int:
     """How many aligned pairs have a neighbour: the next sentence of both texts aligned too.
 
     A translation aligns in runs (sentence i with j, i + 1 with j + 1, ...). Two reports
     that share a quotation or paraphrase one press release align in isolated places:
     the same fact, each in its own surroundings.
+
+    With ``similarity`` (the texts' sentence cosines) and ``split_similarity`` > 0, a run
+    also steps over one sentence a translator split off or merged: (i, j) and (i + 1,
+    j + 2) are neighbours when sentence j + 1 aligned with nothing and its closest
+    sentence of the other text is i or i + 1, at cosine >= ``split_similarity`` (the
+    second half of a sentence rendered as two), and the same with the texts swapped. A
+    gap alone is not enough: that is what two reports sharing a few facts look like.
     """
     aligned = {(i, j) for i, j, _ in pairs}
-    return sum(1 for i, j in aligned if (i + 1, j + 1) in aligned or (i - 1, j - 1) in aligned)
+    members = {pair for i, j in aligned for pair in ((i, j), (i + 1, j + 1)) if (i + 1, j + 1) in aligned}
+    if similarity is not None and split_similarity > 0 and similarity.size:
+        rows, cols = similarity.shape
+        taken_a = {i for i, _ in aligned}
+        taken_b = {j for _, j in aligned}
+        closest_in_a = similarity.argmax(axis=0)  # for each sentence of b, its closest in a
+        closest_in_b = similarity.argmax(axis=1)
+        for i, j in aligned:
+            if (i + 1, j + 2) in aligned and j + 1 < cols and j + 1 not in taken_b:
+                closest = int(closest_in_a[j + 1])
+                if closest in (i, i + 1) and similarity[closest, j + 1] >= split_similarity:
+                    members.update({(i, j), (i + 1, j + 2)})
+            if (i + 2, j + 1) in aligned and i + 1 < rows and i + 1 not in taken_a:
+                closest = int(closest_in_b[i + 1])
+                if closest in (j, j + 1) and similarity[i + 1, closest] >= split_similarity:
+                    members.update({(i, j), (i + 2, j + 1)})
+    return len(members)
 
 
 def sentence_number_agreement(
@@ -359,6 +387,24 @@ def sentence_number_agreement(
     return (agreeing / compared if compared else None), compared
 
 
+def _judged_on_common_stretch(a: Side, b: Side, params: TranslationParams) -> bool:
+    """Whether the shares are taken over the stretch of the story both sides' rows cover.
+
+    When both sides are cut, always. When only one is, only if the whole side is long (at
+    least ``long_text_sentences`` units): a translation that merges or leaves out sentences
+    can be whole in fewer units than its original's cut, and its units after the cut
+    side's stretch cannot have a counterpart. A short whole side is left to the shares
+    over all its units, so that a brief is never judged on its first lines alone.
+    """
+    cut_a, cut_b = a.extent.cut, b.extent.cut
+    if cut_a and cut_b:
+        return True
+    if cut_a != cut_b:
+        whole = b if cut_a else a
+        return len(whole.sentences) >= params.long_text_sentences
+    return False
+
+
 def verify_translation(
     a: Side, b: Side, params: TranslationParams, gazetteer: Gazetteer | None = None
 ) -> TranslationVerdict:
@@ -380,11 +426,16 @@ def verify_translation(
     aligned = len(pairs)
     mean_similarity = sum(p[2] for p in pairs) / aligned if aligned else 0.0
     order = order_consistency(pairs)
-    runs = in_runs(pairs)
+    # Sentences split or merged in translation are stepped over in long texts only (see
+    # :func:`in_runs`): in a short one the runs are the main evidence left once a few
+    # shared facts have aligned.
+    split = params.split_similarity > 0 and aligned and shorter >= params.long_text_sentences
+    similarity = a.sentences @ b.sentences.T if split else None
+    runs = in_runs(pairs, similarity, params.split_similarity)
     covered = shorter
     limit_a, limit_b = len(a.sentences), len(b.sentences)
     if (aligned < params.min_aligned_share * shorter or runs < params.min_run_share * shorter) and (
-        a.extent.cut and b.extent.cut
+        _judged_on_common_stretch(a, b, params)
     ):
         # Both cut at the same number of sentences, two translations cover different
         # stretches of the story when one language uses more sentences: only the units
@@ -404,7 +455,11 @@ def verify_translation(
         if prose >= params.min_aligned_sentences:
             prose_pairs = [p for p in pairs if p[0] not in a.list_rows and p[1] not in b.list_rows]
             list_units = covered - min(covered, prose)
-            counted, counted_runs, covered = len(prose_pairs), in_runs(prose_pairs), min(covered, prose)
+            counted, counted_runs, covered = (
+                len(prose_pairs),
+                in_runs(prose_pairs, similarity, params.split_similarity),
+                min(covered, prose),
+            )
     share = min(1.0, counted / covered) if shorter else 0.0
     run_share = min(1.0, counted_runs / covered) if shorter else 0.0
     number_agreement, compared = _agreement(a.numbers, b.numbers)

@@ -322,6 +322,73 @@ def test_runs_count_pairs_with_an_aligned_neighbour() -> None:
     assert crosslingual.in_runs([(3, 4, 0.9), (4, 5, 0.9), (5, 6, 0.9)]) == 3
 
 
+def _merged_translation(original: np.ndarray, seed: int, second_half: float = 0.8) -> np.ndarray:
+    """A translation that renders every two sentences of ``original`` as one."""
+    rng = np.random.default_rng(seed)
+    merged = original[0::2] + second_half * original[1::2]
+    return _unit(merged + 0.05 * rng.normal(size=merged.shape))
+
+
+def test_a_run_steps_over_a_sentence_merged_in_translation_in_long_texts() -> None:
+    rng = np.random.default_rng(5)
+    original = _unit(rng.normal(size=(56, 64)))
+    translation = _merged_translation(original, seed=6)  # 28 units, each two sentences
+    pairs = crosslingual.mutual_best_matches(original, translation, 0.5)
+    # Each merged unit aligns with the first of its two sentences: (0, 0), (2, 1), ...
+    assert sorted((i, j) for i, j, _ in pairs) == [(2 * k, k) for k in range(28)]
+    assert crosslingual.in_runs(pairs) == 0
+    similarity = original @ translation.T
+    assert crosslingual.in_runs(pairs, similarity, 0.45) == 28
+    english, merged = Side("en", "x", original), Side("ru", "x", translation)
+    strict = verify_translation(english, merged, TranslationParams(split_similarity=0.0))
+    assert not strict.is_translation and "share in runs 0.00" in strict.reason
+    verdict = verify_translation(english, merged, TranslationParams(split_similarity=0.45))
+    assert verdict.is_translation, verdict.reason
+    assert verdict.run_share == 1.0
+
+
+def test_a_gap_without_a_split_sentence_is_no_run() -> None:
+    rng = np.random.default_rng(8)
+    original = _unit(rng.normal(size=(56, 64)))
+    # Every other sentence left out (two reports sharing one fact in two): the gaps hold
+    # sentences with no counterpart, so nothing runs.
+    abridged = _unit(original[0::2] + 0.05 * rng.normal(size=(28, 64)))
+    pairs = crosslingual.mutual_best_matches(original, abridged, 0.5)
+    assert len(pairs) == 28
+    assert crosslingual.in_runs(pairs, original @ abridged.T, 0.45) == 0
+    verdict = verify_translation(
+        Side("en", "x", original), Side("ru", "x", abridged), TranslationParams(split_similarity=0.45)
+    )
+    assert not verdict.is_translation
+
+
+def test_short_texts_get_no_step_over_a_merged_sentence() -> None:
+    rng = np.random.default_rng(9)
+    original = _unit(rng.normal(size=(20, 64)))
+    translation = _merged_translation(original, seed=10)  # 10 units: a short text
+    params = TranslationParams(split_similarity=0.45, min_margin=0.0)
+    assert params.long_text_sentences > 10
+    pairs = crosslingual.mutual_best_matches(original, translation, 0.5)
+    assert crosslingual.in_runs(pairs, original @ translation.T, 0.45) == 10
+    verdict = verify_translation(Side("en", "x", original), Side("ru", "x", translation), params)
+    assert verdict.run_share == 0.0 and not verdict.is_translation
+
+
+def test_the_benchmark_merges_sentences_within_paragraphs() -> None:
+    import random
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.translation_quality import merge_sentences
+
+    text = "Один. Два. Три.\nЧетыре. Пять."
+    assert merge_sentences(text, "ru", 0.0, random.Random(1)) == text
+    assert merge_sentences(text, "ru", 1.0, random.Random(1)) == "Один, Два, Три.\nЧетыре, Пять."
+    assert merge_sentences("一。二。\n三。", "zh", 1.0, random.Random(1)) == "一，二。\n三。"
+    merged = merge_sentences(text, "ru", 0.5, random.Random(3))
+    assert merged.count("\n") == 1 and len(crosslingual.content_sentences(merged)) <= 5
+
+
 @pytest.mark.slow
 def test_joined_pairs_measure_what_the_length_aware_rule_gains() -> None:
     """Regression floor on the ``dev`` half's joined pairs (tuned on; not a quality estimate)."""
@@ -510,11 +577,14 @@ def test_a_chinese_translation_that_lists_with_semicolons_keeps_one_unit_per_sen
 _JOINED = (("xl-0130", "xl-0131"), ("xl-0161", "xl-0160"), ("xl-0165", "xl-0166"))
 
 
-def _joined_side(index: int, lang: str, max_sentences: int) -> Side:
+def _joined_side(
+    index: int, lang: str, max_sentences: int, joined: tuple[tuple[str, str], ...] = _JOINED
+) -> Side:
     lines = (REPO / "tests" / "fixtures" / "xlingual" / "articles.jsonl").read_text(encoding="utf-8")
     rows = {row["id"]: row for row in map(json.loads, lines.splitlines())}
-    assert all(rows[pair[index]]["split"] == "dev" for pair in _JOINED)
-    text = "\n".join(rows[pair[index]]["text"] for pair in _JOINED)
+    assert all(rows[pair[index]]["split"] == "dev" for pair in joined)
+    assert {rows[pair[index]]["lang"] for pair in joined} == {lang}
+    text = "\n".join(rows[pair[index]]["text"] for pair in joined)
     vectors = encoder.embed_article(encoder.load_encoder(), None, text, max_sentences=max_sentences)
     return Side(lang, text, vectors.sentences)
 
@@ -532,15 +602,42 @@ def test_two_cut_sides_are_compared_over_the_stretch_both_cover() -> None:
     assert verdict.aligned / 14 < params.min_aligned_share  # over all 14: rejected
 
 
-def test_a_whole_side_keeps_the_shares_over_the_shorter_side() -> None:
-    # A whole text against a cut one: the shares stay over the shorter side's units (a
-    # brief must not be judged on its first lines alone).
+def test_a_short_whole_side_keeps_the_shares_over_the_shorter_side() -> None:
+    # A short whole text against a cut one: the shares stay over the shorter side's units
+    # (a brief must not be judged on its first lines alone).
     english, chinese = _joined_side(0, "en", 40), _joined_side(1, "zh", 14)
     assert not english.extent.cut and chinese.extent.cut
+    assert len(english.sentences) < TranslationParams().long_text_sentences
     verdict = verify_translation(english, chinese, TranslationParams(), GAZETTEER)
     assert verdict.share == pytest.approx(
         verdict.aligned / min(len(english.sentences), len(chinese.sentences))
     )
+
+
+# Four dev-half translation pairs joined in order: the English side is whole in 31
+# sentences; the Chinese one, split more finely, goes on after its 40 encoded units.
+_JOINED_LONG = (
+    ("xl-0311", "xl-0306"),
+    ("xl-0219", "xl-0220"),
+    ("xl-0260", "xl-0261"),
+    ("xl-0226", "xl-0227"),
+)
+
+
+def test_a_long_whole_side_is_compared_over_the_stretch_the_cut_side_covers() -> None:
+    english = _joined_side(0, "en", 40, _JOINED_LONG)
+    chinese = _joined_side(1, "zh", 40, _JOINED_LONG)
+    params = TranslationParams()
+    assert not english.extent.cut and chinese.extent.cut
+    assert len(english.sentences) >= params.long_text_sentences
+    verdict = verify_translation(english, chinese, params, GAZETTEER)
+    assert verdict.is_translation, verdict.reason
+    # Only the English sentences within the stretch of the story the Chinese rows reach
+    # are counted...
+    covered = english.units_within(chinese.extent.covered)
+    assert covered < len(english.sentences) and f"of {covered} sentences" in verdict.reason
+    # ...where over all of them, the share in runs fell short.
+    assert verdict.run_share * covered / len(english.sentences) < params.min_run_share
 
 
 def test_extent_and_units_within_read_the_characters_of_the_whole_text() -> None:
