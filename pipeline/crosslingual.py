@@ -434,18 +434,23 @@ def verify_translation(
     runs = in_runs(pairs, similarity, params.split_similarity)
     covered = shorter
     limit_a, limit_b = len(a.sentences), len(b.sentences)
-    if (aligned < params.min_aligned_share * shorter or runs < params.min_run_share * shorter) and (
-        _judged_on_common_stretch(a, b, params)
+    # Too few aligned pairs, or pairs out of order, fail whatever the stretch and the lists
+    # leave to count: most candidates end here, without reading their texts' sentences.
+    hopeless = aligned < max(1, min(params.min_aligned_sentences, shorter)) or order < params.min_order
+    if (
+        not hopeless
+        and (aligned < params.min_aligned_share * shorter or runs < params.min_run_share * shorter)
+        and _judged_on_common_stretch(a, b, params)
     ):
         # Both cut at the same number of sentences, two translations cover different
         # stretches of the story when one language uses more sentences: only the units
         # within the shorter stretch can have a counterpart, and the shares count those.
-        # (Not when one side is whole: a brief would then be judged on its first lines.)
+        # (Not when one side is whole and short: a brief would be judged on its first lines.)
         stretch = min(a.extent.covered, b.extent.covered)
         limit_a, limit_b = a.units_within(stretch), b.units_within(stretch)
         covered = max(1, min(shorter, limit_a, limit_b))
     counted, counted_runs, list_units = aligned, runs, 0
-    if a.list_rows or b.list_rows:
+    if not hopeless and (a.list_rows or b.list_rows):
         # Lists and tables are left out of the shares (see :func:`list_items`), when the
         # shorter side keeps enough prose to be judged on.
         prose = min(

@@ -128,7 +128,7 @@ class TranslationSettings(_Section):
     enabled: bool = True
     window_days: float = Field(7.0, gt=0, le=3650)
     candidate_similarity: float = Field(0.35, ge=-1.0, le=1.0)
-    max_candidates: int = Field(12, ge=1, le=1000)
+    max_candidates: int = Field(32, ge=1, le=1000)
     sentence_similarity: float = Field(0.5, ge=0.0, le=1.0)
     min_margin: float = Field(0.15, ge=0.0, le=2.0)
     short_text_sentences: int = Field(8, ge=1, le=1000)

@@ -374,6 +374,21 @@ def test_short_texts_get_no_step_over_a_merged_sentence() -> None:
     assert verdict.run_share == 0.0 and not verdict.is_translation
 
 
+def test_a_candidate_with_too_few_aligned_sentences_is_rejected_without_reading_its_sentences() -> None:
+    rng = np.random.default_rng(12)
+    text = " ".join(f"Sentence {n} of the other report." for n in range(50))
+    new = Side("en", "x", _unit(rng.normal(size=(30, 64))))
+    other = Side("ru", text, _unit(rng.normal(size=(30, 64))))  # cut: 50 sentences, 30 rows
+    verdict = verify_translation(new, other, TranslationParams())
+    assert not verdict.is_translation and verdict.aligned < 3
+    # Neither the stretch nor the lists were worked out: the sentences were never cut.
+    assert "text_sentences" not in vars(other) and "list_rows" not in vars(other)
+    # A pair with enough aligned sentences does read them.
+    close = Side("ru", text, _unit(new.sentences + 0.05 * rng.normal(size=(30, 64))))
+    assert verify_translation(new, close, TranslationParams()).aligned == 30
+    assert "text_sentences" in vars(close)
+
+
 def test_the_benchmark_merges_sentences_within_paragraphs() -> None:
     import random
     import sys
