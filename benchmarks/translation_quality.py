@@ -591,6 +591,16 @@ def fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def score_row(lead: str, system: str, entry: dict[str, Any]) -> str:
+    """A Markdown row: ``lead`` cells, the system, precision, recall (found / all), wrong links."""
+    scores = entry[system]
+    return (
+        f"| {lead} | {system} | {fmt(scores['precision'])} | "
+        f"{fmt(scores['recall'])} ({scores['tp']}/{entry['translations']}) | "
+        f"{scores['fp']} of {entry['negatives']} |"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("dev", "heldout", "both"), default="both")
@@ -656,25 +666,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("|---:|---:|---|---:|---:|---:|")
         for size, entry in joined.items():
             for system in ("summitwatch", "previous_rule"):
-                scores = entry[system]
-                print(
-                    f"| {size} ({entry['combinations']}) | {entry['shorter_side_units_median']} | {system} | "
-                    f"{fmt(scores['precision'])} | "
-                    f"{fmt(scores['recall'])} ({scores['tp']}/{entry['translations']}) | "
-                    f"{scores['fp']} of {entry['negatives']} |"
-                )
+                lead = f"{size} ({entry['combinations']}) | {entry['shorter_side_units_median']}"
+                print(score_row(lead, system, entry))
         if merged:
             print("\n| sentences merged | compared | system | precision | recall | wrong links |")
             print("|---:|---|---|---:|---:|---:|")
         for rate, entry in merged.items():
             for kind, scores in entry.items():
                 for system in ("summitwatch", "without_split_step"):
-                    counts = scores[system]
-                    print(
-                        f"| {rate} | {kind} | {system} | {fmt(counts['precision'])} | "
-                        f"{fmt(counts['recall'])} ({counts['tp']}/{scores['translations']}) | "
-                        f"{counts['fp']} of {scores['negatives']} |"
-                    )
+                    print(score_row(f"{rate} | {kind}", system, scores))
         print(
             f"\nstream ({streamed['articles']} articles, shuffled, {streamed['seconds']} s): "
             f"pair recall {fmt(streamed['pair_recall'])} ({streamed['pairs_found']}/"
