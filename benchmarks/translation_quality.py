@@ -92,8 +92,9 @@ RESULTS = {
     "excerpts": REPO_ROOT / "benchmarks" / "results" / "translation_quality.json",
     "full": REPO_ROOT / "benchmarks" / "results" / "translation_quality_full.json",
 }
-# Articles without a date on the page are imported as published on this day, so that a
-# missing date neither helps nor hurts the time window (all undated ones share it).
+# Articles without a date on the page are imported as published on this day, as an
+# import gives an undated item one moment: undated articles share a window, and an undated
+# article and a dated one more than the window apart are never compared in the stream.
 UNDATED = datetime(2024, 1, 1, tzinfo=UTC)
 
 
