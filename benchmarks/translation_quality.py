@@ -419,32 +419,34 @@ def restructured_scores(
             partner[groups[pair.a]] = groups[pair.b]
             partner[groups[pair.b]] = groups[pair.a]
     originals = sorted(group for group, langs in members.items() if "en" in langs and group in partner)
+
+    def text_of(key: str, rate: float) -> str:
+        """The article's text; a translation's with its sentences merged (seeded by article)."""
+        item = items[key]
+        if item.lang == "en":
+            return item.text
+        return merge_sentences(item.text, item.lang, rate, random.Random(f"{seed}-{key}-{rate}"))
+
+    @cache
+    def side(keys: tuple[str, ...], rate: float) -> tuple[crosslingual.Side, Any]:
+        """The articles ``keys`` joined in order, encoded once per merge rate."""
+        text = "\n\n".join(text_of(key, rate) for key in keys)
+        vectors = encoder.embed_configured(model, items[keys[0]].title, text, limits)
+        return crosslingual.Side(items[keys[0]].lang, text, vectors.sentences, vectors.has_title), vectors
+
     result: dict[str, Any] = {}
     for rate in MERGE_RATES:
-
-        def text_of(key: str, rate: float = rate) -> str:
-            item = items[key]
-            if item.lang == "en":
-                return item.text
-            return merge_sentences(item.text, item.lang, rate, random.Random(f"{seed}-{key}-{rate}"))
-
-        def side(keys: Sequence[str], text_of: Any = text_of) -> tuple[crosslingual.Side, Any]:
-            text = "\n\n".join(text_of(key) for key in keys)
-            vectors = encoder.embed_configured(model, items[keys[0]].title, text, limits)
-            return crosslingual.Side(items[keys[0]].lang, text, vectors.sentences, vectors.has_title), vectors
-
         cases: list[tuple[str, bool, crosslingual.Side, crosslingual.Side, bool]] = []
         for pair in pairs:
             if items[pair.a].lang == items[pair.b].lang:
                 continue
-            (a, va), (b, vb) = side([pair.a]), side([pair.b])
+            (a, va), (b, vb) = side((pair.a,), rate), side((pair.b,), rate)
             shortlisted = float(va.document @ vb.document) >= floor
             cases.append(("pairs", pair.label == "translation", a, b, shortlisted))
         for first, second in combinations(originals, 2):
             if partner[first] == second:
                 continue  # the two halves must be different events
-            english = [members[first]["en"], members[second]["en"]]
-            a, va = side(english)
+            a, va = side((members[first]["en"], members[second]["en"]), rate)
             for lang in ("ru", "zh"):
                 if lang not in members[first] or lang not in members[second]:
                     continue
@@ -454,7 +456,7 @@ def restructured_scores(
                 ):
                     if lang not in members[one] or lang not in members[two]:
                         continue
-                    b, vb = side([members[one][lang], members[two][lang]])
+                    b, vb = side((members[one][lang], members[two][lang]), rate)
                     shortlisted = float(va.document @ vb.document) >= floor
                     cases.append(("joined_2", positive, a, b, shortlisted))
         entry: dict[str, Any] = {}

@@ -254,7 +254,13 @@ def may_hold_a_list(text: str) -> bool:
 
 
 def mutual_best_matches(
-    a: Matrix, b: Matrix, threshold: float, *, margin: float = 0.0, max_shift: float = 1.0
+    a: Matrix,
+    b: Matrix,
+    threshold: float,
+    *,
+    margin: float = 0.0,
+    max_shift: float = 1.0,
+    similarity: Matrix | None = None,
 ) -> list[tuple[int, int, float]]:
     """Pairs (i, j, cosine) where row i of ``a`` and row j of ``b`` are each other's best match.
 
@@ -262,11 +268,12 @@ def mutual_best_matches(
     (a translated sentence stands out from its neighbours; a sentence that is merely on
     the same subject is about as close to several). ``max_shift``: the two sentences'
     relative positions (index / length) differ by at most this much, since a translation
-    keeps its order.
+    keeps its order. ``similarity``: ``a @ b.T`` when the caller has it already.
     """
     if a.size == 0 or b.size == 0:
         return []
-    similarity = a @ b.T
+    if similarity is None:
+        similarity = a @ b.T
     best_in_b = similarity.argmax(axis=1)
     best_in_a = similarity.argmax(axis=0)
     rows, cols = similarity.shape
@@ -346,21 +353,27 @@ def in_runs(
     aligned = {(i, j) for i, j, _ in pairs}
     members = {pair for i, j in aligned for pair in ((i, j), (i + 1, j + 1)) if (i + 1, j + 1) in aligned}
     if similarity is not None and split_similarity > 0 and similarity.size:
-        rows, cols = similarity.shape
-        taken_a = {i for i, _ in aligned}
-        taken_b = {j for _, j in aligned}
-        closest_in_a = similarity.argmax(axis=0)  # for each sentence of b, its closest in a
-        closest_in_b = similarity.argmax(axis=1)
-        for i, j in aligned:
-            if (i + 1, j + 2) in aligned and j + 1 < cols and j + 1 not in taken_b:
-                closest = int(closest_in_a[j + 1])
-                if closest in (i, i + 1) and similarity[closest, j + 1] >= split_similarity:
-                    members.update({(i, j), (i + 1, j + 2)})
-            if (i + 2, j + 1) in aligned and i + 1 < rows and i + 1 not in taken_a:
-                closest = int(closest_in_b[i + 1])
-                if closest in (j, j + 1) and similarity[i + 1, closest] >= split_similarity:
-                    members.update({(i, j), (i + 2, j + 1)})
+        members |= _split_steps(aligned, similarity, split_similarity)
+        swapped = {(j, i) for i, j in aligned}
+        members |= {(i, j) for j, i in _split_steps(swapped, similarity.T, split_similarity)}
     return len(members)
+
+
+def _split_steps(aligned: Set[tuple[int, int]], similarity: Matrix, threshold: float) -> set[tuple[int, int]]:
+    """Aligned pairs (i, j) and (i + 1, j + 2) with sentence j + 1 of the second text
+    aligned with nothing and closest to i or i + 1 at cosine >= ``threshold``."""
+    cols = similarity.shape[1]
+    taken = {j for _, j in aligned}
+    closest_in_first = similarity.argmax(axis=0)  # for each sentence of the second text
+    steps: set[tuple[int, int]] = set()
+    for i, j in aligned:
+        skipped = j + 1
+        if (i + 1, j + 2) not in aligned or skipped >= cols or skipped in taken:
+            continue
+        closest = int(closest_in_first[skipped])
+        if closest in (i, i + 1) and similarity[closest, skipped] >= threshold:
+            steps.update({(i, j), (i + 1, j + 2)})
+    return steps
 
 
 def sentence_number_agreement(
@@ -416,12 +429,14 @@ def verify_translation(
     """
     shorter = min(len(a.sentences), len(b.sentences))
     margin = required_margin(shorter, params)
+    similarity = a.sentences @ b.sentences.T
     pairs = mutual_best_matches(
         a.sentences,
         b.sentences,
         params.sentence_similarity,
         margin=margin,
         max_shift=params.max_position_shift,
+        similarity=similarity,
     )
     aligned = len(pairs)
     mean_similarity = sum(p[2] for p in pairs) / aligned if aligned else 0.0
@@ -429,14 +444,14 @@ def verify_translation(
     # Sentences split or merged in translation are stepped over in long texts only (see
     # :func:`in_runs`): in a short one the runs are the main evidence left once a few
     # shared facts have aligned.
-    split = params.split_similarity > 0 and aligned and shorter >= params.long_text_sentences
-    similarity = a.sentences @ b.sentences.T if split else None
-    runs = in_runs(pairs, similarity, params.split_similarity)
+    split = params.split_similarity if shorter >= params.long_text_sentences else 0.0
+    runs = in_runs(pairs, similarity, split)
     covered = shorter
     limit_a, limit_b = len(a.sentences), len(b.sentences)
     # Too few aligned pairs, or pairs out of order, fail whatever the stretch and the lists
     # leave to count: most candidates end here, without reading their texts' sentences.
-    hopeless = aligned < max(1, min(params.min_aligned_sentences, shorter)) or order < params.min_order
+    needed = max(1, min(params.min_aligned_sentences, shorter))
+    hopeless = aligned < needed or order < params.min_order
     if (
         not hopeless
         and (aligned < params.min_aligned_share * shorter or runs < params.min_run_share * shorter)
@@ -462,7 +477,7 @@ def verify_translation(
             list_units = covered - min(covered, prose)
             counted, counted_runs, covered = (
                 len(prose_pairs),
-                in_runs(prose_pairs, similarity, params.split_similarity),
+                in_runs(prose_pairs, similarity, split),
                 min(covered, prose),
             )
     share = min(1.0, counted / covered) if shorter else 0.0
@@ -475,7 +490,7 @@ def verify_translation(
     length_ratio = max(weight_a, weight_b) / max(min(weight_a, weight_b), 1.0)
 
     failures = []
-    if counted < min(params.min_aligned_sentences, shorter) or counted == 0:
+    if counted < needed:
         failures.append(f"{counted} aligned sentences" + (" outside lists" if list_units else ""))
     if share < params.min_aligned_share:
         failures.append(f"aligned share {share:.2f} < {params.min_aligned_share:g}")
