@@ -31,6 +31,9 @@ Five measurements, each in the same run as the bare library it wraps where there
   window's days from the database; the database's own files are in the OS page cache).
   *Warm*: one index, lookups over the loaded days (each still runs the primary-key query
   for rows stored since). Beside it, the bare numpy product over the same window.
+  *Undated*: a query with no publication time (``undated=True``): its window around the
+  last moment plus the ``translations.undated_scope`` latest stored rows, whatever their
+  moment; cold (the first undated lookup of a process reads them) and warm.
 * **storage** per stored vector row: ``article_vectors`` table and index bytes
   (SQLite ``dbstat``, PostgreSQL ``pg_total_relation_size``) divided by rows.
 
@@ -429,11 +432,14 @@ class VectorStore:
             for ids, vectors, moments, langs in self._chunks(size, days):
                 blob = self.rng.bytes(sentence_bytes)
                 connection.executemany(
-                    "INSERT INTO articles (id, text, lang, first_seen_at, content_hash, is_seed, word_count)"
-                    " VALUES (?, 'synthetic', ?, ?, ?, 0, 0)",
+                    "INSERT INTO articles (id, text, lang, published_at, first_seen_at, content_hash,"
+                    " is_seed, word_count) VALUES (?, 'synthetic', ?, ?, ?, ?, 0, 0)",
                     (
-                        (i, lang, moment.strftime("%Y-%m-%d %H:%M:%S.%f"), f"{i:064x}")
-                        for i, lang, moment in zip(ids, langs, moments, strict=True)
+                        (i, lang, stamp, stamp, f"{i:064x}")
+                        for i, lang, stamp in (
+                            (i, lang, moment.strftime("%Y-%m-%d %H:%M:%S.%f"))
+                            for i, lang, moment in zip(ids, langs, moments, strict=True)
+                        )
                     ),
                 )
                 connection.executemany(
@@ -466,11 +472,11 @@ class VectorStore:
             for ids, vectors, moments, langs in self._chunks(size, days):
                 blob = self.rng.bytes(sentence_bytes)
                 with cursor.copy(
-                    "COPY articles (id, text, lang, first_seen_at, content_hash, is_seed, word_count)"
-                    " FROM STDIN"
+                    "COPY articles (id, text, lang, published_at, first_seen_at, content_hash, is_seed,"
+                    " word_count) FROM STDIN"
                 ) as copy:
                     for i, lang, moment in zip(ids, langs, moments, strict=True):
-                        copy.write_row((i, "synthetic", lang, moment, f"{i:064x}", False, 0))
+                        copy.write_row((i, "synthetic", lang, moment, moment, f"{i:064x}", False, 0))
                 with cursor.copy(
                     "COPY article_vectors (article_id, model, lang, moment, document, sentences,"
                     " sentence_count, has_title) FROM STDIN"
@@ -539,7 +545,14 @@ def measure_lookups(
     def moment_of(n: int) -> datetime:
         return END - timedelta(hours=float(rng.uniform(0, 168)))
 
-    def lookup(index: VectorIndex, session: Any, query: tuple[np.ndarray, str], moment: datetime) -> int:
+    def lookup(
+        index: VectorIndex,
+        session: Any,
+        query: tuple[np.ndarray, str],
+        moment: datetime,
+        *,
+        undated: bool = False,
+    ) -> int:
         return len(
             index.nearest(
                 session,
@@ -549,6 +562,7 @@ def measure_lookups(
                 not_lang=query[1],
                 min_score=params.candidate_similarity,
                 limit=params.max_candidates,
+                undated=undated,
             )
         )
 
@@ -579,9 +593,30 @@ def measure_lookups(
             scores = stacked @ query[0]
             np.argpartition(-scores, min(params.max_candidates, len(scores) - 1)) if len(scores) else None
             bare_ms.append((time.perf_counter() - started) * 1000)
+        # An article with no publication time: the window around its first-seen moment
+        # and the undated_scope latest stored articles whatever their moment.
+        undated_cold_ms, undated_warm_ms = [], []
+        for n in range(cold):
+            session.rollback()
+            fresh = VectorIndex(store.model, undated_scope=params.undated_scope)
+            started = time.perf_counter()
+            lookup(fresh, session, queries[n % len(queries)], END, undated=True)
+            undated_cold_ms.append((time.perf_counter() - started) * 1000)
+        for n in range(warm):
+            session.rollback()
+            started = time.perf_counter()
+            lookup(fresh, session, queries[n % len(queries)], END, undated=True)
+            undated_warm_ms.append((time.perf_counter() - started) * 1000)
+        scope_rows = sum(len(block.rows) for block in fresh._latest.blocks) if fresh._latest else 0
     warm_summary = summary(warm_ms)
     bare_summary = summary(bare_ms)
     return {
+        "undated": {
+            "scope": params.undated_scope,
+            "rows_read": scope_rows,
+            "cold_ms": summary(undated_cold_ms),
+            "warm_ms": summary(undated_warm_ms),
+        },
         "stored_vectors": store.stored,
         "vectors_in_window": window_rows,
         "cold_ms": summary(cold_ms),
@@ -683,6 +718,19 @@ def print_tables(result: dict[str, Any]) -> None:
                     f" {row['warm_ms']['p95']} | {row['bare_numpy_score_ms']['p50']} |"
                     f" {row['storage']['bytes_per_row']} |"
                 )
+        print(
+            "\n| database | stored | undated: latest rows read | cold p50 | cold p95 | warm p50 | warm p95 |"
+            "\n|---|---|---|---|---|---|---|"
+        )
+        for backend, sizes in lookups.items():
+            for row in sizes:
+                undated = row.get("undated")
+                if undated:
+                    print(
+                        f"| {backend} | {row['stored_vectors']:,} | {undated['rows_read']:,} |"
+                        f" {undated['cold_ms']['p50']} | {undated['cold_ms']['p95']} |"
+                        f" {undated['warm_ms']['p50']} | {undated['warm_ms']['p95']} |"
+                    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,10 +92,6 @@ RESULTS = {
     "excerpts": REPO_ROOT / "benchmarks" / "results" / "translation_quality.json",
     "full": REPO_ROOT / "benchmarks" / "results" / "translation_quality_full.json",
 }
-# Articles without a date on the page are imported as published on this day, as an
-# import gives an undated item one moment: undated articles share a window, and an undated
-# article and a dated one more than the window apart are never compared in the stream.
-UNDATED = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -507,15 +503,12 @@ def stream(items: dict[str, Item], pairs: Sequence[Pair], settings: Any, seed: i
     lines = []
     for key in order:
         item = items[key]
-        published = item.published or UNDATED.date().isoformat()
-        if len(published) == 10:
-            published += "T12:00:00+00:00"
-        lines.append(
-            json.dumps(
-                {"id": key, "title": item.title, "text": item.text, "published": published},
-                ensure_ascii=False,
-            )
-        )
+        record: dict[str, Any] = {"id": key, "title": item.title, "text": item.text}
+        # Articles without a date on the page are imported undated, as the product meets
+        # them: the time window is not applied to them (translations.undated_scope).
+        if item.published:
+            record["published"] = item.published + ("T12:00:00+00:00" if len(item.published) == 10 else "")
+        lines.append(json.dumps(record, ensure_ascii=False))
     with tempfile.TemporaryDirectory() as folder:
         local = settings.model_copy(update={"db_url": f"sqlite:///{folder}/stream.db"})
         engine = make_engine(local.db_url)

@@ -263,7 +263,9 @@ class IngestContext:
     def vector_index(self, model: str) -> VectorIndex:
         """The run's view of the stored document vectors of ``model``."""
         if model not in self.vector_indexes:
-            self.vector_indexes[model] = VectorIndex(model)
+            self.vector_indexes[model] = VectorIndex(
+                model, undated_scope=self.settings.translations.undated_scope
+            )
         return self.vector_indexes[model]
 
     def embed(self, title: str | None, text: str) -> encoder.ArticleVectors:
@@ -604,6 +606,7 @@ def store_candidate(
             moment.astimezone(UTC),
             document,
             vectors.model,
+            dated=candidate.published_at is not None,
         ),
         StoredSide(vectors.model, sentences, vectors.has_title, candidate.text),
     )
@@ -826,9 +829,11 @@ def _closest_translation(
     """The root of the stored article ``candidate`` translates, its similarity and the evidence.
 
     Candidates are articles in other languages published within the window around
-    ``moment`` (and every seed); the closest by document vector are verified by sentence
-    alignment. ``None`` when none is a translation. When the candidate translates texts of
-    several clusters, the link names the earliest root and the clusters to fold into it.
+    ``moment`` (and every seed); the window is not applied to an article that gave no
+    publication time, on either side (:mod:`pipeline.vectorindex`). The closest by
+    document vector are verified by sentence alignment. ``None`` when none is a
+    translation. When the candidate translates texts of several clusters, the link names
+    the earliest root and the clusters to fold into it.
     """
     if candidate.lang == "und":
         return None
@@ -842,6 +847,7 @@ def _closest_translation(
         not_lang=candidate.lang,
         min_score=params.candidate_similarity,
         limit=params.max_candidates,
+        undated=candidate.published_at is None,
     )
     if not shortlist:
         return None

@@ -127,6 +127,7 @@ class TranslationSettings(_Section):
 
     enabled: bool = True
     window_days: float = Field(7.0, gt=0, le=3650)
+    undated_scope: int = Field(50_000, ge=0, le=10_000_000)
     candidate_similarity: float = Field(0.35, ge=-1.0, le=1.0)
     max_candidates: int = Field(32, ge=1, le=1000)
     sentence_similarity: float = Field(0.5, ge=0.0, le=1.0)

@@ -11,6 +11,18 @@ invisible for as long as its batch was open anyway: up to 2 s.)
 
 Scoring is a matrix product per day (float32), so a lookup over a window of tens of
 thousands of vectors costs milliseconds once the days are loaded.
+
+The window assumes both articles' moments are publication times. An article whose page
+gave none has only the moment it was first seen, which for an archive imported today says
+nothing about when it was written. So the window is not applied to it, on either side:
+
+* a stored undated article is a candidate for every lookup (like a seed), among the
+  ``undated_scope`` latest undated articles;
+* an undated query is compared with the ``undated_scope`` latest stored articles, whatever
+  their moment, as well as with its window.
+
+Both pools are read once per process, at the first lookup that needs them, and kept up to
+date like the days.
 """
 
 from __future__ import annotations
@@ -73,15 +85,42 @@ class _Day:
         return self._arrays
 
 
+class _Pool:
+    """Rows looked up whatever their moment, in blocks, so that a row added to a large pool
+    restacks one block, not the pool."""
+
+    BLOCK = 4096
+
+    def __init__(self, rows: Iterable[repo.VectorRow] = (), *, floor: int = 0) -> None:
+        self.blocks: list[_Day] = []
+        self.members: set[int] = set()
+        self.floor = floor  # rows with a higher id were stored after the pool was read
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: repo.VectorRow) -> None:
+        if row.article_id in self.members:
+            return
+        self.members.add(row.article_id)
+        if not self.blocks or len(self.blocks[-1].rows) >= self.BLOCK:
+            self.blocks.append(_Day())
+        self.blocks[-1].add(row)
+
+
 class VectorIndex:
     """Document vectors of one model, read from the database by day as lookups need them."""
 
-    def __init__(self, model: str, *, max_days: int = 62, refresh_seconds: float = 1.0) -> None:
+    def __init__(
+        self, model: str, *, max_days: int = 62, refresh_seconds: float = 1.0, undated_scope: int = 50_000
+    ) -> None:
         self.model = model
         self.max_days = max_days
         self.refresh_seconds = refresh_seconds
+        self.undated_scope = undated_scope
         self._days: OrderedDict[date, _Day] = OrderedDict()
-        self._seeds: _Day | None = None
+        self._seeds: _Pool | None = None
+        self._undated: _Pool | None = None  # stored articles with no publication time
+        self._latest: _Pool | None = None  # the latest stored articles, for undated queries
         self._seen: set[int] = set()
         self._max_id = -1
         self._refreshed = -float("inf")  # (monotonic clock) when rows of others were last read
@@ -100,23 +139,30 @@ class VectorIndex:
         not_lang: str,
         min_score: float,
         limit: int,
+        undated: bool = False,
     ) -> list[Candidate]:
         """The ``limit`` stored articles closest to ``query`` with a moment in [start, end]
         (and every seed), in another language than ``not_lang``, scoring at least ``min_score``.
+
+        Undated stored articles are candidates whatever their moment, and an ``undated``
+        query (its moment is when it was first seen) is also compared with the latest
+        stored articles whatever theirs (both within ``undated_scope``; see the module).
         """
-        self._load(session, start, end)
+        self._load(session, start, end, undated=undated)
         low, high = _aware(start).timestamp(), _aware(end).timestamp()
         days = [self._days[day] for day in _days(start, end)]
-        if self._seeds is not None:
-            days.append(self._seeds)
+        pools = [pool for pool in (self._seeds, self._undated) if pool is not None]
+        if undated and self._latest is not None:
+            pools.append(self._latest)
+        timeless = [block for pool in pools for block in pool.blocks]
         found: dict[int, Candidate] = {}
-        for day in days:
+        for day, bounded in [*((day, True) for day in days), *((block, False) for block in timeless)]:
             if not day.rows:
                 continue
             vectors, moments, langs = day.arrays(query.shape[0])
             scores = vectors @ query
             keep = (scores >= min_score) & (langs != not_lang)
-            if day is not self._seeds:
+            if bounded:
                 keep &= (moments >= low) & (moments <= high)
             positions = np.flatnonzero(keep)
             if len(positions) > limit:
@@ -131,13 +177,20 @@ class VectorIndex:
         ranked = sorted(found.values(), key=lambda c: (-c.score, c.article_id))
         return ranked[:limit]
 
-    def _load(self, session: Session, start: datetime, end: datetime) -> None:
+    def _load(self, session: Session, start: datetime, end: datetime, *, undated: bool = False) -> None:
         if self._seeds is None:
-            self._seeds = _Day()
-            for row in repo.seed_vectors(session, self.model):
-                self._seeds.add(row)
-                self._seen.add(row.article_id)
+            self._seeds = _Pool(repo.seed_vectors(session, self.model))
+            self._seen.update(self._seeds.members)
             self._max_id = max(self._max_id, repo.max_article_id(session))
+            # Read after the largest id: a row stored in between is read by the refresh too
+            # (and added once).
+            self._undated = _Pool(
+                repo.undated_vectors(session, self.model, self.undated_scope), floor=self._max_id
+            )
+        if undated and self._latest is None and self.undated_scope > 0:
+            self._latest = _Pool(
+                repo.latest_vectors(session, self.model, self.undated_scope), floor=self._max_id
+            )
         wanted = _days(start, end)
         for day in wanted:
             if day in self._days:
@@ -167,6 +220,18 @@ class VectorIndex:
         for row in rows:
             if read:
                 self._max_id = max(self._max_id, row.article_id)
+            # Rows stored since the pools were read join them (past undated_scope, for the
+            # rest of the run); older rows read with their day do not.
+            undated = self._undated
+            if (
+                not row.dated
+                and undated is not None
+                and self.undated_scope > 0
+                and row.article_id > undated.floor
+            ):
+                undated.add(row)
+            if self._latest is not None and row.article_id > self._latest.floor:
+                self._latest.add(row)
             if row.article_id in self._seen:
                 continue
             day = self._days.get(_aware(row.moment).date())

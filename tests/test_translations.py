@@ -294,7 +294,13 @@ def test_reindex_backfills_missing_vectors(session: Session, settings: Settings)
 
 
 def _store_vector(
-    session: Session, article_id: int, lang: str, moment: datetime, vector: list[float]
+    session: Session,
+    article_id: int,
+    lang: str,
+    moment: datetime,
+    vector: list[float],
+    *,
+    dated: bool = True,
 ) -> None:
     import numpy as np
 
@@ -306,6 +312,7 @@ def _store_vector(
             id=article_id,
             text=f"article {article_id}",
             lang=lang,
+            published_at=moment if dated else None,
             first_seen_at=moment,
             content_hash=f"h{article_id}",
             is_seed=False,
@@ -421,6 +428,97 @@ def test_the_vector_index_sees_its_own_rows_at_once_and_others_after_the_refresh
     assert ids() == [1, 9]  # its own row at once; the other's not before the refresh
     index._refreshed -= 3600  # (the refresh interval has passed)
     assert ids() == [1, 5, 9]
+
+
+def test_the_window_is_not_applied_to_undated_articles(session: Session, settings: Settings) -> None:
+    """An undated article's moment is when it was first seen: it is a candidate for every
+    lookup, and an undated query is compared with the latest articles whatever their dates,
+    within undated_scope."""
+    import numpy as np
+
+    from pipeline.encoder import document_to_bytes
+    from pipeline.vectorindex import VectorIndex
+
+    long_ago = NOW - timedelta(days=700)
+    _store_vector(session, 1, "en", long_ago, [1, 0])  # dated, two years back
+    _store_vector(session, 2, "ru", NOW, [0.95, 0.05], dated=False)  # first seen now
+    _store_vector(session, 3, "zh", long_ago - timedelta(days=1), [0.9, 0.1])  # dated, older still
+    session.commit()
+    query = np.zeros(512, dtype=np.float32)
+    query[0] = 1.0
+
+    def ids(index: VectorIndex, at: datetime, *, undated: bool = False) -> list[int]:
+        found = index.nearest(
+            session,
+            query,
+            start=at - timedelta(days=7),
+            end=at + timedelta(days=7),
+            not_lang="de",
+            min_score=0.5,
+            limit=5,
+            undated=undated,
+        )
+        return [c.article_id for c in found]
+
+    index = VectorIndex("m", refresh_seconds=0)
+    # A dated query two years back finds its window and the undated article.
+    assert ids(index, long_ago) == [1, 2, 3]
+    # A dated query today finds the undated article, not the old dated ones.
+    assert ids(index, NOW) == [2]
+    # An undated query today (first seen now) is compared with everything.
+    assert ids(index, NOW, undated=True) == [1, 2, 3]
+    # Rows stored afterwards join the pools: an undated one by this process, a dated one
+    # a year back by another.
+    _store_vector(session, 4, "ru", NOW, [0.99, 0.01], dated=False)
+    _store_vector(session, 5, "en", NOW - timedelta(days=365), [0.97, 0.03])
+    session.commit()
+    own = np.zeros(512, dtype=np.float32)
+    own[:2] = [0.99, 0.01]
+    index.add(
+        [repo.VectorRow(4, 4, "ru", NOW, document_to_bytes(own / np.linalg.norm(own)), "m", dated=False)]
+    )
+    assert ids(index, long_ago) == [1, 4, 2, 3]
+    assert ids(index, NOW, undated=True) == [1, 4, 5, 2, 3]
+    # Only the latest undated_scope articles are compared whatever their moment.
+    narrow = VectorIndex("m", refresh_seconds=3600, undated_scope=1)
+    assert ids(narrow, NOW, undated=True) == [4, 5, 2]  # the latest (5) and today's window
+    assert ids(narrow, long_ago) == [1, 4, 3]  # the latest undated article (4), not 2
+    # With no scope, undated articles use the window like the others.
+    windowed = VectorIndex("m", refresh_seconds=3600, undated_scope=0)
+    assert ids(windowed, NOW, undated=True) == [4, 2]
+    assert ids(windowed, long_ago) == [1, 3]
+
+
+@pytest.mark.parametrize("undated_first", [False, True])
+def test_an_undated_translation_is_linked_to_an_original_dated_years_before(
+    session: Session, settings: Settings, undated_first: bool
+) -> None:
+    """Imported from an archive today, an undated page is compared with its translation
+    whatever the translation's date, in either order."""
+    undated = json.dumps(
+        {
+            "id": "ru",
+            "url": "https://ru.example/story",
+            "title": STORY["ru"]["title"],
+            "text": STORY["ru"]["text"],
+        }
+    )
+    dated = line("en", hours=-900 * 24)
+    lines = [undated, dated] if undated_first else [dated, undated]
+    first, second = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert (first.status, second.status) == ("new", "duplicate")
+    assert second.copy_kind == "translation" and second.duplicate_of == first.article_id
+    published = {a.lang: a.published_at for a in session.scalars(select(Article))}
+    assert published["ru"] is None and published["en"] is not None
+    assert NOW - published["en"] > timedelta(days=settings.translations.window_days)
+    # With no scope, the window applies to the undated page's first-seen moment: not linked.
+    windowed = settings.model_copy(
+        update={"translations": settings.translations.model_copy(update={"undated_scope": 0})}
+    )
+    session.execute(delete(Article))
+    session.commit()
+    results = [r.result for r in import_lines(session, windowed, lines, source="t", now=NOW)]
+    assert [r.status for r in results] == ["new", "new"]
 
 
 def test_the_vector_index_ranks_ties_by_id_whatever_order_rows_arrive_in(session: Session) -> None:

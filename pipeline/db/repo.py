@@ -872,11 +872,13 @@ class VectorRow:
     moment: datetime
     document: bytes
     model: str
+    dated: bool = True  # False: the article gave no publication time (moment is first seen)
 
 
-def _vector_rows(session: Session, condition: Any, *extra: Any) -> list[VectorRow]:
+def _vector_rows(session: Session, condition: Any, *extra: Any, latest: int | None = None) -> list[VectorRow]:
     """Rows in the order the database finds them: the lookup ranks by score, then id, so no
-    ORDER BY (which would sort a whole window of rows in a temporary B-tree)."""
+    ORDER BY (which would sort a whole window of rows in a temporary B-tree). ``latest``:
+    only the rows of the highest ``latest`` article ids (walked backwards on the primary key)."""
     root = func.coalesce(Article.duplicate_of_id, Article.id)
     query = (
         select(
@@ -886,11 +888,14 @@ def _vector_rows(session: Session, condition: Any, *extra: Any) -> list[VectorRo
             ArticleVector.moment,
             ArticleVector.document,
             ArticleVector.model,
+            Article.published_at.is_not(None),
         )
         .join(Article, Article.id == ArticleVector.article_id)
         .where(condition, *extra)
     )
-    return [VectorRow(*row) for row in session.execute(query)]
+    if latest is not None:
+        query = query.order_by(ArticleVector.article_id.desc()).limit(latest)
+    return [VectorRow(*row[:-1], dated=bool(row[-1])) for row in session.execute(query)]
 
 
 def vectors_between(session: Session, model: str, start: datetime, end: datetime) -> list[VectorRow]:
@@ -911,6 +916,29 @@ def vectors_after(session: Session, model: str, after_id: int) -> list[VectorRow
     clause too, SQLite walks the whole (model, moment) index instead.
     """
     return [row for row in _vector_rows(session, ArticleVector.article_id > after_id) if row.model == model]
+
+
+def undated_vectors(session: Session, model: str, limit: int) -> list[VectorRow]:
+    """Document vectors of the ``limit`` latest articles that gave no publication time
+    (their moment is when they were first seen, which says little about when they were
+    written). Served by the index on ``published_at``."""
+    if limit <= 0:
+        return []
+    return _vector_rows(session, Article.published_at.is_(None), ArticleVector.model == model, latest=limit)
+
+
+def latest_vectors(session: Session, model: str, limit: int) -> list[VectorRow]:
+    """Document vectors of the ``limit`` latest stored articles, whatever their moment.
+
+    Read backwards on the primary key; rows of other models are dropped after the read
+    (with the model in the WHERE clause, SQLite would walk the (model, moment) index and
+    sort), so a database holding two models' vectors returns fewer than ``limit``.
+    """
+    if limit <= 0:
+        return []
+    return [
+        row for row in _vector_rows(session, ArticleVector.article_id > 0, latest=limit) if row.model == model
+    ]
 
 
 def seed_vectors(session: Session, model: str) -> list[VectorRow]:
