@@ -22,6 +22,7 @@ from pipeline.ingest import (
 )
 from pipeline.records import ArticleCandidate
 from pipeline.settings import Settings
+from pipeline.vectorindex import VectorIndex
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -333,11 +334,36 @@ def _store_vector(
     )
 
 
-def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, settings: Settings) -> None:
+def _nearest_ids(
+    index: VectorIndex,
+    session: Session,
+    at: datetime,
+    *,
+    days: float = 7,
+    not_lang: str = "de",
+    undated: bool = False,
+) -> list[int]:
+    """The ids the index finds near the first axis, within ``days`` of ``at``."""
     import numpy as np
 
+    query = np.zeros(512, dtype=np.float32)
+    query[0] = 1.0
+    found = index.nearest(
+        session,
+        query,
+        start=at - timedelta(days=days),
+        end=at + timedelta(days=days),
+        not_lang=not_lang,
+        min_score=0.5,
+        limit=5,
+        undated=undated,
+    )
+    return [c.article_id for c in found]
+
+
+def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, settings: Settings) -> None:
+
     from pipeline.db.engine import make_engine, session_factory
-    from pipeline.vectorindex import VectorIndex
 
     _store_vector(session, 1, "en", NOW, [1, 0])
     _store_vector(session, 2, "ru", NOW - timedelta(days=2), [0.9, 0.1])
@@ -345,20 +371,9 @@ def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, 
     _store_vector(session, 4, "zh", NOW, [0, 1])  # far in meaning
     session.commit()
     index = VectorIndex("m", max_days=20, refresh_seconds=0)  # others' rows on every lookup
-    query = np.zeros(512, dtype=np.float32)
-    query[0] = 1.0
 
     def ids(not_lang: str = "de") -> list[int]:
-        found = index.nearest(
-            session,
-            query,
-            start=NOW - timedelta(days=7),
-            end=NOW + timedelta(days=7),
-            not_lang=not_lang,
-            min_score=0.5,
-            limit=5,
-        )
-        return [c.article_id for c in found]
+        return _nearest_ids(index, session, NOW, not_lang=not_lang)
 
     assert ids() == [1, 2]
     assert ids(not_lang="en") == [2]
@@ -370,18 +385,7 @@ def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, 
     other.dispose()
     assert ids() == [1, 5, 2]
     # Far-away days are read when asked for, and old ones are dropped beyond max_days.
-    assert [
-        c.article_id
-        for c in index.nearest(
-            session,
-            query,
-            start=NOW - timedelta(days=31),
-            end=NOW - timedelta(days=29),
-            not_lang="en",
-            min_score=0.5,
-            limit=5,
-        )
-    ] == [3]
+    assert _nearest_ids(index, session, NOW - timedelta(days=30), days=1, not_lang="en") == [3]
     assert len(index._days) <= 20
     assert ids() == [1, 5, 2]
 
@@ -395,25 +399,13 @@ def test_the_vector_index_sees_its_own_rows_at_once_and_others_after_the_refresh
 
     from pipeline.db.engine import make_engine, session_factory
     from pipeline.encoder import document_to_bytes
-    from pipeline.vectorindex import VectorIndex
 
     _store_vector(session, 1, "en", NOW, [1, 0])
     session.commit()
     index = VectorIndex("m", refresh_seconds=3600)
-    query = np.zeros(512, dtype=np.float32)
-    query[0] = 1.0
 
     def ids() -> list[int]:
-        found = index.nearest(
-            session,
-            query,
-            start=NOW - timedelta(days=1),
-            end=NOW + timedelta(days=1),
-            not_lang="de",
-            min_score=0.5,
-            limit=5,
-        )
-        return [c.article_id for c in found]
+        return _nearest_ids(index, session, NOW, days=1)
 
     assert ids() == [1]
     other = make_engine(settings.db_url)
@@ -437,28 +429,15 @@ def test_the_window_is_not_applied_to_undated_articles(session: Session, setting
     import numpy as np
 
     from pipeline.encoder import document_to_bytes
-    from pipeline.vectorindex import VectorIndex
 
     long_ago = NOW - timedelta(days=700)
     _store_vector(session, 1, "en", long_ago, [1, 0])  # dated, two years back
     _store_vector(session, 2, "ru", NOW, [0.95, 0.05], dated=False)  # first seen now
     _store_vector(session, 3, "zh", long_ago - timedelta(days=1), [0.9, 0.1])  # dated, older still
     session.commit()
-    query = np.zeros(512, dtype=np.float32)
-    query[0] = 1.0
 
     def ids(index: VectorIndex, at: datetime, *, undated: bool = False) -> list[int]:
-        found = index.nearest(
-            session,
-            query,
-            start=at - timedelta(days=7),
-            end=at + timedelta(days=7),
-            not_lang="de",
-            min_score=0.5,
-            limit=5,
-            undated=undated,
-        )
-        return [c.article_id for c in found]
+        return _nearest_ids(index, session, at, undated=undated)
 
     index = VectorIndex("m", refresh_seconds=0)
     # A dated query two years back finds its window and the undated article.
@@ -523,8 +502,6 @@ def test_an_undated_translation_is_linked_to_an_original_dated_years_before(
 
 def test_the_vector_index_ranks_ties_by_id_whatever_order_rows_arrive_in(session: Session) -> None:
     import numpy as np
-
-    from pipeline.vectorindex import VectorIndex
 
     # The same vector three times, the higher ids earlier: the database returns a day's
     # rows by moment, so here the highest id first.
