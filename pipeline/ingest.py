@@ -183,9 +183,16 @@ class IngestContext:
         while len(self.recent) > RECENT_LIMIT:
             self.recent.popitem(last=False)
 
+    def replaced(self, row: repo.VectorRow) -> None:
+        """The vectors of ``row.article_id`` were just replaced by ``row``'s: what this run
+        keeps of the old ones goes, the vector indexes hold the new one in their place."""
+        self.recent.pop(row.article_id, None)
+        for index in self.vector_indexes.values():
+            index.replace(row.article_id, row)
+
     def forget_kept(self) -> None:
-        """Drop what this run keeps of stored vectors (after a rollback, or when an article's
-        vectors are replaced): the next lookup reads them again, day by day."""
+        """Drop what this run keeps of stored vectors (after a rollback, which can take rows
+        away): the next lookup reads them again, day by day."""
         self.recent.clear()
         self.vector_indexes.clear()
 
@@ -255,9 +262,7 @@ class IngestContext:
                 document = encoder.document_from_bytes(row[0].document)
                 return encoder.ArticleVectors(model, document, sentences, tuple(units), has_title)
         vectors = self.embed(article.title, article.text)
-        _store_vectors(
-            session, self, article.id, vectors, article.lang, article.published_at or article.first_seen_at
-        )
+        _store_article_vectors(session, self, article, vectors)
         return vectors
 
     def vector_index(self, model: str) -> VectorIndex:
@@ -595,7 +600,14 @@ def store_candidate(
             new_article=True,
         )
     document, sentences = _store_vectors(
-        session, context, stored.id, vectors, candidate.lang, moment, new_article=True
+        session,
+        context,
+        stored.id,
+        vectors,
+        candidate.lang,
+        moment,
+        dated=candidate.published_at is not None,
+        new_article=True,
     )
     context.remember_stored(
         session,
@@ -655,14 +667,7 @@ def reindex_vectors(
             return done
         for article in session.scalars(select(Article).where(Article.id.in_(ids)).order_by(Article.id)):
             vectors = context.embed(article.title, article.text)
-            _store_vectors(
-                session,
-                context,
-                article.id,
-                vectors,
-                article.lang,
-                article.published_at or article.first_seen_at,
-            )
+            _store_article_vectors(session, context, article, vectors)
         session.commit()
         done += len(ids)
         last = ids[-1]
@@ -678,9 +683,7 @@ def index_articles(session: Session, context: IngestContext, article_ids: Sequen
         select(Article).where(Article.id.in_(list(article_ids))).order_by(Article.id)
     ):
         vectors = context.embed(article.title, article.text)
-        _store_vectors(
-            session, context, article.id, vectors, article.lang, article.published_at or article.first_seen_at
-        )
+        _store_article_vectors(session, context, article, vectors)
 
 
 def classify_article(
@@ -747,9 +750,7 @@ def _replace_with_new_version(
     article.word_count = count_words(candidate.text)
     params = context.neardup_params
     vectors = context.embed(article.title, candidate.text)
-    _store_vectors(
-        session, context, article.id, vectors, article.lang, article.published_at or article.first_seen_at
-    )
+    _store_article_vectors(session, context, article, vectors)
     fulltext.index_article(session, article.id, article.title, article.text)
     near = neardup.index_of(candidate.text, candidate.lang, params)
     if near.signature:
@@ -785,6 +786,21 @@ def _duplicate_result(
     )
 
 
+def _store_article_vectors(
+    session: Session, context: IngestContext, article: Article, vectors: encoder.ArticleVectors
+) -> None:
+    """Store (or replace) the vectors of a stored ``article``."""
+    _store_vectors(
+        session,
+        context,
+        article.id,
+        vectors,
+        article.lang,
+        article.published_at or article.first_seen_at,
+        dated=article.published_at is not None,
+    )
+
+
 def _store_vectors(
     session: Session,
     context: IngestContext,
@@ -793,15 +809,15 @@ def _store_vectors(
     lang: str,
     moment: datetime,
     *,
+    dated: bool,
     new_article: bool = False,
 ) -> tuple[bytes, bytes]:
     """Store the vectors of ``article_id``; returns them as stored (document, sentences).
 
-    Replacing an article's vectors drops what ``context`` keeps of stored vectors, which
-    may hold the old ones (a new article's are kept by the caller).
+    ``dated``: ``moment`` is a publication time (not when the article was first seen).
+    Replaced vectors take the old ones' place in what ``context`` keeps (a new article's
+    are kept by the caller).
     """
-    if not new_article:
-        context.forget_kept()
     document = encoder.document_to_bytes(vectors.document)
     sentences = encoder.sentences_to_bytes(vectors.sentences)
     repo.store_vectors(
@@ -816,6 +832,13 @@ def _store_vectors(
         has_title=vectors.has_title,
         new_article=new_article,
     )
+    if not new_article:
+        root = article_id  # (the lookup reads roots from the database when it links)
+        context.replaced(
+            repo.VectorRow(
+                article_id, root, lang, moment.astimezone(UTC), document, vectors.model, dated=dated
+            )
+        )
     return document, sentences
 
 

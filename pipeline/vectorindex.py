@@ -27,6 +27,7 @@ date like the days.
 
 from __future__ import annotations
 
+import dataclasses
 import time as _time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -70,6 +71,15 @@ class _Day:
         self.rows.append(row)
         self._arrays = None
 
+    def drop(self, article_id: int) -> repo.VectorRow | None:
+        """Remove the row of ``article_id``; returns it (``None`` when there was none)."""
+        for position, row in enumerate(self.rows):
+            if row.article_id == article_id:
+                del self.rows[position]
+                self._arrays = None
+                return row
+        return None
+
     def arrays(self, dim: int) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]]:
         """(vectors, moments as POSIX seconds, languages), one entry per row."""
         if self._arrays is None:
@@ -106,6 +116,16 @@ class _Pool:
             self.blocks.append(_Day())
         self.blocks[-1].add(row)
 
+    def drop(self, article_id: int) -> repo.VectorRow | None:
+        if article_id not in self.members:
+            return None
+        self.members.discard(article_id)
+        for block in self.blocks:
+            row = block.drop(article_id)
+            if row is not None:
+                return row
+        return None
+
 
 class VectorIndex:
     """Document vectors of one model, read from the database by day as lookups need them."""
@@ -128,6 +148,39 @@ class VectorIndex:
     def add(self, rows: Iterable[repo.VectorRow]) -> None:
         """Rows this process has just stored (of days not read yet: read with their day)."""
         self._add((row for row in rows if row.model == self.model), read=False)
+
+    def replace(self, article_id: int, row: repo.VectorRow | None) -> None:
+        """The vectors of ``article_id`` were replaced (a new version of its page, a re-index):
+        the rows this reader holds of it are dropped and ``row`` (its new vectors, if under
+        this index's model) takes their place, so that nothing has to be read again.
+        """
+        held: list[repo.VectorRow] = []
+        if article_id in self._seen:
+            self._seen.discard(article_id)
+            for day in self._days.values():
+                old = day.drop(article_id)
+                if old is not None:
+                    held.append(old)
+        holders = []
+        for pool in (self._seeds, self._undated, self._latest):
+            old = pool.drop(article_id) if pool is not None else None
+            if pool is not None and old is not None:
+                holders.append(pool)
+                held.append(old)
+        if row is None or row.model != self.model:
+            return
+        if held:
+            row = dataclasses.replace(row, root_id=held[0].root_id)
+        for pool in holders:
+            pool.add(row)
+        if any(pool is self._seeds for pool in holders):
+            return  # a seed is looked up with the seeds, never by day
+        home = self._days.get(_aware(row.moment).date())
+        if home is not None:
+            home.add(row)
+            self._seen.add(article_id)
+        if not row.dated and self._undated is not None and self.undated_scope > 0:
+            self._undated.add(row)
 
     def nearest(
         self,

@@ -588,8 +588,49 @@ def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
         unit = np.zeros((1, 512), dtype=np.float32)
         unit[0, 0] = 1.0
         replaced = ArticleVectors("m", unit[0], unit, ("text",), False)
-        _store_vectors(session, context, 3, replaced, "en", NOW)
+        _store_vectors(session, context, 3, replaced, "en", NOW, dated=True)
         assert not context.recent
+    finally:
+        context.close()
+
+
+def test_replaced_vectors_take_the_old_ones_place_in_the_index(session: Session, settings: Settings) -> None:
+    """A new version of a page replaces its vectors: the run's index holds the new ones
+    where it held the old, by day or among the undated articles, without reading anything
+    again, and finds what a fresh index finds."""
+    import numpy as np
+
+    from pipeline.encoder import ArticleVectors
+    from pipeline.ingest import _store_vectors
+
+    long_ago = NOW - timedelta(days=400)
+    _store_vector(session, 1, "en", NOW, [1, 0])
+    _store_vector(session, 2, "ru", long_ago, [1, 0], dated=False)  # first seen long ago, no date
+    _store_vector(session, 3, "zh", NOW - timedelta(days=1), [0.8, 0.6])
+    session.commit()
+
+    def vectors(*values: float) -> ArticleVectors:
+        unit = np.zeros((1, 512), dtype=np.float32)
+        unit[0, : len(values)] = values
+        unit /= np.linalg.norm(unit)
+        return ArticleVectors("m", unit[0], unit, ("text",), False)
+
+    context = IngestContext.from_settings(settings)
+    try:
+        index = context.vector_index("m")
+        assert _nearest_ids(index, session, NOW) == [1, 2, 3]
+        days = dict(index._days)
+        # Both rewritten on another subject (orthogonal to the query).
+        _store_vectors(session, context, 1, vectors(0, 1), "en", NOW, dated=True)
+        _store_vectors(session, context, 2, vectors(0, 1), "ru", long_ago, dated=False)
+        assert _nearest_ids(index, session, NOW) == [3]
+        # And one of them back on it.
+        _store_vectors(session, context, 2, vectors(1, 0.1), "ru", long_ago, dated=False)
+        assert _nearest_ids(index, session, NOW) == [2, 3]
+        assert index._days.keys() == days.keys() and all(index._days[day] is days[day] for day in days)
+        assert context.vector_indexes == {"m": index}
+        session.commit()
+        assert _nearest_ids(VectorIndex("m"), session, NOW) == [2, 3]
     finally:
         context.close()
 
