@@ -166,16 +166,20 @@ class IngestContext:
         while len(self.offered) > OFFERED_LIMIT:  # an item that turned out to be a copy
             self.offered.popitem(last=False)
 
-    def remember_stored(self, session: Session, row: repo.VectorRow, side: StoredSide) -> None:
-        """A new article's vectors as just stored through ``session``: the vector index and
-        the translation check see them without reading them back."""
+    def _watch(self, session: Session) -> None:
+        """Drop what is kept when ``session`` rolls back: a rollback takes the rows written
+        through it away (on SQLite their ids may come back for other articles) and puts
+        replaced vectors back. (The listener holds the context weakly: a long-lived session
+        must not keep every run's context.)"""
         if session not in self.watched:
-            # A rollback takes the rows away, and on SQLite their ids may come back for
-            # other articles: what was kept of them goes too. (The listener holds the
-            # context weakly: a long-lived session must not keep every run's context.)
             listener = _forget_on_rollback(weakref.ref(self))
             event.listen(session, "after_soft_rollback", listener)
             self.watched[session] = listener
+
+    def remember_stored(self, session: Session, row: repo.VectorRow, side: StoredSide) -> None:
+        """A new article's vectors as just stored through ``session``: the vector index and
+        the translation check see them without reading them back."""
+        self._watch(session)
         index = self.vector_indexes.get(row.model)
         if index is not None:
             index.add([row])
@@ -183,12 +187,15 @@ class IngestContext:
         while len(self.recent) > RECENT_LIMIT:
             self.recent.popitem(last=False)
 
-    def replaced(self, row: repo.VectorRow) -> None:
-        """The vectors of ``row.article_id`` were just replaced by ``row``'s: what this run
-        keeps of the old ones goes, the vector indexes hold the new one in their place."""
+    def replaced(self, session: Session, row: repo.VectorRow) -> None:
+        """The vectors of ``row.article_id`` were just replaced through ``session`` by
+        ``row``'s: what this run keeps of the old ones goes, the vector indexes hold the new
+        one in their place (an index that cannot tell where it belongs is dropped)."""
+        self._watch(session)
         self.recent.pop(row.article_id, None)
-        for index in self.vector_indexes.values():
-            index.replace(row.article_id, row)
+        for model, index in list(self.vector_indexes.items()):
+            if not index.replace(row.article_id, row):
+                del self.vector_indexes[model]
 
     def forget_kept(self) -> None:
         """Drop what this run keeps of stored vectors (after a rollback, which can take rows
@@ -835,9 +842,10 @@ def _store_vectors(
     if not new_article:
         root = article_id  # (the lookup reads roots from the database when it links)
         context.replaced(
+            session,
             repo.VectorRow(
                 article_id, root, lang, moment.astimezone(UTC), document, vectors.model, dated=dated
-            )
+            ),
         )
     return document, sentences
 

@@ -149,11 +149,17 @@ class VectorIndex:
         """Rows this process has just stored (of days not read yet: read with their day)."""
         self._add((row for row in rows if row.model == self.model), read=False)
 
-    def replace(self, article_id: int, row: repo.VectorRow | None) -> None:
+    def replace(self, article_id: int, row: repo.VectorRow | None) -> bool:
         """The vectors of ``article_id`` were replaced (a new version of its page, a re-index):
         the rows this reader holds of it are dropped and ``row`` (its new vectors, if under
         this index's model) takes their place, so that nothing has to be read again.
+
+        ``False`` when this reader has read rows but held none of ``article_id``: where its
+        new row belongs cannot be told from here (a seed, or one of the latest, whose
+        vectors were under another model), so the caller drops this reader instead.
         """
+        if self._seeds is None:
+            return True  # nothing read yet
         held: list[repo.VectorRow] = []
         if article_id in self._seen:
             self._seen.discard(article_id)
@@ -168,19 +174,22 @@ class VectorIndex:
                 holders.append(pool)
                 held.append(old)
         if row is None or row.model != self.model:
-            return
-        if held:
-            row = dataclasses.replace(row, root_id=held[0].root_id)
+            return True
+        if not held:
+            return False
+        row = dataclasses.replace(row, root_id=held[0].root_id)
         for pool in holders:
             pool.add(row)
         if any(pool is self._seeds for pool in holders):
-            return  # a seed is looked up with the seeds, never by day
+            self._seen.add(article_id)  # a seed is looked up with the seeds, never by day
+            return True
         home = self._days.get(_aware(row.moment).date())
         if home is not None:
             home.add(row)
             self._seen.add(article_id)
         if not row.dated and self._undated is not None and self.undated_scope > 0:
             self._undated.add(row)
+        return True
 
     def nearest(
         self,
@@ -254,7 +263,9 @@ class VectorIndex:
                 self._days[day] = _Day()
             lower = datetime.combine(first, time(), UTC)
             upper = datetime.combine(last + timedelta(days=1), time(), UTC)
-            self._add(repo.vectors_between(session, self.model, lower, upper))
+            # (Not moving the refresh's start: rows of others below the largest id read here
+            # are still to be read by it, for the days and the pools.)
+            self._add(repo.vectors_between(session, self.model, lower, upper), read=False)
         # Rows stored since this reader last looked, by another process (or by this one,
         # already added), at most every refresh_seconds.
         now = _time.monotonic()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from pipeline import crosslingual
 from pipeline.db import repo
+from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, ArticleVector
 from pipeline.ingest import (
     IngestContext,
@@ -363,8 +364,6 @@ def _nearest_ids(
 
 def test_the_vector_index_reads_days_once_and_sees_later_rows(session: Session, settings: Settings) -> None:
 
-    from pipeline.db.engine import make_engine, session_factory
-
     _store_vector(session, 1, "en", NOW, [1, 0])
     _store_vector(session, 2, "ru", NOW - timedelta(days=2), [0.9, 0.1])
     _store_vector(session, 3, "ru", NOW - timedelta(days=30), [1, 0])  # outside the window
@@ -397,7 +396,6 @@ def test_the_vector_index_sees_its_own_rows_at_once_and_others_after_the_refresh
     most every refresh_seconds, and an own row with a higher id does not hide them."""
     import numpy as np
 
-    from pipeline.db.engine import make_engine, session_factory
     from pipeline.encoder import document_to_bytes
 
     _store_vector(session, 1, "en", NOW, [1, 0])
@@ -439,17 +437,16 @@ def test_the_window_is_not_applied_to_undated_articles(session: Session, setting
     def ids(index: VectorIndex, at: datetime, *, undated: bool = False) -> list[int]:
         return _nearest_ids(index, session, at, undated=undated)
 
-    index = VectorIndex("m", refresh_seconds=0)
+    index = VectorIndex("m", refresh_seconds=3600)  # others' rows when the test says so
     # A dated query two years back finds its window and the undated article.
     assert ids(index, long_ago) == [1, 2, 3]
     # A dated query today finds the undated article, not the old dated ones.
     assert ids(index, NOW) == [2]
     # An undated query today (first seen now) is compared with everything.
     assert ids(index, NOW, undated=True) == [1, 2, 3]
-    # Rows stored afterwards join the pools: an undated one by this process, a dated one
-    # a year back by another.
+    # Rows stored afterwards join the pools: an undated one by this process at once, a
+    # dated one a year back by another at the next refresh.
     _store_vector(session, 4, "ru", NOW, [0.99, 0.01], dated=False)
-    _store_vector(session, 5, "en", NOW - timedelta(days=365), [0.97, 0.03])
     session.commit()
     own = np.zeros(512, dtype=np.float32)
     own[:2] = [0.99, 0.01]
@@ -457,14 +454,31 @@ def test_the_window_is_not_applied_to_undated_articles(session: Session, setting
         [repo.VectorRow(4, 4, "ru", NOW, document_to_bytes(own / np.linalg.norm(own)), "m", dated=False)]
     )
     assert ids(index, long_ago) == [1, 4, 2, 3]
+    assert ids(index, NOW, undated=True) == [1, 4, 2, 3]
+    other = make_engine(settings.db_url)
+    with session_factory(other)() as writer:
+        _store_vector(writer, 5, "en", NOW - timedelta(days=365), [0.97, 0.03])
+        writer.commit()
+    assert ids(index, NOW, undated=True) == [1, 4, 2, 3]  # not before the refresh
+    index._refreshed -= 3600
     assert ids(index, NOW, undated=True) == [1, 4, 5, 2, 3]
+    # Two more by another process: the dated one, read with its day first, does not hide
+    # the undated one (a lower id) from the refresh.
+    with session_factory(other)() as writer:
+        _store_vector(writer, 6, "ru", NOW, [0.98, 0.02], dated=False)
+        _store_vector(writer, 7, "zh", NOW - timedelta(days=60), [1, 0])
+        writer.commit()
+    other.dispose()
+    index._refreshed -= 3600
+    assert sorted(ids(index, NOW - timedelta(days=60))) == [2, 4, 6, 7]
+    assert sorted(ids(index, NOW)) == [2, 4, 6]
     # Only the latest undated_scope articles are compared whatever their moment.
     narrow = VectorIndex("m", refresh_seconds=3600, undated_scope=1)
-    assert ids(narrow, NOW, undated=True) == [4, 5, 2]  # the latest (5) and today's window
-    assert ids(narrow, long_ago) == [1, 4, 3]  # the latest undated article (4), not 2
+    assert ids(narrow, NOW, undated=True) == [4, 6, 7, 2]  # the latest (7) and today's window
+    assert ids(narrow, long_ago) == [1, 6, 3]  # the latest undated article (6), not 2 or 4
     # With no scope, undated articles use the window like the others.
     windowed = VectorIndex("m", refresh_seconds=3600, undated_scope=0)
-    assert ids(windowed, NOW, undated=True) == [4, 2]
+    assert ids(windowed, NOW, undated=True) == [4, 6, 2]
     assert ids(windowed, long_ago) == [1, 3]
 
 
@@ -556,8 +570,9 @@ def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
     session: Session, settings: Settings
 ) -> None:
     """Vectors kept for articles stored in a transaction are dropped when it is rolled back
-    (their ids may be given to other articles), kept when it commits, and dropped when an
-    article's vectors are replaced."""
+    (their ids may be given to other articles), kept when it commits, and an article's kept
+    sentence vectors are dropped when its vectors are replaced (the index keeps the new row:
+    test_replaced_vectors_take_the_old_ones_place_in_the_index)."""
     import numpy as np
 
     from pipeline.encoder import ArticleVectors
@@ -581,7 +596,7 @@ def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
         assert not context.recent
         assert not context.vector_indexes  # read again from the database when next asked
         assert session.get(Article, 1) is not None and session.get(Article, 2) is None
-        # Replacing a kept article's vectors (a new version, a re-index) drops them too.
+        # Replacing a kept article's vectors (a new version, a re-index) drops its kept side.
         remember(3)
         session.commit()
         assert list(context.recent) == [3]
@@ -596,8 +611,8 @@ def test_what_the_run_keeps_of_its_stored_rows_goes_with_a_rollback(
 
 def test_replaced_vectors_take_the_old_ones_place_in_the_index(session: Session, settings: Settings) -> None:
     """A new version of a page replaces its vectors: the run's index holds the new ones
-    where it held the old, by day or among the undated articles, without reading anything
-    again, and finds what a fresh index finds."""
+    where it held the old, by day, among the undated or the latest articles, without reading
+    anything again, and finds what a fresh index finds. A rollback puts the old ones back."""
     import numpy as np
 
     from pipeline.encoder import ArticleVectors
@@ -607,6 +622,7 @@ def test_replaced_vectors_take_the_old_ones_place_in_the_index(session: Session,
     _store_vector(session, 1, "en", NOW, [1, 0])
     _store_vector(session, 2, "ru", long_ago, [1, 0], dated=False)  # first seen long ago, no date
     _store_vector(session, 3, "zh", NOW - timedelta(days=1), [0.8, 0.6])
+    _store_vector(session, 4, "en", long_ago, [0.9, 0.1])  # dated long ago
     session.commit()
 
     def vectors(*values: float) -> ArticleVectors:
@@ -615,22 +631,35 @@ def test_replaced_vectors_take_the_old_ones_place_in_the_index(session: Session,
         unit /= np.linalg.norm(unit)
         return ArticleVectors("m", unit[0], unit, ("text",), False)
 
+    def replace(article_id: int, lang: str, moment: datetime, *values: float, dated: bool = True) -> None:
+        _store_vectors(session, context, article_id, vectors(*values), lang, moment, dated=dated)
+
     context = IngestContext.from_settings(settings)
     try:
         index = context.vector_index("m")
         assert _nearest_ids(index, session, NOW) == [1, 2, 3]
+        assert _nearest_ids(index, session, NOW, undated=True) == [1, 2, 4, 3]  # the latest too
         days = dict(index._days)
-        # Both rewritten on another subject (orthogonal to the query).
-        _store_vectors(session, context, 1, vectors(0, 1), "en", NOW, dated=True)
-        _store_vectors(session, context, 2, vectors(0, 1), "ru", long_ago, dated=False)
+        # Rewritten on another subject (orthogonal to the query): by day, undated, latest.
+        replace(1, "en", NOW, 0, 1)
+        replace(2, "ru", long_ago, 0, 1, dated=False)
+        replace(4, "en", long_ago, 0, 1)
         assert _nearest_ids(index, session, NOW) == [3]
-        # And one of them back on it.
-        _store_vectors(session, context, 2, vectors(1, 0.1), "ru", long_ago, dated=False)
-        assert _nearest_ids(index, session, NOW) == [2, 3]
+        assert _nearest_ids(index, session, NOW, undated=True) == [3]
+        # And two back on it.
+        replace(2, "ru", long_ago, 1, 0.1, dated=False)
+        replace(4, "en", long_ago, 1, 0.2)
+        assert _nearest_ids(index, session, NOW, undated=True) == [2, 4, 3]
         assert index._days.keys() == days.keys() and all(index._days[day] is days[day] for day in days)
-        assert context.vector_indexes == {"m": index}
+        assert context.vector_indexes == {"m": index}  # nothing was read again
         session.commit()
-        assert _nearest_ids(VectorIndex("m"), session, NOW) == [2, 3]
+        assert _nearest_ids(VectorIndex("m"), session, NOW, undated=True) == [2, 4, 3]
+        # A replacement rolled back: the index is dropped and read again as stored.
+        replace(3, "zh", NOW - timedelta(days=1), 0, 1)
+        assert _nearest_ids(index, session, NOW) == [2]
+        session.rollback()
+        assert not context.vector_indexes
+        assert _nearest_ids(context.vector_index("m"), session, NOW) == [2, 3]
     finally:
         context.close()
 
