@@ -789,11 +789,35 @@ def _round(value: float) -> str:
 # Named entities ---------------------------------------------------------------------------
 
 
+class _Names(NamedTuple):
+    """One entity's patterns in one language, as one compiled alternation."""
+
+    pattern: re.Pattern[str]
+    word_start: bool  # (spaced scripts) a match must not follow a word character
+
+    def found_in(self, folded: str) -> bool:
+        # The same answer as a search for the pattern behind (?<!\w), several times faster:
+        # a leading lookbehind keeps the regex engine from skipping ahead to the characters
+        # a match can start with, so it would try every position of the text.
+        position = 0
+        while (match := self.pattern.search(folded, position)) is not None:
+            start = match.start()
+            if not self.word_start or start == 0 or not _word_character(folded[start - 1]):
+                return True
+            position = start + 1
+        return False
+
+
+def _word_character(char: str) -> bool:
+    """Whether ``char`` is a word character, as the regular expressions of ``str`` patterns read one."""
+    return char.isalnum() or char == "_"
+
+
 @dataclass(frozen=True)
 class Gazetteer:
     """Names that mean the same thing in every language, each with patterns per language."""
 
-    patterns: Mapping[str, Mapping[str, re.Pattern[str]]]  # entity -> lang -> one compiled pattern
+    patterns: Mapping[str, Mapping[str, _Names]]  # entity -> lang -> its patterns
     _recent: _Recent = field(
         default_factory=lambda: _Recent(_RECENT_TEXTS), init=False, repr=False, compare=False
     )
@@ -820,7 +844,7 @@ class Gazetteer:
         found = set()
         for entity, by_lang in self.patterns.items():
             chosen = [by_lang[lang]] if lang in by_lang else list(by_lang.values())
-            if any(pattern.search(folded) for pattern in chosen):
+            if any(names.found_in(folded) for names in chosen):
                 found.add(entity)
         return found
 
@@ -833,7 +857,7 @@ def load_gazetteer(path: Path) -> Gazetteer:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("entities"), dict):
         raise ConfigError(f"{path}: expected a mapping with an 'entities' section")
-    compiled: dict[str, dict[str, re.Pattern[str]]] = {}
+    compiled: dict[str, dict[str, _Names]] = {}
     for entity, by_lang in raw["entities"].items():
         if not isinstance(by_lang, dict) or not by_lang:
             raise ConfigError(f"{path}: entities.{entity}: expected {{lang: [patterns]}}")
@@ -842,10 +866,11 @@ def load_gazetteer(path: Path) -> Gazetteer:
             if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
                 raise ConfigError(f"{path}: entities.{entity}.{lang}: expected a list of patterns")
             body = "|".join(f"(?:{p})" for p in patterns)
-            # Spaced scripts match whole words; Chinese and Japanese have no word spaces.
-            source = body if lang in ("zh", "ja") else rf"(?<!\w)(?:{body})"
+            # Spaced scripts match from a word start; Chinese and Japanese have no word spaces.
             try:
-                compiled[str(entity)][str(lang)] = re.compile(source.casefold())
+                compiled[str(entity)][str(lang)] = _Names(
+                    re.compile(body.casefold()), word_start=lang not in ("zh", "ja")
+                )
             except re.error as exc:
                 raise ConfigError(f"{path}: entities.{entity}.{lang}: bad pattern: {exc}") from None
     return Gazetteer(compiled)

@@ -114,6 +114,22 @@ def test_every_gazetteer_example_agrees_across_languages() -> None:
             assert set(example["entities"]) <= found, (lang, example[lang], found)
 
 
+@pytest.mark.parametrize(
+    ("text", "lang", "expected"),
+    [
+        ("Putin met Xi Jinping.", "en", {"putin", "xi_jinping"}),
+        ("Rasputin, a film; (Putin) and «Путин»", "en", {"putin"}),  # after punctuation, not inside a word
+        ("rasputin_putin rasputin", "en", set()),  # "_" is a word character
+        ("Встреча Путина и Си Цзиньпина", "ru", {"putin", "xi_jinping"}),
+        ("распутинский", "ru", set()),
+        ("普京会见习近平", "zh", {"putin", "xi_jinping"}),  # Chinese names match anywhere
+        ("Putin und 习近平", "de", {"putin", "xi_jinping"}),  # no German patterns: every language's
+    ],
+)
+def test_gazetteer_names_match_from_a_word_start(text: str, lang: str, expected: set[str]) -> None:
+    assert crosslingual.load_gazetteer(REPO / "config" / "gazetteer.yaml").entities(text, lang) == expected
+
+
 def test_every_gazetteer_entity_has_the_three_languages() -> None:
     for entity, by_lang in GAZETTEER.patterns.items():
         assert {"en", "ru", "zh"} <= set(by_lang), entity
