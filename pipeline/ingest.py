@@ -606,15 +606,9 @@ def store_candidate(
             keys,
             new_article=True,
         )
+    dated = candidate.published_at is not None
     document, sentences = _store_vectors(
-        session,
-        context,
-        stored.id,
-        vectors,
-        candidate.lang,
-        moment,
-        dated=candidate.published_at is not None,
-        new_article=True,
+        session, context, stored.id, vectors, candidate.lang, moment, dated=dated, new_article=True
     )
     context.remember_stored(
         session,
@@ -625,7 +619,7 @@ def store_candidate(
             moment.astimezone(UTC),
             document,
             vectors.model,
-            dated=candidate.published_at is not None,
+            dated=dated,
         ),
         StoredSide(vectors.model, sentences, vectors.has_title, candidate.text),
     )

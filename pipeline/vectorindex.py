@@ -167,7 +167,7 @@ class VectorIndex:
                 old = day.drop(article_id)
                 if old is not None:
                     held.append(old)
-        holders = []
+        holders: list[_Pool] = []
         for pool in (self._seeds, self._undated, self._latest):
             old = pool.drop(article_id) if pool is not None else None
             if pool is not None and old is not None:
@@ -182,13 +182,8 @@ class VectorIndex:
             pool.add(row)
         if any(pool is self._seeds for pool in holders):
             self._seen.add(article_id)  # a seed is looked up with the seeds, never by day
-            return True
-        home = self._days.get(_aware(row.moment).date())
-        if home is not None:
-            home.add(row)
-            self._seen.add(article_id)
-        if not row.dated and self._undated is not None and self.undated_scope > 0:
-            self._undated.add(row)
+        else:
+            self._add([row], read=False)  # into its day, if this reader holds that day
         return True
 
     def nearest(
@@ -246,9 +241,10 @@ class VectorIndex:
             self._max_id = max(self._max_id, repo.max_article_id(session))
             # Read after the largest id: a row stored in between is read by the refresh too
             # (and added once).
-            self._undated = _Pool(
-                repo.undated_vectors(session, self.model, self.undated_scope), floor=self._max_id
-            )
+            if self.undated_scope > 0:
+                self._undated = _Pool(
+                    repo.undated_vectors(session, self.model, self.undated_scope), floor=self._max_id
+                )
         if undated and self._latest is None and self.undated_scope > 0:
             self._latest = _Pool(
                 repo.latest_vectors(session, self.model, self.undated_scope), floor=self._max_id
@@ -286,14 +282,8 @@ class VectorIndex:
                 self._max_id = max(self._max_id, row.article_id)
             # Rows stored since the pools were read join them (past undated_scope, for the
             # rest of the run); older rows read with their day do not.
-            undated = self._undated
-            if (
-                not row.dated
-                and undated is not None
-                and self.undated_scope > 0
-                and row.article_id > undated.floor
-            ):
-                undated.add(row)
+            if not row.dated and self._undated is not None and row.article_id > self._undated.floor:
+                self._undated.add(row)
             if self._latest is not None and row.article_id > self._latest.floor:
                 self._latest.add(row)
             if row.article_id in self._seen:

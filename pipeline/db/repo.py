@@ -7,7 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Float, Integer, Subquery, case, cast, delete, func, insert, null, or_, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    Subquery,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import operators
@@ -936,9 +950,7 @@ def latest_vectors(session: Session, model: str, limit: int) -> list[VectorRow]:
     """
     if limit <= 0:
         return []
-    return [
-        row for row in _vector_rows(session, ArticleVector.article_id > 0, latest=limit) if row.model == model
-    ]
+    return [row for row in _vector_rows(session, true(), latest=limit) if row.model == model]
 
 
 def seed_vectors(session: Session, model: str) -> list[VectorRow]:
