@@ -433,15 +433,13 @@ class VectorStore:
             connection.execute("BEGIN")
             for ids, vectors, moments, langs in self._chunks(size, days):
                 blob = self.rng.bytes(sentence_bytes)
+                stamps = [moment.strftime("%Y-%m-%d %H:%M:%S.%f") for moment in moments]
                 connection.executemany(
                     "INSERT INTO articles (id, text, lang, published_at, first_seen_at, content_hash,"
                     " is_seed, word_count) VALUES (?, 'synthetic', ?, ?, ?, ?, 0, 0)",
                     (
                         (i, lang, stamp, stamp, f"{i:064x}")
-                        for i, lang, stamp in (
-                            (i, lang, moment.strftime("%Y-%m-%d %H:%M:%S.%f"))
-                            for i, lang, moment in zip(ids, langs, moments, strict=True)
-                        )
+                        for i, lang, stamp in zip(ids, langs, stamps, strict=True)
                     ),
                 )
                 connection.executemany(
@@ -452,12 +450,12 @@ class VectorStore:
                             i,
                             self.model,
                             lang,
-                            moment.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                            stamp,
                             vectors[n].tobytes(),
                             blob,
                             sentence_bytes // (self.dim + 2),
                         )
-                        for n, (i, lang, moment) in enumerate(zip(ids, langs, moments, strict=True))
+                        for n, (i, lang, stamp) in enumerate(zip(ids, langs, stamps, strict=True))
                     ),
                 )
             connection.execute("COMMIT")
