@@ -9,6 +9,15 @@ this reader has seen), run by a lookup at most every ``refresh_seconds`` (defaul
 a translation another worker committed a second ago is a candidate too. (Its rows were
 invisible for as long as its batch was open anyway: up to 2 s.)
 
+Ids are not committed in the order they are handed out: on PostgreSQL a batch that took id
+100 can commit after one that took 101, so "above the largest id seen" alone would skip
+100 for the rest of the run. So each refresh reads the committed article ids above that
+largest id first (the primary key only), and an id below the largest that is missing
+there — taken by a transaction still open, or by one rolled back, which leaves it unused
+for good — is looked for again by every refresh for ``GAP_SECONDS`` (longer than any
+batch stays open), and its vectors read when it appears. The first read does the same
+for the latest ``RECENT_IDS`` ids below the largest.
+
 Scoring is a matrix product per day (float32), so a lookup over a window of tens of
 thousands of vectors costs milliseconds once the days are loaded.
 
@@ -40,6 +49,18 @@ from sqlalchemy.orm import Session
 
 from pipeline.db import repo
 from pipeline.encoder import document_from_bytes
+
+# How long an article id that was skipped by a refresh (below the largest id read, not
+# committed) is looked for: far longer than a batch's transaction stays open (a few
+# seconds). An id still missing then was rolled back (or its batch is stuck), and is
+# dropped from the look-ups.
+GAP_SECONDS = 300.0
+# At most this many skipped ids are looked for (the oldest dropped first): a rolled-back
+# import of thousands of articles leaves as many unused ids, all of them skipped.
+MAX_GAPS = 10_000
+# The first read looks for skipped ids among this many ids below the largest (the batches
+# still open when a reader starts hold the latest ids).
+RECENT_IDS = 1_000
 
 
 @dataclass(frozen=True)
@@ -142,12 +163,14 @@ class VectorIndex:
         self._undated: _Pool | None = None  # stored articles with no publication time
         self._latest: _Pool | None = None  # the latest stored articles, for undated queries
         self._seen: set[int] = set()
-        self._max_id = -1
+        self._max_id = -1  # the largest committed article id read
+        # Ids below it not committed when read (see the module): id -> when first missed.
+        self._gaps: dict[int, float] = {}
         self._refreshed = -float("inf")  # (monotonic clock) when rows of others were last read
 
     def add(self, rows: Iterable[repo.VectorRow]) -> None:
         """Rows this process has just stored (of days not read yet: read with their day)."""
-        self._add((row for row in rows if row.model == self.model), read=False)
+        self._add(row for row in rows if row.model == self.model)
 
     def replace(self, article_id: int, row: repo.VectorRow | None) -> bool:
         """The vectors of ``article_id`` were replaced (a new version of its page, a re-index):
@@ -183,7 +206,7 @@ class VectorIndex:
         if any(pool is self._seeds for pool in holders):
             self._seen.add(article_id)  # a seed is looked up with the seeds, never by day
         else:
-            self._add([row], read=False)  # into its day, if this reader holds that day
+            self._add([row])  # into its day, if this reader holds that day
         return True
 
     def nearest(
@@ -236,9 +259,13 @@ class VectorIndex:
 
     def _load(self, session: Session, start: datetime, end: datetime, *, undated: bool = False) -> None:
         if self._seeds is None:
+            # The committed ids first: a row committed after this read is then found by the
+            # refresh (above the largest) or by the gap look-up (below it).
+            recent = repo.latest_article_ids(session, RECENT_IDS)
+            floor = min(recent) if len(recent) == RECENT_IDS else 0
+            self._note_gaps(recent, floor, _time.monotonic())
             self._seeds = _Pool(repo.seed_vectors(session, self.model))
             self._seen.update(self._seeds.members)
-            self._max_id = max(self._max_id, repo.max_article_id(session))
             # Read after the largest id: a row stored in between is read by the refresh too
             # (and added once).
             if self.undated_scope > 0:
@@ -261,30 +288,61 @@ class VectorIndex:
             upper = datetime.combine(last + timedelta(days=1), time(), UTC)
             # (Not moving the refresh's start: rows of others below the largest id read here
             # are still to be read by it, for the days and the pools.)
-            self._add(repo.vectors_between(session, self.model, lower, upper), read=False)
+            self._add(repo.vectors_between(session, self.model, lower, upper))
         # Rows stored since this reader last looked, by another process (or by this one,
         # already added), at most every refresh_seconds.
         now = _time.monotonic()
         if now - self._refreshed >= self.refresh_seconds:
-            self._add(repo.vectors_after(session, self.model, self._max_id))
+            self._refresh(session, now)
             self._refreshed = now
         # A back-fill over months would otherwise keep every day it touched in memory.
         while len(self._days) > max(self.max_days, len(wanted)):
             _, evicted = self._days.popitem(last=False)
             self._seen.difference_update(evicted.ids)
 
-    def _add(self, rows: Iterable[repo.VectorRow], *, read: bool = True) -> None:
-        """``read``: rows read from the database, which move the range query's start. (Rows
-        this process stored do not: another's, committed earlier with lower ids, are
-        still to be read.)"""
+    def _refresh(self, session: Session, now: float) -> None:
+        """Read the rows committed since the last refresh: above the largest id read, and
+        those of ids it skipped (see the module)."""
+        # The ids before the rows: a batch committing in between leaves its ids missing
+        # from the first read, so they are looked for again, never skipped for good.
+        after = self._max_id
+        committed = repo.article_ids_after(session, after)
+        rows = repo.vectors_after(session, self.model, after)
+        for gap, since in list(self._gaps.items()):
+            if now - since > GAP_SECONDS:
+                del self._gaps[gap]  # rolled back (or stuck for minutes): no longer looked for
+        arrived = repo.existing_article_ids(session, list(self._gaps)) if self._gaps else []
+        self._note_gaps(committed, after, now)
+        self._add(rows)
+        if arrived:
+            for gap in arrived:
+                self._gaps.pop(gap, None)
+            self._add(repo.vectors_of(session, self.model, arrived), late=True)
+
+    def _note_gaps(self, committed: list[int], after: int, now: float) -> None:
+        """``committed``: the committed article ids above ``after``. Those between the two
+        that are missing are skipped ids, to be looked for; the largest is the new start."""
+        if not committed:
+            return
+        present = set(committed)
+        top = max(present)
+        for missing in range(max(after, 0) + 1, top):
+            if missing not in present:
+                self._gaps.setdefault(missing, now)
+        if len(self._gaps) > MAX_GAPS:
+            for gap in sorted(self._gaps)[: len(self._gaps) - MAX_GAPS]:
+                del self._gaps[gap]
+        self._max_id = max(self._max_id, top)
+
+    def _add(self, rows: Iterable[repo.VectorRow], *, late: bool = False) -> None:
+        """``late``: rows of ids an earlier read skipped (committed after it), which are new
+        to the pools whatever their id."""
         for row in rows:
-            if read:
-                self._max_id = max(self._max_id, row.article_id)
             # Rows stored since the pools were read join them (past undated_scope, for the
             # rest of the run); older rows read with their day do not.
-            if not row.dated and self._undated is not None and row.article_id > self._undated.floor:
+            if not row.dated and self._undated is not None and (late or row.article_id > self._undated.floor):
                 self._undated.add(row)
-            if self._latest is not None and row.article_id > self._latest.floor:
+            if self._latest is not None and (late or row.article_id > self._latest.floor):
                 self._latest.add(row)
             if row.article_id in self._seen:
                 continue

@@ -297,34 +297,37 @@ def test_reindex_backfills_missing_vectors(session: Session, settings: Settings)
 
 def _store_vector(
     session: Session,
-    article_id: int,
+    article_id: int | None,
     lang: str,
     moment: datetime,
     vector: list[float],
     *,
     dated: bool = True,
-) -> None:
+) -> int:
+    """An article with a document vector; ``article_id`` None takes the next id, as the
+    ingest path does. Returns the id."""
+    import uuid
+
     import numpy as np
 
     from pipeline.encoder import document_to_bytes
 
     array = np.array(vector + [0.0] * (512 - len(vector)), dtype=np.float32)
-    session.add(
-        Article(
-            id=article_id,
-            text=f"article {article_id}",
-            lang=lang,
-            published_at=moment if dated else None,
-            first_seen_at=moment,
-            content_hash=f"h{article_id}",
-            is_seed=False,
-            word_count=2,
-        )
+    article = Article(
+        id=article_id,
+        text=f"article {article_id or uuid.uuid4().hex}",
+        lang=lang,
+        published_at=moment if dated else None,
+        first_seen_at=moment,
+        content_hash=f"h{article_id or uuid.uuid4().hex}",
+        is_seed=False,
+        word_count=2,
     )
+    session.add(article)
     session.flush()
     repo.store_vectors(
         session,
-        article_id,
+        article.id,
         model="m",
         lang=lang,
         moment=moment,
@@ -333,6 +336,7 @@ def _store_vector(
         sentence_count=0,
         has_title=False,
     )
+    return article.id
 
 
 def _nearest_ids(
@@ -418,6 +422,84 @@ def test_the_vector_index_sees_its_own_rows_at_once_and_others_after_the_refresh
     assert ids() == [1, 9]  # its own row at once; the other's not before the refresh
     index._refreshed -= 3600  # (the refresh interval has passed)
     assert ids() == [1, 5, 9]
+
+
+def test_an_article_committed_after_one_with_a_higher_id_is_still_read(
+    session: Session, settings: Settings
+) -> None:
+    """Ids are not committed in the order they are handed out: a row whose id is below the
+    largest the reader has read, committed later, is read by the next refresh, into its day
+    and (undated) into the pools, whether the reader skipped it at its first read or at a
+    refresh."""
+    _store_vector(session, 1, "en", NOW, [1, 0])
+    _store_vector(session, 4, "fr", NOW, [1, 0.05])
+    session.commit()
+    index = VectorIndex("m", refresh_seconds=0)
+    assert _nearest_ids(index, session, NOW) == [1, 4]
+    assert sorted(index._gaps) == [2, 3]  # skipped at the first read: looked for by every refresh
+    other = make_engine(settings.db_url)
+    with session_factory(other)() as writer:
+        _store_vector(writer, 2, "ru", NOW - timedelta(hours=1), [1, 0.1])
+        # Undated, first seen two years back: a candidate through the undated pool only,
+        # which was read when the largest id was 4.
+        _store_vector(writer, 3, "zh", NOW - timedelta(days=700), [1, 0.15], dated=False)
+        writer.commit()
+    assert _nearest_ids(index, session, NOW) == [1, 4, 2, 3]
+    assert index._gaps == {}
+    with session_factory(other)() as writer:
+        _store_vector(writer, 7, "ru", NOW, [1, 0.2])
+        writer.commit()
+    assert _nearest_ids(index, session, NOW) == [1, 4, 2, 3, 7]
+    assert sorted(index._gaps) == [5, 6]  # skipped by a refresh
+    with session_factory(other)() as writer:
+        _store_vector(writer, 6, "zh", NOW + timedelta(hours=2), [1, 0.12])
+        writer.commit()
+    other.dispose()
+    assert _nearest_ids(index, session, NOW, not_lang="ru") == [1, 4, 6, 3]
+    assert sorted(index._gaps) == [5]
+
+
+def test_a_skipped_id_is_looked_for_a_bounded_time(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An id that never appears (its transaction rolled back) stops being looked for after
+    GAP_SECONDS, and at most MAX_GAPS are looked for, the latest kept."""
+    from pipeline import vectorindex
+
+    _store_vector(session, 1, "en", NOW, [1, 0])
+    _store_vector(session, 10, "en", NOW, [1, 0.1])
+    session.commit()
+    index = VectorIndex("m", refresh_seconds=0)
+    monkeypatch.setattr(vectorindex, "MAX_GAPS", 5)
+    assert _nearest_ids(index, session, NOW, not_lang="ru") == [1, 10]
+    assert sorted(index._gaps) == [5, 6, 7, 8, 9]
+    monkeypatch.setattr(vectorindex, "GAP_SECONDS", 0.0)
+    assert _nearest_ids(index, session, NOW, not_lang="ru") == [1, 10]
+    assert index._gaps == {}
+
+
+@pytest.mark.postgres
+def test_a_batch_committed_after_a_later_one_is_read_on_postgresql(postgres_url: str) -> None:
+    """Two real PostgreSQL transactions: the one that took the lower id commits second."""
+    from pipeline.db.engine import upgrade_schema
+
+    engine = make_engine(postgres_url)
+    upgrade_schema(engine)
+    sessions = session_factory(engine)
+    with sessions() as reader, sessions() as slow, sessions() as fast:
+        first = _store_vector(reader, None, "en", NOW, [1, 0])
+        reader.commit()
+        index = VectorIndex("m", refresh_seconds=0)
+        assert _nearest_ids(index, reader, NOW) == [first]
+        late = _store_vector(slow, None, "ru", NOW, [1, 0.1])  # takes its id, stays open
+        early = _store_vector(fast, None, "fr", NOW, [1, 0.05])
+        fast.commit()
+        assert late < early
+        assert _nearest_ids(index, reader, NOW) == [first, early]
+        reader.commit()  # (a reader's transaction ends between lookups, as a batch's does)
+        slow.commit()
+        assert _nearest_ids(index, reader, NOW) == [first, early, late]
+    engine.dispose()
 
 
 def test_the_window_is_not_applied_to_undated_articles(session: Session, settings: Settings) -> None:

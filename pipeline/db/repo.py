@@ -961,8 +961,32 @@ def seed_vectors(session: Session, model: str) -> list[VectorRow]:
     return _vector_rows(session, ArticleVector.article_id.in_(seed_ids), ArticleVector.model == model)
 
 
-def max_article_id(session: Session) -> int:
-    return int(session.scalar(select(func.max(Article.id))) or 0)
+def vectors_of(session: Session, model: str, article_ids: Sequence[int]) -> list[VectorRow]:
+    """Document vectors under ``model`` of ``article_ids`` (those that have them)."""
+    rows: list[VectorRow] = []
+    for chunk in _chunks(article_ids):
+        rows.extend(
+            row for row in _vector_rows(session, ArticleVector.article_id.in_(chunk)) if row.model == model
+        )
+    return rows
+
+
+def latest_article_ids(session: Session, limit: int) -> list[int]:
+    """The ``limit`` highest committed article ids (read backwards on the primary key)."""
+    return list(session.scalars(select(Article.id).order_by(Article.id.desc()).limit(limit)))
+
+
+def article_ids_after(session: Session, after_id: int) -> list[int]:
+    """Every article id above ``after_id`` (a range of the primary key, nothing else read)."""
+    return list(session.scalars(select(Article.id).where(Article.id > after_id)))
+
+
+def existing_article_ids(session: Session, article_ids: Sequence[int]) -> list[int]:
+    """Those of ``article_ids`` that are articles (now visible to this session)."""
+    found: list[int] = []
+    for chunk in _chunks(article_ids):
+        found.extend(session.scalars(select(Article.id).where(Article.id.in_(chunk))))
+    return found
 
 
 def sentence_vectors(session: Session, article_ids: Sequence[int]) -> dict[int, tuple[ArticleVector, str]]:
