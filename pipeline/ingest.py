@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -19,7 +20,7 @@ import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,7 @@ from pipeline.db.engine import driver_reason, require_database
 from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
-from pipeline.feeds import EARLIEST_DATE, FeedParseError, parse_feed
+from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
 from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
@@ -138,6 +139,8 @@ class IngestContext:
     watched: weakref.WeakKeyDictionary[Session, Callable[[Session, object], None]] = field(
         default_factory=weakref.WeakKeyDictionary
     )
+    # Called when a feed's items start, after its workers (a cycle reads the next feed).
+    on_feed_items: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
@@ -964,43 +967,45 @@ class TranslationLink:
 # Feeds and pages --------------------------------------------------------------------------
 
 
-def poll_feed(
-    session: Session,
-    client: HttpClient,
-    settings: Settings,
-    feed_id: int,
-    *,
-    now: datetime | None = None,
-    progress: ProgressCallback | None = None,
-    context: IngestContext | None = None,
-) -> PollResult:
-    """Poll one feed: conditional GET, skip an unchanged body, then ingest each new item.
+@dataclass(frozen=True)
+class FeedRequest:
+    """What a feed's poll asks with: its address, validators and the hash of its last body."""
 
-    The feed's validators (ETag, Last-Modified, body hash) are saved only after every item
-    was handled, so a crash mid-feed means the next poll sees the items again; those
-    already stored cost one indexed lookup each.
-    """
-    now = now or utcnow()
-    feed = session.get(Feed, feed_id)
-    if feed is None:
-        raise ValueError(f"no feed with id {feed_id}")
-    feed.last_polled_at = now
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+
+    @classmethod
+    def of(cls, feed: Feed) -> FeedRequest:
+        return cls(feed.url, feed.etag, feed.last_modified, feed.body_hash)
+
+
+@dataclass(frozen=True)
+class FeedFetch:
+    """A feed's conditional GET and, when the body changed, the body parsed; or the error."""
+
+    request: FeedRequest
+    response: HttpResponse | None = None
+    error: str | None = None  # the fetch failed
+    body_hash: str | None = None
+    parsed: ParsedFeed | None = None
+    parse_error: str | None = None  # the body is not a usable feed
+
+
+def fetch_feed(client: HttpClient, settings: Settings, request: FeedRequest, now: datetime) -> FeedFetch:
+    """Fetch a feed and parse its body if it changed: no database, so in any thread."""
     try:
-        response = client.get(feed.url, etag=feed.etag, last_modified=feed.last_modified, accept=FEED_ACCEPT)
+        response = client.get(
+            request.url, etag=request.etag, last_modified=request.last_modified, accept=FEED_ACCEPT
+        )
     except FetchError as exc:
-        return _feed_failed(session, settings, feed, str(exc), now)
-    feed.last_status = response.status
+        return FeedFetch(request, error=str(exc))
     if response.not_modified:
-        _feed_succeeded(settings, feed, now)
-        session.commit()
-        return PollResult(feed.id, feed.url, "not_modified")
+        return FeedFetch(request, response)
     body_hash = hashlib.sha256(response.body).hexdigest()
-    if body_hash == feed.body_hash:
-        # Some servers ignore validators or send new ones for the same bytes.
-        feed.etag, feed.last_modified = _validators(response.headers)
-        _feed_succeeded(settings, feed, now)
-        session.commit()
-        return PollResult(feed.id, feed.url, "unchanged")
+    if body_hash == request.body_hash:
+        return FeedFetch(request, response, body_hash=body_hash)
     try:
         parsed = parse_feed(
             response.body,
@@ -1010,7 +1015,58 @@ def poll_feed(
             max_items=settings.poll.max_items_per_feed,
         )
     except FeedParseError as exc:
-        return _feed_failed(session, settings, feed, str(exc), now, permanent=True)
+        return FeedFetch(request, response, body_hash=body_hash, parse_error=str(exc))
+    return FeedFetch(request, response, body_hash=body_hash, parsed=parsed)
+
+
+def poll_feed(
+    session: Session,
+    client: HttpClient,
+    settings: Settings,
+    feed_id: int,
+    *,
+    now: datetime | None = None,
+    progress: ProgressCallback | None = None,
+    context: IngestContext | None = None,
+    ahead: Future[FeedFetch] | None = None,
+) -> PollResult:
+    """Poll one feed: conditional GET, skip an unchanged body, then ingest each new item.
+
+    The feed's validators (ETag, Last-Modified, body hash) are saved only after every item
+    was handled, so a crash mid-feed means the next poll sees the items again; those
+    already stored cost one indexed lookup each. ``ahead``: the feed fetched (and parsed)
+    while the feed before it was being ingested (:class:`FeedsAhead`); used if it was
+    asked with what the feed row holds now.
+    """
+    now = now or utcnow()
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        raise ValueError(f"no feed with id {feed_id}")
+    feed.last_polled_at = now
+    request = FeedRequest.of(feed)
+    fetched = ahead.result() if ahead is not None else None  # (a bug in it is raised here)
+    if fetched is None or fetched.request != request:  # (the feed changed since: asked again)
+        fetched = fetch_feed(client, settings, request, now)
+    if fetched.error is not None:
+        return _feed_failed(session, settings, feed, fetched.error, now)
+    response = fetched.response
+    assert response is not None
+    feed.last_status = response.status
+    if response.not_modified:
+        _feed_succeeded(settings, feed, now)
+        session.commit()
+        return PollResult(feed.id, feed.url, "not_modified")
+    body_hash = fetched.body_hash
+    if body_hash == feed.body_hash:
+        # Some servers ignore validators or send new ones for the same bytes.
+        feed.etag, feed.last_modified = _validators(response.headers)
+        _feed_succeeded(settings, feed, now)
+        session.commit()
+        return PollResult(feed.id, feed.url, "unchanged")
+    if fetched.parse_error is not None:
+        return _feed_failed(session, settings, feed, fetched.parse_error, now, permanent=True)
+    parsed = fetched.parsed
+    assert parsed is not None
     for warning in parsed.warnings:
         log.info("feed %s: %s", redact_url(feed.url), redact_text(warning))
     # The poll itself is recorded now: a pending update of the feed row would otherwise
@@ -1262,6 +1318,8 @@ def _ingest_feed_items(
     use_workers = context.pool.start_for(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
     )
+    for hook in context.on_feed_items:
+        hook()  # (the next feed is fetched while this one's items are done)
     fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
     with fetcher:
         ahead: dict[int, PendingPage] = {}
@@ -1520,11 +1578,20 @@ def run_cycle(
     ids = list(feed_ids) if feed_ids is not None else repo.due_feed_ids(session, now)
     summary = CycleSummary()
     context = IngestContext.from_settings(settings)
+    ahead = FeedsAhead(session, client, settings, ids, now, context.pool)
+    context.on_feed_items.append(ahead.start_next)
     try:
         for position, feed_id in enumerate(ids, 1):
             try:
                 poll = poll_feed(
-                    session, client, settings, feed_id, now=now, progress=progress, context=context
+                    session,
+                    client,
+                    settings,
+                    feed_id,
+                    now=now,
+                    progress=progress,
+                    context=context,
+                    ahead=ahead.take(feed_id),
                 )
             except DatabaseError:
                 raise
@@ -1544,8 +1611,68 @@ def run_cycle(
             summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
             flatten_copy_chains(session)
     finally:
+        ahead.close()
+        context.on_feed_items.remove(ahead.start_next)
         context.close()
     return summary
+
+
+class FeedsAhead:
+    """The next feed of a cycle, fetched and parsed in a thread while this one's items are
+    ingested (:func:`fetch_feed` needs no database), so that neither the network's wait
+    nor the parse sits between two feeds.
+
+    One feed ahead at most, so at most one request more than the page fetches' limits
+    (``http.max_concurrency``, ``http.per_host_concurrency``), to the next feed's host. The
+    thread is started only once the prepare workers run (or when there are none): workers
+    are forked only while the process has no other thread.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        client: HttpClient,
+        settings: Settings,
+        feed_ids: Sequence[int],
+        now: datetime,
+        pool: PreparePool,
+    ) -> None:
+        self.session, self.client, self.settings, self.now, self.pool = session, client, settings, now, pool
+        self.following = dict(itertools.pairwise(feed_ids))
+        self.started: dict[int, Future[FeedFetch]] = {}
+        self._threads: ThreadPoolExecutor | None = None
+        self._current: int | None = None
+
+    def take(self, feed_id: int) -> Future[FeedFetch] | None:
+        """The fetch started ahead for ``feed_id`` (None: fetched in its turn); ``feed_id``
+        becomes the feed whose items :meth:`start_next` follows."""
+        self._current = feed_id
+        return self.started.pop(feed_id, None)
+
+    def start_next(self) -> None:
+        """Start fetching the feed after the current one (called once its items start)."""
+        following = self.following.get(self._current) if self._current is not None else None
+        if following is None or following in self.started:
+            return
+        if self.pool.workers > 0 and not self.pool.running:
+            return  # (a thread now would keep the workers from being forked)
+        feed = self.session.get(Feed, following)
+        if feed is None:
+            return
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(1, thread_name_prefix="summitwatch-feed-ahead")
+        self.started[following] = self._threads.submit(
+            fetch_feed, self.client, self.settings, FeedRequest.of(feed), self.now
+        )
+
+    def close(self) -> None:
+        """Drop what was fetched for nothing (the cycle stopped early)."""
+        for future in self.started.values():
+            future.cancel()
+        self.started.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
 
 
 def flatten_copy_chains(session: Session) -> int:

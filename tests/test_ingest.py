@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,16 @@ from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Feed, FetchFailure, Sighting
 from pipeline.http import HttpClient
-from pipeline.ingest import PollResult, feed_backoff, import_lines, poll_feed, retry_failed_pages, run_cycle
+from pipeline.ingest import (
+    FeedFetch,
+    FeedRequest,
+    PollResult,
+    feed_backoff,
+    import_lines,
+    poll_feed,
+    retry_failed_pages,
+    run_cycle,
+)
 from pipeline.settings import Settings
 from tests.local_server import LocalServer, Reply
 
@@ -341,6 +351,70 @@ def test_an_item_the_database_refuses_leaves_nothing_half_stored(
     assert [r.status for r in result.items] == ["new", "error"]
     assert count(session, Article) == 1, "the refused article left no row behind"
     assert count(session, Sighting) == 1
+
+
+def _rss(server: LocalServer, paths: list[str]) -> bytes:
+    items = "".join(
+        f"<item><title>Story {path}</title><link>{server.url(path)}</link>"
+        "<pubDate>Thu, 19 Nov 2026 10:00:00 GMT</pubDate></item>"
+        for path in paths
+    )
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+    )
+
+
+def test_the_next_feed_is_fetched_while_this_ones_items_are_ingested(
+    session: Session, settings: Settings
+) -> None:
+    """A cycle fetches (and parses) the next feed while the items of the one before are
+    still being fetched and stored, not after them; every item is handled as before."""
+    stories = [f"/story{n}" for n in range(30)]
+    bodies = {path: page(f"Story {n}", f"Item {n}. " + BODY_EN, "en") for n, path in enumerate(stories)}
+    bodies["/other"] = page("Переговоры в Пекине", BODY_RU, "ru")
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    routes: dict[str, Callable[[Any], Reply]] = {
+        path: (lambda handler, body=body: Reply(200, body, html)) for path, body in bodies.items()
+    }
+    server = LocalServer(routes)
+    feed_type = {"Content-Type": "application/rss+xml"}
+    routes["/first"] = lambda handler: Reply(200, _rss(server, stories), feed_type)
+    routes["/second"] = lambda handler: Reply(200, _rss(server, ["/other"]), feed_type)
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_ids = [add_feed(session, server.url("/first")), add_feed(session, server.url("/second"))]
+        summary = run_cycle(session, client, settings, feed_ids=feed_ids, now=NOW)
+    paths = [hit["path"] for hit in server.hits]
+    last_story = max(position for position, path in enumerate(paths) if path.startswith("/story"))
+    assert paths.index("/second") < last_story, "the second feed waited for the first one's pages"
+    assert paths.count("/second") == 1
+    assert [poll.outcome for poll in summary.polls] == ["fetched", "fetched"]
+    first, second = summary.polls
+    assert len(first.items) == 30 and {item.status for item in first.items} <= {"new", "duplicate"}
+    # (The Russian page translates the stories' text: a translation copy of one of them.)
+    assert [(item.status, item.lang) for item in second.items] == [("duplicate", "ru")]
+    assert second.items[0].copy_kind == "translation"
+
+
+def test_a_feed_fetched_ahead_is_used_only_if_asked_as_the_feed_is_now(
+    session: Session, settings: Settings
+) -> None:
+    site = FeedSite()
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        feed = session.get(Feed, feed_id)
+        assert feed is not None
+        # Asked with the validators the feed has now: its outcome is the poll's.
+        current: Future[FeedFetch] = Future()
+        current.set_result(FeedFetch(FeedRequest.of(feed), error="connection reset (fetched ahead)"))
+        failed = poll_feed(session, client, settings, feed_id, now=NOW, ahead=current)
+        assert failed.outcome == "error" and "fetched ahead" in (failed.error or "")
+        assert site.server.hits == []
+        # Asked with validators the feed no longer has: fetched again.
+        stale: Future[FeedFetch] = Future()
+        stale.set_result(FeedFetch(FeedRequest(feed.url, '"old"', None, None), error="HTTP 500"))
+        result = poll_feed(session, client, settings, feed_id, now=NOW + timedelta(hours=1), ahead=stale)
+    assert result.outcome == "fetched"
+    assert [r.status for r in result.items] == ["new", "new", "error"]
 
 
 def test_missing_page_recorded_and_run_goes_on(session: Session, settings: Settings) -> None:
