@@ -272,10 +272,16 @@ def rss(outlet: str, lang: str | None, entries: list[tuple[str, str, float]]) ->
 # The feed server ----------------------------------------------------------------------------
 
 
+# Seconds every feed document and every page waits before it is answered ("feed,page" in
+# milliseconds, set by --latency-ms for the server process): a remote site's round trips.
+LATENCY_VARIABLE = "CYCLE_SPEED_LATENCY_MS"
+
+
 def serve(root: Path, port_file: Path) -> None:
     """Serve ``root`` until killed, with ETags and conditional GET (``--serve ROOT --port-file F``)."""
     cache: dict[str, bytes] = {}
     lock = threading.Lock()
+    feed_delay, page_delay = (int(ms) / 1000 for ms in os.environ.get(LATENCY_VARIABLE, "0,0").split(","))
 
     class Handler(site_server.QuietHandler):
         protocol_version = "HTTP/1.1"
@@ -295,10 +301,13 @@ def serve(root: Path, port_file: Path) -> None:
                     cache[relative] = body
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             headers = {"ETag": etag, "Last-Modified": formatdate(SITE_TIME, usegmt=True)}
+            is_feed = relative.startswith("feeds/")
+            delay = feed_delay if is_feed else page_delay
+            if delay:
+                time.sleep(delay)
             if self.headers.get("If-None-Match") == etag:
                 self.send(304, b"", None, headers)
                 return
-            is_feed = relative.startswith("feeds/")
             kind = "application/rss+xml; charset=utf-8" if is_feed else "text/html; charset=utf-8"
             self.send(200, body, kind, headers)
 
@@ -663,6 +672,12 @@ def main() -> int:
         help="a checkout of earlier code (its pipeline/ and config/) run as a third side, for before/after",
     )
     parser.add_argument("--baseline-label", help="what the baseline checkout is (e.g. a commit)")
+    parser.add_argument(
+        "--latency-ms",
+        default="0,0",
+        help="FEED,PAGE: milliseconds the server waits before answering each feed document and "
+        "each page (a remote site's round trip; default 0,0: the local server as it is)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", nargs="*", help=argparse.SUPPRESS)
@@ -679,6 +694,13 @@ def main() -> int:
     if args.profiled_run:
         profiled_run()
         return 0
+    try:
+        latency = [int(ms) for ms in args.latency_ms.split(",")]
+        if len(latency) != 2 or min(latency) < 0:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--latency-ms {args.latency_ms!r}: expected FEED,PAGE milliseconds, e.g. 300,100")
+    os.environ[LATENCY_VARIABLE] = ",".join(map(str, latency))  # (read by the server process)
 
     # Every side runs from bytecode, as an installed package does: the library wheels are
     # compiled at install, and `make` compiles this checkout (and here, any other code
@@ -765,6 +787,7 @@ def main() -> int:
             "database": "SQLite, initialised beforehand (schema, seeds, feeds), a fresh copy per run",
         },
         "texts": args.texts,
+        "latency_ms": {"feed": latency[0], "page": latency[1]},
         "site": site,
         "bare": {
             "best_seconds": round(best_bare[0], 3),
