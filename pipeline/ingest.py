@@ -20,7 +20,7 @@ import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -1622,10 +1622,12 @@ class FeedsAhead:
     ingested (:func:`fetch_feed` needs no database), so that neither the network's wait
     nor the parse sits between two feeds.
 
-    One feed ahead at most, so at most one request more than the page fetches' limits
-    (``http.max_concurrency``, ``http.per_host_concurrency``), to the next feed's host. The
-    thread is started only once the prepare workers run (or when there are none): workers
-    are forked only while the process has no other thread.
+    One feed ahead at most, so one request more than the page fetches' limits
+    (``http.max_concurrency``, ``http.per_host_concurrency``), to the next feed's host;
+    none with ``http.max_concurrency`` 1 (one request at a time). The thread is started
+    only once the prepare workers run (or when there are none), since workers are forked
+    only while the process has no other thread, and it ends with its fetch: a worker
+    pool started again later (after a worker died) can still be forked.
     """
 
     def __init__(
@@ -1639,40 +1641,53 @@ class FeedsAhead:
     ) -> None:
         self.session, self.client, self.settings, self.now, self.pool = session, client, settings, now, pool
         self.following = dict(itertools.pairwise(feed_ids))
-        self.started: dict[int, Future[FeedFetch]] = {}
-        self._threads: ThreadPoolExecutor | None = None
+        self.started: dict[int, tuple[Future[FeedFetch], threading.Thread]] = {}
         self._current: int | None = None
 
     def take(self, feed_id: int) -> Future[FeedFetch] | None:
-        """The fetch started ahead for ``feed_id`` (None: fetched in its turn); ``feed_id``
-        becomes the feed whose items :meth:`start_next` follows."""
+        """The fetch started ahead for ``feed_id``, done (None: fetched in its turn);
+        ``feed_id`` becomes the feed whose items :meth:`start_next` follows."""
         self._current = feed_id
-        return self.started.pop(feed_id, None)
+        started = self.started.pop(feed_id, None)
+        if started is None:
+            return None
+        future, thread = started
+        thread.join()  # (the poll needs its result now anyway)
+        return future
 
     def start_next(self) -> None:
-        """Start fetching the feed after the current one (called once its items start)."""
+        """Start fetching the feed after the current one (called once its items start).
+
+        A failure here only means no read-ahead: the feed is fetched in its turn."""
         following = self.following.get(self._current) if self._current is not None else None
-        if following is None or following in self.started:
+        if following is None or following in self.started or self.settings.http.max_concurrency <= 1:
             return
         if self.pool.workers > 0 and not self.pool.running:
             return  # (a thread now would keep the workers from being forked)
-        feed = self.session.get(Feed, following)
-        if feed is None:
+        try:
+            feed = self.session.get(Feed, following)
+            if feed is None:
+                return
+            request = FeedRequest.of(feed)
+        except SQLAlchemyError as exc:
+            log.debug("feed %s not read ahead: %s", following, exc)
             return
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(1, thread_name_prefix="summitwatch-feed-ahead")
-        self.started[following] = self._threads.submit(
-            fetch_feed, self.client, self.settings, FeedRequest.of(feed), self.now
-        )
+        future: Future[FeedFetch] = Future()
+
+        def fetch() -> None:
+            try:
+                future.set_result(fetch_feed(self.client, self.settings, request, self.now))
+            except BaseException as exc:  # (raised again by the poll, in its turn)
+                future.set_exception(exc)
+
+        # A daemon: a cycle stopped by an error does not wait for a slow feed server.
+        thread = threading.Thread(target=fetch, name="summitwatch-feed-ahead", daemon=True)
+        thread.start()
+        self.started[following] = (future, thread)
 
     def close(self) -> None:
         """Drop what was fetched for nothing (the cycle stopped early)."""
-        for future in self.started.values():
-            future.cancel()
         self.started.clear()
-        if self._threads is not None:
-            self._threads.shutdown(wait=True)
-            self._threads = None
 
 
 def flatten_copy_chains(session: Session) -> int:

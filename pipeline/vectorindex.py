@@ -56,8 +56,10 @@ from pipeline.encoder import document_from_bytes
 # dropped from the look-ups.
 GAP_SECONDS = 300.0
 # At most this many skipped ids are looked for (the oldest dropped first): a rolled-back
-# import of thousands of articles leaves as many unused ids, all of them skipped.
-MAX_GAPS = 10_000
+# import of thousands of articles leaves as many unused ids, all of them skipped. Each
+# refresh looks them up 500 at a time; batches open at once hold far fewer (25 items a
+# batch by default).
+MAX_GAPS = 2_000
 # The first read looks for skipped ids among this many ids below the largest (the batches
 # still open when a reader starts hold the latest ids).
 RECENT_IDS = 1_000
@@ -308,10 +310,10 @@ class VectorIndex:
         after = self._max_id
         committed = repo.article_ids_after(session, after)
         rows = repo.vectors_after(session, self.model, after)
+        arrived = repo.existing_article_ids(session, list(self._gaps)) if self._gaps else []
         for gap, since in list(self._gaps.items()):
             if now - since > GAP_SECONDS:
                 del self._gaps[gap]  # rolled back (or stuck for minutes): no longer looked for
-        arrived = repo.existing_article_ids(session, list(self._gaps)) if self._gaps else []
         self._note_gaps(committed, after, now)
         self._add(rows)
         if arrived:
@@ -326,7 +328,8 @@ class VectorIndex:
             return
         present = set(committed)
         top = max(present)
-        for missing in range(max(after, 0) + 1, top):
+        # (Only the latest MAX_GAPS can be kept: a jump of a million ids is not walked.)
+        for missing in range(max(after, top - MAX_GAPS - 1, 0) + 1, top):
             if missing not in present:
                 self._gaps.setdefault(missing, now)
         if len(self._gaps) > MAX_GAPS:

@@ -473,7 +473,7 @@ def test_a_skipped_id_is_looked_for_a_bounded_time(
     monkeypatch.setattr(vectorindex, "MAX_GAPS", 5)
     assert _nearest_ids(index, session, NOW, not_lang="ru") == [1, 10]
     assert sorted(index._gaps) == [5, 6, 7, 8, 9]
-    monkeypatch.setattr(vectorindex, "GAP_SECONDS", 0.0)
+    monkeypatch.setattr(vectorindex, "GAP_SECONDS", -1.0)  # (every gap is past it)
     assert _nearest_ids(index, session, NOW, not_lang="ru") == [1, 10]
     assert index._gaps == {}
 
@@ -484,22 +484,23 @@ def test_a_batch_committed_after_a_later_one_is_read_on_postgresql(postgres_url:
     from pipeline.db.engine import upgrade_schema
 
     engine = make_engine(postgres_url)
-    upgrade_schema(engine)
-    sessions = session_factory(engine)
-    with sessions() as reader, sessions() as slow, sessions() as fast:
-        first = _store_vector(reader, None, "en", NOW, [1, 0])
-        reader.commit()
-        index = VectorIndex("m", refresh_seconds=0)
-        assert _nearest_ids(index, reader, NOW) == [first]
-        late = _store_vector(slow, None, "ru", NOW, [1, 0.1])  # takes its id, stays open
-        early = _store_vector(fast, None, "fr", NOW, [1, 0.05])
-        fast.commit()
-        assert late < early
-        assert _nearest_ids(index, reader, NOW) == [first, early]
-        reader.commit()  # (a reader's transaction ends between lookups, as a batch's does)
-        slow.commit()
-        assert _nearest_ids(index, reader, NOW) == [first, early, late]
-    engine.dispose()
+    try:
+        upgrade_schema(engine)
+        sessions = session_factory(engine)
+        with sessions() as reader, sessions() as slow, sessions() as fast:
+            first = _store_vector(reader, None, "en", NOW, [1, 0])
+            reader.commit()
+            index = VectorIndex("m", refresh_seconds=0)
+            assert _nearest_ids(index, reader, NOW) == [first]
+            late = _store_vector(slow, None, "ru", NOW, [1, 0.1])  # takes its id, stays open
+            early = _store_vector(fast, None, "fr", NOW, [1, 0.05])
+            fast.commit()
+            assert late < early
+            assert _nearest_ids(index, reader, NOW) == [first, early]
+            slow.commit()
+            assert _nearest_ids(index, reader, NOW) == [first, early, late]
+    finally:
+        engine.dispose()
 
 
 def test_the_window_is_not_applied_to_undated_articles(session: Session, settings: Settings) -> None:
