@@ -139,8 +139,6 @@ class IngestContext:
     watched: weakref.WeakKeyDictionary[Session, Callable[[Session, object], None]] = field(
         default_factory=weakref.WeakKeyDictionary
     )
-    # Called when a feed's items start, after its workers (a cycle reads the next feed).
-    on_feed_items: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestContext:
@@ -1318,8 +1316,6 @@ def _ingest_feed_items(
     use_workers = context.pool.start_for(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
     )
-    for hook in context.on_feed_items:
-        hook()  # (the next feed is fetched while this one's items are done)
     fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
     with fetcher:
         ahead: dict[int, PendingPage] = {}
@@ -1579,9 +1575,10 @@ def run_cycle(
     summary = CycleSummary()
     context = IngestContext.from_settings(settings)
     ahead = FeedsAhead(session, client, settings, ids, now, context.pool)
-    context.on_feed_items.append(ahead.start_next)
     try:
         for position, feed_id in enumerate(ids, 1):
+            fetched_ahead = ahead.take(feed_id)
+            ahead.start_next()  # (the next feed is fetched while this one is polled)
             try:
                 poll = poll_feed(
                     session,
@@ -1591,7 +1588,7 @@ def run_cycle(
                     now=now,
                     progress=progress,
                     context=context,
-                    ahead=ahead.take(feed_id),
+                    ahead=fetched_ahead,
                 )
             except DatabaseError:
                 raise
@@ -1612,22 +1609,22 @@ def run_cycle(
             flatten_copy_chains(session)
     finally:
         ahead.close()
-        context.on_feed_items.remove(ahead.start_next)
         context.close()
     return summary
 
 
 class FeedsAhead:
-    """The next feed of a cycle, fetched and parsed in a thread while this one's items are
-    ingested (:func:`fetch_feed` needs no database), so that neither the network's wait
-    nor the parse sits between two feeds.
+    """The next feed of a cycle, fetched and parsed in a thread while the current one is
+    polled and its items ingested (:func:`fetch_feed` needs no database), so that neither
+    the network's wait nor the parse sits between two feeds.
 
     One feed ahead at most, so one request more than the page fetches' limits
     (``http.max_concurrency``, ``http.per_host_concurrency``), to the next feed's host;
-    none with ``http.max_concurrency`` 1 (one request at a time). The thread is started
-    only once the prepare workers run (or when there are none), since workers are forked
-    only while the process has no other thread, and it ends with its fetch: a worker
-    pool started again later (after a worker died) can still be forked.
+    none with ``http.max_concurrency`` 1 (one request at a time). Each fetch runs in a
+    thread of its own that ends with it. Prepare workers are forked only while the process
+    has no other thread, so before it forks them the pool waits for a fetch in flight
+    (:attr:`PreparePool.before_fork`): once a cycle at most, for a request it would make
+    anyway.
     """
 
     def __init__(
@@ -1643,10 +1640,11 @@ class FeedsAhead:
         self.following = dict(itertools.pairwise(feed_ids))
         self.started: dict[int, tuple[Future[FeedFetch], threading.Thread]] = {}
         self._current: int | None = None
+        pool.before_fork.append(self.settle)
 
     def take(self, feed_id: int) -> Future[FeedFetch] | None:
         """The fetch started ahead for ``feed_id``, done (None: fetched in its turn);
-        ``feed_id`` becomes the feed whose items :meth:`start_next` follows."""
+        ``feed_id`` becomes the feed :meth:`start_next` follows."""
         self._current = feed_id
         started = self.started.pop(feed_id, None)
         if started is None:
@@ -1656,14 +1654,12 @@ class FeedsAhead:
         return future
 
     def start_next(self) -> None:
-        """Start fetching the feed after the current one (called once its items start).
+        """Start fetching the feed after the current one.
 
         A failure here only means no read-ahead: the feed is fetched in its turn."""
         following = self.following.get(self._current) if self._current is not None else None
         if following is None or following in self.started or self.settings.http.max_concurrency <= 1:
             return
-        if self.pool.workers > 0 and not self.pool.running:
-            return  # (a thread now would keep the workers from being forked)
         try:
             feed = self.session.get(Feed, following)
             if feed is None:
@@ -1685,9 +1681,16 @@ class FeedsAhead:
         thread.start()
         self.started[following] = (future, thread)
 
+    def settle(self) -> None:
+        """Wait for the fetches in flight (their results are kept for their turn)."""
+        for _, thread in self.started.values():
+            thread.join()
+
     def close(self) -> None:
         """Drop what was fetched for nothing (the cycle stopped early)."""
         self.started.clear()
+        if self.settle in self.pool.before_fork:
+            self.pool.before_fork.remove(self.settle)
 
 
 def flatten_copy_chains(session: Session) -> int:

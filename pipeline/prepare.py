@@ -225,6 +225,9 @@ class PreparePool:
         self.settings = settings
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
+        # Called before the workers are forked, to end this process's other threads (a
+        # feed fetched ahead): a process is forked only while it has no other thread.
+        self.before_fork: list[Callable[[], None]] = []
 
     def start_for(
         self,
@@ -245,17 +248,14 @@ class PreparePool:
             return False
         if self._executor is None:
             encoder.finish_preload()  # with its thread running, the workers would start afresh
+            for settle in self.before_fork:
+                settle()
             if threading.active_count() == 1:
                 _WORKER_CLASSIFIER[:] = [classifier()]
                 _WORKER_GAZETTEER[:] = [gazetteer] if gazetteer is not None else []
                 language.detect_language(WARM_UP_TEXT)
         self._ensure()
         return True
-
-    @property
-    def running(self) -> bool:
-        """Whether the workers have been started (and not stopped since)."""
-        return self._executor is not None
 
     def submit(self, job: PageJob) -> Future[Prepared]:
         """Hand ``job`` to a worker (to a fresh pool if the workers died since)."""

@@ -330,6 +330,45 @@ def test_train_classifier_writes_the_artefact_and_reports_cross_validation(tmp_p
     assert missing.returncode == 2 and "no such training file" in missing.stderr
 
 
+def test_run_reads_the_next_feed_ahead_and_still_forks_its_worker(tmp_path: Path) -> None:
+    """As a user runs it (a process with no other thread): the next feed is fetched while
+    the first one is polled, and the prepare worker is still forked (the read-ahead's
+    thread is waited for first), not spawned."""
+    import shutil
+
+    from tests.local_server import LocalServer, Reply
+    from tests.test_ingest import BODY_EN, BODY_RU, _rss, page
+
+    stories = [f"/story{n}" for n in range(12)]
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    routes = {
+        path: (lambda handler, n=n: Reply(200, page(f"Story {n}", f"Item {n}. " + BODY_EN, "en"), html))
+        for n, path in enumerate(stories)
+    }
+    routes["/other"] = lambda handler: Reply(200, page("Переговоры", BODY_RU, "ru"), html)
+    server = LocalServer(routes)
+    rss = {"Content-Type": "application/rss+xml"}
+    # The second feed answers slowly: its fetch is still in flight when the first feed's
+    # worker is about to be forked.
+    routes["/first"] = lambda handler: Reply(200, _rss(server, stories), rss)
+    routes["/second"] = lambda handler: Reply(200, _rss(server, ["/other"]), rss, delay=0.5)
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "feeds.yaml").write_text("feeds: []\n")
+    env = {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+    db = tmp_path / "run.db"
+    with server:
+        assert sw("init", db=db, env=env).returncode == 0
+        for path in ("/first", "/second"):
+            assert sw("feeds", "add", server.url(path), db=db, env=env).returncode == 0
+        done = sw("-v", "run", "--once", "--all", db=db, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "started 1 prepare worker(s) by fork" in done.stderr
+    paths = [hit["path"] for hit in server.hits]
+    assert paths.index("/second") < paths.index("/story0"), "the second feed was not read ahead"
+    assert "2 feeds polled" in done.stderr and "0 failed items" in done.stderr
+
+
 def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
     import shutil
 
