@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import re
@@ -25,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, cast
+from urllib.parse import urlsplit
 
 from sqlalchemy import event, or_, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -1613,17 +1613,23 @@ def run_cycle(
     return summary
 
 
-class FeedsAhead:
-    """The next feed of a cycle, fetched and parsed in a thread while the current one is
-    polled and its items ingested (:func:`fetch_feed` needs no database), so that neither
-    the network's wait nor the parse sits between two feeds.
+# Feeds of a cycle fetched ahead of the one being polled, at most (each in a thread).
+FEEDS_AHEAD = 4
 
-    One feed ahead at most, so one request more than the page fetches' limits
-    (``http.max_concurrency``, ``http.per_host_concurrency``), to the next feed's host;
-    none with ``http.max_concurrency`` 1 (one request at a time). Each fetch runs in a
-    thread of its own that ends with it. Prepare workers are forked only while the process
-    has no other thread, so before it forks them the pool waits for a fetch in flight
-    (:attr:`PreparePool.before_fork`): once a cycle at most, for a request it would make
+
+class FeedsAhead:
+    """The next feeds of a cycle, fetched and parsed in threads while the current one is
+    polled and its items ingested (:func:`fetch_feed` needs no database), so that neither
+    the network's wait nor the parse sits between two feeds, and a run of feeds that
+    answer 304 waits for several answers at once, not one after another.
+
+    Up to :data:`FEEDS_AHEAD` feeds ahead, and no more requests in flight to one host than
+    ``http.per_host_concurrency`` (the current feed's own request counted); these are
+    requests beside the page fetches' limits (``http.max_concurrency``), and none are made
+    with ``http.max_concurrency`` 1 (one request at a time). Each fetch runs in a thread
+    of its own that ends with it. Prepare workers are forked only while the process has
+    no other thread, so before it forks them the pool waits for the fetches in flight
+    (:attr:`PreparePool.before_fork`): once a cycle at most, for requests it would make
     anyway.
     """
 
@@ -1637,37 +1643,50 @@ class FeedsAhead:
         pool: PreparePool,
     ) -> None:
         self.session, self.client, self.settings, self.now, self.pool = session, client, settings, now, pool
-        self.following = dict(itertools.pairwise(feed_ids))
-        self.started: dict[int, tuple[Future[FeedFetch], threading.Thread]] = {}
-        self._current: int | None = None
+        self.order = list(feed_ids)
+        self.started: dict[int, tuple[Future[FeedFetch], threading.Thread, str]] = {}
+        self._position = -1
         pool.before_fork.append(self.settle)
 
     def take(self, feed_id: int) -> Future[FeedFetch] | None:
         """The fetch started ahead for ``feed_id``, done (None: fetched in its turn);
-        ``feed_id`` becomes the feed :meth:`start_next` follows."""
-        self._current = feed_id
+        ``feed_id`` becomes the feed :meth:`start_next` reads ahead of."""
+        later = self.order[self._position + 1 :]
+        self._position = self._position + 1 + later.index(feed_id) if feed_id in later else -1
         started = self.started.pop(feed_id, None)
         if started is None:
             return None
-        future, thread = started
+        future, thread, _ = started
         thread.join()  # (the poll needs its result now anyway)
         return future
 
     def start_next(self) -> None:
-        """Start fetching the feed after the current one.
+        """Start fetching the feeds after the current one, up to :data:`FEEDS_AHEAD`.
 
         A failure here only means no read-ahead: the feed is fetched in its turn."""
-        following = self.following.get(self._current) if self._current is not None else None
-        if following is None or following in self.started or self.settings.http.max_concurrency <= 1:
+        http = self.settings.http
+        if http.max_concurrency <= 1 or not 0 <= self._position < len(self.order):
             return
         try:
-            feed = self.session.get(Feed, following)
-            if feed is None:
-                return
-            request = FeedRequest.of(feed)
+            current = self.session.get(Feed, self.order[self._position])
+            busy = Counter(host for _, thread, host in self.started.values() if thread.is_alive())
+            if current is not None:
+                busy[_host(current.url)] += 1  # (polled now: its own request may be in flight)
+            for feed_id in self.order[self._position + 1 : self._position + 1 + FEEDS_AHEAD]:
+                if feed_id in self.started:
+                    continue
+                feed = self.session.get(Feed, feed_id)
+                if feed is None:
+                    continue
+                host = _host(feed.url)
+                if busy[host] >= http.per_host_concurrency:
+                    continue  # (fetched later, or in its turn)
+                busy[host] += 1
+                self._start(feed_id, FeedRequest.of(feed), host)
         except SQLAlchemyError as exc:
-            log.debug("feed %s not read ahead: %s", following, exc)
-            return
+            log.debug("feeds not read ahead: %s", exc)
+
+    def _start(self, feed_id: int, request: FeedRequest, host: str) -> None:
         future: Future[FeedFetch] = Future()
 
         def fetch() -> None:
@@ -1679,11 +1698,11 @@ class FeedsAhead:
         # A daemon: a cycle stopped by an error does not wait for a slow feed server.
         thread = threading.Thread(target=fetch, name="summitwatch-feed-ahead", daemon=True)
         thread.start()
-        self.started[following] = (future, thread)
+        self.started[feed_id] = (future, thread, host)
 
     def settle(self) -> None:
         """Wait for the fetches in flight (their results are kept for their turn)."""
-        for _, thread in self.started.values():
+        for _, thread, _ in self.started.values():
             thread.join()
 
     def close(self) -> None:
@@ -1691,6 +1710,10 @@ class FeedsAhead:
         self.started.clear()
         if self.settle in self.pool.before_fork:
             self.pool.before_fork.remove(self.settle)
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 def flatten_copy_chains(session: Session) -> int:

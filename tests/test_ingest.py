@@ -406,6 +406,41 @@ def test_the_next_feed_is_fetched_while_this_ones_items_are_ingested(
     assert second.items[0].copy_kind == "translation"
 
 
+def test_feeds_that_answer_304_are_waited_for_together(session: Session, settings: Settings) -> None:
+    """A cycle asks the next feeds while it polls the current one, several at once: four
+    slow feeds that answer 304 are in flight together, within the per-host limit."""
+    import threading
+
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most at once
+
+    def slow_feed(handler: Any) -> Reply:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+        time.sleep(0.4)
+        with lock:
+            in_flight[0] -= 1
+        if handler.headers.get("If-None-Match") == '"v1"':
+            return Reply(304, b"", {"ETag": '"v1"'})
+        return Reply(200, _rss(server, []), {"ETag": '"v1"', "Content-Type": "application/rss+xml"})
+
+    paths = ["/f0", "/f1", "/f2", "/f3"]
+    server = LocalServer(dict.fromkeys(paths, slow_feed))
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        # Two hosts (two names of this machine): at most two requests at once to each.
+        feed_ids = [
+            add_feed(session, server.url(path, host="127.0.0.1" if n < 2 else "localhost"))
+            for n, path in enumerate(paths)
+        ]
+        run_cycle(session, client, settings, feed_ids=feed_ids, now=NOW)
+        in_flight[1] = 0
+        summary = run_cycle(session, client, settings, feed_ids=feed_ids, now=NOW + timedelta(hours=1))
+    assert [poll.outcome for poll in summary.polls] == ["not_modified"] * 4
+    assert in_flight[1] >= 3, "the feeds were asked one or two at a time"
+    assert settings.http.per_host_concurrency == 2 and in_flight[1] <= 4
+
+
 def test_a_feed_fetched_ahead_is_used_only_if_asked_as_the_feed_is_now(
     session: Session, settings: Settings
 ) -> None:
