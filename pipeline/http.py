@@ -303,12 +303,8 @@ class PageFetcher:
         return PendingPage(self._pool.submit(self._polite_get, url, accept))
 
     def _polite_get(self, url: str, accept: str | None) -> HttpResponse:
-        try:
-            host = (urlsplit(url).hostname or "").lower()
-        except ValueError:
-            host = ""
         with self._lock:
-            gate = self._hosts.setdefault(host, threading.Semaphore(self.per_host))
+            gate = self._hosts.setdefault(host_of(url), threading.Semaphore(self.per_host))
         with gate:
             return self.client.get(url, accept=accept)
 
@@ -476,3 +472,12 @@ def _resolve(resolver: Resolver, host: str, port: int) -> list[IPAddress]:
     if not addresses:
         raise FetchError(f"cannot resolve {host}: no addresses")
     return addresses
+
+
+def host_of(url: str) -> str:
+    """The host a per-host limit counts ``url`` under (lower case; "" when it has none or
+    cannot be parsed, so that such addresses share one limit)."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""

@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, cast
-from urllib.parse import urlsplit
 
 from sqlalchemy import event, or_, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -39,7 +38,7 @@ from pipeline.db.schema import Article, Feed, utcnow
 from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
-from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage
+from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage, host_of
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
 from pipeline.prepare import (
@@ -1671,14 +1670,14 @@ class FeedsAhead:
             current = self.session.get(Feed, self.order[self._position])
             busy = Counter(host for _, thread, host in self.started.values() if thread.is_alive())
             if current is not None:
-                busy[_host(current.url)] += 1  # (polled now: its own request may be in flight)
+                busy[host_of(current.url)] += 1  # (polled now: its own request may be in flight)
             for feed_id in self.order[self._position + 1 : self._position + 1 + FEEDS_AHEAD]:
                 if feed_id in self.started:
                     continue
                 feed = self.session.get(Feed, feed_id)
                 if feed is None:
                     continue
-                host = _host(feed.url)
+                host = host_of(feed.url)
                 if busy[host] >= http.per_host_concurrency:
                     continue  # (fetched later, or in its turn)
                 busy[host] += 1
@@ -1710,10 +1709,6 @@ class FeedsAhead:
         self.started.clear()
         if self.settle in self.pool.before_fork:
             self.pool.before_fork.remove(self.settle)
-
-
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
 
 
 def flatten_copy_chains(session: Session) -> int:
