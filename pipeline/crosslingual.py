@@ -19,14 +19,13 @@ decision can be stored and shown.
 from __future__ import annotations
 
 import bisect
-import math
 import re
 import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,6 +35,7 @@ from numpy.typing import NDArray
 
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
+from pipeline.numbers import extract_numbers
 from pipeline.sentences import content_sentences
 
 Matrix = NDArray[np.float32]
@@ -635,155 +635,6 @@ def content_weight(text: str) -> float:
     cjk = len(_CJK.findall(text))
     letters = sum(1 for char in text if char.isalpha()) - cjk
     return letters + 3.0 * cjk
-
-
-# Numbers ----------------------------------------------------------------------------------
-
-_MULTIPLIERS: Mapping[str, float] = {
-    # English
-    "thousand": 1e3,
-    "k": 1e3,
-    "million": 1e6,
-    "millions": 1e6,
-    "mln": 1e6,
-    "mn": 1e6,
-    "m": 1e6,
-    "billion": 1e9,
-    "billions": 1e9,
-    "bln": 1e9,
-    "bn": 1e9,
-    "b": 1e9,
-    "trillion": 1e12,
-    "tn": 1e12,
-    # Russian (stems: тысяча, тысячи, тысяч; миллион, миллиона, ...)
-    "тыс": 1e3,
-    "тысяч": 1e3,
-    "тысячи": 1e3,
-    "тысяча": 1e3,
-    "млн": 1e6,
-    "миллион": 1e6,
-    "миллиона": 1e6,
-    "миллионов": 1e6,
-    "млрд": 1e9,
-    "миллиард": 1e9,
-    "миллиарда": 1e9,
-    "миллиардов": 1e9,
-    "трлн": 1e12,
-    "триллион": 1e12,
-    "триллиона": 1e12,
-    "триллионов": 1e12,
-    # Chinese (no spaces: the unit follows the digits directly)
-    "千": 1e3,
-    "万": 1e4,
-    "萬": 1e4,
-    "亿": 1e8,
-    "億": 1e8,
-    "万亿": 1e12,
-    "兆": 1e12,
-}
-_MONTHS: Mapping[str, int] = {
-    **{
-        name: number
-        for number, names in enumerate(
-            [
-                "january jan январ",
-                "february feb феврал",
-                "march mar март",
-                "april apr апрел",
-                "may ма",
-                "june jun июн",
-                "july jul июл",
-                "august aug август",
-                "september sep sept сентябр",
-                "october oct октябр",
-                "november nov ноябр",
-                "december dec декабр",
-            ],
-            start=1,
-        )
-        for name in names.split()
-    }
-}
-_NUMBER = re.compile(
-    r"(?<![0-9A-Za-zА-Яа-яЁё])(?<!\d[.,])(\d{1,3}(?:[ \u00a0\u202f,]\d{3})+|\d+)(?:[.,](\d+))?"
-    r"\s*(%|процент\w*|percent|per cent|万亿|[千万萬亿億兆]|[a-zа-я]+\b)?",
-    re.IGNORECASE,
-)
-_MONTH_WORD = re.compile(r"\b([a-zа-я]+)\b", re.IGNORECASE)
-_CJK_DATE = re.compile(r"(\d{1,2})月")
-
-
-def extract_numbers(text: str) -> set[str]:
-    """Numbers in ``text`` as language-free keys: values with their multiplier applied.
-
-    "50 billion", "50 млрд", "500亿" and "50,000,000,000" all become ``5e+10``; "3.5%" and
-    "3,5 процента" become ``3.5%``; month names become ``month:5`` (as does "5月"). Single
-    digits are dropped: they are spelled out as often as not, so they prove nothing.
-    """
-    normalised = unicodedata.normalize("NFKC", text)
-    keys: set[str] = set()
-    for match in _NUMBER.finditer(normalised):
-        whole, fraction, unit = match.group(1), match.group(2), (match.group(3) or "").lower()
-        digits = re.sub(r"[ \u00a0\u202f,]", "", whole)
-        thousands_grouped = digits != whole
-        if fraction is not None and thousands_grouped:
-            continue  # "1,234.5" style mixing is rare in news; skip rather than misread
-        if fraction is not None and len(fraction) == 3 and not unit and not thousands_grouped:
-            # "1,500" or "1.500": a thousands separator, not a decimal fraction.
-            value = float(digits + fraction)
-        else:
-            value = float(f"{digits}.{fraction}") if fraction is not None else float(digits)
-        if unit.startswith(("%", "процент", "percent", "per cent")):
-            keys.add(f"{_round(value)}%")
-            continue
-        multiplier = _MULTIPLIERS.get(unit, 1.0)
-        if multiplier == 1.0:
-            if value < 10:
-                continue
-            # Plain numbers (years, counts, days) are kept exactly.
-            keys.add(f"{value:g}" if value < 1e6 else _round(value))
-        else:
-            keys.add(_round(value * multiplier))
-    for match in _MONTH_WORD.finditer(normalised):
-        month = _month_of(match.group(1).lower())
-        if month:
-            keys.add(f"month:{month}")
-    for match in _CJK_DATE.finditer(normalised):
-        month_number = int(match.group(1))
-        if 1 <= month_number <= 12:
-            keys.add(f"month:{month_number}")
-    return keys
-
-
-# Russian month names inflect ("мая", "июня", "сентября"): they are compared by stem. "ма"
-# needs the exact genitive/nominative forms, or "мало"/"масштаб" would count as May.
-_RUSSIAN_STEMS = tuple(
-    (stem, number)
-    for stem, number in _MONTHS.items()
-    if len(stem) >= 4 and stem[0] in "абвгдежзийклмнопрстуфхцчшщъыьэюя"
-)
-
-
-@lru_cache(maxsize=8192)  # news repeats its words; a text has hundreds, a stream a few thousand
-def _month_of(word: str) -> int | None:
-    if len(word) < 3:
-        return None
-    if word in _MONTHS:
-        return _MONTHS[word]
-    for stem, number in _RUSSIAN_STEMS:
-        if word.startswith(stem):
-            return number
-    if word in ("мая", "май", "маю"):
-        return 5
-    return None
-
-
-def _round(value: float) -> str:
-    """Three significant digits: translations round amounts the same way often enough."""
-    if value == 0:
-        return "0"
-    digits = 3 - math.floor(math.log10(abs(value))) - 1
-    return f"{round(value, digits):g}"
 
 
 # Named entities ---------------------------------------------------------------------------

@@ -3,18 +3,25 @@
 Shared by the classifier (evidence sentences) and the semantic layer (sentence vectors),
 so both see the same sentences. Pure and deterministic: paragraphs are split on line
 breaks, then sentences at terminal punctuation when the next word starts a new sentence
-(Latin, Cyrillic and other cased scripts) and always at CJK full stops.
+(Latin, Cyrillic and other cased scripts, and Arabic) and always at the full stops of
+scripts that have their own (CJK, Devanagari, Armenian, Ethiopic, Burmese, Urdu).
 """
 
 from __future__ import annotations
 
 import re
 
-# A sentence ends at . ! ? … (then closing quotes/brackets) when the next word starts a new
-# sentence, and always at CJK full stops, which NFKC leaves alone in the *original* text.
-# Semicolons end no sentence in any script: a Chinese list joined by "；" is one sentence,
-# as its English rendering joined by ";" or "," is, so a translation keeps one unit for one.
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'»”’)\]]*(?=\s+[\"'«“(\[]?[^\W_a-zа-я])|[。！？]+[”’」』)）]*")
+# A sentence ends at . ! ? … and the Arabic ؟ (then closing quotes/brackets) when the next
+# word starts a new sentence (a capital, a digit, a letter of an uncased script, or Spanish
+# ¿ ¡ opening it), and always at the full stops of scripts that have their own: CJK 。！？
+# (and the half-width ｡; the full-width ． unless a digit follows, as in "３．５"),
+# Devanagari । ॥, Urdu ۔, Armenian ։, Ethiopic ። ፧ and Burmese ။. Semicolons end no
+# sentence in any script: a Chinese list joined by "；" is one sentence, as its English
+# rendering joined by ";" or "," is, so a translation keeps one unit for one.
+_SENTENCE_END = re.compile(
+    r"[.!?…؟]+[\"'»”’)\]]*(?=\s+[\"'«“(\[¿¡]?[^\W_a-zа-я])"
+    r"|(?:[。！？｡।॥۔։።፧။]|．(?!\d))+[»”’」』)）]*"
+)
 # Words whose final period does not end a sentence (compared lower-cased).
 _ABBREVIATION_WORDS = (
     "mr mrs ms dr st gen lt col capt no vs jr sr prof gov sen rep u.s e.g i.e etc "

@@ -36,6 +36,55 @@ def test_full_translations_are_recognised(a: str, b: str) -> None:
     assert detail["aligned_sentences"] == verdict.aligned and "align in order" in detail["reason"]
 
 
+# The English story rendered in languages beyond en/ru/zh, whose amounts, per cents and
+# months are written with their own words ("245 milliards", "95 por ciento", "في المئة").
+OTHER_RENDERINGS = {
+    "fr": (
+        "La Russie et la Chine conviennent d'étendre les paiements en yuans pour le commerce de l'énergie",
+        "Des responsables russes et chinois sont convenus mardi à Harbin de régler en yuans et en "
+        "roubles une part plus importante des livraisons d'énergie.\n\n"
+        "Le vice-Premier ministre Alexandre Novak a déclaré que 95 pour cent du commerce bilatéral "
+        "sont déjà payés en monnaies nationales. Les deux parties créeront un groupe de travail "
+        "conjoint sur les paiements, qui doit se réunir en mars.\n\n"
+        "Les banques chinoises ont renforcé les contrôles sur leurs clients russes depuis que les "
+        "États-Unis ont menacé de sanctions secondaires. Les échanges entre les deux pays ont "
+        "atteint 245 milliards de dollars l'an dernier.",
+    ),
+    "es": (
+        "Rusia y China acuerdan ampliar los pagos en yuanes en el comercio energético",
+        "Funcionarios rusos y chinos acordaron el martes en Harbin liquidar en yuanes y rublos una "
+        "mayor parte de los suministros de energía.\n\n"
+        "El viceprimer ministro Alexander Novak dijo que el 95 por ciento del comercio bilateral "
+        "ya se paga en monedas nacionales. Las dos partes crearán un grupo de trabajo conjunto "
+        "sobre pagos que deberá reunirse en marzo.\n\n"
+        "Los bancos chinos han endurecido los controles sobre los clientes rusos desde que Estados "
+        "Unidos amenazó con sanciones secundarias. El comercio entre los dos países alcanzó los "
+        "245.000 millones de dólares el año pasado.",
+    ),
+    "ar": (
+        "روسيا والصين تتفقان على توسيع المدفوعات باليوان في تجارة الطاقة",
+        "اتفق مسؤولون روس وصينيون يوم الثلاثاء في هاربين على تسوية حصة أكبر من إمدادات الطاقة "
+        "باليوان والروبل.\n\n"
+        "وقال نائب رئيس الوزراء ألكسندر نوفاك إن 95 في المئة من التجارة الثنائية تدفع بالفعل "
+        "بالعملات الوطنية. وسيشكل الجانبان فريق عمل مشتركا معنيا بالمدفوعات من المقرر أن يجتمع "
+        "في مارس.\n\n"
+        "وشددت البنوك الصينية عمليات التدقيق على العملاء الروس منذ أن هددت الولايات المتحدة بفرض "
+        "عقوبات ثانوية. وبلغ حجم التجارة بين البلدين ٢٤٥ مليار دولار العام الماضي.",
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(OTHER_RENDERINGS))
+def test_translations_beyond_english_russian_and_chinese_agree_on_their_figures(lang: str) -> None:
+    title, text = OTHER_RENDERINGS[lang]
+    vectors = encoder.embed_article(encoder.load_encoder(), title, text)
+    other = Side(lang, text, vectors.sentences, vectors.has_title)
+    verdict = verify_translation(side("en"), other, TranslationParams(), GAZETTEER)
+    # The per cent and the amount are the same keys in both texts, sentence by sentence.
+    assert verdict.number_agreement == 1.0 and verdict.numbers_compared >= 2, verdict.reason
+    assert verdict.is_translation, verdict.reason
+
+
 @pytest.mark.parametrize("key", ["en", "ru", "zh"])
 def test_another_outlets_report_of_the_same_talks_is_not_a_translation(key: str) -> None:
     verdict = verify_translation(side(key), side("ru_other"), TranslationParams(), GAZETTEER)
@@ -99,6 +148,31 @@ def test_mutual_best_matches_and_order() -> None:
         ("2024年5月16日", {"16", "2024", "month:5"}),
         ("1,500 tonnes and 1 500 000 roubles", {"1500", "1.5e+06"}),
         ("in 3 rounds, a small number", set()),
+        # Russian months inflect: genitive, locative.
+        ("16 июня, 3 июля и в мае", {"16", "month:5", "month:6", "month:7"}),
+        # Other languages' amounts, months and per cent.
+        ("50 milliards de dollars le 16 mai 2024", {"5e+10", "16", "2024", "month:5"}),
+        ("50 Milliarden Dollar am 16. Mai 2024", {"5e+10", "16", "2024", "month:5"}),
+        ("50.000 millones de dólares el 16 de mayo", {"5e+10", "16", "month:5"}),
+        ("1.500 millones y 2,5 millones", {"1.5e+09", "2.5e+06"}),
+        ("50 mil millones de dólares", {"5e+10"}),
+        ("50 bilhões de dólares em 16 de maio", {"5e+10", "16", "month:5"}),
+        ("50 miliardi di dollari, 240,1 miliardi nel 2023", {"5e+10", "2.4e+11", "2023"}),
+        ("50 mld dolarów 16 maja", {"5e+10", "16", "month:5"}),
+        ("16 Mayıs'ta 50 milyar dolar, yüzde 3,5 ve %12", {"5e+10", "16", "month:5", "3.5%", "12%"}),
+        ("50 مليار دولار في 16 مايو 2024", {"5e+10", "16", "2024", "month:5"}),
+        ("٥٠ مليار دولار في ١٦ مايو ٢٠٢٤", {"5e+10", "16", "2024", "month:5"}),
+        ("نمو بنسبة 3٫5 في المئة و12 بالمائة", {"3.5%", "12%"}),
+        ("2024년 5월 16일 500억달러, 3천억 원", {"2024", "month:5", "16", "5e+10", "3e+11"}),
+        ("2024年5月16日に500億ドル、3千亿元", {"2024", "month:5", "16", "5e+10", "3e+11"}),
+        ("50 พันล้านดอลลาร์ 16 พฤษภาคม", {"5e+10", "16", "month:5"}),
+        ("1.500.000 Menschen, 12 Prozent", {"1.5e+06", "12%"}),
+        ("３．５％", {"3.5%"}),
+        # No number starts inside another ("2023" after "20.03."); a city that holds a
+        # month's name; a number glued to letters before it.
+        ("10:04 GMT 20.03.2023", {"10", "20.03"}),
+        ("BRICS met in Rio de Janeiro", set()),
+        ("the G20 and the Su-35", {"35"}),
     ],
 )
 def test_numbers_become_language_free_keys(text: str, expected: set[str]) -> None:
@@ -565,6 +639,37 @@ def test_a_semicolon_ends_no_sentence_in_any_script() -> None:
         "会谈友好。",
     ]
     assert split_sentences("Trade grew; talks went well. Next.") == ["Trade grew; talks went well.", "Next."]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Arabic question mark, then a sentence in an uncased script.
+        ("هل ستزور الصين؟ قال الرئيس إنه سيزور.", ["هل ستزور الصين؟", "قال الرئيس إنه سيزور."]),
+        # Spanish opens a question or an exclamation with ¿ ¡.
+        (
+            "¿Viajará Xi a Moscú? ¡Sí! El Kremlin lo confirmó.",
+            ["¿Viajará Xi a Moscú?", "¡Sí!", "El Kremlin lo confirmó."],
+        ),
+        # Scripts with full stops of their own: Devanagari, Urdu, Armenian, Ethiopic, Burmese.
+        ("भारत और चीन ने बातचीत की। रूस ने स्वागत किया।", ["भारत और चीन ने बातचीत की।", "रूस ने स्वागत किया।"]),
+        ("گفتگو ہوئی۔ رہنماؤں نے ملاقات کی۔", ["گفتگو ہوئی۔", "رہنماؤں نے ملاقات کی۔"]),
+        ("Հանդիպումը կայացավ։ Նախագահները խոսեցին։", ["Հանդիպումը կայացավ։", "Նախագահները խոսեցին։"]),
+        ("ውይይቱ ተካሄደ። መሪዎቹ ተነጋገሩ።", ["ውይይቱ ተካሄደ።", "መሪዎቹ ተነጋገሩ።"]),
+        ("ဆွေးနွေးခဲ့သည်။ ခေါင်းဆောင်များ တွေ့ဆုံခဲ့ကြသည်။", ["ဆွေးနွေးခဲ့သည်။", "ခေါင်းဆောင်များ တွေ့ဆုံခဲ့ကြသည်။"]),
+        # Full-width and half-width stops; a full-width point inside a number ends nothing.
+        (
+            "経済は３．５％成長した．会談は友好的だった｡次。",
+            ["経済は３．５％成長した．", "会談は友好的だった｡", "次。"],
+        ),
+        # A lower-case word after a period still continues the sentence.
+        ("Trade grew 3.5 p.c. in May. and more", ["Trade grew 3.5 p.c. in May. and more"]),
+    ],
+)
+def test_sentences_end_at_the_full_stops_of_many_scripts(text: str, expected: list[str]) -> None:
+    from pipeline.sentences import split_sentences
+
+    assert split_sentences(text) == expected
 
 
 def test_an_abbreviated_month_before_a_date_ends_no_sentence() -> None:
