@@ -65,6 +65,23 @@ def test_translations_fold_into_the_earliest_copy(session: Session, settings: Se
     assert sorted(c.lang for c in copies) == ["ru", "zh"]
 
 
+def test_translations_in_other_languages_fold_with_their_figures_read(
+    session: Session, settings: Settings
+) -> None:
+    # French, Spanish and Arabic renderings write the amount, the per cent and the month
+    # with their own words; each is detected, verified and folded like ru and zh.
+    lines = [line("en", hours=-30), line("fr", hours=-20), line("es", hours=-10), line("ar")]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+    original = results["en"]
+    assert original.status == "new"
+    for key in ("fr", "es", "ar"):
+        assert results[key].status == "duplicate" and results[key].copy_kind == "translation", key
+        assert results[key].duplicate_of == original.article_id
+        copy = session.get(Article, results[key].article_id)
+        assert copy is not None and copy.lang == key and copy.link_detail is not None
+        assert copy.link_detail["number_agreement"] == 1.0, copy.link_detail
+
+
 def test_a_translation_outside_the_window_is_new_coverage(session: Session, settings: Settings) -> None:
     late = settings.translations.window_days * 24 + 24
     lines = [line("en", hours=-late), line("ru")]
