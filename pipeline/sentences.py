@@ -25,7 +25,10 @@ _SENTENCE_END = re.compile(
 # Words whose final period does not end a sentence (compared lower-cased).
 _ABBREVIATION_WORDS = (
     "mr mrs ms dr st gen lt col capt no vs jr sr prof gov sen rep u.s e.g i.e etc "
-    "г гг т.е им ул тыс млн млрд руб долл см"
+    "г гг т.е им ул тыс млн млрд руб долл см "
+    # German, French, Spanish, Italian, Portuguese, Polish: titles, "number", "about", and
+    # amounts, which a capitalised noun follows ("240 Mrd. Dollar", "Nr. 5", "Sra. López").
+    "mrd mio tsd nr bzw ca z.b u.a d.h mme mlle sra srta dña sig dott ing mld mln tys np tzn"
 )
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 # Abbreviated months end no sentence when a day or year follows: "BEIJING, Dec. 31

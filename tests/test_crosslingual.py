@@ -623,6 +623,15 @@ def test_a_semicolon_ends_no_sentence_in_any_script() -> None:
             "経済は３．５％成長した．会談は友好的だった｡次。",
             ["経済は３．５％成長した．", "会談は友好的だった｡", "次。"],
         ),
+        # Abbreviations other languages put before a capitalised word.
+        (
+            "Der Handel erreichte 240 Mrd. Dollar, bzw. Nr. 1 in Asien. Das ist ein Rekord.",
+            ["Der Handel erreichte 240 Mrd. Dollar, bzw. Nr. 1 in Asien.", "Das ist ein Rekord."],
+        ),
+        (
+            "La Sra. López y el Dr. Ruiz llegaron. Hablaron.",
+            ["La Sra. López y el Dr. Ruiz llegaron.", "Hablaron."],
+        ),
         # A lower-case word after a period still continues the sentence.
         ("Trade grew 3.5 p.c. in May. and more", ["Trade grew 3.5 p.c. in May. and more"]),
     ],
