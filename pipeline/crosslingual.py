@@ -128,7 +128,7 @@ class Side:
     @cached_property
     def numbers(self) -> frozenset[str]:
         """:func:`extract_numbers` of the text."""
-        return _numbers_of(self.text)
+        return _numbers_of(self.text, self.lang)
 
     @cached_property
     def unit_numbers(self) -> tuple[frozenset[str], ...]:
@@ -144,7 +144,9 @@ class Side:
             # Rows stored when sentences were cut differently (before `reindex`): which
             # sentence a row is cannot be told, so no sentence's numbers are compared.
             return (frozenset(),) * rows
-        return (frozenset(),) * title + tuple(frozenset(extract_numbers(sentence)) for sentence in body)
+        return (frozenset(),) * title + tuple(
+            frozenset(extract_numbers(sentence, self.lang)) for sentence in body
+        )
 
     @cached_property
     def weight(self) -> float:
@@ -580,11 +582,11 @@ _NUMBERS = _Recent(_RECENT_TEXTS)
 _WEIGHTS = _Recent(_RECENT_TEXTS)
 
 
-def _numbers_of(text: str) -> frozenset[str]:
-    found: frozenset[str] | None = _NUMBERS.get(text)
+def _numbers_of(text: str, lang: str | None) -> frozenset[str]:
+    found: frozenset[str] | None = _NUMBERS.get((text, lang))
     if found is None:
-        found = frozenset(extract_numbers(text))
-        _NUMBERS.put(text, found)
+        found = frozenset(extract_numbers(text, lang))
+        _NUMBERS.put((text, lang), found)
     return found
 
 
@@ -607,12 +609,12 @@ class TextEvidence:
 
 def text_evidence(text: str, lang: str, gazetteer: Gazetteer) -> TextEvidence:
     """What the translation test reads of ``text`` (computed once per text, then kept)."""
-    return TextEvidence(_numbers_of(text), _weight_of(text), frozenset(gazetteer.entities(text, lang)))
+    return TextEvidence(_numbers_of(text, lang), _weight_of(text), frozenset(gazetteer.entities(text, lang)))
 
 
 def remember_evidence(text: str, lang: str, evidence: TextEvidence, gazetteer: Gazetteer) -> None:
     """Keep ``evidence`` computed in another process as if :func:`text_evidence` had run here."""
-    _NUMBERS.put(text, evidence.numbers)
+    _NUMBERS.put((text, lang), evidence.numbers)
     _WEIGHTS.put(text, evidence.weight)
     gazetteer.remember(text, lang, evidence.entities)
 

@@ -14,21 +14,22 @@ import re
 # A sentence ends at . ! ? … and the Arabic ؟ (then closing quotes/brackets) when the next
 # word starts a new sentence (a capital, a digit, a letter of an uncased script, or Spanish
 # ¿ ¡ opening it), and always at the full stops of scripts that have their own: CJK 。！？
-# (and the half-width ｡; the full-width ． unless a digit follows, as in "３．５"),
-# Devanagari । ॥, Urdu ۔, Armenian ։, Ethiopic ። ፧ and Burmese ။. Semicolons end no
-# sentence in any script: a Chinese list joined by "；" is one sentence, as its English
-# rendering joined by ";" or "," is, so a translation keeps one unit for one.
+# (and the half-width ｡; not the full-width ．, which also joins the parts of a foreign
+# name, "唐纳德．特朗普"), Devanagari । ॥, Urdu ۔, Armenian ։, Ethiopic ። ፧ and Burmese ။.
+# Semicolons end no sentence in any script: a Chinese list joined by "；" is one sentence,
+# as its English rendering joined by ";" or "," is, so a translation keeps one unit for one.
 _SENTENCE_END = re.compile(
     r"[.!?…؟]+[\"'»”’)\]]*(?=\s+[\"'«“(\[¿¡]?[^\W_a-zа-я])"
-    r"|(?:[。！？｡।॥۔։።፧။]|．(?!\d))+[»”’」』)）]*"
+    r"|[。！？｡।॥۔։።፧။]+[»”’」』)）]*"
 )
 # Words whose final period does not end a sentence (compared lower-cased).
 _ABBREVIATION_WORDS = (
     "mr mrs ms dr st gen lt col capt no vs jr sr prof gov sen rep u.s e.g i.e etc "
     "г гг т.е им ул тыс млн млрд руб долл см "
-    # German, French, Spanish, Italian, Portuguese, Polish: titles, "number", "about", and
-    # amounts, which a capitalised noun follows ("240 Mrd. Dollar", "Nr. 5", "Sra. López").
-    "mrd mio tsd nr bzw ca z.b u.a d.h mme mlle sra srta dña sig dott ing mld mln tys np tzn"
+    # German, French, Spanish, Italian: amounts, which a capitalised noun follows ("240
+    # Mrd. Dollar"), "number", "or", "e.g.", titles ("Sra. López"). Not the ones that end
+    # English sentences as words ("CA", "ING", "mln").
+    "mrd mio tsd nr bzw z.b u.a d.h mme mlle sra srta dña dott"
 )
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 # Abbreviated months end no sentence when a day or year follows: "BEIJING, Dec. 31

@@ -97,47 +97,67 @@ def test_mutual_best_matches_and_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "lang", "expected"),
     [
-        ("Gazprom will ship 50 billion cubic metres", {"5e+10"}),
-        ("«Газпром» поставит 50 млрд кубометров", {"5e+10"}),
-        ("俄气将输送500亿立方米", {"5e+10"}),
-        ("trade grew 3.5% to $245.1 bn", {"3.5%", "2.45e+11"}),
-        ("товарооборот вырос на 3,5 процента", {"3.5%"}),
-        ("on 16 May 2024", {"16", "2024", "month:5"}),
-        ("16 мая 2024 года", {"16", "2024", "month:5"}),
-        ("2024年5月16日", {"16", "2024", "month:5"}),
-        ("1,500 tonnes and 1 500 000 roubles", {"1500", "1.5e+06"}),
-        ("in 3 rounds, a small number", set()),
+        ("Gazprom will ship 50 billion cubic metres", "en", {"5e+10"}),
+        ("«Газпром» поставит 50 млрд кубометров", "ru", {"5e+10"}),
+        ("俄气将输送500亿立方米", "zh", {"5e+10"}),
+        ("trade grew 3.5% to $245.1 bn", "en", {"3.5%", "2.45e+11"}),
+        ("товарооборот вырос на 3,5 процента", "ru", {"3.5%"}),
+        ("on 16 May 2024", "en", {"16", "2024", "month:5"}),
+        ("16 мая 2024 года", "ru", {"16", "2024", "month:5"}),
+        ("2024年5月16日", "zh", {"16", "2024", "month:5"}),
+        ("1,500 tonnes and 1 500 000 roubles", "en", {"1500", "1.5e+06"}),
+        ("in 3 rounds, a small number", "en", set()),
+        # English, Russian and Chinese words are read in every text.
+        ("в 2024 г. — 240,1 млрд долларов, 3千亿元", None, {"2024", "2.4e+11", "3e+11"}),
         # Russian months inflect: genitive, locative.
-        ("16 июня, 3 июля и в мае", {"16", "month:5", "month:6", "month:7"}),
-        # Other languages' amounts, months and per cent.
-        ("50 milliards de dollars le 16 mai 2024", {"5e+10", "16", "2024", "month:5"}),
-        ("50 Milliarden Dollar am 16. Mai 2024", {"5e+10", "16", "2024", "month:5"}),
-        ("50.000 millones de dólares el 16 de mayo", {"5e+10", "16", "month:5"}),
-        ("1.500 millones y 2,5 millones", {"1.5e+09", "2.5e+06"}),
-        ("50 mil millones de dólares", {"5e+10"}),
-        ("50 bilhões de dólares em 16 de maio", {"5e+10", "16", "month:5"}),
-        ("50 miliardi di dollari, 240,1 miliardi nel 2023", {"5e+10", "2.4e+11", "2023"}),
-        ("50 mld dolarów 16 maja", {"5e+10", "16", "month:5"}),
-        ("16 Mayıs'ta 50 milyar dolar, yüzde 3,5 ve %12", {"5e+10", "16", "month:5", "3.5%", "12%"}),
-        ("50 مليار دولار في 16 مايو 2024", {"5e+10", "16", "2024", "month:5"}),
-        ("٥٠ مليار دولار في ١٦ مايو ٢٠٢٤", {"5e+10", "16", "2024", "month:5"}),
-        ("نمو بنسبة 3٫5 في المئة و12 بالمائة", {"3.5%", "12%"}),
-        ("2024년 5월 16일 500억달러, 3천억 원", {"2024", "month:5", "16", "5e+10", "3e+11"}),
-        ("2024年5月16日に500億ドル、3千亿元", {"2024", "month:5", "16", "5e+10", "3e+11"}),
-        ("50 พันล้านดอลลาร์ 16 พฤษภาคม", {"5e+10", "16", "month:5"}),
-        ("1.500.000 Menschen, 12 Prozent", {"1.5e+06", "12%"}),
-        ("３．５％", {"3.5%"}),
-        # No number starts inside another ("2023" after "20.03."); a city that holds a
-        # month's name; a number glued to letters before it.
-        ("10:04 GMT 20.03.2023", {"10", "20.03"}),
-        ("BRICS met in Rio de Janeiro", set()),
-        ("the G20 and the Su-35", {"35"}),
+        ("16 июня, 3 июля и в мае", "ru", {"16", "month:5", "month:6", "month:7"}),
+        # Other languages' amounts, months and per cents, in texts of those languages.
+        (
+            "50 milliards de dollars le 16 mai 2024, en mars",
+            "fr",
+            {"5e+10", "16", "2024", "month:5", "month:3"},
+        ),
+        ("un billion d'euros", "fr", set()),
+        ("1 billion d'euros", "fr", {"1e+12"}),
+        ("1 billion euros", "en", {"1e+09"}),
+        ("50 Milliarden Dollar am 16. Mai 2024", "de", {"5e+10", "16", "2024", "month:5"}),
+        ("50.000 millones de dólares el 16 de mayo", "es", {"5e+10", "16", "month:5"}),
+        ("1.500 millones, 2,5 millones y 1.500 niños", "es", {"1.5e+09", "2.5e+06", "1500"}),
+        ("50 mil millones de dólares", "es", {"5e+10"}),
+        ("50 bilhões de dólares em 16 de maio", "pt", {"5e+10", "16", "month:5"}),
+        ("50 miliardi di dollari, 240,1 miliardi nel 2023", "it", {"5e+10", "2.4e+11", "2023"}),
+        ("50 mld dolarów 16 maja", "pl", {"5e+10", "16", "month:5"}),
+        ("16 MAYIS, СЕНТЯБРЯ", "tr", {"16", "month:5", "month:9"}),
+        ("16 Mayıs'ta 50 milyar dolar, yüzde 3,5 ve %12", "tr", {"5e+10", "16", "month:5", "3.5%", "12%"}),
+        ("50 مليار دولار في 16 مايو 2024", "ar", {"5e+10", "16", "2024", "month:5"}),
+        ("٥٠ مليار دولار في ١٦ مايو ٢٠٢٤", "ar", {"5e+10", "16", "2024", "month:5"}),
+        ("نمو بنسبة 3٫5 في المئة و12 بالمائة", "ar", {"3.5%", "12%"}),
+        ("2024년 5월 16일 500억달러, 3천억 원", "ko", {"2024", "month:5", "16", "5e+10", "3e+11"}),
+        ("2024年5月16日に500億ドル、3千亿元", "ja", {"2024", "month:5", "16", "5e+10", "3e+11"}),
+        ("50 พันล้านดอลลาร์ 16 พฤษภาคม", "th", {"5e+10", "16", "month:5"}),
+        ("1.500.000 Menschen, 12 Prozent", "de", {"1.5e+06", "12%"}),
+        ("３．５％", "ja", {"3.5%"}),
+        # Another language's words are not read in an English text: a Turkish "thousand",
+        # a French April, a Spanish July.
+        ("In 2017 bin Salman met Avril Haines and Julio Borges", "en", {"2017"}),
+        # A model name after a number is no unit; an ordinal takes no unit; a Korean unit
+        # is read only when attached to the digits.
+        ("sent 31 M1 Abrams tanks and 180 K2 tanks", "en", {"31", "180"}),
+        ("第18届, 헌법 제10조", "ko", {"18", "10"}),
+        ("2024 조사 결과", "ko", {"2024"}),
+        # A dotted date is a day, a month and a year; no number starts inside another.
+        ("10:04 GMT 20.03.2023", "ru", {"10", "20", "2023", "month:3"}),
+        ("BRICS met in Rio de Janeiro", "pt", set()),
+        ("the G20 and the Su-35", "en", {"35"}),
+        # Digit strings longer than any figure are identifiers (and beyond a float's range).
+        ("ref " + "1" * 400 + " and 123", "en", {"123"}),
+        ("123 " * 120, "en", set()),
     ],
 )
-def test_numbers_become_language_free_keys(text: str, expected: set[str]) -> None:
-    assert crosslingual.extract_numbers(text) == expected
+def test_numbers_become_language_free_keys(text: str, lang: str | None, expected: set[str]) -> None:
+    assert crosslingual.extract_numbers(text, lang) == expected
 
 
 def test_every_gazetteer_example_agrees_across_languages() -> None:
@@ -255,7 +275,7 @@ def test_mutual_best_matches_follow_their_definition(seed: int) -> None:
 def test_text_evidence_is_read_once_and_equals_a_fresh_reading() -> None:
     english, chinese = side("en"), side("zh")
     first = verify_translation(english, chinese, TranslationParams(), GAZETTEER)
-    assert english.numbers == crosslingual.extract_numbers(english.text)
+    assert english.numbers == crosslingual.extract_numbers(english.text, "en")
     assert english.weight == crosslingual.content_weight(english.text)
     fresh = crosslingual.load_gazetteer(REPO / "config" / "gazetteer.yaml")
     assert english.entities(GAZETTEER) == fresh.entities(english.text, "en")
@@ -618,10 +638,13 @@ def test_a_semicolon_ends_no_sentence_in_any_script() -> None:
         ("Հանդիպումը կայացավ։ Նախագահները խոսեցին։", ["Հանդիպումը կայացավ։", "Նախագահները խոսեցին։"]),
         ("ውይይቱ ተካሄደ። መሪዎቹ ተነጋገሩ።", ["ውይይቱ ተካሄደ።", "መሪዎቹ ተነጋገሩ።"]),
         ("ဆွေးနွေးခဲ့သည်။ ခေါင်းဆောင်များ တွေ့ဆုံခဲ့ကြသည်။", ["ဆွေးနွေးခဲ့သည်။", "ခေါင်းဆောင်များ တွေ့ဆုံခဲ့ကြသည်။"]),
-        # Full-width and half-width stops; a full-width point inside a number ends nothing.
+        # The half-width stop ends a sentence; the full-width point joins a name's parts.
+        ("会談は友好的だった｡次。", ["会談は友好的だった｡", "次。"]),
+        ("唐纳德．特朗普抵达北京。双方会谈。", ["唐纳德．特朗普抵达北京。", "双方会谈。"]),
+        # English words that look like other languages' abbreviations still end sentences.
         (
-            "経済は３．５％成長した．会談は友好的だった｡次。",
-            ["経済は３．５％成長した．", "会談は友好的だった｡", "次。"],
+            "The lender is ING. Profit was $20 mln. It is based in Sacramento, CA. Shares rose.",
+            ["The lender is ING.", "Profit was $20 mln.", "It is based in Sacramento, CA.", "Shares rose."],
         ),
         # Abbreviations other languages put before a capitalised word.
         (
