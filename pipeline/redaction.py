@@ -1,8 +1,9 @@
 """One redaction rule for URLs, applied wherever a URL is shown, logged or stored in an error.
 
-A URL can carry a credential in two places: the userinfo (``https://user:password@host/``)
-and parameters of the query or fragment whose name says they hold a secret
-(``?access_token=…``, ``&X-Amz-Signature=…``, ``#id_token=…``). :func:`redact_url` replaces
+A URL can carry a credential in three places: the userinfo (``https://user:password@host/``),
+parameters of the query or fragment whose name says they hold a secret
+(``?access_token=…``, ``&X-Amz-Signature=…``, ``#id_token=…``), and the path, where some
+services put their tokens (webhooks, Telegram bots, a segment after ``/token/``). :func:`redact_url` replaces
 those values with :data:`MARKER` and leaves every other character as it was, so a URL
 without credentials comes back unchanged and redacting twice changes nothing.
 
@@ -105,6 +106,27 @@ _SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
 _SLACK_WEBHOOK = re.compile(r"(hooks\.slack(?:-gov)?\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+")
 
 
+# Credentials in a URL's path. Webhooks: by host, the path that names the kind of hook and
+# the index of the first segment that is the secret (from there on, all is replaced).
+_WEBHOOK_PATHS: dict[str, tuple[re.Pattern[str], int]] = {
+    **dict.fromkeys(
+        ("hooks.slack.com", "hooks.slack-gov.com"), (re.compile(r"(?:services|workflows|triggers)/"), 1)
+    ),
+    **dict.fromkeys(
+        ("discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"),
+        (re.compile(r"api/webhooks/\d+/"), 3),
+    ),
+}
+_TELEGRAM_BOT = re.compile(r"(bot\d{6,}:)[A-Za-z0-9_-]{30,}")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# A path segment named like these is followed by the credential ("/token/…").
+_SECRET_SEGMENTS = frozenset(
+    {"token", "tokens", "secret", "apikey", "api_key", "api-key", "access_token", "auth", "key", "password"}
+)
+_LETTER = re.compile(r"[A-Za-z]")
+_DIGIT = re.compile(r"[0-9]")
+
+
 def is_secret_name(name: str) -> bool:
     """True when a query parameter called ``name`` looks like it holds a credential."""
     decoded = unquote_plus(name).strip()
@@ -116,14 +138,16 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its userinfo and secret-looking parameter values replaced by :data:`MARKER`.
+    """``url`` with its userinfo, secret-looking parameter values and path credentials
+    (:func:`_redact_path`) replaced by :data:`MARKER`.
 
-    Everything else (scheme, host, port, path, other parameters, separators) is kept
-    character for character. Never raises: text that is not a URL is returned as it is.
+    Everything else (scheme, host, port, the rest of the path, other parameters,
+    separators) is kept character for character. Never raises: text that is not a URL is
+    returned as it is.
     """
     rest, hash_sign, fragment = url.partition("#")
     head, question_mark, query = rest.partition("?")
-    result = _redact_userinfo(head)
+    result = _redact_path(_redact_userinfo(head))
     if question_mark:
         result += "?" + _redact_params(query)
     if hash_sign:
@@ -164,6 +188,44 @@ def _redact_userinfo(head: str) -> str:
     if at <= 0 or authority[:at] == MARKER:
         return head
     return head[:authority_start] + MARKER + authority[at:] + head[authority_end:]
+
+
+def _redact_path(head: str) -> str:
+    """``head`` (a URL before its query) with the credentials some URLs carry in their path:
+
+    * a Slack webhook's or a Discord webhook's token (``hooks.slack.com/services/…``,
+      ``discord.com/api/webhooks/ID/…``);
+    * a Telegram bot token (``/bot123456:AA…/``) or a JSON Web Token as a segment;
+    * the segment after one named as a credential (``/token/…``, ``/api_key/…``) when it
+      looks like one: at least 16 characters, with letters and digits.
+    """
+    scheme = _SCHEME.match(head)
+    start = scheme.end() if scheme else 0
+    if not head.startswith("//", start):
+        return head
+    slash = head.find("/", start + 2)
+    if slash < 0:
+        return head
+    host = head[start + 2 : slash].rpartition("@")[2].split(":")[0].lower()
+    segments = head[slash + 1 :].split("/")
+    webhook = _WEBHOOK_PATHS.get(host)
+    if webhook is not None and len(segments) > webhook[1] and webhook[0].match("/".join(segments)):
+        segments[webhook[1] :] = [MARKER]
+    for index, segment in enumerate(segments):
+        if segment == MARKER:
+            continue
+        bot = _TELEGRAM_BOT.fullmatch(segment)
+        if bot:
+            segments[index] = bot.group(1) + MARKER
+        elif _JWT.fullmatch(segment) or (
+            index
+            and segments[index - 1].lower() in _SECRET_SEGMENTS
+            and len(segment) >= 16
+            and _LETTER.search(segment)
+            and _DIGIT.search(segment)
+        ):
+            segments[index] = MARKER
+    return head[: slash + 1] + "/".join(segments)
 
 
 def _redact_url_match(match: re.Match[str]) -> str:

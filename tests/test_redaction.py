@@ -52,6 +52,29 @@ from pipeline.redaction import (
         ),
         ("https://e.org/f?access%5Ftoken=x", f"https://e.org/f?access%5Ftoken={MARKER}"),
         ("https://e.org/f?oauth_token=x&session=2", f"https://e.org/f?oauth_token={MARKER}&session={MARKER}"),
+        # Credentials in the path: webhooks, a Telegram bot, a JSON Web Token, a segment
+        # after one named as a credential.
+        (
+            "https://hooks.slack.com/services/T000/B000/XXXXsecret",
+            f"https://hooks.slack.com/services/{MARKER}",
+        ),
+        (
+            "https://discord.com/api/webhooks/1234567/tok-EN_x?wait=true",
+            f"https://discord.com/api/webhooks/1234567/{MARKER}?wait=true",
+        ),
+        (
+            "https://api.telegram.org/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/getUpdates",
+            f"https://api.telegram.org/bot123456789:{MARKER}/getUpdates",
+        ),
+        (
+            "https://e.org/a/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmN/feed",
+            f"https://e.org/a/{MARKER}/feed",
+        ),
+        (
+            "https://e.org/feeds/token/9f8e7d6c5b4a39281706/rss.xml",
+            f"https://e.org/feeds/token/{MARKER}/rss.xml",
+        ),
+        ("https://u:p@e.org/API_KEY/Zq5f8e7d6c5b4a3928", f"https://{MARKER}@e.org/API_KEY/{MARKER}"),
     ],
 )
 def test_credentials_are_replaced(url: str, expected: str) -> None:
@@ -71,6 +94,12 @@ def test_credentials_are_replaced(url: str, expected: str) -> None:
         "not a url at all",
         "",
         "https://e.org/?",
+        # Article paths with slugs and ids that are no credentials.
+        "https://news.example.org/key-issues/2024/putin-xi-summit-9f8e7d6c5b4a3928",
+        "https://e.org/key/putin-xi-summit-talks",
+        "https://e.org/token/short1",
+        "https://e.org/bot123/status",
+        "https://hooks.example.org/services/T000/B000/X",
     ],
 )
 def test_urls_without_credentials_are_unchanged(url: str) -> None:
