@@ -445,6 +445,9 @@ def detect_language(
         # langdetect's profiles are simplified Chinese: traditional text comes out as
         # Korean (with confidence 1.0). Han characters without Hangul or kana are Chinese.
         return LanguageGuess("zh", 0.99)
+    own = language_by_letters(sample)
+    if own is not None:
+        return own
     declared = _declared(hint, priors)
     from langdetect.lang_detect_exception import LangDetectException
 
@@ -522,6 +525,115 @@ def normalise_code(code: str | None) -> str | None:
         return None
     primary = code.strip().replace("_", "-").split("-")[0].lower()
     return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None
+
+
+# Scripts langdetect has no profile for, each written (in the news) in one language: a
+# text mostly in one of them is that language. langdetect would name a language from the
+# few n-grams it knows: Armenian and Georgian came out as Estonian, with confidence 1.0.
+_SCRIPTS_OF_THEIR_OWN = (
+    (0x0530, 0x058F, "hy"),  # Armenian
+    (0x10A0, 0x10FF, "ka"),  # Georgian
+    (0x1C90, 0x1CBF, "ka"),  # Georgian capitals (Mtavruli)
+    (0x1200, 0x139F, "am"),  # Ethiopic: Amharic (Tigrinya shares it)
+    (0x1000, 0x109F, "my"),  # Myanmar: Burmese
+    (0x1780, 0x17FF, "km"),  # Khmer
+    (0x0E80, 0x0EFF, "lo"),  # Lao
+    (0x0F00, 0x0FFF, "bo"),  # Tibetan
+    (0x0D80, 0x0DFF, "si"),  # Sinhala
+    (0x1800, 0x18AF, "mn"),  # Mongolian (the traditional script)
+    (0x0780, 0x07BF, "dv"),  # Thaana: Dhivehi
+    (0x0B00, 0x0B7F, "or"),  # Odia
+)
+# Letters that only some Cyrillic languages use. langdetect knows Russian, Ukrainian,
+# Bulgarian and Macedonian only, and calls Kazakh or Mongolian text Russian with
+# confidence 1.0. Checked in this order; each needs enough of its letters (below).
+_CYRILLIC_LETTERS = (
+    ("kk", "ұ"),  # Kazakh alone writes ұ
+    ("tt", "җ"),  # Tatar
+    ("ba", "ҙҫҡ"),  # Bashkir
+    ("tg", "ӣӯҷ"),  # Tajik
+    ("sr", "ђћ"),  # Serbian (Macedonian writes ѓ ќ instead)
+)
+# Share of a text's Cyrillic (or Latin) letters that its marker letters must reach, and
+# how many of them at least: a Russian text naming "Қазақстан" once stays Russian.
+_MARKER_SHARE = 0.005
+_MARKER_COUNT = 3
+
+
+def language_by_letters(text: str) -> LanguageGuess | None:
+    """The language of ``text`` when its letters name it and langdetect cannot.
+
+    A script of its own (Armenian, Georgian, Ethiopic, Burmese, Khmer, Lao, Tibetan,
+    Sinhala...) for most letters; or Cyrillic with letters only Kazakh, Kyrgyz, Mongolian,
+    Tatar, Bashkir, Tajik, Uzbek, Belarusian or Serbian use; or Latin with Azerbaijani "ə"
+    or Uzbek "oʻ", "gʻ". None otherwise: langdetect decides. (Kyrgyz is told from Mongolian
+    by its ң, which Mongolian never writes; a Kyrgyz text without one is taken for
+    Mongolian.)
+    """
+    letters = [char for char in text[:5000] if char.isalpha()]
+    if not letters:
+        return None
+    scripts: Counter[str] = Counter()
+    cyrillic: Counter[str] = Counter()
+    latin = 0
+    for char in letters:
+        code = ord(char)
+        if 0x0400 <= code <= 0x04FF:
+            cyrillic[char.lower()] += 1
+        elif code < 0x0250:
+            latin += 1
+        elif code >= 0x0530:
+            for low, high, lang in _SCRIPTS_OF_THEIR_OWN:
+                if low <= code <= high:
+                    scripts[lang] += 1
+                    break
+    if scripts:
+        lang, count = scripts.most_common(1)[0]
+        if count * 2 > len(letters):
+            return LanguageGuess(lang, 0.99)
+    total = sum(cyrillic.values())
+    if total * 2 > len(letters):
+        found = _cyrillic_language(cyrillic, total)
+        return LanguageGuess(found, 0.95) if found else None
+    if latin * 2 > len(letters):
+        # Azerbaijani schwa; Uzbek oʻ and gʻ (turned comma or left quote after o or g).
+        if _enough(sum(1 for char in letters if char in "əƏ"), latin):
+            return LanguageGuess("az", 0.95)
+        uzbek = sum(text.count(pair) for pair in ("oʻ", "gʻ", "Oʻ", "Gʻ", "o‘", "g‘", "O‘", "G‘"))
+        if _enough(uzbek, latin):
+            return LanguageGuess("uz", 0.95)
+    return None
+
+
+def _enough(markers: int, letters: int) -> bool:
+    return markers >= _MARKER_COUNT and markers >= _MARKER_SHARE * letters
+
+
+def _cyrillic_language(counts: Counter[str], total: int) -> str | None:
+    """A Cyrillic language other than the four langdetect knows, from its own letters."""
+
+    def enough(letters: str) -> bool:
+        return _enough(sum(counts[char] for char in letters), total)
+
+    def absent(letters: str) -> bool:
+        return not any(counts[char] for char in letters)
+
+    for lang, letters in _CYRILLIC_LETTERS:
+        if enough(letters):
+            return lang
+    if enough("ў") and enough("қғҳ"):
+        return "uz"  # Uzbek in Cyrillic writes ў with қ ғ ҳ
+    if enough("ўы") and enough("і") and absent("иїєщъ"):
+        # Belarusian writes і and ы (Ukrainian і without ы, Russian ы without і) and
+        # never и, щ, ъ.
+        return "be"
+    if enough("әқ"):
+        return "kk"  # Kazakh without a ұ in the sample
+    if enough("өү") and absent("әқғі"):
+        return "mn" if absent("ң") else "ky"  # Kyrgyz writes ң, Mongolian never does
+    if enough("ј") and absent("ѓќѕ"):
+        return "sr"
+    return None
 
 
 def dominant_script_language(text: str) -> str | None:

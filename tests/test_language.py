@@ -30,6 +30,53 @@ def test_detects_language(lang: str, text: str) -> None:
     assert detect_language(text).lang == lang
 
 
+# Languages langdetect has no profile for, told by their letters: scripts of their own,
+# Cyrillic and Latin letters only some languages write. (Written for the test.)
+BY_LETTERS = {
+    "hy": "Ռուսաստանի և Չինաստանի նախագահները հանդիպեցին Պեկինում և քննարկեցին համագործակցությունը։",
+    "ka": "რუსეთისა და ჩინეთის პრეზიდენტები პეკინში შეხვდნენ და განიხილეს ორმხრივი თანამშრომლობა.",
+    "am": "የሩሲያ እና የቻይና ፕሬዝዳንቶች በቤጂንግ ተገናኝተው የሁለትዮሽ ትብብርን እና ንግድን ተወያይተዋል።",
+    "my": "ရုရှားနှင့် တရုတ် သမ္မတများသည် ဘေဂျင်းတွင် တွေ့ဆုံပြီး ကုန်သွယ်မှုကို ဆွေးနွေးခဲ့ကြသည်။",
+    "km": "ប្រធានាធិបតីរុស្ស៊ី និងចិន បានជួបគ្នានៅទីក្រុងប៉េកាំង ហើយបានពិភាក្សាអំពីពាណិជ្ជកម្ម។",
+    "lo": "ປະທານາທິບໍດີຣັດເຊຍ ແລະ ຈີນ ໄດ້ພົບປະກັນທີ່ປັກກິ່ງ ແລະ ໄດ້ປຶກສາຫາລືກ່ຽວກັບການຄ້າ.",
+    "bo": "ཨུ་རུ་སུ་དང་རྒྱ་ནག་གི་སྲིད་འཛིན་ཚོས་པེ་ཅིང་དུ་མཇལ་འཕྲད་བྱས།",
+    "si": "රුසියාවේ සහ චීනයේ ජනාධිපතිවරු බීජිංහිදී හමු වී වෙළඳාම ගැන සාකච්ඡා කළහ.",
+    "kk": "Ресей мен Қытай президенттері Пекинде кездесіп, екіжақты ынтымақтастықты талқылады.",
+    "mn": "Орос, Хятадын ерөнхийлөгчид Бээжинд уулзаж, эрчим хүчний төслүүдийн талаар ярилцлаа.",
+    "ky": "Орусия менен Кытайдын президенттери Пекинде жолугуп, жаңы долбоорлор жана өз ара соода көлөмү жөнүндө сүйлөштү.",
+    "tg": "Президентҳои Русия ва Чин дар Пекин мулоқот карда, ҳамкориҳои дуҷониба ва тиҷоратро муҳокима намуданд. Онҳо дар бораи рушди иқтисодӣ сӯҳбат карданд.",
+    "be": "Прэзідэнты Расіі і Кітая сустрэліся ў Пекіне і абмеркавалі двухбаковае супрацоўніцтва і гандаль.",
+    "sr": "Председници Русије и Кине састали су се у Пекингу. Ђорђе је рекао да ће ћерка доћи у среду.",
+    "az": "Rusiya və Çin prezidentləri Pekində görüşərək ikitərəfli əməkdaşlığı və ticarəti müzakirə ediblər.",
+    "uz": "Rossiya va Xitoy prezidentlari Pekinda uchrashdi. Ular oʻzaro savdo, gʻarbiy hududlar va oʻquv dasturlari haqida gapirdi.",
+}
+
+
+@pytest.mark.parametrize(("lang", "text"), BY_LETTERS.items())
+def test_languages_without_a_profile_are_told_by_their_letters(lang: str, text: str) -> None:
+    assert detect_language(text).lang == lang
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        # The languages langdetect knows are left to it, a foreign name or two included.
+        ("ru", "Президенты России и Китая встретились в Пекине. Токаев (Қасым-Жомарт) тоже приехал."),
+        ("uk", "Президенти Росії та Китаю зустрілися в Пекіні та обговорили двостороннє співробітництво."),
+        ("bg", "Президентите на Русия и Китай се срещнаха в Пекин и обсъдиха двустранното сътрудничество."),
+        (
+            "mk",
+            "Претседателите на Русија и Кина се сретнаа во Пекинг. Ќе има нови средби, рече тој, и ѓубрето ќе се собере.",
+        ),
+        ("tr", "Rusya ve Çin devlet başkanları Pekin'de bir araya gelerek ikili işbirliğini görüştü."),
+        ("en", "Russian and Chinese presidents met in Beijing to discuss trade. It was five o'clock in Rio."),
+    ],
+)
+def test_languages_with_a_profile_are_left_to_the_detector(lang: str, text: str) -> None:
+    assert language.language_by_letters(text) is None
+    assert detect_language(text).lang == lang
+
+
 @pytest.mark.parametrize("text", ["", "   ", "12:45 — 2026", "OK", "Xi!", "👍👍👍"])
 def test_too_short_is_undetermined(text: str) -> None:
     guess = detect_language(text)
