@@ -554,7 +554,16 @@ _CYRILLIC_LETTERS = (
     ("tg", "ӣӯҷ"),  # Tajik
     ("sr", "ђћ"),  # Serbian (Macedonian writes ѓ ќ instead)
 )
-# Share of a text's Cyrillic (or Latin) letters that its marker letters must reach, and
+# Letters of Arabic-script languages langdetect has no profile for (it would say
+# Persian, Arabic or Urdu), checked in this order: Uyghur's vowels ۇ ۈ ۋ, Pashto's
+# retroflex and ږ ښ ګ ڼ, Sorani Kurdish's ڕ ڵ ێ and its vowels ە ۆ (which Uyghur writes
+# too, with its own).
+_ARABIC_SCRIPT_LETTERS = (
+    ("ug", "ۇۈۋ"),
+    ("ps", "ټډړږښګڼ"),
+    ("ckb", "ڕڵێەۆ"),
+)
+# Share of a text's Cyrillic (or Latin, or Arabic-script) letters that its marker letters must reach, and
 # how many of them at least: a Russian text naming "Қазақстан" once stays Russian.
 _MARKER_SHARE = 0.005
 _MARKER_COUNT = 3
@@ -565,7 +574,8 @@ def language_by_letters(text: str) -> LanguageGuess | None:
 
     A script of its own (Armenian, Georgian, Ethiopic, Burmese, Khmer, Lao, Tibetan,
     Sinhala...) for most letters; or Cyrillic with letters only Kazakh, Kyrgyz, Mongolian,
-    Tatar, Bashkir, Tajik, Uzbek, Belarusian or Serbian use; or Latin with Azerbaijani "ə"
+    Tatar, Bashkir, Tajik, Uzbek, Belarusian or Serbian use; or the Arabic script with
+    letters of Uyghur, Pashto or Sorani Kurdish; or Latin with Azerbaijani "ə"
     or Uzbek "oʻ", "gʻ". None otherwise: langdetect decides. (Kyrgyz is told from Mongolian
     by its ң, which Mongolian never writes; a Kyrgyz text without one is taken for
     Mongolian.)
@@ -591,6 +601,13 @@ def language_by_letters(text: str) -> LanguageGuess | None:
         lang, count = scripts.most_common(1)[0]
         if count * 2 > len(letters):
             return LanguageGuess(lang, 0.99)
+    arabic = sum(1 for char in letters if "\u0600" <= char <= "\u06ff")
+    if arabic * 2 > len(letters):
+        # Arabic-script languages langdetect does not know (it knows ar, fa and ur).
+        for lang, marks in _ARABIC_SCRIPT_LETTERS:
+            if _enough(sum(1 for char in letters if char in marks), arabic):
+                return LanguageGuess(lang, 0.95)
+        return None
     total = sum(cyrillic.values())
     if total * 2 > len(letters):
         found = _cyrillic_language(cyrillic, total)
