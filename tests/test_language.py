@@ -25,11 +25,6 @@ SAMPLES = {
 }
 
 
-@pytest.mark.parametrize(("lang", "text"), SAMPLES.items())
-def test_detects_language(lang: str, text: str) -> None:
-    assert detect_language(text).lang == lang
-
-
 # Languages langdetect has no profile for, told by their letters: scripts of their own,
 # Cyrillic and Latin letters only some languages write. (Written for the test.)
 BY_LETTERS = {
@@ -55,9 +50,12 @@ BY_LETTERS = {
 }
 
 
-@pytest.mark.parametrize(("lang", "text"), BY_LETTERS.items())
-def test_languages_without_a_profile_are_told_by_their_letters(lang: str, text: str) -> None:
+@pytest.mark.parametrize(("lang", "text"), [*SAMPLES.items(), *BY_LETTERS.items()])
+def test_detects_language(lang: str, text: str) -> None:
     assert detect_language(text).lang == lang
+    # Only the languages without a profile are named by their letters alone.
+    by_letters = language.language_by_letters(text)
+    assert (by_letters.lang if by_letters else None) == (lang if lang in BY_LETTERS else None)
 
 
 @pytest.mark.parametrize(
