@@ -1,4 +1,5 @@
-"""Feeds: the feed registry (``config/feeds.yaml``, OPML) and parsing feed bytes into items.
+"""Feeds: the feed registry (``config/feeds.yaml``, OPML) and parsing feed bytes into items
+(RSS and Atom through feedparser, JSON Feed directly).
 
 A pure stage: bytes in, :class:`FeedItem` records out. Fetching is done by ``pipeline.http``.
 """
@@ -7,11 +8,13 @@ from __future__ import annotations
 
 import calendar
 import io
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -125,12 +128,16 @@ def parse_feed(
     now: datetime | None = None,
     max_items: int = 200,
 ) -> ParsedFeed:
-    """Parse RSS 0.9x/1.0/2.0 or Atom bytes into items.
+    """Parse RSS 0.9x/1.0/2.0, Atom or JSON Feed bytes into items.
 
     The HTTP content type (with its charset) is passed on to feedparser, which weighs it
-    against the XML declaration. Items get absolute URLs; dates in the future beyond a small
-    tolerance are dropped (the first-seen time is used instead).
+    against the XML declaration. A body that is a JSON object (or served as JSON) is read
+    as a JSON Feed (:func:`parse_json_feed`). Items get absolute URLs; dates in the future
+    beyond a small tolerance are dropped (the first-seen time is used instead).
     """
+    now = now or datetime.now(UTC)
+    if _looks_like_json(body, content_type):
+        return parse_json_feed(body, feed_url=feed_url, now=now, max_items=max_items)
     headers = {"content-type": content_type} if content_type else {}
     refuse_entity_declarations(body, headers)
     # A stream, never bytes: feedparser treats a bytes argument naming a file as that file.
@@ -141,7 +148,6 @@ def parse_feed(
     if not parsed.get("version") and not parsed.entries:
         reason = warnings[0] if warnings else "no RSS or Atom structure found"
         raise FeedParseError(f"not a feed: {reason}")
-    now = now or datetime.now(UTC)
     items = []
     for entry in parsed.entries[:max_items]:
         link = _entry_link(entry)
@@ -156,6 +162,98 @@ def parse_feed(
             )
         )
     return ParsedFeed(title=_clean(parsed.feed.get("title")), items=items, warnings=warnings)
+
+
+_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+_BOM_AND_SPACE = b"\xef\xbb\xbf \t\r\n"
+
+
+def _looks_like_json(body: bytes, content_type: str | None) -> bool:
+    """A JSON object, or a body served as JSON that is not markup (a misconfigured server
+    may label an RSS document JSON: it still starts with "<")."""
+    first = body.lstrip(_BOM_AND_SPACE)[:1]
+    media = (content_type or "").split(";")[0].strip().lower()
+    return first == b"{" or (media.endswith(("/json", "+json")) and first != b"<")
+
+
+def parse_json_feed(body: bytes, *, feed_url: str, now: datetime, max_items: int = 200) -> ParsedFeed:
+    """Parse a JSON Feed (versions 1 and 1.1, https://jsonfeed.org) into items.
+
+    An item's link is its ``url``, else its ``external_url``, else an ``id`` that is an
+    http(s) URL; its date is ``date_published``, else ``date_modified`` (RFC 3339), held to
+    the same bounds as a feed's dates. Items that are not objects are skipped with a
+    warning; a body that is not JSON, or JSON without a JSON Feed ``version``, is no feed.
+    """
+    try:
+        document = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FeedParseError(f"not a feed: invalid JSON ({type(exc).__name__})") from None
+    version = document.get("version") if isinstance(document, dict) else None
+    if not isinstance(version, str) or not version.startswith(_JSON_FEED_VERSION):
+        raise FeedParseError("not a feed: JSON without a JSON Feed version")
+    entries = document.get("items")
+    if not isinstance(entries, list):
+        raise FeedParseError("not a feed: a JSON Feed without an items list")
+    warnings: list[str] = []
+    items: list[FeedItem] = []
+    for entry in entries[:max_items]:
+        if not isinstance(entry, dict):
+            warnings.append(f"JSON Feed item that is not an object skipped: {type(entry).__name__}")
+            continue
+        guid = _clean(entry.get("id"))
+        link = next(
+            (
+                str(value).strip()
+                for value in (entry.get("url"), entry.get("external_url"))
+                if isinstance(value, str)
+            ),
+            guid if guid and guid.startswith(("http://", "https://")) else None,
+        )
+        items.append(
+            FeedItem(
+                url=_absolute(feed_url, link),
+                title=_clean(entry.get("title") if isinstance(entry.get("title"), str) else None),
+                published_at=_json_date(entry, now),
+                feed_url=feed_url,
+                summary=_clean(
+                    next(
+                        (
+                            entry[key]
+                            for key in ("summary", "content_text")
+                            if isinstance(entry.get(key), str)
+                        ),
+                        None,
+                    )
+                ),
+                guid=guid,
+            )
+        )
+    title = document.get("title")
+    return ParsedFeed(title=_clean(title if isinstance(title, str) else None), items=items, warnings=warnings)
+
+
+def _json_date(entry: dict[str, Any], now: datetime) -> datetime | None:
+    for key in ("date_published", "date_modified"):
+        value = entry.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            try:  # an RFC 822 date, as in RSS, where RFC 3339 was due
+                moment = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+        return _plausible(moment if moment.tzinfo else moment.replace(tzinfo=UTC), now)
+    return None
+
+
+def _plausible(moment: datetime, now: datetime) -> datetime | None:
+    """``moment`` in UTC, or None when it is in the future beyond tolerance or a placeholder."""
+    moment = moment.astimezone(UTC)
+    if moment > now + FUTURE_TOLERANCE or moment < EARLIEST_DATE:
+        return None
+    return moment
 
 
 def refuse_entity_declarations(body: bytes, headers: dict[str, str]) -> None:
@@ -194,9 +292,7 @@ def _entry_date(entry: Any, now: datetime) -> datetime | None:
                 moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
             except (ValueError, OverflowError, OSError):
                 return None  # "0000-00-00" and other impossible dates
-            if moment > now + FUTURE_TOLERANCE or moment < EARLIEST_DATE:
-                return None
-            return moment
+            return _plausible(moment, now)
     return None
 
 

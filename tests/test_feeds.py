@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import codecs
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -259,3 +260,83 @@ def test_utf7_hidden_declarations_are_refused() -> None:
     assert b"<!" not in body
     with pytest.raises(FeedParseError, match="declares XML entities"):
         parse_feed(body, feed_url=FEED_URL, now=NOW)
+
+
+# JSON Feed ----------------------------------------------------------------------------------
+
+
+def json_feed(items: list[object], version: str = "https://jsonfeed.org/version/1.1") -> bytes:
+    return json.dumps({"version": version, "title": "Wire", "items": items}, ensure_ascii=False).encode()
+
+
+def test_json_feed_items_links_dates_and_summaries() -> None:
+    body = json_feed(
+        [
+            {
+                "id": "1",
+                "url": "/2026/11/summit",
+                "title": "Putin and Xi meet",
+                "date_published": "2026-11-19T10:00:00+03:00",
+                "summary": "Talks in  Beijing",
+            },
+            # No url: the external one; a date with Z; the text as summary.
+            {"id": "2", "external_url": "https://other.example/a", "date_modified": "2026-11-18T08:00:00Z"},
+            # No url at all but an id that is one; an RFC 822 date where RFC 3339 was due.
+            {
+                "id": "https://news.example/b",
+                "content_text": "Текст",
+                "date_published": "Wed, 18 Nov 2026 06:00:00 GMT",
+            },
+            # A date in the future beyond tolerance and a placeholder date are no dates.
+            {"id": "4", "url": "https://news.example/c", "date_published": "2027-01-01T00:00:00Z"},
+            {"id": "5", "url": "https://news.example/d", "date_published": "1970-01-01T00:00:00Z"},
+            "not an item",
+        ],
+        version="https://jsonfeed.org/version/1",
+    )
+    parsed = parse_feed(body, feed_url=FEED_URL, now=NOW)
+    assert parsed.title == "Wire"
+    assert [item.url for item in parsed.items] == [
+        "http://news.example/2026/11/summit",
+        "https://other.example/a",
+        "https://news.example/b",
+        "https://news.example/c",
+        "https://news.example/d",
+    ]
+    assert [item.published_at for item in parsed.items] == [
+        datetime(2026, 11, 19, 7, 0, tzinfo=UTC),
+        datetime(2026, 11, 18, 8, 0, tzinfo=UTC),
+        datetime(2026, 11, 18, 6, 0, tzinfo=UTC),
+        None,
+        None,
+    ]
+    first, second, third = parsed.items[:3]
+    assert (first.title, first.summary, first.guid) == ("Putin and Xi meet", "Talks in Beijing", "1")
+    assert second.title is None and third.summary == "Текст"
+    assert parsed.warnings == ["JSON Feed item that is not an object skipped: str"]
+
+
+def test_json_feed_served_with_a_bom_or_as_json_and_the_item_limit() -> None:
+    body = json_feed([{"id": str(i), "url": f"https://news.example/{i}"} for i in range(30)])
+    assert len(parse_feed(b"\xef\xbb\xbf\n" + body, feed_url=FEED_URL, now=NOW, max_items=10).items) == 10
+    # An RSS document a server labels JSON is still read as RSS.
+    rss = b'<rss version="2.0"><channel><title>x</title><item><link>http://n.example/1</link></item></channel></rss>'
+    assert [
+        i.url for i in parse_feed(rss, feed_url=FEED_URL, content_type="application/json", now=NOW).items
+    ] == ["http://n.example/1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', None, "invalid JSON"),
+        (b'{"error": "rate limited"}', "application/json", "without a JSON Feed version"),
+        (b"[1, 2, 3]", "application/feed+json", "without a JSON Feed version"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', None, "without an items list"),
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, None, "invalid JSON"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "title": "\xff"}', None, "invalid JSON"),
+    ],
+)
+def test_json_that_is_no_feed_is_refused(body: bytes, content_type: str | None, reason: str) -> None:
+    with pytest.raises(FeedParseError, match=f"not a feed: .*{reason}"):
+        parse_feed(body, feed_url=FEED_URL, content_type=content_type, now=NOW)

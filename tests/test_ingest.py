@@ -70,6 +70,7 @@ class FeedSite:
             "/b": page("Переговоры в Пекине", BODY_RU, "ru"),
         }
         self.honour_validators = True
+        self.content_type = "application/rss+xml"
         self.server = LocalServer({"/feed": self.feed, "/a": self.page, "/b": self.page})
 
     def feed_body(self) -> bytes:
@@ -86,11 +87,29 @@ class FeedSite:
         sent = getattr(handler, "headers").get("If-None-Match")  # noqa: B009
         if self.honour_validators and sent == etag:
             return Reply(304, b"", {"ETag": etag})
-        return Reply(200, body, {"ETag": etag, "Content-Type": "application/rss+xml"})
+        return Reply(200, body, {"ETag": etag, "Content-Type": self.content_type})
 
     def page(self, handler: object) -> Reply:
         path = getattr(handler, "path").split("?")[0]  # noqa: B009
         return Reply(200, self.pages[path], {"Content-Type": "text/html; charset=utf-8"})
+
+
+class JsonFeedSite(FeedSite):
+    """The same site, its feed a JSON Feed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.content_type = "application/feed+json"
+
+    def feed_body(self) -> bytes:
+        items = [
+            {"id": path, "url": f"{self.server.url(path)}?utm_source=json", "title": title}
+            | {"date_published": "2026-11-19T10:00:00Z"}
+            for path, title in self.items
+        ]
+        return json.dumps(
+            {"version": "https://jsonfeed.org/version/1.1", "title": "Test", "items": items}
+        ).encode()
 
 
 def count(session: Session, model: type, *where: object) -> int:
@@ -103,8 +122,11 @@ def add_feed(session: Session, url: str) -> int:
     return feed.id
 
 
-def test_second_poll_is_304_and_stores_nothing(session: Session, settings: Settings) -> None:
-    site = FeedSite()
+@pytest.mark.parametrize("site_class", [FeedSite, JsonFeedSite], ids=["rss", "json-feed"])
+def test_second_poll_is_304_and_stores_nothing(
+    session: Session, settings: Settings, site_class: type[FeedSite]
+) -> None:
+    site = site_class()
     with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
         feed_id = add_feed(session, site.server.url("/feed"))
         first = poll_feed(session, client, settings, feed_id, now=NOW)
