@@ -7,6 +7,7 @@ A pure stage: bytes in, :class:`FeedItem` records out. Fetching is done by ``pip
 from __future__ import annotations
 
 import calendar
+import html
 import io
 import json
 import re
@@ -146,6 +147,10 @@ def parse_feed(
     if parsed.get("bozo"):
         warnings.append(f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}")
     if not parsed.get("version") and not parsed.entries:
+        linked = feeds_linked_from(body, feed_url)
+        if linked:
+            # A site's page given for its feed: say where its feeds are.
+            raise FeedParseError(f"not a feed: an HTML page that links to feeds: {', '.join(linked)}")
         reason = warnings[0] if warnings else "no RSS or Atom structure found"
         raise FeedParseError(f"not a feed: {reason}")
     items = []
@@ -162,6 +167,35 @@ def parse_feed(
             )
         )
     return ParsedFeed(title=_clean(parsed.feed.get("title")), items=items, warnings=warnings)
+
+
+# <link rel="alternate" type="application/rss+xml" href="..."> in a page's head, in any
+# attribute order (feed autodiscovery); the page's first 256 KB are read.
+_LINK_TAG = re.compile(rb"<link\b[^>]{0,2000}>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(rb"""([a-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_FEED_TYPES = (b"application/rss+xml", b"application/atom+xml", b"application/feed+json", b"application/json")
+MAX_LINKED_FEEDS = 5
+
+
+def feeds_linked_from(body: bytes, page_url: str) -> list[str]:
+    """The feeds an HTML page announces (``<link rel="alternate" type="application/rss+xml">``
+    and the Atom and JSON Feed types), as absolute URLs, at most :data:`MAX_LINKED_FEEDS`."""
+    found: list[str] = []
+    for tag in _LINK_TAG.finditer(body[:262_144]):
+        attributes = {
+            match.group(1).lower(): (match.group(2) or match.group(3) or match.group(4) or b"").strip()
+            for match in _ATTRIBUTE.finditer(tag.group())
+        }
+        rel = attributes.get(b"rel", b"").lower().split()
+        if b"alternate" not in rel or attributes.get(b"type", b"").lower() not in _FEED_TYPES:
+            continue
+        href = attributes.get(b"href", b"").decode("utf-8", "replace")
+        url = _absolute(page_url, html.unescape(href)) if href else None
+        if url and url not in found:
+            found.append(url)
+        if len(found) == MAX_LINKED_FEEDS:
+            break
+    return found
 
 
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"

@@ -340,3 +340,22 @@ def test_json_feed_served_with_a_bom_or_as_json_and_the_item_limit() -> None:
 def test_json_that_is_no_feed_is_refused(body: bytes, content_type: str | None, reason: str) -> None:
     with pytest.raises(FeedParseError, match=f"not a feed: .*{reason}"):
         parse_feed(body, feed_url=FEED_URL, content_type=content_type, now=NOW)
+
+
+def test_a_page_given_for_its_feed_says_where_its_feeds_are() -> None:
+    links = "".join(
+        f'<link rel="alternate" type="application/rss+xml" href="/rss/{i}.xml?a=1&amp;b=2">' for i in range(7)
+    )
+    page = (
+        "<!doctype html><html><head><title>News</title>"
+        "<link href='https://news.example/atom' type='application/atom+xml' rel='alternate'>"
+        "<link rel=stylesheet href=/site.css><link rel=alternate hreflang=ru href=/ru/>"
+        f"{links}</head><body><p>Front page</p></body></html>"
+    ).encode()
+    with pytest.raises(FeedParseError) as raised:
+        parse_feed(page, feed_url="https://news.example/", now=NOW)
+    message = str(raised.value)
+    assert message.startswith("not a feed: an HTML page that links to feeds: https://news.example/atom, ")
+    assert "https://news.example/rss/0.xml?a=1&b=2" in message
+    assert "site.css" not in message and "/ru/" not in message
+    assert message.count("https://") == 5  # at most five named
