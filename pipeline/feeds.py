@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
+from pipeline.language import normalise_code
 from pipeline.records import FeedItem
 from pipeline.redaction import redact_text
 
@@ -154,6 +155,7 @@ def parse_feed(
         reason = warnings[0] if warnings else "no RSS or Atom structure found"
         raise FeedParseError(f"not a feed: {reason}")
     items = []
+    declared = _language(parsed.feed.get("language"))
     for entry in parsed.entries[:max_items]:
         link = _entry_link(entry)
         items.append(
@@ -164,6 +166,7 @@ def parse_feed(
                 feed_url=feed_url,
                 summary=_clean(entry.get("summary")),
                 guid=_clean(entry.get("id")),
+                lang=_language(entry.get("language")) or declared,
             )
         )
     return ParsedFeed(title=_clean(parsed.feed.get("title")), items=items, warnings=warnings)
@@ -230,6 +233,7 @@ def parse_json_feed(body: bytes, *, feed_url: str, now: datetime, max_items: int
         raise FeedParseError("not a feed: a JSON Feed without an items list")
     warnings: list[str] = []
     items: list[FeedItem] = []
+    declared = _language(document.get("language"))
     for entry in entries[:max_items]:
         if not isinstance(entry, dict):
             warnings.append(f"JSON Feed item that is not an object skipped: {type(entry).__name__}")
@@ -260,6 +264,7 @@ def parse_json_feed(body: bytes, *, feed_url: str, now: datetime, max_items: int
                     )
                 ),
                 guid=guid,
+                lang=_language(entry.get("language")) or declared,
             )
         )
     title = document.get("title")
@@ -337,6 +342,11 @@ def _absolute(feed_url: str, link: str | None) -> str | None:
         return urljoin(feed_url, link)
     except ValueError:
         return link  # refused later, per item, with its reason
+
+
+def _language(value: Any) -> str | None:
+    """A declared language as a primary code ("en-US" → "en"); None when it is not one."""
+    return normalise_code(value) if isinstance(value, str) else None
 
 
 def _clean(value: Any) -> str | None:

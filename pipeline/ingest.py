@@ -1241,7 +1241,7 @@ def _finish_item(
             candidate = prepared()
         else:
             response = fetch()
-            lang_hint = feed.lang if feed else None
+            lang_hint = (feed.lang if feed else None) or item.lang
             candidate = page_candidate(settings, item, response.body, response.content_type, lang_hint, now)
     except ItemError as exc:
         payload = {
@@ -1378,7 +1378,13 @@ def _ingest_feed_items(
                     except Exception:  # raised again in the item's turn
                         response = None
                     if response is not None:
-                        job = PageJob(items[next_job], response.body, response.content_type, feed.lang, now)
+                        job = PageJob(
+                            items[next_job],
+                            response.body,
+                            response.content_type,
+                            feed.lang or items[next_job].lang,
+                            now,
+                        )
                         jobs[next_job] = (job, context.pool.submit(job))
                 next_job += 1
 

@@ -23,6 +23,9 @@ class FeedItem:
     feed_url: str | None = None
     summary: str | None = None
     guid: str | None = None
+    # The language the feed document declares (RSS <language>, Atom xml:lang, JSON Feed
+    # "language"): a prior for the page's language when the feed registry names none.
+    lang: str | None = None
 
 
 @dataclass(frozen=True)

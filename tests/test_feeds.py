@@ -359,3 +359,38 @@ def test_a_page_given_for_its_feed_says_where_its_feeds_are() -> None:
     assert "https://news.example/rss/0.xml?a=1&b=2" in message
     assert "site.css" not in message and "/ru/" not in message
     assert message.count("https://") == 5  # at most five named
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            b"<rss version='2.0'><channel><title>x</title><language>ru-RU</language>"
+            b"<item><link>http://n.example/1</link></item></channel></rss>",
+            ["ru"],
+        ),
+        (
+            b"<feed xmlns='http://www.w3.org/2005/Atom' xml:lang='zh-CN'><title>x</title>"
+            b"<entry><title>t</title><link href='http://n.example/1'/></entry></feed>",
+            ["zh"],
+        ),
+        (
+            b'{"version": "https://jsonfeed.org/version/1.1", "language": "de-DE", "items": '
+            b'[{"id": "1", "url": "http://n.example/1"}, {"id": "2", "url": "http://n.example/2", "language": "fr"}]}',
+            ["de", "fr"],
+        ),
+        # No declaration, or one that is no language code.
+        (
+            b"<rss version='2.0'><channel><title>x</title><item><link>http://n.example/1</link></item></channel></rss>",
+            [None],
+        ),
+        (
+            b"<rss version='2.0'><channel><title>x</title><language>english</language>"
+            b"<item><link>http://n.example/1</link></item></channel></rss>",
+            [None],
+        ),
+    ],
+)
+def test_the_language_a_feed_declares_goes_with_its_items(body: bytes, expected: list[str | None]) -> None:
+    # (A prior for each page's language when the feed registry names none.)
+    assert [item.lang for item in parse_feed(body, feed_url=FEED_URL, now=NOW).items] == expected
