@@ -173,32 +173,57 @@ def parse_feed(
 
 
 # <link rel="alternate" type="application/rss+xml" href="..."> in a page's head, in any
-# attribute order (feed autodiscovery); the page's first 256 KB are read.
-_LINK_TAG = re.compile(rb"<link\b[^>]{0,2000}>", re.IGNORECASE)
+# attribute order (feed autodiscovery); the page's first 256 KB are read, comments and
+# scripts left out. A quoted attribute may hold a ">".
+_LINK_TAG = re.compile(rb"""<link\b(?:[^>"']|"[^"]*"|'[^']*'){0,2000}>""", re.IGNORECASE)
 _ATTRIBUTE = re.compile(rb"""([a-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
-_FEED_TYPES = (b"application/rss+xml", b"application/atom+xml", b"application/feed+json", b"application/json")
+# (Not plain application/json: WordPress announces its REST API's posts with it.)
+_FEED_TYPES = (b"application/rss+xml", b"application/atom+xml", b"application/feed+json")
+_HIDDEN = ((b"<!--", b"-->"), (b"<script", b"</script"))
+DISCOVERY_BYTES = 262_144
 MAX_LINKED_FEEDS = 5
 
 
 def feeds_linked_from(body: bytes, page_url: str) -> list[str]:
     """The feeds an HTML page announces (``<link rel="alternate" type="application/rss+xml">``
-    and the Atom and JSON Feed types), as absolute URLs, at most :data:`MAX_LINKED_FEEDS`."""
+    and the Atom and JSON Feed types), as absolute http(s) URLs, at most
+    :data:`MAX_LINKED_FEEDS`."""
     found: list[str] = []
-    for tag in _LINK_TAG.finditer(body[:262_144]):
+    for tag in _LINK_TAG.finditer(_visible(body[:DISCOVERY_BYTES])):
         attributes = {
             match.group(1).lower(): (match.group(2) or match.group(3) or match.group(4) or b"").strip()
             for match in _ATTRIBUTE.finditer(tag.group())
         }
         rel = attributes.get(b"rel", b"").lower().split()
-        if b"alternate" not in rel or attributes.get(b"type", b"").lower() not in _FEED_TYPES:
+        media = attributes.get(b"type", b"").split(b";")[0].strip().lower()
+        if b"alternate" not in rel or media not in _FEED_TYPES:
             continue
         href = attributes.get(b"href", b"").decode("utf-8", "replace")
         url = _absolute(page_url, html.unescape(href)) if href else None
-        if url and url not in found:
+        if url and url.lower().startswith(("http://", "https://")) and url not in found:
             found.append(url)
         if len(found) == MAX_LINKED_FEEDS:
             break
     return found
+
+
+def _visible(page: bytes) -> bytes:
+    """``page`` without its comments and scripts (one pass; an unclosed one ends the page)."""
+    lowered = page.lower()
+    kept: list[bytes] = []
+    position = 0
+    while True:
+        starts = [(lowered.find(opening, position), opening, closing) for opening, closing in _HIDDEN]
+        starts = [start for start in starts if start[0] >= 0]
+        if not starts:
+            kept.append(page[position:])
+            return b"".join(kept)
+        start, opening, closing = min(starts)
+        kept.append(page[position:start])
+        end = lowered.find(closing, start + len(opening))
+        if end < 0:
+            return b"".join(kept)
+        position = end + len(closing)
 
 
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
@@ -238,7 +263,8 @@ def parse_json_feed(body: bytes, *, feed_url: str, now: datetime, max_items: int
         if not isinstance(entry, dict):
             warnings.append(f"JSON Feed item that is not an object skipped: {type(entry).__name__}")
             continue
-        guid = _clean(entry.get("id"))
+        raw_id = entry.get("id")
+        guid = _clean(raw_id) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
         link = next(
             (
                 str(value).strip()
@@ -282,14 +308,17 @@ def _json_date(entry: dict[str, Any], now: datetime) -> datetime | None:
             try:  # an RFC 822 date, as in RSS, where RFC 3339 was due
                 moment = parsedate_to_datetime(value)
             except (TypeError, ValueError, IndexError):
-                return None
+                continue  # unreadable: the next date, if any
         return _plausible(moment if moment.tzinfo else moment.replace(tzinfo=UTC), now)
     return None
 
 
 def _plausible(moment: datetime, now: datetime) -> datetime | None:
     """``moment`` in UTC, or None when it is in the future beyond tolerance or a placeholder."""
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except (OverflowError, ValueError):  # "0001-01-01T00:00:00+01:00" and the like
+        return None
     if moment > now + FUTURE_TOLERANCE or moment < EARLIEST_DATE:
         return None
     return moment

@@ -544,113 +544,113 @@ _SCRIPTS_OF_THEIR_OWN = (
     (0x0780, 0x07BF, "dv"),  # Thaana: Dhivehi
     (0x0B00, 0x0B7F, "or"),  # Odia
 )
-# Letters that only some Cyrillic languages use. langdetect knows Russian, Ukrainian,
-# Bulgarian and Macedonian only, and calls Kazakh or Mongolian text Russian with
-# confidence 1.0. Checked in this order; each needs enough of its letters (below).
-_CYRILLIC_LETTERS = (
-    ("kk", "ұ"),  # Kazakh alone writes ұ
-    ("tt", "җ"),  # Tatar
-    ("ba", "ҙҫҡ"),  # Bashkir
-    ("tg", "ӣӯҷ"),  # Tajik
-    ("sr", "ђћ"),  # Serbian (Macedonian writes ѓ ќ instead)
+# Languages told by letters of their own within a script langdetect knows, checked in
+# order: (language, deciding letters, own letters, letters it never writes). A text is
+# taken for the language when at least 2 of its deciding letters are there, its own
+# letters make at least the given share of the script's letters in the text, and none of
+# the letters it never writes is. The shares sit well below these languages' own (their
+# letters are 5-12% of a text) and above a text that quotes a few names: a Russian report
+# naming "Тоқаев" and "Ақорда", or an English one naming "İlham Əliyev", stays as it is.
+_MARKED_CYRILLIC = (
+    # Kazakh (its і is Ukrainian's too, so not counted: a Ukrainian report listing Қазақстан,
+    # Ақтөбе and Қарағанды in one sentence stays Ukrainian).
+    ("kk", "ұәқ", "әңғқүұөһ", 0.05, ""),
+    ("tt", "җ", "әөүҗңһ", 0.04, ""),  # Tatar
+    ("ba", "ҙҫҡ", "ҙҫҡғәөүңһ", 0.04, ""),  # Bashkir
+    ("tg", "ӣӯҷ", "ӣӯҷҳқғ", 0.03, ""),  # Tajik
+    ("uz", "қғҳ", "ўқғҳ", 0.03, "ұәӣӯҷ"),  # Uzbek (with ў, below)
+    # Belarusian writes і with ы and ў, never и, щ, ъ (Ukrainian: і without ы; Russian: ы
+    # without і).
+    ("be", "ўы", "іў", 0.03, "иїєщъ"),
+    # Kyrgyz writes ң with ө ү; Mongolian ө ү without ң. Neither writes ә қ ғ і.
+    ("ky", "ң", "өүң", 0.03, "әқғіһ"),
+    ("mn", "өү", "өү", 0.03, "әқғіңһ"),
+    # Serbian writes ђ ћ and ј, never the letters Russian has and it has not (я, ю, й, ы,
+    # э, щ, ь, ъ, ё), nor Macedonian's ѓ ќ ѕ.
+    ("sr", "ђћ", "ђћј", 0.01, "яюйыэщьъёѓќѕ"),
 )
-# Letters of Arabic-script languages langdetect has no profile for (it would say
-# Persian, Arabic or Urdu), checked in this order: Uyghur's vowels ۇ ۈ ۋ, Pashto's
-# retroflex and ږ ښ ګ ڼ, Sorani Kurdish's ڕ ڵ ێ and its vowels ە ۆ (which Uyghur writes
-# too, with its own).
-_ARABIC_SCRIPT_LETTERS = (
-    ("ug", "ۇۈۋ"),
-    ("ps", "ټډړږښګڼ"),
-    ("ckb", "ڕڵێەۆ"),
+_MARKED_ARABIC = (
+    ("ug", "ۇۈۋ", "ۇۈۋېەۆ", 0.03, ""),  # Uyghur's vowels
+    ("ps", "ټډړږښګڼ", "ټډړږښګڼ", 0.02, ""),  # Pashto's retroflex and ږ ښ ګ ڼ
+    ("ckb", "ڕڵێ", "ڕڵێەۆ", 0.03, ""),  # Sorani Kurdish
 )
-# Share of a text's Cyrillic (or Latin, or Arabic-script) letters that its marker letters must reach, and
-# how many of them at least: a Russian text naming "Қазақстан" once stays Russian.
-_MARKER_SHARE = 0.005
-_MARKER_COUNT = 3
+_MARKED_LATIN = (("az", "əƏ", "əƏ", 0.03, ""),)  # Azerbaijani schwa
+_DECIDING = 2
+# Uzbek in the Latin script: "oʻ" and "gʻ" (turned comma or left quote), with the q and x
+# that Uzbek writes often and English hardly ever (Hawaiian "Oʻahu" has the same mark).
+_UZBEK_MARKS = ("oʻ", "gʻ", "Oʻ", "Gʻ", "o‘", "g‘", "O‘", "G‘")
+_UZBEK_QX_SHARE = 0.015
 
 
 def language_by_letters(text: str) -> LanguageGuess | None:
     """The language of ``text`` when its letters name it and langdetect cannot.
 
     A script of its own (Armenian, Georgian, Ethiopic, Burmese, Khmer, Lao, Tibetan,
-    Sinhala...) for most letters; or Cyrillic with letters only Kazakh, Kyrgyz, Mongolian,
-    Tatar, Bashkir, Tajik, Uzbek, Belarusian or Serbian use; or the Arabic script with
-    letters of Uyghur, Pashto or Sorani Kurdish; or Latin with Azerbaijani "ə"
-    or Uzbek "oʻ", "gʻ". None otherwise: langdetect decides. (Kyrgyz is told from Mongolian
-    by its ң, which Mongolian never writes; a Kyrgyz text without one is taken for
-    Mongolian.)
+    Sinhala...) for most letters; or Cyrillic with letters of Kazakh, Tatar, Bashkir,
+    Tajik, Uzbek, Belarusian, Kyrgyz, Mongolian or Serbian; or the Arabic script with
+    letters of Uyghur, Pashto or Sorani Kurdish; or Latin with Azerbaijani "ə" or Uzbek
+    "oʻ", "gʻ". None otherwise: langdetect decides. (A Kyrgyz text without a ң is taken
+    for Mongolian.)
     """
     letters = [char for char in text[:5000] if char.isalpha()]
     if not letters:
         return None
-    scripts: Counter[str] = Counter()
-    cyrillic: Counter[str] = Counter()
-    latin = 0
+    by_script: dict[str, Counter[str]] = {"cyrillic": Counter(), "arabic": Counter(), "latin": Counter()}
+    own: Counter[str] = Counter()
     for char in letters:
         code = ord(char)
         if 0x0400 <= code <= 0x04FF:
-            cyrillic[char.lower()] += 1
-        elif code < 0x0250:
-            latin += 1
+            by_script["cyrillic"][char.lower()] += 1
+        elif 0x0600 <= code <= 0x06FF:
+            by_script["arabic"][char] += 1
+        elif code < 0x0300 or 0x1E00 <= code <= 0x1EFF:  # (with IPA's ə and Vietnamese)
+            by_script["latin"][char] += 1
         elif code >= 0x0530:
             for low, high, lang in _SCRIPTS_OF_THEIR_OWN:
                 if low <= code <= high:
-                    scripts[lang] += 1
+                    own[lang] += 1
                     break
-    if scripts:
-        lang, count = scripts.most_common(1)[0]
+    if own:
+        lang, count = own.most_common(1)[0]
         if count * 2 > len(letters):
             return LanguageGuess(lang, 0.99)
-    arabic = sum(1 for char in letters if "\u0600" <= char <= "\u06ff")
-    if arabic * 2 > len(letters):
-        # Arabic-script languages langdetect does not know (it knows ar, fa and ur).
-        for lang, marks in _ARABIC_SCRIPT_LETTERS:
-            if _enough(sum(1 for char in letters if char in marks), arabic):
-                return LanguageGuess(lang, 0.95)
-        return None
-    total = sum(cyrillic.values())
-    if total * 2 > len(letters):
-        found = _cyrillic_language(cyrillic, total)
+    for script, rules in (
+        ("cyrillic", _MARKED_CYRILLIC),
+        ("arabic", _MARKED_ARABIC),
+        ("latin", _MARKED_LATIN),
+    ):
+        counts = by_script[script]
+        total = sum(counts.values())
+        if total * 2 <= len(letters):
+            continue
+        found = _marked(counts, total, rules)
+        if found is None and script == "latin" and _uzbek_latin(text, counts, total):
+            found = "uz"
         return LanguageGuess(found, 0.95) if found else None
-    if latin * 2 > len(letters):
-        # Azerbaijani schwa; Uzbek oʻ and gʻ (turned comma or left quote after o or g).
-        if _enough(sum(1 for char in letters if char in "əƏ"), latin):
-            return LanguageGuess("az", 0.95)
-        uzbek = sum(text.count(pair) for pair in ("oʻ", "gʻ", "Oʻ", "Gʻ", "o‘", "g‘", "O‘", "G‘"))
-        if _enough(uzbek, latin):
-            return LanguageGuess("uz", 0.95)
     return None
 
 
-def _enough(markers: int, letters: int) -> bool:
-    return markers >= _MARKER_COUNT and markers >= _MARKER_SHARE * letters
+def _marked(
+    counts: Counter[str], total: int, rules: tuple[tuple[str, str, str, float, str], ...]
+) -> str | None:
+    """The first language of ``rules`` whose letters the counted ones show (see above)."""
 
+    def count(letters: str) -> int:
+        return sum(counts[char] for char in letters)
 
-def _cyrillic_language(counts: Counter[str], total: int) -> str | None:
-    """A Cyrillic language other than the four langdetect knows, from its own letters."""
-
-    def enough(letters: str) -> bool:
-        return _enough(sum(counts[char] for char in letters), total)
-
-    def absent(letters: str) -> bool:
-        return not any(counts[char] for char in letters)
-
-    for lang, letters in _CYRILLIC_LETTERS:
-        if enough(letters):
-            return lang
-    if enough("ў") and enough("қғҳ"):
-        return "uz"  # Uzbek in Cyrillic writes ў with қ ғ ҳ
-    if enough("ўы") and enough("і") and absent("иїєщъ"):
-        # Belarusian writes і and ы (Ukrainian і without ы, Russian ы without і) and
-        # never и, щ, ъ.
-        return "be"
-    if enough("әқ"):
-        return "kk"  # Kazakh without a ұ in the sample
-    if enough("өү") and absent("әқғі"):
-        return "mn" if absent("ң") else "ky"  # Kyrgyz writes ң, Mongolian never does
-    if enough("ј") and absent("ѓќѕ"):
-        return "sr"
+    for lang, deciding, letters, share, never in rules:
+        if count(deciding) < _DECIDING or count(letters) < share * total or count(never):
+            continue
+        if lang == "uz" and not counts["ў"]:
+            continue  # Uzbek in Cyrillic writes ў with its қ ғ ҳ (Kazakh and Tajik do not)
+        return lang
     return None
+
+
+def _uzbek_latin(text: str, counts: Counter[str], total: int) -> bool:
+    marks = sum(text.count(pair) for pair in _UZBEK_MARKS)
+    qx = counts["q"] + counts["x"] + counts["Q"] + counts["X"]
+    return marks >= 3 and qx >= _UZBEK_QX_SHARE * total
 
 
 def dominant_script_language(text: str) -> str | None:

@@ -106,23 +106,28 @@ _SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
 _SLACK_WEBHOOK = re.compile(r"(hooks\.slack(?:-gov)?\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+")
 
 
-# Credentials in a URL's path. Webhooks: by host, the path that names the kind of hook and
-# the index of the first segment that is the secret (from there on, all is replaced).
-_WEBHOOK_PATHS: dict[str, tuple[re.Pattern[str], int]] = {
+# Credentials in a URL's path. Webhooks: by host, the path up to the secret (from there
+# on, all is replaced).
+_WEBHOOK_PATHS: dict[str, re.Pattern[str]] = {
     **dict.fromkeys(
-        ("hooks.slack.com", "hooks.slack-gov.com"), (re.compile(r"(?:services|workflows|triggers)/"), 1)
+        ("hooks.slack.com", "hooks.slack-gov.com"), re.compile(r"/*(?:services|workflows|triggers)/")
     ),
     **dict.fromkeys(
         ("discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"),
-        (re.compile(r"api/webhooks/\d+/"), 3),
+        re.compile(r"/*api/(?:v\d+/)?webhooks/\d+/"),
     ),
 }
 _TELEGRAM_BOT = re.compile(r"(bot\d{6,}:)[A-Za-z0-9_-]{30,}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 # A path segment named like these is followed by the credential ("/token/…").
 _SECRET_SEGMENTS = frozenset(
-    {"token", "tokens", "secret", "apikey", "api_key", "api-key", "access_token", "auth", "key", "password"}
+    {"token", "tokens", "secret", "apikey", "api_key", "api-key", "auth", "key", "password"}
+    | {f"{prefix}{joint}token" for prefix in ("access", "api", "auth") for joint in ("", "_", "-")}
 )
+# ... unless the segment is a slug of words ("putin-xi-summit-talks-2024") or a public
+# blockchain address or hash ("0xdac17f…"), which news URLs carry.
+_SLUG = re.compile(r"(?:^|-)[^\W\d_]{3,}-(?:.*-)?[^\W\d_]{3,}(?:-|$)")
+_HEX_ADDRESS = re.compile(r"0x(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})")
 _LETTER = re.compile(r"[A-Za-z]")
 _DIGIT = re.compile(r"[0-9]")
 
@@ -197,7 +202,8 @@ def _redact_path(head: str) -> str:
       ``discord.com/api/webhooks/ID/…``);
     * a Telegram bot token (``/bot123456:AA…/``) or a JSON Web Token as a segment;
     * the segment after one named as a credential (``/token/…``, ``/api_key/…``) when it
-      looks like one: at least 16 characters, with letters and digits.
+      looks like one: at least 16 characters, with letters and digits, and neither a slug
+      of words nor a public blockchain address.
     """
     scheme = _SCHEME.match(head)
     start = scheme.end() if scheme else 0
@@ -206,26 +212,34 @@ def _redact_path(head: str) -> str:
     slash = head.find("/", start + 2)
     if slash < 0:
         return head
-    host = head[start + 2 : slash].rpartition("@")[2].split(":")[0].lower()
-    segments = head[slash + 1 :].split("/")
+    host = head[start + 2 : slash].rpartition("@")[2].split(":")[0].lower().rstrip(".")
+    path = head[slash + 1 :]
     webhook = _WEBHOOK_PATHS.get(host)
-    if webhook is not None and len(segments) > webhook[1] and webhook[0].match("/".join(segments)):
-        segments[webhook[1] :] = [MARKER]
+    hook = webhook.match(path) if webhook is not None else None
+    if hook is not None and hook.end() < len(path) and path[hook.end() :] != MARKER:
+        return head[: slash + 1] + path[: hook.end()] + MARKER
+    segments = path.split("/")
     for index, segment in enumerate(segments):
-        if segment == MARKER:
+        if MARKER in segment:
             continue
         bot = _TELEGRAM_BOT.fullmatch(segment)
         if bot:
             segments[index] = bot.group(1) + MARKER
-        elif _JWT.fullmatch(segment) or (
-            index
-            and segments[index - 1].lower() in _SECRET_SEGMENTS
-            and len(segment) >= 16
-            and _LETTER.search(segment)
-            and _DIGIT.search(segment)
-        ):
+        elif _JWT.fullmatch(segment) or (index and _looks_secret(segments[index - 1], segment)):
             segments[index] = MARKER
     return head[: slash + 1] + "/".join(segments)
+
+
+def _looks_secret(name: str, segment: str) -> bool:
+    """Whether ``segment``, after a segment called ``name``, looks like a credential."""
+    return (
+        name.lower() in _SECRET_SEGMENTS
+        and len(segment) >= 16
+        and _LETTER.search(segment) is not None
+        and _DIGIT.search(segment) is not None
+        and not _SLUG.search(segment)
+        and not _HEX_ADDRESS.fullmatch(segment)
+    )
 
 
 def _redact_url_match(match: re.Match[str]) -> str:

@@ -394,3 +394,46 @@ def test_a_page_given_for_its_feed_says_where_its_feeds_are() -> None:
 def test_the_language_a_feed_declares_goes_with_its_items(body: bytes, expected: list[str | None]) -> None:
     # (A prior for each page's language when the feed registry names none.)
     assert [item.lang for item in parse_feed(body, feed_url=FEED_URL, now=NOW).items] == expected
+
+
+def test_json_feed_dates_at_the_calendar_edges_and_odd_fields_lose_nothing() -> None:
+    body = json_feed(
+        [
+            {"id": "1", "url": "https://news.example/1", "date_published": "0001-01-01T00:00:00+01:00"},
+            {"id": "2", "url": "https://news.example/2", "date_published": "9999-12-31T23:00:00-23:59"},
+            {"id": "3", "url": "https://news.example/3", "date_published": "Fri, 31 Dec 9999 23:59:59 -0100"},
+            # An unreadable publication date: the modification date is taken.
+            {
+                "id": "4",
+                "url": "https://news.example/4",
+                "date_published": "soon",
+                "date_modified": "2026-11-19",
+            },
+            {"id": [1, 2], "url": "https://news.example/5", "title": 7, "summary": None, "date_published": 5},
+        ]
+    )
+    items = parse_feed(body, feed_url=FEED_URL, now=NOW).items
+    assert [item.url for item in items] == [f"https://news.example/{i}" for i in range(1, 6)]
+    assert [item.published_at for item in items] == [
+        None,
+        None,
+        None,
+        datetime(2026, 11, 19, tzinfo=UTC),
+        None,
+    ]
+    assert (items[4].guid, items[4].title, items[4].summary) == (None, None, None)
+
+
+def test_feed_discovery_reads_only_announced_feeds() -> None:
+    page = (
+        b"<html><head>"
+        b"<!-- <link rel='alternate' type='application/rss+xml' href='/commented.xml'> -->"
+        b"<script>document.write(\"<link rel='alternate' type='application/rss+xml' href='/scripted.xml'>\")</script>"
+        b"<link rel='alternate' type='application/json' href='/wp-json/wp/v2/posts/123'>"
+        b"<link rel='alternate' type='application/rss+xml' href='javascript:alert(1)'>"
+        b"<link rel='alternate' title='a > b' type='application/rss+xml; charset=utf-8' href='/world/rss.xml'>"
+        b"</head><body><p>Front page</p></body></html>"
+    )
+    with pytest.raises(FeedParseError, match="links to feeds") as raised:
+        parse_feed(page, feed_url="https://news.example/", now=NOW)
+    assert str(raised.value).endswith("links to feeds: https://news.example/world/rss.xml")

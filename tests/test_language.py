@@ -38,13 +38,13 @@ BY_LETTERS = {
     "si": "රුසියාවේ සහ චීනයේ ජනාධිපතිවරු බීජිංහිදී හමු වී වෙළඳාම ගැන සාකච්ඡා කළහ.",
     "kk": "Ресей мен Қытай президенттері Пекинде кездесіп, екіжақты ынтымақтастықты талқылады.",
     "mn": "Орос, Хятадын ерөнхийлөгчид Бээжинд уулзаж, эрчим хүчний төслүүдийн талаар ярилцлаа.",
-    "ky": "Орусия менен Кытайдын президенттери Пекинде жолугуп, жаңы долбоорлор жана өз ара соода көлөмү жөнүндө сүйлөштү.",
+    "ky": "Орусия менен Кытайдын президенттери Пекинде жолугуп, жаңы долбоорлор жана өз ара соода көлөмү жөнүндө сүйлөштү. Кеңеш жаңы мыйзамды кабыл алды.",
     "tg": "Президентҳои Русия ва Чин дар Пекин мулоқот карда, ҳамкориҳои дуҷониба ва тиҷоратро муҳокима намуданд. Онҳо дар бораи рушди иқтисодӣ сӯҳбат карданд.",
     "be": "Прэзідэнты Расіі і Кітая сустрэліся ў Пекіне і абмеркавалі двухбаковае супрацоўніцтва і гандаль.",
     "sr": "Председници Русије и Кине састали су се у Пекингу. Ђорђе је рекао да ће ћерка доћи у среду.",
     "ug": "روسىيە بىلەن جۇڭگو رەھبەرلىرى بېيجىڭدا كۆرۈشۈپ، ئىككى تەرەپلىك ھەمكارلىق ۋە سودا توغرىسىدا سۆزلەشتى.",
     "ps": "د روسیې او چین ولسمشرانو په بیجنګ کې سره ولیدل او د دوه اړخیزې همکارۍ او سوداګرۍ په اړه یې خبرې وکړې.",
-    "ckb": "سەرۆکەکانی ڕووسیا و چین لە پەکین کۆبوونەوە و باسیان لە هاوکاریی دوولایەنە و بازرگانی کرد.",
+    "ckb": "سەرۆکەکانی ڕووسیا و چین لە پەکین کۆبوونەوە و باسیان لە هاوکاریی دوولایەنە و بازرگانی کرد. هەروەها ڕێککەوتنێکی نوێیان واژۆ کرد.",
     "az": "Rusiya və Çin prezidentləri Pekində görüşərək ikitərəfli əməkdaşlığı və ticarəti müzakirə ediblər.",
     "uz": "Rossiya va Xitoy prezidentlari Pekinda uchrashdi. Ular oʻzaro savdo, gʻarbiy hududlar va oʻquv dasturlari haqida gapirdi.",
 }
@@ -61,13 +61,38 @@ def test_detects_language(lang: str, text: str) -> None:
 @pytest.mark.parametrize(
     ("lang", "text"),
     [
-        # The languages langdetect knows are left to it, a foreign name or two included.
-        ("ru", "Президенты России и Китая встретились в Пекине. Токаев (Қасым-Жомарт) тоже приехал."),
-        ("uk", "Президенти Росії та Китаю зустрілися в Пекіні та обговорили двостороннє співробітництво."),
+        # The languages langdetect knows are left to it, quoting names in other languages'
+        # letters included.
+        (
+            "ru",
+            "Президент Казахстана Касым-Жомарт Токаев (по-казахски Қасым-Жомарт Тоқаев) встретился в Акорде "
+            "(Ақорда) с председателем КНР. Лидеры обсудили транзит через Қазақстан и поставки газа в Китай.",
+        ),
+        (
+            "uk",
+            "Президенти Росії та Китаю обговорили транзит через Казахстан: Қазақстан, Ақтөбе, Қарағанды та інші "
+            "міста мають стати частиною нового коридору, заявили в Пекіні представники обох країн.",
+        ),
+        (
+            "ru",
+            "Сербия (Србија) поддержала позицию Москвы. Теннисист Новак Джокович (Ђоковић) и баскетболист Никола "
+            "Йокич (Јокић) приехали на турнир в Пекин, где встретились с болельщиками из России и Китая.",
+        ),
+        (
+            "ru",
+            "Президент Монголии Ухнагийн Хурэлсух (Хүрэлсүх) обсудил с Путиным и Си Цзиньпином газопровод «Сила "
+            "Сибири 2» через территорию страны. Премьер Өлзийсайхан также участвовал во встрече.",
+        ),
         ("bg", "Президентите на Русия и Китай се срещнаха в Пекин и обсъдиха двустранното сътрудничество."),
+        # Macedonian with and without the letters Serbian lacks (ѓ ќ ѕ).
         (
             "mk",
             "Претседателите на Русија и Кина се сретнаа во Пекинг. Ќе има нови средби, рече тој, и ѓубрето ќе се собере.",
+        ),
+        (
+            "mk",
+            "Владата на Северна Македонија ја усвои одлуката. Министерот изјави дека новиот закон ја подобрува "
+            "состојбата во земјата и ја зајакнува соработката со Кина и Русија.",
         ),
         (
             "fa",
@@ -75,8 +100,22 @@ def test_detects_language(lang: str, text: str) -> None:
         ),
         ("ar", "التقى رئيسا روسيا والصين في بكين وناقشا التعاون الثنائي والتجارة ومشاريع الطاقة."),
         ("ur", "روس اور چین کے صدور نے بیجنگ میں ملاقات کی اور دو طرفہ تعاون اور تجارت پر بات کی۔"),
-        ("tr", "Rusya ve Çin devlet başkanları Pekin'de bir araya gelerek ikili işbirliğini görüştü."),
-        ("en", "Russian and Chinese presidents met in Beijing to discuss trade. It was five o'clock in Rio."),
+        (
+            "tr",
+            'Azerbaycan Cumhurbaşkanı Aliyev, "Azərbaycan Respublikası" adına yaptığı konuşmada "Əziz xalqım" diye '
+            "seslendi ve Türkiye ile Rusya arasındaki enerji projelerini değerlendirdi.",
+        ),
+        (
+            "en",
+            "Azerbaijani President İlham Əliyev said in Baku that Azərbaycan would join the new transport corridor "
+            "linking China and Europe through the Caspian, officials in Beijing and Moscow confirmed on Thursday.",
+        ),
+        # Hawaiian place names carry Uzbek's mark (ʻ), not its q and x.
+        (
+            "en",
+            "HONOLULU — Residents of West Oʻahu met on Thursday to discuss the new Chinese-built solar farm near "
+            "Waiʻanae. The Oʻahu site is the largest in the state, and a second one is planned for Kahoʻolawe.",
+        ),
     ],
 )
 def test_languages_with_a_profile_are_left_to_the_detector(lang: str, text: str) -> None:

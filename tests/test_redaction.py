@@ -75,6 +75,19 @@ from pipeline.redaction import (
             f"https://e.org/feeds/token/{MARKER}/rss.xml",
         ),
         ("https://u:p@e.org/API_KEY/Zq5f8e7d6c5b4a3928", f"https://{MARKER}@e.org/API_KEY/{MARKER}"),
+        # Discord's versioned path, a host written with its final dot, a doubled slash, a
+        # segment named access-token; a bot token after /token/ is redacted once, not twice.
+        (
+            "https://discord.com/api/v10/webhooks/1234567/tok-EN_x",
+            f"https://discord.com/api/v10/webhooks/1234567/{MARKER}",
+        ),
+        ("https://hooks.slack.com./services/T0/B0/secret", f"https://hooks.slack.com./services/{MARKER}"),
+        ("https://hooks.slack.com//services/T0/B0/secret", f"https://hooks.slack.com//services/{MARKER}"),
+        ("https://e.org/access-token/9f8e7d6c5b4a39281706", f"https://e.org/access-token/{MARKER}"),
+        (
+            "https://e.org/token/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+            f"https://e.org/token/bot123456789:{MARKER}",
+        ),
     ],
 )
 def test_credentials_are_replaced(url: str, expected: str) -> None:
@@ -97,6 +110,10 @@ def test_credentials_are_replaced(url: str, expected: str) -> None:
         # Article paths with slugs and ids that are no credentials.
         "https://news.example.org/key-issues/2024/putin-xi-summit-9f8e7d6c5b4a3928",
         "https://e.org/key/putin-xi-summit-talks",
+        "https://e.org/key/putin-xi-summit-talks-2024",
+        "https://news.example.org/auth/2024-05-01-minister-resigns-over-scandal",
+        "https://news.example.org/news/token/solana-sol-price-jumps-15pct-2024",
+        "https://etherscan.io/token/0xdac17f958d2ee523a2206206994597c13d831ec7",
         "https://e.org/token/short1",
         "https://e.org/bot123/status",
         "https://hooks.example.org/services/T000/B000/X",
