@@ -7,8 +7,9 @@ summary schedule), stores the :class:`Digest` in the outbox (:meth:`Digest.to_js
 hands its messages to ``pipeline.slack`` or prints :func:`render_plain`.
 
 Every message respects Slack's Block Kit limits (at most 50 blocks, section text at most
-3000 characters, header text at most 150) and a per-message size budget; what does not
-fit the first message goes to follow-ups that the Slack seam threads under it. Text from
+3000 characters, header text at most 150, counted as Slack counts them: in UTF-16 units,
+an emoji two) and a per-message size budget; what does not fit the first message goes to
+follow-ups that the Slack seam threads under it. Text from
 articles is escaped for mrkdwn (``&``, ``<``, ``>``), so a title can neither break a link
 nor ping ``<!channel>``. Every message carries a plain ``text`` fallback next to its
 blocks (notifications and screen readers use it).
@@ -454,8 +455,8 @@ def _article_lines(article: DigestArticle) -> tuple[str, str]:
     title_chars, evidence_chars = TITLE_CHARS, EVIDENCE_CHARS
     while True:
         mrkdwn, plain = _article_text(article, title_chars, evidence_chars)
-        if len(mrkdwn) <= MAX_SECTION_TEXT or title_chars <= 20:
-            return mrkdwn[:MAX_SECTION_TEXT], plain
+        if slack_length(mrkdwn) <= MAX_SECTION_TEXT or title_chars <= 20:
+            return _fit(mrkdwn, MAX_SECTION_TEXT), plain
         title_chars, evidence_chars = title_chars // 2, evidence_chars // 2
 
 
@@ -522,13 +523,14 @@ def _group_lines(lines: Sequence[str]) -> list[list[str]]:
     groups: list[list[str]] = []
     length = 0
     for line in lines:
-        line = line[:MAX_SECTION_TEXT]
-        if groups and length + 1 + len(line) <= MAX_SECTION_TEXT:
+        line = _fit(line, MAX_SECTION_TEXT)
+        size = slack_length(line)
+        if groups and length + 1 + size <= MAX_SECTION_TEXT:
             groups[-1].append(line)
-            length += 1 + len(line)
+            length += 1 + size
         else:
             groups.append([line])
-            length = len(line)
+            length = size
     return groups
 
 
@@ -606,11 +608,11 @@ def _header(text: str) -> Block:
 
 
 def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION_TEXT]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _fit(text, MAX_SECTION_TEXT)}}
 
 
 def _context(texts: Sequence[str]) -> Block:
-    elements = [{"type": "mrkdwn", "text": t[:MAX_SECTION_TEXT]} for t in texts[:MAX_CONTEXT_ELEMENTS]]
+    elements = [{"type": "mrkdwn", "text": _fit(t, MAX_SECTION_TEXT)} for t in texts[:MAX_CONTEXT_ELEMENTS]]
     return {"type": "context", "elements": elements}
 
 
@@ -663,8 +665,29 @@ def _one_line(text: str | None) -> str:
     return re.sub(r"\s+", " ", text or "").strip()
 
 
+def slack_length(text: str) -> int:
+    """Characters as Slack counts them for its limits: UTF-16 code units, so an emoji or a
+    rare CJK character outside the Basic Multilingual Plane counts two."""
+    return len(text) + sum(1 for char in text if char > "\uffff")
+
+
+def _fit(text: str, limit: int) -> str:
+    """The longest start of ``text`` within ``limit`` (:func:`slack_length`), cut between
+    characters."""
+    if len(text) <= limit // 2 or slack_length(text) <= limit:
+        return text
+    size = 0
+    for index, char in enumerate(text):
+        size += 2 if char > "\uffff" else 1
+        if size > limit:
+            return text[:index]
+    return text
+
+
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+    if slack_length(text) <= limit:
+        return text
+    return _fit(text, max(0, limit - 1)).rstrip() + "…"
 
 
 def _plural(count: int, singular: str, plural: str | None = None, *, prefix: str = "") -> str:

@@ -438,7 +438,7 @@ class FakeSlack:
         blocks = params.get("blocks")
         if not text and not blocks:
             return 200, {"ok": False, "error": "no_text"}
-        if isinstance(text, str) and len(text) > MAX_MESSAGE_TEXT:
+        if isinstance(text, str) and utf16_length(text) > MAX_MESSAGE_TEXT:
             return 200, {"ok": False, "error": "msg_too_long"}
         if blocks is not None:
             problems = block_kit_problems(blocks)
@@ -608,12 +608,17 @@ def block_kit_problems(blocks: Any) -> list[str]:
     return problems
 
 
+def utf16_length(text: str) -> int:
+    """Characters as Slack counts them for its limits: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def _text_problems(text: Any, limit: int, where: str) -> list[str]:
     if not isinstance(text, dict) or text.get("type") not in ("mrkdwn", "plain_text"):
         return [f"must be a text object {where}]"]
     value = text.get("text")
     if not isinstance(value, str) or not value:
         return [f"must be more than 0 characters {where}/text]"]
-    if len(value) > limit:
+    if utf16_length(value) > limit:
         return [f"must be less than {limit + 1} characters {where}/text]"]
     return []

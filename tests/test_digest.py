@@ -20,7 +20,7 @@ from pipeline.digest import (
     render_plain,
     sparkline,
 )
-from tests.slack_server import block_kit_problems
+from tests.slack_server import block_kit_problems, utf16_length
 
 NOW = datetime(2025, 5, 8, 7, 0, tzinfo=UTC)
 WEB = "https://summitwatch.example.org"
@@ -73,12 +73,14 @@ def assert_within_limits(digest: Digest) -> None:
     for message in digest.messages:
         assert block_kit_problems(message.blocks) == []
         assert len(message.blocks) <= 50
-        assert 0 < len(message.text) <= 3000
+        assert 0 < utf16_length(message.text) <= 3000
         for block in message.blocks:
             if block["type"] == "section":
-                assert len(block["text"]["text"]) <= 3000
+                assert utf16_length(block["text"]["text"]) <= 3000
             if block["type"] == "header":
-                assert len(block["text"]["text"]) <= 150
+                assert utf16_length(block["text"]["text"]) <= 150
+            if block["type"] == "context":
+                assert all(utf16_length(element["text"]) <= 3000 for element in block["elements"])
 
 
 # --- sparkline --------------------------------------------------------------------------
@@ -238,6 +240,27 @@ def test_a_huge_single_change_still_fits() -> None:
         [DigestChange(change(), trend([1] * 60), articles)], web_base_url=WEB, generated_at=NOW
     )
     assert_within_limits(digest)
+
+
+def test_characters_outside_the_basic_plane_count_twice_as_slack_counts_them() -> None:
+    # Emoji and rare CJK characters are two UTF-16 units each: a section of 3000 of them
+    # in Python's count is 6000 in Slack's.
+    wide = "😀𠀀" * 2500
+    articles = [article(k, title=wide, evidence=wide, source=wide[:300]) for k in range(40)]
+    changes = [
+        DigestChange(change(series=f"topic:series_{n:02d}", count=n + 3), trend([1] * 30), articles)
+        for n in range(12)
+    ]
+    for digest in (
+        build_change_digest(changes[:1], web_base_url=WEB, generated_at=NOW),
+        build_change_digest(changes, web_base_url=WEB, generated_at=NOW, labels={"topic:series_00": wide}),
+    ):
+        assert_within_limits(digest)
+    # A clipped text never ends in half a character.
+    header = build_change_digest(
+        changes[:1], web_base_url=None, generated_at=NOW, labels={"topic:series_00": wide}
+    )
+    assert header.messages[0].blocks[0]["text"]["text"].endswith("…")
 
 
 def test_a_tight_budget_moves_change_sections_into_follow_ups() -> None:
