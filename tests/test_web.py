@@ -183,7 +183,9 @@ def test_article_list_filters_and_pages(settings: Settings) -> None:
         assert corpus.copy not in listed, "copies are folded into their original"
         assert 'class="badge watch"' in home.text and 'class="badge topic"' in home.text
         assert "Eurasia Ledger" in home.text, "the outlet of the feed"
-        assert client.get("/articles").text.count("details #") == 20, "/articles is the same page"
+        listed = client.get("/articles").text
+        assert listed.count("details #") == 20, "/articles is the same page"
+        assert listed.count('<div class="title" dir="auto">') == 20
 
         # The copy shows on its original's row, and as a row of its own with duplicates=1.
         pos2 = client.get("/articles", params={"watch": "power_of_siberia_2"}).text
@@ -275,6 +277,10 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert original.status_code == 200
         html = original.text
         assert "Power of Siberia 2" in html
+        # Titles and text take their direction from their own script (Arabic, Persian,
+        # Hebrew, Uyghur are read right to left).
+        assert '<h1 class="article-title" dir="auto">' in html
+        assert re.search(r'<div class="text" lang="[a-z]+" dir="auto">', html)
         assert '<a class="badge watch" href="/articles?watch=power_of_siberia_2"' in html
         assert html.count("<q>") >= 2, "evidence sentences for its topics and watch item"
         # Topics and watch items show their display names from config/topics.yaml.
