@@ -24,6 +24,8 @@ import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 
+from pipeline.language import normalise_code
+
 # Unit words after a number, by language, by the multiplier they stand for (compared
 # lower-cased): singular, plural and the usual abbreviations.
 _UNIT_WORDS: Mapping[str, Mapping[float, str]] = {
@@ -256,7 +258,7 @@ class _Vocabulary:
 
 @lru_cache(maxsize=64)
 def _vocabulary(lang: str | None) -> _Vocabulary:
-    return _Vocabulary((lang or "").lower().split("-")[0])
+    return _Vocabulary(normalise_code(lang) or "")
 
 
 def extract_numbers(text: str, lang: str | None = None) -> set[str]:
