@@ -265,36 +265,28 @@ def parse_json_feed(body: bytes, *, feed_url: str, now: datetime, max_items: int
             continue
         raw_id = entry.get("id")
         guid = _clean(raw_id) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
-        link = next(
-            (
-                str(value).strip()
-                for value in (entry.get("url"), entry.get("external_url"))
-                if isinstance(value, str)
-            ),
-            guid if guid and guid.startswith(("http://", "https://")) else None,
-        )
+        page = _first_string(entry, "url", "external_url")
+        if page is not None:
+            link: str | None = page.strip()
+        else:
+            link = guid if guid and guid.startswith(("http://", "https://")) else None
         items.append(
             FeedItem(
                 url=_absolute(feed_url, link),
-                title=_clean(entry.get("title") if isinstance(entry.get("title"), str) else None),
+                title=_clean(_first_string(entry, "title")),
                 published_at=_json_date(entry, now),
                 feed_url=feed_url,
-                summary=_clean(
-                    next(
-                        (
-                            entry[key]
-                            for key in ("summary", "content_text")
-                            if isinstance(entry.get(key), str)
-                        ),
-                        None,
-                    )
-                ),
+                summary=_clean(_first_string(entry, "summary", "content_text")),
                 guid=guid,
                 lang=_language(entry.get("language")) or declared,
             )
         )
-    title = document.get("title")
-    return ParsedFeed(title=_clean(title if isinstance(title, str) else None), items=items, warnings=warnings)
+    return ParsedFeed(title=_clean(_first_string(document, "title")), items=items, warnings=warnings)
+
+
+def _first_string(record: dict[str, Any], *keys: str) -> str | None:
+    """The first of ``keys`` whose value in ``record`` is a string (JSON fields may be anything)."""
+    return next((record[key] for key in keys if isinstance(record.get(key), str)), None)
 
 
 def _json_date(entry: dict[str, Any], now: datetime) -> datetime | None:
