@@ -103,7 +103,11 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>`{}|\\^()]+")
 _PARAM_IN_TEXT = re.compile(r"(?<=[?&;#])([^\s=&;#?\"'<>]+)=([^\s&;#\"'<>]+?)(?=[.,:!?]*(?:$|[\s&;#\"'<>]))")
 # Slack credentials that may turn up in text without a URL around them.
 _SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
-_SLACK_WEBHOOK = re.compile(r"(hooks\.slack(?:-gov)?\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+")
+# (A webhook URL with its scheme was already redacted by redact_url, to the same shape:
+# its kind kept, "hooks.slack.com/services/REDACTED".)
+_SLACK_WEBHOOK = re.compile(
+    r"(hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)(?!" + MARKER + r"(?![\w/-]))[^\s\"'<>]+"
+)
 
 
 # Credentials in a URL's path. Webhooks: by host, the path up to the secret (from there
