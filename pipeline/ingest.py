@@ -1241,8 +1241,9 @@ def _finish_item(
             candidate = prepared()
         else:
             response = fetch()
-            lang_hint = (feed.lang if feed else None) or item.lang
-            candidate = page_candidate(settings, item, response.body, response.content_type, lang_hint, now)
+            candidate = page_candidate(
+                settings, item, response.body, response.content_type, _lang_hint(feed, item), now
+            )
     except ItemError as exc:
         payload = {
             "url": url,
@@ -1378,13 +1379,8 @@ def _ingest_feed_items(
                     except Exception:  # raised again in the item's turn
                         response = None
                     if response is not None:
-                        job = PageJob(
-                            items[next_job],
-                            response.body,
-                            response.content_type,
-                            feed.lang or items[next_job].lang,
-                            now,
-                        )
+                        item = items[next_job]
+                        job = PageJob(item, response.body, response.content_type, _lang_hint(feed, item), now)
                         jobs[next_job] = (job, context.pool.submit(job))
                 next_job += 1
 
@@ -1616,6 +1612,11 @@ def run_cycle(
         ahead.close()
         context.close()
     return summary
+
+
+def _lang_hint(feed: Feed | None, item: FeedItem) -> str | None:
+    """The language a page's source declares: the feed registry's, else the feed document's."""
+    return (feed.lang if feed else None) or item.lang
 
 
 # Feeds of a cycle fetched ahead of the one being polled, at most (each in a thread).
