@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import unicodedata
@@ -464,7 +465,7 @@ def detect_language(
     if not ranked:
         return LanguageGuess(UNDETERMINED, 0.0)
     best = ranked[0]
-    code = _CODE_MAP.get(best.lang, best.lang)
+    code = sibling_language(_CODE_MAP.get(best.lang, best.lang), sample, declared)
     if best.prob >= min_confidence:
         return LanguageGuess(code, round(best.prob, 4))
     for wanted in declared:
@@ -475,6 +476,79 @@ def detect_language(
     if script:
         return LanguageGuess(script, round(best.prob, 4))
     return LanguageGuess(UNDETERMINED, round(best.prob, 4))
+
+
+def _word_set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+# Languages langdetect has no profile for, written like one it has, so that their texts
+# come out as that one: (its code, the sibling's code, words of the sibling, words of the
+# language itself). Each list holds common news words whose counterpart in the other
+# language is spelled differently: Malaysian "bahawa", "kerana", "antarabangsa" against
+# Indonesian "bahwa", "karena", "internasional"; Serbian (ekavian) "vreme", "posle",
+# "saradnja", "hiljada" against Croatian "vrijeme", "poslije", "suradnja", "tisuća", and
+# each one's month names. Bosnian, which writes ijekavian with Serbian words, stays with
+# Croatian unless the Serbian forms clearly dominate.
+_SIBLINGS = {
+    "id": (
+        "ms",
+        _word_set(
+            "bahawa kerana iaitu sahaja selepas antarabangsa baharu boleh kenyataan kerajaan "
+            "tentera ketenteraan polis mahu ogos julai disember berkenaan manakala wang syarikat "
+            "cukai pelancongan sekiranya"
+        ),
+        _word_set(
+            "bahwa karena yaitu internasional bisa pernyataan pemerintah tentara militer polisi "
+            "mau agustus juli juni desember maret uang perusahaan pajak pariwisata tiongkok"
+        ),
+    ),
+    "hr": (
+        "sr",
+        _word_set(
+            "vreme svet sveta svetu svetski svetske svetskog svetskom pre posle uvek mesto mesta "
+            "mestu deo dve reč reči cena cene cenu sever severa severu severni nedelja nedelje "
+            "primena promena promene takođe saradnja saradnje saradnju saradnji bezbednost "
+            "bezbednosti bezbednosni spoljnih spoljne spoljni spoljna spoljnu spoljnim hiljada "
+            "hiljade hiljadu istorija istorije istoriji istorijski ambasador ambasadora opština "
+            "opštine januar januara februar februara mart marta jun juna jul jula avgust avgusta "
+            "septembar septembra oktobar oktobra novembar novembra decembar decembra"
+        ),
+        _word_set(
+            "vrijeme svijet svijeta svijetu svjetski svjetske svjetskog svjetskom prije poslije "
+            "uvijek mjesto mjesta mjestu dio dvije riječ riječi cijena cijene cijenu sjever "
+            "sjevera sjeveru sjeverni nedjelja nedjelje primjena promjena promjene također "
+            "suradnja suradnje suradnju suradnji sigurnost sigurnosti vanjskih vanjske vanjski "
+            "vanjska vanjsku vanjskim tisuća tisuće tisuću povijest povijesti veleposlanik "
+            "veleposlanstvo općina općine siječnja veljače ožujka travnja svibnja lipnja srpnja "
+            "kolovoza rujna listopada studenoga studenog prosinca tko"
+        ),
+    ),
+}
+# Sibling words a text needs, and how many times its own language's words they must
+# outnumber, before the text is taken for the sibling.
+_SIBLING_WORDS = 3
+_SIBLING_RATIO = 2
+
+
+def sibling_language(code: str, text: str, declared: Sequence[str] = ()) -> str:
+    """``code``, or the language without a profile that the text's words show it to be
+    (:data:`_SIBLINGS`). A declared sibling decides when the words do not go against it."""
+    sibling = _SIBLINGS.get(code)
+    if sibling is None:
+        return code
+    other, its_words, own_words = sibling
+    words = Counter(word.lower() for word in _WORDS.findall(text))
+    theirs = sum(count for word, count in words.items() if word in its_words)
+    own = sum(count for word, count in words.items() if word in own_words)
+    if theirs >= _SIBLING_WORDS and theirs > _SIBLING_RATIO * own:
+        return other
+    if other in declared and theirs >= own:
+        return other
+    return code
+
+
+_WORDS = re.compile(r"[^\W\d_]+")
 
 
 def _bounded(text: str, limit: int) -> str:

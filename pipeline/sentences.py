@@ -4,7 +4,9 @@ Shared by the classifier (evidence sentences) and the semantic layer (sentence v
 so both see the same sentences. Pure and deterministic: paragraphs are split on line
 breaks, then sentences at terminal punctuation when the next word starts a new sentence
 (Latin, Cyrillic and other cased scripts, and Arabic) and always at the full stops of
-scripts that have their own (CJK, Devanagari, Armenian, Ethiopic, Burmese, Urdu).
+scripts that have their own (CJK, Devanagari, Armenian, Ethiopic, Burmese, Khmer, Urdu).
+Thai and Lao have no full stop: a space between two of their letters ends a sentence or a
+clause there, and such pieces are joined up to a sentence's length.
 """
 
 from __future__ import annotations
@@ -15,13 +17,21 @@ import re
 # word starts a new sentence (a capital, a digit, a letter of an uncased script, or Spanish
 # ¿ ¡ opening it), and always at the full stops of scripts that have their own: CJK 。！？
 # (and the half-width ｡; not the full-width ．, which also joins the parts of a foreign
-# name, "唐纳德．特朗普"), Devanagari । ॥, Urdu ۔, Armenian ։, Ethiopic ። ፧ and Burmese ။.
+# name, "唐纳德．特朗普"), Devanagari । ॥, Urdu ۔, Armenian ։, Ethiopic ። ፧, Burmese ။ and
+# Khmer ។ ៕.
 # Semicolons end no sentence in any script: a Chinese list joined by "；" is one sentence,
 # as its English rendering joined by ";" or "," is, so a translation keeps one unit for one.
 _SENTENCE_END = re.compile(
     r"[.!?…؟]+[\"'»”’)\]]*(?=\s+[\"'«“(\[¿¡]?[^\W_a-zа-я])"
-    r"|[。！？｡।॥۔։።፧။]+[»”’」』)）]*"
+    r"|[。！？｡।॥۔։።፧။។៕]+[»”’」』)）]*"
 )
+# Thai and Lao separate sentences and clauses with a space and words with none: a space
+# between two Thai or Lao characters is where a sentence may end. The pieces are joined
+# until each has SPACED_SCRIPT_UNIT characters, so that a clause, a name set off by
+# spaces or a figure does not become a unit of its own.
+_THAI_LAO = "\u0e01-\u0e5b\u0e81-\u0edf"
+_THAI_LAO_BREAK = re.compile(f"(?<=[{_THAI_LAO}]) (?=[{_THAI_LAO}])")
+SPACED_SCRIPT_UNIT = 60
 # Words whose final period does not end a sentence (compared lower-cased).
 _ABBREVIATION_WORDS = (
     "mr mrs ms dr st gen lt col capt no vs jr sr prof gov sen rep u.s e.g i.e etc "
@@ -58,12 +68,32 @@ def split_sentences(text: str) -> list[str]:
                     continue
             piece = paragraph[start:end].strip()
             if piece:
-                sentences.append(piece)
+                sentences.extend(_spaced_script_sentences(piece))
             start = end
         rest = paragraph[start:].strip()
         if rest:
-            sentences.append(rest)
+            sentences.extend(_spaced_script_sentences(rest))
     return sentences
+
+
+def _spaced_script_sentences(piece: str) -> list[str]:
+    """``piece`` cut where Thai or Lao text breaks with a space, joined to sentence length."""
+    parts = _THAI_LAO_BREAK.split(piece)
+    if len(parts) == 1:
+        return [piece]
+    joined: list[str] = []
+    current = ""
+    for part in parts:
+        current = f"{current} {part}" if current else part
+        if len(current) >= SPACED_SCRIPT_UNIT:
+            joined.append(current)
+            current = ""
+    if current:
+        if joined and len(current) < SPACED_SCRIPT_UNIT:
+            joined[-1] = f"{joined[-1]} {current}"  # (a short tail joins the sentence before)
+        else:
+            joined.append(current)
+    return joined
 
 
 def content_sentences(text: str) -> list[str]:

@@ -632,12 +632,14 @@ def test_a_semicolon_ends_no_sentence_in_any_script() -> None:
             "¿Viajará Xi a Moscú? ¡Sí! El Kremlin lo confirmó.",
             ["¿Viajará Xi a Moscú?", "¡Sí!", "El Kremlin lo confirmó."],
         ),
-        # Scripts with full stops of their own: Devanagari, Urdu, Armenian, Ethiopic, Burmese.
+        # Scripts with full stops of their own: Devanagari, Urdu, Armenian, Ethiopic, Burmese,
+        # Khmer.
         ("भारत और चीन ने बातचीत की। रूस ने स्वागत किया।", ["भारत और चीन ने बातचीत की।", "रूस ने स्वागत किया।"]),
         ("گفتگو ہوئی۔ رہنماؤں نے ملاقات کی۔", ["گفتگو ہوئی۔", "رہنماؤں نے ملاقات کی۔"]),
         ("Հանդիպումը կայացավ։ Նախագահները խոսեցին։", ["Հանդիպումը կայացավ։", "Նախագահները խոսեցին։"]),
         ("ውይይቱ ተካሄደ። መሪዎቹ ተነጋገሩ።", ["ውይይቱ ተካሄደ።", "መሪዎቹ ተነጋገሩ።"]),
         ("ဆွေးနွေးခဲ့သည်။ ခေါင်းဆောင်များ တွေ့ဆုံခဲ့ကြသည်။", ["ဆွေးနွေးခဲ့သည်။", "ခေါင်းဆောင်များ တွေ့ဆုံခဲ့ကြသည်။"]),
+        ("កិច្ចពិភាក្សាបានធ្វើឡើង។ មេដឹកនាំបានជួបគ្នា៕", ["កិច្ចពិភាក្សាបានធ្វើឡើង។", "មេដឹកនាំបានជួបគ្នា៕"]),
         # The half-width stop ends a sentence; the full-width point joins a name's parts.
         ("会談は友好的だった｡次。", ["会談は友好的だった｡", "次。"]),
         ("唐纳德．特朗普抵达北京。双方会谈。", ["唐纳德．特朗普抵达北京。", "双方会谈。"]),
@@ -663,6 +665,33 @@ def test_sentences_end_at_the_full_stops_of_many_scripts(text: str, expected: li
     from pipeline.sentences import split_sentences
 
     assert split_sentences(text) == expected
+
+
+def test_thai_and_lao_text_is_cut_where_a_space_breaks_it_into_sentence_sized_units() -> None:
+    from pipeline.sentences import SPACED_SCRIPT_UNIT, split_sentences
+
+    # Three Thai sentences of one paragraph, no punctuation between them; spaces also set
+    # off a name ("ปูติน") and a figure inside them.
+    thai = [
+        "ประธานาธิบดีวลาดิมีร์ ปูติน ของรัสเซีย เดินทางถึงกรุงปักกิ่งเมื่อวันพฤหัสบดีตามคำเชิญของจีน",
+        "ทั้งสองฝ่ายลงนามในแถลงการณ์ร่วมว่าด้วยความร่วมมือด้านพลังงานและการค้าระหว่างสองประเทศ",
+        "รวมถึงโครงการท่อส่งก๊าซ 2 สายซึ่งยังไม่ได้ข้อสรุปเรื่องราคาก๊าซที่จะส่งให้จีนในอนาคต",
+    ]
+    units = split_sentences(" ".join(thai))
+    assert " ".join(units) == " ".join(thai)  # nothing lost or reordered
+    assert len(units) == 3
+    assert all(len(unit) >= SPACED_SCRIPT_UNIT for unit in units)
+    # Short clauses are joined, not made units of their own; a short tail joins the last.
+    assert split_sentences("การประชุม สิ้นสุด แล้ว") == ["การประชุม สิ้นสุด แล้ว"]
+    lao = (
+        "ປະທານປະເທດຈີນ ແລະ ລັດເຊຍ ໄດ້ພົບປະກັນຢູ່ນະຄອນຫຼວງປັກກິ່ງ ເພື່ອປຶກສາຫາລືກ່ຽວກັບການຄ້າ "
+        "ສອງຝ່າຍໄດ້ລົງນາມໃນຖະແຫຼງການຮ່ວມກ່ຽວກັບການຮ່ວມມືດ້ານພະລັງງານ ລະຫວ່າງສອງປະເທດໃນອະນາຄົດ"
+    )
+    assert len(split_sentences(lao)) >= 2 and " ".join(split_sentences(lao)) == lao
+    # Spaces between Latin words, or between Thai and Latin text, break nothing.
+    assert split_sentences("ปูติน Putin met Xi in Beijing and they talked") == [
+        "ปูติน Putin met Xi in Beijing and they talked"
+    ]
 
 
 def test_an_abbreviated_month_before_a_date_ends_no_sentence() -> None:

@@ -123,6 +123,59 @@ def test_languages_with_a_profile_are_left_to_the_detector(lang: str, text: str)
     assert detect_language(text).lang == lang
 
 
+# Languages without a profile of their own, written like one that has: Malay reads as
+# Indonesian to langdetect, Serbian in the Latin script as Croatian.
+SIBLINGS = {
+    "ms": (
+        "Presiden China Xi Jinping dan Presiden Rusia Vladimir Putin mengadakan rundingan di "
+        "Beijing pada Khamis. Kedua-dua pemimpin menegaskan bahawa kerjasama antarabangsa perlu "
+        "diperkukuh kerana situasi dunia semakin tidak menentu. Menurut kenyataan kerajaan "
+        "China, perdagangan dua hala mencecah rekod baharu tahun lalu."
+    ),
+    "id": (
+        "Presiden Tiongkok Xi Jinping dan Presiden Rusia Vladimir Putin mengadakan pembicaraan "
+        "di Beijing pada Kamis. Kedua pemimpin menegaskan bahwa kerja sama internasional perlu "
+        "diperkuat karena situasi dunia semakin tidak menentu. Menurut pernyataan pemerintah "
+        "Tiongkok, perdagangan bilateral mencapai rekor baru tahun lalu."
+    ),
+    "sr": (
+        "Predsednik Rusije Vladimir Putin i predsednik Kine Si Đinping razgovarali su u Pekingu o "
+        "daljoj saradnji dve zemlje. Kako je saopšteno posle sastanka, strane su se složile da je "
+        "vreme za jačanje ekonomske saradnje, a trgovina je prošle godine premašila 240 "
+        "milijardi dolara."
+    ),
+    "hr": (
+        "Predsjednik Rusije Vladimir Putin i predsjednik Kine Xi Jinping razgovarali su u Pekingu "
+        "o daljnjoj suradnji dviju zemalja. Kako je priopćeno poslije sastanka, strane su se "
+        "složile da je vrijeme za jačanje gospodarske suradnje, a trgovina je prošle godine "
+        "premašila 240 milijardi dolara."
+    ),
+}
+
+
+@pytest.mark.parametrize(("lang", "text"), SIBLINGS.items())
+def test_a_language_without_a_profile_is_told_from_its_sibling_by_its_words(lang: str, text: str) -> None:
+    assert detect_language(text).lang == lang
+    # A declaration does not turn clear evidence round.
+    wrong = {"ms": "id", "id": "ms", "sr": "hr", "hr": "sr"}[lang]
+    assert detect_language(text, hint=wrong).lang == lang
+
+
+def test_a_few_sibling_words_or_a_declaration_against_the_words_change_nothing() -> None:
+    from pipeline.language import sibling_language
+
+    # An Indonesian report quoting a Malaysian minister's "bahawa ... kerana" stays Indonesian:
+    # its own words outnumber the quoted ones.
+    quoted = SIBLINGS["id"] + " Menteri Malaysia berkata bahawa ia penting kerana ekonomi."
+    assert detect_language(quoted).lang == "id"
+    # Headline-length text without telling words follows the page's declared sibling.
+    assert sibling_language("id", "Presiden Rusia tiba di Beijing", ["ms"]) == "ms"
+    assert sibling_language("id", "Presiden Rusia tiba di Beijing") == "id"
+    assert sibling_language("id", "Menurut pernyataan pemerintah", ["ms"]) == "id"
+    # Other languages are left alone, whatever their words.
+    assert sibling_language("en", "bahawa kerana iaitu sahaja selepas") == "en"
+
+
 @pytest.mark.parametrize("text", ["", "   ", "12:45 — 2026", "OK", "Xi!", "👍👍👍"])
 def test_too_short_is_undetermined(text: str) -> None:
     guess = detect_language(text)
