@@ -227,7 +227,9 @@ def _visible(page: bytes) -> bytes:
 
 
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
-_BOM_AND_SPACE = b"\xef\xbb\xbf \t\r\n"
+# Byte order marks (UTF-8, and UTF-16/32's), white space and the NUL bytes of a UTF-16 or
+# UTF-32 body, before its first character.
+_BOM_AND_SPACE = b"\xef\xbb\xbf\xff\xfe\x00 \t\r\n"
 
 
 def _looks_like_json(body: bytes, content_type: str | None) -> bool:
@@ -245,9 +247,11 @@ def parse_json_feed(body: bytes, *, feed_url: str, now: datetime, max_items: int
     http(s) URL; its date is ``date_published``, else ``date_modified`` (RFC 3339), held to
     the same bounds as a feed's dates. Items that are not objects are skipped with a
     warning; a body that is not JSON, or JSON without a JSON Feed ``version``, is no feed.
+    The body may be in UTF-8 (with or without a byte order mark), UTF-16 or UTF-32.
     """
     try:
-        document = json.loads(body.decode("utf-8-sig"))
+        # (bytes: UTF-8, or UTF-16 or UTF-32 with or without a byte order mark, RFC 7159)
+        document = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FeedParseError(f"not a feed: invalid JSON ({type(exc).__name__})") from None
     version = document.get("version") if isinstance(document, dict) else None

@@ -190,24 +190,27 @@ def _alternatives(words: list[str]) -> str:
 
 # A number not glued to a word or a digit before it ("G20" keeps its 20; no number starts
 # inside another), with thousands grouped by commas or spaces ("1,500,000", "1 500 000")
-# or by dots ("1.500.000"), then an optional fraction.
+# or by dots ("1.500.000"), then an optional fraction. (The text is NFKC-normalised
+# first: a no-break or thin space between groups is a space by then.)
 _NUMBER_BODY = (
     r"(?<![\dA-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff])(?<!\d[.,])"
-    r"(\d{1,3}(?:[ \u00a0\u202f,]\d{3})+|\d{1,3}(?:\.\d{3}){2,}|\d+)(?:([.,])(\d+))?"
+    r"(\d{1,3}(?:[{groups}]\d{3})+|\d{1,3}(?: \d{3}){2,}|\d{1,3}(?:\.\d{3}){2,}|\d+)(?:([.,])(\d+))?"
 )
 _ATTACHED_ALL = [unit for units in _ATTACHED_UNITS.values() for unit in units]
-_NUMBER = re.compile(
-    _NUMBER_BODY
+_NUMBER_UNIT = (
     # The unit: a unit the unspaced scripts attach to the digits (Thai may space it),
     # "%", two-word units, or the whole word that follows ("M1" gives no unit "M").
-    + r"(?:("
-    + _alternatives(_ATTACHED_ALL)
-    + r")|\s*(%|٪|(?:في\s+|ب)الم(?:ئ|ائ)ة"
+    r"(?:(" + _alternatives(_ATTACHED_ALL) + r")|\s*(%|٪|(?:في\s+|ب)الم(?:ئ|ائ)ة"
     r"|(?:per|pour|por)\s+c(?:ent|iento|ento)|mil\s+mill\w*|mil\s+milh\w*|"
     + _alternatives(list(_ATTACHED_UNITS["th"]))
-    + r"|[^\W\d_]+(?!\w)))?",
-    re.IGNORECASE,
+    + r"|[^\W\d_]+(?!\w)))?"
 )
+_NUMBER = re.compile(_NUMBER_BODY.replace("{groups}", " ,") + _NUMBER_UNIT, re.IGNORECASE)
+# Languages that group thousands with commas, where two numbers a space apart are two
+# numbers ("on May 15 300 troops arrived" holds 15 and 300, not 15,300), unless there are
+# three groups or more ("1 500 000", as English copy from Russian or French desks has it).
+_NO_SPACE_GROUPING = frozenset({"en", "zh", "ja", "ko", "th"})
+_NUMBER_WITHOUT_SPACES = re.compile(_NUMBER_BODY.replace("{groups}", ",") + _NUMBER_UNIT, re.IGNORECASE)
 # A per-cent sign or word *before* the number: Turkish "%50", "yüzde 50".
 _PERCENT_BEFORE = re.compile(r"(?:%|yüzde\s+)$", re.IGNORECASE)
 # A date written with dots: "20.03.2023" (day, month, year).
@@ -240,6 +243,7 @@ class _Vocabulary:
         self.percent = ("%", "٪", *(word for code in langs for word in _PERCENT_WORDS.get(code, ())))
         self.percent_before = lang == "tr"
         self.dot_grouping = lang in _DOT_GROUPING
+        self.numbers = _NUMBER_WITHOUT_SPACES if lang in _NO_SPACE_GROUPING else _NUMBER
         months: dict[str, int] = {}
         for code in langs:
             if code != "th":  # Thai is written without spaces: its names are searched for
@@ -277,7 +281,7 @@ def extract_numbers(text: str, lang: str | None = None) -> set[str]:
     keys: set[str] = set()
     if "." in normalised:
         normalised = _DOTTED_DATE.sub(lambda match: _date_keys(match, keys), normalised)
-    for match in _NUMBER.finditer(normalised):
+    for match in vocabulary.numbers.finditer(normalised):
         key = _number_key(match, normalised, vocabulary)
         if key is not None:
             keys.add(key)

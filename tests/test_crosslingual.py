@@ -108,6 +108,11 @@ def test_mutual_best_matches_and_order() -> None:
         ("16 мая 2024 года", "ru", {"16", "2024", "month:5"}),
         ("2024年5月16日", "zh", {"16", "2024", "month:5"}),
         ("1,500 tonnes and 1 500 000 roubles", "en", {"1500", "1.5e+06"}),
+        # Where commas group thousands, one space between numbers parts two numbers;
+        # where spaces group them (Russian, French), it joins them.
+        ("On May 15 300 troops arrived; lots 101 202", "en", {"month:5", "15", "300", "101", "202"}),
+        ("15 300 военных и 1\u00a0500 машин", "ru", {"15300", "1500"}),
+        ("15 300 soldats", "fr", {"15300"}),
         ("in 3 rounds, a small number", "en", set()),
         # English, Russian and Chinese words are read in every text.
         ("в 2024 г. — 240,1 млрд долларов, 3千亿元", None, {"2024", "2.4e+11", "3e+11"}),

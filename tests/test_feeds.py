@@ -316,6 +316,14 @@ def test_json_feed_items_links_dates_and_summaries() -> None:
     assert parsed.warnings == ["JSON Feed item that is not an object skipped: str"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_json_feed_in_utf16_or_utf32_is_read(encoding: str) -> None:
+    text = json_feed([{"id": "1", "url": "https://news.example/1", "title": "Путин и Си: встреча в Пекине"}])
+    body = text.decode("utf-8").encode(encoding)
+    (item,) = parse_feed(body, feed_url=FEED_URL, content_type=None, now=NOW).items
+    assert item.url == "https://news.example/1" and item.title == "Путин и Си: встреча в Пекине"
+
+
 def test_json_feed_served_with_a_bom_or_as_json_and_the_item_limit() -> None:
     body = json_feed([{"id": str(i), "url": f"https://news.example/{i}"} for i in range(30)])
     assert len(parse_feed(b"\xef\xbb\xbf\n" + body, feed_url=FEED_URL, now=NOW, max_items=10).items) == 10
