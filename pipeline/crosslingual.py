@@ -202,8 +202,10 @@ class TranslationVerdict:
 
 # A sentence of prose ends in terminal punctuation (closing quotes and brackets aside), in
 # any script that has it; a colon or semicolon counts (a sentence introducing a list).
+# Thai and Lao have none: their sentences end in a letter, and are taken for prose.
 _CLOSERS = "\"'»”’)]」』）"
-_TERMINAL = frozenset(".!?…:;。！？：；؟۔।॥։።។။")
+_TERMINAL = frozenset(".!?…:;。！？：；؟۔।॥։።፧។៕။｡")
+_NO_FULL_STOP = re.compile("[\u0e01-\u0e5b\u0e81-\u0edf]")
 # This many lines in a row without it are a list or a table: tour dates, signed documents,
 # results, a block of related headlines.
 LIST_MIN_ITEMS = 3
@@ -212,7 +214,7 @@ LIST_MIN_ITEMS = 3
 def _unpunctuated(text: str) -> bool:
     """Whether ``text`` ends without terminal punctuation (closing quotes aside)."""
     stripped = text.rstrip().rstrip(_CLOSERS)
-    return bool(stripped) and stripped[-1] not in _TERMINAL
+    return bool(stripped) and stripped[-1] not in _TERMINAL and not _NO_FULL_STOP.match(stripped[-1])
 
 
 def list_items(sentences: Sequence[str]) -> set[int]:

@@ -469,9 +469,10 @@ def detect_language(
     if best.prob >= min_confidence:
         return LanguageGuess(code, round(best.prob, 4))
     for wanted in declared:
+        profile = _PROFILE_OF.get(wanted, wanted)
         for candidate in ranked:
-            if _CODE_MAP.get(candidate.lang, candidate.lang) == wanted:
-                return LanguageGuess(wanted, round(candidate.prob, 4))
+            if _CODE_MAP.get(candidate.lang, candidate.lang) == profile:
+                return LanguageGuess(sibling_language(profile, sample, declared), round(candidate.prob, 4))
     script = dominant_script_language(sample)
     if script:
         return LanguageGuess(script, round(best.prob, 4))
@@ -486,65 +487,71 @@ def _word_set(words: str) -> frozenset[str]:
 # come out as that one: (its code, the sibling's code, words of the sibling, words of the
 # language itself). Each list holds common news words whose counterpart in the other
 # language is spelled differently: Malaysian "bahawa", "kerana", "antarabangsa" against
-# Indonesian "bahwa", "karena", "internasional"; Serbian (ekavian) "vreme", "posle",
-# "saradnja", "hiljada" against Croatian "vrijeme", "poslije", "suradnja", "tisuća", and
-# each one's month names. Bosnian, which writes ijekavian with Serbian words, stays with
-# Croatian unless the Serbian forms clearly dominate.
+# Indonesian "bahwa", "karena", "internasional"; Serbian's ekavian forms ("vreme",
+# "posle", "dve") against the ijekavian ones Croatian and Bosnian write ("vrijeme",
+# "poslije", "dvije"), and Croatian's own words ("tisuća", "suradnja", its month names).
+# Words both languages use in the news (a surname like "Wang", Indonesian "cukai",
+# "boleh" and "kerajaan", Croatian "sveta" for holy, the month names Serbian shares with
+# Bosnian) are not listed, and each word counts once, however often it comes back.
 _SIBLINGS = {
     "id": (
         "ms",
         _word_set(
-            "bahawa kerana iaitu sahaja selepas antarabangsa baharu boleh kenyataan kerajaan "
-            "tentera ketenteraan polis mahu ogos julai disember berkenaan manakala wang syarikat "
-            "cukai pelancongan sekiranya"
+            "bahawa kerana iaitu sahaja selepas antarabangsa baharu tentera ketenteraan polis "
+            "mahu ogos julai disember syarikat pelancongan"
         ),
         _word_set(
-            "bahwa karena yaitu internasional bisa pernyataan pemerintah tentara militer polisi "
-            "mau agustus juli juni desember maret uang perusahaan pajak pariwisata tiongkok"
+            "bahwa karena yaitu internasional bisa pernyataan pemerintah tentara militer mau "
+            "agustus juli juni desember maret uang perusahaan pajak pariwisata tiongkok"
         ),
     ),
     "hr": (
         "sr",
         _word_set(
-            "vreme svet sveta svetu svetski svetske svetskog svetskom pre posle uvek mesto mesta "
-            "mestu deo dve reč reči cena cene cenu sever severa severu severni nedelja nedelje "
-            "primena promena promene takođe saradnja saradnje saradnju saradnji bezbednost "
-            "bezbednosti bezbednosni spoljnih spoljne spoljni spoljna spoljnu spoljnim hiljada "
-            "hiljade hiljadu istorija istorije istoriji istorijski ambasador ambasadora opština "
-            "opštine januar januara februar februara mart marta jun juna jul jula avgust avgusta "
-            "septembar septembra oktobar oktobra novembar novembra decembar decembra"
+            "vreme svetski svetske svetskog svetskom svetskoj pre posle uvek mesto mesta mestu "
+            "deo dve reč reči cena cene cenu ceni sever severa severu severni nedelja nedelje "
+            "primena promena promene takođe takodje bezbednost bezbednosti bezbednosni "
+            "bezbednosnih spoljnih spoljne spoljni spoljna spoljnu spoljnim spoljnog spoljnom "
+            "spoljnoj"
         ),
         _word_set(
-            "vrijeme svijet svijeta svijetu svjetski svjetske svjetskog svjetskom prije poslije "
-            "uvijek mjesto mjesta mjestu dio dvije riječ riječi cijena cijene cijenu sjever "
-            "sjevera sjeveru sjeverni nedjelja nedjelje primjena promjena promjene također "
-            "suradnja suradnje suradnju suradnji sigurnost sigurnosti vanjskih vanjske vanjski "
-            "vanjska vanjsku vanjskim tisuća tisuće tisuću povijest povijesti veleposlanik "
+            "vrijeme svjetski svjetske svjetskog svjetskom svjetskoj prije poslije uvijek mjesto "
+            "mjesta mjestu dio dvije riječ riječi cijena cijene cijenu cijeni sjever sjevera "
+            "sjeveru sjeverni nedjelja nedjelje primjena promjena promjene također suradnja "
+            "suradnje suradnju suradnji vanjskih vanjske vanjski vanjska vanjsku vanjskim "
+            "vanjskog vanjskom vanjskoj tisuća tisuće tisuću povijest povijesti veleposlanik "
             "veleposlanstvo općina općine siječnja veljače ožujka travnja svibnja lipnja srpnja "
-            "kolovoza rujna listopada studenoga studenog prosinca tko"
+            "kolovoza rujna listopada studenoga studenog prosinca tko gospodarski gospodarstvo"
         ),
     ),
 }
-# Sibling words a text needs, and how many times its own language's words they must
-# outnumber, before the text is taken for the sibling.
+# The profile langdetect reads a sibling's text with: where a page declares Malay, the
+# declaration gives Indonesian its weight, and the words then tell the two apart.
+_PROFILE_OF = {sibling: code for code, (sibling, _, _) in _SIBLINGS.items()}
+# Distinct sibling words a text needs, and how many times its own language's distinct
+# words they must outnumber, before the text is taken for the sibling.
 _SIBLING_WORDS = 3
 _SIBLING_RATIO = 2
 
 
 def sibling_language(code: str, text: str, declared: Sequence[str] = ()) -> str:
     """``code``, or the language without a profile that the text's words show it to be
-    (:data:`_SIBLINGS`). A declared sibling decides when the words do not go against it."""
+    (:data:`_SIBLINGS`). A sibling declared ahead of ``code`` decides when the words do
+    not go against it; ``code`` declared ahead of it counts as one more of its own words."""
     sibling = _SIBLINGS.get(code)
     if sibling is None:
         return code
     other, its_words, own_words = sibling
-    words = Counter(word.lower() for word in _WORDS.findall(text))
-    theirs = sum(count for word, count in words.items() if word in its_words)
-    own = sum(count for word, count in words.items() if word in own_words)
+    words = {word.lower() for word in _WORDS.findall(unicodedata.normalize("NFC", text))}
+    theirs = len(words & its_words)
+    own = len(words & own_words)
+    ahead = other in declared and (code not in declared or declared.index(other) < declared.index(code))
+    if code in declared and not ahead:
+        own += 1  # (the page's declaration counts as one more word of its language)
     if theirs >= _SIBLING_WORDS and theirs > _SIBLING_RATIO * own:
         return other
-    if other in declared and theirs >= own:
-        return other
+    if ahead:
+        return other if theirs >= own else code
     return code
 
 
@@ -575,7 +582,7 @@ def _prior_map(languages: tuple[str, ...], declared: tuple[str, ...]) -> dict[st
     weights = dict.fromkeys(languages, 1.0)
     for rank, code in enumerate(declared):
         for name in languages:
-            if _CODE_MAP.get(name, name) == code:
+            if _CODE_MAP.get(name, name) == _PROFILE_OF.get(code, code):
                 weights[name] += PRIOR_WEIGHT / (rank + 1)
     return weights
 

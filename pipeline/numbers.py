@@ -194,7 +194,8 @@ def _alternatives(words: list[str]) -> str:
 # first: a no-break or thin space between groups is a space by then.)
 _NUMBER_BODY = (
     r"(?<![\dA-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff])(?<!\d[.,])"
-    r"(\d{1,3}(?:[{groups}]\d{3})+|\d{1,3}(?: \d{3}){2,}|\d{1,3}(?:\.\d{3}){2,}|\d+)(?:([.,])(\d+))?"
+    r"(\d{1,3}(?:[{groups}]\d{3})+(?!\d)|\d{1,3}(?: \d{3}){2,}(?!\d)|\d{1,3}(?:\.\d{3}){2,}(?!\d)|\d+)"
+    r"(?:([.,])(\d+))?"
 )
 _ATTACHED_ALL = [unit for units in _ATTACHED_UNITS.values() for unit in units]
 _NUMBER_UNIT = (
@@ -207,9 +208,10 @@ _NUMBER_UNIT = (
 )
 _NUMBER = re.compile(_NUMBER_BODY.replace("{groups}", " ,") + _NUMBER_UNIT, re.IGNORECASE)
 # Languages that group thousands with commas, where two numbers a space apart are two
+# (a group of digits is never cut short either: "800 555 1234" is three numbers)
 # numbers ("on May 15 300 troops arrived" holds 15 and 300, not 15,300), unless there are
 # three groups or more ("1 500 000", as English copy from Russian or French desks has it).
-_NO_SPACE_GROUPING = frozenset({"en", "zh", "ja", "ko", "th"})
+_NO_SPACE_GROUPING = frozenset({"en", "zh", "ja", "ko", "th", "ms", "tl", "he", "hi"})
 _NUMBER_WITHOUT_SPACES = re.compile(_NUMBER_BODY.replace("{groups}", ",") + _NUMBER_UNIT, re.IGNORECASE)
 # A per-cent sign or word *before* the number: Turkish "%50", "yüzde 50".
 _PERCENT_BEFORE = re.compile(r"(?:%|yüzde\s+)$", re.IGNORECASE)

@@ -29,8 +29,13 @@ _SENTENCE_END = re.compile(
 # between two Thai or Lao characters is where a sentence may end. The pieces are joined
 # until each has SPACED_SCRIPT_UNIT characters, so that a clause, a name set off by
 # spaces or a figure does not become a unit of its own.
+# Only text mostly in these scripts is cut so: an English sentence naming a Thai minister
+# in Thai script stays whole. A space before a mark that belongs to the word before it
+# (the repetition mark ๆ, the abbreviation mark ฯ, a vowel or tone sign) is no break.
 _THAI_LAO = "\u0e01-\u0e5b\u0e81-\u0edf"
-_THAI_LAO_BREAK = re.compile(f"(?<=[{_THAI_LAO}]) (?=[{_THAI_LAO}])")
+_ATTACHED_MARKS = "\u0e2f\u0e31\u0e34-\u0e3a\u0e46-\u0e4e\u0eaf\u0eb1\u0eb4-\u0ebc\u0ec6-\u0ecd"
+_THAI_LAO_BREAK = re.compile(f"(?<=[{_THAI_LAO}]) (?=(?![{_ATTACHED_MARKS}])[{_THAI_LAO}])")
+_THAI_LAO_LETTER = re.compile(f"[{_THAI_LAO}]")
 SPACED_SCRIPT_UNIT = 60
 # Words whose final period does not end a sentence (compared lower-cased).
 _ABBREVIATION_WORDS = (
@@ -81,6 +86,9 @@ def _spaced_script_sentences(piece: str) -> list[str]:
     parts = _THAI_LAO_BREAK.split(piece)
     if len(parts) == 1:
         return [piece]
+    letters = sum(1 for char in piece if char.isalpha())
+    if len(_THAI_LAO_LETTER.findall(piece)) * 2 < letters:
+        return [piece]  # (mostly another script: its own punctuation cut it)
     joined: list[str] = []
     current = ""
     for part in parts:

@@ -113,6 +113,9 @@ def test_mutual_best_matches_and_order() -> None:
         ("On May 15 300 troops arrived; lots 101 202", "en", {"month:5", "15", "300", "101", "202"}),
         ("15 300 военных и 1\u00a0500 машин", "ru", {"15300", "1500"}),
         ("15 300 soldats", "fr", {"15300"}),
+        # A group of digits is never cut short: a phone number is three numbers.
+        ("call 800 555 1234", "en", {"800", "555", "1234"}),
+        ("звоните 800 555 1234", "ru", {"800555", "1234"}),
         ("in 3 rounds, a small number", "en", set()),
         # English, Russian and Chinese words are read in every text.
         ("в 2024 г. — 240,1 млрд долларов, 3千亿元", None, {"2024", "2.4e+11", "3e+11"}),
@@ -697,6 +700,15 @@ def test_thai_and_lao_text_is_cut_where_a_space_breaks_it_into_sentence_sized_un
     assert split_sentences("ปูติน Putin met Xi in Beijing and they talked") == [
         "ปูติน Putin met Xi in Beijing and they talked"
     ]
+    # An English sentence naming Thai people in Thai script is not cut between names.
+    english = (
+        "Prime Minister Srettha Thavisin, known at home as เศรษฐา ทวีสิน, met แพทองธาร ชินวัตร "
+        "at the summit in Bangkok yesterday and discussed trade with China and Russia."
+    )
+    assert split_sentences(english) == [english]
+    # A mark that belongs to the word before it (ๆ repeats it) does not start a unit.
+    units = split_sentences("ก" * 60 + " ๆ " + "ข" * 70)
+    assert units == ["ก" * 60 + " ๆ", "ข" * 70]
 
 
 def test_an_abbreviated_month_before_a_date_ends_no_sentence() -> None:
@@ -834,6 +846,10 @@ def test_list_items_are_blocks_of_unpunctuated_lines() -> None:
     # Closing quotes and brackets after the punctuation, and every script's full stop.
     prose = ["«Мы рады».", "他说：“很好。”", "(End.)", "هل توافق؟", "यह वाक्य है।", "Он сказал:"]
     assert crosslingual.list_items(prose) == set()
+    # Khmer, Ethiopic and half-width CJK stops end prose; Thai and Lao, which have none,
+    # end sentences in a letter and are prose too.
+    assert crosslingual.list_items(["មេដឹកនាំបានជួបគ្នា៕", "ውይይቱ ተካሄደ፧", "会談は友好的だった｡"]) == set()
+    assert crosslingual.list_items(["การประชุมสิ้นสุดแล้ว", "ผู้นำทั้งสองพบกัน", "ມີການປະຊຸມ"]) == set()
     assert crosslingual.list_items(["one", "two", "three"]) == {0, 1, 2}
     assert crosslingual.list_items([]) == set()
 

@@ -174,6 +174,63 @@ def test_a_few_sibling_words_or_a_declaration_against_the_words_change_nothing()
     assert sibling_language("id", "Menurut pernyataan pemerintah", ["ms"]) == "id"
     # Other languages are left alone, whatever their words.
     assert sibling_language("en", "bahawa kerana iaitu sahaja selepas") == "en"
+    # The declaration ranked first counts: the page's own "id" ahead of the feed's "ms".
+    assert sibling_language("id", "Presiden Rusia tiba di Beijing", ["id", "ms"]) == "id"
+    assert sibling_language("id", "Presiden Rusia tiba di Beijing", ["ms", "id"]) == "ms"
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        # Words Indonesian news uses too: a Chinese minister's surname, customs and excise,
+        # "may", "kingdom".
+        (
+            "id",
+            "Menteri Luar Negeri China Wang Yi bertemu dengan Menteri Luar Negeri Indonesia di "
+            "Jakarta. Wang menyampaikan bahwa hubungan kedua negara semakin erat. Wang Yi "
+            "mengatakan kerja sama ekonomi akan diperluas tahun depan.",
+        ),
+        (
+            "id",
+            "Direktorat Jenderal Bea dan Cukai menaikkan tarif cukai rokok mulai tahun depan. "
+            "Warga tidak boleh membeli rokok tanpa pita cukai, dan Kerajaan Arab Saudi juga "
+            "menaikkan cukai serupa.",
+        ),
+        # Croatian "sveta" (holy), and Bosnian: ijekavian, with the month names and
+        # "hiljadu" it shares with Serbian.
+        (
+            "hr",
+            "Sveta Stolica pozdravila je sastanak predsjednika. Sveta Stolica je u priopćenju "
+            "navela da podržava mirovne napore. Svetu misu predvodio je papa u Rimu.",
+        ),
+        (
+            "hr",
+            "Bosanski premijer je 12. januara razgovarao sa ambasadorom Kine. Sastanak je održan "
+            "15. februara, a novi 3. marta. Projekat će otvoriti hiljadu radnih mjesta u regiji "
+            "prije kraja godine.",
+        ),
+    ],
+)
+def test_words_both_siblings_write_do_not_make_a_text_the_others(lang: str, text: str) -> None:
+    assert detect_language(text).lang == lang
+
+
+def test_a_page_declaring_its_language_keeps_it_against_a_short_quotation() -> None:
+    quoting = (
+        "Hrvatski mediji prenose izjavu srbijanskog predsjednika: 'saradnja dve zemlje važna je "
+        "za bezbednost regiona posle svega'. U Zagrebu su reakcije bile suzdržane, a ministar "
+        "vanjskih poslova rekao je da će Hrvatska pratiti razvoj događaja."
+    )
+    assert detect_language(quoting, hint="hr").lang == "hr"
+
+
+def test_a_declared_sibling_settles_a_short_text_and_decomposed_letters_still_count() -> None:
+    import unicodedata
+
+    # langdetect has no Malay profile: the declaration weighs on the Indonesian one.
+    assert detect_language("tahan harga kata polis lagi", hint="ms").lang == "ms"
+    decomposed = unicodedata.normalize("NFD", SIBLINGS["sr"])
+    assert decomposed != SIBLINGS["sr"] and detect_language(decomposed).lang == "sr"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "12:45 — 2026", "OK", "Xi!", "👍👍👍"])
