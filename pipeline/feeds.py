@@ -7,6 +7,7 @@ A pure stage: bytes in, :class:`FeedItem` records out. Fetching is done by ``pip
 from __future__ import annotations
 
 import calendar
+import codecs
 import html
 import io
 import json
@@ -139,7 +140,9 @@ def parse_feed(
     """
     now = now or datetime.now(UTC)
     if _looks_like_json(body, content_type):
-        return parse_json_feed(body, feed_url=feed_url, now=now, max_items=max_items)
+        return parse_json_feed(
+            body, feed_url=feed_url, now=now, max_items=max_items, charset=_charset_of(content_type)
+        )
     headers = {"content-type": content_type} if content_type else {}
     refuse_entity_declarations(body, headers)
     # A stream, never bytes: feedparser treats a bytes argument naming a file as that file.
@@ -240,18 +243,38 @@ def _looks_like_json(body: bytes, content_type: str | None) -> bool:
     return first == b"{" or (media.endswith(("/json", "+json")) and first != b"<")
 
 
-def parse_json_feed(body: bytes, *, feed_url: str, now: datetime, max_items: int = 200) -> ParsedFeed:
+def _charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type header, if it names a text codec."""
+    match = re.search(r"""charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})""", content_type or "", re.IGNORECASE)
+    if match is None:
+        return None
+    try:
+        info = codecs.lookup(match.group(1))
+    except LookupError:
+        return None
+    return info.name if getattr(info, "_is_text_encoding", True) else None
+
+
+def parse_json_feed(
+    body: bytes, *, feed_url: str, now: datetime, max_items: int = 200, charset: str | None = None
+) -> ParsedFeed:
     """Parse a JSON Feed (versions 1 and 1.1, https://jsonfeed.org) into items.
 
     An item's link is its ``url``, else its ``external_url``, else an ``id`` that is an
     http(s) URL; its date is ``date_published``, else ``date_modified`` (RFC 3339), held to
     the same bounds as a feed's dates. Items that are not objects are skipped with a
     warning; a body that is not JSON, or JSON without a JSON Feed ``version``, is no feed.
-    The body may be in UTF-8 (with or without a byte order mark), UTF-16 or UTF-32.
+    The body may be in UTF-8 (with or without a byte order mark), UTF-16 or UTF-32; a
+    body that is none of these is read in the HTTP ``charset``, if one was sent.
     """
     try:
         # (bytes: UTF-8, or UTF-16 or UTF-32 with or without a byte order mark, RFC 7159)
-        document = json.loads(body)
+        try:
+            document = json.loads(body)
+        except UnicodeDecodeError:
+            if charset is None or charset.startswith("utf"):
+                raise
+            document = json.loads(body.decode(charset))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FeedParseError(f"not a feed: invalid JSON ({type(exc).__name__})") from None
     version = document.get("version") if isinstance(document, dict) else None

@@ -324,6 +324,19 @@ def test_json_feed_in_utf16_or_utf32_is_read(encoding: str) -> None:
     assert item.url == "https://news.example/1" and item.title == "Путин и Си: встреча в Пекине"
 
 
+def test_json_feed_in_another_charset_is_read_in_the_one_the_server_names() -> None:
+    text = json_feed([{"id": "1", "url": "https://news.example/1", "title": "Réunion à Pékin"}])
+    body = text.decode("utf-8").encode("windows-1252")
+    (item,) = parse_feed(
+        body, feed_url=FEED_URL, content_type="application/feed+json; charset=windows-1252", now=NOW
+    ).items
+    assert item.title == "Réunion à Pékin"
+    # Without a charset (or with one that names no codec) it stays refused.
+    for content_type in ("application/feed+json", "application/json; charset=no-such-codec"):
+        with pytest.raises(FeedParseError, match="invalid JSON"):
+            parse_feed(body, feed_url=FEED_URL, content_type=content_type, now=NOW)
+
+
 def test_json_feed_served_with_a_bom_or_as_json_and_the_item_limit() -> None:
     body = json_feed([{"id": str(i), "url": f"https://news.example/{i}"} for i in range(30)])
     assert len(parse_feed(b"\xef\xbb\xbf\n" + body, feed_url=FEED_URL, now=NOW, max_items=10).items) == 10
