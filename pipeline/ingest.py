@@ -42,6 +42,7 @@ from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage, ho
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
 from pipeline.prepare import (
+    MIN_PAGES_FOR_WORKERS,
     PageJob,
     Prepared,
     PreparePool,
@@ -1026,6 +1027,7 @@ def poll_feed(
     progress: ProgressCallback | None = None,
     context: IngestContext | None = None,
     ahead: Future[FeedFetch] | None = None,
+    upcoming: Callable[[], int] | None = None,
 ) -> PollResult:
     """Poll one feed: conditional GET, skip an unchanged body, then ingest each new item.
 
@@ -1033,7 +1035,7 @@ def poll_feed(
     was handled, so a crash mid-feed means the next poll sees the items again; those
     already stored cost one indexed lookup each. ``ahead``: the feed fetched (and parsed)
     while the feed before it was being ingested (:class:`FeedsAhead`); used if it was
-    asked with what the feed row holds now.
+    asked with what the feed row holds now. ``upcoming``: see :func:`_ingest_feed_items`.
     """
     now = now or utcnow()
     feed = session.get(Feed, feed_id)
@@ -1083,6 +1085,7 @@ def poll_feed(
             context=context,
             result=result,
             progress=progress,
+            upcoming=upcoming,
         )
     finally:
         if own:
@@ -1292,6 +1295,7 @@ def _ingest_feed_items(
     context: IngestContext,
     result: PollResult,
     progress: ProgressCallback | None,
+    upcoming: Callable[[], int] | None = None,
 ) -> bool:
     """Ingest a feed's items in order, pages fetched ahead, committed in batches.
 
@@ -1303,6 +1307,9 @@ def _ingest_feed_items(
     the batch is rolled back and its items are done again one by one, each committed on
     its own, so one bad item costs nobody else. Returns False when an item met a transient
     database error: the feed is then not marked as read and offers it again next poll.
+    ``upcoming``: how many more new items the cycle holds as far as it knows (the feeds
+    before this one and those read ahead), counted when this feed alone would start no
+    prepare worker: a cycle of many small feeds is worth them too.
     """
     http = settings.http
     window = http.max_concurrency * 2
@@ -1313,6 +1320,8 @@ def _ingest_feed_items(
     canonicals = [_screen_item(item)[0] for item in items]
     linked = {canonical for canonical in canonicals if canonical}
     fresh = len(linked - repo.known_urls(session, sorted(linked)))
+    if upcoming is not None and fresh < MIN_PAGES_FOR_WORKERS and not context.pool.running:
+        fresh += upcoming()
     use_workers = context.pool.start_for(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
     )
@@ -1576,6 +1585,11 @@ def run_cycle(
     summary = CycleSummary()
     context = IngestContext.from_settings(settings)
     ahead = FeedsAhead(session, client, settings, ids, now, context.pool)
+    prepared = 0  # new items stored from this cycle's feeds so far
+
+    def upcoming() -> int:
+        return prepared + ahead.fresh_ahead()
+
     try:
         for position, feed_id in enumerate(ids, 1):
             fetched_ahead = ahead.take(feed_id)
@@ -1590,6 +1604,7 @@ def run_cycle(
                     progress=progress,
                     context=context,
                     ahead=fetched_ahead,
+                    upcoming=upcoming,
                 )
             except DatabaseError:
                 raise
@@ -1603,6 +1618,7 @@ def run_cycle(
                     continue
                 poll = _feed_failed(session, settings, feed, f"unexpected {type(exc).__name__}: {exc}", now)
             summary.polls.append(poll)
+            prepared += sum(1 for item in poll.items if item.status == "new")
             if progress:
                 progress(f"[{position}/{len(ids)}] {_describe_poll(poll)}")
         if retry_pages:
@@ -1691,6 +1707,27 @@ class FeedsAhead:
                 self._start(feed_id, FeedRequest.of(feed), host)
         except SQLAlchemyError as exc:
             log.debug("feeds not read ahead: %s", exc)
+
+    def fresh_ahead(self) -> int:
+        """New items (their pages not stored) of the feeds after the current one that have
+        been read ahead and are in; 0 when the database cannot say."""
+        canonicals: set[str] = set()
+        if self._position >= 0:
+            for feed_id in self.order[self._position + 1 : self._position + 1 + FEEDS_AHEAD]:
+                started = self.started.get(feed_id)
+                if started is None or not started[0].done() or started[0].exception() is not None:
+                    continue
+                parsed = started[0].result().parsed
+                for item in parsed.items if parsed is not None else ():
+                    canonical = _screen_item(item)[0]
+                    if canonical:
+                        canonicals.add(canonical)
+        if not canonicals:
+            return 0
+        try:
+            return len(canonicals - repo.known_urls(self.session, sorted(canonicals)))
+        except SQLAlchemyError:
+            return 0
 
     def _start(self, feed_id: int, request: FeedRequest, host: str) -> None:
         future: Future[FeedFetch] = Future()

@@ -257,6 +257,11 @@ class PreparePool:
         self._ensure()
         return True
 
+    @property
+    def running(self) -> bool:
+        """Whether the workers are started (they are kept until :meth:`close`)."""
+        return self._executor is not None
+
     def submit(self, job: PageJob) -> Future[Prepared]:
         """Hand ``job`` to a worker (to a fresh pool if the workers died since)."""
         try:

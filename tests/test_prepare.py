@@ -165,6 +165,72 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
     assert stored(tmp_path / "two.db") == one  # whichever worker does which page
 
 
+def small_feeds(rows: list[dict[str, str]], per_feed: int) -> LocalServer:
+    """Feeds of ``per_feed`` pages each (``/feed0``, ``/feed1``...), one after another."""
+    pages = {f"/p{i}": html_page(row) for i, row in enumerate(rows)}
+    paths = list(pages)
+    server: LocalServer
+
+    def feed_route(number: int) -> object:
+        def feed(handler: object) -> Reply:
+            chunk = paths[number * per_feed : (number + 1) * per_feed]
+            items = "".join(
+                f"<item><title>{path}</title><link>{server.url(path)}</link>"
+                f"<pubDate>Thu, 19 Nov 2026 10:{n:02d}:00 GMT</pubDate></item>"
+                for n, path in enumerate(chunk)
+            )
+            body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>f{number}</title>{items}</channel></rss>'
+            return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+        return feed
+
+    def page(handler: object) -> Reply:
+        path = getattr(handler, "path").split("?")[0]  # noqa: B009
+        return Reply(200, pages[path], {"Content-Type": "text/html; charset=utf-8"})
+
+    feeds = {f"/feed{n}": feed_route(n) for n in range(len(paths) // per_feed)}
+    server = LocalServer({**feeds, **dict.fromkeys(pages, page)})  # type: ignore[dict-item]
+    return server
+
+
+@pytest.mark.slow
+def test_a_cycle_of_small_feeds_starts_the_workers_and_stores_what_one_process_stores(
+    tmp_path: Path,
+) -> None:
+    """No feed holds MIN_PAGES_FOR_WORKERS new items, the cycle does: the workers start
+    (counting the new items of the feeds before and of those read ahead), every page is
+    fetched once, and what is stored is what one process alone stores."""
+    per_feed, count = 3, 18
+    assert per_feed < MIN_PAGES_FOR_WORKERS < count
+    rows = excerpts(count)
+    runs = {}
+    with small_feeds(rows, per_feed) as server:
+        for workers in (0, 1):
+            db = tmp_path / f"w{workers}.db"
+            before = len(server.hits)
+            engine = make_engine(f"sqlite:///{db}")
+            upgrade_schema(engine)
+            with session_factory(engine)() as session:
+                for number in range(count // per_feed):
+                    repo.upsert_feed(session, server.url(f"/feed{number}"), name=f"feed {number}", lang="en")
+                session.commit()
+            engine.dispose()
+            done = subprocess.run(
+                [SCRIPT, "-v", "run", "--once", "--all"],
+                capture_output=True,
+                text=True,
+                env=cli_env(db, workers),
+                timeout=300,
+            )
+            assert done.returncode == 0, done.stderr
+            pages = [hit["path"] for hit in server.hits[before:] if hit["path"].startswith("/p")]
+            runs[workers] = (done.stderr, pages, stored(db))
+    alone, pooled = runs[0], runs[1]
+    assert "prepare worker" not in alone[0] and "started 1 prepare worker(s)" in pooled[0]
+    assert sorted(pooled[1]) == sorted(alone[1]) == sorted(f"/p{i}" for i in range(count)), "each page once"
+    assert len(pooled[2]) == count and pooled[2] == alone[2]
+
+
 def job_for(settings: Settings, text: str) -> PageJob:
     body = f"<html><body><article><h1>Talks</h1><p>{text}</p></article></body></html>".encode()
     return PageJob(FeedItem("http://example.org/a", "Talks"), body, "text/html", "en", NOW)
