@@ -291,10 +291,13 @@ class PageFetcher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Wait for the requests in flight; those not started are dropped."""
+    def close(self, *, drop_waiting: bool = True) -> None:
+        """Wait for the requests in flight; those not started are dropped, or with
+        ``drop_waiting=False`` made too. Pages asked for afterwards are fetched one at a
+        time, when their result is asked for."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=drop_waiting)
+            self._pool = None
 
     def submit(self, url: str, *, accept: str | None = None) -> PendingPage:
         """Start fetching ``url`` (one at a time: when the result is asked for)."""

@@ -8,6 +8,7 @@ failed (``error``, recorded in ``fetch_failures`` and retried or quarantined).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -1028,6 +1029,7 @@ def poll_feed(
     context: IngestContext | None = None,
     ahead: Future[FeedFetch] | None = None,
     upcoming: Callable[[], int] | None = None,
+    pages: CyclePages | None = None,
 ) -> PollResult:
     """Poll one feed: conditional GET, skip an unchanged body, then ingest each new item.
 
@@ -1036,6 +1038,8 @@ def poll_feed(
     already stored cost one indexed lookup each. ``ahead``: the feed fetched (and parsed)
     while the feed before it was being ingested (:class:`FeedsAhead`); used if it was
     asked with what the feed row holds now. ``upcoming``: see :func:`_ingest_feed_items`.
+    asked with what the feed row holds now. ``pages``: the cycle's pages
+    (:class:`CyclePages`).
     """
     now = now or utcnow()
     feed = session.get(Feed, feed_id)
@@ -1086,6 +1090,7 @@ def poll_feed(
             result=result,
             progress=progress,
             upcoming=upcoming,
+            pages=pages,
         )
     finally:
         if own:
@@ -1296,6 +1301,7 @@ def _ingest_feed_items(
     result: PollResult,
     progress: ProgressCallback | None,
     upcoming: Callable[[], int] | None = None,
+    pages: CyclePages | None = None,
 ) -> bool:
     """Ingest a feed's items in order, pages fetched ahead, committed in batches.
 
@@ -1310,6 +1316,9 @@ def _ingest_feed_items(
     ``upcoming``: how many more new items the cycle holds as far as it knows (the feeds
     before this one and those read ahead), counted when this feed alone would start no
     prepare worker: a cycle of many small feeds is worth them too.
+    ``pages``: the cycle's fetcher and the pages fetched ahead for this feed
+    (:class:`CyclePages`); once all of this feed's pages are handed out, it fetches the
+    next feed's.
     """
     http = settings.http
     window = http.max_concurrency * 2
@@ -1325,8 +1334,16 @@ def _ingest_feed_items(
     use_workers = context.pool.start_for(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
     )
-    fetcher = PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
-    with fetcher:
+    own_fetcher = pages is None
+    fetcher = (
+        PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
+        if pages is None
+        else pages.fetcher()
+    )
+    # This feed's pages fetched (and prepared) ahead while the feed before was stored.
+    early = pages.take(feed.id) if pages is not None else {}
+    rank = pages.rank(feed.id) if pages is not None else 0  # (the order of this feed's jobs)
+    with fetcher if own_fetcher else contextlib.nullcontext(fetcher):
         ahead: dict[int, PendingPage] = {}
         # Items handed to a prepare worker (extraction, language, vectors), in feed order.
         jobs: dict[int, tuple[PageJob, Future[Prepared]]] = {}
@@ -1366,7 +1383,23 @@ def _ingest_feed_items(
                 if url in failed:
                     retried.add(index)
                 elif canonical and url and canonical not in known:
-                    ahead[index] = fetcher.submit(url, accept=PAGE_ACCEPT)
+                    entry = early.pop(url, None)
+                    if entry is None:
+                        ahead[index] = fetcher.submit(url, accept=PAGE_ACCEPT)
+                    else:
+                        ahead[index] = entry.page
+                        if entry.job is not None:
+                            queued, future = entry.job
+                            if use_workers and queued == PageJob(
+                                items[index],
+                                queued.body,
+                                queued.content_type,
+                                _lang_hint(feed, items[index]),
+                                now,
+                            ):
+                                jobs[index] = entry.job  # (the page is the one it was made from)
+                            else:
+                                context.pool.take_back(future)
                     if first_of[url] == index and first_of[canonical] == index:
                         absent.add(index)
 
@@ -1380,7 +1413,7 @@ def _ingest_feed_items(
             next_job = max(next_job, position + 1)
             while use_workers and next_job < next_to_submit:  # (the pages asked for so far)
                 page = ahead.get(next_job)
-                if page is not None and next_job not in retried:
+                if page is not None and next_job not in retried and next_job not in jobs:
                     if not page.ready():
                         return  # handed out in order: the rest wait for this page
                     try:
@@ -1390,12 +1423,14 @@ def _ingest_feed_items(
                     if response is not None:
                         item = items[next_job]
                         job = PageJob(item, response.body, response.content_type, _lang_hint(feed, item), now)
-                        jobs[next_job] = (job, context.pool.submit(job))
+                        jobs[next_job] = (job, context.pool.submit(job, (rank, next_job)))
                 next_job += 1
 
         def process(index: int) -> ItemResult:
             item = items[index]
             hand_out(index)
+            if pages is not None and use_workers and next_job >= len(items):
+                pages.look_ahead()  # (nothing of this feed left for the workers: the next feeds')
             page = ahead.get(index)
             fetch = page.result if page else (lambda: client.get(item.url or "", accept=PAGE_ACCEPT))
             job = jobs.get(index)
@@ -1410,6 +1445,14 @@ def _ingest_feed_items(
                 queued, future = jobs[later]
                 if context.pool.take_back(future):
                     jobs[later] = (queued, context.prepare_here(queued))
+            # Then the next feed's, fetched ahead (see CyclePages).
+            while (
+                pages is not None
+                and job is not None
+                and not job[1].done()
+                and pages.take_back_one(context.prepare_here)
+            ):
+                pass
             prepared = functools.partial(_collect, context, *job) if job else None
             return _finish_item(
                 session,
@@ -1486,7 +1529,11 @@ def _ingest_feed_items(
                 continue
             if len(batch) >= settings.poll.items_per_commit or time.monotonic() - started >= BATCH_SECONDS:
                 settle()
+            if pages is not None and use_workers and next_job >= len(items):
+                pages.look_ahead()  # (the workers would otherwise run dry at this feed's end)
         settle()
+    if pages is not None:
+        pages.drop(early)  # (pages fetched ahead that this poll did not use)
     return complete
 
 
@@ -1590,6 +1637,7 @@ def run_cycle(
     def upcoming() -> int:
         return prepared + ahead.fresh_ahead()
 
+    pages = CyclePages(session, client, settings, ahead, context.pool, now)
     try:
         for position, feed_id in enumerate(ids, 1):
             fetched_ahead = ahead.take(feed_id)
@@ -1605,6 +1653,7 @@ def run_cycle(
                     context=context,
                     ahead=fetched_ahead,
                     upcoming=upcoming,
+                    pages=pages,
                 )
             except DatabaseError:
                 raise
@@ -1625,6 +1674,7 @@ def run_cycle(
             summary.retried = retry_failed_pages(session, client, settings, now=now, context=context)
             flatten_copy_chains(session)
     finally:
+        pages.close()
         ahead.close()
         context.close()
     return summary
@@ -1729,6 +1779,19 @@ class FeedsAhead:
         except SQLAlchemyError:
             return 0
 
+    def fetched_after(self, count: int = 1) -> list[tuple[int, FeedFetch]]:
+        """Up to ``count`` feeds after the current one, in order, as far as each was read
+        ahead and is in (stops at the first that is not)."""
+        done: list[tuple[int, FeedFetch]] = []
+        if self._position < 0:
+            return done
+        for feed_id in self.order[self._position + 1 : self._position + 1 + count]:
+            started = self.started.get(feed_id)
+            if started is None or not started[0].done() or started[0].exception() is not None:
+                break
+            done.append((feed_id, started[0].result()))
+        return done
+
     def _start(self, feed_id: int, request: FeedRequest, host: str) -> None:
         future: Future[FeedFetch] = Future()
 
@@ -1753,6 +1816,172 @@ class FeedsAhead:
         self.started.clear()
         if self.settle in self.pool.before_fork:
             self.pool.before_fork.remove(self.settle)
+
+
+@dataclass
+class EarlyPage:
+    """A page of a later feed fetched (and, once in, handed to a prepare worker) ahead."""
+
+    item: FeedItem
+    position: int  # the item's in its feed
+    page: PendingPage
+    lang_hint: str | None
+    job: tuple[PageJob, Future[Prepared]] | None = None
+    handled: bool = False  # its job was submitted, or its fetch failed (raised in its turn)
+
+
+class CyclePages:
+    """The pages of a cycle: one fetcher for every feed, and the next feeds' new pages
+    fetched and prepared while the current feed's last items are stored.
+
+    Within a feed, pages are fetched a window ahead and prepared in the workers while this
+    process stores the items before them. At a feed's end that stops: the workers have
+    nothing left while this process stores the last items, and a feed of one or two items
+    is done here alone. So once every page of the current feed is in a worker's hands, the
+    first new items of the next feeds (read ahead by :class:`FeedsAhead`; not stored, no
+    open failure; up to ``http.max_concurrency`` items in all) are fetched and handed to
+    the workers as their pages come in, behind every job of the current feed
+    (:meth:`PreparePool.submit`'s order); each feed's poll takes those pages and jobs over
+    as if it had started them itself. Preparing a page depends on the page alone, so the
+    outcome is the same; a page a poll no longer wants (stored in between, or the feed
+    changed) is dropped and its job withdrawn. One fetcher serves the whole cycle, so its
+    per-host limit holds across feeds too.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        client: HttpClient,
+        settings: Settings,
+        feeds: FeedsAhead,
+        pool: PreparePool,
+        now: datetime,
+    ) -> None:
+        self.session, self.client, self.settings, self.feeds, self.pool, self.now = (
+            session,
+            client,
+            settings,
+            feeds,
+            pool,
+            now,
+        )
+        self._fetcher: PageFetcher | None = None
+        # Feeds looked ahead at, in cycle order: their pages fetched ahead, by URL.
+        self._early: dict[int, dict[str, EarlyPage]] = {}
+        # Prepare workers are forked only while the process has no other thread: before
+        # that, the fetcher's threads finish their requests and end (it starts again later).
+        pool.before_fork.append(self.settle)
+
+    def fetcher(self) -> PageFetcher:
+        if self._fetcher is None:
+            http = self.settings.http
+            self._fetcher = PageFetcher(
+                self.client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency
+            )
+        return self._fetcher
+
+    def rank(self, feed_id: int) -> int:
+        """The position of ``feed_id`` in the cycle (the first part of its jobs' order)."""
+        return self.feeds.order.index(feed_id) if feed_id in self.feeds.order else len(self.feeds.order)
+
+    def look_ahead(self) -> None:
+        """Fetch the next feeds' first new pages, and hand those that are in to the workers.
+
+        Called while the current feed has no page left to hand out. A feed is looked at
+        once, when it has been read ahead, and only while fewer than
+        ``http.max_concurrency`` pages fetched ahead wait for their feed.
+        """
+        self.feeds.start_next()  # (feeds fetched ahead since: the next ones, as slots free up)
+        budget = self.settings.http.max_concurrency
+        waiting = sum(len(early) for early in self._early.values())
+        for feed_id, fetched in self.feeds.fetched_after(FEEDS_AHEAD):
+            if waiting >= budget:
+                break
+            if feed_id in self._early:
+                continue
+            self._early[feed_id] = {}
+            try:
+                self._fetch_early(feed_id, fetched, budget - waiting)
+            except SQLAlchemyError as exc:
+                log.debug("pages of feed %s not fetched ahead: %s", feed_id, exc)
+            waiting += len(self._early[feed_id])
+        for feed_id, early in self._early.items():
+            rank = self.rank(feed_id)
+            for entry in early.values():
+                if entry.handled:
+                    continue
+                if not entry.page.ready():
+                    return  # handed out in cycle order: the rest wait for this page
+                entry.handled = True
+                try:
+                    response: HttpResponse | None = entry.page.result()
+                except Exception:  # raised again in the item's turn
+                    response = None
+                if response is not None:
+                    job = PageJob(entry.item, response.body, response.content_type, entry.lang_hint, self.now)
+                    entry.job = (job, self.pool.submit(job, (rank, entry.position)))
+
+    def _fetch_early(self, feed_id: int, fetched: FeedFetch, limit: int) -> None:
+        feed = self.session.get(Feed, feed_id)
+        if (
+            feed is None
+            or fetched.parsed is None
+            or fetched.request != FeedRequest.of(feed)
+            or fetched.body_hash == feed.body_hash
+        ):
+            return  # (nothing to ingest, or asked again in its turn)
+        items = list(enumerate(fetched.parsed.items[: self.settings.http.max_concurrency * 2]))
+        canonicals = {item.url or "": _screen_item(item)[0] for _, item in items}
+        known = repo.known_urls(self.session, sorted({c for c in canonicals.values() if c}))
+        failed = repo.open_failure_targets(self.session, "page", sorted(canonicals))
+        early = self._early[feed_id]
+        for position, item in items:
+            url = item.url or ""
+            canonical = canonicals[url]
+            if not url or canonical is None or canonical in known or url in failed or url in early:
+                continue
+            if len(early) >= limit:
+                break
+            known.add(canonical)  # (a second link to one page is fetched in its turn)
+            page = self.fetcher().submit(url, accept=PAGE_ACCEPT)
+            early[url] = EarlyPage(item, position, page, _lang_hint(feed, item))
+
+    def take_back_one(self, prepare_here: Callable[[PageJob], Future[Prepared]]) -> bool:
+        """Withdraw the latest early job no worker has started and do it with
+        ``prepare_here`` (this process, waiting for a worker, would otherwise idle)."""
+        for early in reversed(self._early.values()):
+            for entry in reversed(early.values()):
+                if entry.job is not None and self.pool.take_back(entry.job[1]):
+                    entry.job = (entry.job[0], prepare_here(entry.job[0]))
+                    return True
+        return False
+
+    def take(self, feed_id: int) -> dict[str, EarlyPage]:
+        """The pages fetched ahead for ``feed_id``, by URL (the poll pops those it uses)."""
+        return self._early.pop(feed_id, {})
+
+    def drop(self, early: dict[str, EarlyPage]) -> None:
+        """Withdraw the jobs of pages the poll did not use (a job already running just ends)."""
+        for entry in early.values():
+            if entry.job is not None:
+                self.pool.take_back(entry.job[1])
+        early.clear()
+
+    def settle(self) -> None:
+        """End the fetcher's threads, their requests done (results kept for their turn)."""
+        if self._fetcher is not None:
+            self._fetcher.close(drop_waiting=False)
+            self._fetcher = None
+
+    def close(self) -> None:
+        for early in self._early.values():
+            self.drop(early)
+        self._early.clear()
+        if self.settle in self.pool.before_fork:
+            self.pool.before_fork.remove(self.settle)
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
 
 
 def flatten_copy_chains(session: Session) -> int:

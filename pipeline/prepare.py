@@ -25,6 +25,7 @@ kills its parser is never tried in the main process.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import multiprocessing
@@ -57,6 +58,12 @@ log = logging.getLogger(__name__)
 # already running: starting them and loading the encoder there costs more than it saves
 # on a handful of items.
 MIN_PAGES_FOR_WORKERS = 8
+
+# Jobs in the executor's hands beyond one per worker. A job handed to a
+# ProcessPoolExecutor is queued for its workers at once and can no longer be withdrawn, so
+# the pool holds the rest itself: one waiting job per pool keeps a worker busy from one
+# job to the next, and every later one can still be done by this process instead.
+QUEUED_PER_POOL = 1
 
 # How often a worker checks that the process that started it is still there.
 PARENT_CHECK_SECONDS = 0.5
@@ -206,6 +213,18 @@ def classified(prepared: Prepared, registry: TopicRegistry, heads: LabelHeads) -
     return Prepared(candidate, vectors, verdict, text=prepared.text)
 
 
+def _forward(future: Future[Prepared], sent: Future[Prepared]) -> None:
+    """Give ``future`` the outcome of ``sent``, the executor's future of its job."""
+    if future.done():
+        return
+    if sent.cancelled():
+        future.cancel()
+    elif (error := sent.exception()) is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(sent.result())
+
+
 def _prepare_in_worker(job: PageJob) -> Prepared:
     return classified(prepare_page(_WORKER_SETTINGS[0], job, _gazetteer()), *_classifier())
 
@@ -228,6 +247,11 @@ class PreparePool:
         # Called before the workers are forked, to end this process's other threads (a
         # feed fetched ahead): a process is forked only while it has no other thread.
         self.before_fork: list[Callable[[], None]] = []
+        # Jobs submitted but not yet given to the executor, with the order they go in (see
+        # QUEUED_PER_POOL), and the executor's futures of those given to it and not done.
+        self._held: dict[Future[Prepared], tuple[tuple[int, ...], PageJob]] = {}
+        self._submitted = 0
+        self._sent: list[Future[Prepared]] = []
 
     def start_for(
         self,
@@ -262,33 +286,77 @@ class PreparePool:
         """Whether the workers are started (they are kept until :meth:`close`)."""
         return self._executor is not None
 
-    def submit(self, job: PageJob) -> Future[Prepared]:
-        """Hand ``job`` to a worker (to a fresh pool if the workers died since)."""
-        try:
-            return self._ensure().submit(_prepare_in_worker, job)
-        except BrokenProcessPool:
-            self._discard()
-            return self._ensure().submit(_prepare_in_worker, job)
+    def submit(self, job: PageJob, order: tuple[int, ...] = ()) -> Future[Prepared]:
+        """Queue ``job`` for the workers; its future gives the :class:`Prepared`.
+
+        Jobs go to the workers lowest ``order`` first (a feed's position in the cycle and
+        the item's in the feed), then in the order submitted: a later feed's pages handed
+        out early wait while the current feed has any. Calls come from one thread (the
+        one that collects), as do :meth:`take_back` and :meth:`collect`.
+        """
+        future: Future[Prepared] = Future()
+        self._submitted += 1
+        self._held[future] = ((*order, self._submitted), job)
+        self._dispatch()
+        return future
 
     def take_back(self, future: Future[Prepared]) -> bool:
-        """Withdraw a job no worker has started (True), to do it in this process instead."""
-        return not future.done() and future.cancel()
+        """Withdraw a job not yet given to a worker (True), to do it in this process instead."""
+        if future not in self._held:
+            return False
+        del self._held[future]
+        future.cancel()
+        return True
+
+    def waiting(self) -> list[PageJob]:
+        """The jobs not yet given to a worker, in the order they will go."""
+        return [job for _, job in sorted(self._held.values(), key=lambda held: held[0])]
+
+    def _dispatch(self) -> None:
+        """Give held jobs to the executor while it has fewer than one per worker and
+        :data:`QUEUED_PER_POOL` more."""
+        self._sent = [sent for sent in self._sent if not sent.done()]
+        while self._held and len(self._sent) < self.workers + QUEUED_PER_POOL:
+            future = min(self._held, key=lambda held: self._held[held][0])
+            _, job = self._held.pop(future)
+            self._send(future, job)
+
+    def _send(self, future: Future[Prepared], job: PageJob) -> None:
+        try:
+            sent = self._ensure().submit(_prepare_in_worker, job)
+        except BrokenProcessPool:  # (the workers died since: a fresh pool)
+            self._discard()
+            sent = self._ensure().submit(_prepare_in_worker, job)
+        sent.add_done_callback(functools.partial(_forward, future))
+        self._sent.append(sent)
 
     def collect(self, job: PageJob, future: Future[Prepared]) -> Prepared:
         """The result of ``future``; a job whose worker died is tried once more, alone."""
+        if future in self._held:  # (waited for before its turn: given to a worker now)
+            self._send(future, self._held.pop(future)[1])
         try:
-            return future.result()
+            prepared = future.result()
         except BrokenProcessPool:
             self._discard()
+        else:
+            self._dispatch()
+            return prepared
         log.warning("a prepare worker stopped; trying %s again alone", job.item.url)
         try:
             return self._ensure().submit(_prepare_in_worker, job).result()
         except BrokenProcessPool:
             self._discard()
+        finally:
+            self._dispatch()  # (the jobs held meanwhile, after it)
         return Prepared(error=WORKER_DIED, permanent=True)
 
     def close(self) -> None:
-        """Stop the workers (they are started again if the pool is used again)."""
+        """Stop the workers (they are started again if the pool is used again); jobs not
+        given to them are cancelled."""
+        for future in self._held:
+            future.cancel()
+        self._held.clear()
+        self._sent.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None

@@ -231,6 +231,45 @@ def test_a_cycle_of_small_feeds_starts_the_workers_and_stores_what_one_process_s
     assert len(pooled[2]) == count and pooled[2] == alone[2]
 
 
+def test_jobs_not_yet_given_to_a_worker_can_be_taken_back_and_go_out_in_their_order(db_url: str) -> None:
+    """The executor holds one job per worker and one more; the pool keeps the rest, so this
+    process can still take any of them back, and gives them out lowest order first."""
+    settings = make_settings(db_url)
+    pool = PreparePool(settings, 1)
+    empty = b"<html><body></body></html>"
+
+    def job(name: str) -> PageJob:
+        return PageJob(FeedItem(f"http://example.org/{name}", name), empty, None, "en", NOW)
+
+    jobs = {name: job(name) for name in "abcdef"}
+    try:
+        assert pool.start_for(MIN_PAGES_FOR_WORKERS, classifier)
+        # The worker is kept busy meanwhile, so that nothing given to it is done yet.
+        assert pool._executor is not None
+        busy = pool._executor.submit(time.sleep, 3)
+        futures = {"a": pool.submit(jobs["a"], (1, 0)), "b": pool.submit(jobs["b"], (1, 1))}
+        # A later feed's job first, then the current feed's: the current feed's go out first.
+        futures["c"] = pool.submit(jobs["c"], (2, 0))
+        futures["d"] = pool.submit(jobs["d"], (1, 2))
+        futures["e"] = pool.submit(jobs["e"], (1, 3))
+        assert pool.waiting() == [jobs["d"], jobs["e"], jobs["c"]]
+        assert not busy.done(), "the checks ran while the worker was busy"
+        assert not pool.take_back(futures["a"]) and not pool.take_back(futures["b"]), "given out"
+        assert pool.take_back(futures["e"]) and futures["e"].cancelled()
+        assert not pool.take_back(futures["e"]), "taken back once"
+        assert pool.waiting() == [jobs["d"], jobs["c"]]
+        # Waiting for a job still held gives it out at once; the rest follow in order.
+        prepared = pool.collect(jobs["c"], futures["c"])
+        assert prepared.error is not None  # (a page without text: an error, from a worker)
+        for name in ("a", "b", "d"):
+            assert pool.collect(jobs[name], futures[name]).error is not None
+        assert pool.waiting() == []
+        futures["f"] = pool.submit(jobs["f"], (9, 9))
+    finally:
+        pool.close()
+    assert futures["f"].done(), "close() leaves no future waiting for ever"
+
+
 def job_for(settings: Settings, text: str) -> PageJob:
     body = f"<html><body><article><h1>Talks</h1><p>{text}</p></article></body></html>".encode()
     return PageJob(FeedItem("http://example.org/a", "Talks"), body, "text/html", "en", NOW)
