@@ -1037,8 +1037,8 @@ def poll_feed(
     was handled, so a crash mid-feed means the next poll sees the items again; those
     already stored cost one indexed lookup each. ``ahead``: the feed fetched (and parsed)
     while the feed before it was being ingested (:class:`FeedsAhead`); used if it was
-    asked with what the feed row holds now. ``upcoming``: see :func:`_ingest_feed_items`.
-    asked with what the feed row holds now. ``pages``: the cycle's pages
+    asked with what the feed row holds now. ``upcoming``: see :func:`_ingest_feed_items`;
+    ``pages``: the cycle's pages
     (:class:`CyclePages`).
     """
     now = now or utcnow()
@@ -1329,7 +1329,7 @@ def _ingest_feed_items(
     canonicals = [_screen_item(item)[0] for item in items]
     linked = {canonical for canonical in canonicals if canonical}
     fresh = len(linked - repo.known_urls(session, sorted(linked)))
-    if upcoming is not None and fresh < MIN_PAGES_FOR_WORKERS and not context.pool.running:
+    if upcoming is not None and 0 < fresh < MIN_PAGES_FOR_WORKERS and not context.pool.running:
         fresh += upcoming()
     use_workers = context.pool.start_for(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
@@ -1342,6 +1342,8 @@ def _ingest_feed_items(
     )
     # This feed's pages fetched (and prepared) ahead while the feed before was stored.
     early = pages.take(feed.id) if pages is not None else {}
+    if pages is not None:
+        pages.current = linked  # (its pages are this feed's to fetch, not a later one's)
     rank = pages.rank(feed.id) if pages is not None else 0  # (the order of this feed's jobs)
     with fetcher if own_fetcher else contextlib.nullcontext(fetcher):
         ahead: dict[int, PendingPage] = {}
@@ -1435,6 +1437,7 @@ def _ingest_feed_items(
             fetch = page.result if page else (lambda: client.get(item.url or "", accept=PAGE_ACCEPT))
             job = jobs.get(index)
             if job is not None and context.pool.take_back(job[1]):
+                del jobs[index]  # (a batch done again item by item must not wait for it)
                 job = None  # no worker has started it: done here rather than waited for
             # While a worker is still on this item, take back later jobs no worker has
             # started, newest first, and do them here: neither side idles while the other
@@ -1506,7 +1509,9 @@ def _ingest_feed_items(
                 report(outcomes)
             for position in positions:
                 ahead.pop(position, None)  # the page is no longer needed
-                jobs.pop(position, None)
+                unused = jobs.pop(position, None)
+                if unused is not None:
+                    context.pool.take_back(unused[1])  # (an item found stored in its turn)
             batch = []
 
         for index in range(len(items)):
@@ -1532,8 +1537,6 @@ def _ingest_feed_items(
             if pages is not None and use_workers and next_job >= len(items):
                 pages.look_ahead()  # (the workers would otherwise run dry at this feed's end)
         settle()
-    if pages is not None:
-        pages.drop(early)  # (pages fetched ahead that this poll did not use)
     return complete
 
 
@@ -1634,7 +1637,7 @@ def run_cycle(
     ahead = FeedsAhead(session, client, settings, ids, now, context.pool)
     prepared = 0  # new items stored from this cycle's feeds so far
 
-    def upcoming() -> int:
+    def upcoming() -> int:  # (asked only for a feed with new items of its own)
         return prepared + ahead.fresh_ahead()
 
     pages = CyclePages(session, client, settings, ahead, context.pool, now)
@@ -1666,6 +1669,8 @@ def run_cycle(
                 if feed is None:
                     continue
                 poll = _feed_failed(session, settings, feed, f"unexpected {type(exc).__name__}: {exc}", now)
+            finally:
+                pages.done_with(feed_id)  # (pages fetched ahead that its poll did not use)
             summary.polls.append(poll)
             prepared += sum(1 for item in poll.items if item.status == "new")
             if progress:
@@ -1868,6 +1873,11 @@ class CyclePages:
         self._fetcher: PageFetcher | None = None
         # Feeds looked ahead at, in cycle order: their pages fetched ahead, by URL.
         self._early: dict[int, dict[str, EarlyPage]] = {}
+        # The canonical URLs of the feed being polled, and of every item of the feeds looked
+        # ahead at: a page two feeds list is fetched once, for the first (the second finds
+        # it stored by then).
+        self.current: set[str] = set()
+        self._listed: set[str] = set()
         # Prepare workers are forked only while the process has no other thread: before
         # that, the fetcher's threads finish their requests and end (it starts again later).
         pool.before_fork.append(self.settle)
@@ -1933,6 +1943,7 @@ class CyclePages:
         items = list(enumerate(fetched.parsed.items[: self.settings.http.max_concurrency * 2]))
         canonicals = {item.url or "": _screen_item(item)[0] for _, item in items}
         known = repo.known_urls(self.session, sorted({c for c in canonicals.values() if c}))
+        known |= self.current | self._listed
         failed = repo.open_failure_targets(self.session, "page", sorted(canonicals))
         early = self._early[feed_id]
         for position, item in items:
@@ -1945,6 +1956,7 @@ class CyclePages:
             known.add(canonical)  # (a second link to one page is fetched in its turn)
             page = self.fetcher().submit(url, accept=PAGE_ACCEPT)
             early[url] = EarlyPage(item, position, page, _lang_hint(feed, item))
+        self._listed.update(c for item in fetched.parsed.items if (c := _screen_item(item)[0]))
 
     def take_back_one(self, prepare_here: Callable[[PageJob], Future[Prepared]]) -> bool:
         """Withdraw the latest early job no worker has started and do it with
@@ -1958,10 +1970,15 @@ class CyclePages:
 
     def take(self, feed_id: int) -> dict[str, EarlyPage]:
         """The pages fetched ahead for ``feed_id``, by URL (the poll pops those it uses)."""
-        return self._early.pop(feed_id, {})
+        return self._early.setdefault(feed_id, {})
 
-    def drop(self, early: dict[str, EarlyPage]) -> None:
-        """Withdraw the jobs of pages the poll did not use (a job already running just ends)."""
+    def done_with(self, feed_id: int) -> None:
+        """After ``feed_id``'s poll, however it ended: withdraw the jobs of the pages fetched
+        ahead for it that it did not use (a job already running just ends)."""
+        self._drop(self._early.pop(feed_id, {}))
+        self.current = set()
+
+    def _drop(self, early: dict[str, EarlyPage]) -> None:
         for entry in early.values():
             if entry.job is not None:
                 self.pool.take_back(entry.job[1])
@@ -1975,7 +1992,7 @@ class CyclePages:
 
     def close(self) -> None:
         for early in self._early.values():
-            self.drop(early)
+            self._drop(early)
         self._early.clear()
         if self.settle in self.pool.before_fork:
             self.pool.before_fork.remove(self.settle)

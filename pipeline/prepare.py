@@ -250,6 +250,8 @@ class PreparePool:
         # Jobs submitted but not yet given to the executor, with the order they go in (see
         # QUEUED_PER_POOL), and the executor's futures of those given to it and not done.
         self._held: dict[Future[Prepared], tuple[tuple[int, ...], PageJob]] = {}
+        # The executor each job given out went to (until it is collected).
+        self._sent_to: dict[Future[Prepared], ProcessPoolExecutor] = {}
         self._submitted = 0
         self._sent: list[Future[Prepared]] = []
 
@@ -323,10 +325,17 @@ class PreparePool:
 
     def _send(self, future: Future[Prepared], job: PageJob) -> None:
         try:
-            sent = self._ensure().submit(_prepare_in_worker, job)
-        except BrokenProcessPool:  # (the workers died since: a fresh pool)
-            self._discard()
-            sent = self._ensure().submit(_prepare_in_worker, job)
+            try:
+                executor = self._ensure()
+                sent = executor.submit(_prepare_in_worker, job)
+            except BrokenProcessPool:  # (the workers died since: a fresh pool)
+                self._discard()
+                executor = self._ensure()
+                sent = executor.submit(_prepare_in_worker, job)
+        except BaseException as exc:
+            future.set_exception(exc)  # (its collector learns of it; nobody waits for ever)
+            raise
+        self._sent_to[future] = executor
         sent.add_done_callback(functools.partial(_forward, future))
         self._sent.append(sent)
 
@@ -334,10 +343,14 @@ class PreparePool:
         """The result of ``future``; a job whose worker died is tried once more, alone."""
         if future in self._held:  # (waited for before its turn: given to a worker now)
             self._send(future, self._held.pop(future)[1])
+        executor = self._sent_to.pop(future, None)
         try:
             prepared = future.result()
         except BrokenProcessPool:
-            self._discard()
+            # The pool it was sent to broke. Every job it held fails the same way: only the
+            # first of them to be collected replaces the pool, not the new one each time.
+            if executor is None or executor is self._executor:
+                self._discard()
         else:
             self._dispatch()
             return prepared
@@ -357,6 +370,7 @@ class PreparePool:
             future.cancel()
         self._held.clear()
         self._sent.clear()
+        self._sent_to.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None

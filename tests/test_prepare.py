@@ -166,14 +166,16 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> None:
 
 
 def small_feeds(rows: list[dict[str, str]], per_feed: int) -> LocalServer:
-    """Feeds of ``per_feed`` pages each (``/feed0``, ``/feed1``...), one after another."""
+    """Feeds of ``per_feed`` pages each (``/feed0``, ``/feed1``...), one after another; each
+    feed after the first also lists the last page of the feed before (as sibling section
+    feeds of one site do)."""
     pages = {f"/p{i}": html_page(row) for i, row in enumerate(rows)}
     paths = list(pages)
     server: LocalServer
 
     def feed_route(number: int) -> object:
         def feed(handler: object) -> Reply:
-            chunk = paths[number * per_feed : (number + 1) * per_feed]
+            chunk = paths[max(0, number * per_feed - 1) : (number + 1) * per_feed]
             items = "".join(
                 f"<item><title>{path}</title><link>{server.url(path)}</link>"
                 f"<pubDate>Thu, 19 Nov 2026 10:{n:02d}:00 GMT</pubDate></item>"
@@ -198,8 +200,9 @@ def test_a_cycle_of_small_feeds_starts_the_workers_and_stores_what_one_process_s
     tmp_path: Path,
 ) -> None:
     """No feed holds MIN_PAGES_FOR_WORKERS new items, the cycle does: the workers start
-    (counting the new items of the feeds before and of those read ahead), every page is
-    fetched once, and what is stored is what one process alone stores."""
+    (counting the new items of the feeds before and of those read ahead), the next feeds'
+    pages are fetched ahead for them, every page is fetched once (one two feeds list too),
+    and what is stored is what one process alone stores."""
     per_feed, count = 3, 18
     assert per_feed < MIN_PAGES_FOR_WORKERS < count
     rows = excerpts(count)
