@@ -57,6 +57,17 @@ def html_page(row: dict[str, str]) -> bytes:
     ).encode()
 
 
+def rss(server: LocalServer, paths: list[str], channel: str) -> Reply:
+    """An RSS document linking ``paths`` of ``server``, one minute apart."""
+    items = "".join(
+        f"<item><title>{path}</title><link>{server.url(path)}</link>"
+        f"<pubDate>Thu, 19 Nov 2026 {10 + n // 60:02d}:{n % 60:02d}:00 GMT</pubDate></item>"
+        for n, path in enumerate(paths)
+    )
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel>{channel}{items}</channel></rss>'
+    return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+
 def site(rows: list[dict[str, str]], page_delay: float = 0.0) -> LocalServer:
     """A feed of the pages, the first one carried twice (a syndicated copy under a second URL)."""
     pages = {f"/p{i}": html_page(row) for i, row in enumerate(rows)}
@@ -66,13 +77,7 @@ def site(rows: list[dict[str, str]], page_delay: float = 0.0) -> LocalServer:
 
     def feed(handler: object) -> Reply:
         polls[0] += 1  # the body changes on every poll (a build number), the items do not
-        items = "".join(
-            f"<item><title>{path}</title><link>{server.url(path)}</link>"
-            f"<pubDate>Thu, 19 Nov 2026 {10 + n // 60:02d}:{n % 60:02d}:00 GMT</pubDate></item>"
-            for n, path in enumerate(pages)
-        )
-        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><generator>build {polls[0]}</generator>{items}</channel></rss>'
-        return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
+        return rss(server, list(pages), f"<title>t</title><generator>build {polls[0]}</generator>")
 
     def page(handler: object) -> Reply:
         path = getattr(handler, "path").split("?")[0]  # noqa: B009
@@ -82,11 +87,12 @@ def site(rows: list[dict[str, str]], page_delay: float = 0.0) -> LocalServer:
     return server
 
 
-def new_database(db: Path, feed_url: str) -> None:
+def new_database(db: Path, *feed_urls: str) -> None:
     engine = make_engine(f"sqlite:///{db}")
     upgrade_schema(engine)
     with session_factory(engine)() as session:
-        repo.upsert_feed(session, feed_url, name="feed", lang="en")
+        for number, feed_url in enumerate(feed_urls):
+            repo.upsert_feed(session, feed_url, name=f"feed {number}" if number else "feed", lang="en")
         session.commit()
     engine.dispose()
 
@@ -101,9 +107,9 @@ def cli_env(db: Path, workers: int) -> dict[str, str]:
     }
 
 
-def run_cli(db: Path, workers: int, feed_url: str) -> str:
-    """``summitwatch -v run --once --all`` on a new database holding one feed; its stderr."""
-    new_database(db, feed_url)
+def run_cli(db: Path, workers: int, *feed_urls: str) -> str:
+    """``summitwatch -v run --once --all`` on a new database holding the feeds; its stderr."""
+    new_database(db, *feed_urls)
     done = subprocess.run(
         [SCRIPT, "-v", "run", "--once", "--all"],
         capture_output=True,
@@ -176,13 +182,7 @@ def small_feeds(rows: list[dict[str, str]], per_feed: int) -> LocalServer:
     def feed_route(number: int) -> object:
         def feed(handler: object) -> Reply:
             chunk = paths[max(0, number * per_feed - 1) : (number + 1) * per_feed]
-            items = "".join(
-                f"<item><title>{path}</title><link>{server.url(path)}</link>"
-                f"<pubDate>Thu, 19 Nov 2026 10:{n:02d}:00 GMT</pubDate></item>"
-                for n, path in enumerate(chunk)
-            )
-            body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>f{number}</title>{items}</channel></rss>'
-            return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
+            return rss(server, chunk, f"<title>f{number}</title>")
 
         return feed
 
@@ -211,23 +211,9 @@ def test_a_cycle_of_small_feeds_starts_the_workers_and_stores_what_one_process_s
         for workers in (0, 1):
             db = tmp_path / f"w{workers}.db"
             before = len(server.hits)
-            engine = make_engine(f"sqlite:///{db}")
-            upgrade_schema(engine)
-            with session_factory(engine)() as session:
-                for number in range(count // per_feed):
-                    repo.upsert_feed(session, server.url(f"/feed{number}"), name=f"feed {number}", lang="en")
-                session.commit()
-            engine.dispose()
-            done = subprocess.run(
-                [SCRIPT, "-v", "run", "--once", "--all"],
-                capture_output=True,
-                text=True,
-                env=cli_env(db, workers),
-                timeout=300,
-            )
-            assert done.returncode == 0, done.stderr
+            log = run_cli(db, workers, *(server.url(f"/feed{n}") for n in range(count // per_feed)))
             pages = [hit["path"] for hit in server.hits[before:] if hit["path"].startswith("/p")]
-            runs[workers] = (done.stderr, pages, stored(db))
+            runs[workers] = (log, pages, stored(db))
     alone, pooled = runs[0], runs[1]
     assert "prepare worker" not in alone[0] and "started 1 prepare worker(s)" in pooled[0]
     assert sorted(pooled[1]) == sorted(alone[1]) == sorted(f"/p{i}" for i in range(count)), "each page once"
