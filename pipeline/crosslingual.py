@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
 from pipeline.numbers import extract_numbers
-from pipeline.sentences import content_sentences
+from pipeline.sentences import THAI_LAO_CHAR, content_sentences
 
 Matrix = NDArray[np.float32]
 
@@ -205,7 +205,6 @@ class TranslationVerdict:
 # Thai and Lao have none: their sentences end in a letter, and are taken for prose.
 _CLOSERS = "\"'»”’)]」』）"
 _TERMINAL = frozenset(".!?…:;。！？：；؟۔।॥։።፧។៕။｡")
-_NO_FULL_STOP = re.compile("[\u0e01-\u0e5b\u0e81-\u0edf]")
 # This many lines in a row without it are a list or a table: tour dates, signed documents,
 # results, a block of related headlines.
 LIST_MIN_ITEMS = 3
@@ -214,7 +213,7 @@ LIST_MIN_ITEMS = 3
 def _unpunctuated(text: str) -> bool:
     """Whether ``text`` ends without terminal punctuation (closing quotes aside)."""
     stripped = text.rstrip().rstrip(_CLOSERS)
-    return bool(stripped) and stripped[-1] not in _TERMINAL and not _NO_FULL_STOP.match(stripped[-1])
+    return bool(stripped) and stripped[-1] not in _TERMINAL and not THAI_LAO_CHAR.match(stripped[-1])
 
 
 def list_items(sentences: Sequence[str]) -> set[int]:

@@ -1038,8 +1038,7 @@ def poll_feed(
     already stored cost one indexed lookup each. ``ahead``: the feed fetched (and parsed)
     while the feed before it was being ingested (:class:`FeedsAhead`); used if it was
     asked with what the feed row holds now. ``upcoming``: see :func:`_ingest_feed_items`;
-    ``pages``: the cycle's pages
-    (:class:`CyclePages`).
+    ``pages``: the cycle's pages (:class:`CyclePages`).
     """
     now = now or utcnow()
     feed = session.get(Feed, feed_id)
@@ -1289,6 +1288,12 @@ def _finish_item(
 BATCH_SECONDS = 2.0
 
 
+def page_fetcher(client: HttpClient, settings: Settings) -> PageFetcher:
+    """A fetcher of pages within the ``http`` settings' limits (in all and per host)."""
+    http = settings.http
+    return PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
+
+
 def _ingest_feed_items(
     session: Session,
     client: HttpClient,
@@ -1335,11 +1340,7 @@ def _ingest_feed_items(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
     )
     own_fetcher = pages is None
-    fetcher = (
-        PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
-        if pages is None
-        else pages.fetcher()
-    )
+    fetcher = page_fetcher(client, settings) if pages is None else pages.fetcher()
     # This feed's pages fetched (and prepared) ahead while the feed before was stored.
     early = pages.take(feed.id) if pages is not None else {}
     if pages is not None:
@@ -1428,11 +1429,15 @@ def _ingest_feed_items(
                         jobs[next_job] = (job, context.pool.submit(job, (rank, next_job)))
                 next_job += 1
 
+        def look_ahead() -> None:
+            """Once this feed has no page left for the workers: the next feeds' (CyclePages)."""
+            if pages is not None and use_workers and next_job >= len(items):
+                pages.look_ahead()
+
         def process(index: int) -> ItemResult:
             item = items[index]
             hand_out(index)
-            if pages is not None and use_workers and next_job >= len(items):
-                pages.look_ahead()  # (nothing of this feed left for the workers: the next feeds')
+            look_ahead()
             page = ahead.get(index)
             fetch = page.result if page else (lambda: client.get(item.url or "", accept=PAGE_ACCEPT))
             job = jobs.get(index)
@@ -1534,8 +1539,7 @@ def _ingest_feed_items(
                 continue
             if len(batch) >= settings.poll.items_per_commit or time.monotonic() - started >= BATCH_SECONDS:
                 settle()
-            if pages is not None and use_workers and next_job >= len(items):
-                pages.look_ahead()  # (the workers would otherwise run dry at this feed's end)
+            look_ahead()  # (pages that came in since: the workers would run dry at the end)
         settle()
     return complete
 
@@ -1767,16 +1771,12 @@ class FeedsAhead:
         """New items (their pages not stored) of the feeds after the current one that have
         been read ahead and are in; 0 when the database cannot say."""
         canonicals: set[str] = set()
-        if self._position >= 0:
-            for feed_id in self.order[self._position + 1 : self._position + 1 + FEEDS_AHEAD]:
-                started = self.started.get(feed_id)
-                if started is None or not started[0].done() or started[0].exception() is not None:
-                    continue
-                parsed = started[0].result().parsed
-                for item in parsed.items if parsed is not None else ():
-                    canonical = _screen_item(item)[0]
-                    if canonical:
-                        canonicals.add(canonical)
+        for _, fetched in self._read_ahead(FEEDS_AHEAD):
+            parsed = fetched.parsed if fetched is not None else None
+            for item in parsed.items if parsed is not None else ():
+                canonical = _screen_item(item)[0]
+                if canonical:
+                    canonicals.add(canonical)
         if not canonicals:
             return 0
         try:
@@ -1788,14 +1788,23 @@ class FeedsAhead:
         """Up to ``count`` feeds after the current one, in order, as far as each was read
         ahead and is in (stops at the first that is not)."""
         done: list[tuple[int, FeedFetch]] = []
+        for feed_id, fetched in self._read_ahead(count):
+            if fetched is None:
+                break
+            done.append((feed_id, fetched))
+        return done
+
+    def _read_ahead(self, count: int) -> Iterator[tuple[int, FeedFetch | None]]:
+        """The ``count`` feeds after the current one, each with its fetch if it was read
+        ahead and is in (None if not)."""
         if self._position < 0:
-            return done
+            return
         for feed_id in self.order[self._position + 1 : self._position + 1 + count]:
             started = self.started.get(feed_id)
             if started is None or not started[0].done() or started[0].exception() is not None:
-                break
-            done.append((feed_id, started[0].result()))
-        return done
+                yield feed_id, None
+            else:
+                yield feed_id, started[0].result()
 
     def _start(self, feed_id: int, request: FeedRequest, host: str) -> None:
         future: Future[FeedFetch] = Future()
@@ -1884,10 +1893,7 @@ class CyclePages:
 
     def fetcher(self) -> PageFetcher:
         if self._fetcher is None:
-            http = self.settings.http
-            self._fetcher = PageFetcher(
-                self.client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency
-            )
+            self._fetcher = page_fetcher(self.client, self.settings)
         return self._fetcher
 
     def rank(self, feed_id: int) -> int:
@@ -1940,15 +1946,16 @@ class CyclePages:
             or fetched.body_hash == feed.body_hash
         ):
             return  # (nothing to ingest, or asked again in its turn)
-        items = list(enumerate(fetched.parsed.items[: self.settings.http.max_concurrency * 2]))
-        canonicals = {item.url or "": _screen_item(item)[0] for _, item in items}
-        known = repo.known_urls(self.session, sorted({c for c in canonicals.values() if c}))
+        listed = [(item, _screen_item(item)[0]) for item in fetched.parsed.items]
+        items = listed[: self.settings.http.max_concurrency * 2]
+        known = repo.known_urls(self.session, sorted({c for _, c in items if c}))
         known |= self.current | self._listed
-        failed = repo.open_failure_targets(self.session, "page", sorted(canonicals))
+        failed = repo.open_failure_targets(
+            self.session, "page", sorted({item.url or "" for item, _ in items})
+        )
         early = self._early[feed_id]
-        for position, item in items:
+        for position, (item, canonical) in enumerate(items):
             url = item.url or ""
-            canonical = canonicals[url]
             if not url or canonical is None or canonical in known or url in failed or url in early:
                 continue
             if len(early) >= limit:
@@ -1956,7 +1963,7 @@ class CyclePages:
             known.add(canonical)  # (a second link to one page is fetched in its turn)
             page = self.fetcher().submit(url, accept=PAGE_ACCEPT)
             early[url] = EarlyPage(item, position, page, _lang_hint(feed, item))
-        self._listed.update(c for item in fetched.parsed.items if (c := _screen_item(item)[0]))
+        self._listed.update(canonical for _, canonical in listed if canonical)
 
     def take_back_one(self, prepare_here: Callable[[PageJob], Future[Prepared]]) -> bool:
         """Withdraw the latest early job no worker has started and do it with

@@ -35,7 +35,8 @@ _SENTENCE_END = re.compile(
 _THAI_LAO = "\u0e01-\u0e5b\u0e81-\u0edf"
 _ATTACHED_MARKS = "\u0e2f\u0e31\u0e34-\u0e3a\u0e46-\u0e4e\u0eaf\u0eb1\u0eb4-\u0ebc\u0ec6-\u0ecd"
 _THAI_LAO_BREAK = re.compile(f"(?<=[{_THAI_LAO}]) (?=(?![{_ATTACHED_MARKS}])[{_THAI_LAO}])")
-_THAI_LAO_LETTER = re.compile(f"[{_THAI_LAO}]")
+# A Thai or Lao character (the scripts without a full stop; the list test reads it too).
+THAI_LAO_CHAR = re.compile(f"[{_THAI_LAO}]")
 SPACED_SCRIPT_UNIT = 60
 # Words whose final period does not end a sentence (compared lower-cased).
 _ABBREVIATION_WORDS = (
@@ -87,7 +88,7 @@ def _spaced_script_sentences(piece: str) -> list[str]:
     if len(parts) == 1:
         return [piece]
     letters = sum(1 for char in piece if char.isalpha())
-    if len(_THAI_LAO_LETTER.findall(piece)) * 2 < letters:
+    if len(THAI_LAO_CHAR.findall(piece)) * 2 < letters:
         return [piece]  # (mostly another script: its own punctuation cut it)
     joined: list[str] = []
     current = ""
