@@ -46,6 +46,7 @@ import lxml.html
 import trafilatura
 from trafilatura.settings import Document
 
+from pipeline.charsets import normalise_charset, parse_content_type
 from pipeline.records import ExtractedPage
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,6 @@ _BOMS: Final[tuple[tuple[bytes, str], ...]] = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-_HTTP_CHARSET_RE: Final = re.compile(r"""charset\s*=\s*["']?\s*([^\s"';,]+)""", re.IGNORECASE)
 # Covers <meta charset="x"> and <meta http-equiv="Content-Type" content="text/html; charset=x">.
 _META_CHARSET_RE: Final = re.compile(
     rb"""<meta\b[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:+-]{1,40})""", re.IGNORECASE
@@ -194,84 +194,6 @@ _DETECTION_SAMPLE_BYTES: Final = 262_144
 # messier, by charset_normalizer's mess ratio, than the detected one.
 _MESS_MARGIN: Final = 0.1
 
-# Labels whose WHATWG meaning differs from Python's codec of the same name; mostly "the
-# label names a subset, browsers decode with the superset" (latin-1 pages are cp1252).
-_CHARSET_ALIASES: Final[dict[str, str | None]] = {
-    **dict.fromkeys(
-        (
-            "iso-8859-1",
-            "iso8859-1",
-            "iso_8859-1",
-            "latin1",
-            "latin-1",
-            "l1",
-            "ascii",
-            "us-ascii",
-            "ansi_x3.4-1968",
-            "windows-1252",
-            "x-cp1252",
-            "cp819",
-            "ibm819",
-        ),
-        "cp1252",
-    ),
-    **dict.fromkeys(
-        (
-            "gb2312",
-            "gbk",
-            "x-gbk",
-            "gb_2312-80",
-            "gb_2312",
-            "csgb2312",
-            "chinese",
-            "iso-ir-58",
-            "cp936",
-            "ms936",
-            "windows-936",
-            "euc-cn",
-            "gb18030",
-        ),
-        "gb18030",
-    ),
-    **dict.fromkeys(("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5"), "big5hkscs"),
-    **dict.fromkeys(
-        (
-            "shift_jis",
-            "shift-jis",
-            "sjis",
-            "x-sjis",
-            "ms_kanji",
-            "csshiftjis",
-            "windows-31j",
-            "ms932",
-            "cp932",
-        ),
-        "cp932",
-    ),
-    **dict.fromkeys(
-        (
-            "euc-kr",
-            "ks_c_5601-1987",
-            "ks_c_5601-1989",
-            "ksc5601",
-            "korean",
-            "windows-949",
-            "cp949",
-            "csksc56011987",
-            "iso-ir-149",
-        ),
-        "cp949",
-    ),
-    **dict.fromkeys(("iso-8859-9", "iso8859-9", "latin5", "l5"), "cp1254"),
-    **dict.fromkeys(("tis-620", "iso-8859-11", "windows-874", "dos-874"), "cp874"),
-    **dict.fromkeys(("x-mac-cyrillic", "x-mac-ukrainian"), "mac-cyrillic"),
-    "iso-8859-8-i": "iso-8859-8",
-    # A <meta> claiming UTF-16/32 in a page without a BOM is wrong by construction (the
-    # ASCII meta tag could not have been read otherwise); browsers treat it as UTF-8.
-    **dict.fromkeys(("utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le", "utf-32be"), "utf-8"),
-    # Never honoured: a known script-injection vector and no real page uses them.
-    **dict.fromkeys(("utf-7", "x-user-defined", "replacement"), None),
-}
 
 # --------------------------------------------------------------------------- text helpers
 
@@ -386,7 +308,7 @@ def _extract_page(
         logger.info("body of %s truncated from %d to %d bytes", url, len(data), max_bytes)
         data = data[:max_bytes]
 
-    mime, http_charset = _parse_content_type(content_type)
+    mime, http_charset = parse_content_type(content_type)
     refusal = _refuse_non_html(data, mime)
     if refusal is not None:
         return ExtractedPage(text="", error=refusal)
@@ -412,15 +334,6 @@ def _extract_page(
 
 
 # --------------------------------------------------------------------------- sniffing
-
-
-def _parse_content_type(content_type: str | None) -> tuple[str, str | None]:
-    """Split a Content-Type header into (lower-case media type, charset parameter)."""
-    if not content_type:
-        return "", None
-    mime = content_type.split(";", 1)[0].strip().lower()
-    match = _HTTP_CHARSET_RE.search(content_type)
-    return mime, match.group(1) if match else None
 
 
 def _refuse_non_html(data: bytes, mime: str) -> str | None:
@@ -493,7 +406,7 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
         return data.decode("utf-8", "replace"), "utf-8"
 
     for label in _declared_charsets(data, http_charset):
-        codec = _normalise_charset(label)
+        codec = normalise_charset(label)
         if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
             # Unusable label; or UTF-8, which already failed validation above; or a codec
             # (EBCDIC, ...) in which the ASCII markup we read the label from is impossible.
@@ -532,21 +445,6 @@ def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _normalise_charset(label: str) -> str | None:
-    """Map a charset label to a Python codec name, or None if it is unknown or unusable."""
-    key = label.strip().strip("\"'").lower()
-    if key in _CHARSET_ALIASES:
-        return _CHARSET_ALIASES[key]
-    try:
-        info = codecs.lookup(key)
-    except LookupError:
-        return None
-    # codecs.lookup also knows bytes-to-bytes codecs (base64, zlib, ...): not charsets.
-    if not getattr(info, "_is_text_encoding", True):
-        return None
-    return _CHARSET_ALIASES.get(info.name, info.name)
-
-
 @functools.lru_cache(maxsize=64)
 def _ascii_compatible(codec: str) -> bool:
     probe = b'<meta charset="x"> <p>Az09</p>'

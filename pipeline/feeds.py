@@ -7,7 +7,6 @@ A pure stage: bytes in, :class:`FeedItem` records out. Fetching is done by ``pip
 from __future__ import annotations
 
 import calendar
-import codecs
 import html
 import io
 import json
@@ -28,6 +27,7 @@ from feedparser.encodings import convert_to_utf8
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline import yamlfile
+from pipeline.charsets import normalise_charset, parse_content_type
 from pipeline.errors import ConfigError
 from pipeline.language import normalise_code
 from pipeline.records import FeedItem
@@ -140,9 +140,9 @@ def parse_feed(
     """
     now = now or datetime.now(UTC)
     if _looks_like_json(body, content_type):
-        return parse_json_feed(
-            body, feed_url=feed_url, now=now, max_items=max_items, charset=_charset_of(content_type)
-        )
+        label = parse_content_type(content_type)[1]
+        charset = normalise_charset(label) if label else None
+        return parse_json_feed(body, feed_url=feed_url, now=now, max_items=max_items, charset=charset)
     headers = {"content-type": content_type} if content_type else {}
     refuse_entity_declarations(body, headers)
     # A stream, never bytes: feedparser treats a bytes argument naming a file as that file.
@@ -241,18 +241,6 @@ def _looks_like_json(body: bytes, content_type: str | None) -> bool:
     first = body.lstrip(_BOM_AND_SPACE)[:1]
     media = (content_type or "").split(";")[0].strip().lower()
     return first == b"{" or (media.endswith(("/json", "+json")) and first != b"<")
-
-
-def _charset_of(content_type: str | None) -> str | None:
-    """The ``charset`` parameter of a Content-Type header, if it names a text codec."""
-    match = re.search(r"""charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})""", content_type or "", re.IGNORECASE)
-    if match is None:
-        return None
-    try:
-        info = codecs.lookup(match.group(1))
-    except LookupError:
-        return None
-    return info.name if getattr(info, "_is_text_encoding", True) else None
 
 
 def parse_json_feed(
