@@ -254,6 +254,10 @@ class PreparePool:
         self._sent_to: dict[Future[Prepared], ProcessPoolExecutor] = {}
         self._submitted = 0
         self._sent: list[Future[Prepared]] = []
+        # Guards the jobs' state: a worker that finishes a job is given the next one held
+        # from the executor's own thread (see _next), while this process may be doing a
+        # long item itself.
+        self._lock = threading.RLock()
 
     def start_for(
         self,
@@ -294,34 +298,59 @@ class PreparePool:
         Jobs go to the workers lowest ``order`` first (a feed's position in the cycle and
         the item's in the feed), then in the order submitted: a later feed's pages handed
         out early wait while the current feed has any. Calls come from one thread (the
-        one that collects), as do :meth:`take_back` and :meth:`collect`.
+        one that collects), as do :meth:`take_back` and :meth:`collect`; the executor's
+        thread hands out the next job whenever a worker finishes one.
         """
         future: Future[Prepared] = Future()
-        self._submitted += 1
-        self._held[future] = ((*order, self._submitted), job)
-        self._dispatch()
+        with self._lock:
+            self._submitted += 1
+            self._held[future] = ((*order, self._submitted), job)
+            self._dispatch()
         return future
 
     def take_back(self, future: Future[Prepared]) -> bool:
         """Withdraw a job not yet given to a worker (True), to do it in this process instead."""
-        if future not in self._held:
-            return False
-        del self._held[future]
+        with self._lock:
+            if future not in self._held:
+                return False
+            del self._held[future]
         future.cancel()
         return True
 
     def waiting(self) -> list[PageJob]:
         """The jobs not yet given to a worker, in the order they will go."""
-        return [job for _, job in sorted(self._held.values(), key=lambda held: held[0])]
+        with self._lock:
+            return [job for _, job in sorted(self._held.values(), key=lambda held: held[0])]
 
     def _dispatch(self) -> None:
         """Give held jobs to the executor while it has fewer than one per worker and
         :data:`QUEUED_PER_POOL` more."""
-        self._sent = [sent for sent in self._sent if not sent.done()]
-        while self._held and len(self._sent) < self.workers + QUEUED_PER_POOL:
-            future = min(self._held, key=lambda held: self._held[held][0])
-            _, job = self._held.pop(future)
-            self._send(future, job)
+        with self._lock:
+            self._sent = [sent for sent in self._sent if not sent.done()]
+            while self._held and len(self._sent) < self.workers + QUEUED_PER_POOL:
+                future = min(self._held, key=lambda held: self._held[held][0])
+                _, job = self._held.pop(future)
+                self._send(future, job)
+
+    def _next(self, executor: ProcessPoolExecutor, sent: Future[Prepared]) -> None:
+        """A job of ``executor`` is done: give its worker the next job held, at once.
+
+        Runs in the executor's thread, which delivers results. Without it, a worker that
+        finishes while this process does a long item itself would wait for the next
+        submit or collect. Only a job that succeeded hands out another: a cancelled or
+        failed one comes from a shutdown or a broken pool, which ``collect`` deals with
+        (and a cancellation runs this callback under the executor's lock, which sending
+        would take again).
+        """
+        if sent.cancelled() or sent.exception() is not None:
+            return
+        with self._lock:
+            if executor is not self._executor:
+                return  # (closed, or replaced after a break)
+            try:
+                self._dispatch()
+            except Exception as exc:  # (the job's future has the error; its collector reports it)
+                log.debug("handing out the next prepare job failed: %s", exc)
 
     def _send(self, future: Future[Prepared], job: PageJob) -> None:
         try:
@@ -337,13 +366,15 @@ class PreparePool:
             raise
         self._sent_to[future] = executor
         sent.add_done_callback(functools.partial(_forward, future))
+        sent.add_done_callback(functools.partial(self._next, executor))
         self._sent.append(sent)
 
     def collect(self, job: PageJob, future: Future[Prepared]) -> Prepared:
         """The result of ``future``; a job whose worker died is tried once more, alone."""
-        if future in self._held:  # (waited for before its turn: given to a worker now)
-            self._send(future, self._held.pop(future)[1])
-        executor = self._sent_to.pop(future, None)
+        with self._lock:
+            if future in self._held:  # (waited for before its turn: given to a worker now)
+                self._send(future, self._held.pop(future)[1])
+            executor = self._sent_to.pop(future, None)
         try:
             prepared = future.result()
         except BrokenProcessPool:
@@ -366,19 +397,21 @@ class PreparePool:
     def close(self) -> None:
         """Stop the workers (they are started again if the pool is used again); jobs not
         given to them are cancelled."""
-        for future in self._held:
-            future.cancel()
-        self._held.clear()
-        self._sent.clear()
-        self._sent_to.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        with self._lock:
+            for future in self._held:
+                future.cancel()
+            self._held.clear()
+            self._sent.clear()
+            self._sent_to.clear()
+            executor, self._executor = self._executor, None
+        if executor is not None:  # (outside the lock: its thread may be waiting for it)
+            executor.shutdown(wait=True, cancel_futures=True)
 
     def _discard(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._executor is None:

@@ -259,6 +259,30 @@ def test_jobs_not_yet_given_to_a_worker_can_be_taken_back_and_go_out_in_their_or
     assert futures["f"].done(), "close() leaves no future waiting for ever"
 
 
+def test_a_worker_that_finishes_a_job_is_given_the_next_one_held_at_once(db_url: str) -> None:
+    """While this process is busy with an item of its own (no submit, no collect), the
+    jobs the pool holds still go out one by one as the worker finishes the ones before."""
+    settings = make_settings(db_url)
+    pool = PreparePool(settings, 1)
+    empty = b"<html><body></body></html>"
+    jobs = [PageJob(FeedItem(f"http://example.org/{k}", str(k)), empty, None, "en", NOW) for k in range(6)]
+    try:
+        assert pool.start_for(MIN_PAGES_FOR_WORKERS, classifier)
+        futures = [pool.submit(job, (1, k)) for k, job in enumerate(jobs)]
+        assert len(pool.waiting()) >= len(jobs) - 2, "the executor holds one job per worker and one more"
+        deadline = time.monotonic() + 30
+        while not all(future.done() for future in futures) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.waiting() == []
+        assert all(future.done() and not future.cancelled() for future in futures)
+        assert all(future.result().error is not None for future in futures)  # (pages without text)
+        assert [pool.collect(job, future).error for job, future in zip(jobs, futures, strict=True)] == [
+            future.result().error for future in futures
+        ]
+    finally:
+        pool.close()
+
+
 def job_for(settings: Settings, text: str) -> PageJob:
     body = f"<html><body><article><h1>Talks</h1><p>{text}</p></article></body></html>".encode()
     return PageJob(FeedItem("http://example.org/a", "Talks"), body, "text/html", "en", NOW)
@@ -351,7 +375,7 @@ def test_workers_end_when_their_run_is_killed(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 30
             while len(processes_using(db)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
             workers = processes_using(db) - {run.pid}
