@@ -90,9 +90,9 @@ class PieceForward:
         return rows
 
     def _pieces(self, pieces: NDArray[np.int64]) -> tuple[Matrix, Matrix, Matrix]:
-        """Embeddings (k, 512), branch inputs (k, 768) and first-layer blocks (k + 1, 2560)
-        of ``pieces``; the last row of the blocks is zero (what a window slot outside its
-        sentence reads)."""
+        """Embeddings (k, 512), branch inputs (k, 768) and first-layer blocks (k + 1, 2560,
+        the first layer's bias included) of ``pieces``; the last row of the blocks is zero
+        (what a window slot outside its sentence reads)."""
         b = self.backend
         embeddings = self._dequantised(pieces)
         inputs: Matrix = embeddings @ b.proj_W
@@ -100,9 +100,13 @@ class PieceForward:
         _layernorm(inputs, b.ln_g_all, b.ln_b_all, b.eps)
         blocks = np.empty((len(pieces) + 1, BLOCKS_WIDTH), dtype=np.float32)
         blocks[-1] = 0.0
-        for i, weights in enumerate(self._branch_first):
+        for i, (weights, (_, left)) in enumerate(zip(self._branch_first, ORDERS, strict=True)):
             branch = inputs[:, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
             np.matmul(branch, weights, out=blocks[:-1, self._offsets[i] : self._offsets[i + 1]])
+            # The first layer's bias, in the block a piece gives its own position (never
+            # outside the sentence): added once per piece rather than once per token.
+            centre = self._offsets[i] + left * BRANCH_DIM
+            blocks[:-1, centre : centre + BRANCH_DIM] += self.backend.b1[i]
         return embeddings, inputs, blocks
 
     # ------------------------------------------------------------------ the whole pass
@@ -160,33 +164,36 @@ class PieceForward:
         feats[:, :EMBEDDING_DIM] = embeddings[where]
         scratch = np.empty((count + 1, BRANCH_DIM), dtype=np.float32)
         scratch[count] = 0.0
+        hidden = scratch[:count]  # (each branch's first layer, in place)
         for i, (n, left) in enumerate(ORDERS):
-            residual = inputs[where, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
             start = self._offsets[i]
-            hidden = blocks[padded[:, MAX_LEFT - left], start : start + BRANCH_DIM]
-            for j in range(1, n):
-                column = padded[:, MAX_LEFT - left + j]
-                hidden += blocks[column, start + j * BRANCH_DIM : start + (j + 1) * BRANCH_DIM]
-            hidden += b.b1[i]
+
+            def block(j: int, start: int = start, left: int = left) -> Matrix:
+                rows = padded[:, MAX_LEFT - left + j]
+                return blocks[rows, start + j * BRANCH_DIM : start + (j + 1) * BRANCH_DIM]
+
+            np.add(block(0), block(1), out=hidden)  # (every branch has two neighbours or more)
+            for j in range(2, n):
+                hidden += block(j)
             np.maximum(hidden, 0, out=hidden)
-            hidden += residual
-            scratch[:count] = hidden
+            hidden += inputs[where, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]  # the residual
             cols = window[:, MAX_LEFT - left : MAX_LEFT - left + n]
-            second = scratch[cols].reshape(count, n * BRANCH_DIM) @ b.w2[i]
+            offset = EMBEDDING_DIM + i * BRANCH_DIM
+            second = feats[:, offset : offset + BRANCH_DIM]
+            np.matmul(scratch[cols].reshape(count, n * BRANCH_DIM), b.w2[i], out=second)
             second += b.b2[i]
             np.maximum(second, 0, out=second)
             second += hidden
-            offset = EMBEDDING_DIM + i * BRANCH_DIM
-            feats[:, offset : offset + BRANCH_DIM] = second
 
         # The wheel's layer norm without its gain and bias: the pooling is a sum, so those
         # are applied once per text to the sum (gain times the sum, plus length times the
-        # bias) instead of once per token.
+        # bias) instead of once per token; and each token's scale is the weight of its
+        # centred features in the text's sum.
         feats -= feats.mean(axis=-1, keepdims=True)
         variance = np.einsum("ij,ij->i", feats, feats) / feats.shape[-1]
-        feats *= np.reciprocal(np.sqrt(variance + b.eps))[:, None]
+        scale = np.reciprocal(np.sqrt(variance + b.eps))
         for row, (first, length) in enumerate(zip(starts.tolist(), lens.tolist(), strict=True)):
-            np.sum(feats[first : first + length], axis=0, out=out[row])
+            np.matmul(scale[first : first + length], feats[first : first + length], out=out[row])
 
     def _dense(self, pooled: Matrix, lengths: NDArray[np.float32], out: Matrix) -> None:
         """The rest of step 3 for a batch's texts at once: from the summed token features
