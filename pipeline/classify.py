@@ -32,7 +32,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -229,6 +229,16 @@ class TopicRegistry:
             if candidate.slug == slug:
                 return candidate
         raise KeyError(slug)
+
+    @cached_property
+    def needle_search(self) -> NeedleSearch:
+        """One search for the needles of all the registry's patterns (built once, used
+        for every article's document)."""
+        gate = self.gate
+        patterns = [*gate.russia, *gate.china, *gate.partnership, *gate.off_topic]
+        for entry in self.entries:
+            patterns.extend((*entry.patterns, *entry.exclude, *entry.requires))
+        return NeedleSearch(needle for pattern in patterns for needle in pattern.needles or ())
 
     def languages_for(self, lang: str | None) -> tuple[str, ...]:
         """Pattern languages to apply to an article detected as ``lang``.
@@ -702,6 +712,44 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_CHAR_MAP)
 
 
+class NeedleSearch:
+    """Where each of a fixed set of needles starts in a text, found in one pass over it.
+
+    An Aho–Corasick automaton (``pyahocorasick``) over all the registry's needles, so that
+    an article is read once for all of them instead of once per needle (which cost about
+    1.5 ms an article on whole articles, against 0.2 ms). Built on first use in each
+    process; it gives exactly the positions :func:`_needle_starts` finds, overlapping
+    occurrences included (tested).
+    """
+
+    def __init__(self, needles: Iterable[str]) -> None:
+        self.needles = frozenset(needles)
+        self._automaton: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"needles": self.needles, "_automaton": None}  # (rebuilt where it is used)
+
+    def positions(self, lowered: str) -> dict[str, list[int]]:
+        """{needle: the positions where it starts in ``lowered``, in order} for the needles
+        that occur at all."""
+        automaton = self._automaton
+        if automaton is None:
+            import ahocorasick
+
+            automaton = ahocorasick.Automaton()
+            for needle in self.needles:
+                automaton.add_word(needle, needle)
+            if self.needles:
+                automaton.make_automaton()
+            self._automaton = automaton
+        found: dict[str, list[int]] = {}
+        if not self.needles:
+            return found
+        for end, needle in automaton.iter(lowered):
+            found.setdefault(needle, []).append(end - len(needle) + 1)
+        return found
+
+
 @dataclass(frozen=True)
 class _Document:
     """An article cut into sentences (title first), normalised and joined for matching."""
@@ -713,9 +761,13 @@ class _Document:
     # ``joined`` lower-cased character by character, for the needle test; None when a
     # character of it folds in ways a plain lower-casing does not follow.
     lowered: str | None = None
+    # What a NeedleSearch found in ``lowered`` (its needles, and where those that occur
+    # start), or None without one.
+    searched: frozenset[str] | None = None
+    found: Mapping[str, list[int]] | None = None
 
     @classmethod
-    def build(cls, title: str | None, text: str) -> _Document:
+    def build(cls, title: str | None, text: str, search: NeedleSearch | None = None) -> _Document:
         sentences = split_sentences(text)
         heading = " ".join(title.split()) if title else ""
         has_title = bool(heading)
@@ -728,7 +780,22 @@ class _Document:
             starts.append(offset)
             offset += len(sentence) + 1
         joined = _SEPARATOR.join(normalised)
-        return cls(tuple(sentences), has_title, joined, tuple(starts), fold_lower(joined))
+        lowered = fold_lower(joined)
+        if search is None or lowered is None:
+            return cls(tuple(sentences), has_title, joined, tuple(starts), lowered)
+        found = search.positions(lowered)
+        return cls(tuple(sentences), has_title, joined, tuple(starts), lowered, search.needles, found)
+
+    def needle_starts(self, lowered: str, needles: Sequence[str]) -> list[int]:
+        """:func:`_needle_starts` of ``lowered``, from the search made at build when it
+        covered all of ``needles``."""
+        searched, found = self.searched, self.found
+        if searched is None or found is None or not searched.issuperset(needles):
+            return _needle_starts(lowered, needles)
+        lists = [found[needle] for needle in needles if needle in found]
+        if len(lists) <= 1:
+            return list(lists[0]) if lists else []
+        return sorted({start for positions in lists for start in positions})
 
     def sentence_of(self, position: int) -> int:
         return bisect.bisect_right(self.starts, position) - 1
@@ -744,7 +811,7 @@ class _Document:
             needles = pattern.needles
             matches: Iterable[re.Match[str]]
             if lowered is not None and needles is not None:
-                starts = _needle_starts(lowered, needles)
+                starts = self.needle_starts(lowered, needles)
                 if not starts:
                     continue  # no match can exist: most patterns, on most articles
                 matches = _matches_from(pattern.regex, self.joined, starts)
@@ -953,7 +1020,7 @@ def rule_view(registry: TopicRegistry, *, title: str | None, text: str, lang: st
     for (every language's patterns are tried, but they rarely match such a text).
     """
     langs = registry.languages_for(lang)
-    doc = _Document.build(title, text)
+    doc = _Document.build(title, text, registry.needle_search)
     gate = _apply_gate(registry.gate, doc, langs)
     entries: dict[str, RuleScore] = {}
     for entry in registry.entries:
@@ -1019,7 +1086,9 @@ def relevance_score(
     For tuning and explaining decisions; :func:`classify` compares them with
     ``relevance.threshold`` and ``relevance.off_topic.threshold``.
     """
-    gate = _apply_gate(registry.gate, _Document.build(title, text), registry.languages_for(lang))
+    gate = _apply_gate(
+        registry.gate, _Document.build(title, text, registry.needle_search), registry.languages_for(lang)
+    )
     return gate.score, gate.off_topic
 
 
@@ -1031,7 +1100,7 @@ def keyword_baseline(registry: TopicRegistry, *, title: str | None, text: str, l
     the pipeline.
     """
     langs = registry.languages_for(lang)
-    doc = _Document.build(title, text)
+    doc = _Document.build(title, text, registry.needle_search)
 
     def first_hit(entry: Entry) -> list[str]:
         hits = doc.hits(entry.patterns_for(langs))

@@ -192,6 +192,22 @@ def _shingle_hash(gram: str) -> int:
     return int.from_bytes(digest, "big")
 
 
+# A hash object with the shingle parameters set, copied for each gram: the same values as
+# _shingle_hash (tested), at half its cost on an article's few hundred shingles.
+_SHINGLE_HASHER = hashlib.blake2b(digest_size=8, person=_SHINGLE_PERSON)
+
+
+def _shingle_hashes(grams: list[str]) -> list[int]:
+    """:func:`_shingle_hash` of each gram, in order."""
+    base, from_bytes = _SHINGLE_HASHER, int.from_bytes
+    hashes = []
+    for gram in grams:
+        hasher = base.copy()
+        hasher.update(gram.encode("utf-8"))
+        hashes.append(from_bytes(hasher.digest(), "big"))
+    return hashes
+
+
 def _grams(text: str, lang: str | None, params: NearDupParams) -> list[str]:
     mode = _mode_of(text, lang)
     tokens, unspaced = _tokenise(text)
@@ -221,7 +237,7 @@ def shingles(text: str, lang: str | None, params: NearDupParams) -> set[int]:
     fewer than ``min_words`` words (``min_chars`` characters for unspaced scripts)
     returns an empty set: it gets no signature.
     """
-    return {_shingle_hash(gram) for gram in _grams(text, lang, params)}
+    return set(_shingle_hashes(_grams(text, lang, params)))
 
 
 @dataclass(frozen=True)
@@ -238,7 +254,7 @@ class ShingleProfile:
 
 def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfile:
     """The shingle profile of ``text`` (empty sets if too short to judge)."""
-    sequence = [_shingle_hash(gram) for gram in _grams(text, lang, params)]
+    sequence = _shingle_hashes(_grams(text, lang, params))
     head = max(1, math.ceil(len(sequence) * params.opening_fraction)) if sequence else 0
     return ShingleProfile(frozenset(sequence), frozenset(sequence[:head]))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -608,6 +609,37 @@ def test_the_needle_pretest_never_changes_a_hit() -> None:
             assert doc.hits([pattern]) == searched.hits([pattern]), (pattern.key, title, text[:80])
             skipped += doc.lowered is not None and pattern.needles is not None and not doc.hits([pattern])
     assert skipped > 10_000  # the pre-test does skip most searches
+
+
+def test_the_one_pass_needle_search_finds_every_start_a_search_per_needle_finds() -> None:
+    """The registry's automaton gives each pattern exactly the needle starts that one
+    ``str.find`` loop per needle gives, overlapping and nested needles included, on real
+    articles in several scripts and on case-folding traps."""
+    from pipeline.classify import NeedleSearch, _Document, _needle_starts
+
+    patterns = [p for p in _every_pattern(REGISTRY) if p.needles]
+    search = REGISTRY.needle_search
+    assert search.needles >= {needle for p in patterns for needle in p.needles or ()}
+    compared = 0
+    for title, text in [*_tuning_texts(), *_FOLDING_TRAPS]:
+        doc = _Document.build(title, text, search)
+        if doc.lowered is None:
+            assert doc.found is None
+            continue
+        for pattern in patterns:
+            assert pattern.needles is not None
+            expected = _needle_starts(doc.lowered, pattern.needles)
+            assert doc.needle_starts(doc.lowered, pattern.needles) == expected, (pattern.key, title)
+            compared += bool(expected)
+    assert compared > 500
+    # Overlapping and nested needles, and a needle outside the search (found the old way).
+    small = NeedleSearch(["газ", "газопровод", "провод", "aa"])
+    doc = _Document.build(None, "Газопровод и газ; aaaa.", small)
+    assert doc.lowered is not None and doc.found is not None
+    for needles in (("газ", "газопровод"), ("провод",), ("aa",), ("aa", "zz"), ("и",)):
+        assert doc.needle_starts(doc.lowered, needles) == _needle_starts(doc.lowered, needles)
+    assert doc.needle_starts(doc.lowered, ("aa",)) == [18, 19, 20]
+    assert pickle.loads(pickle.dumps(small)).positions("газопровод") == small.positions("газопровод")
 
 
 @pytest.mark.parametrize(

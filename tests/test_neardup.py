@@ -117,6 +117,27 @@ def test_signature_is_pinned() -> None:
     assert sig[:6] == [5624139, 2556579005, 4051058057, 2470245725, 1504874048, 2252069145]
 
 
+def test_batched_shingle_hashes_equal_the_definition() -> None:
+    from pipeline.neardup import _grams, _shingle_hash, _shingle_hashes
+
+    texts = {
+        "en": PINNED_TEXT,
+        "zh": (
+            "中俄两国元首在北京签署联合声明，双方同意扩大本币结算。两国将推进西伯利亚力量2号"
+            "天然气管道项目，并加强能源、农业和科技领域的务实合作。双方还讨论了乌克兰局势。"
+        ),
+        "th": (
+            "ผู้นำรัสเซียและจีนพบกันที่ปักกิ่งเพื่อหารือเรื่องพลังงานและการค้า ทั้งสองฝ่ายตกลงขยาย"
+            "การชำระเงินด้วยสกุลเงินท้องถิ่น และเร่งโครงการท่อส่งก๊าซธรรมชาติสายใหม่"
+        ),
+    }
+    for lang, text in texts.items():
+        grams = _grams(text * 2, lang, PARAMS)  # (over the shortest text that is shingled)
+        assert grams, lang
+        assert _shingle_hashes(grams) == [_shingle_hash(gram) for gram in grams]
+    assert _shingle_hashes([]) == []
+
+
 def test_signature_and_band_keys_equal_across_processes() -> None:
     code = (
         "import json, sys\n"
