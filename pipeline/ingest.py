@@ -1696,6 +1696,18 @@ def _lang_hint(feed: Feed | None, item: FeedItem) -> str | None:
 
 # Feeds of a cycle fetched ahead of the one being polled, at most (each in a thread).
 FEEDS_AHEAD = 4
+# Feeds looked at beyond the current one, at most, to find FEEDS_AHEAD that may hold items:
+# one read ahead that holds none (not modified, unchanged, empty or failed) does not
+# count, so a run of quiet feeds does not leave the workers waiting at each feed's end.
+MAX_FEEDS_SCANNED = 16
+
+
+def _holds_items(fetch: Future[FeedFetch]) -> bool:
+    """Whether a feed fetched ahead (done) gave a parsed document with items."""
+    if fetch.exception() is not None:
+        return False
+    parsed = fetch.result().parsed
+    return parsed is not None and bool(parsed.items)
 
 
 class FeedsAhead:
@@ -1704,11 +1716,12 @@ class FeedsAhead:
     the network's wait nor the parse sits between two feeds, and a run of feeds that
     answer 304 waits for several answers at once, not one after another.
 
-    Up to :data:`FEEDS_AHEAD` feeds ahead, and no more requests in flight to one host than
-    ``http.per_host_concurrency`` (the current feed's own request counted); these are
-    requests beside the page fetches' limits (``http.max_concurrency``), and none are made
-    with ``http.max_concurrency`` 1 (one request at a time). Each fetch runs in a thread
-    of its own that ends with it. Prepare workers are forked only while the process has
+    Up to :data:`FEEDS_AHEAD` feeds ahead that may hold items (a feed read ahead without
+    any does not count, up to :data:`MAX_FEEDS_SCANNED` feeds), and no more requests in
+    flight to one host than ``http.per_host_concurrency`` (the current feed's own request
+    counted); these are requests beside the page fetches' limits (``http.max_concurrency``),
+    and none are made with ``http.max_concurrency`` 1 (one request at a time). Each fetch
+    runs in a thread of its own that ends with it. Prepare workers are forked only while the process has
     no other thread, so before it forks them the pool waits for the fetches in flight
     (:attr:`PreparePool.before_fork`): once a cycle at most, for requests it would make
     anyway.
@@ -1741,8 +1754,25 @@ class FeedsAhead:
         thread.join()  # (the poll needs its result now anyway)
         return future
 
+    def _ahead(self) -> list[int]:
+        """The feeds read ahead of the current one: the next :data:`FEEDS_AHEAD` that may
+        hold items, and those between them that were read and hold none, within
+        :data:`MAX_FEEDS_SCANNED`."""
+        if self._position < 0:
+            return []
+        ahead: list[int] = []
+        holding = 0
+        for feed_id in self.order[self._position + 1 : self._position + 1 + MAX_FEEDS_SCANNED]:
+            ahead.append(feed_id)
+            started = self.started.get(feed_id)
+            if started is None or not started[0].done() or _holds_items(started[0]):
+                holding += 1
+                if holding >= FEEDS_AHEAD:
+                    break
+        return ahead
+
     def start_next(self) -> None:
-        """Start fetching the feeds after the current one, up to :data:`FEEDS_AHEAD`.
+        """Start fetching the feeds after the current one (:meth:`_ahead`).
 
         A failure here only means no read-ahead: the feed is fetched in its turn."""
         http = self.settings.http
@@ -1753,7 +1783,7 @@ class FeedsAhead:
             busy = Counter(host for _, thread, host in self.started.values() if thread.is_alive())
             if current is not None:
                 busy[host_of(current.url)] += 1  # (polled now: its own request may be in flight)
-            for feed_id in self.order[self._position + 1 : self._position + 1 + FEEDS_AHEAD]:
+            for feed_id in self._ahead():
                 if feed_id in self.started:
                     continue
                 feed = self.session.get(Feed, feed_id)
@@ -1771,7 +1801,7 @@ class FeedsAhead:
         """New items (their pages not stored) of the feeds after the current one that have
         been read ahead and are in; 0 when the database cannot say."""
         canonicals: set[str] = set()
-        for _, fetched in self._read_ahead(FEEDS_AHEAD):
+        for _, fetched in self._read_ahead():
             parsed = fetched.parsed if fetched is not None else None
             for item in parsed.items if parsed is not None else ():
                 canonical = _screen_item(item)[0]
@@ -1784,22 +1814,20 @@ class FeedsAhead:
         except SQLAlchemyError:
             return 0
 
-    def fetched_after(self, count: int = 1) -> list[tuple[int, FeedFetch]]:
-        """Up to ``count`` feeds after the current one, in order, as far as each was read
-        ahead and is in (stops at the first that is not)."""
+    def fetched_after(self) -> list[tuple[int, FeedFetch]]:
+        """The feeds read ahead (:meth:`_ahead`), in order, as far as each is in (stops at
+        the first that is not)."""
         done: list[tuple[int, FeedFetch]] = []
-        for feed_id, fetched in self._read_ahead(count):
+        for feed_id, fetched in self._read_ahead():
             if fetched is None:
                 break
             done.append((feed_id, fetched))
         return done
 
-    def _read_ahead(self, count: int) -> Iterator[tuple[int, FeedFetch | None]]:
-        """The ``count`` feeds after the current one, each with its fetch if it was read
-        ahead and is in (None if not)."""
-        if self._position < 0:
-            return
-        for feed_id in self.order[self._position + 1 : self._position + 1 + count]:
+    def _read_ahead(self) -> Iterator[tuple[int, FeedFetch | None]]:
+        """The feeds read ahead (:meth:`_ahead`), each with its fetch if it is in (None if
+        not)."""
+        for feed_id in self._ahead():
             started = self.started.get(feed_id)
             if started is None or not started[0].done() or started[0].exception() is not None:
                 yield feed_id, None
@@ -1910,7 +1938,7 @@ class CyclePages:
         self.feeds.start_next()  # (feeds fetched ahead since: the next ones, as slots free up)
         budget = self.settings.http.max_concurrency
         waiting = sum(len(early) for early in self._early.values())
-        for feed_id, fetched in self.feeds.fetched_after(FEEDS_AHEAD):
+        for feed_id, fetched in self.feeds.fetched_after():
             if waiting >= budget:
                 break
             if feed_id in self._early:

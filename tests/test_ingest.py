@@ -386,6 +386,40 @@ def _rss(server: LocalServer, paths: list[str]) -> bytes:
     )
 
 
+def test_feeds_read_ahead_without_items_do_not_count_toward_the_read_ahead(
+    session: Session, settings: Settings
+) -> None:
+    """The read-ahead reaches FEEDS_AHEAD feeds that may hold items: feeds read ahead that
+    hold none (empty, not a feed) are passed over, so a run of quiet feeds does not stop
+    it short of the next feed with pages; a feed beyond is not fetched."""
+    from pipeline.ingest import FEEDS_AHEAD, MAX_FEEDS_SCANNED, FeedsAhead
+    from pipeline.prepare import PreparePool
+
+    rss = {"Content-Type": "application/rss+xml"}
+    server = LocalServer({})
+    quiet = [f"/quiet{n}" for n in range(FEEDS_AHEAD + 2)]
+    holding = [f"/holding{n}" for n in range(FEEDS_AHEAD + 1)]
+    for path in quiet:
+        server.routes[path] = lambda h: Reply(200, _rss(server, []), rss)
+    server.routes[quiet[-1]] = lambda h: Reply(404, b"gone")  # (a failed fetch holds none either)
+    for n, path in enumerate(holding):
+        server.routes[path] = lambda h, n=n: Reply(200, _rss(server, [f"/story{n}"]), rss)
+    order = ["/current", *quiet, *holding]
+    assert len(order) - 1 <= MAX_FEEDS_SCANNED
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        ids = [add_feed(session, server.url(path)) for path in order]
+        ahead = FeedsAhead(session, client, settings, ids, NOW, PreparePool(settings, 0))
+        assert ahead.take(ids[0]) is None  # (the current feed; nothing was read ahead of it)
+        for _ in range(len(order)):  # (one request to the host at a time beside the current)
+            ahead.start_next()
+            ahead.settle()
+        requested = {hit["path"] for hit in server.hits}
+        read = [feed_id for feed_id, _ in ahead.fetched_after()]
+        ahead.close()
+    assert requested == {*quiet, *holding[:FEEDS_AHEAD]}, "the fifth feed with items waits"
+    assert read == ids[1 : 1 + len(quiet) + FEEDS_AHEAD]
+
+
 @pytest.mark.parametrize("one_at_a_time", [False, True])
 def test_the_next_feed_is_fetched_while_this_ones_items_are_ingested(
     session: Session, settings: Settings, one_at_a_time: bool
