@@ -302,10 +302,44 @@ def signature(shingle_set: Iterable[int], params: NearDupParams) -> list[int]:
     # Chunks bound the temporaries (num_perm x chunk) whatever the text's length.
     for start in range(0, values.size, _CHUNK):
         chunk = values[None, start : start + _CHUNK]
-        hashed = _mulmod_unreduced(a_high, a_low, chunk)
-        hashed += b  # < 2**63 + 2**34: no overflow; reduced once, below
-        np.minimum(best, _mod_mersenne(hashed).min(axis=1), out=best)
+        np.minimum(best, _hashed_chunk(a_high, a_low, b, chunk).min(axis=1), out=best)
     return [int(value) & _MASK_32 for value in best]
+
+
+def _hashed_chunk(
+    a_high: NDArray[np.uint64], a_low: NDArray[np.uint64], b: NDArray[np.uint64], x: NDArray[np.uint64]
+) -> NDArray[np.uint64]:
+    """``(a * x + b) mod (2**61 - 1)`` for every permutation (rows) and shingle (columns),
+    for a, x < 2**61 (``a`` given as its high and low 32 bits), without 128-bit integers.
+
+    With a = ah*2**32 + al and x = xh*2**32 + xl the partial products fit in 64 bits, and
+    2**64 = 8, 2**61 = 1 modulo the prime: a value's bits above 61 are added back in
+    ("folded"). The sum stays below 2**63 + 2**34 until ``b`` is added; two folds and one
+    conditional subtraction reduce it. Three arrays are reused in place, step after step
+    (a fifth faster than a new array per step)."""
+    x_high, x_low = x >> np.uint64(32), x & _LOW_32
+    scratch = a_low * x_low
+    total = scratch & _P  # (al*xl folded: < 2**61 + 8)
+    scratch >>= np.uint64(61)
+    total += scratch
+    middle = a_high * x_low
+    np.multiply(a_low, x_high, out=scratch)
+    middle += scratch  # < 2**62; times 2**32 splits at bit 29
+    np.right_shift(middle, np.uint64(29), out=scratch)
+    total += scratch
+    middle &= _LOW_29
+    middle <<= np.uint64(32)
+    total += middle  # < 2**62 + 2**34
+    np.multiply(a_high, x_high, out=scratch)  # < 2**58; times 2**64 is times 8
+    scratch <<= np.uint64(3)
+    total += scratch
+    total += b  # < 2**63 + 2**34: no overflow
+    for _ in range(2):  # (folded twice, as _mod_mersenne)
+        np.bitwise_and(total, _P, out=scratch)
+        total >>= np.uint64(61)
+        total += scratch
+    np.subtract(total, _P, out=total, where=total >= _P)
+    return total
 
 
 def signature_reference(shingle_set: Iterable[int], params: NearDupParams) -> list[int]:
@@ -334,39 +368,6 @@ def _permutation_arrays(
     a = np.array([p[0] for p in perms], dtype=np.uint64)[:, None]
     b = np.array([p[1] for p in perms], dtype=np.uint64)[:, None]
     return a >> np.uint64(32), a & _LOW_32, b
-
-
-def _fold(value: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    # 2**61 = 1 (mod 2**61 - 1): add the bits above 61 back in.
-    return (value & _P) + (value >> np.uint64(61))
-
-
-def _mod_mersenne(value: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """``value mod (2**61 - 1)`` for any uint64."""
-    folded = _fold(_fold(value))
-    return np.where(folded >= _P, folded - _P, folded)
-
-
-def _mulmod_unreduced(
-    a_high: NDArray[np.uint64], a_low: NDArray[np.uint64], x: NDArray[np.uint64]
-) -> NDArray[np.uint64]:
-    """A value below 2**62 + 2**61 + 2**34 congruent to ``a * x`` modulo 2**61 - 1, for
-    a, x < 2**61 (``a`` given as its high and low 32 bits), without 128-bit integers.
-
-    With a = ah*2**32 + al and x = xh*2**32 + xl: the partial products fit in 64 bits, and
-    2**64 = 8, 2**61 = 1 modulo the prime. The caller reduces once, after adding ``b``.
-    """
-    x_high, x_low = x >> np.uint64(32), x & _LOW_32
-    total = _fold(a_low * x_low)  # al*xl < 2**64; folded < 2**61 + 8
-    middle = a_high * x_low + a_low * x_high  # < 2**62; times 2**32 splits at bit 29
-    total += middle >> np.uint64(29)
-    middle &= _LOW_29
-    middle <<= np.uint64(32)
-    total += middle  # < 2**62 + 2**34
-    high = a_high * x_high  # < 2**58; times 2**64 is times 8
-    high <<= np.uint64(3)
-    total += high
-    return total
 
 
 def signature_to_bytes(sig: Sequence[int]) -> bytes:
