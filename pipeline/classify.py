@@ -31,7 +31,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -763,8 +763,8 @@ class _Document:
     lowered: str | None = None
     # What a NeedleSearch found in ``lowered`` (its needles, and where those that occur
     # start), or None without one.
-    searched: frozenset[str] | None = None
-    found: Mapping[str, list[int]] | None = None
+    searched: frozenset[str] | None = field(default=None, compare=False)
+    found: Mapping[str, list[int]] | None = field(default=None, compare=False)
 
     @classmethod
     def build(cls, title: str | None, text: str, search: NeedleSearch | None = None) -> _Document:
@@ -786,10 +786,11 @@ class _Document:
         found = search.positions(lowered)
         return cls(tuple(sentences), has_title, joined, tuple(starts), lowered, search.needles, found)
 
-    def needle_starts(self, lowered: str, needles: Sequence[str]) -> list[int]:
-        """:func:`_needle_starts` of ``lowered``, from the search made at build when it
-        covered all of ``needles``."""
-        searched, found = self.searched, self.found
+    def needle_starts(self, needles: Sequence[str]) -> list[int]:
+        """:func:`_needle_starts` of :attr:`lowered` (which must exist), from the search
+        made at build when it covered all of ``needles``."""
+        lowered, searched, found = self.lowered, self.searched, self.found
+        assert lowered is not None
         if searched is None or found is None or not searched.issuperset(needles):
             return _needle_starts(lowered, needles)
         lists = [found[needle] for needle in needles if needle in found]
@@ -811,7 +812,7 @@ class _Document:
             needles = pattern.needles
             matches: Iterable[re.Match[str]]
             if lowered is not None and needles is not None:
-                starts = self.needle_starts(lowered, needles)
+                starts = self.needle_starts(needles)
                 if not starts:
                     continue  # no match can exist: most patterns, on most articles
                 matches = _matches_from(pattern.regex, self.joined, starts)

@@ -18,9 +18,10 @@ Workers are started by ``fork`` when the process has no other thread (the CLI be
 feeds): it is instant and shares the libraries already imported. Forking a process whose
 other threads may hold locks is unsafe, so anywhere else they are started by ``spawn``
 (about a second, once per run). A worker that dies (a parser crash, the kernel's
-out-of-memory killer) breaks the pool: each item it held is tried again alone in a fresh
-pool, and one whose worker dies again is recorded as failed, permanently, so a page that
-kills its parser is never tried in the main process.
+out-of-memory killer) breaks the pool: each item it held is tried again in a worker
+started for it alone (so that no other page can fail it again), and one whose worker dies
+again is recorded as failed, permanently, so a page that kills its parser is never tried
+in the main process. The pool itself starts afresh for the items after.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
@@ -337,12 +338,10 @@ class PreparePool:
 
         Runs in the executor's thread, which delivers results. Without it, a worker that
         finishes while this process does a long item itself would wait for the next
-        submit or collect. Only a job that succeeded hands out another: a cancelled or
-        failed one comes from a shutdown or a broken pool, which ``collect`` deals with
-        (and a cancellation runs this callback under the executor's lock, which sending
-        would take again).
+        submit or collect. A cancelled job (a shutdown) or one whose pool broke hands out
+        nothing: ``collect`` deals with a broken pool, and a new one is started there.
         """
-        if sent.cancelled() or sent.exception() is not None:
+        if sent.cancelled() or isinstance(sent.exception(), BrokenExecutor):
             return
         with self._lock:
             if executor is not self._executor:
@@ -386,11 +385,15 @@ class PreparePool:
             self._dispatch()
             return prepared
         log.warning("a prepare worker stopped; trying %s again alone", job.item.url)
+        # In a worker of its own: in the pool, another page that kills its worker (or the
+        # jobs handed out meanwhile) would fail this one again, and mark it for good.
+        alone, _ = self._new_executor(1)
         try:
-            return self._ensure().submit(_prepare_in_worker, job).result()
+            return alone.submit(_prepare_in_worker, job).result()
         except BrokenProcessPool:
-            self._discard()
+            pass
         finally:
+            alone.shutdown(wait=True, cancel_futures=True)
             self._dispatch()  # (the jobs held meanwhile, after it)
         return Prepared(error=WORKER_DIED, permanent=True)
 
@@ -413,22 +416,27 @@ class PreparePool:
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
 
+    def _new_executor(self, workers: int) -> tuple[ProcessPoolExecutor, str]:
+        """Worker processes, and how they were started."""
+        # fork is instant and shares what is imported, but copying a process whose other
+        # threads may hold locks is unsafe: then the workers start afresh.
+        method = "fork" if threading.active_count() == 1 else "spawn"
+        if method == "fork":
+            # What exists now (libraries, models) is kept for good: the collector stops
+            # walking it, in this process and in the workers, which would otherwise copy
+            # the pages it touches (Python's gc module documentation).
+            gc.freeze()
+        executor = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_start_worker,
+            initargs=(self.settings, os.getpid()),
+        )
+        return executor, method
+
     def _ensure(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            # fork is instant and shares what is imported, but copying a process whose
-            # other threads may hold locks is unsafe: then the workers start afresh.
-            method = "fork" if threading.active_count() == 1 else "spawn"
-            if method == "fork":
-                # What exists now (libraries, models) is kept for good: the collector stops
-                # walking it, in this process and in the workers, which would otherwise
-                # copy the pages it touches (Python's gc module documentation).
-                gc.freeze()
-            self._executor = ProcessPoolExecutor(
-                self.workers,
-                mp_context=multiprocessing.get_context(method),
-                initializer=_start_worker,
-                initargs=(self.settings, os.getpid()),
-            )
+            self._executor, method = self._new_executor(self.workers)
             for _ in range(self.workers):
                 self._executor.submit(_warm_up)
             log.info("started %d prepare worker(s) by %s", self.workers, method)

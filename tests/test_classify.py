@@ -629,7 +629,7 @@ def test_the_one_pass_needle_search_finds_every_start_a_search_per_needle_finds(
         for pattern in patterns:
             assert pattern.needles is not None
             expected = _needle_starts(doc.lowered, pattern.needles)
-            assert doc.needle_starts(doc.lowered, pattern.needles) == expected, (pattern.key, title)
+            assert doc.needle_starts(pattern.needles) == expected, (pattern.key, title)
             compared += bool(expected)
     assert compared > 500
     # Overlapping and nested needles, and a needle outside the search (found the old way).
@@ -637,8 +637,11 @@ def test_the_one_pass_needle_search_finds_every_start_a_search_per_needle_finds(
     doc = _Document.build(None, "Газопровод и газ; aaaa.", small)
     assert doc.lowered is not None and doc.found is not None
     for needles in (("газ", "газопровод"), ("провод",), ("aa",), ("aa", "zz"), ("и",)):
-        assert doc.needle_starts(doc.lowered, needles) == _needle_starts(doc.lowered, needles)
-    assert doc.needle_starts(doc.lowered, ("aa",)) == [18, 19, 20]
+        assert doc.needle_starts(needles) == _needle_starts(doc.lowered, needles)
+    assert doc.needle_starts(("aa",)) == [18, 19, 20]
+    assert doc == dataclasses.replace(doc, searched=None, found=None) and hash(doc) == hash(
+        dataclasses.replace(doc, searched=None, found=None)
+    ), "what the search found is not part of a document's identity"
     assert pickle.loads(pickle.dumps(small)).positions("газопровод") == small.positions("газопровод")
 
 

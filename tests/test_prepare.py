@@ -7,6 +7,7 @@ must be the same. A worker killed under a job is replaced and the job done again
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -268,8 +269,11 @@ def test_a_worker_that_finishes_a_job_is_given_the_next_one_held_at_once(db_url:
     jobs = [PageJob(FeedItem(f"http://example.org/{k}", str(k)), empty, None, "en", NOW) for k in range(6)]
     try:
         assert pool.start_for(MIN_PAGES_FOR_WORKERS, classifier)
+        assert pool._executor is not None
+        busy = pool._executor.submit(time.sleep, 1)  # (nothing given to the worker is done yet)
         futures = [pool.submit(job, (1, k)) for k, job in enumerate(jobs)]
-        assert len(pool.waiting()) >= len(jobs) - 2, "the executor holds one job per worker and one more"
+        assert len(pool.waiting()) == len(jobs) - 2, "the executor holds one job per worker and one more"
+        assert not busy.done(), "checked while the worker was busy"
         deadline = time.monotonic() + 30
         while not all(future.done() for future in futures) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -326,6 +330,38 @@ def test_a_worker_killed_under_a_job_is_replaced_and_the_job_done_again(db_url: 
         assert again.error is None and again.candidate == first.candidate
         assert again.vectors is not None and (again.vectors.document == first.vectors.document).all()
         assert worker_pids().isdisjoint(before), "the dead worker was replaced"
+    finally:
+        pool.close()
+    assert not worker_pids()
+
+
+@pytest.mark.slow
+def test_a_job_whose_worker_was_killed_is_done_again_in_a_worker_of_its_own(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker dies under a long job (or before it starts it): the job is tried again
+    in a worker started for it alone, and its result is the one a live worker gives."""
+    settings = make_settings(db_url)
+    pool = PreparePool(settings, 1)
+    long_text = " ".join([TEXT] * 4000)  # (extracting it takes the worker a while)
+    job = job_for(settings, long_text)
+    try:
+        assert pool.start_for(MIN_PAGES_FOR_WORKERS, classifier)
+        expected = pool.collect(job_for(settings, TEXT), pool.submit(job_for(settings, TEXT)))
+        assert expected.candidate is not None
+        before = worker_pids()
+        future = pool.submit(job)
+        time.sleep(0.3)
+        for pid in before:
+            os.kill(pid, signal.SIGKILL)
+        with caplog.at_level(logging.WARNING, logger="pipeline.prepare"):
+            again = pool.collect(job, future)
+        assert "trying http://example.org/a again alone" in caplog.text
+        assert again.error is None and again.candidate is not None and again.vectors is not None
+        assert again.candidate.text.startswith(TEXT[:40]) and len(again.candidate.text) > len(TEXT) * 1000
+        # The pool itself works on afterwards, in fresh workers.
+        later = pool.collect(job_for(settings, TEXT), pool.submit(job_for(settings, TEXT)))
+        assert later.candidate == expected.candidate and worker_pids().isdisjoint(before)
     finally:
         pool.close()
     assert not worker_pids()
