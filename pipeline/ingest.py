@@ -1703,9 +1703,11 @@ MAX_FEEDS_SCANNED = 16
 
 
 def _holds_items(fetch: Future[FeedFetch]) -> bool:
-    """Whether a feed fetched ahead (done) gave a parsed document with items."""
+    """Whether a feed fetched ahead (done) gave a parsed document with items; one whose
+    read-ahead raised counts as holding some (its poll raises again in its turn, and
+    :meth:`FeedsAhead.fetched_after` stops there)."""
     if fetch.exception() is not None:
-        return False
+        return True
     parsed = fetch.result().parsed
     return parsed is not None and bool(parsed.items)
 
