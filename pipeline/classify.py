@@ -732,6 +732,9 @@ class NeedleSearch:
     def positions(self, lowered: str) -> dict[str, list[int]]:
         """{needle: the positions where it starts in ``lowered``, in order} for the needles
         that occur at all."""
+        found: dict[str, list[int]] = {}
+        if not self.needles:
+            return found
         automaton = self._automaton
         if automaton is None:
             import ahocorasick
@@ -739,12 +742,8 @@ class NeedleSearch:
             automaton = ahocorasick.Automaton()
             for needle in self.needles:
                 automaton.add_word(needle, needle)
-            if self.needles:
-                automaton.make_automaton()
+            automaton.make_automaton()
             self._automaton = automaton
-        found: dict[str, list[int]] = {}
-        if not self.needles:
-            return found
         for end, needle in automaton.iter(lowered):
             found.setdefault(needle, []).append(end - len(needle) + 1)
         return found

@@ -1723,10 +1723,10 @@ class FeedsAhead:
     flight to one host than ``http.per_host_concurrency`` (the current feed's own request
     counted); these are requests beside the page fetches' limits (``http.max_concurrency``),
     and none are made with ``http.max_concurrency`` 1 (one request at a time). Each fetch
-    runs in a thread of its own that ends with it. Prepare workers are forked only while the process has
-    no other thread, so before it forks them the pool waits for the fetches in flight
-    (:attr:`PreparePool.before_fork`): once a cycle at most, for requests it would make
-    anyway.
+    runs in a thread of its own that ends with it. Prepare workers are forked only while
+    the process has no other thread, so before it forks them the pool waits for the
+    fetches in flight (:attr:`PreparePool.before_fork`): once a cycle at most, for
+    requests it would make anyway.
     """
 
     def __init__(

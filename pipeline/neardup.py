@@ -188,6 +188,7 @@ def shingle_mode(text: str, lang: str | None = None) -> ShingleMode:
 
 
 def _shingle_hash(gram: str) -> int:
+    """A shingle's stored hash, by definition (what :func:`_shingle_hashes` gives faster)."""
     digest = hashlib.blake2b(gram.encode("utf-8"), digest_size=8, person=_SHINGLE_PERSON).digest()
     return int.from_bytes(digest, "big")
 

@@ -249,12 +249,13 @@ class PreparePool:
         # feed fetched ahead): a process is forked only while it has no other thread.
         self.before_fork: list[Callable[[], None]] = []
         # Jobs submitted but not yet given to the executor, with the order they go in (see
-        # QUEUED_PER_POOL), and the executor's futures of those given to it and not done.
+        # QUEUED_PER_POOL; the count of jobs submitted breaks ties), and the executor's
+        # futures of those given to it and not done.
         self._held: dict[Future[Prepared], tuple[tuple[int, ...], PageJob]] = {}
-        # The executor each job given out went to (until it is collected).
-        self._sent_to: dict[Future[Prepared], ProcessPoolExecutor] = {}
         self._submitted = 0
         self._sent: list[Future[Prepared]] = []
+        # The executor each job given out went to (until it is collected).
+        self._sent_to: dict[Future[Prepared], ProcessPoolExecutor] = {}
         # Guards the jobs' state: a worker that finishes a job is given the next one held
         # from the executor's own thread (see _next), while this process may be doing a
         # long item itself.
