@@ -53,21 +53,35 @@ def group_stories(items: Sequence[StoryItem], *, similarity: float, window_hours
     close_in_time = np.abs(hours[:, None] - hours[None, :]) <= window_hours
     allowed = close_in_time & has_vector[:, None] & has_vector[None, :]
 
-    groups: list[list[int]] = [[i] for i in range(n)]
+    # Average linkage kept incrementally: the sum of the similarities between every two
+    # groups (a merged group's row is the sum of its parts' rows) and whether every pair
+    # of their articles is close enough in time. Each merge costs O(n) updates and one
+    # O(n^2) search for the best pair, instead of recomputing every group pair's mean.
+    sums = pair.astype(np.float64)
+    mergeable = np.triu(allowed, k=1)  # (a, b) with a < b: each pair once, never a group with itself
+    sizes = np.ones(n, dtype=np.float64)
+    scores = sums.copy()
+    members: list[list[int]] = [[i] for i in range(n)]
     while True:
-        best: tuple[float, int, int] | None = None
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                rows, cols = groups[a], groups[b]
-                if not allowed[np.ix_(rows, cols)].all():
-                    continue
-                score = float(pair[np.ix_(rows, cols)].mean())
-                if score >= similarity and (best is None or score > best[0]):
-                    best = (score, a, b)
-        if best is None:
+        candidates = np.where(mergeable & (scores >= similarity), scores, -np.inf)
+        flat = int(np.argmax(candidates))  # (the first best pair in (a, b) order on ties)
+        if candidates.flat[flat] == -np.inf:
             break
-        _, a, b = best
-        groups[a] = sorted(groups[a] + groups[b])
-        del groups[b]
+        a, b = divmod(flat, n)
+        members[a] = sorted(members[a] + members[b])
+        members[b] = []
+        sums[a, :] += sums[b, :]
+        sums[:, a] += sums[:, b]
+        allowed[a, :] &= allowed[b, :]
+        allowed[:, a] &= allowed[:, b]
+        allowed[b, :] = allowed[:, b] = False
+        sizes[a] += sizes[b]
+        # Group b is gone; group a is merged with nothing before it (rows above a) or after.
+        mergeable[b, :] = mergeable[:, b] = False
+        mergeable[a, a + 1 :] = allowed[a, a + 1 :]
+        mergeable[:a, a] = allowed[:a, a]
+        scores[a, :] = sums[a, :] / (sizes[a] * sizes)
+        scores[:, a] = scores[a, :]
+    groups = [group for group in members if group]
     # Each group's indices are ascending, i.e. by moment; stories by their first article.
     return [[ordered[i].article_id for i in group] for group in sorted(groups)]
