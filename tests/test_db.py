@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select
@@ -121,3 +122,14 @@ def test_head_revision_read_from_the_files_is_alembics() -> None:
 
     assert head_revision() is not None
     assert head_revision() == _alembic_head()
+
+
+def test_sqlite_connections_use_the_log_and_sync_it_at_checkpoints(tmp_path: Path) -> None:
+    # WAL (readers beside a writer) with synchronous=NORMAL (1): a commit does not wait for
+    # the disk; what a killed process committed survives (tests/test_faults.py kills one).
+    engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
