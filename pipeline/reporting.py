@@ -12,7 +12,6 @@ Slack is committed before the next is sent.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased, load_only
 
 from pipeline.classify import TopicRegistry, load_registry
 from pipeline.coverage import (
@@ -382,45 +381,90 @@ def _aware(moment: datetime) -> datetime:
 def top_articles(
     session: Session, series: str | None, *, since: datetime, until: datetime, limit: int
 ) -> list[DigestArticle]:
-    """The most-copied new articles of ``series`` (or all) in [since, until), with evidence."""
-    moment = func.coalesce(Article.published_at, Article.first_seen_at)
-    query = select(Article).where(
-        Article.duplicate_of_id.is_(None), Article.is_seed.is_(False), moment >= since, moment < until
+    """The most-copied new articles of ``series`` (or all) in [since, until), with evidence.
+
+    Ranked and cut in the database (most copies first, then the latest, then the lowest
+    id): the window's originals are joined with the series' labels there, never read into
+    memory or passed back as a list of ids (a topic can hold more labelled articles than a
+    query takes parameters).
+    """
+    copy = aliased(Article)
+    copy_count = (
+        select(func.count()).select_from(copy).where(copy.duplicate_of_id == Article.id).scalar_subquery()
     )
-    evidence_of: dict[int, list[str]] = {}
+    moment = case(
+        (
+            Article.published_at.is_(None) | (Article.published_at > Article.first_seen_at),
+            Article.first_seen_at,
+        ),
+        else_=Article.published_at,
+    )
+    query = (
+        select(Article, copy_count)
+        .options(
+            load_only(
+                Article.id,
+                Article.title,
+                Article.url,
+                Article.lang,
+                Article.published_at,
+                Article.first_seen_at,
+                Article.feed_id,
+            )
+        )
+        .where(
+            Article.duplicate_of_id.is_(None),
+            Article.is_seed.is_(False),
+            # coalesce(published_at, first_seen_at) in the window, in a form each column's
+            # index can serve
+            (Article.published_at >= since) & (Article.published_at < until)
+            | (
+                Article.published_at.is_(None)
+                & (Article.first_seen_at >= since)
+                & (Article.first_seen_at < until)
+            ),
+        )
+        .order_by(copy_count.desc(), moment.desc(), Article.id)
+        .limit(limit)
+    )
+    label_table: type[ArticleTopic] | type[ArticleWatch] | None = None
+    slug = ""
     if series:
         kind, slug = series.split(":", 1)
         label_table, column = _LABELS["topic" if kind == "topic" else "watch"]
-        labelled = session.execute(
-            select(label_table.article_id, label_table.evidence).where(column == slug)
-        ).all()
-        evidence_of = {row[0]: list(row[1]) for row in labelled}
-        query = query.where(Article.id.in_(list(evidence_of)))
+        query = query.join(label_table, (label_table.article_id == Article.id) & (column == slug))
     else:
         query = query.where(Article.relevant.is_(True))
-    candidates = session.scalars(query).all()
-    copies: Counter[int] = Counter()
+    rows = session.execute(query).all()
+    ranked = [article for article, _ in rows]
+    copies = {article.id: count for article, count in rows}
+    ids = list(copies)
+    evidence_of: dict[int, list[str]] = {}
+    if label_table is not None and ids:
+        column = _LABELS["topic" if label_table is ArticleTopic else "watch"][1]
+        evidence_of = {
+            article_id: list(evidence)
+            for article_id, evidence in session.execute(
+                select(label_table.article_id, label_table.evidence).where(
+                    label_table.article_id.in_(ids), column == slug
+                )
+            )
+        }
     translations: dict[int, list[tuple[str, str | None]]] = {}
-    copy_rows = session.execute(
-        select(Article.duplicate_of_id, Article.copy_kind, Article.lang, Article.url)
-        .where(Article.duplicate_of_id.in_([a.id for a in candidates]))
-        .order_by(Article.id)
-    )
-    for root, copy_kind, lang, url in copy_rows:
-        if root is None:
-            continue
-        copies[root] += 1
-        if copy_kind == "translation":
-            translations.setdefault(root, []).append((lang, url))
-    ranked = sorted(
-        candidates, key=lambda a: (-copies[a.id], -_moment(a.published_at, a.first_seen_at).timestamp())
-    )
+    if ids:
+        for root, lang, url in session.execute(
+            select(Article.duplicate_of_id, Article.lang, Article.url)
+            .where(Article.duplicate_of_id.in_(ids), Article.copy_kind == "translation")
+            .order_by(Article.id)
+        ):
+            if root is not None:
+                translations.setdefault(root, []).append((lang, url))
     feeds = {
         f.id: f
         for f in session.scalars(select(Feed).where(Feed.id.in_({a.feed_id for a in ranked if a.feed_id})))
     }
     result = []
-    for article in ranked[:limit]:
+    for article in ranked:
         evidence = evidence_of.get(article.id) or []
         result.append(
             DigestArticle(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.coverage import coverage_json
@@ -21,6 +21,7 @@ from pipeline.reporting import (
     deliver_pending,
     destination_name,
     prepare_digests,
+    top_articles,
 )
 from pipeline.settings import Settings
 from pipeline.slack import slack_target
@@ -346,3 +347,94 @@ def test_summary_counts_articles_by_their_own_time(session: Session, settings: S
     assert "Power of Siberia 2 (watch item): 1 (previous period 1)" in summary.text
     silent = next(line for line in summary.text.splitlines() if line.startswith("No new coverage"))
     assert "Power of Siberia 2" not in silent
+
+
+# --- the articles listed under a change ---------------------------------------------------
+
+
+def _article(article_id: int, moment: datetime, **fields: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "id": article_id,
+        "url": f"https://example.org/a/{article_id}",
+        "title": f"Article {article_id}",
+        "text": "text",
+        "lang": "en",
+        "published_at": moment,
+        "first_seen_at": moment,
+        "content_hash": f"{article_id:064d}",
+        "is_seed": False,
+        "word_count": 1,
+        "relevant": True,
+    }
+    row.update(fields)
+    return row
+
+
+def test_top_articles_ranks_by_copies_then_time_within_the_window(session: Session) -> None:
+    start = NOW - timedelta(hours=24)
+    rows = [
+        _article(1, NOW - timedelta(hours=20)),
+        _article(2, NOW - timedelta(hours=10)),
+        _article(3, NOW - timedelta(hours=5)),  # the latest of those without copies
+        # undated: its first sighting places it (inside the window)
+        _article(4, NOW - timedelta(hours=2), published_at=None),
+        # dated after it was first seen: ranked by the sighting, listed by the window on its date
+        _article(5, NOW - timedelta(hours=1), first_seen_at=NOW - timedelta(hours=23)),
+        _article(6, NOW - timedelta(hours=30)),  # before the window
+        _article(7, NOW - timedelta(hours=3), published_at=None, first_seen_at=NOW + timedelta(hours=1)),
+        _article(8, NOW - timedelta(hours=4), is_seed=True),
+        _article(9, NOW - timedelta(hours=4), relevant=False),
+        # copies: two of article 1 (one a translation), one of article 2
+        _article(10, NOW - timedelta(hours=9), duplicate_of_id=1, copy_kind="exact"),
+        _article(
+            11,
+            NOW - timedelta(hours=8),
+            duplicate_of_id=1,
+            copy_kind="translation",
+            lang="ru",
+            url="https://ru/1",
+        ),
+        _article(12, NOW - timedelta(hours=7), duplicate_of_id=2, copy_kind="near"),
+    ]
+    session.execute(insert(Article), rows)
+    session.execute(
+        insert(ArticleTopic),
+        [
+            {"article_id": i, "topic": "energy", "score": 0.9, "evidence": [f"evidence {i}"]}
+            for i in (1, 3, 4, 6, 9, 10)
+        ],
+    )
+    session.commit()
+
+    everything = top_articles(session, None, since=start, until=NOW, limit=10)
+    assert [a.article_id for a in everything] == [1, 2, 4, 3, 5]
+    first = everything[0]
+    assert (first.copies, first.also_in) == (1, [("ru", "https://ru/1")])
+    assert everything[1].copies == 1 and everything[1].also_in == []
+    assert [a.article_id for a in top_articles(session, None, since=start, until=NOW, limit=2)] == [1, 2]
+
+    energy = top_articles(session, "topic:energy", since=start, until=NOW, limit=10)
+    # Labelled originals only (9 is labelled but not relevant: a series lists its labels).
+    assert [a.article_id for a in energy] == [1, 4, 9, 3]
+    assert [a.evidence for a in energy] == ["evidence 1", "evidence 4", "evidence 9", "evidence 3"]
+    assert top_articles(session, "watch:power_of_siberia_2", since=start, until=NOW, limit=10) == []
+
+
+@pytest.mark.slow
+def test_top_articles_of_a_series_larger_than_a_query_takes_parameters(session: Session) -> None:
+    # PostgreSQL's driver takes at most 65,535 parameters: the series' articles must never
+    # be passed back as a list of ids.
+    count = 70_000
+    moment = NOW - timedelta(days=400)
+    session.execute(
+        insert(Article),
+        [_article(i, moment) for i in range(1, count + 1)]
+        + [_article(count + 1, NOW - timedelta(hours=1), title="today")],
+    )
+    session.execute(
+        insert(ArticleTopic),
+        [{"article_id": i, "topic": "energy", "score": 0.9, "evidence": []} for i in range(1, count + 2)],
+    )
+    session.commit()
+    listed = top_articles(session, "topic:energy", since=NOW - timedelta(days=1), until=NOW, limit=5)
+    assert [a.title for a in listed] == ["today"]
