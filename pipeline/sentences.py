@@ -67,10 +67,14 @@ def split_sentences(text: str) -> list[str]:
             end = match.end()
             if paragraph[match.start()] == ".":
                 # "Mr. Xi", "U.S. officials", "V. Putin", "в 2014 г. Китай": no new sentence.
-                word = paragraph[start : match.start()].rsplit(" ", 1)[-1].lower()
+                # (The word is found from the period back to the space before it, never
+                # from the sentence's start: a long run of initials stays linear.)
+                space = paragraph.rfind(" ", start, match.start())
+                word = paragraph[space + 1 if space >= 0 else start : match.start()].lower()
                 if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                     continue
-                if word in _MONTHS and paragraph[end:].lstrip()[:1].isdigit():
+                # (whitespace is collapsed: the next word starts within two characters)
+                if word in _MONTHS and paragraph[end : end + 2].lstrip()[:1].isdigit():
                     continue
             piece = paragraph[start:end].strip()
             if piece:

@@ -675,6 +675,17 @@ def test_sentences_end_at_the_full_stops_of_many_scripts(text: str, expected: li
     assert split_sentences(text) == expected
 
 
+def test_a_long_run_of_initials_and_abbreviations_is_one_sentence() -> None:
+    # A list of names with initials has hundreds of periods and no sentence end: each
+    # period's word is read back to the space before it (the cut stays linear in length).
+    from pipeline.sentences import split_sentences
+
+    names = "И. И. Иванов, " * 20_000 + "Dec. 5 and Mr. Li. Next."
+    sentences = split_sentences(names)
+    assert sentences == [names[: -len(" Next.")], "Next."]
+    assert split_sentences("г. Москва. Дальше.") == ["г. Москва.", "Дальше."]  # (a word at the start)
+
+
 def test_thai_and_lao_text_is_cut_where_a_space_breaks_it_into_sentence_sized_units() -> None:
     from pipeline.sentences import SPACED_SCRIPT_UNIT, split_sentences
 
