@@ -32,6 +32,8 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,18 +433,40 @@ def snippet(text: str, query: SearchQuery, *, width: int = 240) -> Highlighted:
     if not spans:
         end = _word_boundary(text, min(len(text), width))
         return _cut(text, 0, end, [], ellipsis_after=end < len(text))
-    best_start, best_score = spans[0][0], -1
-    for index, (start, _, _) in enumerate(spans):
-        inside = {term for s, e, term in spans[index:] if e <= start + width}
-        score = len(inside) * 100 + sum(1 for s, e, _ in spans[index:] if e <= start + width)
-        if score > best_score:
-            best_start, best_score = start, score
+    best_start = best_window_start(spans, width)
     # A little context before the first match; the whole window when the text ends sooner.
     start = max(0, min(best_start - width // 6, len(text) - width))
     start = _word_boundary(text, start, backwards=True) if start > 0 else 0
     end = _word_boundary(text, min(len(text), start + width))
     shown = [(s, e, t) for s, e, t in spans if s >= start and e <= end]
     return _cut(text, start, end, shown, ellipsis_before=start > 0, ellipsis_after=end < len(text))
+
+
+def best_window_start(spans: Sequence[tuple[int, int, str]], width: int) -> int:
+    """Where the passage of ``width`` characters with the most distinct matched terms (then
+    the most matches) starts: at one of the matches, the first on ties.
+
+    ``spans`` (start, end, term) are in text order and do not overlap, so the matches
+    inside the window from a match on are a run of them, slid along once: linear in the
+    number of matches (a common word can match thousands of times in a long text).
+    """
+    best_start, best_score = spans[0][0], -1
+    inside: Counter[str] = Counter()  # the terms of spans[index:after]
+    after = 0
+    for index, (start, _, _) in enumerate(spans):
+        if after > index - 1 >= 0:
+            term = spans[index - 1][2]
+            inside[term] -= 1
+            if not inside[term]:
+                del inside[term]
+        after = max(after, index)
+        while after < len(spans) and spans[after][1] <= start + width:
+            inside[spans[after][2]] += 1
+            after += 1
+        score = len(inside) * 100 + (after - index)
+        if score > best_score:
+            best_start, best_score = start, score
+    return best_start
 
 
 def _word_boundary(text: str, index: int, *, backwards: bool = False) -> int:

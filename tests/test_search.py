@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,28 @@ def test_hostile_queries_only_quote_terms(hostile: str) -> None:
 def test_queries_that_cannot_run_say_why(query: str, message: str) -> None:
     with pytest.raises(FilterError, match=message):
         search.parse_query(query)
+
+
+def test_the_snippet_window_is_the_one_with_the_most_distinct_terms_then_matches() -> None:
+    def by_definition(spans: list[tuple[int, int, str]], width: int) -> int:
+        best_start, best_score = spans[0][0], -1
+        for index, (start, _, _) in enumerate(spans):
+            inside = [term for _, end, term in spans[index:] if end <= start + width]
+            score = len(set(inside)) * 100 + len(inside)
+            if score > best_score:
+                best_start, best_score = start, score
+        return best_start
+
+    rng = random.Random(4)
+    for _ in range(2_000):
+        spans, at = [], 0
+        for _ in range(rng.randint(1, 40)):
+            at += rng.randint(0, 60)
+            length = rng.choice([2, 5, 9, 300])  # (a merged run of Chinese can outgrow the window)
+            spans.append((at, at + length, rng.choice("abcd")))
+            at += length
+        width = rng.choice([20, 60, 240])
+        assert search.best_window_start(spans, width) == by_definition(spans, width)
 
 
 def test_snippet_marks_the_original_words_around_the_best_passage() -> None:
