@@ -718,7 +718,7 @@ def _closest_near_duplicate(
     """The earliest copy of the best verified LSH candidate (sharing a band key), with its similarity."""
     best: tuple[float, float, int] | None = None
     best_article: Article | None = None
-    candidate_ids = repo.band_candidates(session, keys, params.scheme)
+    candidate_ids = repo.band_candidates(session, keys, params.scheme, limit=params.max_candidates)
     candidates = (
         session.scalars(select(Article).where(Article.id.in_(candidate_ids))).all() if candidate_ids else []
     )

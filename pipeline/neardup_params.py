@@ -54,6 +54,11 @@ class NearDupParams:
       30 CJK characters), so that a short text cannot ride on a few shared phrases.
     * ``seed=1``: derives the MinHash permutations. Changing it, or any shingling or
       banding parameter, invalidates stored signatures; see :attr:`scheme`.
+    * ``max_candidates=200``: at most this many stored articles sharing a band key are
+      verified, those sharing the most band keys first (then the earliest). A copy shares
+      many bands; what shares one or two is mostly a site's boilerplate, which on a large
+      site could make thousands of candidates for every new page (a few in the labelled
+      set: the cap binds only there).
     """
 
     num_perm: int = 126
@@ -69,6 +74,7 @@ class NearDupParams:
     opening_threshold: float = 0.4
     min_overlap: int = 30
     seed: int = 1
+    max_candidates: int = 200
 
     def __post_init__(self) -> None:
         for name in (
@@ -79,6 +85,7 @@ class NearDupParams:
             "cjk_n",
             "brahmic_n",
             "min_overlap",
+            "max_candidates",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -770,11 +770,39 @@ def test_band_lookup_starts_from_the_band_keys(session: Session, settings: Setti
             str(row[-1])
             for row in session.execute(
                 text(
-                    "EXPLAIN QUERY PLAN SELECT DISTINCT article_id FROM article_bands WHERE band_key IN (1, 2)"
+                    "EXPLAIN QUERY PLAN SELECT article_id, count(*) FROM article_bands"
+                    " WHERE band_key IN (1, 2) GROUP BY article_id"
                 )
             )
         )
         assert "article_bands" in plan and "SCAN" not in plan.replace("SCAN CONSTANT ROW", "")
+
+
+def test_band_lookup_keeps_the_candidates_sharing_the_most_band_keys(
+    session: Session, settings: Settings
+) -> None:
+    from pipeline.db.schema import ArticleSignature
+
+    params = settings.neardup_params()
+    count = 1_200  # (more than one query's chunk of ids)
+    session.add_all(
+        Article(id=i, text="x", lang="en", content_hash=f"{i:064x}", is_seed=False, word_count=1)
+        for i in range(1, count + 1)
+    )
+    session.flush()
+    # Every article shares band key 1 (a site's footer); 700 and 900 share three keys, 50
+    # shares two; 300 shares three but is signed under another scheme.
+    session.add_all(ArticleSignature(article_id=i, scheme="", signature=b"\0") for i in range(1, count + 1))
+    extra = {700: [2, 3], 900: [2, 3], 50: [2], 300: [2, 3]}
+    for i in range(1, count + 1):
+        scheme = "another-scheme" if i == 300 else params.scheme
+        repo.store_signature(session, i, scheme, b"\0", [1, *extra.get(i, [])])
+    session.commit()
+    keys = [1, 2, 3]
+    assert repo.band_candidates(session, keys, params.scheme, limit=3) == [50, 700, 900]
+    assert repo.band_candidates(session, keys, params.scheme, limit=5) == [1, 2, 50, 700, 900]
+    everything = repo.band_candidates(session, keys, params.scheme)
+    assert len(everything) == count - 1 and 300 not in everything and everything == sorted(everything)
 
 
 def test_broken_items_do_not_jam_the_feed(session: Session, settings: Settings) -> None:
