@@ -42,6 +42,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,6 +66,9 @@ MAX_GAPS = 2_000
 RECENT_IDS = 1_000
 
 
+_Array = TypeVar("_Array", NDArray[np.float32], NDArray[np.float64], NDArray[np.str_])
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A stored article close to the query: its id, the root of its copy cluster, its score.
@@ -81,10 +85,18 @@ class Candidate:
 
 @dataclass
 class _Day:
-    """The vectors of one day, appended to as rows arrive, stacked into arrays on use."""
+    """The vectors of one day, appended to as rows arrive, stacked into arrays on use.
+
+    The arrays grow in place (their capacity doubles): a row added to a busy day is
+    decoded into the next free slot, not the whole day stacked again. A dropped row (a
+    replaced version) restacks the day.
+    """
 
     rows: list[repo.VectorRow] = field(default_factory=list)
-    _arrays: tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]] | None = None
+    _vectors: NDArray[np.float32] | None = None
+    _moments: NDArray[np.float64] | None = None
+    _langs: NDArray[np.str_] | None = None
+    _stacked: int = 0  # rows[:_stacked] are in the arrays
 
     @property
     def ids(self) -> list[int]:
@@ -92,30 +104,55 @@ class _Day:
 
     def add(self, row: repo.VectorRow) -> None:
         self.rows.append(row)
-        self._arrays = None
 
     def drop(self, article_id: int) -> repo.VectorRow | None:
         """Remove the row of ``article_id``; returns it (``None`` when there was none)."""
         for position, row in enumerate(self.rows):
             if row.article_id == article_id:
                 del self.rows[position]
-                self._arrays = None
+                self._vectors = self._moments = self._langs = None
+                self._stacked = 0
                 return row
         return None
 
     def arrays(self, dim: int) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]]:
         """(vectors, moments as POSIX seconds, languages), one entry per row."""
-        if self._arrays is None:
-            # One decode of the day's bytes, not one small array per row.
-            vectors = (
-                document_from_bytes(b"".join(row.document for row in self.rows)).reshape(len(self.rows), -1)
-                if self.rows
-                else np.zeros((0, dim), dtype=np.float32)
-            )
-            moments = np.array([_aware(row.moment).timestamp() for row in self.rows], dtype=np.float64)
-            langs = np.array([row.lang for row in self.rows], dtype=np.str_)
-            self._arrays = (vectors, moments, langs)
-        return self._arrays
+        count = len(self.rows)
+        if (
+            self._vectors is None
+            or self._moments is None
+            or self._langs is None
+            or self._vectors.shape[1] != dim
+        ):
+            self._vectors = np.zeros((max(16, count), dim), dtype=np.float32)
+            self._moments = np.zeros(len(self._vectors), dtype=np.float64)
+            self._langs = np.zeros(len(self._vectors), dtype=LANG_DTYPE)
+            self._stacked = 0
+        if self._stacked < count:
+            if count > len(self._vectors):
+                capacity = max(count, 2 * len(self._vectors))
+                self._vectors = _grown(self._vectors, capacity)
+                self._moments = _grown(self._moments, capacity)
+                self._langs = _grown(self._langs, capacity)
+            new = self.rows[self._stacked :]
+            # One decode of the new rows' bytes, not one small array per row.
+            self._vectors[self._stacked : count] = document_from_bytes(
+                b"".join(row.document for row in new)
+            ).reshape(len(new), -1)
+            self._moments[self._stacked : count] = [_aware(row.moment).timestamp() for row in new]
+            self._langs[self._stacked : count] = [row.lang for row in new]
+            self._stacked = count
+        return self._vectors[:count], self._moments[:count], self._langs[:count]
+
+
+# Language codes as stored (``articles.lang`` is 16 characters at most).
+LANG_DTYPE = np.dtype("<U16")
+
+
+def _grown(array: _Array, capacity: int) -> _Array:
+    grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
 
 
 class _Pool:

@@ -857,3 +857,30 @@ def test_a_translation_is_found_when_the_original_was_stored_under_a_higher_limi
         iter(import_lines(session, _capped(settings, 6), [_joined(0, "en")], source="t", now=NOW))
     ).result
     assert result.copy_kind == "translation" and result.duplicate_of == stored.result.article_id
+
+
+def test_a_days_arrays_grow_as_rows_arrive_and_match_a_fresh_stack() -> None:
+    import numpy as np
+
+    from pipeline.encoder import document_to_bytes
+    from pipeline.vectorindex import _Day
+
+    rng = np.random.default_rng(2)
+
+    def row(article_id: int) -> repo.VectorRow:
+        vector = rng.standard_normal(8).astype(np.float32)
+        lang = ("en", "ru", "zh", "zh-hant")[article_id % 4]
+        moment = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(minutes=article_id)
+        return repo.VectorRow(article_id, article_id, lang, moment, document_to_bytes(vector), "m")
+
+    growing = _Day()
+    for article_id in range(1, 60):  # (past the first capacity, read after every row)
+        growing.add(row(article_id))
+        if article_id % 7 == 0:
+            growing.drop(article_id - 3)
+        fresh = _Day(rows=list(growing.rows))
+        for got, expected in zip(growing.arrays(8), fresh.arrays(8), strict=True):
+            assert np.array_equal(got, expected)
+    vectors, moments, langs = growing.arrays(8)
+    assert len(vectors) == len(growing.rows) == len(moments) == len(langs)
+    assert list(langs[:3]) == [r.lang for r in growing.rows[:3]] and "zh-hant" in set(langs)
