@@ -181,20 +181,28 @@ def compute_coverage(
 
 
 def store_changes(session: Session, report: CoverageReport) -> list[CoverageChange]:
-    """Upsert the detected changes on (series, at, direction); returns the stored rows."""
-    rows = []
+    """Upsert the detected changes on (series, at, direction); returns the stored rows.
+
+    Every run upserts the whole history's changes, so a series' stored rows are read in
+    one query (a few, one per change it ever had), not one query per change.
+    """
+    by_series: dict[str, list[Change]] = {}
     for changes in report.changes.values():
         for change in changes:
-            row = session.scalar(
-                select(CoverageChange).where(
-                    CoverageChange.series == change.series,
-                    CoverageChange.at == change.at,
-                    CoverageChange.direction == change.direction,
-                )
-            )
+            by_series.setdefault(change.series, []).append(change)
+    rows = []
+    for series, changes in by_series.items():
+        stored = {
+            (_aware(row.at), row.direction): row
+            for row in session.scalars(select(CoverageChange).where(CoverageChange.series == series))
+        }
+        for change in changes:
+            key = (_aware(change.at), change.direction)
+            row = stored.get(key)
             if row is None:
                 row = CoverageChange(series=change.series, at=change.at, direction=change.direction)
                 session.add(row)
+                stored[key] = row
             row.count, row.baseline, row.score = change.count, change.baseline, change.score
             row.explanation, row.detail = change.explanation, change.to_json()
             rows.append(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from pipeline.reporting import (
     deliver_pending,
     destination_name,
     prepare_digests,
+    store_changes,
     top_articles,
 )
 from pipeline.settings import Settings
@@ -97,6 +99,21 @@ def test_coverage_json_shape_and_a_detected_burst(session: Session, settings: Se
     assert "in the last" not in ups[0]["explanation"]
     quiet = report.changes["watch:arctic_route"]
     assert quiet == []
+
+
+def test_changes_are_upserted_on_series_time_and_direction(session: Session, settings: Settings) -> None:
+    backfill_burst(session, settings)
+    report = compute_coverage(session, settings, now=NOW)
+    first = store_changes(session, report)
+    assert first and len({(c.series, c.at, c.direction) for c in first}) == len(first)
+    ids = [row.id for row in first]
+    # The next run finds the same changes, one re-measured: the rows are updated, not added.
+    change = report.changes[first[0].series][0]
+    report.changes[first[0].series][0] = replace(change, count=change.count + 1)
+    again = store_changes(session, report)
+    assert [row.id for row in again] == ids
+    assert again[0].count == change.count + 1
+    assert session.scalar(select(func.count()).select_from(CoverageChange)) == len(ids)
 
 
 def test_digest_is_posted_once_and_survives_a_slack_outage(
