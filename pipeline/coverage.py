@@ -486,6 +486,27 @@ def bin_counts(
     return [(first + i * bin_size, count) for i, count in enumerate(counts)]
 
 
+def bin_index(moment: datetime, bin_size: timedelta) -> int:
+    """The index of ``moment``'s bin on the epoch-aligned grid (bin 0 starts at the epoch)."""
+    return (_as_utc(moment) - EPOCH) // bin_size
+
+
+def bins_from_counts(
+    counts: Mapping[int, int], *, start: datetime, end: datetime, bin_size: timedelta
+) -> list[tuple[datetime, int]]:
+    """:func:`bin_counts` from counts already made per bin index (by the database), for
+    timestamps before ``end``: every bin over ``[start, end)``, empty ones with 0."""
+    if bin_size <= timedelta(0):
+        raise ValueError("bin_size must be positive")
+    first = floor_to_bin(start, bin_size)
+    end = _as_utc(end)
+    if end <= first:
+        return []
+    first_index = bin_index(first, bin_size)
+    n_bins = math.ceil((end - first) / bin_size)
+    return [(first + i * bin_size, counts.get(first_index + i, 0)) for i in range(n_bins)]
+
+
 def _as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, case, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, load_only
 
 from pipeline.classify import TopicRegistry, load_registry
 from pipeline.coverage import (
+    EPOCH,
     Change,
     DetectorConfig,
-    bin_counts,
+    bins_from_counts,
     detect_changes,
     floor_to_bin,
     load_detector_config,
@@ -73,11 +74,12 @@ class DeliveryFailed(SummitwatchError):
 
 @dataclass(frozen=True)
 class Series:
-    """One coverage series: a topic or watch item and when its new articles appeared."""
+    """One coverage series: a topic or watch item and how many new articles appeared in
+    each bin (by the bin's index on the epoch-aligned grid; empty bins are left out)."""
 
     name: str
     label: str
-    moments: list[datetime]
+    counts: dict[int, int]
 
 
 @dataclass
@@ -114,11 +116,26 @@ def load_reporting_config(settings: Settings) -> tuple[DetectorConfig, TopicRegi
 # Series and changes ---------------------------------------------------------------------
 
 
-def _moment(published_at: datetime | None, first_seen_at: datetime) -> datetime:
-    # Publication time, unless the feed gave none (or one after we saw the article).
-    if published_at is None or published_at > first_seen_at:
-        return first_seen_at
-    return published_at
+def _moment() -> Any:
+    """An article's moment, in SQL: its publication time, unless the feed gave none (or
+    one after we saw the article), then when it was first seen."""
+    return case(
+        (
+            Article.published_at.is_(None) | (Article.published_at > Article.first_seen_at),
+            Article.first_seen_at,
+        ),
+        else_=Article.published_at,
+    )
+
+
+def _bin_index(session: Session, moment: Any, bin_size: timedelta) -> Any:
+    """The index of ``moment``'s bin on the epoch-aligned grid (:func:`floor_to_bin`), in SQL."""
+    seconds = int(bin_size.total_seconds())
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        # Stored as UTC text; strftime('%s') gives whole seconds, and bins are whole minutes.
+        return cast(func.strftime("%s", moment), Integer) // seconds
+    return cast(func.floor(func.extract("epoch", moment) / seconds), Integer)
 
 
 # The label table and slug column of each kind of series.
@@ -126,27 +143,50 @@ _LABELS: dict[Literal["topic", "watch"], tuple[type[ArticleTopic] | type[Article
     "topic": (ArticleTopic, ArticleTopic.topic),
     "watch": (ArticleWatch, ArticleWatch.item),
 }
+_ORIGINALS = (Article.duplicate_of_id.is_(None), Article.is_seed.is_(False))
 
 
-def load_series(session: Session, registry: TopicRegistry) -> list[Series]:
-    """Every topic and watch-item series: new (non-duplicate, non-seed) articles' moments."""
-    moments: dict[str, list[datetime]] = {}
-    originals = (Article.duplicate_of_id.is_(None), Article.is_seed.is_(False))
+def load_series(
+    session: Session, registry: TopicRegistry, *, bin_size: timedelta, until: datetime
+) -> list[Series]:
+    """Every topic and watch-item series: its new (non-duplicate, non-seed) articles before
+    ``until``, counted per bin by the database (one row per series and bin, not one per
+    article: the history holds millions)."""
+    counts: dict[str, dict[int, int]] = {}
+    moment = _moment()
     for kind, (table, slug_column) in _LABELS.items():
+        index = _bin_index(session, moment, bin_size)
         rows = session.execute(
-            select(slug_column, Article.published_at, Article.first_seen_at)
+            select(slug_column, index, func.count())
             .join(Article, Article.id == table.article_id)
-            .where(*originals)
+            .where(*_ORIGINALS, moment < until)
+            .group_by(slug_column, index)
         )
-        for slug, published, seen in rows:
-            moments.setdefault(series_name(kind, slug), []).append(_moment(published, seen))
+        for slug, bin_index, count in rows:
+            per_bin = counts.setdefault(series_name(kind, slug), {})
+            per_bin[int(bin_index)] = per_bin.get(int(bin_index), 0) + int(count)
     result = []
     for kind, entries in (("topic", registry.topics), ("watch", registry.watch)):
         for entry in entries:
             name = series_name(kind, entry.slug)
-            label = entry.label
-            result.append(Series(name, label, sorted(moments.get(name, []))))
+            result.append(Series(name, entry.label, counts.get(name, {})))
     return result
+
+
+def series_counts(session: Session, start: datetime, end: datetime) -> dict[str, int]:
+    """New articles of each series with a moment in [start, end), counted by the database."""
+    moment = _moment()
+    counts: dict[str, int] = {}
+    for kind, (table, slug_column) in _LABELS.items():
+        rows = session.execute(
+            select(slug_column, func.count())
+            .join(Article, Article.id == table.article_id)
+            .where(*_ORIGINALS, moment >= start, moment < end)
+            .group_by(slug_column)
+        )
+        for slug, count in rows:
+            counts[series_name(kind, slug)] = int(count)
+    return counts
 
 
 def compute_coverage(
@@ -164,14 +204,15 @@ def compute_coverage(
     now = now or utcnow()
     config, registry = loaded or load_reporting_config(settings)
     start = history_start(session, now)
-    all_series = load_series(session, registry)
-    earliest = min([start, *(m for s in all_series for m in s.moments[:1])])
+    all_series = load_series(session, registry, bin_size=config.bin_size, until=now)
+    first_bins = [EPOCH + min(series.counts) * config.bin_size for series in all_series if series.counts]
+    earliest = min([start, *first_bins])
     # Bounded, so one article with an absurd date cannot make every run bin decades.
     earliest = max(earliest, now - MAX_HISTORY)
     first_bin = floor_to_bin(earliest, config.bin_size)
     report = CoverageReport(start, {}, {}, {})
     for series in all_series:
-        bins = bin_counts(series.moments, start=first_bin, end=now, bin_size=config.bin_size)
+        bins = bins_from_counts(series.counts, start=first_bin, end=now, bin_size=config.bin_size)
         report.bins[series.name] = bins
         report.labels[series.name] = series.label
         report.changes[series.name] = detect_changes(
@@ -400,13 +441,7 @@ def top_articles(
     copy_count = (
         select(func.count()).select_from(copy).where(copy.duplicate_of_id == Article.id).scalar_subquery()
     )
-    moment = case(
-        (
-            Article.published_at.is_(None) | (Article.published_at > Article.first_seen_at),
-            Article.first_seen_at,
-        ),
-        else_=Article.published_at,
-    )
+    moment = _moment()
     query = (
         select(Article, copy_count)
         .options(
@@ -519,12 +554,10 @@ def _summary_digest(
     span = end - start
     # Counted by each article's own time: the period (to 07:00, say) need not start or end
     # on a bin edge, and the top articles below are chosen by the same times.
-    moments = {series.name: series.moments for series in load_series(session, registry)}
+    current, before = series_counts(session, start, end), series_counts(session, start - span, start)
     totals = []
     for name, bins in report.bins.items():
-        times = moments.get(name, [])
-        count = sum(1 for moment in times if start <= moment < end)
-        previous = sum(1 for moment in times if start - span <= moment < start)
+        count, previous = current.get(name, 0), before.get(name, 0)
         trend = [(s, c) for s, c in bins if end - timedelta(days=14) <= s < end]
         totals.append(SeriesTotal(name, count, previous, trend))
     changes = [c for changes in report.changes.values() for c in changes if start <= c.at < end]
@@ -544,12 +577,15 @@ def _summary_digest(
 def _new_article_count(session: Session, start: datetime, end: datetime) -> int:
     """New (non-copy, non-seed) articles of the period in at least one series, each once."""
     labelled = select(ArticleTopic.article_id).union(select(ArticleWatch.article_id))
-    rows = session.execute(
-        select(Article.published_at, Article.first_seen_at).where(
-            Article.duplicate_of_id.is_(None), Article.is_seed.is_(False), Article.id.in_(labelled)
+    moment = _moment()
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Article)
+            .where(*_ORIGINALS, Article.id.in_(labelled), moment >= start, moment < end)
         )
+        or 0
     )
-    return sum(1 for published, seen in rows if start <= _moment(published, seen) < end)
 
 
 # Delivering -------------------------------------------------------------------------------

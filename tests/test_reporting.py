@@ -4,6 +4,7 @@ fake Slack Web API speaking the real protocol (slack-sdk), on SQLite and Postgre
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -455,3 +456,69 @@ def test_top_articles_of_a_series_larger_than_a_query_takes_parameters(session: 
     session.commit()
     listed = top_articles(session, "topic:energy", since=NOW - timedelta(days=1), until=NOW, limit=5)
     assert [a.title for a in listed] == ["today"]
+
+
+def test_series_binned_by_the_database_match_the_articles_own_times(
+    session: Session, settings: Settings
+) -> None:
+    """The database counts each series per bin and per period; the same counts as reading
+    every article's moment (its publication time, or when first seen if it gave none or a
+    later one) and binning it here, at bin edges and at ``now`` too."""
+    from pipeline.coverage import bin_counts
+    from pipeline.reporting import _new_article_count, load_reporting_config, series_counts
+
+    rng = random.Random(9)
+    config, _ = load_reporting_config(settings)
+    edges = [NOW - config.bin_size * k for k in range(0, 40)]
+    rows, labels = [], []
+    for article_id in range(1, 301):
+        seen = rng.choice(edges) if rng.random() < 0.3 else NOW - timedelta(seconds=rng.randint(0, 9 * 86400))
+        published = rng.choice(
+            [
+                None,
+                seen,
+                seen - timedelta(hours=rng.randint(0, 30), microseconds=rng.randint(0, 999_999)),
+                seen + timedelta(hours=2),
+            ]
+        )
+        rows.append(
+            _article(
+                article_id,
+                seen,
+                published_at=published,
+                first_seen_at=seen,
+                duplicate_of_id=1 if article_id % 11 == 0 else None,
+                is_seed=article_id % 17 == 0,
+            )
+        )
+        for topic in rng.sample(["energy", "ukraine", "diplomacy"], rng.randint(0, 2)):
+            labels.append({"article_id": article_id, "topic": topic, "score": 0.9, "evidence": []})
+    session.execute(insert(Article), rows)
+    session.execute(insert(ArticleTopic), labels)
+    session.commit()
+
+    def moment(row: dict[str, object]) -> datetime:
+        published, seen = row["published_at"], row["first_seen_at"]
+        assert isinstance(seen, datetime)
+        return seen if published is None or published > seen else published  # type: ignore[operator,return-value]
+
+    counted = [r for r in rows if r["duplicate_of_id"] is None and not r["is_seed"]]
+    moments: dict[str, list[datetime]] = {}
+    for label in labels:
+        row = rows[int(label["article_id"]) - 1]
+        if row in counted:
+            moments.setdefault(f"topic:{label['topic']}", []).append(moment(row))
+    report = compute_coverage(session, settings, now=NOW)
+    first = report.bins["topic:energy"][0][0]
+    for name in ("topic:energy", "topic:ukraine", "topic:diplomacy"):
+        expected = bin_counts(moments.get(name, []), start=first, end=NOW, bin_size=config.bin_size)
+        assert report.bins[name] == expected, name
+        assert sum(count for _, count in expected) > 20
+    start, end = edges[12], edges[3]
+    assert series_counts(session, start, end) == {
+        name: n for name, times in moments.items() if (n := sum(start <= t < end for t in times))
+    }
+    labelled = {int(label["article_id"]) for label in labels}
+    assert _new_article_count(session, start, end) == sum(
+        1 for r in counted if r["id"] in labelled and start <= moment(r) < end
+    )
