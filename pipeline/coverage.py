@@ -187,8 +187,9 @@ def _unique(windows: Iterable[timedelta]) -> tuple[timedelta, ...]:
 def _param_problems(params: DetectorParams) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     bin_size = params.bin_size
-    if bin_size <= timedelta(0) or DAY % bin_size:
-        problems.append(("bin_size", "must be positive and divide one day (e.g. 1h, 6h, 1d)"))
+    # (Whole minutes: the database bins moments by their whole seconds.)
+    if bin_size <= timedelta(0) or DAY % bin_size or bin_size % timedelta(minutes=1):
+        problems.append(("bin_size", "must be whole minutes and divide one day (e.g. 1h, 6h, 1d)"))
         return problems
     durations = {
         "recent_window": params.recent_window,

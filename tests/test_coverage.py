@@ -477,6 +477,7 @@ def test_missing_config_file_means_defaults(tmp_path: Path) -> None:
         ({"series": {"Energy": {}}}, "'series.Energy'"),
         ({"detector": {"recent_window": "5h"}}, "'detector.recent_window'"),
         ({"detector": {"bin_size": "7h"}}, "'detector.bin_size'"),
+        ({"detector": {"bin_size": "0.5m"}}, "'detector.bin_size'"),  # (divides a day; not whole minutes)
         ({"detector": {"cooldown": "soon"}}, "'detector.cooldown'"),
         ({"detector": {"significance": 0.9}}, "'detector.significance'"),
         ({"detector": {"min_count": 2.5}}, "'detector.min_count'"),
