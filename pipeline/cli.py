@@ -570,24 +570,20 @@ def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.db import repo
     from pipeline.db.schema import Article, utcnow
-    from pipeline.ingest import IngestContext, classify_article
+    from pipeline.ingest import IngestContext, reclassify_articles
 
     context = IngestContext.from_settings(settings)
     _stderr(f"loading the encoder ({settings.encoder.model}) and the classifier's learned layer")
-    heads = context.classifier_heads
+    context.classifier_heads  # noqa: B018 (loaded before the first batch, as the message says)
     done = relevant = 0
     now = utcnow()
     started = time.monotonic()
     with open_session(settings) as session:
         total = session.scalar(select(func.count()).select_from(Article)) or 0
         for batch in repo.article_ids_in_batches(session):
-            for article_id in batch:
-                article = session.get(Article, article_id)
-                if article is None:
-                    continue
-                vectors = context.stored_vectors(session, article)
-                relevant += classify_article(session, article, context.registry, now, heads, vectors).relevant
-                done += 1
+            verdicts = reclassify_articles(session, context, batch, now)
+            done += len(verdicts)
+            relevant += sum(verdict.relevant for verdict in verdicts)
             session.commit()
             _stderr(f"... {done}/{total} articles re-classified ({time.monotonic() - started:.0f}s)")
     _stderr(f"re-classified {done} articles ({relevant} about Russia-China relations)")

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import driver_reason, require_database
-from pipeline.db.schema import Article, Feed, utcnow
+from pipeline.db.schema import Article, ArticleVector, Feed, utcnow
 from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
@@ -251,10 +251,22 @@ class IngestContext:
             )
         return self.loaded_heads[model]
 
-    def stored_vectors(self, session: Session, article: Article) -> encoder.ArticleVectors:
-        """The article's stored vectors (computed and stored if it has none under this encoder)."""
+    def stored_vectors(
+        self,
+        session: Session,
+        article: Article,
+        *,
+        rows: Mapping[int, tuple[ArticleVector, str]] | None = None,
+    ) -> encoder.ArticleVectors:
+        """The article's stored vectors (computed and stored if it has none under this encoder).
+
+        ``rows``: what :func:`pipeline.db.repo.sentence_vectors` gave for a batch of
+        articles including this one (otherwise read here).
+        """
         model = self.sentence_encoder.name
-        row = repo.sentence_vectors(session, [article.id]).get(article.id)
+        if rows is None:
+            rows = repo.sentence_vectors(session, [article.id])
+        row = rows.get(article.id)
         limits = self.settings.encoder
         if row is not None and row[0].model == model:
             units, has_title = encoder.article_units(
@@ -689,6 +701,40 @@ def index_articles(session: Session, context: IngestContext, article_ids: Sequen
         _store_article_vectors(session, context, article, vectors)
 
 
+def reclassify_articles(
+    session: Session, context: IngestContext, article_ids: Sequence[int], now: datetime
+) -> list[Classification]:
+    """Classify the articles of ``article_ids`` again with their stored vectors (encoded and
+    stored where missing) and replace their labels: a few statements for the batch, not
+    several per article. Returns the verdicts, in id order; ids no longer stored are skipped."""
+    articles = list(
+        session.scalars(select(Article).where(Article.id.in_(list(article_ids))).order_by(Article.id))
+    )
+    rows = repo.sentence_vectors(session, [article.id for article in articles])
+    verdicts = [
+        (
+            article,
+            _hybrid_verdict(
+                context.registry,
+                context.classifier_heads,
+                article,
+                context.stored_vectors(session, article, rows=rows),
+            ),
+        )
+        for article in articles
+    ]
+    repo.replace_classifications(session, verdicts, now)
+    return [verdict for _, verdict in verdicts]
+
+
+def _hybrid_verdict(
+    registry: TopicRegistry, heads: LabelHeads, article: Article, vectors: encoder.ArticleVectors
+) -> Classification:
+    return classify_hybrid(
+        registry, heads, title=article.title, text=article.text, lang=article.lang, vectors=vectors
+    )
+
+
 def classify_article(
     session: Session,
     article: Article,
@@ -703,9 +749,7 @@ def classify_article(
     and ``reclassify`` run); without, the rules alone.
     """
     if heads is not None and vectors is not None:
-        verdict = classify_hybrid(
-            registry, heads, title=article.title, text=article.text, lang=article.lang, vectors=vectors
-        )
+        verdict = _hybrid_verdict(registry, heads, article, vectors)
     else:
         verdict = classify(registry, title=article.title, text=article.text, lang=article.lang)
     repo.replace_classification(session, article, verdict, now)

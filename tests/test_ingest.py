@@ -652,6 +652,44 @@ def test_import_twice_stores_nothing_new(session: Session, settings: Settings) -
     assert count(session, FetchFailure, FetchFailure.stage == "import") == 3
 
 
+def test_reclassifying_a_batch_replaces_each_articles_labels(session: Session, settings: Settings) -> None:
+    from sqlalchemy import delete, select
+
+    from pipeline.db.schema import ArticleTopic, ArticleWatch
+    from pipeline.ingest import IngestContext, reclassify_articles
+
+    rows = [
+        json.loads(line)
+        for line in (FIXTURES / "classify" / "eval.jsonl").read_text(encoding="utf-8").splitlines()[:12]
+    ]
+    lines = [
+        json.dumps({"url": f"https://r.example/{i}", "title": r["title"], "text": r["text"]})
+        for i, r in enumerate(rows)
+    ]
+    results = list(import_lines(session, settings, lines, source="t", now=NOW))
+    ids = sorted({r.result.article_id for r in results if r.result.article_id})
+
+    def labels() -> tuple[set[tuple[int, str]], set[tuple[int, str]]]:
+        topics = {(a, t) for a, t in session.execute(select(ArticleTopic.article_id, ArticleTopic.topic))}
+        watch = {(a, w) for a, w in session.execute(select(ArticleWatch.article_id, ArticleWatch.item))}
+        return topics, watch
+
+    stored = labels()
+    assert stored[0], "the set has labelled articles"
+    # Labels gone from one article, a wrong one on another: the batch puts back what the
+    # classifier says, once each.
+    first_labelled = min(article_id for article_id, _ in stored[0])
+    session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == first_labelled))
+    session.add(ArticleTopic(article_id=max(ids), topic="sport", score=1.0, evidence=[]))
+    session.commit()
+    later = NOW + timedelta(days=1)
+    verdicts = reclassify_articles(session, IngestContext.from_settings(settings), [*ids, 10_000], later)
+    session.commit()
+    assert len(verdicts) == len(ids)
+    assert labels() == stored
+    assert all(session.get(Article, i).classified_at == later for i in ids)  # type: ignore[union-attr]
+
+
 def test_near_duplicates_found_through_the_database_index(session: Session, settings: Settings) -> None:
     from pipeline.db.schema import ArticleBand, ArticleSignature
 

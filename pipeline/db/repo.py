@@ -1042,25 +1042,45 @@ def replace_classification(
     together with it), or ``new_article`` (inserted in this transaction, its verdict set on
     it before), has nothing to replace; its rows are inserted directly.
     """
-    if article.classified_at is not None and not new_article:
-        session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == article.id))
-        session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == article.id))
+    replace_classifications(session, [(article, verdict)], now, new_articles=new_article)
+
+
+def replace_classifications(
+    session: Session,
+    verdicts: Sequence[tuple[Article, Classification]],
+    now: datetime,
+    *,
+    new_articles: bool = False,
+) -> None:
+    """:func:`replace_classification` for many articles: their earlier rows deleted, and
+    the new ones inserted, a few statements for the lot."""
+    replaced = [
+        article.id for article, _ in verdicts if article.classified_at is not None and not new_articles
+    ]
+    for start in range(0, len(replaced), IN_CHUNK):
+        chunk = replaced[start : start + IN_CHUNK]
+        session.execute(delete(ArticleTopic).where(ArticleTopic.article_id.in_(chunk)))
+        session.execute(delete(ArticleWatch).where(ArticleWatch.article_id.in_(chunk)))
     topics = [
         {"article_id": article.id, "topic": hit.topic, "score": hit.score, "evidence": list(hit.evidence)}
+        for article, verdict in verdicts
         for hit in verdict.topics
     ]
     watch = [
-        {"article_id": article.id, "item": hit.item, "evidence": list(hit.evidence)} for hit in verdict.watch
+        {"article_id": article.id, "item": hit.item, "evidence": list(hit.evidence)}
+        for article, verdict in verdicts
+        for hit in verdict.watch
     ]
     if topics:
         session.execute(insert(ArticleTopic), topics)
     if watch:
         session.execute(insert(ArticleWatch), watch)
-    if article.relevant != verdict.relevant or article.classified_at != now:
-        # (Assigning the same values writes nothing, yet marks the row changed: every
-        # later query of the transaction would flush it again first.)
-        article.relevant = verdict.relevant
-        article.classified_at = now
+    for article, verdict in verdicts:
+        if article.relevant != verdict.relevant or article.classified_at != now:
+            # (Assigning the same values writes nothing, yet marks the row changed: every
+            # later query of the transaction would flush it again first.)
+            article.relevant = verdict.relevant
+            article.classified_at = now
 
 
 def labels_of(
