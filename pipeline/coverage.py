@@ -102,6 +102,7 @@ import dataclasses
 import itertools
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -473,18 +474,9 @@ def bin_counts(
     """
     if bin_size <= timedelta(0):
         raise ValueError("bin_size must be positive")
-    first = floor_to_bin(start, bin_size)
     end = _as_utc(end)
-    if end <= first:
-        return []
-    n_bins = math.ceil((end - first) / bin_size)
-    counts = [0] * n_bins
-    for stamp in timestamps:
-        moment = _as_utc(stamp)
-        if moment < first or moment >= end:
-            continue
-        counts[(moment - first) // bin_size] += 1
-    return [(first + i * bin_size, count) for i, count in enumerate(counts)]
+    counts = Counter(bin_index(stamp, bin_size) for stamp in timestamps if _as_utc(stamp) < end)
+    return bins_from_counts(counts, start=start, end=end, bin_size=bin_size)
 
 
 def bin_index(moment: datetime, bin_size: timedelta) -> int:
