@@ -262,11 +262,12 @@ def _parse_until(value: str) -> datetime:
 
 
 @contextmanager
-def open_session(settings: Settings, *, migrate: bool = False) -> Iterator[Session]:
-    """A session on the configured database; checks (or upgrades) the schema first."""
+def open_session(settings: Settings, *, migrate: bool = False, durable: bool = False) -> Iterator[Session]:
+    """A session on the configured database; checks (or upgrades) the schema first
+    (``durable``: every commit waits for the disk, for the digest outbox)."""
     from pipeline.db.engine import open_session as open_database
 
-    with open_database(settings.db_url, migrate=migrate) as session:
+    with open_database(settings.db_url, migrate=migrate, durable=durable) as session:
         yield session
 
 
@@ -729,7 +730,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
     target = slack_target(settings.slack)
     destination = destination_name(target)
-    with open_session(settings) as session:
+    with open_session(settings, durable=True) as session:
         if args.dry_run:
             digests = prepare_digests(session, settings, destination, dry_run=True)
             session.rollback()

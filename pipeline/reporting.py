@@ -35,7 +35,7 @@ from pipeline.coverage import (
     series_name,
     unreported_changes,
 )
-from pipeline.db.repo import history_start
+from pipeline.db.repo import history_start, index_free
 from pipeline.db.schema import (
     Article,
     ArticleTopic,
@@ -133,8 +133,10 @@ def _bin_index(session: Session, moment: Any, bin_size: timedelta) -> Any:
     seconds = int(bin_size.total_seconds())
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
-        # Stored as UTC text; strftime('%s') gives whole seconds, and bins are whole minutes.
-        return cast(func.strftime("%s", moment), Integer) // seconds
+        # Stored as UTC text. strftime('%s') would round the fraction of a second (a moment
+        # at 05:59:59.9996 falls in the 06:00 bin): the fraction is cut off first, which is
+        # exact, since bins are whole minutes.
+        return cast(func.strftime("%s", func.substr(moment, 1, 19)), Integer) // seconds
     return cast(func.floor(func.extract("epoch", moment) / seconds), Integer)
 
 
@@ -437,6 +439,7 @@ def top_articles(
     memory or passed back as a list of ids (a topic can hold more labelled articles than a
     query takes parameters).
     """
+    plain = index_free(session)
     copy = aliased(Article)
     copy_count = (
         select(func.count()).select_from(copy).where(copy.duplicate_of_id == Article.id).scalar_subquery()
@@ -456,8 +459,10 @@ def top_articles(
             )
         )
         .where(
-            Article.duplicate_of_id.is_(None),
-            Article.is_seed.is_(False),
+            # (Not from the indexes of these two: without statistics SQLite would walk every
+            # original, or every non-seed, instead of the window.)
+            plain(Article.duplicate_of_id).is_(None),
+            plain(Article.is_seed).is_(False),
             # coalesce(published_at, first_seen_at) in the window, in a form each column's
             # index can serve
             (Article.published_at >= since) & (Article.published_at < until)

@@ -29,9 +29,10 @@ from pipeline.settings import Settings, SlackSettings, load_settings
 MAX_MAPPED_BATCHES = 64
 
 
-def task_session(settings: Settings) -> AbstractContextManager[Session]:
-    """A session on the configured database, which must be at the current schema."""
-    return open_session(settings.db_url)
+def task_session(settings: Settings, *, durable: bool = False) -> AbstractContextManager[Session]:
+    """A session on the configured database, which must be at the current schema
+    (``durable``: every commit waits for the disk, for the digest outbox)."""
+    return open_session(settings.db_url, durable=durable)
 
 
 def plan_feed_batches(
@@ -134,7 +135,7 @@ def prepare_digests(
 
     settings = _with_slack(settings or load_settings(), slack)
     destination = destination_name(slack_target(settings.slack))
-    with task_session(settings) as session:
+    with task_session(settings, durable=True) as session:
         digests = queue_digests(session, settings, destination)
     return {"digests_queued": len(digests)}
 
@@ -153,7 +154,7 @@ def deliver_digests(
     settings = _with_slack(settings or load_settings(), slack)
     target = slack_target(settings.slack)
     destination = destination_name(target)
-    with task_session(settings) as session:
+    with task_session(settings, durable=True) as session:
         report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
     if report.pending:
         # Transient (Slack down, rate limited past the retries): let Airflow retry; the

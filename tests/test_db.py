@@ -133,3 +133,9 @@ def test_sqlite_connections_use_the_log_and_sync_it_at_checkpoints(tmp_path: Pat
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+    # The digest outbox's engines wait for the disk at every commit (FULL, 2): a part
+    # recorded as posted must not be rolled back by a power cut and posted again.
+    durable = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}", durable=True)
+    with durable.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    durable.dispose()

@@ -472,7 +472,11 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
     edges = [NOW - config.bin_size * k for k in range(0, 40)]
     rows, labels = [], []
     for article_id in range(1, 301):
-        seen = rng.choice(edges) if rng.random() < 0.3 else NOW - timedelta(seconds=rng.randint(0, 9 * 86400))
+        seen = (
+            rng.choice(edges) - timedelta(microseconds=rng.choice([0, 0, 400]))  # (just before an edge too)
+            if rng.random() < 0.3
+            else NOW - timedelta(seconds=rng.randint(0, 9 * 86400))
+        )
         published = rng.choice(
             [
                 None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -24,16 +25,20 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(db_url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``db_url`` with the per-dialect settings summitwatch relies on."""
+def make_engine(db_url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
+    """Create an engine for ``db_url`` with the per-dialect settings summitwatch relies on.
+
+    ``durable``: on SQLite, every commit waits for the disk (the digest outbox's engines;
+    see :func:`_sqlite_pragmas`). PostgreSQL commits durably whatever this says.
+    """
     if db_url.startswith("sqlite"):
         engine = create_engine(db_url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, durable=durable))
         return engine
     return create_engine(db_url, pool_pre_ping=True, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, durable: bool = False) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the web UI read while a poll writes; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -41,8 +46,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # In WAL mode, NORMAL syncs the log at checkpoints rather than at every commit: a
     # process that dies loses nothing committed, and the file is never corrupted; only a
     # power cut or an OS crash may roll back the last commits (items that are then polled
-    # again). FULL, the default, waited for the disk at each of a cycle's commits.
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # again). FULL waits for the disk at each commit: the digest outbox needs that, since
+    # a part recorded as posted and then rolled back by a power cut would be posted again.
+    cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
@@ -174,12 +180,13 @@ def apply_views(engine: Engine, path: Path | None = None) -> list[str]:
 
 
 @contextmanager
-def open_session(db_url: str, *, migrate: bool = False) -> Iterator[Session]:
+def open_session(db_url: str, *, migrate: bool = False, durable: bool = False) -> Iterator[Session]:
     """A session on ``db_url`` after checking (or, with ``migrate``, upgrading) the schema.
 
     The engine lives as long as the block: callers (a CLI command, a task) own it.
+    ``durable``: see :func:`make_engine`.
     """
-    engine = make_engine(db_url)
+    engine = make_engine(db_url, durable=durable)
     try:
         if migrate:
             upgrade_schema(engine)
