@@ -57,8 +57,8 @@ class NearDupParams:
     * ``max_candidates=200``: at most this many stored articles sharing a band key are
       verified, those sharing the most band keys first (then the earliest). A copy shares
       many bands; what shares one or two is mostly a site's boilerplate, which on a large
-      site could make thousands of candidates for every new page (a few in the labelled
-      set: the cap binds only there).
+      site could make thousands of candidates for every new page (the labelled set's
+      lookups have 14 at most: the cap binds only on such sites).
     """
 
     num_perm: int = 126

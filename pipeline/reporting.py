@@ -156,17 +156,16 @@ def load_series(
     article: the history holds millions)."""
     counts: dict[str, dict[int, int]] = {}
     moment = _moment()
+    index = _bin_index(session, moment, bin_size)
     for kind, (table, slug_column) in _LABELS.items():
-        index = _bin_index(session, moment, bin_size)
         rows = session.execute(
             select(slug_column, index, func.count())
             .join(Article, Article.id == table.article_id)
             .where(*_ORIGINALS, moment < until)
             .group_by(slug_column, index)
         )
-        for slug, bin_index, count in rows:
-            per_bin = counts.setdefault(series_name(kind, slug), {})
-            per_bin[int(bin_index)] = per_bin.get(int(bin_index), 0) + int(count)
+        for slug, bin_index, count in rows:  # (one row per series and bin)
+            counts.setdefault(series_name(kind, slug), {})[int(bin_index)] = int(count)
     result = []
     for kind, entries in (("topic", registry.topics), ("watch", registry.watch)):
         for entry in entries:
@@ -475,11 +474,11 @@ def top_articles(
         .order_by(copy_count.desc(), moment.desc(), Article.id)
         .limit(limit)
     )
-    label_table: type[ArticleTopic] | type[ArticleWatch] | None = None
-    slug = ""
+    labels: tuple[type[ArticleTopic] | type[ArticleWatch], Any, str] | None = None
     if series:
         kind, slug = series.split(":", 1)
         label_table, column = _LABELS["topic" if kind == "topic" else "watch"]
+        labels = (label_table, column, slug)
         query = query.join(label_table, (label_table.article_id == Article.id) & (column == slug))
     else:
         query = query.where(Article.relevant.is_(True))
@@ -488,8 +487,8 @@ def top_articles(
     copies = {article.id: count for article, count in rows}
     ids = list(copies)
     evidence_of: dict[int, list[str]] = {}
-    if label_table is not None and ids:
-        column = _LABELS["topic" if label_table is ArticleTopic else "watch"][1]
+    if labels is not None and ids:
+        label_table, column, slug = labels
         evidence_of = {
             article_id: list(evidence)
             for article_id, evidence in session.execute(

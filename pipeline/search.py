@@ -453,12 +453,7 @@ def best_window_start(spans: Sequence[tuple[int, int, str]], width: int) -> int:
     best_start, best_score = spans[0][0], -1
     inside: Counter[str] = Counter()  # the terms of spans[index:after]
     after = 0
-    for index, (start, _, _) in enumerate(spans):
-        if after > index - 1 >= 0:
-            term = spans[index - 1][2]
-            inside[term] -= 1
-            if not inside[term]:
-                del inside[term]
+    for index, (start, _, term) in enumerate(spans):
         after = max(after, index)
         while after < len(spans) and spans[after][1] <= start + width:
             inside[spans[after][2]] += 1
@@ -466,6 +461,10 @@ def best_window_start(spans: Sequence[tuple[int, int, str]], width: int) -> int:
         score = len(inside) * 100 + (after - index)
         if score > best_score:
             best_start, best_score = start, score
+        if after > index:  # (this match leaves the window before the next one's)
+            inside[term] -= 1
+            if not inside[term]:
+                del inside[term]
     return best_start
 
 

@@ -93,10 +93,9 @@ class _Day:
     """
 
     rows: list[repo.VectorRow] = field(default_factory=list)
-    _vectors: NDArray[np.float32] | None = None
-    _moments: NDArray[np.float64] | None = None
-    _langs: NDArray[np.str_] | None = None
-    _stacked: int = 0  # rows[:_stacked] are in the arrays
+    # (vectors, moments, languages) with room to grow; rows[:_stacked] are in them
+    _arrays: tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]] | None = None
+    _stacked: int = 0
 
     @property
     def ids(self) -> list[int]:
@@ -110,39 +109,39 @@ class _Day:
         for position, row in enumerate(self.rows):
             if row.article_id == article_id:
                 del self.rows[position]
-                self._vectors = self._moments = self._langs = None
-                self._stacked = 0
+                self._arrays, self._stacked = None, 0
                 return row
         return None
 
     def arrays(self, dim: int) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.str_]]:
         """(vectors, moments as POSIX seconds, languages), one entry per row."""
         count = len(self.rows)
-        if (
-            self._vectors is None
-            or self._moments is None
-            or self._langs is None
-            or self._vectors.shape[1] != dim
-        ):
-            self._vectors = np.zeros((max(16, count), dim), dtype=np.float32)
-            self._moments = np.zeros(len(self._vectors), dtype=np.float64)
-            self._langs = np.zeros(len(self._vectors), dtype=LANG_DTYPE)
-            self._stacked = 0
+        if self._arrays is None:
+            capacity = max(16, count)
+            self._arrays = (
+                np.zeros((capacity, dim), dtype=np.float32),
+                np.zeros(capacity, dtype=np.float64),
+                np.zeros(capacity, dtype=LANG_DTYPE),
+            )
+        vectors, moments, langs = self._arrays
         if self._stacked < count:
-            if count > len(self._vectors):
-                capacity = max(count, 2 * len(self._vectors))
-                self._vectors = _grown(self._vectors, capacity)
-                self._moments = _grown(self._moments, capacity)
-                self._langs = _grown(self._langs, capacity)
+            if count > len(vectors):
+                capacity = max(count, 2 * len(vectors))
+                vectors, moments, langs = (
+                    _grown(vectors, capacity),
+                    _grown(moments, capacity),
+                    _grown(langs, capacity),
+                )
+                self._arrays = (vectors, moments, langs)
             new = self.rows[self._stacked :]
             # One decode of the new rows' bytes, not one small array per row.
-            self._vectors[self._stacked : count] = document_from_bytes(
+            vectors[self._stacked : count] = document_from_bytes(
                 b"".join(row.document for row in new)
             ).reshape(len(new), -1)
-            self._moments[self._stacked : count] = [_aware(row.moment).timestamp() for row in new]
-            self._langs[self._stacked : count] = [row.lang for row in new]
+            moments[self._stacked : count] = [_aware(row.moment).timestamp() for row in new]
+            langs[self._stacked : count] = [row.lang for row in new]
             self._stacked = count
-        return self._vectors[:count], self._moments[:count], self._langs[:count]
+        return vectors[:count], moments[:count], langs[:count]
 
 
 # Language codes as stored (``articles.lang`` is 16 characters at most).
