@@ -150,7 +150,7 @@ class IngestContext:
             load_registry(settings.topics_file),
             crosslingual.load_gazetteer(settings.gazetteer_file),
             settings.translation_params(),
-            PreparePool(settings, settings.poll.workers),
+            PreparePool(settings, settings.poll.worker_count()),
         )
 
     def close(self) -> None:

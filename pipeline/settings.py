@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -65,6 +65,9 @@ class HttpSettings(_Section):
     )
 
 
+MAX_WORKERS = 16
+
+
 class PollSettings(_Section):
     """How often feeds are polled and how failures back off."""
 
@@ -78,7 +81,28 @@ class PollSettings(_Section):
     min_text_chars: int = Field(200, ge=0, le=100_000)
     items_per_commit: int = Field(25, ge=1, le=10_000)
     extract_timeout_seconds: float = Field(20.0, ge=0, le=600)
-    workers: int = Field(1, ge=0, le=16)
+    # Prepare workers beside the process (0: none); "auto" counts the usable CPUs
+    # (pipeline/cpus.py): one fewer than them for a command, up to 4; one in an Airflow task.
+    workers: Annotated[int, Field(ge=0, le=MAX_WORKERS)] | Literal["auto"] = "auto"
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        # One message for both forms (a union would report one error per member).
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if isinstance(value, bool) or not text.isdigit() or int(text) > MAX_WORKERS:
+            raise ValueError(f"must be auto or a whole number from 0 to {MAX_WORKERS}, not {value!r}")
+        return int(text)
+
+    def worker_count(self, *, in_task: bool = False) -> int:
+        """The number of prepare workers, ``auto`` resolved for this machine."""
+        if self.workers != "auto":
+            return self.workers
+        from pipeline.cpus import auto_workers, usable_cpus
+
+        return auto_workers(usable_cpus(), in_task=in_task)
 
 
 class AirflowSettings(_Section):

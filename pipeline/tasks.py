@@ -63,13 +63,22 @@ def _host(url: str) -> str:
     return ".".join(host.split(".")[-2:])
 
 
+def _task_workers(settings: Settings) -> Settings:
+    """``settings`` with ``poll.workers: auto`` resolved for a task: polls run side by side
+    as tasks, so each takes one worker (:func:`pipeline.cpus.auto_workers`)."""
+    if settings.poll.workers != "auto":
+        return settings
+    poll = settings.poll.model_copy(update={"workers": settings.poll.worker_count(in_task=True)})
+    return settings.model_copy(update={"poll": poll})
+
+
 def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None) -> dict[str, int]:
     """Poll each feed of one batch and ingest its new items; returns counts.
 
     The collector runs as in the ``summitwatch`` command (:mod:`pipeline.collector`) while
     the batch is polled; the task process's own setting is restored afterwards.
     """
-    settings = settings or load_settings()
+    settings = _task_workers(settings or load_settings())
     encoder.preload(settings.encoder)  # on the second core, while the session and feeds start
     try:
         with (
