@@ -407,9 +407,10 @@ def digest_stories(session: Session, settings: Settings, items: Sequence[DigestC
         ).all()
     )
     grouped = group_stories(
-        [StoryItem(i, vectors.get(i), _aware(moments[i])) for i in articles],
+        [StoryItem(i, vectors.get(i), _aware(moments[i]), articles[i].lang) for i in articles],
         similarity=settings.stories.similarity,
         window_hours=settings.stories.window_hours,
+        cross_language_similarity=settings.stories.cross_language_similarity,
     )
     stories = []
     for ids in grouped:

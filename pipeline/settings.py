@@ -182,6 +182,8 @@ class StorySettings(_Section):
     """How the articles of a digest are grouped into stories (one event, any outlet or language)."""
 
     similarity: float = Field(0.6, ge=-1.0, le=1.0)
+    # Two articles in different languages (see pipeline/stories.py).
+    cross_language_similarity: float = Field(0.53, ge=-1.0, le=1.0)
     window_hours: float = Field(72.0, gt=0, le=24 * 365)
 
 

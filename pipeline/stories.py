@@ -10,6 +10,13 @@ to articles published within ``window_hours`` of each other: two groups merge wh
 mean similarity between their articles reaches ``similarity``. Average linkage keeps a
 chain of loosely related articles (summit → pipeline → payments) from collapsing into
 one story, which single linkage would do. The result does not depend on input order.
+
+The encoder puts two texts in one language closer than two in different languages,
+whatever they say: reports of one event in two languages are about as alike as reports
+of two events in one. So two articles in different languages are held to
+``cross_language_similarity`` instead: their cosine counts as if it were higher by the
+difference between the two thresholds (in a mixed group's mean too). An article whose
+language is unknown is held to ``similarity``.
 """
 
 from __future__ import annotations
@@ -29,13 +36,24 @@ class StoryItem:
     article_id: int
     vector: NDArray[np.float32] | None
     moment: datetime
+    lang: str | None = None  # None or "und": unknown
 
 
-def group_stories(items: Sequence[StoryItem], *, similarity: float, window_hours: float) -> list[list[int]]:
+UNKNOWN_LANGUAGES = frozenset({None, "", "und"})
+
+
+def group_stories(
+    items: Sequence[StoryItem],
+    *,
+    similarity: float,
+    window_hours: float,
+    cross_language_similarity: float | None = None,
+) -> list[list[int]]:
     """Article ids grouped into stories.
 
     Each story lists its ids by moment (then id); stories are ordered by their earliest
-    article. An article without a vector is a story of its own.
+    article. An article without a vector is a story of its own. ``cross_language_similarity``
+    (default: ``similarity``) is the threshold for two articles in different languages.
     """
     ordered = sorted(items, key=lambda item: (item.moment, item.article_id))
     n = len(ordered)
@@ -49,6 +67,12 @@ def group_stories(items: Sequence[StoryItem], *, similarity: float, window_hours
             vectors[index] = item.vector
             has_vector[index] = True
     pair = vectors @ vectors.T
+    if cross_language_similarity is not None and cross_language_similarity != similarity:
+        languages = [item.lang for item in ordered]
+        known = np.array([lang not in UNKNOWN_LANGUAGES for lang in languages])
+        codes = np.unique(np.array([str(lang) for lang in languages]), return_inverse=True)[1]
+        across = known[:, None] & known[None, :] & (codes[:, None] != codes[None, :])
+        pair[across] += np.float32(similarity - cross_language_similarity)
     hours = np.array([item.moment.timestamp() / 3600.0 for item in ordered])
     close_in_time = np.abs(hours[:, None] - hours[None, :]) <= window_hours
     allowed = close_in_time & has_vector[:, None] & has_vector[None, :]

@@ -73,10 +73,14 @@ def test_reports_of_one_event_in_three_languages_form_one_story() -> None:
     assert group_stories([], similarity=0.5, window_hours=72) == []
 
 
-def _reference_grouping(items: list[StoryItem], similarity: float, window_hours: float) -> list[list[int]]:
+def _reference_grouping(
+    items: list[StoryItem], similarity: float, window_hours: float, cross_language: float | None = None
+) -> list[list[int]]:
     """Average linkage by its definition: every group pair's mean similarity recomputed at
     each merge, the best pair (the first in list order on ties) merged while it reaches
-    ``similarity`` and all its articles are within ``window_hours`` of each other."""
+    ``similarity`` and all its articles are within ``window_hours`` of each other. Two
+    articles in different known languages count ``similarity - cross_language`` more."""
+    offset = 0.0 if cross_language is None else similarity - cross_language
     ordered = sorted(items, key=lambda item: (item.moment, item.article_id))
     groups = [[item] for item in ordered]
 
@@ -88,7 +92,8 @@ def _reference_grouping(items: list[StoryItem], similarity: float, window_hours:
                     return None
                 if abs((x.moment - y.moment).total_seconds()) > window_hours * 3600:
                     return None
-                values.append(float(x.vector @ y.vector))
+                across = x.lang not in (None, "und") and y.lang not in (None, "und") and x.lang != y.lang
+                values.append(float(x.vector @ y.vector) + (offset if across else 0.0))
         return sum(values) / len(values)
 
     while True:
@@ -111,7 +116,9 @@ def _reference_grouping(items: list[StoryItem], similarity: float, window_hours:
 def test_grouping_matches_average_linkage_by_its_definition() -> None:
     rng = np.random.default_rng(7)
     merged = 0
-    for trial in range(40):
+    for trial in range(60):
+        # A third of the trials hold articles in other languages to another threshold.
+        cross = None if trial % 3 else float(rng.choice([0.1, 0.25, 0.45]))
         count = int(rng.integers(2, 40))
         centres = rng.standard_normal((max(1, count // 4), 16))
         items = []
@@ -121,10 +128,12 @@ def test_grouping_matches_average_linkage_by_its_definition() -> None:
             else:
                 vector = unit(list(centres[article_id % len(centres)] + rng.normal(0, 0.8, 16)))
             moment = NOW + timedelta(hours=float(rng.integers(0, 120)))
-            items.append(StoryItem(int(rng.integers(0, 10_000)) * 100 + article_id, vector, moment))
+            lang = ["en", "ru", "zh", "und", None][int(rng.integers(0, 5))]
+            items.append(StoryItem(int(rng.integers(0, 10_000)) * 100 + article_id, vector, moment, lang))
         threshold = float(rng.choice([0.3, 0.5, 0.7]))
-        expected = _reference_grouping(items, threshold, 72)
-        assert group_stories(items, similarity=threshold, window_hours=72) == expected, trial
+        expected = _reference_grouping(items, threshold, 72, cross)
+        got = group_stories(items, similarity=threshold, window_hours=72, cross_language_similarity=cross)
+        assert got == expected, trial
         merged += any(len(story) > 1 for story in expected)
     assert merged >= 20  # (the trials do merge groups, not only leave singletons)
     # Identical vectors tie everywhere: the first pair in time order merges first, and all end as one.
@@ -142,3 +151,45 @@ def test_a_large_digest_is_grouped_whole() -> None:
     stories = group_stories(items, similarity=0.6, window_hours=72)
     assert sorted(i for story in stories for i in story) == list(range(600))
     assert 90 <= len(stories) <= 200
+
+
+def test_articles_in_other_languages_are_held_to_their_own_threshold() -> None:
+    # Two pairs at the same cosine (0.56): one across languages, one within a language.
+    base = unit([1, 0, 0])
+    near = unit([0.56, float(np.sqrt(1 - 0.56**2)), 0])
+    assert abs(float(base @ near) - 0.56) < 1e-6
+
+    def grouped(first: str | None, second: str | None, cross: float | None) -> list[list[int]]:
+        items = [StoryItem(1, base, NOW, first), StoryItem(2, near, NOW + timedelta(hours=1), second)]
+        return group_stories(items, similarity=0.6, window_hours=72, cross_language_similarity=cross)
+
+    assert grouped("en", "zh", 0.53) == [[1, 2]]
+    assert grouped("en", "zh", 0.58) == [[1], [2]]  # 0.56 is below that too
+    assert grouped("en", "zh", None) == [[1], [2]]  # without it, the one threshold
+    assert grouped("en", "en", 0.53) == [[1], [2]]  # the same language: `similarity`
+    # An unknown language is held to `similarity`: "und" says nothing about the encoder's bias.
+    assert grouped("en", "und", 0.53) == [[1], [2]]
+    assert grouped(None, "zh", 0.53) == [[1], [2]]
+
+
+def test_a_mixed_group_averages_the_adjusted_similarities() -> None:
+    # en-1 and en-2 are one story; zh-3 is 0.56 from each. Across languages that counts as
+    # 0.63 (0.56 + 0.6 - 0.53): the mean reaches 0.6 and the three are one story.
+    a = unit([1, 0, 0])
+    b = unit([0.9, float(np.sqrt(1 - 0.81)), 0])
+    # c is 0.56 from both a and b.
+    c_x = 0.56
+    c_y = (0.56 - c_x * float(b[0])) / float(b[1])
+    c = np.array([c_x, c_y, float(np.sqrt(max(0.0, 1 - c_x**2 - c_y**2)))], dtype=np.float32)
+    assert abs(float(a @ c) - 0.56) < 1e-3 and abs(float(b @ c) - 0.56) < 1e-3
+    items = [StoryItem(1, a, NOW, "en"), StoryItem(2, b, NOW, "en"), StoryItem(3, c, NOW, "zh")]
+    assert group_stories(items, similarity=0.6, window_hours=72, cross_language_similarity=0.53) == [
+        [1, 2, 3]
+    ]
+    # With one English article's vector unknown-language, the mean of its pairs is lower:
+    # (0.56 + 0.63) / 2 = 0.595 < 0.6, and the Chinese report stays apart.
+    items[1] = StoryItem(2, b, NOW, None)
+    assert group_stories(items, similarity=0.6, window_hours=72, cross_language_similarity=0.53) == [
+        [1, 2],
+        [3],
+    ]
