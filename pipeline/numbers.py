@@ -212,7 +212,16 @@ _NUMBER = re.compile(_NUMBER_BODY.replace("{groups}", " ,") + _NUMBER_UNIT, re.I
 # numbers ("on May 15 300 troops arrived" holds 15 and 300, not 15,300), unless there are
 # three groups or more ("1 500 000", as English copy from Russian or French desks has it).
 _NO_SPACE_GROUPING = frozenset({"en", "zh", "ja", "ko", "th", "ms", "tl", "he", "hi"})
-_NUMBER_WITHOUT_SPACES = re.compile(_NUMBER_BODY.replace("{groups}", ",") + _NUMBER_UNIT, re.IGNORECASE)
+# There, a space still groups thousands when what follows cannot be a number of its own:
+# a group of three digits starting with 0 ("15 000", "2 050"; nobody writes 000 troops).
+_NUMBER_WITHOUT_SPACES = re.compile(
+    _NUMBER_BODY.replace("{groups}", ",").replace(r"|\d+)", r"|\d{1,3}(?: 0\d{2})+(?!\d)|\d+)", 1)
+    + _NUMBER_UNIT,
+    re.IGNORECASE,
+)
+# ...and so does a no-break or thin space between digits, which nobody types between two
+# numbers: read before NFKC turns it into a plain space.
+_GROUPING_SPACE = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")
 # A per-cent sign or word *before* the number: Turkish "%50", "yüzde 50".
 _PERCENT_BEFORE = re.compile(r"(?:%|yüzde\s+)$", re.IGNORECASE)
 # A date written with dots: "20.03.2023" (day, month, year).
@@ -277,6 +286,10 @@ def extract_numbers(text: str, lang: str | None = None) -> set[str]:
     they prove nothing.
     """
     vocabulary = _vocabulary(lang)
+    if vocabulary.numbers is _NUMBER_WITHOUT_SPACES and (
+        "\u00a0" in text or "\u202f" in text or "\u2009" in text
+    ):
+        text = _GROUPING_SPACE.sub(",", text)
     normalised = unicodedata.normalize("NFKC", text)
     if "\u066b" in normalised or "\u066c" in normalised:
         normalised = normalised.translate(_ARABIC_SEPARATORS)

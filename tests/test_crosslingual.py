@@ -113,6 +113,12 @@ def test_mutual_best_matches_and_order() -> None:
         ("On May 15 300 troops arrived; lots 101 202", "en", {"month:5", "15", "300", "101", "202"}),
         ("15 300 военных и 1\u00a0500 машин", "ru", {"15300", "1500"}),
         ("15 300 soldats", "fr", {"15300"}),
+        # ...unless the next group cannot stand alone (a leading 0), or the space is a
+        # no-break or thin one, which nobody types between two numbers.
+        ("about 15 000 troops and 2 050 tanks", "en", {"15000", "2050"}),
+        ("15\u00a0300 troops, 1\u202f500 tanks, 2\u2009400 guns", "en", {"15300", "1500", "2400"}),
+        ("3\u00a0000\u00a0000 元", "zh", {"3e+06"}),
+        ("15 000 военных", "ru", {"15000"}),
         # A group of digits is never cut short: a phone number is three numbers.
         ("call 800 555 1234", "en", {"800", "555", "1234"}),
         ("звоните 800 555 1234", "ru", {"800555", "1234"}),
