@@ -652,6 +652,13 @@ def best_of(command: list[str], env: dict[str, str], runs: int) -> dict[str, Any
     return {"best_seconds": round(min(walls), 3), "runs_seconds": [round(w, 3) for w in walls]}
 
 
+def auto_prepare_workers() -> int:
+    """The prepare workers ``poll.workers: auto`` starts on this machine."""
+    from pipeline.cpus import auto_workers, usable_cpus, usable_memory
+
+    return auto_workers(usable_cpus(), usable_memory())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--feeds", type=int, default=8)
@@ -782,6 +789,8 @@ def main() -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            # What poll.workers: auto gives here (runs on more CPUs start more workers).
+            "prepare_workers_auto": auto_prepare_workers(),
             "load_average_at_start": [round(x, 2) for x in load],
             "note": "shared 2-core machine, other jobs running: compare the ratios (same run)",
             "database": "SQLite, initialised beforehand (schema, seeds, feeds), a fresh copy per run",

@@ -322,6 +322,13 @@ def check(db: Path, site: HostileSite) -> dict[str, Any]:
     }
 
 
+def auto_prepare_workers() -> int:
+    """The prepare workers ``poll.workers: auto`` starts on this machine."""
+    from pipeline.cpus import auto_workers, usable_cpus, usable_memory
+
+    return auto_workers(usable_cpus(), usable_memory())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big-feed-items", type=int, default=100_000)
@@ -371,6 +378,8 @@ def main() -> int:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),
+                # What poll.workers: auto gives here (runs on more CPUs start more workers).
+                "prepare_workers_auto": auto_prepare_workers(),
                 "load_average_1m": round(os.getloadavg()[0], 1),
             },
         }

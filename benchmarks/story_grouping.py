@@ -23,7 +23,9 @@ the same rule with one threshold for every pair (``cross_language_similarity`` e
 
 On ``dev`` it also prints the cross-language threshold sweep from which the configured
 value was chosen: the threshold at which same-event pairs in two languages are grouped as
-often as same-event pairs in one language are at ``similarity``.
+often as same-event pairs in one language are at ``similarity``, over pairs of every
+article of the half (translated ones too, translation pairs left out: what the value was
+chosen on) and with the translated articles left out as above.
 
 Writes ``benchmarks/results/story_grouping.json`` and prints Markdown tables.
 
@@ -61,17 +63,21 @@ RESULT = REPO_ROOT / "benchmarks" / "results" / "story_grouping.json"
 MOMENT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def load(split: str) -> list[dict[str, Any]]:
-    """The split's articles, without the later side of each labelled translation pair."""
-    articles = [
-        json.loads(line) for line in (FIXTURES / "articles.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    articles = [article for article in articles if article["split"] == split]
+def translation_pairs() -> list[tuple[str, str]]:
+    lines = (FIXTURES / "pairs.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    return [(row["a"], row["b"]) for row in rows if row["label"] == "translation"]
+
+
+def load(split: str, *, keep_translated: bool = False) -> list[dict[str, Any]]:
+    """The split's articles, without the later side of each labelled translation pair
+    (with ``keep_translated``, all of them)."""
+    lines = (FIXTURES / "articles.jsonl").read_text(encoding="utf-8").splitlines()
+    articles = [article for article in map(json.loads, lines) if article["split"] == split]
     dropped: set[str] = set()
-    for line in (FIXTURES / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
-        pair = json.loads(line)
-        if pair["label"] == "translation" and pair["a"] not in dropped:
-            dropped.add(pair["b"])  # folded into its original in the pipeline
+    for first, second in translation_pairs():
+        if first not in dropped and not keep_translated:
+            dropped.add(second)  # folded into its original in the pipeline
     return [article for article in articles if article["id"] not in dropped]
 
 
@@ -82,10 +88,14 @@ def rate(values: Sequence[bool]) -> float | None:
 def pair_rates(
     articles: list[dict[str, Any]], similarity: np.ndarray, same: float, cross: float
 ) -> dict[str, dict[str, Any]]:
-    """Grouped and merged shares of every pair, within a language and across languages."""
+    """Grouped and merged shares of every pair, within a language and across languages
+    (labelled translation pairs left out)."""
     found: dict[tuple[bool, bool], list[bool]] = {}
     cosines: dict[tuple[bool, bool], list[float]] = {}
+    translations = {frozenset(pair) for pair in translation_pairs()}
     for i, j in itertools.combinations(range(len(articles)), 2):
+        if frozenset((articles[i]["id"], articles[j]["id"])) in translations:
+            continue
         one_language = articles[i]["lang"] == articles[j]["lang"]
         threshold = same if one_language else cross
         key = (one_language, articles[i]["event"] == articles[j]["event"])
@@ -181,8 +191,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         }
         if split == "dev":
+            # The sweep the threshold was chosen from: pairs of every article of the half,
+            # translated ones too, with the translation pairs left out.
+            everything = load(split, keep_translated=True)
+            kept = {article["id"]: index for index, article in enumerate(articles)}
+            all_vectors = np.stack(
+                [
+                    vectors[kept[article["id"]]]
+                    if article["id"] in kept
+                    else encoder.embed_configured(
+                        model, article.get("title"), article["text"], settings.encoder
+                    ).document
+                    for article in everything
+                ]
+            )
+            all_similarity = all_vectors @ all_vectors.T
+            entry["one_language_all_articles"] = pair_rates(everything, all_similarity, same, same)[
+                "one_language"
+            ]
             entry["cross_language_sweep"] = {
-                f"{threshold:.2f}": pair_rates(articles, similarity, same, float(threshold))["two_languages"]
+                f"{threshold:.2f}": {
+                    "all_articles": pair_rates(everything, all_similarity, same, float(threshold))[
+                        "two_languages"
+                    ],
+                    "translated_left_out": pair_rates(articles, similarity, same, float(threshold))[
+                        "two_languages"
+                    ],
+                }
                 for threshold in np.round(np.arange(0.45, 0.605, 0.01), 2)
             }
         result["splits"][split] = entry
@@ -210,11 +245,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"| {fmt(scores['other_event_merged'])} of {scores['other_event_pairs']} |"
                 )
         if "cross_language_sweep" in entry:
-            print("\n| cross-language threshold (dev) | same event: grouped | other event: merged |")
+            within = entry["one_language_all_articles"]
+            grouped, merged = fmt(within["same_event_grouped"]), fmt(within["other_event_merged"])
+            print(
+                f"\nOne language at {same}, every article: "
+                f"same event grouped {grouped}, other event merged {merged}\n"
+            )
+            print(
+                "| cross-language threshold (dev) | every article: same event grouped / other event merged "
+                "| translated left out: grouped / merged |"
+            )
             print("|---:|---:|---:|")
-            for threshold, scores in entry["cross_language_sweep"].items():
-                grouped, merged = fmt(scores["same_event_grouped"]), fmt(scores["other_event_merged"])
-                print(f"| {threshold} | {grouped} | {merged} |")
+            for threshold, both in entry["cross_language_sweep"].items():
+                every, left = both["all_articles"], both["translated_left_out"]
+                first = f"{fmt(every['same_event_grouped'])} / {fmt(every['other_event_merged'])}"
+                second = f"{fmt(left['same_event_grouped'])} / {fmt(left['other_event_merged'])}"
+                print(f"| {threshold} | {first} | {second} |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     shown = args.output.relative_to(REPO_ROOT) if args.output.is_relative_to(REPO_ROOT) else args.output

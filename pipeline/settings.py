@@ -11,6 +11,7 @@ Unknown keys are rejected, and a bad value stops with one message naming the key
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -92,7 +93,7 @@ class PollSettings(_Section):
         text = str(value).strip().lower()
         if text == "auto":
             return "auto"
-        if isinstance(value, bool) or not text.isdigit() or int(text) > MAX_WORKERS:
+        if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", text) or int(text) > MAX_WORKERS:
             raise ValueError(f"must be auto or a whole number from 0 to {MAX_WORKERS}, not {value!r}")
         return int(text)
 
@@ -100,9 +101,9 @@ class PollSettings(_Section):
         """The number of prepare workers, ``auto`` resolved for this machine."""
         if self.workers != "auto":
             return self.workers
-        from pipeline.cpus import auto_workers, usable_cpus
+        from pipeline.cpus import auto_workers, usable_cpus, usable_memory
 
-        return auto_workers(usable_cpus(), in_task=in_task)
+        return auto_workers(usable_cpus(), usable_memory(), in_task=in_task)
 
 
 class AirflowSettings(_Section):

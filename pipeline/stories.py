@@ -28,6 +28,8 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.language import normalise_code
+
 
 @dataclass(frozen=True)
 class StoryItem:
@@ -67,12 +69,6 @@ def group_stories(
             vectors[index] = item.vector
             has_vector[index] = True
     pair = vectors @ vectors.T
-    if cross_language_similarity is not None and cross_language_similarity != similarity:
-        languages = [item.lang for item in ordered]
-        known = np.array([lang not in UNKNOWN_LANGUAGES for lang in languages])
-        codes = np.unique(np.array([str(lang) for lang in languages]), return_inverse=True)[1]
-        across = known[:, None] & known[None, :] & (codes[:, None] != codes[None, :])
-        pair[across] += np.float32(similarity - cross_language_similarity)
     hours = np.array([item.moment.timestamp() / 3600.0 for item in ordered])
     close_in_time = np.abs(hours[:, None] - hours[None, :]) <= window_hours
     allowed = close_in_time & has_vector[:, None] & has_vector[None, :]
@@ -82,6 +78,13 @@ def group_stories(
     # of their articles is close enough in time. Each merge costs O(n) updates and one
     # O(n^2) search for the best pair, instead of recomputing every group pair's mean.
     sums = pair.astype(np.float64)
+    if cross_language_similarity is not None and cross_language_similarity != similarity:
+        # ("en-US" and "en" are one language; "und" and none are unknown.)
+        languages = [normalise_code(item.lang) for item in ordered]
+        known = np.array([lang not in UNKNOWN_LANGUAGES for lang in languages])
+        codes = np.unique(np.array([str(lang) for lang in languages]), return_inverse=True)[1]
+        across = known[:, None] & known[None, :] & (codes[:, None] != codes[None, :])
+        sums[across] += similarity - cross_language_similarity
     mergeable = np.triu(allowed, k=1)  # (a, b) with a < b: each pair once, never a group with itself
     sizes = np.ones(n, dtype=np.float64)
     scores = sums.copy()

@@ -100,7 +100,7 @@ def finish_ingest(
     batch_results: Sequence[dict[str, int]], *, settings: Settings | None = None
 ) -> dict[str, int]:
     """Retry failed pages that are due and total the cycle; the DAG then updates its Asset."""
-    settings = settings or load_settings()
+    settings = _task_workers(settings or load_settings())
     with (
         task_session(settings) as session,
         HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,

@@ -92,7 +92,8 @@ def _reference_grouping(
                     return None
                 if abs((x.moment - y.moment).total_seconds()) > window_hours * 3600:
                     return None
-                across = x.lang not in (None, "und") and y.lang not in (None, "und") and x.lang != y.lang
+                known = x.lang not in (None, "", "und") and y.lang not in (None, "", "und")
+                across = known and x.lang.split("-")[0].lower() != y.lang.split("-")[0].lower()
                 values.append(float(x.vector @ y.vector) + (offset if across else 0.0))
         return sum(values) / len(values)
 
@@ -128,7 +129,7 @@ def test_grouping_matches_average_linkage_by_its_definition() -> None:
             else:
                 vector = unit(list(centres[article_id % len(centres)] + rng.normal(0, 0.8, 16)))
             moment = NOW + timedelta(hours=float(rng.integers(0, 120)))
-            lang = ["en", "ru", "zh", "und", None][int(rng.integers(0, 5))]
+            lang = ["en", "ru", "zh", "und", None, "", "zh-CN", "EN"][int(rng.integers(0, 8))]
             items.append(StoryItem(int(rng.integers(0, 10_000)) * 100 + article_id, vector, moment, lang))
         threshold = float(rng.choice([0.3, 0.5, 0.7]))
         expected = _reference_grouping(items, threshold, 72, cross)
@@ -170,6 +171,10 @@ def test_articles_in_other_languages_are_held_to_their_own_threshold() -> None:
     # An unknown language is held to `similarity`: "und" says nothing about the encoder's bias.
     assert grouped("en", "und", 0.53) == [[1], [2]]
     assert grouped(None, "zh", 0.53) == [[1], [2]]
+    # Codes are compared as languages: "zh-CN" is Chinese, "EN" English.
+    assert grouped("zh", "zh-CN", 0.53) == [[1], [2]]
+    assert grouped("EN", "en", 0.53) == [[1], [2]]
+    assert grouped("en", "zh-CN", 0.53) == [[1, 2]]
 
 
 def test_a_mixed_group_averages_the_adjusted_similarities() -> None:
