@@ -9,7 +9,10 @@ lead, see :mod:`pipeline.encoder`) with a vector by cosine similarity:
   the query's own script, with stems; a vector is what links ``pipeline`` to
   ``газопровод`` and ``管道``;
 * **related coverage**: the nearest other stories to an article (its own copies and
-  translations excluded), in any outlet and language.
+  translations excluded), in any outlet and language. The encoder puts two texts in one
+  language closer than two in different languages, whatever they say, so articles in
+  another language than the article's are ranked with the stories' allowance
+  (``stories.similarity - stories.cross_language_similarity``) added to their cosine.
 
 The cost is bounded: only the newest ``max_candidates`` vectors inside the date range
 (served by the ``(model, moment)`` index) are read and scored with one matrix product,
@@ -34,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from pipeline import encoder
 from pipeline.db.schema import Article, ArticleVector
+from pipeline.language import normalise_code
 
 # Chosen on the search fixtures (tests/fixtures/search, i.e. tuning data): a one- or
 # two-word query meets a relevant article's title-and-lead vector at about 0.28-0.45 in
@@ -168,10 +172,15 @@ def nearest(
     langs_excluded_by_script: str | None = None,
     limit: int = 20,
     cache: VectorCache | None = None,
+    language: str | None = None,
+    cross_language_allowance: float = 0.0,
 ) -> list[Neighbour]:
     """The stories nearest ``vector`` (the best member of each), most similar first.
 
-    Scores at most ``max_candidates`` vectors, the newest in [start, end).
+    Scores at most ``max_candidates`` vectors, the newest in [start, end), those whose
+    cosine reaches ``min_similarity``. With ``language``, a candidate in another known
+    language is ranked with ``cross_language_allowance`` added to its cosine; the
+    neighbours' ``similarity`` stays the cosine.
     """
     if cache is not None:
         found = cache.get(session, model=model, start=start, end=end, max_candidates=max_candidates)
@@ -179,19 +188,27 @@ def nearest(
         found = load_candidates(session, model=model, start=start, end=end, max_candidates=max_candidates)
     if not found.ids:
         return []
-    scores = found.matrix @ np.asarray(vector, dtype=np.float32)
+    cosines = found.matrix @ np.asarray(vector, dtype=np.float32)
+    scores = cosines.astype(np.float64)
+    own = normalise_code(language)
+    if cross_language_allowance and own not in (None, "und"):
+        codes = [normalise_code(lang) for lang in found.langs]
+        other = np.array([code not in (None, "und", own) for code in codes])
+        scores[other] += cross_language_allowance
     excluded = set(exclude_roots)
     best: dict[int, Neighbour] = {}
-    for index in np.argsort(-scores):
-        score = float(scores[index])
-        if score < min_similarity or len(best) >= limit:
+    # The floor is on the cosine: the allowance reorders what is close enough, it does
+    # not bring in what is not.
+    above = np.flatnonzero(cosines >= min_similarity)
+    for index in above[np.argsort(-scores[above], kind="stable")]:
+        if len(best) >= limit:
             break
         root_id, lang = found.roots[index], found.langs[index]
         if root_id in excluded or root_id in best:
             continue
         if langs_excluded_by_script is not None and script_of_lang(lang) == langs_excluded_by_script:
             continue
-        best[root_id] = Neighbour(found.ids[index], root_id, lang, round(score, 4))
+        best[root_id] = Neighbour(found.ids[index], root_id, lang, round(float(cosines[index]), 4))
     return list(best.values())
 
 
@@ -203,8 +220,11 @@ def encode_query(
     return loaded.name, loaded.encode([text])[0]
 
 
-def related_to(session: Session, article: Article, *, limit: int = 8) -> list[Neighbour]:
-    """The nearest other stories to ``article`` published within a month of it."""
+def related_to(
+    session: Session, article: Article, *, limit: int = 8, cross_language_allowance: float = 0.0
+) -> list[Neighbour]:
+    """The nearest other stories to ``article`` published within a month of it; those in
+    other languages ranked with ``cross_language_allowance`` (see the module's notes)."""
     stored = session.get(ArticleVector, article.id)
     if stored is None:
         return []
@@ -219,4 +239,6 @@ def related_to(session: Session, article: Article, *, limit: int = 8) -> list[Ne
         min_similarity=MIN_RELATED_SIMILARITY,
         exclude_roots=[root],
         limit=limit,
+        language=article.lang,
+        cross_language_allowance=cross_language_allowance,
     )

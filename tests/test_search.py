@@ -497,3 +497,38 @@ def test_ranking_inside_the_index_gives_the_page_a_full_ranking_would(
     full = [(f.article.id, f.score) for f in repo._found(session, wanted, ranked_all)]
     assert quick == full
     assert quick, "every filter here has matches"
+
+
+def test_related_coverage_ranks_other_languages_with_the_stories_allowance(
+    session: Session, settings: Settings
+) -> None:
+    from pipeline import nearby
+
+    names = import_fixtures(session, settings)
+    allowance = settings.stories.similarity - settings.stories.cross_language_similarity
+    assert allowance > 0
+    moved = []
+    for article_id in names:
+        article = session.get(Article, article_id)
+        assert article is not None
+        plain = nearby.related_to(session, article, limit=50)
+        fair = nearby.related_to(session, article, limit=50, cross_language_allowance=allowance)
+
+        def score(neighbour: nearby.Neighbour, lang: str = article.lang) -> float:
+            return neighbour.similarity + (allowance if neighbour.lang != lang else 0.0)
+
+        # Ranked by the cosine plus the allowance for other languages; the cosine is shown.
+        assert [score(n) for n in fair] == sorted((score(n) for n in fair), reverse=True)
+        assert [n.similarity for n in plain] == sorted((n.similarity for n in plain), reverse=True)
+        # The same neighbours (the floor is on the cosine), in another order.
+        assert {n.root_id for n in plain} == {n.root_id for n in fair}
+        rank = {n.root_id: i for i, n in enumerate(fair)}
+        moved += [
+            (names[article_id], names.get(a.root_id), names.get(b.root_id))
+            for i, a in enumerate(plain)
+            for b in plain[:i]
+            if a.lang != article.lang and b.lang == article.lang and rank[a.root_id] < rank[b.root_id]
+        ]
+    # Somewhere in the fixtures an article in another language comes before one in the
+    # article's own language that it followed.
+    assert moved, "the allowance changed no ranking"

@@ -692,7 +692,12 @@ class _Site:
                 .order_by(Sighting.seen_at, Sighting.id)
             ).all()
             registry = resources.registry
-            neighbours = nearby.related_to(session, article)
+            stories = self.settings.stories
+            neighbours = nearby.related_to(
+                session,
+                article,
+                cross_language_allowance=stories.similarity - stories.cross_language_similarity,
+            )
             related_articles = {
                 a.id: a
                 for a in session.scalars(
@@ -711,6 +716,7 @@ class _Site:
                 article=article,
                 display_title=browse.display_title(article),
                 related=related,
+                cross_language_allowance=stories.similarity - stories.cross_language_similarity,
                 has_vector=session.get(ArticleVector, article.id) is not None,
                 source=source_name(article),
                 paragraphs=paragraphs(article.text),
