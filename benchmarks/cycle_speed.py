@@ -275,6 +275,8 @@ def rss(outlet: str, lang: str | None, entries: list[tuple[str, str, float]]) ->
 # Seconds every feed document and every page waits before it is answered ("feed,page" in
 # milliseconds, set by --latency-ms for the server process): a remote site's round trips.
 LATENCY_VARIABLE = "CYCLE_SPEED_LATENCY_MS"
+# Set by --plain-server: the server writes as Python's http.server does by default.
+PLAIN_VARIABLE = "CYCLE_SPEED_PLAIN_SERVER"
 
 
 def serve(root: Path, port_file: Path) -> None:
@@ -283,10 +285,15 @@ def serve(root: Path, port_file: Path) -> None:
     lock = threading.Lock()
     feed_delay, page_delay = (int(ms) / 1000 for ms in os.environ.get(LATENCY_VARIABLE, "0,0").split(","))
 
+    plain = os.environ.get(PLAIN_VARIABLE) == "1"
+
     class Handler(site_server.QuietHandler):
         protocol_version = "HTTP/1.1"
-        wbufsize = -1  # one write per response: no delayed-ACK stall between headers and body
-        disable_nagle_algorithm = True
+        # One write per response and no Nagle: no delayed-ACK stall between headers and
+        # body. With --plain-server, headers and body are written apart with Nagle on, as
+        # Python's http.server does: a client that keeps connections alive must ACK at once.
+        wbufsize = 0 if plain else -1
+        disable_nagle_algorithm = not plain
 
         def do_GET(self) -> None:
             relative = urlsplit(self.path).path.lstrip("/")
@@ -685,6 +692,12 @@ def main() -> int:
         help="FEED,PAGE: milliseconds the server waits before answering each feed document and "
         "each page (a remote site's round trip; default 0,0: the local server as it is)",
     )
+    parser.add_argument(
+        "--plain-server",
+        action="store_true",
+        help="serve as Python's http.server does by default over HTTP/1.1 (headers and body "
+        "written apart, Nagle's algorithm on), instead of one write per response without Nagle",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", nargs="*", help=argparse.SUPPRESS)
@@ -708,6 +721,7 @@ def main() -> int:
     except ValueError:
         parser.error(f"--latency-ms {args.latency_ms!r}: expected FEED,PAGE milliseconds, e.g. 300,100")
     os.environ[LATENCY_VARIABLE] = ",".join(map(str, latency))  # (read by the server process)
+    os.environ[PLAIN_VARIABLE] = "1" if args.plain_server else "0"
 
     # Every side runs from bytecode, as an installed package does: the library wheels are
     # compiled at install, and `make` compiles this checkout (and here, any other code
@@ -797,6 +811,7 @@ def main() -> int:
         },
         "texts": args.texts,
         "latency_ms": {"feed": latency[0], "page": latency[1]},
+        "plain_server": args.plain_server,
         "site": site,
         "bare": {
             "best_seconds": round(best_bare[0], 3),

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from email.message import Message
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -358,7 +359,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
         for address in self.vetted_addresses(host, port)[:_MAX_ADDRESSES_TRIED]:
             try:
-                return self._inner.connect_tcp(
+                stream = self._inner.connect_tcp(
                     str(address),
                     port,
                     timeout=timeout,
@@ -367,6 +368,8 @@ class GuardedBackend(httpcore.NetworkBackend):
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
+            else:
+                return _QuickAckStream(stream) if _QUICKACK is not None else stream
         assert failure is not None  # vetted_addresses never returns an empty list
         raise failure
 
@@ -384,6 +387,48 @@ class GuardedBackend(httpcore.NetworkBackend):
 
 # A host with many addresses must not multiply the connect timeout without bound.
 _MAX_ADDRESSES_TRIED = 3
+# Linux's TCP_QUICKACK (None elsewhere).
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+class _QuickAckStream(httpcore.NetworkStream):
+    """A connection that acknowledges what it receives at once (TCP_QUICKACK before each
+    read).
+
+    On a kept-alive connection the kernel delays its acknowledgements (up to 40 ms) in the
+    hope of sending them with the next request. A server that writes a response in more
+    than one piece with Nagle's algorithm on (Python's own ``http.server`` speaking
+    HTTP/1.1, for one) holds the rest of the response until the first piece is
+    acknowledged: every response on a reused connection then took 40 ms more (measured:
+    44 ms a page from a local server, against 0.3 ms for a new connection). The flag
+    does not stay set, so it is set again before each read: one system call.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+        self._socket = stream.get_extra_info("socket")
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._socket is not None:
+            try:
+                self._socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                self._socket = None  # not a TCP socket after all: nothing to hurry
+        return self._stream.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _QuickAckStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 class _GuardedTransport(httpx.HTTPTransport):
