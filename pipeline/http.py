@@ -103,6 +103,11 @@ class HttpClient:
             allow_private_networks=allow_private_networks,
             inner=network_backend or httpcore.SyncBackend(),
         )
+        self._backend = backend
+        # Whether a (host, port) is on a loopback or private address: its connections are
+        # closed after each response unless settings.keep_alive_private (see HttpSettings).
+        self._private_hosts: dict[tuple[str, int], bool] = {}
+        self._hosts_lock = threading.Lock()
         self._client = httpx.Client(
             timeout=timeout,
             follow_redirects=False,
@@ -150,8 +155,11 @@ class HttpClient:
                 raise FetchError(
                     f"refusing {_redact(current)}: malformed URL ({exc})", permanent=True
                 ) from None
+            hop_headers = headers
+            if self._closes_after_response(current):
+                hop_headers = {**headers, "Connection": "close"}
             try:
-                with self._client.stream("GET", current, headers=headers) as response:
+                with self._client.stream("GET", current, headers=hop_headers) as response:
                     if response.status_code in REDIRECT_STATUSES:
                         location = response.headers.get("location")
                         if not location:
@@ -195,6 +203,26 @@ class HttpClient:
         raise FetchError(
             f"more than {self.settings.max_redirects} redirects from {_redact(url)}", permanent=True
         )
+
+    def _closes_after_response(self, url: str) -> bool:
+        """Whether ``url``'s server is on a loopback or private address and its connection is
+        not kept alive (``keep_alive_private`` off). Looked up once per host and port."""
+        if not self.allow_private_networks or self.settings.keep_alive_private:
+            return False  # (without the first, such an address is refused anyway)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with self._hosts_lock:
+            known = self._private_hosts.get((host, port))
+        if known is None:
+            try:
+                addresses = self._backend.vetted_addresses(host, port)
+            except (RefusedAddress, FetchError):
+                addresses = []  # refused or unresolvable: the request itself will say so
+            known = any(not _is_public(address) for address in addresses)
+            with self._hosts_lock:
+                self._private_hosts[(host, port)] = known
+        return known
 
     def _read_capped(self, response: httpx.Response, url: str, deadline: float) -> bytes:
         declared = response.headers.get("content-length")

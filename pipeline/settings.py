@@ -60,6 +60,11 @@ class HttpSettings(_Section):
     # Pages of a feed are fetched ahead while earlier ones are processed.
     max_concurrency: int = Field(8, ge=1, le=256)
     per_host_concurrency: int = Field(2, ge=1, le=64)
+    # Connections to loopback and private addresses are closed after each response unless
+    # this is on: a local server is often single-threaded (Python's http.server without
+    # threads serves one kept-alive connection until it closes, so a second connection
+    # would wait for the first), and opening one there costs a fraction of a millisecond.
+    keep_alive_private: bool = False
     user_agent: str = Field(
         "summitwatch/0.1 (news monitoring; +https://github.com/summitwatch/summitwatch)",
         min_length=3,

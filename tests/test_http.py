@@ -405,6 +405,10 @@ def _fetch_many(http: HttpClient, server: _KeptAliveServer, count: int, host: st
     return time.perf_counter() - started
 
 
+# Connections to this machine's servers kept alive, as they are to public ones by default.
+KEEP_ALIVE = LIMITS.model_copy(update={"keep_alive_private": True})
+
+
 def test_a_kept_alive_connection_does_not_wait_for_delayed_acks() -> None:
     # On a reused connection the kernel delays its ACKs (up to 40 ms); such a server holds
     # the body until the headers are ACKed. 20 pages took 20 x 44 ms before the client
@@ -412,7 +416,7 @@ def test_a_kept_alive_connection_does_not_wait_for_delayed_acks() -> None:
     body = b"<html>" + b"x" * 30_000 + b"</html>"
     server = _KeptAliveServer(body)
     try:
-        with client() as http:
+        with HttpClient(KEEP_ALIVE, allow_private_networks=True) as http:
             elapsed = _fetch_many(http, server, 20)
     finally:
         server.close()
@@ -428,9 +432,69 @@ def test_a_kept_alive_tls_connection_does_not_wait_for_delayed_acks(certificate:
     server = _KeptAliveServer(b"<html>" + b"x" * 30_000 + b"</html>", tls=server_tls)
     try:
         resolver = ScriptedResolver(["127.0.0.1"])
-        with HttpClient(LIMITS, allow_private_networks=True, resolver=resolver, ssl_context=trust) as http:
+        with HttpClient(
+            KEEP_ALIVE, allow_private_networks=True, resolver=resolver, ssl_context=trust
+        ) as http:
             elapsed = _fetch_many(http, server, 20, host="feeds.test")
     finally:
         server.close()
     assert len(set(server.ports)) == 1, "one connection, kept alive"
     assert elapsed < 0.4, f"20 pages in {elapsed:.2f} s: waiting for delayed ACKs"
+
+
+class _SingleThreadedServer(_KeptAliveServer):
+    """The same server without threads: it serves one connection until the client closes it."""
+
+    def __init__(self, body: bytes) -> None:
+        from http.server import HTTPServer
+
+        super().__init__(body)
+        handler = self.server.RequestHandlerClass
+        self.server.shutdown()
+        self.server.server_close()
+        self.server = HTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_pages_fetched_at_once_from_a_single_threaded_local_server() -> None:
+    # Two pages at a time, feeds read ahead: more than one connection to the host. A kept-
+    # alive connection would hold such a server while the other waited until it timed out;
+    # connections to local addresses are closed after each response instead.
+    server = _SingleThreadedServer(b"<html>" + b"x" * 3_000 + b"</html>")
+    try:
+        with client() as http, PageFetcher(http, max_concurrency=4, per_host=2) as fetcher:
+            pending = [fetcher.submit(server.url(f"/page{number}")) for number in range(8)]
+            for page in pending:
+                page.wait()
+                assert page.result().status == 200
+    finally:
+        server.close()
+    assert len(server.ports) == 8 and len(set(server.ports)) == 8, "a connection per page"
+
+
+def test_public_hosts_keep_their_connections_alive() -> None:
+    # Only loopback and private addresses are closed after each response. A public name
+    # (its address routed to this machine's server by the fake internet) keeps its
+    # connection, and so does a local one with keep_alive_private.
+    server = _KeptAliveServer(b"<html>ok</html>")
+    port = server.server.server_address[1]
+    try:
+        resolver = ScriptedResolver([PUBLIC])
+        internet = FakeInternet({(PUBLIC, port): port})
+        with HttpClient(
+            LIMITS, allow_private_networks=True, resolver=resolver, network_backend=internet
+        ) as http:
+            for number in range(3):
+                http.get(f"http://news.test:{port}/public{number}")
+        assert internet.connects == [(PUBLIC, port)], "one connection to the public address"
+        with HttpClient(LIMITS, allow_private_networks=True) as http:
+            for number in range(3):
+                http.get(server.url(f"/local{number}"))
+        with HttpClient(KEEP_ALIVE, allow_private_networks=True) as http:
+            for number in range(3):
+                http.get(server.url(f"/kept{number}"))
+    finally:
+        server.close()
+    assert len(set(server.ports[:3])) == 1, "public: one connection"
+    assert len(set(server.ports[3:6])) == 3, "local: one connection per request"
+    assert len(set(server.ports[6:])) == 1, "keep_alive_private: one connection"
