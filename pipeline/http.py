@@ -12,6 +12,11 @@ checked addresses. Nothing resolves the name a second time, so a DNS answer that
 between the check and the connection (DNS rebinding) cannot reach an internal address.
 TLS still runs against the host name: the name goes out as SNI and the certificate is
 verified for it. Every redirect hop opens its connection through the same guard.
+
+When private networks are allowed, a host is also looked up once per client to decide
+whether its connections are kept alive (loopback and private ones are not, unless
+``keep_alive_private``); that answer only sets a request header, it never picks the
+address connected to.
 """
 
 from __future__ import annotations
