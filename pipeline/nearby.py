@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from pipeline import encoder
 from pipeline.db.schema import Article, ArticleVector
-from pipeline.language import normalise_code
+from pipeline.stories import known_language
 
 # Chosen on the search fixtures (tests/fixtures/search, i.e. tuning data): a one- or
 # two-word query meets a relevant article's title-and-lead vector at about 0.28-0.45 in
@@ -190,10 +190,10 @@ def nearest(
         return []
     cosines = found.matrix @ np.asarray(vector, dtype=np.float32)
     scores = cosines.astype(np.float64)
-    own = normalise_code(language)
-    if cross_language_allowance and own not in (None, "und"):
-        codes = [normalise_code(lang) for lang in found.langs]
-        other = np.array([code not in (None, "und", own) for code in codes])
+    own = known_language(language)
+    if cross_language_allowance and own is not None:
+        codes = [known_language(lang) for lang in found.langs]
+        other = np.array([code is not None and code != own for code in codes])
         scores[other] += cross_language_allowance
     excluded = set(exclude_roots)
     best: dict[int, Neighbour] = {}

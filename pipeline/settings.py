@@ -192,6 +192,12 @@ class StorySettings(_Section):
     cross_language_similarity: float = Field(0.53, ge=-1.0, le=1.0)
     window_hours: float = Field(72.0, gt=0, le=24 * 365)
 
+    @property
+    def cross_language_allowance(self) -> float:
+        """What the cosine of two articles in different languages counts more (the
+        difference between the two thresholds; related coverage ranks with it too)."""
+        return self.similarity - self.cross_language_similarity
+
 
 class SlackSettings(_Section):
     """Where digests go. With neither a token nor a webhook, digests go to stdout."""

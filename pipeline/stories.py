@@ -41,7 +41,11 @@ class StoryItem:
     lang: str | None = None  # None or "und": unknown
 
 
-UNKNOWN_LANGUAGES = frozenset({None, "", "und"})
+def known_language(code: str | None) -> str | None:
+    """``code`` as one language (``en-US`` and ``EN`` are ``en``), or None when it says
+    nothing: none, malformed or ``und``."""
+    language = normalise_code(code)
+    return None if language == "und" else language
 
 
 def group_stories(
@@ -79,9 +83,8 @@ def group_stories(
     # O(n^2) search for the best pair, instead of recomputing every group pair's mean.
     sums = pair.astype(np.float64)
     if cross_language_similarity is not None and cross_language_similarity != similarity:
-        # ("en-US" and "en" are one language; "und" and none are unknown.)
-        languages = [normalise_code(item.lang) for item in ordered]
-        known = np.array([lang not in UNKNOWN_LANGUAGES for lang in languages])
+        languages = [known_language(item.lang) for item in ordered]
+        known = np.array([lang is not None for lang in languages])
         codes = np.unique(np.array([str(lang) for lang in languages]), return_inverse=True)[1]
         across = known[:, None] & known[None, :] & (codes[:, None] != codes[None, :])
         sums[across] += similarity - cross_language_similarity

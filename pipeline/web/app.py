@@ -692,12 +692,8 @@ class _Site:
                 .order_by(Sighting.seen_at, Sighting.id)
             ).all()
             registry = resources.registry
-            stories = self.settings.stories
-            neighbours = nearby.related_to(
-                session,
-                article,
-                cross_language_allowance=stories.similarity - stories.cross_language_similarity,
-            )
+            allowance = self.settings.stories.cross_language_allowance
+            neighbours = nearby.related_to(session, article, cross_language_allowance=allowance)
             related_articles = {
                 a.id: a
                 for a in session.scalars(
@@ -716,7 +712,7 @@ class _Site:
                 article=article,
                 display_title=browse.display_title(article),
                 related=related,
-                cross_language_allowance=stories.similarity - stories.cross_language_similarity,
+                cross_language_allowance=allowance,
                 has_vector=session.get(ArticleVector, article.id) is not None,
                 source=source_name(article),
                 paragraphs=paragraphs(article.text),
