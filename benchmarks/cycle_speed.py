@@ -666,6 +666,14 @@ def auto_prepare_workers() -> int:
     return auto_workers(usable_cpus(), usable_memory())
 
 
+def configured_encoder_model() -> str:
+    """The encoder model the summitwatch side runs: ``encoder.model`` of the repository's
+    ``config/`` (the child's environment carries no ``SUMMITWATCH_`` variables)."""
+    from pipeline.settings import load_settings
+
+    return load_settings({"SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config")}).encoder.model
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--feeds", type=int, default=8)
@@ -805,6 +813,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             # What poll.workers: auto gives here (runs on more CPUs start more workers).
             "prepare_workers_auto": auto_prepare_workers(),
+            "encoder_model": configured_encoder_model(),
             "load_average_at_start": [round(x, 2) for x in load],
             "note": "shared 2-core machine, other jobs running: compare the ratios (same run)",
             "database": "SQLite, initialised beforehand (schema, seeds, feeds), a fresh copy per run",

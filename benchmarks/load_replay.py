@@ -148,6 +148,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             # What poll.workers: auto gives here (runs on more CPUs start more workers).
             "prepare_workers_auto": auto_prepare_workers(),
+            "encoder_model": cycle_speed.configured_encoder_model(),
             "load_average_at_start": [round(x, 2) for x in load],
             "note": "shared 2-core machine, other jobs running; SQLite database",
         },
