@@ -660,10 +660,10 @@ def best_of(command: list[str], env: dict[str, str], runs: int) -> dict[str, Any
 
 
 def auto_prepare_workers() -> int:
-    """The prepare workers ``poll.workers: auto`` starts on this machine."""
-    from pipeline.cpus import auto_workers, usable_cpus, usable_memory
+    """The prepare workers ``poll.workers: auto`` starts on this machine (as a command)."""
+    from pipeline.settings import PollSettings
 
-    return auto_workers(usable_cpus(), usable_memory())
+    return PollSettings(workers="auto").worker_count()
 
 
 def configured_encoder_model() -> str:

@@ -53,6 +53,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
 
 from pipeline.feeds import to_opml  # noqa: E402
+from pipeline.settings import PollSettings  # noqa: E402
 from tests.local_server import LocalServer, Reply  # noqa: E402
 
 STORIES = REPO_ROOT / "tests" / "fixtures" / "dedup" / "stories.jsonl"
@@ -322,13 +323,6 @@ def check(db: Path, site: HostileSite) -> dict[str, Any]:
     }
 
 
-def auto_prepare_workers() -> int:
-    """The prepare workers ``poll.workers: auto`` starts on this machine."""
-    from pipeline.cpus import auto_workers, usable_cpus, usable_memory
-
-    return auto_workers(usable_cpus(), usable_memory())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big-feed-items", type=int, default=100_000)
@@ -379,7 +373,7 @@ def main() -> int:
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),
                 # What poll.workers: auto gives here (runs on more CPUs start more workers).
-                "prepare_workers_auto": auto_prepare_workers(),
+                "prepare_workers_auto": PollSettings(workers="auto").worker_count(),
                 "load_average_1m": round(os.getloadavg()[0], 1),
             },
         }

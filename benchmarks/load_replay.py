@@ -108,13 +108,6 @@ def measured(command: list[str], env: dict[str, str], work: Path) -> dict[str, A
     }
 
 
-def auto_prepare_workers() -> int:
-    """The prepare workers ``poll.workers: auto`` starts on this machine."""
-    from pipeline.cpus import auto_workers, usable_cpus, usable_memory
-
-    return auto_workers(usable_cpus(), usable_memory())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--feeds", type=int, default=40)
@@ -147,7 +140,7 @@ def main() -> int:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             # What poll.workers: auto gives here (runs on more CPUs start more workers).
-            "prepare_workers_auto": auto_prepare_workers(),
+            "prepare_workers_auto": cycle_speed.auto_prepare_workers(),
             "encoder_model": cycle_speed.configured_encoder_model(),
             "load_average_at_start": [round(x, 2) for x in load],
             "note": "shared 2-core machine, other jobs running; SQLite database",

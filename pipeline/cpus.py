@@ -29,6 +29,7 @@ MAX_AUTO_WORKERS = 4
 MAIN_PROCESS_BYTES = 500 * 2**20
 WORKER_BYTES = 400 * 2**20
 _UNLIMITED = 2**62  # cgroup v1 writes "no limit" as a number near 2**63
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,25 @@ def _mounts(root: Path) -> dict[str, _Mount]:
     return mounts
 
 
-def _cgroup_folders(root: Path, controller: str) -> list[Path]:
-    """The folders of this process's cgroup for ``controller`` ("" for v2) and of every
-    cgroup above it up to the mount's top, innermost first (none if not mounted)."""
-    mount = _mounts(root).get(controller)
+def _cgroup_folders(root: Path, *controllers: str) -> list[list[Path]]:
+    """For each of ``controllers`` ("" for v2): the folders of this process's cgroup and of
+    every cgroup above it up to the mount's top, innermost first (none if not mounted).
+    The mounts and the process's cgroups are read once for all of them."""
+    mounts = _mounts(root)
+    memberships = [
+        fields
+        for fields in (line.split(":", 2) for line in (_read(root / "proc/self/cgroup") or "").splitlines())
+        if len(fields) == 3  # hierarchy id, controllers ("" on v2), path
+    ]
+    return [_folders(mounts.get(controller), controller, memberships) for controller in controllers]
+
+
+def _folders(mount: _Mount | None, controller: str, memberships: list[list[str]]) -> list[Path]:
     if mount is None:
         return []
     own: PurePosixPath | None = None
-    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
-        fields = line.split(":", 2)  # hierarchy id, controllers ("" on v2), path
-        if len(fields) == 3 and controller in (fields[1].split(",") if fields[1] else [""]):
+    for fields in memberships:
+        if controller in (fields[1].split(",") if fields[1] else [""]):
             own = PurePosixPath(fields[2])
     folders = [mount.point]
     if own is not None:
@@ -103,11 +113,12 @@ def _cgroup_folders(root: Path, controller: str) -> list[Path]:
 def _cpu_quota(root: Path) -> float | None:
     """The smallest CFS quota of this process's cgroups, in CPUs (None without one)."""
     quotas: list[float] = []
-    for folder in _cgroup_folders(root, ""):
+    unified, v1 = _cgroup_folders(root, "", "cpu")
+    for folder in unified:
         parts = (_read(folder / "cpu.max") or "").split()
-        if len(parts) == 2 and all(re.fullmatch(r"[0-9]+", part) for part in parts) and int(parts[1]) > 0:
+        if len(parts) == 2 and all(_DIGITS.fullmatch(part) for part in parts) and int(parts[1]) > 0:
             quotas.append(int(parts[0]) / int(parts[1]))
-    for folder in _cgroup_folders(root, "cpu"):
+    for folder in v1:
         quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
         try:
             if quota is not None and period is not None and int(quota) > 0 and int(period) > 0:
@@ -137,13 +148,14 @@ def usable_memory(root: Path = Path("/")) -> int | None:
     """Bytes this process may still use: the memory available now, capped by its cgroups'
     limits (None when neither can be read)."""
     limits: list[int] = []
-    for folder in _cgroup_folders(root, ""):
+    unified, v1 = _cgroup_folders(root, "", "memory")
+    for folder in unified:
         value = _read(folder / "memory.max")
-        if value is not None and value.isascii() and value.isdigit():
+        if value is not None and _DIGITS.fullmatch(value):
             limits.append(int(value))
-    for folder in _cgroup_folders(root, "memory"):
+    for folder in v1:
         value = _read(folder / "memory.limit_in_bytes")
-        if value is not None and value.isascii() and value.isdigit() and int(value) < _UNLIMITED:
+        if value is not None and _DIGITS.fullmatch(value) and int(value) < _UNLIMITED:
             limits.append(int(value))
     match = re.search(r"^MemAvailable:\s+(\d+)\s*kB", _read(root / "proc/meminfo") or "", re.MULTILINE)
     if match:

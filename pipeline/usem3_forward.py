@@ -86,7 +86,6 @@ class PieceForward:
 
     def __init__(self, backend: Any, *, int8: bool = False, threads: int = 1) -> None:
         self.backend = backend
-        self.int8 = int8
         self._branch_first = [
             # (256, n * 256): one piece's input times every block of the branch's first layer
             np.ascontiguousarray(
