@@ -634,10 +634,13 @@ _SCRIPTS_OF_THEIR_OWN = (
 # naming "Тоқаев" and "Ақорда", or an English one naming "İlham Əliyev", stays as it is.
 _MARKED_CYRILLIC = (
     # Kazakh (its і is Ukrainian's too, so not counted: a Ukrainian report listing Қазақстан,
-    # Ақтөбе and Қарағанды in one sentence stays Ukrainian).
-    ("kk", "ұәқ", "әңғқүұөһ", 0.05, ""),
+    # Ақтөбе and Қарағанды in one sentence stays Ukrainian). Decided by қ and ұ, which Tatar
+    # never writes: its ә is Tatar's and Bashkir's too.
+    ("kk", "ұқ", "әңғқүұөһ", 0.05, ""),
     ("tt", "җ", "әөүҗңһ", 0.04, ""),  # Tatar
     ("ba", "ҙҫҡ", "ҙҫҡғәөүңһ", 0.04, ""),  # Bashkir
+    # Tatar without a җ: ә with none of the letters only Kazakh, Bashkir, Uzbek or Tajik write.
+    ("tt", "ә", "әөүҗңһ", 0.04, "қғұіҡҙҫўӣӯҷ"),
     ("tg", "ӣӯҷ", "ӣӯҷҳқғ", 0.03, ""),  # Tajik
     ("uz", "қғҳ", "ўқғҳ", 0.03, "ұәӣӯҷ"),  # Uzbek (with ў, below)
     # Belarusian writes і with ы and ў, never и, щ, ъ (Ukrainian: і without ы; Russian: ы

@@ -37,6 +37,8 @@ BY_LETTERS = {
     "bo": "ཨུ་རུ་སུ་དང་རྒྱ་ནག་གི་སྲིད་འཛིན་ཚོས་པེ་ཅིང་དུ་མཇལ་འཕྲད་བྱས།",
     "si": "රුසියාවේ සහ චීනයේ ජනාධිපතිවරු බීජිංහිදී හමු වී වෙළඳාම ගැන සාකච්ඡා කළහ.",
     "kk": "Ресей мен Қытай президенттері Пекинде кездесіп, екіжақты ынтымақтастықты талқылады.",
+    # Tatar, once with its җ and once without (then ә and no Kazakh letter decide).
+    "tt": "Россия һәм Кытай җитәкчеләре Пекинда очрашты һәм ике яклы хезмәттәшлек турында сөйләште.",
     "mn": "Орос, Хятадын ерөнхийлөгчид Бээжинд уулзаж, эрчим хүчний төслүүдийн талаар ярилцлаа.",
     "ky": "Орусия менен Кытайдын президенттери Пекинде жолугуп, жаңы долбоорлор жана өз ара соода көлөмү жөнүндө сүйлөштү. Кеңеш жаңы мыйзамды кабыл алды.",
     "tg": "Президентҳои Русия ва Чин дар Пекин мулоқот карда, ҳамкориҳои дуҷониба ва тиҷоратро муҳокима намуданд. Онҳо дар бораи рушди иқтисодӣ сӯҳбат карданд.",
@@ -56,6 +58,28 @@ def test_detects_language(lang: str, text: str) -> None:
     # Only the languages without a profile are named by their letters alone.
     by_letters = language.language_by_letters(text)
     assert (by_letters.lang if by_letters else None) == (lang if lang in BY_LETTERS else None)
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        # Tatar without a җ: its ә, ө, ү, ң, һ, and none of Kazakh's қ, ғ, ұ, і.
+        (
+            "tt",
+            "Татарстан Рәисе Пекинда Кытай делегациясе белән очрашты. Якләр сәүдә һәм энергетика өлкәсендә "
+            "хезмәттәшлекне тикшерделәр.",
+        ),
+        # Kazakh writes ә too; its қ and ұ decide.
+        (
+            "kk",
+            "Тараптар сауда мен энергетика салаларындағы ынтымақтастықты талқылады. Бұл кездесу Астанада өтті.",
+        ),
+    ],
+)
+def test_tatar_and_kazakh_told_apart(lang: str, text: str) -> None:
+    guess = language.language_by_letters(text)
+    assert guess is not None and guess.lang == lang
+    assert detect_language(text).lang == lang
 
 
 @pytest.mark.parametrize(
