@@ -636,7 +636,7 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 def content_weight(text: str) -> float:
     """Text length comparable across scripts: letters, with a CJK character worth about three."""
     cjk = len(_CJK.findall(text))
-    letters = sum(1 for char in text if char.isalpha()) - cjk
+    letters = sum(map(str.isalpha, text)) - cjk  # counted in C: a third of a Python loop's time
     return letters + 3.0 * cjk
 
 

@@ -410,7 +410,7 @@ def extract_ngrams(text: str, known: dict[str, Known]) -> list[Known]:
 
 def count_letters(text: str) -> int:
     """Letters (any script) in ``text``; digits, punctuation and spaces don't count."""
-    return sum(1 for char in text if char.isalpha())
+    return sum(map(str.isalpha, text))  # counted in C
 
 
 def detect_language(
