@@ -14,13 +14,14 @@ import argparse
 import gc
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipeline.collector import batch_collection
 from pipeline.errors import SummitwatchError
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline")
+MAX_ID = 2**63 - 1  # the largest id either database stores
 
 
 def console() -> int:
@@ -54,7 +56,14 @@ def console() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the command line; returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    for argument in arguments:
+        # Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape): no
+        # database, URL or search can use them.
+        if any("\ud800" <= char <= "\udfff" for char in argument):
+            shown = argument.encode("utf-8", "backslashreplace").decode("utf-8")
+            parser.error(f"argument {shown!r} is not valid UTF-8")
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -101,12 +110,15 @@ def _database_error(exc: Exception) -> str | None:
         return None
     if isinstance(exc, errors.ArgumentError):
         return f"invalid database URL: {exc}"
+    from pipeline.db.engine import driver_reason
+
     if isinstance(exc, errors.OperationalError):
         # The database went away mid-command; every item is committed on its own, so a
         # re-run carries on where this one stopped.
-        from pipeline.db.engine import driver_reason
-
         return f"database unavailable: {driver_reason(exc)}; run again once it is back"
+    if isinstance(exc, errors.DatabaseError):
+        # Not a database of ours at all (a file that is not SQLite, a damaged one).
+        return f"cannot use the database: {driver_reason(exc)}"
     return None
 
 
@@ -167,14 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--all", action="store_true", help="recompute every article's vectors, not only missing ones"
     )
-    reindex.add_argument("--batch-size", type=int, default=200, help="articles per commit (default 200)")
+    reindex.add_argument(
+        "--batch-size", type=_whole_number(1, 100_000), default=200, help="articles per commit (default 200)"
+    )
     reindex.set_defaults(handler=cmd_reindex)
 
     unlink = commands.add_parser(
         "unlink", help="separate a wrongly linked copy from its original: it counts as coverage again"
     )
     unlink.add_argument(
-        "article_id", type=int, help="the copy's article id (as `articles --duplicates` shows)"
+        "article_id",
+        type=_whole_number(1, MAX_ID),
+        help="the copy's article id (as `articles --duplicates` shows)",
     )
     unlink.add_argument("--reason", help="why, kept with the record of the link")
     unlink.add_argument("--json", action="store_true", help="print what changed as JSON")
@@ -198,14 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     arts.add_argument("--duplicates", action="store_true", help="list copies and translations separately")
     arts.add_argument("--seeds", action="store_true", help="also list the seed corpus")
-    arts.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    arts.add_argument("--limit", type=_whole_number(1, 1_000_000), default=20, help="how many (default 20)")
     output = arts.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON line per article")
     output.add_argument("--csv", action="store_true", help="CSV with a header line")
     arts.set_defaults(handler=cmd_articles)
 
     cov = commands.add_parser("coverage", help="coverage per topic and watch item, with detected changes")
-    cov.add_argument("--days", type=int, help="how many days to show (default from config/digest.yaml)")
+    cov.add_argument(
+        "--days",
+        type=_whole_number(1, 36_500),
+        help="how many days to show (default from config/digest.yaml)",
+    )
     cov.add_argument("--json", action="store_true", help="one JSON line per series")
     cov.set_defaults(handler=cmd_coverage)
 
@@ -235,27 +255,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="the read-only web UI")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--port", type=_whole_number(1, 65_535), default=8000, help="port to listen on (default 8000)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser("demo", help="the full pipeline offline on the bundled site")
-    demo.add_argument("--port", type=int, default=8765, help="port for the fixture site")
+    demo.add_argument("--port", type=_whole_number(1, 65_535), default=8765, help="port for the fixture site")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
 
 def _parse_since(value: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _parse_until(value: str) -> datetime:
-    """The end of the given day (a bare date includes that whole day), as an exclusive bound."""
+    """The exclusive bound after ``value``: a date (2025-11-01 or 20251101) includes that
+    whole day, a time (2025-11-01T10:00) that moment itself."""
     moment = _parse_since(value)
-    return moment + timedelta(days=1) if len(value.strip()) == 10 else moment
+    try:
+        date.fromisoformat(value.strip())
+    except ValueError:
+        step = timedelta(microseconds=1)  # "on or before" a moment
+    else:
+        step = timedelta(days=1)
+    try:
+        return moment + step
+    except OverflowError:  # 9999-12-31: no bound at all
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def _language_code(value: str | None) -> str | None:
+    """``--lang``'s code as stored: ``EN`` and ``en-GB`` are ``en``."""
+    from pipeline.language import normalise_code
+
+    return (normalise_code(value) or value) if value else None
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, with a clear message."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}, not {number:,}")
+        return number
+
+    return parse
 
 
 # Shared plumbing ---------------------------------------------------------------------------
@@ -343,16 +397,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     _preload_encoder(settings)
+    from pipeline.importers import Utf8Lines
     from pipeline.ingest import import_lines
 
-    stream: TextIO = sys.stdin if args.file == "-" else _open_text(args.file)
+    name = "standard input" if args.file == "-" else args.file
+    stream = Utf8Lines(sys.stdin.buffer if args.file == "-" else _open_binary(args.file), name)
     counts: dict[str, int] = {"new": 0, "duplicate": 0, "error": 0}
+    printing = args.json
     with open_session(settings) as session, stream:
         for done, outcome in enumerate(import_lines(session, settings, stream, source=args.file), 1):
             result = outcome.result
             counts[result.status] += 1
-            if args.json:
-                print(
+            if printing:
+                printing = _print_line(
                     json.dumps(
                         {
                             "id": outcome.input_id,
@@ -367,25 +424,45 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                             "error": result.error,
                         },
                         ensure_ascii=False,
-                    ),
-                    flush=True,
+                    )
                 )
-            elif result.status == "error":
+            elif result.status == "error" and not args.json:
                 _stderr(f"  ! {result.error}")
             if done % 100 == 0:
                 _stderr(f"... {done} lines: {_tally(counts)}")
     _stderr(f"imported {args.file}: {_tally(counts)}")
-    return 0
+    if stream.replaced:
+        _stderr(f"  {stream.replaced} line(s) were not UTF-8: their undecodable bytes became U+FFFD")
+    if args.json and not printing:
+        _stderr("  (the reader of the --json output went away; every line was still imported)")
+    # Every line failed (a file of another format, a wrong encoding): say so in the status,
+    # as `run --once` does when every feed fails.
+    return 1 if counts["error"] and not counts["new"] and not counts["duplicate"] else 0
+
+
+def _print_line(line: str) -> bool:
+    """Print one line of machine-readable output; False once its reader has gone away.
+
+    An import piped into `head` must not stop when `head` exits: the rest of the input is
+    still imported (and counted on stderr), only its per-line output is dropped.
+    """
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail too
+        os.close(devnull)
+        return False
+    return True
 
 
 def _tally(counts: dict[str, int]) -> str:
     return f"{counts['new']} new, {counts['duplicate']} duplicate, {counts['error']} failed"
 
 
-def _open_text(path: str) -> TextIO:
+def _open_binary(path: str) -> BinaryIO:
     try:
-        # utf-8-sig: files saved by Windows tools start with a byte-order mark.
-        return open(path, encoding="utf-8-sig", errors="replace")
+        return open(path, "rb")
     except OSError as exc:
         raise SummitwatchError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -449,7 +526,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     wanted = repo.ArticleFilter(
         topic=args.topic,
         watch=args.watch,
-        lang=args.lang,
+        lang=_language_code(args.lang),
         feed=args.feed,
         since=args.since,
         until=args.until,
@@ -513,13 +590,15 @@ def _marked(text: Any) -> str:
 
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.importers import Utf8Lines, refuse_constant, without_surrogates
     from pipeline.ingest import IngestContext
     from pipeline.language import detect_language, normalise_code
     from pipeline.topic_heads import classify_hybrid
 
     context = IngestContext.from_settings(settings)
     registry = context.registry
-    stream: TextIO = sys.stdin if args.file == "-" else _open_text(args.file)
+    name = "standard input" if args.file == "-" else args.file
+    stream = Utf8Lines(sys.stdin.buffer if args.file == "-" else _open_binary(args.file), name)
     failures = 0
     with stream:
         for number, raw in enumerate(stream, 1):
@@ -527,7 +606,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             record: Any = None
             try:
-                record = json.loads(raw)
+                record = without_surrogates(json.loads(raw, parse_constant=refuse_constant))
                 if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                     raise ValueError("expected an object with a string 'text'")
             except (ValueError, RecursionError) as exc:

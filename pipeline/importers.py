@@ -20,9 +20,13 @@ that the mapping does not use are dropped, as a foreign format has many of its o
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 NEWS_PLEASE_FIELDS = frozenset({"maintext", "date_publish", "source_domain", "date_download", "localpath"})
@@ -90,32 +94,58 @@ def _iso(value: Any) -> Any:
 
 
 def expand_lines(lines: Iterable[str]) -> Iterator[str]:
-    """The input as one JSON record per line.
+    """The input as one JSON record per line (:func:`numbered_records` without the places)."""
+    for _, record in numbered_records(lines):
+        yield record
 
-    A file that is one JSON document (a JSON array, a pretty-printed object, a JSON Feed)
-    is split into its records; JSON Lines pass through unchanged, so errors keep their
-    line numbers. A JSON Feed document on one line becomes its items.
+
+def numbered_records(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """The input as JSON records, each with where it is in the input ("line 3", "record 3").
+
+    A file that is one JSON document (a JSON array, a pretty-printed object, a JSON Feed),
+    blank lines before it allowed, is split into its records, numbered from 1; JSON Lines
+    pass through unchanged, so errors keep their line numbers. A JSON Feed document on one
+    line becomes its items. Lines end at a line feed only: U+2028 and U+2029 may sit inside
+    a JSON string.
     """
     iterator = iter(lines)
-    first = next(iterator, None)
+    leading: list[str] = []
+    first: str | None = None
+    for line in iterator:
+        if line.lstrip("\ufeff").strip():
+            first = line
+            break
+        leading.append(line)
     if first is None:
         return
     stripped = first.lstrip("\ufeff").strip()
     if stripped.startswith("[") or (stripped.startswith("{") and not _is_json(stripped)):
         # One JSON document spread over the file.
-        whole = first + "".join(iterator)
+        whole = "".join(leading) + first + "".join(iterator)
         try:
             document = json.loads(whole.lstrip("\ufeff"))
         except (ValueError, RecursionError):
-            yield from whole.splitlines()  # not one document: each line gets its own error
+            # Not one document: each line gets its own error.
+            for number, line in enumerate(_split_lines(whole), 1):
+                yield f"line {number}", line
             return
-        yield from _records_of(document)
+        for number, record in enumerate(_records_of(document), 1):
+            yield f"record {number}", record
         return
-    for line in _chain(first, iterator):
-        yield from _expand_line(line)
+    for number, line in enumerate(_chain(leading, first, iterator), 1):
+        for record in _expand_line(line):
+            yield f"line {number}", record
 
 
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+def _split_lines(text: str) -> list[str]:
+    """``text`` cut at line feeds (a final one ends the last line), carriage returns dropped."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _chain(leading: list[str], first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield from leading
     yield first
     yield from rest
 
@@ -152,3 +182,70 @@ def _is_json(text: str) -> bool:
     except (ValueError, RecursionError):
         return False
     return True
+
+
+class Utf8Lines:
+    """The lines of a byte stream as text, each decoded as UTF-8 on its own.
+
+    A byte-order mark at the start is dropped. Bytes that are not UTF-8 (a Latin-1 or
+    Windows-1251 export) become U+FFFD; the first such line is reported when it is read,
+    and :attr:`replaced` counts them, so the import can say how many lines lost
+    characters instead of storing them silently.
+    """
+
+    def __init__(self, stream: IO[bytes], name: str) -> None:
+        self._stream = stream
+        self._name = name
+        self.replaced = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for number, raw in enumerate(self._stream, 1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.replaced += 1
+                if self.replaced == 1:
+                    log.warning(
+                        "%s line %d is not UTF-8 (byte 0x%02x at %d): such bytes are replaced with "
+                        "U+FFFD; convert the file to UTF-8 to keep them (iconv -f CHARSET -t UTF-8)",
+                        self._name,
+                        number,
+                        raw[exc.start],
+                        exc.start,
+                    )
+                yield raw.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> Utf8Lines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(value: Any) -> Any:
+    """``value`` (parsed JSON) with lone surrogates (``"\\ud800"`` escapes) made U+FFFD.
+
+    JSON may escape half of a UTF-16 pair on its own; no database or UTF-8 output can hold
+    it, so it is replaced wherever it is (keys, the id, the URL, the HTML), as
+    ``ingest.clean_string`` does for the text.
+    """
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {without_surrogates(key): without_surrogates(item) for key, item in value.items()}
+    return value
+
+
+def refuse_constant(name: str) -> Any:
+    """``json.loads``'s ``parse_constant``: NaN and Infinity are not JSON."""
+    raise ValueError(f"{name} is not a JSON value")

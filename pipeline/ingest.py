@@ -60,6 +60,10 @@ from pipeline.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
 
+# A publication time this far after the moment an item is read is a wrong clock or time
+# zone, not a date: the item is taken as undated.
+FUTURE_TOLERANCE = timedelta(hours=6)
+
 Status = Literal["new", "duplicate", "error"]
 CopyKind = Literal["exact", "near", "version", "translation"]
 COPY_KINDS: frozenset[str] = frozenset({"exact", "near", "version", "translation"})
@@ -384,8 +388,8 @@ def build_candidate(
     if not text:
         raise ExtractionError("empty text", permanent=True)
     published = published_at or _parse_date(extracted_date)
-    if published is not None and published > now + timedelta(hours=6):
-        published = None
+    if published is not None and published > now + FUTURE_TOLERANCE:
+        published = None  # a wrong clock or time zone: the date says nothing
     guess = detect_language(
         f"{title or ''}\n{text}",
         priors=[page_lang, lang_hint],  # what the page declares, then the feed (or import line)
@@ -536,13 +540,23 @@ def store_candidate(
                     existing.id, existing.duplicate_of_id, existing.lang, "version", candidate
                 )
             return _duplicate_result(
-                existing.id, existing.duplicate_of_id, existing.lang, existing.copy_kind, candidate
+                existing.id,
+                existing.duplicate_of_id,
+                existing.lang,
+                existing.copy_kind,
+                candidate,
+                existing.similarity,
             )
     original = repo.original_by_content_hash(session, content_hash)
     if original is not None and canonical is None:
         repo.add_sighting(session, original.id, via, sighting_url, seen_at)
         return _duplicate_result(
-            original.id, original.duplicate_of_id, original.lang, original.copy_kind, candidate
+            original.id,
+            original.duplicate_of_id,
+            original.lang,
+            original.copy_kind,
+            candidate,
+            original.similarity,
         )
     ahead = context.text_work(candidate)  # computed with the vectors (None for imports, seeds)
     if ahead is not None:
@@ -602,7 +616,9 @@ def store_candidate(
         winner = repo.article_by_canonical_url(session, canonical)
         assert winner is not None
         repo.add_sighting(session, winner.id, via, sighting_url, seen_at)
-        return _duplicate_result(winner.id, winner.duplicate_of_id, winner.lang, winner.copy_kind, candidate)
+        return _duplicate_result(
+            winner.id, winner.duplicate_of_id, winner.lang, winner.copy_kind, candidate, winner.similarity
+        )
     if translation is not None:
         translation.merge_into_root(session, stored.id)
     # A new row: its sighting, signature, vectors and labels are only inserted (nothing to
@@ -813,19 +829,24 @@ def _duplicate_result(
     lang: str,
     copy_kind: str | None,
     item: ArticleCandidate | FeedItem,
+    similarity: float | None = None,
 ) -> ItemResult:
     """An item already stored under ``article_id``: it duplicates that article's original.
 
     It is the same text as that row, so it relates to the original as that row does (an
-    original's own text is an ``exact`` copy); a changed page under a known URL is a
-    ``version``.
+    original's own text is an ``exact`` copy, similarity 1; a copy's, with the copy's
+    stored ``similarity`` when known); a changed page under a known URL is a ``version``.
     """
     kind = cast(CopyKind, copy_kind if copy_kind in COPY_KINDS else "exact")
+    if kind == "version":
+        similarity = None
+    elif duplicate_of_id is None or similarity is None:
+        similarity = 1.0
     return ItemResult(
         "duplicate",
         article_id,
         duplicate_of_id or article_id,
-        None if kind == "version" else 1.0,
+        similarity,
         lang,
         url=item.url,
         title=item.title,
@@ -2140,23 +2161,31 @@ def import_lines(
     """
     context = context or IngestContext.from_settings(settings)
     reported: set[str] = set()
-    for number, raw in enumerate(importers.expand_lines(lines), 1):
+    for number, (where, raw) in enumerate(importers.numbered_records(lines), 1):
         if not raw.strip():
             continue
         input_id: Any = None
+        # Where a failure is recorded (and resolved when the line is imported later): the
+        # file and line; standard input has no name, so its lines are told by content.
+        target = (
+            f"{source}:{number}"
+            if source != "-"
+            else f"-:{hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}"
+        )
         try:
-            record = json.loads(raw)
+            record = json.loads(raw, parse_constant=importers.refuse_constant)
             if not isinstance(record, dict):
-                raise ExtractionError("line is not a JSON object", permanent=True)
+                raise ExtractionError(f"{where.split()[0]} is not a JSON object", permanent=True)
+            record = importers.without_surrogates(record)  # lone "\\ud800" escapes
             record = importers.to_native(record)  # news-please and JSON Feed items
             input_id = record.get("id")
             unknown = sorted(set(record) - IMPORT_FIELDS - reported)
             if unknown:
                 reported.update(unknown)
                 log.warning(
-                    "import %s line %d: ignoring unknown field(s) %s (reported once)",
+                    "import %s %s: ignoring unknown field(s) %s (reported once)",
                     source,
-                    number,
+                    where,
                     ", ".join(repr(name[:60]) for name in unknown[:20]),
                 )
             candidate = _candidate_from_record(settings, record, now or utcnow())
@@ -2169,20 +2198,20 @@ def import_lines(
                 feed_id=feed_id,
                 seen_at=now or utcnow(),
             )
-            repo.resolve_failure(session, "import", f"{source}:{number}")
+            repo.resolve_failure(session, "import", target)
             if result.status == "new" and candidate.published_at is not None:
                 # Importing past articles back-fills the coverage history.
                 repo.extend_history(session, candidate.published_at)
         except (ValueError, ItemError, RecursionError, SQLAlchemyError) as exc:
             # The line's partial writes are discarded; earlier lines are committed already.
             session.rollback()
-            message = f"line {number}: {_short_error(exc)}"
+            message = f"{where}: {_short_error(exc)}"
             if isinstance(exc, SQLAlchemyError):
-                log.exception("import %s line %d could not be stored", source, number)
+                log.exception("import %s %s could not be stored", source, where)
             repo.record_failure(
                 session,
                 stage="import",
-                target=f"{source}:{number}",
+                target=target,
                 error=message,
                 permanent=True,
                 retry_after=None,
@@ -2211,7 +2240,7 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
     url = record.get("url")
     if url is not None and (
         not isinstance(url, str)
-        or not url.startswith(("http://", "https://"))
+        or not url[:8].lower().startswith(("http://", "https://"))
         or _CONTROL.search(url)
         or any(char.isspace() for char in url)
     ):
@@ -2230,9 +2259,19 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
     if published is not None:
         if not isinstance(published, str):
             raise ExtractionError("'published' must be an ISO 8601 string", permanent=True)
-        published_at = _parse_date(published)
+        try:
+            datetime.fromisoformat(published.strip())
+        except ValueError:
+            raise ExtractionError(
+                f"'published' is not an ISO 8601 date: {published!r}", permanent=True
+            ) from None
+        published_at = _parse_date(published.strip())
         if published_at is None:
-            raise ExtractionError(f"'published' is not an ISO 8601 date: {published!r}", permanent=True)
+            log.warning(
+                "import: 'published' %r is before 1990, a placeholder date: imported undated", published
+            )
+        elif published_at > now + FUTURE_TOLERANCE:
+            log.warning("import: 'published' %r is in the future: imported undated", published)
     title = record.get("title")
     return build_candidate(
         settings,

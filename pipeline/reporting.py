@@ -622,7 +622,14 @@ def deliver_pending(
         session.commit()
         try:
             if target is None:
-                _write_digest_file(digest, row, digest_dir, out)
+                try:
+                    _write_digest_file(digest, row, digest_dir, out)
+                except OSError as exc:
+                    # The folder is not writable or is a file: an operator fixes that, and the
+                    # digest waits, pending, like one Slack could not take for now.
+                    raise SlackDeliveryError(
+                        f"cannot write the digest to {digest_dir}: {exc.strerror or exc}", permanent=False
+                    ) from exc
                 row.parts_sent = row.parts_total
             else:
                 _send_to_slack(session, target, row, digest)

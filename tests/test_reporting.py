@@ -235,6 +235,22 @@ def test_without_slack_digests_go_to_files(session: Session, settings: Settings,
     assert "in the last 24 h" not in paragraph
 
 
+def test_a_digest_folder_that_cannot_be_written_keeps_the_digest_pending(
+    session: Session, settings: Settings, tmp_path: Path
+) -> None:
+    backfill_burst(session, settings)
+    prepare_digests(session, settings, "file", now=NOW)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    report = deliver_pending(session, None, "file", digest_dir=blocked)
+    assert not report.sent and len(report.pending) == 2
+    assert all(f"cannot write the digest to {blocked}" in error for error in report.errors)
+    # Once the folder is usable, the same digests go out, each once.
+    again = deliver_pending(session, None, "file", digest_dir=tmp_path / "out")
+    assert sorted(again.sent) == sorted(report.pending)
+    assert len(list((tmp_path / "out").iterdir())) == 2
+
+
 def test_dry_run_writes_nothing(session: Session, settings: Settings) -> None:
     backfill_burst(session, settings)
     session.commit()

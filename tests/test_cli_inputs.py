@@ -1,0 +1,226 @@
+"""Input the command line must survive: bytes that are not UTF-8, lone surrogates, numbers
+out of range, a reader that goes away, a database file that is not one. Each gets a clear
+message (no traceback) and loses nothing already read."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli, importers
+from tests.conftest import REPO_ROOT
+from tests.test_cli import SCRIPT, TEXT_EN, sw
+
+# Distinct articles (team-written, for the classifier's tests): none is a copy of another.
+DISTINCT = [
+    json.loads(line)["text"]
+    for line in (REPO_ROOT / "tests" / "fixtures" / "classify" / "eval.jsonl")
+    .read_text("utf-8")
+    .splitlines()[:3]
+]
+TEXTS = [
+    f"{TEXT_EN} Report number {number}: the delegations met for the {number}th round of talks on "
+    f"{['energy', 'trade', 'security', 'transport', 'finance'][number % 5]} in district {number * 7}."
+    for number in range(1, 31)
+]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "inputs.db"
+    done = sw("init", db=path)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def stored_count(db: Path) -> int:
+    with sqlite3.connect(db) as connection:
+        return int(connection.execute("SELECT count(*) FROM articles WHERE NOT is_seed").fetchone()[0])
+
+
+def environment(db: Path) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+
+
+def test_an_import_goes_on_when_the_reader_of_its_json_goes_away(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"id": n, "text": text}) + "\n" for n, text in enumerate(TEXTS)))
+    importer = subprocess.Popen(
+        [SCRIPT, "import", str(path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(db),
+        cwd=tmp_path,
+    )
+    assert importer.stdout is not None and importer.stderr is not None
+    first = importer.stdout.readline()
+    importer.stdout.close()  # what `| head -1` does
+    errors = importer.stderr.read().decode()
+    importer.stderr.close()
+    assert importer.wait(timeout=300) == 0, errors
+    assert json.loads(first)["status"] == "new"
+    assert "Traceback" not in errors
+    assert "0 failed" in errors and "every line was still imported" in errors
+    # (The texts are alike: most are stored as near copies of the first.)
+    assert stored_count(db) == len(TEXTS)
+
+
+def test_input_that_is_not_utf8_is_read_and_reported(db: Path, tmp_path: Path) -> None:
+    line = json.dumps({"id": "fr", "text": TEXT_EN + " Café, coopération, énergie."}, ensure_ascii=False)
+    latin1 = (line + "\n").encode()
+    latin1 = latin1.replace("é".encode(), b"\xe9")  # the same line saved as Latin-1
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(latin1)
+    from_file = sw("import", str(path), "--json", db=db)
+    assert from_file.returncode == 0, from_file.stderr
+    assert json.loads(from_file.stdout)["status"] == "new"
+    assert "is not UTF-8 (byte 0xe9" in from_file.stderr
+    assert "1 line(s) were not UTF-8" in from_file.stderr
+    # The same bytes on standard input, where a strict decoder used to stop the import.
+    environ = {**environment(db), "PYTHONIOENCODING": "utf-8"}
+    again = latin1.replace(b'"fr"', b'"fr-2"').replace(b"Caf", b"Bistro caf")
+    piped = subprocess.run(
+        [SCRIPT, "import", "-"], input=again, capture_output=True, env=environ, cwd=tmp_path, timeout=120
+    )
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert b"0 failed" in piped.stderr and b"Traceback" not in piped.stderr
+    # A byte-order mark on standard input is dropped, as in a file.
+    bom = b"\xef\xbb\xbf" + (json.dumps({"id": "bom", "text": TEXTS[0]}) + "\n").encode()
+    with_bom = subprocess.run(
+        [SCRIPT, "import", "-"], input=bom, capture_output=True, env=environ, cwd=tmp_path, timeout=120
+    )
+    assert with_bom.returncode == 0 and b"0 failed" in with_bom.stderr, with_bom.stderr.decode()
+    assert stored_count(db) == 3
+    with sqlite3.connect(db) as connection:
+        texts = [row[0] for row in connection.execute("SELECT text FROM articles WHERE NOT is_seed")]
+    assert any("Caf\ufffd" in text for text in texts)
+
+
+def test_lone_surrogates_and_non_numbers_get_a_clear_line(db: Path) -> None:
+    lines = [
+        # JSON may escape half of a UTF-16 pair on its own.
+        '{"id": "a\\ud800", "url": "https://news.example/x\\udfff", "text": ' + json.dumps(DISTINCT[0]) + "}",
+        '{"id": NaN, "text": ' + json.dumps(DISTINCT[1]) + "}",
+        '{"id": "upper", "url": "HTTPS://NEWS.EXAMPLE/UPPER", "text": ' + json.dumps(DISTINCT[2]) + "}",
+    ]
+    done = sw("import", "-", "--json", db=db, stdin="\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["status"] for row in rows] == ["new", "error", "new"]
+    assert rows[0]["id"] == "a\ufffd"
+    assert rows[1]["error"] == "line 2: NaN is not a JSON value"
+    classified = sw("classify", db=db, stdin='{"id": "s", "text": "\\ud800 Putin and Xi discussed gas"}\n')
+    assert classified.returncode == 0, classified.stderr
+    assert json.loads(classified.stdout)["id"] == "s"
+
+
+def test_an_import_where_every_line_fails_exits_with_an_error(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "utf16.jsonl"
+    path.write_bytes((json.dumps({"text": TEXT_EN}) + "\n").encode("utf-16"))
+    done = sw("import", str(path), db=db)
+    assert done.returncode == 1
+    assert "0 new, 0 duplicate, 2 failed" in done.stderr  # (UTF-16's line feed is two bytes)
+
+
+def test_standard_input_failures_are_not_resolved_by_other_input(db: Path) -> None:
+    assert sw("import", "-", db=db, stdin="{broken\n").returncode == 1
+    assert sw("import", "-", db=db, stdin=json.dumps({"text": TEXT_EN}) + "\n").returncode == 0
+    with sqlite3.connect(db) as connection:
+        open_failures = connection.execute(
+            "SELECT count(*) FROM fetch_failures WHERE stage = 'import' AND resolved_at IS NULL"
+        ).fetchone()[0]
+    assert open_failures == 1
+
+
+def test_arguments_out_of_range_are_refused_in_one_line(db: Path, tmp_path: Path) -> None:
+    for args, expected in [
+        (["articles", "--limit", "9223372036854775807"], "must be from 1 to 1,000,000"),
+        (["coverage", "--days", "0"], "must be from 1 to 36,500"),
+        (["unlink", "99999999999999999999"], "must be from 1 to"),
+        (["articles", "--limit", "ten"], "not a whole number: 'ten'"),
+    ]:
+        done = sw(*args, db=db)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in done.stderr and "Traceback" not in done.stderr
+    far = sw("articles", "--until", "9999-12-31", db=db)
+    assert far.returncode == 0 and "Traceback" not in far.stderr
+    # Bytes that are not UTF-8 in an argument (a mistyped terminal).
+    raw = subprocess.run(
+        [SCRIPT.encode(), b"articles", b"--q", b"Arctic\xff"],
+        capture_output=True,
+        env=environment(db),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert raw.returncode == 2
+    assert b"is not valid UTF-8" in raw.stderr and b"Traceback" not in raw.stderr
+
+
+def test_a_file_that_is_not_a_database_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("these are notes, not a database\n" * 100)
+    done = sw("articles", db=path)
+    assert done.returncode == 2
+    assert "cannot use the database" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_until_bound_includes_its_day_or_its_moment() -> None:
+    day = datetime(2025, 11, 1, tzinfo=UTC)
+    assert cli._parse_until("2025-11-01") == day + timedelta(days=1)
+    assert cli._parse_until("20251101") == day + timedelta(days=1)
+    at_ten = day + timedelta(hours=10)
+    until = cli._parse_until("2025-11-01T10:00:00Z")
+    assert at_ten < until <= at_ten + timedelta(seconds=1)  # an article at 10:00 is "on or before"
+    assert cli._parse_until("9999-12-31").year == 9999
+
+
+def test_records_keep_their_places_and_lines_end_at_line_feeds_only() -> None:
+    # U+2028 is legal inside a JSON string: it must not cut the record in two.
+    lines = ["{broken\n", '{"id": 1, "text": "a\u2028b"}\n', '{"id": 2, "text": "c"}\n']
+    assert list(importers.numbered_records(lines)) == [
+        ("line 1", "{broken"),
+        ("line 2", '{"id": 1, "text": "a\u2028b"}'),
+        ("line 3", '{"id": 2, "text": "c"}'),
+    ]
+    # A JSON array after a blank line is still one document, numbered by record.
+    array = ["\n", '[{"id": 1, "text": "a"},\n', ' {"id": 2, "text": "b"}]\n']
+    assert [where for where, _ in importers.numbered_records(array)] == ["record 1", "record 2"]
+    assert importers.without_surrogates({"k\ud800": ["v\udfff", 1]}) == {"k\ufffd": ["v\ufffd", 1]}
+
+
+def test_reimported_copies_keep_their_similarity_and_odd_dates_import_undated(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "near.jsonl"
+    lines = [
+        {"id": "a", "url": "https://one.example/a", "text": TEXTS[0]},
+        {"id": "b", "url": "https://two.example/b", "text": TEXTS[1]},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    first = [json.loads(line) for line in sw("import", str(path), "--json", db=db).stdout.splitlines()]
+    again = [json.loads(line) for line in sw("import", str(path), "--json", db=db).stdout.splitlines()]
+    assert first[1]["copy_kind"] == "near" and 0.5 < first[1]["similarity"] < 1.0
+    assert [row["similarity"] for row in again] == [1.0, first[1]["similarity"]]
+    # A placeholder date and one in the future are no dates: the line is imported undated.
+    odd = [
+        {"id": "old", "text": DISTINCT[0], "published": "1989-12-31"},
+        {"id": "future", "text": DISTINCT[1], "published": "9999-12-31T00:00:00"},
+    ]
+    done = sw("import", "-", "--json", db=db, stdin="".join(json.dumps(line) + "\n" for line in odd))
+    assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["new", "new"]
+    assert "'1989-12-31' is before 1990" in done.stderr and "is in the future" in done.stderr
+    listed = sw("articles", "--json", "--lang", "EN", "--limit", "50", db=db)
+    rows = {row["id"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    # --lang EN is en; the near copy is folded into its original; none of them has a date.
+    assert len(rows) == 3 and all(row["published_at"] is None for row in rows.values())
