@@ -37,7 +37,14 @@ class ItemError(SummitwatchError):
 
 
 class FetchError(ItemError):
-    """An HTTP fetch failed (timeout, refused, too large, bad status, blocked host)."""
+    """An HTTP fetch failed (timeout, refused, too large, bad status, blocked host).
+
+    ``retry_after``: seconds the server asked to wait (its Retry-After header), if any.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message, permanent=permanent)
+        self.retry_after = retry_after
 
 
 class ExtractionError(ItemError):

@@ -10,7 +10,10 @@ The work happens in four steps:
    tag near its start is refused too (plain text, XML feeds, JSON, error messages).
 2. **Decode.** A byte-order mark wins. Otherwise valid UTF-8 that contains non-ASCII bytes
    is taken as UTF-8 whatever the page claims (legacy-encoded text practically never
-   validates as UTF-8, while "says windows-1251 but was re-saved as UTF-8" is common).
+   validates as UTF-8, while "says windows-1251 but was re-saved as UTF-8" is common), and
+   so is UTF-8 with a few stray bytes (one in fifty well-formed characters at most, or up
+   to three where the page declares UTF-8): those become U+FFFD, where a legacy codec
+   guessed for them would garble every other character.
    Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
    order; each must decode strictly *and* look plausible next to what charset_normalizer
    detects, because single-byte codecs decode anything and so prove nothing. Failing all
@@ -404,8 +407,11 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     utf8_ok = _decodes_strictly(data, "utf-8")
     if utf8_ok and not is_ascii:
         return data.decode("utf-8", "replace"), "utf-8"
+    declared = list(_declared_charsets(data, http_charset))
+    if not is_ascii and _nearly_utf8(data, declared):
+        return data.decode("utf-8", "replace"), "utf-8"
 
-    for label in _declared_charsets(data, http_charset):
+    for label in declared:
         codec = normalise_charset(label)
         if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
             # Unusable label; or UTF-8, which already failed validation above; or a codec
@@ -429,6 +435,36 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     if guess is not None:
         return data.decode(guess, "replace"), guess
     return data.decode("utf-8", "replace"), "utf-8"
+
+
+def decode_document(data: bytes, http_charset: str | None = None) -> tuple[str, str]:
+    """Decode a fetched document (an HTML page, a feed) to text: ``(text, codec name)``.
+
+    The order of evidence of the module docstring; never raises on bad input.
+    """
+    return _decode_html(data, http_charset)
+
+
+# UTF-8 that does not validate: a few stray bytes among many well-formed characters (a
+# legacy-encoded text practically never forms multi-byte sequences by chance), or among
+# few when UTF-8 is what the document declares.
+_UTF8_STRAY_SHARE = 0.02
+_UTF8_STRAY_DECLARED = 3
+
+
+def _nearly_utf8(data: bytes, declared: list[str]) -> bool:
+    """Whether ``data`` is UTF-8 with a few invalid bytes (a page pasted together, one
+    character cut): decoded as UTF-8 it loses those bytes alone (U+FFFD), where a guess
+    of a legacy codec would garble every other character."""
+    text = data.decode("utf-8", "replace")
+    stray = text.count("\ufffd") - data.count("\ufffd".encode())
+    if stray <= 0:
+        return False  # (only a final character cut off: valid, and decoded above)
+    wide = sum(1 for char in text if char > "\x7f") - stray - data.count("\ufffd".encode())
+    if wide >= 20 and stray <= _UTF8_STRAY_SHARE * wide:
+        return True
+    says_utf8 = bool(declared) and normalise_charset(declared[0]) == "utf-8"
+    return says_utf8 and stray <= max(_UTF8_STRAY_DECLARED, _UTF8_STRAY_SHARE * wide)
 
 
 def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:

@@ -13,6 +13,7 @@ import json
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline import yamlfile
 from pipeline.charsets import normalise_charset, parse_content_type
 from pipeline.errors import ConfigError
+from pipeline.importers import without_surrogates
 from pipeline.language import normalise_code
 from pipeline.records import FeedItem
 from pipeline.redaction import redact_text
@@ -143,10 +145,16 @@ def parse_feed(
         label = parse_content_type(content_type)[1]
         charset = normalise_charset(label) if label else None
         return parse_json_feed(body, feed_url=feed_url, now=now, max_items=max_items, charset=charset)
+    if not body.isascii():
+        body, content_type = _as_utf8(body, content_type)
+    body = _repair_references(body)
     headers = {"content-type": content_type} if content_type else {}
     refuse_entity_declarations(body, headers)
-    # A stream, never bytes: feedparser treats a bytes argument naming a file as that file.
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
+    try:
+        # A stream, never bytes: feedparser treats a bytes argument naming a file as that file.
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
+    except (UnicodeError, ValueError, RecursionError) as exc:
+        raise FeedParseError(f"not a feed: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
     warnings: list[str] = []
     if parsed.get("bozo"):
         warnings.append(f"{type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')}")
@@ -159,7 +167,8 @@ def parse_feed(
         raise FeedParseError(f"not a feed: {reason}")
     items = []
     declared = _language(parsed.feed.get("language"))
-    for entry in parsed.entries[:max_items]:
+    entries = _newest(parsed.entries, max_items, lambda entry: _entry_date(entry, now), warnings)
+    for entry in entries:
         link = _entry_link(entry)
         items.append(
             FeedItem(
@@ -265,6 +274,7 @@ def parse_json_feed(
             document = json.loads(body.decode(charset))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FeedParseError(f"not a feed: invalid JSON ({type(exc).__name__})") from None
+    document = without_surrogates(document)  # a lone "\\ud800" escape fits no URL or database
     version = document.get("version") if isinstance(document, dict) else None
     if not isinstance(version, str) or not version.startswith(_JSON_FEED_VERSION):
         raise FeedParseError("not a feed: JSON without a JSON Feed version")
@@ -274,7 +284,11 @@ def parse_json_feed(
     warnings: list[str] = []
     items: list[FeedItem] = []
     declared = _language(document.get("language"))
-    for entry in entries[:max_items]:
+
+    def dated(entry: Any) -> datetime | None:
+        return _json_date(entry, now) if isinstance(entry, dict) else None
+
+    for entry in _newest(entries, max_items, dated, warnings):
         if not isinstance(entry, dict):
             warnings.append(f"JSON Feed item that is not an object skipped: {type(entry).__name__}")
             continue
@@ -329,6 +343,82 @@ def _plausible(moment: datetime, now: datetime) -> datetime | None:
     if moment > now + FUTURE_TOLERANCE or moment < EARLIEST_DATE:
         return None
     return moment
+
+
+def _newest(
+    entries: list[Any], limit: int, date_of: Callable[[Any], datetime | None], warnings: list[str]
+) -> list[Any]:
+    """At most ``limit`` of a feed's entries, in the feed's order: the newest when every
+    entry is dated (a feed may list its oldest first), else the first ones."""
+    if len(entries) <= limit:
+        return entries
+    dates = [date_of(entry) for entry in entries]
+    known = [moment for moment in dates if moment is not None]
+    if len(known) == len(entries):
+        newest = sorted(range(len(entries)), key=known.__getitem__, reverse=True)[:limit]
+        kept = [entries[index] for index in sorted(newest)]
+        which = "the oldest"
+    else:
+        kept = entries[:limit]
+        which = "those after the first"
+    warnings.append(
+        f"{len(entries) - limit} of {len(entries)} items left out ({which}; at most {limit} a poll)"
+    )
+    return kept
+
+
+# An XML declaration's encoding, rewritten when the body is handed on in UTF-8.
+_XML_ENCODING = re.compile(r"""\A(\s*<\?xml\b[^>]*?\bencoding\s*=\s*)(["'])[^"']*\2""")
+
+
+def _as_utf8(body: bytes, content_type: str | None) -> tuple[bytes, str]:
+    """A feed's bytes in UTF-8, decoded by the evidence pages get (:func:`pipeline.extract.
+    decode_document`): a byte-order mark, then UTF-8 that validates (with a few stray bytes
+    at most), then the declared charsets if they read plausibly, then detection.
+
+    feedparser would believe the HTTP header over the document: valid UTF-8 served as
+    windows-1251 came out garbled, and one stray byte in a UTF-8 feed made it read every
+    title in another codec.
+    """
+    from pipeline.extract import decode_document  # (loaded by every poll that extracts pages)
+
+    media, label = parse_content_type(content_type)
+    text, _ = decode_document(body, label)
+    text = _XML_ENCODING.sub(lambda match: f"{match.group(1)}{match.group(2)}utf-8{match.group(2)}", text, 1)
+    return text.encode("utf-8", "replace"), f"{media or 'application/xml'}; charset=utf-8"
+
+
+# Numeric character references, two in a row for a UTF-16 surrogate pair written out as
+# two (&#55357;&#56832; for one emoji, as some content systems do).
+_REFERENCE = rb"&#(?:[xX][0-9a-fA-F]{1,8}|[0-9]{1,10});"
+_REFERENCES = re.compile(rb"(" + _REFERENCE + rb")(" + _REFERENCE + rb")?")
+
+
+def _repair_references(body: bytes) -> bytes:
+    """Character references no character can have (a lone surrogate, beyond U+10FFFF, NUL)
+    made U+FFFD, and a surrogate pair written as two references made its character: the
+    parser would otherwise fail the whole feed for one title."""
+    if b"&#" not in body:
+        return body
+
+    def code(reference: bytes) -> int:
+        digits = reference[2:-1]
+        return int(digits[1:], 16) if digits[:1] in (b"x", b"X") else int(digits)
+
+    def fixed(reference: bytes, value: int) -> bytes:
+        return b"&#xFFFD;" if value == 0 or 0xD800 <= value <= 0xDFFF or value > 0x10FFFF else reference
+
+    def repair(match: re.Match[bytes]) -> bytes:
+        first, second = match.group(1), match.group(2)
+        high = code(first)
+        if second is None:
+            return fixed(first, high)
+        low = code(second)
+        if 0xD800 <= high <= 0xDBFF and 0xDC00 <= low <= 0xDFFF:
+            return b"&#x%X;" % (0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+        return fixed(first, high) + fixed(second, low)
+
+    return _REFERENCES.sub(repair, body)
 
 
 def refuse_entity_declarations(body: bytes, headers: dict[str, str]) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -145,13 +146,22 @@ class HttpClient:
         5xx/429).
         """
         headers: dict[str, str] = {}
-        if etag:
+        # A validator a server sent with bytes outside ASCII cannot go back in a header: the
+        # request would fail before it is sent, at every poll. Without it, a full answer.
+        if etag and _sendable(etag):
             headers["If-None-Match"] = etag
-        if last_modified:
+        if last_modified and _sendable(last_modified):
             headers["If-Modified-Since"] = last_modified
         if accept:
             headers["Accept"] = accept
         deadline = time.monotonic() + self.settings.timeout_seconds * 2
+        _DEADLINE.at = deadline  # also while the headers arrive (see _BoundedStream)
+        try:
+            return self._get(url, headers, deadline)
+        finally:
+            _DEADLINE.at = None
+
+    def _get(self, url: str, headers: dict[str, str], deadline: float) -> HttpResponse:
         current = url
         for _hop in range(self.settings.max_redirects + 1):
             try:
@@ -180,6 +190,8 @@ class HttpClient:
                             ) from None
                         continue
                     body = self._read_capped(response, current, deadline)
+                    if not _stream_complete(response):
+                        raise FetchError(f"{_redact(current)} ended before its compressed body did")
                     kept = {
                         name: response.headers[name]
                         for name in ("content-type", "etag", "last-modified", "retry-after")
@@ -192,6 +204,9 @@ class HttpClient:
                 raise FetchError(f"timed out fetching {_redact(current)}") from None
             except httpx.InvalidURL as exc:
                 raise FetchError(f"invalid URL {_redact(current)}: {exc}", permanent=True) from None
+            except UnicodeError:
+                # An international host name that IDNA refuses ("xn--zz"), at any hop.
+                raise FetchError(f"invalid host name in {_redact(current)}", permanent=True) from None
             except httpx.HTTPError as exc:
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                     # Checked for the URL's host name, never for the address connected to.
@@ -199,11 +214,17 @@ class HttpClient:
                         f"cannot fetch {_redact(current)}: TLS certificate verification failed"
                     ) from None
                 raise FetchError(f"cannot fetch {_redact(current)}: {type(exc).__name__}") from None
+            if result.status == 304 and "If-None-Match" not in headers and "If-Modified-Since" not in headers:
+                # "Not modified" since nothing: the server answers 304 whatever is asked, so
+                # the document was never read. Retried like a server error.
+                raise FetchError(f"HTTP 304 from {_redact(current)} to a request without validators")
             if result.status == 304 or 200 <= result.status < 300:
                 return result
+            transient = result.status in TRANSIENT_STATUSES
             raise FetchError(
                 f"HTTP {result.status} from {_redact(current)}",
-                permanent=result.status not in TRANSIENT_STATUSES,
+                permanent=not transient,
+                retry_after=retry_after_seconds(result.headers.get("retry-after")) if transient else None,
             )
         raise FetchError(
             f"more than {self.settings.max_redirects} redirects from {_redact(url)}", permanent=True
@@ -402,7 +423,7 @@ class GuardedBackend(httpcore.NetworkBackend):
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
             else:
-                return _QuickAckStream(stream) if _QUICKACK is not None else stream
+                return _QuickAckStream(stream)
         assert failure is not None  # vetted_addresses never returns an empty list
         raise failure
 
@@ -418,6 +439,51 @@ class GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+# The deadline of the request this thread is making (HttpClient.get), for its reads.
+_DEADLINE = threading.local()
+
+
+def _sendable(value: str) -> bool:
+    """Whether a header value can be sent back as it came: printable ASCII."""
+    return value.isascii() and value.isprintable()
+
+
+def _stream_complete(response: httpx.Response) -> bool:
+    """False when a gzip or deflate body stopped before its compressed stream ended.
+
+    A connection closed mid-body without a Content-Length looks like a complete response
+    to HTTP; only the decompressor knows its stream had more to come, and httpx does not
+    ask it. A page cut in half would be stored cut, and never fetched again.
+    """
+    decoder = getattr(response, "_decoder", None)
+    decoders = getattr(decoder, "children", None) or [decoder]
+    for each in decoders:
+        decompressor = getattr(each, "decompressor", None)
+        if decompressor is not None and getattr(decompressor, "eof", True) is False:
+            return False
+    return True
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A Retry-After header as seconds from now (a number of seconds or an HTTP date),
+    None when absent or unreadable; capped at a week."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment is None:
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
+
+
+MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600
 # A host with many addresses must not multiply the connect timeout without bound.
 _MAX_ADDRESSES_TRIED = 3
 # Linux's TCP_QUICKACK (None elsewhere).
@@ -426,7 +492,7 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 class _QuickAckStream(httpcore.NetworkStream):
     """A connection that acknowledges what it receives at once (TCP_QUICKACK before each
-    read).
+    read, where the system has it), and whose reads end at the request's deadline.
 
     On a kept-alive connection the kernel delays its acknowledgements (up to 40 ms) in the
     hope of sending them with the next request. A server that writes a response in more
@@ -442,7 +508,15 @@ class _QuickAckStream(httpcore.NetworkStream):
         self._socket = stream.get_extra_info("socket")
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self._socket is not None:
+        deadline: float | None = getattr(_DEADLINE, "at", None)
+        if deadline is not None:
+            # The request's overall deadline bounds every read, the headers' too: a server
+            # that sends a header line every 20 s would otherwise never meet the read timeout.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise httpcore.ReadTimeout("the request's deadline passed")
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        if self._socket is not None and _QUICKACK is not None:
             try:
                 self._socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             except OSError:

@@ -1052,6 +1052,7 @@ class FeedFetch:
     request: FeedRequest
     response: HttpResponse | None = None
     error: str | None = None  # the fetch failed
+    retry_after: float | None = None  # seconds the server asked to wait (Retry-After)
     body_hash: str | None = None
     parsed: ParsedFeed | None = None
     parse_error: str | None = None  # the body is not a usable feed
@@ -1064,7 +1065,7 @@ def fetch_feed(client: HttpClient, settings: Settings, request: FeedRequest, now
             request.url, etag=request.etag, last_modified=request.last_modified, accept=FEED_ACCEPT
         )
     except FetchError as exc:
-        return FeedFetch(request, error=str(exc))
+        return FeedFetch(request, error=str(exc), retry_after=exc.retry_after)
     if response.not_modified:
         return FeedFetch(request, response)
     body_hash = hashlib.sha256(response.body).hexdigest()
@@ -1115,7 +1116,7 @@ def poll_feed(
     if fetched is None or fetched.request != request:  # (the feed changed since: asked again)
         fetched = fetch_feed(client, settings, request, now)
     if fetched.error is not None:
-        return _feed_failed(session, settings, feed, fetched.error, now)
+        return _feed_failed(session, settings, feed, fetched.error, now, retry_after=fetched.retry_after)
     response = fetched.response
     assert response is not None
     feed.last_status = response.status
@@ -1176,9 +1177,20 @@ def _session_of(feed: Feed) -> Session:
 
 
 def _validators(headers: dict[str, str]) -> tuple[str | None, str | None]:
-    """ETag and Last-Modified to send next time; absurdly long or binary ones are dropped."""
-    etag, modified = clean_string(headers.get("etag") or ""), clean_string(headers.get("last-modified") or "")
-    return (etag if 0 < len(etag) <= 1024 else None), (modified if 0 < len(modified) <= 128 else None)
+    """ETag and Last-Modified to send next time; absurdly long, binary or non-ASCII ones
+    (which no request header can carry back) are dropped."""
+
+    def kept(value: str | None, longest: int) -> str | None:
+        value = clean_string(value or "")
+        return value if 0 < len(value) <= longest and value.isascii() and value.isprintable() else None
+
+    return kept(headers.get("etag"), 1024), kept(headers.get("last-modified"), 128)
+
+
+def _server_wait(exc: ItemError) -> timedelta | None:
+    """How long the server asked to be left alone (a 429 or 503 with Retry-After)."""
+    seconds = getattr(exc, "retry_after", None)
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def _feed_succeeded(settings: Settings, feed: Feed, now: datetime) -> None:
@@ -1190,12 +1202,21 @@ def _feed_succeeded(settings: Settings, feed: Feed, now: datetime) -> None:
 
 
 def _feed_failed(
-    session: Session, settings: Settings, feed: Feed, error: str, now: datetime, *, permanent: bool = False
+    session: Session,
+    settings: Settings,
+    feed: Feed,
+    error: str,
+    now: datetime,
+    *,
+    permanent: bool = False,
+    retry_after: float | None = None,
 ) -> PollResult:
     error = redact_text(error)  # shown, logged and stored: never with credentials
     feed.failure_count = (feed.failure_count or 0) + 1
     feed.last_error = error
-    feed.next_poll_at = now + feed_backoff(settings, feed.failure_count)
+    # The backoff, or longer if the server asked (429 or 503 with Retry-After).
+    wait = max(feed_backoff(settings, feed.failure_count), timedelta(seconds=retry_after or 0))
+    feed.next_poll_at = now + wait
     repo.record_failure(
         session,
         stage="feed",
@@ -1330,6 +1351,7 @@ def _finish_item(
             error=str(exc),
             permanent=exc.permanent,
             retry_after=timedelta(minutes=settings.poll.backoff_base_minutes),
+            not_before=_server_wait(exc),
             feed_id=feed.id if feed else None,
             item=payload,
             retry_limit=settings.poll.page_retry_limit,

@@ -355,6 +355,26 @@ def test_utf8_page_mislabelled_as_legacy_charset() -> None:
 
 
 @pytest.mark.parametrize(
+    ("meta", "content_type"),
+    [('<meta charset="utf-8">', None), ('<meta charset="windows-1251">', "text/html; charset=windows-1251")],
+)
+def test_utf8_with_one_stray_byte_loses_that_byte_alone(meta: str, content_type: str | None) -> None:
+    """One invalid byte in a UTF-8 page (whatever it declares) is one U+FFFD, not a guess
+    of another codec that garbles every letter."""
+    body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta=meta).encode("utf-8")
+    cut = body.index(RUSSIAN_PARAGRAPHS[1].encode()) + 10
+    page = extract_page(body[:cut] + b"\x92" + body[cut:], content_type=content_type)
+    assert RUSSIAN_PARAGRAPHS[0] in page.text and RUSSIAN_PARAGRAPHS[2] in page.text
+    assert page.text.count("\ufffd") == 1
+
+
+def test_a_declared_utf8_page_with_a_windows_quote_keeps_its_text() -> None:
+    body = b"<html><head><meta charset='utf-8'></head><body><p>On Tuesday\x92s talks in Beijing</p></body></html>"
+    text, codec = extract_module.decode_document(body)
+    assert codec == "utf-8" and "On Tuesday\ufffds talks in Beijing" in text
+
+
+@pytest.mark.parametrize(
     ("encoding", "bom"),
     [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")],
 )

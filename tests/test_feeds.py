@@ -458,3 +458,76 @@ def test_feed_discovery_reads_only_announced_feeds() -> None:
     with pytest.raises(FeedParseError, match="links to feeds") as raised:
         parse_feed(page, feed_url="https://news.example/", now=NOW)
     assert str(raised.value).endswith("links to feeds: https://news.example/world/rss.xml")
+
+
+# Feeds whose bytes and labels disagree -------------------------------------------------------
+
+RUSSIAN = """<?xml version="1.0" encoding="{encoding}"?>
+<rss version="2.0"><channel><title>Лента новостей</title><link>http://news.example/</link>
+<item><title>Мирный план и переговоры в Пекине</title><link>http://news.example/1</link></item>
+<item><title>Сила Сибири 2: новые условия поставок газа</title><link>http://news.example/2</link></item>
+</channel></rss>"""
+TITLES = ["Мирный план и переговоры в Пекине", "Сила Сибири 2: новые условия поставок газа"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # Valid UTF-8 served with a legacy charset: the bytes win.
+        (RUSSIAN.format(encoding="utf-8").encode(), "application/rss+xml; charset=windows-1251"),
+        # A UTF-8 byte-order mark beats the header too.
+        (codecs.BOM_UTF8 + RUSSIAN.format(encoding="utf-8").encode(), "text/xml; charset=windows-1251"),
+        # UTF-16 with its mark, served as UTF-8.
+        (
+            codecs.BOM_UTF16_LE + RUSSIAN.format(encoding="utf-16").encode("utf-16-le"),
+            "text/xml; charset=utf-8",
+        ),
+        # windows-1251 with no declaration anywhere (XML's default would be UTF-8).
+        (RUSSIAN.replace(' encoding="{encoding}"', "").encode("cp1251"), "text/xml"),
+    ],
+    ids=["utf8-served-as-1251", "utf8-bom-served-as-1251", "utf16-bom-served-as-utf8", "1251-undeclared"],
+)
+def test_a_feed_is_read_in_the_charset_its_bytes_are_in(body: bytes, content_type: str) -> None:
+    parsed = parse_feed(body, feed_url=FEED_URL, content_type=content_type, now=NOW)
+    assert [item.title for item in parsed.items] == TITLES
+
+
+def test_one_stray_byte_in_a_utf8_feed_costs_one_character() -> None:
+    body = RUSSIAN.format(encoding="utf-8").encode().replace("Пекине".encode(), "Пеки".encode() + b"\x92")
+    parsed = parse_feed(body, feed_url=FEED_URL, content_type="application/rss+xml", now=NOW)
+    assert [item.title for item in parsed.items] == ["Мирный план и переговоры в Пеки\ufffd", TITLES[1]]
+
+
+def test_character_references_no_character_has_do_not_fail_the_feed() -> None:
+    body = b"""<rss version="2.0"><channel><title>x</title>
+<item><title>Smile &#55357;&#56832; from Beijing</title><link>http://news.example/1</link></item>
+<item><title>Broken &#55357; and &#x110000; and &#0; refs</title><link>http://news.example/2</link></item>
+<item><title>Fine &#1057;&#1080;&#1083;&#1072;</title><link>http://news.example/3</link></item>
+</channel></rss>"""
+    parsed = parse_feed(body, feed_url=FEED_URL, now=NOW)
+    assert [item.title for item in parsed.items] == [
+        "Smile \U0001f600 from Beijing",
+        "Broken \ufffd and \ufffd and \ufffd refs",
+        "Fine Сила",
+    ]
+
+
+def test_a_feed_listing_its_oldest_first_keeps_its_newest_items() -> None:
+    items = "".join(
+        f"<item><title>t{day}</title><link>http://n.example/{day}</link>"
+        f"<pubDate>{day:02d} Nov 2026 08:00:00 GMT</pubDate></item>"
+        for day in range(1, 16)
+    )
+    body = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'.encode()
+    parsed = parse_feed(body, feed_url=FEED_URL, now=NOW, max_items=5)
+    assert [item.title for item in parsed.items] == ["t11", "t12", "t13", "t14", "t15"]
+    assert any("10 of 15 items left out (the oldest" in warning for warning in parsed.warnings)
+
+
+def test_a_json_feed_with_a_lone_surrogate_in_a_link_loses_only_that_character() -> None:
+    body = (
+        b'{"version": "https://jsonfeed.org/version/1.1", "title": "x", "items": ['
+        b'{"id": "1", "url": "https://news.example/a\\ud800b", "title": "T\\udfff"}]}'
+    )
+    parsed = parse_feed(body, feed_url=FEED_URL, now=NOW)
+    assert [(item.url, item.title) for item in parsed.items] == [("https://news.example/a\ufffdb", "T\ufffd")]

@@ -498,3 +498,118 @@ def test_public_hosts_keep_their_connections_alive() -> None:
     assert len(set(server.ports[:3])) == 1, "public: one connection"
     assert len(set(server.ports[3:6])) == 3, "local: one connection per request"
     assert len(set(server.ports[6:])) == 1, "keep_alive_private: one connection"
+
+
+# Servers that misbehave in ways a poll must survive ------------------------------------------
+
+
+def test_a_validator_outside_ascii_is_not_sent_back_and_the_feed_stays_readable() -> None:
+    def feed(handler: object) -> Reply:
+        # http.server writes header values in Latin-1: a raw é, as some servers send.
+        return Reply(
+            200, b"<rss/>", {"ETag": '"caf\u00e9"', "Last-Modified": "Di, 03 J\u00e4n 2025 10:00:00"}
+        )
+
+    from pipeline.ingest import _validators
+
+    with LocalServer({"/feed": feed}) as server, client() as http:
+        first = http.get(server.url("/feed"))
+        again = http.get(
+            server.url("/feed"), etag=first.headers["etag"], last_modified=first.headers["last-modified"]
+        )
+        assert again.status == 200
+        assert "If-None-Match" not in server.hits[1]["headers"]
+        assert "If-Modified-Since" not in server.hits[1]["headers"]
+    assert _validators(first.headers) == (None, None)  # nothing kept that cannot be sent
+    assert _validators({"etag": '"v1"', "last-modified": "Tue, 03 Jun 2025 10:00:00 GMT"}) == (
+        '"v1"',
+        "Tue, 03 Jun 2025 10:00:00 GMT",
+    )
+
+
+def test_headers_that_trickle_in_are_cut_at_the_overall_deadline() -> None:
+    """One header line every 0.4 s never meets the 1 s read timeout; the 2 s deadline of
+    the request stops it all the same."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            for number in range(100):
+                if stop.wait(0.4):
+                    return
+                connection.sendall(f"X-Slow-{number}: yes\r\n".encode())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    with client() as http, pytest.raises(FetchError, match="timed out") as caught:
+        http.get(f"http://127.0.0.1:{listener.getsockname()[1]}/slow")
+    elapsed = time.monotonic() - started
+    stop.set()
+    listener.close()
+    assert not caught.value.permanent
+    assert elapsed < 4.0, elapsed  # the deadline (2 x 1 s), not the server's 40 s
+
+
+def test_a_gzip_body_cut_short_is_a_transient_failure() -> None:
+    whole = gzip.compress(("Power of Siberia 2 talks resumed in Beijing. " * 400).encode())
+
+    def cut(handler: object) -> Reply:
+        # No Content-Length (an iterator) and the connection closed after 60 % of the stream.
+        return Reply(200, iter([whole[: len(whole) * 6 // 10]]), {"Content-Encoding": "gzip"})
+
+    with LocalServer(
+        {"/cut": cut, "/whole": lambda h: Reply(200, whole, {"Content-Encoding": "gzip"})}
+    ) as server:
+        with client() as http:
+            assert http.get(server.url("/whole")).body.startswith(b"Power of Siberia 2")
+            with pytest.raises(FetchError, match="ended before its compressed body did") as caught:
+                http.get(server.url("/cut"))
+    assert not caught.value.permanent
+
+
+def test_an_international_name_idna_refuses_is_a_permanent_fetch_error() -> None:
+    with client() as http, pytest.raises(FetchError, match="invalid host name") as caught:
+        http.get("http://xn--zz/story")
+    assert caught.value.permanent
+
+
+def test_not_modified_without_validators_is_not_taken_for_an_answer() -> None:
+    with LocalServer({"/always": lambda h: Reply(304)}) as server, client() as http:
+        assert http.get(server.url("/always"), etag='"v1"').not_modified
+        with pytest.raises(FetchError, match="without validators") as caught:
+            http.get(server.url("/always"))
+    assert not caught.value.permanent
+
+
+def test_retry_after_is_read_from_seconds_and_dates() -> None:
+    from email.utils import format_datetime
+
+    from pipeline.http import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
+
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)
+    routes = {
+        "/busy": lambda h: Reply(429, b"slow down", {"Retry-After": "3600"}),
+        "/down": lambda h: Reply(503, b"maintenance", {"Retry-After": later}),
+        "/gone": lambda h: Reply(404, b"no", {"Retry-After": "3600"}),
+    }
+    with LocalServer(routes) as server, client() as http:
+        with pytest.raises(FetchError) as busy:
+            http.get(server.url("/busy"))
+        with pytest.raises(FetchError) as down:
+            http.get(server.url("/down"))
+        with pytest.raises(FetchError) as gone:
+            http.get(server.url("/gone"))
+    assert busy.value.retry_after == 3600 and not busy.value.permanent
+    assert down.value.retry_after is not None and 7000 < down.value.retry_after <= 7200
+    assert gone.value.retry_after is None and gone.value.permanent
+    assert retry_after_seconds("31536000") == MAX_RETRY_AFTER_SECONDS
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None

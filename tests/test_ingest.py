@@ -598,6 +598,30 @@ def test_transient_page_failure_is_retried(session: Session, settings: Settings)
     assert failure is not None and failure.resolved_at is not None
 
 
+def test_a_server_asking_to_wait_is_left_alone_that_long(session: Session, settings: Settings) -> None:
+    """429 and 503 with Retry-After: the page is not retried, nor the feed polled, before
+    the time the server named (the backoff alone would try again in 15 minutes)."""
+    site = FeedSite()
+    site.server.routes["/a"] = lambda handler: Reply(429, b"slow down", {"Retry-After": "7200"})
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        first = poll_feed(session, client, settings, feed_id, now=NOW)
+        assert first.items[0].status == "error"
+        assert retry_failed_pages(session, client, settings, now=NOW + timedelta(minutes=90)) == []
+        failure = session.scalar(select(FetchFailure).where(FetchFailure.target.contains("/a")))
+        assert failure is not None and failure.next_retry_at is not None
+        assert failure.next_retry_at.replace(tzinfo=UTC) >= NOW + timedelta(hours=2)
+        site.server.routes["/feed"] = lambda handler: Reply(503, b"maintenance", {"Retry-After": "86400"})
+        failed = poll_feed(session, client, settings, feed_id, now=NOW)
+    assert failed.outcome == "error"
+    feed = session.get(Feed, feed_id)
+    assert (
+        feed is not None
+        and feed.next_poll_at is not None
+        and feed.next_poll_at.replace(tzinfo=UTC) >= NOW + timedelta(days=1)
+    )
+
+
 def test_import_twice_stores_nothing_new(session: Session, settings: Settings) -> None:
     # a1 and a2 tell the same story loosely enough to pass as a free translation: a month
     # apart, they are not compared.

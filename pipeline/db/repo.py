@@ -666,12 +666,15 @@ def record_failure(
     error: str,
     permanent: bool,
     retry_after: timedelta | None,
+    not_before: timedelta | None = None,
     feed_id: int | None = None,
     item: dict[str, Any] | None = None,
     retry_limit: int = 5,
     now: datetime | None = None,
 ) -> FetchFailure:
-    """Record (or update) a failure; transient ones get a next retry time until the limit."""
+    """Record (or update) a failure; transient ones get a next retry time until the limit
+    (``retry_after`` times the attempts so far, and at least ``not_before``: what the
+    server asked for)."""
     now = now or utcnow()
     failure = session.scalar(
         select(FetchFailure).where(FetchFailure.stage == stage, FetchFailure.target == target)
@@ -695,7 +698,9 @@ def record_failure(
     if item is not None:
         failure.item = item
     failure.next_retry_at = (
-        None if failure.permanent or retry_after is None else now + retry_after * failure.attempts
+        None
+        if failure.permanent or retry_after is None
+        else now + max(retry_after * failure.attempts, not_before or timedelta(0))
     )
     session.flush()
     return failure
