@@ -35,6 +35,7 @@ from pipeline.coverage import (
     series_name,
     unreported_changes,
 )
+from pipeline.db import repo
 from pipeline.db.repo import history_start, index_free
 from pipeline.db.schema import (
     Article,
@@ -148,6 +149,14 @@ _LABELS: dict[Literal["topic", "watch"], tuple[type[ArticleTopic] | type[Article
 _ORIGINALS = (Article.duplicate_of_id.is_(None), Article.is_seed.is_(False))
 
 
+def _story_labels(table: type[ArticleTopic] | type[ArticleWatch]) -> Any:
+    """Each story's labels, once: ``(article_id, slug)`` with the story's original as the
+    article (:func:`pipeline.db.repo.labelled_stories`). A story counts once in a series if
+    any of its articles carries the label: a translation classified in its own language
+    can carry a label its original did not get, and the story must not count zero times."""
+    return repo.labelled_stories(table).distinct().subquery("story_labels")
+
+
 def load_series(
     session: Session, registry: TopicRegistry, *, bin_size: timedelta, until: datetime
 ) -> list[Series]:
@@ -157,12 +166,14 @@ def load_series(
     counts: dict[str, dict[int, int]] = {}
     moment = _moment()
     index = _bin_index(session, moment, bin_size)
-    for kind, (table, slug_column) in _LABELS.items():
+    for kind, (table, _) in _LABELS.items():
+        labels = _story_labels(table)
         rows = session.execute(
-            select(slug_column, index, func.count())
-            .join(Article, Article.id == table.article_id)
+            select(labels.c.slug, index, func.count())
+            .select_from(labels)
+            .join(Article, Article.id == labels.c.article_id)
             .where(*_ORIGINALS, moment < until)
-            .group_by(slug_column, index)
+            .group_by(labels.c.slug, index)
         )
         for slug, bin_index, count in rows:  # (one row per series and bin)
             counts.setdefault(series_name(kind, slug), {})[int(bin_index)] = int(count)
@@ -178,12 +189,14 @@ def series_counts(session: Session, start: datetime, end: datetime) -> dict[str,
     """New articles of each series with a moment in [start, end), counted by the database."""
     moment = _moment()
     counts: dict[str, int] = {}
-    for kind, (table, slug_column) in _LABELS.items():
+    for kind, (table, _) in _LABELS.items():
+        labels = _story_labels(table)
         rows = session.execute(
-            select(slug_column, func.count())
-            .join(Article, Article.id == table.article_id)
+            select(labels.c.slug, func.count())
+            .select_from(labels)
+            .join(Article, Article.id == labels.c.article_id)
             .where(*_ORIGINALS, moment >= start, moment < end)
-            .group_by(slug_column)
+            .group_by(labels.c.slug)
         )
         for slug, count in rows:
             counts[series_name(kind, slug)] = int(count)
@@ -480,9 +493,19 @@ def top_articles(
         kind, slug = series.split(":", 1)
         label_table, column = _LABELS["topic" if kind == "topic" else "watch"]
         labels = (label_table, column, slug)
-        query = query.join(label_table, (label_table.article_id == Article.id) & (column == slug))
+        # The stories with the label, whichever of their articles carries it.
+        query = query.where(repo.story_has_label(label_table, slug))
     else:
-        query = query.where(Article.relevant.is_(True))
+        # A story is relevant when any of its articles is.
+        relevant_copy = aliased(Article)
+        query = query.where(
+            Article.relevant.is_(True)
+            | Article.id.in_(
+                select(relevant_copy.duplicate_of_id).where(
+                    relevant_copy.duplicate_of_id.is_not(None), relevant_copy.relevant.is_(True)
+                )
+            )
+        )
     rows = session.execute(query).all()
     ranked = [article for article, _ in rows]
     copies = {article.id: count for article, count in rows}
@@ -490,14 +513,16 @@ def top_articles(
     evidence_of: dict[int, list[str]] = {}
     if labels is not None and ids:
         label_table, column, slug = labels
-        evidence_of = {
-            article_id: list(evidence)
-            for article_id, evidence in session.execute(
-                select(label_table.article_id, label_table.evidence).where(
-                    label_table.article_id.in_(ids), column == slug
-                )
-            )
-        }
+        # The original's own evidence, else that of the first of its copies with the label.
+        member = aliased(Article)
+        story = func.coalesce(member.duplicate_of_id, member.id)
+        for article_id, evidence in session.execute(
+            select(story, label_table.evidence)
+            .join(member, member.id == label_table.article_id)
+            .where(story.in_(ids), column == slug)
+            .order_by(member.duplicate_of_id.is_not(None), member.id)
+        ):
+            evidence_of.setdefault(article_id, list(evidence))
     translations: dict[int, list[tuple[str, str | None]]] = {}
     if ids:
         for root, lang, url in session.execute(
@@ -581,7 +606,9 @@ def _summary_digest(
 
 def _new_article_count(session: Session, start: datetime, end: datetime) -> int:
     """New (non-copy, non-seed) articles of the period in at least one series, each once."""
-    labelled = select(ArticleTopic.article_id).union(select(ArticleWatch.article_id))
+    labelled = select(_story_labels(ArticleTopic).c.article_id).union(
+        select(_story_labels(ArticleWatch).c.article_id)
+    )
     moment = _moment()
     return int(
         session.scalar(

@@ -884,3 +884,47 @@ def test_a_days_arrays_grow_as_rows_arrive_and_match_a_fresh_stack() -> None:
     vectors, moments, langs = growing.arrays(8)
     assert len(vectors) == len(growing.rows) == len(moments) == len(langs)
     assert list(langs[:3]) == [r.lang for r in growing.rows[:3]] and "zh-hant" in set(langs)
+
+
+def test_a_story_counts_under_the_labels_of_any_of_its_articles_once(
+    session: Session, settings: Settings
+) -> None:
+    """The original (zh, say) was classified without a label its translation (en) carries:
+    the story still counts once under it, in the series, the digest's articles, the folded
+    list and the analyst views, whichever language arrived first."""
+    from sqlalchemy import text
+
+    from pipeline.db.engine import apply_views
+    from pipeline.db.schema import ArticleTopic, ArticleWatch
+    from pipeline.reporting import series_counts, top_articles
+
+    apply_views(session.get_bind())  # type: ignore[arg-type]
+
+    lines = [line("en", hours=-30), line("ru", hours=-28), line("zh", hours=-27)]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+    root = results["en"].article_id
+    assert root is not None and results["ru"].duplicate_of == root and results["zh"].duplicate_of == root
+    topic = session.scalar(
+        select(ArticleTopic.topic).where(ArticleTopic.article_id == results["ru"].article_id)
+    )
+    assert topic is not None, "the translation carries a topic"
+    # Only the translations carry the topic (and the watch items): as if the original's
+    # language had given it none.
+    session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == root))
+    session.execute(delete(ArticleWatch).where(ArticleWatch.article_id == root))
+    session.commit()
+    counts = series_counts(session, NOW - timedelta(days=3), NOW)
+    assert counts[f"topic:{topic}"] == 1  # once, though two translations carry it
+    listed = top_articles(session, f"topic:{topic}", since=NOW - timedelta(days=3), until=NOW, limit=8)
+    assert [a.article_id for a in listed] == [root]
+    assert listed[0].evidence  # the translation's evidence, the original having none
+    found = repo.find_articles(session, repo.ArticleFilter(topic=topic))
+    assert [f.article.id for f in found] == [root]
+    # Listed one by one, each article is under its own labels only.
+    alone = repo.find_articles(session, repo.ArticleFilter(topic=topic, include_duplicates=True))
+    assert root not in [f.article.id for f in alone] and len(alone) == 2
+    view = session.execute(
+        text("SELECT article_id, evidence_from FROM v_article_topics WHERE topic = :t"), {"t": topic}
+    ).all()
+    assert [row.article_id for row in view] == [root]
+    assert view[0].evidence_from == min(results["ru"].article_id or 0, results["zh"].article_id or 0)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Float,
     Integer,
+    Select,
     Subquery,
     case,
     cast,
@@ -296,6 +297,44 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     return _found(session, wanted, fulltext.matches(session, parsed))
 
 
+def labelled_stories(
+    table: type[ArticleTopic] | type[ArticleWatch], slug: str | None = None
+) -> Select[int, str]:
+    """``(article_id, slug)`` of each label any article carries, given to its story's
+    original (``coalesce(duplicate_of_id, id)``); ``slug`` keeps one label's rows.
+
+    A story (an original and its copies, translations included) carries every label any of
+    its articles carries. Each article is classified in its own language, and a translation
+    can carry a label its original did not get: the story is counted and listed under it
+    all the same, once. Rows may repeat (an original and its copy with one label).
+    """
+    member = aliased(Article)
+    column = ArticleTopic.topic if table is ArticleTopic else ArticleWatch.item
+    query = (
+        select(func.coalesce(member.duplicate_of_id, member.id).label("article_id"), column.label("slug"))
+        .select_from(table)
+        .join(member, member.id == table.article_id)
+    )
+    return query.where(column == slug) if slug is not None else query
+
+
+def story_has_label(table: type[ArticleTopic] | type[ArticleWatch], slug: str, story: Any = None) -> Any:
+    """A condition on an original (``story``, default ``Article.id``): it or one of its
+    copies carries the label. Tested row by row, for a walk that stops early (a page of a
+    list, a window's articles); :func:`labelled_stories` lists them all at once."""
+    story = Article.id if story is None else story
+    column = ArticleTopic.topic if table is ArticleTopic else ArticleWatch.item
+    copy = aliased(Article)
+    own = select(table.article_id).where(table.article_id == story, column == slug).exists()
+    copied = (
+        select(table.article_id)
+        .join(copy, copy.id == table.article_id)
+        .where(copy.duplicate_of_id == story, column == slug)
+        .exists()
+    )
+    return own | copied
+
+
 def _found(session: Session, wanted: ArticleFilter, matched: Subquery | None) -> list[Found]:
     """The page of ``wanted``; ``matched`` is the full-text subquery of its query (or None)."""
     score: Any = None
@@ -318,16 +357,24 @@ def _found(session: Session, wanted: ArticleFilter, matched: Subquery | None) ->
     plain = index_free(session)
     if wanted.ids is not None:
         query = query.where(Article.id.in_(list(wanted.ids)))
+    # Stories folded into their originals are listed under every label of the story (see
+    # labelled_stories); articles listed one by one, under their own.
     if wanted.topic:
         # Topics are broad (a tenth to a third of all articles): walk the date order and
         # test membership. Watch items are narrow: start from their few articles.
+        own_topic = select(ArticleTopic.article_id).where(ArticleTopic.topic == wanted.topic)
         query = query.where(
-            plain(Article.id).in_(select(ArticleTopic.article_id).where(ArticleTopic.topic == wanted.topic))
+            plain(Article.id).in_(own_topic)
+            if wanted.include_duplicates
+            else story_has_label(ArticleTopic, wanted.topic, plain(Article.id))
         )
     if wanted.watch:
-        query = query.where(
-            Article.id.in_(select(ArticleWatch.article_id).where(ArticleWatch.item == wanted.watch))
+        item = (
+            select(ArticleWatch.article_id).where(ArticleWatch.item == wanted.watch)
+            if wanted.include_duplicates
+            else select(labelled_stories(ArticleWatch, wanted.watch).subquery().c.article_id)
         )
+        query = query.where(Article.id.in_(item))
     if wanted.lang:
         query = query.where(plain(Article.lang) == wanted.lang)
     if wanted.feed:
