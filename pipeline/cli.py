@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline")
 MAX_ID = 2**63 - 1  # the largest id either database stores
+SPARK_WIDTH = 60  # characters of a series' bars in `summitwatch coverage`
 
 
 def console() -> int:
@@ -782,22 +783,27 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     with open_session(settings) as session:
         report = compute_coverage(session, settings, now=now, loaded=loaded)
     since = now - timedelta(days=days)
+    step = 1  # bins per bar: the bars span the days shown, in at most SPARK_WIDTH characters
     for name, bins in report.bins.items():
         shown = [(start, count) for start, count in bins if start >= since - config.bin_size]
+        step = max(1, -(-len(shown) // SPARK_WIDTH))
         changes = [c for c in report.changes[name] if c.at >= since]
         if args.json:
             print(json.dumps(coverage_json(name, shown, changes), ensure_ascii=False))
             continue
         total = sum(count for _, count in shown)
         heading = f"{report.labels.get(name, name)} ({name})"
-        print(f"{heading:<52} {total:>5}  {sparkline([count for _, count in shown][-56:])}")
+        counts = [count for _, count in shown]
+        bars = [sum(counts[index : index + step]) for index in range(0, len(counts), step)]
+        print(f"{heading:<52} {total:>5}  {sparkline(bars)}")
         for change in changes:
             arrow = "up" if change.direction == "up" else "down"
             print(f"{'':>4}{change.at:%Y-%m-%d %H:%M} {arrow}: {change.explanation}")
     if not args.json:
+        hours = config.bin_size / timedelta(hours=1)
         _stderr(
-            f"last {days} days, {config.bin_size / timedelta(hours=1):g}-hour bins; "
-            f"history since {report.history_start:%Y-%m-%d %H:%M} UTC"
+            f"last {days} days (totals and bars alike; a bar per {hours * step:g} hours), "
+            f"{hours:g}-hour bins; history since {report.history_start:%Y-%m-%d %H:%M} UTC"
         )
     return 0
 

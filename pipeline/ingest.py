@@ -811,6 +811,10 @@ def _replace_with_new_version(
     article.title = candidate.title or article.title
     article.content_hash = candidate.fingerprint.content_hash
     article.word_count = count_words(candidate.text)
+    # The new text's language: a stub ("details later", und) replaced by the article, or a
+    # page that now carries another language's text. Vectors and labels follow it.
+    article.lang = candidate.lang
+    article.lang_confidence = candidate.extra.get("lang_confidence")
     params = context.neardup_params
     vectors = context.embed(article.title, candidate.text)
     _store_article_vectors(session, context, article, vectors)

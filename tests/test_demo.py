@@ -159,7 +159,15 @@ def test_demo_stores_the_site_as_expected(
         name = re.search(r"<strong>(.+?)</strong>", shown)
         assert name and name.group(1) in overview, "the same display name as in the digest"
     # So does `summitwatch coverage`, under the same display names.
-    printed = sw("coverage", db=tmp_path / "demo.db").stdout
+    shown = sw("coverage", db=tmp_path / "demo.db")
+    printed = shown.stdout
+    # The bars span the days the totals count: the history's 6-hour bins within the last 30
+    # days, two to a bar (at most 60 bars).
+    assert "last 30 days (totals and bars alike; a bar per 12 hours)" in shown.stderr
+    bars = [
+        line.split()[-1] for line in printed.splitlines() if re.match(r"^\S.* \((topic|watch):\w+\) ", line)
+    ]
+    assert bars and len({len(bar) for bar in bars}) == 1 and len(bars[0]) <= 60, bars
     for change in reported:
         assert f"{change.at:%Y-%m-%d %H:%M} {change.direction}: {change.explanation}" in printed
     for name in overview:

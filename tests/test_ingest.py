@@ -764,6 +764,19 @@ def test_changed_page_under_known_url_becomes_a_version(session: Session, settin
     assert [v.text for v in versions] == [BODY_EN]
 
 
+def test_a_new_version_in_another_language_takes_that_language(session: Session, settings: Settings) -> None:
+    """A stub page ("details later") replaced by the article: the row's language is the
+    article's, so language filters and the translation check see it as it is now."""
+    url = "https://news.example/live/stub"
+    first = list(
+        import_lines(session, settings, [json.dumps({"url": url, "text": BODY_EN})], source="a", now=NOW)
+    )
+    list(import_lines(session, settings, [json.dumps({"url": url, "text": BODY_RU})], source="b", now=NOW))
+    article = session.get(Article, first[0].result.article_id)
+    assert article is not None and article.text == BODY_RU
+    assert article.lang == "ru" and article.lang_confidence is not None
+
+
 def test_extraction_time_limit_quarantines_a_pathological_page() -> None:
     import time as time_module
 
