@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import apply_views, make_engine, session_factory, upgrade_schema, views_file
-from pipeline.db.schema import Article
+from pipeline.db.schema import Article, Feed
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import IngestContext, build_candidate, index_articles, store_candidate
 from pipeline.seeds import load_seed_documents
@@ -42,8 +42,13 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
             added, present = load_seeds(session, settings)
             missing = _index_seeds(session, settings)
             feeds_added = feeds_updated = 0
+
+            def described(feed: Feed) -> tuple[object, ...]:
+                return (feed.name, feed.outlet, feed.lang, feed.reason, feed.enabled)
+
+            before_init = {feed.url: described(feed) for feed in repo.list_feeds(session)}
             for entry in registry.feeds if registry else []:
-                _, created = repo.upsert_feed(
+                feed, created = repo.upsert_feed(
                     session,
                     entry.url,
                     name=entry.name,
@@ -53,7 +58,8 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
                     enabled=entry.enabled,
                 )
                 feeds_added += created
-                feeds_updated += not created
+                # Counted only when the file changed something (a name, a language...).
+                feeds_updated += not created and before_init.get(feed.url) != described(feed)
             session.commit()
     finally:
         engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,7 @@ def test_init_reports_and_is_idempotent(db: Path) -> None:
     again = sw("init", db=db)
     assert again.returncode == 0
     assert "seed corpus: 0 added, 5 already present" in again.stderr
+    assert re.search(r"feeds from \S+: 0 added, 0 updated", again.stderr), again.stderr
 
 
 def test_commands_need_init_first(tmp_path: Path) -> None:
