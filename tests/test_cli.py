@@ -101,6 +101,7 @@ def test_commands_need_init_first(tmp_path: Path) -> None:
     done = sw("articles", db=tmp_path / "empty.db")
     assert done.returncode == 2
     assert "run `summitwatch init` first" in done.stderr
+    assert not (tmp_path / "empty.db").exists(), "a mistyped path leaves no empty database behind"
 
 
 def test_bad_setting_stops_with_the_key_named(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -186,6 +186,8 @@ def open_session(db_url: str, *, migrate: bool = False, durable: bool = False) -
     The engine lives as long as the block: callers (a CLI command, a task) own it.
     ``durable``: see :func:`make_engine`.
     """
+    if not migrate:
+        _require_sqlite_file(db_url)
     engine = make_engine(db_url, durable=durable)
     try:
         if migrate:
@@ -196,6 +198,18 @@ def open_session(db_url: str, *, migrate: bool = False, durable: bool = False) -
             yield session
     finally:
         engine.dispose()
+
+
+def _require_sqlite_file(db_url: str) -> None:
+    """A SQLite URL naming a file that does not exist: say so, before SQLite creates an
+    empty one there (a mistyped path would leave a stray database behind)."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite":
+        return
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file:")
+    if not in_memory and not Path(database).exists():
+        raise DatabaseError(f"no database at {database}: run `summitwatch init` first to create it")
 
 
 def require_database(session: Session) -> None:
