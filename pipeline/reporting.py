@@ -147,6 +147,7 @@ _LABELS: dict[Literal["topic", "watch"], tuple[type[ArticleTopic] | type[Article
     "watch": (ArticleWatch, ArticleWatch.item),
 }
 _ORIGINALS = (Article.duplicate_of_id.is_(None), Article.is_seed.is_(False))
+OPENING_CHARS = 400  # of an untitled article's text read for its opening words
 
 
 def _story_labels(table: type[ArticleTopic] | type[ArticleWatch]) -> Any:
@@ -459,7 +460,7 @@ def top_articles(
     )
     moment = _moment()
     query = (
-        select(Article, copy_count)
+        select(Article, copy_count, func.substr(Article.text, 1, OPENING_CHARS))
         .options(
             load_only(
                 Article.id,
@@ -507,8 +508,12 @@ def top_articles(
             )
         )
     rows = session.execute(query).all()
-    ranked = [article for article, _ in rows]
-    copies = {article.id: count for article, count in rows}
+    ranked = [article for article, _, _ in rows]
+    copies = {article.id: count for article, count, _ in rows}
+    # An article without a headline is shown by its opening words, as `articles` shows it.
+    from pipeline.browse import opening_words
+
+    openings = {article.id: opening for article, _, opening in rows}
     ids = list(copies)
     evidence_of: dict[int, list[str]] = {}
     if labels is not None and ids:
@@ -542,7 +547,7 @@ def top_articles(
         result.append(
             DigestArticle(
                 article_id=article.id,
-                title=article.title,
+                title=article.title or opening_words(openings.get(article.id) or ""),
                 url=article.url,
                 source=_source(article, feeds),
                 lang=article.lang,

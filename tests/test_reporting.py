@@ -548,3 +548,21 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
     assert _new_article_count(session, start, end) == sum(
         1 for r in counted if r["id"] in labelled and start <= moment(r) < end
     )
+
+
+def test_an_untitled_article_is_shown_by_its_opening_words(session: Session, settings: Settings) -> None:
+    from pipeline.reporting import top_articles
+
+    article = pos2_articles()[0]
+    line = json.dumps(
+        {"id": "u", "text": article["text"], "published": (NOW - timedelta(hours=3)).isoformat()}
+    )
+    [result] = import_lines(session, settings, [line], source="untitled", now=NOW)
+    assert result.result.status == "new"
+    shown = top_articles(
+        session, "watch:power_of_siberia_2", since=NOW - timedelta(days=1), until=NOW, limit=8
+    )
+    assert [a.article_id for a in shown] == [result.result.article_id]
+    first_words = " ".join(article["text"].split()[:5])
+    assert shown[0].title is not None and shown[0].title.startswith(first_words)
+    assert shown[0].title.endswith("…")
