@@ -552,7 +552,10 @@ def top_articles(
                 source=_source(article, feeds),
                 lang=article.lang,
                 evidence=evidence[0] if evidence else None,
-                copies=copies[article.id] - len(translations.get(article.id, [])),
+                # Translations into other languages are shown as "also in"; every other copy
+                # (a same-language text linked through a translation included) is counted.
+                copies=copies[article.id]
+                - sum(1 for lang, _ in translations.get(article.id, []) if lang != article.lang),
                 published_at=article.published_at,
                 also_in=_one_per_language(translations.get(article.id, []), article.lang),
             )

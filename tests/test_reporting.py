@@ -566,3 +566,24 @@ def test_an_untitled_article_is_shown_by_its_opening_words(session: Session, set
     first_words = " ".join(article["text"].split()[:5])
     assert shown[0].title is not None and shown[0].title.startswith(first_words)
     assert shown[0].title.endswith("…")
+
+
+def test_a_same_language_copy_linked_through_a_translation_is_counted_as_a_copy(
+    session: Session, settings: Settings
+) -> None:
+    from pipeline.reporting import top_articles
+
+    first, second = pos2_articles()[:2]
+    lines = [
+        json.dumps({"id": key, "text": a["text"], "published": (NOW - timedelta(hours=3)).isoformat()})
+        for key, a in (("root", first), ("copy", second))
+    ]
+    results = [r.result for r in import_lines(session, settings, lines, source="same", now=NOW)]
+    root, copy = (session.get(Article, r.article_id) for r in results)
+    assert root is not None and copy is not None
+    # Linked as a translation of another copy of the story, in the original's own language.
+    copy.duplicate_of_id, copy.copy_kind, copy.lang = root.id, "translation", root.lang
+    session.commit()
+    [shown] = top_articles(session, None, since=NOW - timedelta(days=1), until=NOW, limit=8)
+    assert shown.article_id == root.id
+    assert shown.copies == 1 and shown.also_in == []
