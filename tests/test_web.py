@@ -222,6 +222,14 @@ def test_article_list_filters_and_pages(settings: Settings) -> None:
         last = client.get("/", params={"watch": "power_of_siberia_2", "limit": "200"}).text
         assert "Older" not in last
 
+        # An export holds the whole result; an empty limit field is no limit, as elsewhere.
+        every = client.get("/articles", params={"format": "jsonl"}).text.splitlines()
+        assert len(every) > 20
+        assert len(client.get("/articles", params={"format": "jsonl", "limit": ""}).text.splitlines()) == len(
+            every
+        )
+        assert len(client.get("/articles", params={"format": "jsonl", "limit": "3"}).text.splitlines()) == 3
+
 
 def test_api_returns_what_the_cli_prints(
     settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -372,6 +380,9 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
             "duplicates=maybe": "duplicates: expected 1 or 0",
             "lang=%3Cscript%3E": "lang: not a language code",
             "page=4000&limit=200": "too deep",
+            # Over 4,300 digits Python refuses to convert: refused before that, not a 500.
+            "page=1" + "0" * 4300: "page: must be between 1",
+            "feed=a%00b": "feed: control characters are not allowed",
         }
         for query, message in bad.items():
             page = client.get(f"/articles?{query}")
@@ -387,6 +398,11 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         missing = client.get("/articles/999999")
         assert missing.status_code == 404 and "There is no article 999999." in missing.text
         assert client.get("/articles/99999999999999999999").status_code == 404
+        assert client.get("/articles/1" + "0" * 5000).status_code == 404
+        assert client.get("/digests/1" + "0" * 5000).status_code == 404
+        # The last day there is: everything up to it, no day after it to compute.
+        assert client.get("/articles?until=9999-12-31").status_code == 200
+        assert client.get("/api/articles?until=9999-12-31").status_code == 200
         assert client.get("/articles/abc").status_code == 404
         assert client.get("/nowhere").status_code == 404
         assert client.get("/api/nowhere").json() == {"error": "Not Found"}

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
 from starlette.datastructures import MutableHeaders, QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -120,16 +121,17 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         finally:
             engine.dispose()
 
+    _register_record_ids()
     site = _Site(settings, _template_environment(), clock)
     routes: list[BaseRoute] = [
         Route("/", site.article_list, methods=["GET"], name="home"),
         # The digest links to /articles?topic=…&since=…; it is the same page.
         Route("/articles", site.article_list, methods=["GET"], name="articles"),
-        Route("/articles/{article_id:int}", site.article_detail, methods=["GET"], name="article"),
+        Route("/articles/{article_id:record_id}", site.article_detail, methods=["GET"], name="article"),
         Route("/coverage", site.coverage, methods=["GET"], name="coverage"),
         Route("/feeds", site.feeds, methods=["GET"], name="feeds"),
         Route("/digests", site.digests, methods=["GET"], name="digests"),
-        Route("/digests/{digest_id:int}", site.digest_detail, methods=["GET"], name="digest"),
+        Route("/digests/{digest_id:record_id}", site.digest_detail, methods=["GET"], name="digest"),
         Route("/healthz", site.healthz, methods=["GET"], name="healthz"),
         Route("/api/articles", site.api_articles, methods=["GET"], name="api_articles"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
@@ -260,7 +262,10 @@ class ListQuery:
             lang=self.lang,
             feed=self.feed,
             since=_day_start(self.since),
-            until=_day_start(self.until + timedelta(days=1)) if self.until else None,
+            # (The day after, at its start: the bound is exclusive. No day after the last.)
+            until=_day_start(self.until + timedelta(days=1))
+            if self.until and self.until < date.max
+            else None,
             text=self.q,
             include_duplicates=self.duplicates,
             include_seeds=self.seeds,
@@ -366,6 +371,24 @@ def parse_format(params: QueryParams) -> str:
     return fmt
 
 
+class _RecordId(Convertor[int]):
+    """A path's record id: up to 19 digits (Starlette's own ``int`` converts any length,
+    and Python refuses over 4,300 digits with an error the page would show as a 500)."""
+
+    regex = "[0-9]{1,19}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+def _register_record_ids() -> None:
+    if "record_id" not in CONVERTOR_TYPES:
+        register_url_convertor("record_id", _RecordId())
+
+
 def _date(params: QueryParams, name: str) -> date | None:
     value = _text(params, name)
     if value is None:
@@ -384,7 +407,13 @@ def _slugs(entries: Sequence[Entry]) -> list[str]:
 
 def _text(params: QueryParams, name: str) -> str | None:
     value = params.get(name, "").strip()
+    if _CONTROL_CHARACTER.search(value):
+        # (PostgreSQL refuses NUL in text: the query would fail as if the database were down.)
+        raise BadRequest(f"{name}: control characters are not allowed")
     return value or None
+
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _flag(params: QueryParams, name: str, *, default: bool = False) -> bool:
@@ -404,6 +433,9 @@ def _integer(params: QueryParams, name: str, *, default: int, low: int, high: in
         return default
     if not raw.isascii() or not raw.isdigit():
         raise BadRequest(f"{name}: not a whole number: {raw!r}")
+    if len(raw.lstrip("0")) > len(str(high)):
+        # (Before int(): Python refuses to convert over 4,300 digits.)
+        raise BadRequest(f"{name}: must be between {low} and {high}, not {raw[:20]}…")
     value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"{name}: must be between {low} and {high}, not {value}")
@@ -648,7 +680,7 @@ class _Site:
         wanted = replace(query, page=1)
         with resources.sessions() as session:
             try:
-                explicit = "limit" in request.query_params
+                explicit = bool(request.query_params.get("limit", "").strip())  # (empty: absent)
                 page = search(
                     session,
                     wanted,
