@@ -243,6 +243,20 @@ class SearchQuery:
         parts += ["!" + _join((p.tsquery() for p in unit), "&") for unit in self.excluded]
         return " & ".join(parts)
 
+    def chinese_strings(self) -> frozenset[str]:
+        """The Chinese phrases of the query as the characters they stand for ("天然气" for
+        the bigrams 天然, 然气): a snippet marks where the whole phrase occurs, neither a
+        bigram's next character nor the phrase's last character found elsewhere."""
+        found: set[str] = set()
+        for group in self.groups:
+            for unit in group:
+                for phrase in unit:
+                    if not all(_CJK_CHAR.match(term[:1]) for term in phrase.terms):
+                        continue
+                    chars = phrase.terms[0] + "".join(term[1:] for term in phrase.terms[1:] if len(term) == 2)
+                    found.add(chars)
+        return frozenset(found)
+
     def highlight_terms(self) -> tuple[frozenset[str], tuple[str, ...]]:
         """Terms to mark in a snippet: exact terms, and prefixes (single Chinese characters)."""
         exact: set[str] = set()
@@ -401,12 +415,18 @@ def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
     # The snippet of every listed article is cut here: only matches build anything.
     exact, prefixes = query.highlight_terms()
     chinese = bool(prefixes) or any(_CJK_CHAR.match(term[:1]) for term in exact)
+    strings = query.chinese_strings() if chinese else frozenset()
     spans: list[tuple[int, int, str]] = []
     for match in _TOKEN.finditer(text, 0, MAX_SNIPPET_SCAN):
         if match.lastgroup == "cjk":
             if not chinese:
                 continue
             run, start = match.group(), match.start()
+            folded = "".join(_cjk_char(c) for c in run)
+            if strings and len(folded) == len(run):
+                # Each Chinese phrase where it occurs whole (overlapping occurrences merge).
+                spans.extend(_occurrences(folded, start, strings, spans))
+                continue
             for i in range(len(run)):
                 term = "".join(_cjk_char(c) for c in run[i : i + 2])
                 if _matches(term, exact, prefixes):
@@ -420,6 +440,30 @@ def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
         if term in exact:
             spans.append((match.start(), match.end(), term))
     return spans
+
+
+def _occurrences(
+    run: str, offset: int, strings: frozenset[str], spans: list[tuple[int, int, str]]
+) -> list[tuple[int, int, str]]:
+    """Spans (from ``offset``) of every occurrence of ``strings`` in ``run``, merged where
+    they overlap each other or the last of ``spans``."""
+    found = sorted(
+        (offset + index, offset + index + len(string), string)
+        for string in strings
+        for index in (match.start() for match in re.finditer(f"(?={re.escape(string)})", run))
+    )
+    merged: list[tuple[int, int, str]] = []
+    for start, end, string in found:
+        previous = merged[-1] if merged else (spans[-1] if spans else None)
+        if previous is not None and start < previous[1]:
+            widened = (previous[0], max(end, previous[1]), previous[2])
+            if merged:
+                merged[-1] = widened
+            else:
+                spans[-1] = widened
+            continue
+        merged.append((start, end, string))
+    return merged
 
 
 def highlight(text: str, query: SearchQuery) -> Highlighted:

@@ -209,6 +209,23 @@ def test_snippet_of_chinese_marks_the_matched_characters() -> None:
     assert [part for part, hit in snippet.parts if hit] == ["能源", "合作"]
 
 
+@pytest.mark.parametrize(
+    ("query", "marked"),
+    [
+        # One character marks that character, not the bigram it starts.
+        ("俄", ["俄", "俄"]),
+        # A phrase marks where it occurs whole: not the character after it, nor its last
+        # character elsewhere (气 of 气能源).
+        ('"天然气"', ["天然气", "天然气"]),
+        ("天然气", ["天然气", "天然气"]),
+        ("合作", ["合作", "合作"]),
+    ],
+)
+def test_chinese_matches_are_marked_exactly(query: str, marked: list[str]) -> None:
+    text = "中俄天然气和石油合作。俄罗斯总统。天然气集团与气能源合作伙伴。"
+    assert [part for part, hit in search.highlight(text, search.parse_query(query)).parts if hit] == marked
+
+
 def test_index_streams_are_capped_alike_for_both_databases() -> None:
     indexed = search.index_text("title " * 400, "word " * 20_000)
     assert len(indexed.title) == search.MAX_TITLE_TOKENS
