@@ -168,11 +168,20 @@ def _cross_language(session: Session, wanted: repo.ArticleFilter, options: Cross
     if not similarity:
         return []
     ids = tuple(similarity)
-    # The list's filters apply. Articles in another script than the query's cannot have
-    # matched its words, so nothing here repeats the full-text results.
+    # The list's filters apply. A story listed here neither matched the query's words (a
+    # copy in the query's script can make it a text result, on any page) nor is listed by
+    # an article in the query's script (its original, when a translation was the nearest).
     allowed = repo.find_articles(session, replace(wanted, text=None, ids=ids, limit=len(ids), offset=0))
+    worded = {
+        f.article.id for f in repo.find_articles(session, replace(wanted, ids=ids, limit=len(ids), offset=0))
+    }
+    script = nearby.script_of_query(wanted.text)
     kept = sorted(
-        (repo.Found(f.article, similarity[f.article.id]) for f in allowed),
+        (
+            repo.Found(f.article, similarity[f.article.id])
+            for f in allowed
+            if f.article.id not in worded and nearby.script_of_lang(f.article.lang or "") != script
+        ),
         key=lambda f: -(f.score or 0.0),
     )[: options.limit]
     return [replace(row, cross_language=True) for row in _rows(session, kept, None, opening=True)]
@@ -201,12 +210,16 @@ def _rows(
         title_marks = search.highlight(display_title(article), query)
         matched_in = None
         text_marks = search.snippet(article.text, query)
-        if not (title_marks.hits or text_marks.hits):
-            for copy in row_copies:
-                copy_marks = search.snippet(copy.text, query)
-                if copy_marks.hits or search.highlight(copy.title or "", query).hits:
-                    matched_in, text_marks = copy, copy_marks
-                    break
+        # A story matches when any of its articles does: when a copy (a translation, say)
+        # holds more of the query's terms than the original, its passage is the one shown,
+        # and the row says where the words were found.
+        own = len(
+            search.matched_terms(display_title(article), query) | search.matched_terms(article.text, query)
+        )
+        for copy in row_copies:
+            held = search.matched_terms(copy.title or "", query) | search.matched_terms(copy.text, query)
+            if len(held) > own:
+                own, matched_in, text_marks = len(held), copy, search.snippet(copy.text, query)
         rows.append(
             ArticleRow(article, row_copies, topics, watch, item.score, title_marks, text_marks, matched_in)
         )

@@ -21,9 +21,9 @@ and the encoder runs once per query (about 15 ms on one core once loaded).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,25 +47,42 @@ MIN_RELATED_SIMILARITY = 0.35
 MAX_CANDIDATES = 20_000
 RELATED_WINDOW = timedelta(days=30)
 
-_HAN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_CYRILLIC = re.compile(r"[\u0400-\u052f]")
 _SCRIPT_OF_LANG = {
     **dict.fromkeys(("zh", "ja", "zh-cn", "zh-tw"), "han"),
-    **dict.fromkeys(("ru", "uk", "be", "bg", "sr", "mk", "kk", "ky", "mn", "tg"), "cyrillic"),
+    **dict.fromkeys(("ru", "uk", "be", "bg", "sr", "mk", "kk", "ky", "mn", "tg", "tt", "ba"), "cyrillic"),
+    **dict.fromkeys(("ar", "fa", "ur", "ps", "ug", "ckb", "sd"), "arabic"),
+    **dict.fromkeys(("hi", "mr", "ne"), "devanagari"),
+    "el": "greek",
+    "he": "hebrew",
+    "yi": "hebrew",
+    "ko": "hangul",
+    "th": "thai",
+    "hy": "armenian",
+    "ka": "georgian",
 }
+# The script named by the first word of a letter's Unicode name, where it differs.
+_SCRIPT_OF_NAME = {"CJK": "han", "HIRAGANA": "han", "KATAKANA": "han"}
+_KNOWN_SCRIPTS = frozenset(_SCRIPT_OF_LANG.values()) | {"latin"}
 
 
 def script_of_query(text: str) -> str:
-    """The script a query is written in: ``han``, ``cyrillic`` or ``latin``."""
-    if _HAN.search(text):
-        return "han"
-    if _CYRILLIC.search(text):
-        return "cyrillic"
-    return "latin"
+    """The script most of a query's letters are written in (``han`` for Chinese and
+    Japanese, ``cyrillic``, ``arabic``, ``greek``...; ``latin`` otherwise)."""
+    counts: dict[str, int] = {}
+    for char in text:
+        if not char.isalpha():
+            continue
+        first = unicodedata.name(char, "").split(" ", 1)[0]
+        script = _SCRIPT_OF_NAME.get(first, first.lower())
+        counts[script] = counts.get(script, 0) + 1
+    if not counts:
+        return "latin"
+    script = max(sorted(counts), key=counts.__getitem__)
+    return script if script in _KNOWN_SCRIPTS else "latin"
 
 
 def script_of_lang(lang: str) -> str:
-    """The script articles in ``lang`` are written in (``latin`` unless Cyrillic or Chinese)."""
+    """The script articles in ``lang`` are written in (``latin`` unless listed)."""
     return _SCRIPT_OF_LANG.get(lang.lower(), "latin")
 
 

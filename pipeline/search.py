@@ -466,6 +466,11 @@ def _occurrences(
     return merged
 
 
+def matched_terms(text: str, query: SearchQuery) -> frozenset[str]:
+    """The distinct query terms (Chinese phrases whole) that ``text`` holds."""
+    return frozenset(term for _, _, term in _hit_spans(text, query))
+
+
 def highlight(text: str, query: SearchQuery) -> Highlighted:
     """All of ``text`` with the words that match ``query`` marked (the original words, not stems)."""
     return _cut(text, 0, len(text), _hit_spans(text, query))

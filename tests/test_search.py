@@ -549,3 +549,65 @@ def test_related_coverage_ranks_other_languages_with_the_stories_allowance(
     # Somewhere in the fixtures an article in another language comes before one in the
     # article's own language that it followed.
     assert moved, "the allowance changed no ranking"
+
+
+def test_a_story_found_through_its_translation_shows_that_passage_and_is_not_repeated(
+    session: Session, settings: Settings
+) -> None:
+    """A translated story matches when any of its articles holds the query's words; its
+    row then shows the passage of the copy that holds the most of them, and the search by
+    meaning never repeats it (on another page) nor lists it by an article in the query's
+    script."""
+    from datetime import timedelta
+
+    from pipeline.browse import CrossLanguage
+
+    story = json.loads((REPO_ROOT / "tests" / "fixtures" / "semantic" / "story_yuan.json").read_text("utf-8"))
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    lines = [
+        json.dumps(
+            {
+                "id": key,
+                "url": f"https://{key}.example/story",
+                "title": story[key]["title"],
+                "text": story[key]["text"],
+                "published": (now - timedelta(hours=hours)).isoformat(),
+            },
+            ensure_ascii=False,
+        )
+        for key, hours in (("en", 30), ("ru", 28), ("zh", 27))
+    ]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="story", now=now)}
+    root, zh = results["en"].article_id, results["zh"].article_id
+    assert results["zh"].duplicate_of == root
+    # "95" is in every version, 人民币 only in the Chinese one.
+    [row] = list_articles(session, repo.ArticleFilter(text="95 人民币", include_seeds=False)).rows
+    assert row.article.id == root
+    assert row.matched_in is not None and row.matched_in.id == zh
+    assert row.snippet is not None and "人民币" in [part for part, hit in row.snippet.parts if hit]
+    # A Latin query whose words the English original holds: the story is a text result, so
+    # never a result by meaning, even when the page shows nothing of it (limit 0 rows + 1).
+    for limit in (1, 20):
+        page = list_articles(
+            session,
+            repo.ArticleFilter(text="Harbin yuan", include_seeds=False, limit=limit),
+            cross_language=CrossLanguage(),
+        )
+        assert root not in {extra.article.id for extra in page.cross_language}
+        assert all(extra.article.lang != "en" for extra in page.cross_language)
+
+
+def test_the_script_of_a_query_is_the_script_of_most_of_its_letters() -> None:
+    from pipeline import nearby
+
+    cases = {
+        "Putin": "latin",
+        "Путин": "cyrillic",
+        "普京": "han",
+        "プーチン": "han",
+        "بوتين والصين": "arabic",
+        "Πούτιν Κίνα": "greek",
+        "2022": "latin",
+    }
+    assert {query: nearby.script_of_query(query) for query in cases} == cases
+    assert nearby.script_of_lang("ar") == "arabic" and nearby.script_of_lang("en") == "latin"
