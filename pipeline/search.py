@@ -243,6 +243,12 @@ class SearchQuery:
         parts += ["!" + _join((p.tsquery() for p in unit), "&") for unit in self.excluded]
         return " & ".join(parts)
 
+    def exclusions(self) -> SearchQuery | None:
+        """A query matching what this one leaves out (any of its ``-words``), or None."""
+        if not self.excluded:
+            return None
+        return SearchQuery(self.text, (tuple(self.excluded),), ())
+
     def chinese_strings(self) -> frozenset[str]:
         """The Chinese phrases of the query as the characters they stand for ("天然气" for
         the bigrams 天然, 然气): a snippet marks where the whole phrase occurs, neither a

@@ -611,3 +611,30 @@ def test_the_script_of_a_query_is_the_script_of_most_of_its_letters() -> None:
     }
     assert {query: nearby.script_of_query(query) for query in cases} == cases
     assert nearby.script_of_lang("ar") == "arabic" and nearby.script_of_lang("en") == "latin"
+
+
+def test_a_word_left_out_leaves_out_the_story_whatever_its_translations_say(
+    session: Session, settings: Settings
+) -> None:
+    story = json.loads((REPO_ROOT / "tests" / "fixtures" / "semantic" / "story_yuan.json").read_text("utf-8"))
+    lines = [
+        json.dumps(
+            {
+                "id": key,
+                "url": f"https://{key}.example/s",
+                "title": story[key]["title"],
+                "text": story[key]["text"],
+            },
+            ensure_ascii=False,
+        )
+        for key in ("en", "zh")
+    ]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="left-out")}
+    root = results["en"].article_id
+    assert results["zh"].duplicate_of == root
+    # "95" is in both versions, "Harbin" only in the English original, in Latin letters.
+    assert [f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="95"))] == [root]
+    assert repo.find_articles(session, repo.ArticleFilter(text="95 -harbin")) == []
+    # Listed one by one, the Chinese translation has no "harbin" and is found.
+    alone = repo.find_articles(session, repo.ArticleFilter(text="95 -harbin", include_duplicates=True))
+    assert [f.article.id for f in alone] == [results["zh"].article_id]

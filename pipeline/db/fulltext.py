@@ -116,14 +116,20 @@ def ensure_current(session: Session) -> int | None:
     return count
 
 
-def matches(session: Session, query: search.SearchQuery, *, best: int | None = None) -> Subquery:
+def matches(
+    session: Session, query: search.SearchQuery, *, best: int | None = None, name: str = "matches"
+) -> Subquery:
     """The articles matching ``query`` as a subquery of (``article_id``, ``score``), higher is better.
 
+    ``name``: the subquery's name, and of its parameter (two in one statement need two).
     ``best``: only the ``best`` highest-scoring matches. A common word matches half the
     archive; ranking inside the index and keeping a few hundred spares the join, the
     folding of copies and the sort every one of those rows would otherwise go through.
     """
     limit = -1 if best is None else int(best)
+    parameter = f"{name}_query"  # (bound by name: two subqueries in one statement need two)
+    if not parameter.isidentifier():
+        raise ValueError(f"not a subquery name: {name!r}")
     if _is_sqlite(session):
         # bm25() is negative, lower is better; the title column weighs TITLE_WEIGHT. The
         # LIMIT also keeps SQLite from flattening the subquery into the join, where bm25()
@@ -131,15 +137,15 @@ def matches(session: Session, query: search.SearchQuery, *, best: int | None = N
         order = f"ORDER BY bm25(article_fts, {TITLE_WEIGHT}, 1.0) " if best is not None else ""
         statement: Any = text(
             f"SELECT rowid AS article_id, -bm25(article_fts, {TITLE_WEIGHT}, 1.0) AS score "  # noqa: S608
-            f"FROM article_fts WHERE article_fts MATCH :match {order}LIMIT {limit}"
-        ).bindparams(match=query.fts5())
+            f"FROM article_fts WHERE article_fts MATCH :{parameter} {order}LIMIT {limit}"
+        ).bindparams(**{parameter: query.fts5()})
     else:
         tail = f" ORDER BY score DESC LIMIT {limit}" if best is not None else ""
         statement = text(
-            "SELECT article_id, ts_rank('{0.1, 0.2, 0.4, 1.0}', vector, CAST(:match AS tsquery), 1) AS score "  # noqa: S608
-            f"FROM article_search WHERE vector @@ CAST(:match AS tsquery){tail}"
-        ).bindparams(match=query.tsquery())
-    subquery: Subquery = statement.columns(article_id=Integer, score=Float).subquery("matches")
+            f"SELECT article_id, ts_rank('{{0.1, 0.2, 0.4, 1.0}}', vector, CAST(:{parameter} AS tsquery), 1) "  # noqa: S608
+            f"AS score FROM article_search WHERE vector @@ CAST(:{parameter} AS tsquery){tail}"
+        ).bindparams(**{parameter: query.tsquery()})
+    subquery: Subquery = statement.columns(article_id=Integer, score=Float).subquery(name)
     return subquery
 
 

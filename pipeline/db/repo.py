@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     Float,
@@ -43,6 +43,9 @@ from pipeline.db.schema import (
     utcnow,
 )
 from pipeline.records import Classification
+
+if TYPE_CHECKING:
+    from pipeline.search import SearchQuery
 
 # Feeds ----------------------------------------------------------------------------------
 
@@ -287,14 +290,22 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
         best = max(RANKED_FIRST, 8 * (wanted.offset + wanted.limit))
         while best <= _RANKED_ALL_BEYOND:
             matched = fulltext.matches(session, parsed, best=best)
-            found = _found(session, wanted, matched)
+            found = _found(session, wanted, matched, _left_out(session, parsed))
             if (
                 len(found) >= wanted.limit
                 or (session.scalar(select(func.count()).select_from(matched)) or 0) < best
             ):
                 return found
             best *= 8
-    return _found(session, wanted, fulltext.matches(session, parsed))
+    return _found(session, wanted, fulltext.matches(session, parsed), _left_out(session, parsed))
+
+
+def _left_out(session: Session, parsed: SearchQuery) -> Subquery | None:
+    """The articles holding a word the query leaves out (``-word``), or None."""
+    from pipeline.db import fulltext
+
+    exclusions = parsed.exclusions()
+    return fulltext.matches(session, exclusions, name="left_out") if exclusions is not None else None
 
 
 def labelled_stories(
@@ -335,8 +346,12 @@ def story_has_label(table: type[ArticleTopic] | type[ArticleWatch], slug: str, s
     return own | copied
 
 
-def _found(session: Session, wanted: ArticleFilter, matched: Subquery | None) -> list[Found]:
-    """The page of ``wanted``; ``matched`` is the full-text subquery of its query (or None)."""
+def _found(
+    session: Session, wanted: ArticleFilter, matched: Subquery | None, left_out: Subquery | None = None
+) -> list[Found]:
+    """The page of ``wanted``; ``matched`` is the full-text subquery of its query (or None),
+    ``left_out`` that of the words it excludes: a story with one of them in any of its
+    articles is left out, as its articles are."""
     score: Any = None
     if matched is not None:
         if wanted.include_duplicates:
@@ -344,12 +359,21 @@ def _found(session: Session, wanted: ArticleFilter, matched: Subquery | None) ->
             score = matched.c.score
         else:
             story = func.coalesce(Article.duplicate_of_id, Article.id)
-            stories = (
+            folded = (
                 select(story.label("story"), func.max(matched.c.score).label("score"))
                 .join(matched, matched.c.article_id == Article.id)
                 .group_by(story)
-                .subquery("stories")
             )
+            if left_out is not None:
+                # An article matches only without the words left out; its story, only if
+                # none of its articles has them (a translation without the Latin word
+                # must not bring back a story whose original has it).
+                member = aliased(Article)
+                excluded = select(func.coalesce(member.duplicate_of_id, member.id)).join(
+                    left_out, left_out.c.article_id == member.id
+                )
+                folded = folded.where(story.not_in(excluded))
+            stories = folded.subquery("stories")
             query = select(Article.id, stories.c.score).join(stories, stories.c.story == Article.id)
             score = stories.c.score
     else:
