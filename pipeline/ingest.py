@@ -723,6 +723,7 @@ def reclassify_articles(
     """Classify the articles of ``article_ids`` again with their stored vectors (encoded and
     stored where missing) and replace their labels: a few statements for the batch, not
     several per article. Returns the verdicts, in id order; ids no longer stored are skipped."""
+    repo.begin_write(session)  # (writers take turns: see repo.begin_write)
     articles = list(
         session.scalars(select(Article).where(Article.id.in_(list(article_ids))).order_by(Article.id))
     )
@@ -1362,6 +1363,7 @@ def _finish_item(
             now=now,
         )
         return ItemResult("error", error=str(exc), url=url, title=item.title)
+    repo.begin_write(session)  # (a batch holds it already; a page retried alone takes it here)
     result = store_candidate(
         session,
         candidate,
@@ -1617,13 +1619,15 @@ def _ingest_feed_items(
                 # Never wait for the network inside an open transaction (on SQLite, the
                 # write lock that every other writer waits for): commit what is done first.
                 settle()
-            if not batch:
+            opens = not batch
+            if opens:
                 if page is not None:
                     page.wait()
-                if index not in retried:  # (a retried page is fetched in process())
-                    repo.begin_write(session)
                 started = time.monotonic()
             try:
+                if opens and index not in retried:  # (a retried page is fetched in process())
+                    # (In the try: a database that went away fails here as in the item.)
+                    repo.begin_write(session)
                 batch.append((index, process(index)))
             except Exception:
                 settle(failed=index)
@@ -2199,6 +2203,9 @@ def import_lines(
             else f"-:{hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}"
         )
         try:
+            # One line, one transaction, holding the writer lock from its first look-up
+            # (see repo.begin_write): two imports at once must not both store one text.
+            repo.begin_write(session)
             record = json.loads(raw, parse_constant=importers.refuse_constant)
             if not isinstance(record, dict):
                 raise ExtractionError(f"{where.split()[0]} is not a JSON object", permanent=True)

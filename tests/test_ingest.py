@@ -1001,3 +1001,50 @@ def test_pages_fetched_ahead_are_stored_in_feed_order(session: Session, settings
     assert copy.duplicate_of == original.article_id
     assert original.article_id is not None and copy.article_id is not None
     assert original.article_id < result.items[1].article_id < copy.article_id  # type: ignore[operator]
+
+
+def test_two_imports_at_once_store_each_text_once(settings: Settings, tmp_path: Path) -> None:
+    """Two processes importing the same texts under different URLs (two outlets'
+    syndication) at the same time: each text is one original, and its other outlet's copy
+    points at it. (Both look a text up before storing it; writers take turns.)"""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.bootstrap import initialise
+    from tests.conftest import REPO_ROOT
+    from tests.test_reporting import pos2_articles
+
+    initialise(settings, load_feeds=False)
+    texts = [article["text"] for article in pos2_articles()][:8]
+    files = []
+    for outlet in ("one", "two"):
+        path = tmp_path / f"{outlet}.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps({"url": f"https://{outlet}.example/{n}", "text": t}) + "\n"
+                for n, t in enumerate(texts)
+            )
+        )
+        files.append(path)
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_DB_URL": settings.db_url,
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+    script = str(Path(sys.executable).parent / "summitwatch")
+    runs = [
+        subprocess.Popen([script, "import", str(path)], env=environ, stderr=subprocess.PIPE, text=True)
+        for path in files
+    ]
+    outputs = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as fresh:
+        originals = fresh.scalars(
+            select(Article.content_hash).where(Article.duplicate_of_id.is_(None), ~Article.is_seed)
+        ).all()
+        stored = fresh.scalar(select(func.count()).select_from(Article).where(~Article.is_seed))
+    engine.dispose()
+    assert stored == 2 * len(texts)
+    assert len(originals) == len(set(originals)), "a text stored twice as an original"

@@ -20,6 +20,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -170,16 +171,37 @@ def sighted(session: Session, via: str, seen: Sequence[tuple[int, str]]) -> set[
     return found
 
 
-def begin_write(session: Session) -> None:
-    """Open the session's write transaction now, so the savepoints inside it stay nested.
+# The PostgreSQL advisory lock that writers of articles hold for a transaction: any number.
+STORE_LOCK_KEY = 7_245_331_019
 
-    SQLite's Python driver begins a transaction only at the first data change; a
-    ``SAVEPOINT`` issued before that starts the transaction itself, and releasing it
-    commits everything. One statement that changes nothing avoids that, so a batch of items
-    is one transaction. Other databases begin transactions themselves: nothing to do.
+
+def begin_write(session: Session) -> None:
+    """Open the session's write transaction now, holding the database's one writer lock.
+
+    Storing an article looks it up (URL, text hash, near duplicates, translations), then
+    inserts it: two processes doing that at once (two poll tasks, two imports) would each
+    store the same text as an original. So writers of articles take turns, a transaction
+    (a batch of items) at a time: on SQLite by taking its write lock now, on PostgreSQL an
+    advisory lock held until the transaction ends (taken first, so two writers never wait
+    on each other's rows: reclassifying and storing a new version deadlocked before).
+
+    On SQLite this also keeps savepoints nested: its Python driver begins a transaction
+    only at the first data change, and a ``SAVEPOINT`` issued before that starts the
+    transaction itself, so that releasing it commits everything (half an item). One
+    statement that changes nothing avoids that. A transaction that holds the lock already
+    takes it again for nothing.
     """
     if _is_sqlite(session):
+        raw = session.connection().connection.dbapi_connection
+        if raw is not None and getattr(raw, "in_transaction", False):
+            return
         session.execute(update(PipelineState).where(PipelineState.key.is_(None)).values(value=""))
+        return
+    transaction = session.get_transaction()
+    if transaction is not None and session.info.get("write_lock") is transaction:
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STORE_LOCK_KEY})
+    session.info["write_lock"] = session.get_transaction()
 
 
 def original_by_content_hash(session: Session, content_hash: str) -> Article | None:
