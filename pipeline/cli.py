@@ -858,6 +858,9 @@ def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError:
         raise SummitwatchError(f"not an absolute http(s) URL: {redact_url(args.url)!r}") from None
+    if len(args.url) > 2048:
+        # (The databases differ: PostgreSQL's column refuses it, SQLite would store it.)
+        raise SummitwatchError("a feed URL longer than 2048 characters is not taken")
     with open_session(settings) as session:
         feed, created = repo.upsert_feed(
             session, args.url, name=args.name, outlet=args.outlet, lang=args.lang

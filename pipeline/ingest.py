@@ -2278,7 +2278,8 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         or any(char.isspace() for char in url)
     ):
         raise ExtractionError("'url' must be an http(s) URL", permanent=True)
-    if url and len(url) > MAX_URL_LENGTH:
+    if url and (len(url) > MAX_URL_LENGTH or len(dedup.canonical_url(url)) > MAX_URL_LENGTH):
+        # (The canonical form percent-encodes: a Chinese path triples in length.)
         raise ExtractionError("'url' longer than 2048 characters", permanent=True)
     html, text = record.get("html"), record.get("text")
     if html is not None and not isinstance(html, str):
@@ -2315,12 +2316,12 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         published_at=published_at,
         content_type="text/html; charset=utf-8",
         lang_hint=record.get("lang") if isinstance(record.get("lang"), str) else None,
-        source_id=str(record["id"])[:512] if record.get("id") is not None else None,
+        source_id=clean_string(str(record["id"]))[:512] if record.get("id") is not None else None,
         now=now,
     )
 
 
 def _feed_id_for(session: Session, feed: Any) -> int | None:
-    if not isinstance(feed, str) or not feed:
-        return None
+    if not isinstance(feed, str) or not feed or _CONTROL.search(feed) or len(feed) > MAX_URL_LENGTH:
+        return None  # (no feed is called that: PostgreSQL would refuse a NUL in the look-up)
     return session.scalar(select(Feed.id).where(or_(Feed.url == feed, Feed.name == feed)).limit(1))

@@ -181,11 +181,30 @@ class IndexedText:
         return " ".join(f"{_quote_lexeme(term)}:{','.join(places)}" for term, places in positions.items())
 
 
+# PostgreSQL refuses a tsvector over 1 MB: its distinct lexemes (with a few bytes each of
+# bookkeeping) are kept well under that, on both databases alike. Only a text of tens of
+# thousands of distinct long words (a list of hashes, a hostile page) reaches it.
+MAX_LEXEME_BYTES = 600_000
+_LEXEME_OVERHEAD = 8
+
+
 def index_text(title: str | None, text: str) -> IndexedText:
-    """What to index for an article: its title and text terms, capped alike on both databases."""
+    """What to index for an article: its title and text terms, capped alike on both databases
+    (positions, and the bytes of distinct terms)."""
     title_terms = terms(title or "")[:MAX_TITLE_TOKENS]
     room = MAX_POSITION - len(title_terms) - 1
-    return IndexedText(title_terms, terms(text)[:room])
+    body = terms(text)[:room]
+    seen: set[str] = set()
+    size = 0
+    for index, term in enumerate([*title_terms, *body]):
+        if term in seen:
+            continue
+        seen.add(term)
+        size += len(term.encode()) + _LEXEME_OVERHEAD
+        if size > MAX_LEXEME_BYTES:
+            cut = index - len(title_terms)
+            return IndexedText(title_terms if cut >= 0 else title_terms[:index], body[: max(cut, 0)])
+    return IndexedText(title_terms, body)
 
 
 def _quote_lexeme(term: str) -> str:

@@ -1048,3 +1048,22 @@ def test_two_imports_at_once_store_each_text_once(settings: Settings, tmp_path: 
     engine.dispose()
     assert stored == 2 * len(texts)
     assert len(originals) == len(set(originals)), "a text stored twice as an original"
+
+
+def test_odd_import_fields_fare_alike_on_both_databases(session: Session, settings: Settings) -> None:
+    """A NUL in the id or the feed, and a URL whose canonical form (percent-encoded) is over
+    the limit: the same outcome on SQLite and PostgreSQL (which failed with a DataError)."""
+    from tests.test_reporting import pos2_articles
+
+    texts = [article["text"] for article in pos2_articles()][:3]
+    chinese_path = "https://news.example/" + "新闻" * 300  # 621 characters, 5,421 encoded
+    lines = [
+        json.dumps({"id": "a\u0000b", "text": texts[0]}),
+        json.dumps({"id": "c", "feed": "wire\u0000x", "text": texts[1]}),
+        json.dumps({"id": "d", "url": chinese_path, "text": texts[2]}, ensure_ascii=False),
+    ]
+    results = [r.result for r in import_lines(session, settings, lines, source="odd", now=NOW)]
+    assert [r.status for r in results] == ["new", "new", "error"]
+    assert "longer than 2048 characters" in (results[2].error or "")
+    article = session.get(Article, results[0].article_id)
+    assert article is not None and article.source_id == "ab"

@@ -638,3 +638,24 @@ def test_a_word_left_out_leaves_out_the_story_whatever_its_translations_say(
     # Listed one by one, the Chinese translation has no "harbin" and is found.
     alone = repo.find_articles(session, repo.ArticleFilter(text="95 -harbin", include_duplicates=True))
     assert [f.article.id for f in alone] == [results["zh"].article_id]
+
+
+def test_a_text_of_many_long_distinct_words_is_indexed_within_postgresqls_limit(
+    session: Session, settings: Settings
+) -> None:
+    """PostgreSQL refuses a tsvector over 1 MB: 17,000 distinct 64-letter Cyrillic words
+    made the page fail at every poll there, while SQLite stored it."""
+    rng = random.Random(7)
+    words = ["".join(rng.choice("абвгдежзийклмнопрстуфхцчшщэюя") for _ in range(64)) for _ in range(17_000)]
+    text_ = "Президенты России и Китая провели переговоры в Пекине. " + " ".join(words)
+    indexed = search.index_text("Переговоры", text_)
+    distinct = {*indexed.title, *indexed.body}
+    assert sum(len(term.encode()) + 8 for term in distinct) <= search.MAX_LEXEME_BYTES
+    assert indexed.body[:3] == search.terms("Президенты России и")[:3]
+    [result] = import_lines(
+        session, settings, [json.dumps({"text": text_}, ensure_ascii=False)], source="long"
+    )
+    assert result.result.status == "new", result.result.error
+    assert [f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="переговоры"))] == [
+        result.result.article_id
+    ]
