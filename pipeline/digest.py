@@ -574,7 +574,9 @@ def _assemble(
                 plain.append(unit.plain)
         text = "\n".join(plain).strip("\n")
         plain_parts.append(text)
-        messages.append(SlackMessage(text=_clip(text, MAX_FALLBACK_TEXT), blocks=blocks))
+        # The fallback text is mrkdwn too (notifications show it): escaped like the blocks,
+        # so that a title can neither ping <!channel> nor pass off a link there either.
+        messages.append(SlackMessage(text=_clip(_escape(text), MAX_FALLBACK_TEXT), blocks=blocks))
     return Digest(kind=kind, digest_key=digest_key, text="\n\n".join(plain_parts) + "\n", messages=messages)
 
 

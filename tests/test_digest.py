@@ -172,6 +172,12 @@ def test_titles_and_urls_are_escaped_for_mrkdwn() -> None:
     assert "A&amp;B &lt;Media&gt;" in section
     assert "&lt;@U123&gt; said *everything* &amp; more" in section
     assert escape_mrkdwn("a<b>&c") == "a&lt;b&gt;&amp;c"
+    # The fallback text is mrkdwn as well (notifications show it): escaped alike.
+    fallback = digest.messages[0].text
+    assert "<!channel>" not in fallback and "<@U123>" not in fallback and "&lt;!channel&gt;" in fallback
+    assert "<" not in fallback.replace("&lt;", "")
+    # The plain digest (files, the terminal) keeps the words as they are.
+    assert "<!channel>" in digest.text
 
 
 def test_non_web_urls_are_not_linked() -> None:
