@@ -810,30 +810,41 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.digest import render_plain
-    from pipeline.reporting import deliver_pending, destination_name, prepare_digests
+    from pipeline.reporting import deliver_pending, destination_name, pending_digests, prepare_digests
     from pipeline.slack import slack_target
 
     target = slack_target(settings.slack)
     destination = destination_name(target)
     with open_session(settings, durable=True) as session:
         if args.dry_run:
+            # What a real run would send: the digests still pending from earlier runs (their
+            # parts not yet delivered), in order, then the ones it would build now.
+            waiting = pending_digests(session, destination)
             digests = prepare_digests(session, settings, destination, dry_run=True)
             session.rollback()
-            if not digests:
-                _stderr("nothing to send: no unreported changes and no summary due")
-            for digest in digests:
+            if not digests and not waiting:
+                _stderr("nothing to send: no unreported changes, no summary due, nothing pending")
+            for digest, first_part, status in [
+                *((digest, sent, "pending") for digest, sent in waiting),
+                *((digest, 0, "new") for digest in digests),
+            ]:
                 if args.json:
                     print(
                         json.dumps(
                             {
                                 "digest_key": digest.digest_key,
                                 "kind": digest.kind,
-                                "messages": [m.to_json() for m in digest.messages],
+                                "status": status,
+                                "messages": [m.to_json() for m in digest.messages[first_part:]],
                             },
                             ensure_ascii=False,
                         )
                     )
                 else:
+                    if status == "pending":
+                        print(
+                            f"(pending from an earlier run; parts {first_part + 1} to {len(digest.messages)})"
+                        )
                     print(render_plain(digest))
                     print()
             return 0

@@ -11,15 +11,17 @@ Slack is committed before the next is sent.
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy import Engine, Integer, case, cast, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, load_only
 
@@ -326,11 +328,14 @@ def prepare_digests(
             now, every=config.digest.summary_every, at=config.digest.summary_at
         )
         key = f"summary:{start.isoformat()}/{end.isoformat()}"
-        already = session.scalar(
-            select(DigestOutbox.id).where(
-                DigestOutbox.digest_key == key, DigestOutbox.destination == destination
-            )
+        # Built once for a kind of destination: a channel spelled another way, or a webhook
+        # replaced by a token, must not receive the same summary again.
+        same_kind = (
+            DigestOutbox.destination.like("slack%")
+            if _family(destination) == "slack"
+            else DigestOutbox.destination == destination
         )
+        already = session.scalar(select(DigestOutbox.id).where(DigestOutbox.digest_key == key, same_kind))
         if already is None and end > report.history_start:
             summary = _summary_digest(session, report, settings, loaded[1], start, end)
             digests.append(summary)
@@ -646,12 +651,76 @@ def deliver_pending(
     ones (and a bad token or channel, which an operator fixes) leave it pending.
     """
     report = DeliveryReport()
+    with delivery_lock(session) as mine:
+        if not mine:
+            report.errors.append("another delivery is running: its digests are left to it")
+            return report
+        _deliver(session, target, destination, digest_dir, out, report)
+    return report
+
+
+# The PostgreSQL advisory lock one delivery pass holds (any number, not the writers' one).
+DELIVERY_LOCK_KEY = 7_245_331_020
+
+
+@contextmanager
+def delivery_lock(session: Session) -> Iterator[bool]:
+    """Whether this process may deliver now: one delivery pass at a time per database.
+
+    Two passes at once (the command beside the Airflow task, a task's retry overlapping a
+    zombie attempt) would each read the same pending parts and post them. On PostgreSQL an
+    advisory lock on a connection of its own (commits do not release it); on SQLite an
+    exclusive lock on a file beside the database. Never waited for: a pass that finds it
+    held leaves the digests to the one that holds it.
+    """
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            yield True
+            return
+        with open(f"{database}.delivery-lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with engine.connect() as connection:
+        held = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": DELIVERY_LOCK_KEY}
+        ).scalar()
+        connection.commit()
+        if not held:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": DELIVERY_LOCK_KEY})
+            connection.commit()
+
+
+def _deliver(
+    session: Session,
+    target: SlackTarget | None,
+    destination: str,
+    digest_dir: Path,
+    out: Callable[[str], None] | None,
+    report: DeliveryReport,
+) -> None:
+    _readdress_stranded(session, destination, report)
     pending = session.scalars(
         select(DigestOutbox)
         .where(DigestOutbox.destination == destination, DigestOutbox.status == "pending")
         .order_by(DigestOutbox.id)
     ).all()
-    for row in pending:
+    for position, row in enumerate(pending):
         digest = Digest.from_json(row.payload)
         row.attempts += 1
         session.commit()
@@ -680,11 +749,71 @@ def deliver_pending(
             report.errors.append(f"digest {row.id}: {exc}")
             session.commit()
             log.warning("digest %s not delivered: %s", row.id, exc)
+            if row.status == "pending":
+                # Slack cannot take it now (rate limited, down, misconfigured): the digests
+                # after it wait too, so that they arrive in order and the wait it asked for
+                # is kept.
+                report.pending.extend(later.id for later in pending[position + 1 :])
+                break
             continue
         row.status, row.sent_at, row.last_error = "sent", utcnow(), None
         session.commit()
         report.sent.append(row.id)
-    return report
+
+
+def pending_digests(session: Session, destination: str) -> list[tuple[Digest, int]]:
+    """The digests waiting for ``destination`` (those a stranded Slack row would join
+    included), oldest first, each with how many of its parts are delivered already."""
+    same = (
+        DigestOutbox.destination.like("slack%")
+        if _family(destination) == "slack"
+        else DigestOutbox.destination == destination
+    )
+    rows = session.scalars(
+        select(DigestOutbox).where(same, DigestOutbox.status == "pending").order_by(DigestOutbox.id)
+    ).all()
+    return [(Digest.from_json(row.payload), row.parts_sent or 0) for row in rows]
+
+
+def _family(destination: str) -> str:
+    """The kind of a destination: every Slack channel and webhook is one channel of news."""
+    return "slack" if destination.startswith("slack") else destination
+
+
+def _readdress_stranded(session: Session, destination: str, report: DeliveryReport) -> None:
+    """Pending digests queued for another Slack destination (a channel named wrongly then
+    corrected, spelled "#name" then by id, a webhook replaced by a bot token): those not
+    begun go to ``destination`` now; one begun there is reported, as its first parts are
+    in the other channel."""
+    if _family(destination) != "slack":
+        return
+    stranded = session.scalars(
+        select(DigestOutbox)
+        .where(
+            DigestOutbox.status == "pending",
+            DigestOutbox.destination != destination,
+            DigestOutbox.destination.like("slack%"),
+        )
+        .order_by(DigestOutbox.id)
+    ).all()
+    for row in stranded:
+        if row.parts_sent or row.unconfirmed_since is not None:
+            report.errors.append(
+                f"digest {row.id} is half delivered to {row.destination} ({row.parts_sent} of "
+                f"{row.parts_total} parts): set that destination again to finish it"
+            )
+            continue
+        twin = session.scalar(
+            select(DigestOutbox.id).where(
+                DigestOutbox.digest_key == row.digest_key, DigestOutbox.destination == destination
+            )
+        )
+        if twin is not None:
+            row.status, row.last_error = "failed", f"superseded by digest {twin} for {destination}"
+        else:
+            log.info("digest %s: queued for %s, now sent to %s", row.id, row.destination, destination)
+            row.destination = destination
+    session.commit()
 
 
 def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, digest: Digest) -> None:

@@ -224,3 +224,38 @@ def test_reimported_copies_keep_their_similarity_and_odd_dates_import_undated(
     rows = {row["id"]: row for row in map(json.loads, listed.stdout.splitlines())}
     # --lang EN is en; the near copy is folded into its original; none of them has a date.
     assert len(rows) == 3 and all(row["published_at"] is None for row in rows.values())
+
+
+def test_a_dry_run_shows_the_digests_still_pending(db: Path, tmp_path: Path) -> None:
+    """A digest that could not be delivered stays pending; `digest --dry-run` shows it, as
+    the next real run sends it (it used to say there was nothing to send)."""
+    from datetime import datetime
+
+    from tests.test_reporting import pos2_articles
+
+    now = datetime.now(UTC)
+    lines = [
+        json.dumps({"id": "old", "text": DISTINCT[1], "published": (now - timedelta(days=40)).isoformat()})
+    ]
+    lines += [
+        json.dumps(
+            {
+                "id": a["id"],
+                "title": a["title"],
+                "text": a["text"],
+                "published": (now - timedelta(hours=2 + i)).isoformat(),
+            }
+        )
+        for i, a in enumerate(pos2_articles())
+    ]
+    assert sw("import", "-", db=db, stdin="\n".join(lines) + "\n").returncode == 0
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("x")
+    failed = sw("digest", db=db, env={"SUMMITWATCH_DIGEST_DIR": str(blocked)})
+    assert failed.returncode == 1 and "cannot write the digest" in failed.stderr
+    dry = sw("digest", "--dry-run", "--json", db=db, env={"SUMMITWATCH_DIGEST_DIR": str(tmp_path / "out")})
+    shown = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert shown and all(entry["status"] == "pending" for entry in shown), dry.stderr
+    sent = sw("digest", db=db, env={"SUMMITWATCH_DIGEST_DIR": str(tmp_path / "out")})
+    assert sent.returncode == 0
+    assert len(list((tmp_path / "out").iterdir())) == len(shown)

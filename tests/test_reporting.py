@@ -179,7 +179,8 @@ def test_a_lost_answer_and_an_unreadable_channel_still_deliver_each_part_once(
     slack.lose_answer("drop", part=0)
     slack.fail_next(10, status=503, method="conversations.history")
     first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
-    assert len(first.pending) == 1 and len(first.sent) == 1
+    # The digest after it waits too: digests arrive in order.
+    assert len(first.pending) == 2 and first.sent == []
     row = session.scalars(select(DigestOutbox).where(DigestOutbox.digest_key == first_key)).one()
     assert row.status == "pending"
     assert row.parts_sent == 0
@@ -189,7 +190,7 @@ def test_a_lost_answer_and_an_unreadable_channel_still_deliver_each_part_once(
     # The next run looks first, finds the parent, threads the rest under it.
     slack.recover()
     second = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
-    assert second.sent == [row.id]
+    assert second.sent == sorted(first.pending) and second.sent[0] == row.id
     session.refresh(row)
     assert (row.status, row.parts_sent, row.unconfirmed_since) == ("sent", row.parts_total, None)
     assert slack.parts_posted(CHANNEL, first_key) == list(range(row.parts_total))
@@ -216,6 +217,56 @@ def test_bad_channel_keeps_the_digest_pending(
     assert report.sent == [] and report.pending
     assert "channel_not_found" in report.errors[0]
     assert slack.token not in " ".join(report.errors)
+
+
+def test_digests_queued_for_a_wrong_channel_go_to_the_corrected_one_once(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """The channel named wrongly, then corrected (or spelled by name, then by id): what was
+    queued and never begun goes to the channel now set, and no digest is built twice."""
+    backfill_burst(session, slack_settings)
+    wrong = slack_settings.model_copy(
+        update={"slack": slack_settings.slack.model_copy(update={"channel": "C0NOPE"})}
+    )
+    wrong_target = slack_target(wrong.slack, backoff_factor=0.01, max_retries=1)
+    prepare_digests(session, wrong, destination_name(wrong_target), now=NOW)
+    stuck = deliver_pending(
+        session, wrong_target, destination_name(wrong_target), digest_dir=wrong.digest_dir
+    )
+    assert stuck.sent == [] and len(stuck.pending) == 2
+    right_target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(right_target)
+    assert prepare_digests(session, slack_settings, destination, now=NOW) == []  # nothing built again
+    delivered = deliver_pending(session, right_target, destination, digest_dir=slack_settings.digest_dir)
+    assert sorted(delivered.sent) == sorted(stuck.pending) and not delivered.errors
+    keys = session.scalars(select(DigestOutbox.digest_key)).all()
+    assert len(keys) == len(set(keys)) == 2
+    for key in keys:
+        row = session.scalars(select(DigestOutbox).where(DigestOutbox.digest_key == key)).one()
+        assert slack.parts_posted(CHANNEL, key) == list(range(row.parts_total))
+
+
+def test_one_delivery_at_a_time(session: Session, slack_settings: Settings, slack: FakeSlack) -> None:
+    """A second pass while one runs (the command beside the Airflow task) leaves the digests
+    to the first instead of posting the same parts again."""
+    from pipeline.db.engine import make_engine, session_factory
+    from pipeline.reporting import delivery_lock
+
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    engine = make_engine(slack_settings.db_url)
+    with session_factory(engine)() as other, delivery_lock(other) as held:
+        assert held
+        skipped = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    engine.dispose()
+    assert skipped.sent == [] and skipped.errors == [
+        "another delivery is running: its digests are left to it"
+    ]
+    assert slack.posted_to(CHANNEL) == []
+    done = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert len(done.sent) == 2
 
 
 def test_without_slack_digests_go_to_files(session: Session, settings: Settings, tmp_path: Path) -> None:
