@@ -22,38 +22,40 @@ FROM articles a
 LEFT JOIN feeds f ON f.id = a.feed_id
 WHERE a.duplicate_of_id IS NULL AND a.is_seed = {false};
 
--- One row per story (an original of v_news with its copies and translations) and topic:
--- a story carries every topic any of its articles carries (each is classified in its own
--- language), with the score and the evidence (a JSON list of sentences) of the original
--- when it carries the topic itself, else of its first copy that does (evidence_from).
-CREATE VIEW v_article_topics AS
-SELECT article_id, topic, score, moment, day, lang, title, url, outlet, evidence, evidence_from
+-- One row per story (an original of v_news with its copies and translations) and label:
+-- a story carries every topic and watch item any of its articles carries (each is
+-- classified in its own language), with the score and the evidence (a JSON list of
+-- sentences) of the original when it carries the label itself, else of its first copy
+-- that does (evidence_from). The two views after it are what to query.
+CREATE VIEW v_story_labels AS
+SELECT article_id, kind, label, score, moment, day, lang, title, url, outlet, evidence, evidence_from
 FROM (
-    SELECT n.id AS article_id, t.topic, t.score, n.moment, n.day, n.lang, n.title, n.url, n.outlet,
-           t.evidence, m.id AS evidence_from,
+    SELECT n.id AS article_id, l.kind, l.label, l.score, n.moment, n.day, n.lang, n.title, n.url, n.outlet,
+           l.evidence, m.id AS evidence_from,
            ROW_NUMBER() OVER (
-               PARTITION BY n.id, t.topic ORDER BY CASE WHEN m.id = n.id THEN 0 ELSE 1 END, m.id
+               PARTITION BY n.id, l.kind, l.label ORDER BY CASE WHEN m.id = n.id THEN 0 ELSE 1 END, m.id
            ) AS pick
     FROM v_news n
     JOIN articles m ON m.id = n.id OR m.duplicate_of_id = n.id
-    JOIN article_topics t ON t.article_id = m.id
-) story_topics
+    JOIN (
+        SELECT article_id, 'topic' AS kind, topic AS label, score, evidence FROM article_topics
+        UNION ALL
+        SELECT article_id, 'watch' AS kind, item AS label, NULL AS score, evidence FROM article_watch
+    ) l ON l.article_id = m.id
+) ranked
 WHERE pick = 1;
 
--- One row per story and watch item, chosen the same way.
+-- One row per story and topic.
+CREATE VIEW v_article_topics AS
+SELECT article_id, label AS topic, score, moment, day, lang, title, url, outlet, evidence, evidence_from
+FROM v_story_labels
+WHERE kind = 'topic';
+
+-- One row per story and watch item.
 CREATE VIEW v_article_watch AS
-SELECT article_id, item, moment, day, lang, title, url, outlet, evidence, evidence_from
-FROM (
-    SELECT n.id AS article_id, w.item, n.moment, n.day, n.lang, n.title, n.url, n.outlet, w.evidence,
-           m.id AS evidence_from,
-           ROW_NUMBER() OVER (
-               PARTITION BY n.id, w.item ORDER BY CASE WHEN m.id = n.id THEN 0 ELSE 1 END, m.id
-           ) AS pick
-    FROM v_news n
-    JOIN articles m ON m.id = n.id OR m.duplicate_of_id = n.id
-    JOIN article_watch w ON w.article_id = m.id
-) story_watch
-WHERE pick = 1;
+SELECT article_id, label AS item, moment, day, lang, title, url, outlet, evidence, evidence_from
+FROM v_story_labels
+WHERE kind = 'watch';
 
 -- Daily coverage per topic and per watch item (the series the change detector watches).
 CREATE VIEW v_daily_coverage AS

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli, importers
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, make_settings
 from tests.test_cli import SCRIPT, TEXT_EN, sw
 
 # Distinct articles (team-written, for the classifier's tests): none is a copy of another.
@@ -33,9 +33,11 @@ TEXTS = [
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
+    """A database initialised in this process (schema, views, seeds; no feeds)."""
+    from pipeline.bootstrap import initialise
+
     path = tmp_path / "inputs.db"
-    done = sw("init", db=path)
-    assert done.returncode == 0, done.stderr
+    initialise(make_settings(f"sqlite:///{path}"), load_feeds=False)
     return path
 
 

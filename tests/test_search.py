@@ -551,6 +551,24 @@ def test_related_coverage_ranks_other_languages_with_the_stories_allowance(
     assert moved, "the allowance changed no ranking"
 
 
+def story_lines(published: dict[str, datetime | None]) -> list[str]:
+    """Import lines of the translated story of the semantic fixtures, in these languages."""
+    story = json.loads((REPO_ROOT / "tests" / "fixtures" / "semantic" / "story_yuan.json").read_text("utf-8"))
+    return [
+        json.dumps(
+            {
+                "id": key,
+                "url": f"https://{key}.example/story",
+                "title": story[key]["title"],
+                "text": story[key]["text"],
+                **({"published": moment.isoformat()} if moment else {}),
+            },
+            ensure_ascii=False,
+        )
+        for key, moment in published.items()
+    ]
+
+
 def test_a_story_found_through_its_translation_shows_that_passage_and_is_not_repeated(
     session: Session, settings: Settings
 ) -> None:
@@ -562,21 +580,10 @@ def test_a_story_found_through_its_translation_shows_that_passage_and_is_not_rep
 
     from pipeline.browse import CrossLanguage
 
-    story = json.loads((REPO_ROOT / "tests" / "fixtures" / "semantic" / "story_yuan.json").read_text("utf-8"))
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-    lines = [
-        json.dumps(
-            {
-                "id": key,
-                "url": f"https://{key}.example/story",
-                "title": story[key]["title"],
-                "text": story[key]["text"],
-                "published": (now - timedelta(hours=hours)).isoformat(),
-            },
-            ensure_ascii=False,
-        )
-        for key, hours in (("en", 30), ("ru", 28), ("zh", 27))
-    ]
+    lines = story_lines(
+        {"en": now - timedelta(hours=30), "ru": now - timedelta(hours=28), "zh": now - timedelta(hours=27)}
+    )
     results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="story", now=now)}
     root, zh = results["en"].article_id, results["zh"].article_id
     assert results["zh"].duplicate_of == root
@@ -616,19 +623,7 @@ def test_the_script_of_a_query_is_the_script_of_most_of_its_letters() -> None:
 def test_a_word_left_out_leaves_out_the_story_whatever_its_translations_say(
     session: Session, settings: Settings
 ) -> None:
-    story = json.loads((REPO_ROOT / "tests" / "fixtures" / "semantic" / "story_yuan.json").read_text("utf-8"))
-    lines = [
-        json.dumps(
-            {
-                "id": key,
-                "url": f"https://{key}.example/s",
-                "title": story[key]["title"],
-                "text": story[key]["text"],
-            },
-            ensure_ascii=False,
-        )
-        for key in ("en", "zh")
-    ]
+    lines = story_lines({"en": None, "zh": None})
     results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="left-out")}
     root = results["en"].article_id
     assert results["zh"].duplicate_of == root
