@@ -753,7 +753,10 @@ def _deliver(
                 # Slack cannot take it now (rate limited, down, misconfigured): the digests
                 # after it wait too, so that they arrive in order and the wait it asked for
                 # is kept.
-                report.pending.extend(later.id for later in pending[position + 1 :])
+                for later in pending[position + 1 :]:
+                    later.last_error = f"waits for digest {row.id}: {exc}"
+                    report.pending.append(later.id)
+                session.commit()
                 break
             continue
         row.status, row.sent_at, row.last_error = "sent", utcnow(), None
