@@ -1283,6 +1283,18 @@ def _screen_item(item: FeedItem) -> tuple[str | None, ItemResult | None]:
     return canonical, None
 
 
+def _unusable_item_target(feed: Feed, item: FeedItem) -> str:
+    """Where a feed item without a usable link is recorded: its feed and its guid (else a
+    hash of its title and link), so the same item is one failure at every poll."""
+    key = (
+        item.guid
+        or hashlib.blake2b(
+            f"{item.title or ''}\n{item.url or ''}".encode("utf-8", "replace"), digest_size=8
+        ).hexdigest()
+    )
+    return f"{feed.url}#item={clean_string(key)[:512]}"
+
+
 def _via(feed: Feed | None) -> str:
     """How an item reached the pipeline, as its sighting records it."""
     return f"feed:{feed.id}" if feed else "retry"
@@ -1318,7 +1330,22 @@ def _finish_item(
     via = _via(feed)
     canonical, refused = _screen_item(item)
     if refused is not None or canonical is None or item.url is None:
-        return refused or ItemResult("error", error="feed item has no link", title=item.title)
+        refused = refused or ItemResult("error", error="feed item has no link", title=item.title)
+        if feed is not None:
+            # Nothing to fetch, ever: recorded once (quarantined), so that the item shows
+            # among the open failures instead of only in this run's output.
+            repo.record_failure(
+                session,
+                stage="page",
+                target=_unusable_item_target(feed, item),
+                error=refused.error or "unusable link",
+                permanent=True,
+                retry_after=None,
+                feed_id=feed.id,
+                item={"url": clean_string(item.url or "")[:2048] or None, "title": item.title},
+                now=now,
+            )
+        return refused
     url = item.url
     known = stored[0] if stored is not None else None if absent else repo.known_url(session, canonical)
     if known is not None:

@@ -1067,3 +1067,33 @@ def test_odd_import_fields_fare_alike_on_both_databases(session: Session, settin
     assert "longer than 2048 characters" in (results[2].error or "")
     article = session.get(Article, results[0].article_id)
     assert article is not None and article.source_id == "ab"
+
+
+def test_a_feed_item_without_a_usable_link_is_recorded_once(session: Session, settings: Settings) -> None:
+    """Nothing can be fetched for it, ever: it is quarantined among the open failures (it
+    was only in the run's output), and the next poll does not add a second row."""
+    site = FeedSite()
+    base_body = site.feed_body
+
+    def with_broken_items() -> bytes:
+        extra = (
+            "<item><title>No link at all</title><guid isPermaLink='false'>n-17</guid></item>"
+            "<item><title>Bad port</title><link>http://news.example:99999/x</link></item>"
+        )
+        return base_body().replace(b"</channel>", extra.encode() + b"</channel>")
+
+    site.feed_body = with_broken_items  # type: ignore[method-assign]
+    site.honour_validators = False
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        first = poll_feed(session, client, settings, feed_id, now=NOW)
+        feed = session.get(Feed, feed_id)
+        assert feed is not None
+        feed.body_hash = None  # (the same feed asked again in full)
+        session.commit()
+        poll_feed(session, client, settings, feed_id, now=NOW + timedelta(minutes=15))
+    errors = [item.error for item in first.items if item.status == "error"]
+    assert "feed item has no link" in errors and any("malformed link" in (e or "") for e in errors)
+    recorded = session.scalars(select(FetchFailure).where(FetchFailure.target.contains("#item="))).all()
+    assert len(recorded) == 2 and all(f.permanent and f.feed_id == feed_id for f in recorded)
+    assert any(f.target.endswith("#item=n-17") for f in recorded)
