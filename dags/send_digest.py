@@ -11,6 +11,7 @@ environment (SLACK_BOT_TOKEN, SLACK_CHANNEL, SLACK_WEBHOOK_URL, SLACK_API_URL).
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -66,11 +67,21 @@ def summitwatch_digest() -> None:
 def _slack_connection() -> dict[str, str] | None:
     """Slack settings from the Airflow connection, if one is defined."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         connection = BaseHook.get_connection(SLACK_CONNECTION)
-    except Exception:  # not defined: fall back to the environment
-        return None
+    except AirflowNotFoundException:
+        variable = f"AIRFLOW_CONN_{SLACK_CONNECTION.upper()}"
+        if os.environ.get(variable, "").strip():
+            # Airflow reports a connection it cannot parse as not defined.
+            raise RuntimeError(
+                f"the Airflow connection {SLACK_CONNECTION} is set in {variable} but cannot be "
+                "read (malformed JSON or URI?): digests are not delivered until it is fixed"
+            ) from None
+        return None  # not defined: the environment's settings apply
+    # Anything else (a connection that does not parse, a secrets backend that fails) stops
+    # the task: falling back would write the digests to a file and mark them delivered.
     extra = connection.extra_dejson or {}
     values = {
         "bot_token": connection.password,

@@ -86,8 +86,12 @@ def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None
             task_session(settings) as session,
             HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
         ):
+            # Only the batch's feeds still due: a retry of this task after it polled some
+            # (and died before Airflow heard) must not poll them again, nor count a failing
+            # feed's failure twice and double its backoff.
+            due = repo.still_due(session, list(feed_ids), utcnow())
             # Failed pages are retried once per cycle, by the finish task, not by every batch.
-            summary = run_cycle(session, client, settings, feed_ids=list(feed_ids), retry_pages=False)
+            summary = run_cycle(session, client, settings, feed_ids=due, retry_pages=False)
     finally:
         # Airflow ends a task's process without waiting for its threads: a load cut short
         # would leave a half-written cache folder behind.

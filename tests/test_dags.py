@@ -169,3 +169,24 @@ def test_digest_dag_delivers_exactly_once_despite_a_retry(
         parents = [m for m in slack.posted_to("C0DIGEST") if m.thread_ts is None]
         assert len(parents) == len(rows), "each digest posted exactly once"
     engine.dispose()
+
+
+def test_a_slack_connection_that_cannot_be_read_stops_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow reports a connection it cannot parse as undefined; taking that for "no
+    connection" wrote the digests to a file on the worker and marked them delivered."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("send_digest_under_test", DAGS / "send_digest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.delenv("AIRFLOW_CONN_SUMMITWATCH_SLACK", raising=False)
+    assert module._slack_connection() is None  # none defined: the environment's settings apply
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SUMMITWATCH_SLACK",
+        '{"conn_type": "slack", "password": "xoxb-1", "extra": {"channel": "C1"}}',
+    )
+    assert module._slack_connection() == {"bot_token": "xoxb-1", "channel": "C1"}
+    monkeypatch.setenv("AIRFLOW_CONN_SUMMITWATCH_SLACK", '{"conn_type": "slack", "password": "xoxb-1",}')
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        module._slack_connection()

@@ -146,3 +146,25 @@ def test_a_poll_task_waits_for_its_encoder_preload(tmp_path: Path, monkeypatch: 
     counts = poll_feed_batch([], settings=settings)  # no feed: nothing to load
     assert started.is_set() and counts.get("new", 0) == 0
     assert [thread for thread in encoder._PRELOADS if thread.is_alive()] == []
+
+
+def test_a_retried_poll_task_polls_only_the_feeds_still_due(tmp_path: Path) -> None:
+    """A poll task that polled its feeds and died before Airflow heard of it is retried: it
+    must not poll them again (a failing feed counted its failure twice and its backoff
+    doubled)."""
+    db_url = f"sqlite:///{tmp_path / 'retry.db'}"
+    with NewsSite(2) as site:
+        engine = prepare(db_url, REPO_ROOT / "config", site)
+        with session_factory(engine)() as session:
+            broken, _ = repo.upsert_feed(session, "http://127.0.0.1:9/down.xml", name="down")
+            session.commit()
+            feed_ids = [int(i) for i in session.scalars(select(Feed.id))]
+        settings = make_settings(db_url, allow_private_networks=True)
+        first = poll_feed_batch(feed_ids, settings=settings)
+        again = poll_feed_batch(feed_ids, settings=settings)  # the retry
+        with session_factory(engine)() as session:
+            down = session.get(Feed, broken.id)
+            assert down is not None and down.failure_count == 1
+        engine.dispose()
+    assert first.get("new") == 2 and first.get("feeds_error") == 1
+    assert again == {}, "nothing was due any more"
