@@ -54,12 +54,15 @@ def summitwatch_ingest() -> None:
         return poll_feed_batch(feed_ids)
 
     @task(outlets=[COVERAGE], trigger_rule="all_done")
-    def finish(results: list[dict[str, int]]) -> dict[str, int]:
+    def finish(results: list[dict[str, int]], planned: list[list[int]] | None) -> dict[str, int]:
         from pipeline.tasks import finish_ingest
 
-        return finish_ingest(list(results))
+        # (Fails when nothing could be polled, so that the run fails and the coverage
+        # Asset, which triggers the digest, is not updated.)
+        return finish_ingest(list(results or []), planned=planned)
 
-    finish(poll_batch.expand(feed_ids=plan_batches()))
+    batches = plan_batches()
+    finish(poll_batch.expand(feed_ids=batches), batches)
 
 
 summitwatch_ingest()

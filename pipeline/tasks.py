@@ -101,9 +101,17 @@ def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None
 
 
 def finish_ingest(
-    batch_results: Sequence[dict[str, int]], *, settings: Settings | None = None
+    batch_results: Sequence[dict[str, int] | None],
+    *,
+    planned: Sequence[Sequence[int]] | None = (),
+    settings: Settings | None = None,
 ) -> dict[str, int]:
-    """Retry failed pages that are due and total the cycle; the DAG then updates its Asset."""
+    """Retry failed pages that are due and total the cycle; the DAG then updates its Asset.
+
+    ``planned``: the batches the run planned (None when planning failed). When planning
+    failed, or batches were planned and every one failed for good, this raises after the
+    page retries: the run must fail, and its Asset (which starts the digest) not move.
+    """
     settings = _task_workers(settings or load_settings())
     with (
         task_session(settings) as session,
@@ -119,6 +127,11 @@ def finish_ingest(
             totals[key] = totals.get(key, 0) + int(value)
     totals["retried"] = len(retried)
     totals["retried_new"] = sum(1 for item in retried if item.status == "new")
+    if planned is None:
+        raise RuntimeError("planning the poll batches failed: nothing was polled")
+    polled = sum(1 for result in batch_results if isinstance(result, dict))
+    if planned and not polled:
+        raise RuntimeError(f"every one of the {len(planned)} poll batches failed: see their logs")
     return totals
 
 

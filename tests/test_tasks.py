@@ -168,3 +168,20 @@ def test_a_retried_poll_task_polls_only_the_feeds_still_due(tmp_path: Path) -> N
         engine.dispose()
     assert first.get("new") == 2 and first.get("feeds_error") == 1
     assert again == {}, "nothing was due any more"
+
+
+def test_the_finish_task_fails_a_run_that_polled_nothing(tmp_path: Path) -> None:
+    """Planning failed, or every planned batch failed for good: the run must fail (its
+    Asset, which starts the digest, must not move); failed pages are retried first."""
+    db_url = f"sqlite:///{tmp_path / 'finish.db'}"
+    settings = make_settings(db_url)
+    initialise(settings, load_feeds=False)
+    from pipeline.tasks import finish_ingest
+
+    with pytest.raises(RuntimeError, match="planning the poll batches failed"):
+        finish_ingest([], planned=None, settings=settings)
+    with pytest.raises(RuntimeError, match="every one of the 2 poll batches failed"):
+        finish_ingest([None, None], planned=[[1], [2]], settings=settings)
+    # Nothing due (no batch planned), or some batches polled: the run succeeds.
+    assert finish_ingest([], planned=[], settings=settings)["retried"] == 0
+    assert finish_ingest([None, {"new": 3}], planned=[[1], [2]], settings=settings)["new"] == 3
