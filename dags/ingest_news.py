@@ -49,9 +49,13 @@ def summitwatch_ingest() -> None:
         max_active_tis_per_dagrun=SETTINGS.airflow.max_parallel_polls, execution_timeout=timedelta(minutes=30)
     )
     def poll_batch(feed_ids: list[int]) -> dict[str, int]:
+        from airflow.sdk import get_current_context
+
         from pipeline.tasks import poll_feed_batch
 
-        return poll_feed_batch(feed_ids)
+        # A retry skips the feeds its earlier try polled in this run (batches are disjoint).
+        run = get_current_context()["dag_run"]
+        return poll_feed_batch(feed_ids, polled_since=run.start_date)
 
     @task(outlets=[COVERAGE], trigger_rule="all_done")
     def finish(results: list[dict[str, int]], planned: list[list[int]] | None) -> dict[str, int]:

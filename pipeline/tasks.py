@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -72,8 +73,14 @@ def _task_workers(settings: Settings) -> Settings:
     return settings.model_copy(update={"poll": poll})
 
 
-def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None) -> dict[str, int]:
+def poll_feed_batch(
+    feed_ids: Sequence[int], *, settings: Settings | None = None, polled_since: datetime | None = None
+) -> dict[str, int]:
     """Poll each feed of one batch and ingest its new items; returns counts.
+
+    ``polled_since``: the start of the DAG run. A feed of the batch polled since then was
+    polled by an earlier try of this task (which died before Airflow heard): it is not
+    polled again, so that a failing feed's failure is not counted twice.
 
     The collector runs as in the ``summitwatch`` command (:mod:`pipeline.collector`) while
     the batch is polled; the task process's own setting is restored afterwards.
@@ -86,12 +93,11 @@ def poll_feed_batch(feed_ids: Sequence[int], *, settings: Settings | None = None
             task_session(settings) as session,
             HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
         ):
-            # Only the batch's feeds still due: a retry of this task after it polled some
-            # (and died before Airflow heard) must not poll them again, nor count a failing
-            # feed's failure twice and double its backoff.
-            due = repo.still_due(session, list(feed_ids), utcnow())
+            ids = list(feed_ids)
+            if polled_since is not None:
+                ids = repo.not_polled_since(session, ids, polled_since)
             # Failed pages are retried once per cycle, by the finish task, not by every batch.
-            summary = run_cycle(session, client, settings, feed_ids=due, retry_pages=False)
+            summary = run_cycle(session, client, settings, feed_ids=ids, retry_pages=False)
     finally:
         # Airflow ends a task's process without waiting for its threads: a load cut short
         # would leave a half-written cache folder behind.

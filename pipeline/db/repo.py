@@ -102,20 +102,14 @@ def due_feed_ids(session: Session, now: datetime, *, limit: int | None = None) -
     return list(session.scalars(query))
 
 
-def still_due(session: Session, feed_ids: Sequence[int], now: datetime) -> list[int]:
-    """Those of ``feed_ids`` that are enabled and due at ``now``, in the order given."""
-    due: set[int] = set()
+def not_polled_since(session: Session, feed_ids: Sequence[int], since: datetime) -> list[int]:
+    """Those of ``feed_ids`` not polled at or after ``since``, in the order given."""
+    polled: set[int] = set()
     for chunk in _chunks(feed_ids):
-        due.update(
-            session.scalars(
-                select(Feed.id).where(
-                    Feed.id.in_(chunk),
-                    Feed.enabled.is_(True),
-                    or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now),
-                )
-            )
+        polled.update(
+            session.scalars(select(Feed.id).where(Feed.id.in_(chunk), Feed.last_polled_at >= since))
         )
-    return [feed_id for feed_id in feed_ids if feed_id in due]
+    return [feed_id for feed_id in feed_ids if feed_id not in polled]
 
 
 # Articles -------------------------------------------------------------------------------
