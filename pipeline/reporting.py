@@ -330,12 +330,9 @@ def prepare_digests(
         key = f"summary:{start.isoformat()}/{end.isoformat()}"
         # Built once for a kind of destination: a channel spelled another way, or a webhook
         # replaced by a token, must not receive the same summary again.
-        same_kind = (
-            DigestOutbox.destination.like("slack%")
-            if _family(destination) == "slack"
-            else DigestOutbox.destination == destination
+        already = session.scalar(
+            select(DigestOutbox.id).where(DigestOutbox.digest_key == key, _same_kind(destination))
         )
-        already = session.scalar(select(DigestOutbox.id).where(DigestOutbox.digest_key == key, same_kind))
         if already is None and end > report.history_start:
             summary = _summary_digest(session, report, settings, loaded[1], start, end)
             digests.append(summary)
@@ -767,20 +764,24 @@ def _deliver(
 def pending_digests(session: Session, destination: str) -> list[tuple[Digest, int]]:
     """The digests waiting for ``destination`` (those a stranded Slack row would join
     included), oldest first, each with how many of its parts are delivered already."""
-    same = (
-        DigestOutbox.destination.like("slack%")
-        if _family(destination) == "slack"
-        else DigestOutbox.destination == destination
-    )
     rows = session.scalars(
-        select(DigestOutbox).where(same, DigestOutbox.status == "pending").order_by(DigestOutbox.id)
+        select(DigestOutbox)
+        .where(_same_kind(destination), DigestOutbox.status == "pending")
+        .order_by(DigestOutbox.id)
     ).all()
     return [(Digest.from_json(row.payload), row.parts_sent or 0) for row in rows]
 
 
-def _family(destination: str) -> str:
-    """The kind of a destination: every Slack channel and webhook is one channel of news."""
-    return "slack" if destination.startswith("slack") else destination
+def _is_slack(destination: str) -> bool:
+    return destination.startswith("slack")
+
+
+def _same_kind(destination: str) -> Any:
+    """Outbox rows addressed to a destination of ``destination``'s kind: every Slack channel
+    and webhook is one channel of news, a file folder is its own."""
+    if _is_slack(destination):
+        return DigestOutbox.destination.like("slack%")
+    return DigestOutbox.destination == destination
 
 
 def _readdress_stranded(session: Session, destination: str, report: DeliveryReport) -> None:
@@ -788,14 +789,14 @@ def _readdress_stranded(session: Session, destination: str, report: DeliveryRepo
     corrected, spelled "#name" then by id, a webhook replaced by a bot token): those not
     begun go to ``destination`` now; one begun there is reported, as its first parts are
     in the other channel."""
-    if _family(destination) != "slack":
+    if not _is_slack(destination):
         return
     stranded = session.scalars(
         select(DigestOutbox)
         .where(
             DigestOutbox.status == "pending",
             DigestOutbox.destination != destination,
-            DigestOutbox.destination.like("slack%"),
+            _same_kind(destination),
         )
         .order_by(DigestOutbox.id)
     ).all()
