@@ -148,9 +148,9 @@ class HttpClient:
         headers: dict[str, str] = {}
         # A validator a server sent with bytes outside ASCII cannot go back in a header: the
         # request would fail before it is sent, at every poll. Without it, a full answer.
-        if etag and _sendable(etag):
+        if etag and sendable(etag):
             headers["If-None-Match"] = etag
-        if last_modified and _sendable(last_modified):
+        if last_modified and sendable(last_modified):
             headers["If-Modified-Since"] = last_modified
         if accept:
             headers["Accept"] = accept
@@ -443,7 +443,7 @@ class GuardedBackend(httpcore.NetworkBackend):
 _DEADLINE = threading.local()
 
 
-def _sendable(value: str) -> bool:
+def sendable(value: str) -> bool:
     """Whether a header value can be sent back as it came: printable ASCII."""
     return value.isascii() and value.isprintable()
 

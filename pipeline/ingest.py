@@ -39,7 +39,7 @@ from pipeline.db.schema import Article, ArticleVector, Feed, utcnow
 from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
-from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage, host_of
+from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage, host_of, sendable
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
 from pipeline.prepare import (
@@ -1187,7 +1187,7 @@ def _validators(headers: dict[str, str]) -> tuple[str | None, str | None]:
 
     def kept(value: str | None, longest: int) -> str | None:
         value = clean_string(value or "")
-        return value if 0 < len(value) <= longest and value.isascii() and value.isprintable() else None
+        return value if 0 < len(value) <= longest and sendable(value) else None
 
     return kept(headers.get("etag"), 1024), kept(headers.get("last-modified"), 128)
 
