@@ -340,6 +340,11 @@ def _left_out(session: Session, parsed: SearchQuery) -> Subquery | None:
     return fulltext.matches(session, exclusions, name="left_out") if exclusions is not None else None
 
 
+def _slug_column(table: type[ArticleTopic] | type[ArticleWatch]) -> Any:
+    """The label table's slug column: a topic's, or a watch item's."""
+    return ArticleTopic.topic if table is ArticleTopic else ArticleWatch.item
+
+
 def labelled_stories(
     table: type[ArticleTopic] | type[ArticleWatch], slug: str | None = None
 ) -> Select[int, str]:
@@ -352,7 +357,7 @@ def labelled_stories(
     all the same, once. Rows may repeat (an original and its copy with one label).
     """
     member = aliased(Article)
-    column = ArticleTopic.topic if table is ArticleTopic else ArticleWatch.item
+    column = _slug_column(table)
     query = (
         select(func.coalesce(member.duplicate_of_id, member.id).label("article_id"), column.label("slug"))
         .select_from(table)
@@ -366,7 +371,7 @@ def story_has_label(table: type[ArticleTopic] | type[ArticleWatch], slug: str, s
     copies carries the label. Tested row by row, for a walk that stops early (a page of a
     list, a window's articles); :func:`labelled_stories` lists them all at once."""
     story = Article.id if story is None else story
-    column = ArticleTopic.topic if table is ArticleTopic else ArticleWatch.item
+    column = _slug_column(table)
     copy = aliased(Article)
     own = select(table.article_id).where(table.article_id == story, column == slug).exists()
     copied = (
