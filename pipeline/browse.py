@@ -213,17 +213,20 @@ def _rows(
         # A story matches when any of its articles does: when a copy (a translation, say)
         # holds more of the query's terms than the original, its passage is the one shown,
         # and the row says where the words were found.
-        own = len(
-            search.matched_terms(display_title(article), query) | search.matched_terms(article.text, query)
-        )
+        own = _terms_held(display_title(article), article.text, query)
         for copy in row_copies:
-            held = search.matched_terms(copy.title or "", query) | search.matched_terms(copy.text, query)
-            if len(held) > own:
-                own, matched_in, text_marks = len(held), copy, search.snippet(copy.text, query)
+            held = _terms_held(copy.title or "", copy.text, query)
+            if held > own:
+                own, matched_in, text_marks = held, copy, search.snippet(copy.text, query)
         rows.append(
             ArticleRow(article, row_copies, topics, watch, item.score, title_marks, text_marks, matched_in)
         )
     return rows
+
+
+def _terms_held(title: str, text: str, query: search.SearchQuery) -> int:
+    """How many distinct terms of ``query`` an article's title and text hold together."""
+    return len(search.matched_terms(title, query) | search.matched_terms(text, query))
 
 
 def _one_more(wanted: repo.ArticleFilter) -> repo.ArticleFilter:
