@@ -87,9 +87,27 @@ def _slack_connection() -> dict[str, str] | None:
         "bot_token": connection.password,
         "channel": extra.get("channel"),
         "webhook_url": extra.get("webhook_url"),
-        "api_url": connection.host or extra.get("api_url"),
+        "api_url": _api_url(connection) or extra.get("api_url"),
     }
     return {key: value for key, value in values.items() if value} or None
+
+
+def _api_url(connection: object) -> str | None:
+    """The API base URL a connection names in its host, whichever way it was written.
+
+    As JSON, or in the UI, the host field holds the whole URL. Written as a URI
+    (``http://:TOKEN@host:port/api/``), Airflow splits the URL into its parts (scheme
+    into the type, the path into "schema"): put them back together, or the digests would
+    go to a bare host name.
+    """
+    host = (getattr(connection, "host", None) or "").strip()
+    if not host or "://" in host:
+        return host or None
+    conn_type = (getattr(connection, "conn_type", None) or "").lower()
+    scheme = conn_type if conn_type in {"http", "https"} else "https"
+    port = getattr(connection, "port", None)
+    path = (getattr(connection, "schema", None) or "").strip("/")
+    return f"{scheme}://{host}{f':{port}' if port else ''}/{f'{path}/' if path else ''}"
 
 
 summitwatch_digest()

@@ -17,7 +17,9 @@ The work happens in four steps:
    Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
    order; each must decode strictly *and* look plausible next to what charset_normalizer
    detects, because single-byte codecs decode anything and so prove nothing. Failing all
-   that, charset_normalizer guesses from the page's text (tags stripped).
+   that, charset_normalizer guesses from the page's text (tags stripped). Windows-1251
+   and Mac Cyrillic, which both read alike to the detector, are told apart by the shape
+   of the words each makes (capitals where capitals go).
 3. **Extract** with trafilatura: precision mode first, balanced mode when that finds
    too little, and a re-run when the article is split over several look-alike
    containers (see :func:`_extract_text`).
@@ -424,7 +426,7 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
             # Any ASCII-compatible codec reads ASCII alike, except 7-bit ones with escape
             # sequences (ISO-2022-JP), for which the label is the only evidence there is.
             return data.decode(codec, "replace"), codec
-        guessed = _plausible_or_guess(data, codec)
+        guessed = _cyrillic_twin(data, _plausible_or_guess(data, codec))
         if guessed != codec:
             logger.debug("declared charset %s implausible, detected %s", label, guessed)
         return data.decode(guessed, "replace"), guessed
@@ -433,6 +435,7 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
         return data.decode("ascii"), "ascii"
     guess = _detect_charset(data)
     if guess is not None:
+        guess = _cyrillic_twin(data, guess)
         return data.decode(guess, "replace"), guess
     return data.decode("utf-8", "replace"), "utf-8"
 
@@ -545,6 +548,50 @@ def _plausible_or_guess(data: bytes, declared: str) -> str:
     if declared_match.chaos - guess.chaos >= _MESS_MARGIN:
         return guess.encoding
     return declared
+
+
+# Windows-1251 and Mac Cyrillic share the lower-case letters: each reads the other's text
+# as Russian with its capitals turned into punctuation or Serbian letters ("Џрезидент",
+# "‚ладимир") and, from Mac Cyrillic, every "я" into "Я". Both map nearly every byte and
+# the mess detector scores them alike, so the shape of the words decides.
+_CYRILLIC_TWINS: Final = {"cp1251": "mac-cyrillic", "mac-cyrillic": "cp1251"}
+_CYRILLIC_WORD_RE: Final = re.compile(r"[^\W\d_]+")
+_WELL_FORMED_CYRILLIC_RE: Final = re.compile(
+    r"[А-ЯЁІЇЄҐЎЂЃЈЉЊЋЌЏЅ]?[а-яёіїєґўђѓјљњћќџѕ]+|[А-ЯЁІЇЄҐЎЂЃЈЉЊЋЌЏЅ]+|[A-Za-z]+"
+)
+_TWIN_MARGIN: Final = 0.05
+
+
+def _word_shape(text: str) -> float:
+    """The share of non-ASCII characters that are letters of well-formed Cyrillic words
+    (lower case, capitalised or all capitals)."""
+    wide = sum(1 for char in text if char > "\x7f")
+    if not wide:
+        return 0.0
+    good = sum(
+        len(word)
+        for word in _CYRILLIC_WORD_RE.findall(text)
+        if not word.isascii() and _WELL_FORMED_CYRILLIC_RE.fullmatch(word)
+    )
+    return good / wide
+
+
+def _cyrillic_twin(data: bytes, codec: str) -> str:
+    """``codec``, or its Cyrillic twin when that reads the page's words clearly better."""
+    try:
+        name = codecs.lookup(codec).name
+    except LookupError:
+        return codec
+    twin = _CYRILLIC_TWINS.get(name)
+    if twin is None or not _decodes_strictly(data, twin):
+        return codec
+    sample = _text_sample(data)
+    if (
+        _word_shape(sample.decode(twin, "replace")) - _word_shape(sample.decode(name, "replace"))
+        >= _TWIN_MARGIN
+    ):
+        return twin
+    return codec
 
 
 # --------------------------------------------------------------------------- parsing

@@ -35,7 +35,7 @@ from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import driver_reason, require_database
-from pipeline.db.schema import Article, ArticleVector, Feed, utcnow
+from pipeline.db.schema import CONTROL_CHARACTERS, Article, ArticleVector, Feed, utcnow
 from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
@@ -453,16 +453,13 @@ def time_limit(seconds: float) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(outer_remaining - (time.monotonic() - started), 0.001))
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def clean_string(value: str) -> str:
     """Drop what no database should store: NUL and other control characters, lone surrogates.
 
     PostgreSQL refuses NUL in text and any database driver refuses unpaired surrogates
     (which JSON input can carry as ``\\ud800``); either would otherwise fail the item late.
     """
-    value = _CONTROL.sub("", value)
+    value = CONTROL_CHARACTERS.sub("", value)
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
@@ -1272,7 +1269,7 @@ def _screen_item(item: FeedItem) -> tuple[str | None, ItemResult | None]:
         return None, ItemResult("error", error="feed item has no link", title=item.title)
     if len(url) > MAX_URL_LENGTH:
         return None, ItemResult("error", error="link longer than 2048 characters", title=item.title)
-    if _CONTROL.search(url) or any(char.isspace() for char in url):
+    if CONTROL_CHARACTERS.search(url) or any(char.isspace() for char in url):
         return None, ItemResult("error", error="link contains control characters or spaces", title=item.title)
     try:
         canonical = dedup.canonical_url(url)
@@ -2301,7 +2298,7 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
     if url is not None and (
         not isinstance(url, str)
         or not url[:8].lower().startswith(("http://", "https://"))
-        or _CONTROL.search(url)
+        or CONTROL_CHARACTERS.search(url)
         or any(char.isspace() for char in url)
     ):
         raise ExtractionError("'url' must be an http(s) URL", permanent=True)
@@ -2349,6 +2346,6 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
 
 
 def _feed_id_for(session: Session, feed: Any) -> int | None:
-    if not isinstance(feed, str) or not feed or _CONTROL.search(feed) or len(feed) > MAX_URL_LENGTH:
+    if not isinstance(feed, str) or not feed or CONTROL_CHARACTERS.search(feed) or len(feed) > MAX_URL_LENGTH:
         return None  # (no feed is called that: PostgreSQL would refuse a NUL in the look-up)
     return session.scalar(select(Feed.id).where(or_(Feed.url == feed, Feed.name == feed)).limit(1))

@@ -9,6 +9,7 @@ idempotent, so a retried task repeats no work that was committed and duplicates 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -94,15 +95,21 @@ def poll_feed_batch(
             HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
         ):
             ids = list(feed_ids)
+            earlier: Counter[str] = Counter()
             if polled_since is not None:
                 ids = repo.not_polled_since(session, ids, polled_since)
+                skipped = [feed_id for feed_id in feed_ids if feed_id not in set(ids)]
+                if skipped:
+                    # What the earlier try stored counts in the run's totals too.
+                    earlier = repo.stored_since(session, skipped, polled_since)
+                    earlier["feeds_polled_earlier"] = len(skipped)
             # Failed pages are retried once per cycle, by the finish task, not by every batch.
             summary = run_cycle(session, client, settings, feed_ids=ids, retry_pages=False)
     finally:
         # Airflow ends a task's process without waiting for its threads: a load cut short
         # would leave a half-written cache folder behind.
         encoder.finish_preload()
-    counts = summary.counts()
+    counts = summary.counts() + earlier
     return {key: int(value) for key, value in counts.items()}
 
 

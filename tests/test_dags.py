@@ -190,3 +190,27 @@ def test_a_slack_connection_that_cannot_be_read_stops_delivery(monkeypatch: pyte
     monkeypatch.setenv("AIRFLOW_CONN_SUMMITWATCH_SLACK", '{"conn_type": "slack", "password": "xoxb-1",}')
     with pytest.raises(RuntimeError, match="cannot be read"):
         module._slack_connection()
+
+
+def test_a_slack_connection_names_its_api_url_as_json_or_as_a_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written as a URI, Airflow splits the API URL into scheme, host, port and path; the
+    digests went to the bare host name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("send_digest_under_test", DAGS / "send_digest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cases = {
+        "http://:xoxb-12345@127.0.0.1:8080/api/?channel=C1": "http://127.0.0.1:8080/api/",
+        "https://:xoxb-12345@slack.example.gov/api?channel=C1": "https://slack.example.gov/api/",
+        "slack://:xoxb-12345@https%3A%2F%2Fslack.example%2Fapi%2F?channel=C1": "https://slack.example/api/",
+        '{"conn_type": "slack", "password": "xoxb-12345", "host": "http://127.0.0.1:9/api/"}': (
+            "http://127.0.0.1:9/api/"
+        ),
+    }
+    for written, api_url in cases.items():
+        monkeypatch.setenv("AIRFLOW_CONN_SUMMITWATCH_SLACK", written)
+        connection = module._slack_connection()
+        assert connection is not None and connection["api_url"] == api_url, written
+        assert connection["bot_token"] == "xoxb-12345"

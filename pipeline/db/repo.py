@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -110,6 +111,25 @@ def not_polled_since(session: Session, feed_ids: Sequence[int], since: datetime)
             session.scalars(select(Feed.id).where(Feed.id.in_(chunk), Feed.last_polled_at >= since))
         )
     return [feed_id for feed_id in feed_ids if feed_id not in polled]
+
+
+def stored_since(session: Session, feed_ids: Sequence[int], since: datetime) -> Counter[str]:
+    """Articles first stored from ``feed_ids`` at or after ``since``: ``new`` (originals)
+    and ``duplicate`` (copies), as a poll that stored them counted them.
+
+    What a poll counted without storing a row (a sighting of a stored article, a failed
+    item) is not here: those leave no article behind.
+    """
+    counts: Counter[str] = Counter()
+    for chunk in _chunks(feed_ids):
+        rows = session.execute(
+            select(Article.duplicate_of_id.is_(None), func.count())
+            .where(Article.feed_id.in_(chunk), Article.first_seen_at >= since)
+            .group_by(Article.duplicate_of_id.is_(None))
+        )
+        for original, count in rows:
+            counts["new" if original else "duplicate"] += int(count)
+    return counts
 
 
 # Articles -------------------------------------------------------------------------------

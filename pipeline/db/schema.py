@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from sqlalchemy.types import TypeDecorator
 
 from pipeline.redaction import redact_optional, redact_text
+
+# Control characters no stored text holds (tab, newlines and form feed excepted): PostgreSQL
+# refuses NUL in text, and the others are never meant as content.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # One naming convention from the first migration on, so constraints can be altered by name
 # on both SQLite (batch mode) and PostgreSQL.

@@ -43,6 +43,7 @@ from pipeline.coverage import Change, DetectorConfig
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
 from pipeline.db.schema import (
+    CONTROL_CHARACTERS,
     Article,
     ArticleVector,
     ArticleVersion,
@@ -407,13 +408,10 @@ def _slugs(entries: Sequence[Entry]) -> list[str]:
 
 def _text(params: QueryParams, name: str) -> str | None:
     value = params.get(name, "").strip()
-    if _CONTROL_CHARACTER.search(value):
+    if CONTROL_CHARACTERS.search(value):
         # (PostgreSQL refuses NUL in text: the query would fail as if the database were down.)
         raise BadRequest(f"{name}: control characters are not allowed")
     return value or None
-
-
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _flag(params: QueryParams, name: str, *, default: bool = False) -> bool:
