@@ -42,7 +42,7 @@ import yaml
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
 from pipeline.records import Classification, TopicHit, WatchHit
-from pipeline.sentences import split_sentences
+from pipeline.sentences import split_sentences, strip_invisible
 
 __all__ = [
     "TOPIC_SLUGS",
@@ -246,10 +246,24 @@ class TopicRegistry:
         ``zh-Hans``/``zh_TW`` count as ``zh``; ``und``, ``None`` and languages the
         registry has no patterns for get every language's patterns.
         """
-        base = (lang or "und").strip().lower().replace("_", "-").split("-")[0]
+        base = _base_language(lang)
         if base in self.languages:
             return (base,)
         return self.languages
+
+    def patterns_apply(self, lang: str | None) -> bool:
+        """Whether the patterns can judge an article detected as ``lang``.
+
+        True for the registry's languages and for ``und`` (text too short to tell, which
+        every language's patterns read: a headline is judged by them like any article);
+        false for a language the registry has no patterns for, where the encoder decides.
+        """
+        base = _base_language(lang)
+        return base in self.languages or base == "und"
+
+
+def _base_language(lang: str | None) -> str:
+    return (lang or "und").strip().lower().replace("_", "-").split("-")[0] or "und"
 
 
 # ---------------------------------------------------------------------------- loading
@@ -264,12 +278,17 @@ def load_registry(path: Path) -> TopicRegistry:
     that do not compile.
     """
     try:
-        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.read_file(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the topic registry ({exc})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return _RegistryParser(str(path)).parse(raw)
+    try:
+        return _RegistryParser(str(path)).parse(raw)
+    except TypeError as exc:
+        # A value of a shape no check expected (a list where a name goes): still a config
+        # error, named as such, not a traceback.
+        raise ConfigError(f"{path}: an entry has an unexpected shape ({exc})") from exc
 
 
 class _RegistryParser:
@@ -426,7 +445,7 @@ class _RegistryParser:
         if not isinstance(value, list) or not value:
             raise self.fail("languages", "expected a list of ISO 639-1 codes")
         for i, code in enumerate(value):
-            if code not in _ISO_639_1:
+            if not isinstance(code, str) or code not in _ISO_639_1:
                 raise self.fail(f"languages[{i}]", f"{code!r} is not an ISO 639-1 code (e.g. en, ru, zh)")
         missing = [code for code in REQUIRED_LANGUAGES if code not in value]
         if missing:
@@ -768,7 +787,7 @@ class _Document:
     @classmethod
     def build(cls, title: str | None, text: str, search: NeedleSearch | None = None) -> _Document:
         sentences = split_sentences(text)
-        heading = " ".join(title.split()) if title else ""
+        heading = " ".join(strip_invisible(title).split()) if title else ""
         has_title = bool(heading)
         if has_title:
             sentences.insert(0, heading)
@@ -824,6 +843,12 @@ class _Document:
 
     def sentences_matching(self, patterns: Iterable[Pattern]) -> set[int]:
         return set(self.hits(patterns))
+
+    def evidence(self, index: int, offset: int, limit: int) -> str:
+        """Sentence ``index`` trimmed to about ``limit`` characters around the match at
+        ``offset``, an offset in its normalised form (:meth:`hits`)."""
+        sentence = self.sentences[index]
+        return _trim(sentence, _original_offset(sentence, offset), limit)
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -946,14 +971,54 @@ def _score_entry(
 
     ranked = sorted(per_sentence.items(), key=lambda item: (-item[1], item[0]))
     evidence = [
-        _trim(doc.sentences[index], min(hits[index].values()), scoring.evidence_chars)
+        doc.evidence(index, min(hits[index].values()), scoring.evidence_chars)
         for index, _ in ranked[: scoring.max_evidence]
     ]
     return _Scored(entry, score, evidence, frozenset(per_sentence))
 
 
+def _original_offset(sentence: str, offset: int) -> int:
+    """Where in ``sentence`` the character at ``offset`` of its normalised form comes from.
+
+    Normalising changes lengths (decomposed accents and Hangul compose, "…" becomes three
+    characters, ligatures split): the shortest prefix whose normalised form reaches past
+    ``offset`` ends there. (Prefix lengths never shrink as the prefix grows.)
+    """
+    if len(_normalise(sentence)) == len(sentence):
+        return offset
+    low, high = 0, len(sentence)
+    while low < high:
+        middle = (low + high) // 2
+        if len(_normalise(sentence[: middle + 1])) > offset:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+# Characters that belong to the one before them: combining marks, variation selectors,
+# the zero-width joiner and what follows it, the second of a regional-indicator pair.
+def _continues(text: str, index: int) -> bool:
+    if index <= 0 or index >= len(text):
+        return False
+    char, before = text[index], text[index - 1]
+    if unicodedata.combining(char) or "\ufe00" <= char <= "\ufe0f" or char == "\u200d" or before == "\u200d":
+        return True
+    if "\U0001f3fb" <= char <= "\U0001f3ff":  # skin-tone modifiers
+        return True
+    if "\U0001f1e6" <= char <= "\U0001f1ff" and "\U0001f1e6" <= before <= "\U0001f1ff":
+        # The second of a flag's two letters: count the run of indicators before it.
+        run = 0
+        while index - run - 1 >= 0 and "\U0001f1e6" <= text[index - run - 1] <= "\U0001f1ff":
+            run += 1
+        return run % 2 == 1
+    return False
+
+
 def _trim(sentence: str, offset: int, limit: int) -> str:
-    """Cut ``sentence`` to about ``limit`` characters around the match at ``offset``."""
+    """Cut ``sentence`` to about ``limit`` characters around the match at ``offset``,
+    at spaces where there are some and never inside a character sequence (an accent, a
+    flag, an emoji joined with its modifiers)."""
     if len(sentence) <= limit:
         return sentence
     start = max(0, min(offset - limit // 3, len(sentence) - limit))
@@ -964,6 +1029,10 @@ def _trim(sentence: str, offset: int, limit: int) -> str:
     if end < len(sentence):
         space = sentence.rfind(" ", end - 20, end)
         end = space if space != -1 else end
+    while _continues(sentence, start):
+        start += 1
+    while end > start and _continues(sentence, end):
+        end -= 1
     return ("…" if start > 0 else "") + sentence[start:end].strip() + ("…" if end < len(sentence) else "")
 
 
@@ -1017,7 +1086,9 @@ def rule_view(registry: TopicRegistry, *, title: str | None, text: str, lang: st
     """Run the rules on one article and keep every number, for explaining and for the hybrid.
 
     ``patterns_apply`` is false when ``lang`` is a language the registry has no patterns
-    for (every language's patterns are tried, but they rarely match such a text).
+    for (every language's patterns are tried, but they rarely match such a text); for
+    ``und`` they apply: a text too short to tell its language is judged by every
+    language's patterns, its relevance included.
     """
     langs = registry.languages_for(lang)
     doc = _Document.build(title, text, registry.needle_search)
@@ -1034,7 +1105,7 @@ def rule_view(registry: TopicRegistry, *, title: str | None, text: str, lang: st
         off_topic=gate.off_topic,
         sentences=doc.sentences,
         has_title=doc.has_title,
-        patterns_apply=len(langs) == 1,
+        patterns_apply=registry.patterns_apply(lang),
         entries=MappingProxyType(entries),
     )
 
@@ -1107,7 +1178,7 @@ def keyword_baseline(registry: TopicRegistry, *, title: str | None, text: str, l
         if not hits:
             return []
         index = min(hits)
-        return [_trim(doc.sentences[index], min(hits[index].values()), 300)]
+        return [doc.evidence(index, min(hits[index].values()), 300)]
 
     topics = [TopicHit(e.slug, 1.0, ev) for e in registry.topics if (ev := first_hit(e))]
     watch = [WatchHit(e.slug, ev) for e in registry.watch if (ev := first_hit(e))]

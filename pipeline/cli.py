@@ -591,7 +591,7 @@ def _marked(text: Any) -> str:
 
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.importers import Utf8Lines, refuse_constant, without_surrogates
+    from pipeline.importers import Utf8Lines, loads_strict, without_surrogates
     from pipeline.ingest import IngestContext
     from pipeline.language import detect_language, normalise_code
     from pipeline.topic_heads import classify_hybrid
@@ -600,14 +600,14 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
     registry = context.registry
     name = "standard input" if args.file == "-" else args.file
     stream = Utf8Lines(sys.stdin.buffer if args.file == "-" else _open_binary(args.file), name)
-    failures = 0
+    failures = classified = 0
     with stream:
         for number, raw in enumerate(stream, 1):
             if not raw.strip():
                 continue
             record: Any = None
             try:
-                record = without_surrogates(json.loads(raw, parse_constant=refuse_constant))
+                record = without_surrogates(loads_strict(raw))
                 if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                     raise ValueError("expected an object with a string 'text'")
             except (ValueError, RecursionError) as exc:
@@ -627,6 +627,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
                 lang=lang,
                 vectors=context.embed(title, record["text"]),
             )
+            classified += 1
             print(
                 json.dumps(
                     {
@@ -643,7 +644,10 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
             )
     if failures:
         _stderr(f"{failures} lines could not be read")
-    return 0
+    if stream.replaced:
+        _stderr(f"{stream.replaced} line(s) were not UTF-8: their undecodable bytes became U+FFFD")
+    # Every line failed (a file of another format): say so in the status, as import does.
+    return 1 if failures and not classified else 0
 
 
 def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
@@ -677,7 +681,13 @@ def cmd_train_classifier(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.classify import load_registry
     from pipeline.encoder import load_configured
     from pipeline.errors import ConfigError
-    from pipeline.topic_heads import DEFAULT_HEADS, read_training_articles, save_heads, train_heads
+    from pipeline.topic_heads import (
+        DEFAULT_HEADS,
+        check_training_labels,
+        read_training_articles,
+        save_heads,
+        train_heads,
+    )
 
     fixtures = Path("tests") / "fixtures" / "classify"
     paths = args.train or [fixtures / "real_train.jsonl", fixtures / "dev.jsonl"]
@@ -686,8 +696,17 @@ def cmd_train_classifier(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(
                 f"{path}: no such training file (run from the repository root, or pass --train)"
             )
+    output: Path = args.output or DEFAULT_HEADS
+    if output.is_dir():
+        raise ConfigError(f"--output {output}: a directory; name the file to write")
     registry = load_registry(settings.topics_file)
     articles = read_training_articles(paths)
+    check_training_labels(registry, articles)
+    try:
+        # Before the training, not after it: a folder that cannot be made fails at once.
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot create its folder ({exc.strerror or exc})") from None
     encoder = load_configured(settings.encoder)
     started = time.monotonic()
     # One BLAS thread: sums in a fixed order, so the same inputs give the same file.
@@ -698,8 +717,12 @@ def cmd_train_classifier(args: argparse.Namespace, settings: Settings) -> int:
             articles,
             progress=lambda m: _stderr(f"{m} ({time.monotonic() - started:.0f}s)"),
         )
-    output = args.output or DEFAULT_HEADS
-    save_heads(heads, output)
+    try:
+        save_heads(heads, output)
+    except OSError as exc:
+        raise ConfigError(
+            f"--output {output}: cannot write the classifier heads ({exc.strerror or exc})"
+        ) from None
     for name, row in report.rows.items():
         _stderr(f"cross-validation by outlet, {report.folds} folds, {name}: {json.dumps(row)}")
     summary = {

@@ -297,7 +297,7 @@ def load_detector_config(path: str | Path) -> DetectorConfig:
     if not path.is_file():
         return DetectorConfig()
     try:
-        data = yamlfile.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlfile.read_file(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if data is None:

@@ -706,7 +706,7 @@ class Gazetteer:
 def load_gazetteer(path: Path) -> Gazetteer:
     """Read ``gazetteer.yaml``: ``{entity: {lang: [pattern, ...]}}``; every pattern is checked."""
     try:
-        raw = yamlfile.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.read_file(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("entities"), dict):

@@ -93,7 +93,7 @@ class FeedRegistry(BaseModel):
 def load_feed_registry(path: Path) -> FeedRegistry:
     """Read and validate a feeds YAML file; :class:`ConfigError` names the bad entry."""
     try:
-        data = yamlfile.safe_load(path.read_text(encoding="utf-8")) or {"feeds": []}
+        data = yamlfile.read_file(path) or {"feeds": []}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read feed list: {_yaml_problem(exc)}") from None
     try:

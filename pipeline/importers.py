@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -123,7 +124,7 @@ def numbered_records(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
         # One JSON document spread over the file.
         whole = "".join(leading) + first + "".join(iterator)
         try:
-            document = json.loads(whole.lstrip("\ufeff"))
+            document = loads_strict(whole.lstrip("\ufeff"))
         except (ValueError, RecursionError):
             # Not one document: each line gets its own error.
             for number, line in enumerate(_split_lines(whole), 1):
@@ -249,3 +250,17 @@ def without_surrogates(value: Any) -> Any:
 def refuse_constant(name: str) -> Any:
     """``json.loads``'s ``parse_constant``: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+def finite_float(text: str) -> float:
+    """``json.loads``'s ``parse_float``: a number too large for a float (``1e400``) is
+    refused, not read as infinity (which no JSON output could carry on)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that refuses NaN, Infinity and numbers out of a float's range."""
+    return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)

@@ -2230,7 +2230,7 @@ def import_lines(
             # One line, one transaction, holding the writer lock from its first look-up
             # (see repo.begin_write): two imports at once must not both store one text.
             repo.begin_write(session)
-            record = json.loads(raw, parse_constant=importers.refuse_constant)
+            record = importers.loads_strict(raw)
             if not isinstance(record, dict):
                 raise ExtractionError(f"{where.split()[0]} is not a JSON object", permanent=True)
             record = importers.without_surrogates(record)  # lone "\\ud800" escapes

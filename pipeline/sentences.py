@@ -55,10 +55,40 @@ _MONTH_WORDS = "jan feb mar apr jun jul aug sep sept oct nov dec янв февр
 _MONTHS = frozenset(_MONTH_WORDS.split())
 
 
+# Invisible formatting that carries no text: soft hyphens (a word hyphenated for layout
+# still is one word), zero-width spaces, the word joiner, byte-order marks, and the
+# direction marks and embeddings of bidirectional text (which would otherwise hide a
+# sentence end: "Beijing.\u200f Gazprom"). The zero-width (non-)joiners are kept: in
+# Persian or the Indic scripts they are spelling.
+_INVISIBLE = str.maketrans(
+    dict.fromkeys(
+        [
+            0x00AD,
+            0x061C,
+            0x180E,
+            0x200B,
+            0x200E,
+            0x200F,
+            0x2060,
+            0xFEFF,
+            *range(0x202A, 0x202F),
+            *range(0x2066, 0x206A),
+        ],
+        None,
+    )
+)
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without the invisible formatting characters that carry no text."""
+    return text.translate(_INVISIBLE)
+
+
 def split_sentences(text: str) -> list[str]:
-    """The sentences of ``text`` in order, whitespace collapsed; empty pieces dropped."""
+    """The sentences of ``text`` in order, whitespace collapsed, invisible formatting
+    (:func:`strip_invisible`) removed; empty pieces dropped."""
     sentences: list[str] = []
-    for paragraph in re.split(r"\n\s*\n|\n", text):
+    for paragraph in re.split(r"\n\s*\n|\n", strip_invisible(text)):
         paragraph = " ".join(paragraph.split())
         if not paragraph:
             continue

@@ -361,7 +361,7 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
-        data = yamlfile.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlfile.read_file(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if data is None:

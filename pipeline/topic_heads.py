@@ -41,6 +41,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,10 +392,12 @@ def load_heads(
     """
     path = path or DEFAULT_HEADS
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # (Opened here: np.load leaves its own handle open when the archive is cut off.)
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
             stored = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read the classifier heads ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # (An empty or truncated file: EOFError, BadZipFile.)
+        raise ConfigError(f"{path}: cannot read the classifier heads ({exc or type(exc).__name__})") from exc
     try:
         meta = json.loads(str(stored["meta"]))
         heads = LabelHeads(
@@ -478,8 +482,15 @@ def save_heads(heads: LabelHeads, path: Path) -> None:
         arrays[f"combiner_{name}_weights"] = combiner.weights.astype(np.float32)
         arrays[f"combiner_{name}_bias"] = np.array(combiner.bias, dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        np.savez_compressed(handle, **arrays)
+    # Written beside the target and renamed over it: a crash, a full disk or a second run
+    # never leaves a truncated artefact, which every classifying process would refuse.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- training
@@ -493,26 +504,70 @@ def read_training_articles(paths: Sequence[Path]) -> list[TrainingArticle]:
     """
     articles: list[TrainingArticle] = []
     for path in paths:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            content = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the training file ({exc})") from exc
+        for number, line in enumerate(content.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
+                if not isinstance(item, dict):
+                    raise TypeError("expected a JSON object")
                 host = urlsplit(item["url"]).hostname if item.get("url") else None
                 articles.append(
                     TrainingArticle(
                         id=str(item["id"]),
-                        lang=str(item["lang"]),
-                        title=str(item.get("title") or ""),
-                        text=str(item["text"]),
-                        topics=tuple(item["topics"]),
-                        watch=tuple(item["watch"]),
+                        lang=_string(item, "lang"),
+                        title=_string(item, "title", optional=True),
+                        text=_string(item, "text"),
+                        topics=_slugs(item, "topics"),
+                        watch=_slugs(item, "watch"),
                         group=(host or "").removeprefix("www.") or f"item:{item['id']}",
                     )
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigError(f"{path}:{number}: not a labelled article ({exc})") from exc
     return articles
+
+
+def _string(item: Mapping[str, Any], key: str, *, optional: bool = False) -> str:
+    value = item.get(key)
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"'{key}' must be a string, not {type(value).__name__}")
+    return value
+
+
+def _slugs(item: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = item[key]
+    if not isinstance(value, list) or not all(isinstance(slug, str) for slug in value):
+        raise TypeError(f"'{key}' must be a list of label slugs")
+    return tuple(value)
+
+
+def check_training_labels(registry: TopicRegistry, articles: Sequence[TrainingArticle]) -> None:
+    """Refuse labels the registry does not define (a misspelt slug would silently train
+    that label on no positives) and a training set cross-validation cannot split."""
+    topics = {entry.slug for entry in registry.topics}
+    watch = {entry.slug for entry in registry.watch}
+    for article in articles:
+        unknown = sorted(set(article.topics) - topics) + sorted(set(article.watch) - watch)
+        if unknown:
+            raise ConfigError(
+                f"training article {article.id}: unknown label(s) {', '.join(unknown)} "
+                f"(topics: {', '.join(sorted(topics))}; watch items: {', '.join(sorted(watch))})"
+            )
+    empty = sorted(set(range(FOLDS)) - {_fold(article.group) for article in articles})
+    if empty:
+        outlets = len({article.group for article in articles})
+        raise ConfigError(
+            f"cross-validation by outlet needs articles in each of its {FOLDS} folds: these "
+            f"{len(articles)} articles from {outlets} outlet(s) leave {len(empty)} empty "
+            "(add articles from more outlets)"
+        )
 
 
 def _fold(group: str) -> int:

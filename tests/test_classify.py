@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -466,6 +467,32 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_registry(scalar)
 
 
+def test_a_key_given_twice_a_file_not_in_utf8_or_an_odd_shape_is_a_config_error(tmp_path: Path) -> None:
+    """A copied entry whose key was not renamed replaced the original without a word
+    (YAML keeps the last); a Latin-1 file or a list inside the languages raised a traceback."""
+    text = TOPICS_YAML.read_text(encoding="utf-8")
+    start = text.index("\n  power_of_siberia_2:")
+    following = re.compile(r"\n  \w+:\n").search(text, start + 5)
+    assert following is not None
+    copied = text.replace("\nwatch:\n", "\nwatch:\n" + text[start + 1 : following.start() + 1], 1)
+    assert copied != text
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(copied, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"found the key 'power_of_siberia_2' twice \(first on line \d+\)"):
+        load_registry(twice)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(text.encode("utf-8").replace(b"Power of Siberia 2", b"Power of Sib\xe9ria 2", 1))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 on line \d+\)"):
+        load_registry(latin)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(
+        text.replace("languages: [en, ru, zh", "languages: [[de], en, ru, zh", 1), encoding="utf-8"
+    )
+    assert nested.read_text(encoding="utf-8") != text
+    with pytest.raises(ConfigError, match=r"languages\[0\]"):
+        load_registry(nested)
+
+
 def test_user_defined_watch_item(tmp_path: Path) -> None:
     data = raw_registry()
     data["watch"]["harbin_expo"] = {
@@ -711,3 +738,60 @@ def test_fold_lower_keeps_length_or_gives_up() -> None:
     assert fold_lower("ΟΔΟΣ Москва") == "οδοσ москва"  # no final-sigma context rule
     for trap in ("İstanbul", "Ruſſia", "οδος", "Straße", "pıpeline"):
         assert fold_lower(trap) is None, trap
+
+
+def test_invisible_formatting_changes_no_label() -> None:
+    """Soft hyphens and zero-width spaces (which a page's ``&shy;`` leaves in imported text)
+    hid "Сила Сибири 2" and "Putin" from the patterns."""
+    clean = (
+        "Путин и Си Цзиньпин договорились о строительстве газопровода «Сила Сибири 2» через Монголию. "
+        "Газпром подписал юридически обязывающий меморандум о поставках газа в Китай."
+    )
+    hidden = clean.replace("Сила Сибири", "Си\u00adла Си\u00adби\u00adри").replace("Путин", "Пу\u200bтин")
+    expected = classify(REGISTRY, title=None, text=clean, lang="ru")
+    assert {w.item for w in expected.watch} == {"power_of_siberia_2"}
+    got = classify(REGISTRY, title="Пу\u200bтин и Си", text=hidden, lang="ru")
+    assert {w.item for w in got.watch} == {w.item for w in expected.watch}
+    assert {t.topic for t in got.topics} == {t.topic for t in expected.topics}
+
+
+def test_evidence_is_cut_around_the_match_in_decomposed_text() -> None:
+    """Match offsets are found in the normalised text, where decomposed Hangul and
+    accents are composed: used on the original sentence, the window missed the match."""
+    import unicodedata
+
+    filler = "양국 정상은 에너지와 교역, 안보 문제를 폭넓게 논의했으며 후속 협의를 이어가기로 했다 " * 8
+    sentence = (
+        f"{filler}Putin and Xi Jinping agreed on the Power of Siberia 2 pipeline, "
+        f"a deal that Gazprom called historic. {filler}"
+    )
+    decomposed = unicodedata.normalize("NFD", sentence)
+    assert len(decomposed) > len(sentence)
+    result = classify(REGISTRY, title=None, text=decomposed, lang="ko")
+    evidence = [e for w in result.watch if w.item == "power_of_siberia_2" for e in w.evidence]
+    assert evidence and "Power of Siberia 2" in evidence[0]
+
+
+def test_evidence_is_never_cut_inside_a_flag_or_an_accent() -> None:
+    from pipeline.classify import _trim
+
+    sentence = "🇨🇳🇷🇺" * 200 + " Putin " + "🇨🇳🇷🇺" * 200
+    for offset in range(790, 830):
+        cut = _trim(sentence, offset, 301).strip("…")
+        # Whole flags only: cut inside one, the letters pair up into other countries' flags.
+        assert re.fullmatch("(?:🇨🇳|🇷🇺)+ Putin (?:🇨🇳|🇷🇺)+", cut), offset
+    accents = "e\u0301" * 400
+    for offset in range(0, 400, 7):
+        cut = _trim(accents, offset, 301).strip("…")
+        assert not cut.startswith("\u0301") and cut.endswith("\u0301")
+
+
+def test_a_direction_mark_after_a_full_stop_still_ends_the_sentence() -> None:
+    from pipeline.sentences import split_sentences
+
+    text = "Putin arrived in Beijing.\u200f Gazprom signed a deal.\u200b The talks went on."
+    assert split_sentences(text) == [
+        "Putin arrived in Beijing.",
+        "Gazprom signed a deal.",
+        "The talks went on.",
+    ]

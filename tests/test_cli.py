@@ -285,6 +285,26 @@ def test_classify_contract(tmp_path: Path) -> None:
     assert not (tmp_path / "unused.db").exists(), "classify stores nothing"
 
 
+def test_classify_refuses_numbers_out_of_range_and_fails_when_no_line_could_be_read(tmp_path: Path) -> None:
+    """``1e400`` was read as infinity and printed as ``Infinity``, which is not JSON; a file
+    of which no line could be read exited 0."""
+    done = sw("classify", db=tmp_path / "unused.db", stdin='{"id": 1e400, "text": "x"}\nnot json\n')
+    assert done.returncode == 1, done.stderr
+    rows = [
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in the output"))
+        for line in done.stdout.splitlines()
+    ]
+    assert [row["line"] for row in rows] == [1, 2]
+    assert "out of range" in rows[0]["error"] and rows[0]["id"] is None
+    mixed = sw(
+        "classify",
+        db=tmp_path / "unused.db",
+        stdin='{"id": 1, "text": "x", "n": -1e999}\n{"id": 2, "text": "x"}\n',
+    )
+    assert mixed.returncode == 0, "a line was classified"
+    assert [json.loads(line).get("error") is None for line in mixed.stdout.splitlines()] == [False, True]
+
+
 def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
     text = (
         "Russian and Chinese warships began joint naval exercises in the Sea of Japan on Monday, the defence "

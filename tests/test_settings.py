@@ -86,7 +86,7 @@ def test_configuration_yaml_is_read_by_the_c_parser_with_the_same_result() -> No
 
     from pipeline import yamlfile
 
-    assert yamlfile._LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    assert issubclass(yamlfile._Loader, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     config = Path(__file__).resolve().parent.parent / "config"
     files = sorted(config.glob("*.yaml"))
     assert len(files) >= 5
@@ -97,3 +97,6 @@ def test_configuration_yaml_is_read_by_the_c_parser_with_the_same_result() -> No
         yamlfile.safe_load("feeds: [unclosed")
     with pytest.raises(yaml.YAMLError):  # a safe loader: no Python objects
         yamlfile.safe_load("!!python/object/apply:os.system ['true']")
+    with pytest.raises(yaml.YAMLError, match="found the key 'a' twice"):
+        yamlfile.safe_load("a: 1\nb: 2\na: 3\n")
+    assert yamlfile.safe_load("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  x: 3\n")["use"] == {"x": 3, "y": 2}

@@ -136,6 +136,17 @@ def test_other_stories_in_other_languages_get_no_labels(
     assert not result.relevant and result.topics == [] and result.watch == []
 
 
+@pytest.mark.parametrize("text", ["Putin visits Tehran", "Putin in Paris for talks", "Xi meets Biden"])
+def test_a_text_too_short_to_tell_its_language_is_judged_like_one_that_is_not(
+    heads: LabelHeads, encoder: SentenceEncoder, text: str
+) -> None:
+    """``und`` tried every language's patterns but told the relevance combiner that no
+    pattern applied, so the encoder alone let "Putin visits Tehran" through as diplomacy."""
+    short = hybrid(heads, encoder, None, text, "und")
+    assert not short.relevant and labels(short) == set()
+    assert labels(short) == labels(hybrid(heads, encoder, None, text, "en"))
+
+
 def test_every_label_keeps_evidence_from_the_article(heads: LabelHeads, encoder: SentenceEncoder) -> None:
     for title, text, lang in ((*READOUT, "en"), (*PIPELINE_DE, "de")):
         result = hybrid(heads, encoder, title, text, lang)
@@ -257,6 +268,30 @@ def test_the_committed_artefact_matches_the_registry_and_training_files(heads: L
         assert 0.0 < kind.threshold < 1.0
 
 
+@pytest.mark.slow
+def test_training_on_the_default_files_reproduces_the_committed_artefact(encoder: SentenceEncoder) -> None:
+    """The fingerprint covers the inputs, not the code: a change to the encoder, the
+    sentence cutting or the features left the committed artefact stale without a word.
+    Training takes about 10 s: retrain and compare."""
+    from threadpoolctl import threadpool_limits
+
+    committed = load_heads(REGISTRY, encoder=encoder)
+    articles = read_training_articles([FIXTURES / "real_train.jsonl", FIXTURES / "dev.jsonl"])
+    with threadpool_limits(limits=1):  # as train-classifier does
+        retrained, _ = train_heads(REGISTRY, encoder, articles)
+    message = "run `summitwatch train-classifier` and commit pipeline/data/topic_heads.npz"
+    assert retrained.fingerprint == committed.fingerprint, message
+    for name in ("topic", "watch", "watch_new", "relevance"):
+        assert getattr(retrained, name).threshold == pytest.approx(getattr(committed, name).threshold), (
+            message
+        )
+        np.testing.assert_allclose(
+            getattr(retrained, name).weights, getattr(committed, name).weights, atol=1e-4, err_msg=message
+        )
+    assert retrained.head_thresholds == pytest.approx(committed.head_thresholds), message
+    np.testing.assert_allclose(retrained.head_weights, committed.head_weights, atol=1e-4, err_msg=message)
+
+
 def small_training_set() -> list[Any]:
     articles = read_training_articles([FIXTURES / "real_train.jsonl"])
     return articles[::20]
@@ -297,6 +332,54 @@ def test_heads_of_another_encoder_or_a_missing_file_are_refused(tmp_path: Path) 
     np.savez(broken, meta=np.array(json.dumps({"model": "x"})))
     with pytest.raises(ConfigError, match="not a classifier heads file"):
         load_heads(REGISTRY, encoder=OtherEncoder(), path=broken)
+
+
+def test_an_empty_or_truncated_heads_file_is_a_config_error_and_saving_never_leaves_one(
+    tmp_path: Path, heads: LabelHeads
+) -> None:
+    """An empty or cut-off artefact raised EOFError or BadZipFile in every classifying
+    process; saving wrote the artefact in place, so a crash mid-write left one behind."""
+    saved = tmp_path / "heads.npz"
+    save_heads(heads, saved)
+    assert [p.name for p in tmp_path.iterdir()] == ["heads.npz"], "no temporary file is left"
+    whole = saved.read_bytes()
+    for name, content in (("empty.npz", b""), ("cut.npz", whole[: len(whole) // 2])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ConfigError, match="cannot read the classifier heads"):
+            load_heads(REGISTRY, encoder=OtherEncoder(), path=tmp_path / name)
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(IsADirectoryError):
+        save_heads(heads, tmp_path / "folder.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.npz", "empty.npz", "folder.npz", "heads.npz"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("[1, 2]", "expected a JSON object"),
+        ('{"id": 1, "lang": "en", "text": null, "topics": [], "watch": []}', "'text' must be a string"),
+        ('{"id": 1, "lang": "en", "text": "x", "topics": "energy", "watch": []}', "'topics' must be a list"),
+        ('{"id": 1, "lang": "en", "text": "x", "topics": ["enrgy"], "watch": []}', "unknown label.*enrgy"),
+        (
+            '{"id": 1, "url": "https://a.example/1", "lang": "en", "text": "x", "topics": [], "watch": []}',
+            "needs articles in each of its 5 folds",
+        ),
+    ],
+)
+def test_a_training_file_with_wrong_labels_or_too_few_outlets_is_refused_before_training(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    """A misspelt slug trained that label on no positives without a word; a string of
+    topics became a tuple of letters; a small file crashed deep in numpy."""
+    from pipeline.topic_heads import check_training_labels
+
+    path = tmp_path / "train.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=expected):
+        check_training_labels(REGISTRY, read_training_articles([path]))
+    path.write_bytes(b'{"id": 1, "lang": "en", "text": "caf\xe9", "topics": [], "watch": []}\n')
+    with pytest.raises(ConfigError, match="cannot read the training file"):
+        read_training_articles([path])
 
 
 def read_fixture(name: str) -> list[dict[str, Any]]:
