@@ -279,7 +279,7 @@ def article_json(
         "similarity": row.similarity,
         "relevant": row.relevant,
         "topics": [{"topic": t.topic, "score": t.score, "evidence": t.evidence} for t in topics],
-        "watch": [{"item": w.item, "evidence": w.evidence} for w in watch],
+        "watch": [{"item": w.item, "score": w.score, "evidence": w.evidence} for w in watch],
         "words": row.word_count,
         "copies": [
             {

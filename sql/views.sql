@@ -40,7 +40,7 @@ FROM (
     JOIN (
         SELECT article_id, 'topic' AS kind, topic AS label, score, evidence FROM article_topics
         UNION ALL
-        SELECT article_id, 'watch' AS kind, item AS label, NULL AS score, evidence FROM article_watch
+        SELECT article_id, 'watch' AS kind, item AS label, score, evidence FROM article_watch
     ) l ON l.article_id = m.id
 ) ranked
 WHERE pick = 1;
@@ -53,7 +53,7 @@ WHERE kind = 'topic';
 
 -- One row per story and watch item.
 CREATE VIEW v_article_watch AS
-SELECT article_id, label AS item, moment, day, lang, title, url, outlet, evidence, evidence_from
+SELECT article_id, label AS item, score, moment, day, lang, title, url, outlet, evidence, evidence_from
 FROM v_story_labels
 WHERE kind = 'watch';
 

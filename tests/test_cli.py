@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -327,6 +328,14 @@ def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
     ]
     assert [r["url"] for r in found] == ["https://n.example/drill"]
     assert found[0]["topics"] and found[0]["watch"][0]["evidence"]
+    # Watch items are stored with their score, as topics are (it was shown on import only).
+    stored = {w["item"]: w["score"] for w in found[0]["watch"]}
+    assert stored == {w["item"]: w["score"] for w in row["watch"]} and all(
+        0 < v <= 1 for v in stored.values()
+    )
+    with sqlite3.connect(db) as connection:
+        scores = connection.execute("SELECT item, score FROM v_article_watch").fetchall()
+    assert dict(scores) == stored
     assert sw("articles", "--topic", "energy", "--json", db=db).stdout == ""
     human = sw("articles", "--watch", "joint_exercises", db=db).stdout
     assert "military" in human and "watch:joint_exercises" in human

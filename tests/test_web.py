@@ -293,7 +293,9 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert html.count("<q>") >= 2, "evidence sentences for its topics and watch item"
         # Topics and watch items show their display names from config/topics.yaml.
         assert re.search(r'class="badge topic"[^>]*>Energy <span class="score">\d\.\d\d</span>', html)
-        assert re.search(r'class="badge watch"[^>]*>Power of Siberia 2</a>', html)
+        assert re.search(
+            r'class="badge watch"[^>]*>Power of Siberia 2 <span class="score">\d\.\d\d</span></a>', html
+        )
         assert f'href="/articles/{corpus.copy}">#{corpus.copy}</a>' in html
         assert "https://mirror.example/pos2-copy" in html
         copy = client.get(f"/articles/{corpus.copy}").text

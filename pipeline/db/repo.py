@@ -1206,7 +1206,7 @@ def replace_classifications(
         for hit in verdict.topics
     ]
     watch = [
-        {"article_id": article.id, "item": hit.item, "evidence": list(hit.evidence)}
+        {"article_id": article.id, "item": hit.item, "score": hit.score, "evidence": list(hit.evidence)}
         for article, verdict in verdicts
         for hit in verdict.watch
     ]

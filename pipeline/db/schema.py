@@ -261,12 +261,15 @@ class ArticleTopic(Base):
 
 
 class ArticleWatch(Base):
-    """A watch item an article mentions, with its evidence."""
+    """A watch item an article mentions, with its score and evidence."""
 
     __tablename__ = "article_watch"
 
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
     item: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    # The calibrated probability; NULL on rows classified before scores were stored (until
+    # ``summitwatch reclassify``).
+    score: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[list[str]] = mapped_column(JSON)
 
 
