@@ -15,6 +15,7 @@ import gc
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -137,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="poll all due feeds and process new items")
     run.add_argument("--once", action="store_true", help="one cycle, then exit")
-    run.add_argument("--all", action="store_true", help="poll every enabled feed now, due or not")
+    run.add_argument(
+        "--all",
+        action="store_true",
+        help="poll every enabled feed now, due or not (then, without --once, each as it is due)",
+    )
     run.set_defaults(handler=cmd_run)
 
     imp = commands.add_parser(
@@ -377,10 +382,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db.schema import utcnow
     from pipeline.ingest import run_cycle
 
+    poll_all = bool(args.all)
     with open_session(settings) as session, _http_client(settings) as client:
         while True:
             started = time.monotonic()
-            feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if args.all else None
+            feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if poll_all else None
+            # --all is for the first cycle: the ones after it poll what is due, so that the
+            # poll interval and a failing feed's backoff hold.
+            poll_all = False
             summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_progress)
             counts = summary.counts()
             _stderr(
@@ -884,20 +893,18 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
-    from pipeline.feeds import FeedEntry
+    from pipeline.feeds import FEED_LANG_PATTERN, clean_name, normalise_feed_url
 
     try:
-        FeedEntry.model_validate(
-            {"url": args.url, "name": "x", "outlet": "x", "lang": "en", "reason": "x" * 10}
-        )
-    except ValueError:
-        raise SummitwatchError(f"not an absolute http(s) URL: {redact_url(args.url)!r}") from None
-    if len(args.url) > 2048:
-        # (The databases differ: PostgreSQL's column refuses it, SQLite would store it.)
-        raise SummitwatchError("a feed URL longer than 2048 characters is not taken")
+        url = normalise_feed_url(args.url)
+    except ValueError as exc:
+        shown = redact_url(args.url).encode("unicode_escape").decode("ascii")
+        raise SummitwatchError(f"feed URL {shown!r} {exc}") from None
+    if args.lang is not None and not re.fullmatch(FEED_LANG_PATTERN, args.lang):
+        raise SummitwatchError(f"--lang {args.lang!r}: expected an ISO 639 code such as en, ru, zh or pt-BR")
     with open_session(settings) as session:
         feed, created = repo.upsert_feed(
-            session, args.url, name=args.name, outlet=args.outlet, lang=args.lang
+            session, url, name=clean_name(args.name), outlet=clean_name(args.outlet), lang=args.lang
         )
         session.commit()
         _stderr(f"{'added' if created else 'updated'} feed {feed.id}: {redact_url(feed.url)}")
@@ -949,7 +956,7 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
-    from pipeline.feeds import parse_opml
+    from pipeline.feeds import FEED_LANG_PATTERN, normalise_feed_url, parse_opml
 
     try:
         body = Path(args.file).read_bytes()
@@ -959,11 +966,18 @@ def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
     added = 0
     with open_session(settings) as session:
         for entry in entries:
-            if not entry["url"].startswith(("http://", "https://")):
-                _stderr(f"  skipped {redact_url(entry['url'])!r}: not an http(s) URL")
+            try:
+                url = normalise_feed_url(entry["url"])
+            except ValueError as exc:
+                shown = redact_url(entry["url"]).encode("unicode_escape").decode("ascii")
+                _stderr(f"  skipped {shown[:200]!r}: the URL {exc}")
                 continue
+            lang = entry.get("lang")
+            if lang is not None and not re.fullmatch(FEED_LANG_PATTERN, lang):
+                lang = None  # (an OPML "language" is free text: "English", "ru_RU.UTF-8")
+            # A feed already listed keeps its state: importing a backup re-enables nothing.
             _, created = repo.upsert_feed(
-                session, entry["url"], name=entry.get("name"), lang=entry.get("lang")
+                session, url, name=entry.get("name"), outlet=entry.get("outlet"), lang=lang, enabled=None
             )
             added += created
         session.commit()

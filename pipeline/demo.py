@@ -119,8 +119,11 @@ def _airflow_environment(settings: Settings, airflow_home: Path) -> dict[str, st
     if url.drivername.startswith("sqlite") and url.database and not os.path.isabs(url.database):
         # The DAG tasks must open the same file whatever their working directory.
         url = url.set(database=str(Path(url.database).resolve()))
+    # The demo's digests go to files, never to Slack: a Slack destination exported for the
+    # real installation would otherwise receive fixture digests with 127.0.0.1 links.
+    inherited = {name: value for name, value in os.environ.items() if not _is_slack_variable(name)}
     return {
-        **os.environ,
+        **inherited,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -128,6 +131,11 @@ def _airflow_environment(settings: Settings, airflow_home: Path) -> dict[str, st
         "SUMMITWATCH_CONFIG_DIR": str(settings.config_dir.resolve()),
         "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
     }
+
+
+def _is_slack_variable(name: str) -> bool:
+    upper = name.upper()
+    return upper.startswith(("SLACK_", "SUMMITWATCH_SLACK__")) or upper == "AIRFLOW_CONN_SUMMITWATCH_SLACK"
 
 
 def _airflow_command() -> str:

@@ -51,6 +51,50 @@ _DANGEROUS_IN_RAW = re.compile(
 )
 
 
+# Longest feed URL taken (the databases' URL column; PostgreSQL refuses longer ones).
+MAX_FEED_URL_LENGTH = 2048
+FEED_LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_feed_url(value: str) -> str:
+    """The one spelling of a feed URL, or :class:`ValueError` saying why it is not one.
+
+    Surrounding whitespace is dropped; whitespace or control characters inside, a scheme
+    other than http(s), a missing host or a port that is not one are refused (each would
+    fail at every poll). Scheme and host are lower-cased, an internationalised host is
+    written in ASCII (punycode), the default port, an empty path and the fragment (never
+    sent to the server) are dropped, so one feed is not stored, and polled, twice.
+    """
+    url = value.strip()
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        raise ValueError("must not contain spaces or control characters")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    if port == 0:
+        raise ValueError("has port 0")
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"has a host name that is not valid: {parts.hostname!r}") from None
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    normal = f"{scheme}://{netloc}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
+    if len(normal) > MAX_FEED_URL_LENGTH:
+        raise ValueError(f"is longer than {MAX_FEED_URL_LENGTH} characters")
+    return normal
+
+
 class FeedEntry(BaseModel):
     """One entry of ``config/feeds.yaml``."""
 
@@ -59,17 +103,14 @@ class FeedEntry(BaseModel):
     url: str
     name: str = Field(min_length=1)
     outlet: str = Field(min_length=1)
-    lang: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+    lang: str = Field(pattern=FEED_LANG_PATTERN)
     reason: str = Field(min_length=10)
     enabled: bool = True
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http(s) URL")
-        return value
+        return normalise_feed_url(value)
 
 
 class FeedRegistry(BaseModel):
@@ -487,8 +528,26 @@ def _clean(value: Any) -> str | None:
 # OPML --------------------------------------------------------------------------------------
 
 
+def clean_name(value: str | None) -> str | None:
+    """A feed's name or outlet as stored and shown: control characters dropped, spaces
+    collapsed; None when nothing is left."""
+    if value is None:
+        return None
+    text = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", value).split())
+    return text or None
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
+
+
 def parse_opml(body: bytes) -> list[dict[str, str]]:
-    """Feeds listed in an OPML document: ``[{"url", "name", "lang"?}]``."""
+    """Feeds listed in an OPML document: ``[{"url", "name", "lang"?, "outlet"?}]``, as
+    written (:func:`normalise_feed_url` checks the URLs). Without a title or text, a
+    feed is named after its host: never its URL, which may carry a credential."""
     try:
         root = SafeET.fromstring(body)
     except Exception as exc:  # defusedxml raises several unrelated types
@@ -498,11 +557,16 @@ def parse_opml(body: bytes) -> list[dict[str, str]]:
         url = outline.get("xmlUrl") or outline.get("xmlurl")
         if not url:
             continue
-        name = outline.get("title") or outline.get("text") or url
-        entry = {"url": url.strip(), "name": name.strip()}
+        name = clean_name(outline.get("title")) or clean_name(outline.get("text"))
+        if not name or name == url.strip():
+            name = _host_of(url) or "feed"
+        entry = {"url": url.strip(), "name": name}
         lang = outline.get("language")
         if lang:
             entry["lang"] = lang.strip()
+        outlet = clean_name(outline.get("description"))  # as to_opml writes it
+        if outlet:
+            entry["outlet"] = outlet
         feeds.append(entry)
     return feeds
 
@@ -514,13 +578,16 @@ def to_opml(feeds: list[dict[str, Any]], *, title: str = "summitwatch feeds") ->
     ET.SubElement(head, "title").text = title
     body = ET.SubElement(root, "body")
     for feed in feeds:
-        attributes = {"type": "rss", "text": feed.get("name") or feed["url"], "xmlUrl": feed["url"]}
-        if feed.get("name"):
-            attributes["title"] = feed["name"]
+        # (Control characters cannot appear in XML 1.0 at all: a name holding one would make
+        # the export unreadable.)
+        name, outlet = clean_name(feed.get("name")), clean_name(feed.get("outlet"))
+        attributes = {"type": "rss", "text": name or _host_of(feed["url"]) or "feed", "xmlUrl": feed["url"]}
+        if name:
+            attributes["title"] = name
         if feed.get("lang"):
             attributes["language"] = feed["lang"]
-        if feed.get("outlet"):
-            attributes["description"] = feed["outlet"]
+        if outlet:
+            attributes["description"] = outlet
         ET.SubElement(body, "outline", attributes)
     ET.indent(root)
     document = ET.tostring(root, encoding="unicode")

@@ -236,6 +236,39 @@ def test_feeds_add_list_and_opml_round_trip(db: Path, tmp_path: Path) -> None:
     assert "1 new" in done.stderr
 
 
+def test_feeds_add_and_import_opml_keep_one_spelling_and_leave_a_feed_s_state_alone(
+    db: Path, tmp_path: Path
+) -> None:
+    """Case, default port and fragment variants of one URL were stored as separate feeds
+    (polled twice); unfetchable URLs were stored and failed at every poll; importing a
+    backup re-enabled a disabled feed and named title-less feeds after their URL."""
+    assert sw("feeds", "add", "https://TASS.example:443/rss#top", "--name", "TASS", db=db).returncode == 0
+    again = sw("feeds", "add", "https://tass.example/rss", db=db)
+    assert again.returncode == 0 and "updated feed" in again.stderr
+    for bad in ("http://exa mple.com/x", "http://n.example:99999/f", "https://n.example/a\tb"):
+        refused = sw("feeds", "add", bad, db=db)
+        assert refused.returncode == 2 and "feed URL" in refused.stderr, bad
+    assert sw("feeds", "add", "https://n.example/f", "--lang", "English", db=db).returncode == 2
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE feeds SET enabled = 0 WHERE url = 'https://tass.example/rss'")
+    opml = tmp_path / "backup.opml"
+    opml.write_text(
+        '<opml version="2.0"><body>'
+        '<outline type="rss" xmlUrl="HTTPS://tass.example/rss" text="TASS"/>'
+        '<outline type="rss" xmlUrl="http://u:S3CRET@n.example/feed?token=T0K"/>'
+        '<outline type="rss" xmlUrl="http://n.example:notaport/feed" text="broken"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    done = sw("feeds", "import-opml", str(opml), db=db)
+    assert done.returncode == 0 and "3 feeds, 1 new" in done.stderr and "skipped" in done.stderr
+    listed = {f["url"]: f for f in map(json.loads, sw("feeds", "list", "--json", db=db).stdout.splitlines())}
+    assert listed["https://tass.example/rss"]["enabled"] is False, "a disabled feed stays disabled"
+    secret = [f for url, f in listed.items() if "n.example/feed" in url]
+    assert len(secret) == 1 and secret[0]["name"] == "n.example"
+    assert "S3CRET" not in sw("feeds", "list", db=db).stdout
+
+
 def test_extract_many_files_json(tmp_path: Path) -> None:
     good = tmp_path / "a.html"
     good.write_text(
@@ -403,6 +436,42 @@ def test_run_reads_the_next_feed_ahead_and_still_forks_its_worker(tmp_path: Path
     paths = [hit["path"] for hit in server.hits]
     assert paths.index("/second") < paths.index("/story0"), "the second feed was not read ahead"
     assert "2 feeds polled" in done.stderr and "0 failed items" in done.stderr
+
+
+def test_run_all_without_once_polls_everything_once_then_what_is_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run --all`` re-polled every feed at each cycle (every 30 s), ignoring the poll
+    interval and a failing feed's backoff."""
+    import shutil
+
+    from pipeline import cli
+    from pipeline.fixture_site import FixtureServer
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "feeds.yaml").write_text("feeds: []\n")
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(config))
+    monkeypatch.setenv("SUMMITWATCH_ALLOW_PRIVATE_NETWORKS", "true")
+    db = f"sqlite:///{tmp_path / 'loop.db'}"
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:  # each wait between cycles, cut short
+        naps.append(seconds)
+        if len(naps) == 3:
+            raise KeyboardInterrupt
+
+    with FixtureServer() as site:
+        assert cli.main(["--db", db, "init"]) == 0
+        feed_path = site.site.feeds[0].path
+        assert cli.main(["--db", db, "feeds", "add", site.url(feed_path)]) == 0
+        assert cli.main(["--db", db, "feeds", "add", site.url("/no-such-feed.xml")]) == 0
+        monkeypatch.setattr(cli.time, "sleep", nap)
+        assert cli.main(["--db", db, "run", "--all"]) == 130  # stopped after the third wait
+        feeds = {feed_path.strip("/"), "no-such-feed.xml"}
+        polled = [r["path"].strip("/") for r in site.requests if r["path"].strip("/") in feeds]
+    assert len(naps) == 3, "three cycles ran"
+    assert sorted(polled) == sorted(feeds), "each feed polled once"
 
 
 def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from pipeline.demo import run_demo
 from pipeline.fixture_site import FixtureSite
 from pipeline.web import create_app
 from tests.conftest import make_settings
+from tests.slack_server import FakeSlack
 from tests.test_cli import sw
 
 EXPECTED: dict[str, Any] = yaml.safe_load(
@@ -49,7 +50,15 @@ def test_demo_stores_the_site_as_expected(
     lines: list[str] = []
     today = datetime.now(UTC).date()
     site = FixtureSite(today=today)  # the site as the demo serves it today
-    assert run_demo(settings, port=port, out=lines.append, today=today) == 0
+    with FakeSlack() as slack:
+        # A Slack destination exported for the real installation: the demo's DAG runs
+        # posted their fixture digests to it.
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-real-installation")
+        monkeypatch.setenv("SLACK_CHANNEL", "C0REAL")
+        monkeypatch.setenv("SLACK_API_URL", slack.api_url)
+        assert run_demo(settings, port=port, out=lines.append, today=today) == 0
+    assert slack.requests == [], "the demo writes its digests to files only"
     output = "\n".join(lines)
     assert "language" in output and "articles" in output
     assert "task poll_batch[0] done" in output, "the demo runs the real Airflow DAGs"

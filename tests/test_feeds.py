@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.feeds import FeedParseError, load_feed_registry, parse_feed, parse_opml, to_opml
+from pipeline.feeds import (
+    FeedParseError,
+    load_feed_registry,
+    normalise_feed_url,
+    parse_feed,
+    parse_opml,
+    to_opml,
+)
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 FEED_URL = "http://news.example/feed"
@@ -117,9 +124,55 @@ def test_opml_round_trip() -> None:
     ]
     back = parse_opml(to_opml(feeds))
     assert back == [
-        {"url": "https://tass.com/rss/v2.xml", "name": "TASS", "lang": "en"},
+        {"url": "https://tass.com/rss/v2.xml", "name": "TASS", "lang": "en", "outlet": "TASS"},
         {"url": "http://example.com/a?b=1&c=2", "name": "Amp & <co>"},
     ]
+
+
+def test_opml_never_names_a_feed_after_its_url_and_exports_control_characters_safely() -> None:
+    """An outline without a title was named after its URL, credentials included, and that
+    name is shown unredacted everywhere; a name with a control character made the export
+    invalid XML."""
+    body = b'<opml version="2.0"><body><outline type="rss" xmlUrl="http://u:S3CRET@n.example/f?token=T0K"/></body></opml>'
+    (entry,) = parse_opml(body)
+    assert entry["name"] == "n.example" and "S3CRET" not in entry["name"]
+    exported = to_opml([{"url": "https://n.example/f", "name": "Bad\x01Name\x0c", "outlet": "Out\x02let"}])
+    assert parse_opml(exported) == [{"url": "https://n.example/f", "name": "Bad Name", "outlet": "Out let"}]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (" http://127.0.0.1:8931/feed.xml ", "http://127.0.0.1:8931/feed.xml"),
+        ("HTTPS://Example.COM/feed", "https://example.com/feed"),
+        ("https://tass.com:443/rss/v2.xml#latest", "https://tass.com/rss/v2.xml"),
+        ("http://n.example:80", "http://n.example/"),
+        ("https://user:Pw@Host.example:8443?x=1", "https://user:Pw@host.example:8443/?x=1"),
+        ("http://münchen.example/feed", "http://xn--mnchen-3ya.example/feed"),
+        ("http://[::1]:8080/f", "http://[::1]:8080/f"),
+    ],
+)
+def test_a_feed_url_has_one_spelling(url: str, expected: str) -> None:
+    assert normalise_feed_url(url) == expected
+    assert normalise_feed_url(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://exa\tmple.com/feed",
+        "http://exa mple.com/x",
+        "http://n.example/a\nb",
+        "http://127.0.0.1:abc/feed.xml",
+        "http://127.0.0.1:99999/feed.xml",
+        "ftp://n.example/feed",
+        "http:///feed",
+        "https://n.example/" + "a" * 2100,
+    ],
+)
+def test_a_feed_url_that_could_never_be_fetched_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"must|port|longer"):
+        normalise_feed_url(url)
 
 
 def test_opml_bomb_and_garbage_refused() -> None:

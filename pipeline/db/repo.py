@@ -60,18 +60,22 @@ def upsert_feed(
     outlet: str | None = None,
     lang: str | None = None,
     reason: str | None = None,
-    enabled: bool = True,
+    enabled: bool | None = True,
 ) -> tuple[Feed, bool]:
-    """Insert a feed or update its descriptive fields; returns (feed, created)."""
+    """Insert a feed or update its descriptive fields; returns (feed, created).
+
+    ``enabled=None`` leaves an existing feed's state as it is (a new one is enabled).
+    """
     feed = session.scalar(select(Feed).where(Feed.url == url))
     created = feed is None
     if feed is None:
-        feed = Feed(url=url, failure_count=0, enabled=enabled)
+        feed = Feed(url=url, failure_count=0, enabled=enabled is not False)
         session.add(feed)
     for attribute, value in (("name", name), ("outlet", outlet), ("lang", lang), ("reason", reason)):
         if value is not None:
             setattr(feed, attribute, value)
-    feed.enabled = enabled
+    if enabled is not None:
+        feed.enabled = enabled
     session.flush()
     return feed, created
 
