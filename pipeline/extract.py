@@ -11,9 +11,11 @@ The work happens in four steps:
 2. **Decode.** A byte-order mark wins. Otherwise valid UTF-8 that contains non-ASCII bytes
    is taken as UTF-8 whatever the page claims (legacy-encoded text practically never
    validates as UTF-8, while "says windows-1251 but was re-saved as UTF-8" is common), and
-   so is UTF-8 with a few stray bytes (one in fifty well-formed characters at most, or up
-   to three where the page declares UTF-8): those become U+FFFD, where a legacy codec
-   guessed for them would garble every other character.
+   so is UTF-8 with stray bytes, as long as its well-formed multi-byte characters outnumber
+   them two to one (or, where the page declares UTF-8, up to three or one in fifty): the
+   stray bytes are read in the single-byte charset the page declares (a "read also"
+   include left in the site's old charset) or become U+FFFD, where a legacy codec guessed
+   for the whole page would garble every other character.
    Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
    order; each must decode strictly *and* look plausible next to what charset_normalizer
    detects, because single-byte codecs decode anything and so prove nothing. Failing all
@@ -410,8 +412,10 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     if utf8_ok and not is_ascii:
         return data.decode("utf-8", "replace"), "utf-8"
     declared = list(_declared_charsets(data, http_charset))
-    if not is_ascii and _nearly_utf8(data, declared):
-        return data.decode("utf-8", "replace"), "utf-8"
+    if not is_ascii:
+        nearly = _nearly_utf8(data, declared)
+        if nearly is not None:
+            return nearly, "utf-8"
 
     for label in declared:
         codec = normalise_charset(label)
@@ -448,26 +452,58 @@ def decode_document(data: bytes, http_charset: str | None = None) -> tuple[str, 
     return _decode_html(data, http_charset)
 
 
-# UTF-8 that does not validate: a few stray bytes among many well-formed characters (a
-# legacy-encoded text practically never forms multi-byte sequences by chance), or among
-# few when UTF-8 is what the document declares.
-_UTF8_STRAY_SHARE = 0.02
+# UTF-8 that does not validate: stray bytes among many well-formed characters (legacy-
+# encoded text practically never forms multi-byte sequences by chance: a windows-1251 page
+# forms about one for every seventy stray bytes), or a few among few when UTF-8 is what
+# the document declares.
+_UTF8_STRAY_SHARE = 0.5
+_UTF8_MIN_WIDE = 20
 _UTF8_STRAY_DECLARED = 3
+_UTF8_STRAY_DECLARED_SHARE = 0.02
+_STRAY_RUN_RE: Final = re.compile("[\udc80-\udcff]+")
 
 
-def _nearly_utf8(data: bytes, declared: list[str]) -> bool:
-    """Whether ``data`` is UTF-8 with a few invalid bytes (a page pasted together, one
-    character cut): decoded as UTF-8 it loses those bytes alone (U+FFFD), where a guess
-    of a legacy codec would garble every other character."""
-    text = data.decode("utf-8", "replace")
-    stray = text.count("\ufffd") - data.count("\ufffd".encode())
-    if stray <= 0:
-        return False  # (only a final character cut off: valid, and decoded above)
-    wide = sum(1 for char in text if char > "\x7f") - stray - data.count("\ufffd".encode())
-    if wide >= 20 and stray <= _UTF8_STRAY_SHARE * wide:
-        return True
+def _nearly_utf8(data: bytes, declared: list[str]) -> str | None:
+    """``data`` decoded as UTF-8 if it is UTF-8 with some invalid bytes (a page pasted
+    together from a UTF-8 template and a legacy-encoded include, one character cut), else
+    None.
+
+    The invalid runs are read with the first single-byte codec the page declares (the
+    include is usually in the page's old charset), or become U+FFFD when it declares none:
+    either way they cost those bytes alone, where a legacy codec guessed for the whole
+    page would garble every other character.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    stray = sum(len(run) for run in _STRAY_RUN_RE.findall(text))
+    if stray == 0:
+        return None  # (only a final character cut off: valid, and decoded above)
+    wide = sum(1 for char in text if char > "\x7f") - stray
+    mostly_utf8 = wide >= _UTF8_MIN_WIDE and stray <= _UTF8_STRAY_SHARE * wide
     says_utf8 = bool(declared) and normalise_charset(declared[0]) == "utf-8"
-    return says_utf8 and stray <= max(_UTF8_STRAY_DECLARED, _UTF8_STRAY_SHARE * wide)
+    if not mostly_utf8 and not (
+        says_utf8 and stray <= max(_UTF8_STRAY_DECLARED, _UTF8_STRAY_DECLARED_SHARE * wide)
+    ):
+        return None
+    legacy = next((codec for codec in map(normalise_charset, declared) if _single_byte(codec)), None)
+    if legacy is None:
+        return data.decode("utf-8", "replace")
+    return _STRAY_RUN_RE.sub(
+        lambda run: bytes(ord(char) - 0xDC00 for char in run.group()).decode(legacy, "replace"), text
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _single_byte(codec: str | None) -> bool:
+    """Whether ``codec`` is an ASCII-compatible codec with one byte per character."""
+    if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
+        return False
+    high = bytes(range(0x80, 0x100))
+    try:
+        decoded = high.decode(codec, "replace")
+    except LookupError:
+        return False
+    # (some bytes may be undefined: windows-1251's 0x98, a third of ISO-8859-8's)
+    return len(decoded) == len(high) and decoded.count("\ufffd") < len(high) // 2
 
 
 def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:
@@ -483,7 +519,6 @@ def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:
         yield xml.group(1).decode("ascii")
 
 
-@functools.lru_cache(maxsize=256)
 @functools.lru_cache(maxsize=64)
 def _ascii_compatible(codec: str) -> bool:
     probe = b'<meta charset="x"> <p>Az09</p>'

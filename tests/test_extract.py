@@ -378,17 +378,58 @@ def test_utf8_page_mislabelled_as_legacy_charset() -> None:
 
 
 @pytest.mark.parametrize(
-    ("meta", "content_type"),
-    [('<meta charset="utf-8">', None), ('<meta charset="windows-1251">', "text/html; charset=windows-1251")],
+    ("meta", "content_type", "stray"),
+    [
+        ('<meta charset="utf-8">', None, "\ufffd"),
+        ('<meta charset="windows-1251">', "text/html; charset=windows-1251", "\u2019"),
+    ],
 )
-def test_utf8_with_one_stray_byte_loses_that_byte_alone(meta: str, content_type: str | None) -> None:
-    """One invalid byte in a UTF-8 page (whatever it declares) is one U+FFFD, not a guess
-    of another codec that garbles every letter."""
+def test_utf8_with_one_stray_byte_loses_that_byte_alone(
+    meta: str, content_type: str | None, stray: str
+) -> None:
+    """One invalid byte in a UTF-8 page (whatever it declares) costs that byte alone, not a
+    guess of another codec that garbles every letter: it is U+FFFD, or its character in
+    the single-byte charset the page declares."""
     body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta=meta).encode("utf-8")
     cut = body.index(RUSSIAN_PARAGRAPHS[1].encode()) + 10
     page = extract_page(body[:cut] + b"\x92" + body[cut:], content_type=content_type)
     assert RUSSIAN_PARAGRAPHS[0] in page.text and RUSSIAN_PARAGRAPHS[2] in page.text
-    assert page.text.count("\ufffd") == 1
+    assert page.text.count(stray) == 1
+    assert RUSSIAN_PARAGRAPHS[1][:5] + stray + RUSSIAN_PARAGRAPHS[1][5:] in page.text  # (10 bytes)
+
+
+RELATED_INCLUDE = "Читайте также: Песков рассказал о подготовке визита председателя КНР в Москву"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/html; charset=windows-1251"])
+def test_utf8_page_with_a_legacy_encoded_include_reads_both(content_type: str | None) -> None:
+    """A UTF-8 page still labelled windows-1251 whose "read also" include was left in
+    windows-1251: the page stays UTF-8 and the include's bytes are read in the declared
+    charset, instead of the whole page turning into mojibake."""
+    html = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta='<meta charset="windows-1251">')
+    head, tail = html.split("</article>")
+    body = head.encode("utf-8") + f"<p>{RELATED_INCLUDE}</p>".encode("cp1251") + b"</article>" + tail.encode()
+
+    page = extract_page(body, content_type=content_type)
+
+    assert page.title == "Подготовка саммита"
+    for paragraph in RUSSIAN_PARAGRAPHS:
+        assert paragraph in page.text
+    assert RELATED_INCLUDE in page.text
+
+
+def test_windows_1251_page_with_a_utf8_fragment_stays_windows_1251() -> None:
+    """The opposite mix: a legacy page quoting a short UTF-8 snippet is read as the legacy
+    page it is (its many stray bytes outnumber the snippet's characters)."""
+    html = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta='<meta charset="windows-1251">')
+    head, tail = html.split("</article>")
+    body = head.encode("cp1251") + "<p>Цитата: «мир»</p>".encode() + b"</article>" + tail.encode("cp1251")
+
+    text, codec = extract_module.decode_document(body)
+
+    assert codec == "cp1251"
+    for paragraph in RUSSIAN_PARAGRAPHS:
+        assert paragraph in text
 
 
 def test_a_declared_utf8_page_with_a_windows_quote_keeps_its_text() -> None:
