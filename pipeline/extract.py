@@ -17,8 +17,11 @@ The work happens in four steps:
    include left in the site's old charset) or become U+FFFD, where a legacy codec guessed
    for the whole page would garble every other character.
    Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
-   order; each must decode strictly *and* look plausible next to what charset_normalizer
-   detects, because single-byte codecs decode anything and so prove nothing. Failing all
+   order (but a Latin-1/windows-1252 header, often the server's default, comes after the
+   page's own declarations, unless ``<html lang>`` names a language written in
+   windows-1252); each must decode strictly *and* look plausible next to what
+   charset_normalizer detects, because single-byte codecs decode anything and so prove
+   nothing. Failing all
    that, charset_normalizer guesses from the page's text (tags stripped). Windows-1251
    and Mac Cyrillic, which both read alike to the detector, are told apart by the shape
    of the words each makes (capitals where capitals go).
@@ -200,6 +203,34 @@ _DETECTION_SAMPLE_BYTES: Final = 262_144
 # Switch away from a declared (strictly decodable) charset only if it reads this much
 # messier, by charset_normalizer's mess ratio, than the detected one.
 _MESS_MARGIN: Final = 0.1
+# The legacy single-byte codecs each language is written in (the first is the usual one),
+# for the language a page names in its <html lang>: charset detection alone confuses
+# codecs that differ in a few letters (Turkish windows-1254 read as windows-1252 gives
+# "Baþkaný", Polish windows-1250 read as ISO-8859-4 "W³adimir").
+_WESTERN: Final = ("cp1252", "iso8859_15")
+_WESTERN_LANGS: Final = "en fr de es it pt nl da sv no nb nn fi is ga ca eu gl af id ms sw lb"
+_CENTRAL: Final = ("cp1250", "iso8859_2")
+_CYRILLIC: Final = ("cp1251", "koi8_r", "koi8_u", "mac_cyrillic", "iso8859_5")
+_BALTIC: Final = ("cp1257", "iso8859_13", "iso8859_4")
+_LANG_CODECS: Final[dict[str, tuple[str, ...]]] = {
+    **dict.fromkeys(_WESTERN_LANGS.split(), _WESTERN),
+    **dict.fromkeys(("pl", "cs", "sk", "hu", "sl", "hr", "bs", "ro"), _CENTRAL),
+    **dict.fromkeys(("ru", "uk", "bg", "sr", "mk", "be"), _CYRILLIC),
+    **dict.fromkeys(("et", "lv", "lt"), _BALTIC),
+    "tr": ("cp1254",),
+    "el": ("cp1253", "iso8859_7"),
+    "he": ("cp1255", "iso8859_8"),
+    "yi": ("cp1255", "iso8859_8"),
+    "ar": ("cp1256", "iso8859_6"),
+    "fa": ("cp1256",),
+    "ur": ("cp1256",),
+    "vi": ("cp1258",),
+    "th": ("cp874",),
+}
+# <html lang="tr"> (or xml:lang) in the raw bytes, read before decoding.
+_HTML_LANG_RE: Final = re.compile(
+    rb"""<html\b[^>]{0,512}?\blang\s*=\s*["']?\s*([A-Za-z0-9_-]{2,24})""", re.IGNORECASE
+)
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -412,12 +443,24 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     if utf8_ok and not is_ascii:
         return data.decode("utf-8", "replace"), "utf-8"
     declared = list(_declared_charsets(data, http_charset))
+    # Latin-1/windows-1252 in the HTTP header is often the server's default (Apache's
+    # AddDefaultCharset), sent whatever the page is in, and a single-byte codec that
+    # decodes anything proves nothing: the page's own declarations go first, taken only
+    # when they read plausibly.
+    server_default = (
+        bool(http_charset)
+        and normalise_charset(http_charset or "") == "cp1252"
+        # (unless the page's language is written in windows-1252: then the header fits)
+        and "cp1252" not in _lang_codecs(data)
+    )
+    if server_default:
+        declared = [*declared[1:], declared[0]]
     if not is_ascii:
         nearly = _nearly_utf8(data, declared)
         if nearly is not None:
             return nearly, "utf-8"
 
-    for label in declared:
+    for index, label in enumerate(declared):
         codec = normalise_charset(label)
         if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
             # Unusable label; or UTF-8, which already failed validation above; or a codec
@@ -433,6 +476,8 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
         guessed = _cyrillic_twin(data, _plausible_or_guess(data, codec))
         if guessed != codec:
             logger.debug("declared charset %s implausible, detected %s", label, guessed)
+            if server_default and index < len(declared) - 1:
+                continue  # the page's own label, ahead of the header's: the header decides
         return data.decode(guessed, "replace"), guessed
 
     if is_ascii:
@@ -517,6 +562,13 @@ def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:
     xml = _XML_DECL_RE.match(head)
     if xml:
         yield xml.group(1).decode("ascii")
+
+
+def _lang_codecs(data: bytes) -> tuple[str, ...]:
+    """The legacy codecs of the language the page's ``<html lang>`` names, () if none."""
+    match = _HTML_LANG_RE.search(data[:_DECLARATION_SCAN_BYTES])
+    lang = _normalise_lang(match.group(1).decode("ascii")) if match else None
+    return _LANG_CODECS.get(lang or "", ())
 
 
 @functools.lru_cache(maxsize=64)

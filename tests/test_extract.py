@@ -341,6 +341,71 @@ def test_windows_1251_and_mac_cyrillic_are_told_apart_whatever_the_label(
             assert paragraph in page.text, (actual, label)
 
 
+TURKISH_PARAGRAPHS = [
+    "Cumhurbaşkanı Erdoğan, Rusya Devlet Başkanı Putin ile telefonda görüştü. Görüşmede ikili "
+    "ilişkiler, enerji işbirliği ve bölgesel gelişmeler ele alındı.",
+    "İletişim Başkanlığı'ndan yapılan açıklamaya göre, iki lider İstanbul'da yapılacak zirvenin "
+    "hazırlıklarının sürdüğünü teyit etti ve doğalgaz anlaşmasının ayrıntılarını değerlendirdi.",
+]
+POLISH_PARAGRAPHS = [
+    "Prezydent Rosji Władimir Putin przybył w czwartek do Pekinu, gdzie spotkał się z "
+    "przewodniczącym Chin. Rozmowy dotyczyły współpracy gospodarczej i dostaw gazu.",
+    "Według źródeł dyplomatycznych obie strony podpisały kilkanaście porozumień, a następne "
+    "spotkanie zaplanowano na jesień. Żadna ze stron nie ujawniła szczegółów umowy.",
+]
+HUNGARIAN_PARAGRAPHS = [
+    "Az orosz elnök csütörtökön Pekingbe érkezett, ahol kétnapos tárgyalássorozatot folytat "
+    "a kínai vezetéssel. A megbeszéléseken az energiaügyi együttműködés is szóba kerül.",
+    "Diplomáciai források szerint a felek több megállapodást írnak alá, köztük egy új "
+    "gázvezeték építéséről szólót. A tárgyalások légköre barátságos és őszinte volt.",
+]
+FRENCH_PARAGRAPHS = [
+    "Le président russe est arrivé jeudi à Pékin pour une visite de deux jours. Les entretiens "
+    "porteront sur l'énergie, le commerce et la sécurité régionale, a précisé le Kremlin.",
+    "Selon des sources diplomatiques, plusieurs accords devraient être signés à l'issue de la "
+    "rencontre, dont un sur la construction d'un nouveau gazoduc vers la Chine.",
+]
+
+
+def latin_page(paragraphs: list[str], *, title: str, meta: str = "", lang: str = "") -> str:
+    """:func:`page_with` without its Cyrillic menu, for single-byte Latin charsets."""
+    return page_with(paragraphs, title=title, meta=meta, lang=lang).replace(
+        '<a href="/">Главная</a> <a href="/news">Новости</a>', '<a href="/">Home</a>'
+    )
+
+
+LATIN_PAGES = {
+    "tr": (TURKISH_PARAGRAPHS, "windows-1254", "Erdoğan Putin ile görüştü"),
+    "pl": (POLISH_PARAGRAPHS, "iso-8859-2", "Władimir Putin w Pekinie"),
+    "hu": (HUNGARIAN_PARAGRAPHS, "windows-1250", "Az orosz elnök Pekingbe érkezett"),
+}
+
+
+@pytest.mark.parametrize("lang", ["tr", "pl", "hu"])
+@pytest.mark.parametrize("server_default", ["ISO-8859-1", "windows-1252"])
+def test_page_charset_wins_over_a_latin1_server_default(lang: str, server_default: str) -> None:
+    """Apache sends "charset=ISO-8859-1" whatever the page is in; a Turkish, Polish or
+    Hungarian page's own <meta charset> decides ("Başkanı", not "Baþkaný")."""
+    paragraphs, label, title = LATIN_PAGES[lang]
+    html = latin_page(paragraphs, title=title, meta=f'<meta charset="{label}">', lang=lang)
+
+    page = extract_page(html.encode(label), content_type=f"text/html; charset={server_default}")
+
+    assert page.title == title
+    for paragraph in paragraphs:
+        assert paragraph in page.text
+
+
+def test_latin1_header_still_wins_over_a_wrong_meta_on_a_western_page() -> None:
+    """A French page (windows-1252, as its header says) with a stale ISO-8859-2 <meta>."""
+    html = latin_page(
+        FRENCH_PARAGRAPHS, title="Visite à Pékin", meta='<meta charset="iso-8859-2">', lang="fr"
+    )
+    page = extract_page(html.encode("cp1252"), content_type="text/html; charset=ISO-8859-1")
+    assert page.title == "Visite à Pékin"
+    assert FRENCH_PARAGRAPHS[0] in page.text
+
+
 def test_russian_koi8_r_without_declaration() -> None:
     body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита").encode("koi8-r")
     page = extract_page(body)
