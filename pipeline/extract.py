@@ -818,8 +818,8 @@ def _merge_continuations(tree: Any, text: str) -> Any:
     extraction kept. Its "twins" are elements with the same tag and class attribute
     within TWIN_MAX_LEVELS levels above it, wrapped in the same chain of (tag, class)
     elements up to the common ancestor, that hold paragraphs the extraction missed.
-    A twin under a branch with its own <h1> is another article (infinite scroll), not a
-    continuation.
+    A twin under a branch with its own headline or <article> element is another article
+    (infinite scroll), not a continuation (see :func:`_branch_is_continuation`).
     """
     wanted = {_norm(line) for line in text.splitlines() if len(line) >= ANCHOR_LINE_CHARS}
     if len(wanted) < 2:
@@ -905,13 +905,22 @@ def _path_signature(el: Any, ancestor: Any) -> list[tuple[str, str]]:
 
 
 def _branch_is_continuation(el: Any, ancestor: Any) -> bool:
-    """False if ``el`` sits in its own headed section under ``ancestor`` (a second article)."""
+    """False if ``el`` sits in a section of its own under ``ancestor``: another story, as
+    infinite-scroll pages append them. Such a branch has an <h1>, its own <article>
+    element, or (unless ``ancestor`` is inside one <article>, where an <h2> is a subhead)
+    a headline <h2> or a <time> outside the text container ``el``.
+    """
     branch = el
     for anc in el.iterancestors():
         if anc is ancestor:
             break
         branch = anc
-    return branch.find(".//h1") is None
+    if next(branch.iter("h1", "article"), None) is not None:
+        return False
+    if any(node.tag == "article" for node in (ancestor, *ancestor.iterancestors())):
+        return True  # chunks of one <article>: its <h2> are subheads
+    inside = set(el.iter())
+    return all(node in inside for node in branch.iter("h2", "time"))
 
 
 def _new_paragraph_chars(el: Any, extracted: str) -> int:

@@ -178,6 +178,62 @@ def test_second_article_below_is_not_merged() -> None:
     assert "city council" not in page.text
 
 
+OTHER_STORY = (
+    "<p>In an unrelated story, the city council approved a new budget for public transport "
+    "on Tuesday after a long debate about ticket prices and the future of night buses.</p>"
+    "<p>The council also voted to rename two streets in the old town after local writers, "
+    "a decision that will take effect at the beginning of next year.</p>"
+)
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "heading"),
+    [
+        pytest.param("article", "<h2>Council approves transport budget</h2>", id="article-h2"),
+        pytest.param("article", "", id="own-article-element"),
+        pytest.param("div", "<h2>Council approves transport budget</h2>", id="h2-headline"),
+        pytest.param("div", '<time datetime="2024-05-17">17 May 2024</time>', id="own-time"),
+    ],
+)
+def test_next_story_with_its_own_headline_or_article_is_not_merged(wrapper: str, heading: str) -> None:
+    """Infinite scroll where the next story is headed by an <h2> (or is an <article>, or
+    carries its own <time>) rather than an <h1>."""
+    first = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    html = f"""<html><head><title>{HEADLINE}</title></head><body><div class="feed">
+    <div class="story"><{wrapper} class="post"><h1>{HEADLINE}</h1>
+    <div class="body">{first}</div></{wrapper}></div>
+    <div class="story"><{wrapper} class="post">{heading}<div class="body">{OTHER_STORY}</div></{wrapper}></div>
+    </div></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert ARTICLE_PARAGRAPHS[0] in page.text
+    assert "city council" not in page.text
+
+
+@pytest.mark.parametrize("subhead_inside_text", [True, False], ids=["in-text", "in-chunk"])
+def test_article_split_into_chunks_with_subheads_is_extracted_whole(subhead_inside_text: bool) -> None:
+    """Chunks of one article, the later ones opening with an <h2> subhead: a continuation."""
+    chunks = [ARTICLE_PARAGRAPHS[:2], ARTICLE_PARAGRAPHS[2:3], ARTICLE_PARAGRAPHS[3:]]
+    html_chunks = ""
+    for number, chunk in enumerate(chunks):
+        subhead = f"<h2>Part {number + 1} of the talks</h2>" if number else ""
+        paragraphs = "".join(f"<p>{p}</p>" for p in chunk)
+        inner, outer = (subhead + paragraphs, "") if subhead_inside_text else (paragraphs, subhead)
+        html_chunks += (
+            f'<div class="chunk">{outer}<div class="article-text">{inner}</div>'
+            '<div class="ad-rail">Advertisement</div></div>'
+        )
+    html = f"""<html><head><title>{HEADLINE}</title></head><body>
+    <article class="story"><h1>{HEADLINE}</h1><div class="chunks">{html_chunks}</div></article>
+    <footer><p>About us</p></footer></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    for paragraph in ARTICLE_PARAGRAPHS:
+        assert paragraph in page.text
+
+
 def test_headline_and_closing_link_box_inside_the_body_are_dropped() -> None:
     """Furniture inside the article container, where trafilatura keeps it: the headline on
     top; a list of partly linked teasers, a "follow us" line and a copyright at the end."""
