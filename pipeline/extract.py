@@ -32,7 +32,9 @@ The work happens in four steps:
    page's own metadata and links rather than with word lists: leading lines repeating
    the headline, giving the publication date or naming the author are dropped, and so
    are closing lines that are (mostly) the text of a link or button on the page,
-   closing lists made of such links, copyright notices and bylines.
+   closing lists made of such links, bylines and copyright notices (a line opening with
+   "©" or "Copyright 2024", or a short one with "©", "Copyright" or an "all rights
+   reserved" formula; a sentence about copyright is text).
 
 Oversize bodies are **truncated** to ``max_bytes`` and extracted anyway (HTML parsers
 recover from a cut-off document, and the article text is almost always in the first
@@ -241,8 +243,21 @@ _INVALID_XML_CHARS_RE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uff
 _NUMBER_RE: Final = re.compile(r"\d+")
 _SENTENCE_END_RE: Final = re.compile(r"[.!?。！？]\W*$")
 _LIST_MARKER_RE: Final = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)])\s+")
-# "©", "(c) 2019", "Copyright" (the English word is used as a legal term in many languages).
-_COPYRIGHT_RE: Final = re.compile(r"©|\(c\)\s*(?:19|20)\d\d|\bcopyright\b", re.IGNORECASE)
+# Copyright notices, not sentences about copyright: a line opening with "©", "(c)" or
+# "Copyright" followed by a year or "©" ("© 2024 Agency", "Copyright 2024 Name"), or
+# naming "©"/"(c) 2019"/"Copyright" or an "all rights reserved" formula in a few words (the
+# English word is used as a legal term in many languages; the formula is in each).
+_COPYRIGHT_OPENING_RE: Final = re.compile(
+    r"^\W*(?:©|℗|\(c\)|copyright\s*(?:©|\(c\))?\s*(?:19|20)\d\d|copyright\s*©)", re.IGNORECASE
+)
+_COPYRIGHT_RE: Final = re.compile(
+    r"©|\(c\)\s*(?:19|20)\d\d|\bcopyright\b|all rights reserved|все права защищены|版权所有|版權所有"
+    r"|著作権|저작권|alle rechte vorbehalten|tous droits réservés|todos los derechos reservados"
+    r"|tutti i diritti riservati|todos os direitos reservados|wszelkie prawa zastrzeżone",
+    re.IGNORECASE,
+)
+# ... at most this many words (a notice with the owner's name; sentences are longer).
+COPYRIGHT_MAX_WORDS: Final = 12
 
 _XML_LANG: Final = "{http://www.w3.org/XML/1998/namespace}lang"
 # ISO 639-2/3 codes sometimes put in lang attributes, for the languages we expect most.
@@ -1041,9 +1056,19 @@ def _anchor_texts(tree: Any) -> set[str]:
 def _is_trailing_junk(line: str, anchors: Collection[str]) -> bool:
     """A closing line that is a bare link (related articles, "follow us on ...") or a
     copyright notice: site furniture trafilatura let through at the article's end."""
-    if _COPYRIGHT_RE.search(line) and len(line) < 300:
+    if _is_copyright_notice(line):
         return True
     return _link_share(line, anchors) >= TRAILING_LINK_SHARE
+
+
+def _is_copyright_notice(line: str) -> bool:
+    """ "© 2024 Agency. All rights reserved", "Copyright 2024 Name", "Фото: © ТАСС": not a
+    sentence that mentions copyright (a story about piracy ends with one)."""
+    if len(line) >= 300:
+        return False
+    if _COPYRIGHT_OPENING_RE.match(line):
+        return True
+    return _COPYRIGHT_RE.search(line) is not None and len(_WORD_RE.findall(line)) <= COPYRIGHT_MAX_WORDS
 
 
 def _link_share(line: str, anchors: Collection[str]) -> float:

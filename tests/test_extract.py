@@ -264,6 +264,40 @@ def test_headline_and_closing_link_box_inside_the_body_are_dropped() -> None:
     assert HEADLINE in page.title
 
 
+PIRACY_PARAGRAPHS = [
+    "The two governments signed a memorandum on intellectual property on Friday, committing "
+    "their customs services to seize counterfeit goods at the border within days of a complaint.",
+    "Film studios and music labels have long complained that pirated copies of their releases "
+    "are sold openly in market stalls, and that court cases drag on for years.",
+    "Under the memorandum, copyright holders will be able to ask a single office in each "
+    "country to block websites that distribute their works without a licence.",
+    "The agreement does not change either country's copyright law, officials said, but a "
+    "joint working group will report on possible amendments before the end of next year.",
+]
+
+
+@pytest.mark.parametrize(
+    "notice",
+    [
+        "© 2024 Daily Observer Media Group. All rights reserved.",
+        "Copyright 2024 Daily Observer",
+        "Все права защищены.",
+        "版权所有 新华网",
+    ],
+)
+def test_closing_paragraphs_about_copyright_are_kept(notice: str) -> None:
+    """A story about piracy ends with sentences that mention copyright: article text,
+    unlike the notice below them."""
+    body = "".join(f"<p>{p}</p>" for p in PIRACY_PARAGRAPHS)
+    html = f"""<html><head><title>Memorandum on piracy signed</title></head><body>
+    <article><div class="article-body"><h1>Memorandum on piracy signed</h1>{body}<p>{notice}</p></div>
+    </article></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.text == "\n".join(PIRACY_PARAGRAPHS)
+
+
 def test_closing_list_of_real_content_is_kept() -> None:
     """A list that is article text (no links) survives the trailing cleanup."""
     points = ["energy supplies for the coming winter", "the rail corridor along the river", "visa rules"]
