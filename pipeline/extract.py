@@ -711,6 +711,12 @@ def _parse_html(html: str) -> Any:
         return None
     parser = lxml.html.HTMLParser(
         encoding="utf-8",
+        # Without it libxml2 silently drops whatever is nested more than 255 elements deep
+        # (400 paragraphs each in an unclosed <font> kept 253). Its other limits guard
+        # against huge inputs, and the body is already cut to max_bytes before this; a
+        # pathologically deep page costs trafilatura seconds (about 10 s for 5 MB of
+        # nested paragraphs), not more.
+        huge_tree=True,
         collect_ids=False,
         default_doctype=False,
         remove_comments=True,

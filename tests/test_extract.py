@@ -726,6 +726,23 @@ def test_oversize_body_is_truncated_then_extracted() -> None:
     assert len(page.text.encode("utf-8")) < cap
 
 
+def test_markup_nested_deeper_than_255_levels_is_kept() -> None:
+    """Old pages open a <font> per paragraph and never close it: libxml2 used to drop
+    everything past its depth limit of 255 elements, silently."""
+    paragraphs = [
+        f"Paragraph {i} of the long report on the summit preparations and the talks in Harbin."
+        for i in range(400)
+    ]
+    html = f"<html><head><title>{HEADLINE}</title></head><body><article><h1>{HEADLINE}</h1>"
+    html += "".join(f'<font face="Arial"><p>{p}</p>' for p in paragraphs) + "</article></body></html>"
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.error is None
+    assert paragraphs[0] in page.text
+    assert paragraphs[399] in page.text
+
+
 @pytest.mark.parametrize(
     ("encoding", "meta", "expected"),
     [("utf-8", '<meta charset="utf-8">', "utf-8"), ("gbk", '<meta charset="gb2312">', "gb18030")],
