@@ -769,9 +769,15 @@ class _Meta(NamedTuple):
 
 
 def _metadata(tree: Any, url: str | None) -> _Meta:
-    """Title, publication date and author names from trafilatura/htmldate."""
+    """Title, publication date and author names from trafilatura/htmldate.
+
+    The date comes from the page's metadata and markup (meta tags, JSON-LD, the URL,
+    <time> and date-classed elements), never from htmldate's extensive search of the
+    body text: that turned "In 2019 the two countries..." into 2019-01-01 on a page
+    with no date, a guess worse than none.
+    """
     try:
-        doc = trafilatura.extract_metadata(tree, default_url=url)
+        doc = trafilatura.extract_metadata(tree, default_url=url, extensive=False)
     except Exception:
         # Metadata is a side dish: a library bug on an odd date string must not cost the
         # article text. Logged with its traceback so that it gets fixed, not hidden.

@@ -345,6 +345,25 @@ def test_a_sentence_with_the_date_or_author_is_kept() -> None:
     assert page.text.startswith(opening)
 
 
+@pytest.mark.parametrize(
+    "opening",
+    [
+        "In 2019 the two countries opened a new border crossing on the Amur river.",
+        "Trade has grown every year since May 2021, according to customs statistics.",
+    ],
+)
+def test_a_year_in_the_text_is_not_the_publication_date(opening: str) -> None:
+    """No date in the metadata or markup: no date, rather than a year from a sentence."""
+    body = "".join(f"<p>{p}</p>" for p in [opening, *ARTICLE_PARAGRAPHS])
+    html = f"""<html><head><title>{HEADLINE}</title></head><body>
+    <article><h1>{HEADLINE}</h1><div class="article-body">{body}</div></article></body></html>"""
+
+    page = extract_page(html.encode("utf-8"), url="https://news.example/world/border-talks")
+
+    assert opening in page.text
+    assert page.date is None
+
+
 def test_cascade_falls_back_to_balanced_mode_when_precision_finds_too_little(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
