@@ -15,14 +15,17 @@ The work happens in four steps:
    them two to one (or, where the page declares UTF-8, up to three or one in fifty): the
    stray bytes are read in the single-byte charset the page declares (a "read also"
    include left in the site's old charset) or become U+FFFD, where a legacy codec guessed
-   for the whole page would garble every other character.
+   for the whole page would garble every other character. (A page declaring UTF-8 with
+   not one valid multi-byte character is legacy text: a single-byte codec is detected.)
    Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
    order (but a Latin-1/windows-1252 header, often the server's default, comes after the
    page's own declarations, unless ``<html lang>`` names a language written in
    windows-1252); each must decode strictly *and* look plausible next to what
    charset_normalizer detects, because single-byte codecs decode anything and so prove
-   nothing. Failing all
-   that, charset_normalizer guesses from the page's text (tags stripped). Windows-1251
+   nothing. Failing all that, the codec is detected from the page's text (tags
+   stripped): among the legacy codecs of the language ``<html lang>`` names, if any reads
+   the page cleanly; else charset_normalizer guesses, and a Latin guess yields to
+   windows-1252 (the WHATWG default) when that reads at least as cleanly. Windows-1251
    and Mac Cyrillic, which both read alike to the detector, are told apart by the shape
    of the words each makes (capitals where capitals go).
 3. **Extract** with trafilatura: precision mode first, balanced mode when that finds
@@ -48,6 +51,7 @@ import codecs
 import functools
 import logging
 import re
+import unicodedata
 from collections.abc import Collection, Iterator
 from copy import deepcopy
 from typing import Any, Final, NamedTuple
@@ -473,7 +477,7 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     if not is_ascii:
         nearly = _nearly_utf8(data, declared)
         if nearly is not None:
-            return nearly, "utf-8"
+            return nearly
 
     for index, label in enumerate(declared):
         codec = normalise_charset(label)
@@ -520,18 +524,22 @@ _UTF8_STRAY_SHARE = 0.5
 _UTF8_MIN_WIDE = 20
 _UTF8_STRAY_DECLARED = 3
 _UTF8_STRAY_DECLARED_SHARE = 0.02
+# The single-byte codec of last resort: WHATWG's default for pages that declare nothing.
+_DEFAULT_SINGLE_BYTE: Final = "cp1252"
 _STRAY_RUN_RE: Final = re.compile("[\udc80-\udcff]+")
 
 
-def _nearly_utf8(data: bytes, declared: list[str]) -> str | None:
-    """``data`` decoded as UTF-8 if it is UTF-8 with some invalid bytes (a page pasted
+def _nearly_utf8(data: bytes, declared: list[str]) -> tuple[str, str] | None:
+    """``(text, codec)`` if ``data`` is UTF-8 with some invalid bytes (a page pasted
     together from a UTF-8 template and a legacy-encoded include, one character cut), else
     None.
 
     The invalid runs are read with the first single-byte codec the page declares (the
     include is usually in the page's old charset), or become U+FFFD when it declares none:
     either way they cost those bytes alone, where a legacy codec guessed for the whole
-    page would garble every other character.
+    page would garble every other character. A page that declares UTF-8 but has not one
+    valid multi-byte character is not UTF-8 at all: its few stray bytes are legacy text
+    (an accented name in a Latin-1 page), read in the single-byte codec detected for it.
     """
     text = data.decode("utf-8", "surrogateescape")
     stray = sum(len(run) for run in _STRAY_RUN_RE.findall(text))
@@ -544,12 +552,15 @@ def _nearly_utf8(data: bytes, declared: list[str]) -> str | None:
         says_utf8 and stray <= max(_UTF8_STRAY_DECLARED, _UTF8_STRAY_DECLARED_SHARE * wide)
     ):
         return None
+    if wide == 0:
+        codec = _detect_charset(data, single_byte=True) or _DEFAULT_SINGLE_BYTE
+        return data.decode(codec, "replace"), codec
     legacy = next((codec for codec in map(normalise_charset, declared) if _single_byte(codec)), None)
     if legacy is None:
-        return data.decode("utf-8", "replace")
+        return data.decode("utf-8", "replace"), "utf-8"
     return _STRAY_RUN_RE.sub(
         lambda run: bytes(ord(char) - 0xDC00 for char in run.group()).decode(legacy, "replace"), text
-    )
+    ), "utf-8"
 
 
 @functools.lru_cache(maxsize=64)
@@ -619,9 +630,49 @@ def _text_sample(data: bytes) -> bytes:
     return sample if len(sample) >= 256 else head
 
 
-def _detect_charset(data: bytes) -> str | None:
-    best = charset_normalizer.from_bytes(_text_sample(data)).best()
+def _detect_charset(data: bytes, *, single_byte: bool = False) -> str | None:
+    """The codec the page's text reads best in, None if there is none; with
+    ``single_byte``, only a single-byte codec will do.
+
+    When ``<html lang>`` names a language, the legacy codecs it is written in are tried
+    first and the cleanest of them wins (the detector alone takes Turkish windows-1254
+    for windows-1252, Polish windows-1250 for ISO-8859-4). Otherwise charset_normalizer
+    guesses, and a guess of another Latin codec yields to windows-1252 (the WHATWG
+    default) when that reads the page at least as cleanly: "José Peña" must not become
+    "Peńa" because the detector had too few letters to go by.
+    """
+    sample = _text_sample(data)
+    by_lang = _cleanest(sample, _lang_codecs(data))
+    if by_lang is not None:
+        return by_lang
+    best = charset_normalizer.from_bytes(sample).best()
+    if best is not None and single_byte and not _single_byte(normalise_charset(best.encoding)):
+        best = None
+    if best is None or _latin_only(str(best)):
+        default = charset_normalizer.from_bytes(sample, cp_isolation=[_DEFAULT_SINGLE_BYTE]).best()
+        if default is not None and (best is None or default.chaos <= best.chaos):
+            return _DEFAULT_SINGLE_BYTE
     return best.encoding if best is not None else None
+
+
+def _cleanest(sample: bytes, codecs_: tuple[str, ...]) -> str | None:
+    """Of ``codecs_`` (in order of preference), the one that decodes ``sample`` strictly
+    and reads least messy by charset_normalizer's mess ratio; None if none reads well."""
+    scored = []
+    for rank, codec in enumerate(codecs_):
+        if not _decodes_strictly(sample, codec):
+            continue
+        match = charset_normalizer.from_bytes(sample, cp_isolation=[codec]).best()
+        if match is not None:
+            scored.append((round(match.chaos, 3), rank, codec))
+    return min(scored)[2] if scored else None
+
+
+def _latin_only(text: str) -> bool:
+    """Whether every non-ASCII letter of ``text`` is a Latin one (é, ñ, ł, ş, ...)."""
+    return all(
+        unicodedata.name(char, "").startswith("LATIN") for char in text if char > "\x7f" and char.isalpha()
+    )
 
 
 def _same_codec(a: str, b: str) -> bool:

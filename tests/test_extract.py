@@ -515,6 +515,36 @@ def test_latin1_header_still_wins_over_a_wrong_meta_on_a_western_page() -> None:
     assert FRENCH_PARAGRAPHS[0] in page.text
 
 
+ENGLISH_NAMES = "José Peña, the Spanish envoy, said on Tuesday that the talks in Beijing had gone well."
+FRENCH_SHORT = "Le ministre est arrivé à Pékin jeudi."
+
+
+@pytest.mark.parametrize(
+    ("paragraphs", "encoding", "lang"),
+    [
+        pytest.param(TURKISH_PARAGRAPHS, "cp1254", "tr", id="tr-1254"),
+        pytest.param(POLISH_PARAGRAPHS, "iso-8859-2", "pl", id="pl-8859-2"),
+        pytest.param(POLISH_PARAGRAPHS, "cp1250", "pl", id="pl-1250"),
+        pytest.param(HUNGARIAN_PARAGRAPHS, "cp1250", "hu", id="hu-1250"),
+        pytest.param(HUNGARIAN_PARAGRAPHS, "cp1250", "", id="hu-1250-no-lang"),
+        pytest.param([ENGLISH_NAMES], "cp1252", "en", id="en-1252"),
+        pytest.param([ENGLISH_NAMES], "cp1252", "", id="en-1252-no-lang"),
+        pytest.param([FRENCH_SHORT], "cp1252", "fr", id="fr-1252"),
+        pytest.param([FRENCH_SHORT], "cp1252", "", id="fr-1252-no-lang"),
+    ],
+)
+def test_undeclared_legacy_page_is_read_in_its_languages_charset(
+    paragraphs: list[str], encoding: str, lang: str
+) -> None:
+    """No charset declared anywhere: the codecs of the language <html lang> names are
+    preferred ("Başkanı", not "Baþkaný"), and a Latin page without one is windows-1252
+    (WHATWG's default) unless another codec reads it more cleanly ("Peña", not "Peńa")."""
+    html = latin_page(paragraphs, title="Talks", lang=lang)
+    text, _ = extract_module.decode_document(html.encode(encoding))
+    for paragraph in paragraphs:
+        assert paragraph in text
+
+
 def test_russian_koi8_r_without_declaration() -> None:
     body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита").encode("koi8-r")
     page = extract_page(body)
@@ -607,9 +637,26 @@ def test_windows_1251_page_with_a_utf8_fragment_stays_windows_1251() -> None:
 
 
 def test_a_declared_utf8_page_with_a_windows_quote_keeps_its_text() -> None:
+    """Not one valid multi-byte character: the stray byte is windows-1252 text."""
     body = b"<html><head><meta charset='utf-8'></head><body><p>On Tuesday\x92s talks in Beijing</p></body></html>"
     text, codec = extract_module.decode_document(body)
-    assert codec == "utf-8" and "On Tuesday\ufffds talks in Beijing" in text
+    assert codec == "cp1252" and "On Tuesday\u2019s talks in Beijing" in text
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "José Peña, the Spanish envoy, said on Tuesday that the talks in Beijing had gone well.",
+        "The talks in Zürich ended on Tuesday, the Swiss foreign ministry said in a short statement.",
+    ],
+)
+def test_a_latin1_page_declaring_utf8_keeps_its_accented_letters(sentence: str) -> None:
+    """A Latin-1 page with a UTF-8 <meta> and a few accented letters, none of them valid
+    UTF-8: legacy text, not three U+FFFD."""
+    html = latin_page([sentence, *ARTICLE_PARAGRAPHS], title="Talks", meta='<meta charset="utf-8">', lang="")
+    text, codec = extract_module.decode_document(html.encode("latin-1"))
+    assert codec == "cp1252"
+    assert sentence in text
 
 
 @pytest.mark.parametrize(
