@@ -27,7 +27,8 @@ The work happens in four steps:
    the page cleanly; else charset_normalizer guesses, and a Latin guess yields to
    windows-1252 (the WHATWG default) when that reads at least as cleanly. Windows-1251
    and Mac Cyrillic, which both read alike to the detector, are told apart by the shape
-   of the words each makes (capitals where capitals go).
+   of the words each makes (capitals where capitals go). A 7-bit page with ISO-2022-JP's
+   escape sequences is ISO-2022-JP unless it declares another ISO-2022 codec.
 3. **Extract** with trafilatura: precision mode first, balanced mode when that finds
    too little, and a re-run when the article is split over several look-alike
    containers (see :func:`_extract_text`).
@@ -479,6 +480,16 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
         if nearly is not None:
             return nearly
 
+    if (
+        is_ascii
+        and _iso2022_jp_escapes(data)
+        and not any((normalise_charset(label) or "").startswith("iso2022") for label in declared)
+        and _decodes_strictly(data, "iso2022_jp")
+    ):
+        # 7-bit Japanese: reads as ASCII with escape sequences unless recognised, and a
+        # declared Latin-1 (the server's default) or UTF-8 cannot be what it is.
+        return data.decode("iso2022_jp", "replace"), "iso2022_jp"
+
     for index, label in enumerate(declared):
         codec = normalise_charset(label)
         if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
@@ -524,6 +535,10 @@ _UTF8_STRAY_SHARE = 0.5
 _UTF8_MIN_WIDE = 20
 _UTF8_STRAY_DECLARED = 3
 _UTF8_STRAY_DECLARED_SHARE = 0.02
+# ISO-2022-JP's escape sequences into JIS X 0208 (ESC $ B, ESC $ @) and back to ASCII or
+# JIS-Roman (ESC ( B, ESC ( J): both kinds must occur for a page to be taken for it.
+_ISO2022_JP_IN: Final = (b"\x1b$B", b"\x1b$@")
+_ISO2022_JP_OUT: Final = (b"\x1b(B", b"\x1b(J")
 # The single-byte codec of last resort: WHATWG's default for pages that declare nothing.
 _DEFAULT_SINGLE_BYTE: Final = "cp1252"
 _STRAY_RUN_RE: Final = re.compile("[\udc80-\udcff]+")
@@ -575,6 +590,10 @@ def _single_byte(codec: str | None) -> bool:
         return False
     # (some bytes may be undefined: windows-1251's 0x98, a third of ISO-8859-8's)
     return len(decoded) == len(high) and decoded.count("\ufffd") < len(high) // 2
+
+
+def _iso2022_jp_escapes(data: bytes) -> bool:
+    return any(esc in data for esc in _ISO2022_JP_IN) and any(esc in data for esc in _ISO2022_JP_OUT)
 
 
 def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:

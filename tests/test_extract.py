@@ -573,6 +573,25 @@ def test_chinese_gbk_decodes(meta: str, content_type: str | None) -> None:
     assert page.lang_hint == "zh"
 
 
+JAPANESE_PARAGRAPHS = [
+    "ロシア大統領は十六日、北京に到着し、中国の国家主席と首脳会談を行った。両首脳は天然ガスの"
+    "パイプライン計画について協議した。",
+    "外務省によると、両国は今秋にも次回の会談を開く方向で調整している。具体的な日程は未定だという。",
+]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/html", "text/html; charset=ISO-8859-1"])
+def test_undeclared_iso_2022_jp_is_recognised_by_its_escapes(content_type: str | None) -> None:
+    """ISO-2022-JP is 7-bit: without a declaration it read as ASCII with escape codes."""
+    html = page_with(JAPANESE_PARAGRAPHS, title="首脳会談").replace(
+        '<a href="/">Главная</a> <a href="/news">Новости</a>', '<a href="/">ホーム</a>'
+    )
+    page = extract_page(html.encode("iso2022_jp"), content_type=content_type)
+    assert page.title == "首脳会談"
+    for paragraph in JAPANESE_PARAGRAPHS:
+        assert paragraph in page.text
+
+
 def test_utf8_page_mislabelled_as_legacy_charset() -> None:
     """Re-saved as UTF-8 but still labelled windows-1251: valid UTF-8 wins."""
     meta = '<meta charset="windows-1251">'
