@@ -11,15 +11,24 @@ The work happens in four steps:
 2. **Decode.** A byte-order mark wins. Otherwise valid UTF-8 that contains non-ASCII bytes
    is taken as UTF-8 whatever the page claims (legacy-encoded text practically never
    validates as UTF-8, while "says windows-1251 but was re-saved as UTF-8" is common), and
-   so is UTF-8 with a few stray bytes (one in fifty well-formed characters at most, or up
-   to three where the page declares UTF-8): those become U+FFFD, where a legacy codec
-   guessed for them would garble every other character.
+   so is UTF-8 with stray bytes, as long as its well-formed multi-byte characters outnumber
+   them two to one (or, where the page declares UTF-8, up to three or one in fifty): the
+   stray bytes are read in the single-byte charset the page declares (a "read also"
+   include left in the site's old charset) or become U+FFFD, where a legacy codec guessed
+   for the whole page would garble every other character. (A page declaring UTF-8 with
+   not one valid multi-byte character is legacy text: a single-byte codec is detected.)
    Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
-   order; each must decode strictly *and* look plausible next to what charset_normalizer
-   detects, because single-byte codecs decode anything and so prove nothing. Failing all
-   that, charset_normalizer guesses from the page's text (tags stripped). Windows-1251
+   order (but a Latin-1/windows-1252 header, often the server's default, comes after the
+   page's own declarations, unless ``<html lang>`` names a language written in
+   windows-1252); each must decode strictly *and* look plausible next to what
+   charset_normalizer detects, because single-byte codecs decode anything and so prove
+   nothing. Failing all that, the codec is detected from the page's text (tags
+   stripped): among the legacy codecs of the language ``<html lang>`` names, if any reads
+   the page cleanly; else charset_normalizer guesses, and a Latin guess yields to
+   windows-1252 (the WHATWG default) when that reads at least as cleanly. Windows-1251
    and Mac Cyrillic, which both read alike to the detector, are told apart by the shape
-   of the words each makes (capitals where capitals go).
+   of the words each makes (capitals where capitals go). A 7-bit page with ISO-2022-JP's
+   escape sequences is ISO-2022-JP unless it declares another ISO-2022 codec.
 3. **Extract** with trafilatura: precision mode first, balanced mode when that finds
    too little, and a re-run when the article is split over several look-alike
    containers (see :func:`_extract_text`).
@@ -27,7 +36,9 @@ The work happens in four steps:
    page's own metadata and links rather than with word lists: leading lines repeating
    the headline, giving the publication date or naming the author are dropped, and so
    are closing lines that are (mostly) the text of a link or button on the page,
-   closing lists made of such links, copyright notices and bylines.
+   closing lists made of such links, bylines and copyright notices (a line opening with
+   "©" or "Copyright 2024", or a short one with "©", "Copyright" or an "all rights
+   reserved" formula; a sentence about copyright is text).
 
 Oversize bodies are **truncated** to ``max_bytes`` and extracted anyway (HTML parsers
 recover from a cut-off document, and the article text is almost always in the first
@@ -41,6 +52,7 @@ import codecs
 import functools
 import logging
 import re
+import unicodedata
 from collections.abc import Collection, Iterator
 from copy import deepcopy
 from typing import Any, Final, NamedTuple
@@ -198,6 +210,34 @@ _DETECTION_SAMPLE_BYTES: Final = 262_144
 # Switch away from a declared (strictly decodable) charset only if it reads this much
 # messier, by charset_normalizer's mess ratio, than the detected one.
 _MESS_MARGIN: Final = 0.1
+# The legacy single-byte codecs each language is written in (the first is the usual one),
+# for the language a page names in its <html lang>: charset detection alone confuses
+# codecs that differ in a few letters (Turkish windows-1254 read as windows-1252 gives
+# "Baþkaný", Polish windows-1250 read as ISO-8859-4 "W³adimir").
+_WESTERN: Final = ("cp1252", "iso8859_15")
+_WESTERN_LANGS: Final = "en fr de es it pt nl da sv no nb nn fi is ga ca eu gl af id ms sw lb"
+_CENTRAL: Final = ("cp1250", "iso8859_2")
+_CYRILLIC: Final = ("cp1251", "koi8_r", "koi8_u", "mac_cyrillic", "iso8859_5")
+_BALTIC: Final = ("cp1257", "iso8859_13", "iso8859_4")
+_LANG_CODECS: Final[dict[str, tuple[str, ...]]] = {
+    **dict.fromkeys(_WESTERN_LANGS.split(), _WESTERN),
+    **dict.fromkeys(("pl", "cs", "sk", "hu", "sl", "hr", "bs", "ro"), _CENTRAL),
+    **dict.fromkeys(("ru", "uk", "bg", "sr", "mk", "be"), _CYRILLIC),
+    **dict.fromkeys(("et", "lv", "lt"), _BALTIC),
+    "tr": ("cp1254",),
+    "el": ("cp1253", "iso8859_7"),
+    "he": ("cp1255", "iso8859_8"),
+    "yi": ("cp1255", "iso8859_8"),
+    "ar": ("cp1256", "iso8859_6"),
+    "fa": ("cp1256",),
+    "ur": ("cp1256",),
+    "vi": ("cp1258",),
+    "th": ("cp874",),
+}
+# <html lang="tr"> (or xml:lang) in the raw bytes, read before decoding.
+_HTML_LANG_RE: Final = re.compile(
+    rb"""<html\b[^>]{0,512}?\blang\s*=\s*["']?\s*([A-Za-z0-9_-]{2,24})""", re.IGNORECASE
+)
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -208,8 +248,21 @@ _INVALID_XML_CHARS_RE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uff
 _NUMBER_RE: Final = re.compile(r"\d+")
 _SENTENCE_END_RE: Final = re.compile(r"[.!?。！？]\W*$")
 _LIST_MARKER_RE: Final = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)])\s+")
-# "©", "(c) 2019", "Copyright" (the English word is used as a legal term in many languages).
-_COPYRIGHT_RE: Final = re.compile(r"©|\(c\)\s*(?:19|20)\d\d|\bcopyright\b", re.IGNORECASE)
+# Copyright notices, not sentences about copyright: a line opening with "©", "(c)" or
+# "Copyright" followed by a year or "©" ("© 2024 Agency", "Copyright 2024 Name"), or
+# naming "©"/"(c) 2019"/"Copyright" or an "all rights reserved" formula in a few words (the
+# English word is used as a legal term in many languages; the formula is in each).
+_COPYRIGHT_OPENING_RE: Final = re.compile(
+    r"^\W*(?:©|℗|\(c\)|copyright\s*(?:©|\(c\))?\s*(?:19|20)\d\d|copyright\s*©)", re.IGNORECASE
+)
+_COPYRIGHT_RE: Final = re.compile(
+    r"©|\(c\)\s*(?:19|20)\d\d|\bcopyright\b|all rights reserved|все права защищены|版权所有|版權所有"
+    r"|著作権|저작권|alle rechte vorbehalten|tous droits réservés|todos los derechos reservados"
+    r"|tutti i diritti riservati|todos os direitos reservados|wszelkie prawa zastrzeżone",
+    re.IGNORECASE,
+)
+# ... at most this many words (a notice with the owner's name; sentences are longer).
+COPYRIGHT_MAX_WORDS: Final = 12
 
 _XML_LANG: Final = "{http://www.w3.org/XML/1998/namespace}lang"
 # ISO 639-2/3 codes sometimes put in lang attributes, for the languages we expect most.
@@ -410,10 +463,34 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     if utf8_ok and not is_ascii:
         return data.decode("utf-8", "replace"), "utf-8"
     declared = list(_declared_charsets(data, http_charset))
-    if not is_ascii and _nearly_utf8(data, declared):
-        return data.decode("utf-8", "replace"), "utf-8"
+    # Latin-1/windows-1252 in the HTTP header is often the server's default (Apache's
+    # AddDefaultCharset), sent whatever the page is in, and a single-byte codec that
+    # decodes anything proves nothing: the page's own declarations go first, taken only
+    # when they read plausibly.
+    server_default = (
+        bool(http_charset)
+        and normalise_charset(http_charset or "") == "cp1252"
+        # (unless the page's language is written in windows-1252: then the header fits)
+        and "cp1252" not in _lang_codecs(data)
+    )
+    if server_default:
+        declared = [*declared[1:], declared[0]]
+    if not is_ascii:
+        nearly = _nearly_utf8(data, declared)
+        if nearly is not None:
+            return nearly
 
-    for label in declared:
+    if (
+        is_ascii
+        and _iso2022_jp_escapes(data)
+        and not any((normalise_charset(label) or "").startswith("iso2022") for label in declared)
+        and _decodes_strictly(data, "iso2022_jp")
+    ):
+        # 7-bit Japanese: reads as ASCII with escape sequences unless recognised, and a
+        # declared Latin-1 (the server's default) or UTF-8 cannot be what it is.
+        return data.decode("iso2022_jp", "replace"), "iso2022_jp"
+
+    for index, label in enumerate(declared):
         codec = normalise_charset(label)
         if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
             # Unusable label; or UTF-8, which already failed validation above; or a codec
@@ -429,6 +506,8 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
         guessed = _cyrillic_twin(data, _plausible_or_guess(data, codec))
         if guessed != codec:
             logger.debug("declared charset %s implausible, detected %s", label, guessed)
+            if server_default and index < len(declared) - 1:
+                continue  # the page's own label, ahead of the header's: the header decides
         return data.decode(guessed, "replace"), guessed
 
     if is_ascii:
@@ -448,26 +527,73 @@ def decode_document(data: bytes, http_charset: str | None = None) -> tuple[str, 
     return _decode_html(data, http_charset)
 
 
-# UTF-8 that does not validate: a few stray bytes among many well-formed characters (a
-# legacy-encoded text practically never forms multi-byte sequences by chance), or among
-# few when UTF-8 is what the document declares.
-_UTF8_STRAY_SHARE = 0.02
+# UTF-8 that does not validate: stray bytes among many well-formed characters (legacy-
+# encoded text practically never forms multi-byte sequences by chance: a windows-1251 page
+# forms about one for every seventy stray bytes), or a few among few when UTF-8 is what
+# the document declares.
+_UTF8_STRAY_SHARE = 0.5
+_UTF8_MIN_WIDE = 20
 _UTF8_STRAY_DECLARED = 3
+_UTF8_STRAY_DECLARED_SHARE = 0.02
+# ISO-2022-JP's escape sequences into JIS X 0208 (ESC $ B, ESC $ @) and back to ASCII or
+# JIS-Roman (ESC ( B, ESC ( J): both kinds must occur for a page to be taken for it.
+_ISO2022_JP_IN: Final = (b"\x1b$B", b"\x1b$@")
+_ISO2022_JP_OUT: Final = (b"\x1b(B", b"\x1b(J")
+# The single-byte codec of last resort: WHATWG's default for pages that declare nothing.
+_DEFAULT_SINGLE_BYTE: Final = "cp1252"
+_STRAY_RUN_RE: Final = re.compile("[\udc80-\udcff]+")
 
 
-def _nearly_utf8(data: bytes, declared: list[str]) -> bool:
-    """Whether ``data`` is UTF-8 with a few invalid bytes (a page pasted together, one
-    character cut): decoded as UTF-8 it loses those bytes alone (U+FFFD), where a guess
-    of a legacy codec would garble every other character."""
-    text = data.decode("utf-8", "replace")
-    stray = text.count("\ufffd") - data.count("\ufffd".encode())
-    if stray <= 0:
-        return False  # (only a final character cut off: valid, and decoded above)
-    wide = sum(1 for char in text if char > "\x7f") - stray - data.count("\ufffd".encode())
-    if wide >= 20 and stray <= _UTF8_STRAY_SHARE * wide:
-        return True
+def _nearly_utf8(data: bytes, declared: list[str]) -> tuple[str, str] | None:
+    """``(text, codec)`` if ``data`` is UTF-8 with some invalid bytes (a page pasted
+    together from a UTF-8 template and a legacy-encoded include, one character cut), else
+    None.
+
+    The invalid runs are read with the first single-byte codec the page declares (the
+    include is usually in the page's old charset), or become U+FFFD when it declares none:
+    either way they cost those bytes alone, where a legacy codec guessed for the whole
+    page would garble every other character. A page that declares UTF-8 but has not one
+    valid multi-byte character is not UTF-8 at all: its few stray bytes are legacy text
+    (an accented name in a Latin-1 page), read in the single-byte codec detected for it.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    stray = sum(len(run) for run in _STRAY_RUN_RE.findall(text))
+    if stray == 0:
+        return None  # (only a final character cut off: valid, and decoded above)
+    wide = sum(1 for char in text if char > "\x7f") - stray
+    mostly_utf8 = wide >= _UTF8_MIN_WIDE and stray <= _UTF8_STRAY_SHARE * wide
     says_utf8 = bool(declared) and normalise_charset(declared[0]) == "utf-8"
-    return says_utf8 and stray <= max(_UTF8_STRAY_DECLARED, _UTF8_STRAY_SHARE * wide)
+    if not mostly_utf8 and not (
+        says_utf8 and stray <= max(_UTF8_STRAY_DECLARED, _UTF8_STRAY_DECLARED_SHARE * wide)
+    ):
+        return None
+    if wide == 0:
+        codec = _detect_charset(data, single_byte=True) or _DEFAULT_SINGLE_BYTE
+        return data.decode(codec, "replace"), codec
+    legacy = next((codec for codec in map(normalise_charset, declared) if _single_byte(codec)), None)
+    if legacy is None:
+        return data.decode("utf-8", "replace"), "utf-8"
+    return _STRAY_RUN_RE.sub(
+        lambda run: bytes(ord(char) - 0xDC00 for char in run.group()).decode(legacy, "replace"), text
+    ), "utf-8"
+
+
+@functools.lru_cache(maxsize=64)
+def _single_byte(codec: str | None) -> bool:
+    """Whether ``codec`` is an ASCII-compatible codec with one byte per character."""
+    if codec is None or codec == "utf-8" or not _ascii_compatible(codec):
+        return False
+    high = bytes(range(0x80, 0x100))
+    try:
+        decoded = high.decode(codec, "replace")
+    except LookupError:
+        return False
+    # (some bytes may be undefined: windows-1251's 0x98, a third of ISO-8859-8's)
+    return len(decoded) == len(high) and decoded.count("\ufffd") < len(high) // 2
+
+
+def _iso2022_jp_escapes(data: bytes) -> bool:
+    return any(esc in data for esc in _ISO2022_JP_IN) and any(esc in data for esc in _ISO2022_JP_OUT)
 
 
 def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:
@@ -483,7 +609,13 @@ def _declared_charsets(data: bytes, http_charset: str | None) -> Iterator[str]:
         yield xml.group(1).decode("ascii")
 
 
-@functools.lru_cache(maxsize=256)
+def _lang_codecs(data: bytes) -> tuple[str, ...]:
+    """The legacy codecs of the language the page's ``<html lang>`` names, () if none."""
+    match = _HTML_LANG_RE.search(data[:_DECLARATION_SCAN_BYTES])
+    lang = _normalise_lang(match.group(1).decode("ascii")) if match else None
+    return _LANG_CODECS.get(lang or "", ())
+
+
 @functools.lru_cache(maxsize=64)
 def _ascii_compatible(codec: str) -> bool:
     probe = b'<meta charset="x"> <p>Az09</p>'
@@ -517,9 +649,49 @@ def _text_sample(data: bytes) -> bytes:
     return sample if len(sample) >= 256 else head
 
 
-def _detect_charset(data: bytes) -> str | None:
-    best = charset_normalizer.from_bytes(_text_sample(data)).best()
+def _detect_charset(data: bytes, *, single_byte: bool = False) -> str | None:
+    """The codec the page's text reads best in, None if there is none; with
+    ``single_byte``, only a single-byte codec will do.
+
+    When ``<html lang>`` names a language, the legacy codecs it is written in are tried
+    first and the cleanest of them wins (the detector alone takes Turkish windows-1254
+    for windows-1252, Polish windows-1250 for ISO-8859-4). Otherwise charset_normalizer
+    guesses, and a guess of another Latin codec yields to windows-1252 (the WHATWG
+    default) when that reads the page at least as cleanly: "José Peña" must not become
+    "Peńa" because the detector had too few letters to go by.
+    """
+    sample = _text_sample(data)
+    by_lang = _cleanest(sample, _lang_codecs(data))
+    if by_lang is not None:
+        return by_lang
+    best = charset_normalizer.from_bytes(sample).best()
+    if best is not None and single_byte and not _single_byte(normalise_charset(best.encoding)):
+        best = None
+    if best is None or _latin_only(str(best)):
+        default = charset_normalizer.from_bytes(sample, cp_isolation=[_DEFAULT_SINGLE_BYTE]).best()
+        if default is not None and (best is None or default.chaos <= best.chaos):
+            return _DEFAULT_SINGLE_BYTE
     return best.encoding if best is not None else None
+
+
+def _cleanest(sample: bytes, codecs_: tuple[str, ...]) -> str | None:
+    """Of ``codecs_`` (in order of preference), the one that decodes ``sample`` strictly
+    and reads least messy by charset_normalizer's mess ratio; None if none reads well."""
+    scored = []
+    for rank, codec in enumerate(codecs_):
+        if not _decodes_strictly(sample, codec):
+            continue
+        match = charset_normalizer.from_bytes(sample, cp_isolation=[codec]).best()
+        if match is not None:
+            scored.append((round(match.chaos, 3), rank, codec))
+    return min(scored)[2] if scored else None
+
+
+def _latin_only(text: str) -> bool:
+    """Whether every non-ASCII letter of ``text`` is a Latin one (é, ñ, ł, ş, ...)."""
+    return all(
+        unicodedata.name(char, "").startswith("LATIN") for char in text if char > "\x7f" and char.isalpha()
+    )
 
 
 def _same_codec(a: str, b: str) -> bool:
@@ -609,6 +781,12 @@ def _parse_html(html: str) -> Any:
         return None
     parser = lxml.html.HTMLParser(
         encoding="utf-8",
+        # Without it libxml2 silently drops whatever is nested more than 255 elements deep
+        # (400 paragraphs each in an unclosed <font> kept 253). Its other limits guard
+        # against huge inputs, and the body is already cut to max_bytes before this; a
+        # pathologically deep page costs trafilatura seconds (about 10 s for 5 MB of
+        # nested paragraphs), not more.
+        huge_tree=True,
         collect_ids=False,
         default_doctype=False,
         remove_comments=True,
@@ -661,9 +839,15 @@ class _Meta(NamedTuple):
 
 
 def _metadata(tree: Any, url: str | None) -> _Meta:
-    """Title, publication date and author names from trafilatura/htmldate."""
+    """Title, publication date and author names from trafilatura/htmldate.
+
+    The date comes from the page's metadata and markup (meta tags, JSON-LD, the URL,
+    <time> and date-classed elements), never from htmldate's extensive search of the
+    body text: that turned "In 2019 the two countries..." into 2019-01-01 on a page
+    with no date, a guess worse than none.
+    """
     try:
-        doc = trafilatura.extract_metadata(tree, default_url=url)
+        doc = trafilatura.extract_metadata(tree, default_url=url, extensive=False)
     except Exception:
         # Metadata is a side dish: a library bug on an odd date string must not cost the
         # article text. Logged with its traceback so that it gets fixed, not hidden.
@@ -731,8 +915,8 @@ def _merge_continuations(tree: Any, text: str) -> Any:
     extraction kept. Its "twins" are elements with the same tag and class attribute
     within TWIN_MAX_LEVELS levels above it, wrapped in the same chain of (tag, class)
     elements up to the common ancestor, that hold paragraphs the extraction missed.
-    A twin under a branch with its own <h1> is another article (infinite scroll), not a
-    continuation.
+    A twin under a branch with its own headline or <article> element is another article
+    (infinite scroll), not a continuation (see :func:`_branch_is_continuation`).
     """
     wanted = {_norm(line) for line in text.splitlines() if len(line) >= ANCHOR_LINE_CHARS}
     if len(wanted) < 2:
@@ -818,13 +1002,22 @@ def _path_signature(el: Any, ancestor: Any) -> list[tuple[str, str]]:
 
 
 def _branch_is_continuation(el: Any, ancestor: Any) -> bool:
-    """False if ``el`` sits in its own headed section under ``ancestor`` (a second article)."""
+    """False if ``el`` sits in a section of its own under ``ancestor``: another story, as
+    infinite-scroll pages append them. Such a branch has an <h1>, its own <article>
+    element, or (unless ``ancestor`` is inside one <article>, where an <h2> is a subhead)
+    a headline <h2> or a <time> outside the text container ``el``.
+    """
     branch = el
     for anc in el.iterancestors():
         if anc is ancestor:
             break
         branch = anc
-    return branch.find(".//h1") is None
+    if next(branch.iter("h1", "article"), None) is not None:
+        return False
+    if any(node.tag == "article" for node in (ancestor, *ancestor.iterancestors())):
+        return True  # chunks of one <article>: its <h2> are subheads
+    inside = set(el.iter())
+    return all(node in inside for node in branch.iter("h2", "time"))
 
 
 def _new_paragraph_chars(el: Any, extracted: str) -> int:
@@ -945,9 +1138,19 @@ def _anchor_texts(tree: Any) -> set[str]:
 def _is_trailing_junk(line: str, anchors: Collection[str]) -> bool:
     """A closing line that is a bare link (related articles, "follow us on ...") or a
     copyright notice: site furniture trafilatura let through at the article's end."""
-    if _COPYRIGHT_RE.search(line) and len(line) < 300:
+    if _is_copyright_notice(line):
         return True
     return _link_share(line, anchors) >= TRAILING_LINK_SHARE
+
+
+def _is_copyright_notice(line: str) -> bool:
+    """ "© 2024 Agency. All rights reserved", "Copyright 2024 Name", "Фото: © ТАСС": not a
+    sentence that mentions copyright (a story about piracy ends with one)."""
+    if len(line) >= 300:
+        return False
+    if _COPYRIGHT_OPENING_RE.match(line):
+        return True
+    return _COPYRIGHT_RE.search(line) is not None and len(_WORD_RE.findall(line)) <= COPYRIGHT_MAX_WORDS
 
 
 def _link_share(line: str, anchors: Collection[str]) -> float:

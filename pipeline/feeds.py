@@ -414,8 +414,9 @@ _XML_ENCODING = re.compile(r"""\A(\s*<\?xml\b[^>]*?\bencoding\s*=\s*)(["'])[^"']
 
 def _as_utf8(body: bytes, content_type: str | None) -> tuple[bytes, str]:
     """A feed's bytes in UTF-8, decoded by the evidence pages get (:func:`pipeline.extract.
-    decode_document`): a byte-order mark, then UTF-8 that validates (with a few stray bytes
-    at most), then the declared charsets if they read plausibly, then detection.
+    decode_document`): a byte-order mark, then UTF-8 that validates (or nearly: stray bytes
+    among many more well-formed characters), then the declared charsets if they read
+    plausibly, then detection.
 
     feedparser would believe the HTTP header over the document: valid UTF-8 served as
     windows-1251 came out garbled, and one stray byte in a UTF-8 feed made it read every

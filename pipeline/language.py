@@ -37,6 +37,9 @@ SEED = 20240516
 _CODE_MAP = {"zh-cn": "zh", "zh-tw": "zh"}
 # Scripts that identify a language (family) on their own when langdetect is unsure.
 _SCRIPT_LANG = {"HANGUL": "ko", "HIRAGANA": "ja", "KATAKANA": "ja", "THAI": "th", "HEBREW": "he"}
+# Kana that make a Han text Japanese (a share of its letters): Japanese headlines written
+# mostly in Han still have a particle or a loanword in every line or two.
+KANA_FLOOR = 0.05
 _lock = threading.Lock()
 log = logging.getLogger(__name__)
 # Characters read by default: a few hundred words, enough for any language the profiles know.
@@ -433,7 +436,8 @@ def detect_language(
     the others, which decides short or mixed texts, but clear evidence of another language
     wins. When the best guess is still below ``min_confidence``, the first declared
     language the detector ranked at all is taken; otherwise the script decides (Hangul,
-    kana...) or the answer is ``und``.
+    kana...) or the answer is ``und``. Korean needs Hangul: for a text without any, a
+    Korean guess gives way to what the script says (kana among Han: Japanese).
 
     Returns ``und`` with confidence 0 when the sample has fewer than ``min_letters``
     letters. The same text and priors give the same answer in every process.
@@ -466,12 +470,17 @@ def detect_language(
         return LanguageGuess(UNDETERMINED, 0.0)
     best = ranked[0]
     code = sibling_language(_CODE_MAP.get(best.lang, best.lang), sample, declared)
+    if code == "ko" and not _has_hangul(sample):
+        # Korean is written in Hangul: Han characters with kana and none (a Japanese
+        # headline) came out as Korean, even with Japanese declared.
+        return LanguageGuess(dominant_script_language(sample) or UNDETERMINED, round(best.prob, 4))
     if best.prob >= min_confidence:
         return LanguageGuess(code, round(best.prob, 4))
     for wanted in declared:
         profile = _PROFILE_OF.get(wanted, wanted)
         for candidate in ranked:
-            if _CODE_MAP.get(candidate.lang, candidate.lang) == profile:
+            lang = _CODE_MAP.get(candidate.lang, candidate.lang)
+            if lang == profile and (lang != "ko" or _has_hangul(sample)):
                 return LanguageGuess(sibling_language(profile, sample, declared), round(candidate.prob, 4))
     script = dominant_script_language(sample)
     if script:
@@ -738,19 +747,37 @@ def _uzbek_latin(text: str, counts: Counter[str], total: int) -> bool:
 
 
 def dominant_script_language(text: str) -> str | None:
-    """A language implied by the script of most letters (Hangul → ko, kana → ja...)."""
+    """A language implied by the script of most letters (Hangul → ko, kana → ja...).
+
+    Japanese mixes kana with Han characters, often more Han than kana in a news text: kana
+    (at least :data:`KANA_FLOOR` of the letters) among letters that are mostly Han or
+    kana, with no Hangul, is Japanese.
+    """
     counts: dict[str, int] = {}
-    letters = 0
+    letters = han = 0
     for char in text[:5000]:
         if not char.isalpha():
             continue
         letters += 1
         name = unicodedata.name(char, "")
+        if name.startswith("CJK UNIFIED"):
+            han += 1
+            continue
         for script, lang in _SCRIPT_LANG.items():
             if name.startswith(script):
                 counts[lang] = counts.get(lang, 0) + 1
                 break
     if not counts or not letters:
         return None
+    kana = counts.get("ja", 0)
+    if "ko" not in counts and kana >= KANA_FLOOR * letters and (kana + han) * 2 > letters:
+        return "ja"
     lang, count = max(counts.items(), key=lambda kv: kv[1])
     return lang if count / letters > 0.3 else None
+
+
+def _has_hangul(text: str) -> bool:
+    return any(
+        "\uac00" <= char <= "\ud7af" or "\u1100" <= char <= "\u11ff" or "\u3130" <= char <= "\u318f"
+        for char in text[:5000]
+    )

@@ -178,6 +178,62 @@ def test_second_article_below_is_not_merged() -> None:
     assert "city council" not in page.text
 
 
+OTHER_STORY = (
+    "<p>In an unrelated story, the city council approved a new budget for public transport "
+    "on Tuesday after a long debate about ticket prices and the future of night buses.</p>"
+    "<p>The council also voted to rename two streets in the old town after local writers, "
+    "a decision that will take effect at the beginning of next year.</p>"
+)
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "heading"),
+    [
+        pytest.param("article", "<h2>Council approves transport budget</h2>", id="article-h2"),
+        pytest.param("article", "", id="own-article-element"),
+        pytest.param("div", "<h2>Council approves transport budget</h2>", id="h2-headline"),
+        pytest.param("div", '<time datetime="2024-05-17">17 May 2024</time>', id="own-time"),
+    ],
+)
+def test_next_story_with_its_own_headline_or_article_is_not_merged(wrapper: str, heading: str) -> None:
+    """Infinite scroll where the next story is headed by an <h2> (or is an <article>, or
+    carries its own <time>) rather than an <h1>."""
+    first = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    html = f"""<html><head><title>{HEADLINE}</title></head><body><div class="feed">
+    <div class="story"><{wrapper} class="post"><h1>{HEADLINE}</h1>
+    <div class="body">{first}</div></{wrapper}></div>
+    <div class="story"><{wrapper} class="post">{heading}<div class="body">{OTHER_STORY}</div></{wrapper}></div>
+    </div></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert ARTICLE_PARAGRAPHS[0] in page.text
+    assert "city council" not in page.text
+
+
+@pytest.mark.parametrize("subhead_inside_text", [True, False], ids=["in-text", "in-chunk"])
+def test_article_split_into_chunks_with_subheads_is_extracted_whole(subhead_inside_text: bool) -> None:
+    """Chunks of one article, the later ones opening with an <h2> subhead: a continuation."""
+    chunks = [ARTICLE_PARAGRAPHS[:2], ARTICLE_PARAGRAPHS[2:3], ARTICLE_PARAGRAPHS[3:]]
+    html_chunks = ""
+    for number, chunk in enumerate(chunks):
+        subhead = f"<h2>Part {number + 1} of the talks</h2>" if number else ""
+        paragraphs = "".join(f"<p>{p}</p>" for p in chunk)
+        inner, outer = (subhead + paragraphs, "") if subhead_inside_text else (paragraphs, subhead)
+        html_chunks += (
+            f'<div class="chunk">{outer}<div class="article-text">{inner}</div>'
+            '<div class="ad-rail">Advertisement</div></div>'
+        )
+    html = f"""<html><head><title>{HEADLINE}</title></head><body>
+    <article class="story"><h1>{HEADLINE}</h1><div class="chunks">{html_chunks}</div></article>
+    <footer><p>About us</p></footer></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    for paragraph in ARTICLE_PARAGRAPHS:
+        assert paragraph in page.text
+
+
 def test_headline_and_closing_link_box_inside_the_body_are_dropped() -> None:
     """Furniture inside the article container, where trafilatura keeps it: the headline on
     top; a list of partly linked teasers, a "follow us" line and a copyright at the end."""
@@ -206,6 +262,40 @@ def test_headline_and_closing_link_box_inside_the_body_are_dropped() -> None:
     assert page.text.endswith(ARTICLE_PARAGRAPHS[-1])
     assert page.title is not None
     assert HEADLINE in page.title
+
+
+PIRACY_PARAGRAPHS = [
+    "The two governments signed a memorandum on intellectual property on Friday, committing "
+    "their customs services to seize counterfeit goods at the border within days of a complaint.",
+    "Film studios and music labels have long complained that pirated copies of their releases "
+    "are sold openly in market stalls, and that court cases drag on for years.",
+    "Under the memorandum, copyright holders will be able to ask a single office in each "
+    "country to block websites that distribute their works without a licence.",
+    "The agreement does not change either country's copyright law, officials said, but a "
+    "joint working group will report on possible amendments before the end of next year.",
+]
+
+
+@pytest.mark.parametrize(
+    "notice",
+    [
+        "© 2024 Daily Observer Media Group. All rights reserved.",
+        "Copyright 2024 Daily Observer",
+        "Все права защищены.",
+        "版权所有 新华网",
+    ],
+)
+def test_closing_paragraphs_about_copyright_are_kept(notice: str) -> None:
+    """A story about piracy ends with sentences that mention copyright: article text,
+    unlike the notice below them."""
+    body = "".join(f"<p>{p}</p>" for p in PIRACY_PARAGRAPHS)
+    html = f"""<html><head><title>Memorandum on piracy signed</title></head><body>
+    <article><div class="article-body"><h1>Memorandum on piracy signed</h1>{body}<p>{notice}</p></div>
+    </article></body></html>"""
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.text == "\n".join(PIRACY_PARAGRAPHS)
 
 
 def test_closing_list_of_real_content_is_kept() -> None:
@@ -253,6 +343,25 @@ def test_a_sentence_with_the_date_or_author_is_kept() -> None:
     page = extract_page(html.encode("utf-8"))
 
     assert page.text.startswith(opening)
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        "In 2019 the two countries opened a new border crossing on the Amur river.",
+        "Trade has grown every year since May 2021, according to customs statistics.",
+    ],
+)
+def test_a_year_in_the_text_is_not_the_publication_date(opening: str) -> None:
+    """No date in the metadata or markup: no date, rather than a year from a sentence."""
+    body = "".join(f"<p>{p}</p>" for p in [opening, *ARTICLE_PARAGRAPHS])
+    html = f"""<html><head><title>{HEADLINE}</title></head><body>
+    <article><h1>{HEADLINE}</h1><div class="article-body">{body}</div></article></body></html>"""
+
+    page = extract_page(html.encode("utf-8"), url="https://news.example/world/border-talks")
+
+    assert opening in page.text
+    assert page.date is None
 
 
 def test_cascade_falls_back_to_balanced_mode_when_precision_finds_too_little(
@@ -341,6 +450,101 @@ def test_windows_1251_and_mac_cyrillic_are_told_apart_whatever_the_label(
             assert paragraph in page.text, (actual, label)
 
 
+TURKISH_PARAGRAPHS = [
+    "Cumhurbaşkanı Erdoğan, Rusya Devlet Başkanı Putin ile telefonda görüştü. Görüşmede ikili "
+    "ilişkiler, enerji işbirliği ve bölgesel gelişmeler ele alındı.",
+    "İletişim Başkanlığı'ndan yapılan açıklamaya göre, iki lider İstanbul'da yapılacak zirvenin "
+    "hazırlıklarının sürdüğünü teyit etti ve doğalgaz anlaşmasının ayrıntılarını değerlendirdi.",
+]
+POLISH_PARAGRAPHS = [
+    "Prezydent Rosji Władimir Putin przybył w czwartek do Pekinu, gdzie spotkał się z "
+    "przewodniczącym Chin. Rozmowy dotyczyły współpracy gospodarczej i dostaw gazu.",
+    "Według źródeł dyplomatycznych obie strony podpisały kilkanaście porozumień, a następne "
+    "spotkanie zaplanowano na jesień. Żadna ze stron nie ujawniła szczegółów umowy.",
+]
+HUNGARIAN_PARAGRAPHS = [
+    "Az orosz elnök csütörtökön Pekingbe érkezett, ahol kétnapos tárgyalássorozatot folytat "
+    "a kínai vezetéssel. A megbeszéléseken az energiaügyi együttműködés is szóba kerül.",
+    "Diplomáciai források szerint a felek több megállapodást írnak alá, köztük egy új "
+    "gázvezeték építéséről szólót. A tárgyalások légköre barátságos és őszinte volt.",
+]
+FRENCH_PARAGRAPHS = [
+    "Le président russe est arrivé jeudi à Pékin pour une visite de deux jours. Les entretiens "
+    "porteront sur l'énergie, le commerce et la sécurité régionale, a précisé le Kremlin.",
+    "Selon des sources diplomatiques, plusieurs accords devraient être signés à l'issue de la "
+    "rencontre, dont un sur la construction d'un nouveau gazoduc vers la Chine.",
+]
+
+
+def latin_page(paragraphs: list[str], *, title: str, meta: str = "", lang: str = "") -> str:
+    """:func:`page_with` without its Cyrillic menu, for single-byte Latin charsets."""
+    return page_with(paragraphs, title=title, meta=meta, lang=lang).replace(
+        '<a href="/">Главная</a> <a href="/news">Новости</a>', '<a href="/">Home</a>'
+    )
+
+
+LATIN_PAGES = {
+    "tr": (TURKISH_PARAGRAPHS, "windows-1254", "Erdoğan Putin ile görüştü"),
+    "pl": (POLISH_PARAGRAPHS, "iso-8859-2", "Władimir Putin w Pekinie"),
+    "hu": (HUNGARIAN_PARAGRAPHS, "windows-1250", "Az orosz elnök Pekingbe érkezett"),
+}
+
+
+@pytest.mark.parametrize("lang", ["tr", "pl", "hu"])
+@pytest.mark.parametrize("server_default", ["ISO-8859-1", "windows-1252"])
+def test_page_charset_wins_over_a_latin1_server_default(lang: str, server_default: str) -> None:
+    """Apache sends "charset=ISO-8859-1" whatever the page is in; a Turkish, Polish or
+    Hungarian page's own <meta charset> decides ("Başkanı", not "Baþkaný")."""
+    paragraphs, label, title = LATIN_PAGES[lang]
+    html = latin_page(paragraphs, title=title, meta=f'<meta charset="{label}">', lang=lang)
+
+    page = extract_page(html.encode(label), content_type=f"text/html; charset={server_default}")
+
+    assert page.title == title
+    for paragraph in paragraphs:
+        assert paragraph in page.text
+
+
+def test_latin1_header_still_wins_over_a_wrong_meta_on_a_western_page() -> None:
+    """A French page (windows-1252, as its header says) with a stale ISO-8859-2 <meta>."""
+    html = latin_page(
+        FRENCH_PARAGRAPHS, title="Visite à Pékin", meta='<meta charset="iso-8859-2">', lang="fr"
+    )
+    page = extract_page(html.encode("cp1252"), content_type="text/html; charset=ISO-8859-1")
+    assert page.title == "Visite à Pékin"
+    assert FRENCH_PARAGRAPHS[0] in page.text
+
+
+ENGLISH_NAMES = "José Peña, the Spanish envoy, said on Tuesday that the talks in Beijing had gone well."
+FRENCH_SHORT = "Le ministre est arrivé à Pékin jeudi."
+
+
+@pytest.mark.parametrize(
+    ("paragraphs", "encoding", "lang"),
+    [
+        pytest.param(TURKISH_PARAGRAPHS, "cp1254", "tr", id="tr-1254"),
+        pytest.param(POLISH_PARAGRAPHS, "iso-8859-2", "pl", id="pl-8859-2"),
+        pytest.param(POLISH_PARAGRAPHS, "cp1250", "pl", id="pl-1250"),
+        pytest.param(HUNGARIAN_PARAGRAPHS, "cp1250", "hu", id="hu-1250"),
+        pytest.param(HUNGARIAN_PARAGRAPHS, "cp1250", "", id="hu-1250-no-lang"),
+        pytest.param([ENGLISH_NAMES], "cp1252", "en", id="en-1252"),
+        pytest.param([ENGLISH_NAMES], "cp1252", "", id="en-1252-no-lang"),
+        pytest.param([FRENCH_SHORT], "cp1252", "fr", id="fr-1252"),
+        pytest.param([FRENCH_SHORT], "cp1252", "", id="fr-1252-no-lang"),
+    ],
+)
+def test_undeclared_legacy_page_is_read_in_its_languages_charset(
+    paragraphs: list[str], encoding: str, lang: str
+) -> None:
+    """No charset declared anywhere: the codecs of the language <html lang> names are
+    preferred ("Başkanı", not "Baþkaný"), and a Latin page without one is windows-1252
+    (WHATWG's default) unless another codec reads it more cleanly ("Peña", not "Peńa")."""
+    html = latin_page(paragraphs, title="Talks", lang=lang)
+    text, _ = extract_module.decode_document(html.encode(encoding))
+    for paragraph in paragraphs:
+        assert paragraph in text
+
+
 def test_russian_koi8_r_without_declaration() -> None:
     body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита").encode("koi8-r")
     page = extract_page(body)
@@ -369,6 +573,25 @@ def test_chinese_gbk_decodes(meta: str, content_type: str | None) -> None:
     assert page.lang_hint == "zh"
 
 
+JAPANESE_PARAGRAPHS = [
+    "ロシア大統領は十六日、北京に到着し、中国の国家主席と首脳会談を行った。両首脳は天然ガスの"
+    "パイプライン計画について協議した。",
+    "外務省によると、両国は今秋にも次回の会談を開く方向で調整している。具体的な日程は未定だという。",
+]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/html", "text/html; charset=ISO-8859-1"])
+def test_undeclared_iso_2022_jp_is_recognised_by_its_escapes(content_type: str | None) -> None:
+    """ISO-2022-JP is 7-bit: without a declaration it read as ASCII with escape codes."""
+    html = page_with(JAPANESE_PARAGRAPHS, title="首脳会談").replace(
+        '<a href="/">Главная</a> <a href="/news">Новости</a>', '<a href="/">ホーム</a>'
+    )
+    page = extract_page(html.encode("iso2022_jp"), content_type=content_type)
+    assert page.title == "首脳会談"
+    for paragraph in JAPANESE_PARAGRAPHS:
+        assert paragraph in page.text
+
+
 def test_utf8_page_mislabelled_as_legacy_charset() -> None:
     """Re-saved as UTF-8 but still labelled windows-1251: valid UTF-8 wins."""
     meta = '<meta charset="windows-1251">'
@@ -378,23 +601,81 @@ def test_utf8_page_mislabelled_as_legacy_charset() -> None:
 
 
 @pytest.mark.parametrize(
-    ("meta", "content_type"),
-    [('<meta charset="utf-8">', None), ('<meta charset="windows-1251">', "text/html; charset=windows-1251")],
+    ("meta", "content_type", "stray"),
+    [
+        ('<meta charset="utf-8">', None, "\ufffd"),
+        ('<meta charset="windows-1251">', "text/html; charset=windows-1251", "\u2019"),
+    ],
 )
-def test_utf8_with_one_stray_byte_loses_that_byte_alone(meta: str, content_type: str | None) -> None:
-    """One invalid byte in a UTF-8 page (whatever it declares) is one U+FFFD, not a guess
-    of another codec that garbles every letter."""
+def test_utf8_with_one_stray_byte_loses_that_byte_alone(
+    meta: str, content_type: str | None, stray: str
+) -> None:
+    """One invalid byte in a UTF-8 page (whatever it declares) costs that byte alone, not a
+    guess of another codec that garbles every letter: it is U+FFFD, or its character in
+    the single-byte charset the page declares."""
     body = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta=meta).encode("utf-8")
     cut = body.index(RUSSIAN_PARAGRAPHS[1].encode()) + 10
     page = extract_page(body[:cut] + b"\x92" + body[cut:], content_type=content_type)
     assert RUSSIAN_PARAGRAPHS[0] in page.text and RUSSIAN_PARAGRAPHS[2] in page.text
-    assert page.text.count("\ufffd") == 1
+    assert page.text.count(stray) == 1
+    assert RUSSIAN_PARAGRAPHS[1][:5] + stray + RUSSIAN_PARAGRAPHS[1][5:] in page.text  # (10 bytes)
+
+
+RELATED_INCLUDE = "Читайте также: Песков рассказал о подготовке визита председателя КНР в Москву"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/html; charset=windows-1251"])
+def test_utf8_page_with_a_legacy_encoded_include_reads_both(content_type: str | None) -> None:
+    """A UTF-8 page still labelled windows-1251 whose "read also" include was left in
+    windows-1251: the page stays UTF-8 and the include's bytes are read in the declared
+    charset, instead of the whole page turning into mojibake."""
+    html = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta='<meta charset="windows-1251">')
+    head, tail = html.split("</article>")
+    body = head.encode("utf-8") + f"<p>{RELATED_INCLUDE}</p>".encode("cp1251") + b"</article>" + tail.encode()
+
+    page = extract_page(body, content_type=content_type)
+
+    assert page.title == "Подготовка саммита"
+    for paragraph in RUSSIAN_PARAGRAPHS:
+        assert paragraph in page.text
+    assert RELATED_INCLUDE in page.text
+
+
+def test_windows_1251_page_with_a_utf8_fragment_stays_windows_1251() -> None:
+    """The opposite mix: a legacy page quoting a short UTF-8 snippet is read as the legacy
+    page it is (its many stray bytes outnumber the snippet's characters)."""
+    html = page_with(RUSSIAN_PARAGRAPHS, title="Подготовка саммита", meta='<meta charset="windows-1251">')
+    head, tail = html.split("</article>")
+    body = head.encode("cp1251") + "<p>Цитата: «мир»</p>".encode() + b"</article>" + tail.encode("cp1251")
+
+    text, codec = extract_module.decode_document(body)
+
+    assert codec == "cp1251"
+    for paragraph in RUSSIAN_PARAGRAPHS:
+        assert paragraph in text
 
 
 def test_a_declared_utf8_page_with_a_windows_quote_keeps_its_text() -> None:
+    """Not one valid multi-byte character: the stray byte is windows-1252 text."""
     body = b"<html><head><meta charset='utf-8'></head><body><p>On Tuesday\x92s talks in Beijing</p></body></html>"
     text, codec = extract_module.decode_document(body)
-    assert codec == "utf-8" and "On Tuesday\ufffds talks in Beijing" in text
+    assert codec == "cp1252" and "On Tuesday\u2019s talks in Beijing" in text
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "José Peña, the Spanish envoy, said on Tuesday that the talks in Beijing had gone well.",
+        "The talks in Zürich ended on Tuesday, the Swiss foreign ministry said in a short statement.",
+    ],
+)
+def test_a_latin1_page_declaring_utf8_keeps_its_accented_letters(sentence: str) -> None:
+    """A Latin-1 page with a UTF-8 <meta> and a few accented letters, none of them valid
+    UTF-8: legacy text, not three U+FFFD."""
+    html = latin_page([sentence, *ARTICLE_PARAGRAPHS], title="Talks", meta='<meta charset="utf-8">', lang="")
+    text, codec = extract_module.decode_document(html.encode("latin-1"))
+    assert codec == "cp1252"
+    assert sentence in text
 
 
 @pytest.mark.parametrize(
@@ -528,6 +809,23 @@ def test_oversize_body_is_truncated_then_extracted() -> None:
     assert paragraphs[2999] not in page.text
     assert paragraphs[2999] in whole.text
     assert len(page.text.encode("utf-8")) < cap
+
+
+def test_markup_nested_deeper_than_255_levels_is_kept() -> None:
+    """Old pages open a <font> per paragraph and never close it: libxml2 used to drop
+    everything past its depth limit of 255 elements, silently."""
+    paragraphs = [
+        f"Paragraph {i} of the long report on the summit preparations and the talks in Harbin."
+        for i in range(400)
+    ]
+    html = f"<html><head><title>{HEADLINE}</title></head><body><article><h1>{HEADLINE}</h1>"
+    html += "".join(f'<font face="Arial"><p>{p}</p>' for p in paragraphs) + "</article></body></html>"
+
+    page = extract_page(html.encode("utf-8"))
+
+    assert page.error is None
+    assert paragraphs[0] in page.text
+    assert paragraphs[399] in page.text
 
 
 @pytest.mark.parametrize(

@@ -298,6 +298,43 @@ def test_traditional_chinese_is_chinese_not_korean() -> None:
     assert detect_language(korean).lang == "ko"
 
 
+@pytest.mark.parametrize(
+    ("text", "priors"),
+    [
+        pytest.param(
+            "露大統領、北京訪問　中国国家主席と首脳会談　天然ガス管路計画協議へ", ["ja"], id="headline-ja"
+        ),
+        pytest.param("露大統領、北京訪問　中国国家主席と首脳会談　天然ガス管路計画協議へ", [], id="headline"),
+        pytest.param(
+            "政府は十六日の閣議で、対露制裁の追加措置を決定した。外務省と財務省が協議、輸出規制品目拡大方針。",
+            [],
+            id="mostly-han",
+        ),
+        pytest.param(
+            "政府は十六日の閣議で、対露制裁の追加措置を決定した。露中首脳会談、北京で開催予定、天然ガス管路計画協議。",
+            [],
+            id="mostly-han-2",
+        ),
+    ],
+)
+def test_japanese_with_more_han_than_kana_is_japanese(text: str, priors: list[str]) -> None:
+    """Kana among Han characters and no Hangul: Japanese, never Korean (which needs
+    Hangul) nor undetermined."""
+    from pipeline.language import detect_language
+
+    assert detect_language(text, priors=priors).lang == "ja"
+
+
+def test_chinese_quoting_a_katakana_word_stays_chinese() -> None:
+    from pipeline.language import detect_language
+
+    text = (
+        "俄罗斯总统普京与中国国家主席习近平在北京签署了关于深化全面战略协作伙伴关系的联合声明，"
+        "日本媒体称之为パートナー关系。"
+    )
+    assert detect_language(text).lang == "zh"
+
+
 def test_declared_language_is_a_prior_not_the_answer() -> None:
     english = (
         "Vladimir Putin and Xi Jinping signed a joint statement on deepening their partnership in Beijing."
