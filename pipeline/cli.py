@@ -774,7 +774,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.coverage import coverage_json
     from pipeline.db.schema import utcnow
     from pipeline.digest import sparkline
-    from pipeline.reporting import compute_coverage, load_reporting_config
+    from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config
 
     loaded = load_reporting_config(settings)
     config = loaded[0]
@@ -782,10 +782,11 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     now = utcnow()
     with open_session(settings) as session:
         report = compute_coverage(session, settings, now=now, loaded=loaded)
-    since = now - timedelta(days=days)
+    # The same whole UTC days as the web UI's /coverage?days=N, today the last of them.
+    first_day, _, since = coverage_window(now, days)
     step = 1  # bins per bar: the bars span the days shown, in at most SPARK_WIDTH characters
     for name, bins in report.bins.items():
-        shown = [(start, count) for start, count in bins if start >= since - config.bin_size]
+        shown = [(start, count) for start, count in bins if start >= since]
         step = max(1, -(-len(shown) // SPARK_WIDTH))
         changes = [c for c in report.changes[name] if c.at >= since]
         if args.json:
@@ -802,7 +803,8 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         hours = config.bin_size / timedelta(hours=1)
         _stderr(
-            f"last {days} days (totals and bars alike; a bar per {hours * step:g} hours), "
+            f"last {days} days, since {first_day:%Y-%m-%d} 00:00 UTC (totals and bars alike; "
+            f"a bar per {hours * step:g} hours), "
             f"{hours:g}-hour bins; history since {report.history_start:%Y-%m-%d %H:%M} UTC"
         )
     return 0

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -236,6 +236,16 @@ def compute_coverage(
             series.name, bins, config.params_for(series.name), history_start=start, now=now
         )
     return report
+
+
+def coverage_window(now: datetime, days: int) -> tuple[date, date, datetime]:
+    """The "last ``days`` days" that ``summitwatch coverage`` and ``/coverage`` show: whole
+    UTC days, today (so far) the last of them. Returns the first and last day and the
+    start of the first; a bin counts when it starts at or after that (bins divide a day,
+    so none straddles it)."""
+    last_day = now.astimezone(UTC).date()
+    first_day = last_day - timedelta(days=days - 1)
+    return first_day, last_day, datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
 
 
 def store_changes(session: Session, report: CoverageReport) -> list[CoverageChange]:

@@ -54,7 +54,7 @@ from pipeline.db.schema import (
 )
 from pipeline.errors import FilterError, SummitwatchError
 from pipeline.redaction import redact_optional, redact_text, redact_url
-from pipeline.reporting import compute_coverage, load_reporting_config, top_articles
+from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config, top_articles
 from pipeline.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -765,9 +765,7 @@ class _Site:
                 session, self.settings, now=now, loaded=(resources.detector, resources.registry)
             )
             session.rollback()  # compute_coverage may note when history started; the UI writes nothing
-        last_day = now.astimezone(UTC).date()
-        first_day = last_day - timedelta(days=days - 1)
-        since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+        first_day, last_day, since = coverage_window(now, days)
         descriptions = {entry.slug: entry.description for entry in resources.registry.entries}
         series = []
         for name, bins in report.bins.items():
