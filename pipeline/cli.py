@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipeline.collector import batch_collection
+from pipeline.coverage import MAX_HISTORY_DAYS
 from pipeline.errors import SummitwatchError
 from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
@@ -224,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     cov = commands.add_parser("coverage", help="coverage per topic and watch item, with detected changes")
     cov.add_argument(
         "--days",
-        type=_whole_number(1, 36_500),
-        help="how many days to show (default from config/digest.yaml)",
+        type=_whole_number(1, MAX_HISTORY_DAYS),
+        help=f"how many days to show, at most {MAX_HISTORY_DAYS} (default from config/digest.yaml)",
     )
     cov.add_argument("--json", action="store_true", help="one JSON line per series")
     cov.set_defaults(handler=cmd_coverage)
@@ -806,6 +807,11 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
             f"last {days} days, since {first_day:%Y-%m-%d} 00:00 UTC (totals and bars alike; "
             f"a bar per {hours * step:g} hours), "
             f"{hours:g}-hour bins; history since {report.history_start:%Y-%m-%d %H:%M} UTC"
+            + (
+                f", counted from {report.first_bin:%Y-%m-%d %H:%M} UTC (at most {MAX_HISTORY_DAYS} days back)"
+                if report.first_bin > report.history_start
+                else ""
+            )
         )
     return 0
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, aliased, load_only
 from pipeline.classify import TopicRegistry, load_registry
 from pipeline.coverage import (
     EPOCH,
+    MAX_HISTORY_DAYS,
     Change,
     DetectorConfig,
     bins_from_counts,
@@ -67,8 +68,9 @@ from pipeline.slack import SlackDeliveryError, SlackTarget
 from pipeline.stories import StoryItem, group_stories
 
 log = logging.getLogger(__name__)
-# Change detection looks back at most this far (the baseline is 28 days; years are plenty).
-MAX_HISTORY = timedelta(days=2 * 365)
+# Change detection looks back at most this far (the baseline is 28 days; years are plenty),
+# so one article with an absurd date cannot make every run bin decades.
+MAX_HISTORY = timedelta(days=MAX_HISTORY_DAYS)
 
 
 class DeliveryFailed(SummitwatchError):
@@ -87,12 +89,14 @@ class Series:
 
 @dataclass
 class CoverageReport:
-    """Bins and detected changes of every series over the whole history."""
+    """Bins and detected changes of every series over the whole history, or its last
+    :data:`MAX_HISTORY` when it is longer: the bins start at ``first_bin``."""
 
     history_start: datetime
     bins: dict[str, list[tuple[datetime, int]]]
     changes: dict[str, list[Change]]
     labels: dict[str, str]
+    first_bin: datetime = EPOCH
 
 
 @dataclass
@@ -213,7 +217,8 @@ def compute_coverage(
     now: datetime | None = None,
     loaded: tuple[DetectorConfig, TopicRegistry] | None = None,
 ) -> CoverageReport:
-    """Bin every series over the whole history and detect its changes (stores nothing).
+    """Bin every series over the whole history (at most :data:`MAX_HISTORY`, counted back
+    from ``now``) and detect its changes (stores nothing).
 
     ``loaded`` is what :func:`load_reporting_config` returned, for callers that hold it
     already (the web app, the digest); otherwise the configuration is read here.
@@ -227,7 +232,7 @@ def compute_coverage(
     # Bounded, so one article with an absurd date cannot make every run bin decades.
     earliest = max(earliest, now - MAX_HISTORY)
     first_bin = floor_to_bin(earliest, config.bin_size)
-    report = CoverageReport(start, {}, {}, {})
+    report = CoverageReport(start, {}, {}, {}, first_bin)
     for series in all_series:
         bins = bins_from_counts(series.counts, start=first_bin, end=now, bin_size=config.bin_size)
         report.bins[series.name] = bins

@@ -638,3 +638,39 @@ def test_a_same_language_copy_linked_through_a_translation_is_counted_as_a_copy(
     [shown] = top_articles(session, None, since=NOW - timedelta(days=1), until=NOW, limit=8)
     assert shown.article_id == root.id
     assert shown.copies == 1 and shown.also_in == []
+
+
+def test_coverage_says_how_far_back_it_counts_when_the_history_is_longer(
+    session: Session,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Coverage is counted over at most the last two years: a history collected since 2000
+    is said to be counted from there, and no more days than that can be asked for."""
+    from pipeline import cli
+
+    extend_history(session, datetime(2000, 6, 1, tzinfo=UTC))
+    session.execute(
+        insert(Article), [_article(1, NOW - timedelta(days=3)), _article(2, datetime(2001, 1, 1, tzinfo=UTC))]
+    )
+    session.execute(
+        insert(ArticleTopic),
+        [{"article_id": i, "topic": "energy", "score": 0.9, "evidence": []} for i in (1, 2)],
+    )
+    session.commit()
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "730"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "history since 2000-06-01 00:00 UTC, counted from 2024-11-20 12:00 UTC (at most 730 days back)" in err
+    )
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "730", "--json"]) == 0
+    energy = next(
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"topic:energy"' in line
+    )
+    assert sum(count for _, count in energy["bins"]) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["--db", settings.db_url, "coverage", "--days", "36500"])
+    assert "must be from 1 to 730" in capsys.readouterr().err

@@ -69,7 +69,7 @@ MAX_WINDOW = 5000
 MAX_QUERY_CHARS = 500  # as pipeline.search.MAX_QUERY_CHARS
 MAX_EXPORT = 5000  # rows in one CSV or JSON Lines export
 FORMATS = ("html", "csv", "jsonl")
-MAX_COVERAGE_DAYS = 365
+MAX_COVERAGE_DAYS = 365  # within what is counted (pipeline.coverage.MAX_HISTORY_DAYS)
 SPARK_HEIGHT = 32  # the coverage sparkline, in SVG units: a bar per day
 SPARK_STEP = 6
 # Ids are INTEGER on both databases; a larger one would overflow the driver, not miss.
@@ -757,7 +757,11 @@ class _Site:
     def coverage(self, request: Request) -> Response:
         resources = _resources(request)
         days = _integer(
-            request.query_params, "days", default=resources.coverage_days, low=1, high=MAX_COVERAGE_DAYS
+            request.query_params,
+            "days",
+            default=min(resources.coverage_days, MAX_COVERAGE_DAYS),
+            low=1,
+            high=MAX_COVERAGE_DAYS,
         )
         now = self.clock()
         with resources.sessions() as session:
