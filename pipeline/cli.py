@@ -806,7 +806,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
         _stderr(
             f"last {days} days, since {first_day:%Y-%m-%d} 00:00 UTC (totals and bars alike; "
             f"a bar per {hours * step:g} hours), "
-            f"{hours:g}-hour bins; history since {report.history_start:%Y-%m-%d %H:%M} UTC"
+            f"{hours:g}-hour bins; history since {report.history_start.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
             + (
                 f", counted from {report.first_bin:%Y-%m-%d %H:%M} UTC (at most {MAX_HISTORY_DAYS} days back)"
                 if report.first_bin > report.history_start

@@ -7,7 +7,7 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -674,3 +674,48 @@ def test_coverage_says_how_far_back_it_counts_when_the_history_is_longer(
     with pytest.raises(SystemExit):
         cli.main(["--db", settings.db_url, "coverage", "--days", "36500"])
     assert "must be from 1 to 730" in capsys.readouterr().err
+
+
+def test_the_history_start_is_kept_and_shown_in_utc(
+    session: Session,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A back-fill dated with an offset (+05:00) starts the history at that moment, stored
+    and shown in UTC; a start stored with an offset before is read as the moment it names."""
+    from sqlalchemy import text
+    from starlette.testclient import TestClient
+
+    from pipeline import cli
+    from pipeline.db.repo import history_start
+    from pipeline.web import create_app
+
+    plus_five = timezone(timedelta(hours=5))
+    extend_history(session, datetime(2026, 11, 1, 3, 0, tzinfo=plus_five))
+    session.commit()
+    stored = session.execute(
+        text("SELECT value FROM pipeline_state WHERE key = 'history_start'")
+    ).scalar_one()
+    assert stored == "2026-10-31T22:00:00+00:00"
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "3"]) == 0
+    assert "history since 2026-10-31 22:00 UTC" in capsys.readouterr().err
+    # A row written with its offset by an earlier version.
+    session.execute(
+        text("UPDATE pipeline_state SET value = '2026-11-01T03:00:00+05:00' WHERE key = 'history_start'")
+    )
+    session.commit()
+    assert history_start(session) == datetime(2026, 10, 31, 22, 0, tzinfo=UTC)
+    assert history_start(session).utcoffset() == timedelta(0)
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        assert "Collecting since 2026-10-31 22:00 UTC." in client.get("/coverage").text
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "3"]) == 0
+    assert "history since 2026-10-31 22:00 UTC" in capsys.readouterr().err
+    extend_history(session, NOW)  # (a later date: the start stays, written in UTC)
+    session.commit()
+    stored = session.execute(
+        text("SELECT value FROM pipeline_state WHERE key = 'history_start'")
+    ).scalar_one()
+    assert stored == "2026-10-31T22:00:00+00:00"
