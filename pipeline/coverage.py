@@ -848,17 +848,33 @@ def unreported_changes(
     same event (late-arriving articles can move the first detectable bin), so it is not
     reported again.
     """
+    sent = reported_events(reported)
+    return [
+        change
+        for change in detected
+        if not is_reported_event(change.series, change.at, change.direction, sent, config)
+    ]
+
+
+def reported_events(reported: Iterable[tuple[str, datetime, str]]) -> dict[tuple[str, str], list[datetime]]:
+    """``(series, at, direction)`` of reported changes, by series and direction."""
     sent: dict[tuple[str, str], list[datetime]] = {}
     for series, at, direction in reported:
         sent.setdefault((series, direction), []).append(_as_utc(at))
-    fresh = []
-    for change in detected:
-        cooldown = config.params_for(change.series).cooldown
-        previous = sent.get((change.series, change.direction), [])
-        if any(abs(change.at - at) < max(cooldown, config.bin_size) for at in previous):
-            continue
-        fresh.append(change)
-    return fresh
+    return sent
+
+
+def is_reported_event(
+    series: str,
+    at: datetime,
+    direction: str,
+    sent: Mapping[tuple[str, str], Sequence[datetime]],
+    config: DetectorConfig,
+) -> bool:
+    """Whether a change at ``at`` is the same event as one of ``sent``
+    (:func:`reported_events`): the same series and direction, within the series' cooldown."""
+    reach = max(config.params_for(series).cooldown, config.bin_size)
+    return any(abs(_as_utc(at) - moment) < reach for moment in sent.get((series, direction), []))
 
 
 def _cooling(last: datetime | None, t: datetime, cooldown: timedelta) -> bool:

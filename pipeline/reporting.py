@@ -34,7 +34,9 @@ from pipeline.coverage import (
     bins_from_counts,
     detect_changes,
     floor_to_bin,
+    is_reported_event,
     load_detector_config,
+    reported_events,
     series_name,
     unreported_changes,
 )
@@ -253,8 +255,14 @@ def coverage_window(now: datetime, days: int) -> tuple[date, date, datetime]:
     return first_day, last_day, datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
 
 
-def store_changes(session: Session, report: CoverageReport) -> list[CoverageChange]:
+def store_changes(session: Session, report: CoverageReport, config: DetectorConfig) -> list[CoverageChange]:
     """Upsert the detected changes on (series, at, direction); returns the stored rows.
+
+    One event is one row. A detected change that is the same event as a reported one
+    (:func:`pipeline.coverage.unreported_changes`: a back-fill moved its first detectable
+    bin) is not stored again: that event's row is the reported one, with its digest. A row
+    left unreported beside a reported one of the same event (as earlier versions stored
+    it) is removed.
 
     Every run upserts the whole history's changes, so a series' stored rows are read in
     one query (a few, one per change it ever had), not one query per change.
@@ -265,14 +273,20 @@ def store_changes(session: Session, report: CoverageReport) -> list[CoverageChan
             by_series.setdefault(change.series, []).append(change)
     rows = []
     for series, changes in by_series.items():
-        stored = {
-            (_aware(row.at), row.direction): row
-            for row in session.scalars(select(CoverageChange).where(CoverageChange.series == series))
-        }
+        existing = list(session.scalars(select(CoverageChange).where(CoverageChange.series == series)))
+        sent = reported_events((old.series, old.at, old.direction) for old in existing if old.digest_id)
+        stored: dict[tuple[datetime, str], CoverageChange] = {}
+        for old in existing:
+            if old.digest_id is None and is_reported_event(old.series, old.at, old.direction, sent, config):
+                session.delete(old)
+            else:
+                stored[(_aware(old.at), old.direction)] = old
         for change in changes:
             key = (_aware(change.at), change.direction)
             row = stored.get(key)
             if row is None:
+                if is_reported_event(change.series, change.at, change.direction, sent, config):
+                    continue  # reported already, as the row of that event
                 row = CoverageChange(series=change.series, at=change.at, direction=change.direction)
                 session.add(row)
                 stored[key] = row
@@ -314,7 +328,7 @@ def prepare_digests(
     config = loaded[0]
     report = compute_coverage(session, settings, now=now, loaded=loaded)
     digests: list[Digest] = []
-    rows = store_changes(session, report) if not dry_run else []
+    rows = store_changes(session, report, config) if not dry_run else []
     reported = session.execute(
         select(CoverageChange.series, CoverageChange.at, CoverageChange.direction).where(
             CoverageChange.digest_id.is_not(None)

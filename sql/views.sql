@@ -89,7 +89,8 @@ SELECT stage, display_target AS target, error, permanent, attempts, first_failed
 FROM fetch_failures
 WHERE resolved_at IS NULL;
 
--- Detected coverage changes and the digest that reported each.
+-- Detected coverage changes and the digest that reported each, one row per event: a
+-- reported change that a back-fill moves to an earlier bin keeps its row and digest.
 CREATE VIEW v_coverage_changes AS
 SELECT ch.series, ch.at, ch.direction, ch.count, ch.baseline, ch.explanation,
        d.id AS digest_id, d.status AS digest_status, d.sent_at

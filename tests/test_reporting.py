@@ -22,6 +22,7 @@ from pipeline.reporting import (
     compute_coverage,
     deliver_pending,
     destination_name,
+    load_reporting_config,
     prepare_digests,
     store_changes,
     top_articles,
@@ -105,13 +106,14 @@ def test_coverage_json_shape_and_a_detected_burst(session: Session, settings: Se
 def test_changes_are_upserted_on_series_time_and_direction(session: Session, settings: Settings) -> None:
     backfill_burst(session, settings)
     report = compute_coverage(session, settings, now=NOW)
-    first = store_changes(session, report)
+    config = load_reporting_config(settings)[0]
+    first = store_changes(session, report, config)
     assert first and len({(c.series, c.at, c.direction) for c in first}) == len(first)
     ids = [row.id for row in first]
     # The next run finds the same changes, one re-measured: the rows are updated, not added.
     change = report.changes[first[0].series][0]
     report.changes[first[0].series][0] = replace(change, count=change.count + 1)
-    again = store_changes(session, report)
+    again = store_changes(session, report, config)
     assert [row.id for row in again] == ids
     assert again[0].count == change.count + 1
     assert session.scalar(select(func.count()).select_from(CoverageChange)) == len(ids)
@@ -719,3 +721,70 @@ def test_the_history_start_is_kept_and_shown_in_utc(
         text("SELECT value FROM pipeline_state WHERE key = 'history_start'")
     ).scalar_one()
     assert stored == "2026-10-31T22:00:00+00:00"
+
+
+def test_a_reported_change_moved_by_a_back_fill_stays_one_event_with_its_digest(
+    session: Session, settings: Settings
+) -> None:
+    """A burst reported at 18:00; a back-fill then moves its first detectable bin to 06:00.
+    Nothing is sent again, and the event stays one row, with the digest that reported it
+    (v_coverage_changes lists it once, reported)."""
+    from sqlalchemy import text
+
+    from pipeline.db.engine import apply_views, make_engine
+    from pipeline.db.schema import ArticleWatch
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    extend_history(session, now - timedelta(days=40))
+
+    def add(first_id: int, start: datetime, count: int) -> None:
+        ids = range(first_id, first_id + count)
+        session.execute(insert(Article), [_article(i, start + timedelta(minutes=10 * i)) for i in ids])
+        session.execute(
+            insert(ArticleWatch),
+            [{"article_id": i, "item": "power_of_siberia_2", "evidence": []} for i in ids],
+        )
+        session.commit()
+
+    def rows() -> list[tuple[datetime, str, int | None]]:
+        return [
+            (row.at, row.direction, row.digest_id)
+            for row in session.scalars(
+                select(CoverageChange).where(CoverageChange.series == "watch:power_of_siberia_2")
+            )
+        ]
+
+    add(1, datetime(2026, 12, 6, 13, 0, tzinfo=UTC), 8)
+    prepare_digests(session, settings, "file", now=now)
+    (reported,) = rows()
+    assert reported[:2] == (datetime(2026, 12, 6, 18, 0, tzinfo=UTC), "up") and reported[2]
+    add(20, datetime(2026, 12, 6, 1, 0, tzinfo=UTC), 6)  # the back-fill
+    later = now + timedelta(hours=1)
+    shifted = compute_coverage(session, settings, now=later).changes["watch:power_of_siberia_2"]
+    assert [c.at for c in shifted if c.direction == "up"] == [datetime(2026, 12, 6, 6, 0, tzinfo=UTC)]
+    assert prepare_digests(session, settings, "file", now=later) == []
+    assert rows() == [reported]
+    # A row left unreported beside it (as earlier versions stored the moved detection) is
+    # the same event: it is removed.
+    session.add(
+        CoverageChange(
+            series="watch:power_of_siberia_2",
+            at=datetime(2026, 12, 6, 6, 0, tzinfo=UTC),
+            direction="up",
+            count=14,
+            baseline=0.0,
+            score=1.0,
+            explanation="moved",
+            detail={},
+        )
+    )
+    session.commit()
+    assert prepare_digests(session, settings, "file", now=later) == []
+    assert rows() == [reported]
+    engine = make_engine(settings.db_url)
+    apply_views(engine)
+    engine.dispose()
+    listed = session.execute(
+        text("SELECT digest_id FROM v_coverage_changes WHERE series = 'watch:power_of_siberia_2'")
+    ).all()
+    assert [row.digest_id for row in listed] == [reported[2]]
