@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, Integer, case, cast, func, select, text
+from sqlalchemy import Engine, Integer, cast, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, load_only
 
@@ -126,15 +126,10 @@ def load_reporting_config(settings: Settings) -> tuple[DetectorConfig, TopicRegi
 
 
 def _moment() -> Any:
-    """An article's moment, in SQL: its publication time, unless the feed gave none (or
-    one after we saw the article), then when it was first seen."""
-    return case(
-        (
-            Article.published_at.is_(None) | (Article.published_at > Article.first_seen_at),
-            Article.first_seen_at,
-        ),
-        else_=Article.published_at,
-    )
+    """An article's moment, in SQL (:func:`pipeline.db.repo.article_moment`): its
+    publication time, else when it was first seen; the same in the SQL views and the
+    article list."""
+    return repo.article_moment()
 
 
 def _bin_index(session: Session, moment: Any, bin_size: timedelta) -> Any:
@@ -444,13 +439,11 @@ def digest_stories(session: Session, settings: Settings, items: Sequence[DigestC
             )
         )
     }
-    moments = dict(
-        session.execute(
-            select(Article.id, func.coalesce(Article.published_at, Article.first_seen_at)).where(
-                Article.id.in_(list(articles))
-            )
-        ).all()
-    )
+    moments: dict[int, datetime] = {}
+    for article_id, moment in session.execute(
+        select(Article.id, _moment()).where(Article.id.in_(list(articles)))
+    ):
+        moments[article_id] = moment
     grouped = group_stories(
         [StoryItem(i, vectors.get(i), _aware(moments[i]), articles[i].lang) for i in articles],
         similarity=settings.stories.similarity,

@@ -6,6 +6,8 @@
 -- URL stays in the tables (feeds.url, articles.url) for polling and export.
 
 -- New coverage: stored articles that are neither seeds nor copies of an earlier article.
+-- moment: when it was published, else first seen (ingest stores no publication time after
+-- the first sighting), as coverage, `articles --since/--until` and the web UI count it.
 CREATE VIEW v_news AS
 SELECT a.id,
        COALESCE(a.published_at, a.first_seen_at) AS moment,

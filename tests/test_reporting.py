@@ -465,8 +465,8 @@ def test_top_articles_ranks_by_copies_then_time_within_the_window(session: Sessi
         _article(3, NOW - timedelta(hours=5)),  # the latest of those without copies
         # undated: its first sighting places it (inside the window)
         _article(4, NOW - timedelta(hours=2), published_at=None),
-        # dated after it was first seen: ranked by the sighting, listed by the window on its date
-        _article(5, NOW - timedelta(hours=1), first_seen_at=NOW - timedelta(hours=23)),
+        # dated a little ahead when it was first seen: stored at the sighting (ingest)
+        _article(5, NOW - timedelta(hours=23)),
         _article(6, NOW - timedelta(hours=30)),  # before the window
         _article(7, NOW - timedelta(hours=3), published_at=None, first_seen_at=NOW + timedelta(hours=1)),
         _article(8, NOW - timedelta(hours=4), is_seed=True),
@@ -531,8 +531,9 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
     session: Session, settings: Settings
 ) -> None:
     """The database counts each series per bin and per period; the same counts as reading
-    every article's moment (its publication time, or when first seen if it gave none or a
-    later one) and binning it here, at bin edges and at ``now`` too."""
+    every article's moment (its publication time, or when first seen if it gave none;
+    ingest stores none after the first sighting) and binning it here, at bin edges and at
+    ``now`` too."""
     from pipeline.coverage import bin_counts
     from pipeline.reporting import _new_article_count, load_reporting_config, series_counts
 
@@ -551,7 +552,6 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
                 None,
                 seen,
                 seen - timedelta(hours=rng.randint(0, 30), microseconds=rng.randint(0, 999_999)),
-                seen + timedelta(hours=2),
             ]
         )
         rows.append(
@@ -573,7 +573,7 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
     def moment(row: dict[str, object]) -> datetime:
         published, seen = row["published_at"], row["first_seen_at"]
         assert isinstance(seen, datetime)
-        return seen if published is None or published > seen else published  # type: ignore[operator,return-value]
+        return seen if published is None else published  # type: ignore[return-value]
 
     counted = [r for r in rows if r["duplicate_of_id"] is None and not r["is_seed"]]
     # A story (an original and its copies) counts once under each label any of them carries,

@@ -460,7 +460,7 @@ def _found(
         query = query.where(plain(Article.lang) == wanted.lang)
     if wanted.feed:
         query = query.where(plain(Article.feed_id).in_(feed_ids_named(session, wanted.feed)))
-    moment = func.coalesce(Article.published_at, Article.first_seen_at)
+    moment = article_moment()
     if wanted.since:
         query = query.where(moment >= wanted.since)
     if wanted.until:
@@ -480,6 +480,18 @@ def _found(
         a.id: a for a in session.scalars(select(Article).where(Article.id.in_([row[0] for row in rows])))
     }
     return [Found(loaded[row[0]], row[1]) for row in rows if row[0] in loaded]
+
+
+def article_moment() -> Any:
+    """An article's moment, in SQL: when it was published, else when it was first seen.
+
+    The one definition coverage, the digests, the article list (``--since``/``--until``,
+    its order, the web UI's day links) and the SQL views (``v_news.moment`` and ``day``)
+    use, served by the ``ix_articles_moment`` index. No publication time is stored after
+    the article was first seen (ingest stores a date ahead as the first sighting), so it
+    is also the earlier of the two.
+    """
+    return func.coalesce(Article.published_at, Article.first_seen_at)
 
 
 def _is_sqlite(session: Session) -> bool:
