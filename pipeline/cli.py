@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipeline.collector import batch_collection
+from pipeline.coverage import MAX_HISTORY_DAYS
 from pipeline.errors import SummitwatchError
 from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
@@ -229,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     cov = commands.add_parser("coverage", help="coverage per topic and watch item, with detected changes")
     cov.add_argument(
         "--days",
-        type=_whole_number(1, 36_500),
-        help="how many days to show (default from config/digest.yaml)",
+        type=_whole_number(1, MAX_HISTORY_DAYS),
+        help=f"how many days to show, at most {MAX_HISTORY_DAYS} (default from config/digest.yaml)",
     )
     cov.add_argument("--json", action="store_true", help="one JSON line per series")
     cov.set_defaults(handler=cmd_coverage)
@@ -806,7 +807,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.coverage import coverage_json
     from pipeline.db.schema import utcnow
     from pipeline.digest import sparkline
-    from pipeline.reporting import compute_coverage, load_reporting_config
+    from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config
 
     loaded = load_reporting_config(settings)
     config = loaded[0]
@@ -814,10 +815,11 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     now = utcnow()
     with open_session(settings) as session:
         report = compute_coverage(session, settings, now=now, loaded=loaded)
-    since = now - timedelta(days=days)
+    # The same whole UTC days as the web UI's /coverage?days=N, today the last of them.
+    first_day, _, since = coverage_window(now, days)
     step = 1  # bins per bar: the bars span the days shown, in at most SPARK_WIDTH characters
     for name, bins in report.bins.items():
-        shown = [(start, count) for start, count in bins if start >= since - config.bin_size]
+        shown = [(start, count) for start, count in bins if start >= since]
         step = max(1, -(-len(shown) // SPARK_WIDTH))
         changes = [c for c in report.changes[name] if c.at >= since]
         if args.json:
@@ -834,8 +836,14 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         hours = config.bin_size / timedelta(hours=1)
         _stderr(
-            f"last {days} days (totals and bars alike; a bar per {hours * step:g} hours), "
-            f"{hours:g}-hour bins; history since {report.history_start:%Y-%m-%d %H:%M} UTC"
+            f"last {days} days, since {first_day:%Y-%m-%d} 00:00 UTC (totals and bars alike; "
+            f"a bar per {hours * step:g} hours), "
+            f"{hours:g}-hour bins; history since {report.history_start.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            + (
+                f", counted from {report.first_bin:%Y-%m-%d %H:%M} UTC (at most {MAX_HISTORY_DAYS} days back)"
+                if report.first_bin > report.history_start
+                else ""
+            )
         )
     return 0
 

@@ -120,6 +120,9 @@ Bins = Sequence[tuple[datetime, int]]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
+# How far back coverage is binned and changes are detected (the baseline is 28 days; years
+# are plenty), and so the most days `summitwatch coverage --days` and `coverage_days` show.
+MAX_HISTORY_DAYS = 730
 SERIES_PATTERN = re.compile(r"^(topic|watch):[a-z0-9][a-z0-9_]*$")
 _DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$")
 _DURATION_UNITS = {"m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
@@ -326,6 +329,10 @@ def parse_detector_config(data: Any, *, source: str = "digest config") -> Detect
             )
         series[name] = _parse_params(overrides, defaults, source, key)
     coverage_days = _positive_int(top.get("coverage_days", 30), source, "coverage_days")
+    if coverage_days > MAX_HISTORY_DAYS:
+        raise ConfigError(
+            f"{source}: 'coverage_days': at most {MAX_HISTORY_DAYS} (the history coverage is counted over)"
+        )
     digest = _parse_digest(_mapping(top.get("digest", {}) or {}, source, "digest"), source)
     return DetectorConfig(defaults=defaults, series=series, coverage_days=coverage_days, digest=digest)
 
@@ -841,17 +848,33 @@ def unreported_changes(
     same event (late-arriving articles can move the first detectable bin), so it is not
     reported again.
     """
+    sent = reported_events(reported)
+    return [
+        change
+        for change in detected
+        if not is_reported_event(change.series, change.at, change.direction, sent, config)
+    ]
+
+
+def reported_events(reported: Iterable[tuple[str, datetime, str]]) -> dict[tuple[str, str], list[datetime]]:
+    """``(series, at, direction)`` of reported changes, by series and direction."""
     sent: dict[tuple[str, str], list[datetime]] = {}
     for series, at, direction in reported:
         sent.setdefault((series, direction), []).append(_as_utc(at))
-    fresh = []
-    for change in detected:
-        cooldown = config.params_for(change.series).cooldown
-        previous = sent.get((change.series, change.direction), [])
-        if any(abs(change.at - at) < max(cooldown, config.bin_size) for at in previous):
-            continue
-        fresh.append(change)
-    return fresh
+    return sent
+
+
+def is_reported_event(
+    series: str,
+    at: datetime,
+    direction: str,
+    sent: Mapping[tuple[str, str], Sequence[datetime]],
+    config: DetectorConfig,
+) -> bool:
+    """Whether a change at ``at`` is the same event as one of ``sent``
+    (:func:`reported_events`): the same series and direction, within the series' cooldown."""
+    reach = max(config.params_for(series).cooldown, config.bin_size)
+    return any(abs(_as_utc(at) - moment) < reach for moment in sent.get((series, direction), []))
 
 
 def _cooling(last: datetime | None, t: datetime, cooldown: timedelta) -> bool:

@@ -573,7 +573,12 @@ def store_candidate(
         if match is not None:
             (duplicate_of, similarity), copy_kind = match, "near"
     vectors = context.embed(candidate.title, candidate.text)
-    moment = candidate.published_at or seen_at
+    # A date a little ahead (FUTURE_TOLERANCE: a clock or time-zone slip) cannot be when it
+    # was published, as it was seen before: it is stored as the moment it was first seen.
+    # So ``coalesce(published_at, first_seen_at)`` is the one moment every reader uses
+    # (coverage, the SQL views, the article list and its filters).
+    published_at = min(candidate.published_at, seen_at) if candidate.published_at else None
+    moment = published_at or seen_at
     translation: TranslationLink | None = None
     if duplicate_of is None and context.settings.translations.enabled:
         translation = _closest_translation(session, candidate, vectors, moment, context)
@@ -592,7 +597,7 @@ def store_candidate(
         text=candidate.text,
         lang=candidate.lang,
         lang_confidence=candidate.extra.get("lang_confidence"),
-        published_at=candidate.published_at,
+        published_at=published_at,
         first_seen_at=seen_at,
         feed_id=feed_id,
         content_hash=content_hash,

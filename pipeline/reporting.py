@@ -16,24 +16,27 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, Integer, case, cast, func, select, text
+from sqlalchemy import Engine, Integer, cast, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, load_only
 
 from pipeline.classify import TopicRegistry, load_registry
 from pipeline.coverage import (
     EPOCH,
+    MAX_HISTORY_DAYS,
     Change,
     DetectorConfig,
     bins_from_counts,
     detect_changes,
     floor_to_bin,
+    is_reported_event,
     load_detector_config,
+    reported_events,
     series_name,
     unreported_changes,
 )
@@ -67,8 +70,9 @@ from pipeline.slack import SlackDeliveryError, SlackTarget
 from pipeline.stories import StoryItem, group_stories
 
 log = logging.getLogger(__name__)
-# Change detection looks back at most this far (the baseline is 28 days; years are plenty).
-MAX_HISTORY = timedelta(days=2 * 365)
+# Change detection looks back at most this far (the baseline is 28 days; years are plenty),
+# so one article with an absurd date cannot make every run bin decades.
+MAX_HISTORY = timedelta(days=MAX_HISTORY_DAYS)
 
 
 class DeliveryFailed(SummitwatchError):
@@ -87,12 +91,14 @@ class Series:
 
 @dataclass
 class CoverageReport:
-    """Bins and detected changes of every series over the whole history."""
+    """Bins and detected changes of every series over the whole history, or its last
+    :data:`MAX_HISTORY` when it is longer: the bins start at ``first_bin``."""
 
     history_start: datetime
     bins: dict[str, list[tuple[datetime, int]]]
     changes: dict[str, list[Change]]
     labels: dict[str, str]
+    first_bin: datetime = EPOCH
 
 
 @dataclass
@@ -120,15 +126,10 @@ def load_reporting_config(settings: Settings) -> tuple[DetectorConfig, TopicRegi
 
 
 def _moment() -> Any:
-    """An article's moment, in SQL: its publication time, unless the feed gave none (or
-    one after we saw the article), then when it was first seen."""
-    return case(
-        (
-            Article.published_at.is_(None) | (Article.published_at > Article.first_seen_at),
-            Article.first_seen_at,
-        ),
-        else_=Article.published_at,
-    )
+    """An article's moment, in SQL (:func:`pipeline.db.repo.article_moment`): its
+    publication time, else when it was first seen; the same in the SQL views and the
+    article list."""
+    return repo.article_moment()
 
 
 def _bin_index(session: Session, moment: Any, bin_size: timedelta) -> Any:
@@ -213,7 +214,8 @@ def compute_coverage(
     now: datetime | None = None,
     loaded: tuple[DetectorConfig, TopicRegistry] | None = None,
 ) -> CoverageReport:
-    """Bin every series over the whole history and detect its changes (stores nothing).
+    """Bin every series over the whole history (at most :data:`MAX_HISTORY`, counted back
+    from ``now``) and detect its changes (stores nothing).
 
     ``loaded`` is what :func:`load_reporting_config` returned, for callers that hold it
     already (the web app, the digest); otherwise the configuration is read here.
@@ -227,7 +229,7 @@ def compute_coverage(
     # Bounded, so one article with an absurd date cannot make every run bin decades.
     earliest = max(earliest, now - MAX_HISTORY)
     first_bin = floor_to_bin(earliest, config.bin_size)
-    report = CoverageReport(start, {}, {}, {})
+    report = CoverageReport(start, {}, {}, {}, first_bin)
     for series in all_series:
         bins = bins_from_counts(series.counts, start=first_bin, end=now, bin_size=config.bin_size)
         report.bins[series.name] = bins
@@ -238,8 +240,24 @@ def compute_coverage(
     return report
 
 
-def store_changes(session: Session, report: CoverageReport) -> list[CoverageChange]:
+def coverage_window(now: datetime, days: int) -> tuple[date, date, datetime]:
+    """The "last ``days`` days" that ``summitwatch coverage`` and ``/coverage`` show: whole
+    UTC days, today (so far) the last of them. Returns the first and last day and the
+    start of the first; a bin counts when it starts at or after that (bins divide a day,
+    so none straddles it)."""
+    last_day = now.astimezone(UTC).date()
+    first_day = last_day - timedelta(days=days - 1)
+    return first_day, last_day, datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+
+
+def store_changes(session: Session, report: CoverageReport, config: DetectorConfig) -> list[CoverageChange]:
     """Upsert the detected changes on (series, at, direction); returns the stored rows.
+
+    One event is one row. A detected change that is the same event as a reported one
+    (:func:`pipeline.coverage.unreported_changes`: a back-fill moved its first detectable
+    bin) is not stored again: that event's row is the reported one, with its digest. A row
+    left unreported beside a reported one of the same event (as earlier versions stored
+    it) is removed.
 
     Every run upserts the whole history's changes, so a series' stored rows are read in
     one query (a few, one per change it ever had), not one query per change.
@@ -250,14 +268,20 @@ def store_changes(session: Session, report: CoverageReport) -> list[CoverageChan
             by_series.setdefault(change.series, []).append(change)
     rows = []
     for series, changes in by_series.items():
-        stored = {
-            (_aware(row.at), row.direction): row
-            for row in session.scalars(select(CoverageChange).where(CoverageChange.series == series))
-        }
+        existing = list(session.scalars(select(CoverageChange).where(CoverageChange.series == series)))
+        sent = reported_events((old.series, old.at, old.direction) for old in existing if old.digest_id)
+        stored: dict[tuple[datetime, str], CoverageChange] = {}
+        for old in existing:
+            if old.digest_id is None and is_reported_event(old.series, old.at, old.direction, sent, config):
+                session.delete(old)
+            else:
+                stored[(_aware(old.at), old.direction)] = old
         for change in changes:
             key = (_aware(change.at), change.direction)
             row = stored.get(key)
             if row is None:
+                if is_reported_event(change.series, change.at, change.direction, sent, config):
+                    continue  # reported already, as the row of that event
                 row = CoverageChange(series=change.series, at=change.at, direction=change.direction)
                 session.add(row)
                 stored[key] = row
@@ -299,7 +323,7 @@ def prepare_digests(
     config = loaded[0]
     report = compute_coverage(session, settings, now=now, loaded=loaded)
     digests: list[Digest] = []
-    rows = store_changes(session, report) if not dry_run else []
+    rows = store_changes(session, report, config) if not dry_run else []
     reported = session.execute(
         select(CoverageChange.series, CoverageChange.at, CoverageChange.direction).where(
             CoverageChange.digest_id.is_not(None)
@@ -415,13 +439,11 @@ def digest_stories(session: Session, settings: Settings, items: Sequence[DigestC
             )
         )
     }
-    moments = dict(
-        session.execute(
-            select(Article.id, func.coalesce(Article.published_at, Article.first_seen_at)).where(
-                Article.id.in_(list(articles))
-            )
-        ).all()
-    )
+    moments: dict[int, datetime] = {}
+    for article_id, moment in session.execute(
+        select(Article.id, _moment()).where(Article.id.in_(list(articles)))
+    ):
+        moments[article_id] = moment
     grouped = group_stories(
         [StoryItem(i, vectors.get(i), _aware(moments[i]), articles[i].lang) for i in articles],
         similarity=settings.stories.similarity,

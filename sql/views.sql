@@ -6,6 +6,8 @@
 -- URL stays in the tables (feeds.url, articles.url) for polling and export.
 
 -- New coverage: stored articles that are neither seeds nor copies of an earlier article.
+-- moment: when it was published, else first seen (ingest stores no publication time after
+-- the first sighting), as coverage, `articles --since/--until` and the web UI count it.
 CREATE VIEW v_news AS
 SELECT a.id,
        COALESCE(a.published_at, a.first_seen_at) AS moment,
@@ -89,7 +91,8 @@ SELECT stage, display_target AS target, error, permanent, attempts, first_failed
 FROM fetch_failures
 WHERE resolved_at IS NULL;
 
--- Detected coverage changes and the digest that reported each.
+-- Detected coverage changes and the digest that reported each, one row per event: a
+-- reported change that a back-fill moves to an earlier bin keeps its row and digest.
 CREATE VIEW v_coverage_changes AS
 SELECT ch.series, ch.at, ch.direction, ch.count, ch.baseline, ch.explanation,
        d.id AS digest_id, d.status AS digest_status, d.sent_at

@@ -148,7 +148,9 @@ def test_standard_input_failures_are_not_resolved_by_other_input(db: Path) -> No
 def test_arguments_out_of_range_are_refused_in_one_line(db: Path, tmp_path: Path) -> None:
     for args, expected in [
         (["articles", "--limit", "9223372036854775807"], "must be from 1 to 1,000,000"),
-        (["coverage", "--days", "0"], "must be from 1 to 36,500"),
+        (["coverage", "--days", "0"], "must be from 1 to 730"),
+        # Coverage is counted over at most two years: more days would show totals cut short.
+        (["coverage", "--days", "731"], "must be from 1 to 730, not 731"),
         (["unlink", "99999999999999999999"], "must be from 1 to"),
         (["articles", "--limit", "ten"], "not a whole number: 'ten'"),
     ]:

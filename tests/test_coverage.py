@@ -485,6 +485,7 @@ def test_missing_config_file_means_defaults(tmp_path: Path) -> None:
         ({"series": {"topic:energy": {"report_silence": "no"}}}, "'series.topic:energy.report_silence'"),
         ({"digest": {"summary": {"at": "25:00"}}}, "'digest.summary.at'"),
         ({"digest": {"sumary": {}}}, "'digest.sumary'"),
+        ({"coverage_days": 731}, "'coverage_days': at most 730"),
     ],
 )
 def test_bad_config_names_the_key(data: dict[str, object], key: str) -> None:

@@ -139,3 +139,51 @@ def test_sqlite_connections_use_the_log_and_sync_it_at_checkpoints(tmp_path: Pat
     with durable.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     durable.dispose()
+
+
+def test_an_older_database_stores_no_publication_after_the_first_sighting(db_url: str) -> None:
+    """Migration 0010: a row stored dated after it was first seen (ingest accepts dates a
+    little ahead) takes its first sighting as its publication time, vectors included, so
+    coalesce(published_at, first_seen_at) places it where coverage always did."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from pipeline.db.engine import alembic_config, make_engine, upgrade_schema
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0009")
+    seen, ahead, before = (
+        "2026-12-06 22:00:00+00:00",
+        "2026-12-07 01:00:00+00:00",
+        "2026-12-06 09:00:00+00:00",
+    )
+    with engine.begin() as connection:
+        for article_id, published in ((1, ahead), (2, before), (3, None)):
+            connection.execute(
+                text(
+                    "INSERT INTO articles (id, text, lang, content_hash, is_seed, word_count, first_seen_at, "
+                    "published_at) VALUES (:id, 't', 'en', :hash, false, 1, :seen, :published)"
+                ),
+                {"id": article_id, "hash": f"{article_id:064d}", "seen": seen, "published": published},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO article_vectors (article_id, model, lang, moment, document, sentences, "
+                "sentence_count, has_title) VALUES (1, 'm', 'en', :moment, :blob, :blob, 0, false)"
+            ),
+            {"moment": ahead, "blob": b""},
+        )
+    upgrade_schema(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, published_at, first_seen_at FROM articles ORDER BY id")
+        ).all()
+        moment = connection.execute(text("SELECT moment FROM article_vectors")).scalar_one()
+    engine.dispose()
+    as_text = [(i, str(p)[:16] if p else None, str(s)[:16]) for i, p, s in rows]
+    assert as_text == [
+        (1, "2026-12-06 22:00", "2026-12-06 22:00"),
+        (2, "2026-12-06 09:00", "2026-12-06 22:00"),
+        (3, None, "2026-12-06 22:00"),
+    ]
+    assert str(moment)[:16] == "2026-12-06 22:00"

@@ -171,8 +171,11 @@ def test_demo_stores_the_site_as_expected(
     shown = sw("coverage", db=tmp_path / "demo.db")
     printed = shown.stdout
     # The bars span the days the totals count: the history's 6-hour bins within the last 30
-    # days, two to a bar (at most 60 bars).
-    assert "last 30 days (totals and bars alike; a bar per 12 hours)" in shown.stderr
+    # whole UTC days, two to a bar (at most 60 bars).
+    assert re.search(
+        r"last 30 days, since \d{4}-\d\d-\d\d 00:00 UTC \(totals and bars alike; a bar per 12 hours\)",
+        shown.stderr,
+    )
     bars = [
         line.split()[-1] for line in printed.splitlines() if re.match(r"^\S.* \((topic|watch):\w+\) ", line)
     ]

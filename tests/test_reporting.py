@@ -7,7 +7,7 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from pipeline.reporting import (
     compute_coverage,
     deliver_pending,
     destination_name,
+    load_reporting_config,
     prepare_digests,
     store_changes,
     top_articles,
@@ -105,13 +106,14 @@ def test_coverage_json_shape_and_a_detected_burst(session: Session, settings: Se
 def test_changes_are_upserted_on_series_time_and_direction(session: Session, settings: Settings) -> None:
     backfill_burst(session, settings)
     report = compute_coverage(session, settings, now=NOW)
-    first = store_changes(session, report)
+    config = load_reporting_config(settings)[0]
+    first = store_changes(session, report, config)
     assert first and len({(c.series, c.at, c.direction) for c in first}) == len(first)
     ids = [row.id for row in first]
     # The next run finds the same changes, one re-measured: the rows are updated, not added.
     change = report.changes[first[0].series][0]
     report.changes[first[0].series][0] = replace(change, count=change.count + 1)
-    again = store_changes(session, report)
+    again = store_changes(session, report, config)
     assert [row.id for row in again] == ids
     assert again[0].count == change.count + 1
     assert session.scalar(select(func.count()).select_from(CoverageChange)) == len(ids)
@@ -463,8 +465,8 @@ def test_top_articles_ranks_by_copies_then_time_within_the_window(session: Sessi
         _article(3, NOW - timedelta(hours=5)),  # the latest of those without copies
         # undated: its first sighting places it (inside the window)
         _article(4, NOW - timedelta(hours=2), published_at=None),
-        # dated after it was first seen: ranked by the sighting, listed by the window on its date
-        _article(5, NOW - timedelta(hours=1), first_seen_at=NOW - timedelta(hours=23)),
+        # dated a little ahead when it was first seen: stored at the sighting (ingest)
+        _article(5, NOW - timedelta(hours=23)),
         _article(6, NOW - timedelta(hours=30)),  # before the window
         _article(7, NOW - timedelta(hours=3), published_at=None, first_seen_at=NOW + timedelta(hours=1)),
         _article(8, NOW - timedelta(hours=4), is_seed=True),
@@ -529,8 +531,9 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
     session: Session, settings: Settings
 ) -> None:
     """The database counts each series per bin and per period; the same counts as reading
-    every article's moment (its publication time, or when first seen if it gave none or a
-    later one) and binning it here, at bin edges and at ``now`` too."""
+    every article's moment (its publication time, or when first seen if it gave none;
+    ingest stores none after the first sighting) and binning it here, at bin edges and at
+    ``now`` too."""
     from pipeline.coverage import bin_counts
     from pipeline.reporting import _new_article_count, load_reporting_config, series_counts
 
@@ -549,7 +552,6 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
                 None,
                 seen,
                 seen - timedelta(hours=rng.randint(0, 30), microseconds=rng.randint(0, 999_999)),
-                seen + timedelta(hours=2),
             ]
         )
         rows.append(
@@ -571,7 +573,7 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
     def moment(row: dict[str, object]) -> datetime:
         published, seen = row["published_at"], row["first_seen_at"]
         assert isinstance(seen, datetime)
-        return seen if published is None or published > seen else published  # type: ignore[operator,return-value]
+        return seen if published is None else published  # type: ignore[return-value]
 
     counted = [r for r in rows if r["duplicate_of_id"] is None and not r["is_seed"]]
     # A story (an original and its copies) counts once under each label any of them carries,
@@ -638,3 +640,151 @@ def test_a_same_language_copy_linked_through_a_translation_is_counted_as_a_copy(
     [shown] = top_articles(session, None, since=NOW - timedelta(days=1), until=NOW, limit=8)
     assert shown.article_id == root.id
     assert shown.copies == 1 and shown.also_in == []
+
+
+def test_coverage_says_how_far_back_it_counts_when_the_history_is_longer(
+    session: Session,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Coverage is counted over at most the last two years: a history collected since 2000
+    is said to be counted from there, and no more days than that can be asked for."""
+    from pipeline import cli
+
+    extend_history(session, datetime(2000, 6, 1, tzinfo=UTC))
+    session.execute(
+        insert(Article), [_article(1, NOW - timedelta(days=3)), _article(2, datetime(2001, 1, 1, tzinfo=UTC))]
+    )
+    session.execute(
+        insert(ArticleTopic),
+        [{"article_id": i, "topic": "energy", "score": 0.9, "evidence": []} for i in (1, 2)],
+    )
+    session.commit()
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "730"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "history since 2000-06-01 00:00 UTC, counted from 2024-11-20 12:00 UTC (at most 730 days back)" in err
+    )
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "730", "--json"]) == 0
+    energy = next(
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"topic:energy"' in line
+    )
+    assert sum(count for _, count in energy["bins"]) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["--db", settings.db_url, "coverage", "--days", "36500"])
+    assert "must be from 1 to 730" in capsys.readouterr().err
+
+
+def test_the_history_start_is_kept_and_shown_in_utc(
+    session: Session,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A back-fill dated with an offset (+05:00) starts the history at that moment, stored
+    and shown in UTC; a start stored with an offset before is read as the moment it names."""
+    from sqlalchemy import text
+    from starlette.testclient import TestClient
+
+    from pipeline import cli
+    from pipeline.db.repo import history_start
+    from pipeline.web import create_app
+
+    plus_five = timezone(timedelta(hours=5))
+    extend_history(session, datetime(2026, 11, 1, 3, 0, tzinfo=plus_five))
+    session.commit()
+    stored = session.execute(
+        text("SELECT value FROM pipeline_state WHERE key = 'history_start'")
+    ).scalar_one()
+    assert stored == "2026-10-31T22:00:00+00:00"
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "3"]) == 0
+    assert "history since 2026-10-31 22:00 UTC" in capsys.readouterr().err
+    # A row written with its offset by an earlier version.
+    session.execute(
+        text("UPDATE pipeline_state SET value = '2026-11-01T03:00:00+05:00' WHERE key = 'history_start'")
+    )
+    session.commit()
+    assert history_start(session) == datetime(2026, 10, 31, 22, 0, tzinfo=UTC)
+    assert history_start(session).utcoffset() == timedelta(0)
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        assert "Collecting since 2026-10-31 22:00 UTC." in client.get("/coverage").text
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "3"]) == 0
+    assert "history since 2026-10-31 22:00 UTC" in capsys.readouterr().err
+    extend_history(session, NOW)  # (a later date: the start stays, written in UTC)
+    session.commit()
+    stored = session.execute(
+        text("SELECT value FROM pipeline_state WHERE key = 'history_start'")
+    ).scalar_one()
+    assert stored == "2026-10-31T22:00:00+00:00"
+
+
+def test_a_reported_change_moved_by_a_back_fill_stays_one_event_with_its_digest(
+    session: Session, settings: Settings
+) -> None:
+    """A burst reported at 18:00; a back-fill then moves its first detectable bin to 06:00.
+    Nothing is sent again, and the event stays one row, with the digest that reported it
+    (v_coverage_changes lists it once, reported)."""
+    from sqlalchemy import text
+
+    from pipeline.db.engine import apply_views, make_engine
+    from pipeline.db.schema import ArticleWatch
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    extend_history(session, now - timedelta(days=40))
+
+    def add(first_id: int, start: datetime, count: int) -> None:
+        ids = range(first_id, first_id + count)
+        session.execute(insert(Article), [_article(i, start + timedelta(minutes=10 * i)) for i in ids])
+        session.execute(
+            insert(ArticleWatch),
+            [{"article_id": i, "item": "power_of_siberia_2", "evidence": []} for i in ids],
+        )
+        session.commit()
+
+    def rows() -> list[tuple[datetime, str, int | None]]:
+        return [
+            (row.at, row.direction, row.digest_id)
+            for row in session.scalars(
+                select(CoverageChange).where(CoverageChange.series == "watch:power_of_siberia_2")
+            )
+        ]
+
+    add(1, datetime(2026, 12, 6, 13, 0, tzinfo=UTC), 8)
+    prepare_digests(session, settings, "file", now=now)
+    (reported,) = rows()
+    assert reported[:2] == (datetime(2026, 12, 6, 18, 0, tzinfo=UTC), "up") and reported[2]
+    add(20, datetime(2026, 12, 6, 1, 0, tzinfo=UTC), 6)  # the back-fill
+    later = now + timedelta(hours=1)
+    shifted = compute_coverage(session, settings, now=later).changes["watch:power_of_siberia_2"]
+    assert [c.at for c in shifted if c.direction == "up"] == [datetime(2026, 12, 6, 6, 0, tzinfo=UTC)]
+    assert prepare_digests(session, settings, "file", now=later) == []
+    assert rows() == [reported]
+    # A row left unreported beside it (as earlier versions stored the moved detection) is
+    # the same event: it is removed.
+    session.add(
+        CoverageChange(
+            series="watch:power_of_siberia_2",
+            at=datetime(2026, 12, 6, 6, 0, tzinfo=UTC),
+            direction="up",
+            count=14,
+            baseline=0.0,
+            score=1.0,
+            explanation="moved",
+            detail={},
+        )
+    )
+    session.commit()
+    assert prepare_digests(session, settings, "file", now=later) == []
+    assert rows() == [reported]
+    engine = make_engine(settings.db_url)
+    apply_views(engine)
+    engine.dispose()
+    listed = session.execute(
+        text("SELECT digest_id FROM v_coverage_changes WHERE series = 'watch:power_of_siberia_2'")
+    ).all()
+    assert [row.digest_id for row in listed] == [reported[2]]

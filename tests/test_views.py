@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from pipeline.bootstrap import initialise
@@ -60,3 +61,53 @@ def test_views_and_queries(settings: Settings) -> None:
         results = [connection.execute(text(q)).all() for q in queries]
         assert len(results[0]) == 3
     engine.dispose()
+
+
+def test_an_article_dated_a_little_ahead_counts_on_one_day_everywhere(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import dated 3 hours ahead (accepted: a clock or time-zone slip) at 22:00 is on
+    the day it was seen for coverage, v_daily_coverage, ``articles --since/--until`` and
+    the coverage page's bar link alike: a bar of 3 opens 3 articles."""
+    from starlette.testclient import TestClient
+
+    from pipeline import cli
+    from pipeline.reporting import compute_coverage
+    from pipeline.web import create_app
+
+    now = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    published = ["2026-12-06T09:00:00+00:00", "2026-12-06T12:00:00+00:00", "2026-12-07T01:00:00+00:00"]
+    lines = [
+        json.dumps(
+            {"url": f"https://n.example/{a['id']}", "title": a["title"], "text": a["text"], "published": p}
+        )
+        for a, p in zip(pos2_articles()[:3], published, strict=True)
+    ]
+    with session_factory(engine)() as session:
+        statuses = [r.result.status for r in import_lines(session, settings, lines, source="v", now=now)]
+        assert statuses == ["new"] * 3
+        report = compute_coverage(session, settings, now=now + timedelta(hours=1))
+        session.rollback()
+    by_day: dict[str, int] = {}
+    for start, count in report.bins["watch:power_of_siberia_2"]:
+        by_day[f"{start:%Y-%m-%d}"] = by_day.get(f"{start:%Y-%m-%d}", 0) + count
+    assert {day: n for day, n in by_day.items() if n} == {"2026-12-06": 3}
+    with engine.connect() as connection:
+        daily = connection.execute(
+            text("SELECT day, articles FROM v_daily_coverage WHERE series = 'watch:power_of_siberia_2'")
+        ).all()
+    engine.dispose()
+    assert [(str(day), n) for day, n in daily] == [("2026-12-06", 3)]
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    argv = ["--db", settings.db_url, "articles", "--watch", "power_of_siberia_2", "--json"]
+    assert cli.main([*argv, "--since", "2026-12-06", "--until", "2026-12-06"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    with TestClient(create_app(settings, clock=lambda: now + timedelta(hours=1))) as client:
+        page = client.get("/coverage", params={"days": "2"}).text
+        assert "2026-12-06: 3 articles" in page
+        link = "/articles?watch=power_of_siberia_2&since=2026-12-06&until=2026-12-06"
+        assert f'href="{link.replace("&", "&amp;")}"' in page
+        listed = client.get("/api/articles" + link.removeprefix("/articles")).json()["articles"]
+        assert len(listed) == 3

@@ -700,3 +700,32 @@ def test_web_ui_does_not_import_the_cli() -> None:
     probe = "import sys, pipeline.web.app; print(sorted(m for m in sys.modules if m == 'pipeline.cli'))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_command_and_the_page_count_the_same_days_of_coverage(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``coverage --days N`` and ``/coverage?days=N`` total the same bins: the N whole UTC
+    days ending today, no bin before them."""
+    populate(settings)
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    with web_client(settings) as client:
+        for days in (1, 2, 7):
+            page = client.get("/coverage", params={"days": str(days)}).text
+            shown = {
+                name.replace("-", ":", 1): int(total)
+                for name, total in re.findall(
+                    r'<tr id="([a-z]+-[a-z0-9_]+)">.*?: (\d+) articles in \d+ days', page, re.DOTALL
+                )
+            }
+            assert len(shown) == 15
+            assert cli.main(["--db", settings.db_url, "coverage", "--json", "--days", str(days)]) == 0
+            printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            totals = {line["series"]: sum(count for _, count in line["bins"]) for line in printed}
+            assert totals == shown, days
+            first = min(datetime.fromisoformat(start) for line in printed for start, _ in line["bins"])
+            assert first == datetime.combine(NOW.date() - timedelta(days=days - 1), datetime.min.time(), UTC)
+        assert shown["watch:power_of_siberia_2"] > 0
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "1"]) == 0
+    assert "last 1 days, since 2026-11-20 00:00 UTC" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
@@ -464,7 +464,7 @@ def _found(
         query = query.where(plain(Article.lang) == wanted.lang)
     if wanted.feed:
         query = query.where(plain(Article.feed_id).in_(feed_ids_named(session, wanted.feed)))
-    moment = func.coalesce(Article.published_at, Article.first_seen_at)
+    moment = article_moment()
     if wanted.since:
         query = query.where(moment >= wanted.since)
     if wanted.until:
@@ -484,6 +484,18 @@ def _found(
         a.id: a for a in session.scalars(select(Article).where(Article.id.in_([row[0] for row in rows])))
     }
     return [Found(loaded[row[0]], row[1]) for row in rows if row[0] in loaded]
+
+
+def article_moment() -> Any:
+    """An article's moment, in SQL: when it was published, else when it was first seen.
+
+    The one definition coverage, the digests, the article list (``--since``/``--until``,
+    its order, the web UI's day links) and the SQL views (``v_news.moment`` and ``day``)
+    use, served by the ``ix_articles_moment`` index. No publication time is stored after
+    the article was first seen (ingest stores a date ahead as the first sighting), so it
+    is also the earlier of the two.
+    """
+    return func.coalesce(Article.published_at, Article.first_seen_at)
 
 
 def _is_sqlite(session: Session) -> bool:
@@ -1265,21 +1277,30 @@ HISTORY_START = "history_start"
 
 
 def history_start(session: Session, now: datetime | None = None) -> datetime:
-    """When this installation started collecting (recorded on first use)."""
+    """When this installation started collecting (recorded on first use), in UTC.
+
+    Stored in UTC; a value stored with another offset (before that was so) or none (UTC)
+    is read as the moment it names."""
     row = session.get(PipelineState, HISTORY_START)
     if row is None:
-        moment = now or utcnow()
+        moment = _in_utc(now or utcnow())
         session.add(PipelineState(key=HISTORY_START, value=moment.isoformat()))
         session.flush()
         return moment
-    return datetime.fromisoformat(row.value)
+    return _in_utc(datetime.fromisoformat(row.value))
+
+
+def _in_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def extend_history(session: Session, earliest: datetime) -> None:
     """Back-filled articles (imports with past dates) extend the collected history."""
+    earliest = _in_utc(earliest)
     current = history_start(session, earliest)
-    if earliest < current:
-        row = session.get(PipelineState, HISTORY_START)
-        assert row is not None
-        row.value = earliest.isoformat()
+    row = session.get(PipelineState, HISTORY_START)
+    assert row is not None
+    if earliest < current or row.value != current.isoformat():
+        # (An earlier start, or one stored with another offset: written in UTC.)
+        row.value = min(earliest, current).isoformat()
         session.flush()

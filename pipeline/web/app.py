@@ -54,7 +54,7 @@ from pipeline.db.schema import (
 )
 from pipeline.errors import FilterError, SummitwatchError
 from pipeline.redaction import redact_optional, redact_text, redact_url
-from pipeline.reporting import compute_coverage, load_reporting_config, top_articles
+from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config, top_articles
 from pipeline.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -69,7 +69,7 @@ MAX_WINDOW = 5000
 MAX_QUERY_CHARS = 500  # as pipeline.search.MAX_QUERY_CHARS
 MAX_EXPORT = 5000  # rows in one CSV or JSON Lines export
 FORMATS = ("html", "csv", "jsonl")
-MAX_COVERAGE_DAYS = 365
+MAX_COVERAGE_DAYS = 365  # within what is counted (pipeline.coverage.MAX_HISTORY_DAYS)
 SPARK_HEIGHT = 32  # the coverage sparkline, in SVG units: a bar per day
 SPARK_STEP = 6
 # Ids are INTEGER on both databases; a larger one would overflow the driver, not miss.
@@ -182,6 +182,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (a naive one is taken to be UTC already)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment
+
+
 def _template_environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -191,7 +196,7 @@ def _template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters["day"] = lambda moment: f"{moment:%Y-%m-%d}" if moment else ""
-    environment.filters["when"] = lambda moment: f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+    environment.filters["when"] = lambda moment: f"{_utc(moment):%Y-%m-%d %H:%M} UTC" if moment else ""
     environment.filters["web_url"] = web_url
     # URLs and error texts are shown with credentials redacted (hrefs too: web_url).
     environment.filters["redact"] = redact_optional
@@ -757,7 +762,11 @@ class _Site:
     def coverage(self, request: Request) -> Response:
         resources = _resources(request)
         days = _integer(
-            request.query_params, "days", default=resources.coverage_days, low=1, high=MAX_COVERAGE_DAYS
+            request.query_params,
+            "days",
+            default=min(resources.coverage_days, MAX_COVERAGE_DAYS),
+            low=1,
+            high=MAX_COVERAGE_DAYS,
         )
         now = self.clock()
         with resources.sessions() as session:
@@ -765,9 +774,7 @@ class _Site:
                 session, self.settings, now=now, loaded=(resources.detector, resources.registry)
             )
             session.rollback()  # compute_coverage may note when history started; the UI writes nothing
-        last_day = now.astimezone(UTC).date()
-        first_day = last_day - timedelta(days=days - 1)
-        since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+        first_day, last_day, since = coverage_window(now, days)
         descriptions = {entry.slug: entry.description for entry in resources.registry.entries}
         series = []
         for name, bins in report.bins.items():
