@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.db:
             overrides["db_url"] = args.db
         settings = load_settings(overrides=overrides)
+        if not args.verbose:
+            logging.getLogger().setLevel(settings.log_level)
         handler: Callable[[argparse.Namespace, Settings], int] = args.handler
         return handler(args, settings)
     except SummitwatchError as exc:

@@ -36,7 +36,7 @@ from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import driver_reason, require_database
 from pipeline.db.schema import CONTROL_CHARACTERS, Article, ArticleVector, Feed, utcnow
-from pipeline.errors import DatabaseError, ExtractionError, FetchError, ItemError
+from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
 from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage, host_of, sendable
@@ -1697,6 +1697,11 @@ def _process_alone(
         outcome = process(position)
         session.commit()
         return outcome, True
+    except ConfigError:
+        # A setting no item can be processed with (an encoder that does not load): every
+        # item would fail the same way and the feed move on past them. Stop the run.
+        session.rollback()
+        raise
     except Exception as exc:
         # The database gone (restart, network) is no fault of the item: stop the run.
         require_database(session)
@@ -1786,7 +1791,7 @@ def run_cycle(
                     upcoming=upcoming,
                     pages=pages,
                 )
-            except DatabaseError:
+            except (DatabaseError, ConfigError):
                 raise
             except Exception as exc:
                 # A bug on one feed must not stop the cycle (the database being gone must);

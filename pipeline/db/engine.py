@@ -11,11 +11,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import DatabaseError
+from pipeline.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
     # Alembic loads only to migrate: every other command checks the schema without it.
@@ -31,11 +31,25 @@ def make_engine(db_url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
     ``durable``: on SQLite, every commit waits for the disk (the digest outbox's engines;
     see :func:`_sqlite_pragmas`). PostgreSQL commits durably whatever this says.
     """
+    parse_db_url(db_url)  # a clear error for a URL that is not one, before SQLAlchemy's
     if db_url.startswith("sqlite"):
         engine = create_engine(db_url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, durable=durable))
         return engine
     return create_engine(db_url, pool_pre_ping=True, **kwargs)
+
+
+def parse_db_url(db_url: str) -> URL:
+    """``db_url`` parsed, or :class:`ConfigError` saying what is wrong with it (never
+    echoing it: it may hold a password)."""
+    try:
+        return make_url(db_url)
+    except ArgumentError:
+        raise ConfigError(
+            "the database URL cannot be parsed (expected e.g. sqlite:///summitwatch.db)"
+        ) from None
+    except ValueError:  # e.g. int() of a port that is not a number
+        raise ConfigError("the database URL is not valid: its port is not a number") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, durable: bool = False) -> None:
@@ -72,6 +86,7 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
     from alembic import command
 
     before = current_revision(engine)
+    _refuse_unknown_revision(before)
     try:
         command.upgrade(alembic_config(engine), "head")
     except OperationalError as exc:
@@ -123,6 +138,28 @@ def head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 and parents <= revisions else _alembic_head()
 
 
+@lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    """Every migration shipped with this version."""
+    found = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        revision = _REVISION.search(path.read_text(encoding="utf-8"))
+        if revision is not None:
+            found.add(revision.group(1))
+    return frozenset(found)
+
+
+def _refuse_unknown_revision(current: str | None) -> None:
+    """A schema revision no migration of this version names: a newer summitwatch wrote it.
+    Nothing here can read it, and ``init`` cannot take it back."""
+    if current is not None and current not in known_revisions():
+        raise DatabaseError(
+            f"database schema is at {current}, which this version of summitwatch does not know "
+            f"(its newest is {head_revision()}): the database was made by a newer version; "
+            "upgrade summitwatch"
+        )
+
+
 def _alembic_head() -> str | None:
     from alembic.script import ScriptDirectory
 
@@ -133,6 +170,7 @@ def _alembic_head() -> str | None:
 def require_current_schema(engine: Engine) -> None:
     """Stop with a clear message when the database is missing or behind the code."""
     current = current_revision(engine)
+    _refuse_unknown_revision(current)
     if current != head_revision():
         raise DatabaseError(
             f"database schema is at {current or 'nothing'}, expected {head_revision()}: "
@@ -203,7 +241,7 @@ def open_session(db_url: str, *, migrate: bool = False, durable: bool = False) -
 def _require_sqlite_file(db_url: str) -> None:
     """A SQLite URL naming a file that does not exist: say so, before SQLite creates an
     empty one there (a mistyped path would leave a stray database behind)."""
-    url = make_url(db_url)
+    url = parse_db_url(db_url)
     if url.get_backend_name() != "sqlite":
         return
     database = url.database or ""
