@@ -764,6 +764,24 @@ def test_changed_page_under_known_url_becomes_a_version(session: Session, settin
     assert [v.text for v in versions] == [BODY_EN]
 
 
+def test_each_version_is_dated_from_when_its_text_was_first_seen(
+    session: Session, settings: Settings
+) -> None:
+    """A live page changed twice: the first text was seen with the article, the second
+    from the moment it replaced the first (not from the article's first sighting)."""
+    from pipeline.db.schema import ArticleVersion
+
+    url = "https://news.example/live/twice"
+    texts = [BODY_EN, BODY_EN + " Update: talks went on.", BODY_EN + " Update: talks ended late."]
+    moments = [NOW, NOW + timedelta(hours=2), NOW + timedelta(hours=5)]
+    for text_now, moment in zip(texts, moments, strict=True):
+        line = json.dumps({"url": url, "text": text_now})
+        list(import_lines(session, settings, [line], source="live", now=moment))
+    versions = session.scalars(select(ArticleVersion).order_by(ArticleVersion.id)).all()
+    seen = [(v.text, v.seen_at, v.replaced_at) for v in versions]
+    assert seen == [(texts[0], moments[0], moments[1]), (texts[1], moments[1], moments[2])]
+
+
 def test_a_new_version_in_another_language_takes_that_language(session: Session, settings: Settings) -> None:
     """A stub page ("details later") replaced by the article: the row's language is the
     article's, so language filters and the translation check see it as it is now."""

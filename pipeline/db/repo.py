@@ -971,13 +971,21 @@ def had_version(session: Session, article_id: int, content_hash: str) -> bool:
 
 
 def add_version(session: Session, article: Article, seen_at: datetime) -> ArticleVersion:
-    """Keep the current text of ``article`` as an earlier version before it is replaced."""
+    """Keep the current text of ``article`` as an earlier version before it is replaced
+    (at ``seen_at``). The version's ``seen_at`` is when that text was first seen: when it
+    replaced the previous version, or, for the first text, when the article was first seen."""
+    previous = session.scalar(
+        select(ArticleVersion.replaced_at)
+        .where(ArticleVersion.article_id == article.id)
+        .order_by(ArticleVersion.id.desc())
+        .limit(1)
+    )
     version = ArticleVersion(
         article_id=article.id,
         title=article.title,
         text=article.text,
         content_hash=article.content_hash,
-        seen_at=article.first_seen_at,
+        seen_at=previous or article.first_seen_at,
         replaced_at=seen_at,
     )
     session.add(version)
