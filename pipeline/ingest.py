@@ -530,11 +530,16 @@ def store_candidate(
                 and not repo.had_version(session, existing.id, content_hash)
             ):
                 vectors = _replace_with_new_version(session, existing, candidate, context, seen_at)
-                classify_article(
+                verdict = classify_article(
                     session, existing, context.registry, seen_at, context.classifier_heads, vectors
                 )
                 return _duplicate_result(
-                    existing.id, existing.duplicate_of_id, existing.lang, "version", candidate
+                    existing.id,
+                    existing.duplicate_of_id,
+                    existing.lang,
+                    "version",
+                    candidate,
+                    verdict=verdict,
                 )
             return _duplicate_result(
                 existing.id,
@@ -832,12 +837,16 @@ def _duplicate_result(
     copy_kind: str | None,
     item: ArticleCandidate | FeedItem,
     similarity: float | None = None,
+    *,
+    verdict: Classification | None = None,
 ) -> ItemResult:
     """An item already stored under ``article_id``: it duplicates that article's original.
 
     It is the same text as that row, so it relates to the original as that row does (an
     original's own text is an ``exact`` copy, similarity 1; a copy's, with the copy's
     stored ``similarity`` when known); a changed page under a known URL is a ``version``.
+    ``verdict``: the labels the row was just given (a new version is classified again),
+    reported with the result.
     """
     kind = cast(CopyKind, copy_kind if copy_kind in COPY_KINDS else "exact")
     if kind == "version":
@@ -852,6 +861,8 @@ def _duplicate_result(
         lang,
         url=item.url,
         title=item.title,
+        topics=list(verdict.topics) if verdict is not None else [],
+        watch=list(verdict.watch) if verdict is not None else [],
         copy_kind=kind,
     )
 

@@ -764,6 +764,31 @@ def test_changed_page_under_known_url_becomes_a_version(session: Session, settin
     assert [v.text for v in versions] == [BODY_EN]
 
 
+def test_a_new_version_reports_the_labels_it_was_given(session: Session, settings: Settings) -> None:
+    """A stub about nothing in particular replaced by the summit report: the version line
+    carries the labels the article now has, as stored."""
+    from pipeline.db.schema import ArticleTopic, ArticleWatch
+
+    url = "https://news.example/live/labels"
+    stub = "The weather in the capital stayed mild on Sunday. More details later."
+    first = list(
+        import_lines(session, settings, [json.dumps({"url": url, "text": stub})], source="a", now=NOW)
+    )
+    assert first[0].result.topics == []
+    line = json.dumps({"url": url, "text": BODY_EN})
+    result = next(iter(import_lines(session, settings, [line], source="b", now=NOW))).result
+    assert result.copy_kind == "version" and result.article_id == first[0].result.article_id
+    topics = set(
+        session.scalars(select(ArticleTopic.topic).where(ArticleTopic.article_id == result.article_id))
+    )
+    watch = set(
+        session.scalars(select(ArticleWatch.item).where(ArticleWatch.article_id == result.article_id))
+    )
+    assert topics, "the summit report is labelled"
+    assert {hit.topic for hit in result.topics} == topics
+    assert {hit.item for hit in result.watch} == watch
+
+
 def test_each_version_is_dated_from_when_its_text_was_first_seen(
     session: Session, settings: Settings
 ) -> None:
