@@ -222,6 +222,23 @@ def test_only_a_copy_can_be_separated(session: Session) -> None:
         repo.unlink_copy(session, 2, NOW)
 
 
+def test_a_back_dated_copy_separated_by_hand_extends_the_history(session: Session) -> None:
+    """A copy dated before collection started counts once separated: change detection must
+    see its day, as it sees an imported article's."""
+    repo.history_start(session, NOW)
+    _bare(session, 1)
+    _bare(session, 2, of=1)
+    early = NOW - timedelta(days=40)
+    session.execute(Article.__table__.update().where(Article.id == 2).values(published_at=early))
+    repo.unlink_copy(session, 2, NOW)
+    assert repo.history_start(session) == early
+    # An original's date that falls inside the history changes nothing.
+    _bare(session, 3, of=1)
+    session.execute(Article.__table__.update().where(Article.id == 3).values(published_at=NOW))
+    repo.unlink_copy(session, 3, NOW)
+    assert repo.history_start(session) == early
+
+
 def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings: Settings) -> None:
     zh = next(iter(import_lines(session, settings, [whole_line("xf-07-zh")], source="t", now=NOW))).result
     seed = next(

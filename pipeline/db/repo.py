@@ -688,7 +688,8 @@ class NotACopy(LookupError):
 def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str | None = None) -> Unlinked:
     """Separate a copy from its cluster by hand (a wrong link): it becomes an original again.
 
-    It counts as coverage from then on, and no fold joins it to another cluster again
+    It counts as coverage from then on (dated before the collected history, it extends the
+    history, as an imported article does), and no fold joins it to another cluster again
     (see :func:`merge_clusters`). A root that a fold had made a copy (its ``link_detail``
     names ``folded_into`` and the ``moved_copy_ids``) gets back those of its copies that
     still point where the fold put them. What the link said is kept in ``link_detail``
@@ -699,7 +700,12 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
     """
     row = session.execute(
         select(
-            Article.id, Article.duplicate_of_id, Article.copy_kind, Article.similarity, Article.link_detail
+            Article.id,
+            Article.duplicate_of_id,
+            Article.copy_kind,
+            Article.similarity,
+            Article.link_detail,
+            Article.published_at,
         )
         .where(Article.id == article_id)
         .with_for_update()
@@ -742,6 +748,9 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
         .values(duplicate_of_id=None, copy_kind=None, similarity=None, link_detail={"unlinked": record})
         .execution_options(synchronize_session="fetch")
     )
+    if row.published_at is not None:
+        # Coverage now, like a new article: a back-dated one extends the collected history.
+        extend_history(session, row.published_at)
     return Unlinked(article_id, root, row.copy_kind, restored)
 
 
