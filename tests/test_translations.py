@@ -109,6 +109,110 @@ def test_a_translation_of_a_seed_is_a_copy_of_the_seed(session: Session, setting
     assert result.copy_kind == "translation" and result.duplicate_of == seed.article_id
 
 
+def at_url(key: str, url: str, *, hours: float = 0, text: str | None = None) -> str:
+    """A line with ``key``'s story (or ``text``) under the page ``url``."""
+    published = (NOW + timedelta(hours=hours)).isoformat()
+    body = text if text is not None else STORY[key]["text"]
+    return json.dumps(
+        {"id": url, "url": url, "title": STORY[key]["title"], "text": body, "published": published}
+    )
+
+
+def _link(session: Session, article_id: int | None) -> tuple[int | None, str | None, dict | None]:
+    session.expire_all()
+    article = session.get(Article, article_id)
+    assert article is not None
+    return article.duplicate_of_id, article.copy_kind, article.link_detail
+
+
+def test_a_copy_whose_page_now_carries_another_story_becomes_an_original(
+    session: Session, settings: Settings
+) -> None:
+    """The Russian translation's page now carries another outlet's report: no longer a copy
+    of the English, it counts as coverage of its own, and says what it was linked to."""
+    lines = [line("en", hours=-30), line("ru", hours=-28)]
+    en, ru = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert ru.copy_kind == "translation" and ru.duplicate_of == en.article_id
+    changed = at_url("ru_other", "https://ru.example/story", hours=-28)
+    later = NOW + timedelta(hours=1)
+    result = next(iter(import_lines(session, settings, [changed], source="v2", now=later))).result
+    assert result.copy_kind == "version" and result.article_id == ru.article_id
+    assert result.duplicate_of == ru.article_id  # its own original now
+    parent, kind, detail = _link(session, ru.article_id)
+    assert parent is None and kind is None and detail is not None
+    previous = detail["previous_link"]
+    assert previous["copy_of"] == en.article_id and previous["copy_kind"] == "translation"
+    assert previous["at"] == later.isoformat() and "matches no stored article" in previous["reason"]
+    assert previous["link_detail"]["method"] == "sentence-alignment"
+    assert not repo.current_roots(session, [ru.article_id])[ru.article_id].pinned  # not by hand
+    # The same version again changes nothing.
+    again = next(
+        iter(import_lines(session, settings, [changed], source="v2", now=later + timedelta(hours=1)))
+    )
+    assert again.result.duplicate_of == ru.article_id
+    assert _link(session, ru.article_id) == (None, None, detail)
+
+
+def test_a_stub_replaced_by_a_copy_of_a_stored_article_becomes_that_copy(
+    session: Session, settings: Settings
+) -> None:
+    """Pages first stored as stubs ("details later") now carry the English report word for
+    word, with a line added, and in Russian: each becomes the copy it now is."""
+    stub = "Officials met in Harbin on Tuesday. Details to follow, this story is being updated."
+    urls = {kind: f"https://{kind}.stub.example/live" for kind in ("exact", "near", "translation")}
+    lines = [at_url("en", url, text=stub) for url in urls.values()] + [line("en")]
+    results = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert [r.status for r in results] == ["new", "duplicate", "duplicate", "new"]  # one stub, three URLs
+    stub_id, en = results[0].article_id, results[-1].article_id
+    assert {r.duplicate_of for r in results[1:3]} == {stub_id}
+    extra = STORY["en"]["text"] + "\n\nThe working group will report to both governments by June."
+    changed = [
+        at_url("ru_other", urls["exact"]),
+        at_url("en", urls["near"], text=extra),
+        at_url("ru", urls["translation"]),
+    ]
+    later = NOW + timedelta(hours=1)
+    exact, near, translation = [
+        r.result for r in import_lines(session, settings, changed, source="v2", now=later)
+    ]
+    assert [r.copy_kind for r in (exact, near, translation)] == ["version"] * 3
+    # The first stub has copies (the other two URLs had its text): a root keeps its links,
+    # whatever its page carries now.
+    assert exact.article_id == stub_id and exact.duplicate_of == stub_id
+    assert _link(session, stub_id)[:2] == (None, None)
+    # Copies of the stub whose new text copies the English report move to it.
+    assert near.duplicate_of == en and translation.duplicate_of == en
+    assert _link(session, near.article_id)[:2] == (en, "near")
+    parent, kind, detail = _link(session, translation.article_id)
+    assert (parent, kind) == (en, "translation") and detail is not None
+    assert detail["matched_article_id"] in {en, near.article_id}
+    assert detail["previous_link"]["copy_of"] == stub_id and detail["previous_link"]["copy_kind"] == "exact"
+    # A lone stub (no copies) replaced by the very text of a stored article: an exact copy.
+    lone = "https://lone.stub.example/live"
+    stored = import_lines(
+        session, settings, [at_url("en", lone, text=stub + " More soon.")], source="t", now=NOW
+    )
+    assert next(iter(stored)).result.status == "new"
+    again = next(iter(import_lines(session, settings, [at_url("en", lone)], source="v2", now=later))).result
+    assert again.duplicate_of == en and _link(session, again.article_id)[:2] == (en, "exact")
+    originals = session.scalar(
+        select(func.count()).select_from(Article).where(Article.duplicate_of_id.is_(None))
+    )
+    assert originals == 2  # the English report, and the first stub (a root)
+
+
+def test_a_copy_becoming_an_original_extends_the_history(session: Session, settings: Settings) -> None:
+    repo.history_start(session, NOW)
+    early = -40 * 24
+    lines = [line("en"), at_url("en", "https://early.example/copy", hours=early)]
+    en, copy = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert copy.duplicate_of == en.article_id and repo.history_start(session) == NOW
+    changed = at_url("ru_other", "https://early.example/copy", hours=early)
+    list(import_lines(session, settings, [changed], source="v2", now=NOW))
+    assert _link(session, copy.article_id)[0] is None
+    assert repo.history_start(session) == NOW + timedelta(hours=early)
+
+
 # Whole articles of the tuning half of the whole-article set: an English report and its
 # Russian and Chinese translations, the two translations too loosely aligned with each other
 # to be linked directly (each is linked with the English).

@@ -234,14 +234,21 @@ def begin_write(session: Session) -> None:
     session.info["write_lock"] = session.get_transaction()
 
 
-def original_by_content_hash(session: Session, content_hash: str) -> Article | None:
-    """The earliest stored article with this text hash (an original, not a duplicate row)."""
-    return session.scalar(
-        select(Article)
-        .where(Article.content_hash == content_hash)
-        .order_by(Article.duplicate_of_id.is_not(None), Article.id)
-        .limit(1)
-    )
+def original_by_content_hash(
+    session: Session, content_hash: str, *, excluding: int | None = None
+) -> Article | None:
+    """The earliest stored article with this text hash (an original before a duplicate
+    row), other than ``excluding``."""
+    query = select(Article).where(Article.content_hash == content_hash)
+    if excluding is not None:
+        query = query.where(Article.id != excluding)
+    return session.scalar(query.order_by(Article.duplicate_of_id.is_not(None), Article.id).limit(1))
+
+
+def has_copies(session: Session, article_id: int) -> bool:
+    """Whether any stored article points at ``article_id`` as its original."""
+    found = session.scalar(select(Article.id).where(Article.duplicate_of_id == article_id).limit(1))
+    return found is not None
 
 
 def insert_article(session: Session, article: Article) -> Article | None:
@@ -542,7 +549,7 @@ class ClusterRoot:
     pinned: bool = False
 
 
-def _pinned(link_detail: Any) -> bool:
+def separated_by_hand(link_detail: Any) -> bool:
     """Whether a root's ``link_detail`` says it was separated by hand."""
     return isinstance(link_detail, dict) and "unlinked" in link_detail
 
@@ -565,7 +572,7 @@ def current_roots(session: Session, article_ids: Iterable[int]) -> dict[int, Clu
         ).all()
     )
     roots = {
-        row.id: (row.duplicate_of_id, row.is_seed, _pinned(row.link_detail))
+        row.id: (row.duplicate_of_id, row.is_seed, separated_by_hand(row.link_detail))
         for row in session.execute(
             select(Article.id, Article.duplicate_of_id, Article.is_seed, Article.link_detail).where(
                 Article.id.in_(set(first.values()))
@@ -599,7 +606,7 @@ def merge_clusters(
     if not roots or roots[0] <= into:
         raise ValueError(f"clusters {roots} cannot be folded into {into}: only into an earlier root")
     state = {
-        row.id: (row.duplicate_of_id, bool(row.is_seed), _pinned(row.link_detail))
+        row.id: (row.duplicate_of_id, bool(row.is_seed), separated_by_hand(row.link_detail))
         for row in session.execute(
             select(Article.id, Article.duplicate_of_id, Article.is_seed, Article.link_detail)
             .where(Article.id.in_([into, *roots]))
