@@ -576,10 +576,12 @@ def store_candidate(
     link_detail: dict[str, Any] | None = None
     if original is not None:
         duplicate_of, similarity, copy_kind = original.duplicate_of_id or original.id, 1.0, "exact"
+        link_detail = _matched(duplicate_of, original.id)
     elif signature:
         match = _closest_near_duplicate(session, shingled, keys, neardup_params)
         if match is not None:
-            (duplicate_of, similarity), copy_kind = match, "near"
+            (duplicate_of, similarity, matched), copy_kind = match, "near"
+            link_detail = _matched(duplicate_of, matched)
     vectors = context.embed(candidate.title, candidate.text)
     moment = candidate.published_at or seen_at
     translation: TranslationLink | None = None
@@ -785,9 +787,10 @@ def _closest_near_duplicate(
     params: NearDupParams,
     *,
     excluding: int | None = None,
-) -> tuple[int, float] | None:
-    """The earliest copy of the best verified LSH candidate (sharing a band key), with its
-    similarity; ``excluding``: a stored article not to compare with (itself)."""
+) -> tuple[int, float, int] | None:
+    """The earliest copy (the root) of the best verified LSH candidate (sharing a band key),
+    with its similarity, and that candidate; ``excluding``: a stored article not to compare
+    with (itself)."""
     best: tuple[float, float, int] | None = None
     best_article: Article | None = None
     limit = params.max_candidates + (1 if excluding is not None else 0)  # (itself shares every key)
@@ -808,7 +811,14 @@ def _closest_near_duplicate(
             best, best_article = rank, other
     if best is None or best_article is None:
         return None
-    return best_article.duplicate_of_id or best_article.id, round(best[1], 4)
+    return best_article.duplicate_of_id or best_article.id, round(best[1], 4), best_article.id
+
+
+def _matched(root: int, matched: int) -> dict[str, Any] | None:
+    """An exact or near copy's ``link_detail``: the article it matched, when that is not the
+    root it is stored against (a copy of a copy), so that ``unlink`` of that article takes
+    it along (:func:`pipeline.db.repo.unlink_copy`)."""
+    return {"matched": matched} if matched != root else None
 
 
 def _replace_with_new_version(
@@ -891,13 +901,19 @@ def _link_new_version(
     copy_kind: CopyKind | None = None
     detail: dict[str, Any] | None = None
     translation: TranslationLink | None = None
+    was = article.duplicate_of_id
+    if was is not None:
+        # Copies that matched its former text are copies of the cluster's story, not of it.
+        repo.forget_matches(session, was, article.id)
     same_text = repo.original_by_content_hash(session, article.content_hash, excluding=article.id)
     if same_text is not None:
         duplicate_of, similarity, copy_kind = same_text.duplicate_of_id or same_text.id, 1.0, "exact"
+        detail = _matched(duplicate_of, same_text.id)
     elif near.signature:
         match = _closest_near_duplicate(session, near.profile, near.keys, params, excluding=article.id)
         if match is not None:
-            (duplicate_of, similarity), copy_kind = match, "near"
+            (duplicate_of, similarity, matched), copy_kind = match, "near"
+            detail = _matched(duplicate_of, matched)
     if duplicate_of is None and context.settings.translations.enabled:
         as_stored = dataclasses.replace(candidate, published_at=article.published_at)
         moment = article.published_at or article.first_seen_at
@@ -905,7 +921,6 @@ def _link_new_version(
         if translation is not None:
             duplicate_of, similarity, detail = translation.root, translation.similarity, translation.detail
             copy_kind = "translation"
-    was = article.duplicate_of_id
     if duplicate_of == was and was is not None:
         # Still in its cluster: the kind and similarity the new text has (a fold's record kept).
         old = article.link_detail if isinstance(article.link_detail, dict) else {}

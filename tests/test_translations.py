@@ -343,6 +343,85 @@ def test_a_back_dated_copy_separated_by_hand_extends_the_history(session: Sessio
     assert repo.history_start(session) == early
 
 
+def test_copies_of_a_separated_copy_go_with_it(session: Session, settings: Settings) -> None:
+    """The Russian translation's text republished word for word, and with a line added,
+    elsewhere: both are stored against the English root, naming the Russian they matched,
+    and go with it when an analyst separates it."""
+    ru_text = STORY["ru"]["text"]
+    lines = [
+        line("en", hours=-30),
+        line("ru", hours=-28),
+        at_url("ru", "https://mirror.example/ru", hours=-27),
+        at_url(
+            "ru",
+            "https://mirror.example/ru-plus",
+            hours=-26,
+            text=ru_text + "\n\nОб этом сообщили в понедельник.",
+        ),
+    ]
+    en, ru, exact, near = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert (exact.copy_kind, exact.duplicate_of) == ("exact", en.article_id)
+    assert (near.copy_kind, near.duplicate_of) == ("near", en.article_id)
+    assert _link(session, exact.article_id)[2] == {"matched": ru.article_id}
+    near_detail = _link(session, near.article_id)[2]
+    assert near_detail is not None and near_detail["matched"] in {ru.article_id, exact.article_id}
+    assert ru.article_id is not None
+    done = repo.unlink_copy(session, ru.article_id, NOW)
+    assert done.restored_copy_ids == sorted([exact.article_id, near.article_id])
+    parents = _parents(session)
+    assert parents[ru.article_id] is None
+    assert parents[exact.article_id] == parents[near.article_id] == ru.article_id
+
+
+def test_a_changed_copy_no_longer_takes_copies_of_its_former_text(
+    session: Session, settings: Settings
+) -> None:
+    lines = [
+        line("en", hours=-30),
+        line("ru", hours=-28),
+        at_url("ru", "https://mirror.example/ru", hours=-27),
+    ]
+    en, ru, exact = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert _link(session, exact.article_id)[2] == {"matched": ru.article_id}
+    # The Russian page now carries an English copy with a line added: still in the cluster.
+    extra = STORY["en"]["text"] + "\n\nThe working group will report to both governments by June."
+    changed = at_url("en", "https://ru.example/story", hours=-28, text=extra)
+    list(import_lines(session, settings, [changed], source="v2", now=NOW))
+    assert _link(session, ru.article_id)[:2] == (en.article_id, "near")
+    assert _link(session, exact.article_id) == (en.article_id, "exact", None)
+    assert ru.article_id is not None
+    assert repo.unlink_copy(session, ru.article_id, NOW).restored_copy_ids == []
+
+
+def test_copies_of_copies_of_a_separated_copy_go_with_it(session: Session) -> None:
+    _bare(session, 1)
+    _bare(session, 2, of=1)  # the copy separated
+    _bare(session, 3, of=1, detail={"matched": 2})
+    _bare(session, 4, of=1, detail={"matched": 3})  # a copy of a copy of 2
+    _bare(session, 5, of=1, detail={"matched": 1})
+    _bare(session, 6, of=1, detail={"matched": 2}, kind="translation")  # aligned, not copied
+    done = repo.unlink_copy(session, 2, NOW)
+    assert done.restored_copy_ids == [3, 4]
+    assert _parents(session) == {1: None, 2: None, 3: 2, 4: 2, 5: 1, 6: 1}
+
+
+@pytest.mark.parametrize("order", [(3, 2), (2, 3)])
+def test_nested_folds_undo_in_either_order(session: Session, order: tuple[int, int]) -> None:
+    """Cluster 3 folded into 2, then 2 (with it) into 1: separating 3 and 2, in either
+    order, gives each its own copies back."""
+    for article_id in (1, 2, 3):
+        _bare(session, article_id)
+    _bare(session, 4, of=3)
+    _bare(session, 5, of=2)
+    _bare(session, 6, of=1)
+    assert repo.merge_clusters(session, 2, {3: (0.8, {})}) == [3]
+    assert repo.merge_clusters(session, 1, {2: (0.8, {})}) == [2]
+    assert _parents(session) == {1: None, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1}
+    for article_id in order:
+        repo.unlink_copy(session, article_id, NOW)
+    assert _parents(session) == {1: None, 2: None, 3: None, 4: 3, 5: 2, 6: 1}
+
+
 def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings: Settings) -> None:
     zh = next(iter(import_lines(session, settings, [whole_line("xf-07-zh")], source="t", now=NOW))).result
     seed = next(
@@ -357,7 +436,15 @@ def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings:
     assert kept is not None and kept.duplicate_of_id is None and kept.is_seed
 
 
-def _bare(session: Session, article_id: int, *, of: int | None = None, seed: bool = False) -> None:
+def _bare(
+    session: Session,
+    article_id: int,
+    *,
+    of: int | None = None,
+    seed: bool = False,
+    detail: dict | None = None,
+    kind: str = "exact",
+) -> None:
     session.add(
         Article(
             id=article_id,
@@ -366,7 +453,8 @@ def _bare(session: Session, article_id: int, *, of: int | None = None, seed: boo
             first_seen_at=NOW,
             content_hash=f"h{article_id}",
             duplicate_of_id=of,
-            copy_kind="exact" if of else None,
+            copy_kind=kind if of else None,
+            link_detail=detail,
             is_seed=seed,
         )
     )

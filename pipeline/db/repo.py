@@ -697,9 +697,11 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
 
     It counts as coverage from then on (dated before the collected history, it extends the
     history, as an imported article does), and no fold joins it to another cluster again
-    (see :func:`merge_clusters`). A root that a fold had made a copy (its ``link_detail``
-    names ``folded_into`` and the ``moved_copy_ids``) gets back those of its copies that
-    still point where the fold put them. What the link said is kept in ``link_detail``
+    (see :func:`merge_clusters`). Copies that belong with it come along
+    (``restored_copy_ids``): a root that a fold had made a copy (its ``link_detail`` names
+    ``folded_into`` and the ``moved_copy_ids``) gets back those of its copies still in the
+    cluster (a later fold may have moved them on with it), and exact and near copies that
+    matched it (or one of those) go with it. What the link said is kept in ``link_detail``
     under ``unlinked``, beside the moment, the ``reason`` given and what was restored. Not
     committed here.
 
@@ -723,23 +725,14 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
         raise NotACopy(f"article {article_id} is not a copy: it is an original already")
     root = row.duplicate_of_id
     detail = row.link_detail if isinstance(row.link_detail, dict) else {}
-    moved = [int(i) for i in detail.get("moved_copy_ids") or [] if isinstance(i, int)]
-    restored: list[int] = []
-    if detail.get("folded_into") == root and moved:
-        restored = sorted(
-            session.scalars(
-                select(Article.id)
-                .where(Article.id.in_(moved), Article.duplicate_of_id == root)
-                .with_for_update()
-            )
+    restored = _taken_along(session, article_id, root, detail)
+    if restored:
+        session.execute(
+            update(Article)
+            .where(Article.id.in_(restored))
+            .values(duplicate_of_id=article_id)
+            .execution_options(synchronize_session="fetch")
         )
-        if restored:
-            session.execute(
-                update(Article)
-                .where(Article.id.in_(restored))
-                .values(duplicate_of_id=article_id)
-                .execution_options(synchronize_session="fetch")
-            )
     record = {
         "copy_of": root,
         "copy_kind": row.copy_kind,
@@ -759,6 +752,54 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
         # Coverage now, like a new article: a back-dated one extends the collected history.
         extend_history(session, row.published_at)
     return Unlinked(article_id, root, row.copy_kind, restored)
+
+
+def _taken_along(session: Session, article_id: int, root: int, detail: Mapping[str, Any]) -> list[int]:
+    """The copies in ``root``'s cluster that go with ``article_id`` when it is separated.
+
+    * A folded root's former copies (``moved_copy_ids``) still in the cluster, wherever a
+      later fold of the cluster moved them with it (so nested folds are undone in any order).
+    * The exact and near copies stored against the root that matched it (``matched`` in
+      their ``link_detail``), or matched one of the copies going with it, and so on.
+    """
+    copies = session.execute(
+        select(Article.id, Article.copy_kind, Article.link_detail)
+        .where(Article.duplicate_of_id == root, Article.id != article_id)
+        .order_by(Article.id)
+        .with_for_update()
+    ).all()
+    moved = {i for i in detail.get("moved_copy_ids") or [] if isinstance(i, int)}
+    going = {row.id for row in copies if row.id in moved} if "folded_into" in detail else set()
+    matched_by: dict[int, list[int]] = {}
+    for row in copies:
+        matched = row.link_detail.get("matched") if isinstance(row.link_detail, dict) else None
+        if row.copy_kind in ("exact", "near") and isinstance(matched, int):
+            matched_by.setdefault(matched, []).append(row.id)
+    frontier = [article_id, *sorted(going)]
+    while frontier:
+        found = [copy for matched in frontier for copy in matched_by.pop(matched, []) if copy not in going]
+        going.update(found)
+        frontier = found
+    return sorted(going)
+
+
+def forget_matches(session: Session, root: int, article_id: int) -> None:
+    """The copies in ``root``'s cluster that matched ``article_id`` (``matched`` in their
+    ``link_detail``) no longer name it: its text changed, so they copied a text the cluster
+    still tells, not the one it has now, and do not go with it if it is separated."""
+    for copy_id, detail in session.execute(
+        select(Article.id, Article.link_detail).where(
+            Article.duplicate_of_id == root, Article.id != article_id
+        )
+    ).all():
+        if isinstance(detail, dict) and detail.get("matched") == article_id:
+            rest = {key: value for key, value in detail.items() if key != "matched"}
+            session.execute(
+                update(Article)
+                .where(Article.id == copy_id)
+                .values(link_detail=rest or None)
+                .execution_options(synchronize_session="fetch")
+            )
 
 
 def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:
