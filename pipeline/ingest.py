@@ -9,6 +9,7 @@ failed (``error``, recorded in ``fetch_failures`` and retried or quarantined).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -504,7 +505,8 @@ def store_candidate(
     In order:
 
     * the same canonical URL (polled twice, the same link in two feeds) adds only a
-      sighting; if the text changed, the old text is kept as a version and replaced;
+      sighting; if the text changed, the old text is kept as a version and replaced, and
+      the article is linked as its new text is (:func:`_link_new_version`);
     * the same normalised text with no URL (a re-imported line) adds only a sighting;
     * the same text under another URL (syndication) is stored pointing at the earliest
       copy, with similarity 1.0;
@@ -529,12 +531,18 @@ def store_candidate(
                 and not existing.is_seed
                 and not repo.had_version(session, existing.id, content_hash)
             ):
-                vectors = _replace_with_new_version(session, existing, candidate, context, seen_at)
-                classify_article(
+                vectors, near = _replace_with_new_version(session, existing, candidate, context, seen_at)
+                _link_new_version(session, existing, candidate, vectors, near, context, seen_at)
+                verdict = classify_article(
                     session, existing, context.registry, seen_at, context.classifier_heads, vectors
                 )
                 return _duplicate_result(
-                    existing.id, existing.duplicate_of_id, existing.lang, "version", candidate
+                    existing.id,
+                    existing.duplicate_of_id,
+                    existing.lang,
+                    "version",
+                    candidate,
+                    verdict=verdict,
                 )
             return _duplicate_result(
                 existing.id,
@@ -568,10 +576,12 @@ def store_candidate(
     link_detail: dict[str, Any] | None = None
     if original is not None:
         duplicate_of, similarity, copy_kind = original.duplicate_of_id or original.id, 1.0, "exact"
+        link_detail = _matched(duplicate_of, original.id)
     elif signature:
         match = _closest_near_duplicate(session, shingled, keys, neardup_params)
         if match is not None:
-            (duplicate_of, similarity), copy_kind = match, "near"
+            (duplicate_of, similarity, matched), copy_kind = match, "near"
+            link_detail = _matched(duplicate_of, matched)
     vectors = context.embed(candidate.title, candidate.text)
     # A date a little ahead (FUTURE_TOLERANCE: a clock or time-zone slip) cannot be when it
     # was published, as it was seen before: it is stored as the moment it was first seen.
@@ -776,12 +786,24 @@ def classify_article(
 
 
 def _closest_near_duplicate(
-    session: Session, shingled: neardup.ShingleProfile, keys: list[int], params: NearDupParams
-) -> tuple[int, float] | None:
-    """The earliest copy of the best verified LSH candidate (sharing a band key), with its similarity."""
+    session: Session,
+    shingled: neardup.ShingleProfile,
+    keys: list[int],
+    params: NearDupParams,
+    *,
+    excluding: int | None = None,
+) -> tuple[int, float, int] | None:
+    """The earliest copy (the root) of the best verified LSH candidate (sharing a band key),
+    with its similarity, and that candidate; ``excluding``: a stored article not to compare
+    with (itself)."""
     best: tuple[float, float, int] | None = None
     best_article: Article | None = None
-    candidate_ids = repo.band_candidates(session, keys, params.scheme, limit=params.max_candidates)
+    limit = params.max_candidates + (1 if excluding is not None else 0)  # (itself shares every key)
+    candidate_ids = [
+        article_id
+        for article_id in repo.band_candidates(session, keys, params.scheme, limit=limit)
+        if article_id != excluding
+    ]
     candidates = (
         session.scalars(select(Article).where(Article.id.in_(candidate_ids))).all() if candidate_ids else []
     )
@@ -794,7 +816,14 @@ def _closest_near_duplicate(
             best, best_article = rank, other
     if best is None or best_article is None:
         return None
-    return best_article.duplicate_of_id or best_article.id, round(best[1], 4)
+    return best_article.duplicate_of_id or best_article.id, round(best[1], 4), best_article.id
+
+
+def _matched(root: int, matched: int) -> dict[str, Any] | None:
+    """An exact or near copy's ``link_detail``: the article it matched, when that is not the
+    root it is stored against (a copy of a copy), so that ``unlink`` of that article takes
+    it along (:func:`pipeline.db.repo.unlink_copy`)."""
+    return {"matched": matched} if matched != root else None
 
 
 def _replace_with_new_version(
@@ -803,10 +832,10 @@ def _replace_with_new_version(
     candidate: ArticleCandidate,
     context: IngestContext,
     seen_at: datetime,
-) -> encoder.ArticleVectors:
+) -> tuple[encoder.ArticleVectors, neardup.TextIndex]:
     """The page behind a known URL changed: keep the old text as a version, store the new.
 
-    Returns the new text's vectors.
+    Returns the new text's vectors and near-duplicate profile.
     """
     assert candidate.fingerprint is not None
     repo.add_version(session, article, seen_at)
@@ -827,7 +856,113 @@ def _replace_with_new_version(
         signature = neardup.signature_to_bytes(near.signature)
         repo.store_signature(session, article.id, params.scheme, signature, near.keys)
     session.flush()
-    return vectors
+    return vectors, near
+
+
+# The link columns of an article, read again before a new version is linked.
+_LINK_COLUMNS = ["duplicate_of_id", "copy_kind", "similarity", "link_detail"]
+# What a fold wrote in its folded root's link_detail, kept while the root stays in that cluster.
+_FOLD_KEYS = ("folded_into", "moved_copy_ids")
+
+
+def _link_new_version(
+    session: Session,
+    article: Article,
+    candidate: ArticleCandidate,
+    vectors: encoder.ArticleVectors,
+    near: neardup.TextIndex,
+    context: IngestContext,
+    seen_at: datetime,
+) -> None:
+    """Link a stored ``article`` whose page changed as its new text is, by the checks and
+    thresholds a new article passes (same text, near duplicate, translation).
+
+    * A copy whose new text still matches its cluster stays in it (kind and similarity as
+      they are now); one whose text matches another cluster moves there; one whose text
+      matches nothing becomes an original, counted as coverage from then on, and its
+      ``link_detail`` keeps the link it had under ``previous_link`` (with the moment and
+      why). The copies a fold had moved with it stay in the cluster: they copied its
+      former text.
+    * An original with no copies whose new text is a copy (a stub replaced by a syndicated
+      text or a translation) becomes that copy, and folds clusters as a new translation does.
+    * A root with copies keeps its links, and so do its copies: they copied the text it
+      had, which the cluster still tells, and separating them cannot be decided from the
+      new text alone (``unlink`` separates by hand). An article separated by hand stays an
+      original: the analyst's decision holds.
+
+    Runs under the writers' lock (:func:`pipeline.db.repo.begin_write`); the link is read
+    again from the database under it, so a link changed by another process is not undone.
+    """
+    repo.begin_write(session)
+    session.refresh(article, _LINK_COLUMNS)
+    if article.is_seed or (article.duplicate_of_id is None and repo.separated_by_hand(article.link_detail)):
+        return
+    if article.duplicate_of_id is None and repo.has_copies(session, article.id):
+        return
+    assert article.content_hash is not None
+    params = context.neardup_params
+    duplicate_of: int | None = None
+    similarity: float | None = None
+    copy_kind: CopyKind | None = None
+    detail: dict[str, Any] | None = None
+    translation: TranslationLink | None = None
+    was = article.duplicate_of_id
+    if was is not None:
+        # Copies that matched its former text are copies of the cluster's story, not of it.
+        repo.forget_matches(session, was, article.id)
+    same_text = repo.original_by_content_hash(session, article.content_hash, excluding=article.id)
+    if same_text is not None:
+        duplicate_of, similarity, copy_kind = same_text.duplicate_of_id or same_text.id, 1.0, "exact"
+        detail = _matched(duplicate_of, same_text.id)
+    elif near.signature:
+        match = _closest_near_duplicate(session, near.profile, near.keys, params, excluding=article.id)
+        if match is not None:
+            (duplicate_of, similarity, matched), copy_kind = match, "near"
+            detail = _matched(duplicate_of, matched)
+    if duplicate_of is None and context.settings.translations.enabled:
+        as_stored = dataclasses.replace(candidate, published_at=article.published_at)
+        moment = article.published_at or article.first_seen_at
+        translation = _closest_translation(session, as_stored, vectors, moment, context, excluding=article.id)
+        if translation is not None:
+            duplicate_of, similarity, detail = translation.root, translation.similarity, translation.detail
+            copy_kind = "translation"
+    if duplicate_of == was and was is not None:
+        # Still in its cluster: the kind and similarity the new text has (a fold's record kept).
+        old = article.link_detail if isinstance(article.link_detail, dict) else {}
+        kept = {key: old[key] for key in _FOLD_KEYS if key in old}
+        detail = {**(detail or {}), **kept} or None
+        article.copy_kind, article.similarity, article.link_detail = copy_kind, similarity, detail
+    elif duplicate_of is None and was is None:
+        return  # an original, still
+    else:
+        if was is not None:
+            previous = {
+                "copy_of": was,
+                "copy_kind": article.copy_kind,
+                "similarity": article.similarity,
+                "at": seen_at.isoformat(),
+                "reason": "its page changed: "
+                + (
+                    "the new text matches no stored article"
+                    if duplicate_of is None
+                    else f"the new text is a {copy_kind} copy of another story ({duplicate_of})"
+                ),
+                "link_detail": article.link_detail,
+            }
+            detail = {**(detail or {}), "previous_link": previous}
+        article.duplicate_of_id, article.copy_kind = duplicate_of, copy_kind
+        article.similarity, article.link_detail = similarity, detail
+        if duplicate_of is None and article.published_at is not None:
+            # Coverage now, like a new article: a back-dated one extends the collected history.
+            repo.extend_history(session, article.published_at)
+        log.info(
+            "article %d changed: %s",
+            article.id,
+            "now an original" if duplicate_of is None else f"now a {copy_kind} copy of {duplicate_of}",
+        )
+    session.flush()
+    if translation is not None and duplicate_of != was:
+        translation.merge_into_root(session, article.id)
 
 
 def _duplicate_result(
@@ -837,12 +972,16 @@ def _duplicate_result(
     copy_kind: str | None,
     item: ArticleCandidate | FeedItem,
     similarity: float | None = None,
+    *,
+    verdict: Classification | None = None,
 ) -> ItemResult:
     """An item already stored under ``article_id``: it duplicates that article's original.
 
     It is the same text as that row, so it relates to the original as that row does (an
     original's own text is an ``exact`` copy, similarity 1; a copy's, with the copy's
     stored ``similarity`` when known); a changed page under a known URL is a ``version``.
+    ``verdict``: the labels the row was just given (a new version is classified again),
+    reported with the result.
     """
     kind = cast(CopyKind, copy_kind if copy_kind in COPY_KINDS else "exact")
     if kind == "version":
@@ -857,6 +996,8 @@ def _duplicate_result(
         lang,
         url=item.url,
         title=item.title,
+        topics=list(verdict.topics) if verdict is not None else [],
+        watch=list(verdict.watch) if verdict is not None else [],
         copy_kind=kind,
     )
 
@@ -924,8 +1065,12 @@ def _closest_translation(
     vectors: encoder.ArticleVectors,
     moment: datetime,
     context: IngestContext,
+    *,
+    excluding: int | None = None,
 ) -> TranslationLink | None:
     """The root of the stored article ``candidate`` translates, its similarity and the evidence.
+
+    ``excluding``: a stored article not to compare with (itself, for a new version).
 
     Candidates are articles in other languages published within the window around
     ``moment`` (and every seed); the window is not applied to an article that gave no
@@ -948,6 +1093,7 @@ def _closest_translation(
         limit=params.max_candidates,
         undated=candidate.published_at is None,
     )
+    shortlist = [row for row in shortlist if row.article_id != excluding]
     if not shortlist:
         return None
     loaded = {row.article_id: context.recent.get(row.article_id) for row in shortlist}

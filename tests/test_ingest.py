@@ -764,6 +764,49 @@ def test_changed_page_under_known_url_becomes_a_version(session: Session, settin
     assert [v.text for v in versions] == [BODY_EN]
 
 
+def test_a_new_version_reports_the_labels_it_was_given(session: Session, settings: Settings) -> None:
+    """A stub about nothing in particular replaced by the summit report: the version line
+    carries the labels the article now has, as stored."""
+    from pipeline.db.schema import ArticleTopic, ArticleWatch
+
+    url = "https://news.example/live/labels"
+    stub = "The weather in the capital stayed mild on Sunday. More details later."
+    first = list(
+        import_lines(session, settings, [json.dumps({"url": url, "text": stub})], source="a", now=NOW)
+    )
+    assert first[0].result.topics == []
+    line = json.dumps({"url": url, "text": BODY_EN})
+    result = next(iter(import_lines(session, settings, [line], source="b", now=NOW))).result
+    assert result.copy_kind == "version" and result.article_id == first[0].result.article_id
+    topics = set(
+        session.scalars(select(ArticleTopic.topic).where(ArticleTopic.article_id == result.article_id))
+    )
+    watch = set(
+        session.scalars(select(ArticleWatch.item).where(ArticleWatch.article_id == result.article_id))
+    )
+    assert topics, "the summit report is labelled"
+    assert {hit.topic for hit in result.topics} == topics
+    assert {hit.item for hit in result.watch} == watch
+
+
+def test_each_version_is_dated_from_when_its_text_was_first_seen(
+    session: Session, settings: Settings
+) -> None:
+    """A live page changed twice: the first text was seen with the article, the second
+    from the moment it replaced the first (not from the article's first sighting)."""
+    from pipeline.db.schema import ArticleVersion
+
+    url = "https://news.example/live/twice"
+    texts = [BODY_EN, BODY_EN + " Update: talks went on.", BODY_EN + " Update: talks ended late."]
+    moments = [NOW, NOW + timedelta(hours=2), NOW + timedelta(hours=5)]
+    for text_now, moment in zip(texts, moments, strict=True):
+        line = json.dumps({"url": url, "text": text_now})
+        list(import_lines(session, settings, [line], source="live", now=moment))
+    versions = session.scalars(select(ArticleVersion).order_by(ArticleVersion.id)).all()
+    seen = [(v.text, v.seen_at, v.replaced_at) for v in versions]
+    assert seen == [(texts[0], moments[0], moments[1]), (texts[1], moments[1], moments[2])]
+
+
 def test_a_new_version_in_another_language_takes_that_language(session: Session, settings: Settings) -> None:
     """A stub page ("details later") replaced by the article: the row's language is the
     article's, so language filters and the translation check see it as it is now."""

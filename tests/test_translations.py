@@ -109,6 +109,110 @@ def test_a_translation_of_a_seed_is_a_copy_of_the_seed(session: Session, setting
     assert result.copy_kind == "translation" and result.duplicate_of == seed.article_id
 
 
+def at_url(key: str, url: str, *, hours: float = 0, text: str | None = None) -> str:
+    """A line with ``key``'s story (or ``text``) under the page ``url``."""
+    published = (NOW + timedelta(hours=hours)).isoformat()
+    body = text if text is not None else STORY[key]["text"]
+    return json.dumps(
+        {"id": url, "url": url, "title": STORY[key]["title"], "text": body, "published": published}
+    )
+
+
+def _link(session: Session, article_id: int | None) -> tuple[int | None, str | None, dict | None]:
+    session.expire_all()
+    article = session.get(Article, article_id)
+    assert article is not None
+    return article.duplicate_of_id, article.copy_kind, article.link_detail
+
+
+def test_a_copy_whose_page_now_carries_another_story_becomes_an_original(
+    session: Session, settings: Settings
+) -> None:
+    """The Russian translation's page now carries another outlet's report: no longer a copy
+    of the English, it counts as coverage of its own, and says what it was linked to."""
+    lines = [line("en", hours=-30), line("ru", hours=-28)]
+    en, ru = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert ru.copy_kind == "translation" and ru.duplicate_of == en.article_id
+    changed = at_url("ru_other", "https://ru.example/story", hours=-28)
+    later = NOW + timedelta(hours=1)
+    result = next(iter(import_lines(session, settings, [changed], source="v2", now=later))).result
+    assert result.copy_kind == "version" and result.article_id == ru.article_id
+    assert result.duplicate_of == ru.article_id  # its own original now
+    parent, kind, detail = _link(session, ru.article_id)
+    assert parent is None and kind is None and detail is not None
+    previous = detail["previous_link"]
+    assert previous["copy_of"] == en.article_id and previous["copy_kind"] == "translation"
+    assert previous["at"] == later.isoformat() and "matches no stored article" in previous["reason"]
+    assert previous["link_detail"]["method"] == "sentence-alignment"
+    assert not repo.current_roots(session, [ru.article_id])[ru.article_id].pinned  # not by hand
+    # The same version again changes nothing.
+    again = next(
+        iter(import_lines(session, settings, [changed], source="v2", now=later + timedelta(hours=1)))
+    )
+    assert again.result.duplicate_of == ru.article_id
+    assert _link(session, ru.article_id) == (None, None, detail)
+
+
+def test_a_stub_replaced_by_a_copy_of_a_stored_article_becomes_that_copy(
+    session: Session, settings: Settings
+) -> None:
+    """Pages first stored as stubs ("details later") now carry the English report word for
+    word, with a line added, and in Russian: each becomes the copy it now is."""
+    stub = "Officials met in Harbin on Tuesday. Details to follow, this story is being updated."
+    urls = {kind: f"https://{kind}.stub.example/live" for kind in ("exact", "near", "translation")}
+    lines = [at_url("en", url, text=stub) for url in urls.values()] + [line("en")]
+    results = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert [r.status for r in results] == ["new", "duplicate", "duplicate", "new"]  # one stub, three URLs
+    stub_id, en = results[0].article_id, results[-1].article_id
+    assert {r.duplicate_of for r in results[1:3]} == {stub_id}
+    extra = STORY["en"]["text"] + "\n\nThe working group will report to both governments by June."
+    changed = [
+        at_url("ru_other", urls["exact"]),
+        at_url("en", urls["near"], text=extra),
+        at_url("ru", urls["translation"]),
+    ]
+    later = NOW + timedelta(hours=1)
+    exact, near, translation = [
+        r.result for r in import_lines(session, settings, changed, source="v2", now=later)
+    ]
+    assert [r.copy_kind for r in (exact, near, translation)] == ["version"] * 3
+    # The first stub has copies (the other two URLs had its text): a root keeps its links,
+    # whatever its page carries now.
+    assert exact.article_id == stub_id and exact.duplicate_of == stub_id
+    assert _link(session, stub_id)[:2] == (None, None)
+    # Copies of the stub whose new text copies the English report move to it.
+    assert near.duplicate_of == en and translation.duplicate_of == en
+    assert _link(session, near.article_id)[:2] == (en, "near")
+    parent, kind, detail = _link(session, translation.article_id)
+    assert (parent, kind) == (en, "translation") and detail is not None
+    assert detail["matched_article_id"] in {en, near.article_id}
+    assert detail["previous_link"]["copy_of"] == stub_id and detail["previous_link"]["copy_kind"] == "exact"
+    # A lone stub (no copies) replaced by the very text of a stored article: an exact copy.
+    lone = "https://lone.stub.example/live"
+    stored = import_lines(
+        session, settings, [at_url("en", lone, text=stub + " More soon.")], source="t", now=NOW
+    )
+    assert next(iter(stored)).result.status == "new"
+    again = next(iter(import_lines(session, settings, [at_url("en", lone)], source="v2", now=later))).result
+    assert again.duplicate_of == en and _link(session, again.article_id)[:2] == (en, "exact")
+    originals = session.scalar(
+        select(func.count()).select_from(Article).where(Article.duplicate_of_id.is_(None))
+    )
+    assert originals == 2  # the English report, and the first stub (a root)
+
+
+def test_a_copy_becoming_an_original_extends_the_history(session: Session, settings: Settings) -> None:
+    repo.history_start(session, NOW)
+    early = -40 * 24
+    lines = [line("en"), at_url("en", "https://early.example/copy", hours=early)]
+    en, copy = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert copy.duplicate_of == en.article_id and repo.history_start(session) == NOW
+    changed = at_url("ru_other", "https://early.example/copy", hours=early)
+    list(import_lines(session, settings, [changed], source="v2", now=NOW))
+    assert _link(session, copy.article_id)[0] is None
+    assert repo.history_start(session) == NOW + timedelta(hours=early)
+
+
 # Whole articles of the tuning half of the whole-article set: an English report and its
 # Russian and Chinese translations, the two translations too loosely aligned with each other
 # to be linked directly (each is linked with the English).
@@ -222,6 +326,102 @@ def test_only_a_copy_can_be_separated(session: Session) -> None:
         repo.unlink_copy(session, 2, NOW)
 
 
+def test_a_back_dated_copy_separated_by_hand_extends_the_history(session: Session) -> None:
+    """A copy dated before collection started counts once separated: change detection must
+    see its day, as it sees an imported article's."""
+    repo.history_start(session, NOW)
+    _bare(session, 1)
+    _bare(session, 2, of=1)
+    early = NOW - timedelta(days=40)
+    session.execute(Article.__table__.update().where(Article.id == 2).values(published_at=early))
+    repo.unlink_copy(session, 2, NOW)
+    assert repo.history_start(session) == early
+    # An original's date that falls inside the history changes nothing.
+    _bare(session, 3, of=1)
+    session.execute(Article.__table__.update().where(Article.id == 3).values(published_at=NOW))
+    repo.unlink_copy(session, 3, NOW)
+    assert repo.history_start(session) == early
+
+
+def test_copies_of_a_separated_copy_go_with_it(session: Session, settings: Settings) -> None:
+    """The Russian translation's text republished word for word, and with a line added,
+    elsewhere: both are stored against the English root, naming the Russian they matched,
+    and go with it when an analyst separates it."""
+    ru_text = STORY["ru"]["text"]
+    lines = [
+        line("en", hours=-30),
+        line("ru", hours=-28),
+        at_url("ru", "https://mirror.example/ru", hours=-27),
+        at_url(
+            "ru",
+            "https://mirror.example/ru-plus",
+            hours=-26,
+            text=ru_text + "\n\nОб этом сообщили в понедельник.",
+        ),
+    ]
+    en, ru, exact, near = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert (exact.copy_kind, exact.duplicate_of) == ("exact", en.article_id)
+    assert (near.copy_kind, near.duplicate_of) == ("near", en.article_id)
+    assert _link(session, exact.article_id)[2] == {"matched": ru.article_id}
+    near_detail = _link(session, near.article_id)[2]
+    assert near_detail is not None and near_detail["matched"] in {ru.article_id, exact.article_id}
+    assert ru.article_id is not None
+    done = repo.unlink_copy(session, ru.article_id, NOW)
+    assert done.restored_copy_ids == sorted([exact.article_id, near.article_id])
+    parents = _parents(session)
+    assert parents[ru.article_id] is None
+    assert parents[exact.article_id] == parents[near.article_id] == ru.article_id
+
+
+def test_a_changed_copy_no_longer_takes_copies_of_its_former_text(
+    session: Session, settings: Settings
+) -> None:
+    lines = [
+        line("en", hours=-30),
+        line("ru", hours=-28),
+        at_url("ru", "https://mirror.example/ru", hours=-27),
+    ]
+    en, ru, exact = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    assert _link(session, exact.article_id)[2] == {"matched": ru.article_id}
+    # The Russian page now carries an English copy with a line added: still in the cluster.
+    extra = STORY["en"]["text"] + "\n\nThe working group will report to both governments by June."
+    changed = at_url("en", "https://ru.example/story", hours=-28, text=extra)
+    list(import_lines(session, settings, [changed], source="v2", now=NOW))
+    assert _link(session, ru.article_id)[:2] == (en.article_id, "near")
+    assert _link(session, exact.article_id) == (en.article_id, "exact", None)
+    assert ru.article_id is not None
+    assert repo.unlink_copy(session, ru.article_id, NOW).restored_copy_ids == []
+
+
+def test_copies_of_copies_of_a_separated_copy_go_with_it(session: Session) -> None:
+    _bare(session, 1)
+    _bare(session, 2, of=1)  # the copy separated
+    _bare(session, 3, of=1, detail={"matched": 2})
+    _bare(session, 4, of=1, detail={"matched": 3})  # a copy of a copy of 2
+    _bare(session, 5, of=1, detail={"matched": 1})
+    _bare(session, 6, of=1, detail={"matched": 2}, kind="translation")  # aligned, not copied
+    done = repo.unlink_copy(session, 2, NOW)
+    assert done.restored_copy_ids == [3, 4]
+    assert _parents(session) == {1: None, 2: None, 3: 2, 4: 2, 5: 1, 6: 1}
+
+
+@pytest.mark.parametrize("order", [(3, 2), (2, 3)])
+def test_nested_folds_undo_in_either_order(session: Session, order: tuple[int, int]) -> None:
+    """Cluster 3 folded into 2, then 2 (with it) into 1: separating 3 and 2, in either
+    order, gives each its own copies back."""
+    for article_id in (1, 2, 3):
+        _bare(session, article_id)
+    _bare(session, 4, of=3)
+    _bare(session, 5, of=2)
+    _bare(session, 6, of=1)
+    assert repo.merge_clusters(session, 2, {3: (0.8, {})}) == [3]
+    assert repo.merge_clusters(session, 1, {2: (0.8, {})}) == [2]
+    assert _parents(session) == {1: None, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1}
+    for article_id in order:
+        repo.unlink_copy(session, article_id, NOW)
+    assert _parents(session) == {1: None, 2: None, 3: None, 4: 3, 5: 2, 6: 1}
+
+
 def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings: Settings) -> None:
     zh = next(iter(import_lines(session, settings, [whole_line("xf-07-zh")], source="t", now=NOW))).result
     seed = next(
@@ -236,7 +436,15 @@ def test_a_seed_is_never_folded_into_another_cluster(session: Session, settings:
     assert kept is not None and kept.duplicate_of_id is None and kept.is_seed
 
 
-def _bare(session: Session, article_id: int, *, of: int | None = None, seed: bool = False) -> None:
+def _bare(
+    session: Session,
+    article_id: int,
+    *,
+    of: int | None = None,
+    seed: bool = False,
+    detail: dict | None = None,
+    kind: str = "exact",
+) -> None:
     session.add(
         Article(
             id=article_id,
@@ -245,7 +453,8 @@ def _bare(session: Session, article_id: int, *, of: int | None = None, seed: boo
             first_seen_at=NOW,
             content_hash=f"h{article_id}",
             duplicate_of_id=of,
-            copy_kind="exact" if of else None,
+            copy_kind=kind if of else None,
+            link_detail=detail,
             is_seed=seed,
         )
     )

@@ -351,6 +351,28 @@ def test_a_copy_separated_by_hand_is_shown_as_an_original(
         assert corpus.copy in [row["id"] for row in listed]  # an original: listed on its own
 
 
+def test_a_copy_whose_page_changed_to_another_story_is_shown_as_an_original(settings: Settings) -> None:
+    corpus = populate(settings)
+    story = (
+        "Fishermen in the northern port reported a record catch of herring this week. "
+        "The harbour master said the boats returned early because of a storm warning."
+    )
+    line = json.dumps({"url": "https://mirror.example/pos2-copy", "title": "Herring", "text": story})
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            result = next(iter(import_lines(session, settings, [line], source="v2", now=NOW))).result
+    finally:
+        engine.dispose()
+    assert result.article_id == corpus.copy and result.duplicate_of == corpus.copy
+    with web_client(settings) as client:
+        page = client.get(f"/articles/{corpus.copy}").text
+        assert (
+            f'Linked as an exact copy of <a href="/articles/{corpus.original}">#{corpus.original}</a>' in page
+        )
+        assert "until its page changed" in page and "do not count as new coverage" not in page
+
+
 def test_hostile_titles_and_evidence_are_escaped(settings: Settings) -> None:
     corpus = populate(settings)
     with web_client(settings) as client:

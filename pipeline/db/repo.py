@@ -238,14 +238,21 @@ def begin_write(session: Session) -> None:
     session.info["write_lock"] = session.get_transaction()
 
 
-def original_by_content_hash(session: Session, content_hash: str) -> Article | None:
-    """The earliest stored article with this text hash (an original, not a duplicate row)."""
-    return session.scalar(
-        select(Article)
-        .where(Article.content_hash == content_hash)
-        .order_by(Article.duplicate_of_id.is_not(None), Article.id)
-        .limit(1)
-    )
+def original_by_content_hash(
+    session: Session, content_hash: str, *, excluding: int | None = None
+) -> Article | None:
+    """The earliest stored article with this text hash (an original before a duplicate
+    row), other than ``excluding``."""
+    query = select(Article).where(Article.content_hash == content_hash)
+    if excluding is not None:
+        query = query.where(Article.id != excluding)
+    return session.scalar(query.order_by(Article.duplicate_of_id.is_not(None), Article.id).limit(1))
+
+
+def has_copies(session: Session, article_id: int) -> bool:
+    """Whether any stored article points at ``article_id`` as its original."""
+    found = session.scalar(select(Article.id).where(Article.duplicate_of_id == article_id).limit(1))
+    return found is not None
 
 
 def insert_article(session: Session, article: Article) -> Article | None:
@@ -558,7 +565,7 @@ class ClusterRoot:
     pinned: bool = False
 
 
-def _pinned(link_detail: Any) -> bool:
+def separated_by_hand(link_detail: Any) -> bool:
     """Whether a root's ``link_detail`` says it was separated by hand."""
     return isinstance(link_detail, dict) and "unlinked" in link_detail
 
@@ -581,7 +588,7 @@ def current_roots(session: Session, article_ids: Iterable[int]) -> dict[int, Clu
         ).all()
     )
     roots = {
-        row.id: (row.duplicate_of_id, row.is_seed, _pinned(row.link_detail))
+        row.id: (row.duplicate_of_id, row.is_seed, separated_by_hand(row.link_detail))
         for row in session.execute(
             select(Article.id, Article.duplicate_of_id, Article.is_seed, Article.link_detail).where(
                 Article.id.in_(set(first.values()))
@@ -615,7 +622,7 @@ def merge_clusters(
     if not roots or roots[0] <= into:
         raise ValueError(f"clusters {roots} cannot be folded into {into}: only into an earlier root")
     state = {
-        row.id: (row.duplicate_of_id, bool(row.is_seed), _pinned(row.link_detail))
+        row.id: (row.duplicate_of_id, bool(row.is_seed), separated_by_hand(row.link_detail))
         for row in session.execute(
             select(Article.id, Article.duplicate_of_id, Article.is_seed, Article.link_detail)
             .where(Article.id.in_([into, *roots]))
@@ -704,10 +711,13 @@ class NotACopy(LookupError):
 def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str | None = None) -> Unlinked:
     """Separate a copy from its cluster by hand (a wrong link): it becomes an original again.
 
-    It counts as coverage from then on, and no fold joins it to another cluster again
-    (see :func:`merge_clusters`). A root that a fold had made a copy (its ``link_detail``
-    names ``folded_into`` and the ``moved_copy_ids``) gets back those of its copies that
-    still point where the fold put them. What the link said is kept in ``link_detail``
+    It counts as coverage from then on (dated before the collected history, it extends the
+    history, as an imported article does), and no fold joins it to another cluster again
+    (see :func:`merge_clusters`). Copies that belong with it come along
+    (``restored_copy_ids``): a root that a fold had made a copy (its ``link_detail`` names
+    ``folded_into`` and the ``moved_copy_ids``) gets back those of its copies still in the
+    cluster (a later fold may have moved them on with it), and exact and near copies that
+    matched it (or one of those) go with it. What the link said is kept in ``link_detail``
     under ``unlinked``, beside the moment, the ``reason`` given and what was restored. Not
     committed here.
 
@@ -715,7 +725,12 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
     """
     row = session.execute(
         select(
-            Article.id, Article.duplicate_of_id, Article.copy_kind, Article.similarity, Article.link_detail
+            Article.id,
+            Article.duplicate_of_id,
+            Article.copy_kind,
+            Article.similarity,
+            Article.link_detail,
+            Article.published_at,
         )
         .where(Article.id == article_id)
         .with_for_update()
@@ -726,23 +741,14 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
         raise NotACopy(f"article {article_id} is not a copy: it is an original already")
     root = row.duplicate_of_id
     detail = row.link_detail if isinstance(row.link_detail, dict) else {}
-    moved = [int(i) for i in detail.get("moved_copy_ids") or [] if isinstance(i, int)]
-    restored: list[int] = []
-    if detail.get("folded_into") == root and moved:
-        restored = sorted(
-            session.scalars(
-                select(Article.id)
-                .where(Article.id.in_(moved), Article.duplicate_of_id == root)
-                .with_for_update()
-            )
+    restored = _taken_along(session, article_id, root, detail)
+    if restored:
+        session.execute(
+            update(Article)
+            .where(Article.id.in_(restored))
+            .values(duplicate_of_id=article_id)
+            .execution_options(synchronize_session="fetch")
         )
-        if restored:
-            session.execute(
-                update(Article)
-                .where(Article.id.in_(restored))
-                .values(duplicate_of_id=article_id)
-                .execution_options(synchronize_session="fetch")
-            )
     record = {
         "copy_of": root,
         "copy_kind": row.copy_kind,
@@ -758,7 +764,58 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
         .values(duplicate_of_id=None, copy_kind=None, similarity=None, link_detail={"unlinked": record})
         .execution_options(synchronize_session="fetch")
     )
+    if row.published_at is not None:
+        # Coverage now, like a new article: a back-dated one extends the collected history.
+        extend_history(session, row.published_at)
     return Unlinked(article_id, root, row.copy_kind, restored)
+
+
+def _taken_along(session: Session, article_id: int, root: int, detail: Mapping[str, Any]) -> list[int]:
+    """The copies in ``root``'s cluster that go with ``article_id`` when it is separated.
+
+    * A folded root's former copies (``moved_copy_ids``) still in the cluster, wherever a
+      later fold of the cluster moved them with it (so nested folds are undone in any order).
+    * The exact and near copies stored against the root that matched it (``matched`` in
+      their ``link_detail``), or matched one of the copies going with it, and so on.
+    """
+    copies = session.execute(
+        select(Article.id, Article.copy_kind, Article.link_detail)
+        .where(Article.duplicate_of_id == root, Article.id != article_id)
+        .order_by(Article.id)
+        .with_for_update()
+    ).all()
+    moved = {i for i in detail.get("moved_copy_ids") or [] if isinstance(i, int)}
+    going = {row.id for row in copies if row.id in moved} if "folded_into" in detail else set()
+    matched_by: dict[int, list[int]] = {}
+    for row in copies:
+        matched = row.link_detail.get("matched") if isinstance(row.link_detail, dict) else None
+        if row.copy_kind in ("exact", "near") and isinstance(matched, int):
+            matched_by.setdefault(matched, []).append(row.id)
+    frontier = [article_id, *sorted(going)]
+    while frontier:
+        found = [copy for matched in frontier for copy in matched_by.pop(matched, []) if copy not in going]
+        going.update(found)
+        frontier = found
+    return sorted(going)
+
+
+def forget_matches(session: Session, root: int, article_id: int) -> None:
+    """The copies in ``root``'s cluster that matched ``article_id`` (``matched`` in their
+    ``link_detail``) no longer name it: its text changed, so they copied a text the cluster
+    still tells, not the one it has now, and do not go with it if it is separated."""
+    for copy_id, detail in session.execute(
+        select(Article.id, Article.link_detail).where(
+            Article.duplicate_of_id == root, Article.id != article_id
+        )
+    ).all():
+        if isinstance(detail, dict) and detail.get("matched") == article_id:
+            rest = {key: value for key, value in detail.items() if key != "matched"}
+            session.execute(
+                update(Article)
+                .where(Article.id == copy_id)
+                .values(link_detail=rest or None)
+                .execution_options(synchronize_session="fetch")
+            )
 
 
 def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:
@@ -987,13 +1044,21 @@ def had_version(session: Session, article_id: int, content_hash: str) -> bool:
 
 
 def add_version(session: Session, article: Article, seen_at: datetime) -> ArticleVersion:
-    """Keep the current text of ``article`` as an earlier version before it is replaced."""
+    """Keep the current text of ``article`` as an earlier version before it is replaced
+    (at ``seen_at``). The version's ``seen_at`` is when that text was first seen: when it
+    replaced the previous version, or, for the first text, when the article was first seen."""
+    previous = session.scalar(
+        select(ArticleVersion.replaced_at)
+        .where(ArticleVersion.article_id == article.id)
+        .order_by(ArticleVersion.id.desc())
+        .limit(1)
+    )
     version = ArticleVersion(
         article_id=article.id,
         title=article.title,
         text=article.text,
         content_hash=article.content_hash,
-        seen_at=article.first_seen_at,
+        seen_at=previous or article.first_seen_at,
         replaced_at=seen_at,
     )
     session.add(version)
