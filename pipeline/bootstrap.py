@@ -8,7 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.db import fulltext, repo
-from pipeline.db.engine import apply_views, make_engine, session_factory, upgrade_schema, views_file
+from pipeline.db.engine import (
+    apply_views,
+    init_lock,
+    make_engine,
+    session_factory,
+    upgrade_schema,
+    views_file,
+)
 from pipeline.db.schema import Article, Feed
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import IngestContext, build_candidate, index_articles, store_candidate
@@ -33,34 +40,35 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
     registry = load_feed_registry(settings.feeds_file) if load_feeds else None
     engine = make_engine(settings.db_url)
     try:
-        before, after = upgrade_schema(engine)
-        apply_views(engine, views_file(settings.config_dir))
-        with session_factory(engine)() as session:
-            repo.history_start(session)  # collection starts now, unless it started earlier
-            # A newer analyser (pipeline.search.SCHEME) re-indexes what is stored.
-            reindexed = fulltext.ensure_current(session)
-            added, present = load_seeds(session, settings)
-            missing = _index_seeds(session, settings)
-            feeds_added = feeds_updated = 0
+        with init_lock(engine):  # a second init waits, then finds everything in place
+            before, after = upgrade_schema(engine)
+            apply_views(engine, views_file(settings.config_dir))
+            with session_factory(engine)() as session:
+                repo.history_start(session)  # collection starts now, unless it started earlier
+                # A newer analyser (pipeline.search.SCHEME) re-indexes what is stored.
+                reindexed = fulltext.ensure_current(session)
+                added, present = load_seeds(session, settings)
+                missing = _index_seeds(session, settings)
+                feeds_added = feeds_updated = 0
 
-            def described(feed: Feed) -> tuple[object, ...]:
-                return (feed.name, feed.outlet, feed.lang, feed.reason, feed.enabled)
+                def described(feed: Feed) -> tuple[object, ...]:
+                    return (feed.name, feed.outlet, feed.lang, feed.reason, feed.enabled)
 
-            before_init = {feed.url: described(feed) for feed in repo.list_feeds(session)}
-            for entry in registry.feeds if registry else []:
-                feed, created = repo.upsert_feed(
-                    session,
-                    entry.url,
-                    name=entry.name,
-                    outlet=entry.outlet,
-                    lang=entry.lang,
-                    reason=entry.reason,
-                    enabled=entry.enabled,
-                )
-                feeds_added += created
-                # Counted only when the file changed something (a name, a language...).
-                feeds_updated += not created and before_init.get(feed.url) != described(feed)
-            session.commit()
+                before_init = {feed.url: described(feed) for feed in repo.list_feeds(session)}
+                for entry in registry.feeds if registry else []:
+                    feed, created = repo.upsert_feed(
+                        session,
+                        entry.url,
+                        name=entry.name,
+                        outlet=entry.outlet,
+                        lang=entry.lang,
+                        reason=entry.reason,
+                        enabled=entry.enabled,
+                    )
+                    feeds_added += created
+                    # Counted only when the file changed something (a name, a language...).
+                    feeds_updated += not created and before_init.get(feed.url) != described(feed)
+                session.commit()
     finally:
         engine.dispose()
     return InitReport(before, after, added, present, feeds_added, feeds_updated, missing, reindexed)

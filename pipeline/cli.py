@@ -773,6 +773,9 @@ def cmd_unlink(args: argparse.Namespace, settings: Settings) -> int:
 
     with open_session(settings) as session:
         try:
+            # A writer of articles like any other: it takes its turn with polls and imports,
+            # which may be linking a copy to this very cluster.
+            repo.begin_write(session)
             done = repo.unlink_copy(session, args.article_id, utcnow(), reason=args.reason)
         except repo.NotACopy as exc:
             session.rollback()
@@ -834,7 +837,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{heading:<52} {total:>5}  {sparkline(bars)}")
         for change in changes:
             arrow = "up" if change.direction == "up" else "down"
-            print(f"{'':>4}{change.at:%Y-%m-%d %H:%M} {arrow}: {change.explanation}")
+            print(f"{'':>4}{change.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC {arrow}: {change.explanation}")
     if not args.json:
         hours = config.bin_size / timedelta(hours=1)
         _stderr(
@@ -855,6 +858,9 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.reporting import deliver_pending, destination_name, pending_digests, prepare_digests
     from pipeline.slack import slack_target
 
+    if args.json and not args.dry_run:
+        # (Without it the digests would be delivered for real, and nothing printed as JSON.)
+        raise SummitwatchError("--json prints the payloads of a dry run: use it with --dry-run")
     target = slack_target(settings.slack)
     destination = destination_name(target)
     with open_session(settings, durable=True) as session:

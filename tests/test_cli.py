@@ -529,6 +529,30 @@ def test_a_database_of_a_newer_version_or_a_malformed_url_is_one_clear_error(
     assert "S3CRETPW" not in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_two_inits_at_once_on_a_new_database_both_succeed(tmp_path: Path) -> None:
+    """Both found no schema and both created it: one failed with "table feeds already
+    exists". The second now waits for the first."""
+    db = tmp_path / "both.db"
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_DB_URL": f"sqlite:///{db}",
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+    for _attempt in range(4):  # (a race: more than one try to catch it)
+        db.unlink(missing_ok=True)
+        runs = [
+            subprocess.Popen([SCRIPT, "init"], env=environ, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            for _ in range(3)
+        ]
+        results = []
+        for run in runs:
+            _, errors = run.communicate(timeout=120)
+            results.append((run.returncode, errors))
+        assert all(code == 0 for code, _ in results), results
+        with sqlite3.connect(db) as connection:
+            assert connection.execute("SELECT COUNT(*) FROM articles WHERE is_seed").fetchone()[0] == 5
+
+
 def test_the_log_level_setting_applies_to_the_command_line(tmp_path: Path) -> None:
     """SUMMITWATCH_LOG_LEVEL was documented but read by nothing."""
     import shutil

@@ -257,6 +257,9 @@ def test_a_dry_run_shows_the_digests_still_pending(db: Path, tmp_path: Path) -> 
     blocked.write_text("x")
     failed = sw("digest", db=db, env={"SUMMITWATCH_DIGEST_DIR": str(blocked)})
     assert failed.returncode == 1 and "cannot write the digest" in failed.stderr
+    # --json without --dry-run delivered the digests for real (its help says "with --dry-run").
+    refused = sw("digest", "--json", db=db, env={"SUMMITWATCH_DIGEST_DIR": str(tmp_path / "out")})
+    assert refused.returncode == 2 and "--dry-run" in refused.stderr and not (tmp_path / "out").exists()
     dry = sw("digest", "--dry-run", "--json", db=db, env={"SUMMITWATCH_DIGEST_DIR": str(tmp_path / "out")})
     shown = [json.loads(line) for line in dry.stdout.splitlines()]
     assert shown and all(entry["status"] == "pending" for entry in shown), dry.stderr

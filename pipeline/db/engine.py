@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import re
@@ -79,6 +80,40 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
+
+
+# pg_advisory_lock key of `summitwatch init` (any fixed number no other lock uses).
+INIT_LOCK_KEY = 0x5357_1217
+
+
+@contextmanager
+def init_lock(engine: Engine) -> Iterator[None]:
+    """One ``init`` at a time per database, the others waiting for it.
+
+    Two at once on a new database both found no schema and both created it: the second
+    failed with "table feeds already exists". On PostgreSQL an advisory lock on a
+    connection of its own; on SQLite an exclusive lock on a file beside the database.
+    """
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            yield
+            return
+        with open(f"{database}.init-lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": INIT_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INIT_LOCK_KEY})
+            connection.commit()
 
 
 def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
