@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -77,6 +78,7 @@ def run_demo(
                 f"dated as of {server.site.today:%Y-%m-%d}"
             )
             feed_ids = []
+            _follow_the_site(session, server)
             for feed in server.site.feeds:
                 row, _ = repo.upsert_feed(
                     session,
@@ -104,6 +106,12 @@ def run_demo(
                 f"this run: {after[0] - before[0]} new, {after[1] - before[1]} duplicate, "
                 f"{after[2] - before[2]} failed items; {not_modified} feeds not modified"
             )
+            # The site is gone once the demo ends: its feeds are polled by the demo only, not
+            # by a `run` or the ingest DAG on the same database (each poll would fail).
+            for row in repo.list_feeds(session):
+                if row.id in feed_ids:
+                    row.enabled = False
+            session.commit()
             _report(session, out)
             _report_digests(session, settings, out, after_id=last_digest)
             out("")
@@ -112,6 +120,27 @@ def run_demo(
     finally:
         engine.dispose()
     return 0
+
+
+def _follow_the_site(session: Session, server: FixtureServer) -> None:
+    """Point the feeds of an earlier demo run at the site's address now.
+
+    The site takes another port when the usual one is busy: without this, every such run
+    would add the six feeds again under new URLs.
+    """
+    wanted = {(DEMO_OUTLET_PREFIX + feed.outlet, feed.path.lstrip("/")): feed for feed in server.site.feeds}
+    known = {feed.url for feed in repo.list_feeds(session)}
+    for row in repo.list_feeds(session):
+        parts = urlsplit(row.url)
+        feed = wanted.get((row.outlet or "", parts.path.lstrip("/")))
+        if feed is None or parts.hostname != "127.0.0.1":
+            continue
+        url = server.url(feed.path)
+        if row.url != url and url not in known:
+            known.discard(row.url)
+            row.url = url
+            known.add(url)
+    session.flush()
 
 
 def _airflow_environment(settings: Settings, airflow_home: Path) -> dict[str, str]:

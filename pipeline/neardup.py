@@ -105,7 +105,8 @@ class Verification:
     in the larger (1.0 for a truncated copy). ``jaccard``, ``opening`` (the larger of
     the two shares of a text's opening half found in the other) and ``overlap``
     (shared shingles) explain it. ``reason`` is ``duplicate`` or why not:
-    ``too_short``, ``small_overlap``, ``low_containment``, ``different_opening``.
+    ``too_short``, ``small_overlap``, ``low_containment``, ``different_opening``,
+    ``different_figures``.
     """
 
     similarity: float
@@ -251,13 +252,26 @@ class ShingleProfile:
 
     shingles: frozenset[int]
     opening: frozenset[int]
+    # The distinct numbers as written (see NearDupParams.min_figures).
+    figures: frozenset[str] = frozenset()
 
 
 def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfile:
     """The shingle profile of ``text`` (empty sets if too short to judge)."""
     sequence = _shingle_hashes(_grams(text, lang, params))
     head = max(1, math.ceil(len(sequence) * params.opening_fraction)) if sequence else 0
-    return ShingleProfile(frozenset(sequence), frozenset(sequence[:head]))
+    figures = text_figures(text) if sequence else frozenset()
+    return ShingleProfile(frozenset(sequence), frozenset(sequence[:head]), figures)
+
+
+# A number as written: a text compared with a copy in its own language needs no reading
+# of it (full-width digits are folded by NFKC first).
+_NUMBER_TOKEN = re.compile(r"\d+(?:[.,:/]\d+)*")
+
+
+def text_figures(text: str) -> frozenset[str]:
+    """The distinct numbers of ``text``, as written."""
+    return frozenset(_NUMBER_TOKEN.findall(unicodedata.normalize("NFKC", text)))
 
 
 @lru_cache(maxsize=8)
@@ -433,9 +447,20 @@ def verify_profiles(a: ShingleProfile, b: ShingleProfile, params: NearDupParams)
         reason = "low_containment"
     elif opening < params.opening_threshold:
         reason = "different_opening"
+    elif not _figures_agree(a.figures, b.figures, params):
+        reason = "different_figures"
     else:
         return Verification(containment, True, "duplicate", jaccard, opening, overlap)
     return Verification(containment, False, reason, jaccard, opening, overlap)
+
+
+def _figures_agree(a: frozenset[str], b: frozenset[str], params: NearDupParams) -> bool:
+    """Whether the smaller of two sets of numbers is mostly in the larger (or too small
+    to tell)."""
+    smaller, larger = (a, b) if len(a) <= len(b) else (b, a)
+    if len(smaller) < params.min_figures:
+        return True
+    return len(smaller & larger) / len(smaller) >= params.figures_containment
 
 
 def verify(
@@ -447,7 +472,7 @@ def verify(
 ) -> Verification:
     """Decide exactly whether two texts are copies of one story.
 
-    Duplicate when all three hold:
+    Duplicate when all four hold:
 
     * ``overlap >= min_overlap``: the shared shingles form at least a passage;
     * containment ``|A∩B| / min(|A|, |B|) >= containment_threshold``: most of the
@@ -458,7 +483,11 @@ def verify(
       the shingles of its first ``opening_fraction`` (by position) is in the other. A
       copy keeps the story's opening, or at least most of it when the first paragraph
       is rewritten; re-ordered paragraphs are still found because the test is
-      membership, not position, in the other text.
+      membership, not position, in the other text;
+    * the figures agree: numbers are one placeholder in the shingles, so when the text
+      with fewer distinct numbers has ``min_figures`` of them, ``figures_containment``
+      of them must be in the other (two market closes of one template share every
+      shingle, not their figures).
 
     The opening rule is the guard against a long common block deciding alone: two
     short, distinct stories under one heavy site footer (disclaimer, "about the

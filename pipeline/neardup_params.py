@@ -52,6 +52,16 @@ class NearDupParams:
       story is more than about 30 % of its text.
     * ``min_overlap=30``: the shared part must itself be a passage (about 30 words or
       30 CJK characters), so that a short text cannot ride on a few shared phrases.
+    * ``min_figures=4`` / ``figures_containment=0.5``: a copy gives the same figures.
+      Numbers are one placeholder in the shingles (a copy edit that rewrites "5 billion"
+      as "5bn" must not cost shingles), so two texts of one template (market closes,
+      results tables, statistics releases) share every shingle and measured containment
+      0.85-0.89. When the text with fewer distinct numbers has at least four, at least
+      half of them must be in the other. A copy keeps its figures: a dateline adds a day,
+      an update appends new ones after the old, truncation keeps a subset (copies of the
+      labelled set measured >= 0.75 when they had four or more). Names are in the
+      shingles already: template texts that differ only in names (agency flashes "X met
+      Y in Z") are not told apart by this rule.
     * ``seed=1``: derives the MinHash permutations. Changing it, or any shingling or
       banding parameter, invalidates stored signatures; see :attr:`scheme`.
     * ``max_candidates=200``: at most this many stored articles sharing a band key are
@@ -73,6 +83,8 @@ class NearDupParams:
     opening_fraction: float = 0.5
     opening_threshold: float = 0.4
     min_overlap: int = 30
+    min_figures: int = 4
+    figures_containment: float = 0.5
     seed: int = 1
     max_candidates: int = 200
 
@@ -90,11 +102,11 @@ class NearDupParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("min_words", "min_chars", "seed"):
+        for name in ("min_words", "min_chars", "seed", "min_figures"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("containment_threshold", "opening_fraction", "opening_threshold"):
+        for name in ("containment_threshold", "opening_fraction", "opening_threshold", "figures_containment"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, got {value!r}")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.schema import Article, CoverageChange, FetchFailure, Sighting
+from pipeline.db.schema import Article, CoverageChange, Feed, FetchFailure, Sighting
 from pipeline.demo import run_demo
 from pipeline.fixture_site import FixtureSite
 from pipeline.web import create_app
@@ -121,6 +121,9 @@ def test_demo_stores_the_site_as_expected(
             article = stored[case["page"]]
             sightings = session.scalars(select(Sighting).where(Sighting.article_id == article.id)).all()
             assert len(sightings) == len(case["links"])
+        # The site is gone once the demo ends: a `run` on this database must not poll it.
+        demo_feeds = [f for f in session.scalars(select(Feed)) if f.url.startswith("http://127.0.0.1:")]
+        assert demo_feeds and not any(f.enabled for f in demo_feeds)
         failures = session.scalars(select(FetchFailure)).all()
         assert len(failures) == len(EXPECTED["broken_items"])
         assert all(f.permanent for f in failures)
@@ -181,7 +184,7 @@ def test_demo_stores_the_site_as_expected(
     ]
     assert bars and len({len(bar) for bar in bars}) == 1 and len(bars[0]) <= 60, bars
     for change in reported:
-        assert f"{change.at:%Y-%m-%d %H:%M} {change.direction}: {change.explanation}" in printed
+        assert f"{change.at:%Y-%m-%d %H:%M} UTC {change.direction}: {change.explanation}" in printed
     for name in overview:
         assert re.search(rf"^{re.escape(name)} \((topic|watch):\w+\) ", printed, re.MULTILINE), name
 
@@ -190,3 +193,32 @@ def test_demo_stores_the_site_as_expected(
     run_demo(settings, port=port, out=again.append, today=today)
     assert any("0 new, 0 duplicate, 0 failed items; 6 feeds not modified" in line for line in again)
     assert len(list((tmp_path / "digests").iterdir())) == 2, "nothing is reported twice"
+
+
+def test_a_demo_on_another_port_reuses_the_feeds_of_the_last_one(tmp_path: Path) -> None:
+    """The site takes another port when the usual one is busy: each such run added the six
+    feeds again under new URLs."""
+    from pipeline.bootstrap import initialise
+    from pipeline.db import repo
+    from pipeline.demo import DEMO_OUTLET_PREFIX, _follow_the_site
+    from pipeline.fixture_site import FixtureServer
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'ports.db'}")
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session, FixtureServer() as first, FixtureServer() as second:
+        for feed in first.site.feeds:
+            repo.upsert_feed(session, first.url(feed.path), outlet=DEMO_OUTLET_PREFIX + feed.outlet)
+        repo.upsert_feed(session, "https://news.example/rss", outlet="News")
+        session.commit()
+        old = {feed.id: feed.url for feed in repo.list_feeds(session)}
+        # The next run finds the usual port busy and serves the site on another.
+        _follow_the_site(session, second)
+        session.commit()
+        now = {feed.id: feed.url for feed in repo.list_feeds(session)}
+        assert set(now) == set(old), "no feed added or removed"
+        assert now[max(now)] == "https://news.example/rss", "other feeds are left alone"
+        assert sorted(u for u in now.values() if "127.0.0.1" in u) == sorted(
+            second.url(feed.path) for feed in second.site.feeds
+        )
+    engine.dispose()
