@@ -416,6 +416,24 @@ def count_letters(text: str) -> int:
     return sum(map(str.isalpha, text))  # counted in C
 
 
+# Characters that stand for a syllable or a word: a Han character carries about as much as
+# a short word of an alphabetic script (a Chinese text is about a third as long as its
+# English translation), a kana or a Hangul syllable block about half that.
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_SYLLABLES = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f\uac00-\ud7af]")
+HAN_WEIGHT = 3
+SYLLABLE_WEIGHT = 2
+
+
+def text_length(text: str) -> int:
+    """The length of ``text`` in characters of an alphabetic script: a Han character counts
+    as :data:`HAN_WEIGHT`, a kana or Hangul syllable as :data:`SYLLABLE_WEIGHT`, any other
+    character as one. Used against length thresholds set in characters (``poll.min_text_chars``)."""
+    han = sum(1 for _ in _HAN.finditer(text))
+    syllables = sum(1 for _ in _SYLLABLES.finditer(text))
+    return len(text) + (HAN_WEIGHT - 1) * han + (SYLLABLE_WEIGHT - 1) * syllables
+
+
 def detect_language(
     text: str,
     *,
