@@ -31,7 +31,9 @@ The work happens in four steps:
    escape sequences is ISO-2022-JP unless it declares another ISO-2022 codec.
 3. **Extract** with trafilatura: precision mode first, balanced mode when that finds
    too little, and a re-run when the article is split over several look-alike
-   containers (see :func:`_extract_text`).
+   containers (see :func:`_extract_text`). Zero-width non-joiners and joiners (spelling
+   in Persian, Kurdish and the Indic scripts), which trafilatura would drop, are carried
+   through it as stand-in letters and put back (:func:`_protect_joiners`).
 4. **Clean up** the text with language-independent rules, which compare lines with the
    page's own metadata and links rather than with word lists: leading lines repeating
    the headline, giving the publication date or naming the author are dropped, and so
@@ -377,14 +379,19 @@ def _extract_page(
         return ExtractedPage(text="", error="no HTML document could be parsed")
 
     lang_hint = _lang_hint(tree)
+    joiners = _protect_joiners(tree, html)
     meta = _metadata(tree, url)
     text = _extract_text(tree, url, favor_recall=favor_recall)
     if text:
         text = _clean_text(text, tree, meta)
+    title = meta.title
+    if joiners:
+        text = text.translate(joiners)
+        title = title.translate(joiners) if title else title
     logger.debug("extracted %d chars from %s (%s)", len(text), url, encoding)
     return ExtractedPage(
         text=text,
-        title=meta.title,
+        title=title,
         date=meta.date,
         lang_hint=lang_hint,
         error=None if text else "no main text found",
@@ -800,6 +807,46 @@ def _parse_html(html: str) -> Any:
     if tree is None or len(tree) == 0:
         return None
     return tree
+
+
+# Zero-width non-joiners and joiners are spelling in Persian, Kurdish and the Indic
+# scripts ("رئیس‌جمهور", "क्‍ष"), but trafilatura drops every character Python does not
+# count as printable. They pass through it as stand-ins, letters of dead scripts (Gothic,
+# Old Italic, Linear B) that the page does not contain, and are put back afterwards.
+_JOINER_STAND_INS: Final = (
+    ("\U00010330", "\U00010331"),
+    ("\U00010300", "\U00010301"),
+    ("\U00010000", "\U00010001"),
+)
+_JOINER_IN_HTML: Final = re.compile(r"[\u200c\u200d]|&(?:zwn?j|#x0*200[cd]|#0*820[45]);", re.IGNORECASE)
+
+
+def _protect_joiners(tree: Any, html: str) -> dict[int, str] | None:
+    """Swap the zero-width (non-)joiners in ``tree``'s text and attributes for stand-ins.
+
+    Returns the ``str.translate`` table that puts them back; None when the page has none
+    (nothing changed) or already holds every pair of stand-ins (then they are left to be
+    dropped, as before).
+    """
+    if not _JOINER_IN_HTML.search(html):
+        return None
+    whole = lxml.etree.tostring(tree, encoding="unicode")
+    if "\u200c" not in whole and "\u200d" not in whole:
+        return None
+    pair = next((p for p in _JOINER_STAND_INS if p[0] not in whole and p[1] not in whole), None)
+    if pair is None:
+        return None
+    swap = str.maketrans({"\u200c": pair[0], "\u200d": pair[1]})
+    for element in tree.iter():
+        if element.text and ("\u200c" in element.text or "\u200d" in element.text):
+            element.text = element.text.translate(swap)
+        if element.tail and ("\u200c" in element.tail or "\u200d" in element.tail):
+            element.tail = element.tail.translate(swap)
+        if isinstance(element.tag, str):
+            for key, value in element.items():
+                if "\u200c" in value or "\u200d" in value:
+                    element.set(key, value.translate(swap))
+    return {ord(pair[0]): "\u200c", ord(pair[1]): "\u200d"}
 
 
 def _lang_hint(tree: Any) -> str | None:

@@ -929,3 +929,41 @@ def test_favor_recall_keeps_comment_like_contributions() -> None:
     whole = extract_page(html, favor_recall=True)
     assert ARTICLE_PARAGRAPHS[-1] not in default.text
     assert ARTICLE_PARAGRAPHS[-1] in whole.text
+
+
+# Zero-width non-joiners and joiners are spelling: Persian "رئیس‌جمهور", Hindi "क्‍ष" (written
+# for the test).
+PERSIAN = (
+    "رئیس\u200cجمهور روسیه و رئیس\u200cجمهور چین روز پنجشنبه در پکن دیدار کردند و درباره همکاری\u200cهای "
+    "دوجانبه گفتگو کردند. آن\u200cها همچنین درباره پروژه\u200cهای انرژی و خط لوله گاز صحبت کردند و یک "
+    "توافق\u200cنامه امضا شد. وزیران خارجه دو کشور نیز جداگانه دیدار کردند و درباره تجارت دو طرف سخن گفتند."
+)
+
+
+@pytest.mark.parametrize("joiner", ["\u200c", "&zwnj;", "&#8204;"])
+def test_zero_width_joiners_are_kept_in_text_and_title(joiner: str) -> None:
+    body = PERSIAN.replace("\u200c", joiner)
+    title = f"دیدار رئیس{joiner}جمهور روسیه و چین در پکن"
+    html = (
+        f"<html lang='fa'><head><meta charset='utf-8'><title>{title}</title></head><body><article>"
+        f"<h1>{title}</h1><p>{body}</p><p>نخست\u200dوزیر هند گفت: क्\u200dष {body}</p></article></body></html>"
+    )
+    page = extract_page(html.encode())
+    assert page.error is None
+    assert page.text.count("\u200c") == 2 * PERSIAN.count("\u200c")
+    assert page.text.count("\u200d") == 2 and "رئیس\u200cجمهور روسیه" in page.text
+    assert page.title == "دیدار رئیس\u200cجمهور روسیه و چین در پکن"
+
+
+def test_text_without_joiners_is_unchanged_by_their_stand_ins() -> None:
+    # A page that already holds the letters the joiners stand in for keeps them, and its joiners.
+    gothic = "".join(map(chr, range(0x10330, 0x10334))) + "".join(map(chr, range(0x10300, 0x10304)))
+    html = (
+        "<html><head><meta charset='utf-8'><title>Gothic</title></head><body><article>"
+        f"<p>{PERSIAN}</p><p>The Gothic letters {gothic} appear in the Codex Argenteus, written in the "
+        "sixth century and kept in Uppsala, which scholars from Beijing and Moscow visited this year.</p>"
+        "</article></body></html>"
+    )
+    page = extract_page(html.encode())
+    assert gothic in page.text and page.text.count("\u200c") == PERSIAN.count("\u200c")
+    assert page.text.count("\u200d") == 0
