@@ -33,7 +33,9 @@ The work happens in four steps:
    too little, and a re-run when the article is split over several look-alike
    containers (see :func:`_extract_text`). Zero-width non-joiners and joiners (spelling
    in Persian, Kurdish and the Indic scripts), which trafilatura would drop, are carried
-   through it as stand-in letters and put back (:func:`_protect_joiners`).
+   through it as stand-in letters and put back (:func:`_protect_joiners`). An article
+   taken from the page's JSON-LD ``articleBody`` (no text in the markup) keeps the
+   body's paragraph breaks, which trafilatura runs together (:func:`_json_ld_paragraphs`).
 4. **Clean up** the text with language-independent rules, which compare lines with the
    page's own metadata and links rather than with word lists: leading lines repeating
    the headline, giving the publication date or naming the author are dropped, and so
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import json
 import logging
 import re
 import unicodedata
@@ -388,6 +391,8 @@ def _extract_page(
     if joiners:
         text = text.translate(joiners)
         title = title.translate(joiners) if title else title
+    if text:
+        text = _json_ld_paragraphs(text, tree, joiners)
     logger.debug("extracted %d chars from %s (%s)", len(text), url, encoding)
     return ExtractedPage(
         text=text,
@@ -847,6 +852,52 @@ def _protect_joiners(tree: Any, html: str) -> dict[int, str] | None:
                 if "\u200c" in value or "\u200d" in value:
                     element.set(key, value.translate(swap))
     return {ord(pair[0]): "\u200c", ord(pair[1]): "\u200d"}
+
+
+def _json_ld_paragraphs(text: str, tree: Any, joiners: dict[int, str] | None) -> str:
+    """``text`` with each line that is a JSON-LD ``articleBody`` run together (trafilatura
+    takes the body from there when the markup has none, and joins its lines) replaced by
+    that body's paragraphs: one line per line of the body, blank lines and spacing dropped."""
+    bodies = [body.translate(joiners) if joiners else body for body in _json_ld_bodies(tree) if "\n" in body]
+    if not bodies:
+        return text
+    paragraphs = {_run_together(body): body for body in bodies}
+    lines = []
+    for line in text.split("\n"):
+        body = paragraphs.get(_run_together(line))
+        if body is None:
+            lines.append(line)
+        else:
+            lines.extend(" ".join(part.split()) for part in body.splitlines() if part.strip())
+    return "\n".join(lines)
+
+
+def _run_together(text: str) -> str:
+    """``text`` as trafilatura renders a JSON value: one line, single spaces, printable."""
+    return " ".join("".join(char for char in text if char.isprintable() or char.isspace()).split())
+
+
+def _json_ld_bodies(tree: Any) -> Iterator[str]:
+    """The ``articleBody`` strings of the page's JSON-LD scripts, nested ones included."""
+    for script in tree.iter("script"):
+        if (script.get("type") or "").split(";")[
+            0
+        ].strip().lower() != "application/ld+json" or not script.text:
+            continue
+        try:
+            data = json.loads(script.text, strict=False)
+        except (ValueError, RecursionError):  # (not JSON, or nested past the parser's depth)
+            continue
+        stack = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                body = item.get("articleBody")
+                if isinstance(body, str):
+                    yield body
+                stack.extend(value for key, value in item.items() if key != "articleBody")
+            elif isinstance(item, list):
+                stack.extend(item)
 
 
 def _lang_hint(tree: Any) -> str | None:

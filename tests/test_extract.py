@@ -967,3 +967,33 @@ def test_text_without_joiners_is_unchanged_by_their_stand_ins() -> None:
     page = extract_page(html.encode())
     assert gothic in page.text and page.text.count("\u200c") == PERSIAN.count("\u200c")
     assert page.text.count("\u200d") == 0
+
+
+@pytest.mark.parametrize("separator", ["\n\n", "\n", "\r\n \r\n"])
+def test_an_article_from_json_ld_alone_keeps_its_paragraphs(separator: str) -> None:
+    import json
+
+    paragraphs = [
+        "Russian President Vladimir Putin and Chinese President Xi Jinping met in Beijing on Thursday "
+        "for talks on energy and trade.",
+        "The two leaders discussed the Power of Siberia 2 pipeline, which would carry gas from western "
+        "Siberia through Mongolia to China.",
+        "Officials said the price of the gas was still the main obstacle, and no contract was signed.",
+    ]
+    data = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {"@type": "WebPage", "name": "Putin and Xi meet"},
+            {
+                "@type": "NewsArticle",
+                "headline": "Putin and Xi meet",
+                "articleBody": separator.join(paragraphs),
+            },
+        ],
+    }
+    html = (
+        "<html><head><meta charset='utf-8'><title>Putin and Xi meet</title>"
+        f"<script type='application/ld+json'>{json.dumps(data)}</script></head>"
+        "<body><div id='app'></div></body></html>"
+    )
+    assert extract_page(html.encode()).text.splitlines() == paragraphs
