@@ -42,7 +42,10 @@ The work happens in four steps:
    are closing lines that are (mostly) the text of a link or button on the page,
    closing lists made of such links, bylines and copyright notices (a line opening with
    "©" or "Copyright 2024", or a short one with "©", "Copyright" or an "all rights
-   reserved" formula; a sentence about copyright is text).
+   reserved" formula; a sentence about copyright is text). A page that says its content
+   is not free (schema.org ``isAccessibleForFree: false``, ``article:content_tier``
+   "locked") and whose whole text is a short prompt speaking of a subscription is an
+   error, "paywalled: only a subscription prompt" (:func:`_only_a_subscription_prompt`).
 
 Oversize bodies are **truncated** to ``max_bytes`` and extracted anyway (HTML parsers
 recover from a cut-off document, and the article text is almost always in the first
@@ -393,6 +396,8 @@ def _extract_page(
         title = title.translate(joiners) if title else title
     if text:
         text = _json_ld_paragraphs(text, tree, joiners)
+    if text and _only_a_subscription_prompt(text, tree):
+        return ExtractedPage(text="", title=title, date=meta.date, lang_hint=lang_hint, error=PAYWALLED)
     logger.debug("extracted %d chars from %s (%s)", len(text), url, encoding)
     return ExtractedPage(
         text=text,
@@ -879,6 +884,48 @@ def _run_together(text: str) -> str:
 
 def _json_ld_bodies(tree: Any) -> Iterator[str]:
     """The ``articleBody`` strings of the page's JSON-LD scripts, nested ones included."""
+    for item in _json_ld_objects(tree):
+        body = item.get("articleBody")
+        if isinstance(body, str):
+            yield body
+
+
+PAYWALLED: Final = "paywalled: only a subscription prompt"
+# A paywalled page shows a prompt of a few sentences where the article would be.
+PAYWALL_PROMPT_CHARS: Final = 500
+# Stems of "subscribe"/"subscription" in the languages the feeds carry (English, French,
+# German, Dutch, Spanish, Portuguese, Italian, Russian, Chinese, Japanese, Korean, Arabic,
+# Turkish, Polish, Swedish). A prompt names the subscription; a news brief seldom does.
+_SUBSCRIPTION_WORDS: Final = re.compile(
+    r"subscri|abonn|suscri|assinatura|assine|abbona|подписк|订阅|訂閱|購読|구독|اشترك|اشتراك|abonelik|prenumer",
+    re.IGNORECASE,
+)
+
+
+def _only_a_subscription_prompt(text: str, tree: Any) -> bool:
+    """Whether ``text`` is a paywall's prompt instead of the article: the page says its
+    content is not free (schema.org ``isAccessibleForFree: false`` in JSON-LD or microdata,
+    or ``article:content_tier`` "locked"), the text is short (under
+    :data:`PAYWALL_PROMPT_CHARS`) and it speaks of a subscription. Markers alone do not
+    decide (a page marked so may still be served whole), nor does a prompt's wording alone."""
+    if len(text) >= PAYWALL_PROMPT_CHARS or not _SUBSCRIPTION_WORDS.search(text):
+        return False
+    for meta in tree.iter("meta"):
+        key = (meta.get("property") or meta.get("name") or "").strip().lower()
+        if key == "article:content_tier" and (meta.get("content") or "").strip().lower() == "locked":
+            return True
+    for element in tree.xpath("//*[@itemprop='isAccessibleForFree']"):
+        if (element.get("content") or element.text_content() or "").strip().lower() == "false":
+            return True
+    return any(_not_free(item.get("isAccessibleForFree", True)) for item in _json_ld_objects(tree))
+
+
+def _not_free(value: object) -> bool:
+    return value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no"))
+
+
+def _json_ld_objects(tree: Any) -> Iterator[dict[str, Any]]:
+    """The objects of the page's JSON-LD scripts, nested ones included."""
     for script in tree.iter("script"):
         if (script.get("type") or "").split(";")[
             0
@@ -892,10 +939,8 @@ def _json_ld_bodies(tree: Any) -> Iterator[str]:
         while stack:
             item = stack.pop()
             if isinstance(item, dict):
-                body = item.get("articleBody")
-                if isinstance(body, str):
-                    yield body
-                stack.extend(value for key, value in item.items() if key != "articleBody")
+                yield item
+                stack.extend(value for value in item.values() if isinstance(value, dict | list))
             elif isinstance(item, list):
                 stack.extend(item)
 

@@ -997,3 +997,52 @@ def test_an_article_from_json_ld_alone_keeps_its_paragraphs(separator: str) -> N
         "<body><div id='app'></div></body></html>"
     )
     assert extract_page(html.encode()).text.splitlines() == paragraphs
+
+
+def _paywall_page(body: str, *, marker: str = "ld", lang: str = "en") -> bytes:
+    import json
+
+    head = ""
+    if marker == "ld":
+        data = {"@context": "https://schema.org", "@type": "NewsArticle", "headline": "Talks in Beijing"}
+        data["isAccessibleForFree"] = "False"
+        head = f"<script type='application/ld+json'>{json.dumps(data)}</script>"
+    elif marker == "tier":
+        head = "<meta property='article:content_tier' content='locked'>"
+    return (
+        f"<html lang='{lang}'><head><meta charset='utf-8'><title>Talks in Beijing</title>{head}</head><body>"
+        f"<article><h1>Talks in Beijing</h1>{body}</article></body></html>"
+    ).encode()
+
+
+# Subscription prompts in place of the article (written for the test).
+PROMPT_EN = (
+    "<p>Subscribe to continue reading.</p><p>Get unlimited access to our journalism, the daily "
+    "newsletter and the archive for 1 euro a month. Cancel at any time.</p><p>Already a subscriber? Log in.</p>"
+)
+PROMPT_RU = (
+    "<p>Чтобы продолжить чтение, оформите подписку.</p><p>Подписка открывает неограниченный доступ ко "
+    "всем материалам сайта, рассылке и архиву. Отменить её можно в любой момент.</p>"
+)
+
+
+@pytest.mark.parametrize(("body", "marker", "lang"), [(PROMPT_EN, "ld", "en"), (PROMPT_RU, "tier", "ru")])
+def test_a_page_that_is_only_a_subscription_prompt_is_an_error(body: str, marker: str, lang: str) -> None:
+    page = extract_page(_paywall_page(body, marker=marker, lang=lang))
+    assert page.text == "" and page.error == "paywalled: only a subscription prompt"
+    assert page.title == "Talks in Beijing"
+
+
+def test_paywall_markers_alone_or_a_prompt_alone_do_not_drop_an_article() -> None:
+    article = (
+        "<p>Russian President Vladimir Putin and Chinese President Xi Jinping met in Beijing on Thursday "
+        "for talks on energy and trade.</p><p>The two leaders discussed the Power of Siberia 2 pipeline, "
+        "which would carry gas from western Siberia through Mongolia to China.</p>"
+    )
+    # A short article on a page marked as not free (served whole to this reader).
+    assert "Power of Siberia 2" in extract_page(_paywall_page(article)).text
+    # A whole article marked as not free, with the prompt below it.
+    long_article = article * 4 + PROMPT_EN
+    assert "Power of Siberia 2" in extract_page(_paywall_page(long_article)).text
+    # A prompt without the page saying it is not free is left as text (not guessed from words).
+    assert "Subscribe" in extract_page(_paywall_page(PROMPT_EN, marker="")).text
