@@ -31,14 +31,21 @@ The work happens in four steps:
    escape sequences is ISO-2022-JP unless it declares another ISO-2022 codec.
 3. **Extract** with trafilatura: precision mode first, balanced mode when that finds
    too little, and a re-run when the article is split over several look-alike
-   containers (see :func:`_extract_text`).
+   containers (see :func:`_extract_text`). Zero-width non-joiners and joiners (spelling
+   in Persian, Kurdish and the Indic scripts), which trafilatura would drop, are carried
+   through it as stand-in letters and put back (:func:`_protect_joiners`). An article
+   taken from the page's JSON-LD ``articleBody`` (no text in the markup) keeps the
+   body's paragraph breaks, which trafilatura runs together (:func:`_json_ld_paragraphs`).
 4. **Clean up** the text with language-independent rules, which compare lines with the
    page's own metadata and links rather than with word lists: leading lines repeating
    the headline, giving the publication date or naming the author are dropped, and so
    are closing lines that are (mostly) the text of a link or button on the page,
    closing lists made of such links, bylines and copyright notices (a line opening with
    "©" or "Copyright 2024", or a short one with "©", "Copyright" or an "all rights
-   reserved" formula; a sentence about copyright is text).
+   reserved" formula; a sentence about copyright is text). A page that says its content
+   is not free (schema.org ``isAccessibleForFree: false``, ``article:content_tier``
+   "locked") and whose whole text is a short prompt speaking of a subscription is an
+   error, "paywalled: only a subscription prompt" (:func:`_only_a_subscription_prompt`).
 
 Oversize bodies are **truncated** to ``max_bytes`` and extracted anyway (HTML parsers
 recover from a cut-off document, and the article text is almost always in the first
@@ -50,6 +57,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import json
 import logging
 import re
 import unicodedata
@@ -377,14 +385,23 @@ def _extract_page(
         return ExtractedPage(text="", error="no HTML document could be parsed")
 
     lang_hint = _lang_hint(tree)
+    joiners = _protect_joiners(tree, html)
     meta = _metadata(tree, url)
     text = _extract_text(tree, url, favor_recall=favor_recall)
     if text:
         text = _clean_text(text, tree, meta)
+    title = meta.title
+    if joiners:
+        text = text.translate(joiners)
+        title = title.translate(joiners) if title else title
+    if text:
+        text = _json_ld_paragraphs(text, tree, joiners)
+    if text and _only_a_subscription_prompt(text, tree):
+        return ExtractedPage(text="", title=title, date=meta.date, lang_hint=lang_hint, error=PAYWALLED)
     logger.debug("extracted %d chars from %s (%s)", len(text), url, encoding)
     return ExtractedPage(
         text=text,
-        title=meta.title,
+        title=title,
         date=meta.date,
         lang_hint=lang_hint,
         error=None if text else "no main text found",
@@ -800,6 +817,132 @@ def _parse_html(html: str) -> Any:
     if tree is None or len(tree) == 0:
         return None
     return tree
+
+
+# Zero-width non-joiners and joiners are spelling in Persian, Kurdish and the Indic
+# scripts ("رئیس‌جمهور", "क्‍ष"), but trafilatura drops every character Python does not
+# count as printable. They pass through it as stand-ins, letters of dead scripts (Gothic,
+# Old Italic, Linear B) that the page does not contain, and are put back afterwards.
+_JOINER_STAND_INS: Final = (
+    ("\U00010330", "\U00010331"),
+    ("\U00010300", "\U00010301"),
+    ("\U00010000", "\U00010001"),
+)
+_JOINER_IN_HTML: Final = re.compile(r"[\u200c\u200d]|&(?:zwn?j|#x0*200[cd]|#0*820[45]);", re.IGNORECASE)
+
+
+def _protect_joiners(tree: Any, html: str) -> dict[int, str] | None:
+    """Swap the zero-width (non-)joiners in ``tree``'s text and attributes for stand-ins.
+
+    Returns the ``str.translate`` table that puts them back; None when the page has none
+    (nothing changed) or already holds every pair of stand-ins (then they are left to be
+    dropped, as before).
+    """
+    if not _JOINER_IN_HTML.search(html):
+        return None
+    whole = lxml.etree.tostring(tree, encoding="unicode")
+    if "\u200c" not in whole and "\u200d" not in whole:
+        return None
+    pair = next((p for p in _JOINER_STAND_INS if p[0] not in whole and p[1] not in whole), None)
+    if pair is None:
+        return None
+    swap = str.maketrans({"\u200c": pair[0], "\u200d": pair[1]})
+    for element in tree.iter():
+        if element.text and ("\u200c" in element.text or "\u200d" in element.text):
+            element.text = element.text.translate(swap)
+        if element.tail and ("\u200c" in element.tail or "\u200d" in element.tail):
+            element.tail = element.tail.translate(swap)
+        if isinstance(element.tag, str):
+            for key, value in element.items():
+                if "\u200c" in value or "\u200d" in value:
+                    element.set(key, value.translate(swap))
+    return {ord(pair[0]): "\u200c", ord(pair[1]): "\u200d"}
+
+
+def _json_ld_paragraphs(text: str, tree: Any, joiners: dict[int, str] | None) -> str:
+    """``text`` with each line that is a JSON-LD ``articleBody`` run together (trafilatura
+    takes the body from there when the markup has none, and joins its lines) replaced by
+    that body's paragraphs: one line per line of the body, blank lines and spacing dropped."""
+    bodies = [body.translate(joiners) if joiners else body for body in _json_ld_bodies(tree) if "\n" in body]
+    if not bodies:
+        return text
+    paragraphs = {_run_together(body): body for body in bodies}
+    lines = []
+    for line in text.split("\n"):
+        body = paragraphs.get(_run_together(line))
+        if body is None:
+            lines.append(line)
+        else:
+            lines.extend(" ".join(part.split()) for part in body.splitlines() if part.strip())
+    return "\n".join(lines)
+
+
+def _run_together(text: str) -> str:
+    """``text`` as trafilatura renders a JSON value: one line, single spaces, printable."""
+    return " ".join("".join(char for char in text if char.isprintable() or char.isspace()).split())
+
+
+def _json_ld_bodies(tree: Any) -> Iterator[str]:
+    """The ``articleBody`` strings of the page's JSON-LD scripts, nested ones included."""
+    for item in _json_ld_objects(tree):
+        body = item.get("articleBody")
+        if isinstance(body, str):
+            yield body
+
+
+PAYWALLED: Final = "paywalled: only a subscription prompt"
+# A paywalled page shows a prompt of a few sentences where the article would be.
+PAYWALL_PROMPT_CHARS: Final = 500
+# Stems of "subscribe"/"subscription" in the languages the feeds carry (English, French,
+# German, Dutch, Spanish, Portuguese, Italian, Russian, Chinese, Japanese, Korean, Arabic,
+# Turkish, Polish, Swedish). A prompt names the subscription; a news brief seldom does.
+_SUBSCRIPTION_WORDS: Final = re.compile(
+    r"subscri|abonn|suscri|assinatura|assine|abbona|подписк|订阅|訂閱|購読|구독|اشترك|اشتراك|abonelik|prenumer",
+    re.IGNORECASE,
+)
+
+
+def _only_a_subscription_prompt(text: str, tree: Any) -> bool:
+    """Whether ``text`` is a paywall's prompt instead of the article: the page says its
+    content is not free (schema.org ``isAccessibleForFree: false`` in JSON-LD or microdata,
+    or ``article:content_tier`` "locked"), the text is short (under
+    :data:`PAYWALL_PROMPT_CHARS`) and it speaks of a subscription. Markers alone do not
+    decide (a page marked so may still be served whole), nor does a prompt's wording alone."""
+    if len(text) >= PAYWALL_PROMPT_CHARS or not _SUBSCRIPTION_WORDS.search(text):
+        return False
+    for meta in tree.iter("meta"):
+        key = (meta.get("property") or meta.get("name") or "").strip().lower()
+        if key == "article:content_tier" and (meta.get("content") or "").strip().lower() == "locked":
+            return True
+    for element in tree.xpath("//*[@itemprop='isAccessibleForFree']"):
+        if (element.get("content") or element.text_content() or "").strip().lower() == "false":
+            return True
+    return any(_not_free(item.get("isAccessibleForFree", True)) for item in _json_ld_objects(tree))
+
+
+def _not_free(value: object) -> bool:
+    return value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no"))
+
+
+def _json_ld_objects(tree: Any) -> Iterator[dict[str, Any]]:
+    """The objects of the page's JSON-LD scripts, nested ones included."""
+    for script in tree.iter("script"):
+        if (script.get("type") or "").split(";")[
+            0
+        ].strip().lower() != "application/ld+json" or not script.text:
+            continue
+        try:
+            data = json.loads(script.text, strict=False)
+        except (ValueError, RecursionError):  # (not JSON, or nested past the parser's depth)
+            continue
+        stack = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                yield item
+                stack.extend(value for value in item.values() if isinstance(value, dict | list))
+            elif isinstance(item, list):
+                stack.extend(item)
 
 
 def _lang_hint(tree: Any) -> str | None:

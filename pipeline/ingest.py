@@ -378,9 +378,12 @@ def build_candidate(
         title = title or page.title
         page_lang = page.lang_hint
         extracted_date = page.date
-        if len(text.strip()) < settings.poll.min_text_chars:
+        stripped = text.strip()
+        length = language.text_length(stripped)  # (a Han character counts as a short word)
+        if length < settings.poll.min_text_chars:
+            counted = f", counted as {length}" if length != len(stripped) else ""
             raise ExtractionError(
-                f"extracted text too short ({len(text.strip())} characters, minimum "
+                f"extracted text too short ({len(stripped)} characters{counted}, minimum "
                 f"{settings.poll.min_text_chars})",
                 permanent=True,
             )

@@ -416,6 +416,24 @@ def count_letters(text: str) -> int:
     return sum(map(str.isalpha, text))  # counted in C
 
 
+# Characters that stand for a syllable or a word: a Han character carries about as much as
+# a short word of an alphabetic script (a Chinese text is about a third as long as its
+# English translation), a kana or a Hangul syllable block about half that.
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_SYLLABLES = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f\uac00-\ud7af]")
+HAN_WEIGHT = 3
+SYLLABLE_WEIGHT = 2
+
+
+def text_length(text: str) -> int:
+    """The length of ``text`` in characters of an alphabetic script: a Han character counts
+    as :data:`HAN_WEIGHT`, a kana or Hangul syllable as :data:`SYLLABLE_WEIGHT`, any other
+    character as one. Used against length thresholds set in characters (``poll.min_text_chars``)."""
+    han = sum(1 for _ in _HAN.finditer(text))
+    syllables = sum(1 for _ in _SYLLABLES.finditer(text))
+    return len(text) + (HAN_WEIGHT - 1) * han + (SYLLABLE_WEIGHT - 1) * syllables
+
+
 def detect_language(
     text: str,
     *,
@@ -434,9 +452,13 @@ def detect_language(
     declaration as found by extraction, then the feed's); ``hint`` is one more, ahead of
     them. They are priors, not answers: a declared language starts with more weight than
     the others, which decides short or mixed texts, but clear evidence of another language
-    wins. When the best guess is still below ``min_confidence``, the first declared
-    language the detector ranked at all is taken; otherwise the script decides (Hangul,
-    kana...) or the answer is ``und``. Korean needs Hangul: for a text without any, a
+    wins. A declared language the detector has no profile for (Serbian, Kazakh, Tatar and
+    the others of :data:`_CYRILLIC_ALPHABETS`) is taken when the text is written in its
+    alphabet, shows a letter of its own where its alphabet holds Russian's, and the
+    detector named no language declared ahead of it (nor, for Serbian, did Macedonian's
+    words outnumber its own). When the best guess is still below ``min_confidence``, the
+    first declared language the detector ranked at all is taken; otherwise the script
+    decides (Hangul, kana...) or the answer is ``und``. Korean needs Hangul: for a text without any, a
     Korean guess gives way to what the script says (kana among Han: Japanese).
 
     Returns ``und`` with confidence 0 when the sample has fewer than ``min_letters``
@@ -465,11 +487,17 @@ def detect_language(
             detector.append(sample)
             ranked = detector.get_probabilities()
     except LangDetectException:
-        return LanguageGuess(UNDETERMINED, 0.0)
+        ranked = []
     if not ranked:
-        return LanguageGuess(UNDETERMINED, 0.0)
+        fitting = _declared_without_profile(sample, declared, None)
+        return (
+            LanguageGuess(fitting, DECLARED_FIT_CONFIDENCE) if fitting else LanguageGuess(UNDETERMINED, 0.0)
+        )
     best = ranked[0]
     code = sibling_language(_CODE_MAP.get(best.lang, best.lang), sample, declared)
+    fitting = _declared_without_profile(sample, declared, code)
+    if fitting:
+        return LanguageGuess(fitting, DECLARED_FIT_CONFIDENCE)
     if code == "ko" and not _has_hangul(sample):
         # Korean is written in Hangul: Han characters with kana and none (a Japanese
         # headline) came out as Korean, even with Japanese declared.
@@ -477,11 +505,11 @@ def detect_language(
     if best.prob >= min_confidence:
         return LanguageGuess(code, round(best.prob, 4))
     for wanted in declared:
-        profile = _PROFILE_OF.get(wanted, wanted)
+        profiles = _PROFILES_OF.get(wanted, (wanted,))
         for candidate in ranked:
             lang = _CODE_MAP.get(candidate.lang, candidate.lang)
-            if lang == profile and (lang != "ko" or _has_hangul(sample)):
-                return LanguageGuess(sibling_language(profile, sample, declared), round(candidate.prob, 4))
+            if lang in profiles and (lang != "ko" or _has_hangul(sample)):
+                return LanguageGuess(sibling_language(lang, sample, declared), round(candidate.prob, 4))
     script = dominant_script_language(sample)
     if script:
         return LanguageGuess(script, round(best.prob, 4))
@@ -497,8 +525,10 @@ def _word_set(words: str) -> frozenset[str]:
 # language itself). Each list holds common news words whose counterpart in the other
 # language is spelled differently: Malaysian "bahawa", "kerana", "antarabangsa" against
 # Indonesian "bahwa", "karena", "internasional"; Serbian's ekavian forms ("vreme",
-# "posle", "dve") against the ijekavian ones Croatian and Bosnian write ("vrijeme",
-# "poslije", "dvije"), and Croatian's own words ("tisuća", "suradnja", its month names).
+# "posle", "dve", "predsednik") against the ijekavian ones Croatian and Bosnian write
+# ("vrijeme", "poslije", "dvije", "predsjednik"), and Croatian's own words ("tisuća",
+# "suradnja", its month names); Serbian in Cyrillic against Macedonian by their function
+# words.
 # Words both languages use in the news (a surname like "Wang", Indonesian "cukai",
 # "boleh" and "kerajaan", Croatian "sveta" for holy, the month names Serbian shares with
 # Bosnian) are not listed, and each word counts once, however often it comes back.
@@ -521,7 +551,11 @@ _SIBLINGS = {
             "deo dve reč reči cena cene cenu ceni sever severa severu severni nedelja nedelje "
             "primena promena promene takođe takodje bezbednost bezbednosti bezbednosni "
             "bezbednosnih spoljnih spoljne spoljni spoljna spoljnu spoljnim spoljnog spoljnom "
-            "spoljnoj"
+            "spoljnoj predsednik predsednika predsedniku predsednikom predsednici predsednica "
+            "predsednice predsedništvo predsedništva sledeći sledeće sledećeg sledećoj sledeća "
+            "sledeću poseta posete posetu poseti posetio posetila vest vesti ceo celog celu celoj "
+            "cela celom mere meru merama rešenje rešenja rešenju pobeda pobede pobedu vek veka "
+            "deca dece sednica sednice sednici savet saveta savetu"
         ),
         _word_set(
             "vrijeme svjetski svjetske svjetskog svjetskom svjetskoj prije poslije uvijek mjesto "
@@ -530,13 +564,31 @@ _SIBLINGS = {
             "suradnje suradnju suradnji vanjskih vanjske vanjski vanjska vanjsku vanjskim "
             "vanjskog vanjskom vanjskoj tisuća tisuće tisuću povijest povijesti veleposlanik "
             "veleposlanstvo općina općine siječnja veljače ožujka travnja svibnja lipnja srpnja "
-            "kolovoza rujna listopada studenoga studenog prosinca tko gospodarski gospodarstvo"
+            "kolovoza rujna listopada studenoga studenog prosinca tko gospodarski gospodarstvo "
+            "predsjednik predsjednika predsjedniku predsjednikom predsjednici predsjednica "
+            "predsjednice predsjedništvo predsjedništva sljedeći sljedeće sljedećeg sljedećoj "
+            "sljedeća sljedeću posjet posjeta posjete posjetu posjeti posjetio posjetila vijest "
+            "vijesti cijeli cijelog cijelu cijeloj cijela cijelom mjere mjeru mjerama rješenje "
+            "rješenja rješenju pobjeda pobjede pobjedu vijek vijeka djeca djece sjednica sjednice "
+            "sjednici savjet savjeta savjetu"
         ),
     ),
+    # Serbian in the Cyrillic script without ђ or ћ reads as Macedonian: Serbian's cases and
+    # its "је", "су", "у", "са", "данас" against Macedonian's "е", "во", "со", "дека", "денес".
+    "mk": (
+        "sr",
+        _word_set(
+            "је су у са који које којег којој када због након године није нису још као где данас сада били"
+        ),
+        _word_set("е во со дека уште кога кон тоа беше ги го денес сега каде оваа овој годинава"),
+    ),
 }
-# The profile langdetect reads a sibling's text with: where a page declares Malay, the
-# declaration gives Indonesian its weight, and the words then tell the two apart.
-_PROFILE_OF = {sibling: code for code, (sibling, _, _) in _SIBLINGS.items()}
+# The profiles langdetect reads a sibling's text with: where a page declares Malay, the
+# declaration gives Indonesian its weight, and the words then tell the two apart (Serbian:
+# Croatian's for the Latin script, Macedonian's for the Cyrillic).
+_PROFILES_OF: dict[str, tuple[str, ...]] = {}
+for _code, (_sibling, _, _) in _SIBLINGS.items():
+    _PROFILES_OF[_sibling] = (*_PROFILES_OF.get(_sibling, ()), _code)
 # Distinct sibling words a text needs, and how many times its own language's distinct
 # words they must outnumber, before the text is taken for the sibling.
 _SIBLING_WORDS = 3
@@ -551,7 +603,10 @@ def sibling_language(code: str, text: str, declared: Sequence[str] = ()) -> str:
     if sibling is None:
         return code
     other, its_words, own_words = sibling
-    words = {word.lower() for word in _WORDS.findall(unicodedata.normalize("NFC", text))}
+    text = unicodedata.normalize("NFC", text)
+    if _letters_against(other, text):
+        return code  # (Macedonian's ѓ ќ ѕ: not Serbian, whatever its words)
+    words = {word.lower() for word in _WORDS.findall(text)}
     theirs = len(words & its_words)
     own = len(words & own_words)
     ahead = other in declared and (code not in declared or declared.index(other) < declared.index(code))
@@ -565,6 +620,61 @@ def sibling_language(code: str, text: str, declared: Sequence[str] = ()) -> str:
 
 
 _WORDS = re.compile(r"[^\W\d_]+")
+
+_RUSSIAN_LETTERS = "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"
+# Languages without a profile written in Cyrillic: (the letters they write, letters of their
+# own a text must show). A page or feed declaring one of them is believed for a text mostly
+# in Cyrillic that writes only its letters and shows one of its own (Serbian needs none of
+# its own: it writes none of the я, ю, й, ы, э, щ, ь, ъ, ё that Russian, Bulgarian,
+# Ukrainian and Belarusian write, nor Ukrainian's і ї є ґ or Macedonian's ѓ ќ ѕ). Those whose
+# alphabet holds Russian's need a letter Russian lacks: Kazakh's ә ғ қ ң ө ұ ү һ і.
+_CYRILLIC_ALPHABETS = {
+    "sr": ("абвгдђежзијклљмнњопрстћуфхцчџш", ""),
+    "kk": (_RUSSIAN_LETTERS + "әғқңөұүһі", "әғқңөұүһі"),
+    "tt": (_RUSSIAN_LETTERS + "әөүҗңһ", "әөүҗңһ"),
+    "ba": (_RUSSIAN_LETTERS + "әғҙҡңөҫүһ", "әғҙҡңөҫүһ"),
+    "ky": (_RUSSIAN_LETTERS + "ңөү", "ңөү"),
+    "mn": (_RUSSIAN_LETTERS + "өү", "өү"),
+    "tg": ("абвгғдеёжзиӣйкқлмнопрстуӯфхҳчҷшъэюя", "ғӣқӯҳҷ"),
+    "uz": ("абвгдеёжзийклмнопрстуфхцчшъьэюяўқғҳ", "ўқғҳ"),
+    "be": ("абвгдеёжзійклмнопрстуўфхцчшыьэюя", "іў"),
+}
+# The confidence given to a declared language the letters bear out (the detector's own
+# figure is for another language).
+DECLARED_FIT_CONFIDENCE = 0.9
+
+
+def _cyrillic_letters(text: str) -> set[str] | None:
+    """The distinct Cyrillic letters (lower case) of a text mostly in Cyrillic; else None."""
+    letters = [char.lower() for char in unicodedata.normalize("NFC", text[:5000]) if char.isalpha()]
+    cyrillic = {char for char in letters if "\u0400" <= char <= "\u04ff"}
+    if not cyrillic or sum(char in cyrillic for char in letters) * 2 <= len(letters):
+        return None
+    return cyrillic
+
+
+def _letters_against(lang: str, text: str) -> bool:
+    """Whether ``text``, mostly in Cyrillic, writes a letter ``lang``'s alphabet lacks."""
+    entry = _CYRILLIC_ALPHABETS.get(lang)
+    letters = _cyrillic_letters(text) if entry else None
+    return entry is not None and letters is not None and not letters <= set(entry[0])
+
+
+def _declared_without_profile(text: str, declared: Sequence[str], detected: str | None) -> str | None:
+    """The first declared language without a profile that ``text``'s letters bear out
+    (:data:`_CYRILLIC_ALPHABETS`), unless the detector named a language declared ahead of
+    it, or the words already spoke against it (a sibling of the detected language)."""
+    for wanted in declared:
+        if wanted == detected:
+            return None
+        entry = _CYRILLIC_ALPHABETS.get(wanted)
+        if entry is None or (detected in _SIBLINGS and _SIBLINGS[detected][0] == wanted):
+            continue
+        letters = _cyrillic_letters(text)
+        alphabet, own = entry
+        if letters is not None and letters <= set(alphabet) and (not own or letters & set(own)):
+            return wanted
+    return None
 
 
 def _bounded(text: str, limit: int) -> str:
@@ -590,8 +700,9 @@ def _prior_map(languages: tuple[str, ...], declared: tuple[str, ...]) -> dict[st
     """Every language weight 1, a declared one ``1 + PRIOR_WEIGHT`` (less for later ones)."""
     weights = dict.fromkeys(languages, 1.0)
     for rank, code in enumerate(declared):
+        profiles = _PROFILES_OF.get(code, (code,))
         for name in languages:
-            if _CODE_MAP.get(name, name) == _PROFILE_OF.get(code, code):
+            if _CODE_MAP.get(name, name) in profiles:
                 weights[name] += PRIOR_WEIGHT / (rank + 1)
     return weights
 

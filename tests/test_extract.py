@@ -929,3 +929,120 @@ def test_favor_recall_keeps_comment_like_contributions() -> None:
     whole = extract_page(html, favor_recall=True)
     assert ARTICLE_PARAGRAPHS[-1] not in default.text
     assert ARTICLE_PARAGRAPHS[-1] in whole.text
+
+
+# Zero-width non-joiners and joiners are spelling: Persian "رئیس‌جمهور", Hindi "क्‍ष" (written
+# for the test).
+PERSIAN = (
+    "رئیس\u200cجمهور روسیه و رئیس\u200cجمهور چین روز پنجشنبه در پکن دیدار کردند و درباره همکاری\u200cهای "
+    "دوجانبه گفتگو کردند. آن\u200cها همچنین درباره پروژه\u200cهای انرژی و خط لوله گاز صحبت کردند و یک "
+    "توافق\u200cنامه امضا شد. وزیران خارجه دو کشور نیز جداگانه دیدار کردند و درباره تجارت دو طرف سخن گفتند."
+)
+
+
+@pytest.mark.parametrize("joiner", ["\u200c", "&zwnj;", "&#8204;"])
+def test_zero_width_joiners_are_kept_in_text_and_title(joiner: str) -> None:
+    body = PERSIAN.replace("\u200c", joiner)
+    title = f"دیدار رئیس{joiner}جمهور روسیه و چین در پکن"
+    html = (
+        f"<html lang='fa'><head><meta charset='utf-8'><title>{title}</title></head><body><article>"
+        f"<h1>{title}</h1><p>{body}</p><p>نخست\u200dوزیر هند گفت: क्\u200dष {body}</p></article></body></html>"
+    )
+    page = extract_page(html.encode())
+    assert page.error is None
+    assert page.text.count("\u200c") == 2 * PERSIAN.count("\u200c")
+    assert page.text.count("\u200d") == 2 and "رئیس\u200cجمهور روسیه" in page.text
+    assert page.title == "دیدار رئیس\u200cجمهور روسیه و چین در پکن"
+
+
+def test_text_without_joiners_is_unchanged_by_their_stand_ins() -> None:
+    # A page that already holds the letters the joiners stand in for keeps them, and its joiners.
+    gothic = "".join(map(chr, range(0x10330, 0x10334))) + "".join(map(chr, range(0x10300, 0x10304)))
+    html = (
+        "<html><head><meta charset='utf-8'><title>Gothic</title></head><body><article>"
+        f"<p>{PERSIAN}</p><p>The Gothic letters {gothic} appear in the Codex Argenteus, written in the "
+        "sixth century and kept in Uppsala, which scholars from Beijing and Moscow visited this year.</p>"
+        "</article></body></html>"
+    )
+    page = extract_page(html.encode())
+    assert gothic in page.text and page.text.count("\u200c") == PERSIAN.count("\u200c")
+    assert page.text.count("\u200d") == 0
+
+
+@pytest.mark.parametrize("separator", ["\n\n", "\n", "\r\n \r\n"])
+def test_an_article_from_json_ld_alone_keeps_its_paragraphs(separator: str) -> None:
+    import json
+
+    paragraphs = [
+        "Russian President Vladimir Putin and Chinese President Xi Jinping met in Beijing on Thursday "
+        "for talks on energy and trade.",
+        "The two leaders discussed the Power of Siberia 2 pipeline, which would carry gas from western "
+        "Siberia through Mongolia to China.",
+        "Officials said the price of the gas was still the main obstacle, and no contract was signed.",
+    ]
+    data = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {"@type": "WebPage", "name": "Putin and Xi meet"},
+            {
+                "@type": "NewsArticle",
+                "headline": "Putin and Xi meet",
+                "articleBody": separator.join(paragraphs),
+            },
+        ],
+    }
+    html = (
+        "<html><head><meta charset='utf-8'><title>Putin and Xi meet</title>"
+        f"<script type='application/ld+json'>{json.dumps(data)}</script></head>"
+        "<body><div id='app'></div></body></html>"
+    )
+    assert extract_page(html.encode()).text.splitlines() == paragraphs
+
+
+def _paywall_page(body: str, *, marker: str = "ld", lang: str = "en") -> bytes:
+    import json
+
+    head = ""
+    if marker == "ld":
+        data = {"@context": "https://schema.org", "@type": "NewsArticle", "headline": "Talks in Beijing"}
+        data["isAccessibleForFree"] = "False"
+        head = f"<script type='application/ld+json'>{json.dumps(data)}</script>"
+    elif marker == "tier":
+        head = "<meta property='article:content_tier' content='locked'>"
+    return (
+        f"<html lang='{lang}'><head><meta charset='utf-8'><title>Talks in Beijing</title>{head}</head><body>"
+        f"<article><h1>Talks in Beijing</h1>{body}</article></body></html>"
+    ).encode()
+
+
+# Subscription prompts in place of the article (written for the test).
+PROMPT_EN = (
+    "<p>Subscribe to continue reading.</p><p>Get unlimited access to our journalism, the daily "
+    "newsletter and the archive for 1 euro a month. Cancel at any time.</p><p>Already a subscriber? Log in.</p>"
+)
+PROMPT_RU = (
+    "<p>Чтобы продолжить чтение, оформите подписку.</p><p>Подписка открывает неограниченный доступ ко "
+    "всем материалам сайта, рассылке и архиву. Отменить её можно в любой момент.</p>"
+)
+
+
+@pytest.mark.parametrize(("body", "marker", "lang"), [(PROMPT_EN, "ld", "en"), (PROMPT_RU, "tier", "ru")])
+def test_a_page_that_is_only_a_subscription_prompt_is_an_error(body: str, marker: str, lang: str) -> None:
+    page = extract_page(_paywall_page(body, marker=marker, lang=lang))
+    assert page.text == "" and page.error == "paywalled: only a subscription prompt"
+    assert page.title == "Talks in Beijing"
+
+
+def test_paywall_markers_alone_or_a_prompt_alone_do_not_drop_an_article() -> None:
+    article = (
+        "<p>Russian President Vladimir Putin and Chinese President Xi Jinping met in Beijing on Thursday "
+        "for talks on energy and trade.</p><p>The two leaders discussed the Power of Siberia 2 pipeline, "
+        "which would carry gas from western Siberia through Mongolia to China.</p>"
+    )
+    # A short article on a page marked as not free (served whole to this reader).
+    assert "Power of Siberia 2" in extract_page(_paywall_page(article)).text
+    # A whole article marked as not free, with the prompt below it.
+    long_article = article * 4 + PROMPT_EN
+    assert "Power of Siberia 2" in extract_page(_paywall_page(long_article)).text
+    # A prompt without the page saying it is not free is left as text (not guessed from words).
+    assert "Subscribe" in extract_page(_paywall_page(PROMPT_EN, marker="")).text

@@ -1140,3 +1140,25 @@ def test_a_feed_item_without_a_usable_link_is_recorded_once(session: Session, se
     recorded = session.scalars(select(FetchFailure).where(FetchFailure.target.contains("#item="))).all()
     assert len(recorded) == 2 and all(f.permanent and f.feed_id == feed_id for f in recorded)
     assert any(f.target.endswith("#item=n-17") for f in recorded)
+
+
+def test_a_short_but_complete_dispatch_in_chinese_is_an_article(settings: Settings) -> None:
+    """Length is counted by script: a Han character carries about as much as a short word."""
+    from pipeline.errors import ExtractionError
+    from pipeline.ingest import build_candidate
+
+    # A complete dispatch of about 120 characters (written for the test).
+    dispatch = (
+        "新华社北京电 国家主席习近平在人民大会堂同俄罗斯总统普京举行会谈。两国元首就双边关系和共同关心的"
+        "国际和地区问题深入交换意见，一致同意加强能源、贸易和互联互通合作，并签署多项合作文件。双方表示将继续"
+        "推进西伯利亚力量2号管道项目。"
+    )
+    assert 100 < len(dispatch) < settings.poll.min_text_chars
+    html = page("习近平同普京举行会谈", dispatch, "zh-CN")
+    candidate = build_candidate(settings, url="https://example.com/zh/1", title=None, html=html)
+    assert candidate.lang == "zh"
+    # The same number of Latin letters is still too short, and so is a few Han characters.
+    english = "Putin and Xi met in Beijing on Thursday. They talked about gas, trade and payments in yuan."
+    for body in (english, "新华社北京电 习近平同普京会谈。"):
+        with pytest.raises(ExtractionError, match="extracted text too short"):
+            build_candidate(settings, url="https://example.com/short", title=None, html=page("T", body, "en"))

@@ -574,3 +574,91 @@ def test_a_few_tables_of_other_installs_stay_and_older_ones_go(tmp_path: Path, f
     left = {path.name for path in tmp_path.iterdir()}
     newest = {other.name for other in others[-(language.KEPT_TABLES - 1) :]}
     assert left == {ours.name, blocked.name, *newest}
+
+
+# A language langdetect has no profile for, declared by the page or the feed: honoured when
+# the text is written in its alphabet and nothing in it says otherwise. (Written for the test.)
+SERBIAN_CYRILLIC_LEAD = (
+    "Председник Србије састао се јуче у Београду са делегацијом из Кине. Разговарали су о "
+    "економској сарадњи и новим инвестицијама у путеве и мостове."
+)
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        # Serbian without ђ or ћ: every letter is Macedonian's too, but none only Macedonian writes.
+        ("sr", SERBIAN_CYRILLIC_LEAD),
+        ("sr", "Путин допутовао у Пекинг у државну посету"),
+        # Kazakh with only its і, and with its own letters: langdetect's nearest is Ukrainian.
+        ("kk", "Путин Пекинге мемлекеттік сапармен келді"),
+        ("kk", "Тоқаев Пекинде Си Цзиньпинмен кездесті"),
+        ("tt", "Путин Пекинга дәүләт сәфәре белән килде"),
+    ],
+)
+def test_a_declared_language_without_a_profile_is_honoured_when_its_letters_fit(lang: str, text: str) -> None:
+    assert detect_language(text, priors=[lang]).lang == lang
+    # The page's own declaration counts the same, with its script subtag, and ahead of a feed's.
+    assert detect_language(text, hint=f"{lang}-Cyrl", priors=["ru"]).lang == lang
+
+
+@pytest.mark.parametrize(
+    ("declared", "lang", "text"),
+    [
+        # Letters Serbian never writes: Russian, Ukrainian, Bulgarian, Macedonian's ѓ ќ ѕ.
+        (
+            "sr",
+            "ru",
+            "Президент России прибыл в Пекин с государственным визитом. Переговоры продлятся два дня.",
+        ),
+        ("sr", "uk", "Президент Росії прибув до Пекіна з державним візитом. Переговори триватимуть два дні."),
+        ("sr", "bg", "Президентът на Сърбия се срещна вчера в Белград с делегация от Китай."),
+        ("sr", "mk", "Претседателот се сретна со делегацијата. Ќе има нови средби, рече тој."),
+        # Macedonian without ѓ ќ ѕ, its words against the declaration.
+        (
+            "sr",
+            "mk",
+            "Владата на Северна Македонија ја усвои одлуката. Министерот изјави дека новиот закон ја "
+            "подобрува состојбата во земјата и ја зајакнува соработката со Кина и Русија.",
+        ),
+        # Kazakh's alphabet holds Russian's: a Russian text shows none of Kazakh's own letters.
+        (
+            "kk",
+            "ru",
+            "Президент России прибыл в Пекин с государственным визитом. Переговоры продлятся два дня.",
+        ),
+        ("tt", "ru", "Президент России прибыл в Пекин с государственным визитом."),
+        ("kk", "en", "Vladimir Putin arrived in Beijing on Thursday for a two-day state visit."),
+    ],
+)
+def test_a_declared_language_without_a_profile_does_not_outweigh_a_text_in_another(
+    declared: str, lang: str, text: str
+) -> None:
+    assert detect_language(text, priors=[declared]).lang == lang
+
+
+def test_serbian_cyrillic_without_its_own_letters_is_told_from_macedonian_by_its_words() -> None:
+    # Nothing declared: Serbian's "је", "су", "у", "са", "године" against Macedonian's "е",
+    # "во", "со", "дека".
+    text = (
+        SERBIAN_CYRILLIC_LEAD + " Према подацима министарства, трговина две земље је прошле године "
+        "порасла за петину."
+    )
+    assert detect_language(text).lang == "sr"
+    assert detect_language(SERBIAN_CYRILLIC_LEAD, hint="sr-Cyrl").lang == "sr"
+
+
+def test_serbian_in_the_latin_script_is_told_by_its_common_ekavian_words() -> None:
+    text = (
+        "Predsednik Srbije sastao se u Beogradu sa kineskim ambasadorom. Tom prilikom razgovarali "
+        "su o novim investicijama i o poseti kineskog predsednika sledeće nedelje. On je rekao da je "
+        "Kina pouzdan partner i da će projekti biti nastavljeni. Ambasador je najavio da će kineske "
+        "kompanije uložiti nove milijarde evra u puteve i železnicu."
+    )
+    assert detect_language(text).lang == "sr"
+    croatian = (
+        "Predsjednik Hrvatske sastao se u Zagrebu s kineskim veleposlanikom. Tom prilikom razgovarali "
+        "su o novim ulaganjima i o posjetu kineskog predsjednika sljedeće nedjelje. On je rekao da je "
+        "Kina pouzdan partner i da će projekti biti nastavljeni."
+    )
+    assert detect_language(croatian).lang == "hr"
