@@ -796,27 +796,38 @@ def _parse_html(html: str) -> Any:
     cleaned = _INVALID_XML_CHARS_RE.sub("", html)
     if not cleaned.strip():
         return None
+    data = cleaned.encode("utf-8", "replace")
+    tree, too_deep = _parse_bytes(data, huge=False)
+    if too_deep:
+        # libxml2 silently drops whatever is nested more than 255 elements deep (400
+        # paragraphs each in an unclosed <font>, an old CMS's habit, kept 253): parse
+        # again with its limit at 2047. A page deeper than that too is built to hurt (its
+        # tree cost trafilatura seconds, for no text): the first parse is kept for it.
+        deep, still_too_deep = _parse_bytes(data, huge=True)
+        if deep is not None and not still_too_deep:
+            tree = deep
+    return tree
+
+
+def _parse_bytes(data: bytes, *, huge: bool) -> tuple[Any, bool]:
+    """(tree or None, whether libxml2 hit its nesting limit)."""
     parser = lxml.html.HTMLParser(
         encoding="utf-8",
-        # Without it libxml2 silently drops whatever is nested more than 255 elements deep
-        # (400 paragraphs each in an unclosed <font> kept 253). Its other limits guard
-        # against huge inputs, and the body is already cut to max_bytes before this; a
-        # pathologically deep page costs trafilatura seconds (about 10 s for 5 MB of
-        # nested paragraphs), not more.
-        huge_tree=True,
+        huge_tree=huge,  # (its other limits guard huge inputs; the body is cut to max_bytes)
         collect_ids=False,
         default_doctype=False,
         remove_comments=True,
         remove_pis=True,
     )
     try:
-        tree = lxml.html.document_fromstring(cleaned.encode("utf-8", "replace"), parser=parser)
+        tree = lxml.html.document_fromstring(data, parser=parser)
     except (lxml.etree.ParserError, ValueError) as exc:
         logger.debug("HTML parsing failed: %s", exc)
-        return None
+        return None, False
+    too_deep = any("Excessive depth" in entry.message for entry in parser.error_log)
     if tree is None or len(tree) == 0:
-        return None
-    return tree
+        return None, too_deep
+    return tree, too_deep
 
 
 # Zero-width non-joiners and joiners are spelling in Persian, Kurdish and the Indic

@@ -828,6 +828,20 @@ def test_markup_nested_deeper_than_255_levels_is_kept() -> None:
     assert paragraphs[399] in page.text
 
 
+def test_a_page_deeper_than_even_the_raised_limit_keeps_the_shallow_parse() -> None:
+    """Parsed with libxml2's raised limit, 3,000 (or 200,000) nested divs made a tree 2,047
+    deep that cost trafilatura seconds for no text: such a page is built to hurt, and keeps
+    the first parse, cut at 255."""
+    from pipeline.extract import _parse_html
+
+    def depth(tree: Any) -> int:
+        return max(sum(1 for _ in element.iterancestors()) for element in tree.iter())
+
+    for nesting, expected in ((400, 402), (3000, 255)):
+        html = "<html><body>" + "<div>" * nesting + "<p>text</p>" + "</div>" * nesting + "</body></html>"
+        assert depth(_parse_html(html)) == expected, nesting
+
+
 @pytest.mark.parametrize(
     ("encoding", "meta", "expected"),
     [("utf-8", '<meta charset="utf-8">', "utf-8"), ("gbk", '<meta charset="gb2312">', "gb18030")],
