@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.db:
             overrides["db_url"] = args.db
         settings = load_settings(overrides=overrides)
-        if not args.verbose:
+        if not args.verbose and settings.log_level != "WARNING":
+            # (The default is what basicConfig set above: left alone, so that a caller that
+            # configured logging itself, a test capturing every record, keeps its level.)
             logging.getLogger().setLevel(settings.log_level)
         handler: Callable[[argparse.Namespace, Settings], int] = args.handler
         return handler(args, settings)
