@@ -53,6 +53,11 @@ _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 # too), while "... signed in Dec. The talks ..." still ends a sentence.
 _MONTH_WORDS = "jan feb mar apr jun jul aug sep sept oct nov dec янв февр сент окт нояб дек"
 _MONTHS = frozenset(_MONTH_WORDS.split())
+# German writes a day as an ordinal with a period, before a capitalised month: "am 15.
+# Juli", "bis zum 3. Oktober" end no sentence.
+_ORDINAL_MONTHS = frozenset(
+    "januar jänner februar märz april mai juni juli august september oktober november dezember".split()
+)
 
 
 # Invisible formatting that carries no text: soft hyphens (a word hyphenated for layout
@@ -106,6 +111,10 @@ def split_sentences(text: str) -> list[str]:
                 # (whitespace is collapsed: the next word starts within two characters)
                 if word in _MONTHS and paragraph[end : end + 2].lstrip()[:1].isdigit():
                     continue
+                if len(word) <= 2 and word.isdigit():
+                    following = paragraph[end:].lstrip().split(" ", 1)[0].rstrip(",.;:").lower()
+                    if following in _ORDINAL_MONTHS:
+                        continue
             piece = paragraph[start:end].strip()
             if piece:
                 sentences.extend(_spaced_script_sentences(piece))

@@ -795,3 +795,13 @@ def test_a_direction_mark_after_a_full_stop_still_ends_the_sentence() -> None:
         "Gazprom signed a deal.",
         "The talks went on.",
     ]
+
+
+def test_a_german_date_is_no_sentence_end() -> None:
+    from pipeline.sentences import split_sentences
+
+    text = "WLADIWOSTOK, 15. Juli — Die Flotten üben gemeinsam. Das Manöver soll bis zum 20. Juli dauern."
+    assert split_sentences(text) == [
+        "WLADIWOSTOK, 15. Juli — Die Flotten üben gemeinsam.",
+        "Das Manöver soll bis zum 20. Juli dauern.",
+    ]
