@@ -56,7 +56,21 @@ _MONTHS = frozenset(_MONTH_WORDS.split())
 # German writes a day as an ordinal with a period, before a capitalised month: "am 15.
 # Juli", "bis zum 3. Oktober" end no sentence.
 _ORDINAL_MONTHS = frozenset(
-    "januar jänner februar märz april mai juni juli august september oktober november dezember".split()
+    [
+        "januar",
+        "jänner",
+        "februar",
+        "märz",
+        "april",
+        "mai",
+        "juni",
+        "juli",
+        "august",
+        "september",
+        "oktober",
+        "november",
+        "dezember",
+    ]
 )
 
 
