@@ -911,7 +911,8 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
-    from pipeline.feeds import FEED_LANG_PATTERN, clean_name, normalise_feed_url
+    from pipeline.feed_urls import FEED_LANG_PATTERN, normalise_feed_url
+    from pipeline.feeds import clean_name
 
     try:
         url = normalise_feed_url(args.url)
@@ -974,7 +975,8 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
-    from pipeline.feeds import FEED_LANG_PATTERN, normalise_feed_url, parse_opml
+    from pipeline.feed_urls import FEED_LANG_PATTERN, normalise_feed_url
+    from pipeline.feeds import parse_opml
 
     try:
         body = Path(args.file).read_bytes()

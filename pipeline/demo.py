@@ -92,7 +92,16 @@ def run_demo(
             session.commit()
             before = _totals(session)
             last_digest = session.scalar(select(func.max(DigestOutbox.id))) or 0
-            _run_dag("summitwatch_ingest", {"feed_ids": feed_ids}, environment, airflow_home, out)
+            try:
+                _run_dag("summitwatch_ingest", {"feed_ids": feed_ids}, environment, airflow_home, out)
+            finally:
+                # The site is gone once the demo ends (or fails): its feeds are polled by the
+                # demo only, not by a `run` or the ingest DAG on this database (each would fail).
+                session.rollback()
+                for row in repo.list_feeds(session):
+                    if row.id in feed_ids:
+                        row.enabled = False
+                session.commit()
             session.expire_all()
             _backfill_history(session, feed_ids)
             _run_dag("summitwatch_digest", {}, environment, airflow_home, out)
@@ -106,12 +115,6 @@ def run_demo(
                 f"this run: {after[0] - before[0]} new, {after[1] - before[1]} duplicate, "
                 f"{after[2] - before[2]} failed items; {not_modified} feeds not modified"
             )
-            # The site is gone once the demo ends: its feeds are polled by the demo only, not
-            # by a `run` or the ingest DAG on the same database (each poll would fail).
-            for row in repo.list_feeds(session):
-                if row.id in feed_ids:
-                    row.enabled = False
-            session.commit()
             _report(session, out)
             _report_digests(session, settings, out, after_id=last_digest)
             out("")

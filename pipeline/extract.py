@@ -72,7 +72,9 @@ import trafilatura
 from trafilatura.settings import Document
 
 from pipeline.charsets import normalise_charset, parse_content_type
+from pipeline.language import text_length
 from pipeline.records import ExtractedPage
+from pipeline.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +263,9 @@ _LIST_MARKER_RE: Final = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)])\s+")
 # naming "©"/"(c) 2019"/"Copyright" or an "all rights reserved" formula in a few words (the
 # English word is used as a legal term in many languages; the formula is in each).
 _COPYRIGHT_OPENING_RE: Final = re.compile(
-    r"^\W*(?:©|℗|\(c\)|copyright\s*(?:©|\(c\))?\s*(?:19|20)\d\d|copyright\s*©)", re.IGNORECASE
+    # ("(c)" alone also opens the third item of a list: only with a year, or as "(c) Copyright".)
+    r"^\W*(?:©|℗|\(c\)\s*(?:(?:19|20)\d\d|copyright)|copyright\s*(?:©|\(c\))?\s*(?:19|20)\d\d|copyright\s*©)",
+    re.IGNORECASE,
 )
 _COPYRIGHT_RE: Final = re.compile(
     r"©|\(c\)\s*(?:19|20)\d\d|\bcopyright\b|all rights reserved|все права защищены|版权所有|版權所有"
@@ -749,12 +753,13 @@ _WELL_FORMED_CYRILLIC_RE: Final = re.compile(
     r"[А-ЯЁІЇЄҐЎЂЃЈЉЊЋЌЏЅ]?[а-яёіїєґўђѓјљњћќџѕ]+|[А-ЯЁІЇЄҐЎЂЃЈЉЊЋЌЏЅ]+|[A-Za-z]+"
 )
 _TWIN_MARGIN: Final = 0.05
+_TWIN_SAMPLE_BYTES: Final = 16_384
 
 
 def _word_shape(text: str) -> float:
     """The share of non-ASCII characters that are letters of well-formed Cyrillic words
     (lower case, capitalised or all capitals)."""
-    wide = sum(1 for char in text if char > "\x7f")
+    wide = len(text) - len(text.encode("ascii", "ignore"))
     if not wide:
         return 0.0
     good = sum(
@@ -774,7 +779,7 @@ def _cyrillic_twin(data: bytes, codec: str) -> str:
     twin = _CYRILLIC_TWINS.get(name)
     if twin is None or not _decodes_strictly(data, twin):
         return codec
-    sample = _text_sample(data)
+    sample = _text_sample(data)[:_TWIN_SAMPLE_BYTES]  # (a few thousand words tell; both are single-byte)
     if (
         _word_shape(sample.decode(twin, "replace")) - _word_shape(sample.decode(name, "replace"))
         >= _TWIN_MARGIN
@@ -904,6 +909,8 @@ def _json_ld_bodies(tree: Any) -> Iterator[str]:
 PAYWALLED: Final = "paywalled: only a subscription prompt"
 # A paywalled page shows a prompt of a few sentences where the article would be.
 PAYWALL_PROMPT_CHARS: Final = 500
+# What a page marked not free may hold beside its subscription prompt and still be one.
+PAYWALL_REST_CHARS: Final = 150
 # Stems of "subscribe"/"subscription" in the languages the feeds carry (English, French,
 # German, Dutch, Spanish, Portuguese, Italian, Russian, Chinese, Japanese, Korean, Arabic,
 # Turkish, Polish, Swedish). A prompt names the subscription; a news brief seldom does.
@@ -920,6 +927,13 @@ def _only_a_subscription_prompt(text: str, tree: Any) -> bool:
     :data:`PAYWALL_PROMPT_CHARS`) and it speaks of a subscription. Markers alone do not
     decide (a page marked so may still be served whole), nor does a prompt's wording alone."""
     if len(text) >= PAYWALL_PROMPT_CHARS or not _SUBSCRIPTION_WORDS.search(text):
+        return False
+    # A short article that ends on a line about subscribing is still an article: what is
+    # left without the sentences that mention a subscription must be less than a brief.
+    rest = " ".join(
+        sentence for sentence in split_sentences(text) if not _SUBSCRIPTION_WORDS.search(sentence)
+    )
+    if text_length(rest) >= PAYWALL_REST_CHARS:
         return False
     for meta in tree.iter("meta"):
         key = (meta.get("property") or meta.get("name") or "").strip().lower()

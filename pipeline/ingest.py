@@ -39,6 +39,7 @@ from pipeline.db.engine import driver_reason, require_database
 from pipeline.db.schema import CONTROL_CHARACTERS, Article, ArticleVector, Feed, utcnow
 from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
+from pipeline.feed_urls import feed_url_spellings
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
 from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage, host_of, sendable
 from pipeline.language import detect_language
@@ -2507,4 +2508,7 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
 def _feed_id_for(session: Session, feed: Any) -> int | None:
     if not isinstance(feed, str) or not feed or CONTROL_CHARACTERS.search(feed) or len(feed) > MAX_URL_LENGTH:
         return None  # (no feed is called that: PostgreSQL would refuse a NUL in the look-up)
-    return session.scalar(select(Feed.id).where(or_(Feed.url == feed, Feed.name == feed)).limit(1))
+    spellings = feed_url_spellings(feed)
+    return session.scalar(
+        select(Feed.id).where(or_(Feed.url.in_(spellings), Feed.name == feed)).order_by(Feed.id).limit(1)
+    )

@@ -627,7 +627,8 @@ _RUSSIAN_LETTERS = "абвгдеёжзийклмнопрстуфхцчшщъыь
 # in Cyrillic that writes only its letters and shows one of its own (Serbian needs none of
 # its own: it writes none of the я, ю, й, ы, э, щ, ь, ъ, ё that Russian, Bulgarian,
 # Ukrainian and Belarusian write, nor Ukrainian's і ї є ґ or Macedonian's ѓ ќ ѕ). Those whose
-# alphabet holds Russian's need a letter Russian lacks: Kazakh's ә ғ қ ң ө ұ ү һ і.
+# alphabet holds Russian's need letters Russian lacks, as a real share of the text (a Russian
+# article naming "Қасым-Жомарт Тоқаев" is Russian): Kazakh's ә ғ қ ң ө ұ ү һ і.
 _CYRILLIC_ALPHABETS = {
     "sr": ("абвгдђежзијклљмнњопрстћуфхцчџш", ""),
     "kk": (_RUSSIAN_LETTERS + "әғқңөұүһі", "әғқңөұүһі"),
@@ -637,8 +638,10 @@ _CYRILLIC_ALPHABETS = {
     "mn": (_RUSSIAN_LETTERS + "өү", "өү"),
     "tg": ("абвгғдеёжзиӣйкқлмнопрстуӯфхҳчҷшъэюя", "ғӣқӯҳҷ"),
     "uz": ("абвгдеёжзийклмнопрстуфхцчшъьэюяўқғҳ", "ўқғҳ"),
-    "be": ("абвгдеёжзійклмнопрстуўфхцчшыьэюя", "іў"),
+    "be": ("абвгдеёжзійклмнопрстуўфхцчшыьэюя", "ў"),
 }
+# Of a text's Cyrillic letters, the share its declared language's own letters must make up.
+OWN_LETTER_SHARE = 0.03
 # The confidence given to a declared language the letters bear out (the detector's own
 # figure is for another language).
 DECLARED_FIT_CONFIDENCE = 0.9
@@ -651,6 +654,13 @@ def _cyrillic_letters(text: str) -> set[str] | None:
     if not cyrillic or sum(char in cyrillic for char in letters) * 2 <= len(letters):
         return None
     return cyrillic
+
+
+def _own_share(text: str, own: str) -> float:
+    """The share of ``text``'s Cyrillic letters that are among ``own``."""
+    sample = unicodedata.normalize("NFC", text[:5000]).lower()
+    cyrillic = sum(1 for char in sample if "\u0400" <= char <= "\u04ff" and char.isalpha())
+    return sum(1 for char in sample if char in own) / cyrillic if cyrillic else 0.0
 
 
 def _letters_against(lang: str, text: str) -> bool:
@@ -672,7 +682,11 @@ def _declared_without_profile(text: str, declared: Sequence[str], detected: str 
             continue
         letters = _cyrillic_letters(text)
         alphabet, own = entry
-        if letters is not None and letters <= set(alphabet) and (not own or letters & set(own)):
+        if (
+            letters is not None
+            and letters <= set(alphabet)
+            and (not own or _own_share(text, own) >= OWN_LETTER_SHARE)
+        ):
             return wanted
     return None
 

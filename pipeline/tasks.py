@@ -98,7 +98,8 @@ def poll_feed_batch(
             earlier: Counter[str] = Counter()
             if polled_since is not None:
                 ids = repo.not_polled_since(session, ids, polled_since)
-                skipped = [feed_id for feed_id in feed_ids if feed_id not in set(ids)]
+                remaining = set(ids)
+                skipped = [feed_id for feed_id in feed_ids if feed_id not in remaining]
                 if skipped:
                     # What the earlier try stored counts in the run's totals too.
                     earlier = repo.stored_since(session, skipped, polled_since)

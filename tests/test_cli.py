@@ -529,6 +529,12 @@ def test_a_database_of_a_newer_version_or_a_malformed_url_is_one_clear_error(
     assert "S3CRETPW" not in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_init_in_a_folder_that_does_not_exist_is_one_clear_error(tmp_path: Path) -> None:
+    done = sw("--db", f"sqlite:///{tmp_path / 'missing' / 'x.db'}", "init", db=tmp_path / "unused.db")
+    assert done.returncode == 2 and "cannot create the database" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_two_inits_at_once_on_a_new_database_both_succeed(tmp_path: Path) -> None:
     """Both found no schema and both created it: one failed with "table feeds already
     exists". The second now waits for the first."""

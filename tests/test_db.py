@@ -187,3 +187,49 @@ def test_an_older_database_stores_no_publication_after_the_first_sighting(db_url
         (3, None, "2026-12-06 22:00"),
     ]
     assert str(moment)[:16] == "2026-12-06 22:00"
+
+
+def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> None:
+    """Migration 0011: feeds stored before URLs were normalised kept their spelling, so
+    adding one again in the new spelling made a second, enabled row polled as well."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from pipeline.db import repo
+    from pipeline.db.engine import alembic_config, make_engine, session_factory, upgrade_schema
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0010")
+    stored = [
+        "https://Example.COM:443/rss#top",
+        "https://news.example.org",
+        "https://news.example.org/",
+        "x y",
+    ]
+    with engine.begin() as connection:
+        for feed_id, url in enumerate(stored, 1):
+            connection.execute(
+                text(
+                    "INSERT INTO feeds (id, url, enabled, failure_count, created_at) "
+                    "VALUES (:id, :url, true, 0, :now)"
+                ),
+                {"id": feed_id, "url": url, "now": "2026-12-01 00:00:00+00:00"},
+            )
+    upgrade_schema(engine)
+    with session_factory(engine)() as session:
+        urls = [feed.url for feed in repo.list_feeds(session)]
+        # Of two spellings of one feed (both rows were there before), the second keeps its
+        # own; a URL that is none is left for its errors to show.
+        assert urls == [
+            "https://example.com/rss",
+            "https://news.example.org",
+            "https://news.example.org/",
+            "x y",
+        ]
+        # Adding a feed again in any spelling finds its row; so do the other look-ups.
+        _, created = repo.upsert_feed(session, "HTTPS://example.com/rss")
+        assert not created
+        assert repo.feed_ids_named(session, "https://EXAMPLE.com/rss") == [1]
+        session.commit()
+        assert len(repo.list_feeds(session)) == 4
+    engine.dispose()

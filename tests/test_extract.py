@@ -312,6 +312,19 @@ def test_closing_list_of_real_content_is_kept() -> None:
     assert page.text.endswith("- visa rules")
 
 
+def test_a_closing_item_lettered_c_is_no_copyright_notice() -> None:
+    """ "(c)" opens the third item of a lettered list as often as a copyright line."""
+    body = "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    items = (
+        "<p>(a) to deepen energy cooperation;</p><p>(b) to open two new rail crossings;</p>"
+        "<p>(c) to expand settlement in national currencies.</p>"
+    )
+    html = f"<html><head><title>{HEADLINE}</title></head><body><article>{body}{items}</article></body></html>"
+    assert extract_page(html.encode("utf-8")).text.endswith(
+        "(c) to expand settlement in national currencies."
+    )
+
+
 @pytest.mark.parametrize(
     "first_line",
     [
@@ -1060,3 +1073,8 @@ def test_paywall_markers_alone_or_a_prompt_alone_do_not_drop_an_article() -> Non
     assert "Power of Siberia 2" in extract_page(_paywall_page(long_article)).text
     # A prompt without the page saying it is not free is left as text (not guessed from words).
     assert "Subscribe" in extract_page(_paywall_page(PROMPT_EN, marker="")).text
+    # A short article that ends on a line about subscribing, on a page marked not free
+    # (metered sites mark every page so): it was taken for a prompt and quarantined.
+    brief = article + "<p>Subscribers get our Asia briefing every morning.</p>"
+    page = extract_page(_paywall_page(brief))
+    assert page.error is None and "Power of Siberia 2" in page.text

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
+from pipeline.feed_urls import normalise_feed_url
 from pipeline.feeds import (
     FeedParseError,
     load_feed_registry,
-    normalise_feed_url,
     parse_feed,
     parse_opml,
     to_opml,

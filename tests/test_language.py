@@ -662,3 +662,15 @@ def test_serbian_in_the_latin_script_is_told_by_its_common_ekavian_words() -> No
         "Kina pouzdan partner i da će projekti biti nastavljeni."
     )
     assert detect_language(croatian).lang == "hr"
+
+
+def test_a_russian_text_naming_kazakh_people_declared_kazakh_stays_russian() -> None:
+    """A Kazakh outlet's Russian edition declares kk: two letters of a Kazakh name in a
+    Russian article were taken for Kazakh text."""
+    text = (
+        "Президент России Владимир Путин провёл переговоры с президентом Казахстана "
+        "Қасым-Жомартом Тоқаевым в Астане. Стороны обсудили транзит газа в Китай и "
+        "строительство новых железных дорог через казахстанскую границу."
+    )
+    assert detect_language(text, priors=["kk"]).lang == "ru"
+    assert detect_language(text).lang == "ru"

@@ -418,6 +418,9 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
             assert message in api.json()["error"]
         assert client.get("/coverage?days=x").status_code == 400
         assert client.get("/coverage?days=0").status_code == 400
+        # As far back as `coverage --days` counts (it was capped at 365 here, 730 there).
+        assert client.get("/coverage?days=500").status_code == 200
+        assert client.get("/coverage?days=731").status_code == 400
 
         missing = client.get("/articles/999999")
         assert missing.status_code == 404 and "There is no article 999999." in missing.text

@@ -99,7 +99,11 @@ def init_lock(engine: Engine) -> Iterator[None]:
         if database in ("", ":memory:") or database.startswith("file:"):
             yield
             return
-        with open(f"{database}.init-lock", "a+b") as handle:
+        try:
+            handle = open(f"{database}.init-lock", "a+b")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the database at {database}: {exc.strerror}") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

@@ -44,6 +44,7 @@ from pipeline.db.schema import (
     Sighting,
     utcnow,
 )
+from pipeline.feed_urls import feed_url_spellings
 from pipeline.records import Classification
 
 if TYPE_CHECKING:
@@ -66,7 +67,10 @@ def upsert_feed(
 
     ``enabled=None`` leaves an existing feed's state as it is (a new one is enabled).
     """
-    feed = session.scalar(select(Feed).where(Feed.url == url))
+    # (A row stored before URLs were normalised may hold another spelling of it.)
+    feed = session.scalar(
+        select(Feed).where(Feed.url.in_(feed_url_spellings(url))).order_by(Feed.id).limit(1)
+    )
     created = feed is None
     if feed is None:
         feed = Feed(url=url, failure_count=0, enabled=enabled is not False)
@@ -542,7 +546,7 @@ def feed_ids_named(session: Session, name: str) -> list[int]:
     conditions = [
         func.lower(Feed.name) == name.lower(),
         func.lower(Feed.outlet) == name.lower(),
-        Feed.url == name,
+        Feed.url.in_(feed_url_spellings(name)),
     ]
     if name.isascii() and name.isdigit() and int(name) < 2**31:
         conditions.append(Feed.id == int(name))

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import browse, nearby
 from pipeline.classify import Entry, TopicRegistry
-from pipeline.coverage import Change, DetectorConfig
+from pipeline.coverage import MAX_HISTORY_DAYS, Change, DetectorConfig
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
 from pipeline.db.schema import (
@@ -69,7 +69,7 @@ MAX_WINDOW = 5000
 MAX_QUERY_CHARS = 500  # as pipeline.search.MAX_QUERY_CHARS
 MAX_EXPORT = 5000  # rows in one CSV or JSON Lines export
 FORMATS = ("html", "csv", "jsonl")
-MAX_COVERAGE_DAYS = 365  # within what is counted (pipeline.coverage.MAX_HISTORY_DAYS)
+MAX_COVERAGE_DAYS = MAX_HISTORY_DAYS  # what is counted, as for `coverage --days`
 SPARK_HEIGHT = 32  # the coverage sparkline, in SVG units: a bar per day
 SPARK_STEP = 6
 # Ids are INTEGER on both databases; a larger one would overflow the driver, not miss.

@@ -1,0 +1,59 @@
+"""The one spelling of a feed URL, shared by the feed list, the command line and the
+database look-ups (light: no feed parser behind it)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+# Longest feed URL taken (the databases' URL column; PostgreSQL refuses longer ones).
+MAX_FEED_URL_LENGTH = 2048
+FEED_LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_feed_url(value: str) -> str:
+    """The one spelling of a feed URL, or :class:`ValueError` saying why it is not one.
+
+    Surrounding whitespace is dropped; whitespace or control characters inside, a scheme
+    other than http(s), a missing host or a port that is not one are refused (each would
+    fail at every poll). Scheme and host are lower-cased, an internationalised host is
+    written in ASCII (punycode), the default port, an empty path and the fragment (never
+    sent to the server) are dropped, so one feed is not stored, and polled, twice.
+    """
+    url = value.strip()
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        raise ValueError("must not contain spaces or control characters")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    if port == 0:
+        raise ValueError("has port 0")
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"has a host name that is not valid: {parts.hostname!r}") from None
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    normal = f"{scheme}://{netloc}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
+    if len(normal) > MAX_FEED_URL_LENGTH:
+        raise ValueError(f"is longer than {MAX_FEED_URL_LENGTH} characters")
+    return normal
+
+
+def feed_url_spellings(value: str) -> list[str]:
+    """``value`` and, when it is a feed URL, its one spelling: what a stored feed may be
+    called by (rows stored before URLs were normalised keep the spelling they were given)."""
+    try:
+        normal = normalise_feed_url(value)
+    except ValueError:
+        return [value]
+    return [value] if normal == value else [value, normal]
