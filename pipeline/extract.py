@@ -71,7 +71,7 @@ import lxml.html
 import trafilatura
 from trafilatura.settings import Document
 
-from pipeline.charsets import normalise_charset, parse_content_type
+from pipeline.charsets import crowded_tag, normalise_charset, parse_content_type
 from pipeline.language import text_length
 from pipeline.records import ExtractedPage
 from pipeline.sentences import split_sentences
@@ -379,7 +379,7 @@ def _extract_page(
         data = data[:max_bytes]
 
     mime, http_charset = parse_content_type(content_type)
-    refusal = _refuse_non_html(data, mime)
+    refusal = _refuse_non_html(data, mime) or crowded_tag(data)
     if refusal is not None:
         return ExtractedPage(text="", error=refusal)
 

@@ -28,7 +28,7 @@ from feedparser.encodings import convert_to_utf8
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline import yamlfile
-from pipeline.charsets import normalise_charset, parse_content_type
+from pipeline.charsets import crowded_tag, normalise_charset, parse_content_type
 from pipeline.errors import ConfigError
 from pipeline.feed_urls import FEED_LANG_PATTERN, normalise_feed_url
 from pipeline.importers import without_surrogates
@@ -148,6 +148,9 @@ def parse_feed(
     body = _repair_references(body)
     headers = {"content-type": content_type} if content_type else {}
     refuse_entity_declarations(body, headers)
+    crowded = crowded_tag(body)
+    if crowded is not None:
+        raise FeedParseError(f"not a feed: {crowded}")
     try:
         # A stream, never bytes: feedparser treats a bytes argument naming a file as that file.
         parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
@@ -437,6 +440,10 @@ def refuse_entity_declarations(body: bytes, headers: dict[str, str]) -> None:
 
 def _entry_link(entry: Any) -> str | None:
     link = entry.get("link")
+    if link and entry.get("guidislink") and not str(link).strip().startswith(("http://", "https://")):
+        # feedparser copies a guid into the link when an item has none ("12345", an Atom
+        # id "e1"): taken as a relative link it named a page that does not exist.
+        link = None
     if link:
         return str(link).strip()
     for candidate in entry.get("links", []):

@@ -207,6 +207,13 @@ class HttpClient:
             except UnicodeError:
                 # An international host name that IDNA refuses ("xn--zz"), at any hop.
                 raise FetchError(f"invalid host name in {_redact(current)}", permanent=True) from None
+            except httpx.RemoteProtocolError as exc:
+                if "location" in str(exc).lower():
+                    # httpx reads a redirect's Location before we do, and refuses one that is
+                    # no URL ("http://[::1", "http://0251.0376.0251.0376/"): the page's fault,
+                    # not the network's, so not retried.
+                    raise FetchError(f"malformed redirect from {_redact(current)}", permanent=True) from None
+                raise FetchError(f"cannot fetch {_redact(current)}: {type(exc).__name__}") from None
             except httpx.HTTPError as exc:
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                     # Checked for the URL's host name, never for the address connected to.
@@ -256,6 +263,19 @@ class HttpClient:
         if declared and declared.isdigit() and int(declared) > limit:
             raise FetchError(
                 f"{_redact(url)} is {int(declared):,} bytes, over the {limit:,}-byte limit", permanent=True
+            )
+        codings = [
+            coding.strip().lower()
+            for coding in response.headers.get("content-encoding", "").split(",")
+            if coding.strip() and coding.strip().lower() != "identity"
+        ]
+        if len(codings) > 1:
+            # Each layer is unpacked whole before the size is counted: two layers of gzip
+            # make a few kilobytes on the wire gigabytes in memory. No real server stacks
+            # them; one layer is unpacked chunk by chunk within the limit.
+            raise FetchError(
+                f"{_redact(url)} is compressed {len(codings)} times over ({', '.join(codings)}): refused",
+                permanent=True,
             )
         chunks: list[bytes] = []
         size = 0

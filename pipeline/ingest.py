@@ -1866,10 +1866,40 @@ def _process_alone(
                 driver_reason(exc),
             )
             return outcome, False
-        # One item the database refuses (or a bug it triggers) must not cost the rest
-        # of the feed, nor leave the feed unsaved and failing on every later cycle.
+        # One item the database refuses (or a bug it triggers, or memory it exhausts) must
+        # not cost the rest of the feed, nor leave the feed unsaved and failing on every
+        # later cycle. It is recorded as a failed page, retried later like one: else, the
+        # feed marked as read, it would never be offered again.
         log.exception("feed %s: item %s failed", redact_url(feed.url), redact_optional(item.url))
+        _record_unexpected_failure(session, feed, item, f"{outcome.error}: {exc}"[:1000])
         return outcome, True
+
+
+def _record_unexpected_failure(session: Session, feed: Feed, item: FeedItem, error: str) -> None:
+    canonical, refused = _screen_item(item)
+    url = item.url  # (the target a fetch failure of the item is recorded under)
+    if refused is not None or canonical is None or not url:
+        return
+    try:
+        repo.record_failure(
+            session,
+            stage="page",
+            target=url,
+            error=redact_text(error),
+            permanent=False,
+            retry_after=timedelta(minutes=15),
+            feed_id=feed.id,
+            item={
+                "url": url,
+                "title": item.title,
+                "feed_url": item.feed_url,
+                "published_at": item.published_at.isoformat() if item.published_at else None,
+            },
+        )
+        session.commit()
+    except SQLAlchemyError:
+        session.rollback()  # (the database refusing this too: the log line above remains)
+        log.warning("could not record the failure of %s", redact_optional(item.url))
 
 
 def retry_failed_pages(

@@ -1078,3 +1078,17 @@ def test_paywall_markers_alone_or_a_prompt_alone_do_not_drop_an_article() -> Non
     brief = article + "<p>Subscribers get our Asia briefing every morning.</p>"
     page = extract_page(_paywall_page(brief))
     assert page.error is None and "Power of Siberia 2" in page.text
+
+
+def test_an_element_with_a_crowd_of_attributes_is_refused_before_parsing() -> None:
+    """libxml2 spends time growing faster than the attributes of one element, in C code no
+    time limit interrupts: 120,000 on a 1 MB page held a run for minutes."""
+    crowd = " ".join(f"a{i}=x" for i in range(120_000))
+    page = extract_page(
+        f"<html><body><div {crowd}><p>{ARTICLE_PARAGRAPHS[0]}</p></div></body></html>".encode()
+    )
+    assert page.text == "" and page.error is not None and "120,000 attributes" in page.error
+    # A long tag of another kind (an inline image as a data: URI) is no crowd.
+    image = "data:image/png;base64," + "A" * 200_000 + "=="
+    html = f'<html><body><article><img src="{image}">' + "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
+    assert extract_page((html + "</article></body></html>").encode()).error is None

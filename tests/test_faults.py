@@ -525,3 +525,44 @@ def test_feed_failing_for_days_backs_off_shows_it_and_recovers(tmp_path: Path, c
         assert stored_before == 3, "the healthy feed's items, stored on the first cycle"
         assert_each_item_stored_once(engine, site)
     engine.dispose()
+
+
+def test_an_item_that_fails_unexpectedly_is_recorded_and_retried(
+    tmp_path: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item that raised something unexpected (memory exhausted by a page, a bug its data
+    triggers) was counted as failed in the run's output only: the feed was marked as read,
+    so it was never offered again, and nothing showed it anywhere."""
+    from pipeline import ingest
+    from pipeline.db.schema import FetchFailure
+    from pipeline.http import HttpClient
+
+    db_url = f"sqlite:///{tmp_path / 'unexpected.db'}"
+    settings = make_settings(db_url, config_dir=str(config_dir))
+    real_store = ingest.store_candidate
+    broken = {"on": True}
+
+    def store(session: object, candidate: ingest.ArticleCandidate, **kwargs: object) -> object:
+        if broken["on"] and (candidate.url or "").endswith("/news/1"):
+            raise MemoryError
+        return real_store(session, candidate, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "store_candidate", store)
+    now = datetime.now(UTC)
+    with NewsSite(3, feeds=1) as site:
+        engine = prepare(db_url, config_dir, site)
+        with (
+            session_factory(engine)() as session,
+            HttpClient(settings.http, allow_private_networks=True) as client,
+        ):
+            ingest.run_cycle(session, client, settings, now=now)
+            assert stored_count(engine) == 2
+            failure = session.scalars(select(FetchFailure).where(FetchFailure.stage == "page")).one()
+            assert failure.target.endswith("/news/1") and not failure.permanent
+            assert "MemoryError" in failure.error and failure.resolved_at is None
+            broken["on"] = False
+            assert failure.next_retry_at is not None
+            ingest.run_cycle(session, client, settings, now=failure.next_retry_at + timedelta(minutes=1))
+        assert stored_count(engine) == 3
+        assert_each_item_stored_once(engine, site)
+    engine.dispose()

@@ -584,3 +584,40 @@ def test_a_json_feed_with_a_lone_surrogate_in_a_link_loses_only_that_character()
     )
     parsed = parse_feed(body, feed_url=FEED_URL, now=NOW)
     assert [(item.url, item.title) for item in parsed.items] == [("https://news.example/a\ufffdb", "T\ufffd")]
+
+
+def test_a_guid_that_is_no_url_is_no_link() -> None:
+    """feedparser copies a guid into the link of an item without one: "12345" or an Atom
+    id "e1" became a relative link, and a page that does not exist was fetched."""
+    rss = (
+        b'<rss version="2.0"><channel><title>x</title>'
+        b"<item><title>a</title><guid>12345</guid></item>"
+        b"<item><title>b</title><guid>https://n.example/b</guid></item>"
+        b"<item><title>c</title><link>/rel/c</link></item></channel></rss>"
+    )
+    atom = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>x</title>'
+        b"<entry><title>e</title><id>e1</id></entry>"
+        b'<entry><title>f</title><id>tag:x,2024:f</id><link href="/f"/></entry></feed>'
+    )
+    base = "https://news.example/rss/feed.xml"
+    assert [(i.title, i.url) for i in parse_feed(rss, feed_url=base, now=NOW).items] == [
+        ("a", None),
+        ("b", "https://n.example/b"),
+        ("c", "https://news.example/rel/c"),
+    ]
+    assert [(i.title, i.url) for i in parse_feed(atom, feed_url=base, now=NOW).items] == [
+        ("e", None),
+        ("f", "https://news.example/f"),
+    ]
+
+
+def test_a_feed_with_an_element_crowded_with_attributes_is_refused() -> None:
+    """feedparser's time grows with the square of one element's attributes: 200,000 on a
+    title took five minutes."""
+    crowd = " ".join(f'a{i}="x"' for i in range(100_000))
+    body = (
+        f'<rss version="2.0"><channel><title {crowd}>t</title><item><title>x</title></item></channel></rss>'
+    )
+    with pytest.raises(FeedParseError, match="100,000 attributes"):
+        parse_feed(body.encode(), feed_url=FEED_URL, now=NOW)

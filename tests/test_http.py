@@ -6,6 +6,7 @@ import gzip
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +65,20 @@ def test_gzip_bomb_is_capped_after_decompression() -> None:
     with LocalServer({"/bomb": lambda h: Reply(200, bomb, {"Content-Encoding": "gzip"})}) as server:
         with client() as http, pytest.raises(FetchError, match="limit"):
             http.get(server.url("/bomb"))
+
+
+@pytest.mark.parametrize("codings", ["gzip, gzip", "deflate, gzip", "gzip,deflate"])
+def test_a_body_compressed_twice_over_is_refused_without_being_unpacked(codings: str) -> None:
+    """Each layer was unpacked whole before the size was counted: 2 KB of gzip in gzip took
+    2 GB of memory (1 GB of zeros inside). Here 50 MB inside, refused as stacked codings."""
+    inner = gzip.compress(b"\0" * 50_000_000)
+    layers = [coding.strip() for coding in codings.split(",")]
+    body = inner if layers[0] == "gzip" else zlib.compress(inner)
+    body = gzip.compress(body) if layers[1] == "gzip" else zlib.compress(body)
+    with LocalServer({"/twice": lambda h: Reply(200, body, {"Content-Encoding": codings})}) as server:
+        with client() as http, pytest.raises(FetchError, match="compressed 2 times over") as caught:
+            http.get(server.url("/twice"))
+    assert caught.value.permanent
 
 
 def test_timeout_is_transient() -> None:
@@ -178,6 +193,15 @@ def test_a_private_answer_is_refused_before_connecting() -> None:
             assert resolver.lookups == ["intranet.test"]
             assert internet.connects == []
         assert internal.hits == []
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "http://0251.0376.0251.0376/"])
+def test_a_redirect_to_no_url_is_a_permanent_failure(location: str) -> None:
+    """httpx refuses such a Location itself: it was taken for a network error and retried."""
+    routes = {"/r": lambda h: Reply(302, b"", {"Location": location})}
+    with LocalServer(routes) as server, client() as http, pytest.raises(FetchError) as caught:
+        http.get(server.url("/r"))
+    assert "malformed redirect" in str(caught.value) and caught.value.permanent
 
 
 def test_every_redirect_hop_is_guarded() -> None:
