@@ -36,6 +36,17 @@ def sw(
     )
 
 
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a command on a copy of the config without its real feeds (tests
+    stay on 127.0.0.1), loopback feeds allowed."""
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    (config / "feeds.yaml").write_text("feeds: []\n")
+    return {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "cli.db"
@@ -399,7 +410,6 @@ def test_run_reads_the_next_feed_ahead_and_still_forks_its_worker(tmp_path: Path
     """As a user runs it (a process with no other thread): the next feed is fetched while
     the first one is polled, and the prepare worker is still forked (the read-ahead's
     thread is waited for first), not spawned."""
-    import shutil
 
     from tests.local_server import LocalServer, Reply
     from tests.test_ingest import BODY_EN, BODY_RU, _rss, page
@@ -417,12 +427,8 @@ def test_run_reads_the_next_feed_ahead_and_still_forks_its_worker(tmp_path: Path
     # worker is about to be forked.
     routes["/first"] = lambda handler: Reply(200, _rss(server, stories), rss)
     routes["/second"] = lambda handler: Reply(200, _rss(server, ["/other"]), rss, delay=0.5)
-    config = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", config)
-    (config / "feeds.yaml").write_text("feeds: []\n")
     env = {
-        "SUMMITWATCH_CONFIG_DIR": str(config),
-        "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+        **offline_env(tmp_path),
         "SUMMITWATCH_POLL__WORKERS": "1",  # (auto gives another count on another machine)
     }
     db = tmp_path / "run.db"
@@ -443,16 +449,12 @@ def test_run_all_without_once_polls_everything_once_then_what_is_due(
 ) -> None:
     """``run --all`` re-polled every feed at each cycle (every 30 s), ignoring the poll
     interval and a failing feed's backoff."""
-    import shutil
 
     from pipeline import cli
     from pipeline.fixture_site import FixtureServer
 
-    config = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", config)
-    (config / "feeds.yaml").write_text("feeds: []\n")
-    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(config))
-    monkeypatch.setenv("SUMMITWATCH_ALLOW_PRIVATE_NETWORKS", "true")
+    for name, value in offline_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
     db = f"sqlite:///{tmp_path / 'loop.db'}"
     naps: list[float] = []
 
@@ -478,14 +480,10 @@ def test_an_encoder_that_cannot_load_stops_the_run_and_loses_no_item(tmp_path: P
     """The model loads lazily, in the first item's turn: its ConfigError was recorded as a
     failure of every item, the run exited 0, and the feed moved on past the items (the
     next poll answered 304 and they were never stored)."""
-    import shutil
 
     from pipeline.fixture_site import FixtureServer
 
-    config = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", config)
-    (config / "feeds.yaml").write_text("feeds: []\n")
-    env = {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+    env = offline_env(tmp_path)
     db = tmp_path / "model.db"
     with FixtureServer() as site:
         assert sw("init", db=db, env=env).returncode == 0
@@ -561,12 +559,8 @@ def test_two_inits_at_once_on_a_new_database_both_succeed(tmp_path: Path) -> Non
 
 def test_the_log_level_setting_applies_to_the_command_line(tmp_path: Path) -> None:
     """SUMMITWATCH_LOG_LEVEL was documented but read by nothing."""
-    import shutil
 
-    config = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", config)
-    (config / "feeds.yaml").write_text("feeds: []\n")  # no real feeds: tests stay on 127.0.0.1
-    env = {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+    env = offline_env(tmp_path)
     db = tmp_path / "levels.db"
     assert sw("init", db=db, env=env).returncode == 0
     assert sw("feeds", "add", "http://127.0.0.1:9/down.xml", db=db, env=env).returncode == 0
@@ -580,14 +574,10 @@ def test_the_log_level_setting_applies_to_the_command_line(tmp_path: Path) -> No
 
 
 def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
-    import shutil
 
     from pipeline.fixture_site import FixtureServer
 
-    config = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", config)
-    (config / "feeds.yaml").write_text("feeds: []\n")  # no real feeds: tests stay on 127.0.0.1
-    env = {"SUMMITWATCH_CONFIG_DIR": str(config), "SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "true"}
+    env = offline_env(tmp_path)
     db = tmp_path / "run.db"
     with FixtureServer() as site:
         assert sw("init", db=db, env=env).returncode == 0
@@ -607,7 +597,9 @@ def test_run_once_twice_second_poll_is_not_modified(tmp_path: Path) -> None:
         assert statuses == [200, 200] or statuses == [200, 304]
         assert statuses[-1] == 304
     # Without the explicit setting, loopback feeds are refused (SSRF guard).
-    guarded = sw("run", "--once", "--all", db=db, env={"SUMMITWATCH_CONFIG_DIR": str(config)})
+    guarded = sw(
+        "run", "--once", "--all", db=db, env={"SUMMITWATCH_CONFIG_DIR": env["SUMMITWATCH_CONFIG_DIR"]}
+    )
     assert "non-public" in guarded.stderr
 
 
