@@ -403,6 +403,9 @@ def test_copies_of_copies_of_a_separated_copy_go_with_it(session: Session) -> No
     done = repo.unlink_copy(session, 2, NOW)
     assert done.restored_copy_ids == [3, 4]
     assert _parents(session) == {1: None, 2: None, 3: 2, 4: 2, 5: 1, 6: 1}
+    # `matched` names an article other than the copy's original only: 3 matched 2, its
+    # original now; 4 still names 3, the copy it matched.
+    assert _link(session, 3)[2] is None and _link(session, 4)[2] == {"matched": 3}
 
 
 @pytest.mark.parametrize("order", [(3, 2), (2, 3)])

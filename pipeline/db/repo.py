@@ -753,6 +753,9 @@ def unlink_copy(session: Session, article_id: int, now: datetime, *, reason: str
             .values(duplicate_of_id=article_id)
             .execution_options(synchronize_session="fetch")
         )
+        # A copy that matched the separated article now has it as its original: `matched`
+        # names only an article other than the original (a copy of a copy).
+        forget_matches(session, article_id, article_id)
     record = {
         "copy_of": root,
         "copy_kind": row.copy_kind,
