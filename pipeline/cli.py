@@ -684,6 +684,8 @@ def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
             done += len(verdicts)
             relevant += sum(verdict.relevant for verdict in verdicts)
             session.commit()
+            # (Articles stored meanwhile, by a poll or an import, are classified too.)
+            total = max(total, done)
             _stderr(f"... {done}/{total} articles re-classified ({time.monotonic() - started:.0f}s)")
     _stderr(f"re-classified {done} articles ({relevant} about Russia-China relations)")
     return 0
@@ -1053,9 +1055,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from pipeline.db.engine import safe_db_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return safe_db_url(url)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
-from pipeline.db.engine import make_engine, session_factory
+from pipeline.db.engine import make_engine, safe_db_url, session_factory
 from pipeline.db.schema import Article, DigestOutbox
 from pipeline.errors import SummitwatchError
 from pipeline.fixture_site import FixtureServer, FixtureSite
@@ -60,7 +60,7 @@ def run_demo(
     settings = settings.model_copy(update={"allow_private_networks": True})
     report = initialise(settings, load_feeds=False)
     out(
-        f"database {make_url(settings.db_url).render_as_string(hide_password=True)}: "
+        f"database {safe_db_url(settings.db_url)}: "
         f"schema {report.revision_after}, {report.seeds_added + report.seeds_present} seed documents"
     )
     airflow_home = Path(os.environ.get("AIRFLOW_HOME") or ".airflow-demo").resolve()

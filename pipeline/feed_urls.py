@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import idna
+
 # Longest feed URL taken (the databases' URL column; PostgreSQL refuses longer ones).
 MAX_FEED_URL_LENGTH = 2048
 FEED_LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$"
@@ -34,8 +36,12 @@ def normalise_feed_url(value: str) -> str:
     if port == 0:
         raise ValueError("has port 0")
     try:
-        host = parts.hostname.encode("idna").decode("ascii")
-    except UnicodeError:
+        # IDNA 2008 with UTS 46 mapping, as the HTTP client writes it: Python's own "idna"
+        # codec (IDNA 2003) maps "ß" to "ss" and "ς" to "σ", another registrant's domain.
+        host = (
+            parts.hostname if parts.hostname.isascii() else idna.encode(parts.hostname, uts46=True).decode()
+        )
+    except (UnicodeError, idna.IDNAError):
         raise ValueError(f"has a host name that is not valid: {parts.hostname!r}") from None
     if ":" in host:
         host = f"[{host}]"  # an IPv6 address

@@ -525,6 +525,19 @@ def test_a_database_of_a_newer_version_or_a_malformed_url_is_one_clear_error(
     )
     assert bad.returncode == 2 and "port is not a number" in bad.stderr
     assert "S3CRETPW" not in bad.stderr and "Traceback" not in bad.stderr
+    # An unencoded "@" in the password made its tail the host, shown in every error.
+    at = sw("--db", "postgresql://user:S3C@RETPW@db.example/news", "feeds", "list", db=tmp_path / "x.db")
+    assert at.returncode == 2 and "%40" in at.stderr and "RETPW" not in at.stderr
+    port = sw("--db", "postgresql://user@db.example:99999/news", "feeds", "list", db=tmp_path / "x.db")
+    assert port.returncode == 2 and "port 99999" in port.stderr
+
+
+def test_a_password_given_as_a_parameter_of_the_database_url_is_never_shown() -> None:
+    from pipeline.cli import _safe_url
+
+    shown = _safe_url("postgresql+psycopg://news@127.0.0.1:5432/news?password=S3cr%40t&sslmode=require")
+    assert "S3cr" not in shown and "sslmode=require" in shown
+    assert "S3CRET" not in _safe_url("postgresql+psycopg://news:S3CRET@db.example/news")
 
 
 def test_init_in_a_folder_that_does_not_exist_is_one_clear_error(tmp_path: Path) -> None:

@@ -191,7 +191,8 @@ def test_an_older_database_stores_no_publication_after_the_first_sighting(db_url
 
 def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> None:
     """Migration 0011: feeds stored before URLs were normalised kept their spelling, so
-    adding one again in the new spelling made a second, enabled row polled as well."""
+    adding one again in the new spelling made a second row, and one feed stored under
+    several spellings was polled once for each."""
     from alembic import command
     from sqlalchemy import text
 
@@ -204,28 +205,37 @@ def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> N
         "https://Example.COM:443/rss#top",
         "https://news.example.org",
         "https://news.example.org/",
+        "http://straße.example/feed",
         "x y",
     ]
     with engine.begin() as connection:
         for feed_id, url in enumerate(stored, 1):
             connection.execute(
                 text(
-                    "INSERT INTO feeds (id, url, enabled, failure_count, created_at) "
-                    "VALUES (:id, :url, true, 0, :now)"
+                    "INSERT INTO feeds (id, url, display_url, enabled, failure_count, created_at) "
+                    "VALUES (:id, :url, :shown, true, 0, :now)"
                 ),
-                {"id": feed_id, "url": url, "now": "2026-12-01 00:00:00+00:00"},
+                {"id": feed_id, "url": url, "shown": url, "now": "2026-12-01 00:00:00+00:00"},
             )
+        connection.execute(
+            text(
+                "INSERT INTO articles (id, text, lang, content_hash, is_seed, word_count, first_seen_at, "
+                "feed_id) VALUES (1, 't', 'en', :hash, false, 1, :now, 3)"
+            ),
+            {"hash": "0" * 64, "now": "2026-12-01 00:00:00+00:00"},
+        )
     upgrade_schema(engine)
     with session_factory(engine)() as session:
-        urls = [feed.url for feed in repo.list_feeds(session)]
-        # Of two spellings of one feed (both rows were there before), the second keeps its
-        # own; a URL that is none is left for its errors to show.
-        assert urls == [
-            "https://example.com/rss",
-            "https://news.example.org",
-            "https://news.example.org/",
-            "x y",
-        ]
+        feeds = {feed.id: (feed.url, feed.display_url) for feed in repo.list_feeds(session)}
+        # One row per feed, the oldest kept with the others' articles; IDNA 2008 keeps "ß"
+        # (IDNA 2003 made it "ss": another domain); a URL that is none is left as it is.
+        assert feeds == {
+            1: ("https://example.com/rss", "https://example.com/rss"),
+            2: ("https://news.example.org/", "https://news.example.org/"),
+            4: ("http://xn--strae-oqa.example/feed", "http://xn--strae-oqa.example/feed"),
+            5: ("x y", "x y"),
+        }
+        assert session.execute(text("SELECT feed_id FROM articles")).scalar_one() == 2
         # Adding a feed again in any spelling finds its row; so do the other look-ups.
         _, created = repo.upsert_feed(session, "HTTPS://example.com/rss")
         assert not created

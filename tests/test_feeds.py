@@ -149,6 +149,8 @@ def test_opml_never_names_a_feed_after_its_url_and_exports_control_characters_sa
         ("http://n.example:80", "http://n.example/"),
         ("https://user:Pw@Host.example:8443?x=1", "https://user:Pw@host.example:8443/?x=1"),
         ("http://münchen.example/feed", "http://xn--mnchen-3ya.example/feed"),
+        # IDNA 2008, as the HTTP client writes it (IDNA 2003 made "ß" "ss": another domain).
+        ("http://straße.example/feed", "http://xn--strae-oqa.example/feed"),
         ("http://[::1]:8080/f", "http://[::1]:8080/f"),
     ],
 )

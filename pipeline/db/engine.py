@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ConfigError, DatabaseError
+from pipeline.redaction import redact_url
 
 if TYPE_CHECKING:
     # Alembic loads only to migrate: every other command checks the schema without it.
@@ -44,13 +45,32 @@ def parse_db_url(db_url: str) -> URL:
     """``db_url`` parsed, or :class:`ConfigError` saying what is wrong with it (never
     echoing it: it may hold a password)."""
     try:
-        return make_url(db_url)
+        url = make_url(db_url)
     except ArgumentError:
         raise ConfigError(
             "the database URL cannot be parsed (expected e.g. sqlite:///summitwatch.db)"
         ) from None
     except ValueError:  # e.g. int() of a port that is not a number
-        raise ConfigError("the database URL is not valid: its port is not a number") from None
+        raise ConfigError(
+            "the database URL is not valid: its port is not a number (a ':' in the password must "
+            "be written %3A)"
+        ) from None
+    if url.host and "@" in url.host:
+        # The part of a password after an unencoded "@" would be taken for the host, and
+        # shown in every connection error.
+        raise ConfigError("the database URL is not valid: an '@' in the password must be written %40")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigError(f"the database URL is not valid: port {url.port} is not one (1 to 65535)")
+    return url
+
+
+def safe_db_url(db_url: str) -> str:
+    """``db_url`` as shown: without its password, whether in the userinfo or a parameter."""
+    try:
+        shown = make_url(db_url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        shown = db_url
+    return redact_url(shown)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, durable: bool = False) -> None:

@@ -1,8 +1,8 @@
-"""feeds: stored URLs in their one spelling (scheme and host lower-cased, punycode host,
-no default port, empty path or fragment), as `feeds add`, `import-opml` and the feed list
-now write them, so that adding a feed again finds its row instead of making a second one.
-A URL whose one spelling another row already holds is left as it is (both rows were
-there before; look-ups try both spellings).
+"""feeds: stored URLs in their one spelling (scheme and host lower-cased, the host in
+IDNA 2008 punycode, no default port, empty path or fragment), as `feeds add`,
+`import-opml` and the feed list now write them. Rows that were one feed under several
+spellings (each polled at every cycle) become one: the oldest row is kept, the others'
+articles and failures move to it, and they are removed.
 
 Revision ID: 0011
 Revises: 0010
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from pipeline.feed_urls import normalise_feed_url
+from pipeline.redaction import redact_url
 
 revision = "0011"
 down_revision = "0010"
@@ -24,20 +25,28 @@ depends_on = None
 
 def upgrade() -> None:
     connection = op.get_bind()
-    rows = connection.execute(sa.text("SELECT id, url FROM feeds ORDER BY id")).all()
-    taken = {url for _, url in rows}
-    for feed_id, url in rows:
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for feed_id, url in connection.execute(sa.text("SELECT id, url FROM feeds ORDER BY id")).all():
         try:
             normal = normalise_feed_url(url)
         except ValueError:
             continue  # (a URL that could never be fetched: left for its errors to show)
-        if normal != url and normal not in taken:
+        groups.setdefault(normal, []).append((feed_id, url))
+    for normal, rows in groups.items():
+        keep = rows[0][0]
+        for other, _ in rows[1:]:
+            for table in ("articles", "fetch_failures"):
+                connection.execute(
+                    sa.text(f"UPDATE {table} SET feed_id = :keep WHERE feed_id = :other"),  # noqa: S608
+                    {"keep": keep, "other": other},
+                )
+            connection.execute(sa.text("DELETE FROM feeds WHERE id = :other"), {"other": other})
+        if rows[0][1] != normal or len(rows) > 1:
             connection.execute(
-                sa.text("UPDATE feeds SET url = :url WHERE id = :id"), {"url": normal, "id": feed_id}
+                sa.text("UPDATE feeds SET url = :url, display_url = :shown WHERE id = :id"),
+                {"url": normal, "shown": redact_url(normal), "id": keep},
             )
-            taken.discard(url)
-            taken.add(normal)
 
 
 def downgrade() -> None:
-    pass  # (the spelling each URL was given is not kept; either spelling works)
+    pass  # (neither the other spellings nor the merged rows are kept; the one spelling works)
