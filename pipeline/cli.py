@@ -832,7 +832,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
         step = max(1, -(-len(shown) // SPARK_WIDTH))
         changes = [c for c in report.changes[name] if c.at >= since]
         if args.json:
-            print(json.dumps(coverage_json(name, shown, changes), ensure_ascii=False))
+            print(json.dumps(coverage_json(name, shown, changes, report.reported), ensure_ascii=False))
             continue
         total = sum(count for _, count in shown)
         heading = f"{report.labels.get(name, name)} ({name})"
@@ -841,7 +841,11 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{heading:<52} {total:>5}  {sparkline(bars)}")
         for change in changes:
             arrow = "up" if change.direction == "up" else "down"
-            print(f"{'':>4}{change.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC {arrow}: {change.explanation}")
+            digest = report.reported.get(change.key)
+            told = f" (reported in digest {digest})" if digest is not None else ""
+            print(
+                f"{'':>4}{change.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC {arrow}: {change.explanation}{told}"
+            )
     if not args.json:
         hours = config.bin_size / timedelta(hours=1)
         _stderr(

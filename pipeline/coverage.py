@@ -575,12 +575,22 @@ class Change:
         )
 
 
-def coverage_json(series: str, bins: Bins, changes: Sequence[Change]) -> dict[str, Any]:
-    """One line of ``summitwatch coverage --json``: ``{"series", "bins", "changes"}``."""
+def coverage_json(
+    series: str,
+    bins: Bins,
+    changes: Sequence[Change],
+    reported: Mapping[tuple[str, str, str], int] | None = None,
+) -> dict[str, Any]:
+    """One line of ``summitwatch coverage --json``: ``{"series", "bins", "changes"}``; each
+    change with ``reported_in``, the digest that reported it (None when none has yet)."""
     return {
         "series": series,
         "bins": [[start.isoformat(), count] for start, count in bins],
-        "changes": [change.to_json() for change in changes if change.series == series],
+        "changes": [
+            {**change.to_json(), "reported_in": (reported or {}).get(change.key)}
+            for change in changes
+            if change.series == series
+        ],
     }
 
 

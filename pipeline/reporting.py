@@ -99,6 +99,9 @@ class CoverageReport:
     changes: dict[str, list[Change]]
     labels: dict[str, str]
     first_bin: datetime = EPOCH
+    # Change key -> the digest that reported it (or the event it belongs to: a back-fill
+    # can move a reported change's detected moment, :func:`reported_digest`).
+    reported: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -237,7 +240,40 @@ def compute_coverage(
         report.changes[series.name] = detect_changes(
             series.name, bins, config.params_for(series.name), history_start=start, now=now
         )
+    report.reported = reported_digest(session, report, config)
     return report
+
+
+def reported_digest(
+    session: Session, report: CoverageReport, config: DetectorConfig
+) -> dict[tuple[str, str, str], int]:
+    """The digest that reported each detected change of ``report`` (by its key), when one
+    did: the same series and direction within the series' cooldown, as the digest decides
+    (:func:`pipeline.coverage.is_reported_event`). A back-fill or an unlink can move a
+    reported change's detected moment; the stored row keeps the moment it was reported at."""
+    rows = session.execute(
+        select(
+            CoverageChange.series, CoverageChange.at, CoverageChange.direction, CoverageChange.digest_id
+        ).where(CoverageChange.digest_id.is_not(None))
+    ).all()
+    found: dict[tuple[str, str, str], int] = {}
+    for changes in report.changes.values():
+        for change in changes:
+            reach = max(config.params_for(change.series).cooldown, config.bin_size)
+            for series, at, direction, digest_id in rows:
+                if (
+                    digest_id is not None
+                    and series == change.series
+                    and direction == change.direction
+                    and abs(_utc(change.at) - _utc(at)) < reach
+                ):
+                    found[change.key] = digest_id
+                    break
+    return found
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def coverage_window(now: datetime, days: int) -> tuple[date, date, datetime]:

@@ -760,8 +760,12 @@ def test_a_reported_change_moved_by_a_back_fill_stays_one_event_with_its_digest(
     assert reported[:2] == (datetime(2026, 12, 6, 18, 0, tzinfo=UTC), "up") and reported[2]
     add(20, datetime(2026, 12, 6, 1, 0, tzinfo=UTC), 6)  # the back-fill
     later = now + timedelta(hours=1)
-    shifted = compute_coverage(session, settings, now=later).changes["watch:power_of_siberia_2"]
+    shifted_report = compute_coverage(session, settings, now=later)
+    shifted = shifted_report.changes["watch:power_of_siberia_2"]
     assert [c.at for c in shifted if c.direction == "up"] == [datetime(2026, 12, 6, 6, 0, tzinfo=UTC)]
+    # The coverage report says which digest reported it, though at another moment now.
+    (moved,) = [c for c in shifted if c.direction == "up"]
+    assert shifted_report.reported.get(moved.key) == reported[2]
     assert prepare_digests(session, settings, "file", now=later) == []
     assert rows() == [reported]
     # A row left unreported beside it (as earlier versions stored the moved detection) is
