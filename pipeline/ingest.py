@@ -389,7 +389,7 @@ def build_candidate(
                 permanent=True,
             )
     text = _tidy_text(clean_string(text))
-    title = clean_string(title) if title else title
+    title = _bounded_title(clean_string(title)) if title else title
     if not text:
         raise ExtractionError("empty text", permanent=True)
     published = published_at or _parse_date(extracted_date)
@@ -456,6 +456,19 @@ def time_limit(seconds: float) -> Iterator[None]:
         if outer_remaining:
             # Give the outer timer (e.g. Airflow's execution_timeout) its remaining time back.
             signal.setitimer(signal.ITIMER_REAL, max(outer_remaining - (time.monotonic() - started), 0.001))
+
+
+# Longest title stored: a feed or page can carry megabytes in its <title>, which every
+# list, digest and search would then show.
+MAX_TITLE_CHARS = 1000
+
+
+def _bounded_title(title: str) -> str:
+    """``title`` cut to :data:`MAX_TITLE_CHARS`, at a space when one is near the end."""
+    if len(title) <= MAX_TITLE_CHARS:
+        return title
+    cut = title.rfind(" ", MAX_TITLE_CHARS - 100, MAX_TITLE_CHARS)
+    return title[: cut if cut > 0 else MAX_TITLE_CHARS].rstrip() + "…"
 
 
 def clean_string(value: str) -> str:

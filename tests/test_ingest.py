@@ -1162,3 +1162,19 @@ def test_a_short_but_complete_dispatch_in_chinese_is_an_article(settings: Settin
     for body in (english, "新华社北京电 习近平同普京会谈。"):
         with pytest.raises(ExtractionError, match="extracted text too short"):
             build_candidate(settings, url="https://example.com/short", title=None, html=page("T", body, "en"))
+
+
+def test_a_title_of_megabytes_is_stored_cut(session: Session, settings: Settings) -> None:
+    """A feed carried a 3,000,000-character title, stored whole and shown everywhere."""
+    from pipeline.db.schema import Article
+    from pipeline.ingest import MAX_TITLE_CHARS
+
+    text = (
+        "Russian and Chinese officials met in Harbin on Tuesday to discuss cross-border trade and the "
+        "opening of two new rail crossings, the ministry said. " * 4
+    )
+    line = json.dumps({"url": "https://r.example/long", "title": "Harbin talks " * 250_000, "text": text})
+    (result,) = list(import_lines(session, settings, [line], source="t", now=NOW))
+    stored = session.get(Article, result.result.article_id)
+    assert stored is not None and stored.title is not None
+    assert len(stored.title) <= MAX_TITLE_CHARS + 1 and stored.title.endswith(("talks…", "Harbin…"))
