@@ -465,7 +465,7 @@ def floor_to_bin(moment: datetime, bin_size: timedelta) -> datetime:
     Fixed alignment means an instant always falls in the same bin whatever range a query
     asks for, so changes keyed by their time stay stable between runs.
     """
-    moment = _as_utc(moment)
+    moment = as_utc(moment)
     return moment - (moment - EPOCH) % bin_size
 
 
@@ -481,14 +481,14 @@ def bin_counts(
     """
     if bin_size <= timedelta(0):
         raise ValueError("bin_size must be positive")
-    end = _as_utc(end)
-    counts = Counter(bin_index(stamp, bin_size) for stamp in timestamps if _as_utc(stamp) < end)
+    end = as_utc(end)
+    counts = Counter(bin_index(stamp, bin_size) for stamp in timestamps if as_utc(stamp) < end)
     return bins_from_counts(counts, start=start, end=end, bin_size=bin_size)
 
 
 def bin_index(moment: datetime, bin_size: timedelta) -> int:
     """The index of ``moment``'s bin on the epoch-aligned grid (bin 0 starts at the epoch)."""
-    return (_as_utc(moment) - EPOCH) // bin_size
+    return (as_utc(moment) - EPOCH) // bin_size
 
 
 def bins_from_counts(
@@ -499,7 +499,7 @@ def bins_from_counts(
     if bin_size <= timedelta(0):
         raise ValueError("bin_size must be positive")
     first = floor_to_bin(start, bin_size)
-    end = _as_utc(end)
+    end = as_utc(end)
     if end <= first:
         return []
     first_index = bin_index(first, bin_size)
@@ -507,7 +507,8 @@ def bins_from_counts(
     return [(first + i * bin_size, counts.get(first_index + i, 0)) for i in range(n_bins)]
 
 
-def _as_utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (a naive one is taken to be UTC already)."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -638,12 +639,12 @@ def detect_changes(
     if not params.enabled or not bins:
         return []
     bin_size = params.bin_size
-    starts = [_as_utc(start) for start, _ in bins]
+    starts = [as_utc(start) for start, _ in bins]
     for previous, current in itertools.pairwise(starts):
         if current - previous != bin_size:
             raise ValueError(f"{series}: bins must be contiguous and {_fmt_duration(bin_size)} apart")
-    history_start = _as_utc(history_start)
-    now = _as_utc(now)
+    history_start = as_utc(history_start)
+    now = as_utc(now)
     bin_days = bin_size / DAY
     # Prefix sums make every window count O(1); exposure is the observed part of each bin.
     count_prefix = [0]
@@ -870,7 +871,7 @@ def reported_events(reported: Iterable[tuple[str, datetime, str]]) -> dict[tuple
     """``(series, at, direction)`` of reported changes, by series and direction."""
     sent: dict[tuple[str, str], list[datetime]] = {}
     for series, at, direction in reported:
-        sent.setdefault((series, direction), []).append(_as_utc(at))
+        sent.setdefault((series, direction), []).append(as_utc(at))
     return sent
 
 
@@ -883,8 +884,22 @@ def is_reported_event(
 ) -> bool:
     """Whether a change at ``at`` is the same event as one of ``sent``
     (:func:`reported_events`): the same series and direction, within the series' cooldown."""
+    return reported_moment(series, at, direction, sent, config) is not None
+
+
+def reported_moment(
+    series: str,
+    at: datetime,
+    direction: str,
+    sent: Mapping[tuple[str, str], Sequence[datetime]],
+    config: DetectorConfig,
+) -> datetime | None:
+    """The moment of the reported change of ``sent`` that a change at ``at`` is the same
+    event as (:func:`is_reported_event`), or None."""
     reach = max(config.params_for(series).cooldown, config.bin_size)
-    return any(abs(_as_utc(at) - moment) < reach for moment in sent.get((series, direction), []))
+    return next(
+        (moment for moment in sent.get((series, direction), []) if abs(as_utc(at) - moment) < reach), None
+    )
 
 
 def _cooling(last: datetime | None, t: datetime, cooldown: timedelta) -> bool:

@@ -31,12 +31,14 @@ from pipeline.coverage import (
     MAX_HISTORY_DAYS,
     Change,
     DetectorConfig,
+    as_utc,
     bins_from_counts,
     detect_changes,
     floor_to_bin,
     is_reported_event,
     load_detector_config,
     reported_events,
+    reported_moment,
     series_name,
     unreported_changes,
 )
@@ -248,32 +250,27 @@ def reported_digest(
     session: Session, report: CoverageReport, config: DetectorConfig
 ) -> dict[tuple[str, str, str], int]:
     """The digest that reported each detected change of ``report`` (by its key), when one
-    did: the same series and direction within the series' cooldown, as the digest decides
-    (:func:`pipeline.coverage.is_reported_event`). A back-fill or an unlink can move a
-    reported change's detected moment; the stored row keeps the moment it was reported at."""
+    did: the same event as the digest decides it (:func:`pipeline.coverage.reported_moment`).
+    A back-fill or an unlink can move a reported change's detected moment; the stored row
+    keeps the moment it was reported at."""
     rows = session.execute(
         select(
             CoverageChange.series, CoverageChange.at, CoverageChange.direction, CoverageChange.digest_id
         ).where(CoverageChange.digest_id.is_not(None))
     ).all()
+    sent = reported_events((series, at, direction) for series, at, direction, _ in rows)
+    digest_of = {
+        (series, direction, as_utc(at)): digest_id
+        for series, at, direction, digest_id in rows
+        if digest_id is not None
+    }
     found: dict[tuple[str, str, str], int] = {}
     for changes in report.changes.values():
         for change in changes:
-            reach = max(config.params_for(change.series).cooldown, config.bin_size)
-            for series, at, direction, digest_id in rows:
-                if (
-                    digest_id is not None
-                    and series == change.series
-                    and direction == change.direction
-                    and abs(_utc(change.at) - _utc(at)) < reach
-                ):
-                    found[change.key] = digest_id
-                    break
+            moment = reported_moment(change.series, change.at, change.direction, sent, config)
+            if moment is not None:
+                found[change.key] = digest_of[(change.series, change.direction, moment)]
     return found
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def coverage_window(now: datetime, days: int) -> tuple[date, date, datetime]:

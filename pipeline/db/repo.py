@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
+from pipeline.coverage import as_utc
 from pipeline.db.schema import (
     Article,
     ArticleBand,
@@ -1355,20 +1356,16 @@ def history_start(session: Session, now: datetime | None = None) -> datetime:
     is read as the moment it names."""
     row = session.get(PipelineState, HISTORY_START)
     if row is None:
-        moment = _in_utc(now or utcnow())
+        moment = as_utc(now or utcnow())
         session.add(PipelineState(key=HISTORY_START, value=moment.isoformat()))
         session.flush()
         return moment
-    return _in_utc(datetime.fromisoformat(row.value))
-
-
-def _in_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return as_utc(datetime.fromisoformat(row.value))
 
 
 def extend_history(session: Session, earliest: datetime) -> None:
     """Back-filled articles (imports with past dates) extend the collected history."""
-    earliest = _in_utc(earliest)
+    earliest = as_utc(earliest)
     current = history_start(session, earliest)
     row = session.get(PipelineState, HISTORY_START)
     assert row is not None

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import browse, nearby
 from pipeline.classify import Entry, TopicRegistry
-from pipeline.coverage import MAX_HISTORY_DAYS, Change, DetectorConfig
+from pipeline.coverage import MAX_HISTORY_DAYS, Change, DetectorConfig, as_utc
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
 from pipeline.db.schema import (
@@ -182,11 +182,6 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _utc(moment: datetime) -> datetime:
-    """``moment`` in UTC (a naive one is taken to be UTC already)."""
-    return moment.astimezone(UTC) if moment.tzinfo else moment
-
-
 def _template_environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -196,7 +191,7 @@ def _template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters["day"] = lambda moment: f"{moment:%Y-%m-%d}" if moment else ""
-    environment.filters["when"] = lambda moment: f"{_utc(moment):%Y-%m-%d %H:%M} UTC" if moment else ""
+    environment.filters["when"] = lambda moment: f"{as_utc(moment):%Y-%m-%d %H:%M} UTC" if moment else ""
     environment.filters["web_url"] = web_url
     # URLs and error texts are shown with credentials redacted (hrefs too: web_url).
     environment.filters["redact"] = redact_optional
