@@ -132,8 +132,9 @@ def _follow_the_site(session: Session, server: FixtureServer) -> None:
     would add the six feeds again under new URLs.
     """
     wanted = {(DEMO_OUTLET_PREFIX + feed.outlet, feed.path.lstrip("/")): feed for feed in server.site.feeds}
-    known = {feed.url for feed in repo.list_feeds(session)}
-    for row in repo.list_feeds(session):
+    rows = repo.list_feeds(session)
+    known = {row.url for row in rows}
+    for row in rows:
         parts = urlsplit(row.url)
         feed = wanted.get((row.outlet or "", parts.path.lstrip("/")))
         if feed is None or parts.hostname != "127.0.0.1":

@@ -581,7 +581,7 @@ def _nearly_utf8(data: bytes, declared: list[str]) -> tuple[str, str] | None:
     stray = sum(len(run) for run in _STRAY_RUN_RE.findall(text))
     if stray == 0:
         return None  # (only a final character cut off: valid, and decoded above)
-    wide = sum(1 for char in text if char > "\x7f") - stray
+    wide = _non_ascii(text) - stray
     mostly_utf8 = wide >= _UTF8_MIN_WIDE and stray <= _UTF8_STRAY_SHARE * wide
     says_utf8 = bool(declared) and normalise_charset(declared[0]) == "utf-8"
     if not mostly_utf8 and not (
@@ -756,10 +756,15 @@ _TWIN_MARGIN: Final = 0.05
 _TWIN_SAMPLE_BYTES: Final = 16_384
 
 
+def _non_ascii(text: str) -> int:
+    """How many characters of ``text`` are not ASCII (counted in C: a page is long)."""
+    return len(text) - len(text.encode("ascii", "ignore"))
+
+
 def _word_shape(text: str) -> float:
     """The share of non-ASCII characters that are letters of well-formed Cyrillic words
     (lower case, capitalised or all capitals)."""
-    wide = len(text) - len(text.encode("ascii", "ignore"))
+    wide = _non_ascii(text)
     if not wide:
         return 0.0
     good = sum(

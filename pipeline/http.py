@@ -207,14 +207,12 @@ class HttpClient:
             except UnicodeError:
                 # An international host name that IDNA refuses ("xn--zz"), at any hop.
                 raise FetchError(f"invalid host name in {_redact(current)}", permanent=True) from None
-            except httpx.RemoteProtocolError as exc:
-                if "location" in str(exc).lower():
+            except httpx.HTTPError as exc:
+                if isinstance(exc, httpx.RemoteProtocolError) and "location" in str(exc).lower():
                     # httpx reads a redirect's Location before we do, and refuses one that is
                     # no URL ("http://[::1", "http://0251.0376.0251.0376/"): the page's fault,
                     # not the network's, so not retried.
                     raise FetchError(f"malformed redirect from {_redact(current)}", permanent=True) from None
-                raise FetchError(f"cannot fetch {_redact(current)}: {type(exc).__name__}") from None
-            except httpx.HTTPError as exc:
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                     # Checked for the URL's host name, never for the address connected to.
                     raise FetchError(

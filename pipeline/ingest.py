@@ -586,19 +586,7 @@ def store_candidate(
     near = (
         ahead.near if ahead is not None else neardup.index_of(candidate.text, candidate.lang, neardup_params)
     )
-    shingled, signature, keys = near.profile, near.signature, near.keys
-    duplicate_of: int | None = None
-    similarity: float | None = None
-    copy_kind: CopyKind | None = None
-    link_detail: dict[str, Any] | None = None
-    if original is not None:
-        duplicate_of, similarity, copy_kind = original.duplicate_of_id or original.id, 1.0, "exact"
-        link_detail = _matched(duplicate_of, original.id)
-    elif signature:
-        match = _closest_near_duplicate(session, shingled, keys, neardup_params)
-        if match is not None:
-            (duplicate_of, similarity, matched), copy_kind = match, "near"
-            link_detail = _matched(duplicate_of, matched)
+    duplicate_of, similarity, copy_kind, link_detail = _copy_link(session, original, near, neardup_params)
     vectors = context.embed(candidate.title, candidate.text)
     # A date a little ahead (FUTURE_TOLERANCE: a clock or time-zone slip) cannot be when it
     # was published, as it was seen before: it is stored as the moment it was first seen.
@@ -656,13 +644,13 @@ def store_candidate(
     fulltext.index_article(
         session, stored.id, stored.title, stored.text, indexed=ahead.indexed if ahead is not None else None
     )
-    if signature:
+    if near.signature:
         repo.store_signature(
             session,
             stored.id,
             neardup_params.scheme,
-            neardup.signature_to_bytes(signature),
-            keys,
+            neardup.signature_to_bytes(near.signature),
+            near.keys,
             new_article=True,
         )
     dated = candidate.published_at is not None
@@ -836,6 +824,28 @@ def _closest_near_duplicate(
     return best_article.duplicate_of_id or best_article.id, round(best[1], 4), best_article.id
 
 
+def _copy_link(
+    session: Session,
+    same_text: Article | None,
+    near: neardup.TextIndex,
+    params: NearDupParams,
+    *,
+    excluding: int | None = None,
+) -> tuple[int | None, float | None, CopyKind | None, dict[str, Any] | None]:
+    """``(root, similarity, kind, link_detail)`` of a text as an exact copy of ``same_text``
+    (a stored article with its text) or a near copy of a stored article, else all None.
+    ``excluding``: a stored article not to compare with (itself, for a new version)."""
+    if same_text is not None:
+        root = same_text.duplicate_of_id or same_text.id
+        return root, 1.0, "exact", _matched(root, same_text.id)
+    if near.signature:
+        match = _closest_near_duplicate(session, near.profile, near.keys, params, excluding=excluding)
+        if match is not None:
+            root, similarity, matched = match
+            return root, similarity, "near", _matched(root, matched)
+    return None, None, None, None
+
+
 def _matched(root: int, matched: int) -> dict[str, Any] | None:
     """An exact or near copy's ``link_detail``: the article it matched, when that is not the
     root it is stored against (a copy of a copy), so that ``unlink`` of that article takes
@@ -917,25 +927,15 @@ def _link_new_version(
     if article.duplicate_of_id is None and repo.has_copies(session, article.id):
         return
     assert article.content_hash is not None
-    params = context.neardup_params
-    duplicate_of: int | None = None
-    similarity: float | None = None
-    copy_kind: CopyKind | None = None
-    detail: dict[str, Any] | None = None
     translation: TranslationLink | None = None
     was = article.duplicate_of_id
     if was is not None:
         # Copies that matched its former text are copies of the cluster's story, not of it.
         repo.forget_matches(session, was, article.id)
     same_text = repo.original_by_content_hash(session, article.content_hash, excluding=article.id)
-    if same_text is not None:
-        duplicate_of, similarity, copy_kind = same_text.duplicate_of_id or same_text.id, 1.0, "exact"
-        detail = _matched(duplicate_of, same_text.id)
-    elif near.signature:
-        match = _closest_near_duplicate(session, near.profile, near.keys, params, excluding=article.id)
-        if match is not None:
-            (duplicate_of, similarity, matched), copy_kind = match, "near"
-            detail = _matched(duplicate_of, matched)
+    duplicate_of, similarity, copy_kind, detail = _copy_link(
+        session, same_text, near, context.neardup_params, excluding=article.id
+    )
     if duplicate_of is None and context.settings.translations.enabled:
         as_stored = dataclasses.replace(candidate, published_at=article.published_at)
         moment = article.published_at or article.first_seen_at
@@ -1535,12 +1535,6 @@ def _finish_item(
                 settings, item, response.body, response.content_type, _lang_hint(feed, item), now
             )
     except ItemError as exc:
-        payload = {
-            "url": url,
-            "title": item.title,
-            "feed_url": item.feed_url,
-            "published_at": item.published_at.isoformat() if item.published_at else None,
-        }
         repo.record_failure(
             session,
             stage="page",
@@ -1550,7 +1544,7 @@ def _finish_item(
             retry_after=timedelta(minutes=settings.poll.backoff_base_minutes),
             not_before=_server_wait(exc),
             feed_id=feed.id if feed else None,
-            item=payload,
+            item=_retry_payload(item, url),
             retry_limit=settings.poll.page_retry_limit,
             now=now,
         )
@@ -1888,6 +1882,16 @@ def _process_alone(
         return outcome, True
 
 
+def _retry_payload(item: FeedItem, url: str) -> dict[str, Any]:
+    """What a failed page's record keeps of its feed item, for :func:`retry_failed_pages`."""
+    return {
+        "url": url,
+        "title": item.title,
+        "feed_url": item.feed_url,
+        "published_at": item.published_at.isoformat() if item.published_at else None,
+    }
+
+
 def _record_unexpected_failure(session: Session, feed: Feed, item: FeedItem, error: str) -> None:
     canonical, refused = _screen_item(item)
     url = item.url  # (the target a fetch failure of the item is recorded under)
@@ -1902,12 +1906,7 @@ def _record_unexpected_failure(session: Session, feed: Feed, item: FeedItem, err
             permanent=False,
             retry_after=timedelta(minutes=15),
             feed_id=feed.id,
-            item={
-                "url": url,
-                "title": item.title,
-                "feed_url": item.feed_url,
-                "published_at": item.published_at.isoformat() if item.published_at else None,
-            },
+            item=_retry_payload(item, url),
         )
         session.commit()
     except SQLAlchemyError:
