@@ -40,11 +40,24 @@ class FetchError(ItemError):
     """An HTTP fetch failed (timeout, refused, too large, bad status, blocked host).
 
     ``retry_after``: seconds the server asked to wait (its Retry-After header), if any.
+    ``timed_out``: the server did not answer within the time limits. ``deferred``: no
+    request was made (its host timed out too often in this run: :class:`pipeline.http.
+    HostBreaker`), so the failure is no attempt and the page waits for the next run.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        timed_out: bool = False,
+        deferred: bool = False,
+    ) -> None:
         super().__init__(message, permanent=permanent)
         self.retry_after = retry_after
+        self.timed_out = timed_out
+        self.deferred = deferred
 
 
 class ExtractionError(ItemError):

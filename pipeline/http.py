@@ -201,7 +201,7 @@ class HttpClient:
             except RefusedAddress as exc:
                 raise FetchError(_refusal_message(current, exc.host, exc.address), permanent=True) from None
             except httpx.TimeoutException:
-                raise FetchError(f"timed out fetching {_redact(current)}") from None
+                raise FetchError(f"timed out fetching {_redact(current)}", timed_out=True) from None
             except httpx.InvalidURL as exc:
                 raise FetchError(f"invalid URL {_redact(current)}: {exc}", permanent=True) from None
             except UnicodeError:
@@ -282,7 +282,7 @@ class HttpClient:
             if size > limit:
                 raise FetchError(f"{_redact(url)} is over the {limit:,}-byte limit", permanent=True)
             if time.monotonic() > deadline:
-                raise FetchError(f"timed out reading {_redact(url)} (body too slow)")
+                raise FetchError(f"timed out reading {_redact(url)} (body too slow)", timed_out=True)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -347,9 +347,12 @@ class PageFetcher:
     for.
     """
 
-    def __init__(self, client: HttpClient, *, max_concurrency: int, per_host: int) -> None:
+    def __init__(
+        self, client: HttpClient, *, max_concurrency: int, per_host: int, breaker: HostBreaker | None = None
+    ) -> None:
         self.client = client
         self.per_host = max(1, per_host)
+        self.breaker = breaker or HostBreaker(0)
         self._pool = (
             ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fetch")
             if max_concurrency > 1
@@ -375,14 +378,62 @@ class PageFetcher:
     def submit(self, url: str, *, accept: str | None = None) -> PendingPage:
         """Start fetching ``url`` (one at a time: when the result is asked for)."""
         if self._pool is None:
-            return PendingPage(lambda: self.client.get(url, accept=accept))
+            return PendingPage(lambda: self.breaker.get(self.client, url, accept=accept))
         return PendingPage(self._pool.submit(self._polite_get, url, accept))
 
     def _polite_get(self, url: str, accept: str | None) -> HttpResponse:
         with self._lock:
             gate = self._hosts.setdefault(host_of(url), threading.Semaphore(self.per_host))
-        with gate:
-            return self.client.get(url, accept=accept)
+        with gate:  # (a page waiting here for its host sees a breaker tripped meanwhile)
+            return self.breaker.get(self.client, url, accept=accept)
+
+
+class HostBreaker:
+    """Stops asking a host for pages once ``limit`` of them in a row timed out (0: never).
+
+    A host that lets every page run into the time limits (overloaded, or dripping bytes on
+    purpose) would otherwise hold a run for its whole list: two pages at a time per host,
+    each up to twice ``http.timeout_seconds``. Once tripped, its other pages of the run
+    fail at once with a *deferred* :class:`FetchError` (transient; no request made, no
+    attempt counted), and are retried in a later run. Any answer from the host (even an
+    error status) resets its count. One breaker serves one run (a polling cycle and its
+    retries), shared by its fetch threads.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._streaks: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def tripped(self, url: str) -> bool:
+        """Whether ``url``'s host is no longer asked in this run."""
+        if self.limit <= 0:
+            return False
+        with self._lock:
+            return self._streaks.get(host_of(url), 0) >= self.limit
+
+    def get(self, client: HttpClient, url: str, *, accept: str | None = None) -> HttpResponse:
+        """``client.get(url)``, unless the host's breaker is tripped (a deferred error)."""
+        if self.tripped(url):
+            raise FetchError(
+                f"not fetched: {host_of(url) or 'its host'} timed out on {self.limit} pages in a row "
+                "in this run; retried in a later run",
+                deferred=True,
+            )
+        try:
+            response = client.get(url, accept=accept)
+        except FetchError as exc:
+            self._count(url, exc.timed_out)
+            raise
+        self._count(url, False)
+        return response
+
+    def _count(self, url: str, timed_out: bool) -> None:
+        if self.limit <= 0:
+            return
+        host = host_of(url)
+        with self._lock:
+            self._streaks[host] = self._streaks.get(host, 0) + 1 if timed_out else 0
 
 
 class RefusedAddress(Exception):

@@ -41,7 +41,7 @@ from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchEr
 from pipeline.extract import extract_page
 from pipeline.feed_urls import feed_url_spellings
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
-from pipeline.http import HttpClient, HttpResponse, PageFetcher, PendingPage, host_of, sendable
+from pipeline.http import HostBreaker, HttpClient, HttpResponse, PageFetcher, PendingPage, host_of, sendable
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
 from pipeline.prepare import (
@@ -135,6 +135,8 @@ class IngestContext:
     gazetteer: Gazetteer
     translation_params: TranslationParams
     pool: PreparePool
+    # The hosts whose pages timed out too often in a row in this run (their other pages wait).
+    hosts: HostBreaker = field(default_factory=lambda: HostBreaker(0))
     vector_indexes: dict[str, VectorIndex] = field(default_factory=dict)
     loaded_heads: dict[str, LabelHeads] = field(default_factory=dict)
     # What a prepare worker computed (vectors, verdict), waiting for its article to be stored.
@@ -157,6 +159,7 @@ class IngestContext:
             crosslingual.load_gazetteer(settings.gazetteer_file),
             settings.translation_params(),
             PreparePool(settings, settings.poll.worker_count()),
+            HostBreaker(settings.http.host_timeout_limit),
         )
 
     def close(self) -> None:
@@ -1419,11 +1422,12 @@ def ingest_item(
     context: IngestContext | None = None,
 ) -> ItemResult:
     """Fetch, extract and store one feed item; failures are recorded, never raised."""
+    hosts = context.hosts if context is not None else HostBreaker(0)
     return _finish_item(
         session,
         settings,
         item,
-        lambda: client.get(item.url or "", accept=PAGE_ACCEPT),
+        lambda: hosts.get(client, item.url or "", accept=PAGE_ACCEPT),
         feed=feed,
         now=now,
         context=context,
@@ -1535,18 +1539,22 @@ def _finish_item(
                 settings, item, response.body, response.content_type, _lang_hint(feed, item), now
             )
     except ItemError as exc:
+        # A page not requested (its host timed out too often in this run) is no attempt: it
+        # is due again at once, for the next run.
+        deferred = isinstance(exc, FetchError) and exc.deferred
         repo.record_failure(
             session,
             stage="page",
             target=url,
             error=str(exc),
             permanent=exc.permanent,
-            retry_after=timedelta(minutes=settings.poll.backoff_base_minutes),
+            retry_after=timedelta(0) if deferred else timedelta(minutes=settings.poll.backoff_base_minutes),
             not_before=_server_wait(exc),
             feed_id=feed.id if feed else None,
             item=_retry_payload(item, url),
             retry_limit=settings.poll.page_retry_limit,
             now=now,
+            attempted=not deferred,
         )
         return ItemResult("error", error=str(exc), url=url, title=item.title)
     repo.begin_write(session)  # (a batch holds it already; a page retried alone takes it here)
@@ -1567,10 +1575,13 @@ def _finish_item(
 BATCH_SECONDS = 2.0
 
 
-def page_fetcher(client: HttpClient, settings: Settings) -> PageFetcher:
-    """A fetcher of pages within the ``http`` settings' limits (in all and per host)."""
+def page_fetcher(client: HttpClient, settings: Settings, breaker: HostBreaker | None = None) -> PageFetcher:
+    """A fetcher of pages within the ``http`` settings' limits (in all and per host);
+    ``breaker``: the run's record of hosts that timed out too often (:class:`HostBreaker`)."""
     http = settings.http
-    return PageFetcher(client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency)
+    return PageFetcher(
+        client, max_concurrency=http.max_concurrency, per_host=http.per_host_concurrency, breaker=breaker
+    )
 
 
 def _ingest_feed_items(
@@ -1619,7 +1630,7 @@ def _ingest_feed_items(
         fresh, lambda: (context.registry, context.classifier_heads), context.gazetteer
     )
     own_fetcher = pages is None
-    fetcher = page_fetcher(client, settings) if pages is None else pages.fetcher()
+    fetcher = page_fetcher(client, settings, context.hosts) if pages is None else pages.fetcher()
     # This feed's pages fetched (and prepared) ahead while the feed before was stored.
     early = pages.take(feed.id) if pages is not None else {}
     if pages is not None:
@@ -1924,12 +1935,16 @@ def retry_failed_pages(
 ) -> list[ItemResult]:
     """Retry pages whose transient failure is due again (timeouts, 5xx)."""
     now = now or utcnow()
-    results = []
+    results: list[ItemResult] = []
     due = repo.failures_due(session, "page", now)
-    if due and context is None:
+    if not due:
+        return results
+    if context is None:
         context = IngestContext.from_settings(settings)
     for failure in due:
         payload = failure.item or {"url": failure.target}
+        if context.hosts.tripped(payload.get("url") or failure.target):
+            continue  # (its host timed out too often in this run: left due, for the next)
         feed = session.get(Feed, failure.feed_id) if failure.feed_id else None
         item = FeedItem(
             url=payload.get("url") or failure.target,
@@ -1965,7 +1980,7 @@ def run_cycle(
     def upcoming() -> int:  # (asked only for a feed with new items of its own)
         return prepared + ahead.fresh_ahead()
 
-    pages = CyclePages(session, client, settings, ahead, context.pool, now)
+    pages = CyclePages(session, client, settings, ahead, context.pool, now, context.hosts)
     try:
         for position, feed_id in enumerate(ids, 1):
             fetched_ahead = ahead.take(feed_id)
@@ -2221,6 +2236,7 @@ class CyclePages:
         feeds: FeedsAhead,
         pool: PreparePool,
         now: datetime,
+        hosts: HostBreaker | None = None,
     ) -> None:
         self.session, self.client, self.settings, self.feeds, self.pool, self.now = (
             session,
@@ -2230,6 +2246,7 @@ class CyclePages:
             pool,
             now,
         )
+        self.hosts = hosts
         self._fetcher: PageFetcher | None = None
         # Feeds looked ahead at, in cycle order: their pages fetched ahead, by URL.
         self._early: dict[int, dict[str, EarlyPage]] = {}
@@ -2244,7 +2261,7 @@ class CyclePages:
 
     def fetcher(self) -> PageFetcher:
         if self._fetcher is None:
-            self._fetcher = page_fetcher(self.client, self.settings)
+            self._fetcher = page_fetcher(self.client, self.settings, self.hosts)
         return self._fetcher
 
     def rank(self, feed_id: int) -> int:

@@ -60,6 +60,9 @@ class HttpSettings(_Section):
     # Pages of a feed are fetched ahead while earlier ones are processed.
     max_concurrency: int = Field(8, ge=1, le=256)
     per_host_concurrency: int = Field(2, ge=1, le=64)
+    # Pages of one host that may time out in a row in one run before its other pages are
+    # left for the next run (pipeline.http.HostBreaker); 0: no limit.
+    host_timeout_limit: int = Field(3, ge=0, le=1000)
     # Connections to loopback and private addresses are closed after each response unless
     # this is on: a local server is often single-threaded (Python's http.server without
     # threads serves one kept-alive connection until it closes, so a second connection

@@ -15,7 +15,7 @@ import httpcore
 import pytest
 
 from pipeline.errors import FetchError
-from pipeline.http import HttpClient, PageFetcher
+from pipeline.http import HostBreaker, HttpClient, PageFetcher
 from pipeline.settings import HttpSettings
 from tests.local_server import LocalServer, Reply
 
@@ -637,3 +637,44 @@ def test_retry_after_is_read_from_seconds_and_dates() -> None:
     assert gone.value.retry_after is None and gone.value.permanent
     assert retry_after_seconds("31536000") == MAX_RETRY_AFTER_SECONDS
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+QUICK = HttpSettings(timeout_seconds=0.3, connect_timeout_seconds=1.0, max_bytes=50_000)
+
+
+def test_a_host_whose_pages_keep_timing_out_is_not_asked_again_in_the_run() -> None:
+    """Two pages of a host in a row time out: its other pages fail at once, deferred (no
+    request, not permanent), while another host's page is fetched as usual."""
+    routes = {f"/slow{i}": (lambda handler: Reply(200, b"late", delay=1.5)) for i in range(6)}
+    routes["/ok"] = lambda handler: Reply(200, b"fine")
+    with LocalServer(routes) as server, HttpClient(QUICK, allow_private_networks=True) as http:
+        with PageFetcher(http, max_concurrency=4, per_host=1, breaker=HostBreaker(2)) as fetcher:
+            pending = [fetcher.submit(server.url(f"/slow{i}")) for i in range(6)]
+            other = fetcher.submit(server.url("/ok", host="localhost"))
+            errors = []
+            for page in pending:
+                with pytest.raises(FetchError) as caught:
+                    page.result()
+                errors.append(caught.value)
+            assert other.result().body == b"fine"
+    # (which two pages are asked first depends on the fetch threads: the count does not)
+    timed_out = [e for e in errors if e.timed_out]
+    deferred = [e for e in errors if e.deferred]
+    assert len(timed_out) == 2 and len(deferred) == 4
+    assert all(not e.permanent and "not fetched" in str(e) for e in deferred)
+    asked = [hit["path"] for hit in server.hits]
+    assert len(asked) == 3 and "/ok" in asked
+
+
+def test_an_answer_from_the_host_starts_its_count_again() -> None:
+    routes = {"/slow": lambda handler: Reply(200, b"late", delay=1.5), "/gone": lambda handler: Reply(404)}
+    with LocalServer(routes) as server, HttpClient(QUICK, allow_private_networks=True) as http:
+        breaker = HostBreaker(2)
+        outcomes = []
+        for path in ("/slow", "/gone", "/slow", "/gone", "/slow", "/slow", "/gone"):
+            try:
+                breaker.get(http, server.url(path))
+            except FetchError as exc:
+                outcomes.append("deferred" if exc.deferred else "timed out" if exc.timed_out else "error")
+    assert outcomes == ["timed out", "error", "timed out", "error", "timed out", "timed out", "deferred"]
+    assert HostBreaker(0).tripped(server.url("/slow")) is False

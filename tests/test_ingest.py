@@ -598,6 +598,59 @@ def test_transient_page_failure_is_retried(session: Session, settings: Settings)
     assert failure is not None and failure.resolved_at is not None
 
 
+def test_a_host_that_keeps_timing_out_holds_a_cycle_only_briefly(
+    session: Session, settings: Settings
+) -> None:
+    """Five pages of one host that never answer in time: two time out (attempts counted),
+    the other three are put off without a request (no attempt counted) and fetched by the
+    next cycle's retries, once the host answers again; nothing is lost."""
+    texts = {
+        "/p0": "Gazprom and CNPC signed a memorandum on the Power of Siberia 2 route through Mongolia. "
+        "Pricing talks will continue next year, the companies said in Vladivostok.",
+        "/p1": "The Russian and Chinese navies began a joint exercise in the Sea of Japan on Monday. "
+        "Ten warships and several aircraft take part in the drills near Vladivostok.",
+        "/p2": "Bilateral trade settled in yuan rose to a record share in October, the central bank said. "
+        "Exporters reported fewer delays in payments through regional banks.",
+        "/p3": "Foreign ministers Lavrov and Wang Yi discussed a settlement in Ukraine by telephone. "
+        "Both sides called for talks that address the root causes of the crisis.",
+        "/p4": "A joint statement on a multipolar world order was published after the summit in Beijing. "
+        "It criticises unilateral sanctions and calls for reform of global governance.",
+    }
+    paths = list(texts)
+    state = {"slow": True}
+
+    def article(handler: object) -> Reply:
+        path = getattr(handler, "path").split("?")[0]  # noqa: B009
+        body = page(f"Story {path}", texts[path], "en")
+        return Reply(
+            200, body, {"Content-Type": "text/html; charset=utf-8"}, delay=2.0 if state["slow"] else 0
+        )
+
+    server = LocalServer(dict.fromkeys(paths, article))
+    server.routes["/feed"] = lambda handler: Reply(200, _rss(server, paths), {"ETag": '"v1"'})
+    http = settings.http.model_copy(
+        update={"timeout_seconds": 0.3, "per_host_concurrency": 1, "host_timeout_limit": 2}
+    )
+    quick = settings.model_copy(update={"http": http})
+    with server, HttpClient(quick.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, server.url("/feed"))
+        started = time.monotonic()
+        first = run_cycle(session, client, quick, feed_ids=[feed_id], now=NOW)
+        assert time.monotonic() - started < 10
+        assert [item.status for item in first.polls[0].items] == ["error"] * 5
+        failures = session.scalars(select(FetchFailure).order_by(FetchFailure.target)).all()
+        assert sorted(f.attempts for f in failures) == [0, 0, 0, 1, 1]
+        assert all(not f.permanent for f in failures)
+        assert sum("not fetched" in (f.error or "") for f in failures) == 3
+        assert len(server.hits) == 3  # the feed and the two pages that timed out
+        state["slow"] = False
+        second = run_cycle(session, client, quick, feed_ids=[feed_id], now=NOW + timedelta(minutes=1))
+        assert [r.status for r in second.retried] == ["new"] * 3  # (the two others wait 15 min)
+        third = run_cycle(session, client, quick, feed_ids=[feed_id], now=NOW + timedelta(hours=1))
+        assert [r.status for r in third.retried] == ["new"] * 2
+    assert count(session, Article, Article.is_seed.is_(False)) == 5
+
+
 def test_a_server_asking_to_wait_is_left_alone_that_long(session: Session, settings: Settings) -> None:
     """429 and 503 with Retry-After: the page is not retried, nor the feed polled, before
     the time the server named (the backoff alone would try again in 15 minutes)."""

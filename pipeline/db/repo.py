@@ -880,10 +880,12 @@ def record_failure(
     item: dict[str, Any] | None = None,
     retry_limit: int = 5,
     now: datetime | None = None,
+    attempted: bool = True,
 ) -> FetchFailure:
     """Record (or update) a failure; transient ones get a next retry time until the limit
     (``retry_after`` times the attempts so far, and at least ``not_before``: what the
-    server asked for)."""
+    server asked for). ``attempted=False``: nothing was tried (a page put off to the next
+    run), so the attempts, and with them the limit, stay as they were."""
     now = now or utcnow()
     failure = session.scalar(
         select(FetchFailure).where(FetchFailure.stage == stage, FetchFailure.target == target)
@@ -899,7 +901,7 @@ def record_failure(
             item=item,
         )
         session.add(failure)
-    failure.attempts = (failure.attempts or 0) + 1
+    failure.attempts = (failure.attempts or 0) + (1 if attempted else 0)
     failure.error = error
     failure.last_failed_at = now
     failure.resolved_at = None
