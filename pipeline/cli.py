@@ -816,7 +816,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.coverage import coverage_json
     from pipeline.db.schema import utcnow
     from pipeline.digest import sparkline
-    from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config
+    from pipeline.reporting import bins_since, compute_coverage, coverage_window, load_reporting_config
 
     loaded = load_reporting_config(settings)
     config = loaded[0]
@@ -828,7 +828,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     first_day, _, since = coverage_window(now, days)
     step = 1  # bins per bar: the bars span the days shown, in at most SPARK_WIDTH characters
     for name, bins in report.bins.items():
-        shown = [(start, count) for start, count in bins if start >= since]
+        shown = bins_since(bins, since, config.bin_size)
         step = max(1, -(-len(shown) // SPARK_WIDTH))
         changes = [c for c in report.changes[name] if c.at >= since]
         if args.json:

@@ -40,6 +40,8 @@ from pipeline.redaction import redact_text
 FUTURE_TOLERANCE = timedelta(hours=6)
 # Dates before this are placeholders of broken systems (1970-01-01, 0001-01-01), not news.
 EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+# Sorts before every real publication time.
+_NEVER = datetime.min.replace(tzinfo=UTC)
 # Entity declarations are how XML bombs expand and how XXE reads local files; no real news
 # feed needs them, nor a DOCTYPE with an internal subset (where declarations live). Both are
 # refused wherever they appear: looked for in the document as the parser will decode it,
@@ -112,7 +114,7 @@ def _yaml_problem(exc: Exception) -> str:
 
 @dataclass(frozen=True)
 class ParsedFeed:
-    """The result of parsing one feed body."""
+    """The result of parsing one feed body; its items oldest first (:func:`oldest_first`)."""
 
     title: str | None
     items: list[FeedItem]
@@ -182,7 +184,7 @@ def parse_feed(
                 lang=_language(entry.get("language")) or declared,
             )
         )
-    return ParsedFeed(title=_clean(parsed.feed.get("title")), items=items, warnings=warnings)
+    return ParsedFeed(title=_clean(parsed.feed.get("title")), items=oldest_first(items), warnings=warnings)
 
 
 # <link rel="alternate" type="application/rss+xml" href="..."> in a page's head, in any
@@ -311,7 +313,22 @@ def parse_json_feed(
                 lang=_language(entry.get("language")) or declared,
             )
         )
-    return ParsedFeed(title=_clean(_first_string(document, "title")), items=items, warnings=warnings)
+    return ParsedFeed(
+        title=_clean(_first_string(document, "title")), items=oldest_first(items), warnings=warnings
+    )
+
+
+def oldest_first(items: list[FeedItem]) -> list[FeedItem]:
+    """A feed's items in the order they are stored: by publication time, oldest first, those
+    without one last (each is dated when first seen, after every dated one), ties in the
+    feed's order.
+
+    Of two copies of one text the first stored is the root, which the other points at and
+    whose moment the story counts at. Feeds mostly list their newest items first, so taken
+    in the feed's order an updated republication listed above its original would become the
+    root, and the story would count at the update's later date.
+    """
+    return sorted(items, key=lambda item: (item.published_at is None, item.published_at or _NEVER))
 
 
 def _first_string(record: dict[str, Any], *keys: str) -> str | None:

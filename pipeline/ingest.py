@@ -392,7 +392,9 @@ def build_candidate(
                 permanent=True,
             )
     text = _tidy_text(clean_string(text))
-    title = _bounded_title(clean_string(title)) if title else title
+    # A title is one line: line breaks and runs of spaces (an import's "\r", a page's
+    # wrapped <title>) would break every list that prints it.
+    title = _bounded_title(" ".join(clean_string(title).split())) or None if title else title
     if not text:
         raise ExtractionError("empty text", permanent=True)
     published = published_at or _parse_date(extracted_date)

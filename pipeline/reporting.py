@@ -283,6 +283,24 @@ def coverage_window(now: datetime, days: int) -> tuple[date, date, datetime]:
     return first_day, last_day, datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
 
 
+def bins_since(
+    bins: Sequence[tuple[datetime, int]], since: datetime, bin_size: timedelta
+) -> list[tuple[datetime, int]]:
+    """A series' bins from ``since`` on (:func:`coverage_window`'s start), every one of them:
+    the bins before the history starts (or before the first counted, at most
+    ``MAX_HISTORY_DAYS`` back) count zero, as the web UI's days do. Bins are aligned to
+    multiples of ``bin_size`` from the epoch, which divides a day, so ``since`` starts one."""
+    shown = [(start, count) for start, count in bins if start >= since]
+    if not shown:
+        return shown
+    padding = []
+    start = since
+    while start < shown[0][0]:
+        padding.append((start, 0))
+        start += bin_size
+    return padding + shown
+
+
 def store_changes(session: Session, report: CoverageReport, config: DetectorConfig) -> list[CoverageChange]:
     """Upsert the detected changes on (series, at, direction); returns the stored rows.
 

@@ -128,10 +128,10 @@ def test_demo_stores_the_site_as_expected(
         assert len(failures) == len(EXPECTED["broken_items"])
         assert all(f.permanent for f in failures)
         for pair in EXPECTED["near_duplicates"]:
-            # Whichever of the two arrived first is the original; the other points at it.
-            one, other = stored[pair["page"]], stored[pair["near_duplicate_of"]]
-            copy = one if one.duplicate_of_id else other
-            assert copy.duplicate_of_id == (other.id if copy is one else one.id)
+            # The feed lists the update above the report it updates: stored oldest first,
+            # the report is the original and the update points at it.
+            copy, original = stored[pair["page"]], stored[pair["near_duplicate_of"]]
+            assert original.duplicate_of_id is None and copy.duplicate_of_id == original.id
             assert copy.similarity is not None and 0.5 < copy.similarity < 1.0
         originals = [a for a in stored.values() if a.duplicate_of_id is None]
         expected_copies = sum(

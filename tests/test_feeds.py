@@ -351,21 +351,15 @@ def test_json_feed_items_links_dates_and_summaries() -> None:
     )
     parsed = parse_feed(body, feed_url=FEED_URL, now=NOW)
     assert parsed.title == "Wire"
-    assert [item.url for item in parsed.items] == [
-        "http://news.example/2026/11/summit",
-        "https://other.example/a",
-        "https://news.example/b",
-        "https://news.example/c",
-        "https://news.example/d",
+    # Oldest first (the order items are stored in), the undated last in the feed's order.
+    assert [(item.url, item.published_at) for item in parsed.items] == [
+        ("https://news.example/b", datetime(2026, 11, 18, 6, 0, tzinfo=UTC)),
+        ("https://other.example/a", datetime(2026, 11, 18, 8, 0, tzinfo=UTC)),
+        ("http://news.example/2026/11/summit", datetime(2026, 11, 19, 7, 0, tzinfo=UTC)),
+        ("https://news.example/c", None),
+        ("https://news.example/d", None),
     ]
-    assert [item.published_at for item in parsed.items] == [
-        datetime(2026, 11, 19, 7, 0, tzinfo=UTC),
-        datetime(2026, 11, 18, 8, 0, tzinfo=UTC),
-        datetime(2026, 11, 18, 6, 0, tzinfo=UTC),
-        None,
-        None,
-    ]
-    first, second, third = parsed.items[:3]
+    third, second, first = parsed.items[:3]
     assert (first.title, first.summary, first.guid) == ("Putin and Xi meet", "Talks in Beijing", "1")
     assert second.title is None and third.summary == "Текст"
     assert parsed.warnings == ["JSON Feed item that is not an object skipped: str"]
@@ -489,13 +483,10 @@ def test_json_feed_dates_at_the_calendar_edges_and_odd_fields_lose_nothing() -> 
         ]
     )
     items = parse_feed(body, feed_url=FEED_URL, now=NOW).items
-    assert [item.url for item in items] == [f"https://news.example/{i}" for i in range(1, 6)]
-    assert [item.published_at for item in items] == [
-        None,
-        None,
-        None,
-        datetime(2026, 11, 19, tzinfo=UTC),
-        None,
+    # (the one dated item first: items are stored oldest first, the undated last)
+    assert [(item.url, item.published_at) for item in items] == [
+        ("https://news.example/4", datetime(2026, 11, 19, tzinfo=UTC)),
+        *((f"https://news.example/{i}", None) for i in (1, 2, 3, 5)),
     ]
     assert (items[4].guid, items[4].title, items[4].summary) == (None, None, None)
 

@@ -598,6 +598,38 @@ def test_transient_page_failure_is_retried(session: Session, settings: Settings)
     assert failure is not None and failure.resolved_at is not None
 
 
+def test_an_update_listed_above_the_report_it_updates_points_at_it(
+    session: Session, settings: Settings
+) -> None:
+    """A feed lists its newest item first: an updated republication (19 Nov) above the
+    report it updates (18 Nov). Items are stored oldest first, so the report is the story's
+    original and the update its near copy, and the story counts at the report's date."""
+    update_body = BODY_EN + " Update: the two sides agreed to meet again in December to settle the price."
+    server = LocalServer({})
+    server.routes["/feed"] = lambda handler: Reply(
+        200,
+        (
+            '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+            f"<item><title>Update</title><link>{server.url('/update')}</link>"
+            "<pubDate>Thu, 19 Nov 2026 09:00:00 GMT</pubDate></item>"
+            f"<item><title>Report</title><link>{server.url('/report')}</link>"
+            "<pubDate>Wed, 18 Nov 2026 09:00:00 GMT</pubDate></item>"
+            "</channel></rss>"
+        ).encode(),
+    )
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    server.routes["/report"] = lambda handler: Reply(200, page("Putin and Xi talk gas", BODY_EN, "en"), html)
+    server.routes["/update"] = lambda handler: Reply(200, page("Gas talks go on", update_body, "en"), html)
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        poll = poll_feed(session, client, settings, add_feed(session, server.url("/feed")), now=NOW)
+    assert [item.status for item in poll.items] == ["new", "duplicate"]
+    report = session.scalar(select(Article).where(Article.url.contains("/report")))
+    update = session.scalar(select(Article).where(Article.url.contains("/update")))
+    assert report is not None and update is not None
+    assert report.duplicate_of_id is None
+    assert (update.duplicate_of_id, update.copy_kind) == (report.id, "near")
+
+
 def test_a_host_that_keeps_timing_out_holds_a_cycle_only_briefly(
     session: Session, settings: Settings
 ) -> None:
@@ -914,6 +946,36 @@ def test_hostile_import_lines_are_recorded_and_the_rest_stored(session: Session,
     assert by_id["ok"].status in {"new", "duplicate"}
     errors = sum(r.result.status == "error" for r in results)
     assert count(session, FetchFailure, FetchFailure.stage == "import") == errors
+
+
+def test_a_title_is_stored_on_one_line(session: Session, settings: Settings) -> None:
+    """Line breaks in an imported title (a carriage return would overwrite the row a terminal
+    prints) and runs of spaces become single spaces; a title of spaces alone is none."""
+    lines = [
+        json.dumps(
+            {"id": "cr", "url": "https://n.example/cr", "title": "Normal title\rOVERWRITE", "text": BODY_EN}
+        ),
+        json.dumps(
+            {
+                "id": "nl",
+                "url": "https://n.example/nl",
+                "title": " Two\n\nlines\u2028 here\t",
+                "text": BODY_RU,
+            }
+        ),
+        json.dumps(
+            {
+                "id": "blank",
+                "url": "https://n.example/b",
+                "title": " \r\n ",
+                "text": "The Russian and Chinese navies began a joint exercise in the Sea of Japan on Monday. "
+                "Ten warships and several aircraft take part in the drills near Vladivostok, officials said.",
+            }
+        ),
+    ]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="titles", now=NOW)}
+    titles = {key: session.get(Article, result.article_id).title for key, result in results.items()}  # type: ignore[union-attr]
+    assert titles == {"cr": "Normal title OVERWRITE", "nl": "Two lines here", "blank": None}
 
 
 def test_band_lookup_starts_from_the_band_keys(session: Session, settings: Settings) -> None:

@@ -3,6 +3,7 @@ fake Slack Web API speaking the real protocol (slack-sdk), on SQLite and Postgre
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Iterator
@@ -676,6 +677,36 @@ def test_coverage_says_how_far_back_it_counts_when_the_history_is_longer(
     with pytest.raises(SystemExit):
         cli.main(["--db", settings.db_url, "coverage", "--days", "36500"])
     assert "must be from 1 to 730" in capsys.readouterr().err
+
+
+def test_coverage_shows_every_bin_of_the_days_asked_for(
+    session: Session,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`coverage --days 3` on a history that started today: the three whole UTC days, every
+    6-hour bin of them, the days before the history counting zero (as the web UI shows)."""
+    from pipeline import cli
+
+    extend_history(session, NOW - timedelta(hours=1))
+    session.execute(insert(Article), [_article(1, NOW - timedelta(minutes=30))])
+    session.execute(
+        insert(ArticleTopic), [{"article_id": 1, "topic": "energy", "score": 0.9, "evidence": []}]
+    )
+    session.commit()
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "3", "--json"]) == 0
+    energy = next(
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"topic:energy"' in line
+    )
+    starts = [datetime.fromisoformat(start) for start, _ in energy["bins"]]
+    first_day = datetime.combine(NOW.date() - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    assert starts[0] == first_day
+    assert all(b - a == timedelta(hours=6) for a, b in itertools.pairwise(starts))
+    assert starts[-1] == NOW - timedelta(hours=6)  # (the last complete bin, 06:00-12:00)
+    assert [count for _, count in energy["bins"]] == [0] * (len(starts) - 1) + [1]
 
 
 def test_the_history_start_is_kept_and_shown_in_utc(
