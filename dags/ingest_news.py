@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 from pipeline.settings import load_settings
 
@@ -34,7 +34,9 @@ RETRIES = {
     max_active_runs=1,
     default_args=RETRIES,
     dagrun_timeout=timedelta(hours=1),
-    params={"feed_ids": []},
+    # (checked when a run is triggered: a list of feed ids, not "12", which read as a list
+    # would be the feeds 1 and 2)
+    params={"feed_ids": Param([], type="array", items={"type": "integer"}, description="feeds to poll")},
     tags=["summitwatch"],
     doc_md=__doc__,
 )

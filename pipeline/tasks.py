@@ -8,11 +8,13 @@ idempotent, so a retried task repeats no work that was committed and duplicates 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -22,9 +24,12 @@ from pipeline.collector import batch_collection
 from pipeline.db import repo
 from pipeline.db.engine import open_session
 from pipeline.db.schema import utcnow
+from pipeline.errors import ConfigError
 from pipeline.http import HttpClient
 from pipeline.ingest import flatten_copy_chains, retry_failed_pages, run_cycle
 from pipeline.settings import Settings, SlackSettings, load_settings
+
+log = logging.getLogger(__name__)
 
 # Airflow's default max_map_length is 1024; staying far below it leaves room for growth
 # and keeps the grid readable. Batches grow instead of the mapped count.
@@ -45,18 +50,40 @@ def plan_feed_batches(
     Feeds are ordered by host before they are cut into batches, so the feeds of one
     outlet land in the same task and are polled one after another, not in parallel by
     several workers (politeness towards each host).
+
+    A feed is due when its next poll time falls before the planning moment plus a fifth
+    of ``poll.interval_minutes``: a run polls its feeds a little after planning them (the
+    tasks start later), so with the schedule at the interval each feed's next poll time
+    falls a little after the next run's planning moment, and without that slack it
+    would wait for the run after: polled every second run.
     """
     settings = settings or load_settings()
     size = batch_size or settings.poll.batch_size
+    wanted_ids = _feed_id_list(feed_ids) if feed_ids else None
     with task_session(settings) as session:
-        wanted = list(feed_ids) if feed_ids else repo.due_feed_ids(session, utcnow())
+        slack = timedelta(minutes=settings.poll.interval_minutes) / 5
+        wanted = wanted_ids if wanted_ids else repo.due_feed_ids(session, utcnow() + slack)
         urls = repo.feed_urls(session, wanted)
+    unknown = [feed_id for feed_id in wanted_ids or () if feed_id not in urls]
+    if unknown:
+        raise ConfigError(f"feed_ids: no feed with id {', '.join(map(str, unknown[:20]))}")
     ids = sorted(wanted, key=lambda feed_id: (_host(urls.get(feed_id, "")), feed_id))
     if not ids:
         return []
     batches = min(MAX_MAPPED_BATCHES, math.ceil(len(ids) / size))
     per_batch = math.ceil(len(ids) / batches)
     return [ids[start : start + per_batch] for start in range(0, len(ids), per_batch)]
+
+
+def _feed_id_list(feed_ids: Any) -> list[int]:
+    """A manual run's ``feed_ids`` as given in its conf: a list of feed ids (integers),
+    each kept once. Anything else is refused, never read another way (a string "12" taken
+    character by character would poll feeds 1 and 2)."""
+    if not isinstance(feed_ids, (list, tuple)) or not all(
+        isinstance(feed_id, int) and not isinstance(feed_id, bool) for feed_id in feed_ids
+    ):
+        raise ConfigError(f"feed_ids: expected a list of feed ids (integers), not {feed_ids!r:.100}")
+    return list(dict.fromkeys(feed_ids))
 
 
 def _host(url: str) -> str:
@@ -195,7 +222,9 @@ def deliver_digests(
     target = slack_target(settings.slack)
     destination = destination_name(target)
     with task_session(settings, durable=True) as session:
-        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+        # Without Slack, a digest goes to a file on the worker that ran the task: its text goes
+        # to the task's log too, where operators read it.
+        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir, out=log.info)
     if report.pending:
         # Transient (Slack down, rate limited past the retries): let Airflow retry; the
         # outbox resumes after the last part that reached Slack.

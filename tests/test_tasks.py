@@ -17,6 +17,7 @@ from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Feed
 from pipeline.errors import ConfigError
+from pipeline.settings import Settings
 from pipeline.tasks import MAX_MAPPED_BATCHES, plan_feed_batches, poll_feed_batch
 from tests.conftest import REPO_ROOT, make_settings
 from tests.test_faults import NewsSite, prepare
@@ -46,19 +47,73 @@ def test_batches_group_hosts_and_stay_under_the_mapping_limit(tmp_path: Path) ->
     assert plan_feed_batches([7, 3], settings=settings) == [[3, 7]]
 
 
-def test_queue_and_deliver_use_the_same_slack_destination(tmp_path: Path) -> None:
-    """The digest DAG's two tasks get Slack from the Airflow connection: both must use it."""
+def test_a_feed_polled_by_the_run_before_is_due_in_the_next(tmp_path: Path) -> None:
+    """Polled a few seconds after its run planned it, a feed's next poll time falls a few
+    seconds after the next run's planning moment: it is planned all the same (and not
+    polled every second run). One not due for minutes yet is not."""
+    from datetime import timedelta
+
+    from pipeline.db.schema import utcnow
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}")
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        for i, wait in enumerate((timedelta(seconds=20), timedelta(minutes=10), -timedelta(minutes=1))):
+            feed, _ = repo.upsert_feed(session, f"https://n{i}.example/feed")
+            feed.next_poll_at = utcnow() + wait
+        session.commit()
+    engine.dispose()
+    assert plan_feed_batches(settings=settings) == [[1, 3]]
+
+
+def test_a_manual_run_names_its_feeds_as_a_list_of_ids(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}")
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        for i in range(12):
+            repo.upsert_feed(session, f"https://n{i}.example/feed")
+        session.commit()
+    engine.dispose()
+    with pytest.raises(ConfigError, match="feed_ids: expected a list of feed ids"):
+        plan_feed_batches("12", settings=settings)  # type: ignore[arg-type]  (not feeds 1 and 2)
+    with pytest.raises(ConfigError, match="feed_ids: expected a list"):
+        plan_feed_batches([1, "2"], settings=settings)  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="no feed with id 999"):
+        plan_feed_batches([12, 999], settings=settings)
+    assert plan_feed_batches([2, 2, 12], settings=settings) == [[2, 12]]
+
+
+def test_without_slack_a_digest_task_logs_what_it_wrote(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A digest written to a file on a worker is also in the task's log, with its path."""
+    import logging
+
+    from pipeline.tasks import deliver_digests, prepare_digests
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}", digest_dir=str(tmp_path / "files"))
+    _coverage_change(settings)
+    assert prepare_digests(settings=settings)["digests_queued"] >= 1
+    with caplog.at_level(logging.INFO, logger="pipeline.tasks"):
+        assert deliver_digests(settings=settings)["sent"] >= 1
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "pipeline.tasks")
+    written = sorted((tmp_path / "files").iterdir())
+    assert written and f"(written to {written[0]})" in logged
+    assert written[0].read_text(encoding="utf-8").strip() in logged
+
+
+def _coverage_change(settings: Settings) -> None:
+    """A database with a month of history and today's burst of Power of Siberia 2 articles."""
     import json
     from datetime import timedelta
 
     from pipeline.db.repo import extend_history
-    from pipeline.db.schema import DigestOutbox, utcnow
+    from pipeline.db.schema import utcnow
     from pipeline.ingest import import_lines
-    from pipeline.tasks import deliver_digests, prepare_digests
-    from tests.slack_server import FakeSlack
     from tests.test_reporting import pos2_articles
 
-    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}", digest_dir=str(tmp_path / "files"))
     initialise(settings, load_feeds=False)
     now = utcnow()
     engine = make_engine(settings.db_url)
@@ -75,6 +130,18 @@ def test_queue_and_deliver_use_the_same_slack_destination(tmp_path: Path) -> Non
             for i, a in enumerate(pos2_articles())
         ]
         list(import_lines(session, settings, lines, source="t", now=now))
+    engine.dispose()
+
+
+def test_queue_and_deliver_use_the_same_slack_destination(tmp_path: Path) -> None:
+    """The digest DAG's two tasks get Slack from the Airflow connection: both must use it."""
+    from pipeline.db.schema import DigestOutbox
+    from pipeline.tasks import deliver_digests, prepare_digests
+    from tests.slack_server import FakeSlack
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}", digest_dir=str(tmp_path / "files"))
+    _coverage_change(settings)
+    engine = make_engine(settings.db_url)
     with FakeSlack() as slack:
         connection = {"bot_token": slack.token, "channel": "C0DIGEST", "api_url": slack.api_url}
         assert prepare_digests(slack=connection, settings=settings)["digests_queued"] >= 1
