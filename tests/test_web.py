@@ -278,6 +278,24 @@ def test_api_returns_what_the_cli_prints(
         assert original["watch"][0]["item"] == "power_of_siberia_2" and original["watch"][0]["evidence"]
 
 
+def test_the_language_filter_takes_a_code_in_any_spelling_as_the_cli_does(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(settings)
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
+    with web_client(settings) as client:
+        for given, code in (("EN", "en"), ("zh-CN", "zh"), ("ru_RU", "ru")):
+            articles = client.get("/api/articles", params={"lang": given}).json()["articles"]
+            assert articles, given
+            assert articles == client.get("/api/articles", params={"lang": code}).json()["articles"]
+            assert cli.main(["--db", settings.db_url, "articles", "--json", "--lang", given]) == 0
+            assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == articles
+            # The form and its links carry the code as stored, selected once.
+            html = client.get("/articles", params={"lang": given}).text
+            assert re.findall(r'<option value="([^"]*)" selected>', html) == [code, "1", "relevance"], given
+            assert f'value="{given}"' not in html and f"lang={code}" in html
+
+
 def test_article_coverage_and_feed_pages(settings: Settings) -> None:
     corpus = populate(settings)
     with web_client(settings) as client:

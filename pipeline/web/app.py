@@ -332,6 +332,7 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
     lang = _text(params, "lang")
     if lang is not None and not _LANG.match(lang):
         raise BadRequest(f"lang: not a language code: {lang!r} (use e.g. en, ru, zh)")
+    lang = browse.language_filter(lang)
     feed = _text(params, "feed")
     if feed is not None and len(feed) > 300:
         raise BadRequest("feed: longer than 300 characters")
