@@ -231,6 +231,28 @@ def test_article_list_filters_and_pages(settings: Settings) -> None:
         assert len(client.get("/articles", params={"format": "jsonl", "limit": "3"}).text.splitlines()) == 3
 
 
+def test_no_page_links_past_the_deepest_page_allowed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More matches than can be paged through: the deepest page links no deeper page, which
+    would be refused, and says to narrow the list (MAX_WINDOW made small for the test)."""
+    populate(settings)
+    monkeypatch.setattr("pipeline.web.app.MAX_WINDOW", 6)
+    with web_client(settings) as client:
+        first = client.get("/articles", params={"limit": "3"}).text
+        assert 'rel="next" href="?limit=3&amp;page=2"' in first and "narrow the list" not in first
+        deepest = client.get("/articles", params={"limit": "3", "page": "2"})
+        assert deepest.status_code == 200 and len(ids_on_page(deepest.text)) == 3
+        assert 'rel="next"' not in deepest.text and "Older" not in deepest.text
+        assert "Only the first 6 matches can be paged through: narrow the list" in deepest.text
+        assert client.get("/articles", params={"limit": "3", "page": "3"}).status_code == 400
+        assert (
+            client.get("/api/articles", params={"limit": "3"}).json()["next"]
+            == "/api/articles?limit=3&page=2"
+        )
+        assert client.get("/api/articles", params={"limit": "3", "page": "2"}).json()["next"] is None
+
+
 def test_api_returns_what_the_cli_prints(
     settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

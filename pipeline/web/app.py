@@ -251,6 +251,11 @@ class ListQuery:
         return (self.page - 1) * self.limit
 
     @property
+    def next_page_allowed(self) -> bool:
+        """Whether :func:`parse_list_query` accepts the page after this one (see MAX_WINDOW)."""
+        return (self.page + 1) * self.limit <= MAX_WINDOW
+
+    @property
     def filtered(self) -> bool:
         """Whether anything narrows or widens the default list."""
         return self != ListQuery(page=self.page, limit=self.limit)
@@ -450,6 +455,11 @@ class ResultPage:
     rows: list[browse.ArticleRow]
     has_more: bool
     cross_language: list[browse.ArticleRow] = field(default_factory=list)
+
+    @property
+    def has_older(self) -> bool:
+        """Whether to link the next page: more rows match, and it is not too deep to ask for."""
+        return self.has_more and self.query.next_page_allowed
 
 
 source_name = browse.source_name
@@ -671,6 +681,7 @@ class _Site:
                 feeds=repo.list_feeds(session),
                 topics=resources.registry.topics,
                 watch_items=resources.registry.watch,
+                max_window=MAX_WINDOW,
             )
 
     def export(self, request: Request, query: ListQuery, fmt: str) -> Response:
@@ -890,7 +901,7 @@ class _Site:
                 raise BadRequest(str(exc)) from None
             # Articles found by meaning in other languages follow, marked "match": "cross-language".
             articles = [browse.row_json(row) for row in [*page.rows, *page.cross_language]]
-        next_link = f"{request.url.path}{query.link(page=query.page + 1)}" if page.has_more else None
+        next_link = f"{request.url.path}{query.link(page=query.page + 1)}" if page.has_older else None
         return JSONResponse(
             {"articles": articles, "page": query.page, "limit": query.limit, "next": next_link}
         )
