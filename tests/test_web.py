@@ -459,7 +459,9 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         assert client.get("/coverage?days=x").status_code == 400
         assert client.get("/coverage?days=0").status_code == 400
         # As far back as `coverage --days` counts (it was capped at 365 here, 730 there).
-        assert client.get("/coverage?days=500").status_code == 200
+        coverage = client.get("/coverage?days=500")
+        assert coverage.status_code == 200
+        assert 'name="days" value="500" min="1" max="730"' in coverage.text, "the form allows as much"
         assert client.get("/coverage?days=731").status_code == 400
 
         missing = client.get("/articles/999999")

@@ -806,6 +806,7 @@ class _Site:
             changes=all_changes,
             labels=report.labels,
             days=days,
+            max_days=MAX_COVERAGE_DAYS,
             first_day=first_day,
             last_day=last_day,
             history_start=report.history_start,
