@@ -492,6 +492,10 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         css = client.get("/static/style.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         assert "url(" not in css.text and "@import" not in css.text
+        # A word wider than its column breaks (test_a_very_long_word_stays_in_its_column).
+        assert re.search(
+            r"\.text p,[^{]* p\.snippet, ul\.evidence li[^{]*\{ overflow-wrap: anywhere; \}", css.text
+        )
         policy = home.headers["content-security-policy"]
         assert "default-src 'none'" in policy and "script-src" not in policy
         assert home.headers["x-content-type-options"] == "nosniff"
@@ -712,6 +716,53 @@ def test_browse_in_a_real_browser(chromium: Path, sqlite_url: str, tmp_path: Pat
     for name in ("articles", "article", "coverage", "feeds"):
         assert_png(tmp_path / f"{name}.png")
     assert problems == []
+
+
+@pytest.mark.slow
+def test_a_very_long_word_stays_in_its_column(chromium: Path, sqlite_url: str) -> None:
+    """A 3,000-letter word in a title and text wraps: it does not spill over the Details
+    sidebar or widen the article list past the page."""
+    from playwright.sync_api import sync_playwright
+
+    settings = make_settings(sqlite_url)
+    initialise(settings, load_feeds=False)
+    word = "Сибирь" * 500
+    line = json.dumps(
+        {
+            "url": "https://long.example/word",
+            "title": f"Power of Siberia 2 {word}",
+            "text": f"Gazprom and CNPC signed the Power of Siberia 2 contract {word}.\n\n"
+            + HOSTILE_TEXT.split("\n\n")[1],
+            "published": (NOW - timedelta(hours=2)).isoformat(),
+        },
+        ensure_ascii=False,
+    )
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            [imported] = list(import_lines(session, settings, [line], source="web-test", now=NOW))
+    finally:
+        engine.dispose()
+    article_id = imported.result.article_id
+    with running_server(create_app(settings, clock=lambda: NOW)) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            # Nothing is wider than its box (the text spilled over the sidebar), nor the page
+            # wider than the window (the article list's title cell grew with the word).
+            spills = "boxes => !boxes.length || boxes.some(e => e.scrollWidth > e.clientWidth + 1)"
+            page.goto(f"{base}/articles/{article_id}")
+            for selector in ("h1", ".text p", "ul.evidence li"):
+                assert page.locator(selector).evaluate_all(spills) is False, selector
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            page.goto(f"{base}/articles?q=Gazprom")
+            for selector in ("td.article .title", "p.snippet"):
+                assert page.locator(selector).evaluate_all(spills) is False, selector
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            context.close()
+        finally:
+            browser.close()
 
 
 def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Settings) -> None:
