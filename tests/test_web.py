@@ -339,7 +339,7 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert f'href="/articles/{corpus.copy}">#{corpus.copy}</a>' in html
         assert "https://mirror.example/pos2-copy" in html
         copy = client.get(f"/articles/{corpus.copy}").text
-        assert f'<a href="/articles/{corpus.original}">#{corpus.original}' in copy
+        assert f'<a href="/articles/{corpus.original}" dir="auto">#{corpus.original}' in copy
         assert "similarity 1.00" in copy
         changed = client.get(f"/articles/{corpus.changed}").text
         assert "Earlier versions" in changed and "Correction: updated." in changed
@@ -364,6 +364,31 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         health = client.get("/healthz")
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "schema": head_revision()}
+
+
+def test_article_text_takes_its_direction_from_its_own_script(settings: Settings) -> None:
+    """Evidence, snippets and titles quoted elsewhere are laid out by their own script, as
+    titles and bodies are: an Arabic sentence in a left-to-right line had its full stop at
+    the wrong end."""
+    corpus = populate(settings)
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            prepare_digests(session, settings, "file", now=NOW)
+            digest_id = session.execute(text("SELECT min(id) FROM digests")).scalar_one()
+            session.commit()
+    finally:
+        engine.dispose()
+    with web_client(settings) as client:
+        original = client.get(f"/articles/{corpus.original}").text
+        assert original.count('<li dir="auto"><q>') == original.count("<q>") >= 2
+        copy = client.get(f"/articles/{corpus.copy}").text
+        assert f'<a href="/articles/{corpus.original}" dir="auto">#{corpus.original} ' in copy
+        found = client.get("/articles", params={"q": "Mongolia"}).text
+        assert found.count('<p class="snippet" dir="auto">') == found.count('class="snippet"') >= 1
+        digest = client.get(f"/digests/{digest_id}").text
+        listed = re.findall(r'<li><a href="/articles/\d+"( dir="auto")?>', digest)
+        assert listed and all(listed), listed
 
 
 def test_a_copy_separated_by_hand_is_shown_as_an_original(
