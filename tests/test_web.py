@@ -391,6 +391,29 @@ def test_article_text_takes_its_direction_from_its_own_script(settings: Settings
         assert listed and all(listed), listed
 
 
+def test_a_copy_names_an_untitled_original_by_its_opening_words(settings: Settings) -> None:
+    initialise(settings, load_feeds=False)
+    lines = [
+        json.dumps({"id": name, "url": f"https://{name}.example/pos2", "text": HOSTILE_TEXT.split("\n\n")[1]})
+        for name in ("original", "copy")
+    ]
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            ids = {
+                r.input_id: r.result.article_id for r in import_lines(session, settings, lines, source="t")
+            }
+    finally:
+        engine.dispose()
+    with web_client(settings) as client:
+        listed = client.get("/articles", params={"duplicates": "1"}).text
+        opening = "Vladimir Putin and Xi Jinping discussed the route across Mongolia when they…"
+        assert f">{opening}</a>" in listed, "the lists' name for it"
+        copy = client.get(f"/articles/{ids['copy']}").text
+        assert f'<a href="/articles/{ids["original"]}" dir="auto">#{ids["original"]} {opening}</a>' in copy
+        assert "(untitled)" not in copy
+
+
 def test_a_copy_separated_by_hand_is_shown_as_an_original(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

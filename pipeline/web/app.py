@@ -197,6 +197,8 @@ def _template_environment() -> jinja2.Environment:
     environment.filters["redact"] = redact_optional
     environment.filters["redact_text"] = lambda text: redact_text(text) if text else text
     environment.filters["label"] = _display_name
+    # An article without a headline is named by its opening words, as the lists name it.
+    environment.filters["display_title"] = browse.display_title
     # A window ending at 00:00 ends on the day before (for an inclusive "until" day).
     environment.filters["end_day"] = lambda moment: f"{moment - timedelta(seconds=1):%Y-%m-%d}"
     return environment
