@@ -861,6 +861,35 @@ def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Se
         assert client.get("/digests/999999").status_code == 404
 
 
+def test_a_change_reads_as_the_coverage_command_has_it(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One formatting of the expected count in a change's header and its explanation, and
+    the digest that reported it named and linked, as `summitwatch coverage` names it."""
+    populate(settings)
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            assert prepare_digests(session, settings, "file", now=NOW)
+            session.commit()
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage"]) == 0
+    told = set(re.findall(r"\(reported in digest (\d+)\)", capsys.readouterr().out))
+    assert told
+    with web_client(settings) as client:
+        coverage = client.get("/coverage").text
+        heads = re.findall(r"([\d.]+) expected(.*?)</span>\s*</div>\s*<p>.*?\(([\d.]+) expected;", coverage)
+        assert heads and all(head == explained for head, _, explained in heads), heads
+        linked = {re.search(r'href="/digests/(\d+)">reported in digest \1<', rest) for _, rest, _ in heads}
+        assert {found.group(1) for found in linked if found} == told
+        digest = client.get(f"/digests/{min(told)}").text
+        heads = re.findall(r"([\d.]+) expected</span>\s*</div>\s*<p>.*?\(([\d.]+) expected;", digest)
+        assert heads and all(head == explained for head, explained in heads), heads
+
+
 def test_web_ui_does_not_import_the_cli() -> None:
     """The web layer and the CLI are both thin shells; what they share lives in pipeline."""
     probe = "import sys, pipeline.web.app; print(sorted(m for m in sys.modules if m == 'pipeline.cli'))"

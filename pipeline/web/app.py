@@ -53,6 +53,7 @@ from pipeline.db.schema import (
     utcnow,
 )
 from pipeline.errors import FilterError, SummitwatchError
+from pipeline.formatting import format_number
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config, top_articles
 from pipeline.settings import Settings
@@ -197,6 +198,7 @@ def _template_environment() -> jinja2.Environment:
     environment.filters["redact"] = redact_optional
     environment.filters["redact_text"] = lambda text: redact_text(text) if text else text
     environment.filters["label"] = _display_name
+    environment.filters["number"] = format_number  # as change explanations and `coverage` write them
     # An article without a headline is named by its opening words, as the lists name it.
     environment.filters["display_title"] = browse.display_title
     # A window ending at 00:00 ends on the day before (for an inclusive "until" day).
@@ -807,6 +809,7 @@ class _Site:
             series=series,
             changes=all_changes,
             labels=report.labels,
+            reported=report.reported,
             days=days,
             max_days=MAX_COVERAGE_DAYS,
             first_day=first_day,
