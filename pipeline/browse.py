@@ -25,6 +25,7 @@ from pipeline import nearby, search
 from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleTopic, ArticleWatch, Feed
 from pipeline.encoder import DEFAULT_MODEL
+from pipeline.language import normalise_code
 from pipeline.redaction import redact_optional
 
 UNTITLED_WORDS = 12
@@ -50,6 +51,12 @@ def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:
     if len(opening) > most or _HAN.search(opening):
         opening = opening[:most]
     return opening + ("…" if len(opening) < len(flat) else "")
+
+
+def language_filter(code: str | None) -> str | None:
+    """A ``lang`` filter's code as stored (``--lang``, ``?lang=``): ``EN`` and ``zh-CN`` are
+    ``en`` and ``zh``; a value that is no language code is kept (it matches nothing)."""
+    return (normalise_code(code) or code) if code else None
 
 
 def source_name(article: Article) -> str | None:

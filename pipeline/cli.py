@@ -301,13 +301,6 @@ def _parse_until(value: str) -> datetime:
         return datetime.max.replace(tzinfo=UTC)
 
 
-def _language_code(value: str | None) -> str | None:
-    """``--lang``'s code as stored: ``EN`` and ``en-GB`` are ``en``."""
-    from pipeline.language import normalise_code
-
-    return (normalise_code(value) or value) if value else None
-
-
 def _whole_number(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from ``low`` to ``high``, with a clear message."""
 
@@ -541,7 +534,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     wanted = repo.ArticleFilter(
         topic=args.topic,
         watch=args.watch,
-        lang=_language_code(args.lang),
+        lang=browse.language_filter(args.lang),
         feed=args.feed,
         since=args.since,
         until=args.until,

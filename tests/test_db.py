@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
@@ -18,7 +19,7 @@ from pipeline.db.engine import (
     session_factory,
 )
 from pipeline.db.schema import Article, Feed, Sighting
-from pipeline.errors import DatabaseError
+from pipeline.errors import DatabaseError, FilterError
 from pipeline.settings import Settings
 
 
@@ -243,3 +244,18 @@ def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> N
         session.commit()
         assert len(repo.list_feeds(session)) == 4
     engine.dispose()
+
+
+def test_a_feed_is_found_by_its_name_or_outlet_in_any_case_and_script(session: Session) -> None:
+    """SQLite's lower() folds ASCII letters only: "РИА Новости" did not even match itself."""
+    ria, _ = repo.upsert_feed(session, "https://ria.example/rss", name="РИА Новости", outlet="Россия Сегодня")
+    xinhua, _ = repo.upsert_feed(session, "https://xinhua.example/rss", name="Xinhua", outlet="新华社")
+    strasse, _ = repo.upsert_feed(session, "https://strasse.example/rss", name="Die Straße")
+    session.commit()
+    for name in ("РИА Новости", "риа новости", "РИА НОВОСТИ", "РОССИЯ сегодня"):
+        assert repo.feed_ids_named(session, name) == [ria.id], name
+    for name in ("新华社", "XINHUA", str(xinhua.id), "https://XINHUA.example/rss"):
+        assert repo.feed_ids_named(session, name) == [xinhua.id], name
+    assert repo.feed_ids_named(session, "DIE STRASSE") == [strasse.id]
+    with pytest.raises(FilterError, match="no feed or outlet is called 'РИА'"):
+        repo.feed_ids_named(session, "РИА")

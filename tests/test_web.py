@@ -231,6 +231,28 @@ def test_article_list_filters_and_pages(settings: Settings) -> None:
         assert len(client.get("/articles", params={"format": "jsonl", "limit": "3"}).text.splitlines()) == 3
 
 
+def test_no_page_links_past_the_deepest_page_allowed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More matches than can be paged through: the deepest page links no deeper page, which
+    would be refused, and says to narrow the list (MAX_WINDOW made small for the test)."""
+    populate(settings)
+    monkeypatch.setattr("pipeline.web.app.MAX_WINDOW", 6)
+    with web_client(settings) as client:
+        first = client.get("/articles", params={"limit": "3"}).text
+        assert 'rel="next" href="?limit=3&amp;page=2"' in first and "narrow the list" not in first
+        deepest = client.get("/articles", params={"limit": "3", "page": "2"})
+        assert deepest.status_code == 200 and len(ids_on_page(deepest.text)) == 3
+        assert 'rel="next"' not in deepest.text and "Older" not in deepest.text
+        assert "Only the first 6 matches can be paged through: narrow the list" in deepest.text
+        assert client.get("/articles", params={"limit": "3", "page": "3"}).status_code == 400
+        assert (
+            client.get("/api/articles", params={"limit": "3"}).json()["next"]
+            == "/api/articles?limit=3&page=2"
+        )
+        assert client.get("/api/articles", params={"limit": "3", "page": "2"}).json()["next"] is None
+
+
 def test_api_returns_what_the_cli_prints(
     settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -278,6 +300,24 @@ def test_api_returns_what_the_cli_prints(
         assert original["watch"][0]["item"] == "power_of_siberia_2" and original["watch"][0]["evidence"]
 
 
+def test_the_language_filter_takes_a_code_in_any_spelling_as_the_cli_does(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(settings)
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
+    with web_client(settings) as client:
+        for given, code in (("EN", "en"), ("zh-CN", "zh"), ("ru_RU", "ru")):
+            articles = client.get("/api/articles", params={"lang": given}).json()["articles"]
+            assert articles, given
+            assert articles == client.get("/api/articles", params={"lang": code}).json()["articles"]
+            assert cli.main(["--db", settings.db_url, "articles", "--json", "--lang", given]) == 0
+            assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == articles
+            # The form and its links carry the code as stored, selected once.
+            html = client.get("/articles", params={"lang": given}).text
+            assert re.findall(r'<option value="([^"]*)" selected>', html) == [code, "1", "relevance"], given
+            assert f'value="{given}"' not in html and f"lang={code}" in html
+
+
 def test_article_coverage_and_feed_pages(settings: Settings) -> None:
     corpus = populate(settings)
     with web_client(settings) as client:
@@ -299,7 +339,7 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert f'href="/articles/{corpus.copy}">#{corpus.copy}</a>' in html
         assert "https://mirror.example/pos2-copy" in html
         copy = client.get(f"/articles/{corpus.copy}").text
-        assert f'<a href="/articles/{corpus.original}">#{corpus.original}' in copy
+        assert f'<a href="/articles/{corpus.original}" dir="auto">#{corpus.original}' in copy
         assert "similarity 1.00" in copy
         changed = client.get(f"/articles/{corpus.changed}").text
         assert "Earlier versions" in changed and "Correction: updated." in changed
@@ -324,6 +364,54 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         health = client.get("/healthz")
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "schema": head_revision()}
+
+
+def test_article_text_takes_its_direction_from_its_own_script(settings: Settings) -> None:
+    """Evidence, snippets and titles quoted elsewhere are laid out by their own script, as
+    titles and bodies are: an Arabic sentence in a left-to-right line had its full stop at
+    the wrong end."""
+    corpus = populate(settings)
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            prepare_digests(session, settings, "file", now=NOW)
+            digest_id = session.execute(text("SELECT min(id) FROM digests")).scalar_one()
+            session.commit()
+    finally:
+        engine.dispose()
+    with web_client(settings) as client:
+        original = client.get(f"/articles/{corpus.original}").text
+        assert original.count('<li dir="auto"><q>') == original.count("<q>") >= 2
+        copy = client.get(f"/articles/{corpus.copy}").text
+        assert f'<a href="/articles/{corpus.original}" dir="auto">#{corpus.original} ' in copy
+        found = client.get("/articles", params={"q": "Mongolia"}).text
+        assert found.count('<p class="snippet" dir="auto">') == found.count('class="snippet"') >= 1
+        digest = client.get(f"/digests/{digest_id}").text
+        listed = re.findall(r'<li><a href="/articles/\d+"( dir="auto")?>', digest)
+        assert listed and all(listed), listed
+
+
+def test_a_copy_names_an_untitled_original_by_its_opening_words(settings: Settings) -> None:
+    initialise(settings, load_feeds=False)
+    lines = [
+        json.dumps({"id": name, "url": f"https://{name}.example/pos2", "text": HOSTILE_TEXT.split("\n\n")[1]})
+        for name in ("original", "copy")
+    ]
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            ids = {
+                r.input_id: r.result.article_id for r in import_lines(session, settings, lines, source="t")
+            }
+    finally:
+        engine.dispose()
+    with web_client(settings) as client:
+        listed = client.get("/articles", params={"duplicates": "1"}).text
+        opening = "Vladimir Putin and Xi Jinping discussed the route across Mongolia when they…"
+        assert f">{opening}</a>" in listed, "the lists' name for it"
+        copy = client.get(f"/articles/{ids['copy']}").text
+        assert f'<a href="/articles/{ids["original"]}" dir="auto">#{ids["original"]} {opening}</a>' in copy
+        assert "(untitled)" not in copy
 
 
 def test_a_copy_separated_by_hand_is_shown_as_an_original(
@@ -419,7 +507,9 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         assert client.get("/coverage?days=x").status_code == 400
         assert client.get("/coverage?days=0").status_code == 400
         # As far back as `coverage --days` counts (it was capped at 365 here, 730 there).
-        assert client.get("/coverage?days=500").status_code == 200
+        coverage = client.get("/coverage?days=500")
+        assert coverage.status_code == 200
+        assert 'name="days" value="500" min="1" max="730"' in coverage.text, "the form allows as much"
         assert client.get("/coverage?days=731").status_code == 400
 
         missing = client.get("/articles/999999")
@@ -450,6 +540,10 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         css = client.get("/static/style.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         assert "url(" not in css.text and "@import" not in css.text
+        # A word wider than its column breaks (test_a_very_long_word_stays_in_its_column).
+        assert re.search(
+            r"\.text p,[^{]* p\.snippet, ul\.evidence li[^{]*\{ overflow-wrap: anywhere; \}", css.text
+        )
         policy = home.headers["content-security-policy"]
         assert "default-src 'none'" in policy and "script-src" not in policy
         assert home.headers["x-content-type-options"] == "nosniff"
@@ -672,6 +766,53 @@ def test_browse_in_a_real_browser(chromium: Path, sqlite_url: str, tmp_path: Pat
     assert problems == []
 
 
+@pytest.mark.slow
+def test_a_very_long_word_stays_in_its_column(chromium: Path, sqlite_url: str) -> None:
+    """A 3,000-letter word in a title and text wraps: it does not spill over the Details
+    sidebar or widen the article list past the page."""
+    from playwright.sync_api import sync_playwright
+
+    settings = make_settings(sqlite_url)
+    initialise(settings, load_feeds=False)
+    word = "Сибирь" * 500
+    line = json.dumps(
+        {
+            "url": "https://long.example/word",
+            "title": f"Power of Siberia 2 {word}",
+            "text": f"Gazprom and CNPC signed the Power of Siberia 2 contract {word}.\n\n"
+            + HOSTILE_TEXT.split("\n\n")[1],
+            "published": (NOW - timedelta(hours=2)).isoformat(),
+        },
+        ensure_ascii=False,
+    )
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            [imported] = list(import_lines(session, settings, [line], source="web-test", now=NOW))
+    finally:
+        engine.dispose()
+    article_id = imported.result.article_id
+    with running_server(create_app(settings, clock=lambda: NOW)) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            # Nothing is wider than its box (the text spilled over the sidebar), nor the page
+            # wider than the window (the article list's title cell grew with the word).
+            spills = "boxes => !boxes.length || boxes.some(e => e.scrollWidth > e.clientWidth + 1)"
+            page.goto(f"{base}/articles/{article_id}")
+            for selector in ("h1", ".text p", "ul.evidence li"):
+                assert page.locator(selector).evaluate_all(spills) is False, selector
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            page.goto(f"{base}/articles?q=Gazprom")
+            for selector in ("td.article .title", "p.snippet"):
+                assert page.locator(selector).evaluate_all(spills) is False, selector
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            context.close()
+        finally:
+            browser.close()
+
+
 def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Settings) -> None:
     corpus = populate(settings)
     engine = make_engine(settings.db_url)
@@ -718,6 +859,35 @@ def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Se
         # The window's articles: Power of Siberia 2 coverage of the day that changed.
         assert listed and listed <= {*corpus.pos2, corpus.hostile}, windows
         assert client.get("/digests/999999").status_code == 404
+
+
+def test_a_change_reads_as_the_coverage_command_has_it(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One formatting of the expected count in a change's header and its explanation, and
+    the digest that reported it named and linked, as `summitwatch coverage` names it."""
+    populate(settings)
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            assert prepare_digests(session, settings, "file", now=NOW)
+            session.commit()
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage"]) == 0
+    told = set(re.findall(r"\(reported in digest (\d+)\)", capsys.readouterr().out))
+    assert told
+    with web_client(settings) as client:
+        coverage = client.get("/coverage").text
+        heads = re.findall(r"([\d.]+) expected(.*?)</span>\s*</div>\s*<p>.*?\(([\d.]+) expected;", coverage)
+        assert heads and all(head == explained for head, _, explained in heads), heads
+        linked = {re.search(r'href="/digests/(\d+)">reported in digest \1<', rest) for _, rest, _ in heads}
+        assert {found.group(1) for found in linked if found} == told
+        digest = client.get(f"/digests/{min(told)}").text
+        heads = re.findall(r"([\d.]+) expected</span>\s*</div>\s*<p>.*?\(([\d.]+) expected;", digest)
+        assert heads and all(head == explained for head, explained in heads), heads
 
 
 def test_web_ui_does_not_import_the_cli() -> None:

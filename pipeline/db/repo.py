@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Float,
     Integer,
     Select,
@@ -544,14 +545,19 @@ def feed_ids_named(session: Session, name: str) -> list[int]:
     """Feeds matching ``name``: a feed id, or a feed's name, outlet or URL (any case)."""
     from pipeline.errors import FilterError
 
-    conditions = [
-        func.lower(Feed.name) == name.lower(),
-        func.lower(Feed.outlet) == name.lower(),
-        Feed.url.in_(feed_url_spellings(name)),
-    ]
+    conditions: list[ColumnElement[bool]] = [Feed.url.in_(feed_url_spellings(name))]
     if name.isascii() and name.isdigit() and int(name) < 2**31:
         conditions.append(Feed.id == int(name))
-    ids = list(session.scalars(select(Feed.id).where(or_(*conditions)).order_by(Feed.id)))
+    found = set(session.scalars(select(Feed.id).where(or_(*conditions))))
+    # Names and outlets are compared here, not with SQL's lower(): SQLite's folds ASCII
+    # letters only, so "РИА Новости" never matched itself. The feeds table is small.
+    wanted = name.casefold()
+    found.update(
+        feed_id
+        for feed_id, feed_name, outlet in session.execute(select(Feed.id, Feed.name, Feed.outlet))
+        if wanted in (feed_name and feed_name.casefold(), outlet and outlet.casefold())
+    )
+    ids = sorted(found)
     if not ids:
         raise FilterError(f"no feed or outlet is called {name!r} (see `summitwatch feeds list`)")
     return ids

@@ -53,6 +53,7 @@ from pipeline.db.schema import (
     utcnow,
 )
 from pipeline.errors import FilterError, SummitwatchError
+from pipeline.formatting import format_number
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config, top_articles
 from pipeline.settings import Settings
@@ -197,6 +198,9 @@ def _template_environment() -> jinja2.Environment:
     environment.filters["redact"] = redact_optional
     environment.filters["redact_text"] = lambda text: redact_text(text) if text else text
     environment.filters["label"] = _display_name
+    environment.filters["number"] = format_number  # as change explanations and `coverage` write them
+    # An article without a headline is named by its opening words, as the lists name it.
+    environment.filters["display_title"] = browse.display_title
     # A window ending at 00:00 ends on the day before (for an inclusive "until" day).
     environment.filters["end_day"] = lambda moment: f"{moment - timedelta(seconds=1):%Y-%m-%d}"
     return environment
@@ -249,6 +253,11 @@ class ListQuery:
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.limit
+
+    @property
+    def next_page_allowed(self) -> bool:
+        """Whether :func:`parse_list_query` accepts the page after this one (see MAX_WINDOW)."""
+        return (self.page + 1) * self.limit <= MAX_WINDOW
 
     @property
     def filtered(self) -> bool:
@@ -332,6 +341,7 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
     lang = _text(params, "lang")
     if lang is not None and not _LANG.match(lang):
         raise BadRequest(f"lang: not a language code: {lang!r} (use e.g. en, ru, zh)")
+    lang = browse.language_filter(lang)
     feed = _text(params, "feed")
     if feed is not None and len(feed) > 300:
         raise BadRequest("feed: longer than 300 characters")
@@ -449,6 +459,11 @@ class ResultPage:
     rows: list[browse.ArticleRow]
     has_more: bool
     cross_language: list[browse.ArticleRow] = field(default_factory=list)
+
+    @property
+    def has_older(self) -> bool:
+        """Whether to link the next page: more rows match, and it is not too deep to ask for."""
+        return self.has_more and self.query.next_page_allowed
 
 
 source_name = browse.source_name
@@ -670,6 +685,7 @@ class _Site:
                 feeds=repo.list_feeds(session),
                 topics=resources.registry.topics,
                 watch_items=resources.registry.watch,
+                max_window=MAX_WINDOW,
             )
 
     def export(self, request: Request, query: ListQuery, fmt: str) -> Response:
@@ -793,7 +809,9 @@ class _Site:
             series=series,
             changes=all_changes,
             labels=report.labels,
+            reported=report.reported,
             days=days,
+            max_days=MAX_COVERAGE_DAYS,
             first_day=first_day,
             last_day=last_day,
             history_start=report.history_start,
@@ -889,7 +907,7 @@ class _Site:
                 raise BadRequest(str(exc)) from None
             # Articles found by meaning in other languages follow, marked "match": "cross-language".
             articles = [browse.row_json(row) for row in [*page.rows, *page.cross_language]]
-        next_link = f"{request.url.path}{query.link(page=query.page + 1)}" if page.has_more else None
+        next_link = f"{request.url.path}{query.link(page=query.page + 1)}" if page.has_older else None
         return JSONResponse(
             {"articles": articles, "page": query.page, "limit": query.limit, "next": next_link}
         )
