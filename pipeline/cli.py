@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every record that reaches a handler, ours or a library's (httpx request lines,
     # SQLAlchemy statements at -v), has the credentials in its URLs redacted.
     install_log_redaction(logging.getLogger().handlers)
+    settings: Settings | None = None
     try:
         from pipeline.settings import load_settings
 
@@ -99,14 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:
-        message = _database_error(exc)
+        message = _database_error(exc, settings.db_url if settings is not None else None)
         if message is None:
             raise
         print(f"summitwatch: error: {message}", file=sys.stderr)
         return 2
 
 
-def _database_error(exc: Exception) -> str | None:
+def _database_error(exc: Exception, db_url: str | None) -> str | None:
     """The message for a database error, or ``None`` for anything else.
 
     SQLAlchemy is imported only by the commands that use the database, so an error can
@@ -117,8 +118,12 @@ def _database_error(exc: Exception) -> str | None:
         return None
     if isinstance(exc, errors.ArgumentError):
         return f"invalid database URL: {exc}"
-    from pipeline.db.engine import driver_reason
+    from pipeline.db.engine import driver_reason, refuses_writes, sqlite_write_problem
 
+    if isinstance(exc, errors.OperationalError) and refuses_writes(exc):
+        # (Made read-only during the command: commands that write check before they start.)
+        problem = sqlite_write_problem(db_url) if db_url else None
+        return problem or f"cannot write to the database: {driver_reason(exc)}"
     if isinstance(exc, errors.OperationalError):
         # The database went away mid-command; every item is committed on its own, so a
         # re-run carries on where this one stopped.
@@ -327,12 +332,15 @@ def _whole_number(low: int, high: int) -> Callable[[str], int]:
 
 
 @contextmanager
-def open_session(settings: Settings, *, migrate: bool = False, durable: bool = False) -> Iterator[Session]:
+def open_session(
+    settings: Settings, *, migrate: bool = False, durable: bool = False, read_only: bool = False
+) -> Iterator[Session]:
     """A session on the configured database; checks (or upgrades) the schema first
-    (``durable``: every commit waits for the disk, for the digest outbox)."""
+    (``durable``: every commit waits for the disk, for the digest outbox; ``read_only``:
+    the command only reads, so a database file it may not write will do)."""
     from pipeline.db.engine import open_session as open_database
 
-    with open_database(settings.db_url, migrate=migrate, durable=durable) as session:
+    with open_database(settings.db_url, migrate=migrate, durable=durable, read_only=read_only) as session:
         yield session
 
 
@@ -560,7 +568,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
             cache_dir=settings.encoder.cache_path,
         )
     )
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         page = browse.list_articles(session, wanted, cross_language=cross_language)
         if args.csv:
             sys.stdout.write(browse.csv_text([*page.rows, *page.cross_language]))
@@ -822,7 +830,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     config = loaded[0]
     days = args.days or config.coverage_days
     now = utcnow()
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         report = compute_coverage(session, settings, now=now, loaded=loaded)
     # The same whole UTC days as the web UI's /coverage?days=N, today the last of them.
     first_day, _, since = coverage_window(now, days)
@@ -871,7 +879,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
         raise SummitwatchError("--json prints the payloads of a dry run: use it with --dry-run")
     target = slack_target(settings.slack)
     destination = destination_name(target)
-    with open_session(settings, durable=True) as session:
+    with open_session(settings, durable=True, read_only=args.dry_run) as session:
         if args.dry_run:
             # What a real run would send: the digests still pending from earlier runs (their
             # parts not yet delivered), in order, then the ones it would build now.
@@ -939,7 +947,7 @@ def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
 
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         for feed in repo.list_feeds(session):
             if args.json:
                 print(
@@ -1015,7 +1023,7 @@ def cmd_feeds_export_opml(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
     from pipeline.feeds import to_opml
 
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         feeds = [
             {"url": f.url, "name": f.name, "lang": f.lang, "outlet": f.outlet}
             for f in repo.list_feeds(session)
@@ -1031,7 +1039,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if not 0 < args.port < 65536:
         raise SummitwatchError(f"--port must be between 1 and 65535, not {args.port}")
-    with open_session(settings):
+    with open_session(settings, read_only=True):
         pass  # stops here, saying why, when the database is unreachable or not initialised
     from pipeline.browse import CrossLanguage, warm_up
 
