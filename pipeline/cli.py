@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -31,6 +31,8 @@ from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
 
 if TYPE_CHECKING:
+    import socket
+
     from sqlalchemy.orm import Session
 
     from pipeline.settings import Settings
@@ -1052,31 +1054,77 @@ def cmd_feeds_export_opml(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from pipeline.web import create_app
-
     if not 0 < args.port < 65536:
         raise SummitwatchError(f"--port must be between 1 and 65535, not {args.port}")
-    with open_session(settings, read_only=True):
-        pass  # stops here, saying why, when the database is unreachable or not initialised
-    from pipeline.browse import CrossLanguage, warm_up
+    # Before anything is loaded: a port in use or a host that does not resolve stopped only
+    # after the encoder had loaded, with uvicorn's log lines and exit status 3.
+    sockets = _listening_sockets(args.host, args.port)
+    try:
+        import uvicorn
 
-    # Loaded now, not by the first search (the encoder's table takes seconds to read).
-    _stderr("loading the search segmenter and the multilingual encoder ...")
-    limits = settings.encoder
-    warm_up(CrossLanguage(model=limits.model, threads=limits.threads, cache_dir=limits.cache_path))
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        lifespan="on",
-        ws="none",
-        log_level="debug" if args.verbose else "info",
-    )
+        from pipeline.web import create_app
+
+        with open_session(settings, read_only=True):
+            pass  # stops here, saying why, when the database is unreachable or not initialised
+        from pipeline.browse import CrossLanguage, warm_up
+
+        # Loaded now, not by the first search (the encoder's table takes seconds to read).
+        _stderr("loading the search segmenter and the multilingual encoder ...")
+        limits = settings.encoder
+        warm_up(CrossLanguage(model=limits.model, threads=limits.threads, cache_dir=limits.cache_path))
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
+        config = uvicorn.Config(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            lifespan="on",
+            ws="none",
+            log_level="debug" if args.verbose else "info",
+        )
+        # (As uvicorn.run: Ctrl+C is how the server is stopped, not an error.)
+        with suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
+
+
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on ``host``:``port``, one per address the host resolves to (as
+    uvicorn would open them), handed to uvicorn once the app is loaded; or a one-line error
+    naming the address."""
+    import socket
+
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def refused(exc: Exception) -> SummitwatchError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return SummitwatchError(f"cannot listen on {shown}: {reason[:1].lower()}{reason[1:]}")
+
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError, ValueError) as exc:  # (a name that is not one: too long, a NUL)
+        raise refused(exc) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            # As asyncio's create_server: a restart reuses the port at once, and "::" does
+            # not also take the IPv4 addresses that "0.0.0.0" binds.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            # Listening now holds the port while the encoder loads; connections wait for it.
+            sock.listen(2048)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise refused(exc) from None
+    return sockets
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
