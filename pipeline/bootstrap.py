@@ -12,6 +12,7 @@ from pipeline.db.engine import (
     apply_views,
     init_lock,
     make_engine,
+    require_writable,
     session_factory,
     upgrade_schema,
     views_file,
@@ -38,6 +39,7 @@ class InitReport:
 def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
     """Create or upgrade the schema, load the seed corpus and the feed list from config."""
     registry = load_feed_registry(settings.feeds_file) if load_feeds else None
+    require_writable(settings.db_url)
     engine = make_engine(settings.db_url)
     try:
         with init_lock(engine):  # a second init waits, then finds everything in place

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -31,6 +31,8 @@ from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
 
 if TYPE_CHECKING:
+    import socket
+
     from sqlalchemy.orm import Session
 
     from pipeline.settings import Settings
@@ -75,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every record that reaches a handler, ours or a library's (httpx request lines,
     # SQLAlchemy statements at -v), has the credentials in its URLs redacted.
     install_log_redaction(logging.getLogger().handlers)
+    settings: Settings | None = None
     try:
         from pipeline.settings import load_settings
 
@@ -82,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.db:
             overrides["db_url"] = args.db
         settings = load_settings(overrides=overrides)
+        _check_config_files(settings)
         if not args.verbose and settings.log_level != "WARNING":
             # (The default is what basicConfig set above: left alone, so that a caller that
             # configured logging itself, a test capturing every record, keeps its level.)
@@ -99,14 +103,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:
-        message = _database_error(exc)
+        message = _database_error(exc, settings.db_url if settings is not None else None)
         if message is None:
             raise
         print(f"summitwatch: error: {message}", file=sys.stderr)
         return 2
 
 
-def _database_error(exc: Exception) -> str | None:
+def _check_config_files(settings: Settings) -> None:
+    """Validate ``topics.yaml`` and ``digest.yaml`` as the settings are, once at start.
+
+    Each command read them only where it used them: `serve` started, loaded the encoder
+    and then failed with a traceback on a bad ``coverage_days``, while `import` and `run`
+    went on and only `digest` stopped. (The patterns compile here: about 0.15 s.)
+    """
+    from pipeline.classify import load_registry
+    from pipeline.coverage import load_detector_config, series_name
+
+    registry = load_registry(settings.topics_file)
+    config = load_detector_config(settings.config_dir / "digest.yaml")
+    config.check_series(
+        [series_name("topic", entry.slug) for entry in registry.topics]
+        + [series_name("watch", entry.slug) for entry in registry.watch]
+    )
+
+
+def _database_error(exc: Exception, db_url: str | None) -> str | None:
     """The message for a database error, or ``None`` for anything else.
 
     SQLAlchemy is imported only by the commands that use the database, so an error can
@@ -117,8 +139,12 @@ def _database_error(exc: Exception) -> str | None:
         return None
     if isinstance(exc, errors.ArgumentError):
         return f"invalid database URL: {exc}"
-    from pipeline.db.engine import driver_reason
+    from pipeline.db.engine import driver_reason, refuses_writes, sqlite_write_problem
 
+    if isinstance(exc, errors.OperationalError) and refuses_writes(exc):
+        # (Made read-only during the command: commands that write check before they start.)
+        problem = sqlite_write_problem(db_url) if db_url else None
+        return problem or f"cannot write to the database: {driver_reason(exc)}"
     if isinstance(exc, errors.OperationalError):
         # The database went away mid-command; every item is committed on its own, so a
         # re-run carries on where this one stopped.
@@ -320,12 +346,15 @@ def _whole_number(low: int, high: int) -> Callable[[str], int]:
 
 
 @contextmanager
-def open_session(settings: Settings, *, migrate: bool = False, durable: bool = False) -> Iterator[Session]:
+def open_session(
+    settings: Settings, *, migrate: bool = False, durable: bool = False, read_only: bool = False
+) -> Iterator[Session]:
     """A session on the configured database; checks (or upgrades) the schema first
-    (``durable``: every commit waits for the disk, for the digest outbox)."""
+    (``durable``: every commit waits for the disk, for the digest outbox; ``read_only``:
+    the command only reads, so a database file it may not write will do)."""
     from pipeline.db.engine import open_session as open_database
 
-    with open_database(settings.db_url, migrate=migrate, durable=durable) as session:
+    with open_database(settings.db_url, migrate=migrate, durable=durable, read_only=read_only) as session:
         yield session
 
 
@@ -553,7 +582,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
             cache_dir=settings.encoder.cache_path,
         )
     )
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         page = browse.list_articles(session, wanted, cross_language=cross_language)
         if args.csv:
             sys.stdout.write(browse.csv_text([*page.rows, *page.cross_language]))
@@ -815,7 +844,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     config = loaded[0]
     days = args.days or config.coverage_days
     now = utcnow()
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         report = compute_coverage(session, settings, now=now, loaded=loaded)
     # The same whole UTC days as the web UI's /coverage?days=N, today the last of them.
     first_day, _, since = coverage_window(now, days)
@@ -864,7 +893,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
         raise SummitwatchError("--json prints the payloads of a dry run: use it with --dry-run")
     target = slack_target(settings.slack)
     destination = destination_name(target)
-    with open_session(settings, durable=True) as session:
+    with open_session(settings, durable=True, read_only=args.dry_run) as session:
         if args.dry_run:
             # What a real run would send: the digests still pending from earlier runs (their
             # parts not yet delivered), in order, then the ones it would build now.
@@ -932,7 +961,7 @@ def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
 
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         for feed in repo.list_feeds(session):
             if args.json:
                 print(
@@ -1008,7 +1037,7 @@ def cmd_feeds_export_opml(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
     from pipeline.feeds import to_opml
 
-    with open_session(settings) as session:
+    with open_session(settings, read_only=True) as session:
         feeds = [
             {"url": f.url, "name": f.name, "lang": f.lang, "outlet": f.outlet}
             for f in repo.list_feeds(session)
@@ -1018,31 +1047,77 @@ def cmd_feeds_export_opml(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from pipeline.web import create_app
-
     if not 0 < args.port < 65536:
         raise SummitwatchError(f"--port must be between 1 and 65535, not {args.port}")
-    with open_session(settings):
-        pass  # stops here, saying why, when the database is unreachable or not initialised
-    from pipeline.browse import CrossLanguage, warm_up
+    # Before anything is loaded: a port in use or a host that does not resolve stopped only
+    # after the encoder had loaded, with uvicorn's log lines and exit status 3.
+    sockets = _listening_sockets(args.host, args.port)
+    try:
+        import uvicorn
 
-    # Loaded now, not by the first search (the encoder's table takes seconds to read).
-    _stderr("loading the search segmenter and the multilingual encoder ...")
-    limits = settings.encoder
-    warm_up(CrossLanguage(model=limits.model, threads=limits.threads, cache_dir=limits.cache_path))
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        lifespan="on",
-        ws="none",
-        log_level="debug" if args.verbose else "info",
-    )
+        from pipeline.web import create_app
+
+        with open_session(settings, read_only=True):
+            pass  # stops here, saying why, when the database is unreachable or not initialised
+        from pipeline.browse import CrossLanguage, warm_up
+
+        # Loaded now, not by the first search (the encoder's table takes seconds to read).
+        _stderr("loading the search segmenter and the multilingual encoder ...")
+        limits = settings.encoder
+        warm_up(CrossLanguage(model=limits.model, threads=limits.threads, cache_dir=limits.cache_path))
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
+        config = uvicorn.Config(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            lifespan="on",
+            ws="none",
+            log_level="debug" if args.verbose else "info",
+        )
+        # (As uvicorn.run: Ctrl+C is how the server is stopped, not an error.)
+        with suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
+
+
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on ``host``:``port``, one per address the host resolves to (as
+    uvicorn would open them), handed to uvicorn once the app is loaded; or a one-line error
+    naming the address."""
+    import socket
+
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def refused(exc: Exception) -> SummitwatchError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return SummitwatchError(f"cannot listen on {shown}: {reason[:1].lower()}{reason[1:]}")
+
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError, ValueError) as exc:  # (a name that is not one: too long, a NUL)
+        raise refused(exc) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            # As asyncio's create_server: a restart reuses the port at once, and "::" does
+            # not also take the IPv4 addresses that "0.0.0.0" binds.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            # Listening now holds the port while the encoder loads; connections wait for it.
+            sock.listen(2048)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise refused(exc) from None
+    return sockets
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

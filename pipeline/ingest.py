@@ -28,14 +28,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import event, or_, select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
 from pipeline import crosslingual, dedup, encoder, importers, language, neardup
 from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
-from pipeline.db.engine import driver_reason, require_database
+from pipeline.db.engine import driver_reason, refuses_writes, require_database
 from pipeline.db.schema import CONTROL_CHARACTERS, Article, ArticleVector, Feed, utcnow
 from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
@@ -2483,6 +2483,8 @@ def import_lines(
         except (ValueError, ItemError, RecursionError, SQLAlchemyError) as exc:
             # The line's partial writes are discarded; earlier lines are committed already.
             session.rollback()
+            if isinstance(exc, DBAPIError) and refuses_writes(exc):
+                raise  # the database's fault, not the line's: no other line could be stored either
             message = f"{where}: {_short_error(exc)}"
             if isinstance(exc, SQLAlchemyError):
                 log.exception("import %s %s could not be stored", source, where)

@@ -321,6 +321,13 @@ class Settings(_Section):
             raise ValueError("must be a SQLAlchemy URL starting with sqlite:// or postgresql+psycopg://")
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        # `info` is INFO, as logging itself and most tools take it; an unknown level is
+        # still refused by the list of levels, with the key named.
+        return value.strip().upper() if isinstance(value, str) else value
+
     @property
     def feeds_file(self) -> Path:
         return self.config_dir / "feeds.yaml"

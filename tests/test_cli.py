@@ -123,6 +123,41 @@ def test_bad_setting_stops_with_the_key_named(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("file", "wrong", "key"),
+    [
+        ("digest.yaml", ("coverage_days: 30", "coverage_days: 0"), "'coverage_days'"),
+        ("topics.yaml", ("\n  threshold: 3\n", "\n  threshold: high\n"), "relevance.threshold"),
+    ],
+)
+def test_a_bad_config_file_stops_every_command_at_start_with_the_key_named(
+    db: Path, tmp_path: Path, file: str, wrong: tuple[str, str], key: str
+) -> None:
+    """Only the commands that read digest.yaml stopped on it (init, import, run, articles ran
+    on; serve printed its address, then a traceback, exit 3), and plain `articles` never
+    read topics.yaml."""
+    env = offline_env(tmp_path)
+    path = Path(env["SUMMITWATCH_CONFIG_DIR"]) / file
+    text = path.read_text("utf-8")
+    assert wrong[0] in text
+    path.write_text(text.replace(wrong[0], wrong[1], 1), "utf-8")
+    lines = tmp_path / "one.jsonl"
+    lines.write_text(json.dumps({"id": 1, "text": TEXT_EN}) + "\n")
+    for command in (
+        ("init",),
+        ("import", str(lines)),
+        ("run", "--once"),
+        ("articles",),
+        ("feeds", "list"),
+        ("serve", "--port", "9"),
+    ):
+        done = sw(*command, db=db, env=env)
+        assert done.returncode == 2, (command, done.stderr)
+        assert len(done.stderr.splitlines()) == 1, (command, done.stderr)
+        assert done.stderr.startswith(f"summitwatch: error: {path}: {key}: "), (command, done.stderr)
+    assert sw("articles", "--json", db=db).stdout == "", "nothing was imported"
+
+
 def test_import_json_contract(db: Path, tmp_path: Path) -> None:
     lines = [
         {"id": 1, "url": "https://news.example/1", "title": "Talks", "text": TEXT_EN},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -177,6 +178,65 @@ def test_a_file_that_is_not_a_database_is_named_as_such(tmp_path: Path) -> None:
     done = sw("articles", db=path)
     assert done.returncode == 2
     assert "cannot use the database" in done.stderr and "Traceback" not in done.stderr
+
+
+def with_file_modes() -> list[str]:
+    """A prefix that runs a command with file modes applied: root ignores them, so it runs
+    without the capabilities that override them."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("run as root without setpriv: file modes cannot be applied")
+    capabilities = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={capabilities}", f"--inh-caps={capabilities}"]
+
+
+@pytest.mark.parametrize("read_only", ["file", "folder"])
+def test_a_database_that_may_not_be_written_is_read_and_a_write_names_why(
+    tmp_path: Path, read_only: str
+) -> None:
+    """A read-only file gave a 51-line traceback and "run again once it is back" on import;
+    in a read-only folder even `articles` failed (the WAL switch on connect)."""
+    from pipeline.bootstrap import initialise
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "ro.db"
+    initialise(make_settings(f"sqlite:///{path}"), load_feeds=False)
+    lines = tmp_path / "one.jsonl"
+    lines.write_text(json.dumps({"id": 1, "text": TEXT_EN}) + "\n")
+    prefix = with_file_modes()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*prefix, SCRIPT, *args], capture_output=True, text=True, env=environment(path), timeout=120
+        )
+
+    (path if read_only == "file" else folder).chmod(0o444 if read_only == "file" else 0o555)
+    try:
+        for command in (("articles", "--seeds"), ("coverage",), ("feeds", "list"), ("digest", "--dry-run")):
+            done = run(*command)
+            assert done.returncode == 0 and "error" not in done.stderr, (command, done.stderr)
+        assert len(run("articles", "--seeds", "--json").stdout.splitlines()) == 5
+        for command in (
+            ("import", "--json", str(lines)),
+            ("init",),
+            ("feeds", "add", "https://a.example/rss"),
+        ):
+            done = run(*command)
+            assert done.returncode == 2, (command, done.stderr)
+            why = (
+                "the file is not writable" if read_only == "file" else f"its folder {folder} is not writable"
+            )
+            assert done.stderr.splitlines() == [
+                f"summitwatch: error: cannot write to the database {path}: {why}"
+                + ("" if read_only == "file" else " (SQLite writes its journal files beside the database)")
+            ], command
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+    assert stored_count(path) == 0
 
 
 def test_the_until_bound_includes_its_day_or_its_moment() -> None:

