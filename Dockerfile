@@ -15,3 +15,6 @@ COPY --chown=airflow:root sql /opt/summitwatch/sql
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /opt/summitwatch
 
 COPY --chown=airflow:root dags /opt/airflow/dags
+# Where digests are written when Slack is not configured (a volume in docker-compose.yml):
+# made here, so that the volume starts owned by the user the tasks run as.
+RUN mkdir -p /opt/airflow/digests
