@@ -626,6 +626,18 @@ def _marked(text: Any) -> str:
     return "".join(f"\033[1m{part}\033[0m" if hit else part for part, hit in text.parts)
 
 
+def _lenient_id(raw: str) -> Any:
+    """The ``id`` of a line refused for a value (a number out of range, NaN), so that its
+    error can be matched to its input; None when the line is no JSON object at all."""
+    try:
+        # (a float, the refused ones too, is never taken for an id: read as a mark)
+        record = json.loads(raw, parse_constant=str, parse_float=lambda _text: ...)
+    except (ValueError, RecursionError):
+        return None
+    value = record.get("id") if isinstance(record, dict) else None
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.importers import Utf8Lines, loads_strict, without_surrogates
     from pipeline.ingest import IngestContext
@@ -648,7 +660,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
                     raise ValueError("expected an object with a string 'text'")
             except (ValueError, RecursionError) as exc:
                 failures += 1
-                input_id = record.get("id") if isinstance(record, dict) else None
+                input_id = record.get("id") if isinstance(record, dict) else _lenient_id(raw)
                 print(json.dumps({"id": input_id, "line": number, "error": str(exc)}), flush=True)
                 continue
             title = record.get("title") if isinstance(record.get("title"), str) else None

@@ -382,7 +382,9 @@ def test_classify_refuses_numbers_out_of_range_and_fails_when_no_line_could_be_r
         stdin='{"id": 1, "text": "x", "n": -1e999}\n{"id": 2, "text": "x"}\n',
     )
     assert mixed.returncode == 0, "a line was classified"
-    assert [json.loads(line).get("error") is None for line in mixed.stdout.splitlines()] == [False, True]
+    results = [json.loads(line) for line in mixed.stdout.splitlines()]
+    assert [row.get("error") is None for row in results] == [False, True]
+    assert [row["id"] for row in results] == [1, 2]  # (the refused line's id, to match it to its input)
 
 
 def test_stored_articles_are_classified_and_filterable(db: Path) -> None:
