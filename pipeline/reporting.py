@@ -6,7 +6,9 @@ layout in :mod:`pipeline.digest` and the Slack calls in :mod:`pipeline.slack`; t
 reads the database, stores what was detected, and keeps the outbox that makes delivery
 exactly-once: a digest is written to ``digests`` (unique per digest key and destination)
 in the same transaction that marks its changes as reported, and every part that reaches
-Slack is committed before the next is sent.
+Slack is committed before the next is sent. A digest that Slack refuses before any of it
+reached the channel gives its changes back in the transaction that quarantines it, so
+"reported" always means "in a digest that is pending, sent, or begun in the channel".
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import fcntl
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, Integer, cast, func, select, text
+from sqlalchemy import Engine, Integer, cast, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, load_only
 
@@ -373,6 +375,8 @@ def prepare_digests(
             labels=report.labels,
             stories=digest_stories(session, settings, items),
         )
+        if not dry_run:
+            digest = _unquarantined_key(session, digest, destination)
         digests.append(digest)
         if not dry_run:
             outbox = _enqueue(session, digest, destination)
@@ -433,6 +437,27 @@ def _enqueue(session: Session, digest: Digest, destination: str) -> DigestOutbox
         assert winner is not None
         return winner
     return row
+
+
+def _unquarantined_key(session: Session, digest: Digest, destination: str) -> Digest:
+    """``digest`` under a key that no quarantined digest for ``destination`` holds.
+
+    Slack refused a digest of these very changes before any of it reached the channel,
+    and gave them back (:func:`_give_back_changes`): the digest built from them now is a
+    new one, keyed ``<key>~2`` (then ``~3``, ...), not the quarantined row found again.
+    """
+    key, number = digest.digest_key, 1
+    while (
+        session.scalar(
+            select(DigestOutbox.status).where(
+                DigestOutbox.digest_key == key, DigestOutbox.destination == destination
+            )
+        )
+        == "failed"
+    ):
+        number += 1
+        key = f"{digest.digest_key}~{number}"
+    return digest if key == digest.digest_key else replace(digest, digest_key=key)
 
 
 def _digest_change(
@@ -699,8 +724,11 @@ def deliver_pending(
     """Send every pending digest for ``destination``, resuming where a failed try stopped.
 
     Without a Slack target the digest is written to ``digest_dir`` (and to ``out``).
-    Permanent Slack errors other than bad configuration quarantine the digest; transient
-    ones (and a bad token or channel, which an operator fixes) leave it pending.
+    Only Slack refusing the digest's own content (``refused_content``: too long, invalid
+    blocks, ...) quarantines it, as ``failed``; its changes go back to the next digest
+    when none of it reached the channel. Anything else (a bad token or channel, a failed
+    ``auth.test``, an answer that is not Slack's, an unknown error code, rate limits,
+    outages) is no verdict on the digest: it stays pending, and so do the ones after it.
     """
     report = DeliveryReport()
     with delivery_lock(session) as mine:
@@ -793,14 +821,17 @@ def _deliver(
             row.last_error = str(exc)
             if not exc.in_doubt:
                 row.unconfirmed_since = None  # the part is certainly not in the channel
-            if exc.permanent and not exc.bad_configuration:
+            if exc.refused_content:
                 row.status = "failed"
+                given_back = _give_back_changes(session, row)
+                if given_back:
+                    row.last_error += f"; its {_changes(given_back)} go to the next digest"
                 report.failed.append(row.id)
             else:
                 report.pending.append(row.id)
-            report.errors.append(f"digest {row.id}: {exc}")
+            report.errors.append(f"digest {row.id}: {row.last_error}")
             session.commit()
-            log.warning("digest %s not delivered: %s", row.id, exc)
+            log.warning("digest %s not delivered: %s", row.id, row.last_error)
             if row.status == "pending":
                 # Slack cannot take it now (rate limited, down, misconfigured): the digests
                 # after it wait too, so that they arrive in order and the wait it asked for
@@ -814,6 +845,23 @@ def _deliver(
         row.status, row.sent_at, row.last_error = "sent", utcnow(), None
         session.commit()
         report.sent.append(row.id)
+
+
+def _give_back_changes(session: Session, row: DigestOutbox) -> int:
+    """Unmark the changes of quarantined digest ``row`` when none of it is, or may be, in
+    the channel: the next digest reports them (under a new key, :func:`_unquarantined_key`).
+    A digest begun in the channel keeps them: its first part named them there. Returns how
+    many went back."""
+    if row.parts_sent or row.unconfirmed_since is not None:
+        return 0
+    result = session.execute(
+        update(CoverageChange).where(CoverageChange.digest_id == row.id).values(digest_id=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _changes(count: int) -> str:
+    return f"{count} change" if count == 1 else f"{count} changes"
 
 
 def pending_digests(session: Session, destination: str) -> list[tuple[Digest, int]]:
@@ -869,6 +917,10 @@ def _readdress_stranded(session: Session, destination: str, report: DeliveryRepo
         )
         if twin is not None:
             row.status, row.last_error = "failed", f"superseded by digest {twin} for {destination}"
+            # The twin is the same digest: it reports these changes.
+            session.execute(
+                update(CoverageChange).where(CoverageChange.digest_id == row.id).values(digest_id=twin)
+            )
         else:
             log.info("digest %s: queued for %s, now sent to %s", row.id, row.destination, destination)
             row.destination = destination

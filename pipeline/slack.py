@@ -30,9 +30,13 @@ Delivery is built for an outbox that puts each digest part in the channel exactl
   connection failures only when the request cannot have reached Slack. Server errors
   are retried by slack-sdk only for methods that read; a post's server error is handled
   here as described above.
-* Errors are :class:`SlackDeliveryError`: ``permanent`` when retrying cannot help (bad
-  token, unknown channel, invalid blocks), transient otherwise; ``in_doubt`` when the
-  part being delivered may already be in the channel.
+* Errors are :class:`SlackDeliveryError`: ``permanent`` when Slack answered with an error
+  code that retrying cannot change (bad token, unknown channel, invalid blocks),
+  transient otherwise (rate limits, server errors, connection failures, and any answer
+  that is not Slack's JSON: a proxy's page, a redirect, a wrong ``SLACK_API_URL``);
+  ``refused_content`` only when Slack refused the message itself (:data:`CONTENT_ERRORS`),
+  the one case in which the digest, not the settings, is at fault; ``in_doubt`` when
+  the part being delivered may already be in the channel.
 
 Secrets never reach logs or exception messages: slack-sdk logs through a logger that
 redacts the token and webhook URL, and every message raised here is redacted too.
@@ -112,6 +116,35 @@ CONFIGURATION_ERRORS = frozenset(
         "action_prohibited",
     }
 )
+# Slack's documented chat.postMessage and incoming-webhook errors about the message itself
+# (or its own thread): the same digest is refused again however the settings change, so
+# it is quarantined. Every other answer leaves the digest pending for the next run: the
+# other documented errors are about the token, the channel or the workspace (an operator
+# fixes them: CONFIGURATION_ERRORS), about load (TRANSIENT_ERRORS), or about how the
+# request was encoded (invalid_arguments, invalid_form_data, invalid_charset, ...: a proxy
+# or the client, not this digest); an unknown code, or an answer that is not Slack's JSON,
+# says nothing about the digest at all.
+CONTENT_ERRORS = frozenset(
+    {
+        "msg_too_long",  # the text is over Slack's 40,000 characters
+        "msg_blocks_too_long",  # the blocks together are over Slack's total
+        "no_text",  # neither text nor blocks
+        "invalid_blocks",  # Block Kit refused a block (Slack's `errors` says which)
+        "invalid_blocks_format",  # the blocks are not a JSON array of blocks
+        "invalid_attachments",
+        "too_many_attachments",
+        "attachment_payload_limit_exceeded",
+        "invalid_metadata_format",  # the part's metadata (digest key, part number)
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "invalid_payload",  # incoming webhooks: the body is not a message
+        # The digest's own thread: its parent was deleted, or cannot have replies.
+        "thread_not_found",
+        "cannot_reply_to_message",
+    }
+)
+# The requests that carry a digest part (only their refusals can be the digest's fault).
+POSTING = frozenset({"chat.postMessage", "incoming webhook"})
 SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 # Methods without side effects: slack-sdk may repeat them after a server error.
 READ_ONLY_METHODS = frozenset({"auth.test", "conversations.history", "conversations.replies"})
@@ -120,6 +153,8 @@ READ_BACK_MARGIN = timedelta(minutes=5)
 READ_BACK_PAGE_SIZE = 200
 READ_BACK_PAGES = 25
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
+# slack-sdk's stand-in for the error code of an answer that is not JSON.
+_NOT_JSON = "Received a response in a non-JSON format:"
 UNCONFIRMED = "a previous attempt posted it and never got Slack's answer"
 WEBHOOK_CANNOT_READ = "an incoming webhook cannot read the channel"
 
@@ -127,13 +162,16 @@ WEBHOOK_CANNOT_READ = "an incoming webhook cannot read the channel"
 class SlackDeliveryError(SummitwatchError):
     """Slack did not take a message.
 
-    ``permanent``: retrying the same request cannot help (bad token, unknown channel,
-    invalid blocks); otherwise the failure is transient (rate limit or server errors that
-    outlasted the retries, connection failures) and the digest should stay pending.
-    ``error_code`` is Slack's error string when there is one; ``delivered`` counts the
-    messages of the digest delivered before the failure. ``in_doubt``: the part being
-    delivered may be in the channel already (its answer was lost and it could not be
-    looked up), so the next attempt must look before posting it.
+    ``permanent``: Slack answered with an error code that retrying the same request cannot
+    change (bad token, unknown channel, invalid blocks); otherwise the failure is
+    transient (rate limit or server errors that outlasted the retries, connection
+    failures, an answer that is not Slack's). ``refused_content``: Slack refused the
+    posted message itself (:data:`CONTENT_ERRORS`): only then is the digest at fault and
+    quarantined; after any other failure it stays pending. ``error_code`` is Slack's
+    error string when there is one; ``delivered`` counts the messages of the digest
+    delivered before the failure. ``in_doubt``: the part being delivered may be in the
+    channel already (its answer was lost and it could not be looked up), so the next
+    attempt must look before posting it.
     """
 
     def __init__(
@@ -145,6 +183,7 @@ class SlackDeliveryError(SummitwatchError):
         delivered: int = 0,
         thread_ts: str | None = None,
         in_doubt: bool = False,
+        refused_content: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -152,6 +191,7 @@ class SlackDeliveryError(SummitwatchError):
         self.delivered = delivered
         self.thread_ts = thread_ts
         self.in_doubt = in_doubt
+        self.refused_content = refused_content
 
     @property
     def bad_configuration(self) -> bool:
@@ -580,14 +620,21 @@ def _send_webhook_part(
         if status in SERVER_ERROR_STATUSES:
             doubt = f"Slack answered HTTP {status}"
             continue
-        body = (response.body or "").strip()[:100]
-        transient = status == 429 or status >= 500
+        # An incoming webhook answers its error code as plain text.
+        body = (response.body or "").strip()
+        code = body if _ERROR_CODE.fullmatch(body) else None
+        transient = status == 429 or status >= 500 or code is None
+        if status == 429 or code is not None:
+            problem = f"Slack incoming webhook answered HTTP {status}: {code or 'rate limited'}"
+        else:
+            problem = _not_slack_answer("incoming webhook", status, body, response.headers or {})
         raise SlackDeliveryError(
-            _redact(f"Slack incoming webhook answered HTTP {status}: {body or 'no body'}", client),
+            _redact(problem, client),
             permanent=not transient,
-            error_code=None if transient else body or None,
+            error_code=None if transient else code,
             delivered=index,
             in_doubt=attempt > 0,
+            refused_content=code in CONTENT_ERRORS,
         ) from None
     _log_reposting(label, index, total, doubt, WEBHOOK_CANNOT_READ, final=True)
     raise SlackDeliveryError(
@@ -889,25 +936,33 @@ def _delivery_error(
         response = exc.response
         status = int(getattr(response, "status_code", 0) or 0)
         data = getattr(response, "data", None)
-        code = str(data.get("error")) if isinstance(data, dict) and data.get("error") else None
+        raw = str(data.get("error") or "") if isinstance(data, dict) else ""
+        # Only Slack's own error codes count: slack-sdk puts a sentence there when the
+        # answer was not JSON at all.
+        code = raw if _ERROR_CODE.fullmatch(raw) else None
         details = ""
         if isinstance(data, dict) and data.get("errors"):
             details = f" ({'; '.join(str(e) for e in list(data['errors'])[:3])})"
         if isinstance(data, dict) and code == "missing_scope" and data.get("needed"):
             details = f" (needs {data['needed']})"
-        transient = status == 429 or status >= 500 or code in TRANSIENT_ERRORS
+        transient = status == 429 or status >= 500 or code is None or code in TRANSIENT_ERRORS
         if status == 429:
             message = f"Slack kept rate-limiting {what} (HTTP 429) after the retries"
         elif status >= 500:
             message = f"Slack answered {what} with HTTP {status} after the retries"
+        elif code is None:
+            headers = getattr(response, "headers", None) or {}
+            message = _not_slack_answer(what, status, raw.removeprefix(_NOT_JSON), headers)
         else:
-            message = f"Slack refused {what}: {code or f'HTTP {status}'}{details}"
+            http = f" (HTTP {status})" if status not in (0, 200) else ""
+            message = f"Slack refused {what}: {code}{details}{http}"
         return SlackDeliveryError(
             _redact(message, client),
             permanent=not transient,
             error_code=code,
             delivered=delivered,
             thread_ts=thread_ts,
+            refused_content=what in POSTING and code in CONTENT_ERRORS,
         )
     if isinstance(exc, URLError | OSError | HTTPException | SlackClientError):
         reason = getattr(exc, "reason", None) or exc
@@ -922,6 +977,18 @@ def _delivery_error(
         permanent=False,
         delivered=delivered,
         thread_ts=thread_ts,
+    )
+
+
+def _not_slack_answer(what: str, status: int, body: str, headers: Mapping[str, Any]) -> str:
+    """Why an answer that is not Slack's JSON is no verdict on the digest, and what to check."""
+    location = next((str(v) for k, v in headers.items() if k.lower() == "location"), "")
+    seen = " ".join(body.split())[:80]
+    shown = f"a redirect to {location}" if location else (repr(seen) if seen else "no body")
+    setting = "SLACK_WEBHOOK_URL" if what == "incoming webhook" else "SLACK_API_URL"
+    return (
+        f"the answer to {what} is not Slack's (HTTP {status}, {shown}): check {setting} and any proxy "
+        "in between; nothing was posted and the digest waits"
     )
 
 

@@ -24,7 +24,10 @@ It behaves like Slack where the digest code depends on it:
 Fault injection:
 
 * :meth:`FakeSlack.fail_next`: the next N requests (to one method) answer 429 with
-  ``Retry-After``, or 503 (or any status), without doing anything.
+  ``Retry-After``, or 503 (or any status), without doing anything: with Slack's JSON and
+  an error code (``error``: any code, ``unknown_method``, ``invalid_blocks``, ...), or
+  with what is not Slack answering (``page``: an HTML page from a proxy, a sign-in
+  page, a wrong URL's 404; ``location``: a redirect).
 * :meth:`FakeSlack.rate_limit`: at most N calls of a method per window; past that, 429
   with the ``Retry-After`` that ends the window (history methods are rate-limited).
 * :meth:`FakeSlack.lose_answer`: the next post (or the post of a given digest part) is
@@ -70,6 +73,9 @@ class Fault:
     status: int
     retry_after: int | None = None
     method: str | None = None  # only requests to this API method (or "webhook")
+    error: str | None = None  # Slack's error code in the answer
+    page: str | None = None  # an answer that is not Slack's: this HTML page
+    location: str | None = None  # a redirect's target
 
 
 @dataclass
@@ -202,12 +208,24 @@ class FakeSlack:
     # --- fault injection ---------------------------------------------------------------
 
     def fail_next(
-        self, count: int, status: int = 503, *, retry_after: int | None = None, method: str | None = None
+        self,
+        count: int,
+        status: int = 503,
+        *,
+        retry_after: int | None = None,
+        method: str | None = None,
+        error: str | None = None,
+        page: str | None = None,
+        location: str | None = None,
     ) -> None:
-        """The next ``count`` requests (to ``method`` if given) answer ``status``."""
+        """The next ``count`` requests (to ``method`` if given) answer ``status``, doing
+        nothing: Slack's ``{"ok": false, "error": error}`` (by default ``ratelimited`` for
+        a 429, ``service_unavailable`` otherwise; for a webhook the code as plain text),
+        or, with ``page``, that HTML page instead (a proxy, a wrong URL), and with
+        ``location`` a redirect there."""
         with self._lock:
             for _ in range(count):
-                self._faults.append(Fault(status, retry_after, method))
+                self._faults.append(Fault(status, retry_after, method, error, page, location))
 
     def recover(self) -> None:
         """Forget pending faults, losses and rate limits: Slack is back."""
@@ -265,8 +283,15 @@ class FakeSlack:
         fault = self._take_fault(method)
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            error = "ratelimited" if fault.status == 429 else "service_unavailable"
-            self._reply(request, call, fault.status, {"ok": False, "error": error}, headers)
+            if fault.location is not None:
+                headers["Location"] = fault.location
+            error = fault.error or ("ratelimited" if fault.status == 429 else "service_unavailable")
+            if fault.page is not None:
+                self._reply(request, call, fault.status, fault.page, headers)
+            elif method == "webhook":
+                self._reply(request, call, fault.status, error, headers, content_type="text/plain")
+            else:
+                self._reply(request, call, fault.status, {"ok": False, "error": error}, headers)
             return
         wait = self._over_limit(method)
         if wait is not None:
@@ -394,12 +419,14 @@ class FakeSlack:
         status: int,
         body: dict[str, Any] | str,
         headers: dict[str, str] | None = None,
+        *,
+        content_type: str = "text/html",
     ) -> None:
         self._record(call, status)
         is_text = isinstance(body, str)
         payload = (body if isinstance(body, str) else json.dumps(body)).encode("utf-8")
         request.send_response(status)
-        request.send_header("Content-Type", "text/html" if is_text else "application/json; charset=utf-8")
+        request.send_header("Content-Type", content_type if is_text else "application/json; charset=utf-8")
         request.send_header("Content-Length", str(len(payload)))
         for name, value in (headers or {}).items():
             request.send_header(name, value)

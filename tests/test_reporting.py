@@ -221,6 +221,119 @@ def test_bad_channel_keeps_the_digest_pending(
     assert slack.token not in " ".join(report.errors)
 
 
+NOT_FOUND_PAGE = "<html><body><h1>404 Not Found</h1>nginx</body></html>"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # A wrong SLACK_API_URL: every request meets a 404 page.
+        {"count": 50, "status": 404, "page": NOT_FOUND_PAGE},
+        # A proxy's sign-in page, once, instead of auth.test's answer.
+        {"count": 1, "status": 200, "page": "<html><body>Sign in to the proxy</body></html>"},
+        {"count": 50, "status": 403, "page": "<html><body>Forbidden</body></html>"},
+        {"count": 50, "status": 407, "page": "<html><body>Proxy Authentication Required</body></html>"},
+        # Slack's JSON, but a refusal of auth.test, not of the digest.
+        {"count": 1, "status": 200, "error": "unknown_method", "method": "auth.test"},
+        {"count": 1, "status": 200, "error": "some_code_slack_adds_later", "method": "auth.test"},
+        # A redirect instead of chat.postMessage's answer (urllib does not follow a POST's).
+        {"count": 1, "status": 307, "page": "", "location": "/elsewhere/", "method": "chat.postMessage"},
+    ],
+    ids=["404-page", "html-200", "403-page", "407-page", "unknown_method", "unknown-code", "307"],
+)
+def test_an_answer_that_is_no_verdict_on_the_digest_keeps_it_pending(
+    session: Session, slack_settings: Settings, slack: FakeSlack, fault: dict[str, object]
+) -> None:
+    """Only Slack refusing a digest's own content quarantines it. A page that is not Slack's
+    answer, a failed auth.test or an unknown error code says nothing about the digest: it
+    stays pending, in order, the Airflow task fails (so it is retried and seen), and the
+    next run delivers it."""
+    from pipeline.reporting import DeliveryFailed
+    from pipeline.tasks import deliver_digests
+
+    backfill_burst(session, slack_settings)
+    destination = destination_name(slack_target(slack_settings.slack))
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    slack.fail_next(**fault)  # type: ignore[arg-type]
+    with pytest.raises(DeliveryFailed) as failure:
+        deliver_digests(settings=slack_settings)
+    assert "waits" in str(failure.value) or "refused auth.test" in str(failure.value)
+    assert slack.token not in str(failure.value)
+    session.expire_all()
+    rows = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).all()
+    assert [row.status for row in rows] == ["pending", "pending"]
+    assert slack.posted_to(CHANNEL) == []
+    slack.recover()
+    delivered = deliver_digests(settings=slack_settings)
+    assert delivered == {"sent": 2, "failed": 0}
+    session.expire_all()
+    for row in session.scalars(select(DigestOutbox)):
+        assert row.status == "sent"
+        assert slack.parts_posted(CHANNEL, row.digest_key) == list(range(row.parts_total))
+
+
+def test_a_wrong_webhook_url_s_page_keeps_the_digest_pending(
+    session: Session, db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        db_url, slack={"webhook_url": slack.webhook_url}, digest_dir=str(tmp_path / "digests")
+    )
+    backfill_burst(session, settings)
+    target = slack_target(settings.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(target)
+    prepare_digests(session, settings, destination, now=NOW)
+    slack.fail_next(50, 404, page=NOT_FOUND_PAGE, method="webhook")
+    report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    assert report.failed == [] and len(report.pending) == 2
+    assert "check SLACK_WEBHOOK_URL" in report.errors[0]
+    slack.recover()
+    again = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    assert sorted(again.sent) == sorted(report.pending)
+
+
+def test_a_digest_slack_refuses_gives_its_changes_to_the_next_digest(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """A digest whose content Slack refuses is quarantined; as none of it reached the
+    channel, its changes count as unreported (coverage, the web UI) and the next run
+    reports them in a digest of their own, once."""
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    refused = session.scalars(select(DigestOutbox).where(DigestOutbox.kind == "changes")).one()
+    changes = session.scalar(
+        select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id == refused.id)
+    )
+    assert changes
+    slack.fail_next(1, 200, error="invalid_blocks", method="chat.postMessage")
+    first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert first.failed == [refused.id] and len(first.sent) == 1  # the summary after it went out
+    session.refresh(refused)
+    assert refused.status == "failed"
+    assert "invalid_blocks" in (refused.last_error or "")
+    assert f"its {changes} changes go to the next digest" in (refused.last_error or "")
+    later = NOW + timedelta(minutes=15)
+    coverage = compute_coverage(session, slack_settings, now=later)
+    assert refused.id not in coverage.reported.values()
+
+    (again,) = prepare_digests(session, slack_settings, destination, now=later)
+    assert again.kind == "changes" and again.digest_key == f"{refused.digest_key}~2"
+    second = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    (new_id,) = second.sent
+    assert (
+        session.scalar(
+            select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id == new_id)
+        )
+        == changes
+    )
+    assert prepare_digests(session, slack_settings, destination, now=later + timedelta(minutes=15)) == []
+    new_row = session.get(DigestOutbox, new_id)
+    assert new_row is not None
+    assert slack.parts_posted(CHANNEL, new_row.digest_key) == list(range(new_row.parts_total))
+    assert slack.parts_posted(CHANNEL, refused.digest_key) == []
+
+
 def test_digests_queued_for_a_wrong_channel_go_to_the_corrected_one_once(
     session: Session, slack_settings: Settings, slack: FakeSlack
 ) -> None:

@@ -267,7 +267,37 @@ def test_permanent_errors(
     assert failure.value.permanent
     assert failure.value.error_code == error
     assert failure.value.bad_configuration is bad_configuration
+    # Only a refusal of the message itself is the digest's fault (it is quarantined).
+    assert failure.value.refused_content is (error == "invalid_blocks")
     assert slack.calls("chat.postMessage") == 1  # permanent errors are not retried
+
+
+def test_an_answer_that_is_not_slack_s_is_no_verdict_on_the_message(slack: FakeSlack) -> None:
+    """A proxy's page, a wrong URL's 404 or a redirect is not Slack refusing anything:
+    transient, no error code, and the message says what to check."""
+    page = "<html><body><h1>404 Not Found</h1></body></html>"
+    slack.fail_next(1, 404, page=page, method="auth.test")
+    with pytest.raises(SlackDeliveryError) as preflight:
+        target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
+    slack.fail_next(1, 307, page="", location="/elsewhere/", method="chat.postMessage")
+    with pytest.raises(SlackDeliveryError) as redirected:
+        post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress())
+    slack.fail_next(1, 404, page=page, method="webhook")
+    with pytest.raises(SlackDeliveryError) as hook:
+        post_webhook_messages(make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress())
+    for failure, setting in (
+        (preflight, "SLACK_API_URL"),
+        (redirected, "SLACK_API_URL"),
+        (hook, "SLACK_WEBHOOK_URL"),
+    ):
+        error = failure.value
+        assert not (error.permanent or error.refused_content or error.in_doubt)
+        assert error.error_code is None
+        assert f"is not Slack's (HTTP {404 if error is not redirected.value else 307}" in str(error)
+        assert f"check {setting}" in str(error)
+    assert "a redirect to /elsewhere/" in str(redirected.value)
+    assert "404 Not Found" in str(preflight.value)
+    assert slack.messages == []
 
 
 def test_oversized_section_and_header_are_invalid_blocks(slack: FakeSlack) -> None:
@@ -668,6 +698,7 @@ def test_webhook_retries_429_and_reports_invalid_blocks(slack: FakeSlack) -> Non
     with pytest.raises(SlackDeliveryError, match="invalid_blocks") as failure:
         post_webhook_messages(client, [too_many], on_sent=Progress())
     assert failure.value.permanent
+    assert failure.value.refused_content
     assert not failure.value.bad_configuration
     slack.fail_next(10, 503, method="webhook")
     with pytest.raises(SlackDeliveryError) as transient:
