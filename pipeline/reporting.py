@@ -794,7 +794,7 @@ def _deliver(
     out: Callable[[str], None] | None,
     report: DeliveryReport,
 ) -> None:
-    _readdress_stranded(session, destination, report)
+    _readdress_stranded(session, target, destination, report)
     pending = session.scalars(
         select(DigestOutbox)
         .where(DigestOutbox.destination == destination, DigestOutbox.status == "pending")
@@ -887,11 +887,14 @@ def _same_kind(destination: str) -> Any:
     return DigestOutbox.destination == destination
 
 
-def _readdress_stranded(session: Session, destination: str, report: DeliveryReport) -> None:
+def _readdress_stranded(
+    session: Session, target: SlackTarget | None, destination: str, report: DeliveryReport
+) -> None:
     """Pending digests queued for another Slack destination (a channel named wrongly then
     corrected, spelled "#name" then by id, a webhook replaced by a bot token): those not
-    begun go to ``destination`` now; one begun there is reported, as its first parts are
-    in the other channel."""
+    begun go to ``destination`` now, and so do those begun in the same channel spelled
+    another way; one begun in another channel is reported (its first parts are there).
+    A part whose answer was lost there is looked for first (:func:`_settle_stranded`)."""
     if not _is_slack(destination):
         return
     stranded = session.scalars(
@@ -904,17 +907,21 @@ def _readdress_stranded(session: Session, destination: str, report: DeliveryRepo
         .order_by(DigestOutbox.id)
     ).all()
     for row in stranded:
-        if row.parts_sent or row.unconfirmed_since is not None:
-            report.errors.append(
-                f"digest {row.id} is half delivered to {row.destination} ({row.parts_sent} of "
-                f"{row.parts_total} parts): set that destination again to finish it"
-            )
-            continue
         twin = session.scalar(
             select(DigestOutbox.id).where(
                 DigestOutbox.digest_key == row.digest_key, DigestOutbox.destination == destination
             )
         )
+        begun = bool(row.parts_sent) or row.unconfirmed_since is not None
+        problem = _settle_stranded(target, row) if begun else None
+        if problem is None and twin is not None and (row.parts_sent or row.unconfirmed_since is not None):
+            problem = (
+                f"it is half delivered to {row.destination}, and digest {twin} holds it for {destination}"
+            )
+        if problem is not None:
+            report.errors.append(f"digest {row.id}: {problem}")
+            report.pending.append(row.id)
+            continue
         if twin is not None:
             row.status, row.last_error = "failed", f"superseded by digest {twin} for {destination}"
             # The twin is the same digest: it reports these changes.
@@ -925,6 +932,58 @@ def _readdress_stranded(session: Session, destination: str, report: DeliveryRepo
             log.info("digest %s: queued for %s, now sent to %s", row.id, row.destination, destination)
             row.destination = destination
     session.commit()
+
+
+def _settle_stranded(target: SlackTarget | None, row: DigestOutbox) -> str | None:
+    """Whether digest ``row``, begun at another Slack destination, can move to ``target``'s:
+    ``None`` when it can (with what the channel showed recorded in it), else why not.
+
+    It can when the other destination is the same channel spelled another way ("#name"
+    and its ID), and when it turns out not begun at all: a part whose answer was lost
+    there (``unconfirmed_since``) is looked for in that channel, under the destination it
+    was posted as, and counts as sent if found, as never posted if not. A digest with a
+    part in another channel stays there, for the operator to finish.
+    """
+    where = f"{row.destination} ({row.parts_sent} of {row.parts_total} parts)"
+    finish = "set that destination again to finish it"
+    old = row.destination.removeprefix("slack:")
+    if target is None or target.kind != "web_api" or old == row.destination:
+        return f"it is half delivered to {where}: {finish}"
+    try:
+        same = target.same_channel(old)
+    except SlackDeliveryError as exc:
+        return f"it is half delivered to {where}, which may be another channel ({exc}): {finish}"
+    if row.unconfirmed_since is not None:
+        try:
+            found = target.find_part(
+                old,
+                row.digest_key,
+                row.parts_sent,
+                since=row.unconfirmed_since,
+                destination=row.destination,
+                thread_ts=row.thread_ts,
+            )
+        except SlackDeliveryError as exc:
+            if same and not exc.permanent:
+                part = row.parts_sent + 1
+                return f"part {part} may be in {row.destination} and cannot be looked for now: {exc}"
+            if not same:
+                return (
+                    f"part {row.parts_sent + 1} may be in {row.destination} (its answer was lost) and it "
+                    f"cannot be looked for there ({exc}): {finish}"
+                )
+            # The same channel, unreadable: delivery posts it again there, at-least-once.
+            return None
+        if found:
+            log.info("digest %s: part %d found in %s", row.id, row.parts_sent + 1, row.destination)
+            row.thread_ts = row.thread_ts or found
+            row.parts_sent += 1
+        row.unconfirmed_since = None
+    if same or not row.parts_sent:
+        return None
+    return (
+        f"it is half delivered to {row.destination} ({row.parts_sent} of {row.parts_total} parts): {finish}"
+    )
 
 
 def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, digest: Digest) -> None:

@@ -26,6 +26,10 @@ Delivery is built for an outbox that puts each digest part in the channel exactl
   them, and always with incoming webhooks (which cannot read), a part whose answer was
   lost is posted again: delivery is at-least-once in that window, and each such case is
   logged with the digest key and part.
+* History is read by channel ID (``conversations.history`` does not take names): a
+  channel set by name (``#news``) is looked up once with ``conversations.list``
+  (``channels:read`` for a public channel, ``groups:read`` for a private one); when it
+  cannot be, delivery is at-least-once as above, and the warning says so.
 * slack-sdk's retry handlers retry 429 (nothing was posted) after ``Retry-After``, and
   connection failures only when the request cannot have reached Slack. Server errors
   are retried by slack-sdk only for methods that read; a post's server error is handled
@@ -147,11 +151,19 @@ CONTENT_ERRORS = frozenset(
 POSTING = frozenset({"chat.postMessage", "incoming webhook"})
 SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 # Methods without side effects: slack-sdk may repeat them after a server error.
-READ_ONLY_METHODS = frozenset({"auth.test", "conversations.history", "conversations.replies"})
+READ_ONLY_METHODS = frozenset(
+    {"auth.test", "conversations.history", "conversations.replies", "conversations.list"}
+)
 # The channel is searched from the first try minus this margin (clocks disagree a little).
 READ_BACK_MARGIN = timedelta(minutes=5)
 READ_BACK_PAGE_SIZE = 200
 READ_BACK_PAGES = 25
+# A channel name is looked up among at most this many channels (pages of 1,000).
+CHANNEL_LIST_PAGE_SIZE = 1000
+CHANNEL_LIST_PAGES = 25
+# The scope conversations.list needs for each kind of channel.
+LIST_SCOPES = {"public_channel": "channels:read", "private_channel": "groups:read"}
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
 # slack-sdk's stand-in for the error code of an answer that is not JSON.
 _NOT_JSON = "Received a response in a non-JSON format:"
@@ -220,11 +232,13 @@ class ReadBack:
 
     Without it delivery is at-least-once in that window; ``missing`` names the scopes
     that would make it exactly once and ``reason`` says why it is unavailable.
+    ``channel_id`` is the channel's ID, which the history is read by.
     """
 
     available: bool
     missing: tuple[str, ...] = ()
     reason: str = ""
+    channel_id: str | None = None
 
 
 OnSent = Callable[[int, str], None]
@@ -300,24 +314,35 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
     """Can this token read ``channel``'s history? From the scopes ``auth.test`` reports in
     its ``x-oauth-scopes`` header; when only one history scope is granted (which one is
     needed depends on the channel being public or private) or the header is absent, one
-    ``conversations.history`` call settles it. Raises :class:`SlackDeliveryError` when
+    ``conversations.history`` call settles it. A channel given by name is read by its ID,
+    looked up with :func:`find_channel_id`. Raises :class:`SlackDeliveryError` when
     Slack cannot be asked (down, bad token)."""
     try:
         response = client.auth_test()
     except Exception as exc:
         raise _delivery_error(exc, client, "auth.test", delivered=0, thread_ts=None) from None
     granted = _granted_scopes(response.headers)
-    if granted is not None:
-        have = [scope for scope in HISTORY_SCOPES if scope in granted]
-        if len(have) == len(HISTORY_SCOPES):
-            return ReadBack(True)
-        if not have:
-            listed = ", ".join(sorted(granted)) or "none"
-            return ReadBack(
-                False, HISTORY_SCOPES, f"the bot token's scopes ({listed}) include no history scope"
-            )
+    have = [scope for scope in HISTORY_SCOPES if granted is None or scope in granted]
+    if granted is not None and not have:
+        listed = ", ".join(sorted(granted)) or "none"
+        return ReadBack(False, HISTORY_SCOPES, f"the bot token's scopes ({listed}) include no history scope")
     try:
-        client.conversations_history(channel=channel, limit=1)
+        channel_id = find_channel_id(client, channel, scopes=granted)
+    except SlackDeliveryError as exc:
+        if not exc.permanent:
+            raise
+        return ReadBack(
+            False,
+            tuple(LIST_SCOPES.values()) if exc.error_code == "missing_scope" else (),
+            f"SLACK_CHANNEL names {channel}, the history is read by channel ID, and the bot token "
+            f"cannot look the ID up ({exc})",
+        )
+    if channel_id is None:
+        return ReadBack(False, (), f"no channel the bot token can list is named {channel}")
+    if len(have) == len(HISTORY_SCOPES) and granted is not None:
+        return ReadBack(True, channel_id=channel_id)
+    try:
+        client.conversations_history(channel=channel_id, limit=1)
     except SlackApiError as exc:
         data = exc.response.data if isinstance(exc.response.data, dict) else {}
         code = str(data.get("error") or "")
@@ -330,7 +355,43 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
         raise error from None
     except Exception as exc:
         raise _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None) from None
-    return ReadBack(True)
+    return ReadBack(True, channel_id=channel_id)
+
+
+def find_channel_id(client: WebClient, channel: str, *, scopes: frozenset[str] | None = None) -> str | None:
+    """The ID of ``channel``: itself when it is one, else the channel of that name (with or
+    without "#") among those ``conversations.list`` shows the token, page by page; ``None``
+    when none is. ``scopes`` (the token's, when known) choose which kinds of channel to
+    list. Raises :class:`SlackDeliveryError` when the list cannot be read (``missing_scope``
+    without ``channels:read`` or ``groups:read``)."""
+    if _CHANNEL_ID.fullmatch(channel):
+        return channel
+    name = channel.removeprefix("#")
+    types = [kind for kind, scope in LIST_SCOPES.items() if scopes is None or scope in scopes]
+    if not types:
+        raise SlackDeliveryError(
+            "conversations.list needs channels:read or groups:read",
+            permanent=True,
+            error_code="missing_scope",
+        )
+    arguments: dict[str, Any] = {
+        "types": ",".join(types),
+        "exclude_archived": True,
+        "limit": CHANNEL_LIST_PAGE_SIZE,
+    }
+    try:
+        for _ in range(CHANNEL_LIST_PAGES):
+            page = client.conversations_list(**arguments)
+            for conversation in page.get("channels") or []:
+                if name in (conversation.get("name"), conversation.get("name_normalized")):
+                    return str(conversation["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+            arguments["cursor"] = cursor
+    except Exception as exc:
+        raise _delivery_error(exc, client, "conversations.list", delivered=0, thread_ts=None) from None
+    return None
 
 
 @dataclass
@@ -349,6 +410,7 @@ class SlackTarget:
     retry_delay: float = 0.5
     read_back_delay: float = 2.0
     _read_back: ReadBack | None = field(default=None, init=False, repr=False)
+    _channel_ids: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def can_thread(self) -> bool:
@@ -373,11 +435,17 @@ class SlackTarget:
                     self.channel,
                 )
             else:
-                fix = (
-                    f"grant the bot token {' and '.join(read_back.missing)}"
-                    if read_back.missing
-                    else "use a bot token with channels:history (public) or groups:history (private)"
-                )
+                if read_back.missing == tuple(LIST_SCOPES.values()):
+                    fix = (
+                        "grant the bot token channels:read (public channel) or groups:read (private), "
+                        "or set SLACK_CHANNEL to the channel's ID"
+                    )
+                elif read_back.missing:
+                    fix = f"grant the bot token {' and '.join(read_back.missing)}"
+                elif self.channel and not _CHANNEL_ID.fullmatch(self.channel):
+                    fix = "set SLACK_CHANNEL to the channel's ID (C…)"
+                else:
+                    fix = "use a bot token with channels:history (public) or groups:history (private)"
                 logger.warning(
                     "Slack delivery is at-least-once when Slack's answer to a post is lost (a timeout, "
                     "a gateway error): %s, so such a part is posted again and may appear twice; each "
@@ -387,6 +455,53 @@ class SlackTarget:
                 )
             self._read_back = read_back
         return self._read_back
+
+    def channel_id(self, channel: str) -> str | None:
+        """The ID of ``channel`` (an ID or a name; :func:`find_channel_id`), asked once."""
+        if self.web_client is None:
+            raise SlackDeliveryError(f"an incoming webhook cannot look up {channel}", permanent=True)
+        if channel not in self._channel_ids:
+            self._channel_ids[channel] = find_channel_id(self.web_client, channel)
+        return self._channel_ids[channel]
+
+    def same_channel(self, channel: str) -> bool:
+        """Whether ``channel`` (an ID or a name) is this target's channel, spelled another way.
+        Raises :class:`SlackDeliveryError` when a name cannot be looked up."""
+        if not self.channel:
+            return False
+        if channel == self.channel:
+            return True
+        mine = self.channel_id(self.channel)
+        return mine is not None and mine == self.channel_id(channel)
+
+    def find_part(
+        self,
+        channel: str,
+        digest_key: str,
+        part: int,
+        *,
+        since: datetime,
+        destination: str,
+        thread_ts: str | None = None,
+    ) -> str | None:
+        """The ``ts`` of digest ``part`` in ``channel`` (an ID or a name), posted under
+        ``destination`` from ``since`` on, or ``None``. Raises :class:`SlackDeliveryError`
+        when the channel cannot be read."""
+        read_back = self.delivery_guarantee()
+        if self.web_client is None or not read_back.available:
+            raise SlackDeliveryError(f"the channel cannot be read: {read_back.reason}", permanent=True)
+        channel_id = self.channel_id(channel)
+        if channel_id is None:
+            raise SlackDeliveryError(f"no channel the bot token can list is named {channel}", permanent=True)
+        return find_posted_part(
+            self.web_client,
+            channel_id,
+            digest_key,
+            part,
+            oldest=since - READ_BACK_MARGIN,
+            thread_ts=thread_ts if part > 0 else None,
+            destination=destination,
+        )
 
     def post(
         self,
@@ -419,6 +534,7 @@ class SlackTarget:
                 digest_key=digest_key,
                 destination=destination,
                 read_back=read_back.available,
+                read_channel=read_back.channel_id,
                 unconfirmed_since=unconfirmed_since,
                 max_retries=self.max_retries,
                 retry_delay=self.retry_delay,
@@ -503,6 +619,7 @@ def post_messages(
     digest_key: str | None = None,
     destination: str | None = None,
     read_back: bool = False,
+    read_channel: str | None = None,
     unconfirmed_since: datetime | None = None,
     max_retries: int = 3,
     retry_delay: float = 0.5,
@@ -516,10 +633,11 @@ def post_messages(
     ts)`` after it is confirmed; if either raises, delivery stops and the exception
     propagates. With ``digest_key`` every part carries metadata naming it.
 
-    A part whose answer is lost is looked for in the channel when ``read_back`` (the
-    token can read the history) and ``digest_key`` are given, and posted again only if
-    it is not there; otherwise it is posted again with a warning (at-least-once). At most
-    ``max_retries`` more tries, ``retry_delay`` seconds apart and doubling.
+    A part whose answer is lost is looked for in the channel (by its ID, ``read_channel``,
+    when ``channel`` is a name) when ``read_back`` (the token can read the history) and
+    ``digest_key`` are given, and posted again only if it is not there; otherwise it is
+    posted again with a warning (at-least-once). At most ``max_retries`` more tries,
+    ``retry_delay`` seconds apart and doubling.
     ``unconfirmed_since``: a previous attempt began posting part ``already_sent`` at that
     time and never saw the answer; it is looked for first.
 
@@ -540,6 +658,7 @@ def post_messages(
         digest_key=digest_key,
         destination=destination,
         read_back=read_back,
+        read_channel=read_channel or channel,
         max_retries=max_retries,
         retry_delay=retry_delay,
         read_back_delay=read_back_delay,
@@ -656,7 +775,8 @@ def find_posted_part(
     thread_ts: str | None = None,
     destination: str | None = None,
 ) -> str | None:
-    """The ``ts`` of digest ``part`` if it is in ``channel`` (posted after ``oldest``), else None.
+    """The ``ts`` of digest ``part`` if it is in ``channel`` (an ID: the history methods
+    take no names; posted after ``oldest``), else None.
 
     Reads the message metadata that :func:`post_messages` attaches: the parent (part 0)
     from ``conversations.history``, a follow-up from ``conversations.replies`` of the
@@ -720,6 +840,7 @@ class _WebDelivery:
     digest_key: str | None
     destination: str | None
     read_back: bool
+    read_channel: str
     max_retries: int
     retry_delay: float
     read_back_delay: float
@@ -827,7 +948,7 @@ class _WebDelivery:
         time.sleep(self.read_back_delay)
         found = find_posted_part(
             self.client,
-            self.channel,
+            self.read_channel,
             self.digest_key,
             index,
             oldest=since - READ_BACK_MARGIN,

@@ -18,6 +18,10 @@ It behaves like Slack where the digest code depends on it:
   ``conversations.replies`` (a thread, parent first) serve them with ``oldest``/``latest``
   (exclusive unless ``inclusive``), ``limit`` and ``cursor`` pagination (``has_more``,
   ``response_metadata.next_cursor``) and metadata only with ``include_all_metadata``.
+  Like Slack, they take a channel ID only (a name is ``channel_not_found``), while
+  ``chat.postMessage`` takes a name too.
+* ``conversations.list``: the public channels and the private ones the bot is in, by
+  ``types``, each needing its scope (``channels:read``, ``groups:read``), paginated.
 * Answers have Slack's JSON shape (``{"ok": false, "error": "..."}``); webhooks answer
   plain text.
 
@@ -64,6 +68,7 @@ HISTORY_SCOPES = {"channels:history", "groups:history"}
 ALL_SCOPES = frozenset({"chat:write", "channels:history", "groups:history", "channels:read", "groups:read"})
 # The scope each method needs; for history, which one depends on the channel.
 METHOD_SCOPES = {"auth.test": None, "chat.postMessage": "chat:write"}
+LIST_SCOPES = {"public_channel": "channels:read", "private_channel": "groups:read"}
 LossMode = Literal["503", "drop", "timeout"]
 GATEWAY_PAGE = "<html><body><h1>503 Service Unavailable</h1>upstream timed out</body></html>"
 
@@ -305,6 +310,7 @@ class FakeSlack:
             "chat.postMessage": self._post_message,
             "conversations.history": self._history,
             "conversations.replies": self._replies,
+            "conversations.list": self._list,
         }
         handler = handlers.get(method)
         if handler is None:
@@ -316,11 +322,12 @@ class FakeSlack:
             return
         needed = self._needed_scope(method, params)
         headers = {"x-oauth-scopes": ",".join(sorted(self.scopes)), "x-accepted-oauth-scopes": needed or ""}
-        if needed and needed not in self.scopes:
+        missing = [scope for scope in (needed or "").split(",") if scope and scope not in self.scopes]
+        if missing:
             body = {
                 "ok": False,
                 "error": "missing_scope",
-                "needed": needed,
+                "needed": ",".join(missing),
                 "provided": ",".join(sorted(self.scopes)),
             }
             self._reply(request, call, 200, body, headers)
@@ -380,6 +387,9 @@ class FakeSlack:
         if method in ("conversations.history", "conversations.replies"):
             channel, _ = self._channel_id(params.get("channel"))
             return "groups:history" if channel in self.private_channels else "channels:history"
+        if method == "conversations.list":
+            types = str(params.get("types") or "public_channel").split(",")
+            return ",".join(LIST_SCOPES[kind] for kind in types if kind in LIST_SCOPES)
         return METHOD_SCOPES.get(method)
 
     @staticmethod
@@ -446,11 +456,11 @@ class FakeSlack:
             "bot_id": "B0000",
         }
 
-    def _channel_id(self, value: Any) -> tuple[str | None, str | None]:
-        """(channel id, error) for an id or a (#)name."""
+    def _channel_id(self, value: Any, *, by_name: bool = True) -> tuple[str | None, str | None]:
+        """(channel id, error) for an id or, ``by_name``, a (#)name."""
         if not isinstance(value, str) or not value:
             return None, "channel_not_found"
-        name = value.removeprefix("#")
+        name = value.removeprefix("#") if by_name else None
         for mapping, error in ((self.channels, None), (self.other_channels, "not_in_channel")):
             for channel_id, channel_name in mapping.items():
                 if value == channel_id or name == channel_name:
@@ -493,7 +503,7 @@ class FakeSlack:
         return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def _history(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        channel, error = self._channel_id(params.get("channel"))
+        channel, error = self._channel_id(params.get("channel"), by_name=False)
         if error or channel is None:
             return 200, {"ok": False, "error": error or "channel_not_found"}
         top_level = [m for m in self.messages if m.channel == channel and m.thread_ts is None]
@@ -501,7 +511,7 @@ class FakeSlack:
         return self._page(newest_first, params)
 
     def _replies(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        channel, error = self._channel_id(params.get("channel"))
+        channel, error = self._channel_id(params.get("channel"), by_name=False)
         if error or channel is None:
             return 200, {"ok": False, "error": error or "channel_not_found"}
         parent_ts = params.get("ts")
@@ -514,6 +524,44 @@ class FakeSlack:
         # The parent comes first, then the replies in the range, oldest first.
         in_range = sorted(self._in_range(replies, params), key=lambda m: float(m.ts))
         return self._page(parent + in_range, params)
+
+    def _list(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        types = str(params.get("types") or "public_channel").split(",")
+        listed = []
+        for mapping, member in ((self.channels, True), (self.other_channels, False)):
+            for channel_id, name in mapping.items():
+                private = channel_id in self.private_channels
+                if ("private_channel" if private else "public_channel") not in types or (
+                    private and not member
+                ):
+                    continue
+                listed.append(
+                    {
+                        "id": channel_id,
+                        "name": name,
+                        "name_normalized": name,
+                        "is_channel": True,
+                        "is_private": private,
+                        "is_member": member,
+                        "is_archived": False,
+                    }
+                )
+        try:
+            limit = min(MAX_PAGE, max(1, int(params.get("limit") or 100)))
+            start = (
+                int(base64.b64decode(params["cursor"]).decode().removeprefix("offset:"))
+                if params.get("cursor")
+                else 0
+            )
+        except (ValueError, UnicodeDecodeError):
+            return 200, {"ok": False, "error": "invalid_cursor"}
+        more = start + limit < len(listed)
+        cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+        return 200, {
+            "ok": True,
+            "channels": listed[start : start + limit],
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     @staticmethod
     def _in_range(messages: list[Posted], params: dict[str, Any]) -> list[Posted]:

@@ -361,6 +361,59 @@ def test_digests_queued_for_a_wrong_channel_go_to_the_corrected_one_once(
         assert slack.parts_posted(CHANNEL, key) == list(range(row.parts_total))
 
 
+def _by_name(settings: Settings, channel: str = "#summitwatch") -> Settings:
+    return settings.model_copy(update={"slack": settings.slack.model_copy(update={"channel": channel})})
+
+
+def test_a_channel_set_by_name_is_read_back_by_its_id(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """SLACK_CHANNEL=#name with both history scopes: after a lost answer the channel is read
+    by its ID (conversations.history takes no names), so nothing wedges or doubles."""
+    named = _by_name(slack_settings)
+    backfill_burst(session, named)
+    target = slack_target(named.slack, backoff_factor=0.01, max_retries=1, read_back_delay=0.01)
+    destination = destination_name(target)
+    assert destination == "slack:#summitwatch"
+    prepare_digests(session, named, destination, now=NOW)
+    slack.lose_answer("503", part=0)
+    report = deliver_pending(session, target, destination, digest_dir=named.digest_dir)
+    assert len(report.sent) == 2 and not report.errors
+    assert [call.params["channel"] for call in slack.calls_to("conversations.history")] == [CHANNEL]
+    for row in session.scalars(select(DigestOutbox)):
+        assert slack.parts_posted(CHANNEL, row.digest_key) == list(range(row.parts_total))
+
+
+def test_a_digest_begun_under_the_channel_s_name_is_finished_under_its_id(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """A part posted to "#name" whose answer was lost, the channel unreadable then: once
+    SLACK_CHANNEL is the channel's ID, the part is looked for under the name it was posted
+    as, counted, and the digest finished in the same thread, each part once."""
+    named = _by_name(slack_settings)
+    backfill_burst(session, named)
+    by_name = slack_target(named.slack, backoff_factor=0.01, max_retries=0, read_back_delay=0.01)
+    prepare_digests(session, named, destination_name(by_name), now=NOW)
+    slack.lose_answer("503", part=0)
+    slack.fail_next(10, 503, method="conversations.history")
+    stuck = deliver_pending(session, by_name, destination_name(by_name), digest_dir=named.digest_dir)
+    assert stuck.sent == [] and len(stuck.pending) == 2
+    first = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).first()
+    assert first is not None and first.unconfirmed_since is not None and first.parts_sent == 0
+    slack.recover()
+
+    by_id = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1, read_back_delay=0.01)
+    destination = destination_name(by_id)
+    delivered = deliver_pending(session, by_id, destination, digest_dir=slack_settings.digest_dir)
+    assert sorted(delivered.sent) == sorted(stuck.pending) and not delivered.errors
+    for row in session.scalars(select(DigestOutbox)):
+        assert (row.destination, row.status) == (destination, "sent")
+        assert slack.parts_posted(CHANNEL, row.digest_key) == list(range(row.parts_total))
+    parent = next(m for m in slack.posted_to(CHANNEL) if m.part == 0)
+    session.refresh(first)
+    assert first.thread_ts == parent.ts
+
+
 def test_one_delivery_at_a_time(session: Session, slack_settings: Settings, slack: FakeSlack) -> None:
     """A second pass while one runs (the command beside the Airflow task) leaves the digests
     to the first instead of posting the same parts again."""

@@ -31,7 +31,7 @@ from pipeline.slack import (
     post_webhook_messages,
     slack_target,
 )
-from tests.slack_server import FakeSlack, Posted
+from tests.slack_server import ALL_SCOPES, FakeSlack, Posted
 
 CHANNEL = "C0DIGEST"
 
@@ -592,6 +592,59 @@ def test_which_history_scope_a_channel_needs(
     read_back = check_read_back(client_for(slack), channel)
     assert read_back.available is available
     assert read_back.missing == named
+
+
+@pytest.mark.parametrize(
+    ("scopes", "channel", "available", "channel_id", "named"),
+    [
+        (ALL_SCOPES, "#summitwatch", True, CHANNEL, ()),
+        (ALL_SCOPES, "summit-analysts", True, "C0CLOSED", ()),
+        (
+            {"chat:write", "channels:history", "groups:history", "channels:read"},
+            "#summitwatch",
+            True,
+            CHANNEL,
+            (),
+        ),
+        # History is read by ID: a name the token cannot look up leaves it at-least-once.
+        (
+            {"chat:write", "channels:history", "groups:history"},
+            "#summitwatch",
+            False,
+            None,
+            ("channels:read", "groups:read"),
+        ),
+        (ALL_SCOPES, "#no-such-channel", False, None, ()),
+        (ALL_SCOPES, CHANNEL, True, CHANNEL, ()),
+    ],
+)
+def test_a_channel_name_is_read_back_by_its_id(
+    slack: FakeSlack,
+    scopes: set[str],
+    channel: str,
+    available: bool,
+    channel_id: str | None,
+    named: tuple[str, ...],
+) -> None:
+    slack.scopes = set(scopes)
+    read_back = check_read_back(client_for(slack), channel)
+    assert (read_back.available, read_back.channel_id, read_back.missing) == (available, channel_id, named)
+    # An ID is not looked up, nor a name without a scope to list channels with.
+    listed = channel != CHANNEL and bool(scopes & {"channels:read", "groups:read"})
+    assert slack.calls("conversations.list") == int(listed)
+
+
+def test_without_channels_read_a_name_is_at_least_once_and_says_how_to_fix_it(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack.scopes = {"chat:write", "channels:history", "groups:history"}
+    caplog.set_level(logging.INFO, logger="pipeline.slack")
+    target = target_for(slack, channel="#summitwatch")
+    slack.lose_answer("503", part=0)
+    target.post(messages(2), on_sent=Progress(), digest_key="changes:named")
+    assert "set SLACK_CHANNEL to the channel's ID" in caplog.text
+    assert digest_parts(slack, "changes:named") == [0, 0, 1]  # at-least-once, as announced
+    assert slack.calls("conversations.history") == 0
 
 
 def test_without_the_history_scope_it_says_so_once_and_logs_each_doubtful_part(
