@@ -351,8 +351,52 @@ def prepare_digests(
 
     A change digest for the changes not reported yet, and the scheduled summary when its
     period has ended and it was not sent. With ``dry_run`` nothing is written: the
-    digests are only built and returned.
+    digests are only built and returned. Otherwise one run prepares at a time
+    (:func:`preparation_lock`): a second waits, then finds the changes reported.
     """
+    if dry_run:
+        return _prepare_digests(session, settings, destination, now=now, dry_run=True)
+    with preparation_lock(session):
+        return _prepare_digests(session, settings, destination, now=now, dry_run=False)
+
+
+# The PostgreSQL advisory lock a preparation of digests holds (any number no other lock uses).
+PREPARE_LOCK_KEY = 7_245_331_021
+
+
+@contextmanager
+def preparation_lock(session: Session) -> Iterator[None]:
+    """One preparation of digests at a time per database, the others waiting for it.
+
+    Two at once (two ``summitwatch digest`` runs, the command beside the Airflow detect
+    task) would both find the same changes unreported and store them: the second failed
+    on the unique key of ``coverage_changes``, or reported a change in a second digest.
+    Unlike the delivery lock it is waited for: the run that waited then finds the changes
+    reported and builds nothing. On PostgreSQL an advisory lock held by the session's
+    transaction (the commit that stores the digests releases it); on SQLite an exclusive
+    lock on a file beside the database, released after that commit.
+    """
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "sqlite":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PREPARE_LOCK_KEY})
+        yield
+        return
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.prepare-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare_digests(
+    session: Session, settings: Settings, destination: str, *, now: datetime | None, dry_run: bool
+) -> list[Digest]:
     now = now or utcnow()
     loaded = load_reporting_config(settings)
     config = loaded[0]

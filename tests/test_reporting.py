@@ -3,6 +3,7 @@ fake Slack Web API speaking the real protocol (slack-sdk), on SQLite and Postgre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Iterator
@@ -435,6 +436,58 @@ def test_one_delivery_at_a_time(session: Session, slack_settings: Settings, slac
     assert slack.posted_to(CHANNEL) == []
     done = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
     assert len(done.sent) == 2
+
+
+def test_two_preparations_at_once_store_each_change_once(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `summitwatch digest` runs (or the command beside the Airflow detect task) at
+    once, each in its own thread and connection: both reach the storing of the changes
+    together (a barrier holds the first until the second arrives, if it can). One run
+    prepares the digests, the other waits for it and finds nothing left to report: no
+    unique-key failure, no change in two digests."""
+    import threading
+
+    from pipeline import reporting
+    from pipeline.db.engine import make_engine, session_factory
+
+    backfill_burst(session, settings)
+    session.commit()
+    session.close()
+    barrier = threading.Barrier(2, timeout=3)
+    storing = reporting.store_changes
+
+    def together(*args: object, **kwargs: object) -> object:
+        # (Broken when the other run waits for this one's preparation: it cannot come.)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+        return storing(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reporting, "store_changes", together)
+    built: list[list[str]] = []
+    failures: list[Exception] = []
+
+    def run() -> None:
+        engine = make_engine(settings.db_url)
+        try:
+            with session_factory(engine)() as own:
+                built.append([d.kind for d in prepare_digests(own, settings, "file", now=NOW)])
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert sorted(built) == [[], ["changes", "summary"]]
+    assert session.scalar(select(func.count()).select_from(DigestOutbox)) == 2
+    rows = session.execute(select(CoverageChange.series, CoverageChange.at, CoverageChange.digest_id)).all()
+    assert len({(series, at) for series, at, _ in rows}) == len(rows)
+    assert all(digest_id is not None for _, _, digest_id in rows)
 
 
 def test_without_slack_digests_go_to_files(session: Session, settings: Settings, tmp_path: Path) -> None:
