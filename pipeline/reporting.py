@@ -845,6 +845,13 @@ def _deliver(
         .order_by(DigestOutbox.id)
     ).all()
     for position, row in enumerate(pending):
+        if row.not_before is not None and as_utc(row.not_before) > utcnow():
+            # Slack asked for a wait longer than a run allows: not before then, nor the
+            # digests after it (they arrive in order).
+            wait = f"Slack asked not to be tried before {as_utc(row.not_before):%Y-%m-%d %H:%M:%S} UTC"
+            report.errors.append(f"digest {row.id} waits: {wait} (rate limited)")
+            report.pending += [later.id for later in pending[position:]]
+            break
         digest = Digest.from_json(row.payload)
         row.attempts += 1
         session.commit()
@@ -863,6 +870,7 @@ def _deliver(
                 _send_to_slack(session, target, row, digest)
         except SlackDeliveryError as exc:
             row.last_error = str(exc)
+            row.not_before = utcnow() + timedelta(seconds=exc.retry_after) if exc.retry_after else None
             if not exc.in_doubt:
                 row.unconfirmed_since = None  # the part is certainly not in the channel
             if exc.refused_content:
@@ -886,7 +894,7 @@ def _deliver(
                 session.commit()
                 break
             continue
-        row.status, row.sent_at, row.last_error = "sent", utcnow(), None
+        row.status, row.sent_at, row.last_error, row.not_before = "sent", utcnow(), None, None
         session.commit()
         report.sent.append(row.id)
 

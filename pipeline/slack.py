@@ -84,6 +84,10 @@ logger = logging.getLogger(__name__)
 
 METADATA_EVENT_TYPE = "summitwatch_digest"
 REDACTED = "[redacted]"
+# slack-sdk's own error lines for what summitwatch handles and logs itself (an answer that
+# is not Slack's JSON, a request that failed on the way): lowered to DEBUG, so that the
+# log shows one line per case, summitwatch's, at the level it deserves.
+HANDLED_SDK_ERRORS = ("Failed to decode Slack API response", "Failed to send a request to Slack API server")
 HISTORY_SCOPES = ("channels:history", "groups:history")
 # Slack's own signals that a request may succeed later.
 TRANSIENT_ERRORS = frozenset(
@@ -183,7 +187,8 @@ class SlackDeliveryError(SummitwatchError):
     error string when there is one; ``delivered`` counts the messages of the digest
     delivered before the failure. ``in_doubt``: the part being delivered may be in the
     channel already (its answer was lost and it could not be looked up), so the next
-    attempt must look before posting it.
+    attempt must look before posting it. ``retry_after``: the seconds Slack asked to wait
+    (a 429's ``Retry-After``) before the next try.
     """
 
     def __init__(
@@ -196,6 +201,7 @@ class SlackDeliveryError(SummitwatchError):
         thread_ts: str | None = None,
         in_doubt: bool = False,
         refused_content: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -204,6 +210,7 @@ class SlackDeliveryError(SummitwatchError):
         self.thread_ts = thread_ts
         self.in_doubt = in_doubt
         self.refused_content = refused_content
+        self.retry_after = retry_after
 
     @property
     def bad_configuration(self) -> bool:
@@ -743,8 +750,11 @@ def _send_webhook_part(
         body = (response.body or "").strip()
         code = body if _ERROR_CODE.fullmatch(body) else None
         transient = status == 429 or status >= 500 or code is None
-        if status == 429 or code is not None:
-            problem = f"Slack incoming webhook answered HTTP {status}: {code or 'rate limited'}"
+        retry_after = _retry_after_header(response.headers or {}) if status == 429 else None
+        if retry_after is not None:
+            problem = _rate_limited("the incoming webhook", retry_after, _longest_wait(client))
+        elif code is not None:
+            problem = f"Slack incoming webhook answered HTTP {status}: {code}"
         else:
             problem = _not_slack_answer("incoming webhook", status, body, response.headers or {})
         raise SlackDeliveryError(
@@ -754,6 +764,7 @@ def _send_webhook_part(
             delivered=index,
             in_doubt=attempt > 0,
             refused_content=code in CONTENT_ERRORS,
+            retry_after=retry_after,
         ) from None
     _log_reposting(label, index, total, doubt, WEBHOOK_CANNOT_READ, final=True)
     raise SlackDeliveryError(
@@ -1067,12 +1078,13 @@ def _delivery_error(
         if isinstance(data, dict) and code == "missing_scope" and data.get("needed"):
             details = f" (needs {data['needed']})"
         transient = status == 429 or status >= 500 or code is None or code in TRANSIENT_ERRORS
-        if status == 429:
-            message = f"Slack kept rate-limiting {what} (HTTP 429) after the retries"
+        headers = getattr(response, "headers", None) or {}
+        retry_after = _retry_after_header(headers) if status == 429 else None
+        if retry_after is not None:
+            message = _rate_limited(what, retry_after, _longest_wait(client))
         elif status >= 500:
             message = f"Slack answered {what} with HTTP {status} after the retries"
         elif code is None:
-            headers = getattr(response, "headers", None) or {}
             message = _not_slack_answer(what, status, raw.removeprefix(_NOT_JSON), headers)
         else:
             http = f" (HTTP {status})" if status not in (0, 200) else ""
@@ -1084,6 +1096,7 @@ def _delivery_error(
             delivered=delivered,
             thread_ts=thread_ts,
             refused_content=what in POSTING and code in CONTENT_ERRORS,
+            retry_after=retry_after,
         )
     if isinstance(exc, URLError | OSError | HTTPException | SlackClientError):
         reason = getattr(exc, "reason", None) or exc
@@ -1099,6 +1112,42 @@ def _delivery_error(
         delivered=delivered,
         thread_ts=thread_ts,
     )
+
+
+def _rate_limited(what: str, wait: float, longest: float | None) -> str:
+    """A 429 that the client did not wait out: how long Slack asked for, and when the
+    next try may be."""
+    after = f"{datetime.now(UTC) + timedelta(seconds=wait):%Y-%m-%d %H:%M:%S} UTC"
+    if longest is not None and wait > longest:
+        why = f"longer than the {longest:g} s a run waits"
+    else:
+        why = "again after every wait a run allows"
+    return (
+        f"Slack rate-limited {what} and asked to wait {wait:g} s (Retry-After), {why}: nothing was "
+        f"posted, and the digest is not tried again before {after}"
+    )
+
+
+def _longest_wait(client: WebClient | WebhookClient) -> float | None:
+    """The longest Retry-After ``client`` waits out (its rate-limit retry handler's)."""
+    for handler in getattr(client, "retry_handlers", None) or []:
+        if isinstance(handler, _RateLimitHandler):
+            return handler.max_wait
+    return None
+
+
+def _retry_after_header(headers: Mapping[str, Any]) -> float:
+    """A 429's ``Retry-After`` in seconds (1 when it is missing or unreadable, as Slack's
+    limits are per minute at most)."""
+    for name, value in headers.items():
+        if name.lower() != "retry-after":
+            continue
+        raw = value[0] if isinstance(value, list | tuple) and value else value
+        try:
+            return max(0.0, float(str(raw).strip()))
+        except ValueError:
+            return 1.0
+    return 1.0
 
 
 def _not_slack_answer(what: str, status: int, body: str, headers: Mapping[str, Any]) -> str:
@@ -1181,15 +1230,7 @@ class _ServerErrorHandler(ServerErrorRetryHandler):
 
 
 def _retry_after(response: HttpResponse) -> float:
-    for name, value in response.headers.items():
-        if name.lower() != "retry-after":
-            continue
-        raw = value[0] if isinstance(value, list | tuple) and value else value
-        try:
-            return max(0.0, float(str(raw).strip()))
-        except ValueError:
-            return 1.0
-    return 1.0
+    return _retry_after_header(response.headers)
 
 
 def _retry_handlers(max_retries: int, backoff_factor: float, max_retry_after: float) -> list[RetryHandler]:
@@ -1216,6 +1257,7 @@ class _RedactingLogger(logging.Logger):
 
     slack-sdk logs request URLs (for webhooks, the credential) and, at DEBUG, request
     details; redacting at the source keeps them out of every handler the app configures.
+    Its errors for cases handled here (:data:`HANDLED_SDK_ERRORS`) are lowered to DEBUG.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
@@ -1229,6 +1271,10 @@ class _RedactingLogger(logging.Logger):
 
     def handle(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
+        if record.levelno >= logging.ERROR and message.startswith(HANDLED_SDK_ERRORS):
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            if not self.isEnabledFor(logging.DEBUG):
+                return
         if record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
             record.exc_info = None

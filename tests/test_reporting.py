@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.coverage import coverage_json
 from pipeline.db.repo import extend_history
-from pipeline.db.schema import Article, ArticleTopic, CoverageChange, DigestOutbox
+from pipeline.db.schema import Article, ArticleTopic, CoverageChange, DigestOutbox, utcnow
 from pipeline.ingest import import_lines
 from pipeline.reporting import (
     compute_coverage,
@@ -360,6 +360,38 @@ def test_digests_queued_for_a_wrong_channel_go_to_the_corrected_one_once(
     for key in keys:
         row = session.scalars(select(DigestOutbox).where(DigestOutbox.digest_key == key)).one()
         assert slack.parts_posted(CHANNEL, key) == list(range(row.parts_total))
+
+
+def test_a_long_retry_after_is_kept_until_its_time(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """Slack asks for a wait longer than a run waits (Retry-After: 120): not waited for, by
+    design, but kept: the next run leaves the digests alone until then, and says so."""
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1, max_retry_after=5)
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    slack.fail_next(1, 429, retry_after=120, method="chat.postMessage")
+    first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert first.sent == [] and len(first.pending) == 2
+    assert "asked to wait 120 s (Retry-After), longer than the 5 s a run waits" in first.errors[0]
+    row = session.get(DigestOutbox, first.pending[0])
+    assert row is not None and row.not_before is not None
+    assert timedelta(seconds=110) < row.not_before - utcnow() <= timedelta(seconds=120)
+    posts = slack.calls("chat.postMessage")
+    again = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert again.sent == [] and sorted(again.pending) == sorted(first.pending)
+    assert again.errors == [
+        f"digest {row.id} waits: Slack asked not to be tried before "
+        f"{row.not_before:%Y-%m-%d %H:%M:%S} UTC (rate limited)"
+    ]
+    assert slack.calls("chat.postMessage") == posts  # Slack was not asked sooner
+    row.not_before = utcnow() - timedelta(seconds=1)  # (the two minutes have passed)
+    session.commit()
+    done = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert sorted(done.sent) == sorted(first.pending)
+    session.refresh(row)
+    assert row.not_before is None
 
 
 def _by_name(settings: Settings, channel: str = "#summitwatch") -> Settings:

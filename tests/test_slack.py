@@ -180,10 +180,41 @@ def test_rate_limit_is_retried_after_retry_after(slack: FakeSlack) -> None:
 def test_a_retry_after_longer_than_allowed_is_not_waited_for(slack: FakeSlack) -> None:
     slack.fail_next(1, 429, retry_after=120, method="chat.postMessage")
     started = time.monotonic()
-    with pytest.raises(SlackDeliveryError, match="rate-limiting") as failure:
+    with pytest.raises(SlackDeliveryError, match="rate-limited") as failure:
         post_messages(client_for(slack, max_retry_after=5), CHANNEL, messages(1), on_sent=Progress())
     assert time.monotonic() - started < 5
-    assert not failure.value.permanent  # the digest stays pending
+    assert not failure.value.permanent  # the digest stays pending...
+    assert failure.value.retry_after == 120  # ...for as long as Slack asked
+    assert "asked to wait 120 s (Retry-After), longer than the 5 s a run waits" in str(failure.value)
+    assert "not tried again before" in str(failure.value)
+    assert "after the retries" not in str(failure.value)
+
+
+def test_slack_sdk_s_errors_for_answers_handled_here_are_debug_lines(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An answer that is not Slack's JSON, or a connection dropped after the post, is
+    handled (and logged) by summitwatch: slack-sdk's own ERROR lines for them would say
+    that something failed which the run then recovers from."""
+    caplog.set_level(logging.DEBUG)
+    slack.fail_next(1, 404, page="<html>404 Not Found</html>", method="auth.test")
+    with pytest.raises(SlackDeliveryError):
+        target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
+    slack.lose_answer("drop")
+    target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
+    sdk = [
+        r for r in caplog.records if r.name == "pipeline.slack.sdk" and r.getMessage().startswith("Failed")
+    ]
+    assert {r.getMessage().split(":")[0] for r in sdk} == {
+        "Failed to decode Slack API response",
+        "Failed to send a request to Slack API server",
+    }
+    assert all(r.levelno == logging.DEBUG for r in sdk)
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    slack.lose_answer("drop")
+    target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k2")
+    assert not [r for r in caplog.records if r.name == "pipeline.slack.sdk"]
 
 
 def test_a_server_error_on_a_post_is_looked_up_before_posting_again(slack: FakeSlack) -> None:
@@ -525,7 +556,7 @@ def test_a_429_storm_still_delivers_each_part_once(slack: FakeSlack) -> None:
     # Part 2's answer is lost and the thread cannot be read for a while: no blind repost.
     slack.lose_answer("503", part=1)
     slack.fail_next(6, 429, retry_after=1, method="conversations.replies")
-    with pytest.raises(SlackDeliveryError, match="rate-limiting") as failure:
+    with pytest.raises(SlackDeliveryError, match="rate-limited") as failure:
         target.post(messages(3), on_sent=progress, on_posting=progress.posting, digest_key="changes:storm")
     assert failure.value.in_doubt
     assert not failure.value.permanent
