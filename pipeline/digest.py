@@ -51,6 +51,8 @@ ARROWS = {"up": "↑", "down": "↓"}
 EMOJI = {"up": ":chart_with_upwards_trend:", "down": ":chart_with_downwards_trend:"}
 Block = dict[str, Any]
 _SMALL_WORDS = frozenset({"a", "an", "and", "of", "the", "to", "in", "on", "for", "with"})
+# An escaped character ("&amp;", "&lt;", "&gt;") cut short at the end of a text.
+_OPEN_ENTITY = re.compile(r"&[#a-zA-Z0-9]*$")
 
 
 class ChangeLike(Protocol):
@@ -284,8 +286,10 @@ def build_summary_digest(
             )
         )
     if silent:
-        names = ", ".join(_label(s, labels) for s in silent)
-        lines.append((f"_No new coverage:_ {_escape(names)}", f"No new coverage: {names}"))
+        names = [_label(s, labels) for s in silent]
+        intro = "_No new coverage:_ "
+        shown = _listing([_escape(name) for name in names], MAX_SECTION_TEXT - len(intro))
+        lines.append((intro + shown, f"No new coverage: {', '.join(names)}"))
     if not lines:
         lines.append(("_No series configured._", "No series configured."))
     units += _line_sections(lines, heading=("*Coverage by series*", "\nCoverage by series"))
@@ -386,7 +390,10 @@ def _story_unit(
         facts.append(", ".join(languages))
     heading = f"Story {number} · {' · '.join(facts)}"
     moved_text = "Moved: " + "; ".join(moved) if moved else ""
-    mrkdwn = [f"*{_escape(heading)}*"] + ([_escape(moved_text)] if moved_text else [])
+    mrkdwn = [f"*{_escape(heading)}*"]
+    if moved:
+        room = MAX_SECTION_TEXT - slack_length(mrkdwn[0]) - len("\nMoved: ")
+        mrkdwn.append("Moved: " + _listing([_escape(m) for m in moved], room, separator="; "))
     plain = ["", heading] + ([moved_text] if moved_text else [])
     blocks: list[Block] = [_section("\n".join(mrkdwn))]
     article_lines = [_article_lines(a) for a in story.articles]
@@ -456,7 +463,7 @@ def _article_lines(article: DigestArticle) -> tuple[str, str]:
     while True:
         mrkdwn, plain = _article_text(article, title_chars, evidence_chars)
         if slack_length(mrkdwn) <= MAX_SECTION_TEXT or title_chars <= 20:
-            return _fit(mrkdwn, MAX_SECTION_TEXT), plain
+            return _fit_mrkdwn(mrkdwn, MAX_SECTION_TEXT), plain
         title_chars, evidence_chars = title_chars // 2, evidence_chars // 2
 
 
@@ -523,7 +530,7 @@ def _group_lines(lines: Sequence[str]) -> list[list[str]]:
     groups: list[list[str]] = []
     length = 0
     for line in lines:
-        line = _fit(line, MAX_SECTION_TEXT)
+        line = _fit_mrkdwn(line, MAX_SECTION_TEXT)
         size = slack_length(line)
         if groups and length + 1 + size <= MAX_SECTION_TEXT:
             groups[-1].append(line)
@@ -576,7 +583,7 @@ def _assemble(
         plain_parts.append(text)
         # The fallback text is mrkdwn too (notifications show it): escaped like the blocks,
         # so that a title can neither ping <!channel> nor pass off a link there either.
-        messages.append(SlackMessage(text=_clip(_escape(text), MAX_FALLBACK_TEXT), blocks=blocks))
+        messages.append(SlackMessage(text=_fit_mrkdwn(_escape(text), MAX_FALLBACK_TEXT), blocks=blocks))
     return Digest(kind=kind, digest_key=digest_key, text="\n\n".join(plain_parts) + "\n", messages=messages)
 
 
@@ -610,11 +617,13 @@ def _header(text: str) -> Block:
 
 
 def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _fit(text, MAX_SECTION_TEXT)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _fit_mrkdwn(text, MAX_SECTION_TEXT)}}
 
 
 def _context(texts: Sequence[str]) -> Block:
-    elements = [{"type": "mrkdwn", "text": _fit(t, MAX_SECTION_TEXT)} for t in texts[:MAX_CONTEXT_ELEMENTS]]
+    elements = [
+        {"type": "mrkdwn", "text": _fit_mrkdwn(t, MAX_SECTION_TEXT)} for t in texts[:MAX_CONTEXT_ELEMENTS]
+    ]
     return {"type": "context", "elements": elements}
 
 
@@ -675,14 +684,14 @@ def slack_length(text: str) -> int:
 
 def _fit(text: str, limit: int) -> str:
     """The longest start of ``text`` within ``limit`` (:func:`slack_length`), cut between
-    characters."""
+    characters and never inside an escaped character (``&amp;``: a bare ``&`` is left)."""
     if len(text) <= limit // 2 or slack_length(text) <= limit:
         return text
     size = 0
     for index, char in enumerate(text):
         size += 2 if char > "\uffff" else 1
         if size > limit:
-            return text[:index]
+            return _OPEN_ENTITY.sub("", text[:index])
     return text
 
 
@@ -690,6 +699,64 @@ def _clip(text: str, limit: int) -> str:
     if slack_length(text) <= limit:
         return text
     return _fit(text, max(0, limit - 1)).rstrip() + "…"
+
+
+def _clip_mrkdwn(text: str, limit: int) -> str:
+    """:func:`_clip` for mrkdwn: never inside an escaped character or a ``<link|title>``."""
+    if slack_length(text) <= limit:
+        return text
+    cut = _fit(text, max(0, limit - 1))
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    return cut.rstrip() + "…"
+
+
+def _fit_mrkdwn(text: str, limit: int) -> str:
+    """mrkdwn lines within ``limit``: the first whole lines that fit, then "… +N more
+    lines" for those left out (a first line too long alone is clipped, :func:`_clip_mrkdwn`)."""
+    if slack_length(text) <= limit:
+        return text
+    lines = text.split("\n")
+    size = -1
+    for kept, line in enumerate(lines):
+        left = len(lines) - kept
+        if size + 1 + slack_length(line) + len(_more(left - 1, "line")) + 1 > limit:
+            break
+        size += 1 + slack_length(line)
+    if kept == 0:
+        marker = _more(left - 1, "line")
+        first = _clip_mrkdwn(lines[0], limit - (len(marker) + 1 if marker else 0))
+        return first + (f"\n{marker}" if marker else "")
+    return "\n".join([*lines[:kept], _more(left, "line")])
+
+
+def _listing(items: Sequence[str], limit: int, *, separator: str = ", ") -> str:
+    """``items`` (mrkdwn) joined by ``separator``: as many whole ones as fit ``limit``, then
+    "… +N more" for those left out."""
+    joined = separator.join(items)
+    if slack_length(joined) <= limit:
+        return joined
+    size = -len(separator)
+    kept = 0
+    for item in items:
+        marker = _more(len(items) - kept - 1)
+        if size + len(separator) + slack_length(item) + len(separator) + len(marker) > limit:
+            break
+        size += len(separator) + slack_length(item)
+        kept += 1
+    marker = _more(len(items) - kept)
+    if kept == 0:
+        return _clip_mrkdwn(items[0], limit - len(separator) - len(_more(len(items) - 1))) + (
+            separator + _more(len(items) - 1) if len(items) > 1 else ""
+        )
+    return separator.join([*items[:kept], marker])
+
+
+def _more(count: int, noun: str = "") -> str:
+    """ "… +3 more" (or "… +3 more lines"); empty for none."""
+    if count <= 0:
+        return ""
+    return f"… +{count} more" + (f" {noun}{'' if count == 1 else 's'}" if noun else "")
 
 
 def _plural(count: int, singular: str, plural: str | None = None, *, prefix: str = "") -> str:

@@ -6,7 +6,9 @@ layout in :mod:`pipeline.digest` and the Slack calls in :mod:`pipeline.slack`; t
 reads the database, stores what was detected, and keeps the outbox that makes delivery
 exactly-once: a digest is written to ``digests`` (unique per digest key and destination)
 in the same transaction that marks its changes as reported, and every part that reaches
-Slack is committed before the next is sent.
+Slack is committed before the next is sent. A digest that Slack refuses before any of it
+reached the channel gives its changes back in the transaction that quarantines it, so
+"reported" always means "in a digest that is pending, sent, or begun in the channel".
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import fcntl
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, Integer, cast, func, select, text
+from sqlalchemy import Engine, Integer, cast, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, load_only
 
@@ -367,8 +369,52 @@ def prepare_digests(
 
     A change digest for the changes not reported yet, and the scheduled summary when its
     period has ended and it was not sent. With ``dry_run`` nothing is written: the
-    digests are only built and returned.
+    digests are only built and returned. Otherwise one run prepares at a time
+    (:func:`preparation_lock`): a second waits, then finds the changes reported.
     """
+    if dry_run:
+        return _prepare_digests(session, settings, destination, now=now, dry_run=True)
+    with preparation_lock(session):
+        return _prepare_digests(session, settings, destination, now=now, dry_run=False)
+
+
+# The PostgreSQL advisory lock a preparation of digests holds (any number no other lock uses).
+PREPARE_LOCK_KEY = 7_245_331_021
+
+
+@contextmanager
+def preparation_lock(session: Session) -> Iterator[None]:
+    """One preparation of digests at a time per database, the others waiting for it.
+
+    Two at once (two ``summitwatch digest`` runs, the command beside the Airflow detect
+    task) would both find the same changes unreported and store them: the second failed
+    on the unique key of ``coverage_changes``, or reported a change in a second digest.
+    Unlike the delivery lock it is waited for: the run that waited then finds the changes
+    reported and builds nothing. On PostgreSQL an advisory lock held by the session's
+    transaction (the commit that stores the digests releases it); on SQLite an exclusive
+    lock on a file beside the database, released after that commit.
+    """
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "sqlite":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PREPARE_LOCK_KEY})
+        yield
+        return
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.prepare-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare_digests(
+    session: Session, settings: Settings, destination: str, *, now: datetime | None, dry_run: bool
+) -> list[Digest]:
     now = now or utcnow()
     loaded = load_reporting_config(settings)
     config = loaded[0]
@@ -391,6 +437,8 @@ def prepare_digests(
             labels=report.labels,
             stories=digest_stories(session, settings, items),
         )
+        if not dry_run:
+            digest = _unquarantined_key(session, digest, destination)
         digests.append(digest)
         if not dry_run:
             outbox = _enqueue(session, digest, destination)
@@ -451,6 +499,27 @@ def _enqueue(session: Session, digest: Digest, destination: str) -> DigestOutbox
         assert winner is not None
         return winner
     return row
+
+
+def _unquarantined_key(session: Session, digest: Digest, destination: str) -> Digest:
+    """``digest`` under a key that no quarantined digest for ``destination`` holds.
+
+    Slack refused a digest of these very changes before any of it reached the channel,
+    and gave them back (:func:`_give_back_changes`): the digest built from them now is a
+    new one, keyed ``<key>~2`` (then ``~3``, ...), not the quarantined row found again.
+    """
+    key, number = digest.digest_key, 1
+    while (
+        session.scalar(
+            select(DigestOutbox.status).where(
+                DigestOutbox.digest_key == key, DigestOutbox.destination == destination
+            )
+        )
+        == "failed"
+    ):
+        number += 1
+        key = f"{digest.digest_key}~{number}"
+    return digest if key == digest.digest_key else replace(digest, digest_key=key)
 
 
 def _digest_change(
@@ -717,8 +786,11 @@ def deliver_pending(
     """Send every pending digest for ``destination``, resuming where a failed try stopped.
 
     Without a Slack target the digest is written to ``digest_dir`` (and to ``out``).
-    Permanent Slack errors other than bad configuration quarantine the digest; transient
-    ones (and a bad token or channel, which an operator fixes) leave it pending.
+    Only Slack refusing the digest's own content (``refused_content``: too long, invalid
+    blocks, ...) quarantines it, as ``failed``; its changes go back to the next digest
+    when none of it reached the channel. Anything else (a bad token or channel, a failed
+    ``auth.test``, an answer that is not Slack's, an unknown error code, rate limits,
+    outages) is no verdict on the digest: it stays pending, and so do the ones after it.
     """
     report = DeliveryReport()
     with delivery_lock(session) as mine:
@@ -784,13 +856,20 @@ def _deliver(
     out: Callable[[str], None] | None,
     report: DeliveryReport,
 ) -> None:
-    _readdress_stranded(session, destination, report)
+    _readdress_stranded(session, target, destination, report)
     pending = session.scalars(
         select(DigestOutbox)
         .where(DigestOutbox.destination == destination, DigestOutbox.status == "pending")
         .order_by(DigestOutbox.id)
     ).all()
     for position, row in enumerate(pending):
+        if row.not_before is not None and as_utc(row.not_before) > utcnow():
+            # Slack asked for a wait longer than a run allows: not before then, nor the
+            # digests after it (they arrive in order).
+            wait = f"Slack asked not to be tried before {as_utc(row.not_before):%Y-%m-%d %H:%M:%S} UTC"
+            report.errors.append(f"digest {row.id} waits: {wait} (rate limited)")
+            report.pending += [later.id for later in pending[position:]]
+            break
         digest = Digest.from_json(row.payload)
         row.attempts += 1
         session.commit()
@@ -809,16 +888,20 @@ def _deliver(
                 _send_to_slack(session, target, row, digest)
         except SlackDeliveryError as exc:
             row.last_error = str(exc)
+            row.not_before = utcnow() + timedelta(seconds=exc.retry_after) if exc.retry_after else None
             if not exc.in_doubt:
                 row.unconfirmed_since = None  # the part is certainly not in the channel
-            if exc.permanent and not exc.bad_configuration:
+            if exc.refused_content:
                 row.status = "failed"
+                given_back = _give_back_changes(session, row)
+                if given_back:
+                    row.last_error += f"; its {_changes(given_back)} go to the next digest"
                 report.failed.append(row.id)
             else:
                 report.pending.append(row.id)
-            report.errors.append(f"digest {row.id}: {exc}")
+            report.errors.append(f"digest {row.id}: {row.last_error}")
             session.commit()
-            log.warning("digest %s not delivered: %s", row.id, exc)
+            log.warning("digest %s not delivered: %s", row.id, row.last_error)
             if row.status == "pending":
                 # Slack cannot take it now (rate limited, down, misconfigured): the digests
                 # after it wait too, so that they arrive in order and the wait it asked for
@@ -829,9 +912,26 @@ def _deliver(
                 session.commit()
                 break
             continue
-        row.status, row.sent_at, row.last_error = "sent", utcnow(), None
+        row.status, row.sent_at, row.last_error, row.not_before = "sent", utcnow(), None, None
         session.commit()
         report.sent.append(row.id)
+
+
+def _give_back_changes(session: Session, row: DigestOutbox) -> int:
+    """Unmark the changes of quarantined digest ``row`` when none of it is, or may be, in
+    the channel: the next digest reports them (under a new key, :func:`_unquarantined_key`).
+    A digest begun in the channel keeps them: its first part named them there. Returns how
+    many went back."""
+    if row.parts_sent or row.unconfirmed_since is not None:
+        return 0
+    result = session.execute(
+        update(CoverageChange).where(CoverageChange.digest_id == row.id).values(digest_id=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _changes(count: int) -> str:
+    return f"{count} change" if count == 1 else f"{count} changes"
 
 
 def pending_digests(session: Session, destination: str) -> list[tuple[Digest, int]]:
@@ -857,11 +957,14 @@ def _same_kind(destination: str) -> Any:
     return DigestOutbox.destination == destination
 
 
-def _readdress_stranded(session: Session, destination: str, report: DeliveryReport) -> None:
+def _readdress_stranded(
+    session: Session, target: SlackTarget | None, destination: str, report: DeliveryReport
+) -> None:
     """Pending digests queued for another Slack destination (a channel named wrongly then
     corrected, spelled "#name" then by id, a webhook replaced by a bot token): those not
-    begun go to ``destination`` now; one begun there is reported, as its first parts are
-    in the other channel."""
+    begun go to ``destination`` now, and so do those begun in the same channel spelled
+    another way; one begun in another channel is reported (its first parts are there).
+    A part whose answer was lost there is looked for first (:func:`_settle_stranded`)."""
     if not _is_slack(destination):
         return
     stranded = session.scalars(
@@ -874,23 +977,83 @@ def _readdress_stranded(session: Session, destination: str, report: DeliveryRepo
         .order_by(DigestOutbox.id)
     ).all()
     for row in stranded:
-        if row.parts_sent or row.unconfirmed_since is not None:
-            report.errors.append(
-                f"digest {row.id} is half delivered to {row.destination} ({row.parts_sent} of "
-                f"{row.parts_total} parts): set that destination again to finish it"
-            )
-            continue
         twin = session.scalar(
             select(DigestOutbox.id).where(
                 DigestOutbox.digest_key == row.digest_key, DigestOutbox.destination == destination
             )
         )
+        begun = bool(row.parts_sent) or row.unconfirmed_since is not None
+        problem = _settle_stranded(target, row) if begun else None
+        if problem is None and twin is not None and (row.parts_sent or row.unconfirmed_since is not None):
+            problem = (
+                f"it is half delivered to {row.destination}, and digest {twin} holds it for {destination}"
+            )
+        if problem is not None:
+            report.errors.append(f"digest {row.id}: {problem}")
+            report.pending.append(row.id)
+            continue
         if twin is not None:
             row.status, row.last_error = "failed", f"superseded by digest {twin} for {destination}"
+            # The twin is the same digest: it reports these changes.
+            session.execute(
+                update(CoverageChange).where(CoverageChange.digest_id == row.id).values(digest_id=twin)
+            )
         else:
             log.info("digest %s: queued for %s, now sent to %s", row.id, row.destination, destination)
             row.destination = destination
     session.commit()
+
+
+def _settle_stranded(target: SlackTarget | None, row: DigestOutbox) -> str | None:
+    """Whether digest ``row``, begun at another Slack destination, can move to ``target``'s:
+    ``None`` when it can (with what the channel showed recorded in it), else why not.
+
+    It can when the other destination is the same channel spelled another way ("#name"
+    and its ID), and when it turns out not begun at all: a part whose answer was lost
+    there (``unconfirmed_since``) is looked for in that channel, under the destination it
+    was posted as, and counts as sent if found, as never posted if not. A digest with a
+    part in another channel stays there, for the operator to finish.
+    """
+    where = f"{row.destination} ({row.parts_sent} of {row.parts_total} parts)"
+    finish = "set that destination again to finish it"
+    old = row.destination.removeprefix("slack:")
+    if target is None or target.kind != "web_api" or old == row.destination:
+        return f"it is half delivered to {where}: {finish}"
+    try:
+        same = target.same_channel(old)
+    except SlackDeliveryError as exc:
+        return f"it is half delivered to {where}, which may be another channel ({exc}): {finish}"
+    if row.unconfirmed_since is not None:
+        try:
+            found = target.find_part(
+                old,
+                row.digest_key,
+                row.parts_sent,
+                since=row.unconfirmed_since,
+                destination=row.destination,
+                thread_ts=row.thread_ts,
+            )
+        except SlackDeliveryError as exc:
+            if same and not exc.permanent:
+                part = row.parts_sent + 1
+                return f"part {part} may be in {row.destination} and cannot be looked for now: {exc}"
+            if not same:
+                return (
+                    f"part {row.parts_sent + 1} may be in {row.destination} (its answer was lost) and it "
+                    f"cannot be looked for there ({exc}): {finish}"
+                )
+            # The same channel, unreadable: delivery posts it again there, at-least-once.
+            return None
+        if found:
+            log.info("digest %s: part %d found in %s", row.id, row.parts_sent + 1, row.destination)
+            row.thread_ts = row.thread_ts or found
+            row.parts_sent += 1
+        row.unconfirmed_since = None
+    if same or not row.parts_sent:
+        return None
+    return (
+        f"it is half delivered to {row.destination} ({row.parts_sent} of {row.parts_total} parts): {finish}"
+    )
 
 
 def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, digest: Digest) -> None:

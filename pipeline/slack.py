@@ -26,13 +26,21 @@ Delivery is built for an outbox that puts each digest part in the channel exactl
   them, and always with incoming webhooks (which cannot read), a part whose answer was
   lost is posted again: delivery is at-least-once in that window, and each such case is
   logged with the digest key and part.
+* History is read by channel ID (``conversations.history`` does not take names): a
+  channel set by name (``#news``) is looked up once with ``conversations.list``
+  (``channels:read`` for a public channel, ``groups:read`` for a private one); when it
+  cannot be, delivery is at-least-once as above, and the warning says so.
 * slack-sdk's retry handlers retry 429 (nothing was posted) after ``Retry-After``, and
   connection failures only when the request cannot have reached Slack. Server errors
   are retried by slack-sdk only for methods that read; a post's server error is handled
   here as described above.
-* Errors are :class:`SlackDeliveryError`: ``permanent`` when retrying cannot help (bad
-  token, unknown channel, invalid blocks), transient otherwise; ``in_doubt`` when the
-  part being delivered may already be in the channel.
+* Errors are :class:`SlackDeliveryError`: ``permanent`` when Slack answered with an error
+  code that retrying cannot change (bad token, unknown channel, invalid blocks),
+  transient otherwise (rate limits, server errors, connection failures, and any answer
+  that is not Slack's JSON: a proxy's page, a redirect, a wrong ``SLACK_API_URL``);
+  ``refused_content`` only when Slack refused the message itself (:data:`CONTENT_ERRORS`),
+  the one case in which the digest, not the settings, is at fault; ``in_doubt`` when
+  the part being delivered may already be in the channel.
 
 Secrets never reach logs or exception messages: slack-sdk logs through a logger that
 redacts the token and webhook URL, and every message raised here is redacted too.
@@ -76,6 +84,10 @@ logger = logging.getLogger(__name__)
 
 METADATA_EVENT_TYPE = "summitwatch_digest"
 REDACTED = "[redacted]"
+# slack-sdk's own error lines for what summitwatch handles and logs itself (an answer that
+# is not Slack's JSON, a request that failed on the way): lowered to DEBUG, so that the
+# log shows one line per case, summitwatch's, at the level it deserves.
+HANDLED_SDK_ERRORS = ("Failed to decode Slack API response", "Failed to send a request to Slack API server")
 HISTORY_SCOPES = ("channels:history", "groups:history")
 # Slack's own signals that a request may succeed later.
 TRANSIENT_ERRORS = frozenset(
@@ -112,14 +124,53 @@ CONFIGURATION_ERRORS = frozenset(
         "action_prohibited",
     }
 )
+# Slack's documented chat.postMessage and incoming-webhook errors about the message itself
+# (or its own thread): the same digest is refused again however the settings change, so
+# it is quarantined. Every other answer leaves the digest pending for the next run: the
+# other documented errors are about the token, the channel or the workspace (an operator
+# fixes them: CONFIGURATION_ERRORS), about load (TRANSIENT_ERRORS), or about how the
+# request was encoded (invalid_arguments, invalid_form_data, invalid_charset, ...: a proxy
+# or the client, not this digest); an unknown code, or an answer that is not Slack's JSON,
+# says nothing about the digest at all.
+CONTENT_ERRORS = frozenset(
+    {
+        "msg_too_long",  # the text is over Slack's 40,000 characters
+        "msg_blocks_too_long",  # the blocks together are over Slack's total
+        "no_text",  # neither text nor blocks
+        "invalid_blocks",  # Block Kit refused a block (Slack's `errors` says which)
+        "invalid_blocks_format",  # the blocks are not a JSON array of blocks
+        "invalid_attachments",
+        "too_many_attachments",
+        "attachment_payload_limit_exceeded",
+        "invalid_metadata_format",  # the part's metadata (digest key, part number)
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "invalid_payload",  # incoming webhooks: the body is not a message
+        # The digest's own thread: its parent was deleted, or cannot have replies.
+        "thread_not_found",
+        "cannot_reply_to_message",
+    }
+)
+# The requests that carry a digest part (only their refusals can be the digest's fault).
+POSTING = frozenset({"chat.postMessage", "incoming webhook"})
 SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 # Methods without side effects: slack-sdk may repeat them after a server error.
-READ_ONLY_METHODS = frozenset({"auth.test", "conversations.history", "conversations.replies"})
+READ_ONLY_METHODS = frozenset(
+    {"auth.test", "conversations.history", "conversations.replies", "conversations.list"}
+)
 # The channel is searched from the first try minus this margin (clocks disagree a little).
 READ_BACK_MARGIN = timedelta(minutes=5)
 READ_BACK_PAGE_SIZE = 200
 READ_BACK_PAGES = 25
+# A channel name is looked up among at most this many channels (pages of 1,000).
+CHANNEL_LIST_PAGE_SIZE = 1000
+CHANNEL_LIST_PAGES = 25
+# The scope conversations.list needs for each kind of channel.
+LIST_SCOPES = {"public_channel": "channels:read", "private_channel": "groups:read"}
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
+# slack-sdk's stand-in for the error code of an answer that is not JSON.
+_NOT_JSON = "Received a response in a non-JSON format:"
 UNCONFIRMED = "a previous attempt posted it and never got Slack's answer"
 WEBHOOK_CANNOT_READ = "an incoming webhook cannot read the channel"
 
@@ -127,13 +178,17 @@ WEBHOOK_CANNOT_READ = "an incoming webhook cannot read the channel"
 class SlackDeliveryError(SummitwatchError):
     """Slack did not take a message.
 
-    ``permanent``: retrying the same request cannot help (bad token, unknown channel,
-    invalid blocks); otherwise the failure is transient (rate limit or server errors that
-    outlasted the retries, connection failures) and the digest should stay pending.
-    ``error_code`` is Slack's error string when there is one; ``delivered`` counts the
-    messages of the digest delivered before the failure. ``in_doubt``: the part being
-    delivered may be in the channel already (its answer was lost and it could not be
-    looked up), so the next attempt must look before posting it.
+    ``permanent``: Slack answered with an error code that retrying the same request cannot
+    change (bad token, unknown channel, invalid blocks); otherwise the failure is
+    transient (rate limit or server errors that outlasted the retries, connection
+    failures, an answer that is not Slack's). ``refused_content``: Slack refused the
+    posted message itself (:data:`CONTENT_ERRORS`): only then is the digest at fault and
+    quarantined; after any other failure it stays pending. ``error_code`` is Slack's
+    error string when there is one; ``delivered`` counts the messages of the digest
+    delivered before the failure. ``in_doubt``: the part being delivered may be in the
+    channel already (its answer was lost and it could not be looked up), so the next
+    attempt must look before posting it. ``retry_after``: the seconds Slack asked to wait
+    (a 429's ``Retry-After``) before the next try.
     """
 
     def __init__(
@@ -145,6 +200,8 @@ class SlackDeliveryError(SummitwatchError):
         delivered: int = 0,
         thread_ts: str | None = None,
         in_doubt: bool = False,
+        refused_content: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -152,6 +209,8 @@ class SlackDeliveryError(SummitwatchError):
         self.delivered = delivered
         self.thread_ts = thread_ts
         self.in_doubt = in_doubt
+        self.refused_content = refused_content
+        self.retry_after = retry_after
 
     @property
     def bad_configuration(self) -> bool:
@@ -180,11 +239,13 @@ class ReadBack:
 
     Without it delivery is at-least-once in that window; ``missing`` names the scopes
     that would make it exactly once and ``reason`` says why it is unavailable.
+    ``channel_id`` is the channel's ID, which the history is read by.
     """
 
     available: bool
     missing: tuple[str, ...] = ()
     reason: str = ""
+    channel_id: str | None = None
 
 
 OnSent = Callable[[int, str], None]
@@ -260,24 +321,35 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
     """Can this token read ``channel``'s history? From the scopes ``auth.test`` reports in
     its ``x-oauth-scopes`` header; when only one history scope is granted (which one is
     needed depends on the channel being public or private) or the header is absent, one
-    ``conversations.history`` call settles it. Raises :class:`SlackDeliveryError` when
+    ``conversations.history`` call settles it. A channel given by name is read by its ID,
+    looked up with :func:`find_channel_id`. Raises :class:`SlackDeliveryError` when
     Slack cannot be asked (down, bad token)."""
     try:
         response = client.auth_test()
     except Exception as exc:
         raise _delivery_error(exc, client, "auth.test", delivered=0, thread_ts=None) from None
     granted = _granted_scopes(response.headers)
-    if granted is not None:
-        have = [scope for scope in HISTORY_SCOPES if scope in granted]
-        if len(have) == len(HISTORY_SCOPES):
-            return ReadBack(True)
-        if not have:
-            listed = ", ".join(sorted(granted)) or "none"
-            return ReadBack(
-                False, HISTORY_SCOPES, f"the bot token's scopes ({listed}) include no history scope"
-            )
+    have = [scope for scope in HISTORY_SCOPES if granted is None or scope in granted]
+    if granted is not None and not have:
+        listed = ", ".join(sorted(granted)) or "none"
+        return ReadBack(False, HISTORY_SCOPES, f"the bot token's scopes ({listed}) include no history scope")
     try:
-        client.conversations_history(channel=channel, limit=1)
+        channel_id = find_channel_id(client, channel, scopes=granted)
+    except SlackDeliveryError as exc:
+        if not exc.permanent:
+            raise
+        return ReadBack(
+            False,
+            tuple(LIST_SCOPES.values()) if exc.error_code == "missing_scope" else (),
+            f"SLACK_CHANNEL names {channel}, the history is read by channel ID, and the bot token "
+            f"cannot look the ID up ({exc})",
+        )
+    if channel_id is None:
+        return ReadBack(False, (), f"no channel the bot token can list is named {channel}")
+    if len(have) == len(HISTORY_SCOPES) and granted is not None:
+        return ReadBack(True, channel_id=channel_id)
+    try:
+        client.conversations_history(channel=channel_id, limit=1)
     except SlackApiError as exc:
         data = exc.response.data if isinstance(exc.response.data, dict) else {}
         code = str(data.get("error") or "")
@@ -290,7 +362,43 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
         raise error from None
     except Exception as exc:
         raise _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None) from None
-    return ReadBack(True)
+    return ReadBack(True, channel_id=channel_id)
+
+
+def find_channel_id(client: WebClient, channel: str, *, scopes: frozenset[str] | None = None) -> str | None:
+    """The ID of ``channel``: itself when it is one, else the channel of that name (with or
+    without "#") among those ``conversations.list`` shows the token, page by page; ``None``
+    when none is. ``scopes`` (the token's, when known) choose which kinds of channel to
+    list. Raises :class:`SlackDeliveryError` when the list cannot be read (``missing_scope``
+    without ``channels:read`` or ``groups:read``)."""
+    if _CHANNEL_ID.fullmatch(channel):
+        return channel
+    name = channel.removeprefix("#")
+    types = [kind for kind, scope in LIST_SCOPES.items() if scopes is None or scope in scopes]
+    if not types:
+        raise SlackDeliveryError(
+            "conversations.list needs channels:read or groups:read",
+            permanent=True,
+            error_code="missing_scope",
+        )
+    arguments: dict[str, Any] = {
+        "types": ",".join(types),
+        "exclude_archived": True,
+        "limit": CHANNEL_LIST_PAGE_SIZE,
+    }
+    try:
+        for _ in range(CHANNEL_LIST_PAGES):
+            page = client.conversations_list(**arguments)
+            for conversation in page.get("channels") or []:
+                if name in (conversation.get("name"), conversation.get("name_normalized")):
+                    return str(conversation["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+            arguments["cursor"] = cursor
+    except Exception as exc:
+        raise _delivery_error(exc, client, "conversations.list", delivered=0, thread_ts=None) from None
+    return None
 
 
 @dataclass
@@ -309,6 +417,7 @@ class SlackTarget:
     retry_delay: float = 0.5
     read_back_delay: float = 2.0
     _read_back: ReadBack | None = field(default=None, init=False, repr=False)
+    _channel_ids: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def can_thread(self) -> bool:
@@ -333,11 +442,17 @@ class SlackTarget:
                     self.channel,
                 )
             else:
-                fix = (
-                    f"grant the bot token {' and '.join(read_back.missing)}"
-                    if read_back.missing
-                    else "use a bot token with channels:history (public) or groups:history (private)"
-                )
+                if read_back.missing == tuple(LIST_SCOPES.values()):
+                    fix = (
+                        "grant the bot token channels:read (public channel) or groups:read (private), "
+                        "or set SLACK_CHANNEL to the channel's ID"
+                    )
+                elif read_back.missing:
+                    fix = f"grant the bot token {' and '.join(read_back.missing)}"
+                elif self.channel and not _CHANNEL_ID.fullmatch(self.channel):
+                    fix = "set SLACK_CHANNEL to the channel's ID (C…)"
+                else:
+                    fix = "use a bot token with channels:history (public) or groups:history (private)"
                 logger.warning(
                     "Slack delivery is at-least-once when Slack's answer to a post is lost (a timeout, "
                     "a gateway error): %s, so such a part is posted again and may appear twice; each "
@@ -347,6 +462,53 @@ class SlackTarget:
                 )
             self._read_back = read_back
         return self._read_back
+
+    def channel_id(self, channel: str) -> str | None:
+        """The ID of ``channel`` (an ID or a name; :func:`find_channel_id`), asked once."""
+        if self.web_client is None:
+            raise SlackDeliveryError(f"an incoming webhook cannot look up {channel}", permanent=True)
+        if channel not in self._channel_ids:
+            self._channel_ids[channel] = find_channel_id(self.web_client, channel)
+        return self._channel_ids[channel]
+
+    def same_channel(self, channel: str) -> bool:
+        """Whether ``channel`` (an ID or a name) is this target's channel, spelled another way.
+        Raises :class:`SlackDeliveryError` when a name cannot be looked up."""
+        if not self.channel:
+            return False
+        if channel == self.channel:
+            return True
+        mine = self.channel_id(self.channel)
+        return mine is not None and mine == self.channel_id(channel)
+
+    def find_part(
+        self,
+        channel: str,
+        digest_key: str,
+        part: int,
+        *,
+        since: datetime,
+        destination: str,
+        thread_ts: str | None = None,
+    ) -> str | None:
+        """The ``ts`` of digest ``part`` in ``channel`` (an ID or a name), posted under
+        ``destination`` from ``since`` on, or ``None``. Raises :class:`SlackDeliveryError`
+        when the channel cannot be read."""
+        read_back = self.delivery_guarantee()
+        if self.web_client is None or not read_back.available:
+            raise SlackDeliveryError(f"the channel cannot be read: {read_back.reason}", permanent=True)
+        channel_id = self.channel_id(channel)
+        if channel_id is None:
+            raise SlackDeliveryError(f"no channel the bot token can list is named {channel}", permanent=True)
+        return find_posted_part(
+            self.web_client,
+            channel_id,
+            digest_key,
+            part,
+            oldest=since - READ_BACK_MARGIN,
+            thread_ts=thread_ts if part > 0 else None,
+            destination=destination,
+        )
 
     def post(
         self,
@@ -379,6 +541,7 @@ class SlackTarget:
                 digest_key=digest_key,
                 destination=destination,
                 read_back=read_back.available,
+                read_channel=read_back.channel_id,
                 unconfirmed_since=unconfirmed_since,
                 max_retries=self.max_retries,
                 retry_delay=self.retry_delay,
@@ -463,6 +626,7 @@ def post_messages(
     digest_key: str | None = None,
     destination: str | None = None,
     read_back: bool = False,
+    read_channel: str | None = None,
     unconfirmed_since: datetime | None = None,
     max_retries: int = 3,
     retry_delay: float = 0.5,
@@ -476,10 +640,11 @@ def post_messages(
     ts)`` after it is confirmed; if either raises, delivery stops and the exception
     propagates. With ``digest_key`` every part carries metadata naming it.
 
-    A part whose answer is lost is looked for in the channel when ``read_back`` (the
-    token can read the history) and ``digest_key`` are given, and posted again only if
-    it is not there; otherwise it is posted again with a warning (at-least-once). At most
-    ``max_retries`` more tries, ``retry_delay`` seconds apart and doubling.
+    A part whose answer is lost is looked for in the channel (by its ID, ``read_channel``,
+    when ``channel`` is a name) when ``read_back`` (the token can read the history) and
+    ``digest_key`` are given, and posted again only if it is not there; otherwise it is
+    posted again with a warning (at-least-once). At most ``max_retries`` more tries,
+    ``retry_delay`` seconds apart and doubling.
     ``unconfirmed_since``: a previous attempt began posting part ``already_sent`` at that
     time and never saw the answer; it is looked for first.
 
@@ -500,6 +665,7 @@ def post_messages(
         digest_key=digest_key,
         destination=destination,
         read_back=read_back,
+        read_channel=read_channel or channel,
         max_retries=max_retries,
         retry_delay=retry_delay,
         read_back_delay=read_back_delay,
@@ -580,14 +746,25 @@ def _send_webhook_part(
         if status in SERVER_ERROR_STATUSES:
             doubt = f"Slack answered HTTP {status}"
             continue
-        body = (response.body or "").strip()[:100]
-        transient = status == 429 or status >= 500
+        # An incoming webhook answers its error code as plain text.
+        body = (response.body or "").strip()
+        code = body if _ERROR_CODE.fullmatch(body) else None
+        transient = status == 429 or status >= 500 or code is None
+        retry_after = _retry_after_header(response.headers or {}) if status == 429 else None
+        if retry_after is not None:
+            problem = _rate_limited("the incoming webhook", retry_after, _longest_wait(client))
+        elif code is not None:
+            problem = f"Slack incoming webhook answered HTTP {status}: {code}"
+        else:
+            problem = _not_slack_answer("incoming webhook", status, body, response.headers or {})
         raise SlackDeliveryError(
-            _redact(f"Slack incoming webhook answered HTTP {status}: {body or 'no body'}", client),
+            _redact(problem, client),
             permanent=not transient,
-            error_code=None if transient else body or None,
+            error_code=None if transient else code,
             delivered=index,
             in_doubt=attempt > 0,
+            refused_content=code in CONTENT_ERRORS,
+            retry_after=retry_after,
         ) from None
     _log_reposting(label, index, total, doubt, WEBHOOK_CANNOT_READ, final=True)
     raise SlackDeliveryError(
@@ -609,7 +786,8 @@ def find_posted_part(
     thread_ts: str | None = None,
     destination: str | None = None,
 ) -> str | None:
-    """The ``ts`` of digest ``part`` if it is in ``channel`` (posted after ``oldest``), else None.
+    """The ``ts`` of digest ``part`` if it is in ``channel`` (an ID: the history methods
+    take no names; posted after ``oldest``), else None.
 
     Reads the message metadata that :func:`post_messages` attaches: the parent (part 0)
     from ``conversations.history``, a follow-up from ``conversations.replies`` of the
@@ -673,6 +851,7 @@ class _WebDelivery:
     digest_key: str | None
     destination: str | None
     read_back: bool
+    read_channel: str
     max_retries: int
     retry_delay: float
     read_back_delay: float
@@ -780,7 +959,7 @@ class _WebDelivery:
         time.sleep(self.read_back_delay)
         found = find_posted_part(
             self.client,
-            self.channel,
+            self.read_channel,
             self.digest_key,
             index,
             oldest=since - READ_BACK_MARGIN,
@@ -889,25 +1068,35 @@ def _delivery_error(
         response = exc.response
         status = int(getattr(response, "status_code", 0) or 0)
         data = getattr(response, "data", None)
-        code = str(data.get("error")) if isinstance(data, dict) and data.get("error") else None
+        raw = str(data.get("error") or "") if isinstance(data, dict) else ""
+        # Only Slack's own error codes count: slack-sdk puts a sentence there when the
+        # answer was not JSON at all.
+        code = raw if _ERROR_CODE.fullmatch(raw) else None
         details = ""
         if isinstance(data, dict) and data.get("errors"):
             details = f" ({'; '.join(str(e) for e in list(data['errors'])[:3])})"
         if isinstance(data, dict) and code == "missing_scope" and data.get("needed"):
             details = f" (needs {data['needed']})"
-        transient = status == 429 or status >= 500 or code in TRANSIENT_ERRORS
-        if status == 429:
-            message = f"Slack kept rate-limiting {what} (HTTP 429) after the retries"
+        transient = status == 429 or status >= 500 or code is None or code in TRANSIENT_ERRORS
+        headers = getattr(response, "headers", None) or {}
+        retry_after = _retry_after_header(headers) if status == 429 else None
+        if retry_after is not None:
+            message = _rate_limited(what, retry_after, _longest_wait(client))
         elif status >= 500:
             message = f"Slack answered {what} with HTTP {status} after the retries"
+        elif code is None:
+            message = _not_slack_answer(what, status, raw.removeprefix(_NOT_JSON), headers)
         else:
-            message = f"Slack refused {what}: {code or f'HTTP {status}'}{details}"
+            http = f" (HTTP {status})" if status not in (0, 200) else ""
+            message = f"Slack refused {what}: {code}{details}{http}"
         return SlackDeliveryError(
             _redact(message, client),
             permanent=not transient,
             error_code=code,
             delivered=delivered,
             thread_ts=thread_ts,
+            refused_content=what in POSTING and code in CONTENT_ERRORS,
+            retry_after=retry_after,
         )
     if isinstance(exc, URLError | OSError | HTTPException | SlackClientError):
         reason = getattr(exc, "reason", None) or exc
@@ -922,6 +1111,54 @@ def _delivery_error(
         permanent=False,
         delivered=delivered,
         thread_ts=thread_ts,
+    )
+
+
+def _rate_limited(what: str, wait: float, longest: float | None) -> str:
+    """A 429 that the client did not wait out: how long Slack asked for, and when the
+    next try may be."""
+    after = f"{datetime.now(UTC) + timedelta(seconds=wait):%Y-%m-%d %H:%M:%S} UTC"
+    if longest is not None and wait > longest:
+        why = f"longer than the {longest:g} s a run waits"
+    else:
+        why = "again after every wait a run allows"
+    return (
+        f"Slack rate-limited {what} and asked to wait {wait:g} s (Retry-After), {why}: nothing was "
+        f"posted, and the digest is not tried again before {after}"
+    )
+
+
+def _longest_wait(client: WebClient | WebhookClient) -> float | None:
+    """The longest Retry-After ``client`` waits out (its rate-limit retry handler's)."""
+    for handler in getattr(client, "retry_handlers", None) or []:
+        if isinstance(handler, _RateLimitHandler):
+            return handler.max_wait
+    return None
+
+
+def _retry_after_header(headers: Mapping[str, Any]) -> float:
+    """A 429's ``Retry-After`` in seconds (1 when it is missing or unreadable, as Slack's
+    limits are per minute at most)."""
+    for name, value in headers.items():
+        if name.lower() != "retry-after":
+            continue
+        raw = value[0] if isinstance(value, list | tuple) and value else value
+        try:
+            return max(0.0, float(str(raw).strip()))
+        except ValueError:
+            return 1.0
+    return 1.0
+
+
+def _not_slack_answer(what: str, status: int, body: str, headers: Mapping[str, Any]) -> str:
+    """Why an answer that is not Slack's JSON is no verdict on the digest, and what to check."""
+    location = next((str(v) for k, v in headers.items() if k.lower() == "location"), "")
+    seen = " ".join(body.split())[:80]
+    shown = f"a redirect to {location}" if location else (repr(seen) if seen else "no body")
+    setting = "SLACK_WEBHOOK_URL" if what == "incoming webhook" else "SLACK_API_URL"
+    return (
+        f"the answer to {what} is not Slack's (HTTP {status}, {shown}): check {setting} and any proxy "
+        "in between; nothing was posted and the digest waits"
     )
 
 
@@ -993,15 +1230,7 @@ class _ServerErrorHandler(ServerErrorRetryHandler):
 
 
 def _retry_after(response: HttpResponse) -> float:
-    for name, value in response.headers.items():
-        if name.lower() != "retry-after":
-            continue
-        raw = value[0] if isinstance(value, list | tuple) and value else value
-        try:
-            return max(0.0, float(str(raw).strip()))
-        except ValueError:
-            return 1.0
-    return 1.0
+    return _retry_after_header(response.headers)
 
 
 def _retry_handlers(max_retries: int, backoff_factor: float, max_retry_after: float) -> list[RetryHandler]:
@@ -1028,6 +1257,7 @@ class _RedactingLogger(logging.Logger):
 
     slack-sdk logs request URLs (for webhooks, the credential) and, at DEBUG, request
     details; redacting at the source keeps them out of every handler the app configures.
+    Its errors for cases handled here (:data:`HANDLED_SDK_ERRORS`) are lowered to DEBUG.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
@@ -1041,6 +1271,10 @@ class _RedactingLogger(logging.Logger):
 
     def handle(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
+        if record.levelno >= logging.ERROR and message.startswith(HANDLED_SDK_ERRORS):
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            if not self.isEnabledFor(logging.DEBUG):
+                return
         if record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
             record.exc_info = None

@@ -18,13 +18,20 @@ It behaves like Slack where the digest code depends on it:
   ``conversations.replies`` (a thread, parent first) serve them with ``oldest``/``latest``
   (exclusive unless ``inclusive``), ``limit`` and ``cursor`` pagination (``has_more``,
   ``response_metadata.next_cursor``) and metadata only with ``include_all_metadata``.
+  Like Slack, they take a channel ID only (a name is ``channel_not_found``), while
+  ``chat.postMessage`` takes a name too.
+* ``conversations.list``: the public channels and the private ones the bot is in, by
+  ``types``, each needing its scope (``channels:read``, ``groups:read``), paginated.
 * Answers have Slack's JSON shape (``{"ok": false, "error": "..."}``); webhooks answer
   plain text.
 
 Fault injection:
 
 * :meth:`FakeSlack.fail_next`: the next N requests (to one method) answer 429 with
-  ``Retry-After``, or 503 (or any status), without doing anything.
+  ``Retry-After``, or 503 (or any status), without doing anything: with Slack's JSON and
+  an error code (``error``: any code, ``unknown_method``, ``invalid_blocks``, ...), or
+  with what is not Slack answering (``page``: an HTML page from a proxy, a sign-in
+  page, a wrong URL's 404; ``location``: a redirect).
 * :meth:`FakeSlack.rate_limit`: at most N calls of a method per window; past that, 429
   with the ``Retry-After`` that ends the window (history methods are rate-limited).
 * :meth:`FakeSlack.lose_answer`: the next post (or the post of a given digest part) is
@@ -61,6 +68,7 @@ HISTORY_SCOPES = {"channels:history", "groups:history"}
 ALL_SCOPES = frozenset({"chat:write", "channels:history", "groups:history", "channels:read", "groups:read"})
 # The scope each method needs; for history, which one depends on the channel.
 METHOD_SCOPES = {"auth.test": None, "chat.postMessage": "chat:write"}
+LIST_SCOPES = {"public_channel": "channels:read", "private_channel": "groups:read"}
 LossMode = Literal["503", "drop", "timeout"]
 GATEWAY_PAGE = "<html><body><h1>503 Service Unavailable</h1>upstream timed out</body></html>"
 
@@ -70,6 +78,9 @@ class Fault:
     status: int
     retry_after: int | None = None
     method: str | None = None  # only requests to this API method (or "webhook")
+    error: str | None = None  # Slack's error code in the answer
+    page: str | None = None  # an answer that is not Slack's: this HTML page
+    location: str | None = None  # a redirect's target
 
 
 @dataclass
@@ -202,12 +213,24 @@ class FakeSlack:
     # --- fault injection ---------------------------------------------------------------
 
     def fail_next(
-        self, count: int, status: int = 503, *, retry_after: int | None = None, method: str | None = None
+        self,
+        count: int,
+        status: int = 503,
+        *,
+        retry_after: int | None = None,
+        method: str | None = None,
+        error: str | None = None,
+        page: str | None = None,
+        location: str | None = None,
     ) -> None:
-        """The next ``count`` requests (to ``method`` if given) answer ``status``."""
+        """The next ``count`` requests (to ``method`` if given) answer ``status``, doing
+        nothing: Slack's ``{"ok": false, "error": error}`` (by default ``ratelimited`` for
+        a 429, ``service_unavailable`` otherwise; for a webhook the code as plain text),
+        or, with ``page``, that HTML page instead (a proxy, a wrong URL), and with
+        ``location`` a redirect there."""
         with self._lock:
             for _ in range(count):
-                self._faults.append(Fault(status, retry_after, method))
+                self._faults.append(Fault(status, retry_after, method, error, page, location))
 
     def recover(self) -> None:
         """Forget pending faults, losses and rate limits: Slack is back."""
@@ -265,8 +288,15 @@ class FakeSlack:
         fault = self._take_fault(method)
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            error = "ratelimited" if fault.status == 429 else "service_unavailable"
-            self._reply(request, call, fault.status, {"ok": False, "error": error}, headers)
+            if fault.location is not None:
+                headers["Location"] = fault.location
+            error = fault.error or ("ratelimited" if fault.status == 429 else "service_unavailable")
+            if fault.page is not None:
+                self._reply(request, call, fault.status, fault.page, headers)
+            elif method == "webhook":
+                self._reply(request, call, fault.status, error, headers, content_type="text/plain")
+            else:
+                self._reply(request, call, fault.status, {"ok": False, "error": error}, headers)
             return
         wait = self._over_limit(method)
         if wait is not None:
@@ -280,6 +310,7 @@ class FakeSlack:
             "chat.postMessage": self._post_message,
             "conversations.history": self._history,
             "conversations.replies": self._replies,
+            "conversations.list": self._list,
         }
         handler = handlers.get(method)
         if handler is None:
@@ -291,11 +322,12 @@ class FakeSlack:
             return
         needed = self._needed_scope(method, params)
         headers = {"x-oauth-scopes": ",".join(sorted(self.scopes)), "x-accepted-oauth-scopes": needed or ""}
-        if needed and needed not in self.scopes:
+        missing = [scope for scope in (needed or "").split(",") if scope and scope not in self.scopes]
+        if missing:
             body = {
                 "ok": False,
                 "error": "missing_scope",
-                "needed": needed,
+                "needed": ",".join(missing),
                 "provided": ",".join(sorted(self.scopes)),
             }
             self._reply(request, call, 200, body, headers)
@@ -355,6 +387,9 @@ class FakeSlack:
         if method in ("conversations.history", "conversations.replies"):
             channel, _ = self._channel_id(params.get("channel"))
             return "groups:history" if channel in self.private_channels else "channels:history"
+        if method == "conversations.list":
+            types = str(params.get("types") or "public_channel").split(",")
+            return ",".join(LIST_SCOPES[kind] for kind in types if kind in LIST_SCOPES)
         return METHOD_SCOPES.get(method)
 
     @staticmethod
@@ -394,12 +429,14 @@ class FakeSlack:
         status: int,
         body: dict[str, Any] | str,
         headers: dict[str, str] | None = None,
+        *,
+        content_type: str = "text/html",
     ) -> None:
         self._record(call, status)
         is_text = isinstance(body, str)
         payload = (body if isinstance(body, str) else json.dumps(body)).encode("utf-8")
         request.send_response(status)
-        request.send_header("Content-Type", "text/html" if is_text else "application/json; charset=utf-8")
+        request.send_header("Content-Type", content_type if is_text else "application/json; charset=utf-8")
         request.send_header("Content-Length", str(len(payload)))
         for name, value in (headers or {}).items():
             request.send_header(name, value)
@@ -419,11 +456,11 @@ class FakeSlack:
             "bot_id": "B0000",
         }
 
-    def _channel_id(self, value: Any) -> tuple[str | None, str | None]:
-        """(channel id, error) for an id or a (#)name."""
+    def _channel_id(self, value: Any, *, by_name: bool = True) -> tuple[str | None, str | None]:
+        """(channel id, error) for an id or, ``by_name``, a (#)name."""
         if not isinstance(value, str) or not value:
             return None, "channel_not_found"
-        name = value.removeprefix("#")
+        name = value.removeprefix("#") if by_name else None
         for mapping, error in ((self.channels, None), (self.other_channels, "not_in_channel")):
             for channel_id, channel_name in mapping.items():
                 if value == channel_id or name == channel_name:
@@ -466,7 +503,7 @@ class FakeSlack:
         return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def _history(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        channel, error = self._channel_id(params.get("channel"))
+        channel, error = self._channel_id(params.get("channel"), by_name=False)
         if error or channel is None:
             return 200, {"ok": False, "error": error or "channel_not_found"}
         top_level = [m for m in self.messages if m.channel == channel and m.thread_ts is None]
@@ -474,7 +511,7 @@ class FakeSlack:
         return self._page(newest_first, params)
 
     def _replies(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        channel, error = self._channel_id(params.get("channel"))
+        channel, error = self._channel_id(params.get("channel"), by_name=False)
         if error or channel is None:
             return 200, {"ok": False, "error": error or "channel_not_found"}
         parent_ts = params.get("ts")
@@ -487,6 +524,44 @@ class FakeSlack:
         # The parent comes first, then the replies in the range, oldest first.
         in_range = sorted(self._in_range(replies, params), key=lambda m: float(m.ts))
         return self._page(parent + in_range, params)
+
+    def _list(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        types = str(params.get("types") or "public_channel").split(",")
+        listed = []
+        for mapping, member in ((self.channels, True), (self.other_channels, False)):
+            for channel_id, name in mapping.items():
+                private = channel_id in self.private_channels
+                if ("private_channel" if private else "public_channel") not in types or (
+                    private and not member
+                ):
+                    continue
+                listed.append(
+                    {
+                        "id": channel_id,
+                        "name": name,
+                        "name_normalized": name,
+                        "is_channel": True,
+                        "is_private": private,
+                        "is_member": member,
+                        "is_archived": False,
+                    }
+                )
+        try:
+            limit = min(MAX_PAGE, max(1, int(params.get("limit") or 100)))
+            start = (
+                int(base64.b64decode(params["cursor"]).decode().removeprefix("offset:"))
+                if params.get("cursor")
+                else 0
+            )
+        except (ValueError, UnicodeDecodeError):
+            return 200, {"ok": False, "error": "invalid_cursor"}
+        more = start + limit < len(listed)
+        cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+        return 200, {
+            "ok": True,
+            "channels": listed[start : start + limit],
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     @staticmethod
     def _in_range(messages: list[Posted], params: dict[str, Any]) -> list[Posted]:

@@ -259,3 +259,61 @@ def test_a_feed_is_found_by_its_name_or_outlet_in_any_case_and_script(session: S
     assert repo.feed_ids_named(session, "DIE STRASSE") == [strasse.id]
     with pytest.raises(FilterError, match="no feed or outlet is called 'РИА'"):
         repo.feed_ids_named(session, "РИА")
+
+
+def test_an_older_database_s_quarantined_digests_give_their_changes_back(db_url: str) -> None:
+    """Migration 0012: earlier versions quarantined a digest on any unexpected answer (a
+    proxy's page, a wrong SLACK_API_URL) and its changes stayed reported though nothing
+    reached Slack. Such a digest's changes are unreported again; a superseded one's go to
+    its twin; a digest begun in the channel keeps them."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from pipeline.db.engine import alembic_config, make_engine, upgrade_schema
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0011")
+    now = "2026-12-01 00:00:00+00:00"
+    digests = [
+        # id, key, destination, status, parts sent
+        (1, "changes:a", "slack:C1", "failed", 0),  # "Slack refused auth.test: HTTP 404"
+        (2, "changes:b", "slack:#news", "failed", 0),  # superseded by 3
+        (3, "changes:b", "slack:C1", "sent", 1),
+        (4, "changes:c", "slack:C1", "failed", 1),  # begun in the channel
+    ]
+    with engine.begin() as connection:
+        for digest_id, key, destination, status, sent in digests:
+            connection.execute(
+                text(
+                    "INSERT INTO digests (id, digest_key, destination, kind, payload, status, parts_total, "
+                    "parts_sent, attempts, created_at) VALUES (:id, :key, :destination, 'changes', '{}', "
+                    ":status, 2, :sent, 1, :now)"
+                ),
+                {
+                    "id": digest_id,
+                    "key": key,
+                    "destination": destination,
+                    "status": status,
+                    "sent": sent,
+                    "now": now,
+                },
+            )
+        for change_id, digest_id in ((1, 1), (2, 1), (3, 2), (4, 4)):
+            connection.execute(
+                text(
+                    "INSERT INTO coverage_changes (id, series, at, direction, count, baseline, score, "
+                    "explanation, detail, detected_at, digest_id) VALUES (:id, 'topic:energy', :at, 'up', 5, "
+                    "1.0, 3.0, 'x', '{}', :now, :digest)"
+                ),
+                {
+                    "id": change_id,
+                    "at": f"2026-11-{change_id:02d} 00:00:00+00:00",
+                    "now": now,
+                    "digest": digest_id,
+                },
+            )
+    upgrade_schema(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, digest_id FROM coverage_changes ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [(1, None), (2, None), (3, 3), (4, 4)]

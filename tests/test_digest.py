@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -368,6 +369,56 @@ def test_latest_summary_period(now: datetime, every: timedelta, expected_end: da
     assert end == expected_end
     assert start == end - every
     assert end.weekday() == 0 or every != timedelta(days=7)  # weekly summaries end on Mondays
+
+
+def _long_labels(count: int) -> dict[str, str]:
+    """Long watch-item labels full of emoji and of characters mrkdwn escapes."""
+    return {f"watch:item_{n:02d}": f"Taiwan & Asia <{n:02d}> 🇹🇼🇯🇵🇰🇷 " * 4 for n in range(count)}
+
+
+def assert_no_cut_escape(text: str) -> None:
+    """Every "&" opens a whole escaped character: nothing was cut inside "&amp;"."""
+    assert re.search(r"&(?!amp;|lt;|gt;)", text) is None, text[-80:]
+
+
+def test_an_overlong_list_is_cut_on_whole_entries_and_says_how_many_are_left_out() -> None:
+    labels = _long_labels(60)
+    totals = [SeriesTotal(series, 0, 0) for series in labels]
+    summary = build_summary_digest(
+        totals, [], period_start=NOW - timedelta(days=1), period_end=NOW, web_base_url=None, labels=labels
+    )
+    assert_within_limits(summary)
+    sections = [b["text"]["text"] for m in summary.messages for b in m.blocks if b["type"] == "section"]
+    (silent,) = [text for text in sections if "No new coverage" in text]
+    listed = silent.split("_No new coverage:_ ", 1)[1]
+    *names, more = listed.split(", ")
+    assert more == f"… +{60 - len(names)} more" and 5 < len(names) < 60
+    assert names == [escape_mrkdwn(label) for label in labels.values()][: len(names)]
+    for message in summary.messages:
+        assert_no_cut_escape(message.text)
+        for text in sections:
+            assert_no_cut_escape(text)
+    assert summary.messages[0].text.endswith("more line")  # the fallback: whole lines
+    assert "No new coverage: " + ", ".join(labels.values()) in render_plain(summary)  # the file: all
+
+    from pipeline.digest import DigestStory
+
+    changes = [DigestChange(change(series), trend([0, 5]), []) for series in labels]
+    stories = [DigestStory([article(1)], list(labels))]
+    digest = build_change_digest(changes, web_base_url=None, generated_at=NOW, labels=labels, stories=stories)
+    assert_within_limits(digest)
+    (story,) = [
+        b["text"]["text"]
+        for m in digest.messages
+        for b in m.blocks
+        if b["type"] == "section" and b["text"]["text"].startswith("*Story 1")
+    ]
+    moved = re.split(r"(?<!&amp)(?<!&lt)(?<!&gt); ", story.split("\nMoved: ", 1)[1])
+    assert moved[-1] == f"… +{60 - len(moved) + 1} more"
+    assert all(entry.startswith(escape_mrkdwn("Taiwan & Asia <")) for entry in moved[:-1])
+    assert_no_cut_escape(story)
+    for message in digest.messages:
+        assert_no_cut_escape(message.text)
 
 
 # --- stories ------------------------------------------------------------------------------

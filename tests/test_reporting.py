@@ -3,6 +3,7 @@ fake Slack Web API speaking the real protocol (slack-sdk), on SQLite and Postgre
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.coverage import coverage_json
 from pipeline.db.repo import extend_history
-from pipeline.db.schema import Article, ArticleTopic, CoverageChange, DigestOutbox
+from pipeline.db.schema import Article, ArticleTopic, CoverageChange, DigestOutbox, utcnow
 from pipeline.ingest import import_lines
 from pipeline.reporting import (
     compute_coverage,
@@ -222,6 +223,119 @@ def test_bad_channel_keeps_the_digest_pending(
     assert slack.token not in " ".join(report.errors)
 
 
+NOT_FOUND_PAGE = "<html><body><h1>404 Not Found</h1>nginx</body></html>"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # A wrong SLACK_API_URL: every request meets a 404 page.
+        {"count": 50, "status": 404, "page": NOT_FOUND_PAGE},
+        # A proxy's sign-in page, once, instead of auth.test's answer.
+        {"count": 1, "status": 200, "page": "<html><body>Sign in to the proxy</body></html>"},
+        {"count": 50, "status": 403, "page": "<html><body>Forbidden</body></html>"},
+        {"count": 50, "status": 407, "page": "<html><body>Proxy Authentication Required</body></html>"},
+        # Slack's JSON, but a refusal of auth.test, not of the digest.
+        {"count": 1, "status": 200, "error": "unknown_method", "method": "auth.test"},
+        {"count": 1, "status": 200, "error": "some_code_slack_adds_later", "method": "auth.test"},
+        # A redirect instead of chat.postMessage's answer (urllib does not follow a POST's).
+        {"count": 1, "status": 307, "page": "", "location": "/elsewhere/", "method": "chat.postMessage"},
+    ],
+    ids=["404-page", "html-200", "403-page", "407-page", "unknown_method", "unknown-code", "307"],
+)
+def test_an_answer_that_is_no_verdict_on_the_digest_keeps_it_pending(
+    session: Session, slack_settings: Settings, slack: FakeSlack, fault: dict[str, object]
+) -> None:
+    """Only Slack refusing a digest's own content quarantines it. A page that is not Slack's
+    answer, a failed auth.test or an unknown error code says nothing about the digest: it
+    stays pending, in order, the Airflow task fails (so it is retried and seen), and the
+    next run delivers it."""
+    from pipeline.reporting import DeliveryFailed
+    from pipeline.tasks import deliver_digests
+
+    backfill_burst(session, slack_settings)
+    destination = destination_name(slack_target(slack_settings.slack))
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    slack.fail_next(**fault)  # type: ignore[arg-type]
+    with pytest.raises(DeliveryFailed) as failure:
+        deliver_digests(settings=slack_settings)
+    assert "waits" in str(failure.value) or "refused auth.test" in str(failure.value)
+    assert slack.token not in str(failure.value)
+    session.expire_all()
+    rows = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).all()
+    assert [row.status for row in rows] == ["pending", "pending"]
+    assert slack.posted_to(CHANNEL) == []
+    slack.recover()
+    delivered = deliver_digests(settings=slack_settings)
+    assert delivered == {"sent": 2, "failed": 0}
+    session.expire_all()
+    for row in session.scalars(select(DigestOutbox)):
+        assert row.status == "sent"
+        assert slack.parts_posted(CHANNEL, row.digest_key) == list(range(row.parts_total))
+
+
+def test_a_wrong_webhook_url_s_page_keeps_the_digest_pending(
+    session: Session, db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        db_url, slack={"webhook_url": slack.webhook_url}, digest_dir=str(tmp_path / "digests")
+    )
+    backfill_burst(session, settings)
+    target = slack_target(settings.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(target)
+    prepare_digests(session, settings, destination, now=NOW)
+    slack.fail_next(50, 404, page=NOT_FOUND_PAGE, method="webhook")
+    report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    assert report.failed == [] and len(report.pending) == 2
+    assert "check SLACK_WEBHOOK_URL" in report.errors[0]
+    slack.recover()
+    again = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    assert sorted(again.sent) == sorted(report.pending)
+
+
+def test_a_digest_slack_refuses_gives_its_changes_to_the_next_digest(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """A digest whose content Slack refuses is quarantined; as none of it reached the
+    channel, its changes count as unreported (coverage, the web UI) and the next run
+    reports them in a digest of their own, once."""
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    refused = session.scalars(select(DigestOutbox).where(DigestOutbox.kind == "changes")).one()
+    changes = session.scalar(
+        select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id == refused.id)
+    )
+    assert changes
+    slack.fail_next(1, 200, error="invalid_blocks", method="chat.postMessage")
+    first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert first.failed == [refused.id] and len(first.sent) == 1  # the summary after it went out
+    session.refresh(refused)
+    assert refused.status == "failed"
+    assert "invalid_blocks" in (refused.last_error or "")
+    assert f"its {changes} changes go to the next digest" in (refused.last_error or "")
+    later = NOW + timedelta(minutes=15)
+    coverage = compute_coverage(session, slack_settings, now=later)
+    assert refused.id not in coverage.reported.values()
+
+    (again,) = prepare_digests(session, slack_settings, destination, now=later)
+    assert again.kind == "changes" and again.digest_key == f"{refused.digest_key}~2"
+    second = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    (new_id,) = second.sent
+    assert (
+        session.scalar(
+            select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id == new_id)
+        )
+        == changes
+    )
+    assert prepare_digests(session, slack_settings, destination, now=later + timedelta(minutes=15)) == []
+    new_row = session.get(DigestOutbox, new_id)
+    assert new_row is not None
+    assert slack.parts_posted(CHANNEL, new_row.digest_key) == list(range(new_row.parts_total))
+    assert slack.parts_posted(CHANNEL, refused.digest_key) == []
+
+
 def test_digests_queued_for_a_wrong_channel_go_to_the_corrected_one_once(
     session: Session, slack_settings: Settings, slack: FakeSlack
 ) -> None:
@@ -249,6 +363,91 @@ def test_digests_queued_for_a_wrong_channel_go_to_the_corrected_one_once(
         assert slack.parts_posted(CHANNEL, key) == list(range(row.parts_total))
 
 
+def test_a_long_retry_after_is_kept_until_its_time(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """Slack asks for a wait longer than a run waits (Retry-After: 120): not waited for, by
+    design, but kept: the next run leaves the digests alone until then, and says so."""
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1, max_retry_after=5)
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    slack.fail_next(1, 429, retry_after=120, method="chat.postMessage")
+    first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert first.sent == [] and len(first.pending) == 2
+    assert "asked to wait 120 s (Retry-After), longer than the 5 s a run waits" in first.errors[0]
+    row = session.get(DigestOutbox, first.pending[0])
+    assert row is not None and row.not_before is not None
+    assert timedelta(seconds=110) < row.not_before - utcnow() <= timedelta(seconds=120)
+    posts = slack.calls("chat.postMessage")
+    again = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert again.sent == [] and sorted(again.pending) == sorted(first.pending)
+    assert again.errors == [
+        f"digest {row.id} waits: Slack asked not to be tried before "
+        f"{row.not_before:%Y-%m-%d %H:%M:%S} UTC (rate limited)"
+    ]
+    assert slack.calls("chat.postMessage") == posts  # Slack was not asked sooner
+    row.not_before = utcnow() - timedelta(seconds=1)  # (the two minutes have passed)
+    session.commit()
+    done = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert sorted(done.sent) == sorted(first.pending)
+    session.refresh(row)
+    assert row.not_before is None
+
+
+def _by_name(settings: Settings, channel: str = "#summitwatch") -> Settings:
+    return settings.model_copy(update={"slack": settings.slack.model_copy(update={"channel": channel})})
+
+
+def test_a_channel_set_by_name_is_read_back_by_its_id(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """SLACK_CHANNEL=#name with both history scopes: after a lost answer the channel is read
+    by its ID (conversations.history takes no names), so nothing wedges or doubles."""
+    named = _by_name(slack_settings)
+    backfill_burst(session, named)
+    target = slack_target(named.slack, backoff_factor=0.01, max_retries=1, read_back_delay=0.01)
+    destination = destination_name(target)
+    assert destination == "slack:#summitwatch"
+    prepare_digests(session, named, destination, now=NOW)
+    slack.lose_answer("503", part=0)
+    report = deliver_pending(session, target, destination, digest_dir=named.digest_dir)
+    assert len(report.sent) == 2 and not report.errors
+    assert [call.params["channel"] for call in slack.calls_to("conversations.history")] == [CHANNEL]
+    for row in session.scalars(select(DigestOutbox)):
+        assert slack.parts_posted(CHANNEL, row.digest_key) == list(range(row.parts_total))
+
+
+def test_a_digest_begun_under_the_channel_s_name_is_finished_under_its_id(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """A part posted to "#name" whose answer was lost, the channel unreadable then: once
+    SLACK_CHANNEL is the channel's ID, the part is looked for under the name it was posted
+    as, counted, and the digest finished in the same thread, each part once."""
+    named = _by_name(slack_settings)
+    backfill_burst(session, named)
+    by_name = slack_target(named.slack, backoff_factor=0.01, max_retries=0, read_back_delay=0.01)
+    prepare_digests(session, named, destination_name(by_name), now=NOW)
+    slack.lose_answer("503", part=0)
+    slack.fail_next(10, 503, method="conversations.history")
+    stuck = deliver_pending(session, by_name, destination_name(by_name), digest_dir=named.digest_dir)
+    assert stuck.sent == [] and len(stuck.pending) == 2
+    first = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).first()
+    assert first is not None and first.unconfirmed_since is not None and first.parts_sent == 0
+    slack.recover()
+
+    by_id = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1, read_back_delay=0.01)
+    destination = destination_name(by_id)
+    delivered = deliver_pending(session, by_id, destination, digest_dir=slack_settings.digest_dir)
+    assert sorted(delivered.sent) == sorted(stuck.pending) and not delivered.errors
+    for row in session.scalars(select(DigestOutbox)):
+        assert (row.destination, row.status) == (destination, "sent")
+        assert slack.parts_posted(CHANNEL, row.digest_key) == list(range(row.parts_total))
+    parent = next(m for m in slack.posted_to(CHANNEL) if m.part == 0)
+    session.refresh(first)
+    assert first.thread_ts == parent.ts
+
+
 def test_one_delivery_at_a_time(session: Session, slack_settings: Settings, slack: FakeSlack) -> None:
     """A second pass while one runs (the command beside the Airflow task) leaves the digests
     to the first instead of posting the same parts again."""
@@ -270,6 +469,58 @@ def test_one_delivery_at_a_time(session: Session, slack_settings: Settings, slac
     assert slack.posted_to(CHANNEL) == []
     done = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
     assert len(done.sent) == 2
+
+
+def test_two_preparations_at_once_store_each_change_once(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `summitwatch digest` runs (or the command beside the Airflow detect task) at
+    once, each in its own thread and connection: both reach the storing of the changes
+    together (a barrier holds the first until the second arrives, if it can). One run
+    prepares the digests, the other waits for it and finds nothing left to report: no
+    unique-key failure, no change in two digests."""
+    import threading
+
+    from pipeline import reporting
+    from pipeline.db.engine import make_engine, session_factory
+
+    backfill_burst(session, settings)
+    session.commit()
+    session.close()
+    barrier = threading.Barrier(2, timeout=3)
+    storing = reporting.store_changes
+
+    def together(*args: object, **kwargs: object) -> object:
+        # (Broken when the other run waits for this one's preparation: it cannot come.)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+        return storing(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reporting, "store_changes", together)
+    built: list[list[str]] = []
+    failures: list[Exception] = []
+
+    def run() -> None:
+        engine = make_engine(settings.db_url)
+        try:
+            with session_factory(engine)() as own:
+                built.append([d.kind for d in prepare_digests(own, settings, "file", now=NOW)])
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert sorted(built) == [[], ["changes", "summary"]]
+    assert session.scalar(select(func.count()).select_from(DigestOutbox)) == 2
+    rows = session.execute(select(CoverageChange.series, CoverageChange.at, CoverageChange.digest_id)).all()
+    assert len({(series, at) for series, at, _ in rows}) == len(rows)
+    assert all(digest_id is not None for _, _, digest_id in rows)
 
 
 def test_without_slack_digests_go_to_files(session: Session, settings: Settings, tmp_path: Path) -> None:

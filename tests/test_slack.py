@@ -31,7 +31,7 @@ from pipeline.slack import (
     post_webhook_messages,
     slack_target,
 )
-from tests.slack_server import FakeSlack, Posted
+from tests.slack_server import ALL_SCOPES, FakeSlack, Posted
 
 CHANNEL = "C0DIGEST"
 
@@ -180,10 +180,41 @@ def test_rate_limit_is_retried_after_retry_after(slack: FakeSlack) -> None:
 def test_a_retry_after_longer_than_allowed_is_not_waited_for(slack: FakeSlack) -> None:
     slack.fail_next(1, 429, retry_after=120, method="chat.postMessage")
     started = time.monotonic()
-    with pytest.raises(SlackDeliveryError, match="rate-limiting") as failure:
+    with pytest.raises(SlackDeliveryError, match="rate-limited") as failure:
         post_messages(client_for(slack, max_retry_after=5), CHANNEL, messages(1), on_sent=Progress())
     assert time.monotonic() - started < 5
-    assert not failure.value.permanent  # the digest stays pending
+    assert not failure.value.permanent  # the digest stays pending...
+    assert failure.value.retry_after == 120  # ...for as long as Slack asked
+    assert "asked to wait 120 s (Retry-After), longer than the 5 s a run waits" in str(failure.value)
+    assert "not tried again before" in str(failure.value)
+    assert "after the retries" not in str(failure.value)
+
+
+def test_slack_sdk_s_errors_for_answers_handled_here_are_debug_lines(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An answer that is not Slack's JSON, or a connection dropped after the post, is
+    handled (and logged) by summitwatch: slack-sdk's own ERROR lines for them would say
+    that something failed which the run then recovers from."""
+    caplog.set_level(logging.DEBUG)
+    slack.fail_next(1, 404, page="<html>404 Not Found</html>", method="auth.test")
+    with pytest.raises(SlackDeliveryError):
+        target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
+    slack.lose_answer("drop")
+    target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
+    sdk = [
+        r for r in caplog.records if r.name == "pipeline.slack.sdk" and r.getMessage().startswith("Failed")
+    ]
+    assert {r.getMessage().split(":")[0] for r in sdk} == {
+        "Failed to decode Slack API response",
+        "Failed to send a request to Slack API server",
+    }
+    assert all(r.levelno == logging.DEBUG for r in sdk)
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    slack.lose_answer("drop")
+    target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k2")
+    assert not [r for r in caplog.records if r.name == "pipeline.slack.sdk"]
 
 
 def test_a_server_error_on_a_post_is_looked_up_before_posting_again(slack: FakeSlack) -> None:
@@ -267,7 +298,37 @@ def test_permanent_errors(
     assert failure.value.permanent
     assert failure.value.error_code == error
     assert failure.value.bad_configuration is bad_configuration
+    # Only a refusal of the message itself is the digest's fault (it is quarantined).
+    assert failure.value.refused_content is (error == "invalid_blocks")
     assert slack.calls("chat.postMessage") == 1  # permanent errors are not retried
+
+
+def test_an_answer_that_is_not_slack_s_is_no_verdict_on_the_message(slack: FakeSlack) -> None:
+    """A proxy's page, a wrong URL's 404 or a redirect is not Slack refusing anything:
+    transient, no error code, and the message says what to check."""
+    page = "<html><body><h1>404 Not Found</h1></body></html>"
+    slack.fail_next(1, 404, page=page, method="auth.test")
+    with pytest.raises(SlackDeliveryError) as preflight:
+        target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
+    slack.fail_next(1, 307, page="", location="/elsewhere/", method="chat.postMessage")
+    with pytest.raises(SlackDeliveryError) as redirected:
+        post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress())
+    slack.fail_next(1, 404, page=page, method="webhook")
+    with pytest.raises(SlackDeliveryError) as hook:
+        post_webhook_messages(make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress())
+    for failure, setting in (
+        (preflight, "SLACK_API_URL"),
+        (redirected, "SLACK_API_URL"),
+        (hook, "SLACK_WEBHOOK_URL"),
+    ):
+        error = failure.value
+        assert not (error.permanent or error.refused_content or error.in_doubt)
+        assert error.error_code is None
+        assert f"is not Slack's (HTTP {404 if error is not redirected.value else 307}" in str(error)
+        assert f"check {setting}" in str(error)
+    assert "a redirect to /elsewhere/" in str(redirected.value)
+    assert "404 Not Found" in str(preflight.value)
+    assert slack.messages == []
 
 
 def test_oversized_section_and_header_are_invalid_blocks(slack: FakeSlack) -> None:
@@ -495,7 +556,7 @@ def test_a_429_storm_still_delivers_each_part_once(slack: FakeSlack) -> None:
     # Part 2's answer is lost and the thread cannot be read for a while: no blind repost.
     slack.lose_answer("503", part=1)
     slack.fail_next(6, 429, retry_after=1, method="conversations.replies")
-    with pytest.raises(SlackDeliveryError, match="rate-limiting") as failure:
+    with pytest.raises(SlackDeliveryError, match="rate-limited") as failure:
         target.post(messages(3), on_sent=progress, on_posting=progress.posting, digest_key="changes:storm")
     assert failure.value.in_doubt
     assert not failure.value.permanent
@@ -562,6 +623,59 @@ def test_which_history_scope_a_channel_needs(
     read_back = check_read_back(client_for(slack), channel)
     assert read_back.available is available
     assert read_back.missing == named
+
+
+@pytest.mark.parametrize(
+    ("scopes", "channel", "available", "channel_id", "named"),
+    [
+        (ALL_SCOPES, "#summitwatch", True, CHANNEL, ()),
+        (ALL_SCOPES, "summit-analysts", True, "C0CLOSED", ()),
+        (
+            {"chat:write", "channels:history", "groups:history", "channels:read"},
+            "#summitwatch",
+            True,
+            CHANNEL,
+            (),
+        ),
+        # History is read by ID: a name the token cannot look up leaves it at-least-once.
+        (
+            {"chat:write", "channels:history", "groups:history"},
+            "#summitwatch",
+            False,
+            None,
+            ("channels:read", "groups:read"),
+        ),
+        (ALL_SCOPES, "#no-such-channel", False, None, ()),
+        (ALL_SCOPES, CHANNEL, True, CHANNEL, ()),
+    ],
+)
+def test_a_channel_name_is_read_back_by_its_id(
+    slack: FakeSlack,
+    scopes: set[str],
+    channel: str,
+    available: bool,
+    channel_id: str | None,
+    named: tuple[str, ...],
+) -> None:
+    slack.scopes = set(scopes)
+    read_back = check_read_back(client_for(slack), channel)
+    assert (read_back.available, read_back.channel_id, read_back.missing) == (available, channel_id, named)
+    # An ID is not looked up, nor a name without a scope to list channels with.
+    listed = channel != CHANNEL and bool(scopes & {"channels:read", "groups:read"})
+    assert slack.calls("conversations.list") == int(listed)
+
+
+def test_without_channels_read_a_name_is_at_least_once_and_says_how_to_fix_it(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack.scopes = {"chat:write", "channels:history", "groups:history"}
+    caplog.set_level(logging.INFO, logger="pipeline.slack")
+    target = target_for(slack, channel="#summitwatch")
+    slack.lose_answer("503", part=0)
+    target.post(messages(2), on_sent=Progress(), digest_key="changes:named")
+    assert "set SLACK_CHANNEL to the channel's ID" in caplog.text
+    assert digest_parts(slack, "changes:named") == [0, 0, 1]  # at-least-once, as announced
+    assert slack.calls("conversations.history") == 0
 
 
 def test_without_the_history_scope_it_says_so_once_and_logs_each_doubtful_part(
@@ -668,6 +782,7 @@ def test_webhook_retries_429_and_reports_invalid_blocks(slack: FakeSlack) -> Non
     with pytest.raises(SlackDeliveryError, match="invalid_blocks") as failure:
         post_webhook_messages(client, [too_many], on_sent=Progress())
     assert failure.value.permanent
+    assert failure.value.refused_content
     assert not failure.value.bad_configuration
     slack.fail_next(10, 503, method="webhook")
     with pytest.raises(SlackDeliveryError) as transient:

@@ -326,6 +326,9 @@ class DigestOutbox(Base):
     # set, that part may be in the channel without being recorded here, and the next
     # attempt looks for it (from this time on) before posting it.
     unconfirmed_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Slack rate-limited the last attempt and asked not to be tried before this (its
+    # Retry-After, longer than a run waits): the next pass leaves the digest until then.
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
