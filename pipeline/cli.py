@@ -407,9 +407,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     _preload_encoder(settings)
     from pipeline.db import repo
     from pipeline.db.schema import utcnow
+    from pipeline.http import HostBreaker
     from pipeline.ingest import run_cycle
 
     poll_all = bool(args.all)
+    # A host given up on in one cycle (it timed out, or asked to wait) is left alone in the
+    # next ones too, for the backoff a failing feed gets: not asked again every 30 s.
+    hosts = HostBreaker(settings.http.host_timeout_limit, hold=settings.poll.backoff_base_minutes * 60.0)
     with open_session(settings) as session, _http_client(settings) as client:
         while True:
             started = time.monotonic()
@@ -417,7 +421,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             # --all is for the first cycle: the ones after it poll what is due, so that the
             # poll interval and a failing feed's backoff hold.
             poll_all = False
-            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_progress)
+            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_progress, hosts=hosts)
             counts = summary.counts()
             _stderr(
                 f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import html
 import io
+import itertools
 import json
 import re
 import time
@@ -367,7 +368,11 @@ def _newest(
     entries: list[Any], limit: int, date_of: Callable[[Any], datetime | None], warnings: list[str]
 ) -> list[Any]:
     """At most ``limit`` of a feed's entries, in the feed's order: the newest when every
-    entry is dated (a feed may list its oldest first), else the first ones."""
+    entry is dated (a feed may list its oldest first); else those at the feed's newest end,
+    as its dated entries show it (the last ones when their dates mostly rise down the feed,
+    the first ones otherwise, as most feeds list their newest first). Taking the first ones
+    of a feed listed oldest first would keep its oldest entries at every poll and never
+    reach a new one."""
     if len(entries) <= limit:
         return entries
     dates = [date_of(entry) for entry in entries]
@@ -376,6 +381,9 @@ def _newest(
         newest = sorted(range(len(entries)), key=known.__getitem__, reverse=True)[:limit]
         kept = [entries[index] for index in sorted(newest)]
         which = "the oldest"
+    elif sum(b > a for a, b in itertools.pairwise(known)) > sum(b < a for a, b in itertools.pairwise(known)):
+        kept = entries[-limit:]
+        which = "the first ones: the feed lists its oldest first"
     else:
         kept = entries[:limit]
         which = "those after the first"

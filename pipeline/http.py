@@ -389,51 +389,83 @@ class PageFetcher:
 
 
 class HostBreaker:
-    """Stops asking a host for pages once ``limit`` of them in a row timed out (0: never).
+    """Stops asking a host for pages once ``limit`` of them in a row timed out, or once it
+    answered that it wants to be left alone (a 429 or 503 with Retry-After). 0: never.
 
     A host that lets every page run into the time limits (overloaded, or dripping bytes on
     purpose) would otherwise hold a run for its whole list: two pages at a time per host,
-    each up to twice ``http.timeout_seconds``. Once tripped, its other pages of the run
-    fail at once with a *deferred* :class:`FetchError` (transient; no request made, no
-    attempt counted), and are retried in a later run. Any answer from the host (even an
-    error status) resets its count. One breaker serves one run (a polling cycle and its
-    retries), shared by its fetch threads.
+    each up to twice ``http.timeout_seconds``; and a host rate-limiting us would be asked
+    for every other page at once, each such request a failed attempt. Once tripped, its
+    other pages fail at once with a *deferred* :class:`FetchError` (transient; no request
+    made, no attempt counted; with the wait the host asked for), and are retried in a later
+    run. Any other answer from the host (even an error status) resets its count.
+
+    A host stays tripped for the breaker's life (a polling cycle and its retries), or, with
+    ``hold`` seconds, that long (or as long as it asked, if longer): ``summitwatch run``
+    keeps one breaker across its cycles, so that a dead host is not asked again every
+    cycle. Shared by the fetch threads.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, hold: float | None = None) -> None:
         self.limit = limit
+        self.hold = hold
         self._streaks: dict[str, int] = {}
+        # host -> (until, on the monotonic clock: None for the breaker's life; why; the
+        # seconds the host asked to wait, if it did)
+        self._tripped: dict[str, tuple[float | None, str, float | None]] = {}
         self._lock = threading.Lock()
 
     def tripped(self, url: str) -> bool:
-        """Whether ``url``'s host is no longer asked in this run."""
-        if self.limit <= 0:
-            return False
-        with self._lock:
-            return self._streaks.get(host_of(url), 0) >= self.limit
+        """Whether ``url``'s host is not asked now."""
+        return self._trip_of(host_of(url)) is not None
 
     def get(self, client: HttpClient, url: str, *, accept: str | None = None) -> HttpResponse:
         """``client.get(url)``, unless the host's breaker is tripped (a deferred error)."""
-        if self.tripped(url):
+        host = host_of(url)
+        trip = self._trip_of(host)
+        if trip is not None:
+            _, reason, wait = trip
             raise FetchError(
-                f"not fetched: {host_of(url) or 'its host'} timed out on {self.limit} pages in a row "
-                "in this run; retried in a later run",
-                deferred=True,
+                f"not fetched: {reason}; retried in a later run", deferred=True, retry_after=wait
             )
         try:
             response = client.get(url, accept=accept)
         except FetchError as exc:
-            self._count(url, exc.timed_out)
+            self._count(host, exc)
             raise
-        self._count(url, False)
+        self._count(host, None)
         return response
 
-    def _count(self, url: str, timed_out: bool) -> None:
+    def _trip_of(self, host: str) -> tuple[float | None, str, float | None] | None:
+        if self.limit <= 0:
+            return None
+        with self._lock:
+            trip = self._tripped.get(host)
+            if trip is not None and trip[0] is not None and time.monotonic() >= trip[0]:
+                del self._tripped[host]  # (held long enough: asked again)
+                self._streaks.pop(host, None)
+                return None
+            return trip
+
+    def _count(self, host: str, error: FetchError | None) -> None:
         if self.limit <= 0:
             return
-        host = host_of(url)
+        shown = host or "its host"
         with self._lock:
-            self._streaks[host] = self._streaks.get(host, 0) + 1 if timed_out else 0
+            if error is not None and error.retry_after is not None:
+                wait = error.retry_after
+                self._trip(host, f"{shown} asked to be left alone for {wait:g} s", wait)
+            elif error is not None and error.timed_out:
+                self._streaks[host] = streak = self._streaks.get(host, 0) + 1
+                if streak >= self.limit and host not in self._tripped:
+                    self._trip(host, f"{shown} timed out on {streak} pages in a row", None)
+            else:
+                self._streaks[host] = 0
+
+    def _trip(self, host: str, reason: str, wait: float | None) -> None:
+        seconds = max(self.hold or 0.0, wait or 0.0)
+        until = time.monotonic() + seconds if self.hold is not None or wait else None
+        self._tripped[host] = (until, reason, wait)
 
 
 class RefusedAddress(Exception):

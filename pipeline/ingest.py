@@ -150,7 +150,9 @@ class IngestContext:
     )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> IngestContext:
+    def from_settings(cls, settings: Settings, hosts: HostBreaker | None = None) -> IngestContext:
+        """``hosts``: the breaker of hosts not to ask (one kept across runs); by default one
+        for this run alone."""
         language.use_cache(settings.encoder.cache_path)
         return cls(
             settings,
@@ -159,7 +161,7 @@ class IngestContext:
             crosslingual.load_gazetteer(settings.gazetteer_file),
             settings.translation_params(),
             PreparePool(settings, settings.poll.worker_count()),
-            HostBreaker(settings.http.host_timeout_limit),
+            hosts or HostBreaker(settings.http.host_timeout_limit),
         )
 
     def close(self) -> None:
@@ -1296,6 +1298,10 @@ def poll_feed(
     assert response is not None
     feed.last_status = response.status
     if response.not_modified:
+        # A 304 may carry new validators (HTTP caching: they replace the stored ones); a
+        # server honouring only its current ETag would otherwise send the body every time.
+        etag, last_modified = _validators(response.headers)
+        feed.etag, feed.last_modified = etag or feed.etag, last_modified or feed.last_modified
         _feed_succeeded(settings, feed, now)
         session.commit()
         return PollResult(feed.id, feed.url, "not_modified")
@@ -1968,14 +1974,16 @@ def run_cycle(
     now: datetime | None = None,
     progress: ProgressCallback | None = None,
     retry_pages: bool = True,
+    hosts: HostBreaker | None = None,
 ) -> CycleSummary:
     """Poll every due feed (or ``feed_ids``) once, then retry failed pages that are due and
     repair copy chains. ``retry_pages=False``: the caller finishes the cycle itself (the
-    DAG's last task does both once for all its batches)."""
+    DAG's last task does both once for all its batches). ``hosts``: the hosts not to ask,
+    kept across cycles by a caller that runs many (:class:`HostBreaker`)."""
     now = now or utcnow()
     ids = list(feed_ids) if feed_ids is not None else repo.due_feed_ids(session, now)
     summary = CycleSummary()
-    context = IngestContext.from_settings(settings)
+    context = IngestContext.from_settings(settings, hosts)
     ahead = FeedsAhead(session, client, settings, ids, now, context.pool)
     prepared = 0  # new items stored from this cycle's feeds so far
 

@@ -570,6 +570,30 @@ def test_a_feed_listing_its_oldest_first_keeps_its_newest_items() -> None:
     assert any("10 of 15 items left out (the oldest" in warning for warning in parsed.warnings)
 
 
+@pytest.mark.parametrize(
+    "undated", ["", "<pubDate>01 Jan 1970 00:00:00 GMT</pubDate>"], ids=["no date", "a placeholder date"]
+)
+def test_a_feed_listing_its_oldest_first_keeps_its_newest_items_with_an_undated_one(undated: str) -> None:
+    """One undated item (or one whose date is a placeholder) among them: the dated items
+    still show which end of the feed is its newest, and that end is kept (the first items
+    were kept before: the oldest, at every poll, so that no new item was ever reached)."""
+    items = "".join(
+        f"<item><title>t{day}</title><link>http://n.example/{day}</link>"
+        + (undated if day == 1 else f"<pubDate>{day:02d} Nov 2026 08:00:00 GMT</pubDate>")
+        + "</item>"
+        for day in range(1, 16)
+    )
+    body = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'.encode()
+    parsed = parse_feed(body, feed_url=FEED_URL, now=NOW, max_items=5)
+    assert sorted(item.title or "" for item in parsed.items) == ["t11", "t12", "t13", "t14", "t15"]
+    assert any("10 of 15 items left out (the first ones" in warning for warning in parsed.warnings)
+    # The same items listed newest first: the first ones are the newest.
+    reversed_items = "".join(reversed([f"<item>{part}" for part in items.split("<item>") if part]))
+    newest_first = f'<rss version="2.0"><channel><title>x</title>{reversed_items}</channel></rss>'.encode()
+    parsed = parse_feed(newest_first, feed_url=FEED_URL, now=NOW, max_items=5)
+    assert sorted(item.title or "" for item in parsed.items) == ["t11", "t12", "t13", "t14", "t15"]
+
+
 def test_a_json_feed_with_a_lone_surrogate_in_a_link_loses_only_that_character() -> None:
     body = (
         b'{"version": "https://jsonfeed.org/version/1.1", "title": "x", "items": ['

@@ -678,3 +678,37 @@ def test_an_answer_from_the_host_starts_its_count_again() -> None:
                 outcomes.append("deferred" if exc.deferred else "timed out" if exc.timed_out else "error")
     assert outcomes == ["timed out", "error", "timed out", "error", "timed out", "timed out", "deferred"]
     assert HostBreaker(0).tripped(server.url("/slow")) is False
+
+
+def test_a_host_asking_to_be_left_alone_is_not_asked_again_until_then() -> None:
+    """A 429 with Retry-After: the host's other pages are put off at once (deferred, with
+    the wait it asked for), another host's are fetched; once the wait is over it is asked."""
+    routes = {f"/p{i}": (lambda handler: Reply(429, b"", {"Retry-After": "1"})) for i in range(4)}
+    routes["/ok"] = lambda handler: Reply(200, b"fine")
+    with LocalServer(routes) as server, HttpClient(QUICK, allow_private_networks=True) as http:
+        breaker = HostBreaker(3)
+        with pytest.raises(FetchError) as first:
+            breaker.get(http, server.url("/p0"))
+        assert first.value.retry_after == 1 and not first.value.deferred
+        with pytest.raises(FetchError, match="asked to be left alone for 1 s") as later:
+            breaker.get(http, server.url("/p1"))
+        assert later.value.deferred and later.value.retry_after == 1
+        assert breaker.get(http, server.url("/ok", host="localhost")).body == b"fine"
+        time.sleep(1.1)
+        with pytest.raises(FetchError) as again:
+            breaker.get(http, server.url("/p2"))
+        assert not again.value.deferred
+    assert [hit["path"] for hit in server.hits] == ["/p0", "/ok", "/p2"]
+
+
+def test_a_breaker_kept_across_runs_leaves_a_dead_host_alone_for_its_hold() -> None:
+    routes = {"/slow": lambda handler: Reply(200, b"late", delay=1.5)}
+    with LocalServer(routes) as server, HttpClient(QUICK, allow_private_networks=True) as http:
+        held = HostBreaker(1, hold=1.0)
+        for_the_run = HostBreaker(1)
+        for breaker in (held, for_the_run):
+            with pytest.raises(FetchError, match="timed out"):
+                breaker.get(http, server.url("/slow"))
+        time.sleep(1.1)
+        assert not held.tripped(server.url("/slow"))  # (held long enough: asked again)
+        assert for_the_run.tripped(server.url("/slow"))  # (for its whole life)

@@ -598,6 +598,30 @@ def test_transient_page_failure_is_retried(session: Session, settings: Settings)
     assert failure is not None and failure.resolved_at is not None
 
 
+def test_a_304_with_a_new_etag_replaces_the_stored_one(session: Session, settings: Settings) -> None:
+    """HTTP caching: the validators a 304 carries replace the stored ones. A server that
+    honours only its current ETag would otherwise send the whole feed at every poll."""
+    server = LocalServer({})
+
+    def feed(handler: object) -> Reply:
+        sent = getattr(handler, "headers").get("If-None-Match")  # noqa: B009
+        if sent in ('"e1"', '"e2"'):
+            return Reply(304, b"", {"ETag": '"e2"'})
+        return Reply(200, _rss(server, []), {"ETag": '"e1"'})
+
+    server.routes["/feed"] = feed
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, server.url("/feed"))
+        outcomes = [
+            poll_feed(session, client, settings, feed_id, now=NOW + timedelta(hours=i)).outcome
+            for i in range(3)
+        ]
+    assert outcomes == ["fetched", "not_modified", "not_modified"]
+    assert [hit["headers"].get("If-None-Match") for hit in server.hits] == [None, '"e1"', '"e2"']
+    stored = session.get(Feed, feed_id)
+    assert stored is not None and stored.etag == '"e2"'
+
+
 def test_an_update_listed_above_the_report_it_updates_points_at_it(
     session: Session, settings: Settings
 ) -> None:
