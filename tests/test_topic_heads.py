@@ -280,16 +280,25 @@ def test_training_on_the_default_files_reproduces_the_committed_artefact(encoder
     with threadpool_limits(limits=1):  # as train-classifier does
         retrained, _ = train_heads(REGISTRY, encoder, articles)
     message = "run `summitwatch train-classifier` and commit pipeline/data/topic_heads.npz"
+    # The float kernels (BLAS, the encoder's 8-bit products' scaling) add in another order on
+    # another CPU family (AVX2 against AVX-512): retrained weights then differ by up to about
+    # 2e-4. A stale artefact (another encoder, sentence cut or feature) differs by far more.
+    tolerance = 2e-3
     assert retrained.fingerprint == committed.fingerprint, message
     for name in ("topic", "watch", "watch_new", "relevance"):
         assert getattr(retrained, name).threshold == pytest.approx(getattr(committed, name).threshold), (
             message
         )
         np.testing.assert_allclose(
-            getattr(retrained, name).weights, getattr(committed, name).weights, atol=1e-4, err_msg=message
+            getattr(retrained, name).weights,
+            getattr(committed, name).weights,
+            atol=tolerance,
+            err_msg=message,
         )
     assert retrained.head_thresholds == pytest.approx(committed.head_thresholds), message
-    np.testing.assert_allclose(retrained.head_weights, committed.head_weights, atol=1e-4, err_msg=message)
+    np.testing.assert_allclose(
+        retrained.head_weights, committed.head_weights, atol=tolerance, err_msg=message
+    )
 
 
 def small_training_set() -> list[Any]:
