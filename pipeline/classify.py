@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -269,14 +270,37 @@ def _base_language(lang: str | None) -> str:
 # ---------------------------------------------------------------------------- loading
 
 
+# Registries read, by file and its modification time and size: a command validates the
+# file at start and its run loads it again (compiling the patterns takes about 0.1 s).
+_LOADED: dict[tuple[str, int, int], TopicRegistry] = {}
+
+
 def load_registry(path: Path) -> TopicRegistry:
     """Read, validate and compile the topic registry at ``path``.
 
     Raises :class:`~pipeline.errors.ConfigError` naming the offending key path and the
     allowed values: unknown keys, unknown language codes, topic slugs other than the
     fixed set, missing built-in watch items, bad weights or thresholds, and patterns
-    that do not compile.
+    that do not compile. A file read before and unchanged since (same modification time
+    and size) gives the registry it gave then (registries are immutable).
     """
+    try:
+        status = os.stat(path)
+    except OSError:
+        key = None
+    else:
+        key = (str(Path(path).resolve()), status.st_mtime_ns, status.st_size)
+        if key in _LOADED:
+            return _LOADED[key]
+    registry = _read_registry(path)
+    if key is not None:
+        if len(_LOADED) >= 8:
+            _LOADED.clear()
+        _LOADED[key] = registry
+    return registry
+
+
+def _read_registry(path: Path) -> TopicRegistry:
     try:
         raw = yamlfile.read_file(path)
     except OSError as exc:
