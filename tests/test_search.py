@@ -81,6 +81,15 @@ def found(session: Session, names: dict[int, str], query: str, **filters: Any) -
         ("STRASSE", "straße"),
         ("ＧＡＳ", "gas"),
         ("Russia's", "russia"),
+        # The Russian stemmer takes a bare noun's last letters for an ending: stemmed again.
+        ("Китай", "Китая"),
+        ("Китаю", "Китая"),
+        ("Газпром", "Газпрома"),
+        ("Газпромом", "Газпрому"),
+        ("Лавров", "Лаврова"),
+        ("Иран", "Ирана"),
+        ("Байден", "Байдена"),
+        ("саммит", "саммита"),
     ],
 )
 def test_inflected_and_folded_forms_share_terms(one: str, other: str) -> None:
@@ -90,6 +99,25 @@ def test_inflected_and_folded_forms_share_terms(one: str, other: str) -> None:
 def test_different_words_keep_different_terms() -> None:
     assert search.terms("pipeline")[0] != search.terms("pipe")[0]
     assert search.terms("Сибирь")[0] != search.terms("Сирия")[0]
+    # Stemmed again only down to three letters: exercises are not "to teach".
+    assert search.terms("учения")[0] != search.terms("учить")[0]
+    assert search.terms("военные")[0] != search.terms("во")[0]
+
+
+@pytest.mark.parametrize(
+    ("word", "stop_word"),
+    [("ИИ", "и"), ("имя", "им"), ("тему", "тем"), ("ins", "in"), ("ands", "and"), ("της", "τ")],
+)
+def test_no_word_is_stemmed_into_a_stop_word_or_a_single_letter(word: str, stop_word: str) -> None:
+    # Kept whole, in the index and in a query alike.
+    assert search.terms(word) == [word.casefold()]
+    assert search.terms(stop_word) == [stop_word]
+    assert search.parse_query(word).fts5() == f'"{word.casefold()}"'
+
+
+def test_stop_words_are_indexed_as_they_are() -> None:
+    assert search.terms("собой событие") == ["собой", "соб"]
+    assert search.terms("being does") == ["being", "does"]
 
 
 def test_chinese_runs_are_indexed_as_bigrams_with_the_last_character() -> None:
@@ -361,6 +389,31 @@ def test_migration_back_fills_the_index(db_url: str, settings: Settings) -> None
             assert repo.find_articles(session, repo.ArticleFilter(text="pipeline")) == []
     finally:
         engine.dispose()
+
+
+def test_russian_names_find_their_inflected_forms_and_ai_is_not_and(
+    session: Session, settings: Settings
+) -> None:
+    lines = [
+        {"id": "ru-gas", "title": "Переговоры России и Китая", "text": "Лавров обсудил поставки Газпрома."},
+        {"id": "ru-ai", "title": "Нейросети", "text": "Китай и Россия развивают ИИ."},
+    ]
+    names = {
+        r.result.article_id: r.input_id
+        for r in import_lines(
+            session,
+            settings,
+            [
+                json.dumps({**line, "url": f"https://news.example/{line['id']}", "lang": "ru"})
+                for line in lines
+            ],
+            source="ru",
+        )
+    }
+    session.commit()
+    assert sorted(found(session, names, "Китай")) == ["ru-ai", "ru-gas"]
+    assert found(session, names, "Газпром Лаврова") == ["ru-gas"]
+    assert found(session, names, "ИИ") == ["ru-ai"]
 
 
 def test_list_rows_carry_snippets_and_untitled_articles_their_opening_words(
