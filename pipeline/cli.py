@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     arts.add_argument("--feed", help="a feed id, or a feed's name or outlet")
     arts.add_argument("--since", type=_parse_since, help="published on or after (YYYY-MM-DD)")
     arts.add_argument("--until", type=_parse_until, help="published on or before (YYYY-MM-DD)")
-    arts.add_argument("--q", help='full-text search: words, "phrases", -exclusions, OR (see README)')
+    arts.add_argument("--q", help='full-text search: words, "phrases", -exclusions (NOT), OR (see README)')
     arts.add_argument(
         "--sort", choices=["relevance", "newest"], default="relevance", help="order of search results"
     )

@@ -23,9 +23,11 @@ Query syntax (both databases)::
     "power of siberia"       a phrase: the words in this order
     -ukraine  -"joint drill" leave out articles with this word or phrase
     gas OR oil               either (binds tighter than AND: gas OR oil pipeline)
+    gas AND oil              AND in capitals: the same as gas oil
+    gas NOT oil              NOT in capitals: the same as gas -oil (a word or a phrase)
 
-Anything else (``*``, ``(``, ``:``, ``^``, ``NEAR``) is just text: it cannot reach the
-database's own query language.
+Anything else (``*``, ``(``, ``:``, ``^``, ``NEAR``, a lower-case ``and``) is just text: it
+cannot reach the database's own query language.
 """
 
 from __future__ import annotations
@@ -358,14 +360,20 @@ def parse_query(text: str) -> SearchQuery:
     cleaned = _CONTROL.sub(" ", text).replace("“", '"').replace("”", '"').replace("„", '"')
     groups: list[list[Unit]] = []
     excluded: list[Unit] = []
-    pending_or = False
+    pending_or = pending_not = False
     count = 0
     for match in _QUERY_PART.finditer(cleaned):
         word = match.group("word")
         if word == "OR":
             pending_or = bool(groups)
             continue
-        negative = bool(match.group("neg"))
+        if word == "AND":  # what two words mean anyway
+            continue
+        if word == "NOT":  # the next word or phrase is left out, as "-"
+            pending_not = True
+            continue
+        negative = bool(match.group("neg")) or pending_not
+        pending_not = False
         if match.group("phrase") is not None:
             unit = _phrase_unit(match.group("phrase"))
         else:

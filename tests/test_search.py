@@ -152,6 +152,23 @@ def test_query_syntax() -> None:
     assert query.tsquery() == "('power' <-> 'of' <-> 'siberia') & ('gas' | 'oil') & !'ukrain'"
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("Путин AND Си", "Путин Си"),
+        ("Путин NOT Харбин", "Путин -Харбин"),
+        ('gas AND NOT "joint drill"', 'gas -"joint drill"'),
+        ("NOT oil gas AND", "gas -oil"),
+        ("gas OR oil NOT pipeline", "gas OR oil -pipeline"),
+    ],
+)
+def test_and_and_not_in_capitals_are_operators(typed: str, meant: str) -> None:
+    assert search.parse_query(typed).fts5() == search.parse_query(meant).fts5()
+    assert search.parse_query(typed).tsquery() == search.parse_query(meant).tsquery()
+    # In lower case they are words.
+    assert search.parse_query("gas and not oil").fts5() == '"gas" AND "and" AND "not" AND "oil"'
+
+
 def test_unquoted_chinese_is_split_into_words_that_must_all_occur() -> None:
     query = search.parse_query("能源合作")
     assert query.fts5() == '("能源" AND "合作")'
@@ -414,6 +431,8 @@ def test_russian_names_find_their_inflected_forms_and_ai_is_not_and(
     assert sorted(found(session, names, "Китай")) == ["ru-ai", "ru-gas"]
     assert found(session, names, "Газпром Лаврова") == ["ru-gas"]
     assert found(session, names, "ИИ") == ["ru-ai"]
+    assert found(session, names, "Газпром AND Лавров") == ["ru-gas"]
+    assert found(session, names, "Китай NOT ИИ") == ["ru-gas"]
 
 
 def test_list_rows_carry_snippets_and_untitled_articles_their_opening_words(
