@@ -33,6 +33,7 @@ from pipeline.redaction import install_log_redaction, redact_text, redact_url
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from pipeline.browse import ResultPage
     from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline")
@@ -564,6 +565,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
         page = browse.list_articles(session, wanted, cross_language=cross_language)
         if args.csv:
             sys.stdout.write(browse.csv_text([*page.rows, *page.cross_language]))
+            _more_note(page)
             return 0
         for row in [*page.rows, *page.cross_language]:
             if args.json:
@@ -594,7 +596,14 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 f"{len(page.cross_language)} of these (xlang) are in other languages, found by meaning "
                 "(--no-cross-language leaves them out)"
             )
+        _more_note(page)
     return 0
+
+
+def _more_note(page: ResultPage) -> None:
+    """Say on stderr (never in the listing itself) that the list was cut at ``--limit``."""
+    if page.has_more:
+        _stderr(f"{len(page.rows)} shown, more match: --limit N or narrow the filters")
 
 
 def _marked(text: Any) -> str:
