@@ -283,7 +283,14 @@ def _parse_since(value: str) -> datetime:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # (as the database stores it)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(
+            f"out of range: {value!r} is not between 0001-01-01 and 9999-12-31 in UTC"
+        ) from None
+    return moment
 
 
 def _parse_until(value: str) -> datetime:

@@ -430,6 +430,7 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         # The last day there is: everything up to it, no day after it to compute.
         assert client.get("/articles?until=9999-12-31").status_code == 200
         assert client.get("/api/articles?until=9999-12-31").status_code == 200
+        assert client.get("/api/articles?since=0001-01-01").status_code == 200
         assert client.get("/articles/abc").status_code == 404
         assert client.get("/nowhere").status_code == 404
         assert client.get("/api/nowhere").json() == {"error": "Not Found"}
