@@ -310,10 +310,18 @@ def _parse_until(value: str) -> datetime:
 
 
 def _language_code(value: str | None) -> str | None:
-    """``--lang``'s code as stored: ``EN`` and ``en-GB`` are ``en``."""
-    from pipeline.language import normalise_code
+    """``--lang``'s code as stored (``EN`` and ``en-GB`` are ``en``); one the language
+    detector never gives (``Russian``, ``xx``) is refused: no article could match it."""
+    from pipeline.language import LANGUAGE_EXAMPLES, filter_language
 
-    return (normalise_code(value) or value) if value else None
+    if not value:
+        return None
+    code = filter_language(value)
+    if code is None:
+        raise SummitwatchError(
+            f"--lang: not a language code the detector gives: {value!r} (e.g. {LANGUAGE_EXAMPLES})"
+        )
+    return code
 
 
 def _whole_number(low: int, high: int) -> Callable[[str], int]:
