@@ -676,6 +676,49 @@ def test_a_story_found_through_its_translation_shows_that_passage_and_is_not_rep
         assert all(extra.article.lang != "en" for extra in page.cross_language)
 
 
+def test_a_story_is_in_the_languages_of_all_its_articles(
+    session: Session,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--lang ru lists an English original once when its Russian translation is stored as
+    its copy, alone or with a search or a label; its copies one by one only in their own."""
+    from datetime import timedelta
+
+    from starlette.testclient import TestClient
+
+    from pipeline import cli
+    from pipeline.web import create_app
+
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    lines = story_lines({"en": now - timedelta(hours=30), "ru": now - timedelta(hours=28)})
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="story", now=now)}
+    session.commit()
+    root, ru = results["en"].article_id, results["ru"].article_id
+    assert results["ru"].duplicate_of == root and results["ru"].copy_kind == "translation"
+    watch = (results["en"].watch or results["ru"].watch)[0].item
+
+    def ids(**filters: Any) -> list[int]:
+        wanted = repo.ArticleFilter(include_seeds=False, **filters)
+        return [f.article.id for f in repo.find_articles(session, wanted)]
+
+    for lang in ("en", "ru"):
+        assert ids(lang=lang) == [root]
+        assert ids(lang=lang, text="Харбине") == [root]
+        assert ids(lang=lang, text="Harbin") == [root]
+        assert ids(lang=lang, watch=watch) == [root]
+    assert ids(lang="zh") == []
+    assert ids(lang="ru", include_duplicates=True) == [ru]
+    assert ids(lang="en", include_duplicates=True) == [root]
+    with TestClient(create_app(settings)) as client:
+        listed = client.get("/api/articles", params={"lang": "ru", "q": "Харбин", "xlang": "0"}).json()
+    assert [row["id"] for row in listed["articles"]] == [root]
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    assert cli.main(["--db", settings.db_url, "articles", "--lang", "ru", "--json"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == [root]
+
+
 def test_the_script_of_a_query_is_the_script_of_most_of_its_letters() -> None:
     from pipeline import nearby
 
