@@ -25,7 +25,8 @@ from pipeline import nearby, search
 from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleTopic, ArticleWatch, Feed
 from pipeline.encoder import DEFAULT_MODEL
-from pipeline.language import normalise_code
+from pipeline.errors import FilterError
+from pipeline.language import LANGUAGE_EXAMPLES, filter_language
 from pipeline.redaction import redact_optional
 
 UNTITLED_WORDS = 12
@@ -53,10 +54,18 @@ def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:
     return opening + ("…" if len(opening) < len(flat) else "")
 
 
-def language_filter(code: str | None) -> str | None:
-    """A ``lang`` filter's code as stored (``--lang``, ``?lang=``): ``EN`` and ``zh-CN`` are
-    ``en`` and ``zh``; a value that is no language code is kept (it matches nothing)."""
-    return (normalise_code(code) or code) if code else None
+def language_filter(value: str | None, *, option: str = "lang") -> str | None:
+    """A language filter's code as stored (``--lang``, ``?lang=``): ``EN`` and ``zh-CN`` are
+    ``en`` and ``zh``. A value that is no code the language detector gives (``Russian``,
+    ``xx``) could match no article: refused (:class:`FilterError`, naming ``option``)."""
+    if not value:
+        return None
+    code = filter_language(value)
+    if code is None:
+        raise FilterError(
+            f"{option}: not a language code the detector gives: {value!r} (e.g. {LANGUAGE_EXAMPLES})"
+        )
+    return code
 
 
 def source_name(article: Article) -> str | None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
+    from pipeline.browse import ResultPage
     from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline")
@@ -240,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     arts.add_argument("--feed", help="a feed id, or a feed's name or outlet")
     arts.add_argument("--since", type=_parse_since, help="published on or after (YYYY-MM-DD)")
     arts.add_argument("--until", type=_parse_until, help="published on or before (YYYY-MM-DD)")
-    arts.add_argument("--q", help='full-text search: words, "phrases", -exclusions, OR (see README)')
+    arts.add_argument("--q", help='full-text search: words, "phrases", -exclusions (NOT), OR (see README)')
     arts.add_argument(
         "--sort", choices=["relevance", "newest"], default="relevance", help="order of search results"
     )
@@ -308,7 +309,14 @@ def _parse_since(value: str) -> datetime:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # (as the database stores it)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(
+            f"out of range: {value!r} is not between 0001-01-01 and 9999-12-31 in UTC"
+        ) from None
+    return moment
 
 
 def _parse_until(value: str) -> datetime:
@@ -567,7 +575,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     wanted = repo.ArticleFilter(
         topic=args.topic,
         watch=args.watch,
-        lang=browse.language_filter(args.lang),
+        lang=browse.language_filter(args.lang, option="--lang"),
         feed=args.feed,
         since=args.since,
         until=args.until,
@@ -590,6 +598,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
         page = browse.list_articles(session, wanted, cross_language=cross_language)
         if args.csv:
             sys.stdout.write(browse.csv_text([*page.rows, *page.cross_language]))
+            _more_note(page)
             return 0
         for row in [*page.rows, *page.cross_language]:
             if args.json:
@@ -620,7 +629,14 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 f"{len(page.cross_language)} of these (xlang) are in other languages, found by meaning "
                 "(--no-cross-language leaves them out)"
             )
+        _more_note(page)
     return 0
+
+
+def _more_note(page: ResultPage) -> None:
+    """Say on stderr (never in the listing itself) that the list was cut at ``--limit``."""
+    if page.has_more:
+        _stderr(f"{len(page.rows)} shown, more match: --limit N or narrow the filters")
 
 
 def _marked(text: Any) -> str:

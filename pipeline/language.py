@@ -744,6 +744,38 @@ def normalise_code(code: str | None) -> str | None:
     return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None
 
 
+@lru_cache(maxsize=1)
+def detectable_languages() -> frozenset[str]:
+    """Every code :func:`detect_language` can give, ``und`` included: the languages an
+    article can be stored in, so the only values a language filter can match."""
+    from langdetect.detector_factory import PROFILES_DIRECTORY
+
+    profiles = (path.name for path in Path(PROFILES_DIRECTORY).iterdir() if not path.name.startswith("."))
+    marked = (rule[0] for rule in (*_MARKED_CYRILLIC, *_MARKED_ARABIC, *_MARKED_LATIN))
+    return frozenset(
+        {
+            UNDETERMINED,
+            *(_CODE_MAP.get(name, name) for name in profiles),
+            *_SCRIPT_LANG.values(),
+            *(lang for _, _, lang in _SCRIPTS_OF_THEIR_OWN),
+            *marked,
+            *_CYRILLIC_ALPHABETS,
+            *(sibling for sibling, _, _ in _SIBLINGS.values()),
+        }
+    )
+
+
+# A few of them, for messages that refuse another value.
+LANGUAGE_EXAMPLES = "en, ru, zh, uk, kk, de, fr, ja, ko; und: undetermined"
+
+
+def filter_language(value: str) -> str | None:
+    """``value`` as the code a language filter matches (``EN``, ``en-GB``: ``en``), or None
+    when it is no code :func:`detect_language` gives (``Russian``, ``xx``)."""
+    code = normalise_code(value)
+    return code if code in detectable_languages() else None
+
+
 # Scripts langdetect has no profile for, each written (in the news) in one language: a
 # text mostly in one of them is that language. langdetect would name a language from the
 # few n-grams it knows: Armenian and Georgian came out as Estonian, with confidence 1.0.

@@ -8,7 +8,8 @@ The language processing happens here, in Python, so that SQLite (FTS5) and Postg
   ``ё`` is read as ``е``, and each word is stemmed with the Snowball stemmer of its
   *script* (Latin: English, Cyrillic: Russian, Greek, Arabic, Armenian, Devanagari:
   Hindi, Tamil). Queries carry no language, so the script is the only thing a query and
-  a document agree on;
+  a document agree on. Russian is stemmed again while that changes it (down to three
+  letters), and no word is stemmed into a stop word or a single letter;
 * Chinese (and Japanese kana) runs become one token per character: the bigram starting
   at that character, or the character itself at the end of a run. Every substring of a
   run is then a phrase of bigrams (``天然气`` = ``天然 然气``), and a single character a
@@ -22,9 +23,11 @@ Query syntax (both databases)::
     "power of siberia"       a phrase: the words in this order
     -ukraine  -"joint drill" leave out articles with this word or phrase
     gas OR oil               either (binds tighter than AND: gas OR oil pipeline)
+    gas AND oil              AND in capitals: the same as gas oil
+    gas NOT oil              NOT in capitals: the same as gas -oil (a word or a phrase)
 
-Anything else (``*``, ``(``, ``:``, ``^``, ``NEAR``) is just text: it cannot reach the
-database's own query language.
+Anything else (``*``, ``(``, ``:``, ``^``, ``NEAR``, a lower-case ``and``) is just text: it
+cannot reach the database's own query language.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any
 
 from pipeline.errors import FilterError
 
-SCHEME = "fts1"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+SCHEME = "fts2"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
@@ -71,6 +74,33 @@ _SCRIPT_STEMMERS: tuple[tuple[int, int, str], ...] = (
     (0x0900, 0x097F, "hindi"),
     (0x0B80, 0x0BFF, "tamil"),
 )
+
+
+# Function words: indexed as they are, and no other word is stemmed into one (``ии`` "AI"
+# is not ``и`` "and", ``событие`` "event" not ``собой`` "oneself"): such a word is indexed
+# unstemmed. Written folded, with е for ё.
+_ENGLISH_STOP_WORDS = """a about after against among am an and are as at be been before being between both
+but by can could did do does doing during each either for from had has have having he her hers herself
+him himself his i if in into is it its itself me mine my myself neither no nor not of off on onto or our
+ours ourselves out over per she should than that the their theirs them themselves these they this those
+through to under until up upon us via was we were what when where which while who whom whose why will
+with within without would you your yours yourself yourselves"""
+_RUSSIAN_STOP_WORDS = """а без бы был была были было быть в вам вами вас во вот все всего всей всем всеми
+всех вы где да даже для до его ее ей ему если есть же за и из изо или им ими их к как какая какие каким
+какой когда ко кого кому кто ли либо меж между меня мне мной мы на над надо нам нами нас не него нее ней
+нем нему нет ни ним ними них но ну о об обо он она они оно от ото перед по под после при про с себе себя
+со собой та так те тем то тобой того той том тот ты у чего чем чему что чтоб чтобы эта эти этим этих это
+этого этой этом этот я"""
+_STOP_WORDS = {
+    "english": frozenset(_ENGLISH_STOP_WORDS.split()),
+    "russian": frozenset(_RUSSIAN_STOP_WORDS.split()),
+}
+# Russian is stemmed again while that still changes the word: the Snowball stemmer takes a
+# bare noun's last letters for an ending ("газпром" -> "газпр", "китай" -> "кита") but not
+# its inflected forms' ("газпрома" -> "газпром", "китая" -> "кит"). Only down to three
+# letters, so that "учения" stays "учен", not "уч" ("учить").
+_STEMMED_AGAIN = frozenset({"russian"})
+MIN_STEM_AGAIN_CHARS = 3
 
 
 class QueryError(FilterError):
@@ -112,9 +142,27 @@ def normalise_word(word: str) -> str:
     if not folded or folded.isdigit():
         return folded
     language = _language_of(folded)
-    stem = _stemmer(language).stemWord(folded) if language else folded
+    stem = _stem(language, folded) if language else folded
     # Apostrophes would split the token again in the database (and "russia's" is "russia").
     return str(stem).replace("'", "") or folded.replace("'", "")
+
+
+def _stem(language: str, word: str) -> str:
+    """``word`` stemmed, unless it is a stop word or that makes it a single letter or a stop word."""
+    stemmer = _stemmer(language)
+    stop_words = _STOP_WORDS.get(language, frozenset())
+    if word in stop_words:
+        return word
+    stem = str(stemmer.stemWord(word))
+    if len(stem) < 2 or (stem in stop_words and stem != word.partition("'")[0]):  # ("it's" is "it")
+        return word
+    if language not in _STEMMED_AGAIN:
+        return stem
+    while True:
+        shorter = str(stemmer.stemWord(stem))
+        if shorter == stem or len(shorter) < MIN_STEM_AGAIN_CHARS or shorter in stop_words:
+            return stem
+        stem = shorter
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -312,14 +360,20 @@ def parse_query(text: str) -> SearchQuery:
     cleaned = _CONTROL.sub(" ", text).replace("“", '"').replace("”", '"').replace("„", '"')
     groups: list[list[Unit]] = []
     excluded: list[Unit] = []
-    pending_or = False
+    pending_or = pending_not = False
     count = 0
     for match in _QUERY_PART.finditer(cleaned):
         word = match.group("word")
         if word == "OR":
             pending_or = bool(groups)
             continue
-        negative = bool(match.group("neg"))
+        if word == "AND":  # what two words mean anyway
+            continue
+        if word == "NOT":  # the next word or phrase is left out, as "-"
+            pending_not = True
+            continue
+        negative = bool(match.group("neg")) or pending_not
+        pending_not = False
         if match.group("phrase") is not None:
             unit = _phrase_unit(match.group("phrase"))
         else:

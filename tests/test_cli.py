@@ -263,6 +263,16 @@ def test_articles_filters_and_json(db: Path) -> None:
     assert "2026-11-02  en" in human.stdout and "https://n.example/x" in human.stdout
 
 
+def test_a_list_cut_at_its_limit_says_so_on_stderr(db: Path) -> None:
+    for output in ([], ["--json"], ["--csv"]):
+        cut = sw("articles", "--seeds", "--limit", "2", *output, db=db)
+        assert cut.returncode == 0, cut.stderr
+        assert "2 shown, more match: --limit N or narrow the filters" in cut.stderr
+        assert "more match" not in cut.stdout
+        whole = sw("articles", "--seeds", "--limit", "5", *output, db=db)  # (the 5 seeds)
+        assert whole.returncode == 0 and "more match" not in whole.stderr
+
+
 def test_feeds_add_list_and_opml_round_trip(db: Path, tmp_path: Path) -> None:
     assert (
         sw("feeds", "add", "https://example.org/rss", "--name", "Example", "--lang", "en", db=db).returncode

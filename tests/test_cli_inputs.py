@@ -154,12 +154,29 @@ def test_arguments_out_of_range_are_refused_in_one_line(db: Path, tmp_path: Path
         (["coverage", "--days", "731"], "must be from 1 to 730, not 731"),
         (["unlink", "99999999999999999999"], "must be from 1 to"),
         (["articles", "--limit", "ten"], "not a whole number: 'ten'"),
+        # Moments that are no date in UTC (the database stores UTC).
+        (["articles", "--since", "0001-01-01T00:00:00+05:00"], "argument --since: out of range"),
+        (["articles", "--until", "9999-12-31T23:59:59-05:00"], "argument --until: out of range"),
+        # Only codes the language detector gives: no article could have another.
+        (
+            ["articles", "--lang", "Russian"],
+            "--lang: not a language code the detector gives: 'Russian' (e.g. en",
+        ),
+        (["articles", "--lang", "xx"], "--lang: not a language code the detector gives: 'xx'"),
     ]:
         done = sw(*args, db=db)
         assert done.returncode == 2, (args, done.stderr)
         assert expected in done.stderr and "Traceback" not in done.stderr
     far = sw("articles", "--until", "9999-12-31", db=db)
     assert far.returncode == 0 and "Traceback" not in far.stderr
+    for args in (
+        ["--since", "0001-01-01T00:00:00Z"],
+        ["--lang", "RU"],
+        ["--lang", "en-GB"],
+        ["--lang", "und"],
+    ):
+        done = sw("articles", *args, db=db)
+        assert done.returncode == 0, (args, done.stderr)
     # Bytes that are not UTF-8 in an argument (a mistyped terminal).
     raw = subprocess.run(
         [SCRIPT.encode(), b"articles", b"--q", b"Arctic\xff"],

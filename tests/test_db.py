@@ -317,3 +317,50 @@ def test_an_older_database_s_quarantined_digests_give_their_changes_back(db_url:
         rows = connection.execute(text("SELECT id, digest_id FROM coverage_changes ORDER BY id")).all()
     engine.dispose()
     assert [tuple(row) for row in rows] == [(1, None), (2, None), (3, 3), (4, 4)]
+
+
+def test_an_older_database_s_evidence_is_rewritten_as_text(db_url: str) -> None:
+    """Migration 0014: evidence stored with \\uXXXX escapes is rewritten with the
+    characters themselves; what it says is unchanged."""
+    import json
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from pipeline.db.engine import alembic_config, upgrade_schema
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0011")
+    cast = "CAST(:evidence AS json)" if engine.dialect.name == "postgresql" else ":evidence"
+    evidence = {"energy": ["Россия и Китай", "中俄"], "military": ["Plain English, a \\u backslash"]}
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO articles (id, text, lang, content_hash, is_seed, word_count, first_seen_at) "
+                "VALUES (1, 't', 'ru', :hash, false, 1, :now)"
+            ),
+            {"hash": "0" * 64, "now": "2026-12-01 00:00:00+00:00"},
+        )
+        for topic, sentences in evidence.items():
+            connection.execute(
+                text(
+                    f"INSERT INTO article_topics (article_id, topic, score, evidence) VALUES (1, :t, 0.9, {cast})"
+                ),
+                {"t": topic, "evidence": json.dumps(sentences)},
+            )
+        connection.execute(
+            text(
+                f"INSERT INTO article_watch (article_id, item, evidence) VALUES (1, 'arctic_route', {cast})"
+            ),
+            {"evidence": json.dumps(["Северный морской путь"])},
+        )
+    upgrade_schema(engine)
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(text("SELECT topic, CAST(evidence AS TEXT) FROM article_topics")).all()
+        )
+        watch = connection.execute(text("SELECT CAST(evidence AS TEXT) FROM article_watch")).scalar_one()
+    engine.dispose()
+    assert stored["energy"] == '["Россия и Китай", "中俄"]'
+    assert {topic: json.loads(value) for topic, value in stored.items()} == evidence
+    assert watch == '["Северный морской путь"]'

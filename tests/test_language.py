@@ -287,6 +287,22 @@ def test_normalise_code(raw: str, code: str | None) -> None:
     assert normalise_code(raw) == code
 
 
+def test_a_language_filter_takes_only_codes_the_detector_gives() -> None:
+    detectable = language.detectable_languages()
+    # Every answer of the detector is one (including the siblings and "und")...
+    answers = {detect_language(text).lang for text in [*SAMPLES.values(), *BY_LETTERS.values(), "ok"]}
+    assert answers <= detectable and {"und", "zh", "ms", "sr", "ckb"} <= detectable
+    assert not {"zh-cn", "zh-tw"} & detectable
+    # ...and a filter on any other value could match nothing.
+    assert [language.filter_language(v) for v in ("EN", "en-GB", "zh-Hant", "und")] == [
+        "en",
+        "en",
+        "zh",
+        "und",
+    ]
+    assert [language.filter_language(v) for v in ("Russian", "xx", "", "e1")] == [None] * 4
+
+
 def test_traditional_chinese_is_chinese_not_korean() -> None:
     from pipeline.language import detect_language
 

@@ -81,6 +81,15 @@ def found(session: Session, names: dict[int, str], query: str, **filters: Any) -
         ("STRASSE", "straße"),
         ("ＧＡＳ", "gas"),
         ("Russia's", "russia"),
+        # The Russian stemmer takes a bare noun's last letters for an ending: stemmed again.
+        ("Китай", "Китая"),
+        ("Китаю", "Китая"),
+        ("Газпром", "Газпрома"),
+        ("Газпромом", "Газпрому"),
+        ("Лавров", "Лаврова"),
+        ("Иран", "Ирана"),
+        ("Байден", "Байдена"),
+        ("саммит", "саммита"),
     ],
 )
 def test_inflected_and_folded_forms_share_terms(one: str, other: str) -> None:
@@ -90,6 +99,25 @@ def test_inflected_and_folded_forms_share_terms(one: str, other: str) -> None:
 def test_different_words_keep_different_terms() -> None:
     assert search.terms("pipeline")[0] != search.terms("pipe")[0]
     assert search.terms("Сибирь")[0] != search.terms("Сирия")[0]
+    # Stemmed again only down to three letters: exercises are not "to teach".
+    assert search.terms("учения")[0] != search.terms("учить")[0]
+    assert search.terms("военные")[0] != search.terms("во")[0]
+
+
+@pytest.mark.parametrize(
+    ("word", "stop_word"),
+    [("ИИ", "и"), ("имя", "им"), ("тему", "тем"), ("ins", "in"), ("ands", "and"), ("της", "τ")],
+)
+def test_no_word_is_stemmed_into_a_stop_word_or_a_single_letter(word: str, stop_word: str) -> None:
+    # Kept whole, in the index and in a query alike.
+    assert search.terms(word) == [word.casefold()]
+    assert search.terms(stop_word) == [stop_word]
+    assert search.parse_query(word).fts5() == f'"{word.casefold()}"'
+
+
+def test_stop_words_are_indexed_as_they_are() -> None:
+    assert search.terms("собой событие") == ["собой", "соб"]
+    assert search.terms("being does") == ["being", "does"]
 
 
 def test_chinese_runs_are_indexed_as_bigrams_with_the_last_character() -> None:
@@ -122,6 +150,23 @@ def test_query_syntax() -> None:
     query = search.parse_query('"power of siberia" gas OR oil -ukraine')
     assert query.fts5() == '("power of siberia" AND ("gas" OR "oil")) NOT "ukrain"'
     assert query.tsquery() == "('power' <-> 'of' <-> 'siberia') & ('gas' | 'oil') & !'ukrain'"
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("Путин AND Си", "Путин Си"),
+        ("Путин NOT Харбин", "Путин -Харбин"),
+        ('gas AND NOT "joint drill"', 'gas -"joint drill"'),
+        ("NOT oil gas AND", "gas -oil"),
+        ("gas OR oil NOT pipeline", "gas OR oil -pipeline"),
+    ],
+)
+def test_and_and_not_in_capitals_are_operators(typed: str, meant: str) -> None:
+    assert search.parse_query(typed).fts5() == search.parse_query(meant).fts5()
+    assert search.parse_query(typed).tsquery() == search.parse_query(meant).tsquery()
+    # In lower case they are words.
+    assert search.parse_query("gas and not oil").fts5() == '"gas" AND "and" AND "not" AND "oil"'
 
 
 def test_unquoted_chinese_is_split_into_words_that_must_all_occur() -> None:
@@ -363,6 +408,33 @@ def test_migration_back_fills_the_index(db_url: str, settings: Settings) -> None
         engine.dispose()
 
 
+def test_russian_names_find_their_inflected_forms_and_ai_is_not_and(
+    session: Session, settings: Settings
+) -> None:
+    lines = [
+        {"id": "ru-gas", "title": "Переговоры России и Китая", "text": "Лавров обсудил поставки Газпрома."},
+        {"id": "ru-ai", "title": "Нейросети", "text": "Китай и Россия развивают ИИ."},
+    ]
+    names = {
+        r.result.article_id: r.input_id
+        for r in import_lines(
+            session,
+            settings,
+            [
+                json.dumps({**line, "url": f"https://news.example/{line['id']}", "lang": "ru"})
+                for line in lines
+            ],
+            source="ru",
+        )
+    }
+    session.commit()
+    assert sorted(found(session, names, "Китай")) == ["ru-ai", "ru-gas"]
+    assert found(session, names, "Газпром Лаврова") == ["ru-gas"]
+    assert found(session, names, "ИИ") == ["ru-ai"]
+    assert found(session, names, "Газпром AND Лавров") == ["ru-gas"]
+    assert found(session, names, "Китай NOT ИИ") == ["ru-gas"]
+
+
 def test_list_rows_carry_snippets_and_untitled_articles_their_opening_words(
     session: Session, indexed: dict[int, str]
 ) -> None:
@@ -602,6 +674,49 @@ def test_a_story_found_through_its_translation_shows_that_passage_and_is_not_rep
         )
         assert root not in {extra.article.id for extra in page.cross_language}
         assert all(extra.article.lang != "en" for extra in page.cross_language)
+
+
+def test_a_story_is_in_the_languages_of_all_its_articles(
+    session: Session,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--lang ru lists an English original once when its Russian translation is stored as
+    its copy, alone or with a search or a label; its copies one by one only in their own."""
+    from datetime import timedelta
+
+    from starlette.testclient import TestClient
+
+    from pipeline import cli
+    from pipeline.web import create_app
+
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    lines = story_lines({"en": now - timedelta(hours=30), "ru": now - timedelta(hours=28)})
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="story", now=now)}
+    session.commit()
+    root, ru = results["en"].article_id, results["ru"].article_id
+    assert results["ru"].duplicate_of == root and results["ru"].copy_kind == "translation"
+    watch = (results["en"].watch or results["ru"].watch)[0].item
+
+    def ids(**filters: Any) -> list[int]:
+        wanted = repo.ArticleFilter(include_seeds=False, **filters)
+        return [f.article.id for f in repo.find_articles(session, wanted)]
+
+    for lang in ("en", "ru"):
+        assert ids(lang=lang) == [root]
+        assert ids(lang=lang, text="Харбине") == [root]
+        assert ids(lang=lang, text="Harbin") == [root]
+        assert ids(lang=lang, watch=watch) == [root]
+    assert ids(lang="zh") == []
+    assert ids(lang="ru", include_duplicates=True) == [ru]
+    assert ids(lang="en", include_duplicates=True) == [root]
+    with TestClient(create_app(settings)) as client:
+        listed = client.get("/api/articles", params={"lang": "ru", "q": "Харбин", "xlang": "0"}).json()
+    assert [row["id"] for row in listed["articles"]] == [root]
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    assert cli.main(["--db", settings.db_url, "articles", "--lang", "ru", "--json"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == [root]
 
 
 def test_the_script_of_a_query_is_the_script_of_most_of_its_letters() -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from pipeline.bootstrap import initialise
 from pipeline.db.engine import make_engine, session_factory
+from pipeline.db.schema import ArticleTopic
 from pipeline.ingest import import_lines
 from pipeline.settings import Settings
 from tests.conftest import REPO_ROOT
@@ -111,3 +112,26 @@ def test_an_article_dated_a_little_ahead_counts_on_one_day_everywhere(
         assert f'href="{link.replace("&", "&amp;")}"' in page
         listed = client.get("/api/articles" + link.removeprefix("/articles")).json()["articles"]
         assert len(listed) == 3
+
+
+def test_evidence_in_the_views_reads_as_text(settings: Settings) -> None:
+    """JSON columns keep Russian and Chinese as they are: psql and sqlite3 show the
+    evidence of v_article_topics as sentences, not \\uXXXX escapes."""
+    initialise(settings, load_feeds=False)
+    engine = make_engine(settings.db_url)
+    text_ru = "Россия и Китай подписали соглашение о поставках газа по газопроводу."
+    line = json.dumps({"url": "https://n.example/ru", "title": "Газ", "text": text_ru}, ensure_ascii=False)
+    with session_factory(engine)() as session:
+        [outcome] = import_lines(session, settings, [line], source="v", now=NOW)
+        evidence = [text_ru, "中俄能源合作"]
+        session.merge(
+            ArticleTopic(article_id=outcome.result.article_id, topic="energy", score=0.9, evidence=evidence)
+        )
+        session.commit()
+    with engine.connect() as connection:
+        shown = connection.execute(
+            text("SELECT CAST(evidence AS TEXT) FROM v_article_topics WHERE topic = 'energy'")
+        ).scalar_one()
+    engine.dispose()
+    assert "\\u" not in shown and json.loads(shown) == evidence
+    assert text_ru in shown

@@ -491,6 +491,9 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
             "limit=100000": "limit: must be between 1 and 200",
             "duplicates=maybe": "duplicates: expected 1 or 0",
             "lang=%3Cscript%3E": "lang: not a language code",
+            # Only codes the language detector gives: no article could have another.
+            "lang=Russian": "lang: not a language code the detector gives: 'Russian' (e.g. en, ru, zh",
+            "lang=xx": "lang: not a language code the detector gives: 'xx'",
             "page=4000&limit=200": "too deep",
             # Over 4,300 digits Python refuses to convert: refused before that, not a 500.
             "page=1" + "0" * 4300: "page: must be between 1",
@@ -520,6 +523,8 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         # The last day there is: everything up to it, no day after it to compute.
         assert client.get("/articles?until=9999-12-31").status_code == 200
         assert client.get("/api/articles?until=9999-12-31").status_code == 200
+        assert client.get("/api/articles?since=0001-01-01").status_code == 200
+        assert client.get("/api/articles?lang=EN-gb").status_code == 200
         assert client.get("/articles/abc").status_code == 404
         assert client.get("/nowhere").status_code == 404
         assert client.get("/api/nowhere").json() == {"error": "Not Found"}

@@ -84,6 +84,10 @@ def test_search_pages_and_exports_over_http(sqlite_url: str) -> None:
         records = [json.loads(line) for line in jsonl.text.splitlines()]
         assert {r["id"] for r in records} == {ids["ru-siberia"], ids["ru-siberia-record"], ids["ru-elka"]}
         assert all(r["snippet"][s:e].lower().startswith("сибир") for r in records for s, e in r["highlights"])
+        # AND and NOT in capitals are operators here too.
+        typed = {"q": "Путин AND Си NOT Харбин", "format": "jsonl", "xlang": "0"}
+        operators = client.get("/api/articles", params=typed)
+        assert [json.loads(line)["id"] for line in operators.text.splitlines()] == [ids["ru-putin"]]
         bad = client.get("/api/articles", params={"q": "-only"})
         assert bad.status_code == 400 and "only excludes" in bad.json()["error"]
         assert client.get("/articles", params={"q": "x" * 10_000}).status_code == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import json
 import logging
 import os
 import re
@@ -36,6 +37,7 @@ def make_engine(db_url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
     see :func:`_sqlite_pragmas`). PostgreSQL commits durably whatever this says.
     """
     url = parse_db_url(db_url)  # a clear error for a URL that is not one, before SQLAlchemy's
+    kwargs.setdefault("json_serializer", json_text)
     if db_url.startswith("sqlite"):
         engine = create_engine(db_url, connect_args={"timeout": 30}, **kwargs)
         read_only = _read_only_uri(url)
@@ -48,6 +50,12 @@ def make_engine(db_url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
         )
         return engine
     return create_engine(db_url, pool_pre_ping=True, **kwargs)
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as stored: other scripts as themselves, not ``\\uXXXX`` escapes,
+    so that the evidence in the SQL views reads as text."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def parse_db_url(db_url: str) -> URL:

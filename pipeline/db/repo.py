@@ -420,6 +420,17 @@ def story_has_label(table: type[ArticleTopic] | type[ArticleWatch], slug: str, s
     return own | copied
 
 
+def story_in_language(lang: str, plain: Callable[[Any], Any]) -> Any:
+    """A condition on an original: it or one of its copies (a translation) is in ``lang``.
+
+    Tested row by row through the copies' ``duplicate_of_id`` index (``plain``, from
+    :func:`index_free`, keeps SQLite from probing the language index for every row instead).
+    """
+    copy = aliased(Article)
+    translated = select(copy.id).where(copy.duplicate_of_id == Article.id, plain(copy.lang) == lang).exists()
+    return (plain(Article.lang) == lang) | translated
+
+
 def _found(
     session: Session, wanted: ArticleFilter, matched: Subquery | None, left_out: Subquery | None = None
 ) -> list[Found]:
@@ -474,7 +485,11 @@ def _found(
         )
         query = query.where(Article.id.in_(item))
     if wanted.lang:
-        query = query.where(plain(Article.lang) == wanted.lang)
+        query = query.where(
+            plain(Article.lang) == wanted.lang
+            if wanted.include_duplicates
+            else story_in_language(wanted.lang, plain)
+        )
     if wanted.feed:
         query = query.where(plain(Article.feed_id).in_(feed_ids_named(session, wanted.feed)))
     moment = article_moment()

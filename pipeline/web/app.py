@@ -75,7 +75,6 @@ SPARK_HEIGHT = 32  # the coverage sparkline, in SVG units: a bar per day
 SPARK_STEP = 6
 # Ids are INTEGER on both databases; a larger one would overflow the driver, not miss.
 MAX_ID = 2**31 - 1
-_LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
@@ -339,9 +338,10 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
     if watch is not None and watch not in _slugs(registry.watch):
         raise BadRequest(f"unknown watch item {watch!r}; watch items: {', '.join(_slugs(registry.watch))}")
     lang = _text(params, "lang")
-    if lang is not None and not _LANG.match(lang):
-        raise BadRequest(f"lang: not a language code: {lang!r} (use e.g. en, ru, zh)")
-    lang = browse.language_filter(lang)
+    try:
+        lang = browse.language_filter(lang, option="lang")
+    except FilterError as exc:
+        raise BadRequest(str(exc)) from None
     feed = _text(params, "feed")
     if feed is not None and len(feed) > 300:
         raise BadRequest("feed: longer than 300 characters")
