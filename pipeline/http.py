@@ -464,7 +464,7 @@ class HostBreaker:
 
     def _trip(self, host: str, reason: str, wait: float | None) -> None:
         seconds = max(self.hold or 0.0, wait or 0.0)
-        until = time.monotonic() + seconds if self.hold is not None or wait else None
+        until = time.monotonic() + seconds if self.hold is not None or wait is not None else None
         self._tripped[host] = (until, reason, wait)
 
 

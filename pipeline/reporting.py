@@ -920,9 +920,11 @@ def _deliver(
 def _give_back_changes(session: Session, row: DigestOutbox) -> int:
     """Unmark the changes of quarantined digest ``row`` when none of it is, or may be, in
     the channel: the next digest reports them (under a new key, :func:`_unquarantined_key`).
-    A digest begun in the channel keeps them: its first part named them there. Returns how
-    many went back."""
-    if row.parts_sent or row.unconfirmed_since is not None:
+    A digest begun in the channel keeps them: its first part named them there. So does a
+    digest that was itself rebuilt from given-back changes (``<key>~N``): Slack refused
+    the same changes twice, and giving them back again would rebuild and refuse them at
+    every run, taking every later change down with them. Returns how many went back."""
+    if row.parts_sent or row.unconfirmed_since is not None or "~" in (row.digest_key or ""):
         return 0
     result = session.execute(
         update(CoverageChange).where(CoverageChange.digest_id == row.id).values(digest_id=None)

@@ -51,9 +51,10 @@ def plan_feed_batches(
     outlet land in the same task and are polled one after another, not in parallel by
     several workers (politeness towards each host).
 
-    A feed is due when its next poll time falls before the planning moment plus a fifth
-    of ``poll.interval_minutes``: a run polls its feeds a little after planning them (the
-    tasks start later), so with the schedule at the interval each feed's next poll time
+    A healthy feed is due when its next poll time falls before the planning moment plus a
+    fifth of ``poll.interval_minutes`` (a failing one, only once its backoff is over): a
+    run polls its feeds a little after planning them (the tasks start later), so with the
+    schedule at the interval each feed's next poll time
     falls a little after the next run's planning moment, and without that slack it
     would wait for the run after: polled every second run.
     """
@@ -62,7 +63,7 @@ def plan_feed_batches(
     wanted_ids = _feed_id_list(feed_ids) if feed_ids else None
     with task_session(settings) as session:
         slack = timedelta(minutes=settings.poll.interval_minutes) / 5
-        wanted = wanted_ids if wanted_ids else repo.due_feed_ids(session, utcnow() + slack)
+        wanted = wanted_ids if wanted_ids else repo.due_feed_ids(session, utcnow(), slack=slack)
         urls = repo.feed_urls(session, wanted)
     unknown = [feed_id for feed_id in wanted_ids or () if feed_id not in urls]
     if unknown:

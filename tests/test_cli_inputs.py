@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -236,6 +237,25 @@ def test_a_database_that_may_not_be_written_is_read_and_a_write_names_why(
             done = run(*command)
             assert done.returncode == 0 and "error" not in done.stderr, (command, done.stderr)
         assert len(run("articles", "--seeds", "--json").stdout.splitlines()) == 5
+        # The web UI's engine lives for hours: a file it could only read as it stands (in a
+        # read-only folder) is refused, with why.
+        serve_engine = subprocess.run(
+            [
+                *prefix,
+                sys.executable,
+                "-c",
+                "import sys; from pipeline.db.engine import make_engine; make_engine(sys.argv[1], long_lived=True)",
+                f"sqlite:///{path}",
+            ],
+            capture_output=True,
+            text=True,
+            env=environment(path),
+            timeout=120,
+        )
+        if read_only == "folder":
+            assert serve_engine.returncode != 0 and "cannot serve the database" in serve_engine.stderr
+        else:
+            assert serve_engine.returncode == 0, serve_engine.stderr
         for command in (
             ("import", "--json", str(lines)),
             ("init",),

@@ -683,22 +683,29 @@ def test_an_answer_from_the_host_starts_its_count_again() -> None:
 def test_a_host_asking_to_be_left_alone_is_not_asked_again_until_then() -> None:
     """A 429 with Retry-After: the host's other pages are put off at once (deferred, with
     the wait it asked for), another host's are fetched; once the wait is over it is asked."""
-    routes = {f"/p{i}": (lambda handler: Reply(429, b"", {"Retry-After": "1"})) for i in range(4)}
+    routes = {f"/p{i}": (lambda handler: Reply(429, b"", {"Retry-After": "2"})) for i in range(4)}
+    routes["/now"] = lambda handler: Reply(503, b"", {"Retry-After": "0"})
     routes["/ok"] = lambda handler: Reply(200, b"fine")
     with LocalServer(routes) as server, HttpClient(QUICK, allow_private_networks=True) as http:
         breaker = HostBreaker(3)
         with pytest.raises(FetchError) as first:
             breaker.get(http, server.url("/p0"))
-        assert first.value.retry_after == 1 and not first.value.deferred
-        with pytest.raises(FetchError, match="asked to be left alone for 1 s") as later:
+        assert first.value.retry_after == 2 and not first.value.deferred
+        with pytest.raises(FetchError, match="asked to be left alone for 2 s") as later:
             breaker.get(http, server.url("/p1"))
-        assert later.value.deferred and later.value.retry_after == 1
+        assert later.value.deferred and later.value.retry_after == 2
         assert breaker.get(http, server.url("/ok", host="localhost")).body == b"fine"
-        time.sleep(1.1)
+        time.sleep(2.1)
         with pytest.raises(FetchError) as again:
             breaker.get(http, server.url("/p2"))
         assert not again.value.deferred
-    assert [hit["path"] for hit in server.hits] == ["/p0", "/ok", "/p2"]
+        # "Retry-After: 0" asks for no wait: the host is asked again at once.
+        other = HostBreaker(3)
+        for _ in range(2):
+            with pytest.raises(FetchError) as now:
+                other.get(http, server.url("/now", host="localhost"))
+            assert not now.value.deferred
+    assert [hit["path"] for hit in server.hits] == ["/p0", "/ok", "/p2", "/now", "/now"]
 
 
 def test_a_breaker_kept_across_runs_leaves_a_dead_host_alone_for_its_hold() -> None:

@@ -293,6 +293,31 @@ def test_a_wrong_webhook_url_s_page_keeps_the_digest_pending(
     assert sorted(again.sent) == sorted(report.pending)
 
 
+def test_changes_slack_refuses_twice_are_not_given_back_again(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """Slack refuses the rebuilt digest too (the content that offends it is still there):
+    its changes stay with it, so that they are not rebuilt and refused at every run, and
+    later digests are not taken down with them."""
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1)
+    destination = destination_name(target)
+    slack.fail_next(1000, 200, error="invalid_blocks", method="chat.postMessage")
+    moment = NOW
+    keys = []
+    for _ in range(4):
+        for digest in prepare_digests(session, slack_settings, destination, now=moment):
+            keys.append(digest.digest_key)
+        deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+        moment += timedelta(minutes=15)
+    changes = [key for key in keys if key.startswith("changes")]
+    assert len(changes) == 2 and changes[1] == f"{changes[0]}~2"
+    unreported = session.scalar(
+        select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id.is_(None))
+    )
+    assert unreported == 0
+
+
 def test_a_digest_slack_refuses_gives_its_changes_to_the_next_digest(
     session: Session, slack_settings: Settings, slack: FakeSlack
 ) -> None:

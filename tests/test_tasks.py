@@ -59,9 +59,12 @@ def test_a_feed_polled_by_the_run_before_is_due_in_the_next(tmp_path: Path) -> N
     initialise(settings, load_feeds=False)
     engine = make_engine(settings.db_url)
     with session_factory(engine)() as session:
-        for i, wait in enumerate((timedelta(seconds=20), timedelta(minutes=10), -timedelta(minutes=1))):
+        waits = (timedelta(seconds=20), timedelta(minutes=10), -timedelta(minutes=1), timedelta(seconds=20))
+        for i, wait in enumerate(waits):
             feed, _ = repo.upsert_feed(session, f"https://n{i}.example/feed")
             feed.next_poll_at = utcnow() + wait
+        # (the fourth is failing: it waits for its backoff, or what its server asked, to the second)
+        feed.failure_count = 2
         session.commit()
     engine.dispose()
     assert plan_feed_batches(settings=settings) == [[1, 3]]

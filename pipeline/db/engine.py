@@ -30,17 +30,27 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(db_url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
+def make_engine(db_url: str, *, durable: bool = False, long_lived: bool = False, **kwargs: Any) -> Engine:
     """Create an engine for ``db_url`` with the per-dialect settings summitwatch relies on.
 
     ``durable``: on SQLite, every commit waits for the disk (the digest outbox's engines;
     see :func:`_sqlite_pragmas`). PostgreSQL commits durably whatever this says.
+    ``long_lived``: the engine serves for hours (the web UI): a SQLite file it could only
+    open as it stands (``immutable``, see :func:`_read_only_uri`) is refused, since its
+    connections would not see what a writer adds, and could misread a file changed under them.
     """
     url = parse_db_url(db_url)  # a clear error for a URL that is not one, before SQLAlchemy's
     kwargs.setdefault("json_serializer", json_text)
     if db_url.startswith("sqlite"):
         engine = create_engine(db_url, connect_args={"timeout": 30}, **kwargs)
         read_only = _read_only_uri(url)
+        if long_lived and read_only is not None and "immutable=1" in read_only:
+            path = _sqlite_file(url)
+            raise DatabaseError(
+                f"cannot serve the database {path} from a read-only folder: SQLite must create "
+                f"{Path(f'{path}-shm').name} there to see what is written after it is opened "
+                "(make the folder writable for this user, or serve a copy)"
+            )
         if read_only is not None:
             event.listen(engine, "do_connect", functools.partial(_connect_read_only, uri=read_only))
         event.listen(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Subquery,
+    and_,
     case,
     cast,
     delete,
@@ -100,12 +101,22 @@ def feed_urls(session: Session, feed_ids: Sequence[int]) -> dict[int, str]:
     }
 
 
-def due_feed_ids(session: Session, now: datetime, *, limit: int | None = None) -> list[int]:
-    """Enabled feeds whose next poll time has come (or that were never polled)."""
+def due_feed_ids(
+    session: Session, now: datetime, *, limit: int | None = None, slack: timedelta = timedelta(0)
+) -> list[int]:
+    """Enabled feeds whose next poll time has come (or that were never polled); a healthy
+    feed's also when it comes within ``slack`` (a failing feed waits for its backoff and
+    for what its server asked, to the second)."""
     query = (
         select(Feed.id)
         .where(Feed.enabled.is_(True))
-        .where(or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now))
+        .where(
+            or_(
+                Feed.next_poll_at.is_(None),
+                Feed.next_poll_at <= now,
+                and_(func.coalesce(Feed.failure_count, 0) == 0, Feed.next_poll_at <= now + slack),
+            )
+        )
         .order_by(Feed.next_poll_at.is_not(None), Feed.next_poll_at, Feed.id)
     )
     if limit:

@@ -115,7 +115,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        engine = make_engine(settings.db_url)
+        engine = make_engine(settings.db_url, long_lived=True)
         try:
             resources = await run_in_threadpool(_start, settings, engine)
             yield {"resources": resources}
