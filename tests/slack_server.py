@@ -546,6 +546,21 @@ class FakeSlack:
                         "is_archived": False,
                     }
                 )
+        window = self._window(params)
+        if window is None:
+            return 200, {"ok": False, "error": "invalid_cursor"}
+        start, limit = window
+        more = start + limit < len(listed)
+        cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+        return 200, {
+            "ok": True,
+            "channels": listed[start : start + limit],
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    @staticmethod
+    def _window(params: dict[str, Any]) -> tuple[int, int] | None:
+        """A page's first item and size from ``cursor`` and ``limit``; None for a bad cursor."""
         try:
             limit = min(MAX_PAGE, max(1, int(params.get("limit") or 100)))
             start = (
@@ -554,14 +569,8 @@ class FakeSlack:
                 else 0
             )
         except (ValueError, UnicodeDecodeError):
-            return 200, {"ok": False, "error": "invalid_cursor"}
-        more = start + limit < len(listed)
-        cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
-        return 200, {
-            "ok": True,
-            "channels": listed[start : start + limit],
-            "response_metadata": {"next_cursor": cursor},
-        }
+            return None
+        return start, limit
 
     @staticmethod
     def _in_range(messages: list[Posted], params: dict[str, Any]) -> list[Posted]:
@@ -576,15 +585,10 @@ class FakeSlack:
         ]
 
     def _page(self, messages: list[Posted], params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        try:
-            limit = min(MAX_PAGE, max(1, int(params.get("limit") or 100)))
-            start = (
-                int(base64.b64decode(params["cursor"]).decode().removeprefix("offset:"))
-                if params.get("cursor")
-                else 0
-            )
-        except (ValueError, UnicodeDecodeError):
+        window = self._window(params)
+        if window is None:
             return 200, {"ok": False, "error": "invalid_cursor"}
+        start, limit = window
         with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
         page = messages[start : start + limit]
         has_more = start + limit < len(messages)
