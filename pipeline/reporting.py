@@ -13,7 +13,6 @@ reached the channel gives its changes back in the transaction that quarantines i
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ from pipeline.coverage import (
     unreported_changes,
 )
 from pipeline.db import repo
+from pipeline.db.engine import flocked, lock_file_path
 from pipeline.db.repo import history_start, index_free
 from pipeline.db.schema import (
     Article,
@@ -400,16 +400,12 @@ def preparation_lock(session: Session) -> Iterator[None]:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PREPARE_LOCK_KEY})
         yield
         return
-    database = engine.url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    path = lock_file_path(engine, "prepare-lock")
+    if path is None:
         yield
         return
-    with open(f"{database}.prepare-lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with open(path, "a+b") as handle, flocked(handle):
+        yield
 
 
 def _prepare_digests(
@@ -818,20 +814,12 @@ def delivery_lock(session: Session) -> Iterator[bool]:
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     if engine.dialect.name == "sqlite":
-        database = engine.url.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
+        path = lock_file_path(engine, "delivery-lock")
+        if path is None:
             yield True
             return
-        with open(f"{database}.delivery-lock", "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with open(path, "a+b") as handle, flocked(handle, wait=False) as got:
+            yield got
         return
     with engine.connect() as connection:
         held = connection.execute(

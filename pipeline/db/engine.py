@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
@@ -215,6 +215,30 @@ def alembic_config(engine: Engine) -> Config:
 INIT_LOCK_KEY = 0x5357_1217
 
 
+def lock_file_path(engine: Engine, name: str) -> str | None:
+    """The lock file ``name`` beside a SQLite database file (``<file>.<name>``); None for a
+    database that is no plain file (in memory, or given as a ``file:`` URI)."""
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return f"{database}.{name}"
+
+
+@contextmanager
+def flocked(handle: IO[bytes], *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on the open file ``handle`` for the block, released after it.
+    ``wait=False``: not waited for; the block is told whether it got it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextmanager
 def init_lock(engine: Engine) -> Iterator[None]:
     """One ``init`` at a time per database, the others waiting for it.
@@ -224,20 +248,18 @@ def init_lock(engine: Engine) -> Iterator[None]:
     connection of its own; on SQLite an exclusive lock on a file beside the database.
     """
     if engine.dialect.name == "sqlite":
-        database = engine.url.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
+        path = lock_file_path(engine, "init-lock")
+        if path is None:
             yield
             return
         try:
-            handle = open(f"{database}.init-lock", "a+b")  # noqa: SIM115 (closed below)
+            handle = open(path, "a+b")  # noqa: SIM115 (closed below)
         except OSError as exc:
-            raise DatabaseError(f"cannot create the database at {database}: {exc.strerror}") from None
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            raise DatabaseError(
+                f"cannot create the database at {engine.url.database}: {exc.strerror}"
+            ) from None
+        with handle, flocked(handle):
+            yield
         return
     with engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": INIT_LOCK_KEY})
