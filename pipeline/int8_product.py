@@ -52,36 +52,36 @@ Matrix = NDArray[np.float32]
 WEIGHT_LEVELS = 63
 # ONNX TensorProto data types.
 _FLOAT = 1
+_UINT8 = 2
 _INT8 = 3
 _IR_VERSION = 8
 _OPSET = 17
 _MS_DOMAIN = "com.microsoft"
 
 
-class Int8Product:
-    """``x @ weights`` (float32 in, float32 out), computed in 8-bit integers.
-
-    ``weights``: a (k, n) matrix, quantised once here. ``threads``: the kernel's threads
-    (1 in the pipeline, whose workers parallelise across processes). Calls may come from
-    several threads (onnxruntime's ``run`` is thread-safe)."""
+class _Product:
+    """A product by a fixed weight matrix run by a one-node onnxruntime model: the weights
+    quantised once (:func:`quantise_weights`), a session per process (see the notes)."""
 
     def __init__(self, weights: NDArray[Any], threads: int = 1) -> None:
         matrix = np.asarray(weights, dtype=np.float32)
         if matrix.ndim != 2 or 0 in matrix.shape:
-            raise ValueError(f"an Int8Product needs a non-empty 2-D weight matrix, not shape {matrix.shape}")
+            raise ValueError(
+                f"an {type(self).__name__} needs a non-empty 2-D weight matrix, not shape {matrix.shape}"
+            )
         if not np.isfinite(matrix).all():
-            raise ValueError("an Int8Product's weights must be finite")
+            raise ValueError(f"an {type(self).__name__}'s weights must be finite")
         self.shape: tuple[int, int] = (int(matrix.shape[0]), int(matrix.shape[1]))
         self.threads = threads
         self.weights, self.scale = quantise_weights(matrix)
-        self._model = model_bytes(self.weights, self.scale)
+        self._model = self._model_bytes()
         self._lock = threading.Lock()
         self._session, self._pid = self._new_session(), os.getpid()
 
-    def __call__(self, x: NDArray[Any]) -> Matrix:
-        """``x @ weights`` for a (m, k) ``x`` (any float dtype and layout). Finite inputs
-        are expected: a NaN is read as some value, an infinity makes its rows NaN."""
-        left = np.ascontiguousarray(x, dtype=np.float32)
+    def _model_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def _run(self, left: NDArray[Any]) -> Matrix:
         if left.ndim != 2 or left.shape[1] != self.shape[0]:
             raise ValueError(f"cannot multiply shape {left.shape} by {self.shape}")
         if left.shape[0] == 0:
@@ -108,6 +108,50 @@ class Int8Product:
         return onnxruntime.InferenceSession(self._model, options, providers=["CPUExecutionProvider"])
 
 
+class Int8Product(_Product):
+    """``x @ weights`` (float32 in, float32 out), computed in 8-bit integers.
+
+    ``weights``: a (k, n) matrix, quantised once here. ``threads``: the kernel's threads
+    (1 in the pipeline, whose workers parallelise across processes). Calls may come from
+    several threads (onnxruntime's ``run`` is thread-safe)."""
+
+    def _model_bytes(self) -> bytes:
+        return model_bytes(self.weights, self.scale)
+
+    def __call__(self, x: NDArray[Any]) -> Matrix:
+        """``x @ weights`` for a (m, k) ``x`` (any float dtype and layout). Finite inputs
+        are expected: a NaN is read as some value, an infinity makes its rows NaN."""
+        return self._run(np.ascontiguousarray(x, dtype=np.float32))
+
+
+class Uint8Product(_Product):
+    """``(a - zero_point) @ weights`` for an unsigned 8-bit ``a``, given exactly.
+
+    The left operand is already integers (the caller quantised it, or it is a table of
+    8-bit values), so nothing is estimated from it: the integer product is exact and the
+    float32 result is it times each column's weight scale. A row's result is a function of
+    that row alone, bit for bit, whatever the other rows of the call, the thread count or
+    the CPU's integer instructions (the weights' 7 bits keep every kernel exact, as for
+    :class:`Int8Product`). ``zero_point``: 0 to 255, subtracted from every entry of ``a``
+    (128 reads a symmetric signed quantisation shifted into the unsigned range)."""
+
+    def __init__(self, weights: NDArray[Any], threads: int = 1, *, zero_point: int = 0) -> None:
+        if not 0 <= zero_point <= 255:
+            raise ValueError(f"a Uint8Product's zero point must be 0 to 255, not {zero_point}")
+        self.zero_point = zero_point
+        super().__init__(weights, threads)
+
+    def _model_bytes(self) -> bytes:
+        return uint8_model_bytes(self.weights, self.scale, self.zero_point)
+
+    def __call__(self, a: NDArray[Any]) -> Matrix:
+        """The product for a (m, k) uint8 ``a`` (any layout)."""
+        left = np.asarray(a)
+        if left.dtype != np.uint8:
+            raise ValueError(f"a Uint8Product multiplies uint8 matrices, not {left.dtype}")
+        return self._run(np.ascontiguousarray(left))
+
+
 def quantise_weights(matrix: NDArray[np.float32]) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
     """``matrix`` (k, n) as int8 values in [-WEIGHT_LEVELS, WEIGHT_LEVELS] and one float32
     scale per column (an all-zero column gets scale 1 and stays zero)."""
@@ -124,31 +168,65 @@ def model_bytes(weights: NDArray[np.int8], scale: NDArray[np.float32]) -> bytes:
     """A serialised ONNX model of one ``DynamicQuantizeMatMul`` node: input ``x`` (m, k)
     float32, output ``y`` (m, n) float32, the int8 ``weights`` (k, n) and their per-column
     ``scale`` (n,) stored in the model (zero points 0)."""
+    rows, cols = _checked(weights, scale)
+    return _one_node_model(
+        "DynamicQuantizeMatMul",
+        ["x", "w", "w_scale"],
+        [
+            _tensor("w", _INT8, (rows, cols), np.ascontiguousarray(weights).tobytes()),
+            _tensor("w_scale", _FLOAT, (cols,), np.ascontiguousarray(scale, dtype="<f4").tobytes()),
+        ],
+        (_FLOAT, rows),
+        cols,
+    )
+
+
+def uint8_model_bytes(weights: NDArray[np.int8], scale: NDArray[np.float32], zero_point: int) -> bytes:
+    """A serialised ONNX model of one ``MatMulIntegerToFloat`` node: input ``x`` (m, k)
+    uint8 less ``zero_point``, times the int8 ``weights`` (k, n), each column times its
+    ``scale``: output ``y`` (m, n) float32."""
+    rows, cols = _checked(weights, scale)
+    return _one_node_model(
+        "MatMulIntegerToFloat",
+        ["x", "w", "x_scale", "w_scale", "x_zero_point"],
+        [
+            _tensor("w", _INT8, (rows, cols), np.ascontiguousarray(weights).tobytes()),
+            _tensor("x_scale", _FLOAT, (), np.float32(1.0).astype("<f4").tobytes()),
+            _tensor("w_scale", _FLOAT, (cols,), np.ascontiguousarray(scale, dtype="<f4").tobytes()),
+            _tensor("x_zero_point", _UINT8, (), np.uint8(zero_point).tobytes()),
+        ],
+        (_UINT8, rows),
+        cols,
+    )
+
+
+def _checked(weights: NDArray[np.int8], scale: NDArray[np.float32]) -> tuple[int, int]:
     if weights.dtype != np.int8 or weights.ndim != 2:
-        raise ValueError(f"model_bytes needs a 2-D int8 weight matrix, not {weights.dtype} {weights.shape}")
+        raise ValueError(
+            f"a product model needs a 2-D int8 weight matrix, not {weights.dtype} {weights.shape}"
+        )
     rows, cols = (int(d) for d in weights.shape)
     if np.shape(scale) != (cols,):
-        raise ValueError(f"model_bytes needs one scale per column ({cols}), not shape {np.shape(scale)}")
+        raise ValueError(f"a product model needs one scale per column ({cols}), not shape {np.shape(scale)}")
+    return rows, cols
+
+
+def _one_node_model(
+    op: str, inputs: list[str], initializers: list[bytes], left: tuple[int, int], cols: int
+) -> bytes:
+    """A model of one node of ``op`` (domain com.microsoft) reading ``inputs`` (the first
+    is the graph's input ``x`` of element type and width ``left``, the rest
+    ``initializers``) and writing ``y``, (m, cols) float32."""
     node = b"".join(
-        [
-            _string(1, "x"),
-            _string(1, "w"),
-            _string(1, "w_scale"),
-            _string(2, "y"),
-            _string(4, "DynamicQuantizeMatMul"),
-            _string(7, _MS_DOMAIN),
-        ]
+        [*(_string(1, name) for name in inputs), _string(2, "y"), _string(4, op), _string(7, _MS_DOMAIN)]
     )
     graph = b"".join(
         [
             _message(1, node),
             _string(2, "int8_product"),
-            _message(5, _tensor("w", _INT8, (rows, cols), np.ascontiguousarray(weights).tobytes())),
-            _message(
-                5, _tensor("w_scale", _FLOAT, (cols,), np.ascontiguousarray(scale, dtype="<f4").tobytes())
-            ),
-            _message(11, _value_info("x", ("m", rows))),
-            _message(12, _value_info("y", ("m", cols))),
+            *(_message(5, tensor) for tensor in initializers),
+            _message(11, _value_info("x", left[0], ("m", left[1]))),
+            _message(12, _value_info("y", _FLOAT, ("m", cols))),
         ]
     )
     return b"".join(
@@ -168,11 +246,11 @@ def _tensor(name: str, data_type: int, dims: tuple[int, ...], raw: bytes) -> byt
     )
 
 
-def _value_info(name: str, dims: tuple[str | int, ...]) -> bytes:
+def _value_info(name: str, elem_type: int, dims: tuple[str | int, ...]) -> bytes:
     # ValueInfoProto{name = 1, type = 2: TypeProto{tensor_type = 1: {elem_type = 1,
     # shape = 2: {dim = 1: {dim_value = 1 | dim_param = 2}}}}}
     shape = b"".join(_message(1, _string(2, d) if isinstance(d, str) else _varint_field(1, d)) for d in dims)
-    tensor_type = _varint_field(1, _FLOAT) + _message(2, shape)
+    tensor_type = _varint_field(1, elem_type) + _message(2, shape)
     return _string(1, name) + _message(2, _message(1, tensor_type))
 
 

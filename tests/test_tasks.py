@@ -203,7 +203,9 @@ def test_a_poll_task_waits_for_its_encoder_preload(tmp_path: Path, monkeypatch: 
 
     started = threading.Event()
 
-    def slow_build(model: str, threads: int, cache_dir: Path | None) -> encoder.SentenceEncoder:
+    def slow_build(
+        model: str, threads: int, cache_dir: Path | None, piece_cache: int
+    ) -> encoder.SentenceEncoder:
         started.set()
         time.sleep(1.0)  # (a cold cache: unpacking the weights)
         raise ConfigError("not needed by this poll")

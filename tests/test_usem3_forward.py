@@ -116,3 +116,78 @@ def test_the_product_encoder_uses_this_pass(model_name: str, int8: bool) -> None
         model.encode(units),
         encoder._normalised(PieceForward(model._model, int8=int8).encode(units)),  # type: ignore[attr-defined]
     )
+
+
+# ---------------------------------------------------------------------------- kept rows
+
+
+def distinct_pieces(backend: object, texts: list[str]) -> np.ndarray:
+    return np.unique([p for text in texts for p in backend.sp.encode(text, add_bos=True, add_eos=True)])  # type: ignore[attr-defined]
+
+
+def test_a_pieces_int8_row_is_a_function_of_the_piece_alone(backend: object) -> None:
+    # What makes kept rows sound: the same piece gives the same row, bit for bit, however
+    # many other pieces are computed with it and wherever it stands among them.
+    forward = PieceForward(backend, int8=True)
+    pieces = distinct_pieces(backend, real_units())
+    assert len(pieces) > 500
+
+    def rows(chosen: np.ndarray) -> np.ndarray:
+        out = np.empty((len(chosen), usem3_forward.ROW_WIDTH), dtype=np.float32)
+        forward._piece_rows(chosen, out)
+        return out
+
+    together = rows(pieces)
+    assert np.isfinite(together).all()
+    for chosen in (pieces[:1], pieces[7:8], pieces[3:40], pieces[::-1], pieces[::3]):
+        positions = np.searchsorted(pieces, chosen)
+        assert np.array_equal(rows(chosen), together[positions])
+
+
+def test_kept_rows_give_the_vectors_computed_afresh(backend: object) -> None:
+    units = real_units()
+    fresh = PieceForward(backend, int8=True, piece_cache=0)
+    # A store smaller than what the texts use: pieces are given up and computed again.
+    kept = PieceForward(backend, int8=True, piece_cache=600)
+    for start in range(0, len(units), 9):
+        texts = units[start : start + 9]
+        assert np.array_equal(kept.encode(texts), fresh.encode(texts))
+    store = kept.piece_rows
+    assert store.hits > 0 and store.misses > 600  # rows were reused, and some given up
+    assert len(store) == 600
+    # Encoded again, the texts' pieces are mostly kept, and the vectors are unchanged.
+    hits = store.hits
+    assert np.array_equal(kept.encode(units[-9:]), fresh.encode(units[-9:]))
+    assert store.hits > hits
+    assert fresh.piece_rows.hits == 0 and len(fresh.piece_rows) == 0
+
+
+def test_a_batch_larger_than_the_store_is_computed_without_it(backend: object) -> None:
+    units = real_units()
+    kept = PieceForward(backend, int8=True, piece_cache=50)
+    assert len(distinct_pieces(backend, units[:20])) > 50
+    assert np.array_equal(kept.encode(units[:20]), PieceForward(backend, int8=True).encode(units[:20]))
+    assert len(kept.piece_rows) == 0
+
+
+def test_the_float32_pass_keeps_no_rows(backend: object) -> None:
+    # BLAS rounds a row by its position in the product: a kept row would not be the row
+    # computed afresh.
+    assert PieceForward(backend, piece_cache=1000).piece_rows.capacity == 0
+    with pytest.raises(ValueError, match="piece_cache"):
+        PieceForward(backend, int8=True, piece_cache=-1)
+
+
+def test_the_configured_encoder_keeps_the_configured_rows() -> None:
+    from pipeline.settings import EncoderSettings
+
+    none = encoder.load_configured(EncoderSettings(cache_dir="", piece_cache=0))
+    some = encoder.load_configured(EncoderSettings(cache_dir="", piece_cache=700))
+    assert none._forward.piece_rows.capacity == 0  # type: ignore[attr-defined]
+    assert some._forward.piece_rows.capacity == 700  # type: ignore[attr-defined]
+    units = real_units()[:12]
+    assert np.array_equal(some.encode(units), none.encode(units))
+    assert len(some._forward.piece_rows) > 0  # type: ignore[attr-defined]
+    # The settings' default is the encoder's own: one model loaded, whichever way it is asked for.
+    assert EncoderSettings().piece_cache == encoder.DEFAULT_PIECE_CACHE
+    assert encoder.load_encoder()._forward.piece_rows.capacity == encoder.DEFAULT_PIECE_CACHE  # type: ignore[attr-defined]
