@@ -26,6 +26,13 @@ of 8-bit activations: on the encoder's two convolution layers it leaves sentence
 at a cosine of 0.9999 (median; 0.999 at worst) to the float32 ones
 (``tests/test_usem3_forward.py`` holds them to 0.998 on real text).
 
+:class:`Uint8Product` is the same product for a left operand the caller gives as 8-bit
+integers already (onnxruntime's ``MatMulIntegerToFloat``, the same kernels): nothing is
+estimated from the operand, so each row's result is a function of that row alone, bit for
+bit, which lets the encoder keep per-piece rows between calls. The encoder gives it the
+embedding table's rows as they are (8-bit values, each row with a scale and an offset)
+and branch inputs it quantised row by row.
+
 Sessions and processes: onnxruntime does not support using a session in a process forked
 after it was made (its library runs a thread of its own from import), and the pipeline's
 prepare workers are forked from a process that has loaded the encoder. So a product made
