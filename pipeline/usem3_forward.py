@@ -37,8 +37,9 @@ computed in 8-bit integers (:mod:`pipeline.int8_product`), in two ways:
   embedding table's rows are 8-bit integers already (each with a scale and an offset),
   multiplied as they are by the 7-bit projection; each piece's three branch inputs are
   quantised on their own (symmetric, 8 bits, the row's largest magnitude as its scale)
-  and multiplied by the first layers; the rest is arithmetic within the row. The integer products are exact whatever the other rows of the product
-  or the CPU's kernel, so a piece gets the same row bit for bit wherever it is computed;
+  and multiplied by the first layers; the rest is arithmetic within the row. The integer
+  products are exact whatever the other rows of the product or the CPU's kernel, so a
+  piece gets the same row bit for bit wherever it is computed;
 * the second layers of step 3 with their left operand quantised as a whole (one scale
   and zero point for the micro-batch), which the batches make a function of the texts.
 
