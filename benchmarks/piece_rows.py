@@ -11,8 +11,14 @@ kept, and the store's size at the end. ``--every N`` encodes every Nth article o
 of N processes sharing a cycle would. ``--baseline-src`` adds the forward pass of another
 checkout (its ``pipeline/usem3_forward.py``) on the same weights.
 
+``--warm`` measures a long-running process instead: one pass per configuration, each
+first run over every article (so its store is as full as it gets), then ``--repeat``
+rounds of 10 articles each, the configurations alternating within a round; the figure is
+the median of each round's difference to the first configuration (paired, which cancels
+the machine's slower and faster minutes).
+
     python benchmarks/piece_rows.py [--texts full|excerpts] [--caches 0,4096,8192]
-        [--repeat 6] [--every 1] [--baseline-src DIR --baseline-label NAME]
+        [--repeat 6] [--every 1] [--warm] [--baseline-src DIR --baseline-label NAME]
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--caches", default="0,4096,8192", help="piece_cache values to compare")
     parser.add_argument("--repeat", type=int, default=6)
     parser.add_argument("--every", type=int, default=1, help="encode every Nth article only")
+    parser.add_argument("--warm", action="store_true", help="a long-running process: paired rounds")
     parser.add_argument("--baseline-src", type=Path, help="a checkout of other code to compare")
     parser.add_argument("--baseline-label", default="baseline")
     parser.add_argument("--label", default="latest")
@@ -110,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs[f"piece_cache {cache}"] = lambda cache=cache: PieceForward(
             backend, int8=True, piece_cache=cache
         )
+    if args.warm:
+        return warm_rounds(args, configs, articles)
     timed(next(iter(configs.values())), articles[:5])  # the table's pages and the sessions warm
     runs: dict[str, list[float]] = {name: [] for name in configs}
     kept: dict[str, dict[str, Any]] = {}
@@ -159,6 +168,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         shown = "–" if share is None else share
         print(f"| {name} | {figures['best_ms']} | {figures['median_ms']} | {shown} | {store} |")
+    write(args, result)
+    return 0
+
+
+def warm_rounds(
+    args: argparse.Namespace, configs: dict[str, Callable[[], Any]], articles: list[list[str]]
+) -> int:
+    """``--warm``: each configuration's pass filled by a first run over every article, then
+    paired rounds of 10 articles."""
+    passes = {name: make() for name, make in configs.items()}
+    for forward in passes.values():
+        for units in articles:
+            forward.encode(units)
+    first = next(iter(configs))
+    rounds: dict[str, list[float]] = {name: [] for name in configs}
+    for number in range(args.repeat):
+        start = (number * 10) % max(1, len(articles) - 9)
+        chunk = articles[start : start + 10]
+        order = list(configs) if number % 2 == 0 else list(configs)[::-1]
+        for name in order:
+            began = time.process_time()
+            for units in chunk:
+                passes[name].encode(units)
+            rounds[name].append(1000 * (time.process_time() - began) / len(chunk))
+    result: dict[str, Any] = {
+        "benchmark": "piece_rows",
+        "label": args.label,
+        "texts": args.texts,
+        "mode": "warm",
+        "articles": len(articles),
+        "rounds": args.repeat,
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "note": f"CPU ms per article after a full pass; median of paired differences to {first!r}",
+        "configs": {
+            name: {
+                "median_ms": round(statistics.median(values), 2),
+                "median_difference_ms": round(
+                    statistics.median(a - b for a, b in zip(values, rounds[first], strict=True)), 2
+                ),
+            }
+            for name, values in rounds.items()
+        },
+    }
+    print(
+        f"\n| encoder pass, warm ({args.texts}, rounds of 10 articles) | median ms | paired difference ms |"
+    )
+    print("|---|---:|---:|")
+    for name, figures in result["configs"].items():
+        print(f"| {name} | {figures['median_ms']} | {figures['median_difference_ms']:+.2f} |")
+    write(args, result)
+    return 0
+
+
+def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
     existing: dict[str, Any] = {}
     if args.output.exists():
         existing = json.loads(args.output.read_text(encoding="utf-8"))
@@ -166,7 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"written to {args.output}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
