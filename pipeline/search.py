@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import FilterError
+from pipeline.unicode_marks import MARKS
 
-SCHEME = "fts2"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+SCHEME = "fts3"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
@@ -55,10 +56,10 @@ MAX_SNIPPET_SCAN = 50_000  # characters of a text searched for the snippet's pas
 # Han ideographs (with extensions and compatibility forms) and Japanese kana: scripts
 # written without spaces between words.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_TOKEN = re.compile(
-    rf"(?P<cjk>[{_CJK}]+)"
-    rf"|(?P<word>(?:[^\W_{_CJK}]|[\u0300-\u036f])+(?:['’](?:[^\W_{_CJK}]|[\u0300-\u036f])+)*)"
-)
+# A word: letters and digits with the combining marks among them (vowel signs, viramas,
+# tone marks, Arabic vowel marks; ``\w`` has none of them), joined by apostrophes.
+_WORD_CHAR = rf"(?:[^\W_{_CJK}]|[{MARKS}])"
+_TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>{_WORD_CHAR}+(?:['’]{_WORD_CHAR}+)*)")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -769,3 +769,72 @@ def test_a_text_of_many_long_distinct_words_is_indexed_within_postgresqls_limit(
     assert [f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="переговоры"))] == [
         result.result.article_id
     ]
+
+
+# Scripts with combining marks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("हिन्दी भाषा में समाचार", 4),  # Hindi: vowel signs and a virama inside words
+        ("বাংলা সংবাদ", 2),  # Bengali
+        ("தமிழ் செய்தி", 2),  # Tamil
+        ("ข่าว ภาษาไทย", 2),  # Thai tone marks
+        ("مُحَمَّد وَالعَرَبِيَّة", 2),  # Arabic with its vowel marks
+        ("שָׁלוֹם עוֹלָם", 2),  # Hebrew points
+        ("Putin\u0301 café", 2),  # a combining accent on a Latin letter
+    ],
+)
+def test_words_with_combining_marks_are_one_term_each(text: str, words: int) -> None:
+    found = search.terms(text)
+    assert len(found) == words, found
+    assert all(len(term) > 1 for term in found)
+
+
+def test_arabic_vowel_marks_do_not_change_the_term() -> None:
+    assert search.terms("مُحَمَّد") == search.terms("محمد")
+
+
+def test_the_marks_class_is_every_combining_mark_of_this_unicode() -> None:
+    import re
+    import unicodedata
+
+    from pipeline.unicode_marks import MARKS, UNICODE_VERSION
+
+    assert unicodedata.unidata_version == UNICODE_VERSION, "regenerate pipeline/unicode_marks.py"
+    pattern = re.compile(f"[{MARKS}]")
+    marks = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)).startswith("M")]
+    assert len(marks) > 2000
+    assert all(pattern.fullmatch(chr(cp)) for cp in marks)
+    assert sum(1 for cp in range(0x110000) if pattern.fullmatch(chr(cp))) == len(marks)
+
+
+def test_a_hindi_word_is_found_as_a_word(session: Session, settings: Settings) -> None:
+    lines = [
+        json.dumps(
+            {
+                "id": "hi-pipeline",
+                "url": "https://news.example/hi-1",
+                "lang": "hi",
+                "title": "रूस और चीन",
+                "text": "रूस और चीन के नेताओं ने नई पाइपलाइन पर बातचीत की।",
+            },
+            ensure_ascii=False,
+        ),
+        json.dumps(
+            {
+                "id": "hi-other",
+                "url": "https://news.example/hi-2",
+                "lang": "hi",
+                "title": "खेल समाचार",
+                "text": "पाइप की लाइन में पानी आया और पिता ने लाल पतंग उड़ाई।",
+            },
+            ensure_ascii=False,
+        ),
+    ]
+    results = list(import_lines(session, settings, lines, source="hindi"))
+    names = {r.result.article_id: r.input_id for r in results if r.result.article_id is not None}
+    session.commit()
+    assert found(session, names, "पाइपलाइन") == ["hi-pipeline"]
+    assert found(session, names, "समाचार") == ["hi-other"]
