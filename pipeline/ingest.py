@@ -1933,6 +1933,10 @@ def _record_unexpected_failure(session: Session, feed: Feed, item: FeedItem, err
         log.warning("could not record the failure of %s", redact_optional(item.url))
 
 
+# Pages retried per run at most (the longest due first; the rest wait for the next run).
+RETRY_PAGES = 100
+
+
 def retry_failed_pages(
     session: Session,
     client: HttpClient,
@@ -1941,27 +1945,35 @@ def retry_failed_pages(
     now: datetime | None = None,
     context: IngestContext | None = None,
 ) -> list[ItemResult]:
-    """Retry pages whose transient failure is due again (timeouts, 5xx)."""
+    """Retry pages whose transient failure is due again (timeouts, 5xx): up to
+    ``RETRY_PAGES`` of them, longest due first. A page whose host is not asked in this run
+    (:class:`HostBreaker`) is passed over and stays due; the pages after it are read on, so
+    a host held for many runs never keeps the other hosts' pages from their retries."""
     now = now or utcnow()
     results: list[ItemResult] = []
-    due = repo.failures_due(session, "page", now)
-    if not due:
-        return results
-    if context is None:
-        context = IngestContext.from_settings(settings)
-    for failure in due:
-        payload = failure.item or {"url": failure.target}
-        if context.hosts.tripped(payload.get("url") or failure.target):
-            continue  # (its host timed out too often in this run: left due, for the next)
-        feed = session.get(Feed, failure.feed_id) if failure.feed_id else None
-        item = FeedItem(
-            url=payload.get("url") or failure.target,
-            title=payload.get("title"),
-            published_at=_parse_date(payload.get("published_at")),
-            feed_url=payload.get("feed_url"),
-        )
-        results.append(ingest_item(session, client, settings, item, feed=feed, now=now, context=context))
-        session.commit()
+    after: tuple[datetime, int] | None = None
+    while len(results) < RETRY_PAGES:
+        due = repo.failures_due(session, "page", now, RETRY_PAGES, after=after)
+        if not due:
+            break
+        after = (due[-1].next_retry_at or now, due[-1].id)  # (read before the retries change them)
+        if context is None:
+            context = IngestContext.from_settings(settings)
+        for failure in due:
+            payload = failure.item or {"url": failure.target}
+            if context.hosts.tripped(payload.get("url") or failure.target):
+                continue  # (its host timed out too often in this run: left due, for the next)
+            feed = session.get(Feed, failure.feed_id) if failure.feed_id else None
+            item = FeedItem(
+                url=payload.get("url") or failure.target,
+                title=payload.get("title"),
+                published_at=_parse_date(payload.get("published_at")),
+                feed_url=payload.get("feed_url"),
+            )
+            results.append(ingest_item(session, client, settings, item, feed=feed, now=now, context=context))
+            session.commit()
+            if len(results) >= RETRY_PAGES:
+                break
     return results
 
 

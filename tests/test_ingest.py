@@ -20,6 +20,7 @@ from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Feed, FetchFailure, Sighting
 from pipeline.http import HttpClient
 from pipeline.ingest import (
+    RETRY_PAGES,
     FeedFetch,
     FeedRequest,
     PollResult,
@@ -1317,3 +1318,63 @@ def test_a_title_of_megabytes_is_stored_cut(session: Session, settings: Settings
     stored = session.get(Article, result.result.article_id)
     assert stored is not None and stored.title is not None
     assert len(stored.title) <= MAX_TITLE_CHARS + 1 and stored.title.endswith(("talks…", "Harbin…"))
+
+
+def test_a_held_hosts_pages_do_not_keep_other_pages_from_their_retries(
+    session: Session, settings: Settings
+) -> None:
+    """More failed pages of a host that asked to be left alone are due than one run
+    retries: they are passed over (and stay due), and the run goes on to the other hosts'
+    pages behind them instead of retrying nothing of those, run after run."""
+    texts = {
+        "/ok0": "Gazprom and CNPC signed a memorandum on the Power of Siberia 2 route through Mongolia. "
+        "Pricing talks will continue next year, the companies said in Vladivostok.",
+        "/ok1": "The Russian and Chinese navies began a joint exercise in the Sea of Japan on Monday. "
+        "Ten warships and several aircraft take part in the drills near Vladivostok.",
+        "/ok2": "Bilateral trade settled in yuan rose to a record share in October, the central bank said. "
+        "Exporters reported fewer delays in payments through regional banks.",
+        "/ok3": "Foreign ministers Lavrov and Wang Yi discussed a settlement in Ukraine by telephone. "
+        "Both sides called for talks that address the root causes of the crisis.",
+        "/ok4": "A joint statement on a multipolar world order was published after the summit in Beijing. "
+        "It criticises unilateral sanctions and calls for reform of global governance.",
+    }
+
+    def route(handler: object) -> Reply:
+        path = getattr(handler, "path").split("?")[0]  # noqa: B009
+        if path.startswith("/held"):
+            return Reply(429, b"slow down", {"Retry-After": "3600"})
+        return Reply(
+            200, page(f"Story {path}", texts[path], "en"), {"Content-Type": "text/html; charset=utf-8"}
+        )
+
+    server = LocalServer({})
+    server.routes.update({f"/held{n}": route for n in range(RETRY_PAGES + 20)})
+    server.routes.update(dict.fromkeys(texts, route))
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        held = [server.url(f"/held{n}").replace("127.0.0.1", "localhost") for n in range(RETRY_PAGES + 20)]
+        good = [server.url(path) for path in texts]
+        # The held host's pages failed first, so they are the longest due.
+        for offset, url in enumerate([*held, *good]):
+            repo.record_failure(
+                session,
+                stage="page",
+                target=url,
+                error="timed out",
+                permanent=False,
+                retry_after=timedelta(minutes=15),
+                item={"url": url},
+                now=NOW + timedelta(seconds=offset),
+            )
+        session.commit()
+        later = NOW + timedelta(hours=2)
+        retried = retry_failed_pages(session, client, settings, now=later)
+        # One request to the held host (which trips its breaker), then the good pages.
+        assert [r.status for r in retried] == ["error"] + ["new"] * len(good)
+        assert sum(1 for path in server.hits if "/held" in str(path)) == 1
+        open_held = session.scalars(
+            select(FetchFailure).where(
+                FetchFailure.target.contains("/held"), FetchFailure.resolved_at.is_(None)
+            )
+        ).all()
+        assert len(open_held) == len(held)  # nothing of theirs lost
+        assert count(session, Article, Article.is_seed.is_(False)) == len(good)

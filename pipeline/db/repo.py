@@ -983,14 +983,30 @@ def open_failure(session: Session, stage: str, target: str) -> FetchFailure | No
     )
 
 
-def failures_due(session: Session, stage: str, now: datetime, limit: int = 100) -> Sequence[FetchFailure]:
-    return session.scalars(
+def failures_due(
+    session: Session,
+    stage: str,
+    now: datetime,
+    limit: int = 100,
+    *,
+    after: tuple[datetime, int] | None = None,
+) -> Sequence[FetchFailure]:
+    """Open transient failures of ``stage`` due by ``now``, longest due first (then by id);
+    ``after``: only those after this (next retry time, id), for the next page of them."""
+    query = (
         select(FetchFailure)
         .where(FetchFailure.stage == stage, FetchFailure.resolved_at.is_(None))
         .where(FetchFailure.permanent.is_(False), FetchFailure.next_retry_at <= now)
-        .order_by(FetchFailure.next_retry_at)
-        .limit(limit)
-    ).all()
+    )
+    if after is not None:
+        when, last_id = after
+        query = query.where(
+            or_(
+                FetchFailure.next_retry_at > when,
+                and_(FetchFailure.next_retry_at == when, FetchFailure.id > last_id),
+            )
+        )
+    return session.scalars(query.order_by(FetchFailure.next_retry_at, FetchFailure.id).limit(limit)).all()
 
 
 def open_failures(session: Session, limit: int = 100) -> Sequence[FetchFailure]:
