@@ -44,6 +44,7 @@ from pipeline import yamlfile
 from pipeline.errors import ConfigError
 from pipeline.records import Classification, TopicHit, WatchHit
 from pipeline.sentences import split_sentences, strip_invisible
+from pipeline.unicode_marks import MARKS_BMP
 
 __all__ = [
     "TOPIC_SLUGS",
@@ -369,8 +370,12 @@ class _RegistryParser:
         body = _normalise(source)
         if lang not in _NO_WORD_SPACES:
             # Whole words only; \w is Unicode-aware for str patterns, so this holds for
-            # Cyrillic too. Stems carry their own endings (газопровод\w*).
-            body = rf"(?<!\w)(?:{body})(?!\w)"
+            # Cyrillic too, and a combining mark (a Hindi vowel sign, which \w is not) is
+            # part of its word as well. Stems carry their own endings (газопровод\w*).
+            # (The marks apart from \w and case-sensitive: a class mixing \w with ranges,
+            # or ranges under IGNORECASE, is tested range by range, 3x slower.)
+            marks = rf"[{MARKS_BMP}]"
+            body = rf"(?<!\w)(?-i:(?<!{marks}))(?:{body})(?!\w)(?-i:(?!{marks}))"
         try:
             return re.compile(body, re.IGNORECASE)
         except re.error as exc:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import FilterError
-from pipeline.unicode_marks import MARKS
+from pipeline.unicode_marks import MARKS_BMP
 
 SCHEME = "fts3"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
@@ -58,7 +58,7 @@ MAX_SNIPPET_SCAN = 50_000  # characters of a text searched for the snippet's pas
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 # A word: letters and digits with the combining marks among them (vowel signs, viramas,
 # tone marks, Arabic vowel marks; ``\w`` has none of them), joined by apostrophes.
-_WORD_CHAR = rf"(?:[^\W_{_CJK}]|[{MARKS}])"
+_WORD_CHAR = rf"(?:[^\W_{_CJK}]|[{MARKS_BMP}])"
 _TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>{_WORD_CHAR}+(?:['’]{_WORD_CHAR}+)*)")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

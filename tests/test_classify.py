@@ -805,3 +805,19 @@ def test_a_german_date_is_no_sentence_end() -> None:
         "WLADIWOSTOK, 15. Juli — Die Flotten üben gemeinsam.",
         "Das Manöver soll bis zum 20. Juli dauern.",
     ]
+
+
+def test_word_boundaries_hold_in_scripts_with_combining_marks() -> None:
+    # A Hindi vowel sign is not \w: "भारत" (India) must not match inside "भारतीय"
+    # (Indian), nor "गैस" (gas) inside "गैसों" (gases), as "газ" does not inside "газета".
+    from pipeline.classify import _RegistryParser
+
+    parser = _RegistryParser("topics.yaml")
+    gas, india = (parser.compile(source, "hi", "topics.energy.patterns.hi") for source in ("गैस", "भारत"))
+    assert gas.search("रूस ने चीन को गैस भेजी") is not None
+    assert gas.search("रूस की गैसों का निर्यात") is None
+    assert india.search("भारत और चीन") is not None
+    assert india.search("भारतीय कंपनियाँ") is None
+    assert india.search("मैंने भारत, चीन") is not None
+    # ... nor one that starts after a vowel sign ("रतीय" in "भारतीय", after "ा").
+    assert parser.compile("रतीय", "hi", "k").search("भारतीय") is None

@@ -800,7 +800,7 @@ def test_the_marks_class_is_every_combining_mark_of_this_unicode() -> None:
     import re
     import unicodedata
 
-    from pipeline.unicode_marks import MARKS, UNICODE_VERSION
+    from pipeline.unicode_marks import MARKS, MARKS_ASTRAL, MARKS_BMP, UNICODE_VERSION
 
     assert unicodedata.unidata_version == UNICODE_VERSION, "regenerate pipeline/unicode_marks.py"
     pattern = re.compile(f"[{MARKS}]")
@@ -808,6 +808,10 @@ def test_the_marks_class_is_every_combining_mark_of_this_unicode() -> None:
     assert len(marks) > 2000
     assert all(pattern.fullmatch(chr(cp)) for cp in marks)
     assert sum(1 for cp in range(0x110000) if pattern.fullmatch(chr(cp))) == len(marks)
+    assert MARKS == MARKS_BMP + MARKS_ASTRAL
+    assert all(ord(c) <= 0xFFFF for c in MARKS_BMP) and all(ord(c) > 0xFFFF for c in MARKS_ASTRAL if c != "-")
+    bmp = re.compile(f"[{MARKS_BMP}]")
+    assert [cp for cp in marks if cp <= 0xFFFF] == [cp for cp in range(0x10000) if bmp.fullmatch(chr(cp))]
 
 
 def test_a_hindi_word_is_found_as_a_word(session: Session, settings: Settings) -> None:
