@@ -1,10 +1,14 @@
-"""Small measuring helpers shared by the cost benchmarks: latency summaries and RSS."""
+"""Small measuring helpers shared by the benchmarks: latency summaries, RSS, results files."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 
 def summary(values_ms: Sequence[float]) -> dict[str, float]:
@@ -32,3 +36,14 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def record_run(path: Path, key: str, result: dict[str, Any]) -> None:
+    """Add (or replace) run ``key`` in the results file at ``path`` (``{"runs": {...}}``)."""
+    existing: dict[str, Any] = {}
+    if path.exists():
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    existing.setdefault("runs", {})[key] = result
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"written to {path}", file=sys.stderr)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import platform
 import statistics
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import cycle_speed  # noqa: E402  (the benchmark's articles)
+import measure  # noqa: E402
 
 RESULTS = HERE / "results" / "piece_rows.json"
 
@@ -223,13 +223,7 @@ def warm_rounds(
 
 
 def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    existing: dict[str, Any] = {}
-    if args.output.exists():
-        existing = json.loads(args.output.read_text(encoding="utf-8"))
-    existing.setdefault("runs", {})[f"{args.texts} {args.label}"] = result
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"written to {args.output}", file=sys.stderr)
+    measure.record_run(args.output, f"{args.texts} {args.label}", result)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import sys
 import time
@@ -36,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import cycle_speed  # noqa: E402  (the benchmark's pages and texts)
+import measure  # noqa: E402
 
 RESULTS = HERE / "results" / "stage_split.json"
 OUTLET = "wire"
@@ -202,13 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     ours, bare = result["summitwatch"]["total_ms_per_article"], result["bare"]["total_ms_per_article"]
     print(f"| all | {ours} | {bare} |  ratio {result['ratio']}×")
-    existing: dict[str, Any] = {}
-    if args.output.exists():
-        existing = json.loads(args.output.read_text(encoding="utf-8"))
-    existing.setdefault("runs", {})[f"{args.texts} {args.label}"] = result
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"written to {args.output}", file=sys.stderr)
+    measure.record_run(args.output, f"{args.texts} {args.label}", result)
     return 0
 
 
