@@ -189,8 +189,9 @@ class EncoderSettings(_Section):
     max_sentence_chars: int = Field(600, ge=50, le=20_000)
     lead_sentences: int = Field(6, ge=0, le=1000)
     # Pieces whose per-piece rows the packaged 8-bit model keeps in memory between
-    # articles (13 KB each; 0 keeps none): encoder.DEFAULT_PIECE_CACHE.
-    piece_cache: int = Field(4096, ge=0, le=1_000_000)
+    # articles (13 KB each; 0 keeps none): encoder.DEFAULT_PIECE_CACHE. At most its whole
+    # vocabulary (128,010 pieces, 1.7 GB).
+    piece_cache: int = Field(4096, ge=0, le=131_072)
     # Where a model's unpacked weights, constant vectors and the language table are kept
     # between runs: "auto" ($XDG_CACHE_HOME/summitwatch, else ~/.cache/summitwatch), a
     # folder, or "" for none.

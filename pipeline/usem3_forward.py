@@ -132,7 +132,8 @@ class PieceForward:
         # Kept rows are sound only where a piece's row is a function of the piece alone:
         # the int8 pass's (exact integer products); BLAS's float rounding depends on a
         # row's position in a product.
-        self.piece_rows = PieceRows(piece_cache if int8 else 0)
+        # (A store larger than the vocabulary would only hold memory it never fills.)
+        self.piece_rows = PieceRows(min(piece_cache, len(backend.table)) if int8 else 0)
 
     # ------------------------------------------------------------------ per-piece work
 

@@ -174,6 +174,9 @@ def test_the_float32_pass_keeps_no_rows(backend: object) -> None:
     # BLAS rounds a row by its position in the product: a kept row would not be the row
     # computed afresh.
     assert PieceForward(backend, piece_cache=1000).piece_rows.capacity == 0
+    # Never more than the vocabulary.
+    vocabulary = len(backend.table)  # type: ignore[attr-defined]
+    assert PieceForward(backend, int8=True, piece_cache=10**7).piece_rows.capacity == vocabulary
     with pytest.raises(ValueError, match="piece_cache"):
         PieceForward(backend, int8=True, piece_cache=-1)
 
@@ -188,6 +191,8 @@ def test_the_configured_encoder_keeps_the_configured_rows() -> None:
     units = real_units()[:12]
     assert np.array_equal(some.encode(units), none.encode(units))
     assert len(some._forward.piece_rows) > 0  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="piece_cache"):
+        EncoderSettings(piece_cache=200_000)
     # The settings' default is the encoder's own: one model loaded, whichever way it is asked for.
     assert EncoderSettings().piece_cache == encoder.DEFAULT_PIECE_CACHE
     assert encoder.load_encoder()._forward.piece_rows.capacity == encoder.DEFAULT_PIECE_CACHE  # type: ignore[attr-defined]
