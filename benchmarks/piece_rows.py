@@ -38,8 +38,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import cycle_speed  # noqa: E402  (the benchmark's articles)
 import measure  # noqa: E402
+import stage_split  # noqa: E402  (the benchmark's articles, rendered as pages)
 
 RESULTS = HERE / "results" / "piece_rows.json"
 
@@ -52,10 +52,8 @@ def article_texts(texts: str, every: int) -> list[list[str]]:
 
     settings = load_settings()
     limits = settings.encoder
-    chosen = cycle_speed.select_full_articles(150) if texts == "full" else cycle_speed.select_articles(150)
     articles: list[list[str]] = []
-    for article in chosen[::every]:
-        page = cycle_speed.article_page(article, "wire", "2026-05-16T08:00:00+00:00", [])
+    for article, page in stage_split.pages(texts)[::every]:
         extracted = extract_page(page, content_type="text/html", max_bytes=settings.http.max_bytes)
         if extracted.error or not extracted.text:
             continue
