@@ -453,7 +453,11 @@ def verify_translation(
     limit_a, limit_b = len(a.sentences), len(b.sentences)
     # Too few aligned pairs, or pairs out of order, fail whatever the stretch and the lists
     # leave to count: most candidates end here, without reading their texts' sentences.
-    needed = max(1, min(params.min_aligned_sentences, shorter))
+    # A text of fewer units than that (a headline and a sentence or two: a feed's summary,
+    # a brief) is never judged a translation: a title and a lead say what the event was,
+    # which another outlet's report says too, and aligned as often for one as for a
+    # translation when the labelled excerpts were cut so short.
+    needed = max(1, params.min_aligned_sentences)
     hopeless = aligned < needed or order < params.min_order
     if (
         not hopeless
@@ -493,7 +497,9 @@ def verify_translation(
     length_ratio = max(weight_a, weight_b) / max(min(weight_a, weight_b), 1.0)
 
     failures = []
-    if counted < needed:
+    if shorter < needed:
+        failures.append(f"too short to judge: {shorter} units, {needed} aligned sentences needed")
+    elif counted < needed:
         failures.append(f"{counted} aligned sentences" + (" outside lists" if list_units else ""))
     if share < params.min_aligned_share:
         failures.append(f"aligned share {share:.2f} < {params.min_aligned_share:g}")

@@ -16,6 +16,10 @@ The language processing happens here, in Python, so that SQLite (FTS5) and Postg
   prefix (``气*``). A query's unquoted Chinese is split into words by a segmenter
   (jieba) and each word must occur, so ``能源合作`` (能源 + 合作) finds ``能源领域合作``
   while the index itself never depends on how a segmenter cut a document.
+* Thai, Lao, Myanmar and Khmer, also written without spaces between words, are indexed
+  the same way in units of a letter with its vowel signs and tone marks (``กิ``, ``น``):
+  a query's run of them is one phrase of unit bigrams, found wherever it occurs in a
+  word, since no segmenter for them ships with the product.
 
 Query syntax (both databases)::
 
@@ -43,7 +47,7 @@ from typing import Any
 from pipeline.errors import FilterError
 from pipeline.unicode_marks import MARKS_BMP
 
-SCHEME = "fts3"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+SCHEME = "fts4"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
@@ -56,11 +60,49 @@ MAX_SNIPPET_SCAN = 50_000  # characters of a text searched for the snippet's pas
 # Han ideographs (with extensions and compatibility forms) and Japanese kana: scripts
 # written without spaces between words.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+
+
+def _letters_marks_digits(*blocks: tuple[int, int]) -> str:
+    """A character class body of the letters, marks and digits of Unicode ``blocks`` (their
+    punctuation, such as Khmer's full stop, still separates)."""
+    wanted = [
+        code
+        for first, last in blocks
+        for code in range(first, last + 1)
+        if unicodedata.category(chr(code))[0] in "LMN"
+    ]
+    ranges: list[list[int]] = []
+    for code in wanted:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
+
+
+# Thai, Lao, Myanmar (with its extensions) and Khmer (with its symbols): scripts written
+# without spaces between words whose letters carry vowel signs and tone marks.
+_CLUSTERED = _letters_marks_digits(
+    (0x0E00, 0x0E7F),
+    (0x0E80, 0x0EFF),
+    (0x1000, 0x109F),
+    (0xA9E0, 0xA9FF),
+    (0xAA60, 0xAA7F),
+    (0x1780, 0x17FF),
+    (0x19E0, 0x19FF),
+)
+# A unit of such a run: a character with the marks that follow it.
+_UNIT = re.compile(rf".[{MARKS_BMP}]*", re.S)
 # A word: letters and digits with the combining marks among them (vowel signs, viramas,
 # tone marks, Arabic vowel marks; ``\w`` has none of them), joined by apostrophes.
 _WORD_CHAR = rf"(?:[^\W_{_CJK}]|[{MARKS_BMP}])"
-_TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>{_WORD_CHAR}+(?:['’]{_WORD_CHAR}+)*)")
+_TOKEN = re.compile(
+    rf"(?P<cjk>[{_CJK}]+)|(?P<clustered>[{_CLUSTERED}]+)|(?P<word>{_WORD_CHAR}+(?:['’]{_WORD_CHAR}+)*)"
+)
+_RUNS = frozenset({"cjk", "clustered"})  # the groups indexed as bigrams of units
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
+_RUN_CHAR = re.compile(rf"[{_CJK}{_CLUSTERED}]")
+_MARK = re.compile(rf"[{MARKS_BMP}]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The Snowball stemmer for each script (first letter of a word decides).
@@ -171,16 +213,26 @@ def _cjk_char(char: str) -> str:
     return unicodedata.normalize("NFKC", char)
 
 
+def _units(run: str, group: str | None) -> list[tuple[str, int, int]]:
+    """The units of a run without spaces (normalised, with their offsets in ``run``): its
+    characters in Chinese and Japanese, a letter with its marks in Thai and its kin."""
+    if group == "cjk":
+        return [(_cjk_char(char), index, index + 1) for index, char in enumerate(run)]
+    return [(_cjk_char(unit.group()), unit.start(), unit.end()) for unit in _UNIT.finditer(run)]
+
+
 def tokens(text: str) -> list[Token]:
     """The index tokens of ``text`` with their character offsets in ``text``."""
     found: list[Token] = []
     for match in _TOKEN.finditer(text):
         start = match.start()
-        if match.lastgroup == "cjk":
-            run = match.group()
-            for i in range(len(run)):
-                piece = run[i : i + 2]
-                found.append(Token("".join(_cjk_char(c) for c in piece), start + i, start + i + len(piece)))
+        if match.lastgroup in _RUNS:
+            units = _units(match.group(), match.lastgroup)
+            for (unit, unit_start, unit_end), following in zip(units, [*units[1:], None], strict=True):
+                if following is None:
+                    found.append(Token(unit, start + unit_start, start + unit_end))
+                else:
+                    found.append(Token(unit + following[0], start + unit_start, start + following[2]))
             continue
         term = normalise_word(match.group())
         if term:
@@ -193,8 +245,11 @@ def terms(text: str) -> list[str]:
     without the offsets, which indexing does not need."""
     found: list[str] = []
     for match in _TOKEN.finditer(text):
-        if match.lastgroup == "cjk":
-            chars = [_cjk_char(c) for c in match.group()]
+        if match.lastgroup in _RUNS:
+            if match.lastgroup == "cjk":
+                chars = [_cjk_char(c) for c in match.group()]
+            else:
+                chars = [unit for unit, _, _ in _units(match.group(), match.lastgroup)]
             found.extend(chars[i] + chars[i + 1] for i in range(len(chars) - 1))
             found.append(chars[-1])
             continue
@@ -265,10 +320,13 @@ def _quote_lexeme(term: str) -> str:
 
 @dataclass(frozen=True)
 class Phrase:
-    """Terms that must follow each other; ``prefix``: the last one is a prefix (a Chinese character)."""
+    """Terms that must follow each other; ``prefix``: the last one is a prefix (a Chinese
+    character, a Thai letter with its marks); ``run``: the characters a phrase of bigrams
+    stands for, when it was made from one run without spaces (a snippet marks them)."""
 
     terms: tuple[str, ...]
     prefix: bool = False
+    run: str = ""
 
     def fts5(self) -> str:
         return '"' + " ".join(self.terms) + '"' + ("*" if self.prefix else "")
@@ -325,6 +383,9 @@ class SearchQuery:
         for group in self.groups:
             for unit in group:
                 for phrase in unit:
+                    if phrase.run:
+                        found.add(phrase.run)
+                        continue
                     if not all(_CJK_CHAR.match(term[:1]) for term in phrase.terms):
                         continue
                     chars = phrase.terms[0] + "".join(term[1:] for term in phrase.terms[1:] if len(term) == 2)
@@ -405,27 +466,33 @@ def parse_query(text: str) -> SearchQuery:
 def _phrase_unit(text: str) -> Unit:
     """A quoted phrase: the document tokens of the text, in order.
 
-    A phrase ending in Chinese ends in that run's last character, which in a document
-    may start a bigram (the run goes on there): it is matched as a prefix.
+    A phrase ending in Chinese (or Thai...) ends in that run's last unit, which in a
+    document may start a bigram (the run goes on there): it is matched as a prefix.
     """
     found = [token.term for token in tokens(text)]
     if not found:
         return ()
-    last = found[-1]
-    return (Phrase(tuple(found), prefix=len(last) == 1 and bool(_CJK_CHAR.match(last))),)
+    matches = list(_TOKEN.finditer(text))
+    run = ""
+    if len(matches) == 1 and matches[0].lastgroup in _RUNS:
+        run = "".join(unit for unit, _, _ in _units(matches[0].group(), matches[0].lastgroup))
+    return (Phrase(tuple(found), prefix=matches[-1].lastgroup in _RUNS, run=run),)
 
 
 def _word_unit(word: str) -> Unit:
     """An unquoted word: a phrase of its tokens (``power-of-siberia``); Chinese is split
-    into words, each a phrase of its own."""
+    into words, each a phrase of its own; a Thai (Lao, Myanmar, Khmer) run is one phrase."""
     pieces: list[Phrase] = []
-    run: list[str] = []  # the terms of the current non-Chinese stretch
+    run: list[str] = []  # the terms of the current stretch of spaced words
     for match in _TOKEN.finditer(word):
-        if match.lastgroup == "cjk":
+        if match.lastgroup in _RUNS:
             if run:
                 pieces.append(Phrase(tuple(run)))
                 run = []
-            pieces.extend(_cjk_phrase(segment) for segment in _segment(match.group()))
+            if match.lastgroup == "cjk":
+                pieces.extend(_run_phrase(segment, "cjk") for segment in _segment(match.group()))
+            else:
+                pieces.append(_run_phrase(match.group(), match.lastgroup))
             continue
         term = normalise_word(match.group())
         if term:
@@ -435,11 +502,12 @@ def _word_unit(word: str) -> Unit:
     return tuple(pieces)
 
 
-def _cjk_phrase(word: str) -> Phrase:
-    chars = [_cjk_char(c) for c in word]
-    if len(chars) == 1:
-        return Phrase((chars[0],), prefix=True)
-    return Phrase(tuple(chars[i] + chars[i + 1] for i in range(len(chars) - 1)))
+def _run_phrase(word: str, group: str | None) -> Phrase:
+    """A run without spaces as a phrase: its unit bigrams, or its one unit as a prefix."""
+    units = [unit for unit, _, _ in _units(word, group)]
+    if len(units) == 1:
+        return Phrase((units[0],), prefix=True, run=units[0])
+    return Phrase(tuple(units[i] + units[i + 1] for i in range(len(units) - 1)), run="".join(units))
 
 
 def _segment(run: str) -> list[str]:
@@ -494,27 +562,27 @@ def _matches(term: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> boo
 def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
     # The snippet of every listed article is cut here: only matches build anything.
     exact, prefixes = query.highlight_terms()
-    chinese = bool(prefixes) or any(_CJK_CHAR.match(term[:1]) for term in exact)
+    chinese = bool(prefixes) or any(_RUN_CHAR.match(term[:1]) for term in exact)
     strings = query.chinese_strings() if chinese else frozenset()
     spans: list[tuple[int, int, str]] = []
     for match in _TOKEN.finditer(text, 0, MAX_SNIPPET_SCAN):
-        if match.lastgroup == "cjk":
+        if match.lastgroup in _RUNS:
             if not chinese:
                 continue
             run, start = match.group(), match.start()
-            folded = "".join(_cjk_char(c) for c in run)
-            if strings and len(folded) == len(run):
-                # Each Chinese phrase where it occurs whole (overlapping occurrences merge).
+            units = _units(run, match.lastgroup)
+            folded = "".join(unit for unit, _, _ in units)
+            if strings and all(len(unit) == end - begin for unit, begin, end in units):
+                # Each phrase where it occurs whole (overlapping occurrences merge).
                 spans.extend(_occurrences(folded, start, strings, spans))
                 continue
-            for i in range(len(run)):
-                term = "".join(_cjk_char(c) for c in run[i : i + 2])
+            for (unit, unit_start, unit_end), following in zip(units, [*units[1:], None], strict=True):
+                term, end = (unit, unit_end) if following is None else (unit + following[0], following[2])
                 if _matches(term, exact, prefixes):
-                    end = start + i + len(term)
-                    if spans and start + i < spans[-1][1]:  # overlapping bigrams merge
-                        spans[-1] = (spans[-1][0], max(end, spans[-1][1]), spans[-1][2])
+                    if spans and start + unit_start < spans[-1][1]:  # overlapping bigrams merge
+                        spans[-1] = (spans[-1][0], max(start + end, spans[-1][1]), spans[-1][2])
                     else:
-                        spans.append((start + i, end, term))
+                        spans.append((start + unit_start, start + end, term))
             continue
         term = normalise_word(match.group())
         if term in exact:
@@ -526,11 +594,13 @@ def _occurrences(
     run: str, offset: int, strings: frozenset[str], spans: list[tuple[int, int, str]]
 ) -> list[tuple[int, int, str]]:
     """Spans (from ``offset``) of every occurrence of ``strings`` in ``run``, merged where
-    they overlap each other or the last of ``spans``."""
+    they overlap each other or the last of ``spans``; not one that ends inside a letter's
+    marks (``กิน`` is not marked in ``กินี``)."""
     found = sorted(
         (offset + index, offset + index + len(string), string)
         for string in strings
         for index in (match.start() for match in re.finditer(f"(?={re.escape(string)})", run))
+        if not _MARK.match(run, index + len(string))
     )
     merged: list[tuple[int, int, str]] = []
     for start, end, string in found:

@@ -4,8 +4,8 @@ Shared by the classifier (evidence sentences) and the semantic layer (sentence v
 so both see the same sentences. Pure and deterministic: paragraphs are split on line
 breaks, then sentences at terminal punctuation when the next word starts a new sentence
 (Latin, Cyrillic and other cased scripts, and Arabic) and always at the full stops of
-scripts that have their own (CJK, Devanagari, Armenian, Ethiopic, Burmese, Khmer, Urdu).
-Thai and Lao have no full stop: a space between two of their letters ends a sentence or a
+scripts that have their own (CJK, Devanagari, Armenian, Ethiopic, Burmese, Khmer, Tibetan
+and Urdu). Thai and Lao have no full stop: a space between two of their letters ends a sentence or a
 clause there, and such pieces are joined up to a sentence's length.
 """
 
@@ -17,13 +17,15 @@ import re
 # word starts a new sentence (a capital, a digit, a letter of an uncased script, or Spanish
 # ¿ ¡ opening it), and always at the full stops of scripts that have their own: CJK 。！？
 # (and the half-width ｡; not the full-width ．, which also joins the parts of a foreign
-# name, "唐纳德．特朗普"), Devanagari । ॥, Urdu ۔, Armenian ։, Ethiopic ። ፧, Burmese ။ and
-# Khmer ។ ៕.
+# name, "唐纳德．特朗普"), Devanagari । ॥, Urdu ۔, Armenian ։, Ethiopic ። ፧, Burmese ။,
+# Khmer ។ ៕ and Tibetan's shad ། and double shad ༎ (with the shad that may follow one
+# after a space, "། །", which opens the next line of verse rather than a sentence).
 # Semicolons end no sentence in any script: a Chinese list joined by "；" is one sentence,
 # as its English rendering joined by ";" or "," is, so a translation keeps one unit for one.
 _SENTENCE_END = re.compile(
     r"[.!?…؟]+[\"'»”’)\]]*(?=\s+[\"'«“(\[¿¡]?[^\W_a-zа-я])"
     r"|[。！？｡।॥۔։።፧။។៕]+[»”’」』)）]*"
+    r"|[\u0f0d\u0f0e](?: ?[\u0f0d\u0f0e])*"
 )
 # Thai and Lao separate sentences and clauses with a space and words with none: a space
 # between two Thai or Lao characters is where a sentence may end. The pieces are joined

@@ -797,6 +797,17 @@ def test_a_direction_mark_after_a_full_stop_still_ends_the_sentence() -> None:
     ]
 
 
+def test_tibetan_sentences_end_at_the_shad() -> None:
+    from pipeline.sentences import content_sentences, split_sentences
+
+    first = "པུ་ཏིན་དང་ཤི་ཅིན་ཕིང་གིས་པེ་ཅིན་དུ་གྲོས་མོལ་བྱས།"
+    second = "གན་རྒྱ་ལ་མིང་རྟགས་བཀོད། །"  # a shad after a space opens the next line: kept with it
+    third = "སྐད་ཆ་གཞན༎"
+    assert split_sentences(f"{first} {second}{third} ཞེས་སོ།") == [first, second, third, "ཞེས་སོ།"]
+    # The tsheg between syllables is no sentence end; a lone mark is no sentence.
+    assert content_sentences("༄༅། །" + first) == [first]
+
+
 def test_a_german_date_is_no_sentence_end() -> None:
     from pipeline.sentences import split_sentences
 

@@ -379,6 +379,24 @@ def test_a_short_text_still_needs_each_match_to_stand_out() -> None:
     assert brief.margin == 0.15 and not brief.is_translation
 
 
+@pytest.mark.parametrize("units", [1, 2])
+def test_a_headline_and_a_sentence_or_two_are_never_judged_a_translation(units: int) -> None:
+    rng = np.random.default_rng(4)
+    original = _unit(rng.normal(size=(3, 64)))
+    translation = _unit(original + 0.05 * rng.normal(size=(3, 64)))
+    # Sentence for sentence as close as a translation gets.
+    assert all(float(a @ b) > 0.9 for a, b in zip(original, translation, strict=True))
+    verdict = verify_translation(
+        Side("en", "x", original[:units]), Side("ru", "x", translation[:units]), TranslationParams()
+    )
+    assert not verdict.is_translation
+    assert f"too short to judge: {units} units, 3 aligned sentences needed" in verdict.reason
+    # From three units on, the same closeness is a translation.
+    assert verify_translation(
+        Side("en", "x", original), Side("ru", "x", translation), TranslationParams()
+    ).is_translation
+
+
 def test_matches_in_isolated_places_are_not_a_translation() -> None:
     rng = np.random.default_rng(5)
     first = _unit(rng.normal(size=(20, 64)))

@@ -8,6 +8,7 @@ find the same articles on both.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import random
 from datetime import UTC, datetime
@@ -780,7 +781,6 @@ def test_a_text_of_many_long_distinct_words_is_indexed_within_postgresqls_limit(
         ("हिन्दी भाषा में समाचार", 4),  # Hindi: vowel signs and a virama inside words
         ("বাংলা সংবাদ", 2),  # Bengali
         ("தமிழ் செய்தி", 2),  # Tamil
-        ("ข่าว ภาษาไทย", 2),  # Thai tone marks
         ("مُحَمَّد وَالعَرَبِيَّة", 2),  # Arabic with its vowel marks
         ("שָׁלוֹם עוֹלָם", 2),  # Hebrew points
         ("Putin\u0301 café", 2),  # a combining accent on a Latin letter
@@ -790,6 +790,44 @@ def test_words_with_combining_marks_are_one_term_each(text: str, words: int) -> 
     found = search.terms(text)
     assert len(found) == words, found
     assert all(len(term) > 1 for term in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "units"),
+    [
+        ("ข่าวไทย", ["ข่", "า", "ว", "ไ", "ท", "ย"]),  # Thai: a tone mark stays on its letter
+        ("ພາສາລາວ", ["ພ", "າ", "ສ", "າ", "ລ", "າ", "ວ"]),  # Lao
+        ("မြန်မာ", ["မြ", "န်", "မာ"]),  # Myanmar: medial and asat on their letters
+        ("ខ្មែរ", ["ខ្", "មែ", "រ"]),  # Khmer: the coeng sign on its letter
+    ],
+)
+def test_scripts_without_spaces_are_bigrams_of_letters_with_their_marks(text: str, units: list[str]) -> None:
+    expected = [first + second for first, second in itertools.pairwise(units)] + [units[-1]]
+    assert search.terms(text) == expected
+    assert [token.term for token in search.tokens(text)] == expected
+    # Offsets: each token covers its units in the original text.
+    assert [text[token.start : token.end] for token in search.tokens(text)] == expected
+
+
+def test_thai_punctuation_and_spaces_end_a_run() -> None:
+    # A space and Khmer's full stop separate runs: no bigram spans them.
+    assert "ยข" not in search.terms("ไทย ขอ")
+    assert search.terms("ខ្មែរ។ ខ្មែរ") == search.terms("ខ្មែរ") * 2
+
+
+@pytest.mark.parametrize(
+    ("query", "marked"),
+    [
+        ("ไซบีเรีย", ["ไซบีเรีย"]),
+        ('"ปักกิ่ง"', ["ปักกิ่ง"]),
+        ("กิน", []),  # only a prefix of the cluster กินี: not a match
+        ("ប៉េកាំង", ["ប៉េកាំង"]),
+    ],
+)
+def test_thai_and_khmer_matches_are_marked_whole(query: str, marked: list[str]) -> None:
+    text = "พลังแห่งไซบีเรีย 2 ที่กรุงปักกิ่ง กินี ទីក្រុងប៉េកាំង"
+    highlighted = search.highlight(text, search.parse_query(query))
+    assert [part for part, hit in highlighted.parts if hit] == marked
 
 
 def test_arabic_vowel_marks_do_not_change_the_term() -> None:
