@@ -563,6 +563,10 @@ _ISO2022_JP_OUT: Final = (b"\x1b(B", b"\x1b(J")
 # The single-byte codec of last resort: WHATWG's default for pages that declare nothing.
 _DEFAULT_SINGLE_BYTE: Final = "cp1252"
 _STRAY_RUN_RE: Final = re.compile("[\udc80-\udcff]+")
+# Whole UTF-8 sequences by their shape alone (lead byte, then its continuation bytes).
+_UTF8_SHAPED: Final = re.compile(
+    rb"(?:[\xc0-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf7][\x80-\xbf]{3})+"
+)
 
 
 def _nearly_utf8(data: bytes, declared: list[str]) -> tuple[str, str] | None:
@@ -575,7 +579,9 @@ def _nearly_utf8(data: bytes, declared: list[str]) -> tuple[str, str] | None:
     either way they cost those bytes alone, where a legacy codec guessed for the whole
     page would garble every other character. A page that declares UTF-8 but has not one
     valid multi-byte character is not UTF-8 at all: its few stray bytes are legacy text
-    (an accented name in a Latin-1 page), read in the single-byte codec detected for it.
+    (an accented name in a Latin-1 page), read in the single-byte codec detected for it;
+    unless every run of them has UTF-8's shape (an encoded surrogate, an overlong form):
+    that is broken UTF-8 (:func:`_broken_utf8`).
     """
     text = data.decode("utf-8", "surrogateescape")
     stray = sum(len(run) for run in _STRAY_RUN_RE.findall(text))
@@ -584,6 +590,15 @@ def _nearly_utf8(data: bytes, declared: list[str]) -> tuple[str, str] | None:
     wide = _non_ascii(text) - stray
     mostly_utf8 = wide >= _UTF8_MIN_WIDE and stray <= _UTF8_STRAY_SHARE * wide
     says_utf8 = bool(declared) and normalise_charset(declared[0]) == "utf-8"
+    if (
+        says_utf8
+        and wide == 0
+        and all(_UTF8_SHAPED.fullmatch(_stray_bytes(run)) for run in _STRAY_RUN_RE.findall(text))
+    ):
+        # Each stray run has UTF-8's shape (a lead byte and its continuation bytes: an
+        # encoded surrogate, an overlong form), which legacy letters practically never
+        # have: broken UTF-8, not the letters of a codec guessed from a few bytes.
+        return _broken_utf8(data), "utf-8"
     if not mostly_utf8 and not (
         says_utf8 and stray <= max(_UTF8_STRAY_DECLARED, _UTF8_STRAY_DECLARED_SHARE * wide)
     ):
@@ -594,9 +609,23 @@ def _nearly_utf8(data: bytes, declared: list[str]) -> tuple[str, str] | None:
     legacy = next((codec for codec in map(normalise_charset, declared) if _single_byte(codec)), None)
     if legacy is None:
         return data.decode("utf-8", "replace"), "utf-8"
-    return _STRAY_RUN_RE.sub(
-        lambda run: bytes(ord(char) - 0xDC00 for char in run.group()).decode(legacy, "replace"), text
-    ), "utf-8"
+    return _STRAY_RUN_RE.sub(lambda run: _stray_bytes(run.group()).decode(legacy, "replace"), text), "utf-8"
+
+
+def _broken_utf8(data: bytes) -> str:
+    """UTF-8 with encoded surrogates (CESU-8, Java's "modified UTF-8": a character beyond
+    the Basic Multilingual Plane written as two three-byte halves) read as the characters
+    the pairs stand for; anything else invalid, and a lone half, as U+FFFD."""
+    try:
+        text = data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace")
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _stray_bytes(run: str) -> bytes:
+    """The bytes behind a run of ``surrogateescape`` characters."""
+    return bytes(ord(char) - 0xDC00 for char in run)
 
 
 @functools.lru_cache(maxsize=64)

@@ -202,8 +202,9 @@ MAX_LINKED_FEEDS = 5
 
 def feeds_linked_from(body: bytes, page_url: str) -> list[str]:
     """The feeds an HTML page announces (``<link rel="alternate" type="application/rss+xml">``
-    and the Atom and JSON Feed types), as absolute http(s) URLs, at most
-    :data:`MAX_LINKED_FEEDS`."""
+    and the Atom and JSON Feed types), as absolute http(s) URLs spelled as ``feeds add``
+    stores them, at most :data:`MAX_LINKED_FEEDS`. A link ``feeds add`` would refuse (with
+    spaces or control characters: a hostile page's terminal escapes) is left out."""
     found: list[str] = []
     for tag in _LINK_TAG.finditer(_visible(body[:DISCOVERY_BYTES])):
         attributes = {
@@ -216,7 +217,11 @@ def feeds_linked_from(body: bytes, page_url: str) -> list[str]:
             continue
         href = attributes.get(b"href", b"").decode("utf-8", "replace")
         url = _absolute(page_url, html.unescape(href)) if href else None
-        if url and url.lower().startswith(("http://", "https://")) and url not in found:
+        try:
+            url = normalise_feed_url(url) if url else None
+        except ValueError:
+            continue
+        if url and url not in found:
             found.append(url)
         if len(found) == MAX_LINKED_FEEDS:
             break

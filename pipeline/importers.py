@@ -261,6 +261,20 @@ def finite_float(text: str) -> float:
     return value
 
 
+# Python refuses to read a longer integer (a guard against quadratic conversion); said
+# here in the input's terms.
+MAX_INT_DIGITS = 4300
+
+
+def bounded_int(text: str) -> int:
+    """``json.loads``'s ``parse_int``: an integer of more than :data:`MAX_INT_DIGITS`
+    digits is refused with a message about the input."""
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise ValueError(f"the number {text[:20]}... has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
 def loads_strict(text: str) -> Any:
-    """``json.loads`` that refuses NaN, Infinity and numbers out of a float's range."""
-    return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
+    """``json.loads`` that refuses NaN, Infinity, numbers out of a float's range and
+    integers too long to read."""
+    return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float, parse_int=bounded_int)

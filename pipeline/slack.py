@@ -741,18 +741,19 @@ def _send_webhook_part(
             doubt = _describe_loss(exc)
             continue
         status = response.status_code
-        if status == 200:
+        # An incoming webhook answers "ok", or its error code, as plain text; any other
+        # 200 came from something else (a sign-in page, where a redirect led): not posted.
+        body = (response.body or "").strip()
+        if status == 200 and body == "ok":
             return
         if status in SERVER_ERROR_STATUSES:
             doubt = f"Slack answered HTTP {status}"
             continue
-        # An incoming webhook answers its error code as plain text.
-        body = (response.body or "").strip()
-        code = body if _ERROR_CODE.fullmatch(body) else None
+        code = body if status != 200 and _ERROR_CODE.fullmatch(body) else None
         transient = status == 429 or status >= 500 or code is None
         retry_after = _retry_after_header(response.headers or {}) if status == 429 else None
         if retry_after is not None:
-            problem = _rate_limited("the incoming webhook", retry_after, _longest_wait(client))
+            problem = _rate_limited("the incoming webhook", retry_after, _longest_wait(client), posting=True)
         elif code is not None:
             problem = f"Slack incoming webhook answered HTTP {status}: {code}"
         else:
@@ -1022,9 +1023,18 @@ def _may_have_posted(exc: Exception) -> bool:
         code = str(data.get("error") or "") if isinstance(data, dict) else ""
         if status >= 500 or code in IN_DOUBT_ERRORS:
             return True
-        # A 200 whose body is not Slack's JSON (a proxy's page) is no answer either.
+        if status == 200 and _is_web_page(code.removeprefix(_NOT_JSON), getattr(response, "headers", None)):
+            # A sign-in or proxy page (also where a redirect led): Slack was not reached.
+            return False
+        # Any other 200 whose body is not Slack's JSON (cut short, empty) is no answer either.
         return status == 200 and not _ERROR_CODE.fullmatch(code)
     return not isinstance(exc, URLError | SlackClientError)
+
+
+def _is_web_page(body: str, headers: Mapping[str, Any] | None) -> bool:
+    """Whether an answer is a web page (HTML) rather than anything Slack sends."""
+    kind = next((str(v) for k, v in (headers or {}).items() if k.lower() == "content-type"), "")
+    return "html" in kind.lower() or body.lstrip().startswith("<")
 
 
 def _describe_loss(exc: Exception) -> str:
@@ -1081,7 +1091,7 @@ def _delivery_error(
         headers = getattr(response, "headers", None) or {}
         retry_after = _retry_after_header(headers) if status == 429 else None
         if retry_after is not None:
-            message = _rate_limited(what, retry_after, _longest_wait(client))
+            message = _rate_limited(what, retry_after, _longest_wait(client), posting=what in POSTING)
         elif status >= 500:
             message = f"Slack answered {what} with HTTP {status} after the retries"
         elif code is None:
@@ -1114,17 +1124,19 @@ def _delivery_error(
     )
 
 
-def _rate_limited(what: str, wait: float, longest: float | None) -> str:
+def _rate_limited(what: str, wait: float, longest: float | None, *, posting: bool) -> str:
     """A 429 that the client did not wait out: how long Slack asked for, and when the
-    next try may be."""
+    next try may be. Only a posting call's 429 says anything about the message (that part
+    was not posted); a look-up's says nothing about what an earlier attempt posted."""
     after = f"{datetime.now(UTC) + timedelta(seconds=wait):%Y-%m-%d %H:%M:%S} UTC"
     if longest is not None and wait > longest:
         why = f"longer than the {longest:g} s a run waits"
     else:
         why = "again after every wait a run allows"
     return (
-        f"Slack rate-limited {what} and asked to wait {wait:g} s (Retry-After), {why}: nothing was "
-        f"posted, and the digest is not tried again before {after}"
+        f"Slack rate-limited {what} and asked to wait {wait:g} s (Retry-After), {why}: "
+        + ("that part was not posted, and " if posting else "")
+        + f"the digest is not tried again before {after}"
     )
 
 

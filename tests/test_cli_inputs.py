@@ -116,14 +116,16 @@ def test_lone_surrogates_and_non_numbers_get_a_clear_line(db: Path) -> None:
         '{"id": "a\\ud800", "url": "https://news.example/x\\udfff", "text": ' + json.dumps(DISTINCT[0]) + "}",
         '{"id": NaN, "text": ' + json.dumps(DISTINCT[1]) + "}",
         '{"id": "upper", "url": "HTTPS://NEWS.EXAMPLE/UPPER", "text": ' + json.dumps(DISTINCT[2]) + "}",
+        '{"id": "long", "n": ' + "7" * 5000 + ', "text": "x"}',
     ]
     done = sw("import", "-", "--json", db=db, stdin="\n".join(lines) + "\n")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [row["status"] for row in rows] == ["new", "error", "new"]
+    assert [row["status"] for row in rows] == ["new", "error", "new", "error"]
     assert rows[0]["id"] == "a\ufffd"
     assert rows[1]["error"] == "line 2: NaN is not a JSON value"
+    assert rows[3]["error"] == "line 4: the number 77777777777777777777... has more than 4300 digits"
     classified = sw("classify", db=db, stdin='{"id": "s", "text": "\\ud800 Putin and Xi discussed gas"}\n')
     assert classified.returncode == 0, classified.stderr
     assert json.loads(classified.stdout)["id"] == "s"

@@ -692,6 +692,28 @@ def test_a_latin1_page_declaring_utf8_keeps_its_accented_letters(sentence: str) 
 
 
 @pytest.mark.parametrize(
+    ("broken", "read"),
+    [
+        (b"\xed\xa0\x80", "\ufffd"),  # a lone surrogate half
+        (b"\xc0\xaf", "\ufffd\ufffd"),  # an overlong "/"
+        (b"\xed\xa0\xbd\xed\xb8\x80", "\U0001f600"),  # CESU-8: an emoji as two halves
+    ],
+    ids=["surrogate", "overlong", "cesu-8"],
+)
+def test_broken_utf8_in_an_ascii_page_declaring_utf8_is_not_read_as_a_legacy_codec(
+    broken: bytes, read: str
+) -> None:
+    """Bytes shaped like UTF-8 that is not valid are broken UTF-8 (U+FFFD, or the
+    character a CESU-8 pair stands for), not letters of a legacy codec guessed from them."""
+    html = latin_page(ARTICLE_PARAGRAPHS, title="Talks", meta='<meta charset="utf-8">', lang="")
+    body = html.encode("ascii").replace(b"Harbin", b"Har" + broken + b"bin", 1)
+    assert b"Har" + broken in body
+    text, codec = extract_module.decode_document(body)
+    assert codec == "utf-8"
+    assert "Har" + read + "bin" in text
+
+
+@pytest.mark.parametrize(
     ("encoding", "bom"),
     [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")],
 )

@@ -498,12 +498,17 @@ def test_feed_discovery_reads_only_announced_feeds() -> None:
         b"<script>document.write(\"<link rel='alternate' type='application/rss+xml' href='/scripted.xml'>\")</script>"
         b"<link rel='alternate' type='application/json' href='/wp-json/wp/v2/posts/123'>"
         b"<link rel='alternate' type='application/rss+xml' href='javascript:alert(1)'>"
+        # A terminal escape in a link: never echoed into an error message.
+        b"<link rel='alternate' type='application/rss+xml' href='/a\x1b[31mRED\x1b[0m.xml'>"
         b"<link rel='alternate' title='a > b' type='application/rss+xml; charset=utf-8' href='/world/rss.xml'>"
         b"</head><body><p>Front page</p></body></html>"
     )
     with pytest.raises(FeedParseError, match="links to feeds") as raised:
         parse_feed(page, feed_url="https://news.example/", now=NOW)
-    assert str(raised.value).endswith("links to feeds: https://news.example/world/rss.xml")
+    assert (
+        str(raised.value)
+        == "not a feed: an HTML page that links to feeds: https://news.example/world/rss.xml"
+    )
 
 
 # Feeds whose bytes and labels disagree -------------------------------------------------------

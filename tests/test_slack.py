@@ -187,6 +187,7 @@ def test_a_retry_after_longer_than_allowed_is_not_waited_for(slack: FakeSlack) -
     assert failure.value.retry_after == 120  # ...for as long as Slack asked
     assert "asked to wait 120 s (Retry-After), longer than the 5 s a run waits" in str(failure.value)
     assert "not tried again before" in str(failure.value)
+    assert "that part was not posted" in str(failure.value)
     assert "after the retries" not in str(failure.value)
 
 
@@ -329,6 +330,33 @@ def test_an_answer_that_is_not_slack_s_is_no_verdict_on_the_message(slack: FakeS
     assert "a redirect to /elsewhere/" in str(redirected.value)
     assert "404 Not Found" in str(preflight.value)
     assert slack.messages == []
+
+
+SIGN_IN_PAGE = "<!doctype html><html><body><form>Sign in to continue</form></body></html>"
+
+
+def test_a_sign_in_page_answered_with_200_is_not_slack_s_answer(slack: FakeSlack) -> None:
+    """A proxy's sign-in page, or where a redirect led, answers 200: nothing was posted,
+    no post is repeated, and the digest waits (a webhook's 200 must say "ok")."""
+    slack.fail_next(1, 200, page=SIGN_IN_PAGE, method="chat.postMessage")
+    with pytest.raises(SlackDeliveryError) as api:
+        post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress())
+    assert slack.calls("chat.postMessage") == 1
+    slack.fail_next(1, 200, page=SIGN_IN_PAGE, method="webhook")
+    with pytest.raises(SlackDeliveryError) as hook:
+        post_webhook_messages(make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress())
+    assert slack.calls("webhook") == 1
+    for failure, setting in ((api, "SLACK_API_URL"), (hook, "SLACK_WEBHOOK_URL")):
+        error = failure.value
+        assert not (error.permanent or error.refused_content or error.in_doubt)
+        assert "is not Slack's (HTTP 200" in str(error) and "Sign in to continue" in str(error)
+        assert f"check {setting}" in str(error)
+    assert slack.messages == []
+    # A webhook's own "ok" is delivery.
+    assert (
+        post_webhook_messages(make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress()).sent
+        == 1
+    )
 
 
 def test_oversized_section_and_header_are_invalid_blocks(slack: FakeSlack) -> None:
@@ -558,6 +586,9 @@ def test_a_429_storm_still_delivers_each_part_once(slack: FakeSlack) -> None:
     slack.fail_next(6, 429, retry_after=1, method="conversations.replies")
     with pytest.raises(SlackDeliveryError, match="rate-limited") as failure:
         target.post(messages(3), on_sent=progress, on_posting=progress.posting, digest_key="changes:storm")
+    # The look-up was rate-limited, not a post: nothing is claimed about what was posted.
+    assert "rate-limited conversations.replies" in str(failure.value)
+    assert "posted" not in str(failure.value)
     assert failure.value.in_doubt
     assert not failure.value.permanent
     assert digest_parts(slack, "changes:storm") == [0, 1]
