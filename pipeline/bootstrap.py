@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline import neardup
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import (
     apply_views,
@@ -17,9 +19,10 @@ from pipeline.db.engine import (
     upgrade_schema,
     views_file,
 )
-from pipeline.db.schema import Article, Feed
+from pipeline.db.schema import Article, ArticleSignature, Feed
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import IngestContext, build_candidate, index_articles, store_candidate
+from pipeline.neardup_params import NearDupParams
 from pipeline.seeds import load_seed_documents
 from pipeline.settings import Settings
 
@@ -34,9 +37,12 @@ class InitReport:
     feeds_updated: int
     vectors_missing: int = 0
     search_reindexed: int | None = None
+    resigned: int = 0
 
 
-def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
+def initialise(
+    settings: Settings, *, load_feeds: bool = True, progress: Callable[[str], None] | None = None
+) -> InitReport:
     """Create or upgrade the schema, load the seed corpus and the feed list from config."""
     registry = load_feed_registry(settings.feeds_file) if load_feeds else None
     require_writable(settings.db_url)
@@ -49,6 +55,9 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
                 repo.history_start(session)  # collection starts now, unless it started earlier
                 # A newer analyser (pipeline.search.SCHEME) re-indexes what is stored.
                 reindexed = fulltext.ensure_current(session)
+                # So do newer near-duplicate signatures (NearDupParams.scheme), for lookups
+                # to find stored articles.
+                resigned = resign_stale(session, settings.neardup_params(), progress)
                 added, present = load_seeds(session, settings)
                 missing = _index_seeds(session, settings)
                 feeds_added = feeds_updated = 0
@@ -73,7 +82,41 @@ def initialise(settings: Settings, *, load_feeds: bool = True) -> InitReport:
                 session.commit()
     finally:
         engine.dispose()
-    return InitReport(before, after, added, present, feeds_added, feeds_updated, missing, reindexed)
+    return InitReport(before, after, added, present, feeds_added, feeds_updated, missing, reindexed, resigned)
+
+
+RESIGN_BATCH = 500
+
+
+def resign_stale(
+    session: Session, params: NearDupParams, progress: Callable[[str], None] | None = None
+) -> int:
+    """Sign again, from their stored text, the articles whose near-duplicate signature was
+    made under another scheme (other parameters, an older tokenizer): the lookup compares
+    band keys of the current scheme only, so they would never be found. Committed a batch
+    at a time, so an interrupted run resumes where it stopped; returns how many."""
+    stale = list(
+        session.scalars(
+            select(ArticleSignature.article_id)
+            .where(ArticleSignature.scheme != params.scheme)
+            .order_by(ArticleSignature.article_id)
+        )
+    )
+    for first in range(0, len(stale), RESIGN_BATCH):
+        chunk = stale[first : first + RESIGN_BATCH]
+        rows = session.execute(select(Article.id, Article.text, Article.lang).where(Article.id.in_(chunk)))
+        for article_id, text, lang in rows:
+            near = neardup.index_of(text or "", lang, params)
+            if near.signature:
+                signature = neardup.signature_to_bytes(near.signature)
+                repo.store_signature(session, article_id, params.scheme, signature, near.keys)
+            else:  # (too short under the new scheme: no signature, as for a new article)
+                repo.drop_signature(session, article_id)
+        session.commit()
+        if progress is not None:
+            done = min(first + RESIGN_BATCH, len(stale))
+            progress(f"near-duplicate signatures: {done} of {len(stale)} re-signed")
+    return len(stale)
 
 
 def load_seeds(session: Session, settings: Settings) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -32,12 +33,17 @@ from pipeline.redaction import redact_optional
 UNTITLED_WORDS = 12
 UNTITLED_CHARS = 80
 _WORDS = re.compile(r"\S+")
+# A character that shows: a letter, mark, digit, punctuation or symbol, but not the blank
+# ones that Unicode counts as letters or symbols (Hangul fillers, the blank Braille cell).
+_VISIBLE = re.compile(r"[^\s\u200b-\u200f\u2060-\u2064\ufeff\u3164\uffa0\u115f\u1160\u2800\u00ad\u034f]")
 _HAN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def display_title(article: Article) -> str:
-    """The headline, or for an article without one its opening words (ending in "…")."""
-    if article.title and article.title.strip():
+    """The headline, or for an article without one its opening words (ending in "…"). A
+    headline of nothing visible (zero-width spaces, a Hangul filler, a blank Braille
+    pattern) is none: the list would show an empty line."""
+    if article.title and _VISIBLE.search(article.title):
         return article.title.strip()
     return opening_words(article.text)
 
@@ -50,7 +56,14 @@ def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:
     most = UNTITLED_CHARS * words // UNTITLED_WORDS
     opening = " ".join(_WORDS.findall(flat)[:words])
     if len(opening) > most or _HAN.search(opening):
-        opening = opening[:most]
+        cut = most
+        # Not between a letter and its marks (a Thai vowel sign), nor after a virama or a
+        # Khmer coeng, which joins the next letter to the one before.
+        while 0 < cut < len(opening) and (
+            unicodedata.category(opening[cut])[0] == "M" or unicodedata.combining(opening[cut - 1]) == 9
+        ):
+            cut -= 1
+        opening = opening[:cut]
     return opening + ("…" if len(opening) < len(flat) else "")
 
 

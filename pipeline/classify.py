@@ -42,6 +42,7 @@ import yaml
 
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
+from pipeline.hanzi import simplified_characters
 from pipeline.records import Classification, TopicHit, WatchHit
 from pipeline.sentences import split_sentences, strip_invisible
 from pipeline.unicode_marks import MARKS_BMP
@@ -756,8 +757,9 @@ def fold_lower(text: str) -> str | None:
 
 
 def _normalise(text: str) -> str:
-    """NFKC, ё→е, straight quotes and hyphens: one spelling per character for matching."""
-    return unicodedata.normalize("NFKC", text).translate(_CHAR_MAP)
+    """NFKC, ё→е, straight quotes and hyphens, Traditional Chinese characters as Simplified
+    ones (the patterns are written in Simplified): one spelling per character for matching."""
+    return simplified_characters(unicodedata.normalize("NFKC", text).translate(_CHAR_MAP))
 
 
 class NeedleSearch:

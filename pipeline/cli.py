@@ -396,12 +396,14 @@ def _http_client(settings: Settings) -> Any:
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.bootstrap import initialise
 
-    report = initialise(settings)
+    report = initialise(settings, progress=_stderr)
     _stderr(f"database: {_safe_url(settings.db_url)}")
     _stderr(f"schema: {report.revision_before or 'empty'} -> {report.revision_after}")
     _stderr(f"seed corpus: {report.seeds_added} added, {report.seeds_present} already present")
     if report.search_reindexed is not None:
         _stderr(f"search index: rebuilt for {report.search_reindexed} articles")
+    if report.resigned:
+        _stderr(f"near-duplicate index: {report.resigned} articles signed again under the current scheme")
     _stderr(f"feeds from {settings.feeds_file}: {report.feeds_added} added, {report.feeds_updated} updated")
     if report.vectors_missing:
         _stderr(

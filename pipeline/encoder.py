@@ -53,20 +53,19 @@ import importlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline import hanzi
 from pipeline.errors import ConfigError
 from pipeline.sentences import content_sentences
 
@@ -499,16 +498,8 @@ class ArticleVectors:
     has_title: bool
 
 
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # A shouted unit has at least 8 cased letters, over 80% of them capitals: at least 7.
 SHOUTED_MIN_CAPITALS = 7
-
-
-@lru_cache(maxsize=1)
-def _to_simplified() -> Callable[[str], str]:
-    import opencc  # loaded on first Chinese text
-
-    return cast(Callable[[str], str], opencc.OpenCC("t2s").convert)
 
 
 def encoder_text(unit: str) -> str:
@@ -519,8 +510,7 @@ def encoder_text(unit: str) -> str:
     * A shouted line (a headline or a legal preamble in capitals) becomes lower case: the
       model's vocabulary is cased, and capitals split into rare pieces.
     """
-    if _HAN.search(unit):
-        unit = _to_simplified()(unit)
+    unit = hanzi.to_simplified(unit)
     if sum(map(str.isupper, unit)) < SHOUTED_MIN_CAPITALS:
         return unit  # (counted in C: most units have a few capitals, and end here)
     letters = [char for char in unit if char.isalpha() and char.lower() != char.upper()]

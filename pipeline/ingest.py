@@ -2574,18 +2574,33 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         elif published_at > now + FUTURE_TOLERANCE:
             log.warning("import: 'published' %r is in the future: imported undated", published)
     title = record.get("title")
+    if title is not None and not isinstance(title, str):
+        log.warning("import: 'title' is a JSON %s, not a string: imported untitled", _json_type(title))
+        title = None
+    input_id = record.get("id")
+    if (input_id is not None and not isinstance(input_id, str | int | float)) or isinstance(input_id, bool):
+        log.warning("import: 'id' is a JSON %s, not a string or number: ignored", _json_type(input_id))
+        input_id = None
     return build_candidate(
         settings,
         url=url,
-        title=title if isinstance(title, str) else None,
+        title=title,
         html=html.encode("utf-8") if html and not text else None,
         text=text or None,
         published_at=published_at,
         content_type="text/html; charset=utf-8",
         lang_hint=record.get("lang") if isinstance(record.get("lang"), str) else None,
-        source_id=clean_string(str(record["id"]))[:512] if record.get("id") is not None else None,
+        source_id=clean_string(str(input_id))[:512] if input_id is not None else None,
         now=now,
     )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, dict):
+        return "object"
+    return "array" if isinstance(value, list) else type(value).__name__
 
 
 def _feed_id_for(session: Session, feed: Any) -> int | None:

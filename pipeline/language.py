@@ -467,6 +467,10 @@ def detect_language(
     letters. The same text and priors give the same answer in every process.
     """
     sample = _bounded(text, sample_chars)
+    if not unicodedata.is_normalized("NFC", sample):
+        # Decomposed text (Korean as jamo, Vietnamese with combining accents) reads as the
+        # composed text it is: the profiles hold composed letters.
+        sample = unicodedata.normalize("NFC", sample)
     letters = count_letters(sample)
     if letters < min_letters:
         return LanguageGuess(UNDETERMINED, 0.0)
@@ -830,7 +834,9 @@ _MARKED_LATIN = (("az", "əƏ", "əƏ", 0.03, ""),)  # Azerbaijani schwa
 _DECIDING = 2
 # Uzbek in the Latin script: "oʻ" and "gʻ" (turned comma or left quote), with the q and x
 # that Uzbek writes often and English hardly ever (Hawaiian "Oʻahu" has the same mark).
-_UZBEK_MARKS = ("oʻ", "gʻ", "Oʻ", "Gʻ", "o‘", "g‘", "O‘", "G‘")
+# Typed without the proper mark, "o'" and "g'" (ASCII apostrophe, right quote or grave):
+# the q and x share still tells Uzbek from English's "o'clock" and Turkish (no q or x).
+_UZBEK_MARKS = tuple(f"{letter}{mark}" for letter in "oOgG" for mark in "ʻ‘'’`")
 _UZBEK_QX_SHARE = 0.015
 
 

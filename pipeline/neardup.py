@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 # (defined apart, so that the settings can check them without importing numpy)
+from pipeline.hanzi import simplified_characters
 from pipeline.neardup_params import NearDupParams as NearDupParams
 
 ShingleMode = Literal["words", "cjk_chars", "brahmic_chars"]
@@ -140,14 +141,51 @@ def _marks(text: str) -> str:
     return text.translate({ord(char): _MARKS[_char_class(char)] for char in set(text)})
 
 
+# Spelling that copies of one text vary in without changing a word: Russian ё written е;
+# the Arabic and Persian forms of yeh and kaf (ي ی ى, ك ک), alef with or without hamza
+# (أ إ آ ٱ), teh marbuta and heh, vowel marks and the tatweel; and invisible characters
+# (a soft hyphen, a zero-width space, non-joiner or word joiner, a byte-order mark), left
+# out so that a word they sit in, or a Persian word written with or without its
+# non-joiner, stays one word.
+_SPELLING_FOLD = str.maketrans(
+    {
+        "ё": "е",
+        "\u06cc": "\u064a",
+        "\u0649": "\u064a",
+        "\u06a9": "\u0643",
+        "\u0623": "\u0627",
+        "\u0625": "\u0627",
+        "\u0622": "\u0627",
+        "\u0671": "\u0627",
+        "\u0629": "\u0647",
+        **dict.fromkeys(
+            [
+                "\u0640",
+                "\u0670",
+                *map(chr, range(0x064B, 0x0653)),
+                "\u00ad",
+                "\u200b",
+                "\u200c",
+                "\u2060",
+                "\ufeff",
+            ],
+            None,
+        ),
+    }
+)
+
+
 def _tokenise(text: str) -> tuple[list[str], list[bool]]:
     """Split folded text into words and single unspaced-script characters.
 
     Returns the tokens and, for each, whether it is a single unspaced character. A word
     is a run of word characters (letters, marks, digits); an all-digit word becomes
-    :data:`NUMBER_PLACEHOLDER`; anything else separates.
+    :data:`NUMBER_PLACEHOLDER`; anything else separates. Spelling variants that copies
+    differ in are folded first (``_SPELLING_FOLD``).
     """
     folded = unicodedata.normalize("NFKC", text).casefold()
+    if not folded.isascii():
+        folded = simplified_characters(folded.translate(_SPELLING_FOLD))
     marks = _marks(folded)
     tokens: list[str] = []
     unspaced: list[bool] = []
@@ -265,13 +303,23 @@ def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfil
 
 
 # A number as written: a text compared with a copy in its own language needs no reading
-# of it (full-width digits are folded by NFKC first).
-_NUMBER_TOKEN = re.compile(r"\d+(?:[.,:/]\d+)*")
+# of it, only its digits in ASCII (full-width ones are folded by NFKC; Arabic-Indic,
+# Persian, Devanagari, Thai... here) and the Arabic decimal and thousands separators as
+# "." and ",": "۲۰۲۶" is "2026", "۳۱٫۲" is "31.2".
+_NUMBER_TOKEN = re.compile(r"\d+(?:[.,:/\u066b\u066c]\d+)*")
+_ARABIC_SEPARATORS = str.maketrans({"\u066b": ".", "\u066c": ","})
 
 
 def text_figures(text: str) -> frozenset[str]:
-    """The distinct numbers of ``text``, as written."""
-    return frozenset(_NUMBER_TOKEN.findall(unicodedata.normalize("NFKC", text)))
+    """The distinct numbers of ``text``, as written (in ASCII digits)."""
+    return frozenset(map(_ascii_number, _NUMBER_TOKEN.findall(unicodedata.normalize("NFKC", text))))
+
+
+def _ascii_number(number: str) -> str:
+    if number.isascii():
+        return number
+    digits = "".join(str(unicodedata.decimal(char)) if char.isdecimal() else char for char in number)
+    return digits.translate(_ARABIC_SEPARATORS)
 
 
 @lru_cache(maxsize=8)

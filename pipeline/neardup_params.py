@@ -135,6 +135,6 @@ class NearDupParams:
         part of it, since they only affect verification.
         """
         return (
-            f"mh1-p{self.num_perm}-b{self.bands}x{self.rows}-w{self.word_k}"
+            f"mh2-p{self.num_perm}-b{self.bands}x{self.rows}-w{self.word_k}"
             f"-c{self.cjk_n}-t{self.brahmic_n}-m{self.min_words}.{self.min_chars}-s{self.seed}"
         )

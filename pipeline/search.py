@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import FilterError
+from pipeline.hanzi import simplified_characters
 from pipeline.unicode_marks import MARKS_BMP
 
 SCHEME = "fts4"  # bump when the tokens change: `summitwatch init` then rebuilds the index
@@ -95,14 +96,25 @@ _CLUSTERED = _letters_marks_digits(
 _UNIT = re.compile(rf".[{MARKS_BMP}]*", re.S)
 # A word: letters and digits with the combining marks among them (vowel signs, viramas,
 # tone marks, Arabic vowel marks; ``\w`` has none of them), joined by apostrophes.
-_WORD_CHAR = rf"(?:[^\W_{_CJK}]|[{MARKS_BMP}])"
+# Invisible characters that may sit inside a word or a run without splitting it (a soft
+# hyphen, a zero-width space or word joiner, a stray byte-order mark): left out of terms.
+_INVISIBLE = "\u00ad\u200b\u2060\ufeff"
+_INVISIBLE_SET = frozenset(_INVISIBLE)
+_WORD_CHAR = rf"(?:[^\W_{_CJK}]|[{MARKS_BMP}{_INVISIBLE}])"
 _TOKEN = re.compile(
-    rf"(?P<cjk>[{_CJK}]+)|(?P<clustered>[{_CLUSTERED}]+)|(?P<word>{_WORD_CHAR}+(?:['’]{_WORD_CHAR}+)*)"
+    rf"(?P<cjk>[{_CJK}](?:[{_CJK}]|[{_INVISIBLE}]+(?=[{_CJK}]))*)"
+    rf"|(?P<clustered>[{_CLUSTERED}](?:[{_CLUSTERED}]|[{_INVISIBLE}]+(?=[{_CLUSTERED}]))*)"
+    rf"|(?P<word>{_WORD_CHAR}+(?:['’]{_WORD_CHAR}+)*)"
 )
+# Apostrophes (and the modifier letters written for them) that split a Latin-script word
+# into its parts: an elided article or preposition (French "l'Ukraine", Italian
+# "dell'energia") and a suffix after a name (Turkish "Pekin'de") are words of their own.
+_APOSTROPHES = "'’ʼʻ"
+_LATIN_APOSTROPHE = re.compile(rf"^[^\W\d_]*?[A-Za-z\u00c0-\u024f\u1e00-\u1eff].*[{_APOSTROPHES}]", re.S)
+_WORD_PART = re.compile(rf"[^{_APOSTROPHES}]+")
 _RUNS = frozenset({"cjk", "clustered"})  # the groups indexed as bigrams of units
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _RUN_CHAR = re.compile(rf"[{_CJK}{_CLUSTERED}]")
-_MARK = re.compile(rf"[{MARKS_BMP}]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The Snowball stemmer for each script (first letter of a word decides).
@@ -181,13 +193,92 @@ def _language_of(word: str) -> str | None:
 def normalise_word(word: str) -> str:
     """The index term of one word (not Chinese): folded, normalised and stemmed."""
     folded = unicodedata.normalize("NFKC", word.casefold()).replace("\u0307", "")
-    folded = folded.replace("ё", "е").replace("’", "'")[:MAX_TOKEN_CHARS]
+    if not folded.isascii():
+        folded = "".join(char for char in folded if char not in _INVISIBLE_SET)
+        folded = folded.replace("ё", "е").replace("’", "'").replace("ʼ", "'").replace("ʻ", "'")
+        # Every script's decimal digits read as ASCII ones: "۲۰۲۶" is "2026".
+        folded = "".join(
+            str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in folded
+        )
+    folded = folded[:MAX_TOKEN_CHARS]
     if not folded or folded.isdigit():
         return folded
     language = _language_of(folded)
+    if language != "english":
+        # An apostrophe inside a Ukrainian or Belarusian word is spelling ("дев'яносто").
+        folded = folded.replace("'", "") or folded
+    if language == "arabic":
+        folded = _without_arabic_prefix(folded)
+    elif _HANGUL.match(folded):
+        return _without_korean_particles(folded)
     stem = _stem(language, folded) if language else folded
     # Apostrophes would split the token again in the database (and "russia's" is "russia").
     return str(stem).replace("'", "") or folded.replace("'", "")
+
+
+# Arabic writes the article and the conjunctions and prepositions before it as one word
+# with the noun ("والتدريبات" "and the exercises", "باليوان" "in yuan"), which the Snowball
+# stemmer leaves: the longest of these prefixes is taken off when three letters remain
+# (as light stemmers for Arabic retrieval do), and a lone "و" ("and") when four remain.
+_ARABIC_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")
+_HANGUL = re.compile("[\uac00-\ud7a3]")
+# Korean particles follow the noun in the same word ("베이징에서" "in Beijing", "몽골을"):
+# taken off, one after another, while two syllables remain ("한반도를" and "한반도" both
+# read "한반"; a noun that ends like a particle loses it on both sides alike).
+_KOREAN_PARTICLES = tuple(
+    sorted(
+        [
+            "에서",
+            "에게",
+            "으로",
+            "부터",
+            "까지",
+            "처럼",
+            "보다",
+            "이라고",
+            "라고",
+            "하고",
+            "이나",
+            "이며",
+            "께서",
+            "은",
+            "는",
+            "이",
+            "가",
+            "을",
+            "를",
+            "의",
+            "에",
+            "와",
+            "과",
+            "도",
+            "만",
+            "로",
+            "서",
+        ],
+        key=len,
+        reverse=True,
+    )
+)
+
+
+def _without_arabic_prefix(word: str) -> str:
+    for prefix in _ARABIC_PREFIXES:
+        if word.startswith(prefix) and len(word) - len(prefix) >= 3:
+            return word[len(prefix) :]
+    if word.startswith("و") and len(word) >= 5:
+        return word[1:]
+    return word
+
+
+def _without_korean_particles(word: str) -> str:
+    while True:
+        for particle in _KOREAN_PARTICLES:
+            if word.endswith(particle) and len(word) - len(particle) >= 2:
+                word = word[: -len(particle)]
+                break
+        else:
+            return word
 
 
 def _stem(language: str, word: str) -> str:
@@ -210,15 +301,42 @@ def _stem(language: str, word: str) -> str:
 
 @functools.lru_cache(maxsize=65_536)
 def _cjk_char(char: str) -> str:
-    return unicodedata.normalize("NFKC", char)
+    # Traditional Chinese is read as Simplified (pipeline/hanzi.py): 人民幣 is 人民币.
+    return simplified_characters(unicodedata.normalize("NFKC", char))
 
 
 def _units(run: str, group: str | None) -> list[tuple[str, int, int]]:
     """The units of a run without spaces (normalised, with their offsets in ``run``): its
-    characters in Chinese and Japanese, a letter with its marks in Thai and its kin."""
+    characters in Chinese and Japanese, a letter with its marks in Thai and its kin;
+    invisible characters left out."""
     if group == "cjk":
-        return [(_cjk_char(char), index, index + 1) for index, char in enumerate(run)]
-    return [(_cjk_char(unit.group()), unit.start(), unit.end()) for unit in _UNIT.finditer(run)]
+        return [
+            (_cjk_char(char), index, index + 1)
+            for index, char in enumerate(run)
+            if char not in _INVISIBLE_SET
+        ]
+    return [
+        (_cjk_char(unit.group()), unit.start(), unit.end())
+        for unit in _UNIT.finditer(run)
+        if unit.group()[0] not in _INVISIBLE_SET
+    ]
+
+
+def _word_tokens(word: str, offset: int) -> list[Token]:
+    """The terms of one spaced word, with their offsets: a Latin-script word with
+    apostrophes is its parts (a final English "'s" left out, as the stemmer would)."""
+    if not _LATIN_APOSTROPHE.match(word):
+        term = normalise_word(word)
+        return [Token(term, offset, offset + len(word))] if term else []
+    parts = list(_WORD_PART.finditer(word))
+    if len(parts) > 1 and parts[-1].group().lower() == "s":
+        parts.pop()
+    found = []
+    for part in parts:
+        term = normalise_word(part.group())
+        if term:
+            found.append(Token(term, offset + part.start(), offset + part.end()))
+    return found
 
 
 def tokens(text: str) -> list[Token]:
@@ -234,9 +352,7 @@ def tokens(text: str) -> list[Token]:
                 else:
                     found.append(Token(unit + following[0], start + unit_start, start + following[2]))
             continue
-        term = normalise_word(match.group())
-        if term:
-            found.append(Token(term, start, match.end()))
+        found.extend(_word_tokens(match.group(), start))
     return found
 
 
@@ -247,13 +363,17 @@ def terms(text: str) -> list[str]:
     for match in _TOKEN.finditer(text):
         if match.lastgroup in _RUNS:
             if match.lastgroup == "cjk":
-                chars = [_cjk_char(c) for c in match.group()]
+                chars = [_cjk_char(c) for c in match.group() if c not in _INVISIBLE_SET]
             else:
                 chars = [unit for unit, _, _ in _units(match.group(), match.lastgroup)]
             found.extend(chars[i] + chars[i + 1] for i in range(len(chars) - 1))
             found.append(chars[-1])
             continue
-        term = normalise_word(match.group())
+        word = match.group()
+        if _LATIN_APOSTROPHE.match(word):
+            found.extend(token.term for token in _word_tokens(word, 0))
+            continue
+        term = normalise_word(word)
         if term:
             found.append(term)
     return found
@@ -490,13 +610,12 @@ def _word_unit(word: str) -> Unit:
                 pieces.append(Phrase(tuple(run)))
                 run = []
             if match.lastgroup == "cjk":
-                pieces.extend(_run_phrase(segment, "cjk") for segment in _segment(match.group()))
+                visible = "".join(_cjk_char(char) for char in match.group() if char not in _INVISIBLE_SET)
+                pieces.extend(_run_phrase(segment, "cjk") for segment in _segment(visible))
             else:
                 pieces.append(_run_phrase(match.group(), match.lastgroup))
             continue
-        term = normalise_word(match.group())
-        if term:
-            run.append(term)
+        run.extend(token.term for token in _word_tokens(match.group(), 0))
     if run:
         pieces.append(Phrase(tuple(run)))
     return tuple(pieces)
@@ -571,10 +690,10 @@ def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
                 continue
             run, start = match.group(), match.start()
             units = _units(run, match.lastgroup)
-            folded = "".join(unit for unit, _, _ in units)
-            if strings and all(len(unit) == end - begin for unit, begin, end in units):
-                # Each phrase where it occurs whole (overlapping occurrences merge).
-                spans.extend(_occurrences(folded, start, strings, spans))
+            if strings:
+                # Each phrase where it occurs whole, from a unit's start to a unit's end
+                # (overlapping occurrences merge).
+                spans.extend(_occurrences(units, start, strings, spans))
                 continue
             for (unit, unit_start, unit_end), following in zip(units, [*units[1:], None], strict=True):
                 term, end = (unit, unit_end) if following is None else (unit + following[0], following[2])
@@ -584,23 +703,35 @@ def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
                     else:
                         spans.append((start + unit_start, start + end, term))
             continue
-        term = normalise_word(match.group())
-        if term in exact:
-            spans.append((match.start(), match.end(), term))
+        spans.extend(
+            (token.start, token.end, token.term)
+            for token in _word_tokens(match.group(), match.start())
+            if token.term in exact
+        )
     return spans
 
 
 def _occurrences(
-    run: str, offset: int, strings: frozenset[str], spans: list[tuple[int, int, str]]
+    units: list[tuple[str, int, int]], offset: int, strings: frozenset[str], spans: list[tuple[int, int, str]]
 ) -> list[tuple[int, int, str]]:
-    """Spans (from ``offset``) of every occurrence of ``strings`` in ``run``, merged where
-    they overlap each other or the last of ``spans``; not one that ends inside a letter's
-    marks (``กิน`` is not marked in ``กินี``)."""
+    """Spans (from ``offset``) of every occurrence of ``strings`` in a run of ``units``
+    (normalised, with their places in the original run), merged where they overlap each
+    other or the last of ``spans``. An occurrence starts and ends with whole units: the
+    normalised text of a unit may be longer than the original (Thai ``ำ`` is two
+    characters in NFKC), and ``กิน`` is not found in ``กินี`` (the mark belongs to ``นี``)."""
+    folded = "".join(unit for unit, _, _ in units)
+    starts: dict[int, int] = {}  # folded index of a unit's start -> its offset in the run
+    ends: dict[int, int] = {}  # folded index after a unit -> the offset after it in the run
+    position = 0
+    for unit, begin, end in units:
+        starts[position] = begin
+        position += len(unit)
+        ends[position] = end
     found = sorted(
-        (offset + index, offset + index + len(string), string)
+        (offset + starts[index], offset + ends[index + len(string)], string)
         for string in strings
-        for index in (match.start() for match in re.finditer(f"(?={re.escape(string)})", run))
-        if not _MARK.match(run, index + len(string))
+        for index in (match.start() for match in re.finditer(f"(?={re.escape(string)})", folded))
+        if index in starts and index + len(string) in ends
     )
     merged: list[tuple[int, int, str]] = []
     for start, end, string in found:

@@ -832,3 +832,24 @@ def test_word_boundaries_hold_in_scripts_with_combining_marks() -> None:
     assert india.search("मैंने भारत, चीन") is not None
     # ... nor one that starts after a vowel sign ("रतीय" in "भारतीय", after "ा").
     assert parser.compile("रतीय", "hi", "k").search("भारतीय") is None
+
+
+def test_traditional_chinese_gets_the_labels_of_its_simplified_twin() -> None:
+    import opencc
+
+    title = "中俄海军在日本海举行联合演习"
+    text = (
+        "俄罗斯和中国海军舰艇本周在日本海举行联合军事演习，演练反潜和防空科目。"
+        "与此同时，两国贸易中以人民币和卢布结算的比例继续上升，多家银行扩大跨境支付业务。"
+        "普京和习近平在北京会谈时表示，西伯利亚力量2号天然气管道项目的谈判取得进展。"
+    )
+    to_traditional = opencc.OpenCC("s2t").convert
+    assert to_traditional(text) != text
+    simplified = classify(REGISTRY, title=title, text=text, lang="zh")
+    traditional = classify(REGISTRY, title=to_traditional(title), text=to_traditional(text), lang="zh")
+    labels = {hit.topic for hit in simplified.topics} | {hit.item for hit in simplified.watch}
+    assert {"military", "joint_exercises"} <= labels
+    assert {hit.topic for hit in traditional.topics} | {hit.item for hit in traditional.watch} == labels
+    # The evidence quotes the article as written, in Traditional characters.
+    evidence = [quote for hit in traditional.topics for quote in hit.evidence]
+    assert evidence and all(quote.strip("…") in to_traditional(title + text) for quote in evidence)

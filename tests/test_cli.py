@@ -210,6 +210,20 @@ def test_import_ignores_unknown_fields_and_reports_them_once(db: Path) -> None:
     assert done.stderr.count("'source_domain'") == 1
 
 
+def test_import_says_when_a_title_or_an_id_is_not_text(db: Path) -> None:
+    import sqlite3
+
+    line = {"id": {"nested": 1}, "title": ["Putin", "Xi"], "text": TEXT_EN}
+    done = sw("import", "-", "--json", db=db, stdin=json.dumps(line) + "\n")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "new"
+    assert "'title' is a JSON array, not a string: imported untitled" in done.stderr
+    assert "'id' is a JSON object, not a string or number: ignored" in done.stderr
+    with sqlite3.connect(db) as connection:
+        stored = connection.execute("SELECT title, source_id FROM articles WHERE NOT is_seed").fetchall()
+    assert stored == [(None, None)]  # not the Python text "{'nested': 1}"
+
+
 def test_reindex_backfills_what_init_reports_missing(db: Path) -> None:
     import sqlite3
 

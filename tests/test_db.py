@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 
 from pipeline.bootstrap import initialise
@@ -18,7 +18,7 @@ from pipeline.db.engine import (
     require_current_schema,
     session_factory,
 )
-from pipeline.db.schema import Article, Feed, Sighting
+from pipeline.db.schema import Article, ArticleBand, ArticleSignature, Feed, Sighting
 from pipeline.errors import DatabaseError, FilterError
 from pipeline.settings import Settings
 
@@ -40,6 +40,50 @@ def test_init_is_idempotent(settings: Settings) -> None:
         assert len(session.scalars(select(Feed)).all()) == first.feeds_added
         assert len(session.scalars(select(Sighting)).all()) == 5
     engine.dispose()
+
+
+def test_init_signs_again_what_an_older_near_duplicate_scheme_signed(settings: Settings) -> None:
+    import json
+
+    from pipeline import neardup
+    from pipeline.ingest import import_lines
+
+    initialise(settings, load_feeds=False)
+    params = settings.neardup_params()
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            signed = session.scalars(select(ArticleSignature)).all()
+            assert signed and all(row.scheme == params.scheme for row in signed)
+            # As an older release left them: another scheme, band keys the lookup never meets.
+            for row in signed:
+                row.scheme = "mh1-older"
+            session.execute(delete(ArticleBand))
+            session.add_all(ArticleBand(band_key=-1, article_id=row.article_id) for row in signed)
+            session.commit()
+        lines: list[str] = []
+        report = initialise(settings, load_feeds=False, progress=lines.append)
+        assert report.resigned == len(signed)
+        assert lines[-1] == f"near-duplicate signatures: {len(signed)} of {len(signed)} re-signed"
+        with session_factory(engine)() as session:
+            assert {row.scheme for row in session.scalars(select(ArticleSignature))} == {params.scheme}
+            seed = session.scalar(select(Article).where(Article.is_seed).order_by(Article.id).limit(1))
+            assert seed is not None
+            bands = set(
+                session.scalars(select(ArticleBand.band_key).where(ArticleBand.article_id == seed.id))
+            )
+            assert bands == set(neardup.index_of(seed.text, seed.lang, params).keys)
+            # The seed is found again: a copy without its last paragraph is linked to it.
+            copy = "\n\n".join(seed.text.split("\n\n")[:-1])
+            line = json.dumps(
+                {"id": "copy", "url": "https://copies.example/1", "title": seed.title, "text": copy}
+            )
+            (result,) = import_lines(session, settings, [line], source="test")
+            session.commit()
+            assert (result.result.status, result.result.duplicate_of) == ("duplicate", seed.id)
+        assert initialise(settings, load_feeds=False).resigned == 0
+    finally:
+        engine.dispose()
 
 
 def test_seed_html_page_becomes_clean_text(settings: Settings) -> None:

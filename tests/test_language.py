@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,23 @@ def test_a_declared_sibling_settles_a_short_text_and_decomposed_letters_still_co
     assert detect_language("tahan harga kata polis lagi", hint="ms").lang == "ms"
     decomposed = unicodedata.normalize("NFD", SIBLINGS["sr"])
     assert decomposed != SIBLINGS["sr"] and detect_language(decomposed).lang == "sr"
+
+
+@pytest.mark.parametrize("mark", ["'", "’", "`", "‘"])
+def test_uzbek_typed_without_its_turned_comma_is_uzbek(mark: str) -> None:
+    text = BY_LETTERS["uz"].replace("ʻ", mark)
+    assert detect_language(text).lang == "uz"
+    # Declared, it stays Uzbek (Turkish writes no q or x).
+    assert detect_language(text, priors=["uz"]).lang == "uz"
+
+
+def test_decomposed_korean_and_vietnamese_are_read_composed() -> None:
+    korean = "블라디미르 푸틴 러시아 대통령은 베이징에서 시진핑 중국 국가주석과 정상회담을 가졌다."
+    vietnamese = "Tổng thống Nga và Chủ tịch Trung Quốc đã hội đàm tại Bắc Kinh về hợp tác năng lượng."
+    for text, lang in ((korean, "ko"), (vietnamese, "vi")):
+        decomposed = unicodedata.normalize("NFD", text)
+        assert decomposed != text
+        assert detect_language(decomposed).lang == detect_language(text).lang == lang
 
 
 @pytest.mark.parametrize("text", ["", "   ", "12:45 — 2026", "OK", "Xi!", "👍👍👍"])

@@ -111,7 +111,7 @@ PINNED_TEXT = (
 def test_signature_is_pinned() -> None:
     """Stored signatures must stay comparable: these values may only change with the scheme."""
     sig = signature(shingles(PINNED_TEXT, "en", PARAMS), PARAMS)
-    assert PARAMS.scheme == "mh1-p126-b42x3-w3-c3-t5-m40.80-s1"
+    assert PARAMS.scheme == "mh2-p126-b42x3-w3-c3-t5-m40.80-s1"
     assert len(sig) == PARAMS.num_perm
     assert all(0 <= value < 2**32 for value in sig)
     assert sig[:6] == [5624139, 2556579005, 4051058057, 2470245725, 1504874048, 2252069145]
@@ -570,12 +570,18 @@ def test_vectorised_signature_equals_the_reference_definition() -> None:
 
 def _tokenise_by_character(text: str) -> tuple[list[str], list[bool]]:
     """The tokeniser's definition, one character at a time (the oracle of the fast one)."""
-    from pipeline.neardup import _SEPARATOR, _WORD_CHAR, _char_class
+    from pipeline.hanzi import simplified_characters
+    from pipeline.neardup import _SEPARATOR, _SPELLING_FOLD, _WORD_CHAR, _char_class
 
     tokens: list[str] = []
     unspaced: list[bool] = []
     word = ""
-    for char in unicodedata.normalize("NFKC", text).casefold() + " ":
+    # (Spelling variants folded first, one character at a time.)
+    folded = "".join(
+        simplified_characters(c.translate(_SPELLING_FOLD))
+        for c in unicodedata.normalize("NFKC", text).casefold()
+    )
+    for char in folded + " ":
         kind = _char_class(char)
         if kind == _WORD_CHAR:
             word += char
@@ -622,3 +628,92 @@ def test_tokens_and_modes_match_the_per_character_definition() -> None:
                 assert mode == "brahmic_chars", text
             else:
                 assert mode == "words", text
+
+
+# Spelling that copies vary in ----------------------------------------------------------------
+
+_RUSSIAN_WITH_YO = (
+    "Ещё в начале недели Кремль объявил, что делегация приедет в Пекин вместе с её руководителем. "
+    "Всё это время переговорщики работали над текстом совместного заявления, и объём работы был "
+    "велик. Эксперты отмечают, что торговля между странами растёт, а расчёты в юанях занимают всё "
+    "большую долю. Путин заявил, что идёт подготовка к подписанию соглашения о поставках газа. "
+    "Учёные считают, что трёхсторонний формат встречи с Монголией даёт шанс продвинуть проект "
+    "«Сила Сибири — 2». Ещё одной темой стали совместные учения флотов, которые пройдут осенью."
+)
+_PERSIAN = (
+    "به گزارش خبرگزاری‌ها، صادرات گاز روسیه به چین از طریق خط لوله در ده ماه نخست سال ۲۰۲۶ به "
+    "۳۱٫۲ میلیارد متر مکعب رسید که نسبت به سال گذشته ۱۸ درصد بیشتر است. شرکت گازپروم اعلام کرد "
+    "که ظرفیت کامل خط لوله تا پایان دسامبر استفاده خواهد شد. مذاکرات درباره خط لوله دوم با "
+    "ظرفیت ۵۰ میلیارد متر مکعب همچنان ادامه دارد و کارشناسان می‌گویند اختلاف بر سر قیمت گاز "
+    "مانع اصلی امضای قرارداد است و هر دو طرف منتظر دیدار بعدی رهبران در پکن هستند."
+)
+_ARABIC = (
+    "التقى الرئيس الروسي نظيره الصيني في بكين يوم الثلاثاء، وناقش الزعيمان مشروع خط أنابيب "
+    "الغاز الذي سيمر عبر منغوليا إلى الصين. وقال الكرملين إن الجانبين اتفقا على زيادة التجارة "
+    "الثنائية بالعملات الوطنية، حيث تتم الآن أغلب التسويات باليوان والروبل. كما بحث الرئيسان "
+    "الوضع في أوكرانيا والتدريبات العسكرية المشتركة في بحر اليابان، وأكدا على أهمية عالم متعدد "
+    "الأقطاب وعلى مواصلة الحوار بين الحكومتين في الأشهر المقبلة."
+)
+
+
+_CHINESE = (
+    "俄罗斯总统普京周二在北京与中国国家主席习近平举行会谈。两国元首讨论了途经蒙古国的西伯利亚力量2号"
+    "天然气管道项目，并同意扩大以本币进行的双边贸易。克里姆林宫表示，目前超过九成的结算以人民币和卢布完成。"
+    "双方还讨论了乌克兰局势以及即将在日本海举行的海军联合演习，并表示将继续推动多极世界的建设。"
+)
+
+
+def _traditional(text: str) -> str:
+    import opencc
+
+    return str(opencc.OpenCC("s2t").convert(text))
+
+
+def _ascii_digits(text: str) -> str:
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text).replace("٫", ".")
+
+
+def _plain_arabic(text: str) -> str:
+    # Hamza dropped from alef, final yeh written as alef maksura, teh marbuta as heh.
+    text = text.translate(str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا"}))
+    return " ".join(word[:-1] + "ى" if word.endswith("ي") else word for word in text.split(" ")).replace(
+        "ة ", "ه "
+    )
+
+
+def _arabic_yeh_and_kaf(text: str) -> str:
+    # Persian typed on an Arabic keyboard, and without its zero-width non-joiners.
+    return text.replace("ی", "ي").replace("ک", "ك").replace("\u200c", "")
+
+
+@pytest.mark.parametrize(
+    ("original", "copy", "lang"),
+    [
+        (_RUSSIAN_WITH_YO, _RUSSIAN_WITH_YO.replace("ё", "е").replace("Ё", "Е"), "ru"),
+        (_PERSIAN, _ascii_digits(_PERSIAN), "fa"),
+        (_PERSIAN, _arabic_yeh_and_kaf(_PERSIAN), "fa"),
+        (_ARABIC, _plain_arabic(_ARABIC), "ar"),
+        (_CHINESE, _traditional(_CHINESE), "zh"),
+    ],
+    ids=["yo", "persian-digits", "persian-yeh-kaf", "arabic-hamza", "traditional-chinese"],
+)
+def test_copies_differing_only_in_spelling_variants_are_near_duplicates(
+    original: str, copy: str, lang: str
+) -> None:
+    assert copy != original
+    verdict = verify(original, copy, lang, lang, PARAMS)
+    assert verdict.is_duplicate, verdict
+    assert verdict.similarity == 1.0
+
+
+def test_figures_in_any_digits_are_the_same_figures() -> None:
+    from pipeline.neardup import text_figures
+
+    assert (
+        text_figures("۳۱٫۲ میلیارد در سال ۲۰۲۶")
+        == text_figures("31.2 میلیارد در سال 2026")
+        == {"31.2", "2026"}
+    )
+    # Other figures are other figures, in any digits: a templated report of another month.
+    other = _ascii_digits(_PERSIAN).replace("2026", "2025").replace("31.2", "27.9").replace("18", "12")
+    assert verify(_PERSIAN, other, "fa", "fa", PARAMS).reason == "different_figures"

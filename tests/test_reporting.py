@@ -898,6 +898,31 @@ def test_an_untitled_article_is_shown_by_its_opening_words(session: Session, set
     assert shown[0].title.endswith("…")
 
 
+@pytest.mark.parametrize("blank", ["\u200b\ufeff", "\u3164", "\u2800\u2800", " \u00ad "])
+def test_a_headline_of_nothing_visible_is_no_headline(blank: str) -> None:
+    from pipeline.browse import display_title
+    from pipeline.db.schema import Article
+
+    article = Article(title=blank, text="Putin and Xi met in Beijing on Tuesday.")
+    assert display_title(article) == "Putin and Xi met in Beijing on Tuesday."
+    assert display_title(Article(title=f"{blank}Talks", text="x")) == f"{blank}Talks".strip()
+
+
+@pytest.mark.parametrize("lead", range(8))
+def test_opening_words_are_never_cut_inside_a_cluster(lead: int) -> None:
+    import unicodedata
+
+    from pipeline.browse import opening_words
+
+    text = "ក" * lead + "ទីក្រុងប៉េកាំង" * 12  # Khmer: coeng signs and vowel signs throughout
+    shown = opening_words(text)
+    assert shown.endswith("…")
+    kept = shown[:-1]
+    assert text.startswith(kept)
+    assert unicodedata.combining(kept[-1]) != 9  # no coeng left waiting for its letter
+    assert unicodedata.category(text[len(kept)])[0] != "M"  # no mark cut off its letter
+
+
 def test_a_same_language_copy_linked_through_a_translation_is_counted_as_a_copy(
     session: Session, settings: Settings
 ) -> None:

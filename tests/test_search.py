@@ -822,12 +822,51 @@ def test_thai_punctuation_and_spaces_end_a_run() -> None:
         ('"ปักกิ่ง"', ["ปักกิ่ง"]),
         ("กิน", []),  # only a prefix of the cluster กินี: not a match
         ("ប៉េកាំង", ["ប៉េកាំង"]),
+        # ำ is two characters in NFKC: the run is still matched whole, nothing else marked.
+        ("ประเทศ", ["ประเทศ"]),
+        ("เงินหยวน", ["เงินหยวน"]),
     ],
 )
 def test_thai_and_khmer_matches_are_marked_whole(query: str, marked: list[str]) -> None:
-    text = "พลังแห่งไซบีเรีย 2 ที่กรุงปักกิ่ง กินี ទីក្រុងប៉េកាំង"
+    text = "พลังแห่งไซบีเรีย 2 ที่กรุงปักกิ่ง กินี ទីក្រុងប៉េកាំង การประชุมสำคัญระหว่างประเทศ เกี่ยวกับเงินหยวนและการนำเข้า"
     highlighted = search.highlight(text, search.parse_query(query))
     assert [part for part, hit in highlighted.parts if hit] == marked
+
+
+@pytest.mark.parametrize(
+    ("text", "query"),
+    [
+        ("Le soutien à l'Ukraine et d’énergie", "Ukraine"),  # French elision
+        ("Le soutien à l'Ukraine et d’énergie", "énergie"),
+        ("Putin Pekin'de Xi ile görüştü", "Pekin"),  # a Turkish suffix after a name
+        ("Il prezzo dell'energia", "energia"),
+        ("Mo'g'uliston orqali", "Moʻgʻuliston"),  # Uzbek, typed with either apostrophe
+        ("девʼяносто кілометрів", "дев'яносто"),  # Ukrainian, either apostrophe
+        ("Си\u00adби\u00adри", "Сибири"),  # soft hyphens inside a word
+        ("天然\u200b气", "天然气"),  # a zero-width space inside a Chinese run
+        ("سال ۲۰۲۶ میلادی", "2026"),  # Persian digits
+        ("वर्ष २०२६ में", "2026"),  # Devanagari digits
+        ("وبدأت والتدريبات المشتركة", "التدريبات"),  # Arabic "and the" before the noun
+        ("التسويات باليوان والروبل", "اليوان"),  # "in the yuan"
+        ("두 정상은 베이징에서 만났다", "베이징"),  # a Korean particle after the noun
+        ("몽골을 경유하는 가스관", "몽골"),
+        ("한반도를 둘러싼 정세", "한반도"),
+    ],
+)
+def test_words_are_found_through_apostrophes_prefixes_particles_invisible_characters_and_other_digits(
+    text: str, query: str
+) -> None:
+    parsed = search.parse_query(query)
+    wanted = [term for group in parsed.groups for unit in group for phrase in unit for term in phrase.terms]
+    found = search.terms(text)
+    assert any(found[i : i + len(wanted)] == wanted for i in range(len(found))), (found, wanted)
+    # The snippet marks the word in the text as written.
+    assert search.highlight(text, parsed).hits >= 1
+
+
+def test_an_english_possessive_is_the_word() -> None:
+    assert search.terms("Russia's gas") == search.terms("Russia gas")
+    assert [t.term for t in search.tokens("l'Ukraine")] == ["l", search.normalise_word("Ukraine")]
 
 
 def test_arabic_vowel_marks_do_not_change_the_term() -> None:

@@ -1089,6 +1089,12 @@ def store_signature(
     session.add_all(ArticleBand(band_key=key, article_id=article_id) for key in sorted(set(keys)))
 
 
+def drop_signature(session: Session, article_id: int) -> None:
+    """Take ``article_id`` out of the near-duplicate index (its text has no signature)."""
+    session.execute(delete(ArticleBand).where(ArticleBand.article_id == article_id))
+    session.execute(delete(ArticleSignature).where(ArticleSignature.article_id == article_id))
+
+
 def had_version(session: Session, article_id: int, content_hash: str) -> bool:
     """Whether ``article_id`` once had this text (re-imports of old lines change nothing)."""
     return (
