@@ -614,14 +614,15 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 marker = f"xlang {row.score:.2f}"
             extra = f" (+{len(row.copies)} copies)" if row.copies else ""
             head = f"{article.id:>6}  {row.moment:%Y-%m-%d}  {article.lang:<3} {marker:<18}"
-            title = row.title if len(row.title) <= 80 else row.title[:79] + "…"
+            title = _one_direction(row.title)
+            title = title if len(title) <= 80 else title[:79] + "…"
             print(f"{head} {title}{extra}")
             if row.topics or row.watch:
                 tags = [t.topic for t in row.topics] + [f"watch:{w.item}" for w in row.watch]
                 print(f"{'':>8}[{', '.join(tags)}]")
             if row.snippet is not None and row.snippet.text:
                 via = f"(in copy {row.matched_in.id}, {row.matched_in.lang}) " if row.matched_in else ""
-                print(f"{'':>8}{via}{_marked(row.snippet)}")
+                print(f"{'':>8}{via}{_one_direction(_marked(row.snippet))}")
             if article.url:
                 print(f"{'':>8}{redact_url(article.url)}")
         if not page.rows and not page.cross_language and not args.json:
@@ -633,6 +634,16 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
             )
         _more_note(page)
     return 0
+
+
+# Bidirectional embeddings, overrides and isolates: one left unclosed in a headline (a
+# right-to-left override) would turn the rest of the terminal line around.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def _one_direction(text: str) -> str:
+    """``text`` for one line of a terminal listing: without bidirectional controls."""
+    return _BIDI_CONTROLS.sub("", text)
 
 
 def _more_note(page: ResultPage) -> None:

@@ -99,6 +99,7 @@ the ones not yet reported (see :func:`unreported_changes`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -297,15 +298,26 @@ def load_detector_config(path: str | Path) -> DetectorConfig:
     invalid values raise :class:`ConfigError` naming the key (``series.watch:x.min_count``).
     """
     path = Path(path)
-    if not path.is_file():
-        return DetectorConfig()
     try:
-        data = yamlfile.read_file(path)
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None or not path.is_file():
+        return DetectorConfig()
+    # A command validates the file at start and reads it again where it reports: the
+    # same file, unchanged, is parsed once.
+    return _detector_config(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _detector_config(path: str, mtime_ns: int, size: int) -> DetectorConfig:
+    try:
+        data = yamlfile.read_file(Path(path))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None
     if data is None:
         return DetectorConfig()
-    return parse_detector_config(data, source=str(path))
+    return parse_detector_config(data, source=path)
 
 
 def parse_detector_config(data: Any, *, source: str = "digest config") -> DetectorConfig:

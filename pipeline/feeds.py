@@ -386,7 +386,7 @@ def _newest(
         newest = sorted(range(len(entries)), key=known.__getitem__, reverse=True)[:limit]
         kept = [entries[index] for index in sorted(newest)]
         which = "the oldest"
-    elif sum(b > a for a, b in itertools.pairwise(known)) > sum(b < a for a, b in itertools.pairwise(known)):
+    elif sum((b > a) - (b < a) for a, b in itertools.pairwise(known)) > 0:  # more rises than falls
         kept = entries[-limit:]
         which = "the first ones: the feed lists its oldest first"
     else:

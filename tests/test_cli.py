@@ -224,6 +224,18 @@ def test_import_says_when_a_title_or_an_id_is_not_text(db: Path) -> None:
     assert stored == [(None, None)]  # not the Python text "{'nested': 1}"
 
 
+def test_a_listing_line_carries_no_bidirectional_override(db: Path) -> None:
+    line = {"url": "https://a.example/rlo", "title": "\u202eevil headline", "text": TEXT_EN}
+    assert sw("import", "-", db=db, stdin=json.dumps(line) + "\n").returncode == 0
+    listed = sw("articles", db=db)
+    assert listed.returncode == 0, listed.stderr
+    assert "evil headline" in listed.stdout
+    assert "\u202e" not in listed.stdout
+    # The stored headline is as given (the web page isolates it with dir="auto").
+    shown = json.loads(sw("articles", "--json", db=db).stdout.splitlines()[0])
+    assert shown["title"] == "\u202eevil headline"
+
+
 def test_reindex_backfills_what_init_reports_missing(db: Path) -> None:
     import sqlite3
 

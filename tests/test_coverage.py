@@ -467,6 +467,18 @@ def test_missing_config_file_means_defaults(tmp_path: Path) -> None:
     assert load_detector_config(tmp_path / "absent.yaml") == DetectorConfig()
 
 
+def test_the_config_file_is_parsed_once_until_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "digest.yaml"
+    path.write_text("coverage_days: 20\n", encoding="utf-8")
+    first = load_detector_config(path)
+    assert first.coverage_days == 20
+    assert load_detector_config(path) is first  # (not parsed again)
+    path.write_text("coverage_days: 100\n", encoding="utf-8")
+    assert load_detector_config(path).coverage_days == 100
+    path.unlink()
+    assert load_detector_config(path) == DetectorConfig()
+
+
 @pytest.mark.parametrize(
     ("data", "key"),
     [
