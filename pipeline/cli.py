@@ -1168,7 +1168,12 @@ def _listening_sockets(host: str, port: int) -> list[socket.socket]:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.demo import run_demo
 
-    return run_demo(settings, port=args.port, out=_stderr)
+    # Progress on standard error; the report and the digest, the demo's result, on standard output.
+    return run_demo(settings, port=args.port, out=_stderr, result=_stdout_line)
+
+
+def _stdout_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def _safe_url(url: str) -> str:

@@ -50,13 +50,17 @@ def run_demo(
     port: int = 8765,
     out: Callable[[str], None] = print,
     today: date | None = None,
+    result: Callable[[str], None] | None = None,
 ) -> int:
     """Serve the fixture site, run the DAGs against it, and report what was stored.
 
     The site's dates follow ``today`` (default: the current UTC date), so its newest
     article is about a day old and the coverage page's window holds what the digest
-    reports. The digests this run produced are printed.
+    reports. Progress goes to ``out``; the report and the digests this run produced, the
+    demo's result, to ``result`` (``out`` unless given: the command prints them on
+    standard output).
     """
+    result = result or out
     settings = settings.model_copy(update={"allow_private_networks": True})
     report = initialise(settings, load_feeds=False)
     out(
@@ -110,16 +114,15 @@ def run_demo(
             not_modified = sum(
                 1 for feed in repo.list_feeds(session) if feed.id in feed_ids and feed.last_status == 304
             )
-            out("")
-            out(
+            result(
                 f"this run: {after[0] - before[0]} new, {after[1] - before[1]} duplicate, "
                 f"{after[2] - before[2]} failed items; {not_modified} feeds not modified"
             )
-            _report(session, out)
-            _report_digests(session, settings, out, after_id=last_digest)
-            out("")
-            out("browse: summitwatch articles --watch power_of_siberia_2   |   summitwatch coverage")
-            out("        summitwatch serve   (web UI on http://127.0.0.1:8000; the changes on /coverage)")
+            _report(session, result)
+            _report_digests(session, settings, result, after_id=last_digest)
+            result("")
+            result("browse: summitwatch articles --watch power_of_siberia_2   |   summitwatch coverage")
+            result("        summitwatch serve   (web UI on http://127.0.0.1:8000; the changes on /coverage)")
     finally:
         engine.dispose()
     return 0

@@ -48,6 +48,7 @@ def test_demo_stores_the_site_as_expected(
     settings = make_settings(f"sqlite:///{tmp_path / 'demo.db'}", digest_dir=str(tmp_path / "digests"))
     port = free_port()
     lines: list[str] = []
+    progress: list[str] = []
     today = datetime.now(UTC).date()
     site = FixtureSite(today=today)  # the site as the demo serves it today
     with FakeSlack() as slack:
@@ -57,12 +58,16 @@ def test_demo_stores_the_site_as_expected(
         monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-real-installation")
         monkeypatch.setenv("SLACK_CHANNEL", "C0REAL")
         monkeypatch.setenv("SLACK_API_URL", slack.api_url)
-        assert run_demo(settings, port=port, out=lines.append, today=today) == 0
+        assert run_demo(settings, port=port, out=progress.append, today=today, result=lines.append) == 0
     assert slack.requests == [], "the demo writes its digests to files only"
     output = "\n".join(lines)
     assert "language" in output and "articles" in output
-    assert "task poll_batch[0] done" in output, "the demo runs the real Airflow DAGs"
-    assert "task deliver done" in output
+    # Progress apart from the result (the command: standard error and standard output).
+    logged = "\n".join(progress)
+    assert "task poll_batch[0] done" in logged, "the demo runs the real Airflow DAGs"
+    assert "task deliver done" in logged
+    assert "this run:" not in logged and "task deliver done" not in output
+    assert lines[0].startswith("this run:")
     digests = sorted((tmp_path / "digests").iterdir())
     assert [d.name.split("-")[-1] for d in digests] == ["changes.txt", "summary.txt"]
     changes_digest = digests[0].read_text()
