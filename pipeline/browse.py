@@ -35,7 +35,9 @@ UNTITLED_CHARS = 80
 _WORDS = re.compile(r"\S+")
 # A character that shows: a letter, mark, digit, punctuation or symbol, but not the blank
 # ones that Unicode counts as letters or symbols (Hangul fillers, the blank Braille cell).
-_VISIBLE = re.compile(r"[^\s\u200b-\u200f\u2060-\u2064\ufeff\u3164\uffa0\u115f\u1160\u2800\u00ad\u034f]")
+_VISIBLE = re.compile(
+    r"[^\s\u200b-\u200f\u202a-\u202e\u2060-\u2069\u061c\ufeff\u3164\uffa0\u115f\u1160\u2800\u00ad\u034f]"
+)
 _HAN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 

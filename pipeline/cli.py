@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pipeline.collector import batch_collection
 from pipeline.coverage import MAX_HISTORY_DAYS
 from pipeline.errors import SummitwatchError
+from pipeline.formatting import one_direction
 from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
 
@@ -612,9 +613,9 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 marker = f"{article.copy_kind or 'copy'} of {article.duplicate_of_id}"
             if row.cross_language:
                 marker = f"xlang {row.score:.2f}"
-            extra = f" (+{len(row.copies)} copies)" if row.copies else ""
+            extra = _copies_note(row.copies)
             head = f"{article.id:>6}  {row.moment:%Y-%m-%d}  {article.lang:<3} {marker:<18}"
-            title = _one_direction(row.title)
+            title = one_direction(row.title)
             title = title if len(title) <= 80 else title[:79] + "…"
             print(f"{head} {title}{extra}")
             if row.topics or row.watch:
@@ -622,7 +623,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{'':>8}[{', '.join(tags)}]")
             if row.snippet is not None and row.snippet.text:
                 via = f"(in copy {row.matched_in.id}, {row.matched_in.lang}) " if row.matched_in else ""
-                print(f"{'':>8}{via}{_one_direction(_marked(row.snippet))}")
+                print(f"{'':>8}{via}{one_direction(_marked(row.snippet))}")
             if article.url:
                 print(f"{'':>8}{redact_url(article.url)}")
         if not page.rows and not page.cross_language and not args.json:
@@ -636,14 +637,15 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# Bidirectional embeddings, overrides and isolates: one left unclosed in a headline (a
-# right-to-left override) would turn the rest of the terminal line around.
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-
-
-def _one_direction(text: str) -> str:
-    """``text`` for one line of a terminal listing: without bidirectional controls."""
-    return _BIDI_CONTROLS.sub("", text)
+def _copies_note(copies: Sequence[Any]) -> str:
+    """ " (+2 copies, also in: ru, zh)": a story's folded copies as the digest counts them,
+    its translations by language."""
+    same = sum(1 for copy in copies if copy.copy_kind != "translation")
+    langs = sorted({copy.lang for copy in copies if copy.copy_kind == "translation"})
+    parts = [f"+{same} {'copy' if same == 1 else 'copies'}"] if same else []
+    if langs:
+        parts.append(f"also in: {', '.join(langs)}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _more_note(page: ResultPage) -> None:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
-from pipeline.formatting import format_number
+from pipeline.formatting import format_number, one_direction
 from pipeline.redaction import redact_optional
 
 MAX_BLOCKS = 50
@@ -147,6 +147,9 @@ class Digest:
     digest_key: str
     text: str
     messages: list[SlackMessage]
+    # The article ids listed under each change (:func:`listed_key`), in order: what the web
+    # page of a sent digest shows, whatever has been stored since.
+    listed: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
     @property
     def content_hash(self) -> str:
@@ -162,6 +165,7 @@ class Digest:
             "content_hash": self.content_hash,
             "text": self.text,
             "messages": [m.to_json() for m in self.messages],
+            **({"listed": {key: list(ids) for key, ids in self.listed.items()}} if self.listed else {}),
         }
 
     @classmethod
@@ -176,7 +180,13 @@ class Digest:
             digest_key=str(data["digest_key"]),
             text=str(data["text"]),
             messages=[SlackMessage.from_json(m) for m in data["messages"]],
+            listed={str(key): [int(i) for i in ids] for key, ids in (data.get("listed") or {}).items()},
         )
+
+
+def listed_key(series: str, at: datetime, direction: str) -> str:
+    """The key of one change in :attr:`Digest.listed`."""
+    return f"{series} {at.isoformat()} {direction}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -673,7 +683,9 @@ def _kind(series: str) -> str:
 
 
 def _one_line(text: str | None) -> str:
-    return re.sub(r"\s+", " ", text or "").strip()
+    # (Without bidirectional controls: a headline's unclosed right-to-left override would
+    # turn the rest of its line around, outlet and language included.)
+    return re.sub(r"\s+", " ", one_direction(text or "")).strip()
 
 
 def slack_length(text: str) -> int:

@@ -11,19 +11,26 @@ import idna
 MAX_FEED_URL_LENGTH = 2048
 FEED_LANG_PATTERN = r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Bidirectional controls (embeddings, overrides, isolates, marks): never part of an
+# address, and a right-to-left override would turn around a line that prints one.
+_NEVER_IN_URLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def normalise_feed_url(value: str) -> str:
     """The one spelling of a feed URL, or :class:`ValueError` saying why it is not one.
 
-    Surrounding whitespace is dropped; whitespace or control characters inside, a scheme
+    Surrounding whitespace is dropped; whitespace or control characters (C0, C1 and the
+    bidirectional ones) inside, a scheme
     other than http(s), a missing host or a port that is not one are refused (each would
     fail at every poll). Scheme and host are lower-cased, an internationalised host is
     written in ASCII (punycode), the default port, an empty path and the fragment (never
     sent to the server) are dropped, so one feed is not stored, and polled, twice.
     """
     url = value.strip()
-    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+    if any(
+        char.isspace() or char in _NEVER_IN_URLS or 0x7F <= ord(char) <= 0x9F or ord(char) < 32
+        for char in url
+    ):
         raise ValueError("must not contain spaces or control characters")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

@@ -1,6 +1,8 @@
-"""Number formatting shared by change explanations and digests, so both read alike."""
+"""Formatting shared by change explanations, digests and listings, so all read alike."""
 
 from __future__ import annotations
+
+import re
 
 
 def format_number(value: float) -> str:
@@ -12,3 +14,13 @@ def format_number(value: float) -> str:
     if value < 10:
         return f"{value:.1f}"
     return f"{value:.0f}"
+
+
+# Bidirectional embeddings, overrides and isolates: one left unclosed in a headline (a
+# right-to-left override) turns the rest of the line it is printed on around.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def one_direction(text: str) -> str:
+    """``text`` for one line of a listing or a digest: without bidirectional controls."""
+    return _BIDI_CONTROLS.sub("", text)

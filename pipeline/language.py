@@ -834,9 +834,12 @@ _MARKED_LATIN = (("az", "əƏ", "əƏ", 0.03, ""),)  # Azerbaijani schwa
 _DECIDING = 2
 # Uzbek in the Latin script: "oʻ" and "gʻ" (turned comma or left quote), with the q and x
 # that Uzbek writes often and English hardly ever (Hawaiian "Oʻahu" has the same mark).
-# Typed without the proper mark, "o'" and "g'" (ASCII apostrophe, right quote or grave):
-# the q and x share still tells Uzbek from English's "o'clock" and Turkish (no q or x).
-_UZBEK_MARKS = tuple(f"{letter}{mark}" for letter in "oOgG" for mark in "ʻ‘'’`")
+_UZBEK_MARKS = ("oʻ", "gʻ", "Oʻ", "Gʻ", "o‘", "g‘", "O‘", "G‘")
+# Typed without the proper mark, "o'" and "g'" (ASCII apostrophe, right quote or grave)
+# inside a word: a lower-case letter follows, and not the "s" of a possessive ("Beijing's",
+# "Tokyo's"), which English news about China writes often beside its q and x (Xi,
+# Xinhua, Xinjiang, Qingdao).
+_UZBEK_TYPED_MARKS = re.compile("[oOgG]['’`](?=[a-z])(?!s\\b)")
 _UZBEK_QX_SHARE = 0.015
 
 
@@ -906,7 +909,7 @@ def _marked(
 
 
 def _uzbek_latin(text: str, counts: Counter[str], total: int) -> bool:
-    marks = sum(text.count(pair) for pair in _UZBEK_MARKS)
+    marks = sum(text.count(pair) for pair in _UZBEK_MARKS) + len(_UZBEK_TYPED_MARKS.findall(text))
     qx = counts["q"] + counts["x"] + counts["Q"] + counts["X"]
     return marks >= 3 and qx >= _UZBEK_QX_SHARE * total
 

@@ -126,6 +126,8 @@ def _char_class(char: str) -> int:
             return _CJK_CHAR
     for low, high in _BRAHMIC_UNSPACED_RANGES:
         if low <= code <= high:
+            if char.isdecimal():
+                return _WORD_CHAR  # (Thai, Lao, Myanmar, Khmer digits: a number like any other)
             # Thai/Khmer vowel signs are combining marks; they are letters here.
             return _BRAHMIC_CHAR
     category = unicodedata.category(char)

@@ -65,6 +65,7 @@ from pipeline.digest import (
     build_change_digest,
     build_summary_digest,
     latest_summary_period,
+    listed_key,
     render_plain,
 )
 from pipeline.encoder import document_from_bytes
@@ -433,6 +434,13 @@ def _prepare_digests(
             labels=report.labels,
             stories=digest_stories(session, settings, items),
         )
+        listed = {
+            listed_key(item.change.series, item.change.at, item.change.direction): [
+                int(article.article_id) for article in item.articles
+            ]
+            for item in items
+        }
+        digest = replace(digest, listed=listed)
         if not dry_run:
             digest = _unquarantined_key(session, digest, destination)
         digests.append(digest)
@@ -584,9 +592,18 @@ def _aware(moment: datetime) -> datetime:
 
 
 def top_articles(
-    session: Session, series: str | None, *, since: datetime, until: datetime, limit: int
+    session: Session,
+    series: str | None,
+    *,
+    since: datetime,
+    until: datetime,
+    limit: int,
+    ids: Sequence[int] | None = None,
 ) -> list[DigestArticle]:
     """The most-copied new articles of ``series`` (or all) in [since, until), with evidence.
+
+    With ``ids``: those articles, in that order (a sent digest's list, as it was sent; an
+    article since folded into another story is still shown), with ``series``' evidence.
 
     Ranked and cut in the database (most copies first, then the latest, then the lowest
     id): the window's originals are joined with the series' labels there, never read into
@@ -599,20 +616,19 @@ def top_articles(
         select(func.count()).select_from(copy).where(copy.duplicate_of_id == Article.id).scalar_subquery()
     )
     moment = _moment()
-    query = (
-        select(Article, copy_count, func.substr(Article.text, 1, OPENING_CHARS))
-        .options(
-            load_only(
-                Article.id,
-                Article.title,
-                Article.url,
-                Article.lang,
-                Article.published_at,
-                Article.first_seen_at,
-                Article.feed_id,
-            )
+    shown = select(Article, copy_count, func.substr(Article.text, 1, OPENING_CHARS)).options(
+        load_only(
+            Article.id,
+            Article.title,
+            Article.url,
+            Article.lang,
+            Article.published_at,
+            Article.first_seen_at,
+            Article.feed_id,
         )
-        .where(
+    )
+    query = (
+        shown.where(
             # (Not from the indexes of these two: without statistics SQLite would walk every
             # original, or every non-seed, instead of the window.)
             plain(Article.duplicate_of_id).is_(None),
@@ -647,7 +663,12 @@ def top_articles(
                 )
             )
         )
-    rows = session.execute(query).all()
+    if ids is not None:
+        query = shown.where(Article.id.in_(list(ids)))
+    rows = list(session.execute(query).all())
+    if ids is not None:
+        order = {article_id: index for index, article_id in enumerate(ids)}
+        rows.sort(key=lambda row: order[row[0].id])
     ranked = [article for article, _, _ in rows]
     copies = {article.id: count for article, count, _ in rows}
     # An article without a headline is shown by its opening words, as `articles` shows it.
@@ -736,7 +757,10 @@ def _summary_digest(
     totals = []
     for name, bins in report.bins.items():
         count, previous = current.get(name, 0), before.get(name, 0)
-        trend = [(s, c) for s, c in bins if end - timedelta(days=14) <= s < end]
+        # The trend's bins end by the period's end: a bin across it would draw articles
+        # from after the period (a 6-hour bin from 06:00 holds the morning after 07:00).
+        size = bins[1][0] - bins[0][0] if len(bins) > 1 else timedelta(0)
+        trend = [(s, c) for s, c in bins if end - timedelta(days=14) <= s and s + size <= end]
         totals.append(SeriesTotal(name, count, previous, trend))
     changes = [c for changes in report.changes.values() for c in changes if start <= c.at < end]
     articles = top_articles(session, None, since=start, until=end, limit=8)

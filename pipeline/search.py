@@ -48,7 +48,7 @@ from pipeline.errors import FilterError
 from pipeline.hanzi import simplified_characters
 from pipeline.unicode_marks import MARKS_BMP
 
-SCHEME = "fts4"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+SCHEME = "fts5"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
@@ -63,14 +63,15 @@ MAX_SNIPPET_SCAN = 50_000  # characters of a text searched for the snippet's pas
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 
 
-def _letters_marks_digits(*blocks: tuple[int, int]) -> str:
-    """A character class body of the letters, marks and digits of Unicode ``blocks`` (their
-    punctuation, such as Khmer's full stop, still separates)."""
+def _letters_and_marks(*blocks: tuple[int, int]) -> str:
+    """A character class body of the letters and marks of Unicode ``blocks`` (their
+    punctuation, such as Khmer's full stop, still separates; their digits are numbers,
+    read as ASCII ones like every script's)."""
     wanted = [
         code
         for first, last in blocks
         for code in range(first, last + 1)
-        if unicodedata.category(chr(code))[0] in "LMN"
+        if unicodedata.category(chr(code))[0] in "LM"
     ]
     ranges: list[list[int]] = []
     for code in wanted:
@@ -83,7 +84,7 @@ def _letters_marks_digits(*blocks: tuple[int, int]) -> str:
 
 # Thai, Lao, Myanmar (with its extensions) and Khmer (with its symbols): scripts written
 # without spaces between words whose letters carry vowel signs and tone marks.
-_CLUSTERED = _letters_marks_digits(
+_CLUSTERED = _letters_and_marks(
     (0x0E00, 0x0E7F),
     (0x0E80, 0x0EFF),
     (0x1000, 0x109F),
@@ -100,7 +101,7 @@ _UNIT = re.compile(rf".[{MARKS_BMP}]*", re.S)
 # hyphen, a zero-width space or word joiner, a stray byte-order mark): left out of terms.
 _INVISIBLE = "\u00ad\u200b\u2060\ufeff"
 _INVISIBLE_SET = frozenset(_INVISIBLE)
-_WORD_CHAR = rf"(?:[^\W_{_CJK}]|[{MARKS_BMP}{_INVISIBLE}])"
+_WORD_CHAR = rf"(?:[^\W_{_CJK}{_CLUSTERED}]|[{MARKS_BMP}{_INVISIBLE}])"
 _TOKEN = re.compile(
     rf"(?P<cjk>[{_CJK}](?:[{_CJK}]|[{_INVISIBLE}]+(?=[{_CJK}]))*)"
     rf"|(?P<clustered>[{_CLUSTERED}](?:[{_CLUSTERED}]|[{_INVISIBLE}]+(?=[{_CLUSTERED}]))*)"
@@ -110,7 +111,8 @@ _TOKEN = re.compile(
 # into its parts: an elided article or preposition (French "l'Ukraine", Italian
 # "dell'energia") and a suffix after a name (Turkish "Pekin'de") are words of their own.
 _APOSTROPHES = "'’ʼʻ"
-_LATIN_APOSTROPHE = re.compile(rf"^[^\W\d_]*?[A-Za-z\u00c0-\u024f\u1e00-\u1eff].*[{_APOSTROPHES}]", re.S)
+_FIRST_LETTER = re.compile(r"[^\W\d_]")
+_LATIN_LETTER = re.compile("[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
 _WORD_PART = re.compile(rf"[^{_APOSTROPHES}]+")
 _RUNS = frozenset({"cjk", "clustered"})  # the groups indexed as bigrams of units
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
@@ -218,8 +220,9 @@ def normalise_word(word: str) -> str:
 
 # Arabic writes the article and the conjunctions and prepositions before it as one word
 # with the noun ("والتدريبات" "and the exercises", "باليوان" "in yuan"), which the Snowball
-# stemmer leaves: the longest of these prefixes is taken off when three letters remain
-# (as light stemmers for Arabic retrieval do), and a lone "و" ("and") when four remain.
+# stemmer leaves: the longest of these prefixes is taken off when three letters remain,
+# as light stemmers for Arabic retrieval do. (Not a lone "و" "and": too many words begin
+# with the letter, "واشنطن", "ولاية".)
 _ARABIC_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")
 _HANGUL = re.compile("[\uac00-\ud7a3]")
 # Korean particles follow the noun in the same word ("베이징에서" "in Beijing", "몽골을"):
@@ -266,8 +269,6 @@ def _without_arabic_prefix(word: str) -> str:
     for prefix in _ARABIC_PREFIXES:
         if word.startswith(prefix) and len(word) - len(prefix) >= 3:
             return word[len(prefix) :]
-    if word.startswith("و") and len(word) >= 5:
-        return word[1:]
     return word
 
 
@@ -315,17 +316,35 @@ def _units(run: str, group: str | None) -> list[tuple[str, int, int]]:
             for index, char in enumerate(run)
             if char not in _INVISIBLE_SET
         ]
+    # Invisible characters out and each character normalised first, then cut into units
+    # (a letter with the marks that follow it), each unit's marks in canonical order:
+    # NFKC writes Thai "ำ" as "ํา" and Lao "ໜ" as "ຫນ", which changes where units end.
+    chars: list[str] = []
+    origin: list[int] = []  # the index in ``run`` of each normalised character
+    for index, char in enumerate(run):
+        if char not in _INVISIBLE_SET:
+            folded = _cjk_char(char)
+            chars.append(folded)
+            origin.extend([index] * len(folded))
+    normalised = "".join(chars)
     return [
-        (_cjk_char(unit.group()), unit.start(), unit.end())
-        for unit in _UNIT.finditer(run)
-        if unit.group()[0] not in _INVISIBLE_SET
+        (unicodedata.normalize("NFC", unit.group()), origin[unit.start()], origin[unit.end() - 1] + 1)
+        for unit in _UNIT.finditer(normalised)
     ]
+
+
+def _split_at_apostrophes(word: str) -> bool:
+    """Whether ``word`` is a Latin-script word with an apostrophe (linear in its length)."""
+    if "'" not in word and "’" not in word and "ʼ" not in word and "ʻ" not in word:
+        return False
+    first = _FIRST_LETTER.search(word)
+    return first is not None and bool(_LATIN_LETTER.match(first.group()))
 
 
 def _word_tokens(word: str, offset: int) -> list[Token]:
     """The terms of one spaced word, with their offsets: a Latin-script word with
     apostrophes is its parts (a final English "'s" left out, as the stemmer would)."""
-    if not _LATIN_APOSTROPHE.match(word):
+    if not _split_at_apostrophes(word):
         term = normalise_word(word)
         return [Token(term, offset, offset + len(word))] if term else []
     parts = list(_WORD_PART.finditer(word))
@@ -370,7 +389,7 @@ def terms(text: str) -> list[str]:
             found.append(chars[-1])
             continue
         word = match.group()
-        if _LATIN_APOSTROPHE.match(word):
+        if _split_at_apostrophes(word):
             found.extend(token.term for token in _word_tokens(word, 0))
             continue
         term = normalise_word(word)
@@ -592,7 +611,12 @@ def _phrase_unit(text: str) -> Unit:
     found = [token.term for token in tokens(text)]
     if not found:
         return ()
-    matches = list(_TOKEN.finditer(text))
+    # (Only the matches that gave terms: an invisible character alone gives none.)
+    matches = [
+        match
+        for match in _TOKEN.finditer(text)
+        if match.lastgroup in _RUNS or _word_tokens(match.group(), match.start())
+    ]
     run = ""
     if len(matches) == 1 and matches[0].lastgroup in _RUNS:
         run = "".join(unit for unit, _, _ in _units(matches[0].group(), matches[0].lastgroup))
@@ -610,8 +634,8 @@ def _word_unit(word: str) -> Unit:
                 pieces.append(Phrase(tuple(run)))
                 run = []
             if match.lastgroup == "cjk":
-                visible = "".join(_cjk_char(char) for char in match.group() if char not in _INVISIBLE_SET)
-                pieces.extend(_run_phrase(segment, "cjk") for segment in _segment(visible))
+                folded = "".join(_cjk_char(char) for char in match.group() if char not in _INVISIBLE_SET)
+                pieces.extend(_run_phrase(segment, None, folded=True) for segment in _segment(folded))
             else:
                 pieces.append(_run_phrase(match.group(), match.lastgroup))
             continue
@@ -621,9 +645,10 @@ def _word_unit(word: str) -> Unit:
     return tuple(pieces)
 
 
-def _run_phrase(word: str, group: str | None) -> Phrase:
-    """A run without spaces as a phrase: its unit bigrams, or its one unit as a prefix."""
-    units = [unit for unit, _, _ in _units(word, group)]
+def _run_phrase(word: str, group: str | None, *, folded: bool = False) -> Phrase:
+    """A run without spaces as a phrase: its unit bigrams, or its one unit as a prefix.
+    ``folded``: a Chinese word already normalised, character by character."""
+    units = list(word) if folded else [unit for unit, _, _ in _units(word, group)]
     if len(units) == 1:
         return Phrase((units[0],), prefix=True, run=units[0])
     return Phrase(tuple(units[i] + units[i + 1] for i in range(len(units) - 1)), run="".join(units))

@@ -741,13 +741,17 @@ def _send_webhook_part(
             doubt = _describe_loss(exc)
             continue
         status = response.status_code
-        # An incoming webhook answers "ok", or its error code, as plain text; any other
-        # 200 came from something else (a sign-in page, where a redirect led): not posted.
+        # An incoming webhook answers "ok", or its error code, as plain text. A web page
+        # with a 200 came from something else (a sign-in page, where a redirect led): not
+        # posted. Any other 200 (empty, cut short) is an answer lost on the way.
         body = (response.body or "").strip()
         if status == 200 and body == "ok":
             return
         if status in SERVER_ERROR_STATUSES:
             doubt = f"Slack answered HTTP {status}"
+            continue
+        if status == 200 and not _is_web_page(body, response.headers):
+            doubt = f'Slack answered HTTP 200 without "ok" ({" ".join(body.split())[:40]!r})'
             continue
         code = body if status != 200 and _ERROR_CODE.fullmatch(body) else None
         transient = status == 429 or status >= 500 or code is None

@@ -500,6 +500,9 @@ def test_feed_discovery_reads_only_announced_feeds() -> None:
         b"<link rel='alternate' type='application/rss+xml' href='javascript:alert(1)'>"
         # A terminal escape in a link: never echoed into an error message.
         b"<link rel='alternate' type='application/rss+xml' href='/a\x1b[31mRED\x1b[0m.xml'>"
+        # A C1 control (CSI, in UTF-8) and a right-to-left override: left out too.
+        b"<link rel='alternate' type='application/rss+xml' href='/b\xc2\x9b2J.xml'>"
+        b"<link rel='alternate' type='application/rss+xml' href='/c\xe2\x80\xae.xml'>"
         b"<link rel='alternate' title='a > b' type='application/rss+xml; charset=utf-8' href='/world/rss.xml'>"
         b"</head><body><p>Front page</p></body></html>"
     )

@@ -266,6 +266,19 @@ def test_uzbek_typed_without_its_turned_comma_is_uzbek(mark: str) -> None:
     assert detect_language(text, priors=["uz"]).lang == "uz"
 
 
+def test_english_about_china_with_possessives_is_not_uzbek() -> None:
+    # English news about China writes q and x often (Xi, Xinhua, Xinjiang, Qingdao) and
+    # possessives after o and g: Beijing's, Qingdao’s.
+    text = (
+        "Xi Jinping ended a visit to Kazakhstan on Tuesday after talks on Beijing’s rail and "
+        "energy plans, Xinhua said. Beijing's new line from Xinjiang to the Caspian Sea and "
+        "Qingdao’s port were discussed, and Xi said Beijing’s ties with Astana were at a high. "
+        "Analysts said Beijing's push into Central Asia reflects a wish to diversify supplies; "
+        "Xi is expected at the next summit, which Xinhua said would focus on trade and security."
+    )
+    assert detect_language(text).lang == "en"
+
+
 def test_decomposed_korean_and_vietnamese_are_read_composed() -> None:
     korean = "블라디미르 푸틴 러시아 대통령은 베이징에서 시진핑 중국 국가주석과 정상회담을 가졌다."
     vietnamese = "Tổng thống Nga và Chủ tịch Trung Quốc đã hội đàm tại Bắc Kinh về hợp tác năng lượng."

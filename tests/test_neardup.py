@@ -706,6 +706,13 @@ def test_copies_differing_only_in_spelling_variants_are_near_duplicates(
     assert verdict.similarity == 1.0
 
 
+def test_thai_digits_are_a_number_in_the_shingles() -> None:
+    from pipeline.neardup import _tokenise
+
+    assert _tokenise("ปี ๒๕๖๙ งบ")[0] == _tokenise("ปี 2569 งบ")[0]
+    assert NUMBER_PLACEHOLDER in _tokenise("ปี ๒๕๖๙ งบ")[0]
+
+
 def test_figures_in_any_digits_are_the_same_figures() -> None:
     from pipeline.neardup import text_figures
 

@@ -713,6 +713,37 @@ def test_summary_counts_articles_by_their_own_time(session: Session, settings: S
     assert "Power of Siberia 2" not in silent
 
 
+def test_the_summary_trend_ends_with_the_period(session: Session, settings: Settings) -> None:
+    # The period ends at 07:00, inside the 6-hour bin from 06:00: articles after 07:00 in
+    # that bin belong to the next period and must not be drawn in this one's trend.
+    from pipeline.digest import sparkline
+
+    extend_history(session, NOW - timedelta(days=30))
+    period_end = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+    articles = pos2_articles()[:4]
+    moments = [period_end - timedelta(hours=2)] + [period_end + timedelta(hours=h) for h in (1, 2, 3)]
+    lines = [
+        json.dumps(
+            {
+                "url": f"https://news.example/t{i}",
+                "title": a["title"],
+                "text": a["text"],
+                "published": m.isoformat(),
+            }
+        )
+        for i, (a, m) in enumerate(zip(articles, moments, strict=True))
+    ]
+    results = list(import_lines(session, settings, lines, source="trend", now=NOW))
+    assert all(r.result.status == "new" for r in results)
+    digests = prepare_digests(session, settings, "file", now=NOW, dry_run=True)
+    summary = next(d for d in digests if d.kind == "summary")
+    line = next(x for x in summary.text.splitlines() if x.startswith("Power of Siberia 2 (watch item)"))
+    # One article in the period, at 05:00: the last bar is the 00:00-06:00 bin's, the
+    # highest, after an empty one (the 06:00 bin's three later articles are not drawn).
+    assert line.startswith("Power of Siberia 2 (watch item): 1 ")
+    assert line.rstrip().endswith(sparkline([0, 1]))
+
+
 # --- the articles listed under a change ---------------------------------------------------
 
 

@@ -864,6 +864,43 @@ def test_words_are_found_through_apostrophes_prefixes_particles_invisible_charac
     assert search.highlight(text, parsed).hits >= 1
 
 
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("ໜ້າ", "ຫນ້າ"),  # Lao: the ligature letter and its two letters
+        ("กำลัง", "กําลัง"),  # Thai: sara am and its NFKC form
+        ("ก\u200bิน", "กิน"),  # a zero-width space between a letter and its vowel sign
+        ("ข\u0e38\u0e48", "ข\u0e48\u0e38"),  # a tone mark and a vowel sign typed in either order
+        ("ปี ๒๐๒๖", "ปี 2026"),  # Thai digits are numbers
+        ("واشنطن", "وواشنطن"),  # "Washington", "and Washington": a word that begins with و keeps it
+    ],
+)
+def test_spellings_of_one_text_give_the_same_terms(one: str, other: str) -> None:
+    assert search.terms(one) == search.terms(other)
+    assert [token.term for token in search.tokens(one)] == search.terms(one)
+
+
+@pytest.mark.parametrize(
+    ("text", "query"),
+    [
+        ("การประชุมASEANประชุมที่กรุงเทพ", "ประชุม"),  # Thai glued to a Latin word
+        ("ประชุมG20ที่กรุงเทพ", "กรุงเทพ"),  # ...and to a number
+        ("中国人民", '"中国\u200b"'),  # a phrase ending in an invisible character still ends in Chinese
+    ],
+)
+def test_runs_are_found_next_to_other_words_and_invisible_characters(text: str, query: str) -> None:
+    parsed = search.parse_query(query)
+    assert search.highlight(text, parsed).hits >= 1
+    (phrase,) = parsed.groups[0][0]
+    found = search.terms(text)
+    head = list(phrase.terms[:-1]) if phrase.prefix else list(phrase.terms)
+    assert any(found[i : i + len(head)] == head for i in range(len(found)))
+
+
+def test_a_long_unbroken_word_is_one_capped_term() -> None:
+    assert search.terms("a" * 40_000) == ["a" * search.MAX_TOKEN_CHARS]
+
+
 def test_an_english_possessive_is_the_word() -> None:
     assert search.terms("Russia's gas") == search.terms("Russia gas")
     assert [t.term for t in search.tokens("l'Ukraine")] == ["l", search.normalise_word("Ukraine")]

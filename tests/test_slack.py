@@ -359,6 +359,18 @@ def test_a_sign_in_page_answered_with_200_is_not_slack_s_answer(slack: FakeSlack
     )
 
 
+def test_a_webhook_200_in_plain_text_without_ok_is_an_answer_lost_on_the_way(slack: FakeSlack) -> None:
+    """Not a web page, not "ok": Slack may have posted (a cut answer), so it is sent again
+    as for any lost answer."""
+    slack.fail_next(1, 200, method="webhook", error="accepted")
+    result = post_webhook_messages(
+        make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress(), retry_delay=0
+    )
+    assert result.sent == 1
+    assert slack.calls("webhook") == 2
+    assert len(slack.messages) == 1
+
+
 def test_oversized_section_and_header_are_invalid_blocks(slack: FakeSlack) -> None:
     for block in (
         {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}},

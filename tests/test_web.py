@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 import uvicorn
@@ -486,8 +487,10 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
         bad = {
             "topic=sports": "unknown topic 'sports'; topics: diplomacy, energy",
             "watch=pipelines": "unknown watch item 'pipelines'; watch items: arctic_route",
-            "since=yesterday": "since: not a date: 'yesterday' (use YYYY-MM-DD)",
+            "since=yesterday": "since: not a date or a moment: 'yesterday' (use YYYY-MM-DD or YYYY-MM-DDTHH:MM",
             "since=2026-02-30": "since: not a date",
+            "until=2026-11-01T25:00": "until: not a date or a moment",
+            "since=9999-12-31T23:59%2B-5:00": "since: not a date or a moment",
             "page=two": "page: not a whole number: 'two'",
             "page=0": "page: must be between 1",
             "limit=100000": "limit: must be between 1 and 200",
@@ -577,6 +580,36 @@ def test_digest_links_open_the_article_list(settings: Settings) -> None:
             assert "details #" in page.text, link
         pos2 = next(link for link in links if "watch=power_of_siberia_2" in link)
         assert corpus.original in ids_on_page(client.get(pos2).text)
+
+
+def test_a_window_between_two_moments_lists_its_articles_only(settings: Settings) -> None:
+    """A change's window need not start or end at midnight UTC: its link carries the two
+    moments, and the list holds what was published between them, as the CLI's filters."""
+    from pipeline.web.app import window_query
+
+    corpus = populate(settings)
+    start, end = NOW - timedelta(hours=3), NOW - timedelta(hours=1)  # 09:00 to 11:00 UTC
+    link = window_query("watch", "power_of_siberia_2", start, end)
+    assert link == (
+        "?watch=power_of_siberia_2&since=2026-11-20T09%3A00%3A00Z&until=2026-11-20T10%3A59%3A59.999999Z"
+    )
+    # A window of whole days is written as days.
+    assert window_query("topic", "energy", NOW.replace(hour=0), NOW.replace(hour=0) + timedelta(days=1)) == (
+        "?topic=energy&since=2026-11-20&until=2026-11-20"
+    )
+    with web_client(settings) as client:
+        # Every article of the window, whatever its labels: the burst's 10:40, 09:50 and
+        # 09:00 articles and the hostile one at 10:00 (the copy at 11:00 is folded anyway).
+        window = {name: value for name, value in parse_qsl(link[1:]) if name != "watch"}
+        listed = set(ids_on_page(client.get("/articles", params=window).text))
+        assert listed == {*corpus.pos2[1:4], corpus.hostile}
+        # The same moments with an offset, and the form shows them to the second, in UTC.
+        shifted = client.get(
+            "/articles",
+            params={"since": "2026-11-20T12:00:00+03:00", "until": "2026-11-20T13:59:59.999999+03:00"},
+        )
+        assert set(ids_on_page(shifted.text)) == listed
+        assert 'type="datetime-local" name="since" value="2026-11-20T09:00:00"' in shifted.text
 
 
 def test_app_connects_only_when_started(tmp_path: Path) -> None:
@@ -893,19 +926,44 @@ def test_digest_history_shows_every_digest_its_changes_and_delivery(settings: Se
         assert client.get("/digests/999999").status_code == 404
 
 
-def test_a_change_reads_as_the_coverage_command_has_it(
-    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One formatting of the expected count in a change's header and its explanation, and
-    the digest that reported it named and linked, as `summitwatch coverage` names it."""
+def populated_with_digests(settings: Settings) -> tuple[int, dict[str, Any]]:
+    """:func:`populate`, then the digests built and queued: the changes digest's id and payload."""
     populate(settings)
     engine = make_engine(settings.db_url)
     try:
         with session_factory(engine)() as session:
             assert prepare_digests(session, settings, "file", now=NOW)
             session.commit()
+            digest_id, payload = session.execute(
+                text("SELECT id, payload FROM digests WHERE kind = 'changes' ORDER BY id LIMIT 1")
+            ).one()
     finally:
         engine.dispose()
+    return digest_id, json.loads(payload) if isinstance(payload, str) else payload
+
+
+def test_a_sent_digest_s_page_lists_the_articles_it_sent(settings: Settings) -> None:
+    """Not those the window ranks first now: the ids stored with the digest, in order,
+    as many as the digest listed (articles_per_change), copies counted as the digest does."""
+    digest_id, payload = populated_with_digests(settings)
+    listed = payload["listed"]
+    assert listed and all(len(ids) <= 5 for ids in listed.values())
+    with web_client(settings) as client:
+        page = client.get(f"/digests/{digest_id}").text
+    shown = [
+        [int(i) for i in re.findall(r'<li><a href="/articles/(\d+)"', block)]
+        for block in re.findall(r'<ul class="digest-articles">(.*?)</ul>', page, flags=re.S)
+    ]
+    assert sorted(map(sorted, shown)) == sorted(map(sorted, listed.values()))
+    assert "+1 copies" not in page
+
+
+def test_a_change_reads_as_the_coverage_command_has_it(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One formatting of the expected count in a change's header and its explanation, and
+    the digest that reported it named and linked, as `summitwatch coverage` names it."""
+    populated_with_digests(settings)
     monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(REPO_ROOT / "config"))
     monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
     assert cli.main(["--db", settings.db_url, "coverage"]) == 0

@@ -52,8 +52,9 @@ from pipeline.db.schema import (
     Sighting,
     utcnow,
 )
+from pipeline.digest import listed_key
 from pipeline.errors import FilterError, SummitwatchError
-from pipeline.formatting import format_number
+from pipeline.formatting import format_number, one_direction
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config, top_articles
 from pipeline.settings import Settings
@@ -196,12 +197,23 @@ def _template_environment() -> jinja2.Environment:
     # URLs and error texts are shown with credentials redacted (hrefs too: web_url).
     environment.filters["redact"] = redact_optional
     environment.filters["redact_text"] = lambda text: redact_text(text) if text else text
+    environment.filters["one_direction"] = one_direction
     environment.filters["label"] = _display_name
     environment.filters["number"] = format_number  # as change explanations and `coverage` write them
     # An article without a headline is named by its opening words, as the lists name it.
     environment.filters["display_title"] = browse.display_title
     # A window ending at 00:00 ends on the day before (for an inclusive "until" day).
     environment.filters["end_day"] = lambda moment: f"{moment - timedelta(seconds=1):%Y-%m-%d}"
+    environment.globals["window_query"] = window_query
+    # A since/until field shows a moment (a change's window) to the second, in UTC.
+    environment.filters["is_moment"] = lambda when: isinstance(when, datetime)
+    environment.filters["input_value"] = lambda when: (
+        f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%S}"
+        if isinstance(when, datetime)
+        else when.isoformat()
+        if when
+        else ""
+    )
     return environment
 
 
@@ -239,8 +251,9 @@ class ListQuery:
     watch: str | None = None
     lang: str | None = None
     feed: str | None = None
-    since: date | None = None
-    until: date | None = None
+    # A day, or a moment (a change's window need not start or end at midnight UTC).
+    since: date | datetime | None = None
+    until: date | datetime | None = None
     q: str | None = None
     sort: str = "relevance"
     xlang: bool = True  # a search also finds coverage in other languages, by meaning
@@ -270,11 +283,8 @@ class ListQuery:
             watch=self.watch,
             lang=self.lang,
             feed=self.feed,
-            since=_day_start(self.since),
-            # (The day after, at its start: the bound is exclusive. No day after the last.)
-            until=_day_start(self.until + timedelta(days=1))
-            if self.until and self.until < date.max
-            else None,
+            since=_lower_bound(self.since),
+            until=_upper_bound(self.until),
             text=self.q,
             include_duplicates=self.duplicates,
             include_seeds=self.seeds,
@@ -292,9 +302,9 @@ class ListQuery:
             if value:
                 params.append((name, value))
         if target.since:
-            params.append(("since", target.since.isoformat()))
+            params.append(("since", when_parameter(target.since)))
         if target.until:
-            params.append(("until", target.until.isoformat()))
+            params.append(("until", when_parameter(target.until)))
         if target.sort != "relevance":
             params.append(("sort", target.sort))
         if not target.xlang:
@@ -317,6 +327,48 @@ class ListQuery:
 
 def _day_start(day: date | None) -> datetime | None:
     return datetime.combine(day, datetime.min.time(), tzinfo=UTC) if day else None
+
+
+def _lower_bound(when: date | datetime | None) -> datetime | None:
+    if isinstance(when, datetime):
+        return when
+    return _day_start(when)
+
+
+def _upper_bound(when: date | datetime | None) -> datetime | None:
+    """The exclusive bound after ``when``, as the CLI's ``--until``: a day includes the whole
+    day, a moment itself (none after the last day or moment there is)."""
+    try:
+        if isinstance(when, datetime):
+            return when + timedelta(microseconds=1)
+        if when is not None and when < date.max:
+            return _day_start(when + timedelta(days=1))
+    except OverflowError:
+        return None
+    return None
+
+
+def when_parameter(when: date | datetime) -> str:
+    """A ``since``/``until`` value as a link writes it: the day, or the moment in UTC."""
+    if isinstance(when, datetime):
+        moment = when.astimezone(UTC)
+        if moment.microsecond:
+            return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.isoformat()
+
+
+def window_query(kind: str, slug: str, start: datetime, end: datetime) -> str:
+    """The ``/articles`` query string of one series' articles from ``start`` to just before
+    ``end`` (a change's window): whole days when the window is, moments otherwise."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    midnight = datetime.min.time()
+    if start.time() == midnight and end.time() == midnight:
+        since: date | datetime = start.date()
+        until: date | datetime = end.date() - timedelta(days=1)
+    else:
+        since, until = start, end - timedelta(microseconds=1)
+    return "?" + urlencode({kind: slug, "since": when_parameter(since), "until": when_parameter(until)})
 
 
 class BadRequest(HTTPException):
@@ -400,16 +452,25 @@ def _register_record_ids() -> None:
         register_url_convertor("record_id", _RecordId())
 
 
-def _date(params: QueryParams, name: str) -> date | None:
+def _date(params: QueryParams, name: str) -> date | datetime | None:
+    """A day (``2026-11-01``) or a moment (``2026-11-01T10:00Z``, ``…+03:00``; UTC when
+    no offset is given), as the CLI's ``--since``/``--until`` take them."""
     value = _text(params, name)
     if value is None:
         return None
     try:
-        if not _DAY.match(value):
+        if _DAY.match(value):
+            return date.fromisoformat(value)
+        if "T" not in value:
             raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"{name}: not a date: {value!r} (use YYYY-MM-DD)") from None
+        moment = datetime.fromisoformat(value)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadRequest(
+            f"{name}: not a date or a moment: {value!r} "
+            "(use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC unless an offset is given)"
+        ) from None
 
 
 def _slugs(entries: Sequence[Entry]) -> list[str]:
@@ -858,20 +919,25 @@ class _Site:
                 .order_by(CoverageChange.at, CoverageChange.series)
             ).all()
             labels = {f"{e.kind}:{e.slug}": e.label for e in resources.registry.entries}
+            # The articles each change listed as the digest was sent (digests stored before
+            # it kept them: those the change's window ranks first now, as many).
+            listed = dict(row.payload.get("listed") or {})
             shown = []
             for change in changes:
                 hours = float(change.detail.get("window_hours") or 24)
                 since = change.at - timedelta(hours=hours)
-                articles = top_articles(session, change.series, since=since, until=change.at, limit=10)
-                kind, slug = change.series.split(":", 1)
-                link = urlencode(
-                    {
-                        kind: slug,
-                        "since": f"{since:%Y-%m-%d}",
-                        "until": f"{change.at - timedelta(seconds=1):%Y-%m-%d}",
-                    }
+                ids = listed.get(listed_key(change.series, change.at, change.direction))
+                articles = top_articles(
+                    session,
+                    change.series,
+                    since=since,
+                    until=change.at,
+                    limit=len(ids) if ids is not None else resources.detector.digest.articles_per_change,
+                    ids=[int(i) for i in ids] if ids is not None else None,
                 )
-                shown.append((change, labels.get(change.series, slug), articles, f"?{link}"))
+                kind, slug = change.series.split(":", 1)
+                link = window_query(kind, slug, since, change.at)
+                shown.append((change, labels.get(change.series, slug), articles, link))
             return self.render(
                 request,
                 "digest.html",
