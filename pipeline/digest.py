@@ -45,6 +45,8 @@ DEFAULT_MESSAGE_BUDGET = 12_000
 TITLE_CHARS = 200
 EVIDENCE_CHARS = 280
 SOURCE_CHARS = 60
+# A clipped title ends at a space within this many characters of the limit, not inside a word.
+CLIP_TO_SPACE = 20
 MAX_LINK_URL = 1500
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 ARROWS = {"up": "↑", "down": "↓"}
@@ -708,9 +710,16 @@ def _fit(text: str, limit: int) -> str:
 
 
 def _clip(text: str, limit: int) -> str:
+    """``text`` within ``limit`` (with "…"), cut at a space near the end rather than inside
+    a word (a text without spaces nearby, such as Chinese, is cut where it must be)."""
     if slack_length(text) <= limit:
         return text
-    return _fit(text, max(0, limit - 1)).rstrip() + "…"
+    cut = _fit(text, max(0, limit - 1))
+    if cut and not cut[-1].isspace() and not text[len(cut)].isspace():
+        space = cut.rfind(" ", max(0, len(cut) - CLIP_TO_SPACE))
+        if space > 0:
+            cut = cut[:space]
+    return cut.rstrip() + "…"
 
 
 def _clip_mrkdwn(text: str, limit: int) -> str:

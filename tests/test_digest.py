@@ -225,6 +225,27 @@ def test_many_changes_with_long_titles_split_into_follow_ups_within_limits() -> 
     assert "Series 59" in digest.text
 
 
+def test_a_long_title_is_clipped_between_words() -> None:
+    title = "Переговоры о сотрудничестве России и Китая в энергетике продолжились " * 6
+    digest = build_change_digest(
+        [DigestChange(change(), trend([1, 2, 9]), [article(1, title=title)])],
+        web_base_url=WEB,
+        generated_at=NOW,
+    )
+    line = next(x for x in digest.text.splitlines() if x.lstrip("- ").startswith("Переговоры"))
+    shown = line.lstrip("- ").split("…", 1)[0]
+    assert shown and title.startswith(shown) and len(shown) < len(title)
+    assert title[len(shown)] == " ", "cut at a space, not inside a word"
+    # A text without spaces (Chinese) is cut where it must be.
+    chinese = "中俄两国元首在北京举行会谈并签署联合声明" * 20
+    digest = build_change_digest(
+        [DigestChange(change(), trend([1, 2, 9]), [article(2, title=chinese)])],
+        web_base_url=WEB,
+        generated_at=NOW,
+    )
+    assert any(x.lstrip("- ").startswith("中俄两国元首") and "…" in x for x in digest.text.splitlines())
+
+
 def test_a_long_series_label_is_clipped_in_the_header() -> None:
     label = "Power of Siberia 2 " * 20
     digest = build_change_digest(
