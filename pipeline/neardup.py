@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 # (defined apart, so that the settings can check them without importing numpy)
+from pipeline.digits import ARABIC_SEPARATORS, ascii_digits
 from pipeline.hanzi import simplified_characters
 from pipeline.neardup_params import NearDupParams as NearDupParams
 
@@ -309,7 +310,6 @@ def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfil
 # Persian, Devanagari, Thai... here) and the Arabic decimal and thousands separators as
 # "." and ",": "۲۰۲۶" is "2026", "۳۱٫۲" is "31.2".
 _NUMBER_TOKEN = re.compile(r"\d+(?:[.,:/\u066b\u066c]\d+)*")
-_ARABIC_SEPARATORS = str.maketrans({"\u066b": ".", "\u066c": ","})
 
 
 def text_figures(text: str) -> frozenset[str]:
@@ -318,10 +318,7 @@ def text_figures(text: str) -> frozenset[str]:
 
 
 def _ascii_number(number: str) -> str:
-    if number.isascii():
-        return number
-    digits = "".join(str(unicodedata.decimal(char)) if char.isdecimal() else char for char in number)
-    return digits.translate(_ARABIC_SEPARATORS)
+    return number if number.isascii() else ascii_digits(number).translate(ARABIC_SEPARATORS)
 
 
 @lru_cache(maxsize=8)

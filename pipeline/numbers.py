@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 
+from pipeline.digits import ARABIC_SEPARATORS
 from pipeline.language import normalise_code
 
 # Unit words after a number, by language, by the multiplier they stand for (compared
@@ -229,7 +230,6 @@ _DOTTED_DATE = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.((?:19|20)\d{2})(?![
 # "5月" (Chinese, Japanese), "5월" (Korean).
 _CJK_MONTH = re.compile(r"(\d{1,2})\s*[月월]")
 # Arabic decimal and thousands separators, which NFKC leaves alone.
-_ARABIC_SEPARATORS = str.maketrans({"\u066b": ".", "\u066c": ","})
 _THAI_MONTHS = {name: index + 1 for index, name in enumerate(_MONTH_NAMES["th"].split())}
 _THAI_MONTH = re.compile(_alternatives(list(_THAI_MONTHS)))
 # Longer digit strings are identifiers, not figures (and beyond a float's range).
@@ -292,7 +292,7 @@ def extract_numbers(text: str, lang: str | None = None) -> set[str]:
         text = _GROUPING_SPACE.sub(",", text)
     normalised = unicodedata.normalize("NFKC", text)
     if "\u066b" in normalised or "\u066c" in normalised:
-        normalised = normalised.translate(_ARABIC_SEPARATORS)
+        normalised = normalised.translate(ARABIC_SEPARATORS)
     keys: set[str] = set()
     if "." in normalised:
         normalised = _DOTTED_DATE.sub(lambda match: _date_keys(match, keys), normalised)

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.digits import ascii_digits
 from pipeline.errors import FilterError
 from pipeline.hanzi import simplified_characters
 from pipeline.unicode_marks import MARKS_BMP
@@ -198,10 +199,7 @@ def normalise_word(word: str) -> str:
     if not folded.isascii():
         folded = "".join(char for char in folded if char not in _INVISIBLE_SET)
         folded = folded.replace("ё", "е").replace("’", "'").replace("ʼ", "'").replace("ʻ", "'")
-        # Every script's decimal digits read as ASCII ones: "۲۰۲۶" is "2026".
-        folded = "".join(
-            str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in folded
-        )
+        folded = ascii_digits(folded)  # "۲۰۲۶" is "2026"
     folded = folded[:MAX_TOKEN_CHARS]
     if not folded or folded.isdigit():
         return folded
@@ -358,21 +356,27 @@ def _word_tokens(word: str, offset: int) -> list[Token]:
     return found
 
 
+def _run_tokens(units: list[tuple[str, int, int]], offset: int) -> list[Token]:
+    """A run's tokens from its units: the bigram starting at each unit, the last unit alone."""
+    found = []
+    for (unit, start, end), following in zip(units, [*units[1:], None], strict=True):
+        if following is None:
+            found.append(Token(unit, offset + start, offset + end))
+        else:
+            found.append(Token(unit + following[0], offset + start, offset + following[2]))
+    return found
+
+
+def _match_tokens(match: re.Match[str]) -> list[Token]:
+    """The tokens of one match of ``_TOKEN`` (a run, or a word), offsets in the text."""
+    if match.lastgroup in _RUNS:
+        return _run_tokens(_units(match.group(), match.lastgroup), match.start())
+    return _word_tokens(match.group(), match.start())
+
+
 def tokens(text: str) -> list[Token]:
     """The index tokens of ``text`` with their character offsets in ``text``."""
-    found: list[Token] = []
-    for match in _TOKEN.finditer(text):
-        start = match.start()
-        if match.lastgroup in _RUNS:
-            units = _units(match.group(), match.lastgroup)
-            for (unit, unit_start, unit_end), following in zip(units, [*units[1:], None], strict=True):
-                if following is None:
-                    found.append(Token(unit, start + unit_start, start + unit_end))
-                else:
-                    found.append(Token(unit + following[0], start + unit_start, start + following[2]))
-            continue
-        found.extend(_word_tokens(match.group(), start))
-    return found
+    return [token for match in _TOKEN.finditer(text) for token in _match_tokens(match)]
 
 
 def terms(text: str) -> list[str]:
@@ -608,15 +612,12 @@ def _phrase_unit(text: str) -> Unit:
     A phrase ending in Chinese (or Thai...) ends in that run's last unit, which in a
     document may start a bigram (the run goes on there): it is matched as a prefix.
     """
-    found = [token.term for token in tokens(text)]
-    if not found:
-        return ()
     # (Only the matches that gave terms: an invisible character alone gives none.)
-    matches = [
-        match
-        for match in _TOKEN.finditer(text)
-        if match.lastgroup in _RUNS or _word_tokens(match.group(), match.start())
-    ]
+    matched = [(match, own) for match in _TOKEN.finditer(text) if (own := _match_tokens(match))]
+    if not matched:
+        return ()
+    found = [token.term for _, own in matched for token in own]
+    matches = [match for match, _ in matched]
     run = ""
     if len(matches) == 1 and matches[0].lastgroup in _RUNS:
         run = "".join(unit for unit, _, _ in _units(matches[0].group(), matches[0].lastgroup))
@@ -720,13 +721,12 @@ def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
                 # (overlapping occurrences merge).
                 spans.extend(_occurrences(units, start, strings, spans))
                 continue
-            for (unit, unit_start, unit_end), following in zip(units, [*units[1:], None], strict=True):
-                term, end = (unit, unit_end) if following is None else (unit + following[0], following[2])
-                if _matches(term, exact, prefixes):
-                    if spans and start + unit_start < spans[-1][1]:  # overlapping bigrams merge
-                        spans[-1] = (spans[-1][0], max(start + end, spans[-1][1]), spans[-1][2])
+            for token in _run_tokens(units, start):
+                if _matches(token.term, exact, prefixes):
+                    if spans and token.start < spans[-1][1]:  # overlapping bigrams merge
+                        spans[-1] = (spans[-1][0], max(token.end, spans[-1][1]), spans[-1][2])
                     else:
-                        spans.append((start + unit_start, start + end, term))
+                        spans.append((token.start, token.end, token.term))
             continue
         spans.extend(
             (token.start, token.end, token.term)
