@@ -14,6 +14,7 @@ reached the channel gives its changes back in the transaction that quarantines i
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -1103,8 +1104,16 @@ def _write_digest_file(
 ) -> None:
     digest_dir.mkdir(parents=True, exist_ok=True)
     text = render_plain(digest)
-    path = digest_dir / f"digest-{row.id:06d}-{digest.kind}.txt"
-    path.write_text(text + "\n", encoding="utf-8")
+    # Named by the outbox row (the order they were made) and by what they say: two
+    # databases writing to one folder both number from 1, and must not overwrite each
+    # other's digests. Written whole or not at all (a crash leaves no half a digest).
+    path = digest_dir / f"digest-{row.id:06d}-{digest.content_hash[:12]}-{digest.kind}.txt"
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     if out:
         out(text)
         out(f"(written to {path})")

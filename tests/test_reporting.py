@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.coverage import coverage_json
+from pipeline.db.engine import make_engine, session_factory, upgrade_schema
 from pipeline.db.repo import extend_history
 from pipeline.db.schema import Article, ArticleTopic, CoverageChange, DigestOutbox, utcnow
 from pipeline.ingest import import_lines
@@ -563,6 +564,48 @@ def test_without_slack_digests_go_to_files(session: Session, settings: Settings,
     paragraph = message.split("Power of Siberia 2 (watch item), up\n", 1)[1].split("\n", 1)[0]
     assert "articles in the 24 h from" in paragraph
     assert "in the last 24 h" not in paragraph
+
+
+def test_two_databases_sharing_a_digest_folder_keep_each_others_digests(
+    session: Session, settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "shared-digests"
+    backfill_burst(session, settings)
+    prepare_digests(session, settings, "file", now=NOW)
+    written: list[str] = []
+    first = deliver_pending(session, None, "file", digest_dir=folder, out=written.append)
+    # A second database, numbering its outbox from 1 as well, with one story fewer.
+    other = make_settings(f"sqlite:///{tmp_path / 'other.db'}")
+    engine = make_engine(other.db_url)
+    upgrade_schema(engine)
+    with session_factory(engine)() as other_session:
+        extend_history(other_session, NOW - timedelta(days=30))
+        lines = [
+            json.dumps(
+                {
+                    "id": a["id"],
+                    "url": f"https://news.example/{a['id']}",
+                    "title": a["title"],
+                    "text": a["text"],
+                    "published": (NOW - timedelta(hours=2 + 2 * i)).isoformat(),
+                }
+            )
+            for i, a in enumerate(pos2_articles()[1:])
+        ]
+        list(import_lines(other_session, other, lines, source="burst", now=NOW))
+        prepare_digests(other_session, other, "file", now=NOW)
+        second = deliver_pending(other_session, None, "file", digest_dir=folder, out=written.append)
+    engine.dispose()
+    assert len(first.sent) == len(second.sent) == 2
+    digests = [text for text in written if not text.startswith("(written to ")]
+    assert len(digests) == 4 and len(set(digests)) > 2, "the two databases wrote some different digests"
+    # Every digest either database wrote is still there, whole.
+    files = {f.name: f.read_text(encoding="utf-8") for f in folder.iterdir()}
+    assert all(name.startswith("digest-") and name.endswith(".txt") for name in files), sorted(files)
+    assert sorted(set(digests)) == sorted(text.removesuffix("\n") for text in files.values())
+    # Delivering again writes nothing new and changes nothing.
+    deliver_pending(session, None, "file", digest_dir=folder)
+    assert {f.name: f.read_text(encoding="utf-8") for f in folder.iterdir()} == files
 
 
 def test_a_digest_folder_that_cannot_be_written_keeps_the_digest_pending(
