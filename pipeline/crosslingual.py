@@ -56,6 +56,7 @@ class TranslationParams:
     min_run_share: float = 0.5
     split_similarity: float = 0.0
     min_number_agreement: float = 0.5
+    min_entity_agreement: float = 0.6
     min_sentence_number_agreement: float = 0.5
     max_length_ratio: float = 3.0
 
@@ -490,9 +491,9 @@ def verify_translation(
     share = min(1.0, counted / covered) if shorter else 0.0
     run_share = min(1.0, counted_runs / covered) if shorter else 0.0
     number_agreement, compared = _agreement(a.numbers, b.numbers)
-    entity_agreement = None
+    entity_agreement, names = None, 0
     if gazetteer is not None:
-        entity_agreement, _ = _agreement(a.entities(gazetteer), b.entities(gazetteer))
+        entity_agreement, names = _agreement(a.entities(gazetteer), b.entities(gazetteer))
     weight_a, weight_b = a.weight, b.weight
     length_ratio = max(weight_a, weight_b) / max(min(weight_a, weight_b), 1.0)
 
@@ -509,6 +510,10 @@ def verify_translation(
         failures.append(f"share in runs {run_share:.2f} < {params.min_run_share:g}")
     if number_agreement is not None and number_agreement < params.min_number_agreement:
         failures.append(f"numbers agree {number_agreement:.2f} < {params.min_number_agreement:g}")
+    if entity_agreement is not None and entity_agreement < params.min_entity_agreement:
+        # One frame, other people: a readout of Lavrov's talks with Wang Yi and one of his
+        # talks with another minister in the same words align sentence by sentence.
+        failures.append(f"names agree {entity_agreement:.2f} < {params.min_entity_agreement:g}")
     # A long text is never a translation of a much shorter one *in full*; as an abridged
     # translation it must still align most of the shorter side, checked above. What the
     # ratio guards is a short text (a brief) that happens to echo a few sentences of a
@@ -529,6 +534,7 @@ def verify_translation(
         f"(mean similarity {mean_similarity:.2f})"
         + (f", {list_units} list items left out" if list_units else "")
         + (f", {compared} numbers agree {number_agreement:.0%}" if number_agreement is not None else "")
+        + (f", {names} names agree {entity_agreement:.0%}" if entity_agreement is not None else "")
         if is_translation
         else "not a translation: " + "; ".join(failures)
     )

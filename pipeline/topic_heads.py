@@ -27,8 +27,11 @@ patterns. The heads add what the encoder knows:
 
 A label is assigned at or above its kind's threshold; within ``abstain_margin`` below it
 the classifier **abstains**: the label is not assigned, and it is reported as
-``abstained`` so an analyst can look. Every assigned label keeps evidence: the rule hits
-when the rules found it, otherwise the sentences most similar to its prototypes.
+``abstained`` so an analyst can look. In a language the patterns do not cover, a label
+with a trained head also needs the head's own verdict on the article (a positive logit):
+one sentence near a label's examples is not enough, and such a label is abstained. Every
+assigned label keeps evidence: the rule hits when the rules found it, otherwise the
+sentences most similar to its prototypes.
 
 The trained numbers are a small committed artefact, ``pipeline/data/topic_heads.npz``,
 rebuilt by ``summitwatch train-classifier`` (deterministic: the same fixtures, registry
@@ -311,14 +314,18 @@ def classify_hybrid(
         probability = combiner.probability(
             _label_features(view, vectors, entry.slug, head_logit, similarity, sentence_logits)
         )
-        if probability >= combiner.threshold:
+        # Without patterns for the article's language only the encoder judges, and its
+        # article head must agree: one sentence like a label's (a summit report's line on
+        # the war read as a peace plan) is not an article about it.
+        unsupported = not view.patterns_apply and head_logit is not None and head_logit <= 0.0
+        if probability >= combiner.threshold and not unsupported:
             scored = view.entries[entry.slug]
             evidence = scored.evidence or _similar_evidence(
                 vectors, similarity, scoring.max_evidence, scoring.evidence_chars
             )
             decided[entry.slug] = _Decision(entry.slug, round(probability, 3), evidence)
         elif probability >= combiner.threshold - heads.abstain_margin:
-            abstained.append(entry.slug)
+            abstained.append(entry.slug)  # (an unsupported label at any probability too)
 
     topics = {
         slug: TopicHit(slug, d.probability, d.evidence) for slug, d in decided.items() if slug in TOPIC_SLUGS

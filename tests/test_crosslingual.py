@@ -581,6 +581,40 @@ def test_aligned_sentences_must_carry_the_same_numbers() -> None:
     assert crosslingual.sentence_number_agreement([], english, same) == (None, 0)
 
 
+def _readout(minister: str, counterpart: str, country: str) -> str:
+    return " ".join(
+        [
+            f"{minister} held talks with {counterpart} on the sidelines of the meeting.",
+            f"{minister} and {counterpart} discussed the situation in the region.",
+            "The sides reaffirmed their commitment to a multipolar world order.",
+            f"{counterpart} said {country} valued the partnership.",
+            "The ministers agreed to meet again before the end of the year.",
+            "They also exchanged views on trade and energy.",
+        ]
+    )
+
+
+def test_one_frame_naming_other_people_is_no_translation() -> None:
+    """Two readouts written to one frame align sentence by sentence; their names differ."""
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng.normal(size=(6, 64)))
+    echo = _unit(vectors + 0.05 * rng.normal(size=(6, 64)))
+    english = Side("en", _readout("Lavrov", "Wang Yi", "China"), vectors)
+    same = Side("ru", _readout("Лавров", "Ван И", "Китай"), echo)
+    other = Side("ru", _readout("Лавров", "Моди", "Индия"), echo)
+    assert english.entities(GAZETTEER) == {"lavrov", "wang_yi"}
+    verdict = verify_translation(english, same, TranslationParams(), GAZETTEER)
+    assert verdict.is_translation and verdict.entity_agreement == 1.0
+    assert "names agree 100%" in verdict.reason
+    verdict = verify_translation(english, other, TranslationParams(), GAZETTEER)
+    assert verdict.aligned == 6 and verdict.entity_agreement is not None and verdict.entity_agreement < 0.6
+    assert not verdict.is_translation and "names agree 0.50 < 0.6" in verdict.reason
+    # Without the rule (0), the frame alone made it a translation.
+    assert verify_translation(
+        english, other, TranslationParams(min_entity_agreement=0), GAZETTEER
+    ).is_translation
+
+
 def test_unit_numbers_skip_the_title_and_follow_the_rows() -> None:
     text = "Trade reached 245 billion dollars.\n\nNo figure here. Gas: 38 bcm a year."
     side_with_title = Side("en", text, np.zeros((4, 8), dtype=np.float32), has_title=True)

@@ -110,6 +110,29 @@ def test_a_paraphrased_watch_item_is_recovered_in_a_language_without_patterns(
     assert any("Mongolei" in sentence for sentence in watch.evidence)
 
 
+def _paragraphs(path: str) -> tuple[str, str]:
+    title, text = (
+        (Path(__file__).parent / "fixtures" / "classify" / "passing_mentions" / path)
+        .read_text(encoding="utf-8")
+        .split("\n", 1)
+    )
+    return title, text.strip()
+
+
+@pytest.mark.parametrize(("name", "lang"), [("de_summit.txt", "de"), ("pl_summit.txt", "pl")])
+def test_one_sentence_on_the_war_in_a_summit_report_without_patterns_is_no_label(
+    heads: LabelHeads, encoder: SentenceEncoder, name: str, lang: str
+) -> None:
+    """A summit report's one line on the war, in a language without patterns: the
+    sentence is like the Ukraine and peace-plan examples, the article is not about them."""
+    title, text = _paragraphs(name)
+    assert labels(classify(REGISTRY, title=title, text=text, lang=lang)) == set()
+    result = hybrid(heads, encoder, title, text, lang)
+    assert "diplomacy" in labels(result)
+    assert not labels(result) & {"ukraine", "peace_plan"}
+    assert "ukraine" in result.abstained, "the encoder's sentence-level pull is reported, not assigned"
+
+
 @pytest.mark.parametrize(
     ("title", "text", "lang"),
     [
