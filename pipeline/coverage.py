@@ -239,6 +239,9 @@ class DigestSchedule:
     summary_enabled: bool = True
     summary_every: timedelta = timedelta(days=1)
     summary_at: time = time(7, 0, tzinfo=UTC)
+    # Ended periods missed after the last summary built (the scheduler down, a run that
+    # failed) that are still built, oldest first; 0: only the latest.
+    summary_catch_up: int = 7
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,7 @@ class DetectorConfig:
 
 _TOP_KEYS = {"coverage_days", "detector", "series", "digest"}
 _DIGEST_KEYS = {"articles_per_change", "trend_days", "summary"}
-_SUMMARY_KEYS = {"enabled", "every", "at"}
+_SUMMARY_KEYS = {"enabled", "every", "at", "catch_up"}
 _PARAM_FIELDS = {f.name: f for f in dataclasses.fields(DetectorParams)}
 _DURATION_FIELDS = {
     "bin_size",
@@ -406,12 +409,16 @@ def _parse_digest(raw: Mapping[str, Any], source: str) -> DigestSchedule:
     if every < timedelta(hours=1):
         raise ConfigError(f"{source}: 'digest.summary.every': must be at least 1h")
     at = _parse_time_of_day(summary.get("at", "07:00"), source, "digest.summary.at")
+    catch_up = summary.get("catch_up", base.summary_catch_up)
+    if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not 0 <= catch_up <= 366:
+        raise ConfigError(f"{source}: 'digest.summary.catch_up': expected a whole number from 0 to 366")
     return DigestSchedule(
         articles_per_change=articles,
         trend_days=trend_days,
         summary_enabled=enabled,
         summary_every=every,
         summary_at=at,
+        summary_catch_up=catch_up,
     )
 
 

@@ -276,7 +276,7 @@ def build_summary_digest(
         title = f"Weekly coverage summary: week to {period_end.day} {period_end:%B %Y}"
     else:
         title = f"Coverage summary: {_when(period_start)} – {_when(period_end)}"
-    digest_key = f"summary:{_iso(period_start)}/{_iso(period_end)}"
+    digest_key = summary_key(period_start, period_end)
     total = sum(s.count for s in series_totals) if article_count is None else article_count
     period = f"{_when(period_start)} – {_when(period_end)} · {_plural(total, 'new article')}"
     units = [_Unit([_header(title)], title), _Unit([_context([period])], period)]
@@ -783,6 +783,11 @@ def _more(count: int, noun: str = "") -> str:
 def _plural(count: int, singular: str, plural: str | None = None, *, prefix: str = "") -> str:
     noun = singular if count == 1 else (plural or singular + "s")
     return f"{prefix}{count} {noun}"
+
+
+def summary_key(start: datetime, end: datetime) -> str:
+    """The key of the summary digest of the period from ``start`` to ``end``."""
+    return f"summary:{_iso(start)}/{_iso(end)}"
 
 
 def _iso(moment: datetime) -> str:

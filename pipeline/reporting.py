@@ -33,6 +33,7 @@ from pipeline.coverage import (
     MAX_HISTORY_DAYS,
     Change,
     DetectorConfig,
+    DigestSchedule,
     as_utc,
     bins_from_counts,
     detect_changes,
@@ -68,6 +69,7 @@ from pipeline.digest import (
     latest_summary_period,
     listed_key,
     render_plain,
+    summary_key,
 )
 from pipeline.encoder import document_from_bytes
 from pipeline.errors import SummitwatchError
@@ -452,16 +454,9 @@ def _prepare_digests(
                 if (row.series, row.at.isoformat(), row.direction) in keys and row.digest_id is None:
                     row.digest_id = outbox.id
     if config.digest.summary_enabled:
-        start, end = latest_summary_period(
-            now, every=config.digest.summary_every, at=config.digest.summary_at
-        )
-        key = f"summary:{start.isoformat()}/{end.isoformat()}"
-        # Built once for a kind of destination: a channel spelled another way, or a webhook
-        # replaced by a token, must not receive the same summary again.
-        already = session.scalar(
-            select(DigestOutbox.id).where(DigestOutbox.digest_key == key, _same_kind(destination))
-        )
-        if already is None and end > report.history_start:
+        for start, end in _summary_periods_due(session, config.digest, destination, now):
+            if end <= report.history_start:
+                continue
             summary = _summary_digest(session, report, settings, loaded[1], start, end)
             digests.append(summary)
             if not dry_run:
@@ -469,6 +464,42 @@ def _prepare_digests(
     if not dry_run:
         session.commit()
     return digests
+
+
+def _summary_periods_due(
+    session: Session, schedule: DigestSchedule, destination: str, now: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The ended summary periods to build now, oldest first: the latest, and those missed
+    since the last summary built for this kind of destination (at most
+    ``summary_catch_up`` of them; the first summary a database builds is the latest's).
+
+    Built once for a kind of destination: a channel spelled another way, or a webhook
+    replaced by a token, must not receive the same summary again."""
+    built = set(
+        session.scalars(
+            select(DigestOutbox.digest_key).where(
+                DigestOutbox.digest_key.like("summary:%"), _same_kind(destination)
+            )
+        ).all()
+    )
+    last = max((end for end in map(_summary_end, built) if end is not None), default=None)
+    every = schedule.summary_every
+    start, end = latest_summary_period(now, every=every, at=schedule.summary_at)
+    due: list[tuple[datetime, datetime]] = []
+    while len(due) <= schedule.summary_catch_up:
+        if summary_key(start, end) not in built and (last is None or end > last):
+            due.append((start, end))
+        if last is None or start <= last:
+            break
+        start, end = start - every, start
+    return due[::-1]
+
+
+def _summary_end(key: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(key.rsplit("/", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def _enqueue(session: Session, digest: Digest, destination: str) -> DigestOutbox:

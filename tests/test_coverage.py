@@ -457,6 +457,7 @@ def test_shipped_config_loads_with_overrides() -> None:
     assert config.params_for("topic:energy") == config.defaults
     assert config.digest.summary_at == time(7, 0, tzinfo=UTC)
     assert config.digest.summary_every == DAY
+    assert config.digest.summary_catch_up == 7
     topics = ["energy", "military", "ukraine", "trade_finance", "world_order", "taiwan_asia"]
     topics += ["middle_east", "technology", "people_culture", "diplomacy"]
     watch = ["power_of_siberia_2", "joint_exercises", "peace_plan", "yuan_settlement", "arctic_route"]
@@ -497,6 +498,9 @@ def test_the_config_file_is_parsed_once_until_it_changes(tmp_path: Path) -> None
         ({"series": {"topic:energy": {"report_silence": "no"}}}, "'series.topic:energy.report_silence'"),
         ({"digest": {"summary": {"at": "25:00"}}}, "'digest.summary.at'"),
         ({"digest": {"sumary": {}}}, "'digest.sumary'"),
+        ({"digest": {"summary": {"catch_up": -1}}}, "'digest.summary.catch_up'"),
+        ({"digest": {"summary": {"catch_up": "all"}}}, "'digest.summary.catch_up'"),
+        ({"digest": {"summary": {"catch_up": True}}}, "'digest.summary.catch_up'"),
         ({"coverage_days": 731}, "'coverage_days': at most 730"),
     ],
 )

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import random
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -785,6 +786,44 @@ def test_the_summary_trend_ends_with_the_period(session: Session, settings: Sett
     # highest, after an empty one (the 06:00 bin's three later articles are not drawn).
     assert line.startswith("Power of Siberia 2 (watch item): 1 ")
     assert line.rstrip().endswith(sparkline([0, 1]))
+
+
+@pytest.mark.parametrize("catch_up", [7, 2])
+def test_summaries_missed_while_no_run_are_built_oldest_first_each_once(
+    session: Session, settings: Settings, tmp_path: Path, catch_up: int
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(settings.config_dir, config)
+    digest_yaml = (config / "digest.yaml").read_text(encoding="utf-8")
+    assert "    catch_up: 7\n" in digest_yaml
+    (config / "digest.yaml").write_text(
+        digest_yaml.replace("    catch_up: 7\n", f"    catch_up: {catch_up}\n"), encoding="utf-8"
+    )
+    settings = settings.model_copy(update={"config_dir": config})
+    backfill_burst(session, settings)
+
+    def summaries(now: datetime) -> dict[str, str]:
+        built = prepare_digests(session, settings, "file", now=now)
+        return {d.digest_key: d.text for d in built if d.kind == "summary"}
+
+    def period(end_day: int) -> str:
+        end = datetime(2026, 11, end_day, 7, 0, tzinfo=UTC)
+        return f"summary:{(end - timedelta(days=1)).isoformat()}/{end.isoformat()}"
+
+    # The first summary a database builds is the latest period's alone.
+    assert list(summaries(NOW)) == [period(20)]
+    assert summaries(NOW + timedelta(hours=5)) == {}  # (the same period: built)
+    # Four days without a run: the three periods missed, then the latest, oldest first.
+    later = NOW + timedelta(days=4)
+    missed = [period(21), period(22), period(23), period(24)][-(catch_up + 1) :]
+    built = summaries(later)
+    assert list(built) == missed
+    # Each tells its own period.
+    for day, key in zip(range(25 - len(missed), 25), missed, strict=True):
+        assert f"2026-11-{day - 1} 07:00 UTC – 2026-11-{day} 07:00 UTC · " in built[key]
+    assert summaries(later) == {}
+    keys = session.scalars(select(DigestOutbox.digest_key).where(DigestOutbox.digest_key.like("summary:%")))
+    assert sorted(keys) == sorted([period(20), *missed])
 
 
 # --- the articles listed under a change ---------------------------------------------------
