@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,25 @@ _VISIBLE = re.compile(
     r"[^\s\u200b-\u200f\u202a-\u202e\u2060-\u2069\u061c\ufeff\u3164\uffa0\u115f\u1160\u2800\u00ad\u034f]"
 )
 _HAN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def lower_bound(when: date | datetime) -> datetime:
+    """The inclusive bound of ``since``: a day from its start (UTC), a moment itself."""
+    if isinstance(when, datetime):
+        return when
+    return datetime.combine(when, datetime.min.time(), tzinfo=UTC)
+
+
+def upper_bound(when: date | datetime) -> datetime | None:
+    """The exclusive bound after ``until`` (the CLI's ``--until``, the web UI's ``until``):
+    a day includes the whole day (UTC), a moment that moment itself; None when nothing
+    can come after it (the last day or moment there is)."""
+    try:
+        if isinstance(when, datetime):
+            return when + timedelta(microseconds=1)
+        return lower_bound(when + timedelta(days=1))
+    except OverflowError:
+        return None
 
 
 def display_title(article: Article) -> str:

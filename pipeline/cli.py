@@ -323,17 +323,14 @@ def _parse_since(value: str) -> datetime:
 def _parse_until(value: str) -> datetime:
     """The exclusive bound after ``value``: a date (2025-11-01 or 20251101) includes that
     whole day, a time (2025-11-01T10:00) that moment itself."""
+    from pipeline import browse
+
     moment = _parse_since(value)
     try:
-        date.fromisoformat(value.strip())
+        when: date | datetime = date.fromisoformat(value.strip())
     except ValueError:
-        step = timedelta(microseconds=1)  # "on or before" a moment
-    else:
-        step = timedelta(days=1)
-    try:
-        return moment + step
-    except OverflowError:  # 9999-12-31: no bound at all
-        return datetime.max.replace(tzinfo=UTC)
+        when = moment
+    return browse.upper_bound(when) or datetime.max.replace(tzinfo=UTC)
 
 
 def _whole_number(low: int, high: int) -> Callable[[str], int]:
@@ -1137,6 +1134,12 @@ def _listening_sockets(host: str, port: int) -> list[socket.socket]:
     naming the address."""
     import socket
 
+    if not host.strip():
+        # getaddrinfo reads no host as every interface: an unset variable ("--host
+        # $HOST") must not open the login-less UI to the network.
+        raise SummitwatchError(
+            "no address to listen on: give --host 127.0.0.1, or 0.0.0.0 for every interface"
+        )
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def refused(exc: Exception) -> SummitwatchError:

@@ -297,6 +297,45 @@ def test_labelled_queries_find_exactly_their_articles(
     assert sorted(found(session, indexed, case["q"])) == sorted(case["expected"])
 
 
+def test_pages_of_tied_matches_list_each_once_newest_first(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More tied matches than the ranked cut keeps: the cut must take them in the list's
+    order, or pages repeat some and never reach others (the top changed with the limit)."""
+    monkeypatch.setattr(repo, "RANKED_FIRST", 8)
+    rng = random.Random(7)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+    lines = []
+    for i in range(30):
+        body = [rng.choice(words) for _ in range(60)]
+        body[30] = "zzqtie"
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"tie-{i}",
+                    "url": f"https://ties.example/{i}",
+                    "title": f"Item {rng.choice(words)}",
+                    "text": " ".join(body) + ".",
+                    "lang": "en",
+                    "published": f"2026-10-{1 + i:02d}T10:00:00+00:00",
+                }
+            )
+        )
+    results = list(import_lines(session, settings, lines, source="ties"))
+    assert [r.result.status for r in results] == ["new"] * 30
+    newest_first = [r.input_id for r in reversed(results)]
+    names = {r.result.article_id: r.input_id for r in results}
+
+    def page(limit: int, offset: int = 0) -> list[str]:
+        wanted = repo.ArticleFilter(text="zzqtie", include_seeds=False, limit=limit, offset=offset)
+        return [names[f.article.id] for f in repo.find_articles(session, wanted)]
+
+    assert page(30) == newest_first
+    assert [page(limit)[0] for limit in (1, 2, 5)] == [newest_first[0]] * 3
+    paged = [name for offset in range(0, 30, 4) for name in page(4, offset)]
+    assert paged == newest_first
+
+
 def test_ranking_puts_title_matches_first(session: Session, indexed: dict[int, str]) -> None:
     # "pipeline" is in the title of one article and only the text of the other.
     assert found(session, indexed, "pipelines") == ["en-pipeline", "en-hockey"]

@@ -40,7 +40,7 @@ from pipeline.ingest import import_lines
 from pipeline.reporting import prepare_digests
 from pipeline.settings import Settings
 from pipeline.web import create_app
-from pipeline.web.app import web_url
+from pipeline.web.app import web_url, when_parameter
 from tests.conftest import REPO_ROOT, make_settings
 from tests.optional_suites import require
 
@@ -254,6 +254,23 @@ def test_no_page_links_past_the_deepest_page_allowed(
             == "/api/articles?limit=3&page=2"
         )
         assert client.get("/api/articles", params={"limit": "3", "page": "2"}).json()["next"] is None
+
+
+def test_moments_before_the_year_1000_make_links_that_work(settings: Settings) -> None:
+    """strftime's "%Y" wrote the year 999 as "999": the next page's link and the form's
+    value were then refused (400)."""
+    assert when_parameter(datetime(999, 5, 1, tzinfo=UTC)) == "0999-05-01T00:00:00Z"
+    assert when_parameter(datetime(1, 1, 1, 0, 0, 0, 5, tzinfo=UTC)) == "0001-01-01T00:00:00.000005Z"
+    populate(settings)
+    with web_client(settings) as client:
+        first = client.get("/api/articles", params={"since": "0999-05-01T00:00Z", "limit": "1"}).json()
+        assert first["next"] and "0999-05-01T00%3A00%3A00Z" in first["next"]
+        assert client.get(first["next"]).status_code == 200
+        page = client.get("/articles", params={"since": "0999-05-01T00:00Z", "limit": "1"}).text
+        assert 'value="0999-05-01T00:00:00"' in page
+        nxt = re.search(r'rel="next" href="([^"]+)"', page)
+        assert nxt is not None
+        assert client.get("/articles" + nxt.group(1).replace("&amp;", "&")).status_code == 200
 
 
 def test_api_returns_what_the_cli_prints(
@@ -717,6 +734,14 @@ def test_serve_stops_in_one_line_on_an_address_it_cannot_listen_on(sqlite_url: s
             _, stderr = server.communicate(timeout=60)
             assert server.returncode == 2, stderr
             assert stderr.splitlines() == [f"summitwatch: error: cannot listen on {reason}"]
+    # An empty host (an unset variable) is every interface to getaddrinfo: refused.
+    for host in ("", " "):
+        server = summitwatch(db, "serve", "--host", host, "--port", "8")
+        _, stderr = server.communicate(timeout=60)
+        assert server.returncode == 2, stderr
+        assert stderr.splitlines() == [
+            "summitwatch: error: no address to listen on: give --host 127.0.0.1, or 0.0.0.0 for every interface"
+        ]
 
 
 # The browser test -----------------------------------------------------------------------------

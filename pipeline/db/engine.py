@@ -296,7 +296,9 @@ def current_revision(engine: Engine) -> str | None:
                 return None
             versions = list(connection.scalars(text("SELECT version_num FROM alembic_version")))
     except OperationalError as exc:
-        raise DatabaseError(f"cannot connect to the database: {exc.orig}") from None
+        # (One line: the driver's message may go on with a tab-indented hint.)
+        reason = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
+        raise DatabaseError(f"cannot connect to the database: {reason}") from None
     if len(versions) > 1:
         raise DatabaseError(f"the database records several schema revisions: {', '.join(sorted(versions))}")
     return versions[0] if versions else None

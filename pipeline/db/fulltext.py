@@ -134,13 +134,15 @@ def matches(
         # bm25() is negative, lower is better; the title column weighs TITLE_WEIGHT. The
         # LIMIT also keeps SQLite from flattening the subquery into the join, where bm25()
         # cannot run.
-        order = f"ORDER BY bm25(article_fts, {TITLE_WEIGHT}, 1.0) " if best is not None else ""
+        # Ties broken as they are in the list (newer first): the best N are the same N
+        # whatever N is, so pages of one search never repeat or skip a tied match.
+        order = f"ORDER BY bm25(article_fts, {TITLE_WEIGHT}, 1.0), rowid DESC " if best is not None else ""
         statement: Any = text(
             f"SELECT rowid AS article_id, -bm25(article_fts, {TITLE_WEIGHT}, 1.0) AS score "  # noqa: S608
             f"FROM article_fts WHERE article_fts MATCH :{parameter} {order}LIMIT {limit}"
         ).bindparams(**{parameter: query.fts5()})
     else:
-        tail = f" ORDER BY score DESC LIMIT {limit}" if best is not None else ""
+        tail = f" ORDER BY score DESC, article_id DESC LIMIT {limit}" if best is not None else ""
         statement = text(
             f"SELECT article_id, ts_rank('{{0.1, 0.2, 0.4, 1.0}}', vector, CAST(:{parameter} AS tsquery), 1) "  # noqa: S608
             f"AS score FROM article_search WHERE vector @@ CAST(:{parameter} AS tsquery){tail}"

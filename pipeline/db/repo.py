@@ -366,7 +366,9 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     parsed = search.parse_query(wanted.text)
     if wanted.sort == "relevance":
         # The page is exact with the best N matches as long as it fills up: a story ranks
-        # by its best copy, and every story outside the N scores below all inside.
+        # by its best copy, and every story outside the N scores below all inside, or ties
+        # and was stored earlier (the N are cut in that order; the list puts ties newest
+        # first, by publication, which for articles stored out of order may differ).
         best = max(RANKED_FIRST, 8 * (wanted.offset + wanted.limit))
         while best <= _RANKED_ALL_BEYOND:
             matched = fulltext.matches(session, parsed, best=best)

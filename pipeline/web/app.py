@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import browse, nearby
+from pipeline.browse import lower_bound, upper_bound
 from pipeline.classify import Entry, TopicRegistry
 from pipeline.coverage import MAX_HISTORY_DAYS, Change, DetectorConfig, as_utc
 from pipeline.db import repo
@@ -208,7 +209,7 @@ def _template_environment() -> jinja2.Environment:
     # A since/until field shows a moment (a change's window) to the second, in UTC.
     environment.filters["is_moment"] = lambda when: isinstance(when, datetime)
     environment.filters["input_value"] = lambda when: (
-        f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%S}"
+        when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
         if isinstance(when, datetime)
         else when.isoformat()
         if when
@@ -283,8 +284,8 @@ class ListQuery:
             watch=self.watch,
             lang=self.lang,
             feed=self.feed,
-            since=_lower_bound(self.since),
-            until=_upper_bound(self.until),
+            since=lower_bound(self.since) if self.since else None,
+            until=upper_bound(self.until) if self.until else None,
             text=self.q,
             include_duplicates=self.duplicates,
             include_seeds=self.seeds,
@@ -325,36 +326,14 @@ class ListQuery:
         return f"{link}&format={fmt}" if link else f"?format={fmt}"
 
 
-def _day_start(day: date | None) -> datetime | None:
-    return datetime.combine(day, datetime.min.time(), tzinfo=UTC) if day else None
-
-
-def _lower_bound(when: date | datetime | None) -> datetime | None:
-    if isinstance(when, datetime):
-        return when
-    return _day_start(when)
-
-
-def _upper_bound(when: date | datetime | None) -> datetime | None:
-    """The exclusive bound after ``when``, as the CLI's ``--until``: a day includes the whole
-    day, a moment itself (none after the last day or moment there is)."""
-    try:
-        if isinstance(when, datetime):
-            return when + timedelta(microseconds=1)
-        if when is not None and when < date.max:
-            return _day_start(when + timedelta(days=1))
-    except OverflowError:
-        return None
-    return None
-
-
 def when_parameter(when: date | datetime) -> str:
     """A ``since``/``until`` value as a link writes it: the day, or the moment in UTC."""
     if isinstance(when, datetime):
         moment = when.astimezone(UTC)
         if moment.microsecond:
-            return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        # (isoformat, not strftime: "%Y" leaves a year before 1000 unpadded, "999-05-01".)
+        return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
     return when.isoformat()
 
 
