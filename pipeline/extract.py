@@ -94,6 +94,9 @@ TWIN_MAX_LEVELS: Final = 3
 TWIN_MIN_NEW_CHARS: Final = 200
 # Extracted lines at least this long anchor the search for the article container.
 ANCHOR_LINE_CHARS: Final = 60
+# A table cell with this much text (or a headline, a nested table, or two blocks) lays
+# out a page, it does not hold data (see _unwrap_layout_tables).
+LAYOUT_CELL_CHARS: Final = 200
 # At most this many lines are removed from the end of the text by the trailing cleanup.
 MAX_TRAILING_DROP: Final = 12
 # A trailing line counts as a link (and is dropped) when links' text covers this share of it.
@@ -391,6 +394,7 @@ def _extract_page(
     lang_hint = _lang_hint(tree)
     joiners = _protect_joiners(tree, html)
     meta = _metadata(tree, url)
+    _unwrap_layout_tables(tree)
     text = _extract_text(tree, url, favor_recall=favor_recall)
     if text:
         text = _clean_text(text, tree, meta)
@@ -1065,6 +1069,68 @@ def _metadata(tree: Any, url: str | None) -> _Meta:
 
 
 # --------------------------------------------------------------------------- extraction
+
+
+_BLOCKS: Final = frozenset(
+    {"p", "div", "ul", "ol", "dl", "blockquote", "article", "section"}
+    | {"header", "footer", "nav", "aside", "main"}
+)
+_HEADINGS: Final = frozenset({"h1", "h2", "h3", "h4", "h5", "h6", "table"})
+_TABLE_PARTS: Final = ("tr", "td", "th", "tbody", "thead", "tfoot", "caption")
+
+
+def _unwrap_layout_tables(tree: Any) -> int:
+    """Turn the tables that lay out a page into plain blocks; returns how many.
+
+    Old sites (and some still built on them) put the whole page in a table: the masthead
+    in one row, the article and a sidebar in two cells. trafilatura renders a table as
+    table rows, so the article came out as one cell of text after the masthead's row,
+    its paragraphs run together. A table is layout when a cell of its own holds a
+    headline or a table, two blocks, or a long text, or when its only row holds a block
+    (a masthead's logo and links); a table of figures keeps its rows, even with each cell
+    in a paragraph of its own.
+    """
+    unwrapped = 0
+    for table in list(tree.iter("table")):
+        parts = _own_parts(table)
+        cells = [el for el in parts if el.tag in ("td", "th")]
+        rows = sum(1 for el in parts if el.tag == "tr")
+        if not any(_lays_out(cell, single_row=rows <= 1) for cell in cells):
+            continue
+        for el in (table, *parts):
+            el.tag = "div"
+        unwrapped += 1
+    return unwrapped
+
+
+def _own_parts(table: Any) -> list[Any]:
+    """The rows, cells and sections of ``table`` itself, not of the tables inside it
+    (each element is visited once per table it belongs to: nested tables stay linear)."""
+    parts: list[Any] = []
+    stack = list(reversed(table))
+    while stack:
+        el = stack.pop()
+        if el.tag == "table":
+            continue
+        if el.tag in _TABLE_PARTS:
+            parts.append(el)
+        stack.extend(reversed(el))
+    return parts
+
+
+def _lays_out(cell: Any, *, single_row: bool) -> bool:
+    blocks = 0
+    for el in cell.iterdescendants():
+        tag = el.tag
+        if not isinstance(tag, str):  # (comments, processing instructions)
+            continue
+        if tag in _HEADINGS:
+            return True
+        if tag in _BLOCKS:
+            blocks += 1
+            if blocks >= 2 or single_row:
+                return True
+    return len(cell.text_content()) >= LAYOUT_CELL_CHARS
 
 
 def _trafilatura_text(tree: Any, url: str | None, *, precision: bool, comments: bool = False) -> str:

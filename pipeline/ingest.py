@@ -2557,6 +2557,10 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         raise ExtractionError("needs 'html' or 'text'", permanent=True)
     published = record.get("published")
     published_at = None
+    if isinstance(published, str) and not published.strip():
+        # An exporter's empty field: no date, as with none at all.
+        log.warning("import: 'published' is empty: imported undated")
+        published = None
     if published is not None:
         if not isinstance(published, str):
             raise ExtractionError("'published' must be an ISO 8601 string", permanent=True)

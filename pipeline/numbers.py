@@ -71,6 +71,74 @@ _UNIT_WORDS: Mapping[str, Mapping[float, str]] = {
     },
     "tr": {1e3: "bin", 1e6: "milyon", 1e9: "milyar", 1e12: "trilyon"},
     "ar": {1e3: "ألف آلاف الف", 1e6: "مليون ملايين", 1e9: "مليار مليارات بليون", 1e12: "تريليون تريليونات"},
+    # Languages the encoder does not cover: a wider model (encoder.model) would link their
+    # translations, and "50 мільярдів" must then be the 5e10 of "50 billion".
+    "uk": {
+        1e3: "тис тисяч тисячі тисяча",
+        1e6: "млн мільйон мільйона мільйонів мільйони",
+        1e9: "млрд мільярд мільярда мільярдів мільярди",
+        1e12: "трлн трильйон трильйона трильйонів трильйони",
+    },
+    "be": {
+        1e3: "тыс тысяч тысячы тысяча",
+        1e6: "млн мільён мільёна мільёнаў мільёны",
+        1e9: "млрд мільярд мільярда мільярдаў мільярды",
+        1e12: "трлн трыльён трыльёна трыльёнаў трыльёны",
+    },
+    "bg": {
+        1e3: "хил хиляди хиляда",
+        1e6: "млн милион милиона милиони",
+        1e9: "млрд милиард милиарда милиарди",
+        1e12: "трлн трилион трилиона трилиони",
+    },
+    "kk": {1e3: "мың", 1e6: "млн миллион", 1e9: "млрд миллиард", 1e12: "трлн триллион"},
+    "sr": {1e3: "хиљада хиљаде hiljada hiljade", 1e6: "милион милиона милиони milion miliona milioni"}
+    | {1e9: "милијарда милијарди милијарде млрд milijarda milijardi milijarde mlrd"},
+    "hr": {1e3: "tisuća tisuće", 1e6: "milijun milijuna", 1e9: "milijarda milijardi milijarde mlrd"},
+    "cs": {
+        1e3: "tis tisíc tisíce",
+        1e6: "mil milion miliony milionů",
+        1e9: "mld miliarda miliardy miliard",
+        1e12: "bilion biliony bilionů",
+    },
+    "sk": {
+        1e3: "tis tisíc",
+        1e6: "mil milión milióny miliónov",
+        1e9: "mld miliarda miliardy miliárd",
+        1e12: "bilión bilióny biliónov",
+    },
+    "ro": {1e3: "mii mie", 1e6: "mil milion milioane", 1e9: "mld miliard miliarde", 1e12: "bilion bilioane"},
+    "hu": {1e3: "ezer", 1e6: "millió", 1e9: "milliárd mrd", 1e12: "billió"},
+    "el": {
+        1e3: "χιλιάδες χιλιάδων",
+        1e6: "εκατ εκατομμύριο εκατομμύρια εκατομμυρίων",
+        1e9: "δισ δισεκατομμύριο δισεκατομμύρια δισεκατομμυρίων",
+        1e12: "τρισ τρισεκατομμύριο τρισεκατομμύρια τρισεκατομμυρίων",
+    },
+    "vi": {1e3: "nghìn ngàn", 1e6: "triệu", 1e9: "tỷ tỉ"},
+    "id": {1e3: "ribu", 1e6: "juta", 1e9: "miliar", 1e12: "triliun"},
+    "ms": {1e3: "ribu", 1e6: "juta", 1e9: "bilion", 1e12: "trilion"},
+    "sv": {1e3: "tusen", 1e6: "miljon miljoner", 1e9: "miljard miljarder mdr", 1e12: "biljon biljoner"},
+    "da": {
+        1e3: "tusind",
+        1e6: "million millioner mio",
+        1e9: "milliard milliarder mia",
+        1e12: "billion billioner",
+    },
+    "no": {
+        1e3: "tusen",
+        1e6: "million millioner mill",
+        1e9: "milliard milliarder mrd",
+        1e12: "billion billioner",
+    },
+    "fi": {
+        1e3: "tuhat tuhatta",
+        1e6: "miljoona miljoonaa milj",
+        1e9: "miljardi miljardia mrd",
+        1e12: "biljoona",
+    },
+    "he": {1e3: "אלף אלפים", 1e6: "מיליון מיליונים", 1e9: "מיליארד מיליארדים", 1e12: "טריליון"},
+    "fa": {1e3: "هزار", 1e6: "میلیون", 1e9: "میلیارد", 1e12: "تریلیون"},
 }
 # Two-word units (whitespace inside is collapsed before the lookup).
 _PHRASE_UNITS: Mapping[str, Mapping[str, float]] = {
@@ -247,7 +315,7 @@ class _Vocabulary:
                 multipliers.update(dict.fromkeys(words.split(), multiplier))
             multipliers.update(_PHRASE_UNITS.get(code, {}))
             multipliers.update(_ATTACHED_UNITS.get(code, {}))
-        if lang in ("fr", "de"):
+        if lang in ("fr", "de", "da", "no"):  # the long scale: "billion" is 10¹²
             multipliers["billion"] = multipliers["billions"] = 1e12
         self.multipliers: Mapping[str, float] = multipliers
         self.attached = frozenset(unit for code in langs for unit in _ATTACHED_UNITS.get(code, {}))

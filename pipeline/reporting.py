@@ -632,7 +632,7 @@ def top_articles(
     limit: int,
     ids: Sequence[int] | None = None,
 ) -> list[DigestArticle]:
-    """The most-copied new articles of ``series`` (or all) in [since, until), with evidence.
+    """The most-copied new articles of ``series`` (or of any series) in [since, until), with evidence.
 
     With ``ids``: those articles, in that order (a sent digest's list, as it was sent; an
     article since folded into another story is still shown), with ``series``' evidence.
@@ -685,7 +685,9 @@ def top_articles(
         # The stories with the label, whichever of their articles carries it.
         query = query.where(repo.story_has_label(label_table, slug))
     else:
-        # A story is relevant when any of its articles is.
+        # A story is relevant when any of its articles is; listed when it is in a series
+        # too, as the summary counts its articles (an article about a Russian and a
+        # Chinese climber on Everest may pass the relevance test and get no topic).
         relevant_copy = aliased(Article)
         query = query.where(
             Article.relevant.is_(True)
@@ -693,7 +695,8 @@ def top_articles(
                 select(relevant_copy.duplicate_of_id).where(
                     relevant_copy.duplicate_of_id.is_not(None), relevant_copy.relevant.is_(True)
                 )
-            )
+            ),
+            Article.id.in_(_labelled_stories()),
         )
     if ids is not None:
         query = shown.where(Article.id.in_(list(ids)))
@@ -810,17 +813,21 @@ def _summary_digest(
 
 def _new_article_count(session: Session, start: datetime, end: datetime) -> int:
     """New (non-copy, non-seed) articles of the period in at least one series, each once."""
-    labelled = select(_story_labels(ArticleTopic).c.article_id).union(
-        select(_story_labels(ArticleWatch).c.article_id)
-    )
     moment = _moment()
     return int(
         session.scalar(
             select(func.count())
             .select_from(Article)
-            .where(*_ORIGINALS, Article.id.in_(labelled), moment >= start, moment < end)
+            .where(*_ORIGINALS, Article.id.in_(_labelled_stories()), moment >= start, moment < end)
         )
         or 0
+    )
+
+
+def _labelled_stories() -> Any:
+    """The originals of the stories in at least one series (a topic or a watch item)."""
+    return select(_story_labels(ArticleTopic).c.article_id).union(
+        select(_story_labels(ArticleWatch).c.article_id)
     )
 
 

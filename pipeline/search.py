@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -536,16 +536,34 @@ class SearchQuery:
         return frozenset(found)
 
     def highlight_terms(self) -> tuple[frozenset[str], tuple[str, ...]]:
-        """Terms to mark in a snippet: exact terms, and prefixes (single Chinese characters)."""
+        """Terms to mark in a snippet: exact terms, and prefixes (single Chinese characters).
+        The words of a phrase of words are not among them (:meth:`word_phrases`)."""
         exact: set[str] = set()
         prefixes: set[str] = set()
+        phrases = self.word_phrases()
         for group in self.groups:
             for unit in group:
                 for phrase in unit:
+                    if phrase.terms in phrases:
+                        continue
                     exact.update(phrase.terms[:-1] if phrase.prefix else phrase.terms)
                     if phrase.prefix:
                         prefixes.add(phrase.terms[-1])
         return frozenset(exact), tuple(sorted(prefixes))
+
+    def word_phrases(self) -> frozenset[tuple[str, ...]]:
+        """The phrases of two words or more (``"power of siberia"``, a hyphenated word): a
+        snippet marks them where they occur whole, not each word wherever it is."""
+        return frozenset(
+            phrase.terms
+            for group in self.groups
+            for unit in group
+            for phrase in unit
+            if len(phrase.terms) > 1
+            and not phrase.prefix
+            and not phrase.run
+            and not _RUN_CHAR.match(phrase.terms[0][:1])
+        )
 
 
 def _join(parts: Any, operator: str) -> str:
@@ -707,11 +725,17 @@ def _matches(term: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> boo
 def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
     # The snippet of every listed article is cut here: only matches build anything.
     exact, prefixes = query.highlight_terms()
+    phrases = query.word_phrases()
+    ending: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in sorted(phrases, key=len, reverse=True):  # (the longest first)
+        ending.setdefault(phrase[-1], []).append(phrase)
+    recent: deque[Token] = deque(maxlen=max(map(len, phrases), default=1))
     chinese = bool(prefixes) or any(_RUN_CHAR.match(term[:1]) for term in exact)
     strings = query.chinese_strings() if chinese else frozenset()
     spans: list[tuple[int, int, str]] = []
     for match in _TOKEN.finditer(text, 0, MAX_SNIPPET_SCAN):
         if match.lastgroup in _RUNS:
+            recent.clear()  # (a run's terms stand between: no phrase of words spans it)
             if not chinese:
                 continue
             run, start = match.group(), match.start()
@@ -728,12 +752,31 @@ def _hit_spans(text: str, query: SearchQuery) -> list[tuple[int, int, str]]:
                     else:
                         spans.append((token.start, token.end, token.term))
             continue
-        spans.extend(
-            (token.start, token.end, token.term)
-            for token in _word_tokens(match.group(), match.start())
-            if token.term in exact
-        )
+        for token in _word_tokens(match.group(), match.start()):
+            if token.term in exact:
+                spans.append((token.start, token.end, token.term))
+            if not phrases:
+                continue
+            recent.append(token)
+            for phrase in ending.get(token.term, ()):
+                size = len(phrase)
+                if len(recent) >= size and all(
+                    recent[len(recent) - size + i].term == term for i, term in enumerate(phrase)
+                ):
+                    _add_phrase_span(spans, recent[len(recent) - size].start, token.end, " ".join(phrase))
+                    break
     return spans
+
+
+def _add_phrase_span(spans: list[tuple[int, int, str]], start: int, end: int, phrase: str) -> None:
+    """Mark a phrase's occurrence: the single words marked inside it give way, and an
+    occurrence overlapping the one before widens it (spans stay ordered and apart)."""
+    while spans and spans[-1][0] >= start:
+        spans.pop()
+    if spans and spans[-1][1] > start:
+        spans[-1] = (spans[-1][0], max(end, spans[-1][1]), spans[-1][2])
+    else:
+        spans.append((start, end, phrase))
 
 
 def _occurrences(

@@ -319,14 +319,17 @@ def test_reimported_copies_keep_their_similarity_and_odd_dates_import_undated(
     odd = [
         {"id": "old", "text": DISTINCT[0], "published": "1989-12-31"},
         {"id": "future", "text": DISTINCT[1], "published": "9999-12-31T00:00:00"},
+        # An exporter's empty field is no date either (the line used to fail whole).
+        {"id": "empty", "text": DISTINCT[2], "published": " "},
     ]
     done = sw("import", "-", "--json", db=db, stdin="".join(json.dumps(line) + "\n" for line in odd))
-    assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["new", "new"]
+    assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["new", "new", "new"]
     assert "'1989-12-31' is before 1990" in done.stderr and "is in the future" in done.stderr
+    assert "'published' is empty: imported undated" in done.stderr
     listed = sw("articles", "--json", "--lang", "EN", "--limit", "50", db=db)
     rows = {row["id"]: row for row in map(json.loads, listed.stdout.splitlines())}
     # --lang EN is en; the near copy is folded into its original; none of them has a date.
-    assert len(rows) == 3 and all(row["published_at"] is None for row in rows.values())
+    assert len(rows) == 4 and all(row["published_at"] is None for row in rows.values())
 
 
 def test_a_dry_run_shows_the_digests_still_pending(db: Path, tmp_path: Path) -> None:

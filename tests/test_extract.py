@@ -1114,3 +1114,55 @@ def test_an_element_with_a_crowd_of_attributes_is_refused_before_parsing() -> No
     image = "data:image/png;base64," + "A" * 200_000 + "=="
     html = f'<html><body><article><img src="{image}">' + "".join(f"<p>{p}</p>" for p in ARTICLE_PARAGRAPHS)
     assert extract_page((html + "</article></body></html>").encode()).error is None
+
+
+_DEMO_PAGES = Path(extract_module.__file__).resolve().parent / "data" / "demo_site" / "pages"
+
+
+def test_a_page_laid_out_in_a_table_gives_its_paragraphs_without_the_masthead() -> None:
+    """An old site's page in layout tables (masthead in a one-row table, the article and a
+    sidebar in two cells of another) came out as a masthead row and one cell of run-together
+    text: "| Информационное агентство | Четверг, 22 октября 2026 | USD 92,41 ..."."""
+    page = extract_page((_DEMO_PAGES / "ru" / "sila-sibiri-2-peregovory-o-cene.html").read_bytes())
+    assert page.error is None
+    assert page.text.startswith("Переговоры «Газпрома» и CNPC о цене газа")
+    assert "Информационное агентство" not in page.text and "USD 92,41" not in page.text
+    assert "|" not in page.text
+    lines = page.text.splitlines()
+    assert len(lines) == 7, "the lead and six paragraphs, one a line"
+    assert lines[-1].startswith("Стоимость строительства")
+    assert "Самое читаемое" not in page.text, "the sidebar cell is not the article"
+
+
+def _article_with_table(table: str) -> bytes:
+    prose = " ".join(["Trade between the two countries grew again over the summer months."] * 4)
+    return (
+        f"<html><head><title>Trade</title></head><body><div class='story'><h1>Trade grows</h1>"
+        f"<p>{prose}</p><p>The table compares the main categories with last year.</p>{table}"
+        f"<p>{prose}</p></div></body></html>"
+    ).encode()
+
+
+def test_a_table_of_figures_keeps_its_rows_even_with_paragraphs_in_its_cells() -> None:
+    rows = [("Category", "2025", "2026"), ("Crude oil", "48.1 bn", "52.7 bn"), ("Gas", "9.8 bn", "11.2 bn")]
+    for cell in ("{}", "<p>{}</p>"):
+        table = "<table>" + "".join(
+            "<tr>" + "".join(f"<td>{cell.format(value)}</td>" for value in row) + "</tr>" for row in rows
+        )
+        text = extract_page(_article_with_table(table + "</table>")).text
+        assert "| Crude oil | 48.1 bn | 52.7 bn |" in text, (cell, text)
+
+
+def test_tables_nested_deep_are_unwrapped_in_one_pass() -> None:
+    depth = 600
+    page = (
+        "<html><body>"
+        + "<table><tr><td>" * depth
+        + "<h2>Summit</h2>"
+        + "<p>Putin and Xi met in Beijing on Tuesday and signed a joint statement on energy.</p>" * 4
+        + "</td></tr></table>" * depth
+        + "</body></html>"
+    ).encode()
+    tree = extract_module._parse_html(page.decode())
+    assert extract_module._unwrap_layout_tables(tree) == depth
+    assert not list(tree.iter("table", "td"))

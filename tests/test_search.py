@@ -250,6 +250,29 @@ def test_snippet_marks_the_original_words_around_the_best_passage() -> None:
     assert snippet.text[start:end] == "PIPELINE"
 
 
+def test_a_phrase_is_marked_where_it_occurs_whole() -> None:
+    """Each word of "power of siberia" was marked wherever it stood ("part of the talks",
+    "western Siberia"), and the snippet could show a passage of scattered words."""
+    body = (
+        "The talks were part of a long day of meetings in western Siberia and Beijing. " * 4
+        + "Gazprom said Power of Siberia 2 would carry 50 bcm of gas a year. "
+        + "Analysts of the power sector doubt it. " * 4
+    )
+    marked = [
+        part for part, hit in search.snippet(body, search.parse_query('"power of siberia"')).parts if hit
+    ]
+    assert marked == ["Power of Siberia"]
+    both = search.highlight(body, search.parse_query('"power of siberia" gas'))
+    assert [part for part, hit in both.parts if hit] == ["Power of Siberia", "gas"]
+    hyphenated = search.highlight(
+        "Power-of-Siberia talks; the power of Siberia.", search.parse_query("power-of-siberia")
+    )
+    assert [part for part, hit in hyphenated.parts if hit] == ["Power-of-Siberia", "power of Siberia"]
+    # A single word of the query is still marked wherever it is.
+    alone = search.highlight(body, search.parse_query("siberia"))
+    assert [part for part, hit in alone.parts if hit] == ["Siberia"] * 5
+
+
 def test_snippet_of_chinese_marks_the_matched_characters() -> None:
     snippet = search.snippet("双方将深化能源领域合作。", search.parse_query("能源合作"))
     assert [part for part, hit in snippet.parts if hit] == ["能源", "合作"]
