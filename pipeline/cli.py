@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline")
-MAX_ID = 2**63 - 1  # the largest id either database stores
+MAX_ID = 2**31 - 1  # the largest id a row has (pipeline.db.schema.MAX_ROW_ID; not imported: start-up)
 SPARK_WIDTH = 60  # characters of a series' bars in `summitwatch coverage`
 
 
@@ -128,6 +128,24 @@ def _check_config_files(settings: Settings) -> None:
         [series_name("topic", entry.slug) for entry in registry.topics]
         + [series_name("watch", entry.slug) for entry in registry.watch]
     )
+
+
+_DATABASE_RETRY_SECONDS = 30
+
+
+def _unavailable_database(exc: BaseException) -> str | None:
+    """The driver's reason when ``exc`` says the database cannot be reached (for now);
+    None for any other error."""
+    from pipeline.errors import DatabaseUnavailable
+
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.reason
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None or not isinstance(exc, errors.OperationalError):
+        return None
+    from pipeline.db.engine import driver_reason, refuses_writes
+
+    return None if refuses_writes(exc) else driver_reason(exc)
 
 
 def _database_error(exc: Exception, db_url: str | None) -> str | None:
@@ -425,11 +443,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     with open_session(settings) as session, _http_client(settings) as client:
         while True:
             started = time.monotonic()
-            feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if poll_all else None
-            # --all is for the first cycle: the ones after it poll what is due, so that the
-            # poll interval and a failing feed's backoff hold.
+            try:
+                feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if poll_all else None
+                # --all is for the first cycle: the ones after it poll what is due, so that the
+                # poll interval and a failing feed's backoff hold.
+                summary = run_cycle(
+                    session, client, settings, feed_ids=feed_ids, progress=_progress, hosts=hosts
+                )
+            except Exception as exc:
+                # Running for good, a database gone for a while (restarted, failed over) is
+                # waited for: every item is committed on its own, so the next cycle goes on
+                # where this one stopped. Once, the error ends the command as usual.
+                reason = None if args.once else _unavailable_database(exc)
+                if reason is None:
+                    raise
+                session.rollback()
+                _stderr(f"database unavailable: {reason}; trying again in {_DATABASE_RETRY_SECONDS} s")
+                time.sleep(_DATABASE_RETRY_SECONDS)
+                continue
             poll_all = False
-            summary = run_cycle(session, client, settings, feed_ids=feed_ids, progress=_progress, hosts=hosts)
             counts = summary.counts()
             _stderr(
                 f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
@@ -440,7 +472,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             if args.once:
                 return 1 if counts["feeds_error"] and counts["feeds_error"] == len(summary.polls) else 0
             # Wake up when the next feed is due (checked every 30 s, so new feeds are seen).
-            due = repo.due_feed_ids(session, utcnow() + timedelta(seconds=30), limit=1)
+            # No transaction is left open while asleep: an idle one holds back the server's
+            # clean-up, a server's idle-in-transaction timeout ends the connection, and a
+            # connection returned to the pool is checked (and opened again after a
+            # restart) before the next cycle uses it.
+            try:
+                due = repo.due_feed_ids(session, utcnow() + timedelta(seconds=30), limit=1)
+            except Exception as exc:
+                if _unavailable_database(exc) is None:
+                    raise
+                due = []
+            session.rollback()
             time.sleep(1 if due else 30)
 
 
@@ -673,7 +715,7 @@ def _lenient_id(raw: str) -> Any:
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.importers import Utf8Lines, loads_strict, without_surrogates
     from pipeline.ingest import IngestContext
-    from pipeline.language import detect_language, normalise_code
+    from pipeline.language import detect_language, filter_language
     from pipeline.topic_heads import classify_hybrid
 
     context = IngestContext.from_settings(settings)
@@ -697,7 +739,9 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             title = record.get("title") if isinstance(record.get("title"), str) else None
             given = record.get("lang")
-            lang = normalise_code(given) if isinstance(given, str) else None
+            # A code the detector could give ("EN", "en-GB": en); another ("xx", "Russian")
+            # is no language to judge by: the text's own is detected.
+            lang = filter_language(given) if isinstance(given, str) else None
             lang = lang or detect_language(f"{title or ''}\n{record['text']}").lang
             verdict = classify_hybrid(
                 registry,
@@ -983,8 +1027,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_feeds_add(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
-    from pipeline.feed_urls import FEED_LANG_PATTERN, normalise_feed_url
-    from pipeline.feeds import clean_name
+    from pipeline.feed_urls import FEED_LANG_PATTERN, clean_name, normalise_feed_url
 
     try:
         url = normalise_feed_url(args.url)
@@ -1055,7 +1098,7 @@ def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise SummitwatchError(f"cannot read {args.file}: {exc.strerror}") from None
     entries = parse_opml(body)
-    added = 0
+    added = skipped = 0
     with open_session(settings) as session:
         for entry in entries:
             try:
@@ -1063,6 +1106,7 @@ def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
             except ValueError as exc:
                 shown = redact_url(entry["url"]).encode("unicode_escape").decode("ascii")
                 _stderr(f"  skipped {shown[:200]!r}: the URL {exc}")
+                skipped += 1
                 continue
             lang = entry.get("lang")
             if lang is not None and not re.fullmatch(FEED_LANG_PATTERN, lang):
@@ -1073,7 +1117,7 @@ def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
             )
             added += created
         session.commit()
-    _stderr(f"{args.file}: {len(entries)} feeds, {added} new")
+    _stderr(f"{args.file}: {len(entries)} feeds, {added} new" + (f", {skipped} skipped" if skipped else ""))
     return 0
 
 

@@ -20,6 +20,16 @@ class DatabaseError(SummitwatchError):
     """The database cannot be reached or is not at the expected schema."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database stopped answering during a command (stopped, restarting, cut off):
+    what was committed is kept, and the same work can go on once it is back. ``reason``:
+    the driver's words."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
 class FilterError(SummitwatchError):
     """A list filter or search query that cannot be used; the message says which and why."""
 

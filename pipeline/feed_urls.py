@@ -3,6 +3,7 @@ database look-ups (light: no feed parser behind it)."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import idna
@@ -70,3 +71,18 @@ def feed_url_spellings(value: str) -> list[str]:
     except ValueError:
         return [value]
     return [value] if normal == value else [value, normal]
+
+
+# A feed's name and outlet hold this many characters (the columns' size).
+MAX_NAME_CHARS = 300
+
+
+def clean_name(value: str | None) -> str | None:
+    """A feed's name or outlet as stored and shown: control characters dropped (a NUL,
+    which PostgreSQL refuses; an escape that would reach the terminal), spaces collapsed,
+    cut to :data:`MAX_NAME_CHARS`; None when nothing is left."""
+    if value is None:
+        return None
+    text = " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", value).split())
+    text = re.sub("[\ud800-\udfff]", "\ufffd", text)  # (lone surrogates, which no driver takes)
+    return text[:MAX_NAME_CHARS].rstrip() or None

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline import yamlfile
 from pipeline.charsets import crowded_tag, normalise_charset, parse_content_type
 from pipeline.errors import ConfigError
-from pipeline.feed_urls import FEED_LANG_PATTERN, normalise_feed_url
+from pipeline.feed_urls import FEED_LANG_PATTERN, clean_name, normalise_feed_url
 from pipeline.importers import without_surrogates
 from pipeline.language import normalise_code
 from pipeline.records import FeedItem
@@ -521,15 +521,6 @@ def _clean(value: Any) -> str | None:
 
 
 # OPML --------------------------------------------------------------------------------------
-
-
-def clean_name(value: str | None) -> str | None:
-    """A feed's name or outlet as stored and shown: control characters dropped, spaces
-    collapsed; None when nothing is left."""
-    if value is None:
-        return None
-    text = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", value).split())
-    return text or None
 
 
 def _host_of(url: str) -> str | None:

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import event, or_, select
@@ -2463,7 +2464,7 @@ def import_lines(
         # Where a failure is recorded (and resolved when the line is imported later): the
         # file and line; standard input has no name, so its lines are told by content.
         target = (
-            f"{source}:{number}"
+            f"{_failure_source(source)}:{number}"
             if source != "-"
             else f"-:{hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}"
         )
@@ -2508,6 +2509,9 @@ def import_lines(
             message = f"{where}: {_short_error(exc)}"
             if isinstance(exc, SQLAlchemyError):
                 log.exception("import %s %s could not be stored", source, where)
+            # Under the writer lock, as the line would have been stored: two imports failing
+            # on the same line at once must not both insert its failure (one died on the key).
+            repo.begin_write(session)
             repo.record_failure(
                 session,
                 stage="import",
@@ -2521,6 +2525,24 @@ def import_lines(
         session.commit()
         yield ImportResult(number, input_id, result)
     flatten_copy_chains(session)
+
+
+def _failure_source(source: str) -> str:
+    """The file an import's failures are recorded under: its absolute path (two files of
+    one name in two folders are two files), a digest of it when too long to store."""
+    try:
+        path = str(Path(source).resolve())
+    except (OSError, RuntimeError, ValueError):
+        path = source
+    path = path.encode("utf-8", "backslashreplace").decode("utf-8")  # (a name in no encoding)
+    if len(path) > _MAX_FAILURE_SOURCE:
+        digest = hashlib.blake2b(path.encode("utf-8"), digest_size=12).hexdigest()
+        path = f"{path[:200]}…{digest}"
+    return path
+
+
+# FetchFailure.target holds 2048 characters: the path, a colon and a line number fit.
+_MAX_FAILURE_SOURCE = 2000
 
 
 def _short_error(exc: BaseException) -> str:

@@ -343,7 +343,7 @@ def test_feeds_add_and_import_opml_keep_one_spelling_and_leave_a_feed_s_state_al
         encoding="utf-8",
     )
     done = sw("feeds", "import-opml", str(opml), db=db)
-    assert done.returncode == 0 and "3 feeds, 1 new" in done.stderr and "skipped" in done.stderr
+    assert done.returncode == 0 and "3 feeds, 1 new, 1 skipped" in done.stderr
     listed = {f["url"]: f for f in map(json.loads, sw("feeds", "list", "--json", db=db).stdout.splitlines())}
     assert listed["https://tass.example/rss"]["enabled"] is False, "a disabled feed stays disabled"
     secret = [f for url, f in listed.items() if "n.example/feed" in url]
@@ -385,6 +385,9 @@ def test_classify_contract(tmp_path: Path) -> None:
         },
         "not an object",
     ]
+    # A language given as no code the detector gives is not taken: the text's is detected.
+    lines.append({**lines[0], "id": "c", "lang": "xx"})
+    lines.append({**lines[0], "id": "d", "lang": "EN-gb"})
     stdin = "\n".join(json.dumps(line) for line in lines) + "\n"
     done = sw("classify", db=tmp_path / "unused.db", stdin=stdin)
     assert done.returncode == 0, done.stderr
@@ -398,6 +401,8 @@ def test_classify_contract(tmp_path: Path) -> None:
     assert isinstance(rows[0]["abstained"], list)
     assert rows[1]["topics"] == [] and rows[1]["watch"] == [] and rows[1]["lang"] == "ru"
     assert "error" in rows[2]
+    assert rows[3]["lang"] == rows[4]["lang"] == "en"
+    assert rows[3]["topics"] == rows[0]["topics"] and rows[3]["watch"] == rows[0]["watch"]
     assert not (tmp_path / "unused.db").exists(), "classify stores nothing"
 
 

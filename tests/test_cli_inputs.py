@@ -156,6 +156,8 @@ def test_arguments_out_of_range_are_refused_in_one_line(db: Path, tmp_path: Path
         # Coverage is counted over at most two years: more days would show totals cut short.
         (["coverage", "--days", "731"], "must be from 1 to 730, not 731"),
         (["unlink", "99999999999999999999"], "must be from 1 to"),
+        # Ids are 32-bit on PostgreSQL ("integer out of range" there, "no article" here).
+        (["unlink", "2147483648"], "must be from 1 to 2,147,483,647, not 2,147,483,648"),
         (["articles", "--limit", "ten"], "not a whole number: 'ten'"),
         # Moments that are no date in UTC (the database stores UTC).
         (["articles", "--since", "0001-01-01T00:00:00+05:00"], "argument --since: out of range"),

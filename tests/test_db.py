@@ -138,6 +138,35 @@ def test_unmigrated_database_is_a_clear_error(settings: Settings) -> None:
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_init_refuses_a_database_not_in_utf8_before_making_anything(postgres_server_url: str) -> None:
+    """A LATIN1 database got the schema, then init died with a traceback on the seed
+    corpus's first curly quote, and later runs polled nothing without a word."""
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import make_settings
+
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text('DROP DATABASE IF EXISTS "latin1_db"'))
+        connection.execute(
+            text(
+                "CREATE DATABASE \"latin1_db\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            )
+        )
+    url = postgres_server_url.rsplit("/", 1)[0] + "/latin1_db"
+    try:
+        with pytest.raises(DatabaseError, match="encoding is LATIN1; summitwatch needs UTF8"):
+            initialise(make_settings(url), load_feeds=False)
+        engine = make_engine(url)
+        assert current_revision(engine) is None, "nothing was made"
+        engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text('DROP DATABASE IF EXISTS "latin1_db" WITH (FORCE)'))
+        admin.dispose()
+
+
 def test_unreachable_database_is_a_clear_error() -> None:
     engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(DatabaseError, match="cannot connect") as raised:
@@ -307,6 +336,28 @@ def test_a_feed_is_found_by_its_name_or_outlet_in_any_case_and_script(session: S
     assert repo.feed_ids_named(session, "DIE STRASSE") == [strasse.id]
     with pytest.raises(FilterError, match="no feed or outlet is called 'РИА'"):
         repo.feed_ids_named(session, "РИА")
+
+
+def test_feed_names_are_stored_alike_on_both_databases_however_they_come(session: Session) -> None:
+    """A name over 300 characters, or with a NUL, was stored by SQLite and refused by
+    PostgreSQL ("value too long", "cannot contain NUL"), which stopped init or an OPML
+    import whole; an escape reached the terminal of `feeds list`."""
+    long_name = "Steppe\x00Observer \x1b[31m" + "N" * 400
+    feed, created = repo.upsert_feed(
+        session, "https://steppe.example/rss", name=long_name, outlet="  Steppe\tMedia\ud800 "
+    )
+    session.commit()
+    assert created
+    session.expire_all()
+    stored = session.get(Feed, feed.id)
+    assert stored is not None and stored.name is not None
+    assert stored.name.startswith("Steppe Observer [31mNNN") and len(stored.name) == 300
+    assert "\x00" not in stored.name and "\x1b" not in stored.name
+    assert stored.outlet == "Steppe Media\ufffd"
+    # Nothing left of a name is no name: the stored one stays.
+    repo.upsert_feed(session, "https://steppe.example/rss", name="\x00\x07 ")
+    session.commit()
+    assert session.get(Feed, feed.id).name == stored.name  # type: ignore[union-attr]
 
 
 def test_an_older_database_s_quarantined_digests_give_their_changes_back(db_url: str) -> None:

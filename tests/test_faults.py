@@ -17,13 +17,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory, upgrade_schema
@@ -313,6 +314,63 @@ def test_postgres_restarted_mid_run(
         assert again.returncode == 0, again.stderr
         assert_each_item_stored_once(engine, site)
     engine.dispose()
+
+
+def _wait_for(log: Path, text: str, count: int, run: subprocess.Popen[bytes], seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        output = log.read_text()
+        if output.count(text) >= count:
+            return output
+        assert run.poll() is None, output
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} x {text!r} in {seconds} s:\n{log.read_text()}")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_running_for_good_leaves_no_transaction_open_asleep_and_waits_out_an_outage(
+    tmp_path: Path, config_dir: Path, restartable_postgres: Cluster
+) -> None:
+    """`summitwatch run` kept the transaction of its last query open while it slept: a
+    server's idle-in-transaction timeout ended it, a restart between cycles stopped it
+    ("database unavailable"), and it held back the server's clean-up all along. Now it
+    sleeps with no transaction open, and waits for a database that went away."""
+    cluster = restartable_postgres
+    with NewsSite(3) as site:
+        engine = prepare(cluster.url, config_dir, site)
+        engine.dispose()
+        log = tmp_path / "daemon.log"
+        with log.open("wb") as stderr:
+            run = subprocess.Popen(
+                [SCRIPT, "run", "--all"],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=cli_env(cluster.url, config_dir),
+                cwd=config_dir.parent,
+            )
+        try:
+            _wait_for(log, "cycle done", 1, run, 120)
+            time.sleep(1.5)  # (asleep until the next check, 30 s on)
+            admin = make_engine(cluster.url)
+            with admin.connect() as connection:
+                states = connection.scalars(
+                    text(
+                        "SELECT state FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+            admin.dispose()
+            assert states and "idle in transaction" not in states, states
+            cluster.stop("fast")
+            _wait_for(log, "database unavailable: ", 1, run, 60)
+            cluster.start()
+            output = _wait_for(log, "cycle done", 2, run, 60)
+            assert "Traceback" not in output and "error:" not in output, output
+            assert "3 new, 0 duplicate, 0 failed items" in output
+        finally:
+            run.terminate()
+            run.wait(timeout=30)
 
 
 # Two ingest runs at once --------------------------------------------------------------------

@@ -1233,6 +1233,51 @@ def test_two_imports_at_once_store_each_text_once(settings: Settings, tmp_path: 
     assert len(originals) == len(set(originals)), "a text stored twice as an original"
 
 
+def test_imports_failing_on_the_same_lines_at_once_all_finish(settings: Settings, tmp_path: Path) -> None:
+    """Three imports of one file of bad lines at once: each looked a line's failure up, then
+    inserted it, and one in three or so died on the failure's unique key ("cannot use the
+    database"), leaving the rest of its file unread. Two files of one name in two folders
+    are two files: their failures are recorded apart."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.bootstrap import initialise
+    from tests.conftest import REPO_ROOT
+
+    initialise(settings, load_feeds=False)
+    lines = "".join(json.dumps({"id": n, "title": "no text"}) + "\n" for n in range(200))
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "data.jsonl").write_text(lines)
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SUMMITWATCH_", "SLACK_"))},
+        "SUMMITWATCH_DB_URL": settings.db_url,
+        "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+    }
+    script = str(Path(sys.executable).parent / "summitwatch")
+    for _ in range(2):
+        runs = [
+            subprocess.Popen(
+                [script, "import", "data.jsonl"], cwd=folder, env=environ, stderr=subprocess.PIPE, text=True
+            )
+            for folder in (*folders, folders[0])
+        ]
+        outputs = [run.communicate(timeout=300)[1] for run in runs]
+        # (1: every line failed, as it should; 2 was the unique key.)
+        assert [run.returncode for run in runs] == [1, 1, 1], outputs
+        assert all("cannot use the database" not in output for output in outputs), outputs
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as fresh:
+        targets = fresh.scalars(select(FetchFailure.target).where(FetchFailure.stage == "import")).all()
+    engine.dispose()
+    assert len(targets) == len(set(targets)) == 400
+    assert {target.rsplit(":", 1)[0] for target in targets} == {
+        str((folder / "data.jsonl").resolve()) for folder in folders
+    }
+
+
 def test_odd_import_fields_fare_alike_on_both_databases(session: Session, settings: Settings) -> None:
     """A NUL in the id or the feed, and a URL whose canonical form (percent-encoded) is over
     the limit: the same outcome on SQLite and PostgreSQL (which failed with a DataError)."""

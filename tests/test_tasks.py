@@ -70,8 +70,8 @@ def test_a_feed_polled_by_the_run_before_is_due_in_the_next(tmp_path: Path) -> N
     assert plan_feed_batches(settings=settings) == [[1, 3]]
 
 
-def test_a_manual_run_names_its_feeds_as_a_list_of_ids(tmp_path: Path) -> None:
-    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}")
+def test_a_manual_run_names_its_feeds_as_a_list_of_ids(db_url: str) -> None:
+    settings = make_settings(db_url)
     initialise(settings, load_feeds=False)
     engine = make_engine(settings.db_url)
     with session_factory(engine)() as session:
@@ -85,6 +85,9 @@ def test_a_manual_run_names_its_feeds_as_a_list_of_ids(tmp_path: Path) -> None:
         plan_feed_batches([1, "2"], settings=settings)  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="no feed with id 999"):
         plan_feed_batches([12, 999], settings=settings)
+    # Beyond a row id (PostgreSQL's int4): no feed, not "integer out of range".
+    with pytest.raises(ConfigError, match="no feed with id 2147483648, -3"):
+        plan_feed_batches([12, 2**31, -3], settings=settings)
     assert plan_feed_batches([2, 2, 12], settings=settings) == [[2, 12]]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, tex
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import ConfigError, DatabaseError
+from pipeline.errors import ConfigError, DatabaseError, DatabaseUnavailable
 from pipeline.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -262,6 +262,14 @@ def init_lock(engine: Engine) -> Iterator[None]:
             yield
         return
     with engine.connect() as connection:
+        # Before anything is made: a database in another encoding stores none of the
+        # seed corpus's text (init stopped after the schema, with a traceback).
+        encoding = connection.scalar(text("SHOW server_encoding"))
+        if str(encoding).upper() not in ("UTF8", "UTF-8"):
+            raise DatabaseError(
+                f"the database's encoding is {encoding}; summitwatch needs UTF8: create it with "
+                "CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0"
+            )
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": INIT_LOCK_KEY})
         connection.commit()
         try:
@@ -459,9 +467,10 @@ def require_database(session: Session) -> None:
         session.execute(text("SELECT 1"))
         session.rollback()
     except DBAPIError as exc:
-        raise DatabaseError(
-            f"the database is unavailable ({driver_reason(exc)}); what was committed is kept, "
-            "run again once it is back"
+        reason = driver_reason(exc)
+        raise DatabaseUnavailable(
+            f"the database is unavailable ({reason}); what was committed is kept, run again once it is back",
+            reason=reason,
         ) from None
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from pipeline.coverage import as_utc
 from pipeline.db.schema import (
+    MAX_ROW_ID,
     Article,
     ArticleBand,
     ArticleSignature,
@@ -47,7 +48,7 @@ from pipeline.db.schema import (
     Sighting,
     utcnow,
 )
-from pipeline.feed_urls import feed_url_spellings
+from pipeline.feed_urls import clean_name, feed_url_spellings
 from pipeline.records import Classification
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ def upsert_feed(
     if feed is None:
         feed = Feed(url=url, failure_count=0, enabled=enabled is not False)
         session.add(feed)
+    # Names as every entry point must store them (feeds.yaml, `feeds add`, OPML): what
+    # SQLite would keep, PostgreSQL refused (over 300 characters, a NUL) and with it the
+    # whole init or import.
+    name, outlet = clean_name(name), clean_name(outlet)
     for attribute, value in (("name", name), ("outlet", outlet), ("lang", lang), ("reason", reason)):
         if value is not None:
             setattr(feed, attribute, value)
@@ -92,7 +97,8 @@ def list_feeds(session: Session) -> Sequence[Feed]:
 
 
 def feed_urls(session: Session, feed_ids: Sequence[int]) -> dict[int, str]:
-    """The URL of each of ``feed_ids``."""
+    """The URL of each of ``feed_ids`` (an id no row can have names none)."""
+    feed_ids = [feed_id for feed_id in feed_ids if 0 < feed_id <= MAX_ROW_ID]
     if not feed_ids:
         return {}
     return {
@@ -574,7 +580,7 @@ def feed_ids_named(session: Session, name: str) -> list[int]:
     from pipeline.errors import FilterError
 
     conditions: list[ColumnElement[bool]] = [Feed.url.in_(feed_url_spellings(name))]
-    if name.isascii() and name.isdigit() and int(name) < 2**31:
+    if name.isascii() and name.isdigit() and int(name) <= MAX_ROW_ID:
         conditions.append(Feed.id == int(name))
     found = set(session.scalars(select(Feed.id).where(or_(*conditions))))
     # Names and outlets are compared here, not with SQL's lower(): SQLite's folds ASCII

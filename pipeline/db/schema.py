@@ -46,6 +46,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: The largest row id: ids are INTEGER columns, 32-bit on PostgreSQL. A larger number
+#: names no row on either database (PostgreSQL refused it as "integer out of range").
+MAX_ROW_ID = 2**31 - 1
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware UTC in Python, on SQLite and PostgreSQL."""
 

@@ -45,6 +45,7 @@ from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
 from pipeline.db.schema import (
     CONTROL_CHARACTERS,
+    MAX_ROW_ID,
     Article,
     ArticleVector,
     ArticleVersion,
@@ -76,7 +77,7 @@ MAX_COVERAGE_DAYS = MAX_HISTORY_DAYS  # what is counted, as for `coverage --days
 SPARK_HEIGHT = 32  # the coverage sparkline, in SVG units: a bar per day
 SPARK_STEP = 6
 # Ids are INTEGER on both databases; a larger one would overflow the driver, not miss.
-MAX_ID = 2**31 - 1
+MAX_ID = MAX_ROW_ID
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
