@@ -65,8 +65,11 @@ def slack_settings(db_url: str, slack: FakeSlack, tmp_path: Path) -> Settings:
     )
 
 
-def backfill_burst(session: Session, settings: Settings) -> list[int]:
-    """30 days of (silent) history, then a burst of Power of Siberia 2 coverage in one day."""
+def backfill_burst(
+    session: Session, settings: Settings, articles: list[dict[str, str]] | None = None
+) -> list[int]:
+    """30 days of (silent) history, then a burst of Power of Siberia 2 coverage in one day
+    (``articles``, by default every labelled Power of Siberia 2 article)."""
     extend_history(session, NOW - timedelta(days=30))
     lines = [
         json.dumps(
@@ -78,7 +81,7 @@ def backfill_burst(session: Session, settings: Settings) -> list[int]:
                 "published": (NOW - timedelta(hours=2 + 2 * i)).isoformat(),
             }
         )
-        for i, article in enumerate(pos2_articles())
+        for i, article in enumerate(pos2_articles() if articles is None else articles)
     ]
     results = list(import_lines(session, settings, lines, source="burst", now=NOW))
     return [r.result.article_id or 0 for r in results if r.result.status == "new"]
@@ -580,20 +583,7 @@ def test_two_databases_sharing_a_digest_folder_keep_each_others_digests(
     engine = make_engine(other.db_url)
     upgrade_schema(engine)
     with session_factory(engine)() as other_session:
-        extend_history(other_session, NOW - timedelta(days=30))
-        lines = [
-            json.dumps(
-                {
-                    "id": a["id"],
-                    "url": f"https://news.example/{a['id']}",
-                    "title": a["title"],
-                    "text": a["text"],
-                    "published": (NOW - timedelta(hours=2 + 2 * i)).isoformat(),
-                }
-            )
-            for i, a in enumerate(pos2_articles()[1:])
-        ]
-        list(import_lines(other_session, other, lines, source="burst", now=NOW))
+        backfill_burst(other_session, other, pos2_articles()[1:])
         prepare_digests(other_session, other, "file", now=NOW)
         second = deliver_pending(other_session, None, "file", digest_dir=folder, out=written.append)
     engine.dispose()
