@@ -133,9 +133,11 @@ def _check_config_files(settings: Settings) -> None:
 _DATABASE_RETRY_SECONDS = 30
 
 
-def _unavailable_database(exc: BaseException) -> str | None:
-    """The driver's reason when ``exc`` says the database cannot be reached (for now);
-    None for any other error."""
+def _unavailable_database(exc: BaseException, session: Any) -> str | None:
+    """The driver's reason when ``exc`` means the database cannot be reached for now
+    (stopped, restarting, cut off: it does not answer a probe either); None for any other
+    error, which ends the command as usual (a missing table, a refused password, a
+    read-only file: waiting changes nothing)."""
     from pipeline.errors import DatabaseUnavailable
 
     if isinstance(exc, DatabaseUnavailable):
@@ -143,9 +145,27 @@ def _unavailable_database(exc: BaseException) -> str | None:
     errors = sys.modules.get("sqlalchemy.exc")
     if errors is None or not isinstance(exc, errors.OperationalError):
         return None
-    from pipeline.db.engine import driver_reason, refuses_writes
+    from pipeline.db.engine import driver_reason, refuses_writes, require_database
 
-    return None if refuses_writes(exc) else driver_reason(exc)
+    reason = driver_reason(exc)
+    if refuses_writes(exc) or "authentication failed" in reason:
+        return None
+    try:
+        require_database(session)
+    except DatabaseUnavailable:
+        return reason
+    return None  # it answers: the error was not the connection's
+
+
+def _rolled_back(session: Any) -> None:
+    """End the session's transaction; a connection already gone is given up with it."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    try:
+        session.rollback()
+    except Exception as exc:
+        if errors is None or not isinstance(exc, errors.SQLAlchemyError):
+            raise
+        session.close()
 
 
 def _database_error(exc: Exception, db_url: str | None) -> str | None:
@@ -454,10 +474,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 # Running for good, a database gone for a while (restarted, failed over) is
                 # waited for: every item is committed on its own, so the next cycle goes on
                 # where this one stopped. Once, the error ends the command as usual.
-                reason = None if args.once else _unavailable_database(exc)
+                reason = None if args.once else _unavailable_database(exc, session)
                 if reason is None:
                     raise
-                session.rollback()
+                _rolled_back(session)
                 _stderr(f"database unavailable: {reason}; trying again in {_DATABASE_RETRY_SECONDS} s")
                 time.sleep(_DATABASE_RETRY_SECONDS)
                 continue
@@ -479,10 +499,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 due = repo.due_feed_ids(session, utcnow() + timedelta(seconds=30), limit=1)
             except Exception as exc:
-                if _unavailable_database(exc) is None:
+                if _unavailable_database(exc, session) is None:
                     raise
                 due = []
-            session.rollback()
+            _rolled_back(session)
             time.sleep(1 if due else 30)
 
 

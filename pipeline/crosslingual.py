@@ -19,6 +19,7 @@ decision can be stored and shown.
 from __future__ import annotations
 
 import bisect
+import math
 import re
 import threading
 import unicodedata
@@ -57,6 +58,7 @@ class TranslationParams:
     split_similarity: float = 0.0
     min_number_agreement: float = 0.5
     min_entity_agreement: float = 0.6
+    min_opening_share: float = 0.4
     min_sentence_number_agreement: float = 0.5
     max_length_ratio: float = 3.0
 
@@ -181,6 +183,7 @@ class TranslationVerdict:
     margin: float = 0.0
     run_share: float = 0.0
     list_units: int = 0  # the shorter side's list items left out of the shares
+    opening_share: float = 0.0  # of the shorter side's first half (see opening_share())
 
     def as_detail(self) -> dict[str, Any]:
         """A JSON-ready record of the decision, stored with the copy."""
@@ -198,6 +201,7 @@ class TranslationVerdict:
             "margin": round(self.margin, 3),
             "share_in_runs": round(self.run_share, 3),
             "list_items_left_out": self.list_units,
+            "opening_share": round(self.opening_share, 3),
         }
 
 
@@ -490,6 +494,7 @@ def verify_translation(
             )
     share = min(1.0, counted / covered) if shorter else 0.0
     run_share = min(1.0, counted_runs / covered) if shorter else 0.0
+    opening = opening_share(pairs, len(a.sentences), len(b.sentences))
     number_agreement, compared = _agreement(a.numbers, b.numbers)
     entity_agreement, names = None, 0
     if gazetteer is not None:
@@ -510,6 +515,13 @@ def verify_translation(
         failures.append(f"share in runs {run_share:.2f} < {params.min_run_share:g}")
     if number_agreement is not None and number_agreement < params.min_number_agreement:
         failures.append(f"numbers agree {number_agreement:.2f} < {params.min_number_agreement:g}")
+    if opening < params.min_opening_share and shared_ending_only(pairs, len(a.sentences), len(b.sentences)):
+        # Both texts end with the same run of sentences and nothing before it aligned: an
+        # outlet's footer (a disclaimer, "about the author"), translated, under two stories.
+        failures.append(
+            f"only the ending aligns, little of the opening ({opening:.2f} < {params.min_opening_share:g}): "
+            "a shared footer"
+        )
     if entity_agreement is not None and entity_agreement < params.min_entity_agreement:
         # One frame, other people: a readout of Lavrov's talks with Wang Yi and one of his
         # talks with another minister in the same words align sentence by sentence.
@@ -553,7 +565,32 @@ def verify_translation(
         margin,
         run_share,
         list_units,
+        opening,
     )
+
+
+def opening_share(pairs: Sequence[tuple[int, int, float]], rows_a: int, rows_b: int) -> float:
+    """The share of the shorter side's first half (its title and opening sentences) that
+    aligned: a translation is aligned from its start; two stories that share only an
+    outlet's translated footer (a disclaimer, "about the author") align at their ends."""
+    first_side = rows_a <= rows_b
+    shorter = rows_a if first_side else rows_b
+    if not shorter:
+        return 0.0
+    half = math.ceil(shorter / 2)
+    aligned = {pair[0] if first_side else pair[1] for pair in pairs}
+    return sum(1 for row in aligned if row < half) / half
+
+
+def shared_ending_only(pairs: Sequence[tuple[int, int, float]], rows_a: int, rows_b: int) -> bool:
+    """Whether the aligned pairs are one unbroken run of sentences that ends both texts,
+    after at least a title and a sentence of each that align with nothing."""
+    if not pairs:
+        return False
+    ordered = sorted((i, j) for i, j, _ in pairs)
+    first_i, first_j = ordered[0]
+    unbroken = all(i == first_i + k and j == first_j + k for k, (i, j) in enumerate(ordered))
+    return unbroken and ordered[-1] == (rows_a - 1, rows_b - 1) and min(first_i, first_j) >= 2
 
 
 # A stored article is a candidate for every new article of its story that arrives within the

@@ -94,8 +94,8 @@ TWIN_MAX_LEVELS: Final = 3
 TWIN_MIN_NEW_CHARS: Final = 200
 # Extracted lines at least this long anchor the search for the article container.
 ANCHOR_LINE_CHARS: Final = 60
-# A table cell with this much text (or a headline, a nested table, or two blocks) lays
-# out a page, it does not hold data (see _unwrap_layout_tables).
+# A table cell with this much text (or a nested table, or two blocks) lays out a page,
+# it does not hold data (see _unwrap_layout_tables).
 LAYOUT_CELL_CHARS: Final = 200
 # At most this many lines are removed from the end of the text by the trailing cleanup.
 MAX_TRAILING_DROP: Final = 12
@@ -1073,9 +1073,8 @@ def _metadata(tree: Any, url: str | None) -> _Meta:
 
 _BLOCKS: Final = frozenset(
     {"p", "div", "ul", "ol", "dl", "blockquote", "article", "section"}
-    | {"header", "footer", "nav", "aside", "main"}
+    | {"header", "footer", "nav", "aside", "main", "h1", "h2", "h3", "h4", "h5", "h6"}
 )
-_HEADINGS: Final = frozenset({"h1", "h2", "h3", "h4", "h5", "h6", "table"})
 _TABLE_PARTS: Final = ("tr", "td", "th", "tbody", "thead", "tfoot", "caption")
 
 
@@ -1085,10 +1084,10 @@ def _unwrap_layout_tables(tree: Any) -> int:
     Old sites (and some still built on them) put the whole page in a table: the masthead
     in one row, the article and a sidebar in two cells. trafilatura renders a table as
     table rows, so the article came out as one cell of text after the masthead's row,
-    its paragraphs run together. A table is layout when a cell of its own holds a
-    headline or a table, two blocks, or a long text, or when its only row holds a block
-    (a masthead's logo and links); a table of figures keeps its rows, even with each cell
-    in a paragraph of its own.
+    its paragraphs run together. A table is layout when a cell of its own holds a table,
+    two blocks (a headline and a paragraph), or a long text, or when its only row holds a
+    block (a masthead's logo and links); a table of figures keeps its rows, even with each
+    cell in a paragraph of its own or a heading over its columns.
     """
     unwrapped = 0
     for table in list(tree.iter("table")):
@@ -1124,7 +1123,7 @@ def _lays_out(cell: Any, *, single_row: bool) -> bool:
         tag = el.tag
         if not isinstance(tag, str):  # (comments, processing instructions)
             continue
-        if tag in _HEADINGS:
+        if tag == "table":
             return True
         if tag in _BLOCKS:
             blocks += 1

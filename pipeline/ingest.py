@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import signal
 import threading
@@ -25,7 +26,6 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import event, or_, select
@@ -2457,6 +2457,7 @@ def import_lines(
     """
     context = context or IngestContext.from_settings(settings)
     reported: set[str] = set()
+    recorded_as = _failure_source(source) if source != "-" else source
     for number, (where, raw) in enumerate(importers.numbered_records(lines), 1):
         if not raw.strip():
             continue
@@ -2464,7 +2465,7 @@ def import_lines(
         # Where a failure is recorded (and resolved when the line is imported later): the
         # file and line; standard input has no name, so its lines are told by content.
         target = (
-            f"{_failure_source(source)}:{number}"
+            f"{recorded_as}:{number}"
             if source != "-"
             else f"-:{hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}"
         )
@@ -2498,6 +2499,8 @@ def import_lines(
                 seen_at=now or utcnow(),
             )
             repo.resolve_failure(session, "import", target)
+            if recorded_as != source:  # (recorded under the name as typed before)
+                repo.resolve_failure(session, "import", f"{source}:{number}")
             if result.status == "new" and candidate.published_at is not None:
                 # Importing past articles back-fills the coverage history.
                 repo.extend_history(session, candidate.published_at)
@@ -2528,11 +2531,12 @@ def import_lines(
 
 
 def _failure_source(source: str) -> str:
-    """The file an import's failures are recorded under: its absolute path (two files of
-    one name in two folders are two files), a digest of it when too long to store."""
+    """The file an import's failures are recorded under: its absolute path as named (two
+    files of one name in two folders are two files; a link is not followed, so a link
+    to this week's export stays one file), a digest of it when too long to store."""
     try:
-        path = str(Path(source).resolve())
-    except (OSError, RuntimeError, ValueError):
+        path = os.path.abspath(source)
+    except (OSError, ValueError):
         path = source
     path = path.encode("utf-8", "backslashreplace").decode("utf-8")  # (a name in no encoding)
     if len(path) > _MAX_FAILURE_SOURCE:

@@ -173,7 +173,9 @@ _ATTACHED_UNITS: Mapping[str, Mapping[str, float]] = {
 }
 # Languages that write a decimal comma and group thousands with dots: "1.500" is 1500
 # there, before a word or not ("1.500 millones", "1.500 niños").
-_DOT_GROUPING = frozenset({"de", "es", "pt", "it", "nl", "tr", "id", "da", "ro"})
+_DOT_GROUPING = frozenset(
+    {"de", "es", "pt", "it", "nl", "tr", "id", "da", "ro", "el", "vi", "hr", "sr", "sl"}
+)
 # Words for "per cent" after a number, by language (prefixes of the unit, lower-cased,
 # spaces collapsed); "%" and the Arabic "٪" are read in every text.
 _PERCENT_WORDS: Mapping[str, tuple[str, ...]] = {

@@ -56,6 +56,7 @@ from pipeline.db.schema import (
     CoverageChange,
     DigestOutbox,
     Feed,
+    PipelineState,
     utcnow,
 )
 from pipeline.digest import (
@@ -453,8 +454,10 @@ def _prepare_digests(
             for row in rows:
                 if (row.series, row.at.isoformat(), row.direction) in keys and row.digest_id is None:
                     row.digest_id = outbox.id
+    state = session.get(PipelineState, PREPARED_AT)
     if config.digest.summary_enabled:
-        for start, end in _summary_periods_due(session, config.digest, destination, now):
+        prepared_before = as_utc(datetime.fromisoformat(state.value)) if state is not None else None
+        for start, end in _summary_periods_due(session, config.digest, destination, now, prepared_before):
             if end <= report.history_start:
                 continue
             summary = _summary_digest(session, report, settings, loaded[1], start, end)
@@ -462,16 +465,32 @@ def _prepare_digests(
             if not dry_run:
                 _enqueue(session, summary, destination)
     if not dry_run:
+        # When digests were last prepared: a period that ended before it was passed over on
+        # purpose (summaries turned off), not missed.
+        if state is None:
+            session.add(PipelineState(key=PREPARED_AT, value=as_utc(now).isoformat()))
+        else:
+            state.value = max(as_utc(now), as_utc(datetime.fromisoformat(state.value))).isoformat()
         session.commit()
     return digests
 
 
+# The pipeline_state key of the moment digests were last prepared.
+PREPARED_AT = "digests_prepared_at"
+
+
 def _summary_periods_due(
-    session: Session, schedule: DigestSchedule, destination: str, now: datetime
+    session: Session,
+    schedule: DigestSchedule,
+    destination: str,
+    now: datetime,
+    prepared_before: datetime | None = None,
 ) -> list[tuple[datetime, datetime]]:
     """The ended summary periods to build now, oldest first: the latest, and those missed
     since the last summary built for this kind of destination (at most
     ``summary_catch_up`` of them; the first summary a database builds is the latest's).
+    A period that ended before the last preparation of digests (``prepared_before``) was
+    not missed: summaries were off then, and turning them on sends no backlog.
 
     Built once for a kind of destination: a channel spelled another way, or a webhook
     replaced by a token, must not receive the same summary again."""
@@ -489,7 +508,7 @@ def _summary_periods_due(
     while len(due) <= schedule.summary_catch_up:
         if summary_key(start, end) not in built and (last is None or end > last):
             due.append((start, end))
-        if last is None or start <= last:
+        if last is None or start <= last or (prepared_before is not None and start <= prepared_before):
             break
         start, end = start - every, start
     return due[::-1]

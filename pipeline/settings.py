@@ -246,6 +246,7 @@ class TranslationSettings(_Section):
     split_similarity: float = Field(0.0, ge=0.0, le=1.0)
     min_number_agreement: float = Field(0.5, ge=0.0, le=1.0)
     min_entity_agreement: float = Field(0.6, ge=0.0, le=1.0)
+    min_opening_share: float = Field(0.4, ge=0.0, le=1.0)
     min_sentence_number_agreement: float = Field(0.5, ge=0.0, le=1.0)
     max_length_ratio: float = Field(3.0, ge=1.0, le=100.0)
 

@@ -370,3 +370,43 @@ def test_a_dry_run_shows_the_digests_still_pending(db: Path, tmp_path: Path) -> 
     sent = sw("digest", db=db, env={"SUMMITWATCH_DIGEST_DIR": str(tmp_path / "out")})
     assert sent.returncode == 0
     assert len(list((tmp_path / "out").iterdir())) == len(shown)
+
+
+def test_only_a_database_that_does_not_answer_is_waited_for(tmp_path: Path) -> None:
+    """`run` waits out an outage; every other database error still ends it (a missing table
+    once read as an outage, and the daemon printed "database unavailable" every 30 s)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from pipeline.cli import _unavailable_database
+    from pipeline.db.engine import make_engine, session_factory
+    from pipeline.errors import DatabaseUnavailable
+
+    def error_of(url: str, statement: str) -> tuple[Exception, object, object]:
+        engine = make_engine(url)
+        session = session_factory(engine)()
+        try:
+            session.execute(text(statement))
+        except OperationalError as exc:
+            return exc, session, engine
+        raise AssertionError(f"{statement} ran on {url}")
+
+    missing_table, session, engine = error_of(f"sqlite:///{tmp_path / 'empty.db'}", "SELECT * FROM feeds")
+    assert _unavailable_database(missing_table, session) is None, "the database answers: not an outage"
+    session.close()  # type: ignore[attr-defined]
+    engine.dispose()  # type: ignore[attr-defined]
+    refused, session, engine = error_of("postgresql+psycopg://nobody@127.0.0.1:1/none", "SELECT 1")
+    reason = _unavailable_database(refused, session)
+    assert reason is not None and "127.0.0.1" in reason and "\n" not in reason
+    session.close()  # type: ignore[attr-defined]
+    engine.dispose()  # type: ignore[attr-defined]
+    assert _unavailable_database(DatabaseUnavailable("gone", reason="server closed"), None) == "server closed"
+    assert _unavailable_database(ValueError("no"), None) is None
+
+
+def test_the_command_line_s_largest_id_is_a_row_s() -> None:
+    """Written out in the CLI (importing the schema would slow its start): kept equal."""
+    from pipeline import cli
+    from pipeline.db.schema import MAX_ROW_ID
+
+    assert cli.MAX_ID == MAX_ROW_ID

@@ -150,8 +150,10 @@ def test_mutual_best_matches_and_order() -> None:
         ("50 миллиард текше метр", "kk", {"5e+10"}),
         ("50 miliard metrů krychlových, 13 mld. korun", "cs", {"5e+10", "1.3e+10"}),
         ("13 mld. de dolari", "ro", {"1.3e+10"}),
-        ("50 δισεκατομμύρια κυβικά μέτρα", "el", {"5e+10"}),
-        ("50 tỷ mét khối", "vi", {"5e+10"}),
+        ("50 δισεκατομμύρια κυβικά μέτρα, 1.500 δισεκατομμύρια", "el", {"5e+10", "1.5e+12"}),
+        ("50 tỷ mét khối, 1.500 tỷ", "vi", {"5e+10", "1.5e+12"}),
+        ("1.500 milijardi", "hr", {"1.5e+12"}),
+        ("1.500 милијарди", "sr", {"1.5e+12"}),
         ("50 miliar meter kubik", "id", {"5e+10"}),
         ("50 milliarder kubikmeter, 2 billioner", "da", {"5e+10", "2e+12"}),
         ("50 מיליארד מטר מעוקב", "he", {"5e+10"}),
@@ -975,9 +977,12 @@ def test_a_list_both_reports_print_is_left_out_of_the_shares() -> None:
     assert verdict.aligned == 12 and verdict.list_units == 12
     assert verdict.share == 0.0 and not verdict.is_translation
     assert "0 aligned sentences outside lists" in verdict.reason
-    # Counted over every unit, the same pair would pass: 12 of 20 align, all in runs.
-    counted_whole = verify_translation(Side("en", "x", first), Side("ru", "x", second), TranslationParams())
+    # Counted over every unit, 12 of 20 align, all in runs: only the rule on a shared
+    # ending (the list closes both) would keep the pair apart.
+    whole_a, whole_b = Side("en", "x", first), Side("ru", "x", second)
+    counted_whole = verify_translation(whole_a, whole_b, TranslationParams(min_opening_share=0))
     assert counted_whole.is_translation and counted_whole.list_units == 0
+    assert "only the ending aligns" in verify_translation(whole_a, whole_b, TranslationParams()).reason
     # A translation's prose aligns too: linked, the list left out of its shares.
     second[:8] = _unit(first[:8] + 0.05 * rng.normal(size=(8, 64)))
     translated = verify_translation(a, Side("ru", text, second), TranslationParams())

@@ -354,6 +354,9 @@ def test_feed_names_are_stored_alike_on_both_databases_however_they_come(session
     assert stored.name.startswith("Steppe Observer [31mNNN") and len(stored.name) == 300
     assert "\x00" not in stored.name and "\x1b" not in stored.name
     assert stored.outlet == "Steppe Media\ufffd"
+    repo.upsert_feed(session, "https://steppe.example/rss", reason="paused\x00 for now\nback in May")
+    session.commit()
+    assert session.get(Feed, feed.id).reason == "paused for now\nback in May"  # type: ignore[union-attr]
     # Nothing left of a name is no name: the stored one stays.
     repo.upsert_feed(session, "https://steppe.example/rss", name="\x00\x07 ")
     session.commit()

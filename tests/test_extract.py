@@ -1145,12 +1145,13 @@ def _article_with_table(table: str) -> bytes:
 
 def test_a_table_of_figures_keeps_its_rows_even_with_paragraphs_in_its_cells() -> None:
     rows = [("Category", "2025", "2026"), ("Crude oil", "48.1 bn", "52.7 bn"), ("Gas", "9.8 bn", "11.2 bn")]
-    for cell in ("{}", "<p>{}</p>"):
-        table = "<table>" + "".join(
+    heading = "<tr><th colspan='3'><h4>Exports by category</h4></th></tr>"
+    for cell, head in (("{}", ""), ("<p>{}</p>", ""), ("{}", heading), ("<p>{}</p>", heading)):
+        table = f"<table>{head}" + "".join(
             "<tr>" + "".join(f"<td>{cell.format(value)}</td>" for value in row) + "</tr>" for row in rows
         )
         text = extract_page(_article_with_table(table + "</table>")).text
-        assert "| Crude oil | 48.1 bn | 52.7 bn |" in text, (cell, text)
+        assert "| Crude oil | 48.1 bn | 52.7 bn |" in text, (cell, head, text)
 
 
 def test_tables_nested_deep_are_unwrapped_in_one_pass() -> None:

@@ -1274,8 +1274,32 @@ def test_imports_failing_on_the_same_lines_at_once_all_finish(settings: Settings
     engine.dispose()
     assert len(targets) == len(set(targets)) == 400
     assert {target.rsplit(":", 1)[0] for target in targets} == {
-        str((folder / "data.jsonl").resolve()) for folder in folders
+        os.path.abspath(folder / "data.jsonl") for folder in folders
     }
+
+
+def test_a_line_failed_under_its_file_name_as_typed_is_closed_when_it_imports(
+    session: Session, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failures were once recorded under the file's name as typed ("data.jsonl:1"); now
+    under its absolute path. A line that failed then and imports now closes either."""
+    from tests.test_reporting import pos2_articles
+
+    monkeypatch.chdir(tmp_path)
+    repo.record_failure(
+        session,
+        stage="import",
+        target="data.jsonl:1",
+        error="line 1: needs 'html' or 'text'",
+        permanent=True,
+        retry_after=None,
+    )
+    session.commit()
+    line = json.dumps({"url": "https://news.example/fixed", "text": pos2_articles()[0]["text"]})
+    [result] = list(import_lines(session, settings, [line], source="data.jsonl"))
+    assert result.result.status == "new"
+    failure = session.scalar(select(FetchFailure).where(FetchFailure.target == "data.jsonl:1"))
+    assert failure is not None and failure.resolved_at is not None
 
 
 def test_odd_import_fields_fare_alike_on_both_databases(session: Session, settings: Settings) -> None:

@@ -816,6 +816,33 @@ def test_summaries_missed_while_no_run_are_built_oldest_first_each_once(
     assert sorted(keys) == sorted([period(20), *missed])
 
 
+def test_summaries_turned_off_for_days_then_on_send_no_backlog(
+    session: Session, settings: Settings, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(settings.config_dir, config)
+    digest_yaml = (config / "digest.yaml").read_text(encoding="utf-8")
+    assert "    enabled: true\n    every: 1d\n" in digest_yaml
+    off = digest_yaml.replace("    enabled: true\n    every: 1d\n", "    enabled: false\n    every: 1d\n")
+    backfill_burst(session, settings)
+    on = settings.model_copy(update={"config_dir": config})
+
+    def summaries(now: datetime) -> list[str]:
+        built = prepare_digests(session, on, "file", now=now)
+        return [d.digest_key for d in built if d.kind == "summary"]
+
+    assert len(summaries(NOW)) == 1
+    (config / "digest.yaml").write_text(off, encoding="utf-8")
+    for day in range(1, 5):  # the digest runs on, summaries off
+        assert summaries(NOW + timedelta(days=day)) == []
+    (config / "digest.yaml").write_text(digest_yaml, encoding="utf-8")
+    end = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    # Only the latest period: the four before it were passed over on purpose.
+    assert summaries(NOW + timedelta(days=4, hours=1)) == [
+        f"summary:{(end - timedelta(days=1)).isoformat()}/{end.isoformat()}"
+    ]
+
+
 # --- the articles listed under a change ---------------------------------------------------
 
 

@@ -320,7 +320,7 @@ def test_labelled_queries_find_exactly_their_articles(
     assert sorted(found(session, indexed, case["q"])) == sorted(case["expected"])
 
 
-def test_pages_of_tied_matches_list_each_once_newest_first(
+def test_pages_of_tied_matches_list_each_once_latest_stored_first(
     session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More tied matches than the ranked cut keeps: the cut must take them in the list's
@@ -340,12 +340,14 @@ def test_pages_of_tied_matches_list_each_once_newest_first(
                     "title": f"Item {rng.choice(words)}",
                     "text": " ".join(body) + ".",
                     "lang": "en",
-                    "published": f"2026-10-{1 + i:02d}T10:00:00+00:00",
+                    # Stored newest first, as a back-fill export often is.
+                    "published": f"2026-10-{30 - i:02d}T10:00:00+00:00",
                 }
             )
         )
     results = list(import_lines(session, settings, lines, source="ties"))
     assert [r.result.status for r in results] == ["new"] * 30
+    # Equal scores: the latest stored first, on every page and whatever its size.
     newest_first = [r.input_id for r in reversed(results)]
     names = {r.result.article_id: r.input_id for r in results}
 

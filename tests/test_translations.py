@@ -65,6 +65,51 @@ def test_translations_fold_into_the_earliest_copy(session: Session, settings: Se
     assert sorted(c.lang for c in copies) == ["ru", "zh"]
 
 
+def test_two_stories_under_one_translated_footer_are_not_translations(
+    session: Session, settings: Settings
+) -> None:
+    """A Chinese story on reactor fuel and an English one on chocolate sales share only
+    their outlet's disclaimer and "about the author", each in its own language: those
+    sentences aligned in order, names and all, and the two were linked (and, through later
+    translations, ten such stories folded into one)."""
+    stories = {
+        row["id"]: row
+        for row in map(json.loads, (FIXTURES / "dedup" / "stories.jsonl").read_text("utf-8").splitlines())
+    }
+    lines = [
+        json.dumps(
+            {
+                "id": key,
+                "url": f"https://{key}.example/story",
+                "title": stories[key]["title"],
+                "text": stories[key]["text"],
+                "published": (NOW + timedelta(hours=hours)).isoformat(),
+            }
+        )
+        for key, hours in (("zh-t03", -3), ("en-t09", -1), ("ru-t09", 0))
+    ]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+    assert results["zh-t03"].status == results["en-t09"].status == "new"
+    # The English story's own translation is still found.
+    assert results["ru-t09"].copy_kind == "translation"
+    assert results["ru-t09"].duplicate_of == results["en-t09"].article_id
+    side = crosslingual.Side
+    verdict = crosslingual.verify_translation(
+        side("zh", stories["zh-t03"]["text"], *_vectors(settings, stories["zh-t03"])),
+        side("en", stories["en-t09"]["text"], *_vectors(settings, stories["en-t09"])),
+        settings.translation_params(),
+    )
+    assert not verdict.is_translation and "only the ending aligns" in verdict.reason
+
+
+def _vectors(settings: Settings, row: dict[str, str]) -> tuple[object, bool]:
+    from pipeline import encoder
+
+    model = encoder.load_encoder(settings.encoder.model, threads=settings.encoder.threads)
+    vectors = encoder.embed_configured(model, row["title"], row["text"], settings.encoder)
+    return vectors.sentences, vectors.has_title
+
+
 def test_translations_in_other_languages_fold_with_their_figures_read(
     session: Session, settings: Settings
 ) -> None:

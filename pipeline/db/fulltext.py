@@ -134,8 +134,8 @@ def matches(
         # bm25() is negative, lower is better; the title column weighs TITLE_WEIGHT. The
         # LIMIT also keeps SQLite from flattening the subquery into the join, where bm25()
         # cannot run.
-        # Ties broken as they are in the list (newer first): the best N are the same N
-        # whatever N is, so pages of one search never repeat or skip a tied match.
+        # Ties broken as the list breaks them (the latest stored first): the best N are the
+        # same N whatever N is, so pages of one search never repeat or skip a tied match.
         order = f"ORDER BY bm25(article_fts, {TITLE_WEIGHT}, 1.0), rowid DESC " if best is not None else ""
         statement: Any = text(
             f"SELECT rowid AS article_id, -bm25(article_fts, {TITLE_WEIGHT}, 1.0) AS score "  # noqa: S608

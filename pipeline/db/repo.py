@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,9 @@ def upsert_feed(
     # SQLite would keep, PostgreSQL refused (over 300 characters, a NUL) and with it the
     # whole init or import.
     name, outlet = clean_name(name), clean_name(outlet)
+    if reason is not None:  # (free text: its lines kept, what no database stores dropped)
+        reason = re.sub("[\x00-\x08\x0b-\x1f\x7f]", "", reason)
+        reason = re.sub("[\ud800-\udfff]", "\ufffd", reason) or None
     for attribute, value in (("name", name), ("outlet", outlet), ("lang", lang), ("reason", reason)):
         if value is not None:
             setattr(feed, attribute, value)
@@ -373,8 +377,7 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     if wanted.sort == "relevance":
         # The page is exact with the best N matches as long as it fills up: a story ranks
         # by its best copy, and every story outside the N scores below all inside, or ties
-        # and was stored earlier (the N are cut in that order; the list puts ties newest
-        # first, by publication, which for articles stored out of order may differ).
+        # and was stored earlier (the N are cut in that order, and the list orders ties so).
         best = max(RANKED_FIRST, 8 * (wanted.offset + wanted.limit))
         while best <= _RANKED_ALL_BEYOND:
             matched = fulltext.matches(session, parsed, best=best)
@@ -522,7 +525,10 @@ def _found(
         query = query.where(plain(Article.is_seed).is_(False))
     order: list[Any] = [moment.desc(), Article.id.desc()]
     if score is not None and wanted.sort == "relevance":
-        order.insert(0, score.desc())
+        # Equal scores in the order the best N were cut in (fulltext.matches): the latest
+        # stored first. By date, a back-fill imported newest first would put another N
+        # on each page size, and pages repeat some ties and never reach others.
+        order = [score.desc(), Article.id.desc()]
     # Ids first, rows after: sorting thousands of matches must not carry their texts along.
     rows = session.execute(query.order_by(*order).offset(wanted.offset).limit(wanted.limit)).all()
     if not rows:
