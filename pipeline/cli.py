@@ -1131,10 +1131,13 @@ def cmd_feeds_import_opml(args: argparse.Namespace, settings: Settings) -> int:
             lang = entry.get("lang")
             if lang is not None and not re.fullmatch(FEED_LANG_PATTERN, lang):
                 lang = None  # (an OPML "language" is free text: "English", "ru_RU.UTF-8")
-            # A feed already listed keeps its state: importing a backup re-enables nothing.
+            # A feed already listed keeps its state: importing a backup re-enables nothing;
+            # a new one takes the state the backup gives it.
             _, created = repo.upsert_feed(
                 session, url, name=entry.get("name"), outlet=entry.get("outlet"), lang=lang, enabled=None
             )
+            if created and entry.get("disabled"):
+                repo.upsert_feed(session, url, enabled=False)
             added += created
         session.commit()
     _stderr(f"{args.file}: {len(entries)} feeds, {added} new" + (f", {skipped} skipped" if skipped else ""))
@@ -1147,7 +1150,7 @@ def cmd_feeds_export_opml(args: argparse.Namespace, settings: Settings) -> int:
 
     with open_session(settings, read_only=True) as session:
         feeds = [
-            {"url": f.url, "name": f.name, "lang": f.lang, "outlet": f.outlet}
+            {"url": f.url, "name": f.name, "lang": f.lang, "outlet": f.outlet, "enabled": f.enabled}
             for f in repo.list_feeds(session)
         ]
     sys.stdout.write(to_opml(feeds).decode("utf-8"))

@@ -530,6 +530,10 @@ def _host_of(url: str) -> str | None:
         return None
 
 
+# The outline attribute that marks a feed exported while disabled.
+DISABLED_ATTRIBUTE = "summitwatchDisabled"
+
+
 def parse_opml(body: bytes) -> list[dict[str, str]]:
     """Feeds listed in an OPML document: ``[{"url", "name", "lang"?, "outlet"?}]``, as
     written (:func:`normalise_feed_url` checks the URLs). Without a title or text, a
@@ -553,6 +557,8 @@ def parse_opml(body: bytes) -> list[dict[str, str]]:
         outlet = clean_name(outline.get("description"))  # as to_opml writes it
         if outlet:
             entry["outlet"] = outlet
+        if (outline.get(DISABLED_ATTRIBUTE) or "").strip().lower() == "true":
+            entry["disabled"] = "true"  # (as to_opml writes a disabled feed)
         feeds.append(entry)
     return feeds
 
@@ -574,6 +580,10 @@ def to_opml(feeds: list[dict[str, Any]], *, title: str = "summitwatch feeds") ->
             attributes["language"] = feed["lang"]
         if outlet:
             attributes["description"] = outlet
+        if feed.get("enabled") is False:
+            # An attribute of our own (OPML readers ignore those): a backup restored keeps
+            # a disabled feed disabled.
+            attributes[DISABLED_ATTRIBUTE] = "true"
         ET.SubElement(body, "outline", attributes)
     ET.indent(root)
     document = ET.tostring(root, encoding="unicode")

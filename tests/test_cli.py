@@ -316,6 +316,19 @@ def test_feeds_add_list_and_opml_round_trip(db: Path, tmp_path: Path) -> None:
     done = sw("feeds", "import-opml", str(opml), db=other)
     assert done.returncode == 0, done.stderr
     assert "1 new" in done.stderr
+    # A disabled feed is restored disabled (a backup re-enabled feeds whose site was gone).
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE feeds SET enabled = 0 WHERE url = 'https://example.org/rss'")
+    backup = tmp_path / "backup.opml"
+    backup.write_text(sw("feeds", "export-opml", db=db).stdout)
+    restored = tmp_path / "restored.db"
+    sw("init", db=restored)
+    assert sw("feeds", "import-opml", str(backup), db=restored).returncode == 0
+    states = {
+        f["url"]: f["enabled"]
+        for f in map(json.loads, sw("feeds", "list", "--json", db=restored).stdout.splitlines())
+    }
+    assert states["https://example.org/rss"] is False
 
 
 def test_feeds_add_and_import_opml_keep_one_spelling_and_leave_a_feed_s_state_alone(
