@@ -561,11 +561,9 @@ def store_candidate(
                 verdict = classify_article(
                     session, existing, context.registry, seen_at, context.classifier_heads, vectors
                 )
-                # A version names the article whose text it replaced (itself), whatever that
-                # article is a copy of now (the stored link says, and articles --json).
                 return _duplicate_result(
                     existing.id,
-                    existing.id,
+                    existing.duplicate_of_id,
                     existing.lang,
                     "version",
                     candidate,

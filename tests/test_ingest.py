@@ -874,27 +874,6 @@ def test_changed_page_under_known_url_becomes_a_version(session: Session, settin
     assert [v.text for v in versions] == [BODY_EN]
 
 
-def test_a_page_that_now_carries_another_article_s_text_reports_itself_as_the_version(
-    session: Session, settings: Settings
-) -> None:
-    """`duplicate_of` of a version is the article whose text it replaced (the contract),
-    not the article it has become a copy of (the stored link says that)."""
-    from tests.test_reporting import pos2_articles
-
-    first, second = (a["text"] for a in pos2_articles()[:2])
-    lines = [
-        json.dumps({"url": "https://one.example/a", "text": first}),
-        json.dumps({"url": "https://two.example/b", "text": second}),
-    ]
-    stored = [r.result.article_id for r in import_lines(session, settings, lines, source="v1", now=NOW)]
-    line = json.dumps({"url": "https://two.example/b", "text": first})
-    result = next(iter(import_lines(session, settings, [line], source="v2", now=NOW))).result
-    assert result.copy_kind == "version" and result.article_id == stored[1]
-    assert result.duplicate_of == stored[1]
-    article = session.get(Article, stored[1])
-    assert article is not None and article.duplicate_of_id == stored[0]
-
-
 def test_a_new_version_reports_the_labels_it_was_given(session: Session, settings: Settings) -> None:
     """A stub about nothing in particular replaced by the summit report: the version line
     carries the labels the article now has, as stored."""
