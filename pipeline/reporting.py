@@ -14,7 +14,6 @@ reached the channel gives its changes back in the transaction that quarantines i
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -74,6 +73,7 @@ from pipeline.digest import (
 )
 from pipeline.encoder import document_from_bytes
 from pipeline.errors import SummitwatchError
+from pipeline.files import replace_whole
 from pipeline.settings import Settings
 from pipeline.slack import SlackDeliveryError, SlackTarget
 from pipeline.stories import StoryItem, group_stories
@@ -455,8 +455,8 @@ def _prepare_digests(
                 if (row.series, row.at.isoformat(), row.direction) in keys and row.digest_id is None:
                     row.digest_id = outbox.id
     state = session.get(PipelineState, PREPARED_AT)
+    prepared_before = as_utc(datetime.fromisoformat(state.value)) if state is not None else None
     if config.digest.summary_enabled:
-        prepared_before = as_utc(datetime.fromisoformat(state.value)) if state is not None else None
         for start, end in _summary_periods_due(session, config.digest, destination, now, prepared_before):
             if end <= report.history_start:
                 continue
@@ -467,10 +467,11 @@ def _prepare_digests(
     if not dry_run:
         # When digests were last prepared: a period that ended before it was passed over on
         # purpose (summaries turned off), not missed.
+        latest = max(as_utc(now), prepared_before) if prepared_before is not None else as_utc(now)
         if state is None:
-            session.add(PipelineState(key=PREPARED_AT, value=as_utc(now).isoformat()))
+            session.add(PipelineState(key=PREPARED_AT, value=latest.isoformat()))
         else:
-            state.value = max(as_utc(now), as_utc(datetime.fromisoformat(state.value))).isoformat()
+            state.value = latest.isoformat()
         session.commit()
     return digests
 
@@ -1165,12 +1166,7 @@ def _write_digest_file(
     # databases writing to one folder both number from 1, and must not overwrite each
     # other's digests. Written whole or not at all (a crash leaves no half a digest).
     path = digest_dir / f"digest-{row.id:06d}-{digest.content_hash[:12]}-{digest.kind}.txt"
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(text + "\n", encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    replace_whole(path, lambda handle: handle.write((text + "\n").encode("utf-8")))
     if out:
         out(text)
         out(f"(written to {path})")

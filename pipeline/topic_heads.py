@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ from pipeline.classify import (
 )
 from pipeline.encoder import ArticleVectors, SentenceEncoder, embed_article, encode_constant, encoder_text
 from pipeline.errors import ConfigError
+from pipeline.files import replace_whole
 from pipeline.records import Classification, TopicHit, WatchHit
 
 __all__ = [
@@ -491,13 +491,7 @@ def save_heads(heads: LabelHeads, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed over it: a crash, a full disk or a second run
     # never leaves a truncated artefact, which every classifying process would refuse.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    replace_whole(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 # ---------------------------------------------------------------------------- training
