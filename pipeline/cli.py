@@ -324,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     lst = feed_commands.add_parser("list", help="list feeds with their polling state")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=cmd_feeds_list)
+    for action, verb in (("enable", "poll again"), ("disable", "stop polling")):
+        toggle = feed_commands.add_parser(
+            action, help=f"{verb} feeds, named by id or URL (see `summitwatch feeds list`)"
+        )
+        toggle.add_argument("feeds", nargs="+", metavar="FEED", help="a feed's id or URL")
+        toggle.set_defaults(handler=cmd_feeds_toggle, enabled=action == "enable")
     opml_in = feed_commands.add_parser("import-opml", help="add the feeds of an OPML file")
     opml_in.add_argument("file")
     opml_in.set_defaults(handler=cmd_feeds_import_opml)
@@ -1105,6 +1111,30 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
             if feed.failure_count and feed.last_error:
                 # A failing feed backs off (next poll) and says why.
                 print(f"{'':>10}last error: {feed.last_error}")
+    return 0
+
+
+def cmd_feeds_toggle(args: argparse.Namespace, settings: Settings) -> int:
+    """``feeds enable`` / ``feeds disable``: all the named feeds or, if one is unknown, none."""
+    from pipeline.db import repo
+    from pipeline.db.schema import Feed
+
+    state = "enabled" if args.enabled else "disabled"
+    with open_session(settings) as session:
+        found = {reference: repo.feed_by_reference(session, reference) for reference in args.feeds}
+        unknown = [reference for reference, feed in found.items() if feed is None]
+        if unknown:
+            shown = ", ".join(repr(redact_url(reference)[:200]) for reference in unknown)
+            raise SummitwatchError(
+                f"no feed has the id or URL {shown} (see `summitwatch feeds list`); nothing changed"
+            )
+        changed: dict[int, tuple[Feed, bool]] = {}
+        for feed in filter(None, found.values()):
+            if feed.id not in changed:  # (one feed named twice, by its id and its URL)
+                changed[feed.id] = (feed, repo.set_feed_enabled(session, feed, args.enabled))
+        session.commit()
+        for feed, did in changed.values():
+            _stderr(f"{state if did else 'already ' + state} feed {feed.id}: {redact_url(feed.url)}")
     return 0
 
 

@@ -65,7 +65,9 @@ class FeedEntry(BaseModel):
     outlet: str = Field(min_length=1)
     lang: str = Field(pattern=FEED_LANG_PATTERN)
     reason: str = Field(min_length=10)
-    enabled: bool = True
+    # None (not given): a new feed is enabled and a listed one keeps the state it has
+    # (`summitwatch feeds disable` holds across `init`); true or false sets it.
+    enabled: bool | None = None
 
     @field_validator("url")
     @classmethod

@@ -364,6 +364,58 @@ def test_feeds_add_and_import_opml_keep_one_spelling_and_leave_a_feed_s_state_al
     assert "S3CRET" not in sw("feeds", "list", db=db).stdout
 
 
+def test_feeds_disable_and_enable_by_id_or_url_and_the_state_holds_across_init(tmp_path: Path) -> None:
+    """There was no command to stop polling a feed, and `init` set every listed feed's
+    state from config/feeds.yaml (enabled unless it said otherwise)."""
+    env = offline_env(tmp_path)
+    feeds_file = Path(env["SUMMITWATCH_CONFIG_DIR"]) / "feeds.yaml"
+    entry = "  - {{url: {url}, name: {name}, outlet: O, lang: en, reason: a feed kept for the test{extra}}}\n"
+    feeds_file.write_text(
+        "feeds:\n"
+        + entry.format(url="http://127.0.0.1:9/a.xml", name="A", extra="")
+        + entry.format(url="http://127.0.0.1:9/b.xml", name="B", extra=", enabled: true")
+    )
+    db = tmp_path / "toggle.db"
+    assert sw("init", db=db, env=env).returncode == 0
+
+    def states() -> dict[str, bool]:
+        listed = sw("feeds", "list", "--json", db=db, env=env)
+        return {f["url"]: f["enabled"] for f in map(json.loads, listed.stdout.splitlines())}
+
+    ids = {url: index for index, url in enumerate(states(), start=1)}
+    done = sw(
+        "feeds",
+        "disable",
+        str(ids["http://127.0.0.1:9/a.xml"]),
+        "HTTP://127.0.0.1:9/b.xml#top",
+        db=db,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "disabled feed 1: http://127.0.0.1:9/a.xml" in done.stderr and "disabled feed 2" in done.stderr
+    assert states() == {"http://127.0.0.1:9/a.xml": False, "http://127.0.0.1:9/b.xml": False}
+    # Again: nothing to change, and said so.
+    assert "already disabled feed 1" in sw("feeds", "disable", "1", db=db, env=env).stderr
+    # init keeps a state the file does not set, and sets the one it does.
+    assert sw("init", db=db, env=env).returncode == 0
+    assert states() == {"http://127.0.0.1:9/a.xml": False, "http://127.0.0.1:9/b.xml": True}
+    # One unknown feed: an error naming it, and nothing changed.
+    refused = sw("feeds", "enable", "1", "http://127.0.0.1:9/none.xml", "0", db=db, env=env)
+    assert refused.returncode != 0
+    assert "'http://127.0.0.1:9/none.xml', '0'" in refused.stderr and "nothing changed" in refused.stderr
+    assert states()["http://127.0.0.1:9/a.xml"] is False
+    assert sw("feeds", "enable", "http://127.0.0.1:9/a.xml", db=db, env=env).returncode == 0
+    assert states()["http://127.0.0.1:9/a.xml"] is True
+    # A disabled feed is not polled: `run --once --all` polls every enabled feed.
+    assert sw("feeds", "disable", "1", "2", db=db, env=env).returncode == 0
+    ran = sw("run", "--once", "--all", db=db, env=env)
+    assert ran.returncode == 0, ran.stderr
+    with sqlite3.connect(db) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM feeds WHERE last_polled_at IS NOT NULL"
+        ).fetchone() == (0,)
+
+
 def test_extract_many_files_json(tmp_path: Path) -> None:
     good = tmp_path / "a.html"
     good.write_text(

@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from pipeline.coverage import as_utc
 from pipeline.db.schema import (
+    CONTROL_CHARACTERS,
     MAX_ROW_ID,
     Article,
     ArticleBand,
@@ -85,7 +86,7 @@ def upsert_feed(
     # whole init or import.
     name, outlet = clean_name(name), clean_name(outlet)
     if reason is not None:  # (free text: its lines kept, what no database stores dropped)
-        reason = re.sub("[\x00-\x08\x0b-\x1f\x7f]", "", reason)
+        reason = CONTROL_CHARACTERS.sub("", reason.replace("\r\n", "\n").replace("\r", "\n"))
         reason = re.sub("[\ud800-\udfff]", "\ufffd", reason) or None
     for attribute, value in (("name", name), ("outlet", outlet), ("lang", lang), ("reason", reason)):
         if value is not None:
@@ -94,6 +95,28 @@ def upsert_feed(
         feed.enabled = enabled
     session.flush()
     return feed, created
+
+
+def feed_by_reference(session: Session, reference: str) -> Feed | None:
+    """The feed ``reference`` names exactly: its id, or its URL in any spelling."""
+    reference = reference.strip()
+    if not reference or re.search("[\x00-\x1f\x7f\ud800-\udfff]", reference):
+        return None  # (no stored URL holds these; PostgreSQL refuses a NUL in a query)
+    if reference.isascii() and reference.isdigit():
+        return session.get(Feed, int(reference)) if 0 < int(reference) <= MAX_ROW_ID else None
+    return session.scalar(
+        select(Feed).where(Feed.url.in_(feed_url_spellings(reference))).order_by(Feed.id).limit(1)
+    )
+
+
+def set_feed_enabled(session: Session, feed: Feed, enabled: bool) -> bool:
+    """Enable or disable ``feed``; whether that changed it. Its schedule is kept: a feed
+    enabled again is polled when it was next due (at once if that has passed, after its
+    backoff if it was failing), so a server that asked for a pause still gets it."""
+    changed = feed.enabled != enabled
+    feed.enabled = enabled
+    session.flush()
+    return changed
 
 
 def list_feeds(session: Session) -> Sequence[Feed]:
