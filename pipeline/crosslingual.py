@@ -707,8 +707,15 @@ class _Names(NamedTuple):
             start = match.start()
             if not self.word_start or start == 0 or not _word_character(folded[start - 1]):
                 return True
-            position = start + 1
+            # Nothing later in this word starts one either: go on after it. (From the next
+            # character, a text that names nothing at a word start, one long glued word,
+            # made every search run to the word's end again: quadratic.)
+            word = _WORD_RUN.match(folded, start)  # (always matches)
+            position = max(start + 1, word.end() if word else 0)
         return False
+
+
+_WORD_RUN = re.compile(r"\w*")
 
 
 def _word_character(char: str) -> bool:

@@ -259,7 +259,8 @@ _WORD_RE: Final = re.compile(r"\w+")
 _ISO_DATE_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INVALID_XML_CHARS_RE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _NUMBER_RE: Final = re.compile(r"\d+")
-_SENTENCE_END_RE: Final = re.compile(r"[.!?。！？]\W*$")
+_SENTENCE_STOPS: Final = frozenset(".!?。！？")
+_NON_WORD_RUN_RE: Final = re.compile(r"\W*")
 _LIST_MARKER_RE: Final = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)])\s+")
 # Copyright notices, not sentences about copyright: a line opening with "©", "(c)" or
 # "Copyright" followed by a year or "©" ("© 2024 Agency", "Copyright 2024 Name"), or
@@ -395,6 +396,7 @@ def _extract_page(
     joiners = _protect_joiners(tree, html)
     meta = _metadata(tree, url)
     _unwrap_layout_tables(tree)
+    _flatten_crowded_inline(tree)
     text = _extract_text(tree, url, favor_recall=favor_recall)
     if text:
         text = _clean_text(text, tree, meta)
@@ -1078,6 +1080,38 @@ _BLOCKS: Final = frozenset(
 _TABLE_PARTS: Final = ("tr", "td", "th", "tbody", "thead", "tfoot", "caption")
 
 
+# Inline formatting that says nothing about what is the article: its tags can go and leave
+# their text in place. (Links stay: trafilatura judges boilerplate by their density.)
+_FORMATTING_TAGS: Final = (
+    "span", "font", "b", "i", "em", "strong", "u", "small", "big", "mark", "abbr", "sup", "sub",
+    "s", "strike", "tt", "cite", "q", "nobr", "ins", "del", "bdi", "bdo",
+)  # fmt: skip
+# More of them than this and they are removed before extraction. trafilatura's search for
+# a page's paragraph text (``//p//text()``) takes time quadratic in its pieces in libxml2:
+# 16,000 one-word spans (288 KB) took 19 s, and a 1 MB page of ordinary prose with its
+# bold and italics ran past the extraction's time limit and was lost. The pages of the
+# extraction benchmark have at most 443.
+MAX_FORMATTING_ELEMENTS: Final = 2000
+
+
+def _flatten_crowded_inline(tree: Any) -> bool:
+    """Remove the inline formatting tags of a page crowded with them (their text stays);
+    whether it was done."""
+    for count, _ in enumerate(tree.iter(*_FORMATTING_TAGS), start=1):
+        if count > MAX_FORMATTING_ELEMENTS:
+            lxml.etree.strip_tags(tree, *_FORMATTING_TAGS)
+            # A removed tag leaves its text as a node of its own beside its neighbours' in
+            # libxml2 (the search walks those): set again, each element's text and tail are
+            # one node each.
+            for element in tree.iter(lxml.etree.Element):
+                if element.text is not None:
+                    element.text = element.text
+                if element.tail is not None:
+                    element.tail = element.tail
+            return True
+    return False
+
+
 def _unwrap_layout_tables(tree: Any) -> int:
     """Turn the tables that lay out a page into plain blocks; returns how many.
 
@@ -1327,9 +1361,19 @@ def _clean_text(text: str, tree: Any, meta: _Meta) -> str:
     return "\n".join(lines)
 
 
+def _ends_sentence(line: str) -> bool:
+    """Whether ``line`` ends with a sentence stop, then only non-word characters (quotes,
+    brackets, spaces). Read from the end: a search for the stop made a line of ten thousand
+    dots and a letter cost seconds, each dot's try running to the letter."""
+    reversed_line = line[::-1]
+    run = _NON_WORD_RUN_RE.match(reversed_line)  # (always matches)
+    tail = reversed_line[: run.end()] if run else ""
+    return not _SENTENCE_STOPS.isdisjoint(tail)
+
+
 def _is_byline(line: str, authors: tuple[str, ...]) -> bool:
     """A short line, not a sentence, naming the article's author ("By Anna Reporter")."""
-    if not authors or len(_WORD_RE.findall(line)) > BYLINE_MAX_WORDS or _SENTENCE_END_RE.search(line):
+    if not authors or len(_WORD_RE.findall(line)) > BYLINE_MAX_WORDS or _ends_sentence(line):
         return False
     key = f" {_norm(line)} "
     return any(f" {author} " in key for author in authors)
@@ -1337,7 +1381,7 @@ def _is_byline(line: str, authors: tuple[str, ...]) -> bool:
 
 def _is_dateline(line: str, date: str | None) -> bool:
     """A short line, not a sentence, naming the publication date's year and day."""
-    if date is None or len(line) > DATELINE_MAX_CHARS or _SENTENCE_END_RE.search(line):
+    if date is None or len(line) > DATELINE_MAX_CHARS or _ends_sentence(line):
         return False
     numbers = {int(n) for n in _NUMBER_RE.findall(line)}
     year, _month, day = (int(part) for part in date.split("-"))
@@ -1388,7 +1432,7 @@ def _mostly_links(items: list[str], anchors: Collection[str]) -> bool:
 
 def _is_orphan_heading(line: str) -> bool:
     """A few words with no sentence punctuation: the title of a box that was removed."""
-    return len(_WORD_RE.findall(line)) <= ORPHAN_HEADING_WORDS and not _SENTENCE_END_RE.search(line)
+    return len(_WORD_RE.findall(line)) <= ORPHAN_HEADING_WORDS and not _ends_sentence(line)
 
 
 def _anchor_texts(tree: Any) -> set[str]:

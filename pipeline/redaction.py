@@ -100,7 +100,11 @@ _PARAM_SEPARATORS = re.compile(r"([&;])")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>`{}|\\^()]+")
 # A parameter anywhere in text, for what the URL pattern cut short (a URL in parentheses
 # with a ")" in a value, a query quoted on its own).
-_PARAM_IN_TEXT = re.compile(r"(?<=[?&;#])([^\s=&;#?\"'<>]+)=([^\s&;#\"'<>]+?)(?=[.,:!?]*(?:$|[\s&;#\"'<>]))")
+# The value is taken whole and its trailing punctuation (a sentence's stop after the URL)
+# given back in the replacement: a lazy value before a lookahead for that punctuation tried
+# every length of a value made of dots, quadratic in it.
+_PARAM_IN_TEXT = re.compile(r"(?<=[?&;#])([^\s=&;#?\"'<>]+)=([^\s&;#\"'<>]+)")
+_TRAILING_PUNCTUATION = ".,:!?"
 # Slack credentials that may turn up in text without a URL around them.
 _SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
 # (A webhook URL with its scheme was already redacted by redact_url, to the same shape:
@@ -254,8 +258,11 @@ def _redact_url_match(match: re.Match[str]) -> str:
 
 
 def _redact_param_match(match: re.Match[str]) -> str:
-    name, value = match.group(1), match.group(2)
-    return f"{name}={MARKER}" if value != MARKER and is_secret_name(name) else match.group(0)
+    name, whole = match.group(1), match.group(2)
+    value = whole.rstrip(_TRAILING_PUNCTUATION) or whole[:1]
+    if value == MARKER or not is_secret_name(name):
+        return match.group(0)
+    return f"{name}={MARKER}{whole[len(value) :]}"
 
 
 def _redact_params(params: str) -> str:

@@ -192,9 +192,19 @@ def _language_of(word: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=262_144)
+# A word is read up to this many characters: its term keeps MAX_TOKEN_CHARS of them, and
+# the cache below is keyed on what is read (keyed on whole words, a page of long "words"
+# held megabytes in it until the process ended).
+_WORD_CHARS_READ = 4 * MAX_TOKEN_CHARS
+
+
 def normalise_word(word: str) -> str:
     """The index term of one word (not Chinese): folded, normalised and stemmed."""
+    return _normalised_word(word[:_WORD_CHARS_READ])
+
+
+@functools.lru_cache(maxsize=262_144)
+def _normalised_word(word: str) -> str:
     folded = unicodedata.normalize("NFKC", word.casefold()).replace("\u0307", "")
     if not folded.isascii():
         folded = "".join(char for char in folded if char not in _INVISIBLE_SET)

@@ -22,11 +22,16 @@ import re
 # after a space, "། །", which opens the next line of verse rather than a sentence).
 # Semicolons end no sentence in any script: a Chinese list joined by "；" is one sentence,
 # as its English rendering joined by ";" or "," is, so a translation keeps one unit for one.
+# (A match starts only where a run of stops starts: started inside a run of ten thousand
+# dots that no sentence follows, each try swallowed the rest of the run and gave it back
+# one dot at a time, and the cut took seconds, quadratic in the run. The earliest start
+# was always the one found, so nothing is cut differently.)
 _SENTENCE_END = re.compile(
-    r"[.!?…؟]+[\"'»”’)\]]*(?=\s+[\"'«“(\[¿¡]?[^\W_a-zа-я])"
+    r"(?<![.!?…؟])[.!?…؟]+[\"'»”’)\]]*(?=\s+[\"'«“(\[¿¡]?[^\W_a-zа-я])"
     r"|[。！？｡।॥۔։።፧။។៕]+[»”’」』)）]*"
     r"|[\u0f0d\u0f0e](?: ?[\u0f0d\u0f0e])*"
 )
+_NEXT_WORD = re.compile(r"\s*(\S*)")
 # Thai and Lao separate sentences and clauses with a space and words with none: a space
 # between two Thai or Lao characters is where a sentence may end. The pieces are joined
 # until each has SPACED_SCRIPT_UNIT characters, so that a clause, a name set off by
@@ -128,7 +133,10 @@ def split_sentences(text: str) -> list[str]:
                 if word in _MONTHS and paragraph[end : end + 2].lstrip()[:1].isdigit():
                     continue
                 if len(word) <= 2 and word.isdigit():
-                    following = paragraph[end:].lstrip().split(" ", 1)[0].rstrip(",.;:").lower()
+                    # (the next word read in place: copying the rest of the paragraph for
+                    # each of a long paragraph's "1. " made the cut quadratic)
+                    word_after = _NEXT_WORD.match(paragraph, end)  # (always matches)
+                    following = word_after[1].rstrip(",.;:").lower() if word_after else ""
                     if following in _ORDINAL_MONTHS:
                         continue
             piece = paragraph[start:end].strip()
