@@ -19,6 +19,7 @@ decision can be stored and shown.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 import re
 import threading
@@ -598,8 +599,24 @@ def shared_ending_only(pairs: Sequence[tuple[int, int, float]], rows_a: int, row
 _RECENT_TEXTS = 512
 
 
+# A text longer than this is kept in a cache's key as its digest: whole articles as keys
+# held every recent article's text (a hostile page's megabytes among them) for as long as
+# the process ran.
+_KEY_TEXT_CHARS = 128
+
+
+def _compact_key(key: Any) -> Any:
+    """``key`` with each long text in it replaced by a 128-bit digest of the text."""
+    if isinstance(key, str) and len(key) > _KEY_TEXT_CHARS:
+        return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    if isinstance(key, tuple):
+        return tuple(map(_compact_key, key))
+    return key
+
+
 class _Recent:
-    """A bounded, thread-safe map of recent texts to what was computed from them."""
+    """A bounded, thread-safe map of recent texts to what was computed from them (long
+    texts in a key are kept as their digests)."""
 
     def __init__(self, size: int) -> None:
         self._items: OrderedDict[Any, Any] = OrderedDict()
@@ -610,6 +627,7 @@ class _Recent:
         return len(self._items)
 
     def get(self, key: Any) -> Any:
+        key = _compact_key(key)
         with self._lock:
             value = self._items.get(key)
             if value is not None:
@@ -617,6 +635,7 @@ class _Recent:
             return value
 
     def put(self, key: Any, value: Any) -> None:
+        key = _compact_key(key)
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)

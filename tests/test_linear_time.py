@@ -172,3 +172,33 @@ def test_the_search_word_cache_keeps_no_more_than_a_term_needs_of_a_long_word() 
         tracemalloc.stop()
     assert len(set(terms)) == 40 and all(len(term) <= search.MAX_TOKEN_CHARS for term in terms)
     assert kept < 1_000_000, f"{kept:,} bytes kept for 40 words"
+
+
+def test_the_translation_evidence_caches_keep_no_article_text() -> None:
+    """The caches of recent texts' numbers, weights and names were keyed on whole texts,
+    so each kept up to 512 recent articles alive, a hostile page's megabytes among them."""
+    from pathlib import Path
+
+    from pipeline import crosslingual
+
+    gazetteer = crosslingual.load_gazetteer(REPO_ROOT / Path("config/gazetteer.yaml"))
+
+    def evidence_of_long_texts() -> list[tuple[frozenset[str], set[str]]]:
+        texts = [
+            f"Report {n}: Putin met Xi Jinping and signed {1000 + n} deals. " + "Talks went on. " * 14_000
+            for n in range(30)
+        ]
+        return [(crosslingual._numbers_of(text, "en"), gazetteer.entities(text, "en")) for text in texts]
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        found = evidence_of_long_texts()  # (6 MB of text, gone when it returns unless kept)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert "1007" in found[7][0] and found[7][1] >= {"putin", "xi_jinping"}
+    assert kept < 1_000_000, f"{kept:,} bytes kept for 30 texts"
+    # (a text seen again is answered from the cache, by its digest)
+    text = "Putin met Xi. " * 100
+    assert gazetteer.entities(text, "en") == gazetteer.entities(text, "en") >= {"putin"}
