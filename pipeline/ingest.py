@@ -547,14 +547,18 @@ def store_candidate(
     canonical = candidate.fingerprint.canonical_url
     content_hash = candidate.fingerprint.content_hash
     sighting_url = candidate.url or f"text:{content_hash[:16]}"
+    existing = repo.article_by_canonical_url(session, canonical) if canonical else None
+    if existing is not None and existing.is_seed and existing.content_hash != content_hash:
+        # Another text at a seed document's URL: the seed's text is the curated one and is
+        # never replaced, so this text is judged as a text without a URL of its own (a page
+        # extracted from the seed's site is a near copy of it; something else is stored as
+        # what it is). It was reported as an exact copy of the seed and stored nowhere.
+        canonical, existing = None, None
     if canonical:
-        existing = repo.article_by_canonical_url(session, canonical)
         if existing is not None:
             repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
-            if (
-                existing.content_hash != content_hash
-                and not existing.is_seed
-                and not repo.had_version(session, existing.id, content_hash)
+            if existing.content_hash != content_hash and not repo.had_version(
+                session, existing.id, content_hash
             ):
                 vectors, near = _replace_with_new_version(session, existing, candidate, context, seen_at)
                 _link_new_version(session, existing, candidate, vectors, near, context, seen_at)
@@ -875,7 +879,9 @@ def _replace_with_new_version(
     assert candidate.fingerprint is not None
     repo.add_version(session, article, seen_at)
     article.text = candidate.text
-    article.title = candidate.title or article.title
+    # The new text's headline, or none: the old one stays with the old text (its version),
+    # and kept here it gave the new text the old story's labels and search words.
+    article.title = candidate.title
     article.content_hash = candidate.fingerprint.content_hash
     article.word_count = count_words(candidate.text)
     # The new text's language: a stub ("details later", und) replaced by the article, or a

@@ -917,6 +917,58 @@ def test_each_version_is_dated_from_when_its_text_was_first_seen(
     assert seen == [(texts[0], moments[0], moments[1]), (texts[1], moments[1], moments[2])]
 
 
+def test_a_new_version_without_a_headline_does_not_keep_the_old_one(
+    session: Session, settings: Settings
+) -> None:
+    """A changed page imported without a title kept the replaced text's headline, and with
+    it the old story's labels (its evidence was the old headline) and search words."""
+    from pipeline.db.schema import ArticleVersion
+
+    url = "https://news.example/live/changed-story"
+    headline = "Russia and China hold joint naval exercises in the Sea of Japan"
+    first = list(
+        import_lines(
+            session,
+            settings,
+            [json.dumps({"url": url, "title": headline, "text": BODY_EN})],
+            source="a",
+            now=NOW,
+        )
+    )
+    list(import_lines(session, settings, [json.dumps({"url": url, "text": BODY_RU})], source="b", now=NOW))
+    article = session.get(Article, first[0].result.article_id)
+    assert article is not None and article.text == BODY_RU
+    assert article.title is None
+    assert [(v.title, v.text) for v in session.scalars(select(ArticleVersion))] == [(headline, BODY_EN)]
+
+
+def test_another_text_at_a_seed_s_url_is_judged_as_itself_not_as_the_seed(
+    session: Session, settings: Settings
+) -> None:
+    """A text imported under a seed document's URL was reported as an exact copy of the
+    seed (similarity 1.0) and stored nowhere: no list, search or coverage showed it."""
+    from pipeline.bootstrap import load_seeds
+
+    load_seeds(session, settings)
+    seed = session.scalars(select(Article).where(Article.is_seed, Article.url.is_not(None))).first()
+    assert seed is not None and seed.url
+    line = json.dumps({"url": seed.url, "title": "Joint naval drills", "text": BODY_EN})
+    result = next(iter(import_lines(session, settings, [line], source="a", now=NOW))).result
+    assert result.status == "new" and result.article_id != seed.id
+    stored = session.get(Article, result.article_id)
+    assert stored is not None and stored.text == BODY_EN and stored.url == seed.url
+    assert stored.canonical_url is None, "the seed keeps its URL"
+    assert session.get(Article, seed.id).text != BODY_EN  # type: ignore[union-attr]
+    # The same line again is an exact copy of what was stored, not a second article.
+    again = next(iter(import_lines(session, settings, [line], source="b", now=NOW))).result
+    assert again.status == "duplicate" and again.article_id == result.article_id
+    assert again.copy_kind == "exact"
+    # The seed's own text at its URL is still the seed.
+    own = json.dumps({"url": seed.url, "title": seed.title, "text": seed.text})
+    same = next(iter(import_lines(session, settings, [own], source="c", now=NOW))).result
+    assert same.status == "duplicate" and same.article_id == seed.id
+
+
 def test_a_new_version_in_another_language_takes_that_language(session: Session, settings: Settings) -> None:
     """A stub page ("details later") replaced by the article: the row's language is the
     article's, so language filters and the translation check see it as it is now."""
