@@ -554,33 +554,30 @@ def store_candidate(
         # extracted from the seed's site is a near copy of it; something else is stored as
         # what it is). It was reported as an exact copy of the seed and stored nowhere.
         canonical, existing = None, None
-    if canonical:
-        if existing is not None:
-            repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
-            if existing.content_hash != content_hash and not repo.had_version(
-                session, existing.id, content_hash
-            ):
-                vectors, near = _replace_with_new_version(session, existing, candidate, context, seen_at)
-                _link_new_version(session, existing, candidate, vectors, near, context, seen_at)
-                verdict = classify_article(
-                    session, existing, context.registry, seen_at, context.classifier_heads, vectors
-                )
-                return _duplicate_result(
-                    existing.id,
-                    existing.duplicate_of_id,
-                    existing.lang,
-                    "version",
-                    candidate,
-                    verdict=verdict,
-                )
+    if existing is not None:
+        repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
+        if existing.content_hash != content_hash and not repo.had_version(session, existing.id, content_hash):
+            vectors, near = _replace_with_new_version(session, existing, candidate, context, seen_at)
+            _link_new_version(session, existing, candidate, vectors, near, context, seen_at)
+            verdict = classify_article(
+                session, existing, context.registry, seen_at, context.classifier_heads, vectors
+            )
             return _duplicate_result(
                 existing.id,
                 existing.duplicate_of_id,
                 existing.lang,
-                existing.copy_kind,
+                "version",
                 candidate,
-                existing.similarity,
+                verdict=verdict,
             )
+        return _duplicate_result(
+            existing.id,
+            existing.duplicate_of_id,
+            existing.lang,
+            existing.copy_kind,
+            candidate,
+            existing.similarity,
+        )
     original = repo.original_by_content_hash(session, content_hash)
     if original is not None and canonical is None:
         repo.add_sighting(session, original.id, via, sighting_url, seen_at)
