@@ -37,7 +37,7 @@ from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import driver_reason, refuses_writes, require_database
-from pipeline.db.schema import CONTROL_CHARACTERS, Article, ArticleVector, Feed, utcnow
+from pipeline.db.schema import CONTROL_CHARACTERS, MAX_ROW_ID, Article, ArticleVector, Feed, utcnow
 from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feed_urls import feed_url_spellings
@@ -2460,6 +2460,7 @@ def import_lines(
     """
     context = context or IngestContext.from_settings(settings)
     reported: set[str] = set()
+    reported_feeds: set[str] = set()
     recorded_as = _failure_source(source) if source != "-" else source
     for number, (where, raw) in enumerate(importers.numbered_records(lines), 1):
         if not raw.strip():
@@ -2492,7 +2493,16 @@ def import_lines(
                     ", ".join(repr(name[:60]) for name in unknown[:20]),
                 )
             candidate = _candidate_from_record(settings, record, now or utcnow())
-            feed_id = _feed_id_for(session, record.get("feed"))
+            feed_id, unresolved = _feed_id_for(session, record.get("feed"))
+            if unresolved and (feed_named := repr(record.get("feed"))[:200]) not in reported_feeds:
+                reported_feeds.add(feed_named)
+                log.warning(
+                    "import %s %s: feed %s %s; imported without a feed (reported once)",
+                    source,
+                    where,
+                    feed_named,
+                    unresolved,
+                )
             result = store_candidate(
                 session,
                 candidate,
@@ -2636,10 +2646,34 @@ def _json_type(value: Any) -> str:
     return "array" if isinstance(value, list) else type(value).__name__
 
 
-def _feed_id_for(session: Session, feed: Any) -> int | None:
-    if not isinstance(feed, str) or not feed or CONTROL_CHARACTERS.search(feed) or len(feed) > MAX_URL_LENGTH:
-        return None  # (no feed is called that: PostgreSQL would refuse a NUL in the look-up)
+def _feed_id_for(session: Session, feed: Any) -> tuple[int | None, str | None]:
+    """The feed an import line's ``feed`` names, and if none, why (for a warning).
+
+    A feed's URL in any spelling or its name as written, else (as ``articles --feed``
+    reads them) its id, or its name or outlet in any case when that names one feed only.
+    """
+    if feed is None or feed == "":
+        return None, None
+    if isinstance(feed, int) and not isinstance(feed, bool):
+        found = session.get(Feed, feed) if 0 < feed <= MAX_ROW_ID else None
+        return (found.id, None) if found else (None, f"no feed has the id {feed}")
+    if not isinstance(feed, str) or CONTROL_CHARACTERS.search(feed) or len(feed) > MAX_URL_LENGTH:
+        return None, "not a feed's URL, id or name"  # (PostgreSQL would refuse a NUL in the look-up)
     spellings = feed_url_spellings(feed)
-    return session.scalar(
+    exact = session.scalar(
         select(Feed.id).where(or_(Feed.url.in_(spellings), Feed.name == feed)).order_by(Feed.id).limit(1)
     )
+    if exact is not None:
+        return exact, None
+    wanted = " ".join(feed.split()).casefold()
+    as_id = int(wanted) if wanted.isascii() and wanted.isdigit() else None
+    named = sorted(
+        feed_id
+        for feed_id, name, outlet in session.execute(select(Feed.id, Feed.name, Feed.outlet))
+        if wanted in (name and name.casefold(), outlet and outlet.casefold()) or feed_id == as_id
+    )
+    if len(named) == 1:
+        return named[0], None
+    if named:
+        return None, f"names {len(named)} feeds (ids {', '.join(map(str, named[:10]))}): give one's URL or id"
+    return None, "no feed has that URL, id, name or outlet (see `summitwatch feeds list`)"

@@ -917,6 +917,38 @@ def test_each_version_is_dated_from_when_its_text_was_first_seen(
     assert seen == [(texts[0], moments[0], moments[1]), (texts[1], moments[1], moments[2])]
 
 
+def test_an_import_line_s_feed_is_found_as_articles_feed_finds_it_or_reported(
+    session: Session, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A line's ``feed`` was matched only by URL or exact name: "global times" or an
+    outlet stored the article under no feed, silently, while ``articles --feed`` reads
+    any case, outlets and ids."""
+    english, _ = repo.upsert_feed(
+        session, "https://tass.example/en.xml", name="TASS (English)", outlet="TASS"
+    )
+    repo.upsert_feed(session, "https://tass.example/ru.xml", name="ТАСС", outlet="TASS")
+    times, _ = repo.upsert_feed(session, "https://gt.example/rss", name="Global Times", outlet="Global Times")
+    session.commit()
+    feeds = ["global times", "tass (english)", english.id, str(times.id), "TASS", "Nowhere", "Nowhere", 999]
+    lines = [
+        json.dumps({"url": f"https://n.example/{n}", "text": f"{BODY_EN} Item {n}.", "feed": feed})
+        for n, feed in enumerate(feeds)
+    ]
+    with caplog.at_level("WARNING", logger="pipeline.ingest"):
+        results = list(import_lines(session, settings, lines, source="feeds", now=NOW))
+    stored = [session.get(Article, r.result.article_id) for r in results]
+    assert [article.feed_id if article else "?" for article in stored] == [
+        times.id, english.id, english.id, times.id, None, None, None, None
+    ]  # fmt: skip
+    warnings = [
+        record.getMessage() for record in caplog.records if "imported without a feed" in record.getMessage()
+    ]
+    assert len(warnings) == 3, warnings  # (each value once)
+    assert "'TASS' names 2 feeds" in warnings[0]
+    assert "'Nowhere' no feed has that URL, id, name or outlet" in warnings[1]
+    assert "999 no feed has the id 999" in warnings[2]
+
+
 def test_a_new_version_without_a_headline_does_not_keep_the_old_one(
     session: Session, settings: Settings
 ) -> None:
