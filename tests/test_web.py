@@ -498,6 +498,37 @@ def test_hostile_titles_and_evidence_are_escaped(settings: Settings) -> None:
     assert re.search(r"<q>[^<]*&lt;img src=x", detail), "the evidence sentence, escaped"
 
 
+def test_a_watch_item_added_to_the_config_is_served_without_a_restart(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The topic registry was read once when `serve` started: a watch item added (and
+    back-filled with `reclassify`) was refused by the list and missing from the coverage
+    page until a restart, while the CLI and the SQL views had it."""
+    import shutil
+
+    import yaml
+
+    from pipeline.settings import load_settings
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    settings = load_settings({"SUMMITWATCH_CONFIG_DIR": str(config)}, overrides={"db_url": sqlite_url})
+    initialise(settings, load_feeds=False)
+    topics_file = config / "topics.yaml"
+    with web_client(settings) as client:
+        assert client.get("/api/articles?watch=arctic_route_too").status_code == 400
+        registry = yaml.safe_load(topics_file.read_text(encoding="utf-8"))
+        added = dict(registry["watch"]["arctic_route"], label="Arctic route, too")
+        registry["watch"]["arctic_route_too"] = added
+        topics_file.write_text(yaml.safe_dump(registry, allow_unicode=True), encoding="utf-8")
+        assert client.get("/api/articles?watch=arctic_route_too").status_code == 200
+        assert "Arctic route, too" in client.get("/coverage").text
+        # A file left invalid mid-edit: the last good registry is kept, nothing fails.
+        topics_file.write_text("watch: [unclosed", encoding="utf-8")
+        assert client.get("/api/articles?watch=arctic_route_too").status_code == 200
+        assert client.get("/coverage").status_code == 200
+
+
 def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
     initialise(settings, load_feeds=False)
     with web_client(settings) as client:
@@ -508,6 +539,8 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
             "since=2026-02-30": "since: not a date",
             "until=2026-11-01T25:00": "until: not a date or a moment",
             "since=9999-12-31T23:59%2B-5:00": "since: not a date or a moment",
+            # A moment past year 9999 in UTC: said so, as the CLI says it.
+            "until=9999-12-31T23:00-05:00": "until: out of range: '9999-12-31T23:00-05:00' is not between",
             "page=two": "page: not a whole number: 'two'",
             "page=0": "page: must be between 1",
             "limit=100000": "limit: must be between 1 and 200",

@@ -79,6 +79,11 @@ def test_search_pages_and_exports_over_http(sqlite_url: str) -> None:
         assert exported.headers["content-type"].startswith("text/csv")
         lines = exported.text.splitlines()
         assert lines[0].startswith("id,published_at") and len(lines) == 4  # header + 3 articles
+        # An export takes a limit up to 5,000 rows, as documented (a page: 200).
+        many = {"seeds": "1", "format": "csv", "limit": "500"}
+        assert client.get("/articles", params=many).status_code == 200
+        assert client.get("/articles", params={**many, "format": "jsonl", "limit": "5001"}).status_code == 400
+        assert client.get("/articles", params={"limit": "500"}).status_code == 400
         assert "'<img src=x" not in exported.text and "<img src=x onerror" in exported.text
         jsonl = client.get("/api/articles", params={"q": "Сибирь", "format": "jsonl", "xlang": "0"})
         records = [json.loads(line) for line in jsonl.text.splitlines()]

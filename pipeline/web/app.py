@@ -12,7 +12,9 @@ from other hosts, and a Content-Security-Policy tells the browser so.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -93,19 +95,60 @@ SECURITY_HEADERS = {
 }
 
 
+log = logging.getLogger(__name__)
+
 # Application ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Resources:
-    """What the running app holds: created in the lifespan, released on shutdown."""
+    """What the running app holds: created in the lifespan, released on shutdown.
 
-    engine: Engine
-    sessions: sessionmaker[Session]
-    registry: TopicRegistry
-    coverage_days: int
-    detector: DetectorConfig
-    cross_language: browse.CrossLanguage
+    The topic registry and the digest settings are read again when their files change
+    (each load is cached by the file's size and modification time, so a request costs a
+    ``stat``): a watch item added and back-filled with ``reclassify`` is listed, filtered
+    and charted without restarting ``serve``. A file left invalid (mid-edit) is reported in
+    the log and the last good one kept.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        cross_language: browse.CrossLanguage,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.settings = settings
+        self.cross_language = cross_language
+        self._loaded = load_reporting_config(settings)  # (the first load's errors stop the start)
+        self._reported: str | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> tuple[DetectorConfig, TopicRegistry]:
+        try:
+            loaded = load_reporting_config(self.settings)
+        except SummitwatchError as exc:
+            with self._lock:
+                if str(exc) != self._reported:  # (once per error, not once per request)
+                    self._reported = str(exc)
+                    log.warning("configuration not reloaded, the last good one kept: %s", exc)
+                return self._loaded
+        with self._lock:
+            self._loaded = loaded
+        return loaded
+
+    @property
+    def registry(self) -> TopicRegistry:
+        return self._current()[1]
+
+    @property
+    def detector(self) -> DetectorConfig:
+        return self._current()[0]
+
+    @property
+    def coverage_days(self) -> int:
+        return self._current()[0].coverage_days
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
@@ -154,14 +197,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 
 def _start(settings: Settings, engine: Engine) -> Resources:
     require_current_schema(engine)
-    config, registry = load_reporting_config(settings)
     cross_language = browse.CrossLanguage(
         model=settings.encoder.model,
         threads=settings.encoder.threads,
         cache_dir=settings.encoder.cache_path,
         cache=nearby.VectorCache(),
     )
-    return Resources(engine, session_factory(engine), registry, config.coverage_days, config, cross_language)
+    return Resources(engine, session_factory(engine), settings, cross_language)
 
 
 class SecurityHeaders:
@@ -396,7 +438,14 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
         duplicates=_flag(params, "duplicates"),
         seeds=_flag(params, "seeds"),
         page=_integer(params, "page", default=1, low=1, high=MAX_WINDOW),
-        limit=_integer(params, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT),
+        # (an export takes up to MAX_EXPORT rows, a page MAX_LIMIT)
+        limit=_integer(
+            params,
+            "limit",
+            default=DEFAULT_LIMIT,
+            low=1,
+            high=MAX_EXPORT if parse_format(params) != "html" else MAX_LIMIT,
+        ),
     )
     if query.offset + query.limit > MAX_WINDOW:
         raise BadRequest(
@@ -446,7 +495,11 @@ def _date(params: QueryParams, name: str) -> date | datetime | None:
         moment = datetime.fromisoformat(value)
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except OverflowError:  # (a moment whose offset takes it past year 1 or 9999 in UTC)
+        raise BadRequest(
+            f"{name}: out of range: {value!r} is not between 0001-01-01 and 9999-12-31 in UTC"
+        ) from None
+    except ValueError:
         raise BadRequest(
             f"{name}: not a date or a moment: {value!r} "
             "(use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC unless an offset is given)"
