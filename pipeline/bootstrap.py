@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline import neardup
@@ -38,6 +38,9 @@ class InitReport:
     vectors_missing: int = 0
     search_reindexed: int | None = None
     resigned: int = 0
+    # Stored articles whose labels may come from another classifier than the configured one
+    # (the registry, the learned layer or the classifier's code changed since): 0 if none.
+    labels_stale: int = 0
 
 
 def initialise(
@@ -60,6 +63,7 @@ def initialise(
                 resigned = resign_stale(session, settings.neardup_params(), progress)
                 added, present = load_seeds(session, settings)
                 missing = _index_seeds(session, settings)
+                labels_stale = _labels_stale(session, settings)
                 feeds_added = feeds_updated = 0
 
                 def described(feed: Feed) -> tuple[object, ...]:
@@ -82,7 +86,25 @@ def initialise(
                 session.commit()
     finally:
         engine.dispose()
-    return InitReport(before, after, added, present, feeds_added, feeds_updated, missing, reindexed, resigned)
+    return InitReport(
+        before, after, added, present, feeds_added, feeds_updated, missing, reindexed, resigned, labels_stale
+    )
+
+
+def _labels_stale(session: Session, settings: Settings) -> int:
+    """How many stored articles may carry labels of another classifier than the configured
+    one (0 when their classifier is this one); a database with no articles yet takes this
+    one's identity, as every article it stores will be labelled by it."""
+    from pipeline.topic_heads import classifier_identity
+
+    current = classifier_identity(settings.topics_file)
+    articles = (
+        session.scalar(select(func.count()).select_from(Article).where(Article.is_seed.is_(False))) or 0
+    )
+    if not articles:
+        repo.record_labels_classifier(session, current)
+        return 0
+    return 0 if repo.labels_classifier(session) == current else articles
 
 
 RESIGN_BATCH = 500

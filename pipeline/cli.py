@@ -452,6 +452,13 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
             f"{report.vectors_missing} stored articles have no multilingual vectors yet: run "
             "`summitwatch reindex` to back-fill them (translations of them are not linked until then)"
         )
+    if report.labels_stale:
+        _stderr(
+            f"{report.labels_stale} stored articles were labelled by an earlier classifier "
+            "(config/topics.yaml, its learned layer or summitwatch changed since): run "
+            "`summitwatch reclassify` to label them as new articles are (coverage and digests count "
+            "the labels stored)"
+        )
     return 0
 
 
@@ -806,8 +813,10 @@ def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
     from pipeline.db.schema import Article, utcnow
     from pipeline.ingest import IngestContext, reclassify_articles
+    from pipeline.topic_heads import classifier_identity
 
     context = IngestContext.from_settings(settings)
+    identity = classifier_identity(settings.topics_file)  # (what the labels are given by)
     _stderr(f"loading the encoder ({settings.encoder.model}) and the classifier's learned layer")
     context.classifier_heads  # noqa: B018 (loaded before the first batch, as the message says)
     done = relevant = 0
@@ -823,6 +832,10 @@ def cmd_reclassify(args: argparse.Namespace, settings: Settings) -> int:
             # (Articles stored meanwhile, by a poll or an import, are classified too.)
             total = max(total, done)
             _stderr(f"... {done}/{total} articles re-classified ({time.monotonic() - started:.0f}s)")
+    with open_session(settings) as session:
+        # Every stored label is this classifier's now (what `init` compares with).
+        repo.record_labels_classifier(session, identity)
+        session.commit()
     _stderr(f"re-classified {done} articles ({relevant} about Russia-China relations)")
     return 0
 

@@ -80,6 +80,25 @@ __all__ = [
 ]
 
 DEFAULT_HEADS = Path(__file__).resolve().parent / "data" / "topic_heads.npz"
+# Raised when a change to the classifier's code changes the labels it gives (the rules of
+# classify.py and classify_hybrid): with the registry's and the learned layer's bytes it
+# makes the identity `init` compares with the one the stored labels came from.
+LABELS_REVISION = 1
+
+
+def classifier_identity(topics_file: Path, heads_file: Path = DEFAULT_HEADS) -> str:
+    """What the labels of an article depend on besides its text: the registry, the learned
+    layer and the classifier's revision, as a short digest (read from the files' bytes;
+    nothing is loaded)."""
+    digest = hashlib.sha256(f"labels {LABELS_REVISION}\n".encode())
+    for path in (topics_file, heads_file):
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"(missing)")
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
 
 Vector = NDArray[np.float64]
 Matrix = NDArray[np.float64]

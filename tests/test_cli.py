@@ -416,6 +416,25 @@ def test_feeds_disable_and_enable_by_id_or_url_and_the_state_holds_across_init(t
         ).fetchone() == (0,)
 
 
+def test_init_says_when_stored_labels_come_from_an_earlier_classifier(tmp_path: Path) -> None:
+    """An upgrade (or an edit of config/topics.yaml) left every stored label as the old
+    classifier gave it, feeding coverage and digests, and nothing said to reclassify."""
+    env = offline_env(tmp_path)
+    db = tmp_path / "labels.db"
+    hint = "labelled by an earlier classifier"
+    assert hint not in sw("init", db=db, env=env).stderr
+    line = json.dumps({"url": "https://n.example/a", "title": "Summit", "text": TEXT_EN})
+    assert sw("import", "-", db=db, env=env, stdin=line).returncode == 0
+    assert hint not in sw("init", db=db, env=env).stderr, "labelled by this classifier"
+    topics = Path(env["SUMMITWATCH_CONFIG_DIR"]) / "topics.yaml"
+    topics.write_text(topics.read_text(encoding="utf-8") + "\n# a new watch item below\n", encoding="utf-8")
+    told = sw("init", db=db, env=env)
+    assert "1 stored articles were labelled by an earlier classifier" in told.stderr, told.stderr
+    assert "summitwatch reclassify" in told.stderr
+    assert sw("reclassify", db=db, env=env).returncode == 0
+    assert hint not in sw("init", db=db, env=env).stderr
+
+
 def test_extract_many_files_json(tmp_path: Path) -> None:
     good = tmp_path / "a.html"
     good.write_text(

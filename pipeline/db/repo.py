@@ -1456,6 +1456,25 @@ def history_start(session: Session, now: datetime | None = None) -> datetime:
     return as_utc(datetime.fromisoformat(row.value))
 
 
+LABELS_CLASSIFIER = "labels_classifier"
+
+
+def labels_classifier(session: Session) -> str | None:
+    """The identity of the classifier every stored label is known to come from (recorded
+    when a database starts empty and after ``reclassify``), or None."""
+    row = session.get(PipelineState, LABELS_CLASSIFIER)
+    return row.value if row is not None else None
+
+
+def record_labels_classifier(session: Session, identity: str) -> None:
+    row = session.get(PipelineState, LABELS_CLASSIFIER)
+    if row is None:
+        session.add(PipelineState(key=LABELS_CLASSIFIER, value=identity))
+    else:
+        row.value = identity
+    session.flush()
+
+
 def extend_history(session: Session, earliest: datetime) -> None:
     """Back-filled articles (imports with past dates) extend the collected history."""
     earliest = as_utc(earliest)
