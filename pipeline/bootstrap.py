@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from pipeline import neardup
+from pipeline import dedup, neardup
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import (
     apply_views,
@@ -19,7 +19,7 @@ from pipeline.db.engine import (
     upgrade_schema,
     views_file,
 )
-from pipeline.db.schema import Article, ArticleSignature, Feed
+from pipeline.db.schema import Article, ArticleSignature, Feed, PipelineState
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import IngestContext, build_candidate, index_articles, store_candidate
 from pipeline.neardup_params import NearDupParams
@@ -41,6 +41,8 @@ class InitReport:
     # Stored articles whose labels may come from another classifier than the configured one
     # (the registry, the learned layer or the classifier's code changed since): 0 if none.
     labels_stale: int = 0
+    # Articles whose canonical URL was stored again in the current form (dedup.CANONICAL_URL_SCHEME).
+    recanonicalised: int = 0
 
 
 def initialise(
@@ -61,6 +63,7 @@ def initialise(
                 # So do newer near-duplicate signatures (NearDupParams.scheme), for lookups
                 # to find stored articles.
                 resigned = resign_stale(session, settings.neardup_params(), progress)
+                recanonicalised = recanonicalise(session, progress)
                 added, present = load_seeds(session, settings)
                 missing = _index_seeds(session, settings)
                 labels_stale = _labels_stale(session, settings)
@@ -87,7 +90,17 @@ def initialise(
     finally:
         engine.dispose()
     return InitReport(
-        before, after, added, present, feeds_added, feeds_updated, missing, reindexed, resigned, labels_stale
+        before,
+        after,
+        added,
+        present,
+        feeds_added,
+        feeds_updated,
+        missing,
+        reindexed,
+        resigned,
+        labels_stale,
+        recanonicalised,
     )
 
 
@@ -105,6 +118,65 @@ def _labels_stale(session: Session, settings: Settings) -> int:
         repo.record_labels_classifier(session, current)
         return 0
     return 0 if repo.labels_classifier(session) == current else articles
+
+
+CANONICAL_URL_SCHEME_KEY = "canonical_url_scheme"
+
+
+def recanonicalise(session: Session, progress: Callable[[str], None] | None = None) -> int:
+    """Store every article's canonical URL in the current form, once per scheme
+    (:data:`pipeline.dedup.CANONICAL_URL_SCHEME`); returns how many changed.
+
+    A page is looked up by the form of its URL the current code makes: a form stored by an
+    earlier one was never found, and the page was stored again on every import or poll.
+    When two stored articles now have one form (one page stored twice under the old rules),
+    the one that has it already, else the earlier, keeps it, and the other keeps none (it
+    stays found by its text)."""
+    stored = session.get(PipelineState, CANONICAL_URL_SCHEME_KEY)
+    if stored is not None and stored.value == dedup.CANONICAL_URL_SCHEME:
+        return 0
+    rows = session.execute(
+        select(Article.id, Article.url, Article.canonical_url)
+        .where(Article.url.is_not(None), Article.canonical_url.is_not(None))
+        .order_by(Article.id)
+    ).all()
+    wanted: dict[int, str | None] = {}
+    for article_id, url, current in rows:
+        try:
+            wanted[article_id] = dedup.canonical_url(url or "")
+        except ValueError:
+            wanted[article_id] = current
+    # A form stays with the row that has it already; others go to the earliest row.
+    final: dict[int, str | None] = {
+        article_id: current for article_id, _, current in rows if wanted[article_id] == current
+    }
+    taken = {form for form in final.values() if form is not None}
+    for article_id, _, _current in rows:
+        if article_id in final:
+            continue
+        form = wanted[article_id]
+        final[article_id] = None if form is None or form in taken else form
+        if form is not None:
+            taken.add(form)
+    changed = [
+        (article_id, final[article_id]) for article_id, _, current in rows if final[article_id] != current
+    ]
+    if changed:
+        if progress:
+            progress(f"canonical URLs: storing {len(changed)} in the current form")
+        # Cleared first: a row's new form may be another changed row's old one (unique column).
+        for start in range(0, len(changed), RESIGN_BATCH):
+            chunk = [article_id for article_id, _ in changed[start : start + RESIGN_BATCH]]
+            session.execute(update(Article).where(Article.id.in_(chunk)).values(canonical_url=None))
+        for article_id, form in changed:
+            if form is not None:
+                session.execute(update(Article).where(Article.id == article_id).values(canonical_url=form))
+    if stored is None:
+        session.add(PipelineState(key=CANONICAL_URL_SCHEME_KEY, value=dedup.CANONICAL_URL_SCHEME))
+    else:
+        stored.value = dedup.CANONICAL_URL_SCHEME
+    session.flush()
+    return len(changed)
 
 
 RESIGN_BATCH = 500

@@ -446,6 +446,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
         _stderr(f"search index: rebuilt for {report.search_reindexed} articles")
     if report.resigned:
         _stderr(f"near-duplicate index: {report.resigned} articles signed again under the current scheme")
+    if report.recanonicalised:
+        _stderr(f"canonical URLs: {report.recanonicalised} articles' stored in the current form")
     _stderr(f"feeds from {settings.feeds_file}: {report.feeds_added} added, {report.feeds_updated} updated")
     if report.vectors_missing:
         _stderr(

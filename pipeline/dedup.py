@@ -56,6 +56,13 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _SAFE_RAW = "/:@!$&'()*+,;=-._~%"
 
 
+# Raised whenever canonical_url gives another form for some URL: `summitwatch init` then
+# stores every article's canonical URL again (a stored form the look-ups no longer make
+# would let the same page be stored again). 2: parameters such as from/source/ref/share
+# kept, %20 and %2F kept as written, legacy-charset bytes and #! routes kept.
+CANONICAL_URL_SCHEME = "2"
+
+
 def canonical_url(url: str) -> str:
     """Return the form of ``url`` under which two sightings of one page compare equal.
 

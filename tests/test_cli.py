@@ -435,6 +435,41 @@ def test_init_says_when_stored_labels_come_from_an_earlier_classifier(tmp_path: 
     assert hint not in sw("init", db=db, env=env).stderr
 
 
+def test_init_stores_canonical_urls_made_by_earlier_rules_in_the_current_form(tmp_path: Path) -> None:
+    """Canonical URLs stored by an earlier release (other rules: tracking-like parameters
+    dropped) were never re-made: the same file imported after the upgrade stored every
+    article again, and polls fetched and stored known pages again."""
+    env = offline_env(tmp_path)
+    db = tmp_path / "urls.db"
+    assert sw("init", db=db, env=env).returncode == 0
+    urls = ["https://n.example/story?from=rss&id=5", "https://n.example/a?id=1", "https://n.example/b"]
+    lines = "\n".join(
+        json.dumps({"url": url, "title": f"Story {n}", "text": f"{TEXT_EN} Story number {n} of three."})
+        for n, url in enumerate(urls)
+    )
+    assert sw("import", "-", db=db, env=env, stdin=lines).returncode == 0
+    from pipeline.dedup import canonical_url
+
+    forms = [canonical_url(url) for url in urls]
+    with sqlite3.connect(db) as connection:  # as an earlier release left them
+        old = [forms[0].replace("from=rss&", ""), forms[2], forms[1]]  # (two hold each other's form)
+        for article_id in (6, 7, 8):
+            connection.execute(
+                "UPDATE articles SET canonical_url = ? WHERE id = ?", (f"tmp{article_id}", article_id)
+            )
+        for article_id, form in zip((6, 7, 8), old, strict=True):
+            connection.execute("UPDATE articles SET canonical_url = ? WHERE id = ?", (form, article_id))
+        connection.execute("DELETE FROM pipeline_state WHERE key = 'canonical_url_scheme'")
+    told = sw("init", db=db, env=env)
+    assert "canonical URLs: 3 articles' stored in the current form" in told.stderr, told.stderr
+    with sqlite3.connect(db) as connection:
+        stored = dict(connection.execute("SELECT url, canonical_url FROM articles WHERE id >= 6"))
+    assert stored == dict(zip(urls, forms, strict=True))
+    again = sw("import", "--json", "-", db=db, env=env, stdin=lines)
+    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["duplicate"] * 3
+    assert "canonical URLs" not in sw("init", db=db, env=env).stderr, "once per scheme"
+
+
 def test_extract_many_files_json(tmp_path: Path) -> None:
     good = tmp_path / "a.html"
     good.write_text(
