@@ -949,6 +949,38 @@ def test_an_import_line_s_feed_is_found_as_articles_feed_finds_it_or_reported(
     assert "999 no feed has the id 999" in warnings[2]
 
 
+def test_a_page_carried_by_two_feeds_is_listed_under_both(session: Session, settings: Settings) -> None:
+    """A page in two feeds is stored once, from the first; `articles --feed` of the second
+    (the web list and the API alike) left it out, while its page said "via feed:N"."""
+    from pipeline.ingest import IngestContext, build_candidate, store_candidate
+
+    first, _ = repo.upsert_feed(session, "https://a.example/rss", name="A", outlet="Outlet A")
+    second, _ = repo.upsert_feed(session, "https://b.example/rss", name="B", outlet="Outlet B")
+    context = IngestContext.from_settings(settings)
+    url = "https://news.example/story"
+    for feed in (first, second):
+        candidate = build_candidate(settings, url=url, title="Summit", text=BODY_EN)
+        stored = store_candidate(session, candidate, via=f"feed:{feed.id}", context=context, feed_id=feed.id)
+    session.commit()
+    article_id = stored.article_id
+    for feed in (first, second):
+        for folded in (False, True):
+            wanted = repo.ArticleFilter(feed=str(feed.id), include_duplicates=folded)
+            assert [a.id for a in repo.search_articles(session, wanted)] == [article_id], (feed.name, folded)
+        assert [a.id for a in repo.search_articles(session, repo.ArticleFilter(feed=feed.outlet))] == [
+            article_id
+        ]
+    other, _ = repo.upsert_feed(session, "https://c.example/rss", name="C")
+    assert repo.search_articles(session, repo.ArticleFilter(feed=str(other.id))) == []
+    # The SQL view of feed health counts what each feed carried the same way.
+    from pipeline.db.engine import apply_views, views_file
+
+    session.commit()
+    apply_views(session.get_bind(), views_file())  # type: ignore[arg-type]
+    counts = dict(session.execute(text("SELECT name, articles FROM v_feed_health")))
+    assert counts == {"A": 1, "B": 1, "C": 0}
+
+
 def test_a_new_version_without_a_headline_does_not_keep_the_old_one(
     session: Session, settings: Settings
 ) -> None:

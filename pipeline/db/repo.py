@@ -536,7 +536,11 @@ def _found(
             else story_in_language(wanted.lang, plain)
         )
     if wanted.feed:
-        query = query.where(plain(Article.feed_id).in_(feed_ids_named(session, wanted.feed)))
+        # What the feed carried: the articles first stored from it, and those it carried
+        # after another feed or an import had (a page in two feeds is stored once).
+        feed_ids = feed_ids_named(session, wanted.feed)
+        carried = select(Sighting.article_id).where(Sighting.via.in_([f"feed:{i}" for i in feed_ids]))
+        query = query.where(or_(plain(Article.feed_id).in_(feed_ids), Article.id.in_(carried)))
     moment = article_moment()
     if wanted.since:
         query = query.where(moment >= wanted.since)

@@ -164,6 +164,11 @@ class Sighting(Base):
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+# The articles a feed carried (``articles --feed``): the feed each page was first stored
+# from is the article's own, the others its sightings'.
+Index("ix_sightings_via", Sighting.via)
+
+
 class FetchFailure(Base):
     """An item that failed (feed, page, extraction, import line), kept for retry or report."""
 
