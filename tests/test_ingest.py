@@ -977,7 +977,7 @@ def test_a_page_carried_by_two_feeds_is_listed_under_both(session: Session, sett
 
     session.commit()
     apply_views(session.get_bind(), views_file())  # type: ignore[arg-type]
-    counts = dict(session.execute(text("SELECT name, articles FROM v_feed_health")))
+    counts = dict(session.execute(text("SELECT name, articles FROM v_feed_health")).all())
     assert counts == {"A": 1, "B": 1, "C": 0}
 
 
