@@ -374,9 +374,11 @@ def build_candidate(
     now = now or utcnow()
     extracted_date: str | None = None
     page_lang: str | None = None
+    page_hash: str | None = None
     if text is None:
         if html is None:
             raise ExtractionError("item has neither html nor text", permanent=True)
+        page_hash = hashlib.sha256(html).hexdigest()
         with time_limit(settings.poll.extract_timeout_seconds):
             page = extract_page(html, url=url, content_type=content_type, max_bytes=settings.http.max_bytes)
         if page.error:
@@ -413,6 +415,7 @@ def build_candidate(
     fingerprint = Fingerprint(
         canonical_url=dedup.canonical_url(url) if url else None,
         content_hash=dedup.content_hash(text),
+        page_hash=page_hash,
     )
     return ArticleCandidate(
         url=url,
@@ -554,9 +557,19 @@ def store_candidate(
         # extracted from the seed's site is a near copy of it; something else is stored as
         # what it is). It was reported as an exact copy of the seed and stored nowhere.
         canonical, existing = None, None
+    page_hash = candidate.fingerprint.page_hash
     if existing is not None:
         repo.add_sighting(session, existing.id, via, sighting_url, seen_at)
-        if existing.content_hash != content_hash and not repo.had_version(session, existing.id, content_hash):
+        if page_hash and existing.page_hash is None and existing.content_hash == content_hash:
+            existing.page_hash = page_hash  # (stored before pages were hashed: known from now on)
+        # The page it was stored from, read again by another extractor (after an upgrade),
+        # is the same page: only a changed page is a new version.
+        same_page = page_hash is not None and existing.page_hash == page_hash
+        if (
+            existing.content_hash != content_hash
+            and not same_page
+            and not repo.had_version(session, existing.id, content_hash)
+        ):
             vectors, near = _replace_with_new_version(session, existing, candidate, context, seen_at)
             _link_new_version(session, existing, candidate, vectors, near, context, seen_at)
             verdict = classify_article(
@@ -625,6 +638,7 @@ def store_candidate(
         first_seen_at=seen_at,
         feed_id=feed_id,
         content_hash=content_hash,
+        page_hash=candidate.fingerprint.page_hash,
         duplicate_of_id=duplicate_of,
         similarity=similarity,
         copy_kind=copy_kind,
@@ -880,6 +894,7 @@ def _replace_with_new_version(
     # and kept here it gave the new text the old story's labels and search words.
     article.title = candidate.title
     article.content_hash = candidate.fingerprint.content_hash
+    article.page_hash = candidate.fingerprint.page_hash
     article.word_count = count_words(candidate.text)
     # The new text's language: a stub ("details later", und) replaced by the article, or a
     # page that now carries another language's text. Vectors and labels follow it.

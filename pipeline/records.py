@@ -64,6 +64,9 @@ class Fingerprint:
 
     canonical_url: str | None
     content_hash: str
+    # The page as fetched (its bytes' SHA-256), for items extracted from HTML: the same page
+    # read again by a later extractor is the same page, not a new version of it.
+    page_hash: str | None = None
 
 
 @dataclass

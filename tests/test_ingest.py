@@ -981,6 +981,40 @@ def test_a_page_carried_by_two_feeds_is_listed_under_both(session: Session, sett
     assert counts == {"A": 1, "B": 1, "C": 0}
 
 
+def test_the_same_page_read_by_another_extractor_is_not_a_new_version(
+    session: Session, settings: Settings
+) -> None:
+    """After an upgrade whose extractor reads a page differently (a masthead no longer
+    taken in), importing the same HTML again recorded a version of every such page that
+    never changed, relabelled it and moved coverage."""
+    from pipeline.db.schema import ArticleVersion
+
+    url = "https://news.example/story/page"
+    html = page("Summit talks", BODY_EN, "en").decode()
+    line = json.dumps({"url": url, "html": html})
+    first = next(iter(import_lines(session, settings, [line], source="a", now=NOW))).result
+    article = session.get(Article, first.article_id)
+    assert article is not None and article.page_hash is not None
+    # As an earlier extractor stored it: another text from the same page.
+    article.text = "Home | World | Sport\n\n" + article.text
+    article.content_hash = "0" * 64
+    session.commit()
+    again = next(iter(import_lines(session, settings, [line], source="b", now=NOW))).result
+    assert again.status == "duplicate" and again.copy_kind != "version"
+    assert session.scalars(select(ArticleVersion)).all() == []
+    # A changed page is a version, as before.
+    changed = json.dumps(
+        {"url": url, "html": html.replace("</article>", "<p>Update: talks ended.</p></article>")}
+    )
+    updated = next(iter(import_lines(session, settings, [changed], source="c", now=NOW))).result
+    assert updated.copy_kind == "version" and len(session.scalars(select(ArticleVersion)).all()) == 1
+    # An article stored before pages were hashed learns its page's hash when seen again.
+    article.page_hash = None
+    session.commit()
+    next(iter(import_lines(session, settings, [changed], source="d", now=NOW)))
+    assert article.page_hash is not None
+
+
 def test_a_new_version_without_a_headline_does_not_keep_the_old_one(
     session: Session, settings: Settings
 ) -> None:

@@ -129,6 +129,8 @@ class Article(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # SHA-256 of the page it was extracted from (None for a text import, or stored before 0016).
+    page_hash: Mapped[str | None] = mapped_column(String(64))
     duplicate_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("articles.id", ondelete="SET NULL"), index=True
     )
