@@ -302,8 +302,16 @@ def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> N
             ),
             {"hash": "0" * 64, "now": "2026-12-01 00:00:00+00:00"},
         )
+        # Seen in the feed's two spellings (one URL twice, one once): rows 2 and 3 merge.
+        for via, url in (("feed:3", "https://a/1"), ("feed:2", "https://a/1"), ("feed:3", "https://a/2")):
+            connection.execute(
+                text("INSERT INTO sightings (article_id, via, url, seen_at) VALUES (1, :via, :url, :now)"),
+                {"via": via, "url": url, "now": "2026-12-01 00:00:00+00:00"},
+            )
     upgrade_schema(engine)
     with session_factory(engine)() as session:
+        sightings = session.execute(text("SELECT via, url FROM sightings ORDER BY url")).all()
+        assert [tuple(row) for row in sightings] == [("feed:2", "https://a/1"), ("feed:2", "https://a/2")]
         feeds = {feed.id: (feed.url, feed.display_url) for feed in repo.list_feeds(session)}
         # One row per feed, the oldest kept with the others' articles; IDNA 2008 keeps "ß"
         # (IDNA 2003 made it "ss": another domain); a URL that is none is left as it is.

@@ -40,6 +40,18 @@ def upgrade() -> None:
                     sa.text(f"UPDATE {table} SET feed_id = :keep WHERE feed_id = :other"),  # noqa: S608
                     {"keep": keep, "other": other},
                 )
+            # Where articles were seen ("via feed:N") moves too, a sighting the kept feed
+            # has already (same article and URL) given up: they named a deleted feed.
+            names = {"keep": f"feed:{keep}", "other": f"feed:{other}"}
+            connection.execute(
+                sa.text(
+                    "DELETE FROM sightings WHERE via = :other AND EXISTS (SELECT 1 FROM sightings kept "
+                    "WHERE kept.via = :keep AND kept.article_id = sightings.article_id "
+                    "AND kept.url = sightings.url)"
+                ),
+                names,
+            )
+            connection.execute(sa.text("UPDATE sightings SET via = :keep WHERE via = :other"), names)
             connection.execute(sa.text("DELETE FROM feeds WHERE id = :other"), {"other": other})
         if rows[0][1] != normal or len(rows) > 1:
             connection.execute(
