@@ -38,7 +38,7 @@ from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import driver_reason, refuses_writes, require_database
 from pipeline.db.schema import CONTROL_CHARACTERS, MAX_ROW_ID, Article, ArticleVector, Feed, utcnow
-from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, ItemError
+from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, FilterError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feed_urls import feed_url_spellings
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
@@ -2680,13 +2680,10 @@ def _feed_id_for(session: Session, feed: Any) -> tuple[int | None, str | None]:
     )
     if exact is not None:
         return exact, None
-    wanted = " ".join(feed.split()).casefold()
-    as_id = int(wanted) if wanted.isascii() and wanted.isdigit() else None
-    named = sorted(
-        feed_id
-        for feed_id, name, outlet in session.execute(select(Feed.id, Feed.name, Feed.outlet))
-        if wanted in (name and name.casefold(), outlet and outlet.casefold()) or feed_id == as_id
-    )
+    try:
+        named = repo.feed_ids_named(session, " ".join(feed.split()))
+    except FilterError:
+        named = []
     if len(named) == 1:
         return named[0], None
     if named:
