@@ -21,7 +21,7 @@ from pipeline.db.engine import (
 )
 from pipeline.db.schema import Article, ArticleSignature, Feed, PipelineState
 from pipeline.feeds import load_feed_registry
-from pipeline.ingest import IngestContext, build_candidate, index_articles, store_candidate
+from pipeline.ingest import MAX_URL_LENGTH, IngestContext, build_candidate, index_articles, store_candidate
 from pipeline.neardup_params import NearDupParams
 from pipeline.seeds import load_seed_documents
 from pipeline.settings import Settings
@@ -131,54 +131,60 @@ def recanonicalise(session: Session, progress: Callable[[str], None] | None = No
     earlier one was never found, and the page was stored again on every import or poll.
     When two stored articles now have one form (one page stored twice under the old rules),
     the one that has it already, else the earlier, keeps it, and the other keeps none (it
-    stays found by its text)."""
+    stays found by its text); a form longer than the column holds leaves the old one. The
+    articles are read a batch at a time, and only those that change are kept in memory.
+    """
     stored = session.get(PipelineState, CANONICAL_URL_SCHEME_KEY)
     if stored is not None and stored.value == dedup.CANONICAL_URL_SCHEME:
         return 0
-    rows = session.execute(
+    pending: list[tuple[int, str]] = []  # (article, its new form), in id order
+    last = read = 0
+    while batch := session.execute(
         select(Article.id, Article.url, Article.canonical_url)
-        .where(Article.url.is_not(None), Article.canonical_url.is_not(None))
+        .where(Article.id > last, Article.url.is_not(None), Article.canonical_url.is_not(None))
         .order_by(Article.id)
-    ).all()
-    wanted: dict[int, str | None] = {}
-    for article_id, url, current in rows:
-        try:
-            wanted[article_id] = dedup.canonical_url(url or "")
-        except ValueError:
-            wanted[article_id] = current
-    # A form stays with the row that has it already; others go to the earliest row.
-    final: dict[int, str | None] = {
-        article_id: current for article_id, _, current in rows if wanted[article_id] == current
-    }
-    taken = {form for form in final.values() if form is not None}
-    for article_id, _, _current in rows:
-        if article_id in final:
-            continue
-        form = wanted[article_id]
-        final[article_id] = None if form is None or form in taken else form
-        if form is not None:
-            taken.add(form)
-    changed = [
-        (article_id, final[article_id]) for article_id, _, current in rows if final[article_id] != current
-    ]
-    if changed:
+        .limit(RECANONICALISE_BATCH)
+    ).all():
+        for article_id, url, current in batch:
+            try:
+                form = dedup.canonical_url(url or "")
+            except ValueError:
+                continue
+            if form != current and len(form) <= MAX_URL_LENGTH:  # (the column's size)
+                pending.append((article_id, form))
+        last, read = batch[-1][0], read + len(batch)
+        if progress and read % (10 * RECANONICALISE_BATCH) == 0:
+            progress(f"canonical URLs: {read:,} articles checked against the current rules")
+    if pending:
         if progress:
-            progress(f"canonical URLs: storing {len(changed)} in the current form")
+            progress(f"canonical URLs: storing {len(pending):,} in the current form")
+        changing = {article_id for article_id, _ in pending}
+        forms = sorted({form for _, form in pending})
+        taken: set[str] = set()  # (forms that rows keeping theirs already have)
+        for start in range(0, len(forms), RESIGN_BATCH):
+            chunk = forms[start : start + RESIGN_BATCH]
+            held = session.execute(
+                select(Article.id, Article.canonical_url).where(Article.canonical_url.in_(chunk))
+            )
+            taken.update(form for article_id, form in held if article_id not in changing and form is not None)
+        final: list[dict[str, object]] = []
+        for article_id, form in pending:
+            final.append({"id": article_id, "canonical_url": None if form in taken else form})
+            taken.add(form)
         # Cleared first: a row's new form may be another changed row's old one (unique column).
-        for start in range(0, len(changed), RESIGN_BATCH):
-            chunk = [article_id for article_id, _ in changed[start : start + RESIGN_BATCH]]
-            session.execute(update(Article).where(Article.id.in_(chunk)).values(canonical_url=None))
-        for article_id, form in changed:
-            if form is not None:
-                session.execute(update(Article).where(Article.id == article_id).values(canonical_url=form))
+        session.execute(
+            update(Article), [{"id": article_id, "canonical_url": None} for article_id in changing]
+        )
+        session.execute(update(Article), [row for row in final if row["canonical_url"] is not None])
     if stored is None:
         session.add(PipelineState(key=CANONICAL_URL_SCHEME_KEY, value=dedup.CANONICAL_URL_SCHEME))
     else:
         stored.value = dedup.CANONICAL_URL_SCHEME
     session.flush()
-    return len(changed)
+    return len(pending)
 
 
+RECANONICALISE_BATCH = 5000
 RESIGN_BATCH = 500
 
 

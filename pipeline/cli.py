@@ -447,7 +447,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     if report.resigned:
         _stderr(f"near-duplicate index: {report.resigned} articles signed again under the current scheme")
     if report.recanonicalised:
-        _stderr(f"canonical URLs: {report.recanonicalised} articles' stored in the current form")
+        _stderr(f"canonical URLs: {report.recanonicalised} stored again in the current form")
     _stderr(f"feeds from {settings.feeds_file}: {report.feeds_added} added, {report.feeds_updated} updated")
     if report.vectors_missing:
         _stderr(

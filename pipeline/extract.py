@@ -1092,14 +1092,23 @@ _FORMATTING_TAGS: Final = (
 # bold and italics ran past the extraction's time limit and was lost. The pages of the
 # extraction benchmark have at most 443.
 MAX_FORMATTING_ELEMENTS: Final = 2000
+_FLATTENED: Final = "summitwatch-flattened"
 
 
 def _flatten_crowded_inline(tree: Any) -> bool:
-    """Remove the inline formatting tags of a page crowded with them (their text stays);
-    whether it was done."""
+    """Remove the plain inline formatting tags of a page crowded with them (their text
+    stays); whether it was done.
+
+    Only tags without attributes go: one with a class, a style or an ``aria-hidden`` may be
+    what trafilatura drops with its text (hidden, a share button, a byline), so it stays
+    for trafilatura to judge."""
     for count, _ in enumerate(tree.iter(*_FORMATTING_TAGS), start=1):
         if count > MAX_FORMATTING_ELEMENTS:
-            lxml.etree.strip_tags(tree, *_FORMATTING_TAGS)
+            for element in tree.iter(*_FORMATTING_TAGS):
+                if not element.attrib:
+                    element.tag = _FLATTENED  # (then removed at once, in C: one by one, a
+                    # long paragraph's text was copied again at every tag)
+            lxml.etree.strip_tags(tree, _FLATTENED)
             # A removed tag leaves its text as a node of its own beside its neighbours' in
             # libxml2 (the search walks those): set again, each element's text and tail are
             # one node each.

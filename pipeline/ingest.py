@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import event, or_, select
+from sqlalchemy import event, select
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
@@ -2521,7 +2521,8 @@ def import_lines(
             result = store_candidate(
                 session,
                 candidate,
-                via="import",
+                # (a line naming its feed was seen in that feed: listed under it, as a poll's)
+                via=f"feed:{feed_id}" if feed_id is not None else "import",
                 context=context,
                 feed_id=feed_id,
                 seen_at=now or utcnow(),
@@ -2664,8 +2665,9 @@ def _json_type(value: Any) -> str:
 def _feed_id_for(session: Session, feed: Any) -> tuple[int | None, str | None]:
     """The feed an import line's ``feed`` names, and if none, why (for a warning).
 
-    A feed's URL in any spelling or its name as written, else (as ``articles --feed``
-    reads them) its id, or its name or outlet in any case when that names one feed only.
+    A feed's URL in any spelling, else its name as written, else (as ``articles --feed``
+    reads them) its id, or its name or outlet in any case: a name or outlet only when it
+    names one feed.
     """
     if feed is None or feed == "":
         return None, None
@@ -2674,16 +2676,19 @@ def _feed_id_for(session: Session, feed: Any) -> tuple[int | None, str | None]:
         return (found.id, None) if found else (None, f"no feed has the id {feed}")
     if not isinstance(feed, str) or CONTROL_CHARACTERS.search(feed) or len(feed) > MAX_URL_LENGTH:
         return None, "not a feed's URL, id or name"  # (PostgreSQL would refuse a NUL in the look-up)
-    spellings = feed_url_spellings(feed)
-    exact = session.scalar(
-        select(Feed.id).where(or_(Feed.url.in_(spellings), Feed.name == feed)).order_by(Feed.id).limit(1)
+    by_url = session.scalar(
+        select(Feed.id).where(Feed.url.in_(feed_url_spellings(feed))).order_by(Feed.id).limit(1)
     )
-    if exact is not None:
-        return exact, None
-    try:
-        named = repo.feed_ids_named(session, " ".join(feed.split()))
-    except FilterError:
-        named = []
+    if by_url is not None:
+        return by_url, None
+    # A name as written first (two feeds may share one: then it names neither), then in any
+    # case, or an outlet, or an id.
+    named = list(session.scalars(select(Feed.id).where(Feed.name == feed).order_by(Feed.id)))
+    if not named:
+        try:
+            named = repo.feed_ids_named(session, " ".join(feed.split()))
+        except FilterError:
+            named = []
     if len(named) == 1:
         return named[0], None
     if named:

@@ -41,6 +41,7 @@ inside the training material; see ``tests/fixtures/classify/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -52,6 +53,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+import yaml
 from numpy.typing import NDArray
 
 from pipeline.classify import (
@@ -93,9 +95,14 @@ def classifier_identity(topics_file: Path, heads_file: Path = DEFAULT_HEADS) -> 
     digest = hashlib.sha256(f"labels {LABELS_REVISION}\n".encode())
     for path in (topics_file, heads_file):
         try:
-            digest.update(path.read_bytes())
+            content = path.read_bytes()
         except OSError:
-            digest.update(b"(missing)")
+            content = b"(missing)"
+        if path.suffix in (".yaml", ".yml"):
+            # The registry as read: a comment or a reflowed line changes no label.
+            with contextlib.suppress(yaml.YAMLError):
+                content = json.dumps(yaml.safe_load(content), sort_keys=True, default=str).encode()
+        digest.update(content)
         digest.update(b"\0")
     return digest.hexdigest()[:16]
 

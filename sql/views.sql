@@ -81,10 +81,12 @@ JOIN articles o ON o.id = c.duplicate_of_id;
 CREATE VIEW v_feed_health AS
 SELECT f.id, f.name, f.outlet, f.lang, f.display_url AS url, f.enabled, f.failure_count,
        f.last_status, f.last_error, f.last_polled_at, f.next_poll_at,
-       -- What the feed carried: stored from it, or seen in it after another source had it.
-       (SELECT COUNT(*) FROM articles a
-        WHERE a.feed_id = f.id
-           OR a.id IN (SELECT s.article_id FROM sightings s WHERE s.via = 'feed:' || f.id)) AS articles
+       -- What the feed carried: stored from it, or seen in it after another source had it
+       -- (two counts, each by an index, not an OR that SQLite would test row by row).
+       (SELECT COUNT(*) FROM articles a WHERE a.feed_id = f.id)
+       + (SELECT COUNT(DISTINCT s.article_id) FROM sightings s
+          JOIN articles seen ON seen.id = s.article_id
+          WHERE s.via = 'feed:' || f.id AND (seen.feed_id IS NULL OR seen.feed_id <> f.id)) AS articles
 FROM feeds f;
 
 -- Items that failed and are not resolved: retried later, or quarantined when permanent.

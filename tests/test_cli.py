@@ -427,7 +427,10 @@ def test_init_says_when_stored_labels_come_from_an_earlier_classifier(tmp_path: 
     assert sw("import", "-", db=db, env=env, stdin=line).returncode == 0
     assert hint not in sw("init", db=db, env=env).stderr, "labelled by this classifier"
     topics = Path(env["SUMMITWATCH_CONFIG_DIR"]) / "topics.yaml"
-    topics.write_text(topics.read_text(encoding="utf-8") + "\n# a new watch item below\n", encoding="utf-8")
+    registry = topics.read_text(encoding="utf-8")
+    topics.write_text(registry + "\n# a comment changes no label\n", encoding="utf-8")
+    assert hint not in sw("init", db=db, env=env).stderr
+    topics.write_text(registry.replace("title_boost: 1.5", "title_boost: 1.6", 1), encoding="utf-8")
     told = sw("init", db=db, env=env)
     assert "1 stored articles were labelled by an earlier classifier" in told.stderr, told.stderr
     assert "summitwatch reclassify" in told.stderr
@@ -461,7 +464,7 @@ def test_init_stores_canonical_urls_made_by_earlier_rules_in_the_current_form(tm
             connection.execute("UPDATE articles SET canonical_url = ? WHERE id = ?", (form, article_id))
         connection.execute("DELETE FROM pipeline_state WHERE key = 'canonical_url_scheme'")
     told = sw("init", db=db, env=env)
-    assert "canonical URLs: 3 articles' stored in the current form" in told.stderr, told.stderr
+    assert "canonical URLs: 3 stored again in the current form" in told.stderr, told.stderr
     with sqlite3.connect(db) as connection:
         stored = dict(connection.execute("SELECT url, canonical_url FROM articles WHERE id >= 6"))
     assert stored == dict(zip(urls, forms, strict=True))

@@ -947,6 +947,23 @@ def test_an_import_line_s_feed_is_found_as_articles_feed_finds_it_or_reported(
     assert "'TASS' names 2 feeds" in warnings[0]
     assert "'Nowhere' no feed has that URL, id, name or outlet" in warnings[1]
     assert "999 no feed has the id 999" in warnings[2]
+    # A name as written that two feeds share names neither; a page already stored that a
+    # line says another feed carried is listed under that feed too.
+    repo.upsert_feed(session, "https://gt.example/other", name="Global Times", outlet="GT")
+    session.commit()
+    caplog.clear()
+    shared = json.dumps(
+        {"url": "https://n.example/shared", "text": f"{BODY_EN} Shared.", "feed": "Global Times"}
+    )
+    with caplog.at_level("WARNING", logger="pipeline.ingest"):
+        result = next(iter(import_lines(session, settings, [shared], source="more", now=NOW))).result
+    assert session.get(Article, result.article_id).feed_id is None  # type: ignore[union-attr]
+    assert any("'Global Times' names 2 feeds" in record.getMessage() for record in caplog.records)
+    again = json.dumps({"url": "https://n.example/0", "text": f"{BODY_EN} Item 0.", "feed": "tass (english)"})
+    seen = next(iter(import_lines(session, settings, [again], source="again", now=NOW))).result
+    assert seen.article_id == results[0].result.article_id
+    listed = repo.search_articles(session, repo.ArticleFilter(feed=str(english.id), include_duplicates=True))
+    assert seen.article_id in {article.id for article in listed}
 
 
 def test_a_page_carried_by_two_feeds_is_listed_under_both(session: Session, settings: Settings) -> None:

@@ -146,6 +146,19 @@ def test_a_page_crowded_with_formatting_tags_is_flattened_before_extraction_and_
     assert extract._flatten_crowded_inline(tree)
     assert len(tree.xpath("//p//text()")) == 60, "one text node per paragraph"
     assert tree.xpath("string(//p[1])").startswith("Paragraph 0: w0 w1")
+    # A tag with attributes stays for trafilatura to judge: hidden text, an icon, a byline.
+    words = " ".join(f"<b>w{n}</b>" for n in range(40))
+    hidden = "".join(
+        f"<p>Paragraph {n}: the delegations met in Beijing and agreed on {words} further talks."
+        f"<span style='display:none'>HIDDEN-{n}</span> <span aria-hidden='true'>ICON-{n}</span>"
+        f" <span class='byline author'>By Anna Lee</span></p>"
+        for n in range(60)
+    )
+    crowded = f"<html><head><title>T</title></head><body><article><h1>H</h1>{hidden}</article></body></html>"
+    assert extract._flatten_crowded_inline(lxml.html.document_fromstring(crowded))
+    text = extract.extract_page(crowded.encode()).text
+    assert text.count("Paragraph") == 60 and "w39" in text
+    assert "HIDDEN" not in text and "ICON" not in text and "Anna Lee" not in text
     flattened = extract.extract_page(page)
     monkeypatch.setattr(extract, "MAX_FORMATTING_ELEMENTS", 10**9)
     as_it_was = extract.extract_page(page)

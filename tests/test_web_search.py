@@ -84,6 +84,8 @@ def test_search_pages_and_exports_over_http(sqlite_url: str) -> None:
         assert client.get("/articles", params=many).status_code == 200
         assert client.get("/articles", params={**many, "format": "jsonl", "limit": "5001"}).status_code == 400
         assert client.get("/articles", params={"limit": "500"}).status_code == 400
+        # (an export starts from its first row: a page number does not make it too deep)
+        assert client.get("/articles", params={**many, "limit": "5000", "page": "2"}).status_code == 200
         assert "'<img src=x" not in exported.text and "<img src=x onerror" in exported.text
         jsonl = client.get("/api/articles", params={"q": "Сибирь", "format": "jsonl", "xlang": "0"})
         records = [json.loads(line) for line in jsonl.text.splitlines()]

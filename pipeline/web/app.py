@@ -135,8 +135,12 @@ class Resources:
                     log.warning("configuration not reloaded, the last good one kept: %s", exc)
                 return self._loaded
         with self._lock:
-            self._loaded = loaded
+            self._loaded, self._reported = loaded, None
         return loaded
+
+    def loaded(self) -> tuple[DetectorConfig, TopicRegistry]:
+        """The digest settings and the registry, read together (one file version each)."""
+        return self._current()
 
     @property
     def registry(self) -> TopicRegistry:
@@ -447,7 +451,8 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
             high=MAX_EXPORT if parse_format(params) != "html" else MAX_LIMIT,
         ),
     )
-    if query.offset + query.limit > MAX_WINDOW:
+    if parse_format(params) == "html" and query.offset + query.limit > MAX_WINDOW:
+        # (an export starts from the first row whatever the page: up to MAX_EXPORT rows)
         raise BadRequest(
             f"page {query.page} is too deep (only the first {MAX_WINDOW} matches can be paged "
             "through): narrow the list with since, q or another filter"
@@ -866,21 +871,20 @@ class _Site:
 
     def coverage(self, request: Request) -> Response:
         resources = _resources(request)
+        detector, registry = resources.loaded()  # (the page reads one version of each file)
         days = _integer(
             request.query_params,
             "days",
-            default=min(resources.coverage_days, MAX_COVERAGE_DAYS),
+            default=min(detector.coverage_days, MAX_COVERAGE_DAYS),
             low=1,
             high=MAX_COVERAGE_DAYS,
         )
         now = self.clock()
         with resources.sessions() as session:
-            report = compute_coverage(
-                session, self.settings, now=now, loaded=(resources.detector, resources.registry)
-            )
+            report = compute_coverage(session, self.settings, now=now, loaded=(detector, registry))
             session.rollback()  # compute_coverage may note when history started; the UI writes nothing
         first_day, last_day, since = coverage_window(now, days)
-        descriptions = {entry.slug: entry.description for entry in resources.registry.entries}
+        descriptions = {entry.slug: entry.description for entry in registry.entries}
         series = []
         for name, bins in report.bins.items():
             kind, slug = name.split(":", 1)
