@@ -452,7 +452,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     if report.vectors_missing:
         _stderr(
             f"{report.vectors_missing} stored articles have no multilingual vectors yet: run "
-            "`summitwatch reindex` to back-fill them (translations of them are not linked until then)"
+            "`summitwatch reindex` to back-fill them (until then a new translation of one of them is "
+            "not linked to it; translations already stored among them stay separate articles)"
         )
     if report.labels_stale:
         _stderr(
