@@ -40,7 +40,6 @@ from pipeline.db.engine import driver_reason, refuses_writes, require_database
 from pipeline.db.schema import CONTROL_CHARACTERS, MAX_ROW_ID, Article, ArticleVector, Feed, utcnow
 from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, FilterError, ItemError
 from pipeline.extract import extract_page
-from pipeline.feed_urls import feed_url_spellings
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
 from pipeline.http import HostBreaker, HttpClient, HttpResponse, PageFetcher, PendingPage, host_of, sendable
 from pipeline.language import detect_language
@@ -2676,11 +2675,9 @@ def _feed_id_for(session: Session, feed: Any) -> tuple[int | None, str | None]:
         return (found.id, None) if found else (None, f"no feed has the id {feed}")
     if not isinstance(feed, str) or CONTROL_CHARACTERS.search(feed) or len(feed) > MAX_URL_LENGTH:
         return None, "not a feed's URL, id or name"  # (PostgreSQL would refuse a NUL in the look-up)
-    by_url = session.scalar(
-        select(Feed.id).where(Feed.url.in_(feed_url_spellings(feed))).order_by(Feed.id).limit(1)
-    )
+    by_url = repo.feed_by_url(session, feed)
     if by_url is not None:
-        return by_url, None
+        return by_url.id, None
     # A name as written first (two feeds may share one: then it names neither), then in any
     # case, or an outlet, or an id.
     named = list(session.scalars(select(Feed.id).where(Feed.name == feed).order_by(Feed.id)))

@@ -73,10 +73,7 @@ def upsert_feed(
 
     ``enabled=None`` leaves an existing feed's state as it is (a new one is enabled).
     """
-    # (A row stored before URLs were normalised may hold another spelling of it.)
-    feed = session.scalar(
-        select(Feed).where(Feed.url.in_(feed_url_spellings(url))).order_by(Feed.id).limit(1)
-    )
+    feed = feed_by_url(session, url)
     created = feed is None
     if feed is None:
         feed = Feed(url=url, failure_count=0, enabled=enabled is not False)
@@ -97,6 +94,14 @@ def upsert_feed(
     return feed, created
 
 
+def feed_by_url(session: Session, url: str) -> Feed | None:
+    """The feed stored under ``url`` in any spelling (a row stored before URLs were
+    normalised may hold another spelling of it)."""
+    return session.scalar(
+        select(Feed).where(Feed.url.in_(feed_url_spellings(url))).order_by(Feed.id).limit(1)
+    )
+
+
 def feed_by_reference(session: Session, reference: str) -> Feed | None:
     """The feed ``reference`` names exactly: its id, or its URL in any spelling."""
     reference = reference.strip()
@@ -104,9 +109,7 @@ def feed_by_reference(session: Session, reference: str) -> Feed | None:
         return None  # (no stored URL holds these; PostgreSQL refuses a NUL in a query)
     if reference.isascii() and reference.isdigit():
         return session.get(Feed, int(reference)) if 0 < int(reference) <= MAX_ROW_ID else None
-    return session.scalar(
-        select(Feed).where(Feed.url.in_(feed_url_spellings(reference))).order_by(Feed.id).limit(1)
-    )
+    return feed_by_url(session, reference)
 
 
 def set_feed_enabled(session: Session, feed: Feed, enabled: bool) -> bool:

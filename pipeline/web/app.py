@@ -125,7 +125,8 @@ class Resources:
         self._reported: str | None = None
         self._lock = threading.Lock()
 
-    def _current(self) -> tuple[DetectorConfig, TopicRegistry]:
+    def loaded(self) -> tuple[DetectorConfig, TopicRegistry]:
+        """The digest settings and the registry, read together (one file version each)."""
         try:
             loaded = load_reporting_config(self.settings)
         except SummitwatchError as exc:
@@ -138,21 +139,13 @@ class Resources:
             self._loaded, self._reported = loaded, None
         return loaded
 
-    def loaded(self) -> tuple[DetectorConfig, TopicRegistry]:
-        """The digest settings and the registry, read together (one file version each)."""
-        return self._current()
-
     @property
     def registry(self) -> TopicRegistry:
-        return self._current()[1]
+        return self.loaded()[1]
 
     @property
     def detector(self) -> DetectorConfig:
-        return self._current()[0]
-
-    @property
-    def coverage_days(self) -> int:
-        return self._current()[0].coverage_days
+        return self.loaded()[0]
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
@@ -429,6 +422,7 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
     sort = _text(params, "sort") or "relevance"
     if sort not in repo.SORTS:
         raise BadRequest(f"sort: expected one of {', '.join(repo.SORTS)}, not {sort!r}")
+    exporting = parse_format(params) != "html"
     query = ListQuery(
         topic=topic,
         watch=watch,
@@ -448,10 +442,10 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
             "limit",
             default=DEFAULT_LIMIT,
             low=1,
-            high=MAX_EXPORT if parse_format(params) != "html" else MAX_LIMIT,
+            high=MAX_EXPORT if exporting else MAX_LIMIT,
         ),
     )
-    if parse_format(params) == "html" and query.offset + query.limit > MAX_WINDOW:
+    if not exporting and query.offset + query.limit > MAX_WINDOW:
         # (an export starts from the first row whatever the page: up to MAX_EXPORT rows)
         raise BadRequest(
             f"page {query.page} is too deep (only the first {MAX_WINDOW} matches can be paged "
