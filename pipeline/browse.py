@@ -186,7 +186,7 @@ def list_articles(
     query = search.parse_query(wanted.text) if wanted.text is not None else None
     found = repo.find_articles(session, _one_more(wanted))
     window = found[: wanted.limit]
-    rows = _rows(session, window, query)
+    rows = _rows(session, window, query, stories=not wanted.include_duplicates)
     extra: list[ArticleRow] = []
     if cross_language is not None and wanted.text is not None and wanted.offset == 0:
         shown = {row.article.id for row in rows}
@@ -234,16 +234,27 @@ def _cross_language(session: Session, wanted: repo.ArticleFilter, options: Cross
         ),
         key=lambda f: -(f.score or 0.0),
     )[: options.limit]
-    return [replace(row, cross_language=True) for row in _rows(session, kept, None, opening=True)]
+    rows = _rows(session, kept, None, opening=True, stories=not wanted.include_duplicates)
+    return [replace(row, cross_language=True) for row in rows]
 
 
 def _rows(
-    session: Session, window: Sequence[repo.Found], query: search.SearchQuery | None, *, opening: bool = False
+    session: Session,
+    window: Sequence[repo.Found],
+    query: search.SearchQuery | None,
+    *,
+    opening: bool = False,
+    stories: bool = True,
 ) -> list[ArticleRow]:
+    """The rows of ``window``; with ``stories`` each original shows its story's labels."""
     articles = [item.article for item in window]
     ids = [article.id for article in articles]
     copies = repo.copies_of(session, ids)
-    labels = repo.labels_of(session, ids)
+    labels = (
+        _story_labels(repo.labels_of(session, ids + [c.id for row in copies.values() for c in row]), copies)
+        if stories
+        else repo.labels_of(session, ids)
+    )
     load_related(session, articles + [copy for row in copies.values() for copy in row])
     rows = []
     for item in window:
@@ -272,6 +283,27 @@ def _rows(
             ArticleRow(article, row_copies, topics, watch, item.score, title_marks, text_marks, matched_in)
         )
     return rows
+
+
+def _story_labels(
+    labels: dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]], copies: dict[int, list[Article]]
+) -> dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]]:
+    """Each original's labels as its story's: its own, then those only its copies carry.
+
+    A story is listed under every label any of its articles carries (a translation is
+    classified in its own language and can carry one its original did not get), so its row
+    shows them all, as ``v_story_labels`` does: the original's own label when it has one,
+    else its first copy's (that label's ``article_id`` says which copy).
+    """
+    merged: dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]] = {}
+    for article_id, copy_rows in copies.items():
+        topics, watch = list(labels[article_id][0]), list(labels[article_id][1])
+        for copy in copy_rows:
+            copy_topics, copy_watch = labels[copy.id]
+            topics += [t for t in copy_topics if t.topic not in {held.topic for held in topics}]
+            watch += [w for w in copy_watch if w.item not in {held.item for held in watch}]
+        merged[article_id] = (topics, watch)
+    return labels | merged
 
 
 def _terms_held(title: str, text: str, query: search.SearchQuery) -> int:
@@ -328,8 +360,15 @@ def article_json(
         "link_detail": row.link_detail,
         "similarity": row.similarity,
         "relevant": row.relevant,
-        "topics": [{"topic": t.topic, "score": t.score, "evidence": t.evidence} for t in topics],
-        "watch": [{"item": w.item, "score": w.score, "evidence": w.evidence} for w in watch],
+        # A story's label carried only by a copy (a translation, say) names that copy.
+        "topics": [
+            {"topic": t.topic, "score": t.score, "evidence": t.evidence, "evidence_from": t.article_id}
+            for t in topics
+        ],
+        "watch": [
+            {"item": w.item, "score": w.score, "evidence": w.evidence, "evidence_from": w.article_id}
+            for w in watch
+        ],
         "words": row.word_count,
         "copies": [
             {

@@ -292,8 +292,11 @@ def load_registry(path: Path) -> TopicRegistry:
         key = None
     else:
         key = (str(Path(path).resolve()), status.st_mtime_ns, status.st_size)
-        if key in _LOADED:
-            return _LOADED[key]
+        # One look-up, not a test and a read: the web app's threads may clear the cache
+        # between the two.
+        cached = _LOADED.get(key)
+        if cached is not None:
+            return cached
     registry = _read_registry(path)
     if key is not None:
         if len(_LOADED) >= 8:

@@ -901,6 +901,50 @@ def test_a_translation_counts_once_in_coverage(session: Session, settings: Setti
     assert sum(count for _, count in report.bins["topic:trade_finance"]) == 1
 
 
+def test_a_story_listed_under_its_translations_label_shows_that_label(
+    session: Session, settings: Settings
+) -> None:
+    """A translation is classified in its own language and can carry a label its original
+    did not get: the story is listed under it, and its row (CLI, JSON, web) shows it,
+    named as its copy's; listed one by one (``--duplicates``), each article shows its own."""
+    from starlette.testclient import TestClient
+
+    from pipeline import browse
+    from pipeline.db.schema import ArticleTopic, ArticleWatch
+    from pipeline.web import create_app
+
+    lines = [line("en", hours=-5), line("ru", hours=-4)]
+    results = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    original, copy = results[0].article_id, results[1].article_id
+    assert results[1].copy_kind == "translation" and results[1].duplicate_of == original
+    own = set(session.scalars(select(ArticleTopic.topic).where(ArticleTopic.article_id == original)))
+    borrowed = next(slug for slug in ("military", "ukraine", "energy", "diplomacy") if slug not in own)
+    session.execute(delete(ArticleTopic).where(ArticleTopic.article_id == copy, ArticleTopic.topic.in_(own)))
+    session.add(ArticleTopic(article_id=copy, topic=borrowed, score=0.8, evidence=["сказано в переводе"]))
+    session.add(ArticleWatch(article_id=copy, item="joint_exercises", score=0.7, evidence=[]))
+    session.commit()
+
+    wanted = repo.ArticleFilter(topic=borrowed, limit=10)
+    [row] = browse.list_articles(session, wanted).rows
+    assert row.article.id == original
+    topics = {t.topic: t.article_id for t in row.topics}
+    assert topics[borrowed] == copy and all(topics[slug] == original for slug in own)
+    assert {w.item: w.article_id for w in row.watch}.get("joint_exercises") == copy
+    data = browse.row_json(row)
+    assert {t["topic"]: t["evidence_from"] for t in data["topics"]}[borrowed] == copy
+    assert [t["evidence"] for t in data["topics"] if t["topic"] == borrowed] == [["сказано в переводе"]]
+    # One by one, the original carries only its own labels and is not listed under the other.
+    one_by_one = browse.list_articles(session, repo.ArticleFilter(include_duplicates=True, limit=10)).rows
+    [first] = [r for r in one_by_one if r.article.id == original]
+    assert {t.topic for t in first.topics} == own
+    assert "joint_exercises" not in {w.item for w in first.watch}
+    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+        page = client.get("/articles", params={"topic": borrowed})
+        assert page.status_code == 200
+        assert f'title="carried by its copy #{copy}"' in page.text
+        assert page.text.count("carried by its copy") == 2  # the topic and the watch item
+
+
 def test_the_article_page_lists_translations_with_their_reason(session: Session, settings: Settings) -> None:
     from starlette.testclient import TestClient
 
