@@ -737,3 +737,53 @@ def host_of(url: str) -> str:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:
         return ""
+
+
+# Where a redirect from an article's link lands when the article is not there: a site's
+# front page (an article taken down or moved, a link a site no longer serves) or a wall
+# asking for consent, a sign-in or a subscription. Every link sent there would otherwise
+# be stored as that page's text: the first as an "article", the others as its copies.
+_FRONT_PAGE_PATHS = frozenset({"", "/", "/index.html", "/index.htm", "/index.php", "/default.aspx", "/home"})
+_WALL_WORDS = frozenset(
+    {
+        "consent",
+        "cookie-consent",
+        "gdpr",
+        "guce",
+        "login",
+        "log-in",
+        "signin",
+        "sign-in",
+        "auth",
+        "sso",
+        "paywall",
+        "subscribe",
+        "subscription",
+        "register",
+    }
+)
+_WALL_HOST_LABELS = frozenset({"consent", "guce", "login", "signin", "auth", "sso", "accounts", "paywall"})
+
+
+def redirected_away(requested: str, final: str) -> FetchError | None:
+    """Why the page a redirect from ``requested`` ended on (``final``) is not the article
+    the link named, or None when it may be (no redirect, or one to another article's
+    address). A consent, sign-in or subscription wall is permanent (it is what this
+    fetcher will always be shown); a site's front page is retried, in case the redirect was
+    the site's passing trouble, up to ``poll.page_retry_limit``."""
+    try:
+        asked, landed = urlsplit(requested), urlsplit(final)
+    except ValueError:
+        return None
+    if (asked.netloc.lower(), asked.path, asked.query) == (landed.netloc.lower(), landed.path, landed.query):
+        return None
+    host = (landed.hostname or "").lower()
+    segments = {segment.lower() for segment in landed.path.split("/") if segment}
+    if host.split(".")[0] in _WALL_HOST_LABELS or segments & _WALL_WORDS:
+        return FetchError(
+            f"redirected to a consent or sign-in page ({redact_url(final)[:200]}), not the article",
+            permanent=True,
+        )
+    if landed.path.lower() in _FRONT_PAGE_PATHS and asked.path.lower() not in _FRONT_PAGE_PATHS:
+        return FetchError(f"redirected to the front page of {host}, not the article")
+    return None

@@ -41,7 +41,16 @@ from pipeline.db.schema import CONTROL_CHARACTERS, MAX_ROW_ID, Article, ArticleV
 from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, FilterError, ItemError
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
-from pipeline.http import HostBreaker, HttpClient, HttpResponse, PageFetcher, PendingPage, host_of, sendable
+from pipeline.http import (
+    HostBreaker,
+    HttpClient,
+    HttpResponse,
+    PageFetcher,
+    PendingPage,
+    host_of,
+    redirected_away,
+    sendable,
+)
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
 from pipeline.prepare import (
@@ -1561,6 +1570,9 @@ def _finish_item(
             candidate = prepared()
         else:
             response = fetch()
+            away = redirected_away(response.url, response.final_url)
+            if away is not None:
+                raise away
             candidate = page_candidate(
                 settings, item, response.body, response.content_type, _lang_hint(feed, item), now
             )
@@ -1595,6 +1607,12 @@ def _finish_item(
     if earlier is not None:
         repo.resolve_failure(session, "page", url)
     return result
+
+
+def _is_article_page(response: HttpResponse) -> bool:
+    """Whether a page fetched ahead is worth preparing: not where a redirect away from the
+    article led (refused in the item's turn, :func:`_finish_item`)."""
+    return redirected_away(response.url, response.final_url) is None
 
 
 # Seconds a batch of items may keep its transaction open (on SQLite, the write lock).
@@ -1739,7 +1757,7 @@ def _ingest_feed_items(
                         response = page.result()
                     except Exception:  # raised again in the item's turn
                         response = None
-                    if response is not None:
+                    if response is not None and _is_article_page(response):
                         item = items[next_job]
                         job = PageJob(item, response.body, response.content_type, _lang_hint(feed, item), now)
                         jobs[next_job] = (job, context.pool.submit(job, (rank, next_job)))
@@ -1926,7 +1944,15 @@ def _retry_payload(item: FeedItem, url: str) -> dict[str, Any]:
         "title": item.title,
         "feed_url": item.feed_url,
         "published_at": item.published_at.isoformat() if item.published_at else None,
+        # The feed document's declared language: the page's prior on its retry too.
+        "lang": item.lang,
+        "guid": item.guid,
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A string kept in a failure's record, or None (records made before it was kept)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _record_unexpected_failure(session: Session, feed: Feed, item: FeedItem, error: str) -> None:
@@ -1987,6 +2013,8 @@ def retry_failed_pages(
                 title=payload.get("title"),
                 published_at=_parse_date(payload.get("published_at")),
                 feed_url=payload.get("feed_url"),
+                guid=_text_or_none(payload.get("guid")),
+                lang=_text_or_none(payload.get("lang")),
             )
             results.append(ingest_item(session, client, settings, item, feed=feed, now=now, context=context))
             session.commit()
@@ -2341,7 +2369,7 @@ class CyclePages:
                     response: HttpResponse | None = entry.page.result()
                 except Exception:  # raised again in the item's turn
                     response = None
-                if response is not None:
+                if response is not None and _is_article_page(response):
                     job = PageJob(entry.item, response.body, response.content_type, entry.lang_hint, self.now)
                     entry.job = (job, self.pool.submit(job, (rank, entry.position)))
 

@@ -59,6 +59,14 @@ from http.client import HTTPException
 from typing import Any, Literal
 from urllib.error import URLError
 from urllib.parse import urlsplit
+from urllib.request import (
+    HTTPRedirectHandler,
+    HTTPSHandler,
+    OpenerDirector,
+    ProxyHandler,
+    Request,
+    build_opener,
+)
 
 from pydantic import SecretStr
 from slack_sdk import WebClient
@@ -74,7 +82,7 @@ from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
-from slack_sdk.webhook import WebhookClient
+from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 from pipeline.digest import SlackMessage
 from pipeline.errors import ConfigError, SummitwatchError
@@ -257,6 +265,54 @@ OnPosting = Callable[[int, datetime], None]
 # ---------------------------------------------------------------------------------------
 
 
+class _RefusedRedirect(HTTPRedirectHandler):
+    """Never follow a redirect: the 3xx is the answer.
+
+    urllib carries the request's headers, the bot token's ``Authorization`` among them, to
+    wherever a redirect points (another host, a sign-in page), and turns a redirected POST
+    into a GET without its body. Slack's API does not redirect; a redirect comes from a
+    proxy or a wrong ``SLACK_API_URL``, and is reported as not Slack's answer.
+    """
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opener(proxy: str | None, ssl: Any) -> OpenerDirector:
+    handlers: list[Any] = [_RefusedRedirect(), HTTPSHandler(context=ssl)]
+    if proxy:
+        handlers.append(ProxyHandler({"http": proxy, "https": proxy}))
+    return build_opener(*handlers)
+
+
+def _checked_url(url: str) -> None:
+    # urllib also opens file:// and ftp:// URLs; only HTTP reaches Slack.
+    if not url.lower().startswith(("http://", "https://")):
+        raise SlackClientError(f"not an http(s) URL: {url.split(':', 1)[0]}:…")
+
+
+class _WebClient(WebClient):
+    """slack-sdk's client, sending each request through an opener that follows no redirect."""
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        _checked_url(url)
+        with _opener(self.proxy, self.ssl).open(req, timeout=self.timeout) as response:
+            charset = response.headers.get_content_charset() or "utf-8"
+            body = response.read().decode(charset, errors="replace")
+            return {"status": response.status, "headers": response.headers, "body": body}
+
+
+class _WebhookClient(WebhookClient):
+    """slack-sdk's webhook client, sending through an opener that follows no redirect."""
+
+    def _perform_http_request_internal(self, url: str, req: Request) -> WebhookResponse:
+        _checked_url(url)
+        with _opener(self.proxy, self.ssl).open(req, timeout=self.timeout) as response:
+            charset = response.headers.get_content_charset() or "utf-8"
+            body = response.read().decode(charset, errors="replace")
+            return WebhookResponse(url=url, status_code=response.status, body=body, headers=response.headers)
+
+
 def make_web_client(
     token: str | SecretStr,
     api_url: str | None = None,
@@ -277,7 +333,7 @@ def make_web_client(
     if not secret:
         raise ConfigError("setting 'slack.bot_token' (SLACK_BOT_TOKEN) is empty")
     base_url = _api_base(api_url)
-    return WebClient(
+    return _WebClient(
         token=secret,
         base_url=base_url,
         timeout=int(max(1, round(timeout))),
@@ -300,7 +356,7 @@ def make_webhook_client(
     if parts.scheme not in ("https", "http") or not parts.netloc:
         # Never echo the URL: the path is the credential.
         raise ConfigError("setting 'slack.webhook_url' (SLACK_WEBHOOK_URL) must be an https:// URL")
-    return WebhookClient(
+    return _WebhookClient(
         url=secret,
         timeout=int(max(1, round(timeout))),
         logger=_RedactingLogger([secret, parts.path]),

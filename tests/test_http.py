@@ -15,7 +15,7 @@ import httpcore
 import pytest
 
 from pipeline.errors import FetchError
-from pipeline.http import HostBreaker, HttpClient, PageFetcher
+from pipeline.http import HostBreaker, HttpClient, PageFetcher, redirected_away
 from pipeline.settings import HttpSettings
 from tests.local_server import LocalServer, Reply
 
@@ -719,3 +719,35 @@ def test_a_breaker_kept_across_runs_leaves_a_dead_host_alone_for_its_hold() -> N
         time.sleep(1.1)
         assert not held.tripped(server.url("/slow"))  # (held long enough: asked again)
         assert for_the_run.tripped(server.url("/slow"))  # (for its whole life)
+
+
+@pytest.mark.parametrize(
+    ("requested", "final", "verdict"),
+    [
+        ("http://news.example/a/1", "http://news.example/a/1", None),
+        ("http://news.example/a/1", "https://NEWS.example/a/1", None),  # to https: the same page
+        ("http://news.example/a/1", "https://www.news.example/2026/12/a-1.html", None),  # moved
+        ("http://news.example/a/1", "http://news.example/world/login-data-breach", None),  # a word in a slug
+        ("http://news.example/a/1", "https://news.example/", "front"),
+        ("http://news.example/a/1", "https://www.news.example", "front"),
+        ("http://news.example/a/1", "https://news.example/index.php", "front"),
+        ("http://news.example/", "https://www.news.example/", None),  # a front page asked for
+        ("http://news.example/a/1", "https://consent.portal.example/?continue=x", "wall"),
+        ("http://news.example/a/1", "https://guce.news.example/collectConsent?x=1", "wall"),
+        ("http://news.example/a/1", "https://news.example/login?next=/a/1", "wall"),
+        ("http://news.example/a/1", "https://news.example/account/Subscribe/", "wall"),
+        ("http://news.example/a/1", "https://accounts.news.example/signin", "wall"),
+    ],
+)
+def test_a_redirect_away_from_the_article_is_told_from_a_move(
+    requested: str, final: str, verdict: str | None
+) -> None:
+    error = redirected_away(requested, final)
+    if verdict is None:
+        assert error is None
+        return
+    assert error is not None
+    if verdict == "front":
+        assert "front page" in str(error) and not error.permanent
+    else:
+        assert "consent or sign-in page" in str(error) and error.permanent

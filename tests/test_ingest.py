@@ -533,6 +533,46 @@ def test_missing_page_recorded_and_run_goes_on(session: Session, settings: Setti
     assert failure.item is not None and failure.item["title"] == "Gone"
 
 
+def test_a_link_redirected_to_a_front_page_or_a_consent_wall_is_no_article(
+    session: Session, settings: Settings
+) -> None:
+    """Taken-down articles sent to the site's front page and links sent to a consent wall
+    are recorded as failures (the wall for good, the front page retried): stored, the first
+    would be an "article" of the front page's text and every later one its exact copy."""
+    site = FeedSite()
+    front = page("Example News", BODY_RU, "ru")
+    wall = page("Your privacy", "We and our partners use cookies " + BODY_EN, "en")
+    site.items = [
+        ("/a", "Putin and Xi talk gas"),
+        ("/gone/1", "One"),
+        ("/gone/2", "Two"),
+        ("/walled", "Walled"),
+    ]
+    site.items.append(("/old/a-copy", "Moved"))
+    site.server.routes.update(
+        {
+            "/": lambda h: Reply(200, front, {"Content-Type": "text/html; charset=utf-8"}),
+            "/gone/1": lambda h: Reply(301, b"", {"Location": "/"}),
+            "/gone/2": lambda h: Reply(302, b"", {"Location": site.server.url("/", host="localhost")}),
+            "/walled": lambda h: Reply(302, b"", {"Location": "/consent/?continue=/walled"}),
+            "/consent/": lambda h: Reply(200, wall, {"Content-Type": "text/html; charset=utf-8"}),
+            # A move to another article's address is followed as before.
+            "/old/a-copy": lambda h: Reply(301, b"", {"Location": "/b"}),
+        }
+    )
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        add_feed(session, site.server.url("/feed"))
+        run_cycle(session, client, settings, now=NOW)
+    stored = {row.url.split("?")[0].rsplit(":", 1)[-1] for row in session.scalars(select(Article))}
+    assert {url.split("/", 1)[-1] for url in stored} == {"a", "old/a-copy"}
+    assert count(session, Article, Article.text.contains("cookies")) == 0
+    failures = {f.target.split("?")[0].rsplit("/", 1)[-1]: f for f in session.scalars(select(FetchFailure))}
+    assert sorted(failures) == ["1", "2", "walled"]
+    for name in ("1", "2"):
+        assert "redirected to the front page of" in failures[name].error and not failures[name].permanent
+    assert "consent or sign-in page" in failures["walled"].error and failures["walled"].permanent
+
+
 def test_same_story_in_two_feeds_is_stored_once(session: Session, settings: Settings) -> None:
     site, other = FeedSite(), FeedSite()
     with site.server, other.server, HttpClient(settings.http, allow_private_networks=True) as client:
@@ -597,6 +637,39 @@ def test_transient_page_failure_is_retried(session: Session, settings: Settings)
     assert [r.status for r in retried] == ["new"]
     failure = session.scalar(select(FetchFailure).where(FetchFailure.target.contains("/a")))
     assert failure is not None and failure.resolved_at is not None
+
+
+def test_a_page_retried_keeps_its_feeds_declared_language(session: Session, settings: Settings) -> None:
+    """The language a feed document declares is the page's prior on its retry as on its
+    first fetch: Malay read without it is taken for Indonesian."""
+    malay = (
+        "Presiden Rusia Vladimir Putin dan Presiden China Xi Jinping mengadakan perbincangan di Beijing. "
+        "Kedua-dua pemimpin membincangkan saluran paip gas Power of Siberia 2 dan perdagangan antara "
+        "kedua-dua negara yang terus berkembang. Menurut pegawai, sebahagian besar pembayaran kini "
+        "dibuat dalam yuan dan rubel dan bukan lagi dalam dolar."
+    )
+    site = FeedSite()
+    site.items = [("/a", "Perbincangan di Beijing")]
+    site.pages["/a"] = page("Perbincangan di Beijing", malay, "")
+    declared = site.feed_body
+    site.feed_body = lambda: declared().replace(
+        b"<title>Test</title>", b"<title>Test</title><language>ms</language>"
+    )  # type: ignore[method-assign]
+    state = {"fail": True}
+
+    def flaky(handler: object) -> Reply:
+        return Reply(503, b"busy") if state["fail"] else site.page(handler)
+
+    site.server.routes["/a"] = flaky
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed, _ = repo.upsert_feed(session, site.server.url("/feed"), name="no language")
+        session.commit()
+        first = poll_feed(session, client, settings, feed.id, now=NOW)
+        assert first.items[0].status == "error"
+        state["fail"] = False
+        retried = retry_failed_pages(session, client, settings, now=NOW + timedelta(hours=1))
+    assert [r.status for r in retried] == ["new"]
+    assert session.scalar(select(Article.lang)) == "ms"
 
 
 def test_a_304_with_a_new_etag_replaces_the_stored_one(session: Session, settings: Settings) -> None:

@@ -332,6 +332,60 @@ def test_an_answer_that_is_not_slack_s_is_no_verdict_on_the_message(slack: FakeS
     assert slack.messages == []
 
 
+@pytest.mark.parametrize(
+    ("status", "method"), [(302, "auth.test"), (301, "chat.postMessage"), (303, "webhook")]
+)
+def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(
+    slack: FakeSlack, status: int, method: str
+) -> None:
+    """urllib carries a request's headers (the bot token's Authorization) and, on a 301 to
+    303, a GET in place of the POST to wherever a redirect points: the 3xx is the answer,
+    not Slack's, and the other host hears nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    heard: list[tuple[str, str | None]] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            heard.append((self.path, self.headers.get("Authorization")))
+            body = b'{"ok": true, "channel": "C0DIGEST", "ts": "1.1", "user_id": "U1"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{server.server_address[1]}/login?next=/api"
+    try:
+        slack.fail_next(1, status, page="", location=target, method=method)
+        if method == "webhook":
+            send = lambda: post_webhook_messages(  # noqa: E731
+                make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress()
+            )
+        elif method == "auth.test":
+            send = lambda: target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")  # noqa: E731
+        else:
+            send = lambda: post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress())  # noqa: E731
+        with pytest.raises(SlackDeliveryError) as failure:
+            send()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert heard == []
+    error = failure.value
+    assert f"is not Slack's (HTTP {status}, a redirect to {target})" in str(error)
+    assert not (error.permanent or error.refused_content or error.in_doubt)
+    assert slack.messages == []
+
+
 SIGN_IN_PAGE = "<!doctype html><html><body><form>Sign in to continue</form></body></html>"
 
 
