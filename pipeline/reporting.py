@@ -866,10 +866,12 @@ def deliver_pending(
 
     Without a Slack target the digest is written to ``digest_dir`` (and to ``out``).
     Only Slack refusing the digest's own content (``refused_content``: too long, invalid
-    blocks, ...) quarantines it, as ``failed``; its changes go back to the next digest
-    when none of it reached the channel. Anything else (a bad token or channel, a failed
-    ``auth.test``, an answer that is not Slack's, an unknown error code, rate limits,
-    outages) is no verdict on the digest: it stays pending, and so do the ones after it.
+    blocks, ...) quarantines it, as ``failed``, and so does a webhook part that runs kept
+    posting without its confirmation (``given_up``: it may be in the channel, many times);
+    its changes go back to the next digest when none of it reached the channel. Anything
+    else (a bad token or channel, a failed ``auth.test``, an answer that is not Slack's,
+    an unknown error code, rate limits, outages) is no verdict on the digest: it stays
+    pending, and so do the ones after it.
     """
     report = DeliveryReport()
     with delivery_lock(session) as mine:
@@ -961,8 +963,9 @@ def _deliver(
             row.last_error = str(exc)
             row.not_before = utcnow() + timedelta(seconds=exc.retry_after) if exc.retry_after else None
             if not exc.in_doubt:
-                row.unconfirmed_since = None  # the part is certainly not in the channel
-            if exc.refused_content:
+                # The part is certainly not in the channel.
+                row.unconfirmed_since, row.unconfirmed_runs = None, 0
+            if exc.refused_content or exc.given_up:
                 row.status = "failed"
                 given_back = _give_back_changes(session, row)
                 if given_back:
@@ -1121,7 +1124,7 @@ def _settle_stranded(target: SlackTarget | None, row: DigestOutbox) -> str | Non
             log.info("digest %s: part %d found in %s", row.id, row.parts_sent + 1, row.destination)
             row.thread_ts = row.thread_ts or found
             row.parts_sent += 1
-        row.unconfirmed_since = None
+        row.unconfirmed_since, row.unconfirmed_runs = None, 0
     if same or not row.parts_sent:
         return None
     return (
@@ -1133,16 +1136,19 @@ def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, dig
     def on_posting(index: int, at: datetime) -> None:
         # Committed before the post: if the answer never arrives (or this process dies),
         # the next attempt knows to look for the part from this time on.
+        # Each run that posts the part counts until it is confirmed: a webhook, which cannot
+        # look in the channel, stops posting it again after WEBHOOK_UNCONFIRMED_RUNS.
         if row.unconfirmed_since is None:
             row.unconfirmed_since = at
-            session.commit()
+        row.unconfirmed_runs = (row.unconfirmed_runs or 0) + 1
+        session.commit()
 
     def on_sent(index: int, ts: str) -> None:
         # Committed at once: a crash after this point resumes after this part.
         row.parts_sent = index + 1
         if index == 0 and ts:
             row.thread_ts = ts
-        row.unconfirmed_since = None
+        row.unconfirmed_since, row.unconfirmed_runs = None, 0
         session.commit()
 
     target.post(
@@ -1154,6 +1160,7 @@ def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, dig
         digest_key=row.digest_key,
         destination=row.destination,
         unconfirmed_since=row.unconfirmed_since,
+        unconfirmed_runs=row.unconfirmed_runs or 0,
     )
 
 

@@ -48,13 +48,16 @@ redacts the token and webhook URL, and every message raised here is redacted too
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from http.client import HTTPException
 from typing import Any, Literal
 from urllib.error import URLError
@@ -169,6 +172,16 @@ READ_ONLY_METHODS = frozenset(
 # The channel is searched from the first try minus this margin (clocks disagree a little).
 READ_BACK_MARGIN = timedelta(minutes=5)
 READ_BACK_PAGE_SIZE = 200
+# A digest that Slack rate-limited is deferred by its Retry-After, but never by more than
+# this: a Retry-After of days or years (a misbehaving server or proxy) must not stop the
+# digests for that long. Slack's own limits reset within a minute.
+LONGEST_DEFERRAL = timedelta(hours=1)
+# The seconds taken for a 429 whose Retry-After is missing or unreadable (not a number of
+# seconds or an HTTP date, or not a finite number).
+DEFAULT_RETRY_AFTER = 1.0
+# Runs that may each post a webhook part again after its answer was lost (a webhook cannot
+# look in the channel): at the next, the digest is quarantined for the operator instead.
+WEBHOOK_UNCONFIRMED_RUNS = 3
 READ_BACK_PAGES = 25
 # A channel name is looked up among at most this many channels (pages of 1,000).
 CHANNEL_LIST_PAGE_SIZE = 1000
@@ -195,8 +208,10 @@ class SlackDeliveryError(SummitwatchError):
     error string when there is one; ``delivered`` counts the messages of the digest
     delivered before the failure. ``in_doubt``: the part being delivered may be in the
     channel already (its answer was lost and it could not be looked up), so the next
-    attempt must look before posting it. ``retry_after``: the seconds Slack asked to wait
-    (a 429's ``Retry-After``) before the next try.
+    attempt must look before posting it. ``retry_after``: the seconds to wait before the
+    next try (a 429's ``Retry-After``, at most :data:`LONGEST_DEFERRAL`). ``given_up``: a
+    webhook part stayed unconfirmed through :data:`WEBHOOK_UNCONFIRMED_RUNS` runs and is
+    not posted again; the digest is quarantined for the operator to check the channel.
     """
 
     def __init__(
@@ -210,6 +225,7 @@ class SlackDeliveryError(SummitwatchError):
         in_doubt: bool = False,
         refused_content: bool = False,
         retry_after: float | None = None,
+        given_up: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -218,7 +234,8 @@ class SlackDeliveryError(SummitwatchError):
         self.thread_ts = thread_ts
         self.in_doubt = in_doubt
         self.refused_content = refused_content
-        self.retry_after = retry_after
+        self.retry_after = None if retry_after is None else _deferral(retry_after)
+        self.given_up = given_up
 
     @property
     def bad_configuration(self) -> bool:
@@ -577,8 +594,13 @@ class SlackTarget:
         digest_key: str | None = None,
         destination: str | None = None,
         unconfirmed_since: datetime | None = None,
+        unconfirmed_runs: int = 0,
     ) -> DeliveryResult:
-        """Deliver ``messages[already_sent:]`` through whichever client this target has."""
+        """Deliver ``messages[already_sent:]`` through whichever client this target has.
+
+        ``unconfirmed_runs``: how many earlier runs posted part ``already_sent`` without
+        its confirmation (only a webhook, which cannot look in the channel, needs it).
+        """
         try:
             read_back = self.delivery_guarantee()
         except SlackDeliveryError as exc:
@@ -612,6 +634,7 @@ class SlackTarget:
                 on_posting=on_posting,
                 digest_key=digest_key,
                 unconfirmed_since=unconfirmed_since,
+                unconfirmed_runs=unconfirmed_runs,
                 max_retries=self.max_retries,
                 retry_delay=self.retry_delay,
             )
@@ -738,6 +761,7 @@ def post_webhook_messages(
     on_posting: OnPosting | None = None,
     digest_key: str | None = None,
     unconfirmed_since: datetime | None = None,
+    unconfirmed_runs: int = 0,
     max_retries: int = 3,
     retry_delay: float = 0.5,
 ) -> DeliveryResult:
@@ -747,6 +771,8 @@ def post_webhook_messages(
     and ``on_sent`` receives ``""`` as the ts. Nor can a webhook read the channel: a part
     whose answer is lost (or left unconfirmed by a previous attempt) is posted again, and
     each such case is logged with the digest key and part (at-least-once in that window).
+    A part left unconfirmed by ``unconfirmed_runs`` earlier runs, as many as
+    :data:`WEBHOOK_UNCONFIRMED_RUNS`, is not posted again: the error is ``given_up``.
     """
     if not 0 <= already_sent <= len(messages):
         raise ValueError(f"already_sent={already_sent} is outside 0..{len(messages)}")
@@ -754,6 +780,18 @@ def post_webhook_messages(
     total = len(messages)
     for index in range(already_sent, total):
         in_doubt = index == already_sent and unconfirmed_since is not None
+        if in_doubt and unconfirmed_runs >= WEBHOOK_UNCONFIRMED_RUNS:
+            raise SlackDeliveryError(
+                f"incoming webhook: {unconfirmed_runs} runs posted part {index + 1} of {total} and "
+                f"never got an answer that confirms it ({WEBHOOK_CANNOT_READ}), so it is not posted "
+                f"again: check the channel for it (and for copies of it), and that SLACK_WEBHOOK_URL "
+                f'answers as Slack does ("ok"); the digest is quarantined, its parts from '
+                f"{index + 1} on not sent by summitwatch",
+                permanent=True,
+                delivered=index,
+                in_doubt=True,
+                given_up=True,
+            )
         if in_doubt:
             _log_reposting(label, index, total, UNCONFIRMED, WEBHOOK_CANNOT_READ)
         try:
@@ -797,11 +835,12 @@ def _send_webhook_part(
             doubt = _describe_loss(exc)
             continue
         status = response.status_code
-        # An incoming webhook answers "ok", or its error code, as plain text. A web page
-        # with a 200 came from something else (a sign-in page, where a redirect led): not
-        # posted. Any other 200 (empty, cut short) is an answer lost on the way.
+        # An incoming webhook answers "ok", or its error code, as plain text; servers that
+        # take Slack's webhooks (Rocket.Chat, ...) may answer JSON saying so instead. A web
+        # page with a 200 came from something else (a sign-in page, where a redirect led):
+        # not posted. Any other 200 (empty, cut short) is an answer lost on the way.
         body = (response.body or "").strip()
-        if status == 200 and body == "ok":
+        if 200 <= status < 300 and _webhook_accepted(body):
             return
         if status in SERVER_ERROR_STATUSES:
             doubt = f"Slack answered HTTP {status}"
@@ -1091,6 +1130,21 @@ def _may_have_posted(exc: Exception) -> bool:
     return not isinstance(exc, URLError | SlackClientError)
 
 
+def _webhook_accepted(body: str) -> bool:
+    """Whether a webhook's 2xx answer says the message was posted: Slack's ``ok``, or a
+    JSON object with ``"ok": true`` or ``"success": true`` (servers that take Slack's
+    webhooks, such as Rocket.Chat)."""
+    if body == "ok":
+        return True
+    if not body.startswith("{"):
+        return False
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and (answer.get("ok") is True or answer.get("success") is True)
+
+
 def _is_web_page(body: str, headers: Mapping[str, Any] | None) -> bool:
     """Whether an answer is a web page (HTML) rather than anything Slack sends."""
     kind = next((str(v) for k, v in (headers or {}).items() if k.lower() == "content-type"), "")
@@ -1186,9 +1240,16 @@ def _delivery_error(
 
 def _rate_limited(what: str, wait: float, longest: float | None, *, posting: bool) -> str:
     """A 429 that the client did not wait out: how long Slack asked for, and when the
-    next try may be. Only a posting call's 429 says anything about the message (that part
-    was not posted); a look-up's says nothing about what an earlier attempt posted."""
-    after = f"{datetime.now(UTC) + timedelta(seconds=wait):%Y-%m-%d %H:%M:%S} UTC"
+    next try may be (at most :data:`LONGEST_DEFERRAL` from now). Only a posting call's 429
+    says anything about the message (that part was not posted); a look-up's says nothing
+    about what an earlier attempt posted."""
+    deferral = _deferral(wait)
+    after = f"{datetime.now(UTC) + timedelta(seconds=deferral):%Y-%m-%d %H:%M:%S} UTC"
+    if deferral < wait:
+        after += (
+            f" (Slack asked for longer, but a digest is deferred by at most "
+            f"{LONGEST_DEFERRAL.total_seconds() / 60:g} minutes)"
+        )
     if longest is not None and wait > longest:
         why = f"longer than the {longest:g} s a run waits"
     else:
@@ -1209,17 +1270,37 @@ def _longest_wait(client: WebClient | WebhookClient) -> float | None:
 
 
 def _retry_after_header(headers: Mapping[str, Any]) -> float:
-    """A 429's ``Retry-After`` in seconds (1 when it is missing or unreadable, as Slack's
-    limits are per minute at most)."""
+    """A 429's ``Retry-After`` in seconds from now: a number of seconds or an HTTP date
+    (RFC 9110), never negative. :data:`DEFAULT_RETRY_AFTER` when it is missing,
+    unreadable or not a finite number (``inf``, ``nan``), as Slack's limits are per minute
+    at most. What a digest is deferred by is bounded apart (:func:`_deferral`)."""
     for name, value in headers.items():
         if name.lower() != "retry-after":
             continue
-        raw = value[0] if isinstance(value, list | tuple) and value else value
+        raw = str(value[0] if isinstance(value, list | tuple) and value else value).strip()
         try:
-            return max(0.0, float(str(raw).strip()))
+            seconds = float(raw)
         except ValueError:
-            return 1.0
-    return 1.0
+            seconds = _seconds_until(raw)
+        return max(0.0, seconds) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER
+    return DEFAULT_RETRY_AFTER
+
+
+def _seconds_until(date: str) -> float:
+    """The seconds from now to an HTTP date (negative when it is past; NaN if unreadable)."""
+    try:
+        moment = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return math.nan
+    if moment.tzinfo is None:  # "-0000": UTC, the time zone unknown
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
+def _deferral(seconds: float) -> float:
+    """The seconds a digest is deferred by when Slack asked for ``seconds``: never more
+    than :data:`LONGEST_DEFERRAL`."""
+    return min(max(0.0, seconds), LONGEST_DEFERRAL.total_seconds())
 
 
 def _not_slack_answer(what: str, status: int, body: str, headers: Mapping[str, Any]) -> str:
@@ -1273,7 +1354,8 @@ class _RateLimitHandler(RateLimitErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
-        wait = _retry_after(response) if response is not None else 1.0
+        # Never longer than _can_retry allowed (the header is read again here).
+        wait = min(_retry_after(response), self.max_wait) if response is not None else DEFAULT_RETRY_AFTER
         logger.info("Slack rate limit: waiting %.1f s (Retry-After) before retrying", wait)
         time.sleep(wait + 0.1 * random.random())  # noqa: S311 - jitter, not security
         state.next_attempt_requested = True

@@ -28,7 +28,7 @@ It behaves like Slack where the digest code depends on it:
 Fault injection:
 
 * :meth:`FakeSlack.fail_next`: the next N requests (to one method) answer 429 with
-  ``Retry-After``, or 503 (or any status), without doing anything: with Slack's JSON and
+  ``Retry-After`` (seconds, or any text: an HTTP date, ``inf``, ``nan``), or 503 (or any status), without doing anything: with Slack's JSON and
   an error code (``error``: any code, ``unknown_method``, ``invalid_blocks``, ...), or
   with what is not Slack answering (``page``: an HTML page from a proxy, a sign-in
   page, a wrong URL's 404; ``location``: a redirect).
@@ -39,6 +39,9 @@ Fault injection:
   ``"drop"`` (the connection closes without an answer) or ``"timeout"`` (the answer comes
   after the client stopped waiting). The fake cannot be told apart from a Slack that
   took the message: only reading the channel shows it.
+* ``webhook_answer`` (and ``webhook_content_type``): what the webhook answers a message
+  it took, ``ok`` as Slack does by default; a Slack-compatible server's JSON
+  (``{"success": true}``) or anything else.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ GATEWAY_PAGE = "<html><body><h1>503 Service Unavailable</h1>upstream timed out</
 @dataclass
 class Fault:
     status: int
-    retry_after: int | None = None
+    retry_after: float | str | None = None
     method: str | None = None  # only requests to this API method (or "webhook")
     error: str | None = None  # Slack's error code in the answer
     page: str | None = None  # an answer that is not Slack's: this HTML page
@@ -143,6 +146,9 @@ class FakeSlack:
     other_channels: dict[str, str] = field(default_factory=lambda: {"C0PRIVATE": "analysts-private"})
     webhook_path: str = "/services/T0000/B0000/webhooksecretXYZ123"
     scopes: set[str] = field(default_factory=lambda: set(ALL_SCOPES))
+    # What the webhook answers a message it took (Slack: "ok", labelled text/html).
+    webhook_answer: str = "ok"
+    webhook_content_type: str = "text/html"
 
     def __post_init__(self) -> None:
         self.tokens.add(self.token)
@@ -217,7 +223,7 @@ class FakeSlack:
         count: int,
         status: int = 503,
         *,
-        retry_after: int | None = None,
+        retry_after: float | str | None = None,
         method: str | None = None,
         error: str | None = None,
         page: str | None = None,
@@ -642,7 +648,7 @@ class FakeSlack:
         if loss is not None:
             time.sleep(loss.delay)
         with contextlib.suppress(OSError):
-            self._reply(request, call, 200, "ok")
+            self._reply(request, call, 200, self.webhook_answer, content_type=self.webhook_content_type)
 
 
 def block_kit_problems(blocks: Any) -> list[str]:

@@ -425,6 +425,73 @@ def test_a_long_retry_after_is_kept_until_its_time(
     assert row.not_before is None
 
 
+@pytest.mark.parametrize("value", ["inf", "1e300", "1000000000"])
+def test_a_retry_after_beyond_reason_neither_crashes_a_run_nor_blocks_the_digests(
+    session: Session, slack_settings: Settings, slack: FakeSlack, value: str
+) -> None:
+    """Retry-After: inf counts as missing (1 s); one of years defers the digests an hour."""
+    backfill_burst(session, slack_settings)
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1, max_retry_after=0.5)
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    slack.fail_next(10, 429, retry_after=value, method="chat.postMessage")
+    first = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert first.sent == [] and len(first.pending) == 2
+    row = session.get(DigestOutbox, first.pending[0])
+    assert row is not None and row.not_before is not None and row.unconfirmed_since is None
+    assert "rate-limited chat.postMessage" in (row.last_error or "")
+    wait = row.not_before - utcnow()
+    if value == "inf":
+        assert wait <= timedelta(seconds=1)
+    else:
+        assert timedelta(minutes=59) < wait <= timedelta(hours=1)
+        assert "Slack asked for longer" in (row.last_error or "")
+    row.not_before = utcnow() - timedelta(seconds=1)  # (the wait is over)
+    session.commit()
+    slack.recover()
+    done = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    assert sorted(done.sent) == sorted(first.pending)
+
+
+def test_a_webhook_part_never_confirmed_is_quarantined_after_a_few_runs(
+    session: Session, db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    """A webhook whose server answers 200 with neither "ok" nor a page: each run may have
+    posted the part, and nothing can look. After three such runs the part is not posted
+    again; the digest is quarantined (its changes stay with it: they may be in the
+    channel) and the digests after it go out."""
+    settings = make_settings(
+        db_url, slack={"webhook_url": slack.webhook_url}, digest_dir=str(tmp_path / "digests")
+    )
+    backfill_burst(session, settings)
+    target = slack_target(settings.slack, backoff_factor=0.01, max_retries=0)
+    destination = destination_name(target)
+    prepare_digests(session, settings, destination, now=NOW)
+    slack.webhook_answer, slack.webhook_content_type = "queued", "text/plain"
+    for run in range(1, 4):
+        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+        assert report.sent == [] and report.failed == [] and len(report.pending) == 2
+        assert len(slack.messages) == run  # the first part once more per run
+    slack.webhook_answer, slack.webhook_content_type = "ok", "text/html"
+    last = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    stuck, after = sorted(report.pending)
+    assert last.failed == [stuck] and last.sent == [after]
+    row = session.get(DigestOutbox, stuck)
+    assert row is not None and row.status == "failed"
+    assert "check the channel" in (row.last_error or "")
+    assert len(slack.messages) == 3 + _parts(session, after)  # no fourth copy
+    unreported = session.scalar(
+        select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id.is_(None))
+    )
+    assert unreported == 0
+
+
+def _parts(session: Session, digest_id: int) -> int:
+    row = session.get(DigestOutbox, digest_id)
+    assert row is not None
+    return row.parts_total
+
+
 def _by_name(settings: Settings, channel: str = "#summitwatch") -> Settings:
     return settings.model_copy(update={"slack": settings.slack.model_copy(update={"channel": channel})})
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -189,6 +191,49 @@ def test_a_retry_after_longer_than_allowed_is_not_waited_for(slack: FakeSlack) -
     assert "not tried again before" in str(failure.value)
     assert "that part was not posted" in str(failure.value)
     assert "after the retries" not in str(failure.value)
+
+
+def test_a_retry_after_given_as_an_http_date_is_read_as_the_time_until_then(slack: FakeSlack) -> None:
+    """RFC 9110 allows a date: two minutes from now is a two-minute wait, not one second."""
+    then = datetime.now(UTC) + timedelta(seconds=120)
+    slack.fail_next(1, 429, retry_after=format_datetime(then, usegmt=True), method="chat.postMessage")
+    with pytest.raises(SlackDeliveryError, match="longer than the 5 s a run waits") as failure:
+        post_messages(client_for(slack, max_retry_after=5), CHANNEL, messages(1), on_sent=Progress())
+    assert failure.value.retry_after is not None and 115 < failure.value.retry_after <= 120
+    assert slack.messages == []
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_a_retry_after_that_is_not_a_finite_number_counts_as_a_missing_one(
+    slack: FakeSlack, value: str
+) -> None:
+    """Taken as Retry-After missing (1 s): never an endless wait, a crash, or no wait at all."""
+    slack.fail_next(1, 429, retry_after=value, method="chat.postMessage")
+    with pytest.raises(SlackDeliveryError, match="asked to wait 1 s") as failure:
+        post_messages(client_for(slack, max_retry_after=0.5), CHANNEL, messages(1), on_sent=Progress())
+    assert failure.value.retry_after == 1.0 and not failure.value.permanent
+    assert slack.messages == []
+    # Within what a run waits, it is waited out like any Retry-After of 1 s.
+    slack.fail_next(1, 429, retry_after=value, method="chat.postMessage")
+    started = time.monotonic()
+    assert post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress()).sent == 1
+    assert 1.0 <= time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("value", ["1000000000", "2.5e11", "1e300"])
+def test_a_retry_after_of_years_defers_the_digest_an_hour_at_most(slack: FakeSlack, value: str) -> None:
+    slack.fail_next(1, 429, retry_after=value, method="chat.postMessage")
+    started = datetime.now(UTC).replace(microsecond=0)
+    with pytest.raises(SlackDeliveryError) as failure:
+        post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress())
+    assert failure.value.retry_after == 3600
+    message = str(failure.value)
+    assert f"asked to wait {float(value):g} s (Retry-After)" in message
+    found = re.search(r"not tried again before (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", message)
+    assert found is not None
+    after = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert started + timedelta(hours=1) <= after <= datetime.now(UTC) + timedelta(hours=1)
+    assert "Slack asked for longer, but a digest is deferred by at most 60 minutes" in message
 
 
 def test_slack_sdk_s_errors_for_answers_handled_here_are_debug_lines(
@@ -423,6 +468,48 @@ def test_a_webhook_200_in_plain_text_without_ok_is_an_answer_lost_on_the_way(sla
     assert result.sent == 1
     assert slack.calls("webhook") == 2
     assert len(slack.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type"),
+    [('{"success": true}', "application/json"), ('{"ok": true}', "application/json; charset=utf-8")],
+    ids=["rocket.chat", "ok-json"],
+)
+def test_a_slack_compatible_webhook_s_json_answer_is_delivery(
+    slack: FakeSlack, answer: str, content_type: str
+) -> None:
+    """A server that takes Slack's webhooks and says so in JSON: each part is posted once."""
+    slack.webhook_answer, slack.webhook_content_type = answer, content_type
+    progress = Progress()
+    result = post_webhook_messages(
+        make_webhook_client(slack.webhook_url), messages(2), on_sent=progress, retry_delay=0
+    )
+    assert result.sent == 2 and progress.calls == [(0, ""), (1, "")]
+    assert [m.text for m in slack.messages] == ["part 0", "part 1"]
+    assert slack.calls("webhook") == 2
+
+
+def test_a_webhook_part_unconfirmed_for_several_runs_is_not_posted_again(slack: FakeSlack) -> None:
+    """A webhook cannot look in the channel: after a few runs that each posted the part and
+    never got a confirming answer, it is given up, not posted at every run for ever."""
+    client = make_webhook_client(slack.webhook_url)
+    earlier = datetime.now(UTC) - timedelta(hours=1)
+    with pytest.raises(SlackDeliveryError, match="check the channel") as failure:
+        post_webhook_messages(
+            client,
+            messages(2),
+            on_sent=Progress(),
+            digest_key="changes:hook",
+            unconfirmed_since=earlier,
+            unconfirmed_runs=3,
+        )
+    assert failure.value.given_up and failure.value.in_doubt and failure.value.delivered == 0
+    assert slack.calls("webhook") == 0
+    # Fewer runs: posted again (at-least-once), as before.
+    post_webhook_messages(
+        client, messages(2), on_sent=Progress(), unconfirmed_since=earlier, unconfirmed_runs=2
+    )
+    assert [m.text for m in slack.messages] == ["part 0", "part 1"]
 
 
 def test_oversized_section_and_header_are_invalid_blocks(slack: FakeSlack) -> None:
