@@ -22,6 +22,17 @@ recall, the share of copy pairs that the LSH bands make candidates, and how many
 hard-negative pairs (different stories on one event; short stories under one heavy
 template) verification merged.
 
+Footer sinks (pairs, no LSH): each template story cut to a brief (its title and first two
+sentences) under the heavy site footer, against each longer base story of its language
+with the same footer appended: a different story, which must not be taken for a copy of
+the brief; and each copy of a base story against its original, both under the footer,
+which must stay copies.
+
+Seed republications (pairs, and a lookup with the seeds indexed): five excerpts of each
+shipped seed document (``pipeline/data/seeds``), taken from its beginning to its last
+quarter, some with a line of introduction or a source line of their own; each must be
+found a copy of its seed.
+
 Systems: ``summitwatch`` (MemoryIndex + find_duplicate); ``datasketch LSH + verify``
 (datasketch's MinHashLSH with the same bands and rows for candidates, then the same
 verification), which checks that the index behaves like the library's; and
@@ -36,6 +47,7 @@ import argparse
 import itertools
 import json
 import platform
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -276,6 +288,116 @@ def evaluate_pairs(rows: list[Row], params: NearDupParams) -> dict[str, Any]:
     return result
 
 
+def _footer(texts: list[str]) -> str:
+    """The paragraphs every one of ``texts`` ends with (the site footer of the template set)."""
+    split = [text.split("\n\n") for text in texts]
+    count = 0
+    while all(len(paragraphs) > count + 1 for paragraphs in split) and (
+        len({paragraphs[-1 - count] for paragraphs in split}) == 1
+    ):
+        count += 1
+    return "\n\n".join(split[0][len(split[0]) - count :]) if count else ""
+
+
+# A sentence ends at a full stop, question or exclamation mark (Latin or CJK) or a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n+")
+
+
+def _first_sentences(text: str, count: int) -> str:
+    return " ".join([piece for piece in _SENTENCE_END.split(text) if piece.strip()][:count])
+
+
+def evaluate_footer_sinks(rows: list[Row], params: NearDupParams) -> dict[str, Any]:
+    """Short briefs under a site footer vs longer stories under the same footer, per language."""
+    result: dict[str, Any] = {}
+    for lang in LANGS:
+        templated = [row for row in rows if row["lang"] == lang and row["event"] == "template"]
+        footer = _footer([row["text"] for row in templated])
+        briefs = [
+            profile(f"{row['title']}\n\n{_first_sentences(row['text'], 2)}\n\n{footer}", lang, params)
+            for row in templated
+            if row["variant"] == "original"
+        ]
+        stories = [row for row in rows if row["lang"] == lang and row["event"] != "template"]
+        originals = {row["cluster"]: row for row in stories if row["variant"] == "original"}
+        long_profiles = {
+            row["id"]: profile(f"{row['title']}\n\n{row['text']}\n\n{footer}", lang, params)
+            for row in stories
+        }
+        merged = sum(
+            verify_profiles(brief, long_profiles[original["id"]], params).is_duplicate
+            for brief in briefs
+            for original in originals.values()
+        )
+        copies = [row for row in stories if row["variant"] != "original"]
+        kept = sum(
+            verify_profiles(
+                long_profiles[row["id"]], long_profiles[originals[row["cluster"]]["id"]], params
+            ).is_duplicate
+            for row in copies
+        )
+        result[lang] = {
+            "footer_words": len(footer.split()) if lang != "zh" else len(footer),
+            "brief_vs_longer_story_pairs": len(briefs) * len(originals),
+            "brief_vs_longer_story_merged": merged,
+            "copies_under_footer": len(copies),
+            "copies_under_footer_verified": kept,
+        }
+    return result
+
+
+# Where the excerpts of a seed start (share of its words), their length in words, and the
+# line of their own they open or close with.
+_SEED_EXCERPTS = (
+    (0.1, 260, "The following is an excerpt from the report.", ""),
+    (0.3, 180, "", ""),
+    (
+        0.45,
+        200,
+        "Below we republish a passage of the analysis, which was published on its author's site.",
+        "",
+    ),
+    (0.6, 150, "", "The full text is available on the publisher's website."),
+    (0.75, 120, "Excerpt:", "Source: the publisher."),
+)
+
+
+def seed_excerpts(text: str) -> list[str]:
+    """Excerpts of a seed document as a site would republish them (``_SEED_EXCERPTS``)."""
+    sentences = [piece for piece in _SENTENCE_END.split(text) if piece.strip()]
+    starts = list(itertools.accumulate((len(sentence.split()) for sentence in sentences), initial=0))
+    excerpts = []
+    for share, length, intro, closing in _SEED_EXCERPTS:
+        first = next(i for i, start in enumerate(starts) if start >= share * starts[-1])
+        last = next(
+            (i for i in range(first, len(sentences)) if starts[i + 1] - starts[first] >= length), None
+        )
+        body = " ".join(sentences[first : (len(sentences) if last is None else last + 1)])
+        excerpts.append("\n\n".join(part for part in (intro, body, closing) if part))
+    return excerpts
+
+
+def evaluate_seed_republications(params: NearDupParams) -> dict[str, Any]:
+    """Excerpts of the seed documents: verified as copies of their seed, and found by lookup."""
+    from pipeline.seeds import load_seed_documents
+
+    seeds = load_seed_documents()
+    index = MemoryIndex(params)
+    texts = {}
+    for position, seed in enumerate(seeds):
+        texts[position] = seed.text
+        index.add(position, signature(shingles(seed.text, None, params), params))
+    verified = found = total = 0
+    for position, seed in enumerate(seeds):
+        own = profile(seed.text, None, params)
+        for excerpt in seed_excerpts(seed.text):
+            total += 1
+            verified += verify_profiles(profile(excerpt, None, params), own, params).is_duplicate
+            match = find_duplicate(excerpt, None, index, texts, params)
+            found += match is not None and match[0] == position
+    return {"excerpts": total, "verified_against_seed": verified, "found_by_lookup": found}
+
+
 def time_signatures(rows: list[Row], params: NearDupParams) -> dict[str, float]:
     """Milliseconds per article: shingling, our signature, datasketch's MinHash."""
     texts = [(article_text(row), row["lang"]) for row in rows]
@@ -337,6 +459,8 @@ def run(write: bool = True) -> dict[str, Any]:
         },
         "systems": systems,
         "pairs": evaluate_pairs(rows, params),
+        "footer_sinks": evaluate_footer_sinks(rows, params),
+        "seed_republications": evaluate_seed_republications(params),
         "timing": time_signatures(rows, params),
         "environment": {
             "python": platform.python_version(),
@@ -376,6 +500,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"{p['lsh_candidate_recall']:.3f} | {p['same_event_merged']}/{p['same_event_pairs']} "
             f"| {p['same_template_merged']}/{p['same_template_pairs']} |"
         )
+    lines += [
+        "",
+        "| lang | footer (words; zh characters) | brief vs longer story under the footer: merged "
+        "| copies under the footer verified |",
+        "|---|---:|---:|---:|",
+    ]
+    for lang in LANGS:
+        f = results["footer_sinks"][lang]
+        lines.append(
+            f"| {lang} | {f['footer_words']} | {f['brief_vs_longer_story_merged']}/"
+            f"{f['brief_vs_longer_story_pairs']} | {f['copies_under_footer_verified']}/"
+            f"{f['copies_under_footer']} |"
+        )
+    seeds = results["seed_republications"]
+    lines += [
+        "",
+        f"Seed republications: {seeds['verified_against_seed']}/{seeds['excerpts']} excerpts verified "
+        f"as copies of their seed, {seeds['found_by_lookup']}/{seeds['excerpts']} found by lookup.",
+    ]
     t = results["timing"]
     lines += [
         "",

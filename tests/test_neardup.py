@@ -486,6 +486,10 @@ def test_params_validation_names_the_key() -> None:
         NearDupParams(containment_threshold=1.5)
     with pytest.raises(ValueError, match="word_k"):
         NearDupParams(word_k=0)
+    with pytest.raises(ValueError, match="size_ratio"):
+        NearDupParams(size_ratio=0.5)
+    with pytest.raises(ValueError, match="smaller_opening_threshold"):
+        NearDupParams.from_mapping({"smaller_opening_threshold": 0})
     with pytest.raises(ValueError, match="unknown near-duplicate parameter"):
         NearDupParams.from_mapping({"band": 20})
     with pytest.raises(ValueError, match="rows"):
@@ -724,3 +728,125 @@ def test_figures_in_any_digits_are_the_same_figures() -> None:
     # Other figures are other figures, in any digits: a templated report of another month.
     other = _ascii_digits(_PERSIAN).replace("2026", "2025").replace("31.2", "27.9").replace("18", "12")
     assert verify(_PERSIAN, other, "fa", "fa", PARAMS).reason == "different_figures"
+
+
+# --- one outlet's footer under a brief and under longer stories ------------------------
+
+OUTLET_BIO = (
+    "About the author: Marta Lindqvist has reported on energy, trade and diplomacy for the "
+    "Northern Ledger since 2011. She previously worked as a radio producer in Helsinki and as a "
+    "freelance correspondent in the Baltic states, and she holds a degree in economics from the "
+    "University of Tartu. Disclaimer: Opinions quoted in this article belong to the people quoted "
+    "and not to the Northern Ledger, its owners or its advertisers. Agency material is republished "
+    "under licence and may be shortened. Readers can report errors to the corrections desk by email."
+)
+BRIEF = (
+    "Harbin airport will open a second runway next month, the Heilongjiang provincial transport "
+    "department said on Tuesday. The runway is meant to double the number of flights to Vladivostok "
+    "and Khabarovsk by the end of the year."
+)
+LONGER_STORY = (
+    "Russian and Chinese customs officers began joint inspections at the Zabaikalsk border crossing "
+    "this week, in a pilot scheme that both services say could cut the time lorries wait at the "
+    "frontier from two days to a few hours.\n\n"
+    "Under the scheme, a lorry is inspected once, by a mixed team working from a shared terminal, "
+    "instead of twice on either side of the line. Drivers submit their documents electronically "
+    "before they reach the border, and the results of x-ray scans are passed between the two "
+    "services automatically.\n\n"
+    "Freight companies in Chita welcomed the change but said that the railway crossing, which "
+    "carries most of the timber and coal sent south, remained congested. Queues of wagons have "
+    "stretched for weeks during the winter, when demand for coal in northern China peaks.\n\n"
+    "Officials said the pilot would run until the summer and could then be extended to the crossings "
+    "at Blagoveshchensk and Pogranichny. The customs services have also agreed to recognise each "
+    "other's certificates for some food products, starting with honey, soybeans and frozen fish."
+)
+LONG_DOCUMENT = (
+    "Joint statement of the two governments on cooperation in the northern regions.\n\n"
+    "The parties reaffirm that the development of the northern and far eastern regions of both "
+    "countries is a priority of their partnership, and agree to coordinate their plans for transport, "
+    "energy and agriculture in these regions over the next ten years.\n\n"
+    "The parties will expand the capacity of the road and rail crossings along the common border, "
+    "modernise the customs terminals and introduce electronic exchange of transport documents. They "
+    "will consider building a second road bridge across the river and opening new air routes between "
+    "regional capitals.\n\n"
+    "In energy, the parties will continue to cooperate in the supply of oil, gas and electricity, "
+    "and will study joint projects in hydrogen production and the storage of liquefied gas. They "
+    "welcome the interest of their companies in building a processing plant near the border and in "
+    "sharing research on permafrost engineering.\n\n"
+    "In agriculture, the parties will simplify the certification of grain, soybeans, meat and dairy "
+    "products, and encourage joint ventures in the cultivation of soybeans and rapeseed on leased "
+    "land. They will create a working group on veterinary control and plant protection, which will "
+    "meet twice a year and report to the intergovernmental commission.\n\n"
+    "The parties support closer ties between universities and research institutes of the northern "
+    "regions, including joint laboratories for climate studies, student exchanges and summer schools. "
+    "They will promote tourism, including group travel without visas, and cooperation between museums "
+    "and theatres.\n\n"
+    "The parties will protect the ecosystems of the border rivers, monitor water quality together and "
+    "exchange information on floods and forest fires. They will coordinate the protection of rare "
+    "species such as the Amur tiger and the Far Eastern leopard, whose range crosses the border.\n\n"
+    "The intergovernmental commission will review the implementation of this statement every year "
+    "and propose new projects. The statement was signed in two copies, each in both languages, both "
+    "texts being equally authentic."
+)
+
+
+def test_a_brief_under_an_outlet_footer_does_not_swallow_longer_stories() -> None:
+    """A 40-word brief over a 90-word author box: most of the brief is the box (containment
+    0.7) and the first half of its shingles already runs into it (opening 0.41), so every
+    longer story of the outlet was stored as a copy of the brief and lost from coverage."""
+    brief, story = f"{BRIEF}\n\n{OUTLET_BIO}", f"{LONGER_STORY}\n\n{OUTLET_BIO}"
+    verdict = verify(brief, story, "en", "en", PARAMS)
+    assert verdict.similarity >= PARAMS.containment_threshold
+    assert verdict.opening >= PARAMS.opening_threshold
+    assert not verdict.is_duplicate and verdict.reason == "different_opening", verdict
+    # With the smaller text's opening judged as loosely as any other, the brief wins.
+    loose = NearDupParams(smaller_opening_threshold=PARAMS.opening_threshold)
+    assert verify(brief, story, "en", "en", loose).is_duplicate
+
+
+def test_copies_of_unequal_length_are_still_copies() -> None:
+    """Real copies of one text, some much shorter or longer than it, with and without the
+    outlet's footer: a truncated copy, an update or correction appended, an editor's note
+    before it, a rewritten first paragraph, re-ordered paragraphs, and an excerpt of a long
+    document republished from its middle."""
+    story = f"{LONGER_STORY}\n\n{OUTLET_BIO}"
+    paragraphs = LONGER_STORY.split("\n\n")
+    document = LONG_DOCUMENT.split("\n\n")
+    copies = {
+        "truncated": "\n\n".join(paragraphs[:2]),
+        "truncated under the footer": "\n\n".join([*paragraphs[:2], OUTLET_BIO]),
+        "update appended": (
+            f"{LONGER_STORY}\n\nUpdate: On Thursday the customs services said the first 300 lorries had "
+            "crossed under the scheme, most of them carrying machinery, car parts and fruit, and that the "
+            "average wait had fallen to five hours. A second shared terminal will open in the autumn, and "
+            f"the railway crossing will get a new x-ray gate for wagons next year.\n\n{OUTLET_BIO}"
+        ),
+        "correction appended": (
+            f"{story}\n\nCorrection: An earlier version of this article gave the wrong name for the "
+            "crossing at Pogranichny."
+        ),
+        "editor's note before it": (
+            "Editor's note: This article was first published by our partner newspaper in Chita and is "
+            f"republished with permission.\n\n{story}"
+        ),
+        "first paragraph rewritten": "\n\n".join(
+            [
+                "Lorries crossing from Russia into China at Zabaikalsk are now checked once, by customs "
+                "officers of both countries working side by side, in a trial meant to shorten the queues.",
+                *paragraphs[1:],
+                OUTLET_BIO,
+            ]
+        ),
+        "paragraphs re-ordered": "\n\n".join([paragraphs[2], paragraphs[0], paragraphs[3], paragraphs[1]]),
+    }
+    for kind, copy in copies.items():
+        verdict = verify(story, copy, "en", "en", PARAMS)
+        assert verdict.is_duplicate, (kind, verdict)
+    # The excerpt begins inside the document: the document's opening is not in it, its own
+    # opening (after a line of introduction) is in the document.
+    excerpt = "The statement says, in part:\n\n" + "\n\n".join(document[3:6])
+    assert len(profile(LONG_DOCUMENT, "en", PARAMS).shingles) > 2 * len(
+        profile(excerpt, "en", PARAMS).shingles
+    )
+    verdict = verify(LONG_DOCUMENT, excerpt, "en", "en", PARAMS)
+    assert verdict.is_duplicate, verdict
