@@ -185,9 +185,35 @@ def parse_feed(
                 summary=_clean(entry.get("summary")),
                 guid=_clean(entry.get("id")),
                 lang=_language(entry.get("language")) or declared,
+                content=_entry_content(entry),
             )
         )
     return ParsedFeed(title=_clean(parsed.feed.get("title")), items=oldest_first(items), warnings=warnings)
+
+
+def _json_content(entry: dict[str, Any]) -> str | None:
+    """A JSON Feed item's content as HTML: ``content_html``, else ``content_text`` escaped."""
+    markup = _first_string(entry, "content_html")
+    if markup is not None and markup.strip():
+        return _clean(markup)
+    plain = _first_string(entry, "content_text")
+    if plain is None or not plain.strip():
+        return None
+    return _clean("".join(f"<p>{html.escape(line)}</p>" for line in plain.splitlines() if line.strip()))
+
+
+def _entry_content(entry: Any) -> str | None:
+    """The longest content an entry carries, as HTML (plain text escaped), or None."""
+    best: str | None = None
+    for part in entry.get("content") or []:
+        value = part.get("value") if isinstance(part, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            continue
+        if "html" not in str(part.get("type") or "text/html"):
+            value = "".join(f"<p>{html.escape(line)}</p>" for line in value.splitlines() if line.strip())
+        if best is None or len(value) > len(best):
+            best = value
+    return _clean(best)
 
 
 # <link rel="alternate" type="application/rss+xml" href="..."> in a page's head, in any
@@ -326,6 +352,7 @@ def parse_json_feed(
                 summary=_clean(_first_string(entry, "summary", "content_text")),
                 guid=guid,
                 lang=_language(entry.get("language")) or declared,
+                content=_json_content(entry),
             )
         )
     return ParsedFeed(

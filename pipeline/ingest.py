@@ -1577,24 +1577,15 @@ def _finish_item(
                 settings, item, response.body, response.content_type, _lang_hint(feed, item), now
             )
     except ItemError as exc:
-        # A page not requested (its host timed out too often in this run) is no attempt: it
-        # is due again at once, for the next run.
-        deferred = isinstance(exc, FetchError) and exc.deferred
-        repo.record_failure(
-            session,
-            stage="page",
-            target=url,
-            error=str(exc),
-            permanent=exc.permanent,
-            retry_after=timedelta(0) if deferred else timedelta(minutes=settings.poll.backoff_base_minutes),
-            not_before=_server_wait(exc),
-            feed_id=feed.id if feed else None,
-            item=_retry_payload(item, url),
-            retry_limit=settings.poll.page_retry_limit,
-            now=now,
-            attempted=not deferred,
+        carried = (
+            _carried_by_feed(settings, item, exc, _lang_hint(feed, item), now) if exc.permanent else None
         )
-        return ItemResult("error", error=str(exc), url=url, title=item.title)
+        if carried is None:
+            return _page_failed(session, settings, item, url, exc, feed=feed, now=now)
+        log.info(
+            "%s: %s; stored with the text its feed entry carries", redact_url(url), redact_text(str(exc))
+        )
+        candidate = carried
     repo.begin_write(session)  # (a batch holds it already; a page retried alone takes it here)
     result = store_candidate(
         session,
@@ -1607,6 +1598,64 @@ def _finish_item(
     if earlier is not None:
         repo.resolve_failure(session, "page", url)
     return result
+
+
+def _carried_by_feed(
+    settings: Settings, item: FeedItem, failure: ItemError, lang_hint: str | None, now: datetime
+) -> ArticleCandidate | None:
+    """The article as its feed entry carries it, for a page that cannot be read for good:
+    for a page that could not be fetched (refused, gone, behind a wall), the entry's
+    content, else its summary; for a page fetched with too little text (its article drawn
+    by scripts, say), the entry's content only (a summary is no better than that page).
+    None when the entry holds too little text to stand for it (under the length minimum)."""
+    carried = item.content or (item.summary if isinstance(failure, FetchError) else None)
+    if not carried:
+        return None
+    page = f"<!doctype html><html><head><meta charset='utf-8'></head><body><article>{carried}</article>"
+    try:
+        return build_candidate(
+            settings,
+            url=item.url,
+            title=item.title,
+            html=(page + "</body></html>").encode("utf-8", errors="replace"),
+            published_at=item.published_at,
+            lang_hint=lang_hint,
+            feed_url=item.feed_url,
+            now=now,
+        )
+    except ItemError:
+        return None
+
+
+def _page_failed(
+    session: Session,
+    settings: Settings,
+    item: FeedItem,
+    url: str,
+    exc: ItemError,
+    *,
+    feed: Feed | None,
+    now: datetime,
+) -> ItemResult:
+    """Record why an item's page gave no article (retried later unless permanent)."""
+    # A page not requested (its host timed out too often in this run) is no attempt: it
+    # is due again at once, for the next run.
+    deferred = isinstance(exc, FetchError) and exc.deferred
+    repo.record_failure(
+        session,
+        stage="page",
+        target=url,
+        error=str(exc),
+        permanent=exc.permanent,
+        retry_after=timedelta(0) if deferred else timedelta(minutes=settings.poll.backoff_base_minutes),
+        not_before=_server_wait(exc),
+        feed_id=feed.id if feed else None,
+        item=_retry_payload(item, url),
+        retry_limit=settings.poll.page_retry_limit,
+        now=now,
+        attempted=not deferred,
+    )
+    return ItemResult("error", error=str(exc), url=url, title=item.title)
 
 
 def _is_article_page(response: HttpResponse) -> bool:

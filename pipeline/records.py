@@ -26,6 +26,9 @@ class FeedItem:
     # The language the feed document declares (RSS <language>, Atom xml:lang, JSON Feed
     # "language"): a prior for the page's language when the feed registry names none.
     lang: str | None = None
+    # The whole article as the entry carries it (RSS content:encoded, Atom content), as
+    # HTML: the article's text when its page cannot be read.
+    content: str | None = None
 
 
 @dataclass(frozen=True)

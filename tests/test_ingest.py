@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import time
 from collections.abc import Callable
@@ -571,6 +572,55 @@ def test_a_link_redirected_to_a_front_page_or_a_consent_wall_is_no_article(
     for name in ("1", "2"):
         assert "redirected to the front page of" in failures[name].error and not failures[name].permanent
     assert "consent or sign-in page" in failures["walled"].error and failures["walled"].permanent
+
+
+def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
+    session: Session, settings: Settings
+) -> None:
+    """A page refused (403) or gone (404) for good is no lost article when its feed entry
+    carries the text (content:encoded, else a summary long enough); a teaser under the
+    length minimum, or a transient failure, is recorded as before."""
+    site = FeedSite()
+    paragraphs = "".join(f"<p>{s.strip()}.</p>" for s in BODY_EN.split(".") if s.strip())
+    entries = [
+        ("/refused", "Refused", f"<content:encoded><![CDATA[{paragraphs}]]></content:encoded>"),
+        ("/gone", "Gone", f"<description>{html.escape(BODY_RU)}</description>"),
+        ("/teaser", "Teaser", "<description>Putin and Xi met. Read more.</description>"),
+        ("/busy", "Busy", f"<content:encoded><![CDATA[{paragraphs}]]></content:encoded>"),
+    ]
+
+    def feed_body() -> bytes:
+        items = "".join(
+            f"<item><title>{title}</title><link>{site.server.url(path)}</link>{extra}"
+            "<pubDate>Thu, 19 Nov 2026 10:00:00 GMT</pubDate></item>"
+            for path, title, extra in entries
+        )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+            'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>Test</title>'
+            f"{items}</channel></rss>"
+        ).encode()
+
+    site.feed_body = feed_body  # type: ignore[method-assign]
+    site.server.routes.update(
+        {
+            "/refused": lambda h: Reply(403, b"<html><body>Access denied</body></html>"),
+            "/teaser": lambda h: Reply(403, b"denied"),
+            "/busy": lambda h: Reply(503, b"busy"),
+        }
+    )
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        add_feed(session, site.server.url("/feed"))
+        run_cycle(session, client, settings, now=NOW)
+    stored = {row.url.rsplit("/", 1)[-1]: row for row in session.scalars(select(Article))}
+    assert sorted(stored) == ["gone", "refused"]
+    assert stored["refused"].text.startswith("Russian President Vladimir Putin and Chinese President")
+    assert stored["refused"].title == "Refused" and stored["refused"].lang == "en"
+    assert stored["gone"].lang == "ru" and "Сила Сибири 2" in stored["gone"].text
+    failures = {f.target.rsplit("/", 1)[-1]: f for f in session.scalars(select(FetchFailure))}
+    assert sorted(failures) == ["busy", "teaser"]
+    assert failures["teaser"].permanent and "HTTP 403" in failures["teaser"].error
+    assert not failures["busy"].permanent
 
 
 def test_same_story_in_two_feeds_is_stored_once(session: Session, settings: Settings) -> None:
