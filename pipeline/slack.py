@@ -48,11 +48,15 @@ redacts the token and webhook URL, and every message raised here is redacted too
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
 import math
 import random
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +67,7 @@ from typing import Any, Literal
 from urllib.error import URLError
 from urllib.parse import urlsplit
 from urllib.request import (
+    HTTPHandler,
     HTTPRedirectHandler,
     HTTPSHandler,
     OpenerDirector,
@@ -295,11 +300,98 @@ class _RefusedRedirect(HTTPRedirectHandler):
         return None
 
 
-def _opener(proxy: str | None, ssl: Any) -> OpenerDirector:
-    handlers: list[Any] = [_RefusedRedirect(), HTTPSHandler(context=ssl)]
+class _Deadline:
+    """Shuts a request's connections down once ``seconds`` have passed since it began.
+
+    urllib's timeout bounds each read of the socket, not the answer: one that arrives a
+    byte at a time, each within the timeout, would hold a run (and the delivery lock) as
+    long as the server likes. Cut, the request fails like any answer lost on the way (the
+    part is looked for in the channel before it is posted again).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._sockets: list[socket.socket] = []
+        self._expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self._expired
+        if expired:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # (closed already)
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(base: type[http.client.HTTPConnection], deadline: _Deadline) -> Any:
+    """``base``, its socket watched by ``deadline`` once connected."""
+
+    class Connection(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Connection
+
+
+class _HTTPHandler(HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: Request) -> Any:
+        return self.do_open(_watched(http.client.HTTPConnection, self._deadline), req)
+
+
+class _HTTPSHandler(HTTPSHandler):
+    def __init__(self, deadline: _Deadline, context: Any) -> None:
+        super().__init__(context=context)
+        self._deadline = deadline
+
+    def https_open(self, req: Request) -> Any:
+        return self.do_open(
+            _watched(http.client.HTTPSConnection, self._deadline),
+            req,
+            context=self._context,  # type: ignore[attr-defined]
+        )
+
+
+def _opener(proxy: str | None, ssl: Any, deadline: _Deadline) -> OpenerDirector:
+    handlers: list[Any] = [_RefusedRedirect(), _HTTPHandler(deadline), _HTTPSHandler(deadline, ssl)]
     if proxy:
         handlers.append(ProxyHandler({"http": proxy, "https": proxy}))
     return build_opener(*handlers)
+
+
+def _answer(
+    opener_of: Callable[[_Deadline], OpenerDirector], req: Request, timeout: float
+) -> tuple[int, Any, str]:
+    """Status, headers and body of ``req``, all of it within twice ``timeout`` seconds."""
+    deadline = _Deadline(2 * timeout)
+    try:
+        with opener_of(deadline).open(req, timeout=timeout) as response:
+            charset = response.headers.get_content_charset() or "utf-8"
+            body = response.read().decode(charset, errors="replace")
+            return response.status, response.headers, body
+    finally:
+        deadline.cancel()
 
 
 def _checked_url(url: str) -> None:
@@ -313,10 +405,8 @@ class _WebClient(WebClient):
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         _checked_url(url)
-        with _opener(self.proxy, self.ssl).open(req, timeout=self.timeout) as response:
-            charset = response.headers.get_content_charset() or "utf-8"
-            body = response.read().decode(charset, errors="replace")
-            return {"status": response.status, "headers": response.headers, "body": body}
+        status, headers, body = _answer(lambda d: _opener(self.proxy, self.ssl, d), req, self.timeout)
+        return {"status": status, "headers": headers, "body": body}
 
 
 class _WebhookClient(WebhookClient):
@@ -324,10 +414,8 @@ class _WebhookClient(WebhookClient):
 
     def _perform_http_request_internal(self, url: str, req: Request) -> WebhookResponse:
         _checked_url(url)
-        with _opener(self.proxy, self.ssl).open(req, timeout=self.timeout) as response:
-            charset = response.headers.get_content_charset() or "utf-8"
-            body = response.read().decode(charset, errors="replace")
-            return WebhookResponse(url=url, status_code=response.status, body=body, headers=response.headers)
+        status, headers, body = _answer(lambda d: _opener(self.proxy, self.ssl, d), req, self.timeout)
+        return WebhookResponse(url=url, status_code=status, body=body, headers=headers)
 
 
 def make_web_client(

@@ -72,7 +72,7 @@ ALL_SCOPES = frozenset({"chat:write", "channels:history", "groups:history", "cha
 # The scope each method needs; for history, which one depends on the channel.
 METHOD_SCOPES = {"auth.test": None, "chat.postMessage": "chat:write"}
 LIST_SCOPES = {"public_channel": "channels:read", "private_channel": "groups:read"}
-LossMode = Literal["503", "drop", "timeout"]
+LossMode = Literal["503", "drop", "timeout", "drip"]
 GATEWAY_PAGE = "<html><body><h1>503 Service Unavailable</h1>upstream timed out</body></html>"
 
 
@@ -90,7 +90,7 @@ class Fault:
 class LostAnswer:
     mode: LossMode
     part: int | None = None  # only the post whose metadata names this digest part
-    delay: float = 0.0  # "timeout": how long the answer takes
+    delay: float = 0.0  # "timeout": how long the answer takes; "drip": between its bytes
 
 
 @dataclass
@@ -347,6 +347,21 @@ class FakeSlack:
         elif loss.mode == "drop":
             self._record(call, 0)
             request.close_connection = True
+        elif loss.mode == "drip":
+            # Each byte of the answer ``delay`` seconds after the last: every read is within
+            # a client's timeout, the whole answer long past it.
+            self._record(call, status)
+            payload = json.dumps(body).encode("utf-8")
+            with contextlib.suppress(OSError):  # the client gave up
+                request.send_response(status)
+                request.send_header("Content-Type", "application/json; charset=utf-8")
+                request.send_header("Content-Length", str(len(payload)))
+                request.end_headers()
+                request.wfile.flush()
+                for index in range(len(payload)):
+                    time.sleep(loss.delay)
+                    request.wfile.write(payload[index : index + 1])
+                    request.wfile.flush()
         else:
             time.sleep(loss.delay)
             with contextlib.suppress(OSError):  # the client gave up long ago

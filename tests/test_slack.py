@@ -563,6 +563,22 @@ def test_partial_send_resumes_without_duplicates(slack: FakeSlack) -> None:
     assert len(slack.messages) == 3
 
 
+def test_an_answer_dripping_in_is_cut_at_the_deadline_and_the_part_looked_for(slack: FakeSlack) -> None:
+    """Each byte of the answer within the client's timeout, the whole of it far past it: the
+    call ends at its deadline (twice the timeout) as an answer lost, the part is found in
+    the channel, and nothing is posted twice."""
+    slack.lose_answer("drip", part=0, delay=0.4)
+    started = time.monotonic()
+    result = target_for(slack).post(
+        messages(2), on_sent=Progress(), digest_key="changes:drip", destination="slack:C0DIGEST"
+    )
+    elapsed = time.monotonic() - started
+    assert elapsed < 12, f"{elapsed:.1f} s: a {len(slack.posted_to(CHANNEL))}-part answer dripped in whole"
+    assert result.sent == 2 and result.recovered == (0,)
+    assert digest_parts(slack, "changes:drip") == [0, 1]
+    assert slack.calls("chat.postMessage") == 2
+
+
 def test_resuming_after_the_parent_needs_its_ts(slack: FakeSlack) -> None:
     with pytest.raises(ValueError, match="thread_ts"):
         post_messages(client_for(slack), CHANNEL, messages(3), already_sent=1, on_sent=Progress())
