@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 import time
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from urllib.parse import urljoin, urlsplit
 
 import defusedxml.ElementTree as SafeET
 import feedparser
+import lxml.etree
+import lxml.html
 import yaml
 from feedparser.encodings import convert_to_utf8
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -140,7 +143,10 @@ def parse_feed(
 
     The HTTP content type (with its charset) is passed on to feedparser, which weighs it
     against the XML declaration. A body that is a JSON object (or served as JSON) is read
-    as a JSON Feed (:func:`parse_json_feed`). Items get absolute URLs; dates in the future
+    as a JSON Feed (:func:`parse_json_feed`). Items get absolute URLs (an entry's
+    feedburner ``origLink`` rather than FeedBurner's redirect); titles given as markup
+    become the text they show (:func:`_feed_text`); dates are feedparser's, or
+    :func:`_rfc822_date`'s for RFC 822 dates it misses or misreads; dates in the future
     beyond a small tolerance are dropped (the first-seen time is used instead).
     """
     now = now or datetime.now(UTC)
@@ -178,8 +184,8 @@ def parse_feed(
         link = _entry_link(entry)
         items.append(
             FeedItem(
-                url=_absolute(feed_url, link),
-                title=_clean(entry.get("title")),
+                url=_item_url(feed_url, link),
+                title=_feed_text(entry, "title"),
                 published_at=_entry_date(entry, now),
                 feed_url=feed_url,
                 summary=_clean(entry.get("summary")),
@@ -188,7 +194,7 @@ def parse_feed(
                 content=_entry_content(entry),
             )
         )
-    return ParsedFeed(title=_clean(parsed.feed.get("title")), items=oldest_first(items), warnings=warnings)
+    return ParsedFeed(title=_feed_text(parsed.feed, "title"), items=oldest_first(items), warnings=warnings)
 
 
 def _json_content(entry: dict[str, Any]) -> str | None:
@@ -345,7 +351,7 @@ def parse_json_feed(
             link = guid if guid and guid.startswith(("http://", "https://")) else None
         items.append(
             FeedItem(
-                url=_absolute(feed_url, link),
+                url=_item_url(feed_url, link),
                 title=_clean(_first_string(entry, "title")),
                 published_at=_json_date(entry, now),
                 feed_url=feed_url,
@@ -384,12 +390,11 @@ def _json_date(entry: dict[str, Any], now: datetime) -> datetime | None:
         if not isinstance(value, str):
             continue
         try:
-            moment = datetime.fromisoformat(value.strip())
+            moment: datetime | None = datetime.fromisoformat(value.strip())
         except ValueError:
-            try:  # an RFC 822 date, as in RSS, where RFC 3339 was due
-                moment = parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                continue  # unreadable: the next date, if any
+            moment = _rfc822_date(value)  # an RFC 822 date, as in RSS, where RFC 3339 was due
+        if moment is None:
+            continue  # unreadable: the next date, if any
         return _plausible(moment if moment.tzinfo else moment.replace(tzinfo=UTC), now)
     return None
 
@@ -505,6 +510,15 @@ def refuse_entity_declarations(body: bytes, headers: dict[str, str]) -> None:
 
 
 def _entry_link(entry: Any) -> str | None:
+    # A feed FeedBurner serves links each item to a redirect of FeedBurner's own and gives
+    # the page's address in feedburner:origLink: the redirect was stored as the article's URL.
+    original = entry.get("feedburner_origlink")
+    if (
+        isinstance(original, str)
+        and _host_of(original)
+        and original.strip().lower().startswith(("http://", "https://"))
+    ):
+        return original.strip()
     link = entry.get("link")
     if link and entry.get("guidislink") and not str(link).strip().startswith(("http://", "https://")):
         # feedparser copies a guid into the link when an item has none ("12345", an Atom
@@ -522,15 +536,125 @@ def _entry_link(entry: Any) -> str | None:
 
 
 def _entry_date(entry: Any, now: datetime) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
-        if isinstance(value, time.struct_time):
+    """An entry's publication date, else its update's, else its creation's, held to
+    :func:`_plausible`.
+
+    Each is read by :func:`_rfc822_date` when it is an RFC 822 date that function reads,
+    else as feedparser read it: feedparser gives no date for one without a zone, with a
+    zone such as "GMT+8" or in Russian, and reads a zone name it does not know ("MSK",
+    "UTC+03:00") as UTC.
+    """
+    for key in ("published", "updated", "created"):
+        raw = entry.get(key)
+        moment = _rfc822_date(raw) if isinstance(raw, str) else None
+        if moment is None:
+            value = entry.get(f"{key}_parsed")
+            if not isinstance(value, time.struct_time):
+                continue
             try:
                 moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
             except (ValueError, OverflowError, OSError):
                 return None  # "0000-00-00" and other impossible dates
-            return _plausible(moment, now)
+        return _plausible(moment, now)
     return None
+
+
+# Month names as feeds write them, in English, Russian, Ukrainian, German, French and
+# Spanish: in full (nominative and genitive: "7 декабря") and abbreviated.
+_MONTH_NAMES = (
+    "january jan январь января янв січень січня січ januar jän jänner janvier janv enero ene",
+    "february feb февраль февраля фев февр лютий лютого лют februar février févr fév febrero",
+    "march mar март марта березень березня бер märz mär mrz mars marzo",
+    "april apr апрель апреля апр квітень квітня кві avril avr abril abr",
+    "may май мая травень травня тра mai mayo",
+    "june jun июнь июня июн червень червня чер juni juin junio",
+    "july jul июль июля июл липень липня лип juli juillet juil julio",
+    "august aug август августа авг серпень серпня сер août agosto ago",
+    "september sep sept сентябрь сентября сен сент вересень вересня вер septembre septiembre setiembre",
+    "october oct октябрь октября окт жовтень жовтня жов oktober okt octobre octubre",
+    "november nov ноябрь ноября ноя нояб листопад листопада лис novembre noviembre",
+    "december dec декабрь декабря дек грудень грудня гру dezember dez décembre déc diciembre dic",
+)
+# (as RFC 822 and email.utils spell them)
+_ENGLISH_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {
+    word: english
+    for english, words in zip(_ENGLISH_MONTHS, _MONTH_NAMES, strict=True)
+    for word in words.split()
+}
+# Zone names outside RFC 822 that feeds use and that name one offset. A name that names
+# several is left as feedparser and email.utils read it: CST is US Central (-06:00),
+# not China's +08:00. MSK is Moscow's offset since October 2014.
+_ZONES = {
+    "msk": "+0300",
+    "cet": "+0100",
+    "cest": "+0200",
+    "eet": "+0200",
+    "eest": "+0300",
+    "wet": "+0000",
+    "west": "+0100",
+    "jst": "+0900",
+    "kst": "+0900",
+    "hkt": "+0800",
+}
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
+_WORD_OR_NUMBER = re.compile(r"[^\W\d_]+\.?|\d+")
+# "+0300", "+03:00", "+3", "GMT+8", "UTC+03:00".
+_OFFSET = re.compile(r"(?:gmt|utc|ut)?\s*([+-])(\d{1,2}):?(\d{2})?")
+_COMMENT = re.compile(r"\([^()]*\)")
+# A leading word and a comma: the day's name.
+_DAY_NAME = re.compile(r"\A\s*[^\W\d_]+\.?\s*,")
+# Longer than any date: not read.
+_MAX_DATE_CHARS = 120
+
+
+def _rfc822_date(text: str) -> datetime | None:
+    """An RFC 822 date (RSS's) as feeds write it, or None when ``text`` is not one or its
+    zone is a name this does not know (feedparser's reading of it stands then).
+
+    Beyond :func:`email.utils.parsedate_to_datetime`: month names in the languages of
+    :data:`_MONTH_NAMES`, day names in any ("Пн, 07 дек 2026"), a time without a zone (read
+    as UTC), offsets after "GMT" or "UTC" and with a colon, and the zone names of
+    :data:`_ZONES`.
+    """
+    if len(text) > _MAX_DATE_CHARS:
+        return None
+    text = _COMMENT.sub(" ", unicodedata.normalize("NFC", text))  # "+0300 (MSK)"
+    text = _DAY_NAME.sub("", text, count=1)  # (French and Spanish "mar." is Tuesday)
+    clock = _CLOCK.search(text)
+    head, zone = (text[: clock.start()], text[clock.end() :].strip().lower()) if clock else (text, "")
+    # A day's date and its month's name; every other word (a day name, Russian "г.",
+    # Spanish "de") is left out.
+    words = []
+    for token in _WORD_OR_NUMBER.findall(head):
+        if token[0].isdigit():
+            words.append(token)
+        elif token.rstrip(".").lower() in _MONTHS:
+            words.append(_MONTHS[token.rstrip(".").lower()])
+    if len(words) != 3 or sum(word in _ENGLISH_MONTHS for word in words) != 1:
+        return None
+    year = words[-1]
+    if not (len(year) == 2 or 1000 <= int(year) <= 9999):
+        return None  # (email.utils reads "0001" as 2001, as a two-digit year)
+    offset = _OFFSET.fullmatch(zone)
+    if offset is not None:
+        sign, hours, minutes = offset.groups()
+        zone = f"{sign}{int(hours):02d}{int(minutes or 0):02d}"
+    elif not zone or zone in ("gmt", "utc", "ut", "z"):
+        zone = "+0000"
+    elif zone in _ZONES:
+        zone = _ZONES[zone]
+    elif not zone.isalpha():
+        return None
+    try:
+        moment = parsedate_to_datetime(f"{' '.join(words)} {clock.group() if clock else '00:00'} {zone}")
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        # "-0000" (UTC, the local zone unknown) and a zone name email.utils does not know,
+        # which feedparser takes for UTC.
+        return moment.replace(tzinfo=UTC) if zone == "-0000" else None
+    return moment
 
 
 def _absolute(feed_url: str, link: str | None) -> str | None:
@@ -542,18 +666,86 @@ def _absolute(feed_url: str, link: str | None) -> str | None:
         return link  # refused later, per item, with its reason
 
 
+# A URL's scheme and authority, and the rest.
+_AUTHORITY = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*)(.*)", re.DOTALL)
+
+
+def _item_url(feed_url: str, link: str | None) -> str | None:
+    """An item's link made absolute, its spaces percent-encoded as a browser sends them
+    ("/news/Putin Xi talks.html"). Only the spaces of its path, query and fragment: a host
+    with a space is no host, and other white space and control characters are refused
+    where the item is screened (``pipeline.ingest``)."""
+    url = _absolute(feed_url, link)
+    parts = _AUTHORITY.fullmatch(url) if url and " " in url else None
+    if parts is None or " " in parts.group(1):
+        return url
+    return parts.group(1) + parts.group(2).replace(" ", "%20")
+
+
 def _language(value: Any) -> str | None:
     """A declared language as a primary code ("en-US" → "en"); None when it is not one."""
     return normalise_code(value) if isinstance(value, str) else None
 
 
+# NUL and other control characters: PostgreSQL refuses NUL, and none belong in a title.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _clean(value: Any) -> str | None:
     if value is None:
         return None
-    # NUL and other control characters: PostgreSQL refuses NUL, and none belong in a title.
-    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", str(value))
+    text = _CONTROL.sub("", str(value))
     text = re.sub(r"\s+", " ", text).strip()
     return text or None
+
+
+# The types feedparser gives a title marked as markup (Atom type="html" or "xhtml") or, in
+# RSS, whose titles say nothing, one that holds tags or references (escaped, or in CDATA).
+_MARKUP_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+def _feed_text(container: Any, key: str) -> str | None:
+    """A feed's or an entry's text (its ``key``, a title) as plain text: markup as it reads
+    (:func:`_html_text`), plain text as written ("Putin < Xi"). feedparser is asked to
+    leave markup as the feed has it (it would otherwise sanitise it, not remove it)."""
+    value = container.get(key)
+    detail = container.get(f"{key}_detail")
+    if isinstance(value, str) and isinstance(detail, dict) and detail.get("type") in _MARKUP_TYPES:
+        value = _html_text(_CONTROL.sub("", value))
+    return _clean(value)
+
+
+# Elements whose content is never shown, and those that set their content apart (a line
+# break or a paragraph between two words is a space).
+_UNSEEN = ("script", "style", "template")
+_APART = (
+    "br", "p", "div", "li", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "th",
+    "blockquote", "hr", "pre", "table", "ul", "ol", "section", "article", "header", "footer",
+)  # fmt: skip
+# A tag, for markup libxml2 refuses (a string it cannot hold).
+_TAG = re.compile(r"<[^<>]*>")
+
+
+def _html_text(markup: str) -> str:
+    """The text ``markup`` shows: tags, comments, scripts and styles left out, character
+    references read once ("&amp;lt;" in a title's XML is "&lt;" in its HTML, "<" on
+    screen). libxml2 parses it, in time linear in its length (Python's html.parser took
+    minutes over 400 KB of "<a"); nothing in it is run or fetched."""
+    if "<" not in markup and "&" not in markup:
+        return markup
+    parser = lxml.html.HTMLParser(
+        remove_comments=True, remove_pis=True, collect_ids=False, default_doctype=False
+    )
+    try:
+        root = lxml.html.fragment_fromstring(markup, create_parent="div", parser=parser)
+    except (lxml.etree.ParserError, ValueError):
+        return html.unescape(_TAG.sub(" ", markup))
+    for element in list(root.iter(*_UNSEEN)):
+        element.drop_tree()
+    for element in root.iter(*_APART):
+        element.text = " " + (element.text or "")
+        element.tail = " " + (element.tail or "")
+    return str(root.text_content())
 
 
 # OPML --------------------------------------------------------------------------------------

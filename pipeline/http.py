@@ -275,6 +275,11 @@ class HttpClient:
                 f"{_redact(url)} is compressed {len(codings)} times over ({', '.join(codings)}): refused",
                 permanent=True,
             )
+        if any(coding in _CODING_ALIASES for coding in codings):
+            # httpx knows only the plain names and would pass the compressed bytes on as the
+            # body (a feed read as "not a feed"). (Set before the first chunk is read: httpx picks
+            # its decoder then.)
+            response.headers["content-encoding"] = ", ".join(_CODING_ALIASES.get(c, c) for c in codings)
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
@@ -539,6 +544,10 @@ class GuardedBackend(httpcore.NetworkBackend):
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
+
+# Old names of content codings some servers still send: RFC 9110 (section 8.4.1.3) has a
+# recipient treat "x-gzip" as "gzip"; "x-deflate" is the same habit for "deflate".
+_CODING_ALIASES = {"x-gzip": "gzip", "x-deflate": "deflate"}
 
 # The deadline of the request this thread is making (HttpClient.get), for its reads.
 _DEADLINE = threading.local()

@@ -646,3 +646,137 @@ def test_a_feed_with_an_element_crowded_with_attributes_is_refused() -> None:
     )
     with pytest.raises(FeedParseError, match="100,000 attributes"):
         parse_feed(body.encode(), feed_url=FEED_URL, now=NOW)
+
+
+def test_a_title_given_as_markup_is_stored_as_the_text_it_shows() -> None:
+    """feedparser hands on a title marked as HTML (Atom ``type="html"`` or ``"xhtml"``, an
+    RSS title holding tags or references) as the markup it is: headlines were stored with
+    "&amp;" and "<b>" in them. A plain-text title keeps what it says, a "<" included."""
+    atom = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom">'
+        b'<title type="html">Wire &amp;amp; &lt;i&gt;More&lt;/i&gt;</title>'
+        b'<entry><id>urn:1</id><link href="/1"/>'
+        b'<title type="html">Putin &amp;amp; Xi sign &amp;lt;Power of Siberia 2&amp;gt; deal</title></entry>'
+        b'<entry><id>urn:2</id><link href="/2"/><title type="xhtml">'
+        b'<div xmlns="http://www.w3.org/1999/xhtml"><b>Putin</b> and Xi<br/>in Beijing</div></title></entry>'
+        b'<entry><id>urn:3</id><link href="/3"/>'
+        b'<title type="text">Putin &lt; Xi &amp;amp; &lt;b&gt;</title></entry>'
+        b"</feed>"
+    )
+    parsed = parse_feed(atom, feed_url=FEED_URL, now=NOW)
+    assert parsed.title == "Wire & More"
+    assert [item.title for item in parsed.items] == [
+        "Putin & Xi sign <Power of Siberia 2> deal",
+        "Putin and Xi in Beijing",
+        "Putin < Xi &amp; <b>",
+    ]
+    rss = """<rss version="2.0"><channel><title>Лента</title>
+<item><title><![CDATA[<b>Putin</b> &amp; Xi]]></title><link>/4</link></item>
+<item><title>&lt;em&gt;Сила Сибири 2&lt;/em&gt;:  переговоры&lt;br&gt;в Пекине</title><link>/5</link></item>
+<item><title>Putin &lt; Xi</title><link>/6</link></item>
+<item><title><![CDATA[Putin < Xi & co]]></title><link>/7</link></item>
+</channel></rss>""".encode()
+    assert [item.title for item in parse_feed(rss, feed_url=FEED_URL, now=NOW).items] == [
+        "Putin & Xi",
+        "Сила Сибири 2: переговоры в Пекине",
+        "Putin < Xi",
+        "Putin < Xi & co",
+    ]
+
+
+def test_rss_dates_feedparser_misses_or_misreads_are_read() -> None:
+    """feedparser gives no date for a time without a zone, an offset after "GMT" without
+    a colon, or Russian month and day names (the item took the time it was first seen),
+    and reads a zone name it does not know ("MSK", "UTC+03:00") as UTC. A zone name that
+    names several offsets is read as feedparser reads it (CST: US Central), and the
+    bounds every date is held to stay."""
+    dates = {
+        "no zone": ("Mon, 07 Dec 2026 10:00:00", datetime(2026, 12, 7, 10, 0, tzinfo=UTC)),
+        "GMT+8": ("Mon, 07 Dec 2026 10:00:00 GMT+8", datetime(2026, 12, 7, 2, 0, tzinfo=UTC)),
+        "UTC+03:00": ("Mon, 07 Dec 2026 10:00:00 UTC+03:00", datetime(2026, 12, 7, 7, 0, tzinfo=UTC)),
+        "MSK": ("Mon, 07 Dec 2026 10:00:00 MSK", datetime(2026, 12, 7, 7, 0, tzinfo=UTC)),
+        "Russian": ("Пн, 07 дек 2026 10:00:00 +0300", datetime(2026, 12, 7, 7, 0, tzinfo=UTC)),
+        "genitive": ("7 декабря 2026 г. 10:00:00 +0300", datetime(2026, 12, 7, 7, 0, tzinfo=UTC)),
+        "French": ("lun., 07 déc. 2026 10:00:00 +0100", datetime(2026, 12, 7, 9, 0, tzinfo=UTC)),
+        "comment": ("Mon, 07 Dec 2026 10:00:00 +0300 (MSK)", datetime(2026, 12, 7, 7, 0, tzinfo=UTC)),
+        "CST": ("Mon, 07 Dec 2026 10:00:00 CST", datetime(2026, 12, 7, 16, 0, tzinfo=UTC)),
+        "placeholder": ("Чт, 01 янв 1970 03:00:00 MSK", None),
+        "future": ("Ср, 07 дек 2044 10:00:00", None),
+    }
+    items = "".join(
+        f"<item><title>{name}</title><link>/{index}</link><pubDate>{text}</pubDate></item>"
+        for index, (name, (text, _)) in enumerate(dates.items())
+    )
+    body = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'.encode()
+    parsed = parse_feed(body, feed_url=FEED_URL, now=datetime(2026, 12, 8, tzinfo=UTC))
+    assert {item.title: item.published_at for item in parsed.items} == {
+        name: expected for name, (_, expected) in dates.items()
+    }
+
+
+def test_json_feed_rfc822_dates_are_read_as_a_feed_s_are() -> None:
+    """An RFC 822 date where RFC 3339 was due: email.utils took an offset with a colon for
+    no zone (and the time for UTC), and knew no Russian month."""
+    body = json_feed(
+        [
+            {
+                "id": "1",
+                "url": "https://news.example/1",
+                "date_published": "Thu, 19 Nov 2026 10:00:00 +03:00",
+            },
+            {"id": "2", "url": "https://news.example/2", "date_published": "Чт, 19 ноя 2026 11:00:00 +0300"},
+        ]
+    )
+    assert [item.published_at for item in parse_feed(body, feed_url=FEED_URL, now=NOW).items] == [
+        datetime(2026, 11, 19, 7, 0, tzinfo=UTC),
+        datetime(2026, 11, 19, 8, 0, tzinfo=UTC),
+    ]
+
+
+def test_a_link_with_spaces_is_percent_encoded_as_a_browser_sends_it() -> None:
+    """A link with a literal space was refused as unusable. Only spaces, and only after the
+    host, are encoded: a host with a space, or another white space character, is still
+    refused where the item is screened."""
+    links = [
+        "/news/Putin Xi talks.html",
+        "http://news.example/search?q=Putin Xi#part two",
+        "http://news example/a b",
+        "http://news.example/a\u00a0b",
+    ]
+    items = "".join(f"<item><title>t{i}</title><link>{link}</link></item>" for i, link in enumerate(links))
+    body = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'.encode()
+    assert [item.url for item in parse_feed(body, feed_url=FEED_URL, now=NOW).items] == [
+        "http://news.example/news/Putin%20Xi%20talks.html",
+        "http://news.example/search?q=Putin%20Xi#part%20two",
+        "http://news example/a b",
+        "http://news.example/a\u00a0b",
+    ]
+
+
+def test_a_feedburner_original_link_is_the_item_s_link() -> None:
+    """A feed FeedBurner serves links every item to a redirect of its own; the page's
+    address is in feedburner:origLink. One that is no absolute http(s) URL is not taken."""
+    namespace = 'xmlns:feedburner="http://rssnamespace.org/feedburner/ext/1.0"'
+    rss = (
+        f'<rss version="2.0" {namespace}><channel><title>x</title>'
+        "<item><title>a</title><link>http://feedproxy.google.com/~r/wire/~3/Xk1/</link>"
+        "<feedburner:origLink>https://news.example/2026/11/summit</feedburner:origLink></item>"
+        "<item><title>b</title><link>http://feedproxy.google.com/~r/wire/~3/Yz2/</link>"
+        "<feedburner:origLink>javascript:alert(1)</feedburner:origLink></item>"
+        "<item><title>c</title><link>http://feedproxy.google.com/~r/wire/~3/Zq3/</link>"
+        "<feedburner:origLink>/relative</feedburner:origLink></item>"
+        "</channel></rss>"
+    ).encode()
+    atom = (
+        f'<feed xmlns="http://www.w3.org/2005/Atom" {namespace}><title>x</title>'
+        '<entry><id>urn:1</id><title>d</title><link href="http://feeds.feedburner.com/~r/wire/~3/Ab4/"/>'
+        "<feedburner:origLink>https://news.example/2026/11/pipeline</feedburner:origLink></entry></feed>"
+    ).encode()
+    assert [item.url for item in parse_feed(rss, feed_url=FEED_URL, now=NOW).items] == [
+        "https://news.example/2026/11/summit",
+        "http://feedproxy.google.com/~r/wire/~3/Yz2/",
+        "http://feedproxy.google.com/~r/wire/~3/Zq3/",
+    ]
+    assert [item.url for item in parse_feed(atom, feed_url=FEED_URL, now=NOW).items] == [
+        "https://news.example/2026/11/pipeline"
+    ]

@@ -67,6 +67,17 @@ def test_gzip_bomb_is_capped_after_decompression() -> None:
             http.get(server.url("/bomb"))
 
 
+@pytest.mark.parametrize("coding", ["x-gzip", "X-Gzip", "x-deflate"])
+def test_a_body_compressed_under_an_old_name_of_its_coding_is_unpacked(coding: str) -> None:
+    """RFC 9110 has "x-gzip" read as "gzip" ("x-deflate" is the same habit): the compressed
+    bytes were handed on as the body."""
+    text = b"<rss version='2.0'><channel><title>Power of Siberia 2</title></channel></rss>" * 50
+    body = gzip.compress(text) if "gzip" in coding.lower() else zlib.compress(text)
+    with LocalServer({"/feed": lambda h: Reply(200, body, {"Content-Encoding": coding})}) as server:
+        with client() as http:
+            assert http.get(server.url("/feed")).body == text
+
+
 @pytest.mark.parametrize("codings", ["gzip, gzip", "deflate, gzip", "gzip,deflate"])
 def test_a_body_compressed_twice_over_is_refused_without_being_unpacked(codings: str) -> None:
     """Each layer was unpacked whole before the size was counted: 2 KB of gzip in gzip took

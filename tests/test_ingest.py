@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import html
 import json
@@ -1639,6 +1640,50 @@ def test_a_feed_item_without_a_usable_link_is_recorded_once(session: Session, se
     recorded = session.scalars(select(FetchFailure).where(FetchFailure.target.contains("#item="))).all()
     assert len(recorded) == 2 and all(f.permanent and f.feed_id == feed_id for f in recorded)
     assert any(f.target.endswith("#item=n-17") for f in recorded)
+
+
+def test_an_item_link_with_spaces_is_fetched_and_stored_percent_encoded(
+    session: Session, settings: Settings
+) -> None:
+    """A link with a literal space ("/news/Putin Xi talks.html") was refused as unusable; a
+    browser sends it with the spaces percent-encoded, and so it is fetched and stored. Other
+    white space (a no-break space) is still refused."""
+    site = FeedSite()
+    encoded = "/news/Putin%20Xi%20talks.html"
+    site.items = [
+        ("/news/Putin Xi talks.html", "Putin and Xi talk gas"),
+        ("/news/a\u00a0b", "No-break space"),
+    ]
+    site.pages[encoded] = site.pages["/a"]
+    site.server.routes[encoded] = site.page
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        result = poll_feed(session, client, settings, feed_id, now=NOW)
+    assert [(item.status, item.error) for item in result.items] == [
+        ("new", None),
+        ("error", "link contains control characters or spaces"),
+    ]
+    article = session.scalar(select(Article))
+    assert article is not None and article.url == site.server.url(encoded) + "?utm_source=rss"
+    assert [hit["path"] for hit in site.server.hits if hit["path"].startswith("/news/")] == [
+        encoded + "?utm_source=rss"
+    ]
+
+
+def test_a_feed_compressed_under_the_old_name_of_gzip_is_read(session: Session, settings: Settings) -> None:
+    """Content-Encoding "x-gzip" (RFC 9110: gzip) failed the feed as "not a feed": the
+    compressed bytes were parsed."""
+    site = FeedSite()
+    site.server.routes["/feed"] = lambda h: Reply(
+        200,
+        gzip.compress(site.feed_body()),
+        {"Content-Type": "application/rss+xml", "Content-Encoding": "x-gzip"},
+    )
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        result = poll_feed(session, client, settings, feed_id, now=NOW)
+    assert (result.outcome, result.error) == ("fetched", None)
+    assert [item.status for item in result.items] == ["new", "new", "error"]
 
 
 def test_a_short_but_complete_dispatch_in_chinese_is_an_article(settings: Settings) -> None:
