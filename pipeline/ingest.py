@@ -744,8 +744,19 @@ def reindex_vectors(
             ids = repo.article_ids_without_vectors(session, model, after_id=last, limit=batch_size)
         if not ids:
             return done
-        for article in session.scalars(select(Article).where(Article.id.in_(ids)).order_by(Article.id)):
-            vectors = context.embed(article.title, article.text)
+        wanted = select(Article).where(Article.id.in_(ids)).order_by(Article.id)
+        # Encoded without the writers' lock (seconds a batch), then stored under it against
+        # the articles as they are now: one given a new version meanwhile (another process
+        # storing it) is encoded again, never given the vectors of the text it had.
+        encoded = {
+            article.id: ((article.title, article.content_hash), context.embed(article.title, article.text))
+            for article in session.scalars(wanted)
+        }
+        repo.begin_write(session)
+        for article in session.scalars(wanted.execution_options(populate_existing=True)):
+            read, vectors = encoded.get(article.id, (None, None))
+            if vectors is None or read != (article.title, article.content_hash):
+                vectors = context.embed(article.title, article.text)
             _store_article_vectors(session, context, article, vectors)
         session.commit()
         done += len(ids)

@@ -17,6 +17,7 @@ from pipeline.db.engine import (
     make_engine,
     require_current_schema,
     session_factory,
+    upgrade_schema,
 )
 from pipeline.db.schema import Article, ArticleBand, ArticleSignature, Feed, Sighting
 from pipeline.errors import DatabaseError, FilterError
@@ -502,3 +503,63 @@ def test_an_older_database_s_evidence_is_rewritten_as_text(db_url: str) -> None:
     assert stored["energy"] == '["Россия и Китай", "中俄"]'
     assert {topic: json.loads(value) for topic, value in stored.items()} == evidence
     assert watch == '["Северный морской путь"]'
+
+
+_KILLED_MIGRATION = """
+import os, signal, sys
+from alembic import command
+from sqlalchemy import Engine, event, text
+from pipeline.db import engine as E
+
+url, start, marker = sys.argv[1:4]
+if start != "none":
+    made = E.make_engine(url)
+    command.upgrade(E.alembic_config(made), start)
+    with made.begin() as connection:
+        connection.execute(text("INSERT INTO feeds (url, name, enabled, failure_count, created_at) VALUES ('https://a.example/rss', 'a', 1, 0, '2026-01-01 00:00:00')"))
+    made.dispose()
+
+@event.listens_for(Engine, "after_cursor_execute")
+def killed(conn, cursor, statement, *args):
+    if marker in statement.upper():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+E.upgrade_schema(E.make_engine(url))
+"""
+
+
+@pytest.mark.parametrize(
+    ("start", "marker"),
+    [("none", "CREATE TABLE ARTICLE_SIGNATURES"), ("0015", "ADD COLUMN PAGE_HASH")],
+    ids=["first-init", "upgrade"],
+)
+def test_a_migration_killed_halfway_leaves_a_database_the_next_init_completes(
+    tmp_path: Path, start: str, marker: str
+) -> None:
+    """On SQLite each schema change committed on its own and the revision was recorded last:
+    a process killed halfway left tables without a revision, and every later init failed
+    ("table feeds already exists", "duplicate column name"). The migrations are one
+    transaction: killed, nothing of them stays, and the next init completes them."""
+    import signal
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MIGRATION, url, start, marker],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == (None if start == "none" else start)
+        before, after = upgrade_schema(engine)
+        assert (before, after) == (None if start == "none" else start, head_revision())
+        with Session(engine) as session:
+            assert list(session.scalars(select(Feed.url))) == (
+                [] if start == "none" else ["https://a.example/rss"]
+            )
+    finally:
+        engine.dispose()

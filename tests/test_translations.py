@@ -569,6 +569,57 @@ def test_reindex_backfills_missing_vectors(session: Session, settings: Settings)
     assert reindex_vectors(session, context, recompute=True) == 2
 
 
+def test_a_new_version_stored_while_a_reindex_encodes_keeps_its_own_vectors(
+    session: Session, settings: Settings
+) -> None:
+    """A reindex encodes a batch without the writers' lock; another process storing a new
+    version of one of its articles meanwhile must not have that text's vectors replaced by
+    the old text's."""
+    from sqlalchemy import update
+
+    from pipeline import dedup
+
+    list(import_lines(session, settings, [line("en"), line("ru_other")], source="t", now=NOW))
+    session.execute(delete(ArticleVector))
+    session.commit()
+    context = IngestContext.from_settings(settings)
+    first = session.scalars(select(Article.id).order_by(Article.id)).first()
+    other = make_engine(settings.db_url)
+    real_embed = context.embed
+    calls: list[str | None] = []
+
+    def embed_while_another_process_writes(title: str | None, text: str) -> object:
+        vectors = real_embed(title, text)
+        if not calls:  # the batch's first article encoded: another process updates it
+            with session_factory(other)() as writer:
+                new_text = STORY["zh"]["text"]
+                writer.execute(
+                    update(Article)
+                    .where(Article.id == first)
+                    .values(
+                        title=STORY["zh"]["title"], text=new_text, content_hash=dedup.content_hash(new_text)
+                    )
+                )
+                writer.commit()
+        calls.append(title)
+        return vectors
+
+    # (The context is frozen: the encoder's call is where the other process's write is timed.)
+    object.__setattr__(context, "embed", embed_while_another_process_writes)
+    try:
+        assert reindex_vectors(session, context, batch_size=10) == 2
+    finally:
+        other.dispose()
+    raced = session.get(ArticleVector, first)
+    assert raced is not None
+    raced_document = raced.document
+    session.expire_all()
+    object.__setattr__(context, "embed", real_embed)
+    assert reindex_vectors(session, context, recompute=True) == 2
+    again = session.get(ArticleVector, first)
+    assert again is not None and again.document == raced_document, "the old text's vectors were kept"
+
+
 def _store_vector(
     session: Session,
     article_id: int | None,

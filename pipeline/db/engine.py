@@ -285,11 +285,38 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
 
     before = current_revision(engine)
     _refuse_unknown_revision(before)
+    migrating = _transactional_ddl(engine) if engine.dialect.name == "sqlite" else engine
     try:
-        command.upgrade(alembic_config(engine), "head")
+        command.upgrade(alembic_config(migrating), "head")
     except OperationalError as exc:
         raise DatabaseError(f"cannot migrate the database: {exc.orig}") from None
+    finally:
+        if migrating is not engine:
+            migrating.dispose()
     return before, current_revision(engine)
+
+
+def _transactional_ddl(engine: Engine) -> Engine:
+    """An engine for ``engine``'s SQLite file whose transactions hold schema changes too.
+
+    Python's sqlite3 driver opens a transaction only before a data change, so each CREATE
+    and ALTER of a migration commits on its own, and the revision is recorded last: a
+    process stopped halfway (killed, the machine down) left tables without a revision,
+    which no later ``init`` could complete ("table feeds already exists"). Here the driver
+    leaves transactions alone and every one begins explicitly (taking the write lock at
+    once), so the migrations to head are one transaction, whole or not at all.
+    """
+    migrating = make_engine(engine.url.render_as_string(hide_password=False))
+
+    @event.listens_for(migrating, "connect")
+    def _driver_leaves_transactions_alone(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(migrating, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migrating
 
 
 def current_revision(engine: Engine) -> str | None:
