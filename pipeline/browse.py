@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +28,7 @@ from pipeline.encoder import DEFAULT_MODEL
 from pipeline.errors import FilterError
 from pipeline.language import LANGUAGE_EXAMPLES, filter_language
 from pipeline.redaction import redact_optional
+from pipeline.unicode_marks import joins_previous
 
 UNTITLED_WORDS = 12
 UNTITLED_CHARS = 80
@@ -79,10 +79,8 @@ def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:
     if len(opening) > most or _HAN.search(opening):
         cut = most
         # Not between a letter and its marks (a Thai vowel sign), nor after a virama or a
-        # Khmer coeng, which joins the next letter to the one before.
-        while 0 < cut < len(opening) and (
-            unicodedata.category(opening[cut])[0] == "M" or unicodedata.combining(opening[cut - 1]) == 9
-        ):
+        # Khmer coeng, which joins the next letter to the one before, nor inside an emoji.
+        while 0 < cut < len(opening) and joins_previous(opening, cut):
             cut -= 1
         opening = opening[:cut]
     return opening + ("…" if len(opening) < len(flat) else "")

@@ -45,7 +45,7 @@ from pipeline.errors import ConfigError
 from pipeline.hanzi import simplified_characters
 from pipeline.records import Classification, TopicHit, WatchHit
 from pipeline.sentences import split_sentences, strip_invisible
-from pipeline.unicode_marks import MARKS_BMP
+from pipeline.unicode_marks import MARKS_BMP, joins_previous
 
 __all__ = [
     "TOPIC_SLUGS",
@@ -1030,25 +1030,6 @@ def _original_offset(sentence: str, offset: int) -> int:
     return low
 
 
-# Characters that belong to the one before them: combining marks, variation selectors,
-# the zero-width joiner and what follows it, the second of a regional-indicator pair.
-def _continues(text: str, index: int) -> bool:
-    if index <= 0 or index >= len(text):
-        return False
-    char, before = text[index], text[index - 1]
-    if unicodedata.combining(char) or "\ufe00" <= char <= "\ufe0f" or char == "\u200d" or before == "\u200d":
-        return True
-    if "\U0001f3fb" <= char <= "\U0001f3ff":  # skin-tone modifiers
-        return True
-    if "\U0001f1e6" <= char <= "\U0001f1ff" and "\U0001f1e6" <= before <= "\U0001f1ff":
-        # The second of a flag's two letters: count the run of indicators before it.
-        run = 0
-        while index - run - 1 >= 0 and "\U0001f1e6" <= text[index - run - 1] <= "\U0001f1ff":
-            run += 1
-        return run % 2 == 1
-    return False
-
-
 def _trim(sentence: str, offset: int, limit: int) -> str:
     """Cut ``sentence`` to about ``limit`` characters around the match at ``offset``,
     at spaces where there are some and never inside a character sequence (an accent, a
@@ -1063,9 +1044,9 @@ def _trim(sentence: str, offset: int, limit: int) -> str:
     if end < len(sentence):
         space = sentence.rfind(" ", end - 20, end)
         end = space if space != -1 else end
-    while _continues(sentence, start):
+    while joins_previous(sentence, start):
         start += 1
-    while end > start and _continues(sentence, end):
+    while end > start and joins_previous(sentence, end):
         end -= 1
     return ("…" if start > 0 else "") + sentence[start:end].strip() + ("…" if end < len(sentence) else "")
 

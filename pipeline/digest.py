@@ -31,6 +31,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from pipeline.formatting import format_number, one_direction
 from pipeline.redaction import redact_optional
+from pipeline.unicode_marks import joins_previous
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -705,6 +706,10 @@ def _fit(text: str, limit: int) -> str:
     for index, char in enumerate(text):
         size += 2 if char > "\uffff" else 1
         if size > limit:
+            # Not inside what reads as one character (a flag's two letters, an emoji and
+            # its modifiers, a letter and its marks).
+            while index > 0 and joins_previous(text, index):
+                index -= 1
             return _OPEN_ENTITY.sub("", text[:index])
     return text
 

@@ -21,6 +21,8 @@ tokenising twice as slow; the tokenizer and the classifier's word boundaries use
 
 from __future__ import annotations
 
+import unicodedata
+
 UNICODE_VERSION = "14.0.0"
 
 MARKS_BMP = (
@@ -84,3 +86,27 @@ MARKS_ASTRAL = (
 )
 
 MARKS = MARKS_BMP + MARKS_ASTRAL
+
+
+def joins_previous(text: str, index: int) -> bool:
+    """Whether ``text[index]`` belongs with the character before it, so that a cut there
+    would split what reads as one character: a mark (an accent, a vowel sign), a variation
+    selector, the zero-width joiner and what follows it, a skin-tone modifier, the second
+    of a flag's two regional indicators, or a letter after a virama or a Khmer coeng,
+    which joins it to the one before."""
+    if index <= 0 or index >= len(text):
+        return False
+    char, before = text[index], text[index - 1]
+    if unicodedata.category(char)[0] == "M" or unicodedata.combining(before) == 9:
+        return True
+    if "\ufe00" <= char <= "\ufe0f" or char == "\u200d" or before == "\u200d":
+        return True
+    if "\U0001f3fb" <= char <= "\U0001f3ff":  # skin-tone modifiers
+        return True
+    if "\U0001f1e6" <= char <= "\U0001f1ff" and "\U0001f1e6" <= before <= "\U0001f1ff":
+        # The second of a flag's two letters: count the run of indicators before it.
+        run = 0
+        while index - run - 1 >= 0 and "\U0001f1e6" <= text[index - run - 1] <= "\U0001f1ff":
+            run += 1
+        return run % 2 == 1
+    return False

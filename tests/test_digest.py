@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -503,3 +504,30 @@ def test_credentials_in_article_links_and_the_web_base_url_are_redacted() -> Non
         assert "paywall.example.com/story?id=7&amp;key=REDACTED" in all_blocks_text(digest)
         assert "https://paywall.example.com/story?id=7&key=REDACTED" in digest.text
         assert "https://REDACTED@summitwatch.example.org/articles" in digest.text
+
+
+@pytest.mark.parametrize(
+    ("unit", "whole"),
+    [
+        ("🇷🇺🇨🇳 ", lambda cut: sum("\U0001f1e6" <= c <= "\U0001f1ff" for c in cut) % 2 == 0),
+        (
+            "👨‍👩‍👧‍👦",
+            lambda cut: cut.count("\U0001f468") == cut.count("\U0001f466") and not cut.endswith("\u200d"),
+        ),
+        ("E\u0323\u0301", lambda cut: cut.count("E") == cut.count("\u0301")),  # a letter, two marks
+    ],
+    ids=["flags", "family", "marks"],
+)
+def test_a_clipped_title_keeps_whole_what_reads_as_one_character(
+    unit: str, whole: Callable[[str], bool]
+) -> None:
+    """Slack's limits cut titles between characters, never inside a flag's two letters, an
+    emoji joined from several, or a letter and its marks (a lone half of a flag shows as a
+    letter in a box)."""
+    from pipeline.digest import _clip, slack_length
+
+    title = unit * 80
+    for limit in range(40, 260):
+        clipped = _clip(title, limit)
+        assert slack_length(clipped) <= limit
+        assert whole(clipped.removesuffix("…")), (limit, clipped[-6:])
