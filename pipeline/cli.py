@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -60,6 +61,36 @@ def console() -> int:
     return status
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a service manager stopping the command) ends it as Ctrl+C does."""
+
+
+@contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated` in it: its transaction is
+    rolled back by the code it unwinds, and it exits with one line and status 143, rather
+    than at once and silently. A process forked from it (a prepare worker) keeps the
+    default action; the handler before is put back afterwards."""
+    command = os.getpid()
+
+    def terminated(signum: int, _frame: Any) -> None:
+        if os.getpid() != command:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    try:
+        before = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the command line; returns the process exit status."""
     parser = build_parser()
@@ -93,10 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             # configured logging itself, a test capturing every record, keeps its level.)
             logging.getLogger().setLevel(settings.log_level)
         handler: Callable[[argparse.Namespace, Settings], int] = args.handler
-        return handler(args, settings)
+        with _stopped_by_sigterm():
+            return handler(args, settings)
     except SummitwatchError as exc:
         print(f"summitwatch: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("summitwatch: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("summitwatch: interrupted", file=sys.stderr)
         return 130

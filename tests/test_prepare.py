@@ -423,3 +423,34 @@ def test_workers_end_when_their_run_is_killed(tmp_path: Path) -> None:
         while processes_using(db) and time.monotonic() < deadline:
             time.sleep(0.2)
     assert not processes_using(db), "no worker outlives its run"
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> None:
+    """``kill`` (SIGTERM) ends a command with one line and status 143, what it committed
+    kept, rather than at once and silently; here an import waiting for its next line."""
+    db = tmp_path / "t.db"
+    new_database(db)
+    line = {
+        "url": "https://a.example/1",
+        "title": "Putin and Xi",
+        "text": " ".join(["Russian and Chinese leaders met in Beijing to discuss gas and trade."] * 6),
+    }
+    command = subprocess.Popen(
+        [SCRIPT, "import", "--json", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(db, 0),
+    )
+    assert command.stdin is not None and command.stdout is not None
+    command.stdin.write(json.dumps(line) + "\n")
+    command.stdin.flush()
+    first = command.stdout.readline()  # the line's result: stored and committed
+    assert json.loads(first)["status"] == "new", first
+    command.send_signal(signal.SIGTERM)
+    _, errors = command.communicate(timeout=60)
+    assert command.returncode == 143, errors
+    assert errors.strip().endswith("summitwatch: terminated") and "Traceback" not in errors
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT url FROM articles").fetchall() == [("https://a.example/1",)]
