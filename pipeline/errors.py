@@ -53,6 +53,9 @@ class FetchError(ItemError):
     ``timed_out``: the server did not answer within the time limits. ``deferred``: no
     request was made (its host timed out too often in this run: :class:`pipeline.http.
     HostBreaker`), so the failure is no attempt and the page waits for the next run.
+    ``answered``: the server answered, and its answer was not the page (an error status,
+    a body over the size limit, a consent wall), as against a link never fetched (refused
+    address, malformed URL, redirect loop).
     """
 
     def __init__(
@@ -63,11 +66,13 @@ class FetchError(ItemError):
         retry_after: float | None = None,
         timed_out: bool = False,
         deferred: bool = False,
+        answered: bool = False,
     ) -> None:
         super().__init__(message, permanent=permanent)
         self.retry_after = retry_after
         self.timed_out = timed_out
         self.deferred = deferred
+        self.answered = answered
 
 
 class ExtractionError(ItemError):

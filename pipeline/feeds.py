@@ -215,7 +215,10 @@ def _entry_content(entry: Any) -> str | None:
         value = part.get("value") if isinstance(part, dict) else None
         if not isinstance(value, str) or not value.strip():
             continue
-        if "html" not in str(part.get("type") or "text/html"):
+        kind = str(part.get("type") or "text/html").lower()
+        if "html" not in kind:
+            if not kind.startswith("text/"):
+                continue  # (an image or other media given inline, in base64)
             value = "".join(f"<p>{html.escape(line)}</p>" for line in value.splitlines() if line.strip())
         if best is None or len(value) > len(best):
             best = value
@@ -545,10 +548,12 @@ def _entry_date(entry: Any, now: datetime) -> datetime | None:
     "UTC+03:00") as UTC.
     """
     for key in ("published", "updated", "created"):
-        raw = entry.get(key)
+        # (Read as stored: feedparser's own look-up of "updated" gives "published" when
+        # there is none, with a deprecation warning.)
+        raw = dict.get(entry, key)
         moment = _rfc822_date(raw) if isinstance(raw, str) else None
         if moment is None:
-            value = entry.get(f"{key}_parsed")
+            value = dict.get(entry, f"{key}_parsed")
             if not isinstance(value, time.struct_time):
                 continue
             try:
@@ -634,6 +639,8 @@ def _rfc822_date(text: str) -> datetime | None:
     if len(words) != 3 or sum(word in _ENGLISH_MONTHS for word in words) != 1:
         return None
     year = words[-1]
+    if not year.isdecimal():
+        return None  # "10 2026 Dec": not a day, a month and a year
     if not (len(year) == 2 or 1000 <= int(year) <= 9999):
         return None  # (email.utils reads "0001" as 2001, as a two-digit year)
     offset = _OFFSET.fullmatch(zone)

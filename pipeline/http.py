@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urljoin, urlsplit
 
 import httpcore
 import httpx
@@ -230,6 +230,7 @@ class HttpClient:
                 f"HTTP {result.status} from {_redact(current)}",
                 permanent=not transient,
                 retry_after=retry_after_seconds(result.headers.get("retry-after")) if transient else None,
+                answered=True,
             )
         raise FetchError(
             f"more than {self.settings.max_redirects} redirects from {_redact(url)}", permanent=True
@@ -260,7 +261,9 @@ class HttpClient:
         limit = self.settings.max_bytes
         if declared and declared.isdigit() and int(declared) > limit:
             raise FetchError(
-                f"{_redact(url)} is {int(declared):,} bytes, over the {limit:,}-byte limit", permanent=True
+                f"{_redact(url)} is {int(declared):,} bytes, over the {limit:,}-byte limit",
+                permanent=True,
+                answered=True,
             )
         codings = [
             coding.strip().lower()
@@ -285,7 +288,9 @@ class HttpClient:
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > limit:
-                raise FetchError(f"{_redact(url)} is over the {limit:,}-byte limit", permanent=True)
+                raise FetchError(
+                    f"{_redact(url)} is over the {limit:,}-byte limit", permanent=True, answered=True
+                )
             if time.monotonic() > deadline:
                 raise FetchError(f"timed out reading {_redact(url)} (body too slow)", timed_out=True)
             chunks.append(chunk)
@@ -787,12 +792,33 @@ def redirected_away(requested: str, final: str) -> FetchError | None:
     if (asked.netloc.lower(), asked.path, asked.query) == (landed.netloc.lower(), landed.path, landed.query):
         return None
     host = (landed.hostname or "").lower()
-    segments = {segment.lower() for segment in landed.path.split("/") if segment}
-    if host.split(".")[0] in _WALL_HOST_LABELS or segments & _WALL_WORDS:
+    # Only what the redirect added counts: an article filed under "/news/gdpr/" moved to
+    # "www." is no consent wall.
+    segments = _segments(landed.path) - _segments(asked.path)
+    label = host.split(".")[0]
+    if (label in _WALL_HOST_LABELS and label != (asked.hostname or "").lower().split(".")[0]) or (
+        segments & _WALL_WORDS
+    ):
         return FetchError(
             f"redirected to a consent or sign-in page ({redact_url(final)[:200]}), not the article",
             permanent=True,
+            answered=True,
         )
-    if landed.path.lower() in _FRONT_PAGE_PATHS and asked.path.lower() not in _FRONT_PAGE_PATHS:
+    if _front_page(landed) and not _front_page(asked):
         return FetchError(f"redirected to the front page of {host}, not the article")
     return None
+
+
+def _segments(path: str) -> set[str]:
+    return {segment.lower() for segment in path.split("/") if segment}
+
+
+def _front_page(url: SplitResult) -> bool:
+    """Whether ``url`` is a site's front page: its root (or index page, or a language's root
+    such as "/en/") with no query but tracking parameters. "/?p=123" and
+    "/index.php?id=5" are articles."""
+    path = url.path.lower()
+    parts = [part for part in path.split("/") if part]
+    root = path in _FRONT_PAGE_PATHS or (len(parts) == 1 and len(parts[0]) == 2 and parts[0].isalpha())
+    query = [name for name, _ in parse_qsl(url.query, keep_blank_values=True)]
+    return root and all(name.lower().startswith(("utm_", "fbclid", "gclid", "ref")) for name in query)

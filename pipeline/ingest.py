@@ -1588,9 +1588,7 @@ def _finish_item(
                 settings, item, response.body, response.content_type, _lang_hint(feed, item), now
             )
     except ItemError as exc:
-        carried = (
-            _carried_by_feed(settings, item, exc, _lang_hint(feed, item), now) if exc.permanent else None
-        )
+        carried = _carried_by_feed(settings, item, _lang_hint(feed, item), now) if _unreadable(exc) else None
         if carried is None:
             return _page_failed(session, settings, item, url, exc, feed=feed, now=now)
         log.info(
@@ -1611,15 +1609,25 @@ def _finish_item(
     return result
 
 
+def _unreadable(failure: ItemError) -> bool:
+    """Whether a page's failure leaves its feed entry's text as the article's: the server
+    answered for good with something other than the article (refused, gone, behind a
+    wall, too large), or the page held no text. Not a link never fetched (an address the
+    fetcher refuses, a malformed URL: its feed's text is not stored under it either), nor
+    a failure that is retried."""
+    if not failure.permanent:
+        return False
+    return isinstance(failure, ExtractionError) or (isinstance(failure, FetchError) and failure.answered)
+
+
 def _carried_by_feed(
-    settings: Settings, item: FeedItem, failure: ItemError, lang_hint: str | None, now: datetime
+    settings: Settings, item: FeedItem, lang_hint: str | None, now: datetime
 ) -> ArticleCandidate | None:
-    """The article as its feed entry carries it, for a page that cannot be read for good:
-    for a page that could not be fetched (refused, gone, behind a wall), the entry's
-    content, else its summary; for a page fetched with too little text (its article drawn
-    by scripts, say), the entry's content only (a summary is no better than that page).
-    None when the entry holds too little text to stand for it (under the length minimum)."""
-    carried = item.content or (item.summary if isinstance(failure, FetchError) else None)
+    """The article as its feed entry carries it (its content: RSS content:encoded, Atom
+    content, JSON Feed content), for a page that cannot be read (:func:`_unreadable`); None
+    when it carries none, or too little to stand for the article (under the length
+    minimum). Not the entry's summary: a teaser, often the same for every item of a site."""
+    carried = item.content
     if not carried:
         return None
     page = f"<!doctype html><html><head><meta charset='utf-8'></head><body><article>{carried}</article>"

@@ -965,6 +965,11 @@ def _deliver(
             if not exc.in_doubt:
                 # The part is certainly not in the channel.
                 row.unconfirmed_since, row.unconfirmed_runs = None, 0
+            elif exc.posted_in_doubt:
+                # This run's post may have put it there (an answer lost): one run more that
+                # posted it unconfirmed. (A run that certainly posted nothing, rate-limited
+                # or refused a connection, does not count.)
+                row.unconfirmed_runs = (row.unconfirmed_runs or 0) + 1
             if exc.refused_content or exc.given_up:
                 row.status = "failed"
                 given_back = _give_back_changes(session, row)
@@ -1136,12 +1141,9 @@ def _send_to_slack(session: Session, target: SlackTarget, row: DigestOutbox, dig
     def on_posting(index: int, at: datetime) -> None:
         # Committed before the post: if the answer never arrives (or this process dies),
         # the next attempt knows to look for the part from this time on.
-        # Each run that posts the part counts until it is confirmed: a webhook, which cannot
-        # look in the channel, stops posting it again after WEBHOOK_UNCONFIRMED_RUNS.
         if row.unconfirmed_since is None:
             row.unconfirmed_since = at
-        row.unconfirmed_runs = (row.unconfirmed_runs or 0) + 1
-        session.commit()
+            session.commit()
 
     def on_sent(index: int, ts: str) -> None:
         # Committed at once: a crash after this point resumes after this part.

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import logging
 import math
@@ -64,7 +65,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.client import HTTPException
 from typing import Any, Literal
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import (
     HTTPHandler,
@@ -241,6 +242,9 @@ class SlackDeliveryError(SummitwatchError):
         self.refused_content = refused_content
         self.retry_after = None if retry_after is None else _deferral(retry_after)
         self.given_up = given_up
+        # An incoming webhook's part that this run posted and may be in the channel (its
+        # answer lost): the runs that did so are counted (``digests.unconfirmed_runs``).
+        self.posted_in_doubt = False
 
     @property
     def bad_configuration(self) -> bool:
@@ -390,6 +394,12 @@ def _answer(
             charset = response.headers.get_content_charset() or "utf-8"
             body = response.read().decode(charset, errors="replace")
             return response.status, response.headers, body
+    except HTTPError as error:
+        # An answer that is not a 2xx (a 429, a 5xx, a redirect refused) comes as an
+        # error whose body slack-sdk reads afterwards: read here, within the deadline.
+        with error:
+            held = error.read()
+        raise HTTPError(error.url, error.code, error.msg, error.headers, io.BytesIO(held)) from None
     finally:
         deadline.cancel()
 
@@ -888,6 +898,7 @@ def post_webhook_messages(
             )
         except SlackDeliveryError as exc:
             exc.delivered = index
+            exc.posted_in_doubt = exc.in_doubt  # (this run's post; an earlier run's is below)
             exc.in_doubt = exc.in_doubt or in_doubt
             raise
         logger.info("digest part %d of %d sent to the incoming webhook", index + 1, total)

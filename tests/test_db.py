@@ -563,3 +563,16 @@ def test_a_migration_killed_halfway_leaves_a_database_the_next_init_completes(
             )
     finally:
         engine.dispose()
+
+
+def test_an_in_memory_database_is_migrated_in_place() -> None:
+    """The migrations' own engine is for a file: an in-memory database is the engine's
+    own, and another engine would migrate another one."""
+    from sqlalchemy.pool import StaticPool
+
+    engine = make_engine("sqlite://", poolclass=StaticPool)
+    try:
+        assert upgrade_schema(engine) == (None, head_revision())
+        assert "articles" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

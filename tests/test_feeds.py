@@ -714,6 +714,29 @@ def test_rss_dates_feedparser_misses_or_misreads_are_read() -> None:
     }
 
 
+def test_no_date_however_odd_fails_its_feed() -> None:
+    """A date is read or left out, never an error: the words of a date in every order and
+    with odd digits ("²", Arabic-Indic), in RSS and JSON Feed alike (one such date made
+    the whole feed fail)."""
+    import itertools
+
+    pool = ["10", "2026", "Dec", "²", "٢٠٢٦", "дек", "0", "99999", "10:00:00"]
+    texts = [" ".join(words) for size in (2, 3, 4) for words in itertools.permutations(pool, size)]
+    texts += [text + zone for text in texts[:300] for zone in (" GMT", " +0300", " MSK", " GMT+99")]
+    items = "".join(
+        f"<item><link>/{n}</link><pubDate>{text}</pubDate></item>" for n, text in enumerate(texts)
+    )
+    body = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'.encode()
+    parsed = parse_feed(body, feed_url=FEED_URL, now=NOW, max_items=len(texts))
+    assert len(parsed.items) == len(texts)
+    json_items = [
+        {"id": str(n), "url": f"https://news.example/{n}", "date_published": t} for n, t in enumerate(texts)
+    ]
+    assert len(
+        parse_feed(json_feed(json_items), feed_url=FEED_URL, now=NOW, max_items=len(texts)).items
+    ) == len(texts)
+
+
 def test_json_feed_rfc822_dates_are_read_as_a_feed_s_are() -> None:
     """An RFC 822 date where RFC 3339 was due: email.utils took an offset with a colon for
     no zone (and the time for UTC), and knew no Russian month."""

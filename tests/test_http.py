@@ -748,6 +748,18 @@ def test_a_breaker_kept_across_runs_leaves_a_dead_host_alone_for_its_hold() -> N
         ("http://news.example/a/1", "https://news.example/login?next=/a/1", "wall"),
         ("http://news.example/a/1", "https://news.example/account/Subscribe/", "wall"),
         ("http://news.example/a/1", "https://accounts.news.example/signin", "wall"),
+        # Articles whose address looks like a front page's, or holds a wall's word itself.
+        ("https://t.example/abc", "https://blog.example/?p=123", None),
+        ("http://news.example/news/12345", "http://news.example/index.php?id=12345", None),
+        ("http://news.example/a/1", "https://news.example/?utm_source=rss", "front"),
+        ("http://news.example/a/1", "https://news.example/en/", "front"),
+        ("http://example.com/news/gdpr/meta-fined", "https://www.example.com/news/gdpr/meta-fined", None),
+        (
+            "http://example.com/privacy/consent/eu-court-rules",
+            "http://example.com/privacy/consent/eu-court-rules/",
+            None,
+        ),
+        ("http://login.example.com/news/1", "https://login.example.com/2026/news-1", None),
     ],
 )
 def test_a_redirect_away_from_the_article_is_told_from_a_move(

@@ -579,21 +579,25 @@ def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
     session: Session, settings: Settings
 ) -> None:
     """A page refused (403) or gone (404) for good is no lost article when its feed entry
-    carries the text (content:encoded, else a summary long enough); a teaser under the
-    length minimum, or a transient failure, is recorded as before."""
+    carries the text (content:encoded); content under the length minimum, a summary alone
+    (a teaser, often one for the whole site), a link never fetched (a scheme or address the
+    fetcher refuses) and a transient failure are recorded as before."""
     site = FeedSite()
     paragraphs = "".join(f"<p>{s.strip()}.</p>" for s in BODY_EN.split(".") if s.strip())
+    content = f"<content:encoded><![CDATA[{paragraphs}]]></content:encoded>"
     entries = [
-        ("/refused", "Refused", f"<content:encoded><![CDATA[{paragraphs}]]></content:encoded>"),
-        ("/gone", "Gone", f"<description>{html.escape(BODY_RU)}</description>"),
-        ("/teaser", "Teaser", "<description>Putin and Xi met. Read more.</description>"),
-        ("/busy", "Busy", f"<content:encoded><![CDATA[{paragraphs}]]></content:encoded>"),
+        ("/refused", "Refused", content),
+        ("/gone", "Gone", f"<content:encoded>{html.escape(BODY_RU)}</content:encoded>"),
+        ("/teaser", "Teaser", "<content:encoded>Putin and Xi met. Read more.</content:encoded>"),
+        ("/blurb", "Blurb", f"<description>{html.escape(BODY_EN)}</description>"),
+        ("/busy", "Busy", content),
+        ("ftp://files.example/story", "Never fetched", content),
     ]
 
     def feed_body() -> bytes:
         items = "".join(
-            f"<item><title>{title}</title><link>{site.server.url(path)}</link>{extra}"
-            "<pubDate>Thu, 19 Nov 2026 10:00:00 GMT</pubDate></item>"
+            f"<item><title>{title}</title><link>{path if ':' in path else site.server.url(path)}</link>"
+            f"{extra}<pubDate>Thu, 19 Nov 2026 10:00:00 GMT</pubDate></item>"
             for path, title, extra in entries
         )
         return (
@@ -607,6 +611,7 @@ def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
         {
             "/refused": lambda h: Reply(403, b"<html><body>Access denied</body></html>"),
             "/teaser": lambda h: Reply(403, b"denied"),
+            "/blurb": lambda h: Reply(403, b"denied"),
             "/busy": lambda h: Reply(503, b"busy"),
         }
     )
@@ -619,8 +624,10 @@ def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
     assert stored["refused"].title == "Refused" and stored["refused"].lang == "en"
     assert stored["gone"].lang == "ru" and "Сила Сибири 2" in stored["gone"].text
     failures = {f.target.rsplit("/", 1)[-1]: f for f in session.scalars(select(FetchFailure))}
-    assert sorted(failures) == ["busy", "teaser"]
-    assert failures["teaser"].permanent and "HTTP 403" in failures["teaser"].error
+    assert sorted(failures) == ["blurb", "busy", "story", "teaser"]
+    for name in ("teaser", "blurb"):
+        assert failures[name].permanent and "HTTP 403" in failures[name].error
+    assert failures["story"].permanent and "only http and https" in failures["story"].error
     assert not failures["busy"].permanent
 
 

@@ -486,6 +486,35 @@ def test_a_webhook_part_never_confirmed_is_quarantined_after_a_few_runs(
     assert unreported == 0
 
 
+def test_a_run_that_posted_nothing_does_not_count_toward_giving_a_webhook_part_up(
+    session: Session, db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    """Runs rate-limited before posting (a 429: certainly not posted) are no runs that
+    posted the part unconfirmed: after one lost answer and three such runs, the part is
+    posted again, confirmed, and the digest sent."""
+    settings = make_settings(
+        db_url, slack={"webhook_url": slack.webhook_url}, digest_dir=str(tmp_path / "digests")
+    )
+    backfill_burst(session, settings)
+    target = slack_target(settings.slack, backoff_factor=0.01, max_retries=0)
+    destination = destination_name(target)
+    prepare_digests(session, settings, destination, now=NOW)
+    slack.webhook_answer, slack.webhook_content_type = "queued", "text/plain"
+    first = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    assert first.sent == [] and len(slack.messages) == 1
+    slack.webhook_answer, slack.webhook_content_type = "ok", "text/html"
+    for _ in range(3):
+        slack.fail_next(1, 429, method="webhook", retry_after=0)
+        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+        assert report.sent == [] and report.failed == []
+        for row in session.scalars(select(DigestOutbox)):
+            row.not_before = None  # (the wait it asked for, over)
+        session.commit()
+    last = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
+    assert last.failed == [] and len(last.sent) == 2
+    assert all(row.status == "sent" for row in session.scalars(select(DigestOutbox)))
+
+
 def _parts(session: Session, digest_id: int) -> int:
     row = session.get(DigestOutbox, digest_id)
     assert row is not None

@@ -579,6 +579,54 @@ def test_an_answer_dripping_in_is_cut_at_the_deadline_and_the_part_looked_for(sl
     assert slack.calls("chat.postMessage") == 2
 
 
+@pytest.mark.parametrize("status", [503, 400, 302])
+def test_an_error_answer_dripping_in_is_cut_at_the_deadline_too(status: int) -> None:
+    """An answer that is not a 2xx is read by slack-sdk after the request returns: its body,
+    arriving a byte at a time, is read within the call's deadline all the same."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = b'{"ok": false, "error": "service_unavailable", "padding": "' + b"x" * 40 + b'"}'
+
+    class Dripping(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if status == 302:
+                self.send_header("Location", "/elsewhere")
+            self.end_headers()
+            try:
+                for index in range(len(body)):
+                    time.sleep(0.5)
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
+            except OSError:
+                pass
+
+        do_GET = do_POST
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = make_web_client(
+        "xoxb-test", f"http://127.0.0.1:{server.server_address[1]}/api/", timeout=1.0, max_retries=0
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(SlackDeliveryError):
+            post_messages(client, CHANNEL, messages(1), on_sent=Progress(), max_retries=0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    elapsed = time.monotonic() - started
+    assert elapsed < 15, f"{elapsed:.1f} s: the error's body was read without a deadline"
+
+
 def test_resuming_after_the_parent_needs_its_ts(slack: FakeSlack) -> None:
     with pytest.raises(ValueError, match="thread_ts"):
         post_messages(client_for(slack), CHANNEL, messages(3), already_sent=1, on_sent=Progress())

@@ -285,7 +285,9 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
 
     before = current_revision(engine)
     _refuse_unknown_revision(before)
-    migrating = _transactional_ddl(engine) if engine.dialect.name == "sqlite" else engine
+    # (An in-memory database is the engine's own: another engine would open another one.)
+    in_file = engine.dialect.name == "sqlite" and _sqlite_file(engine.url) is not None
+    migrating = _transactional_ddl(engine) if in_file else engine
     try:
         command.upgrade(alembic_config(migrating), "head")
     except OperationalError as exc:
