@@ -32,7 +32,7 @@ from pipeline.reporting import (
     top_articles,
 )
 from pipeline.settings import Settings
-from pipeline.slack import slack_target
+from pipeline.slack import SlackTarget, slack_target
 from tests.conftest import make_settings
 from tests.slack_server import FakeSlack
 
@@ -453,13 +453,10 @@ def test_a_retry_after_beyond_reason_neither_crashes_a_run_nor_blocks_the_digest
     assert sorted(done.sent) == sorted(first.pending)
 
 
-def test_a_webhook_part_never_confirmed_is_quarantined_after_a_few_runs(
+def _webhook_digests(
     session: Session, db_url: str, slack: FakeSlack, tmp_path: Path
-) -> None:
-    """A webhook whose server answers 200 with neither "ok" nor a page: each run may have
-    posted the part, and nothing can look. After three such runs the part is not posted
-    again; the digest is quarantined (its changes stay with it: they may be in the
-    channel) and the digests after it go out."""
+) -> tuple[Settings, SlackTarget, str]:
+    """A burst's digests prepared for ``slack``'s incoming webhook, posted once a try."""
     settings = make_settings(
         db_url, slack={"webhook_url": slack.webhook_url}, digest_dir=str(tmp_path / "digests")
     )
@@ -467,6 +464,17 @@ def test_a_webhook_part_never_confirmed_is_quarantined_after_a_few_runs(
     target = slack_target(settings.slack, backoff_factor=0.01, max_retries=0)
     destination = destination_name(target)
     prepare_digests(session, settings, destination, now=NOW)
+    return settings, target, destination
+
+
+def test_a_webhook_part_never_confirmed_is_quarantined_after_a_few_runs(
+    session: Session, db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    """A webhook whose server answers 200 with neither "ok" nor a page: each run may have
+    posted the part, and nothing can look. After three such runs the part is not posted
+    again; the digest is quarantined (its changes stay with it: they may be in the
+    channel) and the digests after it go out."""
+    settings, target, destination = _webhook_digests(session, db_url, slack, tmp_path)
     slack.webhook_answer, slack.webhook_content_type = "queued", "text/plain"
     for run in range(1, 4):
         report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
@@ -492,13 +500,7 @@ def test_a_run_that_posted_nothing_does_not_count_toward_giving_a_webhook_part_u
     """Runs rate-limited before posting (a 429: certainly not posted) are no runs that
     posted the part unconfirmed: after one lost answer and three such runs, the part is
     posted again, confirmed, and the digest sent."""
-    settings = make_settings(
-        db_url, slack={"webhook_url": slack.webhook_url}, digest_dir=str(tmp_path / "digests")
-    )
-    backfill_burst(session, settings)
-    target = slack_target(settings.slack, backoff_factor=0.01, max_retries=0)
-    destination = destination_name(target)
-    prepare_digests(session, settings, destination, now=NOW)
+    settings, target, destination = _webhook_digests(session, db_url, slack, tmp_path)
     slack.webhook_answer, slack.webhook_content_type = "queued", "text/plain"
     first = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
     assert first.sent == [] and len(slack.messages) == 1
