@@ -744,6 +744,23 @@ def _resolve(resolver: Resolver, host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
+# Second-level labels under which a country's sites are registered ("example.co.uk",
+# "example.com.cn"): a site is then named by three labels, not two.
+_SHARED_SECOND_LEVEL = frozenset({"ac", "co", "com", "edu", "gov", "gv", "ne", "net", "or", "org"})
+
+
+def site_of(url: str) -> str:
+    """The site ``url`` belongs to, as its host's registered name ("news.example.com" and
+    "example.com" are one site, "example.co.uk" is named by three labels); "" when it has
+    no host. An approximation without the public suffix list, good for telling a feed's
+    own pages from other sites'."""
+    labels = host_of(url).rstrip(".").split(".")
+    if len(labels) < 2 or all(label.isdigit() for label in labels):
+        return ".".join(labels)  # (a single name, an IP address)
+    size = 3 if len(labels) >= 3 and labels[-2] in _SHARED_SECOND_LEVEL and len(labels[-1]) == 2 else 2
+    return ".".join(labels[-size:])
+
+
 def host_of(url: str) -> str:
     """The host a per-host limit counts ``url`` under (lower case; "" when it has none or
     cannot be parsed, so that such addresses share one limit)."""

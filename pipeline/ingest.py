@@ -50,6 +50,7 @@ from pipeline.http import (
     host_of,
     redirected_away,
     sendable,
+    site_of,
 )
 from pipeline.language import detect_language
 from pipeline.neardup import NearDupParams
@@ -1626,9 +1627,11 @@ def _carried_by_feed(
     """The article as its feed entry carries it (its content: RSS content:encoded, Atom
     content, JSON Feed content), for a page that cannot be read (:func:`_unreadable`); None
     when it carries none, or too little to stand for the article (under the length
-    minimum). Not the entry's summary: a teaser, often the same for every item of a site."""
+    minimum). Not the entry's summary: a teaser, often the same for every item of a site.
+    Only for the feed's own site's pages: a feed that links another site's page (an
+    aggregator's) does not speak for that site's text."""
     carried = item.content
-    if not carried:
+    if not carried or not item.url or not item.feed_url or site_of(item.url) != site_of(item.feed_url):
         return None
     page = f"<!doctype html><html><head><meta charset='utf-8'></head><body><article>{carried}</article>"
     try:

@@ -15,7 +15,7 @@ import httpcore
 import pytest
 
 from pipeline.errors import FetchError
-from pipeline.http import HostBreaker, HttpClient, PageFetcher, redirected_away
+from pipeline.http import HostBreaker, HttpClient, PageFetcher, redirected_away, site_of
 from pipeline.settings import HttpSettings
 from tests.local_server import LocalServer, Reply
 
@@ -774,3 +774,20 @@ def test_a_redirect_away_from_the_article_is_told_from_a_move(
         assert "front page" in str(error) and not error.permanent
     else:
         assert "consent or sign-in page" in str(error) and error.permanent
+
+
+@pytest.mark.parametrize(
+    ("url", "site"),
+    [
+        ("https://news.example.com/a/1", "example.com"),
+        ("https://example.com/", "example.com"),
+        ("https://feeds.bbc.co.uk/news/rss.xml", "bbc.co.uk"),
+        ("http://www.xinhuanet.com.cn/x", "xinhuanet.com.cn"),
+        ("https://t.co/abc", "t.co"),
+        ("http://127.0.0.1:8080/feed", "127.0.0.1"),
+        ("http://localhost/feed", "localhost"),
+        ("not a url", ""),
+    ],
+)
+def test_the_site_of_an_address_is_its_registered_name(url: str, site: str) -> None:
+    assert site_of(url) == site

@@ -575,6 +575,14 @@ def test_a_link_redirected_to_a_front_page_or_a_consent_wall_is_no_article(
     assert "consent or sign-in page" in failures["walled"].error and failures["walled"].permanent
 
 
+def _entry_link(site: FeedSite, path: str) -> str:
+    if ":" in path:
+        return path
+    if not path.startswith("/"):
+        return site.server.url("/" + path, host="localhost")
+    return site.server.url(path)
+
+
 def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
     session: Session, settings: Settings
 ) -> None:
@@ -592,11 +600,12 @@ def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
         ("/blurb", "Blurb", f"<description>{html.escape(BODY_EN)}</description>"),
         ("/busy", "Busy", content),
         ("ftp://files.example/story", "Never fetched", content),
+        ("elsewhere", "Another site's page", content),  # (on "localhost": not the feed's site)
     ]
 
     def feed_body() -> bytes:
         items = "".join(
-            f"<item><title>{title}</title><link>{path if ':' in path else site.server.url(path)}</link>"
+            f"<item><title>{title}</title><link>{_entry_link(site, path)}</link>"
             f"{extra}<pubDate>Thu, 19 Nov 2026 10:00:00 GMT</pubDate></item>"
             for path, title, extra in entries
         )
@@ -612,6 +621,7 @@ def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
             "/refused": lambda h: Reply(403, b"<html><body>Access denied</body></html>"),
             "/teaser": lambda h: Reply(403, b"denied"),
             "/blurb": lambda h: Reply(403, b"denied"),
+            "/elsewhere": lambda h: Reply(403, b"denied"),
             "/busy": lambda h: Reply(503, b"busy"),
         }
     )
@@ -624,7 +634,7 @@ def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
     assert stored["refused"].title == "Refused" and stored["refused"].lang == "en"
     assert stored["gone"].lang == "ru" and "Сила Сибири 2" in stored["gone"].text
     failures = {f.target.rsplit("/", 1)[-1]: f for f in session.scalars(select(FetchFailure))}
-    assert sorted(failures) == ["blurb", "busy", "story", "teaser"]
+    assert sorted(failures) == ["blurb", "busy", "elsewhere", "story", "teaser"]
     for name in ("teaser", "blurb"):
         assert failures[name].permanent and "HTTP 403" in failures[name].error
     assert failures["story"].permanent and "only http and https" in failures["story"].error
