@@ -115,6 +115,7 @@ import yaml
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
 from pipeline.formatting import format_number
+from pipeline.settings import optional_file
 
 Direction = Literal["up", "down"]
 Bins = Sequence[tuple[datetime, int]]
@@ -209,6 +210,20 @@ def _param_problems(params: DetectorParams) -> list[tuple[str, str]]:
     for key in ("warmup", "cooldown", "settle", "min_silence"):
         if getattr(params, key) < timedelta(0):
             problems.append((key, "must not be negative"))
+    numbers = ("significance", "min_ratio", "drop_ratio", "min_drop_rate", "prior_articles", "prior_days")
+    for key in (*numbers, "overdispersion"):
+        if not math.isfinite(getattr(params, key)):
+            # (NaN passes every comparison below, and the detector's tail sums never end.)
+            problems.append((key, "must be a finite number"))
+    if problems:
+        return problems
+    longest = timedelta(days=MAX_DURATION_DAYS)
+    for key, value in {
+        **durations,
+        **{k: getattr(params, k) for k in ("warmup", "cooldown", "settle")},
+    }.items():
+        if value > longest:
+            problems.append((key, f"must be at most {MAX_DURATION_DAYS}d"))
     if not 0 < params.significance < 0.5:
         problems.append(("significance", "must be between 0 and 0.5"))
     if params.min_count < 1:
@@ -305,7 +320,7 @@ def load_detector_config(path: str | Path) -> DetectorConfig:
         stat = path.stat()
     except OSError:
         stat = None
-    if stat is None or not path.is_file():
+    if stat is None or not optional_file(path):
         return DetectorConfig()
     # A command validates the file at start and reads it again where it reports: the
     # same file, unchanged, is parsed once.
@@ -433,6 +448,11 @@ def _parse_time_of_day(value: Any, source: str, key: str) -> time:
     raise ConfigError(f"{source}: '{key}': expected a UTC time of day like \"07:00\"")
 
 
+# The longest duration a setting may name: ten years, past any history kept (a window of
+# a million days would overflow every date computed with it).
+MAX_DURATION_DAYS = 3650
+
+
 def parse_duration(value: Any, *, source: str = "digest config", key: str = "duration") -> timedelta:
     """``"6h"`` → 6 hours. Units: m/min, h, d, w. Raises :class:`ConfigError` naming ``key``."""
     if isinstance(value, timedelta):
@@ -440,8 +460,14 @@ def parse_duration(value: Any, *, source: str = "digest config", key: str = "dur
     if isinstance(value, str):
         match = _DURATION_PATTERN.match(value)
         if match:
-            return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
-    raise ConfigError(f"{source}: '{key}': expected a duration like 6h, 24h or 14d, got {value!r}")
+            seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+            if seconds > MAX_DURATION_DAYS * 86400:
+                raise ConfigError(f"{source}: '{key}': at most {MAX_DURATION_DAYS}d, got {value[:40]!r}")
+            return timedelta(seconds=seconds)
+    shown = (
+        repr(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
+    )
+    raise ConfigError(f"{source}: '{key}': expected a duration like 6h, 24h or 14d, got {shown[:80]}")
 
 
 def _mapping(value: Any, source: str, key: str) -> dict[str, Any]:

@@ -368,6 +368,17 @@ def default_config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "config"
 
 
+def optional_file(path: Path) -> bool:
+    """Whether an optional configuration file is there to read (absent: the defaults).
+    Anything else in its place (a folder, as Docker makes when a file it was to mount is
+    missing) is an error rather than the defaults in silence."""
+    if not path.exists():
+        return False
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file (a folder?); remove it, or put the file there")
+    return True
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
@@ -384,13 +395,13 @@ def load_settings(
         raise ConfigError(f"SUMMITWATCH_CONFIG_DIR {config_dir}: no such folder")
     merged: dict[str, Any] = {}
     settings_file = config_dir / "settings.yaml"
-    if settings_file.is_file():
+    if optional_file(settings_file):
         merged = _read_yaml_mapping(settings_file)
     dedup_file = config_dir / "dedup.yaml"
-    if dedup_file.is_file():
+    if optional_file(dedup_file):
         merged.setdefault("near_duplicates", _read_yaml_mapping(dedup_file))
     semantic_file = config_dir / "semantic.yaml"
-    if semantic_file.is_file():
+    if optional_file(semantic_file):
         # Sections of semantic.yaml (encoder, translations, stories) that settings.yaml
         # does not set itself.
         semantic = _read_yaml_mapping(semantic_file)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -468,9 +469,16 @@ def make_webhook_client(
     """An incoming-webhook client with the same retry policy as :func:`make_web_client`."""
     secret = _reveal(url)
     parts = urlsplit(secret)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
+    # Plain http only to this machine (a local relay, tests): elsewhere the path, which is
+    # the credential, and the digest would cross the network in clear.
+    if not parts.netloc or not (
+        parts.scheme == "https" or (parts.scheme == "http" and _on_this_machine(parts))
+    ):
         # Never echo the URL: the path is the credential.
-        raise ConfigError("setting 'slack.webhook_url' (SLACK_WEBHOOK_URL) must be an https:// URL")
+        raise ConfigError(
+            "setting 'slack.webhook_url' (SLACK_WEBHOOK_URL) must be an https:// URL "
+            "(http:// only to this machine: localhost, 127.0.0.1, ::1)"
+        )
     return _WebhookClient(
         url=secret,
         timeout=int(max(1, round(timeout))),
@@ -1551,6 +1559,19 @@ def _redact(text: str, client: WebClient | WebhookClient) -> str:
 
 def _reveal(value: str | SecretStr) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _on_this_machine(parts: Any) -> bool:
+    try:
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _api_base(api_url: str | None) -> str:

@@ -56,6 +56,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
+from pipeline import yamlfile
 from pipeline.classify import (
     TOPIC_SLUGS,
     RuleView,
@@ -101,7 +102,7 @@ def classifier_identity(topics_file: Path, heads_file: Path = DEFAULT_HEADS) -> 
         if path.suffix in (".yaml", ".yml"):
             # The registry as read: a comment or a reflowed line changes no label.
             with contextlib.suppress(yaml.YAMLError):
-                content = json.dumps(yaml.safe_load(content), sort_keys=True, default=str).encode()
+                content = json.dumps(yamlfile.safe_load(content), sort_keys=True, default=str).encode()
         digest.update(content)
         digest.update(b"\0")
     return digest.hexdigest()[:16]

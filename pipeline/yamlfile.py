@@ -45,10 +45,52 @@ class _Loader(_BASE):  # type: ignore[misc]
         return super().construct_mapping(node, deep=deep)
 
 
+# What a document may expand to through its aliases, in values counted as often as they
+# are referred to: a billion-laughs document (each level a list of aliases of the one
+# before) holds a few dozen nodes and expands to billions, which every reader that walks
+# it (validation, a hash of the registry, an error message quoting a value) would build.
+MAX_EXPANDED_VALUES = 1_000_000
+
+
 def safe_load(text: str) -> Any:
     """``yaml.safe_load(text)``, parsed by the C parser when it is available, refusing a
-    mapping that holds a key twice."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a safe loader, C or Python)
+    mapping that holds a key twice, and a document whose aliases expand it past
+    :data:`MAX_EXPANDED_VALUES` values."""
+    document = yaml.load(text, Loader=_Loader)  # noqa: S506  (a safe loader, C or Python)
+    expanded = _expanded_size(document)
+    if expanded > MAX_EXPANDED_VALUES:
+        raise yaml.YAMLError(
+            f"its aliases expand it to more than {MAX_EXPANDED_VALUES:,} values (an alias bomb?); "
+            "write the values out instead"
+        )
+    return document
+
+
+def _expanded_size(document: Any) -> int:
+    """How many values ``document`` holds counted as often as they are referred to, in
+    time linear in its distinct values (each shared container is measured once)."""
+    sizes: dict[int, int] = {}
+    # Containers in the order they are first met, then measured children first.
+    order: list[Any] = []
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if not isinstance(value, dict | list) or id(value) in sizes:
+            continue
+        sizes[id(value)] = -1  # (met)
+        order.append(value)
+        stack.extend(value.values() if isinstance(value, dict) else value)
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+    for value in reversed(order):
+        children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += max(sizes.get(id(child), 1), 1) if isinstance(child, dict | list) else 1
+            if total > MAX_EXPANDED_VALUES:
+                break
+        sizes[id(value)] = total
+    return sizes.get(id(document), 1) if isinstance(document, dict | list) else 1
 
 
 def read_file(path: Path) -> Any:

@@ -520,3 +520,48 @@ def test_unquoted_time_of_day_is_understood() -> None:
     config = parse_detector_config({"digest": {"summary": {"at": 450, "every": "1w"}}})
     assert config.digest.summary_at == time(7, 30, tzinfo=UTC)
     assert config.digest.summary_every == timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("detector", "key"),
+    [
+        ({"prior_articles": float("nan")}, "prior_articles"),
+        ({"overdispersion": float("nan")}, "overdispersion"),
+        ({"prior_days": float("inf")}, "prior_days"),
+        ({"min_ratio": float("nan")}, "min_ratio"),
+        ({"baseline_window": "9999999d"}, "baseline_window"),
+        ({"settle": "99999999d"}, "settle"),
+        ({"bin_size": "1000000000d"}, "bin_size"),
+    ],
+)
+def test_a_detector_number_that_is_no_finite_value_or_a_span_past_reason_is_refused(
+    detector: dict[str, object], key: str
+) -> None:
+    """NaN passed every range check (and the detector's tail sums never ended), infinity
+    and spans of millions of days failed later with a traceback: refused at start, naming
+    the key."""
+    with pytest.raises(ConfigError, match=key):
+        parse_detector_config({"detector": detector})
+
+
+def test_an_alias_bomb_in_a_config_file_is_refused_at_once(tmp_path: Path) -> None:
+    """Aliases that expand a few lines into a billion values are refused when the file is
+    read, before anything walks the values (a check, a hash, an error quoting one)."""
+    import time
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]
+    path = tmp_path / "digest.yaml"
+    path.write_text("\n".join(lines) + "\ndetector: {bin_size: *a9}\n")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="alias bomb"):
+        load_detector_config(path)
+    assert time.monotonic() - started < 5
+
+
+def test_a_folder_in_place_of_the_config_file_is_an_error(tmp_path: Path) -> None:
+    """Docker makes a folder where a file it was to mount is missing: that is no missing
+    file (the defaults, in silence) but an error."""
+    (tmp_path / "digest.yaml").mkdir()
+    with pytest.raises(ConfigError, match="not a file"):
+        load_detector_config(tmp_path / "digest.yaml")

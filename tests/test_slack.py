@@ -1052,6 +1052,12 @@ def test_target_from_settings(slack: FakeSlack) -> None:
     with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL") as bad_url:
         slack_target(SlackSettings(webhook_url=SecretStr("ftp://hooks.example/secret-path")))
     assert "secret-path" not in str(bad_url.value)
+    # Plain http would carry the secret path and the digest in clear: only to this machine.
+    with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL") as in_clear:
+        slack_target(SlackSettings(webhook_url=SecretStr("http://hooks.example/services/T/B/secret-path")))
+    assert "secret-path" not in str(in_clear.value)
+    for local in ("http://localhost:8080/services/x", "http://[::1]:8080/services/x"):
+        assert slack_target(SlackSettings(webhook_url=SecretStr(local))) is not None
 
     web = slack_target(
         SlackSettings(bot_token=SecretStr(slack.token), channel=CHANNEL, api_url=slack.api_url)
