@@ -52,7 +52,7 @@ class _Loader(_BASE):  # type: ignore[misc]
 MAX_EXPANDED_VALUES = 1_000_000
 
 
-def safe_load(text: str) -> Any:
+def safe_load(text: str | bytes) -> Any:
     """``yaml.safe_load(text)``, parsed by the C parser when it is available, refusing a
     mapping that holds a key twice, and a document whose aliases expand it past
     :data:`MAX_EXPANDED_VALUES` values."""
