@@ -210,8 +210,7 @@ def _param_problems(params: DetectorParams) -> list[tuple[str, str]]:
     for key in ("warmup", "cooldown", "settle", "min_silence"):
         if getattr(params, key) < timedelta(0):
             problems.append((key, "must not be negative"))
-    numbers = ("significance", "min_ratio", "drop_ratio", "min_drop_rate", "prior_articles", "prior_days")
-    for key in (*numbers, "overdispersion"):
+    for key in _FLOAT_FIELDS:
         if not math.isfinite(getattr(params, key)):
             # (NaN passes every comparison below, and the detector's tail sums never end.)
             problems.append((key, "must be a finite number"))
@@ -306,6 +305,8 @@ _DURATION_FIELDS = {
     "min_silence",
 }
 _INT_FIELDS = {"min_count"}
+# (Read with the annotations as written: this module's are strings.)
+_FLOAT_FIELDS = tuple(name for name, f in _PARAM_FIELDS.items() if f.type in ("float", float))
 _BOOL_FIELDS = {"enabled", "estimate_dispersion", "report_drops", "report_silence"}
 
 

@@ -205,7 +205,12 @@ def _json_content(entry: dict[str, Any]) -> str | None:
     plain = _first_string(entry, "content_text")
     if plain is None or not plain.strip():
         return None
-    return _clean("".join(f"<p>{html.escape(line)}</p>" for line in plain.splitlines() if line.strip()))
+    return _clean(_paragraphs(plain))
+
+
+def _paragraphs(plain: str) -> str:
+    """Plain text as HTML: each non-blank line a paragraph, its characters escaped."""
+    return "".join(f"<p>{html.escape(line)}</p>" for line in plain.splitlines() if line.strip())
 
 
 def _entry_content(entry: Any) -> str | None:
@@ -219,7 +224,7 @@ def _entry_content(entry: Any) -> str | None:
         if "html" not in kind:
             if not kind.startswith("text/"):
                 continue  # (an image or other media given inline, in base64)
-            value = "".join(f"<p>{html.escape(line)}</p>" for line in value.splitlines() if line.strip())
+            value = _paragraphs(value)
         if best is None or len(value) > len(best):
             best = value
     return _clean(best)

@@ -22,6 +22,7 @@ address connected to.
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 import ssl
 import threading
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -588,14 +590,25 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     if value.isdigit():
         seconds = float(value)
     else:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        seconds = seconds_until_http_date(value, now=now)
+        if math.isnan(seconds):
             return None
-        if moment is None:
-            return None
-        seconds = moment.timestamp() - (time.time() if now is None else now)
     return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
+
+
+def seconds_until_http_date(value: str, *, now: float | None = None) -> float:
+    """The seconds from ``now`` (the clock's time) to an HTTP date (RFC 9110: always GMT,
+    so one written without a zone, "-0000", is read as UTC): negative once past, NaN when
+    ``value`` is no date."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return math.nan
+    if moment is None:
+        return math.nan
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() - (time.time() if now is None else now)
 
 
 MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600

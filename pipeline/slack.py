@@ -63,7 +63,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from http.client import HTTPException
 from typing import Any, Literal
 from urllib.error import HTTPError, URLError
@@ -385,13 +384,15 @@ def _opener(proxy: str | None, ssl: Any, deadline: _Deadline) -> OpenerDirector:
     return build_opener(*handlers)
 
 
-def _answer(
-    opener_of: Callable[[_Deadline], OpenerDirector], req: Request, timeout: float
-) -> tuple[int, Any, str]:
-    """Status, headers and body of ``req``, all of it within twice ``timeout`` seconds."""
-    deadline = _Deadline(2 * timeout)
+def _answer(client: WebClient | WebhookClient, url: str, req: Request) -> tuple[int, Any, str]:
+    """Status, headers and body of ``req`` sent by ``client`` (its proxy, TLS context and
+    timeout), all of it within twice the timeout, no redirect followed."""
+    # urllib also opens file:// and ftp:// URLs; only HTTP reaches Slack.
+    if not url.lower().startswith(("http://", "https://")):
+        raise SlackClientError(f"not an http(s) URL: {url.split(':', 1)[0]}:…")
+    deadline = _Deadline(2 * client.timeout)
     try:
-        with opener_of(deadline).open(req, timeout=timeout) as response:
+        with _opener(client.proxy, client.ssl, deadline).open(req, timeout=client.timeout) as response:
             charset = response.headers.get_content_charset() or "utf-8"
             body = response.read().decode(charset, errors="replace")
             return response.status, response.headers, body
@@ -405,27 +406,19 @@ def _answer(
         deadline.cancel()
 
 
-def _checked_url(url: str) -> None:
-    # urllib also opens file:// and ftp:// URLs; only HTTP reaches Slack.
-    if not url.lower().startswith(("http://", "https://")):
-        raise SlackClientError(f"not an http(s) URL: {url.split(':', 1)[0]}:…")
-
-
 class _WebClient(WebClient):
-    """slack-sdk's client, sending each request through an opener that follows no redirect."""
+    """slack-sdk's client, sending each request through :func:`_answer`."""
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
-        _checked_url(url)
-        status, headers, body = _answer(lambda d: _opener(self.proxy, self.ssl, d), req, self.timeout)
+        status, headers, body = _answer(self, url, req)
         return {"status": status, "headers": headers, "body": body}
 
 
 class _WebhookClient(WebhookClient):
-    """slack-sdk's webhook client, sending through an opener that follows no redirect."""
+    """slack-sdk's webhook client, sending each request through :func:`_answer`."""
 
     def _perform_http_request_internal(self, url: str, req: Request) -> WebhookResponse:
-        _checked_url(url)
-        status, headers, body = _answer(lambda d: _opener(self.proxy, self.ssl, d), req, self.timeout)
+        status, headers, body = _answer(self, url, req)
         return WebhookResponse(url=url, status_code=status, body=body, headers=headers)
 
 
@@ -1388,20 +1381,11 @@ def _retry_after_header(headers: Mapping[str, Any]) -> float:
         try:
             seconds = float(raw)
         except ValueError:
-            seconds = _seconds_until(raw)
+            from pipeline.http import seconds_until_http_date  # (httpx: only for a date)
+
+            seconds = seconds_until_http_date(raw)
         return max(0.0, seconds) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER
     return DEFAULT_RETRY_AFTER
-
-
-def _seconds_until(date: str) -> float:
-    """The seconds from now to an HTTP date (negative when it is past; NaN if unreadable)."""
-    try:
-        moment = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return math.nan
-    if moment.tzinfo is None:  # "-0000": UTC, the time zone unknown
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def _deferral(seconds: float) -> float:
