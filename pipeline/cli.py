@@ -539,6 +539,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 f"({counts['feeds_not_modified']} not modified, {counts['feeds_unchanged']} unchanged, "
                 f"{counts['feeds_error']} failed); {counts['new']} new, {counts['duplicate']} duplicate, "
                 f"{counts['error']} failed items"
+                + (f"; {counts['feeds_moved']} feeds moved permanently" if counts["feeds_moved"] else "")
             )
             if args.once:
                 return 1 if counts["feeds_error"] and counts["feeds_error"] == len(summary.polls) else 0
@@ -1133,6 +1134,7 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                         {
                             "id": feed.id,
                             "url": redact_url(feed.url),
+                            "moved_to": feed.display_moved_url,
                             "name": feed.name,
                             "outlet": feed.outlet,
                             "lang": feed.lang,
@@ -1159,6 +1161,9 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                 f"{feed.id:>4}  {feed.lang or '?':<3} {state:<12} {polled:<17} {due:<21} "
                 f"{feed.name or ''} <{redact_url(feed.url)}>"
             )
+            if feed.moved_url:
+                # (A 301 or 308: polled at its new address, still named by its own.)
+                print(f"{'':>10}moved permanently to <{feed.display_moved_url}>")
             if feed.failure_count and feed.last_error:
                 # A failing feed backs off (next poll) and says why.
                 print(f"{'':>10}last error: {feed.last_error}")

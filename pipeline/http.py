@@ -44,6 +44,8 @@ from pipeline.redaction import install_log_redaction, redact_url
 from pipeline.settings import HttpSettings
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Redirects that say the resource has a new address for good (RFC 9110, 15.4.2 and 15.4.9).
+PERMANENT_REDIRECTS = frozenset({301, 308})
 # Statuses worth retrying later; every other 4xx means the URL itself is bad.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
@@ -66,6 +68,11 @@ class HttpResponse:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    # Where the URL asked for has moved for good: the target of the permanent redirects
+    # (301, 308) the answer began with, before any temporary one (302, 303, 307). None when
+    # the first answer was no permanent redirect. (A 301 to a 302 moved the URL to the
+    # 302's address, which is only borrowing another's: RFC 9110, section 15.4.)
+    moved_to: str | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -143,6 +150,10 @@ class HttpClient:
     ) -> HttpResponse:
         """Fetch ``url`` with conditional-GET validators; 304 comes back as a response.
 
+        Redirects are followed up to ``max_redirects``, each hop through the SSRF guard and
+        to http(s) only; the response says where the URL moved for good
+        (:attr:`HttpResponse.moved_to`).
+
         Raises :class:`FetchError` (``permanent`` for a bad URL, a refused address, a
         4xx status or an oversize body; transient for timeouts, refused connections and
         5xx/429).
@@ -165,6 +176,8 @@ class HttpClient:
 
     def _get(self, url: str, headers: dict[str, str], deadline: float) -> HttpResponse:
         current = url
+        moved_to: str | None = None
+        moving = True  # (every answer so far a permanent redirect)
         for _hop in range(self.settings.max_redirects + 1):
             try:
                 self._check_url(current)
@@ -190,6 +203,8 @@ class HttpClient:
                             raise FetchError(
                                 f"malformed redirect from {_redact(current)}", permanent=True
                             ) from None
+                        moving = moving and response.status_code in PERMANENT_REDIRECTS
+                        moved_to = current if moving else moved_to
                         continue
                     body = self._read_capped(response, current, deadline)
                     if not _stream_complete(response):
@@ -199,7 +214,7 @@ class HttpClient:
                         for name in ("content-type", "etag", "last-modified", "retry-after")
                         if name in response.headers
                     }
-                    result = HttpResponse(url, current, response.status_code, body, kept)
+                    result = HttpResponse(url, current, response.status_code, body, kept, moved_to)
             except RefusedAddress as exc:
                 raise FetchError(_refusal_message(current, exc.host, exc.address), permanent=True) from None
             except httpx.TimeoutException:

@@ -333,6 +333,8 @@ class PollResult:
     outcome: Literal["fetched", "not_modified", "unchanged", "error"]
     items: list[ItemResult] = field(default_factory=list)
     error: str | None = None
+    # Where the feed was found to have moved for good in this poll (polled there from now on).
+    moved_to: str | None = None
 
     def counts(self) -> Counter[str]:
         return Counter(item.status for item in self.items)
@@ -350,6 +352,8 @@ class CycleSummary:
         for poll in self.polls:
             total.update(poll.counts())
             total[f"feeds_{poll.outcome}"] += 1
+            if poll.moved_to:
+                total["feeds_moved"] += 1
         total.update(item.status for item in self.retried)
         return total
 
@@ -1258,7 +1262,7 @@ class FeedRequest:
 
     @classmethod
     def of(cls, feed: Feed) -> FeedRequest:
-        return cls(feed.url, feed.etag, feed.last_modified, feed.body_hash)
+        return cls(feed.poll_url, feed.etag, feed.last_modified, feed.body_hash)
 
 
 @dataclass(frozen=True)
@@ -1341,26 +1345,31 @@ def poll_feed(
         # server honouring only its current ETag would otherwise send the body every time.
         etag, last_modified = _validators(response.headers)
         feed.etag, feed.last_modified = etag or feed.etag, last_modified or feed.last_modified
+        moved = _follow_move(feed, response)
         _feed_succeeded(settings, feed, now)
         session.commit()
-        return PollResult(feed.id, feed.url, "not_modified")
+        return PollResult(feed.id, feed.url, "not_modified", moved_to=moved)
     body_hash = fetched.body_hash
     if body_hash == feed.body_hash:
         # Some servers ignore validators or send new ones for the same bytes.
         feed.etag, feed.last_modified = _validators(response.headers)
+        moved = _follow_move(feed, response)
         _feed_succeeded(settings, feed, now)
         session.commit()
-        return PollResult(feed.id, feed.url, "unchanged")
+        return PollResult(feed.id, feed.url, "unchanged", moved_to=moved)
     if fetched.parse_error is not None:
+        # (Not followed: a feed "moved" to a page that is no feed, its site's front page
+        # often, has not moved but ended; its own address is polled again.)
         return _feed_failed(session, settings, feed, fetched.parse_error, now, permanent=True)
     parsed = fetched.parsed
     assert parsed is not None
+    moved = _follow_move(feed, response)
     for warning in parsed.warnings:
         log.info("feed %s: %s", redact_url(feed.url), redact_text(warning))
     # The poll itself is recorded now: a pending update of the feed row would otherwise
     # hold SQLite's write lock through every page fetch of the first item.
     session.commit()
-    result = PollResult(feed.id, feed.url, "fetched")
+    result = PollResult(feed.id, feed.url, "fetched", moved_to=moved)
     own = context is None
     context = context or IngestContext.from_settings(settings)
     try:
@@ -1388,6 +1397,25 @@ def poll_feed(
     _feed_succeeded(settings, feed, now)
     session.commit()
     return result
+
+
+def _follow_move(feed: Feed, response: HttpResponse) -> str | None:
+    """Record where a feed moved for good (its poll began with a 301 or 308) and return the
+    new address, once: the next poll asks there directly, so it is not reported again. A
+    temporary redirect (302, 303, 307) moves nothing. A feed moved back to its own address
+    forgets the move."""
+    target = response.moved_to
+    if target is None or target == feed.poll_url:
+        return None
+    if len(target) > MAX_URL_LENGTH:
+        return None  # (no column holds it: followed at every poll instead)
+    feed.moved_url = None if target == feed.url else target
+    log.warning(
+        "feed %s moved permanently (HTTP 301/308) to %s: polled there from now on",
+        redact_url(feed.url),
+        redact_url(target),
+    )
+    return target
 
 
 def _session_of(feed: Feed) -> Session:
@@ -2259,14 +2287,14 @@ class FeedsAhead:
             current = self.session.get(Feed, self.order[self._position])
             busy = Counter(host for _, thread, host in self.started.values() if thread.is_alive())
             if current is not None:
-                busy[host_of(current.url)] += 1  # (polled now: its own request may be in flight)
+                busy[host_of(current.poll_url)] += 1  # (polled now: its own request may be in flight)
             for feed_id in self._ahead():
                 if feed_id in self.started:
                     continue
                 feed = self.session.get(Feed, feed_id)
                 if feed is None:
                     continue
-                host = host_of(feed.url)
+                host = host_of(feed.poll_url)
                 if busy[host] >= http.per_host_concurrency:
                     continue  # (fetched later, or in its turn)
                 busy[host] += 1
@@ -2527,6 +2555,8 @@ def flatten_copy_chains(session: Session) -> int:
 
 def _describe_poll(poll: PollResult) -> str:
     shown = redact_url(poll.feed_url)
+    if poll.moved_to:
+        shown += f" (moved permanently to {redact_url(poll.moved_to)}: polled there from now on)"
     if poll.outcome == "error":
         return f"{shown}: FAILED: {redact_text(poll.error or '')}"
     if poll.outcome != "fetched":

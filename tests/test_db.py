@@ -127,7 +127,14 @@ def test_schema_has_the_documented_tables(settings: Settings) -> None:
         "duplicate_of_id",
     } <= article_columns
     feed_columns = {c["name"] for c in inspect(engine).get_columns("feeds")}
-    assert {"etag", "last_modified", "failure_count", "next_poll_at", "body_hash"} <= feed_columns
+    assert {
+        "etag",
+        "last_modified",
+        "failure_count",
+        "next_poll_at",
+        "body_hash",
+        "moved_url",
+    } <= feed_columns
     assert current_revision(engine) == head_revision()
     engine.dispose()
 
@@ -329,6 +336,40 @@ def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> N
         assert repo.feed_ids_named(session, "https://EXAMPLE.com/rss") == [1]
         session.commit()
         assert len(repo.list_feeds(session)) == 4
+    engine.dispose()
+
+
+def test_an_older_database_s_feeds_have_not_moved(db_url: str) -> None:
+    """Migration 0018: a feed stored before moves were recorded is polled at its own URL
+    until a 301 or 308 says otherwise."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from pipeline.db import repo
+    from pipeline.db.engine import alembic_config, make_engine, session_factory, upgrade_schema
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0017")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO feeds (id, url, display_url, enabled, failure_count, created_at) "
+                "VALUES (1, 'https://a.example/rss', 'https://a.example/rss', true, 0, :now)"
+            ),
+            {"now": "2026-12-01 00:00:00+00:00"},
+        )
+    upgrade_schema(engine)
+    with session_factory(engine)() as session:
+        (feed,) = repo.list_feeds(session)
+        assert (feed.moved_url, feed.display_moved_url, feed.poll_url) == (
+            None,
+            None,
+            "https://a.example/rss",
+        )
+        feed.moved_url = "https://b.example/rss?token=S3CRET"
+        session.commit()
+        shown = session.execute(text("SELECT display_moved_url FROM feeds")).scalar_one()
+        assert shown == "https://b.example/rss?token=REDACTED"
     engine.dispose()
 
 

@@ -122,6 +122,35 @@ def test_redirects_followed_up_to_the_limit() -> None:
             http.get(server.url("/loop"))
 
 
+def test_a_response_says_where_its_url_moved_for_good() -> None:
+    """Only permanent redirects (301, 308) from the start move the URL asked for: to the
+    last of them before a temporary one (a 301 to a 302 moved it to the 302's address,
+    which only borrows another for now)."""
+    routes = {
+        "/301": lambda h: Reply(301, b"", {"Location": "/new"}),
+        "/308": lambda h: Reply(308, b"", {"Location": "/301"}),
+        "/then-302": lambda h: Reply(301, b"", {"Location": "/302"}),
+        "/302": lambda h: Reply(302, b"", {"Location": "/new"}),
+        "/307": lambda h: Reply(307, b"", {"Location": "/301"}),
+        "/new": lambda h: Reply(200, b"<rss/>"),
+        "/away": lambda h: Reply(301, b"", {"Location": "ftp://files.example/feed"}),
+        "/loop": lambda h: Reply(308, b"", {"Location": "/loop"}),
+    }
+    with LocalServer(routes) as server, client() as http:
+        assert http.get(server.url("/301")).moved_to == server.url("/new")
+        assert http.get(server.url("/308")).moved_to == server.url("/new")
+        assert http.get(server.url("/then-302")).moved_to == server.url("/302")
+        for temporary in ("/302", "/307"):
+            response = http.get(server.url(temporary))
+            assert response.final_url == server.url("/new") and response.moved_to is None
+        assert http.get(server.url("/new")).moved_to is None
+        with pytest.raises(FetchError, match="only http and https") as away:
+            http.get(server.url("/away"))
+        with pytest.raises(FetchError, match="redirects") as loop:
+            http.get(server.url("/loop"))
+    assert away.value.permanent and loop.value.permanent
+
+
 def test_private_addresses_refused_by_default() -> None:
     with LocalServer({"/x": lambda h: Reply(200, b"secret")}) as server, client(private=False) as http:
         with pytest.raises(FetchError, match="non-public") as caught:

@@ -686,6 +686,64 @@ def test_broken_feed_backs_off_exponentially(session: Session, settings: Setting
     assert feed_backoff(settings, 30) == timedelta(hours=24)
 
 
+def test_a_feed_moved_for_good_is_polled_at_its_new_address_and_keeps_its_identity(
+    session: Session, settings: Settings
+) -> None:
+    """A 301 or 308 moves the feed: its new address is recorded (reported once, in the
+    poll's line), later polls go there directly, and the feed keeps its id and its own URL
+    (config/feeds.yaml still names it, its articles and sightings stay its own). A
+    temporary redirect (302, 307) moves nothing; a "move" to a page that is no feed is not
+    followed."""
+    site = FeedSite()
+    site.server.routes.update(
+        {
+            "/old-feed": lambda h: Reply(301, b"", {"Location": "/moved"}),
+            "/moved": lambda h: Reply(308, b"", {"Location": "/feed"}),
+            "/borrowed": lambda h: Reply(302, b"", {"Location": "/feed"}),
+            "/detour": lambda h: Reply(307, b"", {"Location": "/feed"}),
+            "/ended": lambda h: Reply(301, b"", {"Location": "/home"}),
+            "/home": lambda h: Reply(
+                200, b"<html><body>Welcome</body></html>", {"Content-Type": "text/html"}
+            ),
+        }
+    )
+    lines: list[str] = []
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        moved = add_feed(session, site.server.url("/old-feed"))
+        temporary = [add_feed(session, site.server.url(path)) for path in ("/borrowed", "/detour")]
+        ended = add_feed(session, site.server.url("/ended"))
+        first = run_cycle(session, client, settings, feed_ids=[moved], now=NOW, progress=lines.append)
+        assert first.polls[0].moved_to == site.server.url("/feed")
+        assert first.counts()["feeds_moved"] == 1 and first.counts()["new"] == 2
+        assert any(f"moved permanently to {site.server.url('/feed')}" in line for line in lines)
+        feed = session.get(Feed, moved)
+        assert feed is not None and feed.url == site.server.url("/old-feed")
+        assert feed.moved_url == feed.display_moved_url == site.server.url("/feed")
+        hits = len(site.server.hits)
+        later = poll_feed(session, client, settings, moved, now=NOW + timedelta(hours=1))
+        assert later.outcome == "not_modified" and later.moved_to is None  # (reported once)
+        assert [hit["path"] for hit in site.server.hits[hits:]] == ["/feed"]
+        for feed_id in temporary:
+            result = poll_feed(session, client, settings, feed_id, now=NOW)
+            assert result.outcome == "fetched" and result.moved_to is None
+            assert session.get(Feed, feed_id).moved_url is None  # type: ignore[union-attr]
+        assert poll_feed(session, client, settings, ended, now=NOW).outcome == "error"
+        assert session.get(Feed, ended).moved_url is None  # type: ignore[union-attr]
+        # The feed is still the one its own URL names: adding it again (init, feeds add)
+        # finds it, and the articles it brought are its own.
+        again, created = repo.upsert_feed(session, site.server.url("/old-feed"))
+        assert not created and again.id == moved
+        assert repo.feed_ids_named(session, site.server.url("/feed")) == [moved]
+        assert set(session.scalars(select(Article.feed_id))) == {moved}
+        from pipeline.db.engine import apply_views, views_file
+
+        apply_views(session.get_bind(), views_file())  # type: ignore[arg-type]
+        health = session.execute(
+            text("SELECT url, moved_to FROM v_feed_health WHERE id = :id"), {"id": moved}
+        )
+        assert tuple(health.one()) == (site.server.url("/old-feed"), site.server.url("/feed"))
+
+
 def test_transient_page_failure_is_retried(session: Session, settings: Settings) -> None:
     site = FeedSite()
     state = {"fail": True}

@@ -615,7 +615,9 @@ def feed_ids_named(session: Session, name: str) -> list[int]:
     """Feeds matching ``name``: a feed id, or a feed's name, outlet or URL (any case)."""
     from pipeline.errors import FilterError
 
-    conditions: list[ColumnElement[bool]] = [Feed.url.in_(feed_url_spellings(name))]
+    spellings = feed_url_spellings(name)
+    # (A feed that moved is found by its new address too.)
+    conditions: list[ColumnElement[bool]] = [Feed.url.in_(spellings), Feed.moved_url.in_(spellings)]
     if name.isascii() and name.isdigit() and int(name) <= MAX_ROW_ID:
         conditions.append(Feed.id == int(name))
     found = set(session.scalars(select(Feed.id).where(or_(*conditions))))

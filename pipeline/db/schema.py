@@ -86,6 +86,10 @@ class Feed(Base):
     # What is shown (feeds list, web UI, SQL views): the URL with credentials redacted.
     # ``url`` stays real: it is what is polled and exported.
     display_url: Mapped[str | None] = mapped_column(Text)
+    # Where the feed moved for good (a 301 or 308 answered its poll): polled there from
+    # then on. ``url`` stays the feed's identity (config/feeds.yaml, OPML, look-ups).
+    moved_url: Mapped[str | None] = mapped_column(String(2048))
+    display_moved_url: Mapped[str | None] = mapped_column(Text)  # ``moved_url`` redacted
     name: Mapped[str | None] = mapped_column(String(300))
     outlet: Mapped[str | None] = mapped_column(String(300))
     lang: Mapped[str | None] = mapped_column(String(16))
@@ -105,6 +109,16 @@ class Feed(Base):
     def _keep_display_url(self, key: str, value: str) -> str:
         self.display_url = redact_optional(value)
         return value
+
+    @validates("moved_url")
+    def _keep_display_moved_url(self, key: str, value: str | None) -> str | None:
+        self.display_moved_url = redact_optional(value)
+        return value
+
+    @property
+    def poll_url(self) -> str:
+        """The address the feed is polled at: where it moved for good, else its own."""
+        return self.moved_url or self.url
 
     @validates("last_error")
     def _redact_error(self, key: str, value: str | None) -> str | None:
