@@ -365,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         toggle.add_argument("feeds", nargs="+", metavar="FEED", help="a feed's id or URL")
         toggle.set_defaults(handler=cmd_feeds_toggle, enabled=action == "enable")
+    reset = feed_commands.add_parser(
+        "reset",
+        help="forget that feeds are gone (410), moved (301, 308) or failing: polled at their URL next run",
+    )
+    reset.add_argument("feeds", nargs="+", metavar="FEED", help="a feed's id or URL")
+    reset.set_defaults(handler=cmd_feeds_reset)
     opml_in = feed_commands.add_parser("import-opml", help="add the feeds of an OPML file")
     opml_in.add_argument("file")
     opml_in.set_defaults(handler=cmd_feeds_import_opml)
@@ -515,7 +521,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         while True:
             started = time.monotonic()
             try:
-                feed_ids = [f.id for f in repo.list_feeds(session) if f.enabled] if poll_all else None
+                feed_ids = (
+                    [f.id for f in repo.list_feeds(session) if f.enabled and f.gone_at is None]
+                    if poll_all
+                    else None
+                )
                 # --all is for the first cycle: the ones after it poll what is due, so that the
                 # poll interval and a failing feed's backoff hold.
                 summary = run_cycle(
@@ -537,12 +547,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             _stderr(
                 f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
                 f"({counts['feeds_not_modified']} not modified, {counts['feeds_unchanged']} unchanged, "
-                f"{counts['feeds_error']} failed); {counts['new']} new, {counts['duplicate']} duplicate, "
+                f"{counts['feeds_error']} failed"
+                + (
+                    f", {counts['feeds_gone']} gone (HTTP 410, no longer polled)"
+                    if counts["feeds_gone"]
+                    else ""
+                )
+                + f"); {counts['new']} new, {counts['duplicate']} duplicate, "
                 f"{counts['error']} failed items"
                 + (f"; {counts['feeds_moved']} feeds moved permanently" if counts["feeds_moved"] else "")
             )
             if args.once:
-                return 1 if counts["feeds_error"] and counts["feeds_error"] == len(summary.polls) else 0
+                failed = counts["feeds_error"] + counts["feeds_gone"]
+                return 1 if failed and failed == len(summary.polls) else 0
             # Wake up when the next feed is due (checked every 30 s, so new feeds are seen).
             # No transaction is left open while asleep: an idle one holds back the server's
             # clean-up, a server's idle-in-transaction timeout ends the connection, and a
@@ -1139,6 +1156,7 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                             "outlet": feed.outlet,
                             "lang": feed.lang,
                             "enabled": feed.enabled,
+                            "gone_since": feed.gone_at.isoformat() if feed.gone_at else None,
                             "failures": feed.failure_count,
                             "last_error": feed.last_error,
                             "last_polled_at": feed.last_polled_at.isoformat()
@@ -1150,11 +1168,12 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
                     )
                 )
                 continue
-            state = (
-                "disabled"
-                if not feed.enabled
-                else (f"{feed.failure_count} failures" if feed.failure_count else "ok")
-            )
+            if feed.gone_at is not None:
+                state = "gone (410)"  # (not polled, enabled or not, until `feeds reset`)
+            elif not feed.enabled:
+                state = "disabled"
+            else:
+                state = f"{feed.failure_count} failures" if feed.failure_count else "ok"
             polled = f"{feed.last_polled_at:%Y-%m-%d %H:%M}" if feed.last_polled_at else "never polled"
             due = f"next {feed.next_poll_at:%Y-%m-%d %H:%M}" if feed.enabled and feed.next_poll_at else ""
             print(
@@ -1190,7 +1209,34 @@ def cmd_feeds_toggle(args: argparse.Namespace, settings: Settings) -> int:
                 changed[feed.id] = (feed, repo.set_feed_enabled(session, feed, args.enabled))
         session.commit()
         for feed, did in changed.values():
-            _stderr(f"{state if did else 'already ' + state} feed {feed.id}: {redact_url(feed.url)}")
+            gone = (
+                f" (gone since {feed.gone_at:%Y-%m-%d}: `feeds reset` polls it again)" if feed.gone_at else ""
+            )
+            _stderr(f"{state if did else 'already ' + state} feed {feed.id}: {redact_url(feed.url)}{gone}")
+    return 0
+
+
+def cmd_feeds_reset(args: argparse.Namespace, settings: Settings) -> int:
+    """``feeds reset``: the named feeds (all, or none if one is unknown) forget what polling
+    learned of them (gone, moved, failing) and are polled at their own URL at the next run."""
+    from pipeline.db import repo
+    from pipeline.db.schema import Feed
+
+    with open_session(settings) as session:
+        found = {reference: repo.feed_by_reference(session, reference) for reference in args.feeds}
+        unknown = [reference for reference, feed in found.items() if feed is None]
+        if unknown:
+            shown = ", ".join(repr(redact_url(reference)[:200]) for reference in unknown)
+            raise SummitwatchError(
+                f"no feed has the id or URL {shown} (see `summitwatch feeds list`); nothing changed"
+            )
+        feeds: dict[int, Feed] = {feed.id: feed for feed in filter(None, found.values())}
+        for feed in feeds.values():
+            repo.reset_feed(session, feed)
+        session.commit()
+        for feed in feeds.values():
+            polled = "polled at the next run" if feed.enabled else "disabled: `feeds enable` to poll it"
+            _stderr(f"reset feed {feed.id}: {redact_url(feed.url)} ({polled})")
     return 0
 
 

@@ -55,7 +55,8 @@ class FetchError(ItemError):
     HostBreaker`), so the failure is no attempt and the page waits for the next run.
     ``answered``: the server answered, and its answer was not the page (an error status,
     a body over the size limit, a consent wall), as against a link never fetched (refused
-    address, malformed URL, redirect loop).
+    address, malformed URL, redirect loop). ``status``: the HTTP status of an error
+    answer (404, 410, 503...), None for every other failure.
     """
 
     def __init__(
@@ -67,12 +68,14 @@ class FetchError(ItemError):
         timed_out: bool = False,
         deferred: bool = False,
         answered: bool = False,
+        status: int | None = None,
     ) -> None:
         super().__init__(message, permanent=permanent)
         self.retry_after = retry_after
         self.timed_out = timed_out
         self.deferred = deferred
         self.answered = answered
+        self.status = status
 
 
 class ExtractionError(ItemError):

@@ -248,6 +248,7 @@ class HttpClient:
                 permanent=not transient,
                 retry_after=retry_after_seconds(result.headers.get("retry-after")) if transient else None,
                 answered=True,
+                status=result.status,
             )
         raise FetchError(
             f"more than {self.settings.max_redirects} redirects from {_redact(url)}", permanent=True

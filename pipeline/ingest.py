@@ -330,7 +330,7 @@ class PollResult:
 
     feed_id: int
     feed_url: str
-    outcome: Literal["fetched", "not_modified", "unchanged", "error"]
+    outcome: Literal["fetched", "not_modified", "unchanged", "error", "gone"]
     items: list[ItemResult] = field(default_factory=list)
     error: str | None = None
     # Where the feed was found to have moved for good in this poll (polled there from now on).
@@ -1273,6 +1273,7 @@ class FeedFetch:
     response: HttpResponse | None = None
     error: str | None = None  # the fetch failed
     retry_after: float | None = None  # seconds the server asked to wait (Retry-After)
+    status: int | None = None  # the HTTP status of a failed fetch's error answer
     body_hash: str | None = None
     parsed: ParsedFeed | None = None
     parse_error: str | None = None  # the body is not a usable feed
@@ -1285,7 +1286,7 @@ def fetch_feed(client: HttpClient, settings: Settings, request: FeedRequest, now
             request.url, etag=request.etag, last_modified=request.last_modified, accept=FEED_ACCEPT
         )
     except FetchError as exc:
-        return FeedFetch(request, error=str(exc), retry_after=exc.retry_after)
+        return FeedFetch(request, error=str(exc), retry_after=exc.retry_after, status=exc.status)
     if response.not_modified:
         return FeedFetch(request, response)
     body_hash = hashlib.sha256(response.body).hexdigest()
@@ -1335,6 +1336,8 @@ def poll_feed(
     fetched = ahead.result() if ahead is not None else None  # (a bug in it is raised here)
     if fetched is None or fetched.request != request:  # (the feed changed since: asked again)
         fetched = fetch_feed(client, settings, request, now)
+    if fetched.error is not None and fetched.status == GONE:
+        return _feed_gone(session, feed, fetched.error, now)
     if fetched.error is not None:
         return _feed_failed(session, settings, feed, fetched.error, now, retry_after=fetched.retry_after)
     response = fetched.response
@@ -1446,6 +1449,7 @@ def _feed_succeeded(settings: Settings, feed: Feed, now: datetime) -> None:
         repo.resolve_failure(_session_of(feed), "feed", feed.url)
     feed.failure_count = 0
     feed.last_error = None
+    feed.gone_at = None  # (a gone feed polled by name, `run --all` or a DAG's feed_ids, is back)
     feed.next_poll_at = now + timedelta(minutes=settings.poll.interval_minutes)
 
 
@@ -1478,6 +1482,28 @@ def _feed_failed(
     session.commit()
     log.warning("feed %s failed (%d in a row): %s", redact_url(feed.url), feed.failure_count, error)
     return PollResult(feed.id, feed.url, "error", error=error)
+
+
+# "410 Gone": the server says the feed was removed on purpose and for good (RFC 9110,
+# 15.5.11; feedparser's documentation: stop polling it).
+GONE = 410
+
+
+def _feed_gone(session: Session, feed: Feed, error: str, now: datetime) -> PollResult:
+    """A feed that answered 410 Gone: marked gone and no longer polled (:func:`repo.
+    due_feed_ids` passes it over) until ``summitwatch feeds reset`` (or a poll asked for
+    by name that it answers) brings it back; its failure is quarantined."""
+    error = redact_text(f"{error}: the feed is gone; no longer polled (`summitwatch feeds reset {feed.id}`)")
+    feed.failure_count = (feed.failure_count or 0) + 1
+    feed.last_error = error
+    feed.gone_at = feed.gone_at or now
+    feed.next_poll_at = None
+    repo.record_failure(
+        session, stage="feed", target=feed.url, error=error, permanent=True, retry_after=None, feed_id=feed.id
+    )
+    session.commit()
+    log.warning("feed %s is gone (HTTP 410): no longer polled", redact_url(feed.url))
+    return PollResult(feed.id, feed.url, "gone", error=error)
 
 
 def feed_backoff(settings: Settings, failures: int) -> timedelta:
@@ -2559,6 +2585,8 @@ def _describe_poll(poll: PollResult) -> str:
         shown += f" (moved permanently to {redact_url(poll.moved_to)}: polled there from now on)"
     if poll.outcome == "error":
         return f"{shown}: FAILED: {redact_text(poll.error or '')}"
+    if poll.outcome == "gone":
+        return f"{shown}: GONE: {redact_text(poll.error or '')}"
     if poll.outcome != "fetched":
         return f"{shown}: {poll.outcome.replace('_', ' ')}, nothing to do"
     counts = poll.counts()

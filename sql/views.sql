@@ -80,7 +80,7 @@ JOIN articles o ON o.id = c.duplicate_of_id;
 -- Feed health: failures, last error, when it is polled next, what it brought.
 CREATE VIEW v_feed_health AS
 SELECT f.id, f.name, f.outlet, f.lang, f.display_url AS url, f.display_moved_url AS moved_to,
-       f.enabled, f.failure_count,
+       f.enabled, f.gone_at, f.failure_count,
        f.last_status, f.last_error, f.last_polled_at, f.next_poll_at,
        -- What the feed carried: stored from it, or seen in it after another source had it
        -- (two counts, each by an index, not an OR that SQLite would test row by row).

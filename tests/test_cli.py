@@ -331,6 +331,33 @@ def test_feeds_add_list_and_opml_round_trip(db: Path, tmp_path: Path) -> None:
     assert states["https://example.org/rss"] is False
 
 
+def test_a_gone_or_moved_feed_is_listed_as_such_and_reset_by_name(db: Path) -> None:
+    assert sw("feeds", "add", "https://example.org/rss", db=db).returncode == 0
+    assert sw("feeds", "add", "https://example.org/atom", db=db).returncode == 0
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "UPDATE feeds SET gone_at = '2026-12-01 00:00:00.000000', failure_count = 1, "
+            "last_error = 'HTTP 410 from https://example.org/rss' WHERE url = 'https://example.org/rss'"
+        )
+        connection.execute(
+            "UPDATE feeds SET moved_url = 'https://example.net/atom', display_moved_url = "
+            "'https://example.net/atom' WHERE url = 'https://example.org/atom'"
+        )
+    listed = {f["url"]: f for f in map(json.loads, sw("feeds", "list", "--json", db=db).stdout.splitlines())}
+    assert listed["https://example.org/rss"]["gone_since"].startswith("2026-12-01T00:00:00")
+    assert listed["https://example.org/atom"]["moved_to"] == "https://example.net/atom"
+    text = sw("feeds", "list", db=db).stdout
+    assert "gone (410)" in text and "moved permanently to <https://example.net/atom>" in text
+    assert sw("feeds", "reset", "https://example.org/rss", "nope", db=db).returncode != 0
+    done = sw("feeds", "reset", "https://example.org/rss", "https://example.org/atom", db=db)
+    assert done.returncode == 0, done.stderr
+    assert "reset feed" in done.stderr and "polled at the next run" in done.stderr
+    listed = {f["url"]: f for f in map(json.loads, sw("feeds", "list", "--json", db=db).stdout.splitlines())}
+    assert listed["https://example.org/rss"]["gone_since"] is None
+    assert listed["https://example.org/rss"]["failures"] == 0
+    assert listed["https://example.org/atom"]["moved_to"] is None
+
+
 def test_feeds_add_and_import_opml_keep_one_spelling_and_leave_a_feed_s_state_alone(
     db: Path, tmp_path: Path
 ) -> None:

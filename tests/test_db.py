@@ -134,6 +134,7 @@ def test_schema_has_the_documented_tables(settings: Settings) -> None:
         "next_poll_at",
         "body_hash",
         "moved_url",
+        "gone_at",
     } <= feed_columns
     assert current_revision(engine) == head_revision()
     engine.dispose()
@@ -339,9 +340,9 @@ def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> N
     engine.dispose()
 
 
-def test_an_older_database_s_feeds_have_not_moved(db_url: str) -> None:
-    """Migration 0018: a feed stored before moves were recorded is polled at its own URL
-    until a 301 or 308 says otherwise."""
+def test_an_older_database_s_feeds_have_not_moved_nor_gone(db_url: str) -> None:
+    """Migrations 0018 and 0019: a feed stored before moves and 410s were recorded is
+    polled at its own URL, and is due, until a 301, 308 or 410 says otherwise."""
     from alembic import command
     from sqlalchemy import text
 
@@ -366,6 +367,7 @@ def test_an_older_database_s_feeds_have_not_moved(db_url: str) -> None:
             None,
             "https://a.example/rss",
         )
+        assert feed.gone_at is None and repo.due_feed_ids(session, datetime.now(UTC)) == [1]
         feed.moved_url = "https://b.example/rss?token=S3CRET"
         session.commit()
         shown = session.execute(text("SELECT display_moved_url FROM feeds")).scalar_one()

@@ -744,6 +744,47 @@ def test_a_feed_moved_for_good_is_polled_at_its_new_address_and_keeps_its_identi
         assert tuple(health.one()) == (site.server.url("/old-feed"), site.server.url("/feed"))
 
 
+def test_a_feed_answering_410_is_gone_and_not_polled_until_it_is_reset(
+    session: Session, settings: Settings
+) -> None:
+    """410 Gone says the feed was removed for good: it is marked gone at once (reported as
+    such, its failure quarantined) and no cycle polls it again, however long, until
+    `feeds reset`; a 404 is only a failure, backed off and polled again."""
+    site = FeedSite()
+    state = {"status": 410}
+    site.server.routes["/gone-feed"] = lambda h: Reply(state["status"], b"gone")
+    site.server.routes["/missing-feed"] = lambda h: Reply(404, b"not found")
+    lines: list[str] = []
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        gone = add_feed(session, site.server.url("/gone-feed"))
+        missing = add_feed(session, site.server.url("/missing-feed"))
+        summary = run_cycle(session, client, settings, now=NOW, progress=lines.append)
+        assert [poll.outcome for poll in summary.polls] == ["gone", "error"]
+        assert summary.counts()["feeds_gone"] == 1 and summary.counts()["feeds_error"] == 1
+        assert any("GONE: HTTP 410" in line and "no longer polled" in line for line in lines)
+        feed = session.get(Feed, gone)
+        assert feed is not None and feed.gone_at == NOW and feed.next_poll_at is None
+        assert "feeds reset" in (feed.last_error or "")
+        failure = session.scalar(select(FetchFailure).where(FetchFailure.target == feed.url))
+        assert failure is not None and failure.permanent and failure.stage == "feed"
+        hits = [hit["path"] for hit in site.server.hits]
+        for days in (1, 30, 365):
+            assert repo.due_feed_ids(session, NOW + timedelta(days=days)) == [missing]
+        later = run_cycle(session, client, settings, now=NOW + timedelta(days=2))
+        assert [poll.feed_id for poll in later.polls] == [missing]
+        assert [hit["path"] for hit in site.server.hits[len(hits) :]] == ["/missing-feed"]
+        # Reset by an operator (the feed is back): polled at the next run as a new feed.
+        state["status"] = 200
+        site.server.routes["/gone-feed"] = site.feed
+        repo.reset_feed(session, feed)
+        session.commit()
+        assert feed.gone_at is None and feed.failure_count == 0 and feed.next_poll_at is None
+        assert session.get(FetchFailure, failure.id).resolved_at is not None  # type: ignore[union-attr]
+        assert gone in repo.due_feed_ids(session, NOW + timedelta(days=3))
+        back = poll_feed(session, client, settings, gone, now=NOW + timedelta(days=3))
+        assert back.outcome == "fetched"
+
+
 def test_transient_page_failure_is_retried(session: Session, settings: Settings) -> None:
     site = FeedSite()
     state = {"fail": True}

@@ -381,6 +381,20 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         assert "needs &#39;html&#39; or &#39;text&#39;" in feeds.text, "the open import failure"
         assert "quarantined" in feeds.text
 
+        # A feed gone (410) and one moved for good (301, 308) say so.
+        engine = make_engine(settings.db_url)
+        with session_factory(engine)() as session:
+            gone = repo.feed_by_url(session, "https://vestnik.example/rss")
+            moved = repo.feed_by_url(session, "https://broken.example/feed.xml")
+            assert gone is not None and moved is not None
+            gone.gone_at, moved.moved_url = NOW, "https://broken.example/new/feed.xml?key=S3CRET"
+            session.commit()
+        engine.dispose()
+        feeds = client.get("/feeds").text
+        assert '<span class="state gone">gone (410)</span>' in feeds
+        assert "moved permanently to" in feeds and "https://broken.example/new/feed.xml?key=REDACTED" in feeds
+        assert "S3CRET" not in feeds
+
         health = client.get("/healthz")
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "schema": head_revision()}

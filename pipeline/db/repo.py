@@ -122,6 +122,21 @@ def set_feed_enabled(session: Session, feed: Feed, enabled: bool) -> bool:
     return changed
 
 
+def reset_feed(session: Session, feed: Feed) -> None:
+    """Forget what polling learned of ``feed``: that it is gone (410) or moved (301, 308),
+    its failures and backoff and its validators; it is polled at its own URL at the next
+    run, as a feed just added."""
+    if feed.failure_count or feed.gone_at is not None:
+        resolve_failure(session, "feed", feed.url)
+    feed.gone_at = None
+    feed.moved_url = None
+    feed.failure_count = 0
+    feed.last_error = None
+    feed.next_poll_at = None
+    feed.etag = feed.last_modified = feed.body_hash = None
+    session.flush()
+
+
 def list_feeds(session: Session) -> Sequence[Feed]:
     return session.scalars(select(Feed).order_by(Feed.id)).all()
 
@@ -142,10 +157,10 @@ def due_feed_ids(
 ) -> list[int]:
     """Enabled feeds whose next poll time has come (or that were never polled); a healthy
     feed's also when it comes within ``slack`` (a failing feed waits for its backoff and
-    for what its server asked, to the second)."""
+    for what its server asked, to the second). A feed gone (410) is never due."""
     query = (
         select(Feed.id)
-        .where(Feed.enabled.is_(True))
+        .where(Feed.enabled.is_(True), Feed.gone_at.is_(None))
         .where(
             or_(
                 Feed.next_poll_at.is_(None),

@@ -103,6 +103,8 @@ class Feed(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    # When the feed answered 410 Gone: not polled from then on, until `feeds reset`.
+    gone_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     @validates("url")
