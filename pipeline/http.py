@@ -48,6 +48,11 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
 # Statuses worth retrying later; every other 4xx means the URL itself is bad.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+# Statuses that say the URL is bad but that real sites also give in passing: a CDN's
+# hiccup, a geo or bot block lifted later, an article announced before its page is live.
+# Not permanent: the caller retries a few times before it believes them (a page, up to
+# ``poll.page_retry_limit``). 410 Gone is said on purpose, and is believed at once.
+PASSING_REFUSALS = frozenset({403, 404})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Resolves a host name (never an address literal) for a port to address strings.
@@ -155,8 +160,8 @@ class HttpClient:
         (:attr:`HttpResponse.moved_to`).
 
         Raises :class:`FetchError` (``permanent`` for a bad URL, a refused address, a
-        4xx status or an oversize body; transient for timeouts, refused connections and
-        5xx/429).
+        4xx status but 403 and 404 (:data:`PASSING_REFUSALS`) or an oversize body;
+        transient for timeouts, refused connections, 5xx/429, 403 and 404).
         """
         headers: dict[str, str] = {}
         # A validator a server sent with bytes outside ASCII cannot go back in a header: the
@@ -245,7 +250,7 @@ class HttpClient:
             transient = result.status in TRANSIENT_STATUSES
             raise FetchError(
                 f"HTTP {result.status} from {_redact(current)}",
-                permanent=not transient,
+                permanent=not transient and result.status not in PASSING_REFUSALS,
                 retry_after=retry_after_seconds(result.headers.get("retry-after")) if transient else None,
                 answered=True,
                 status=result.status,

@@ -42,6 +42,7 @@ from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchEr
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
 from pipeline.http import (
+    PASSING_REFUSALS,
     HostBreaker,
     HttpClient,
     HttpResponse,
@@ -1666,10 +1667,13 @@ def _finish_item(
 
 def _unreadable(failure: ItemError) -> bool:
     """Whether a page's failure leaves its feed entry's text as the article's: the server
-    answered for good with something other than the article (refused, gone, behind a
-    wall, too large), or the page held no text. Not a link never fetched (an address the
-    fetcher refuses, a malformed URL: its feed's text is not stored under it either), nor
-    a failure that is retried."""
+    answered for good with something other than the article (gone, behind a wall, too
+    large), or refused or did not find it (403, 404: retried when the entry carries no
+    text, but when it does, the article is here), or the page held no text. Not a link
+    never fetched (an address the fetcher refuses, a malformed URL: its feed's text is not
+    stored under it either), nor another failure that is retried (a timeout, a 5xx)."""
+    if isinstance(failure, FetchError) and failure.status in PASSING_REFUSALS:
+        return True
     if not failure.permanent:
         return False
     return isinstance(failure, ExtractionError) or (isinstance(failure, FetchError) and failure.answered)

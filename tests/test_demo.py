@@ -131,7 +131,14 @@ def test_demo_stores_the_site_as_expected(
         assert demo_feeds and not any(f.enabled for f in demo_feeds)
         failures = session.scalars(select(FetchFailure)).all()
         assert len(failures) == len(EXPECTED["broken_items"])
-        assert all(f.permanent for f in failures)
+        # A link to a PDF is quarantined; a page not found (404) is retried in later runs
+        # (it may yet go live) and quarantined only after poll.page_retry_limit attempts.
+        missing = {
+            item["link"].rsplit("/", 1)[-1]
+            for item in EXPECTED["broken_items"]
+            if item["expect_status"] == 404
+        }
+        assert missing and all(f.permanent != (f.target.rsplit("/", 1)[-1] in missing) for f in failures)
         for pair in EXPECTED["near_duplicates"]:
             # The feed lists the update above the report it updates: stored oldest first,
             # the report is the original and the update points at it.

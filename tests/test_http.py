@@ -99,12 +99,18 @@ def test_timeout_is_transient() -> None:
     assert not caught.value.permanent
 
 
-@pytest.mark.parametrize(("status", "permanent"), [(404, True), (410, True), (503, False), (429, False)])
+@pytest.mark.parametrize(
+    ("status", "permanent"),
+    [(404, False), (403, False), (410, True), (400, True), (451, True), (503, False), (429, False)],
+)
 def test_error_statuses(status: int, permanent: bool) -> None:
+    """403 and 404 are what real sites also answer in passing (a CDN's hiccup, a page not
+    live yet): not permanent, so retried a few times; 410 Gone is meant."""
     with LocalServer({"/x": lambda h: Reply(status, b"no")}) as server:
         with client() as http, pytest.raises(FetchError, match=f"HTTP {status}") as caught:
             http.get(server.url("/x"))
     assert caught.value.permanent is permanent
+    assert caught.value.status == status and caught.value.answered
 
 
 def test_redirects_followed_up_to_the_limit() -> None:
@@ -674,7 +680,7 @@ def test_retry_after_is_read_from_seconds_and_dates() -> None:
             http.get(server.url("/gone"))
     assert busy.value.retry_after == 3600 and not busy.value.permanent
     assert down.value.retry_after is not None and 7000 < down.value.retry_after <= 7200
-    assert gone.value.retry_after is None and gone.value.permanent
+    assert gone.value.retry_after is None and gone.value.status == 404
     assert retry_after_seconds("31536000") == MAX_RETRY_AFTER_SECONDS
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
 

@@ -160,6 +160,7 @@ def test_changed_feed_of_stored_items_resolves_only_failures_that_exist(
     """A changed feed whose items are stored is looked up a window at a time: no update of
     the failures table, unless a stored page still has an open failure."""
     site = FeedSite()
+    site.server.routes["/missing"] = lambda h: Reply(410, b"gone")  # (quarantined: not retried)
     with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
         feed_id = add_feed(session, site.server.url("/feed"))
         first = poll_feed(session, client, settings, feed_id, now=NOW)
@@ -531,8 +532,50 @@ def test_missing_page_recorded_and_run_goes_on(session: Session, settings: Setti
     assert (counts["new"], counts["error"]) == (2, 1)
     failure = session.scalar(select(FetchFailure).where(FetchFailure.stage == "page"))
     assert failure is not None
-    assert "HTTP 404" in failure.error and failure.permanent
+    assert "HTTP 404" in failure.error and not failure.permanent and failure.next_retry_at is not None
     assert failure.item is not None and failure.item["title"] == "Gone"
+
+
+def test_a_page_not_found_or_refused_is_retried_a_few_times_and_one_gone_is_not(
+    session: Session, settings: Settings
+) -> None:
+    """A single 404 or 403 may be the site's passing trouble (a CDN's hiccup, an article
+    announced before its page is live): the page is retried in later runs, with the
+    backoff of any failed page, and given up (quarantined) only after
+    ``poll.page_retry_limit`` attempts. A 410 Gone is believed at once."""
+    site = FeedSite()
+    site.items = [("/early", "Not live yet"), ("/dead", "Never was"), ("/removed", "Removed")]
+    site.pages["/early"] = site.pages["/a"]
+    live = {"early": False}
+    site.server.routes.update(
+        {
+            "/early": lambda h: site.page(h) if live["early"] else Reply(403, b"denied"),
+            "/removed": lambda h: Reply(410, b"gone"),
+        }
+    )
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        first = poll_feed(session, client, settings, add_feed(session, site.server.url("/feed")), now=NOW)
+        assert [r.status for r in first.items] == ["error"] * 3
+        failures = {
+            f.target.split("?")[0].rsplit("/", 1)[-1]: f for f in session.scalars(select(FetchFailure))
+        }
+        assert not failures["early"].permanent and not failures["dead"].permanent
+        assert failures["removed"].permanent and "HTTP 410" in failures["removed"].error
+        # The page goes live: its retry stores it.
+        live["early"] = True
+        retried = retry_failed_pages(session, client, settings, now=NOW + timedelta(minutes=20))
+        assert sorted(r.status for r in retried) == ["error", "new"]
+        assert session.scalar(select(Article.url)).startswith(site.server.url("/early"))  # type: ignore[union-attr]
+        # A page that stays missing is given up after page_retry_limit attempts in all.
+        moment = NOW + timedelta(minutes=20)
+        for _ in range(settings.poll.page_retry_limit * 2):
+            moment += timedelta(days=1)
+            retry_failed_pages(session, client, settings, now=moment)
+        dead = session.scalar(select(FetchFailure).where(FetchFailure.target.contains("/dead")))
+        assert dead is not None and dead.permanent and dead.resolved_at is None
+        assert dead.attempts == settings.poll.page_retry_limit
+    fetched = [hit["path"].split("?")[0] for hit in site.server.hits]
+    assert fetched.count("/dead") == settings.poll.page_retry_limit and fetched.count("/removed") == 1
 
 
 def test_a_link_redirected_to_a_front_page_or_a_consent_wall_is_no_article(
@@ -586,8 +629,8 @@ def _entry_link(site: FeedSite, path: str) -> str:
 def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
     session: Session, settings: Settings
 ) -> None:
-    """A page refused (403) or gone (404) for good is no lost article when its feed entry
-    carries the text (content:encoded); content under the length minimum, a summary alone
+    """A page refused (403) or not found (404) is no lost article when its feed entry
+    carries the text (content:encoded): stored from it at once rather than retried; content under the length minimum, a summary alone
     (a teaser, often one for the whole site), a link never fetched (a scheme or address the
     fetcher refuses) and a transient failure are recorded as before."""
     site = FeedSite()
@@ -636,7 +679,8 @@ def test_a_page_that_cannot_be_read_is_stored_with_the_text_its_feed_carries(
     failures = {f.target.rsplit("/", 1)[-1]: f for f in session.scalars(select(FetchFailure))}
     assert sorted(failures) == ["blurb", "busy", "elsewhere", "story", "teaser"]
     for name in ("teaser", "blurb"):
-        assert failures[name].permanent and "HTTP 403" in failures[name].error
+        # (retried: a 403 may pass; only after poll.page_retry_limit attempts given up)
+        assert not failures[name].permanent and "HTTP 403" in failures[name].error
     assert failures["story"].permanent and "only http and https" in failures["story"].error
     assert not failures["busy"].permanent
 
@@ -795,6 +839,7 @@ def test_transient_page_failure_is_retried(session: Session, settings: Settings)
         return site.page(handler)
 
     site.server.routes["/a"] = flaky
+    site.server.routes["/missing"] = lambda h: Reply(410, b"gone")  # (quarantined: not retried)
     with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
         first = poll_feed(session, client, settings, add_feed(session, site.server.url("/feed")), now=NOW)
         assert first.items[0].status == "error" and "503" in (first.items[0].error or "")
@@ -1493,10 +1538,10 @@ def test_broken_items_do_not_jam_the_feed(session: Session, settings: Settings) 
         feed = session.get(Feed, feed_id)
         assert feed is not None and feed.next_poll_at is not None and feed.body_hash
         assert feed.etag is None  # too long to keep; the body hash still spares work
-        # The quarantined 404 is not fetched again when the feed changes.
+        # The 404 waiting for its retry is not fetched again when the feed changes.
         hits_before = sum(1 for h in site.server.hits if h["path"].startswith("/missing"))
         site.items.append(("/b", "Same page again"))
-        poll_feed(session, client, settings, feed_id, now=NOW + timedelta(hours=1))
+        poll_feed(session, client, settings, feed_id, now=NOW + timedelta(minutes=10))
         assert sum(1 for h in site.server.hits if h["path"].startswith("/missing")) == hits_before
 
 
