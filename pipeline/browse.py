@@ -268,15 +268,17 @@ def _rows(
             continue
         title_marks = search.highlight(display_title(article), query)
         matched_in = None
-        text_marks = search.snippet(article.text, query)
+        # (One reading of a long text gives both its passage and the terms it holds.)
+        text_marks, text_terms = search.snippet_and_terms(article.text, query)
         # A story matches when any of its articles does: when a copy (a translation, say)
         # holds more of the query's terms than the original, its passage is the one shown,
         # and the row says where the words were found.
-        own = _terms_held(display_title(article), article.text, query)
-        for copy in row_copies:
-            held = _terms_held(copy.title or "", copy.text, query)
-            if held > own:
-                own, matched_in, text_marks = held, copy, search.snippet(copy.text, query)
+        if row_copies:
+            own = len(search.matched_terms(display_title(article), query) | text_terms)
+            for copy in row_copies:
+                held = _terms_held(copy.title or "", copy.text, query)
+                if held > own:
+                    own, matched_in, text_marks = held, copy, search.snippet(copy.text, query)
         rows.append(
             ArticleRow(article, row_copies, topics, watch, item.score, title_marks, text_marks, matched_in)
         )

@@ -1311,7 +1311,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host = f"[{args.host}]" if ":" in args.host else args.host
         _stderr(f"summitwatch web UI (read-only) on {_safe_url(settings.db_url)}: http://{host}:{args.port}/")
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, hosts=[args.host]),
             host=args.host,
             port=args.port,
             lifespan="on",

@@ -100,10 +100,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
 import math
 import re
-from collections import Counter
+import threading
+from array import array
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -891,6 +894,54 @@ def detect_changes(
     # worded with their dates, so a digest or listing that shows them later stays right.
     latest = floor_to_bin(now - params.settle, bin_size)
     return [_make_change(series, t, best, current=t == latest) for t, best in fired]
+
+
+class ChangeMemo:
+    """Changes :func:`detect_changes` found, kept for a long-running process (the web UI)
+    that asks again and again about a history which only grows at its end.
+
+    The answer of :func:`detect_changes` depends on the bins, the parameters, the start of
+    the history and ``now`` only through the last bin it judges, so it is kept under those
+    (the counts as a digest) and never goes stale: a new article, a relabelled or unlinked
+    one changes the counts, and the next bin changes the key. Bounded (least recently used
+    out) and safe to share between threads.
+    """
+
+    def __init__(self, size: int = 128) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        self._size = size
+        self._kept: OrderedDict[tuple[Any, ...], tuple[Change, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def detect(
+        self, series: str, bins: Bins, params: DetectorParams, *, history_start: datetime, now: datetime
+    ) -> list[Change]:
+        """What ``detect_changes(series, bins, params, ...)`` returns, computed once per input."""
+        counts = array("q", (count for _, count in bins))
+        key = (
+            series,
+            params,
+            as_utc(history_start),
+            floor_to_bin(as_utc(now) - params.settle, params.bin_size),
+            as_utc(bins[0][0]) if bins else None,
+            len(counts),
+            hashlib.blake2b(counts.tobytes(), digest_size=16).digest(),
+        )
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
+                return list(kept)
+        found = detect_changes(series, bins, params, history_start=history_start, now=now)
+        with self._lock:
+            self._kept[key] = tuple(found)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return found
 
 
 def unreported_changes(

@@ -31,6 +31,7 @@ from pipeline.coverage import (
     EPOCH,
     MAX_HISTORY_DAYS,
     Change,
+    ChangeMemo,
     DetectorConfig,
     DigestSchedule,
     as_utc,
@@ -225,12 +226,15 @@ def compute_coverage(
     *,
     now: datetime | None = None,
     loaded: tuple[DetectorConfig, TopicRegistry] | None = None,
+    memo: ChangeMemo | None = None,
 ) -> CoverageReport:
     """Bin every series over the whole history (at most :data:`MAX_HISTORY`, counted back
     from ``now``) and detect its changes (stores nothing).
 
     ``loaded`` is what :func:`load_reporting_config` returned, for callers that hold it
-    already (the web app, the digest); otherwise the configuration is read here.
+    already (the web app, the digest); otherwise the configuration is read here. ``memo``
+    keeps the detected changes between calls (the web app's coverage page: detection over
+    two years of history takes a second or more).
     """
     now = now or utcnow()
     config, registry = loaded or load_reporting_config(settings)
@@ -246,7 +250,8 @@ def compute_coverage(
         bins = bins_from_counts(series.counts, start=first_bin, end=now, bin_size=config.bin_size)
         report.bins[series.name] = bins
         report.labels[series.name] = series.label
-        report.changes[series.name] = detect_changes(
+        detect = memo.detect if memo is not None else detect_changes
+        report.changes[series.name] = detect(
             series.name, bins, config.params_for(series.name), history_start=start, now=now
         )
     report.reported = reported_digest(session, report, config)

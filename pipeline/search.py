@@ -837,7 +837,18 @@ def highlight(text: str, query: SearchQuery) -> Highlighted:
 
 def snippet(text: str, query: SearchQuery, *, width: int = 240) -> Highlighted:
     """The passage of ``text`` (about ``width`` characters) with the most distinct matched terms."""
+    return _snippet(text, _hit_spans(text, query), width)
+
+
+def snippet_and_terms(
+    text: str, query: SearchQuery, *, width: int = 240
+) -> tuple[Highlighted, frozenset[str]]:
+    """:func:`snippet` and :func:`matched_terms` of ``text`` from one reading of it."""
     spans = _hit_spans(text, query)
+    return _snippet(text, spans, width), frozenset(term for _, _, term in spans)
+
+
+def _snippet(text: str, spans: list[tuple[int, int, str]], width: int) -> Highlighted:
     if not spans:
         end = _word_boundary(text, min(len(text), width))
         return _cut(text, 0, end, [], ellipsis_after=end < len(text))

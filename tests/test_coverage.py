@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.coverage import (
     Change,
+    ChangeMemo,
     DetectorConfig,
     DetectorParams,
     bin_counts,
@@ -404,6 +405,40 @@ def test_only_settled_bins_are_judged_and_replay_is_stable() -> None:
     ]
     assert len(later) == 1
     assert later == detect_changes("watch:x", bins, PARAMS, history_start=START, now=START + 90 * DAY)
+
+
+def test_the_memo_answers_as_detection_does_for_every_input_it_is_asked() -> None:
+    """What the web UI keeps between requests is what detection would answer now: a moment
+    in the same judged bin reuses it, while the next bin, other counts, other parameters,
+    another history start or another series are detected again."""
+    memo = ChangeMemo(size=4)
+    bins = daily_bins([0] * 40 + [8] + [0] * 10)
+    burst_end = START + 40 * DAY + 12 * timedelta(hours=1)
+    quieter = [(start, 1 if count else 0) for start, count in bins]
+    tighter = dataclasses.replace(PARAMS, min_count=9)
+    asked = [
+        ("watch:x", bins, PARAMS, START, burst_end + timedelta(minutes=30)),  # not yet settled
+        ("watch:x", bins, PARAMS, START, burst_end + timedelta(hours=1)),  # "in the last 24 h"
+        ("watch:x", bins, PARAMS, START, burst_end + timedelta(hours=6, minutes=59)),  # same judged bin
+        ("watch:x", bins, PARAMS, START, burst_end + timedelta(hours=7)),  # the next: worded with dates
+        ("watch:x", quieter, PARAMS, START, burst_end + timedelta(hours=7)),
+        ("watch:x", bins, tighter, START, burst_end + timedelta(hours=7)),
+        ("watch:x", bins, PARAMS, START + 35 * DAY, burst_end + timedelta(hours=7)),  # still warming up
+        ("topic:energy", bins, PARAMS, START, burst_end + timedelta(hours=7)),
+    ]
+    answers = []
+    for _ in range(2):  # the second round from what is kept, where it still is
+        for series, these, params, started, now in asked:
+            expected = detect_changes(series, these, params, history_start=started, now=now)
+            found = memo.detect(series, these, params, history_start=started, now=now)
+            assert found == expected, (series, now)
+            answers.append(found)
+    assert len(memo) == 4  # bounded
+    assert answers[0] == [] and len(answers[1]) == 1
+    assert "in the last 24 h" in answers[1][0].explanation == answers[2][0].explanation
+    assert "in the last" not in answers[3][0].explanation
+    assert answers[4] == [] and answers[5] == [] and answers[6] == []
+    assert answers[7][0].series == "topic:energy"
 
 
 def test_unreported_changes_treat_a_shifted_detection_as_the_same_event() -> None:

@@ -182,7 +182,7 @@ def test_no_secret_in_output_logs_database_views_or_web_ui(
 
     # The web UI: pages and the JSON API.
     settings = load_settings()
-    with TestClient(create_app(settings)) as browser:
+    with TestClient(create_app(settings), base_url="http://localhost") as browser:
         pages = {path: browser.get(path) for path in ("/feeds", "/articles", "/api/articles")}
         article_id = pages["/api/articles"].json()["articles"][0]["id"]
         pages["/article"] = browser.get(f"/articles/{article_id}")

@@ -166,7 +166,7 @@ def test_demo_stores_the_site_as_expected(
     assert len(overview) == len(reported) >= 1
 
     # The coverage page (`summitwatch serve`, /coverage) shows the changes the digest reported.
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         coverage = client.get("/coverage")
     assert coverage.status_code == 200
     assert "No changes detected" not in coverage.text

@@ -1279,7 +1279,7 @@ def test_the_history_start_is_kept_and_shown_in_utc(
     session.commit()
     assert history_start(session) == datetime(2026, 10, 31, 22, 0, tzinfo=UTC)
     assert history_start(session).utcoffset() == timedelta(0)
-    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+    with TestClient(create_app(settings, clock=lambda: NOW), base_url="http://localhost") as client:
         assert "Collecting since 2026-10-31 22:00 UTC." in client.get("/coverage").text
     assert cli.main(["--db", settings.db_url, "coverage", "--days", "3"]) == 0
     assert "history since 2026-10-31 22:00 UTC" in capsys.readouterr().err

@@ -776,7 +776,7 @@ def test_a_story_is_in_the_languages_of_all_its_articles(
     assert ids(lang="zh") == []
     assert ids(lang="ru", include_duplicates=True) == [ru]
     assert ids(lang="en", include_duplicates=True) == [root]
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         listed = client.get("/api/articles", params={"lang": "ru", "q": "Харбин", "xlang": "0"}).json()
     assert [row["id"] for row in listed["articles"]] == [root]
     monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))

@@ -989,7 +989,7 @@ def test_a_story_listed_under_its_translations_label_shows_that_label(
     [first] = [r for r in one_by_one if r.article.id == original]
     assert {t.topic for t in first.topics} == own
     assert "joint_exercises" not in {w.item for w in first.watch}
-    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+    with TestClient(create_app(settings, clock=lambda: NOW), base_url="http://localhost") as client:
         page = client.get("/articles", params={"topic": borrowed})
         assert page.status_code == 200
         assert f'title="carried by its copy #{copy}"' in page.text
@@ -1007,7 +1007,7 @@ def test_the_article_page_lists_translations_with_their_reason(session: Session,
     original, zh = results["en"].article_id, results["zh"].article_id
     stored_zh = session.get(Article, zh)
     assert stored_zh is not None and stored_zh.link_detail is not None
-    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+    with TestClient(create_app(settings, clock=lambda: NOW), base_url="http://localhost") as client:
         page = client.get(f"/articles/{original}")
         assert page.status_code == 200
         assert "Also in: ru, zh" in page.text

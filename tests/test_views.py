@@ -105,7 +105,9 @@ def test_an_article_dated_a_little_ahead_counts_on_one_day_everywhere(
     argv = ["--db", settings.db_url, "articles", "--watch", "power_of_siberia_2", "--json"]
     assert cli.main([*argv, "--since", "2026-12-06", "--until", "2026-12-06"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
-    with TestClient(create_app(settings, clock=lambda: now + timedelta(hours=1))) as client:
+    with TestClient(
+        create_app(settings, clock=lambda: now + timedelta(hours=1)), base_url="http://localhost"
+    ) as client:
         page = client.get("/coverage", params={"days": "2"}).text
         assert "2026-12-06: 3 articles" in page
         link = "/articles?watch=power_of_siberia_2&since=2026-12-06&until=2026-12-06"

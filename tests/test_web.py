@@ -164,7 +164,7 @@ def populate(settings: Settings) -> Corpus:
 
 @contextmanager
 def web_client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, clock=lambda: NOW)) as client:
+    with TestClient(create_app(settings, clock=lambda: NOW), base_url="http://localhost") as client:
         yield client
 
 
@@ -627,7 +627,7 @@ def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
 def test_digest_links_open_the_article_list(settings: Settings) -> None:
     """The digest links to {web_base_url}/articles?watch=…&since=…; those pages list the burst."""
     corpus = populate(settings)
-    linked = settings.model_copy(update={"web_base_url": "http://testserver"})
+    linked = settings.model_copy(update={"web_base_url": "http://localhost"})
     engine = make_engine(settings.db_url)
     try:
         with session_factory(engine)() as session:
@@ -684,7 +684,7 @@ def test_app_connects_only_when_started(tmp_path: Path) -> None:
     assert isinstance(app, Starlette)
     assert not path.exists()
     with pytest.raises(DatabaseError, match=r"run `summitwatch init` first"):
-        with TestClient(app):
+        with TestClient(app, base_url="http://localhost"):
             pass
 
 
@@ -1086,3 +1086,79 @@ def test_the_command_and_the_page_count_the_same_days_of_coverage(
         assert shown["watch:power_of_siberia_2"] > 0
     assert cli.main(["--db", settings.db_url, "coverage", "--days", "1"]) == 0
     assert "last 1 days, since 2026-11-20 00:00 UTC" in capsys.readouterr().err
+
+
+def test_the_coverage_page_keeps_its_detection_and_still_counts_what_arrives(settings: Settings) -> None:
+    """The page keeps the changes it detected between requests, so asking again shows the
+    same page; an article stored meanwhile is counted at the next request, not later."""
+    populate(settings)
+
+    def pos2_total(page: str) -> int:
+        found = re.search(r'<tr id="watch-power_of_siberia_2">.*?: (\d+) articles in \d+ days', page, re.S)
+        assert found, page[:500]
+        return int(found.group(1))
+
+    line = {
+        "id": "late",
+        "url": "https://late.example/pos2",
+        "title": "Gazprom and CNPC agree the gas price for the Power of Siberia 2 pipeline",
+        "text": (
+            "Gazprom and China National Petroleum Corporation agreed the price formula for gas "
+            "delivered through the Power of Siberia 2 pipeline across Mongolia, the company said on "
+            "Thursday. The line will carry 50 billion cubic metres a year from the Yamal fields once "
+            "built, and construction of the Mongolian section is to start next spring, according to "
+            "the statement, which did not give the price."
+        ),
+        "published": (NOW - timedelta(hours=3)).isoformat(),
+    }
+    with web_client(settings) as client:
+        first = client.get("/coverage", params={"days": "1"}).text
+        assert client.get("/coverage", params={"days": "1"}).text == first
+        engine = make_engine(settings.db_url)
+        try:
+            with session_factory(engine)() as session:
+                [stored] = import_lines(session, settings, [json.dumps(line)], source="late", now=NOW)
+        finally:
+            engine.dispose()
+        assert stored.result.status == "new"
+        assert "power_of_siberia_2" in [hit.item for hit in stored.result.watch]
+        assert pos2_total(client.get("/coverage", params={"days": "1"}).text) == pos2_total(first) + 1
+
+
+def test_a_request_naming_another_host_is_refused(settings: Settings) -> None:
+    """No login, so the UI answers only to its own names: a page that rebinds its own name
+    to this machine (DNS rebinding) gets 400, while addresses, localhost, this machine's
+    name, the name it listens on and the base URL's host are served."""
+    populate(settings)
+    named = settings.model_copy(update={"web_base_url": "https://news.example.org/summitwatch"})
+    app = create_app(named, clock=lambda: NOW, hosts=["ui.internal"])
+    with TestClient(app, base_url="http://localhost") as client:
+        for host in (
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "10.1.2.3",
+            "LocalHost.",
+            "app.localhost:8000",
+            socket.gethostname(),
+            "news.example.org",
+            "ui.internal:8000",
+        ):
+            answer = client.get("/feeds", headers={"host": host})
+            assert answer.status_code == 200, host
+        for host in (
+            "rebind.attacker.example:8000",
+            "news.example.org.evil.example",
+            "localhost.evil",
+            "[::1",
+        ):
+            answer = client.get("/api/articles", headers={"host": host})
+            assert answer.status_code == 400, host
+            assert "Unknown host" in answer.text and "article" not in answer.text
+            assert answer.headers["x-frame-options"] == "DENY"
+        # A trailing-slash redirect builds its address from the header: not from another's.
+        assert (
+            client.get("/articles/1/", headers={"host": "evil.example"}, follow_redirects=False).status_code
+            == 400
+        )
+    with TestClient(create_app(settings, clock=lambda: NOW), base_url="http://localhost") as client:
+        assert client.get("/feeds", headers={"host": "news.example.org"}).status_code == 400

@@ -67,7 +67,7 @@ def populate(settings: Settings) -> dict[str, int]:
 def test_search_pages_and_exports_over_http(sqlite_url: str) -> None:
     settings = make_settings(sqlite_url)
     ids = populate(settings)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         page = client.get("/articles", params={"q": "pipelines"})
         assert page.status_code == 200
         # The hostile snippet is escaped text; only <mark> is markup.

@@ -6,17 +6,22 @@ its own session and never commits. Only GET and HEAD are routed.
 
 Pages are Jinja2 templates with autoescaping on: titles, texts and evidence come from
 the open web and are treated as hostile. The pages need no JavaScript and load nothing
-from other hosts, and a Content-Security-Policy tells the browser so.
+from other hosts, and a Content-Security-Policy tells the browser so. The UI has no
+login: it is meant to listen on this machine (or behind a proxy), so a request naming a
+host it is not known by is refused (:class:`KnownHosts`), which keeps a web page that
+rebinds its own name to this machine's address from reading it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
+import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -42,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipeline import browse, nearby
 from pipeline.browse import lower_bound, upper_bound
 from pipeline.classify import Entry, TopicRegistry
-from pipeline.coverage import MAX_HISTORY_DAYS, Change, DetectorConfig, as_utc
+from pipeline.coverage import MAX_HISTORY_DAYS, Change, ChangeMemo, DetectorConfig, as_utc
 from pipeline.db import repo
 from pipeline.db.engine import current_revision, make_engine, require_current_schema, session_factory
 from pipeline.db.schema import (
@@ -148,8 +153,14 @@ class Resources:
         return self.loaded()[0]
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
+def create_app(
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow, hosts: Iterable[str] = ()
+) -> Starlette:
     """The web UI over the database in ``settings``; ``clock`` gives "now" (tests pin it).
+
+    Requests must name this machine (an address, ``localhost``, its host name), the host of
+    ``settings.web_base_url`` or one of ``hosts`` (the name it listens on): see
+    :class:`KnownHosts`.
 
     Creating the app connects to nothing. Its lifespan creates the engine, refuses to
     start on a missing or outdated schema (run ``summitwatch init``), loads the topic
@@ -183,7 +194,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(KnownHosts, names=known_host_names(settings, hosts)),
+        ],
         exception_handlers={
             HTTPException: site.http_error,
             SQLAlchemyError: site.database_error,
@@ -201,6 +215,65 @@ def _start(settings: Settings, engine: Engine) -> Resources:
         cache=nearby.VectorCache(),
     )
     return Resources(engine, session_factory(engine), settings, cross_language)
+
+
+def known_host_names(settings: Settings, hosts: Iterable[str] = ()) -> frozenset[str]:
+    """The names a request may give in its Host header besides an address: ``localhost``,
+    this machine's names, the host of ``settings.web_base_url`` and ``hosts``."""
+    names = {"localhost", socket.gethostname(), *hosts}
+    with suppress(OSError):
+        names.add(socket.getfqdn())
+    if settings.web_base_url:
+        with suppress(ValueError):
+            names.add(urlsplit(settings.web_base_url).hostname or "")
+    return frozenset(name for name in (_host_name(n) for n in names) if name)
+
+
+def _host_name(host: str) -> str:
+    """``host`` (a name, an address, with or without its port) as it is compared: lower
+    case, no port, no brackets, no trailing dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else ""
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class KnownHosts:
+    """Refuses (400) a request whose Host header names a host the UI is not known by.
+
+    An address is always accepted (a page can only rebind a *name* to this machine), as are
+    ``localhost`` and its subdomains (RFC 6761) and :func:`known_host_names`. A browser
+    always sends the header; a request without one (HTTP/1.0) is served.
+    """
+
+    def __init__(self, app: ASGIApp, names: frozenset[str]) -> None:
+        self.app = app
+        self.names = names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = [value for name, value in scope["headers"] if name == b"host"]
+            host = _host_name(given[0].decode("latin-1")) if given else ""
+            if given and not (_is_address(host) or host in self.names or host.endswith(".localhost")):
+                response = Response(
+                    "Unknown host: this UI answers to its own names (set SUMMITWATCH_WEB_BASE_URL "
+                    "to the address it is reached at).\n",
+                    status_code=400,
+                    media_type="text/plain",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -748,6 +821,11 @@ class _Site:
         self.settings = settings
         self.templates = templates
         self.clock = clock
+        # The coverage page detects changes over the whole history; what it found is kept
+        # (keyed by the counts, so never stale), and requests arriving together wait for
+        # one detection rather than each running its own.
+        self.changes = ChangeMemo()
+        self.coverage_lock = threading.Lock()
 
     # Pages
 
@@ -874,8 +952,10 @@ class _Site:
             high=MAX_COVERAGE_DAYS,
         )
         now = self.clock()
-        with resources.sessions() as session:
-            report = compute_coverage(session, self.settings, now=now, loaded=(detector, registry))
+        with self.coverage_lock, resources.sessions() as session:
+            report = compute_coverage(
+                session, self.settings, now=now, loaded=(detector, registry), memo=self.changes
+            )
             session.rollback()  # compute_coverage may note when history started; the UI writes nothing
         first_day, last_day, since = coverage_window(now, days)
         descriptions = {entry.slug: entry.description for entry in registry.entries}
