@@ -28,7 +28,7 @@ from pipeline.encoder import DEFAULT_MODEL
 from pipeline.errors import FilterError
 from pipeline.language import LANGUAGE_EXAMPLES, filter_language
 from pipeline.redaction import redact_optional
-from pipeline.unicode_marks import joins_previous
+from pipeline.unicode_marks import cluster_start, joins_previous
 
 UNTITLED_WORDS = 12
 UNTITLED_CHARS = 80
@@ -64,9 +64,12 @@ def display_title(article: Article) -> str:
     """The headline, or for an article without one its opening words (ending in "…"). A
     headline of nothing visible (zero-width spaces, a Hangul filler, a blank Braille
     pattern) is none: the list would show an empty line."""
-    if article.title and _VISIBLE.search(article.title):
-        return article.title.strip()
-    return opening_words(article.text)
+    return visible_title(article.title) or opening_words(article.text)
+
+
+def visible_title(title: str | None) -> str | None:
+    """``title`` stripped, or None when it shows nothing (empty, or only invisible characters)."""
+    return title.strip() if title and _VISIBLE.search(title) else None
 
 
 def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:
@@ -145,7 +148,7 @@ class ArticleRow:
 
     @property
     def untitled(self) -> bool:
-        return not (self.article.title and self.article.title.strip())
+        return visible_title(self.article.title) is None
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,7 @@ def article_json(
             }
             for c in row_copies
         ],
-        "text": row.text[:500],
+        "text": row.text[: cluster_start(row.text, 500)],
     }
 
 

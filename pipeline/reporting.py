@@ -732,7 +732,7 @@ def top_articles(
     ranked = [article for article, _, _ in rows]
     copies = {article.id: count for article, count, _ in rows}
     # An article without a headline is shown by its opening words, as `articles` shows it.
-    from pipeline.browse import opening_words
+    from pipeline.browse import opening_words, visible_title
 
     openings = {article.id: opening for article, _, opening in rows}
     ids = list(copies)
@@ -768,7 +768,7 @@ def top_articles(
         result.append(
             DigestArticle(
                 article_id=article.id,
-                title=article.title or opening_words(openings.get(article.id) or ""),
+                title=visible_title(article.title) or opening_words(openings.get(article.id) or ""),
                 url=article.url,
                 source=_source(article, feeds),
                 lang=article.lang,

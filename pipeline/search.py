@@ -47,9 +47,9 @@ from typing import Any
 from pipeline.digits import ascii_digits
 from pipeline.errors import FilterError
 from pipeline.hanzi import simplified_characters
-from pipeline.unicode_marks import MARKS_BMP
+from pipeline.unicode_marks import MARKS_BMP, cluster_start
 
-SCHEME = "fts5"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+SCHEME = "fts6"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
@@ -102,6 +102,10 @@ _UNIT = re.compile(rf".[{MARKS_BMP}]*", re.S)
 # hyphen, a zero-width space or word joiner, a stray byte-order mark): left out of terms.
 _INVISIBLE = "\u00ad\u200b\u2060\ufeff"
 _INVISIBLE_SET = frozenset(_INVISIBLE)
+_OPTIONAL_MARKS_SCRIPT = re.compile("[\u0400-\u052f\u0590-\u05ff]")  # Cyrillic, Hebrew
+_OPTIONAL_MARKS = re.compile(
+    "(?<=[\u0400-\u052f])[\u0300\u0301]|[\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7]"
+)
 _WORD_CHAR = rf"(?:[^\W_{_CJK}{_CLUSTERED}]|[{MARKS_BMP}{_INVISIBLE}])"
 _TOKEN = re.compile(
     rf"(?P<cjk>[{_CJK}](?:[{_CJK}]|[{_INVISIBLE}]+(?=[{_CJK}]))*)"
@@ -209,6 +213,10 @@ def _normalised_word(word: str) -> str:
     if not folded.isascii():
         folded = "".join(char for char in folded if char not in _INVISIBLE_SET)
         folded = folded.replace("ё", "е").replace("’", "'").replace("ʼ", "'").replace("ʻ", "'")
+        # Marks a text may or may not carry: Russian stress accents (Пу́тин), Hebrew vowel
+        # points and cantillation (שָׁלוֹם). (Other scripts' marks are spelling: kept.)
+        if _OPTIONAL_MARKS_SCRIPT.search(folded):
+            folded = _OPTIONAL_MARKS.sub("", folded)
         folded = ascii_digits(folded)  # "۲۰۲۶" is "2026"
     folded = folded[:MAX_TOKEN_CHARS]
     if not folded or folded.isdigit():
@@ -896,7 +904,8 @@ def _word_boundary(text: str, index: int, *, backwards: bool = False) -> int:
             return max(0, min(len(text), at))
         if text[at].isspace():
             return at + 1 if backwards else at
-    return index
+    # No space nearby (a long run of one script, emoji): at least no character is split.
+    return cluster_start(text, index)
 
 
 def _cut(

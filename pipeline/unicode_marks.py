@@ -110,3 +110,11 @@ def joins_previous(text: str, index: int) -> bool:
             run += 1
         return run % 2 == 1
     return False
+
+
+def cluster_start(text: str, index: int) -> int:
+    """``index`` moved back to the start of the character it falls in (see
+    :func:`joins_previous`): cutting ``text`` there splits no character that reads as one."""
+    while index > 0 and joins_previous(text, index):
+        index -= 1
+    return index

@@ -1116,12 +1116,21 @@ def test_series_binned_by_the_database_match_the_articles_own_times(
     )
 
 
-def test_an_untitled_article_is_shown_by_its_opening_words(session: Session, settings: Settings) -> None:
+@pytest.mark.parametrize("title", [None, "\u200b\u200b\u3164"])
+def test_an_untitled_article_is_shown_by_its_opening_words(
+    session: Session, settings: Settings, title: str | None
+) -> None:
+    """In a digest as in the lists: a headline of nothing visible is no headline."""
     from pipeline.reporting import top_articles
 
     article = pos2_articles()[0]
     line = json.dumps(
-        {"id": "u", "text": article["text"], "published": (NOW - timedelta(hours=3)).isoformat()}
+        {
+            "id": "u",
+            "title": title,
+            "text": article["text"],
+            "published": (NOW - timedelta(hours=3)).isoformat(),
+        }
     )
     [result] = import_lines(session, settings, [line], source="untitled", now=NOW)
     assert result.result.status == "new"

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import random
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,32 @@ def test_snippet_marks_the_original_words_around_the_best_passage() -> None:
     assert len(snippet.text) < 300
     start, end = snippet.ranges()[0]
     assert snippet.text[start:end] == "PIPELINE"
+
+
+@pytest.mark.parametrize(
+    "characters",
+    [
+        ["\U0001f1f7\U0001f1fa", "\U0001f1e8\U0001f1f3"],  # flags of Russia and China: two letters each
+        ["\u0e17\u0e34"],  # Thai: a consonant and its vowel sign
+        ["\u0995\u09cd\u09b7"],  # Bengali: a conjunct, joined by a virama
+        ["\U0001f44d\U0001f3fd"],  # a thumbs-up and its skin tone
+    ],
+)
+def test_a_snippet_without_spaces_nearby_is_cut_between_characters(characters: list[str]) -> None:
+    """Where no space is near, the passage is cut at a character's start, never inside what
+    reads as one character (a flag's two letters, a vowel sign, a conjunct, a skin tone)."""
+    query = search.parse_query("tailword")
+    run = "".join(characters)
+    whole = re.compile("(?:" + "|".join(map(re.escape, characters)) + ")+")
+    for shift in range(8):  # the cut falls at every place within a character
+        text = "x" * shift + run * 150 + " tailword " + run * 150 + "y" * shift
+        shown = search.snippet(text, query).text
+        before, after = shown.removeprefix("…").removesuffix("…").split(" tailword ")
+        assert whole.fullmatch(before) and whole.fullmatch(after), (
+            shift,
+            ascii(shown[:6]),
+            ascii(shown[-6:]),
+        )
 
 
 def test_a_phrase_is_marked_where_it_occurs_whole() -> None:
@@ -934,6 +961,8 @@ def test_words_are_found_through_apostrophes_prefixes_particles_invisible_charac
         ("ໜ້າ", "ຫນ້າ"),  # Lao: the ligature letter and its two letters
         ("กำลัง", "กําลัง"),  # Thai: sara am and its NFKC form
         ("ก\u200bิน", "กิน"),  # a zero-width space between a letter and its vowel sign
+        ("Пу\u0301тин и Си Цзинь\u0301пин", "Путин и Си Цзиньпин"),  # Russian stress accents
+        ("שָׁלוֹם יְרוּשָׁלַיִם", "שלום ירושלים"),  # Hebrew vowel points
         ("ข\u0e38\u0e48", "ข\u0e48\u0e38"),  # a tone mark and a vowel sign typed in either order
         ("ปี ๒๐๒๖", "ปี 2026"),  # Thai digits are numbers
         ("واشنطن", "وواشنطن"),  # "Washington", "and Washington": a word that begins with و keeps it

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -348,7 +349,7 @@ def test_article_coverage_and_feed_pages(settings: Settings) -> None:
         # Titles and text take their direction from their own script (Arabic, Persian,
         # Hebrew, Uyghur are read right to left).
         assert '<h1 class="article-title" dir="auto">' in html
-        assert re.search(r'<div class="text" lang="[a-z]+" dir="auto">', html)
+        assert re.search(r'<div class="text" lang="[a-z]+">\s*<p dir="auto">', html)
         assert '<a class="badge watch" href="/articles?watch=power_of_siberia_2"' in html
         assert html.count("<q>") >= 2, "evidence sentences for its topics and watch item"
         # Topics and watch items show their display names from config/topics.yaml.
@@ -1162,3 +1163,50 @@ def test_a_request_naming_another_host_is_refused(settings: Settings) -> None:
         )
     with TestClient(create_app(settings, clock=lambda: NOW), base_url="http://localhost") as client:
         assert client.get("/feeds", headers={"host": "news.example.org"}).status_code == 400
+
+
+def test_stored_text_cannot_turn_the_pages_own_words_around(settings: Settings) -> None:
+    """A feed's name with a right-to-left override is isolated from the words beside it, and
+    each paragraph of a text takes its own direction: one Hebrew greeting at the top of an
+    English article does not right-align the English paragraphs after it."""
+    initialise(settings, load_feeds=False)
+    name = "\u202eRLO Wire"
+    mixed = [
+        "שלום עליכם, said the minister as the talks opened in Beijing on Thursday morning.",
+        "Russia and China signed an agreement on gas supplies through the Power of Siberia 2 "
+        "pipeline, the two governments said in a joint statement after the meeting.",
+        "The talks ended on Friday with a dinner for the delegations and a press conference.",
+    ]
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            repo.upsert_feed(session, "https://rlo.example/feed.xml", name=name, outlet=name)
+            session.commit()
+            line = {
+                "id": "mixed",
+                "url": "https://rlo.example/mixed",
+                "title": "Talks open in Beijing",
+                "text": "\n\n".join(mixed),
+                "published": (NOW - timedelta(hours=2)).isoformat(),
+                "feed": "https://rlo.example/feed.xml",
+            }
+            [stored] = import_lines(session, settings, [json.dumps(line)], source="rlo", now=NOW)
+    finally:
+        engine.dispose()
+    assert stored.result.status == "new"
+    with web_client(settings) as client:
+        listing = client.get("/").text
+        digest_like = [listing, client.get(f"/articles/{stored.result.article_id}").text]
+        for page in digest_like:
+            shown = [m.start() for m in re.finditer(re.escape(name), page)]
+            assert shown
+            for at in shown:  # each isolated: in a <bdi>, an element with a dir, an <option>
+                tag = page[page.rfind("<", 0, at) : at]
+                in_bdi = page.rfind("<bdi", 0, at) > page.rfind("</bdi>", 0, at)
+                assert in_bdi or tag.startswith("<option") or 'dir="auto"' in tag, tag
+        detail = digest_like[1]
+        body = re.search(r'<div class="text" lang="en">(.*?)</div>', detail, re.S)
+        assert body, "the text's container takes no direction of its own"
+        paragraphs = re.findall(r"<p([^>]*)>(.*?)</p>", body.group(1), re.S)
+        assert [unescape(text) for _, text in paragraphs] == mixed
+        assert all('dir="auto"' in attributes for attributes, _ in paragraphs)
