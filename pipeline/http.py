@@ -21,8 +21,10 @@ address connected to.
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import math
+import re
 import socket
 import ssl
 import threading
@@ -245,6 +247,13 @@ class HttpClient:
                 # "Not modified" since nothing: the server answers 304 whatever is asked, so
                 # the document was never read. Retried like a server error.
                 raise FetchError(f"HTTP 304 from {_redact(current)} to a request without validators")
+            if 200 <= result.status < 300:
+                refreshed = _refreshed_to(current, result)
+                if refreshed is not None:
+                    # A page that only sends the browser on (<meta http-equiv="refresh">) is
+                    # followed as a redirect, a temporary one: counted as a hop, guarded alike.
+                    moving, current = False, refreshed
+                    continue
             if result.status == 304 or 200 <= result.status < 300:
                 return result
             transient = result.status in TRANSIENT_STATUSES
@@ -828,6 +837,54 @@ _WALL_WORDS = frozenset(
     }
 )
 _WALL_HOST_LABELS = frozenset({"consent", "guce", "login", "signin", "auth", "sso", "accounts", "paywall"})
+
+
+# <meta http-equiv="refresh" content="0; url=..."> (attributes in any order and quoting).
+_META_REFRESH = re.compile(
+    rb"<meta\b(?=[^>]*\bhttp-equiv\s*=\s*[\"']?\s*refresh\b)[^>]*\bcontent\s*=\s*"
+    rb"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<bare>[^\s>]+))",
+    re.IGNORECASE,
+)
+_REFRESH_URL = re.compile(r"^\s*\d*(?:\.\d*)?\s*[;,]?\s*(?:url\s*=\s*)?['\"]?(?P<url>[^'\"]*)", re.IGNORECASE)
+_HTML_NOISE = re.compile(
+    rb"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.IGNORECASE | re.DOTALL
+)
+# The head of a page the refresh is looked for in, and the visible text a page that only
+# sends the browser on holds at most (a line saying so, a link): more is a page of its own
+# that happens to reload itself, read as it is.
+REFRESH_SCAN_BYTES = 16_384
+REFRESH_PAGE_TEXT = 600
+
+
+def _refreshed_to(current: str, response: HttpResponse) -> str | None:
+    """Where a page that is only a ``<meta http-equiv="refresh">`` to another address sends
+    the browser, or None: the page has text of its own, the refresh names no address, its
+    own, or one that is not http(s), or the answer is not HTML."""
+    kind = response.headers.get("content-type", "").lower()
+    head = response.body[:REFRESH_SCAN_BYTES]
+    if kind and "html" not in kind:
+        return None
+    found = _META_REFRESH.search(head)
+    if found is None:
+        return None
+    content = (found.group("dq") or found.group("sq") or found.group("bare") or b"").decode(
+        "utf-8", "replace"
+    )
+    target = _REFRESH_URL.match(html.unescape(content))
+    address = target.group("url").strip() if target else ""
+    if not address:
+        return None  # (a page that reloads itself now and then)
+    try:
+        joined = str(urljoin(current, address))
+        scheme = urlsplit(joined).scheme.lower()
+    except ValueError:
+        return None
+    if scheme not in ("http", "https") or joined.split("#", 1)[0] == current.split("#", 1)[0]:
+        return None
+    text = _HTML_NOISE.sub(b" ", response.body[: REFRESH_SCAN_BYTES * 64])
+    if len(html.unescape(b" ".join(text.split()).decode("utf-8", "replace"))) > REFRESH_PAGE_TEXT:
+        return None
+    return joined
 
 
 def redirected_away(requested: str, final: str) -> FetchError | None:

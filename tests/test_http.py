@@ -128,6 +128,57 @@ def test_redirects_followed_up_to_the_limit() -> None:
             http.get(server.url("/loop"))
 
 
+def test_a_page_that_only_sends_the_browser_on_is_followed() -> None:
+    """A page that is only a <meta http-equiv="refresh"> to another address (a link
+    shortener's or an old address's page) is followed as a temporary redirect: counted
+    among the hops, a loop refused; a page with text of its own, one reloading itself now
+    and then, or a refresh to no web address is read as it is."""
+    article = b"<html><body><article><p>Putin and Xi met in Beijing.</p></article></body></html>"
+
+    def refresh(to: str, *, extra: bytes = b"", quote: bytes = b'"') -> Reply:
+        inner = b"'" if quote == b'"' else b'"'  # (the address quoted inside the attribute)
+        content = b"0; URL=" + inner + to.encode() + inner
+        page = (
+            b"<html><head><meta http-equiv="
+            + quote
+            + b"Refresh"
+            + quote
+            + b" content="
+            + quote
+            + content
+            + quote
+            + b"></head><body><p>Moved: "
+            b'<a href="' + to.encode() + b'">follow</a></p>' + extra + b"</body></html>"
+        )
+        return Reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
+
+    routes = {
+        "/short": lambda h: refresh("/story", quote=b"'"),
+        "/twice": lambda h: refresh("/short"),
+        "/story": lambda h: Reply(200, article, {"Content-Type": "text/html"}),
+        "/own-text": lambda h: refresh("/story", extra=b"<p>" + b"An article of its own. " * 40 + b"</p>"),
+        "/reloads": lambda h: Reply(200, b'<meta http-equiv="refresh" content="300"><p>live</p>'),
+        "/itself": lambda h: refresh("/itself#top"),
+        "/script": lambda h: refresh("javascript:alert(1)"),
+        "/loop": lambda h: refresh("/loop2"),
+        "/loop2": lambda h: refresh("/loop"),
+        "/moved": lambda h: Reply(301, b"", {"Location": "/short"}),
+    }
+    with LocalServer(routes) as server, client() as http:
+        for start in ("/short", "/twice", "/moved"):
+            response = http.get(server.url(start))
+            assert response.body == article and response.final_url == server.url("/story"), start
+        # A refresh is no permanent move: the 301 before it moved the URL to the refresh page.
+        assert http.get(server.url("/moved")).moved_to == server.url("/short")
+        assert http.get(server.url("/twice")).moved_to is None
+        for start in ("/own-text", "/reloads", "/itself", "/script"):
+            response = http.get(server.url(start))
+            assert response.final_url == server.url(start) and b"refresh" in response.body.lower(), start
+        with pytest.raises(FetchError, match="redirects") as loop:
+            http.get(server.url("/loop"))
+        assert loop.value.permanent
+
+
 def test_a_response_says_where_its_url_moved_for_good() -> None:
     """Only permanent redirects (301, 308) from the start move the URL asked for: to the
     last of them before a temporary one (a 301 to a 302 moved it to the 302's address,
