@@ -30,6 +30,11 @@ class DatabaseUnavailable(DatabaseError):
         self.reason = reason or message
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    """Another writer held the database's write lock for longer than the busy timeout: what
+    was committed is kept, and the same work can go on once that writer is done."""
+
+
 class FilterError(SummitwatchError):
     """A list filter or search query that cannot be used; the message says which and why."""
 

@@ -36,9 +36,17 @@ from pipeline import crosslingual, dedup, encoder, importers, language, neardup
 from pipeline.classify import TopicRegistry, classify, load_registry
 from pipeline.crosslingual import Gazetteer, TranslationParams
 from pipeline.db import fulltext, repo
-from pipeline.db.engine import driver_reason, refuses_writes, require_database
+from pipeline.db.engine import driver_reason, is_busy, refuses_writes, require_database
 from pipeline.db.schema import CONTROL_CHARACTERS, MAX_ROW_ID, Article, ArticleVector, Feed, utcnow
-from pipeline.errors import ConfigError, DatabaseError, ExtractionError, FetchError, FilterError, ItemError
+from pipeline.errors import (
+    ConfigError,
+    DatabaseBusy,
+    DatabaseError,
+    ExtractionError,
+    FetchError,
+    FilterError,
+    ItemError,
+)
 from pipeline.extract import extract_page
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
 from pipeline.http import (
@@ -64,6 +72,7 @@ from pipeline.prepare import (
     classified,
     page_candidate,
     prepare_page,
+    text_work,
 )
 from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerprint, TopicHit, WatchHit
 from pipeline.redaction import redact_optional, redact_text, redact_url
@@ -616,7 +625,7 @@ def store_candidate(
             candidate,
             original.similarity,
         )
-    ahead = context.text_work(candidate)  # computed with the vectors (None for imports, seeds)
+    ahead = context.text_work(candidate)  # computed with the vectors (None for seeds)
     if ahead is not None:
         crosslingual.remember_evidence(candidate.text, candidate.lang, ahead.evidence, context.gazetteer)
     near = (
@@ -2648,10 +2657,11 @@ def import_lines(
             if source != "-"
             else f"-:{hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}"
         )
+        failure: BaseException | None = None
         try:
-            # One line, one transaction, holding the writer lock from its first look-up
-            # (see repo.begin_write): two imports at once must not both store one text.
-            repo.begin_write(session)
+            # Read, extracted, detected, embedded and classified before the writers' lock
+            # is taken (see repo.begin_write): another writer waits only for the look-ups
+            # and inserts, as for a batch of a poll.
             record = importers.loads_strict(raw)
             if not isinstance(record, dict):
                 raise ExtractionError(f"{where.split()[0]} is not a JSON object", permanent=True)
@@ -2678,45 +2688,106 @@ def import_lines(
                     feed_named,
                     unresolved,
                 )
-            result = store_candidate(
-                session,
-                candidate,
-                # (a line naming its feed was seen in that feed: listed under it, as a poll's)
-                via=f"feed:{feed_id}" if feed_id is not None else "import",
-                context=context,
-                feed_id=feed_id,
-                seen_at=now or utcnow(),
-            )
-            repo.resolve_failure(session, "import", target)
-            if recorded_as != source:  # (recorded under the name as typed before)
-                repo.resolve_failure(session, "import", f"{source}:{number}")
-            if result.status == "new" and candidate.published_at is not None:
-                # Importing past articles back-fills the coverage history.
-                repo.extend_history(session, candidate.published_at)
+            _prepare_import(session, context, candidate)
+            # (What was read ends here: the look-ups under the lock see every commit since.)
+            session.commit()
         except (ValueError, ItemError, RecursionError, SQLAlchemyError) as exc:
-            # The line's partial writes are discarded; earlier lines are committed already.
             session.rollback()
-            if isinstance(exc, DBAPIError) and refuses_writes(exc):
-                raise  # the database's fault, not the line's: no other line could be stored either
-            message = f"{where}: {_short_error(exc)}"
-            if isinstance(exc, SQLAlchemyError):
-                log.exception("import %s %s could not be stored", source, where)
-            # Under the writer lock, as the line would have been stored: two imports failing
-            # on the same line at once must not both insert its failure (one died on the key).
-            repo.begin_write(session)
-            repo.record_failure(
-                session,
-                stage="import",
-                target=target,
-                error=message,
-                permanent=True,
-                retry_after=None,
-                item={"line": clean_string(raw[:2000])},
-            )
+            _stop_for_the_database(session, exc, number)
+            if isinstance(exc, SQLAlchemyError):  # (a feed look-up the database refused)
+                log.exception("import %s %s could not be read", source, where)
+            failure = exc
+        if failure is None:
+            try:
+                # One line, one transaction, holding the writers' lock from its first look-up:
+                # two imports at once must not both store one text. The line's text is looked
+                # up again under it, so what another writer stored meanwhile is seen.
+                repo.begin_write(session)
+                result = store_candidate(
+                    session,
+                    candidate,
+                    # (a line naming its feed was seen in that feed: listed under it, as a poll's)
+                    via=f"feed:{feed_id}" if feed_id is not None else "import",
+                    context=context,
+                    feed_id=feed_id,
+                    seen_at=now or utcnow(),
+                )
+                repo.resolve_failure(session, "import", target)
+                if recorded_as != source:  # (recorded under the name as typed before)
+                    repo.resolve_failure(session, "import", f"{source}:{number}")
+                if result.status == "new" and candidate.published_at is not None:
+                    # Importing past articles back-fills the coverage history.
+                    repo.extend_history(session, candidate.published_at)
+            except (ValueError, ItemError, RecursionError, SQLAlchemyError) as exc:
+                # The line's partial writes are discarded; earlier lines are committed already.
+                session.rollback()
+                _stop_for_the_database(session, exc, number)
+                if isinstance(exc, SQLAlchemyError):
+                    log.exception("import %s %s could not be stored", source, where)
+                failure = exc
+        if failure is not None:
+            message = f"{where}: {_short_error(failure)}"
+            try:
+                # Under the writers' lock, as the line would have been stored: two imports
+                # failing on the same line at once must not both insert its failure (one
+                # died on the key).
+                repo.begin_write(session)
+                repo.record_failure(
+                    session,
+                    stage="import",
+                    target=target,
+                    error=message,
+                    permanent=True,
+                    retry_after=None,
+                    item={"line": clean_string(raw[:2000])},
+                )
+            except SQLAlchemyError as exc:
+                session.rollback()
+                _stop_for_the_database(session, exc, number)
+                raise
             result = ItemResult("error", error=message)
         session.commit()
         yield ImportResult(number, input_id, result)
     flatten_copy_chains(session)
+
+
+def _prepare_import(session: Session, context: IngestContext, candidate: ArticleCandidate) -> None:
+    """Compute, before the writers' lock is taken, what storing ``candidate`` as a new row
+    needs (its near-duplicate signature, translation evidence and search terms, vectors
+    and verdict): :func:`store_candidate` takes them from ``context`` as it takes a prepare
+    worker's. A text found stored already (a file imported again) is not worth it: it only
+    adds a sighting. (The look-up here only saves work; the one under the lock decides.)"""
+    assert candidate.fingerprint is not None
+    canonical = candidate.fingerprint.canonical_url
+    if canonical is not None and repo.known_url(session, canonical) is not None:
+        return  # the same page, or a new version of it (done under the lock, as for a poll)
+    if canonical is None and repo.original_by_content_hash(session, candidate.fingerprint.content_hash):
+        return
+    vectors = context.embed(candidate.title, candidate.text)
+    work = text_work(context.settings, candidate, context.gazetteer)
+    context.offer(
+        classified(Prepared(candidate, vectors, text=work), context.registry, context.classifier_heads)
+    )
+
+
+def _stop_for_the_database(session: Session, exc: BaseException, number: int) -> None:
+    """End the import when ``exc`` is no fault of line ``number`` (after a rollback): a
+    database that refuses writes, has gone away, or stayed locked by another writer past
+    the busy timeout would fail every later line the same way, and recording the line as
+    failed would need the lock it just could not get."""
+    if not isinstance(exc, DBAPIError):
+        return
+    if refuses_writes(exc):
+        raise exc
+    if is_busy(exc):
+        reason = driver_reason(exc)
+        raise DatabaseBusy(
+            f"line {number}: the database stayed locked by another writer ({reason}); the lines "
+            "before it are imported: run the import again once that writer is done",
+            reason=reason,
+        ) from None
+    if isinstance(exc, OperationalError):
+        require_database(session)  # gone: DatabaseUnavailable
 
 
 def _failure_source(source: str) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -410,3 +411,60 @@ def test_the_command_line_s_largest_id_is_a_row_s() -> None:
     from pipeline.db.schema import MAX_ROW_ID
 
     assert cli.MAX_ID == MAX_ROW_ID
+
+
+def test_an_import_that_waits_too_long_for_the_writers_lock_stops_with_one_line(
+    db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another writer holds the database past the busy timeout: the import ends with one
+    line naming the line it stopped at (no traceback, nothing recorded as failed under a
+    lock it could not get), and the lines before it stay imported."""
+    from pipeline.db import engine as database
+    from pipeline.db import repo
+
+    pragmas = database._sqlite_pragmas
+
+    def short_wait(connection: Any, record: object, **options: bool) -> None:
+        pragmas(connection, record, **options)
+        connection.execute("PRAGMA busy_timeout=200")  # (30 s in use)
+
+    monkeypatch.setattr(database, "_sqlite_pragmas", short_wait)
+    for name, value in environment(db).items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "two.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"url": f"https://n.example/{n}", "text": t}) + "\n"
+            for n, t in enumerate(DISTINCT[:2])
+        )
+    )
+    writer = sqlite3.connect(db, isolation_level=None)
+    begin_write = repo.begin_write
+    calls = 0
+
+    def another_writer_first(session: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            writer.execute("BEGIN IMMEDIATE")  # another writer, before the second line is stored
+        begin_write(session)
+
+    monkeypatch.setattr(repo, "begin_write", another_writer_first)
+    try:
+        status = cli.main(["import", str(path)])
+    finally:
+        writer.close()  # (its transaction rolled back)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.strip().splitlines() == [
+        "summitwatch: error: line 2: the database stayed locked by another writer (database is locked); "
+        "the lines before it are imported: run the import again once that writer is done"
+    ], err
+    assert not [record for record in caplog.records if record.exc_info], "no traceback"
+    assert stored_count(db) == 1
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT count(*) FROM fetch_failures").fetchone()[0] == 0

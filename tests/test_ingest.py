@@ -1943,3 +1943,56 @@ def test_a_held_hosts_pages_do_not_keep_other_pages_from_their_retries(
         ).all()
         assert len(open_held) == len(held)  # nothing of theirs lost
         assert count(session, Article, Article.is_seed.is_(False)) == len(good)
+
+
+def test_an_import_line_is_prepared_without_holding_the_writers_lock(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Extraction, language detection, vectors and the classifier's verdict of an import
+    line are computed before the writers' lock is taken: another writer waits only for the
+    look-ups and inserts. The line is still stored as a new article, with its labels."""
+    import sqlite3
+
+    from pipeline import encoder, ingest, topic_heads
+    from pipeline.db.engine import upgrade_schema
+    from tests.conftest import make_settings
+
+    settings = make_settings(sqlite_url)
+    engine = make_engine(settings.db_url)
+    upgrade_schema(engine)
+    path = sqlite_url.removeprefix("sqlite:///")
+    held: dict[str, bool] = {}
+
+    def lock_held() -> bool:
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            other.close()  # (rolls back: nothing written)
+        return False
+
+    def watched(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            held[stage] = held.get(stage, False) or lock_held()
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(ingest, "extract_page", watched("extract", ingest.extract_page))
+    monkeypatch.setattr(ingest, "detect_language", watched("language", ingest.detect_language))
+    monkeypatch.setattr(encoder, "embed_configured", watched("embed", encoder.embed_configured))
+    monkeypatch.setattr(topic_heads, "classify_hybrid", watched("classify", topic_heads.classify_hybrid))
+    monkeypatch.setattr(ingest, "classify_hybrid", watched("classify", ingest.classify_hybrid))
+    lines = [
+        json.dumps({"url": "https://one.example/talks", "text": BODY_EN}),
+        json.dumps({"url": "https://two.example/talks", "html": page("Talks", BODY_RU, "ru").decode()}),
+    ]
+    with session_factory(engine)() as session:
+        results = [r.result for r in import_lines(session, settings, lines, source="t", now=NOW)]
+    engine.dispose()
+    assert [r.status for r in results] == ["new", "new"], results
+    assert results[0].watch, "labelled as before"
+    assert set(held) == {"extract", "language", "embed", "classify"}, held
+    assert not any(held.values()), f"the writers' lock was held while {held}"

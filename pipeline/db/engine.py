@@ -514,6 +514,24 @@ def refuses_writes(exc: DBAPIError) -> bool:
     return isinstance(code, int) and code & 0xFF == SQLITE_READONLY
 
 
+# SQLite's result codes for a lock another connection held past the busy timeout.
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+# PostgreSQL's SQLSTATE for a lock not obtained within ``lock_timeout``.
+PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_busy(exc: DBAPIError) -> bool:
+    """Another writer held the database's lock for longer than this one would wait (SQLite's
+    busy timeout, PostgreSQL's ``lock_timeout``): nothing is wrong with the item or the
+    database, and the same work can go on once that writer is done."""
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return state == PG_LOCK_NOT_AVAILABLE
+
+
 def driver_reason(exc: DBAPIError) -> str:
     """The first line of the driver's message: no SQL, no parameters."""
     lines = str(exc.orig).strip().splitlines()
