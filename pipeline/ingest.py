@@ -2839,6 +2839,12 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         raise ExtractionError("'html' must be a string", permanent=True)
     if text is not None and not isinstance(text, str):
         raise ExtractionError("'text' must be a string", permanent=True)
+    if text is not None and len(text) > settings.http.max_bytes:
+        # As a page over http.max_bytes is refused: no article is that long, and detecting,
+        # embedding and indexing tens of megabytes takes minutes and gigabytes.
+        raise ExtractionError(
+            f"'text' is longer than {settings.http.max_bytes:,} characters (http.max_bytes)", permanent=True
+        )
     if not (html or text):
         raise ExtractionError("needs 'html' or 'text'", permanent=True)
     published = record.get("published")

@@ -1996,3 +1996,28 @@ def test_an_import_line_is_prepared_without_holding_the_writers_lock(
     assert results[0].watch, "labelled as before"
     assert set(held) == {"extract", "language", "embed", "classify"}, held
     assert not any(held.values()), f"the writers' lock was held while {held}"
+
+
+def test_an_import_text_longer_than_a_page_may_be_is_refused(sqlite_url: str) -> None:
+    """A ``text`` over ``http.max_bytes`` characters (what a page may weigh in bytes) is
+    refused and recorded, as a page over the limit is; one within it is stored."""
+    from pipeline.db.engine import upgrade_schema
+    from tests.conftest import make_settings
+
+    settings = make_settings(sqlite_url, http={"max_bytes": 20_000})
+    engine = make_engine(settings.db_url)
+    upgrade_schema(engine)
+    long_text = (BODY_EN + "\n\n") * (20_000 // (len(BODY_EN) + 2) + 1)
+    within = long_text[:20_000]
+    lines = [
+        json.dumps({"id": "long", "url": "https://n.example/long", "text": long_text}),
+        json.dumps({"id": "within", "url": "https://n.example/within", "text": within}),
+    ]
+    with session_factory(engine)() as session:
+        results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+        failures = session.scalars(select(FetchFailure.error).where(FetchFailure.stage == "import")).all()
+    engine.dispose()
+    assert len(long_text) > 20_000 and results["long"].status == "error"
+    assert results["long"].error == "line 1: 'text' is longer than 20,000 characters (http.max_bytes)"
+    assert failures == [results["long"].error]
+    assert results["within"].status == "new"
