@@ -35,8 +35,10 @@ def normalise_feed_url(value: str) -> str:
         raise ValueError("must not contain spaces or control characters")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in _DEFAULT_PORTS:
         raise ValueError("must be an absolute http(s) URL")
+    if not parts.hostname:  # ("http://", "https:///", "http://@/x", "http://:80/")
+        raise ValueError("has no host")
     try:
         port = parts.port
     except ValueError:
@@ -53,6 +55,9 @@ def normalise_feed_url(value: str) -> str:
         raise ValueError(f"has a host name that is not valid: {parts.hostname!r}") from None
     if ":" in host:
         host = f"[{host}]"  # an IPv6 address
+    elif "" in host.removesuffix(".").split("."):
+        # ("http://./", "http://a..b/": no name; one final dot is the root's, and allowed.)
+        raise ValueError(f"has a host name that is not valid: {parts.hostname!r}")
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = (f"{userinfo}@" if userinfo else "") + host
     if port is not None and port != _DEFAULT_PORTS[scheme]:

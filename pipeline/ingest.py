@@ -48,6 +48,7 @@ from pipeline.errors import (
     ItemError,
 )
 from pipeline.extract import extract_page
+from pipeline.feed_urls import normalise_feed_url
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
 from pipeline.http import (
     PASSING_REFUSALS,
@@ -2834,6 +2835,14 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
     if url and (len(url) > MAX_URL_LENGTH or len(dedup.canonical_url(url)) > MAX_URL_LENGTH):
         # (The canonical form percent-encodes: a Chinese path triples in length.)
         raise ExtractionError("'url' longer than 2048 characters", permanent=True)
+    if url:
+        # What `feeds add` refuses (no host, a port that is not one, a host name of empty
+        # labels): such URLs name no page, and every story given one would be stored as a
+        # new version of one article.
+        try:
+            normalise_feed_url(url)
+        except ValueError as exc:
+            raise ExtractionError(f"'url' {exc}", permanent=True) from None
     html, text = record.get("html"), record.get("text")
     if html is not None and not isinstance(html, str):
         raise ExtractionError("'html' must be a string", permanent=True)

@@ -169,11 +169,17 @@ def test_a_feed_url_has_one_spelling(url: str, expected: str) -> None:
         "http://127.0.0.1:99999/feed.xml",
         "ftp://n.example/feed",
         "http:///feed",
+        "http://",
+        "http://@/feed",
+        "http://:80/feed",
+        "http://./feed",
+        "http://news..example/feed",
+        "http://n.example:0/feed",
         "https://n.example/" + "a" * 2100,
     ],
 )
 def test_a_feed_url_that_could_never_be_fetched_is_refused(url: str) -> None:
-    with pytest.raises(ValueError, match=r"must|port|longer"):
+    with pytest.raises(ValueError, match=r"must|port|longer|host"):
         normalise_feed_url(url)
 
 

@@ -2021,3 +2021,25 @@ def test_an_import_text_longer_than_a_page_may_be_is_refused(sqlite_url: str) ->
     assert results["long"].error == "line 1: 'text' is longer than 20,000 characters (http.max_bytes)"
     assert failures == [results["long"].error]
     assert results["within"].status == "new"
+
+
+def test_an_import_url_without_a_host_or_with_port_0_fails_its_line(
+    session: Session, settings: Settings
+) -> None:
+    """URLs `feeds add` refuses are refused on an import line too, naming the field: else
+    different stories under one hostless URL were stored as versions of one article."""
+    lines = [
+        json.dumps({"id": url, "url": url, "text": f"{BODY_EN} Story number {n}."})
+        for n, url in enumerate(
+            ["http://", "https:///story", "http://@/story", "http://./story", "http://n.example:0/story"]
+        )
+    ]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+    assert {url: (r.status, r.error) for url, r in results.items()} == {
+        "http://": ("error", "line 1: 'url' has no host"),
+        "https:///story": ("error", "line 2: 'url' has no host"),
+        "http://@/story": ("error", "line 3: 'url' has no host"),
+        "http://./story": ("error", "line 4: 'url' has a host name that is not valid: '.'"),
+        "http://n.example:0/story": ("error", "line 5: 'url' has port 0"),
+    }
+    assert count(session, Article, ~Article.is_seed) == 0
