@@ -19,6 +19,7 @@ import re
 import signal
 import threading
 import time
+import unicodedata
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -426,6 +427,11 @@ def build_candidate(
     title = _bounded_title(" ".join(clean_string(title).split())) or None if title else title
     if not text:
         raise ExtractionError("empty text", permanent=True)
+    if not _LETTER_OR_DIGIT.search(text) and not dedup.normalise_text(text):
+        # Emoji, symbols or punctuation alone: nothing to read, detect or classify, and no
+        # text to tell two such items apart by (each would hash as the empty text, an
+        # exact copy of every other).
+        raise ExtractionError("no text: no letters or digits", permanent=True)
     published = published_at or _parse_date(extracted_date)
     if published is not None and published > now + FUTURE_TOLERANCE:
         published = None  # a wrong clock or time zone: the date says nothing
@@ -514,6 +520,16 @@ def clean_string(value: str) -> str:
     """
     value = CONTROL_CHARACTERS.sub("", value)
     return value.encode("utf-8", "replace").decode("utf-8")
+
+
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+
+
+def is_blank(value: str) -> bool:
+    """Whether ``value`` holds nothing but white space and invisible format characters
+    (Unicode category Cf: zero-width spaces and joiners, the word joiner, a byte order mark,
+    bidirectional controls). Stops at the first visible character."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in value)
 
 
 def _tidy_text(text: str) -> str:
@@ -2854,6 +2870,10 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         raise ExtractionError(
             f"'text' is longer than {settings.http.max_bytes:,} characters (http.max_bytes)", permanent=True
         )
+    if text is not None and is_blank(text):
+        # Spaces, line breaks or invisible format characters alone (an exporter's empty
+        # field, a zero-width space): no text, so the page's HTML is read if there is one.
+        text = None
     if not (html or text):
         raise ExtractionError("needs 'html' or 'text'", permanent=True)
     published = record.get("published")

@@ -2043,3 +2043,35 @@ def test_an_import_url_without_a_host_or_with_port_0_fails_its_line(
         "http://n.example:0/story": ("error", "line 5: 'url' has port 0"),
     }
     assert count(session, Article, ~Article.is_seed) == 0
+
+
+def test_a_blank_import_text_falls_back_to_html_and_one_without_letters_is_refused(
+    session: Session, settings: Settings
+) -> None:
+    """A ``text`` of white space or invisible format characters alone is no text: the line's
+    ``html`` is read instead (or the line needs one). A text with no letter or digit at all
+    (emoji, punctuation) is refused: else every such text hashed as the empty text, and two
+    different ones were exact copies of each other."""
+    html_en = page("Talks in Beijing", BODY_EN, "en").decode()
+    html_ru = page("Переговоры", BODY_RU, "ru").decode()
+    lines = [
+        json.dumps(
+            {"id": "zero-width", "url": "https://n.example/zw", "text": "\u200b\u2060\ufeff", "html": html_en}
+        ),
+        json.dumps({"id": "spaces", "url": "https://n.example/sp", "text": " \n\t\u00a0", "html": html_ru}),
+        json.dumps({"id": "blank-only", "url": "https://n.example/blank", "text": "\u200b \u200b"}),
+        json.dumps({"id": "emoji", "url": "https://n.example/e1", "text": "\U0001f525\U0001f525 \U0001f680"}),
+        json.dumps({"id": "other-emoji", "url": "https://n.example/e2", "text": "\U0001f30d \u2764\ufe0f"}),
+        json.dumps({"id": "punctuation", "text": "!!! ... ???"}),
+    ]
+    results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+    for name, lang, body in (("zero-width", "en", BODY_EN), ("spaces", "ru", BODY_RU)):
+        assert results[name].status == "new", results[name]
+        stored = session.get(Article, results[name].article_id)
+        assert stored is not None and stored.lang == lang and body.split(".")[0] in stored.text
+        assert stored.page_hash is not None, "read from the html"
+    assert results["blank-only"].error == "line 3: needs 'html' or 'text'"
+    for number, name in enumerate(("emoji", "other-emoji", "punctuation"), 4):
+        assert results[name].status == "error", results[name]
+        assert results[name].error == f"line {number}: no text: no letters or digits"
+    assert count(session, Article, ~Article.is_seed) == 2
