@@ -2906,11 +2906,19 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
     if (input_id is not None and not isinstance(input_id, str | int | float)) or isinstance(input_id, bool):
         log.warning("import: 'id' is a JSON %s, not a string or number: ignored", _json_type(input_id))
         input_id = None
+    body = html.encode("utf-8") if html and not text else None
+    if body is not None and len(body) > settings.http.max_bytes:
+        # Refused as a fetched page over the limit is (cut short, it would be stored mid-word).
+        raise ExtractionError(
+            f"'html' is {len(body):,} bytes, over the {settings.http.max_bytes:,}-byte limit "
+            "(http.max_bytes)",
+            permanent=True,
+        )
     return build_candidate(
         settings,
         url=url,
         title=title,
-        html=html.encode("utf-8") if html and not text else None,
+        html=body,
         text=text or None,
         published_at=published_at,
         content_type="text/html; charset=utf-8",

@@ -2075,3 +2075,31 @@ def test_a_blank_import_text_falls_back_to_html_and_one_without_letters_is_refus
         assert results[name].status == "error", results[name]
         assert results[name].error == f"line {number}: no text: no letters or digits"
     assert count(session, Article, ~Article.is_seed) == 2
+
+
+def test_an_import_html_over_the_page_limit_is_refused_not_cut_short(sqlite_url: str) -> None:
+    """An ``html`` over ``http.max_bytes`` (in UTF-8) is refused, as a fetched page over the
+    limit is: cut at the limit, it was stored ending mid-word. One within the limit is read."""
+    from pipeline.db.engine import upgrade_schema
+    from tests.conftest import make_settings
+
+    settings = make_settings(sqlite_url, http={"max_bytes": 20_000})
+    engine = make_engine(settings.db_url)
+    upgrade_schema(engine)
+    html = page("Talks", BODY_EN, "en").decode()
+    heavy = html.replace("</body>", "<p>" + "Сибирь " * 2500 + "</p></body>")  # (2 bytes a letter)
+    size = len(heavy.encode("utf-8"))
+    assert len(heavy) < 20_000 < size
+    lines = [
+        json.dumps({"id": "heavy", "url": "https://n.example/heavy", "html": heavy}),
+        json.dumps({"id": "page", "url": "https://n.example/page", "html": html}),
+    ]
+    with session_factory(engine)() as session:
+        results = {r.input_id: r.result for r in import_lines(session, settings, lines, source="t", now=NOW)}
+        failures = session.scalars(select(FetchFailure.error).where(FetchFailure.stage == "import")).all()
+    engine.dispose()
+    assert results["heavy"].error == (
+        f"line 1: 'html' is {size:,} bytes, over the 20,000-byte limit (http.max_bytes)"
+    )
+    assert failures == [results["heavy"].error]
+    assert results["page"].status == "new"
