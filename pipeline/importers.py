@@ -188,7 +188,7 @@ def _is_json(text: str) -> bool:
 class Utf8Lines:
     """The lines of a byte stream as text, each decoded as UTF-8 on its own.
 
-    A byte-order mark at the start is dropped. Bytes that are not UTF-8 (a Latin-1 or
+    A byte-order mark at the start of a line is dropped. Bytes that are not UTF-8 (a Latin-1 or
     Windows-1251 export) become U+FFFD; the first such line is reported when it is read,
     and :attr:`replaced` counts them, so the import can say how many lines lost
     characters instead of storing them silently.
@@ -201,7 +201,9 @@ class Utf8Lines:
 
     def __iter__(self) -> Iterator[str]:
         for number, raw in enumerate(self._stream, 1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            if raw.startswith(b"\xef\xbb\xbf"):
+                # (Not only the first line's: files written with one and joined with `cat`
+                # carry one at the start of each.)
                 raw = raw[3:]
             try:
                 yield raw.decode("utf-8")

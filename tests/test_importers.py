@@ -94,3 +94,18 @@ def test_import_stores_news_please_and_json_feed_articles(
     # Imported articles are searchable at once.
     found = repo.find_articles(sqlite_session, repo.ArticleFilter(text="北极航线", include_seeds=False))
     assert [f.article.url for f in found] == ["https://ledger.example/102"]
+
+
+def test_a_byte_order_mark_is_dropped_at_the_start_of_every_line() -> None:
+    """Files written with a byte order mark and joined with `cat` carry one at the start of
+    each: every line is read without it (the second failed as "not valid JSON")."""
+    import io
+
+    one = b"\xef\xbb\xbf" + json.dumps({"id": 1, "text": "first"}).encode() + b"\n"
+    two = b"\xef\xbb\xbf" + json.dumps({"id": 2, "text": "second"}).encode() + b"\r\n"
+    inner = json.dumps({"id": 3, "text": "\ufeffkept inside"}).encode() + b"\n"
+    lines = list(importers.Utf8Lines(io.BytesIO(one + two + inner), "joined.jsonl"))
+    assert not any(line.startswith("\ufeff") for line in lines)
+    records = [json.loads(raw) for _, raw in importers.numbered_records(lines)]
+    assert [record["id"] for record in records] == [1, 2, 3]
+    assert records[2]["text"] == "\ufeffkept inside", "only the line's own mark goes"
