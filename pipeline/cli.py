@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             shown = argument.encode("utf-8", "backslashreplace").decode("utf-8")
             parser.error(f"argument {shown!r} is not valid UTF-8")
     args = parser.parse_args(arguments)
+    if args.db is not None and not args.db.strip():
+        # (Else it fell back to SUMMITWATCH_DB_URL or ./summitwatch.db: another database.)
+        parser.error("argument --db: an empty database URL (give one, or leave --db out)")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -115,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.settings import load_settings
 
         overrides: dict[str, Any] = {}
-        if args.db:
+        if args.db is not None:
             overrides["db_url"] = args.db
         settings = load_settings(overrides=overrides)
         _check_config_files(settings)

@@ -468,3 +468,18 @@ def test_an_import_that_waits_too_long_for_the_writers_lock_stops_with_one_line(
     assert stored_count(db) == 1
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT count(*) FROM fetch_failures").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_db_option_is_an_error_naming_it(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--db ''` (an unset shell variable) used SUMMITWATCH_DB_URL or ./summitwatch.db instead:
+    another database than the one meant, silently."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SUMMITWATCH_DB_URL", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--db", value, "init"])
+    assert stopped.value.code == 2
+    assert "argument --db: an empty database URL" in capsys.readouterr().err
+    assert not (tmp_path / "summitwatch.db").exists(), "no database made in its place"
