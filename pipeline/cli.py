@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from pipeline.browse import ResultPage
+    from pipeline.db.schema import Feed
     from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline")
@@ -1195,21 +1196,13 @@ def cmd_feeds_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feeds_toggle(args: argparse.Namespace, settings: Settings) -> int:
     """``feeds enable`` / ``feeds disable``: all the named feeds or, if one is unknown, none."""
     from pipeline.db import repo
-    from pipeline.db.schema import Feed
 
     state = "enabled" if args.enabled else "disabled"
     with open_session(settings) as session:
-        found = {reference: repo.feed_by_reference(session, reference) for reference in args.feeds}
-        unknown = [reference for reference, feed in found.items() if feed is None]
-        if unknown:
-            shown = ", ".join(repr(redact_url(reference)[:200]) for reference in unknown)
-            raise SummitwatchError(
-                f"no feed has the id or URL {shown} (see `summitwatch feeds list`); nothing changed"
-            )
-        changed: dict[int, tuple[Feed, bool]] = {}
-        for feed in filter(None, found.values()):
-            if feed.id not in changed:  # (one feed named twice, by its id and its URL)
-                changed[feed.id] = (feed, repo.set_feed_enabled(session, feed, args.enabled))
+        changed: dict[int, tuple[Feed, bool]] = {
+            feed.id: (feed, repo.set_feed_enabled(session, feed, args.enabled))
+            for feed in _named_feeds(session, args.feeds)
+        }
         session.commit()
         for feed, did in changed.values():
             gone = (
@@ -1219,25 +1212,33 @@ def cmd_feeds_toggle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _named_feeds(session: Session, references: Sequence[str]) -> list[Feed]:
+    """The feeds ``references`` name (an id or a URL in any spelling), each once, in order;
+    or, when one names no feed, a one-line error and none."""
+    from pipeline.db import repo
+
+    found = {reference: repo.feed_by_reference(session, reference) for reference in references}
+    unknown = [reference for reference, feed in found.items() if feed is None]
+    if unknown:
+        shown = ", ".join(repr(redact_url(reference)[:200]) for reference in unknown)
+        raise SummitwatchError(
+            f"no feed has the id or URL {shown} (see `summitwatch feeds list`); nothing changed"
+        )
+    # (One feed named twice, by its id and its URL, is one.)
+    return list({feed.id: feed for feed in found.values() if feed is not None}.values())
+
+
 def cmd_feeds_reset(args: argparse.Namespace, settings: Settings) -> int:
     """``feeds reset``: the named feeds (all, or none if one is unknown) forget what polling
     learned of them (gone, moved, failing) and are polled at their own URL at the next run."""
     from pipeline.db import repo
-    from pipeline.db.schema import Feed
 
     with open_session(settings) as session:
-        found = {reference: repo.feed_by_reference(session, reference) for reference in args.feeds}
-        unknown = [reference for reference, feed in found.items() if feed is None]
-        if unknown:
-            shown = ", ".join(repr(redact_url(reference)[:200]) for reference in unknown)
-            raise SummitwatchError(
-                f"no feed has the id or URL {shown} (see `summitwatch feeds list`); nothing changed"
-            )
-        feeds: dict[int, Feed] = {feed.id: feed for feed in filter(None, found.values())}
-        for feed in feeds.values():
+        feeds = _named_feeds(session, args.feeds)
+        for feed in feeds:
             repo.reset_feed(session, feed)
         session.commit()
-        for feed in feeds.values():
+        for feed in feeds:
             polled = "polled at the next run" if feed.enabled else "disabled: `feeds enable` to poll it"
             _stderr(f"reset feed {feed.id}: {redact_url(feed.url)} ({polled})")
     return 0
