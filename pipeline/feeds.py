@@ -146,7 +146,7 @@ def parse_feed(
     as a JSON Feed (:func:`parse_json_feed`). Items get absolute URLs (an entry's
     feedburner ``origLink`` rather than FeedBurner's redirect); titles given as markup
     become the text they show (:func:`_feed_text`); dates are feedparser's, or
-    :func:`_rfc822_date`'s for RFC 822 dates it misses or misreads; dates in the future
+    :func:`rfc822_date`'s for RFC 822 dates it misses or misreads; dates in the future
     beyond a small tolerance are dropped (the first-seen time is used instead).
     """
     now = now or datetime.now(UTC)
@@ -400,7 +400,7 @@ def _json_date(entry: dict[str, Any], now: datetime) -> datetime | None:
         try:
             moment: datetime | None = datetime.fromisoformat(value.strip())
         except ValueError:
-            moment = _rfc822_date(value)  # an RFC 822 date, as in RSS, where RFC 3339 was due
+            moment = rfc822_date(value)  # an RFC 822 date, as in RSS, where RFC 3339 was due
         if moment is None:
             continue  # unreadable: the next date, if any
         return _plausible(moment if moment.tzinfo else moment.replace(tzinfo=UTC), now)
@@ -547,7 +547,7 @@ def _entry_date(entry: Any, now: datetime) -> datetime | None:
     """An entry's publication date, else its update's, else its creation's, held to
     :func:`_plausible`.
 
-    Each is read by :func:`_rfc822_date` when it is an RFC 822 date that function reads,
+    Each is read by :func:`rfc822_date` when it is an RFC 822 date that function reads,
     else as feedparser read it: feedparser gives no date for one without a zone, with a
     zone such as "GMT+8" or in Russian, and reads a zone name it does not know ("MSK",
     "UTC+03:00") as UTC.
@@ -556,7 +556,7 @@ def _entry_date(entry: Any, now: datetime) -> datetime | None:
         # (Read as stored: feedparser's own look-up of "updated" gives "published" when
         # there is none, with a deprecation warning.)
         raw = dict.get(entry, key)
-        moment = _rfc822_date(raw) if isinstance(raw, str) else None
+        moment = rfc822_date(raw) if isinstance(raw, str) else None
         if moment is None:
             value = dict.get(entry, f"{key}_parsed")
             if not isinstance(value, time.struct_time):
@@ -618,7 +618,7 @@ _DAY_NAME = re.compile(r"\A\s*[^\W\d_]+\.?\s*,")
 _MAX_DATE_CHARS = 120
 
 
-def _rfc822_date(text: str) -> datetime | None:
+def rfc822_date(text: str) -> datetime | None:
     """An RFC 822 date (RSS's) as feeds write it, or None when ``text`` is not one or its
     zone is a name this does not know (feedparser's reading of it stands then).
 

@@ -50,7 +50,7 @@ from pipeline.errors import (
 )
 from pipeline.extract import extract_page
 from pipeline.feed_urls import normalise_feed_url
-from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed
+from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed, rfc822_date
 from pipeline.http import (
     PASSING_REFUSALS,
     HostBreaker,
@@ -2876,28 +2876,14 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         text = None
     if not (html or text):
         raise ExtractionError("needs 'html' or 'text'", permanent=True)
-    published = record.get("published")
-    published_at = None
-    if isinstance(published, str) and not published.strip():
-        # An exporter's empty field: no date, as with none at all.
-        log.warning("import: 'published' is empty: imported undated")
-        published = None
-    if published is not None:
-        if not isinstance(published, str):
-            raise ExtractionError("'published' must be an ISO 8601 string", permanent=True)
-        try:
-            datetime.fromisoformat(published.strip())
-        except ValueError:
-            raise ExtractionError(
-                f"'published' is not an ISO 8601 date: {published!r}", permanent=True
-            ) from None
-        published_at = _parse_date(published.strip())
-        if published_at is None:
-            log.warning(
-                "import: 'published' %r is before 1990, a placeholder date: imported undated", published
-            )
-        elif published_at > now + FUTURE_TOLERANCE:
-            log.warning("import: 'published' %r is in the future: imported undated", published)
+    published_at = _read_published(record.get("published"))
+    if published_at is not None and published_at < EARLIEST_DATE:
+        log.warning(
+            "import: 'published' %r is before 1990, a placeholder date: imported undated", record["published"]
+        )
+        published_at = None
+    elif published_at is not None and published_at > now + FUTURE_TOLERANCE:
+        log.warning("import: 'published' %r is in the future: imported undated", record["published"])
     title = record.get("title")
     if title is not None and not isinstance(title, str):
         log.warning("import: 'title' is a JSON %s, not a string: imported untitled", _json_type(title))
@@ -2926,6 +2912,46 @@ def _candidate_from_record(settings: Settings, record: dict[str, Any], now: date
         source_id=clean_string(str(input_id))[:512] if input_id is not None else None,
         now=now,
     )
+
+
+# A leap second ("23:59:60"), which datetime cannot hold: read as the second before.
+_LEAP_SECOND = re.compile(r"(?<=\d\d:\d\d):60(?=\D|$)")
+
+
+def _read_published(published: Any) -> datetime | None:
+    """The moment an import line's ``published`` names: ISO 8601, an RFC 822 date as feeds
+    write them ("Tue, 10 Nov 2026 10:00:00 GMT", in other languages too), or Unix seconds or
+    milliseconds (a number, or a string of digits). A value that is none of these, or empty,
+    is no date: the line is imported undated, with a warning, rather than lost."""
+    if published is None:
+        return None
+    if isinstance(published, bool) or not isinstance(published, str | int | float):
+        log.warning("import: 'published' is a JSON %s, not a date: imported undated", _json_type(published))
+        return None
+    text = published.strip() if isinstance(published, str) else ""
+    if isinstance(published, str) and not text:
+        # An exporter's empty field: no date, as with none at all.
+        log.warning("import: 'published' is empty: imported undated")
+        return None
+    moment: datetime | None = None
+    if not isinstance(published, str) or (text.isascii() and text.isdigit() and 9 <= len(text) <= 13):
+        seconds = float(published)
+        if 1e11 <= abs(seconds) < 1e14:
+            seconds /= 1000  # (milliseconds, as JavaScript counts)
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            moment = datetime.fromtimestamp(seconds, UTC)
+    else:
+        try:
+            moment = datetime.fromisoformat(_LEAP_SECOND.sub(":59", text))
+        except ValueError:
+            moment = rfc822_date(text)
+    if moment is None:
+        log.warning(
+            "import: 'published' %r is not a date (ISO 8601, RFC 822, Unix seconds): imported undated",
+            published if not isinstance(published, str) else published[:100],
+        )
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _json_type(value: Any) -> str:

@@ -25,7 +25,7 @@ DISTINCT = [
     json.loads(line)["text"]
     for line in (REPO_ROOT / "tests" / "fixtures" / "classify" / "eval.jsonl")
     .read_text("utf-8")
-    .splitlines()[:3]
+    .splitlines()[:8]
 ]
 TEXTS = [
     f"{TEXT_EN} Report number {number}: the delegations met for the {number}th round of talks on "
@@ -333,6 +333,34 @@ def test_reimported_copies_keep_their_similarity_and_odd_dates_import_undated(
     rows = {row["id"]: row for row in map(json.loads, listed.stdout.splitlines())}
     # --lang EN is en; the near copy is folded into its original; none of them has a date.
     assert len(rows) == 4 and all(row["published_at"] is None for row in rows.values())
+
+
+def test_dates_as_exporters_write_them_are_read_and_one_that_is_none_loses_no_line(db: Path) -> None:
+    """`published` as RSS writes it, as Unix seconds or milliseconds, or with a leap second
+    is read; a phrase or a list is no date, and the line is imported undated (it used to
+    fail whole, so the article was lost)."""
+    given = {
+        "rss": ("Tue, 10 Nov 2026 10:00:00 GMT", "2026-11-10T10:00:00+00:00"),
+        "rss-ru": ("Вт, 10 ноя 2026 13:00:00 +0300", "2026-11-10T10:00:00+00:00"),
+        "seconds": (1762000000, "2025-11-01T12:26:40+00:00"),
+        "milliseconds": ("1762000000000", "2025-11-01T12:26:40+00:00"),
+        "leap": ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59+00:00"),
+        "phrase": ("next Tuesday", None),
+        "list": (["2026-11-10"], None),
+    }
+    lines = [
+        {"id": name, "url": f"https://dates.example/{name}", "text": DISTINCT[index], "published": value}
+        for index, (name, (value, _)) in enumerate(given.items())
+    ]
+    done = sw("import", "-", "--json", db=db, stdin="".join(json.dumps(line) + "\n" for line in lines))
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["status"] for row in results] == ["new"] * len(given), done.stderr
+    assert "'next Tuesday' is not a date" in done.stderr and "is a JSON array, not a date" in done.stderr
+    listed = sw("articles", "--json", "--duplicates", "--limit", "50", db=db)
+    dates = {row["url"]: row["published_at"] for row in map(json.loads, listed.stdout.splitlines())}
+    for name, (_, expected) in given.items():
+        moment = dates[f"https://dates.example/{name}"]
+        assert (moment and datetime.fromisoformat(moment).isoformat()) == expected, name
 
 
 def test_a_dry_run_shows_the_digests_still_pending(db: Path, tmp_path: Path) -> None:
