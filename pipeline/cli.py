@@ -580,12 +580,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    _preload_encoder(settings)
     from pipeline.importers import Utf8Lines
-    from pipeline.ingest import import_lines
 
     name = "standard input" if args.file == "-" else args.file
+    # (Opened first: a missing file or a folder is said at once, before any model loads.)
     stream = Utf8Lines(sys.stdin.buffer if args.file == "-" else _open_binary(args.file), name)
+    _preload_encoder(settings)
+    from pipeline.ingest import import_lines
+
     counts: dict[str, int] = {"new": 0, "duplicate": 0, "error": 0}
     printing = args.json
     with open_session(settings) as session, stream:
@@ -992,7 +994,7 @@ def cmd_unlink(args: argparse.Namespace, settings: Settings) -> int:
             done = repo.unlink_copy(session, args.article_id, utcnow(), reason=args.reason)
         except repo.NotACopy as exc:
             session.rollback()
-            _stderr(f"error: {exc}")
+            _stderr(f"summitwatch: error: {exc}")
             return 1
         session.commit()
     if args.json:

@@ -2828,7 +2828,7 @@ _MAX_FAILURE_SOURCE = 2000
 
 def _short_error(exc: BaseException) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"not valid JSON ({exc.msg} at column {exc.colno})"
+        return f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
     if isinstance(exc, RecursionError):
         return "JSON nested too deeply"
     if isinstance(exc, SQLAlchemyError):

@@ -511,3 +511,20 @@ def test_an_empty_db_option_is_an_error_naming_it(
     assert stopped.value.code == 2
     assert "argument --db: an empty database URL" in capsys.readouterr().err
     assert not (tmp_path / "summitwatch.db").exists(), "no database made in its place"
+
+
+def test_errors_read_as_one_line_of_the_command(db: Path, tmp_path: Path) -> None:
+    """An unknown article for `unlink` is said as every other error is; a JSON error's
+    message reads as a sentence; a missing import file is said before any model loads."""
+    unknown = sw("unlink", "999999", db=db)
+    assert unknown.returncode == 1 and unknown.stderr.startswith(
+        "summitwatch: error: no article with id 999999"
+    )
+    broken = sw("import", "-", db=db, stdin='{"id": "x", "text": "unterminated\n')
+    assert "not valid JSON (Unterminated string starting at column" in broken.stderr, broken.stderr
+    missing = sw("-v", "import", str(tmp_path / "missing.jsonl"), db=db)
+    # (Verbose, so a library loaded first would have said so: nothing was.)
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [
+        f"summitwatch: error: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
+    ]
