@@ -5,8 +5,10 @@ URL is still what is polled and what ``feeds export-opml`` exports."""
 from __future__ import annotations
 
 import base64
+import html
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -186,6 +188,20 @@ def test_no_secret_in_output_logs_database_views_or_web_ui(
         pages = {path: browser.get(path) for path in ("/feeds", "/articles", "/api/articles")}
         article_id = pages["/api/articles"].json()["articles"][0]["id"]
         pages["/article"] = browser.get(f"/articles/{article_id}")
+        # A feed is named in a filter by the address the UI shows, its credential redacted.
+        shown = re.findall(
+            r'<span class="url"><a href="[^"]*"[^>]*>([^<]*access_token=REDACTED[^<]*)</a>',
+            pages["/feeds"].text,
+        )
+        assert shown
+        with sqlite3.connect(environment["SUMMITWATCH_DB_URL"].removeprefix("sqlite:///")) as database:
+            [(feed_id,)] = database.execute(
+                "SELECT id FROM feeds WHERE display_url = ?", (html.unescape(shown[0]),)
+            ).fetchall()
+        by_shown = browser.get("/api/articles", params={"feed": html.unescape(shown[0])})
+        by_id = browser.get("/api/articles", params={"feed": str(feed_id)})
+        assert by_shown.status_code == 200, by_shown.text
+        assert by_shown.json()["articles"] == by_id.json()["articles"]
     for path, response in pages.items():
         assert response.status_code == 200, path
         assert leaks(response.text) == [], path

@@ -631,8 +631,13 @@ def feed_ids_named(session: Session, name: str) -> list[int]:
     from pipeline.errors import FilterError
 
     spellings = feed_url_spellings(name)
-    # (A feed that moved is found by its new address too.)
-    conditions: list[ColumnElement[bool]] = [Feed.url.in_(spellings), Feed.moved_url.in_(spellings)]
+    # (A feed that moved is found by its new address too, and one whose URL holds a
+    # credential by the redacted form the lists and the web UI show.)
+    conditions: list[ColumnElement[bool]] = [
+        Feed.url.in_(spellings),
+        Feed.moved_url.in_(spellings),
+        Feed.display_url.in_({name, *spellings}),
+    ]
     if name.isascii() and name.isdigit() and int(name) <= MAX_ROW_ID:
         conditions.append(Feed.id == int(name))
     found = set(session.scalars(select(Feed.id).where(or_(*conditions))))
