@@ -55,7 +55,8 @@ def summitwatch_ingest() -> None:
 
         from pipeline.tasks import poll_feed_batch
 
-        # A retry skips the feeds its earlier try polled in this run (batches are disjoint).
+        # A retry skips the feeds whose poll its earlier try finished in this run (batches
+        # are disjoint); a feed it left partway through is polled again.
         run = get_current_context()["dag_run"]
         return poll_feed_batch(feed_ids, polled_since=run.start_date)
 

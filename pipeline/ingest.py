@@ -1478,6 +1478,7 @@ def _feed_succeeded(settings: Settings, feed: Feed, now: datetime) -> None:
     feed.last_error = None
     feed.gone_at = None  # (a gone feed polled by name, `run --all` or a DAG's feed_ids, is back)
     feed.next_poll_at = now + timedelta(minutes=settings.poll.interval_minutes)
+    feed.poll_finished_at = utcnow()  # (committed with the rest of the poll's outcome)
 
 
 def _feed_failed(
@@ -1496,6 +1497,7 @@ def _feed_failed(
     # The backoff, or longer if the server asked (429 or 503 with Retry-After).
     wait = max(feed_backoff(settings, feed.failure_count), timedelta(seconds=retry_after or 0))
     feed.next_poll_at = now + wait
+    feed.poll_finished_at = utcnow()
     repo.record_failure(
         session,
         stage="feed",
@@ -1525,6 +1527,7 @@ def _feed_gone(session: Session, feed: Feed, error: str, now: datetime) -> PollR
     feed.last_error = error
     feed.gone_at = feed.gone_at or now
     feed.next_poll_at = None
+    feed.poll_finished_at = utcnow()
     repo.record_failure(
         session, stage="feed", target=feed.url, error=error, permanent=True, retry_after=None, feed_id=feed.id
     )

@@ -107,9 +107,11 @@ def poll_feed_batch(
 ) -> dict[str, int]:
     """Poll each feed of one batch and ingest its new items; returns counts.
 
-    ``polled_since``: the start of the DAG run. A feed of the batch polled since then was
-    polled by an earlier try of this task (which died before Airflow heard): it is not
-    polled again, so that a failing feed's failure is not counted twice.
+    ``polled_since``: the start of the DAG run. A feed of the batch whose poll finished
+    since then (its items all handled, or its failure recorded) was polled by an earlier
+    try of this task (which died before Airflow heard): it is not polled again, so that a
+    failing feed's failure is not counted twice. A feed whose poll that try began but did
+    not finish (stopped partway through its items) is polled again, for the items it left.
 
     The collector runs as in the ``summitwatch`` command (:mod:`pipeline.collector`) while
     the batch is polled; the task process's own setting is restored afterwards.

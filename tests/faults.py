@@ -27,3 +27,23 @@ class FailsOnceAfterWork:
             self.failures += 1
             raise RuntimeError(f"injected failure after {self.step.__name__} finished its work")
         return result
+
+
+class InterruptedOnce:
+    """Wraps ``step``: the first call for which ``when(*args, **kwargs)`` holds raises
+    ``error`` instead of running, as a task stopped there would (its timeout, a worker
+    killed, the database connection cut); every other call runs the step."""
+
+    def __init__(
+        self, step: Callable[..., Any], when: Callable[..., bool], error: Callable[[], BaseException]
+    ) -> None:
+        self.step = step
+        self.when = when
+        self.error = error
+        self.interrupted = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.interrupted and self.when(*args, **kwargs):
+            self.interrupted = True
+            raise self.error()
+        return self.step(*args, **kwargs)

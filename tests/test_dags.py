@@ -20,7 +20,7 @@ from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Sighting
 from pipeline.fixture_site import FixtureServer
 from tests.conftest import REPO_ROOT, make_settings
-from tests.faults import FailsOnceAfterWork
+from tests.faults import FailsOnceAfterWork, InterruptedOnce
 
 DAGS = REPO_ROOT / "dags"
 pytestmark = pytest.mark.slow
@@ -111,6 +111,57 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
         sightings = session.scalar(select(func.count()).select_from(Sighting))
         # 21 pages on the site; the retry repeated the whole batch and stored nothing twice.
         assert stored == 21
+        assert sightings == 5 + 22
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_poll_task_stopped_partway_through_a_feed_is_retried_for_that_feed(
+    backend: str,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The poll task stops (its timeout) while storing the second feed's items, after
+    the first was polled whole: the retry must poll the second feed and the rest again,
+    and not count it as polled by the earlier try (its remaining items were lost)."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    import pipeline.ingest
+
+    db_url = (
+        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    monkeypatch.setenv("SUMMITWATCH_POLL__ITEMS_PER_COMMIT", "1")  # the feed's first item is committed
+    feeds_seen: list[int | None] = []
+
+    def second_item_of_the_second_feed(*args: Any, feed_id: int | None = None, **kwargs: Any) -> bool:
+        feeds_seen.append(feed_id)
+        return len(set(feeds_seen)) == 2 and feeds_seen.count(feed_id) == 2
+
+    injected = InterruptedOnce(
+        pipeline.ingest.store_candidate,
+        second_item_of_the_second_feed,
+        lambda: AirflowTaskTimeout("injected: the task timed out partway through a feed"),
+    )
+    monkeypatch.setattr(pipeline.ingest, "store_candidate", injected)
+    settings = make_settings(db_url)
+    initialise(settings, load_feeds=False)
+    engine = make_engine(db_url)
+    with FixtureServer() as site, session_factory(engine)() as session:
+        feed_ids = [
+            repo.upsert_feed(session, site.url(f.path), name=f.name, lang=f.lang)[0].id
+            for f in site.site.feeds
+        ]
+        session.commit()
+        run = load_dag("summitwatch_ingest").test(run_conf={"feed_ids": feed_ids})
+        assert str(run.state) in {"success", "DagRunState.SUCCESS"}
+        assert injected.interrupted, "the first try stopped partway through the second feed"
+        stored = session.scalar(select(func.count()).select_from(Article).where(Article.is_seed.is_(False)))
+        sightings = session.scalar(select(func.count()).select_from(Sighting))
+        assert stored == 21, "every page of every feed is stored, the interrupted feed's too"
         assert sightings == 5 + 22
     engine.dispose()
 

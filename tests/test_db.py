@@ -135,6 +135,7 @@ def test_schema_has_the_documented_tables(settings: Settings) -> None:
         "body_hash",
         "moved_url",
         "gone_at",
+        "poll_finished_at",
     } <= feed_columns
     assert current_revision(engine) == head_revision()
     engine.dispose()

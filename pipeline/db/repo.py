@@ -176,11 +176,15 @@ def due_feed_ids(
 
 
 def not_polled_since(session: Session, feed_ids: Sequence[int], since: datetime) -> list[int]:
-    """Those of ``feed_ids`` not polled at or after ``since``, in the order given."""
+    """Those of ``feed_ids`` without a poll finished at or after ``since``, in the order given.
+
+    A poll that began since but was cut short (its process stopped partway through the
+    feed's items) does not count: the feed's remaining items are still to be stored.
+    """
     polled: set[int] = set()
     for chunk in _chunks(feed_ids):
         polled.update(
-            session.scalars(select(Feed.id).where(Feed.id.in_(chunk), Feed.last_polled_at >= since))
+            session.scalars(select(Feed.id).where(Feed.id.in_(chunk), Feed.poll_finished_at >= since))
         )
     return [feed_id for feed_id in feed_ids if feed_id not in polled]
 

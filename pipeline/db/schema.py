@@ -101,7 +101,11 @@ class Feed(Base):
     failure_count: Mapped[int] = mapped_column(Integer, default=0)
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
-    last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # when the last poll began
+    # When the last poll finished: every item handled, or the failure recorded. A poll cut
+    # short (the process stopped, the database lost) leaves it as it was, so that a retried
+    # task polls that feed again (``repo.not_polled_since``).
+    poll_finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     # When the feed answered 410 Gone: not polled from then on, until `feeds reset`.
     gone_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
