@@ -18,7 +18,7 @@ import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from pipeline.coverage import load_detector_config
-from pipeline.settings import load_settings
+from pipeline.settings import SLACK_CONNECTION, load_settings
 
 COVERAGE = Asset(name="summitwatch_coverage", uri="summitwatch://coverage")
 SETTINGS = load_settings()  # reads config/settings.yaml and the environment; no network, no database
@@ -27,7 +27,6 @@ SUMMARY = load_detector_config(SETTINGS.config_dir / "digest.yaml").digest
 _RUN_AT = (SUMMARY.summary_at.hour * 60 + SUMMARY.summary_at.minute + 5) % (24 * 60)
 _WEEKDAY = "1" if SUMMARY.summary_every >= timedelta(days=7) else "*"
 SUMMARY_CRON = f"{_RUN_AT % 60} {_RUN_AT // 60} * * {_WEEKDAY}"
-SLACK_CONNECTION = "summitwatch_slack"
 
 
 @dag(
@@ -65,7 +64,7 @@ def summitwatch_digest() -> None:
 
 
 def _slack_connection() -> dict[str, str] | None:
-    """Slack settings from the Airflow connection, if one is defined."""
+    """Slack settings from the Airflow connection, if one is defined (None if not)."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -89,7 +88,9 @@ def _slack_connection() -> dict[str, str] | None:
         "webhook_url": extra.get("webhook_url"),
         "api_url": _api_url(connection) or extra.get("api_url"),
     }
-    return {key: value for key, value in values.items() if value} or None
+    # (Defined but giving nothing, a token put in the login say: {}, which delivery refuses,
+    # rather than None, which would let the digests fall back to files.)
+    return {key: value for key, value in values.items() if value}
 
 
 def _api_url(connection: object) -> str | None:

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 ENV_PREFIX = "SUMMITWATCH_"
 # Variables with this prefix belong to the test suite and benchmarks, not the product.
 ENV_IGNORED_PREFIXES = ("SUMMITWATCH_TEST_", "SUMMITWATCH_BENCH_")
+# The Airflow connection the digest DAG reads Slack's settings from, when it is defined.
+SLACK_CONNECTION = "summitwatch_slack"
 SLACK_ENV = {
     "SLACK_BOT_TOKEN": "bot_token",
     "SLACK_CHANNEL": "channel",

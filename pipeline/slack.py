@@ -751,9 +751,17 @@ def slack_target(
 ) -> SlackTarget | None:
     """The Slack destination configured in ``settings``, or ``None`` (digests go to stdout).
 
-    A bot token needs a channel. With both a token and a webhook, the Web API wins
-    because it can thread follow-ups and look for parts whose answer was lost.
+    A bot token needs a channel, and a channel a bot token: a channel set without one is a
+    configuration to fix (a token left out, or put where it is not read), not a wish for
+    files. With both a token and a webhook, the Web API wins because it can thread
+    follow-ups and look for parts whose answer was lost.
     """
+    if settings.bot_token is None and settings.channel:
+        raise ConfigError(
+            "setting 'slack.channel' (SLACK_CHANNEL) is set without a bot token (SLACK_BOT_TOKEN): "
+            "a channel is posted to with a bot token only (an incoming webhook posts to its own), "
+            "so no digest is delivered until the token is set or the channel unset"
+        )
     if settings.bot_token is not None:
         if not settings.channel:
             raise ConfigError("setting 'slack.channel' (SLACK_CHANNEL) is required with SLACK_BOT_TOKEN")

@@ -27,7 +27,7 @@ from pipeline.db.schema import utcnow
 from pipeline.errors import ConfigError
 from pipeline.http import HttpClient
 from pipeline.ingest import flatten_copy_chains, retry_failed_pages, run_cycle
-from pipeline.settings import Settings, SlackSettings, load_settings
+from pipeline.settings import SLACK_CONNECTION, Settings, SlackSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +180,28 @@ def finish_ingest(
 
 
 def _with_slack(settings: Settings, slack: dict[str, str] | None) -> Settings:
-    """``settings`` with the Slack values of an Airflow connection, validated like the rest."""
-    if not slack:
+    """``settings`` with the Slack values of an Airflow connection, validated like the rest.
+
+    ``slack`` is None when no connection is defined (the environment's settings apply); a
+    connection defined is meant to deliver to Slack, so one that gives neither a bot token
+    nor a webhook (with what the environment adds) is a configuration error, never a
+    fallback to files that would mark the digests delivered.
+    """
+    if slack is None:
         return settings
     merged = {**settings.slack.model_dump(mode="json"), **slack}
     for secret in ("bot_token", "webhook_url"):
         value = getattr(settings.slack, secret)
         if secret not in slack and value is not None:
             merged[secret] = value.get_secret_value()
-    return settings.model_copy(update={"slack": SlackSettings.model_validate(merged)})
+    validated = SlackSettings.model_validate(merged)
+    if validated.bot_token is None and validated.webhook_url is None:
+        raise ConfigError(
+            f"the Airflow connection {SLACK_CONNECTION} is set but gives no Slack bot token (its "
+            "password; a token in its login is not read) and no incoming webhook (extra.webhook_url), "
+            "nor does the environment: no digest is delivered until it is fixed"
+        )
+    return settings.model_copy(update={"slack": validated})
 
 
 def prepare_digests(

@@ -222,6 +222,99 @@ def test_digest_dag_delivers_exactly_once_despite_a_retry(
     engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_slack_connection_without_token_or_webhook_stops_delivery(
+    backend: str,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bot token put in the connection's login instead of its password: the digests
+    were written to a file on the worker and marked sent, and the run succeeded."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.db.repo import extend_history
+    from pipeline.db.schema import DigestOutbox
+    from pipeline.ingest import import_lines
+    from tests.slack_server import FakeSlack
+    from tests.test_reporting import pos2_articles
+
+    db_url = (
+        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    monkeypatch.setenv("SUMMITWATCH_DIGEST_DIR", str(tmp_path / "files"))
+    for variable in ("SLACK_BOT_TOKEN", "SLACK_CHANNEL", "SLACK_WEBHOOK_URL", "SLACK_API_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = make_settings(db_url)
+    initialise(settings, load_feeds=False)
+    now = datetime.now(UTC)
+    engine = make_engine(db_url)
+    with FakeSlack() as slack, session_factory(engine)() as session:
+        connection = {"conn_type": "slack", "login": slack.token, "host": slack.api_url}
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SUMMITWATCH_SLACK", json.dumps({**connection, "extra": {"channel": "C0DIGEST"}})
+        )
+        extend_history(session, now - timedelta(days=30))
+        lines = [
+            json.dumps(
+                {
+                    "url": f"https://n.example/{a['id']}",
+                    "title": a["title"],
+                    "text": a["text"],
+                    "published": (now - timedelta(hours=3 + i)).isoformat(),
+                }
+            )
+            for i, a in enumerate(pos2_articles())
+        ]
+        assert all(
+            r.result.status == "new" for r in import_lines(session, settings, lines, source="t", now=now)
+        )
+        run = load_dag("summitwatch_digest").test()
+        assert str(run.state) in {"failed", "DagRunState.FAILED"}
+        session.expire_all()
+        assert not [row for row in session.scalars(select(DigestOutbox)) if row.status == "sent"]
+        assert not slack.messages
+    engine.dispose()
+    assert not (tmp_path / "files").exists(), "no digest went to a file instead"
+
+
+def _send_digest_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("send_digest_under_test", DAGS / "send_digest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_slack_connection_that_gives_nothing_is_not_taken_for_no_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.tasks import _with_slack
+
+    module = _send_digest_module()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SUMMITWATCH_SLACK",
+        '{"conn_type": "slack", "login": "xoxb-1", "extra": {"channel": "C1"}}',
+    )
+    assert module._slack_connection() == {"channel": "C1"}
+    monkeypatch.setenv("AIRFLOW_CONN_SUMMITWATCH_SLACK", '{"conn_type": "slack", "login": "xoxb-1"}')
+    assert module._slack_connection() == {}
+    settings = make_settings("sqlite://")
+    with pytest.raises(ConfigError, match="summitwatch_slack is set but gives no Slack bot token"):
+        _with_slack(settings, {})
+    with pytest.raises(ConfigError, match="login is not read"):
+        _with_slack(settings, {"channel": "C1"})
+    # The environment's token or webhook completes a connection that names the channel.
+    with_env = make_settings("sqlite://", slack={"bot_token": "xoxb-2"})
+    assert _with_slack(with_env, {"channel": "C1"}).slack.channel == "C1"
+    assert _with_slack(settings, None) is settings  # no connection: the environment's settings
+
+
 def test_a_slack_connection_that_cannot_be_read_stops_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
     """Airflow reports a connection it cannot parse as undefined; taking that for "no
     connection" wrote the digests to a file on the worker and marked them delivered."""

@@ -1070,3 +1070,14 @@ def test_target_from_settings(slack: FakeSlack) -> None:
     assert not hook.can_thread
     hook.post(messages(1), on_sent=Progress())
     assert [m.via for m in slack.messages] == ["chat.postMessage", "chat.postMessage", "webhook"]
+
+
+def test_a_channel_without_a_bot_token_is_a_configuration_error() -> None:
+    """SLACK_CHANNEL set and the token missing (left out, or put where it is not read):
+    the digests were written to files and marked delivered, without a word."""
+    with pytest.raises(ConfigError, match=r"SLACK_CHANNEL\) is set without a bot token"):
+        slack_target(SlackSettings(channel="C0DIGEST"))
+    with pytest.raises(ConfigError, match="without a bot token"):
+        slack_target(
+            SlackSettings(channel="#news", webhook_url=SecretStr("https://hooks.example/services/x"))
+        )

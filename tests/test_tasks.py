@@ -164,6 +164,37 @@ def test_queue_and_deliver_use_the_same_slack_destination(tmp_path: Path) -> Non
     assert not (tmp_path / "files").exists()
 
 
+def test_slack_settings_that_give_no_token_nor_webhook_leave_the_digests_pending(tmp_path: Path) -> None:
+    """A channel without a bot token, or an Airflow connection with neither a token nor a
+    webhook: delivery stops with the configuration named, the digests stay pending (they
+    were written to a file and marked sent)."""
+    from sqlalchemy import select
+
+    from pipeline.db.schema import DigestOutbox
+    from pipeline.errors import ConfigError
+    from pipeline.tasks import deliver_digests, prepare_digests
+    from tests.slack_server import FakeSlack
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}", digest_dir=str(tmp_path / "files"))
+    _coverage_change(settings)
+    engine = make_engine(settings.db_url)
+    with FakeSlack() as slack:
+        connection = {"bot_token": slack.token, "channel": "C0DIGEST", "api_url": slack.api_url}
+        assert prepare_digests(slack=connection, settings=settings)["digests_queued"] >= 1
+        with pytest.raises(ConfigError, match="no Slack bot token"):
+            deliver_digests(slack={"channel": "C0DIGEST", "api_url": slack.api_url}, settings=settings)
+        channel_only = make_settings(
+            settings.db_url, digest_dir=str(tmp_path / "files"), slack={"channel": "C0"}
+        )
+        with pytest.raises(ConfigError, match="without a bot token"):
+            deliver_digests(settings=channel_only)
+        assert not slack.messages
+    with session_factory(engine)() as session:
+        assert {r.status for r in session.scalars(select(DigestOutbox))} == {"pending"}
+    engine.dispose()
+    assert not (tmp_path / "files").exists()
+
+
 def test_a_poll_task_collects_rarely_and_gives_the_process_its_setting_back(tmp_path: Path) -> None:
     """The DAG's poll task runs with the command's collector setting, then restores the host's."""
     db_url = f"sqlite:///{tmp_path / 'poll.db'}"
