@@ -95,7 +95,7 @@ from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 from pipeline.digest import SlackMessage
 from pipeline.errors import ConfigError, SummitwatchError
-from pipeline.settings import SlackSettings
+from pipeline.settings import SLACK_ENV, SlackSettings
 
 logger = logging.getLogger(__name__)
 
@@ -430,6 +430,7 @@ def make_web_client(
     max_retries: int = 3,
     backoff_factor: float = 0.5,
     max_retry_after: float = 60.0,
+    names: SettingNames | None = None,
 ) -> WebClient:
     """A Web API client with bounded retries for 429, pre-send connection errors and
     (for methods that only read) 5xx.
@@ -437,11 +438,12 @@ def make_web_client(
     ``api_url`` overrides ``https://slack.com/api/`` (``SLACK_API_URL``: GovSlack, tests).
     A ``Retry-After`` longer than ``max_retry_after`` seconds is not waited for: the call
     fails as transient and the digest waits for the next run instead of blocking a worker.
+    ``names``: where the settings came from, for the errors (:func:`setting_name`).
     """
     secret = _reveal(token)
     if not secret:
-        raise ConfigError("setting 'slack.bot_token' (SLACK_BOT_TOKEN) is empty")
-    base_url = _api_base(api_url)
+        raise ConfigError(f"{setting_name('bot_token', names)} is empty")
+    base_url = _api_base(api_url, names)
     return _WebClient(
         token=secret,
         base_url=base_url,
@@ -458,6 +460,7 @@ def make_webhook_client(
     max_retries: int = 3,
     backoff_factor: float = 0.5,
     max_retry_after: float = 60.0,
+    names: SettingNames | None = None,
 ) -> WebhookClient:
     """An incoming-webhook client with the same retry policy as :func:`make_web_client`."""
     secret = _reveal(url)
@@ -469,7 +472,7 @@ def make_webhook_client(
     ):
         # Never echo the URL: the path is the credential.
         raise ConfigError(
-            "setting 'slack.webhook_url' (SLACK_WEBHOOK_URL) must be an https:// URL "
+            f"{setting_name('webhook_url', names)} must be an https:// URL "
             "(http:// only to this machine: localhost, 127.0.0.1, ::1)"
         )
     return _WebhookClient(
@@ -740,6 +743,27 @@ class SlackTarget:
         raise ConfigError("Slack target has no client")
 
 
+# Where each Slack setting came from, when not from the environment: "bot_token" ->
+# "password of the Airflow connection summitwatch_slack", ...
+SettingNames = Mapping[str, str]
+
+
+def setting_source(key: str, names: SettingNames | None = None) -> str:
+    """Where the Slack setting ``key`` is set: its environment variable unless ``names``
+    says otherwise."""
+    if names and key in names:
+        return names[key]
+    return next(variable for variable, setting in SLACK_ENV.items() if setting == key)
+
+
+def setting_name(key: str, names: SettingNames | None = None) -> str:
+    """The Slack setting ``key`` as an error names it: ``setting 'slack.channel'
+    (SLACK_CHANNEL)``, or the Airflow connection's field it came from."""
+    if names and key in names:
+        return names[key]
+    return f"setting 'slack.{key}' ({setting_source(key)})"
+
+
 def slack_target(
     settings: SlackSettings,
     *,
@@ -748,23 +772,30 @@ def slack_target(
     backoff_factor: float = 0.5,
     max_retry_after: float = 60.0,
     read_back_delay: float = 2.0,
+    names: SettingNames | None = None,
 ) -> SlackTarget | None:
     """The Slack destination configured in ``settings``, or ``None`` (digests go to stdout).
 
     A bot token needs a channel, and a channel a bot token: a channel set without one is a
     configuration to fix (a token left out, or put where it is not read), not a wish for
     files. With both a token and a webhook, the Web API wins because it can thread
-    follow-ups and look for parts whose answer was lost.
+    follow-ups and look for parts whose answer was lost. ``names``: where each setting
+    came from, for the errors (the environment's variables unless named otherwise: an
+    Airflow connection's fields).
     """
     if settings.bot_token is None and settings.channel:
         raise ConfigError(
-            "setting 'slack.channel' (SLACK_CHANNEL) is set without a bot token (SLACK_BOT_TOKEN): "
-            "a channel is posted to with a bot token only (an incoming webhook posts to its own), "
-            "so no digest is delivered until the token is set or the channel unset"
+            f"{setting_name('channel', names)} is set without a bot token "
+            f"({setting_source('bot_token', names)}): a channel is posted to with a bot token only "
+            "(an incoming webhook posts to its own), so no digest is delivered until the token is "
+            "set or the channel unset"
         )
     if settings.bot_token is not None:
         if not settings.channel:
-            raise ConfigError("setting 'slack.channel' (SLACK_CHANNEL) is required with SLACK_BOT_TOKEN")
+            raise ConfigError(
+                f"{setting_name('channel', names)} is required with a bot token "
+                f"({setting_source('bot_token', names)})"
+            )
         client = make_web_client(
             settings.bot_token,
             settings.api_url,
@@ -772,6 +803,7 @@ def slack_target(
             max_retries=max_retries,
             backoff_factor=backoff_factor,
             max_retry_after=max_retry_after,
+            names=names,
         )
         return SlackTarget(
             kind="web_api",
@@ -788,6 +820,7 @@ def slack_target(
             max_retries=max_retries,
             backoff_factor=backoff_factor,
             max_retry_after=max_retry_after,
+            names=names,
         )
         return SlackTarget(
             kind="webhook", webhook_client=webhook, max_retries=max_retries, retry_delay=backoff_factor
@@ -1566,12 +1599,12 @@ def _on_this_machine(parts: Any) -> bool:
         return False
 
 
-def _api_base(api_url: str | None) -> str:
+def _api_base(api_url: str | None, names: SettingNames | None = None) -> str:
     base = (api_url or WebClient.BASE_URL).strip()
     parts = urlsplit(base)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigError(
-            "setting 'slack.api_url' (SLACK_API_URL) must be an http(s) URL like https://slack.com/api/"
+            f"{setting_name('api_url', names)} must be an http(s) URL like https://slack.com/api/"
         )
     # slack-sdk joins method names onto the base, so it must end with a slash.
     return base if base.endswith("/") else base + "/"

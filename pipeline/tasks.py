@@ -27,7 +27,7 @@ from pipeline.db.schema import utcnow
 from pipeline.errors import ConfigError
 from pipeline.http import HttpClient
 from pipeline.ingest import flatten_copy_chains, retry_failed_pages, run_cycle
-from pipeline.settings import SLACK_CONNECTION, Settings, SlackSettings, load_settings
+from pipeline.settings import SLACK_CONNECTION, SLACK_ENV, Settings, SlackSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,32 @@ def _with_slack(settings: Settings, slack: dict[str, str] | None) -> Settings:
     return settings.model_copy(update={"slack": validated})
 
 
+# The fields of the Airflow connection each Slack setting is read from (dags/send_digest.py).
+CONNECTION_FIELDS = {
+    "bot_token": "password",
+    "channel": "extra.channel",
+    "webhook_url": "extra.webhook_url",
+    "api_url": "host or extra.api_url",
+}
+
+
+def _slack_names(settings: Settings, slack: dict[str, str] | None) -> dict[str, str]:
+    """How errors name the Slack settings: a value the Airflow connection gave (or one
+    neither it nor the environment gave, while it is defined) by the connection's field,
+    the rest by their environment variables (``settings``: before the connection's values)."""
+    if slack is None:
+        return {}
+    names = {}
+    for key, field in CONNECTION_FIELDS.items():
+        where = f"{field} of the Airflow connection {SLACK_CONNECTION}"
+        if key in slack:
+            names[key] = where
+        elif getattr(settings.slack, key) is None:
+            variable = next(name for name, setting in SLACK_ENV.items() if setting == key)
+            names[key] = f"{where} (or {variable})"
+    return names
+
+
 def prepare_digests(
     *, slack: dict[str, str] | None = None, settings: Settings | None = None
 ) -> dict[str, int]:
@@ -216,8 +242,10 @@ def prepare_digests(
     from pipeline.reporting import prepare_digests as queue_digests
     from pipeline.slack import slack_target
 
-    settings = _with_slack(settings or load_settings(), slack)
-    destination = destination_name(slack_target(settings.slack))
+    settings = settings or load_settings()
+    names = _slack_names(settings, slack)
+    settings = _with_slack(settings, slack)
+    destination = destination_name(slack_target(settings.slack, names=names))
     with task_session(settings, durable=True) as session:
         digests = queue_digests(session, settings, destination)
     return {"digests_queued": len(digests)}
@@ -234,8 +262,10 @@ def deliver_digests(
     from pipeline.reporting import DeliveryFailed, deliver_pending, destination_name
     from pipeline.slack import slack_target
 
-    settings = _with_slack(settings or load_settings(), slack)
-    target = slack_target(settings.slack)
+    settings = settings or load_settings()
+    names = _slack_names(settings, slack)
+    settings = _with_slack(settings, slack)
+    target = slack_target(settings.slack, names=names)
     destination = destination_name(target)
     with task_session(settings, durable=True) as session:
         # Without Slack, a digest goes to a file on the worker that ran the task: its text goes

@@ -195,6 +195,45 @@ def test_slack_settings_that_give_no_token_nor_webhook_leave_the_digests_pending
     assert not (tmp_path / "files").exists()
 
 
+def test_errors_name_the_airflow_connection_field_a_slack_setting_came_from(tmp_path: Path) -> None:
+    """Settings read from the summitwatch_slack connection were named by environment
+    variables nobody had set ("... (SLACK_CHANNEL) is required with SLACK_BOT_TOKEN")."""
+    from pipeline.tasks import deliver_digests, prepare_digests
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'tasks.db'}", digest_dir=str(tmp_path / "files"))
+    initialise(settings, load_feeds=False)
+    cases = {
+        "required with a bot token (password of the Airflow connection summitwatch_slack)": {
+            "bot_token": "xoxb-1"
+        },
+        "is set without a bot token (password of the Airflow connection summitwatch_slack (or ": {
+            "channel": "C1",
+            "webhook_url": "https://hooks.example/services/x",
+        },
+        "extra.webhook_url of the Airflow connection summitwatch_slack must be an https:// URL": {
+            "webhook_url": "ftp://hooks.example/secret-path"
+        },
+        "host or extra.api_url of the Airflow connection summitwatch_slack must be an http(s) URL": {
+            "bot_token": "xoxb-1",
+            "channel": "C1",
+            "api_url": "ftp://slack.example/api/",
+        },
+    }
+    for message, connection in cases.items():
+        for task in (prepare_digests, deliver_digests):
+            with pytest.raises(ConfigError) as refused:
+                task(slack=connection, settings=settings)
+            assert message in str(refused.value), (task.__name__, str(refused.value))
+            assert "setting 'slack." not in str(refused.value)
+    # A value the environment gave is still named by its variable.
+    from_env = make_settings(settings.db_url, slack={"bot_token": "xoxb-2"})
+    with pytest.raises(ConfigError, match=r"is required with a bot token \(SLACK_BOT_TOKEN\)") as refused:
+        deliver_digests(slack={"api_url": "http://127.0.0.1:9/api/"}, settings=from_env)
+    assert "extra.channel of the Airflow connection summitwatch_slack (or SLACK_CHANNEL)" in str(
+        refused.value
+    )
+
+
 def test_a_poll_task_collects_rarely_and_gives_the_process_its_setting_back(tmp_path: Path) -> None:
     """The DAG's poll task runs with the command's collector setting, then restores the host's."""
     db_url = f"sqlite:///{tmp_path / 'poll.db'}"
