@@ -4,6 +4,8 @@ Runs whenever summitwatch_ingest updates the coverage Asset, and on the summary 
 (daily at 07:00 UTC by default, ``digest.summary`` in config/digest.yaml) so the summary
 goes out even on a day without changes. Delivery goes through the digest outbox in the
 database: a retried task resumes where the last one stopped and never posts a part twice.
+Digests that only wait for a moment Slack asked for (a long Retry-After) fail nothing: a
+warning names the moment and the first run after it delivers them.
 Slack credentials come from the ``summitwatch_slack`` Airflow connection (password: bot
 token; extra: {"channel": ..., "webhook_url": ...}; host: API base URL) or the
 environment (SLACK_BOT_TOKEN, SLACK_CHANNEL, SLACK_WEBHOOK_URL, SLACK_API_URL).

@@ -122,6 +122,10 @@ class DeliveryReport:
     pending: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Set when the pending digests only wait for a moment Slack asked for (a Retry-After
+    # longer than a run waits): the first of them is not to be tried before then, and the
+    # rest follow it in order.
+    waiting_until: datetime | None = None
 
 
 def load_reporting_config(settings: Settings) -> tuple[DetectorConfig, TopicRegistry]:
@@ -947,6 +951,7 @@ def _deliver(
             wait = f"Slack asked not to be tried before {as_utc(row.not_before):%Y-%m-%d %H:%M:%S} UTC"
             report.errors.append(f"digest {row.id} waits: {wait} (rate limited)")
             report.pending += [later.id for later in pending[position:]]
+            report.waiting_until = as_utc(row.not_before)
             break
         digest = Digest.from_json(row.payload)
         row.attempts += 1
@@ -987,6 +992,8 @@ def _deliver(
             session.commit()
             log.warning("digest %s not delivered: %s", row.id, row.last_error)
             if row.status == "pending":
+                if row.not_before is not None:
+                    report.waiting_until = as_utc(row.not_before)  # (only rate limited)
                 # Slack cannot take it now (rate limited, down, misconfigured): the digests
                 # after it wait too, so that they arrive in order and the wait it asked for
                 # is kept.

@@ -256,6 +256,10 @@ def deliver_digests(
 ) -> dict[str, int]:
     """Deliver every pending digest through the outbox; raises if some must be retried.
 
+    Digests that only wait for a moment Slack asked for (``not_before``: a Retry-After
+    longer than the client waits) are no failure: a warning names the moment, and they
+    stay pending for the first run after it.
+
     ``slack`` overrides the Slack settings (from an Airflow connection): ``bot_token``,
     ``channel``, ``webhook_url``, ``api_url``.
     """
@@ -271,8 +275,21 @@ def deliver_digests(
         # Without Slack, a digest goes to a file on the worker that ran the task: its text goes
         # to the task's log too, where operators read it.
         report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir, out=log.info)
-    if report.pending:
-        # Transient (Slack down, rate limited past the retries): let Airflow retry; the
-        # outbox resumes after the last part that reached Slack.
+    if report.pending and report.waiting_until is not None:
+        # Slack asked not to be tried before a moment later than a retry would come (a
+        # Retry-After past what the client waits): no fault, nothing lost. The outbox keeps
+        # the digests, and the first run of this DAG after that moment delivers them.
+        log.warning(
+            "%d digest(s) wait: Slack asked not to be tried before %s UTC (rate limited); they "
+            "stay pending in the outbox and go out with the first digest run after then",
+            len(report.pending),
+            f"{report.waiting_until:%Y-%m-%d %H:%M:%S}",
+        )
+    elif report.pending:
+        # Transient (Slack down, misconfigured): let Airflow retry; the outbox resumes after
+        # the last part that reached Slack.
         raise DeliveryFailed("; ".join(report.errors))
-    return {"sent": len(report.sent), "failed": len(report.failed)}
+    result = {"sent": len(report.sent), "failed": len(report.failed)}
+    if report.pending:
+        result["waiting"] = len(report.pending)
+    return result

@@ -232,13 +232,8 @@ def test_a_slack_connection_without_token_or_webhook_stops_delivery(
 ) -> None:
     """The bot token put in the connection's login instead of its password: the digests
     were written to a file on the worker and marked sent, and the run succeeded."""
-    from datetime import UTC, datetime, timedelta
-
-    from pipeline.db.repo import extend_history
     from pipeline.db.schema import DigestOutbox
-    from pipeline.ingest import import_lines
     from tests.slack_server import FakeSlack
-    from tests.test_reporting import pos2_articles
 
     db_url = (
         f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
@@ -249,28 +244,13 @@ def test_a_slack_connection_without_token_or_webhook_stops_delivery(
         monkeypatch.delenv(variable, raising=False)
     settings = make_settings(db_url)
     initialise(settings, load_feeds=False)
-    now = datetime.now(UTC)
     engine = make_engine(db_url)
     with FakeSlack() as slack, session_factory(engine)() as session:
         connection = {"conn_type": "slack", "login": slack.token, "host": slack.api_url}
         monkeypatch.setenv(
             "AIRFLOW_CONN_SUMMITWATCH_SLACK", json.dumps({**connection, "extra": {"channel": "C0DIGEST"}})
         )
-        extend_history(session, now - timedelta(days=30))
-        lines = [
-            json.dumps(
-                {
-                    "url": f"https://n.example/{a['id']}",
-                    "title": a["title"],
-                    "text": a["text"],
-                    "published": (now - timedelta(hours=3 + i)).isoformat(),
-                }
-            )
-            for i, a in enumerate(pos2_articles())
-        ]
-        assert all(
-            r.result.status == "new" for r in import_lines(session, settings, lines, source="t", now=now)
-        )
+        _coverage_change(session, settings)
         run = load_dag("summitwatch_digest").test()
         assert str(run.state) in {"failed", "DagRunState.FAILED"}
         session.expire_all()
@@ -278,6 +258,73 @@ def test_a_slack_connection_without_token_or_webhook_stops_delivery(
         assert not slack.messages
     engine.dispose()
     assert not (tmp_path / "files").exists(), "no digest went to a file instead"
+
+
+def _coverage_change(session: Any, settings: Any) -> None:
+    """A month of history, then the articles of a coverage change: a digest to send."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.db.repo import extend_history
+    from pipeline.ingest import import_lines
+    from tests.test_reporting import pos2_articles
+
+    now = datetime.now(UTC)
+    extend_history(session, now - timedelta(days=30))
+    lines = [
+        json.dumps(
+            {
+                "url": f"https://n.example/{a['id']}",
+                "title": a["title"],
+                "text": a["text"],
+                "published": (now - timedelta(hours=3 + i)).isoformat(),
+            }
+        )
+        for i, a in enumerate(pos2_articles())
+    ]
+    assert all(r.result.status == "new" for r in import_lines(session, settings, lines, source="t", now=now))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_digest_deferred_by_slack_past_the_retries_does_not_fail_the_run(
+    backend: str,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slack answers 429 with a Retry-After longer than the task's retries: every retry
+    found the digests waiting for it and failed, and so did the run, though nothing was
+    wrong and nothing lost (the outbox keeps them for the next run after that moment)."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.db.schema import DigestOutbox
+    from tests.slack_server import FakeSlack
+
+    db_url = (
+        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    monkeypatch.delenv("AIRFLOW_CONN_SUMMITWATCH_SLACK", raising=False)
+    settings = make_settings(db_url)
+    initialise(settings, load_feeds=False)
+    engine = make_engine(db_url)
+    with FakeSlack() as slack, session_factory(engine)() as session:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", slack.token)
+        monkeypatch.setenv("SLACK_CHANNEL", "C0DIGEST")
+        monkeypatch.setenv("SLACK_API_URL", slack.api_url)
+        _coverage_change(session, settings)
+        slack.fail_next(4, 429, retry_after=1800, method="chat.postMessage")
+        started = datetime.now(UTC)
+        run = load_dag("summitwatch_digest").test()
+        assert str(run.state) in {"success", "DagRunState.SUCCESS"}
+        session.expire_all()
+        rows = session.scalars(select(DigestOutbox).order_by(DigestOutbox.id)).all()
+        assert rows and {r.status for r in rows} == {"pending"}, "kept in the outbox, not dropped"
+        first = rows[0].not_before
+        assert first is not None
+        assert first.replace(tzinfo=first.tzinfo or UTC) >= started + timedelta(minutes=29)
+        assert not slack.posted_to("C0DIGEST")
+    engine.dispose()
 
 
 def _send_digest_module() -> Any:
