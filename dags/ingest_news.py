@@ -64,8 +64,8 @@ def summitwatch_ingest() -> None:
     def finish(results: list[dict[str, int]], planned: list[list[int]] | None) -> dict[str, int]:
         from pipeline.tasks import finish_ingest
 
-        # (Fails when nothing could be polled, so that the run fails and the coverage
-        # Asset, which triggers the digest, is not updated.)
+        # (Fails when nothing could be polled, or every feed polled failed, so that the run
+        # fails and the coverage Asset, which triggers the digest, is not updated.)
         return finish_ingest(list(results or []), planned=planned)
 
     batches = plan_batches()

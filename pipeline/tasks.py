@@ -131,9 +131,11 @@ def poll_feed_batch(
                 remaining = set(ids)
                 skipped = [feed_id for feed_id in feed_ids if feed_id not in remaining]
                 if skipped:
-                    # What the earlier try stored counts in the run's totals too.
+                    # What the earlier try stored counts in the run's totals too, and so do
+                    # the feeds whose poll it recorded as failed (:func:`finish_ingest`).
                     earlier = repo.stored_since(session, skipped, polled_since)
                     earlier["feeds_polled_earlier"] = len(skipped)
+                    earlier["feeds_failed_earlier"] = repo.failing_feed_count(session, skipped)
             # Failed pages are retried once per cycle, by the finish task, not by every batch.
             summary = run_cycle(session, client, settings, feed_ids=ids, retry_pages=False)
     finally:
@@ -153,8 +155,10 @@ def finish_ingest(
     """Retry failed pages that are due and total the cycle; the DAG then updates its Asset.
 
     ``planned``: the batches the run planned (None when planning failed). When planning
-    failed, or batches were planned and every one failed for good, this raises after the
-    page retries: the run must fail, and its Asset (which starts the digest) not move.
+    failed, batches were planned and every one failed for good, or feeds were polled and
+    every one failed (as ``summitwatch run --once`` exits with 1), this raises after the
+    page retries: the run must fail, and its Asset (which starts the digest) not move. A
+    run with nothing due succeeds.
     """
     settings = _task_workers(settings or load_settings())
     with (
@@ -176,7 +180,22 @@ def finish_ingest(
     polled = sum(1 for result in batch_results if isinstance(result, dict))
     if planned and not polled:
         raise RuntimeError(f"every one of the {len(planned)} poll batches failed: see their logs")
+    feeds = sum(totals.get(f"feeds_{outcome}", 0) for outcome in FEED_OUTCOMES) + totals.get(
+        "feeds_polled_earlier", 0
+    )
+    failed = (
+        totals.get("feeds_error", 0) + totals.get("feeds_gone", 0) + totals.get("feeds_failed_earlier", 0)
+    )
+    if feeds and failed >= feeds:
+        raise RuntimeError(
+            f"every one of the {feeds} feeds polled failed: see the poll tasks' logs and "
+            "`summitwatch feeds list`"
+        )
     return totals
+
+
+# How a feed's poll ends (``feeds_<outcome>`` in a poll task's counts).
+FEED_OUTCOMES = ("fetched", "not_modified", "unchanged", "error", "gone")
 
 
 def _with_slack(settings: Settings, slack: dict[str, str] | None) -> Settings:

@@ -167,6 +167,37 @@ def test_a_poll_task_stopped_partway_through_a_feed_is_retried_for_that_feed(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_an_ingest_run_in_which_every_feed_failed_fails(
+    backend: str,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every feed unreachable: the run succeeded, and its Asset started the digest, as if
+    news had been polled (`summitwatch run --once` exits with 1 for the same cycle)."""
+    db_url = (
+        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    settings = make_settings(db_url)
+    initialise(settings, load_feeds=False)
+    engine = make_engine(db_url)
+    with session_factory(engine)() as session:
+        feed_ids = [
+            repo.upsert_feed(session, f"http://127.0.0.1:9/feed{n}.xml", name=f"down {n}")[0].id
+            for n in range(2)
+        ]
+        session.commit()
+    run = load_dag("summitwatch_ingest").test(run_conf={"feed_ids": feed_ids})
+    assert str(run.state) in {"failed", "DagRunState.FAILED"}
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states["poll_batch"] in {"success", "TaskInstanceState.SUCCESS"}, "the failures were recorded"
+    assert states["finish"] in {"failed", "TaskInstanceState.FAILED"}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_digest_dag_delivers_exactly_once_despite_a_retry(
     backend: str,
     airflow_env: dict[str, str],

@@ -318,7 +318,7 @@ def test_a_retried_poll_task_polls_only_the_feeds_still_due(tmp_path: Path) -> N
     assert first.get("new") == 2 and first.get("feeds_error") == 1
     # Every feed of the batch was polled by the earlier try: the retry polls none, and
     # reports what that try stored, so that the run's totals count it.
-    assert again == {"new": 2, "feeds_polled_earlier": 2}
+    assert again == {"new": 2, "feeds_polled_earlier": 2, "feeds_failed_earlier": 1}
     assert later == {"feeds_unchanged": 1, "feeds_error": 1}
 
 
@@ -337,3 +337,22 @@ def test_the_finish_task_fails_a_run_that_polled_nothing(tmp_path: Path) -> None
     # Nothing due (no batch planned), or some batches polled: the run succeeds.
     assert finish_ingest([], planned=[], settings=settings)["retried"] == 0
     assert finish_ingest([None, {"new": 3}], planned=[[1], [2]], settings=settings)["new"] == 3
+
+
+def test_the_finish_task_fails_a_run_in_which_every_feed_polled_failed(tmp_path: Path) -> None:
+    """As `summitwatch run --once` exits with 1: every feed polled failed (or was gone);
+    a feed the batch's earlier try polled counts with how that poll ended."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'finish.db'}")
+    initialise(settings, load_feeds=False)
+    from pipeline.tasks import finish_ingest
+
+    batches = [[1, 2], [3]]
+    with pytest.raises(RuntimeError, match="every one of the 3 feeds polled failed"):
+        finish_ingest([{"feeds_error": 2}, {"feeds_gone": 1}], planned=batches, settings=settings)
+    earlier = {"feeds_polled_earlier": 1, "feeds_failed_earlier": 1}
+    with pytest.raises(RuntimeError, match="every one of the 3 feeds polled failed"):
+        finish_ingest([{"feeds_error": 2}, earlier], planned=batches, settings=settings)
+    some = [{"feeds_error": 2}, {"feeds_not_modified": 1}]
+    assert finish_ingest(some, planned=batches, settings=settings)["feeds_error"] == 2
+    earlier_fine = [{"feeds_error": 2}, {"feeds_polled_earlier": 1, "feeds_failed_earlier": 0}]
+    assert finish_ingest(earlier_fine, planned=batches, settings=settings)["feeds_error"] == 2

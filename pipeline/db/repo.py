@@ -189,6 +189,21 @@ def not_polled_since(session: Session, feed_ids: Sequence[int], since: datetime)
     return [feed_id for feed_id in feed_ids if feed_id not in polled]
 
 
+def failing_feed_count(session: Session, feed_ids: Sequence[int]) -> int:
+    """How many of ``feed_ids`` failed at their last poll (or are gone)."""
+    count = 0
+    for chunk in _chunks(feed_ids):
+        count += int(
+            session.scalar(
+                select(func.count())
+                .select_from(Feed)
+                .where(Feed.id.in_(chunk), or_(Feed.failure_count > 0, Feed.gone_at.is_not(None)))
+            )
+            or 0
+        )
+    return count
+
+
 def stored_since(session: Session, feed_ids: Sequence[int], since: datetime) -> Counter[str]:
     """Articles first stored from ``feed_ids`` at or after ``since``: ``new`` (originals)
     and ``duplicate`` (copies), as a poll that stored them counted them.
