@@ -149,31 +149,57 @@ def test_unmigrated_database_is_a_clear_error(settings: Settings) -> None:
 
 
 @pytest.mark.postgres
-def test_init_refuses_a_database_not_in_utf8_before_making_anything(postgres_server_url: str) -> None:
+@pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII"])
+def test_init_refuses_a_database_not_in_utf8_before_making_anything(
+    encoding: str, postgres_server_url: str, tmp_path: Path
+) -> None:
     """A LATIN1 database got the schema, then init died with a traceback on the seed
-    corpus's first curly quote, and later runs polled nothing without a word."""
+    corpus's first curly quote, and later runs polled nothing without a word. A SQL_ASCII
+    one crashed every command with a TypeError from the driver's first connection (its
+    text came back as bytes) before anything could say why."""
+    import subprocess
+    import sys
+
     from sqlalchemy import create_engine, text
 
-    from tests.conftest import make_settings
+    from tests.conftest import REPO_ROOT, make_settings
 
+    name = f"{encoding.lower()}_db"
     admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text('DROP DATABASE IF EXISTS "latin1_db"'))
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         connection.execute(
             text(
-                "CREATE DATABASE \"latin1_db\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+                f"CREATE DATABASE \"{name}\" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
             )
         )
-    url = postgres_server_url.rsplit("/", 1)[0] + "/latin1_db"
+    url = postgres_server_url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        with pytest.raises(DatabaseError, match="encoding is LATIN1; summitwatch needs UTF8"):
+        with pytest.raises(DatabaseError, match=f"encoding is {encoding}; summitwatch needs UTF8"):
             initialise(make_settings(url), load_feeds=False)
         engine = make_engine(url)
         assert current_revision(engine) is None, "nothing was made"
         engine.dispose()
+        script = str(Path(sys.executable).parent / "summitwatch")
+        environment = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "SUMMITWATCH_DB_URL": url,
+            "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+        }
+        for command, said in (
+            (["init"], f"encoding is {encoding}; summitwatch needs UTF8"),
+            (["articles"], "summitwatch init"),
+        ):
+            done = subprocess.run([script, *command], capture_output=True, text=True, env=environment)
+            assert done.returncode == 2, done.stderr
+            assert "Traceback" not in done.stderr
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith("summitwatch: error:") and said in line, done.stderr
     finally:
         with admin.connect() as connection:
-            connection.execute(text('DROP DATABASE IF EXISTS "latin1_db" WITH (FORCE)'))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

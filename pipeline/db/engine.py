@@ -59,6 +59,11 @@ def make_engine(db_url: str, *, durable: bool = False, long_lived: bool = False,
             functools.partial(_sqlite_pragmas, durable=durable, read_only=read_only is not None),
         )
         return engine
+    # Text in UTF-8 whatever the database's encoding: a SQL_ASCII database would otherwise
+    # hand the driver its text as bytes, and SQLAlchemy's first connection fail on them
+    # with a TypeError, before the encoding check (:func:`init_lock`) could refuse it.
+    if "client_encoding" not in url.query:
+        kwargs["connect_args"] = {"client_encoding": "utf8", **kwargs.get("connect_args", {})}
     return create_engine(db_url, pool_pre_ping=True, **kwargs)
 
 
