@@ -430,6 +430,28 @@ def test_canonical_urls_are_stored_again_in_the_current_form_on_either_database(
     assert recanonicalise(session) == 0, "once per scheme"
 
 
+def test_an_article_s_labels_come_in_the_same_order_on_either_database(session: Session) -> None:
+    """Watch items came in no set order (PostgreSQL: as stored; SQLite: by slug), and topics
+    of equal scores in either: the web UI and the listings showed them differently."""
+    from pipeline.db.schema import ArticleTopic, ArticleWatch
+
+    session.add(
+        Article(
+            id=1, url="https://n.example/a", canonical_url="https://n.example/a", text="x", lang="en",
+            content_hash=f"{1:064x}", is_seed=False, word_count=1,
+        )
+    )  # fmt: skip
+    session.flush()
+    for topic, score in (("zeta", 0.8), ("mu", 0.8), ("alpha", 0.3), ("omega", 0.9)):
+        session.add(ArticleTopic(article_id=1, topic=topic, score=score, evidence=[]))
+    for item, score in (("delta", 0.9), ("old", None), ("bravo", 0.5), ("alpha", 0.9), ("charlie", None)):
+        session.add(ArticleWatch(article_id=1, item=item, score=score, evidence=[]))
+    session.commit()
+    topics, watch = repo.labels_of(session, [1])[1]
+    assert [t.topic for t in topics] == ["omega", "mu", "zeta", "alpha"]
+    assert [w.item for w in watch] == ["alpha", "delta", "bravo", "charlie", "old"]
+
+
 def test_a_feed_is_found_by_its_name_or_outlet_in_any_case_and_script(session: Session) -> None:
     """SQLite's lower() folds ASCII letters only: "РИА Новости" did not even match itself."""
     ria, _ = repo.upsert_feed(session, "https://ria.example/rss", name="РИА Новости", outlet="Россия Сегодня")

@@ -1455,17 +1455,23 @@ def replace_classifications(
 def labels_of(
     session: Session, article_ids: Sequence[int]
 ) -> dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]]:
-    """Topics and watch items of each of ``article_ids``."""
+    """Topics and watch items of each of ``article_ids``, each list by score, highest
+    first (a watch item without a score, classified before scores were kept, last), then by
+    slug: the same order on SQLite and PostgreSQL."""
     result: dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]] = {i: ([], []) for i in article_ids}
     if not article_ids:
         return result
     for topic in session.scalars(
         select(ArticleTopic)
         .where(ArticleTopic.article_id.in_(article_ids))
-        .order_by(ArticleTopic.score.desc())
+        .order_by(ArticleTopic.score.is_(None), ArticleTopic.score.desc(), ArticleTopic.topic)
     ):
         result[topic.article_id][0].append(topic)
-    for watch in session.scalars(select(ArticleWatch).where(ArticleWatch.article_id.in_(article_ids))):
+    for watch in session.scalars(
+        select(ArticleWatch)
+        .where(ArticleWatch.article_id.in_(article_ids))
+        .order_by(ArticleWatch.score.is_(None), ArticleWatch.score.desc(), ArticleWatch.item)
+    ):
         result[watch.article_id][1].append(watch)
     return result
 
