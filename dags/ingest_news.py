@@ -66,7 +66,10 @@ def summitwatch_ingest() -> None:
 
         # (Fails when nothing could be polled, or every feed polled failed, so that the run
         # fails and the coverage Asset, which triggers the digest, is not updated.)
-        return finish_ingest(list(results or []), planned=planned)
+        # (By index: iterating Airflow's lazy sequence of the mapped results asks for one
+        # past the end, and each run logged an "XCom not found" error for it.)
+        batches = [results[index] for index in range(len(results))] if results is not None else []
+        return finish_ingest(batches, planned=planned)
 
     batches = plan_batches()
     finish(poll_batch.expand(feed_ids=batches), batches)

@@ -85,6 +85,7 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
     tmp_path: Path,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     db_url = (
         f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
@@ -113,6 +114,11 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
         assert stored == 21
         assert sightings == 5 + 22
     engine.dispose()
+    # The finish task read the batches' results without asking for one past the last (its
+    # log is captured: the line of the result it pushed is there).
+    lines = "".join(capfd.readouterr()).splitlines()
+    assert any("Pushing xcom" in line and "task_id='finish'" in line for line in lines)
+    assert not [line for line in lines if "XCom not found" in line]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
