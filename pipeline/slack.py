@@ -776,14 +776,16 @@ def slack_target(
 ) -> SlackTarget | None:
     """The Slack destination configured in ``settings``, or ``None`` (digests go to stdout).
 
-    A bot token needs a channel, and a channel a bot token: a channel set without one is a
-    configuration to fix (a token left out, or put where it is not read), not a wish for
-    files. With both a token and a webhook, the Web API wins because it can thread
-    follow-ups and look for parts whose answer was lost. ``names``: where each setting
+    A bot token needs a channel, and a channel a bot token or a webhook: a channel set
+    with neither is a configuration to fix (a token left out, or put where it is not read),
+    not a wish for files. (Beside a webhook, which posts to its own channel, a channel is
+    left unused, as it was: a deployment setting both keeps delivering.) With both a token
+    and a webhook, the Web API wins because it can thread follow-ups and look for parts
+    whose answer was lost. ``names``: where each setting
     came from, for the errors (the environment's variables unless named otherwise: an
     Airflow connection's fields).
     """
-    if settings.bot_token is None and settings.channel:
+    if settings.bot_token is None and settings.channel and settings.webhook_url is None:
         raise ConfigError(
             f"{setting_name('channel', names)} is set without a bot token "
             f"({setting_source('bot_token', names)}): a channel is posted to with a bot token only "
