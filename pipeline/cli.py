@@ -218,12 +218,16 @@ def _database_error(exc: Exception, db_url: str | None) -> str | None:
         return None
     if isinstance(exc, errors.ArgumentError):
         return f"invalid database URL: {exc}"
-    from pipeline.db.engine import driver_reason, refuses_writes, sqlite_write_problem
+    from pipeline.db.engine import configuration_fault, driver_reason, refuses_writes, sqlite_write_problem
 
     if isinstance(exc, errors.OperationalError) and refuses_writes(exc):
         # (Made read-only during the command: commands that write check before they start.)
         problem = sqlite_write_problem(db_url) if db_url else None
         return problem or f"cannot write to the database: {driver_reason(exc)}"
+    if isinstance(exc, errors.OperationalError) and (fault := configuration_fault(exc)):
+        # A wrong password, a missing database, SSL, a statement timeout: running again
+        # changes nothing until it is fixed.
+        return f"cannot use the database: {driver_reason(exc)} ({fault})"
     if isinstance(exc, errors.OperationalError):
         # The database went away mid-command; every item is committed on its own, so a
         # re-run carries on where this one stopped.

@@ -668,3 +668,34 @@ def test_an_in_memory_database_is_migrated_in_place() -> None:
         assert "articles" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_database_url_at_fault_is_told_from_a_database_away(postgres_url: str, tmp_path: Path) -> None:
+    """A missing database or a statement timeout too short is the URL's or the server
+    settings' fault: the error says what to fix, where it used to say the database was
+    unavailable and to run again once it was back (which changes nothing)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    script = str(Path(sys.executable).parent / "summitwatch")
+    base = postgres_url.rsplit("/", 1)[0]
+    cases = [
+        (f"{base}/sw_no_such_database", "create it, or fix the database name in the URL"),
+        (f"{postgres_url}?options=-c%20statement_timeout%3D1", "raise statement_timeout"),
+    ]
+    for url, said in cases:
+        environment = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "SUMMITWATCH_DB_URL": url,
+            "SUMMITWATCH_CONFIG_DIR": str(REPO_ROOT / "config"),
+        }
+        for command in (["init"], ["articles"]):
+            done = subprocess.run([script, *command], capture_output=True, text=True, env=environment)
+            assert done.returncode == 2, done.stderr
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith("summitwatch: error:") and said in line, (command, line)
+            assert "run again once it is back" not in line

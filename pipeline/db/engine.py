@@ -340,7 +340,10 @@ def current_revision(engine: Engine) -> str | None:
     except OperationalError as exc:
         # (One line: the driver's message may go on with a tab-indented hint.)
         reason = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
-        raise DatabaseError(f"cannot connect to the database: {reason}") from None
+        fault = configuration_fault(exc)
+        raise DatabaseError(
+            f"cannot connect to the database: {reason}" + (f" ({fault})" if fault else "")
+        ) from None
     if len(versions) > 1:
         raise DatabaseError(f"the database records several schema revisions: {', '.join(sorted(versions))}")
     return versions[0] if versions else None
@@ -535,6 +538,40 @@ def is_busy(exc: DBAPIError) -> bool:
         return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
     state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return state == PG_LOCK_NOT_AVAILABLE
+
+
+# What a PostgreSQL server says when the URL or the server's settings are wrong, not when
+# it is away: running again changes nothing. (psycopg gives no SQLSTATE for a refused
+# connection, only the server's message.)
+_CONFIGURATION_FAULTS = (
+    (
+        re.compile(r"password authentication failed|no pg_hba\.conf entry|role \S+ does not exist"),
+        "check the user and password in the database URL",
+    ),
+    (re.compile(r"database \S+ does not exist"), "create it, or fix the database name in the URL"),
+    (
+        re.compile(r"\bSSL\b|certificate", re.IGNORECASE),
+        "check sslmode in the URL and the server's SSL settings",
+    ),
+)
+_PG_QUERY_CANCELED = "57014"
+_PG_AUTHENTICATION = ("28000", "28P01")
+
+
+def configuration_fault(exc: DBAPIError) -> str | None:
+    """What to fix when ``exc`` is the database URL's or the server settings' fault (a wrong
+    password, a missing database, SSL, a statement timeout too short for summitwatch's
+    statements), or None when the database may simply be away for now."""
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state == _PG_QUERY_CANCELED:
+        return "the server cancelled a statement: raise statement_timeout for summitwatch's user or URL"
+    if state in _PG_AUTHENTICATION:
+        return _CONFIGURATION_FAULTS[0][1]
+    if getattr(orig, "sqlite_errorcode", None) is not None:
+        return None
+    message = str(orig)
+    return next((hint for pattern, hint in _CONFIGURATION_FAULTS if pattern.search(message)), None)
 
 
 def driver_reason(exc: DBAPIError) -> str:
