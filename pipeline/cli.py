@@ -63,7 +63,12 @@ def console() -> int:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a service manager stopping the command) ends it as Ctrl+C does."""
+    """SIGTERM (``kill``, a service manager stopping the command) or SIGHUP (the terminal
+    or SSH session it ran in closed) ends it as Ctrl+C does."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
 @contextmanager
@@ -79,17 +84,20 @@ def _stopped_by_sigterm() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise Terminated()
+        raise Terminated(signum)
 
     try:
-        before = signal.signal(signal.SIGTERM, terminated)
+        before = {signal.SIGTERM: signal.signal(signal.SIGTERM, terminated)}
     except ValueError:  # not the main thread: signals cannot be handled here
         yield
         return
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (under nohup it is ignored: left so)
+        before[signal.SIGHUP] = signal.signal(signal.SIGHUP, terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,9 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SummitwatchError as exc:
         print(f"summitwatch: error: {exc}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("summitwatch: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except Terminated as stop:
+        hung_up = " (its terminal or session closed: SIGHUP)" if stop.signum == signal.SIGHUP else ""
+        print(f"summitwatch: terminated{hung_up}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("summitwatch: interrupted", file=sys.stderr)
         return 130

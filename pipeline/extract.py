@@ -63,6 +63,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterator
 from copy import deepcopy
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
 import charset_normalizer
@@ -1056,8 +1057,18 @@ def _metadata(tree: Any, url: str | None) -> _Meta:
     body text: that turned "In 2019 the two countries..." into 2019-01-01 on a page
     with no date, a guess worse than none.
     """
+    # The latest date a page may give: tomorrow in UTC, for a page written where it is
+    # already tomorrow (Beijing after 16:00 UTC). trafilatura's default is the machine's
+    # local today, and htmldate, refusing the page's own date, fell back to its month:
+    # the 1st. Ingest judges a date ahead of now (FUTURE_TOLERANCE).
+    latest = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
     try:
-        doc = trafilatura.extract_metadata(tree, default_url=url, extensive=False)
+        doc = trafilatura.extract_metadata(
+            tree,
+            default_url=url,
+            date_config={"original_date": True, "extensive_search": False, "max_date": latest},
+            extensive=False,
+        )
     except Exception:
         # Metadata is a side dish: a library bug on an odd date string must not cost the
         # article text. Logged with its traceback so that it gets fixed, not hidden.

@@ -31,6 +31,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -165,6 +166,9 @@ _WORKER_GAZETTEER: list[Gazetteer] = []
 def _start_worker(settings: Settings, parent: int) -> None:
     # (A forked worker keeps the classifier its parent loaded; a spawned one loads its own.)
     _WORKER_SETTINGS[:] = [settings]
+    # Ctrl+C reaches the whole process group: the command stops its pool and says so in
+    # one line; a worker printing its own KeyboardInterrupt traceback would only add noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     language.use_cache(settings.encoder.cache_path)
     # A worker does batch work only (a spawned one does not inherit its parent's setting).
     use_batch_threshold()

@@ -1167,3 +1167,22 @@ def test_tables_nested_deep_are_unwrapped_in_one_pass() -> None:
     tree = extract_module._parse_html(page.decode())
     assert extract_module._unwrap_layout_tables(tree) == depth
     assert not list(tree.iter("table", "td"))
+
+
+def test_a_page_written_where_it_is_already_tomorrow_keeps_its_date() -> None:
+    """A Beijing page published after 16:00 UTC is dated tomorrow in UTC's terms; the date
+    reader refused any date after the machine's today and fell back to the month in the
+    page's address: the 1st. The page's own date is kept (ingest judges how far ahead)."""
+    from datetime import UTC, datetime, timedelta
+
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    body = "<p>" + "Russia and China held talks in Beijing on energy and trade, officials said. " * 8
+    html = (
+        f'<html><head><meta property="article:published_time" content="{tomorrow}T01:00:00+14:00">'
+        f"<title>Talks</title></head><body><article><h1>Talks in Beijing</h1>"
+        f'<time datetime="{tomorrow}T01:00:00+14:00">{tomorrow}</time>{body}</p></article></body></html>'
+    ).encode()
+    page = extract_page(
+        html, url=f"https://news.example/{tomorrow:%Y/%m}/talks.html", content_type="text/html"
+    )
+    assert page.date == tomorrow.isoformat()

@@ -425,9 +425,50 @@ def test_workers_end_when_their_run_is_killed(tmp_path: Path) -> None:
     assert not processes_using(db), "no worker outlives its run"
 
 
-def test_sigterm_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds processes through /proc")
+def test_ctrl_c_stops_a_run_with_its_workers_in_one_line(tmp_path: Path) -> None:
+    """Ctrl+C reaches the whole process group: the run says "interrupted" once, and its
+    prepare workers no longer each print a KeyboardInterrupt traceback."""
+    db = tmp_path / "interrupted.db"
+    with site(excerpts(MIN_PAGES_FOR_WORKERS + 4), page_delay=0.5) as server:
+        new_database(db, server.url("/feed"))
+        run = subprocess.Popen(
+            [SCRIPT, "run", "--once", "--all"],
+            env=cli_env(db, 1),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # (its own process group, as a terminal's job)
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while len(processes_using(db)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert processes_using(db) - {run.pid}, "the run started a worker"
+            os.killpg(run.pid, signal.SIGINT)
+            _, errors = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert run.returncode == 130, errors
+    assert errors.strip().splitlines()[-1] == "summitwatch: interrupted"
+    assert "Traceback" not in errors and "KeyboardInterrupt" not in errors, errors
+
+
+@pytest.mark.parametrize(
+    ("signum", "said"),
+    [
+        (signal.SIGTERM, "summitwatch: terminated"),
+        (signal.SIGHUP, "terminated (its terminal or session closed: SIGHUP)"),
+    ],
+)
+def test_sigterm_ends_a_command_as_ctrl_c_does(tmp_path: Path, signum: int, said: str) -> None:
     """``kill`` (SIGTERM) ends a command with one line and status 143, what it committed
-    kept, rather than at once and silently; here an import waiting for its next line."""
+    kept, rather than at once and silently; here an import waiting for its next line. So
+    does SIGHUP (the SSH session a `run` was started in closed), with status 129: it ended
+    the command at once and without a word."""
     db = tmp_path / "t.db"
     new_database(db)
     line = {
@@ -448,9 +489,9 @@ def test_sigterm_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> None:
     command.stdin.flush()
     first = command.stdout.readline()  # the line's result: stored and committed
     assert json.loads(first)["status"] == "new", first
-    command.send_signal(signal.SIGTERM)
+    command.send_signal(signum)
     _, errors = command.communicate(timeout=60)
-    assert command.returncode == 143, errors
-    assert errors.strip().endswith("summitwatch: terminated") and "Traceback" not in errors
+    assert command.returncode == 128 + signum, errors
+    assert errors.strip().endswith(said) and "Traceback" not in errors
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT url FROM articles").fetchall() == [("https://a.example/1",)]
