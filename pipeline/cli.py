@@ -179,6 +179,9 @@ def _check_config_files(settings: Settings) -> None:
 
 
 _DATABASE_RETRY_SECONDS = 30
+# The longest `run` sleeps between cycles: feeds added meanwhile and pages due for a
+# retry are seen within it.
+IDLE_WAKE_SECONDS = 30.0
 
 
 def _unavailable_database(exc: BaseException, session: Any) -> str | None:
@@ -535,6 +538,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # next ones too, for the backoff a failing feed gets: not asked again every 30 s.
     hosts = HostBreaker(settings.http.host_timeout_limit, hold=settings.poll.backoff_base_minutes * 60.0)
     with open_session(settings) as session, _http_client(settings) as client:
+        waited_out = False  # (the last cycle found the database away)
         while True:
             started = time.monotonic()
             try:
@@ -558,38 +562,46 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 _rolled_back(session)
                 _stderr(f"database unavailable: {reason}; trying again in {_DATABASE_RETRY_SECONDS} s")
                 time.sleep(_DATABASE_RETRY_SECONDS)
+                waited_out = True
                 continue
             poll_all = False
             counts = summary.counts()
-            _stderr(
-                f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
-                f"({counts['feeds_not_modified']} not modified, {counts['feeds_unchanged']} unchanged, "
-                f"{counts['feeds_error']} failed"
-                + (
-                    f", {counts['feeds_gone']} gone (HTTP 410, no longer polled)"
-                    if counts["feeds_gone"]
-                    else ""
+            # An idle wake-up says nothing; the first cycle after an outage says it ran.
+            if args.once or summary.polls or summary.retried or waited_out:
+                _stderr(
+                    f"cycle done in {time.monotonic() - started:.1f}s: {len(summary.polls)} feeds polled "
+                    f"({counts['feeds_not_modified']} not modified, {counts['feeds_unchanged']} unchanged, "
+                    f"{counts['feeds_error']} failed"
+                    + (
+                        f", {counts['feeds_gone']} gone (HTTP 410, no longer polled)"
+                        if counts["feeds_gone"]
+                        else ""
+                    )
+                    + f"); {counts['new']} new, {counts['duplicate']} duplicate, "
+                    f"{counts['error']} failed items"
+                    + (f"; {counts['feeds_moved']} feeds moved permanently" if counts["feeds_moved"] else "")
                 )
-                + f"); {counts['new']} new, {counts['duplicate']} duplicate, "
-                f"{counts['error']} failed items"
-                + (f"; {counts['feeds_moved']} feeds moved permanently" if counts["feeds_moved"] else "")
-            )
+            waited_out = False
             if args.once:
                 failed = counts["feeds_error"] + counts["feeds_gone"]
                 return 1 if failed and failed == len(summary.polls) else 0
-            # Wake up when the next feed is due (checked every 30 s, so new feeds are seen).
-            # No transaction is left open while asleep: an idle one holds back the server's
-            # clean-up, a server's idle-in-transaction timeout ends the connection, and a
-            # connection returned to the pool is checked (and opened again after a
-            # restart) before the next cycle uses it.
+            # Wake up when the next feed is due, and at least every 30 s (new feeds, pages
+            # to retry). (It woke every second for the half minute before a feed was due,
+            # each time running an empty cycle.) No transaction is left open while asleep:
+            # an idle one holds back the server's clean-up, a server's idle-in-transaction
+            # timeout ends the connection, and a connection returned to the pool is
+            # checked (and opened again after a restart) before the next cycle uses it.
             try:
-                due = repo.due_feed_ids(session, utcnow() + timedelta(seconds=30), limit=1)
+                due = repo.next_poll_at(session)
             except Exception as exc:
                 if _unavailable_database(exc, session) is None:
                     raise
-                due = []
+                due = None
             _rolled_back(session)
-            time.sleep(1 if due else 30)
+            wait = IDLE_WAKE_SECONDS if due is None else (due - utcnow()).total_seconds()
+            if wait <= 0 and not summary.polls:
+                wait = IDLE_WAKE_SECONDS  # (due, yet this cycle polled nothing: not a busy loop)
+            time.sleep(min(IDLE_WAKE_SECONDS, max(1.0, wait)))
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:

@@ -373,6 +373,41 @@ def test_running_for_good_leaves_no_transaction_open_asleep_and_waits_out_an_out
             run.wait(timeout=30)
 
 
+@pytest.mark.slow
+def test_running_for_good_sleeps_until_a_feed_is_due(tmp_path: Path, config_dir: Path) -> None:
+    """`summitwatch run` woke every second for the half minute before a feed was due, each
+    time running a cycle that polled nothing and printing "0 feeds polled" (29 such lines
+    for each real cycle). Now it sleeps until the feed is due, and an idle wake-up says
+    nothing."""
+    db_url = f"sqlite:///{tmp_path / 'daemon.db'}"
+    with NewsSite(3) as site:
+        engine = prepare(db_url, config_dir, site)
+        with session_factory(engine)() as session:
+            for feed in repo.list_feeds(session):
+                feed.next_poll_at = datetime.now(UTC) + timedelta(seconds=6)
+            session.commit()
+        engine.dispose()
+        log = tmp_path / "daemon.log"
+        with log.open("wb") as stderr:
+            run = subprocess.Popen(
+                [SCRIPT, "run"],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=cli_env(db_url, config_dir),
+                cwd=config_dir.parent,
+            )
+        try:
+            _wait_for(log, "cycle done", 1, run, 120)
+            time.sleep(3)  # (the next feed is due a poll interval on: asleep till then)
+        finally:
+            run.terminate()
+            run.wait(timeout=30)
+    output = log.read_text()
+    cycles = [line for line in output.splitlines() if "cycle done" in line]
+    assert len(cycles) == 1 and "1 feeds polled" in cycles[0], output
+    assert "3 new, 0 duplicate, 0 failed items" in cycles[0]
+
+
 # Two ingest runs at once --------------------------------------------------------------------
 
 # Both runs fetch one page at a time, in feed order, so that each page's rendezvous pairs

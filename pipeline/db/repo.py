@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
@@ -173,6 +173,16 @@ def due_feed_ids(
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def next_poll_at(session: Session) -> datetime | None:
+    """When the next enabled feed (gone ones left out) is due: the earliest next poll time,
+    the earliest moment there is for a feed never polled, None when no feed is polled."""
+    polled = (Feed.enabled.is_(True), Feed.gone_at.is_(None))
+    if session.scalar(select(Feed.id).where(*polled, Feed.next_poll_at.is_(None)).limit(1)) is not None:
+        return datetime.min.replace(tzinfo=UTC)
+    earliest = session.scalar(select(func.min(Feed.next_poll_at)).where(*polled))
+    return None if earliest is None else as_utc(earliest)
 
 
 def not_polled_since(session: Session, feed_ids: Sequence[int], since: datetime) -> list[int]:
