@@ -206,9 +206,10 @@ def test_errors_name_the_airflow_connection_field_a_slack_setting_came_from(tmp_
         "required with a bot token (password of the Airflow connection summitwatch_slack)": {
             "bot_token": "xoxb-1"
         },
-        "is set without a bot token (password of the Airflow connection summitwatch_slack (or ": {
-            "channel": "C1",
-            "webhook_url": "https://hooks.example/services/x",
+        # (A channel beside a webhook is unused; a channel alone is a connection that gives
+        # neither a token nor a webhook.)
+        "the Airflow connection summitwatch_slack is set but gives no Slack bot token (its password": {
+            "channel": "C1"
         },
         "extra.webhook_url of the Airflow connection summitwatch_slack must be an https:// URL": {
             "webhook_url": "ftp://hooks.example/secret-path"
