@@ -27,7 +27,7 @@ from pipeline.db.schema import utcnow
 from pipeline.errors import ConfigError
 from pipeline.http import HttpClient
 from pipeline.ingest import flatten_copy_chains, retry_failed_pages, run_cycle
-from pipeline.settings import SLACK_CONNECTION, SLACK_ENV, Settings, SlackSettings, load_settings
+from pipeline.settings import SLACK_CONNECTION, Settings, SlackSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -238,14 +238,15 @@ def _slack_names(settings: Settings, slack: dict[str, str] | None) -> dict[str, 
     the rest by their environment variables (``settings``: before the connection's values)."""
     if slack is None:
         return {}
+    from pipeline.slack import setting_source  # (its callers load the Slack client next)
+
     names = {}
     for key, field in CONNECTION_FIELDS.items():
         where = f"{field} of the Airflow connection {SLACK_CONNECTION}"
         if key in slack:
             names[key] = where
         elif getattr(settings.slack, key) is None:
-            variable = next(name for name, setting in SLACK_ENV.items() if setting == key)
-            names[key] = f"{where} (or {variable})"
+            names[key] = f"{where} (or {setting_source(key)})"
     return names
 
 
