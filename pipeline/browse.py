@@ -28,16 +28,11 @@ from pipeline.encoder import DEFAULT_MODEL
 from pipeline.errors import FilterError
 from pipeline.language import LANGUAGE_EXAMPLES, filter_language
 from pipeline.redaction import redact_optional
-from pipeline.unicode_marks import cluster_start, joins_previous
+from pipeline.unicode_marks import cluster_start, is_blank, joins_previous
 
 UNTITLED_WORDS = 12
 UNTITLED_CHARS = 80
 _WORDS = re.compile(r"\S+")
-# A character that shows: a letter, mark, digit, punctuation or symbol, but not the blank
-# ones that Unicode counts as letters or symbols (Hangul fillers, the blank Braille cell).
-_VISIBLE = re.compile(
-    r"[^\s\u200b-\u200f\u202a-\u202e\u2060-\u2069\u061c\ufeff\u3164\uffa0\u115f\u1160\u2800\u00ad\u034f]"
-)
 _HAN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 
@@ -69,7 +64,7 @@ def display_title(article: Article) -> str:
 
 def visible_title(title: str | None) -> str | None:
     """``title`` stripped, or None when it shows nothing (empty, or only invisible characters)."""
-    return title.strip() if title and _VISIBLE.search(title) else None
+    return title.strip() if title and not is_blank(title) else None
 
 
 def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:

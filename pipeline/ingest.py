@@ -19,7 +19,6 @@ import re
 import signal
 import threading
 import time
-import unicodedata
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -80,6 +79,7 @@ from pipeline.records import ArticleCandidate, Classification, FeedItem, Fingerp
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.settings import Settings
 from pipeline.topic_heads import LabelHeads, classify_hybrid, load_heads
+from pipeline.unicode_marks import is_blank
 from pipeline.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ FUTURE_TOLERANCE = timedelta(hours=6)
 
 Status = Literal["new", "duplicate", "error"]
 CopyKind = Literal["exact", "near", "version", "translation"]
+# How one feed's poll ends (a poll task counts each as ``feeds_<outcome>``).
+FeedOutcome = Literal["fetched", "not_modified", "unchanged", "error", "gone"]
 COPY_KINDS: frozenset[str] = frozenset({"exact", "near", "version", "translation"})
 ProgressCallback = Callable[[str], None]
 PAGE_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
@@ -342,7 +344,7 @@ class PollResult:
 
     feed_id: int
     feed_url: str
-    outcome: Literal["fetched", "not_modified", "unchanged", "error", "gone"]
+    outcome: FeedOutcome
     items: list[ItemResult] = field(default_factory=list)
     error: str | None = None
     # Where the feed was found to have moved for good in this poll (polled there from now on).
@@ -523,13 +525,6 @@ def clean_string(value: str) -> str:
 
 
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
-
-
-def is_blank(value: str) -> bool:
-    """Whether ``value`` holds nothing but white space and invisible format characters
-    (Unicode category Cf: zero-width spaces and joiners, the word joiner, a byte order mark,
-    bidirectional controls). Stops at the first visible character."""
-    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in value)
 
 
 def _tidy_text(text: str) -> str:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from pipeline.db.engine import open_session
 from pipeline.db.schema import utcnow
 from pipeline.errors import ConfigError
 from pipeline.http import HttpClient
-from pipeline.ingest import flatten_copy_chains, retry_failed_pages, run_cycle
+from pipeline.ingest import FeedOutcome, flatten_copy_chains, retry_failed_pages, run_cycle
 from pipeline.settings import SLACK_CONNECTION, Settings, SlackSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def finish_ingest(
 
 
 # How a feed's poll ends (``feeds_<outcome>`` in a poll task's counts).
-FEED_OUTCOMES = ("fetched", "not_modified", "unchanged", "error", "gone")
+FEED_OUTCOMES: tuple[str, ...] = get_args(FeedOutcome)
 
 
 def _with_slack(settings: Settings, slack: dict[str, str] | None) -> Settings:

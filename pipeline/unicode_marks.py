@@ -118,3 +118,23 @@ def cluster_start(text: str, index: int) -> int:
     while index > 0 and joins_previous(text, index):
         index -= 1
     return index
+
+
+# Characters that Unicode counts as letters, symbols or marks but that draw nothing: the
+# Hangul fillers, the blank Braille pattern, the combining grapheme joiner, Mongolian's free
+# variation selectors and vowel separator, and the variation selectors (which only choose
+# how the character before them looks).
+_DRAWS_NOTHING = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u180b\u180c\u180d\u180e\u180f") | frozenset(
+    chr(code) for code in (*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))
+)
+
+
+def is_blank(value: str) -> bool:
+    """Whether ``value`` shows nothing: white space, invisible format characters (Unicode
+    category Cf: zero-width spaces and joiners, the word joiner, a byte order mark, soft
+    hyphens, bidirectional controls, tag characters) and the characters of other categories
+    that draw nothing (a Hangul filler, the blank Braille pattern, variation selectors).
+    True for the empty string; stops at the first visible character."""
+    return all(
+        char.isspace() or char in _DRAWS_NOTHING or unicodedata.category(char) == "Cf" for char in value
+    )

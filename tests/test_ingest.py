@@ -2061,7 +2061,9 @@ def test_a_blank_import_text_falls_back_to_html_and_one_without_letters_is_refus
             {"id": "zero-width", "url": "https://n.example/zw", "text": "\u200b\u2060\ufeff", "html": html_en}
         ),
         json.dumps({"id": "spaces", "url": "https://n.example/sp", "text": " \n\t\u00a0", "html": html_ru}),
-        json.dumps({"id": "blank-only", "url": "https://n.example/blank", "text": "\u200b \u200b"}),
+        json.dumps(
+            {"id": "blank-only", "url": "https://n.example/blank", "text": "\u200b \u3164\u2800\ufe0f"}
+        ),
         json.dumps({"id": "emoji", "url": "https://n.example/e1", "text": "\U0001f525\U0001f525 \U0001f680"}),
         json.dumps({"id": "other-emoji", "url": "https://n.example/e2", "text": "\U0001f30d \u2764\ufe0f"}),
         json.dumps({"id": "punctuation", "text": "!!! ... ???"}),

@@ -1143,7 +1143,10 @@ def test_an_untitled_article_is_shown_by_its_opening_words(
     assert shown[0].title.endswith("…")
 
 
-@pytest.mark.parametrize("blank", ["\u200b\ufeff", "\u3164", "\u2800\u2800", " \u00ad "])
+@pytest.mark.parametrize(
+    "blank",
+    ["\u200b\ufeff", "\u3164", "\u2800\u2800", " \u00ad ", "\u180e\u206a", "\ufe0f\U000e0041", "\u034f"],
+)
 def test_a_headline_of_nothing_visible_is_no_headline(blank: str) -> None:
     from pipeline.browse import display_title
     from pipeline.db.schema import Article
