@@ -1385,7 +1385,7 @@ def poll_feed(
     if fetched.parse_error is not None:
         # (Not followed: a feed "moved" to a page that is no feed, its site's front page
         # often, has not moved but ended; its own address is polled again.)
-        return _feed_failed(session, settings, feed, fetched.parse_error, now, permanent=True)
+        return _feed_failed(session, settings, feed, fetched.parse_error, now)
     parsed = fetched.parsed
     assert parsed is not None
     moved = _follow_move(feed, response)
@@ -1483,27 +1483,13 @@ def _feed_failed(
     error: str,
     now: datetime,
     *,
-    permanent: bool = False,
     retry_after: float | None = None,
 ) -> PollResult:
+    """A feed whose poll failed: polled again after the backoff (doubling with each failure
+    in a row), or later if the server asked (429 or 503 with Retry-After)."""
     error = redact_text(error)  # shown, logged and stored: never with credentials
-    feed.failure_count = (feed.failure_count or 0) + 1
-    feed.last_error = error
-    # The backoff, or longer if the server asked (429 or 503 with Retry-After).
-    wait = max(feed_backoff(settings, feed.failure_count), timedelta(seconds=retry_after or 0))
-    feed.next_poll_at = now + wait
-    feed.poll_finished_at = utcnow()
-    repo.record_failure(
-        session,
-        stage="feed",
-        target=feed.url,
-        error=error,
-        permanent=False,
-        retry_after=None,
-        feed_id=feed.id,
-        retry_limit=10**6,
-    )
-    session.commit()
+    wait = max(feed_backoff(settings, (feed.failure_count or 0) + 1), timedelta(seconds=retry_after or 0))
+    _record_feed_failure(session, feed, error, next_poll_at=now + wait, permanent=False)
     log.warning("feed %s failed (%d in a row): %s", redact_url(feed.url), feed.failure_count, error)
     return PollResult(feed.id, feed.url, "error", error=error)
 
@@ -1518,17 +1504,33 @@ def _feed_gone(session: Session, feed: Feed, error: str, now: datetime) -> PollR
     due_feed_ids` passes it over) until ``summitwatch feeds reset`` (or a poll asked for
     by name that it answers) brings it back; its failure is quarantined."""
     error = redact_text(f"{error}: the feed is gone; no longer polled (`summitwatch feeds reset {feed.id}`)")
-    feed.failure_count = (feed.failure_count or 0) + 1
-    feed.last_error = error
     feed.gone_at = feed.gone_at or now
-    feed.next_poll_at = None
-    feed.poll_finished_at = utcnow()
-    repo.record_failure(
-        session, stage="feed", target=feed.url, error=error, permanent=True, retry_after=None, feed_id=feed.id
-    )
-    session.commit()
+    _record_feed_failure(session, feed, error, next_poll_at=None, permanent=True)
     log.warning("feed %s is gone (HTTP 410): no longer polled", redact_url(feed.url))
     return PollResult(feed.id, feed.url, "gone", error=error)
+
+
+def _record_feed_failure(
+    session: Session, feed: Feed, error: str, *, next_poll_at: datetime | None, permanent: bool
+) -> None:
+    """One more failed poll of ``feed`` in a row, committed: on the feed (``feeds list``
+    shows it) and among the failures (a failing feed is retried for as long as it fails,
+    a ``permanent`` one quarantined)."""
+    feed.failure_count = (feed.failure_count or 0) + 1
+    feed.last_error = error
+    feed.next_poll_at = next_poll_at
+    feed.poll_finished_at = utcnow()
+    repo.record_failure(
+        session,
+        stage="feed",
+        target=feed.url,
+        error=error,
+        permanent=permanent,
+        retry_after=None,
+        feed_id=feed.id,
+        retry_limit=10**6,
+    )
+    session.commit()
 
 
 def feed_backoff(settings: Settings, failures: int) -> timedelta:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -28,6 +28,9 @@ from pipeline.errors import ConfigError
 from pipeline.http import HttpClient
 from pipeline.ingest import FeedOutcome, flatten_copy_chains, retry_failed_pages, run_cycle
 from pipeline.settings import SLACK_CONNECTION, Settings, SlackSettings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.slack import SlackTarget
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +253,22 @@ def _slack_names(settings: Settings, slack: dict[str, str] | None) -> dict[str, 
     return names
 
 
+def _digest_target(
+    settings: Settings | None, slack: dict[str, str] | None
+) -> tuple[Settings, SlackTarget | None, str]:
+    """The settings with the Airflow connection's Slack values, where the digests go and the
+    outbox's name for it: the same for the task that queues digests and the one that
+    delivers them, since the outbox is keyed by destination."""
+    from pipeline.reporting import destination_name
+    from pipeline.slack import slack_target  # (the digest tasks load the Slack client next)
+
+    settings = settings or load_settings()
+    names = _slack_names(settings, slack)
+    settings = _with_slack(settings, slack)
+    target = slack_target(settings.slack, names=names)
+    return settings, target, destination_name(target)
+
+
 def prepare_digests(
     *, slack: dict[str, str] | None = None, settings: Settings | None = None
 ) -> dict[str, int]:
@@ -258,14 +277,9 @@ def prepare_digests(
     ``slack`` overrides the Slack settings as in :func:`deliver_digests`; both tasks must
     see the same ones, since the outbox is keyed by destination.
     """
-    from pipeline.reporting import destination_name
     from pipeline.reporting import prepare_digests as queue_digests
-    from pipeline.slack import slack_target
 
-    settings = settings or load_settings()
-    names = _slack_names(settings, slack)
-    settings = _with_slack(settings, slack)
-    destination = destination_name(slack_target(settings.slack, names=names))
+    settings, _target, destination = _digest_target(settings, slack)
     with task_session(settings, durable=True) as session:
         digests = queue_digests(session, settings, destination)
     return {"digests_queued": len(digests)}
@@ -283,14 +297,9 @@ def deliver_digests(
     ``slack`` overrides the Slack settings (from an Airflow connection): ``bot_token``,
     ``channel``, ``webhook_url``, ``api_url``.
     """
-    from pipeline.reporting import DeliveryFailed, deliver_pending, destination_name
-    from pipeline.slack import slack_target
+    from pipeline.reporting import DeliveryFailed, deliver_pending
 
-    settings = settings or load_settings()
-    names = _slack_names(settings, slack)
-    settings = _with_slack(settings, slack)
-    target = slack_target(settings.slack, names=names)
-    destination = destination_name(target)
+    settings, target, destination = _digest_target(settings, slack)
     with task_session(settings, durable=True) as session:
         # Without Slack, a digest goes to a file on the worker that ran the task: its text goes
         # to the task's log too, where operators read it.
