@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 import pipeline.tasks
 from pipeline.bootstrap import initialise
@@ -52,6 +53,34 @@ def airflow_env(airflow_home: Path) -> Iterator[dict[str, str]]:
             os.environ[key] = value
 
 
+@dataclass
+class DagDatabase:
+    """The summitwatch database a DAG's tasks use: initialised, and named in the environment."""
+
+    url: str
+    engine: Engine
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def dag_db(
+    request: pytest.FixtureRequest,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[DagDatabase]:
+    """A fresh database, SQLite or on the test PostgreSQL server, for one DAG run."""
+    url = (
+        f"sqlite:///{tmp_path / 'dag.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    monkeypatch.setenv("SUMMITWATCH_DB_URL", url)
+    initialise(make_settings(url), load_feeds=False)
+    engine = make_engine(url)
+    yield DagDatabase(url, engine)
+    engine.dispose()
+
+
 def load_dag(dag_id: str) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -78,25 +107,15 @@ def test_dag_files_import_cleanly(airflow_env: dict[str, str]) -> None:
     assert "summitwatch_coverage" in repr(digest.timetable.asset_condition)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
-    backend: str,
-    airflow_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    dag_db: DagDatabase,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    db_url = (
-        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    )
-    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    engine = dag_db.engine
     # dag.test() runs each task in this process, so the task body it imports is the wrapper.
     injected = FailsOnceAfterWork(pipeline.tasks.poll_feed_batch)
     monkeypatch.setattr(pipeline.tasks, "poll_feed_batch", injected)
-    settings = make_settings(db_url)
-    initialise(settings, load_feeds=False)
-    engine = make_engine(db_url)
     with FixtureServer() as site, session_factory(engine)() as session:
         feed_ids = [
             repo.upsert_feed(session, site.url(f.path), name=f.name, lang=f.lang)[0].id
@@ -113,7 +132,6 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
         # 21 pages on the site; the retry repeated the whole batch and stored nothing twice.
         assert stored == 21
         assert sightings == 5 + 22
-    engine.dispose()
     # The finish task read the batches' results without asking for one past the last (its
     # log is captured: the line of the result it pushed is there).
     lines = "".join(capfd.readouterr()).splitlines()
@@ -121,12 +139,8 @@ def test_ingest_dag_runs_end_to_end_and_survives_a_retry(
     assert not [line for line in lines if "XCom not found" in line]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_poll_task_stopped_partway_through_a_feed_is_retried_for_that_feed(
-    backend: str,
-    airflow_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    dag_db: DagDatabase,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The poll task stops (its timeout) while storing the second feed's items, after
@@ -136,10 +150,7 @@ def test_a_poll_task_stopped_partway_through_a_feed_is_retried_for_that_feed(
 
     import pipeline.ingest
 
-    db_url = (
-        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    )
-    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    engine = dag_db.engine
     monkeypatch.setenv("SUMMITWATCH_POLL__ITEMS_PER_COMMIT", "1")  # the feed's first item is committed
     feeds_seen: list[int | None] = []
 
@@ -153,9 +164,6 @@ def test_a_poll_task_stopped_partway_through_a_feed_is_retried_for_that_feed(
         lambda: AirflowTaskTimeout("injected: the task timed out partway through a feed"),
     )
     monkeypatch.setattr(pipeline.ingest, "store_candidate", injected)
-    settings = make_settings(db_url)
-    initialise(settings, load_feeds=False)
-    engine = make_engine(db_url)
     with FixtureServer() as site, session_factory(engine)() as session:
         feed_ids = [
             repo.upsert_feed(session, site.url(f.path), name=f.name, lang=f.lang)[0].id
@@ -169,26 +177,15 @@ def test_a_poll_task_stopped_partway_through_a_feed_is_retried_for_that_feed(
         sightings = session.scalar(select(func.count()).select_from(Sighting))
         assert stored == 21, "every page of every feed is stored, the interrupted feed's too"
         assert sightings == 5 + 22
-    engine.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_an_ingest_run_in_which_every_feed_failed_fails(
-    backend: str,
-    airflow_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    dag_db: DagDatabase,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every feed unreachable: the run succeeded, and its Asset started the digest, as if
     news had been polled (`summitwatch run --once` exits with 1 for the same cycle)."""
-    db_url = (
-        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    )
-    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
-    settings = make_settings(db_url)
-    initialise(settings, load_feeds=False)
-    engine = make_engine(db_url)
+    engine = dag_db.engine
     with session_factory(engine)() as session:
         feed_ids = [
             repo.upsert_feed(session, f"http://127.0.0.1:9/feed{n}.xml", name=f"down {n}")[0].id
@@ -200,15 +197,10 @@ def test_an_ingest_run_in_which_every_feed_failed_fails(
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert states["poll_batch"] in {"success", "TaskInstanceState.SUCCESS"}, "the failures were recorded"
     assert states["finish"] in {"failed", "TaskInstanceState.FAILED"}
-    engine.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_digest_dag_delivers_exactly_once_despite_a_retry(
-    backend: str,
-    airflow_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    dag_db: DagDatabase,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from datetime import UTC, datetime, timedelta
@@ -219,16 +211,11 @@ def test_digest_dag_delivers_exactly_once_despite_a_retry(
     from tests.slack_server import FakeSlack
     from tests.test_reporting import pos2_articles
 
-    db_url = (
-        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    )
-    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    db_url, engine = dag_db.url, dag_db.engine
     injected = FailsOnceAfterWork(pipeline.tasks.deliver_digests)
     monkeypatch.setattr(pipeline.tasks, "deliver_digests", injected)
     settings = make_settings(db_url)
-    initialise(settings, load_feeds=False)
     now = datetime.now(UTC)
-    engine = make_engine(db_url)
     with FakeSlack() as slack, session_factory(engine)() as session:
         monkeypatch.setenv("SLACK_BOT_TOKEN", slack.token)
         monkeypatch.setenv("SLACK_CHANNEL", "C0DIGEST")
@@ -256,15 +243,11 @@ def test_digest_dag_delivers_exactly_once_despite_a_retry(
         assert rows and {r.status for r in rows} == {"sent"}
         parents = [m for m in slack.posted_to("C0DIGEST") if m.thread_ts is None]
         assert len(parents) == len(rows), "each digest posted exactly once"
-    engine.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_slack_connection_without_token_or_webhook_stops_delivery(
-    backend: str,
-    airflow_env: dict[str, str],
+    dag_db: DagDatabase,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The bot token put in the connection's login instead of its password: the digests
@@ -272,16 +255,11 @@ def test_a_slack_connection_without_token_or_webhook_stops_delivery(
     from pipeline.db.schema import DigestOutbox
     from tests.slack_server import FakeSlack
 
-    db_url = (
-        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    )
-    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    db_url, engine = dag_db.url, dag_db.engine
     monkeypatch.setenv("SUMMITWATCH_DIGEST_DIR", str(tmp_path / "files"))
     for variable in ("SLACK_BOT_TOKEN", "SLACK_CHANNEL", "SLACK_WEBHOOK_URL", "SLACK_API_URL"):
         monkeypatch.delenv(variable, raising=False)
     settings = make_settings(db_url)
-    initialise(settings, load_feeds=False)
-    engine = make_engine(db_url)
     with FakeSlack() as slack, session_factory(engine)() as session:
         connection = {"conn_type": "slack", "login": slack.token, "host": slack.api_url}
         monkeypatch.setenv(
@@ -293,7 +271,6 @@ def test_a_slack_connection_without_token_or_webhook_stops_delivery(
         session.expire_all()
         assert not [row for row in session.scalars(select(DigestOutbox)) if row.status == "sent"]
         assert not slack.messages
-    engine.dispose()
     assert not (tmp_path / "files").exists(), "no digest went to a file instead"
 
 
@@ -321,12 +298,8 @@ def _coverage_change(session: Any, settings: Any) -> None:
     assert all(r.result.status == "new" for r in import_lines(session, settings, lines, source="t", now=now))
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_digest_deferred_by_slack_past_the_retries_does_not_fail_the_run(
-    backend: str,
-    airflow_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    dag_db: DagDatabase,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Slack answers 429 with a Retry-After longer than the task's retries: every retry
@@ -337,14 +310,9 @@ def test_a_digest_deferred_by_slack_past_the_retries_does_not_fail_the_run(
     from pipeline.db.schema import DigestOutbox
     from tests.slack_server import FakeSlack
 
-    db_url = (
-        f"sqlite:///{tmp_path / 'dag.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    )
-    monkeypatch.setenv("SUMMITWATCH_DB_URL", db_url)
+    db_url, engine = dag_db.url, dag_db.engine
     monkeypatch.delenv("AIRFLOW_CONN_SUMMITWATCH_SLACK", raising=False)
     settings = make_settings(db_url)
-    initialise(settings, load_feeds=False)
-    engine = make_engine(db_url)
     with FakeSlack() as slack, session_factory(engine)() as session:
         monkeypatch.setenv("SLACK_BOT_TOKEN", slack.token)
         monkeypatch.setenv("SLACK_CHANNEL", "C0DIGEST")
@@ -361,7 +329,6 @@ def test_a_digest_deferred_by_slack_past_the_retries_does_not_fail_the_run(
         assert first is not None
         assert first.replace(tzinfo=first.tzinfo or UTC) >= started + timedelta(minutes=29)
         assert not slack.posted_to("C0DIGEST")
-    engine.dispose()
 
 
 def _send_digest_module() -> Any:
