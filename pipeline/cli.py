@@ -531,7 +531,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.db import repo
     from pipeline.db.schema import utcnow
     from pipeline.http import HostBreaker
-    from pipeline.ingest import run_cycle
+    from pipeline.ingest import run_cycle, seen_before
 
     poll_all = bool(args.all)
     # A host given up on in one cycle (it timed out, or asked to wait) is left alone in the
@@ -579,6 +579,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                     )
                     + f"); {counts['new']} new, {counts['duplicate']} duplicate, "
                     f"{counts['error']} failed items"
+                    + seen_before(counts)
                     + (f"; {counts['feeds_moved']} feeds moved permanently" if counts["feeds_moved"] else "")
                 )
             waited_out = False

@@ -118,6 +118,14 @@ class ItemResult:
     topics: list[TopicHit] = field(default_factory=list)
     watch: list[WatchHit] = field(default_factory=list)
     copy_kind: CopyKind | None = None
+    # Handled before this poll: stored from an earlier poll of the same feed, or its page's
+    # failure recorded earlier (waiting for its retry, or quarantined). Counted as ``seen``,
+    # apart from what this poll found: a feed lists the same items until they scroll off.
+    seen_before: bool = False
+
+    def counted_as(self) -> str:
+        """The key this item adds to a poll's counts: its status, or ``seen``."""
+        return "seen" if self.seen_before else self.status
 
 
 def _forget_on_rollback(context: weakref.ref[IngestContext]) -> Callable[[Session, object], None]:
@@ -351,7 +359,7 @@ class PollResult:
     moved_to: str | None = None
 
     def counts(self) -> Counter[str]:
-        return Counter(item.status for item in self.items)
+        return Counter(item.counted_as() for item in self.items)
 
 
 @dataclass
@@ -368,7 +376,7 @@ class CycleSummary:
             total[f"feeds_{poll.outcome}"] += 1
             if poll.moved_to:
                 total["feeds_moved"] += 1
-        total.update(item.status for item in self.retried)
+        total.update(item.counted_as() for item in self.retried)
         return total
 
     def new_by_language(self) -> Counter[str]:
@@ -1631,7 +1639,7 @@ def _finish_item(
         if feed is not None:
             # Nothing to fetch, ever: recorded once (quarantined), so that the item shows
             # among the open failures instead of only in this run's output.
-            repo.record_failure(
+            recorded = repo.record_failure(
                 session,
                 stage="page",
                 target=_unusable_item_target(feed, item),
@@ -1642,22 +1650,28 @@ def _finish_item(
                 item={"url": clean_string(item.url or "")[:2048] or None, "title": item.title},
                 now=now,
             )
+            refused.seen_before = recorded.attempts > 1
         return refused
     url = item.url
     known = stored[0] if stored is not None else None if absent else repo.known_url(session, canonical)
     if known is not None:
         # Already stored: a sighting, no fetch. (Only ids and language are loaded.)
         article_id, duplicate_of_id, lang, copy_kind = known
-        if stored is None or not stored[1]:
-            repo.add_sighting(session, article_id, via, url, now)
+        sighted = stored is not None and stored[1]
+        if not sighted:
+            sighted = not repo.add_sighting(session, article_id, via, url, now)
         if failed_before is not False:  # (a failure recorded since is resolved by its retry)
             repo.resolve_failure(session, "page", url)
-        return _duplicate_result(article_id, duplicate_of_id, lang, copy_kind, FeedItem(url, item.title))
+        result = _duplicate_result(article_id, duplicate_of_id, lang, copy_kind, FeedItem(url, item.title))
+        result.seen_before = sighted and feed is not None
+        return result
     earlier = None if absent else repo.open_failure(session, "page", url)
     if earlier is not None and (earlier.permanent or (earlier.next_retry_at or now) > now):
         # Quarantined, or waiting for its retry time: not fetched again on every feed change.
         state = "quarantined" if earlier.permanent else "retry pending"
-        return ItemResult("error", error=f"{state}: {earlier.error}", url=url, title=item.title)
+        return ItemResult(
+            "error", error=f"{state}: {earlier.error}", url=url, title=item.title, seen_before=True
+        )
     try:
         if prepared is not None:
             candidate = prepared()
@@ -2622,8 +2636,13 @@ def _describe_poll(poll: PollResult) -> str:
     counts = poll.counts()
     return (
         f"{shown}: {len(poll.items)} items, {counts['new']} new, "
-        f"{counts['duplicate']} duplicate, {counts['error']} failed"
+        f"{counts['duplicate']} duplicate, {counts['error']} failed" + seen_before(counts)
     )
+
+
+def seen_before(counts: Counter[str]) -> str:
+    """How a poll's summary names the items handled before it (:attr:`ItemResult.seen_before`)."""
+    return f" ({counts['seen']} seen before)" if counts["seen"] else ""
 
 
 def _describe_item(item: ItemResult) -> str:

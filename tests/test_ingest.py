@@ -26,6 +26,7 @@ from pipeline.ingest import (
     FeedFetch,
     FeedRequest,
     PollResult,
+    _describe_poll,
     feed_backoff,
     import_lines,
     poll_feed,
@@ -190,6 +191,10 @@ def test_changed_feed_of_stored_items_resolves_only_failures_that_exist(
             event.remove(engine, "before_cursor_execute", watch)
     assert later.outcome == "fetched"
     assert [r.status for r in later.items] == ["duplicate", "duplicate", "error", "duplicate"]
+    # All handled by the first poll (stored, or the page quarantined): none is counted again
+    # as a copy or a failure, as if the new body had brought them.
+    assert later.counts() == {"seen": 4}
+    assert "4 items, 0 new, 0 duplicate, 0 failed (4 seen before)" in _describe_poll(later)
     assert len(updates) == 1, updates  # the open failure of /a, and nothing for /b
     assert len(lookups) == 1, lookups  # /missing, which is not stored; the others were known
     failure = session.scalar(select(FetchFailure).where(FetchFailure.target == stale))
@@ -692,7 +697,15 @@ def test_same_story_in_two_feeds_is_stored_once(session: Session, settings: Sett
         other.feed_body = site.feed_body  # type: ignore[method-assign]
         first = add_feed(session, site.server.url("/feed"))
         second = add_feed(session, other.server.url("/feed"))
-        run_cycle(session, client, settings, feed_ids=[first, second], now=NOW)
+        summary = run_cycle(session, client, settings, feed_ids=[first, second], now=NOW)
+        # The second feed's copies are news of this poll, its failed page one failure, not two.
+        assert summary.counts()["new"] == 2 and summary.counts()["duplicate"] == 2
+        assert (summary.counts()["error"], summary.counts()["seen"]) == (1, 1)
+        site.items.append(("/a", "Putin and Xi talk gas (updated)"))  # both feeds change
+        again = run_cycle(session, client, settings, feed_ids=[first, second], now=NOW + timedelta(minutes=5))
+        assert [poll.outcome for poll in again.polls] == ["fetched", "fetched"]
+        assert again.counts()["seen"] == 8, again.counts()
+        assert not again.counts()["new"] and not again.counts()["duplicate"] and not again.counts()["error"]
     assert count(session, Article) == 2
     assert count(session, Sighting) == 4
     vias = set(session.scalars(select(Sighting.via)))
