@@ -26,6 +26,7 @@ from pipeline.db import repo
 from pipeline.db.schema import Article, ArticleTopic, ArticleWatch, Feed
 from pipeline.encoder import DEFAULT_MODEL
 from pipeline.errors import FilterError
+from pipeline.formatting import echoed
 from pipeline.language import LANGUAGE_EXAMPLES, filter_language
 from pipeline.redaction import redact_optional
 from pipeline.unicode_marks import cluster_start, is_blank, joins_previous
@@ -93,7 +94,7 @@ def language_filter(value: str | None, *, option: str = "lang") -> str | None:
     code = filter_language(value)
     if code is None:
         raise FilterError(
-            f"{option}: not a language code the detector gives: {value!r} (e.g. {LANGUAGE_EXAMPLES})"
+            f"{option}: not a language code the detector gives: {echoed(value)} (e.g. {LANGUAGE_EXAMPLES})"
         )
     return code
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from pipeline.unicode_marks import cluster_start
+
 
 def format_number(value: float) -> str:
     """A count or rate with as many decimals as its size needs: 0, 0.07, 2.5, 14."""
@@ -24,3 +26,17 @@ _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 def one_direction(text: str) -> str:
     """``text`` for one line of a listing or a digest: without bidirectional controls."""
     return _BIDI_CONTROLS.sub("", text)
+
+
+# How much of a value a message quotes back (a filter, a parameter of a request).
+ECHO_CHARS = 40
+
+
+def echoed(value: str, *, limit: int = ECHO_CHARS) -> str:
+    """``value`` quoted for an error message that names it, cut after ``limit`` characters
+    (at the start of a character, with "…") and without bidirectional controls: a message
+    says which value was wrong, it does not repeat a sentence a crafted link put there."""
+    shown = one_direction(value)
+    if len(shown) > limit:
+        shown = shown[: cluster_start(shown, limit)] + "…"
+    return repr(shown)

@@ -544,6 +544,28 @@ def test_a_watch_item_added_to_the_config_is_served_without_a_restart(
         assert client.get("/coverage").status_code == 200
 
 
+def test_a_bad_parameter_is_named_but_not_repeated_at_length(settings: Settings) -> None:
+    """A crafted link cannot make the UI's own message say a sentence of its choosing: a bad
+    value is quoted to its first 40 characters, without bidirectional controls."""
+    from urllib.parse import quote
+
+    initialise(settings, load_feeds=False)
+    planted = "Your session has expired. Call the security desk at +1 555 0100 now to restore access."
+    with web_client(settings) as client:
+        for name in ("topic", "watch", "lang", "sort", "since", "page", "duplicates", "format"):
+            for value in (planted, "\u202e" + planted):
+                page = client.get(f"/articles?{name}={quote(value)}")
+                assert page.status_code == 400, (name, page.text)
+                api = client.get(f"/api/articles?{name}={quote(value)}")
+                message = api.json()["error"]
+                assert api.status_code == 400 and "Your session has expired. Call the secu" in message, (
+                    message
+                )
+                assert "security desk" not in message and "restore access" not in message, message
+                assert "\u202e" not in message
+                assert "restore access" not in page.text and "\u202e" not in page.text
+
+
 def test_bad_requests_unknown_ids_and_read_only(settings: Settings) -> None:
     initialise(settings, load_feeds=False)
     with web_client(settings) as client:

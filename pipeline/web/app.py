@@ -63,7 +63,7 @@ from pipeline.db.schema import (
 )
 from pipeline.digest import listed_key
 from pipeline.errors import FilterError, SummitwatchError
-from pipeline.formatting import format_number, one_direction
+from pipeline.formatting import echoed, format_number, one_direction
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config, top_articles
 from pipeline.settings import Settings
@@ -477,10 +477,12 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
     """
     topic = _text(params, "topic")
     if topic is not None and topic not in _slugs(registry.topics):
-        raise BadRequest(f"unknown topic {topic!r}; topics: {', '.join(_slugs(registry.topics))}")
+        raise BadRequest(f"unknown topic {echoed(topic)}; topics: {', '.join(_slugs(registry.topics))}")
     watch = _text(params, "watch")
     if watch is not None and watch not in _slugs(registry.watch):
-        raise BadRequest(f"unknown watch item {watch!r}; watch items: {', '.join(_slugs(registry.watch))}")
+        raise BadRequest(
+            f"unknown watch item {echoed(watch)}; watch items: {', '.join(_slugs(registry.watch))}"
+        )
     lang = _text(params, "lang")
     try:
         lang = browse.language_filter(lang, option="lang")
@@ -494,7 +496,7 @@ def parse_list_query(params: QueryParams, registry: TopicRegistry) -> ListQuery:
         raise BadRequest(f"q: longer than {MAX_QUERY_CHARS} characters")
     sort = _text(params, "sort") or "relevance"
     if sort not in repo.SORTS:
-        raise BadRequest(f"sort: expected one of {', '.join(repo.SORTS)}, not {sort!r}")
+        raise BadRequest(f"sort: expected one of {', '.join(repo.SORTS)}, not {echoed(sort)}")
     exporting = parse_format(params) != "html"
     query = ListQuery(
         topic=topic,
@@ -531,7 +533,7 @@ def parse_format(params: QueryParams) -> str:
     """``format``: html (default), csv or jsonl."""
     fmt = _text(params, "format") or "html"
     if fmt not in FORMATS:
-        raise BadRequest(f"format: expected one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise BadRequest(f"format: expected one of {', '.join(FORMATS)}, not {echoed(fmt)}")
     return fmt
 
 
@@ -569,11 +571,11 @@ def _date(params: QueryParams, name: str) -> date | datetime | None:
         return moment.astimezone(UTC)
     except OverflowError:  # (a moment whose offset takes it past year 1 or 9999 in UTC)
         raise BadRequest(
-            f"{name}: out of range: {value!r} is not between 0001-01-01 and 9999-12-31 in UTC"
+            f"{name}: out of range: {echoed(value)} is not between 0001-01-01 and 9999-12-31 in UTC"
         ) from None
     except ValueError:
         raise BadRequest(
-            f"{name}: not a date or a moment: {value!r} "
+            f"{name}: not a date or a moment: {echoed(value)} "
             "(use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC unless an offset is given)"
         ) from None
 
@@ -598,7 +600,7 @@ def _flag(params: QueryParams, name: str, *, default: bool = False) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise BadRequest(f"{name}: expected 1 or 0, not {params.get(name)!r}")
+    raise BadRequest(f"{name}: expected 1 or 0, not {echoed(params.get(name, ''))}")
 
 
 def _integer(params: QueryParams, name: str, *, default: int, low: int, high: int) -> int:
@@ -606,7 +608,7 @@ def _integer(params: QueryParams, name: str, *, default: int, low: int, high: in
     if not raw:
         return default
     if not raw.isascii() or not raw.isdigit():
-        raise BadRequest(f"{name}: not a whole number: {raw!r}")
+        raise BadRequest(f"{name}: not a whole number: {echoed(raw)}")
     if len(raw.lstrip("0")) > len(str(high)):
         # (Before int(): Python refuses to convert over 4,300 digits.)
         raise BadRequest(f"{name}: must be between {low} and {high}, not {raw[:20]}…")
