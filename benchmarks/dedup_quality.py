@@ -52,7 +52,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ from pipeline.neardup import (  # noqa: E402
 )
 
 STORIES = ROOT / "tests" / "fixtures" / "dedup" / "stories.jsonl"
+NAME_TEMPLATES = ROOT / "tests" / "fixtures" / "dedup" / "name_templates_heldout.jsonl"
 RESULTS = ROOT / "benchmarks" / "results" / "dedup_quality.json"
 LANGS = ("en", "ru", "zh")
 TARGET_PRECISION = 0.98
@@ -398,6 +399,42 @@ def evaluate_seed_republications(params: NearDupParams) -> dict[str, Any]:
     return {"excerpts": total, "verified_against_seed": verified, "found_by_lookup": found}
 
 
+def evaluate_name_templates(params: NearDupParams, path: Path = NAME_TEMPLATES) -> dict[str, Any]:
+    """The held-out pairs of the names rule: texts of one template with other names (two
+    stories) and copies with the edits syndication makes to names, verified with the rule
+    (``params``) and without it (``name_swaps`` 0)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    systems = {"with the names rule": params, "without it": replace(params, name_swaps=0)}
+    result: dict[str, Any] = {"file": str(path.relative_to(ROOT)), "pairs": len(rows)}
+    for name, system in systems.items():
+        tally: Counter[str] = Counter()
+        wrong: list[str] = []
+        for row in rows:
+            a, b = (f"{row[side]['title']}\n\n{row[side]['text']}" for side in ("a", "b"))
+            verdict = verify_profiles(
+                profile(a, row["lang"], system), profile(b, row["lang"], system), system
+            )
+            right = verdict.is_duplicate == (row["label"] == "copy")
+            group = row["lang"] if row["lang"] in ("en", "ru") else "other"
+            for key in (group, "all"):
+                tally[f"{row['label']} {key}"] += 1
+                tally[f"{row['label']} {key} right"] += right
+            if not right:
+                wrong.append(f"{row['pair']} ({row['kind']}, {row['lang']}): {verdict.reason}")
+        result[name] = {
+            "templates_kept_apart": {
+                key: f"{tally[f'distinct {key} right']}/{tally[f'distinct {key}']}"
+                for key in ("en", "ru", "other", "all")
+            },
+            "copies_verified": {
+                key: f"{tally[f'copy {key} right']}/{tally[f'copy {key}']}"
+                for key in ("en", "ru", "other", "all")
+            },
+            "wrong": wrong,
+        }
+    return result
+
+
 def time_signatures(rows: list[Row], params: NearDupParams) -> dict[str, float]:
     """Milliseconds per article: shingling, our signature, datasketch's MinHash."""
     texts = [(article_text(row), row["lang"]) for row in rows]
@@ -461,6 +498,7 @@ def run(write: bool = True) -> dict[str, Any]:
         "pairs": evaluate_pairs(rows, params),
         "footer_sinks": evaluate_footer_sinks(rows, params),
         "seed_republications": evaluate_seed_republications(params),
+        "name_templates": evaluate_name_templates(params),
         "timing": time_signatures(rows, params),
         "environment": {
             "python": platform.python_version(),
@@ -519,6 +557,16 @@ def markdown(results: dict[str, Any]) -> str:
         f"Seed republications: {seeds['verified_against_seed']}/{seeds['excerpts']} excerpts verified "
         f"as copies of their seed, {seeds['found_by_lookup']}/{seeds['excerpts']} found by lookup.",
     ]
+    names = results["name_templates"]
+    lines += [
+        "",
+        "| held-out name templates | templates kept apart (en, ru, other, all) "
+        "| copies verified (en, ru, other, all) |",
+        "|---|---:|---:|",
+    ]
+    for system in ("without it", "with the names rule"):
+        kept, copies = names[system]["templates_kept_apart"], names[system]["copies_verified"]
+        lines.append(f"| {system} | {', '.join(kept.values())} | {', '.join(copies.values())} |")
     t = results["timing"]
     lines += [
         "",

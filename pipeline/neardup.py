@@ -30,6 +30,7 @@ derived from ``seed`` with BLAKE2b, never with Python's salted ``hash()``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import re
@@ -46,6 +47,7 @@ from numpy.typing import NDArray
 from pipeline.digits import ARABIC_SEPARATORS, ascii_digits
 from pipeline.hanzi import simplified_characters
 from pipeline.neardup_params import NearDupParams as NearDupParams
+from pipeline.unicode_marks import MARKS_BMP
 
 ShingleMode = Literal["words", "cjk_chars", "brahmic_chars"]
 
@@ -109,7 +111,7 @@ class Verification:
     the two shares of a text's opening half found in the other) and ``overlap``
     (shared shingles) explain it. ``reason`` is ``duplicate`` or why not:
     ``too_short``, ``small_overlap``, ``low_containment``, ``different_opening``,
-    ``different_figures``.
+    ``different_figures``, ``different_names``.
     """
 
     similarity: float
@@ -177,6 +179,10 @@ _SPELLING_FOLD = str.maketrans(
         ),
     }
 )
+
+
+# The invisible characters of _SPELLING_FOLD, left out of a word.
+_INVISIBLE = str.maketrans(dict.fromkeys(["\u00ad", "\u200b", "\u200c", "\u2060", "\ufeff"], None))
 
 
 def _tokenise(text: str) -> tuple[list[str], list[bool]]:
@@ -296,6 +302,9 @@ class ShingleProfile:
     opening: frozenset[int]
     # The distinct numbers as written (see NearDupParams.min_figures).
     figures: frozenset[str] = frozenset()
+    # The words in order, as written, in a script with capital letters (empty in others,
+    # and for a text too short to judge): for the names rule (NearDupParams.name_swaps).
+    words: tuple[str, ...] = ()
 
 
 def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfile:
@@ -303,7 +312,101 @@ def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfil
     sequence = _shingle_hashes(_grams(text, lang, params))
     head = max(1, math.ceil(len(sequence) * params.opening_fraction)) if sequence else 0
     figures = text_figures(text) if sequence else frozenset()
-    return ShingleProfile(frozenset(sequence), frozenset(sequence[:head]), figures)
+    words = text_words(text) if sequence and params.name_swaps else ()
+    return ShingleProfile(frozenset(sequence), frozenset(sequence[:head]), figures, words)
+
+
+# A word for the names rule: letters (with their marks) and digits, hyphens and apostrophes
+# inside ("Kassym-Jomart", "O'Neill").
+_NAME_WORD = re.compile(rf"[\w{MARKS_BMP}]+(?:['’\-][\w{MARKS_BMP}]+)*")
+
+
+def text_words(text: str) -> tuple[str, ...]:
+    """The words of ``text`` in order (NFKC), or none when it has no capital letter: the
+    names rule reads names by their capitals, which Chinese, Japanese, Arabic, Hebrew,
+    the Indic scripts and Thai do not have."""
+    text = unicodedata.normalize("NFKC", text)
+    if text == text.lower():
+        return ()
+    return tuple(_NAME_WORD.findall(text if text.isascii() else text.translate(_INVISIBLE)))
+
+
+# A slot holds at most this many words: a name ("President of Kazakhstan Kassym-Jomart
+# Tokayev" is three words in a slot after "President of"), not a rewritten sentence.
+_SLOT_WORDS = 4
+# Two slot fillers this alike are one name spelled two ways (Tokaev, Tokayev).
+_SAME_NAME = 0.75
+# A template's subject is named in its headline or first sentence: one of the swapped
+# slots must begin within a text's first this many words (a copy's credit line, at its
+# end, names other reporters and editors than another copy's).
+_LEAD_WORDS = 40
+# An abbreviation (РФ for России, КНР for Китая, US for America): a copy edit of style.
+_ABBREVIATION = re.compile(r"[^\W\d_]{1,5}")
+
+
+def swapped_names(a: Sequence[str], b: Sequence[str]) -> int:
+    """In how many places one text has a name where the other has a different one, the
+    words on both sides of it the same: the slots of one frame ("X met Y in Z") that two
+    template texts fill differently. 0 unless one of those places is in the lead.
+
+    A slot is a run of at most ``_SLOT_WORDS`` words of one text that are nowhere in the
+    other (case-folded), with a capitalised word among them and no digit (dates and
+    figures are the figures rule's); it is swapped when the other text has such a run
+    between the same two words (its frame) and the two are neither one name spelled two
+    ways nor a name and its abbreviation. Distinct frames are counted once: a copy whose
+    rewritten lead happens to put a new name between the same two common words counts one.
+    """
+    if not a or not b:
+        return 0
+    folded_a = [_folded_word(word) for word in a]
+    folded_b = [_folded_word(word) for word in b]
+    slots_b = _name_slots(b, folded_b, set(folded_a))
+    if not slots_b:
+        return 0
+    slots_a = _name_slots(a, folded_a, set(folded_b))
+    swapped = [
+        min(start, slots_b[frame][0])
+        for frame, (start, filler) in slots_a.items()
+        if frame in slots_b and not _one_name(filler, slots_b[frame][1])
+    ]
+    return len(swapped) if swapped and min(swapped) < _LEAD_WORDS else 0
+
+
+def _name_slots(
+    words: Sequence[str], folded: Sequence[str], other: set[str]
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """The name slots of one text against the other's words: frame -> (where, filler)."""
+    slots: dict[tuple[str, str], tuple[int, str]] = {}
+    index, count = 0, len(words)
+    while index < count:
+        if folded[index] in other:
+            index += 1
+            continue
+        end = index
+        while end < count and folded[end] not in other:
+            end += 1
+        run = words[index:end]
+        if (
+            index > 0
+            and end < count  # (a slot at either end of the text has no frame)
+            and end - index <= _SLOT_WORDS
+            and any(word[:1].isupper() for word in run)
+            and not any(char.isdigit() for word in run for char in word)
+            and not (len(run) == 1 and run[0].isupper() and _ABBREVIATION.fullmatch(run[0]))
+        ):
+            slots.setdefault((folded[index - 1], folded[end]), (index, " ".join(folded[index:end])))
+        index = end
+    return slots
+
+
+def _folded_word(word: str) -> str:
+    """A word as the shingles read it: case-folded, its spelling variants folded (ё, е)."""
+    folded = word.casefold()
+    return folded if folded.isascii() else folded.translate(_SPELLING_FOLD)
+
+
+def _one_name(a: str, b: str) -> bool:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= _SAME_NAME
 
 
 # A number as written: a text compared with a copy in its own language needs no reading
@@ -499,6 +602,8 @@ def verify_profiles(a: ShingleProfile, b: ShingleProfile, params: NearDupParams)
         reason = "different_opening"
     elif not _figures_agree(a.figures, b.figures, params):
         reason = "different_figures"
+    elif params.name_swaps and swapped_names(a.words, b.words) >= params.name_swaps:
+        reason = "different_names"
     else:
         return Verification(containment, True, "duplicate", jaccard, opening, overlap)
     return Verification(containment, False, reason, jaccard, opening, overlap)

@@ -414,6 +414,103 @@ def test_texts_of_one_template_with_other_facts_are_not_copies() -> None:
         assert verify(monday, copy, "en", "en", PARAMS).is_duplicate, copy
 
 
+def _phone_call(leader: str, country: str, surname: str) -> str:
+    return (
+        f"Putin holds phone talks with {surname}\n\n"
+        f"Russian President Vladimir Putin held a telephone conversation on Tuesday with the President "
+        f"of {country} {leader}, the Kremlin press service said. The leaders discussed the state of "
+        f"bilateral cooperation in trade, energy and transport and exchanged views on regional issues. "
+        f"Putin and {surname} noted the steady growth of mutual trade and agreed to continue preparing "
+        f"the agenda of upcoming contacts at the highest level. The conversation was held in a "
+        f"constructive and friendly atmosphere, the statement said. The sides agreed to stay in touch "
+        f"and to meet on the sidelines of the summit in the autumn."
+    )
+
+
+def _telefonat(vorname: str, land: str, name: str) -> str:
+    return (
+        f"Putin telefoniert mit {name}\n\n"
+        f"Der russische Präsident Wladimir Putin hat am Dienstag mit dem Präsidenten von {land}, "
+        f"{vorname} {name}, telefoniert, teilte der Kreml mit. Die beiden Politiker sprachen über die "
+        f"Zusammenarbeit in Handel, Energie und Verkehr und tauschten sich über regionale Fragen aus. "
+        f"Putin und {name} würdigten das stetige Wachstum des Handels und vereinbarten, die nächsten "
+        f"Kontakte auf höchster Ebene vorzubereiten. Das Gespräch verlief in einer konstruktiven und "
+        f"freundlichen Atmosphäre. Beide Seiten vereinbarten, in Kontakt zu bleiben."
+    )
+
+
+def _razgovor(strana: str, prezident: str, familiya: str) -> str:
+    return (
+        f"Путин провёл телефонный разговор с {familiya}\n\n"
+        f"Президент России Владимир Путин во вторник провёл телефонный разговор с президентом "
+        f"{strana} {prezident}, сообщила пресс-служба Кремля. Лидеры обсудили состояние двустороннего "
+        f"сотрудничества в торговле, энергетике и на транспорте, а также обменялись мнениями по "
+        f"региональной повестке. Путин и {familiya} отметили устойчивый рост взаимного товарооборота "
+        f"и договорились продолжить подготовку предстоящих контактов на высшем уровне. Разговор прошёл "
+        f"в конструктивной и дружественной атмосфере. Стороны условились поддерживать связь."
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            _phone_call("Kassym-Jomart Tokayev", "Kazakhstan", "Tokayev"),
+            _phone_call("Shavkat Mirziyoyev", "Uzbekistan", "Mirziyoyev"),
+        ),
+        (
+            _telefonat("Kassym-Schomart", "Kasachstan", "Tokajew"),
+            _telefonat("Schawkat", "Usbekistan", "Mirsijojew"),
+        ),
+        (
+            _razgovor("Казахстана", "Касым-Жомартом Токаевым", "Токаевым"),
+            _razgovor("Узбекистана", "Шавкатом Мирзиёевым", "Мирзиёевым"),
+        ),
+    ],
+    ids=["en", "de", "ru"],
+)
+def test_texts_of_one_template_with_other_names_are_not_copies(a: str, b: str) -> None:
+    """Two flashes on one frame share nearly every shingle and no figure tells them apart:
+    the names put into the frame do (a copy keeps its names)."""
+    verdict = verify(a, b, None, None, PARAMS)
+    assert verdict.similarity > 0.75 and not verdict.is_duplicate and verdict.reason == "different_names"
+    assert verify(a, b, None, None, NearDupParams(name_swaps=0)).is_duplicate, "the rule decides it"
+
+
+def test_a_copy_keeps_its_names_through_the_edits_copies_make() -> None:
+    """What copies change in names is no template's other names: a name spelled another way
+    wherever it stands, a country written as its abbreviation, one wrong name corrected,
+    other reporters and editors in the credit line at the end."""
+    original = _phone_call("Kassym-Jomart Tokayev", "Kazakhstan", "Tokayev")
+    body = original.split("\n\n", 1)[1]
+    credit = " Reporting by Anna Berg in Moscow; editing by Tom Hale."
+    russian = _razgovor("Казахстана", "Касым-Жомартом Токаевым", "Токаевым") + (
+        " Товарооборот России и Казахстана растёт третий год подряд."
+    )
+    copies = {
+        "a credit line and another headline": (
+            original,
+            "Kremlin: Putin, Tokayev talk trade\n\n(Eurasia Wire) - " + body,
+        ),
+        "a name spelled another way": (original, original.replace("Tokayev", "Tokaev")),
+        "an abbreviation": (russian, russian.replace("России", "РФ")),
+        "one wrong name corrected": (
+            original,
+            original.replace("President Vladimir Putin", "President Dmitry Medvedev"),
+        ),
+        "other reporters at the end": (
+            original + credit,
+            original + " Reporting by Lena Ivanova in Moscow; editing by Mark Ellis.",
+        ),
+    }
+    for kind, (a, b) in copies.items():
+        assert verify(a, b, None, None, PARAMS).is_duplicate, kind
+    # One name put in for another wherever it stands is a template's other subject (so a
+    # wrong name corrected in every place it stood makes the corrected copy a story apart).
+    twice = original.replace("Vladimir Putin", "Dmitry Medvedev").replace("Putin", "Medvedev")
+    assert verify(original, twice, None, None, PARAMS).reason == "different_names"
+
+
 def test_lax_thresholds_would_merge_template_stories() -> None:
     """The template negatives are real traps: without the opening rule they merge."""
     lax = NearDupParams(opening_threshold=0.01)
