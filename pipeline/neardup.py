@@ -334,6 +334,9 @@ def text_words(text: str) -> tuple[str, ...]:
 # A slot holds at most this many words: a name ("President of Kazakhstan Kassym-Jomart
 # Tokayev" is three words in a slot after "President of"), not a rewritten sentence.
 _SLOT_WORDS = 4
+# ...and at most this many characters: a longer run is no name, and comparing two fillers
+# takes time that grows with the product of their lengths.
+_SLOT_CHARS = 80
 # Two slot fillers this alike are one name spelled two ways (Tokaev, Tokayev).
 _SAME_NAME = 0.75
 # A template's subject is named in its headline or first sentence: one of the swapped
@@ -390,6 +393,7 @@ def _name_slots(
             index > 0
             and end < count  # (a slot at either end of the text has no frame)
             and end - index <= _SLOT_WORDS
+            and sum(map(len, run)) <= _SLOT_CHARS
             and any(word[:1].isupper() for word in run)
             and not any(char.isdigit() for word in run for char in word)
             and not (len(run) == 1 and run[0].isupper() and _ABBREVIATION.fullmatch(run[0]))

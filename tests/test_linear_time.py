@@ -86,6 +86,23 @@ def test_the_names_of_one_long_glued_word_are_looked_for_in_linear_time() -> Non
     assert out.splitlines() == ["[]", "['putin']"]
 
 
+def test_two_long_words_in_one_frame_are_no_names_to_compare() -> None:
+    # Two copies that differ in one 100,000-letter capitalised word, twice in the lead:
+    # comparing the two as names (how alike they are) took 7 s for 4,000 letters and four
+    # times as long for twice as many; runs that long are no names.
+    out = finishes(
+        """
+        from pipeline.neardup import NearDupParams, verify
+        frame = " ".join(f"word{n}" for n in range(120))
+        one, other = "A" + "ba" * 50_000, "B" + "ab" * 50_000
+        a = f"Lead {one} says. Then {one} left. {frame}"
+        b = f"Lead {other} says. Then {other} left. {frame}"
+        print(verify(a, b, "en", "en", NearDupParams()).reason)
+        """
+    )
+    assert out.strip() == "duplicate"
+
+
 def test_a_line_of_dots_before_a_word_is_judged_in_linear_time() -> None:
     # The byline and orphan-heading tests asked whether a line ends a sentence with a
     # search that ran to the line's end from every dot: 20,000 dots took 4.9 s.
