@@ -21,7 +21,8 @@ How a new article is judged
 4. :func:`verify` decides a candidate pair exactly, on the shingles (see there): most of
    the smaller text must be in the larger one, *and* the opening of one text must be in
    the other (most of the smaller's opening when one text is much the larger), so that
-   a shared footer or disclaimer alone never makes two stories one.
+   a shared footer or disclaimer alone never makes two stories one; and the figures and
+   the names in the text must agree, so that two texts of one template are two stories.
 
 Everything is deterministic across processes, machines and Python versions: shingles
 and bands are hashed with personalised BLAKE2b, and the MinHash permutations are
@@ -646,7 +647,7 @@ def verify(
 ) -> Verification:
     """Decide exactly whether two texts are copies of one story.
 
-    Duplicate when all four hold:
+    Duplicate when all five hold:
 
     * ``overlap >= min_overlap``: the shared shingles form at least a passage;
     * containment ``|A∩B| / min(|A|, |B|) >= containment_threshold``: most of the
@@ -666,7 +667,11 @@ def verify(
     * the figures agree: numbers are one placeholder in the shingles, so when the text
       with fewer distinct numbers has ``min_figures`` of them, ``figures_containment``
       of them must be in the other (two market closes of one template share every
-      shingle, not their figures).
+      shingle, not their figures);
+    * the names agree: fewer than ``name_swaps`` places where the two texts put
+      different names between the same two words, or none of them in the lead
+      (:func:`swapped_names`; two flashes of one frame, "X met Y in Z", share nearly
+      every shingle and no figure).
 
     The opening rule is the guard against a long common block deciding alone: two
     short, distinct stories under one heavy site footer (disclaimer, "about the
