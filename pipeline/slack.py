@@ -980,16 +980,17 @@ def _send_webhook_part(
         status = response.status_code
         # An incoming webhook answers "ok", or its error code, as plain text; servers that
         # take Slack's webhooks (Rocket.Chat, ...) may answer JSON saying so instead. A web
-        # page with a 200 came from something else (a sign-in page, where a redirect led):
-        # not posted. Any other 200 (empty, cut short) is an answer lost on the way.
+        # page with a 2xx came from something else (a sign-in page, where a redirect led):
+        # not posted. Any other 2xx (empty, cut short, a relay's 202) is an answer lost on
+        # the way.
         body = (response.body or "").strip()
         if 200 <= status < 300 and _webhook_accepted(body):
             return
         if status in SERVER_ERROR_STATUSES:
             doubt = f"Slack answered HTTP {status}"
             continue
-        if status == 200 and not _is_web_page(body, response.headers):
-            doubt = f'Slack answered HTTP 200 without "ok" ({" ".join(body.split())[:40]!r})'
+        if 200 <= status < 300 and not _is_web_page(body, response.headers):
+            doubt = f'Slack answered HTTP {status} without "ok" ({" ".join(body.split())[:40]!r})'
             continue
         code = body if status != 200 and _ERROR_CODE.fullmatch(body) else None
         transient = status == 429 or status >= 500 or code is None
@@ -1265,11 +1266,14 @@ def _may_have_posted(exc: Exception) -> bool:
         code = str(data.get("error") or "") if isinstance(data, dict) else ""
         if status >= 500 or code in IN_DOUBT_ERRORS:
             return True
-        if status == 200 and _is_web_page(code.removeprefix(_NOT_JSON), getattr(response, "headers", None)):
+        if not 200 <= status < 300:
+            return False
+        if _is_web_page(code.removeprefix(_NOT_JSON), getattr(response, "headers", None)):
             # A sign-in or proxy page (also where a redirect led): Slack was not reached.
             return False
-        # Any other 200 whose body is not Slack's JSON (cut short, empty) is no answer either.
-        return status == 200 and not _ERROR_CODE.fullmatch(code)
+        # Any other 2xx without Slack's error code (cut short, empty, a relay's 202 that
+        # queued the request) is no answer either: the message may have been posted.
+        return not _ERROR_CODE.fullmatch(code)
     return not isinstance(exc, URLError | SlackClientError)
 
 

@@ -37,8 +37,9 @@ Fault injection:
 * :meth:`FakeSlack.lose_answer`: the next post (or the post of a given digest part) is
   delivered and stored, and then the answer is lost: ``"503"`` (a gateway error page),
   ``"drop"`` (the connection closes without an answer) or ``"timeout"`` (the answer comes
-  after the client stopped waiting). The fake cannot be told apart from a Slack that
-  took the message: only reading the channel shows it.
+  after the client stopped waiting), or ``"accepted"`` (an HTTP 202 with an empty body,
+  as a relay that queues the message answers). The fake cannot be told apart from a
+  Slack that took the message: only reading the channel shows it.
 * ``webhook_answer`` (and ``webhook_content_type``): what the webhook answers a message
   it took, ``ok`` as Slack does by default; a Slack-compatible server's JSON
   (``{"success": true}``) or anything else.
@@ -72,7 +73,7 @@ ALL_SCOPES = frozenset({"chat:write", "channels:history", "groups:history", "cha
 # The scope each method needs; for history, which one depends on the channel.
 METHOD_SCOPES = {"auth.test": None, "chat.postMessage": "chat:write"}
 LIST_SCOPES = {"public_channel": "channels:read", "private_channel": "groups:read"}
-LossMode = Literal["503", "drop", "timeout", "drip"]
+LossMode = Literal["503", "drop", "timeout", "drip", "accepted"]
 GATEWAY_PAGE = "<html><body><h1>503 Service Unavailable</h1>upstream timed out</body></html>"
 
 
@@ -252,7 +253,8 @@ class FakeSlack:
 
     def lose_answer(self, mode: LossMode = "503", *, part: int | None = None, delay: float = 0.0) -> None:
         """Deliver the next ``chat.postMessage`` (or the one carrying digest ``part``) and
-        lose its answer: ``"503"``, ``"drop"`` or ``"timeout"`` (answer after ``delay`` s)."""
+        lose its answer: ``"503"``, ``"drop"``, ``"timeout"`` (answer after ``delay`` s) or
+        ``"accepted"`` (a 202 with an empty body). A webhook post takes the next loss too."""
         with self._lock:
             self._losses.append(LostAnswer(mode, part, delay))
 
@@ -347,6 +349,8 @@ class FakeSlack:
         elif loss.mode == "drop":
             self._record(call, 0)
             request.close_connection = True
+        elif loss.mode == "accepted":
+            self._reply(request, call, 202, "", content_type="text/plain")
         elif loss.mode == "drip":
             # Each byte of the answer ``delay`` seconds after the last: every read is within
             # a client's timeout, the whole answer long past it.
@@ -659,6 +663,9 @@ class FakeSlack:
         if loss is not None and loss.mode == "drop":
             self._record(call, 0)
             request.close_connection = True
+            return
+        if loss is not None and loss.mode == "accepted":
+            self._reply(request, call, 202, "", content_type="text/plain")
             return
         if loss is not None:
             time.sleep(loss.delay)

@@ -470,6 +470,29 @@ def test_a_webhook_200_in_plain_text_without_ok_is_an_answer_lost_on_the_way(sla
     assert len(slack.messages) == 1
 
 
+def test_a_2xx_other_than_slack_s_confirmation_is_an_answer_lost_on_the_way(slack: FakeSlack) -> None:
+    """A 202 with an empty body (a relay that queued the message), like any 2xx that is
+    neither Slack's confirmation nor a web page, may have posted the part: the Web API
+    looks for it in the channel, a webhook counts it as in doubt. Neither takes it for a
+    part certainly not posted, which the next run would post again unseen, at every run."""
+    slack.lose_answer("accepted", part=0)
+    progress = Progress()
+    result = target_for(slack).post(messages(2), on_sent=progress, digest_key="changes:relay")
+    assert result.recovered == (0,) and progress.sent == 2
+    assert digest_parts(slack, "changes:relay") == [0, 1]
+
+    slack.messages.clear()
+    slack.lose_answer("accepted")
+    with pytest.raises(SlackDeliveryError) as failure:
+        post_webhook_messages(
+            make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress(), max_retries=0
+        )
+    error = failure.value
+    assert error.in_doubt and error.posted_in_doubt and not error.permanent
+    assert "HTTP 202" in str(error) and "nothing was posted" not in str(error)
+    assert len(slack.messages) == 1
+
+
 @pytest.mark.parametrize(
     ("answer", "content_type"),
     [('{"success": true}', "application/json"), ('{"ok": true}', "application/json; charset=utf-8")],
