@@ -185,9 +185,11 @@ LONGEST_DEFERRAL = timedelta(hours=1)
 # The seconds taken for a 429 whose Retry-After is missing or unreadable (not a number of
 # seconds or an HTTP date, or not a finite number).
 DEFAULT_RETRY_AFTER = 1.0
-# Runs that may each post a webhook part again after its answer was lost (a webhook cannot
-# look in the channel): at the next, the digest is quarantined for the operator instead.
-WEBHOOK_UNCONFIRMED_RUNS = 3
+# Runs that may each post a part again after its answer was lost when the channel cannot be
+# looked at (an incoming webhook, a bot token without the history scope): at the next, the
+# digest is quarantined for the operator instead.
+UNCONFIRMED_RUNS = 3
+WEBHOOK_UNCONFIRMED_RUNS = UNCONFIRMED_RUNS
 READ_BACK_PAGES = 25
 # A channel name is looked up among at most this many channels (pages of 1,000).
 CHANNEL_LIST_PAGE_SIZE = 1000
@@ -216,8 +218,10 @@ class SlackDeliveryError(SummitwatchError):
     channel already (its answer was lost and it could not be looked up), so the next
     attempt must look before posting it. ``retry_after``: the seconds to wait before the
     next try (a 429's ``Retry-After``, at most :data:`LONGEST_DEFERRAL`). ``given_up``: a
-    webhook part stayed unconfirmed through :data:`WEBHOOK_UNCONFIRMED_RUNS` runs and is
-    not posted again; the digest is quarantined for the operator to check the channel.
+    part that could not be looked for in the channel (a webhook's, or one posted with a
+    token that cannot read the history) stayed unconfirmed through
+    :data:`UNCONFIRMED_RUNS` runs and is not posted again; the digest is quarantined for
+    the operator to check the channel.
     """
 
     def __init__(
@@ -242,8 +246,9 @@ class SlackDeliveryError(SummitwatchError):
         self.refused_content = refused_content
         self.retry_after = None if retry_after is None else _deferral(retry_after)
         self.given_up = given_up
-        # An incoming webhook's part that this run posted and may be in the channel (its
-        # answer lost): the runs that did so are counted (``digests.unconfirmed_runs``).
+        # A part that this run posted and may be in the channel (its answer lost), where it
+        # cannot be looked for (an incoming webhook, a token without the history scope):
+        # the runs that did so are counted (``digests.unconfirmed_runs``).
         self.posted_in_doubt = False
 
     @property
@@ -701,7 +706,8 @@ class SlackTarget:
         """Deliver ``messages[already_sent:]`` through whichever client this target has.
 
         ``unconfirmed_runs``: how many earlier runs posted part ``already_sent`` without
-        its confirmation (only a webhook, which cannot look in the channel, needs it).
+        its confirmation (needed only where the channel cannot be looked at: a webhook, a
+        token without the history scope).
         """
         try:
             read_back = self.delivery_guarantee()
@@ -723,6 +729,7 @@ class SlackTarget:
                 read_back=read_back.available,
                 read_channel=read_back.channel_id,
                 unconfirmed_since=unconfirmed_since,
+                unconfirmed_runs=unconfirmed_runs,
                 max_retries=self.max_retries,
                 retry_delay=self.retry_delay,
                 read_back_delay=self.read_back_delay,
@@ -849,6 +856,7 @@ def post_messages(
     read_back: bool = False,
     read_channel: str | None = None,
     unconfirmed_since: datetime | None = None,
+    unconfirmed_runs: int = 0,
     max_retries: int = 3,
     retry_delay: float = 0.5,
     read_back_delay: float = 2.0,
@@ -867,7 +875,9 @@ def post_messages(
     posted again with a warning (at-least-once). At most ``max_retries`` more tries,
     ``retry_delay`` seconds apart and doubling.
     ``unconfirmed_since``: a previous attempt began posting part ``already_sent`` at that
-    time and never saw the answer; it is looked for first.
+    time and never saw the answer; it is looked for first. Where it cannot be looked for,
+    a part that ``unconfirmed_runs`` earlier runs posted without its confirmation, as many
+    as :data:`UNCONFIRMED_RUNS`, is not posted again: the error is ``given_up``.
 
     Raises :class:`SlackDeliveryError` (``permanent`` or transient, ``in_doubt``) with
     ``delivered``.
@@ -890,6 +900,7 @@ def post_messages(
         max_retries=max_retries,
         retry_delay=retry_delay,
         read_back_delay=read_back_delay,
+        unconfirmed_runs=unconfirmed_runs,
     )
     return delivery.run(already_sent, unconfirmed_since)
 
@@ -914,7 +925,7 @@ def post_webhook_messages(
     whose answer is lost (or left unconfirmed by a previous attempt) is posted again, and
     each such case is logged with the digest key and part (at-least-once in that window).
     A part left unconfirmed by ``unconfirmed_runs`` earlier runs, as many as
-    :data:`WEBHOOK_UNCONFIRMED_RUNS`, is not posted again: the error is ``given_up``.
+    :data:`UNCONFIRMED_RUNS`, is not posted again: the error is ``given_up``.
     """
     if not 0 <= already_sent <= len(messages):
         raise ValueError(f"already_sent={already_sent} is outside 0..{len(messages)}")
@@ -922,7 +933,7 @@ def post_webhook_messages(
     total = len(messages)
     for index in range(already_sent, total):
         in_doubt = index == already_sent and unconfirmed_since is not None
-        if in_doubt and unconfirmed_runs >= WEBHOOK_UNCONFIRMED_RUNS:
+        if in_doubt and unconfirmed_runs >= UNCONFIRMED_RUNS:
             raise SlackDeliveryError(
                 f"incoming webhook: {unconfirmed_runs} runs posted part {index + 1} of {total} and "
                 f"never got an answer that confirms it ({WEBHOOK_CANNOT_READ}), so it is not posted "
@@ -1099,6 +1110,12 @@ class _WebDelivery:
     max_retries: int
     retry_delay: float
     read_back_delay: float
+    unconfirmed_runs: int = 0
+
+    @property
+    def can_look(self) -> bool:
+        """Whether a part whose answer was lost can be looked for in the channel."""
+        return self.read_back and bool(self.digest_key)
 
     def run(self, already_sent: int, unconfirmed_since: datetime | None) -> DeliveryResult:
         timestamps: list[str] = []
@@ -1123,7 +1140,23 @@ class _WebDelivery:
         """Post part ``index`` or find it in the channel: ``(ts, found)``."""
         first_try = unconfirmed_since
         in_doubt = unconfirmed_since is not None
+        # Whether this run posted the part and lost the answer (it may be in the channel).
+        posted_lost = False
         reason = ""
+        if in_doubt and not self.can_look and self.unconfirmed_runs >= UNCONFIRMED_RUNS:
+            why = "the channel history cannot be read" if self.digest_key else "it carries no digest key"
+            raise SlackDeliveryError(
+                f"chat.postMessage: {self.unconfirmed_runs} runs posted part {index + 1} of "
+                f"{len(self.messages)} and never got Slack's answer confirming it ({why}), so it is not "
+                "posted again: check the channel for it (and for copies of it), and that SLACK_API_URL "
+                "answers as Slack does; the digest is quarantined, its parts from "
+                f"{index + 1} on not sent by summitwatch",
+                permanent=True,
+                delivered=index,
+                thread_ts=self.thread_ts,
+                in_doubt=True,
+                given_up=True,
+            )
         try:
             if unconfirmed_since is not None:
                 found = self._look_for(index, unconfirmed_since, UNCONFIRMED, final=False)
@@ -1140,7 +1173,7 @@ class _WebDelivery:
                 try:
                     return self._post(index), False
                 except _InDoubt as doubt:
-                    in_doubt = True
+                    in_doubt = posted_lost = True
                     final = attempt == self.max_retries
                     found = self._look_for(index, first_try, str(doubt), final=final)
                     if found:
@@ -1156,6 +1189,9 @@ class _WebDelivery:
             )
         except SlackDeliveryError as exc:
             exc.in_doubt = exc.in_doubt or in_doubt
+            # Counted toward giving the part up only where it cannot be looked for: where it
+            # can, a part posted again was not in the channel.
+            exc.posted_in_doubt = posted_lost and not self.can_look
             raise
 
     def _post(self, index: int) -> str:

@@ -494,6 +494,32 @@ def test_a_webhook_part_never_confirmed_is_quarantined_after_a_few_runs(
     assert unreported == 0
 
 
+def test_a_part_never_confirmed_without_the_history_scope_is_quarantined_after_a_few_runs(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """A bot token without channels:history cannot look for a part whose answer was lost,
+    as a webhook cannot: a gateway that loses every answer gets the part posted by three
+    runs, then the digest is quarantined for the operator and the digests after it go
+    out, rather than a copy more (up to four) at every run for ever."""
+    backfill_burst(session, slack_settings)
+    slack.scopes = {"chat:write"}
+    target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=0)
+    destination = destination_name(target)
+    prepare_digests(session, slack_settings, destination, now=NOW)
+    for run in range(1, 4):
+        slack.lose_answer("503")
+        report = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+        assert report.sent == [] and report.failed == [] and len(report.pending) == 2
+        assert len(slack.messages) == run  # the first part once more per run
+    last = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    stuck, after = sorted(report.pending)
+    assert last.failed == [stuck] and last.sent == [after]
+    row = session.get(DigestOutbox, stuck)
+    assert row is not None and row.status == "failed"
+    assert "check the channel" in (row.last_error or "")
+    assert len(slack.messages) == 3 + _parts(session, after)  # no fourth copy
+
+
 def test_a_run_that_posted_nothing_does_not_count_toward_giving_a_webhook_part_up(
     session: Session, db_url: str, slack: FakeSlack, tmp_path: Path
 ) -> None:

@@ -33,7 +33,7 @@ from pipeline.slack import (
     post_webhook_messages,
     slack_target,
 )
-from tests.slack_server import ALL_SCOPES, FakeSlack, Posted
+from tests.slack_server import ALL_SCOPES, GATEWAY_PAGE, FakeSlack, Posted
 
 CHANNEL = "C0DIGEST"
 
@@ -969,6 +969,61 @@ def test_without_the_history_scope_it_says_so_once_and_logs_each_doubtful_part(
     assert digest_parts(slack, "changes:noscope") == [0, 1, 1, 2]
     assert slack.calls("conversations.history") + slack.calls("conversations.replies") == 0
     assert slack.token not in caplog.text
+
+
+def test_without_the_history_scope_a_part_unconfirmed_for_several_runs_is_not_posted_again(
+    slack: FakeSlack,
+) -> None:
+    """A bot token that cannot read the channel is in a webhook's place: a run whose post
+    lost its answer counts, and after a few such runs the part is given up rather than
+    posted (up to four times) at every run for ever."""
+    slack.scopes = {"chat:write"}
+    target = target_for(slack, max_retries=0)
+    slack.lose_answer("503")
+    with pytest.raises(SlackDeliveryError) as lost:
+        target.post(messages(2), on_sent=Progress(), digest_key="changes:noscope")
+    assert lost.value.in_doubt and lost.value.posted_in_doubt
+    earlier = datetime.now(UTC) - timedelta(hours=1)
+    with pytest.raises(SlackDeliveryError, match="check the channel") as failure:
+        target.post(
+            messages(2),
+            on_sent=Progress(),
+            digest_key="changes:noscope",
+            unconfirmed_since=earlier,
+            unconfirmed_runs=3,
+        )
+    error = failure.value
+    assert error.given_up and error.in_doubt and error.permanent and error.delivered == 0
+    assert slack.calls("chat.postMessage") == 1
+    # Fewer runs: posted again (at-least-once), as before.
+    target.post(
+        messages(2),
+        on_sent=Progress(),
+        digest_key="changes:noscope",
+        unconfirmed_since=earlier,
+        unconfirmed_runs=2,
+    )
+    assert digest_parts(slack, "changes:noscope") == [0, 0, 1]
+
+
+def test_with_the_history_scope_a_lost_answer_does_not_count_toward_giving_up(slack: FakeSlack) -> None:
+    """The channel is looked at instead: a run whose part was not found there posted it
+    again because it was not there, and an earlier run's count does not stop it."""
+    target = target_for(slack, max_retries=0)
+    slack.fail_next(1, 503, method="chat.postMessage", page=GATEWAY_PAGE)
+    with pytest.raises(SlackDeliveryError) as lost:
+        target.post(messages(1), on_sent=Progress(), digest_key="changes:scope")
+    assert lost.value.in_doubt and not lost.value.posted_in_doubt
+    earlier = datetime.now(UTC) - timedelta(hours=1)
+    result = target.post(
+        messages(1),
+        on_sent=Progress(),
+        digest_key="changes:scope",
+        unconfirmed_since=earlier,
+        unconfirmed_runs=5,
+    )
+    assert result.sent == 1 and result.recovered == ()
+    assert digest_parts(slack, "changes:scope") == [0]
 
 
 def test_a_webhook_says_at_least_once_and_logs_a_lost_answer(

@@ -364,7 +364,7 @@ class DigestOutbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # How many runs posted part ``parts_sent`` without its confirmation (reset when it is
     # confirmed, or certainly not in the channel): an incoming webhook, which cannot look
-    # in the channel, stops posting it again after a few (slack.WEBHOOK_UNCONFIRMED_RUNS).
+    # in the channel, stops posting it again after a few (slack.UNCONFIRMED_RUNS).
     unconfirmed_runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
