@@ -990,21 +990,22 @@ def _send_webhook_part(
             continue
         status = response.status_code
         # An incoming webhook answers "ok", or its error code, as plain text; servers that
-        # take Slack's webhooks (Rocket.Chat, ...) may answer JSON saying so instead. A web
-        # page with a 2xx came from something else (a sign-in page, where a redirect led):
-        # not posted. Any other 2xx (empty, cut short, a relay's 202) is an answer lost on
-        # the way.
+        # take Slack's webhooks (Rocket.Chat, ...) may answer JSON saying so instead, their
+        # refusals included. A web page with a 2xx came from something else (a sign-in
+        # page, where a redirect led): not posted. Any other 2xx (empty, cut short, a
+        # relay's 202) is an answer lost on the way.
         body = (response.body or "").strip()
         if 200 <= status < 300 and _webhook_accepted(body):
             return
         if status in SERVER_ERROR_STATUSES:
             doubt = f"Slack answered HTTP {status}"
             continue
-        if 200 <= status < 300 and not _is_web_page(body, response.headers):
+        refusal = _webhook_json_refusal(body)
+        if 200 <= status < 300 and refusal is None and not _is_web_page(body, response.headers):
             doubt = f'Slack answered HTTP {status} without "ok" ({" ".join(body.split())[:40]!r})'
             continue
-        code = body if status != 200 and _ERROR_CODE.fullmatch(body) else None
-        transient = status == 429 or status >= 500 or code is None
+        code = refusal or (body if status != 200 and _ERROR_CODE.fullmatch(body) else None)
+        transient = status == 429 or status >= 500 or code is None or code in TRANSIENT_ERRORS
         retry_after = _retry_after_header(response.headers or {}) if status == 429 else None
         if retry_after is not None:
             problem = _rate_limited("the incoming webhook", retry_after, _longest_wait(client), posting=True)
@@ -1326,6 +1327,21 @@ def _webhook_accepted(body: str) -> bool:
     except ValueError:
         return False
     return isinstance(answer, dict) and (answer.get("ok") is True or answer.get("success") is True)
+
+
+def _webhook_json_refusal(body: str) -> str | None:
+    """The error code of a webhook's JSON refusal, ``{"ok": false, "error": "no_service"}``
+    (or ``"success": false``), as Slack-compatible servers answer; ``None`` otherwise."""
+    if not body.startswith("{"):
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or not (answer.get("ok") is False or answer.get("success") is False):
+        return None
+    code = answer.get("error")
+    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
 def _is_web_page(body: str, headers: Mapping[str, Any] | None) -> bool:

@@ -512,6 +512,34 @@ def test_a_slack_compatible_webhook_s_json_answer_is_delivery(
     assert slack.calls("webhook") == 2
 
 
+@pytest.mark.parametrize(
+    ("status", "answer", "code"),
+    [
+        (400, '{"ok": false, "error": "invalid_payload"}', "invalid_payload"),
+        (200, '{"ok": false, "error": "channel_not_found"}', "channel_not_found"),
+        (404, '{"success": false, "error": "no_service"}', "no_service"),
+    ],
+    ids=["400-content", "200-configuration", "404-success-false"],
+)
+def test_a_slack_compatible_webhook_s_json_refusal_is_read_as_its_error_code(
+    slack: FakeSlack, status: int, answer: str, code: str
+) -> None:
+    """A server that says "ok" in JSON says its refusals in JSON too: the error code is
+    Slack's, as if answered in plain text (the message refused, or the settings at fault),
+    not an unknown answer that may have posted the part (a 200) or is no verdict at all."""
+    slack.fail_next(1, status, method="webhook", page=answer)
+    with pytest.raises(SlackDeliveryError) as failure:
+        post_webhook_messages(
+            make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress(), retry_delay=0
+        )
+    error = failure.value
+    assert error.error_code == code and error.permanent and not error.in_doubt
+    assert error.refused_content == (code == "invalid_payload")
+    assert error.bad_configuration == (code != "invalid_payload")
+    assert f"answered HTTP {status}: {code}" in str(error)
+    assert slack.calls("webhook") == 1 and slack.messages == []
+
+
 def test_a_webhook_part_unconfirmed_for_several_runs_is_not_posted_again(slack: FakeSlack) -> None:
     """A webhook cannot look in the channel: after a few runs that each posted the part and
     never got a confirming answer, it is given up, not posted at every run for ever."""
