@@ -236,6 +236,7 @@ class SlackDeliveryError(SummitwatchError):
         refused_content: bool = False,
         retry_after: float | None = None,
         given_up: bool = False,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -246,6 +247,8 @@ class SlackDeliveryError(SummitwatchError):
         self.refused_content = refused_content
         self.retry_after = None if retry_after is None else _deferral(retry_after)
         self.given_up = given_up
+        # The HTTP status of the answer, when there was one.
+        self.http_status = http_status
         # A part that this run posted and may be in the channel (its answer lost), where it
         # cannot be looked for (an incoming webhook, a token without the history scope):
         # the runs that did so are counted (``digests.unconfirmed_runs``).
@@ -255,6 +258,14 @@ class SlackDeliveryError(SummitwatchError):
     def bad_configuration(self) -> bool:
         """True when the Slack settings (token, channel, webhook) are at fault, not the digest."""
         return self.error_code in CONFIGURATION_ERRORS
+
+    @property
+    def not_served(self) -> bool:
+        """True when the method is not served where it was asked: an answer of the server's
+        own (no Slack error code) that is a client error other than a 429, or a 501 Not
+        Implemented (a Slack-like server without the method), not a failure for now."""
+        status = self.http_status or 0
+        return self.error_code is None and ((400 <= status < 500 and status != 429) or status == 501)
 
 
 @dataclass(frozen=True)
@@ -285,6 +296,8 @@ class ReadBack:
     missing: tuple[str, ...] = ()
     reason: str = ""
     channel_id: str | None = None
+    # What would make it exactly once, when neither a scope nor the channel's ID would.
+    fix: str = ""
 
 
 OnSent = Callable[[int, str], None]
@@ -516,13 +529,14 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
     try:
         channel_id = find_channel_id(client, channel, scopes=granted)
     except SlackDeliveryError as exc:
-        if not exc.permanent:
+        if not (exc.permanent or exc.not_served):
             raise
         return ReadBack(
             False,
             tuple(LIST_SCOPES.values()) if exc.error_code == "missing_scope" else (),
             f"SLACK_CHANNEL names {channel}, the history is read by channel ID, and the bot token "
-            f"cannot look the ID up ({exc})",
+            f"cannot look the ID up ({_not_served('conversations.list', exc) if exc.not_served else exc})",
+            fix=_SERVE_HISTORY if exc.not_served else "",
         )
     if channel_id is None:
         return ReadBack(False, (), f"no channel the bot token can list is named {channel}")
@@ -539,6 +553,10 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
         error = _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None)
         if error.permanent:
             return ReadBack(False, (), f"conversations.history on {channel} is refused ({code or error})")
+        if error.not_served:
+            # (auth.test was answered at the same SLACK_API_URL: a Slack-like server without
+            # the method. The history cannot be read, which is no reason to post nothing.)
+            return ReadBack(False, (), _not_served("conversations.history", error), fix=_SERVE_HISTORY)
         raise error from None
     except Exception as exc:
         raise _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None) from None
@@ -622,7 +640,9 @@ class SlackTarget:
                     self.channel,
                 )
             else:
-                if read_back.missing == tuple(LIST_SCOPES.values()):
+                if read_back.fix:
+                    fix = read_back.fix
+                elif read_back.missing == tuple(LIST_SCOPES.values()):
                     fix = (
                         "grant the bot token channels:read (public channel) or groups:read (private), "
                         "or set SLACK_CHANNEL to the channel's ID"
@@ -1420,6 +1440,7 @@ def _delivery_error(
             thread_ts=thread_ts,
             refused_content=what in POSTING and code in CONTENT_ERRORS,
             retry_after=retry_after,
+            http_status=status or None,
         )
     if isinstance(exc, URLError | OSError | HTTPException | SlackClientError):
         reason = getattr(exc, "reason", None) or exc
@@ -1435,6 +1456,17 @@ def _delivery_error(
         delivered=delivered,
         thread_ts=thread_ts,
     )
+
+
+_SERVE_HISTORY = (
+    "set SLACK_API_URL to a server that answers conversations.history and conversations.replies "
+    "(and conversations.list for a channel set by name) as Slack does"
+)
+
+
+def _not_served(method: str, error: SlackDeliveryError) -> str:
+    """Why the channel cannot be read when the server does not serve ``method``."""
+    return f"{method} is not served at SLACK_API_URL (HTTP {error.http_status}, not Slack's answer)"
 
 
 def _rate_limited(what: str, wait: float, longest: float | None, *, posting: bool) -> str:

@@ -977,6 +977,43 @@ def test_without_channels_read_a_name_is_at_least_once_and_says_how_to_fix_it(
     assert slack.calls("conversations.history") == 0
 
 
+@pytest.mark.parametrize(
+    ("method", "status", "channel"),
+    [
+        ("conversations.history", 404, CHANNEL),
+        ("conversations.history", 501, CHANNEL),
+        ("conversations.list", 404, "#summitwatch"),
+    ],
+)
+def test_a_server_that_does_not_serve_a_reading_method_is_at_least_once_not_a_stop(
+    slack: FakeSlack, method: str, status: int, channel: str
+) -> None:
+    """A Slack-like server that answers the channel's history or list with a page of its
+    own (a 404, a 501 Not Implemented) where auth.test worked: the channel cannot be read,
+    so delivery is at-least-once, said once, and the digests go out, rather than every
+    digest waiting at every run for a method that will never answer."""
+    slack.scopes = set(ALL_SCOPES) - {"groups:history"}  # (one history scope: one look tells)
+    slack.fail_next(1, status, method=method, page=f"{status} page not found")
+    target = target_for(slack, channel=channel)
+    result = target.post(messages(2), on_sent=Progress(), digest_key="changes:nohistory")
+    assert result.sent == 2 and digest_parts(slack, "changes:nohistory") == [0, 1]
+    guarantee = target.delivery_guarantee()
+    assert not guarantee.available
+    assert f"{method} is not served at SLACK_API_URL (HTTP {status}" in guarantee.reason
+    assert "nothing was posted" not in guarantee.reason
+    assert "SLACK_API_URL to a server that answers conversations.history" in guarantee.fix
+
+
+def test_a_reading_method_that_fails_for_now_still_stops_the_run(slack: FakeSlack) -> None:
+    """Slack down (503s outlasting the retries) is no verdict on the channel: the run stops
+    and the digests wait, as before."""
+    slack.scopes = set(ALL_SCOPES) - {"groups:history"}
+    slack.fail_next(10, 503, method="conversations.history")
+    with pytest.raises(SlackDeliveryError):
+        target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:down")
+    assert slack.messages == []
+
+
 def test_without_the_history_scope_it_says_so_once_and_logs_each_doubtful_part(
     slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
