@@ -1132,6 +1132,8 @@ class _WebDelivery:
     retry_delay: float
     read_back_delay: float
     unconfirmed_runs: int = 0
+    # Why the channel cannot be looked at after all, when a look found the history not served.
+    cannot_look: str = ""
 
     @property
     def can_look(self) -> bool:
@@ -1164,20 +1166,8 @@ class _WebDelivery:
         # Whether this run posted the part and lost the answer (it may be in the channel).
         posted_lost = False
         reason = ""
-        if in_doubt and not self.can_look and self.unconfirmed_runs >= UNCONFIRMED_RUNS:
-            why = "the channel history cannot be read" if self.digest_key else "it carries no digest key"
-            raise SlackDeliveryError(
-                f"chat.postMessage: {self.unconfirmed_runs} runs posted part {index + 1} of "
-                f"{len(self.messages)} and never got Slack's answer confirming it ({why}), so it is not "
-                "posted again: check the channel for it (and for copies of it), and that SLACK_API_URL "
-                "answers as Slack does; the digest is quarantined, its parts from "
-                f"{index + 1} on not sent by summitwatch",
-                permanent=True,
-                delivered=index,
-                thread_ts=self.thread_ts,
-                in_doubt=True,
-                given_up=True,
-            )
+        if in_doubt and not self.can_look:
+            self._give_up_if_counted(index)
         try:
             if unconfirmed_since is not None:
                 found = self._look_for(index, unconfirmed_since, UNCONFIRMED, final=False)
@@ -1247,26 +1237,63 @@ class _WebDelivery:
         )
         return ts
 
+    def _give_up_if_counted(self, index: int) -> None:
+        """Raise ``given_up`` when :data:`UNCONFIRMED_RUNS` earlier runs posted part
+        ``index`` without its confirmation and it cannot be looked for in the channel."""
+        if self.unconfirmed_runs < UNCONFIRMED_RUNS:
+            return
+        why = self.cannot_look or (
+            "the channel history cannot be read" if self.digest_key else "it carries no digest key"
+        )
+        raise SlackDeliveryError(
+            f"chat.postMessage: {self.unconfirmed_runs} runs posted part {index + 1} of "
+            f"{len(self.messages)} and never got Slack's answer confirming it ({why}), so it is not "
+            "posted again: check the channel for it (and for copies of it), and that SLACK_API_URL "
+            "answers as Slack does; the digest is quarantined, its parts from "
+            f"{index + 1} on not sent by summitwatch",
+            permanent=True,
+            delivered=index,
+            thread_ts=self.thread_ts,
+            in_doubt=True,
+            given_up=True,
+        )
+
     def _look_for(self, index: int, since: datetime, doubt: str, *, final: bool) -> str | None:
         """The part's ts if it is in the channel; ``None`` otherwise (it is posted again,
         unless this was the ``final`` try: then the next attempt decides)."""
         label = self.digest_key or "(no key)"
         total = len(self.messages)
         if not (self.read_back and self.digest_key):
-            why = "the channel history cannot be read" if self.digest_key else "it carries no digest key"
+            why = self.cannot_look or (
+                "the channel history cannot be read" if self.digest_key else "it carries no digest key"
+            )
             _log_reposting(label, index, total, doubt, why, final=final)
             return None
         # Give Slack a moment: a gateway may answer before Slack has stored the message.
         time.sleep(self.read_back_delay)
-        found = find_posted_part(
-            self.client,
-            self.read_channel,
-            self.digest_key,
-            index,
-            oldest=since - READ_BACK_MARGIN,
-            thread_ts=self.thread_ts if index > 0 else None,
-            destination=self.destination,
-        )
+        method = "conversations.replies" if index > 0 else "conversations.history"
+        try:
+            found = find_posted_part(
+                self.client,
+                self.read_channel,
+                self.digest_key,
+                index,
+                oldest=since - READ_BACK_MARGIN,
+                thread_ts=self.thread_ts if index > 0 else None,
+                destination=self.destination,
+            )
+        except SlackDeliveryError as exc:
+            if not exc.not_served:
+                raise
+            # The scopes allow it, but the server at SLACK_API_URL does not serve the history
+            # (a Slack-like server without it): at-least-once from here, as without the scope,
+            # rather than the digest waiting for ever for a look that never answers.
+            self.read_back = False
+            self.cannot_look = f"the channel history cannot be read: {_not_served(method, exc)}"
+            if doubt == UNCONFIRMED:
+                self._give_up_if_counted(index)
+            _log_reposting(label, index, total, doubt, self.cannot_look, final=final)
+            return None
         if found:
             logger.info(
                 "digest %s part %d of %d: %s, but it is in %s (ts %s): not posted again",

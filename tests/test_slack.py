@@ -1004,6 +1004,42 @@ def test_a_server_that_does_not_serve_a_reading_method_is_at_least_once_not_a_st
     assert "SLACK_API_URL to a server that answers conversations.history" in guarantee.fix
 
 
+def test_a_history_not_served_when_a_part_is_looked_for_is_at_least_once_not_a_stop(
+    slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The token's scopes say the channel can be read, but the server does not serve the
+    history (its own 404 page): a part whose answer was lost is posted again, logged as
+    possibly twice, rather than the digest (and every one after it) waiting for ever for a
+    look that never answers. A part found there is still not posted again."""
+    caplog.set_level(logging.INFO, logger="pipeline.slack")
+    slack.lose_answer("503", part=0)
+    slack.fail_next(1, 404, method="conversations.history", page="404 page not found")
+    result = target_for(slack).post(messages(2), on_sent=Progress(), digest_key="changes:nolook")
+    assert result.sent == 2
+    assert digest_parts(slack, "changes:nolook") == [0, 0, 1]
+    assert "conversations.history is not served at SLACK_API_URL (HTTP 404" in caplog.text
+    assert "may appear twice" in caplog.text
+    # An earlier run's part, unconfirmed, where the history is not served: the same.
+    slack.messages.clear()
+    slack.fail_next(1, 404, method="conversations.history", page="404 page not found")
+    earlier = datetime.now(UTC) - timedelta(minutes=1)
+    again = target_for(slack).post(
+        messages(1), on_sent=Progress(), digest_key="changes:nolook2", unconfirmed_since=earlier
+    )
+    assert again.sent == 1 and digest_parts(slack, "changes:nolook2") == [0]
+    # ... and after three runs that posted it unconfirmed, it is given up, as for a webhook.
+    slack.fail_next(1, 404, method="conversations.history", page="404 page not found")
+    with pytest.raises(SlackDeliveryError, match="check the channel") as failure:
+        target_for(slack).post(
+            messages(1),
+            on_sent=Progress(),
+            digest_key="changes:nolook3",
+            unconfirmed_since=earlier,
+            unconfirmed_runs=3,
+        )
+    assert failure.value.given_up and digest_parts(slack, "changes:nolook3") == []
+
+
 def test_a_reading_method_that_fails_for_now_still_stops_the_run(slack: FakeSlack) -> None:
     """Slack down (503s outlasting the retries) is no verdict on the channel: the run stops
     and the digests wait, as before."""
