@@ -189,7 +189,6 @@ DEFAULT_RETRY_AFTER = 1.0
 # looked at (an incoming webhook, a bot token without the history scope): at the next, the
 # digest is quarantined for the operator instead.
 UNCONFIRMED_RUNS = 3
-WEBHOOK_UNCONFIRMED_RUNS = UNCONFIRMED_RUNS
 READ_BACK_PAGES = 25
 # A channel name is looked up among at most this many channels (pages of 1,000).
 CHANNEL_LIST_PAGE_SIZE = 1000
