@@ -55,6 +55,8 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522
 # Not permanent: the caller retries a few times before it believes them (a page, up to
 # ``poll.page_retry_limit``). 410 Gone is said on purpose, and is believed at once.
 PASSING_REFUSALS = frozenset({403, 404})
+# "bytes FIRST-LAST/COMPLETE" (RFC 9110, 14.4): a 206 answer's Content-Range.
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+)\s*", re.IGNORECASE)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Resolves a host name (never an address literal) for a port to address strings.
@@ -163,7 +165,8 @@ class HttpClient:
 
         Raises :class:`FetchError` (``permanent`` for a bad URL, a refused address, a
         4xx status but 403 and 404 (:data:`PASSING_REFUSALS`) or an oversize body;
-        transient for timeouts, refused connections, 5xx/429, 403 and 404).
+        transient for timeouts, refused connections, 5xx/429, 403 and 404, and a 206 that
+        holds only part of the document).
         """
         headers: dict[str, str] = {}
         # A validator a server sent with bytes outside ASCII cannot go back in a header: the
@@ -216,6 +219,17 @@ class HttpClient:
                     body = self._read_capped(response, current, deadline)
                     if not _stream_complete(response):
                         raise FetchError(f"{_redact(current)} ended before its compressed body did")
+                    partial = response.status_code == 206
+                    if partial and not _whole_range(response.headers.get("content-range")):
+                        # Partial Content to a request that asked for no range (a cache or CDN
+                        # astray): a piece of the page, which would be stored cut short and,
+                        # its URL then known, never fetched again. Retried like a server error.
+                        raise FetchError(
+                            f"HTTP 206 from {_redact(current)}: only part of the document, "
+                            "though the whole was asked for",
+                            answered=True,
+                            status=206,
+                        )
                     kept = {
                         name: response.headers[name]
                         for name in ("content-type", "etag", "last-modified", "retry-after")
@@ -609,6 +623,16 @@ def _stream_complete(response: httpx.Response) -> bool:
         if decompressor is not None and getattr(decompressor, "eof", True) is False:
             return False
     return True
+
+
+def _whole_range(content_range: str | None) -> bool:
+    """Whether a 206 answer's Content-Range says its body is the whole document (a server
+    that answers every request with a range, the whole of it: "bytes 0-999/1000")."""
+    match = _CONTENT_RANGE.fullmatch(content_range or "")
+    if match is None:
+        return False
+    first, last, complete = (int(group) for group in match.groups())
+    return first == 0 and last + 1 == complete
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:

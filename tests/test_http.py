@@ -697,6 +697,24 @@ def test_a_gzip_body_cut_short_is_a_transient_failure() -> None:
     assert not caught.value.permanent
 
 
+def test_a_part_of_the_document_sent_for_the_whole_is_a_transient_failure() -> None:
+    """A 206 to a request without a Range (a cache astray) is a piece of the page: stored, it
+    would be an article cut short for good. A 206 whose range is the whole body is an answer."""
+    whole = ("Power of Siberia 2 talks resumed in Beijing. " * 40).encode()
+    part = whole[: len(whole) // 3]
+    routes = {
+        "/part": lambda h: Reply(206, part, {"Content-Range": f"bytes 0-{len(part) - 1}/{len(whole)}"}),
+        "/no-range": lambda h: Reply(206, part),
+        "/all": lambda h: Reply(206, whole, {"Content-Range": f"bytes 0-{len(whole) - 1}/{len(whole)}"}),
+    }
+    with LocalServer(routes) as server, client() as http:
+        for path in ("/part", "/no-range"):
+            with pytest.raises(FetchError, match=r"HTTP 206 .* only part of the document") as caught:
+                http.get(server.url(path))
+            assert not caught.value.permanent and caught.value.status == 206
+        assert http.get(server.url("/all")).body == whole
+
+
 def test_an_international_name_idna_refuses_is_a_permanent_fetch_error() -> None:
     with client() as http, pytest.raises(FetchError, match="invalid host name") as caught:
         http.get("http://xn--zz/story")
