@@ -59,15 +59,17 @@ _SAFE_RAW = "/:@!$&'()*+,;=-._~%"
 # Raised whenever canonical_url gives another form for some URL: `summitwatch init` then
 # stores every article's canonical URL again (a stored form the look-ups no longer make
 # would let the same page be stored again). 2: parameters such as from/source/ref/share
-# kept, %20 and %2F kept as written, legacy-charset bytes and #! routes kept.
-CANONICAL_URL_SCHEME = "2"
+# kept, %20 and %2F kept as written, legacy-charset bytes and #! routes kept. 3: "." and ".."
+# path segments removed (RFC 3986, 5.2.4), as every client does before it asks.
+CANONICAL_URL_SCHEME = "3"
 
 
 def canonical_url(url: str) -> str:
     """Return the form of ``url`` under which two sightings of one page compare equal.
 
     Lower-cases scheme and host, treats http and https alike, drops default ports,
-    removes fragments (except ``#!`` routes), tracking parameters and a trailing slash,
+    resolves "." and ".." path segments, removes fragments (except ``#!`` routes),
+    tracking parameters and a trailing slash,
     sorts the remaining query, and normalises percent-encoding as RFC 3986 section 6.2.2
     says: hex digits upper-cased and only unreserved characters decoded, so that ``%2F``
     stays distinct from ``/`` and bytes in legacy encodings (windows-1251, GBK) survive.
@@ -87,7 +89,7 @@ def canonical_url(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     if port and DEFAULT_PORTS.get(parts.scheme.lower()) != port:
         netloc = f"{netloc}:{port}"
-    path = _normalise_escapes(quote(parts.path or "/", safe=_SAFE_RAW))
+    path = _remove_dot_segments(_normalise_escapes(quote(parts.path or "/", safe=_SAFE_RAW)))
     path = re.sub(r"/{2,}", "/", path)
     if len(path) > 1:
         path = path.rstrip("/")
@@ -113,6 +115,27 @@ def _normalise_escapes(component: str) -> str:
         return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
 
     return _PERCENT.sub(repair, component)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """``path`` without its "." and ".." segments (RFC 3986, 5.2.4), as a browser or httpx
+    sends it: "/news/./a" and "/news/x/../a" are the page "/news/a" (a feed's link written
+    relative to a folder), asked for and answered under that one address."""
+    if not path.startswith("/"):
+        return path
+    segments = path.split("/")[1:]
+    if "." not in segments and ".." not in segments:
+        return path
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")  # ("/a/b/.." is the folder "/a/")
+    return "/" + "/".join(kept)
 
 
 def _is_tracking(key: str) -> bool:

@@ -19,6 +19,12 @@ from pipeline.dedup import canonical_url, content_hash, normalise_text
         ("http://example.com/a/index.html", "http://example.com/a"),
         ("http://пример.рф/статья", "http://xn--e1afmkfd.xn--p1ai/%D1%81%D1%82%D0%B0%D1%82%D1%8C%D1%8F"),
         ("http://example.com/%7Euser", "http://example.com/~user"),
+        ("http://example.com/news/./1", "http://example.com/news/1"),
+        ("http://example.com/news/x/../1", "http://example.com/news/1"),
+        ("http://example.com/news/%2E/1", "http://example.com/news/1"),
+        ("http://example.com/../../news/1", "http://example.com/news/1"),
+        ("http://example.com/news/1/.", "http://example.com/news/1"),
+        ("http://example.com/news/2/..", "http://example.com/news"),
     ],
 )
 def test_same_page_same_canonical_url(a: str, b: str) -> None:
@@ -57,6 +63,9 @@ def test_normalise_text_handles_cjk_and_compatibility_forms() -> None:
         ("http://ru.example/a%2Fb", "http://ru.example/a/b"),
         ("http://cn.example/list?source=123", "http://cn.example/list?source=456"),
         ("http://app.example/#!/story/1", "http://app.example/#!/story/2"),
+        ("http://example.com/news/1/../2", "http://example.com/news/1"),
+        ("http://example.com/news/..1", "http://example.com/news/1"),
+        ("http://example.com/a%2F..%2Fb", "http://example.com/b"),
     ],
 )
 def test_distinct_urls_are_not_merged(a: str, b: str) -> None:
