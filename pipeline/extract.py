@@ -384,7 +384,7 @@ def _extract_page(
         data = data[:max_bytes]
 
     mime, http_charset = parse_content_type(content_type)
-    refusal = _refuse_non_html(data, mime) or crowded_tag(data)
+    refusal = _refuse_non_html(data, mime, http_charset) or crowded_tag(data)
     if refusal is not None:
         return ExtractedPage(text="", error=refusal)
 
@@ -422,7 +422,7 @@ def _extract_page(
 # --------------------------------------------------------------------------- sniffing
 
 
-def _refuse_non_html(data: bytes, mime: str) -> str | None:
+def _refuse_non_html(data: bytes, mime: str, http_charset: str | None = None) -> str | None:
     """Say why ``data`` is not an HTML page, or return None if it may be one."""
     head = data[:4096]
     for magic, what in _MAGIC:
@@ -436,27 +436,59 @@ def _refuse_non_html(data: bytes, mime: str) -> str | None:
         return f"not HTML: content type {mime}"
     if _NON_HTML_MIME_RE.match(mime):
         return f"not HTML: content type {mime}"
-    if not any(head.startswith(bom) for bom, _ in _BOMS) and not _looks_like_utf16(head):
+    if not any(head.startswith(bom) for bom, _ in _BOMS) and _wide_codec(head, http_charset) is None:
         stripped = head.lstrip()
         controls = sum(stripped.count(bytes([c])) for c in _CONTROL_BYTES)
         if controls > max(2, len(stripped) // 100):
             return "not HTML: binary data"
-    if not _looks_like_html(data):
+    if not _looks_like_html(data, http_charset):
         # Whatever the type says (text/plain, XML feeds, octet-stream, an error message
         # sent as text/html), a body without a single HTML tag is no article page.
         return f"not HTML: no HTML markup (content type {mime or 'unknown'})"
     return None
 
 
-def _looks_like_html(data: bytes) -> bool:
+def _looks_like_html(data: bytes, http_charset: str | None = None) -> bool:
     head = data[:8192]
     wide = next((codec for bom, codec in _BOMS if head.startswith(bom)), None)
-    if wide is None and _looks_like_utf16(head):
-        wide = "utf-16-le" if head[1:2] == b"\x00" else "utf-16-be"
+    if wide is None:
+        wide = _wide_codec(head, http_charset)
+    return _markup_in(head, wide)
+
+
+def _markup_in(head: bytes, wide: str | None) -> bool:
     if wide is not None:
         # UTF-16/32 markup: bring the ASCII tags back to single bytes for the pattern.
         head = head.decode(wide, "ignore").encode("ascii", "ignore")
     return _LOOKS_LIKE_HTML_RE.search(head) is not None
+
+
+# The byte orders an HTTP header's UTF-16 or UTF-32 label names ("utf-16" alone: either).
+_WIDE_LABELS: Final[dict[str, tuple[str, ...]]] = {
+    "utf-16": ("utf-16-le", "utf-16-be"),
+    "utf-16le": ("utf-16-le",),
+    "utf-16be": ("utf-16-be",),
+    "utf-32": ("utf-32-le", "utf-32-be"),
+    "utf-32le": ("utf-32-le",),
+    "utf-32be": ("utf-32-be",),
+}
+
+
+def _wide_codec(head: bytes, http_charset: str | None) -> str | None:
+    """The UTF-16 or UTF-32 codec a body without a byte order mark is in, or None.
+
+    Its start shows it when it is mostly ASCII markup (every other byte NUL). A page whose
+    text begins early (Chinese, Russian) does not show it so; then the HTTP header's label
+    is believed, as browsers believe it (unlike a ``<meta>``'s, which could not have been
+    read in an ASCII-compatible charset), when the body holds NUL bytes, which no page in an
+    ASCII-compatible charset does, and its markup reads in that codec.
+    """
+    if _looks_like_utf16(head):
+        return "utf-16-le" if head[1:2] == b"\x00" else "utf-16-be"
+    label = (http_charset or "").strip().strip("\"'").lower().replace("_", "-")
+    if label not in _WIDE_LABELS or b"\x00" not in head:
+        return None
+    return next((codec for codec in _WIDE_LABELS[label] if _markup_in(head, codec)), None)
 
 
 def _looks_like_utf16(head: bytes) -> bool:
@@ -482,9 +514,9 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data[len(bom) :].decode(encoding, "replace"), encoding
-    if _looks_like_utf16(data[:512]):
-        encoding = "utf-16-le" if data[1:2] == b"\x00" else "utf-16-be"
-        return data.decode(encoding, "replace"), encoding
+    wide = _wide_codec(data[:8192], http_charset)
+    if wide is not None:
+        return data.decode(wide, "replace"), wide
 
     is_ascii = data.isascii()
     utf8_ok = _decodes_strictly(data, "utf-8")

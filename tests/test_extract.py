@@ -730,6 +730,22 @@ def test_utf16_without_bom(encoding: str) -> None:
     assert CHINESE_PARAGRAPHS[0] in page.text
 
 
+@pytest.mark.parametrize(
+    ("encoding", "label"),
+    [("utf-16-le", "UTF-16LE"), ("utf-16-be", "utf-16be"), ("utf-16-le", "utf-16"), ("utf-16-be", "utf-16")],
+)
+def test_utf16_without_bom_named_by_the_http_header(encoding: str, label: str) -> None:
+    """A page whose text begins at once (little ASCII markup for its start to show UTF-16)
+    is read in the UTF-16 its HTTP header names, as a browser reads it: it was refused as
+    binary data. A header naming UTF-16 over a page in UTF-8 changes nothing."""
+    body = "".join(f"<p>{p}</p>" for p in CHINESE_PARAGRAPHS)
+    html = f"<html><body><article><h1>峰会筹备工作</h1>{body}</article></body></html>"
+    page = extract_page(html.encode(encoding), content_type=f"text/html; charset={label}")
+    assert page.error is None and CHINESE_PARAGRAPHS[0] in page.text
+    page = extract_page(html.encode("utf-8"), content_type=f"text/html; charset={label}")
+    assert page.error is None and CHINESE_PARAGRAPHS[0] in page.text
+
+
 def test_xml_declaration_charset_is_used() -> None:
     html = '<?xml version="1.0" encoding="windows-1251"?>\n' + page_with(
         RUSSIAN_PARAGRAPHS, title="Подготовка саммита"
