@@ -11,6 +11,8 @@ import re
 import unicodedata
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+import idna
+
 # Query parameters that identify a campaign, a click or a session, never the article.
 # Generic names (source, from, ref, id...) are left alone: sites use them for content.
 TRACKING_PARAMS = frozenset(
@@ -60,8 +62,9 @@ _SAFE_RAW = "/:@!$&'()*+,;=-._~%"
 # stores every article's canonical URL again (a stored form the look-ups no longer make
 # would let the same page be stored again). 2: parameters such as from/source/ref/share
 # kept, %20 and %2F kept as written, legacy-charset bytes and #! routes kept. 3: "." and ".."
-# path segments removed (RFC 3986, 5.2.4), as every client does before it asks.
-CANONICAL_URL_SCHEME = "3"
+# path segments removed (RFC 3986, 5.2.4), as every client does before it asks. 4: an
+# international host name in IDNA 2008 (UTS 46), as the HTTP client writes it.
+CANONICAL_URL_SCHEME = "4"
 
 
 def canonical_url(url: str) -> str:
@@ -83,8 +86,17 @@ def canonical_url(url: str) -> str:
         # http and https copies of one page are the same article.
         scheme = "http"
     host = (parts.hostname or "").lower().rstrip(".")
-    with contextlib.suppress(UnicodeError):
-        host = host.encode("idna").decode("ascii") if host else host
+    if not host.isascii():
+        # IDNA 2008 with UTS 46 mapping, as the HTTP client asks for it (and as feed URLs are
+        # spelt): Python's own "idna" codec (IDNA 2003) maps "ß" to "ss" and "ς" to "σ", so
+        # a page at "straße.de" was taken for one at "strasse.de", another registrant's
+        # domain, and never fetched. A name IDNA 2008 refuses cannot be fetched; its
+        # IDNA 2003 form still compares equal spellings.
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except (UnicodeError, idna.IDNAError):
+            with contextlib.suppress(UnicodeError):
+                host = host.encode("idna").decode("ascii")
     port = parts.port
     netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     if port and DEFAULT_PORTS.get(parts.scheme.lower()) != port:

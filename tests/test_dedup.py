@@ -25,6 +25,7 @@ from pipeline.dedup import canonical_url, content_hash, normalise_text
         ("http://example.com/../../news/1", "http://example.com/news/1"),
         ("http://example.com/news/1/.", "http://example.com/news/1"),
         ("http://example.com/news/2/..", "http://example.com/news"),
+        ("http://Straße.de/a", "http://xn--strae-oqa.de/a"),
     ],
 )
 def test_same_page_same_canonical_url(a: str, b: str) -> None:
@@ -66,6 +67,9 @@ def test_normalise_text_handles_cjk_and_compatibility_forms() -> None:
         ("http://example.com/news/1/../2", "http://example.com/news/1"),
         ("http://example.com/news/..1", "http://example.com/news/1"),
         ("http://example.com/a%2F..%2Fb", "http://example.com/b"),
+        # Other registrants' domains in IDNA 2008 (Python's IDNA 2003 codec merged them).
+        ("http://straße.de/a", "http://strasse.de/a"),
+        ("http://ευρώπης.eu/a", "http://ευρώπησ.eu/a"),
     ],
 )
 def test_distinct_urls_are_not_merged(a: str, b: str) -> None:
