@@ -17,6 +17,8 @@ The work happens in four steps:
    include left in the site's old charset) or become U+FFFD, where a legacy codec guessed
    for the whole page would garble every other character. (A page declaring UTF-8 with
    not one valid multi-byte character is legacy text: a single-byte codec is detected.)
+   UTF-8 encoded twice over (read as windows-1252 or Latin-1 and written out as UTF-8
+   again) is read back once when the whole document allows it (:func:`_undouble_utf8`).
    Then the declared charsets (HTTP header, ``<meta>``, XML declaration) are tried in that
    order (but a Latin-1/windows-1252 header, often the server's default, comes after the
    page's own declarations, unless ``<html lang>`` names a language written in
@@ -45,7 +47,9 @@ The work happens in four steps:
    reserved" formula; a sentence about copyright is text). A page that says its content
    is not free (schema.org ``isAccessibleForFree: false``, ``article:content_tier``
    "locked") and whose whole text is a short prompt speaking of a subscription is an
-   error, "paywalled: only a subscription prompt" (:func:`_only_a_subscription_prompt`).
+   error, "paywalled: only a subscription prompt" (:func:`_only_a_subscription_prompt`),
+   and so is a page whose whole text is a cookie consent prompt, "consent wall: only a
+   cookie consent prompt" (:func:`_only_a_consent_prompt`).
 
 Oversize bodies are **truncated** to ``max_bytes`` and extracted anyway (HTML parsers
 recover from a cut-off document, and the article text is almost always in the first
@@ -523,7 +527,7 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
     is_ascii = data.isascii()
     utf8_ok = _decodes_strictly(data, "utf-8")
     if utf8_ok and not is_ascii:
-        return data.decode("utf-8", "replace"), "utf-8"
+        return _undouble_utf8(data.decode("utf-8", "replace")), "utf-8"
     declared = list(_declared_charsets(data, http_charset))
     # Latin-1/windows-1252 in the HTTP header is often the server's default (Apache's
     # AddDefaultCharset), sent whatever the page is in, and a single-byte codec that
@@ -579,6 +583,43 @@ def _decode_html(data: bytes, http_charset: str | None = None) -> tuple[str, str
         guess = _cyrillic_twin(data, guess)
         return data.decode(guess, "replace"), guess
     return data.decode("utf-8", "replace"), "utf-8"
+
+
+# windows-1252's letters in 0x80-0x9F, back to their bytes (the other bytes of the range,
+# which windows-1252 leaves undefined, come through as the C1 controls Latin-1 makes them).
+_CP1252_HIGH: Final = {
+    ord(char): byte for byte in range(0x80, 0xA0) if (char := bytes([byte]).decode("cp1252", "ignore"))
+}
+# Past this many rounds the text is what it is.
+_MAX_UNDOUBLINGS: Final = 3
+
+
+def _undouble_utf8(text: str) -> str:
+    """``text`` with UTF-8 that was encoded twice read back once: a page in UTF-8 whose
+    bytes a database or template read as windows-1252 (or Latin-1) and wrote out as UTF-8
+    again ("ÐšÐ¸Ñ‚Ð°Ð¹" for "Китай", "Ã©" for "é"). Taken only when the whole
+    document goes back to bytes in that charset and those bytes are valid UTF-8, which
+    text that was written in Latin letters practically never is (an "é" alone is a lone
+    lead byte); a page in any other script fails at its first letter."""
+    for _ in range(_MAX_UNDOUBLINGS):
+        try:
+            raw = text.encode("cp1252")
+        except UnicodeEncodeError as exc:
+            if ord(exc.object[exc.start]) > 0xFF:
+                return text  # (a letter of another script: no page read as windows-1252)
+            try:  # (a C1 control: a byte windows-1252 leaves undefined, read as Latin-1)
+                raw = text.translate(_CP1252_HIGH).encode("latin-1")
+            except UnicodeEncodeError:
+                return text
+        try:
+            undone = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return text
+        if undone == text:
+            return text
+        logger.debug("UTF-8 encoded twice: read back once")
+        text = undone
+    return text
 
 
 def decode_document(data: bytes, http_charset: str | None = None) -> tuple[str, str]:

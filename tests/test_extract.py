@@ -746,6 +746,41 @@ def test_utf16_without_bom_named_by_the_http_header(encoding: str, label: str) -
     assert page.error is None and CHINESE_PARAGRAPHS[0] in page.text
 
 
+def _encoded_twice(text: str, codec: str) -> str:
+    """``text``'s UTF-8 bytes read as ``codec`` (windows-1252's undefined bytes as the C1
+    controls Latin-1 reads them, as MySQL's "latin1" does), to be encoded again."""
+    return "".join(bytes([byte]).decode(codec, "ignore") or chr(byte) for byte in text.encode("utf-8"))
+
+
+@pytest.mark.parametrize("codec", ["latin-1", "cp1252"])
+@pytest.mark.parametrize(
+    ("paragraphs", "title"),
+    [
+        (RUSSIAN_PARAGRAPHS, "Подготовка саммита"),
+        (CHINESE_PARAGRAPHS, "峰会筹备工作"),
+        (FRENCH_PARAGRAPHS, "Sommet"),
+    ],
+)
+def test_utf8_encoded_twice_is_read_back_once(paragraphs: list[str], title: str, codec: str) -> None:
+    """A page whose UTF-8 a database or template read as windows-1252 and wrote out as UTF-8
+    again ("ÐšÐ¸Ñ‚Ð°Ð¹" for "Китай"): its text was stored so, and detected as Bengali."""
+    html = page_with(paragraphs, title=title, meta='<meta charset="utf-8">')
+    page = extract_page(_encoded_twice(html, codec).encode("utf-8"), content_type="text/html; charset=utf-8")
+    assert paragraphs[0] in page.text
+    twice = _encoded_twice(_encoded_twice(html, codec), codec).encode("utf-8")
+    assert paragraphs[0] in extract_page(twice).text
+
+
+def test_text_in_latin_letters_is_not_taken_for_utf8_encoded_twice() -> None:
+    for paragraphs in (FRENCH_PARAGRAPHS, POLISH_PARAGRAPHS, ARTICLE_PARAGRAPHS):
+        html = page_with(paragraphs, title="Sommet", meta='<meta charset="utf-8">')
+        assert paragraphs[0] in extract_page(html.encode("utf-8")).text
+    # What mojibake looks like, written about in a page whose other text is Cyrillic.
+    about = [*RUSSIAN_PARAGRAPHS, "Ошибка кодировки превращает «é» в «Ã©»."]
+    html = page_with(about, title="Кодировки", meta='<meta charset="utf-8">')
+    assert extract_module.decode_document(html.encode("utf-8")) == (html, "utf-8")
+
+
 def test_xml_declaration_charset_is_used() -> None:
     html = '<?xml version="1.0" encoding="windows-1251"?>\n' + page_with(
         RUSSIAN_PARAGRAPHS, title="Подготовка саммита"
