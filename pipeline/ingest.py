@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import event, select
@@ -1376,7 +1377,7 @@ def poll_feed(
     if response.not_modified:
         # A 304 may carry new validators (HTTP caching: they replace the stored ones); a
         # server honouring only its current ETag would otherwise send the body every time.
-        etag, last_modified = _validators(response.headers)
+        etag, last_modified = _validators(response.headers, now)
         feed.etag, feed.last_modified = etag or feed.etag, last_modified or feed.last_modified
         moved = _follow_move(feed, response)
         _feed_succeeded(settings, feed, now)
@@ -1385,7 +1386,7 @@ def poll_feed(
     body_hash = fetched.body_hash
     if body_hash == feed.body_hash:
         # Some servers ignore validators or send new ones for the same bytes.
-        feed.etag, feed.last_modified = _validators(response.headers)
+        feed.etag, feed.last_modified = _validators(response.headers, now)
         moved = _follow_move(feed, response)
         _feed_succeeded(settings, feed, now)
         session.commit()
@@ -1423,7 +1424,7 @@ def poll_feed(
         if own:
             context.close()
     if complete:
-        feed.etag, feed.last_modified = _validators(response.headers)
+        feed.etag, feed.last_modified = _validators(response.headers, now)
         feed.body_hash = body_hash
     if parsed.title and not feed.name:
         feed.name = clean_string(parsed.title)[:300]
@@ -1457,15 +1458,29 @@ def _session_of(feed: Feed) -> Session:
     return session
 
 
-def _validators(headers: dict[str, str]) -> tuple[str | None, str | None]:
+def _validators(headers: dict[str, str], now: datetime) -> tuple[str | None, str | None]:
     """ETag and Last-Modified to send next time; absurdly long, binary or non-ASCII ones
-    (which no request header can carry back) are dropped."""
+    (which no request header can carry back) are dropped, and so is a Last-Modified in the
+    future (beyond :data:`FUTURE_TOLERANCE`, a clock or time zone slip): no server may send
+    one (RFC 9110, 8.8.2.1), and sent back as If-Modified-Since it made a server that
+    compares it with its feed's real time of change answer 304 to every poll until then,
+    however the feed changed (a feed dated 2100 was never read again)."""
 
     def kept(value: str | None, longest: int) -> str | None:
         value = clean_string(value or "")
         return value if 0 < len(value) <= longest and sendable(value) else None
 
-    return kept(headers.get("etag"), 1024), kept(headers.get("last-modified"), 128)
+    last_modified = kept(headers.get("last-modified"), 128)
+    if last_modified is not None:
+        try:
+            moment = parsedate_to_datetime(last_modified)
+        except (TypeError, ValueError, IndexError):
+            moment = None  # (not a date: the server's own business what it makes of it)
+        if moment is not None and moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # ("-0000": UTC, its zone unknown)
+        if moment is not None and moment > now + FUTURE_TOLERANCE:
+            last_modified = None
+    return kept(headers.get("etag"), 1024), last_modified
 
 
 def _server_wait(exc: ItemError) -> timedelta | None:

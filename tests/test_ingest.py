@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -919,6 +920,36 @@ def test_a_304_with_a_new_etag_replaces_the_stored_one(session: Session, setting
     assert [hit["headers"].get("If-None-Match") for hit in server.hits] == [None, '"e1"', '"e2"']
     stored = session.get(Feed, feed_id)
     assert stored is not None and stored.etag == '"e2"'
+
+
+def test_a_last_modified_in_the_future_is_not_sent_back(session: Session, settings: Settings) -> None:
+    """A feed dated in the future (a server's clock, or the date of an item scheduled ahead)
+    sent back as If-Modified-Since made a server that compares it with the feed's real time
+    of change answer 304 to every poll until then: the feed was never read again."""
+    server = LocalServer({})
+    paths = ["/a"]
+    changed = [NOW - timedelta(days=1)]
+
+    def feed(handler: object) -> Reply:
+        since = getattr(handler, "headers").get("If-Modified-Since")  # noqa: B009
+        if since and parsedate_to_datetime(since) >= changed[0]:
+            return Reply(304)
+        return Reply(200, _rss(server, paths), {"Last-Modified": "Fri, 01 Jan 2100 00:00:00 GMT"})
+
+    server.routes["/feed"] = feed
+    with server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, server.url("/feed"))
+        first = poll_feed(session, client, settings, feed_id, now=NOW)
+        paths.append("/b")
+        changed[0] = NOW + timedelta(minutes=30)
+        second = poll_feed(session, client, settings, feed_id, now=NOW + timedelta(hours=1))
+    assert first.outcome == second.outcome == "fetched"
+    assert [hit["headers"].get("If-Modified-Since") for hit in server.hits if hit["path"] == "/feed"] == [
+        None,
+        None,
+    ]
+    stored = session.get(Feed, feed_id)
+    assert stored is not None and stored.last_modified is None
 
 
 def test_an_update_listed_above_the_report_it_updates_points_at_it(
