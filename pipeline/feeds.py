@@ -7,7 +7,7 @@ A pure stage: bytes in, :class:`FeedItem` records out. Fetching is done by ``pip
 from __future__ import annotations
 
 import calendar
-import html
+import html.entities
 import io
 import itertools
 import json
@@ -178,6 +178,7 @@ def parse_feed(
         reason = warnings[0] if warnings else "no RSS or Atom structure found"
         raise FeedParseError(f"not a feed: {reason}")
     items = []
+    version = str(parsed.get("version") or "")
     declared = _language(parsed.feed.get("language"))
     entries = _newest(parsed.entries, max_items, lambda entry: _entry_date(entry, now), warnings)
     for entry in entries:
@@ -185,7 +186,7 @@ def parse_feed(
         items.append(
             FeedItem(
                 url=_item_url(feed_url, link),
-                title=_feed_text(entry, "title"),
+                title=_feed_text(entry, "title", version),
                 published_at=_entry_date(entry, now),
                 feed_url=feed_url,
                 summary=_clean(entry.get("summary")),
@@ -194,7 +195,8 @@ def parse_feed(
                 content=_entry_content(entry),
             )
         )
-    return ParsedFeed(title=_feed_text(parsed.feed, "title"), items=oldest_first(items), warnings=warnings)
+    title = _feed_text(parsed.feed, "title", version)
+    return ParsedFeed(title=title, items=oldest_first(items), warnings=warnings)
 
 
 def _json_content(entry: dict[str, Any]) -> str | None:
@@ -716,15 +718,41 @@ def _clean(value: Any) -> str | None:
 _MARKUP_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
-def _feed_text(container: Any, key: str) -> str | None:
+def _feed_text(container: Any, key: str, version: str = "") -> str | None:
     """A feed's or an entry's text (its ``key``, a title) as plain text: markup as it reads
     (:func:`_html_text`), plain text as written ("Putin < Xi"). feedparser is asked to
-    leave markup as the feed has it (it would otherwise sanitise it, not remove it)."""
+    leave markup as the feed has it (it would otherwise sanitise it, not remove it).
+
+    In a feed that is no Atom feed (``version``, feedparser's), whose titles say nothing of
+    their type, feedparser takes a title for markup only when every tag in it is one its
+    old sanitiser allows: one ``<mark>``, ``<wbr>``, ``<script>`` or Word's ``<o:p>`` beside
+    an ``&amp;`` left the whole title as markup, tags and references shown. Such a title is
+    read as markup when it shows what feedparser asks of markup otherwise (a closing tag or
+    a reference, every reference one HTML defines)."""
     value = container.get(key)
     detail = container.get(f"{key}_detail")
-    if isinstance(value, str) and isinstance(detail, dict) and detail.get("type") in _MARKUP_TYPES:
-        value = _html_text(_CONTROL.sub("", value))
+    if isinstance(value, str) and isinstance(detail, dict):
+        kind = detail.get("type")
+        guessed = kind == "text/plain" and not version.startswith("atom") and _looks_like_markup(value)
+        if kind in _MARKUP_TYPES or guessed:
+            value = _html_text(_CONTROL.sub("", value))
     return _clean(value)
+
+
+_CLOSING_TAG = re.compile(r"</[A-Za-z][\w:.-]*\s*>")
+_REFERENCE_NAME = re.compile(r"&#?(\w+);")
+
+
+def _looks_like_markup(text: str) -> bool:
+    """feedparser's test of whether a title in a feed of untyped titles is HTML, without its
+    list of allowed tags: a closing tag or a character reference, and no reference to a
+    name HTML does not define ("AT&T;" stays as written)."""
+    if not (_CLOSING_TAG.search(text) or _REFERENCE_NAME.search(text)):
+        return False
+    return all(
+        name.isdigit() or name[:1] in "xX" or name in html.entities.entitydefs
+        for name in _REFERENCE_NAME.findall(text)
+    )
 
 
 # Elements whose content is never shown, and those that set their content apart (a line

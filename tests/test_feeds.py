@@ -690,6 +690,28 @@ def test_a_title_given_as_markup_is_stored_as_the_text_it_shows() -> None:
     ]
 
 
+def test_an_rss_title_with_a_tag_feedparser_does_not_allow_is_still_read_as_markup() -> None:
+    """feedparser takes an untyped title for markup only when every tag in it is on its old
+    sanitiser's list: a <mark>, a <wbr>, Word's <o:p> or a <script> left the whole title
+    stored as markup, "&amp;" and tags shown."""
+    rss = """<rss version="2.0"><channel><title><![CDATA[Лента <mark>новостей</mark> &amp; co]]></title>
+<item><title><![CDATA[«Сила Сибири&nbsp;2» <mark>подписана</mark>]]></title><link>/1</link></item>
+<item><title><![CDATA[<o:p></o:p>Putin &amp; Xi meet]]></title><link>/2</link></item>
+<item><title><![CDATA[Talks in Bei<wbr>jing</title>]]></title><link>/3</link></item>
+<item><title><![CDATA[<script>document.write("x")</script>Putin <b>and</b> Xi]]></title><link>/4</link></item>
+<item><title>AT&amp;T; says Putin &lt; Xi</title><link>/5</link></item>
+</channel></rss>""".encode()
+    parsed = parse_feed(rss, feed_url=FEED_URL, now=NOW)
+    assert parsed.title == "Лента новостей & co"
+    assert [item.title for item in parsed.items] == [
+        "«Сила Сибири 2» подписана",
+        "Putin & Xi meet",
+        "Talks in Beijing",
+        "Putin and Xi",
+        "AT&T; says Putin < Xi",  # (a reference HTML does not define: plain text)
+    ]
+
+
 def test_rss_dates_feedparser_misses_or_misreads_are_read() -> None:
     """feedparser gives no date for a time without a zone, an offset after "GMT" without
     a colon, or Russian month and day names (the item took the time it was first seen),
