@@ -232,7 +232,7 @@ class HttpClient:
                         )
                     kept = {
                         name: response.headers[name]
-                        for name in ("content-type", "etag", "last-modified", "retry-after")
+                        for name in ("content-type", "etag", "last-modified", "retry-after", "refresh")
                         if name in response.headers
                     }
                     result = HttpResponse(url, current, response.status_code, body, kept, moved_to)
@@ -881,20 +881,24 @@ REFRESH_PAGE_TEXT = 600
 
 
 def _refreshed_to(current: str, response: HttpResponse) -> str | None:
-    """Where a page that is only a ``<meta http-equiv="refresh">`` to another address sends
-    the browser, or None: the page has text of its own, the refresh names no address, its
-    own, or one that is not http(s), or the answer is not HTML."""
-    kind = response.headers.get("content-type", "").lower()
-    head = response.body[:REFRESH_SCAN_BYTES]
-    if kind and "html" not in kind:
-        return None
-    found = _META_REFRESH.search(head)
-    if found is None:
-        return None
-    content = (found.group("dq") or found.group("sq") or found.group("bare") or b"").decode(
-        "utf-8", "replace"
-    )
-    target = _REFRESH_URL.match(html.unescape(content))
+    """Where a page that is only a ``<meta http-equiv="refresh">`` (or a ``Refresh`` header,
+    its twin, which browsers obey alike: an answer with no body but it) to another address
+    sends the browser, or None: the page has text of its own, the refresh names no address,
+    its own, or one that is not http(s), or the answer is not HTML."""
+    header = response.headers.get("refresh")
+    if header is not None:
+        content = header
+    else:
+        kind = response.headers.get("content-type", "").lower()
+        if kind and "html" not in kind:
+            return None
+        found = _META_REFRESH.search(response.body[:REFRESH_SCAN_BYTES])
+        if found is None:
+            return None
+        content = html.unescape(
+            (found.group("dq") or found.group("sq") or found.group("bare") or b"").decode("utf-8", "replace")
+        )
+    target = _REFRESH_URL.match(content)
     address = target.group("url").strip() if target else ""
     if not address:
         return None  # (a page that reloads itself now and then)

@@ -179,6 +179,26 @@ def test_a_page_that_only_sends_the_browser_on_is_followed() -> None:
         assert loop.value.permanent
 
 
+def test_a_refresh_header_is_followed_as_its_meta_twin_is() -> None:
+    """A ``Refresh: 0; url=...`` header (a site's JavaScript-free redirect, sent with an empty
+    body) sends a browser on as the <meta> does: the empty body was the page, an error."""
+    article = b"<html><body><article><p>Putin and Xi met in Beijing.</p></article></body></html>"
+    routes = {
+        "/short": lambda h: Reply(200, b"", {"Refresh": "0; url=/story"}),
+        "/story": lambda h: Reply(200, article, {"Content-Type": "text/html"}),
+        "/reloads": lambda h: Reply(200, article, {"Refresh": "300", "Content-Type": "text/html"}),
+        "/loop": lambda h: Reply(200, b"", {"Refresh": "0;URL='/loop2'"}),
+        "/loop2": lambda h: Reply(200, b"", {"Refresh": "0; url=/loop"}),
+    }
+    with LocalServer(routes) as server, client() as http:
+        response = http.get(server.url("/short"))
+        assert response.body == article and response.final_url == server.url("/story")
+        assert response.moved_to is None
+        assert http.get(server.url("/reloads")).final_url == server.url("/reloads")
+        with pytest.raises(FetchError, match="redirects"):
+            http.get(server.url("/loop"))
+
+
 def test_a_response_says_where_its_url_moved_for_good() -> None:
     """Only permanent redirects (301, 308) from the start move the URL asked for: to the
     last of them before a temporary one (a 301 to a 302 moved it to the 302's address,
