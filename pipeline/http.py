@@ -352,7 +352,10 @@ class HttpClient:
             raise FetchError(f"refusing {_redact(url)!r}: only http and https are fetched", permanent=True)
         if not parts.hostname:
             raise FetchError(f"refusing {_redact(url)!r}: no host", permanent=True)
-        _ = parts.port  # raises ValueError for a port out of range
+        if parts.port == 0:  # (parts.port raises ValueError for a port out of range)
+            # No server listens on port 0: the connection fails at every retry ("ConnectError",
+            # transient). A feed or import line naming it is refused as malformed too.
+            raise FetchError(f"refusing {_redact(url)!r}: port 0", permanent=True)
         literal = _literal_address(parts.hostname)
         if literal is not None and _refused(literal, allow_private_networks=self.allow_private_networks):
             raise FetchError(_refusal_message(url, parts.hostname, literal), permanent=True)

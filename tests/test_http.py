@@ -426,6 +426,7 @@ def test_only_http_urls(url: str) -> None:
         "http://[::ffff:169.254.169.254]/",  # IPv4-mapped metadata address
         "http://[::127.0.0.1]/",  # IPv4-compatible loopback
         "http://x.example:99999/",  # port out of range: refused, not a crash
+        "http://x.example:0/",  # port 0: no server listens there (it was retried as a failed connection)
     ],
 )
 def test_embedded_private_addresses_and_malformed_urls_are_refused(url: str) -> None:
