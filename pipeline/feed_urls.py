@@ -1,10 +1,11 @@
 """The one spelling of a feed URL, shared by the feed list, the command line and the
-database look-ups (light: no feed parser behind it)."""
+database look-ups, and what a site's front page looks like (light: no feed parser behind
+it)."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import idna
 
@@ -91,3 +92,26 @@ def clean_name(value: str | None) -> str | None:
     text = " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", value).split())
     text = re.sub("[\ud800-\udfff]", "\ufffd", text)  # (lone surrogates, which no driver takes)
     return text[:MAX_NAME_CHARS].rstrip() or None
+
+
+# The paths of a site's front page (and its index pages).
+_FRONT_PAGE_PATHS = frozenset({"", "/", "/index.html", "/index.htm", "/index.php", "/default.aspx", "/home"})
+
+
+def front_page(url: SplitResult | str) -> bool:
+    """Whether ``url`` is a site's front page: its root (or index page, or a language's root
+    such as "/en/") with no query but tracking parameters. "/?p=123" and
+    "/index.php?id=5" are articles. A URL that cannot be read is none."""
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else url
+        if isinstance(url, str) and (parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname):
+            return False
+    except ValueError:
+        return False
+    path = parts.path.lower()
+    segments = [segment for segment in path.split("/") if segment]
+    root = path in _FRONT_PAGE_PATHS or (
+        len(segments) == 1 and len(segments[0]) == 2 and segments[0].isalpha()
+    )
+    query = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    return root and all(name.lower().startswith(("utm_", "fbclid", "gclid", "ref")) for name in query)

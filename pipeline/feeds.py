@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline import yamlfile
 from pipeline.charsets import crowded_tag, normalise_charset, parse_content_type
 from pipeline.errors import ConfigError
-from pipeline.feed_urls import FEED_LANG_PATTERN, clean_name, normalise_feed_url
+from pipeline.feed_urls import FEED_LANG_PATTERN, clean_name, front_page, normalise_feed_url
 from pipeline.importers import without_surrogates
 from pipeline.language import normalise_code
 from pipeline.records import FeedItem
@@ -534,15 +534,20 @@ def _entry_link(entry: Any) -> str | None:
         # feedparser copies a guid into the link when an item has none ("12345", an Atom
         # id "e1"): taken as a relative link it named a page that does not exist.
         link = None
+    guid = entry.get("id")
+    permalink = str(guid).strip() if guid and str(guid).startswith(("http://", "https://")) else None
     if link:
-        return str(link).strip()
+        link = str(link).strip()
+        if permalink and front_page(link) and not front_page(permalink):
+            # Every item linked to its site's front page (a feed template gone wrong), its
+            # own address in its guid: the front page was stored as the first item's
+            # article and every other item taken for it.
+            return permalink
+        return link
     for candidate in entry.get("links", []):
         if candidate.get("rel", "alternate") == "alternate" and candidate.get("href"):
             return str(candidate["href"]).strip()
-    guid = entry.get("id")
-    if guid and str(guid).startswith(("http://", "https://")):
-        return str(guid).strip()
-    return None
+    return permalink
 
 
 def _entry_date(entry: Any, now: datetime) -> datetime | None:

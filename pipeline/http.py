@@ -36,12 +36,13 @@ from datetime import UTC
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
 
 from pipeline.errors import FetchError
+from pipeline.feed_urls import front_page
 from pipeline.redaction import install_log_redaction, redact_url
 from pipeline.settings import HttpSettings
 
@@ -844,7 +845,6 @@ def host_of(url: str) -> str:
 # front page (an article taken down or moved, a link a site no longer serves) or a wall
 # asking for consent, a sign-in or a subscription. Every link sent there would otherwise
 # be stored as that page's text: the first as an "article", the others as its copies.
-_FRONT_PAGE_PATHS = frozenset({"", "/", "/index.html", "/index.htm", "/index.php", "/default.aspx", "/home"})
 _WALL_WORDS = frozenset(
     {
         "consent",
@@ -943,21 +943,10 @@ def redirected_away(requested: str, final: str) -> FetchError | None:
             permanent=True,
             answered=True,
         )
-    if _front_page(landed) and not _front_page(asked):
+    if front_page(landed) and not front_page(asked):
         return FetchError(f"redirected to the front page of {host}, not the article")
     return None
 
 
 def _segments(path: str) -> set[str]:
     return {segment.lower() for segment in path.split("/") if segment}
-
-
-def _front_page(url: SplitResult) -> bool:
-    """Whether ``url`` is a site's front page: its root (or index page, or a language's root
-    such as "/en/") with no query but tracking parameters. "/?p=123" and
-    "/index.php?id=5" are articles."""
-    path = url.path.lower()
-    parts = [part for part in path.split("/") if part]
-    root = path in _FRONT_PAGE_PATHS or (len(parts) == 1 and len(parts[0]) == 2 and parts[0].isalpha())
-    query = [name for name, _ in parse_qsl(url.query, keep_blank_values=True)]
-    return root and all(name.lower().startswith(("utm_", "fbclid", "gclid", "ref")) for name in query)

@@ -49,7 +49,7 @@ from pipeline.errors import (
     ItemError,
 )
 from pipeline.extract import extract_page
-from pipeline.feed_urls import normalise_feed_url
+from pipeline.feed_urls import front_page, normalise_feed_url
 from pipeline.feeds import EARLIEST_DATE, FeedParseError, ParsedFeed, parse_feed, rfc822_date
 from pipeline.http import (
     PASSING_REFUSALS,
@@ -1585,6 +1585,9 @@ def ingest_item(
     )
 
 
+FRONT_PAGE_LINK = "link is a site's front page, not an article"
+
+
 def _screen_item(item: FeedItem) -> tuple[str | None, ItemResult | None]:
     """The canonical URL of a feed item, or the error result of an unusable link."""
     url = item.url
@@ -1600,6 +1603,10 @@ def _screen_item(item: FeedItem) -> tuple[str | None, ItemResult | None]:
         return None, ItemResult("error", error=f"malformed link: {exc}", url=url, title=item.title)
     if len(canonical) > MAX_URL_LENGTH:
         return None, ItemResult("error", error="link longer than 2048 characters", url=url, title=item.title)
+    if front_page(url):
+        # A link to a site's front page is no article: fetched, the front page was stored as
+        # the item's article, and every other item linked there taken for it.
+        return None, ItemResult("error", error=FRONT_PAGE_LINK, title=item.title)
     return canonical, None
 
 

@@ -643,6 +643,28 @@ def test_a_guid_that_is_no_url_is_no_link() -> None:
     ]
 
 
+def test_an_item_linked_to_its_site_s_front_page_takes_the_address_its_guid_gives() -> None:
+    """A feed whose template links every item to the site's front page, each item's own
+    address in its guid: the front page was fetched as the first item's article and every
+    other item taken for it. An item with a front-page link and no address elsewhere keeps
+    it (ingest refuses it); a link to an article is kept whatever the guid says."""
+    rss = (
+        b'<rss version="2.0"><channel><title>x</title><link>https://news.example/</link>'
+        b"<item><title>a</title><link>https://news.example/</link><guid>https://news.example/2026/a</guid></item>"
+        b"<item><title>b</title><link>https://news.example/en/?utm_source=rss</link>"
+        b"<guid>https://news.example/2026/b</guid></item>"
+        b"<item><title>c</title><link>https://news.example/</link><guid>c-17</guid></item>"
+        b"<item><title>d</title><link>https://news.example/2026/d</link><guid>https://news.example/</guid></item>"
+        b"</channel></rss>"
+    )
+    assert [(i.title, i.url) for i in parse_feed(rss, feed_url=FEED_URL, now=NOW).items] == [
+        ("a", "https://news.example/2026/a"),
+        ("b", "https://news.example/2026/b"),
+        ("c", "https://news.example/"),
+        ("d", "https://news.example/2026/d"),
+    ]
+
+
 def test_a_feed_with_an_element_crowded_with_attributes_is_refused() -> None:
     """feedparser's time grows with the square of one element's attributes: 200,000 on a
     title took five minutes."""

@@ -23,6 +23,7 @@ from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.schema import Article, Feed, FetchFailure, Sighting
 from pipeline.http import HttpClient
 from pipeline.ingest import (
+    FRONT_PAGE_LINK,
     RETRY_PAGES,
     FeedFetch,
     FeedRequest,
@@ -1847,6 +1848,34 @@ def test_a_feed_item_without_a_usable_link_is_recorded_once(session: Session, se
     recorded = session.scalars(select(FetchFailure).where(FetchFailure.target.contains("#item="))).all()
     assert len(recorded) == 2 and all(f.permanent and f.feed_id == feed_id for f in recorded)
     assert any(f.target.endswith("#item=n-17") for f in recorded)
+
+
+def test_an_item_linked_to_a_front_page_is_no_article(session: Session, settings: Settings) -> None:
+    """Items whose links name a site's front page (a feed template gone wrong): the front
+    page was stored as the first one's article and every other item taken for it. Each is
+    recorded as a failure of its own, and nothing is fetched or stored."""
+    site = FeedSite()
+    site.server.routes["/"] = lambda h: Reply(
+        200, page("Front page", BODY_EN, "en"), {"Content-Type": "text/html"}
+    )
+    base_body = site.feed_body
+
+    def front_page_items() -> bytes:
+        extra = "".join(
+            f"<item><title>Story {n}</title><link>{site.server.url(path)}</link><guid isPermaLink='false'>s-{n}</guid></item>"
+            for n, path in enumerate(["/", "/index.html", "/?utm_source=rss"])
+        )
+        return base_body().replace(b"</channel>", extra.encode() + b"</channel>")
+
+    site.feed_body = front_page_items  # type: ignore[method-assign]
+    with site.server, HttpClient(settings.http, allow_private_networks=True) as client:
+        feed_id = add_feed(session, site.server.url("/feed"))
+        result = poll_feed(session, client, settings, feed_id, now=NOW)
+    assert [item.error for item in result.items if item.title.startswith("Story")] == [FRONT_PAGE_LINK] * 3
+    assert not any(hit["path"].split("?")[0] in ("/", "/index.html") for hit in site.server.hits)
+    assert session.scalar(select(func.count()).select_from(Article).where(Article.title == "Front page")) == 0
+    recorded = session.scalars(select(FetchFailure).where(FetchFailure.target.contains("#item=s-"))).all()
+    assert len(recorded) == 3 and all(f.permanent and f.error == FRONT_PAGE_LINK for f in recorded)
 
 
 def test_an_item_link_with_spaces_is_fetched_and_stored_percent_encoded(
