@@ -1173,23 +1173,45 @@ def _metadata(tree: Any, url: str | None) -> _Meta:
     # local today, and htmldate, refusing the page's own date, fell back to its month:
     # the 1st. Ingest judges a date ahead of now (FUTURE_TOLERANCE).
     latest = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+    date_config = {"original_date": True, "extensive_search": False, "max_date": latest}
     try:
-        doc = trafilatura.extract_metadata(
-            tree,
-            default_url=url,
-            date_config={"original_date": True, "extensive_search": False, "max_date": latest},
-            extensive=False,
-        )
+        doc = trafilatura.extract_metadata(tree, default_url=url, date_config=date_config, extensive=False)
     except Exception:
         # Metadata is a side dish: a library bug on an odd date string must not cost the
         # article text. Logged with its traceback so that it gets fixed, not hidden.
         logger.warning("metadata extraction failed for %s", url or "<no url>", exc_info=True)
-        return _Meta()
+        # The date is what such bugs trip on (htmldate on a zone offset of 24 hours or
+        # more, "+25:00"): without the page's dates, its title and authors are still read.
+        # (A page could otherwise shed its headline with one such meta tag.)
+        try:
+            doc = trafilatura.extract_metadata(
+                _without_dates(tree), default_url=url, date_config=date_config, extensive=False
+            )
+        except Exception:
+            return _Meta()
     title = " ".join(doc.title.split()) if doc.title else None
     date = doc.date if doc.date and _ISO_DATE_RE.match(doc.date) else None
     # trafilatura joins several authors with "; ".
     authors = tuple(a for a in (_norm(part) for part in (doc.author or "").split(";")) if " " in a)
     return _Meta(title or None, date, authors)
+
+
+_DATE_KEY: Final = re.compile(r"date|time|modified|published|created|updated", re.IGNORECASE)
+
+
+def _without_dates(tree: Any) -> Any:
+    """A copy of ``tree`` without what dates are read from: ``<meta>`` tags named for a
+    date or time, ``<time>`` elements and JSON-LD (whose dates sit beside its headline)."""
+    copy = deepcopy(tree)
+    for element in list(copy.iter("meta", "time", "script")):
+        if element.tag == "meta":
+            key = " ".join(element.get(name) or "" for name in ("property", "name", "itemprop", "http-equiv"))
+            if not _DATE_KEY.search(key):
+                continue
+        elif element.tag == "script" and "ld+json" not in (element.get("type") or "").lower():
+            continue
+        element.drop_tree()
+    return copy
 
 
 # --------------------------------------------------------------------------- extraction

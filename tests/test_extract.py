@@ -1285,3 +1285,23 @@ def test_a_page_written_where_it_is_already_tomorrow_keeps_its_date() -> None:
         html, url=f"https://news.example/{tomorrow:%Y/%m}/talks.html", content_type="text/html"
     )
     assert page.date == tomorrow.isoformat()
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        '<meta property="article:published_time" content="2026-12-01T10:00:00+25:00">',
+        '<meta itemprop="datePublished" content="2026-12-01T10:00:00+99:00">',
+        '<meta name="pubdate" content="2026-12-01T10:00:00+24:00">',
+    ],
+)
+def test_a_date_the_date_reader_trips_on_costs_the_date_not_the_title(date: str) -> None:
+    """htmldate raises on a zone offset of 24 hours or more: the whole of the page's
+    metadata was lost with it, so one such tag took the headline and authors away."""
+    body = "<p>" + "Russia and China held talks in Beijing on energy and trade, officials said. " * 8
+    html = (
+        f'<html><head>{date}<meta property="og:title" content="Talks in Beijing">'
+        f"<title>Talks in Beijing | News</title></head><body><article>{body}</p></article></body></html>"
+    ).encode()
+    page = extract_page(html, url="https://news.example/talks.html", content_type="text/html")
+    assert page.error is None and page.title == "Talks in Beijing" and page.date is None
