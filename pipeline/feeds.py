@@ -322,16 +322,30 @@ def parse_json_feed(
     the same bounds as a feed's dates. Items that are not objects are skipped with a
     warning; a body that is not JSON, or JSON without a JSON Feed ``version``, is no feed.
     The body may be in UTF-8 (with or without a byte order mark), UTF-16 or UTF-32; a
-    body that is none of these is read in the HTTP ``charset``, if one was sent.
+    body that is none of these is decoded as a page is (the HTTP ``charset`` if it reads
+    plausibly, else the charset detected; UTF-8 with a stray byte keeps the rest), with a
+    warning.
     """
+    warnings: list[str] = []
     try:
         # (bytes: UTF-8, or UTF-16 or UTF-32 with or without a byte order mark, RFC 7159)
         try:
             document = json.loads(body)
         except UnicodeDecodeError:
-            if charset is None or charset.startswith("utf"):
-                raise
-            document = json.loads(body.decode(charset))
+            if b"\x00" in body[:4]:
+                raise  # (UTF-16 or UTF-32 that does not decode)
+            # Not UTF-8: read as a page is (the server's charset, the document's evidence),
+            # UTF-8 with a stray byte (a title cut mid-character) keeping the rest, rather
+            # than every item of the feed being lost at every poll.
+            from pipeline.extract import decode_document  # (loaded by every poll that extracts)
+
+            text, codec = decode_document(body, charset)
+            document = json.loads(text)
+            warnings.append(
+                "bytes that are not UTF-8 became U+FFFD"
+                if codec == "utf-8"
+                else f"not UTF-8: read as {codec}"
+            )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FeedParseError(f"not a feed: invalid JSON ({type(exc).__name__})") from None
     document = without_surrogates(document)  # a lone "\\ud800" escape fits no URL or database
@@ -341,7 +355,6 @@ def parse_json_feed(
     entries = document.get("items")
     if not isinstance(entries, list):
         raise FeedParseError("not a feed: a JSON Feed without an items list")
-    warnings: list[str] = []
     items: list[FeedItem] = []
     declared = _language(document.get("language"))
 
