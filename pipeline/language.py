@@ -425,6 +425,45 @@ HAN_WEIGHT = 3
 SYLLABLE_WEIGHT = 2
 
 
+# Full-width ASCII (``Ｐｕｔｉｎ``, ``２０２６``), the ideographic space and half-width
+# katakana: the profiles hold the ordinary forms (langdetect took a text in full-width
+# Latin letters for Japanese).
+_WIDTH_FORMS = re.compile("[\u3000\uff01-\uffee]+")
+# Latin letters, as the Latin names and words quoted in a Chinese, Japanese or Korean text.
+_LATIN_LETTERS = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]+")
+
+
+def _ordinary_forms(text: str) -> str:
+    """``text`` with its full-width and half-width forms as the ordinary characters."""
+    if text.isascii():
+        return text
+    return _WIDTH_FORMS.sub(lambda match: unicodedata.normalize("NFKC", match[0]), text)
+
+
+def _east_asian_without_latin(text: str) -> str:
+    """``text`` without its Latin letters when its Han, kana and Hangul outweigh them.
+
+    A Chinese, Japanese or Korean report quotes names and words in Latin letters
+    ("Gazprom", "CNPC", "Power of Siberia 2"). Counted one letter each against the Han
+    characters and syllables (each as much as a word or half of one), a sentence with a
+    few of them was taken for English, or Afrikaans. langdetect drops Latin letters only
+    when the other letters are twice as many, counting characters; here a character
+    counts as in :func:`text_length`, and the Latin letters go once they weigh less than
+    the rest. An English text under a Chinese headline keeps its letters.
+    """
+    if text.isascii():
+        return text
+    sample = text[:5000]
+    han = len(_HAN.findall(sample))
+    syllables = len(_SYLLABLES.findall(sample))
+    if not han and not syllables:
+        return text
+    latin = sum(len(run) for run in _LATIN_LETTERS.findall(sample))
+    if not latin or HAN_WEIGHT * han + SYLLABLE_WEIGHT * syllables <= latin:
+        return text
+    return _LATIN_LETTERS.sub(" ", text)
+
+
 def text_length(text: str) -> int:
     """The length of ``text`` in characters of an alphabetic script: a Han character counts
     as :data:`HAN_WEIGHT`, a kana or Hangul syllable as :data:`SYLLABLE_WEIGHT`, any other
@@ -471,9 +510,11 @@ def detect_language(
         # Decomposed text (Korean as jamo, Vietnamese with combining accents) reads as the
         # composed text it is: the profiles hold composed letters.
         sample = unicodedata.normalize("NFC", sample)
+    sample = _ordinary_forms(sample)
     letters = count_letters(sample)
     if letters < min_letters:
         return LanguageGuess(UNDETERMINED, 0.0)
+    sample = _east_asian_without_latin(sample)
     if _mostly_chinese(sample):
         # langdetect's profiles are simplified Chinese: traditional text comes out as
         # Korean (with confidence 1.0). Han characters without Hangul or kana are Chinese.

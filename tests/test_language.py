@@ -372,6 +372,47 @@ def test_japanese_with_more_han_than_kana_is_japanese(text: str, priors: list[st
     assert detect_language(text, priors=priors).lang == "ja"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "据Reuters报道，Gazprom与CNPC在Beijing签署了Power of Siberia 2的法律约束性备忘录。",
+            "zh",
+            id="zh-names",
+        ),
+        pytest.param(
+            "Nvidia、AMD和Intel的芯片出口受限后，俄罗斯企业转向Huawei和Loongson。", "zh", id="zh-brands"
+        ),
+        pytest.param(
+            "Putin, Xi sign Power of Siberia 2 memorandum\n俄中两国元首在北京签署西伯利亚力量2号管道备忘录。",
+            "zh",
+            id="zh-under-english-headline",
+        ),
+        pytest.param(
+            "普京习近平会谈\nRussian President Vladimir Putin met Chinese leader Xi Jinping in Beijing "
+            "on Tuesday to discuss energy deals.",
+            "en",
+            id="en-under-chinese-headline",
+        ),
+    ],
+)
+def test_latin_names_in_a_chinese_text_leave_it_chinese(text: str, expected: str) -> None:
+    """Latin letters in a text whose Han characters outweigh them (a character counting as
+    in text_length) do not make it English or Afrikaans; an English text under a Chinese
+    headline stays English."""
+    assert detect_language(text).lang == expected
+    assert detect_language(text, priors=["zh"]).lang == expected
+
+
+def test_full_width_forms_read_as_ordinary_letters() -> None:
+    """A text in full-width Latin letters (as CJK typesetting writes them) is the language
+    of its letters, not Japanese."""
+    english = "Ｐｕｔｉｎ　ｍｅｔ　Ｘｉ　Ｊｉｎｐｉｎｇ　ｉｎ　Ｂｅｉｊｉｎｇ　ｔｏ　ｄｉｓｃｕｓｓ　ｇａｓ　ｐｉｐｅｌｉｎｅｓ　ａｎｄ　ｔｒａｄｅ．"
+    assert detect_language(english).lang == "en"
+    japanese = "ロシアのＰｕｔｉｎ大統領と中国のＸｉ主席がＢｅｉｊｉｎｇで会談した。"
+    assert detect_language(japanese).lang == "ja"
+
+
 def test_chinese_quoting_a_katakana_word_stays_chinese() -> None:
     from pipeline.language import detect_language
 
