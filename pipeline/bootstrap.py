@@ -19,7 +19,7 @@ from pipeline.db.engine import (
     upgrade_schema,
     views_file,
 )
-from pipeline.db.schema import Article, ArticleSignature, Feed, PipelineState
+from pipeline.db.schema import Article, ArticleSignature, ArticleVersion, Feed, PipelineState
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import MAX_URL_LENGTH, IngestContext, build_candidate, index_articles, store_candidate
 from pipeline.neardup_params import NearDupParams
@@ -43,6 +43,8 @@ class InitReport:
     labels_stale: int = 0
     # Articles whose canonical URL was stored again in the current form (dedup.CANONICAL_URL_SCHEME).
     recanonicalised: int = 0
+    # Texts (articles and earlier versions) whose hash was stored again (dedup.CONTENT_HASH_SCHEME).
+    rehashed: int = 0
 
 
 def initialise(
@@ -64,6 +66,7 @@ def initialise(
                 # to find stored articles.
                 resigned = resign_stale(session, settings.neardup_params(), progress)
                 recanonicalised = recanonicalise(session, progress)
+                rehashed = rehash(session, progress)
                 added, present = load_seeds(session, settings)
                 missing = _index_seeds(session, settings)
                 labels_stale = _labels_stale(session, settings)
@@ -101,6 +104,7 @@ def initialise(
         resigned,
         labels_stale,
         recanonicalised,
+        rehashed,
     )
 
 
@@ -182,6 +186,50 @@ def recanonicalise(session: Session, progress: Callable[[str], None] | None = No
         stored.value = dedup.CANONICAL_URL_SCHEME
     session.flush()
     return len(pending)
+
+
+CONTENT_HASH_SCHEME_KEY = "content_hash_scheme"
+
+
+def rehash(session: Session, progress: Callable[[str], None] | None = None) -> int:
+    """Store the hash of every stored text (articles and their earlier versions) as the
+    current :func:`pipeline.dedup.content_hash` makes it, once per scheme
+    (:data:`pipeline.dedup.CONTENT_HASH_SCHEME`); returns how many changed.
+
+    A text is looked up by the hash the current code makes: a hash stored by an earlier one
+    was never found (a copy was stored again), and an article's own page, read again, looked
+    changed and became a new version of itself. Texts stored twice under the old folding
+    (a copy that differed only in a soft hyphen or an accent) stay two articles.
+    """
+    stored = session.get(PipelineState, CONTENT_HASH_SCHEME_KEY)
+    if stored is not None and stored.value == dedup.CONTENT_HASH_SCHEME:
+        return 0
+    changed = read = 0
+    for table in (Article, ArticleVersion):
+        last = 0
+        while batch := session.execute(
+            select(table.id, table.text, table.content_hash)
+            .where(table.id > last)
+            .order_by(table.id)
+            .limit(RECANONICALISE_BATCH)
+        ).all():
+            rows = [
+                {"id": row_id, "content_hash": new}
+                for row_id, text, current in batch
+                if (new := dedup.content_hash(text or "")) != current
+            ]
+            if rows:
+                session.execute(update(table), rows)
+            changed += len(rows)
+            last, read = batch[-1][0], read + len(batch)
+            if progress and read % (10 * RECANONICALISE_BATCH) == 0:
+                progress(f"text hashes: {read:,} texts checked against the current folding")
+    if stored is None:
+        session.add(PipelineState(key=CONTENT_HASH_SCHEME_KEY, value=dedup.CONTENT_HASH_SCHEME))
+    else:
+        stored.value = dedup.CONTENT_HASH_SCHEME
+    session.flush()
+    return changed
 
 
 RECANONICALISE_BATCH = 5000

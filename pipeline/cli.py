@@ -509,6 +509,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
         _stderr(f"near-duplicate index: {report.resigned} articles signed again under the current scheme")
     if report.recanonicalised:
         _stderr(f"canonical URLs: {report.recanonicalised} stored again in the current form")
+    if report.rehashed:
+        _stderr(f"text hashes: {report.rehashed} stored again under the current folding")
     _stderr(f"feeds from {settings.feeds_file}: {report.feeds_added} added, {report.feeds_updated} updated")
     if report.vectors_missing:
         _stderr(

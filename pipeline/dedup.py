@@ -13,6 +13,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import idna
 
+from pipeline.hanzi import simplified_characters
+
 # Query parameters that identify a campaign, a click or a session, never the article.
 # Generic names (source, from, ref, id...) are left alone: sites use them for content.
 TRACKING_PARAMS = frozenset(
@@ -157,13 +159,84 @@ def _is_tracking(key: str) -> bool:
 
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 
+# Raised whenever normalise_text folds some text otherwise: `summitwatch init` then hashes
+# every stored text again (a hash the look-ups no longer make would let the same text be
+# stored again, and a page read again would look changed). 2: the spelling variants below.
+CONTENT_HASH_SCHEME = "2"
+
+# Spelling that copies of one text vary in without changing a word: Russian ё written е;
+# the Arabic and Persian forms of yeh and kaf (ي ی ى, ك ک), alef with or without hamza
+# (أ إ آ ٱ), teh marbuta and heh, vowel marks and the tatweel; and invisible characters
+# (a soft hyphen, a zero-width space, non-joiner or word joiner, a byte-order mark), left
+# out so that a word they sit in, or a Persian word written with or without its
+# non-joiner, stays one word. The text hash and the near-duplicate shingles
+# (pipeline.neardup) fold them alike.
+SPELLING_FOLD = str.maketrans(
+    {
+        "ё": "е",
+        "\u06cc": "\u064a",
+        "\u0649": "\u064a",
+        "\u06a9": "\u0643",
+        "\u0623": "\u0627",
+        "\u0625": "\u0627",
+        "\u0622": "\u0627",
+        "\u0671": "\u0627",
+        "\u0629": "\u0647",
+        **dict.fromkeys(
+            [
+                "\u0640",
+                "\u0670",
+                *map(chr, range(0x064B, 0x0653)),
+                "\u00ad",
+                "\u200b",
+                "\u200c",
+                "\u2060",
+                "\ufeff",
+            ],
+            None,
+        ),
+    }
+)
+# Accents a copy may carry or lose (a wire or feed that writes ASCII only, a page that
+# marks Russian stress): the marks of Latin letters, and the stress accents of Cyrillic
+# ones (not the breve of й or the diaeresis of ї, which are letters of their own).
+_LATIN_MARKS = re.compile("(?<=[a-z\u00df-\u024f])[\u0300-\u036f]+")
+_CYRILLIC_STRESS = re.compile("(?<=[\u0400-\u052f])[\u0300\u0301]+")
+# Latin letters with a stroke or without a dot, which have no accent to leave out: an
+# ASCII copy writes them as these.
+_LATIN_PLAIN = str.maketrans({"đ": "d", "ł": "l", "ø": "o", "ħ": "h", "ı": "i"})
+
+
+_FOLD_TABLE = {**SPELLING_FOLD, **_LATIN_PLAIN}
+# (Characters are looked for first: translating or decomposing a whole text costs seconds
+# on a text of millions of characters, and most texts hold few or none of them.)
+_FOLDED = re.compile("[" + "".join(re.escape(chr(code)) for code in sorted(_FOLD_TABLE)) + "]+")
+_ACCENTED = re.compile("[\u00c0-\u024f\u1e00-\u1eff\u0300-\u036f\u0400\u040d\u0450\u045d]")
+
+
+def fold_spelling(text: str) -> str:
+    """``text`` (NFKC, case-folded) with the spelling variants copies differ in folded:
+    :data:`SPELLING_FOLD`, Latin accents and Cyrillic stress marks left out, Traditional
+    Chinese characters read as Simplified ones (character for character)."""
+    if text.isascii():
+        return text
+    text = _FOLDED.sub(lambda run: run[0].translate(_FOLD_TABLE), text)
+    if _ACCENTED.search(text):
+        decomposed = unicodedata.normalize("NFD", text)
+        bare = _CYRILLIC_STRESS.sub("", _LATIN_MARKS.sub("", decomposed))
+        text = unicodedata.normalize("NFC", bare)
+    return simplified_characters(text)
+
 
 def normalise_text(text: str) -> str:
-    """Fold a text to the form used for hashing: NFKC, case-folded, punctuation-free."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
+    """Fold a text to the form used for hashing: NFKC, case-folded, spelling variants
+    folded (:func:`fold_spelling`), punctuation-free."""
+    folded = fold_spelling(unicodedata.normalize("NFKC", text).casefold())
     return _PUNCT_OR_SPACE.sub(" ", folded).strip()
 
 
 def content_hash(text: str) -> str:
-    """SHA-256 of the normalised text: equal for copies that differ only in layout."""
+    """SHA-256 of the normalised text: equal for copies that differ only in layout, in
+    invisible characters, in accents or in the spelling variants :func:`fold_spelling`
+    folds (a short brief has no near-duplicate signature: this is its only test)."""
     return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()

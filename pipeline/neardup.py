@@ -44,6 +44,8 @@ from typing import Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.dedup import SPELLING_FOLD
+
 # (defined apart, so that the settings can check them without importing numpy)
 from pipeline.digits import ARABIC_SEPARATORS, ascii_digits
 from pipeline.hanzi import simplified_characters
@@ -148,38 +150,9 @@ def _marks(text: str) -> str:
     return text.translate({ord(char): _MARKS[_char_class(char)] for char in set(text)})
 
 
-# Spelling that copies of one text vary in without changing a word: Russian ё written е;
-# the Arabic and Persian forms of yeh and kaf (ي ی ى, ك ک), alef with or without hamza
-# (أ إ آ ٱ), teh marbuta and heh, vowel marks and the tatweel; and invisible characters
-# (a soft hyphen, a zero-width space, non-joiner or word joiner, a byte-order mark), left
-# out so that a word they sit in, or a Persian word written with or without its
-# non-joiner, stays one word.
-_SPELLING_FOLD = str.maketrans(
-    {
-        "ё": "е",
-        "\u06cc": "\u064a",
-        "\u0649": "\u064a",
-        "\u06a9": "\u0643",
-        "\u0623": "\u0627",
-        "\u0625": "\u0627",
-        "\u0622": "\u0627",
-        "\u0671": "\u0627",
-        "\u0629": "\u0647",
-        **dict.fromkeys(
-            [
-                "\u0640",
-                "\u0670",
-                *map(chr, range(0x064B, 0x0653)),
-                "\u00ad",
-                "\u200b",
-                "\u200c",
-                "\u2060",
-                "\ufeff",
-            ],
-            None,
-        ),
-    }
-)
+# Spelling that copies of one text vary in without changing a word (ё and е, the Arabic
+# letter variants, invisible characters): the text hash folds the same (pipeline.dedup).
+_SPELLING_FOLD = SPELLING_FOLD
 
 
 # The invisible characters of _SPELLING_FOLD, left out of a word.

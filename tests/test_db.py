@@ -430,6 +430,55 @@ def test_canonical_urls_are_stored_again_in_the_current_form_on_either_database(
     assert recanonicalise(session) == 0, "once per scheme"
 
 
+def test_text_hashes_are_stored_again_under_the_current_folding(settings: Settings) -> None:
+    """``init`` hashes stored texts again when the folding changed (an older release kept
+    soft hyphens and ё in the hash): the same page imported again is not a new version of
+    itself, and a copy that differs only in them is found."""
+    import json
+
+    from sqlalchemy import update
+
+    from pipeline.bootstrap import CONTENT_HASH_SCHEME_KEY
+    from pipeline.db.schema import ArticleVersion, PipelineState
+    from pipeline.ingest import import_lines
+
+    initialise(settings, load_feeds=False)
+    brief = (
+        "Путин и Си обсудили поставки газа по «Си\u00adле Сибири». Стороны договорились ещё раз встретиться."
+    )
+    line = json.dumps({"url": "https://briefs.example/1", "text": brief}, ensure_ascii=False)
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            (stored,) = import_lines(session, settings, [line], source="t")
+            session.commit()
+            first = stored.result.article_id
+            assert first is not None
+            # As an older release left them: the text's hash and a version's under the old folding.
+            session.execute(update(Article).where(Article.id == first).values(content_hash="0" * 64))
+            session.add(
+                ArticleVersion(article_id=first, text=brief, content_hash="1" * 64, seen_at=datetime.now(UTC))
+            )
+            session.execute(delete(PipelineState).where(PipelineState.key == CONTENT_HASH_SCHEME_KEY))
+            session.commit()
+        lines: list[str] = []
+        assert initialise(settings, load_feeds=False, progress=lines.append).rehashed >= 2
+        assert initialise(settings, load_feeds=False).rehashed == 0, "once per scheme"
+        with session_factory(engine)() as session:
+            (again,) = import_lines(session, settings, [line], source="t")
+            # The page it was stored from, not a new version of itself.
+            assert (again.result.status, again.result.copy_kind) == ("duplicate", "exact")
+            plain = brief.replace("\u00ad", "").replace("ё", "е")
+            copy = json.dumps({"url": "https://briefs.example/2", "text": plain}, ensure_ascii=False)
+            (found,) = import_lines(session, settings, [copy], source="t")
+            session.commit()
+            assert (found.result.status, found.result.duplicate_of) == ("duplicate", first)
+            versions = session.scalars(select(ArticleVersion.content_hash)).all()
+            assert versions == [session.get(Article, first).content_hash]  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+
+
 def test_an_article_s_labels_come_in_the_same_order_on_either_database(session: Session) -> None:
     """Watch items came in no set order (PostgreSQL: as stored; SQLite: by slug), and topics
     of equal scores in either: the web UI and the listings showed them differently."""
