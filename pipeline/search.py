@@ -49,7 +49,7 @@ from pipeline.errors import FilterError
 from pipeline.hanzi import simplified_characters
 from pipeline.unicode_marks import MARKS_BMP, cluster_start
 
-SCHEME = "fts6"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+SCHEME = "fts7"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
@@ -103,6 +103,10 @@ _UNIT = re.compile(rf".[{MARKS_BMP}]*", re.S)
 _INVISIBLE = "\u00ad\u200b\u2060\ufeff"
 _INVISIBLE_SET = frozenset(_INVISIBLE)
 _OPTIONAL_MARKS_SCRIPT = re.compile("[\u0400-\u052f\u0590-\u05ff]")  # Cyrillic, Hebrew
+# Persian's yeh and keheh, which Persian pages also type as Arabic's yeh and kaf (the
+# keyboard decides): one word either way ("یوان" and "يوان", yuan), read as the Arabic
+# letters the stemmer knows.
+_PERSIAN_LETTERS = str.maketrans({"\u06cc": "\u064a", "\u06a9": "\u0643"})
 _OPTIONAL_MARKS = re.compile(
     "(?<=[\u0400-\u052f])[\u0300\u0301]|[\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7]"
 )
@@ -213,6 +217,7 @@ def _normalised_word(word: str) -> str:
     if not folded.isascii():
         folded = "".join(char for char in folded if char not in _INVISIBLE_SET)
         folded = folded.replace("ё", "е").replace("’", "'").replace("ʼ", "'").replace("ʻ", "'")
+        folded = folded.translate(_PERSIAN_LETTERS)
         # Marks a text may or may not carry: Russian stress accents (Пу́тин), Hebrew vowel
         # points and cantillation (שָׁלוֹם). (Other scripts' marks are spelling: kept.)
         if _OPTIONAL_MARKS_SCRIPT.search(folded):

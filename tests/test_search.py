@@ -966,6 +966,7 @@ def test_words_are_found_through_apostrophes_prefixes_particles_invisible_charac
         ("ข\u0e38\u0e48", "ข\u0e48\u0e38"),  # a tone mark and a vowel sign typed in either order
         ("ปี ๒๐๒๖", "ปี 2026"),  # Thai digits are numbers
         ("واشنطن", "وواشنطن"),  # "Washington", "and Washington": a word that begins with و keeps it
+        ("تسویه با یوان در کرملین", "تسويه با يوان در كرملين"),  # Persian yeh and keheh typed as Arabic's
     ],
 )
 def test_spellings_of_one_text_give_the_same_terms(one: str, other: str) -> None:
