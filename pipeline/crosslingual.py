@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from pipeline import yamlfile
 from pipeline.errors import ConfigError
+from pipeline.hanzi import simplified_characters
 from pipeline.numbers import extract_numbers
 from pipeline.sentences import THAI_LAO_CHAR, content_sentences
 
@@ -769,7 +770,9 @@ class Gazetteer:
         self._recent.put((lang, text), entities)
 
     def _scan(self, text: str, lang: str) -> set[str]:
-        folded = unicodedata.normalize("NFKC", text).casefold().replace("ё", "е")
+        # (Traditional Chinese characters read as Simplified ones, as the patterns are
+        # compiled: a Taiwanese or Hong Kong text names 烏克蘭 and 西伯利亞力量.)
+        folded = simplified_characters(unicodedata.normalize("NFKC", text).casefold().replace("ё", "е"))
         found = set()
         for entity, by_lang in self.patterns.items():
             chosen = [by_lang[lang]] if lang in by_lang else list(by_lang.values())
@@ -798,7 +801,7 @@ def load_gazetteer(path: Path) -> Gazetteer:
             # Spaced scripts match from a word start; Chinese and Japanese have no word spaces.
             try:
                 compiled[str(entity)][str(lang)] = _Names(
-                    re.compile(body.casefold()), word_start=lang not in ("zh", "ja")
+                    re.compile(simplified_characters(body.casefold())), word_start=lang not in ("zh", "ja")
                 )
             except re.error as exc:
                 raise ConfigError(f"{path}: entities.{entity}.{lang}: bad pattern: {exc}") from None

@@ -208,6 +208,12 @@ def test_every_gazetteer_example_agrees_across_languages() -> None:
         ("распутинский", "ru", set()),
         ("普京会见习近平", "zh", {"putin", "xi_jinping"}),  # Chinese names match anywhere
         ("Putin und 习近平", "de", {"putin", "xi_jinping"}),  # no German patterns: every language's
+        # Traditional characters read as Simplified ones, as the other stages read them.
+        (
+            "普丁與習近平討論西伯利亞力量管道、烏克蘭與人民幣結算",
+            "zh",
+            {"putin", "xi_jinping", "power_of_siberia", "siberia", "ukraine", "yuan"},
+        ),
     ],
 )
 def test_gazetteer_names_match_from_a_word_start(text: str, lang: str, expected: set[str]) -> None:
