@@ -60,6 +60,13 @@ _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 # too), while "... signed in Dec. The talks ..." still ends a sentence.
 _MONTH_WORDS = "jan feb mar apr jun jul aug sep sept oct nov dec янв февр сент окт нояб дек"
 _MONTHS = frozenset(_MONTH_WORDS.split())
+# A person's initials in Cyrillic, "В.В. Путин", "С.В. Лавров": capitals each followed by a
+# period (the last period is the stop being judged). Russian writes no acronym so ("США",
+# "РФ"), while "т.д." and "т.п." in lower case end sentences.
+_CYRILLIC_INITIALS = re.compile(r"(?:[\u0400-\u042f\u0460-\u052f]\.)+[\u0400-\u042f\u0460-\u052f]")
+# Japanese quotes a sentence with its stop inside the brackets and goes on with the
+# quotative particle: 「協力を続ける。」と述べた is one sentence ("... he said").
+_QUOTE_GOES_ON = re.compile("[」』](?=と|って)")
 # German writes a day as an ordinal with a period, before a capitalised month: "am 15.
 # Juli", "bis zum 3. Oktober" end no sentence.
 _ORDINAL_MONTHS = frozenset(
@@ -121,13 +128,18 @@ def split_sentences(text: str) -> list[str]:
         start = 0
         for match in _SENTENCE_END.finditer(paragraph):
             end = match.end()
+            if _QUOTE_GOES_ON.match(paragraph, end - 1):
+                continue
             if paragraph[match.start()] == ".":
-                # "Mr. Xi", "U.S. officials", "V. Putin", "в 2014 г. Китай": no new sentence.
-                # (The word is found from the period back to the space before it, never
-                # from the sentence's start: a long run of initials stays linear.)
+                # "Mr. Xi", "U.S. officials", "V. Putin", "в 2014 г. Китай", "В.В. Путин": no
+                # new sentence. (The word is found from the period back to the space before
+                # it, never from the sentence's start: a long run of initials stays linear.)
                 space = paragraph.rfind(" ", start, match.start())
-                word = paragraph[space + 1 if space >= 0 else start : match.start()].lower()
+                written = paragraph[space + 1 if space >= 0 else start : match.start()]
+                word = written.lower()
                 if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                    continue
+                if _CYRILLIC_INITIALS.fullmatch(written):
                     continue
                 # (whitespace is collapsed: the next word starts within two characters)
                 if word in _MONTHS and paragraph[end : end + 2].lstrip()[:1].isdigit():

@@ -746,6 +746,28 @@ def test_a_semicolon_ends_no_sentence_in_any_script() -> None:
         ),
         # A lower-case word after a period still continues the sentence.
         ("Trade grew 3.5 p.c. in May. and more", ["Trade grew 3.5 p.c. in May. and more"]),
+        # Initials written together end no sentence; "т.д." in lower case still does.
+        (
+            "Президент РФ В.В. Путин и председатель КНР Си Цзиньпин провели переговоры. Они подписали заявление.",
+            [
+                "Президент РФ В.В. Путин и председатель КНР Си Цзиньпин провели переговоры.",
+                "Они подписали заявление.",
+            ],
+        ),
+        (
+            "Обсуждались энергетика, логистика и т.д. Затем лидеры вышли к прессе.",
+            ["Обсуждались энергетика, логистика и т.д.", "Затем лидеры вышли к прессе."],
+        ),
+        # A Japanese quotation goes on with its particle ("... と述べた", "he said").
+        (
+            "プーチン氏は「協力を続ける。」と述べた。習氏も同意した。「合意した。」両首脳は握手した。",
+            [
+                "プーチン氏は「協力を続ける。」と述べた。",
+                "習氏も同意した。",
+                "「合意した。」",
+                "両首脳は握手した。",
+            ],
+        ),
     ],
 )
 def test_sentences_end_at_the_full_stops_of_many_scripts(text: str, expected: list[str]) -> None:
