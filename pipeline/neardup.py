@@ -150,12 +150,8 @@ def _marks(text: str) -> str:
     return text.translate({ord(char): _MARKS[_char_class(char)] for char in set(text)})
 
 
-# Spelling that copies of one text vary in without changing a word (ё and е, the Arabic
-# letter variants, invisible characters): the text hash folds the same (pipeline.dedup).
-_SPELLING_FOLD = SPELLING_FOLD
-
-
-# The invisible characters of _SPELLING_FOLD, left out of a word.
+# The invisible characters of SPELLING_FOLD (spelling that copies of one text vary in
+# without changing a word, which the text hash folds too), left out of a word.
 _INVISIBLE = str.maketrans(dict.fromkeys(["\u00ad", "\u200b", "\u200c", "\u2060", "\ufeff"], None))
 
 
@@ -165,11 +161,11 @@ def _tokenise(text: str) -> tuple[list[str], list[bool]]:
     Returns the tokens and, for each, whether it is a single unspaced character. A word
     is a run of word characters (letters, marks, digits); an all-digit word becomes
     :data:`NUMBER_PLACEHOLDER`; anything else separates. Spelling variants that copies
-    differ in are folded first (``_SPELLING_FOLD``).
+    differ in are folded first (``SPELLING_FOLD``).
     """
     folded = unicodedata.normalize("NFKC", text).casefold()
     if not folded.isascii():
-        folded = simplified_characters(folded.translate(_SPELLING_FOLD))
+        folded = simplified_characters(folded.translate(SPELLING_FOLD))
     marks = _marks(folded)
     tokens: list[str] = []
     unspaced: list[bool] = []
@@ -380,7 +376,7 @@ def _name_slots(
 def _folded_word(word: str) -> str:
     """A word as the shingles read it: case-folded, its spelling variants folded (ё, е)."""
     folded = word.casefold()
-    return folded if folded.isascii() else folded.translate(_SPELLING_FOLD)
+    return folded if folded.isascii() else folded.translate(SPELLING_FOLD)
 
 
 def _one_name(a: str, b: str) -> bool:

@@ -671,15 +671,16 @@ def test_vectorised_signature_equals_the_reference_definition() -> None:
 
 def _tokenise_by_character(text: str) -> tuple[list[str], list[bool]]:
     """The tokeniser's definition, one character at a time (the oracle of the fast one)."""
+    from pipeline.dedup import SPELLING_FOLD
     from pipeline.hanzi import simplified_characters
-    from pipeline.neardup import _SEPARATOR, _SPELLING_FOLD, _WORD_CHAR, _char_class
+    from pipeline.neardup import _SEPARATOR, _WORD_CHAR, _char_class
 
     tokens: list[str] = []
     unspaced: list[bool] = []
     word = ""
     # (Spelling variants folded first, one character at a time.)
     folded = "".join(
-        simplified_characters(c.translate(_SPELLING_FOLD))
+        simplified_characters(c.translate(SPELLING_FOLD))
         for c in unicodedata.normalize("NFKC", text).casefold()
     )
     for char in folded + " ":
