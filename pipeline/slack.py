@@ -1366,28 +1366,29 @@ def _webhook_accepted(body: str) -> bool:
     webhooks, such as Rocket.Chat)."""
     if body == "ok":
         return True
-    if not body.startswith("{"):
-        return False
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(answer, dict) and (answer.get("ok") is True or answer.get("success") is True)
+    answer = _json_object(body)
+    return answer.get("ok") is True or answer.get("success") is True
 
 
 def _webhook_json_refusal(body: str) -> str | None:
     """The error code of a webhook's JSON refusal, ``{"ok": false, "error": "no_service"}``
     (or ``"success": false``), as Slack-compatible servers answer; ``None`` otherwise."""
-    if not body.startswith("{"):
-        return None
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(answer, dict) or not (answer.get("ok") is False or answer.get("success") is False):
+    answer = _json_object(body)
+    if not (answer.get("ok") is False or answer.get("success") is False):
         return None
     code = answer.get("error")
     return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
+
+
+def _json_object(body: str) -> dict[str, Any]:
+    """``body`` read as a JSON object, or an empty one when it is none."""
+    if not body.startswith("{"):
+        return {}
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError):  # (not JSON, or nested deeper than Python reads)
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _is_web_page(body: str, headers: Mapping[str, Any] | None) -> bool:

@@ -8,7 +8,7 @@ import itertools
 import json
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -476,18 +476,11 @@ def test_a_webhook_part_never_confirmed_is_quarantined_after_a_few_runs(
     channel) and the digests after it go out."""
     settings, target, destination = _webhook_digests(session, db_url, slack, tmp_path)
     slack.webhook_answer, slack.webhook_content_type = "queued", "text/plain"
-    for run in range(1, 4):
-        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
-        assert report.sent == [] and report.failed == [] and len(report.pending) == 2
-        assert len(slack.messages) == run  # the first part once more per run
-    slack.webhook_answer, slack.webhook_content_type = "ok", "text/html"
-    last = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
-    stuck, after = sorted(report.pending)
-    assert last.failed == [stuck] and last.sent == [after]
-    row = session.get(DigestOutbox, stuck)
-    assert row is not None and row.status == "failed"
-    assert "check the channel" in (row.last_error or "")
-    assert len(slack.messages) == 3 + _parts(session, after)  # no fourth copy
+
+    def answered_again() -> None:
+        slack.webhook_answer, slack.webhook_content_type = "ok", "text/html"
+
+    _quarantined_after_three_runs(session, target, destination, settings, slack, lambda: None, answered_again)
     unreported = session.scalar(
         select(func.count()).select_from(CoverageChange).where(CoverageChange.digest_id.is_(None))
     )
@@ -506,12 +499,30 @@ def test_a_part_never_confirmed_without_the_history_scope_is_quarantined_after_a
     target = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=0)
     destination = destination_name(target)
     prepare_digests(session, slack_settings, destination, now=NOW)
+    _quarantined_after_three_runs(
+        session, target, destination, slack_settings, slack, lambda: slack.lose_answer("503"), lambda: None
+    )
+
+
+def _quarantined_after_three_runs(
+    session: Session,
+    target: SlackTarget,
+    destination: str,
+    settings: Settings,
+    slack: FakeSlack,
+    before_each_run: Callable[[], None],
+    before_the_last: Callable[[], None],
+) -> None:
+    """Three runs each post the first part of the first of two digests and lose the answer
+    (``before_each_run`` arranges it); the fourth posts it no more, quarantines that digest
+    for the operator and sends the other."""
     for run in range(1, 4):
-        slack.lose_answer("503")
-        report = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+        before_each_run()
+        report = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
         assert report.sent == [] and report.failed == [] and len(report.pending) == 2
         assert len(slack.messages) == run  # the first part once more per run
-    last = deliver_pending(session, target, destination, digest_dir=slack_settings.digest_dir)
+    before_the_last()
+    last = deliver_pending(session, target, destination, digest_dir=settings.digest_dir)
     stuck, after = sorted(report.pending)
     assert last.failed == [stuck] and last.sent == [after]
     row = session.get(DigestOutbox, stuck)

@@ -512,6 +512,20 @@ def test_a_slack_compatible_webhook_s_json_answer_is_delivery(
     assert slack.calls("webhook") == 2
 
 
+def test_a_webhook_answer_nested_too_deep_to_read_is_no_answer(slack: FakeSlack) -> None:
+    """JSON nested deeper than Python reads (a hostile or broken server's 200) stopped the
+    delivery with a RecursionError; it is an answer that says nothing: the part may have
+    been posted."""
+    slack.webhook_answer = '{"a":' * 100_000 + "1" + "}" * 100_000
+    slack.webhook_content_type = "application/json"
+    with pytest.raises(SlackDeliveryError) as failure:
+        post_webhook_messages(
+            make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress(), max_retries=0
+        )
+    assert failure.value.in_doubt and not failure.value.permanent
+    assert len(slack.messages) == 1
+
+
 @pytest.mark.parametrize(
     ("status", "answer", "code"),
     [
