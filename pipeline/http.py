@@ -257,7 +257,7 @@ class HttpClient:
                     raise FetchError(
                         f"cannot fetch {_redact(current)}: TLS certificate verification failed"
                     ) from None
-                raise FetchError(f"cannot fetch {_redact(current)}: {type(exc).__name__}") from None
+                raise FetchError(f"cannot fetch {_redact(current)}: {_what_failed(exc)}") from None
             if result.status == 304 and "If-None-Match" not in headers and "If-Modified-Since" not in headers:
                 # "Not modified" since nothing: the server answers 304 whatever is asked, so
                 # the document was never read. Retried like a server error.
@@ -744,6 +744,24 @@ def _refused(address: IPAddress, *, allow_private_networks: bool) -> bool:
     if _is_link_local(address):
         return True
     return not allow_private_networks and not _is_public(address)
+
+
+# What an httpx error means, for a failure's message (the class name alone said little).
+_HTTPX_ERRORS: tuple[tuple[type[httpx.HTTPError], str], ...] = (
+    (httpx.DecodingError, "the body is not in the Content-Encoding it was sent with"),
+    (httpx.RemoteProtocolError, "the server broke off or garbled its answer"),
+    (httpx.ReadError, "the connection broke while the answer was read"),
+    (httpx.WriteError, "the connection broke while the request was sent"),
+    (httpx.ConnectError, "no connection to the server"),
+    (httpx.TooManyRedirects, "too many redirects"),
+)
+
+
+def _what_failed(exc: httpx.HTTPError) -> str:
+    """``exc`` said plainly, its class named: "no connection to the server (ConnectError)"."""
+    name = type(exc).__name__
+    meaning = next((text for kind, text in _HTTPX_ERRORS if isinstance(exc, kind)), None)
+    return f"{meaning} ({name})" if meaning else name
 
 
 def _refusal_message(url: str, host: str, address: IPAddress) -> str:

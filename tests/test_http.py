@@ -99,6 +99,26 @@ def test_timeout_is_transient() -> None:
     assert not caught.value.permanent
 
 
+def test_a_failed_fetch_says_what_failed() -> None:
+    """A body that is not the gzip its header says, or a server that is not there: the
+    message says so in words, not only httpx's class name."""
+    import socket
+
+    with LocalServer(
+        {"/lie": lambda h: Reply(200, b"plain text " * 50, {"Content-Encoding": "gzip"})}
+    ) as server:
+        with client() as http, pytest.raises(FetchError) as caught:
+            http.get(server.url("/lie"))
+    assert "not in the Content-Encoding it was sent with (DecodingError)" in str(caught.value)
+    assert not caught.value.permanent
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with client() as http, pytest.raises(FetchError) as caught:
+        http.get(f"http://127.0.0.1:{port}/x")
+    assert str(caught.value).endswith("no connection to the server (ConnectError)")
+
+
 @pytest.mark.parametrize(
     ("status", "permanent"),
     [(404, False), (403, False), (410, True), (400, True), (451, True), (503, False), (429, False)],
