@@ -47,9 +47,7 @@ The work happens in four steps:
    reserved" formula; a sentence about copyright is text). A page that says its content
    is not free (schema.org ``isAccessibleForFree: false``, ``article:content_tier``
    "locked") and whose whole text is a short prompt speaking of a subscription is an
-   error, "paywalled: only a subscription prompt" (:func:`_only_a_subscription_prompt`),
-   and so is a page whose whole text is a cookie consent prompt, "consent wall: only a
-   cookie consent prompt" (:func:`_only_a_consent_prompt`).
+   error, "paywalled: only a subscription prompt" (:func:`_only_a_subscription_prompt`).
 
 Oversize bodies are **truncated** to ``max_bytes`` and extracted anyway (HTML parsers
 recover from a cut-off document, and the article text is almost always in the first
@@ -413,8 +411,6 @@ def _extract_page(
         text = _json_ld_paragraphs(text, tree, joiners)
     if text and _only_a_subscription_prompt(text, tree):
         return ExtractedPage(text="", title=title, date=meta.date, lang_hint=lang_hint, error=PAYWALLED)
-    if text and _only_a_consent_prompt(text):
-        return ExtractedPage(text="", title=title, date=meta.date, lang_hint=lang_hint, error=CONSENT_WALL)
     logger.debug("extracted %d chars from %s (%s)", len(text), url, encoding)
     return ExtractedPage(
         text=text,
@@ -1061,42 +1057,6 @@ def _only_a_subscription_prompt(text: str, tree: Any) -> bool:
         if (element.get("content") or element.text_content() or "").strip().lower() == "false":
             return True
     return any(_not_free(item.get("isAccessibleForFree", True)) for item in _json_ld_objects(tree))
-
-
-CONSENT_WALL: Final = "consent wall: only a cookie consent prompt"
-# A consent wall in place of the article is a paragraph or two and a row of buttons.
-CONSENT_PROMPT_CHARS: Final = 1500
-# A cookie wall names cookies (or trackers), in the languages the feeds carry.
-_COOKIE_WORDS: Final = re.compile(r"cookie|куки|tracker|трекер", re.IGNORECASE)
-# What the sentences of a consent prompt speak of beside cookies: consent, privacy,
-# personal data, and the choices its buttons offer.
-_CONSENT_WORDS: Final = re.compile(
-    r"consent|согласие|согласия|согласен|同意|einwillig|zustimm|toestemming|zgod"
-    r"|privacy|privé|конфиденциальн|隐私|隱私|プライバシー|datenschutz|confidentialit|privacidad|riservatezza"
-    r"|personal data|персональн|个人(?:信息|数据)|個人(?:資料|情報)|données personnelles|datos personales"
-    r"|personenbezogen|dati personali|gdpr|rgpd|dsgvo"
-    r"|accept all|reject all|allow all|manage (?:options|preferences|settings|choices|cookies)"
-    r"|принять|отклонить|настро|接受|拒绝|设置|akzeptieren|ablehnen|accepter|refuser|aceptar|rechazar",
-    re.IGNORECASE,
-)
-
-
-def _only_a_consent_prompt(text: str) -> bool:
-    """Whether ``text`` is a cookie consent wall served in place of the article (with
-    status 200, at the article's own address, not through a redirect): short (under
-    :data:`CONSENT_PROMPT_CHARS`), naming cookies or trackers, and with less than a
-    brief's worth (:data:`PAYWALL_REST_CHARS`) in sentences that speak of none of consent,
-    privacy, personal data or a wall's choices (a sentence about cookies alone is no
-    prompt: a brief on a regulator's ruling on them). Stored, a wall was an article, and
-    every other page of its site behind it an exact copy of it, never fetched again; an
-    article that mentions cookies, or carries a cookie notice beside its text, is kept."""
-    if len(text) >= CONSENT_PROMPT_CHARS or not _COOKIE_WORDS.search(text):
-        return False
-    sentences = split_sentences(text)
-    if not any(_CONSENT_WORDS.search(sentence) for sentence in sentences):
-        return False
-    rest = " ".join(sentence for sentence in sentences if not _CONSENT_WORDS.search(sentence))
-    return text_length(rest) < PAYWALL_REST_CHARS
 
 
 def _not_free(value: object) -> bool:

@@ -1153,54 +1153,6 @@ def test_paywall_markers_alone_or_a_prompt_alone_do_not_drop_an_article() -> Non
     assert page.error is None and "Power of Siberia 2" in page.text
 
 
-# Cookie consent walls served in place of an article (written for the test, after real ones).
-CONSENT_EN = (
-    "<h2>We value your privacy</h2><p>We and our 842 partners store and access information on a device, "
-    "such as cookies, and process personal data, such as unique identifiers and standard information sent "
-    "by a device for personalised ads and content, ad and content measurement, and audience insights.</p>"
-    "<p>Click Accept all to consent, or Manage options to make your choices. You can change your choices "
-    "at any time by clicking on the Privacy settings link at the bottom of every page.</p>"
-    "<button>Accept all</button><button>Reject all</button>"
-)
-CONSENT_RU = (
-    "<p>Мы используем файлы cookie и обрабатываем персональные данные, чтобы сайт работал и показывал "
-    "подходящие материалы и рекламу.</p><p>Нажимая «Принять», вы даёте согласие на обработку данных. "
-    "Настроить или отклонить их использование можно в разделе «Политика конфиденциальности».</p>"
-)
-CONSENT_ZH = (
-    "<p>本网站使用Cookie来改善您的浏览体验，并为您提供个性化的内容和广告。</p>"
-    "<p>点击“接受”即表示您同意我们使用Cookie。您可以随时在隐私设置中更改您的选择。</p>"
-)
-
-
-@pytest.mark.parametrize(("body", "lang"), [(CONSENT_EN, "en"), (CONSENT_RU, "ru"), (CONSENT_ZH, "zh")])
-def test_a_page_that_is_only_a_cookie_consent_wall_is_an_error(body: str, lang: str) -> None:
-    """A wall at the article's own address (status 200, no redirect to a consent host) was
-    stored as an article, and every other page of the site behind it as an exact copy of it,
-    never fetched again."""
-    page = extract_page(_paywall_page(body, marker="", lang=lang))
-    assert page.text == "" and page.error == "consent wall: only a cookie consent prompt"
-
-
-def test_an_article_that_mentions_cookies_or_carries_a_cookie_notice_is_kept() -> None:
-    article = (
-        "<p>Russian President Vladimir Putin and Chinese President Xi Jinping met in Beijing on Thursday "
-        "for talks on energy and trade.</p><p>The two leaders discussed the Power of Siberia 2 pipeline, "
-        "which would carry gas from western Siberia through Mongolia to China.</p>"
-    )
-    notice = "<p>This site uses cookies. By continuing to browse it you agree to our use of cookies.</p>"
-    for body in (article + notice, notice + article):
-        page = extract_page(_paywall_page(body, marker=""))
-        assert page.error is None and "Power of Siberia 2" in page.text
-    brief = (
-        "<p>Roskomnadzor said on Friday that Chinese shopping apps set tracking cookies without asking their "
-        "Russian users, and gave three of them a month to change that before their sites are blocked in "
-        "Russia, where some 30 million people shop on them.</p>"
-    )
-    page = extract_page(_paywall_page(brief, marker=""))
-    assert page.error is None and "Roskomnadzor" in page.text
-
-
 def test_an_element_with_a_crowd_of_attributes_is_refused_before_parsing() -> None:
     """libxml2 spends time growing faster than the attributes of one element, in C code no
     time limit interrupts: 120,000 on a 1 MB page held a run for minutes."""
