@@ -282,7 +282,8 @@ def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfil
     sequence = _shingle_hashes(_grams(text, lang, params))
     head = max(1, math.ceil(len(sequence) * params.opening_fraction)) if sequence else 0
     figures = text_figures(text) if sequence else frozenset()
-    words = text_words(text) if sequence and params.name_swaps else ()
+    reads_names = params.name_swaps and (lang or "").lower()[:2] not in _NOUNS_CAPITALISED
+    words = text_words(text) if sequence and reads_names else ()
     return ShingleProfile(frozenset(sequence), frozenset(sequence[:head]), figures, words)
 
 
@@ -291,14 +292,34 @@ def profile(text: str, lang: str | None, params: NearDupParams) -> ShingleProfil
 _NAME_WORD = re.compile(rf"[\w{MARKS_BMP}]+(?:['’\-][\w{MARKS_BMP}]+)*")
 
 
+# Languages that write every noun with a capital: a capital says nothing of a name there.
+_NOUNS_CAPITALISED = frozenset({"de", "lb"})
+# What a sentence's first word follows (spaces, quotes and brackets aside).
+_SENTENCE_END = frozenset(".!?…:;\n")
+_BEFORE_A_WORD = frozenset(" \t\"'«»“”„‘’([")
+
+
 def text_words(text: str) -> tuple[str, ...]:
-    """The words of ``text`` in order (NFKC), or none when it has no capital letter: the
-    names rule reads names by their capitals, which Chinese, Japanese, Arabic, Hebrew,
-    the Indic scripts and Thai do not have."""
+    """The words of ``text`` in order (NFKC), a sentence's first word in lower case (its
+    capital says nothing of a name), or none when it has no capital letter: the names rule
+    reads names by their capitals, which Chinese, Japanese, Arabic, Hebrew, the Indic
+    scripts and Thai do not have."""
     text = unicodedata.normalize("NFKC", text)
     if text == text.lower():
         return ()
-    return tuple(_NAME_WORD.findall(text if text.isascii() else text.translate(_INVISIBLE)))
+    if not text.isascii():
+        text = text.translate(_INVISIBLE)
+    words = []
+    for match in _NAME_WORD.finditer(text):
+        word = match.group()
+        if word[:1].isupper():
+            before = match.start() - 1
+            while before >= 0 and text[before] in _BEFORE_A_WORD:
+                before -= 1
+            if before < 0 or text[before] in _SENTENCE_END:
+                word = word.lower()
+        words.append(word)
+    return tuple(words)
 
 
 # A slot holds at most this many words: a name ("President of Kazakhstan Kassym-Jomart
@@ -309,9 +330,9 @@ _SLOT_WORDS = 4
 _SLOT_CHARS = 80
 # Two slot fillers this alike are one name spelled two ways (Tokaev, Tokayev).
 _SAME_NAME = 0.75
-# A template's subject is named in its headline or first sentence: one of the swapped
-# slots must begin within a text's first this many words (a copy's credit line, at its
-# end, names other reporters and editors than another copy's).
+# A template's subject is named in its headline and first sentence: the swapped slots
+# counted begin within a text's first this many words (a copy edit or a credit line
+# elsewhere, a byline at the top, is one place at most there).
 _LEAD_WORDS = 40
 # An abbreviation (РФ for России, КНР for Китая, US for America): a copy edit of style.
 _ABBREVIATION = re.compile(r"[^\W\d_]{1,5}")
@@ -320,7 +341,8 @@ _ABBREVIATION = re.compile(r"[^\W\d_]{1,5}")
 def swapped_names(a: Sequence[str], b: Sequence[str]) -> int:
     """In how many places one text has a name where the other has a different one, the
     words on both sides of it the same: the slots of one frame ("X met Y in Z") that two
-    template texts fill differently. 0 unless one of those places is in the lead.
+    template texts fill differently; only those in the lead (the first ``_LEAD_WORDS``
+    words, where a template names its subject) count.
 
     A slot is a run of at most ``_SLOT_WORDS`` words of one text that are nowhere in the
     other (case-folded), with a capitalised word among them and no digit (dates and
@@ -342,7 +364,7 @@ def swapped_names(a: Sequence[str], b: Sequence[str]) -> int:
         for frame, (start, filler) in slots_a.items()
         if frame in slots_b and not _one_name(filler, slots_b[frame][1])
     ]
-    return len(swapped) if swapped and min(swapped) < _LEAD_WORDS else 0
+    return sum(1 for where in swapped if where < _LEAD_WORDS)
 
 
 def _name_slots(
@@ -637,10 +659,9 @@ def verify(
       with fewer distinct numbers has ``min_figures`` of them, ``figures_containment``
       of them must be in the other (two market closes of one template share every
       shingle, not their figures);
-    * the names agree: fewer than ``name_swaps`` places where the two texts put
-      different names between the same two words, or none of them in the lead
-      (:func:`swapped_names`; two flashes of one frame, "X met Y in Z", share nearly
-      every shingle and no figure).
+    * the names agree: fewer than ``name_swaps`` places of the lead where the two texts
+      put different names between the same two words (:func:`swapped_names`; two
+      flashes of one frame, "X met Y in Z", share nearly every shingle and no figure).
 
     The opening rule is the guard against a long common block deciding alone: two
     short, distinct stories under one heavy site footer (disclaimer, "about the

@@ -74,13 +74,14 @@ class NearDupParams:
       shingles already: template texts that differ only in names are the names rule's.
     * ``name_swaps=2``: a copy keeps its names. Two agency flashes on one frame ("X met Y
       in Z. The sides discussed…") share nearly every shingle and number, and differ in
-      the names put into the frame: when in this many places (distinct pairs of
-      neighbouring words) one text has a short run of words with a capital that the other
-      lacks, and the other has a different such run between the same two words, they are
-      two stories. One place is allowed: a correction of one wrong name, or a new name a
-      rewritten lead happens to put between the same two words. A name spelled two ways
-      (Tokaev, Tokayev) is no swap. Scripts without capital letters (Chinese, Arabic, the
-      Indic scripts) are not read by it. 0 turns the rule off.
+      the names put into the frame: when in this many places of the lead (distinct pairs
+      of neighbouring words in the first 40 words) one text has a short run of words with
+      a capital that the other lacks, and the other has a different such run between the
+      same two words, they are two stories. One place is allowed: a correction of one wrong
+      name, a byline, a copy desk's edit. A name spelled two ways (Tokaev, Tokayev) is no
+      swap; a sentence's first word is no name, and German text (every noun capitalised)
+      is not read. Scripts without capital letters (Chinese, Arabic, the Indic scripts)
+      are not read by it. 0 turns the rule off.
     * ``seed=1``: derives the MinHash permutations. Changing it, or any shingling or
       banding parameter, invalidates stored signatures; see :attr:`scheme`.
     * ``max_candidates=200``: at most this many stored articles sharing a band key are
