@@ -100,14 +100,16 @@ _FRONT_PAGE_PATHS = frozenset({"", "/", "/index.html", "/index.htm", "/index.php
 
 def front_page(url: SplitResult | str) -> bool:
     """Whether ``url`` is a site's front page: its root (or index page, or a language's root
-    such as "/en/") with no query but tracking parameters. "/?p=123" and
-    "/index.php?id=5" are articles. A URL that cannot be read is none."""
+    such as "/en/") with no query but tracking parameters. "/?p=123",
+    "/index.php?id=5" and "/#!/article/7" are articles. A URL that cannot be read is none."""
     try:
         parts = urlsplit(url) if isinstance(url, str) else url
         if isinstance(url, str) and (parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname):
             return False
     except ValueError:
         return False
+    if parts.fragment.startswith("!"):
+        return False  # a "#!" route names a page of a script-driven site (its URL keeps it too)
     path = parts.path.lower()
     segments = [segment for segment in path.split("/") if segment]
     root = path in _FRONT_PAGE_PATHS or (

@@ -112,6 +112,10 @@ TRANSIENT_ERRORS = frozenset(
 )
 # Errors after which, in Slack's words, "some aspect of the operation" may have succeeded.
 IN_DOUBT_ERRORS = frozenset({"internal_error", "fatal_error"})
+# A server's own answer (no Slack error code) that says it does not serve a method: not
+# found, method not allowed, not implemented. Other 4xx (a proxy's 401, 403 or 407, a 408)
+# may pass: they stop the run, to be tried again.
+NOT_SERVED_STATUSES = frozenset({404, 405, 501})
 # Errors that mean the Slack settings are wrong (not the digest): fix the configuration,
 # the digests wait.
 CONFIGURATION_ERRORS = frozenset(
@@ -261,10 +265,9 @@ class SlackDeliveryError(SummitwatchError):
     @property
     def not_served(self) -> bool:
         """True when the method is not served where it was asked: an answer of the server's
-        own (no Slack error code) that is a client error other than a 429, or a 501 Not
-        Implemented (a Slack-like server without the method), not a failure for now."""
-        status = self.http_status or 0
-        return self.error_code is None and ((400 <= status < 500 and status != 429) or status == 501)
+        own (no Slack error code) of 404, 405 or 501 (a Slack-like server without the
+        method), not a failure for now."""
+        return self.error_code is None and self.http_status in NOT_SERVED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -1020,6 +1023,10 @@ def _send_webhook_part(
             doubt = f"Slack answered HTTP {status}"
             continue
         refusal = _webhook_json_refusal(body)
+        if refusal in IN_DOUBT_ERRORS:
+            # (Slack's own failure after taking the request: the message may be posted.)
+            doubt = f"Slack answered HTTP {status}: {refusal}"
+            continue
         if 200 <= status < 300 and refusal is None and not _is_web_page(body, response.headers):
             doubt = f'Slack answered HTTP {status} without "ok" ({" ".join(body.split())[:40]!r})'
             continue

@@ -672,6 +672,7 @@ def test_an_item_linked_to_its_site_s_front_page_takes_the_address_its_guid_give
         b"<guid>https://news.example/2026/b</guid></item>"
         b"<item><title>c</title><link>https://news.example/</link><guid>c-17</guid></item>"
         b"<item><title>d</title><link>https://news.example/2026/d</link><guid>https://news.example/</guid></item>"
+        b"<item><title>e</title><link>https://news.example/#!/article/12345</link><guid>e-5</guid></item>"
         b"</channel></rss>"
     )
     assert [(i.title, i.url) for i in parse_feed(rss, feed_url=FEED_URL, now=NOW).items] == [
@@ -679,7 +680,11 @@ def test_an_item_linked_to_its_site_s_front_page_takes_the_address_its_guid_give
         ("b", "https://news.example/2026/b"),
         ("c", "https://news.example/"),
         ("d", "https://news.example/2026/d"),
+        ("e", "https://news.example/#!/article/12345"),  # (a script-driven site's page)
     ]
+    from pipeline.feed_urls import front_page
+
+    assert not front_page("https://news.example/#!/article/12345") and front_page("https://news.example/#top")
 
 
 def test_a_feed_with_an_element_crowded_with_attributes_is_refused() -> None:

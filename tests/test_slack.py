@@ -526,6 +526,20 @@ def test_a_webhook_answer_nested_too_deep_to_read_is_no_answer(slack: FakeSlack)
     assert len(slack.messages) == 1
 
 
+@pytest.mark.parametrize("code", ["internal_error", "fatal_error"])
+def test_a_webhook_s_json_internal_error_may_have_posted(slack: FakeSlack, code: str) -> None:
+    """Slack's own failure after taking the request, said in JSON: the part may be in the
+    channel, so it counts as posted in doubt (bounded across runs), not as certainly not
+    posted (posted again at every run, uncounted)."""
+    slack.webhook_answer = f'{{"ok": false, "error": "{code}"}}'
+    slack.webhook_content_type = "application/json"
+    with pytest.raises(SlackDeliveryError) as failure:
+        post_webhook_messages(
+            make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress(), max_retries=0
+        )
+    assert failure.value.in_doubt and failure.value.posted_in_doubt and not failure.value.permanent
+
+
 @pytest.mark.parametrize(
     ("status", "answer", "code"),
     [
@@ -1016,6 +1030,22 @@ def test_a_server_that_does_not_serve_a_reading_method_is_at_least_once_not_a_st
     assert f"{method} is not served at SLACK_API_URL (HTTP {status}" in guarantee.reason
     assert "nothing was posted" not in guarantee.reason
     assert "SLACK_API_URL to a server that answers conversations.history" in guarantee.fix
+
+
+@pytest.mark.parametrize("status", [401, 403, 407, 408])
+def test_a_proxy_s_refusal_of_the_history_stops_the_run_rather_than_giving_up_exactly_once(
+    slack: FakeSlack, status: int
+) -> None:
+    """A proxy's 401, 403 or 407, or a 408, says nothing of whether the server serves the
+    history: the run stops, to be tried again, instead of delivering at-least-once from
+    then on."""
+    slack.scopes = set(ALL_SCOPES) - {"groups:history"}
+    slack.fail_next(1, status, method="conversations.history", page=f"{status} from the proxy")
+    target = target_for(slack)
+    with pytest.raises(SlackDeliveryError) as failure:
+        target.post(messages(2), on_sent=Progress(), digest_key="changes:proxy")
+    assert not failure.value.permanent and not failure.value.not_served
+    assert slack.calls("chat.postMessage") == 0
 
 
 def test_a_history_not_served_when_a_part_is_looked_for_is_at_least_once_not_a_stop(
