@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -26,7 +27,6 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import event, select
@@ -60,6 +60,7 @@ from pipeline.http import (
     PendingPage,
     host_of,
     redirected_away,
+    seconds_until_http_date,
     sendable,
     site_of,
 )
@@ -1471,15 +1472,10 @@ def _validators(headers: dict[str, str], now: datetime) -> tuple[str | None, str
         return value if 0 < len(value) <= longest and sendable(value) else None
 
     last_modified = kept(headers.get("last-modified"), 128)
-    if last_modified is not None:
-        try:
-            moment = parsedate_to_datetime(last_modified)
-        except (TypeError, ValueError, IndexError):
-            moment = None  # (not a date: the server's own business what it makes of it)
-        if moment is not None and moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)  # ("-0000": UTC, its zone unknown)
-        if moment is not None and moment > now + FUTURE_TOLERANCE:
-            last_modified = None
+    # (Not a date, NaN: the server's own business what it makes of it.)
+    ahead = seconds_until_http_date(last_modified, now=now.timestamp()) if last_modified else math.nan
+    if ahead > FUTURE_TOLERANCE.total_seconds():
+        last_modified = None
     return kept(headers.get("etag"), 1024), last_modified
 
 
