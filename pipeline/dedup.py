@@ -171,6 +171,8 @@ CONTENT_HASH_SCHEME = "2"
 # out so that a word they sit in, or a Persian word written with or without its
 # non-joiner, stays one word. The text hash and the near-duplicate shingles
 # (pipeline.neardup) fold them alike.
+# The invisible characters a word may carry (see SPELLING_FOLD).
+INVISIBLE_IN_WORDS = ("\u00ad", "\u200b", "\u200c", "\u2060", "\ufeff")
 SPELLING_FOLD = str.maketrans(
     {
         "ё": "е",
@@ -187,11 +189,7 @@ SPELLING_FOLD = str.maketrans(
                 "\u0640",
                 "\u0670",
                 *map(chr, range(0x064B, 0x0653)),
-                "\u00ad",
-                "\u200b",
-                "\u200c",
-                "\u2060",
-                "\ufeff",
+                *INVISIBLE_IN_WORDS,
             ],
             None,
         ),

@@ -44,7 +44,7 @@ from typing import Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.dedup import SPELLING_FOLD
+from pipeline.dedup import INVISIBLE_IN_WORDS, SPELLING_FOLD
 
 # (defined apart, so that the settings can check them without importing numpy)
 from pipeline.digits import ARABIC_SEPARATORS, ascii_digits
@@ -152,7 +152,7 @@ def _marks(text: str) -> str:
 
 # The invisible characters of SPELLING_FOLD (spelling that copies of one text vary in
 # without changing a word, which the text hash folds too), left out of a word.
-_INVISIBLE = str.maketrans(dict.fromkeys(["\u00ad", "\u200b", "\u200c", "\u2060", "\ufeff"], None))
+_INVISIBLE = str.maketrans(dict.fromkeys(INVISIBLE_IN_WORDS, None))
 
 
 def _tokenise(text: str) -> tuple[list[str], list[bool]]:
