@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from pipeline import dedup, neardup
+from pipeline import dedup, neardup, search
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import (
     apply_views,
@@ -20,6 +20,7 @@ from pipeline.db.engine import (
     views_file,
 )
 from pipeline.db.schema import Article, ArticleSignature, ArticleVersion, Feed, PipelineState
+from pipeline.errors import DatabaseError
 from pipeline.feeds import load_feed_registry
 from pipeline.ingest import MAX_URL_LENGTH, IngestContext, build_candidate, index_articles, store_candidate
 from pipeline.neardup_params import NearDupParams
@@ -230,6 +231,47 @@ def rehash(session: Session, progress: Callable[[str], None] | None = None) -> i
         stored.value = dedup.CONTENT_HASH_SCHEME
     session.flush()
     return changed
+
+
+def stale_derived_data(session: Session, params: NearDupParams) -> list[str]:
+    """What ``init`` would redo before copies are found again: stored forms made by an
+    earlier version of summitwatch (or, for signatures, other near-duplicate settings).
+
+    Only a recorded form that differs counts (``init`` records each one): an empty
+    database has nothing to redo, and one made by the schema migrations alone, with no
+    record, is taken as current.
+    """
+    if session.scalar(select(Article.id).limit(1)) is None:
+        return []
+    stale = []
+    for key, current, what in (
+        (CANONICAL_URL_SCHEME_KEY, dedup.CANONICAL_URL_SCHEME, "canonical URLs"),
+        (CONTENT_HASH_SCHEME_KEY, dedup.CONTENT_HASH_SCHEME, "text hashes"),
+        (fulltext.SCHEME_KEY, search.SCHEME, "the search index"),
+    ):
+        stored = session.get(PipelineState, key)
+        if stored is not None and stored.value != current:
+            stale.append(what)
+    # (Two ranges, not "!=": the index on the scheme answers them without reading the rows.)
+    other_scheme = select(ArticleSignature.article_id).where(
+        (ArticleSignature.scheme < params.scheme) | (ArticleSignature.scheme > params.scheme)
+    )
+    if session.scalar(other_scheme.limit(1)) is not None:
+        stale.append("near-duplicate signatures")
+    return stale
+
+
+def require_current_derived_data(session: Session, params: NearDupParams) -> None:
+    """Stop before ingesting into a database whose stored forms are out of date: a page,
+    a text or a near-copy would be looked up in a form nothing stored has, and be stored
+    again as new coverage. ``init`` brings them up to date (it is idempotent)."""
+    stale = stale_derived_data(session, params)
+    if stale:
+        raise DatabaseError(
+            f"the database's {', '.join(stale)} were made by an earlier version of summitwatch "
+            "or other settings, so copies would not be found: run `summitwatch init` first "
+            "(it brings them up to date and keeps everything stored)"
+        )
 
 
 RECANONICALISE_BATCH = 5000

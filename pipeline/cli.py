@@ -530,6 +530,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     _preload_encoder(settings)
+    from pipeline.bootstrap import require_current_derived_data
     from pipeline.db import repo
     from pipeline.db.schema import utcnow
     from pipeline.http import HostBreaker
@@ -540,6 +541,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # next ones too, for the backoff a failing feed gets: not asked again every 30 s.
     hosts = HostBreaker(settings.http.host_timeout_limit, hold=settings.poll.backoff_base_minutes * 60.0)
     with open_session(settings) as session, _http_client(settings) as client:
+        require_current_derived_data(session, settings.neardup_params())
         waited_out = False  # (the last cycle found the database away)
         while True:
             started = time.monotonic()
@@ -614,11 +616,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     # (Opened first: a missing file or a folder is said at once, before any model loads.)
     stream = Utf8Lines(sys.stdin.buffer if args.file == "-" else _open_binary(args.file), name)
     _preload_encoder(settings)
+    from pipeline.bootstrap import require_current_derived_data
     from pipeline.ingest import import_lines
 
     counts: dict[str, int] = {"new": 0, "duplicate": 0, "error": 0}
     printing = args.json
     with open_session(settings) as session, stream:
+        require_current_derived_data(session, settings.neardup_params())
         for done, outcome in enumerate(import_lines(session, settings, stream, source=args.file), 1):
             result = outcome.result
             counts[result.status] += 1

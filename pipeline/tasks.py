@@ -65,6 +65,7 @@ def plan_feed_batches(
     size = batch_size or settings.poll.batch_size
     wanted_ids = _feed_id_list(feed_ids) if feed_ids else None
     with task_session(settings) as session:
+        _require_current_derived_data(session, settings)
         slack = timedelta(minutes=settings.poll.interval_minutes) / 5
         wanted = wanted_ids if wanted_ids else repo.due_feed_ids(session, utcnow(), slack=slack)
         urls = repo.feed_urls(session, wanted)
@@ -77,6 +78,14 @@ def plan_feed_batches(
     batches = min(MAX_MAPPED_BATCHES, math.ceil(len(ids) / size))
     per_batch = math.ceil(len(ids) / batches)
     return [ids[start : start + per_batch] for start in range(0, len(ids), per_batch)]
+
+
+def _require_current_derived_data(session: Session, settings: Settings) -> None:
+    """Stop a poll before it stores copies again into a database ``init`` has not brought
+    up to date (see :func:`pipeline.bootstrap.require_current_derived_data`)."""
+    from pipeline.bootstrap import require_current_derived_data
+
+    require_current_derived_data(session, settings.neardup_params())
 
 
 def _feed_id_list(feed_ids: Any) -> list[int]:
@@ -127,6 +136,7 @@ def poll_feed_batch(
             task_session(settings) as session,
             HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
         ):
+            _require_current_derived_data(session, settings)
             ids = list(feed_ids)
             earlier: Counter[str] = Counter()
             if polled_since is not None:

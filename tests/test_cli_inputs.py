@@ -528,3 +528,27 @@ def test_errors_read_as_one_line_of_the_command(db: Path, tmp_path: Path) -> Non
     assert missing.stderr.splitlines() == [
         f"summitwatch: error: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
     ]
+
+
+def test_ingest_stops_until_init_brings_stored_forms_up_to_date(db: Path, tmp_path: Path) -> None:
+    """A new release that hashes texts otherwise (or other near-duplicate settings) would
+    look every copy up in a form nothing stored has, and store it again as new coverage:
+    `import` and `run` stop with a message saying to run `init`, store nothing, and after
+    `init` the copy is found."""
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"id": 1, "url": "https://briefs.example/a", "text": TEXTS[0]}) + "\n")
+    assert sw("import", str(path), db=db).returncode == 0
+    with sqlite3.connect(db) as connection:  # as an earlier release left them
+        connection.execute("UPDATE pipeline_state SET value = '1' WHERE key = 'content_hash_scheme'")
+        connection.execute("UPDATE article_signatures SET scheme = 'an-older-scheme'")
+    for command in (["import", str(path)], ["run", "--once", "--all"]):
+        refused = sw(*command, db=db)
+        assert refused.returncode != 0, refused.stderr
+        assert "text hashes" in refused.stderr and "near-duplicate signatures" in refused.stderr
+        assert "run `summitwatch init`" in refused.stderr and "Traceback" not in refused.stderr
+    assert stored_count(db) == 1
+    assert sw("init", db=db).returncode == 0
+    again = sw("import", str(path), "--json", db=db)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "duplicate"
+    assert stored_count(db) == 1

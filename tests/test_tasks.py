@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from pipeline.bootstrap import initialise
 from pipeline.collector import COLLECT_EVERY
 from pipeline.db import repo
 from pipeline.db.engine import make_engine, session_factory
-from pipeline.db.schema import Article, Feed
-from pipeline.errors import ConfigError
+from pipeline.db.schema import Article, Feed, PipelineState
+from pipeline.errors import ConfigError, DatabaseError
 from pipeline.settings import Settings
 from pipeline.tasks import MAX_MAPPED_BATCHES, plan_feed_batches, poll_feed_batch
 from tests.conftest import REPO_ROOT, make_settings
@@ -89,6 +89,26 @@ def test_a_manual_run_names_its_feeds_as_a_list_of_ids(db_url: str) -> None:
     with pytest.raises(ConfigError, match="no feed with id 2147483648, -3"):
         plan_feed_batches([12, 2**31, -3], settings=settings)
     assert plan_feed_batches([2, 2, 12], settings=settings) == [[2, 12]]
+
+
+def test_poll_tasks_stop_on_a_database_init_has_not_brought_up_to_date(db_url: str) -> None:
+    """The DAG's planning and poll tasks, like `run`, refuse a database whose search index
+    an earlier release made (its analyser changed since): `init` first."""
+    settings = make_settings(db_url)
+    initialise(settings, load_feeds=False)  # (the seed corpus: the database holds articles)
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        feed, _ = repo.upsert_feed(session, "https://n.example/feed")
+        session.execute(
+            update(PipelineState).where(PipelineState.key == "search_scheme").values(value="fts1")
+        )
+        session.commit()
+    engine.dispose()
+    for task in (plan_feed_batches, poll_feed_batch):
+        with pytest.raises(DatabaseError, match=r"search index .*run `summitwatch init` first"):
+            task([feed.id], settings=settings)
+    initialise(settings, load_feeds=False)
+    assert plan_feed_batches([feed.id], settings=settings) == [[feed.id]]
 
 
 def test_without_slack_a_digest_task_logs_what_it_wrote(
