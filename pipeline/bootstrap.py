@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -125,6 +126,29 @@ def _labels_stale(session: Session, settings: Settings) -> int:
     return 0 if repo.labels_classifier(session) == current else articles
 
 
+def _in_batches(
+    session: Session,
+    table: type[Article] | type[ArticleVersion],
+    columns: tuple[Any, ...],
+    where: tuple[Any, ...],
+    checked: Callable[[int], None] | None,
+) -> Iterator[Sequence[Any]]:
+    """The rows ``(id, *columns)`` of ``table`` matching ``where``, in id order, a batch of
+    :data:`RECANONICALISE_BATCH` at a time (a large database is never read at once);
+    ``checked`` hears how many were read every ten batches."""
+    last = read = 0
+    while batch := session.execute(
+        select(table.id, *columns)
+        .where(table.id > last, *where)
+        .order_by(table.id)
+        .limit(RECANONICALISE_BATCH)
+    ).all():
+        yield batch
+        last, read = batch[-1][0], read + len(batch)
+        if checked and read % (10 * RECANONICALISE_BATCH) == 0:
+            checked(read)
+
+
 CANONICAL_URL_SCHEME_KEY = "canonical_url_scheme"
 
 
@@ -143,13 +167,14 @@ def recanonicalise(session: Session, progress: Callable[[str], None] | None = No
     if stored is not None and stored.value == dedup.CANONICAL_URL_SCHEME:
         return 0
     pending: list[tuple[int, str]] = []  # (article, its new form), in id order
-    last = read = 0
-    while batch := session.execute(
-        select(Article.id, Article.url, Article.canonical_url)
-        .where(Article.id > last, Article.url.is_not(None), Article.canonical_url.is_not(None))
-        .order_by(Article.id)
-        .limit(RECANONICALISE_BATCH)
-    ).all():
+    checked = "canonical URLs: {:,} articles checked against the current rules"
+    for batch in _in_batches(
+        session,
+        Article,
+        (Article.url, Article.canonical_url),
+        (Article.url.is_not(None), Article.canonical_url.is_not(None)),
+        progress and (lambda read: progress(checked.format(read))),
+    ):
         for article_id, url, current in batch:
             try:
                 form = dedup.canonical_url(url or "")
@@ -157,9 +182,6 @@ def recanonicalise(session: Session, progress: Callable[[str], None] | None = No
                 continue
             if form != current and len(form) <= MAX_URL_LENGTH:  # (the column's size)
                 pending.append((article_id, form))
-        last, read = batch[-1][0], read + len(batch)
-        if progress and read % (10 * RECANONICALISE_BATCH) == 0:
-            progress(f"canonical URLs: {read:,} articles checked against the current rules")
     if pending:
         if progress:
             progress(f"canonical URLs: storing {len(pending):,} in the current form")
@@ -205,15 +227,16 @@ def rehash(session: Session, progress: Callable[[str], None] | None = None) -> i
     stored = session.get(PipelineState, CONTENT_HASH_SCHEME_KEY)
     if stored is not None and stored.value == dedup.CONTENT_HASH_SCHEME:
         return 0
-    changed = read = 0
-    for table in (Article, ArticleVersion):
-        last = 0
-        while batch := session.execute(
-            select(table.id, table.text, table.content_hash)
-            .where(table.id > last)
-            .order_by(table.id)
-            .limit(RECANONICALISE_BATCH)
-        ).all():
+    changed = 0
+    checked = "text hashes: {:,} {} checked against the current folding"
+    for table, what in ((Article, "articles"), (ArticleVersion, "earlier versions")):
+        for batch in _in_batches(
+            session,
+            table,
+            (table.text, table.content_hash),
+            (),
+            progress and (lambda read, what=what: progress(checked.format(read, what))),
+        ):
             rows = [
                 {"id": row_id, "content_hash": new}
                 for row_id, text, current in batch
@@ -222,9 +245,6 @@ def rehash(session: Session, progress: Callable[[str], None] | None = None) -> i
             if rows:
                 session.execute(update(table), rows)
             changed += len(rows)
-            last, read = batch[-1][0], read + len(batch)
-            if progress and read % (10 * RECANONICALISE_BATCH) == 0:
-                progress(f"text hashes: {read:,} texts checked against the current folding")
     if stored is None:
         session.add(PipelineState(key=CONTENT_HASH_SCHEME_KEY, value=dedup.CONTENT_HASH_SCHEME))
     else:
