@@ -172,6 +172,10 @@ CONTENT_ERRORS = frozenset(
         "cannot_reply_to_message",
     }
 )
+# What a server answers when it will not take a part's message metadata (well formed and
+# small, so a Slack-like server without metadata, not the digest): the part is posted
+# again without it, and looked for by its text if its answer is lost.
+METADATA_REFUSALS = frozenset({"invalid_metadata_format", "invalid_metadata_schema", "metadata_too_large"})
 # The requests that carry a digest part (only their refusals can be the digest's fault).
 POSTING = frozenset({"chat.postMessage", "incoming webhook"})
 SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
@@ -1067,6 +1071,7 @@ def find_posted_part(
     oldest: datetime,
     thread_ts: str | None = None,
     destination: str | None = None,
+    text: str | None = None,
 ) -> str | None:
     """The ``ts`` of digest ``part`` if it is in ``channel`` (an ID: the history methods
     take no names; posted after ``oldest``), else None.
@@ -1075,7 +1080,9 @@ def find_posted_part(
     from ``conversations.history``, a follow-up from ``conversations.replies`` of the
     thread ``thread_ts``; page by page (at most ``READ_BACK_PAGES`` of
     ``READ_BACK_PAGE_SIZE``), 429s waited out by the client's rate-limit handler. Raises
-    :class:`SlackDeliveryError` when the history cannot be read.
+    :class:`SlackDeliveryError` when the history cannot be read. ``text``: the part's
+    text, which a message without any metadata is told by (a Slack-like server that drops
+    metadata, or refused it and got the part without).
     """
     arguments: dict[str, Any] = {
         "channel": channel,
@@ -1097,7 +1104,7 @@ def find_posted_part(
                 page = client.conversations_history(**arguments)
             for message in page.get("messages") or []:
                 read += 1
-                if _is_part(message, digest_key, part, destination):
+                if _is_part(message, digest_key, part, destination, text):
                     return str(message["ts"])
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
@@ -1140,6 +1147,8 @@ class _WebDelivery:
     unconfirmed_runs: int = 0
     # Why the channel cannot be looked at after all, when a look found the history not served.
     cannot_look: str = ""
+    # Whether parts carry their metadata (until the server refuses it: METADATA_REFUSALS).
+    with_metadata: bool = True
 
     @property
     def can_look(self) -> bool:
@@ -1218,7 +1227,7 @@ class _WebDelivery:
             arguments["blocks"] = message.blocks
         if index > 0:
             arguments["thread_ts"] = self.thread_ts
-        if self.digest_key:
+        if self.digest_key and self.with_metadata:
             payload: dict[str, Any] = {
                 "digest_key": self.digest_key,
                 "part": index,
@@ -1232,9 +1241,18 @@ class _WebDelivery:
         except Exception as exc:
             if _may_have_posted(exc):
                 raise _InDoubt(_describe_loss(exc)) from None
-            raise _delivery_error(
+            error = _delivery_error(
                 exc, self.client, "chat.postMessage", delivered=index, thread_ts=self.thread_ts
-            ) from None
+            )
+            if "metadata" in arguments and error.error_code in METADATA_REFUSALS:
+                logger.warning(
+                    "the server at SLACK_API_URL refused the digest's message metadata (%s): its parts "
+                    "are posted without it, and one whose answer is lost is looked for by its text",
+                    error.error_code,
+                )
+                self.with_metadata = False
+                return self._post(index)
+            raise error from None
         ts = str(response.get("ts") or "")
         if not ts:
             raise _InDoubt("chat.postMessage answered without a ts")
@@ -1287,6 +1305,7 @@ class _WebDelivery:
                 oldest=since - READ_BACK_MARGIN,
                 thread_ts=self.thread_ts if index > 0 else None,
                 destination=self.destination,
+                text=self.messages[index].text,
             )
         except SlackDeliveryError as exc:
             if not exc.not_served:
@@ -1419,8 +1438,12 @@ def _describe_loss(exc: Exception) -> str:
     return f"the answer was lost ({type(exc).__name__})"
 
 
-def _is_part(message: Mapping[str, Any], digest_key: str, part: int, destination: str | None) -> bool:
+def _is_part(
+    message: Mapping[str, Any], digest_key: str, part: int, destination: str | None, text: str | None = None
+) -> bool:
     metadata = message.get("metadata") or {}
+    if not metadata:  # (Slack returns every message's metadata when asked: none was kept)
+        return text is not None and message.get("text") == text
     if metadata.get("event_type") != METADATA_EVENT_TYPE:
         return False
     payload = metadata.get("event_payload") or {}

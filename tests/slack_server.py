@@ -150,6 +150,9 @@ class FakeSlack:
     # What the webhook answers a message it took (Slack: "ok", labelled text/html).
     webhook_answer: str = "ok"
     webhook_content_type: str = "text/html"
+    # What becomes of a message's metadata: kept (Slack), dropped (taken, never shown in
+    # the history) or refused (invalid_metadata_format): Slack-like servers without it.
+    message_metadata: Literal["keep", "drop", "refuse"] = "keep"
 
     def __post_init__(self) -> None:
         self.tokens.add(self.token)
@@ -518,6 +521,10 @@ class FakeSlack:
             or not isinstance(metadata.get("event_payload"), dict)
         ):
             return 200, {"ok": False, "error": "invalid_metadata_format"}
+        if metadata is not None and self.message_metadata == "refuse":
+            return 200, {"ok": False, "error": "invalid_metadata_format"}
+        if self.message_metadata == "drop":
+            metadata = None
         with self._lock:
             ts = self._next_ts()
             posted = Posted(channel, ts, text, blocks, thread_ts, metadata)

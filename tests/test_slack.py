@@ -283,6 +283,36 @@ def test_a_server_error_on_a_post_is_looked_up_before_posting_again(slack: FakeS
     assert digest_parts(slack, "k") == [0]
 
 
+@pytest.mark.parametrize("metadata", ["drop", "refuse"])
+def test_a_server_without_message_metadata_gets_each_part_once(
+    slack: FakeSlack, metadata: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Slack-like server that drops message metadata (the history never shows it) or
+    refuses it: the parts are posted (without it, after a refusal), and a part whose
+    answer was lost after the server stored it is found by its text, not posted twice."""
+    slack.message_metadata = metadata  # type: ignore[assignment]
+    slack.lose_answer("503")  # (the first part the server takes)
+    progress = Progress()
+    result = target_for(slack).post(messages(3), on_sent=progress, digest_key="changes:k")
+    assert (result.sent, result.recovered) == (3, (0,))
+    posted = slack.posted_to(CHANNEL)
+    assert [m.text for m in posted] == ["part 0", "part 1", "part 2"]
+    assert [m.thread_ts for m in posted] == [None, posted[0].ts, posted[0].ts]
+    assert all(m.metadata is None for m in posted)
+    refused = [r for r in caplog.records if "refused the digest's message metadata" in r.getMessage()]
+    assert len(refused) == (1 if metadata == "refuse" else 0)
+
+
+def test_a_message_of_the_same_text_with_another_digest_s_metadata_is_not_the_part(slack: FakeSlack) -> None:
+    """Only a message without metadata is told by its text: another digest's part of the
+    same text (its key in its metadata) is not taken for this one's lost part."""
+    target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
+    slack.fail_next(1, 503, method="chat.postMessage")  # (before the server stored it)
+    result = target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k2")
+    assert (result.sent, result.recovered) == (1, ())
+    assert digest_parts(slack, "changes:k2") == [0]
+
+
 def test_lost_answers_that_outlast_the_retries_leave_the_part_in_doubt(
     slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
