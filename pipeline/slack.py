@@ -270,7 +270,9 @@ class SlackDeliveryError(SummitwatchError):
     def not_served(self) -> bool:
         """True when the method is not served where it was asked: an answer of the server's
         own (no Slack error code) of 404, 405 or 501 (a Slack-like server without the
-        method), not a failure for now."""
+        method), or Slack's own ``unknown_method``; not a failure for now."""
+        if self.error_code == "unknown_method":
+            return True
         return self.error_code is None and self.http_status in NOT_SERVED_STATUSES
 
 
@@ -524,10 +526,19 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
     looked up with :func:`find_channel_id`. Raises :class:`SlackDeliveryError` when
     Slack cannot be asked (down, bad token)."""
     try:
-        response = client.auth_test()
+        granted = _granted_scopes(client.auth_test().headers)
     except Exception as exc:
-        raise _delivery_error(exc, client, "auth.test", delivered=0, thread_ts=None) from None
-    granted = _granted_scopes(response.headers)
+        error = _delivery_error(exc, client, "auth.test", delivered=0, thread_ts=None)
+        if not error.not_served:
+            raise error from None
+        # A Slack-like server without auth.test: the token's scopes are not known, so one
+        # history call tells whether the channel can be read, and a bad token is told by
+        # the post itself (rather than no digest ever going out).
+        logger.info(
+            "auth.test is not served at SLACK_API_URL (HTTP %s): the token's scopes are not checked",
+            error.http_status,
+        )
+        granted = None
     have = [scope for scope in HISTORY_SCOPES if granted is None or scope in granted]
     if granted is not None and not have:
         listed = ", ".join(sorted(granted)) or "none"

@@ -243,7 +243,8 @@ def test_slack_sdk_s_errors_for_answers_handled_here_are_debug_lines(
     handled (and logged) by summitwatch: slack-sdk's own ERROR lines for them would say
     that something failed which the run then recovers from."""
     caplog.set_level(logging.DEBUG)
-    slack.fail_next(1, 404, page="<html>404 Not Found</html>", method="auth.test")
+    for method in ("auth.test", "conversations.history", "chat.postMessage"):  # (a wrong URL)
+        slack.fail_next(1, 404, page="<html>404 Not Found</html>", method=method)
     with pytest.raises(SlackDeliveryError):
         target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
     slack.lose_answer("drop")
@@ -383,7 +384,10 @@ def test_an_answer_that_is_not_slack_s_is_no_verdict_on_the_message(slack: FakeS
     """A proxy's page, a wrong URL's 404 or a redirect is not Slack refusing anything:
     transient, no error code, and the message says what to check."""
     page = "<html><body><h1>404 Not Found</h1></body></html>"
-    slack.fail_next(1, 404, page=page, method="auth.test")
+    # (A wrong URL: every method answers that page. auth.test alone could be a server
+    # without it: the post tells.)
+    for method in ("auth.test", "conversations.history", "chat.postMessage"):
+        slack.fail_next(1, 404, page=page, method=method)
     with pytest.raises(SlackDeliveryError) as preflight:
         target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:k")
     slack.fail_next(1, 307, page="", location="/elsewhere/", method="chat.postMessage")
@@ -1059,6 +1063,28 @@ def test_a_server_that_does_not_serve_a_reading_method_is_at_least_once_not_a_st
     assert f"{method} is not served at SLACK_API_URL (HTTP {status}" in guarantee.reason
     assert "nothing was posted" not in guarantee.reason
     assert "SLACK_API_URL to a server that answers conversations.history" in guarantee.fix
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"), [(404, {"page": "404 page not found"}), (404, {"error": "unknown_method"})]
+)
+def test_a_server_without_auth_test_still_gets_the_digest_exactly_once(
+    slack: FakeSlack, status: int, answer: dict[str, str]
+) -> None:
+    """A Slack-like server that does not serve auth.test (its own 404 page, or Slack's
+    unknown_method): the digest goes out (it waited at every run for a method that never
+    answers), and with the history served a part whose answer was lost is still found."""
+    slack.fail_next(1, status, method="auth.test", **answer)
+    slack.lose_answer("503", part=0)
+    target = target_for(slack)
+    result = target.post(messages(2), on_sent=Progress(), digest_key="changes:noauth")
+    assert (result.sent, result.recovered) == (2, (0,))
+    assert digest_parts(slack, "changes:noauth") == [0, 1]
+    assert target.delivery_guarantee().available
+    # A proxy's refusal of auth.test is no such answer: the run stops, to be tried again.
+    slack.fail_next(1, 403, method="auth.test", page="403 from the proxy")
+    with pytest.raises(SlackDeliveryError):
+        target_for(slack).post(messages(1), on_sent=Progress(), digest_key="changes:proxy")
 
 
 @pytest.mark.parametrize("status", [401, 403, 407, 408])
