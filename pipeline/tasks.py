@@ -178,6 +178,9 @@ def finish_ingest(
         task_session(settings) as session,
         HttpClient(settings.http, allow_private_networks=settings.allow_private_networks) as client,
     ):
+        # (Pages retried are stored like a poll's items: not into a database whose stored
+        # forms init has not brought up to date. It runs after a planning that stopped so.)
+        _require_current_derived_data(session, settings)
         retried = retry_failed_pages(session, client, settings)
         flatten_copy_chains(session)  # batches run in parallel: a fold in one can race a copy in another
     totals: dict[str, int] = {}

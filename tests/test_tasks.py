@@ -377,3 +377,31 @@ def test_the_finish_task_fails_a_run_in_which_every_feed_polled_failed(tmp_path:
     assert finish_ingest(some, planned=batches, settings=settings)["feeds_error"] == 2
     earlier_fine = [{"feeds_error": 2}, {"feeds_polled_earlier": 1, "feeds_failed_earlier": 0}]
     assert finish_ingest(earlier_fine, planned=batches, settings=settings)["feeds_error"] == 2
+
+
+def test_the_finish_task_retries_no_page_into_a_database_init_has_not_brought_up_to_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finish task runs after a planning task that refused a stale database (it runs
+    whatever its upstream did): the failed pages it retries would be stored as new
+    coverage like a poll's items, so it refuses the database too, and retries none."""
+    import pipeline.tasks
+    from pipeline.tasks import finish_ingest
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'finish.db'}")
+    initialise(settings, load_feeds=False)  # (the seed corpus: the database holds articles)
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        session.execute(
+            update(PipelineState).where(PipelineState.key == "content_hash_scheme").values(value="1")
+        )
+        session.commit()
+    engine.dispose()
+    retried: list[object] = []
+    monkeypatch.setattr(pipeline.tasks, "retry_failed_pages", lambda *args: retried.append(args) or [])
+    with pytest.raises(DatabaseError, match=r"text hashes .*run `summitwatch init` first"):
+        finish_ingest([], planned=None, settings=settings)
+    assert retried == []
+    initialise(settings, load_feeds=False)
+    assert finish_ingest([], planned=[], settings=settings)["retried"] == 0
+    assert len(retried) == 1
