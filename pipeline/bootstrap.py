@@ -257,20 +257,26 @@ def stale_derived_data(session: Session, params: NearDupParams) -> list[str]:
     """What ``init`` would redo before copies are found again: stored forms made by an
     earlier version of summitwatch (or, for signatures, other near-duplicate settings).
 
-    Only a recorded form that differs counts (``init`` records each one): an empty
-    database has nothing to redo, and one made by the schema migrations alone, with no
-    record, is taken as current.
+    A recorded form that differs counts (``init`` records each one): an empty database
+    has nothing to redo, and one made by the schema migrations alone, with no record, is
+    taken as current. A record missing where ``init`` made the others was never made:
+    an ``init`` of a release from before that form had a scheme ran there (its forms are
+    the earliest ones, which ``init`` redoes, as it does whatever is not recorded).
     """
     if session.scalar(select(Article.id).limit(1)) is None:
         return []
-    stale = []
-    for key, current, what in (
+    schemes = (
         (CANONICAL_URL_SCHEME_KEY, dedup.CANONICAL_URL_SCHEME, "canonical URLs"),
         (CONTENT_HASH_SCHEME_KEY, dedup.CONTENT_HASH_SCHEME, "text hashes"),
         (fulltext.SCHEME_KEY, search.SCHEME, "the search index"),
-    ):
-        stored = session.get(PipelineState, key)
-        if stored is not None and stored.value != current:
+    )
+    stored = {key: session.get(PipelineState, key) for key, _, _ in schemes}
+    # (The search index's is recorded by a migration too: only init's own tell an init ran.)
+    initialised = any(stored[key] is not None for key in (CANONICAL_URL_SCHEME_KEY, CONTENT_HASH_SCHEME_KEY))
+    stale = []
+    for key, current, what in schemes:
+        record = stored[key]
+        if (record.value != current) if record is not None else initialised:
             stale.append(what)
     # (Two ranges, not "!=": the index on the scheme answers them without reading the rows.)
     other_scheme = select(ArticleSignature.article_id).where(

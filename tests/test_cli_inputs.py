@@ -552,3 +552,25 @@ def test_ingest_stops_until_init_brings_stored_forms_up_to_date(db: Path, tmp_pa
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["status"] == "duplicate"
     assert stored_count(db) == 1
+
+
+def test_ingest_stops_where_an_init_from_before_the_text_hash_scheme_left_no_record_of_it(
+    db: Path, tmp_path: Path
+) -> None:
+    """`init` of a release from before text hashes had a scheme recorded its canonical URLs
+    but no text hash scheme (its hashes are the earliest folding, which `init` hashes again
+    as it does whatever is not recorded): `import` stops as for an earlier scheme, rather
+    than take the missing record as current. A database made by the migrations alone (no
+    record of init's at all) is still taken as current."""
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"id": 1, "url": "https://briefs.example/a", "text": TEXTS[0]}) + "\n")
+    assert sw("import", str(path), db=db).returncode == 0
+    with sqlite3.connect(db) as connection:  # as an init of that release left them
+        connection.execute("DELETE FROM pipeline_state WHERE key = 'content_hash_scheme'")
+    refused = sw("import", str(path), db=db)
+    assert refused.returncode != 0 and "text hashes" in refused.stderr, refused.stderr
+    assert "canonical URLs" not in refused.stderr
+    with sqlite3.connect(db) as connection:  # no record of an init at all
+        connection.execute("DELETE FROM pipeline_state WHERE key = 'canonical_url_scheme'")
+    assert sw("import", str(path), db=db).returncode == 0
+    assert stored_count(db) == 1
