@@ -253,6 +253,10 @@ def rehash(session: Session, progress: Callable[[str], None] | None = None) -> i
     return changed
 
 
+SEARCH_INDEX = "the search index"
+NEAR_DUPLICATE_SIGNATURES = "near-duplicate signatures"
+
+
 def stale_derived_data(session: Session, params: NearDupParams) -> list[str]:
     """What ``init`` would redo before copies are found again: stored forms made by an
     earlier version of summitwatch (or, for signatures, other near-duplicate settings).
@@ -268,7 +272,7 @@ def stale_derived_data(session: Session, params: NearDupParams) -> list[str]:
     schemes = (
         (CANONICAL_URL_SCHEME_KEY, dedup.CANONICAL_URL_SCHEME, "canonical URLs"),
         (CONTENT_HASH_SCHEME_KEY, dedup.CONTENT_HASH_SCHEME, "text hashes"),
-        (fulltext.SCHEME_KEY, search.SCHEME, "the search index"),
+        (fulltext.SCHEME_KEY, search.SCHEME, SEARCH_INDEX),
     )
     stored = {key: session.get(PipelineState, key) for key, _, _ in schemes}
     # (The search index's is recorded by a migration too: only init's own tell an init ran.)
@@ -283,7 +287,7 @@ def stale_derived_data(session: Session, params: NearDupParams) -> list[str]:
         (ArticleSignature.scheme < params.scheme) | (ArticleSignature.scheme > params.scheme)
     )
     if session.scalar(other_scheme.limit(1)) is not None:
-        stale.append("near-duplicate signatures")
+        stale.append(NEAR_DUPLICATE_SIGNATURES)
     return stale
 
 
@@ -292,12 +296,22 @@ def require_current_derived_data(session: Session, params: NearDupParams) -> Non
     a text or a near-copy would be looked up in a form nothing stored has, and be stored
     again as new coverage. ``init`` brings them up to date (it is idempotent)."""
     stale = stale_derived_data(session, params)
-    if stale:
-        raise DatabaseError(
-            f"the database's {', '.join(stale)} were made by an earlier version of summitwatch "
-            "or other settings, so copies would not be found: run `summitwatch init` first "
-            "(it brings them up to date and keeps everything stored)"
-        )
+    if not stale:
+        return
+    named = stale[0] if len(stale) == 1 else f"{', '.join(stale[:-1])} and {stale[-1]}"
+    made_by = "an earlier version of summitwatch" + (
+        " or other near-duplicate settings" if NEAR_DUPLICATE_SIGNATURES in stale else ""
+    )
+    # (The search index finds no copies: alone, it only would index new articles otherwise.)
+    why = (
+        "copies would not be found and would be counted again"
+        if any(what != SEARCH_INDEX for what in stale)
+        else "articles stored now would be searched otherwise than those stored before"
+    )
+    raise DatabaseError(
+        f"out of date in the database: {named} (made by {made_by}), so {why}: run `summitwatch init` "
+        "first (it brings them up to date and keeps everything stored)"
+    )
 
 
 RECANONICALISE_BATCH = 5000

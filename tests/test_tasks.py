@@ -405,3 +405,36 @@ def test_the_finish_task_retries_no_page_into_a_database_init_has_not_brought_up
     initialise(settings, load_feeds=False)
     assert finish_ingest([], planned=[], settings=settings)["retried"] == 0
     assert len(retried) == 1
+
+
+def test_the_message_names_what_is_out_of_date_and_what_it_would_do(tmp_path: Path) -> None:
+    """One sentence that reads ("the database's the search index were made" did not), and
+    says copies would be counted again only where they would: an old search index alone
+    finds no copies."""
+    from pipeline.bootstrap import require_current_derived_data
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'stale.db'}")
+    initialise(settings, load_feeds=False)  # (the seed corpus: the database holds articles)
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            stale = update(PipelineState).values(value="0")
+            session.execute(stale.where(PipelineState.key == "search_scheme"))
+            with pytest.raises(DatabaseError) as index_only:
+                require_current_derived_data(session, settings.neardup_params())
+            session.execute(
+                stale.where(PipelineState.key.in_(["canonical_url_scheme", "content_hash_scheme"]))
+            )
+            with pytest.raises(DatabaseError) as forms:
+                require_current_derived_data(session, settings.neardup_params())
+    finally:
+        engine.dispose()
+    assert str(index_only.value).startswith(
+        "out of date in the database: the search index (made by an earlier version of summitwatch), "
+        "so articles stored now would be searched otherwise than those stored before: "
+        "run `summitwatch init` first"
+    )
+    assert str(forms.value).startswith(
+        "out of date in the database: canonical URLs, text hashes and the search index (made by an "
+        "earlier version of summitwatch), so copies would not be found and would be counted again: "
+    )
