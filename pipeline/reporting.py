@@ -1117,6 +1117,8 @@ def _settle_stranded(target: SlackTarget | None, row: DigestOutbox) -> str | Non
     except SlackDeliveryError as exc:
         return f"it is half delivered to {where}, which may be another channel ({exc}): {finish}"
     if row.unconfirmed_since is not None:
+        # (Its text tells the part where the server keeps no message metadata.)
+        parts = Digest.from_json(row.payload).messages
         try:
             found = target.find_part(
                 old,
@@ -1125,6 +1127,7 @@ def _settle_stranded(target: SlackTarget | None, row: DigestOutbox) -> str | Non
                 since=row.unconfirmed_since,
                 destination=row.destination,
                 thread_ts=row.thread_ts,
+                text=parts[row.parts_sent].text if row.parts_sent < len(parts) else None,
             )
         except SlackDeliveryError as exc:
             if same and not exc.permanent:

@@ -707,10 +707,12 @@ class SlackTarget:
         since: datetime,
         destination: str,
         thread_ts: str | None = None,
+        text: str | None = None,
     ) -> str | None:
         """The ``ts`` of digest ``part`` in ``channel`` (an ID or a name), posted under
-        ``destination`` from ``since`` on, or ``None``. Raises :class:`SlackDeliveryError`
-        when the channel cannot be read."""
+        ``destination`` from ``since`` on, or ``None``; ``text``: the part's, which tells it
+        where the server keeps no metadata (:func:`find_posted_part`). Raises
+        :class:`SlackDeliveryError` when the channel cannot be read."""
         read_back = self.delivery_guarantee()
         if self.web_client is None or not read_back.available:
             raise SlackDeliveryError(f"the channel cannot be read: {read_back.reason}", permanent=True)
@@ -725,6 +727,7 @@ class SlackTarget:
             oldest=since - READ_BACK_MARGIN,
             thread_ts=thread_ts if part > 0 else None,
             destination=destination,
+            text=text,
         )
 
     def post(

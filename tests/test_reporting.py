@@ -613,6 +613,32 @@ def test_a_digest_begun_under_the_channel_s_name_is_finished_under_its_id(
     assert first.thread_ts == parent.ts
 
 
+def test_a_digest_begun_under_the_channel_s_name_is_found_by_its_text_without_metadata(
+    session: Session, slack_settings: Settings, slack: FakeSlack
+) -> None:
+    """As above on a Slack-like server that keeps no message metadata: the part whose
+    answer was lost under the name is found by its text, as delivery finds one (it was
+    taken as never posted, and posted again under the ID)."""
+    slack.message_metadata = "drop"
+    named = _by_name(slack_settings)
+    backfill_burst(session, named)
+    by_name = slack_target(named.slack, backoff_factor=0.01, max_retries=0, read_back_delay=0.01)
+    prepare_digests(session, named, destination_name(by_name), now=NOW)
+    slack.lose_answer("503", part=0)
+    slack.fail_next(10, 503, method="conversations.history")
+    stuck = deliver_pending(session, by_name, destination_name(by_name), digest_dir=named.digest_dir)
+    assert stuck.sent == [] and len(stuck.pending) == 2
+    slack.recover()
+
+    by_id = slack_target(slack_settings.slack, backoff_factor=0.01, max_retries=1, read_back_delay=0.01)
+    delivered = deliver_pending(session, by_id, destination_name(by_id), digest_dir=slack_settings.digest_dir)
+    assert sorted(delivered.sent) == sorted(stuck.pending) and not delivered.errors
+    texts = [m.text for m in slack.posted_to(CHANNEL)]
+    assert (
+        len(texts) == len(set(texts)) == sum(row.parts_total for row in session.scalars(select(DigestOutbox)))
+    )
+
+
 def test_one_delivery_at_a_time(session: Session, slack_settings: Settings, slack: FakeSlack) -> None:
     """A second pass while one runs (the command beside the Airflow task) leaves the digests
     to the first instead of posting the same parts again."""
