@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from pipeline import dedup, neardup, search
+from pipeline import dedup, neardup
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import (
     apply_views,
@@ -253,13 +253,14 @@ def rehash(session: Session, progress: Callable[[str], None] | None = None) -> i
     return changed
 
 
-SEARCH_INDEX = "the search index"
 NEAR_DUPLICATE_SIGNATURES = "near-duplicate signatures"
 
 
 def stale_derived_data(session: Session, params: NearDupParams) -> list[str]:
     """What ``init`` would redo before copies are found again: stored forms made by an
     earlier version of summitwatch (or, for signatures, other near-duplicate settings).
+    (Not the search index: it finds no copies, and ``init`` rebuilds all of it, articles
+    stored before then included.)
 
     A recorded form that differs counts (``init`` records each one): an empty database
     has nothing to redo, and one made by the schema migrations alone, with no record, is
@@ -272,11 +273,9 @@ def stale_derived_data(session: Session, params: NearDupParams) -> list[str]:
     schemes = (
         (CANONICAL_URL_SCHEME_KEY, dedup.CANONICAL_URL_SCHEME, "canonical URLs"),
         (CONTENT_HASH_SCHEME_KEY, dedup.CONTENT_HASH_SCHEME, "text hashes"),
-        (fulltext.SCHEME_KEY, search.SCHEME, SEARCH_INDEX),
     )
     stored = {key: session.get(PipelineState, key) for key, _, _ in schemes}
-    # (The search index's is recorded by a migration too: only init's own tell an init ran.)
-    initialised = any(stored[key] is not None for key in (CANONICAL_URL_SCHEME_KEY, CONTENT_HASH_SCHEME_KEY))
+    initialised = any(record is not None for record in stored.values())
     stale = []
     for key, current, what in schemes:
         record = stored[key]
@@ -302,15 +301,10 @@ def require_current_derived_data(session: Session, params: NearDupParams) -> Non
     made_by = "an earlier version of summitwatch" + (
         " or other near-duplicate settings" if NEAR_DUPLICATE_SIGNATURES in stale else ""
     )
-    # (The search index finds no copies: alone, it only would index new articles otherwise.)
-    why = (
-        "copies would not be found and would be counted again"
-        if any(what != SEARCH_INDEX for what in stale)
-        else "articles stored now would be searched otherwise than those stored before"
-    )
     raise DatabaseError(
-        f"out of date in the database: {named} (made by {made_by}), so {why}: run `summitwatch init` "
-        "first (it brings them up to date and keeps everything stored)"
+        f"out of date in the database: {named} (made by {made_by}), so copies would not be found "
+        "and would be counted again: run `summitwatch init` first (it brings them up to date and "
+        "keeps everything stored)"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,6 @@ def test_a_feed_polled_by_the_run_before_is_due_in_the_next(tmp_path: Path) -> N
     """Polled a few seconds after its run planned it, a feed's next poll time falls a few
     seconds after the next run's planning moment: it is planned all the same (and not
     polled every second run). One not due for minutes yet is not."""
-    from datetime import timedelta
 
     from pipeline.db.schema import utcnow
 
@@ -92,20 +91,20 @@ def test_a_manual_run_names_its_feeds_as_a_list_of_ids(db_url: str) -> None:
 
 
 def test_poll_tasks_stop_on_a_database_init_has_not_brought_up_to_date(db_url: str) -> None:
-    """The DAG's planning and poll tasks, like `run`, refuse a database whose search index
-    an earlier release made (its analyser changed since): `init` first."""
+    """The DAG's planning and poll tasks, like `run`, refuse a database whose text hashes
+    an earlier release made (its folding changed since): `init` first."""
     settings = make_settings(db_url)
     initialise(settings, load_feeds=False)  # (the seed corpus: the database holds articles)
     engine = make_engine(settings.db_url)
     with session_factory(engine)() as session:
         feed, _ = repo.upsert_feed(session, "https://n.example/feed")
         session.execute(
-            update(PipelineState).where(PipelineState.key == "search_scheme").values(value="fts1")
+            update(PipelineState).where(PipelineState.key == "content_hash_scheme").values(value="1")
         )
         session.commit()
     engine.dispose()
     for task in (plan_feed_batches, poll_feed_batch):
-        with pytest.raises(DatabaseError, match=r"search index .*run `summitwatch init` first"):
+        with pytest.raises(DatabaseError, match=r"text hashes .*run `summitwatch init` first"):
             task([feed.id], settings=settings)
     initialise(settings, load_feeds=False)
     assert plan_feed_batches([feed.id], settings=settings) == [[feed.id]]
@@ -133,7 +132,6 @@ def test_without_slack_a_digest_task_logs_what_it_wrote(
 def _coverage_change(settings: Settings) -> None:
     """A database with a month of history and today's burst of Power of Siberia 2 articles."""
     import json
-    from datetime import timedelta
 
     from pipeline.db.repo import extend_history
     from pipeline.db.schema import utcnow
@@ -380,38 +378,59 @@ def test_the_finish_task_fails_a_run_in_which_every_feed_polled_failed(tmp_path:
 
 
 def test_the_finish_task_retries_no_page_into_a_database_init_has_not_brought_up_to_date(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """The finish task runs after a planning task that refused a stale database (it runs
     whatever its upstream did): the failed pages it retries would be stored as new
     coverage like a poll's items, so it refuses the database too, and retries none."""
-    import pipeline.tasks
+    from pipeline.db.schema import FetchFailure
     from pipeline.tasks import finish_ingest
 
     settings = make_settings(f"sqlite:///{tmp_path / 'finish.db'}")
     initialise(settings, load_feeds=False)  # (the seed corpus: the database holds articles)
     engine = make_engine(settings.db_url)
+    page = "http://127.0.0.1:9/a-page-that-failed"  # (nothing listens there)
+
+    def attempts() -> int:
+        with session_factory(engine)() as session:
+            failure = session.scalar(select(FetchFailure).where(FetchFailure.target == page))
+            assert failure is not None
+            return failure.attempts
+
     with session_factory(engine)() as session:
+        feed, _ = repo.upsert_feed(session, "http://127.0.0.1:9/feed")
+        repo.record_failure(
+            session,
+            stage="page",
+            target=page,
+            error="timed out",
+            permanent=False,
+            retry_after=timedelta(minutes=1),
+            feed_id=feed.id,
+            item={"url": page, "title": "A page"},
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+        )
         session.execute(
             update(PipelineState).where(PipelineState.key == "content_hash_scheme").values(value="1")
         )
         session.commit()
-    engine.dispose()
-    retried: list[object] = []
-    monkeypatch.setattr(pipeline.tasks, "retry_failed_pages", lambda *args: retried.append(args) or [])
-    with pytest.raises(DatabaseError, match=r"text hashes .*run `summitwatch init` first"):
-        finish_ingest([], planned=None, settings=settings)
-    assert retried == []
-    initialise(settings, load_feeds=False)
-    assert finish_ingest([], planned=[], settings=settings)["retried"] == 0
-    assert len(retried) == 1
+    try:
+        with pytest.raises(DatabaseError, match=r"text hashes .*run `summitwatch init` first"):
+            finish_ingest([], planned=None, settings=settings)
+        assert attempts() == 1, "not retried"
+        initialise(settings, load_feeds=False)
+        assert finish_ingest([], planned=[], settings=settings)["retried"] == 1
+        assert attempts() == 2
+    finally:
+        engine.dispose()
 
 
 def test_the_message_names_what_is_out_of_date_and_what_it_would_do(tmp_path: Path) -> None:
-    """One sentence that reads ("the database's the search index were made" did not), and
-    says copies would be counted again only where they would: an old search index alone
-    finds no copies."""
+    """One sentence that names what is out of date; other near-duplicate settings are
+    named as a cause only when the signatures are among it. An old search index alone
+    stops nothing: it finds no copies, and init rebuilds all of it."""
     from pipeline.bootstrap import require_current_derived_data
+    from pipeline.db.schema import ArticleSignature
 
     settings = make_settings(f"sqlite:///{tmp_path / 'stale.db'}")
     initialise(settings, load_feeds=False)  # (the seed corpus: the database holds articles)
@@ -420,21 +439,23 @@ def test_the_message_names_what_is_out_of_date_and_what_it_would_do(tmp_path: Pa
         with session_factory(engine)() as session:
             stale = update(PipelineState).values(value="0")
             session.execute(stale.where(PipelineState.key == "search_scheme"))
-            with pytest.raises(DatabaseError) as index_only:
-                require_current_derived_data(session, settings.neardup_params())
+            require_current_derived_data(session, settings.neardup_params())
             session.execute(
                 stale.where(PipelineState.key.in_(["canonical_url_scheme", "content_hash_scheme"]))
             )
             with pytest.raises(DatabaseError) as forms:
                 require_current_derived_data(session, settings.neardup_params())
+            session.execute(update(ArticleSignature).values(scheme="mh0-older"))
+            with pytest.raises(DatabaseError) as signatures:
+                require_current_derived_data(session, settings.neardup_params())
     finally:
         engine.dispose()
-    assert str(index_only.value).startswith(
-        "out of date in the database: the search index (made by an earlier version of summitwatch), "
-        "so articles stored now would be searched otherwise than those stored before: "
+    assert str(forms.value).startswith(
+        "out of date in the database: canonical URLs and text hashes (made by an earlier version of "
+        "summitwatch), so copies would not be found and would be counted again: "
         "run `summitwatch init` first"
     )
-    assert str(forms.value).startswith(
-        "out of date in the database: canonical URLs, text hashes and the search index (made by an "
-        "earlier version of summitwatch), so copies would not be found and would be counted again: "
+    assert str(signatures.value).startswith(
+        "out of date in the database: canonical URLs, text hashes and near-duplicate signatures (made "
+        "by an earlier version of summitwatch or other near-duplicate settings), so copies would not "
     )
