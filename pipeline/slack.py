@@ -534,10 +534,7 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
         # A Slack-like server without auth.test: the token's scopes are not known, so one
         # history call tells whether the channel can be read, and a bad token is told by
         # the post itself (rather than no digest ever going out).
-        logger.info(
-            "auth.test is not served at SLACK_API_URL (HTTP %s): the token's scopes are not checked",
-            error.http_status,
-        )
+        logger.info("%s: the token's scopes are not checked", _not_served("auth.test", error))
         granted = None
     have = [scope for scope in HISTORY_SCOPES if granted is None or scope in granted]
     if granted is not None and not have:
@@ -568,12 +565,12 @@ def check_read_back(client: WebClient, channel: str) -> ReadBack:
             needed = str(data.get("needed") or "channels:history or groups:history")
             return ReadBack(False, tuple(needed.split(",")), f"the bot token lacks {needed} for {channel}")
         error = _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None)
+        if error.not_served:
+            # (A Slack-like server without the method, or a wrong SLACK_API_URL, which the
+            # post then tells. The history cannot be read, which is no reason to post nothing.)
+            return ReadBack(False, (), _not_served("conversations.history", error), fix=_SERVE_HISTORY)
         if error.permanent:
             return ReadBack(False, (), f"conversations.history on {channel} is refused ({code or error})")
-        if error.not_served:
-            # (auth.test was answered at the same SLACK_API_URL: a Slack-like server without
-            # the method. The history cannot be read, which is no reason to post nothing.)
-            return ReadBack(False, (), _not_served("conversations.history", error), fix=_SERVE_HISTORY)
         raise error from None
     except Exception as exc:
         raise _delivery_error(exc, client, "conversations.history", delivered=0, thread_ts=None) from None
@@ -1537,6 +1534,8 @@ _SERVE_HISTORY = (
 
 def _not_served(method: str, error: SlackDeliveryError) -> str:
     """Why the channel cannot be read when the server does not serve ``method``."""
+    if error.error_code == "unknown_method":
+        return f"{method} is not served at SLACK_API_URL (unknown_method)"
     return f"{method} is not served at SLACK_API_URL (HTTP {error.http_status}, not Slack's answer)"
 
 

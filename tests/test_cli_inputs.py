@@ -548,10 +548,17 @@ def test_ingest_stops_until_init_brings_stored_forms_up_to_date(db: Path, tmp_pa
         assert "run `summitwatch init`" in refused.stderr and "Traceback" not in refused.stderr
     assert stored_count(db) == 1
     assert sw("init", db=db).returncode == 0
-    again = sw("import", str(path), "--json", db=db)
+    # A near copy at another address: found through the signatures init made again.
+    copy = tmp_path / "copy.jsonl"
+    edited = TEXTS[0].replace("the delegations met", "the two delegations met")
+    copy.write_text(json.dumps({"id": 2, "url": "https://mirror.example/a", "text": edited}) + "\n")
+    again = sw("import", str(copy), "--json", db=db)
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["status"] == "duplicate"
-    assert stored_count(db) == 1
+    assert (json.loads(again.stdout)["status"], json.loads(again.stdout)["copy_kind"]) == (
+        "duplicate",
+        "near",
+    )
+    assert stored_count(db) == 2  # (a copy is stored, folded under its original)
 
 
 def test_ingest_stops_where_an_init_from_before_the_text_hash_scheme_left_no_record_of_it(
