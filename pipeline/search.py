@@ -49,7 +49,7 @@ from pipeline.errors import FilterError
 from pipeline.hanzi import simplified_characters
 from pipeline.unicode_marks import MARKS_BMP, cluster_start
 
-SCHEME = "fts7"  # bump when the tokens change: `summitwatch init` then rebuilds the index
+SCHEME = "fts8"  # bump when the tokens change: `summitwatch init` then rebuilds the index
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 32
 MAX_TOKEN_CHARS = 64  # PostgreSQL refuses lexemes over 2 KiB; nobody searches for longer words
@@ -211,9 +211,23 @@ def normalise_word(word: str) -> str:
     return _normalised_word(word[:_WORD_CHARS_READ])
 
 
+# What NFKC spells a few word characters with and no term may hold: ASCII punctuation
+# ("⑴" is "(1)", "⒈" "1.", "㈠" "(一)") and spaces ("ﷺ" is four Arabic words). SQLite's
+# tokenizer splits a term there, PostgreSQL keeps it whole: the same word was found on one
+# database and not the other. (The apostrophe is the word's own, dealt with below.)
+_SPELLED_APART = re.compile(r"[\s!-&(-/:-@\[-`{-~]")
+
+
 @functools.lru_cache(maxsize=262_144)
 def _normalised_word(word: str) -> str:
     folded = unicodedata.normalize("NFKC", word.casefold()).replace("\u0307", "")
+    if not word.isascii():
+        # NFKC can give capitals that case folding did not see (mathematical and
+        # superscript letters, "𝐆𝐚𝐬", "ᴳ", "ℍ"): folded again, so "𝐆𝐚𝐬" is "gas", as
+        # SQLite's tokenizer already read it and PostgreSQL did not.
+        if folded != folded.casefold():
+            folded = unicodedata.normalize("NFKC", folded.casefold())
+        folded = _SPELLED_APART.sub("", folded)
     if not folded.isascii():
         folded = "".join(char for char in folded if char not in _INVISIBLE_SET)
         folded = folded.replace("ё", "е").replace("’", "'").replace("ʼ", "'").replace("ʻ", "'")
@@ -323,8 +337,9 @@ def _stem(language: str, word: str) -> str:
 
 @functools.lru_cache(maxsize=65_536)
 def _cjk_char(char: str) -> str:
-    # Traditional Chinese is read as Simplified (pipeline/hanzi.py): 人民幣 is 人民币.
-    return simplified_characters(unicodedata.normalize("NFKC", char))
+    # Traditional Chinese is read as Simplified (pipeline/hanzi.py): 人民幣 is 人民币. (The
+    # kana voicing marks "゛" and "゜" are a space and a mark in NFKC: the space left out.)
+    return simplified_characters(_SPELLED_APART.sub("", unicodedata.normalize("NFKC", char)) or char)
 
 
 def _units(run: str, group: str | None) -> list[tuple[str, int, int]]:

@@ -1050,3 +1050,46 @@ def test_a_hindi_word_is_found_as_a_word(session: Session, settings: Settings) -
     session.commit()
     assert found(session, names, "पाइपलाइन") == ["hi-pipeline"]
     assert found(session, names, "समाचार") == ["hi-other"]
+
+
+def test_words_nfkc_spells_with_capitals_punctuation_or_spaces_are_plain_terms() -> None:
+    # Mathematical letters have no lower case of their own: NFKC makes them capitals.
+    assert search.terms("𝐆𝐚𝐬 𝗣𝗜𝗣𝗘𝗟𝗜𝗡𝗘𝗦 ᴳᴬˢ") == search.terms("gas pipelines gas")
+    # "⑴" is "(1)" and "ﷺ" four words in NFKC: no term holds what a tokenizer splits at.
+    assert search.terms("⑴ ⒈ 🄁 ㈠") == ["1", "1", "0", "一"]
+    for term in search.terms("⑴ ⒈ ㈠ ﷺ ゛ ゜ 𝐆𝐚𝐬 ℍ"):
+        assert term == term.casefold()
+        assert not re.search(r"[\s!-&(-/:-@\[-`{-~]", term), term
+
+
+def test_styled_letters_and_enclosed_numbers_are_found_alike_on_both_databases(
+    session: Session, settings: Settings
+) -> None:
+    lines = [
+        json.dumps(
+            {"id": id_, "url": f"https://styled.example/{id_}", "title": title, "text": text, "lang": "en"},
+            ensure_ascii=False,
+        )
+        for id_, title, text in [
+            (
+                "styled",
+                "𝐆𝐚𝐬 𝐏𝐢𝐩𝐞𝐥𝐢𝐧𝐞𝐬 to China",
+                "𝗣𝘂𝘁𝗶𝗻 said the Siberian project with Beijing is going ahead as planned this decade.",
+            ),
+            (
+                "enumerated",
+                "Agreement points on energy",
+                "The agreement lists ⑴ coal supplies and ⒉ oil deliveries for the coming decade.",
+            ),
+            ("plain", "One more round of talks", "Negotiators met for 1 day and agreed on 2 points."),
+        ]
+    ]
+    results = list(import_lines(session, settings, lines, source="styled"))
+    assert [r.result.status for r in results] == ["new"] * 3
+    names = {r.result.article_id: r.input_id for r in results}
+    assert found(session, names, "gas pipelines") == ["styled"]
+    assert found(session, names, "PUTIN") == ["styled"]
+    assert found(session, names, "𝐏𝐮𝐭𝐢𝐧") == ["styled"]
+    assert found(session, names, '"1 coal"') == ["enumerated"]
+    assert sorted(found(session, names, "⑴")) == ["enumerated", "plain"]
+
