@@ -315,15 +315,11 @@ def _one_more(wanted: repo.ArticleFilter) -> repo.ArticleFilter:
 
 
 def load_related(session: Session, articles: Sequence[Article]) -> None:
-    """Load ``feed`` and ``duplicate_of`` of ``articles`` in two queries, not one per row."""
+    """Load ``feed`` and ``duplicate_of`` of ``articles`` in a few queries, not one per row."""
     feed_ids = {a.feed_id for a in articles if a.feed_id is not None}
     original_ids = {a.duplicate_of_id for a in articles if a.duplicate_of_id is not None}
     feeds = {f.id: f for f in session.scalars(select(Feed).where(Feed.id.in_(feed_ids)))} if feed_ids else {}
-    originals = (
-        {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(original_ids)))}
-        if original_ids
-        else {}
-    )
+    originals = repo.articles_by_id(session, original_ids)
     for article in articles:
         set_committed_value(article, "feed", feeds.get(article.feed_id) if article.feed_id else None)
         set_committed_value(

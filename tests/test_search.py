@@ -1093,3 +1093,41 @@ def test_styled_letters_and_enclosed_numbers_are_found_alike_on_both_databases(
     assert found(session, names, '"1 coal"') == ["enumerated"]
     assert sorted(found(session, names, "⑴")) == ["enumerated", "plain"]
 
+
+@pytest.mark.postgres
+def test_a_list_of_more_articles_than_one_statement_binds_is_listed_whole(postgres_url: str) -> None:
+    """``articles --limit 100000`` (an export of everything): PostgreSQL binds at most
+    65,535 values in one statement, and the page's articles, copies and labels were each
+    read by one."""
+    many = 66_000
+    engine = make_engine(postgres_url)
+    upgrade_schema(engine)
+    with session_factory(engine)() as session:
+        session.execute(
+            text(
+                "INSERT INTO articles (title, text, lang, first_seen_at, published_at, content_hash, "
+                "is_seed, word_count) SELECT 'Report ' || g, 'Gas report ' || g, 'en', "
+                "TIMESTAMPTZ '2026-11-20 00:00Z', TIMESTAMPTZ '2026-11-01 00:00Z' + g * INTERVAL '1 second', "
+                "md5(g::text), false, 3 FROM generate_series(1, :many) g"
+            ),
+            {"many": many},
+        )
+        first, last = session.execute(text("SELECT min(id), max(id) FROM articles")).one()
+        session.execute(
+            text("UPDATE articles SET duplicate_of_id = :first, copy_kind = 'exact' WHERE id = :copy"),
+            {"first": first, "copy": first + 1},
+        )
+        session.execute(
+            text(
+                "INSERT INTO article_topics (article_id, topic, score, evidence) VALUES (:id, 'energy', 0.9, '[]')"
+            ),
+            {"id": first + 1},
+        )
+        session.commit()
+        page = list_articles(session, repo.ArticleFilter(limit=100_000))
+        assert len(page.rows) == many - 1 and not page.has_more
+        assert page.rows[0].article.id == last
+        [oldest] = [row for row in page.rows if row.article.id == first]
+        assert [copy.id for copy in oldest.copies] == [first + 1]
+        assert [label.topic for label in oldest.topics] == ["energy"]
+    engine.dispose()

@@ -607,10 +607,18 @@ def _found(
     rows = session.execute(query.order_by(*order).offset(wanted.offset).limit(wanted.limit)).all()
     if not rows:
         return []
-    loaded = {
-        a.id: a for a in session.scalars(select(Article).where(Article.id.in_([row[0] for row in rows])))
-    }
+    loaded = articles_by_id(session, [row[0] for row in rows])
     return [Found(loaded[row[0]], row[1]) for row in rows if row[0] in loaded]
+
+
+def articles_by_id(session: Session, article_ids: Iterable[int]) -> dict[int, Article]:
+    """The stored articles of ``article_ids``, by id, read :data:`IN_CHUNK` at a time: a
+    list of ``articles --limit 100000`` holds more ids than one statement may bind
+    (65,535 on PostgreSQL)."""
+    found: dict[int, Article] = {}
+    for chunk in _chunks(article_ids):
+        found.update((a.id, a) for a in session.scalars(select(Article).where(Article.id.in_(chunk))))
+    return found
 
 
 def article_moment() -> Any:
@@ -954,16 +962,15 @@ def forget_matches(session: Session, root: int, article_id: int) -> None:
 
 
 def copies_of(session: Session, article_ids: Sequence[int]) -> dict[int, list[Article]]:
-    """Duplicate rows pointing at each of ``article_ids``."""
-    if not article_ids:
-        return {}
-    rows = session.scalars(
-        select(Article).where(Article.duplicate_of_id.in_(article_ids)).order_by(Article.id)
-    ).all()
+    """Duplicate rows pointing at each of ``article_ids`` (each original's in id order)."""
     grouped: dict[int, list[Article]] = {}
-    for row in rows:
-        assert row.duplicate_of_id is not None
-        grouped.setdefault(row.duplicate_of_id, []).append(row)
+    for chunk in _chunks(article_ids):
+        rows = session.scalars(
+            select(Article).where(Article.duplicate_of_id.in_(chunk)).order_by(Article.id)
+        ).all()
+        for row in rows:
+            assert row.duplicate_of_id is not None
+            grouped.setdefault(row.duplicate_of_id, []).append(row)
     return grouped
 
 
@@ -1469,20 +1476,20 @@ def labels_of(
     first (a watch item without a score, classified before scores were kept, last), then by
     slug: the same order on SQLite and PostgreSQL."""
     result: dict[int, tuple[list[ArticleTopic], list[ArticleWatch]]] = {i: ([], []) for i in article_ids}
-    if not article_ids:
-        return result
-    for topic in session.scalars(
-        select(ArticleTopic)
-        .where(ArticleTopic.article_id.in_(article_ids))
-        .order_by(ArticleTopic.score.is_(None), ArticleTopic.score.desc(), ArticleTopic.topic)
-    ):
-        result[topic.article_id][0].append(topic)
-    for watch in session.scalars(
-        select(ArticleWatch)
-        .where(ArticleWatch.article_id.in_(article_ids))
-        .order_by(ArticleWatch.score.is_(None), ArticleWatch.score.desc(), ArticleWatch.item)
-    ):
-        result[watch.article_id][1].append(watch)
+    # (An article's labels all come from the one chunk that holds its id.)
+    for chunk in _chunks(article_ids):
+        for topic in session.scalars(
+            select(ArticleTopic)
+            .where(ArticleTopic.article_id.in_(chunk))
+            .order_by(ArticleTopic.score.is_(None), ArticleTopic.score.desc(), ArticleTopic.topic)
+        ):
+            result[topic.article_id][0].append(topic)
+        for watch in session.scalars(
+            select(ArticleWatch)
+            .where(ArticleWatch.article_id.in_(chunk))
+            .order_by(ArticleWatch.score.is_(None), ArticleWatch.score.desc(), ArticleWatch.item)
+        ):
+            result[watch.article_id][1].append(watch)
     return result
 
 
