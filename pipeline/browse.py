@@ -88,8 +88,9 @@ def opening_words(text: str, *, words: int = UNTITLED_WORDS) -> str:
 def language_filter(value: str | None, *, option: str = "lang") -> str | None:
     """A language filter's code as stored (``--lang``, ``?lang=``): ``EN`` and ``zh-CN`` are
     ``en`` and ``zh``. A value that is no code the language detector gives (``Russian``,
-    ``xx``) could match no article: refused (:class:`FilterError`, naming ``option``)."""
-    if not value:
+    ``xx``, an empty one) could match no article: refused (:class:`FilterError`, naming
+    ``option``). None is no filter (the web UI passes an empty field as None)."""
+    if value is None:
         return None
     code = filter_language(value)
     if code is None:

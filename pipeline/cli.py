@@ -730,13 +730,14 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.classify import load_registry
     from pipeline.db import repo
 
-    if args.topic or args.watch:
+    # (An empty value is no slug either: `--topic "$TOPIC"` with TOPIC unset listed every article.)
+    if args.topic is not None or args.watch is not None:
         registry = load_registry(settings.topics_file)
         topic_slugs = sorted(entry.slug for entry in registry.topics)
         watch_slugs = sorted(entry.slug for entry in registry.watch)
-        if args.topic and args.topic not in topic_slugs:
+        if args.topic is not None and args.topic not in topic_slugs:
             raise SummitwatchError(f"unknown topic {args.topic!r}; topics: {', '.join(topic_slugs)}")
-        if args.watch and args.watch not in watch_slugs:
+        if args.watch is not None and args.watch not in watch_slugs:
             raise SummitwatchError(
                 f"unknown watch item {args.watch!r}; watch items: {', '.join(watch_slugs)}"
             )

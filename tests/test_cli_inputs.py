@@ -195,6 +195,19 @@ def test_arguments_out_of_range_are_refused_in_one_line(db: Path, tmp_path: Path
     assert b"is not valid UTF-8" in raw.stderr and b"Traceback" not in raw.stderr
 
 
+def test_an_empty_filter_is_refused_not_ignored(db: Path) -> None:
+    """`--topic "$TOPIC"` with TOPIC unset must not list every article as if it were the topic's."""
+    for option, expected in [
+        ("--topic", "unknown topic ''; topics: diplomacy, energy"),
+        ("--watch", "unknown watch item ''; watch items: arctic_route"),
+        ("--feed", "no feed or outlet is called ''"),
+        ("--lang", "--lang: not a language code the detector gives: ''"),
+    ]:
+        done = sw("articles", option, "", db=db)
+        assert done.returncode == 2, (option, done.stdout, done.stderr)
+        assert expected in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_file_that_is_not_a_database_is_named_as_such(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("these are notes, not a database\n" * 100)

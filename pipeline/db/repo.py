@@ -582,7 +582,7 @@ def _found(
             if wanted.include_duplicates
             else story_in_language(wanted.lang, plain)
         )
-    if wanted.feed:
+    if wanted.feed is not None:  # ("" names no feed: refused, not ignored)
         # What the feed carried: the articles first stored from it, and those it carried
         # after another feed or an import had (a page in two feeds is stored once).
         feed_ids = feed_ids_named(session, wanted.feed)
