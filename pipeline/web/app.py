@@ -879,8 +879,10 @@ class _Site:
         name = "summitwatch-articles"
         rows = [*page.rows, *page.cross_language]
         if fmt == "csv":
+            # A byte order mark first: Excel reads a CSV file without one in the machine's
+            # legacy code page, and every Cyrillic or Chinese headline came out as mojibake.
             return Response(
-                browse.csv_text(rows),
+                "\ufeff" + browse.csv_text(rows),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": f'attachment; filename="{name}.csv"'},
             )
