@@ -31,6 +31,7 @@ from pipeline.errors import SummitwatchError
 from pipeline.formatting import one_direction
 from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
+from pipeline.unicode_marks import cluster_start
 
 if TYPE_CHECKING:
     import socket
@@ -783,7 +784,8 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
             extra = _copies_note(row.copies)
             head = f"{article.id:>6}  {row.moment:%Y-%m-%d}  {article.lang:<3} {marker:<18}"
             title = one_direction(row.title)
-            title = title if len(title) <= 80 else title[:79] + "…"
+            # (Cut where no character is split: a flag, a vowel sign, a conjunct, a skin tone.)
+            title = title if len(title) <= 80 else title[: cluster_start(title, 79)] + "…"
             print(f"{head} {title}{extra}")
             if row.topics or row.watch:
                 tags = [t.topic for t in row.topics] + [f"watch:{w.item}" for w in row.watch]

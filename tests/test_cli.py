@@ -289,6 +289,23 @@ def test_articles_filters_and_json(db: Path) -> None:
     assert "2026-11-02  en" in human.stdout and "https://n.example/x" in human.stdout
 
 
+def test_a_long_headline_is_cut_in_the_listing_between_characters(db: Path) -> None:
+    # Each flag is two code points: cut at a fixed count, one in two headlines ended in half a flag.
+    title = "Flags at the summit " + "\U0001f1f7\U0001f1fa\U0001f1e8\U0001f1f3" * 20
+    line = {
+        "url": "https://n.example/flags",
+        "title": title,
+        "text": TEXT_EN,
+        "published": "2026-11-02T00:00:00Z",
+    }
+    assert sw("import", "-", db=db, stdin=json.dumps(line) + "\n").returncode == 0
+    listed = sw("articles", db=db)
+    [shown] = [row for row in listed.stdout.splitlines() if "Flags at the summit" in row]
+    assert shown.endswith("…")
+    flags = shown.split("Flags at the summit ")[1].rstrip("…")
+    assert len(flags) % 2 == 0 and flags == title[20 : 20 + len(flags)]
+
+
 def test_a_list_cut_at_its_limit_says_so_on_stderr(db: Path) -> None:
     for output in ([], ["--json"], ["--csv"]):
         cut = sw("articles", "--seeds", "--limit", "2", *output, db=db)
