@@ -697,6 +697,11 @@ def test_a_window_between_two_moments_lists_its_articles_only(settings: Settings
         )
         assert set(ids_on_page(shifted.text)) == listed
         assert 'type="datetime-local" name="since" value="2026-11-20T09:00:00"' in shifted.text
+        # The offset typed into the address bar as it reads: its "+" unencoded, which a
+        # query string takes for a space.
+        typed = client.get("/articles?since=2026-11-20T12:00+03:00&until=2026-11-20T13:59:59.999999+0300")
+        assert typed.status_code == 200, typed.text
+        assert set(ids_on_page(typed.text)) == listed
 
 
 def test_app_connects_only_when_started(tmp_path: Path) -> None:

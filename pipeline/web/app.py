@@ -86,6 +86,9 @@ SPARK_STEP = 6
 # Ids are INTEGER on both databases; a larger one would overflow the driver, not miss.
 MAX_ID = MAX_ROW_ID
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# A moment whose "+03:00" was typed into the address bar unencoded: the query string reads a
+# "+" as a space, so the offset arrives as " 03:00" (a "-" offset arrives as it was typed).
+_SPACED_OFFSET = re.compile(r"(T[\d:.,]+) (\d{2}(?::?\d{2})?)$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
@@ -566,7 +569,7 @@ def _date(params: QueryParams, name: str) -> date | datetime | None:
             return date.fromisoformat(value)
         if "T" not in value:
             raise ValueError(value)
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", value))
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC)
     except OverflowError:  # (a moment whose offset takes it past year 1 or 9999 in UTC)
