@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pipeline.collector import batch_collection
 from pipeline.coverage import MAX_HISTORY_DAYS
 from pipeline.errors import SummitwatchError
-from pipeline.formatting import one_direction
+from pipeline.formatting import json_line, one_direction
 from pipeline.records import to_json
 from pipeline.redaction import install_log_redaction, redact_text, redact_url
 from pipeline.unicode_marks import cluster_start
@@ -773,7 +773,7 @@ def cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         for row in [*page.rows, *page.cross_language]:
             if args.json:
-                print(json.dumps(browse.row_json(row), ensure_ascii=False))
+                print(json_line(browse.row_json(row)))
                 continue
             article = row.article
             marker = "seed" if article.is_seed else ""

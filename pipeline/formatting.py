@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from pipeline.unicode_marks import cluster_start
 
@@ -40,3 +42,18 @@ def echoed(value: str, *, limit: int = ECHO_CHARS) -> str:
     if len(shown) > limit:
         shown = shown[: cluster_start(shown, limit)] + "…"
     return repr(shown)
+
+
+# Characters JSON leaves as they are inside a string but that line readers take for a line
+# break: Python's str.splitlines(), editors and pagers (the line and paragraph separators,
+# NEL). A stored text can hold them (an import's "text" is used as is).
+_LINE_BREAKERS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+_LINE_BREAKER = re.compile("[\u2028\u2029\x85]")
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one line of JSON Lines: every script as itself, and nothing a line
+    reader splits at (the separators above written as ``\\u`` escapes, the same JSON)."""
+    return _LINE_BREAKER.sub(
+        lambda found: _LINE_BREAKERS[found.group()], json.dumps(value, ensure_ascii=False)
+    )

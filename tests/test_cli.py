@@ -306,6 +306,22 @@ def test_a_long_headline_is_cut_in_the_listing_between_characters(db: Path) -> N
     assert len(flags) % 2 == 0 and flags == title[20 : 20 + len(flags)]
 
 
+def test_json_lines_hold_one_article_per_line_whatever_separators_its_text_holds(db: Path) -> None:
+    # An imported text is stored as given: line and paragraph separators and NEL included.
+    text = TEXT_EN.replace(". ", ".\u2028", 1).replace(". ", ".\u2029", 1) + "\x85Officials said so."
+    line = {
+        "url": "https://n.example/sep",
+        "title": "Separators",
+        "text": text,
+        "published": "2026-11-02T00:00:00Z",
+    }
+    assert sw("import", "-", db=db, stdin=json.dumps(line) + "\n").returncode == 0
+    listed = sw("articles", "--json", db=db)
+    assert listed.returncode == 0, listed.stderr
+    [record] = [json.loads(row) for row in listed.stdout.splitlines()]  # (str.splitlines splits at all three)
+    assert record["text"] == text[: len(record["text"])] and "\u2028" in record["text"]
+
+
 def test_a_list_cut_at_its_limit_says_so_on_stderr(db: Path) -> None:
     for output in ([], ["--json"], ["--csv"]):
         cut = sw("articles", "--seeds", "--limit", "2", *output, db=db)

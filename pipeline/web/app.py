@@ -15,7 +15,6 @@ rebinds its own name to this machine's address from reading it.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import re
 import socket
@@ -63,7 +62,7 @@ from pipeline.db.schema import (
 )
 from pipeline.digest import listed_key
 from pipeline.errors import FilterError, SummitwatchError
-from pipeline.formatting import echoed, format_number, one_direction
+from pipeline.formatting import echoed, format_number, json_line, one_direction
 from pipeline.redaction import redact_optional, redact_text, redact_url
 from pipeline.reporting import compute_coverage, coverage_window, load_reporting_config, top_articles
 from pipeline.settings import Settings
@@ -889,7 +888,7 @@ class _Site:
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": f'attachment; filename="{name}.csv"'},
             )
-        lines = "".join(json.dumps(browse.row_json(row), ensure_ascii=False) + "\n" for row in rows)
+        lines = "".join(json_line(browse.row_json(row)) + "\n" for row in rows)
         return Response(
             lines,
             media_type="application/x-ndjson; charset=utf-8",
