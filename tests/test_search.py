@@ -25,7 +25,7 @@ from pipeline.browse import list_articles
 from pipeline.db import fulltext, repo
 from pipeline.db.engine import alembic_config, make_engine, session_factory, upgrade_schema
 from pipeline.db.schema import Article, UtcDateTime
-from pipeline.errors import FilterError
+from pipeline.errors import DatabaseError, FilterError
 from pipeline.ingest import import_lines
 from pipeline.settings import Settings
 from tests.conftest import REPO_ROOT
@@ -490,9 +490,16 @@ def test_migration_back_fills_the_index(db_url: str, settings: Settings) -> None
             assert [
                 f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="pipeline"))
             ] == [7]
-            # A changed analyser version makes init rebuild it.
+            # A changed analyser version makes init rebuild it; until then a search is
+            # refused (its terms are not the index's), a list without one is not.
             session.execute(text("UPDATE pipeline_state SET value = 'old' WHERE key = 'search_scheme'"))
+            with pytest.raises(DatabaseError, match=r"made by another version of the analyser \(old; .*init"):
+                repo.find_articles(session, repo.ArticleFilter(text="pipeline"))
+            assert [f.article.id for f in repo.find_articles(session, repo.ArticleFilter())] == [7]
             assert fulltext.ensure_current(session) == 1
+            assert [
+                f.article.id for f in repo.find_articles(session, repo.ArticleFilter(text="pipeline"))
+            ] == [7]
             assert fulltext.ensure_current(session) is None
             session.execute(text("DELETE FROM articles WHERE id = 7"))
             assert repo.find_articles(session, repo.ArticleFilter(text="pipeline")) == []

@@ -17,6 +17,7 @@ from sqlalchemy.sql.selectable import Subquery
 
 from pipeline import search
 from pipeline.db.schema import Article, PipelineState
+from pipeline.errors import DatabaseError
 
 SCHEME_KEY = "search_scheme"
 # BM25 weights of the FTS5 columns (title, text) and the matching ts_rank weights {D, C, B, A}:
@@ -114,6 +115,19 @@ def ensure_current(session: Session) -> int | None:
     count = rebuild(session.connection())
     session.expire_all()
     return count
+
+
+def require_current(session: Session) -> None:
+    """Stop a search on an index another analyser made: its terms are not the ones this
+    version makes of a query, so the answers would be silently wrong (a word found on one
+    spelling only) until `summitwatch init` rebuilds it, as it does after an upgrade."""
+    stored = session.get(PipelineState, SCHEME_KEY)
+    if stored is None or stored.value != search.SCHEME:
+        made_by = stored.value if stored is not None else "none"
+        raise DatabaseError(
+            f"the search index was made by another version of the analyser ({made_by}; this "
+            f"version reads {search.SCHEME}): run `summitwatch init` to rebuild it"
+        )
 
 
 def matches(

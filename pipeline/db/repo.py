@@ -436,7 +436,8 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     """Stored articles matching ``wanted``: best first for a search, else newest first.
 
     Raises :class:`pipeline.errors.FilterError` for a query that cannot be run or an
-    unknown feed.
+    unknown feed, and :class:`pipeline.errors.DatabaseError` for a search on an index
+    another analyser made (``summitwatch init`` rebuilds it).
     """
     from pipeline import search
     from pipeline.db import fulltext
@@ -444,6 +445,7 @@ def find_articles(session: Session, wanted: ArticleFilter) -> list[Found]:
     if wanted.text is None:
         return _found(session, wanted, None)
     parsed = search.parse_query(wanted.text)
+    fulltext.require_current(session)
     if wanted.sort == "relevance":
         # The page is exact with the best N matches as long as it fills up: a story ranks
         # by its best copy, and every story outside the N scores below all inside, or ties
