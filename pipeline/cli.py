@@ -11,7 +11,9 @@ the encoder (``benchmarks/cycle_speed.py`` times the start-up).
 from __future__ import annotations
 
 import argparse
+import codecs
 import gc
+import io
 import json
 import logging
 import os
@@ -123,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every record that reaches a handler, ours or a library's (httpx request lines,
     # SQLAlchemy statements at -v), has the credentials in its URLs redacted.
     install_log_redaction(logging.getLogger().handlers)
+    _write_any_character()
     settings: Settings | None = None
     try:
         from pipeline.settings import load_settings
@@ -159,6 +162,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"summitwatch: error: {message}", file=sys.stderr)
         return 2
+
+
+def _write_any_character() -> None:
+    """Standard output in an encoding that cannot hold every character (a legacy locale,
+    ``PYTHONIOENCODING=latin-1``): what it cannot hold is written as a backslash escape,
+    said once, rather than the command ending in a traceback at the first Cyrillic or
+    Chinese headline."""
+    stream = sys.stdout
+    encoding = getattr(stream, "encoding", None) or ""
+    try:
+        unicode = codecs.lookup(encoding).name.startswith("utf")
+    except LookupError:
+        unicode = False
+    if unicode or not isinstance(stream, io.TextIOWrapper) or stream.errors != "strict":
+        return
+    said = False
+
+    def escape(error: UnicodeError) -> tuple[str, int]:
+        nonlocal said
+        if not said:
+            said = True
+            _stderr(
+                f"summitwatch: standard output is {encoding}, which cannot hold every character: "
+                "those it cannot are written as backslash escapes (set PYTHONIOENCODING=utf-8 for "
+                "the text as stored)"
+            )
+        replacement, end = codecs.backslashreplace_errors(error)
+        return str(replacement), end
+
+    codecs.register_error("summitwatch-escape", escape)
+    stream.reconfigure(errors="summitwatch-escape")
 
 
 def _check_config_files(settings: Settings) -> None:

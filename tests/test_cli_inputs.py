@@ -594,3 +594,26 @@ def test_ingest_stops_where_an_init_from_before_the_text_hash_scheme_left_no_rec
         connection.execute("DELETE FROM pipeline_state WHERE key = 'canonical_url_scheme'")
     assert sw("import", str(path), db=db).returncode == 0
     assert stored_count(db) == 1
+
+
+def test_output_in_a_legacy_encoding_escapes_what_it_cannot_hold(db: Path, tmp_path: Path) -> None:
+    """Standard output in an encoding that cannot hold Cyrillic (a legacy locale): the
+    listing is written with backslash escapes for those characters, said once on stderr,
+    not ended by a traceback at the first Russian headline; ASCII output says nothing."""
+    path = tmp_path / "ru.jsonl"
+    text = "Путин и Си Цзиньпин обсудили в Пекине поставки газа по «Силе Сибири — 2» и торговлю в юанях."
+    path.write_text(json.dumps({"title": "Путин и Си обсудили газ", "text": text}, ensure_ascii=False) + "\n")
+    assert sw("import", str(path), db=db).returncode == 0
+    latin = {**environment(db), "PYTHONIOENCODING": "latin-1"}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        done = subprocess.run([SCRIPT, *args], capture_output=True, env=latin, cwd=tmp_path, timeout=120)
+        return done.returncode, done.stdout.decode("latin-1"), done.stderr.decode("latin-1")
+
+    for options in ([], ["--json"], ["--csv"]):
+        status, out, err = run("articles", *options)
+        assert status == 0 and "Traceback" not in err, err
+        assert "\\u041f\\u0443\\u0442\\u0438\\u043d" in out  # Путин, escaped
+        assert err.count("cannot hold every character") == 1
+    status, _, err = run("feeds", "list")
+    assert status == 0 and "cannot hold" not in err
