@@ -952,16 +952,15 @@ def unreported_changes(
     """The detected changes that are not already reported, event by event.
 
     ``reported`` holds ``(series, at, direction)`` of changes already sent. A detected
-    change within the series' cooldown of a reported one in the same direction is the
+    change within the series' cooldown of a reported one in the same direction can be the
     same event (late-arriving articles can move the first detectable bin), so it is not
-    reported again.
+    reported again; but each reported change stands for one detected change, the nearest
+    (:func:`reported_matches`), so a new event that a moved detection let through after its
+    cooldown is reported.
     """
-    sent = reported_events(reported)
-    return [
-        change
-        for change in detected
-        if not is_reported_event(change.series, change.at, change.direction, sent, config)
-    ]
+    detected = list(detected)
+    matched = reported_matches(detected, reported_events(reported), config)
+    return [change for change in detected if change.key not in matched]
 
 
 def reported_events(reported: Iterable[tuple[str, datetime, str]]) -> dict[tuple[str, str], list[datetime]]:
@@ -979,8 +978,8 @@ def is_reported_event(
     sent: Mapping[tuple[str, str], Sequence[datetime]],
     config: DetectorConfig,
 ) -> bool:
-    """Whether a change at ``at`` is the same event as one of ``sent``
-    (:func:`reported_events`): the same series and direction, within the series' cooldown."""
+    """Whether a change at ``at`` is within reach of one of ``sent`` (:func:`reported_events`):
+    the same series and direction, within the series' cooldown."""
     return reported_moment(series, at, direction, sent, config) is not None
 
 
@@ -991,12 +990,47 @@ def reported_moment(
     sent: Mapping[tuple[str, str], Sequence[datetime]],
     config: DetectorConfig,
 ) -> datetime | None:
-    """The moment of the reported change of ``sent`` that a change at ``at`` is the same
-    event as (:func:`is_reported_event`), or None."""
-    reach = max(config.params_for(series).cooldown, config.bin_size)
+    """The moment of a reported change of ``sent`` within reach of a change at ``at``
+    (:func:`is_reported_event`), or None."""
+    reach = _reach(series, config)
     return next(
         (moment for moment in sent.get((series, direction), []) if abs(as_utc(at) - moment) < reach), None
     )
+
+
+def reported_matches(
+    detected: Iterable[Change],
+    sent: Mapping[tuple[str, str], Sequence[datetime]],
+    config: DetectorConfig,
+) -> dict[tuple[str, str, str], datetime]:
+    """The detected changes that are reported ones (by :attr:`Change.key`), each with the
+    moment it was reported at.
+
+    A reported change is the same event as the detected change of its series and direction
+    nearest to it within the series' cooldown (the earlier on a tie). Only that one: the
+    detector keeps two alerts in one direction a cooldown apart, so when a back-fill moves
+    a reported event's detection earlier, a new event can be detected less than a cooldown
+    after the moment the first was reported at, and it is another event, not that one.
+    """
+    by_kind: dict[tuple[str, str], list[Change]] = {}
+    for change in detected:
+        by_kind.setdefault((change.series, change.direction), []).append(change)
+    matched: dict[tuple[str, str, str], tuple[timedelta, datetime]] = {}
+    for (series, direction), changes in by_kind.items():
+        reach = _reach(series, config)
+        for moment in sent.get((series, direction), []):
+            nearest = min(changes, key=lambda change: (abs(as_utc(change.at) - moment), as_utc(change.at)))
+            distance = abs(as_utc(nearest.at) - moment)
+            if distance >= reach:
+                continue
+            known = matched.get(nearest.key)
+            if known is None or distance < known[0]:
+                matched[nearest.key] = (distance, moment)
+    return {key: moment for key, (_, moment) in matched.items()}
+
+
+def _reach(series: str, config: DetectorConfig) -> timedelta:
+    return max(config.params_for(series).cooldown, config.bin_size)
 
 
 def _cooling(last: datetime | None, t: datetime, cooldown: timedelta) -> bool:

@@ -41,7 +41,7 @@ from pipeline.coverage import (
     is_reported_event,
     load_detector_config,
     reported_events,
-    reported_moment,
+    reported_matches,
     series_name,
     unreported_changes,
 )
@@ -266,7 +266,7 @@ def reported_digest(
     session: Session, report: CoverageReport, config: DetectorConfig
 ) -> dict[tuple[str, str, str], int]:
     """The digest that reported each detected change of ``report`` (by its key), when one
-    did: the same event as the digest decides it (:func:`pipeline.coverage.reported_moment`).
+    did: the same event as the digest decides it (:func:`pipeline.coverage.reported_matches`).
     A back-fill or an unlink can move a reported change's detected moment; the stored row
     keeps the moment it was reported at."""
     rows = session.execute(
@@ -280,13 +280,11 @@ def reported_digest(
         for series, at, direction, digest_id in rows
         if digest_id is not None
     }
-    found: dict[tuple[str, str, str], int] = {}
-    for changes in report.changes.values():
-        for change in changes:
-            moment = reported_moment(change.series, change.at, change.direction, sent, config)
-            if moment is not None:
-                found[change.key] = digest_of[(change.series, change.direction, moment)]
-    return found
+    detected = [change for changes in report.changes.values() for change in changes]
+    return {
+        key: digest_of[(key[0], key[2], moment)]
+        for key, moment in reported_matches(detected, sent, config).items()
+    }
 
 
 def coverage_window(now: datetime, days: int) -> tuple[date, date, datetime]:
@@ -337,17 +335,24 @@ def store_changes(session: Session, report: CoverageReport, config: DetectorConf
     for series, changes in by_series.items():
         existing = list(session.scalars(select(CoverageChange).where(CoverageChange.series == series)))
         sent = reported_events((old.series, old.at, old.direction) for old in existing if old.digest_id)
+        matched = reported_matches(changes, sent, config)
+        fresh = {(_aware(c.at), c.direction) for c in changes if c.key not in matched}
         stored: dict[tuple[datetime, str], CoverageChange] = {}
         for old in existing:
-            if old.digest_id is None and is_reported_event(old.series, old.at, old.direction, sent, config):
+            key = (_aware(old.at), old.direction)
+            if (
+                old.digest_id is None
+                and key not in fresh
+                and is_reported_event(old.series, old.at, old.direction, sent, config)
+            ):
                 session.delete(old)
             else:
-                stored[(_aware(old.at), old.direction)] = old
+                stored[key] = old
         for change in changes:
             key = (_aware(change.at), change.direction)
             row = stored.get(key)
             if row is None:
-                if is_reported_event(change.series, change.at, change.direction, sent, config):
+                if change.key in matched:
                     continue  # reported already, as the row of that event
                 row = CoverageChange(series=change.series, at=change.at, direction=change.direction)
                 session.add(row)

@@ -450,6 +450,19 @@ def test_unreported_changes_treat_a_shifted_detection_as_the_same_event() -> Non
     assert unreported_changes([change], [], config) == [change]
 
 
+def test_a_reported_change_stands_for_the_nearest_detection_only() -> None:
+    # Reported at 06:00; a back-fill moved that event to 00:00, and another burst came a
+    # cooldown after 00:00, less than a cooldown after 06:00: that one is not reported.
+    config = DetectorConfig()
+    reported_at = datetime(2025, 5, 6, 6, 0, tzinfo=UTC)
+    moved, new = (
+        Change("topic:energy", at, "up", count, 0.1, "", 5.0)
+        for at, count in ((reported_at - BIN, 3), (reported_at - BIN + 2 * DAY, 30))
+    )
+    assert unreported_changes([moved, new], [("topic:energy", reported_at, "up")], config) == [new]
+    assert unreported_changes([new], [("topic:energy", reported_at, "up")], config) == []
+
+
 def test_bins_must_be_contiguous() -> None:
     bins = daily_bins([0] * 10)
     del bins[5]

@@ -1435,3 +1435,50 @@ def test_a_reported_change_moved_by_a_back_fill_stays_one_event_with_its_digest(
         text("SELECT digest_id FROM v_coverage_changes WHERE series = 'watch:power_of_siberia_2'")
     ).all()
     assert [row.digest_id for row in listed] == [reported[2]]
+
+
+def test_a_new_burst_after_a_reported_change_moved_earlier_is_reported(
+    session: Session, settings: Settings
+) -> None:
+    """A change reported at 06:00; a late article moves its first detectable bin to 00:00,
+    so the detector's cooldown ends six hours sooner, and a burst ten times the size is
+    detected less than a cooldown after 06:00. It is another event: reported in a digest of
+    its own, not taken for the one reported (nor shown as reported in that digest)."""
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    extend_history(session, now - timedelta(days=40))
+
+    def add(first_id: int, moments: list[datetime]) -> None:
+        ids = range(first_id, first_id + len(moments))
+        session.execute(insert(Article), [_article(i, m) for i, m in zip(ids, moments, strict=True)])
+        session.execute(
+            insert(ArticleTopic),
+            [{"article_id": i, "topic": "energy", "score": 1.0, "evidence": []} for i in ids],
+        )
+        session.commit()
+
+    day = datetime(2026, 12, 5, tzinfo=UTC)
+    add(1, [day + timedelta(hours=h) for h in (13, 19, 25)])
+    assert "changes" in [d.kind for d in prepare_digests(session, settings, "file", now=now)]
+    reported = session.scalars(select(CoverageChange).where(CoverageChange.series == "topic:energy")).one()
+    assert (reported.at, reported.direction) == (datetime(2026, 12, 6, 6, 0, tzinfo=UTC), "up")
+    add(10, [day + timedelta(hours=7)])  # late: the event is now detectable at 00:00
+    burst = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+    add(20, [burst + timedelta(minutes=10 * i) for i in range(30)])
+    later = datetime(2026, 12, 8, 1, 30, tzinfo=UTC)
+    report = compute_coverage(session, settings, now=later)
+    moved, new = [c for c in report.changes["topic:energy"] if c.direction == "up"]
+    assert moved.at == datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
+    assert new.at == datetime(2026, 12, 8, 0, 0, tzinfo=UTC) and new.count == 30
+    assert report.reported.get(moved.key) == reported.digest_id
+    assert report.reported.get(new.key) is None
+    digests = [d for d in prepare_digests(session, settings, "file", now=later) if d.kind == "changes"]
+    assert len(digests) == 1 and "30 articles in the last 24 h" in digests[0].text
+    rows = session.scalars(
+        select(CoverageChange).where(CoverageChange.series == "topic:energy").order_by(CoverageChange.at)
+    ).all()
+    assert [(row.at.replace(tzinfo=UTC), row.count) for row in rows] == [
+        (reported.at.replace(tzinfo=UTC), 3),
+        (new.at, 30),
+    ]
+    assert rows[1].digest_id is not None and rows[1].digest_id != reported.digest_id
+    assert prepare_digests(session, settings, "file", now=later) == []
