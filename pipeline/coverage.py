@@ -896,6 +896,20 @@ def detect_changes(
     return [_make_change(series, t, best, current=t == latest) for t, best in fired]
 
 
+def detection_lead(params: DetectorParams) -> timedelta:
+    """How much history before a bin its verdict depends on, in practice: the longest
+    window and the baseline before it, the cooldown and the reference level an alert leaves
+    for a baseline window, and the baseline that level was measured against.
+
+    A history cut short (the caller bins at most two years) is judged from this long
+    before the cut, and the changes in that lead are left out: detected there against a
+    baseline cut short and without the alerts before it, they would come and go as the
+    cut moves on, and an old one that had never been detected would be reported as new.
+    """
+    longest = max((*params.rise_windows, *params.drop_windows, params.min_silence))
+    return longest + 2 * params.baseline_window + params.cooldown
+
+
 class ChangeMemo:
     """Changes :func:`detect_changes` found, kept for a long-running process (the web UI)
     that asks again and again about a history which only grows at its end.

@@ -37,6 +37,7 @@ from pipeline.coverage import (
     as_utc,
     bins_from_counts,
     detect_changes,
+    detection_lead,
     floor_to_bin,
     is_reported_event,
     load_detector_config,
@@ -245,19 +246,23 @@ def compute_coverage(
     start = history_start(session, now)
     all_series = load_series(session, registry, bin_size=config.bin_size, until=now)
     first_bins = [EPOCH + min(series.counts) * config.bin_size for series in all_series if series.counts]
-    earliest = min([start, *first_bins])
+    natural = floor_to_bin(min([start, *first_bins]), config.bin_size)
     # Bounded, so one article with an absurd date cannot make every run bin decades.
-    earliest = max(earliest, now - MAX_HISTORY)
-    first_bin = floor_to_bin(earliest, config.bin_size)
+    first_bin = max(natural, floor_to_bin(now - MAX_HISTORY, config.bin_size))
     report = CoverageReport(start, {}, {}, {}, first_bin)
     for series in all_series:
+        params = config.params_for(series.name)
         bins = bins_from_counts(series.counts, start=first_bin, end=now, bin_size=config.bin_size)
         report.bins[series.name] = bins
         report.labels[series.name] = series.label
+        # A history cut short is judged from a lead before the cut, whose own changes are
+        # left out (:func:`pipeline.coverage.detection_lead`): the cut moves with every
+        # run, and what it cut off must not turn a two-year-old bin into a new change.
+        lead_from = max(natural, floor_to_bin(first_bin - detection_lead(params), config.bin_size))
+        lead = bins_from_counts(series.counts, start=lead_from, end=first_bin, bin_size=config.bin_size)
         detect = memo.detect if memo is not None else detect_changes
-        report.changes[series.name] = detect(
-            series.name, bins, config.params_for(series.name), history_start=start, now=now
-        )
+        changes = detect(series.name, lead + bins, params, history_start=start, now=now)
+        report.changes[series.name] = [change for change in changes if change.at > first_bin]
     report.reported = reported_digest(session, report, config)
     return report
 

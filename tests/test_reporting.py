@@ -1482,3 +1482,32 @@ def test_a_new_burst_after_a_reported_change_moved_earlier_is_reported(
     ]
     assert rows[1].digest_id is not None and rows[1].digest_id != reported.digest_id
     assert prepare_digests(session, settings, "file", now=later) == []
+
+
+def test_the_cut_at_two_years_does_not_make_old_bins_new_changes(
+    session: Session, settings: Settings
+) -> None:
+    """Coverage is binned over the last two years. Energy runs at 3 a day; two quiet days
+    then five articles, just after where two years back falls today, are no change against
+    those 3 a day: they must not become one against the two quiet days left of the baseline
+    (the digest would report a two-year-old "change" as new, one more as the cut moves on)."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    cut = now - timedelta(days=730)
+    extend_history(session, cut - timedelta(days=70))
+    moments = [cut + timedelta(days=day, hours=hour) for day in range(-60, 0) for hour in (1, 9, 17)]
+    moments += [cut + timedelta(days=2, hours=2 + hour) for hour in range(5)]
+    moments += [cut + timedelta(days=day, hours=hour) for day in range(3, 730) for hour in (1, 9, 17)]
+    session.execute(insert(Article), [_article(i, m) for i, m in enumerate(moments, 1)])
+    session.execute(
+        insert(ArticleTopic),
+        [
+            {"article_id": i, "topic": "energy", "score": 1.0, "evidence": []}
+            for i in range(1, len(moments) + 1)
+        ],
+    )
+    session.commit()
+    report = compute_coverage(session, settings, now=now)
+    assert report.first_bin == cut
+    assert report.bins["topic:energy"][0][0] == cut
+    assert report.changes["topic:energy"] == []
+    assert [d.kind for d in prepare_digests(session, settings, "file", now=now, dry_run=True)] == ["summary"]
