@@ -95,10 +95,17 @@ class DigestArticle:
 
 @dataclass(frozen=True)
 class DigestStory:
-    """One event's articles (any outlet or language) and the series they moved."""
+    """One event's articles (any outlet or language) and the series they moved.
+
+    ``changes`` are the changes its articles were listed under, when the caller knows them:
+    a digest can hold two changes of one series (a burst, then the silence after it, both
+    reported late), and a story shows the figures of its own. Without them, a series'
+    figures are those of its change in the digest.
+    """
 
     articles: Sequence[DigestArticle]
     series: Sequence[str]
+    changes: Sequence[ChangeLike] = ()
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,15 @@ def build_change_digest(
         title = f"Coverage change: {_label(only.series, labels)} {ARROWS.get(only.direction, '')}"
     else:
         ups = sum(1 for c in ordered if c.change.direction == "up")
-        title = f"Coverage changed in {len(ordered)} series ({ups} up, {len(ordered) - ups} down)"
+        moves = f"{ups} up, {len(ordered) - ups} down"
+        names = len({c.change.series for c in ordered})
+        # (Two changes of one series, a burst and the silence after it reported late, are
+        # two changes in one series.)
+        title = (
+            f"Coverage changed in {len(ordered)} series ({moves})"
+            if names == len(ordered)
+            else f"{len(ordered)} coverage changes in {_plural(names, 'series', 'series')} ({moves})"
+        )
     generated = f"Generated {_when(generated_at)}"
     intro = [_Unit([_header(title)], title), _Unit([_context([generated])], generated)]
     overview_lines = [_overview_line(c.change, labels) for c in ordered]
@@ -241,7 +256,9 @@ def build_change_digest(
     for item in ordered:
         units.append(_change_unit(item, labels, web_base_url, generated_at, with_articles=stories is None))
     if stories:
-        by_series = {c.change.series: c.change for c in ordered}
+        by_series: dict[str, list[ChangeLike]] = {}
+        for c in ordered:
+            by_series.setdefault(c.change.series, []).append(c.change)
         heading = f"{_plural(len(stories), 'story', 'stories')} behind these changes"
         units.append(_Unit([{"type": "divider"}, _section(f"*{_escape(heading)}*")], f"\n{heading}"))
         for number, story in enumerate(stories, 1):
@@ -384,14 +401,16 @@ class _Unit:
 
 
 def _story_unit(
-    number: int, story: DigestStory, changes: Mapping[str, ChangeLike], labels: Mapping[str, str]
+    number: int, story: DigestStory, changes: Mapping[str, Sequence[ChangeLike]], labels: Mapping[str, str]
 ) -> _Unit:
     moved = []
     for series in story.series:
-        change = changes.get(series)
-        figures = f" {change.count} vs {format_number(change.baseline)} expected" if change else ""
-        arrow = ARROWS.get(change.direction, "") if change else ""
-        moved.append(f"{_label(series, labels)} {arrow}{figures}".strip())
+        # The story's own changes of the series; else the series' changes in the digest.
+        own = [c for c in story.changes if c.series == series] or changes.get(series, [])
+        figures = [
+            f"{ARROWS.get(c.direction, '')} {c.count} vs {format_number(c.baseline)} expected" for c in own
+        ]
+        moved.append(f"{_label(series, labels)} {', '.join(figures)}".strip())
     languages = sorted(
         {a.lang for a in story.articles if a.lang} | {lang for a in story.articles for lang, _ in a.also_in}
     )

@@ -618,10 +618,12 @@ def digest_stories(session: Session, settings: Settings, items: Sequence[DigestC
     """
     articles: dict[int, DigestArticle] = {}
     series_of: dict[int, list[str]] = {}
+    changes_of: dict[int, list[DigestChange]] = {}
     for item in items:
         for article in item.articles:
             key = int(article.article_id)
             articles.setdefault(key, article)
+            changes_of.setdefault(key, []).append(item)
             if item.change.series not in series_of.setdefault(key, []):
                 series_of[key].append(item.change.series)
     if not articles:
@@ -648,13 +650,15 @@ def digest_stories(session: Session, settings: Settings, items: Sequence[DigestC
     stories = []
     for ids in grouped:
         series: list[str] = []
+        moved: list[DigestChange] = []
         for article_id in ids:
             series += [name for name in series_of[article_id] if name not in series]
+            moved += [item for item in changes_of[article_id] if all(item is not m for m in moved)]
         # The most-copied article leads its story; then by time.
         lead_first = sorted(
             ids, key=lambda i: (-(articles[i].copies + len(articles[i].also_in)), ids.index(i))
         )
-        stories.append(DigestStory([articles[i] for i in lead_first], series))
+        stories.append(DigestStory([articles[i] for i in lead_first], series, [m.change for m in moved]))
     return stories
 
 

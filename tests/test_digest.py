@@ -477,6 +477,27 @@ def test_a_story_that_moved_two_series_is_shown_once_with_both() -> None:
     assert per_change.count("https://news.example.com/1") == 2
 
 
+def test_a_series_that_changed_twice_shows_each_story_its_own_change() -> None:
+    from pipeline.digest import DigestStory
+
+    burst = FakeChange("topic:energy", NOW - timedelta(days=6), "up", 9, 1.2, "9 articles in the 24 h …")
+    silence = FakeChange("topic:energy", NOW, "down", 0, 12.0, "0 articles in the 3 days …")
+    changes = [DigestChange(burst, trend([0, 9]), [article(1)]), DigestChange(silence, trend([3, 0]), [])]
+    digest = build_change_digest(
+        changes,
+        web_base_url=None,
+        generated_at=NOW,
+        stories=[DigestStory([article(1)], ["topic:energy"], [burst])],
+    )
+    assert digest.text.startswith("2 coverage changes in 1 series (1 up, 1 down)\n")
+    assert "Moved: Energy ↑ 9 vs 1.2 expected\n" in digest.text
+    # A story that does not say which of them it moved names both.
+    digest = build_change_digest(
+        changes, web_base_url=None, generated_at=NOW, stories=[DigestStory([article(1)], ["topic:energy"])]
+    )
+    assert "Moved: Energy ↑ 9 vs 1.2 expected, ↓ 0 vs 12 expected\n" in digest.text
+
+
 def test_credentials_in_article_links_and_the_web_base_url_are_redacted() -> None:
     secret_article = article(
         1,

@@ -1511,3 +1511,29 @@ def test_the_cut_at_two_years_does_not_make_old_bins_new_changes(
     assert report.bins["topic:energy"][0][0] == cut
     assert report.changes["topic:energy"] == []
     assert [d.kind for d in prepare_digests(session, settings, "file", now=now, dry_run=True)] == ["summary"]
+
+
+def test_a_story_shows_the_figures_of_its_own_change_when_its_series_changed_twice(
+    session: Session, settings: Settings
+) -> None:
+    """A burst of Taiwan & Asia ten days ago and the silence of the last days, both in the
+    first digest (a back-filled history): the burst's articles moved the series up, and
+    their story says so with the burst's figures, not the silence's."""
+    store_taiwan_silence(session)
+    burst = NOW - timedelta(days=10)
+    session.execute(
+        insert(Article), [_article(10_000 + i, burst + timedelta(minutes=20 * i)) for i in range(12)]
+    )
+    session.execute(
+        insert(ArticleTopic),
+        [{"article_id": 10_000 + i, "topic": "taiwan_asia", "score": 1.0, "evidence": []} for i in range(12)],
+    )
+    session.commit()
+    changes = compute_coverage(session, settings, now=NOW).changes["topic:taiwan_asia"]
+    up, down = sorted(changes, key=lambda c: c.direction != "up")
+    assert (up.direction, down.direction) == ("up", "down") and up.at < down.at
+    digest = next(d for d in prepare_digests(session, settings, "file", now=NOW) if d.kind == "changes")
+    assert digest.text.startswith("2 coverage changes in 1 series (1 up, 1 down)")
+    stories = digest.text.split("behind these changes", 1)[1]
+    assert f"Moved: Taiwan & Asia ↑ {up.count} vs" in stories
+    assert "↓" not in stories
