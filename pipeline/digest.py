@@ -306,7 +306,8 @@ def build_summary_digest(
         previous = "" if item.previous_count is None else f" (previous period {item.previous_count})"
         spark = f" `{sparkline([c for _, c in item.trend_bins])}`" if item.trend_bins else ""
         name = _label(item.series, labels)
-        link_target = _series_url(web_base_url, item.series, period_start)
+        # (The period's articles, as counted: not those of the whole day, nor those since.)
+        link_target = _series_url(web_base_url, item.series, period_start, period_end)
         shown = _link(link_target, name) if link_target else f"*{_escape(name)}*"
         lines.append(
             (
@@ -682,11 +683,25 @@ def _is_web_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _series_url(web_base_url: str | None, series: str, since: datetime) -> str | None:
+def _series_url(
+    web_base_url: str | None, series: str, since: datetime, until: datetime | None = None
+) -> str | None:
+    """The web UI's list of ``series``' articles from the day of ``since`` on; with ``until``,
+    those from ``since`` to just before ``until`` (whole days when both are midnights UTC,
+    moments otherwise: the web UI's links to a window write it so)."""
     if not web_base_url or ":" not in series:
         return None
     kind, slug = series.split(":", 1)
-    query = urlencode({kind: slug, "since": f"{since.astimezone(UTC):%Y-%m-%d}"})
+    start = since.astimezone(UTC)
+    bounds = {"since": f"{start:%Y-%m-%d}"}
+    if until is not None:
+        end = until.astimezone(UTC)
+        if start.time() == end.time() == time(0, 0):
+            bounds["until"] = f"{end - timedelta(days=1):%Y-%m-%d}"
+        else:
+            last = end - timedelta(microseconds=1)
+            bounds = {"since": f"{start:%Y-%m-%dT%H:%M:%S}Z", "until": f"{last:%Y-%m-%dT%H:%M:%S.%f}Z"}
+    query = urlencode({kind: slug, **bounds})
     return f"{web_base_url.rstrip('/')}/articles?{query}"
 
 

@@ -362,6 +362,32 @@ def test_summary_digest_lists_series_changes_and_top_articles() -> None:
     assert "· 35 new articles" in counted.text, "distinct articles, when the caller counted them"
 
 
+def test_a_summary_links_each_series_to_the_articles_it_counted() -> None:
+    # 12 articles from 07:00 to 07:00: the link lists those, not the whole first day and
+    # every day since.
+    digest = build_summary_digest(
+        [SeriesTotal("topic:energy", 12, 9)],
+        [],
+        period_start=NOW - timedelta(days=1),
+        period_end=NOW,
+        web_base_url=WEB,
+    )
+    window = "since=2025-05-07T07%3A00%3A00Z&amp;until=2025-05-08T06%3A59%3A59.999999Z"
+    assert f"<{WEB}/articles?topic=energy&amp;{window}|Energy> (topic): 12" in all_blocks_text(digest)
+    midnight = NOW.replace(hour=0)
+    digest = build_summary_digest(
+        [SeriesTotal("topic:energy", 12, 9)],
+        [],
+        period_start=midnight - timedelta(days=1),
+        period_end=midnight,
+        web_base_url=WEB,
+    )
+    assert (
+        f"<{WEB}/articles?topic=energy&amp;since=2025-05-07&amp;until=2025-05-07|Energy>"
+        in all_blocks_text(digest)
+    )
+
+
 def test_big_summary_stays_within_limits() -> None:
     totals = [SeriesTotal(f"topic:t{n}", n, n, trend(list(range(30)))) for n in range(200)]
     articles = [article(n, title="t" * 400) for n in range(100)]
