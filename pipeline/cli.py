@@ -1109,7 +1109,7 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     step = 1  # bins per bar: the bars span the days shown, in at most SPARK_WIDTH characters
     for name, bins in report.bins.items():
         shown = bins_since(bins, since, config.bin_size)
-        step = max(1, -(-len(shown) // SPARK_WIDTH))
+        step = _bins_per_bar(len(shown), config.bin_size)
         changes = [c for c in report.changes[name] if c.at >= since]
         if args.json:
             print(json.dumps(coverage_json(name, shown, changes, report.reported), ensure_ascii=False))
@@ -1129,7 +1129,8 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         hours = config.bin_size / timedelta(hours=1)
         _stderr(
-            f"last {days} days, since {first_day:%Y-%m-%d} 00:00 UTC (totals and bars alike; "
+            f"last {days} day{'' if days == 1 else 's'}, since {first_day:%Y-%m-%d} 00:00 UTC "
+            "(totals and bars alike; "
             f"a bar per {hours * step:g} hours), "
             f"{hours:g}-hour bins; history since {report.history_start.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
             + (
@@ -1139,6 +1140,18 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     return 0
+
+
+def _bins_per_bar(bins: int, bin_size: timedelta) -> int:
+    """How many bins one bar of `coverage` sums: the fewest that keep the bars within
+    SPARK_WIDTH and on day boundaries (a whole number of them a day, or of days a bar). The
+    bars start at midnight; three 6-hour bins a bar would cut the days in a pattern that
+    shows a rhythm the coverage does not have."""
+    per_day = max(1, round(timedelta(days=1) / bin_size))
+    step = max(1, -(-bins // SPARK_WIDTH))
+    while per_day % step and step % per_day:
+        step += 1
+    return step
 
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:

@@ -1321,6 +1321,41 @@ def test_coverage_shows_every_bin_of_the_days_asked_for(
     assert [count for _, count in energy["bins"]] == [0] * (len(starts) - 1) + [1]
 
 
+def test_coverage_bars_follow_the_days(
+    session: Session,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`coverage --days 31`: 124 6-hour bins, too many for a bar each. A steady two articles
+    a day is drawn as a flat line of days, not as bars of 18 hours that hold one day's
+    articles, then two, in turn."""
+    from pipeline import cli
+
+    start = datetime.combine(NOW.date() - timedelta(days=40), datetime.min.time(), tzinfo=UTC)
+    extend_history(session, start)
+    moments = [start + timedelta(days=day, hours=hour) for day in range(41) for hour in (3, 15)]
+    moments = [moment for moment in moments if moment < NOW]
+    session.execute(insert(Article), [_article(i, m) for i, m in enumerate(moments, 1)])
+    session.execute(
+        insert(ArticleTopic),
+        [
+            {"article_id": i, "topic": "energy", "score": 0.9, "evidence": []}
+            for i in range(1, len(moments) + 1)
+        ],
+    )
+    session.commit()
+    monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "31"]) == 0
+    shown = capsys.readouterr()
+    bars = next(line for line in shown.out.splitlines() if "(topic:energy)" in line).split()[-1]
+    assert bars == "█" * 30 + "▅"  # (today: one article so far)
+    assert "a bar per 24 hours" in shown.err
+    assert cli.main(["--db", settings.db_url, "coverage", "--days", "1"]) == 0
+    assert "last 1 day, since" in capsys.readouterr().err
+
+
 def test_the_history_start_is_kept_and_shown_in_utc(
     session: Session,
     settings: Settings,

@@ -1113,7 +1113,7 @@ def test_the_command_and_the_page_count_the_same_days_of_coverage(
             assert first == datetime.combine(NOW.date() - timedelta(days=days - 1), datetime.min.time(), UTC)
         assert shown["watch:power_of_siberia_2"] > 0
     assert cli.main(["--db", settings.db_url, "coverage", "--days", "1"]) == 0
-    assert "last 1 days, since 2026-11-20 00:00 UTC" in capsys.readouterr().err
+    assert "last 1 day, since 2026-11-20 00:00 UTC" in capsys.readouterr().err
 
 
 def test_the_coverage_page_keeps_its_detection_and_still_counts_what_arrives(settings: Settings) -> None:
