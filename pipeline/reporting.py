@@ -244,6 +244,8 @@ def compute_coverage(
     now = now or utcnow()
     config, registry = loaded or load_reporting_config(settings)
     start = history_start(session, now)
+    # Bins after the last collection are no data (ingest down): not judged until it runs.
+    judged_until = repo.collected_until(session, now)
     all_series = load_series(session, registry, bin_size=config.bin_size, until=now)
     first_bins = [EPOCH + min(series.counts) * config.bin_size for series in all_series if series.counts]
     natural = floor_to_bin(min([start, *first_bins]), config.bin_size)
@@ -261,7 +263,7 @@ def compute_coverage(
         lead_from = max(natural, floor_to_bin(first_bin - detection_lead(params), config.bin_size))
         lead = bins_from_counts(series.counts, start=lead_from, end=first_bin, bin_size=config.bin_size)
         detect = memo.detect if memo is not None else detect_changes
-        changes = detect(series.name, lead + bins, params, history_start=start, now=now)
+        changes = detect(series.name, lead + bins, params, history_start=start, now=judged_until)
         report.changes[series.name] = [change for change in changes if change.at > first_bin]
     report.reported = reported_digest(session, report, config)
     return report

@@ -1572,3 +1572,36 @@ def test_a_story_shows_the_figures_of_its_own_change_when_its_series_changed_twi
     stories = digest.text.split("behind these changes", 1)[1]
     assert f"Moved: Taiwan & Asia ↑ {up.count} vs" in stories
     assert "↓" not in stories
+
+
+def test_days_without_collection_are_no_silence(session: Session, settings: Settings) -> None:
+    """Ingest down for four days (the scheduler stopped, or every feed failing): the empty
+    days are no data, so no busy series reports a fall; the same days with feeds polled
+    and answering are a real silence, reported. Nothing polled ever: judged as before."""
+    from pipeline.db.schema import Feed
+
+    store_taiwan_silence(session)
+    # (Energy stops too, with everything else: nothing was stored after the outage began.)
+    for article in session.scalars(select(Article).where(Article.first_seen_at >= SILENT_FROM)):
+        session.delete(article)
+    session.flush()
+    feed = Feed(url="https://news.example/feed", poll_finished_at=SILENT_FROM, failure_count=0)
+    session.add(feed)
+    session.flush()
+
+    def falls() -> dict[str, int]:
+        report = compute_coverage(session, settings, now=NOW)
+        return {
+            series: sum(c.direction == "down" for c in changes) for series, changes in report.changes.items()
+        }
+
+    assert falls()["topic:taiwan_asia"] == falls()["topic:energy"] == 0  # the last poll was 4 days ago
+    feed.failure_count, feed.poll_finished_at = 5, NOW - timedelta(minutes=30)
+    session.flush()
+    assert falls()["topic:taiwan_asia"] == falls()["topic:energy"] == 0  # polled, but failing
+    feed.failure_count = 0
+    session.flush()
+    assert falls()["topic:taiwan_asia"] == falls()["topic:energy"] == 1  # polled and answering
+    session.delete(feed)
+    session.flush()
+    assert falls()["topic:taiwan_asia"] == falls()["topic:energy"] == 1  # no feed ever polled

@@ -1529,6 +1529,25 @@ def history_start(session: Session, now: datetime | None = None) -> datetime:
     return as_utc(datetime.fromisoformat(row.value))
 
 
+def collected_until(session: Session, now: datetime) -> datetime:
+    """Until when collection is known to have run: the last poll of a feed that is not
+    failing, or the last article stored (an import, or a poll's), whichever is later, and
+    at most ``now``. ``now`` itself where no feed was ever polled (imports only, or a new
+    installation): nothing there tells an outage from a quiet spell.
+
+    The change detector judges bins up to this moment only: while ingest is down (the
+    scheduler stopped, every feed failing), an empty day is no data, not a thread that
+    went quiet, and every busy series would otherwise report a fall after three days.
+    """
+    polling = (Feed.enabled.is_(True), Feed.gone_at.is_(None), Feed.poll_finished_at.is_not(None))
+    if session.scalar(select(Feed.id).where(*polling).limit(1)) is None:
+        return now
+    healthy = session.scalar(select(func.max(Feed.poll_finished_at)).where(*polling, Feed.failure_count == 0))
+    stored = session.scalar(select(func.max(Article.first_seen_at)).where(Article.is_seed.is_(False)))
+    moments = [as_utc(moment) for moment in (healthy, stored) if moment is not None]
+    return min(as_utc(now), max(moments)) if moments else as_utc(now)
+
+
 LABELS_CLASSIFIER = "labels_classifier"
 
 
