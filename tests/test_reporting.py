@@ -1007,6 +1007,19 @@ def test_summaries_turned_off_for_days_then_on_send_no_backlog(
 # --- the articles listed under a change ---------------------------------------------------
 
 
+def _store_energy(session: Session, moments: list[datetime]) -> None:
+    """One article at each of ``moments`` (ids from 1), every one labelled energy; committed."""
+    session.execute(insert(Article), [_article(i, m) for i, m in enumerate(moments, 1)])
+    session.execute(
+        insert(ArticleTopic),
+        [
+            {"article_id": i, "topic": "energy", "score": 1.0, "evidence": []}
+            for i in range(1, len(moments) + 1)
+        ],
+    )
+    session.commit()
+
+
 def _article(article_id: int, moment: datetime, **fields: object) -> dict[str, object]:
     row: dict[str, object] = {
         "id": article_id,
@@ -1335,16 +1348,7 @@ def test_coverage_bars_follow_the_days(
     start = datetime.combine(NOW.date() - timedelta(days=40), datetime.min.time(), tzinfo=UTC)
     extend_history(session, start)
     moments = [start + timedelta(days=day, hours=hour) for day in range(41) for hour in (3, 15)]
-    moments = [moment for moment in moments if moment < NOW]
-    session.execute(insert(Article), [_article(i, m) for i, m in enumerate(moments, 1)])
-    session.execute(
-        insert(ArticleTopic),
-        [
-            {"article_id": i, "topic": "energy", "score": 0.9, "evidence": []}
-            for i in range(1, len(moments) + 1)
-        ],
-    )
-    session.commit()
+    _store_energy(session, [moment for moment in moments if moment < NOW])
     monkeypatch.setenv("SUMMITWATCH_CONFIG_DIR", str(settings.config_dir))
     monkeypatch.setattr("pipeline.db.schema.utcnow", lambda: NOW)
     assert cli.main(["--db", settings.db_url, "coverage", "--days", "31"]) == 0
@@ -1532,15 +1536,7 @@ def test_the_cut_at_two_years_does_not_make_old_bins_new_changes(
     moments = [cut + timedelta(days=day, hours=hour) for day in range(-60, 0) for hour in (1, 9, 17)]
     moments += [cut + timedelta(days=2, hours=2 + hour) for hour in range(5)]
     moments += [cut + timedelta(days=day, hours=hour) for day in range(3, 730) for hour in (1, 9, 17)]
-    session.execute(insert(Article), [_article(i, m) for i, m in enumerate(moments, 1)])
-    session.execute(
-        insert(ArticleTopic),
-        [
-            {"article_id": i, "topic": "energy", "score": 1.0, "evidence": []}
-            for i in range(1, len(moments) + 1)
-        ],
-    )
-    session.commit()
+    _store_energy(session, moments)
     report = compute_coverage(session, settings, now=now)
     assert report.first_bin == cut
     assert report.bins["topic:energy"][0][0] == cut
