@@ -1017,7 +1017,11 @@ def _send_webhook_part(
         elif on_posting is not None:
             on_posting(index, datetime.now(UTC))
         try:
-            response = client.send(text=message.text, blocks=message.blocks or None)
+            # (Not unfurled, as the Web API's posts are not: a digest links many articles,
+            # and a preview of each would bury it.)
+            response = client.send(
+                text=message.text, blocks=message.blocks or None, unfurl_links=False, unfurl_media=False
+            )
         except Exception as exc:
             if not _may_have_posted(exc):
                 error = _delivery_error(exc, client, "incoming webhook", delivered=index, thread_ts=None)
@@ -1233,7 +1237,12 @@ class _WebDelivery:
 
     def _post(self, index: int) -> str:
         message = self.messages[index]
-        arguments: dict[str, Any] = {"channel": self.channel, "text": message.text, "unfurl_links": False}
+        arguments: dict[str, Any] = {
+            "channel": self.channel,
+            "text": message.text,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
         if message.blocks:
             arguments["blocks"] = message.blocks
         if index > 0:

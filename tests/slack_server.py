@@ -653,6 +653,8 @@ class FakeSlack:
         except json.JSONDecodeError:
             self._reply(request, call, 400, "invalid_payload")
             return
+        if isinstance(body, dict):
+            call.params.update(body)  # (what the message asked for, unfurling included)
         text, blocks = body.get("text"), body.get("blocks")
         if not text and not blocks:
             self._reply(request, call, 400, "no_text")

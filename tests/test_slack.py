@@ -1360,3 +1360,14 @@ def test_a_channel_without_a_bot_token_is_a_configuration_error() -> None:
         SlackSettings(channel="#news", webhook_url=SecretStr("https://hooks.example/services/x"))
     )
     assert beside is not None and not beside.can_thread
+
+
+def test_neither_way_of_posting_unfurls_the_digest_s_links(slack: FakeSlack) -> None:
+    """A digest links many articles: a preview of each (Slack's unfurling) would bury it.
+    Both the Web API's posts and an incoming webhook's ask for none."""
+    post_messages(client_for(slack), CHANNEL, messages(1), on_sent=Progress())
+    post_webhook_messages(make_webhook_client(slack.webhook_url), messages(1), on_sent=Progress())
+    for method in ("chat.postMessage", "webhook"):
+        (call,) = slack.calls_to(method)
+        assert call.params.get("unfurl_links") in (False, "false"), (method, call.params)
+        assert call.params.get("unfurl_media") in (False, "false"), (method, call.params)
