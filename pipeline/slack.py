@@ -1105,15 +1105,17 @@ def find_posted_part(
         "include_all_metadata": True,
         "oldest": f"{oldest.timestamp():.6f}",
     }
-    if part > 0:
-        if thread_ts is None:
-            raise ValueError("looking for a follow-up needs the parent's thread_ts")
+    if part > 0 and thread_ts is None:
+        raise ValueError("looking for a follow-up needs the parent's thread_ts")
+    # (A parent posted without a ts to thread under: its follow-ups are in the history.)
+    threaded = part > 0 and bool(thread_ts)
+    if threaded:
         arguments["ts"] = thread_ts
-    method = "conversations.replies" if part > 0 else "conversations.history"
+    method = "conversations.replies" if threaded else "conversations.history"
     read = 0
     try:
         for _ in range(READ_BACK_PAGES):
-            if part > 0:
+            if threaded:
                 page = client.conversations_replies(**arguments)
             else:
                 page = client.conversations_history(**arguments)
@@ -1245,7 +1247,7 @@ class _WebDelivery:
         }
         if message.blocks:
             arguments["blocks"] = message.blocks
-        if index > 0:
+        if index > 0 and self.thread_ts:
             arguments["thread_ts"] = self.thread_ts
         if self.digest_key and self.with_metadata:
             payload: dict[str, Any] = {
@@ -1275,7 +1277,17 @@ class _WebDelivery:
             raise error from None
         ts = str(response.get("ts") or "")
         if not ts:
-            raise _InDoubt("chat.postMessage answered without a ts")
+            # Slack's answer says the part is posted, without its ts (a Slack-like server
+            # that leaves it out): posting it again would put it in the channel twice. The
+            # parts after it are posted as messages of their own (no thread to put them in).
+            logger.warning(
+                "digest part %d of %d: chat.postMessage answered ok without the message's ts: taken "
+                "as posted%s",
+                index + 1,
+                len(self.messages),
+                "; the parts after it are not threaded under it" if index == 0 else "",
+            )
+            return ""
         logger.info(
             "digest part %d of %d posted to %s (ts %s)", index + 1, len(self.messages), self.channel, ts
         )

@@ -153,6 +153,8 @@ class FakeSlack:
     # What becomes of a message's metadata: kept (Slack), dropped (taken, never shown in
     # the history) or refused (invalid_metadata_format): Slack-like servers without it.
     message_metadata: Literal["keep", "drop", "refuse"] = "keep"
+    # A Slack-like server whose chat.postMessage answers {"ok": true} without the ts.
+    answers_ts: bool = True
 
     def __post_init__(self) -> None:
         self.tokens.add(self.token)
@@ -532,6 +534,8 @@ class FakeSlack:
         message = {"type": "message", "text": text, "ts": ts, "bot_id": "B0000"}
         if thread_ts:
             message["thread_ts"] = thread_ts
+        if not self.answers_ts:
+            return 200, {"ok": True}
         return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def _history(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -1371,3 +1371,23 @@ def test_neither_way_of_posting_unfurls_the_digest_s_links(slack: FakeSlack) -> 
         (call,) = slack.calls_to(method)
         assert call.params.get("unfurl_links") in (False, "false"), (method, call.params)
         assert call.params.get("unfurl_media") in (False, "false"), (method, call.params)
+
+
+@pytest.mark.parametrize("history", [True, False])
+def test_a_server_that_answers_ok_without_the_ts_gets_each_part_once(slack: FakeSlack, history: bool) -> None:
+    """A Slack-like server whose chat.postMessage answers {"ok": true} and no ts: the part
+    is posted (posted again, it was in the channel up to four times a run), the parts
+    after it go out as messages of their own, and one whose answer is lost is still looked
+    for in the channel, where the history is served."""
+    slack.answers_ts = False
+    if not history:
+        slack.scopes = set(ALL_SCOPES) - {"channels:history", "groups:history"}
+    slack.lose_answer("503", part=1)
+    progress = Progress()
+    result = target_for(slack).post(messages(3), on_sent=progress, digest_key="changes:nots")
+    posted = slack.posted_to(CHANNEL)
+    expected = ["part 0", "part 1", "part 2"] if history else ["part 0", "part 1", "part 1", "part 2"]
+    assert [m.text for m in posted] == expected
+    assert all(m.thread_ts is None for m in posted)
+    assert result.sent == 3 and [index for index, _ in progress.calls] == [0, 1, 2]
+    assert result.recovered == ((1,) if history else ())
