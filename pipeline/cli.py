@@ -599,7 +599,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 if reason is None:
                     raise
                 _rolled_back(session)
-                _stderr(f"database unavailable: {reason}; trying again in {_DATABASE_RETRY_SECONDS} s")
+                from pipeline.errors import DatabaseBusy
+
+                what = (
+                    "the database stayed locked by another writer" if isinstance(exc, DatabaseBusy) else None
+                )
+                _stderr(
+                    f"{what or 'database unavailable'}: {reason}; trying again in {_DATABASE_RETRY_SECONDS} s"
+                )
                 time.sleep(_DATABASE_RETRY_SECONDS)
                 waited_out = True
                 continue

@@ -2256,6 +2256,11 @@ def run_cycle(
             except (DatabaseError, ConfigError):
                 raise
             except Exception as exc:
+                # Another writer holding the database's lock past the busy timeout is no
+                # fault of the feed: it would fail every feed after it the same way, and
+                # recording the failure needs the lock that could not be had. (It was logged
+                # as the feed's unexpected failure, with a traceback, and backed the feed off.)
+                _stop_when_busy(session, exc)
                 # A bug on one feed must not stop the cycle (the database being gone must);
                 # the feed backs off like a failure.
                 require_database(session)
@@ -2278,6 +2283,19 @@ def run_cycle(
         ahead.close()
         context.close()
     return summary
+
+
+def _stop_when_busy(session: Session, exc: BaseException) -> None:
+    """Raise :class:`DatabaseBusy` (after a rollback) when ``exc`` says another writer held
+    the database's lock for longer than this process waits for it."""
+    if isinstance(exc, DBAPIError) and is_busy(exc):
+        session.rollback()
+        reason = driver_reason(exc)
+        raise DatabaseBusy(
+            f"the database stayed locked by another writer ({reason}); what was committed is kept: "
+            "run again once that writer is done",
+            reason=reason,
+        ) from None
 
 
 def _lang_hint(feed: Feed | None, item: FeedItem) -> str | None:

@@ -511,6 +511,65 @@ def test_an_import_that_waits_too_long_for_the_writers_lock_stops_with_one_line(
         assert connection.execute("SELECT count(*) FROM fetch_failures").fetchone()[0] == 0
 
 
+def test_a_run_that_waits_too_long_for_the_writers_lock_stops_with_one_line(
+    db: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another writer holds the database past the busy timeout while a feed is polled: the
+    run ends with one line saying so. It logged the lock as the feed's unexpected failure,
+    with a traceback, tried to back the feed off (which needs the same lock) and ended
+    saying the database was "unavailable ... once it is back"."""
+    from pipeline.db import engine as database
+    from pipeline.db import repo
+    from tests.local_server import LocalServer, Reply
+
+    pragmas = database._sqlite_pragmas
+
+    def short_wait(connection: Any, record: object, **options: bool) -> None:
+        pragmas(connection, record, **options)
+        connection.execute("PRAGMA busy_timeout=200")  # (30 s in use)
+
+    monkeypatch.setattr(database, "_sqlite_pragmas", short_wait)
+    for name, value in environment(db).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SUMMITWATCH_ALLOW_PRIVATE_NETWORKS", "true")
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+
+    def feed(handler: object) -> Reply:
+        writer.execute("BEGIN IMMEDIATE")  # another writer, while the feed is read
+        body = (
+            '<rss version="2.0"><channel><title>News</title><item><title>One</title>'
+            "<link>/news/1</link></item></channel></rss>"
+        )
+        return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+    with LocalServer({"/feed": feed}) as server:
+        engine = database.make_engine(f"sqlite:///{db}")
+        with database.session_factory(engine)() as session:
+            repo.upsert_feed(session, server.url("/feed"), name="News", lang="en")
+            session.commit()
+        engine.dispose()
+        try:
+            status = cli.main(["run", "--once", "--all"])
+        finally:
+            writer.close()  # (its transaction rolled back)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.strip().splitlines()[-1] == (
+        "summitwatch: error: the database stayed locked by another writer (database is locked); "
+        "what was committed is kept: run again once that writer is done"
+    ), err
+    assert "Traceback" not in err
+    assert not [record for record in caplog.records if record.exc_info], "no traceback"
+    with sqlite3.connect(db) as connection:
+        failures, error, polled = connection.execute(
+            "SELECT failure_count, last_error, last_polled_at FROM feeds"
+        ).fetchone()
+    assert (failures, error, polled) == (0, None, None), "the feed is polled again next run, not backed off"
+
+
 @pytest.mark.parametrize("value", ["", "  "])
 def test_an_empty_db_option_is_an_error_naming_it(
     value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
