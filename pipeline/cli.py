@@ -265,7 +265,13 @@ def _database_error(exc: Exception, db_url: str | None) -> str | None:
         return None
     if isinstance(exc, errors.ArgumentError):
         return f"invalid database URL: {exc}"
-    from pipeline.db.engine import configuration_fault, driver_reason, refuses_writes, sqlite_write_problem
+    from pipeline.db.engine import (
+        configuration_fault,
+        driver_reason,
+        is_busy,
+        refuses_writes,
+        sqlite_write_problem,
+    )
 
     if isinstance(exc, errors.OperationalError) and refuses_writes(exc):
         # (Made read-only during the command: commands that write check before they start.)
@@ -275,6 +281,14 @@ def _database_error(exc: Exception, db_url: str | None) -> str | None:
         # A wrong password, a missing database, SSL, a statement timeout: running again
         # changes nothing until it is fixed.
         return f"cannot use the database: {driver_reason(exc)} ({fault})"
+    if isinstance(exc, errors.OperationalError) and is_busy(exc):
+        # Not gone at all: another writer (a run, an import, a sqlite3 shell with a transaction
+        # open) held its lock past the busy timeout. ("database unavailable ... once it is
+        # back" sent the analyst looking for an outage.)
+        return (
+            f"the database stayed locked by another writer ({driver_reason(exc)}); what was committed "
+            "is kept: run again once that writer is done"
+        )
     if isinstance(exc, errors.OperationalError):
         # The database went away mid-command; every item is committed on its own, so a
         # re-run carries on where this one stopped.

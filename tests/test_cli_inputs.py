@@ -570,6 +570,54 @@ def test_a_run_that_waits_too_long_for_the_writers_lock_stops_with_one_line(
     assert (failures, error, polled) == (0, None, None), "the feed is polled again next run, not backed off"
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ["feeds", "add", "https://news.example/feed"],
+            "summitwatch: error: the database stayed locked by another writer (database is locked); "
+            "what was committed is kept: run again once that writer is done",
+        ),
+        (
+            ["init"],
+            "summitwatch: error: cannot migrate the database: it stayed locked by another writer "
+            "(database is locked); nothing was changed: run init again once that writer is done",
+        ),
+    ],
+    ids=["feeds-add", "init"],
+)
+def test_a_command_that_waits_too_long_for_the_writers_lock_says_so(
+    db: Path,
+    command: list[str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another writer held the database past the busy timeout: the command said "database
+    unavailable: database is locked; run again once it is back" (`init`: "cannot migrate
+    the database: database is locked"), sending the analyst to look for an outage."""
+    from pipeline.db import engine as database
+
+    pragmas = database._sqlite_pragmas
+
+    def short_wait(connection: Any, record: object, **options: bool) -> None:
+        pragmas(connection, record, **options)
+        connection.execute("PRAGMA busy_timeout=200")  # (30 s in use)
+
+    monkeypatch.setattr(database, "_sqlite_pragmas", short_wait)
+    for name, value in environment(db).items():
+        monkeypatch.setenv(name, value)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        status = cli.main(command)
+    finally:
+        writer.close()
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.strip().splitlines() == [expected], err
+
+
 @pytest.mark.parametrize("value", ["", "  "])
 def test_an_empty_db_option_is_an_error_naming_it(
     value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

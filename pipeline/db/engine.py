@@ -296,6 +296,11 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str | None]:
     try:
         command.upgrade(alembic_config(migrating), "head")
     except OperationalError as exc:
+        if is_busy(exc):
+            raise DatabaseError(
+                f"cannot migrate the database: it stayed locked by another writer ({driver_reason(exc)}); "
+                "nothing was changed: run init again once that writer is done"
+            ) from None
         raise DatabaseError(f"cannot migrate the database: {exc.orig}") from None
     finally:
         if migrating is not engine:
