@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from pipeline.bootstrap import initialise
 from pipeline.db import repo
 from pipeline.db.engine import (
+    apply_views,
     current_revision,
     head_revision,
     make_engine,
@@ -702,6 +703,49 @@ def test_a_migration_killed_halfway_leaves_a_database_the_next_init_completes(
             assert list(session.scalars(select(Feed.url))) == (
                 [] if start == "none" else ["https://a.example/rss"]
             )
+    finally:
+        engine.dispose()
+
+
+_KILLED_VIEWS = """
+import os, signal, sys
+from sqlalchemy import Engine, event
+from pipeline.db import engine as E
+
+url = sys.argv[1]
+
+@event.listens_for(Engine, "after_cursor_execute")
+def killed(conn, cursor, statement, *args):
+    if "CREATE VIEW V_DAILY_COVERAGE" in statement.upper():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+E.apply_views(E.make_engine(url))
+"""
+
+
+def test_views_replaced_by_an_init_killed_halfway_are_all_still_there(tmp_path: Path) -> None:
+    """On SQLite each DROP VIEW and CREATE VIEW of `init` committed on its own: an analyst's
+    query while `init` ran found a view gone ("no such table: v_daily_coverage"), and an
+    `init` killed between them left the views after that point gone until the next one.
+    They are replaced in one transaction: killed, the views are those before."""
+    import signal
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'views.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade_schema(engine)
+        names = apply_views(engine)
+        assert "v_daily_coverage" in names
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_VIEWS, url], capture_output=True, text=True, timeout=120
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert set(names) <= set(inspect(engine).get_view_names())
+        with engine.connect() as connection:
+            for name in names:
+                connection.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one()
     finally:
         engine.dispose()
 

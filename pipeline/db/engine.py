@@ -451,11 +451,21 @@ def apply_views(engine: Engine, path: Path | None = None) -> list[str]:
         if statement.strip()
     ]
     names = [match.group(1) for statement in statements if (match := _VIEW.search(statement))]
-    with engine.begin() as connection:
-        for name in reversed(names):
-            connection.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
-        for statement in statements:
-            connection.exec_driver_sql(statement)
+    # On SQLite the driver commits each DROP and CREATE on its own: while `init` ran, an
+    # analyst's query (or a dashboard's) found the views gone ("no such table: v_news"),
+    # and an `init` killed between the two left them gone. Replaced in one transaction, as
+    # the migrations are (:func:`_transactional_ddl`): readers see the old views or the new.
+    in_file = sqlite and _sqlite_file(engine.url) is not None
+    replacing = _transactional_ddl(engine) if in_file else engine
+    try:
+        with replacing.begin() as connection:
+            for name in reversed(names):
+                connection.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        if replacing is not engine:
+            replacing.dispose()
     return names
 
 
