@@ -368,6 +368,43 @@ def test_an_older_database_s_feed_urls_take_their_one_spelling(db_url: str) -> N
     engine.dispose()
 
 
+def test_one_feed_added_by_two_processes_at_once_is_one_feed(db_url: str) -> None:
+    """Two writers add the same feed at once (two `feeds import-opml` of one file, `feeds add`
+    beside `init`): each looked it up, found nothing and inserted it, and the second failed
+    on the unique URL ("cannot use the database: UNIQUE constraint failed: feeds.url"),
+    losing every other feed of its command. The second now waits, then finds the first's."""
+    import threading
+
+    engine = make_engine(db_url)
+    upgrade_schema(engine)
+    factory = session_factory(engine)
+    outcome: list[object] = []
+    with factory() as first:
+        repo.upsert_feed(first, "https://news.example/rss", name="first")
+
+        def second() -> None:
+            with factory() as session:
+                try:
+                    _, created = repo.upsert_feed(session, "https://news.example/rss", lang="en")
+                    session.commit()
+                    outcome.append(created)
+                except Exception as exc:
+                    outcome.append(exc)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)  # (the second is under way: waiting, or past its look-up)
+        first.commit()
+        thread.join(60)
+    try:
+        assert outcome == [False], outcome
+        with factory() as session:
+            feeds = [(feed.url, feed.name, feed.lang) for feed in repo.list_feeds(session)]
+        assert feeds == [("https://news.example/rss", "first", "en")]
+    finally:
+        engine.dispose()
+
+
 def test_an_older_database_s_feeds_have_not_moved_nor_gone(db_url: str) -> None:
     """Migrations 0018 and 0019: a feed stored before moves and 410s were recorded is
     polled at its own URL, and is due, until a 301, 308 or 410 says otherwise."""

@@ -72,8 +72,17 @@ def upsert_feed(
     """Insert a feed or update its descriptive fields; returns (feed, created).
 
     ``enabled=None`` leaves an existing feed's state as it is (a new one is enabled).
+
+    A feed not found is looked up again under the writers' lock (:func:`begin_write`)
+    before it is inserted: two processes adding one feed at once (`feeds import-opml` of
+    one file on two hosts, `feeds add` beside `init`) both found it missing and inserted
+    it, and the second failed on the unique URL, its whole command with it ("cannot use the
+    database: UNIQUE constraint failed: feeds.url").
     """
     feed = feed_by_url(session, url)
+    if feed is None:
+        begin_write(session)
+        feed = feed_by_url(session, url)
     created = feed is None
     if feed is None:
         feed = Feed(url=url, failure_count=0, enabled=enabled is not False)
