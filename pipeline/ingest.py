@@ -308,28 +308,38 @@ class IngestContext:
         ``rows``: what :func:`pipeline.db.repo.sentence_vectors` gave for a batch of
         articles including this one (otherwise read here).
         """
-        model = self.sentence_encoder.name
         if rows is None:
             rows = repo.sentence_vectors(session, [article.id])
+        vectors = self.usable_vectors(article, rows)
+        if vectors is None:
+            vectors = self.embed(article.title, article.text)
+            _store_article_vectors(session, self, article, vectors)
+        return vectors
+
+    def usable_vectors(
+        self, article: Article, rows: Mapping[int, tuple[ArticleVector, str]]
+    ) -> encoder.ArticleVectors | None:
+        """The article's vectors in ``rows`` (:func:`pipeline.db.repo.sentence_vectors`),
+        when they are this encoder's for its text as it is; None when it must be encoded."""
+        model = self.sentence_encoder.name
         row = rows.get(article.id)
         limits = self.settings.encoder
-        if row is not None and row[0].model == model:
-            units, has_title = encoder.article_units(
-                article.title,
-                article.text,
-                max_sentences=limits.max_sentences,
-                max_chars=limits.max_sentence_chars,
-            )
-            sentences = encoder.sentences_from_bytes(row[0].sentences, self.sentence_encoder.dim)
-            # Stored under a higher max_sentences: the units are the first ones of those
-            # stored (each unit's vector is its own), so a lowered limit re-encodes nothing.
-            sentences = sentences[: len(units)]
-            if len(units) == len(sentences) and has_title == row[0].has_title:
-                document = encoder.document_from_bytes(row[0].document)
-                return encoder.ArticleVectors(model, document, sentences, tuple(units), has_title)
-        vectors = self.embed(article.title, article.text)
-        _store_article_vectors(session, self, article, vectors)
-        return vectors
+        if row is None or row[0].model != model:
+            return None
+        units, has_title = encoder.article_units(
+            article.title,
+            article.text,
+            max_sentences=limits.max_sentences,
+            max_chars=limits.max_sentence_chars,
+        )
+        sentences = encoder.sentences_from_bytes(row[0].sentences, self.sentence_encoder.dim)
+        # Stored under a higher max_sentences: the units are the first ones of those
+        # stored (each unit's vector is its own), so a lowered limit re-encodes nothing.
+        sentences = sentences[: len(units)]
+        if len(units) != len(sentences) or has_title != row[0].has_title:
+            return None
+        document = encoder.document_from_bytes(row[0].document)
+        return encoder.ArticleVectors(model, document, sentences, tuple(units), has_title)
 
     def vector_index(self, model: str) -> VectorIndex:
         """The run's view of the stored document vectors of ``model``."""
@@ -818,24 +828,40 @@ def reclassify_articles(
 ) -> list[Classification]:
     """Classify the articles of ``article_ids`` again with their stored vectors (encoded and
     stored where missing) and replace their labels: a few statements for the batch, not
-    several per article. Returns the verdicts, in id order; ids no longer stored are skipped."""
-    repo.begin_write(session)  # (writers take turns: see repo.begin_write)
-    articles = list(
-        session.scalars(select(Article).where(Article.id.in_(list(article_ids))).order_by(Article.id))
-    )
+    several per article. Returns the verdicts, in id order; ids no longer stored are skipped.
+
+    The batch is encoded (where it has no vectors) and classified without the writers'
+    lock, then stored under it (:func:`pipeline.db.repo.begin_write`) against the articles
+    as they are then: one given a new version meanwhile (a `run` or `import` beside it) is
+    classified again. Done under the lock, a batch of 500 articles without vectors held it
+    for minutes, and every `run` and `import` beside it stopped, the database locked.
+    """
+    wanted = select(Article).where(Article.id.in_(list(article_ids))).order_by(Article.id)
+    articles = list(session.scalars(wanted))
     rows = repo.sentence_vectors(session, [article.id for article in articles])
-    verdicts = [
-        (
-            article,
-            _hybrid_verdict(
-                context.registry,
-                context.classifier_heads,
-                article,
-                context.stored_vectors(session, article, rows=rows),
-            ),
-        )
-        for article in articles
-    ]
+    # (id: (title and text hash classified, vectors encoded here to store or None, verdict))
+    prepared: dict[int, tuple[tuple[str | None, str], encoder.ArticleVectors | None, Classification]] = {}
+    for article in articles:
+        encoded = None
+        vectors = context.usable_vectors(article, rows)
+        if vectors is None:
+            vectors = encoded = context.embed(article.title, article.text)
+        verdict = _hybrid_verdict(context.registry, context.classifier_heads, article, vectors)
+        prepared[article.id] = ((article.title, article.content_hash), encoded, verdict)
+    repo.begin_write(session)  # (writers take turns: see repo.begin_write)
+    verdicts: list[tuple[Article, Classification]] = []
+    for article in session.scalars(wanted.execution_options(populate_existing=True)):
+        earlier = prepared.get(article.id)
+        if earlier is None or earlier[0] != (article.title, article.content_hash):
+            vectors = context.stored_vectors(session, article)
+            verdicts.append(
+                (article, _hybrid_verdict(context.registry, context.classifier_heads, article, vectors))
+            )
+            continue
+        _, encoded, verdict = earlier
+        if encoded is not None:
+            _store_article_vectors(session, context, article, encoded)
+        verdicts.append((article, verdict))
     repo.replace_classifications(session, verdicts, now)
     return [verdict for _, verdict in verdicts]
 

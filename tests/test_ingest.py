@@ -1156,6 +1156,101 @@ def test_reclassifying_a_batch_replaces_each_articles_labels(session: Session, s
     assert all(session.get(Article, i).classified_at == later for i in ids)  # type: ignore[union-attr]
 
 
+def test_reclassifying_encodes_and_classifies_without_the_writers_lock(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reclassify` took the writers' lock first and then encoded the batch's articles
+    without vectors and classified them: a batch of 500 held it for minutes, and every
+    `run` and `import` beside it waited (on SQLite, past the busy timeout: "database is
+    locked"). The batch is encoded and classified first and stored under the lock against
+    the articles as they are then: one given a new version meanwhile is classified again."""
+    import sqlite3
+
+    from sqlalchemy import delete
+
+    from pipeline import dedup
+    from pipeline.db.schema import ArticleTopic, ArticleVector
+    from pipeline.ingest import IngestContext, reclassify_articles
+
+    rows = [
+        json.loads(line)
+        for line in (FIXTURES / "classify" / "eval.jsonl").read_text(encoding="utf-8").splitlines()[:12]
+    ]
+    lines = [
+        json.dumps({"url": f"https://r.example/{i}", "title": r["title"], "text": r["text"]})
+        for i, r in enumerate(rows)
+    ]
+    results = list(import_lines(session, settings, lines, source="t", now=NOW))
+    ids = sorted({r.result.article_id for r in results if r.result.article_id})
+
+    def topics() -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {i: set() for i in ids}
+        for article_id, topic in session.execute(select(ArticleTopic.article_id, ArticleTopic.topic)):
+            found.setdefault(article_id, set()).add(topic)
+        return found
+
+    labelled = topics()
+    changed = next(i for i in ids if labelled[i])
+    source = next(i for i in ids if labelled[i] != labelled[changed])
+    new_version = session.get(Article, source)
+    assert new_version is not None
+    title, text_, content_hash = new_version.title, new_version.text, dedup.content_hash(new_version.text)
+    session.execute(delete(ArticleVector))  # (an encoder changed, or a database older than vectors)
+    session.commit()
+    bind = session.get_bind()
+    engine = bind if not hasattr(bind, "engine") else bind.engine
+    sqlite = engine.dialect.name == "sqlite"
+    other = make_engine(engine.url.render_as_string(hide_password=False))
+    turns: list[bool] = []
+
+    def another_writer_takes_its_turn() -> bool:
+        """Whether another writer could store now, and if so, a new version of one article."""
+        if sqlite:
+            raw = sqlite3.connect(engine.url.database or "", timeout=0, isolation_level=None)
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return False
+            finally:
+                raw.close()
+        else:
+            with other.connect() as connection:
+                free = connection.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": repo.STORE_LOCK_KEY}
+                )
+                connection.rollback()
+            if not free:
+                return False
+        if not turns:
+            with other.begin() as connection:
+                connection.execute(
+                    text("UPDATE articles SET title = :t, text = :x, content_hash = :h WHERE id = :i"),
+                    {"t": title, "x": text_, "h": content_hash, "i": changed},
+                )
+        return True
+
+    context = IngestContext.from_settings(settings)
+    embed = IngestContext.embed
+
+    def embed_beside_another_writer(self: IngestContext, *args: Any, **kwargs: Any) -> Any:
+        turns.append(another_writer_takes_its_turn())
+        return embed(self, *args, **kwargs)
+
+    monkeypatch.setattr(IngestContext, "embed", embed_beside_another_writer)
+    try:
+        verdicts = reclassify_articles(session, context, ids, NOW + timedelta(days=1))
+        session.commit()
+    finally:
+        other.dispose()
+    assert len(verdicts) == len(ids)
+    # Each article encoded once without the lock; the one changed meanwhile again under it.
+    assert turns == [True] * len(ids) + [False], "no other writer waited while the batch was encoded"
+    expected = {**labelled, changed: labelled[source]}
+    assert topics() == expected, "the article changed meanwhile is labelled by its new text"
+    stored = set(session.scalars(select(ArticleVector.article_id)))
+    assert stored == set(ids), "the vectors encoded are stored"
+
+
 def test_near_duplicates_found_through_the_database_index(session: Session, settings: Settings) -> None:
     from pipeline.db.schema import ArticleBand, ArticleSignature
 
