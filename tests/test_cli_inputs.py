@@ -57,6 +57,22 @@ def environment(db: Path) -> dict[str, str]:
     }
 
 
+def in_process_with_a_short_busy_timeout(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run in this process (``cli.main``) on ``db``, waiting 200 ms for another
+    writer's lock instead of the 30 s in use."""
+    from pipeline.db import engine as database
+
+    pragmas = database._sqlite_pragmas
+
+    def short_wait(connection: Any, record: object, **options: bool) -> None:
+        pragmas(connection, record, **options)
+        connection.execute("PRAGMA busy_timeout=200")  # (30 s in use)
+
+    monkeypatch.setattr(database, "_sqlite_pragmas", short_wait)
+    for name, value in environment(db).items():
+        monkeypatch.setenv(name, value)
+
+
 def test_an_import_goes_on_when_the_reader_of_its_json_goes_away(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "many.jsonl"
     path.write_text("".join(json.dumps({"id": n, "text": text}) + "\n" for n, text in enumerate(TEXTS)))
@@ -464,18 +480,9 @@ def test_an_import_that_waits_too_long_for_the_writers_lock_stops_with_one_line(
     """Another writer holds the database past the busy timeout: the import ends with one
     line naming the line it stopped at (no traceback, nothing recorded as failed under a
     lock it could not get), and the lines before it stay imported."""
-    from pipeline.db import engine as database
     from pipeline.db import repo
 
-    pragmas = database._sqlite_pragmas
-
-    def short_wait(connection: Any, record: object, **options: bool) -> None:
-        pragmas(connection, record, **options)
-        connection.execute("PRAGMA busy_timeout=200")  # (30 s in use)
-
-    monkeypatch.setattr(database, "_sqlite_pragmas", short_wait)
-    for name, value in environment(db).items():
-        monkeypatch.setenv(name, value)
+    in_process_with_a_short_busy_timeout(db, monkeypatch)
     path = tmp_path / "two.jsonl"
     path.write_text(
         "".join(
@@ -525,15 +532,7 @@ def test_a_run_that_waits_too_long_for_the_writers_lock_stops_with_one_line(
     from pipeline.db import repo
     from tests.local_server import LocalServer, Reply
 
-    pragmas = database._sqlite_pragmas
-
-    def short_wait(connection: Any, record: object, **options: bool) -> None:
-        pragmas(connection, record, **options)
-        connection.execute("PRAGMA busy_timeout=200")  # (30 s in use)
-
-    monkeypatch.setattr(database, "_sqlite_pragmas", short_wait)
-    for name, value in environment(db).items():
-        monkeypatch.setenv(name, value)
+    in_process_with_a_short_busy_timeout(db, monkeypatch)
     monkeypatch.setenv("SUMMITWATCH_ALLOW_PRIVATE_NETWORKS", "true")
     writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
 
@@ -596,17 +595,8 @@ def test_a_command_that_waits_too_long_for_the_writers_lock_says_so(
     """Another writer held the database past the busy timeout: the command said "database
     unavailable: database is locked; run again once it is back" (`init`: "cannot migrate
     the database: database is locked"), sending the analyst to look for an outage."""
-    from pipeline.db import engine as database
 
-    pragmas = database._sqlite_pragmas
-
-    def short_wait(connection: Any, record: object, **options: bool) -> None:
-        pragmas(connection, record, **options)
-        connection.execute("PRAGMA busy_timeout=200")  # (30 s in use)
-
-    monkeypatch.setattr(database, "_sqlite_pragmas", short_wait)
-    for name, value in environment(db).items():
-        monkeypatch.setenv(name, value)
+    in_process_with_a_short_busy_timeout(db, monkeypatch)
     writer = sqlite3.connect(db, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     try:

@@ -1118,12 +1118,8 @@ def test_import_twice_stores_nothing_new(session: Session, settings: Settings) -
     assert count(session, FetchFailure, FetchFailure.stage == "import") == 3
 
 
-def test_reclassifying_a_batch_replaces_each_articles_labels(session: Session, settings: Settings) -> None:
-    from sqlalchemy import delete, select
-
-    from pipeline.db.schema import ArticleTopic, ArticleWatch
-    from pipeline.ingest import IngestContext, reclassify_articles
-
+def _import_twelve_labelled(session: Session, settings: Settings) -> list[int]:
+    """The first twelve articles of the classifier's evaluation set, imported; their ids."""
     rows = [
         json.loads(line)
         for line in (FIXTURES / "classify" / "eval.jsonl").read_text(encoding="utf-8").splitlines()[:12]
@@ -1133,7 +1129,16 @@ def test_reclassifying_a_batch_replaces_each_articles_labels(session: Session, s
         for i, r in enumerate(rows)
     ]
     results = list(import_lines(session, settings, lines, source="t", now=NOW))
-    ids = sorted({r.result.article_id for r in results if r.result.article_id})
+    return sorted({r.result.article_id for r in results if r.result.article_id})
+
+
+def test_reclassifying_a_batch_replaces_each_articles_labels(session: Session, settings: Settings) -> None:
+    from sqlalchemy import delete, select
+
+    from pipeline.db.schema import ArticleTopic, ArticleWatch
+    from pipeline.ingest import IngestContext, reclassify_articles
+
+    ids = _import_twelve_labelled(session, settings)
 
     def labels() -> tuple[set[tuple[int, str]], set[tuple[int, str]]]:
         topics = {(a, t) for a, t in session.execute(select(ArticleTopic.article_id, ArticleTopic.topic))}
@@ -1172,16 +1177,7 @@ def test_reclassifying_encodes_and_classifies_without_the_writers_lock(
     from pipeline.db.schema import ArticleTopic, ArticleVector
     from pipeline.ingest import IngestContext, reclassify_articles
 
-    rows = [
-        json.loads(line)
-        for line in (FIXTURES / "classify" / "eval.jsonl").read_text(encoding="utf-8").splitlines()[:12]
-    ]
-    lines = [
-        json.dumps({"url": f"https://r.example/{i}", "title": r["title"], "text": r["text"]})
-        for i, r in enumerate(rows)
-    ]
-    results = list(import_lines(session, settings, lines, source="t", now=NOW))
-    ids = sorted({r.result.article_id for r in results if r.result.article_id})
+    ids = _import_twelve_labelled(session, settings)
 
     def topics() -> dict[int, set[str]]:
         found: dict[int, set[str]] = {i: set() for i in ids}
